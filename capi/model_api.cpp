@@ -1,0 +1,164 @@
+// C entry points for models: creation from weights or seeded random values, export, queries.
+#include <string>
+#include <vector>
+
+#include "firewall.hpp"
+#include "handles.hpp"
+
+using slstm::capi::check_struct_size;
+using slstm::capi::guard;
+using slstm::capi::require_non_null;
+
+namespace {
+
+// Validates the parts of a config every creation path needs and returns the hidden sizes.
+std::vector<std::int64_t> read_config(const slstm_model_config* config) {
+  require_non_null(config, "config");
+  check_struct_size(config->struct_size, sizeof(slstm_model_config), "config");
+  if (config->num_layers < 1) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                "config->num_layers must be >= 1, got " + std::to_string(config->num_layers));
+  }
+  require_non_null(config->hidden_sizes, "config->hidden_sizes");
+  return std::vector<std::int64_t>(config->hidden_sizes,
+                                   config->hidden_sizes + config->num_layers);
+}
+
+slstm_model* wrap(slstm::ModelPtr model) { return new slstm_model{std::move(model)}; }
+
+const slstm::Model& unwrap(const slstm_model* model) {
+  require_non_null(model, "model");
+  return *model->model;
+}
+
+}  // namespace
+
+extern "C" {
+
+SLSTM_API slstm_status slstm_format_tensors_per_layer(slstm_weight_format format,
+                                                      int32_t* out_count) {
+  return guard([&] {
+    require_non_null(out_count, "out_count");
+    const int n = slstm::tensors_per_layer(format);
+    if (n == 0) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
+    }
+    *out_count = n;
+  });
+}
+
+SLSTM_API void slstm_model_config_init(slstm_model_config* config) {
+  if (config == nullptr) return;
+  *config = slstm_model_config{};
+  config->struct_size = sizeof(slstm_model_config);
+  config->forget_bias = 1.0f;
+}
+
+SLSTM_API slstm_status slstm_model_create(const slstm_model_config* config,
+                                          slstm_weight_format format,
+                                          const slstm_tensor* tensors, size_t num_tensors,
+                                          slstm_model** out_model) {
+  return guard([&] {
+    require_non_null(out_model, "out_model");
+    const auto hidden = read_config(config);
+    auto model = slstm::import_model(config->input_size, hidden, config->forget_bias, format,
+                                     tensors, num_tensors);
+    *out_model = wrap(std::move(model));
+  });
+}
+
+SLSTM_API slstm_status slstm_model_create_random(const slstm_model_config* config,
+                                                 uint64_t seed, float scale,
+                                                 slstm_model** out_model) {
+  return guard([&] {
+    require_non_null(out_model, "out_model");
+    const auto hidden = read_config(config);
+    *out_model = wrap(
+        slstm::random_model(config->input_size, hidden, config->forget_bias, seed, scale));
+  });
+}
+
+SLSTM_API void slstm_model_destroy(slstm_model* model) { delete model; }
+
+SLSTM_API slstm_status slstm_model_export(const slstm_model* model, slstm_weight_format format,
+                                          const slstm_tensor_out* tensors,
+                                          size_t num_tensors) {
+  return guard([&] { slstm::export_model(unwrap(model), format, tensors, num_tensors); });
+}
+
+SLSTM_API slstm_status slstm_model_num_layers(const slstm_model* model, int32_t* out) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out, "out");
+    *out = m.num_layers();
+  });
+}
+
+SLSTM_API slstm_status slstm_model_input_size(const slstm_model* model, int64_t* out) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out, "out");
+    *out = m.input_size();
+  });
+}
+
+namespace {
+void check_layer(const slstm::Model& m, int32_t layer) {
+  if (layer < 0 || layer >= m.num_layers()) {
+    slstm::fail(SLSTM_ERR_OUT_OF_RANGE, "layer must be in [0, " +
+                                            std::to_string(m.num_layers()) + "), got " +
+                                            std::to_string(layer));
+  }
+}
+void check_batch(int64_t batch) {
+  if (batch < 1) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + std::to_string(batch));
+  }
+}
+}  // namespace
+
+SLSTM_API slstm_status slstm_model_hidden_size(const slstm_model* model, int32_t layer,
+                                               int64_t* out) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out, "out");
+    check_layer(m, layer);
+    *out = m.layer(static_cast<size_t>(layer)).hidden_size;
+  });
+}
+
+SLSTM_API slstm_status slstm_model_forget_bias(const slstm_model* model, float* out) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out, "out");
+    *out = m.forget_bias();
+  });
+}
+
+SLSTM_API slstm_status slstm_model_state_count(const slstm_model* model, int64_t batch,
+                                               size_t* out) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out, "out");
+    check_batch(batch);
+    *out = m.state_count(batch);
+  });
+}
+
+SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_t batch,
+                                                int32_t layer, slstm_state_part part,
+                                                size_t* out) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out, "out");
+    check_batch(batch);
+    check_layer(m, layer);
+    if (part != SLSTM_STATE_C && part != SLSTM_STATE_H) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "part: unknown value " + std::to_string(part));
+    }
+    m.state_count(batch);  // the whole state must be addressable, not just this offset
+    *out = m.state_offset(batch, static_cast<size_t>(layer), part);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,222 @@
+// C entry points for sessions: creation, destruction and the validated forward/step calls.
+#include <cstdint>
+#include <string>
+
+#include "firewall.hpp"
+#include "handles.hpp"
+
+using slstm::fail;
+using slstm::capi::check_struct_size;
+using slstm::capi::guard;
+using slstm::capi::require_non_null;
+
+namespace {
+
+std::string num(std::int64_t v) { return std::to_string(v); }
+
+// A buffer the call reads or writes, for the count and overlap checks.
+struct Span {
+  const char* name;
+  const void* ptr;
+  std::size_t bytes;
+  bool written;
+};
+
+bool overlap(const Span& a, const Span& b) {
+  if (a.ptr == nullptr || b.ptr == nullptr || a.bytes == 0 || b.bytes == 0) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.ptr);
+  const auto b0 = reinterpret_cast<std::uintptr_t>(b.ptr);
+  return a0 < b0 + b.bytes && b0 < a0 + a.bytes;
+}
+
+// `count` must be `expected` when `ptr` is given, and 0 when it is not.
+void check_count(const void* ptr, std::size_t count, std::size_t expected, const char* ptr_name,
+                 const char* count_name, const std::string& formula) {
+  if (ptr == nullptr) {
+    if (count != 0) {
+      fail(SLSTM_ERR_SHAPE_MISMATCH, std::string(count_name) + " is " + std::to_string(count) +
+                                         " but " + ptr_name + " is NULL");
+    }
+    return;
+  }
+  if (count != expected) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH, std::string(count_name) + ": expected " +
+                                       std::to_string(expected) + " (" + formula + "), got " +
+                                       std::to_string(count));
+  }
+}
+
+// Checks every argument against the model and the session, then runs the backend.
+void run_forward(slstm_session* session, const slstm_forward_args& a) {
+  const slstm::Model& m = *session->model;
+  if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));
+  }
+  if (a.batch < 1) fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + num(a.batch));
+  if (a.time < 0) fail(SLSTM_ERR_INVALID_ARGUMENT, "time must be >= 0, got " + num(a.time));
+  if (a.batch > session->config.max_batch) {
+    fail(SLSTM_ERR_OUT_OF_RANGE, "batch " + num(a.batch) + " exceeds the session's max_batch " +
+                                     num(session->config.max_batch));
+  }
+  if (a.time > session->config.max_time) {
+    fail(SLSTM_ERR_OUT_OF_RANGE, "time " + num(a.time) + " exceeds the session's max_time " +
+                                     num(session->config.max_time));
+  }
+  const std::int64_t B = a.batch, T = a.time, D = m.input_size(), H = m.output_size();
+  const std::size_t n_in = slstm::product({B, T, D}, "input_count");
+  const std::size_t n_out = slstm::product({B, T, H}, "output_count");
+  const std::size_t n_state = m.state_count(B);
+  if (T > 0) require_non_null(a.input, "input");
+  check_count(a.input, a.input_count, n_in, "input", "input_count",
+              "batch " + num(B) + " x time " + num(T) + " x input_size " + num(D));
+  check_count(a.sequence_lengths, a.sequence_lengths_count, static_cast<std::size_t>(B),
+              "sequence_lengths", "sequence_lengths_count", "batch");
+  check_count(a.initial_state, a.initial_state_count, n_state, "initial_state",
+              "initial_state_count", "slstm_model_state_count(model, batch)");
+  check_count(a.output, a.output_count, n_out, "output", "output_count",
+              "batch " + num(B) + " x time " + num(T) + " x hidden_sizes[last] " + num(H));
+  check_count(a.final_state, a.final_state_count, n_state, "final_state", "final_state_count",
+              "slstm_model_state_count(model, batch)");
+  if (a.sequence_lengths) {
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int32_t len = a.sequence_lengths[b];
+      if (len < 0 || len > T) {
+        fail(SLSTM_ERR_OUT_OF_RANGE, "sequence_lengths[" + num(b) + "] is " + num(len) +
+                                         ", must be in [0, time = " + num(T) + "]");
+      }
+    }
+  }
+  // Outputs may not overlap inputs or each other; final_state may BE initial_state.
+  const Span spans[] = {
+      {"input", a.input, n_in * sizeof(float), false},
+      {"sequence_lengths", a.sequence_lengths, a.sequence_lengths ? B * sizeof(std::int32_t) : 0,
+       false},
+      {"initial_state", a.initial_state, n_state * sizeof(float), false},
+      {"output", a.output, n_out * sizeof(float), true},
+      {"final_state", a.final_state, n_state * sizeof(float), true},
+  };
+  for (const Span& w : spans) {
+    if (!w.written) continue;
+    for (const Span& o : spans) {
+      if (&o == &w) continue;
+      const bool in_place = std::string(w.name) == "final_state" &&
+                            std::string(o.name) == "initial_state" && w.ptr == o.ptr;
+      if (!in_place && overlap(w, o)) {
+        fail(SLSTM_ERR_ALIASING, std::string(w.name) + " overlaps " + o.name +
+                                     (std::string(o.name) == "initial_state"
+                                          ? " (only the exact same pointer is allowed)"
+                                          : ""));
+      }
+    }
+  }
+  slstm::ForwardCall call;
+  call.layout = a.layout;
+  call.batch = B;
+  call.time = T;
+  call.input = a.input;
+  call.lengths = a.sequence_lengths;
+  call.initial_state = a.initial_state;
+  call.output = T > 0 ? a.output : nullptr;
+  call.final_state = a.final_state;
+  session->backend->forward(call);
+}
+
+}  // namespace
+
+extern "C" {
+
+SLSTM_API void slstm_session_options_init(slstm_session_options* options) {
+  if (options == nullptr) return;
+  *options = slstm_session_options{};
+  options->struct_size = sizeof(slstm_session_options);
+  options->backend = SLSTM_BACKEND_CPU;
+}
+
+SLSTM_API slstm_status slstm_backend_available(slstm_backend backend) {
+  return guard([&] { slstm::require_backend(backend); });
+}
+
+SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
+                                            const slstm_session_options* options,
+                                            slstm_session** out_session) {
+  return guard([&] {
+    require_non_null(model, "model");
+    require_non_null(options, "options");
+    require_non_null(out_session, "out_session");
+    check_struct_size(options->struct_size, sizeof(slstm_session_options), "options");
+    if (options->max_batch < 1) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "options->max_batch must be >= 1, got " + num(options->max_batch));
+    }
+    if (options->max_time < 1) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "options->max_time must be >= 1, got " + num(options->max_time));
+    }
+    slstm::require_backend(options->backend);
+    const slstm::Model& m = *model->model;
+    // Every buffer size a call within the maxima can need must be representable in bytes.
+    const std::int64_t widest = m.input_size() > m.max_hidden() ? m.input_size() : m.max_hidden();
+    slstm::mul_size(slstm::product({options->max_batch, options->max_time, widest, 4},
+                                   "options->max_batch x options->max_time"),
+                    sizeof(float), "options->max_batch x options->max_time");
+    slstm::mul_size(m.state_count(options->max_batch), sizeof(float), "options->max_batch");
+    auto session = std::make_unique<slstm_session>();
+    session->model = model->model;
+    session->config.max_batch = options->max_batch;
+    session->config.max_time = options->max_time;
+    session->backend = slstm::make_backend(options->backend, model->model, session->config);
+    *out_session = session.release();
+  });
+}
+
+SLSTM_API void slstm_session_destroy(slstm_session* session) { delete session; }
+
+SLSTM_API slstm_status slstm_session_backend(const slstm_session* session, slstm_backend* out) {
+  return guard([&] {
+    require_non_null(session, "session");
+    require_non_null(out, "out");
+    *out = session->backend->kind();
+  });
+}
+
+SLSTM_API void slstm_forward_args_init(slstm_forward_args* args) {
+  if (args == nullptr) return;
+  *args = slstm_forward_args{};
+  args->struct_size = sizeof(slstm_forward_args);
+  args->layout = SLSTM_BATCH_MAJOR;
+}
+
+SLSTM_API slstm_status slstm_session_forward(slstm_session* session,
+                                             const slstm_forward_args* args) {
+  return guard([&] {
+    require_non_null(session, "session");
+    require_non_null(args, "args");
+    check_struct_size(args->struct_size, sizeof(slstm_forward_args), "args");
+    run_forward(session, *args);
+  });
+}
+
+SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
+                                          const float* input, size_t input_count,
+                                          const float* state, size_t state_count,
+                                          float* output, size_t output_count, float* new_state,
+                                          size_t new_state_count) {
+  return guard([&] {
+    require_non_null(session, "session");
+    slstm_forward_args a;
+    slstm_forward_args_init(&a);
+    a.batch = batch;
+    a.time = 1;
+    a.input = input;
+    a.input_count = input_count;
+    a.initial_state = state;
+    a.initial_state_count = state_count;
+    a.output = output;
+    a.output_count = output_count;
+    a.final_state = new_state;
+    a.final_state_count = new_state_count;
+    run_forward(session, a);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,339 @@
+/*
+ * libstacklstm — stacked LSTM layers (each with its own hidden size) on the CPU or an
+ * NVIDIA GPU, behind a stable C ABI.
+ *
+ * The numbers are those of TensorFlow 1.x
+ *     tf.nn.dynamic_rnn(tf.nn.rnn_cell.MultiRNNCell([BasicLSTMCell(n) for n in sizes]), ...)
+ *
+ * ------------------------------------------------------------------------------------------
+ * SEMANTICS
+ *   Notation: batch B, time T, input depth D, layers l = 0..L-1 with hidden size H_l and
+ *   input depth I_l (I_0 = D, I_l = H_{l-1}).  sigma(x) = 1 / (1 + exp(-x)).
+ *
+ *   One cell (per layer, per step):
+ *       z = x . W_x^T + h_prev . W_h^T + b           gate blocks of z: i | f | g | o
+ *       c = c_prev * sigma(f + forget_bias) + sigma(i) * tanh(g)
+ *       h = tanh(c) * sigma(o)
+ *   Layer l's input at step t is layer l-1's new h at step t; the stack's output at step t is
+ *   the last layer's h.
+ *
+ *   Sequences: input [B, T, D] (SLSTM_BATCH_MAJOR) or [T, B, D] (SLSTM_TIME_MAJOR); output
+ *   [B, T, H_last] or [T, B, H_last] in the same order.  Optional per-row sequence lengths
+ *   (0 <= len_b <= T, anything else is rejected): output rows at t >= len_b are exactly 0,
+ *   every layer's final state is its state after step len_b - 1, and len_b = 0 leaves the
+ *   final state equal to the initial state.  T = 0 is legal (no output, final = initial).
+ *   Running a sequence in chunks while carrying the state gives the same numbers as one call.
+ *
+ * STATE PACKING ("packed state")
+ *   All states cross the API as ONE float array holding, layer after layer,
+ *       c_0 [B, H_0], h_0 [B, H_0], c_1 [B, H_1], h_1 [B, H_1], ..., c_{L-1}, h_{L-1}
+ *   each row-major.  Its length is slstm_model_state_count(model, B); the offset of one piece
+ *   is slstm_model_state_offset().  Note the order (c, h): TF's LSTMStateTuple order, the
+ *   reverse of PyTorch's (h, c) and Keras' [h, c].
+ *
+ * WEIGHTS
+ *   A model holds per layer W_x [4H, I], W_h [4H, H], b [4H] (gate order i, f, g, o, the same
+ *   as PyTorch and cuDNN) and one forget_bias (added to the f gate, kept out of b as in TF).
+ *   Weights are imported from, and exported to, framework layouts (slstm_weight_format).
+ *
+ * ERRORS
+ *   Every function returns an slstm_status.  On any status other than SLSTM_OK nothing the
+ *   caller passed for output has been written, and slstm_last_error() says which argument
+ *   was wrong and why.  No function aborts, throws, prints or leaks.
+ *
+ * THREADS
+ *   A model is immutable once created: any number of threads may use it (and create
+ *   sessions from it) at once.  A session is used by one thread at a time.  The last-error
+ *   text is per thread.
+ *
+ * OWNERSHIP
+ *   The library allocates and frees its own objects; every *_destroy(NULL) is a no-op.
+ *   Weights are copied when a model is created.  Caller buffers are only borrowed during a
+ *   call.  A session keeps its model alive: a model handle may be destroyed while sessions
+ *   made from it still run.  Sessions allocate their workspace at creation for a declared
+ *   maximum batch and time; forward calls allocate nothing.
+ *
+ * ABI
+ *   Option/argument structs begin with `struct_size`; fill them with their *_init function
+ *   first, then set the fields you need.  Fields are only ever appended, so a binary built
+ *   against an older header keeps working with a newer library.
+ * ------------------------------------------------------------------------------------------
+ */
+#ifndef STACKLSTM_STACKLSTM_H
+#define STACKLSTM_STACKLSTM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stacklstm/stacklstm_export.h"
+#include "stacklstm/stacklstm_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Status codes                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum slstm_status {
+  SLSTM_OK = 0,
+  /** A required pointer is NULL, an enum or flag has an unknown value, a struct_size is too
+   *  small, or a value is outside its documented domain (e.g. a size <= 0). */
+  SLSTM_ERR_INVALID_ARGUMENT = 1,
+  /** Sizes disagree: a weight tensor's shape does not match the architecture, or a buffer's
+   *  element count does not match what the call needs. */
+  SLSTM_ERR_SHAPE_MISMATCH = 2,
+  /** A value is outside the range this object accepts: a sequence length < 0 or > time,
+   *  batch or time above the session's declared maximum, a layer index past the last. */
+  SLSTM_ERR_OUT_OF_RANGE = 3,
+  /** A product of sizes does not fit in size_t / int64_t. */
+  SLSTM_ERR_SIZE_OVERFLOW = 4,
+  /** Memory (host or device) could not be allocated. */
+  SLSTM_ERR_OUT_OF_MEMORY = 5,
+  /** The requested backend cannot run on this machine (the message says why: not built,
+   *  library not found, no driver, no device). */
+  SLSTM_ERR_BACKEND_UNAVAILABLE = 6,
+  /** The backend exists but cannot do what was asked. */
+  SLSTM_ERR_UNSUPPORTED = 7,
+  /** The backend failed while running (e.g. a CUDA error; the message carries its text). */
+  SLSTM_ERR_BACKEND_FAILURE = 8,
+  /** Input buffers and output buffers overlap in a way the call does not allow. */
+  SLSTM_ERR_ALIASING = 9,
+  /** A bug in the library; please report it with the message. */
+  SLSTM_ERR_INTERNAL = 10
+} slstm_status;
+
+/** A static, never-NULL English text for a status ("unknown status" for unknown values). */
+SLSTM_API const char* slstm_status_string(slstm_status status);
+
+/** The message of the last failed call on THIS thread ("" if none failed yet).  The pointer
+ *  stays valid until the next library call on this thread.  Successful calls do not clear it. */
+SLSTM_API const char* slstm_last_error(void);
+
+/** Copies the last-error message (NUL-terminated, truncated to fit) into buf[0..size) and
+ *  returns the length of the full message, excluding the NUL (snprintf-style).  buf may be
+ *  NULL when size is 0.  Meant for FFIs that cannot hold on to a borrowed pointer. */
+SLSTM_API size_t slstm_last_error_copy(char* buf, size_t size);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Version                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/** SLSTM_VERSION_NUMBER of the library actually loaded (major*10000 + minor*100 + patch). */
+SLSTM_API uint32_t slstm_version_number(void);
+/** "major.minor.patch" of the library actually loaded. */
+SLSTM_API const char* slstm_version_string(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Backends                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum slstm_backend {
+  /** The CPU backend: always available. */
+  SLSTM_BACKEND_CPU = 0,
+  /** The CUDA backend: needs the CUDA module, an NVIDIA driver and a device. */
+  SLSTM_BACKEND_CUDA = 1
+} slstm_backend;
+
+/** SLSTM_OK when `backend` can run on this machine; SLSTM_ERR_BACKEND_UNAVAILABLE with the
+ *  reason in slstm_last_error() when it cannot; SLSTM_ERR_INVALID_ARGUMENT for an unknown
+ *  value.  Has no other side effect (it creates no session, allocates no device memory). */
+SLSTM_API slstm_status slstm_backend_available(slstm_backend backend);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Tensors passed in and out                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+#define SLSTM_MAX_DIMS 4
+
+/** A borrowed, dense, row-major float32 tensor to read.  `ndim` in 1..SLSTM_MAX_DIMS; only
+ *  shape[0..ndim) is read.  Each format says which shapes it expects. */
+typedef struct slstm_tensor {
+  const float* data;
+  int32_t ndim;
+  int64_t shape[SLSTM_MAX_DIMS];
+} slstm_tensor;
+
+/** The same, for a buffer the library writes. */
+typedef struct slstm_tensor_out {
+  float* data;
+  int32_t ndim;
+  int64_t shape[SLSTM_MAX_DIMS];
+} slstm_tensor_out;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Models                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct slstm_model slstm_model;
+
+/** Weight layouts.  Tensors are given layer by layer, in the order listed, so a model of L
+ *  layers takes L * (tensors per layer) tensors. H is the layer's hidden size, I its input
+ *  depth (D for layer 0, H_{l-1} after).
+ *
+ *  SLSTM_FORMAT_CANONICAL (3 per layer): W_x [4H, I], W_h [4H, H], b [4H]; gates i, f, g, o.
+ *      The model's forget_bias is config->forget_bias.
+ *  SLSTM_FORMAT_TF (2 per layer): TF BasicLSTMCell / LSTMCell `kernel` [I + H, 4H] (first I
+ *      rows multiply x, last H rows multiply h) and `bias` [4H]; column blocks i, j, f, o.
+ *      The model's forget_bias is config->forget_bias (TF's default is 1.0).
+ *  SLSTM_FORMAT_PYTORCH (4 per layer): nn.LSTM `weight_ih_l{k}` [4H, I], `weight_hh_l{k}`
+ *      [4H, H], `bias_ih_l{k}` [4H], `bias_hh_l{k}` [4H]; gates i, f, g, o.  PyTorch has no
+ *      forget_bias, so a model imported from it has forget_bias 0 and config->forget_bias
+ *      is ignored.  On export, bias_ih carries the whole bias (forget_bias folded into its f
+ *      block, once) and bias_hh is written as zeros. */
+typedef enum slstm_weight_format {
+  SLSTM_FORMAT_CANONICAL = 0,
+  SLSTM_FORMAT_TF = 1,
+  SLSTM_FORMAT_PYTORCH = 2
+} slstm_weight_format;
+
+/** Number of tensors per layer of a format (3, 2, 4 as above); SLSTM_ERR_INVALID_ARGUMENT for
+ *  an unknown format. */
+SLSTM_API slstm_status slstm_format_tensors_per_layer(slstm_weight_format format,
+                                                      int32_t* out_count);
+
+/** The architecture of a model. */
+typedef struct slstm_model_config {
+  uint32_t struct_size;         /**< set by slstm_model_config_init */
+  int64_t input_size;           /**< D >= 1 */
+  int32_t num_layers;           /**< L >= 1 */
+  const int64_t* hidden_sizes;  /**< L values, each >= 1; borrowed during the call */
+  float forget_bias;            /**< finite; init sets 1.0 (TF's default) */
+} slstm_model_config;
+
+/** Fills *config with defaults: input_size 0, num_layers 0, hidden_sizes NULL (all three must
+ *  be set), forget_bias 1.0.  Does nothing when config is NULL. */
+SLSTM_API void slstm_model_config_init(slstm_model_config* config);
+
+/** Creates a model from weights in `format`.  `tensors` holds num_layers * tensors-per-layer
+ *  entries, layer by layer (see slstm_weight_format); every shape is checked against the
+ *  architecture and every value is copied, so the caller may free its arrays afterwards.
+ *  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL pointers, sizes < 1, non-finite forget_bias,
+ *  unknown format), SLSTM_ERR_SHAPE_MISMATCH (wrong num_tensors or a tensor's shape),
+ *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY.  *out_model is written only on success. */
+SLSTM_API slstm_status slstm_model_create(const slstm_model_config* config,
+                                          slstm_weight_format format,
+                                          const slstm_tensor* tensors, size_t num_tensors,
+                                          slstm_model** out_model);
+
+/** Creates a model with seeded pseudo-random weights (for demos and tests): every weight
+ *  and bias uniform in [-scale, scale]; scale = 0 picks 1/sqrt(H_l) per layer (PyTorch's
+ *  default).  The same seed gives the same weights on every platform. */
+SLSTM_API slstm_status slstm_model_create_random(const slstm_model_config* config,
+                                                 uint64_t seed, float scale,
+                                                 slstm_model** out_model);
+
+/** Releases the caller's reference.  Sessions made from the model keep it alive.  NULL: no-op. */
+SLSTM_API void slstm_model_destroy(slstm_model* model);
+
+/** Writes the model's weights in `format` into `tensors` (same count and order as for
+ *  slstm_model_create; every shape must match exactly).  Nothing is written unless all
+ *  checks pass.  Import followed by export is the identity for CANONICAL and TF (TF:
+ *  the model's forget_bias is not part of the tensors; read it with
+ *  slstm_model_forget_bias).  PyTorch: see slstm_weight_format. */
+SLSTM_API slstm_status slstm_model_export(const slstm_model* model, slstm_weight_format format,
+                                          const slstm_tensor_out* tensors, size_t num_tensors);
+
+SLSTM_API slstm_status slstm_model_num_layers(const slstm_model* model, int32_t* out);
+SLSTM_API slstm_status slstm_model_input_size(const slstm_model* model, int64_t* out);
+/** Hidden size of `layer` (0-based); SLSTM_ERR_OUT_OF_RANGE past the last layer. */
+SLSTM_API slstm_status slstm_model_hidden_size(const slstm_model* model, int32_t layer,
+                                               int64_t* out);
+SLSTM_API slstm_status slstm_model_forget_bias(const slstm_model* model, float* out);
+
+/** Number of floats in a packed state for `batch` rows: sum over layers of 2 * batch * H_l. */
+SLSTM_API slstm_status slstm_model_state_count(const slstm_model* model, int64_t batch,
+                                               size_t* out);
+
+typedef enum slstm_state_part { SLSTM_STATE_C = 0, SLSTM_STATE_H = 1 } slstm_state_part;
+
+/** Offset, in floats, of layer `layer`'s c or h block ([batch, H_layer]) in a packed state. */
+SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_t batch,
+                                                int32_t layer, slstm_state_part part,
+                                                size_t* out);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sessions                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct slstm_session slstm_session;
+
+typedef struct slstm_session_options {
+  uint32_t struct_size;   /**< set by slstm_session_options_init */
+  slstm_backend backend;  /**< init: SLSTM_BACKEND_CPU */
+  int64_t max_batch;      /**< largest batch any call will use, >= 1 (init: 0, must be set) */
+  int64_t max_time;       /**< largest time any call will use, >= 1 (init: 0, must be set) */
+} slstm_session_options;
+
+/** Fills *options with defaults (see the fields).  Does nothing when options is NULL. */
+SLSTM_API void slstm_session_options_init(slstm_session_options* options);
+
+/** Binds `model` to a backend and allocates the workspace for max_batch x max_time.
+ *  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_BACKEND_UNAVAILABLE, SLSTM_ERR_SIZE_OVERFLOW,
+ *  SLSTM_ERR_OUT_OF_MEMORY.  *out_session is written only on success. */
+SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
+                                            const slstm_session_options* options,
+                                            slstm_session** out_session);
+
+/** NULL: no-op. */
+SLSTM_API void slstm_session_destroy(slstm_session* session);
+
+/** The backend a session runs on. */
+SLSTM_API slstm_status slstm_session_backend(const slstm_session* session, slstm_backend* out);
+
+typedef enum slstm_layout {
+  SLSTM_BATCH_MAJOR = 0, /**< [B, T, ...], tf.nn.dynamic_rnn's default (time_major=False) */
+  SLSTM_TIME_MAJOR = 1   /**< [T, B, ...] */
+} slstm_layout;
+
+/** Arguments of slstm_session_forward.  Each buffer comes with its element count, which must
+ *  equal what the shapes require (SLSTM_ERR_SHAPE_MISMATCH otherwise). */
+typedef struct slstm_forward_args {
+  uint32_t struct_size;      /**< set by slstm_forward_args_init */
+  slstm_layout layout;       /**< of input and output; init: SLSTM_BATCH_MAJOR */
+  int64_t batch;             /**< 1 <= batch <= the session's max_batch */
+  int64_t time;              /**< 0 <= time <= the session's max_time */
+  const float* input;        /**< [B, T, D] or [T, B, D]; may be NULL only when time == 0 */
+  size_t input_count;        /**< B * T * D */
+  const int32_t* sequence_lengths; /**< optional, B values in [0, time]; NULL: all = time */
+  size_t sequence_lengths_count;   /**< B when sequence_lengths is given */
+  const float* initial_state;      /**< optional packed state; NULL: zeros */
+  size_t initial_state_count;      /**< slstm_model_state_count(model, B) when given */
+  float* output;             /**< optional: [B, T, H_last] or [T, B, H_last] */
+  size_t output_count;       /**< B * T * H_last when output is given */
+  float* final_state;        /**< optional packed state; may be the same pointer as
+                                  initial_state (updated in place) but must not otherwise
+                                  overlap any input */
+  size_t final_state_count;  /**< slstm_model_state_count(model, B) when given */
+} slstm_forward_args;
+
+/** Fills *args with defaults: batch-major, every pointer NULL, every count 0.  Does nothing
+ *  when args is NULL. */
+SLSTM_API void slstm_forward_args_init(slstm_forward_args* args);
+
+/** Runs the stack over a sequence (tf.nn.dynamic_rnn).  Everything is validated before any
+ *  output is written.  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL session/args/input, bad
+ *  layout, batch < 1, time < 0), SLSTM_ERR_SHAPE_MISMATCH (a count), SLSTM_ERR_OUT_OF_RANGE
+ *  (batch/time above the session's maximum, a length outside [0, time]),
+ *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_ALIASING (an output overlaps an input or another
+ *  output), SLSTM_ERR_BACKEND_FAILURE.  Same inputs on the same backend give bitwise
+ *  identical results. */
+SLSTM_API slstm_status slstm_session_forward(slstm_session* session,
+                                             const slstm_forward_args* args);
+
+/** One step of the stack (MultiRNNCell.__call__): input [batch, D] and a packed state in
+ *  (state may be NULL: zeros), the last layer's new h [batch, H_last] into `output` (may be
+ *  NULL) and the new packed state into `new_state` (may be NULL; may equal `state`).  Counts
+ *  as for slstm_session_forward with time = 1; the session's max_time must be >= 1. */
+SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
+                                          const float* input, size_t input_count,
+                                          const float* state, size_t state_count,
+                                          float* output, size_t output_count,
+                                          float* new_state, size_t new_state_count);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* STACKLSTM_STACKLSTM_H */

@@ -1,0 +1,49 @@
+// The backend interface: what a session calls once the C API has validated a request.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "model.hpp"
+
+namespace slstm {
+
+// A forward request whose every argument has been validated against the model and the
+// session (shapes, counts, lengths, aliasing). Pointers are host pointers; optional ones
+// may be null. initial_state may equal final_state.
+struct ForwardCall {
+  slstm_layout layout = SLSTM_BATCH_MAJOR;
+  std::int64_t batch = 0;
+  std::int64_t time = 0;
+  const float* input = nullptr;         // [B, T, D] or [T, B, D]
+  const std::int32_t* lengths = nullptr;  // [B] or null (= time for every row)
+  const float* initial_state = nullptr;   // packed, or null (= zeros)
+  float* output = nullptr;                // [B, T, H_last] or [T, B, H_last], or null
+  float* final_state = nullptr;           // packed, or null
+};
+
+struct SessionConfig {
+  std::int64_t max_batch = 0;
+  std::int64_t max_time = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual slstm_backend kind() const = 0;
+  // Runs the call. Throws slstm::Error; must not throw for a validated call on a healthy
+  // machine. Allocates nothing.
+  virtual void forward(const ForwardCall& call) = 0;
+};
+
+// Throws SLSTM_ERR_BACKEND_UNAVAILABLE (with the reason) unless `kind` can run here;
+// SLSTM_ERR_INVALID_ARGUMENT for an unknown value.
+void require_backend(slstm_backend kind);
+
+// Creates a backend for `model`, allocating its workspace for config's maxima.
+std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
+                                      const SessionConfig& config);
+
+std::unique_ptr<Backend> make_cpu_reference_backend(ModelPtr model, const SessionConfig& config);
+
+}  // namespace slstm

@@ -1,0 +1,217 @@
+// Import and export of the framework weight layouts (DESIGN §3) to and from the canonical
+// per-layer W_x [4H, I], W_h [4H, H], b [4H] in gate order i, f, g, o.
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "model.hpp"
+
+namespace slstm {
+namespace {
+
+// TF's column block for canonical gate q: canonical i, f, g, o sit in TF's i, j, f, o at 0, 2, 1, 3.
+constexpr int kTfBlock[4] = {0, 2, 1, 3};
+
+std::string shape_str(const std::int64_t* shape, std::int32_t ndim) {
+  std::string s = "[";
+  for (std::int32_t d = 0; d < ndim; ++d) {
+    if (d) s += ", ";
+    s += std::to_string(shape[d]);
+  }
+  return s + "]";
+}
+
+// One expected tensor: its name in messages and its shape.
+struct Expect {
+  const char* name;
+  std::int32_t ndim;
+  std::int64_t shape[2];
+};
+
+// Checks a caller tensor (const or mutable) against `e`; `index` is its position in the array.
+template <typename Tensor>
+void check_tensor(const Tensor& t, const Expect& e, std::size_t index, std::size_t layer) {
+  const std::string where = "tensors[" + std::to_string(index) + "] (layer " +
+                            std::to_string(layer) + " " + e.name + ")";
+  if (t.data == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, where + ": data is NULL");
+  if (t.ndim < 1 || t.ndim > SLSTM_MAX_DIMS) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH,
+         where + ": ndim must be in 1.." + std::to_string(SLSTM_MAX_DIMS) + ", got " +
+             std::to_string(t.ndim));
+  }
+  bool ok = t.ndim == e.ndim;
+  for (std::int32_t d = 0; ok && d < e.ndim; ++d) ok = t.shape[d] == e.shape[d];
+  if (!ok) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH, where + ": expected shape " + shape_str(e.shape, e.ndim) +
+                                       ", got " + shape_str(t.shape, t.ndim));
+  }
+}
+
+// The tensors of one layer in `format`, in API order.
+std::vector<Expect> expected_layer(slstm_weight_format format, std::int64_t in, std::int64_t h) {
+  switch (format) {
+    case SLSTM_FORMAT_CANONICAL:
+      return {{"W_x", 2, {4 * h, in}}, {"W_h", 2, {4 * h, h}}, {"b", 1, {4 * h, 0}}};
+    case SLSTM_FORMAT_TF:
+      return {{"kernel", 2, {in + h, 4 * h}}, {"bias", 1, {4 * h, 0}}};
+    case SLSTM_FORMAT_PYTORCH:
+      return {{"weight_ih", 2, {4 * h, in}},
+              {"weight_hh", 2, {4 * h, h}},
+              {"bias_ih", 1, {4 * h, 0}},
+              {"bias_hh", 1, {4 * h, 0}}};
+  }
+  return {};
+}
+
+template <typename Tensor>
+void check_all(const Model& model, slstm_weight_format format, const Tensor* tensors,
+               std::size_t num_tensors) {
+  const int per_layer = tensors_per_layer(format);
+  if (per_layer == 0) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
+  }
+  const std::size_t want = static_cast<std::size_t>(model.num_layers()) * per_layer;
+  if (num_tensors != want) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) + " (" +
+                                       std::to_string(model.num_layers()) + " layers x " +
+                                       std::to_string(per_layer) + "), got " +
+                                       std::to_string(num_tensors));
+  }
+  if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    const Layer& layer = model.layer(l);
+    const auto expect = expected_layer(format, layer.input_size, layer.hidden_size);
+    for (std::size_t k = 0; k < expect.size(); ++k) {
+      check_tensor(tensors[l * per_layer + k], expect[k], l * per_layer + k, l);
+    }
+  }
+}
+
+}  // namespace
+
+int tensors_per_layer(slstm_weight_format format) {
+  switch (format) {
+    case SLSTM_FORMAT_CANONICAL: return 3;
+    case SLSTM_FORMAT_TF: return 2;
+    case SLSTM_FORMAT_PYTORCH: return 4;
+  }
+  return 0;
+}
+
+ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
+                      float forget_bias, slstm_weight_format format,
+                      const slstm_tensor* tensors, std::size_t num_tensors) {
+  if (format == SLSTM_FORMAT_PYTORCH) forget_bias = 0.0f;  // PyTorch has none
+  auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
+  check_all(*model, format, tensors, num_tensors);
+  const int per_layer = tensors_per_layer(format);
+  for (std::size_t l = 0; l < model->layers().size(); ++l) {
+    Layer& layer = model->mutable_layer(l);
+    const std::size_t in = static_cast<std::size_t>(layer.input_size);
+    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
+    const slstm_tensor* t = tensors + l * per_layer;
+    switch (format) {
+      case SLSTM_FORMAT_CANONICAL:
+        std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
+        std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
+        std::memcpy(layer.bias.data(), t[2].data, layer.bias.size() * sizeof(float));
+        break;
+      case SLSTM_FORMAT_TF: {
+        const float* kernel = t[0].data;  // [in + h, 4h]
+        for (std::size_t q = 0; q < 4; ++q) {
+          const std::size_t col0 = kTfBlock[q] * h;
+          for (std::size_t u = 0; u < h; ++u) {
+            const std::size_t r = q * h + u;
+            for (std::size_t k = 0; k < in; ++k) layer.w_x[r * in + k] = kernel[k * 4 * h + col0 + u];
+            for (std::size_t k = 0; k < h; ++k) {
+              layer.w_h[r * h + k] = kernel[(in + k) * 4 * h + col0 + u];
+            }
+            layer.bias[r] = t[1].data[col0 + u];
+          }
+        }
+        break;
+      }
+      case SLSTM_FORMAT_PYTORCH:
+        std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
+        std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
+        for (std::size_t r = 0; r < 4 * h; ++r) layer.bias[r] = t[2].data[r] + t[3].data[r];
+        break;
+    }
+  }
+  return model;
+}
+
+void export_model(const Model& model, slstm_weight_format format,
+                  const slstm_tensor_out* tensors, std::size_t num_tensors) {
+  check_all(model, format, tensors, num_tensors);
+  const int per_layer = tensors_per_layer(format);
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    const Layer& layer = model.layer(l);
+    const std::size_t in = static_cast<std::size_t>(layer.input_size);
+    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
+    const slstm_tensor_out* t = tensors + l * per_layer;
+    switch (format) {
+      case SLSTM_FORMAT_CANONICAL:
+        std::memcpy(t[0].data, layer.w_x.data(), layer.w_x.size() * sizeof(float));
+        std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
+        std::memcpy(t[2].data, layer.bias.data(), layer.bias.size() * sizeof(float));
+        break;
+      case SLSTM_FORMAT_TF: {
+        float* kernel = t[0].data;
+        for (std::size_t q = 0; q < 4; ++q) {
+          const std::size_t col0 = kTfBlock[q] * h;
+          for (std::size_t u = 0; u < h; ++u) {
+            const std::size_t r = q * h + u;
+            for (std::size_t k = 0; k < in; ++k) kernel[k * 4 * h + col0 + u] = layer.w_x[r * in + k];
+            for (std::size_t k = 0; k < h; ++k) {
+              kernel[(in + k) * 4 * h + col0 + u] = layer.w_h[r * h + k];
+            }
+            t[1].data[col0 + u] = layer.bias[r];
+          }
+        }
+        break;
+      }
+      case SLSTM_FORMAT_PYTORCH:
+        std::memcpy(t[0].data, layer.w_x.data(), layer.w_x.size() * sizeof(float));
+        std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
+        // The whole bias goes into bias_ih, forget_bias folded into its f block exactly once.
+        for (std::size_t r = 0; r < 4 * h; ++r) {
+          const bool f_block = r >= h && r < 2 * h;
+          t[2].data[r] = layer.bias[r] + (f_block ? model.forget_bias() : 0.0f);
+          t[3].data[r] = 0.0f;
+        }
+        break;
+    }
+  }
+}
+
+ModelPtr random_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
+                      float forget_bias, std::uint64_t seed, float scale) {
+  if (!std::isfinite(scale) || scale < 0.0f) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "scale must be finite and >= 0");
+  }
+  auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
+  std::uint64_t state = seed;
+  auto next = [&state]() {  // splitmix64: the same stream on every platform
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  for (std::size_t l = 0; l < model->layers().size(); ++l) {
+    Layer& layer = model->mutable_layer(l);
+    const float s = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(layer.hidden_size));
+    auto fill = [&](std::vector<float>& v) {
+      for (float& x : v) {
+        const float u = static_cast<float>(next() >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+        x = s * (2.0f * u - 1.0f);
+      }
+    };
+    fill(layer.w_x);
+    fill(layer.w_h);
+    fill(layer.bias);
+  }
+  return model;
+}
+
+}  // namespace slstm

@@ -1,0 +1,76 @@
+#include "model.hpp"
+
+#include <cmath>
+#include <string>
+
+namespace slstm {
+
+Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
+             float forget_bias)
+    : input_size_(input_size), forget_bias_(forget_bias) {
+  if (input_size < 1) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         "config->input_size must be >= 1, got " + std::to_string(input_size));
+  }
+  if (hidden_sizes.empty()) fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be >= 1");
+  if (!std::isfinite(forget_bias)) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->forget_bias must be finite");
+  }
+  std::int64_t in = input_size;
+  std::size_t total = 0;
+  for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
+    const std::int64_t h = hidden_sizes[l];
+    if (h < 1) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT, "config->hidden_sizes[" + std::to_string(l) +
+                                           "] must be >= 1, got " + std::to_string(h));
+    }
+    // 4H * (I + H) floats per layer, and the running total, must fit (and be allocatable).
+    const std::size_t wx = product({4, h, in}, "config->hidden_sizes (weights of a layer)");
+    const std::size_t wh = product({4, h, h}, "config->hidden_sizes (weights of a layer)");
+    total = add_size(total, add_size(wx, wh, "config (weights)"), "config (weights)");
+    mul_size(total, sizeof(float), "config (weight bytes)");
+    if (h > max_hidden_) max_hidden_ = h;
+    in = h;
+  }
+  layers_.resize(hidden_sizes.size());
+  in = input_size;
+  try {
+    for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
+      Layer& layer = layers_[l];
+      const std::int64_t h = hidden_sizes[l];
+      layer.input_size = in;
+      layer.hidden_size = h;
+      layer.w_x.assign(static_cast<std::size_t>(4 * h * in), 0.0f);
+      layer.w_h.assign(static_cast<std::size_t>(4 * h * h), 0.0f);
+      layer.bias.assign(static_cast<std::size_t>(4 * h), 0.0f);
+      in = h;
+    }
+  } catch (const std::bad_alloc&) {
+    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
+  } catch (const std::length_error&) {
+    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
+  }
+}
+
+std::size_t Model::state_count(std::int64_t batch) const {
+  std::size_t n = 0;
+  for (const Layer& layer : layers_) {
+    n = add_size(n, product({2, batch, layer.hidden_size}, "state size"), "state size");
+  }
+  return n;
+}
+
+std::size_t Model::state_offset(std::int64_t batch, std::size_t layer, int part) const {
+  std::size_t off = 0;
+  for (std::size_t l = 0; l < layer; ++l) {
+    off = add_size(off, product({2, batch, layers_[l].hidden_size}, "state offset"),
+                   "state offset");
+  }
+  if (part == SLSTM_STATE_H) {
+    off = add_size(off, product({batch, layers_[layer].hidden_size}, "state offset"),
+                   "state offset");
+  }
+  return off;
+}
+
+}  // namespace slstm
