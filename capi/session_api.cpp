@@ -52,6 +52,12 @@ void run_forward(slstm_session* session, const slstm_forward_args& a) {
   if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));
   }
+  if (a.memory != SLSTM_MEMORY_HOST && a.memory != SLSTM_MEMORY_DEVICE) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "memory: unknown value " + num(a.memory));
+  }
+  if (a.memory == SLSTM_MEMORY_DEVICE && session->backend->kind() != SLSTM_BACKEND_CUDA) {
+    fail(SLSTM_ERR_UNSUPPORTED, "memory SLSTM_MEMORY_DEVICE needs a CUDA session");
+  }
   if (a.batch < 1) fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + num(a.batch));
   if (a.time < 0) fail(SLSTM_ERR_INVALID_ARGUMENT, "time must be >= 0, got " + num(a.time));
   if (a.batch > session->config.max_batch) {
@@ -118,6 +124,7 @@ void run_forward(slstm_session* session, const slstm_forward_args& a) {
   call.initial_state = a.initial_state;
   call.output = T > 0 ? a.output : nullptr;
   call.final_state = a.final_state;
+  call.memory = a.memory;
   session->backend->forward(call);
 }
 
@@ -153,6 +160,21 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
            "options->max_time must be >= 1, got " + num(options->max_time));
     }
     slstm::require_backend(options->backend);
+    if (options->cpu_path < SLSTM_CPU_PATH_AUTO || options->cpu_path > SLSTM_CPU_PATH_FAST) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "options->cpu_path: unknown value " + num(options->cpu_path));
+    }
+    if (options->num_threads < 0) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "options->num_threads must be >= 0, got " + num(options->num_threads));
+    }
+    if (options->device < 0) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT, "options->device must be >= 0, got " + num(options->device));
+    }
+    if (options->allow_tf32 != 0 && options->allow_tf32 != 1) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "options->allow_tf32 must be 0 or 1, got " + num(options->allow_tf32));
+    }
     const slstm::Model& m = *model->model;
     // Every buffer size a call within the maxima can need must be representable in bytes.
     const std::int64_t widest = m.input_size() > m.max_hidden() ? m.input_size() : m.max_hidden();
@@ -164,6 +186,11 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     session->model = model->model;
     session->config.max_batch = options->max_batch;
     session->config.max_time = options->max_time;
+    session->config.cpu_path = options->cpu_path;
+    session->config.num_threads = options->num_threads;
+    session->config.device = options->device;
+    session->config.allow_tf32 = options->allow_tf32 == 1;
+    session->config.cuda_stream = options->cuda_stream;
     session->backend = slstm::make_backend(options->backend, model->model, session->config);
     *out_session = session.release();
   });

@@ -20,11 +20,18 @@ struct ForwardCall {
   const float* initial_state = nullptr;   // packed, or null (= zeros)
   float* output = nullptr;                // [B, T, H_last] or [T, B, H_last], or null
   float* final_state = nullptr;           // packed, or null
+  slstm_memory memory = SLSTM_MEMORY_HOST;  // where the float buffers live (lengths: host)
 };
 
+// The session's options after validation (see slstm_session_options).
 struct SessionConfig {
   std::int64_t max_batch = 0;
   std::int64_t max_time = 0;
+  slstm_cpu_path cpu_path = SLSTM_CPU_PATH_AUTO;
+  std::int32_t num_threads = 0;  // 0 = one per core
+  std::int32_t device = 0;
+  bool allow_tf32 = false;
+  void* cuda_stream = nullptr;
 };
 
 class Backend {
@@ -43,6 +50,9 @@ void require_backend(slstm_backend kind);
 // Creates a backend for `model`, allocating its workspace for config's maxima.
 std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
                                       const SessionConfig& config);
+
+// Throws SLSTM_ERR_BACKEND_UNAVAILABLE unless the CPU fast path is built in.
+void require_cpu_fast_path();
 
 std::unique_ptr<Backend> make_cpu_reference_backend(ModelPtr model, const SessionConfig& config);
 

@@ -13,11 +13,22 @@ void require_backend(slstm_backend kind) {
   fail(SLSTM_ERR_INVALID_ARGUMENT, "backend: unknown value " + std::to_string(kind));
 }
 
+void require_cpu_fast_path() {
+  fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+       "options->cpu_path SLSTM_CPU_PATH_FAST: this build of libstacklstm has no CPU fast path");
+}
+
 std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
                                       const SessionConfig& config) {
   require_backend(kind);
   if (kind == SLSTM_BACKEND_CUDA) return make_cuda_backend(std::move(model), config);
-  return make_cpu_reference_backend(std::move(model), config);
+  switch (config.cpu_path) {
+    case SLSTM_CPU_PATH_AUTO:
+    case SLSTM_CPU_PATH_REFERENCE: return make_cpu_reference_backend(std::move(model), config);
+    case SLSTM_CPU_PATH_FAST: require_cpu_fast_path(); break;
+  }
+  fail(SLSTM_ERR_INVALID_ARGUMENT, "options->cpu_path: unknown value " +
+                                       std::to_string(config.cpu_path));
 }
 
 }  // namespace slstm

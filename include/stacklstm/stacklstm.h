@@ -259,11 +259,34 @@ SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_
 
 typedef struct slstm_session slstm_session;
 
+/** Which implementation the CPU backend runs. */
+typedef enum slstm_cpu_path {
+  /** The fast path when this build has one, else the reference. */
+  SLSTM_CPU_PATH_AUTO = 0,
+  /** Plain loops accumulating in double: the oracle the tests compare everything with. */
+  SLSTM_CPU_PATH_REFERENCE = 1,
+  /** BLAS GEMMs and fused gate loops; SLSTM_ERR_BACKEND_UNAVAILABLE if not built in. */
+  SLSTM_CPU_PATH_FAST = 2
+} slstm_cpu_path;
+
 typedef struct slstm_session_options {
   uint32_t struct_size;   /**< set by slstm_session_options_init */
   slstm_backend backend;  /**< init: SLSTM_BACKEND_CPU */
   int64_t max_batch;      /**< largest batch any call will use, >= 1 (init: 0, must be set) */
   int64_t max_time;       /**< largest time any call will use, >= 1 (init: 0, must be set) */
+  /** CPU backend: which implementation (init: SLSTM_CPU_PATH_AUTO).  Ignored by CUDA. */
+  slstm_cpu_path cpu_path;
+  /** CPU backend: worker threads, >= 0; 0 = one per core (init: 0).  Threads are created
+   *  with the session, never per call.  Ignored by CUDA. */
+  int32_t num_threads;
+  /** CUDA backend: device index, >= 0 (init: 0).  Ignored by the CPU backend. */
+  int32_t device;
+  /** CUDA backend: 1 allows TF32 tensor-core math (error ~1e-3), 0 keeps strict FP32
+   *  (init: 0).  Ignored by the CPU backend. */
+  int32_t allow_tf32;
+  /** CUDA backend: a cudaStream_t owned by the caller that every call of the session runs
+   *  on, or NULL for a stream of the session's own (init: NULL).  Ignored by the CPU. */
+  void* cuda_stream;
 } slstm_session_options;
 
 /** Fills *options with defaults (see the fields).  Does nothing when options is NULL. */
@@ -287,6 +310,12 @@ typedef enum slstm_layout {
   SLSTM_TIME_MAJOR = 1   /**< [T, B, ...] */
 } slstm_layout;
 
+/** Where the float buffers of a call live. */
+typedef enum slstm_memory {
+  SLSTM_MEMORY_HOST = 0,  /**< ordinary host memory (pageable or pinned) */
+  SLSTM_MEMORY_DEVICE = 1 /**< CUDA device memory on the session's device (CUDA backend only) */
+} slstm_memory;
+
 /** Arguments of slstm_session_forward.  Each buffer comes with its element count, which must
  *  equal what the shapes require (SLSTM_ERR_SHAPE_MISMATCH otherwise). */
 typedef struct slstm_forward_args {
@@ -306,6 +335,10 @@ typedef struct slstm_forward_args {
                                   initial_state (updated in place) but must not otherwise
                                   overlap any input */
   size_t final_state_count;  /**< slstm_model_state_count(model, B) when given */
+  /** Where input, initial_state, output and final_state live (init: SLSTM_MEMORY_HOST).
+   *  sequence_lengths is always read from host memory.  SLSTM_MEMORY_DEVICE on a CPU
+   *  session returns SLSTM_ERR_UNSUPPORTED. */
+  slstm_memory memory;
 } slstm_forward_args;
 
 /** Fills *args with defaults: batch-major, every pointer NULL, every count 0.  Does nothing
