@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the build tree into a scratch prefix, then builds a consumer project with
+# find_package(stacklstm CONFIG) and another with pkg-config, and runs both.
+# Usage: check_install.sh <build dir> <scratch dir> <consumer source dir>
+set -eu
+build=$1
+scratch=$2
+consumer=$3
+rm -rf "$scratch"
+mkdir -p "$scratch"
+prefix="$scratch/prefix"
+cmake --install "$build" --prefix "$prefix" > "$scratch/install.log"
+libdir=$(dirname "$(find "$prefix" -name 'libstacklstm.so' | head -n 1)")
+
+cmake -S "$consumer" -B "$scratch/cmake-consumer" -DCMAKE_PREFIX_PATH="$prefix" > "$scratch/configure.log"
+cmake --build "$scratch/cmake-consumer" > "$scratch/build.log"
+LD_LIBRARY_PATH="$libdir" "$scratch/cmake-consumer/consumer"
+
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+pkg-config --exists stacklstm
+# shellcheck disable=SC2046
+cc -std=c99 -o "$scratch/pc-consumer" "$consumer/main.c" $(pkg-config --cflags --libs stacklstm)
+LD_LIBRARY_PATH="$libdir" "$scratch/pc-consumer"
+echo "ok: installed tree works with find_package and pkg-config"

@@ -1,0 +1,301 @@
+#include "support.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace t {
+
+slstm_cpu_path cpu_path_under_test() {
+  const char* env = std::getenv("SLSTM_TEST_CPU_PATH");
+  if (env == nullptr || std::strcmp(env, "auto") == 0) return SLSTM_CPU_PATH_AUTO;
+  if (std::strcmp(env, "reference") == 0) return SLSTM_CPU_PATH_REFERENCE;
+  if (std::strcmp(env, "fast") == 0) return SLSTM_CPU_PATH_FAST;
+  throw std::runtime_error(std::string("SLSTM_TEST_CPU_PATH: unknown value ") + env);
+}
+
+slstm_session_options options(std::int64_t max_batch, std::int64_t max_time) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CPU;
+  o.cpu_path = cpu_path_under_test();
+  o.max_batch = max_batch;
+  o.max_time = max_time;
+  return o;
+}
+
+Model random_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden,
+                   std::uint64_t seed, float forget_bias, float scale) {
+  slstm_model_config cfg;
+  slstm_model_config_init(&cfg);
+  cfg.input_size = input_size;
+  cfg.num_layers = static_cast<std::int32_t>(hidden.size());
+  cfg.hidden_sizes = hidden.data();
+  cfg.forget_bias = forget_bias;
+  slstm_model* m = nullptr;
+  const slstm_status st = slstm_model_create_random(&cfg, seed, scale, &m);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Model(m);
+}
+
+Session session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time) {
+  const slstm_session_options o = options(max_batch, max_time);
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(model, &o, &s);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Session(s);
+}
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo, float hi) {
+  std::vector<float> v(n);
+  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (float& e : v) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const double u = static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);
+    e = static_cast<float>(lo + (hi - lo) * u);
+  }
+  return v;
+}
+
+namespace {
+constexpr std::uint32_t kPoisonBits = 0x7FA5A5A5u;  // a quiet NaN with a payload
+}
+
+std::vector<float> poisoned(std::size_t n) {
+  float p;
+  std::memcpy(&p, &kPoisonBits, sizeof p);
+  return std::vector<float>(n, p);
+}
+
+bool is_poison(float v) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits == kPoisonBits;
+}
+
+std::size_t count_poison(const std::vector<float>& v) {
+  std::size_t n = 0;
+  for (float e : v) n += is_poison(e) ? 1 : 0;
+  return n;
+}
+
+namespace {
+template <typename W>
+double rel_err_impl(const std::vector<float>& got, const std::vector<W>& want) {
+  REQUIRE(got.size() == want.size());
+  double max_diff = 0.0, max_ref = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = static_cast<double>(want[i]);
+    if (std::isnan(g) != std::isnan(w)) return INFINITY;
+    if (std::isnan(g)) continue;
+    max_diff = std::fmax(max_diff, std::fabs(g - w));
+    max_ref = std::fmax(max_ref, std::fabs(w));
+  }
+  return max_diff / std::fmax(max_ref, 1e-30);
+}
+}  // namespace
+
+double rel_err(const std::vector<float>& got, const std::vector<double>& want) {
+  return rel_err_impl(got, want);
+}
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  return rel_err_impl(got, want);
+}
+
+std::size_t state_count(const slstm_model* model, std::int64_t batch) {
+  std::size_t n = 0;
+  REQUIRE(slstm_model_state_count(model, batch, &n) == SLSTM_OK);
+  return n;
+}
+
+std::int64_t output_size(const slstm_model* model) {
+  std::int32_t layers = 0;
+  REQUIRE(slstm_model_num_layers(model, &layers) == SLSTM_OK);
+  std::int64_t h = 0;
+  REQUIRE(slstm_model_hidden_size(model, layers - 1, &h) == SLSTM_OK);
+  return h;
+}
+
+std::int64_t input_size(const slstm_model* model) {
+  std::int64_t d = 0;
+  REQUIRE(slstm_model_input_size(model, &d) == SLSTM_OK);
+  return d;
+}
+
+Run forward(slstm_session* session, const slstm_model* model, const Call& c) {
+  Run r;
+  const std::size_t n_out = static_cast<std::size_t>(c.batch * c.time * output_size(model));
+  const std::size_t n_state = state_count(model, c.batch);
+  r.output = poisoned(c.want_output ? n_out : 0);
+  r.final_state = poisoned(c.want_final_state ? n_state : 0);
+  slstm_forward_args a;
+  slstm_forward_args_init(&a);
+  a.layout = c.layout;
+  a.batch = c.batch;
+  a.time = c.time;
+  if (c.input) {
+    a.input = c.input->data();
+    a.input_count = c.input->size();
+  }
+  if (c.lengths) {
+    a.sequence_lengths = c.lengths->data();
+    a.sequence_lengths_count = c.lengths->size();
+  }
+  if (c.initial_state) {
+    a.initial_state = c.initial_state->data();
+    a.initial_state_count = c.initial_state->size();
+  }
+  if (c.want_output) {
+    a.output = r.output.data();
+    a.output_count = r.output.size();
+  }
+  if (c.want_final_state) {
+    a.final_state = r.final_state.data();
+    a.final_state_count = r.final_state.size();
+  }
+  r.status = slstm_session_forward(session, &a);
+  return r;
+}
+
+Run forward_ok(slstm_session* session, const slstm_model* model, const Call& call) {
+  Run r = forward(session, model, call);
+  INFO(slstm_last_error());
+  REQUIRE(r.status == SLSTM_OK);
+  return r;
+}
+
+const std::vector<double>& Fixture::at(const std::string& k) const {
+  auto it = tensors.find(k);
+  if (it == tensors.end()) throw std::runtime_error(name + ": no tensor " + k);
+  return it->second;
+}
+
+std::vector<float> Fixture::f32(const std::string& k) const {
+  const auto& v = at(k);
+  return std::vector<float>(v.begin(), v.end());
+}
+
+Fixture load_fixture(const std::string& name) {
+  const std::string path = std::string(SLSTM_FIXTURE_DIR) + "/" + name + ".fix";
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open fixture " + path);
+  Fixture f;
+  f.name = name;
+  std::string line, word;
+  // Comment lines, then the magic line.
+  while (std::getline(in, line) && !line.empty() && line[0] == '#') {
+  }
+  if (line != "slstm-fixture 1") throw std::runtime_error(path + ": bad magic '" + line + "'");
+  std::int64_t layers = 0;
+  int tm = 0;
+  auto key = [&](const char* expect) {
+    if (!(in >> word) || word != expect) {
+      throw std::runtime_error(path + ": expected key " + expect + ", got '" + word + "'");
+    }
+  };
+  key("format");
+  in >> f.format;
+  key("batch");
+  in >> f.batch;
+  key("time");
+  in >> f.time;
+  key("input_size");
+  in >> f.input_size;
+  key("num_layers");
+  in >> layers;
+  key("hidden_sizes");
+  f.hidden_sizes.resize(static_cast<std::size_t>(layers));
+  for (auto& h : f.hidden_sizes) in >> h;
+  key("time_major");
+  in >> tm;
+  f.time_major = tm != 0;
+  key("forget_bias");
+  in >> f.forget_bias;
+  while (in >> word && word == "tensor") {
+    std::string tname;
+    std::size_t count = 0;
+    in >> tname >> count;
+    std::vector<double> v(count);
+    for (double& e : v) {
+      std::string tok;
+      in >> tok;
+      e = std::strtod(tok.c_str(), nullptr);
+    }
+    if (!in) throw std::runtime_error(path + ": truncated tensor " + tname);
+    f.tensors[tname] = std::move(v);
+  }
+  if (word != "end") throw std::runtime_error(path + ": expected 'end', got '" + word + "'");
+  return f;
+}
+
+std::vector<std::string> fixture_names(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(SLSTM_FIXTURE_DIR)) {
+    const std::string file = e.path().filename().string();
+    if (e.path().extension() == ".fix" && file.rfind(prefix, 0) == 0) {
+      out.push_back(e.path().stem().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Model model_from_fixture(const Fixture& f) {
+  slstm_model_config cfg;
+  slstm_model_config_init(&cfg);
+  cfg.input_size = f.input_size;
+  cfg.num_layers = static_cast<std::int32_t>(f.hidden_sizes.size());
+  cfg.hidden_sizes = f.hidden_sizes.data();
+  cfg.forget_bias = f.forget_bias;
+  std::vector<std::vector<float>> keep;
+  std::vector<slstm_tensor> ts;
+  slstm_weight_format fmt;
+  std::vector<std::string> names;
+  if (f.format == "tf") {
+    fmt = SLSTM_FORMAT_TF;
+    names = {"kernel", "bias"};
+  } else if (f.format == "pytorch") {
+    fmt = SLSTM_FORMAT_PYTORCH;
+    names = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+  } else {
+    throw std::runtime_error(f.name + ": unknown format " + f.format);
+  }
+  std::int64_t in = f.input_size;
+  for (std::size_t l = 0; l < f.hidden_sizes.size(); ++l) {
+    const std::int64_t h = f.hidden_sizes[l];
+    for (const std::string& n : names) {
+      keep.push_back(f.f32("L" + std::to_string(l) + "." + n));
+      slstm_tensor tt{};
+      tt.data = keep.back().data();
+      if (n == "kernel") {
+        tt.ndim = 2, tt.shape[0] = in + h, tt.shape[1] = 4 * h;
+      } else if (n == "weight_ih") {
+        tt.ndim = 2, tt.shape[0] = 4 * h, tt.shape[1] = in;
+      } else if (n == "weight_hh") {
+        tt.ndim = 2, tt.shape[0] = 4 * h, tt.shape[1] = h;
+      } else {
+        tt.ndim = 1, tt.shape[0] = 4 * h;
+      }
+      ts.push_back(tt);
+    }
+    in = h;
+  }
+  // keep's buffers must not move after their pointers were taken.
+  for (std::size_t i = 0; i < ts.size(); ++i) ts[i].data = keep[i].data();
+  slstm_model* m = nullptr;
+  const slstm_status st = slstm_model_create(&cfg, fmt, ts.data(), ts.size(), &m);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Model(m);
+}
+
+}  // namespace t

@@ -1,0 +1,97 @@
+// Shared test helpers: RAII handles, the backend under test, poisoned buffers, error
+// measures, a forward-call wrapper and the fixture loader.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stacklstm/stacklstm.h"
+
+namespace t {
+
+struct ModelDeleter {
+  void operator()(slstm_model* m) const { slstm_model_destroy(m); }
+};
+struct SessionDeleter {
+  void operator()(slstm_session* s) const { slstm_session_destroy(s); }
+};
+using Model = std::unique_ptr<slstm_model, ModelDeleter>;
+using Session = std::unique_ptr<slstm_session, SessionDeleter>;
+
+// The CPU path the suite runs against: $SLSTM_TEST_CPU_PATH = reference | fast | auto
+// (unset: auto). ctest runs the suite once per path.
+slstm_cpu_path cpu_path_under_test();
+
+// Session options for the backend under test, with the given maxima.
+slstm_session_options options(std::int64_t max_batch, std::int64_t max_time);
+
+// A seeded random model (REQUIREs success).
+Model random_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden,
+                   std::uint64_t seed, float forget_bias = 1.0f, float scale = 0.0f);
+// A session on the backend under test (REQUIREs success).
+Session session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time);
+
+// Uniform values in [lo, hi), deterministic in `seed`.
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1.0f,
+                                 float hi = 1.0f);
+
+// A quiet-NaN bit pattern no computation produces: buffers are filled with it before a
+// call, so an element the call did not write is recognisable afterwards.
+std::vector<float> poisoned(std::size_t n);
+bool is_poison(float v);
+std::size_t count_poison(const std::vector<float>& v);
+
+// Normwise relative error: max_i |got_i - want_i| / max(max_i |want_i|, 1e-30). NaN in got
+// yields +inf. Sizes must match (REQUIRE).
+double rel_err(const std::vector<float>& got, const std::vector<double>& want);
+double rel_err(const std::vector<float>& got, const std::vector<float>& want);
+
+std::size_t state_count(const slstm_model* model, std::int64_t batch);
+std::int64_t output_size(const slstm_model* model);
+std::int64_t input_size(const slstm_model* model);
+
+// One forward call with poisoned output buffers; returns the status and what was written.
+struct Run {
+  slstm_status status = SLSTM_OK;
+  std::vector<float> output;       // B*T*H_last (poison where unwritten)
+  std::vector<float> final_state;  // packed
+};
+struct Call {
+  std::int64_t batch = 1;
+  std::int64_t time = 1;
+  slstm_layout layout = SLSTM_BATCH_MAJOR;
+  const std::vector<float>* input = nullptr;
+  const std::vector<std::int32_t>* lengths = nullptr;
+  const std::vector<float>* initial_state = nullptr;
+  bool want_output = true;
+  bool want_final_state = true;
+};
+Run forward(slstm_session* session, const slstm_model* model, const Call& call);
+// The same, REQUIRing SLSTM_OK (and printing the last error otherwise).
+Run forward_ok(slstm_session* session, const slstm_model* model, const Call& call);
+
+// A fixture written by tests/fixtures/gen_fixtures.py (format described there).
+struct Fixture {
+  std::string name;
+  std::string format;  // "tf" or "pytorch"
+  std::int64_t batch = 0, time = 0, input_size = 0;
+  std::vector<std::int64_t> hidden_sizes;
+  bool time_major = false;
+  float forget_bias = 0.0f;
+  std::map<std::string, std::vector<double>> tensors;
+  bool has(const std::string& k) const { return tensors.count(k) != 0; }
+  const std::vector<double>& at(const std::string& k) const;
+  std::vector<float> f32(const std::string& k) const;  // the tensor rounded to float
+};
+Fixture load_fixture(const std::string& name);  // name without ".fix"
+std::vector<std::string> fixture_names(const std::string& prefix);
+
+// A model built from a fixture's weights in its own format (REQUIREs success).
+Model model_from_fixture(const Fixture& f);
+
+}  // namespace t
