@@ -1,7 +1,32 @@
-// This build has no CUDA backend: selecting it fails cleanly with the reason.
+// The CUDA backend as seen from the core: a loader for the module libstacklstm_cuda.so
+// (built from cuda/) and a Backend that forwards to it through the plain-C table of
+// cuda/module_abi.h. The core never includes a CUDA header and never links a CUDA
+// library, so libstacklstm.so loads and serves the CPU backend on machines without them.
+//
+// Where the module is looked for, first hit wins:
+//   1. $SLSTM_CUDA_MODULE, when set and non-empty (a path to the module; nothing else is
+//      tried then);
+//   2. the folder libstacklstm.so itself was loaded from (found with dladdr);
+//   3. the dynamic loader's default search path (LD_LIBRARY_PATH, runpath, ld.so.cache).
+// A module that loads is kept loaded for the life of the process (never dlclose'd); a
+// failed attempt is retried on the next query, so fixing the environment needs no restart.
 #include "cuda_module.hpp"
 
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../cuda/module_abi.h"
+
+#if defined(SLSTM_HAVE_CUDA_MODULE)
+#include <dlfcn.h>
+#endif
+
 namespace slstm {
+
+#if !defined(SLSTM_HAVE_CUDA_MODULE)
 
 void require_cuda_backend() {
   fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
@@ -13,5 +38,167 @@ std::unique_ptr<Backend> make_cuda_backend(ModelPtr, const SessionConfig&) {
   require_cuda_backend();
   return nullptr;
 }
+
+#else  // SLSTM_HAVE_CUDA_MODULE
+
+namespace {
+
+constexpr const char* kPrefix = "backend SLSTM_BACKEND_CUDA: ";
+constexpr std::size_t kMessageSize = 1024;
+
+std::mutex g_load_mutex;
+const slstm_cuda_module_table* g_table = nullptr;  // set once, under g_load_mutex
+
+const char g_anchor = 0;  // an address inside libstacklstm.so, for dladdr
+
+std::string own_directory() {
+  Dl_info info{};
+  if (dladdr(&g_anchor, &info) == 0 || info.dli_fname == nullptr) return std::string();
+  const std::string path = info.dli_fname;
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+}
+
+// dlopen + dlsym + version check of one candidate; nullptr and a reason on failure.
+const slstm_cuda_module_table* try_load(const std::string& path, std::string* why) {
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* e = dlerror();
+    *why = e != nullptr ? e : (path + ": dlopen failed");
+    return nullptr;
+  }
+  void* sym = dlsym(handle, SLSTM_CUDA_MODULE_ENTRY);
+  if (sym == nullptr) {
+    const char* e = dlerror();
+    *why = path + ": no symbol " SLSTM_CUDA_MODULE_ENTRY + (e != nullptr ? std::string(" (") + e + ")" : "");
+    dlclose(handle);
+    return nullptr;
+  }
+  slstm_cuda_module_entry_fn entry = nullptr;
+  static_assert(sizeof(entry) == sizeof(sym), "function and object pointers differ in size");
+  std::memcpy(&entry, &sym, sizeof(entry));
+  const slstm_cuda_module_table* table = entry();
+  if (table == nullptr || table->abi_version != SLSTM_CUDA_MODULE_ABI_VERSION ||
+      table->struct_size < sizeof(slstm_cuda_module_table) || table->probe == nullptr ||
+      table->session_create == nullptr || table->session_forward == nullptr ||
+      table->session_destroy == nullptr) {
+    *why = path + ": module interface version mismatch (expected " +
+           std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
+           "libstacklstm)";
+    dlclose(handle);
+    return nullptr;
+  }
+  return table;  // the handle stays open for the life of the process
+}
+
+// The loaded module's table; throws SLSTM_ERR_BACKEND_UNAVAILABLE naming every path tried.
+const slstm_cuda_module_table& module() {
+  std::lock_guard<std::mutex> lock(g_load_mutex);
+  if (g_table != nullptr) return *g_table;
+  std::string tried;
+  auto attempt = [&](const std::string& path) {
+    std::string why;
+    g_table = try_load(path, &why);
+    if (g_table == nullptr) tried += (tried.empty() ? "" : "; ") + why;
+    return g_table != nullptr;
+  };
+  const char* env = std::getenv("SLSTM_CUDA_MODULE");
+  if (env != nullptr && env[0] != '\0') {
+    if (!attempt(env)) {
+      fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+           std::string(kPrefix) + "the CUDA module named by SLSTM_CUDA_MODULE cannot be loaded: " +
+               tried);
+    }
+    return *g_table;
+  }
+  const std::string dir = own_directory();
+  if (!dir.empty() && attempt(dir + SLSTM_CUDA_MODULE_FILE)) return *g_table;
+  if (attempt(SLSTM_CUDA_MODULE_FILE)) return *g_table;
+  fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+       std::string(kPrefix) + "the CUDA module " SLSTM_CUDA_MODULE_FILE
+                              " cannot be loaded (library not found or a CUDA library it needs "
+                              "is missing): " + tried);
+}
+
+[[noreturn]] void fail_from_module(std::int32_t status, const char* msg) {
+  slstm_status s = static_cast<slstm_status>(status);
+  if (status <= SLSTM_OK || status > SLSTM_ERR_INTERNAL) s = SLSTM_ERR_INTERNAL;
+  fail(s, std::string(kPrefix) + (msg[0] != '\0' ? msg : "unknown CUDA module error"));
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const slstm_cuda_module_table& table, ModelPtr model, const SessionConfig& config)
+      : table_(table), model_(std::move(model)) {
+    std::vector<slstm_cuda_layer_desc> layers;
+    for (const Layer& l : model_->layers()) {
+      slstm_cuda_layer_desc d{};
+      d.input_size = l.input_size;
+      d.hidden_size = l.hidden_size;
+      d.w_x = l.w_x.data();
+      d.w_h = l.w_h.data();
+      d.bias = l.bias.data();
+      layers.push_back(d);
+    }
+    slstm_cuda_session_desc desc{};
+    desc.input_size = model_->input_size();
+    desc.num_layers = model_->num_layers();
+    desc.layers = layers.data();
+    desc.forget_bias = model_->forget_bias();
+    desc.max_batch = config.max_batch;
+    desc.max_time = config.max_time;
+    desc.device = config.device;
+    desc.allow_tf32 = config.allow_tf32 ? 1 : 0;
+    desc.cuda_stream = config.cuda_stream;
+    char msg[kMessageSize] = {0};
+    void* session = nullptr;
+    const std::int32_t status = table_.session_create(&desc, &session, msg, sizeof(msg));
+    if (status != SLSTM_OK) fail_from_module(status, msg);
+    if (session == nullptr) fail(SLSTM_ERR_INTERNAL, std::string(kPrefix) + "module returned no session");
+    session_ = session;
+  }
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+  ~CudaBackend() override { table_.session_destroy(session_); }
+
+  slstm_backend kind() const override { return SLSTM_BACKEND_CUDA; }
+
+  void forward(const ForwardCall& call) override {
+    slstm_cuda_forward_desc d{};
+    d.layout = call.layout;
+    d.memory = call.memory;
+    d.batch = call.batch;
+    d.time = call.time;
+    d.input = call.input;
+    d.lengths = call.lengths;
+    d.initial_state = call.initial_state;
+    d.output = call.output;
+    d.final_state = call.final_state;
+    char msg[kMessageSize] = {0};
+    const std::int32_t status = table_.session_forward(session_, &d, msg, sizeof(msg));
+    if (status != SLSTM_OK) fail_from_module(status, msg);
+  }
+
+ private:
+  const slstm_cuda_module_table& table_;
+  ModelPtr model_;
+  void* session_ = nullptr;
+};
+
+}  // namespace
+
+void require_cuda_backend() {
+  const slstm_cuda_module_table& table = module();
+  char msg[kMessageSize] = {0};
+  const std::int32_t status = table.probe(msg, sizeof(msg));
+  if (status != SLSTM_OK) fail_from_module(status, msg);
+}
+
+std::unique_ptr<Backend> make_cuda_backend(ModelPtr model, const SessionConfig& config) {
+  require_cuda_backend();
+  return std::make_unique<CudaBackend>(module(), std::move(model), config);
+}
+
+#endif  // SLSTM_HAVE_CUDA_MODULE
 
 }  // namespace slstm

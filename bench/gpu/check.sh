@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The GPU check of issue 3, in one run of about five minutes on an H100 (or any CUDA GPU the
+# build has kernels for: sm_90 by default). It needs no compiler there: it runs binaries
+# built on a CPU machine (a build folder, or the lean folder bench/gpu/pack_carry.sh makes).
+#
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu]
+#
+# 1. prints the device and driver (nvidia-smi);
+# 2. finds cuBLAS / cuDNN / the CUDA runtime and puts their folders on LD_LIBRARY_PATH;
+# 3. runs the GPU test suite (tests/gpu, every case tagged [gpu]);
+# 4. runs compute-sanitizer memcheck (graphs on and off), racecheck and initcheck on a small
+#    case with sequence lengths, host and device buffers;
+# 5. times the seed scenario (3 layers [100,200,300], D=128, B=10, T=100) and two larger
+#    shapes (2 x 1024, D=1024, B=64, T=100; 1 layer H=512, D=512, B=1, T=25) on the CUDA
+#    backend (host and device buffers) and on the CPU backend;
+# and prints a short table last. Full logs go to $OUT (default ./out): check.log,
+# gpu_tests.log, sanitizer.log, bench.log, table.txt. Exit status 0 only when the tests
+# passed and the sanitizers found nothing.
+set -u
+BUILD=$(cd "${1:-build-gpu}" && pwd) || { echo "check.sh: no build folder ${1:-build-gpu}"; exit 2; }
+OUT=${OUT:-./out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+exec > >(tee "$OUT/check.log") 2>&1
+start=$(date +%s)
+status=0
+say() { printf '\n=== %s (t+%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+say "device and driver"
+date -u
+uname -m
+timeout 30 nvidia-smi || echo "nvidia-smi failed"
+timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+DEVICE=$(timeout 30 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+
+say "libraries"
+libdirs=""
+add_dir() { case ":$libdirs:" in *":$1:"*) ;; *) libdirs="${libdirs:+$libdirs:}$1" ;; esac; }
+add_dir "$BUILD"
+[ -d "$BUILD/carry-libs" ] && add_dir "$BUILD/carry-libs"
+for want in libcublas.so.13 libcublasLt.so.13 libcudart.so.13; do
+  if ! ldconfig -p 2>/dev/null | grep -q "$want"; then
+    hit=$(find / \( -path /proc -o -path /sys \) -prune -o -name "$want*" -print 2>/dev/null | head -1)
+    [ -n "$hit" ] && add_dir "$(dirname "$hit")"
+    echo "$want: ${hit:-not found}"
+  else
+    echo "$want: in the loader cache"
+  fi
+done
+find / \( -path /proc -o -path /sys \) -prune -o \( -name 'libcudnn.so.9*' -o -name 'libcublas.so.13*' \) -print 2>/dev/null | head -8
+export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+TESTS="$BUILD/tests/gpu/slstm_gpu_tests"
+BENCH="$BUILD/bench/gpu/slstm_gpu_bench"
+ldd "$BUILD/libstacklstm_cuda.so" | grep -E "not found|cublas" || true
+ldd "$TESTS" | grep -E "not found|stacklstm|cudart" || true
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 \
+      || find / \( -path /proc -o -path /sys \) -prune -o -name compute-sanitizer -type f -print 2>/dev/null | head -1)
+echo "compute-sanitizer: ${SAN:-not found}"
+
+say "GPU tests"
+timeout 240 "$TESTS" -r compact -d yes > "$OUT/gpu_tests.log" 2>&1
+test_rc=$?
+tail -25 "$OUT/gpu_tests.log"
+case $test_rc in
+  0) TEST_RESULT="passed" ;;
+  77) TEST_RESULT="SKIPPED ($(head -1 "$OUT/gpu_tests.log"))"; status=1 ;;
+  124) TEST_RESULT="TIMED OUT (240 s)"; status=1 ;;
+  *) TEST_RESULT="FAILED (exit $test_rc)"; status=1 ;;
+esac
+echo "GPU tests: $TEST_RESULT"
+
+say "compute-sanitizer"
+: > "$OUT/sanitizer.log"
+SAN_RESULT=""
+small="--input 7 --layers 33,5 --batch 6 --time 9 --lengths --reps 2 --warmup 1"
+run_san() {  # name tool env... -- bench args
+  local name=$1 tool=$2; shift 2
+  echo "--- $name" >> "$OUT/sanitizer.log"
+  timeout 90 env "$@" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+      $( [ "$tool" = memcheck ] && echo --leak-check full ) \
+      "$BENCH" --label "san-$name" $small >> "$OUT/sanitizer.log" 2>&1
+  local rc=$?
+  local summary
+  summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | tail -1)
+  echo "$name: exit $rc; $summary"
+  SAN_RESULT="$SAN_RESULT $name=$rc"
+  [ "$rc" = 0 ] || status=1
+}
+if [ -n "${SAN:-}" ]; then
+  run_san memcheck-graphs memcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
+  run_san memcheck-direct memcheck SLSTM_CUDA_GRAPHS=0 -- --memory device
+  run_san racecheck racecheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_CHUNK=2 -- --memory device
+  run_san initcheck initcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
+else
+  SAN_RESULT=" not run (compute-sanitizer not found)"; status=1
+fi
+
+say "timings"
+: > "$OUT/bench.log"
+bench() {  # label backend memory reps args...
+  local label=$1 backend=$2 memory=$3 reps=$4; shift 4
+  timeout 120 "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
+      --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|SKIPPED|slstm_gpu_bench" ||
+    echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (failed)" | tee -a "$OUT/bench.log"
+}
+seed="--input 128 --layers 100,200,300 --batch 10 --time 100"
+big="--input 1024 --layers 1024,1024 --batch 64 --time 100"
+one="--input 512 --layers 512 --batch 1 --time 25"
+for scen in seed big one; do
+  args=${!scen}
+  bench "$scen" cuda host 50 $args
+  bench "$scen" cuda device 50 $args
+  bench "$scen" cuda device 50 $args --tf32
+  bench "$scen" cpu host $([ "$scen" = big ] && echo 5 || echo 20) $args
+done
+# The wavefront's chunk size on the seed scenario (schedule only; numbers are tested above).
+for c in 1 4 16 100; do
+  SLSTM_CUDA_CHUNK=$c bench "seed-chunk$c" cuda device 50 $seed
+done
+SLSTM_CUDA_GRAPHS=0 bench "seed-nographs" cuda device 50 $seed
+
+say "summary"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)   device: ${DEVICE:-unknown}"
+  echo "GPU tests: $TEST_RESULT"
+  echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
+  printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
+  grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
+    awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
+  echo "total check time: $(( $(date +%s) - start )) s"
+} | tee "$OUT/table.txt"
+exit $status

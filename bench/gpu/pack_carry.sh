@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Packs what check.sh needs from a build folder into a small folder that a device session
+# carries (the full build folder plus OpenBLAS would crowd the 64 MiB limit):
+#   DEST/libstacklstm.so.0, DEST/libstacklstm_cuda.so, DEST/tests/gpu/slstm_gpu_tests,
+#   DEST/bench/gpu/slstm_gpu_bench, DEST/carry-libs/ (non-system libraries the core needs,
+#   e.g. OpenBLAS and libgfortran, which the device image may lack; never CUDA libraries).
+# Usage (on the build machine, from the repository root):
+#   bench/gpu/pack_carry.sh [BUILD=build-cuda] [DEST=build-gpu]
+set -euo pipefail
+BUILD=${1:-build-cuda}
+DEST=${2:-build-gpu}
+for f in "$BUILD/libstacklstm.so.0" "$BUILD/libstacklstm_cuda.so" \
+         "$BUILD/tests/gpu/slstm_gpu_tests" "$BUILD/bench/gpu/slstm_gpu_bench"; do
+  [ -e "$f" ] || { echo "pack_carry: missing $f (build with the CUDA module first)"; exit 1; }
+done
+rm -rf "$DEST"
+mkdir -p "$DEST/tests/gpu" "$DEST/bench/gpu" "$DEST/carry-libs"
+cp -L "$BUILD/libstacklstm.so.0" "$DEST/"
+cp -L "$BUILD/libstacklstm_cuda.so" "$DEST/"
+cp -L "$BUILD/tests/gpu/slstm_gpu_tests" "$DEST/tests/gpu/"
+cp -L "$BUILD/bench/gpu/slstm_gpu_bench" "$DEST/bench/gpu/"
+# Non-system, non-CUDA dependencies of the core (resolved here).
+ldd "$BUILD/libstacklstm.so.0" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
+  while read -r name path; do
+    case "$name" in
+      libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libpthread.so*|libdl.so*|librt.so*) ;;
+      libcu*|libnv*) ;;
+      *) cp -L "$path" "$DEST/carry-libs/$name" ;;
+    esac
+  done
+strip --strip-unneeded "$DEST"/carry-libs/* 2>/dev/null || true
+du -sh "$DEST"
+ls -la "$DEST" "$DEST/carry-libs"

@@ -1,0 +1,32 @@
+// The CUDA kernels of the backend, as host-callable launchers. Every launcher checks its
+// launch (cudaGetLastError) and returns the result; nothing here throws.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace slstm_cuda {
+
+// Copies a [B, T, D] (batch_major) or [T, B, D] input into the time-major augmented matrix
+// dst [T*B, ld] (row t*B + b, columns 0..D-1). Column D holds 1.0 (set once at session
+// creation, see launch_fill_column) so that the input GEMM adds the bias column of W_x.
+cudaError_t launch_pack_input(cudaStream_t stream, const float* src, float* dst, int batch,
+                              int time, int depth, int ld, bool batch_major);
+
+// dst[r * ld + col] = value for r in [0, rows).
+cudaError_t launch_fill_column(cudaStream_t stream, float* dst, std::int64_t rows, int ld,
+                               int col, float value);
+
+// One fused LSTM step of one layer for every row b < batch and unit u < hidden:
+//   z [batch, 4H] (row stride 4H): complete pre-activations, bias and forget_bias included;
+//   c, h [batch, H]: the layer's state, updated in place for rows with t < len[b];
+//   y (may be null): y[b * y_stride + u] = new h, or exactly 0 for rows with t >= len[b].
+cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, float* c, float* h, float* y,
+                             std::int64_t y_stride, const std::int32_t* len, int t, int batch,
+                             int hidden);
+
+// cudaSuccess when this module has a kernel image the current device can run.
+cudaError_t check_kernel_image();
+
+}  // namespace slstm_cuda

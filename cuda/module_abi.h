@@ -1,0 +1,89 @@
+/* The internal interface between libstacklstm.so (the core) and libstacklstm_cuda.so (the
+ * CUDA backend module the core loads on demand with dlopen).
+ *
+ * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
+ * module exports exactly one function, slstm_cuda_module_v1(), which returns a static
+ * table of function pointers.  Every function reports failures as an slstm_status value
+ * (an int32_t here) plus a NUL-terminated English message written into the caller's
+ * buffer; no C++ exception crosses this boundary.
+ *
+ * Versioning: the core checks abi_version == SLSTM_CUDA_MODULE_ABI_VERSION and
+ * struct_size >= sizeof(slstm_cuda_module_table) before using the table.  A change that
+ * breaks the layout of any struct below bumps the version (and the entry's name).
+ *
+ * Not part of the public API: the core and the module are always built together. */
+#ifndef STACKLSTM_CUDA_MODULE_ABI_H
+#define STACKLSTM_CUDA_MODULE_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLSTM_CUDA_MODULE_ABI_VERSION 1u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v1"
+#define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
+
+/* One layer's canonical weights (DESIGN §3), host memory, borrowed during session_create. */
+typedef struct slstm_cuda_layer_desc {
+  int64_t input_size;  /* I */
+  int64_t hidden_size; /* H */
+  const float* w_x;    /* [4H, I] row-major, gate blocks i, f, g, o */
+  const float* w_h;    /* [4H, H] */
+  const float* bias;   /* [4H], forget_bias NOT included */
+} slstm_cuda_layer_desc;
+
+/* A model plus the session's validated options. */
+typedef struct slstm_cuda_session_desc {
+  int64_t input_size; /* D */
+  int32_t num_layers; /* L >= 1 */
+  const slstm_cuda_layer_desc* layers;
+  float forget_bias;
+  int64_t max_batch; /* >= 1 */
+  int64_t max_time;  /* >= 1 */
+  int32_t device;    /* >= 0 */
+  int32_t allow_tf32; /* 0 or 1 */
+  void* cuda_stream;  /* cudaStream_t of the caller, or NULL */
+} slstm_cuda_session_desc;
+
+/* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
+ * slstm_memory.  lengths is host memory; the float buffers live where `memory` says. */
+typedef struct slstm_cuda_forward_desc {
+  int32_t layout;
+  int32_t memory;
+  int64_t batch;
+  int64_t time;
+  const float* input;
+  const int32_t* lengths;
+  const float* initial_state;
+  float* output;
+  float* final_state;
+} slstm_cuda_forward_desc;
+
+typedef struct slstm_cuda_module_table {
+  uint32_t struct_size; /* sizeof(slstm_cuda_module_table) of the module */
+  uint32_t abi_version; /* SLSTM_CUDA_MODULE_ABI_VERSION */
+  /* SLSTM_OK when the CUDA runtime finds a driver and at least one device, else
+   * SLSTM_ERR_BACKEND_UNAVAILABLE with the reason.  Side effects: none beyond asking the
+   * runtime for the device count. */
+  int32_t (*probe)(char* msg, size_t msg_size);
+  /* Creates a session: checks the device index, uploads the weights, allocates every
+   * device buffer for max_batch x max_time.  *out written only on success. */
+  int32_t (*session_create)(const slstm_cuda_session_desc* desc, void** out, char* msg,
+                            size_t msg_size);
+  /* Runs one validated forward call. */
+  int32_t (*session_forward)(void* session, const slstm_cuda_forward_desc* call, char* msg,
+                             size_t msg_size);
+  /* Frees everything the session holds.  NULL: no-op.  Never fails. */
+  void (*session_destroy)(void* session);
+} slstm_cuda_module_table;
+
+typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* STACKLSTM_CUDA_MODULE_ABI_H */

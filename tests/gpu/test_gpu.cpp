@@ -1,0 +1,617 @@
+// The CUDA backend against the CPU reference (the oracle). Every case draws fresh random
+// weights and inputs, fills output buffers with a NaN poison first, and compares with a
+// normwise relative error: <= 1e-5 in FP32, <= 1e-3 with TF32.
+#include <catch2/catch.hpp>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stacklstm/stacklstm.h"
+
+namespace {
+
+constexpr double kTolFp32 = 1e-5;
+constexpr double kTolTf32 = 1e-3;
+
+struct ModelDeleter {
+  void operator()(slstm_model* m) const { slstm_model_destroy(m); }
+};
+struct SessionDeleter {
+  void operator()(slstm_session* s) const { slstm_session_destroy(s); }
+};
+using Model = std::unique_ptr<slstm_model, ModelDeleter>;
+using Session = std::unique_ptr<slstm_session, SessionDeleter>;
+
+#define CUDA_OK(expr)                                          \
+  do {                                                         \
+    const cudaError_t e_ = (expr);                             \
+    INFO(#expr << ": " << cudaGetErrorString(e_));             \
+    REQUIRE(e_ == cudaSuccess);                                \
+  } while (0)
+
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1.0f,
+                                 float hi = 1.0f) {
+  std::vector<float> v(n);
+  std::uint64_t s = mix(seed);
+  for (float& e : v) {
+    s = mix(s);
+    const double u = static_cast<double>(s >> 11) * (1.0 / 9007199254740992.0);
+    e = static_cast<float>(lo + (hi - lo) * u);
+  }
+  return v;
+}
+
+std::vector<float> poisoned(std::size_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  double num = 0.0, den = 1e-30;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
+    num = std::max(num, std::fabs(static_cast<double>(got[i]) - want[i]));
+    den = std::max(den, std::fabs(static_cast<double>(want[i])));
+  }
+  return num / den;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+Model make_model(std::int64_t input, const std::vector<std::int64_t>& hidden, std::uint64_t seed,
+                 float forget_bias = 1.0f) {
+  slstm_model_config cfg;
+  slstm_model_config_init(&cfg);
+  cfg.input_size = input;
+  cfg.num_layers = static_cast<std::int32_t>(hidden.size());
+  cfg.hidden_sizes = hidden.data();
+  cfg.forget_bias = forget_bias;
+  slstm_model* m = nullptr;
+  const slstm_status st = slstm_model_create_random(&cfg, seed, 0.0f, &m);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Model(m);
+}
+
+struct SessionSpec {
+  slstm_backend backend = SLSTM_BACKEND_CUDA;
+  std::int64_t max_batch = 1;
+  std::int64_t max_time = 1;
+  bool tf32 = false;
+  void* stream = nullptr;
+};
+
+Session make_session(const slstm_model* model, const SessionSpec& spec) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = spec.backend;
+  o.max_batch = spec.max_batch;
+  o.max_time = spec.max_time;
+  o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+  o.allow_tf32 = spec.tf32 ? 1 : 0;
+  o.cuda_stream = spec.stream;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(model, &o, &s);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Session(s);
+}
+
+Session cpu_session(const slstm_model* model, std::int64_t b, std::int64_t t) {
+  SessionSpec spec;
+  spec.backend = SLSTM_BACKEND_CPU;
+  spec.max_batch = b;
+  spec.max_time = std::max<std::int64_t>(t, 1);
+  return make_session(model, spec);
+}
+
+Session gpu_session(const slstm_model* model, std::int64_t b, std::int64_t t, bool tf32 = false,
+                    void* stream = nullptr) {
+  SessionSpec spec;
+  spec.max_batch = b;
+  spec.max_time = std::max<std::int64_t>(t, 1);
+  spec.tf32 = tf32;
+  spec.stream = stream;
+  return make_session(model, spec);
+}
+
+std::size_t state_count(const slstm_model* m, std::int64_t b) {
+  std::size_t n = 0;
+  REQUIRE(slstm_model_state_count(m, b, &n) == SLSTM_OK);
+  return n;
+}
+std::int64_t out_size(const slstm_model* m) {
+  std::int32_t layers = 0;
+  REQUIRE(slstm_model_num_layers(m, &layers) == SLSTM_OK);
+  std::int64_t h = 0;
+  REQUIRE(slstm_model_hidden_size(m, layers - 1, &h) == SLSTM_OK);
+  return h;
+}
+std::int64_t in_size(const slstm_model* m) {
+  std::int64_t d = 0;
+  REQUIRE(slstm_model_input_size(m, &d) == SLSTM_OK);
+  return d;
+}
+
+// One call's inputs.
+struct Inputs {
+  std::int64_t batch = 1;
+  std::int64_t time = 1;
+  slstm_layout layout = SLSTM_BATCH_MAJOR;
+  std::vector<float> input;
+  std::vector<std::int32_t> lengths;  // empty: none
+  std::vector<float> initial;         // empty: zeros
+};
+
+Inputs make_inputs(const slstm_model* m, std::int64_t b, std::int64_t t, slstm_layout layout,
+                   bool lengths, bool initial, std::uint64_t seed) {
+  Inputs in;
+  in.batch = b;
+  in.time = t;
+  in.layout = layout;
+  in.input = random_vector(static_cast<std::size_t>(b * t * in_size(m)), seed);
+  if (lengths) {
+    // {0, 1, T-1, T} mixed in one batch, in a seed-dependent order.
+    const std::int32_t tt = static_cast<std::int32_t>(t);
+    const std::int32_t choices[4] = {0, std::min(1, tt), std::max(0, tt - 1), tt};
+    for (std::int64_t i = 0; i < b; ++i) {
+      in.lengths.push_back(choices[(mix(seed + 7) + static_cast<std::uint64_t>(i)) % 4]);
+    }
+  }
+  if (initial) in.initial = random_vector(state_count(m, b), seed + 99);
+  return in;
+}
+
+struct Result {
+  std::vector<float> output;
+  std::vector<float> final_state;
+};
+
+slstm_forward_args args_for(const slstm_model* m, const Inputs& in) {
+  slstm_forward_args a;
+  slstm_forward_args_init(&a);
+  a.layout = in.layout;
+  a.batch = in.batch;
+  a.time = in.time;
+  a.input = in.time > 0 ? in.input.data() : nullptr;
+  a.input_count = in.time > 0 ? in.input.size() : 0;
+  if (!in.lengths.empty()) {
+    a.sequence_lengths = in.lengths.data();
+    a.sequence_lengths_count = in.lengths.size();
+  }
+  if (!in.initial.empty()) {
+    a.initial_state = in.initial.data();
+    a.initial_state_count = in.initial.size();
+  }
+  (void)m;
+  return a;
+}
+
+Result run_host(slstm_session* s, const slstm_model* m, const Inputs& in) {
+  Result r;
+  r.output = poisoned(static_cast<std::size_t>(in.batch * in.time * out_size(m)));
+  r.final_state = poisoned(state_count(m, in.batch));
+  slstm_forward_args a = args_for(m, in);
+  if (in.time > 0) {
+    a.output = r.output.data();
+    a.output_count = r.output.size();
+  }
+  a.final_state = r.final_state.data();
+  a.final_state_count = r.final_state.size();
+  const slstm_status st = slstm_session_forward(s, &a);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return r;
+}
+
+struct DeviceBuffer {
+  float* p = nullptr;
+  std::size_t n = 0;
+  explicit DeviceBuffer(std::size_t count) : n(count) {
+    if (count > 0) CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), count * sizeof(float)));
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (p != nullptr) (void)cudaFree(p);
+  }
+  void upload(const std::vector<float>& v) {
+    REQUIRE(v.size() == n);
+    if (n > 0) CUDA_OK(cudaMemcpy(p, v.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  std::vector<float> download() const {
+    std::vector<float> v(n);
+    if (n > 0) CUDA_OK(cudaMemcpy(v.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return v;
+  }
+};
+
+// The same call with every float buffer in device memory (poisoned outputs). With a caller
+// stream, the call is asynchronous: synchronise on it before reading back.
+Result run_device(slstm_session* s, const slstm_model* m, const Inputs& in,
+                  cudaStream_t stream = nullptr) {
+  DeviceBuffer d_in(in.time > 0 ? in.input.size() : 0);
+  DeviceBuffer d_init(in.initial.size());
+  DeviceBuffer d_out(static_cast<std::size_t>(in.batch * in.time * out_size(m)));
+  DeviceBuffer d_final(state_count(m, in.batch));
+  if (in.time > 0) d_in.upload(in.input);
+  d_init.upload(in.initial);
+  d_out.upload(poisoned(d_out.n));
+  d_final.upload(poisoned(d_final.n));
+  slstm_forward_args a = args_for(m, in);
+  a.memory = SLSTM_MEMORY_DEVICE;
+  a.input = d_in.p;
+  if (!in.initial.empty()) a.initial_state = d_init.p;
+  if (in.time > 0) {
+    a.output = d_out.p;
+    a.output_count = d_out.n;
+  }
+  a.final_state = d_final.p;
+  a.final_state_count = d_final.n;
+  const slstm_status st = slstm_session_forward(s, &a);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  if (stream != nullptr) CUDA_OK(cudaStreamSynchronize(stream));
+  Result r;
+  r.output = d_out.download();
+  r.final_state = d_final.download();
+  return r;
+}
+
+// Rows past their length must be exactly zero.
+void require_masked_zeros(const Inputs& in, const std::vector<float>& out, std::int64_t h) {
+  if (in.lengths.empty()) return;
+  for (std::int64_t b = 0; b < in.batch; ++b) {
+    for (std::int64_t t = in.lengths[static_cast<std::size_t>(b)]; t < in.time; ++t) {
+      const std::int64_t row = in.layout == SLSTM_TIME_MAJOR ? t * in.batch + b : b * in.time + t;
+      for (std::int64_t u = 0; u < h; ++u) {
+        const float v = out[static_cast<std::size_t>(row * h + u)];
+        INFO("b " << b << " t " << t << " u " << u);
+        REQUIRE(v == 0.0f);
+        REQUIRE(!std::signbit(v));
+      }
+    }
+  }
+}
+
+void require_close(const Result& got, const Result& want, double tol) {
+  const double e_out = rel_err(got.output, want.output);
+  const double e_state = rel_err(got.final_state, want.final_state);
+  INFO("output rel err " << e_out << ", final state rel err " << e_state);
+  CHECK(e_out <= tol);
+  CHECK(e_state <= tol);
+}
+
+struct Shape {
+  std::int64_t input;
+  std::vector<std::int64_t> hidden;
+  std::int64_t batch;
+  std::int64_t time;
+};
+
+// Odd sizes: H in {1, 3, 100, 257, 1025}, B in {1, 7, 64}, T in {0, 1, 100}, 1 to 3 layers.
+// (Kept small enough for the double-precision CPU reference to stay quick.)
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> s = {
+      {5, {1}, 1, 1},
+      {3, {3, 1}, 7, 100},
+      {16, {100}, 64, 100},
+      {31, {257, 3}, 7, 100},
+      {8, {1025}, 1, 100},
+      {64, {1025, 100}, 7, 1},
+      {128, {100, 200, 300}, 10, 100},  // the seed scenario
+      {12, {257}, 64, 0},
+      {7, {3, 257, 1}, 64, 37},
+      {1, {1025, 1}, 64, 1},
+  };
+  return s;
+}
+
+std::string describe(const Shape& sh, slstm_layout layout, bool lengths, bool initial) {
+  std::string h;
+  for (std::int64_t v : sh.hidden) h += (h.empty() ? "" : ",") + std::to_string(v);
+  return "D=" + std::to_string(sh.input) + " H=[" + h + "] B=" + std::to_string(sh.batch) +
+         " T=" + std::to_string(sh.time) +
+         (layout == SLSTM_TIME_MAJOR ? " time-major" : " batch-major") +
+         (lengths ? " lengths" : "") + (initial ? " initial-state" : "");
+}
+
+}  // namespace
+
+TEST_CASE("CUDA matches the CPU reference over odd shapes, both layouts, lengths and states "
+          "(FP32)", "[gpu]") {
+  std::uint64_t seed = 1000;
+  for (const Shape& sh : shapes()) {
+    Model m = make_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
+    Session gpu = gpu_session(m.get(), sh.batch, sh.time);
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool lengths = variant >= 1 && sh.time > 0;
+        const bool initial = variant == 2 || variant == 0;
+        INFO(describe(sh, layout, lengths, initial));
+        const Inputs in = make_inputs(m.get(), sh.batch, sh.time, layout, lengths, initial, ++seed);
+        const Result want = run_host(cpu.get(), m.get(), in);
+        const Result got = run_host(gpu.get(), m.get(), in);
+        require_close(got, want, kTolFp32);
+        require_masked_zeros(in, got.output, out_size(m.get()));
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA with allow_tf32 stays within 1e-3 of the CPU reference", "[gpu]") {
+  std::uint64_t seed = 2000;
+  for (const Shape& sh : {Shape{128, {100, 200, 300}, 10, 100}, Shape{31, {257, 3}, 7, 100},
+                          Shape{64, {1025}, 7, 20}}) {
+    Model m = make_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
+    Session gpu = gpu_session(m.get(), sh.batch, sh.time, /*tf32=*/true);
+    const Inputs in = make_inputs(m.get(), sh.batch, sh.time, SLSTM_BATCH_MAJOR, true, true, ++seed);
+    INFO(describe(sh, SLSTM_BATCH_MAJOR, true, true));
+    require_close(run_host(gpu.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolTf32);
+  }
+}
+
+TEST_CASE("device buffers give bitwise the same results as host buffers", "[gpu]") {
+  Model m = make_model(20, {100, 257}, 3001, 1.0f);
+  Session gpu = gpu_session(m.get(), 64, 100);
+  for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+    for (std::int64_t t : {std::int64_t{0}, std::int64_t{1}, std::int64_t{100}}) {
+      const Inputs in = make_inputs(m.get(), 64, t, layout, t > 0, true, 3002 + static_cast<std::uint64_t>(t));
+      const Result host = run_host(gpu.get(), m.get(), in);
+      const Result dev = run_device(gpu.get(), m.get(), in);
+      INFO("T=" << t << " layout " << layout);
+      CHECK(same_bits(host.output, dev.output));
+      CHECK(same_bits(host.final_state, dev.final_state));
+    }
+  }
+}
+
+TEST_CASE("a caller's cudaStream_t runs device-buffer calls asynchronously on that stream",
+          "[gpu]") {
+  Model m = make_model(24, {64, 32}, 3101, 1.0f);
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    Session gpu = gpu_session(m.get(), 7, 50, false, stream);
+    Session cpu = cpu_session(m.get(), 7, 50);
+    const Inputs in = make_inputs(m.get(), 7, 50, SLSTM_TIME_MAJOR, true, true, 3102);
+    const Result want = run_host(cpu.get(), m.get(), in);
+    require_close(run_device(gpu.get(), m.get(), in, stream), want, kTolFp32);
+    require_close(run_host(gpu.get(), m.get(), in), want, kTolFp32);
+  }
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("graph replay after a shape change gives the first run's bits again", "[gpu]") {
+  Model m = make_model(33, {100, 257, 3}, 4001, 1.0f);
+  Session gpu = gpu_session(m.get(), 64, 100);
+  Session cpu = cpu_session(m.get(), 64, 100);
+  const Inputs a = make_inputs(m.get(), 64, 100, SLSTM_BATCH_MAJOR, true, true, 4002);
+  const Inputs b = make_inputs(m.get(), 7, 37, SLSTM_TIME_MAJOR, true, false, 4003);
+  const Inputs c = make_inputs(m.get(), 64, 100, SLSTM_TIME_MAJOR, false, true, 4004);
+  const Result a1 = run_host(gpu.get(), m.get(), a);
+  const Result b1 = run_host(gpu.get(), m.get(), b);
+  const Result c1 = run_host(gpu.get(), m.get(), c);
+  const Result a2 = run_host(gpu.get(), m.get(), a);
+  const Result b2 = run_host(gpu.get(), m.get(), b);
+  // More shapes than the session's graph cache holds, then the first one again.
+  for (std::int64_t t = 1; t <= 10; ++t) {
+    (void)run_host(gpu.get(), m.get(), make_inputs(m.get(), 3, t, SLSTM_BATCH_MAJOR, false, false, 4100 + static_cast<std::uint64_t>(t)));
+  }
+  const Result a3 = run_host(gpu.get(), m.get(), a);
+  CHECK(same_bits(a1.output, a2.output));
+  CHECK(same_bits(a1.final_state, a2.final_state));
+  CHECK(same_bits(a1.output, a3.output));
+  CHECK(same_bits(a1.final_state, a3.final_state));
+  CHECK(same_bits(b1.output, b2.output));
+  CHECK(same_bits(b1.final_state, b2.final_state));
+  require_close(a1, run_host(cpu.get(), m.get(), a), kTolFp32);
+  require_close(b1, run_host(cpu.get(), m.get(), b), kTolFp32);
+  require_close(c1, run_host(cpu.get(), m.get(), c), kTolFp32);
+}
+
+TEST_CASE("reruns of the same call are bitwise identical", "[gpu]") {
+  Model m = make_model(128, {100, 200, 300}, 5001, 1.0f);
+  Session gpu = gpu_session(m.get(), 10, 100);
+  const Inputs in = make_inputs(m.get(), 10, 100, SLSTM_BATCH_MAJOR, true, true, 5002);
+  const Result first = run_host(gpu.get(), m.get(), in);
+  for (int i = 0; i < 3; ++i) {
+    const Result again = run_host(gpu.get(), m.get(), in);
+    CHECK(same_bits(first.output, again.output));
+    CHECK(same_bits(first.final_state, again.final_state));
+  }
+}
+
+TEST_CASE("two sessions on one model agree bitwise, and outlive the model handle", "[gpu]") {
+  Model m = make_model(40, {257, 100}, 6001, 1.0f);
+  Session s1 = gpu_session(m.get(), 7, 30);
+  Session s2 = gpu_session(m.get(), 7, 30);
+  const Inputs in = make_inputs(m.get(), 7, 30, SLSTM_BATCH_MAJOR, true, true, 6002);
+  const std::int64_t h_out = out_size(m.get());
+  const std::size_t n_state = state_count(m.get(), 7);
+  const Result r1 = run_host(s1.get(), m.get(), in);
+  const Result r2 = run_host(s2.get(), m.get(), in);
+  CHECK(same_bits(r1.output, r2.output));
+  CHECK(same_bits(r1.final_state, r2.final_state));
+  m.reset();  // the sessions keep the model alive
+  std::vector<float> out = poisoned(static_cast<std::size_t>(7 * 30 * h_out));
+  std::vector<float> fin = poisoned(n_state);
+  slstm_forward_args a;
+  slstm_forward_args_init(&a);
+  a.batch = 7;
+  a.time = 30;
+  a.input = in.input.data();
+  a.input_count = in.input.size();
+  a.sequence_lengths = in.lengths.data();
+  a.sequence_lengths_count = in.lengths.size();
+  a.initial_state = in.initial.data();
+  a.initial_state_count = in.initial.size();
+  a.output = out.data();
+  a.output_count = out.size();
+  a.final_state = fin.data();
+  a.final_state_count = fin.size();
+  REQUIRE(slstm_session_forward(s2.get(), &a) == SLSTM_OK);
+  CHECK(same_bits(out, r1.output));
+  CHECK(same_bits(fin, r1.final_state));
+}
+
+TEST_CASE("the state updates in place, on the host and on the device, and streaming in chunks "
+          "matches one call", "[gpu]") {
+  Model m = make_model(9, {100, 3}, 7001, 1.0f);
+  Session gpu = gpu_session(m.get(), 7, 100);
+  Session cpu = cpu_session(m.get(), 7, 100);
+  const Inputs whole = make_inputs(m.get(), 7, 100, SLSTM_TIME_MAJOR, false, true, 7002);
+  const Result want = run_host(cpu.get(), m.get(), whole);
+  const std::int64_t D = in_size(m.get());
+  const std::int64_t H = out_size(m.get());
+  // Host, in place: four chunks of 25 steps, time-major so each chunk is a contiguous slice.
+  std::vector<float> state = whole.initial;
+  std::vector<float> out(static_cast<std::size_t>(7 * 100 * H));
+  DeviceBuffer d_state(state.size());
+  d_state.upload(whole.initial);
+  std::vector<float> out_dev(out.size());
+  for (std::int64_t t0 = 0; t0 < 100; t0 += 25) {
+    slstm_forward_args a;
+    slstm_forward_args_init(&a);
+    a.layout = SLSTM_TIME_MAJOR;
+    a.batch = 7;
+    a.time = 25;
+    a.input = whole.input.data() + t0 * 7 * D;
+    a.input_count = static_cast<std::size_t>(25 * 7 * D);
+    a.initial_state = state.data();
+    a.initial_state_count = state.size();
+    a.final_state = state.data();
+    a.final_state_count = state.size();
+    a.output = out.data() + t0 * 7 * H;
+    a.output_count = static_cast<std::size_t>(25 * 7 * H);
+    REQUIRE(slstm_session_forward(gpu.get(), &a) == SLSTM_OK);
+    // Device, in place, the state never leaving the GPU.
+    DeviceBuffer d_in(static_cast<std::size_t>(25 * 7 * D));
+    d_in.upload(std::vector<float>(whole.input.begin() + t0 * 7 * D,
+                                   whole.input.begin() + (t0 + 25) * 7 * D));
+    DeviceBuffer d_out(static_cast<std::size_t>(25 * 7 * H));
+    a.memory = SLSTM_MEMORY_DEVICE;
+    a.input = d_in.p;
+    a.initial_state = d_state.p;
+    a.final_state = d_state.p;
+    a.output = d_out.p;
+    REQUIRE(slstm_session_forward(gpu.get(), &a) == SLSTM_OK);
+    const std::vector<float> chunk = d_out.download();
+    std::copy(chunk.begin(), chunk.end(), out_dev.begin() + t0 * 7 * H);
+  }
+  CHECK(rel_err(out, want.output) <= kTolFp32);
+  CHECK(rel_err(state, want.final_state) <= kTolFp32);
+  CHECK(rel_err(out_dev, want.output) <= kTolFp32);
+  CHECK(same_bits(d_state.download(), state));
+}
+
+TEST_CASE("the single-step call equals a forward call of time 1", "[gpu]") {
+  Model m = make_model(13, {257, 100, 1}, 8001, 1.0f);
+  Session gpu = gpu_session(m.get(), 64, 4);
+  Session cpu = cpu_session(m.get(), 64, 4);
+  const Inputs in = make_inputs(m.get(), 64, 1, SLSTM_BATCH_MAJOR, false, true, 8002);
+  const Result want = run_host(cpu.get(), m.get(), in);
+  std::vector<float> out = poisoned(static_cast<std::size_t>(64 * out_size(m.get())));
+  std::vector<float> state = in.initial;
+  REQUIRE(slstm_session_step(gpu.get(), 64, in.input.data(), in.input.size(), state.data(),
+                             state.size(), out.data(), out.size(), state.data(),
+                             state.size()) == SLSTM_OK);
+  CHECK(rel_err(out, want.output) <= kTolFp32);
+  CHECK(rel_err(state, want.final_state) <= kTolFp32);
+  // NULL state: zeros.
+  std::vector<float> fresh = poisoned(state.size());
+  REQUIRE(slstm_session_step(gpu.get(), 64, in.input.data(), in.input.size(), nullptr, 0,
+                             nullptr, 0, fresh.data(), fresh.size()) == SLSTM_OK);
+  Inputs zero = in;
+  zero.initial.clear();
+  CHECK(rel_err(fresh, run_host(cpu.get(), m.get(), zero).final_state) <= kTolFp32);
+}
+
+TEST_CASE("time 0 returns the initial state, or zeros, on host and device buffers", "[gpu]") {
+  Model m = make_model(6, {3, 5}, 9001, 1.0f);
+  Session gpu = gpu_session(m.get(), 7, 10);
+  const Inputs with = make_inputs(m.get(), 7, 0, SLSTM_BATCH_MAJOR, false, true, 9002);
+  CHECK(same_bits(run_host(gpu.get(), m.get(), with).final_state, with.initial));
+  CHECK(same_bits(run_device(gpu.get(), m.get(), with).final_state, with.initial));
+  const Inputs without = make_inputs(m.get(), 7, 0, SLSTM_BATCH_MAJOR, false, false, 9003);
+  const std::vector<float> zeros(state_count(m.get(), 7), 0.0f);
+  CHECK(same_bits(run_host(gpu.get(), m.get(), without).final_state, zeros));
+  CHECK(same_bits(run_device(gpu.get(), m.get(), without).final_state, zeros));
+}
+
+TEST_CASE("the wavefront chunk size and the graph switch change the schedule, not the numbers",
+          "[gpu]") {
+  Model m = make_model(17, {100, 257, 3}, 9501, 1.0f);
+  Session cpu = cpu_session(m.get(), 64, 50);
+  const Inputs in = make_inputs(m.get(), 64, 50, SLSTM_BATCH_MAJOR, true, true, 9502);
+  const Result want = run_host(cpu.get(), m.get(), in);
+  struct Env {
+    const char* chunk;
+    const char* graphs;
+  };
+  for (const Env& e : {Env{"1", "1"}, Env{"3", "1"}, Env{"50", "1"}, Env{"4", "0"}}) {
+    ::setenv("SLSTM_CUDA_CHUNK", e.chunk, 1);
+    ::setenv("SLSTM_CUDA_GRAPHS", e.graphs, 1);
+    Session gpu = gpu_session(m.get(), 64, 50);  // both are read at session creation
+    ::unsetenv("SLSTM_CUDA_CHUNK");
+    ::unsetenv("SLSTM_CUDA_GRAPHS");
+    INFO("SLSTM_CUDA_CHUNK=" << e.chunk << " SLSTM_CUDA_GRAPHS=" << e.graphs);
+    const Result got = run_host(gpu.get(), m.get(), in);
+    require_close(got, want, kTolFp32);
+    require_masked_zeros(in, got.output, out_size(m.get()));
+    const Result again = run_host(gpu.get(), m.get(), in);
+    CHECK(same_bits(got.output, again.output));
+  }
+}
+
+TEST_CASE("device memory with a host pointer is rejected before anything is written", "[gpu]") {
+  Model m = make_model(4, {8}, 9601, 1.0f);
+  Session gpu = gpu_session(m.get(), 2, 3);
+  const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 9602);
+  std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 3 * 8));
+  slstm_forward_args a = args_for(m.get(), in);
+  a.memory = SLSTM_MEMORY_DEVICE;  // but every buffer is host memory
+  a.output = out.data();
+  a.output_count = out.size();
+  const slstm_status st = slstm_session_forward(gpu.get(), &a);
+  CHECK(st == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("SLSTM_MEMORY_DEVICE") != std::string::npos);
+  CHECK(std::all_of(out.begin(), out.end(), [](float v) { return std::isnan(v); }));
+}
+
+TEST_CASE("a device index past the last device is unavailable, with the reason", "[gpu]") {
+  Model m = make_model(4, {8}, 9701, 1.0f);
+  int count = 0;
+  CUDA_OK(cudaGetDeviceCount(&count));
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 1;
+  o.max_time = 1;
+  o.device = count;
+  slstm_session* s = reinterpret_cast<slstm_session*>(&count);  // must stay untouched
+  CHECK(slstm_session_create(m.get(), &o, &s) == SLSTM_ERR_BACKEND_UNAVAILABLE);
+  CHECK(s == reinterpret_cast<slstm_session*>(&count));
+  CHECK(std::string(slstm_last_error()).find("out of range") != std::string::npos);
+}
