@@ -1,0 +1,215 @@
+// Behaviour specific to the CPU fast path (issue 6): its thread-count option, its small-batch
+// (GEMV) path against its large-batch (GEMM) path, and determinism with threads.  The rest of
+// the suite already runs against the fast path (ctest prefix "cpu-fast: ").  These cases run
+// once, in the fast run, and pass with a note where the library was built without the fast
+// path.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+// True when this run should exercise the fast path (it is built in and not the reference
+// run); otherwise the case has nothing to check.
+bool fast_path_run() {
+  if (t::cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE) return false;
+  t::Model m = t::random_model(3, {4}, 1);
+  slstm_session_options o = t::options(1, 1);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m.get(), &o, &s);
+  slstm_session_destroy(s);
+  if (st == SLSTM_ERR_BACKEND_UNAVAILABLE) {
+    WARN("this build has no CPU fast path");
+    return false;
+  }
+  REQUIRE(st == SLSTM_OK);
+  return true;
+}
+
+t::Session session_with(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time,
+                        slstm_cpu_path path, std::int32_t threads) {
+  slstm_session_options o = t::options(max_batch, max_time);
+  o.cpu_path = path;
+  o.num_threads = threads;
+  slstm_session* s = nullptr;
+  INFO(slstm_last_error());
+  REQUIRE(slstm_session_create(model, &o, &s) == SLSTM_OK);
+  return t::Session(s);
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    std::uint32_t x, y;
+    std::memcpy(&x, &a[i], sizeof x);
+    std::memcpy(&y, &b[i], sizeof y);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// Rows [b0, b0 + n) of a batch-major [B, T, H] tensor.
+std::vector<float> rows_of(const std::vector<float>& v, std::int64_t b0, std::int64_t n,
+                           std::int64_t row_size) {
+  return std::vector<float>(v.begin() + b0 * row_size, v.begin() + (b0 + n) * row_size);
+}
+
+}  // namespace
+
+TEST_CASE("the fast path gives the same result whatever num_threads is", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  constexpr std::int64_t D = 20, B = 5, T = 7;
+  t::Model m = t::random_model(D, {40, 70, 33}, 11);
+  const std::vector<float> x = t::random_vector(B * T * D, 12);
+  const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 13);
+  t::Call call;
+  call.batch = B;
+  call.time = T;
+  call.input = &x;
+  call.initial_state = &s0;
+  t::Session one = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 1);
+  const t::Run want = t::forward_ok(one.get(), m.get(), call);
+  for (std::int32_t threads : {2, 3, 4}) {
+    t::Session s = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, threads);
+    const t::Run got = t::forward_ok(s.get(), m.get(), call);
+    INFO("num_threads " << threads);
+    CHECK(t::rel_err(got.output, want.output) <= 1e-6);
+    CHECK(t::rel_err(got.final_state, want.final_state) <= 1e-6);
+  }
+}
+
+TEST_CASE("num_threads 0 (one per core) runs and matches the reference", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  constexpr std::int64_t D = 16, B = 3, T = 9;
+  t::Model m = t::random_model(D, {48, 32}, 21);
+  const std::vector<float> x = t::random_vector(B * T * D, 22);
+  t::Call call;
+  call.batch = B;
+  call.time = T;
+  call.input = &x;
+  t::Session fast = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 0);
+  t::Session ref = session_with(m.get(), B, T, SLSTM_CPU_PATH_REFERENCE, 1);
+  const t::Run got = t::forward_ok(fast.get(), m.get(), call);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), call);
+  CHECK(t::rel_err(got.output, want.output) <= 1e-5);
+  CHECK(t::rel_err(got.final_state, want.final_state) <= 1e-5);
+}
+
+TEST_CASE("more threads than cores and than hidden units still give the reference result",
+          "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  const std::int32_t threads =
+      static_cast<std::int32_t>(4 * std::max(1u, std::thread::hardware_concurrency()) + 3);
+  constexpr std::int64_t D = 5, B = 6, T = 4;
+  t::Model m = t::random_model(D, {1, 17, 130}, 31);  // 1, 2 and 9 groups of 16 units
+  const std::vector<float> x = t::random_vector(B * T * D, 32);
+  t::Call call;
+  call.batch = B;
+  call.time = T;
+  call.input = &x;
+  t::Session fast = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, threads);
+  t::Session ref = session_with(m.get(), B, T, SLSTM_CPU_PATH_REFERENCE, 1);
+  const t::Run got = t::forward_ok(fast.get(), m.get(), call);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), call);
+  CHECK(t::rel_err(got.output, want.output) <= 1e-5);
+  CHECK(t::rel_err(got.final_state, want.final_state) <= 1e-5);
+}
+
+TEST_CASE("a small batch (B <= 4, the GEMV path) matches the same rows of a large batch",
+          "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  constexpr std::int64_t D = 24, Bbig = 13, T = 6, H = 50;
+  t::Model m = t::random_model(D, {64, H}, 41);
+  const std::vector<float> x = t::random_vector(Bbig * T * D, 42);
+  const std::vector<std::int32_t> lengths = {6, 3, 0, 5, 6, 1, 2, 6, 4, 6, 6, 5, 3};
+  t::Session s = session_with(m.get(), Bbig, T, SLSTM_CPU_PATH_FAST, 2);
+  t::Call big;
+  big.batch = Bbig;
+  big.time = T;
+  big.input = &x;
+  big.lengths = &lengths;
+  big.want_final_state = false;
+  const t::Run all = t::forward_ok(s.get(), m.get(), big);
+  for (std::int64_t b0 : {0, 3, 9}) {
+    for (std::int64_t n = 1; n <= 4; ++n) {
+      const std::vector<float> xs = rows_of(x, b0, n, T * D);
+      const std::vector<std::int32_t> ls(lengths.begin() + b0, lengths.begin() + b0 + n);
+      t::Call small = big;
+      small.batch = n;
+      small.input = &xs;
+      small.lengths = &ls;
+      const t::Run part = t::forward_ok(s.get(), m.get(), small);
+      INFO("rows " << b0 << " .. " << b0 + n - 1);
+      CHECK(t::rel_err(part.output, rows_of(all.output, b0, n, T * H)) <= 1e-6);
+    }
+  }
+}
+
+TEST_CASE("a multi-threaded fast session is bitwise identical run to run", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  constexpr std::int64_t D = 32, B = 9, T = 12;
+  t::Model m = t::random_model(D, {96, 64}, 51);
+  const std::vector<float> x = t::random_vector(B * T * D, 52);
+  const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 53);
+  t::Call call;
+  call.batch = B;
+  call.time = T;
+  call.input = &x;
+  call.initial_state = &s0;
+  call.layout = SLSTM_TIME_MAJOR;
+  t::Session s = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 3);
+  const t::Run first = t::forward_ok(s.get(), m.get(), call);
+  for (int i = 0; i < 20; ++i) {
+    t::Session other = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 3);
+    const t::Run again = t::forward_ok(i % 2 ? s.get() : other.get(), m.get(), call);
+    CHECK(bitwise_equal(again.output, first.output));
+    CHECK(bitwise_equal(again.final_state, first.final_state));
+  }
+}
+
+TEST_CASE("multi-threaded fast sessions run concurrently from several threads", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  constexpr std::int64_t D = 16, B = 4, T = 10;
+  t::Model m = t::random_model(D, {80, 40}, 61);
+  const std::vector<float> x = t::random_vector(B * T * D, 62);
+  t::Call call;
+  call.batch = B;
+  call.time = T;
+  call.input = &x;
+  t::Session solo = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 2);
+  const t::Run want = t::forward_ok(solo.get(), m.get(), call);
+  constexpr int kThreads = 3;
+  std::vector<t::Session> sessions;
+  for (int i = 0; i < kThreads; ++i) {
+    sessions.push_back(session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 2));
+  }
+  std::vector<int> same(kThreads, 0);
+  std::vector<std::thread> pool;
+  for (int i = 0; i < kThreads; ++i) {
+    pool.emplace_back([&, i] {
+      // No Catch2 macros off the main thread: record, check afterwards.
+      slstm_session* s = sessions[static_cast<std::size_t>(i)].get();
+      std::vector<float> out(want.output.size());
+      slstm_forward_args a;
+      slstm_forward_args_init(&a);
+      a.batch = B;
+      a.time = T;
+      a.input = x.data();
+      a.input_count = x.size();
+      a.output = out.data();
+      a.output_count = out.size();
+      int ok = 1;
+      for (int r = 0; r < 25; ++r) {
+        ok &= slstm_session_forward(s, &a) == SLSTM_OK && bitwise_equal(out, want.output);
+      }
+      same[static_cast<std::size_t>(i)] = ok;
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  for (int i = 0; i < kThreads; ++i) CHECK(same[static_cast<std::size_t>(i)] == 1);
+}
