@@ -46,8 +46,24 @@ void check_count(const void* ptr, std::size_t count, std::size_t expected, const
   }
 }
 
+// What the caller calls each buffer, so that messages name the argument it actually passed.
+struct ArgNames {
+  const char* input;
+  const char* input_count;
+  const char* initial_state;
+  const char* initial_state_count;
+  const char* output;
+  const char* output_count;
+  const char* final_state;
+  const char* final_state_count;
+};
+constexpr ArgNames kForwardNames = {"input",  "input_count",  "initial_state", "initial_state_count",
+                                    "output", "output_count", "final_state",   "final_state_count"};
+constexpr ArgNames kStepNames = {"input",  "input_count",  "state",     "state_count",
+                                 "output", "output_count", "new_state", "new_state_count"};
+
 // Checks every argument against the model and the session, then runs the backend.
-void run_forward(slstm_session* session, const slstm_forward_args& a) {
+void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgNames& n) {
   const slstm::Model& m = *session->model;
   if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));
@@ -72,16 +88,16 @@ void run_forward(slstm_session* session, const slstm_forward_args& a) {
   const std::size_t n_in = slstm::product({B, T, D}, "input_count");
   const std::size_t n_out = slstm::product({B, T, H}, "output_count");
   const std::size_t n_state = m.state_count(B);
-  if (T > 0) require_non_null(a.input, "input");
-  check_count(a.input, a.input_count, n_in, "input", "input_count",
+  if (T > 0) require_non_null(a.input, n.input);
+  check_count(a.input, a.input_count, n_in, n.input, n.input_count,
               "batch " + num(B) + " x time " + num(T) + " x input_size " + num(D));
   check_count(a.sequence_lengths, a.sequence_lengths_count, static_cast<std::size_t>(B),
               "sequence_lengths", "sequence_lengths_count", "batch");
-  check_count(a.initial_state, a.initial_state_count, n_state, "initial_state",
-              "initial_state_count", "slstm_model_state_count(model, batch)");
-  check_count(a.output, a.output_count, n_out, "output", "output_count",
+  check_count(a.initial_state, a.initial_state_count, n_state, n.initial_state,
+              n.initial_state_count, "slstm_model_state_count(model, batch)");
+  check_count(a.output, a.output_count, n_out, n.output, n.output_count,
               "batch " + num(B) + " x time " + num(T) + " x hidden_sizes[last] " + num(H));
-  check_count(a.final_state, a.final_state_count, n_state, "final_state", "final_state_count",
+  check_count(a.final_state, a.final_state_count, n_state, n.final_state, n.final_state_count,
               "slstm_model_state_count(model, batch)");
   if (a.sequence_lengths) {
     for (std::int64_t b = 0; b < B; ++b) {
@@ -93,26 +109,23 @@ void run_forward(slstm_session* session, const slstm_forward_args& a) {
     }
   }
   // Outputs may not overlap inputs or each other; final_state may BE initial_state.
+  enum { kInput, kLengths, kInitial, kOutput, kFinal };
   const Span spans[] = {
-      {"input", a.input, n_in * sizeof(float), false},
+      {n.input, a.input, n_in * sizeof(float), false},
       {"sequence_lengths", a.sequence_lengths, a.sequence_lengths ? B * sizeof(std::int32_t) : 0,
        false},
-      {"initial_state", a.initial_state, n_state * sizeof(float), false},
-      {"output", a.output, n_out * sizeof(float), true},
-      {"final_state", a.final_state, n_state * sizeof(float), true},
+      {n.initial_state, a.initial_state, n_state * sizeof(float), false},
+      {n.output, a.output, n_out * sizeof(float), true},
+      {n.final_state, a.final_state, n_state * sizeof(float), true},
   };
-  for (const Span& w : spans) {
-    if (!w.written) continue;
-    for (const Span& o : spans) {
-      if (&o == &w) continue;
-      const bool in_place = std::string(w.name) == "final_state" &&
-                            std::string(o.name) == "initial_state" && w.ptr == o.ptr;
-      if (!in_place && overlap(w, o)) {
-        fail(SLSTM_ERR_ALIASING, std::string(w.name) + " overlaps " + o.name +
-                                     (std::string(o.name) == "initial_state"
-                                          ? " (only the exact same pointer is allowed)"
-                                          : ""));
-      }
+  for (int w = 0; w < 5; ++w) {
+    if (!spans[w].written) continue;
+    for (int o = 0; o < 5; ++o) {
+      const bool in_place = w == kFinal && o == kInitial && spans[w].ptr == spans[o].ptr;
+      if (o == w || in_place || !overlap(spans[w], spans[o])) continue;
+      fail(SLSTM_ERR_ALIASING,
+           std::string(spans[w].name) + " overlaps " + spans[o].name +
+               (o == kInitial ? " (only the exact same pointer is allowed)" : ""));
     }
   }
   slstm::ForwardCall call;
@@ -219,7 +232,7 @@ SLSTM_API slstm_status slstm_session_forward(slstm_session* session,
     require_non_null(session, "session");
     require_non_null(args, "args");
     check_struct_size(args->struct_size, sizeof(slstm_forward_args), "args");
-    run_forward(session, *args);
+    run_forward(session, *args, kForwardNames);
   });
 }
 
@@ -242,7 +255,7 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
     a.output_count = output_count;
     a.final_state = new_state;
     a.final_state_count = new_state_count;
-    run_forward(session, a);
+    run_forward(session, a, kStepNames);
   });
 }
 

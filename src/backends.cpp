@@ -2,6 +2,9 @@
 
 #include "backend.hpp"
 #include "cuda_module.hpp"
+#if defined(SLSTM_HAVE_CPU_FAST)
+#include "cpu_fast.hpp"
+#endif
 
 namespace slstm {
 
@@ -14,8 +17,10 @@ void require_backend(slstm_backend kind) {
 }
 
 void require_cpu_fast_path() {
+#if !defined(SLSTM_HAVE_CPU_FAST)
   fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
        "options->cpu_path SLSTM_CPU_PATH_FAST: this build of libstacklstm has no CPU fast path");
+#endif
 }
 
 std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
@@ -23,9 +28,15 @@ std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
   require_backend(kind);
   if (kind == SLSTM_BACKEND_CUDA) return make_cuda_backend(std::move(model), config);
   switch (config.cpu_path) {
+#if defined(SLSTM_HAVE_CPU_FAST)
+    case SLSTM_CPU_PATH_AUTO:
+    case SLSTM_CPU_PATH_FAST: return make_cpu_fast_backend(std::move(model), config);
+    case SLSTM_CPU_PATH_REFERENCE: return make_cpu_reference_backend(std::move(model), config);
+#else
     case SLSTM_CPU_PATH_AUTO:
     case SLSTM_CPU_PATH_REFERENCE: return make_cpu_reference_backend(std::move(model), config);
     case SLSTM_CPU_PATH_FAST: require_cpu_fast_path(); break;
+#endif
   }
   fail(SLSTM_ERR_INVALID_ARGUMENT, "options->cpu_path: unknown value " +
                                        std::to_string(config.cpu_path));

@@ -25,7 +25,7 @@ std::string shape_str(const std::int64_t* shape, std::int32_t ndim) {
 struct Expect {
   const char* name;
   std::int32_t ndim;
-  std::int64_t shape[2];
+  std::int64_t shape[3];
 };
 
 // Checks a caller tensor (const or mutable) against `e`; `index` is its position in the array.
@@ -59,8 +59,132 @@ std::vector<Expect> expected_layer(slstm_weight_format format, std::int64_t in, 
               {"weight_hh", 2, {4 * h, h}},
               {"bias_ih", 1, {4 * h, 0}},
               {"bias_hh", 1, {4 * h, 0}}};
+    case SLSTM_FORMAT_KERAS:
+      return {{"kernel", 2, {in, 4 * h}},
+              {"recurrent_kernel", 2, {h, 4 * h}},
+              {"bias", 1, {4 * h}}};
+    case SLSTM_FORMAT_KERAS_CUDNN:
+      return {{"kernel", 2, {in, 4 * h}},
+              {"recurrent_kernel", 2, {h, 4 * h}},
+              {"bias", 1, {8 * h}}};
+    case SLSTM_FORMAT_ONNX:
+      return {{"W", 3, {1, 4 * h, in}}, {"R", 3, {1, 4 * h, h}}, {"B", 2, {1, 8 * h}}};
+    case SLSTM_FORMAT_CUDNN:
+      return {{"W", 2, {4 * h, in}}, {"R", 2, {4 * h, h}}, {"bW", 1, {4 * h}}, {"bR", 1, {4 * h}}};
   }
   return {};
+}
+
+// ONNX's row block for canonical gate q: canonical i, f, g, o sit in ONNX's i, o, f, c at
+// 0, 2, 3, 1.
+constexpr int kOnnxBlock[4] = {0, 2, 3, 1};
+
+// Formats without a forget_bias of their own (everything but CANONICAL and TF).
+bool has_forget_bias(slstm_weight_format format) {
+  return format == SLSTM_FORMAT_CANONICAL || format == SLSTM_FORMAT_TF;
+}
+
+// Import of one layer in the layouts added for interop (Keras, Keras CuDNNLSTM, ONNX, cuDNN).
+void import_interop_layer(slstm_weight_format format, Layer& layer, const slstm_tensor* t) {
+  const std::size_t in = static_cast<std::size_t>(layer.input_size);
+  const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
+  const std::size_t g4 = 4 * h;
+  switch (format) {
+    case SLSTM_FORMAT_KERAS:  // kernel [in, 4h], recurrent_kernel [h, 4h]: transposes
+      for (std::size_t r = 0; r < g4; ++r) {
+        for (std::size_t k = 0; k < in; ++k) layer.w_x[r * in + k] = t[0].data[k * g4 + r];
+        for (std::size_t k = 0; k < h; ++k) layer.w_h[r * h + k] = t[1].data[k * g4 + r];
+        layer.bias[r] = t[2].data[r];
+      }
+      break;
+    case SLSTM_FORMAT_KERAS_CUDNN:  // block q of a kernel, read in C order, is W_q [h, in]
+      for (std::size_t q = 0; q < 4; ++q) {
+        for (std::size_t u = 0; u < h; ++u) {
+          const std::size_t r = q * h + u;
+          for (std::size_t k = 0; k < in; ++k) {
+            const std::size_t n = u * in + k;
+            layer.w_x[r * in + k] = t[0].data[(n / h) * g4 + q * h + n % h];
+          }
+          for (std::size_t k = 0; k < h; ++k) layer.w_h[r * h + k] = t[1].data[u * g4 + q * h + k];
+        }
+      }
+      for (std::size_t r = 0; r < g4; ++r) layer.bias[r] = t[2].data[r] + t[2].data[g4 + r];
+      break;
+    case SLSTM_FORMAT_ONNX:
+      for (std::size_t q = 0; q < 4; ++q) {
+        const std::size_t src0 = kOnnxBlock[q] * h;
+        for (std::size_t u = 0; u < h; ++u) {
+          const std::size_t r = q * h + u;
+          std::memcpy(&layer.w_x[r * in], &t[0].data[(src0 + u) * in], in * sizeof(float));
+          std::memcpy(&layer.w_h[r * h], &t[1].data[(src0 + u) * h], h * sizeof(float));
+          layer.bias[r] = t[2].data[src0 + u] + t[2].data[g4 + src0 + u];
+        }
+      }
+      break;
+    case SLSTM_FORMAT_CUDNN:
+      std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
+      std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
+      for (std::size_t r = 0; r < g4; ++r) layer.bias[r] = t[2].data[r] + t[3].data[r];
+      break;
+    default:
+      fail(SLSTM_ERR_INTERNAL, "import_interop_layer: unexpected format");
+  }
+}
+
+// Export of one layer; forget_bias `fb` goes into the f block of exactly one bias.
+void export_interop_layer(slstm_weight_format format, const Layer& layer, float fb,
+                          const slstm_tensor_out* t) {
+  const std::size_t in = static_cast<std::size_t>(layer.input_size);
+  const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
+  const std::size_t g4 = 4 * h;
+  auto folded = [&](std::size_t r) { return layer.bias[r] + (r >= h && r < 2 * h ? fb : 0.0f); };
+  switch (format) {
+    case SLSTM_FORMAT_KERAS:
+      for (std::size_t r = 0; r < g4; ++r) {
+        for (std::size_t k = 0; k < in; ++k) t[0].data[k * g4 + r] = layer.w_x[r * in + k];
+        for (std::size_t k = 0; k < h; ++k) t[1].data[k * g4 + r] = layer.w_h[r * h + k];
+        t[2].data[r] = folded(r);
+      }
+      break;
+    case SLSTM_FORMAT_KERAS_CUDNN:
+      for (std::size_t q = 0; q < 4; ++q) {
+        for (std::size_t u = 0; u < h; ++u) {
+          const std::size_t r = q * h + u;
+          for (std::size_t k = 0; k < in; ++k) {
+            const std::size_t n = u * in + k;
+            t[0].data[(n / h) * g4 + q * h + n % h] = layer.w_x[r * in + k];
+          }
+          for (std::size_t k = 0; k < h; ++k) t[1].data[u * g4 + q * h + k] = layer.w_h[r * h + k];
+        }
+      }
+      for (std::size_t r = 0; r < g4; ++r) {
+        t[2].data[r] = folded(r);
+        t[2].data[g4 + r] = 0.0f;
+      }
+      break;
+    case SLSTM_FORMAT_ONNX:
+      for (std::size_t q = 0; q < 4; ++q) {
+        const std::size_t dst0 = kOnnxBlock[q] * h;
+        for (std::size_t u = 0; u < h; ++u) {
+          const std::size_t r = q * h + u;
+          std::memcpy(&t[0].data[(dst0 + u) * in], &layer.w_x[r * in], in * sizeof(float));
+          std::memcpy(&t[1].data[(dst0 + u) * h], &layer.w_h[r * h], h * sizeof(float));
+          t[2].data[dst0 + u] = folded(r);
+          t[2].data[g4 + dst0 + u] = 0.0f;
+        }
+      }
+      break;
+    case SLSTM_FORMAT_CUDNN:
+      std::memcpy(t[0].data, layer.w_x.data(), layer.w_x.size() * sizeof(float));
+      std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
+      for (std::size_t r = 0; r < g4; ++r) {
+        t[2].data[r] = folded(r);
+        t[3].data[r] = 0.0f;
+      }
+      break;
+    default:
+      fail(SLSTM_ERR_INTERNAL, "export_interop_layer: unexpected format");
+  }
 }
 
 template <typename Tensor>
@@ -94,6 +218,10 @@ int tensors_per_layer(slstm_weight_format format) {
     case SLSTM_FORMAT_CANONICAL: return 3;
     case SLSTM_FORMAT_TF: return 2;
     case SLSTM_FORMAT_PYTORCH: return 4;
+    case SLSTM_FORMAT_KERAS: return 3;
+    case SLSTM_FORMAT_KERAS_CUDNN: return 3;
+    case SLSTM_FORMAT_ONNX: return 3;
+    case SLSTM_FORMAT_CUDNN: return 4;
   }
   return 0;
 }
@@ -101,7 +229,7 @@ int tensors_per_layer(slstm_weight_format format) {
 ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
                       float forget_bias, slstm_weight_format format,
                       const slstm_tensor* tensors, std::size_t num_tensors) {
-  if (format == SLSTM_FORMAT_PYTORCH) forget_bias = 0.0f;  // PyTorch has none
+  if (tensors_per_layer(format) != 0 && !has_forget_bias(format)) forget_bias = 0.0f;
   auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
   check_all(*model, format, tensors, num_tensors);
   const int per_layer = tensors_per_layer(format);
@@ -135,6 +263,9 @@ ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& 
         std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
         std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
         for (std::size_t r = 0; r < 4 * h; ++r) layer.bias[r] = t[2].data[r] + t[3].data[r];
+        break;
+      default:
+        import_interop_layer(format, layer, t);
         break;
     }
   }
@@ -180,6 +311,9 @@ void export_model(const Model& model, slstm_weight_format format,
           t[2].data[r] = layer.bias[r] + (f_block ? model.forget_bias() : 0.0f);
           t[3].data[r] = 0.0f;
         }
+        break;
+      default:
+        export_interop_layer(format, layer, model.forget_bias(), t);
         break;
     }
   }

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 
 # Debian packages the build and the tests need.
-packages=(cmake g++ make catch2 pkg-config binutils)
+packages=(cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev
+          python3-numpy python3-pytest python3-pip python3-setuptools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,3 +26,18 @@ echo "== build"
 cmake --build "$build" -j"$(nproc)"
 echo "== test"
 ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)"
+
+# The Python package (python/) against the library just built. Debian's /usr/bin/python3
+# with python3-numpy and python3-pytest (a `python3` earlier on PATH, e.g. pyenv, may lack
+# numpy). pytest's exit status 5 means no test was collected: a failure here.
+echo "== python package tests"
+set +e
+SLSTM_LIBRARY="$PWD/$build/libstacklstm.so" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+  python/tests
+py_rc=$?
+set -e
+if [ "$py_rc" -eq 5 ]; then
+  echo "python package tests: no test collected" >&2
+  exit 1
+fi
+[ "$py_rc" -eq 0 ] || exit "$py_rc"

@@ -72,11 +72,19 @@
 extern "C" {
 #endif
 
+/* Every enum of the API is an int on the wire.  C++ sees it with a fixed underlying type, so
+ * that any int a caller (or an FFI) passes is a valid value the library can reject cleanly. */
+#ifdef __cplusplus
+#define SLSTM_ENUM(name) enum name : int
+#else
+#define SLSTM_ENUM(name) enum name
+#endif
+
 /* ---------------------------------------------------------------------------------------- */
 /* Status codes                                                                              */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef enum slstm_status {
+typedef SLSTM_ENUM(slstm_status) {
   SLSTM_OK = 0,
   /** A required pointer is NULL, an enum or flag has an unknown value, a struct_size is too
    *  small, or a value is outside its documented domain (e.g. a size <= 0). */
@@ -129,7 +137,7 @@ SLSTM_API const char* slstm_version_string(void);
 /* Backends                                                                                  */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef enum slstm_backend {
+typedef SLSTM_ENUM(slstm_backend) {
   /** The CPU backend: always available. */
   SLSTM_BACKEND_CPU = 0,
   /** The CUDA backend: needs the CUDA module, an NVIDIA driver and a device. */
@@ -182,10 +190,35 @@ typedef struct slstm_model slstm_model;
  *      forget_bias, so a model imported from it has forget_bias 0 and config->forget_bias
  *      is ignored.  On export, bias_ih carries the whole bias (forget_bias folded into its f
  *      block, once) and bias_hh is written as zeros. */
-typedef enum slstm_weight_format {
+typedef SLSTM_ENUM(slstm_weight_format) {
   SLSTM_FORMAT_CANONICAL = 0,
   SLSTM_FORMAT_TF = 1,
-  SLSTM_FORMAT_PYTORCH = 2
+  SLSTM_FORMAT_PYTORCH = 2,
+  /** Keras `LSTM` (3 per layer): `kernel` [I, 4H], `recurrent_kernel` [H, 4H], `bias` [4H];
+   *  column blocks i, f, c, o (c = g).  Keras has no forget_bias (unit_forget_bias only
+   *  initialises the stored bias): imported models get forget_bias 0, config->forget_bias is
+   *  ignored; on export the f block of `bias` carries forget_bias.  Keras' state order is
+   *  [h, c] (packed states here are (c, h)); old Keras defaulted to hard_sigmoid, which this
+   *  library does not compute. */
+  SLSTM_FORMAT_KERAS = 3,
+  /** Keras `CuDNNLSTM` v1 (3 per layer): `kernel` [I, 4H], `recurrent_kernel` [H, 4H],
+   *  `bias` [8H].  Each column block q of a kernel holds the bytes of cuDNN's row-major
+   *  matrix for gate q (i, f, c, o): the block kernel[:, qH:(q+1)H] read in C order is
+   *  W_q [H, I] (so recurrent blocks are W_q itself, not W_q^T); b = bias[:4H] + bias[4H:].
+   *  forget_bias as for SLSTM_FORMAT_KERAS; on export the first half of `bias` carries the
+   *  whole bias (forget_bias folded once) and the second half is zeros. */
+  SLSTM_FORMAT_KERAS_CUDNN = 4,
+  /** ONNX `LSTM` operator, one node per layer, forward direction (3 per layer): `W`
+   *  [1, 4H, I], `R` [1, 4H, H], `B` [1, 8H] (Wb then Rb); row blocks i, o, f, c;
+   *  b = Wb + Rb.  forget_bias as for SLSTM_FORMAT_KERAS; on export Wb carries the whole bias
+   *  and Rb is zeros.  ONNX nodes with peepholes, clip, input_forget, other activations or
+   *  another direction compute something else: check them with slstm_onnx_check_node. */
+  SLSTM_FORMAT_ONNX = 5,
+  /** cuDNN canonical parameters (4 per layer): `W` [4H, I] = linear layers 0-3 stacked,
+   *  `R` [4H, H] = linear layers 4-7, `bW` [4H], `bR` [4H]; gates i, f, g, o; b = bW + bR.
+   *  (Also TF CudnnLSTM's canonical weights.)  forget_bias as for SLSTM_FORMAT_KERAS; on
+   *  export bW carries the whole bias and bR is zeros. */
+  SLSTM_FORMAT_CUDNN = 6
 } slstm_weight_format;
 
 /** Number of tensors per layer of a format (3, 2, 4 as above); SLSTM_ERR_INVALID_ARGUMENT for
@@ -246,7 +279,7 @@ SLSTM_API slstm_status slstm_model_forget_bias(const slstm_model* model, float* 
 SLSTM_API slstm_status slstm_model_state_count(const slstm_model* model, int64_t batch,
                                                size_t* out);
 
-typedef enum slstm_state_part { SLSTM_STATE_C = 0, SLSTM_STATE_H = 1 } slstm_state_part;
+typedef SLSTM_ENUM(slstm_state_part) { SLSTM_STATE_C = 0, SLSTM_STATE_H = 1 } slstm_state_part;
 
 /** Offset, in floats, of layer `layer`'s c or h block ([batch, H_layer]) in a packed state. */
 SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_t batch,
@@ -260,7 +293,7 @@ SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_
 typedef struct slstm_session slstm_session;
 
 /** Which implementation the CPU backend runs. */
-typedef enum slstm_cpu_path {
+typedef SLSTM_ENUM(slstm_cpu_path) {
   /** The fast path when this build has one, else the reference. */
   SLSTM_CPU_PATH_AUTO = 0,
   /** Plain loops accumulating in double: the oracle the tests compare everything with. */
@@ -305,13 +338,13 @@ SLSTM_API void slstm_session_destroy(slstm_session* session);
 /** The backend a session runs on. */
 SLSTM_API slstm_status slstm_session_backend(const slstm_session* session, slstm_backend* out);
 
-typedef enum slstm_layout {
+typedef SLSTM_ENUM(slstm_layout) {
   SLSTM_BATCH_MAJOR = 0, /**< [B, T, ...], tf.nn.dynamic_rnn's default (time_major=False) */
   SLSTM_TIME_MAJOR = 1   /**< [T, B, ...] */
 } slstm_layout;
 
 /** Where the float buffers of a call live. */
-typedef enum slstm_memory {
+typedef SLSTM_ENUM(slstm_memory) {
   SLSTM_MEMORY_HOST = 0,  /**< ordinary host memory (pageable or pinned) */
   SLSTM_MEMORY_DEVICE = 1 /**< CUDA device memory on the session's device (CUDA backend only) */
 } slstm_memory;
@@ -364,6 +397,87 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
                                           const float* state, size_t state_count,
                                           float* output, size_t output_count,
                                           float* new_state, size_t new_state_count);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ONNX LSTM nodes                                                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+/** The attributes and optional inputs of one ONNX `LSTM` node, as read from the graph.
+ *  Only a node that computes this library's cell can be imported with SLSTM_FORMAT_ONNX. */
+typedef struct slstm_onnx_lstm_node {
+  uint32_t struct_size;     /**< set by slstm_onnx_lstm_node_init */
+  const char* direction;    /**< the `direction` attribute; NULL = absent ("forward") */
+  int32_t has_clip;         /**< 1 when the node has a `clip` attribute (init: 0) */
+  float clip;               /**< its value (ignored when has_clip is 0) */
+  int64_t input_forget;     /**< the `input_forget` attribute (init: 0) */
+  int64_t layout;           /**< the `layout` attribute (init: 0); informational only */
+  int32_t num_activations;  /**< entries in `activations` (0 = absent) */
+  const char* const* activations; /**< e.g. {"Sigmoid", "Tanh", "Tanh"} */
+  /** The optional `P` input [1, 3H] (peepholes), or NULL when the node has none. */
+  const slstm_tensor* peepholes;
+} slstm_onnx_lstm_node;
+
+/** Fills *node with an attribute-free node (every field absent).  NULL: does nothing. */
+SLSTM_API void slstm_onnx_lstm_node_init(slstm_onnx_lstm_node* node);
+
+/** SLSTM_OK when the node computes this library's cell: direction absent or "forward",
+ *  no clip, input_forget 0, activations absent or exactly Sigmoid, Tanh, Tanh (any case),
+ *  and P absent or all zeros.  Otherwise SLSTM_ERR_UNSUPPORTED, with slstm_last_error()
+ *  naming the attribute (a bidirectional node, clipping, coupled input-forget gates and
+ *  peephole connections are not supported). */
+SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Model files (safetensors)                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/** A model file is a safetensors file (https://github.com/huggingface/safetensors): an 8-byte
+ *  little-endian header length N, N bytes of JSON, then the tensor bytes.  This library
+ *  writes, per layer l, the canonical tensors `layers.<l>.W_x` [4H, I], `layers.<l>.W_h`
+ *  [4H, H] and `layers.<l>.b` [4H] as F32, and the architecture in `__metadata__` (all values
+ *  strings): "format" = "stacklstm", "format_version" = "1", "input_size", "hidden_sizes"
+ *  (comma separated), "forget_bias" (decimal that round-trips the float) and
+ *  "source_layout" (free text saying where the weights came from, e.g. "pytorch").
+ *
+ *  Loading checks everything before anything is used: the file is >= 8 bytes; the header
+ *  length is <= SLSTM_MODEL_FILE_MAX_HEADER and fits in the file; the header is one JSON
+ *  object without duplicate keys; the metadata are present and well formed; exactly the
+ *  tensors above, no others; dtype F32, F64, F16 or BF16 (converted to float32; values
+ *  that are not finite after conversion are rejected); shapes match the architecture;
+ *  data_offsets are [begin, end] with begin <= end inside the data section, end - begin
+ *  equal to the tensor's byte size, no two tensors overlap and together they cover the
+ *  data section exactly.  Nothing is allocated before the sizes are known to be backed by
+ *  the file's bytes.  Failures: SLSTM_ERR_INVALID_ARGUMENT (a malformed file: the message
+ *  names the problem and the tensor/key), SLSTM_ERR_SHAPE_MISMATCH (a shape disagrees with
+ *  the architecture), SLSTM_ERR_UNSUPPORTED (unknown dtype, format or version),
+ *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY; for files, a path that cannot be opened
+ *  (or is not a regular file) is SLSTM_ERR_INVALID_ARGUMENT and a failed read or write
+ *  SLSTM_ERR_BACKEND_FAILURE, both with the OS's text. */
+#define SLSTM_MODEL_FILE_MAX_HEADER ((uint64_t)100000000)
+
+/** Bytes slstm_model_save_memory writes for this model and source_layout. */
+SLSTM_API slstm_status slstm_model_file_size(const slstm_model* model,
+                                             const char* source_layout, size_t* out_size);
+
+/** Writes the model as a safetensors image into buf[0..capacity).  source_layout may be NULL
+ *  ("canonical"); it must be at most 256 bytes of printable ASCII.  SLSTM_ERR_SHAPE_MISMATCH
+ *  when capacity is smaller than slstm_model_file_size (nothing written).  *out_size
+ *  (may be NULL) receives the byte count on success. */
+SLSTM_API slstm_status slstm_model_save_memory(const slstm_model* model,
+                                               const char* source_layout, void* buf,
+                                               size_t capacity, size_t* out_size);
+
+/** Writes the model to `path` (created or truncated) as a safetensors file. */
+SLSTM_API slstm_status slstm_model_save_file(const slstm_model* model, const char* path,
+                                             const char* source_layout);
+
+/** Loads a model from a safetensors image in memory (see the checks above).  *out_model is
+ *  written only on success.  data may be NULL only when size is 0. */
+SLSTM_API slstm_status slstm_model_load_memory(const void* data, size_t size,
+                                               slstm_model** out_model);
+
+/** Loads a model from a safetensors file (see the checks above). */
+SLSTM_API slstm_status slstm_model_load_file(const char* path, slstm_model** out_model);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,0 +1,151 @@
+// C entry points for interop: ONNX node checks and safetensors model files.
+#include <cctype>
+#include <cmath>
+#include <string>
+
+#include "../src/model_file.hpp"
+#include "firewall.hpp"
+#include "handles.hpp"
+
+using slstm::capi::check_struct_size;
+using slstm::capi::guard;
+using slstm::capi::require_non_null;
+
+namespace {
+
+const slstm::Model& unwrap(const slstm_model* model) {
+  require_non_null(model, "model");
+  return *model->model;
+}
+
+std::string lower(const char* s) {
+  std::string out;
+  for (; *s; ++s) out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(*s))));
+  return out;
+}
+
+std::string layout_arg(const char* source_layout) {
+  return source_layout == nullptr ? std::string("canonical") : std::string(source_layout);
+}
+
+}  // namespace
+
+extern "C" {
+
+SLSTM_API void slstm_onnx_lstm_node_init(slstm_onnx_lstm_node* node) {
+  if (node == nullptr) return;
+  *node = slstm_onnx_lstm_node{};
+  node->struct_size = sizeof(slstm_onnx_lstm_node);
+}
+
+SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node) {
+  return guard([&] {
+    require_non_null(node, "node");
+    check_struct_size(node->struct_size, sizeof(slstm_onnx_lstm_node), "node");
+    if (node->direction != nullptr && lower(node->direction) != "forward") {
+      slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                  std::string("node->direction is \"") + node->direction +
+                      "\": only \"forward\" is supported (split a bidirectional node's "
+                      "weights and run each direction as its own model)");
+    }
+    if (node->has_clip != 0) {
+      slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                  "node->clip: the node clips its cell input (clip attribute); this library "
+                  "computes unclipped LSTM cells");
+    }
+    if (node->input_forget != 0) {
+      slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                  "node->input_forget is " + std::to_string(node->input_forget) +
+                      ": coupled input and forget gates are not supported");
+    }
+    if (node->num_activations < 0 ||
+        (node->num_activations > 0 && node->activations == nullptr)) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                  "node->activations: NULL or a negative count (" +
+                      std::to_string(node->num_activations) + ")");
+    }
+    if (node->num_activations > 0) {
+      static const char* const want[3] = {"sigmoid", "tanh", "tanh"};
+      bool ok = node->num_activations == 3;
+      for (int k = 0; ok && k < 3; ++k) {
+        ok = node->activations[k] != nullptr && lower(node->activations[k]) == want[k];
+      }
+      if (!ok) {
+        slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                    "node->activations: only Sigmoid, Tanh, Tanh (the default) is supported");
+      }
+    }
+    if (node->peepholes != nullptr) {
+      const slstm_tensor& p = *node->peepholes;
+      if (p.data == nullptr) slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "node->peepholes->data is NULL");
+      if (p.ndim < 1 || p.ndim > SLSTM_MAX_DIMS) {
+        slstm::fail(SLSTM_ERR_SHAPE_MISMATCH, "node->peepholes->ndim must be in 1..4");
+      }
+      std::size_t n = 1;
+      for (int32_t d = 0; d < p.ndim; ++d) {
+        n = slstm::mul_size(n, slstm::product({p.shape[d]}, "node->peepholes->shape"),
+                            "node->peepholes->shape");
+      }
+      for (std::size_t k = 0; k < n; ++k) {
+        if (p.data[k] != 0.0f) {
+          slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                      "node->peepholes: element " + std::to_string(k) +
+                          " is non-zero; peephole connections are not supported");
+        }
+      }
+    }
+  });
+}
+
+SLSTM_API slstm_status slstm_model_file_size(const slstm_model* model,
+                                             const char* source_layout, size_t* out_size) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(out_size, "out_size");
+    *out_size = slstm::model_file_size(m, layout_arg(source_layout));
+  });
+}
+
+SLSTM_API slstm_status slstm_model_save_memory(const slstm_model* model,
+                                               const char* source_layout, void* buf,
+                                               size_t capacity, size_t* out_size) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(buf, "buf");
+    const size_t n = slstm::write_model_image(m, layout_arg(source_layout),
+                                              static_cast<unsigned char*>(buf), capacity);
+    if (out_size != nullptr) *out_size = n;
+  });
+}
+
+SLSTM_API slstm_status slstm_model_save_file(const slstm_model* model, const char* path,
+                                             const char* source_layout) {
+  return guard([&] {
+    const auto& m = unwrap(model);
+    require_non_null(path, "path");
+    slstm::save_model_file(m, path, layout_arg(source_layout));
+  });
+}
+
+SLSTM_API slstm_status slstm_model_load_memory(const void* data, size_t size,
+                                               slstm_model** out_model) {
+  return guard([&] {
+    require_non_null(out_model, "out_model");
+    if (size > 0) require_non_null(data, "data");
+    static const unsigned char empty = 0;
+    auto model = slstm::read_model_image(
+        size > 0 ? static_cast<const unsigned char*>(data) : &empty, size);
+    *out_model = new slstm_model{std::move(model)};
+  });
+}
+
+SLSTM_API slstm_status slstm_model_load_file(const char* path, slstm_model** out_model) {
+  return guard([&] {
+    require_non_null(out_model, "out_model");
+    require_non_null(path, "path");
+    auto model = slstm::load_model_file(path);
+    *out_model = new slstm_model{std::move(model)};
+  });
+}
+
+}  // extern "C"

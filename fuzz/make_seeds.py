@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpora fuzz/corpus/<target>/ (deterministic; run once, commit).
+
+fuzz_model_file: small safetensors model images, valid (each dtype, 1-3 layers) and broken
+(truncated, bad JSON, duplicate key, overlapping offsets).
+fuzz_api: op sequences for fuzz_api.cpp's decoder (op byte, then its fields; 0 = default),
+so the fuzzer starts from calls that get past the argument checks.
+"""
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def image(input_size, hidden, dtype="F32", forget_bias="1", tweak=None):
+    fmt, size = {"F32": ("<f", 4), "F64": ("<d", 8), "F16": ("<e", 2), "BF16": (None, 2)}[dtype]
+    header = {"__metadata__": {"format": "stacklstm", "format_version": "1",
+                               "input_size": str(input_size),
+                               "hidden_sizes": ",".join(map(str, hidden)),
+                               "forget_bias": forget_bias, "source_layout": "seed"}}
+    data = b""
+    prev = input_size
+    k = 0
+    for l, h in enumerate(hidden):
+        for name, shape in (("W_x", [4 * h, prev]), ("W_h", [4 * h, h]), ("b", [4 * h])):
+            n = 1
+            for d in shape:
+                n *= d
+            vals = [((k + i) % 7 - 3) / 8.0 for i in range(n)]
+            k += n
+            if fmt:
+                blob = b"".join(struct.pack(fmt, v) for v in vals)
+            else:  # BF16: the high half of the float32
+                blob = b"".join(struct.pack("<f", v)[2:] for v in vals)
+            header[f"layers.{l}.{name}"] = {"dtype": dtype, "shape": shape,
+                                            "data_offsets": [len(data), len(data) + len(blob)]}
+            data += blob
+        prev = h
+    if tweak:
+        tweak(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def write(target, name, blob):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(blob)
+
+
+def model_file_seeds():
+    write("fuzz_model_file", "f32_1layer", image(2, [3]))
+    write("fuzz_model_file", "f16_2layers", image(3, [4, 2], "F16", "0.5"))
+    write("fuzz_model_file", "f64_1layer", image(1, [2], "F64", "-1.25"))
+    write("fuzz_model_file", "bf16_3layers", image(2, [2, 3, 1], "BF16", "0"))
+    write("fuzz_model_file", "f32_17units", image(1, [17]))
+    ok = image(2, [3])
+    write("fuzz_model_file", "truncated", ok[: len(ok) - 5])
+    write("fuzz_model_file", "header_only", struct.pack("<Q", 2) + b"{}")
+    write("fuzz_model_file", "not_json", struct.pack("<Q", 8) + b"{\"a\":[1,")
+
+    def overlap(h):
+        h["layers.0.b"]["data_offsets"] = [0, 48]
+    write("fuzz_model_file", "overlap", image(2, [3], tweak=overlap))
+
+    def dup(h):
+        h["__metadata__"]["hidden_sizes"] = "3,3"
+    write("fuzz_model_file", "wrong_layers", image(2, [3], tweak=dup))
+
+
+# fuzz_api op codes (see LLVMFuzzerTestOneInput) and their field counts with default bytes.
+CREATE_RANDOM, CREATE, DESTROY_MODEL, QUERY, EXPORT, SESSION, DESTROY_SESSION, FORWARD, STEP, \
+    ONNX, MODEL_FILE, MISC = range(12)
+
+
+def op(code, fields):
+    return bytes([code]) + bytes(fields)
+
+
+def api_seeds():
+    create = op(CREATE_RANDOM, [0] * 23)
+    session_ok = op(SESSION, [0] * 13)
+    forward = op(FORWARD, [0] * 19)
+    step = op(STEP, [0] * 18)
+    # forward with lengths (selector >= 128, then 2 length bytes for batch 2, then its count)
+    fwd_len = op(FORWARD, [0] * 12 + [200, 1, 3, 0] + [0] * 5)
+    fast = op(SESSION, [0, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 1])  # cpu_path FAST, 2 threads
+    write("fuzz_api", "create_session_forward", create + session_ok + forward + step)
+    write("fuzz_api", "forward_lengths", create + session_ok + fwd_len)
+    write("fuzz_api", "fast_path", create + fast + op(FORWARD, [1] + [0] * 18))
+    write("fuzz_api", "absurd_maxima", create + op(SESSION, [0, 0, 0, 222, 0] + [0] * 8))
+    write("fuzz_api", "export_tf", create + op(EXPORT, [0, 1] + [0] * 16))
+    write("fuzz_api", "model_file", create + op(MODEL_FILE, [0] * 8))
+    write("fuzz_api", "onnx", op(ONNX, [0] * 10 + [210] + [0] * 24))
+    write("fuzz_api", "misc", b"".join(op(MISC, [k, 3, 0]) for k in range(8)))
+
+
+if __name__ == "__main__":
+    model_file_seeds()
+    api_seeds()

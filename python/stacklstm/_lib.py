@@ -1,0 +1,186 @@
+"""Finding and loading libstacklstm.so, and the ctypes declarations of its C API.
+
+Everything here mirrors include/stacklstm/stacklstm.h. Enum values are ABI (they are only
+ever appended, never renumbered); everything else that can be asked of the library at run
+time (version, status texts, tensors per format) is asked.
+"""
+
+import ctypes
+import ctypes.util
+import glob
+import os
+
+__all__ = ["lib", "library_path", "LibraryNotFoundError"]
+
+MAX_DIMS = 4
+
+
+class LibraryNotFoundError(ImportError):
+    """libstacklstm.so could not be loaded; the message names every path tried."""
+
+
+def _candidates():
+    """(path, why) pairs in search order."""
+    out = []
+    env = os.environ.get("SLSTM_LIBRARY")
+    if env:
+        if os.path.isdir(env):
+            out.append((os.path.join(env, "libstacklstm.so"), "$SLSTM_LIBRARY directory"))
+        else:
+            out.append((env, "$SLSTM_LIBRARY"))
+        return out   # an explicit override is the only candidate: never load another one
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("libstacklstm.so", "libstacklstm.so.0"):
+        out.append((os.path.join(here, name), "next to the package"))
+    # A source checkout: python/stacklstm/ -> repository root -> build*/
+    root = os.path.dirname(os.path.dirname(here))
+    builds = sorted(glob.glob(os.path.join(root, "build*", "libstacklstm.so")),
+                    key=lambda p: -os.path.getmtime(p))
+    for p in builds:
+        out.append((p, "build directory"))
+    if not builds:
+        out.append((os.path.join(root, "build", "libstacklstm.so"), "build directory"))
+    found = ctypes.util.find_library("stacklstm")
+    out.append((found or "libstacklstm.so.0", "system loader"))
+    return out
+
+
+def _load():
+    tried = []
+    for path, why in _candidates():
+        is_file_path = os.sep in path
+        if is_file_path and not os.path.exists(path):
+            tried.append("%s (%s): no such file" % (path, why))
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append("%s (%s): %s" % (path, why, e))
+    raise LibraryNotFoundError(
+        "stacklstm: cannot load libstacklstm.so; tried, in order:\n  " + "\n  ".join(tried) +
+        "\nSet SLSTM_LIBRARY to the library's path (e.g. build/libstacklstm.so).")
+
+
+# ---- C types ---------------------------------------------------------------------------------
+
+c_status = ctypes.c_int
+c_enum = ctypes.c_int
+c_float_p = ctypes.POINTER(ctypes.c_float)
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+c_int32_p = ctypes.POINTER(ctypes.c_int32)
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [("data", c_float_p), ("ndim", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_DIMS)]
+
+
+class TensorOut(ctypes.Structure):
+    _fields_ = [("data", c_float_p), ("ndim", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_DIMS)]
+
+
+class ModelConfig(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("input_size", ctypes.c_int64),
+                ("num_layers", ctypes.c_int32), ("hidden_sizes", c_int64_p),
+                ("forget_bias", ctypes.c_float)]
+
+
+class SessionOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("backend", c_enum),
+                ("max_batch", ctypes.c_int64), ("max_time", ctypes.c_int64),
+                ("cpu_path", c_enum), ("num_threads", ctypes.c_int32),
+                ("device", ctypes.c_int32), ("allow_tf32", ctypes.c_int32),
+                ("cuda_stream", ctypes.c_void_p)]
+
+
+class ForwardArgs(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("layout", c_enum),
+                ("batch", ctypes.c_int64), ("time", ctypes.c_int64),
+                ("input", c_float_p), ("input_count", ctypes.c_size_t),
+                ("sequence_lengths", c_int32_p), ("sequence_lengths_count", ctypes.c_size_t),
+                ("initial_state", c_float_p), ("initial_state_count", ctypes.c_size_t),
+                ("output", c_float_p), ("output_count", ctypes.c_size_t),
+                ("final_state", c_float_p), ("final_state_count", ctypes.c_size_t),
+                ("memory", c_enum)]
+
+
+class OnnxLstmNode(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("direction", ctypes.c_char_p),
+                ("has_clip", ctypes.c_int32), ("clip", ctypes.c_float),
+                ("input_forget", ctypes.c_int64), ("layout", ctypes.c_int64),
+                ("num_activations", ctypes.c_int32),
+                ("activations", ctypes.POINTER(ctypes.c_char_p)),
+                ("peepholes", ctypes.POINTER(Tensor))]
+
+
+def padded(struct_type, init_fn):
+    """An instance of struct_type inside a zeroed buffer with room to spare, filled by the
+    library's own *_init function. A newer library whose struct has grown writes its larger
+    struct_size and defaults into the spare room; the fields we know keep their offsets (the
+    ABI only ever appends), so passing the whole buffer stays correct."""
+    class Padded(ctypes.Structure):
+        _fields_ = [("s", struct_type), ("_spare", ctypes.c_ubyte * 1024)]
+    buf = Padded()
+    init_fn(ctypes.byref(buf))
+    if buf.s.struct_size > ctypes.sizeof(Padded):
+        raise ImportError("stacklstm: %s of the loaded library is %d bytes, more than this "
+                          "package can hold" % (struct_type.__name__, buf.s.struct_size))
+    return buf
+
+
+def _declare(lib):
+    P = ctypes.POINTER
+    vp = ctypes.c_void_p
+    sigs = {
+        "slstm_status_string": (ctypes.c_char_p, [c_status]),
+        "slstm_last_error": (ctypes.c_char_p, []),
+        "slstm_last_error_copy": (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t]),
+        "slstm_version_number": (ctypes.c_uint32, []),
+        "slstm_version_string": (ctypes.c_char_p, []),
+        "slstm_backend_available": (c_status, [c_enum]),
+        "slstm_format_tensors_per_layer": (c_status, [c_enum, c_int32_p]),
+        "slstm_model_config_init": (None, [vp]),
+        "slstm_model_create": (c_status, [vp, c_enum, P(Tensor), ctypes.c_size_t, P(vp)]),
+        "slstm_model_create_random": (c_status, [vp, ctypes.c_uint64, ctypes.c_float, P(vp)]),
+        "slstm_model_destroy": (None, [vp]),
+        "slstm_model_export": (c_status, [vp, c_enum, P(TensorOut), ctypes.c_size_t]),
+        "slstm_model_num_layers": (c_status, [vp, c_int32_p]),
+        "slstm_model_input_size": (c_status, [vp, c_int64_p]),
+        "slstm_model_hidden_size": (c_status, [vp, ctypes.c_int32, c_int64_p]),
+        "slstm_model_forget_bias": (c_status, [vp, P(ctypes.c_float)]),
+        "slstm_model_state_count": (c_status, [vp, ctypes.c_int64, P(ctypes.c_size_t)]),
+        "slstm_model_state_offset": (c_status, [vp, ctypes.c_int64, ctypes.c_int32, c_enum,
+                                                P(ctypes.c_size_t)]),
+        "slstm_session_options_init": (None, [vp]),
+        "slstm_session_create": (c_status, [vp, vp, P(vp)]),
+        "slstm_session_destroy": (None, [vp]),
+        "slstm_session_backend": (c_status, [vp, P(c_enum)]),
+        "slstm_forward_args_init": (None, [vp]),
+        "slstm_session_forward": (c_status, [vp, vp]),
+        "slstm_session_step": (c_status, [vp, ctypes.c_int64, c_float_p, ctypes.c_size_t,
+                                          c_float_p, ctypes.c_size_t, c_float_p,
+                                          ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
+        "slstm_onnx_lstm_node_init": (None, [vp]),
+        "slstm_onnx_check_node": (c_status, [vp]),
+        "slstm_model_file_size": (c_status, [vp, ctypes.c_char_p, P(ctypes.c_size_t)]),
+        "slstm_model_save_memory": (c_status, [vp, ctypes.c_char_p, vp, ctypes.c_size_t,
+                                               P(ctypes.c_size_t)]),
+        "slstm_model_save_file": (c_status, [vp, ctypes.c_char_p, ctypes.c_char_p]),
+        "slstm_model_load_memory": (c_status, [vp, ctypes.c_size_t, P(vp)]),
+        "slstm_model_load_file": (c_status, [ctypes.c_char_p, P(vp)]),
+    }
+    missing = []
+    for name, (res, args) in sigs.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.restype = res
+        fn.argtypes = args
+    return missing
+
+
+lib, library_path = _load()
+missing_symbols = _declare(lib)

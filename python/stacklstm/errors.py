@@ -1,0 +1,84 @@
+"""Exceptions: one class per slstm_status, each carrying the library's last-error text."""
+
+from ._lib import lib
+
+__all__ = ["StackLSTMError", "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
+           "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
+           "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
+           "status_string", "check"]
+
+
+class StackLSTMError(Exception):
+    """A call into libstacklstm failed. `status` is the slstm_status value, `status_name` the
+    library's static text for it and `message` its per-thread last-error text."""
+
+    status = None
+
+    def __init__(self, status, message, call=None):
+        self.status = status
+        self.status_name = status_string(status)
+        self.message = message
+        self.call = call
+        where = "%s: " % call if call else ""
+        super().__init__("%s%s: %s" % (where, self.status_name, message))
+
+
+class InvalidArgumentError(StackLSTMError, ValueError):
+    status = 1
+
+
+class ShapeMismatchError(StackLSTMError, ValueError):
+    status = 2
+
+
+class OutOfRangeError(StackLSTMError, ValueError):
+    status = 3
+
+
+class SizeOverflowError(StackLSTMError, OverflowError):
+    status = 4
+
+
+class OutOfMemoryError(StackLSTMError, MemoryError):
+    status = 5
+
+
+class BackendUnavailableError(StackLSTMError, RuntimeError):
+    status = 6
+
+
+class UnsupportedError(StackLSTMError, NotImplementedError):
+    status = 7
+
+
+class BackendFailureError(StackLSTMError, RuntimeError):
+    status = 8
+
+
+class AliasingError(StackLSTMError, ValueError):
+    status = 9
+
+
+class InternalError(StackLSTMError, RuntimeError):
+    status = 10
+
+
+_BY_STATUS = {cls.status: cls for cls in (
+    InvalidArgumentError, ShapeMismatchError, OutOfRangeError, SizeOverflowError,
+    OutOfMemoryError, BackendUnavailableError, UnsupportedError, BackendFailureError,
+    AliasingError, InternalError)}
+
+
+def status_string(status):
+    """The library's static text for a status (read from the library at run time)."""
+    return lib.slstm_status_string(int(status)).decode("utf-8", "replace")
+
+
+def last_error():
+    return lib.slstm_last_error().decode("utf-8", "replace")
+
+
+def check(status, call=None):
+    """Raises the exception of `status` (with the last-error text) unless it is SLSTM_OK."""
+    if status != 0:
+        raise _BY_STATUS.get(status, StackLSTMError)(status, last_error(), call)

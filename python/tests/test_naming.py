@@ -1,0 +1,152 @@
+"""Framework naming conventions and the model file through the package."""
+import numpy as np
+import pytest
+
+import stacklstm
+from stacklstm import naming
+
+
+def torch_like_state_dict(rng, D, H, L):
+    sd, I = {}, D
+    for l in range(L):
+        sd["weight_ih_l%d" % l] = rng.standard_normal((4 * H, I)).astype(np.float32)
+        sd["weight_hh_l%d" % l] = rng.standard_normal((4 * H, H)).astype(np.float32)
+        sd["bias_ih_l%d" % l] = rng.standard_normal(4 * H).astype(np.float32)
+        sd["bias_hh_l%d" % l] = rng.standard_normal(4 * H).astype(np.float32)
+        I = H
+    return sd
+
+
+def same_numbers(a, b):
+    with a.session(2, 3) as sa, b.session(2, 3) as sb:
+        x = np.random.default_rng(5).random((2, 3, a.input_size))
+        return np.array_equal(sa.forward(x)[0], sb.forward(x)[0])
+
+
+def test_a_multi_layer_torch_state_dict_imports_in_layer_order():
+    sd = torch_like_state_dict(np.random.default_rng(0), 3, 4, 3)
+    m = stacklstm.Model.from_torch_state_dict(sd)
+    assert m.input_size == 3 and m.hidden_sizes == (4, 4, 4) and m.forget_bias == 0
+    layers = [[sd["%s_l%d" % (n, l)] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+              for l in range(3)]
+    assert same_numbers(m, stacklstm.Model.from_weights(layers, "pytorch"))
+
+
+def test_a_module_list_of_torch_lstms_with_different_sizes_imports():
+    rng = np.random.default_rng(1)
+    sd = {}
+    for k, (I, H) in enumerate([(3, 5), (5, 2)]):
+        for n, v in torch_like_state_dict(rng, I, H, 1).items():
+            sd["rnn.%d.%s" % (k, n)] = v
+    sd["head.weight"] = np.zeros((1, 2))
+    m = stacklstm.Model.from_torch_state_dict(sd, prefix="rnn.")
+    assert m.hidden_sizes == (5, 2)
+
+
+def test_bidirectional_torch_weights_are_rejected():
+    sd = torch_like_state_dict(np.random.default_rng(0), 3, 4, 1)
+    sd["weight_ih_l0_reverse"] = sd["weight_ih_l0"]
+    with pytest.raises(ValueError, match="bidirectional"):
+        stacklstm.Model.from_torch_state_dict(sd)
+
+
+def tf_vars(rng, D, hs, old=False):
+    v, I = {}, D
+    for k, H in enumerate(hs):
+        base = "rnn/multi_rnn_cell/cell_%d/basic_lstm_cell/" % k
+        v[base + ("weights" if old else "kernel")] = rng.standard_normal((I + H, 4 * H))
+        v[base + ("biases" if old else "bias")] = rng.standard_normal(4 * H)
+        v[base + "kernel/Adam"] = np.zeros(1)   # optimizer slot: ignored
+        I = H
+    return v
+
+
+def test_tf_checkpoint_names_new_and_old_spellings_give_the_same_model():
+    new = tf_vars(np.random.default_rng(2), 3, [4, 2])
+    old = tf_vars(np.random.default_rng(2), 3, [4, 2], old=True)
+    old = {k: v for k, v in old.items() if not k.endswith("Adam")}
+    a = stacklstm.Model.from_tf_variables(new, forget_bias=0.5)
+    b = stacklstm.Model.from_tf_variables(old, forget_bias=0.5)
+    assert a.hidden_sizes == (4, 2) and a.forget_bias == 0.5
+    assert same_numbers(a, b)
+
+
+def test_tf_peephole_variables_are_rejected():
+    v = tf_vars(np.random.default_rng(2), 3, [4])
+    v["rnn/multi_rnn_cell/cell_0/lstm_cell/w_f_diag"] = np.zeros(4)
+    with pytest.raises(ValueError, match="peephole"):
+        stacklstm.Model.from_tf_variables(v)
+
+
+def test_export_then_import_is_the_identity_in_every_format():
+    m = stacklstm.Model.random(3, [4, 2], seed=4, forget_bias=0.25)
+    for fmt in stacklstm.FORMATS:
+        w = m.export(fmt)
+        back = stacklstm.Model.from_weights(w, fmt, forget_bias=m.forget_bias)
+        assert same_numbers(m, back), fmt
+
+
+def test_model_file_round_trip_keeps_architecture_and_source_layout(tmp_path):
+    m = stacklstm.Model.random(3, [4, 2], seed=4, forget_bias=0.25)
+    path = str(tmp_path / "m.safetensors")
+    m.save(path, source_layout="pytorch")
+    meta, tensors = stacklstm.read_header(path)
+    assert meta["hidden_sizes"] == "4,2" and meta["source_layout"] == "pytorch"
+    assert sorted(tensors) == ["layers.%d.%s" % (l, n) for l in range(2)
+                               for n in ("W_h", "W_x", "b")]
+    back = stacklstm.Model.load(path)
+    assert back.forget_bias == 0.25 and same_numbers(m, back)
+
+
+def test_a_file_written_by_the_safetensors_package_loads(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    m = stacklstm.Model.random(3, [4], seed=4)
+    w = m.export("canonical")[0]
+    path = str(tmp_path / "ext.safetensors")
+    st.save_file({"layers.0.%s" % k: v for k, v in w.items()}, path,
+                 metadata={"format": "stacklstm", "format_version": "1", "input_size": "3",
+                           "hidden_sizes": "4", "forget_bias": "1"})
+    assert same_numbers(m, stacklstm.Model.load(path))
+
+
+def test_onnx_model_converts_and_rejects_peepholes(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper, TensorProto
+    rng = np.random.default_rng(3)
+    H, I = 3, 2
+    W = rng.standard_normal((1, 4 * H, I)).astype(np.float32)
+    R = rng.standard_normal((1, 4 * H, H)).astype(np.float32)
+    B = rng.standard_normal((1, 8 * H)).astype(np.float32)
+
+    def graph(P=None):
+        inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
+                 numpy_helper.from_array(B, "B")]
+        ins = ["X", "W", "R", "B"]
+        if P is not None:
+            inits.append(numpy_helper.from_array(P, "P"))
+            ins += ["", "", "", "P"]
+        node = helper.make_node("LSTM", ins, ["Y"], hidden_size=H)
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+            "X", TensorProto.FLOAT, [1, 1, I])], [helper.make_tensor_value_info(
+                "Y", TensorProto.FLOAT, [1, 1, 1, H])], initializer=inits)
+        return helper.make_model(g)
+
+    layers = naming.onnx_model_layers(graph())
+    m = stacklstm.Model.from_weights(layers, "onnx")
+    assert same_numbers(m, stacklstm.Model.from_weights([[W, R, B]], "onnx"))
+    assert naming.onnx_model_layers(graph(np.zeros((1, 3 * H), np.float32)))
+    with pytest.raises(stacklstm.UnsupportedError, match="peephole"):
+        naming.onnx_model_layers(graph(np.ones((1, 3 * H), np.float32)))
+
+
+def test_torch_state_dict_and_tf_names_round_trip():
+    m = stacklstm.Model.random(3, [4, 4], seed=6, forget_bias=0.5)
+    sd = naming.to_torch_state_dict(m)
+    assert sorted(sd)[:2] == ["bias_hh_l0", "bias_hh_l1"]
+    assert same_numbers(m, stacklstm.Model.from_torch_state_dict(sd))
+    m2 = stacklstm.Model.random(3, [4, 2], seed=6, forget_bias=0.5)
+    assert "1.weight_ih_l0" in naming.to_torch_state_dict(m2)
+    assert same_numbers(m2, stacklstm.Model.from_torch_state_dict(naming.to_torch_state_dict(m2)))
+    for old in (False, True):
+        v = naming.to_tf_variables(m2, old_names=old)
+        assert same_numbers(m2, stacklstm.Model.from_tf_variables(v, forget_bias=0.5))

@@ -1,0 +1,502 @@
+// Model files (safetensors): round trips, and one TEST_CASE per class of broken or hostile
+// file, each of which must give a status and a message naming the problem, never a crash, an
+// over-read or a huge allocation.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "support.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+using Bytes = std::vector<unsigned char>;
+
+// A small valid model: D = 2, one layer of H = 3 (W_x 96 bytes, W_h 144, b 48).
+t::Model small_model() { return t::random_model(2, {3}, 11, 0.625f); }
+
+Bytes save(const slstm_model* m, const char* layout = "tf") {
+  size_t n = 0;
+  REQUIRE(slstm_model_file_size(m, layout, &n) == SLSTM_OK);
+  Bytes b(n, 0xAB);
+  size_t written = 0;
+  const slstm_status st = slstm_model_save_memory(m, layout, b.data(), b.size(), &written);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  REQUIRE(written == n);
+  return b;
+}
+
+std::vector<float> canonical(const slstm_model* m) {
+  std::int32_t L = 0;
+  REQUIRE(slstm_model_num_layers(m, &L) == SLSTM_OK);
+  std::vector<std::vector<float>> bufs;
+  std::vector<slstm_tensor_out> outs;
+  std::int64_t I = t::input_size(m);
+  for (std::int32_t l = 0; l < L; ++l) {
+    std::int64_t H = 0;
+    REQUIRE(slstm_model_hidden_size(m, l, &H) == SLSTM_OK);
+    const std::int64_t shapes[3][2] = {{4 * H, I}, {4 * H, H}, {4 * H, 1}};
+    for (int p = 0; p < 3; ++p) {
+      bufs.emplace_back(static_cast<std::size_t>(shapes[p][0] * shapes[p][1]));
+      slstm_tensor_out o{};
+      o.ndim = p == 2 ? 1 : 2;
+      o.shape[0] = shapes[p][0];
+      o.shape[1] = shapes[p][1];
+      outs.push_back(o);
+    }
+    I = H;
+  }
+  for (std::size_t k = 0; k < outs.size(); ++k) outs[k].data = bufs[k].data();
+  REQUIRE(slstm_model_export(m, SLSTM_FORMAT_CANONICAL, outs.data(), outs.size()) == SLSTM_OK);
+  std::vector<float> all;
+  for (const auto& b : bufs) all.insert(all.end(), b.begin(), b.end());
+  return all;
+}
+
+// Splits an image into (header JSON, data section).
+std::pair<json, Bytes> split(const Bytes& img) {
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = (n << 8) | img[static_cast<std::size_t>(k)];
+  const std::string text(img.begin() + 8, img.begin() + 8 + static_cast<long>(n));
+  return {json::parse(text), Bytes(img.begin() + 8 + static_cast<long>(n), img.end())};
+}
+
+Bytes join(const std::string& header_text, const Bytes& data) {
+  std::string head(8, '\0');
+  const std::uint64_t n = header_text.size();
+  for (std::size_t k = 0; k < 8; ++k) head[k] = static_cast<char>((n >> (8 * k)) & 0xffu);
+  head += header_text;
+  Bytes img(head.begin(), head.end());
+  img.insert(img.end(), data.begin(), data.end());
+  return img;
+}
+
+Bytes join(const json& header, const Bytes& data) { return join(header.dump(), data); }
+
+// The small model's image, its header and data, for tests to edit.
+struct Parts {
+  json header;
+  Bytes data;
+};
+Parts valid_parts() {
+  auto m = small_model();
+  auto [h, d] = split(save(m.get()));
+  return {h, d};
+}
+
+// Loading must fail with `status`, a message containing `needle`, and *out untouched.
+void expect_rejected(const Bytes& img, slstm_status status, const std::string& needle) {
+  slstm_model* out = reinterpret_cast<slstm_model*>(0x1);
+  const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
+  const std::string msg = slstm_last_error();
+  INFO("message: " << msg);
+  CHECK(st == status);
+  CHECK(out == reinterpret_cast<slstm_model*>(0x1));
+  CHECK(msg.find(needle) != std::string::npos);
+}
+
+// Loading must not crash; on success the model is usable (weights readable).
+void load_any(const Bytes& img) {
+  slstm_model* out = nullptr;
+  if (slstm_model_load_memory(img.data(), img.size(), &out) == SLSTM_OK) {
+    REQUIRE(out != nullptr);
+    canonical(out);
+    slstm_model_destroy(out);
+  } else {
+    CHECK(std::strlen(slstm_last_error()) > 0);
+  }
+}
+
+std::string temp_path(const char* name) {
+  return std::string("slstm_test_") + name + "_" + std::to_string(std::rand()) + ".safetensors";
+}
+
+}  // namespace
+
+// ---- round trips -----------------------------------------------------------------------------
+
+TEST_CASE("a saved model loads back with the same weights, forget_bias and architecture") {
+  auto m = t::random_model(5, {4, 7, 3}, 21, 0.75f);
+  const Bytes img = save(m.get());
+  slstm_model* back = nullptr;
+  REQUIRE(slstm_model_load_memory(img.data(), img.size(), &back) == SLSTM_OK);
+  t::Model b(back);
+  CHECK(canonical(b.get()) == canonical(m.get()));
+  float fb = 0;
+  REQUIRE(slstm_model_forget_bias(b.get(), &fb) == SLSTM_OK);
+  CHECK(fb == 0.75f);
+  std::int32_t L = 0;
+  REQUIRE(slstm_model_num_layers(b.get(), &L) == SLSTM_OK);
+  CHECK(L == 3);
+  CHECK(t::input_size(b.get()) == 5);
+  CHECK(t::output_size(b.get()) == 3);
+}
+
+TEST_CASE("a model saved to a file loads back from the file") {
+  auto m = small_model();
+  const std::string path = temp_path("roundtrip");
+  REQUIRE(slstm_model_save_file(m.get(), path.c_str(), "pytorch") == SLSTM_OK);
+  slstm_model* back = nullptr;
+  const slstm_status st = slstm_model_load_file(path.c_str(), &back);
+  std::remove(path.c_str());
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  t::Model b(back);
+  CHECK(canonical(b.get()) == canonical(m.get()));
+}
+
+TEST_CASE("the file header carries the architecture and source layout as safetensors metadata") {
+  auto m = t::random_model(4, {6, 2}, 3, 1.0f);
+  const auto [header, data] = split(save(m.get(), "keras"));
+  const json& meta = header.at("__metadata__");
+  CHECK(meta.at("format") == "stacklstm");
+  CHECK(meta.at("format_version") == "1");
+  CHECK(meta.at("input_size") == "4");
+  CHECK(meta.at("hidden_sizes") == "6,2");
+  CHECK(meta.at("forget_bias") == "1");
+  CHECK(meta.at("source_layout") == "keras");
+  CHECK(header.at("layers.1.W_x").at("shape") == json::array({8, 6}));
+  CHECK(header.at("layers.1.W_x").at("dtype") == "F32");
+}
+
+TEST_CASE("saving into a buffer that is too small writes nothing") {
+  auto m = small_model();
+  size_t n = 0;
+  REQUIRE(slstm_model_file_size(m.get(), nullptr, &n) == SLSTM_OK);
+  Bytes buf(n - 1, 0x5A);
+  size_t written = 12345;
+  CHECK(slstm_model_save_memory(m.get(), nullptr, buf.data(), buf.size(), &written) ==
+        SLSTM_ERR_SHAPE_MISMATCH);
+  CHECK(written == 12345);
+  CHECK(std::string(slstm_last_error()).find("capacity") != std::string::npos);
+  for (unsigned char c : buf) REQUIRE(c == 0x5A);
+}
+
+TEST_CASE("a non-printable source_layout is an invalid argument") {
+  auto m = small_model();
+  size_t n = 0;
+  CHECK(slstm_model_file_size(m.get(), "bad\nlayout", &n) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("source_layout") != std::string::npos);
+}
+
+TEST_CASE("F64, F16 and BF16 tensors are converted to float32 on load") {
+  auto m = t::random_model(2, {1}, 9, 1.0f);
+  auto [header, data] = split(save(m.get()));
+  const auto want = canonical(m.get());
+  for (const std::string dtype : {"F64", "F16", "BF16"}) {
+    INFO(dtype);
+    json h = header;
+    Bytes d;
+    std::size_t k = 0;
+    for (const char* name : {"layers.0.W_x", "layers.0.W_h", "layers.0.b"}) {
+      std::size_t count = 1;
+      for (const auto& e : h[name]["shape"]) count *= e.get<std::size_t>();
+      const std::size_t begin = d.size();
+      for (std::size_t i = 0; i < count; ++i, ++k) {
+        const float v = want[k];
+        if (dtype == "F64") {
+          const double x = v;
+          const auto* p = reinterpret_cast<const unsigned char*>(&x);
+          d.insert(d.end(), p, p + 8);
+        } else if (dtype == "BF16") {
+          std::uint32_t bits;
+          std::memcpy(&bits, &v, 4);
+          d.push_back(static_cast<unsigned char>(bits >> 16));
+          d.push_back(static_cast<unsigned char>(bits >> 24));
+        } else {  // F16: 1.5 is exact; store it for every element
+          d.push_back(0x00);
+          d.push_back(0x3E);
+        }
+      }
+      h[name]["dtype"] = dtype;
+      h[name]["data_offsets"] = {begin, d.size()};
+    }
+    slstm_model* out = nullptr;
+    const Bytes img = join(h, d);
+    REQUIRE(slstm_model_load_memory(img.data(), img.size(), &out) == SLSTM_OK);
+    t::Model b(out);
+    const auto got = canonical(b.get());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (dtype == "F64") CHECK(got[i] == want[i]);
+      if (dtype == "F16") CHECK(got[i] == 1.5f);
+      if (dtype == "BF16") CHECK(std::fabs(got[i] - want[i]) <= std::fabs(want[i]) / 128.0f);
+    }
+  }
+}
+
+// ---- broken and hostile files: one class per TEST_CASE --------------------------------------
+
+TEST_CASE("a file shorter than the 8-byte header length is rejected") {
+  expect_rejected(Bytes{}, SLSTM_ERR_INVALID_ARGUMENT, "shorter than the 8-byte");
+  expect_rejected(Bytes(7, 0), SLSTM_ERR_INVALID_ARGUMENT, "shorter than the 8-byte");
+}
+
+TEST_CASE("a header length above the 100 MB limit is rejected before reading it") {
+  Bytes img(16, 0);
+  img[7] = 0x7f;  // 2^62-ish
+  expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "exceeds the limit");
+  const std::uint64_t n = SLSTM_MODEL_FILE_MAX_HEADER + 1;
+  for (int k = 0; k < 8; ++k) img[static_cast<std::size_t>(k)] = static_cast<unsigned char>(n >> (8 * k));
+  expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "exceeds the limit");
+}
+
+TEST_CASE("a header length running past the end of the file is rejected") {
+  Bytes img = save(small_model().get());
+  img.resize(200);
+  expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "runs past the end");
+}
+
+TEST_CASE("a header that is not JSON is rejected") {
+  expect_rejected(join(std::string("{\"a\": [1, 2"), {}), SLSTM_ERR_INVALID_ARGUMENT,
+                  "not valid JSON");
+  expect_rejected(join(std::string("\xff\xfe{}"), {}), SLSTM_ERR_INVALID_ARGUMENT,
+                  "not valid JSON");
+  expect_rejected(join(std::string("{\"k\": \"\xc3\x28\"}"), {}), SLSTM_ERR_INVALID_ARGUMENT,
+                  "not valid JSON");
+}
+
+TEST_CASE("a header that is JSON but not an object is rejected") {
+  expect_rejected(join(std::string("[1, 2, 3]"), {}), SLSTM_ERR_INVALID_ARGUMENT,
+                  "not a JSON object");
+}
+
+TEST_CASE("a header with a duplicate key is rejected") {
+  auto p = valid_parts();
+  std::string text = p.header.dump();
+  const std::string entry = "\"layers.0.b\":" + p.header["layers.0.b"].dump();
+  text.insert(1, entry + ",");
+  expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT, "twice");
+}
+
+TEST_CASE("a deeply nested header is rejected without recursion") {
+  std::string text = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  expect_rejected(join(text, {}), SLSTM_ERR_INVALID_ARGUMENT, "nested too deeply");
+}
+
+TEST_CASE("a header with millions of JSON elements is rejected") {
+  // Within the depth limit but over the element budget.
+  std::string text = "{";
+  for (int k = 0; k < 1100000; ++k) text += "\"k" + std::to_string(k) + "\":0,";
+  text += "\"end\":0}";
+  expect_rejected(join(text, {}), SLSTM_ERR_INVALID_ARGUMENT, "JSON elements");
+}
+
+TEST_CASE("missing or malformed metadata is rejected naming the key") {
+  auto p = valid_parts();
+  {
+    json h = p.header;
+    h.erase("__metadata__");
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "__metadata__");
+  }
+  for (const char* key : {"input_size", "hidden_sizes", "forget_bias", "format"}) {
+    json h = p.header;
+    h["__metadata__"].erase(key);
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, key);
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"input_size", "0"},      {"input_size", "-2"},        {"input_size", "2.0"},
+      {"input_size", " 2"},     {"hidden_sizes", "3,"},      {"hidden_sizes", "0"},
+      {"hidden_sizes", "x"},    {"forget_bias", "nan"},      {"forget_bias", "1e39"},
+      {"forget_bias", "1.0x"},  {"input_size", "99999999999999999999"}};
+  for (const auto& [key, value] : bad) {
+    json h = p.header;
+    h["__metadata__"][key] = value;
+    INFO(key << " = " << value);
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, key);
+  }
+  json h = p.header;
+  h["__metadata__"]["input_size"] = 2;  // safetensors metadata values are strings
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not a string");
+}
+
+TEST_CASE("a file of another format or version is unsupported") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["__metadata__"]["format"] = "pt";
+  expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "format");
+  h = p.header;
+  h["__metadata__"]["format_version"] = "2";
+  expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "format_version");
+}
+
+TEST_CASE("an unexpected tensor name is rejected naming it") {
+  auto p = valid_parts();
+  for (const char* name : {"layers.1.W_x", "layers.0.W_y", "layers.00.b", "weight", "layers.0"}) {
+    json h = p.header;
+    h[name] = h["layers.0.b"];
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, name);
+  }
+}
+
+TEST_CASE("a missing tensor is rejected naming it") {
+  auto p = valid_parts();
+  json h = p.header;
+  h.erase("layers.0.W_h");
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "layers.0.W_h");
+}
+
+TEST_CASE("a malformed tensor entry is rejected naming the tensor and field") {
+  auto p = valid_parts();
+  const std::pair<const char*, json> bad[] = {
+      {"shape", json("12")},
+      {"shape", json::array({12, -1})},
+      {"shape", json::array({1, 1, 1, 1, 1})},
+      {"shape", json::array({12.0})},
+      {"data_offsets", json::array({0})},
+      {"data_offsets", json::array({0, 48, 96})},
+      {"data_offsets", json::array({-48, 0})},
+      {"dtype", json(4)},
+      {"extra", json(1)}};
+  for (const auto& [field, value] : bad) {
+    json h = p.header;
+    h["layers.0.b"][field] = value;
+    INFO(field << " = " << value.dump());
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "layers.0.b");
+  }
+  json h = p.header;
+  h["layers.0.b"].erase("dtype");
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "dtype");
+}
+
+TEST_CASE("an unsupported dtype is rejected naming it") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["layers.0.b"]["dtype"] = "I32";
+  expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "I32");
+}
+
+TEST_CASE("a tensor shape that disagrees with the architecture is a shape mismatch") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["layers.0.W_x"]["shape"] = json::array({2, 12});
+  expect_rejected(join(h, p.data), SLSTM_ERR_SHAPE_MISMATCH, "layers.0.W_x");
+  h = p.header;
+  h["__metadata__"]["input_size"] = "3";
+  expect_rejected(join(h, p.data), SLSTM_ERR_SHAPE_MISMATCH, "layers.0.W_x");
+}
+
+TEST_CASE("data_offsets outside the data section are rejected") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["layers.0.b"]["data_offsets"] = {240, 240 + 48 + 4};
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not inside the data section");
+  h["layers.0.b"]["data_offsets"] = {48, 0};
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not inside the data section");
+  h["layers.0.b"]["data_offsets"] = {std::uint64_t{18446744073709551615u}, 16};
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not inside the data section");
+}
+
+TEST_CASE("data_offsets whose span differs from the tensor's byte size are rejected") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["layers.0.b"]["data_offsets"] = {240, 284};
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "need 48");
+}
+
+TEST_CASE("overlapping tensors are rejected naming both") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["layers.0.b"]["data_offsets"] = {0, 48};  // inside W_x
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "overlap");
+}
+
+TEST_CASE("bytes of the data section that belong to no tensor are rejected") {
+  auto p = valid_parts();
+  Bytes more = p.data;
+  more.resize(more.size() + 4);
+  expect_rejected(join(p.header, more), SLSTM_ERR_INVALID_ARGUMENT, "belong to no tensor");
+  json h = p.header;  // a hole between W_h and b
+  Bytes holed = p.data;
+  holed.insert(holed.begin() + 240, 4, 0);
+  h["layers.0.b"]["data_offsets"] = {244, 292};
+  expect_rejected(join(h, holed), SLSTM_ERR_INVALID_ARGUMENT, "belong to no tensor");
+}
+
+TEST_CASE("a huge declared architecture is rejected before anything is allocated for it") {
+  // 2^40 hidden units would need exabytes; the file has a few bytes: the shapes/offsets
+  // checks fail first, so nothing of that size is ever allocated.
+  auto p = valid_parts();
+  json h = p.header;
+  h["__metadata__"]["hidden_sizes"] = "1099511627776";
+  h["__metadata__"]["input_size"] = "1099511627776";
+  const std::uint64_t big = 4ull << 40;
+  h["layers.0.W_x"]["shape"] = {big, std::uint64_t{1} << 40};
+  h["layers.0.W_h"]["shape"] = {big, std::uint64_t{1} << 40};
+  h["layers.0.b"]["shape"] = {big};
+  const Bytes img = join(h, p.data);
+  slstm_model* out = nullptr;
+  const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
+  CHECK((st == SLSTM_ERR_SIZE_OVERFLOW || st == SLSTM_ERR_INVALID_ARGUMENT));
+  CHECK(out == nullptr);
+  std::string many = "1";
+  for (int k = 0; k < 200000; ++k) many += ",1";
+  h["__metadata__"]["hidden_sizes"] = many;
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "layers");
+}
+
+TEST_CASE("non-finite weights are rejected naming the tensor") {
+  auto p = valid_parts();
+  Bytes d = p.data;
+  const float inf = INFINITY;
+  std::memcpy(d.data() + 240 + 8, &inf, 4);
+  expect_rejected(join(p.header, d), SLSTM_ERR_INVALID_ARGUMENT, "layers.0.b");
+}
+
+TEST_CASE("every truncation of a valid file is rejected cleanly") {
+  const Bytes img = save(small_model().get());
+  for (std::size_t n = 0; n < img.size(); ++n) {
+    Bytes cut(img.begin(), img.begin() + static_cast<long>(n));
+    slstm_model* out = nullptr;
+    REQUIRE(slstm_model_load_memory(cut.data(), cut.size(), &out) != SLSTM_OK);
+    REQUIRE(out == nullptr);
+  }
+}
+
+TEST_CASE("flipping any byte of the header never crashes the loader") {
+  const Bytes img = save(small_model().get());
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = (n << 8) | img[static_cast<std::size_t>(k)];
+  for (std::size_t pos = 0; pos < 8 + n; ++pos) {
+    for (int mask : {0x01, 0x20, 0x80, 0xff}) {
+      Bytes b = img;
+      b[pos] = static_cast<unsigned char>(b[pos] ^ mask);
+      load_any(b);
+    }
+  }
+}
+
+TEST_CASE("loading a file that does not exist names the path") {
+  slstm_model* out = nullptr;
+  CHECK(slstm_model_load_file("/nonexistent/dir/model.safetensors", &out) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(out == nullptr);
+  CHECK(std::string(slstm_last_error()).find("/nonexistent/dir/model.safetensors") !=
+        std::string::npos);
+}
+
+TEST_CASE("loading a directory is rejected") {
+  slstm_model* out = nullptr;
+  CHECK(slstm_model_load_file(".", &out) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("not a regular file") != std::string::npos);
+}
+
+TEST_CASE("model file functions reject NULL arguments naming them") {
+  auto m = small_model();
+  slstm_model* out = nullptr;
+  size_t n = 0;
+  CHECK(slstm_model_load_memory(nullptr, 10, &out) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("data") != std::string::npos);
+  CHECK(slstm_model_load_memory(nullptr, 0, nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("out_model") != std::string::npos);
+  CHECK(slstm_model_load_file(nullptr, &out) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(slstm_model_save_file(m.get(), nullptr, nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("path") != std::string::npos);
+  CHECK(slstm_model_file_size(nullptr, nullptr, &n) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(slstm_model_save_memory(m.get(), nullptr, nullptr, 100, nullptr) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env sh
+# valgrind memcheck over the C example and a short run of the test suite (both CPU paths).
+# Any memcheck error or definitely/indirectly lost block fails the script.
+#   Usage: sh tests/valgrind.sh BUILD_DIR        (a normal, non-sanitizer build)
+# Under valgrind the CPU reports no AVX-512 (valgrind does not emulate it), so the fast path
+# runs its portable kernel and OpenBLAS its AVX2/SSE kernels: memcheck sees the same buffers
+# and the same control flow around them, with the vector kernel swapped.
+# The [memory] tests are left out: they make allocations fail on purpose, and valgrind's
+# operator new aborts instead of throwing std::bad_alloc (the sanitizer build runs them).
+set -eu
+build=${1:?usage: tests/valgrind.sh BUILD_DIR}
+command -v valgrind >/dev/null || { echo "valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
+
+vg() {
+  echo "== valgrind: $*"
+  valgrind --tool=memcheck --error-exitcode=1 --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+    --track-origins=yes --num-callers=30 --quiet "$@"
+}
+
+vg "$build/examples/seed_demo" 5 >/dev/null
+vg "$build/tests/c_api_smoke" >/dev/null
+for path in reference fast; do
+  SLSTM_TEST_CPU_PATH=$path OPENBLAS_NUM_THREADS=1 \
+    vg "$build/tests/slstm_tests" "[golden],[reliability]~[memory],[errors]~[memory]" \
+      --reporter compact
+done
+echo "== valgrind: clean"
