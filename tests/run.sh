@@ -6,19 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 
+source .ci/ensure-packages.sh
 # Debian packages the build and the tests need.
 packages=(cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev
           python3-numpy python3-pytest python3-pip python3-setuptools)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}"
-fi
+ensure_packages "${packages[@]}"
 
 echo "== configure ($build)"
 cmake -S . -B "$build" -DSLSTM_WERROR=ON -DSLSTM_BUILD_TESTS=ON
