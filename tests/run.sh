@@ -9,7 +9,8 @@ build=${1:-build}
 source .ci/ensure-packages.sh
 # Debian packages the build and the tests need.
 packages=(cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev
-          python3-numpy python3-pytest python3-pip python3-setuptools)
+          python3-numpy python3-pytest python3-pip python3-setuptools
+          python3-torch)  # torch: the PyTorch example and converter tests run, not skip
 ensure_packages "${packages[@]}"
 
 echo "== configure ($build)"
