@@ -15,21 +15,21 @@
 #include <string>
 #include <vector>
 
+#include "../support.hpp"
 #include "stacklstm/stacklstm.h"
 
 namespace {
 
+using t::Model;
+using t::poisoned;
+using t::random_vector;
+using t::rel_err;
+using t::Session;
+using t::state_count;
+
 constexpr double kTolFp32 = 1e-5;
 constexpr double kTolTf32 = 1e-3;
 
-struct ModelDeleter {
-  void operator()(slstm_model* m) const { slstm_model_destroy(m); }
-};
-struct SessionDeleter {
-  void operator()(slstm_session* s) const { slstm_session_destroy(s); }
-};
-using Model = std::unique_ptr<slstm_model, ModelDeleter>;
-using Session = std::unique_ptr<slstm_session, SessionDeleter>;
 
 #define CUDA_OK(expr)                                          \
   do {                                                         \
@@ -45,52 +45,14 @@ std::uint64_t mix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1.0f,
-                                 float hi = 1.0f) {
-  std::vector<float> v(n);
-  std::uint64_t s = mix(seed);
-  for (float& e : v) {
-    s = mix(s);
-    const double u = static_cast<double>(s >> 11) * (1.0 / 9007199254740992.0);
-    e = static_cast<float>(lo + (hi - lo) * u);
-  }
-  return v;
-}
 
-std::vector<float> poisoned(std::size_t n) {
-  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
-}
 
-double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0.0, den = 1e-30;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
-    num = std::max(num, std::fabs(static_cast<double>(got[i]) - want[i]));
-    den = std::max(den, std::fabs(static_cast<double>(want[i])));
-  }
-  return num / den;
-}
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() &&
          (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
-Model make_model(std::int64_t input, const std::vector<std::int64_t>& hidden, std::uint64_t seed,
-                 float forget_bias = 1.0f) {
-  slstm_model_config cfg;
-  slstm_model_config_init(&cfg);
-  cfg.input_size = input;
-  cfg.num_layers = static_cast<std::int32_t>(hidden.size());
-  cfg.hidden_sizes = hidden.data();
-  cfg.forget_bias = forget_bias;
-  slstm_model* m = nullptr;
-  const slstm_status st = slstm_model_create_random(&cfg, seed, 0.0f, &m);
-  INFO(slstm_last_error());
-  REQUIRE(st == SLSTM_OK);
-  return Model(m);
-}
 
 struct SessionSpec {
   slstm_backend backend = SLSTM_BACKEND_CUDA;
@@ -134,23 +96,6 @@ Session gpu_session(const slstm_model* model, std::int64_t b, std::int64_t t, bo
   return make_session(model, spec);
 }
 
-std::size_t state_count(const slstm_model* m, std::int64_t b) {
-  std::size_t n = 0;
-  REQUIRE(slstm_model_state_count(m, b, &n) == SLSTM_OK);
-  return n;
-}
-std::int64_t out_size(const slstm_model* m) {
-  std::int32_t layers = 0;
-  REQUIRE(slstm_model_num_layers(m, &layers) == SLSTM_OK);
-  std::int64_t h = 0;
-  REQUIRE(slstm_model_hidden_size(m, layers - 1, &h) == SLSTM_OK);
-  return h;
-}
-std::int64_t in_size(const slstm_model* m) {
-  std::int64_t d = 0;
-  REQUIRE(slstm_model_input_size(m, &d) == SLSTM_OK);
-  return d;
-}
 
 // One call's inputs.
 struct Inputs {
@@ -168,7 +113,7 @@ Inputs make_inputs(const slstm_model* m, std::int64_t b, std::int64_t t, slstm_l
   in.batch = b;
   in.time = t;
   in.layout = layout;
-  in.input = random_vector(static_cast<std::size_t>(b * t * in_size(m)), seed);
+  in.input = random_vector(static_cast<std::size_t>(b * t * t::input_size(m)), seed);
   if (lengths) {
     // {0, 1, T-1, T} mixed in one batch, in a seed-dependent order.
     const std::int32_t tt = static_cast<std::int32_t>(t);
@@ -208,7 +153,7 @@ slstm_forward_args args_for(const slstm_model* m, const Inputs& in) {
 
 Result run_host(slstm_session* s, const slstm_model* m, const Inputs& in) {
   Result r;
-  r.output = poisoned(static_cast<std::size_t>(in.batch * in.time * out_size(m)));
+  r.output = poisoned(static_cast<std::size_t>(in.batch * in.time * t::output_size(m)));
   r.final_state = poisoned(state_count(m, in.batch));
   slstm_forward_args a = args_for(m, in);
   if (in.time > 0) {
@@ -251,7 +196,7 @@ Result run_device(slstm_session* s, const slstm_model* m, const Inputs& in,
                   cudaStream_t stream = nullptr) {
   DeviceBuffer d_in(in.time > 0 ? in.input.size() : 0);
   DeviceBuffer d_init(in.initial.size());
-  DeviceBuffer d_out(static_cast<std::size_t>(in.batch * in.time * out_size(m)));
+  DeviceBuffer d_out(static_cast<std::size_t>(in.batch * in.time * t::output_size(m)));
   DeviceBuffer d_final(state_count(m, in.batch));
   if (in.time > 0) d_in.upload(in.input);
   d_init.upload(in.initial);
@@ -341,7 +286,7 @@ TEST_CASE("CUDA matches the CPU reference over odd shapes, both layouts, lengths
           "(FP32)", "[gpu]") {
   std::uint64_t seed = 1000;
   for (const Shape& sh : shapes()) {
-    Model m = make_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
     Session cpu = cpu_session(m.get(), sh.batch, sh.time);
     Session gpu = gpu_session(m.get(), sh.batch, sh.time);
     for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
@@ -353,7 +298,7 @@ TEST_CASE("CUDA matches the CPU reference over odd shapes, both layouts, lengths
         const Result want = run_host(cpu.get(), m.get(), in);
         const Result got = run_host(gpu.get(), m.get(), in);
         require_close(got, want, kTolFp32);
-        require_masked_zeros(in, got.output, out_size(m.get()));
+        require_masked_zeros(in, got.output, t::output_size(m.get()));
       }
     }
   }
@@ -363,7 +308,7 @@ TEST_CASE("CUDA with allow_tf32 stays within 1e-3 of the CPU reference", "[gpu]"
   std::uint64_t seed = 2000;
   for (const Shape& sh : {Shape{128, {100, 200, 300}, 10, 100}, Shape{31, {257, 3}, 7, 100},
                           Shape{64, {1025}, 7, 20}}) {
-    Model m = make_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
     Session cpu = cpu_session(m.get(), sh.batch, sh.time);
     Session gpu = gpu_session(m.get(), sh.batch, sh.time, /*tf32=*/true);
     const Inputs in = make_inputs(m.get(), sh.batch, sh.time, SLSTM_BATCH_MAJOR, true, true, ++seed);
@@ -373,7 +318,7 @@ TEST_CASE("CUDA with allow_tf32 stays within 1e-3 of the CPU reference", "[gpu]"
 }
 
 TEST_CASE("device buffers give bitwise the same results as host buffers", "[gpu]") {
-  Model m = make_model(20, {100, 257}, 3001, 1.0f);
+  Model m = t::random_model(20, {100, 257}, 3001, 1.0f);
   Session gpu = gpu_session(m.get(), 64, 100);
   for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
     for (std::int64_t t : {std::int64_t{0}, std::int64_t{1}, std::int64_t{100}}) {
@@ -389,7 +334,7 @@ TEST_CASE("device buffers give bitwise the same results as host buffers", "[gpu]
 
 TEST_CASE("a caller's cudaStream_t runs device-buffer calls asynchronously on that stream",
           "[gpu]") {
-  Model m = make_model(24, {64, 32}, 3101, 1.0f);
+  Model m = t::random_model(24, {64, 32}, 3101, 1.0f);
   cudaStream_t stream = nullptr;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   {
@@ -404,7 +349,7 @@ TEST_CASE("a caller's cudaStream_t runs device-buffer calls asynchronously on th
 }
 
 TEST_CASE("graph replay after a shape change gives the first run's bits again", "[gpu]") {
-  Model m = make_model(33, {100, 257, 3}, 4001, 1.0f);
+  Model m = t::random_model(33, {100, 257, 3}, 4001, 1.0f);
   Session gpu = gpu_session(m.get(), 64, 100);
   Session cpu = cpu_session(m.get(), 64, 100);
   const Inputs a = make_inputs(m.get(), 64, 100, SLSTM_BATCH_MAJOR, true, true, 4002);
@@ -432,7 +377,7 @@ TEST_CASE("graph replay after a shape change gives the first run's bits again", 
 }
 
 TEST_CASE("reruns of the same call are bitwise identical", "[gpu]") {
-  Model m = make_model(128, {100, 200, 300}, 5001, 1.0f);
+  Model m = t::random_model(128, {100, 200, 300}, 5001, 1.0f);
   Session gpu = gpu_session(m.get(), 10, 100);
   const Inputs in = make_inputs(m.get(), 10, 100, SLSTM_BATCH_MAJOR, true, true, 5002);
   const Result first = run_host(gpu.get(), m.get(), in);
@@ -444,11 +389,11 @@ TEST_CASE("reruns of the same call are bitwise identical", "[gpu]") {
 }
 
 TEST_CASE("two sessions on one model agree bitwise, and outlive the model handle", "[gpu]") {
-  Model m = make_model(40, {257, 100}, 6001, 1.0f);
+  Model m = t::random_model(40, {257, 100}, 6001, 1.0f);
   Session s1 = gpu_session(m.get(), 7, 30);
   Session s2 = gpu_session(m.get(), 7, 30);
   const Inputs in = make_inputs(m.get(), 7, 30, SLSTM_BATCH_MAJOR, true, true, 6002);
-  const std::int64_t h_out = out_size(m.get());
+  const std::int64_t h_out = t::output_size(m.get());
   const std::size_t n_state = state_count(m.get(), 7);
   const Result r1 = run_host(s1.get(), m.get(), in);
   const Result r2 = run_host(s2.get(), m.get(), in);
@@ -478,13 +423,13 @@ TEST_CASE("two sessions on one model agree bitwise, and outlive the model handle
 
 TEST_CASE("the state updates in place, on the host and on the device, and streaming in chunks "
           "matches one call", "[gpu]") {
-  Model m = make_model(9, {100, 3}, 7001, 1.0f);
+  Model m = t::random_model(9, {100, 3}, 7001, 1.0f);
   Session gpu = gpu_session(m.get(), 7, 100);
   Session cpu = cpu_session(m.get(), 7, 100);
   const Inputs whole = make_inputs(m.get(), 7, 100, SLSTM_TIME_MAJOR, false, true, 7002);
   const Result want = run_host(cpu.get(), m.get(), whole);
-  const std::int64_t D = in_size(m.get());
-  const std::int64_t H = out_size(m.get());
+  const std::int64_t D = t::input_size(m.get());
+  const std::int64_t H = t::output_size(m.get());
   // Host, in place: four chunks of 25 steps, time-major so each chunk is a contiguous slice.
   std::vector<float> state = whole.initial;
   std::vector<float> out(static_cast<std::size_t>(7 * 100 * H));
@@ -527,12 +472,12 @@ TEST_CASE("the state updates in place, on the host and on the device, and stream
 }
 
 TEST_CASE("the single-step call equals a forward call of time 1", "[gpu]") {
-  Model m = make_model(13, {257, 100, 1}, 8001, 1.0f);
+  Model m = t::random_model(13, {257, 100, 1}, 8001, 1.0f);
   Session gpu = gpu_session(m.get(), 64, 4);
   Session cpu = cpu_session(m.get(), 64, 4);
   const Inputs in = make_inputs(m.get(), 64, 1, SLSTM_BATCH_MAJOR, false, true, 8002);
   const Result want = run_host(cpu.get(), m.get(), in);
-  std::vector<float> out = poisoned(static_cast<std::size_t>(64 * out_size(m.get())));
+  std::vector<float> out = poisoned(static_cast<std::size_t>(64 * t::output_size(m.get())));
   std::vector<float> state = in.initial;
   REQUIRE(slstm_session_step(gpu.get(), 64, in.input.data(), in.input.size(), state.data(),
                              state.size(), out.data(), out.size(), state.data(),
@@ -549,7 +494,7 @@ TEST_CASE("the single-step call equals a forward call of time 1", "[gpu]") {
 }
 
 TEST_CASE("time 0 returns the initial state, or zeros, on host and device buffers", "[gpu]") {
-  Model m = make_model(6, {3, 5}, 9001, 1.0f);
+  Model m = t::random_model(6, {3, 5}, 9001, 1.0f);
   Session gpu = gpu_session(m.get(), 7, 10);
   const Inputs with = make_inputs(m.get(), 7, 0, SLSTM_BATCH_MAJOR, false, true, 9002);
   CHECK(same_bits(run_host(gpu.get(), m.get(), with).final_state, with.initial));
@@ -562,7 +507,7 @@ TEST_CASE("time 0 returns the initial state, or zeros, on host and device buffer
 
 TEST_CASE("the wavefront chunk size and the graph switch change the schedule, not the numbers",
           "[gpu]") {
-  Model m = make_model(17, {100, 257, 3}, 9501, 1.0f);
+  Model m = t::random_model(17, {100, 257, 3}, 9501, 1.0f);
   Session cpu = cpu_session(m.get(), 64, 50);
   const Inputs in = make_inputs(m.get(), 64, 50, SLSTM_BATCH_MAJOR, true, true, 9502);
   const Result want = run_host(cpu.get(), m.get(), in);
@@ -579,14 +524,14 @@ TEST_CASE("the wavefront chunk size and the graph switch change the schedule, no
     INFO("SLSTM_CUDA_CHUNK=" << e.chunk << " SLSTM_CUDA_GRAPHS=" << e.graphs);
     const Result got = run_host(gpu.get(), m.get(), in);
     require_close(got, want, kTolFp32);
-    require_masked_zeros(in, got.output, out_size(m.get()));
+    require_masked_zeros(in, got.output, t::output_size(m.get()));
     const Result again = run_host(gpu.get(), m.get(), in);
     CHECK(same_bits(got.output, again.output));
   }
 }
 
 TEST_CASE("device memory with a host pointer is rejected before anything is written", "[gpu]") {
-  Model m = make_model(4, {8}, 9601, 1.0f);
+  Model m = t::random_model(4, {8}, 9601, 1.0f);
   Session gpu = gpu_session(m.get(), 2, 3);
   const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 9602);
   std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 3 * 8));
@@ -601,7 +546,7 @@ TEST_CASE("device memory with a host pointer is rejected before anything is writ
 }
 
 TEST_CASE("a device index past the last device is unavailable, with the reason", "[gpu]") {
-  Model m = make_model(4, {8}, 9701, 1.0f);
+  Model m = t::random_model(4, {8}, 9701, 1.0f);
   int count = 0;
   CUDA_OK(cudaGetDeviceCount(&count));
   slstm_session_options o;
