@@ -1,10 +1,15 @@
 // The CPU fast path (DESIGN §4 "CPU path", issue 6).
 //
 // Structure, per layer (layer by layer over the whole sequence):
-//   1. Input projection: ONE OpenBLAS SGEMM per worker over all B*T rows of the layer's
-//      input, G_w = X * Wx_w^T, where Wx_w holds the worker's own hidden units (all four
-//      gates).  The rows of G keep the caller's row order (batch- or time-major), so no
-//      transposition is ever needed.
+//   1. Input projection: ONE GEMM per worker over all B*T rows of the layer's input,
+//      G_w = X * Wx_w^T, where Wx_w holds the worker's own hidden units (all four gates).
+//      On CPUs with AVX-512 it runs the same packed register-blocked kernel as step 2; on
+//      other CPUs it is a cblas_sgemm (OpenBLAS).  Why not always OpenBLAS: Debian 12's
+//      OpenBLAS 0.3.21 does not recognise recent Xeons (e.g. model 0xCF) and falls back to
+//      its SSE3 "Prescott" kernel, ~6x below the AVX-512 one; our kernel reaches ~90% of
+//      OpenBLAS's best (SkylakeX) kernel on one core whatever OPENBLAS_CORETYPE says, and
+//      writes G directly in the layout the fused step reads.  The rows of G keep the
+//      caller's row order (batch- or time-major), so no transposition is ever needed.
 //   2. Per step, each worker runs its own recurrent GEMM h_prev * Wh_w^T for its units with
 //      a register-blocked AVX-512 micro-kernel over pre-packed weights, and applies the gate
 //      math, the bias (forget_bias folded in) and the sequence-length mask in the same
@@ -14,21 +19,25 @@
 //
 // Packing (once per session): a layer's hidden units are cut into groups of 16 (the last one
 // zero-padded).  For group g the recurrent weights are stored as [k][gate i,f,g,o][16 units],
-// one contiguous 256-byte row per k, so the micro-kernel streams them linearly; the input
-// weights are stored row-major [group][gate][16][I] so that one worker's slice is one
+// one contiguous 256-byte row per k, so the micro-kernel streams them linearly (and, for
+// B <= 4, prefetches them); the input weights likewise [group][I][64] on the AVX-512 path,
+// or row-major [group][gate][16][I] on the portable path so that one worker's slice is one
 // contiguous B matrix for cblas_sgemm; the bias is [group][gate][16] with forget_bias added
 // to the f block.
 //
-// Threads: a persistent pool of num_threads workers (the calling thread is worker 0) created
-// with the session.  Worker w owns a fixed, contiguous range of 16-unit groups of every
-// layer, chosen from (num_threads, hidden sizes) only, so the work every element sees - and
-// therefore every bit of the result - depends only on the session options and the shapes.
-// The per-step dot products run in a fixed k order.  OpenBLAS's own thread count is never
-// changed (openblas_set_num_threads is process-wide); each worker calls cblas_sgemm on its
-// own slice.  OpenBLAS splits a GEMM over M and N only, never over K, so its result does not
-// depend on how many threads OpenBLAS itself uses.  With OpenBLAS's threads > 1, concurrent
-// calls from the workers are serialised inside OpenBLAS (correct, slightly slower):
-// OPENBLAS_NUM_THREADS=1 is the best setting when num_threads > 1.
+// Threads: a persistent pool of num_threads workers (0 = one per core; the calling thread is
+// worker 0; capped at the number of 16-unit groups of the widest layer) created with the
+// session; a call wakes them, never creates one.  A call uses A <= num_threads of them, A
+// chosen from the shape alone (enough recurrent work per worker between two barriers, or
+// weights too big for one core's cache: kFlopsPerWorker, kBytesPerWorker; always all of
+// them on the portable path), and worker w owns a
+// contiguous range of 16-unit groups of every layer.  Every output element is computed by
+// one worker with a fixed k order, so on the AVX-512 path the result is bitwise the same
+// for any thread count, and always the same run to run.  OpenBLAS (portable path only) is
+// called by each worker on its own slice; the library never changes OpenBLAS's process-wide
+// thread count.  OpenBLAS splits a GEMM over M and N only, never over K, so its result does
+// not depend on its own thread count; with OpenBLAS threads > 1 the workers' concurrent calls
+// are serialised inside OpenBLAS (correct, slower): OPENBLAS_NUM_THREADS=1 suits that path.
 //
 // Gate math: the AVX-512 kernel uses a vectorised exp (Cephes-style, ~1 ulp) with
 // sigmoid(x) = 1/(1+exp(-x)) and tanh(x) = 2*sigmoid(2x) - 1 (absolute error ~1e-7), well
@@ -38,6 +47,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -64,6 +74,9 @@ namespace {
 constexpr std::int64_t kGroup = 16;          // hidden units per group
 constexpr std::int64_t kRow = 4 * kGroup;    // packed floats per k in a group (4 gates)
 constexpr int kMaxNb = 6;                    // batch rows per micro-kernel block
+constexpr double kFlopsPerWorker = 4e6;      // least recurrent FLOPs per worker and step
+constexpr std::int64_t kPrefetchRows = 8;   // k rows ahead the GEMV path prefetches
+constexpr double kBytesPerWorker = 1.5e6;    // recurrent weights one worker keeps cached
 
 // ---- aligned storage ----------------------------------------------------------------------
 
@@ -72,11 +85,12 @@ struct AlignedFree {
 };
 using Buffer = std::unique_ptr<float[], AlignedFree>;
 
-Buffer allocate(std::size_t n) {
+// 64-byte aligned floats, zeroed unless `zero` is false (scratch that is written before read).
+Buffer allocate(std::size_t n, bool zero = true) {
   if (n == 0) n = 1;
   const std::size_t bytes = mul_size(n, sizeof(float), "CPU fast-path workspace");
   auto* p = static_cast<float*>(::operator new[](bytes, std::align_val_t(64)));
-  std::memset(p, 0, bytes);
+  if (zero) std::memset(p, 0, bytes);
   return Buffer(p);
 }
 
@@ -104,8 +118,10 @@ class Pool {
 
   int size() const { return n_; }
 
-  void run(Job job, void* ctx) {
-    if (n_ == 1) {
+  // Runs job(ctx, w) on workers w < active (1 <= active <= size()); the others stay idle.
+  void run(Job job, void* ctx, int active) {
+    active_ = active;
+    if (active == 1) {
       job(ctx, 0);
       return;
     }
@@ -121,10 +137,11 @@ class Pool {
     for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) relax(spins);
   }
 
+  // Synchronises the active workers of the running job.
   void barrier() {
-    if (n_ == 1) return;
+    if (active_ == 1) return;
     const unsigned phase = phase_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == active_ - 1) {
       arrived_.store(0, std::memory_order_relaxed);
       phase_.store(phase + 1, std::memory_order_release);
       return;
@@ -136,7 +153,7 @@ class Pool {
 
  private:
   static void relax(unsigned spins) {
-    if (spins < 4000) {
+    if (spins < 500) {
       _mm_pause();
     } else {
       sched_yield();
@@ -147,7 +164,7 @@ class Pool {
     std::uint64_t seen = 0;
     for (;;) {
       // Spin briefly for back-to-back calls, then sleep.
-      for (unsigned spins = 0; spins < 20000; ++spins) {
+      for (unsigned spins = 0; spins < 4000; ++spins) {
         if (generation_.load(std::memory_order_acquire) != seen || stopping_.load()) break;
         _mm_pause();
       }
@@ -163,7 +180,7 @@ class Pool {
         job = job_;
         ctx = ctx_;
       }
-      job(ctx, w);
+      if (w < active_) job(ctx, w);
       pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
@@ -189,6 +206,7 @@ class Pool {
   std::atomic<bool> stopping_{false};
   Job job_ = nullptr;
   void* ctx_ = nullptr;
+  int active_ = 1;  // written before the release of generation_, read after its acquire
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<unsigned> phase_{0};
 };
@@ -287,6 +305,14 @@ SLSTM_AVX512 inline void accumulate512(const float* w, const float* const* rows,
     for (int q = 0; q < 4; ++q) acc[b][q] = _mm512_setzero_ps();
   }
   for (std::int64_t k = 0; k < K; ++k, w += kRow) {
+    if (NB <= 4) {
+      // Few FMAs per weight: the loop is bound by the weight stream, help the prefetcher.
+      const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
+      _mm_prefetch(ahead, _MM_HINT_T0);
+      _mm_prefetch(ahead + 64, _MM_HINT_T0);
+      _mm_prefetch(ahead + 128, _MM_HINT_T0);
+      _mm_prefetch(ahead + 192, _MM_HINT_T0);
+    }
     const __m512 w0 = _mm512_load_ps(w);
     const __m512 w1 = _mm512_load_ps(w + 16);
     const __m512 w2 = _mm512_load_ps(w + 32);
@@ -391,7 +417,6 @@ struct PackedLayer {
   Buffer wx;    // [groups*64][I]
   Buffer wh;    // [groups][H][64]
   Buffer bias;  // [groups*64]
-  std::vector<std::int64_t> group_begin;  // per worker, size P+1
 };
 
 class CpuFastBackend final : public Backend {
@@ -415,10 +440,10 @@ class CpuFastBackend final : public Backend {
       for (std::size_t l = 0; l + 1 < m.layers().size(); ++l) {
         max_h_inner = std::max(max_h_inner, m.layer(l).hidden_size);
       }
-      g_ = allocate(product({max_rows, max_groups, kRow}, "workspace"));
-      y_[0] = allocate(product({max_rows, max_h_inner}, "workspace"));
-      y_[1] = allocate(product({max_rows, max_h_inner}, "workspace"));
-      for (const Layer& layer : m.layers()) pack(layer, m.forget_bias(), P);
+      g_ = allocate(product({max_rows, max_groups, kRow}, "workspace"), false);
+      y_[0] = allocate(product({max_rows, max_h_inner}, "workspace"), false);
+      y_[1] = allocate(product({max_rows, max_h_inner}, "workspace"), false);
+      for (const Layer& layer : m.layers()) pack(layer, m.forget_bias());
       state_ = allocate(m.state_count(config.max_batch));
       h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
       pool_ = std::make_unique<Pool>(P);
@@ -446,7 +471,22 @@ class CpuFastBackend final : public Backend {
     }
     if (call.time > 0) {
       call_ = &call;
-      pool_->run(&CpuFastBackend::job, this);
+      // Workers for this call: a barrier per step only pays when every worker gets enough
+      // recurrent work between two barriers (kFlopsPerWorker); more would mostly wait,
+      // and badly so on a loaded machine.  On the AVX-512 path every element's arithmetic is
+      // the same whatever the split, so this choice never changes a bit of the result.
+      // Likewise when the recurrent weights exceed what one core's cache holds
+      // (kBytesPerWorker): split over more cores, each streams only its share.
+      double step_flops = 0.0, weight_bytes = 0.0;
+      for (const PackedLayer& p : layers_) {
+        step_flops += 8.0 * static_cast<double>(B) * static_cast<double>(p.H * p.H);
+        weight_bytes += 16.0 * static_cast<double>(p.H * p.H);
+      }
+      const double want = std::max(step_flops / kFlopsPerWorker,
+                                   std::ceil(weight_bytes / kBytesPerWorker));
+      active_ = avx512_ ? static_cast<int>(std::clamp<double>(want, 1.0, pool_->size()))
+                        : pool_->size();
+      pool_->run(&CpuFastBackend::job, this, active_);
       call_ = nullptr;
     }
     if (call.final_state) {
@@ -455,7 +495,7 @@ class CpuFastBackend final : public Backend {
   }
 
  private:
-  void pack(const Layer& layer, float forget_bias, int P) {
+  void pack(const Layer& layer, float forget_bias) {
     PackedLayer p;
     p.I = layer.input_size;
     p.H = layer.hidden_size;
@@ -485,7 +525,6 @@ class CpuFastBackend final : public Backend {
         }
       }
     }
-    for (int w = 0; w <= P; ++w) p.group_begin.push_back(p.groups * w / P);
     layers_.push_back(std::move(p));
   }
 
@@ -525,8 +564,8 @@ class CpuFastBackend final : public Backend {
     const float* x = call.input;
     for (std::size_t l = 0; l < L; ++l) {
       const PackedLayer& p = layers_[l];
-      const std::int64_t g0 = p.group_begin[static_cast<std::size_t>(w)];
-      const std::int64_t g1 = p.group_begin[static_cast<std::size_t>(w) + 1];
+      const std::int64_t g0 = p.groups * w / active_;
+      const std::int64_t g1 = p.groups * (w + 1) / active_;
       const std::int64_t ld_g = (g1 - g0) * kRow;
       float* g_w = g_.get() + rows * g0 * kRow;  // this worker's [rows][ld_g] block
       const bool last = l + 1 == L;
@@ -593,12 +632,17 @@ class CpuFastBackend final : public Backend {
   Buffer h_alt_;   // the other half of the h double buffer
   std::unique_ptr<Pool> pool_;
   const ForwardCall* call_ = nullptr;
+  int active_ = 1;  // workers taking part in the current call
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_fast_backend(ModelPtr model, const SessionConfig& config) {
+#if defined(SLSTM_CPU_FAST_FORCE_PORTABLE)  // testing aid: the path CPUs without AVX-512 take
+  return std::make_unique<CpuFastBackend>(std::move(model), config, true);
+#else
   return std::make_unique<CpuFastBackend>(std::move(model), config, false);
+#endif
 }
 
 }  // namespace slstm

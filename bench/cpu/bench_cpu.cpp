@@ -7,6 +7,7 @@
 // Timing: after one warm-up call, calls are repeated until --seconds have passed (at least
 // --min-iters); the median and the minimum per-call time are reported.
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "stacklstm/stacklstm.h"
@@ -91,6 +93,68 @@ void time_it(F&& f, double budget, int min_iters, double* median, double* best, 
   *iters = static_cast<int>(t.size());
 }
 
+// Register-only FMA throughput of `threads` threads (the arithmetic ceiling no GEMM can beat):
+// GFLOP/s with 24 independent accumulators per thread.
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx512f"))) double fma_loop_avx512(long iters) {
+  __m512 acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (long n = 0; n < iters; ++n) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+  }
+  float sink = 0;
+  float buf[16];
+  for (int i = 0; i < 24; ++i) {
+    _mm512_storeu_ps(buf, acc[i]);
+    for (float v : buf) sink += v;
+  }
+  return static_cast<double>(sink);
+}
+__attribute__((target("avx2,fma"))) double fma_loop_avx2(long iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i) * 1e-3f);
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (long n = 0; n < iters; ++n) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, c);
+  }
+  float buf[8], sink = 0;
+  for (int i = 0; i < 12; ++i) {
+    _mm256_storeu_ps(buf, acc[i]);
+    for (float v : buf) sink += v;
+  }
+  return static_cast<double>(sink);
+}
+double fma_peak(int threads, const char** isa) {
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  *isa = avx512 ? "avx512" : "avx2";
+  const long iters = 20000000;
+  const double flops_per_iter = avx512 ? 24.0 * 32.0 : 12.0 * 16.0;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<std::thread> pool;
+    std::vector<double> sink(static_cast<std::size_t>(threads));
+    const auto t0 = Clock::now();
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        sink[static_cast<std::size_t>(t)] = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+      });
+    }
+    for (std::thread& th : pool) th.join();
+    best = std::max(best, threads * flops_per_iter * static_cast<double>(iters) /
+                              seconds_since(t0) * 1e-9);
+  }
+  return best;
+}
+#else
+double fma_peak(int, const char** isa) {
+  *isa = "none";
+  return 0.0;
+}
+#endif
+
 int peak(const Args& a) {
   // OpenBLAS's own threads do the work here: the peak of the whole machine (or of
   // OPENBLAS_NUM_THREADS cores).
@@ -104,10 +168,14 @@ int peak(const Args& a) {
                 B.data(), n, 0.0f, C.data(), n);
   }, a.seconds, 3, &med, &best, &iters);
   const double flops = 2.0 * n * static_cast<double>(n) * n;
+  const char* isa = "";
+  const int threads = a.threads > 0 ? a.threads
+                                    : static_cast<int>(std::thread::hardware_concurrency());
+  const double fma = fma_peak(std::max(1, threads), &isa);
   std::printf("mode=peak size=%d gflops=%.2f gflops_median=%.2f openblas_threads=%d "
-              "corename=%s config=\"%s\"\n",
+              "corename=%s fma_gflops=%.2f fma_isa=%s fma_threads=%d config=\"%s\"\n",
               n, flops / best * 1e-9, flops / med * 1e-9, openblas_get_num_threads(),
-              openblas_get_corename(), openblas_get_config());
+              openblas_get_corename(), fma, isa, threads, openblas_get_config());
   return 0;
 }
 

@@ -103,14 +103,20 @@ def torch_time(torch, s, threads, seconds):
 
 
 def lscpu_model():
+    """lscpu's model name, with family/model numbers, caches and whether AVX-512 is there."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    f = {}
+    for line in out.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            f[k.strip()] = v.strip()
+    avx = "AVX-512" if " avx512f" in " " + f.get("Flags", "") else "no AVX-512"
+    return (f"{f.get('Model name', 'unknown')} (family {f.get('CPU family', '?')} model "
+            f"{f.get('Model', '?')}, {avx}, L2 {f.get('L2 cache', '?')}, "
+            f"L3 {f.get('L3 cache', '?')})")
 
 
 def main():
@@ -119,8 +125,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short timings (a few minutes)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out-dir", default=os.path.join(HERE, "..", "results"))
+    ap.add_argument("--rounds", type=int, default=0, help="alternating rounds per shape")
     a = ap.parse_args()
-    seconds = 0.4 if a.quick else 2.0
+    seconds = 0.4 if a.quick else 3.0
+    if a.rounds < 1:
+        a.rounds = 1 if a.quick else 3
     try:
         import torch
         torch_version = torch.__version__
@@ -131,30 +140,44 @@ def main():
     # CPUs, with OpenBLAS's AVX-512 kernel forced for this measurement only (Debian's 0.3.21
     # may not recognise a newer CPU and fall back to an old kernel).  The floor uses the best.
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
-    peak_auto = run_bin([a.bin, "peak", "--seconds", str(seconds * 2)], env)
+    peak_auto = run_bin([a.bin, "peak", "--threads", str(a.threads), "--seconds",
+                         str(seconds * 2)], env)
     peaks = [peak_auto]
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
         flags = ""
     if " avx512f" in flags:
-        peaks.append(run_bin([a.bin, "peak", "--seconds", str(seconds * 2)],
-                             dict(env, OPENBLAS_CORETYPE="SkylakeX")))
+        peaks.append(run_bin([a.bin, "peak", "--threads", str(a.threads), "--seconds",
+                              str(seconds * 2)], dict(env, OPENBLAS_CORETYPE="SkylakeX")))
     best = max(peaks, key=lambda p: float(p["gflops"]))
     peak_gflops = float(best["gflops"])
+    # The arithmetic ceiling: register-only FMAs on the same threads (best of the runs).
+    # Measured on all threads at once and on one (times the thread count): a busy machine
+    # lowers the first, so the ceiling is the larger.
+    one = run_bin([a.bin, "peak", "--threads", "1", "--size", "1024", "--seconds", "0.5"], env)
+    fma_gflops = max([float(p["fma_gflops"]) for p in peaks] +
+                     [float(one["fma_gflops"]) * a.threads])
 
     rows = []
     for s in shapes():
         f = flops(s)
-        fast_ms, fast_min = ours(a.bin, s, "fast", a.threads, seconds)
+        # Rounds alternate ours and PyTorch so that both see the same machine; each side's
+        # time is its best round median (the machine may be shared: see the load average).
+        fast_ms = fast_min = t_ms = t_min = float("inf")
+        for _ in range(a.rounds):
+            m, mn = ours(a.bin, s, "fast", a.threads, seconds / a.rounds)
+            fast_ms, fast_min = min(fast_ms, m), min(fast_min, mn)
+            if torch is not None:
+                m, mn = torch_time(torch, s, a.threads, seconds / a.rounds)
+                t_ms, t_min = min(t_ms, m), min(t_min, mn)
+        if torch is None:
+            t_ms = t_min = float("nan")
         ref_ms = ""
-        if f <= 2e9 and not (a.quick and f > 1e8):
-            ref_ms = "%.3f" % ours(a.bin, s, "reference", a.threads, seconds / 2)[0]
-        if torch is not None:
-            t_ms, t_min = torch_time(torch, s, a.threads, seconds)
-        else:
-            t_ms, t_min = float("nan"), float("nan")
+        if f <= 0.5e9 and not (a.quick and f > 1e8):
+            ref_ms = "%.3f" % ours(a.bin, s, "reference", a.threads, seconds / 4)[0]
         floor_ms = f / (peak_gflops * 1e9) * 1e3
+        fma_floor_ms = f / (fma_gflops * 1e9) * 1e3
         row = dict(shape=s["name"], layers=len(s["hidden"]),
                    hidden=":".join(map(str, s["hidden"])), input=s["input"],
                    batch=s["batch"], time=s["time"], threads=a.threads, gflop="%.4f" % (f * 1e-9),
@@ -162,7 +185,9 @@ def main():
                    torch_ms="%.3f" % t_ms, torch_min_ms="%.3f" % t_min,
                    torch_over_fast="%.2f" % (t_ms / fast_ms),
                    fast_gflops="%.1f" % (f / fast_ms * 1e-6),
-                   floor_ms="%.3f" % floor_ms, fast_over_floor="%.2f" % (fast_ms / floor_ms))
+                   floor_ms="%.3f" % floor_ms, fast_over_floor="%.2f" % (fast_ms / floor_ms),
+                   fma_floor_ms="%.3f" % fma_floor_ms,
+                   fast_over_fma_floor="%.2f" % (fast_ms / fma_floor_ms))
         rows.append(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
@@ -188,19 +213,30 @@ def main():
             fh.write(f"- SGEMM peak ({p['size']}^3 cblas_sgemm): {float(p['gflops']):.1f} "
                      f"GFLOP/s with OpenBLAS kernel `{p['corename']}` ({p['config']})"
                      f"{' [kernel forced by OPENBLAS_CORETYPE for this line only]' if p is not peak_auto else ' [as selected at run time]'}\n")
-        fh.write(f"- floor = FLOPs / {peak_gflops:.1f} GFLOP/s (the best peak above)\n")
+        fh.write(f"- floor = FLOPs / {peak_gflops:.1f} GFLOP/s (the best SGEMM peak above); "
+                 f"FMA floor = FLOPs / {fma_gflops:.1f} GFLOP/s (register-only AVX-512 FMAs: the "
+                 f"larger of {a.threads} threads measured together and {a.threads} x one "
+                 f"thread; the arithmetic ceiling, which no GEMM reaches)\n")
         fh.write("- OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the run (bench/cpu/run.sh).\n"
                  "  On AVX-512 CPUs the fast path runs its own packed AVX-512 kernels for both\n"
                  "  GEMMs, so its time does not depend on the OpenBLAS kernel selected.\n\n")
         fh.write("| shape | GFLOP | ours fast ms | ours ref ms | PyTorch ms | PyTorch/ours | "
-                 "ours GFLOP/s | floor ms | ours/floor |\n")
-        fh.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+                 "ours GFLOP/s | SGEMM floor ms | ours/floor | FMA floor ms | ours/FMA floor |\n")
+        fh.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in rows:
             fh.write(f"| {r['shape']} | {r['gflop']} | {r['fast_ms']} | {r['reference_ms'] or '-'}"
                      f" | {r['torch_ms']} | {r['torch_over_fast']} | {r['fast_gflops']} | "
-                     f"{r['floor_ms']} | {r['fast_over_floor']} |\n")
-        fh.write("\nTimes are medians of repeated calls (one warm-up call first); PyTorch/ours > 1 "
-                 "means libstacklstm is faster.\n")
+                     f"{r['floor_ms']} | {r['fast_over_floor']} | {r['fma_floor_ms']} | "
+                     f"{r['fast_over_fma_floor']} |\n")
+        fh.write(f"\nTimes: per shape, {a.rounds} round(s) alternating ours and PyTorch; in each "
+                 "round the median of repeated calls after one warm-up call; the table shows "
+                 "each side's best round (cpu.csv also has the fastest single calls). "
+                 "PyTorch/ours > 1 means libstacklstm is faster.\n")
+        fh.write("\nCaveat: this is a 2-CPU VM shared with other jobs (load average above). PyTorch's "
+                 "times swing widely between runs here (seed_T100 from ~25 ms to seconds): its "
+                 "OpenMP workers stall when another job holds a core; ours use one barrier per "
+                 "step that yields after a short spin, and fewer workers on small problems. "
+                 "Compare ratios from one run only.\n")
     return 0
 
 
