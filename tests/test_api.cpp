@@ -14,7 +14,7 @@ TEST_CASE("the runtime version matches the header's version macros", "[api][vers
         SLSTM_VERSION_MAJOR * 10000 + SLSTM_VERSION_MINOR * 100 + SLSTM_VERSION_PATCH);
 }
 
-TEST_CASE("every status has its own static text; unknown values say so", "[api][status]") {
+TEST_CASE("every status has its own static text and unknown values say so", "[api][status]") {
   std::set<std::string> texts;
   for (int s = SLSTM_OK; s <= SLSTM_ERR_INTERNAL; ++s) {
     const char* text = slstm_status_string(static_cast<slstm_status>(s));
@@ -91,7 +91,7 @@ TEST_CASE("init functions set struct_size and the documented defaults", "[api][a
   CHECK(a.output_count == 0);
 }
 
-TEST_CASE("the CPU backend is always available; unknown backends are rejected",
+TEST_CASE("the CPU backend is always available and unknown backends are rejected",
           "[api][backend]") {
   CHECK(slstm_backend_available(SLSTM_BACKEND_CPU) == SLSTM_OK);
   CHECK(slstm_backend_available(static_cast<slstm_backend>(17)) == SLSTM_ERR_INVALID_ARGUMENT);

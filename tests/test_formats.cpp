@@ -175,7 +175,7 @@ TEST_CASE("PyTorch export folds forget_bias into bias_ih's f block exactly once"
   CHECK(t::rel_err(run(back.get()).final_state, run(m.get()).final_state) <= 1e-6);
 }
 
-TEST_CASE("the same seed gives the same random model; another seed another one",
+TEST_CASE("the same seed gives the same random model, another seed another one",
           "[formats][random]") {
   t::Model a = t::random_model(kD, kHidden, 7), b = t::random_model(kD, kHidden, 7);
   t::Model c = t::random_model(kD, kHidden, 8);
