@@ -47,8 +47,7 @@ if(SLSTM_SANITIZE)
     # out-of-memory tests test SLSTM_ERR_OUT_OF_MEMORY.  See the file for the details.  The
     # target is defined further down the top-level CMakeLists.txt, hence the deferred call.
     set(SLSTM_ASAN_OPERATOR_NEW ${CMAKE_CURRENT_LIST_DIR}/sanitizer_operator_new.cpp)
-    cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR}
-                   CALL target_sources stacklstm PRIVATE ${SLSTM_ASAN_OPERATOR_NEW})
+    cmake_language(DEFER CALL target_sources stacklstm PRIVATE ${SLSTM_ASAN_OPERATOR_NEW})
   endif()
   message(STATUS "stacklstm: sanitizers ${_slstm_sanitize_list} on every target")
   unset(_slstm_sanitizers)

@@ -39,7 +39,7 @@ for t in "${targets[@]}"; do
     -artifact_prefix="$build/artifacts/$t-" -print_final_stats=1 >"$build/$t.log" 2>&1
   status=$?
   set -e
-  grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$build/$t.log" | tail -n 80 || true
+  grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|NEW_FUNC\[|# Uses: [0-9]+$|WARNING: AddressSanitizer failed to allocate' "$build/$t.log" | tail -n 80 || true
   if [ "$status" -ne 0 ]; then
     echo "== fuzz: $t FAILED (exit $status); artifacts in $build/artifacts/" >&2
     exit 1

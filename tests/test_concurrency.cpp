@@ -183,7 +183,7 @@ TEST_CASE("eight threads sharing one model give the single-threaded results bitw
   REQUIRE(model);
   const std::vector<Job> jobs = make_jobs(model.get(), 64);
   const std::vector<Result> want = single_threaded(model.get(), jobs);
-  constexpr int kRounds = 4;  // 8 threads x 4 rounds x 64 jobs = 2048 forwards
+  constexpr int kRounds = 8;  // 8 threads x 8 rounds x 64 jobs = 4096 forwards
 
   Tally tally;
   std::vector<std::thread> threads;

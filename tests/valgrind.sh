@@ -15,7 +15,8 @@ vg() {
   echo "== valgrind: $*"
   valgrind --tool=memcheck --error-exitcode=1 --leak-check=full \
     --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
-    --track-origins=yes --num-callers=30 --quiet "$@"
+    --track-origins=yes --num-callers=30 --quiet \
+    --suppressions="$(dirname "$0")/valgrind.supp" "$@"
 }
 
 vg "$build/examples/seed_demo" 5 >/dev/null
