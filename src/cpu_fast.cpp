@@ -46,9 +46,11 @@
 #include "cpu_fast.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -425,6 +427,22 @@ class CpuFastBackend final : public Backend {
       : model_(std::move(model)) {
     const Model& m = *model_;
     avx512_ = !force_portable && cpu_has_avx512();
+    // The portable path's GEMM dimensions (rows = batch x time, a layer's input depth and
+    // 4H) are BLAS ints (32-bit in Debian's OpenBLAS): refuse a session that could exceed
+    // them, before any allocation, rather than truncate. (The AVX-512 kernels index in 64 bits.)
+    constexpr std::int64_t kBlasMax = std::numeric_limits<std::int32_t>::max();
+    if (!avx512_ && config.max_batch > kBlasMax / config.max_time) {
+      fail(SLSTM_ERR_SIZE_OVERFLOW,
+           "options->max_batch x options->max_time exceeds the CPU fast path's limit of " +
+               std::to_string(kBlasMax) + " rows per call (SLSTM_CPU_PATH_REFERENCE has none)");
+    }
+    for (const Layer& layer : m.layers()) {
+      if (!avx512_ && (layer.input_size > kBlasMax || layer.hidden_size > kBlasMax / 4)) {
+        fail(SLSTM_ERR_SIZE_OVERFLOW,
+             "a layer's input or 4 x hidden size exceeds the CPU fast path's limit of " +
+                 std::to_string(kBlasMax) + " (SLSTM_CPU_PATH_REFERENCE has none)");
+      }
+    }
     std::int64_t max_groups = 0;
     for (const Layer& layer : m.layers()) {
       max_groups = std::max(max_groups, (layer.hidden_size + kGroup - 1) / kGroup);
@@ -638,11 +656,11 @@ class CpuFastBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_fast_backend(ModelPtr model, const SessionConfig& config) {
-#if defined(SLSTM_CPU_FAST_FORCE_PORTABLE)  // testing aid: the path CPUs without AVX-512 take
-  return std::make_unique<CpuFastBackend>(std::move(model), config, true);
-#else
-  return std::make_unique<CpuFastBackend>(std::move(model), config, false);
-#endif
+  // SLSTM_CPU_KERNEL=portable selects the OpenBLAS path that CPUs without AVX-512 take, so
+  // that it is tested (and can be compared) on any machine. Read once per session.
+  const char* kernel = std::getenv("SLSTM_CPU_KERNEL");
+  const bool portable = kernel != nullptr && std::strcmp(kernel, "portable") == 0;
+  return std::make_unique<CpuFastBackend>(std::move(model), config, portable);
 }
 
 }  // namespace slstm

@@ -5,7 +5,9 @@
 // path.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -212,4 +214,27 @@ TEST_CASE("multi-threaded fast sessions run concurrently from several threads", 
   }
   for (std::thread& th : pool) th.join();
   for (int i = 0; i < kThreads; ++i) CHECK(same[static_cast<std::size_t>(i)] == 1);
+}
+
+TEST_CASE("the portable fast path refuses sessions whose BLAS dimensions would exceed 32 bits",
+          "[cpu-fast][overflow]") {
+  if (!fast_path_run()) return;
+  t::Model m = t::random_model(3, {4}, 1);
+  // 2^20 x 2^12 = 2^32 rows per call: more than a 32-bit BLAS int. Checked before allocating.
+  slstm_session_options o = t::options(std::int64_t{1} << 20, std::int64_t{1} << 12);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  const char* before = std::getenv("SLSTM_CPU_KERNEL");
+  const std::string saved = before ? before : "";
+  setenv("SLSTM_CPU_KERNEL", "portable", 1);
+  slstm_session* s = reinterpret_cast<slstm_session*>(0x1);
+  const slstm_status st = slstm_session_create(m.get(), &o, &s);
+  const std::string message = slstm_last_error();
+  if (before) {
+    setenv("SLSTM_CPU_KERNEL", saved.c_str(), 1);
+  } else {
+    unsetenv("SLSTM_CPU_KERNEL");
+  }
+  CHECK(st == SLSTM_ERR_SIZE_OVERFLOW);
+  CHECK_THAT(message, Catch::Matchers::Contains("options->max_batch x options->max_time"));
+  CHECK(s == reinterpret_cast<slstm_session*>(0x1));
 }
