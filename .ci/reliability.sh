@@ -18,25 +18,13 @@ stage() { echo; echo "==== reliability: $1"; t_stage=$(date +%s); }
 done_stage() { timings+=("$(printf '%-34s %5ss' "$1" $(( $(date +%s) - t_stage )))"); }
 
 stage "packages"
-packages=(cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev valgrind clang)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-export DEBIAN_FRONTEND=noninteractive
-updated=0
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq && updated=1
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source .ci/ensure-packages.sh
+ensure_packages cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev \
+  valgrind clang
 # libFuzzer and the sanitizer runtimes of the installed clang (Debian: libclang-rt-N-dev).
 clang_major=$(clang --version | sed -n 's/.*clang version \([0-9]*\)\..*/\1/p' | head -n1)
 rt="libclang-rt-${clang_major}-dev"
-if ! dpkg-query -W -f='${Status}' "$rt" 2>/dev/null | grep -q "install ok installed"; then
-  [ "$updated" = 1 ] || apt-get update -qq
-  apt-get install -y -qq "$rt" >/dev/null
-fi
+ensure_packages "$rt"
 done_stage "packages"
 
 # ---- 1. ASan + UBSan: the whole CPU suite ---------------------------------------------------
