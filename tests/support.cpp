@@ -298,4 +298,25 @@ Model model_from_fixture(const Fixture& f) {
   return Model(m);
 }
 
+Run run_fixture(const Fixture& f, const slstm_model* model) {
+  Session s = session(model, f.batch, std::max<std::int64_t>(f.time, 1));
+  const std::vector<float> x = f.f32("input");
+  std::vector<std::int32_t> lengths;
+  std::vector<float> init;
+  Call c;
+  c.batch = f.batch;
+  c.time = f.time;
+  c.layout = f.time_major ? SLSTM_TIME_MAJOR : SLSTM_BATCH_MAJOR;
+  c.input = &x;
+  if (f.has("lengths")) {
+    for (double v : f.at("lengths")) lengths.push_back(static_cast<std::int32_t>(v));
+    c.lengths = &lengths;
+  }
+  if (f.has("initial_state")) {
+    init = f.f32("initial_state");
+    c.initial_state = &init;
+  }
+  return forward_ok(s.get(), model, c);
+}
+
 }  // namespace t

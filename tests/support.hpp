@@ -94,4 +94,8 @@ std::vector<std::string> fixture_names(const std::string& prefix);
 // A model built from a fixture's weights in its own format (REQUIREs success).
 Model model_from_fixture(const Fixture& f);
 
+// Runs a fixture's input (with its lengths and initial state, when it has them) through
+// `model` on the backend under test; returns what was written.
+Run run_fixture(const Fixture& f, const slstm_model* model);
+
 }  // namespace t

@@ -12,31 +12,14 @@ void check_fixture(const std::string& name) {
   const t::Fixture f = t::load_fixture(name);
   INFO("fixture " << name);
   t::Model m = t::model_from_fixture(f);
-  t::Session s = t::session(m.get(), f.batch, std::max<std::int64_t>(f.time, 1));
-  const std::vector<float> x = f.f32("input");
-  std::vector<std::int32_t> lengths;
-  std::vector<float> init;
-  t::Call c;
-  c.batch = f.batch;
-  c.time = f.time;
-  c.layout = f.time_major ? SLSTM_TIME_MAJOR : SLSTM_BATCH_MAJOR;
-  c.input = &x;
-  if (f.has("lengths")) {
-    for (double v : f.at("lengths")) lengths.push_back(static_cast<std::int32_t>(v));
-    c.lengths = &lengths;
-  }
-  if (f.has("initial_state")) {
-    init = f.f32("initial_state");
-    c.initial_state = &init;
-  }
-  const t::Run r = t::forward_ok(s.get(), m.get(), c);
+  const t::Run r = t::run_fixture(f, m.get());
   CHECK(t::rel_err(r.output, f.at("output")) <= 1e-5);
   CHECK(t::rel_err(r.final_state, f.at("final_state")) <= 1e-5);
   // Rows past their length are exactly zero, not merely small.
-  if (c.lengths) {
+  if (f.has("lengths")) {
     const std::int64_t H = f.hidden_sizes.back();
     for (std::int64_t b = 0; b < f.batch; ++b) {
-      for (std::int64_t tt = lengths[b]; tt < f.time; ++tt) {
+      for (std::int64_t tt = static_cast<std::int64_t>(f.at("lengths")[b]); tt < f.time; ++tt) {
         const std::int64_t row = f.time_major ? tt * f.batch + b : b * f.time + tt;
         for (std::int64_t u = 0; u < H; ++u) REQUIRE(r.output[row * H + u] == 0.0f);
       }

@@ -122,19 +122,7 @@ t::Model model_from_interop_fixture(const t::Fixture& f, slstm_weight_format for
 
 // Runs the fixture's input through `model` and compares with its expected numbers.
 void check_against_fixture(const t::Fixture& f, const slstm_model* model) {
-  auto s = t::session(model, f.batch, f.time);
-  const auto input = f.f32("input");
-  std::vector<float> init;
-  t::Call call;
-  call.batch = f.batch;
-  call.time = f.time;
-  call.layout = f.time_major ? SLSTM_TIME_MAJOR : SLSTM_BATCH_MAJOR;
-  call.input = &input;
-  if (f.has("initial_state")) {
-    init = f.f32("initial_state");
-    call.initial_state = &init;
-  }
-  const auto run = t::forward_ok(s.get(), model, call);
+  const auto run = t::run_fixture(f, model);
   INFO(f.name);
   CHECK(t::rel_err(run.output, f.at("output")) <= kTol);
   CHECK(t::rel_err(run.final_state, f.at("final_state")) <= kTol);

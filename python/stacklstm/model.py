@@ -113,7 +113,33 @@ def _infer_architecture(fmt, layers):
     return I, hs
 
 
-class Model:
+class _Owned:
+    """A library handle in self._h, released by self._destroy (kept on the object so that
+    __del__ still works at interpreter exit): close() is idempotent, `with` closes, and the
+    garbage collector closes what was left open."""
+
+    _h = None
+
+    def close(self):
+        """Releases this handle. Idempotent."""
+        h, self._h = self._h, None
+        if h is not None:
+            self._destroy(h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Model(_Owned):
     """An immutable stack of LSTM layers (architecture + weights), owned by the library.
 
     Build one with Model.from_weights, Model.random, Model.load or the naming helpers
@@ -322,26 +348,6 @@ class Model:
     def unpack_state(self, packed, batch):
         return _unpack_state(packed, batch, self.hidden_sizes)
 
-    # ---- lifetime -----------------------------------------------------------------------
-
-    def close(self):
-        """Releases this handle (sessions made from the model keep it alive). Idempotent."""
-        h, self._h = getattr(self, "_h", None), None
-        if h is not None:
-            self._destroy(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __repr__(self):
         return "stacklstm.Model(input_size=%d, hidden_sizes=%s, forget_bias=%g%s)" % (
             self.input_size, list(self.hidden_sizes), self.forget_bias,
@@ -410,7 +416,7 @@ def _unpack_state(packed, batch, hidden_sizes):
     return out
 
 
-class Session:
+class Session(_Owned):
     """A model bound to a backend with workspace for max_batch x max_time. One thread at a
     time; free with close() or a `with` block."""
 
@@ -554,19 +560,3 @@ class Session:
 
     __call__ = forward
 
-    def close(self):
-        h, self._h = getattr(self, "_h", None), None
-        if h is not None:
-            self._destroy(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
