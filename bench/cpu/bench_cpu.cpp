@@ -3,9 +3,16 @@
 //
 //   slstm_bench_cpu peak --threads N [--size S] [--seconds X]
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
-//                        --batch B --time T [--seconds X] [--min-iters K]
+//                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
+//   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
 // Timing: after one warm-up call, calls are repeated until --seconds have passed (at least
-// --min-iters); the median and the minimum per-call time are reported.
+// --min-iters); the median, 10th/90th percentiles and the minimum per-call time are
+// reported.  lstm rotates the calls among R different input tensors (default 4) so that a
+// small input does not stay in cache from one call to the next.
+// machine: the bytes ceiling of the CPU floor, copy bandwidth (N threads, each memcpy-ing its
+// slice of an M MiB buffer, default 512; bytes read + written per second), also for working
+// sets (source + destination) of 1, 4, 16, ... MiB (copy_curve=MiB:GB/s,...: what a working
+// set that size moves when it stays in cache between calls).
 #include <cblas.h>
 #include <immintrin.h>
 
@@ -45,6 +52,8 @@ struct Args {
   std::vector<std::int64_t> hidden;
   double seconds = 1.0;
   int min_iters = 5;
+  int rotate = 4;
+  std::int64_t mib = 512;
 };
 
 Args parse(int argc, char** argv) {
@@ -63,6 +72,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--size") a.size = std::atoll(v.c_str());
     else if (k == "--seconds") a.seconds = std::atof(v.c_str());
     else if (k == "--min-iters") a.min_iters = std::atoi(v.c_str());
+    else if (k == "--mib") a.mib = std::atoll(v.c_str());
+    else if (k == "--rotate") a.rotate = std::max(1, std::atoi(v.c_str()));
     else if (k == "--hidden") {
       std::size_t p = 0;
       while (p < v.size()) {
@@ -76,8 +87,13 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
+struct Timing {
+  double median = 0, best = 0, p10 = 0, p90 = 0;
+  int iters = 0;
+};
+
 template <class F>
-void time_it(F&& f, double budget, int min_iters, double* median, double* best, int* iters) {
+Timing time_it(F&& f, double budget, int min_iters) {
   f();  // warm-up
   std::vector<double> t;
   const auto start = Clock::now();
@@ -88,9 +104,14 @@ void time_it(F&& f, double budget, int min_iters, double* median, double* best, 
     if (t.size() >= 100000) break;
   }
   std::sort(t.begin(), t.end());
-  *median = t[t.size() / 2];
-  *best = t.front();
-  *iters = static_cast<int>(t.size());
+  Timing r;
+  const std::size_t n = t.size();
+  r.median = t[n / 2];
+  r.best = t.front();
+  r.p10 = t[(n - 1) / 10];
+  r.p90 = t[(n - 1) - (n - 1) / 10];
+  r.iters = static_cast<int>(n);
+  return r;
 }
 
 // Register-only FMA throughput of `threads` threads (the arithmetic ceiling no GEMM can beat):
@@ -161,12 +182,11 @@ int peak(const Args& a) {
   const int n = static_cast<int>(a.size);
   std::vector<float> A(static_cast<std::size_t>(n) * static_cast<std::size_t>(n), 0.5f);
   std::vector<float> B(A.size(), 0.25f), C(A.size(), 0.0f);
-  double med = 0, best = 0;
-  int iters = 0;
-  time_it([&] {
+  const Timing tm = time_it([&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A.data(), n,
                 B.data(), n, 0.0f, C.data(), n);
-  }, a.seconds, 3, &med, &best, &iters);
+  }, a.seconds, 3);
+  const double med = tm.median, best = tm.best;
   const double flops = 2.0 * n * static_cast<double>(n) * n;
   const char* isa = "";
   const int threads = a.threads > 0 ? a.threads
@@ -200,9 +220,15 @@ int lstm(const Args& a) {
   check(slstm_model_state_count(model, a.batch, &n_state), "state count");
   const std::size_t n_in = static_cast<std::size_t>(a.batch * a.time * a.input);
   const std::size_t n_out = static_cast<std::size_t>(a.batch * a.time * a.hidden.back());
-  std::vector<float> x(n_in), y(n_out), s0(n_state, 0.1f),
-      s1(n_state);
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 2001) / 1000.0f - 1.0f;
+  // a.rotate different inputs, used in turn (never zeros).
+  std::vector<std::vector<float>> xs(static_cast<std::size_t>(a.rotate), std::vector<float>(n_in));
+  for (std::size_t r = 0; r < xs.size(); ++r) {
+    for (std::size_t i = 0; i < n_in; ++i) {
+      xs[r][i] = static_cast<float>((i * 7919 + r * 104729) % 2001) / 1000.0f - 1.0f;
+    }
+  }
+  std::vector<float>& x = xs[0];
+  std::vector<float> y(n_out), s0(n_state, 0.1f), s1(n_state);
   slstm_forward_args fa;
   slstm_forward_args_init(&fa);
   fa.layout = SLSTM_TIME_MAJOR;  // PyTorch nn.LSTM's default layout
@@ -216,10 +242,12 @@ int lstm(const Args& a) {
   fa.output_count = y.size();
   fa.final_state = s1.data();
   fa.final_state_count = s1.size();
-  double med = 0, best = 0;
-  int iters = 0;
-  time_it([&] { check(slstm_session_forward(session, &fa), "forward"); }, a.seconds,
-          a.min_iters, &med, &best, &iters);
+  std::size_t next = 0;
+  const Timing tm = time_it([&] {
+    fa.input = xs[next].data();
+    next = (next + 1) % xs.size();
+    check(slstm_session_forward(session, &fa), "forward");
+  }, a.seconds, a.min_iters);
   double flops = 0;
   std::int64_t in = a.input;
   for (std::int64_t h : a.hidden) {
@@ -227,12 +255,61 @@ int lstm(const Args& a) {
              static_cast<double>(in + h);
     in = h;
   }
-  std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f iters=%d gflop=%.4f "
-              "checksum=%.6g\n",
-              a.path.c_str(), a.threads, med * 1e3, best * 1e3, iters, flops * 1e-9,
+  std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f ms_p10=%.4f ms_p90=%.4f "
+              "iters=%d rotate=%d gflop=%.4f checksum=%.6g\n",
+              a.path.c_str(), a.threads, tm.median * 1e3, tm.best * 1e3, tm.p10 * 1e3,
+              tm.p90 * 1e3, tm.iters, a.rotate, flops * 1e-9,
               static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]));
   slstm_session_destroy(session);
   slstm_model_destroy(model);
+  return 0;
+}
+
+// Copy bandwidth of `threads` threads, each memcpy-ing its slice (bytes read + written per
+// second, median over the repeats), for the whole buffer and a curve of smaller working sets.
+int machine(const Args& a) {
+  const int threads = a.threads > 0 ? a.threads
+                                    : static_cast<int>(std::thread::hardware_concurrency());
+  const std::size_t mib = static_cast<std::size_t>(std::max<std::int64_t>(a.mib, 1));
+  const std::size_t bytes = mib << 20;
+  std::vector<char> src(bytes), dst(bytes);
+  for (std::size_t i = 0; i < bytes; i += 64) src[i] = static_cast<char>(i >> 6);
+  // One copy of `size` bytes (src and dst, so 2 x size bytes of working set), repeated `rep`
+  // times by each thread over its slice, so thread start-up does not weigh on small sizes.
+  auto copy_gbps = [&](std::size_t size, double budget, double* best_gbps) {
+    const std::size_t slice = size / static_cast<std::size_t>(threads) / 64 * 64;
+    const int rep = static_cast<int>(std::max<std::size_t>(1, (std::size_t{64} << 20) / size));
+    auto copy_all = [&] {
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+          const std::size_t off = slice * static_cast<std::size_t>(t);
+          for (int r = 0; r < rep; ++r) std::memcpy(dst.data() + off, src.data() + off, slice);
+        });
+      }
+      for (std::thread& th : pool) th.join();
+    };
+    copy_all();  // first touch
+    const Timing cp = time_it(copy_all, budget, 3);
+    const double moved = 2.0 * static_cast<double>(slice) * threads * rep;
+    *best_gbps = moved / cp.best * 1e-9;
+    return moved / cp.median * 1e-9;
+  };
+  double best = 0;
+  const double gbps = copy_gbps(bytes, a.seconds, &best);
+  // The bandwidth curve: working sets (src + dst) of 1 MiB up to the full buffer.
+  std::string curve;
+  for (std::size_t total = std::size_t{1} << 20; total < 2 * bytes; total *= 4) {
+    double b = 0;
+    const double g = copy_gbps(total / 2, a.seconds / 8, &b);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%zu:%.2f", curve.empty() ? "" : ",", total >> 20, g);
+    curve += buf;
+  }
+
+  std::printf("mode=machine threads=%d copy_mib=%zu copy_gbps=%.2f copy_gbps_best=%.2f "
+              "copy_curve=%s\n",
+              threads, mib, gbps, best, curve.c_str());
   return 0;
 }
 
@@ -242,5 +319,6 @@ int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   if (a.mode == "peak") return peak(a);
   if (a.mode == "lstm") return lstm(a);
+  if (a.mode == "machine") return machine(a);
   die("unknown mode " + a.mode);
 }

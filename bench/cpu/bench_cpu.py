@@ -4,8 +4,15 @@ PyTorch nn.LSTM on the CPU, same thread count, inference mode, in one run.
 
   python3 bench/cpu/bench_cpu.py --bin BUILD/bench/cpu/slstm_bench_cpu [--quick]
           [--threads N] [--out-dir bench/results]
+  python3 bench/cpu/bench_cpu.py --bin ... --grid bench/anchors/grid.csv [--only A,B]
+          --long-csv FILE --machine-csv FILE [--seconds X] [--rounds R] [--no-torch]
+          [--no-reference]
 
-Writes <out-dir>/cpu.csv and <out-dir>/cpu.md.  Per shape: median wall time of one forward
+Without --grid: writes <out-dir>/cpu.csv and <out-dir>/cpu.md (the 13 shapes below).
+With --grid (bench/run.sh uses this): the grid's shapes; writes --long-csv (one row per shape
+and backend, the columns of bench/anchors' timing CSVs: tool ours_cpu / pytorch_cpu) and
+--machine-csv (this machine's ceilings: SGEMM peak, FMA peak, copy bandwidth, tiny step;
+the columns of bench/anchors' ceilings.csv), for bench/report.py.  Per shape: median wall time of one forward
 call (time-major input, initial state given, output and final state written), PyTorch's
 median for the same shape, their ratio (torch / ours: > 1 means we are faster), and the floor
 = FLOPs / the machine's measured SGEMM peak (a large cblas_sgemm timed in this run).
@@ -37,6 +44,34 @@ def shapes():
     return s
 
 
+def load_grid(path, only=""):
+    """bench/anchors/grid.csv: name,hidden(:-separated),input,batch,time[,small]."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            p = [x.strip() for x in line.split(",")]
+            out.append(dict(name=p[0], hidden=[int(h) for h in p[1].split(":")],
+                            input=int(p[2]), batch=int(p[3]), time=int(p[4])))
+    if only:
+        keep = only.split(",")
+        missing = [k for k in keep if k not in {s["name"] for s in out}]
+        if missing:
+            raise SystemExit("bench_cpu.py: not in %s: %s" % (path, ", ".join(missing)))
+        out = [s for s in out if s["name"] in keep]
+    return out
+
+
+def quantile(v, q):
+    v = sorted(v)
+    pos = q * (len(v) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] * (1 - (pos - lo)) + v[hi] * (pos - lo)
+
+
 def flops(s):
     total, inp = 0.0, s["input"]
     for h in s["hidden"]:
@@ -59,15 +94,22 @@ def run_bin(args, env=None):
     return parse_kv(r.stdout.strip().splitlines()[-1])
 
 
-def ours(binary, s, path, threads, seconds):
+def ours_stats(binary, s, path, threads, seconds, min_iters=3):
+    """One run of the driver: dict(median, min, p10, p90 in ms, reps)."""
     kv = run_bin([binary, "lstm", "--path", path, "--threads", str(threads),
                   "--input", str(s["input"]), "--hidden", ",".join(map(str, s["hidden"])),
                   "--batch", str(s["batch"]), "--time", str(s["time"]),
-                  "--seconds", str(seconds), "--min-iters", "3"])
-    return float(kv["ms"]), float(kv["ms_min"])
+                  "--seconds", str(seconds), "--min-iters", str(min_iters)])
+    return dict(median=float(kv["ms"]), min=float(kv["ms_min"]), p10=float(kv["ms_p10"]),
+                p90=float(kv["ms_p90"]), reps=int(kv["iters"]))
 
 
-def torch_time(torch, s, threads, seconds):
+def ours(binary, s, path, threads, seconds):
+    st = ours_stats(binary, s, path, threads, seconds)
+    return st["median"], st["min"]
+
+
+def torch_time(torch, s, threads, seconds, min_iters=3, stats=False):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     hs = s["hidden"]
@@ -84,8 +126,13 @@ def torch_time(torch, s, threads, seconds):
     states = [(torch.full((m.num_layers, s["batch"], m.hidden_size), 0.1),
                torch.full((m.num_layers, s["batch"], m.hidden_size), 0.1)) for m in mods]
 
+    # Four inputs used in turn, as the C++ driver does (a small input does not stay cached).
+    xs = [x] + [torch.randn(s["time"], s["batch"], s["input"]) for _ in range(3)]
+    k = [0]
+
     def call():
-        y = x
+        k[0] = (k[0] + 1) % len(xs)
+        y = xs[k[0]]
         for m, st in zip(mods, states):
             y, _ = m(y, st)
         return y
@@ -94,11 +141,14 @@ def torch_time(torch, s, threads, seconds):
         call()
         ts = []
         start = time.perf_counter()
-        while len(ts) < 3 or time.perf_counter() - start < seconds:
+        while len(ts) < min_iters or time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
             call()
             ts.append(time.perf_counter() - t0)
     ts.sort()
+    if stats:
+        return dict(median=ts[len(ts) // 2] * 1e3, min=ts[0] * 1e3,
+                    p10=quantile(ts, 0.1) * 1e3, p90=quantile(ts, 0.9) * 1e3, reps=len(ts))
     return ts[len(ts) // 2] * 1e3, ts[0] * 1e3
 
 
@@ -119,6 +169,125 @@ def lscpu_model():
             f"L3 {f.get('L3 cache', '?')})")
 
 
+def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops, seconds):
+    """--grid: the grid's shapes, rows in the anchors' CSV columns, plus the ceilings."""
+    grid = load_grid(a.grid, a.only)
+    m = run_bin([a.bin, "machine", "--threads", str(a.threads), "--mib", str(a.copy_mib),
+                 "--seconds", str(max(0.1, min(seconds, 1.0)))])
+    # The per-step latency of the floor: one dependent step with (almost) nothing to compute,
+    # measured as our fast path's time per step on a tiny model (H = D = 16, B = 1,
+    # T = 1000): the cheapest dependent step measured on this machine.
+    tiny = dict(name="tiny", hidden=[16], input=16, batch=1, time=1000)
+    tiny_step_us = ours_stats(a.bin, tiny, "fast", a.threads, max(0.1, min(seconds, 1.0)),
+                              min_iters=3)["median"] * 1e3 / tiny["time"]
+    header = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precision",
+              "algo", "status", "median_us", "p10_us", "p90_us", "min_us", "reps",
+              "us_per_step", "gflops", "setup_ms", "note"]
+    fh = open(a.long_csv, "w", newline="")
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(header)
+
+    def emit(tool, s, algo, st, note):
+        f = flops(s)
+        r = [tool, s["name"], len(s["hidden"]), ":".join(map(str, s["hidden"])), s["input"],
+             s["batch"], s["time"], "fp32", algo, "ok",
+             "%.3f" % (st["median"] * 1e3), "%.3f" % (st["p10"] * 1e3),
+             "%.3f" % (st["p90"] * 1e3), "%.3f" % (st["min"] * 1e3), st["reps"],
+             "%.3f" % (st["median"] * 1e3 / s["time"]), "%.1f" % (f / st["median"] * 1e-6),
+             "", note]
+        w.writerow(r)
+        fh.flush()
+        print("%-12s %-22s %-9s %12.1f us  p10-p90 %.1f-%.1f  %s" % (
+            tool, s["name"], algo, st["median"] * 1e3, st["p10"] * 1e3, st["p90"] * 1e3, note),
+            flush=True)
+
+    for s in grid:
+        f = flops(s)
+        # Rounds alternate ours and PyTorch so that both see the same machine; each side
+        # keeps its round with the lowest median (the machine may be shared).
+        best_ours = best_torch = None
+        for _ in range(a.rounds):
+            st = ours_stats(a.bin, s, "fast", a.threads, seconds / a.rounds)
+            if best_ours is None or st["median"] < best_ours["median"]:
+                best_ours = st
+            if torch is not None:
+                st = torch_time(torch, s, a.threads, seconds / a.rounds, stats=True)
+                if best_torch is None or st["median"] < best_torch["median"]:
+                    best_torch = st
+        note = "threads=%d; best of %d round(s); inputs rotate among 4" % (a.threads, a.rounds)
+        emit("ours_cpu", s, "fast", best_ours, note)
+        if best_torch is not None:
+            emit("pytorch_cpu", s, "nn.LSTM", best_torch, note + "; torch " + torch_version)
+        # The reference path (naive loops) where it is cheap: up to 0.5 GFLOP per call.
+        if not a.no_reference and f <= 0.5e9 and not (a.quick and f > 1e8):
+            st = ours_stats(a.bin, s, "reference", a.threads, seconds / 4, min_iters=1)
+            emit("ours_cpu", s, "reference", st, "threads=%d" % a.threads)
+    fh.close()
+
+    # The ceilings again, at the end: the machine (a shared VM) can run slower for minutes at a
+    # time, invisibly to the load average; a floor must not rest on a slow moment, so the
+    # SGEMM peak is the better of the start and the end, the tiny step the faster.
+    best = max(peaks, key=lambda p: float(p["gflops"]))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
+    if best is not peak_auto:
+        env["OPENBLAS_CORETYPE"] = best["corename"]
+    again = run_bin([a.bin, "peak", "--threads", str(a.threads), "--seconds", str(seconds * 2),
+                     "--size", str(a.peak_size)], env)
+    again["when"] = "end"
+    peaks = peaks + [again]
+    peak_gflops = max(peak_gflops, float(again["gflops"]))
+    tiny_step_us = min(tiny_step_us, ours_stats(a.bin, tiny, "fast", a.threads,
+                                                max(0.1, min(seconds, 1.0)),
+                                                min_iters=3)["median"] * 1e3 / tiny["time"])
+    kernel = peak_auto["corename"]
+    forced = [p for p in peaks if p is not peak_auto]
+    with open(a.machine_csv, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["tool", "metric", "value", "unit", "detail"])
+        w.writerow(["ceiling_cpu", "sgemm_GFLOPs", "%.1f" % peak_gflops, "GFLOP/s",
+                    "best %d^3 cblas_sgemm below (start and end of the run), %d threads" % (a.peak_size, a.threads)])
+        for p in peaks:
+            w.writerow(["ceiling_cpu", "sgemm_%s%s_GFLOPs" % (p["corename"],
+                                                              "_end" if p is again else ""),
+                        p["gflops"], "GFLOP/s",
+                        "OpenBLAS kernel %s %s%s" % (
+                            p["corename"], "as selected at run time"
+                            if p is peak_auto or (p is again and best is peak_auto) else
+                            "forced by OPENBLAS_CORETYPE for this line",
+                            ", at the end of the run" if p is again else
+                            ", at the start of the run")])
+        w.writerow(["ceiling_cpu", "fma_GFLOPs", "%.1f" % fma_gflops, "GFLOP/s",
+                    "register-only FMAs (%s), %d threads" % (peaks[0].get("fma_isa", "?"),
+                                                            a.threads)])
+        w.writerow(["ceiling_cpu", "copy_GBps", m["copy_gbps"], "GB/s",
+                    "%s MiB memcpy split over %s threads, bytes read + written, median"
+                    % (m["copy_mib"], m["threads"])])
+        # The same for smaller working sets (source + destination), which stay in cache
+        # from one copy to the next, as a small model's weights do from one call to the next.
+        for point in m.get("copy_curve", "").split(","):
+            if ":" in point:
+                ws, gbps = point.split(":")
+                w.writerow(["ceiling_cpu", "copy_GBps_ws%sMiB" % ws, gbps, "GB/s",
+                            "working set %s MiB (src + dst), copied repeatedly, median" % ws])
+        w.writerow(["ceiling_cpu", "step_latency_us", "%.3f" % tiny_step_us, "us",
+                    "tiny step: libstacklstm fast path per step, H=D=16 B=1 T=1000, median "
+                    "(the faster of the start and the end of the run)"])
+        w.writerow(["info", "blas_kernel", kernel, "",
+                    "OpenBLAS kernel selected at run time; %s" % peak_auto["config"]
+                    + ("; the peak used " + forced[0]["corename"] if forced and
+                       float(forced[0]["gflops"]) > float(peak_auto["gflops"]) else "")])
+        w.writerow(["info", "threads", str(a.threads), "", "session num_threads, "
+                    "torch.set_num_threads, OPENBLAS_NUM_THREADS for the peak"])
+        w.writerow(["info", "torch", torch_version, "", "PyTorch CPU, eval + inference_mode"])
+        w.writerow(["info", "machine", lscpu_model(), "", "%d logical CPUs" % os.cpu_count()])
+    print("ceilings (start and end): SGEMM %.1f GFLOP/s (kernel as selected: %s, %s GFLOP/s), FMA %.1f GFLOP/s, "
+          "copy %s GB/s, tiny step %.3f us" % (
+              peak_gflops, kernel, peak_auto["gflops"], fma_gflops, m["copy_gbps"],
+              tiny_step_us), flush=True)
+
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -126,22 +295,37 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out-dir", default=os.path.join(HERE, "..", "results"))
     ap.add_argument("--rounds", type=int, default=0, help="alternating rounds per shape")
+    ap.add_argument("--grid", help="time this grid file's shapes (bench/anchors/grid.csv)")
+    ap.add_argument("--only", default="", help="with --grid: these shape names only")
+    ap.add_argument("--long-csv", help="with --grid: the timing rows")
+    ap.add_argument("--machine-csv", help="with --grid: the machine's ceilings")
+    ap.add_argument("--seconds", type=float, default=0.0,
+                    help="timed seconds per shape and side, split over the rounds")
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    ap.add_argument("--no-reference", action="store_true", help="leave the reference path out")
+    ap.add_argument("--peak-size", type=int, default=4096, help="SGEMM size for the peak")
+    ap.add_argument("--copy-mib", type=int, default=512, help="buffer for the copy bandwidth")
     a = ap.parse_args()
-    seconds = 0.4 if a.quick else 3.0
+    if a.grid and not (a.long_csv and a.machine_csv):
+        ap.error("--grid needs --long-csv and --machine-csv")
+    seconds = a.seconds if a.seconds > 0 else 0.4 if a.quick else 3.0
     if a.rounds < 1:
         a.rounds = 1 if a.quick else 3
-    try:
-        import torch
-        torch_version = torch.__version__
-    except ImportError:
-        torch, torch_version = None, "not installed"
+    torch, torch_version = None, "left out (--no-torch)"
+    if not a.no_torch:
+        try:
+            import torch
+            torch_version = torch.__version__
+        except ImportError:
+            torch, torch_version = None, "not installed"
 
     # The machine's SGEMM peak with OpenBLAS as it selects its kernel here, and, on AVX-512
     # CPUs, with OpenBLAS's AVX-512 kernel forced for this measurement only (Debian's 0.3.21
     # may not recognise a newer CPU and fall back to an old kernel).  The floor uses the best.
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
+    size = ["--size", str(a.peak_size)]
     peak_auto = run_bin([a.bin, "peak", "--threads", str(a.threads), "--seconds",
-                         str(seconds * 2)], env)
+                         str(seconds * 2)] + size, env)
     peaks = [peak_auto]
     try:
         flags = open("/proc/cpuinfo").read()
@@ -149,15 +333,19 @@ def main():
         flags = ""
     if " avx512f" in flags:
         peaks.append(run_bin([a.bin, "peak", "--threads", str(a.threads), "--seconds",
-                              str(seconds * 2)], dict(env, OPENBLAS_CORETYPE="SkylakeX")))
+                              str(seconds * 2)] + size, dict(env, OPENBLAS_CORETYPE="SkylakeX")))
     best = max(peaks, key=lambda p: float(p["gflops"]))
     peak_gflops = float(best["gflops"])
     # The arithmetic ceiling: register-only FMAs on the same threads (best of the runs).
     # Measured on all threads at once and on one (times the thread count): a busy machine
     # lowers the first, so the ceiling is the larger.
-    one = run_bin([a.bin, "peak", "--threads", "1", "--size", "1024", "--seconds", "0.5"], env)
+    one = run_bin([a.bin, "peak", "--threads", "1", "--size", str(min(1024, a.peak_size)),
+                   "--seconds", str(min(0.5, seconds))], env)
     fma_gflops = max([float(p["fma_gflops"]) for p in peaks] +
                      [float(one["fma_gflops"]) * a.threads])
+    if a.grid:
+        return grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops,
+                         seconds)
 
     rows = []
     for s in shapes():
@@ -233,7 +421,8 @@ def main():
                  "each side's best round (cpu.csv also has the fastest single calls). "
                  "PyTorch/ours > 1 means libstacklstm is faster.\n")
         fh.write("\nCaveat: this is a 2-CPU VM shared with other jobs (load average above). PyTorch's "
-                 "times swing widely between runs here (seed_T100 from ~25 ms to seconds): its "
+                 "times swing widely between runs here when the machine is loaded (seed_T100 "
+                 "from ~12 ms on a quiet machine to seconds on a loaded one): its "
                  "OpenMP workers stall when another job holds a core; ours use one barrier per "
                  "step that yields after a short spin, and fewer workers on small problems. "
                  "Compare ratios from one run only.\n")

@@ -2,12 +2,27 @@
 //
 //   slstm_gpu_bench --label seed --backend cuda|cpu --memory host|device --input 128
 //                   --layers 100,200,300 --batch 10 --time 100 [--lengths] [--tf32]
-//                   [--reps 20] [--warmup 3]
+//                   [--reps 20] [--warmup 3] [--timer wall|events] [--rotate K]
+//                   [--target-ms X --max-reps N]
 //
 // Prints one line:  RESULT <label> <backend> <memory> median_ms=<x> min_ms=<y> reps=<n>
-// Wall-clock per call (each call returns after its work is done: host buffers, or device
-// buffers on the session's own stream). Inputs are random, never zeros. Exit 77 when the
-// CUDA backend was asked for and is unavailable (the reason is printed).
+//                   p10_ms=<a> p90_ms=<b> timer=<wall|events> rotate=<k>
+// --timer wall (default): wall clock per call (each call returns after its work is done: host
+// buffers, or device buffers on the session's stream).  --timer events (CUDA backend): the
+// session runs on a stream of this program's and each call is timed with CUDA events recorded
+// on it around the call, the stream idle before (so host launch overhead counts, as in
+// bench/anchors' cuDNN timings).  --rotate K: the calls cycle through K different input
+// tensors (default 1) so a small input does not stay in cache.  --target-ms X: after the
+// warm-up, as many timed calls as fit X ms (at least --reps, at most --max-reps, 1000 by
+// default).  Inputs are random, never zeros. Exit 77 when the CUDA backend was asked for and
+// is unavailable (the reason is printed).
+//
+//   slstm_gpu_bench --grid bench/anchors/grid.csv [--only NAME,..] [--precisions fp32,tf32]
+//                   [--budget-s S] [the timing options above]
+// runs every grid row (name,hidden(:-separated),input,batch,time[,small]) in each precision
+// (fp32 strict, tf32) in this one process, one RESULT line each with the row's name as the
+// label; a configuration that fails prints "RESULT-FAILED <name> <precision> exit <rc>", one
+// past the budget "RESULT-SKIPPED <name> <precision>".  Exit 1 when any failed.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -35,6 +50,12 @@ struct Options {
   bool tf32 = false;
   int reps = 20;
   int warmup = 3;
+  bool events = false;
+  int rotate = 1;
+  double target_ms = 0;
+  int max_reps = 1000;
+  std::string grid, only, precisions = "fp32,tf32";
+  double budget_s = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -78,10 +99,23 @@ Options parse(int argc, char** argv) {
     else if (a == "--tf32") o.tf32 = true;
     else if (a == "--reps") o.reps = std::atoi(value().c_str());
     else if (a == "--warmup") o.warmup = std::atoi(value().c_str());
+    else if (a == "--timer") {
+      const std::string v = value();
+      if (v != "wall" && v != "events") usage("--timer is wall or events");
+      o.events = v == "events";
+    } else if (a == "--rotate") o.rotate = std::atoi(value().c_str());
+    else if (a == "--target-ms") o.target_ms = std::atof(value().c_str());
+    else if (a == "--max-reps") o.max_reps = std::atoi(value().c_str());
+    else if (a == "--grid") o.grid = value();
+    else if (a == "--only") o.only = value();
+    else if (a == "--precisions") o.precisions = value();
+    else if (a == "--budget-s") o.budget_s = std::atof(value().c_str());
     else usage(("unknown argument " + a).c_str());
   }
   if (o.reps < 1 || o.warmup < 0 || o.batch < 1 || o.time < 1 || o.input < 1) usage("bad sizes");
   if (o.device_memory && o.backend != SLSTM_BACKEND_CUDA) usage("--memory device needs cuda");
+  if (o.events && o.backend != SLSTM_BACKEND_CUDA) usage("--timer events needs cuda");
+  if (o.rotate < 1 || o.max_reps < o.reps) usage("need --rotate >= 1 and --max-reps >= --reps");
   return o;
 }
 
@@ -108,6 +142,66 @@ bool cuda_ok(cudaError_t e, const char* what) {
   return false;
 }
 
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t next = s.find(sep, pos);
+    out.push_back(s.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (next == std::string::npos) return out;
+    pos = next + 1;
+  }
+}
+
+int bench_one(const Options& o);
+
+// --grid: every row of the grid file in every precision asked for, in this process.
+int bench_grid(const Options& o) {
+  std::FILE* f = std::fopen(o.grid.c_str(), "r");
+  if (f == nullptr) usage(("cannot open grid file " + o.grid).c_str());
+  const std::vector<std::string> only = o.only.empty() ? std::vector<std::string>{} : split(o.only, ',');
+  const std::vector<std::string> precisions = split(o.precisions, ',');
+  for (const std::string& p : precisions) {
+    if (p != "fp32" && p != "tf32") usage("--precisions: fp32 and/or tf32");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  int failed = 0;
+  char buf[1024];
+  while (std::fgets(buf, sizeof buf, f) != nullptr) {
+    std::string line(buf);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const std::vector<std::string> field = split(line, ',');
+    if (field.size() < 5) usage(("bad grid line: " + line).c_str());
+    if (!only.empty() && std::find(only.begin(), only.end(), field[0]) == only.end()) continue;
+    for (const std::string& p : precisions) {
+      const double spent =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (o.budget_s > 0 && spent > o.budget_s) {
+        std::printf("RESULT-SKIPPED %s %s time budget of %g s spent\n", field[0].c_str(),
+                    p.c_str(), o.budget_s);
+        continue;
+      }
+      Options c = o;
+      c.label = field[0];
+      c.layers.clear();
+      for (const std::string& h : split(field[1], ':')) c.layers.push_back(std::atoll(h.c_str()));
+      c.input = std::atoll(field[2].c_str());
+      c.batch = std::atoll(field[3].c_str());
+      c.time = std::atoll(field[4].c_str());
+      c.tf32 = p == "tf32";
+      const int rc = bench_one(c);
+      if (rc != 0) {
+        std::printf("RESULT-FAILED %s %s exit %d\n", field[0].c_str(), p.c_str(), rc);
+        ++failed;
+      }
+      std::fflush(stdout);
+    }
+  }
+  std::fclose(f);
+  return failed > 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +210,13 @@ int main(int argc, char** argv) {
     std::printf("SKIPPED: no usable GPU: %s\n", slstm_last_error());
     return 77;
   }
+  return o.grid.empty() ? bench_one(o) : bench_grid(o);
+}
+
+namespace {
+
+// One configuration: prints its RESULT line; 0 on success.
+int bench_one(const Options& o) {
   slstm_model_config cfg;
   slstm_model_config_init(&cfg);
   cfg.input_size = o.input;
@@ -129,6 +230,16 @@ int main(int argc, char** argv) {
   so.max_batch = o.batch;
   so.max_time = o.time;
   so.allow_tf32 = o.tf32 ? 1 : 0;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t ev0 = nullptr, ev1 = nullptr;
+  if (o.events) {
+    if (!cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate") ||
+        !cuda_ok(cudaEventCreate(&ev0), "cudaEventCreate") ||
+        !cuda_ok(cudaEventCreate(&ev1), "cudaEventCreate")) {
+      return 1;
+    }
+    so.cuda_stream = stream;
+  }
   slstm_session* session = nullptr;
   if (slstm_session_create(model, &so, &session) != SLSTM_OK) return die("session");
 
@@ -136,7 +247,11 @@ int main(int argc, char** argv) {
   slstm_model_state_count(model, o.batch, &n_state);
   const std::size_t n_in = static_cast<std::size_t>(o.batch * o.time * o.input);
   const std::size_t n_out = static_cast<std::size_t>(o.batch * o.time * o.layers.back());
-  std::vector<float> input = random_vector(n_in, 1);
+  std::vector<std::vector<float>> inputs;
+  for (int r = 0; r < o.rotate; ++r) {
+    inputs.push_back(random_vector(n_in, 1 + 1000 * static_cast<std::uint64_t>(r)));
+  }
+  std::vector<float>& input = inputs[0];
   std::vector<float> init = random_vector(n_state, 2);
   std::vector<float> output(n_out), final_state(n_state);
   std::vector<std::int32_t> lengths;
@@ -158,6 +273,7 @@ int main(int argc, char** argv) {
     a.sequence_lengths = lengths.data();
     a.sequence_lengths_count = lengths.size();
   }
+  std::vector<float*> d_ins;
   float* d_in = nullptr;
   float* d_init = nullptr;
   float* d_out = nullptr;
@@ -171,6 +287,16 @@ int main(int argc, char** argv) {
         !cuda_ok(cudaMemcpy(d_init, init.data(), n_state * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy")) {
       return 1;
     }
+    d_ins.push_back(d_in);
+    for (int r = 1; r < o.rotate; ++r) {
+      float* d = nullptr;
+      if (!cuda_ok(cudaMalloc(reinterpret_cast<void**>(&d), n_in * sizeof(float)), "cudaMalloc") ||
+          !cuda_ok(cudaMemcpy(d, inputs[static_cast<std::size_t>(r)].data(), n_in * sizeof(float),
+                              cudaMemcpyHostToDevice), "cudaMemcpy")) {
+        return 1;
+      }
+      d_ins.push_back(d);
+    }
     a.memory = SLSTM_MEMORY_DEVICE;
     a.input = d_in;
     a.initial_state = d_init;
@@ -183,27 +309,74 @@ int main(int argc, char** argv) {
     a.final_state = final_state.data();
   }
 
+  std::size_t next = 0;
+  // One call, timed: the next input in turn; wall clock, or CUDA events around the call.
+  auto call = [&](double* out_ms) -> bool {
+    if (o.device_memory) a.input = d_ins[next];
+    else a.input = inputs[next].data();
+    next = (next + 1) % static_cast<std::size_t>(o.rotate);
+    if (o.events) {
+      if (!cuda_ok(cudaStreamSynchronize(stream), "cudaStreamSynchronize") ||
+          !cuda_ok(cudaEventRecord(ev0, stream), "cudaEventRecord")) {
+        return false;
+      }
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    if (slstm_session_forward(session, &a) != SLSTM_OK) {
+      die("forward");
+      return false;
+    }
+    if (o.events) {
+      float e = 0;
+      if (!cuda_ok(cudaEventRecord(ev1, stream), "cudaEventRecord") ||
+          !cuda_ok(cudaEventSynchronize(ev1), "cudaEventSynchronize") ||
+          !cuda_ok(cudaEventElapsedTime(&e, ev0, ev1), "cudaEventElapsedTime")) {
+        return false;
+      }
+      *out_ms = static_cast<double>(e);
+    } else {
+      const auto t1 = std::chrono::steady_clock::now();
+      *out_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+    }
+    return true;
+  };
+  double one = 0;
   for (int i = 0; i < o.warmup; ++i) {
-    if (slstm_session_forward(session, &a) != SLSTM_OK) return die("forward (warm-up)");
+    if (!call(&one)) return 1;
+  }
+  int reps = o.reps;
+  if (o.target_ms > 0) {
+    if (!call(&one)) return 1;
+    const double fit = o.target_ms / std::max(one, 1e-3);
+    reps = static_cast<int>(std::min<double>(o.max_reps, std::max<double>(o.reps, fit)));
   }
   std::vector<double> ms;
-  for (int i = 0; i < o.reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (slstm_session_forward(session, &a) != SLSTM_OK) return die("forward");
-    const auto t1 = std::chrono::steady_clock::now();
-    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  for (int i = 0; i < reps; ++i) {
+    if (!call(&one)) return 1;
+    ms.push_back(one);
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("RESULT %s %s %s median_ms=%.4f min_ms=%.4f reps=%d\n", o.label.c_str(),
+  const std::size_t last = ms.size() - 1;
+  std::printf("RESULT %s %s %s median_ms=%.4f min_ms=%.4f reps=%d p10_ms=%.4f p90_ms=%.4f "
+              "timer=%s rotate=%d\n", o.label.c_str(),
               o.backend == SLSTM_BACKEND_CUDA ? (o.tf32 ? "cuda-tf32" : "cuda") : "cpu",
-              o.device_memory ? "device" : "host", ms[ms.size() / 2], ms.front(), o.reps);
+              o.device_memory ? "device" : "host", ms[ms.size() / 2], ms.front(), reps,
+              ms[last / 10], ms[last - last / 10], o.events ? "events" : "wall", o.rotate);
+  if (o.events) {
+    cudaEventDestroy(ev0);
+    cudaEventDestroy(ev1);
+  }
   if (o.device_memory) {
+    for (std::size_t r = 1; r < d_ins.size(); ++r) cudaFree(d_ins[r]);
     cudaFree(d_in);
     cudaFree(d_init);
     cudaFree(d_out);
     cudaFree(d_final);
   }
   slstm_session_destroy(session);
+  if (stream != nullptr) cudaStreamDestroy(stream);
   slstm_model_destroy(model);
   return 0;
 }
+
+}  // namespace

@@ -3,7 +3,10 @@
 # carries (the full build folder plus OpenBLAS would crowd the 64 MiB limit):
 #   DEST/libstacklstm.so.0, DEST/libstacklstm_cuda.so, DEST/tests/gpu/slstm_gpu_tests,
 #   DEST/bench/gpu/slstm_gpu_bench, DEST/carry-libs/ (non-system libraries the core needs,
-#   e.g. OpenBLAS and libgfortran, which the device image may lack; never CUDA libraries).
+#   e.g. OpenBLAS and libgfortran, which the device image may lack; never CUDA libraries),
+#   and, when the build has them, DEST/bench/anchors/{cudnn_anchor,ceilings} (bench/anchors:
+#   their $ORIGIN/../.. run path finds DEST/libstacklstm.so.0), so that one folder serves
+#   check.sh, bench/anchors/run.sh and bench/run.sh --gpu-only.
 # Usage (on the build machine, from the repository root):
 #   bench/gpu/pack_carry.sh [BUILD=build-cuda] [DEST=build-gpu]
 set -euo pipefail
@@ -19,6 +22,12 @@ cp -L "$BUILD/libstacklstm.so.0" "$DEST/"
 cp -L "$BUILD/libstacklstm_cuda.so" "$DEST/"
 cp -L "$BUILD/tests/gpu/slstm_gpu_tests" "$DEST/tests/gpu/"
 cp -L "$BUILD/bench/gpu/slstm_gpu_bench" "$DEST/bench/gpu/"
+if [ -x "$BUILD/bench/anchors/cudnn_anchor" ] && [ -x "$BUILD/bench/anchors/ceilings" ]; then
+  mkdir -p "$DEST/bench/anchors"
+  cp -L "$BUILD/bench/anchors/cudnn_anchor" "$BUILD/bench/anchors/ceilings" "$DEST/bench/anchors/"
+else
+  echo "pack_carry: no anchors in $BUILD/bench/anchors (bench/anchors/run.sh would build them there)"
+fi
 # Non-system, non-CUDA dependencies of the core (resolved here).
 ldd "$BUILD/libstacklstm.so.0" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
   while read -r name path; do
