@@ -33,6 +33,8 @@ import math
 import os
 import sys
 
+from benchlib import flops, read_csv, read_meta
+
 TIMING = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precision", "algo",
           "status", "median_us", "p10_us", "p90_us", "min_us", "reps", "us_per_step", "gflops",
           "setup_ms", "note"]
@@ -46,28 +48,6 @@ ALGO_SHORT = {"standard": "S", "persist_static": "PS", "persist_static_small_h":
               "persist_dynamic": "PD", "nn.LSTM": "", "nn.LSTM+graph": "g"}
 
 
-def read_csv(path):
-    if not path or not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return []
-    head = rows[0]
-    return [dict(zip(head, r)) for r in rows[1:] if len(r) == len(head)]
-
-
-def read_meta(path):
-    meta = []
-    if path and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.rstrip("\n").split("=", 1)
-                    meta.append((k.strip(), v.strip()))
-    return meta
-
-
 def fnum(x):
     try:
         v = float(x)
@@ -79,14 +59,6 @@ def fnum(x):
 def shape_of(r):
     hidden = [int(h) for h in r["hidden"].split(":")]
     return dict(hidden=hidden, input=int(r["input"]), batch=int(r["batch"]), time=int(r["time"]))
-
-
-def flops(s):
-    total, inp = 0.0, s["input"]
-    for h in s["hidden"]:
-        total += 8.0 * s["batch"] * s["time"] * h * (inp + h)
-        inp = h
-    return total
 
 
 def compulsory_bytes(s, elem):

@@ -31,40 +31,13 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import flops, load_grid, quantile  # noqa: E402
+
 HEADER = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precision", "algo",
           "status", "median_us", "p10_us", "p90_us", "min_us", "reps", "us_per_step", "gflops",
           "setup_ms", "note"]
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_grid(path):
-    shapes = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = [x.strip() for x in line.split(",")]
-            shapes.append(dict(name=p[0], hidden=[int(h) for h in p[1].split(":")],
-                               input=int(p[2]), batch=int(p[3]), time=int(p[4]),
-                               small=len(p) > 5 and p[5] == "1"))
-    return shapes
-
-
-def flops(s):
-    total, inp = 0.0, s["input"]
-    for h in s["hidden"]:
-        total += 8.0 * s["batch"] * s["time"] * h * (inp + h)
-        inp = h
-    return total
-
-
-def quantile(v, q):
-    v = sorted(v)
-    pos = q * (len(v) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] * (1 - (pos - lo)) + v[hi] * (pos - lo)
 
 
 def row(s, prec, algo, status, us=None, setup_ms=None, note="", tool="pytorch"):

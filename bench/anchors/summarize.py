@@ -14,6 +14,10 @@ import csv
 import os
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import benchlib  # noqa: E402
+from benchlib import read_csv  # noqa: E402
+
 META_KEYS = ["date", "card", "driver", "cuda", "cudnn", "torch"]
 TIMING = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precision", "algo",
           "status", "median_us", "p10_us", "p90_us", "min_us", "reps", "us_per_step", "gflops",
@@ -22,25 +26,9 @@ ALGO_SHORT = {"standard": "S", "persist_static": "PS", "persist_static_small_h":
               "persist_dynamic": "PD", "nn.LSTM": "", "nn.LSTM+graph": "g"}
 
 
-def read_csv(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f)]
-    if not rows:
-        return []
-    head = rows[0]
-    return [dict(zip(head, r)) for r in rows[1:] if len(r) == len(head)]
-
-
 def read_meta(path):
     meta = {k: "" for k in META_KEYS}
-    if path and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.rstrip("\n").split("=", 1)
-                    meta[k.strip()] = v.strip()
+    meta.update(benchlib.read_meta(path))
     return meta
 
 

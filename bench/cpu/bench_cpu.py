@@ -30,6 +30,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import flops, load_grid, quantile  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -42,42 +45,6 @@ def shapes():
             s.append(dict(name=f"deepbench_H{h}_B{b}_T{t}", hidden=[h], input=h, batch=b, time=t))
     s.append(dict(name="2x512_B64_T100", hidden=[512, 512], input=512, batch=64, time=100))
     return s
-
-
-def load_grid(path, only=""):
-    """bench/anchors/grid.csv: name,hidden(:-separated),input,batch,time[,small]."""
-    out = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = [x.strip() for x in line.split(",")]
-            out.append(dict(name=p[0], hidden=[int(h) for h in p[1].split(":")],
-                            input=int(p[2]), batch=int(p[3]), time=int(p[4])))
-    if only:
-        keep = only.split(",")
-        missing = [k for k in keep if k not in {s["name"] for s in out}]
-        if missing:
-            raise SystemExit("bench_cpu.py: not in %s: %s" % (path, ", ".join(missing)))
-        out = [s for s in out if s["name"] in keep]
-    return out
-
-
-def quantile(v, q):
-    v = sorted(v)
-    pos = q * (len(v) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] * (1 - (pos - lo)) + v[hi] * (pos - lo)
-
-
-def flops(s):
-    total, inp = 0.0, s["input"]
-    for h in s["hidden"]:
-        total += 8.0 * s["batch"] * s["time"] * h * (inp + h)
-        inp = h
-    return total
 
 
 def parse_kv(line):
