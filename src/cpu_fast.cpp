@@ -1,21 +1,27 @@
 // The CPU fast path (DESIGN §4 "CPU path", issue 6).
 //
 // Structure, per layer (layer by layer over the whole sequence):
-//   1. Input projection: ONE GEMM per worker over all B*T rows of the layer's input,
-//      G_w = X * Wx_w^T, where Wx_w holds the worker's own hidden units (all four gates).
-//      On CPUs with AVX-512 it runs the same packed register-blocked kernel as step 2; on
-//      other CPUs it is a cblas_sgemm (OpenBLAS).  Why not always OpenBLAS: Debian 12's
+//   1. Input projection: one GEMM over all B*T rows of the layer's input, G = X * Wx^T,
+//      shared out among the workers by hidden-unit groups (each streams only its part of Wx)
+//      or, with few groups, by rows.  On CPUs with AVX-512 it runs the same packed
+//      register-blocked kernel as step 2; on other CPUs it is a cblas_sgemm (OpenBLAS) per
+//      worker.  Why not always OpenBLAS: Debian 12's
 //      OpenBLAS 0.3.21 does not recognise recent Xeons (e.g. model 0xCF) and falls back to
 //      its SSE3 "Prescott" kernel, ~6x below the AVX-512 one; our kernel reaches ~90% of
 //      OpenBLAS's best (SkylakeX) kernel on one core whatever OPENBLAS_CORETYPE says, and
 //      writes G directly in the layout the fused step reads.  The rows of G keep the
 //      caller's row order (batch- or time-major), so no transposition is ever needed.
-//   2. Per step, each worker runs its own recurrent GEMM h_prev * Wh_w^T for its units with
-//      a register-blocked AVX-512 micro-kernel over pre-packed weights, and applies the gate
-//      math, the bias (forget_bias folded in) and the sequence-length mask in the same
-//      kernel while the four gate sums are still in registers ("fused gate loop").  One
-//      barrier per step publishes the new h.  For B <= 4 the same kernel runs as a blocked
-//      GEMV (one weight stream per step, every batch row served from it).
+//   2. Per step, the recurrent GEMM h_prev * Wh^T runs on a register-blocked AVX-512
+//      micro-kernel over pre-packed weights, which applies the gate math, the bias
+//      (forget_bias folded in) and the sequence-length mask in the same kernel while the
+//      four gate sums are still in registers ("fused gate loop").  Two ways to share a step:
+//      - unit split: each worker owns a contiguous range of 16-unit groups for every batch
+//        row, and one barrier per step publishes the new h;
+//      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh <= 1.5 MB so that one
+//        core keeps it cached): each worker runs its own batch rows through every layer,
+//        projection included, with no barrier at all: batch rows never interact.
+//      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
+//      row served from it).
 //
 // Packing (once per session): a layer's hidden units are cut into groups of 16 (the last one
 // zero-padded).  For group g the recurrent weights are stored as [k][gate i,f,g,o][16 units],
@@ -27,13 +33,13 @@
 //
 // Threads: a persistent pool of num_threads workers (0 = one per core; the calling thread is
 // worker 0; capped at the number of 16-unit groups of the widest layer) created with the
-// session; a call wakes them, never creates one.  A call uses A <= num_threads of them, A
-// chosen from the shape alone (enough recurrent work per worker between two barriers, or
-// weights too big for one core's cache: kFlopsPerWorker, kBytesPerWorker; always all of
-// them on the portable path), and worker w owns a
-// contiguous range of 16-unit groups of every layer.  Every output element is computed by
-// one worker with a fixed k order, so on the AVX-512 path the result is bitwise the same
-// for any thread count, and always the same run to run.  OpenBLAS (portable path only) is
+// session; a call wakes them, never creates one.  How many a call uses, and which split, is
+// chosen from the shape alone (forward(): enough recurrent work per worker between two
+// barriers, kFlopsPerWorker / kBytesPerWorker; enough projection work to pay for waking a
+// worker, kProjFlopsPerWorker; always all of them on the portable path).  Every output
+// element is computed by one worker with a fixed k order, so on the AVX-512 path the result
+// is bitwise the same for any thread count and either split, and always the same run to
+// run.  OpenBLAS (portable path only) is
 // called by each worker on its own slice; the library never changes OpenBLAS's process-wide
 // thread count.  OpenBLAS splits a GEMM over M and N only, never over K, so its result does
 // not depend on its own thread count; with OpenBLAS threads > 1 the workers' concurrent calls
@@ -76,9 +82,13 @@ namespace {
 constexpr std::int64_t kGroup = 16;          // hidden units per group
 constexpr std::int64_t kRow = 4 * kGroup;    // packed floats per k in a group (4 gates)
 constexpr int kMaxNb = 6;                    // batch rows per micro-kernel block
-constexpr double kFlopsPerWorker = 4e6;      // least recurrent FLOPs per worker and step
+constexpr double kFlopsPerWorker = 1.5e5;    // least recurrent FLOPs per worker and step
 constexpr std::int64_t kPrefetchRows = 8;   // k rows ahead the GEMV path prefetches
-constexpr double kBytesPerWorker = 1.5e6;    // recurrent weights one worker keeps cached
+constexpr double kBytesPerWorker = 1.2e5;    // least recurrent weight bytes per worker and step
+constexpr double kProjFlopsPerWorker = 2e6;  // least input-projection FLOPs per worker
+constexpr std::int64_t kMinRowsPerWorker = 5;  // batch rows per worker for the batch split
+constexpr std::int64_t kMinSplitTime = 8;      // least time steps for the batch split
+constexpr double kBatchSplitBytes = 1.5e6;   // largest per-layer Wh for the batch split
 
 // ---- aligned storage ----------------------------------------------------------------------
 
@@ -98,9 +108,39 @@ Buffer allocate(std::size_t n, bool zero = true) {
 
 // ---- the worker pool ----------------------------------------------------------------------
 
+// Spin, then yield, so that oversubscription stays live.
+inline void relax(unsigned spins) {
+  if (spins < 500) {
+    _mm_pause();
+  } else {
+    sched_yield();
+  }
+}
+
+// A reusable barrier for the first n workers of a job (n may differ from one use to the next,
+// never between the workers of one use).
+class Barrier {
+ public:
+  void wait(int n) {
+    if (n <= 1) return;
+    const unsigned phase = phase_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      phase_.store(phase + 1, std::memory_order_release);
+      return;
+    }
+    for (unsigned spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+      relax(spins);
+    }
+  }
+
+ private:
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<unsigned> phase_{0};
+};
+
 // A persistent pool: worker 0 is the calling thread, workers 1..n-1 are threads created
-// once.  run() hands every worker the same job and returns when all have finished.  Inside a
-// job, barrier() synchronises all workers (spin, then yield, so oversubscription stays live).
+// once.  run() hands every worker the same job and returns when all have finished.
 class Pool {
  public:
   using Job = void (*)(void* ctx, int worker);
@@ -139,29 +179,7 @@ class Pool {
     for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) relax(spins);
   }
 
-  // Synchronises the active workers of the running job.
-  void barrier() {
-    if (active_ == 1) return;
-    const unsigned phase = phase_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == active_ - 1) {
-      arrived_.store(0, std::memory_order_relaxed);
-      phase_.store(phase + 1, std::memory_order_release);
-      return;
-    }
-    for (unsigned spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
-      relax(spins);
-    }
-  }
-
  private:
-  static void relax(unsigned spins) {
-    if (spins < 500) {
-      _mm_pause();
-    } else {
-      sched_yield();
-    }
-  }
-
   void loop(int w) {
     std::uint64_t seen = 0;
     for (;;) {
@@ -209,8 +227,6 @@ class Pool {
   Job job_ = nullptr;
   void* ctx_ = nullptr;
   int active_ = 1;  // written before the release of generation_, read after its acquire
-  alignas(64) std::atomic<int> arrived_{0};
-  alignas(64) std::atomic<unsigned> phase_{0};
 };
 
 // ---- one step of one group of units for a block of batch rows ------------------------------
@@ -343,7 +359,17 @@ SLSTM_AVX512 void project_block_avx512(const float* w, const float* const* rows,
 template <int NB>
 SLSTM_AVX512 void step_block_avx512(const StepArgs& a) {
   const float* h[NB];
-  for (int b = 0; b < NB; ++b) h[b] = a.h_prev + (a.b0 + b) * a.H;
+  for (int b = 0; b < NB; ++b) {
+    h[b] = a.h_prev + (a.b0 + b) * a.H;
+    // The epilogue's G row and c were written long ago (G by the projection, c one step
+    // back): fetch them while the FMAs run.
+    const char* g = reinterpret_cast<const char*>(a.g_row[b]);
+    _mm_prefetch(g, _MM_HINT_T0);
+    _mm_prefetch(g + 64, _MM_HINT_T0);
+    _mm_prefetch(g + 128, _MM_HINT_T0);
+    _mm_prefetch(g + 192, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(a.c + (a.b0 + b) * a.H + a.unit0), _MM_HINT_T0);
+  }
   __m512 acc[NB][4];
   accumulate512<NB>(a.wh, h, a.H, acc);
   const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
@@ -454,16 +480,18 @@ class CpuFastBackend final : public Backend {
     const int P = static_cast<int>(threads);
     try {
       const std::int64_t max_rows = config.max_batch * config.max_time;
-      std::int64_t max_h_inner = 1;  // widest non-last layer (its outputs are a workspace)
+      max_h_inner_ = 1;  // widest non-last layer (its outputs are a workspace)
       for (std::size_t l = 0; l + 1 < m.layers().size(); ++l) {
-        max_h_inner = std::max(max_h_inner, m.layer(l).hidden_size);
+        max_h_inner_ = std::max(max_h_inner_, m.layer(l).hidden_size);
       }
+      max_groups_ = max_groups;
       g_ = allocate(product({max_rows, max_groups, kRow}, "workspace"), false);
-      y_[0] = allocate(product({max_rows, max_h_inner}, "workspace"), false);
-      y_[1] = allocate(product({max_rows, max_h_inner}, "workspace"), false);
+      y_[0] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
+      y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
       for (const Layer& layer : m.layers()) pack(layer, m.forget_bias());
       state_ = allocate(m.state_count(config.max_batch));
       h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
+      if (!avx512_) x_bm_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
       pool_ = std::make_unique<Pool>(P);
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
@@ -489,22 +517,41 @@ class CpuFastBackend final : public Backend {
     }
     if (call.time > 0) {
       call_ = &call;
-      // Workers for this call: a barrier per step only pays when every worker gets enough
-      // recurrent work between two barriers (kFlopsPerWorker); more would mostly wait,
-      // and badly so on a loaded machine.  On the AVX-512 path every element's arithmetic is
-      // the same whatever the split, so this choice never changes a bit of the result.
-      // Likewise when the recurrent weights exceed what one core's cache holds
-      // (kBytesPerWorker): split over more cores, each streams only its share.
-      double step_flops = 0.0, weight_bytes = 0.0;
+      // Workers for this call (on the AVX-512 path every element's arithmetic is the same
+      // whatever the split, so none of these choices changes a bit of the result):
+      // - the recurrence needs one barrier per step, which only pays when every worker gets
+      //   enough recurrent work between two barriers: FLOPs (kFlopsPerWorker) or weight
+      //   bytes to stream (kBytesPerWorker);
+      // - the input projections have no barrier inside: every worker takes a share as soon
+      //   as there is enough of them to pay for waking it (kProjFlopsPerWorker);
+      // - with enough batch rows for every worker, a sequence long enough to amortise
+      //   streaming every weight once per worker, and recurrent weights that one core keeps
+      //   cached, the workers split the batch instead: no barrier at all, and no imbalance
+      //   from the 16-unit groups.
+      const std::int64_t T = call.time;
+      double step_flops = 0.0, weight_bytes = 0.0, proj_flops = 0.0, widest = 0.0;
       for (const PackedLayer& p : layers_) {
+        const double wh_bytes = 16.0 * static_cast<double>(p.H * p.H);
         step_flops += 8.0 * static_cast<double>(B) * static_cast<double>(p.H * p.H);
-        weight_bytes += 16.0 * static_cast<double>(p.H * p.H);
+        weight_bytes += wh_bytes;
+        widest = std::max(widest, wh_bytes);
+        proj_flops += 8.0 * static_cast<double>(B * T) * static_cast<double>(p.I * p.H);
       }
-      const double want = std::max(step_flops / kFlopsPerWorker,
-                                   std::ceil(weight_bytes / kBytesPerWorker));
-      active_ = avx512_ ? static_cast<int>(std::clamp<double>(want, 1.0, pool_->size()))
-                        : pool_->size();
-      pool_->run(&CpuFastBackend::job, this, active_);
+      const int P = pool_->size();
+      if (!avx512_) {
+        split_batch_ = false;
+        active_ = workers_ = P;
+      } else if (B >= kMinRowsPerWorker * P && T >= kMinSplitTime && widest <= kBatchSplitBytes) {
+        split_batch_ = true;
+        active_ = workers_ = P;
+      } else {
+        split_batch_ = false;
+        active_ = static_cast<int>(std::clamp<double>(
+            std::max(step_flops / kFlopsPerWorker, weight_bytes / kBytesPerWorker), 1.0, P));
+        workers_ = std::max(
+            active_, static_cast<int>(std::clamp<double>(proj_flops / kProjFlopsPerWorker, 1.0, P)));
+      }
+      pool_->run(&CpuFastBackend::job, this, workers_);
       call_ = nullptr;
     }
     if (call.final_state) {
@@ -546,23 +593,85 @@ class CpuFastBackend final : public Backend {
     layers_.push_back(std::move(p));
   }
 
-  // G_w[r][(g-g0)*64 ..] = x[r] . Wx_g for r < rows and this worker's groups [g0, g1):
-  // row chunks that stay in L2, the groups inside, blocks of kMaxNb rows innermost.
-  void project(const PackedLayer& p, const float* x, std::int64_t rows, std::int64_t g0,
-               std::int64_t g1, float* g_w) {
+  // The rows one worker works on: batch rows [b0, b1) of the call, all T steps.  The
+  // workspaces (G, the inner layers' outputs, the other h buffer) hold them in a region of
+  // their own, rows in the worker's order (b - b0) * T + t and each layer's own row length:
+  // in the batch split the workers run through the layers at their own pace, and a row
+  // length that changes with the layer must not make their regions overlap.
+  struct Share {
+    std::int64_t b0 = 0, b1 = 0;
+    float* g = nullptr;        // G region: local row i at g + i * (groups * 64)
+    float* y_inner[2] = {};    // outputs of the inner layers l, in y_inner[l % 2]
+    float* h_alt = nullptr;    // other h buffer, batch row b at h_alt + b * H (b in [b0, b1))
+  };
+
+  Share share(std::int64_t b0, std::int64_t b1) const {
+    const std::int64_t T = call_->time;
+    Share sh;
+    sh.b0 = b0;
+    sh.b1 = b1;
+    sh.g = g_.get() + b0 * T * max_groups_ * kRow;
+    for (int i = 0; i < 2; ++i) sh.y_inner[i] = y_[i].get() + b0 * T * max_h_inner_;
+    sh.h_alt = h_alt_.get() + b0 * model_->max_hidden();
+    return sh;
+  }
+
+  // One layer of the running call, for one share.
+  struct LayerView {
+    const PackedLayer* p = nullptr;
+    const Share* sh = nullptr;
+    const float* x = nullptr;  // input rows: the call's input (layer 0) or the share's
+    bool x_local = false;      //   region of the previous layer's outputs (x_local)
+    float* y = nullptr;        // output rows: the call's output (last layer, may be null)
+    bool y_local = false;      //   or the share's region (y_local)
+    float* c = nullptr;        // [B][H] cell state, updated in place
+    float* h_state = nullptr;  // [B][H] h in the packed state
+    float* h_alt = nullptr;    // [B][H] view of the other h buffer (rows of the share only)
+  };
+
+  LayerView view(const Share& sh, std::size_t l, std::size_t state_off) const {
+    LayerView v;
+    v.p = &layers_[l];
+    v.sh = &sh;
+    v.x = l == 0 ? call_->input : sh.y_inner[(l - 1) % 2];
+    v.x_local = l > 0;
+    v.y_local = l + 1 < layers_.size();
+    v.y = v.y_local ? sh.y_inner[l % 2] : call_->output;
+    v.c = state_.get() + state_off;
+    v.h_state = v.c + call_->batch * v.p->H;
+    v.h_alt = sh.h_alt - sh.b0 * v.p->H;  // so that v.h_alt + b * H is in the share's region
+    return v;
+  }
+
+  // Row of (batch row b, step t): in the share's region, or in the caller's layout.
+  std::int64_t local_row(const Share& sh, std::int64_t b, std::int64_t t) const {
+    return (b - sh.b0) * call_->time + t;
+  }
+  std::int64_t call_row(std::int64_t b, std::int64_t t) const {
+    return call_->layout == SLSTM_TIME_MAJOR ? t * call_->batch + b : b * call_->time + t;
+  }
+
+  // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
+  // [g0, g1): chunks of rows whose inputs stay in cache, the groups inside, blocks of kMaxNb
+  // rows innermost.
+  void project(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
+               std::int64_t g1) const {
     constexpr std::int64_t kChunk = 8 * kMaxNb;
-    const std::int64_t ld_g = (g1 - g0) * kRow;
-    for (std::int64_t r0 = 0; r0 < rows; r0 += kChunk) {
-      const std::int64_t r1 = std::min(rows, r0 + kChunk);
-      for (std::int64_t g = g0; g < g1; ++g) {
-        const float* w = p.wx.get() + g * p.I * kRow;
-        for (std::int64_t b0 = r0; b0 < r1; b0 += kMaxNb) {
-          const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, r1 - b0));
+    const PackedLayer& p = *v.p;
+    const std::int64_t T = call_->time, ld_g = p.groups * kRow;
+    for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
+      const std::int64_t c1 = std::min(i1, c0 + kChunk);
+      for (std::int64_t gi = g0; gi < g1; ++gi) {
+        const float* w = p.wx.get() + gi * p.I * kRow;
+        for (std::int64_t r0 = c0; r0 < c1; r0 += kMaxNb) {
+          const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, c1 - r0));
           const float* in[kMaxNb];
           float* out[kMaxNb];
-          for (int i = 0; i < nb; ++i) {
-            in[i] = x + (b0 + i) * p.I;
-            out[i] = g_w + (b0 + i) * ld_g + (g - g0) * kRow;
+          for (int k = 0; k < nb; ++k) {
+            const std::int64_t i = r0 + k;
+            const std::int64_t xr = v.x_local ? i : call_row(v.sh->b0 + i / T, i % T);
+            in[k] = v.x + xr * p.I;
+            out[k] = v.sh->g + i * ld_g + gi * kRow;
           }
           project_block(w, in, p.I, out, nb);
         }
@@ -570,74 +679,144 @@ class CpuFastBackend final : public Backend {
     }
   }
 
+  // Worker w's part (of P) of the projection of a share that P workers split.  Each element
+  // is one dot product in a fixed k order whoever computes it, so the split never changes a
+  // bit.  By groups when there are enough of them (each worker then streams only its part
+  // of Wx), else by rows.  The portable path calls cblas_sgemm on its groups.
+  void project_part(const LayerView& v, int w, int P) const {
+    const PackedLayer& p = *v.p;
+    const std::int64_t rows = (v.sh->b1 - v.sh->b0) * call_->time;
+    if (!avx512_) {
+      // Unit split only (b0 = 0, local rows = B * T rows in batch-major order): the input
+      // must be in that order too, or be the previous layer's local rows.
+      const std::int64_t g0 = p.groups * w / P, g1 = p.groups * (w + 1) / P;
+      if (g1 <= g0) return;
+      const float* x = v.x;
+      if (!v.x_local && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
+        x = x_bm_.get();  // the call's input, batch-major (transposed once by worker 0)
+      }
+      const std::int64_t ld_g = p.groups * kRow;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+                  static_cast<blasint>((g1 - g0) * kRow), static_cast<blasint>(p.I), 1.0f, x,
+                  static_cast<blasint>(p.I), p.wx.get() + g0 * kRow * p.I,
+                  static_cast<blasint>(p.I), 0.0f, v.sh->g + g0 * kRow,
+                  static_cast<blasint>(ld_g));
+    } else if (p.groups >= 4 * P) {
+      project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P);
+    } else {
+      const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
+      project(v, std::min(rows, blocks * w / P * kMaxNb),
+              std::min(rows, blocks * (w + 1) / P * kMaxNb), 0, p.groups);
+    }
+  }
+
   static void job(void* self, int worker) { static_cast<CpuFastBackend*>(self)->run(worker); }
 
-  // Worker `w`'s share of the whole forward call.
-  void run(int w) {
+  // Step t of layer v for groups [g0, g1) and the share's batch rows.
+  void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1) const {
     const ForwardCall& call = *call_;
-    const std::int64_t B = call.batch, T = call.time, rows = B * T;
-    const bool time_major = call.layout == SLSTM_TIME_MAJOR;
-    const std::size_t L = layers_.size();
+    const PackedLayer& p = *v.p;
+    const std::int64_t ld_g = p.groups * kRow, b0 = v.sh->b0, b1 = v.sh->b1;
+    float* h_buf[2] = {v.h_state, v.h_alt};
+    StepArgs a;
+    a.H = p.H;
+    a.h_prev = h_buf[t % 2];
+    a.h_next = h_buf[(t + 1) % 2];
+    a.c = v.c;
+    for (std::int64_t gi = g0; gi < g1; ++gi) {
+      a.unit0 = gi * kGroup;
+      a.units = std::min(kGroup, p.H - a.unit0);
+      a.wh = p.wh.get() + gi * p.H * kRow;
+      a.bias = p.bias.get() + gi * kRow;
+      for (std::int64_t r0 = b0; r0 < b1; r0 += kMaxNb) {
+        const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, b1 - r0));
+        a.b0 = r0;
+        for (int i = 0; i < nb; ++i) {
+          const std::int64_t b = r0 + i;
+          const std::int64_t local = local_row(*v.sh, b, t);
+          a.g_row[i] = v.sh->g + local * ld_g + gi * kRow;
+          a.out_row[i] = v.y ? v.y + (v.y_local ? local : call_row(b, t)) * p.H : nullptr;
+          a.active[i] = call.lengths == nullptr || t < call.lengths[b];
+        }
+        step_block(a, nb, avx512_);
+      }
+    }
+  }
+
+  // After T steps: when T is odd the final h is in the other buffer; move units [u0, u1) of
+  // the share's rows into the packed state.
+  void settle_h(const LayerView& v, std::int64_t u0, std::int64_t u1) const {
+    const std::int64_t H = v.p->H;
+    if (call_->time % 2 == 0 || u1 <= u0) return;
+    for (std::int64_t b = v.sh->b0; b < v.sh->b1; ++b) {
+      std::memcpy(v.h_state + b * H + u0, v.h_alt + b * H + u0,
+                  static_cast<std::size_t>(u1 - u0) * sizeof(float));
+    }
+  }
+
+  void run(int w) {
+    if (split_batch_) {
+      run_batch_share(w);
+    } else {
+      run_unit_share(w);
+    }
+  }
+
+  // Worker w's part when the units are split: per layer, its part of the input projection
+  // (all workers_), then, for the first active_ workers, the recurrence over a contiguous
+  // range of the layer's 16-unit groups for every batch row, one barrier per step.
+  void run_unit_share(int w) {
+    const std::int64_t T = call_->time;
+    const int P = workers_, A = active_;
+    if (w == 0 && !avx512_ && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
+      transpose_input();
+    }
+    const Share sh = share(0, call_->batch);
     std::size_t state_off = 0;
-    const float* x = call.input;
-    for (std::size_t l = 0; l < L; ++l) {
-      const PackedLayer& p = layers_[l];
-      const std::int64_t g0 = p.groups * w / active_;
-      const std::int64_t g1 = p.groups * (w + 1) / active_;
-      const std::int64_t ld_g = (g1 - g0) * kRow;
-      float* g_w = g_.get() + rows * g0 * kRow;  // this worker's [rows][ld_g] block
-      const bool last = l + 1 == L;
-      float* y = last ? call.output : y_[l % 2].get();
-      float* c = state_.get() + state_off;
-      float* h_state = c + B * p.H;
-      float* h_buf[2] = {h_state, h_alt_.get()};
-      if (ld_g > 0 && avx512_) {
-        project(p, x, rows, g0, g1, g_w);
-      } else if (ld_g > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
-                    static_cast<blasint>(ld_g), static_cast<blasint>(p.I), 1.0f, x,
-                    static_cast<blasint>(p.I), p.wx.get() + g0 * kRow * p.I,
-                    static_cast<blasint>(p.I), 0.0f, g_w, static_cast<blasint>(ld_g));
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      if (l == 0 && !avx512_) layer_barrier_.wait(P);  // the transposed input is ready
+      const LayerView v = view(sh, l, state_off);
+      const PackedLayer& p = *v.p;
+      project_part(v, w, P);
+      layer_barrier_.wait(P);  // all of G written before any step reads it
+      if (w < A) {
+        const std::int64_t g0 = p.groups * w / A, g1 = p.groups * (w + 1) / A;
+        for (std::int64_t t = 0; t < T; ++t) {
+          step(v, t, g0, g1);
+          step_barrier_.wait(A);  // h_next complete before anyone reads it
+        }
+        settle_h(v, g0 * kGroup, std::min(g1 * kGroup, p.H));
       }
+      layer_barrier_.wait(P);  // this layer's outputs (and h) complete before the next layer
+      state_off += static_cast<std::size_t>(2 * call_->batch * p.H);
+    }
+  }
+
+  // Worker w's part when the batch is split: batch rows [b0, b1) through every layer, all
+  // units, projection included.  Batch rows never interact, so there is no barrier at all.
+  void run_batch_share(int w) {
+    const std::int64_t B = call_->batch, T = call_->time;
+    const Share sh = share(B * w / active_, B * (w + 1) / active_);
+    if (sh.b1 <= sh.b0) return;
+    std::size_t state_off = 0;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const LayerView v = view(sh, l, state_off);
+      project(v, 0, (sh.b1 - sh.b0) * T, 0, v.p->groups);
+      for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups);
+      settle_h(v, 0, v.p->H);
+      state_off += static_cast<std::size_t>(2 * B * v.p->H);
+    }
+  }
+
+  // The portable path's cblas_sgemm wants the projection's rows in the local (batch-major)
+  // order: a time-major input is copied into x_bm_ that way first.
+  void transpose_input() const {
+    const std::int64_t B = call_->batch, T = call_->time, I = layers_[0].I;
+    for (std::int64_t b = 0; b < B; ++b) {
       for (std::int64_t t = 0; t < T; ++t) {
-        StepArgs a;
-        a.H = p.H;
-        a.h_prev = h_buf[t % 2];
-        a.h_next = h_buf[(t + 1) % 2];
-        a.c = c;
-        for (std::int64_t g = g0; g < g1; ++g) {
-          a.unit0 = g * kGroup;
-          a.units = std::min(kGroup, p.H - a.unit0);
-          a.wh = p.wh.get() + g * p.H * kRow;
-          a.bias = p.bias.get() + g * kRow;
-          for (std::int64_t b0 = 0; b0 < B; b0 += kMaxNb) {
-            const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, B - b0));
-            a.b0 = b0;
-            for (int i = 0; i < nb; ++i) {
-              const std::int64_t b = b0 + i;
-              const std::int64_t row = time_major ? t * B + b : b * T + t;
-              a.g_row[i] = g_w + row * ld_g + (g - g0) * kRow;
-              a.out_row[i] = y ? y + row * p.H : nullptr;
-              a.active[i] = call.lengths == nullptr || t < call.lengths[b];
-            }
-            step_block(a, nb, avx512_);
-          }
-        }
-        pool_->barrier();  // h_next complete before anyone reads it
+        std::memcpy(x_bm_.get() + (b * T + t) * I, call_->input + (t * B + b) * I,
+                    static_cast<std::size_t>(I) * sizeof(float));
       }
-      if (T % 2 == 1) {
-        // The final h is in the alternate buffer: move it into the packed state.
-        for (std::int64_t b = 0; b < B; ++b) {
-          const std::int64_t u0 = g0 * kGroup, u1 = std::min(g1 * kGroup, p.H);
-          if (u1 > u0) {
-            std::memcpy(h_state + b * p.H + u0, h_alt_.get() + b * p.H + u0,
-                        static_cast<std::size_t>(u1 - u0) * sizeof(float));
-          }
-        }
-      }
-      pool_->barrier();  // this layer's outputs (and h_alt_) complete before the next layer
-      state_off += static_cast<std::size_t>(2 * B * p.H);
-      x = y;
     }
   }
 
@@ -648,9 +827,15 @@ class CpuFastBackend final : public Backend {
   Buffer y_[2];    // outputs of the non-last layers, ping-pong
   Buffer state_;   // packed state (c, h per layer) for up to max_batch rows
   Buffer h_alt_;   // the other half of the h double buffer
+  Buffer x_bm_;    // portable path: a time-major input in batch-major order
+  std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;
   const ForwardCall* call_ = nullptr;
-  int active_ = 1;  // workers taking part in the current call
+  int workers_ = 1;  // workers taking part in the current call (the input projections)
+  int active_ = 1;   // workers taking part in the recurrence, <= workers_
+  bool split_batch_ = false;  // the active_ workers split the batch rows, not the units
+  Barrier step_barrier_;   // among the active_ recurrent workers, once per step
+  Barrier layer_barrier_;  // among all workers_, around each layer's recurrence
 };
 
 }  // namespace

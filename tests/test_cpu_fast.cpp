@@ -55,6 +55,18 @@ bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return true;
 }
 
+// Whether the fast path runs its AVX-512 kernels here (the CPU has them and
+// SLSTM_CPU_KERNEL does not ask for the portable one).
+bool fast_kernel_is_avx512() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("fma") && std::getenv("SLSTM_CPU_KERNEL") == nullptr;
+#else
+  return false;
+#endif
+}
+
 // Rows [b0, b0 + n) of a batch-major [B, T, H] tensor.
 std::vector<float> rows_of(const std::vector<float>& v, std::int64_t b0, std::int64_t n,
                            std::int64_t row_size) {
@@ -83,6 +95,81 @@ TEST_CASE("the fast path gives the same result whatever num_threads is", "[cpu-f
     CHECK(t::rel_err(got.output, want.output) <= 1e-6);
     CHECK(t::rel_err(got.final_state, want.final_state) <= 1e-6);
   }
+}
+
+namespace {
+
+// Runs `call` on fast sessions with 1..4 threads and on the reference: every thread count
+// agrees with one thread (bitwise on the AVX-512 kernels, within rounding on the portable
+// one) and with the reference.
+void check_fast_agrees_across_threads(const slstm_model* m, const t::Call& call) {
+  t::Session ref = session_with(m, call.batch, call.time, SLSTM_CPU_PATH_REFERENCE, 1);
+  const t::Run want = t::forward_ok(ref.get(), m, call);
+  t::Session one = session_with(m, call.batch, call.time, SLSTM_CPU_PATH_FAST, 1);
+  const t::Run base = t::forward_ok(one.get(), m, call);
+  CHECK(t::rel_err(base.output, want.output) <= 1e-5);
+  CHECK(t::rel_err(base.final_state, want.final_state) <= 1e-5);
+  for (std::int32_t threads : {2, 3, 4}) {
+    t::Session s = session_with(m, call.batch, call.time, SLSTM_CPU_PATH_FAST, threads);
+    const t::Run got = t::forward_ok(s.get(), m, call);
+    INFO("num_threads " << threads);
+    CHECK(t::rel_err(got.output, base.output) <= 1e-6);
+    CHECK(t::rel_err(got.final_state, base.final_state) <= 1e-6);
+    if (fast_kernel_is_avx512()) {
+      CHECK(bitwise_equal(got.output, base.output));
+      CHECK(bitwise_equal(got.final_state, base.final_state));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("many batch rows over a long sequence (the batch split) match one thread and the "
+          "reference, both layouts, mixed lengths", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  // 21 rows: >= 5 rows per worker up to 4 workers; T >= 8; small Wh: the workers split the
+  // batch. Row counts per worker differ (21 / 2, 3, 4) and lengths cover 0, 1, T-1, T.
+  constexpr std::int64_t D = 19, B = 21, T = 11;
+  t::Model m = t::random_model(D, {40, 70, 17}, 71);
+  const std::vector<float> x = t::random_vector(B * T * D, 72);
+  const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 73);
+  std::vector<std::int32_t> lengths(B);
+  for (std::int64_t b = 0; b < B; ++b) {
+    lengths[static_cast<std::size_t>(b)] = static_cast<std::int32_t>((b * 7) % (T + 1));
+  }
+  lengths[0] = 0;
+  lengths[1] = 1;
+  lengths[2] = T - 1;
+  lengths[3] = T;
+  for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+    t::Call call;
+    call.batch = B;
+    call.time = T;
+    call.layout = layout;
+    call.input = &x;
+    call.initial_state = &s0;
+    call.lengths = &lengths;
+    INFO("layout " << (layout == SLSTM_TIME_MAJOR ? "time-major" : "batch-major"));
+    check_fast_agrees_across_threads(m.get(), call);
+  }
+}
+
+TEST_CASE("many batch rows with large recurrent weights (the unit split) match one thread and "
+          "the reference", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  // H = 330: Wh is 330 x 1320 floats (1.7 MB), too large for the batch split; 21 groups of
+  // 16 units (the last one 10 wide) shared among the workers, 2 blocks of rows per group.
+  constexpr std::int64_t D = 9, B = 12, T = 9;
+  t::Model m = t::random_model(D, {330}, 81);
+  const std::vector<float> x = t::random_vector(B * T * D, 82);
+  const std::vector<std::int32_t> lengths = {9, 0, 8, 1, 9, 5, 9, 2, 7, 9, 3, 9};
+  t::Call call;
+  call.batch = B;
+  call.time = T;
+  call.layout = SLSTM_TIME_MAJOR;
+  call.input = &x;
+  call.lengths = &lengths;
+  check_fast_agrees_across_threads(m.get(), call);
 }
 
 TEST_CASE("num_threads 0 (one per core) runs and matches the reference", "[cpu-fast]") {
