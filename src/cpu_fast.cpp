@@ -86,6 +86,7 @@ constexpr double kFlopsPerWorker = 1.5e5;    // least recurrent FLOPs per worker
 constexpr std::int64_t kPrefetchRows = 8;   // k rows ahead the GEMV path prefetches
 constexpr double kBytesPerWorker = 1.2e5;    // least recurrent weight bytes per worker and step
 constexpr double kProjFlopsPerWorker = 2e6;  // least input-projection FLOPs per worker
+constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
 constexpr std::int64_t kMinRowsPerWorker = 5;  // batch rows per worker for the batch split
 constexpr std::int64_t kMinSplitTime = 8;      // least time steps for the batch split
 constexpr double kBatchSplitBytes = 1.5e6;   // largest per-layer Wh for the batch split
@@ -652,12 +653,15 @@ class CpuFastBackend final : public Backend {
   }
 
   // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
-  // [g0, g1): chunks of rows whose inputs stay in cache, the groups inside, blocks of kMaxNb
-  // rows innermost.
+  // [g0, g1): chunks of rows whose inputs stay in L2 (kChunkBytes), the groups inside, blocks
+  // of kMaxNb rows innermost.  Each group's weights come from L3 once per chunk and serve
+  // every block of it from L2: the longer the chunk, the fewer trips (48 rows -> 384 rows
+  // measured +8% on one core with 4 MB of weights).
   void project(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
                std::int64_t g1) const {
-    constexpr std::int64_t kChunk = 8 * kMaxNb;
     const PackedLayer& p = *v.p;
+    const std::int64_t kChunk =
+        std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
     for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
       const std::int64_t c1 = std::min(i1, c0 + kChunk);
