@@ -45,21 +45,21 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     -E '^install_tree_is_usable'
 done_stage "asan+ubsan suite"
 
-# ---- 2. TSan: the concurrency tests ----------------------------------------------------------
+# ---- 2. TSan: the concurrency tests and the fast path's worker splits -------------------
 stage "tsan build"
 cmake -S . -B build-tsan -DSLSTM_SANITIZE=thread -DSLSTM_ENABLE_CUDA=OFF -DSLSTM_BUILD_BENCH=OFF \
   -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-tsan -j"$jobs" --target slstm_tests
 done_stage "tsan build"
 
-stage "tsan [concurrency]"
+stage "tsan [concurrency],[cpu-fast]"
 for path in reference fast; do
   echo "-- cpu path: $path"
   SLSTM_TEST_CPU_PATH=$path \
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
-    build-tsan/tests/slstm_tests "[concurrency]" --reporter compact
+    build-tsan/tests/slstm_tests "[concurrency],[cpu-fast]" --reporter compact
 done
-done_stage "tsan [concurrency]"
+done_stage "tsan [concurrency],[cpu-fast]"
 
 # ---- 3. valgrind memcheck ----------------------------------------------------------------------
 stage "valgrind"
