@@ -22,6 +22,9 @@
 //        projection included, with no barrier at all: batch rows never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
+//   Kernels, picked per CPU (make_cpu_fast_backend): AVX-512 (own kernels for both GEMMs,
+//   both splits); else AVX2+FMA (OpenBLAS projection, an AVX2 step kernel, unit split);
+//   else portable (OpenBLAS projection, a scalar step kernel, unit split).
 //
 // Packing (once per session): a layer's hidden units are cut into groups of 16 (the last one
 // zero-padded).  For group g the recurrent weights are stored as [k][gate i,f,g,o][16 units],
@@ -232,6 +235,13 @@ class Pool {
 
 // ---- one step of one group of units for a block of batch rows ------------------------------
 
+// Which kernels the fast path runs (chosen once per session, see make_cpu_fast_backend).
+enum class Kernel {
+  kPortable,  // OpenBLAS input projection, scalar (compiler-vectorised) step kernel
+  kAvx2,      // OpenBLAS input projection, AVX2+FMA step kernel
+  kAvx512,    // own AVX-512 kernels for both
+};
+
 // What a step kernel needs besides the weights.
 struct StepArgs {
   std::int64_t H = 0;          // hidden size (K of the recurrent GEMM, row stride of h and c)
@@ -408,8 +418,124 @@ bool cpu_has_avx512() {
          __builtin_cpu_supports("fma");
 }
 
-void step_block(const StepArgs& a, int nb, bool avx512) {
-  if (avx512) {
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// ---- the AVX2 step kernel (CPUs without AVX-512) -------------------------------------------
+// 16 ymm registers do not hold a block of rows x 64 columns, so the recurrent sums of a
+// block are computed in passes of 8*NV columns (NB x NV accumulators, NV weight vectors and
+// one broadcast: 15 registers for 6 x 2, 13 for 2 x 4), parked in z, and the gate epilogue
+// reads them back.  Each element is one FMA chain in increasing k, as on the AVX-512 path.
+#define SLSTM_AVX2 __attribute__((target("avx2,fma")))
+
+// exp(x), the same Cephes polynomial as exp512; 2^n is built in the exponent field (n is in
+// [-126, 127] after the clamp, so it is always a normal float).
+SLSTM_AVX2 inline __m256 exp256(__m256 x) {
+  // (MAXPS/MINPS return their second operand when either is NaN: NaN stays NaN.)
+  x = _mm256_min_ps(_mm256_set1_ps(88.3f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+SLSTM_AVX2 inline __m256 sigmoid256(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+SLSTM_AVX2 inline __m256 tanh256(__m256 x) {
+  const __m256 two = _mm256_set1_ps(2.0f);
+  return _mm256_fmsub_ps(two, sigmoid256(_mm256_mul_ps(two, x)), _mm256_set1_ps(1.0f));
+}
+
+// z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[k][col0 ..] for NB rows, w packed [K][64].
+template <int NB, int NV>
+SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, std::int64_t K,
+                                     int col0, float (*z)[kRow]) {
+  __m256 acc[NB][NV];
+  for (int b = 0; b < NB; ++b) {
+    for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_setzero_ps();
+  }
+  w += col0;
+  for (std::int64_t k = 0; k < K; ++k, w += kRow) {
+    __m256 wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(w + 8 * v);
+    for (int b = 0; b < NB; ++b) {
+      const __m256 x = _mm256_broadcast_ss(rows[b] + k);
+      for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_fmadd_ps(wv[v], x, acc[b][v]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) {
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(z[b] + col0 + 8 * v, acc[b][v]);
+  }
+}
+
+template <int NB>
+SLSTM_AVX2 void step_block_avx2(const StepArgs& a) {
+  constexpr int NV = NB <= 2 ? 4 : 2;
+  const float* h[NB];
+  for (int b = 0; b < NB; ++b) h[b] = a.h_prev + (a.b0 + b) * a.H;
+  alignas(32) float z[NB][kRow];
+  for (int col0 = 0; col0 < kRow; col0 += 8 * NV) accumulate256<NB, NV>(a.wh, h, a.H, col0, z);
+  const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
+  for (int b = 0; b < NB; ++b) {
+    const std::int64_t row = a.b0 + b;
+    float* c = a.c + row * a.H + a.unit0;
+    float* hn = a.h_next + row * a.H + a.unit0;
+    if (!a.active[b]) {
+      std::memcpy(hn, a.h_prev + row * a.H + a.unit0, bytes);
+      if (a.out_row[b]) std::memset(a.out_row[b] + a.unit0, 0, bytes);
+      continue;
+    }
+    // The group's units go through 16-float buffers (a group may be narrower than 16).
+    alignas(32) float c_io[kGroup] = {};
+    alignas(32) float h_new[kGroup];
+    std::memcpy(c_io, c, bytes);
+    const float* g = a.g_row[b];
+    for (int j = 0; j < kGroup; j += 8) {
+      __m256 zq[4];
+      for (int q = 0; q < 4; ++q) {
+        const std::int64_t r = q * kGroup + j;
+        zq[q] = _mm256_add_ps(_mm256_load_ps(z[b] + r),
+                              _mm256_add_ps(_mm256_load_ps(g + r), _mm256_load_ps(a.bias + r)));
+      }
+      const __m256 c_new =
+          _mm256_fmadd_ps(_mm256_load_ps(c_io + j), sigmoid256(zq[kGateF]),
+                          _mm256_mul_ps(sigmoid256(zq[kGateI]), tanh256(zq[kGateG])));
+      _mm256_store_ps(c_io + j, c_new);
+      _mm256_store_ps(h_new + j, _mm256_mul_ps(tanh256(c_new), sigmoid256(zq[kGateO])));
+    }
+    std::memcpy(c, c_io, bytes);
+    std::memcpy(hn, h_new, bytes);
+    if (a.out_row[b]) std::memcpy(a.out_row[b] + a.unit0, h_new, bytes);
+  }
+}
+
+void step_block(const StepArgs& a, int nb, Kernel kernel) {
+  if (kernel == Kernel::kAvx2) {
+    switch (nb) {
+      case 1: step_block_avx2<1>(a); return;
+      case 2: step_block_avx2<2>(a); return;
+      case 3: step_block_avx2<3>(a); return;
+      case 4: step_block_avx2<4>(a); return;
+      case 5: step_block_avx2<5>(a); return;
+      default: step_block_avx2<6>(a); return;
+    }
+  }
+  if (kernel == Kernel::kAvx512) {
     switch (nb) {
       case 1: step_block_avx512<1>(a); return;
       case 2: step_block_avx512<2>(a); return;
@@ -435,7 +561,8 @@ void project_block(const float* w, const float* const* rows, std::int64_t K, flo
 }
 #else
 bool cpu_has_avx512() { return false; }
-void step_block(const StepArgs& a, int nb, bool) { step_block_portable(a, nb); }
+bool cpu_has_avx2() { return false; }
+void step_block(const StepArgs& a, int nb, Kernel) { step_block_portable(a, nb); }
 void project_block(const float*, const float* const*, std::int64_t, float* const*, int) {}
 #endif
 
@@ -450,10 +577,11 @@ struct PackedLayer {
 
 class CpuFastBackend final : public Backend {
  public:
-  CpuFastBackend(ModelPtr model, const SessionConfig& config, bool force_portable)
+  CpuFastBackend(ModelPtr model, const SessionConfig& config, Kernel kernel)
       : model_(std::move(model)) {
     const Model& m = *model_;
-    avx512_ = !force_portable && cpu_has_avx512();
+    kernel_ = kernel;
+    avx512_ = kernel == Kernel::kAvx512;
     // The portable path's GEMM dimensions (rows = batch x time, a layer's input depth and
     // 4H) are BLAS ints (32-bit in Debian's OpenBLAS): refuse a session that could exceed
     // them, before any allocation, rather than truncate. (The AVX-512 kernels index in 64 bits.)
@@ -742,7 +870,7 @@ class CpuFastBackend final : public Backend {
           a.out_row[i] = v.y ? v.y + (v.y_local ? local : call_row(b, t)) * p.H : nullptr;
           a.active[i] = call.lengths == nullptr || t < call.lengths[b];
         }
-        step_block(a, nb, avx512_);
+        step_block(a, nb, kernel_);
       }
     }
   }
@@ -825,7 +953,8 @@ class CpuFastBackend final : public Backend {
   }
 
   ModelPtr model_;
-  bool avx512_ = false;
+  Kernel kernel_ = Kernel::kPortable;
+  bool avx512_ = false;  // kernel_ == Kernel::kAvx512: own kernels for both GEMMs
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
   Buffer y_[2];    // outputs of the non-last layers, ping-pong
@@ -845,11 +974,17 @@ class CpuFastBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_fast_backend(ModelPtr model, const SessionConfig& config) {
-  // SLSTM_CPU_KERNEL=portable selects the OpenBLAS path that CPUs without AVX-512 take, so
-  // that it is tested (and can be compared) on any machine. Read once per session.
-  const char* kernel = std::getenv("SLSTM_CPU_KERNEL");
-  const bool portable = kernel != nullptr && std::strcmp(kernel, "portable") == 0;
-  return std::make_unique<CpuFastBackend>(std::move(model), config, portable);
+  // The best kernels this CPU runs: AVX-512, else AVX2+FMA, else portable.  For tests and
+  // comparisons SLSTM_CPU_KERNEL=avx2 or =portable asks for a lesser one (never a better one
+  // than the CPU has: avx2 on a CPU without it runs portable).  Read once per session.
+  Kernel kernel = cpu_has_avx512() ? Kernel::kAvx512
+                  : cpu_has_avx2() ? Kernel::kAvx2
+                                   : Kernel::kPortable;
+  if (const char* want = std::getenv("SLSTM_CPU_KERNEL")) {
+    if (std::strcmp(want, "portable") == 0) kernel = Kernel::kPortable;
+    if (std::strcmp(want, "avx2") == 0 && kernel == Kernel::kAvx512) kernel = Kernel::kAvx2;
+  }
+  return std::make_unique<CpuFastBackend>(std::move(model), config, kernel);
 }
 
 }  // namespace slstm
