@@ -8,15 +8,47 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string>
 
 namespace t {
+
+namespace {
+// The fast path's kernel named by $SLSTM_TEST_CPU_PATH ("" when it names none).
+std::string kernel_under_test() {
+  const char* env = std::getenv("SLSTM_TEST_CPU_PATH");
+  if (env == nullptr) return "";
+  if (std::strcmp(env, "fast-portable") == 0) return "portable";
+  if (std::strcmp(env, "fast-avx2") == 0) return "avx2";
+  return "";
+}
+}  // namespace
 
 slstm_cpu_path cpu_path_under_test() {
   const char* env = std::getenv("SLSTM_TEST_CPU_PATH");
   if (env == nullptr || std::strcmp(env, "auto") == 0) return SLSTM_CPU_PATH_AUTO;
   if (std::strcmp(env, "reference") == 0) return SLSTM_CPU_PATH_REFERENCE;
-  if (std::strcmp(env, "fast") == 0) return SLSTM_CPU_PATH_FAST;
+  if (std::strcmp(env, "fast") == 0 || !kernel_under_test().empty()) return SLSTM_CPU_PATH_FAST;
   throw std::runtime_error(std::string("SLSTM_TEST_CPU_PATH: unknown value ") + env);
+}
+
+void use_cpu_kernel_under_test() {
+  const std::string kernel = kernel_under_test();
+  if (!kernel.empty()) setenv("SLSTM_CPU_KERNEL", kernel.c_str(), 1);
+}
+
+bool fast_path_has_blas_row_limit() {
+  if (cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE) return false;
+  const char* kernel = std::getenv("SLSTM_CPU_KERNEL");
+  if (kernel != nullptr && (std::strcmp(kernel, "portable") == 0 || std::strcmp(kernel, "avx2") == 0)) {
+    return true;
+  }
+#if defined(__GNUC__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  return !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma"));
+#else
+  return true;
+#endif
 }
 
 slstm_session_options options(std::int64_t max_batch, std::int64_t max_time) {

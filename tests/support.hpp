@@ -23,9 +23,16 @@ struct SessionDeleter {
 using Model = std::unique_ptr<slstm_model, ModelDeleter>;
 using Session = std::unique_ptr<slstm_session, SessionDeleter>;
 
-// The CPU path the suite runs against: $SLSTM_TEST_CPU_PATH = reference | fast | auto
-// (unset: auto). ctest runs the suite once per path.
+// The CPU path the suite runs against: $SLSTM_TEST_CPU_PATH = reference | fast | auto, or
+// fast-avx2 / fast-portable: the fast path on a lesser kernel than this CPU's best (the ones
+// CPUs without AVX-512, or without AVX2, run), which use_cpu_kernel_under_test() asks the
+// library for through $SLSTM_CPU_KERNEL.
 slstm_cpu_path cpu_path_under_test();
+// Sets $SLSTM_CPU_KERNEL from $SLSTM_TEST_CPU_PATH (the test executables' main calls it).
+void use_cpu_kernel_under_test();
+// Whether the fast path under test projects its inputs with OpenBLAS, whose 32-bit dimensions
+// make it refuse sessions of more than 2^31 - 1 rows (max_batch x max_time) before allocating.
+bool fast_path_has_blas_row_limit();
 
 // Session options for the backend under test, with the given maxima.
 slstm_session_options options(std::int64_t max_batch, std::int64_t max_time);
