@@ -38,24 +38,34 @@ libdirs=""
 add_dir() { case ":$libdirs:" in *":$1:"*) ;; *) libdirs="${libdirs:+$libdirs:}$1" ;; esac; }
 add_dir "$BUILD"
 [ -d "$BUILD/carry-libs" ] && add_dir "$BUILD/carry-libs"
+# ONE bounded pass over the file system for everything looked for below (each full `find /`
+# over an image with PyTorch, JAX and the toolkit can take tens of seconds).
+FOUND=$(mktemp)
+timeout 120 find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o \
+    \( -name 'libcublas.so.13*' -o -name 'libcublasLt.so.13*' -o -name 'libcudart.so.13*' \
+       -o -name 'libcudnn.so.9*' -o \( -name compute-sanitizer \( -type f -o -type l \) \) \) \
+    -print 2>/dev/null > "$FOUND"
 for want in libcublas.so.13 libcublasLt.so.13 libcudart.so.13; do
   if ! ldconfig -p 2>/dev/null | grep -q "$want"; then
-    hit=$(find / \( -path /proc -o -path /sys \) -prune -o -name "$want*" -print 2>/dev/null | head -1)
+    hit=$(grep -m1 "/$want" "$FOUND")
     [ -n "$hit" ] && add_dir "$(dirname "$hit")"
     echo "$want: ${hit:-not found}"
   else
     echo "$want: in the loader cache"
   fi
 done
-find / \( -path /proc -o -path /sys \) -prune -o \( -name 'libcudnn.so.9*' -o -name 'libcublas.so.13*' \) -print 2>/dev/null | head -8
+grep -E '/lib(cudnn\.so\.9|cublas\.so\.13)' "$FOUND" | head -8
 export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 TESTS="$BUILD/tests/gpu/slstm_gpu_tests"
 BENCH="$BUILD/bench/gpu/slstm_gpu_bench"
 ldd "$BUILD/libstacklstm_cuda.so" | grep -E "not found|cublas" || true
 ldd "$TESTS" | grep -E "not found|stacklstm|cudart" || true
-SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 \
-      || find / \( -path /proc -o -path /sys \) -prune -o -name compute-sanitizer -type f -print 2>/dev/null | head -1)
+# (`ls ... | head -1` succeeds even when ls finds nothing, so each fallback is its own test.)
+SAN=$(command -v compute-sanitizer || true)
+[ -n "$SAN" ] || SAN=$(ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+[ -n "$SAN" ] || SAN=$(grep -m1 '/compute-sanitizer$' "$FOUND")
+rm -f "$FOUND"
 echo "compute-sanitizer: ${SAN:-not found}"
 
 say "GPU tests"
@@ -74,12 +84,15 @@ say "compute-sanitizer"
 : > "$OUT/sanitizer.log"
 SAN_RESULT=""
 small="--input 7 --layers 33,5 --batch 6 --time 9 --lengths --reps 2 --warmup 1"
-run_san() {  # name tool env... -- bench args
+run_san() {  # name tool [VAR=value ...] -- bench args ...
   local name=$1 tool=$2; shift 2
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift  # the "--": what follows goes to the bench, not to env
   echo "--- $name" >> "$OUT/sanitizer.log"
-  timeout 90 env "$@" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+  timeout 90 env "${envs[@]}" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
       $( [ "$tool" = memcheck ] && echo --leak-check full ) \
-      "$BENCH" --label "san-$name" $small >> "$OUT/sanitizer.log" 2>&1
+      "$BENCH" --label "san-$name" $small "$@" >> "$OUT/sanitizer.log" 2>&1
   local rc=$?
   local summary
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | tail -1)
@@ -101,8 +114,11 @@ say "timings"
 bench() {  # label backend memory reps args...
   local label=$1 backend=$2 memory=$3 reps=$4; shift 4
   timeout 120 "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
-      --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|SKIPPED|slstm_gpu_bench" ||
-    echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (failed)" | tee -a "$OUT/bench.log"
+      --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|SKIPPED|slstm_gpu_bench"
+  local rc=${PIPESTATUS[0]}
+  # A failed run still gets its row in the table (an error line alone would drop it).
+  [ "$rc" = 0 ] ||
+    echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (exit $rc)" | tee -a "$OUT/bench.log"
 }
 seed="--input 128 --layers 100,200,300 --batch 10 --time 100"
 big="--input 1024 --layers 1024,1024 --batch 64 --time 100"

@@ -202,6 +202,9 @@ Result run_device(slstm_session* s, const slstm_model* m, const Inputs& in,
   d_init.upload(in.initial);
   d_out.upload(poisoned(d_out.n));
   d_final.upload(poisoned(d_final.n));
+  // A pageable cudaMemcpy H2D may return before its DMA lands, and a non-blocking caller
+  // stream is not ordered after the legacy stream: wait for the uploads.
+  CUDA_OK(cudaDeviceSynchronize());
   slstm_forward_args a = args_for(m, in);
   a.memory = SLSTM_MEMORY_DEVICE;
   a.input = d_in.p;
