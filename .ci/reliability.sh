@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reliability checks (issue 8), run by .ci/run after the normal suite, from a fresh clone on
 # a fresh Debian machine without a GPU.  Installs its own packages, then:
-#   1. ASan + UBSan build of the library, examples and the whole CPU test suite (ctest, both
-#      CPU paths);
-#   2. ThreadSanitizer build, the [concurrency] tests on both CPU paths;
+#   1. ASan + UBSan build of the library, examples and the whole CPU test suite (ctest, every
+#      CPU path: reference and the fast path on each of its kernels);
+#   2. ThreadSanitizer build, the [concurrency] and [cpu-fast] tests on the reference and
+#      fast paths;
 #   3. valgrind memcheck of the C example and a short test run (tests/valgrind.sh);
 #   4. the libFuzzer targets, FUZZ_SECONDS (default 60) each (fuzz/run.sh).
 # Prints how long each stage took.  Usage: bash .ci/reliability.sh [normal-build-dir]
