@@ -16,7 +16,9 @@
 //      (forget_bias folded in) and the sequence-length mask in the same kernel while the
 //      four gate sums are still in registers ("fused gate loop").  Two ways to share a step:
 //      - unit split: each worker owns a contiguous range of 16-unit groups for every batch
-//        row, and one barrier per step publishes the new h;
+//        row, and one barrier per step publishes the new h; a worker done with its own
+//        groups takes those of another that nobody has started yet (large groups only), so
+//        a core the machine delays does not hold up every step;
 //      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh <= 1.5 MB so that one
 //        core keeps it cached): each worker runs its own batch rows through every layer,
 //        projection included, with no barrier at all: batch rows never interact.
@@ -90,6 +92,7 @@ constexpr std::int64_t kPrefetchRows = 8;   // k rows ahead the GEMV path prefet
 constexpr double kBytesPerWorker = 1.2e5;    // least recurrent weight bytes per worker and step
 constexpr double kProjFlopsPerWorker = 2e6;  // least input-projection FLOPs per worker
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
+constexpr double kStealFma = 262144;            // least FMAs per group and step to steal it
 constexpr std::int64_t kMinRowsPerWorker = 5;  // batch rows per worker for the batch split
 constexpr std::int64_t kMinSplitTime = 8;      // least time steps for the batch split
 constexpr double kBatchSplitBytes = 1.5e6;   // largest per-layer Wh for the batch split
@@ -621,6 +624,7 @@ class CpuFastBackend final : public Backend {
       state_ = allocate(m.state_count(config.max_batch));
       h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
       if (!avx512_) x_bm_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
+      next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       pool_ = std::make_unique<Pool>(P);
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
@@ -658,8 +662,13 @@ class CpuFastBackend final : public Backend {
       //   cached, the workers split the batch instead: no barrier at all, and no imbalance
       //   from the 16-unit groups.
       const std::int64_t T = call.time;
+      // - in the unit split, a worker done with its own groups takes groups of another's share
+      //   that nobody has started (grab()), when a group is worth moving (kStealFma: taking
+      //   one over costs its owner's cached weights).
       double step_flops = 0.0, weight_bytes = 0.0, proj_flops = 0.0, widest = 0.0;
+      double smallest_group = std::numeric_limits<double>::max();
       for (const PackedLayer& p : layers_) {
+        smallest_group = std::min(smallest_group, static_cast<double>(B * p.H) * kRow);
         const double wh_bytes = 16.0 * static_cast<double>(p.H * p.H);
         step_flops += 8.0 * static_cast<double>(B) * static_cast<double>(p.H * p.H);
         weight_bytes += wh_bytes;
@@ -667,6 +676,7 @@ class CpuFastBackend final : public Backend {
         proj_flops += 8.0 * static_cast<double>(B * T) * static_cast<double>(p.I * p.H);
       }
       const int P = pool_->size();
+      steal_ = smallest_group >= kStealFma;
       if (!avx512_) {
         split_batch_ = false;
         active_ = workers_ = P;
@@ -681,6 +691,7 @@ class CpuFastBackend final : public Backend {
             active_, static_cast<int>(std::clamp<double>(proj_flops / kProjFlopsPerWorker, 1.0, P)));
       }
       pool_->run(&CpuFastBackend::job, this, workers_);
+      epoch_base_ += layers_.size() * static_cast<std::uint64_t>(T);
       call_ = nullptr;
     }
     if (call.final_state) {
@@ -912,15 +923,49 @@ class CpuFastBackend final : public Backend {
       project_part(v, w, P);
       layer_barrier_.wait(P);  // all of G written before any step reads it
       if (w < A) {
-        const std::int64_t g0 = p.groups * w / A, g1 = p.groups * (w + 1) / A;
         for (std::int64_t t = 0; t < T; ++t) {
-          step(v, t, g0, g1);
+          // This step's number, the same on every worker.
+          const std::uint64_t epoch = epoch_base_ + l * static_cast<std::uint64_t>(T) +
+                                      static_cast<std::uint64_t>(t) + 1;
+          // Own groups first (their weights are in this core's cache), then, when a group is
+          // worth moving (steal_), whatever the other workers have not started yet: a worker
+          // the machine delays does not hold up the step.  Each group is still computed whole
+          // by one worker.
+          for (int k = 0; k < (steal_ ? A : 1); ++k) {
+            const int owner = (w + k) % A;
+            for (std::int64_t g; (g = grab(p, owner, A, epoch)) >= 0;) step(v, t, g, g + 1);
+          }
           step_barrier_.wait(A);  // h_next complete before anyone reads it
         }
+        const std::int64_t g0 = p.groups * w / A, g1 = p.groups * (w + 1) / A;
         settle_h(v, g0 * kGroup, std::min(g1 * kGroup, p.H));
       }
       layer_barrier_.wait(P);  // this layer's outputs (and h) complete before the next layer
       state_off += static_cast<std::size_t>(2 * call_->batch * p.H);
+    }
+  }
+
+  // The next group of `owner`'s share (of A) for the step numbered `epoch`, or -1 when all
+  // are taken.  The owner's counter holds (step number mod 2^40) << 24 | next group (a layer
+  // has fewer than 2^24 groups: its weights would not fit in memory otherwise); whoever
+  // finds it tagged with an earlier step starts it at the share's first group.
+  std::int64_t grab(const PackedLayer& p, int owner, int A, std::uint64_t epoch) {
+    std::atomic<std::uint64_t>& next = next_group_[owner].v;
+    const std::int64_t g0 = p.groups * owner / A, g1 = p.groups * (owner + 1) / A;
+    const std::uint64_t tag = (epoch & ((std::uint64_t{1} << 40) - 1)) << 24;
+    std::uint64_t cur = next.load(std::memory_order_acquire);
+    for (;;) {
+      if ((cur >> 24) != (tag >> 24)) {
+        next.compare_exchange_weak(cur, tag | static_cast<std::uint64_t>(g0),
+                                   std::memory_order_acq_rel, std::memory_order_acquire);
+        continue;  // started (by us or another worker), or cur reloaded: look again
+      }
+      const std::int64_t g = static_cast<std::int64_t>(cur & 0xffffffu);
+      if (g >= g1) return -1;
+      if (next.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+        return g;
+      }
     }
   }
 
@@ -968,6 +1013,12 @@ class CpuFastBackend final : public Backend {
   int active_ = 1;   // workers taking part in the recurrence, <= workers_
   bool split_batch_ = false;  // the active_ workers split the batch rows, not the units
   Barrier step_barrier_;   // among the active_ recurrent workers, once per step
+  // Per worker: the next group of its share that nobody has taken yet (see grab()), tagged
+  // with a step number: epoch_base_ (advanced by L*T per call) + l*T + t + 1.
+  struct alignas(64) Counter64 { std::atomic<std::uint64_t> v{0}; };
+  std::unique_ptr<Counter64[]> next_group_;
+  std::uint64_t epoch_base_ = 0;
+  bool steal_ = false;  // workers may take groups of another's share (unit split)
   Barrier layer_barrier_;  // among all workers_, around each layer's recurrence
 };
 

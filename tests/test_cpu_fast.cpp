@@ -158,11 +158,12 @@ TEST_CASE("many batch rows with large recurrent weights (the unit split) match o
           "the reference", "[cpu-fast]") {
   if (!fast_path_run()) return;
   // H = 330: Wh is 330 x 1320 floats (1.7 MB), too large for the batch split; 21 groups of
-  // 16 units (the last one 10 wide) shared among the workers, 2 blocks of rows per group.
-  constexpr std::int64_t D = 9, B = 12, T = 9;
+  // 16 units (the last one 10 wide) shared among the workers, 3 blocks of rows per group,
+  // each group big enough (14 x 330 x 64 multiply-adds) for an idle worker to take it over.
+  constexpr std::int64_t D = 9, B = 14, T = 9;
   t::Model m = t::random_model(D, {330}, 81);
   const std::vector<float> x = t::random_vector(B * T * D, 82);
-  const std::vector<std::int32_t> lengths = {9, 0, 8, 1, 9, 5, 9, 2, 7, 9, 3, 9};
+  const std::vector<std::int32_t> lengths = {9, 0, 8, 1, 9, 5, 9, 2, 7, 9, 3, 9, 6, 9};
   t::Call call;
   call.batch = B;
   call.time = T;
