@@ -24,9 +24,10 @@
 //        projection included, with no barrier at all: batch rows never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
-//   Kernels, picked per CPU (make_cpu_fast_backend): AVX-512 (own kernels for both GEMMs,
-//   both splits); else AVX2+FMA (OpenBLAS projection, an AVX2 step kernel, unit split);
-//   else portable (OpenBLAS projection, a scalar step kernel, unit split).
+//   Kernels, picked per CPU (make_cpu_fast_backend): AVX-512 (own kernels for both GEMMs);
+//   else AVX2+FMA (OpenBLAS projection, an AVX2 step kernel); else portable (OpenBLAS
+//   projection, a scalar step kernel).  All take both splits; with OpenBLAS the batch
+//   split's projection is one cblas_sgemm per worker over its own rows.
 //
 // Packing (once per session): a layer's hidden units are cut into groups of 16 (the last one
 // zero-padded).  For group g the recurrent weights are stored as [k][gate i,f,g,o][16 units],
@@ -677,11 +678,11 @@ class CpuFastBackend final : public Backend {
       }
       const int P = pool_->size();
       steal_ = smallest_group >= kStealFma;
-      if (!avx512_) {
-        split_batch_ = false;
-        active_ = workers_ = P;
-      } else if (B >= kMinRowsPerWorker * P && T >= kMinSplitTime && widest <= kBatchSplitBytes) {
+      if (B >= kMinRowsPerWorker * P && T >= kMinSplitTime && widest <= kBatchSplitBytes) {
         split_batch_ = true;
+        active_ = workers_ = P;
+      } else if (!avx512_) {
+        split_batch_ = false;
         active_ = workers_ = P;
       } else {
         split_batch_ = false;
@@ -912,7 +913,7 @@ class CpuFastBackend final : public Backend {
     const std::int64_t T = call_->time;
     const int P = workers_, A = active_;
     if (w == 0 && !avx512_ && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
-      transpose_input();
+      transpose_input(0, call_->batch);
     }
     const Share sh = share(0, call_->batch);
     std::size_t state_off = 0;
@@ -978,18 +979,42 @@ class CpuFastBackend final : public Backend {
     std::size_t state_off = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const LayerView v = view(sh, l, state_off);
-      project(v, 0, (sh.b1 - sh.b0) * T, 0, v.p->groups);
+      project_batch_share(v);
       for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups);
       settle_h(v, 0, v.p->H);
       state_off += static_cast<std::size_t>(2 * B * v.p->H);
     }
   }
 
+  // A share's whole projection in the batch split: the own kernels, or one cblas_sgemm over
+  // the share's rows, which are consecutive in the local order (a time-major call input is
+  // first copied into that order, into the share's rows of x_bm_).
+  void project_batch_share(const LayerView& v) const {
+    const PackedLayer& p = *v.p;
+    const std::int64_t T = call_->time, b0 = v.sh->b0, rows = (v.sh->b1 - b0) * T;
+    if (avx512_) {
+      project(v, 0, rows, 0, p.groups);
+      return;
+    }
+    const float* x = v.x;
+    if (!v.x_local && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
+      transpose_input(b0, v.sh->b1);
+      x = x_bm_.get() + b0 * T * p.I;
+    } else if (!v.x_local) {
+      x = call_->input + b0 * T * p.I;
+    }
+    const std::int64_t ld_g = p.groups * kRow;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+                static_cast<blasint>(ld_g), static_cast<blasint>(p.I), 1.0f, x,
+                static_cast<blasint>(p.I), p.wx.get(), static_cast<blasint>(p.I), 0.0f, v.sh->g,
+                static_cast<blasint>(ld_g));
+  }
+
   // The portable path's cblas_sgemm wants the projection's rows in the local (batch-major)
-  // order: a time-major input is copied into x_bm_ that way first.
-  void transpose_input() const {
+  // order: batch rows [b0, b1) of a time-major input are copied into x_bm_ that way first.
+  void transpose_input(std::int64_t b0, std::int64_t b1) const {
     const std::int64_t B = call_->batch, T = call_->time, I = layers_[0].I;
-    for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t b = b0; b < b1; ++b) {
       for (std::int64_t t = 0; t < T; ++t) {
         std::memcpy(x_bm_.get() + (b * T + t) * I, call_->input + (t * B + b) * I,
                     static_cast<std::size_t>(I) * sizeof(float));
