@@ -117,6 +117,7 @@ struct LayerData {
   std::int64_t state_prefix = 0;  // sum of H over the layers before this one
   float* wx = nullptr;            // [4H, Ip]: W_x | bias (+ forget_bias on f) | zero pad
   float* wh = nullptr;            // [4H, H]
+  float* bias = nullptr;          // [4H] bias (+ forget_bias on f), TF32 only (see upload)
   float* zx = nullptr;            // [T_max * B_max, 4H] pre-activations, time-major rows
   float* hseq = nullptr;          // [T_max * B_max, ld_next] this layer's h per step (not last)
   cudaStream_t rec = nullptr;     // recurrent steps
@@ -311,19 +312,29 @@ void Session::init(const slstm_cuda_session_desc& d) {
                         capture_),
         "cudaMemsetAsync");
 
-  std::vector<float> wx_host;
+  std::vector<float> wx_host, bias_host;
   for (std::size_t l = 0; l < L; ++l) {
     const slstm_cuda_layer_desc& src = d.layers[l];
     LayerData& ld = layers_[l];
     const std::int64_t H = ld.hid, I = ld.in, G = 4 * H;
     // W_x augmented with the bias column (forget_bias folded into the f block) and zero pad.
+    // With TF32 the GEMM would round the bias to a 10-bit mantissa with its inputs (about
+    // 5e-4 on a forget bias of 1, the same error every step): then the column is zero and
+    // the step kernel adds the bias in FP32.
     wx_host.assign(static_cast<std::size_t>(mul(G, ld.ld_x, "W_x")), 0.0f);
+    bias_host.assign(static_cast<std::size_t>(G), 0.0f);
     for (std::int64_t r = 0; r < G; ++r) {
       std::memcpy(&wx_host[static_cast<std::size_t>(r * ld.ld_x)], src.w_x + r * I,
                   static_cast<std::size_t>(I) * sizeof(float));
       const bool f_gate = r >= H && r < 2 * H;  // gate order i, f, g, o
-      wx_host[static_cast<std::size_t>(r * ld.ld_x + I)] =
-          src.bias[r] + (f_gate ? d.forget_bias : 0.0f);
+      const float b = src.bias[r] + (f_gate ? d.forget_bias : 0.0f);
+      (tf32_ ? bias_host : wx_host)[static_cast<std::size_t>(tf32_ ? r : r * ld.ld_x + I)] = b;
+    }
+    if (tf32_) {
+      ld.bias = device_alloc<float>(G, "cudaMalloc (bias)");
+      check(cudaMemcpyAsync(ld.bias, bias_host.data(), bias_host.size() * sizeof(float),
+                            cudaMemcpyHostToDevice, capture_),
+            "cudaMemcpyAsync (bias)");
     }
     ld.wx = device_alloc<float>(G * ld.ld_x, "cudaMalloc (W_x)");
     check(cudaMemcpyAsync(ld.wx, wx_host.data(), wx_host.size() * sizeof(float),
@@ -404,6 +415,7 @@ void Session::release() noexcept {
       if (s != nullptr) (void)cudaStreamDestroy(s);
     }
     for (void* p : {static_cast<void*>(ld.wx), static_cast<void*>(ld.wh),
+                    static_cast<void*>(ld.bias),
                     static_cast<void*>(ld.zx), static_cast<void*>(ld.hseq), ld.rec_ws,
                     ld.proj_ws}) {
       if (p != nullptr) (void)cudaFree(p);
@@ -507,8 +519,8 @@ void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int
           y = d_out_ + t * last.hid;
           y_stride = T * last.hid;
         }
-        check(launch_lstm_step(ld.rec, z, c, h, y, y_stride, d_len_, static_cast<int>(t), batch,
-                               ld.hid),
+        check(launch_lstm_step(ld.rec, z, ld.bias, c, h, y, y_stride, d_len_,
+                               static_cast<int>(t), batch, ld.hid),
               "lstm_step_kernel");
       }
       if (l + 1 < L) check(cudaEventRecord(ld.ev_done, ld.rec), "cudaEventRecord");

@@ -39,8 +39,8 @@ __global__ void fill_column_kernel(float* __restrict__ dst, std::int64_t rows, i
   }
 }
 
-__global__ void lstm_step_kernel(const float* __restrict__ z, float* __restrict__ c,
-                                 float* __restrict__ h, float* __restrict__ y,
+__global__ void lstm_step_kernel(const float* __restrict__ z, const float* __restrict__ bias,
+                                 float* __restrict__ c, float* __restrict__ h, float* __restrict__ y,
                                  std::int64_t y_stride, const std::int32_t* __restrict__ len,
                                  int t, int batch, int hidden) {
   const std::int64_t n = static_cast<std::int64_t>(batch) * hidden;
@@ -52,11 +52,15 @@ __global__ void lstm_step_kernel(const float* __restrict__ z, float* __restrict_
     float out = 0.0f;
     if (t < len[b]) {
       const float* zr = z + b * 4 * static_cast<std::int64_t>(hidden);
+      float zq[4];
+      for (int q = 0; q < 4; ++q) {
+        const std::int64_t r = q * static_cast<std::int64_t>(hidden) + u;
+        zq[q] = bias != nullptr ? zr[r] + bias[r] : zr[r];
+      }
       float c_new = 0.0f, h_new = 0.0f;
-      // forget_bias is already in z (folded into the input projection's bias column).
-      slstm::lstm_cell(zr[slstm::kGateI * hidden + u], zr[slstm::kGateF * hidden + u],
-                       zr[slstm::kGateG * hidden + u], zr[slstm::kGateO * hidden + u], 0.0f,
-                       c[i], &c_new, &h_new);
+      // forget_bias is already in z (the input projection's bias column) or in bias.
+      slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG],
+                       zq[slstm::kGateO], 0.0f, c[i], &c_new, &h_new);
       c[i] = c_new;
       h[i] = h_new;
       out = h_new;
@@ -83,13 +87,13 @@ cudaError_t launch_fill_column(cudaStream_t stream, float* dst, std::int64_t row
   return cudaGetLastError();
 }
 
-cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, float* c, float* h, float* y,
-                             std::int64_t y_stride, const std::int32_t* len, int t, int batch,
-                             int hidden) {
+cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* bias, float* c,
+                             float* h, float* y, std::int64_t y_stride, const std::int32_t* len,
+                             int t, int batch, int hidden) {
   const std::int64_t n = static_cast<std::int64_t>(batch) * hidden;
   if (n == 0) return cudaSuccess;
-  lstm_step_kernel<<<blocks_for(n), kThreads, 0, stream>>>(z, c, h, y, y_stride, len, t, batch,
-                                                           hidden);
+  lstm_step_kernel<<<blocks_for(n), kThreads, 0, stream>>>(z, bias, c, h, y, y_stride, len, t,
+                                                           batch, hidden);
   return cudaGetLastError();
 }
 

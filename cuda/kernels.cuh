@@ -19,12 +19,13 @@ cudaError_t launch_fill_column(cudaStream_t stream, float* dst, std::int64_t row
                                int col, float value);
 
 // One fused LSTM step of one layer for every row b < batch and unit u < hidden:
-//   z [batch, 4H] (row stride 4H): complete pre-activations, bias and forget_bias included;
+//   z [batch, 4H] (row stride 4H): pre-activations, bias and forget_bias included unless
+//     bias is given: then bias [4H] (forget_bias folded in) is added here, in FP32;
 //   c, h [batch, H]: the layer's state, updated in place for rows with t < len[b];
 //   y (may be null): y[b * y_stride + u] = new h, or exactly 0 for rows with t >= len[b].
-cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, float* c, float* h, float* y,
-                             std::int64_t y_stride, const std::int32_t* len, int t, int batch,
-                             int hidden);
+cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* bias, float* c,
+                             float* h, float* y, std::int64_t y_stride, const std::int32_t* len,
+                             int t, int batch, int hidden);
 
 // cudaSuccess when this module has a kernel image the current device can run.
 cudaError_t check_kernel_image();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # A CPU-only model of the CUDA forward in cuda/cuda_session.cpp + cuda/kernels.cu, used to
 # check its index arithmetic and its stream/event schedule where no GPU exists: the same
-# buffers and offsets (augmented W_x with the bias column, time-major pre-activations,
+# buffers and offsets (augmented W_x with the bias column, or with allow_tf32 the bias added
+# in the step kernel; time-major pre-activations,
 # packed state, hseq strides, batch-/time-major output rows), cuBLAS column-major SGEMM
 # semantics, the fused step kernel, and the per-layer streams and events executed by a
 # RANDOM scheduler that honours only stream order and event waits (a missing dependency
@@ -29,7 +30,7 @@ def lstm_cell(zi, zf, zg, zo, fb, c):
     return cn, np.tanh(cn) * sig(zo)
 
 class Emu:
-    def __init__(s, D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=0):
+    def __init__(s, D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=0, tf32=False):
         s.D, s.Hs, s.fb, s.Bmax, s.Tmax = D, Hs, fb, Bmax, Tmax
         s.chunk_override = chunk_override
         L = len(Hs); rows = Bmax * Tmax
@@ -51,9 +52,13 @@ class Emu:
         for l, ld in enumerate(s.layers):
             H, I, G = ld['hid'], ld['inp'], 4 * ld['hid']
             wx = np.zeros(G * ld['ld_x'], np.float32)
+            # allow_tf32: the bias column stays zero and the step kernel adds ld['bias']
+            ld['bias'] = np.zeros(G, np.float32) if tf32 else None
             for r in range(G):
                 wx[r * ld['ld_x']: r * ld['ld_x'] + I] = Wx[l][r]
-                wx[r * ld['ld_x'] + I] = np.float32(bias[l][r] + (fb if H <= r < 2 * H else 0.0))
+                b = np.float32(bias[l][r] + (fb if H <= r < 2 * H else 0.0))
+                if tf32: ld['bias'][r] = b
+                else: wx[r * ld['ld_x'] + I] = b
             ld['wx'] = wx
             ld['wh'] = Wh[l].astype(np.float32).reshape(-1).copy()
             ld['zx'] = np.zeros(rows * G, np.float32)
@@ -99,14 +104,15 @@ class Emu:
         sgemm('T', 'N', 4 * ld['hid'], rows, ld['inp'] + 1, 1.0, ld['wx'], 0, ld['ld_x'],
               x, row0 * ld['ld_x'], ld['ld_x'], 0.0, ld['zx'], row0 * 4 * ld['hid'], 4 * ld['hid'])
 
-    def step_kernel(s, z_arr, z_off, c_off, h_off, y_arr, y_off, y_stride, t, B, H):
+    def step_kernel(s, z_arr, bias, z_off, c_off, h_off, y_arr, y_off, y_stride, t, B, H):
         for i in range(B * H):
             b, u = divmod(i, H)
             out = 0.0
             if t < s.d_len[b]:
                 zr = z_off + b * 4 * H
-                cn, hn = lstm_cell(z_arr[zr + u], z_arr[zr + H + u], z_arr[zr + 2 * H + u],
-                                   z_arr[zr + 3 * H + u], 0.0, s.d_state[c_off + i])
+                zq = [z_arr[zr + q * H + u] + (bias[q * H + u] if bias is not None else 0.0)
+                      for q in range(4)]
+                cn, hn = lstm_cell(zq[0], zq[1], zq[2], zq[3], 0.0, s.d_state[c_off + i])
                 s.d_state[c_off + i] = cn; s.d_state[h_off + i] = hn; out = hn
             if y_arr is not None: y_arr[y_off + b * y_stride + u] = out
 
@@ -143,7 +149,7 @@ class Emu:
                     else:
                         y, y_off, ys = s.d_out, t * last['hid'], T * last['hid']
                     s.enqueue(('rec', l), lambda ld=ld, z_off=z_off, c_off=c_off, h_off=h_off, y=y, y_off=y_off, ys=ys, t=t: s.step_kernel(
-                        ld['zx'], z_off, c_off, h_off, y, y_off, ys, t, B, ld['hid']))
+                        ld['zx'], ld['bias'], z_off, c_off, h_off, y, y_off, ys, t, B, ld['hid']))
                 if l + 1 < L: s.record(('done', l), ('rec', l))
         for l in range(L):
             s.record(('jr', l), ('rec', l)); s.wait('main', ('jr', l))
@@ -205,7 +211,8 @@ for trial in range(40):
     lengths = None if rng.random() < 0.3 else np.array([rng.choice([0, 1, max(T - 1, 0), T]) for _ in range(B)], np.int32)
     n_state = sum(2 * B * H for H in Hs)
     init = None if rng.random() < 0.3 else nrs.uniform(-1, 1, n_state).astype(np.float32)
-    emu = Emu(D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=rng.choice([0, 0, 1, 2, 3]))
+    emu = Emu(D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=rng.choice([0, 0, 1, 2, 3]),
+              tf32=rng.random() < 0.5)
     o, f = emu.forward(B, T, layout, x, lengths, init, rng)
     ro, rf = reference(D, Hs, [w.astype(np.float64) for w in Wx], [w.astype(np.float64) for w in Wh], [b.astype(np.float64) for b in bias], fb, B, T, layout, x, lengths, init)
     e = max(np.max(np.abs(o - ro), initial=0) / max(np.max(np.abs(ro), initial=0), 1e-30), np.max(np.abs(f - rf)) / max(np.max(np.abs(rf)), 1e-30))
