@@ -9,8 +9,9 @@
 //      OpenBLAS 0.3.21 does not recognise recent Xeons (e.g. model 0xCF) and falls back to
 //      its SSE3 "Prescott" kernel, ~6x below the AVX-512 one; our kernel reaches ~90% of
 //      OpenBLAS's best (SkylakeX) kernel on one core whatever OPENBLAS_CORETYPE says, and
-//      writes G directly in the layout the fused step reads.  The rows of G keep the
-//      caller's row order (batch- or time-major), so no transposition is ever needed.
+//      writes G directly in the layout the fused step reads.  G's rows are in a worker
+//      share's own batch-major order (see Share); the own kernels read the caller's rows in
+//      place, OpenBLAS gets a time-major input transposed once per call.
 //   2. Per step, the recurrent GEMM h_prev * Wh^T runs on a register-blocked AVX-512
 //      micro-kernel over pre-packed weights, which applies the gate math, the bias
 //      (forget_bias folded in) and the sequence-length mask in the same kernel while the
@@ -585,18 +586,17 @@ class CpuFastBackend final : public Backend {
       : model_(std::move(model)) {
     const Model& m = *model_;
     kernel_ = kernel;
-    avx512_ = kernel == Kernel::kAvx512;
     // The portable path's GEMM dimensions (rows = batch x time, a layer's input depth and
     // 4H) are BLAS ints (32-bit in Debian's OpenBLAS): refuse a session that could exceed
     // them, before any allocation, rather than truncate. (The AVX-512 kernels index in 64 bits.)
     constexpr std::int64_t kBlasMax = std::numeric_limits<std::int32_t>::max();
-    if (!avx512_ && config.max_batch > kBlasMax / config.max_time) {
+    if (!avx512() && config.max_batch > kBlasMax / config.max_time) {
       fail(SLSTM_ERR_SIZE_OVERFLOW,
            "options->max_batch x options->max_time exceeds the CPU fast path's limit of " +
                std::to_string(kBlasMax) + " rows per call (SLSTM_CPU_PATH_REFERENCE has none)");
     }
     for (const Layer& layer : m.layers()) {
-      if (!avx512_ && (layer.input_size > kBlasMax || layer.hidden_size > kBlasMax / 4)) {
+      if (!avx512() && (layer.input_size > kBlasMax || layer.hidden_size > kBlasMax / 4)) {
         fail(SLSTM_ERR_SIZE_OVERFLOW,
              "a layer's input or 4 x hidden size exceeds the CPU fast path's limit of " +
                  std::to_string(kBlasMax) + " (SLSTM_CPU_PATH_REFERENCE has none)");
@@ -624,7 +624,7 @@ class CpuFastBackend final : public Backend {
       for (const Layer& layer : m.layers()) pack(layer, m.forget_bias());
       state_ = allocate(m.state_count(config.max_batch));
       h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
-      if (!avx512_) x_bm_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
+      if (!avx512()) x_bm_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       pool_ = std::make_unique<Pool>(P);
     } catch (const std::bad_alloc&) {
@@ -638,6 +638,8 @@ class CpuFastBackend final : public Backend {
   }
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
+  // Own kernels for both GEMMs (else OpenBLAS projects the inputs).
+  bool avx512() const { return kernel_ == Kernel::kAvx512; }
   int threads() const { return pool_->size(); }
 
   void forward(const ForwardCall& call) override {
@@ -681,7 +683,7 @@ class CpuFastBackend final : public Backend {
       if (B >= kMinRowsPerWorker * P && T >= kMinSplitTime && widest <= kBatchSplitBytes) {
         split_batch_ = true;
         active_ = workers_ = P;
-      } else if (!avx512_) {
+      } else if (!avx512()) {
         split_batch_ = false;
         active_ = workers_ = P;
       } else {
@@ -719,7 +721,7 @@ class CpuFastBackend final : public Backend {
           const std::int64_t dst = g * kRow + q * kGroup + j;
           for (std::int64_t k = 0; k < p.I; ++k) {
             const std::size_t at = static_cast<std::size_t>(
-                avx512_ ? (g * p.I + k) * kRow + q * kGroup + j : dst * p.I + k);
+                avx512() ? (g * p.I + k) * kRow + q * kGroup + j : dst * p.I + k);
             p.wx[at] = layer.w_x[static_cast<std::size_t>(src * p.I + k)];
           }
           for (std::int64_t k = 0; k < p.H; ++k) {
@@ -830,21 +832,8 @@ class CpuFastBackend final : public Backend {
   void project_part(const LayerView& v, int w, int P) const {
     const PackedLayer& p = *v.p;
     const std::int64_t rows = (v.sh->b1 - v.sh->b0) * call_->time;
-    if (!avx512_) {
-      // Unit split only (b0 = 0, local rows = B * T rows in batch-major order): the input
-      // must be in that order too, or be the previous layer's local rows.
-      const std::int64_t g0 = p.groups * w / P, g1 = p.groups * (w + 1) / P;
-      if (g1 <= g0) return;
-      const float* x = v.x;
-      if (!v.x_local && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
-        x = x_bm_.get();  // the call's input, batch-major (transposed once by worker 0)
-      }
-      const std::int64_t ld_g = p.groups * kRow;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
-                  static_cast<blasint>((g1 - g0) * kRow), static_cast<blasint>(p.I), 1.0f, x,
-                  static_cast<blasint>(p.I), p.wx.get() + g0 * kRow * p.I,
-                  static_cast<blasint>(p.I), 0.0f, v.sh->g + g0 * kRow,
-                  static_cast<blasint>(ld_g));
+    if (!avx512()) {
+      blas_project(v, rows, p.groups * w / P, p.groups * (w + 1) / P);
     } else if (p.groups >= 4 * P) {
       project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P);
     } else {
@@ -912,13 +901,11 @@ class CpuFastBackend final : public Backend {
   void run_unit_share(int w) {
     const std::int64_t T = call_->time;
     const int P = workers_, A = active_;
-    if (w == 0 && !avx512_ && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
-      transpose_input(0, call_->batch);
-    }
+    if (w == 0 && transposes_input()) transpose_input(0, call_->batch);
     const Share sh = share(0, call_->batch);
     std::size_t state_off = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
-      if (l == 0 && !avx512_) layer_barrier_.wait(P);  // the transposed input is ready
+      if (l == 0 && transposes_input()) layer_barrier_.wait(P);  // the transposed input is ready
       const LayerView v = view(sh, l, state_off);
       const PackedLayer& p = *v.p;
       project_part(v, w, P);
@@ -992,22 +979,37 @@ class CpuFastBackend final : public Backend {
   void project_batch_share(const LayerView& v) const {
     const PackedLayer& p = *v.p;
     const std::int64_t T = call_->time, b0 = v.sh->b0, rows = (v.sh->b1 - b0) * T;
-    if (avx512_) {
+    if (avx512()) {
       project(v, 0, rows, 0, p.groups);
       return;
     }
-    const float* x = v.x;
-    if (!v.x_local && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1) {
-      transpose_input(b0, v.sh->b1);
-      x = x_bm_.get() + b0 * T * p.I;
-    } else if (!v.x_local) {
-      x = call_->input + b0 * T * p.I;
-    }
+    if (transposes_input()) transpose_input(b0, v.sh->b1);
+    blas_project(v, rows, 0, p.groups);
+  }
+
+  // The OpenBLAS kernels' projection of groups [g0, g1) for the share's first `rows` local
+  // rows: one cblas_sgemm.  Its A matrix needs the rows in the local (batch-major) order:
+  // the previous layer's outputs are, the call's input is when batch-major (else its
+  // transposed copy in x_bm_, see transposes_input()).
+  void blas_project(const LayerView& v, std::int64_t rows, std::int64_t g0,
+                    std::int64_t g1) const {
+    const PackedLayer& p = *v.p;
+    if (g1 <= g0) return;
+    const std::int64_t first = v.sh->b0 * call_->time * p.I;  // the share's first row
+    const float* x = v.x_local ? v.x
+                     : transposes_input() ? x_bm_.get() + first
+                                          : call_->input + first;
     const std::int64_t ld_g = p.groups * kRow;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
-                static_cast<blasint>(ld_g), static_cast<blasint>(p.I), 1.0f, x,
-                static_cast<blasint>(p.I), p.wx.get(), static_cast<blasint>(p.I), 0.0f, v.sh->g,
+                static_cast<blasint>((g1 - g0) * kRow), static_cast<blasint>(p.I), 1.0f, x,
+                static_cast<blasint>(p.I), p.wx.get() + g0 * kRow * p.I,
+                static_cast<blasint>(p.I), 0.0f, v.sh->g + g0 * kRow,
                 static_cast<blasint>(ld_g));
+  }
+
+  // Whether this call's input goes through x_bm_ (OpenBLAS kernels, time-major, B > 1).
+  bool transposes_input() const {
+    return !avx512() && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1;
   }
 
   // The portable path's cblas_sgemm wants the projection's rows in the local (batch-major)
@@ -1024,7 +1026,7 @@ class CpuFastBackend final : public Backend {
 
   ModelPtr model_;
   Kernel kernel_ = Kernel::kPortable;
-  bool avx512_ = false;  // kernel_ == Kernel::kAvx512: own kernels for both GEMMs
+
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
   Buffer y_[2];    // outputs of the non-last layers, ping-pong

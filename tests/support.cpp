@@ -36,19 +36,33 @@ void use_cpu_kernel_under_test() {
   if (!kernel.empty()) setenv("SLSTM_CPU_KERNEL", kernel.c_str(), 1);
 }
 
-bool fast_path_has_blas_row_limit() {
-  if (cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE) return false;
-  const char* kernel = std::getenv("SLSTM_CPU_KERNEL");
-  if (kernel != nullptr && (std::strcmp(kernel, "portable") == 0 || std::strcmp(kernel, "avx2") == 0)) {
-    return true;
-  }
+std::string fast_kernel_under_test() {
+  std::string best = "portable";
 #if defined(__GNUC__) && defined(__x86_64__)
   __builtin_cpu_init();
-  return !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("fma"));
-#else
-  return true;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = "avx2";
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma")) {
+    best = "avx512";
+  }
 #endif
+  // SLSTM_CPU_KERNEL may ask for a lesser kernel, never a better one.
+  const char* want = std::getenv("SLSTM_CPU_KERNEL");
+  if (want != nullptr && std::strcmp(want, "portable") == 0) return "portable";
+  if (want != nullptr && std::strcmp(want, "avx2") == 0 && best == "avx512") return "avx2";
+  return best;
+}
+
+bool fast_path_has_blas_row_limit() {
+  return cpu_path_under_test() != SLSTM_CPU_PATH_REFERENCE && fast_kernel_under_test() != "avx512";
+}
+
+bool bitwise_equal(const float* a, const float* b, std::size_t n) {
+  return n == 0 || std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && bitwise_equal(a.data(), b.data(), a.size());
 }
 
 slstm_session_options options(std::int64_t max_batch, std::int64_t max_time) {

@@ -33,6 +33,13 @@ void use_cpu_kernel_under_test();
 // Whether the fast path under test projects its inputs with OpenBLAS, whose 32-bit dimensions
 // make it refuse sessions of more than 2^31 - 1 rows (max_batch x max_time) before allocating.
 bool fast_path_has_blas_row_limit();
+// The fast path's kernels in this run, chosen the way the library chooses them (the CPU's
+// best, or a lesser one $SLSTM_CPU_KERNEL asks for): "avx512", "avx2" or "portable".
+std::string fast_kernel_under_test();
+
+// Same bits (NaN payloads and signed zeros included).
+bool bitwise_equal(const float* a, const float* b, std::size_t n);
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b);
 
 // Session options for the backend under test, with the given maxima.
 slstm_session_options options(std::int64_t max_batch, std::int64_t max_time);

@@ -39,11 +39,8 @@ struct Result {
   slstm_status status = SLSTM_ERR_INTERNAL;
   std::vector<float> output, final_state;
   bool operator==(const Result& o) const {
-    auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
-      return a.size() == b.size() &&
-             (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-    };
-    return status == o.status && same(output, o.output) && same(final_state, o.final_state);
+    return status == o.status && t::bitwise_equal(output, o.output) &&
+           t::bitwise_equal(final_state, o.final_state);
   }
 };
 

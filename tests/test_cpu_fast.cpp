@@ -44,29 +44,6 @@ t::Session session_with(const slstm_model* model, std::int64_t max_batch, std::i
   return t::Session(s);
 }
 
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    std::uint32_t x, y;
-    std::memcpy(&x, &a[i], sizeof x);
-    std::memcpy(&y, &b[i], sizeof y);
-    if (x != y) return false;
-  }
-  return true;
-}
-
-// Whether the fast path runs its AVX-512 kernels here (the CPU has them and
-// SLSTM_CPU_KERNEL does not ask for the portable one).
-bool fast_kernel_is_avx512() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma") && std::getenv("SLSTM_CPU_KERNEL") == nullptr;
-#else
-  return false;
-#endif
-}
-
 // Rows [b0, b0 + n) of a batch-major [B, T, H] tensor.
 std::vector<float> rows_of(const std::vector<float>& v, std::int64_t b0, std::int64_t n,
                            std::int64_t row_size) {
@@ -115,9 +92,9 @@ void check_fast_agrees_across_threads(const slstm_model* m, const t::Call& call)
     INFO("num_threads " << threads);
     CHECK(t::rel_err(got.output, base.output) <= 1e-6);
     CHECK(t::rel_err(got.final_state, base.final_state) <= 1e-6);
-    if (fast_kernel_is_avx512()) {
-      CHECK(bitwise_equal(got.output, base.output));
-      CHECK(bitwise_equal(got.final_state, base.final_state));
+    if (t::fast_kernel_under_test() == "avx512") {
+      CHECK(t::bitwise_equal(got.output, base.output));
+      CHECK(t::bitwise_equal(got.final_state, base.final_state));
     }
   }
 }
@@ -257,8 +234,8 @@ TEST_CASE("a multi-threaded fast session is bitwise identical run to run", "[cpu
   for (int i = 0; i < 20; ++i) {
     t::Session other = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 3);
     const t::Run again = t::forward_ok(i % 2 ? s.get() : other.get(), m.get(), call);
-    CHECK(bitwise_equal(again.output, first.output));
-    CHECK(bitwise_equal(again.final_state, first.final_state));
+    CHECK(t::bitwise_equal(again.output, first.output));
+    CHECK(t::bitwise_equal(again.final_state, first.final_state));
   }
 }
 
@@ -295,7 +272,7 @@ TEST_CASE("multi-threaded fast sessions run concurrently from several threads", 
       a.output_count = out.size();
       int ok = 1;
       for (int r = 0; r < 25; ++r) {
-        ok &= slstm_session_forward(s, &a) == SLSTM_OK && bitwise_equal(out, want.output);
+        ok &= slstm_session_forward(s, &a) == SLSTM_OK && t::bitwise_equal(out, want.output);
       }
       same[static_cast<std::size_t>(i)] = ok;
     });

@@ -36,10 +36,6 @@ void expect_status(slstm_status got, slstm_status want) {
   CHECK(got == want);
 }
 
-bool bitwise_equal(const float* a, const float* b, std::size_t n) {
-  return std::memcmp(a, b, n * sizeof(float)) == 0;
-}
-
 // A canonical-format model from explicit weights, layer by layer (W_x, W_h, b).
 struct CanonicalWeights {
   std::vector<std::vector<float>> w_x, w_h, b;
@@ -212,8 +208,8 @@ TEST_CASE("a session whose declared max_batch cannot be allocated reports out of
     CHECK(s == kSentinelSession);
   }
   const t::Run after = t::forward_ok(good.get(), m.get(), call);
-  CHECK(bitwise_equal(after.output.data(), before.output.data(), before.output.size()));
-  CHECK(bitwise_equal(after.final_state.data(), before.final_state.data(),
+  CHECK(t::bitwise_equal(after.output.data(), before.output.data(), before.output.size()));
+  CHECK(t::bitwise_equal(after.final_state.data(), before.final_state.data(),
                       before.final_state.size()));
 }
 
@@ -285,7 +281,7 @@ TEST_CASE("a NaN in one input element makes that row NaN from that step on and n
           if (std::isnan(b.output[k])) ++nan_where_expected;
         } else {
           ++other;
-          if (bitwise_equal(&a.output[k], &b.output[k], 1)) ++finite_elsewhere_equal;
+          if (t::bitwise_equal(&a.output[k], &b.output[k], 1)) ++finite_elsewhere_equal;
         }
       }
     }
@@ -306,7 +302,7 @@ TEST_CASE("a NaN in one input element makes that row NaN from that step on and n
           if (bb == nb) {
             CHECK(std::isnan(b.final_state[k]));
           } else {
-            CHECK(bitwise_equal(&a.final_state[k], &b.final_state[k], 1));
+            CHECK(t::bitwise_equal(&a.final_state[k], &b.final_state[k], 1));
           }
         }
       }
@@ -335,8 +331,8 @@ TEST_CASE("NaN and Inf in the padding past a row's sequence length are never rea
   const t::Run a = t::forward_ok(s.get(), m.get(), call);
   call.input = &dirty;
   const t::Run b = t::forward_ok(s.get(), m.get(), call);
-  CHECK(bitwise_equal(a.output.data(), b.output.data(), a.output.size()));
-  CHECK(bitwise_equal(a.final_state.data(), b.final_state.data(), a.final_state.size()));
+  CHECK(t::bitwise_equal(a.output.data(), b.output.data(), a.output.size()));
+  CHECK(t::bitwise_equal(a.final_state.data(), b.final_state.data(), a.final_state.size()));
 }
 
 namespace {
