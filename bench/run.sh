@@ -171,7 +171,11 @@ if [ "$do_gpu" = 1 ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     for want in libcublas.so.13 libcublasLt.so.13 libcudart.so.13; do
       if ! ldconfig -p 2>/dev/null | grep -q "$want"; then
-        hit=$(find / \( -path /proc -o -path /sys \) -prune -o -name "$want*" -print 2>/dev/null | head -1)
+        if [ -r "${SLSTM_FIND_CACHE:-}" ]; then  # bench/gpu/check.sh's one pass over /
+          hit=$(grep -m1 "/$want" "$SLSTM_FIND_CACHE")
+        else
+          hit=$(find / \( -path /proc -o -path /sys \) -prune -o -name "$want*" -print 2>/dev/null | head -1)
+        fi
         [ -n "$hit" ] && libdirs="$libdirs:$(dirname "$hit")"
       fi
     done

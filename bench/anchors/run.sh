@@ -53,8 +53,12 @@ say "python3: $(command -v python3) $(python3 --version 2>&1); torch: $torch_ver
 
 # ---- the libraries -------------------------------------------------------------------------
 say "== looking for cuDNN 9 and cuBLAS 13"
-found="$(find / \( -path /proc -o -path /sys -o -path /dev -o -path "$OUT" \) -prune -o \
-  \( -name 'libcudnn.so.9*' -o -name 'libcublas.so.13*' \) -print 2>/dev/null)"
+if [ -r "${SLSTM_FIND_CACHE:-}" ]; then  # bench/gpu/check.sh's one pass over / (same names)
+  found="$(grep -E '/lib(cudnn\.so\.9|cublas\.so\.13)' "$SLSTM_FIND_CACHE")"
+else
+  found="$(find / \( -path /proc -o -path /sys -o -path /dev -o -path "$OUT" \) -prune -o \
+    \( -name 'libcudnn.so.9*' -o -name 'libcublas.so.13*' \) -print 2>/dev/null)"
+fi
 cudnn_dirs=()
 cublas_dir=""
 while IFS= read -r d; do

@@ -3,7 +3,7 @@
 # build has kernels for: sm_90 by default). It needs no compiler there: it runs binaries
 # built on a CPU machine (a build folder, or the lean folder bench/gpu/pack_carry.sh makes).
 #
-#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu]
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid]
 #
 # 1. prints the device and driver (nvidia-smi);
 # 2. finds cuBLAS / cuDNN / the CUDA runtime and puts their folders on LD_LIBRARY_PATH;
@@ -13,11 +13,23 @@
 # 5. times the seed scenario (3 layers [100,200,300], D=128, B=10, T=100) and two larger
 #    shapes (2 x 1024, D=1024, B=64, T=100; 1 layer H=512, D=512, B=1, T=25) on the CUDA
 #    backend (host and device buffers) and on the CPU backend;
-# and prints a short table last. Full logs go to $OUT (default ./out): check.log,
-# gpu_tests.log, sanitizer.log, bench.log, table.txt. Exit status 0 only when the tests
-# passed and the sanitizers found nothing.
+# 6. runs the README's demo (examples/seed_demo: on the GPU);
+# 7. with --grid (and only when 3 and 4 came out clean): the benchmark grid of issue 5,
+#    `bench/run.sh --gpu-only` (ours FP32/TF32, cuDNN 9, PyTorch, the floor), into $OUT/grid;
+# and prints a short table last. Full logs go to $OUT (default ./out): check.log, table.txt,
+# logs.tgz (gpu_tests.log, sanitizer.log, bench.log, demo.log: packed so that with the grid's
+# five files $OUT holds at most eight, what a device session brings back). Exit status 0 only
+# when the tests passed and the sanitizers found nothing (and the grid, if asked for, ran).
+#
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid]
+# Environment for --grid: BENCH_OURS_GPU_BUDGET_S (50), ANCHORS_CUDNN_BUDGET_S (80),
+#   ANCHORS_TORCH_BUDGET_S (50), ANCHORS_TARGET_MS (40); the grid is cut at 300 s.
 set -u
-BUILD=$(cd "${1:-build-gpu}" && pwd) || { echo "check.sh: no build folder ${1:-build-gpu}"; exit 2; }
+grid=0 build_arg=build-gpu
+for a in "$@"; do
+  case "$a" in --grid) grid=1 ;; -*) echo "check.sh: unknown option $a"; exit 2 ;; *) build_arg=$a ;; esac
+done
+BUILD=$(cd "$build_arg" && pwd) || { echo "check.sh: no build folder $build_arg"; exit 2; }
 OUT=${OUT:-./out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -65,7 +77,8 @@ ldd "$TESTS" | grep -E "not found|stacklstm|cudart" || true
 SAN=$(command -v compute-sanitizer || true)
 [ -n "$SAN" ] || SAN=$(ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 [ -n "$SAN" ] || SAN=$(grep -m1 '/compute-sanitizer$' "$FOUND")
-rm -f "$FOUND"
+# Kept for the grid's scripts (bench/run.sh, bench/anchors/run.sh), which would each search again.
+export SLSTM_FIND_CACHE="$FOUND"
 echo "compute-sanitizer: ${SAN:-not found}"
 
 say "GPU tests"
@@ -90,10 +103,14 @@ run_san() {  # name tool [VAR=value ...] -- bench args ...
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
   [ $# -gt 0 ] && shift  # the "--": what follows goes to the bench, not to env
   echo "--- $name" >> "$OUT/sanitizer.log"
+  local one="$OUT/sanitizer-$name.tmp"
   timeout 90 env "${envs[@]}" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
       $( [ "$tool" = memcheck ] && echo --leak-check full ) \
-      "$BENCH" --label "san-$name" $small "$@" >> "$OUT/sanitizer.log" 2>&1
+      "$BENCH" --label "san-$name" $small "$@" > "$one" 2>&1
   local rc=$?
+  # A bench that found no GPU under the sanitizer checked nothing: not clean.
+  grep -q "^SKIPPED" "$one" && [ "$rc" = 0 ] && rc=77
+  cat "$one" >> "$OUT/sanitizer.log" && rm -f "$one"
   local summary
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | tail -1)
   echo "$name: exit $rc; $summary"
@@ -136,14 +153,46 @@ for c in 1 4 16 100; do
 done
 SLSTM_CUDA_GRAPHS=0 bench "seed-nographs" cuda device 50 $seed
 
+say "demo (examples/seed_demo, the README's main job)"
+if [ -x "$BUILD/examples/seed_demo" ]; then
+  timeout 60 "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
+  demo_rc=$?
+  cat "$OUT/demo.log"
+  DEMO_RESULT="exit $demo_rc; $(grep -iE 'backend|check' "$OUT/demo.log" | tr '\n' ' ' | cut -c1-160)"
+  [ "$demo_rc" = 0 ] || status=1
+else
+  DEMO_RESULT="not run ($BUILD/examples/seed_demo missing)"
+fi
+
 say "summary"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)   device: ${DEVICE:-unknown}"
   echo "GPU tests: $TEST_RESULT"
   echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
+  echo "demo: $DEMO_RESULT"
   printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
   grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
     awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
   echo "total check time: $(( $(date +%s) - start )) s"
 } | tee "$OUT/table.txt"
+(cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log $(ls demo.log 2>/dev/null) &&
+  rm -f gpu_tests.log sanitizer.log bench.log demo.log)
+
+if [ "$grid" = 1 ]; then
+  if [ "$status" = 0 ]; then
+    say "the grid (bench/run.sh --gpu-only --out \$OUT/grid)"
+    BENCH_OURS_GPU_BUDGET_S=${BENCH_OURS_GPU_BUDGET_S:-50} \
+    ANCHORS_CUDNN_BUDGET_S=${ANCHORS_CUDNN_BUDGET_S:-80} \
+    ANCHORS_TORCH_BUDGET_S=${ANCHORS_TORCH_BUDGET_S:-50} ANCHORS_TARGET_MS=${ANCHORS_TARGET_MS:-40} \
+      timeout 300 bash "$(dirname "$0")/../run.sh" --gpu-only --gpu-build "$BUILD" --out "$OUT/grid"
+    grid_rc=$?
+    echo "bench/run.sh --gpu-only: exit $grid_rc" | tee -a "$OUT/table.txt"
+    [ "$grid_rc" = 0 ] || status=1
+  else
+    echo "grid not run: the tests or the sanitizers did not come out clean" | tee -a "$OUT/table.txt"
+  fi
+  cat "$OUT/table.txt"
+fi
+rm -f "$FOUND"
+echo "check.sh: exit $status after $(( $(date +%s) - start )) s"
 exit $status

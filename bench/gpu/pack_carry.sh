@@ -4,7 +4,7 @@
 #   DEST/libstacklstm.so.0, DEST/libstacklstm_cuda.so, DEST/tests/gpu/slstm_gpu_tests,
 #   DEST/bench/gpu/slstm_gpu_bench, DEST/carry-libs/ (non-system libraries the core needs,
 #   e.g. OpenBLAS and libgfortran, which the device image may lack; never CUDA libraries),
-#   and, when the build has them, DEST/bench/anchors/{cudnn_anchor,ceilings} (bench/anchors:
+#   DEST/examples/seed_demo (the README's demo), and, when the build has them, DEST/bench/anchors/{cudnn_anchor,ceilings} (bench/anchors:
 #   their $ORIGIN/../.. run path finds DEST/libstacklstm.so.0), so that one folder serves
 #   check.sh, bench/anchors/run.sh and bench/run.sh --gpu-only.
 # Usage (on the build machine, from the repository root):
@@ -22,6 +22,9 @@ cp -L "$BUILD/libstacklstm.so.0" "$DEST/"
 cp -L "$BUILD/libstacklstm_cuda.so" "$DEST/"
 cp -L "$BUILD/tests/gpu/slstm_gpu_tests" "$DEST/tests/gpu/"
 cp -L "$BUILD/bench/gpu/slstm_gpu_bench" "$DEST/bench/gpu/"
+if [ -x "$BUILD/examples/seed_demo" ]; then
+  mkdir -p "$DEST/examples" && cp -L "$BUILD/examples/seed_demo" "$DEST/examples/"
+fi
 if [ -x "$BUILD/bench/anchors/cudnn_anchor" ] && [ -x "$BUILD/bench/anchors/ceilings" ]; then
   mkdir -p "$DEST/bench/anchors"
   cp -L "$BUILD/bench/anchors/cudnn_anchor" "$BUILD/bench/anchors/ceilings" "$DEST/bench/anchors/"
