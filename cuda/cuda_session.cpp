@@ -13,6 +13,8 @@
 //          dependent chain is about T + (L-1)*C steps instead of L*T);
 //        per step and layer: one recurrent GEMM  Zx_l[t] += h . W_h^T  (beta = 1, in place)
 //          and ONE fused kernel (slstm::lstm_cell, c/h in place, output row, length mask);
+//          or, for batches of at most 16 whose h fits in shared memory, ONE kernel that also
+//          computes h . W_h^T (launch_lstm_rec_step; h double-buffered);
 //   5. d_out_ / d_state_ -> the caller's output / final state (D2H or D2D);
 //   6. host buffers, or no caller stream: synchronise and report any error.
 // Every buffer is allocated when the session is created; a call allocates nothing on the
@@ -120,6 +122,7 @@ struct LayerData {
   float* bias = nullptr;          // [4H] bias (+ forget_bias on f), TF32 only (see upload)
   float* zx = nullptr;            // [T_max * B_max, 4H] pre-activations, time-major rows
   float* hseq = nullptr;          // [T_max * B_max, ld_next] this layer's h per step (not last)
+  float* hbuf = nullptr;          // [B_max, H] the fused step's second h buffer (small batch)
   cudaStream_t rec = nullptr;     // recurrent steps
   cudaStream_t proj = nullptr;    // chunked input projection (layers >= 1)
   cublasHandle_t rec_blas = nullptr;
@@ -174,6 +177,7 @@ class Session {
   bool own_stream_ = false;
   bool use_graphs_ = true;
   bool tf32_ = false;
+  bool fused_ = true;  // the fused recurrent step where it fits (SLSTM_CUDA_FUSED=0: never)
   std::int64_t chunk_override_ = 0;
   std::int64_t max_batch_ = 0;
   std::int64_t max_time_ = 0;
@@ -239,6 +243,7 @@ void Session::init(const slstm_cuda_session_desc& d) {
   workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
 
   if (const char* env = std::getenv("SLSTM_CUDA_GRAPHS")) use_graphs_ = std::strcmp(env, "0") != 0;
+  if (const char* env = std::getenv("SLSTM_CUDA_FUSED")) fused_ = std::strcmp(env, "0") != 0;
   if (const char* env = std::getenv("SLSTM_CUDA_CHUNK")) {
     const long long v = std::atoll(env);
     chunk_override_ = v > 0 ? v : 0;
@@ -360,6 +365,13 @@ void Session::init(const slstm_cuda_session_desc& d) {
       check(launch_fill_column(capture_, ld.hseq, rows, ld.ld_next, ld.hid, 1.0f),
             "fill_column_kernel");
     }
+    // The fused step's second h buffer, where some batch <= max_batch can use that kernel.
+    if (fused_ && rec_step_fits(1, ld.hid)) {
+      const std::int64_t n = mul(max_batch_, H, "h buffer");
+      ld.hbuf = device_alloc<float>(n, "cudaMalloc (h buffer)");
+      check(cudaMemsetAsync(ld.hbuf, 0, static_cast<std::size_t>(n) * sizeof(float), capture_),
+            "cudaMemsetAsync");
+    }
     // Streams, cuBLAS handles (one per stream, each with its own workspace: reproducible
     // results and graph capture need that), events.
     check(cudaStreamCreateWithFlags(&ld.rec, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
@@ -416,7 +428,8 @@ void Session::release() noexcept {
     }
     for (void* p : {static_cast<void*>(ld.wx), static_cast<void*>(ld.wh),
                     static_cast<void*>(ld.bias),
-                    static_cast<void*>(ld.zx), static_cast<void*>(ld.hseq), ld.rec_ws,
+                    static_cast<void*>(ld.zx), static_cast<void*>(ld.hseq),
+                    static_cast<void*>(ld.hbuf), ld.rec_ws,
                     ld.proj_ws}) {
       if (p != nullptr) (void)cudaFree(p);
     }
@@ -501,12 +514,17 @@ void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int
       }
       float* c = d_state_ + 2 * B * ld.state_prefix;
       float* h = c + B * H;
+      // Small batches: one fused kernel per step, h alternating between the state's h (even
+      // steps read it) and hbuf (odd steps read it); else a cuBLAS GEMM + the step kernel.
+      const bool fused = fused_ && ld.hbuf != nullptr && rec_step_fits(batch, ld.hid);
       for (std::int64_t t = t0; t < t1; ++t) {
         float* z = ld.zx + t * B * G;
-        // z += h . W_h^T (in place: beta = 1).
-        check(cublasSgemm(ld.rec_blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(G), batch,
-                          ld.hid, &one, ld.wh, ld.hid, h, ld.hid, &one, z, static_cast<int>(G)),
-              "cublasSgemm (recurrent)");
+        if (!fused) {
+          // z += h . W_h^T (in place: beta = 1).
+          check(cublasSgemm(ld.rec_blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(G), batch,
+                            ld.hid, &one, ld.wh, ld.hid, h, ld.hid, &one, z, static_cast<int>(G)),
+                "cublasSgemm (recurrent)");
+        }
         float* y = nullptr;
         std::int64_t y_stride = 0;
         if (l + 1 < L) {
@@ -519,9 +537,23 @@ void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int
           y = d_out_ + t * last.hid;
           y_stride = T * last.hid;
         }
-        check(launch_lstm_step(ld.rec, z, ld.bias, c, h, y, y_stride, d_len_,
-                               static_cast<int>(t), batch, ld.hid),
-              "lstm_step_kernel");
+        if (fused) {
+          const bool even = t % 2 == 0;
+          check(launch_lstm_rec_step(ld.rec, ld.wh, z, ld.bias, even ? h : ld.hbuf,
+                                     even ? ld.hbuf : h, c, y, y_stride, d_len_,
+                                     static_cast<int>(t), batch, ld.hid),
+                "lstm_rec_step_kernel");
+        } else {
+          check(launch_lstm_step(ld.rec, z, ld.bias, c, h, y, y_stride, d_len_,
+                                 static_cast<int>(t), batch, ld.hid),
+                "lstm_step_kernel");
+        }
+      }
+      // After an odd number of fused steps the last h is in hbuf: back into the state.
+      if (fused && t1 == T && T % 2 == 1) {
+        check(cudaMemcpyAsync(h, ld.hbuf, static_cast<std::size_t>(B * H) * sizeof(float),
+                              cudaMemcpyDeviceToDevice, ld.rec),
+              "cudaMemcpyAsync (h buffer)");
       }
       if (l + 1 < L) check(cudaEventRecord(ld.ev_done, ld.rec), "cudaEventRecord");
     }

@@ -69,7 +69,175 @@ __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __res
   }
 }
 
+// ---- The fused recurrent step (small batch): h . W_h^T, the gates and the state update in ONE
+// kernel, instead of a cuBLAS GEMM (whose FP32 kernels for a few rows run one long K loop on a
+// handful of SMs: ~40 us a step on an H100) and the step kernel.
+//
+// One warp per hidden unit u: its lanes split k, each lane accumulating the four gate rows
+// q*H + u of W_h against every batch row of h_prev (staged in shared memory by the block,
+// rows past `batch` zero, up to BMAX). The 4*BMAX partial sums are reduced across the warp
+// by a transposing butterfly (each level halves the values a lane holds: N/2 + N/4 + ...
+// shuffles instead of 5*N), parked in shared memory, and lane b then runs the cell for batch
+// row b. h is double-buffered (h_prev -> h_next) because other blocks still read h_prev;
+// c is updated in place (each element by its own lane). Deterministic: a fixed order of
+// additions, whatever the schedule.
+constexpr int kRecThreads = 256;
+constexpr int kRecWarps = kRecThreads / 32;
+
+// After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of the
+// values at index rec_reduced_index(N, L, i) (see there); lanes that differ only in the bits
+// of the plain butterfly levels (N < 32) hold the same sums.
+template <int N, int S>
+struct RecReduce {
+  static __device__ __forceinline__ void run(float* v, int lane) {
+    if constexpr (N > 1) {
+      constexpr int kHalf = N / 2;
+      const bool upper = (lane & S) != 0;
+#pragma unroll
+      for (int i = 0; i < kHalf; ++i) {
+        const float send = upper ? v[i] : v[i + kHalf];
+        const float keep = upper ? v[i + kHalf] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, S);
+      }
+      RecReduce<kHalf, S / 2>::run(v, lane);
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], S);
+      RecReduce<1, S / 2>::run(v, lane);
+    }
+  }
+};
+template <int N>
+struct RecReduce<N, 0> {
+  static __device__ __forceinline__ void run(float*, int) {}
+};
+
+// Writes the reduced sums of RecReduce<N, 16> to red[0 .. N): one owner lane per index.
+template <int N>
+__device__ __forceinline__ void rec_park(const float* v, int lane, float* red) {
+  int offset = 0, n = N, s = 16;
+  for (; s >= 1 && n > 1; s >>= 1) {
+    if ((lane & s) != 0) offset += n / 2;
+    n /= 2;
+  }
+  const int plain_bits = s >= 1 ? 2 * s - 1 : 0;  // levels that summed without splitting
+  if ((lane & plain_bits) == 0) {
+#pragma unroll
+    for (int i = 0; i < (N >= 32 ? N / 32 : 1); ++i) red[offset + i] = v[i];
+  }
+}
+
+template <int BMAX>
+__global__ void __launch_bounds__(kRecThreads)
+lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
+                     const float* __restrict__ bias, const float* __restrict__ h_prev,
+                     float* __restrict__ h_next, float* __restrict__ c, float* __restrict__ y,
+                     std::int64_t y_stride, const std::int32_t* __restrict__ len, int t,
+                     int batch, int hidden) {
+  constexpr int N = 4 * BMAX;
+  extern __shared__ float smem[];
+  float* hs = smem;                                   // [BMAX][hidden]
+  float* red = smem + static_cast<std::int64_t>(BMAX) * hidden;  // [kRecWarps][N]
+  const int n_h = BMAX * hidden;
+  const int n_live = batch * hidden;
+  for (int i = threadIdx.x; i < n_h; i += kRecThreads) hs[i] = i < n_live ? h_prev[i] : 0.0f;
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int u = blockIdx.x * kRecWarps + warp;
+  if (u >= hidden) return;  // whole warps only, after the block's last barrier
+
+  const std::int64_t gate_stride = static_cast<std::int64_t>(hidden) * hidden;
+  const float* w = wh + static_cast<std::int64_t>(u) * hidden;
+  float v[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) v[i] = 0.0f;
+#pragma unroll 2
+  for (int k = lane; k < hidden; k += 32) {
+    const float w0 = __ldg(w + k);
+    const float w1 = __ldg(w + gate_stride + k);
+    const float w2 = __ldg(w + 2 * gate_stride + k);
+    const float w3 = __ldg(w + 3 * gate_stride + k);
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      const float x = hs[b * hidden + k];
+      v[4 * b + 0] = fmaf(w0, x, v[4 * b + 0]);
+      v[4 * b + 1] = fmaf(w1, x, v[4 * b + 1]);
+      v[4 * b + 2] = fmaf(w2, x, v[4 * b + 2]);
+      v[4 * b + 3] = fmaf(w3, x, v[4 * b + 3]);
+    }
+  }
+  RecReduce<N, 16>::run(v, lane);
+  float* my_red = red + warp * N;
+  rec_park<N>(v, lane, my_red);
+  __syncwarp();
+  if (lane < batch) {
+    const int b = lane;
+    const float* zr = z + static_cast<std::int64_t>(b) * 4 * hidden;
+    float zq[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int r = q * hidden + u;
+      zq[q] = zr[r] + my_red[4 * b + q];
+      if (bias != nullptr) zq[q] += bias[r];
+    }
+    const std::int64_t i = static_cast<std::int64_t>(b) * hidden + u;
+    float out = 0.0f;
+    if (t < len[b]) {
+      float c_new = 0.0f, h_new = 0.0f;
+      slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG],
+                       zq[slstm::kGateO], 0.0f, c[i], &c_new, &h_new);
+      c[i] = c_new;
+      h_next[i] = h_new;
+      out = h_new;
+    } else {
+      h_next[i] = hs[b * hidden + u];  // frozen past the sequence's length
+    }
+    if (y != nullptr) y[b * y_stride + u] = out;
+  }
+}
+
+int rec_bmax(int batch) {
+  return batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : batch <= 16 ? 16 : 0;
+}
+
+std::size_t rec_smem_bytes(int bmax, int hidden) {
+  return (static_cast<std::size_t>(bmax) * static_cast<std::size_t>(hidden) +
+          static_cast<std::size_t>(kRecWarps) * 4 * static_cast<std::size_t>(bmax)) *
+         sizeof(float);
+}
+
 }  // namespace
+
+bool rec_step_fits(int batch, int hidden) {
+  const int bmax = rec_bmax(batch);
+  return batch >= 1 && hidden >= 1 && bmax > 0 && rec_smem_bytes(bmax, hidden) <= kRecMaxSmem;
+}
+
+cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const float* z,
+                                 const float* bias, const float* h_prev, float* h_next, float* c,
+                                 float* y, std::int64_t y_stride, const std::int32_t* len, int t,
+                                 int batch, int hidden) {
+  if (!rec_step_fits(batch, hidden)) return cudaErrorInvalidValue;
+  const int bmax = rec_bmax(batch);
+  const int blocks = (hidden + kRecWarps - 1) / kRecWarps;
+  const std::size_t smem = rec_smem_bytes(bmax, hidden);
+  switch (bmax) {
+#define SLSTM_REC_CASE(BM)                                                                  \
+  case BM:                                                                                  \
+    lstm_rec_step_kernel<BM><<<blocks, kRecThreads, smem, stream>>>(                        \
+        wh, z, bias, h_prev, h_next, c, y, y_stride, len, t, batch, hidden);                \
+    break;
+    SLSTM_REC_CASE(1)
+    SLSTM_REC_CASE(2)
+    SLSTM_REC_CASE(4)
+    SLSTM_REC_CASE(8)
+    SLSTM_REC_CASE(16)
+#undef SLSTM_REC_CASE
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
 
 cudaError_t launch_pack_input(cudaStream_t stream, const float* src, float* dst, int batch,
                               int time, int depth, int ld, bool batch_major) {

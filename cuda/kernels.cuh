@@ -2,6 +2,7 @@
 // launch (cudaGetLastError) and returns the result; nothing here throws.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include <cuda_runtime.h>
@@ -26,6 +27,19 @@ cudaError_t launch_fill_column(cudaStream_t stream, float* dst, std::int64_t row
 cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* bias, float* c,
                              float* h, float* y, std::int64_t y_stride, const std::int32_t* len,
                              int t, int batch, int hidden);
+
+// The fused recurrent step for small batches: for every row b < batch and unit u < hidden,
+//   z_q = z[b, q*H + u] (+ bias[q*H + u]) + sum_k h_prev[b, k] * wh[q*H + u, k],
+// then the cell as launch_lstm_step does, except that h is double-buffered: h_next receives
+// the new h (or h_prev's value for rows with t >= len[b]); c is updated in place.
+// wh [4H, H] row-major. Only for shapes with rec_step_fits(batch, hidden) (batch <= 16 and the
+// staged h_prev within kRecMaxSmem); cudaErrorInvalidValue otherwise.
+constexpr std::size_t kRecMaxSmem = 48 * 1024;
+bool rec_step_fits(int batch, int hidden);
+cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const float* z,
+                                 const float* bias, const float* h_prev, float* h_next, float* c,
+                                 float* y, std::int64_t y_stride, const std::int32_t* len, int t,
+                                 int batch, int hidden);
 
 // cudaSuccess when this module has a kernel image the current device can run.
 cudaError_t check_kernel_image();

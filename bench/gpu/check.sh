@@ -8,8 +8,9 @@
 # 1. prints the device and driver (nvidia-smi);
 # 2. finds cuBLAS / cuDNN / the CUDA runtime and puts their folders on LD_LIBRARY_PATH;
 # 3. runs the GPU test suite (tests/gpu, every case tagged [gpu]);
-# 4. runs compute-sanitizer memcheck (graphs on and off), racecheck and initcheck on a small
-#    case with sequence lengths, host and device buffers;
+# 4. runs compute-sanitizer memcheck (graphs on and the fused step; graphs off and the cuBLAS
+#    step), racecheck and initcheck on a small case with sequence lengths, host and device
+#    buffers;
 # 5. times the seed scenario (3 layers [100,200,300], D=128, B=10, T=100) and two larger
 #    shapes (2 x 1024, D=1024, B=64, T=100; 1 layer H=512, D=512, B=1, T=25) on the CUDA
 #    backend (host and device buffers) and on the CPU backend;
@@ -119,7 +120,7 @@ run_san() {  # name tool [VAR=value ...] -- bench args ...
 }
 if [ -n "${SAN:-}" ]; then
   run_san memcheck-graphs memcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
-  run_san memcheck-direct memcheck SLSTM_CUDA_GRAPHS=0 -- --memory device
+  run_san memcheck-cublas memcheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_FUSED=0 -- --memory device
   run_san racecheck racecheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_CHUNK=2 -- --memory device
   run_san initcheck initcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
 else
@@ -152,6 +153,10 @@ for c in 1 4 16 100; do
   SLSTM_CUDA_CHUNK=$c bench "seed-chunk$c" cuda device 50 $seed
 done
 SLSTM_CUDA_GRAPHS=0 bench "seed-nographs" cuda device 50 $seed
+# The small-batch fused recurrent step against the cuBLAS GEMM + step kernel it replaces.
+SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed
+SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed --tf32
+SLSTM_CUDA_FUSED=0 bench "one-cublas" cuda device 50 $one
 
 say "demo (examples/seed_demo, the README's main job)"
 if [ -x "$BUILD/examples/seed_demo" ]; then

@@ -270,6 +270,8 @@ const std::vector<Shape>& shapes() {
       {12, {257}, 64, 0},
       {7, {3, 257, 1}, 64, 37},
       {1, {1025, 1}, 64, 1},
+      {9, {700}, 16, 20},    // the fused step's largest batch, its shared memory nearly full
+      {5, {40, 33}, 17, 6},  // one row past the fused step: cuBLAS GEMM + step kernel
   };
   return s;
 }
@@ -310,7 +312,7 @@ TEST_CASE("CUDA matches the CPU reference over odd shapes, both layouts, lengths
 TEST_CASE("CUDA with allow_tf32 stays within 1e-3 of the CPU reference", "[gpu]") {
   std::uint64_t seed = 2000;
   for (const Shape& sh : {Shape{128, {100, 200, 300}, 10, 100}, Shape{31, {257, 3}, 7, 100},
-                          Shape{64, {1025}, 7, 20}}) {
+                          Shape{64, {1025}, 7, 20}, Shape{48, {257, 64}, 64, 12}}) {
     Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
     Session cpu = cpu_session(m.get(), sh.batch, sh.time);
     Session gpu = gpu_session(m.get(), sh.batch, sh.time, /*tf32=*/true);
@@ -530,6 +532,51 @@ TEST_CASE("the wavefront chunk size and the graph switch change the schedule, no
     require_masked_zeros(in, got.output, t::output_size(m.get()));
     const Result again = run_host(gpu.get(), m.get(), in);
     CHECK(same_bits(got.output, again.output));
+  }
+}
+
+// Batches of at most 16 whose h fits in shared memory run the fused recurrent step; others,
+// and every batch with SLSTM_CUDA_FUSED=0, a cuBLAS GEMM and the step kernel.
+TEST_CASE("the fused small-batch step and the cuBLAS step both match the CPU reference",
+          "[gpu]") {
+  std::uint64_t seed = 9700;
+  for (const Shape& sh : {Shape{11, {100, 257, 3}, 7, 31}, Shape{9, {700}, 16, 20},
+                          Shape{9, {769}, 16, 5}, Shape{6, {1, 2048}, 1, 9},
+                          Shape{5, {40}, 17, 6}}) {
+    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
+    const Inputs in = make_inputs(m.get(), sh.batch, sh.time, SLSTM_TIME_MAJOR, true, true, ++seed);
+    const Result want = run_host(cpu.get(), m.get(), in);
+    for (const char* fused : {"1", "0"}) {
+      ::setenv("SLSTM_CUDA_FUSED", fused, 1);
+      Session gpu = gpu_session(m.get(), sh.batch, sh.time);  // read at session creation
+      ::unsetenv("SLSTM_CUDA_FUSED");
+      INFO(describe(sh, SLSTM_TIME_MAJOR, true, true) << " SLSTM_CUDA_FUSED=" << fused);
+      const Result got = run_host(gpu.get(), m.get(), in);
+      require_close(got, want, kTolFp32);
+      require_masked_zeros(in, got.output, t::output_size(m.get()));
+    }
+  }
+}
+
+TEST_CASE("the fused step's numbers do not depend on the wavefront chunk or the graph switch",
+          "[gpu]") {
+  Model m = t::random_model(13, {64, 129, 5}, 9801, 1.0f);
+  const Inputs in = make_inputs(m.get(), 7, 23, SLSTM_BATCH_MAJOR, true, true, 9802);
+  Session reference_schedule = gpu_session(m.get(), 7, 23);
+  const Result want = run_host(reference_schedule.get(), m.get(), in);
+  for (const char* chunk : {"1", "2", "23"}) {
+    for (const char* graphs : {"1", "0"}) {
+      ::setenv("SLSTM_CUDA_CHUNK", chunk, 1);
+      ::setenv("SLSTM_CUDA_GRAPHS", graphs, 1);
+      Session gpu = gpu_session(m.get(), 7, 23);
+      ::unsetenv("SLSTM_CUDA_CHUNK");
+      ::unsetenv("SLSTM_CUDA_GRAPHS");
+      INFO("SLSTM_CUDA_CHUNK=" << chunk << " SLSTM_CUDA_GRAPHS=" << graphs);
+      const Result got = run_host(gpu.get(), m.get(), in);
+      CHECK(same_bits(got.output, want.output));
+      CHECK(same_bits(got.final_state, want.final_state));
+    }
   }
 }
 
