@@ -151,7 +151,9 @@ lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
   float v[N];
 #pragma unroll
   for (int i = 0; i < N; ++i) v[i] = 0.0f;
-#pragma unroll 2
+  // Unrolled so that each lane has several L2 round trips for W_h in flight (with one or two,
+  // a B = 1 step was slower than cuBLAS's GEMV: ~7.7 against ~6 us at H = 512 on an H100).
+#pragma unroll 4
   for (int k = lane; k < hidden; k += 32) {
     const float w0 = __ldg(w + k);
     const float w1 = __ldg(w + gate_stride + k);

@@ -559,23 +559,32 @@ TEST_CASE("the fused small-batch step and the cuBLAS step both match the CPU ref
   }
 }
 
-TEST_CASE("the fused step's numbers do not depend on the wavefront chunk or the graph switch",
+// (The chunk changes the row count of the chunked input GEMMs, and cuBLAS may then pick
+// another kernel: across chunk sizes the numbers agree to FP32 rounding, not bit for bit.)
+TEST_CASE("with the fused step, the chunk size keeps the numbers and graphs keep the bits",
           "[gpu]") {
   Model m = t::random_model(13, {64, 129, 5}, 9801, 1.0f);
+  Session cpu = cpu_session(m.get(), 7, 23);
   const Inputs in = make_inputs(m.get(), 7, 23, SLSTM_BATCH_MAJOR, true, true, 9802);
-  Session reference_schedule = gpu_session(m.get(), 7, 23);
-  const Result want = run_host(reference_schedule.get(), m.get(), in);
+  const Result want = run_host(cpu.get(), m.get(), in);
   for (const char* chunk : {"1", "2", "23"}) {
+    Result with_graphs;
     for (const char* graphs : {"1", "0"}) {
       ::setenv("SLSTM_CUDA_CHUNK", chunk, 1);
       ::setenv("SLSTM_CUDA_GRAPHS", graphs, 1);
-      Session gpu = gpu_session(m.get(), 7, 23);
+      Session gpu = gpu_session(m.get(), 7, 23);  // both are read at session creation
       ::unsetenv("SLSTM_CUDA_CHUNK");
       ::unsetenv("SLSTM_CUDA_GRAPHS");
       INFO("SLSTM_CUDA_CHUNK=" << chunk << " SLSTM_CUDA_GRAPHS=" << graphs);
       const Result got = run_host(gpu.get(), m.get(), in);
-      CHECK(same_bits(got.output, want.output));
-      CHECK(same_bits(got.final_state, want.final_state));
+      require_close(got, want, kTolFp32);
+      require_masked_zeros(in, got.output, t::output_size(m.get()));
+      if (with_graphs.output.empty()) {
+        with_graphs = got;
+      } else {
+        CHECK(same_bits(got.output, with_graphs.output));
+        CHECK(same_bits(got.final_state, with_graphs.final_state));
+      }
     }
   }
 }
