@@ -268,7 +268,10 @@ PY
     [ -f "$a/anchors-h100.csv" ] && cp "$a/anchors-h100.csv" "$out/anchors-h100.csv"
     [ -f "$a/meta.txt" ] && cp "$a/meta.txt" "$work/gpu-meta.txt" || : > "$work/gpu-meta.txt"
     {
-      echo "ours=libstacklstm CUDA backend, device buffers, CUDA graphs (default), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+      # The commit the binaries were built from (pack_carry.sh writes it; a device machine's
+      # copy of the repository may carry an older .git).
+      built="$(cat "$gpu_build/COMMIT" 2>/dev/null || git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+      echo "ours=libstacklstm CUDA backend, device buffers, CUDA graphs (default), $built"
       [ -f "$a/check.txt" ] && echo "cudnn_check=$(grep -E 'CHECK (PASS|FAIL)' "$a/check.txt" | tail -1)"
       echo "mode=$([ "$quick" = 1 ] && echo quick || echo full)${only:+ ($only)}"
     } >> "$work/gpu-meta.txt"

@@ -13,8 +13,9 @@
 //          dependent chain is about T + (L-1)*C steps instead of L*T);
 //        per step and layer: one recurrent GEMM  Zx_l[t] += h . W_h^T  (beta = 1, in place)
 //          and ONE fused kernel (slstm::lstm_cell, c/h in place, output row, length mask);
-//          or, for batches of at most 16 whose h fits in shared memory, ONE kernel that also
-//          computes h . W_h^T (launch_lstm_rec_step; h double-buffered);
+//          or, for batches of at most 16 whose h fits in shared memory, where it was measured
+//          faster (rec_step_preferred), ONE kernel that also computes h . W_h^T
+//          (launch_lstm_rec_step; h double-buffered). A stack may mix both, layer by layer;
 //   5. d_out_ / d_state_ -> the caller's output / final state (D2H or D2D);
 //   6. host buffers, or no caller stream: synchronise and report any error.
 // Every buffer is allocated when the session is created; a call allocates nothing on the
@@ -177,7 +178,9 @@ class Session {
   bool own_stream_ = false;
   bool use_graphs_ = true;
   bool tf32_ = false;
-  bool fused_ = true;  // the fused recurrent step where it fits (SLSTM_CUDA_FUSED=0: never)
+  // The fused recurrent step: 1 where it fits and was measured faster (rec_step_preferred),
+  // 0 never, 2 wherever it fits (SLSTM_CUDA_FUSED=0 / 1 / always; 1 by default).
+  int fused_mode_ = 1;
   std::int64_t chunk_override_ = 0;
   std::int64_t max_batch_ = 0;
   std::int64_t max_time_ = 0;
@@ -243,7 +246,9 @@ void Session::init(const slstm_cuda_session_desc& d) {
   workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
 
   if (const char* env = std::getenv("SLSTM_CUDA_GRAPHS")) use_graphs_ = std::strcmp(env, "0") != 0;
-  if (const char* env = std::getenv("SLSTM_CUDA_FUSED")) fused_ = std::strcmp(env, "0") != 0;
+  if (const char* env = std::getenv("SLSTM_CUDA_FUSED")) {
+    fused_mode_ = std::strcmp(env, "0") == 0 ? 0 : std::strcmp(env, "always") == 0 ? 2 : 1;
+  }
   if (const char* env = std::getenv("SLSTM_CUDA_CHUNK")) {
     const long long v = std::atoll(env);
     chunk_override_ = v > 0 ? v : 0;
@@ -366,7 +371,7 @@ void Session::init(const slstm_cuda_session_desc& d) {
             "fill_column_kernel");
     }
     // The fused step's second h buffer, where some batch <= max_batch can use that kernel.
-    if (fused_ && rec_step_fits(1, ld.hid)) {
+    if (fused_mode_ != 0 && rec_step_fits(1, ld.hid)) {
       const std::int64_t n = mul(max_batch_, H, "h buffer");
       ld.hbuf = device_alloc<float>(n, "cudaMalloc (h buffer)");
       check(cudaMemsetAsync(ld.hbuf, 0, static_cast<std::size_t>(n) * sizeof(float), capture_),
@@ -516,7 +521,9 @@ void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int
       float* h = c + B * H;
       // Small batches: one fused kernel per step, h alternating between the state's h (even
       // steps read it) and hbuf (odd steps read it); else a cuBLAS GEMM + the step kernel.
-      const bool fused = fused_ && ld.hbuf != nullptr && rec_step_fits(batch, ld.hid);
+      const bool fused = ld.hbuf != nullptr &&
+                         (fused_mode_ == 2 ? rec_step_fits(batch, ld.hid)
+                                           : rec_step_preferred(batch, ld.hid, tf32_));
       for (std::int64_t t = t0; t < t1; ++t) {
         float* z = ld.zx + t * B * G;
         if (!fused) {

@@ -215,6 +215,18 @@ bool rec_step_fits(int batch, int hidden) {
   return batch >= 1 && hidden >= 1 && bmax > 0 && rec_smem_bytes(bmax, hidden) <= kRecMaxSmem;
 }
 
+bool rec_step_preferred(int batch, int hidden, bool tf32) {
+  // Medians of one H100 run each way, same shapes (DeepBench inference H 256..2048, B 1/2/4;
+  // the seed, B = 10; H = 512, B = 16): fused/cuBLAS time was 0.88-0.92 at B = 1, H = 256;
+  // 1.07-1.56 at B = 1, H >= 512; 1.12-1.75 at B = 2 in FP32 (0.75-0.94 with TF32 up to
+  // H = 512); at B >= 3 0.18-0.99 up to H = 1024 (FP32 also 0.85 at H = 1536) and 1.02-1.19
+  // beyond. Unmeasured (B, H) fall to the nearest measured side of these lines.
+  if (!rec_step_fits(batch, hidden)) return false;
+  if (batch == 1) return hidden <= 256;
+  if (batch == 2) return tf32 && hidden <= 512;
+  return hidden <= (tf32 ? 1024 : 1536);
+}
+
 cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const float* z,
                                  const float* bias, const float* h_prev, float* h_next, float* c,
                                  float* y, std::int64_t y_stride, const std::int32_t* len, int t,

@@ -36,6 +36,11 @@ cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* b
 // staged h_prev within kRecMaxSmem); cudaErrorInvalidValue otherwise.
 constexpr std::size_t kRecMaxSmem = 48 * 1024;
 bool rec_step_fits(int batch, int hidden);
+// Where the fused step beat cuBLAS + the step kernel on an H100 (bench/results/
+// gpu-fused-step.md): everywhere the recurrent GEMM is small (seed: 5.4x); not where
+// streaming W_h dominates (B <= 2 with large H, B >= 3 with the largest H), there cuBLAS's
+// GEMV-like kernels read it faster.
+bool rec_step_preferred(int batch, int hidden, bool tf32);
 cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const float* z,
                                  const float* bias, const float* h_prev, float* h_next, float* c,
                                  float* y, std::int64_t y_stride, const std::int32_t* len, int t,

@@ -172,6 +172,7 @@ fi
 say "summary"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)   device: ${DEVICE:-unknown}"
+  echo "binaries built from: $(cat "$BUILD/COMMIT" 2>/dev/null || echo 'unknown (no COMMIT file)')"
   echo "GPU tests: $TEST_RESULT"
   echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
   echo "demo: $DEMO_RESULT"

@@ -41,5 +41,9 @@ ldd "$BUILD/libstacklstm.so.0" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
     esac
   done
 strip --strip-unneeded "$DEST"/carry-libs/* 2>/dev/null || true
+# The commit the binaries come from (bench/run.sh labels the GPU table with it).
+{ c="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  git diff --quiet HEAD -- cuda src include capi 2>/dev/null && echo "$c" ||
+    echo "$c + uncommitted changes"; } > "$DEST/COMMIT"
 du -sh "$DEST"
 ls -la "$DEST" "$DEST/carry-libs"

@@ -32,7 +32,8 @@ def lstm_cell(zi, zf, zg, zo, fb, c):
 class Emu:
     def __init__(s, D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=0, tf32=False, fused=True):
         s.D, s.Hs, s.fb, s.Bmax, s.Tmax = D, Hs, fb, Bmax, Tmax
-        s.fused = fused
+        # per layer, as the session decides (rec_step_preferred): a stack may mix both paths
+        s.fused = list(fused) if isinstance(fused, (list, tuple)) else [fused] * len(Hs)
         s.chunk_override = chunk_override
         L = len(Hs); rows = Bmax * Tmax
         s.layers = []
@@ -64,7 +65,7 @@ class Emu:
             ld['wh'] = Wh[l].astype(np.float32).reshape(-1).copy()
             ld['zx'] = np.zeros(rows * G, np.float32)
             # the fused step's second h buffer (rec_step_fits(1, H) holds for these sizes)
-            ld['hbuf'] = np.zeros(Bmax * H, np.float32) if fused else None
+            ld['hbuf'] = np.zeros(Bmax * H, np.float32) if s.fused[l] else None
             if l + 1 < L:
                 ld['hseq'] = np.zeros(rows * ld['ld_next'], np.float32)
                 ld['hseq'][np.arange(rows) * ld['ld_next'] + H] = 1.0
@@ -160,7 +161,7 @@ class Emu:
                     s.record(('projev', l), ('proj', l))
                     s.wait(('rec', l), ('projev', l))
                 c_off = 2 * B * ld['prefix']; h_off = c_off + B * H
-                fused = s.fused and B <= 16
+                fused = s.fused[l] and B <= 16
                 for t in range(t0, t1):
                     z_off = t * B * G
                     if not fused:
@@ -248,7 +249,7 @@ for trial in range(60):
     n_state = sum(2 * B * H for H in Hs)
     init = None if rng.random() < 0.3 else nrs.uniform(-1, 1, n_state).astype(np.float32)
     emu = Emu(D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=rng.choice([0, 0, 1, 2, 3]),
-              tf32=rng.random() < 0.5, fused=rng.random() < 0.6)
+              tf32=rng.random() < 0.5, fused=[rng.random() < 0.6 for _ in Hs])
     o, f = emu.forward(B, T, layout, x, lengths, init, rng)
     ro, rf = reference(D, Hs, [w.astype(np.float64) for w in Wx], [w.astype(np.float64) for w in Wh], [b.astype(np.float64) for b in bias], fb, B, T, layout, x, lengths, init)
     e = max(np.max(np.abs(o - ro), initial=0) / max(np.max(np.abs(ro), initial=0), 1e-30), np.max(np.abs(f - rf)) / max(np.max(np.abs(rf)), 1e-30))
