@@ -217,9 +217,9 @@ bool rec_step_fits(int batch, int hidden) {
 
 bool rec_step_preferred(int batch, int hidden, bool tf32) {
   // Medians of one H100 run each way, same shapes (DeepBench inference H 256..2048, B 1/2/4;
-  // the seed, B = 10; H = 512, B = 16): fused/cuBLAS time was 0.88-0.92 at B = 1, H = 256;
-  // 1.07-1.56 at B = 1, H >= 512; 1.12-1.75 at B = 2 in FP32 (0.75-0.94 with TF32 up to
-  // H = 512); at B >= 3 0.18-0.99 up to H = 1024 (FP32 also 0.85 at H = 1536) and 1.02-1.19
+  // the seed, B = 10; H = 512, B = 16): fused/cuBLAS time was 0.85-0.89 at B = 1, H = 256;
+  // 1.08-1.56 at B = 1, H >= 512; 1.12-1.75 at B = 2 in FP32 (0.75-0.93 with TF32 up to
+  // H = 512); at B >= 3 0.18-1.02 up to H = 1024 (FP32 also 0.85 at H = 1536) and 1.02-1.19
   // beyond. Unmeasured (B, H) fall to the nearest measured side of these lines.
   if (!rec_step_fits(batch, hidden)) return false;
   if (batch == 1) return hidden <= 256;
