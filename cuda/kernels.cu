@@ -39,6 +39,19 @@ __global__ void fill_column_kernel(float* __restrict__ dst, std::int64_t rows, i
   }
 }
 
+// The cell for one (row b, unit u) whose four pre-activations zq hold every bias (forget_bias
+// included: the input projection's bias column, or the bias added by the caller): c[i] and
+// h_out[i] take the new state; returns the new h.
+__device__ __forceinline__ float cell_update(const float (&zq)[4], float* __restrict__ c,
+                                             float* __restrict__ h_out, std::int64_t i) {
+  float c_new = 0.0f, h_new = 0.0f;
+  slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG], zq[slstm::kGateO],
+                   0.0f, c[i], &c_new, &h_new);
+  c[i] = c_new;
+  h_out[i] = h_new;
+  return h_new;
+}
+
 __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __restrict__ bias,
                                  float* __restrict__ c, float* __restrict__ h, float* __restrict__ y,
                                  std::int64_t y_stride, const std::int32_t* __restrict__ len,
@@ -57,13 +70,7 @@ __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __res
         const std::int64_t r = q * static_cast<std::int64_t>(hidden) + u;
         zq[q] = bias != nullptr ? zr[r] + bias[r] : zr[r];
       }
-      float c_new = 0.0f, h_new = 0.0f;
-      // forget_bias is already in z (the input projection's bias column) or in bias.
-      slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG],
-                       zq[slstm::kGateO], 0.0f, c[i], &c_new, &h_new);
-      c[i] = c_new;
-      h[i] = h_new;
-      out = h_new;
+      out = cell_update(zq, c, h, i);
     }
     if (y != nullptr) y[b * y_stride + u] = out;
   }
@@ -84,9 +91,9 @@ __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __res
 constexpr int kRecThreads = 256;
 constexpr int kRecWarps = kRecThreads / 32;
 
-// After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of the
-// values at index rec_reduced_index(N, L, i) (see there); lanes that differ only in the bits
-// of the plain butterfly levels (N < 32) hold the same sums.
+// After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of some of
+// the N values (rec_park computes which); lanes that differ only in the bits of the plain
+// butterfly levels (N < 32) hold the same sums.
 template <int N, int S>
 struct RecReduce {
   static __device__ __forceinline__ void run(float* v, int lane) {
@@ -185,12 +192,7 @@ lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
     const std::int64_t i = static_cast<std::int64_t>(b) * hidden + u;
     float out = 0.0f;
     if (t < len[b]) {
-      float c_new = 0.0f, h_new = 0.0f;
-      slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG],
-                       zq[slstm::kGateO], 0.0f, c[i], &c_new, &h_new);
-      c[i] = c_new;
-      h_next[i] = h_new;
-      out = h_new;
+      out = cell_update(zq, c, h_next, i);
     } else {
       h_next[i] = hs[b * hidden + u];  // frozen past the sequence's length
     }

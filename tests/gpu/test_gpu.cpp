@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../support.hpp"
@@ -78,6 +80,11 @@ Session make_session(const slstm_model* model, const SessionSpec& spec) {
   return Session(s);
 }
 
+// A CUDA session created with the module's knobs (SLSTM_CUDA_*) set to the given values: the
+// module reads them at session creation; they are removed again before this returns.
+Session gpu_session_with(std::initializer_list<std::pair<const char*, const char*>> env,
+                         const slstm_model* model, std::int64_t b, std::int64_t t);
+
 Session cpu_session(const slstm_model* model, std::int64_t b, std::int64_t t) {
   SessionSpec spec;
   spec.backend = SLSTM_BACKEND_CPU;
@@ -94,6 +101,18 @@ Session gpu_session(const slstm_model* model, std::int64_t b, std::int64_t t, bo
   spec.tf32 = tf32;
   spec.stream = stream;
   return make_session(model, spec);
+}
+
+Session gpu_session_with(std::initializer_list<std::pair<const char*, const char*>> env,
+                         const slstm_model* model, std::int64_t b, std::int64_t t) {
+  struct Unset {
+    std::initializer_list<std::pair<const char*, const char*>> vars;
+    ~Unset() {
+      for (const auto& v : vars) ::unsetenv(v.first);
+    }
+  } unset{env};
+  for (const auto& v : env) ::setenv(v.first, v.second, 1);
+  return gpu_session(model, b, t);
 }
 
 
@@ -521,11 +540,8 @@ TEST_CASE("the wavefront chunk size and the graph switch change the schedule, no
     const char* graphs;
   };
   for (const Env& e : {Env{"1", "1"}, Env{"3", "1"}, Env{"50", "1"}, Env{"4", "0"}}) {
-    ::setenv("SLSTM_CUDA_CHUNK", e.chunk, 1);
-    ::setenv("SLSTM_CUDA_GRAPHS", e.graphs, 1);
-    Session gpu = gpu_session(m.get(), 64, 50);  // both are read at session creation
-    ::unsetenv("SLSTM_CUDA_CHUNK");
-    ::unsetenv("SLSTM_CUDA_GRAPHS");
+    Session gpu = gpu_session_with({{"SLSTM_CUDA_CHUNK", e.chunk}, {"SLSTM_CUDA_GRAPHS", e.graphs}},
+                                   m.get(), 64, 50);
     INFO("SLSTM_CUDA_CHUNK=" << e.chunk << " SLSTM_CUDA_GRAPHS=" << e.graphs);
     const Result got = run_host(gpu.get(), m.get(), in);
     require_close(got, want, kTolFp32);
@@ -549,9 +565,7 @@ TEST_CASE("the fused small-batch step and the cuBLAS step both match the CPU ref
     const Inputs in = make_inputs(m.get(), sh.batch, sh.time, SLSTM_TIME_MAJOR, true, true, ++seed);
     const Result want = run_host(cpu.get(), m.get(), in);
     for (const char* fused : {"always", "1", "0"}) {
-      ::setenv("SLSTM_CUDA_FUSED", fused, 1);
-      Session gpu = gpu_session(m.get(), sh.batch, sh.time);  // read at session creation
-      ::unsetenv("SLSTM_CUDA_FUSED");
+      Session gpu = gpu_session_with({{"SLSTM_CUDA_FUSED", fused}}, m.get(), sh.batch, sh.time);
       INFO(describe(sh, SLSTM_TIME_MAJOR, true, true) << " SLSTM_CUDA_FUSED=" << fused);
       const Result got = run_host(gpu.get(), m.get(), in);
       require_close(got, want, kTolFp32);
@@ -571,11 +585,8 @@ TEST_CASE("with the fused step, the chunk size keeps the numbers and graphs keep
   for (const char* chunk : {"1", "2", "23"}) {
     Result with_graphs;
     for (const char* graphs : {"1", "0"}) {
-      ::setenv("SLSTM_CUDA_CHUNK", chunk, 1);
-      ::setenv("SLSTM_CUDA_GRAPHS", graphs, 1);
-      Session gpu = gpu_session(m.get(), 7, 23);  // both are read at session creation
-      ::unsetenv("SLSTM_CUDA_CHUNK");
-      ::unsetenv("SLSTM_CUDA_GRAPHS");
+      Session gpu = gpu_session_with({{"SLSTM_CUDA_CHUNK", chunk}, {"SLSTM_CUDA_GRAPHS", graphs}},
+                                     m.get(), 7, 23);
       INFO("SLSTM_CUDA_CHUNK=" << chunk << " SLSTM_CUDA_GRAPHS=" << graphs);
       const Result got = run_host(gpu.get(), m.get(), in);
       require_close(got, want, kTolFp32);
