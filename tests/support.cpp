@@ -177,6 +177,16 @@ std::int64_t input_size(const slstm_model* model) {
   return d;
 }
 
+Call call_of(std::int64_t batch, std::int64_t time, const std::vector<float>& input,
+             slstm_layout layout) {
+  Call c;
+  c.batch = batch;
+  c.time = time;
+  c.layout = layout;
+  c.input = &input;
+  return c;
+}
+
 Run forward(slstm_session* session, const slstm_model* model, const Call& c) {
   Run r;
   const std::size_t n_out = static_cast<std::size_t>(c.batch * c.time * output_size(model));

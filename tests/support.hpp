@@ -85,6 +85,11 @@ struct Call {
   bool want_output = true;
   bool want_final_state = true;
 };
+// A call of `batch` x `time` steps over `input` (optional fields left at their defaults).
+Call call_of(std::int64_t batch, std::int64_t time, const std::vector<float>& input,
+             slstm_layout layout = SLSTM_BATCH_MAJOR);
+Call call_of(std::int64_t, std::int64_t, const std::vector<float>&&,  // keeps a pointer:
+             slstm_layout = SLSTM_BATCH_MAJOR) = delete;               // no temporaries
 Run forward(slstm_session* session, const slstm_model* model, const Call& call);
 // The same, REQUIRing SLSTM_OK (and printing the last error otherwise).
 Run forward_ok(slstm_session* session, const slstm_model* model, const Call& call);

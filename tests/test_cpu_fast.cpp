@@ -58,10 +58,7 @@ TEST_CASE("the fast path gives the same result whatever num_threads is", "[cpu-f
   t::Model m = t::random_model(D, {40, 70, 33}, 11);
   const std::vector<float> x = t::random_vector(B * T * D, 12);
   const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 13);
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   call.initial_state = &s0;
   t::Session one = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 1);
   const t::Run want = t::forward_ok(one.get(), m.get(), call);
@@ -119,11 +116,7 @@ TEST_CASE("many batch rows over a long sequence (the batch split) match one thre
   lengths[2] = T - 1;
   lengths[3] = T;
   for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
-    t::Call call;
-    call.batch = B;
-    call.time = T;
-    call.layout = layout;
-    call.input = &x;
+    t::Call call = t::call_of(B, T, x, layout);
     call.initial_state = &s0;
     call.lengths = &lengths;
     INFO("layout " << (layout == SLSTM_TIME_MAJOR ? "time-major" : "batch-major"));
@@ -141,11 +134,7 @@ TEST_CASE("many batch rows with large recurrent weights (the unit split) match o
   t::Model m = t::random_model(D, {330}, 81);
   const std::vector<float> x = t::random_vector(B * T * D, 82);
   const std::vector<std::int32_t> lengths = {9, 0, 8, 1, 9, 5, 9, 2, 7, 9, 3, 9, 6, 9};
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.layout = SLSTM_TIME_MAJOR;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
   call.lengths = &lengths;
   check_fast_agrees_across_threads(m.get(), call);
 }
@@ -155,10 +144,7 @@ TEST_CASE("num_threads 0 (one per core) runs and matches the reference", "[cpu-f
   constexpr std::int64_t D = 16, B = 3, T = 9;
   t::Model m = t::random_model(D, {48, 32}, 21);
   const std::vector<float> x = t::random_vector(B * T * D, 22);
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   t::Session fast = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 0);
   t::Session ref = session_with(m.get(), B, T, SLSTM_CPU_PATH_REFERENCE, 1);
   const t::Run got = t::forward_ok(fast.get(), m.get(), call);
@@ -175,10 +161,7 @@ TEST_CASE("more threads than cores and than hidden units still give the referenc
   constexpr std::int64_t D = 5, B = 6, T = 4;
   t::Model m = t::random_model(D, {1, 17, 130}, 31);  // 1, 2 and 9 groups of 16 units
   const std::vector<float> x = t::random_vector(B * T * D, 32);
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   t::Session fast = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, threads);
   t::Session ref = session_with(m.get(), B, T, SLSTM_CPU_PATH_REFERENCE, 1);
   const t::Run got = t::forward_ok(fast.get(), m.get(), call);
@@ -195,10 +178,7 @@ TEST_CASE("a small batch (B <= 4, the GEMV path) matches the same rows of a larg
   const std::vector<float> x = t::random_vector(Bbig * T * D, 42);
   const std::vector<std::int32_t> lengths = {6, 3, 0, 5, 6, 1, 2, 6, 4, 6, 6, 5, 3};
   t::Session s = session_with(m.get(), Bbig, T, SLSTM_CPU_PATH_FAST, 2);
-  t::Call big;
-  big.batch = Bbig;
-  big.time = T;
-  big.input = &x;
+  t::Call big = t::call_of(Bbig, T, x);
   big.lengths = &lengths;
   big.want_final_state = false;
   const t::Run all = t::forward_ok(s.get(), m.get(), big);
@@ -223,12 +203,8 @@ TEST_CASE("a multi-threaded fast session is bitwise identical run to run", "[cpu
   t::Model m = t::random_model(D, {96, 64}, 51);
   const std::vector<float> x = t::random_vector(B * T * D, 52);
   const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 53);
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
   call.initial_state = &s0;
-  call.layout = SLSTM_TIME_MAJOR;
   t::Session s = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 3);
   const t::Run first = t::forward_ok(s.get(), m.get(), call);
   for (int i = 0; i < 20; ++i) {
@@ -244,10 +220,7 @@ TEST_CASE("multi-threaded fast sessions run concurrently from several threads", 
   constexpr std::int64_t D = 16, B = 4, T = 10;
   t::Model m = t::random_model(D, {80, 40}, 61);
   const std::vector<float> x = t::random_vector(B * T * D, 62);
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   t::Session solo = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 2);
   const t::Run want = t::forward_ok(solo.get(), m.get(), call);
   constexpr int kThreads = 3;

@@ -64,10 +64,7 @@ TEST_CASE("selecting the CUDA backend where it cannot run fails cleanly with the
     REQUIRE(slstm_session_create(m.get(), &ro, &r) == SLSTM_OK);
     t::Session ref(r);
     const std::vector<float> input = t::random_vector(3 * 4 * 5, 7);
-    t::Call c;
-    c.batch = 3;
-    c.time = 4;
-    c.input = &input;
+    t::Call c = t::call_of(3, 4, input);
     const t::Run want = t::forward_ok(ref.get(), m.get(), c);
     const t::Run got = t::forward_ok(gpu.get(), m.get(), c);
     CHECK(t::rel_err(got.output, want.output) <= 1e-5);

@@ -81,10 +81,7 @@ t::Run run(const slstm_model* m) {
   t::Session s = t::session(m, B, T);
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * t::input_size(m)), 99);
   const auto init = t::random_vector(t::state_count(m, B), 98);
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   c.initial_state = &init;
   return t::forward_ok(s.get(), m, c);
 }

@@ -196,10 +196,7 @@ TEST_CASE("every interop format folds forget_bias into exactly one bias on expor
     const auto init = f.f32("initial_state");
     std::vector<std::int32_t> lengths;
     for (double v : f.at("lengths")) lengths.push_back(static_cast<std::int32_t>(v));
-    t::Call call;
-    call.batch = f.batch;
-    call.time = f.time;
-    call.input = &input;
+    t::Call call = t::call_of(f.batch, f.time, input);
     call.initial_state = &init;
     call.lengths = &lengths;
     const auto run = t::forward_ok(s.get(), back.get(), call);

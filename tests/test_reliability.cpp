@@ -190,10 +190,7 @@ TEST_CASE("a session whose declared max_batch cannot be allocated reports out of
   t::Model m = t::random_model(3, {5, 4}, 21);
   t::Session good = t::session(m.get(), 2, 3);
   const std::vector<float> x = t::random_vector(2 * 3 * 3, 22);
-  t::Call call;
-  call.batch = 2;
-  call.time = 3;
-  call.input = &x;
+  t::Call call = t::call_of(2, 3, x);
   const t::Run before = t::forward_ok(good.get(), m.get(), call);
 
   // 2^50 rows of packed state: 2^50 * 2 * 9 floats (~2^56 bytes), representable but far
@@ -263,10 +260,7 @@ TEST_CASE("a NaN in one input element makes that row NaN from that step on and n
   std::vector<float> dirty = clean;
   constexpr std::int64_t nb = 1, nt = 2;
   dirty[(nb * T + nt) * D + 0] = kNaN;  // batch-major [B, T, D]
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &clean;
+  t::Call call = t::call_of(B, T, clean);
   const t::Run a = t::forward_ok(s.get(), m.get(), call);
   call.input = &dirty;
   const t::Run b = t::forward_ok(s.get(), m.get(), call);
@@ -323,11 +317,8 @@ TEST_CASE("NaN and Inf in the padding past a row's sequence length are never rea
       dirty[static_cast<std::size_t>((0 * T + tt) * D + d)] = tt == 2 ? kNaN : (tt == 3 ? kInf : -kInf);
     }
   }
-  t::Call call;
-  call.batch = B;
-  call.time = T;
+  t::Call call = t::call_of(B, T, clean);
   call.lengths = &lengths;
-  call.input = &clean;
   const t::Run a = t::forward_ok(s.get(), m.get(), call);
   call.input = &dirty;
   const t::Run b = t::forward_ok(s.get(), m.get(), call);
@@ -342,10 +333,7 @@ bool every_output_is_nan(const slstm_model* m, std::int64_t B, std::int64_t T,
   t::Session s = t::session(m, B, T);
   const std::vector<float> x =
       t::random_vector(static_cast<std::size_t>(B * T * t::input_size(m)), seed);
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   const t::Run r = t::forward_ok(s.get(), m, call);
   std::size_t nans = 0;
   for (float v : r.output) nans += std::isnan(v) ? 1 : 0;
@@ -409,10 +397,7 @@ TEST_CASE("huge finite inputs saturate the gates without producing NaN", "[relia
   t::Session s = t::session(m.get(), B, T);
   std::vector<float> x = t::random_vector(B * T * D, 40);
   for (float& v : x) v = v < 0 ? -1e30f : 1e30f;
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   const t::Run r = t::forward_ok(s.get(), m.get(), call);
   std::size_t bounded = 0;
   for (float v : r.output) bounded += (v >= -1.0f && v <= 1.0f) ? 1 : 0;  // false for NaN
@@ -429,10 +414,7 @@ TEST_CASE("a NaN initial state propagates to the final state of its row only", "
   std::size_t off = 0;
   REQUIRE(slstm_model_state_offset(m.get(), B, 0, SLSTM_STATE_C, &off) == SLSTM_OK);
   init[off + 17 + 4] = kNaN;  // layer 0 c, row 1, unit 4
-  t::Call call;
-  call.batch = B;
-  call.time = T;
-  call.input = &x;
+  t::Call call = t::call_of(B, T, x);
   call.initial_state = &init;
   const t::Run r = t::forward_ok(s.get(), m.get(), call);
   constexpr std::int64_t H = 3;

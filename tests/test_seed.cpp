@@ -27,10 +27,7 @@ TEST_CASE("seed scenario: every shape is what TensorFlow reports", "[seed]") {
   CHECK(t::state_count(m.get(), kB) == expect_offset);  // 2 * 10 * (100 + 200 + 300)
   t::Session s = t::session(m.get(), kB, kT);
   const auto x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 2);
-  t::Call c;
-  c.batch = kB;
-  c.time = kT;
-  c.input = &x;
+  t::Call c = t::call_of(kB, kT, x);
   const t::Run r = t::forward_ok(s.get(), m.get(), c);
   CHECK(r.output.size() == static_cast<std::size_t>(kB * kT * 300));  // outputs: (10, T, 300)
   CHECK(t::count_poison(r.output) == 0);
@@ -42,10 +39,7 @@ TEST_CASE("seed scenario: final_state[-1].h == outputs[:, -1, :]", "[seed]") {
   t::Session s = t::session(m.get(), kB, kT);
   const auto x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 4);
   const auto init = t::random_vector(t::state_count(m.get(), kB), 5);
-  t::Call c;
-  c.batch = kB;
-  c.time = kT;
-  c.input = &x;
+  t::Call c = t::call_of(kB, kT, x);
   c.initial_state = &init;
   const t::Run r = t::forward_ok(s.get(), m.get(), c);
   std::size_t h_off = 0;
@@ -68,10 +62,7 @@ TEST_CASE("seed scenario: one MultiRNNCell step returns h_last and the three new
   REQUIRE(slstm_session_step(s.get(), kB, x.data(), x.size(), state.data(), state.size(),
                              out.data(), out.size(), next.data(), next.size()) == SLSTM_OK);
   // The step equals a forward of length 1 from the same state.
-  t::Call c;
-  c.batch = kB;
-  c.time = 1;
-  c.input = &x;
+  t::Call c = t::call_of(kB, 1, x);
   c.initial_state = &state;
   const t::Run r = t::forward_ok(s.get(), m.get(), c);
   CHECK(out == r.output);

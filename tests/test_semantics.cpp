@@ -48,10 +48,7 @@ TEST_CASE("lengths {0, 1, T-1, T} in one batch: zero outputs past len, state fro
   const auto x = input(B, T, 12);
   const auto init = t::random_vector(t::state_count(m.get(), B), 13);
   const std::vector<std::int32_t> lengths = {0, 1, T - 1, T};
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   c.lengths = &lengths;
   c.initial_state = &init;
   const t::Run r = t::forward_ok(s.get(), m.get(), c);
@@ -132,11 +129,7 @@ TEST_CASE("two chunks carrying the state equal one forward", "[semantics][stream
   t::Session s = t::session(m.get(), B, T);
   const auto x = input(B, T, 42);  // time-major [T, B, D]: chunks are contiguous
   const auto init = t::random_vector(t::state_count(m.get(), B), 43);
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.layout = SLSTM_TIME_MAJOR;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
   c.initial_state = &init;
   const t::Run whole = t::forward_ok(s.get(), m.get(), c);
   const std::vector<float> x1(x.begin(), x.begin() + T1 * B * kD), x2(x.begin() + T1 * B * kD, x.end());
@@ -159,10 +152,7 @@ TEST_CASE("two runs with the same inputs are bitwise identical", "[semantics][de
   t::Session s = t::session(m.get(), B, T);
   const auto x = input(B, T, 52);
   const std::vector<std::int32_t> lengths = {8, 3, 0, 7, 1};
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   c.lengths = &lengths;
   const t::Run a = t::forward_ok(s.get(), m.get(), c);
   const t::Run b = t::forward_ok(s.get(), m.get(), c);
@@ -185,11 +175,8 @@ TEST_CASE("time-major and batch-major give the same numbers, transposed", "[sema
     for (std::int64_t tt = 0; tt < T; ++tt)
       for (std::int64_t k = 0; k < kD; ++k) x_tm[(tt * B + b) * kD + k] = x_bm[(b * T + tt) * kD + k];
   const std::vector<std::int32_t> lengths = {2, 4, 0};
-  t::Call c;
-  c.batch = B;
-  c.time = T;
+  t::Call c = t::call_of(B, T, x_bm);
   c.lengths = &lengths;
-  c.input = &x_bm;
   const t::Run bm = t::forward_ok(s.get(), m.get(), c);
   c.layout = SLSTM_TIME_MAJOR;
   c.input = &x_tm;
@@ -207,10 +194,7 @@ TEST_CASE("outputs are optional: final state alone, or outputs alone", "[semanti
   t::Model m = t::random_model(kD, kHidden, 71);
   t::Session s = t::session(m.get(), B, T);
   const auto x = input(B, T, 72);
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   const t::Run both = t::forward_ok(s.get(), m.get(), c);
   c.want_output = false;
   const t::Run state_only = t::forward_ok(s.get(), m.get(), c);
@@ -227,10 +211,7 @@ TEST_CASE("final_state may be the initial_state buffer, updated in place", "[sem
   t::Session s = t::session(m.get(), B, T);
   const auto x = input(B, T, 82);
   auto state = t::random_vector(t::state_count(m.get(), B), 83);
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   c.initial_state = &state;
   const t::Run want = t::forward_ok(s.get(), m.get(), c);
   slstm_forward_args a;
@@ -253,10 +234,7 @@ TEST_CASE("an absent initial state means zeros", "[semantics]") {
   t::Session s = t::session(m.get(), B, T);
   const auto x = input(B, T, 92);
   const std::vector<float> zeros(t::state_count(m.get(), B), 0.0f);
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   const t::Run absent = t::forward_ok(s.get(), m.get(), c);
   c.initial_state = &zeros;
   const t::Run explicit_zeros = t::forward_ok(s.get(), m.get(), c);
@@ -269,10 +247,7 @@ TEST_CASE("a session serves any batch and time up to its maxima, smaller after l
   t::Model m = t::random_model(kD, kHidden, 101);
   t::Session s = t::session(m.get(), 6, 5);
   const auto x_small = input(2, 3, 102);
-  t::Call c;
-  c.batch = 2;
-  c.time = 3;
-  c.input = &x_small;
+  t::Call c = t::call_of(2, 3, x_small);
   const t::Run before = t::forward_ok(s.get(), m.get(), c);
   const auto x_big = input(6, 5, 103);
   t::Call big = c;
@@ -291,10 +266,7 @@ TEST_CASE("rows are independent: a row's result does not depend on its batch nei
   t::Model m = t::random_model(kD, kHidden, 111);
   t::Session s = t::session(m.get(), B, T);
   auto x = input(B, T, 112);
-  t::Call c;
-  c.batch = B;
-  c.time = T;
-  c.input = &x;
+  t::Call c = t::call_of(B, T, x);
   const t::Run a = t::forward_ok(s.get(), m.get(), c);
   // Change every row but row 2.
   const auto other = input(B, T, 113);
@@ -311,10 +283,7 @@ TEST_CASE("a session keeps its model alive after the model handle is destroyed",
   t::Model m = t::random_model(kD, kHidden, 121);
   t::Session s = t::session(m.get(), 2, 2);
   const auto x = input(2, 2, 122);
-  t::Call c;
-  c.batch = 2;
-  c.time = 2;
-  c.input = &x;
+  t::Call c = t::call_of(2, 2, x);
   const t::Run before = t::forward_ok(s.get(), m.get(), c);
   const std::size_t n_state = t::state_count(m.get(), 2);
   m.reset();  // the caller's reference is gone; the session's remains
