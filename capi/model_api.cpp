@@ -15,9 +15,11 @@ namespace {
 std::vector<std::int64_t> read_config(const slstm_model_config* config) {
   require_non_null(config, "config");
   check_struct_size(config->struct_size, sizeof(slstm_model_config), "config");
-  if (config->num_layers < 1) {
-    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
-                "config->num_layers must be >= 1, got " + std::to_string(config->num_layers));
+  // Checked before the sizes are copied: the copy must not be the first thing that fails.
+  if (config->num_layers < 1 || config->num_layers > SLSTM_MAX_LAYERS) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
+                                                std::to_string(SLSTM_MAX_LAYERS) + "], got " +
+                                                std::to_string(config->num_layers));
   }
   require_non_null(config->hidden_sizes, "config->hidden_sizes");
   return std::vector<std::int64_t>(config->hidden_sizes,

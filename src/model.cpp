@@ -8,11 +8,16 @@ namespace slstm {
 Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
              float forget_bias)
     : input_size_(input_size), forget_bias_(forget_bias) {
-  if (input_size < 1) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT,
-         "config->input_size must be >= 1, got " + std::to_string(input_size));
+  if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->input_size must be in [1, SLSTM_MAX_EXTENT = " +
+                                         std::to_string(SLSTM_MAX_EXTENT) + "], got " +
+                                         std::to_string(input_size));
   }
-  if (hidden_sizes.empty()) fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be >= 1");
+  if (hidden_sizes.empty() || hidden_sizes.size() > SLSTM_MAX_LAYERS) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
+                                         std::to_string(SLSTM_MAX_LAYERS) + "], got " +
+                                         std::to_string(hidden_sizes.size()));
+  }
   if (!std::isfinite(forget_bias)) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "config->forget_bias must be finite");
   }
@@ -20,9 +25,10 @@ Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_si
   std::size_t total = 0;
   for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
     const std::int64_t h = hidden_sizes[l];
-    if (h < 1) {
+    if (h < 1 || h > SLSTM_MAX_EXTENT) {
       fail(SLSTM_ERR_INVALID_ARGUMENT, "config->hidden_sizes[" + std::to_string(l) +
-                                           "] must be >= 1, got " + std::to_string(h));
+                                           "] must be in [1, SLSTM_MAX_EXTENT], got " +
+                                           std::to_string(h));
     }
     // 4H * (I + H) floats per layer, and the running total, must fit (and be allocatable).
     const std::size_t wx = product({4, h, in}, "config->hidden_sizes (weights of a layer)");

@@ -226,12 +226,18 @@ typedef SLSTM_ENUM(slstm_weight_format) {
 SLSTM_API slstm_status slstm_format_tensors_per_layer(slstm_weight_format format,
                                                       int32_t* out_count);
 
+/** Limits of every model, checked when a model is created and when a model file is
+ *  loaded (so that whatever can be created can be saved and loaded again): at most
+ *  SLSTM_MAX_LAYERS layers, input and hidden sizes of at most SLSTM_MAX_EXTENT. */
+#define SLSTM_MAX_LAYERS 100000
+#define SLSTM_MAX_EXTENT ((int64_t)1 << 40)
+
 /** The architecture of a model. */
 typedef struct slstm_model_config {
   uint32_t struct_size;         /**< set by slstm_model_config_init */
-  int64_t input_size;           /**< D >= 1 */
-  int32_t num_layers;           /**< L >= 1 */
-  const int64_t* hidden_sizes;  /**< L values, each >= 1; borrowed during the call */
+  int64_t input_size;           /**< 1 <= D <= SLSTM_MAX_EXTENT */
+  int32_t num_layers;           /**< 1 <= L <= SLSTM_MAX_LAYERS */
+  const int64_t* hidden_sizes;  /**< L values in [1, SLSTM_MAX_EXTENT]; borrowed during the call */
   float forget_bias;            /**< finite; init sets 1.0 (TF's default) */
 } slstm_model_config;
 
