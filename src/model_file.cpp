@@ -3,20 +3,32 @@
 // Layout: 8-byte little-endian header length N, N bytes of JSON (padded with spaces to a
 // multiple of 8), then the tensor bytes. Every value read from a file is checked before it
 // is used: the reader allocates nothing whose size is not backed by bytes of the image.
+//
+// The header is parsed by a SAX handler (nlohmann::json::sax_parse, strict) that checks the
+// schema as the events arrive and keeps only what the reader needs: the metadata strings
+// and, per tensor entry, its name (as layer and piece), dtype, shape and data_offsets. Every
+// event costs O(1) plus the length of its token, so parsing is linear in the header's size
+// for every input (no hashing of attacker-chosen keys: tensor names are checked against
+// `layers.<l>.<piece>` when their key arrives, duplicates found in a bitmap).
 #include "model_file.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,11 +41,15 @@ using json = nlohmann::json;
 constexpr const char* kFormatTag = "stacklstm";
 constexpr const char* kFormatVersion = "1";
 constexpr std::uint64_t kMaxHeader = SLSTM_MODEL_FILE_MAX_HEADER;
-constexpr std::size_t kMaxLayers = 100000;
-constexpr std::size_t kMaxJsonElements = 1000000;  // bounds the parsed header's memory
-constexpr std::size_t kMaxJsonDepth = 3;           // {tensor: {shape: [..]}}
-constexpr std::uint64_t kMaxExtent = std::uint64_t{1} << 40;
+constexpr std::size_t kMaxLayers = SLSTM_MAX_LAYERS;
+constexpr std::uint64_t kMaxExtent = static_cast<std::uint64_t>(SLSTM_MAX_EXTENT);
+constexpr std::size_t kMaxTensors = 3 * kMaxLayers;     // layers.<l>.{W_x, W_h, b}
+constexpr std::size_t kMaxMetadataEntries = 1024;       // 6 are ours; others are kept unread
+constexpr std::size_t kMaxJsonDepth = 3;                // {tensor: {shape: [..]}}
 constexpr const char* kPieces[3] = {"W_x", "W_h", "b"};
+// Bytes of tensor data converted per step when reading a file (a multiple of every dtype's
+// element size).
+constexpr std::size_t kChunk = std::size_t{1} << 20;
 
 [[noreturn]] void bad_file(const std::string& what) {
   fail(SLSTM_ERR_INVALID_ARGUMENT, "model file: " + what);
@@ -69,31 +85,48 @@ std::vector<std::uint64_t> piece_shape(int piece, std::uint64_t in, std::uint64_
   return {4 * h};
 }
 
-std::string shape_text(const std::vector<std::uint64_t>& s) {
+std::string shape_text(const std::uint64_t* s, std::size_t n) {
   std::string t = "[";
-  for (std::size_t k = 0; k < s.size(); ++k) t += (k ? ", " : "") + std::to_string(s[k]);
+  for (std::size_t k = 0; k < n; ++k) t += (k ? ", " : "") + std::to_string(s[k]);
   return t + "]";
 }
 
+// The shortest decimal that reads back as exactly this float (std::to_chars: independent
+// of the locale, unlike printf's %g).
 std::string format_float(float v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
-  return buf;
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
-json build_header(const Model& model, const std::string& source_layout, std::size_t* data_size) {
-  std::string hidden;
-  for (const Layer& layer : model.layers()) {
-    if (!hidden.empty()) hidden += ",";
-    hidden += std::to_string(layer.hidden_size);
+// A JSON string literal of printable ASCII (source_layout has been checked to be that).
+void append_json_string(std::string& out, const std::string& s) {
+  out += '"';
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
   }
-  json header = json::object();
-  header["__metadata__"] = {{"format", kFormatTag},
-                            {"format_version", kFormatVersion},
-                            {"input_size", std::to_string(model.input_size())},
-                            {"hidden_sizes", hidden},
-                            {"forget_bias", format_float(model.forget_bias())},
-                            {"source_layout", source_layout}};
+  out += '"';
+}
+
+// The header JSON, padded with spaces to a multiple of 8, written straight into a string
+// (keys in layer order; the data section follows the same order).
+std::string header_text(const Model& model, const std::string& source_layout,
+                        std::size_t* data_size) {
+  std::string t;
+  t.reserve(256 + model.layers().size() * 3 * 96);
+  t += "{\"__metadata__\":{\"format\":\"";
+  t += kFormatTag;
+  t += "\",\"format_version\":\"";
+  t += kFormatVersion;
+  t += "\",\"input_size\":\"" + std::to_string(model.input_size()) + "\",\"hidden_sizes\":\"";
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    if (l) t += ',';
+    t += std::to_string(model.layer(l).hidden_size);
+  }
+  t += "\",\"forget_bias\":\"" + format_float(model.forget_bias()) + "\",\"source_layout\":";
+  append_json_string(t, source_layout);
+  t += '}';
   std::size_t offset = 0;
   for (std::size_t l = 0; l < model.layers().size(); ++l) {
     const Layer& layer = model.layer(l);
@@ -103,37 +136,337 @@ json build_header(const Model& model, const std::string& source_layout, std::siz
       const auto shape = piece_shape(p, static_cast<std::uint64_t>(layer.input_size),
                                      static_cast<std::uint64_t>(layer.hidden_size));
       const std::size_t end = add_size(offset, bytes, "model file size");
-      header[tensor_name(l, p)] = {{"dtype", "F32"}, {"shape", shape},
-                                   {"data_offsets", {offset, end}}};
+      t += ",\"" + tensor_name(l, p) + "\":{\"dtype\":\"F32\",\"shape\":[";
+      for (std::size_t k = 0; k < shape.size(); ++k) {
+        if (k) t += ',';
+        t += std::to_string(shape[k]);
+      }
+      t += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
       offset = end;
     }
   }
+  t += '}';
+  while (t.size() % 8 != 0) t.push_back(' ');
   *data_size = offset;
-  return header;
+  return t;
 }
 
-std::string header_text(const Model& model, const std::string& source_layout,
-                        std::size_t* data_size) {
-  std::string text = build_header(model, source_layout, data_size).dump();
-  while (text.size() % 8 != 0) text.push_back(' ');
-  return text;
-}
+// ---- reading: the header ------------------------------------------------------------------
 
-// ---- reading ------------------------------------------------------------------------------
+enum class DType : std::uint8_t { F32, F64, F16, BF16 };
+
+std::size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+    default: return 2;
+  }
+}
 
 struct TensorEntry {
-  std::string name;
-  std::string dtype;
-  std::vector<std::uint64_t> shape;
-  std::uint64_t begin = 0, end = 0;
+  std::uint32_t layer = 0;
+  std::uint8_t piece = 0;
+  std::uint8_t fields = 0;  // bit f: field f (dtype, shape, data_offsets) was given
+  std::uint8_t ndim = 0;
+  std::uint8_t noffsets = 0;
+  DType dtype = DType::F32;
+  std::uint64_t shape[SLSTM_MAX_DIMS] = {};
+  std::uint64_t offsets[2] = {};
+
+  std::string name() const { return tensor_name(layer, piece); }
+  std::uint64_t begin() const { return offsets[0]; }
+  std::uint64_t end() const { return offsets[1]; }
 };
 
-std::size_t dtype_size(const std::string& dtype) {
-  if (dtype == "F32") return 4;
-  if (dtype == "F64") return 8;
-  if (dtype == "F16" || dtype == "BF16") return 2;
-  return 0;
+// "layers.<l>.<piece>" with l a canonical decimal below SLSTM_MAX_LAYERS -> (l, piece).
+bool parse_name(const std::string& name, std::uint32_t* layer, std::uint8_t* piece) {
+  static const std::string prefix = "layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return false;
+  std::size_t k = prefix.size();
+  std::uint64_t l = 0;
+  const std::size_t first = k;
+  while (k < name.size() && name[k] >= '0' && name[k] <= '9' && k - first < 7) {
+    l = l * 10 + static_cast<std::uint64_t>(name[k] - '0');
+    ++k;
+  }
+  const std::size_t digits = k - first;
+  if (digits == 0 || (digits > 1 && name[first] == '0') || l >= kMaxLayers) return false;
+  if (k >= name.size() || name[k] != '.') return false;
+  const char* rest = name.c_str() + k + 1;
+  const std::size_t rest_len = name.size() - k - 1;
+  for (std::uint8_t p = 0; p < 3; ++p) {
+    if (rest_len == std::strlen(kPieces[p]) && std::memcmp(rest, kPieces[p], rest_len) == 0) {
+      *layer = static_cast<std::uint32_t>(l);
+      *piece = p;
+      return true;
+    }
+  }
+  return false;
 }
+
+// What the header holds, as far as the reader needs it.
+struct Header {
+  bool has_metadata = false;
+  std::map<std::string, std::string> metadata;  // at most kMaxMetadataEntries
+  std::vector<TensorEntry> tensors;            // in the header's order, names unique
+};
+
+// SAX handler: checks the schema event by event and fills a Header. Throws (via bad_file /
+// fail) at the first violation; nlohmann's parser is iterative, so depth costs no stack.
+class HeaderSax {
+ public:
+  explicit HeaderSax(Header* out) : h_(out), seen_((kMaxTensors + 63) / 64, 0) {}
+
+  bool null() { return scalar(Kind::Other); }
+  bool boolean(bool) { return scalar(Kind::Other); }
+  bool number_integer(json::number_integer_t) { return scalar(Kind::Other); }
+  bool number_float(json::number_float_t, const std::string&) { return scalar(Kind::Other); }
+  bool binary(json::binary_t&) { return scalar(Kind::Other); }
+  bool number_unsigned(json::number_unsigned_t v) {
+    value(Kind::Unsigned);
+    TensorEntry& t = h_->tensors.back();
+    if (field_ == kShape) {
+      t.shape[t.ndim++] = v;
+    } else {
+      t.offsets[t.noffsets++] = v;
+    }
+    return true;
+  }
+  bool string(std::string& s) {
+    value(Kind::String);
+    if (depth_ == 2 && ctx_ == Ctx::Metadata) {
+      meta_value_->swap(s);
+    } else {  // a tensor's dtype
+      TensorEntry& t = h_->tensors.back();
+      if (s == "F32") {
+        t.dtype = DType::F32;
+      } else if (s == "F64") {
+        t.dtype = DType::F64;
+      } else if (s == "F16") {
+        t.dtype = DType::F16;
+      } else if (s == "BF16") {
+        t.dtype = DType::BF16;
+      } else {
+        fail(SLSTM_ERR_UNSUPPORTED, "model file: " + where() + ": dtype \"" +
+                                        s.substr(0, 16) +
+                                        "\" is not supported (F32, F64, F16, BF16)");
+      }
+    }
+    return true;
+  }
+  bool start_object(std::size_t) { return open(Kind::Object); }
+  bool start_array(std::size_t) { return open(Kind::Array); }
+  bool end_object() {
+    if (depth_ == 2 && ctx_ == Ctx::Tensor) {
+      const TensorEntry& t = h_->tensors.back();
+      const char* names[3] = {"dtype", "shape", "data_offsets"};
+      for (int f = 0; f < 3; ++f) {
+        if ((t.fields & (1u << f)) == 0) bad_file(where() + ": missing \"" + names[f] + "\"");
+      }
+    }
+    --depth_;
+    return true;
+  }
+  bool end_array() {
+    if (field_ == kOffsets && h_->tensors.back().noffsets != 2) {
+      bad_file(where() + ": data_offsets must be an array of 2 non-negative integers");
+    }
+    --depth_;
+    return true;
+  }
+  bool key(std::string& k) {
+    if (depth_ == 1) {  // a top-level key: the metadata or a tensor
+      if (k == "__metadata__") {
+        if (h_->has_metadata) bad_file("header has the key \"__metadata__\" twice");
+        h_->has_metadata = true;
+        ctx_ = Ctx::Metadata;
+        return true;
+      }
+      TensorEntry t;
+      if (!parse_name(k, &t.layer, &t.piece)) {
+        bad_file("unexpected tensor \"" + k.substr(0, 80) +
+                 "\" (a model file has only layers.<l>.W_x, .W_h and .b, l < " +
+                 std::to_string(kMaxLayers) + ")");
+      }
+      const std::size_t slot = 3 * std::size_t{t.layer} + t.piece;
+      std::uint64_t& word = seen_[slot / 64];
+      const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
+      if (word & bit) bad_file("header has the key \"" + k + "\" twice");
+      word |= bit;
+      h_->tensors.push_back(t);
+      ctx_ = Ctx::Tensor;
+      return true;
+    }
+    // depth 2: a metadata key or a tensor field
+    if (ctx_ == Ctx::Metadata) {
+      if (h_->metadata.size() >= kMaxMetadataEntries) {
+        bad_file("\"__metadata__\" has more than " + std::to_string(kMaxMetadataEntries) +
+                 " entries");
+      }
+      const auto ins = h_->metadata.emplace(k, std::string());
+      if (!ins.second) bad_file("header has the key \"" + k.substr(0, 80) + "\" twice");
+      meta_key_ = &ins.first->first;
+      meta_value_ = &ins.first->second;
+      return true;
+    }
+    TensorEntry& t = h_->tensors.back();
+    if (k == "dtype") {
+      field_ = kDtype;
+    } else if (k == "shape") {
+      field_ = kShape;
+    } else if (k == "data_offsets") {
+      field_ = kOffsets;
+    } else {
+      bad_file(where() + ": unknown field \"" + k.substr(0, 40) + "\"");
+    }
+    if (t.fields & (1u << field_)) bad_file(where() + ": the key \"" + k + "\" twice");
+    t.fields = static_cast<std::uint8_t>(t.fields | (1u << field_));
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    bad_file(std::string("header is not valid JSON: ") + e.what());
+  }
+
+ private:
+  enum class Kind { Object, Array, String, Unsigned, Other };
+  enum class Ctx { Metadata, Tensor };
+  enum Field { kDtype = 0, kShape = 1, kOffsets = 2 };
+
+  std::string where() const { return "tensor \"" + h_->tensors.back().name() + "\""; }
+
+  bool scalar(Kind k) {
+    value(k);
+    return true;
+  }
+  bool open(Kind k) {
+    if (depth_ >= kMaxJsonDepth) bad_file("header JSON is nested too deeply");
+    value(k);
+    ++depth_;
+    return true;
+  }
+
+  // Checks that a value of kind k may stand at the current position.
+  void value(Kind k) {
+    switch (depth_) {
+      case 0:
+        if (k != Kind::Object) bad_file("header is not a JSON object");
+        return;
+      case 1:
+        if (k == Kind::Object) return;
+        if (ctx_ == Ctx::Metadata) bad_file("\"__metadata__\" is not a JSON object");
+        bad_file(where() + ": entry is not a JSON object");
+      case 2:
+        if (ctx_ == Ctx::Metadata) {
+          if (k != Kind::String) {
+            bad_file("metadata \"" + meta_key_->substr(0, 40) + "\" is not a string");
+          }
+          return;
+        }
+        if (field_ == kDtype) {
+          if (k != Kind::String) bad_file(where() + ": dtype is not a string");
+          return;
+        }
+        if (k != Kind::Array) array_error();
+        return;
+      default: {  // 3: an element of shape or data_offsets
+        const TensorEntry& t = h_->tensors.back();
+        if (k != Kind::Unsigned) array_error();
+        if (field_ == kShape ? t.ndim >= SLSTM_MAX_DIMS : t.noffsets >= 2) array_error();
+        return;
+      }
+    }
+  }
+  [[noreturn]] void array_error() const {
+    if (field_ == kShape) {
+      bad_file(where() + ": shape must be an array of 0.." + std::to_string(SLSTM_MAX_DIMS) +
+               " non-negative integers");
+    }
+    bad_file(where() + ": data_offsets must be an array of 2 non-negative integers");
+  }
+
+  Header* h_;
+  std::vector<std::uint64_t> seen_;  // bit 3l+p: layers.<l>.<p> was given
+  std::size_t depth_ = 0;            // containers open
+  Ctx ctx_ = Ctx::Metadata;          // what the current top-level value is
+  Field field_ = kDtype;             // the current tensor field
+  const std::string* meta_key_ = nullptr;
+  std::string* meta_value_ = nullptr;
+};
+
+// The header bytes as the safetensors format allows them: '{' first (no byte-order mark, no
+// leading whitespace), one JSON object, then only spaces (0x20) as padding. A NUL byte is
+// rejected anywhere (nlohmann's lexer would take it for the end of the input).
+Header parse_header(const unsigned char* text, std::size_t n) {
+  if (n == 0 || text[0] != '{') {
+    bad_file("header is not a JSON object (it must begin with '{', no byte-order mark or "
+             "whitespace before it)");
+  }
+  if (const void* nul = std::memchr(text, 0, n)) {
+    bad_file("header has a NUL byte at offset " +
+             std::to_string(static_cast<const unsigned char*>(nul) - text));
+  }
+  std::size_t len = n;
+  while (len > 0 && text[len - 1] == ' ') --len;
+  if (text[len - 1] != '}') {
+    bad_file("header must end with the JSON object's '}', padded with spaces (0x20) only");
+  }
+  Header h;
+  HeaderSax sax(&h);
+  json::sax_parse(text, text + len, &sax, json::input_format_t::json, /*strict=*/true);
+  return h;
+}
+
+// A decimal integer in [lo, hi], digits only (no sign, no spaces, no leading zeros).
+std::uint64_t parse_uint(const std::string& s, const std::string& what, std::uint64_t lo,
+                         std::uint64_t hi) {
+  const bool digits = !s.empty() && s.size() <= 19 &&
+                      std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || (s.size() > 1 && s[0] == '0')) {
+    bad_file(what + " must be a decimal integer, got \"" + s.substr(0, 40) + "\"");
+  }
+  std::uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  if (v < lo || v > hi) {
+    bad_file(what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+             "], got " + s);
+  }
+  return v;
+}
+
+// A number in JSON's decimal syntax, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, rounded
+// to the nearest float (std::from_chars: correctly rounded, independent of the locale).
+// Hexadecimal, inf, nan, a leading '+' or spaces are refused, and so is a value that is not
+// a finite float (|v| >= FLT_MAX + half an ulp) or underflows to zero from a non-zero text.
+bool parse_decimal_float(const std::string& s, float* out) {
+  const char* p = s.c_str();
+  const char* const end = p + s.size();
+  auto digits = [&]() {
+    const char* q = p;
+    while (p < end && *p >= '0' && *p <= '9') ++p;
+    return p - q;
+  };
+  if (p < end && *p == '-') ++p;
+  const char* int_start = p;
+  const auto n_int = digits();
+  if (n_int == 0 || (n_int > 1 && *int_start == '0')) return false;
+  if (p < end && *p == '.') {
+    ++p;
+    if (digits() == 0) return false;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    if (p < end && (*p == '+' || *p == '-')) ++p;
+    if (digits() == 0) return false;
+  }
+  if (p != end) return false;
+  float v = 0.0f;
+  const auto r = std::from_chars(s.data(), end, v, std::chars_format::general);
+  if (r.ec != std::errc() || r.ptr != end || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+// ---- reading: conversion of the tensor bytes ------------------------------------------------
 
 float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
@@ -161,154 +494,287 @@ float half_to_float(std::uint16_t h) {
   return f;
 }
 
-float element(const unsigned char* p, const std::string& dtype) {
-  if (dtype == "F32") {
-    float v;
-    std::memcpy(&v, p, 4);
-    return v;
-  }
-  if (dtype == "F64") {
-    double v;
-    std::memcpy(&v, p, 8);
-    if (!std::isfinite(v) || std::fabs(v) > 3.4028234663852886e38) return NAN;
-    return static_cast<float>(v);
-  }
-  std::uint16_t u;
-  std::memcpy(&u, p, 2);
-  if (dtype == "F16") return half_to_float(u);
-  const std::uint32_t bits = static_cast<std::uint32_t>(u) << 16;  // BF16
-  float v;
-  std::memcpy(&v, &bits, 4);
-  return v;
+// A double rounded to float as the FPU does (round to nearest, ties to even), without the
+// undefined behaviour of converting an out-of-range double: finite values below
+// FLT_MAX + 2^103 (half an ulp at FLT_MAX) round to at most FLT_MAX; from there on the
+// result is infinite (returned as NaN: rejected by the caller like every non-finite value).
+float double_to_float(double v) {
+  constexpr double kFltMax = static_cast<double>(std::numeric_limits<float>::max());
+  constexpr double kLimit = kFltMax + 0x1p103;
+  if (!(std::fabs(v) < kLimit)) return std::numeric_limits<float>::quiet_NaN();
+  if (v > kFltMax) return std::numeric_limits<float>::max();
+  if (v < -kFltMax) return -std::numeric_limits<float>::max();
+  return static_cast<float>(v);
 }
 
-// A decimal integer in [lo, hi], digits only (no sign, no spaces, no leading zeros).
-std::uint64_t parse_uint(const std::string& s, const std::string& what, std::uint64_t lo,
-                         std::uint64_t hi) {
-  const bool digits = !s.empty() && s.size() <= 19 &&
-                      std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits || (s.size() > 1 && s[0] == '0')) {
-    bad_file(what + " must be a decimal integer, got \"" + s.substr(0, 40) + "\"");
-  }
-  const std::uint64_t v = std::stoull(s);
-  if (v < lo || v > hi) {
-    bad_file(what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-             "], got " + s);
-  }
-  return v;
-}
-
-json parse_header(const unsigned char* text, std::size_t n) {
-  // Limits enforced while parsing: nesting depth, element count, duplicate keys. (Array
-  // lengths are bounded by the element count and checked by read_uint_array.)
-  std::vector<std::set<std::string>> keys;  // one per open object
-  std::size_t depth = 0, elements = 0;
-  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) -> bool {
-    if (++elements > kMaxJsonElements) {
-      bad_file("header has more than " + std::to_string(kMaxJsonElements) + " JSON elements");
-    }
-    switch (event) {
-      case json::parse_event_t::object_start:
-        if (++depth > kMaxJsonDepth) bad_file("header JSON is nested too deeply");
-        keys.emplace_back();
-        break;
-      case json::parse_event_t::array_start:
-        if (++depth > kMaxJsonDepth) bad_file("header JSON is nested too deeply");
-        break;
-      case json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        --depth;
-        break;
-      case json::parse_event_t::array_end:
-        --depth;
-        break;
-      case json::parse_event_t::key: {
-        const std::string k = parsed.get<std::string>();
-        if (!keys.empty() && !keys.back().insert(k).second) {
-          bad_file("header has the key \"" + k.substr(0, 80) + "\" twice");
-        }
-        break;
+// Converts n elements of dtype d at src into dst; returns the index of the first element
+// that is not a finite float32, or n.
+std::size_t convert(const unsigned char* src, DType d, std::size_t n, float* dst) {
+  switch (d) {
+    case DType::F32:
+      std::memcpy(dst, src, n * 4);
+      break;
+    case DType::F64:
+      for (std::size_t k = 0; k < n; ++k) {
+        double v;
+        std::memcpy(&v, src + 8 * k, 8);
+        dst[k] = double_to_float(v);
       }
-      case json::parse_event_t::value:
-        break;
-    }
-    return true;
+      break;
+    case DType::F16:
+      for (std::size_t k = 0; k < n; ++k) {
+        std::uint16_t u;
+        std::memcpy(&u, src + 2 * k, 2);
+        dst[k] = half_to_float(u);
+      }
+      break;
+    case DType::BF16:
+      for (std::size_t k = 0; k < n; ++k) {
+        std::uint16_t u;
+        std::memcpy(&u, src + 2 * k, 2);
+        const std::uint32_t bits = static_cast<std::uint32_t>(u) << 16;
+        std::memcpy(dst + k, &bits, 4);
+      }
+      break;
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    if (!std::isfinite(dst[k])) return k;
+  }
+  return n;
+}
+
+// Everything the header says, validated against itself and the data section's size.
+struct Plan {
+  std::uint64_t input_size = 0;
+  std::vector<std::int64_t> hidden;
+  float forget_bias = 0.0f;
+  std::vector<TensorEntry> tensors;  // sorted by begin: they tile [0, data_size)
+};
+
+Plan plan_model(const unsigned char* header_bytes, std::size_t header_len,
+                std::uint64_t data_size) {
+  Header header = parse_header(header_bytes, header_len);
+
+  // Metadata: the architecture.
+  if (!header.has_metadata) bad_file("header has no \"__metadata__\"");
+  auto meta_str = [&](const char* key) -> const std::string& {
+    const auto it = header.metadata.find(key);
+    if (it == header.metadata.end()) bad_file(std::string("metadata has no \"") + key + "\"");
+    return it->second;
   };
-  json header;
-  try {
-    header = json::parse(text, text + n, cb);
-  } catch (const json::exception& e) {
-    bad_file(std::string("header is not valid JSON: ") + e.what());
+  const std::string& tag = meta_str("format");
+  if (tag != kFormatTag) {
+    fail(SLSTM_ERR_UNSUPPORTED, "model file: metadata format is \"" + tag.substr(0, 40) +
+                                    "\", expected \"" + kFormatTag + "\"");
   }
-  if (!header.is_object()) bad_file("header is not a JSON object");
-  return header;
-}
-
-std::vector<std::uint64_t> read_uint_array(const json& v, const std::string& what,
-                                           std::size_t min_len, std::size_t max_len) {
-  if (!v.is_array() || v.size() < min_len || v.size() > max_len) {
-    bad_file(what + " must be an array of " +
-             (min_len == max_len ? std::to_string(min_len)
-                                 : std::to_string(min_len) + ".." + std::to_string(max_len)) +
-             " non-negative integers");
+  const std::string& version = meta_str("format_version");
+  if (version != kFormatVersion) {
+    fail(SLSTM_ERR_UNSUPPORTED, "model file: format_version \"" + version.substr(0, 16) +
+                                    "\" is not supported (this library reads " +
+                                    kFormatVersion + ")");
   }
-  std::vector<std::uint64_t> out;
-  for (const json& e : v) {
-    if (!e.is_number_unsigned()) bad_file(what + " must hold non-negative integers");
-    out.push_back(e.get<std::uint64_t>());
-  }
-  return out;
-}
-
-TensorEntry read_entry(const std::string& name, const json& v) {
-  const std::string where = "tensor \"" + name.substr(0, 80) + "\"";
-  if (!v.is_object()) bad_file(where + ": entry is not a JSON object");
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    if (it.key() != "dtype" && it.key() != "shape" && it.key() != "data_offsets") {
-      bad_file(where + ": unknown field \"" + it.key().substr(0, 40) + "\"");
+  Plan plan;
+  plan.input_size =
+      parse_uint(meta_str("input_size"), "metadata input_size", 1, kMaxExtent);
+  {
+    const std::string& hs = meta_str("hidden_sizes");
+    std::size_t start = 0;
+    while (true) {
+      if (plan.hidden.size() >= kMaxLayers) {
+        bad_file("metadata hidden_sizes has more than " + std::to_string(kMaxLayers) +
+                 " layers (SLSTM_MAX_LAYERS)");
+      }
+      const std::size_t comma = hs.find(',', start);
+      const std::string item = hs.substr(start, comma == std::string::npos ? std::string::npos
+                                                                           : comma - start);
+      plan.hidden.push_back(static_cast<std::int64_t>(
+          parse_uint(item, "metadata hidden_sizes[" + std::to_string(plan.hidden.size()) + "]",
+                     1, kMaxExtent)));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
     }
   }
-  for (const char* k : {"dtype", "shape", "data_offsets"}) {
-    if (!v.contains(k)) bad_file(where + ": missing \"" + k + "\"");
-  }
-  TensorEntry t;
-  t.name = name;
-  if (!v["dtype"].is_string()) bad_file(where + ": dtype is not a string");
-  t.dtype = v["dtype"].get<std::string>();
-  if (dtype_size(t.dtype) == 0) {
-    fail(SLSTM_ERR_UNSUPPORTED, "model file: " + where + ": dtype \"" + t.dtype.substr(0, 16) +
-                                    "\" is not supported (F32, F64, F16, BF16)");
-  }
-  t.shape = read_uint_array(v["shape"], where + ": shape", 0, SLSTM_MAX_DIMS);
-  const auto offs = read_uint_array(v["data_offsets"], where + ": data_offsets", 2, 2);
-  t.begin = offs[0];
-  t.end = offs[1];
-  return t;
-}
-
-// "layers.<l>.<piece>" -> (l, piece), or false.
-bool parse_name(const std::string& name, std::size_t num_layers, std::size_t* layer, int* piece) {
-  const std::string prefix = "layers.";
-  if (name.compare(0, prefix.size(), prefix) != 0) return false;
-  const std::size_t dot = name.find('.', prefix.size());
-  if (dot == std::string::npos) return false;
-  const std::string num = name.substr(prefix.size(), dot - prefix.size());
-  if (num.empty() || num.size() > 6 || (num.size() > 1 && num[0] == '0')) return false;
-  if (!std::all_of(num.begin(), num.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;
-  }
-  const std::size_t l = std::stoul(num);
-  if (l >= num_layers) return false;
-  const std::string rest = name.substr(dot + 1);
-  for (int p = 0; p < 3; ++p) {
-    if (rest == kPieces[p]) {
-      *layer = l;
-      *piece = p;
-      return true;
+  {
+    const std::string& fb = meta_str("forget_bias");
+    if (!parse_decimal_float(fb, &plan.forget_bias)) {
+      bad_file("metadata forget_bias must be a decimal number (JSON number syntax) whose "
+               "value is a finite float, got \"" + fb.substr(0, 40) + "\"");
     }
   }
-  return false;
+  const auto sl = header.metadata.find("source_layout");
+  if (sl != header.metadata.end()) check_source_layout(sl->second);
+
+  // Tensors: exactly layers.<l>.{W_x, W_h, b} for every layer (names are unique already).
+  const std::size_t L = plan.hidden.size();
+  std::vector<const TensorEntry*> found(3 * L, nullptr);
+  for (const TensorEntry& t : header.tensors) {
+    if (t.layer >= L) {
+      bad_file("unexpected tensor \"" + t.name() + "\" (a model of " + std::to_string(L) +
+               " layers has layers.<l>.W_x, .W_h and .b)");
+    }
+    found[3 * std::size_t{t.layer} + t.piece] = &t;
+  }
+  for (std::size_t k = 0; k < 3 * L; ++k) {
+    if (found[k] == nullptr) {
+      bad_file("tensor \"" + tensor_name(k / 3, static_cast<int>(k % 3)) + "\" is missing");
+    }
+  }
+  // Shapes against the architecture, byte ranges inside the data section.
+  std::uint64_t in = plan.input_size;
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::uint64_t h = static_cast<std::uint64_t>(plan.hidden[l]);
+    for (int p = 0; p < 3; ++p) {
+      const TensorEntry& t = *found[3 * l + p];
+      const auto want = piece_shape(p, in, h);
+      if (t.ndim != want.size() || !std::equal(want.begin(), want.end(), t.shape)) {
+        fail(SLSTM_ERR_SHAPE_MISMATCH, "model file: tensor \"" + t.name() + "\" has shape " +
+                                           shape_text(t.shape, t.ndim) +
+                                           ", the architecture needs " +
+                                           shape_text(want.data(), want.size()));
+      }
+      std::size_t bytes = dtype_size(t.dtype);
+      for (std::size_t d = 0; d < t.ndim; ++d) {
+        bytes = mul_size(bytes, static_cast<std::size_t>(t.shape[d]), "model file tensor size");
+      }
+      if (t.begin() > t.end() || t.end() > data_size) {
+        bad_file("tensor \"" + t.name() + "\" data_offsets [" + std::to_string(t.begin()) +
+                 ", " + std::to_string(t.end()) + "] are not inside the data section (" +
+                 std::to_string(data_size) + " bytes)");
+      }
+      if (t.end() - t.begin() != bytes) {
+        bad_file("tensor \"" + t.name() + "\" data_offsets span " +
+                 std::to_string(t.end() - t.begin()) + " bytes, its dtype and shape need " +
+                 std::to_string(bytes));
+      }
+    }
+    in = h;
+  }
+  // No overlap, no hole: sorted by begin, the ranges tile [0, data_size).
+  plan.tensors = std::move(header.tensors);
+  std::sort(plan.tensors.begin(), plan.tensors.end(),
+            [](const TensorEntry& a, const TensorEntry& b) {
+              return a.begin() != b.begin() ? a.begin() < b.begin() : a.end() < b.end();
+            });
+  std::uint64_t pos = 0;
+  const TensorEntry* prev = nullptr;
+  for (const TensorEntry& t : plan.tensors) {
+    if (t.begin() < pos) {
+      bad_file("tensors \"" + prev->name() + "\" and \"" + t.name() + "\" overlap");
+    }
+    if (t.begin() > pos) {
+      bad_file("bytes [" + std::to_string(pos) + ", " + std::to_string(t.begin()) +
+               ") of the data section belong to no tensor");
+    }
+    pos = t.end();
+    prev = &t;
+  }
+  if (pos != data_size) {
+    bad_file("bytes [" + std::to_string(pos) + ", " + std::to_string(data_size) +
+             ") of the data section belong to no tensor");
+  }
+  return plan;
 }
+
+// Builds the model (its one allocation) and fills it from the data section, read front to
+// back in pieces of at most kChunk bytes: next(n) returns the next n bytes.
+template <class Next>
+ModelPtr build_model(const Plan& plan, Next&& next) {
+  auto model = std::make_shared<Model>(static_cast<std::int64_t>(plan.input_size), plan.hidden,
+                                       plan.forget_bias);
+  for (const TensorEntry& t : plan.tensors) {
+    Layer& layer = model->mutable_layer(t.layer);
+    std::vector<float>* parts[3] = {&layer.w_x, &layer.w_h, &layer.bias};
+    float* dst = parts[t.piece]->data();
+    const std::size_t count = parts[t.piece]->size();
+    const std::size_t es = dtype_size(t.dtype);
+    for (std::size_t done = 0; done < count;) {
+      const std::size_t n = std::min(count - done, kChunk / es);
+      const unsigned char* src = next(n * es);
+      const std::size_t bad = convert(src, t.dtype, n, dst + done);
+      if (bad != n) {
+        bad_file("tensor \"" + t.name() + "\" element " + std::to_string(done + bad) +
+                 " is not a finite float32");
+      }
+      done += n;
+    }
+  }
+  return model;
+}
+
+// The header length N from the first 8 bytes, checked against the limit and the image size.
+std::size_t header_length(const unsigned char* first8, std::uint64_t size) {
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = (n << 8) | first8[k];
+  if (n > kMaxHeader) {
+    bad_file("header length " + std::to_string(n) + " exceeds the limit of " +
+             std::to_string(kMaxHeader) + " bytes");
+  }
+  if (n > size - 8) {
+    bad_file("header length " + std::to_string(n) + " runs past the end of the file (" +
+             std::to_string(size) + " bytes)");
+  }
+  return static_cast<std::size_t>(n);
+}
+
+void check_min_size(std::uint64_t size) {
+  if (size < 8) {
+    bad_file("is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  }
+}
+
+// ---- files ------------------------------------------------------------------------------------
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads exactly n bytes (fewer only at the end of the file); returns the count read.
+std::size_t read_full(int fd, unsigned char* buf, std::size_t n, const std::string& path) {
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd, buf + got, std::min<std::size_t>(n - got, std::size_t{1} << 30));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(SLSTM_ERR_BACKEND_FAILURE,
+           "path: reading \"" + path + "\" failed: " + std::strerror(errno));
+    }
+    if (r == 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  return got;
+}
+
+void write_full(int fd, const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, std::min<std::size_t>(n, std::size_t{1} << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category());
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+std::atomic<unsigned> g_temp_counter{0};
 
 }  // namespace
 
@@ -344,219 +810,137 @@ std::size_t write_model_image(const Model& model, const std::string& source_layo
 
 ModelPtr read_model_image(const unsigned char* data, std::size_t size) {
   require_little_endian();
-  if (size < 8) {
-    bad_file("is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
-  }
-  std::uint64_t n = 0;
-  for (int k = 7; k >= 0; --k) n = (n << 8) | data[k];
-  if (n > kMaxHeader) {
-    bad_file("header length " + std::to_string(n) + " exceeds the limit of " +
-             std::to_string(kMaxHeader) + " bytes");
-  }
-  if (n > size - 8) {
-    bad_file("header length " + std::to_string(n) + " runs past the end of the file (" +
-             std::to_string(size) + " bytes)");
-  }
-  const std::size_t header_len = static_cast<std::size_t>(n);
-  const std::size_t data_size = size - 8 - header_len;
-  const unsigned char* body = data + 8 + header_len;
-  const json header = parse_header(data + 8, header_len);
-
-  // Metadata: the architecture.
-  if (!header.contains("__metadata__")) bad_file("header has no \"__metadata__\"");
-  const json& meta = header["__metadata__"];
-  if (!meta.is_object()) bad_file("\"__metadata__\" is not a JSON object");
-  for (auto it = meta.begin(); it != meta.end(); ++it) {
-    if (!it.value().is_string()) {
-      bad_file("metadata \"" + it.key().substr(0, 40) + "\" is not a string");
-    }
-  }
-  auto meta_str = [&](const char* key) -> std::string {
-    if (!meta.contains(key)) bad_file(std::string("metadata has no \"") + key + "\"");
-    return meta[key].get<std::string>();
-  };
-  const std::string tag = meta_str("format");
-  if (tag != kFormatTag) {
-    fail(SLSTM_ERR_UNSUPPORTED, "model file: metadata format is \"" + tag.substr(0, 40) +
-                                    "\", expected \"" + kFormatTag + "\"");
-  }
-  const std::string version = meta_str("format_version");
-  if (version != kFormatVersion) {
-    fail(SLSTM_ERR_UNSUPPORTED, "model file: format_version \"" + version.substr(0, 16) +
-                                    "\" is not supported (this library reads " +
-                                    kFormatVersion + ")");
-  }
-  const std::uint64_t input_size = parse_uint(meta_str("input_size"), "metadata input_size", 1,
-                                              kMaxExtent);
-  std::vector<std::int64_t> hidden;
-  {
-    const std::string hs = meta_str("hidden_sizes");
-    std::size_t start = 0;
-    while (true) {
-      if (hidden.size() >= kMaxLayers) {
-        bad_file("metadata hidden_sizes has more than " + std::to_string(kMaxLayers) + " layers");
-      }
-      const std::size_t comma = hs.find(',', start);
-      const std::string item = hs.substr(start, comma == std::string::npos ? std::string::npos
-                                                                           : comma - start);
-      hidden.push_back(static_cast<std::int64_t>(
-          parse_uint(item, "metadata hidden_sizes[" + std::to_string(hidden.size()) + "]", 1,
-                     kMaxExtent)));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  float forget_bias = 0.0f;
-  {
-    const std::string fb = meta_str("forget_bias");
-    char* end = nullptr;
-    errno = 0;
-    const double v = fb.empty() ? NAN : std::strtod(fb.c_str(), &end);
-    if (fb.empty() || end != fb.c_str() + fb.size() || !std::isfinite(v) ||
-        std::fabs(v) > 3.4028234663852886e38 || std::isspace(static_cast<unsigned char>(fb[0]))) {
-      bad_file("metadata forget_bias must be a finite decimal number, got \"" + fb.substr(0, 40) +
-               "\"");
-    }
-    forget_bias = static_cast<float>(v);
-  }
-  if (meta.contains("source_layout")) check_source_layout(meta["source_layout"].get<std::string>());
-
-  // Tensors: exactly layers.<l>.{W_x, W_h, b} for every layer.
-  const std::size_t L = hidden.size();
-  std::vector<TensorEntry> found(3 * L);
-  std::vector<bool> seen(3 * L, false);
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
-    std::size_t l = 0;
-    int p = 0;
-    if (!parse_name(it.key(), L, &l, &p)) {
-      bad_file("unexpected tensor \"" + it.key().substr(0, 80) + "\" (a model of " +
-               std::to_string(L) + " layers has layers.<l>.W_x, .W_h and .b)");
-    }
-    found[3 * l + p] = read_entry(it.key(), it.value());
-    seen[3 * l + p] = true;
-  }
-  for (std::size_t k = 0; k < 3 * L; ++k) {
-    if (!seen[k]) bad_file("tensor \"" + tensor_name(k / 3, static_cast<int>(k % 3)) + "\" is missing");
-  }
-  // Shapes against the architecture, byte ranges inside the data section.
-  std::uint64_t in = input_size;
-  for (std::size_t l = 0; l < L; ++l) {
-    const std::uint64_t h = static_cast<std::uint64_t>(hidden[l]);
-    for (int p = 0; p < 3; ++p) {
-      const TensorEntry& t = found[3 * l + p];
-      const auto want = piece_shape(p, in, h);
-      if (t.shape != want) {
-        fail(SLSTM_ERR_SHAPE_MISMATCH, "model file: tensor \"" + t.name + "\" has shape " +
-                                           shape_text(t.shape) + ", the architecture needs " +
-                                           shape_text(want));
-      }
-      std::size_t bytes = dtype_size(t.dtype);
-      for (std::uint64_t d : t.shape) {
-        bytes = mul_size(bytes, static_cast<std::size_t>(d), "model file tensor size");
-      }
-      if (t.begin > t.end || t.end > data_size) {
-        bad_file("tensor \"" + t.name + "\" data_offsets [" + std::to_string(t.begin) + ", " +
-                 std::to_string(t.end) + "] are not inside the data section (" +
-                 std::to_string(data_size) + " bytes)");
-      }
-      if (t.end - t.begin != bytes) {
-        bad_file("tensor \"" + t.name + "\" data_offsets span " +
-                 std::to_string(t.end - t.begin) + " bytes, its dtype and shape need " +
-                 std::to_string(bytes));
-      }
-    }
-    in = h;
-  }
-  // No overlap, no hole: sorted by begin, the ranges tile [0, data_size).
-  std::vector<const TensorEntry*> order;
-  for (const auto& t : found) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](const TensorEntry* a, const TensorEntry* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  check_min_size(size);
+  const std::size_t header_len = header_length(data, size);
+  const std::uint64_t data_size = size - 8 - header_len;
+  const Plan plan = plan_model(data + 8, header_len, data_size);
+  const unsigned char* p = data + 8 + header_len;
+  return build_model(plan, [&p](std::size_t n) {
+    const unsigned char* q = p;
+    p += n;
+    return q;
   });
-  std::uint64_t pos = 0;
-  const TensorEntry* prev = nullptr;
-  for (const TensorEntry* t : order) {
-    if (t->begin < pos) {
-      bad_file("tensors \"" + prev->name + "\" and \"" + t->name + "\" overlap");
-    }
-    if (t->begin > pos) {
-      bad_file("bytes [" + std::to_string(pos) + ", " + std::to_string(t->begin) +
-               ") of the data section belong to no tensor");
-    }
-    pos = t->end;
-    prev = t;
-  }
-  if (pos != data_size) {
-    bad_file("bytes [" + std::to_string(pos) + ", " + std::to_string(data_size) +
-             ") of the data section belong to no tensor");
-  }
-
-  // Every size is now backed by the image: build and fill the model.
-  auto model = std::make_shared<Model>(static_cast<std::int64_t>(input_size), hidden, forget_bias);
-  for (std::size_t l = 0; l < L; ++l) {
-    Layer& layer = model->mutable_layer(l);
-    std::vector<float>* parts[3] = {&layer.w_x, &layer.w_h, &layer.bias};
-    for (int p = 0; p < 3; ++p) {
-      const TensorEntry& t = found[3 * l + p];
-      const std::size_t es = dtype_size(t.dtype);
-      const unsigned char* src = body + t.begin;
-      std::vector<float>& dst = *parts[p];
-      for (std::size_t k = 0; k < dst.size(); ++k) {
-        const float v = element(src + k * es, t.dtype);
-        if (!std::isfinite(v)) {
-          bad_file("tensor \"" + t.name + "\" element " + std::to_string(k) +
-                   " is not a finite float32");
-        }
-        dst[k] = v;
-      }
-    }
-  }
-  return model;
 }
 
+// Atomic replacement: the image goes to a new file beside the target (same directory, so the
+// same file system), which is flushed to disk, then renamed over the target. Any failure
+// before the rename removes the temporary and leaves the target as it was.
 void save_model_file(const Model& model, const std::string& path,
                      const std::string& source_layout) {
-  const std::size_t size = model_file_size(model, source_layout);
-  std::vector<unsigned char> image(size);
-  write_model_image(model, source_layout, image.data(), image.size());
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT,
-         "path: cannot create \"" + path + "\": " + std::strerror(errno));
+  require_little_endian();
+  std::size_t data_size = 0;
+  const std::string text = header_text(model, check_source_layout(source_layout), &data_size);
+  add_size(add_size(8, text.size(), "model file size"), data_size, "model file size");
+
+  // The file the name refers to: a symbolic link is followed (its target is replaced).
+  std::string target = path;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    if (char* real = ::realpath(path.c_str(), nullptr)) {
+      target = real;
+      std::free(real);
+    }
   }
-  const std::size_t wrote = std::fwrite(image.data(), 1, image.size(), f);
-  const int err = wrote == image.size() ? 0 : errno;
-  if (std::fclose(f) != 0 || wrote != image.size()) {
-    fail(SLSTM_ERR_BACKEND_FAILURE,
-         "path: writing \"" + path + "\" failed: " + std::strerror(err ? err : errno));
+  const bool exists = ::stat(target.c_str(), &st) == 0;
+  if (exists && !S_ISREG(st.st_mode)) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "path: \"" + path + "\" is not a regular file");
   }
+  const std::size_t slash = target.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : target.substr(0, slash);
+  const std::string base = slash == std::string::npos ? target : target.substr(slash + 1);
+
+  // A new file of our own (O_EXCL), named after the target and hidden; mode 0666 less the
+  // umask, as fopen would create it, or the old file's mode.
+  std::string temp;
+  int f = -1;
+  for (int attempt = 0; f < 0; ++attempt) {
+    temp = (dir == "/" ? "" : dir) + "/." + base.substr(0, 160) + ".tmp-" +
+           std::to_string(::getpid()) + "-" + std::to_string(g_temp_counter++);
+    f = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (f < 0 && (errno != EEXIST || attempt >= 100)) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "path: cannot create \"" + path + "\": " + std::strerror(errno));
+    }
+  }
+  Fd fd(f);
+  try {
+    if (exists) ::fchmod(fd.get(), st.st_mode & 07777);  // best effort
+    unsigned char len[8];
+    const std::uint64_t n = text.size();
+    for (int k = 0; k < 8; ++k) len[k] = static_cast<unsigned char>((n >> (8 * k)) & 0xffu);
+    write_full(fd.get(), len, 8);
+    write_full(fd.get(), text.data(), text.size());
+    for (const Layer& layer : model.layers()) {
+      for (const std::vector<float>* v : {&layer.w_x, &layer.w_h, &layer.bias}) {
+        write_full(fd.get(), v->data(), v->size() * sizeof(float));
+      }
+    }
+    if (::fsync(fd.get()) != 0) throw std::system_error(errno, std::generic_category());
+    if (::close(fd.release()) != 0) throw std::system_error(errno, std::generic_category());
+    if (::rename(temp.c_str(), target.c_str()) != 0) {
+      throw std::system_error(errno, std::generic_category());
+    }
+  } catch (const std::system_error& e) {
+    fd.reset();
+    ::unlink(temp.c_str());
+    fail(SLSTM_ERR_BACKEND_FAILURE, "path: writing \"" + path + "\" failed: " +
+                                        std::strerror(e.code().value()) +
+                                        " (the file there before, if any, is unchanged)");
+  } catch (...) {
+    fd.reset();
+    ::unlink(temp.c_str());
+    throw;
+  }
+  // Make the rename itself durable (best effort: the new file is in place already).
+  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() >= 0) ::fsync(dfd.get());
 }
 
+// The header length first (8 bytes), checked against the size fstat reports; then the
+// header, validated completely; only then the model's allocation and the tensor bytes, read
+// front to back in kChunk pieces and converted in place (no copy of the whole file).
 ModelPtr load_model_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
+  require_little_endian();
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "path: cannot open \"" + path + "\": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    fail(SLSTM_ERR_BACKEND_FAILURE, "path: cannot stat \"" + path + "\": " + std::strerror(errno));
   }
   if (!S_ISREG(st.st_mode)) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "path: \"" + path + "\" is not a regular file");
   }
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "path: cannot open \"" + path + "\": " + std::strerror(errno));
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  std::uint64_t pos = 0;
+  auto changed = [&]() {
+    fail(SLSTM_ERR_BACKEND_FAILURE, "path: \"" + path + "\" ended at byte " +
+                                        std::to_string(pos) + " of the " + std::to_string(size) +
+                                        " it had when opened (did it change while being read?)");
+  };
+  check_min_size(size);
+  unsigned char first8[8];
+  pos += read_full(fd.get(), first8, 8, path);
+  if (pos != 8) changed();
+  const std::size_t header_len = header_length(first8, size);
+  Plan plan;
+  {
+    std::vector<unsigned char> header(header_len);
+    pos += read_full(fd.get(), header.data(), header_len, path);
+    if (pos != 8 + header_len) changed();
+    plan = plan_model(header.data(), header_len, size - 8 - header_len);
   }
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, &std::fclose);
-  std::vector<unsigned char> image;
-  unsigned char chunk[1 << 16];
-  while (true) {  // read to EOF (the size may change under us; trust what we read)
-    const std::size_t got = std::fread(chunk, 1, sizeof chunk, f);
-    image.insert(image.end(), chunk, chunk + got);
-    if (got < sizeof chunk) break;
-  }
-  if (std::ferror(f)) {
-    fail(SLSTM_ERR_BACKEND_FAILURE, "path: reading \"" + path + "\" failed");
-  }
-  return read_model_image(image.data(), image.size());
+  std::vector<unsigned char> chunk(std::min<std::uint64_t>(kChunk, size - pos));
+  return build_model(plan, [&](std::size_t n) {
+    const std::size_t got = read_full(fd.get(), chunk.data(), n, path);
+    pos += got;
+    if (got != n) changed();
+    return static_cast<const unsigned char*>(chunk.data());
+  });
 }
 
 }  // namespace slstm
