@@ -6,8 +6,8 @@
 #include "../src/model_file.hpp"
 #include "firewall.hpp"
 #include "handles.hpp"
+#include "versioned.hpp"
 
-using slstm::capi::check_struct_size;
 using slstm::capi::guard;
 using slstm::capi::require_non_null;
 
@@ -28,20 +28,31 @@ std::string layout_arg(const char* source_layout) {
   return source_layout == nullptr ? std::string("canonical") : std::string(source_layout);
 }
 
+slstm_onnx_lstm_node node_defaults() {
+  slstm_onnx_lstm_node n{};
+  n.struct_size = sizeof n;
+  return n;
+}
+constexpr std::size_t kNodeV1 = SLSTM_V1_SIZE(slstm_onnx_lstm_node, peepholes);
+
 }  // namespace
 
 extern "C" {
 
-SLSTM_API void slstm_onnx_lstm_node_init(slstm_onnx_lstm_node* node) {
-  if (node == nullptr) return;
-  *node = slstm_onnx_lstm_node{};
-  node->struct_size = sizeof(slstm_onnx_lstm_node);
+SLSTM_API void slstm_onnx_lstm_node_init_sized(slstm_onnx_lstm_node* node, size_t struct_size) {
+  slstm::capi::init_sized(node, struct_size, node_defaults());
+}
+
+SLSTM_API void(slstm_onnx_lstm_node_init)(slstm_onnx_lstm_node* node) {
+  slstm::capi::init_sized(node, kNodeV1, node_defaults());
 }
 
 SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node) {
   return guard([&] {
     require_non_null(node, "node");
-    check_struct_size(node->struct_size, sizeof(slstm_onnx_lstm_node), "node");
+    const slstm_onnx_lstm_node node_copy =
+        slstm::capi::read_versioned(node, kNodeV1, "node", node_defaults());
+    node = &node_copy;
     if (node->direction != nullptr && lower(node->direction) != "forward") {
       slstm::fail(SLSTM_ERR_UNSUPPORTED,
                   std::string("node->direction is \"") + node->direction +

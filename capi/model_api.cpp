@@ -4,17 +4,32 @@
 
 #include "firewall.hpp"
 #include "handles.hpp"
+#include "versioned.hpp"
 
-using slstm::capi::check_struct_size;
 using slstm::capi::guard;
 using slstm::capi::require_non_null;
 
 namespace {
 
-// Validates the parts of a config every creation path needs and returns the hidden sizes.
-std::vector<std::int64_t> read_config(const slstm_model_config* config) {
-  require_non_null(config, "config");
-  check_struct_size(config->struct_size, sizeof(slstm_model_config), "config");
+slstm_model_config config_defaults() {
+  slstm_model_config c{};
+  c.struct_size = sizeof c;
+  c.forget_bias = 1.0f;
+  return c;
+}
+constexpr std::size_t kConfigV1 = SLSTM_V1_SIZE(slstm_model_config, forget_bias);
+
+// The caller's config (read as its struct_size says) and its hidden sizes, after the checks
+// every creation path needs.
+struct Config {
+  slstm_model_config c;
+  std::vector<std::int64_t> hidden;
+};
+Config read_config(const slstm_model_config* given) {
+  require_non_null(given, "config");
+  const slstm_model_config config_copy =
+      slstm::capi::read_versioned(given, kConfigV1, "config", config_defaults());
+  const slstm_model_config* config = &config_copy;
   // Checked before the sizes are copied: the copy must not be the first thing that fails.
   if (config->num_layers < 1 || config->num_layers > SLSTM_MAX_LAYERS) {
     slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
@@ -22,8 +37,8 @@ std::vector<std::int64_t> read_config(const slstm_model_config* config) {
                                                 std::to_string(config->num_layers));
   }
   require_non_null(config->hidden_sizes, "config->hidden_sizes");
-  return std::vector<std::int64_t>(config->hidden_sizes,
-                                   config->hidden_sizes + config->num_layers);
+  return {config_copy, std::vector<std::int64_t>(config->hidden_sizes,
+                                                 config->hidden_sizes + config->num_layers)};
 }
 
 slstm_model* wrap(slstm::ModelPtr model) { return new slstm_model{std::move(model)}; }
@@ -49,11 +64,12 @@ SLSTM_API slstm_status slstm_format_tensors_per_layer(slstm_weight_format format
   });
 }
 
-SLSTM_API void slstm_model_config_init(slstm_model_config* config) {
-  if (config == nullptr) return;
-  *config = slstm_model_config{};
-  config->struct_size = sizeof(slstm_model_config);
-  config->forget_bias = 1.0f;
+SLSTM_API void slstm_model_config_init_sized(slstm_model_config* config, size_t struct_size) {
+  slstm::capi::init_sized(config, struct_size, config_defaults());
+}
+
+SLSTM_API void(slstm_model_config_init)(slstm_model_config* config) {
+  slstm::capi::init_sized(config, kConfigV1, config_defaults());
 }
 
 SLSTM_API slstm_status slstm_model_create(const slstm_model_config* config,
@@ -62,9 +78,9 @@ SLSTM_API slstm_status slstm_model_create(const slstm_model_config* config,
                                           slstm_model** out_model) {
   return guard([&] {
     require_non_null(out_model, "out_model");
-    const auto hidden = read_config(config);
-    auto model = slstm::import_model(config->input_size, hidden, config->forget_bias, format,
-                                     tensors, num_tensors);
+    const Config c = read_config(config);
+    auto model = slstm::import_model(c.c.input_size, c.hidden, c.c.forget_bias, format, tensors,
+                                     num_tensors);
     *out_model = wrap(std::move(model));
   });
 }
@@ -74,9 +90,9 @@ SLSTM_API slstm_status slstm_model_create_random(const slstm_model_config* confi
                                                  slstm_model** out_model) {
   return guard([&] {
     require_non_null(out_model, "out_model");
-    const auto hidden = read_config(config);
-    *out_model = wrap(
-        slstm::random_model(config->input_size, hidden, config->forget_bias, seed, scale));
+    const Config c = read_config(config);
+    *out_model =
+        wrap(slstm::random_model(c.c.input_size, c.hidden, c.c.forget_bias, seed, scale));
   });
 }
 

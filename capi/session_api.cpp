@@ -4,9 +4,9 @@
 
 #include "firewall.hpp"
 #include "handles.hpp"
+#include "versioned.hpp"
 
 using slstm::fail;
-using slstm::capi::check_struct_size;
 using slstm::capi::guard;
 using slstm::capi::require_non_null;
 
@@ -29,9 +29,12 @@ bool overlap(const Span& a, const Span& b) {
   return a0 < b0 + b.bytes && b0 < a0 + a.bytes;
 }
 
-// `count` must be `expected` when `ptr` is given, and 0 when it is not.
+// `count` must be `expected` when `ptr` is given, and 0 when it is not.  `formula()` says
+// how `expected` was derived; it runs only on failure: a call that passes its checks builds
+// no message and so allocates nothing (the header's promise).
+template <typename Formula>
 void check_count(const void* ptr, std::size_t count, std::size_t expected, const char* ptr_name,
-                 const char* count_name, const std::string& formula) {
+                 const char* count_name, Formula&& formula) {
   if (ptr == nullptr) {
     if (count != 0) {
       fail(SLSTM_ERR_SHAPE_MISMATCH, std::string(count_name) + " is " + std::to_string(count) +
@@ -41,7 +44,7 @@ void check_count(const void* ptr, std::size_t count, std::size_t expected, const
   }
   if (count != expected) {
     fail(SLSTM_ERR_SHAPE_MISMATCH, std::string(count_name) + ": expected " +
-                                       std::to_string(expected) + " (" + formula + "), got " +
+                                       std::to_string(expected) + " (" + formula() + "), got " +
                                        std::to_string(count));
   }
 }
@@ -89,16 +92,18 @@ void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgN
   const std::size_t n_out = slstm::product({B, T, H}, "output_count");
   const std::size_t n_state = m.state_count(B);
   if (T > 0) require_non_null(a.input, n.input);
+  const auto state_formula = [] { return std::string("slstm_model_state_count(model, batch)"); };
   check_count(a.input, a.input_count, n_in, n.input, n.input_count,
-              "batch " + num(B) + " x time " + num(T) + " x input_size " + num(D));
+              [&] { return "batch " + num(B) + " x time " + num(T) + " x input_size " + num(D); });
   check_count(a.sequence_lengths, a.sequence_lengths_count, static_cast<std::size_t>(B),
-              "sequence_lengths", "sequence_lengths_count", "batch");
+              "sequence_lengths", "sequence_lengths_count", [] { return std::string("batch"); });
   check_count(a.initial_state, a.initial_state_count, n_state, n.initial_state,
-              n.initial_state_count, "slstm_model_state_count(model, batch)");
-  check_count(a.output, a.output_count, n_out, n.output, n.output_count,
-              "batch " + num(B) + " x time " + num(T) + " x hidden_sizes[last] " + num(H));
+              n.initial_state_count, state_formula);
+  check_count(a.output, a.output_count, n_out, n.output, n.output_count, [&] {
+    return "batch " + num(B) + " x time " + num(T) + " x hidden_sizes[last] " + num(H);
+  });
   check_count(a.final_state, a.final_state_count, n_state, n.final_state, n.final_state_count,
-              "slstm_model_state_count(model, batch)");
+              state_formula);
   if (a.sequence_lengths) {
     for (std::int64_t b = 0; b < B; ++b) {
       const std::int32_t len = a.sequence_lengths[b];
@@ -141,15 +146,34 @@ void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgN
   session->backend->forward(call);
 }
 
+slstm_session_options options_defaults() {
+  slstm_session_options o{};
+  o.struct_size = sizeof o;
+  o.backend = SLSTM_BACKEND_CPU;
+  return o;
+}
+constexpr std::size_t kOptionsV1 = SLSTM_V1_SIZE(slstm_session_options, cuda_stream);
+
+slstm_forward_args args_defaults() {
+  slstm_forward_args a{};
+  a.struct_size = sizeof a;
+  a.layout = SLSTM_BATCH_MAJOR;
+  a.memory = SLSTM_MEMORY_HOST;
+  return a;
+}
+constexpr std::size_t kArgsV1 = SLSTM_V1_SIZE(slstm_forward_args, memory);
+
 }  // namespace
 
 extern "C" {
 
-SLSTM_API void slstm_session_options_init(slstm_session_options* options) {
-  if (options == nullptr) return;
-  *options = slstm_session_options{};
-  options->struct_size = sizeof(slstm_session_options);
-  options->backend = SLSTM_BACKEND_CPU;
+SLSTM_API void slstm_session_options_init_sized(slstm_session_options* options,
+                                                size_t struct_size) {
+  slstm::capi::init_sized(options, struct_size, options_defaults());
+}
+
+SLSTM_API void(slstm_session_options_init)(slstm_session_options* options) {
+  slstm::capi::init_sized(options, kOptionsV1, options_defaults());
 }
 
 SLSTM_API slstm_status slstm_backend_available(slstm_backend backend) {
@@ -163,7 +187,9 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     require_non_null(model, "model");
     require_non_null(options, "options");
     require_non_null(out_session, "out_session");
-    check_struct_size(options->struct_size, sizeof(slstm_session_options), "options");
+    const slstm_session_options options_copy =
+        slstm::capi::read_versioned(options, kOptionsV1, "options", options_defaults());
+    options = &options_copy;
     if (options->max_batch < 1) {
       fail(SLSTM_ERR_INVALID_ARGUMENT,
            "options->max_batch must be >= 1, got " + num(options->max_batch));
@@ -219,11 +245,12 @@ SLSTM_API slstm_status slstm_session_backend(const slstm_session* session, slstm
   });
 }
 
-SLSTM_API void slstm_forward_args_init(slstm_forward_args* args) {
-  if (args == nullptr) return;
-  *args = slstm_forward_args{};
-  args->struct_size = sizeof(slstm_forward_args);
-  args->layout = SLSTM_BATCH_MAJOR;
+SLSTM_API void slstm_forward_args_init_sized(slstm_forward_args* args, size_t struct_size) {
+  slstm::capi::init_sized(args, struct_size, args_defaults());
+}
+
+SLSTM_API void(slstm_forward_args_init)(slstm_forward_args* args) {
+  slstm::capi::init_sized(args, kArgsV1, args_defaults());
 }
 
 SLSTM_API slstm_status slstm_session_forward(slstm_session* session,
@@ -231,8 +258,8 @@ SLSTM_API slstm_status slstm_session_forward(slstm_session* session,
   return guard([&] {
     require_non_null(session, "session");
     require_non_null(args, "args");
-    check_struct_size(args->struct_size, sizeof(slstm_forward_args), "args");
-    run_forward(session, *args, kForwardNames);
+    run_forward(session, slstm::capi::read_versioned(args, kArgsV1, "args", args_defaults()),
+                kForwardNames);
   });
 }
 
@@ -243,8 +270,7 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
                                           size_t new_state_count) {
   return guard([&] {
     require_non_null(session, "session");
-    slstm_forward_args a;
-    slstm_forward_args_init(&a);
+    slstm_forward_args a = args_defaults();
     a.batch = batch;
     a.time = 1;
     a.input = input;

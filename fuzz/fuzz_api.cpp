@@ -108,6 +108,21 @@ std::int32_t layer_index(Reader& in) {
   return static_cast<std::int32_t>(b % 8) - 1;
 }
 
+// A versioned struct with room after it, as a caller built against a newer header has: the
+// library reads struct_size bytes, so a larger struct_size must be backed by memory.  The
+// tail is zero (a newer caller leaving its new fields at their defaults) unless the input
+// sets one of its bytes.
+template <typename T>
+struct WithTail {
+  T s;
+  unsigned char tail[16] = {};
+};
+template <typename T>
+void maybe_set_tail(Reader& in, WithTail<T>& w) {
+  const std::uint8_t b = in.u8();
+  if (b >= 250) w.tail[b % 16] = 1;
+}
+
 std::uint32_t struct_size(Reader& in, std::size_t correct) {
   const std::uint8_t b = in.u8();
   if (b < 230) return static_cast<std::uint32_t>(correct);
@@ -413,9 +428,11 @@ void op_model_export(Reader& in, World& w) {
 
 void op_session_create(Reader& in, World& w) {
   const slstm_model* m = model_arg(in, w);
-  slstm_session_options o;
+  WithTail<slstm_session_options> ot;
+  slstm_session_options& o = ot.s;
   slstm_session_options_init(&o);
   o.struct_size = struct_size(in, sizeof o);
+  maybe_set_tail(in, ot);
   o.backend = static_cast<slstm_backend>(enum_value(in, 2));
   o.max_batch = size(in, 4, 16);
   o.max_time = size(in, 6, 16);
@@ -474,9 +491,11 @@ void op_forward(Reader& in, World& w, bool step) {
   const std::uint8_t sb = in.u8();
   const int slot = sb % kSlots;
   slstm_session* s = sb == 255 ? nullptr : w.sessions[slot];
-  slstm_forward_args a;
+  WithTail<slstm_forward_args> at;
+  slstm_forward_args& a = at.s;
   slstm_forward_args_init(&a);
   a.struct_size = struct_size(in, sizeof a);
+  maybe_set_tail(in, at);
   a.layout = static_cast<slstm_layout>(enum_value(in, 2));
   a.memory = static_cast<slstm_memory>(in.u8() < 245 ? 0 : enum_value(in, 2));
   a.batch = size(in, 2, 8);
@@ -535,9 +554,11 @@ void op_forward(Reader& in, World& w, bool step) {
 }
 
 void op_onnx(Reader& in, World& w) {
-  slstm_onnx_lstm_node node;
+  WithTail<slstm_onnx_lstm_node> nt;
+  slstm_onnx_lstm_node& node = nt.s;
   slstm_onnx_lstm_node_init(&node);
   node.struct_size = struct_size(in, sizeof node);
+  maybe_set_tail(in, nt);
   const char* directions[] = {nullptr, "forward", "FORWARD", "reverse", "bidirectional", ""};
   node.direction = directions[in.u8() % 6];
   node.has_clip = in.u8() >= 250 ? 1 : 0;

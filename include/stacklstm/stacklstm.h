@@ -55,8 +55,20 @@
  *
  * ABI
  *   Option/argument structs begin with `struct_size`; fill them with their *_init function
- *   first, then set the fields you need.  Fields are only ever appended, so a binary built
- *   against an older header keeps working with a newer library.
+ *   first, then set the fields you need.  Fields are only ever appended, and every appended
+ *   field's default is 0.  `slstm_X_init(p)` is a macro that calls slstm_X_init_sized(p,
+ *   sizeof(slstm_X)) with the size YOUR header gives the struct, so the library writes
+ *   exactly that many bytes: defaults for the fields it knows, zeros for any it does not.
+ *   (FFIs call slstm_X_init_sized with their own struct size.)  The library then accepts:
+ *     - any struct_size from the struct's first published size up to its own: a binary
+ *       built against an older header keeps working with a newer library; the fields its
+ *       struct lacks take their defaults;
+ *     - a larger struct_size (a binary built against a newer header) when every byte the
+ *       library does not know is zero, i.e. the newer fields are left at their defaults;
+ *       otherwise SLSTM_ERR_UNSUPPORTED naming the struct;
+ *     - nothing below the first published size (SLSTM_ERR_INVALID_ARGUMENT).
+ *   The exported functions slstm_X_init(p) (without the macro, as binaries built against
+ *   libstacklstm 0.1 call them) write the first published layout and nothing past it.
  * ------------------------------------------------------------------------------------------
  */
 #ifndef STACKLSTM_STACKLSTM_H
@@ -241,9 +253,15 @@ typedef struct slstm_model_config {
   float forget_bias;            /**< finite; init sets 1.0 (TF's default) */
 } slstm_model_config;
 
-/** Fills *config with defaults: input_size 0, num_layers 0, hidden_sizes NULL (all three must
- *  be set), forget_bias 1.0.  Does nothing when config is NULL. */
-SLSTM_API void slstm_model_config_init(slstm_model_config* config);
+/** Fills the caller's `struct_size` bytes at *config with defaults: input_size 0,
+ *  num_layers 0, hidden_sizes NULL (all three must be set), forget_bias 1.0 (see "ABI"
+ *  above).  Does nothing when config is NULL or struct_size < 4.  Call it through the
+ *  slstm_model_config_init(config) macro. */
+SLSTM_API void slstm_model_config_init_sized(slstm_model_config* config, size_t struct_size);
+/** The first published layout's init (for binaries built against libstacklstm 0.1). */
+SLSTM_API void(slstm_model_config_init)(slstm_model_config* config);
+#define slstm_model_config_init(config) \
+  slstm_model_config_init_sized((config), sizeof(slstm_model_config))
 
 /** Creates a model from weights in `format`.  `tensors` holds num_layers * tensors-per-layer
  *  entries, layer by layer (see slstm_weight_format); every shape is checked against the
@@ -328,8 +346,15 @@ typedef struct slstm_session_options {
   void* cuda_stream;
 } slstm_session_options;
 
-/** Fills *options with defaults (see the fields).  Does nothing when options is NULL. */
-SLSTM_API void slstm_session_options_init(slstm_session_options* options);
+/** Fills the caller's `struct_size` bytes at *options with defaults (see the fields and
+ *  "ABI" above).  Does nothing when options is NULL or struct_size < 4.  Call it through
+ *  the slstm_session_options_init(options) macro. */
+SLSTM_API void slstm_session_options_init_sized(slstm_session_options* options,
+                                                size_t struct_size);
+/** The first published layout's init (for binaries built against libstacklstm 0.1). */
+SLSTM_API void(slstm_session_options_init)(slstm_session_options* options);
+#define slstm_session_options_init(options) \
+  slstm_session_options_init_sized((options), sizeof(slstm_session_options))
 
 /** Binds `model` to a backend and allocates the workspace for max_batch x max_time.
  *  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_BACKEND_UNAVAILABLE, SLSTM_ERR_SIZE_OVERFLOW,
@@ -380,9 +405,14 @@ typedef struct slstm_forward_args {
   slstm_memory memory;
 } slstm_forward_args;
 
-/** Fills *args with defaults: batch-major, every pointer NULL, every count 0.  Does nothing
- *  when args is NULL. */
-SLSTM_API void slstm_forward_args_init(slstm_forward_args* args);
+/** Fills the caller's `struct_size` bytes at *args with defaults: batch-major, every pointer
+ *  NULL, every count 0 (see "ABI" above).  Does nothing when args is NULL or
+ *  struct_size < 4.  Call it through the slstm_forward_args_init(args) macro. */
+SLSTM_API void slstm_forward_args_init_sized(slstm_forward_args* args, size_t struct_size);
+/** The first published layout's init (for binaries built against libstacklstm 0.1). */
+SLSTM_API void(slstm_forward_args_init)(slstm_forward_args* args);
+#define slstm_forward_args_init(args) \
+  slstm_forward_args_init_sized((args), sizeof(slstm_forward_args))
 
 /** Runs the stack over a sequence (tf.nn.dynamic_rnn).  Everything is validated before any
  *  output is written.  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL session/args/input, bad
@@ -423,8 +453,14 @@ typedef struct slstm_onnx_lstm_node {
   const slstm_tensor* peepholes;
 } slstm_onnx_lstm_node;
 
-/** Fills *node with an attribute-free node (every field absent).  NULL: does nothing. */
-SLSTM_API void slstm_onnx_lstm_node_init(slstm_onnx_lstm_node* node);
+/** Fills the caller's `struct_size` bytes at *node with an attribute-free node (every field
+ *  absent; see "ABI" above).  Does nothing when node is NULL or struct_size < 4.  Call it
+ *  through the slstm_onnx_lstm_node_init(node) macro. */
+SLSTM_API void slstm_onnx_lstm_node_init_sized(slstm_onnx_lstm_node* node, size_t struct_size);
+/** The first published layout's init (for binaries built against libstacklstm 0.1). */
+SLSTM_API void(slstm_onnx_lstm_node_init)(slstm_onnx_lstm_node* node);
+#define slstm_onnx_lstm_node_init(node) \
+  slstm_onnx_lstm_node_init_sized((node), sizeof(slstm_onnx_lstm_node))
 
 /** SLSTM_OK when the node computes this library's cell: direction absent or "forward",
  *  no clip, input_forget 0, activations absent or exactly Sigmoid, Tanh, Tanh (any case),

@@ -1,0 +1,280 @@
+// Versioned structs (header "ABI"): the init functions write exactly the caller's size, the
+// library reads only what the caller's size covers, takes a newer caller's struct when the
+// fields it does not know are zero and refuses it otherwise.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../capi/versioned.hpp"
+#include "support.hpp"
+
+namespace {
+
+constexpr unsigned char kGuard = 0xAB;
+constexpr std::size_t kSlack = 64;  // bytes after the struct in every test buffer
+
+// A buffer of `size` + kSlack guard bytes, aligned for any of the structs.
+struct Bytes {
+  explicit Bytes(std::size_t size) : storage((size + kSlack) / 8 + 1, 0), n(size) {
+    std::memset(data(), kGuard, size + kSlack);
+  }
+  unsigned char* data() { return reinterpret_cast<unsigned char*>(storage.data()); }
+  template <typename T>
+  T* as() {
+    return reinterpret_cast<T*>(data());
+  }
+  // Bytes [from, n + kSlack) untouched?
+  bool guard_intact(std::size_t from) {
+    for (std::size_t k = from; k < n + kSlack; ++k) {
+      if (data()[k] != kGuard) return false;
+    }
+    return true;
+  }
+  std::vector<std::uint64_t> storage;
+  std::size_t n;
+};
+
+// The four versioned structs, each with its sized init and its first published size (the end
+// of its last field in libstacklstm 0.1).
+template <typename T>
+struct Api;
+template <>
+struct Api<slstm_model_config> {
+  static void init(slstm_model_config* p, std::size_t n) { slstm_model_config_init_sized(p, n); }
+  static void legacy(slstm_model_config* p) { (slstm_model_config_init)(p); }
+  static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_model_config, forget_bias);
+};
+template <>
+struct Api<slstm_session_options> {
+  static void init(slstm_session_options* p, std::size_t n) {
+    slstm_session_options_init_sized(p, n);
+  }
+  static void legacy(slstm_session_options* p) { (slstm_session_options_init)(p); }
+  static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_session_options, cuda_stream);
+};
+template <>
+struct Api<slstm_forward_args> {
+  static void init(slstm_forward_args* p, std::size_t n) { slstm_forward_args_init_sized(p, n); }
+  static void legacy(slstm_forward_args* p) { (slstm_forward_args_init)(p); }
+  static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_forward_args, memory);
+};
+template <>
+struct Api<slstm_onnx_lstm_node> {
+  static void init(slstm_onnx_lstm_node* p, std::size_t n) {
+    slstm_onnx_lstm_node_init_sized(p, n);
+  }
+  static void legacy(slstm_onnx_lstm_node* p) { (slstm_onnx_lstm_node_init)(p); }
+  static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_onnx_lstm_node, peepholes);
+};
+
+template <typename T>
+void check_init_writes_exactly(std::size_t size) {
+  Bytes b(size);
+  Api<T>::init(b.as<T>(), size);
+  INFO("struct of " << sizeof(T) << " bytes initialised as " << size);
+  CHECK(b.guard_intact(size));
+  CHECK(b.as<T>()->struct_size == size);
+  for (std::size_t k = sizeof(T); k < size; ++k) CHECK(b.data()[k] == 0);
+}
+
+// One forward call whose args live in `b` (size bytes, initialised by the sized init).
+slstm_status forward_with(Bytes& b, std::size_t size, slstm_session* s,
+                          const std::vector<float>& x, std::vector<float>& out) {
+  slstm_forward_args* a = b.as<slstm_forward_args>();
+  slstm_forward_args_init_sized(a, size);
+  a->batch = 1;
+  a->time = 1;
+  a->input = x.data();
+  a->input_count = x.size();
+  a->output = out.data();
+  a->output_count = out.size();
+  return slstm_session_forward(s, a);
+}
+
+}  // namespace
+
+TEST_CASE("a sized init writes exactly the caller's struct_size bytes, zeros past its own",
+          "[api][abi]") {
+  for (std::size_t size : {std::size_t{4}, std::size_t{12}, Api<slstm_forward_args>::v1,
+                           sizeof(slstm_forward_args), sizeof(slstm_forward_args) + 24}) {
+    check_init_writes_exactly<slstm_forward_args>(size);
+  }
+  for (std::size_t size : {Api<slstm_model_config>::v1, sizeof(slstm_model_config) + 8}) {
+    check_init_writes_exactly<slstm_model_config>(size);
+  }
+  for (std::size_t size : {Api<slstm_session_options>::v1, sizeof(slstm_session_options) + 8}) {
+    check_init_writes_exactly<slstm_session_options>(size);
+  }
+  for (std::size_t size : {Api<slstm_onnx_lstm_node>::v1, sizeof(slstm_onnx_lstm_node) + 8}) {
+    check_init_writes_exactly<slstm_onnx_lstm_node>(size);
+  }
+}
+
+TEST_CASE("a sized init too small for struct_size, or NULL, writes nothing", "[api][abi]") {
+  Bytes b(3);
+  slstm_session_options_init_sized(b.as<slstm_session_options>(), 3);
+  CHECK(b.guard_intact(0));
+  slstm_session_options_init_sized(nullptr, sizeof(slstm_session_options));
+}
+
+TEST_CASE("the exported init of a binary built against 0.1 writes that layout and no more",
+          "[api][abi]") {
+  Bytes a(Api<slstm_forward_args>::v1);
+  Api<slstm_forward_args>::legacy(a.as<slstm_forward_args>());
+  CHECK(a.guard_intact(Api<slstm_forward_args>::v1));
+  CHECK(a.as<slstm_forward_args>()->struct_size == Api<slstm_forward_args>::v1);
+  Bytes o(Api<slstm_session_options>::v1);
+  Api<slstm_session_options>::legacy(o.as<slstm_session_options>());
+  CHECK(o.guard_intact(Api<slstm_session_options>::v1));
+  Bytes c(Api<slstm_model_config>::v1);
+  Api<slstm_model_config>::legacy(c.as<slstm_model_config>());
+  CHECK(c.guard_intact(Api<slstm_model_config>::v1));
+  CHECK(c.as<slstm_model_config>()->forget_bias == 1.0f);
+  Bytes n(Api<slstm_onnx_lstm_node>::v1);
+  Api<slstm_onnx_lstm_node>::legacy(n.as<slstm_onnx_lstm_node>());
+  CHECK(n.guard_intact(Api<slstm_onnx_lstm_node>::v1));
+}
+
+TEST_CASE("the init macro passes the size the caller's header gives the struct", "[api][abi]") {
+  Bytes b(sizeof(slstm_session_options));
+  slstm_session_options_init(b.as<slstm_session_options>());
+  CHECK(b.as<slstm_session_options>()->struct_size == sizeof(slstm_session_options));
+  CHECK(b.guard_intact(sizeof(slstm_session_options)));
+}
+
+TEST_CASE("structs initialised by the 0.1 init functions are accepted", "[api][abi]") {
+  slstm_model_config cfg;
+  (slstm_model_config_init)(&cfg);
+  const std::int64_t hidden[1] = {3};
+  cfg.input_size = 2;
+  cfg.num_layers = 1;
+  cfg.hidden_sizes = hidden;
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create_random(&cfg, 1, 0.0f, &raw) == SLSTM_OK);
+  t::Model m(raw);
+  slstm_session_options o;
+  (slstm_session_options_init)(&o);
+  o.max_batch = 1;
+  o.max_time = 1;
+  o.cpu_path = t::cpu_path_under_test();
+  slstm_session* s = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &s) == SLSTM_OK);
+  t::Session session(s);
+  std::vector<float> x = {0.5f, -0.25f}, out(3);
+  slstm_forward_args a;
+  (slstm_forward_args_init)(&a);
+  a.batch = 1;
+  a.time = 1;
+  a.input = x.data();
+  a.input_count = 2;
+  a.output = out.data();
+  a.output_count = 3;
+  CHECK(slstm_session_forward(s, &a) == SLSTM_OK);
+  slstm_onnx_lstm_node node;
+  (slstm_onnx_lstm_node_init)(&node);
+  CHECK(slstm_onnx_check_node(&node) == SLSTM_OK);
+}
+
+TEST_CASE("a struct from a newer header is accepted when the fields this library lacks are zero",
+          "[api][abi]") {
+  t::Model m = t::random_model(2, {3}, 7);
+  t::Session s = t::session(m.get(), 1, 1);
+  const std::vector<float> x = {0.5f, -0.25f};
+  std::vector<float> want(3), got(3);
+  Bytes plain(sizeof(slstm_forward_args));
+  REQUIRE(forward_with(plain, sizeof(slstm_forward_args), s.get(), x, want) == SLSTM_OK);
+  const std::size_t newer = sizeof(slstm_forward_args) + 16;
+  Bytes b(newer);
+  CHECK(forward_with(b, newer, s.get(), x, got) == SLSTM_OK);
+  CHECK(t::bitwise_equal(got, want));
+}
+
+TEST_CASE("a struct from a newer header that sets a field this library lacks is refused",
+          "[api][abi]") {
+  t::Model m = t::random_model(2, {3}, 7);
+  t::Session s = t::session(m.get(), 1, 1);
+  const std::vector<float> x = {0.5f, -0.25f};
+  std::vector<float> out = t::poisoned(3);
+  const std::size_t newer = sizeof(slstm_forward_args) + 16;
+  Bytes b(newer);
+  slstm_forward_args_init_sized(b.as<slstm_forward_args>(), newer);
+  b.data()[sizeof(slstm_forward_args) + 5] = 1;  // a newer field set to a non-default value
+  slstm_forward_args* a = b.as<slstm_forward_args>();
+  a->batch = 1;
+  a->time = 1;
+  a->input = x.data();
+  a->input_count = 2;
+  a->output = out.data();
+  a->output_count = 3;
+  CHECK(slstm_session_forward(s.get(), a) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(std::string(slstm_last_error()).find("args->struct_size") != std::string::npos);
+  CHECK(t::count_poison(out) == out.size());
+
+  Bytes o(sizeof(slstm_session_options) + 8);
+  slstm_session_options_init_sized(o.as<slstm_session_options>(),
+                                   sizeof(slstm_session_options) + 8);
+  o.as<slstm_session_options>()->max_batch = 1;
+  o.as<slstm_session_options>()->max_time = 1;
+  o.data()[sizeof(slstm_session_options)] = 2;
+  slstm_session* raw = nullptr;
+  CHECK(slstm_session_create(m.get(), o.as<slstm_session_options>(), &raw) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK(raw == nullptr);
+}
+
+TEST_CASE("a struct_size below the first published size or implausibly large is refused",
+          "[api][abi]") {
+  t::Model m = t::random_model(2, {3}, 7);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.max_batch = 1;
+  o.max_time = 1;
+  slstm_session* raw = nullptr;
+  o.struct_size = static_cast<std::uint32_t>(Api<slstm_session_options>::v1 - 1);
+  CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_INVALID_ARGUMENT);
+  o.struct_size = 0xffffffffu;  // no tail is scanned for a size like this
+  CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("options->struct_size") != std::string::npos);
+  CHECK(raw == nullptr);
+}
+
+// The mechanism itself, on two versions of a made-up struct: the library's (v2) reading a
+// struct from an older caller (v1), which lacks the appended field.
+namespace {
+struct DemoV1 {
+  std::uint32_t struct_size;
+  std::int32_t a;
+};
+struct DemoV2 {
+  std::uint32_t struct_size;
+  std::int32_t a;
+  std::int64_t b;  // appended in "v2", default 42 here to tell defaults from copied bytes
+};
+DemoV2 demo_defaults() { return DemoV2{sizeof(DemoV2), 1, 42}; }
+}  // namespace
+
+TEST_CASE("a struct from an older header reads its own fields and defaults for the rest",
+          "[api][abi]") {
+  DemoV1 old{sizeof(DemoV1), 7};
+  const DemoV2 got = slstm::capi::read_versioned(reinterpret_cast<const DemoV2*>(&old),
+                                                 sizeof(DemoV1), "demo", demo_defaults());
+  CHECK(got.a == 7);
+  CHECK(got.b == 42);
+  DemoV2 current{sizeof(DemoV2), 8, 9};
+  const DemoV2 same =
+      slstm::capi::read_versioned(&current, sizeof(DemoV1), "demo", demo_defaults());
+  CHECK(same.a == 8);
+  CHECK(same.b == 9);
+}
+
+TEST_CASE("an init for an older caller's size fills only the fields that caller has",
+          "[api][abi]") {
+  Bytes b(sizeof(DemoV1));
+  slstm::capi::init_sized(b.data(), sizeof(DemoV1), demo_defaults());
+  CHECK(b.guard_intact(sizeof(DemoV1)));
+  DemoV1 got;
+  std::memcpy(&got, b.data(), sizeof got);
+  CHECK(got.struct_size == sizeof(DemoV1));
+  CHECK(got.a == 1);
+}
