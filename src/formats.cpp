@@ -3,7 +3,10 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "gate_math.hpp"
 #include "model.hpp"
 
 namespace slstm {
@@ -187,26 +190,121 @@ void export_interop_layer(slstm_weight_format format, const Layer& layer, float 
   }
 }
 
+// (input size, hidden size) of each layer of an architecture.
+using Dims = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+Dims dims_of(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes) {
+  Dims d;
+  d.reserve(hidden_sizes.size());
+  for (std::int64_t h : hidden_sizes) {
+    d.emplace_back(input_size, h);
+    input_size = h;
+  }
+  return d;
+}
+
+Dims dims_of(const Model& model) {
+  Dims d;
+  d.reserve(model.layers().size());
+  for (const Layer& layer : model.layers()) d.emplace_back(layer.input_size, layer.hidden_size);
+  return d;
+}
+
+// The format, the tensor count and every tensor's pointer and shape: checks that read no
+// weight, made before anything is allocated or written.
 template <typename Tensor>
-void check_all(const Model& model, slstm_weight_format format, const Tensor* tensors,
+void check_all(const Dims& dims, slstm_weight_format format, const Tensor* tensors,
                std::size_t num_tensors) {
   const int per_layer = tensors_per_layer(format);
   if (per_layer == 0) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
   }
-  const std::size_t want = static_cast<std::size_t>(model.num_layers()) * per_layer;
+  const std::size_t want = dims.size() * static_cast<std::size_t>(per_layer);
   if (num_tensors != want) {
     fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) + " (" +
-                                       std::to_string(model.num_layers()) + " layers x " +
+                                       std::to_string(dims.size()) + " layers x " +
                                        std::to_string(per_layer) + "), got " +
                                        std::to_string(num_tensors));
   }
   if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    const Layer& layer = model.layer(l);
-    const auto expect = expected_layer(format, layer.input_size, layer.hidden_size);
+  for (std::size_t l = 0; l < dims.size(); ++l) {
+    const auto expect = expected_layer(format, dims[l].first, dims[l].second);
     for (std::size_t k = 0; k < expect.size(); ++k) {
       check_tensor(tensors[l * per_layer + k], expect[k], l * per_layer + k, l);
+    }
+  }
+}
+
+// Where a format stores the bias as the sum of two vectors of 4H: (tensor, offset) of each.
+struct BiasPair {
+  int a, a_off, b, b_off;  // offsets in units of 4H
+};
+bool bias_pair(slstm_weight_format format, BiasPair* p) {
+  switch (format) {
+    case SLSTM_FORMAT_PYTORCH:
+    case SLSTM_FORMAT_CUDNN: *p = {2, 0, 3, 0}; return true;
+    case SLSTM_FORMAT_KERAS_CUDNN:
+    case SLSTM_FORMAT_ONNX: *p = {2, 0, 2, 1}; return true;
+    default: return false;
+  }
+}
+
+std::string where(std::size_t index, std::size_t layer, const char* name) {
+  return "tensors[" + std::to_string(index) + "] (layer " + std::to_string(layer) + " " + name +
+         ")";
+}
+
+// Every weight must be finite, and so must every bias the format stores as a sum (a model
+// that holds a NaN or an infinity could be saved but not loaded again: see the header's
+// "Model files").  Reads the caller's tensors only, before anything is allocated.
+void check_values(const Dims& dims, slstm_weight_format format, const slstm_tensor* tensors) {
+  const int per_layer = tensors_per_layer(format);
+  BiasPair pair{};
+  const bool summed = bias_pair(format, &pair);
+  for (std::size_t l = 0; l < dims.size(); ++l) {
+    const auto expect = expected_layer(format, dims[l].first, dims[l].second);
+    const slstm_tensor* t = tensors + l * per_layer;
+    for (std::size_t k = 0; k < expect.size(); ++k) {
+      std::size_t n = 1;
+      for (std::int32_t d = 0; d < expect[k].ndim; ++d) n *= static_cast<std::size_t>(expect[k].shape[d]);
+      for (std::size_t e = 0; e < n; ++e) {
+        if (!std::isfinite(t[k].data[e])) {
+          fail(SLSTM_ERR_INVALID_ARGUMENT,
+               where(l * per_layer + k, l, expect[k].name) + ": element " + std::to_string(e) +
+                   " is " + (std::isnan(t[k].data[e]) ? "NaN" : "infinite") +
+                   "; weights must be finite");
+        }
+      }
+    }
+    if (!summed) continue;
+    const std::size_t g4 = 4 * static_cast<std::size_t>(dims[l].second);
+    const float* a = t[pair.a].data + pair.a_off * g4;
+    const float* b = t[pair.b].data + pair.b_off * g4;
+    for (std::size_t r = 0; r < g4; ++r) {
+      if (!std::isfinite(a[r] + b[r])) {
+        fail(SLSTM_ERR_INVALID_ARGUMENT,
+             "layer " + std::to_string(l) + ": the bias is the sum of " +
+                 expect[static_cast<std::size_t>(pair.a)].name + " and " +
+                 expect[static_cast<std::size_t>(pair.b)].name + ", whose element " +
+                 std::to_string(r) + " overflows float32");
+      }
+    }
+  }
+}
+
+// Exporting to a format without a forget_bias of its own folds it into the f block of one
+// bias: that sum must be finite too (checked before anything is written).
+void check_foldable(const Model& model, slstm_weight_format format) {
+  if (has_forget_bias(format) || model.forget_bias() == 0.0f) return;
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    const Layer& layer = model.layer(l);
+    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
+    for (std::size_t u = 0; u < h; ++u) {
+      if (!std::isfinite(layer.bias[kGateF * h + u] + model.forget_bias())) {
+        fail(SLSTM_ERR_OUT_OF_RANGE,
+             "format: exporting folds forget_bias into the f-gate bias, and for layer " +
+                 std::to_string(l) + " unit " + std::to_string(u) + " the sum overflows float32");
+      }
     }
   }
 }
@@ -230,8 +328,12 @@ ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& 
                       float forget_bias, slstm_weight_format format,
                       const slstm_tensor* tensors, std::size_t num_tensors) {
   if (tensors_per_layer(format) != 0 && !has_forget_bias(format)) forget_bias = 0.0f;
+  // Everything that can be checked is checked before the model is allocated (once).
+  Model::check_architecture(input_size, hidden_sizes, forget_bias);
+  const Dims dims = dims_of(input_size, hidden_sizes);
+  check_all(dims, format, tensors, num_tensors);
+  check_values(dims, format, tensors);
   auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
-  check_all(*model, format, tensors, num_tensors);
   const int per_layer = tensors_per_layer(format);
   for (std::size_t l = 0; l < model->layers().size(); ++l) {
     Layer& layer = model->mutable_layer(l);
@@ -274,7 +376,8 @@ ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& 
 
 void export_model(const Model& model, slstm_weight_format format,
                   const slstm_tensor_out* tensors, std::size_t num_tensors) {
-  check_all(model, format, tensors, num_tensors);
+  check_all(dims_of(model), format, tensors, num_tensors);
+  check_foldable(model, format);
   const int per_layer = tensors_per_layer(format);
   for (std::size_t l = 0; l < model.layers().size(); ++l) {
     const Layer& layer = model.layer(l);

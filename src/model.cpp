@@ -1,13 +1,13 @@
 #include "model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 namespace slstm {
 
-Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
-             float forget_bias)
-    : input_size_(input_size), forget_bias_(forget_bias) {
+void Model::check_architecture(std::int64_t input_size,
+                               const std::vector<std::int64_t>& hidden_sizes, float forget_bias) {
   if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "config->input_size must be in [1, SLSTM_MAX_EXTENT = " +
                                          std::to_string(SLSTM_MAX_EXTENT) + "], got " +
@@ -35,11 +35,17 @@ Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_si
     const std::size_t wh = product({4, h, h}, "config->hidden_sizes (weights of a layer)");
     total = add_size(total, add_size(wx, wh, "config (weights)"), "config (weights)");
     mul_size(total, sizeof(float), "config (weight bytes)");
-    if (h > max_hidden_) max_hidden_ = h;
     in = h;
   }
+}
+
+Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
+             float forget_bias)
+    : input_size_(input_size), forget_bias_(forget_bias) {
+  check_architecture(input_size, hidden_sizes, forget_bias);
+  for (std::int64_t h : hidden_sizes) max_hidden_ = std::max(max_hidden_, h);
+  std::int64_t in = input_size;
   layers_.resize(hidden_sizes.size());
-  in = input_size;
   try {
     for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
       Layer& layer = layers_[l];

@@ -25,6 +25,11 @@ class Model {
   // zeroed weights; the converters fill them before the model is shared.
   Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
         float forget_bias);
+  // The constructor's checks alone (allocates nothing): sizes within the limits, finite
+  // forget_bias, weight bytes representable.
+  static void check_architecture(std::int64_t input_size,
+                                 const std::vector<std::int64_t>& hidden_sizes,
+                                 float forget_bias);
 
   std::int64_t input_size() const { return input_size_; }
   std::int32_t num_layers() const { return static_cast<std::int32_t>(layers_.size()); }

@@ -83,12 +83,11 @@ TEST_CASE("forward rejects NULL session and NULL args", "[errors][forward]") {
   CHECK(t::count_poison(f.out) == f.out.size());
 }
 
-TEST_CASE("forward rejects an uninitialised or newer args struct", "[errors][forward][abi]") {
+// (Newer and older struct sizes: test_abi_structs.cpp.)
+TEST_CASE("forward rejects an uninitialised args struct", "[errors][forward][abi]") {
   Fwd f;
   f.a.struct_size = 0;
   f.expect(SLSTM_ERR_INVALID_ARGUMENT, "args->struct_size");
-  f.a.struct_size = sizeof(slstm_forward_args) + 8;
-  f.expect(SLSTM_ERR_UNSUPPORTED, "args->struct_size");
 }
 
 TEST_CASE("forward rejects an unknown layout", "[errors][forward]") {
@@ -289,19 +288,59 @@ TEST_CASE("model creation rejects sizes whose product overflows", "[errors][mode
   slstm_model_config cfg = config(huge);
   expect_error(slstm_model_create_random(&cfg, 1, 0.0f, &m), SLSTM_ERR_SIZE_OVERFLOW,
                "hidden_sizes");
-  const std::vector<std::int64_t> small = {4};
-  cfg = config(small, std::numeric_limits<std::int64_t>::max());  // 4 * H * D overflows
+  const std::vector<std::int64_t> wide = {std::int64_t{1} << 30};
+  cfg = config(wide, SLSTM_MAX_EXTENT);  // 4 * H * D overflows
   expect_error(slstm_model_create_random(&cfg, 1, 0.0f, &m), SLSTM_ERR_SIZE_OVERFLOW,
                "hidden_sizes");
+  CHECK(m == kSentinelModel);
+}
+
+TEST_CASE("model creation checks the tensors before it allocates the weights",
+          "[errors][model][memory]") {
+  // 4 * 2^20 * 2^20 floats of W_h = 16 TiB: allocating first would fail with OUT_OF_MEMORY
+  // (or take minutes zero-filling a smaller model) before the cheap checks.
+  slstm_model* m = kSentinelModel;
+  const std::vector<std::int64_t> wide = {std::int64_t{1} << 20};
+  const slstm_model_config cfg = config(wide, 8);
+  expect_error(slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, nullptr, 3, &m),
+               SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
+  const slstm_tensor one{};
+  expect_error(slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, &one, 1, &m),
+               SLSTM_ERR_SHAPE_MISMATCH, "num_tensors");
+  CHECK(m == kSentinelModel);
+}
+
+TEST_CASE("model creation rejects more layers than SLSTM_MAX_LAYERS before reading the sizes",
+          "[errors][model]") {
+  slstm_model* m = kSentinelModel;
+  slstm_model_config cfg = config(kHidden);
+  cfg.num_layers = SLSTM_MAX_LAYERS + 1;  // hidden_sizes has 2 entries: must not be read
+  expect_error(slstm_model_create_random(&cfg, 1, 0.0f, &m), SLSTM_ERR_INVALID_ARGUMENT,
+               "config->num_layers");
+  cfg.num_layers = std::numeric_limits<std::int32_t>::max();
+  expect_error(slstm_model_create_random(&cfg, 1, 0.0f, &m), SLSTM_ERR_INVALID_ARGUMENT,
+               "SLSTM_MAX_LAYERS");
+  CHECK(m == kSentinelModel);
+}
+
+TEST_CASE("model creation rejects sizes above SLSTM_MAX_EXTENT", "[errors][model]") {
+  slstm_model* m = kSentinelModel;
+  const std::vector<std::int64_t> too_wide = {SLSTM_MAX_EXTENT + 1};
+  slstm_model_config cfg = config(too_wide);
+  expect_error(slstm_model_create_random(&cfg, 1, 0.0f, &m), SLSTM_ERR_INVALID_ARGUMENT,
+               "config->hidden_sizes[0]");
+  cfg = config(kHidden, SLSTM_MAX_EXTENT + 1);
+  expect_error(slstm_model_create_random(&cfg, 1, 0.0f, &m), SLSTM_ERR_INVALID_ARGUMENT,
+               "config->input_size");
   CHECK(m == kSentinelModel);
 }
 
 TEST_CASE("model creation reports out of memory for weights too large to allocate",
           "[errors][model][memory]") {
   slstm_model* m = kSentinelModel;
-  // W_x alone would be 4 * 1 * 2^56 floats = 2^60 bytes: more than any address space.
-  const std::vector<std::int64_t> one = {1};
-  slstm_model_config cfg = config(one, std::int64_t{1} << 56);
+  // W_x alone would be 4 * 2^16 * 2^40 floats = 2^60 bytes: more than any address space.
+  const std::vector<std::int64_t> h = {std::int64_t{1} << 16};
+  slstm_model_config cfg = config(h, SLSTM_MAX_EXTENT);
   const slstm_status st = slstm_model_create_random(&cfg, 1, 0.0f, &m);
   INFO(slstm_last_error());
   CHECK(st == SLSTM_ERR_OUT_OF_MEMORY);

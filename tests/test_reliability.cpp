@@ -81,8 +81,9 @@ CanonicalWeights random_weights(std::int64_t D, const std::vector<std::int64_t>&
 
 TEST_CASE("importing weights in any format whose 4*H*I overflows reports a size overflow",
           "[reliability][overflow]") {
-  const std::vector<std::int64_t> hidden = {4};
-  const slstm_model_config cfg = config(hidden, std::numeric_limits<std::int64_t>::max());
+  // Both extents within SLSTM_MAX_EXTENT: 4 * 2^30 * 2^40 floats overflow size_t.
+  const std::vector<std::int64_t> hidden = {std::int64_t{1} << 30};
+  const slstm_model_config cfg = config(hidden, SLSTM_MAX_EXTENT);
   std::vector<float> small(16, 0.0f);
   std::vector<slstm_tensor> dummies(4, slstm_tensor{small.data(), 1, {16, 0, 0, 0}});
   const slstm_weight_format formats[] = {SLSTM_FORMAT_CANONICAL, SLSTM_FORMAT_TF,
@@ -239,8 +240,8 @@ TEST_CASE("a session with an absurd max_time is either created and usable or rep
 
 TEST_CASE("after an out-of-memory failure the next model and session creation succeed",
           "[reliability][memory]") {
-  const std::vector<std::int64_t> one = {1};
-  const slstm_model_config huge = config(one, std::int64_t{1} << 56);  // 2^60 bytes of W_x
+  const std::vector<std::int64_t> h = {std::int64_t{1} << 16};
+  const slstm_model_config huge = config(h, SLSTM_MAX_EXTENT);  // 2^60 bytes of W_x
   slstm_model* m = kSentinelModel;
   expect_status(slstm_model_create_random(&huge, 1, 0.0f, &m), SLSTM_ERR_OUT_OF_MEMORY);
   CHECK(m == kSentinelModel);
@@ -326,40 +327,106 @@ TEST_CASE("NaN and Inf in the padding past a row's sequence length are never rea
   CHECK(t::bitwise_equal(a.final_state.data(), b.final_state.data(), a.final_state.size()));
 }
 
+
 namespace {
-// Runs `m` on random inputs (seeded) and says whether every output element is NaN.
-bool every_output_is_nan(const slstm_model* m, std::int64_t B, std::int64_t T,
-                         std::uint64_t seed) {
-  t::Session s = t::session(m, B, T);
-  const std::vector<float> x =
-      t::random_vector(static_cast<std::size_t>(B * T * t::input_size(m)), seed);
-  t::Call call = t::call_of(B, T, x);
-  const t::Run r = t::forward_ok(s.get(), m, call);
-  std::size_t nans = 0;
-  for (float v : r.output) nans += std::isnan(v) ? 1 : 0;
-  return !r.output.empty() && nans == r.output.size();
+// slstm_model_create's status and message for canonical weights `w`.
+slstm_status create_canonical(std::int64_t D, const std::vector<std::int64_t>& hidden,
+                              const CanonicalWeights& w) {
+  std::vector<slstm_tensor> ts;
+  std::int64_t in = D;
+  for (std::size_t l = 0; l < hidden.size(); ++l) {
+    const std::int64_t h = hidden[l];
+    ts.push_back({w.w_x[l].data(), 2, {4 * h, in, 0, 0}});
+    ts.push_back({w.w_h[l].data(), 2, {4 * h, h, 0, 0}});
+    ts.push_back({w.b[l].data(), 1, {4 * h, 0, 0, 0}});
+    in = h;
+  }
+  const slstm_model_config cfg = config(hidden, D, 1.0f);
+  slstm_model* m = kSentinelModel;
+  const slstm_status st =
+      slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, ts.data(), ts.size(), &m);
+  if (st == SLSTM_OK) slstm_model_destroy(m);
+  if (st != SLSTM_OK) CHECK(m == kSentinelModel);
+  return st;
 }
 }  // namespace
 
-TEST_CASE("a NaN recurrent weight makes every output NaN from the first step on",
+// Non-finite weights are refused where a model is made, so that every model that exists can
+// be saved and loaded again (the model file admits finite values only).
+TEST_CASE("a NaN weight is refused at model creation, naming the tensor and the element",
           "[reliability][nan]") {
-  // h_prev is 0 at the first step, and 0 x NaN is NaN: unit 0 of layer 0 is NaN at once,
-  // and every unit of layer 1 reads it.
-  constexpr std::int64_t D = 3, B = 2, T = 3;
   const std::vector<std::int64_t> hidden = {4, 3};
-  CanonicalWeights w = random_weights(D, hidden, 35);
-  w.w_h[0][0] = kNaN;  // layer 0, gate i, unit 0, k = 0
-  t::Model m = canonical_model(D, hidden, w, 1.0f);
-  CHECK(every_output_is_nan(m.get(), B, T, 36));
+  CanonicalWeights w = random_weights(3, hidden, 35);
+  w.w_h[1][7] = kNaN;  // layer 1's W_h, tensors[4]
+  CHECK(create_canonical(3, hidden, w) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()),
+             Catch::Contains("tensors[4] (layer 1 W_h): element 7 is NaN"));
 }
 
-TEST_CASE("an infinite weight times a zero state gives NaN (IEEE 0 x Inf)", "[reliability][nan]") {
-  constexpr std::int64_t D = 2, B = 1, T = 2;
+TEST_CASE("an infinite weight or bias is refused at model creation", "[reliability][inf]") {
   const std::vector<std::int64_t> hidden = {3, 2};
-  CanonicalWeights w = random_weights(D, hidden, 37);
-  w.w_h[0][5] = kInf;  // layer 0, gate i, unit 1, k = 2: multiplies h_prev[2] = 0 at step 0
-  t::Model m = canonical_model(D, hidden, w, 1.0f);
-  CHECK(every_output_is_nan(m.get(), B, T, 38));
+  CanonicalWeights w = random_weights(2, hidden, 37);
+  w.w_x[0][5] = -kInf;
+  CHECK(create_canonical(2, hidden, w) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()),
+             Catch::Contains("tensors[0] (layer 0 W_x): element 5 is infinite"));
+  w = random_weights(2, hidden, 37);
+  w.b[1][0] = kInf;
+  CHECK(create_canonical(2, hidden, w) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Catch::Contains("tensors[5] (layer 1 b)"));
+}
+
+TEST_CASE("a format's two biases whose sum overflows float32 are refused at model creation",
+          "[reliability][inf]") {
+  // PyTorch: b = bias_ih + bias_hh, each finite, their sum not.
+  const std::int64_t D = 2, H = 1;
+  const std::vector<std::int64_t> hidden = {H};
+  std::vector<float> wih(4 * H * D, 0.1f), whh(4 * H * H, 0.1f), bih(4 * H, 0.0f), bhh(4 * H, 0.0f);
+  bih[2] = std::numeric_limits<float>::max();
+  bhh[2] = std::numeric_limits<float>::max();
+  const slstm_tensor ts[4] = {{wih.data(), 2, {4 * H, D, 0, 0}},
+                              {whh.data(), 2, {4 * H, H, 0, 0}},
+                              {bih.data(), 1, {4 * H, 0, 0, 0}},
+                              {bhh.data(), 1, {4 * H, 0, 0, 0}}};
+  const slstm_model_config cfg = config(hidden, D, 0.0f);
+  slstm_model* m = kSentinelModel;
+  CHECK(slstm_model_create(&cfg, SLSTM_FORMAT_PYTORCH, ts, 4, &m) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()),
+             Catch::Contains("bias_ih and bias_hh, whose element 2 overflows"));
+  CHECK(m == kSentinelModel);
+  bhh[2] = -1.0f;  // the largest finite bias is fine
+  REQUIRE(slstm_model_create(&cfg, SLSTM_FORMAT_PYTORCH, ts, 4, &m) == SLSTM_OK);
+  slstm_model_destroy(m);
+}
+
+TEST_CASE("exporting a forget_bias that overflows the folded bias is refused and writes nothing",
+          "[reliability][inf]") {
+  const std::int64_t D = 2, H = 2;
+  const std::vector<std::int64_t> hidden = {H};
+  CanonicalWeights w = random_weights(D, hidden, 39);
+  w.b[0][H + 1] = std::numeric_limits<float>::max();  // f block, unit 1
+  std::vector<slstm_tensor> ts = {{w.w_x[0].data(), 2, {4 * H, D, 0, 0}},
+                                  {w.w_h[0].data(), 2, {4 * H, H, 0, 0}},
+                                  {w.b[0].data(), 1, {4 * H, 0, 0, 0}}};
+  const slstm_model_config cfg = config(hidden, D, std::numeric_limits<float>::max());
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, ts.data(), 3, &raw) == SLSTM_OK);
+  t::Model m(raw);
+  std::vector<float> wih = t::poisoned(4 * H * D), whh = t::poisoned(4 * H * H),
+                     bih = t::poisoned(4 * H), bhh = t::poisoned(4 * H);
+  const slstm_tensor_out out[4] = {{wih.data(), 2, {4 * H, D, 0, 0}},
+                                   {whh.data(), 2, {4 * H, H, 0, 0}},
+                                   {bih.data(), 1, {4 * H, 0, 0, 0}},
+                                   {bhh.data(), 1, {4 * H, 0, 0, 0}}};
+  CHECK(slstm_model_export(m.get(), SLSTM_FORMAT_PYTORCH, out, 4) == SLSTM_ERR_OUT_OF_RANGE);
+  CHECK_THAT(std::string(slstm_last_error()), Catch::Contains("layer 0 unit 1"));
+  CHECK(t::count_poison(wih) == wih.size());
+  CHECK(t::count_poison(bih) == bih.size());
+  // Formats with a forget_bias of their own keep it apart: nothing to overflow.
+  std::vector<float> k(static_cast<std::size_t>((D + H) * 4 * H)), b(4 * H);
+  const slstm_tensor_out tf[2] = {{k.data(), 2, {D + H, 4 * H, 0, 0}},
+                                  {b.data(), 1, {4 * H, 0, 0, 0}}};
+  CHECK(slstm_model_export(m.get(), SLSTM_FORMAT_TF, tf, 2) == SLSTM_OK);
 }
 
 TEST_CASE("infinite pre-activations saturate the gates as IEEE arithmetic says",
