@@ -4,7 +4,9 @@ numbers) through libstacklstm's C ABI, over NumPy arrays. Pure Python (ctypes).
     import stacklstm
     model = stacklstm.Model.random(128, [100, 200, 300], seed=42)
     with model.session(max_batch=10, max_time=7) as s:
-        outputs, final_state = s.forward(x)      # x [10, 7, 128]
+        outputs, final_state = s.forward(x)      # x [10, 7, 128]; final_state: one
+                                                 # LSTMStateTuple(c, h) per layer
+    h0, c0 = stacklstm.state_to_torch(final_state)   # PyTorch's (h, c) [layers, batch, H]
 
 The library is found via $SLSTM_LIBRARY, next to this package, the repository's build
 directories, then the system loader (stacklstm.library_path says which one was used).
@@ -18,6 +20,7 @@ from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, O
 from .model import (Model, Session, LSTMStateTuple, FORMATS, TENSOR_NAMES, tensor_shapes,
                     tensors_per_layer)
 from .safetensors_header import read_header
+from .state import state_from_torch, state_to_torch, state_from_keras, state_to_keras
 
 __version__ = "0.1.0"   # of this package; the library's own: version()
 
@@ -46,4 +49,5 @@ __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "ten
            "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
-           "status_string"]
+           "status_string", "state_from_torch", "state_to_torch", "state_from_keras",
+           "state_to_keras"]

@@ -1,20 +1,23 @@
 """Model and Session over NumPy arrays."""
 
-import collections
+import contextlib
 import ctypes
+import errno
+import numbers
+import operator
 import os
+import threading
 
 import numpy as np
 
 from . import _lib
 from ._lib import lib
 from .errors import check, InvalidArgumentError
+from .safetensors_header import not_safetensors_reason
+from .state import LSTMStateTuple, CONVENTIONS, describe, is_state_tuple
 
 __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "tensor_shapes",
            "tensors_per_layer"]
-
-LSTMStateTuple = collections.namedtuple("LSTMStateTuple", ["c", "h"])
-LSTMStateTuple.__doc__ = "One layer's state, TF's order: (c, h), each [batch, H]."
 
 # slstm_weight_format values (ABI: appended only, never renumbered).
 FORMATS = {"canonical": 0, "tf": 1, "pytorch": 2, "keras": 3, "keras_cudnn": 4, "onnx": 5,
@@ -37,7 +40,7 @@ def _format_value(fmt):
         if fmt.lower() not in FORMATS:
             raise ValueError("format must be one of %s, got %r" % (sorted(FORMATS), fmt))
         return FORMATS[fmt.lower()]
-    return int(fmt)
+    return _int(fmt, "format", INT32)
 
 
 def _format_name(fmt):
@@ -77,52 +80,152 @@ def _to_numpy(a):
     return np.asarray(a)
 
 
+INT32 = (-2 ** 31, 2 ** 31 - 1)
+INT64 = (-2 ** 63, 2 ** 63 - 1)
+UINT64 = (0, 2 ** 64 - 1)
+
+
+def _int(value, name, bounds=INT64):
+    """`value` as a Python int that fits the C integer type of `bounds` (ctypes would
+    silently keep only the low bits). Integers only: a float is a TypeError, not truncated."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError("%s must be an integer, got %r (%s)"
+                        % (name, value, type(value).__name__)) from None
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        raise OverflowError("%s = %d does not fit the library's %s (range [%d, %d])"
+                            % (name, v, {INT32: "int32_t", INT64: "int64_t",
+                                         UINT64: "uint64_t"}[bounds], lo, hi))
+    return v
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _f32(a, name="array"):
-    """A C-contiguous float32 view of `a` (a copy only when dtype or strides require one)."""
+    """A C-contiguous float32 view of `a` (a copy only when dtype or strides require one).
+
+    The dtype policy: float32 is used as is; other real dtypes (bool, integers, float16,
+    float64, longdouble) are converted to float32 by NumPy's cast, i.e. rounded to the
+    nearest float32 (ties to even), so float64 data gives the numbers of its float32
+    rounding; a finite value beyond float32's range (|x| > 3.4028235e38) is a ValueError,
+    not an inf. Complex arrays are a TypeError (their imaginary part would be dropped), as
+    are object, string and other non-numeric arrays."""
     arr = _to_numpy(a)
+    if np.iscomplexobj(arr):
+        raise TypeError("%s: complex dtype %s is not accepted (the imaginary part would be "
+                        "lost); pass real numbers" % (name, arr.dtype))
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError("%s: expected numbers, got dtype %s" % (name, arr.dtype))
-    return np.ascontiguousarray(arr, dtype=np.float32)
+        raise TypeError("%s: expected real numbers, got dtype %s" % (name, arr.dtype))
+    with np.errstate(over="ignore"):   # an overflow is reported below, as an error
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    if (arr.dtype != np.float32 and np.issubdtype(arr.dtype, np.floating) and
+            arr.dtype.itemsize > 4 and out.size and not np.isfinite(out).all()):
+        big = np.isfinite(arr) & (np.abs(arr) > _F32_MAX)
+        if big.any():
+            k = np.unravel_index(int(np.argmax(big)), arr.shape)
+            raise ValueError("%s: %r at index %s is beyond float32's range (the library "
+                             "computes in float32; it would become inf)"
+                             % (name, arr[k].item(), tuple(int(i) for i in k)))
+    return out
 
 
 def _fptr(a):
     return a.ctypes.data_as(_lib.c_float_p) if a is not None else None
 
 
+# Where each format's tensors state the hidden size H: (tensor index, axis, divisor).
+_H_SOURCES = {
+    "tf": [(0, 1, 4), (1, 0, 4)],
+    "keras": [(0, 1, 4), (1, 1, 4), (1, 0, 1), (2, 0, 4)],
+    "keras_cudnn": [(0, 1, 4), (1, 1, 4), (1, 0, 1), (2, 0, 8)],
+    "onnx": [(0, 1, 4), (1, 1, 4), (1, 2, 1), (2, 1, 8)],
+    "canonical": [(0, 0, 4), (1, 0, 4), (1, 1, 1), (2, 0, 4)],
+    "pytorch": [(0, 0, 4), (1, 0, 4), (1, 1, 1), (2, 0, 4), (3, 0, 4)],
+    "cudnn": [(0, 0, 4), (1, 0, 4), (1, 1, 1), (2, 0, 4), (3, 0, 4)],
+}
+# Where the first layer's tensors state the input size: (tensor index, axis); tf's kernel
+# has I + H rows.
+_I_SOURCE = {"tf": (0, 0), "keras": (0, 0), "keras_cudnn": (0, 0), "onnx": (0, 2),
+             "canonical": (0, 1), "pytorch": (0, 1), "cudnn": (0, 1)}
+
+
 def _infer_architecture(fmt, layers):
-    """(input_size, hidden_sizes) from per-layer tensors of a format."""
+    """(input_size, hidden_sizes) from per-layer tensors of a format.
+
+    Each layer's H is what most of its tensors say (each dimension that is a multiple of H
+    votes; ties go to the first tensor), so one tensor of a wrong shape does not move H and
+    the library's shape check then names that tensor, not a correct one."""
     name = _format_name(fmt)
     hs, I = [], None
     for l, ts in enumerate(layers):
-        s0 = np.shape(ts[0])
-        if name == "tf":
-            H = np.shape(ts[1])[0] // 4
-            i = s0[0] - H
-        elif name in ("keras", "keras_cudnn"):
-            H = np.shape(ts[1])[0]
-            i = s0[0]
-        elif name == "onnx":
-            H = np.shape(ts[1])[-1]
-            i = s0[-1]
-        else:   # canonical, pytorch, cudnn: [4H, I], [4H, H]
-            H = np.shape(ts[1])[-1]
-            i = s0[-1]
+        votes = []
+        for k, axis, div in _H_SOURCES[name]:
+            shape = np.shape(ts[k])
+            if axis < len(shape) and shape[axis] % div == 0 and shape[axis] > 0:
+                votes.append(shape[axis] // div)
+        if name == "tf" and l > 0 and len(np.shape(ts[0])) == 2:
+            votes.append(np.shape(ts[0])[0] - hs[-1])   # kernel rows: I + H, I = previous H
+        H = max(votes, key=votes.count) if votes else 0   # max keeps the first of a tie
         if l == 0:
-            I = int(i)
+            k, axis = _I_SOURCE[name]
+            shape = np.shape(ts[k])
+            i = shape[axis] if axis < len(shape) else (shape[-1] if shape else 0)
+            I = i - H if name == "tf" else i
         hs.append(int(H))
-    return I, hs
+    return int(I), hs
 
 
 class _Owned:
     """A library handle in self._h, released by self._destroy (kept on the object so that
     __del__ still works at interpreter exit): close() is idempotent, `with` closes, and the
-    garbage collector closes what was left open."""
+    garbage collector closes what was left open. Every call that uses the handle holds it
+    through self._using(), so close() from another thread waits for running calls instead
+    of freeing the handle under them."""
 
     _h = None
+    _lock = None
+    _exclusive = False   # True: one call at a time (Session); False: calls may overlap (Model)
+
+    def _adopt(self, handle, destroy):
+        self._cond = threading.Condition()
+        self._users = 0
+        self._destroy = destroy
+        self._lock = threading.Lock()
+        self._h = handle
+
+    @contextlib.contextmanager
+    def _using(self):
+        """The handle, held open (and, when _exclusive, held by this thread alone) for the
+        duration of the `with` block."""
+        if self._lock is None:
+            raise InvalidArgumentError(1, "the %s is closed" % type(self).__name__.lower(),
+                                       type(self).__name__)
+        lock = self._lock if self._exclusive else contextlib.nullcontext()
+        with lock:
+            with self._cond:
+                if self._h is None:
+                    raise InvalidArgumentError(1, "the %s is closed"
+                                               % type(self).__name__.lower(),
+                                               type(self).__name__)
+                self._users += 1
+            try:
+                yield self._h
+            finally:
+                with self._cond:
+                    self._users -= 1
+                    self._cond.notify_all()
 
     def close(self):
-        """Releases this handle. Idempotent."""
-        h, self._h = self._h, None
+        """Releases this handle (after the calls running in other threads). Idempotent."""
+        if self._lock is None:
+            return
+        with self._cond:
+            h, self._h = self._h, None
+            while self._users:
+                self._cond.wait()
         if h is not None:
             self._destroy(h)
 
@@ -139,43 +242,62 @@ class _Owned:
             pass
 
 
+_CONSTRUCTORS = "Model.from_weights, Model.random, Model.load, Model.from_bytes, " \
+                "Model.from_torch_state_dict or Model.from_tf_variables"
+
+
 class Model(_Owned):
     """An immutable stack of LSTM layers (architecture + weights), owned by the library.
 
     Build one with Model.from_weights, Model.random, Model.load or the naming helpers
-    (Model.from_torch_state_dict, Model.from_tf_variables). Free it with close() or a `with`
-    block (or let the garbage collector do it); sessions made from it keep it alive."""
+    (Model.from_torch_state_dict, Model.from_tf_variables); Model(...) itself raises. Free
+    it with close() or a `with` block (or let the garbage collector do it); sessions made
+    from it keep it alive. A model may be used by several threads at once."""
 
-    def __init__(self, handle):
-        if not handle:
-            raise ValueError("Model() takes a library handle; use Model.from_weights, "
-                             "Model.random or Model.load")
-        self._h = ctypes.c_void_p(handle)
-        self._destroy = lib.slstm_model_destroy   # kept for __del__ at interpreter exit
-        n = ctypes.c_int32()
-        check(lib.slstm_model_num_layers(self._h, ctypes.byref(n)), "slstm_model_num_layers")
-        i = ctypes.c_int64()
-        check(lib.slstm_model_input_size(self._h, ctypes.byref(i)), "slstm_model_input_size")
-        hs = []
-        for l in range(n.value):
-            h = ctypes.c_int64()
-            check(lib.slstm_model_hidden_size(self._h, l, ctypes.byref(h)),
-                  "slstm_model_hidden_size")
-            hs.append(h.value)
-        fb = ctypes.c_float()
-        check(lib.slstm_model_forget_bias(self._h, ctypes.byref(fb)), "slstm_model_forget_bias")
+    def __init__(self, *args, **kwargs):
+        raise TypeError("stacklstm.Model cannot be constructed directly; use " + _CONSTRUCTORS)
+
+    @classmethod
+    def _from_handle(cls, handle):
+        """Wraps a handle the library just returned (the only way a Model is made)."""
+        self = cls.__new__(cls)
+        self._adopt(ctypes.c_void_p(handle), lib.slstm_model_destroy)
+        try:
+            n = ctypes.c_int32()
+            check(lib.slstm_model_num_layers(self._h, ctypes.byref(n)),
+                  "slstm_model_num_layers")
+            i = ctypes.c_int64()
+            check(lib.slstm_model_input_size(self._h, ctypes.byref(i)),
+                  "slstm_model_input_size")
+            hs = []
+            for l in range(n.value):
+                h = ctypes.c_int64()
+                check(lib.slstm_model_hidden_size(self._h, l, ctypes.byref(h)),
+                      "slstm_model_hidden_size")
+                hs.append(h.value)
+            fb = ctypes.c_float()
+            check(lib.slstm_model_forget_bias(self._h, ctypes.byref(fb)),
+                  "slstm_model_forget_bias")
+        except BaseException:
+            self.close()
+            raise
         self.input_size = i.value
         self.hidden_sizes = tuple(hs)
         self.forget_bias = fb.value
+        return self
 
     # ---- construction -------------------------------------------------------------------
 
     @staticmethod
     def _config(input_size, hidden_sizes, forget_bias):
         cfg = _lib.padded(_lib.ModelConfig, lib.slstm_model_config_init)
-        hs = (ctypes.c_int64 * max(len(hidden_sizes), 1))(*[int(h) for h in hidden_sizes])
-        cfg.s.input_size = int(input_size)
-        cfg.s.num_layers = len(hidden_sizes)
+        if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__len__"):
+            raise TypeError("hidden_sizes must be a sequence of integers, got %r"
+                            % (hidden_sizes,))
+        sizes = [_int(h, "hidden_sizes[%d]" % l) for l, h in enumerate(hidden_sizes)]
+        hs = (ctypes.c_int64 * max(len(sizes), 1))(*sizes)
+        cfg.s.input_size = _int(input_size, "input_size")
+        cfg.s.num_layers = _int(len(sizes), "the number of layers", INT32)
         cfg.s.hidden_sizes = ctypes.cast(hs, _lib.c_int64_p)
         cfg.s.forget_bias = float(forget_bias)
         return cfg, hs
@@ -229,34 +351,50 @@ class Model(_Owned):
         h = ctypes.c_void_p()
         check(lib.slstm_model_create(ctypes.byref(cfg), FORMATS[name], tensors, len(flat),
                                      ctypes.byref(h)), "slstm_model_create")
-        return cls(h.value)
+        return cls._from_handle(h.value)
 
     @classmethod
     def random(cls, input_size, hidden_sizes, seed=0, scale=0.0, forget_bias=1.0):
         """Seeded pseudo-random weights, uniform in [-scale, scale] (0: 1/sqrt(H))."""
         cfg, _keep = cls._config(input_size, list(hidden_sizes), forget_bias)
         h = ctypes.c_void_p()
-        check(lib.slstm_model_create_random(ctypes.byref(cfg), int(seed), float(scale),
+        check(lib.slstm_model_create_random(ctypes.byref(cfg), _int(seed, "seed", UINT64),
+                                            float(scale),
                                             ctypes.byref(h)), "slstm_model_create_random")
-        return cls(h.value)
+        return cls._from_handle(h.value)
 
     @classmethod
     def load(cls, path):
-        """A model from a safetensors model file (validated by the library)."""
+        """A model from a safetensors model file (validated by the library). A missing file
+        is a FileNotFoundError (a directory: IsADirectoryError); a file that is not
+        safetensors at all (a torch.save .pt, a Keras .h5, ...) an InvalidArgumentError
+        that says what it looks like."""
+        st = os.stat(path)   # FileNotFoundError / PermissionError, with errno and the path
+        import stat as _stat
+        if _stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "a directory, not a model file", path)
+        with open(path, "rb") as f:
+            head = f.read(16)
+        why = not_safetensors_reason(head, st.st_size)
+        if why:
+            raise InvalidArgumentError(1, "%s: %s" % (os.fsdecode(path), why), "Model.load")
         h = ctypes.c_void_p()
         check(lib.slstm_model_load_file(os.fsencode(path), ctypes.byref(h)),
               "slstm_model_load_file")
-        return cls(h.value)
+        return cls._from_handle(h.value)
 
     @classmethod
     def from_bytes(cls, data):
         """A model from a safetensors image in memory."""
         data = bytes(data)
+        why = not_safetensors_reason(data[:16], len(data))
+        if why:
+            raise InvalidArgumentError(1, "the bytes: %s" % why, "Model.from_bytes")
         buf = ctypes.create_string_buffer(data, len(data)) if data else None
         h = ctypes.c_void_p()
         check(lib.slstm_model_load_memory(buf, len(data), ctypes.byref(h)),
               "slstm_model_load_memory")
-        return cls(h.value)
+        return cls._from_handle(h.value)
 
     @classmethod
     def from_torch_state_dict(cls, state_dict, prefix=""):
@@ -276,11 +414,6 @@ class Model(_Owned):
 
     # ---- queries, export, files ---------------------------------------------------------
 
-    def _handle(self):
-        if self._h is None:
-            raise InvalidArgumentError(1, "the model is closed", "Model")
-        return self._h
-
     @property
     def num_layers(self):
         return len(self.hidden_sizes)
@@ -291,8 +424,10 @@ class Model(_Owned):
 
     def state_count(self, batch):
         n = ctypes.c_size_t()
-        check(lib.slstm_model_state_count(self._handle(), int(batch), ctypes.byref(n)),
-              "slstm_model_state_count")
+        batch = _int(batch, "batch")
+        with self._using() as h:
+            check(lib.slstm_model_state_count(h, batch, ctypes.byref(n)),
+                  "slstm_model_state_count")
         return n.value
 
     def export(self, format="tf"):
@@ -313,26 +448,29 @@ class Model(_Owned):
             tensors[k].ndim = a.ndim
             for d, s in enumerate(a.shape):
                 tensors[k].shape[d] = s
-        check(lib.slstm_model_export(self._handle(), FORMATS[name], tensors, len(arrays)),
-              "slstm_model_export")
+        with self._using() as h:
+            check(lib.slstm_model_export(h, FORMATS[name], tensors, len(arrays)),
+                  "slstm_model_export")
         return out
 
     def to_bytes(self, source_layout=None):
         """The model as a safetensors image."""
         layout = source_layout.encode() if source_layout is not None else None
         n = ctypes.c_size_t()
-        check(lib.slstm_model_file_size(self._handle(), layout, ctypes.byref(n)),
-              "slstm_model_file_size")
-        buf = ctypes.create_string_buffer(max(n.value, 1))
-        check(lib.slstm_model_save_memory(self._handle(), layout, buf, n.value, None),
-              "slstm_model_save_memory")
+        with self._using() as h:
+            check(lib.slstm_model_file_size(h, layout, ctypes.byref(n)),
+                  "slstm_model_file_size")
+            buf = ctypes.create_string_buffer(max(n.value, 1))
+            check(lib.slstm_model_save_memory(h, layout, buf, n.value, None),
+                  "slstm_model_save_memory")
         return buf.raw[:n.value]
 
     def save(self, path, source_layout=None):
         """Writes the model as a safetensors file."""
         layout = source_layout.encode() if source_layout is not None else None
-        check(lib.slstm_model_save_file(self._handle(), os.fsencode(path), layout),
-              "slstm_model_save_file")
+        with self._using() as h:
+            check(lib.slstm_model_save_file(h, os.fsencode(path), layout),
+                  "slstm_model_save_file")
 
     def session(self, max_batch, max_time, backend="cpu", cpu_path="auto", num_threads=0,
                 device=0, allow_tf32=False):
@@ -343,10 +481,15 @@ class Model(_Owned):
     # ---- state packing ------------------------------------------------------------------
 
     def pack_state(self, state, batch):
-        return _pack_state(state, batch, self.hidden_sizes)
+        """The packed 1-D float32 vector (c_0, h_0, c_1, h_1, ...) of a state given as one
+        LSTMStateTuple(c, h) per layer (each [batch, H_l]) or already packed."""
+        return _pack_state(state, _int(batch, "batch"), self.hidden_sizes, "state")
 
     def unpack_state(self, packed, batch):
-        return _unpack_state(packed, batch, self.hidden_sizes)
+        """One LSTMStateTuple(c, h) per layer (views of `packed`) of a packed state."""
+        batch = _int(batch, "batch")
+        return _unpack_state(_pack_state(packed, batch, self.hidden_sizes, "packed"), batch,
+                             self.hidden_sizes)
 
     def __repr__(self):
         return "stacklstm.Model(input_size=%d, hidden_sizes=%s, forget_bias=%g%s)" % (
@@ -384,24 +527,45 @@ def _cuda_view(obj, name):
     return ctypes.c_void_p(ptr), shape
 
 
-def _pack_state(state, batch, hidden_sizes):
-    """A packed (c_0, h_0, c_1, h_1, ...) float32 vector from a packed array or a sequence
-    of per-layer (c, h) pairs, each [batch, H]."""
-    count = sum(2 * batch * h for h in hidden_sizes)
-    if isinstance(state, (list, tuple)) and len(state) == len(hidden_sizes) and all(
-            isinstance(s, (list, tuple)) and len(s) == 2 for s in state):
+def _state_count(batch, hidden_sizes):
+    return sum(2 * batch * h for h in hidden_sizes)
+
+
+def _pack_state(state, batch, hidden_sizes, name="initial_state"):
+    """The packed (c_0, h_0, c_1, h_1, ...) float32 vector of a state given as one
+    LSTMStateTuple(c, h) (or any object with .c and .h) per layer, each [batch, H_l], or as
+    the packed 1-D vector itself. Shapes are checked, not element counts: anything else
+    (PyTorch's (h, c) of [layers, batch, hidden], Keras' [h, c] pairs, plain tuples whose
+    order cannot be told, transposed pieces) is a ValueError naming the expected forms."""
+    count = _state_count(batch, hidden_sizes)
+    if isinstance(state, (list, tuple)) and not all(
+            isinstance(s, numbers.Number) for s in state):
+        if not all(is_state_tuple(s) for s in state) or is_state_tuple(state):
+            hint = ""
+            if len(state) == 2 and all(np.ndim(s) == 3 for s in state):
+                hint = " (this looks like PyTorch's (h, c): use stacklstm.state_from_torch)"
+            elif all(isinstance(s, (list, tuple)) and len(s) == 2 for s in state):
+                hint = (" (plain pairs are refused: TF's order is (c, h), Keras' [h, c]; "
+                        "wrap them as stacklstm.LSTMStateTuple(c=..., h=...) or use "
+                        "stacklstm.state_from_keras)")
+            raise ValueError("%s: got %s%s; %s" % (name, describe(state), hint, CONVENTIONS))
+        if len(state) != len(hidden_sizes):
+            raise ValueError("%s: %d LSTMStateTuples for a model of %d layers; %s"
+                             % (name, len(state), len(hidden_sizes), CONVENTIONS))
         parts = []
-        for l, ((c, h), H) in enumerate(zip(state, hidden_sizes)):
-            for nm, a in (("c", c), ("h", h)):
-                a = _f32(a, "state[%d].%s" % (l, nm))
-                if a.shape != (batch, H) and a.size != batch * H:
-                    raise ValueError("state[%d].%s has shape %s, expected (%d, %d)"
-                                     % (l, nm, a.shape, batch, H))
+        for l, (s, H) in enumerate(zip(state, hidden_sizes)):
+            for nm in ("c", "h"):
+                a = _f32(getattr(s, nm), "%s[%d].%s" % (name, l, nm))
+                if a.shape != (batch, H):
+                    raise ValueError("%s[%d].%s has shape %s, expected (%d, %d) = [batch, "
+                                     "H_%d]; %s" % (name, l, nm, a.shape, batch, H, l,
+                                                    CONVENTIONS))
                 parts.append(a.reshape(-1))
-        return np.ascontiguousarray(np.concatenate(parts))
-    packed = _f32(state, "state").reshape(-1)
-    if packed.size != count:
-        raise ValueError("packed state has %d values, expected %d" % (packed.size, count))
+        return np.concatenate(parts)
+    packed = _f32(state, name)
+    if packed.ndim != 1 or packed.size != count:
+        raise ValueError("%s: got %s; a packed state for batch %d is 1-D with %d values; %s"
+                         % (name, describe(packed), batch, count, CONVENTIONS))
     return packed
 
 
@@ -416,14 +580,49 @@ def _unpack_state(packed, batch, hidden_sizes):
     return out
 
 
+def _lengths(sequence_lengths):
+    """sequence_lengths as a contiguous int32 vector; integers only, each within int32."""
+    lens = np.ascontiguousarray(_to_numpy(sequence_lengths).reshape(-1))
+    if lens.size and not np.issubdtype(lens.dtype, np.integer):
+        raise TypeError("sequence_lengths must be integers, got dtype %s" % lens.dtype)
+    if lens.size and (int(lens.min()) < INT32[0] or int(lens.max()) > INT32[1]):
+        raise OverflowError("sequence_lengths: %d does not fit the library's int32_t"
+                            % (int(lens.min()) if int(lens.min()) < INT32[0]
+                               else int(lens.max())))
+    return lens.astype(np.int32)
+
+
+def _out_array(arr, name, shape):
+    """A caller's NumPy output buffer, written in place: float32, C-contiguous, writeable and
+    of exactly `shape`, else TypeError / ValueError (it is never silently replaced)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError("%s must be a numpy.ndarray (float32, C-contiguous) of shape %s, got "
+                        "%s" % (name, shape, type(arr).__name__))
+    if arr.dtype != np.float32:
+        raise TypeError("%s must be float32, got %s (it is written in place)"
+                        % (name, arr.dtype))
+    if arr.shape != tuple(shape):
+        raise ValueError("%s has shape %s, expected %s" % (name, arr.shape, tuple(shape)))
+    if not arr.flags.c_contiguous:
+        raise ValueError("%s must be C-contiguous (it is written in place)" % name)
+    if not arr.flags.writeable:
+        raise ValueError("%s is read-only" % name)
+    return arr
+
+
 class Session(_Owned):
-    """A model bound to a backend with workspace for max_batch x max_time. One thread at a
-    time; free with close() or a `with` block."""
+    """A model bound to a backend with workspace for max_batch x max_time. Free with close()
+    or a `with` block. Calls on one session from several threads are serialized by the
+    session's lock (the library allows one thread at a time); sessions of their own run in
+    parallel."""
+
+    _exclusive = True
 
     def __init__(self, model, max_batch, max_time, backend="cpu", cpu_path="auto",
                  num_threads=0, device=0, allow_tf32=False):
-        self._h = None
-        self._destroy = lib.slstm_session_destroy
+        if not isinstance(model, Model):
+            raise TypeError("Session(model, ...) needs a stacklstm.Model, got %s"
+                            % type(model).__name__)
         opt = _lib.padded(_lib.SessionOptions, lib.slstm_session_options_init)
         if isinstance(backend, str):
             if backend.lower() not in BACKENDS:
@@ -434,45 +633,52 @@ class Session(_Owned):
                 raise ValueError("cpu_path must be one of %s, got %r"
                                  % (sorted(CPU_PATHS), cpu_path))
             cpu_path = CPU_PATHS[cpu_path.lower()]
-        opt.s.backend = int(backend)
-        opt.s.max_batch = int(max_batch)
-        opt.s.max_time = int(max_time)
-        opt.s.cpu_path = int(cpu_path)
-        opt.s.num_threads = int(num_threads)
-        opt.s.device = int(device)
+        max_batch = _int(max_batch, "max_batch")
+        max_time = _int(max_time, "max_time")
+        opt.s.backend = _int(backend, "backend", INT32)
+        opt.s.max_batch = max_batch
+        opt.s.max_time = max_time
+        opt.s.cpu_path = _int(cpu_path, "cpu_path", INT32)
+        opt.s.num_threads = _int(num_threads, "num_threads", INT32)
+        opt.s.device = _int(device, "device", INT32)
         opt.s.allow_tf32 = 1 if allow_tf32 else 0
         h = ctypes.c_void_p()
-        check(lib.slstm_session_create(model._handle(), ctypes.byref(opt), ctypes.byref(h)),
-              "slstm_session_create")
-        self._h = h
+        with model._using() as mh:
+            check(lib.slstm_session_create(mh, ctypes.byref(opt), ctypes.byref(h)),
+                  "slstm_session_create")
+        self._adopt(h, lib.slstm_session_destroy)
         self.input_size = model.input_size
         self.hidden_sizes = model.hidden_sizes
-        self.max_batch, self.max_time = int(max_batch), int(max_time)
+        self.max_batch, self.max_time = max_batch, max_time
 
     @property
     def backend(self):
         b = ctypes.c_int()
-        check(lib.slstm_session_backend(self._handle(), ctypes.byref(b)), "slstm_session_backend")
+        with self._using() as h:
+            check(lib.slstm_session_backend(h, ctypes.byref(b)), "slstm_session_backend")
         return {v: k for k, v in BACKENDS.items()}.get(b.value, b.value)
-
-    def _handle(self):
-        if self._h is None:
-            raise InvalidArgumentError(1, "the session is closed", "Session")
-        return self._h
 
     def forward(self, inputs, initial_state=None, sequence_lengths=None, time_major=False,
                 packed_state=False, out=None, final_state_out=None):
         """tf.nn.dynamic_rnn: returns (outputs, final_state). inputs [B, T, D] ([T, B, D] when
-        time_major), any dtype/strides. initial_state: None (zeros), per-layer (c, h) pairs or
-        a packed vector. final_state: a list of LSTMStateTuple(c, h) per layer, or the packed
-        vector when packed_state=True.
+        time_major), any strides; float32, or a real dtype converted to float32 (see the
+        package README: complex is refused). initial_state: None (zeros), a list of one
+        LSTMStateTuple(c, h) per layer (each [B, H_l]) or the packed 1-D vector; other
+        conventions through stacklstm.state_from_torch / state_from_keras. final_state: a
+        list of LSTMStateTuple(c, h) per layer, or the packed vector when packed_state=True.
+
+        out / final_state_out (optional): NumPy float32 C-contiguous writeable arrays that
+        receive the outputs ([B, T, H_last], or [T, B, H_last] when time_major) and the
+        packed final state ([state_count(B)]) in place; they are what is returned (the
+        unpacked final state is then views of final_state_out). final_state_out may be the
+        packed initial_state array itself (the state is updated in place). Anything else is
+        a TypeError / ValueError, never silently ignored.
 
         GPU arrays: when `inputs` exposes __cuda_array_interface__ (CuPy, PyTorch CUDA
-        tensors, Numba...), the call runs on device memory without copies: `out`
-        ([B, T, H_last]) and `final_state_out` (packed, state_count(B) floats) must then be
-        given as CUDA arrays too (and initial_state, if any, as a packed CUDA array); all
-        float32 and C-contiguous, or TypeError (nothing is copied silently). They are
-        returned as (out, final_state_out)."""
+        tensors, Numba...), the call runs on device memory without copies: `out` and
+        `final_state_out` (packed) must then be given as CUDA arrays too (and initial_state,
+        if any, as a packed CUDA array); all float32 and C-contiguous, or TypeError (nothing
+        is copied silently). They are returned as (out, final_state_out)."""
         if hasattr(inputs, "__cuda_array_interface__"):
             return self._forward_device(inputs, initial_state, sequence_lengths, time_major,
                                         out, final_state_out)
@@ -482,9 +688,12 @@ class Session(_Owned):
                              % (x.shape,))
         T, B = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
         H = self.hidden_sizes[-1]
-        count = sum(2 * B * h for h in self.hidden_sizes)
-        out = np.empty((T, B, H) if time_major else (B, T, H), dtype=np.float32)
-        final = np.empty(count, dtype=np.float32)
+        count = _state_count(B, self.hidden_sizes)
+        out_shape = (T, B, H) if time_major else (B, T, H)
+        out = (np.empty(out_shape, dtype=np.float32) if out is None
+               else _out_array(out, "out", out_shape))
+        final = (np.empty(count, dtype=np.float32) if final_state_out is None
+                 else _out_array(final_state_out, "final_state_out", (count,)))
         args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init)
         a = args.s
         a.layout = 1 if time_major else 0
@@ -495,20 +704,14 @@ class Session(_Owned):
             init = _pack_state(initial_state, B, self.hidden_sizes)
             a.initial_state, a.initial_state_count = _fptr(init), init.size
         if sequence_lengths is not None:
-            lens = np.ascontiguousarray(_to_numpy(sequence_lengths).reshape(-1))
-            if lens.size and not np.issubdtype(lens.dtype, np.integer):
-                raise TypeError("sequence_lengths must be integers, got dtype %s" % lens.dtype)
-            if lens.size and (lens.min() < np.iinfo(np.int32).min or
-                              lens.max() > np.iinfo(np.int32).max):
-                raise ValueError("sequence_lengths out of int32 range")
-            lens = lens.astype(np.int32)
+            lens = _lengths(sequence_lengths)
             a.sequence_lengths = lens.ctypes.data_as(_lib.c_int32_p)
             a.sequence_lengths_count = lens.size
         if out.size:
             a.output, a.output_count = _fptr(out), out.size
         a.final_state, a.final_state_count = _fptr(final), final.size
-        check(lib.slstm_session_forward(self._handle(), ctypes.byref(args)),
-              "slstm_session_forward")
+        with self._using() as h:
+            check(lib.slstm_session_forward(h, ctypes.byref(args)), "slstm_session_forward")
         return out, (final if packed_state else _unpack_state(final, B, self.hidden_sizes))
 
     def _forward_device(self, inputs, initial_state, sequence_lengths, time_major, out,
@@ -521,6 +724,11 @@ class Session(_Owned):
             raise TypeError("CUDA inputs need `out` and `final_state_out` CUDA arrays (the "
                             "package allocates no device memory)")
         o, f = _cuda_view(out, "out"), _cuda_view(final_state_out, "final_state_out")
+        H, count = self.hidden_sizes[-1], _state_count(B, self.hidden_sizes)
+        out_shape = (T, B, H) if time_major else (B, T, H)
+        for nm, shape, want in (("out", o[1], out_shape), ("final_state_out", f[1], (count,))):
+            if shape != want:
+                raise ValueError("%s has shape %s, expected %s" % (nm, shape, want))
         args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init)
         a = args.s
         a.memory = 1   # SLSTM_MEMORY_DEVICE
@@ -532,31 +740,34 @@ class Session(_Owned):
         a.final_state_count = _prod(f[1])
         if initial_state is not None:
             i = _cuda_view(initial_state, "initial_state")
+            if i[1] != (count,):
+                raise ValueError("initial_state: a CUDA initial state must be the packed 1-D "
+                                 "vector of %d values, got shape %s" % (count, i[1]))
             a.initial_state = ctypes.cast(i[0], _lib.c_float_p)
             a.initial_state_count = _prod(i[1])
         lens = None
         if sequence_lengths is not None:
-            lens = np.ascontiguousarray(_to_numpy(sequence_lengths), dtype=np.int32).reshape(-1)
+            lens = _lengths(sequence_lengths)
             a.sequence_lengths = lens.ctypes.data_as(_lib.c_int32_p)
             a.sequence_lengths_count = lens.size
-        check(lib.slstm_session_forward(self._handle(), ctypes.byref(args)),
-              "slstm_session_forward")
+        with self._using() as h:
+            check(lib.slstm_session_forward(h, ctypes.byref(args)), "slstm_session_forward")
         return out, final_state_out
 
     def step(self, inputs, state=None, packed_state=False):
         """One MultiRNNCell step: inputs [B, D] -> (h of the last layer [B, H_last], new
-        state)."""
+        state). `state` as forward's initial_state."""
         x = _f32(inputs, "inputs")
         if x.ndim != 2:
             raise ValueError("inputs must be [batch, depth], got shape %s" % (x.shape,))
         B = x.shape[0]
-        st = None if state is None else _pack_state(state, B, self.hidden_sizes)
+        st = None if state is None else _pack_state(state, B, self.hidden_sizes, "state")
         out = np.empty((B, self.hidden_sizes[-1]), dtype=np.float32)
-        new = np.empty(sum(2 * B * h for h in self.hidden_sizes), dtype=np.float32)
-        check(lib.slstm_session_step(self._handle(), B, _fptr(x), x.size, _fptr(st),
-                                     0 if st is None else st.size, _fptr(out), out.size,
-                                     _fptr(new), new.size), "slstm_session_step")
+        new = np.empty(_state_count(B, self.hidden_sizes), dtype=np.float32)
+        with self._using() as h:
+            check(lib.slstm_session_step(h, B, _fptr(x), x.size, _fptr(st),
+                                         0 if st is None else st.size, _fptr(out), out.size,
+                                         _fptr(new), new.size), "slstm_session_step")
         return out, (new if packed_state else _unpack_state(new, B, self.hidden_sizes))
 
     __call__ = forward
-

@@ -1,5 +1,6 @@
 """Status codes become exceptions carrying the library's last-error text."""
 import os
+import re
 import subprocess
 import sys
 
@@ -119,3 +120,72 @@ def test_cuda_arrays_of_another_dtype_or_layout_are_not_copied_silently(session)
                         out=FakeCudaArray((2, 3, 2)), final_state_out=FakeCudaArray((20,)))
     with pytest.raises(TypeError, match="out"):
         session.forward(FakeCudaArray((2, 3, 4)))
+
+
+def layer_shapes(fmt, I, H):
+    return stacklstm.tensor_shapes(fmt, I, H)
+
+
+def wrong_tensor_cases():
+    """(format, layer, tensor index, axis): every axis of every tensor of layer 1 of a
+    two-layer model, and of layer 0 where the format states H more than twice."""
+    for fmt in sorted(stacklstm.FORMATS):
+        per = stacklstm.tensors_per_layer(fmt)
+        for layer in (0, 1):
+            if layer == 0 and fmt == "tf":
+                continue   # kernel [I+H, 4H] and bias [4H], I unknown: a tie, no majority
+            for k in range(per):
+                for axis in range(len(layer_shapes(fmt, 3, 4)[k])):
+                    if layer == 0 and k == 0 and layer_shapes(fmt, 3, 4)[0][axis] == 3:
+                        continue   # the input depth: any value is a valid input_size
+                    yield fmt, layer, k, axis
+
+
+@pytest.mark.parametrize("fmt, layer, k, axis", list(wrong_tensor_cases()))
+def test_the_error_names_the_tensor_of_the_wrong_shape(fmt, layer, k, axis):
+    I, hs = 3, [4, 4]
+    layers, i = [], I
+    for H in hs:
+        layers.append([np.zeros(s, np.float32) for s in layer_shapes(fmt, i, H)])
+        i = H
+    bad = list(layers[layer][k].shape)
+    bad[axis] += 1
+    layers[layer][k] = np.zeros(bad, np.float32)
+    with pytest.raises(stacklstm.ShapeMismatchError) as e:
+        stacklstm.Model.from_weights(layers, fmt)
+    name = stacklstm.TENSOR_NAMES[fmt][k]
+    per = len(stacklstm.TENSOR_NAMES[fmt])
+    assert "tensors[%d] (layer %d %s)" % (layer * per + k, layer, name) in e.value.message
+
+
+def test_a_wrong_weight_hh_is_named_weight_hh_not_weight_ih():
+    H, I = 4, 3
+    w = [np.zeros((4 * H, I)), np.zeros((4 * H, H + 1)), np.zeros(4 * H), np.zeros(4 * H)]
+    with pytest.raises(stacklstm.ShapeMismatchError) as e:
+        stacklstm.Model.from_weights([w], "pytorch")
+    assert "weight_hh" in e.value.message and "weight_ih" not in e.value.message
+
+
+def test_loading_a_missing_file_is_a_file_not_found_error(tmp_path):
+    p = str(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError) as e:
+        stacklstm.Model.load(p)
+    assert e.value.filename == p
+
+
+def test_a_torch_save_file_is_reported_as_not_safetensors():
+    torch = pytest.importorskip("torch")
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "state_dict.pt")
+        torch.save(torch.nn.LSTM(3, 4).state_dict(), p)
+        with pytest.raises(stacklstm.InvalidArgumentError) as e:
+            stacklstm.Model.load(p)
+        assert "not a safetensors file" in str(e.value) and "torch.save" in str(e.value)
+        assert not re.search(r"header length \d", str(e.value))   # not an absurd number
+        with pytest.raises(ValueError, match="not a safetensors file.*torch.save"):
+            stacklstm.read_header(p)
+        with open(p, "rb") as f:
+            data = f.read()
+        with pytest.raises(stacklstm.InvalidArgumentError, match="not a safetensors file"):
+            stacklstm.Model.from_bytes(data)

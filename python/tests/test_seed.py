@@ -7,8 +7,9 @@ import stacklstm
 def test_seed_shapes_and_final_state_check():
     model = stacklstm.Model.random(128, [100, 200, 300], seed=42)
     with model, model.session(max_batch=10, max_time=7) as s:
-        x = np.random.default_rng(0).standard_normal((10, 7, 128))   # float64: converted
+        x = np.random.default_rng(0).standard_normal((10, 7, 128))   # float64: rounded
         outputs, state = s.forward(x)
+        assert np.array_equal(outputs, s.forward(x.astype(np.float32))[0])
         assert outputs.shape == (10, 7, 300) and outputs.dtype == np.float32
         assert [(st.c.shape, st.h.shape) for st in state] == [
             ((10, 100), (10, 100)), ((10, 200), (10, 200)), ((10, 300), (10, 300))]

@@ -1,0 +1,156 @@
+"""LSTM state conventions and the converters between them.
+
+This package's state is TF's: a list with one LSTMStateTuple(c, h) per layer, each piece
+[batch, H_l]; the C library's is the same numbers packed into one flat float32 vector
+c_0, h_0, c_1, h_1, ... (Model.pack_state / Model.unpack_state). PyTorch's nn.LSTM uses
+(h, c), each [num_layers, batch, H]; Keras uses, per layer, [h, c], each [batch, H]. Their
+shapes are the same as ours while their order is not, so states in those conventions are
+never guessed at: Session.forward/step accept only LSTMStateTuple-like pairs (objects with
+.c and .h) or the packed 1-D vector, and the converters below translate explicitly.
+"""
+
+import collections
+
+import numpy as np
+
+__all__ = ["LSTMStateTuple", "state_from_torch", "state_to_torch", "state_from_keras",
+           "state_to_keras"]
+
+LSTMStateTuple = collections.namedtuple("LSTMStateTuple", ["c", "h"])
+LSTMStateTuple.__doc__ = "One layer's state, TF's order: (c, h), each [batch, H]."
+
+CONVENTIONS = (
+    "expected a list of one stacklstm.LSTMStateTuple(c, h) per layer (each piece "
+    "[batch, H_l]; TF's order) or the packed 1-D float vector c_0, h_0, c_1, h_1, ... of "
+    "Model.state_count(batch) values. PyTorch's (h, c) of [layers, batch, hidden]: "
+    "stacklstm.state_from_torch((h, c)); Keras' per-layer [h, c]: "
+    "stacklstm.state_from_keras(states)")
+
+
+def _array(a):
+    if hasattr(a, "detach") and hasattr(a, "cpu"):   # a torch.Tensor
+        a = a.detach().cpu().numpy()
+    elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):   # a tf.Tensor / Variable
+        a = a.numpy()
+    return np.asarray(a)
+
+
+def _is_array(a):
+    return hasattr(a, "shape") and hasattr(a, "dtype")
+
+
+def is_state_tuple(s):
+    """An LSTMStateTuple or anything else with .c and .h (e.g. TF's LSTMStateTuple)."""
+    return hasattr(s, "c") and hasattr(s, "h")
+
+
+def _pair(h, c, what, ndim):
+    h, c = _array(h), _array(c)
+    if h.ndim != ndim or c.ndim != ndim or h.shape != c.shape:
+        raise ValueError("%s: h and c must both have %d dims and the same shape, got h %s "
+                         "and c %s" % (what, ndim, h.shape, c.shape))
+    return h, c
+
+
+def state_from_torch(state):
+    """PyTorch's LSTM state -> this package's [LSTMStateTuple(c, h)] per layer (NumPy).
+
+    `state`: what nn.LSTM takes and returns, (h, c) each [num_layers, batch, hidden]
+    (torch tensors or arrays); or, for a stack of single-layer nn.LSTMs with different
+    hidden sizes, a list with one such (h, c) pair, each [1, batch, H_l], per layer."""
+    if not isinstance(state, (list, tuple)) or not state:
+        raise TypeError("state_from_torch: expected (h, c) or a list of per-layer (h, c), "
+                        "got %s" % type(state).__name__)
+    if len(state) == 2 and all(_is_array(p) for p in state):
+        h, c = _pair(state[0], state[1], "state_from_torch((h, c))", 3)
+        return [LSTMStateTuple(c[l], h[l]) for l in range(h.shape[0])]
+    out = []
+    for l, pair in enumerate(state):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError("state_from_torch: layer %d: expected an (h, c) pair, got %s"
+                            % (l, type(pair).__name__))
+        h, c = _pair(pair[0], pair[1], "state_from_torch: layer %d" % l, 3)
+        if h.shape[0] != 1:
+            raise ValueError("state_from_torch: layer %d: h and c must be [1, batch, H] "
+                             "(one single-layer nn.LSTM per list entry), got %s"
+                             % (l, h.shape))
+        out.append(LSTMStateTuple(c[0], h[0]))
+    return out
+
+
+def _layers(state, fn):
+    if is_state_tuple(state) or not isinstance(state, (list, tuple)) or not all(
+            is_state_tuple(s) for s in state):
+        raise TypeError("%s: expected a list of LSTMStateTuple(c, h) per layer (what "
+                        "Session.forward returns); a packed vector: Model.unpack_state first"
+                        % fn)
+    out = []
+    for l, s in enumerate(state):
+        h, c = _pair(s.h, s.c, "%s: layer %d" % (fn, l), 2)
+        out.append((h, c))
+    return out
+
+
+def state_to_torch(state):
+    """This package's [LSTMStateTuple(c, h)] -> PyTorch's layout, as float32 NumPy arrays
+    (torch.from_numpy makes tensors of them): (h, c), each [num_layers, batch, H], when all
+    layers have the same hidden size; else a list with one (h, c) pair, each [1, batch, H_l],
+    per layer (for a stack of single-layer nn.LSTMs)."""
+    layers = _layers(state, "state_to_torch")
+    if len({h.shape for h, _ in layers}) == 1:
+        return (np.stack([h for h, _ in layers]).astype(np.float32, copy=False),
+                np.stack([c for _, c in layers]).astype(np.float32, copy=False))
+    return [(h[None].astype(np.float32), c[None].astype(np.float32)) for h, c in layers]
+
+
+def state_from_keras(states):
+    """Keras' LSTM states -> this package's [LSTMStateTuple(c, h)] per layer (NumPy).
+
+    `states`: a list with one [h, c] per layer (each [batch, H_l]), as a stack of LSTM
+    layers with return_state=True gives them or StackedRNNCells keeps them; or the flat list
+    [h_0, c_0, h_1, c_1, ...]."""
+    if not isinstance(states, (list, tuple)) or not states:
+        raise TypeError("state_from_keras: expected a list of per-layer [h, c], got %s"
+                        % type(states).__name__)
+    if all(_is_array(p) for p in states):
+        if len(states) % 2:
+            raise ValueError("state_from_keras: a flat list needs h and c of every layer "
+                             "(an even count), got %d arrays" % len(states))
+        states = [states[k:k + 2] for k in range(0, len(states), 2)]
+    out = []
+    for l, pair in enumerate(states):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError("state_from_keras: layer %d: expected [h, c], got %s"
+                            % (l, type(pair).__name__))
+        h, c = _pair(pair[0], pair[1], "state_from_keras: layer %d" % l, 2)
+        out.append(LSTMStateTuple(c, h))
+    return out
+
+
+def state_to_keras(state):
+    """This package's [LSTMStateTuple(c, h)] -> Keras' list with one [h, c] per layer (each
+    [batch, H_l], float32 NumPy)."""
+    return [[h.astype(np.float32, copy=False), c.astype(np.float32, copy=False)]
+            for h, c in _layers(state, "state_to_keras")]
+
+
+def describe(state):
+    """A short description of what was passed, for error messages."""
+    if isinstance(state, (list, tuple)):
+        parts = []
+        for s in state[:4]:
+            if is_state_tuple(s):
+                parts.append("%s(c %s, h %s)" % (type(s).__name__, np.shape(s.c),
+                                                  np.shape(s.h)))
+            elif _is_array(s):
+                parts.append("array %s" % (tuple(s.shape),))
+            elif isinstance(s, (list, tuple)):
+                parts.append("%s of %d" % (type(s).__name__, len(s)))
+            else:
+                parts.append(type(s).__name__)
+        more = ", ..." if len(state) > 4 else ""
+        return "a %s of %d: [%s%s]" % (type(state).__name__, len(state), ", ".join(parts),
+                                       more)
+    if _is_array(state):
+        return "an array of shape %s" % (tuple(state.shape),)
+    return "a %s" % type(state).__name__

@@ -1,0 +1,58 @@
+"""Integers are range-checked before they cross into C: ctypes would silently keep only
+their low bits (2**64 + 4 would become 4), and a float is not truncated to an integer."""
+import numpy as np
+import pytest
+
+import stacklstm
+
+
+@pytest.fixture(scope="module")
+def model():
+    return stacklstm.Model.random(5, [4], seed=1)
+
+
+def test_a_hidden_size_beyond_int64_is_refused_not_truncated():
+    with pytest.raises(OverflowError, match=r"hidden_sizes\[0\]"):
+        stacklstm.Model.random(5, [2 ** 64 + 4])
+
+
+def test_an_input_size_beyond_int64_is_refused_not_truncated():
+    with pytest.raises(OverflowError, match="input_size"):
+        stacklstm.Model.random(2 ** 64 + 5, [4])
+
+
+@pytest.mark.parametrize("field", ["max_batch", "max_time"])
+def test_session_sizes_beyond_int64_are_refused_not_truncated(model, field):
+    kw = dict(max_batch=2, max_time=3)
+    kw[field] = 2 ** 64 + 2
+    with pytest.raises(OverflowError, match=field):
+        model.session(**kw)
+
+
+@pytest.mark.parametrize("field", ["num_threads", "device"])
+def test_int32_session_options_beyond_int32_are_refused_not_truncated(model, field):
+    with pytest.raises(OverflowError, match=field):
+        model.session(2, 3, **{field: 2 ** 40})
+
+
+def test_a_negative_seed_is_refused_not_wrapped():
+    with pytest.raises(OverflowError, match="seed"):
+        stacklstm.Model.random(5, [4], seed=-1)
+
+
+def test_fractional_sizes_are_type_errors_not_truncated(model):
+    with pytest.raises(TypeError, match="max_batch"):
+        model.session(2.7, 3)
+    with pytest.raises(TypeError, match="hidden_sizes"):
+        stacklstm.Model.random(5, [4.5])
+
+
+def test_a_state_count_batch_beyond_int64_is_refused(model):
+    with pytest.raises(OverflowError, match="batch"):
+        model.state_count(2 ** 64 + 1)
+
+
+def test_sequence_lengths_beyond_int32_are_refused(model):
+    s = model.session(2, 3)
+    with pytest.raises(OverflowError, match="sequence_lengths"):
+        s.forward(np.zeros((2, 3, 5), np.float32), sequence_lengths=[2 ** 32 + 1, 1])

@@ -1,0 +1,136 @@
+"""States are read by shape, never by element count; PyTorch's and Keras' conventions go
+through explicit converters (stacklstm.state_from_torch / state_to_torch /
+state_from_keras / state_to_keras)."""
+import numpy as np
+import pytest
+
+import stacklstm
+from stacklstm import LSTMStateTuple
+
+B, D = 2, 5
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture
+def s3():
+    """Three layers of the same size, batch 2."""
+    return stacklstm.Model.random(D, [4, 4, 4], seed=3).session(B, 6)
+
+
+def test_a_pytorch_style_h_c_pair_is_refused_not_read_as_a_packed_state(s3):
+    rng = np.random.default_rng(0)
+    h0, c0 = rand(rng, 3, B, 4), rand(rng, 3, B, 4)   # torch's (h, c): [layers, batch, H]
+    with pytest.raises(ValueError, match="state_from_torch"):
+        s3.forward(rand(rng, B, 6, D), initial_state=(h0, c0))
+
+
+@pytest.mark.parametrize("shape", [(4, B), (4, 1, B), (B * 4,), (1, B, 4)])
+def test_state_pieces_must_be_batch_by_hidden(s3, shape):
+    rng = np.random.default_rng(1)
+    good = rand(rng, B, 4)
+    state = [LSTMStateTuple(good, good) for _ in range(3)]
+    state[1] = LSTMStateTuple(rand(rng, *shape), good)
+    with pytest.raises(ValueError, match=r"\[1\]\.c has shape .*expected \(2, 4\)"):
+        s3.forward(rand(rng, B, 6, D), initial_state=state)
+
+
+def test_plain_pairs_are_refused_because_their_order_is_ambiguous(s3):
+    # (c, h) is TF's order, [h, c] Keras': a plain pair cannot say which one it is.
+    rng = np.random.default_rng(2)
+    pairs = [(rand(rng, B, 4), rand(rng, B, 4)) for _ in range(3)]
+    with pytest.raises(ValueError, match="LSTMStateTuple") as e:
+        s3.forward(rand(rng, B, 6, D), initial_state=pairs)
+    assert "state_from_keras" in str(e.value)
+
+
+def test_a_packed_state_must_be_one_dimensional(s3):
+    rng = np.random.default_rng(3)
+    n = 2 * B * 4 * 3   # the packed count: the same number of values, in two dims
+    with pytest.raises(ValueError, match="1-D"):
+        s3.forward(rand(rng, B, 6, D), initial_state=rand(rng, 6, n // 6))
+
+
+def test_a_wrong_number_of_layer_states_is_refused(s3):
+    rng = np.random.default_rng(4)
+    st = [LSTMStateTuple(rand(rng, B, 4), rand(rng, B, 4))] * 2
+    with pytest.raises(ValueError, match="2 LSTMStateTuples for a model of 3 layers"):
+        s3.forward(rand(rng, B, 6, D), initial_state=st)
+
+
+def torch_or_skip():
+    return pytest.importorskip("torch")
+
+
+def test_state_from_torch_and_back_match_a_multi_layer_torch_lstm():
+    torch = torch_or_skip()
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(D, 4, num_layers=3, batch_first=True).eval()
+    rng = np.random.default_rng(5)
+    x, h0, c0 = rand(rng, B, 6, D), rand(rng, 3, B, 4), rand(rng, 3, B, 4)
+    with torch.no_grad():
+        want, (hn, cn) = lstm(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
+    model = stacklstm.Model.from_torch_state_dict(lstm.state_dict())
+    out, st = model.session(B, 6).forward(
+        x, initial_state=stacklstm.state_from_torch((torch.from_numpy(h0),
+                                                     torch.from_numpy(c0))))
+    assert np.max(np.abs(out - want.numpy())) <= 1e-5
+    h, c = stacklstm.state_to_torch(st)
+    assert h.shape == c.shape == (3, B, 4) and h.dtype == np.float32
+    assert np.max(np.abs(h - hn.numpy())) <= 1e-5 and np.max(np.abs(c - cn.numpy())) <= 1e-5
+
+
+def test_state_converters_for_different_hidden_sizes_match_single_layer_torch_lstms():
+    torch = torch_or_skip()
+    torch.manual_seed(1)
+    mods = torch.nn.ModuleList([torch.nn.LSTM(D, 6, batch_first=True),
+                                torch.nn.LSTM(6, 3, batch_first=True)]).eval()
+    rng = np.random.default_rng(6)
+    x = rand(rng, B, 6, D)
+    init = [(rand(rng, 1, B, 6), rand(rng, 1, B, 6)), (rand(rng, 1, B, 3), rand(rng, 1, B, 3))]
+    y, finals = torch.from_numpy(x), []
+    with torch.no_grad():
+        for m, (h, c) in zip(mods, init):
+            y, hc = m(y, (torch.from_numpy(h), torch.from_numpy(c)))
+            finals.append(hc)
+    model = stacklstm.Model.from_torch_state_dict(mods.state_dict())
+    out, st = model.session(B, 6).forward(x, initial_state=stacklstm.state_from_torch(init))
+    assert np.max(np.abs(out - y.numpy())) <= 1e-5
+    back = stacklstm.state_to_torch(st)
+    assert isinstance(back, list) and len(back) == 2
+    for (h, c), (th, tc) in zip(back, finals):
+        assert h.shape == tuple(th.shape) == (1, B, h.shape[-1])
+        assert np.max(np.abs(h - th.numpy())) <= 1e-5 and np.max(np.abs(c - tc.numpy())) <= 1e-5
+
+
+def test_keras_states_are_h_then_c_per_layer():
+    rng = np.random.default_rng(7)
+    model = stacklstm.Model.random(D, [4, 3], seed=4)
+    s = model.session(B, 6)
+    x = rand(rng, B, 6, D)
+    keras_states = [[rand(rng, B, 4), rand(rng, B, 4)], [rand(rng, B, 3), rand(rng, B, 3)]]
+    ours = stacklstm.state_from_keras(keras_states)
+    assert all(np.array_equal(st.h, k[0]) and np.array_equal(st.c, k[1])
+               for st, k in zip(ours, keras_states))
+    flat = stacklstm.state_from_keras([a for pair in keras_states for a in pair])
+    assert all(np.array_equal(a.c, b.c) and np.array_equal(a.h, b.h) for a, b in zip(flat, ours))
+    want = s.forward(x, initial_state=[LSTMStateTuple(c=k[1], h=k[0]) for k in keras_states])
+    out, st = s.forward(x, initial_state=ours)
+    assert np.array_equal(out, want[0])
+    back = stacklstm.state_to_keras(st)
+    assert all(np.array_equal(k[0], t.h) and np.array_equal(k[1], t.c)
+               for k, t in zip(back, st))
+
+
+def test_the_converters_refuse_what_they_cannot_read_unambiguously():
+    rng = np.random.default_rng(8)
+    with pytest.raises(ValueError, match="3 dims"):   # torch pieces are [layers, batch, H]
+        stacklstm.state_from_torch((rand(rng, B, 4), rand(rng, B, 4)))
+    with pytest.raises(ValueError, match="same shape"):
+        stacklstm.state_from_torch((rand(rng, 2, B, 4), rand(rng, 2, B, 3)))
+    with pytest.raises(TypeError, match="unpack_state"):   # a packed vector has no layers
+        stacklstm.state_to_torch(rand(rng, 16))
+    with pytest.raises(ValueError, match="even"):
+        stacklstm.state_from_keras([rand(rng, B, 4)] * 3)
