@@ -4,12 +4,11 @@
 // multiple of 8), then the tensor bytes. Every value read from a file is checked before it
 // is used: the reader allocates nothing whose size is not backed by bytes of the image.
 //
-// The header is parsed by a SAX handler (nlohmann::json::sax_parse, strict) that checks the
-// schema as the events arrive and keeps only what the reader needs: the metadata strings
-// and, per tensor entry, its name (as layer and piece), dtype, shape and data_offsets. Every
-// event costs O(1) plus the length of its token, so parsing is linear in the header's size
-// for every input (no hashing of attacker-chosen keys: tensor names are checked against
-// `layers.<l>.<piece>` when their key arrives, duplicates found in a bitmap).
+// The header is read by a strict JSON parser written for its schema (HeaderParser), which
+// keeps only what the reader needs: the metadata strings and, per tensor entry, its name (as
+// layer and piece), dtype, shape and data_offsets. Time is linear in the header's size for
+// every input (no DOM; tensor names checked as their keys arrive, duplicates found in a
+// bitmap, no hashing of keys the file chooses).
 #include "model_file.hpp"
 
 #include <fcntl.h>
@@ -31,12 +30,8 @@
 #include <system_error>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 namespace slstm {
 namespace {
-
-using json = nlohmann::json;
 
 constexpr const char* kFormatTag = "stacklstm";
 constexpr const char* kFormatVersion = "1";
@@ -211,191 +206,321 @@ struct Header {
   std::vector<TensorEntry> tensors;            // in the header's order, names unique
 };
 
-// SAX handler: checks the schema event by event and fills a Header. Throws (via bad_file /
-// fail) at the first violation; nlohmann's parser is iterative, so depth costs no stack.
-class HeaderSax {
+// A strict JSON parser (RFC 8259: UTF-8 checked, escapes decoded, surrogates paired) for
+// exactly the header's schema: {"__metadata__": {key: string, ...}, "layers.<l>.<piece>":
+// {"dtype": string, "shape": [uint, ...], "data_offsets": [uint, uint]}, ...}. A value of
+// the wrong kind is rejected when its first byte is seen; tensor names are checked as their
+// key arrives and duplicates found in a bitmap (no hashing of keys a file chooses). Every
+// byte is looked at a bounded number of times: time is linear in the header's size, and
+// the schema bounds the nesting (3), so there is no recursion.
+class HeaderParser {
  public:
-  explicit HeaderSax(Header* out) : h_(out), seen_((kMaxTensors + 63) / 64, 0) {}
+  HeaderParser(const unsigned char* text, std::size_t n, Header* out)
+      : begin_(text), p_(text), end_(text + n), h_(out), seen_((kMaxTensors + 63) / 64, 0) {}
 
-  bool null() { return scalar(Kind::Other); }
-  bool boolean(bool) { return scalar(Kind::Other); }
-  bool number_integer(json::number_integer_t) { return scalar(Kind::Other); }
-  bool number_float(json::number_float_t, const std::string&) { return scalar(Kind::Other); }
-  bool binary(json::binary_t&) { return scalar(Kind::Other); }
-  bool number_unsigned(json::number_unsigned_t v) {
-    value(Kind::Unsigned);
-    TensorEntry& t = h_->tensors.back();
-    if (field_ == kShape) {
-      t.shape[t.ndim++] = v;
-    } else {
-      t.offsets[t.noffsets++] = v;
-    }
-    return true;
-  }
-  bool string(std::string& s) {
-    value(Kind::String);
-    if (depth_ == 2 && ctx_ == Ctx::Metadata) {
-      meta_value_->swap(s);
-    } else {  // a tensor's dtype
-      TensorEntry& t = h_->tensors.back();
-      if (s == "F32") {
-        t.dtype = DType::F32;
-      } else if (s == "F64") {
-        t.dtype = DType::F64;
-      } else if (s == "F16") {
-        t.dtype = DType::F16;
-      } else if (s == "BF16") {
-        t.dtype = DType::BF16;
-      } else {
-        fail(SLSTM_ERR_UNSUPPORTED, "model file: " + where() + ": dtype \"" +
-                                        s.substr(0, 16) +
-                                        "\" is not supported (F32, F64, F16, BF16)");
-      }
-    }
-    return true;
-  }
-  bool start_object(std::size_t) { return open(Kind::Object); }
-  bool start_array(std::size_t) { return open(Kind::Array); }
-  bool end_object() {
-    if (depth_ == 2 && ctx_ == Ctx::Tensor) {
-      const TensorEntry& t = h_->tensors.back();
-      const char* names[3] = {"dtype", "shape", "data_offsets"};
-      for (int f = 0; f < 3; ++f) {
-        if ((t.fields & (1u << f)) == 0) bad_file(where() + ": missing \"" + names[f] + "\"");
-      }
-    }
-    --depth_;
-    return true;
-  }
-  bool end_array() {
-    if (field_ == kOffsets && h_->tensors.back().noffsets != 2) {
-      bad_file(where() + ": data_offsets must be an array of 2 non-negative integers");
-    }
-    --depth_;
-    return true;
-  }
-  bool key(std::string& k) {
-    if (depth_ == 1) {  // a top-level key: the metadata or a tensor
-      if (k == "__metadata__") {
-        if (h_->has_metadata) bad_file("header has the key \"__metadata__\" twice");
-        h_->has_metadata = true;
-        ctx_ = Ctx::Metadata;
-        return true;
-      }
-      TensorEntry t;
-      if (!parse_name(k, &t.layer, &t.piece)) {
-        bad_file("unexpected tensor \"" + k.substr(0, 80) +
-                 "\" (a model file has only layers.<l>.W_x, .W_h and .b, l < " +
-                 std::to_string(kMaxLayers) + ")");
-      }
-      const std::size_t slot = 3 * std::size_t{t.layer} + t.piece;
-      std::uint64_t& word = seen_[slot / 64];
-      const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
-      if (word & bit) bad_file("header has the key \"" + k + "\" twice");
-      word |= bit;
-      h_->tensors.push_back(t);
-      ctx_ = Ctx::Tensor;
-      return true;
-    }
-    // depth 2: a metadata key or a tensor field
-    if (ctx_ == Ctx::Metadata) {
-      if (h_->metadata.size() >= kMaxMetadataEntries) {
-        bad_file("\"__metadata__\" has more than " + std::to_string(kMaxMetadataEntries) +
-                 " entries");
-      }
-      const auto ins = h_->metadata.emplace(k, std::string());
-      if (!ins.second) bad_file("header has the key \"" + k.substr(0, 80) + "\" twice");
-      meta_key_ = &ins.first->first;
-      meta_value_ = &ins.first->second;
-      return true;
-    }
-    TensorEntry& t = h_->tensors.back();
-    if (k == "dtype") {
-      field_ = kDtype;
-    } else if (k == "shape") {
-      field_ = kShape;
-    } else if (k == "data_offsets") {
-      field_ = kOffsets;
-    } else {
-      bad_file(where() + ": unknown field \"" + k.substr(0, 40) + "\"");
-    }
-    if (t.fields & (1u << field_)) bad_file(where() + ": the key \"" + k + "\" twice");
-    t.fields = static_cast<std::uint8_t>(t.fields | (1u << field_));
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
-    bad_file(std::string("header is not valid JSON: ") + e.what());
+  void parse() {
+    object([this](std::string& k) { top_level_value(k); });
+    if (p_ != end_) syntax("bytes after the header's JSON object (only spaces may pad it)");
   }
 
  private:
-  enum class Kind { Object, Array, String, Unsigned, Other };
-  enum class Ctx { Metadata, Tensor };
-  enum Field { kDtype = 0, kShape = 1, kOffsets = 2 };
-
-  std::string where() const { return "tensor \"" + h_->tensors.back().name() + "\""; }
-
-  bool scalar(Kind k) {
-    value(k);
-    return true;
+  [[noreturn]] void syntax(const char* what) const {
+    bad_file(std::string("header is not valid JSON: ") + what + " at byte " +
+             std::to_string(p_ - begin_));
   }
-  bool open(Kind k) {
-    if (depth_ >= kMaxJsonDepth) bad_file("header JSON is nested too deeply");
-    value(k);
-    ++depth_;
-    return true;
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  int peek() {
+    ws();
+    return p_ < end_ ? *p_ : -1;
+  }
+  void expect(char c) {
+    if (peek() != static_cast<unsigned char>(c)) {
+      const char what[] = {'e', 'x', 'p', 'e', 'c', 't', 'e', 'd', ' ', '\'', c, '\'', 0};
+      syntax(what);
+    }
+    ++p_;
   }
 
-  // Checks that a value of kind k may stand at the current position.
-  void value(Kind k) {
-    switch (depth_) {
-      case 0:
-        if (k != Kind::Object) bad_file("header is not a JSON object");
-        return;
-      case 1:
-        if (k == Kind::Object) return;
-        if (ctx_ == Ctx::Metadata) bad_file("\"__metadata__\" is not a JSON object");
-        bad_file(where() + ": entry is not a JSON object");
-      case 2:
-        if (ctx_ == Ctx::Metadata) {
-          if (k != Kind::String) {
-            bad_file("metadata \"" + meta_key_->substr(0, 40) + "\" is not a string");
-          }
-          return;
+  // Whether c can begin a JSON value.
+  static bool value_start(int c) {
+    return c == '{' || c == '[' || c == '"' || c == '-' || (c >= '0' && c <= '9') || c == 't' ||
+           c == 'f' || c == 'n';
+  }
+  // The next value must begin with `first`: else the schema's message (a value of another
+  // kind) or a syntax error (no value at all).
+  template <class Message>
+  void require(char first, Message&& message) {
+    const int c = peek();
+    if (c == static_cast<unsigned char>(first)) return;
+    if (value_start(c)) bad_file(message());
+    syntax("expected a value");
+  }
+
+  // Iterates the members of the object whose '{' is next: key(k) consumes the ':' and the
+  // value.
+  template <class OnMember>
+  void object(OnMember&& member) {
+    expect('{');
+    if (peek() == '}') {
+      ++p_;
+      return;
+    }
+    while (true) {
+      if (peek() != '"') syntax("expected a key");
+      std::string k = string();
+      expect(':');
+      member(k);
+      const int c = peek();
+      ++p_;
+      if (c == '}') return;
+      if (c != ',') syntax("expected ',' or '}'");
+    }
+  }
+
+  void top_level_value(std::string& k) {
+    if (k == "__metadata__") {
+      if (h_->has_metadata) bad_file("header has the key \"__metadata__\" twice");
+      h_->has_metadata = true;
+      require('{', [] { return std::string("\"__metadata__\" is not a JSON object"); });
+      object([this](std::string& key) {
+        if (h_->metadata.size() >= kMaxMetadataEntries) {
+          bad_file("\"__metadata__\" has more than " + std::to_string(kMaxMetadataEntries) +
+                   " entries");
         }
-        if (field_ == kDtype) {
-          if (k != Kind::String) bad_file(where() + ": dtype is not a string");
-          return;
+        require('"', [&] { return "metadata \"" + key.substr(0, 40) + "\" is not a string"; });
+        std::string value = string();
+        const auto ins = h_->metadata.emplace(std::move(key), std::move(value));
+        if (!ins.second) {
+          bad_file("header has the key \"" + ins.first->first.substr(0, 80) + "\" twice");
         }
-        if (k != Kind::Array) array_error();
-        return;
-      default: {  // 3: an element of shape or data_offsets
-        const TensorEntry& t = h_->tensors.back();
-        if (k != Kind::Unsigned) array_error();
-        if (field_ == kShape ? t.ndim >= SLSTM_MAX_DIMS : t.noffsets >= 2) array_error();
-        return;
+      });
+      return;
+    }
+    TensorEntry t;
+    if (!parse_name(k, &t.layer, &t.piece)) {
+      bad_file("unexpected tensor \"" + k.substr(0, 80) +
+               "\" (a model file has only layers.<l>.W_x, .W_h and .b, l < " +
+               std::to_string(kMaxLayers) + ")");
+    }
+    const std::size_t slot = 3 * std::size_t{t.layer} + t.piece;
+    std::uint64_t& word = seen_[slot / 64];
+    const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
+    if (word & bit) bad_file("header has the key \"" + k + "\" twice");
+    word |= bit;
+    const auto where = [&t]() { return "tensor \"" + t.name() + "\""; };
+    require('{', [&] { return where() + ": entry is not a JSON object"; });
+    object([&](const std::string& field) {
+      int f;
+      if (field == "dtype") {
+        f = 0;
+      } else if (field == "shape") {
+        f = 1;
+      } else if (field == "data_offsets") {
+        f = 2;
+      } else {
+        bad_file(where() + ": unknown field \"" + field.substr(0, 40) + "\"");
+      }
+      if (t.fields & (1u << f)) bad_file(where() + ": the key \"" + field + "\" twice");
+      t.fields = static_cast<std::uint8_t>(t.fields | (1u << f));
+      if (f == 0) {
+        require('"', [&] { return where() + ": dtype is not a string"; });
+        const std::string s = string();
+        if (s == "F32") {
+          t.dtype = DType::F32;
+        } else if (s == "F64") {
+          t.dtype = DType::F64;
+        } else if (s == "F16") {
+          t.dtype = DType::F16;
+        } else if (s == "BF16") {
+          t.dtype = DType::BF16;
+        } else {
+          fail(SLSTM_ERR_UNSUPPORTED, "model file: " + where() + ": dtype \"" + s.substr(0, 16) +
+                                          "\" is not supported (F32, F64, F16, BF16)");
+        }
+      } else {
+        std::uint64_t* out = f == 1 ? t.shape : t.offsets;
+        std::uint8_t& count = f == 1 ? t.ndim : t.noffsets;
+        uint_array(t, f, out, &count, f == 1 ? SLSTM_MAX_DIMS : 2);
+        if (f == 2 && count != 2) bad_file(array_what(t, f));
+      }
+    });
+    const char* names[3] = {"dtype", "shape", "data_offsets"};
+    for (int f = 0; f < 3; ++f) {
+      if ((t.fields & (1u << f)) == 0) bad_file(where() + ": missing \"" + names[f] + "\"");
+    }
+    h_->tensors.push_back(t);
+  }
+
+  static std::string array_what(const TensorEntry& t, int f) {
+    return "tensor \"" + t.name() + "\": " +
+           (f == 1 ? "shape must be an array of 0.." + std::to_string(SLSTM_MAX_DIMS) +
+                         " non-negative integers"
+                   : std::string("data_offsets must be an array of 2 non-negative integers"));
+  }
+
+  // [u, u, ...] of at most max unsigned integers that fit in 64 bits (field f of t).
+  void uint_array(const TensorEntry& t, int f, std::uint64_t* out, std::uint8_t* count,
+                  std::size_t max) {
+    const auto what = [&]() { return array_what(t, f); };
+    require('[', what);
+    ++p_;
+    if (peek() == ']') {
+      ++p_;
+      return;
+    }
+    while (true) {
+      const int c = peek();
+      if (c == '[' || c == '{') bad_file("header JSON is nested too deeply (" + what() + ")");
+      if (c < '0' || c > '9') {
+        if (value_start(c)) bad_file(what());  // a sign, a string, a literal
+        syntax("expected a value");
+      }
+      if (*count >= max) bad_file(what());
+      std::uint64_t v = 0;
+      const unsigned char* first = p_;
+      while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+        const std::uint64_t d = static_cast<std::uint64_t>(*p_ - '0');
+        if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) bad_file(what());
+        v = v * 10 + d;
+        ++p_;
+      }
+      if (*first == '0' && p_ - first > 1) syntax("a number with a leading zero");
+      if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) bad_file(what());
+      out[(*count)++] = v;
+      const int n = peek();
+      ++p_;
+      if (n == ']') return;
+      if (n != ',') syntax("expected ',' or ']'");
+    }
+  }
+
+  // The string whose '"' is next, decoded.
+  std::string string() {
+    ++p_;  // the opening quote (the callers peeked it)
+    std::string out;
+    const unsigned char* run = p_;
+    while (true) {
+      if (p_ >= end_) syntax("unterminated string");
+      const unsigned char c = *p_;
+      if (c == '"') {
+        out.append(run, p_);
+        ++p_;
+        return out;
+      }
+      if (c == '\\') {
+        out.append(run, p_);
+        escape(out);
+        run = p_;
+      } else if (c < 0x20) {
+        syntax("a control character in a string");
+      } else if (c < 0x80) {
+        ++p_;
+      } else {
+        utf8();
       }
     }
   }
-  [[noreturn]] void array_error() const {
-    if (field_ == kShape) {
-      bad_file(where() + ": shape must be an array of 0.." + std::to_string(SLSTM_MAX_DIMS) +
-               " non-negative integers");
+
+  unsigned hex4() {
+    if (end_ - p_ < 4) syntax("a truncated \\u escape");
+    unsigned v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const unsigned char c = *p_++;
+      unsigned d;
+      if (c >= '0' && c <= '9') {
+        d = c - '0';
+      } else if (c >= 'a' && c <= 'f') {
+        d = c - 'a' + 10u;
+      } else if (c >= 'A' && c <= 'F') {
+        d = c - 'A' + 10u;
+      } else {
+        syntax("a \\u escape that is not 4 hexadecimal digits");
+      }
+      v = v * 16 + d;
     }
-    bad_file(where() + ": data_offsets must be an array of 2 non-negative integers");
+    return v;
   }
 
+  void escape(std::string& out) {
+    ++p_;  // the backslash
+    if (p_ >= end_) syntax("unterminated string");
+    const unsigned char c = *p_++;
+    switch (c) {
+      case '"': out += '"'; return;
+      case '\\': out += '\\'; return;
+      case '/': out += '/'; return;
+      case 'b': out += '\b'; return;
+      case 'f': out += '\f'; return;
+      case 'n': out += '\n'; return;
+      case 'r': out += '\r'; return;
+      case 't': out += '\t'; return;
+      case 'u': break;
+      default: syntax("an invalid escape");
+    }
+    std::uint32_t cp = hex4();
+    if (cp >= 0xDC00 && cp <= 0xDFFF) syntax("a lone low surrogate");
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') syntax("a lone high surrogate");
+      p_ += 2;
+      const std::uint32_t lo = hex4();
+      if (lo < 0xDC00 || lo > 0xDFFF) syntax("a lone high surrogate");
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  // One multi-byte UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF).
+  void utf8() {
+    const unsigned char c = *p_;
+    int n;
+    unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      syntax("invalid UTF-8");
+    }
+    if (end_ - p_ <= n) syntax("invalid UTF-8");
+    if (p_[1] < lo || p_[1] > hi) syntax("invalid UTF-8");
+    for (int k = 2; k <= n; ++k) {
+      if (p_[k] < 0x80 || p_[k] > 0xBF) syntax("invalid UTF-8");
+    }
+    p_ += n + 1;
+  }
+
+  const unsigned char* const begin_;
+  const unsigned char* p_;
+  const unsigned char* const end_;
   Header* h_;
   std::vector<std::uint64_t> seen_;  // bit 3l+p: layers.<l>.<p> was given
-  std::size_t depth_ = 0;            // containers open
-  Ctx ctx_ = Ctx::Metadata;          // what the current top-level value is
-  Field field_ = kDtype;             // the current tensor field
-  const std::string* meta_key_ = nullptr;
-  std::string* meta_value_ = nullptr;
 };
 
 // The header bytes as the safetensors format allows them: '{' first (no byte-order mark, no
 // leading whitespace), one JSON object, then only spaces (0x20) as padding. A NUL byte is
-// rejected anywhere (nlohmann's lexer would take it for the end of the input).
+// named as such wherever it is.
 Header parse_header(const unsigned char* text, std::size_t n) {
   if (n == 0 || text[0] != '{') {
     bad_file("header is not a JSON object (it must begin with '{', no byte-order mark or "
@@ -407,12 +532,8 @@ Header parse_header(const unsigned char* text, std::size_t n) {
   }
   std::size_t len = n;
   while (len > 0 && text[len - 1] == ' ') --len;
-  if (text[len - 1] != '}') {
-    bad_file("header must end with the JSON object's '}', padded with spaces (0x20) only");
-  }
   Header h;
-  HeaderSax sax(&h);
-  json::sax_parse(text, text + len, &sax, json::input_format_t::json, /*strict=*/true);
+  HeaderParser(text, len, &h).parse();
   return h;
 }
 
@@ -934,12 +1055,26 @@ ModelPtr load_model_file(const std::string& path) {
     if (pos != 8 + header_len) changed();
     plan = plan_model(header.data(), header_len, size - 8 - header_len);
   }
-  std::vector<unsigned char> chunk(std::min<std::uint64_t>(kChunk, size - pos));
+  // The data section through one buffer of at most kChunk bytes, refilled with as much as
+  // fits (a tensor's bytes are handed out whole or in kChunk pieces, so they always fit).
+  const std::uint64_t data_end = size;
+  std::vector<unsigned char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size - pos)));
+  std::size_t lo = 0, hi = 0;  // buf[lo, hi) is read and not yet handed out
   return build_model(plan, [&](std::size_t n) {
-    const std::size_t got = read_full(fd.get(), chunk.data(), n, path);
-    pos += got;
-    if (got != n) changed();
-    return static_cast<const unsigned char*>(chunk.data());
+    if (hi - lo < n) {
+      std::memmove(buf.data(), buf.data() + lo, hi - lo);
+      hi -= lo;
+      lo = 0;
+      const std::size_t want = static_cast<std::size_t>(
+          std::min<std::uint64_t>(buf.size() - hi, data_end - pos));
+      const std::size_t got = read_full(fd.get(), buf.data() + hi, want, path);
+      pos += got;
+      hi += got;
+      if (hi < n) changed();
+    }
+    const unsigned char* p = buf.data() + lo;
+    lo += n;
+    return p;
   });
 }
 

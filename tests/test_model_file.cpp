@@ -911,3 +911,64 @@ TEST_CASE("saving into a directory that does not exist names the path", "[model-
   CHECK(std::string(slstm_last_error()).find("/nonexistent/dir/m.safetensors") !=
         std::string::npos);
 }
+
+// The header's JSON parser (src/model_file.cpp, HeaderParser) is the library's own: what
+// RFC 8259 says, no more, no less.
+
+TEST_CASE("header JSON may use any whitespace between tokens and escapes in strings",
+          "[model-file]") {
+  auto p = valid_parts();
+  std::string text = p.header.dump(2);  // newlines and indentation
+  expect_loads(join(text, p.data));
+  // A key and a value spelled with escapes are the same key and value.
+  json h = p.header;
+  h["__metadata__"].erase("source_layout");
+  text = h.dump();
+  const std::string key = "\"layers.0.b\"";
+  const auto at = text.find(key);
+  REQUIRE(at != std::string::npos);
+  text.replace(at, key.size(), "\"\\u006cayers.0\\u002Eb\"");
+  text.insert(text.size() - 1, ",\"__metadata__x\\ud83d\\ude00\":{}");  // not ours: rejected
+  expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT,
+                  "unexpected tensor \"__metadata__x\xf0\x9f\x98\x80\"");
+  text.erase(text.rfind(",\"__metadata__x"));
+  text += "}";
+  const std::string meta = "\"__metadata__\":{";
+  text.insert(text.find(meta) + meta.size(), "\"source_layout\":\"\\u0070y\\/torch\\t\",");
+  expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT, "printable ASCII");  // \t
+  const auto tab = text.find("\\t\"");
+  text.erase(tab, 2);
+  slstm_model* out = nullptr;
+  const Bytes img = join(text, p.data);
+  const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
+  INFO("message: " << slstm_last_error() << "; header " << text);
+  CHECK(st == SLSTM_OK);
+  slstm_model_destroy(out);
+}
+
+TEST_CASE("header JSON syntax errors are rejected", "[model-file]") {
+  auto p = valid_parts();
+  const std::string good = p.header.dump();
+  const std::string meta = "{\"__metadata__\":{\"x\":";
+  const std::vector<std::string> bad = {
+      "{,}", "{\"__metadata__\"}", "{\"__metadata__\":{},}", "{\"__metadata__\" {}}",
+      "{\"__metadata__\":{}, }", "{'__metadata__':{}}", "{\"__metadata__\":{}}}",
+      meta + "\"a\\x\"}}",           // invalid escape
+      meta + "\"a\\u12\"}}",         // short \u
+      meta + "\"a\\ud800\"}}",       // lone high surrogate
+      meta + "\"a\\udc00\"}}",       // lone low surrogate
+      meta + "\"a\\ud800\\u0041\"}}",  // high surrogate without its low half
+      meta + "\"a\tb\"}}",           // raw control character
+      meta + "\"\xc0\x80\"}}",       // overlong
+      meta + "\"\xed\xa0\x80\"}}",   // UTF-8 surrogate
+      meta + "\"\xf4\x90\x80\x80\"}}",  // above U+10FFFF
+      meta + "\"\xf5\x80\x80\x80\"}}", meta + "\"\x80\"}}", meta + "\"\xe2\x82\"}}",
+      meta + "\"abc}}",              // unterminated
+      "{\"layers.0.b\":{\"shape\":[01]}}",  // leading zero
+      "{\"layers.0.b\":{\"shape\":[1,]}}", "{\"layers.0.b\":{\"shape\":[1 2]}}",
+      "{\"layers.0.b\":{\"shape\":[1}}"};
+  for (const auto& text : bad) {
+    INFO("header: " << text);
+    expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT, "header is not valid JSON");
+  }
+}
