@@ -39,7 +39,12 @@ def backend_available(backend="cuda"):
     """(True, "") when the backend can run here, else (False, the library's reason)."""
     from .model import BACKENDS
     from .errors import last_error
-    st = _clib.slstm_backend_available(BACKENDS[backend] if isinstance(backend, str) else backend)
+    from ._ints import INT32, checked_int
+    if isinstance(backend, str):
+        if backend.lower() not in BACKENDS:
+            raise ValueError("backend must be one of %s, got %r" % (sorted(BACKENDS), backend))
+        backend = BACKENDS[backend.lower()]
+    st = _clib.slstm_backend_available(checked_int(backend, "backend", INT32))
     return (st == 0, "" if st == 0 else last_error())
 
 

@@ -1,5 +1,6 @@
 """Exceptions: one class per slstm_status, each carrying the library's last-error text."""
 
+from ._ints import INT32, checked_int
 from ._lib import lib
 
 __all__ = ["StackLSTMError", "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
@@ -71,7 +72,8 @@ _BY_STATUS = {cls.status: cls for cls in (
 
 def status_string(status):
     """The library's static text for a status (read from the library at run time)."""
-    return lib.slstm_status_string(int(status)).decode("utf-8", "replace")
+    return lib.slstm_status_string(checked_int(status, "status", INT32)).decode("utf-8",
+                                                                                "replace")
 
 
 def last_error():

@@ -4,13 +4,14 @@ import contextlib
 import ctypes
 import errno
 import numbers
-import operator
 import os
+import stat
 import threading
 
 import numpy as np
 
 from . import _lib
+from ._ints import INT32, INT64, UINT64, checked_int as _int
 from ._lib import lib
 from .errors import check, InvalidArgumentError
 from .safetensors_header import not_safetensors_reason
@@ -78,27 +79,6 @@ def _to_numpy(a):
     elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):   # a tf.Tensor / Variable
         a = a.numpy()
     return np.asarray(a)
-
-
-INT32 = (-2 ** 31, 2 ** 31 - 1)
-INT64 = (-2 ** 63, 2 ** 63 - 1)
-UINT64 = (0, 2 ** 64 - 1)
-
-
-def _int(value, name, bounds=INT64):
-    """`value` as a Python int that fits the C integer type of `bounds` (ctypes would
-    silently keep only the low bits). Integers only: a float is a TypeError, not truncated."""
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError("%s must be an integer, got %r (%s)"
-                        % (name, value, type(value).__name__)) from None
-    lo, hi = bounds
-    if not lo <= v <= hi:
-        raise OverflowError("%s = %d does not fit the library's %s (range [%d, %d])"
-                            % (name, v, {INT32: "int32_t", INT64: "int64_t",
-                                         UINT64: "uint64_t"}[bounds], lo, hi))
-    return v
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -370,8 +350,7 @@ class Model(_Owned):
         safetensors at all (a torch.save .pt, a Keras .h5, ...) an InvalidArgumentError
         that says what it looks like."""
         st = os.stat(path)   # FileNotFoundError / PermissionError, with errno and the path
-        import stat as _stat
-        if _stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "a directory, not a model file", path)
         with open(path, "rb") as f:
             head = f.read(16)

@@ -138,6 +138,7 @@ def onnx_model_layers(model):
     from onnx import numpy_helper
 
     from . import _lib
+    from ._ints import checked_int
     from .errors import check
 
     if not isinstance(model, onnx.ModelProto):
@@ -169,8 +170,9 @@ def onnx_model_layers(model):
             spec.s.direction = d if isinstance(d, bytes) else d.encode()
         if "clip" in attrs:
             spec.s.has_clip, spec.s.clip = 1, float(attrs["clip"])
-        spec.s.input_forget = int(attrs.get("input_forget", 0))
-        spec.s.layout = int(attrs.get("layout", 0))
+        spec.s.input_forget = checked_int(attrs.get("input_forget", 0),
+                                          "LSTM node %r: input_forget" % node.name)
+        spec.s.layout = checked_int(attrs.get("layout", 0), "LSTM node %r: layout" % node.name)
         if "activations" in attrs:
             acts = [a if isinstance(a, bytes) else a.encode() for a in attrs["activations"]]
             arr = (ctypes.c_char_p * len(acts))(*acts)

@@ -56,3 +56,10 @@ def test_sequence_lengths_beyond_int32_are_refused(model):
     s = model.session(2, 3)
     with pytest.raises(OverflowError, match="sequence_lengths"):
         s.forward(np.zeros((2, 3, 5), np.float32), sequence_lengths=[2 ** 32 + 1, 1])
+
+
+def test_status_and_backend_values_beyond_int32_are_refused_not_truncated():
+    with pytest.raises(OverflowError, match="status"):
+        stacklstm.status_string(2 ** 32 + 2)   # would read as 2, "shape mismatch"
+    with pytest.raises(OverflowError, match="backend"):
+        stacklstm.backend_available(2 ** 32)   # would read as 0, the CPU
