@@ -68,3 +68,24 @@ def test_a_read_only_output_buffer_is_refused(s, x):
     out.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         s.forward(x, out=out)
+
+
+class FakeCudaArray:
+    """Quacks like a CUDA array; refused before any pointer is used."""
+
+    def __init__(self, shape):
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": "<f4", "strides": None,
+                                         "data": (0xDEAD0000, False), "version": 3}
+
+
+@pytest.mark.parametrize("out_shape, final_shape, init_shape", [
+    ((T, B, 2), (COUNT,), None),           # time-major out for a batch-major call
+    ((B, T, 2), (2, COUNT // 2), None),    # a packed state in two dims
+    ((B, T, 2), (COUNT,), (2, COUNT // 2)),
+])
+def test_cuda_buffers_are_checked_by_shape_not_element_count(s, out_shape, final_shape,
+                                                             init_shape):
+    init = None if init_shape is None else FakeCudaArray(init_shape)
+    with pytest.raises(ValueError, match="shape"):
+        s.forward(FakeCudaArray((B, T, D)), initial_state=init, out=FakeCudaArray(out_shape),
+                  final_state_out=FakeCudaArray(final_shape))
