@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import stacklstm
 
 PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,26 +44,26 @@ def test_a_session_of_something_that_is_not_a_model_raises_instead_of_crashing()
     assert "needs a stacklstm.Model" in r.stdout
 
 
-def test_one_session_used_by_four_threads_gives_the_one_thread_numbers():
-    for cpu_path in ("reference", "auto"):
-        r = run_child("""
-            import threading, numpy as np, stacklstm
-            m = stacklstm.Model.random(16, [32, 24], seed=1)
-            s = m.session(max_batch=8, max_time=20, cpu_path=%r)
-            x = np.random.default_rng(0).random((8, 20, 16), dtype=np.float32)
-            want, _ = s.forward(x)
-            bad = []
-            def work():
-                for _ in range(100):
-                    out, _ = s.forward(x)
-                    bad.append(not np.array_equal(out, want))
-            ts = [threading.Thread(target=work) for _ in range(4)]
-            [t.start() for t in ts]
-            [t.join() for t in ts]
-            print("calls", len(bad), "wrong", sum(bad))
-        """ % cpu_path)
-        assert r.returncode == 0, (cpu_path, r.returncode, r.stderr)
-        assert "calls 400 wrong 0" in r.stdout, (cpu_path, r.stdout)
+@pytest.mark.parametrize("cpu_path", ["reference", "auto"])
+def test_one_session_used_by_four_threads_gives_the_one_thread_numbers(cpu_path):
+    r = run_child("""
+        import threading, numpy as np, stacklstm
+        m = stacklstm.Model.random(16, [32, 24], seed=1)
+        s = m.session(max_batch=8, max_time=20, cpu_path=%r)
+        x = np.random.default_rng(0).random((8, 20, 16), dtype=np.float32)
+        want, _ = s.forward(x)
+        bad = []
+        def work():
+            for _ in range(100):
+                out, _ = s.forward(x)
+                bad.append(not np.array_equal(out, want))
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        print("calls", len(bad), "wrong", sum(bad))
+    """ % cpu_path)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "calls 400 wrong 0" in r.stdout, r.stdout
 
 
 def test_closing_a_session_while_other_threads_run_it_raises_in_them_not_crashes():

@@ -105,21 +105,35 @@ def test_state_converters_for_different_hidden_sizes_match_single_layer_torch_ls
         assert np.max(np.abs(h - th.numpy())) <= 1e-5 and np.max(np.abs(c - tc.numpy())) <= 1e-5
 
 
-def test_keras_states_are_h_then_c_per_layer():
+def keras_states(rng):
+    return [[rand(rng, B, 4), rand(rng, B, 4)], [rand(rng, B, 3), rand(rng, B, 3)]]
+
+
+def test_state_from_keras_reads_h_then_c_per_layer():
     rng = np.random.default_rng(7)
     model = stacklstm.Model.random(D, [4, 3], seed=4)
     s = model.session(B, 6)
-    x = rand(rng, B, 6, D)
-    keras_states = [[rand(rng, B, 4), rand(rng, B, 4)], [rand(rng, B, 3), rand(rng, B, 3)]]
-    ours = stacklstm.state_from_keras(keras_states)
+    x, ks = rand(rng, B, 6, D), keras_states(rng)
+    ours = stacklstm.state_from_keras(ks)
     assert all(np.array_equal(st.h, k[0]) and np.array_equal(st.c, k[1])
-               for st, k in zip(ours, keras_states))
-    flat = stacklstm.state_from_keras([a for pair in keras_states for a in pair])
-    assert all(np.array_equal(a.c, b.c) and np.array_equal(a.h, b.h) for a, b in zip(flat, ours))
-    want = s.forward(x, initial_state=[LSTMStateTuple(c=k[1], h=k[0]) for k in keras_states])
-    out, st = s.forward(x, initial_state=ours)
-    assert np.array_equal(out, want[0])
+               for st, k in zip(ours, ks))
+    want, _ = s.forward(x, initial_state=[LSTMStateTuple(c=k[1], h=k[0]) for k in ks])
+    assert np.array_equal(s.forward(x, initial_state=ours)[0], want)
+
+
+def test_state_from_keras_accepts_the_flat_list_of_h_and_c():
+    ks = keras_states(np.random.default_rng(8))
+    flat = stacklstm.state_from_keras([a for pair in ks for a in pair])
+    nested = stacklstm.state_from_keras(ks)
+    assert all(np.array_equal(a.c, b.c) and np.array_equal(a.h, b.h)
+               for a, b in zip(flat, nested))
+
+
+def test_state_to_keras_gives_h_then_c_per_layer():
+    model = stacklstm.Model.random(D, [4, 3], seed=4)
+    _, st = model.session(B, 6).forward(rand(np.random.default_rng(9), B, 6, D))
     back = stacklstm.state_to_keras(st)
+    assert [len(k) for k in back] == [2, 2]
     assert all(np.array_equal(k[0], t.h) and np.array_equal(k[1], t.c)
                for k, t in zip(back, st))
 
