@@ -6,12 +6,17 @@
 // * a model that loads is usable: its architecture is queryable, it saves to an image of
 //   slstm_model_file_size bytes, that image loads back to a model with bitwise identical
 //   canonical weights, and a session on it runs one forward step on the reference path;
+// * the loader's own JSON parser accepts no header that nlohmann/json rejects: a header that
+//   loads, less its space padding, is valid strict JSON to nlohmann::json::accept too;
 // * plus everything ASan/UBSan/LSan check.
 // The loader allocates nothing that the image's bytes do not back, so the fuzzer's memory
-// is bounded by its input size (libFuzzer's -max_len).
+// is bounded by its input size (libFuzzer's -max_len: 4 MiB in fuzz/run.sh, so that large
+// headers are reached; the seeds include a 1000-layer model and a 100 kB hostile header).
 #include <cstdint>
 #include <cstring>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "stacklstm/stacklstm.h"
 
@@ -113,6 +118,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (m != sentinel) violated("out_model written on failure");
     return 0;
   }
+  // Differential check of the header parser (the image is >= 8 bytes and its header inside).
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = (n << 8) | data[k];
+  const std::uint8_t* text = data + 8;
+  std::size_t len = static_cast<std::size_t>(n);
+  while (len > 0 && text[len - 1] == ' ') --len;
+  if (!nlohmann::json::accept(text, text + len)) violated("loaded a header nlohmann rejects");
   exercise(m);
   slstm_model_destroy(m);
   return 0;

@@ -13,7 +13,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def image(input_size, hidden, dtype="F32", forget_bias="1", tweak=None):
+def image(input_size, hidden, dtype="F32", forget_bias="1", tweak=None, pad=0):
     fmt, size = {"F32": ("<f", 4), "F64": ("<d", 8), "F16": ("<e", 2), "BF16": (None, 2)}[dtype]
     header = {"__metadata__": {"format": "stacklstm", "format_version": "1",
                                "input_size": str(input_size),
@@ -40,7 +40,7 @@ def image(input_size, hidden, dtype="F32", forget_bias="1", tweak=None):
     if tweak:
         tweak(header)
     text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
+    text += b" " * ((8 - len(text) % 8) % 8 + pad)
     return struct.pack("<Q", len(text)) + text + data
 
 
@@ -69,6 +69,14 @@ def model_file_seeds():
     def dup(h):
         h["__metadata__"]["hidden_sizes"] = "3,3"
     write("fuzz_model_file", "wrong_layers", image(2, [3], tweak=dup))
+
+    # Large headers (issue 13: the loader must stay linear; run.sh's -max_len admits them):
+    # a real 1000-layer model (~300 kB of header), a valid model padded with 64 KiB of
+    # spaces, and the issue's hostile shape {"a0":{},"a1":{},...} (~100 kB).
+    write("fuzz_model_file", "f32_1000layers", image(1, [1] * 1000))
+    write("fuzz_model_file", "padded_64k", image(2, [3], pad=65536))
+    objects = b"{" + b",".join(b'"a%d":{}' % k for k in range(10000)) + b"}"
+    write("fuzz_model_file", "objects_100k", struct.pack("<Q", len(objects)) + objects)
 
 
 # fuzz_api op codes (see LLVMFuzzerTestOneInput) and their field counts with default bytes.

@@ -28,7 +28,9 @@ export ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=2048:dete
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}
 export OPENBLAS_NUM_THREADS=1
 
-declare -A max_len=([fuzz_api]=1024 [fuzz_model_file]=16384)
+# fuzz_model_file: up to 4 MiB, so that it reaches large headers (the seeds include a
+# ~300 kB one); -len_control grows lengths from the seeds' sizes.
+declare -A max_len=([fuzz_api]=1024 [fuzz_model_file]=4194304)
 mkdir -p "$build/artifacts"
 for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t"
