@@ -278,3 +278,20 @@ TEST_CASE("an init for an older caller's size fills only the fields that caller 
   CHECK(got.struct_size == sizeof(DemoV1));
   CHECK(got.a == 1);
 }
+
+TEST_CASE("the static initializers give the init functions' defaults in C++ too", "[api][abi]") {
+  const slstm_session_options o = SLSTM_SESSION_OPTIONS_INIT;
+  slstm_session_options want;
+  slstm_session_options_init(&want);
+  CHECK(o.struct_size == want.struct_size);
+  CHECK(o.backend == want.backend);
+  CHECK(o.cpu_path == want.cpu_path);
+  const slstm_model_config c = SLSTM_MODEL_CONFIG_INIT;
+  CHECK(c.forget_bias == 1.0f);
+  CHECK(c.struct_size == sizeof c);
+  const slstm_forward_args a = SLSTM_FORWARD_ARGS_INIT;
+  CHECK(a.struct_size == sizeof a);
+  CHECK(a.memory == SLSTM_MEMORY_HOST);
+  const slstm_onnx_lstm_node n = SLSTM_ONNX_LSTM_NODE_INIT;
+  CHECK(slstm_onnx_check_node(&n) == SLSTM_OK);
+}

@@ -262,6 +262,9 @@ SLSTM_API void slstm_model_config_init_sized(slstm_model_config* config, size_t 
 SLSTM_API void(slstm_model_config_init)(slstm_model_config* config);
 #define slstm_model_config_init(config) \
   slstm_model_config_init_sized((config), sizeof(slstm_model_config))
+/** The same defaults as a static initializer: `slstm_model_config c = SLSTM_MODEL_CONFIG_INIT;` */
+#define SLSTM_MODEL_CONFIG_INIT \
+  { (uint32_t)sizeof(slstm_model_config), 0, 0, NULL, 1.0f }
 
 /** Creates a model from weights in `format`.  `tensors` holds num_layers * tensors-per-layer
  *  entries, layer by layer (see slstm_weight_format); every shape is checked against the
@@ -355,6 +358,9 @@ SLSTM_API void slstm_session_options_init_sized(slstm_session_options* options,
 SLSTM_API void(slstm_session_options_init)(slstm_session_options* options);
 #define slstm_session_options_init(options) \
   slstm_session_options_init_sized((options), sizeof(slstm_session_options))
+/** The same defaults as a static initializer. */
+#define SLSTM_SESSION_OPTIONS_INIT \
+  { (uint32_t)sizeof(slstm_session_options), SLSTM_BACKEND_CPU, 0, 0, SLSTM_CPU_PATH_AUTO, 0, 0, 0, NULL }
 
 /** Binds `model` to a backend and allocates the workspace for max_batch x max_time.
  *  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_BACKEND_UNAVAILABLE, SLSTM_ERR_SIZE_OVERFLOW,
@@ -413,6 +419,10 @@ SLSTM_API void slstm_forward_args_init_sized(slstm_forward_args* args, size_t st
 SLSTM_API void(slstm_forward_args_init)(slstm_forward_args* args);
 #define slstm_forward_args_init(args) \
   slstm_forward_args_init_sized((args), sizeof(slstm_forward_args))
+/** The same defaults as a static initializer. */
+#define SLSTM_FORWARD_ARGS_INIT \
+  { (uint32_t)sizeof(slstm_forward_args), SLSTM_BATCH_MAJOR, 0, 0, NULL, 0, NULL, 0, NULL, 0, \
+    NULL, 0, NULL, 0, SLSTM_MEMORY_HOST }
 
 /** Runs the stack over a sequence (tf.nn.dynamic_rnn).  Everything is validated before any
  *  output is written.  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL session/args/input, bad
@@ -461,6 +471,9 @@ SLSTM_API void slstm_onnx_lstm_node_init_sized(slstm_onnx_lstm_node* node, size_
 SLSTM_API void(slstm_onnx_lstm_node_init)(slstm_onnx_lstm_node* node);
 #define slstm_onnx_lstm_node_init(node) \
   slstm_onnx_lstm_node_init_sized((node), sizeof(slstm_onnx_lstm_node))
+/** The same defaults as a static initializer. */
+#define SLSTM_ONNX_LSTM_NODE_INIT \
+  { (uint32_t)sizeof(slstm_onnx_lstm_node), NULL, 0, 0.0f, 0, 0, 0, NULL, NULL }
 
 /** SLSTM_OK when the node computes this library's cell: direction absent or "forward",
  *  no clip, input_forget 0, activations absent or exactly Sigmoid, Tanh, Tanh (any case),
