@@ -165,6 +165,15 @@ std::string adversarial(const std::string& kind, std::size_t size) {
     }
     return h + "}}";
   }
+  if (kind == "prefix_keys") {  // 1018 metadata keys sharing one long prefix (map compares)
+    h = std::string("{") + kMeta;
+    const std::size_t each = size > 1024 * 64 ? size / 1024 - 32 : 16;
+    const std::string prefix(each, 'k');
+    for (int k = 0; k < 1018 && h.size() + each + 64 < size; ++k) {
+      h += ",\"" + prefix + std::to_string(k) + "\":\"\"";
+    }
+    return h + "}}";
+  }
   std::fprintf(stderr, "unknown kind %s\n", kind.c_str());
   std::exit(2);
 }
@@ -206,7 +215,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s: %.2f ms\n", r.name.c_str(), r.ms);
   }
   for (const char* kind : {"objects", "entries", "whitespace", "escapes", "utf8", "number",
-                           "metadata"}) {
+                           "metadata", "prefix_keys"}) {
     for (std::size_t size = 1000000; ; size *= 10) {
       const std::size_t s = std::min(size, max_header);
       const Bytes img = with_length(adversarial(kind, s));

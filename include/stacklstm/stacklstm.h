@@ -491,18 +491,30 @@ SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node);
  *  writes, per layer l, the canonical tensors `layers.<l>.W_x` [4H, I], `layers.<l>.W_h`
  *  [4H, H] and `layers.<l>.b` [4H] as F32, and the architecture in `__metadata__` (all values
  *  strings): "format" = "stacklstm", "format_version" = "1", "input_size", "hidden_sizes"
- *  (comma separated), "forget_bias" (decimal that round-trips the float) and
- *  "source_layout" (free text saying where the weights came from, e.g. "pytorch").
+ *  (comma separated), "forget_bias" (the shortest decimal that reads back as the same float,
+ *  written independently of the C locale) and "source_layout" (free text saying where the
+ *  weights came from, e.g. "pytorch").  Every model that exists saves, and what is saved
+ *  loads back bit for bit (weights and forget_bias are finite by slstm_model_create, and
+ *  the file limits below admit every model the SLSTM_MAX_LAYERS / SLSTM_MAX_EXTENT limits
+ *  allow).
  *
  *  Loading checks everything before anything is used: the file is >= 8 bytes; the header
- *  length is <= SLSTM_MODEL_FILE_MAX_HEADER and fits in the file; the header is one JSON
- *  object without duplicate keys; the metadata are present and well formed; exactly the
- *  tensors above, no others; dtype F32, F64, F16 or BF16 (converted to float32; values
- *  that are not finite after conversion are rejected); shapes match the architecture;
- *  data_offsets are [begin, end] with begin <= end inside the data section, end - begin
- *  equal to the tensor's byte size, no two tensors overlap and together they cover the
- *  data section exactly.  Nothing is allocated before the sizes are known to be backed by
- *  the file's bytes.  Failures: SLSTM_ERR_INVALID_ARGUMENT (a malformed file: the message
+ *  length is <= SLSTM_MODEL_FILE_MAX_HEADER and fits in the file; the header begins with
+ *  '{' (no byte-order mark, no whitespace before it), holds one JSON object (RFC 8259,
+ *  strict: UTF-8 checked, no NUL byte) without duplicate keys, and is padded after it with
+ *  spaces (0x20) only; the metadata are present, all strings, at most 1024 entries, and well
+ *  formed: input_size and hidden_sizes decimal integers in [1, SLSTM_MAX_EXTENT], at most
+ *  SLSTM_MAX_LAYERS layers, forget_bias a decimal in JSON number syntax (no hexadecimal
+ *  "0x1p0", no "inf" or "nan", no '+') rounded to the nearest float, which must be finite
+ *  (so +-FLT_MAX round-trip); exactly the tensors above, no others; dtype F32, F64, F16 or
+ *  BF16 (converted to float32 rounding to nearest: an F64 value below FLT_MAX + 2^103 in
+ *  magnitude becomes at most FLT_MAX; a value that is not finite after conversion is
+ *  rejected); shapes match the architecture; data_offsets are [begin, end] with begin <= end
+ *  inside the data section, end - begin equal to the tensor's byte size, no two tensors
+ *  overlap and together they cover the data section exactly.  Loading time is linear in the
+ *  file's size for every input (bench/results/loader.md: >= 50 MB/s of header).  Nothing
+ *  is allocated before the sizes are known to be backed by the file's bytes; the model is
+ *  then allocated once.  Failures: SLSTM_ERR_INVALID_ARGUMENT (a malformed file: the message
  *  names the problem and the tensor/key), SLSTM_ERR_SHAPE_MISMATCH (a shape disagrees with
  *  the architecture), SLSTM_ERR_UNSUPPORTED (unknown dtype, format or version),
  *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY; for files, a path that cannot be opened
@@ -522,7 +534,13 @@ SLSTM_API slstm_status slstm_model_save_memory(const slstm_model* model,
                                                const char* source_layout, void* buf,
                                                size_t capacity, size_t* out_size);
 
-/** Writes the model to `path` (created or truncated) as a safetensors file. */
+/** Writes the model to `path` as a safetensors file, atomically: the bytes go to a new file
+ *  in the same directory (".<name>.tmp-<pid>-<n>"), which is flushed with fsync and then
+ *  renamed over `path`.  On failure (disk full, RLIMIT_FSIZE, ...) that temporary is removed
+ *  and a file already at `path` is left as it was (SLSTM_ERR_BACKEND_FAILURE with the OS's
+ *  text).  A file replaced keeps its permission bits (not its owner, nor hard links to it);
+ *  a symbolic link at `path` is followed.  A process that lowers RLIMIT_FSIZE must ignore
+ *  SIGXFSZ to get the error rather than be killed by the kernel. */
 SLSTM_API slstm_status slstm_model_save_file(const slstm_model* model, const char* path,
                                              const char* source_layout);
 
@@ -531,7 +549,10 @@ SLSTM_API slstm_status slstm_model_save_file(const slstm_model* model, const cha
 SLSTM_API slstm_status slstm_model_load_memory(const void* data, size_t size,
                                                slstm_model** out_model);
 
-/** Loads a model from a safetensors file (see the checks above). */
+/** Loads a model from a safetensors file (see the checks above): the 8-byte length is read
+ *  first and checked against the file's size, then the header is read and validated, and
+ *  only then is the model allocated and the tensor bytes read, once, front to back (no copy
+ *  of the whole file).  A file that shrinks while it is read is SLSTM_ERR_BACKEND_FAILURE. */
 SLSTM_API slstm_status slstm_model_load_file(const char* path, slstm_model** out_model);
 
 #ifdef __cplusplus
