@@ -3,19 +3,20 @@
 // Structure, per layer (layer by layer over the whole sequence):
 //   1. Input projection: one GEMM over all B*T rows of the layer's input, G = X * Wx^T,
 //      shared out among the workers by hidden-unit groups (each streams only its part of Wx)
-//      or, with few groups, by rows.  On CPUs with AVX-512 it runs the same packed
-//      register-blocked kernel as step 2; on other CPUs it is a cblas_sgemm (OpenBLAS) per
-//      worker.  Why not always OpenBLAS: Debian 12's
-//      OpenBLAS 0.3.21 does not recognise recent Xeons (e.g. model 0xCF) and falls back to
-//      its SSE3 "Prescott" kernel, ~6x below the AVX-512 one; our kernel reaches ~90% of
-//      OpenBLAS's best (SkylakeX) kernel on one core whatever OPENBLAS_CORETYPE says, and
-//      writes G directly in the layout the fused step reads.  G's rows are in a worker
-//      share's own batch-major order (see Share); the own kernels read the caller's rows in
-//      place, OpenBLAS gets a time-major input transposed once per call.
-//   2. Per step, the recurrent GEMM h_prev * Wh^T runs on a register-blocked AVX-512
-//      micro-kernel over pre-packed weights, which applies the gate math, the bias
-//      (forget_bias folded in) and the sequence-length mask in the same kernel while the
-//      four gate sums are still in registers ("fused gate loop").  Two ways to share a step:
+//      or, with few groups, by rows, on the library's own register-blocked kernels (AVX-512,
+//      AVX2 or portable, the same family as step 2's), which read the caller's rows in place
+//      and write G directly in the layout the fused step reads.  Why not OpenBLAS: its result
+//      for one row depends on how many rows the call has (its kernels for the last rows of
+//      a matrix add up in another order: measured with Debian's 0.3.21 on the AVX2 kernels,
+//      a row alone differed by ~1e-7 from the same row among 4 or more), so a step's result
+//      depended on the call's length and chunked streaming was not exact (issue 13); and
+//      Debian 12's OpenBLAS does not recognise recent Xeons (e.g. model 0xCF) and falls back
+//      to its SSE3 kernel, ~6x below our AVX-512 one.  G's rows are in a worker share's own
+//      batch-major order (see Share).
+//   2. Per step, the recurrent GEMM h_prev * Wh^T runs on a register-blocked micro-kernel
+//      over pre-packed weights, which applies the gate math, the bias (forget_bias folded
+//      in) and the sequence-length mask in the same kernel while the four gate sums are
+//      still in registers ("fused gate loop").  Two ways to share a step:
 //      - unit split: each worker owns a contiguous range of 16-unit groups for every batch
 //        row, and one barrier per step publishes the new h; a worker done with its own
 //        groups takes those of another that nobody has started yet (large groups only), so
@@ -25,37 +26,36 @@
 //        projection included, with no barrier at all: batch rows never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
-//   Kernels, picked per CPU (make_cpu_fast_backend): AVX-512 (own kernels for both GEMMs);
-//   else AVX2+FMA (OpenBLAS projection, an AVX2 step kernel); else portable (OpenBLAS
-//   projection, a scalar step kernel).  All take both splits; with OpenBLAS the batch
-//   split's projection is one cblas_sgemm per worker over its own rows.
+//   Kernels, picked per CPU (make_cpu_fast_backend): AVX-512, else AVX2+FMA, else portable
+//   (plain C++ loops the compiler vectorises), each for both GEMMs; all take both splits.
 //
 // Packing (once per session): a layer's hidden units are cut into groups of 16 (the last one
 // zero-padded).  For group g the recurrent weights are stored as [k][gate i,f,g,o][16 units],
 // one contiguous 256-byte row per k, so the micro-kernel streams them linearly (and, for
-// B <= 4, prefetches them); the input weights likewise [group][I][64] on the AVX-512 path,
-// or row-major [group][gate][16][I] on the portable path so that one worker's slice is one
-// contiguous B matrix for cblas_sgemm; the bias is [group][gate][16] with forget_bias added
-// to the f block.
+// B <= 4, prefetches them); the input weights likewise [group][I][64], or on the AVX2
+// kernels [group][gate][I][16] (its projection works on 16 columns at a time, which then
+// lie contiguous); the bias is [group][gate][16] with forget_bias added to the f block.
 //
 // Threads: a persistent pool of num_threads workers (0 = one per core; the calling thread is
 // worker 0; capped at the number of 16-unit groups of the widest layer) created with the
 // session; a call wakes them, never creates one.  How many a call uses, and which split, is
 // chosen from the shape alone (forward(): enough recurrent work per worker between two
 // barriers, kFlopsPerWorker / kBytesPerWorker; enough projection work to pay for waking a
-// worker, kProjFlopsPerWorker; always all of them on the portable path).  Every output
-// element is computed by one worker with a fixed k order, so on the AVX-512 path the result
-// is bitwise the same for any thread count and either split, and always the same run to
-// run.  OpenBLAS (portable path only) is
-// called by each worker on its own slice; the library never changes OpenBLAS's process-wide
-// thread count.  OpenBLAS splits a GEMM over M and N only, never over K, so its result does
-// not depend on its own thread count; with OpenBLAS threads > 1 the workers' concurrent calls
-// are serialised inside OpenBLAS (correct, slower): OPENBLAS_NUM_THREADS=1 suits that path.
+// worker, kProjFlopsPerWorker; always all of them on the AVX2 and portable kernels).
 //
-// Gate math: the AVX-512 kernel uses a vectorised exp (Cephes-style, ~1 ulp) with
-// sigmoid(x) = 1/(1+exp(-x)) and tanh(x) = 2*sigmoid(2x) - 1 (absolute error ~1e-7), well
-// inside the 1e-5 budget.  On a CPU without AVX-512 a portable kernel runs the same
-// decomposition with slstm::lstm_cell.
+// Determinism: every element of G, and every gate sum of a step, is one chain of
+// multiply-adds in increasing k computed by one worker with the same instructions whichever
+// row block, split, worker or call it falls in; the gate math is element-wise.  So a step's
+// result depends only on its inputs (the step's x, the carried c and h, the weights): not
+// on B or T, the layout, the row's batch neighbours, the split, the thread count, or where
+// a sequence was cut into calls.  Streaming in chunks and slstm_session_step are therefore
+// bitwise equal to one call, on every kernel (tests/test_streaming.cpp).  Different kernels
+// (AVX-512, AVX2, portable, reference) differ from one another by rounding.
+//
+// Gate math: the AVX-512 and AVX2 kernels use a vectorised exp (Cephes-style, ~1 ulp) with
+// sigmoid(x) = 1/(1+exp(-x)) and tanh(x) = 2*sigmoid(2x) - 1 (absolute error ~1e-7); the
+// portable kernel runs the same decomposition with slstm::lstm_cell (libm).  Accuracy
+// against float64: README "Accuracy".
 #include "cpu_fast.hpp"
 
 #include <algorithm>
@@ -71,7 +71,6 @@
 #include <thread>
 #include <vector>
 
-#include <cblas.h>
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the masked-off source, which
 // -Wmaybe-uninitialized flags once they are inlined here; the warning is about the header.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -242,9 +241,9 @@ class Pool {
 
 // Which kernels the fast path runs (chosen once per session, see make_cpu_fast_backend).
 enum class Kernel {
-  kPortable,  // OpenBLAS input projection, scalar (compiler-vectorised) step kernel
-  kAvx2,      // OpenBLAS input projection, AVX2+FMA step kernel
-  kAvx512,    // own AVX-512 kernels for both
+  kPortable,  // plain C++ kernels (compiler-vectorised) for both GEMMs
+  kAvx2,      // AVX2+FMA kernels for both
+  kAvx512,    // AVX-512 kernels for both
 };
 
 // What a step kernel needs besides the weights.
@@ -297,6 +296,38 @@ void step_block_portable(const StepArgs& a, int nb) {
       lstm_cell(z[kGateI], z[kGateF], z[kGateG], z[kGateO], 0.0f, c[j], &c[j], &hn[j]);
       if (a.out_row[b]) a.out_row[b][a.unit0 + j] = hn[j];
     }
+  }
+}
+
+// Portable kernel for the input projection of NB rows and one group: out[b][0..63] =
+// rows[b] . w (w packed [K][64]).  In strips of 8 columns, so that the NB x 8 sums can stay
+// in registers (12 SSE registers for 6 rows); each sum is added up in increasing k.
+template <int NB>
+void project_block_portable(const float* w, const float* const* rows, std::int64_t K,
+                            float* const* out) {
+  constexpr int kStrip = 8;
+  for (int col0 = 0; col0 < kRow; col0 += kStrip) {
+    float acc[NB][kStrip] = {};
+    for (std::int64_t k = 0; k < K; ++k) {
+      const float* wk = w + k * kRow + col0;
+      for (int b = 0; b < NB; ++b) {
+        const float x = rows[b][k];
+        for (int j = 0; j < kStrip; ++j) acc[b][j] += x * wk[j];
+      }
+    }
+    for (int b = 0; b < NB; ++b) std::copy_n(acc[b], kStrip, out[b] + col0);
+  }
+}
+
+void project_block_portable(const float* w, const float* const* rows, std::int64_t K,
+                            float* const* out, int nb) {
+  switch (nb) {
+    case 1: project_block_portable<1>(w, rows, K, out); return;
+    case 2: project_block_portable<2>(w, rows, K, out); return;
+    case 3: project_block_portable<3>(w, rows, K, out); return;
+    case 4: project_block_portable<4>(w, rows, K, out); return;
+    case 5: project_block_portable<5>(w, rows, K, out); return;
+    default: project_block_portable<6>(w, rows, K, out); return;
   }
 }
 
@@ -528,6 +559,34 @@ SLSTM_AVX2 void step_block_avx2(const StepArgs& a) {
   }
 }
 
+// Input projection of NB rows for one group on the AVX2 kernels: out[b][0..63] = rows[b] . w
+// (w packed [4][K][16], out[b] 32-byte aligned), in four passes of 16 columns (12
+// accumulators for 6 rows), each element one FMA chain in increasing k.
+template <int NB>
+SLSTM_AVX2 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
+                                   float* const* out) {
+  const float* x[NB];
+  for (int b = 0; b < NB; ++b) x[b] = rows[b];
+  for (int col0 = 0; col0 < kRow; col0 += 16) {
+    __m256 acc0[NB], acc1[NB];
+    for (int b = 0; b < NB; ++b) acc0[b] = acc1[b] = _mm256_setzero_ps();
+    const float* wk = w + col0 * K;
+    for (std::int64_t k = 0; k < K; ++k, wk += 16) {
+      const __m256 w0 = _mm256_load_ps(wk);
+      const __m256 w1 = _mm256_load_ps(wk + 8);
+      for (int b = 0; b < NB; ++b) {
+        const __m256 xb = _mm256_broadcast_ss(x[b] + k);
+        acc0[b] = _mm256_fmadd_ps(w0, xb, acc0[b]);
+        acc1[b] = _mm256_fmadd_ps(w1, xb, acc1[b]);
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      _mm256_store_ps(out[b] + col0, acc0[b]);
+      _mm256_store_ps(out[b] + col0 + 8, acc1[b]);
+    }
+  }
+}
+
 void step_block(const StepArgs& a, int nb, Kernel kernel) {
   if (kernel == Kernel::kAvx2) {
     switch (nb) {
@@ -553,28 +612,44 @@ void step_block(const StepArgs& a, int nb, Kernel kernel) {
 }
 
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
-                   int nb) {
-  switch (nb) {
-    case 1: project_block_avx512<1>(w, rows, K, out); return;
-    case 2: project_block_avx512<2>(w, rows, K, out); return;
-    case 3: project_block_avx512<3>(w, rows, K, out); return;
-    case 4: project_block_avx512<4>(w, rows, K, out); return;
-    case 5: project_block_avx512<5>(w, rows, K, out); return;
-    default: project_block_avx512<6>(w, rows, K, out); return;
+                   int nb, Kernel kernel) {
+  if (kernel == Kernel::kAvx2) {
+    switch (nb) {
+      case 1: project_block_avx2<1>(w, rows, K, out); return;
+      case 2: project_block_avx2<2>(w, rows, K, out); return;
+      case 3: project_block_avx2<3>(w, rows, K, out); return;
+      case 4: project_block_avx2<4>(w, rows, K, out); return;
+      case 5: project_block_avx2<5>(w, rows, K, out); return;
+      default: project_block_avx2<6>(w, rows, K, out); return;
+    }
   }
+  if (kernel == Kernel::kAvx512) {
+    switch (nb) {
+      case 1: project_block_avx512<1>(w, rows, K, out); return;
+      case 2: project_block_avx512<2>(w, rows, K, out); return;
+      case 3: project_block_avx512<3>(w, rows, K, out); return;
+      case 4: project_block_avx512<4>(w, rows, K, out); return;
+      case 5: project_block_avx512<5>(w, rows, K, out); return;
+      default: project_block_avx512<6>(w, rows, K, out); return;
+    }
+  }
+  project_block_portable(w, rows, K, out, nb);
 }
 #else
 bool cpu_has_avx512() { return false; }
 bool cpu_has_avx2() { return false; }
 void step_block(const StepArgs& a, int nb, Kernel) { step_block_portable(a, nb); }
-void project_block(const float*, const float* const*, std::int64_t, float* const*, int) {}
+void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
+                   int nb, Kernel) {
+  project_block_portable(w, rows, K, out, nb);
+}
 #endif
 
 // ---- the backend --------------------------------------------------------------------------
 
 struct PackedLayer {
   std::int64_t I = 0, H = 0, groups = 0;
-  Buffer wx;    // [groups*64][I]
+  Buffer wx;    // [groups][I][64], or [groups][4][I][16] on the AVX2 kernels
   Buffer wh;    // [groups][H][64]
   Buffer bias;  // [groups*64]
 };
@@ -585,22 +660,6 @@ class CpuFastBackend final : public Backend {
       : model_(std::move(model)) {
     const Model& m = *model_;
     kernel_ = kernel;
-    // The portable path's GEMM dimensions (rows = batch x time, a layer's input depth and
-    // 4H) are BLAS ints (32-bit in Debian's OpenBLAS): refuse a session that could exceed
-    // them, before any allocation, rather than truncate. (The AVX-512 kernels index in 64 bits.)
-    constexpr std::int64_t kBlasMax = std::numeric_limits<std::int32_t>::max();
-    if (!avx512() && config.max_batch > kBlasMax / config.max_time) {
-      fail(SLSTM_ERR_SIZE_OVERFLOW,
-           "options->max_batch x options->max_time exceeds the CPU fast path's limit of " +
-               std::to_string(kBlasMax) + " rows per call (SLSTM_CPU_PATH_REFERENCE has none)");
-    }
-    for (const Layer& layer : m.layers()) {
-      if (!avx512() && (layer.input_size > kBlasMax || layer.hidden_size > kBlasMax / 4)) {
-        fail(SLSTM_ERR_SIZE_OVERFLOW,
-             "a layer's input or 4 x hidden size exceeds the CPU fast path's limit of " +
-                 std::to_string(kBlasMax) + " (SLSTM_CPU_PATH_REFERENCE has none)");
-      }
-    }
     std::int64_t max_groups = 0;
     for (const Layer& layer : m.layers()) {
       max_groups = std::max(max_groups, (layer.hidden_size + kGroup - 1) / kGroup);
@@ -623,7 +682,6 @@ class CpuFastBackend final : public Backend {
       for (const Layer& layer : m.layers()) pack(layer, m.forget_bias());
       state_ = allocate(m.state_count(config.max_batch));
       h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
-      if (!avx512()) x_bm_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       pool_ = std::make_unique<Pool>(P);
     } catch (const std::bad_alloc&) {
@@ -637,8 +695,8 @@ class CpuFastBackend final : public Backend {
   }
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
-  // Own kernels for both GEMMs (else OpenBLAS projects the inputs).
   bool avx512() const { return kernel_ == Kernel::kAvx512; }
+  bool avx2() const { return kernel_ == Kernel::kAvx2; }
   int threads() const { return pool_->size(); }
 
   void forward(const ForwardCall& call) override {
@@ -652,8 +710,8 @@ class CpuFastBackend final : public Backend {
     }
     if (call.time > 0) {
       call_ = &call;
-      // Workers for this call (on the AVX-512 path every element's arithmetic is the same
-      // whatever the split, so none of these choices changes a bit of the result):
+      // Workers for this call (every element's arithmetic is the same whatever the split, so
+      // none of these choices changes a bit of the result):
       // - the recurrence needs one barrier per step, which only pays when every worker gets
       //   enough recurrent work between two barriers: FLOPs (kFlopsPerWorker) or weight
       //   bytes to stream (kBytesPerWorker);
@@ -707,7 +765,7 @@ class CpuFastBackend final : public Backend {
     p.I = layer.input_size;
     p.H = layer.hidden_size;
     p.groups = (p.H + kGroup - 1) / kGroup;
-    // AVX-512: [group][I][64] for the packed kernel; otherwise [group*64][I] for cblas.
+    // Wx as [group][I][64]; on the AVX2 kernels [group][gate][I][16] (see the header).
     p.wx = allocate(product({p.groups, kRow, p.I}, "packed weights"));
     p.wh = allocate(product({p.groups, p.H, kRow}, "packed weights"));
     p.bias = allocate(product({p.groups, kRow}, "packed weights"));
@@ -719,9 +777,10 @@ class CpuFastBackend final : public Backend {
           const std::int64_t src = q * p.H + u;  // canonical row
           const std::int64_t dst = g * kRow + q * kGroup + j;
           for (std::int64_t k = 0; k < p.I; ++k) {
-            const std::size_t at = static_cast<std::size_t>(
-                avx512() ? (g * p.I + k) * kRow + q * kGroup + j : dst * p.I + k);
-            p.wx[at] = layer.w_x[static_cast<std::size_t>(src * p.I + k)];
+            p.wx[static_cast<std::size_t>(
+                avx2() ? g * p.I * kRow + q * kGroup * p.I + k * kGroup + j
+                       : (g * p.I + k) * kRow + q * kGroup + j)] =
+                layer.w_x[static_cast<std::size_t>(src * p.I + k)];
           }
           for (std::int64_t k = 0; k < p.H; ++k) {
             p.wh[static_cast<std::size_t>((g * p.H + k) * kRow + q * kGroup + j)] =
@@ -818,7 +877,7 @@ class CpuFastBackend final : public Backend {
             in[k] = v.x + xr * p.I;
             out[k] = v.sh->g + i * ld_g + gi * kRow;
           }
-          project_block(w, in, p.I, out, nb);
+          project_block(w, in, p.I, out, nb, kernel_);
         }
       }
     }
@@ -827,13 +886,11 @@ class CpuFastBackend final : public Backend {
   // Worker w's part (of P) of the projection of a share that P workers split.  Each element
   // is one dot product in a fixed k order whoever computes it, so the split never changes a
   // bit.  By groups when there are enough of them (each worker then streams only its part
-  // of Wx), else by rows.  The portable path calls cblas_sgemm on its groups.
+  // of Wx), else by rows.
   void project_part(const LayerView& v, int w, int P) const {
     const PackedLayer& p = *v.p;
     const std::int64_t rows = (v.sh->b1 - v.sh->b0) * call_->time;
-    if (!avx512()) {
-      blas_project(v, rows, p.groups * w / P, p.groups * (w + 1) / P);
-    } else if (p.groups >= 4 * P) {
+    if (p.groups >= 4 * P) {
       project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P);
     } else {
       const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
@@ -900,11 +957,9 @@ class CpuFastBackend final : public Backend {
   void run_unit_share(int w) {
     const std::int64_t T = call_->time;
     const int P = workers_, A = active_;
-    if (w == 0 && transposes_input()) transpose_input(0, call_->batch);
     const Share sh = share(0, call_->batch);
     std::size_t state_off = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
-      if (l == 0 && transposes_input()) layer_barrier_.wait(P);  // the transposed input is ready
       const LayerView v = view(sh, l, state_off);
       const PackedLayer& p = *v.p;
       project_part(v, w, P);
@@ -965,61 +1020,10 @@ class CpuFastBackend final : public Backend {
     std::size_t state_off = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const LayerView v = view(sh, l, state_off);
-      project_batch_share(v);
+      project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups);
       for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups);
       settle_h(v, 0, v.p->H);
       state_off += static_cast<std::size_t>(2 * B * v.p->H);
-    }
-  }
-
-  // A share's whole projection in the batch split: the own kernels, or one cblas_sgemm over
-  // the share's rows, which are consecutive in the local order (a time-major call input is
-  // first copied into that order, into the share's rows of x_bm_).
-  void project_batch_share(const LayerView& v) const {
-    const PackedLayer& p = *v.p;
-    const std::int64_t T = call_->time, b0 = v.sh->b0, rows = (v.sh->b1 - b0) * T;
-    if (avx512()) {
-      project(v, 0, rows, 0, p.groups);
-      return;
-    }
-    if (transposes_input()) transpose_input(b0, v.sh->b1);
-    blas_project(v, rows, 0, p.groups);
-  }
-
-  // The OpenBLAS kernels' projection of groups [g0, g1) for the share's first `rows` local
-  // rows: one cblas_sgemm.  Its A matrix needs the rows in the local (batch-major) order:
-  // the previous layer's outputs are, the call's input is when batch-major (else its
-  // transposed copy in x_bm_, see transposes_input()).
-  void blas_project(const LayerView& v, std::int64_t rows, std::int64_t g0,
-                    std::int64_t g1) const {
-    const PackedLayer& p = *v.p;
-    if (g1 <= g0) return;
-    const std::int64_t first = v.sh->b0 * call_->time * p.I;  // the share's first row
-    const float* x = v.x_local ? v.x
-                     : transposes_input() ? x_bm_.get() + first
-                                          : call_->input + first;
-    const std::int64_t ld_g = p.groups * kRow;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
-                static_cast<blasint>((g1 - g0) * kRow), static_cast<blasint>(p.I), 1.0f, x,
-                static_cast<blasint>(p.I), p.wx.get() + g0 * kRow * p.I,
-                static_cast<blasint>(p.I), 0.0f, v.sh->g + g0 * kRow,
-                static_cast<blasint>(ld_g));
-  }
-
-  // Whether this call's input goes through x_bm_ (OpenBLAS kernels, time-major, B > 1).
-  bool transposes_input() const {
-    return !avx512() && call_->layout == SLSTM_TIME_MAJOR && call_->batch > 1;
-  }
-
-  // The portable path's cblas_sgemm wants the projection's rows in the local (batch-major)
-  // order: batch rows [b0, b1) of a time-major input are copied into x_bm_ that way first.
-  void transpose_input(std::int64_t b0, std::int64_t b1) const {
-    const std::int64_t B = call_->batch, T = call_->time, I = layers_[0].I;
-    for (std::int64_t b = b0; b < b1; ++b) {
-      for (std::int64_t t = 0; t < T; ++t) {
-        std::memcpy(x_bm_.get() + (b * T + t) * I, call_->input + (t * B + b) * I,
-                    static_cast<std::size_t>(I) * sizeof(float));
-      }
     }
   }
 
@@ -1031,7 +1035,6 @@ class CpuFastBackend final : public Backend {
   Buffer y_[2];    // outputs of the non-last layers, ping-pong
   Buffer state_;   // packed state (c, h per layer) for up to max_batch rows
   Buffer h_alt_;   // the other half of the h double buffer
-  Buffer x_bm_;    // portable path: a time-major input in batch-major order
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;
   const ForwardCall* call_ = nullptr;

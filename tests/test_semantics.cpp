@@ -55,7 +55,7 @@ TEST_CASE("lengths {0, 1, T-1, T} in one batch: zero outputs past len, state fro
   const std::int64_t H = kHidden.back();
   for (std::int64_t b = 0; b < B; ++b) {
     INFO("row " << b << ", length " << lengths[b]);
-    // The row alone, run for exactly len_b steps, gives the same outputs and final state.
+    // The row alone, run for exactly len_b steps, gives the same bits (outputs, final state).
     const auto x_b = rows(x, T, kD, b, 1);
     const auto init_b = state_row(m.get(), init, B, b);
     t::Call one;
@@ -66,7 +66,7 @@ TEST_CASE("lengths {0, 1, T-1, T} in one batch: zero outputs past len, state fro
     one.initial_state = &init_b;
     const t::Run alone = t::forward_ok(s.get(), m.get(), one);
     const auto final_b = state_row(m.get(), r.final_state, B, b);
-    CHECK(t::rel_err(final_b, alone.final_state) <= 1e-6);
+    CHECK(t::bitwise_equal(final_b, alone.final_state));
     if (lengths[b] == 0) CHECK(final_b == init_b);  // exactly the initial state
     for (std::int64_t tt = 0; tt < T; ++tt) {
       for (std::int64_t u = 0; u < H; ++u) {
@@ -74,7 +74,7 @@ TEST_CASE("lengths {0, 1, T-1, T} in one batch: zero outputs past len, state fro
         if (tt >= lengths[b]) {
           REQUIRE(got == 0.0f);
         } else {
-          REQUIRE(std::fabs(got - alone.output[tt * H + u]) <= 1e-6f);
+          REQUIRE(t::bitwise_equal(&got, &alone.output[tt * H + u], 1));
         }
       }
     }
@@ -97,7 +97,7 @@ TEST_CASE("T = 0 is legal: no output, final state equals the initial state", "[s
   CHECK(z.final_state == std::vector<float>(z.final_state.size(), 0.0f));
 }
 
-TEST_CASE("T single steps carrying the state equal one forward of length T",
+TEST_CASE("T single steps carrying the state equal one forward of length T, bitwise",
           "[semantics][streaming]") {
   constexpr std::int64_t B = 3, T = 5;
   t::Model m = t::random_model(kD, kHidden, 31);
@@ -118,12 +118,12 @@ TEST_CASE("T single steps carrying the state equal one forward of length T",
                                state.size()) == SLSTM_OK);
     const std::vector<float> want(whole.output.begin() + tt * B * H,
                                   whole.output.begin() + (tt + 1) * B * H);
-    CHECK(t::rel_err(out, want) <= 1e-6);
+    CHECK(t::bitwise_equal(out, want));
   }
-  CHECK(t::rel_err(state, whole.final_state) <= 1e-6);
+  CHECK(t::bitwise_equal(state, whole.final_state));
 }
 
-TEST_CASE("two chunks carrying the state equal one forward", "[semantics][streaming]") {
+TEST_CASE("two chunks carrying the state equal one forward, bitwise", "[semantics][streaming]") {
   constexpr std::int64_t B = 2, T = 7, T1 = 3;
   t::Model m = t::random_model(kD, kHidden, 41);
   t::Session s = t::session(m.get(), B, T);
@@ -142,8 +142,8 @@ TEST_CASE("two chunks carrying the state equal one forward", "[semantics][stream
   const t::Run second = t::forward_ok(s.get(), m.get(), c);
   std::vector<float> joined = first.output;
   joined.insert(joined.end(), second.output.begin(), second.output.end());
-  CHECK(t::rel_err(joined, whole.output) <= 1e-6);
-  CHECK(t::rel_err(second.final_state, whole.final_state) <= 1e-6);
+  CHECK(t::bitwise_equal(joined, whole.output));
+  CHECK(t::bitwise_equal(second.final_state, whole.final_state));
 }
 
 TEST_CASE("two runs with the same inputs are bitwise identical", "[semantics][determinism]") {
@@ -164,7 +164,7 @@ TEST_CASE("two runs with the same inputs are bitwise identical", "[semantics][de
   CHECK(a.final_state == d.final_state);
 }
 
-TEST_CASE("time-major and batch-major give the same numbers, transposed", "[semantics][layout]") {
+TEST_CASE("time-major and batch-major give the same bits, transposed", "[semantics][layout]") {
   constexpr std::int64_t B = 3, T = 4;
   const std::int64_t H = kHidden.back();
   t::Model m = t::random_model(kD, kHidden, 61);
@@ -185,8 +185,8 @@ TEST_CASE("time-major and batch-major give the same numbers, transposed", "[sema
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t tt = 0; tt < T; ++tt)
       for (std::int64_t u = 0; u < H; ++u) tm_as_bm[(b * T + tt) * H + u] = tm.output[(tt * B + b) * H + u];
-  CHECK(t::rel_err(tm_as_bm, bm.output) <= 1e-6);
-  CHECK(t::rel_err(tm.final_state, bm.final_state) <= 1e-6);
+  CHECK(t::bitwise_equal(tm_as_bm, bm.output));
+  CHECK(t::bitwise_equal(tm.final_state, bm.final_state));
 }
 
 TEST_CASE("outputs are optional: final state alone, or outputs alone", "[semantics]") {
@@ -260,7 +260,7 @@ TEST_CASE("a session serves any batch and time up to its maxima, smaller after l
   CHECK(before.final_state == after.final_state);
 }
 
-TEST_CASE("rows are independent: a row's result does not depend on its batch neighbours",
+TEST_CASE("rows are independent: a row's bits do not depend on its batch neighbours",
           "[semantics]") {
   constexpr std::int64_t B = 4, T = 5;
   t::Model m = t::random_model(kD, kHidden, 111);
@@ -275,7 +275,7 @@ TEST_CASE("rows are independent: a row's result does not depend on its batch nei
       std::copy(other.begin() + b * T * kD, other.begin() + (b + 1) * T * kD, x.begin() + b * T * kD);
   const t::Run b2 = t::forward_ok(s.get(), m.get(), c);
   const std::int64_t H = kHidden.back();
-  CHECK(t::rel_err(rows(b2.output, T, H, 2, 1), rows(a.output, T, H, 2, 1)) <= 1e-6);
+  CHECK(t::bitwise_equal(rows(b2.output, T, H, 2, 1), rows(a.output, T, H, 2, 1)));
 }
 
 TEST_CASE("a session keeps its model alive after the model handle is destroyed",
