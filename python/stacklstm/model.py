@@ -209,6 +209,16 @@ class _Owned:
         if h is not None:
             self._destroy(h)
 
+    def __copy__(self):
+        raise TypeError("a stacklstm.%s owns a library handle and cannot be copied (a copy "
+                        "would free it twice)" % type(self).__name__)
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a stacklstm.%s cannot be pickled" % type(self).__name__)
+
     def __enter__(self):
         return self
 
@@ -265,6 +275,18 @@ class Model(_Owned):
         self.hidden_sizes = tuple(hs)
         self.forget_bias = fb.value
         return self
+
+    def __copy__(self):
+        """A model of its own with the same architecture and weights (through the model
+        file image; the handle itself is never shared)."""
+        return Model.from_bytes(self.to_bytes())
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol):
+        """Pickled as its safetensors model image."""
+        return (Model.from_bytes, (self.to_bytes(),))
 
     # ---- construction -------------------------------------------------------------------
 

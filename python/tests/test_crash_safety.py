@@ -88,3 +88,36 @@ def test_closing_a_session_while_other_threads_run_it_raises_in_them_not_crashes
     """)
     assert r.returncode == 0, r.stderr
     assert "stopped 3 True" in r.stdout
+
+
+def test_copying_a_session_raises_instead_of_freeing_its_handle_twice():
+    r = run_child("""
+        import copy, gc, pickle, stacklstm
+        s = stacklstm.Model.random(3, [4]).session(1, 1)
+        for f in (copy.copy, copy.deepcopy, pickle.dumps):
+            try:
+                f(s)
+            except TypeError as e:
+                print("TypeError:", e)
+        del s
+        gc.collect()
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("TypeError: a stacklstm.Session") == 3, r.stdout
+
+
+def test_a_copied_or_pickled_model_has_a_handle_of_its_own():
+    r = run_child("""
+        import copy, gc, pickle, numpy as np, stacklstm
+        m = stacklstm.Model.random(3, [4, 2], seed=5, forget_bias=0.5)
+        x = np.random.default_rng(0).random((2, 3, 3), dtype=np.float32)
+        want = m.session(2, 3).forward(x)[0]
+        copies = [copy.copy(m), copy.deepcopy(m), pickle.loads(pickle.dumps(m))]
+        m.close()
+        del m
+        gc.collect()
+        print("same", [bool(np.array_equal(c.session(2, 3).forward(x)[0], want)) and
+                       c.forget_bias == 0.5 for c in copies])
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "same [True, True, True]" in r.stdout, r.stdout
