@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from . import _lib
-from ._ints import INT32, INT64, UINT64, checked_int as _int
+from ._ints import INT32, UINT64, checked_int as _int
 from ._lib import lib
 from .errors import check, InvalidArgumentError
 from .safetensors_header import not_safetensors_reason
