@@ -15,11 +15,6 @@ namespace {
 class CpuReferenceBackend final : public Backend {
  public:
   CpuReferenceBackend(ModelPtr model, const SessionConfig& config) : model_(std::move(model)) {
-    std::int64_t sum = 0;  // prefix sums of H: layer l's c block starts at 2 * B * prefix_[l]
-    for (const Layer& layer : model_->layers()) {
-      prefix_.push_back(sum);
-      sum += layer.hidden_size;
-    }
     try {
       state_.resize(model_->state_count(config.max_batch));
       z_.resize(product({4, model_->max_hidden()}, "workspace"));
@@ -42,9 +37,8 @@ class CpuReferenceBackend final : public Backend {
       std::fill_n(state_.begin(), n_state, 0.0f);
     }
     const std::size_t L = m.layers().size();
-    // Offsets of layer l's c and h blocks in the packed state (see Model::state_offset).
-    auto c_off = [&](std::size_t l) { return 2 * B * prefix_[l]; };
-    auto h_off = [&](std::size_t l) { return 2 * B * prefix_[l] + B * m.layer(l).hidden_size; };
+    auto c_off = [&](std::size_t l) { return m.state_offset(B, l, SLSTM_STATE_C); };
+    auto h_off = [&](std::size_t l) { return m.state_offset(B, l, SLSTM_STATE_H); };
     const std::int64_t D = m.input_size(), H_out = m.output_size();
     for (std::int64_t t = 0; t < T; ++t) {
       for (std::int64_t b = 0; b < B; ++b) {
@@ -91,7 +85,6 @@ class CpuReferenceBackend final : public Backend {
   }
 
   ModelPtr model_;
-  std::vector<std::int64_t> prefix_;  // sum of H over the layers before l
   std::vector<float> state_;  // packed state for up to max_batch rows
   std::vector<float> z_;      // pre-activations of one row, 4 * max H
 };

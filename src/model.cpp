@@ -62,27 +62,16 @@ Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_si
   } catch (const std::length_error&) {
     fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
   }
+  std::vector<LayerSpec> specs;
+  for (std::size_t l = 0; l < layers_.size(); ++l) specs.push_back(spec(l));
+  state_layout_ = StateLayout(specs);
 }
 
-std::size_t Model::state_count(std::int64_t batch) const {
-  std::size_t n = 0;
-  for (const Layer& layer : layers_) {
-    n = add_size(n, product({2, batch, layer.hidden_size}, "state size"), "state size");
-  }
-  return n;
-}
-
-std::size_t Model::state_offset(std::int64_t batch, std::size_t layer, int part) const {
-  std::size_t off = 0;
-  for (std::size_t l = 0; l < layer; ++l) {
-    off = add_size(off, product({2, batch, layers_[l].hidden_size}, "state offset"),
-                   "state offset");
-  }
-  if (part == SLSTM_STATE_H) {
-    off = add_size(off, product({batch, layers_[layer].hidden_size}, "state offset"),
-                   "state offset");
-  }
-  return off;
+LayerSpec Model::spec(std::size_t l) const {
+  LayerSpec s;
+  s.input_size = layers_[l].input_size;
+  s.hidden_size = layers_[l].hidden_size;
+  return s;
 }
 
 }  // namespace slstm

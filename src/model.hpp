@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "common.hpp"
+#include "layer_spec.hpp"
+#include "state_layout.hpp"
 
 namespace slstm {
 
@@ -41,15 +43,23 @@ class Model {
   std::int64_t output_size() const { return layers_.back().hidden_size; }
   std::int64_t max_hidden() const { return max_hidden_; }
 
-  // Floats in a packed state of `batch` rows, and the offset of one layer's c / h block.
-  std::size_t state_count(std::int64_t batch) const;
-  std::size_t state_offset(std::int64_t batch, std::size_t layer, int part) const;
+  // Layer l's description (cell kind, sizes, direction, data types).
+  LayerSpec spec(std::size_t l) const;
+  // Where each layer's state lives in a packed state.
+  const StateLayout& state_layout() const { return state_layout_; }
+  // Floats in a packed state of `batch` rows (checked), and the offset of one layer's c / h
+  // block (of a batch whose state_count succeeded).
+  std::size_t state_count(std::int64_t batch) const { return state_layout_.count(batch); }
+  std::size_t state_offset(std::int64_t batch, std::size_t layer, int part) const {
+    return state_layout_.offset(batch, layer, part);
+  }
 
  private:
   std::int64_t input_size_;
   std::int64_t max_hidden_ = 0;
   float forget_bias_;
   std::vector<Layer> layers_;
+  StateLayout state_layout_;
 };
 
 using ModelPtr = std::shared_ptr<const Model>;
