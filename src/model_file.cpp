@@ -273,9 +273,9 @@ class HeaderParser {
       expect(':');
       member(k);
       const int c = peek();
+      if (c != ',' && c != '}') syntax("expected ',' or '}'");
       ++p_;
       if (c == '}') return;
-      if (c != ',') syntax("expected ',' or '}'");
     }
   }
 
@@ -390,9 +390,9 @@ class HeaderParser {
       if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) bad_file(what());
       out[(*count)++] = v;
       const int n = peek();
+      if (n != ',' && n != ']') syntax("expected ',' or ']'");
       ++p_;
       if (n == ']') return;
-      if (n != ',') syntax("expected ',' or ']'");
     }
   }
 
