@@ -114,18 +114,21 @@ class OnnxLstmNode(ctypes.Structure):
                 ("peepholes", ctypes.POINTER(Tensor))]
 
 
-def padded(struct_type, init_fn):
-    """An instance of struct_type inside a zeroed buffer with room to spare, filled by the
-    library's own *_init function. A newer library whose struct has grown writes its larger
-    struct_size and defaults into the spare room; the fields we know keep their offsets (the
-    ABI only ever appends), so passing the whole buffer stays correct."""
-    class Padded(ctypes.Structure):
-        _fields_ = [("s", struct_type), ("_spare", ctypes.c_ubyte * 1024)]
-    buf = Padded()
-    init_fn(ctypes.byref(buf))
-    if buf.s.struct_size > ctypes.sizeof(Padded):
-        raise ImportError("stacklstm: %s of the loaded library is %d bytes, more than this "
-                          "package can hold" % (struct_type.__name__, buf.s.struct_size))
+_holders = {}
+
+
+def padded(struct_type, init_sized):
+    """An instance of struct_type (as `.s`) filled by the library's sized *_init function
+    with THIS package's struct size: the library writes exactly that many bytes (defaults for
+    the fields it knows, zeros for any it does not), whichever version it is, and later reads
+    only that many (header, "ABI"). The holder type is made once per struct type."""
+    holder = _holders.get(struct_type)
+    if holder is None:
+        holder = type("Holder" + struct_type.__name__, (ctypes.Structure,),
+                      {"_fields_": [("s", struct_type)]})
+        _holders[struct_type] = holder
+    buf = holder()
+    init_sized(ctypes.byref(buf), ctypes.sizeof(struct_type))
     return buf
 
 
@@ -140,7 +143,7 @@ def _declare(lib):
         "slstm_version_string": (ctypes.c_char_p, []),
         "slstm_backend_available": (c_status, [c_enum]),
         "slstm_format_tensors_per_layer": (c_status, [c_enum, c_int32_p]),
-        "slstm_model_config_init": (None, [vp]),
+        "slstm_model_config_init_sized": (None, [vp, ctypes.c_size_t]),
         "slstm_model_create": (c_status, [vp, c_enum, P(Tensor), ctypes.c_size_t, P(vp)]),
         "slstm_model_create_random": (c_status, [vp, ctypes.c_uint64, ctypes.c_float, P(vp)]),
         "slstm_model_destroy": (None, [vp]),
@@ -152,16 +155,16 @@ def _declare(lib):
         "slstm_model_state_count": (c_status, [vp, ctypes.c_int64, P(ctypes.c_size_t)]),
         "slstm_model_state_offset": (c_status, [vp, ctypes.c_int64, ctypes.c_int32, c_enum,
                                                 P(ctypes.c_size_t)]),
-        "slstm_session_options_init": (None, [vp]),
+        "slstm_session_options_init_sized": (None, [vp, ctypes.c_size_t]),
         "slstm_session_create": (c_status, [vp, vp, P(vp)]),
         "slstm_session_destroy": (None, [vp]),
         "slstm_session_backend": (c_status, [vp, P(c_enum)]),
-        "slstm_forward_args_init": (None, [vp]),
+        "slstm_forward_args_init_sized": (None, [vp, ctypes.c_size_t]),
         "slstm_session_forward": (c_status, [vp, vp]),
         "slstm_session_step": (c_status, [vp, ctypes.c_int64, c_float_p, ctypes.c_size_t,
                                           c_float_p, ctypes.c_size_t, c_float_p,
                                           ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
-        "slstm_onnx_lstm_node_init": (None, [vp]),
+        "slstm_onnx_lstm_node_init_sized": (None, [vp, ctypes.c_size_t]),
         "slstm_onnx_check_node": (c_status, [vp]),
         "slstm_model_file_size": (c_status, [vp, ctypes.c_char_p, P(ctypes.c_size_t)]),
         "slstm_model_save_memory": (c_status, [vp, ctypes.c_char_p, vp, ctypes.c_size_t,

@@ -292,7 +292,7 @@ class Model(_Owned):
 
     @staticmethod
     def _config(input_size, hidden_sizes, forget_bias):
-        cfg = _lib.padded(_lib.ModelConfig, lib.slstm_model_config_init)
+        cfg = _lib.padded(_lib.ModelConfig, lib.slstm_model_config_init_sized)
         if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__len__"):
             raise TypeError("hidden_sizes must be a sequence of integers, got %r"
                             % (hidden_sizes,))
@@ -624,7 +624,7 @@ class Session(_Owned):
         if not isinstance(model, Model):
             raise TypeError("Session(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
-        opt = _lib.padded(_lib.SessionOptions, lib.slstm_session_options_init)
+        opt = _lib.padded(_lib.SessionOptions, lib.slstm_session_options_init_sized)
         if isinstance(backend, str):
             if backend.lower() not in BACKENDS:
                 raise ValueError("backend must be one of %s, got %r" % (sorted(BACKENDS), backend))
@@ -695,7 +695,7 @@ class Session(_Owned):
                else _out_array(out, "out", out_shape))
         final = (np.empty(count, dtype=np.float32) if final_state_out is None
                  else _out_array(final_state_out, "final_state_out", (count,)))
-        args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init)
+        args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init_sized)
         a = args.s
         a.layout = 1 if time_major else 0
         a.batch, a.time = B, T
@@ -730,7 +730,7 @@ class Session(_Owned):
         for nm, shape, want in (("out", o[1], out_shape), ("final_state_out", f[1], (count,))):
             if shape != want:
                 raise ValueError("%s has shape %s, expected %s" % (nm, shape, want))
-        args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init)
+        args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init_sized)
         a = args.s
         a.memory = 1   # SLSTM_MEMORY_DEVICE
         a.layout = 1 if time_major else 0

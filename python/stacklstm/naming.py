@@ -163,7 +163,7 @@ def onnx_model_layers(model):
         if node.op_type != "LSTM":
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        spec = _lib.padded(_lib.OnnxLstmNode, _lib.lib.slstm_onnx_lstm_node_init)
+        spec = _lib.padded(_lib.OnnxLstmNode, _lib.lib.slstm_onnx_lstm_node_init_sized)
         keep = []
         if "direction" in attrs:
             d = attrs["direction"]
