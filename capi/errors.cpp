@@ -30,6 +30,7 @@ SLSTM_API const char* slstm_status_string(slstm_status status) {
     case SLSTM_ERR_BACKEND_FAILURE: return "backend failure";
     case SLSTM_ERR_ALIASING: return "overlapping buffers";
     case SLSTM_ERR_INTERNAL: return "internal error";
+    case SLSTM_ERR_BUSY: return "session busy";
   }
   return "unknown status";
 }

@@ -65,8 +65,28 @@ constexpr ArgNames kForwardNames = {"input",  "input_count",  "initial_state", "
 constexpr ArgNames kStepNames = {"input",  "input_count",  "state",     "state_count",
                                  "output", "output_count", "new_state", "new_state_count"};
 
+// Holds a session for one call: a second thread's call finds it busy and fails with
+// SLSTM_ERR_BUSY before touching anything (a session serves one thread at a time; this turns
+// a caller's race into a status instead of corrupted buffers or a crash).
+class SessionCall {
+ public:
+  explicit SessionCall(slstm_session* s) : s_(s) {
+    if (s_->busy.exchange(true, std::memory_order_acquire)) {
+      fail(SLSTM_ERR_BUSY, "session: another thread is running a call on it (a session serves "
+                           "one thread at a time)");
+    }
+  }
+  ~SessionCall() { s_->busy.store(false, std::memory_order_release); }
+  SessionCall(const SessionCall&) = delete;
+  SessionCall& operator=(const SessionCall&) = delete;
+
+ private:
+  slstm_session* s_;
+};
+
 // Checks every argument against the model and the session, then runs the backend.
 void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgNames& n) {
+  const SessionCall hold(session);
   const slstm::Model& m = *session->model;
   if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));

@@ -63,7 +63,8 @@ struct Reader {
 
 void check_status(slstm_status st) {
   const int v = static_cast<int>(st);
-  if (v < SLSTM_OK || v > SLSTM_ERR_INTERNAL) violated("status outside the enum");
+  if (v < SLSTM_OK || v > SLSTM_ERR_BUSY) violated("status outside the enum");
+  if (v == SLSTM_ERR_BUSY) violated("SLSTM_ERR_BUSY from a single-threaded caller");
   if (v == SLSTM_ERR_INTERNAL) violated("SLSTM_ERR_INTERNAL: a library bug");
   const char* msg = slstm_last_error();
   if (msg == nullptr) violated("last_error is NULL");

@@ -315,3 +315,43 @@ TEST_CASE("each thread reads its own last-error message while other threads fail
   for (std::thread& th : threads) th.join();
   CHECK(wrong.load() == 0);
 }
+
+TEST_CASE("threads racing on one session get SLSTM_ERR_BUSY or exact results, never corrupted ones",
+          "[concurrency]") {
+  // Against the contract (a session serves one thread at a time), four threads call one
+  // session at once: each call either runs alone and gives the single-threaded result
+  // bitwise, or finds the session busy and writes nothing.
+  t::Model model(new_model());
+  REQUIRE(model);
+  const std::vector<Job> jobs = make_jobs(model.get(), 12);
+  t::Session oracle_session(new_session(model.get()));
+  REQUIRE(oracle_session);
+  std::vector<Result> want;
+  for (const Job& j : jobs) want.push_back(run(oracle_session.get(), model.get(), j));
+  t::Session shared(new_session(model.get()));
+  REQUIRE(shared);
+  std::atomic<long> ok{0}, busy{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 150; ++i) {
+        const std::size_t k = static_cast<std::size_t>(w * 7 + i) % jobs.size();
+        const Result r = run(shared.get(), model.get(), jobs[k]);
+        if (r == want[k]) {
+          ok.fetch_add(1);
+        } else if (r.status == SLSTM_ERR_BUSY) {
+          bool untouched = true;
+          for (float v : r.output) untouched = untouched && v == -7.0f;
+          for (float v : r.final_state) untouched = untouched && v == -7.0f;
+          (untouched ? busy : wrong).fetch_add(1);
+        } else {
+          wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  INFO("ok " << ok.load() << ", busy " << busy.load());
+  CHECK(wrong.load() == 0);
+  CHECK(ok.load() > 0);
+}

@@ -43,8 +43,10 @@
  *
  * THREADS
  *   A model is immutable once created: any number of threads may use it (and create
- *   sessions from it) at once.  A session is used by one thread at a time.  The last-error
- *   text is per thread.
+ *   sessions from it) at once.  A session is used by one thread at a time: a forward or
+ *   step call made while another thread's call on the same session is running returns
+ *   SLSTM_ERR_BUSY and does nothing (destroying a session while a call runs on it is not
+ *   detected and must not be done).  The last-error text is per thread.
  *
  * OWNERSHIP
  *   The library allocates and frees its own objects; every *_destroy(NULL) is a no-op.
@@ -121,7 +123,10 @@ typedef SLSTM_ENUM(slstm_status) {
   /** Input buffers and output buffers overlap in a way the call does not allow. */
   SLSTM_ERR_ALIASING = 9,
   /** A bug in the library; please report it with the message. */
-  SLSTM_ERR_INTERNAL = 10
+  SLSTM_ERR_INTERNAL = 10,
+  /** The session is running a call on another thread.  A session serves one thread at a
+   *  time (see THREADS); a call that finds it busy does nothing and writes nothing. */
+  SLSTM_ERR_BUSY = 11
 } slstm_status;
 
 /** A static, never-NULL English text for a status ("unknown status" for unknown values). */

@@ -16,7 +16,7 @@ from ._lib import LibraryNotFoundError, library_path, lib as _clib
 from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, OutOfRangeError,
                      SizeOverflowError, OutOfMemoryError, BackendUnavailableError,
                      UnsupportedError, BackendFailureError, AliasingError, InternalError,
-                     status_string)
+                     SessionBusyError, status_string)
 from .model import (Model, Session, LSTMStateTuple, FORMATS, TENSOR_NAMES, tensor_shapes,
                     tensors_per_layer)
 from .safetensors_header import read_header
@@ -54,5 +54,5 @@ __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "ten
            "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
-           "status_string", "state_from_torch", "state_to_torch", "state_from_keras",
+           "SessionBusyError", "status_string", "state_from_torch", "state_to_torch", "state_from_keras",
            "state_to_keras"]

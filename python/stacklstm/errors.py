@@ -6,6 +6,7 @@ from ._lib import lib
 __all__ = ["StackLSTMError", "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
+           "SessionBusyError",
            "status_string", "check"]
 
 
@@ -64,10 +65,16 @@ class InternalError(StackLSTMError, RuntimeError):
     status = 10
 
 
+class SessionBusyError(StackLSTMError, RuntimeError):
+    """The session was running a call on another thread (the C library refuses, rather than
+    corrupts; this package's Session also serialises its own calls with a lock)."""
+    status = 11
+
+
 _BY_STATUS = {cls.status: cls for cls in (
     InvalidArgumentError, ShapeMismatchError, OutOfRangeError, SizeOverflowError,
     OutOfMemoryError, BackendUnavailableError, UnsupportedError, BackendFailureError,
-    AliasingError, InternalError)}
+    AliasingError, InternalError, SessionBusyError)}
 
 
 def status_string(status):

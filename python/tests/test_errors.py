@@ -189,3 +189,10 @@ def test_a_torch_save_file_is_reported_as_not_safetensors():
             data = f.read()
         with pytest.raises(stacklstm.InvalidArgumentError, match="not a safetensors file"):
             stacklstm.Model.from_bytes(data)
+
+
+def test_a_busy_session_status_becomes_session_busy_error():
+    with pytest.raises(stacklstm.SessionBusyError) as e:
+        stacklstm.errors.check(11, "slstm_session_forward")
+    assert e.value.status_name == "session busy"
+    assert isinstance(e.value, RuntimeError)
