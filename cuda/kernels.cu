@@ -2,7 +2,7 @@
 // very function the CPU backends run.
 #include "kernels.cuh"
 
-#include "../src/gate_math.hpp"
+#include "gate_math.hpp"
 
 namespace slstm_cuda {
 namespace {

@@ -1,6 +1,6 @@
 // The CUDA backend as seen from the core: a loader for the module libstacklstm_cuda.so
 // (built from cuda/) and a Backend that forwards to it through the plain-C table of
-// cuda/module_abi.h. The core never includes a CUDA header and never links a CUDA
+// src/backend_module_abi.h. The core never includes a CUDA header and never links a CUDA
 // library, so libstacklstm.so loads and serves the CPU backend on machines without them.
 //
 // Where the module is looked for, first hit wins:
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "../cuda/module_abi.h"
+#include "backend_module_abi.h"
 
 #if defined(SLSTM_HAVE_CUDA_MODULE)
 #include <dlfcn.h>

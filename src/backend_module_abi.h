@@ -1,5 +1,7 @@
 /* The internal interface between libstacklstm.so (the core) and libstacklstm_cuda.so (the
- * CUDA backend module the core loads on demand with dlopen).
+ * CUDA backend module the core loads on demand with dlopen): the core's contract with its
+ * backend modules, kept with the core.  Both sides reach it through the CMake target
+ * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
  * module exports exactly one function, slstm_cuda_module_v1(), which returns a static
@@ -12,8 +14,8 @@
  * breaks the layout of any struct below bumps the version (and the entry's name).
  *
  * Not part of the public API: the core and the module are always built together. */
-#ifndef STACKLSTM_CUDA_MODULE_ABI_H
-#define STACKLSTM_CUDA_MODULE_ABI_H
+#ifndef STACKLSTM_BACKEND_MODULE_ABI_H
+#define STACKLSTM_BACKEND_MODULE_ABI_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -86,4 +88,4 @@ typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);
 } /* extern "C" */
 #endif
 
-#endif /* STACKLSTM_CUDA_MODULE_ABI_H */
+#endif /* STACKLSTM_BACKEND_MODULE_ABI_H */

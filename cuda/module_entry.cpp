@@ -1,0 +1,100 @@
+// The module's side of src/backend_module_abi.h: the table of entry points and the one
+// exported function, slstm_cuda_module_v1. Every entry point runs inside firewall(), which
+// turns an exception into (status, message); nothing is thrown across the table.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "backend_module_abi.h"
+#include "check.hpp"
+#include "session.hpp"
+#include "stacklstm/stacklstm.h"
+
+#define SLSTM_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace slstm_cuda {
+namespace {
+
+// No allocation: called while an exception is handled, in a noexcept function.
+void write_message(char* msg, std::size_t size, const char* text) noexcept {
+  if (msg == nullptr || size == 0) return;
+  std::snprintf(msg, size, "%s", text);
+}
+
+template <typename Body>
+std::int32_t firewall(char* msg, std::size_t size, Body&& body) noexcept {
+  try {
+    body();
+    return SLSTM_OK;
+  } catch (const slstm::Error& e) {
+    write_message(msg, size, e.what());
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    write_message(msg, size, "out of host memory");
+    return SLSTM_ERR_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    write_message(msg, size, e.what());
+    return SLSTM_ERR_INTERNAL;
+  } catch (...) {
+    write_message(msg, size, "unknown error in the CUDA module");
+    return SLSTM_ERR_INTERNAL;
+  }
+}
+
+std::int32_t probe(char* msg, std::size_t size) {
+  return firewall(msg, size, [&] {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      const char* cause = e == cudaErrorInsufficientDriver
+                              ? "no NVIDIA driver is loaded, or it is older than this CUDA runtime"
+                          : e == cudaErrorNoDevice ? "no CUDA device is visible"
+                                                   : "the CUDA runtime cannot start";
+      fail(SLSTM_ERR_BACKEND_UNAVAILABLE, std::string(cause) + " (cudaGetDeviceCount: " +
+                                              cudaGetErrorName(e) + ": " + cudaGetErrorString(e) +
+                                              ")");
+    }
+    if (count < 1) {
+      fail(SLSTM_ERR_BACKEND_UNAVAILABLE, "no CUDA device is visible (cudaGetDeviceCount: 0)");
+    }
+  });
+}
+
+std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, char* msg,
+                            std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (desc == nullptr || out == nullptr) fail(SLSTM_ERR_INTERNAL, "session_create: NULL");
+    *out = Session::create(*desc).release();
+  });
+}
+
+std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call, char* msg,
+                             std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (session == nullptr || call == nullptr) fail(SLSTM_ERR_INTERNAL, "session_forward: NULL");
+    static_cast<Session*>(session)->forward(*call);
+  });
+}
+
+void session_destroy(void* session) {
+  try {
+    delete static_cast<Session*>(session);
+  } catch (...) {
+  }
+}
+
+const slstm_cuda_module_table kTable = {
+    sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
+    &session_forward, &session_destroy};
+
+}  // namespace
+}  // namespace slstm_cuda
+
+SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v1(void) {
+  return &slstm_cuda::kTable;
+}

@@ -1,0 +1,166 @@
+// RAII owners of the CUDA module's resources: device and pinned host memory, streams, events,
+// cuBLAS handles, executable graphs, and the scopes that make a device current.
+//
+// An owner is move-only and releases what it holds when it goes (errors ignored: nothing
+// useful can be done about a failed release, and a destructor must not throw). Everything is
+// released on the device that is current then: the session makes its device current for its
+// whole destruction (DeviceTeardown).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "check.hpp"
+
+namespace slstm_cuda {
+
+// One handle (a pointer or an opaque CUDA handle; null means none) and its release.
+template <typename Handle, void (*Release)(Handle) noexcept>
+class Owned {
+ public:
+  Owned() noexcept = default;
+  explicit Owned(Handle h) noexcept : h_(h) {}
+  Owned(Owned&& other) noexcept : h_(std::exchange(other.h_, Handle{})) {}
+  Owned& operator=(Owned&& other) noexcept {
+    if (this != &other) {
+      reset();
+      h_ = std::exchange(other.h_, Handle{});
+    }
+    return *this;
+  }
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  ~Owned() { reset(); }
+
+  Handle get() const noexcept { return h_; }
+  explicit operator bool() const noexcept { return h_ != Handle{}; }
+  void reset() noexcept {
+    if (h_ != Handle{}) Release(std::exchange(h_, Handle{}));
+  }
+
+ private:
+  Handle h_{};
+};
+
+namespace release {
+inline void device_memory(void* p) noexcept { (void)cudaFree(p); }
+inline void pinned_memory(void* p) noexcept { (void)cudaFreeHost(p); }
+inline void stream(cudaStream_t s) noexcept { (void)cudaStreamDestroy(s); }
+inline void event(cudaEvent_t e) noexcept { (void)cudaEventDestroy(e); }
+inline void blas(cublasHandle_t h) noexcept { (void)cublasDestroy(h); }
+inline void graph_exec(cudaGraphExec_t g) noexcept { (void)cudaGraphExecDestroy(g); }
+}  // namespace release
+
+using Stream = Owned<cudaStream_t, release::stream>;
+using Event = Owned<cudaEvent_t, release::event>;
+using BlasHandle = Owned<cublasHandle_t, release::blas>;
+using GraphExec = Owned<cudaGraphExec_t, release::graph_exec>;
+
+// Memory of T elements, device (cudaMalloc) or pinned host (cudaMallocHost).
+template <typename T, void (*Release)(void*) noexcept>
+class Memory {
+ public:
+  Memory() noexcept = default;
+  explicit Memory(void* p) noexcept : p_(p) {}
+  T* get() const noexcept { return static_cast<T*>(p_.get()); }
+  explicit operator bool() const noexcept { return static_cast<bool>(p_); }
+
+ private:
+  Owned<void*, Release> p_;
+};
+
+template <typename T>
+using DeviceBuffer = Memory<T, release::device_memory>;
+template <typename T>
+using PinnedBuffer = Memory<T, release::pinned_memory>;
+
+// count elements of device memory (at least one), uninitialised.
+template <typename T>
+DeviceBuffer<T> device_alloc(std::int64_t count, const char* what) {
+  void* p = nullptr;
+  const std::int64_t bytes = mul(count < 1 ? 1 : count, static_cast<std::int64_t>(sizeof(T)), what);
+  check(cudaMalloc(&p, static_cast<std::size_t>(bytes)), what);
+  return DeviceBuffer<T>(p);
+}
+
+// count elements of pinned host memory, uninitialised.
+template <typename T>
+PinnedBuffer<T> pinned_alloc(std::int64_t count, const char* what) {
+  void* p = nullptr;
+  check(cudaMallocHost(&p, static_cast<std::size_t>(count) * sizeof(T)), what);
+  return PinnedBuffer<T>(p);
+}
+
+// A stream that synchronises with the legacy default stream (cudaStreamCreate).
+inline Stream blocking_stream() {
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreate(&s), "cudaStreamCreate");
+  return Stream(s);
+}
+
+inline Stream non_blocking_stream() {
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  return Stream(s);
+}
+
+// An event for ordering only (no timing).
+inline Event ordering_event() {
+  cudaEvent_t e = nullptr;
+  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  return Event(e);
+}
+
+inline BlasHandle blas_handle() {
+  cublasHandle_t h = nullptr;
+  check(cublasCreate(&h), "cublasCreate");
+  return BlasHandle(h);
+}
+
+// Makes `device` current for the scope and restores the caller's current device after.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (previous_ >= 0) (void)cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = -1;
+};
+
+// The device scope of an owner's destruction. Declared as the owner's first member (so
+// destroyed last) and entered in the owner's destructor body: enter() makes the owner's
+// device current and waits for the owner's stream; after every other member has released
+// its resources on that device, the destructor restores the caller's current device and
+// clears the runtime's last error. Never fails.
+class DeviceTeardown {
+ public:
+  DeviceTeardown() noexcept = default;
+  DeviceTeardown(const DeviceTeardown&) = delete;
+  DeviceTeardown& operator=(const DeviceTeardown&) = delete;
+  ~DeviceTeardown() {
+    if (previous_ >= 0) (void)cudaSetDevice(previous_);
+    (void)cudaGetLastError();
+  }
+
+  void enter(int device, cudaStream_t drain) noexcept {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    const bool on_device = cudaSetDevice(device) == cudaSuccess;
+    if (on_device && drain != nullptr) (void)cudaStreamSynchronize(drain);
+  }
+
+ private:
+  int previous_ = -1;
+};
+
+}  // namespace slstm_cuda

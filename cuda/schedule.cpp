@@ -1,0 +1,172 @@
+// The compute of a forward call (step 4 in session.hpp): the step plan of each layer, the
+// wavefront of input projections and recurrent steps across the layers' streams, and its
+// capture into a CUDA graph per (batch, time, layout).
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels.cuh"
+#include "session.hpp"
+
+namespace slstm_cuda {
+namespace {
+
+// Where layer l's output row of step t goes: the next layer's input (hseq), or the caller's
+// output in the call's layout.
+struct OutputRow {
+  float* y = nullptr;
+  std::int64_t stride = 0;
+};
+
+}  // namespace
+
+StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch) {
+  StepPlan plan;
+  // Without the fused step's second h buffer (see Session::allocate_layer): never fused.
+  if (fused_mode == 0 || !rec_step_fits(1, hidden)) return plan;
+  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, StepPlan::kPlannedBatches));
+  for (int b = 1; b <= n; ++b) {
+    const bool fused =
+        fused_mode == 2 ? rec_step_fits(b, hidden) : rec_step_preferred(b, hidden, tf32);
+    if (fused) plan.fused_batches |= 1u << (b - 1);
+  }
+  return plan;
+}
+
+// Steps per chunk of the wavefront: small enough that layer l+1 starts soon after layer l,
+// large enough that each chunk's input GEMM has some rows. One layer: no chunking at all.
+std::int64_t Session::chunk_steps(std::int64_t batch, std::int64_t time) const {
+  if (layers_.size() == 1) return time;
+  std::int64_t c = chunk_override_ > 0 ? chunk_override_ : (64 + batch - 1) / batch;
+  if (chunk_override_ <= 0) c = std::min<std::int64_t>(std::max<std::int64_t>(c, 1), 8);
+  return std::max<std::int64_t>(1, std::min(c, time));
+}
+
+// Zx[row0 .. row0+rows) = X_aug[row0 .. row0+rows) . Wx_aug^T (bias via the 1.0 column).
+// Row-major Y[M, N] = X[M, K] . W[N, K]^T is, in cuBLAS's column-major terms,
+// Y^T[N, M] = op_T(W as [K, N]) . X^T as [K, M].
+void Session::input_gemm(cublasHandle_t blas, const LayerData& layer, const float* x,
+                         std::int64_t row0, std::int64_t rows) {
+  const float one = 1.0f, zero = 0.0f;
+  check(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, 4 * layer.hid, static_cast<int>(rows),
+                    layer.in + 1, &one, layer.wx.get(), layer.ld_x, x + row0 * layer.ld_x,
+                    layer.ld_x, &zero, layer.zx.get() + row0 * 4 * layer.hid, 4 * layer.hid),
+        "cublasSgemm (input projection)");
+}
+
+// Forks every layer's streams from `origin`, runs the wavefront, joins them back.
+void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int32_t layout) {
+  const std::int64_t B = batch, T = time;
+  check(cudaEventRecord(ev_fork_.get(), origin), "cudaEventRecord");
+  for (LayerData& ld : layers_) {
+    check(cudaStreamWaitEvent(ld.rec.get(), ev_fork_.get(), 0), "cudaStreamWaitEvent");
+    if (ld.proj) check(cudaStreamWaitEvent(ld.proj.get(), ev_fork_.get(), 0), "cudaStreamWaitEvent");
+  }
+  // Layer 0: one input GEMM for all T steps.
+  input_gemm(layers_[0].rec_blas.get(), layers_[0], d_x_.get(), 0, T * B);
+  const std::int64_t C = chunk_steps(B, T);
+  for (std::int64_t t0 = 0; t0 < T; t0 += C) {
+    const std::int64_t t1 = std::min(T, t0 + C);
+    for (std::size_t l = 0; l < layers_.size(); ++l) enqueue_chunk(l, t0, t1, batch, time, layout);
+  }
+  join_streams(origin);
+}
+
+// Layer l's steps [t0, t1): for l >= 1 first this chunk's input projection, once layer l-1
+// has produced these steps; then per step the recurrent step of the layer's plan.
+void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int batch,
+                            int time, std::int32_t layout) {
+  const std::size_t L = layers_.size();
+  const std::int64_t B = batch, T = time;
+  const float one = 1.0f;
+  LayerData& ld = layers_[l];
+  const LayerData& last = layers_.back();
+  const std::int64_t H = ld.hid, G = 4 * H;
+  if (l > 0) {
+    const LayerData& prev = layers_[l - 1];
+    check(cudaStreamWaitEvent(ld.proj.get(), prev.ev_done.get(), 0), "cudaStreamWaitEvent");
+    input_gemm(ld.proj_blas.get(), ld, prev.hseq.get(), t0 * B, (t1 - t0) * B);
+    check(cudaEventRecord(ld.ev_proj.get(), ld.proj.get()), "cudaEventRecord");
+    check(cudaStreamWaitEvent(ld.rec.get(), ld.ev_proj.get(), 0), "cudaStreamWaitEvent");
+  }
+  float* c = d_state_.get() + 2 * B * ld.state_prefix;
+  float* h = c + B * H;
+  float* hbuf = ld.hbuf.get();
+  // Small batches: one fused kernel per step, h alternating between the state's h (even
+  // steps read it) and hbuf (odd steps read it); else a cuBLAS GEMM + the step kernel.
+  const bool fused = ld.plan.fused(batch);
+  for (std::int64_t t = t0; t < t1; ++t) {
+    float* z = ld.zx.get() + t * B * G;
+    OutputRow out;
+    if (l + 1 < L) {
+      out = {ld.hseq.get() + t * B * ld.ld_next, ld.ld_next};
+    } else if (layout == SLSTM_TIME_MAJOR) {
+      out = {d_out_.get() + t * B * last.hid, last.hid};
+    } else {
+      out = {d_out_.get() + t * last.hid, T * last.hid};
+    }
+    if (fused) {
+      const bool even = t % 2 == 0;
+      check(launch_lstm_rec_step(ld.rec.get(), ld.wh.get(), z, ld.bias.get(), even ? h : hbuf,
+                                 even ? hbuf : h, c, out.y, out.stride, d_len_.get(),
+                                 static_cast<int>(t), batch, ld.hid),
+            "lstm_rec_step_kernel");
+    } else {
+      // z += h . W_h^T (in place: beta = 1).
+      check(cublasSgemm(ld.rec_blas.get(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(G), batch,
+                        ld.hid, &one, ld.wh.get(), ld.hid, h, ld.hid, &one, z,
+                        static_cast<int>(G)),
+            "cublasSgemm (recurrent)");
+      check(launch_lstm_step(ld.rec.get(), z, ld.bias.get(), c, h, out.y, out.stride,
+                             d_len_.get(), static_cast<int>(t), batch, ld.hid),
+            "lstm_step_kernel");
+    }
+  }
+  // After an odd number of fused steps the last h is in hbuf: back into the state.
+  if (fused && t1 == T && T % 2 == 1) {
+    check(cudaMemcpyAsync(h, hbuf, static_cast<std::size_t>(B * H) * sizeof(float),
+                          cudaMemcpyDeviceToDevice, ld.rec.get()),
+          "cudaMemcpyAsync (h buffer)");
+  }
+  if (l + 1 < L) check(cudaEventRecord(ld.ev_done.get(), ld.rec.get()), "cudaEventRecord");
+}
+
+// Every layer stream back into the origin.
+void Session::join_streams(cudaStream_t origin) {
+  for (LayerData& ld : layers_) {
+    check(cudaEventRecord(ld.ev_join_rec.get(), ld.rec.get()), "cudaEventRecord");
+    check(cudaStreamWaitEvent(origin, ld.ev_join_rec.get(), 0), "cudaStreamWaitEvent");
+    if (ld.proj) {
+      check(cudaEventRecord(ld.ev_join_proj.get(), ld.proj.get()), "cudaEventRecord");
+      check(cudaStreamWaitEvent(origin, ld.ev_join_proj.get(), 0), "cudaStreamWaitEvent");
+    }
+  }
+}
+
+cudaGraphExec_t Session::graph_for(int batch, int time, std::int32_t layout) {
+  if (cudaGraphExec_t cached = graphs_.find(batch, time, layout)) return cached;
+  return graphs_.insert(batch, time, layout, capture_compute(batch, time, layout));
+}
+
+// The compute of (batch, time, layout), captured on capture_ and instantiated.
+GraphExec Session::capture_compute(int batch, int time, std::int32_t layout) {
+  check(cudaStreamBeginCapture(capture_.get(), cudaStreamCaptureModeThreadLocal),
+        "cudaStreamBeginCapture");
+  try {
+    enqueue_compute(capture_.get(), batch, time, layout);
+  } catch (...) {
+    cudaGraph_t broken = nullptr;
+    (void)cudaStreamEndCapture(capture_.get(), &broken);
+    if (broken != nullptr) (void)cudaGraphDestroy(broken);
+    (void)cudaGetLastError();
+    throw;
+  }
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(capture_.get(), &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  check(e, "cudaGraphInstantiate");
+  return GraphExec(exec);
+}
+
+}  // namespace slstm_cuda

@@ -1,0 +1,163 @@
+// A forward call (steps 1-6 in session.hpp) and the session's destruction.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "kernels.cuh"
+#include "session.hpp"
+
+namespace slstm_cuda {
+
+Session::~Session() {
+  // The members release their resources after this body, with the session's device current;
+  // teardown_, destroyed last, then restores the caller's device.
+  teardown_.enter(device_, main_);
+}
+
+void Session::forward(const slstm_cuda_forward_desc& c) {
+  DeviceGuard guard(device_);
+  const bool host = c.memory == SLSTM_MEMORY_HOST;
+  const cudaMemcpyKind to_dev = host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
+  const cudaMemcpyKind from_dev = host ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
+  if (!host) check_device_pointers(c);
+  if (c.batch < 1 || c.batch > max_batch_ || c.time < 0 || c.time > max_time_) {
+    fail(SLSTM_ERR_INTERNAL, "forward: unvalidated batch/time reached the CUDA module");
+  }
+  const int B = static_cast<int>(c.batch);
+  const int T = static_cast<int>(c.time);
+  std::int64_t state_floats = 0;
+  for (const LayerData& ld : layers_) state_floats += 2 * c.batch * ld.hid;
+  const std::size_t state_bytes = static_cast<std::size_t>(state_floats) * sizeof(float);
+  if (T == 0) {
+    copy_state_without_steps(c, host, state_floats);
+    return;
+  }
+  upload_lengths(c);    // 1.
+  stage_input(c, host);  // 2.
+  // 3. Initial state.
+  if (c.initial_state != nullptr) {
+    check(cudaMemcpyAsync(d_state_.get(), c.initial_state, state_bytes, to_dev, main_),
+          "cudaMemcpyAsync (initial_state)");
+  } else {
+    check(cudaMemsetAsync(d_state_.get(), 0, state_bytes, main_), "cudaMemsetAsync (state)");
+  }
+  // 4. The compute.
+  if (use_graphs_) {
+    cudaGraphExec_t exec = graph_for(B, T, c.layout);
+    check(cudaGraphLaunch(exec, main_), "cudaGraphLaunch");
+  } else {
+    enqueue_compute(main_, B, T, c.layout);
+  }
+  // 5. Results.
+  if (c.output != nullptr) {
+    const std::size_t out_bytes =
+        static_cast<std::size_t>(c.batch * c.time * layers_.back().hid) * sizeof(float);
+    check(cudaMemcpyAsync(c.output, d_out_.get(), out_bytes, from_dev, main_),
+          "cudaMemcpyAsync (output)");
+  }
+  if (c.final_state != nullptr) {
+    check(cudaMemcpyAsync(c.final_state, d_state_.get(), state_bytes, from_dev, main_),
+          "cudaMemcpyAsync (final_state)");
+  }
+  // 6. Host buffers (or no caller stream to synchronise on): wait and report.
+  finish(host);
+}
+
+// SLSTM_MEMORY_DEVICE: every buffer the call will touch is device memory of our device.
+void Session::check_device_pointers(const slstm_cuda_forward_desc& c) const {
+  if (c.time > 0) check_device_pointer(c.input, "input");
+  check_device_pointer(c.initial_state, "initial_state");
+  if (c.time > 0) check_device_pointer(c.output, "output");
+  check_device_pointer(c.final_state, "final_state");
+}
+
+void Session::check_device_pointer(const void* p, const char* name) const {
+  if (p == nullptr) return;
+  cudaPointerAttributes attr{};
+  const cudaError_t e = cudaPointerGetAttributes(&attr, p);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
+                                         ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
+                                         "not CUDA memory (" + cudaGetErrorString(e) + ")");
+  }
+  if (attr.type == cudaMemoryTypeManaged) return;
+  if (attr.type != cudaMemoryTypeDevice) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
+                                         ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
+                                         "host memory");
+  }
+  if (attr.device != device_) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         std::string(name) + ": device memory of device " + std::to_string(attr.device) +
+             ", but the session runs on device " + std::to_string(device_));
+  }
+}
+
+// No steps (T = 0): final state = initial state (or zeros).
+void Session::copy_state_without_steps(const slstm_cuda_forward_desc& c, bool host,
+                                       std::int64_t state_floats) {
+  if (c.final_state == nullptr) return;
+  const std::size_t state_bytes = static_cast<std::size_t>(state_floats) * sizeof(float);
+  if (host) {
+    if (c.initial_state == nullptr) {
+      std::fill_n(c.final_state, state_floats, 0.0f);
+    } else if (c.initial_state != c.final_state) {
+      std::memcpy(c.final_state, c.initial_state, state_bytes);
+    }
+    return;
+  }
+  if (c.initial_state == nullptr) {
+    check(cudaMemsetAsync(c.final_state, 0, state_bytes, main_), "cudaMemsetAsync (final_state)");
+  } else if (c.initial_state != c.final_state) {
+    check(cudaMemcpyAsync(c.final_state, c.initial_state, state_bytes, cudaMemcpyDeviceToDevice,
+                          main_),
+          "cudaMemcpyAsync (final_state)");
+  }
+  finish(false);
+}
+
+// 1. Lengths, T for every row when none are given (the pinned buffer is reused only after
+// its previous copy has run).
+void Session::upload_lengths(const slstm_cuda_forward_desc& c) {
+  const int B = static_cast<int>(c.batch);
+  const int T = static_cast<int>(c.time);
+  if (len_pending_) {
+    check(cudaEventSynchronize(ev_len_.get()), "cudaEventSynchronize");
+    len_pending_ = false;
+  }
+  std::int32_t* h_len = h_len_.get();
+  for (int b = 0; b < B; ++b) h_len[b] = c.lengths != nullptr ? c.lengths[b] : T;
+  check(cudaMemcpyAsync(d_len_.get(), h_len, static_cast<std::size_t>(B) * sizeof(std::int32_t),
+                        cudaMemcpyHostToDevice, main_),
+        "cudaMemcpyAsync (sequence_lengths)");
+  check(cudaEventRecord(ev_len_.get(), main_), "cudaEventRecord");
+  len_pending_ = true;
+}
+
+// 2. Input: a host input copied to d_in_ first; then packed into d_x_.
+void Session::stage_input(const slstm_cuda_forward_desc& c, bool host) {
+  const std::size_t in_bytes =
+      static_cast<std::size_t>(c.batch * c.time * input_size_) * sizeof(float);
+  const float* src = c.input;
+  if (host) {
+    check(cudaMemcpyAsync(d_in_.get(), c.input, in_bytes, cudaMemcpyHostToDevice, main_),
+          "cudaMemcpyAsync (input)");
+    src = d_in_.get();
+  }
+  check(launch_pack_input(main_, src, d_x_.get(), static_cast<int>(c.batch),
+                          static_cast<int>(c.time), input_size_, layers_.front().ld_x,
+                          c.layout == SLSTM_BATCH_MAJOR),
+        "pack_input_kernel");
+}
+
+void Session::finish(bool host) {
+  if (host || own_main_) {
+    check(cudaStreamSynchronize(main_), "forward (cudaStreamSynchronize)");
+    len_pending_ = false;
+  }
+  check(cudaGetLastError(), "forward");
+}
+
+}  // namespace slstm_cuda

@@ -1,0 +1,168 @@
+// The CUDA backend's session: one model on one device, every buffer allocated for
+// max_batch x max_time when it is created.
+//
+// Per forward call (T > 0), everything on the session's main stream (the caller's
+// cudaStream_t, or a blocking stream of the session's own) (session.cpp):
+//   1. lengths  -> d_len_ (from a pinned host buffer; T for every row when none are given);
+//   2. input    -> (host: one H2D copy into d_in_) -> pack kernel -> d_x_, the time-major
+//                  augmented input [T*B, Ip_0] whose column D is 1.0;
+//   3. initial state -> d_state_ (packed, as in the C API), or zeros;
+//   4. the compute (schedule.cpp), replayed from a CUDA graph captured on first use of
+//      (B, T, layout) (GraphCache):
+//        layer 0: ONE input GEMM for all T steps  Zx_0 = X_aug . [W_x | b + fb_f]^T;
+//        layers l >= 1: the same GEMM chunk by chunk of C steps, as soon as layer l-1 has
+//          produced those steps (wavefront across per-layer streams joined by events, so the
+//          dependent chain is about T + (L-1)*C steps instead of L*T);
+//        per step and layer: one recurrent GEMM  Zx_l[t] += h . W_h^T  (beta = 1, in place)
+//          and ONE fused kernel (slstm::lstm_cell, c/h in place, output row, length mask);
+//          or, for batches of at most 16 whose h fits in shared memory, where it was measured
+//          faster (rec_step_preferred), ONE kernel that also computes h . W_h^T
+//          (launch_lstm_rec_step; h double-buffered). A stack may mix both, layer by layer:
+//          each layer's StepPlan, fixed at creation, says which for each batch size;
+//   5. d_out_ / d_state_ -> the caller's output / final state (D2H or D2D);
+//   6. host buffers, or no caller stream: synchronise and report any error.
+// Every buffer is allocated when the session is created (session_init.cpp); a call allocates
+// nothing on the device (graph instantiation on a shape's first use allocates host-side graph
+// objects). Failures are thrown as slstm::Error (check.hpp).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend_module_abi.h"
+#include "graph_cache.hpp"
+#include "resources.hpp"
+
+namespace slstm_cuda {
+
+// Which recurrent step a layer runs for a batch of b rows: the fused kernel
+// (launch_lstm_rec_step) where bit b-1 of fused_batches is set, else a cuBLAS GEMM + the step
+// kernel (launch_lstm_step). Made once per layer at session creation (plan_steps); the fused
+// kernel exists for b <= 16 only (rec_step_fits), so kPlannedBatches bits cover every batch.
+struct StepPlan {
+  static constexpr int kPlannedBatches = 32;
+  std::uint32_t fused_batches = 0;
+  bool fused(int batch) const {
+    return batch >= 1 && batch <= kPlannedBatches &&
+           ((fused_batches >> (batch - 1)) & 1u) != 0;
+  }
+};
+
+// The plan of a layer of `hidden` units for batches up to max_batch (schedule.cpp).
+StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch);
+
+// One layer: its sizes, weights, activations, and the streams, cuBLAS handles and events of
+// its share of the wavefront (proj_* for layers >= 1 only).
+struct LayerData {
+  int in = 0;       // I
+  int hid = 0;      // H
+  int ld_x = 0;     // Ip = round_up4(I + 1): row stride of this layer's augmented input
+  int ld_next = 0;  // row stride of hseq (the next layer's ld_x); 0 for the last layer
+  std::int64_t state_prefix = 0;  // sum of H over the layers before this one
+  StepPlan plan;
+  DeviceBuffer<float> wx;         // [4H, Ip]: W_x | bias (+ forget_bias on f) | zero pad
+  DeviceBuffer<float> wh;         // [4H, H]
+  DeviceBuffer<float> bias;       // [4H] bias (+ forget_bias on f), TF32 only (see upload)
+  DeviceBuffer<float> zx;         // [T_max * B_max, 4H] pre-activations, time-major rows
+  DeviceBuffer<float> hseq;       // [T_max * B_max, ld_next] this layer's h per step (not last)
+  DeviceBuffer<float> hbuf;       // [B_max, H] the fused step's second h buffer (small batch)
+  DeviceBuffer<unsigned char> rec_ws;   // cuBLAS workspaces, one per handle
+  DeviceBuffer<unsigned char> proj_ws;
+  Stream rec;                     // recurrent steps
+  Stream proj;                    // chunked input projection (layers >= 1)
+  Event ev_done;                  // recorded on rec after each chunk
+  Event ev_proj;                  // recorded on proj after each chunk's GEMM
+  Event ev_join_rec;
+  Event ev_join_proj;
+  // Declared last: destroyed before the streams and workspaces they use.
+  BlasHandle rec_blas;
+  BlasHandle proj_blas;
+};
+
+class Session {
+ public:
+  // A session for `d` on d.device (session_init.cpp). Throws slstm::Error; whatever was
+  // created before the failure is released.
+  static std::unique_ptr<Session> create(const slstm_cuda_session_desc& d);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  // Waits for the session's work on its main stream, then releases everything with the
+  // session's device current.
+  ~Session();
+
+  void forward(const slstm_cuda_forward_desc& c);
+
+ private:
+  Session() = default;
+
+  // session_init.cpp
+  void init(const slstm_cuda_session_desc& d);
+  void select_device(int device);
+  void probe_device();
+  void read_knobs();
+  std::int64_t check_sizes(const slstm_cuda_session_desc& d);
+  void create_streams(void* caller_stream);
+  void size_layers(const slstm_cuda_session_desc& d);
+  void allocate(std::int64_t rows);
+  void upload_layer(const slstm_cuda_layer_desc& src, float forget_bias, LayerData& ld);
+  void allocate_layer(LayerData& ld, std::int64_t rows, bool last);
+  void create_layer_streams(LayerData& ld, bool projects);
+  void bind_blas(const BlasHandle& blas, const Stream& stream,
+                 const DeviceBuffer<unsigned char>& workspace);
+  void zero(void* p, std::size_t bytes);
+
+  // schedule.cpp
+  std::int64_t chunk_steps(std::int64_t batch, std::int64_t time) const;
+  void input_gemm(cublasHandle_t blas, const LayerData& layer, const float* x, std::int64_t row0,
+                  std::int64_t rows);
+  void enqueue_compute(cudaStream_t origin, int batch, int time, std::int32_t layout);
+  void enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
+                     std::int32_t layout);
+  void join_streams(cudaStream_t origin);
+  cudaGraphExec_t graph_for(int batch, int time, std::int32_t layout);
+  GraphExec capture_compute(int batch, int time, std::int32_t layout);
+
+  // session.cpp
+  void check_device_pointers(const slstm_cuda_forward_desc& c) const;
+  void check_device_pointer(const void* p, const char* name) const;
+  void copy_state_without_steps(const slstm_cuda_forward_desc& c, bool host,
+                                std::int64_t state_floats);
+  void upload_lengths(const slstm_cuda_forward_desc& c);
+  void stage_input(const slstm_cuda_forward_desc& c, bool host);
+  void finish(bool host);
+
+  // Declared first: destroyed last, after every resource below (see DeviceTeardown).
+  DeviceTeardown teardown_;
+  int device_ = 0;
+  bool use_graphs_ = true;
+  bool tf32_ = false;
+  // The fused recurrent step: 1 where it fits and was measured faster (rec_step_preferred),
+  // 0 never, 2 wherever it fits (SLSTM_CUDA_FUSED=0 / 1 / always; 1 by default).
+  int fused_mode_ = 1;
+  std::int64_t chunk_override_ = 0;
+  std::int64_t max_batch_ = 0;
+  std::int64_t max_time_ = 0;
+  int input_size_ = 0;
+  std::size_t workspace_bytes_ = 0;
+  Stream own_main_;                 // the main stream when the caller gave none
+  cudaStream_t main_ = nullptr;     // where every call runs (the caller's stream or own_main_)
+  Stream capture_;                  // private: graph capture and session-creation work
+  Event ev_fork_;
+  Event ev_len_;                    // the pinned lengths buffer may be overwritten after it
+  bool len_pending_ = false;
+  PinnedBuffer<std::int32_t> h_len_;  // [max_batch]
+  DeviceBuffer<float> d_in_;          // staging of a host input, caller layout
+  DeviceBuffer<float> d_x_;           // [T_max * B_max, Ip_0] augmented, time-major
+  DeviceBuffer<float> d_out_;         // [B*T*H_last], caller layout
+  DeviceBuffer<float> d_state_;       // packed state for up to max_batch rows
+  DeviceBuffer<std::int32_t> d_len_;  // [max_batch]
+  std::vector<LayerData> layers_;
+  GraphCache graphs_;
+};
+
+}  // namespace slstm_cuda

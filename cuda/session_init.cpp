@@ -1,0 +1,269 @@
+// Creating a session (session.hpp), in this order: the device and its kernel image, the
+// knobs, the size checks (all before any big allocation), the streams, the shared buffers,
+// then per layer its weights, its activations and its streams, cuBLAS handles and events.
+// The setup work runs on the private stream capture_, synchronised once at the end.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels.cuh"
+#include "session.hpp"
+
+namespace slstm_cuda {
+namespace {
+
+[[noreturn]] void fail_kernel_image(cudaError_t ke, int device) {
+  (void)cudaGetLastError();
+  int major = 0, minor = 0;
+  (void)cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  (void)cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  const slstm_status status = ke == cudaErrorNoKernelImageForDevice ||
+                                      ke == cudaErrorInvalidDeviceFunction ||
+                                      ke == cudaErrorUnsupportedPtxVersion
+                                  ? SLSTM_ERR_BACKEND_UNAVAILABLE
+                                  : SLSTM_ERR_BACKEND_FAILURE;
+  fail(status, "device " + std::to_string(device) + " (compute capability " +
+                   std::to_string(major) + "." + std::to_string(minor) +
+                   ") cannot run this build's kernels (" + cudaGetErrorName(ke) + ": " +
+                   cudaGetErrorString(ke) + "); rebuild with -DCMAKE_CUDA_ARCHITECTURES=" +
+                   std::to_string(major) + std::to_string(minor));
+}
+
+// W_x augmented with the bias column (forget_bias folded into the f block) and zero pad,
+// [4H, ld_x] row-major. With TF32 the GEMM would round the bias to a 10-bit mantissa with its
+// inputs (about 5e-4 on a forget bias of 1, the same error every step): then the column is
+// zero and the bias goes to `bias` [4H], which the step kernel adds in FP32.
+void pack_weights(const slstm_cuda_layer_desc& src, float forget_bias, const LayerData& ld,
+                  bool tf32, std::vector<float>& wx, std::vector<float>& bias) {
+  const std::int64_t H = ld.hid, I = ld.in, G = 4 * H;
+  wx.assign(static_cast<std::size_t>(mul(G, ld.ld_x, "W_x")), 0.0f);
+  bias.assign(static_cast<std::size_t>(G), 0.0f);
+  for (std::int64_t r = 0; r < G; ++r) {
+    std::memcpy(&wx[static_cast<std::size_t>(r * ld.ld_x)], src.w_x + r * I,
+                static_cast<std::size_t>(I) * sizeof(float));
+    const bool f_gate = r >= H && r < 2 * H;  // gate order i, f, g, o
+    const float b = src.bias[r] + (f_gate ? forget_bias : 0.0f);
+    (tf32 ? bias : wx)[static_cast<std::size_t>(tf32 ? r : r * ld.ld_x + I)] = b;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Session> Session::create(const slstm_cuda_session_desc& d) {
+  // Not make_unique: the constructor is private. A failing init() destroys the session,
+  // which releases whatever init() had created (~Session).
+  std::unique_ptr<Session> session(new Session());
+  session->init(d);
+  return session;
+}
+
+void Session::init(const slstm_cuda_session_desc& d) {
+  if (d.num_layers < 1 || d.layers == nullptr) fail(SLSTM_ERR_INTERNAL, "no layers");
+  select_device(d.device);
+  DeviceGuard guard(device_);
+  probe_device();
+  read_knobs();
+  tf32_ = d.allow_tf32 != 0;
+  const std::int64_t rows = check_sizes(d);
+  create_streams(d.cuda_stream);
+  size_layers(d);
+  allocate(rows);
+  const std::size_t L = layers_.size();
+  for (std::size_t l = 0; l < L; ++l) {
+    upload_layer(d.layers[l], d.forget_bias, layers_[l]);
+    allocate_layer(layers_[l], rows, l + 1 == L);
+    create_layer_streams(layers_[l], l > 0);
+  }
+  check(cudaStreamSynchronize(capture_.get()), "session setup (cudaStreamSynchronize)");
+}
+
+void Session::select_device(int device) {
+  int count = 0;
+  const cudaError_t ce = cudaGetDeviceCount(&count);
+  if (ce != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail(SLSTM_ERR_BACKEND_UNAVAILABLE, std::string("no usable CUDA driver or device: "
+                                                    "cudaGetDeviceCount: ") +
+                                            cudaGetErrorName(ce) + ": " + cudaGetErrorString(ce));
+  }
+  if (device < 0 || device >= count) {
+    fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+         "options->device " + std::to_string(device) + " is out of range: this machine has " +
+             std::to_string(count) + " CUDA device(s)");
+  }
+  device_ = device;
+}
+
+// The current device (device_) runs this build's kernels; cuBLAS's workspace size for it.
+void Session::probe_device() {
+  const cudaError_t ke = check_kernel_image();
+  if (ke != cudaSuccess) fail_kernel_image(ke, device_);
+  int cc_major = 0;
+  check(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device_),
+        "cudaDeviceGetAttribute");
+  // cuBLAS's recommended user workspace: 32 MiB from Hopper on, 4 MiB before.
+  workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
+}
+
+// SLSTM_CUDA_GRAPHS=0, SLSTM_CUDA_FUSED=0|always, SLSTM_CUDA_CHUNK=<steps> (README).
+void Session::read_knobs() {
+  if (const char* env = std::getenv("SLSTM_CUDA_GRAPHS")) use_graphs_ = std::strcmp(env, "0") != 0;
+  if (const char* env = std::getenv("SLSTM_CUDA_FUSED")) {
+    fused_mode_ = std::strcmp(env, "0") == 0 ? 0 : std::strcmp(env, "always") == 0 ? 2 : 1;
+  }
+  if (const char* env = std::getenv("SLSTM_CUDA_CHUNK")) {
+    const long long v = std::atoll(env);
+    chunk_override_ = v > 0 ? v : 0;
+  }
+}
+
+// The session's sizes within what CUDA launches and cuBLAS take; returns max_batch x max_time.
+std::int64_t Session::check_sizes(const slstm_cuda_session_desc& d) {
+  max_batch_ = d.max_batch;
+  max_time_ = d.max_time;
+  input_size_ = to_int(d.input_size, "input_size");
+  const std::int64_t rows = mul(max_batch_, max_time_, "max_batch x max_time");
+  (void)to_int(rows, "max_batch x max_time");
+  (void)to_int(max_batch_, "max_batch");
+  return rows;
+}
+
+void Session::create_streams(void* caller_stream) {
+  if (caller_stream != nullptr) {
+    main_ = static_cast<cudaStream_t>(caller_stream);
+  } else {
+    own_main_ = blocking_stream();  // blocking: ordered with stream 0
+    main_ = own_main_.get();
+  }
+  capture_ = non_blocking_stream();
+  ev_fork_ = ordering_event();
+  ev_len_ = ordering_event();
+}
+
+// Every layer's sizes, offsets and step plan, checked before anything big is allocated.
+void Session::size_layers(const slstm_cuda_session_desc& d) {
+  const std::size_t L = static_cast<std::size_t>(d.num_layers);
+  layers_.resize(L);
+  std::int64_t prefix = 0;
+  for (std::size_t l = 0; l < L; ++l) {
+    const slstm_cuda_layer_desc& src = d.layers[l];
+    LayerData& ld = layers_[l];
+    ld.in = to_int(src.input_size, "input size of a layer");
+    ld.hid = to_int(src.hidden_size, "hidden size of a layer");
+    (void)to_int(mul(4, src.hidden_size, "4 x hidden size"), "4 x hidden size");
+    ld.ld_x = to_int(round_up4(src.input_size + 1), "input size of a layer + 1");
+    ld.state_prefix = prefix;
+    prefix += src.hidden_size;
+    (void)to_int(mul(max_batch_, src.hidden_size, "max_batch x hidden size"),
+                 "max_batch x hidden size");
+    ld.plan = plan_steps(ld.hid, fused_mode_, tf32_, max_batch_);
+  }
+  for (std::size_t l = 0; l + 1 < L; ++l) layers_[l].ld_next = layers_[l + 1].ld_x;
+}
+
+// The buffers shared by the layers, zeroed; column D of the packed input set to 1.0.
+void Session::allocate(std::int64_t rows) {
+  const LayerData& first = layers_.front();
+  const LayerData& last = layers_.back();
+  const std::int64_t state_size = last.state_prefix + last.hid;  // sum of H over the layers
+  d_in_ = device_alloc<float>(mul(rows, input_size_, "input staging"), "cudaMalloc (input)");
+  d_x_ = device_alloc<float>(mul(rows, first.ld_x, "packed input"), "cudaMalloc (input)");
+  d_out_ = device_alloc<float>(mul(rows, last.hid, "output staging"), "cudaMalloc (output)");
+  const std::int64_t state_floats = mul(2 * max_batch_, state_size, "state");
+  d_state_ = device_alloc<float>(state_floats, "cudaMalloc (state)");
+  d_len_ = device_alloc<std::int32_t>(max_batch_, "cudaMalloc (lengths)");
+  h_len_ = pinned_alloc<std::int32_t>(max_batch_, "cudaMallocHost (lengths)");
+  zero(d_in_.get(), static_cast<std::size_t>(rows * input_size_) * sizeof(float));
+  zero(d_x_.get(), static_cast<std::size_t>(rows * first.ld_x) * sizeof(float));
+  check(launch_fill_column(capture_.get(), d_x_.get(), rows, first.ld_x, input_size_, 1.0f),
+        "fill_column_kernel");
+  zero(d_out_.get(), static_cast<std::size_t>(rows * last.hid) * sizeof(float));
+  zero(d_state_.get(), static_cast<std::size_t>(state_floats) * sizeof(float));
+  zero(d_len_.get(), static_cast<std::size_t>(max_batch_) * sizeof(std::int32_t));
+}
+
+// The layer's weights, packed (pack_weights) and copied to the device.
+void Session::upload_layer(const slstm_cuda_layer_desc& src, float forget_bias, LayerData& ld) {
+  const std::int64_t H = ld.hid, G = 4 * H;
+  std::vector<float> wx_host, bias_host;
+  pack_weights(src, forget_bias, ld, tf32_, wx_host, bias_host);
+  if (tf32_) {
+    ld.bias = device_alloc<float>(G, "cudaMalloc (bias)");
+    check(cudaMemcpyAsync(ld.bias.get(), bias_host.data(), bias_host.size() * sizeof(float),
+                          cudaMemcpyHostToDevice, capture_.get()),
+          "cudaMemcpyAsync (bias)");
+  }
+  ld.wx = device_alloc<float>(G * ld.ld_x, "cudaMalloc (W_x)");
+  check(cudaMemcpyAsync(ld.wx.get(), wx_host.data(), wx_host.size() * sizeof(float),
+                        cudaMemcpyHostToDevice, capture_.get()),
+        "cudaMemcpyAsync (W_x)");
+  // Pageable source: the copy has consumed wx_host once it returns, but make sure before
+  // the vector is freed.
+  check(cudaStreamSynchronize(capture_.get()), "cudaStreamSynchronize");
+  ld.wh = device_alloc<float>(G * H, "cudaMalloc (W_h)");
+  check(cudaMemcpyAsync(ld.wh.get(), src.w_h, static_cast<std::size_t>(G * H) * sizeof(float),
+                        cudaMemcpyHostToDevice, capture_.get()),
+        "cudaMemcpyAsync (W_h)");
+}
+
+// The layer's pre-activations, h sequence (all but the last layer) and second h buffer.
+void Session::allocate_layer(LayerData& ld, std::int64_t rows, bool last) {
+  const std::int64_t H = ld.hid, G = 4 * H;
+  ld.zx = device_alloc<float>(mul(rows, G, "pre-activations"), "cudaMalloc (pre-activations)");
+  zero(ld.zx.get(), static_cast<std::size_t>(rows * G) * sizeof(float));
+  if (!last) {
+    ld.hseq = device_alloc<float>(mul(rows, ld.ld_next, "hidden sequence"),
+                                  "cudaMalloc (hidden sequence)");
+    zero(ld.hseq.get(), static_cast<std::size_t>(rows * ld.ld_next) * sizeof(float));
+    // Column H is the next layer's constant-1 bias column.
+    check(launch_fill_column(capture_.get(), ld.hseq.get(), rows, ld.ld_next, ld.hid, 1.0f),
+          "fill_column_kernel");
+  }
+  // The fused step's second h buffer, where some batch <= max_batch can use that kernel.
+  if (fused_mode_ != 0 && rec_step_fits(1, ld.hid)) {
+    const std::int64_t n = mul(max_batch_, H, "h buffer");
+    ld.hbuf = device_alloc<float>(n, "cudaMalloc (h buffer)");
+    zero(ld.hbuf.get(), static_cast<std::size_t>(n) * sizeof(float));
+  }
+}
+
+// Streams, cuBLAS handles (one per stream, each with its own workspace: reproducible results
+// and graph capture need that), events. `projects`: the layer has a projection stream.
+void Session::create_layer_streams(LayerData& ld, bool projects) {
+  const auto workspace = static_cast<std::int64_t>(workspace_bytes_);
+  ld.rec = non_blocking_stream();
+  ld.ev_done = ordering_event();
+  ld.ev_join_rec = ordering_event();
+  ld.rec_blas = blas_handle();
+  ld.rec_ws = device_alloc<unsigned char>(workspace, "cudaMalloc (cuBLAS workspace)");
+  if (projects) {
+    ld.proj = non_blocking_stream();
+    ld.ev_proj = ordering_event();
+    ld.ev_join_proj = ordering_event();
+    ld.proj_blas = blas_handle();
+    ld.proj_ws = device_alloc<unsigned char>(workspace, "cudaMalloc (cuBLAS workspace)");
+  }
+  bind_blas(ld.rec_blas, ld.rec, ld.rec_ws);
+  if (projects) bind_blas(ld.proj_blas, ld.proj, ld.proj_ws);
+}
+
+void Session::bind_blas(const BlasHandle& blas, const Stream& stream,
+                        const DeviceBuffer<unsigned char>& workspace) {
+  const cublasMath_t math = tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+  // Zeroed once, so that compute-sanitizer's initcheck sees no uninitialised reads.
+  zero(workspace.get(), workspace_bytes_);
+  // cublasSetStream resets the workspace: set the stream first.
+  check(cublasSetStream(blas.get(), stream.get()), "cublasSetStream");
+  check(cublasSetWorkspace(blas.get(), workspace.get(), workspace_bytes_), "cublasSetWorkspace");
+  check(cublasSetMathMode(blas.get(), math), "cublasSetMathMode");
+  check(cublasSetPointerMode(blas.get(), CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
+  check(cublasSetAtomicsMode(blas.get(), CUBLAS_ATOMICS_NOT_ALLOWED), "cublasSetAtomicsMode");
+}
+
+void Session::zero(void* p, std::size_t bytes) {
+  check(cudaMemsetAsync(p, 0, bytes, capture_.get()), "cudaMemsetAsync");
+}
+
+}  // namespace slstm_cuda
