@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-# A CPU-only model of the CUDA forward in cuda/cuda_session.cpp + cuda/kernels.cu, used to
-# check its index arithmetic and its stream/event schedule where no GPU exists: the same
+# A CPU-only model of the CUDA forward in cuda/session.cpp + cuda/schedule.cpp +
+# cuda/kernels.cu, used to check its index arithmetic and its stream/event schedule where no
+# GPU exists: the same
 # buffers and offsets (augmented W_x with the bias column, or with allow_tf32 the bias added
 # in the step kernel; time-major pre-activations,
 # packed state, hseq strides, batch-/time-major output rows), cuBLAS column-major SGEMM
@@ -32,7 +33,7 @@ def lstm_cell(zi, zf, zg, zo, fb, c):
 class Emu:
     def __init__(s, D, Hs, Wx, Wh, bias, fb, Bmax, Tmax, chunk_override=0, tf32=False, fused=True):
         s.D, s.Hs, s.fb, s.Bmax, s.Tmax = D, Hs, fb, Bmax, Tmax
-        # per layer, as the session decides (rec_step_preferred): a stack may mix both paths
+        # per layer, as the session decides (StepPlan, from rec_step_preferred): a stack may mix both paths
         s.fused = list(fused) if isinstance(fused, (list, tuple)) else [fused] * len(Hs)
         s.chunk_override = chunk_override
         L = len(Hs); rows = Bmax * Tmax
