@@ -227,6 +227,192 @@ Run forward_ok(slstm_session* session, const slstm_model* model, const Call& cal
   return r;
 }
 
+namespace {
+
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24, float32's unit roundoff
+constexpr double kGateFunctionError = 16 * kU;  // |computed - exact| of sigma or tanh
+
+double sigmoid64(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+// The largest slope of sigma / tanh over [z - dz, z + dz] (both peak at 0).
+double sigmoid_slope(double z, double dz) {
+  const double s = sigmoid64(std::fmax(std::fabs(z) - dz, 0.0));
+  return s * (1.0 - s);
+}
+double tanh_slope(double z, double dz) {
+  const double t = std::tanh(std::fmax(std::fabs(z) - dz, 0.0));
+  return 1.0 - t * t;
+}
+
+struct Layer64 {
+  std::int64_t I = 0, H = 0;
+  std::vector<float> wx, wh, b;  // canonical: [4H][I], [4H][H], [4H]
+};
+
+// The model's weights in the canonical layout, and its forget_bias.
+std::vector<Layer64> canonical_layers(const slstm_model* model, float* forget_bias) {
+  std::int32_t L = 0;
+  REQUIRE(slstm_model_num_layers(model, &L) == SLSTM_OK);
+  REQUIRE(slstm_model_forget_bias(model, forget_bias) == SLSTM_OK);
+  std::vector<Layer64> layers(static_cast<std::size_t>(L));
+  std::vector<slstm_tensor_out> ts;
+  std::int64_t in = input_size(model);
+  for (std::int32_t l = 0; l < L; ++l) {
+    Layer64& ly = layers[static_cast<std::size_t>(l)];
+    REQUIRE(slstm_model_hidden_size(model, l, &ly.H) == SLSTM_OK);
+    ly.I = in;
+    in = ly.H;
+    ly.wx.resize(static_cast<std::size_t>(4 * ly.H * ly.I));
+    ly.wh.resize(static_cast<std::size_t>(4 * ly.H * ly.H));
+    ly.b.resize(static_cast<std::size_t>(4 * ly.H));
+    ts.push_back({ly.wx.data(), 2, {4 * ly.H, ly.I}});
+    ts.push_back({ly.wh.data(), 2, {4 * ly.H, ly.H}});
+    ts.push_back({ly.b.data(), 1, {4 * ly.H}});
+  }
+  REQUIRE(slstm_model_export(model, SLSTM_FORMAT_CANONICAL, ts.data(), ts.size()) == SLSTM_OK);
+  return layers;
+}
+
+}  // namespace
+
+StepExpected expected_step(const slstm_model* model, std::int64_t batch, const float* x,
+                           const std::vector<float>& state_in,
+                           const std::vector<float>& state_out, const std::vector<bool>& active) {
+  float forget_bias = 0.0f;
+  const std::vector<Layer64> layers = canonical_layers(model, &forget_bias);
+  REQUIRE(state_in.size() == state_count(model, batch));
+  REQUIRE(state_out.size() == state_in.size());
+  StepExpected e;
+  e.state.assign(state_in.size(), 0.0);
+  e.bound.assign(state_in.size(), 0.0);
+  const std::int64_t D = input_size(model);
+  std::vector<double> z, dz;
+  std::size_t off = 0;       // layer l's c block in the packed state
+  std::size_t off_below = 0;  // layer l - 1's c block
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const Layer64& ly = layers[l];
+    const std::int64_t I = ly.I, H = ly.H;
+    const std::size_t c_off = off, h_off = off + static_cast<std::size_t>(batch * H);
+    const double n = static_cast<double>(I + H + 2);
+    const double gamma = n * kU / (1.0 - n * kU);
+    z.assign(static_cast<std::size_t>(4 * H), 0.0);
+    dz.assign(z.size(), 0.0);
+    for (std::int64_t b = 0; b < batch; ++b) {
+      if (!active[static_cast<std::size_t>(b)]) {  // frozen: exactly the state it had
+        for (std::size_t at = static_cast<std::size_t>(b * H); at < static_cast<std::size_t>((b + 1) * H); ++at) {
+          e.state[c_off + at] = state_in[c_off + at];
+          e.state[h_off + at] = state_in[h_off + at];
+        }
+        continue;
+      }
+      // This cell's inputs, as the path fed them.
+      const float* xb = l == 0 ? x + b * D
+                               : state_out.data() + off_below +
+                                     static_cast<std::size_t>((batch + b) * ly.I);
+      const float* hb = state_in.data() + h_off + static_cast<std::size_t>(b * H);
+      const float* cb = state_in.data() + c_off + static_cast<std::size_t>(b * H);
+      for (std::int64_t r = 0; r < 4 * H; ++r) {
+        const bool f_gate = r / H == 1;  // canonical gate order i, f, g, o
+        double sum = static_cast<double>(ly.b[r]) + (f_gate ? forget_bias : 0.0f);
+        double mag = std::fabs(ly.b[r]) + (f_gate ? std::fabs(forget_bias) : 0.0f);
+        const float* wx = ly.wx.data() + r * I;
+        for (std::int64_t k = 0; k < I; ++k) {
+          sum += static_cast<double>(xb[k]) * wx[k];
+          mag += std::fabs(static_cast<double>(xb[k]) * wx[k]);
+        }
+        const float* wh = ly.wh.data() + r * H;
+        for (std::int64_t k = 0; k < H; ++k) {
+          sum += static_cast<double>(hb[k]) * wh[k];
+          mag += std::fabs(static_cast<double>(hb[k]) * wh[k]);
+        }
+        z[r] = sum;
+        dz[r] = gamma * mag;
+      }
+      for (std::int64_t u = 0; u < H; ++u) {
+        const double zi = z[u], zf = z[H + u], zg = z[2 * H + u], zo = z[3 * H + u];
+        const double dzi = dz[u], dzf = dz[H + u], dzg = dz[2 * H + u], dzo = dz[3 * H + u];
+        const double i = sigmoid64(zi), f = sigmoid64(zf), g = std::tanh(zg), o = sigmoid64(zo);
+        const double di = sigmoid_slope(zi, dzi) * dzi + kGateFunctionError;
+        const double df = sigmoid_slope(zf, dzf) * dzf + kGateFunctionError;
+        const double dg = tanh_slope(zg, dzg) * dzg + kGateFunctionError;
+        const double d_o = sigmoid_slope(zo, dzo) * dzo + kGateFunctionError;
+        const double c_prev = cb[u];
+        const double c = c_prev * f + i * g;
+        // Products of two inexact factors: |a'b' - ab| <= |a| db + (|b| + db) da; the new c
+        // and h are rounded (at most twice) on the way.
+        const double dc = std::fabs(c_prev) * df + std::fabs(g) * di + (i + di) * dg +
+                          3 * kU * (std::fabs(c_prev) + 1.0);
+        const double tc = std::tanh(c);
+        const double dtc = tanh_slope(c, dc) * dc + kGateFunctionError;
+        const std::size_t at = static_cast<std::size_t>(b * H + u);
+        e.state[c_off + at] = c;
+        e.bound[c_off + at] = dc;
+        e.state[h_off + at] = tc * o;
+        e.bound[h_off + at] = (o + d_o) * dtc + std::fabs(tc) * d_o + kU;
+      }
+    }
+    off_below = off;
+    off += static_cast<std::size_t>(2 * batch * H);
+  }
+  return e;
+}
+
+double accuracy_ratio(const std::vector<float>& got, const std::vector<double>& want,
+                      const std::vector<double>& bound) {
+  REQUIRE(got.size() == want.size());
+  REQUIRE(bound.size() == want.size());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    if (std::isnan(g) || std::isnan(w)) {
+      if (std::isnan(g) != std::isnan(w)) return INFINITY;
+      continue;
+    }
+    const double diff = std::fabs(g - w);
+    if (diff == 0.0) continue;
+    worst = std::fmax(worst, bound[i] > 0.0 ? diff / bound[i] : INFINITY);
+  }
+  return worst;
+}
+
+Run check_within_accuracy(slstm_session* session, const slstm_model* model, const Call& call) {
+  const Run whole = forward_ok(session, model, call);
+  const std::int64_t B = call.batch, T = call.time, D = input_size(model);
+  const std::int64_t H_out = output_size(model);
+  std::vector<float> state = call.initial_state
+                                 ? *call.initial_state
+                                 : std::vector<float>(state_count(model, B), 0.0f);
+  std::vector<float> outputs(static_cast<std::size_t>(B * T * H_out), 0.0f);
+  double worst = 0.0;
+  for (std::int64_t t = 0; t < T; ++t) {
+    std::vector<float> x(static_cast<std::size_t>(B * D));
+    std::vector<std::int32_t> len(static_cast<std::size_t>(B));
+    std::vector<bool> active(static_cast<std::size_t>(B));
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t row = call.layout == SLSTM_TIME_MAJOR ? t * B + b : b * T + t;
+      std::copy_n(call.input->begin() + row * D, D, x.begin() + b * D);
+      active[static_cast<std::size_t>(b)] =
+          call.lengths == nullptr || t < (*call.lengths)[static_cast<std::size_t>(b)];
+      len[static_cast<std::size_t>(b)] = active[static_cast<std::size_t>(b)] ? 1 : 0;
+    }
+    Call step = call_of(B, 1, x);
+    step.initial_state = &state;
+    step.lengths = &len;
+    const Run r = forward_ok(session, model, step);
+    const StepExpected e = expected_step(model, B, x.data(), state, r.final_state, active);
+    worst = std::fmax(worst, accuracy_ratio(r.final_state, e.state, e.bound));
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t row = call.layout == SLSTM_TIME_MAJOR ? t * B + b : b * T + t;
+      std::copy_n(r.output.begin() + b * H_out, H_out, outputs.begin() + row * H_out);
+    }
+    state = r.final_state;
+  }
+  INFO("worst error / bound over every step, row and layer: " << worst);
+  CHECK(worst <= 1.0);
+  if (call.want_output) CHECK(bitwise_equal(outputs, whole.output));
+  if (call.want_final_state) CHECK(bitwise_equal(state, whole.final_state));
+  return whole;
+}
+
 const std::vector<double>& Fixture::at(const std::string& k) const {
   auto it = tensors.find(k);
   if (it == tensors.end()) throw std::runtime_error(name + ": no tensor " + k);

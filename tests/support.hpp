@@ -96,6 +96,34 @@ Run forward(slstm_session* session, const slstm_model* model, const Call& call);
 // The same, REQUIRing SLSTM_OK (and printing the last error otherwise).
 Run forward_ok(slstm_session* session, const slstm_model* model, const Call& call);
 
+// The accuracy rule (README "Accuracy"), per cell and step: given the float32 inputs a path
+// fed a cell (x: the step's input or the layer below's new h; h_prev, c_prev: the state it
+// carried), its new c and h are within a bound of the exact cell on those inputs.  For every
+// pre-activation z of n = I + H + 2 terms (products, bias, forget_bias) with magnitudes
+// summing to S(z), the float32 sum is off by at most gamma_n * S(z), gamma_n = n u / (1 - n u),
+// u = 2^-24 (the worst case of any summation order); the gates pass that on with their slopes
+// (taken at the steepest point within the bound) and each gate function adds 16 u.
+//
+// The rule for one step of the stack: `x` [B, D], `state_in` the packed state before the step,
+// `state_out` the packed state a path produced (its h of layer l - 1 is layer l's input);
+// rows with active[b] == false (past their length) must keep state_in exactly (bound 0).
+// Returns the exact new packed state and each element's bound.
+struct StepExpected {
+  std::vector<double> state, bound;
+};
+StepExpected expected_step(const slstm_model* model, std::int64_t batch, const float* x,
+                           const std::vector<float>& state_in,
+                           const std::vector<float>& state_out, const std::vector<bool>& active);
+// max_i |got_i - want_i| / bound_i: <= 1 when `got` obeys the rule (0 where they are equal,
+// +inf where the bound is 0 but they differ, or where one is NaN and the other is not).
+double accuracy_ratio(const std::vector<float>& got, const std::vector<double>& want,
+                      const std::vector<double>& bound);
+// Runs `call` on `session` whole and as `time` calls of one step carrying the state (rows
+// past their length frozen): the steps must give the whole call's bits (outputs and final
+// state), and every step of every row and layer must obey the rule (CHECKed; the worst
+// ratio is printed).  Returns the whole call's result.
+Run check_within_accuracy(slstm_session* session, const slstm_model* model, const Call& call);
+
 // A fixture written by tests/fixtures/gen_fixtures.py (format described there).
 struct Fixture {
   std::string name;
