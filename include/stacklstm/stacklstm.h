@@ -22,7 +22,21 @@
  *   (0 <= len_b <= T, anything else is rejected): output rows at t >= len_b are exactly 0,
  *   every layer's final state is its state after step len_b - 1, and len_b = 0 leaves the
  *   final state equal to the initial state.  T = 0 is legal (no output, final = initial).
- *   Running a sequence in chunks while carrying the state gives the same numbers as one call.
+ *   Running a sequence in chunks while carrying the state, or step by step with
+ *   slstm_session_step, gives bitwise the outputs and final state of one call on the CPU
+ *   backend (every cpu_path and kernel, any num_threads): a step's result depends only on its
+ *   input, the carried state and the weights.  The CUDA backend does not promise that
+ *   (cuBLAS picks its kernels by the call's shape).
+ *
+ * ACCURACY
+ *   float32 throughout (the CPU reference adds its sums in double and rounds once).  Per cell
+ *   and step, on the float32 inputs it was given, the CPU paths guarantee: each pre-activation
+ *   z, a sum of n = I + H + 2 terms (bias and forget_bias included) whose magnitudes add up to
+ *   S(z), is within n*2^-24/(1 - n*2^-24) * S(z) of the exact sum; the new c and h are within
+ *   what that becomes through the gates (sigma' <= 1/4, tanh' <= 1) plus 16*2^-24 per gate
+ *   function.  The error follows S(z), not |z|: pre-activations near 1000 that cancel cost
+ *   ~1e-4 in any float32 LSTM.  Over a sequence, errors travel like perturbations of the
+ *   state.  Details: README "Accuracy".
  *
  * STATE PACKING ("packed state")
  *   All states cross the API as ONE float array holding, layer after layer,
