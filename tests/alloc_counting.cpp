@@ -1,0 +1,210 @@
+// "A session allocates nothing per call" (header, OWNERSHIP), checked by counting: this
+// executable interposes malloc, calloc, realloc and the aligned allocators (operator new and
+// the C++ runtime's allocations go through them), counts every call made while a window is
+// open, and runs successful slstm_session_forward / slstm_session_step calls inside it.
+//
+// Its own executable because the interposition must not meet a sanitizer's or valgrind's
+// allocator: CMake builds it only without SLSTM_SANITIZE, and tests/valgrind.sh does not run
+// it.  ctest runs the [cpu] cases once per CPU path (as the main suite) and the [cuda] case
+// once, which exits 77 (reported as skipped) where no GPU is usable.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <execinfo.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "support.hpp"
+
+// ---- the counting allocator ----------------------------------------------------------------
+
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+}
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+// The call stack of the first counted allocation, printed when a check fails (backtrace()
+// is warmed up before the first window, so recording allocates nothing).
+void* g_first[16];
+std::atomic<int> g_first_depth{0};
+inline void note() {
+  if (!g_counting.load(std::memory_order_relaxed)) return;
+  if (g_allocations.fetch_add(1) == 0) g_first_depth.store(backtrace(g_first, 16));
+}
+void print_first_allocation() {
+  std::fprintf(stderr, "first allocation inside the window:\n");
+  std::fflush(stderr);
+  backtrace_symbols_fd(g_first, g_first_depth.load(), STDERR_FILENO);
+}
+}  // namespace
+
+extern "C" {
+void* malloc(std::size_t n) {
+  note();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t k, std::size_t n) {
+  note();
+  return __libc_calloc(k, n);
+}
+void* realloc(void* p, std::size_t n) {
+  note();
+  return __libc_realloc(p, n);
+}
+void* memalign(std::size_t a, std::size_t n) {
+  note();
+  return __libc_memalign(a, n);
+}
+void* aligned_alloc(std::size_t a, std::size_t n) {
+  note();
+  return __libc_memalign(a, n);
+}
+int posix_memalign(void** p, std::size_t a, std::size_t n) {
+  note();
+  void* q = __libc_memalign(a, n);
+  if (q == nullptr) return ENOMEM;
+  *p = q;
+  return 0;
+}
+}
+
+namespace {
+
+// Counts the allocations made by `body` (every thread of the process).
+template <typename Body>
+long allocations_during(Body&& body) {
+  g_allocations.store(0);
+  g_first_depth.store(0);
+  g_counting.store(true);
+  body();
+  g_counting.store(false);
+  const long n = g_allocations.load();
+  if (n > 0) print_first_allocation();
+  return n;
+}
+
+struct Shape {
+  std::vector<std::int64_t> hidden;
+  std::int64_t batch, time;
+  slstm_layout layout;
+  bool lengths, initial_state;
+  std::int32_t threads;  // 0: the session's default (one per core)
+};
+
+// Repeated successful calls of `shape` on a session of `backend` allocate nothing once the
+// shape has run once (the first call may: e.g. a CUDA graph is captured for a new shape).
+void check_forward_allocates_nothing(slstm_backend backend, const Shape& sh) {
+  constexpr std::int64_t D = 7;
+  t::Model m = t::random_model(D, sh.hidden, 5);
+  slstm_session_options o = t::options(sh.batch, sh.time);
+  o.backend = backend;
+  o.num_threads = sh.threads;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  const std::size_t n_state = t::state_count(m.get(), sh.batch);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(sh.batch * sh.time * D), 6);
+  std::vector<std::int32_t> len(static_cast<std::size_t>(sh.batch));
+  for (std::int64_t b = 0; b < sh.batch; ++b) len[b] = static_cast<std::int32_t>((b * 5) % (sh.time + 1));
+  std::vector<float> init = t::random_vector(n_state, 7), fin(n_state);
+  std::vector<float> out(static_cast<std::size_t>(sh.batch * sh.time * sh.hidden.back()));
+  slstm_forward_args a;
+  slstm_forward_args_init(&a);
+  a.layout = sh.layout;
+  a.batch = sh.batch;
+  a.time = sh.time;
+  a.input = x.data();
+  a.input_count = x.size();
+  if (sh.lengths) {
+    a.sequence_lengths = len.data();
+    a.sequence_lengths_count = len.size();
+  }
+  if (sh.initial_state) {
+    a.initial_state = init.data();
+    a.initial_state_count = init.size();
+  }
+  a.output = out.data();
+  a.output_count = out.size();
+  a.final_state = fin.data();
+  a.final_state_count = fin.size();
+  std::vector<float> step_x = t::random_vector(static_cast<std::size_t>(sh.batch * D), 8);
+  std::vector<float> step_out(static_cast<std::size_t>(sh.batch * sh.hidden.back()));
+  std::vector<float> state = init;
+  // The first call of each shape, outside the window.
+  REQUIRE(slstm_session_forward(s.get(), &a) == SLSTM_OK);
+  REQUIRE(slstm_session_step(s.get(), sh.batch, step_x.data(), step_x.size(), state.data(),
+                             state.size(), step_out.data(), step_out.size(), state.data(),
+                             state.size()) == SLSTM_OK);
+  slstm_status st[6] = {};
+  const long n = allocations_during([&] {
+    for (int k = 0; k < 3; ++k) st[k] = slstm_session_forward(s.get(), &a);
+    for (int k = 3; k < 6; ++k) {
+      st[k] = slstm_session_step(s.get(), sh.batch, step_x.data(), step_x.size(), state.data(),
+                                 state.size(), step_out.data(), step_out.size(), state.data(),
+                                 state.size());
+    }
+  });
+  for (slstm_status v : st) CHECK(v == SLSTM_OK);
+  INFO("hidden " << sh.hidden.size() << " layers, batch " << sh.batch << ", time " << sh.time
+                 << ", threads " << sh.threads);
+  CHECK(n == 0);
+}
+
+const Shape kShapes[] = {
+    // seed-like stack, both layouts, lengths and initial state
+    {{100, 200, 300}, 10, 5, SLSTM_BATCH_MAJOR, true, true, 0},
+    {{100, 200, 300}, 10, 5, SLSTM_TIME_MAJOR, false, false, 0},
+    // a single row: the fast path's unit split (GEMV), two workers
+    {{64, 33}, 1, 9, SLSTM_TIME_MAJOR, true, true, 2},
+    // enough rows and steps for the fast path's batch split
+    {{48}, 12, 10, SLSTM_BATCH_MAJOR, true, false, 2},
+    // one worker
+    {{17, 5}, 3, 4, SLSTM_BATCH_MAJOR, false, true, 1},
+};
+
+}  // namespace
+
+TEST_CASE("successful CPU forward and step calls allocate nothing", "[cpu]") {
+  for (const Shape& sh : kShapes) check_forward_allocates_nothing(SLSTM_BACKEND_CPU, sh);
+}
+
+TEST_CASE("a failing call still reports its message (the count covers successes only)", "[cpu]") {
+  // The counter itself works: a rejected call builds its message, which allocates.
+  t::Model m = t::random_model(3, {4}, 9);
+  t::Session s = t::session(m.get(), 1, 1);
+  slstm_forward_args a;
+  slstm_forward_args_init(&a);
+  a.batch = 2;  // above max_batch
+  a.time = 1;
+  slstm_status st = SLSTM_OK;
+  const long n = allocations_during([&] { st = slstm_session_forward(s.get(), &a); });
+  CHECK(st == SLSTM_ERR_OUT_OF_RANGE);
+  CHECK(n > 0);
+}
+
+TEST_CASE("successful CUDA forward and step calls allocate nothing after a shape's first call",
+          "[cuda]") {
+  if (slstm_backend_available(SLSTM_BACKEND_CUDA) != SLSTM_OK) {
+    std::printf("SKIPPED: no usable GPU: %s\n", slstm_last_error());
+    std::fflush(stdout);
+    std::_Exit(77);
+  }
+  for (const Shape& sh : kShapes) check_forward_allocates_nothing(SLSTM_BACKEND_CUDA, sh);
+}
+
+int main(int argc, char* argv[]) {
+  t::use_cpu_kernel_under_test();
+  void* warm[4];
+  backtrace(warm, 4);  // loads what backtrace() needs, before any counting window
+  return Catch::Session().run(argc, argv);
+}
