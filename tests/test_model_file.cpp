@@ -972,3 +972,22 @@ TEST_CASE("header JSON syntax errors are rejected", "[model-file]") {
     expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT, "header is not valid JSON");
   }
 }
+
+TEST_CASE("saving through a symbolic link replaces the file it points to", "[model-file]") {
+  TempDir dir;
+  const std::string file = dir.path + "/real.safetensors";
+  const std::string link = dir.path + "/link.safetensors";
+  auto a = small_model();
+  auto b = t::random_model(3, {2}, 8);
+  REQUIRE(slstm_model_save_file(a.get(), file.c_str(), nullptr) == SLSTM_OK);
+  REQUIRE(::symlink("real.safetensors", link.c_str()) == 0);
+  REQUIRE(slstm_model_save_file(b.get(), link.c_str(), nullptr) == SLSTM_OK);
+  struct stat st {};
+  REQUIRE(::lstat(link.c_str(), &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+  slstm_model* back = nullptr;
+  REQUIRE(slstm_model_load_file(file.c_str(), &back) == SLSTM_OK);
+  t::Model m(back);
+  CHECK(canonical(m.get()) == canonical(b.get()));
+  CHECK(dir.files().size() == 2);
+}

@@ -554,12 +554,13 @@ SLSTM_API slstm_status slstm_model_save_memory(const slstm_model* model,
                                                size_t capacity, size_t* out_size);
 
 /** Writes the model to `path` as a safetensors file, atomically: the bytes go to a new file
- *  in the same directory (".<name>.tmp-<pid>-<n>"), which is flushed with fsync and then
- *  renamed over `path`.  On failure (disk full, RLIMIT_FSIZE, ...) that temporary is removed
- *  and a file already at `path` is left as it was (SLSTM_ERR_BACKEND_FAILURE with the OS's
- *  text).  A file replaced keeps its permission bits (not its owner, nor hard links to it);
- *  a symbolic link at `path` is followed.  A process that lowers RLIMIT_FSIZE must ignore
- *  SIGXFSZ to get the error rather than be killed by the kernel. */
+ *  in the same directory (".<name>.tmp-<pid>-<n>", so the directory must be writable, not
+ *  only the file), which is flushed with fsync and then renamed over `path`.  On failure
+ *  (disk full, RLIMIT_FSIZE, ...) that temporary is removed and a file already at `path` is
+ *  left as it was (SLSTM_ERR_BACKEND_FAILURE with the OS's text).  A file replaced keeps its
+ *  permission bits (not its owner, nor hard links to it); a symbolic link at `path` is
+ *  followed.  A process that lowers RLIMIT_FSIZE must ignore SIGXFSZ to get the error
+ *  rather than be killed by the kernel. */
 SLSTM_API slstm_status slstm_model_save_file(const slstm_model* model, const char* path,
                                              const char* source_layout);
 
