@@ -42,8 +42,8 @@ void put_steps(std::vector<float>& a, const std::vector<float>& part, std::int64
   }
 }
 
-// Chunk lengths that cover T: one call, a first step alone, a last step alone, halves, a
-// ragged split, and T single steps.
+// Chunk lengths that cover T: a first step alone, a last step alone, halves, ragged splits,
+// and T single steps (for longer sequences slstm_session_step covers those, below).
 std::vector<std::vector<std::int64_t>> splits_of(std::int64_t T) {
   std::vector<std::vector<std::int64_t>> s;
   if (T >= 2) s.push_back({1, T - 1});
@@ -51,7 +51,7 @@ std::vector<std::vector<std::int64_t>> splits_of(std::int64_t T) {
   if (T >= 4) s.push_back({T / 2, T - T / 2});
   if (T >= 7) s.push_back({2, 3, T - 5});
   if (T >= 12) s.push_back({T - 9, 8, 1});
-  s.push_back(std::vector<std::int64_t>(static_cast<std::size_t>(T), 1));
+  if (T <= 12) s.push_back(std::vector<std::int64_t>(static_cast<std::size_t>(T), 1));
   return s;
 }
 
@@ -145,6 +145,9 @@ TEST_CASE("a sequence run in chunks carrying the state is bitwise equal to one c
       for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
         for (bool with_lengths : {false, true}) {
           for (std::int32_t threads : thread_counts()) {
+            // Several workers: batch-major without lengths and time-major with them (each
+            // multi-threaded call waits for its workers, slow on a loaded machine).
+            if (threads > 1 && with_lengths != (layout == SLSTM_TIME_MAJOR)) continue;
             INFO("B " << B << ", T " << T << ", "
                       << (layout == SLSTM_TIME_MAJOR ? "time-major" : "batch-major")
                       << (with_lengths ? ", with lengths" : "") << ", num_threads " << threads);
