@@ -1,5 +1,6 @@
 // C entry points for sessions: creation, destruction and the validated forward/step calls.
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "firewall.hpp"
@@ -250,6 +251,7 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     session->config.device = options->device;
     session->config.allow_tf32 = options->allow_tf32 == 1;
     session->config.cuda_stream = options->cuda_stream;
+    session->config.settings = slstm::parse_settings(options->config);
     session->backend = slstm::make_backend(options->backend, model->model, session->config);
     *out_session = session.release();
   });
@@ -262,6 +264,26 @@ SLSTM_API slstm_status slstm_session_backend(const slstm_session* session, slstm
     require_non_null(session, "session");
     require_non_null(out, "out");
     *out = session->backend->kind();
+  });
+}
+
+SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
+                                              slstm_describe_format format, char* buf,
+                                              size_t size, size_t* out_length) {
+  return guard([&] {
+    require_non_null(session, "session");
+    if (format != SLSTM_DESCRIBE_TEXT && format != SLSTM_DESCRIBE_JSON) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + num(format));
+    }
+    if (size > 0) require_non_null(buf, "buf");
+    const slstm::Plan& plan = session->backend->plan();
+    const std::string text = format == SLSTM_DESCRIBE_JSON ? plan.json() : plan.text();
+    if (size > 0) {
+      const std::size_t k = text.size() < size - 1 ? text.size() : size - 1;
+      std::memcpy(buf, text.data(), k);
+      buf[k] = '\0';
+    }
+    if (out_length != nullptr) *out_length = text.size();
   });
 }
 

@@ -1,5 +1,5 @@
 // The module's side of src/backend_module_abi.h: the table of entry points and the one
-// exported function, slstm_cuda_module_v1. Every entry point runs inside firewall(), which
+// exported function, slstm_cuda_module_v2. Every entry point runs inside firewall(), which
 // turns an exception into (status, message); nothing is thrown across the table.
 #include <cuda_runtime.h>
 
@@ -81,6 +81,20 @@ std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call,
   });
 }
 
+std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t* fused_batches,
+                                char* msg, std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (session == nullptr || fused_batches == nullptr) {
+      fail(SLSTM_ERR_INTERNAL, "session_layer_plan: NULL");
+    }
+    const Session& s = *static_cast<const Session*>(session);
+    if (layer < 0 || static_cast<std::size_t>(layer) >= s.num_layers()) {
+      fail(SLSTM_ERR_INTERNAL, "session_layer_plan: no layer " + std::to_string(layer));
+    }
+    *fused_batches = s.fused_batches(static_cast<std::size_t>(layer));
+  });
+}
+
 void session_destroy(void* session) {
   try {
     delete static_cast<Session*>(session);
@@ -90,11 +104,11 @@ void session_destroy(void* session) {
 
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
-    &session_forward, &session_destroy};
+    &session_forward, &session_destroy, &session_layer_plan};
 
 }  // namespace
 }  // namespace slstm_cuda
 
-SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v1(void) {
+SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v2(void) {
   return &slstm_cuda::kTable;
 }

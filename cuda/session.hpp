@@ -96,6 +96,9 @@ class Session {
   ~Session();
 
   void forward(const slstm_cuda_forward_desc& c);
+  // Layer l's StepPlan bits (session_layer_plan in the module table).
+  std::uint32_t fused_batches(std::size_t l) const { return layers_.at(l).plan.fused_batches; }
+  std::size_t num_layers() const { return layers_.size(); }
 
  private:
   Session() = default;
@@ -104,7 +107,7 @@ class Session {
   void init(const slstm_cuda_session_desc& d);
   void select_device(int device);
   void probe_device();
-  void read_knobs();
+  void read_knobs(const slstm_cuda_session_desc& d);
   std::int64_t check_sizes(const slstm_cuda_session_desc& d);
   void create_streams(void* caller_stream);
   void size_layers(const slstm_cuda_session_desc& d);

@@ -64,7 +64,7 @@ void Session::init(const slstm_cuda_session_desc& d) {
   select_device(d.device);
   DeviceGuard guard(device_);
   probe_device();
-  read_knobs();
+  read_knobs(d);
   tf32_ = d.allow_tf32 != 0;
   const std::int64_t rows = check_sizes(d);
   create_streams(d.cuda_stream);
@@ -107,16 +107,13 @@ void Session::probe_device() {
   workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
 }
 
-// SLSTM_CUDA_GRAPHS=0, SLSTM_CUDA_FUSED=0|always, SLSTM_CUDA_CHUNK=<steps> (README).
-void Session::read_knobs() {
-  if (const char* env = std::getenv("SLSTM_CUDA_GRAPHS")) use_graphs_ = std::strcmp(env, "0") != 0;
-  if (const char* env = std::getenv("SLSTM_CUDA_FUSED")) {
-    fused_mode_ = std::strcmp(env, "0") == 0 ? 0 : std::strcmp(env, "always") == 0 ? 2 : 1;
-  }
-  if (const char* env = std::getenv("SLSTM_CUDA_CHUNK")) {
-    const long long v = std::atoll(env);
-    chunk_override_ = v > 0 ? v : 0;
-  }
+// The keyed settings cuda.graphs, cuda.fused and cuda.chunk, as the core parsed them (with
+// the environment overrides SLSTM_CUDA_GRAPHS / _FUSED / _CHUNK applied: src/settings.cpp).
+void Session::read_knobs(const slstm_cuda_session_desc& d) {
+  use_graphs_ = d.use_graphs != 0;
+  if (d.fused_mode < 0 || d.fused_mode > 2) fail(SLSTM_ERR_INTERNAL, "fused_mode out of range");
+  fused_mode_ = d.fused_mode;
+  chunk_override_ = d.chunk_steps > 0 ? d.chunk_steps : 0;
 }
 
 // The session's sizes within what CUDA launches and cuBLAS take; returns max_batch x max_time.

@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "model.hpp"
+#include "plan.hpp"
+#include "settings.hpp"
 
 namespace slstm {
 
@@ -32,15 +34,21 @@ struct SessionConfig {
   std::int32_t device = 0;
   bool allow_tf32 = false;
   void* cuda_stream = nullptr;
+  Settings settings;  // the keyed options, environment overrides applied
 };
 
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual slstm_backend kind() const = 0;
+  // The choices this backend made for the session (src/plan.hpp), fixed at creation.
+  const Plan& plan() const { return plan_; }
   // Runs the call. Throws slstm::Error; must not throw for a validated call on a healthy
   // machine. Allocates nothing.
   virtual void forward(const ForwardCall& call) = 0;
+
+ protected:
+  Plan plan_;  // filled by each backend's constructor
 };
 
 // Throws SLSTM_ERR_BACKEND_UNAVAILABLE (with the reason) unless `kind` can run here;

@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define SLSTM_CUDA_MODULE_ABI_VERSION 1u
-#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v1"
+#define SLSTM_CUDA_MODULE_ABI_VERSION 2u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v2"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
 
 /* One layer's canonical weights (DESIGN §3), host memory, borrowed during session_create. */
@@ -48,6 +48,11 @@ typedef struct slstm_cuda_session_desc {
   int32_t device;    /* >= 0 */
   int32_t allow_tf32; /* 0 or 1 */
   void* cuda_stream;  /* cudaStream_t of the caller, or NULL */
+  /* The keyed settings (src/settings.hpp), environment overrides already applied by the core:
+   * the module reads no environment variable of its own. */
+  int32_t use_graphs;  /* cuda.graphs: 1 on, 0 off */
+  int32_t fused_mode;  /* cuda.fused: 0 never, 1 auto (where measured faster), 2 always */
+  int64_t chunk_steps; /* cuda.chunk: steps per wavefront chunk, 0 = auto */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
@@ -80,6 +85,11 @@ typedef struct slstm_cuda_module_table {
                              size_t msg_size);
   /* Frees everything the session holds.  NULL: no-op.  Never fails. */
   void (*session_destroy)(void* session);
+  /* The session's plan for layer `layer` (0-based): bit b-1 of *fused_batches is set when a
+   * call of batch b runs the layer's recurrence on the fused step kernel (else cuBLAS + the
+   * step kernel); batches above 32 never do.  Fixed at creation. */
+  int32_t (*session_layer_plan)(void* session, int32_t layer, uint32_t* fused_batches,
+                                char* msg, size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

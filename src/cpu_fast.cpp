@@ -246,6 +246,15 @@ enum class Kernel {
   kAvx512,    // AVX-512 kernels for both
 };
 
+const char* kernel_name(Kernel k) {
+  switch (k) {
+    case Kernel::kPortable: return "portable";
+    case Kernel::kAvx2: return "avx2";
+    case Kernel::kAvx512: return "avx512";
+  }
+  return "portable";
+}
+
 // What a step kernel needs besides the weights.
 struct StepArgs {
   std::int64_t H = 0;          // hidden size (K of the recurrent GEMM, row stride of h and c)
@@ -656,7 +665,7 @@ struct PackedLayer {
 
 class CpuFastBackend final : public Backend {
  public:
-  CpuFastBackend(ModelPtr model, const SessionConfig& config, Kernel kernel)
+  CpuFastBackend(ModelPtr model, const SessionConfig& config, Kernel kernel, const char* why)
       : model_(std::move(model)) {
     const Model& m = *model_;
     kernel_ = kernel;
@@ -692,6 +701,7 @@ class CpuFastBackend final : public Backend {
       fail(SLSTM_ERR_OUT_OF_MEMORY,
            std::string("cannot create the CPU fast-path worker threads: ") + e.what());
     }
+    describe(config, why);
   }
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
@@ -760,6 +770,34 @@ class CpuFastBackend final : public Backend {
   }
 
  private:
+  // The plan (src/plan.hpp): the kernel, the threads and, as the rule forward() applies per
+  // call, the worker split; per layer its packing and whether it admits the batch split.
+  void describe(const SessionConfig& config, const char* why) {
+    plan_.backend = "cpu";
+    plan_.path = "fast";
+    plan_.precision = "fp32";
+    plan_.params = {
+        {"kernel", kernel_name(kernel_)},
+        {"kernel_reason", why},
+        {"threads", std::to_string(threads())},
+        {"split",
+         "per call: batch split (each worker its own rows through every layer, no barrier) "
+         "when batch >= " + std::to_string(kMinRowsPerWorker) + " x threads, time >= " +
+             std::to_string(kMinSplitTime) + " and every layer's W_h <= 1.5 MB; else unit "
+             "split (16-unit groups per worker, one barrier per step) with " +
+             (avx512() ? std::string("as many workers as the step's work pays for")
+                       : std::string("every thread"))}};
+    plan_.settings = config.settings.cpu_params();
+    for (const PackedLayer& p : layers_) {
+      const double wh_bytes = 16.0 * static_cast<double>(p.H * p.H);
+      plan_.layers.push_back(
+          {kernel_name(kernel_), "fused recurrent GEMM + gate kernel over packed weights",
+           {{"hidden", std::to_string(p.H)},
+            {"groups", std::to_string(p.groups)},
+            {"batch_split", wh_bytes <= kBatchSplitBytes ? "allowed" : "no (W_h > 1.5 MB)"}}});
+    }
+  }
+
   void pack(const Layer& layer, float forget_bias) {
     PackedLayer p;
     p.I = layer.input_size;
@@ -1054,17 +1092,38 @@ class CpuFastBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_fast_backend(ModelPtr model, const SessionConfig& config) {
-  // The best kernels this CPU runs: AVX-512, else AVX2+FMA, else portable.  For tests and
-  // comparisons SLSTM_CPU_KERNEL=avx2 or =portable asks for a lesser one (never a better one
-  // than the CPU has: avx2 on a CPU without it runs portable).  Read once per session.
-  Kernel kernel = cpu_has_avx512() ? Kernel::kAvx512
-                  : cpu_has_avx2() ? Kernel::kAvx2
-                                   : Kernel::kPortable;
-  if (const char* want = std::getenv("SLSTM_CPU_KERNEL")) {
-    if (std::strcmp(want, "portable") == 0) kernel = Kernel::kPortable;
-    if (std::strcmp(want, "avx2") == 0 && kernel == Kernel::kAvx512) kernel = Kernel::kAvx2;
+  // The best kernels this CPU runs: AVX-512, else AVX2+FMA, else portable, unless the keyed
+  // setting cpu.kernel asks for another: one the CPU lacks is refused.  The environment
+  // override SLSTM_CPU_KERNEL=avx2|portable (for tests and comparisons) only ever lowers the
+  // kernel: avx2 on a CPU without it runs portable.
+  const Kernel best = cpu_has_avx512() ? Kernel::kAvx512
+                      : cpu_has_avx2() ? Kernel::kAvx2
+                                       : Kernel::kPortable;
+  const Settings& s = config.settings;
+  Kernel kernel = best;
+  const char* why = "the best this CPU runs";
+  const bool from_env = s.cpu_kernel_from == "SLSTM_CPU_KERNEL";
+  switch (s.cpu_kernel) {
+    case Settings::CpuKernel::kAuto: break;
+    case Settings::CpuKernel::kAvx512:
+      if (best != Kernel::kAvx512) {
+        fail(SLSTM_ERR_UNSUPPORTED, "options->config: cpu.kernel=avx512, but this CPU has no AVX-512");
+      }
+      why = "cpu.kernel=avx512";
+      break;
+    case Settings::CpuKernel::kAvx2:
+      if (best == Kernel::kPortable && !from_env) {
+        fail(SLSTM_ERR_UNSUPPORTED, "options->config: cpu.kernel=avx2, but this CPU has no AVX2+FMA");
+      }
+      kernel = best == Kernel::kPortable ? Kernel::kPortable : Kernel::kAvx2;
+      why = from_env ? "SLSTM_CPU_KERNEL=avx2 (environment override)" : "cpu.kernel=avx2";
+      break;
+    case Settings::CpuKernel::kPortable:
+      kernel = Kernel::kPortable;
+      why = from_env ? "SLSTM_CPU_KERNEL=portable (environment override)" : "cpu.kernel=portable";
+      break;
   }
-  return std::make_unique<CpuFastBackend>(std::move(model), config, kernel);
+  return std::make_unique<CpuFastBackend>(std::move(model), config, kernel, why);
 }
 
 }  // namespace slstm

@@ -15,6 +15,14 @@ namespace {
 class CpuReferenceBackend final : public Backend {
  public:
   CpuReferenceBackend(ModelPtr model, const SessionConfig& config) : model_(std::move(model)) {
+    plan_.backend = "cpu";
+    plan_.path = "reference";
+    plan_.precision = "fp32";
+    plan_.params = {{"threads", "1"}, {"accumulation", "double"}};
+    for (std::size_t l = 0; l < model_->layers().size(); ++l) {
+      plan_.layers.push_back({"reference", "plain loops, dot products in double (the oracle)",
+                              {{"hidden", std::to_string(model_->layer(l).hidden_size)}}});
+    }
     try {
       state_.resize(model_->state_count(config.max_batch));
       z_.resize(product({4, model_->max_hidden()}, "workspace"));

@@ -81,7 +81,7 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
   if (table == nullptr || table->abi_version != SLSTM_CUDA_MODULE_ABI_VERSION ||
       table->struct_size < sizeof(slstm_cuda_module_table) || table->probe == nullptr ||
       table->session_create == nullptr || table->session_forward == nullptr ||
-      table->session_destroy == nullptr) {
+      table->session_destroy == nullptr || table->session_layer_plan == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -150,12 +150,24 @@ class CudaBackend final : public Backend {
     desc.device = config.device;
     desc.allow_tf32 = config.allow_tf32 ? 1 : 0;
     desc.cuda_stream = config.cuda_stream;
+    const Settings& s = config.settings;
+    desc.use_graphs = s.cuda_graphs ? 1 : 0;
+    desc.fused_mode = s.cuda_fused == Settings::Fused::kNever    ? 0
+                      : s.cuda_fused == Settings::Fused::kAlways ? 2
+                                                                 : 1;
+    desc.chunk_steps = s.cuda_chunk;
     char msg[kMessageSize] = {0};
     void* session = nullptr;
     const std::int32_t status = table_.session_create(&desc, &session, msg, sizeof(msg));
     if (status != SLSTM_OK) fail_from_module(status, msg);
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, std::string(kPrefix) + "module returned no session");
     session_ = session;
+    try {
+      describe(config);
+    } catch (...) {
+      table_.session_destroy(session_);
+      throw;
+    }
   }
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -180,6 +192,50 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // The plan: what the module chose per layer (fused step or cuBLAS + step kernel, by batch
+  // size) and the session-wide settings.
+  void describe(const SessionConfig& config) {
+    plan_.backend = "cuda";
+    plan_.path = config.settings.cuda_graphs ? "graphs" : "stream";
+    plan_.precision = config.allow_tf32 ? "tf32" : "fp32";
+    plan_.params = {{"device", std::to_string(config.device)},
+                    {"stream", config.cuda_stream != nullptr ? "caller" : "own"},
+                    {"max_batch", std::to_string(config.max_batch)},
+                    {"wavefront_chunk", config.settings.cuda_chunk > 0
+                                            ? std::to_string(config.settings.cuda_chunk)
+                                            : "min(8, ceil(64 / batch)) steps"}};
+    plan_.settings = config.settings.cuda_params();
+    const char* why = config.settings.cuda_fused == Settings::Fused::kNever
+                          ? "cuda.fused=never"
+                      : config.settings.cuda_fused == Settings::Fused::kAlways
+                          ? "cuda.fused=always: the fused step wherever it fits"
+                          : "the fused step where it was measured faster for this batch and H";
+    for (std::int32_t l = 0; l < model_->num_layers(); ++l) {
+      std::uint32_t fused = 0;
+      char msg[kMessageSize] = {0};
+      const std::int32_t st = table_.session_layer_plan(session_, l, &fused, msg, sizeof(msg));
+      if (st != SLSTM_OK) fail_from_module(st, msg);
+      const std::string batches = batch_ranges(fused);
+      plan_.layers.push_back(
+          {fused == 0 ? "cublas+step" : "fused-step|cublas+step", why,
+           {{"hidden", std::to_string(model_->layer(static_cast<std::size_t>(l)).hidden_size)},
+            {"fused_step_batches", batches.empty() ? "none" : batches}}});
+    }
+  }
+
+  // "1-4,7" for the set bits of a batch mask (bit b-1: batch b).
+  static std::string batch_ranges(std::uint32_t mask) {
+    std::string out;
+    for (int b = 1; b <= 32; ++b) {
+      if (((mask >> (b - 1)) & 1u) == 0) continue;
+      int e = b;
+      while (e < 32 && ((mask >> e) & 1u) != 0) ++e;
+      out += (out.empty() ? "" : ",") + std::to_string(b) + (e > b ? "-" + std::to_string(e) : "");
+      b = e;
+    }
+    return out;
+  }
+
   const slstm_cuda_module_table& table_;
   ModelPtr model_;
   void* session_ = nullptr;

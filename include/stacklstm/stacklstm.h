@@ -66,8 +66,16 @@
  *   The library allocates and frees its own objects; every *_destroy(NULL) is a no-op.
  *   Weights are copied when a model is created.  Caller buffers are only borrowed during a
  *   call.  A session keeps its model alive: a model handle may be destroyed while sessions
- *   made from it still run.  Sessions allocate their workspace at creation for a declared
- *   maximum batch and time; forward calls allocate nothing.
+ *   made from it still run.  Sessions allocate their workspace (and, on the CPU fast path,
+ *   their worker threads) at creation for a declared maximum batch and time.  A successful
+ *   slstm_session_forward or slstm_session_step allocates nothing on the CPU backends, so
+ *   it cannot fail for lack of memory (only a failing call builds its error message).  On
+ *   CUDA the first call of each (batch, time, layout) captures and instantiates a CUDA
+ *   graph, which allocates (host and device memory, in the CUDA driver); a session keeps
+ *   the graphs of its 8 most recently used shapes, and a shape evicted from them is
+ *   captured again when it returns.  Later calls of a kept shape allocate nothing in the
+ *   library (checked by tests/alloc_counting.cpp where a GPU is present); with
+ *   cuda.graphs=off no call captures anything.
  *
  * ABI
  *   Option/argument structs begin with `struct_size`; fill them with their *_init function
@@ -366,6 +374,21 @@ typedef struct slstm_session_options {
   /** CUDA backend: a cudaStream_t owned by the caller that every call of the session runs
    *  on, or NULL for a stream of the session's own (init: NULL).  Ignored by the CPU. */
   void* cuda_stream;
+  /** Keyed backend settings (since 0.2), NULL or "" for the defaults: "key=value" pairs
+   *  separated by ';', ',' or spaces, at most 4096 bytes, e.g. "cpu.kernel=avx2;cuda.graphs=off".
+   *  Keys of every backend are validated whichever backend the session uses; an unknown key,
+   *  a repeated key or a bad value is SLSTM_ERR_INVALID_ARGUMENT naming it.  Borrowed during
+   *  slstm_session_create only.  The keys:
+   *    cpu.kernel  = auto | avx512 | avx2 | portable   the fast path's kernels (auto: the
+   *                  CPU's best; one the CPU lacks is SLSTM_ERR_UNSUPPORTED)
+   *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
+   *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
+   *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured
+   *                  faster, never, or wherever it fits (auto)
+   *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK and
+   *  SLSTM_CUDA_FUSED remain as overrides for experiments: when set, they win.  What the
+   *  session ended up with: slstm_session_describe. */
+  const char* config;
 } slstm_session_options;
 
 /** Fills the caller's `struct_size` bytes at *options with defaults (see the fields and
@@ -379,7 +402,8 @@ SLSTM_API void(slstm_session_options_init)(slstm_session_options* options);
   slstm_session_options_init_sized((options), sizeof(slstm_session_options))
 /** The same defaults as a static initializer. */
 #define SLSTM_SESSION_OPTIONS_INIT \
-  { (uint32_t)sizeof(slstm_session_options), SLSTM_BACKEND_CPU, 0, 0, SLSTM_CPU_PATH_AUTO, 0, 0, 0, NULL }
+  { (uint32_t)sizeof(slstm_session_options), SLSTM_BACKEND_CPU, 0, 0, SLSTM_CPU_PATH_AUTO, 0, 0, 0, \
+    NULL, NULL }
 
 /** Binds `model` to a backend and allocates the workspace for max_batch x max_time.
  *  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_BACKEND_UNAVAILABLE, SLSTM_ERR_SIZE_OVERFLOW,
@@ -393,6 +417,24 @@ SLSTM_API void slstm_session_destroy(slstm_session* session);
 
 /** The backend a session runs on. */
 SLSTM_API slstm_status slstm_session_backend(const slstm_session* session, slstm_backend* out);
+
+typedef SLSTM_ENUM(slstm_describe_format) {
+  SLSTM_DESCRIBE_TEXT = 0, /**< lines for people */
+  SLSTM_DESCRIBE_JSON = 1  /**< one JSON object for programs (keys below) */
+} slstm_describe_format;
+
+/** The session's plan (since 0.2): every choice the backend made when the session was
+ *  created — backend, implementation path, precision, threads, the keyed settings in effect
+ *  and where each came from, and per layer the path that runs it, its parameters and why.
+ *  Choices that depend on a call's shape (e.g. the CPU fast path's worker split) are given as
+ *  the rule that decides them.  JSON keys: "backend", "path", "precision", "params" (object),
+ *  "settings" (object), "layers" (array of {"path", "reason", "params"}); all values are
+ *  strings.  Copies the NUL-terminated text into buf[0..size) (truncated to fit) and stores
+ *  its full length, excluding the NUL, in *out_length (may be NULL), snprintf-style; buf may
+ *  be NULL when size is 0.  The text of one session does not change while it lives. */
+SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
+                                              slstm_describe_format format, char* buf,
+                                              size_t size, size_t* out_length);
 
 typedef SLSTM_ENUM(slstm_layout) {
   SLSTM_BATCH_MAJOR = 0, /**< [B, T, ...], tf.nn.dynamic_rnn's default (time_major=False) */

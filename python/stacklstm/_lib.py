@@ -91,7 +91,7 @@ class SessionOptions(ctypes.Structure):
                 ("max_batch", ctypes.c_int64), ("max_time", ctypes.c_int64),
                 ("cpu_path", c_enum), ("num_threads", ctypes.c_int32),
                 ("device", ctypes.c_int32), ("allow_tf32", ctypes.c_int32),
-                ("cuda_stream", ctypes.c_void_p)]
+                ("cuda_stream", ctypes.c_void_p), ("config", ctypes.c_char_p)]
 
 
 class ForwardArgs(ctypes.Structure):
@@ -158,6 +158,8 @@ def _declare(lib):
         "slstm_session_options_init_sized": (None, [vp, ctypes.c_size_t]),
         "slstm_session_create": (c_status, [vp, vp, P(vp)]),
         "slstm_session_destroy": (None, [vp]),
+        "slstm_session_describe": (c_status, [vp, c_enum, ctypes.c_char_p, ctypes.c_size_t,
+                                              P(ctypes.c_size_t)]),
         "slstm_session_backend": (c_status, [vp, P(c_enum)]),
         "slstm_forward_args_init_sized": (None, [vp, ctypes.c_size_t]),
         "slstm_session_forward": (c_status, [vp, vp]),

@@ -474,10 +474,12 @@ class Model(_Owned):
                   "slstm_model_save_file")
 
     def session(self, max_batch, max_time, backend="cpu", cpu_path="auto", num_threads=0,
-                device=0, allow_tf32=False):
-        """A Session on `backend` ("cpu" or "cuda") for up to max_batch x max_time."""
+                device=0, allow_tf32=False, config=None):
+        """A Session on `backend` ("cpu" or "cuda") for up to max_batch x max_time. `config`:
+        keyed backend settings, a "key=value;..." string or a dict (header,
+        slstm_session_options.config), e.g. {"cpu.kernel": "avx2", "cuda.graphs": "off"}."""
         return Session(self, max_batch, max_time, backend, cpu_path, num_threads, device,
-                       allow_tf32)
+                       allow_tf32, config)
 
     # ---- state packing ------------------------------------------------------------------
 
@@ -611,6 +613,25 @@ def _out_array(arr, name, shape):
     return arr
 
 
+def _config_text(config):
+    """The keyed settings as the C string slstm_session_options.config takes."""
+    if config is None:
+        return None
+    if isinstance(config, dict):
+        parts = []
+        for k, v in config.items():
+            if not isinstance(k, str) or not isinstance(v, (str, int)) or isinstance(v, bool):
+                raise TypeError("config keys must be str and values str or int, got %r: %r"
+                                % (k, v))
+            parts.append("%s=%s" % (k, v))
+        config = ";".join(parts)
+    if not isinstance(config, str):
+        raise TypeError("config must be a str or a dict, got %s" % type(config).__name__)
+    if "\0" in config:
+        raise ValueError("config must not contain a NUL character")
+    return config.encode("ascii")
+
+
 class Session(_Owned):
     """A model bound to a backend with workspace for max_batch x max_time. Free with close()
     or a `with` block. Calls on one session from several threads are serialized by the
@@ -620,7 +641,7 @@ class Session(_Owned):
     _exclusive = True
 
     def __init__(self, model, max_batch, max_time, backend="cpu", cpu_path="auto",
-                 num_threads=0, device=0, allow_tf32=False):
+                 num_threads=0, device=0, allow_tf32=False, config=None):
         if not isinstance(model, Model):
             raise TypeError("Session(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
@@ -643,6 +664,8 @@ class Session(_Owned):
         opt.s.num_threads = _int(num_threads, "num_threads", INT32)
         opt.s.device = _int(device, "device", INT32)
         opt.s.allow_tf32 = 1 if allow_tf32 else 0
+        config_bytes = _config_text(config)
+        opt.s.config = config_bytes
         h = ctypes.c_void_p()
         with model._using() as mh:
             check(lib.slstm_session_create(mh, ctypes.byref(opt), ctypes.byref(h)),
@@ -651,6 +674,26 @@ class Session(_Owned):
         self.input_size = model.input_size
         self.hidden_sizes = model.hidden_sizes
         self.max_batch, self.max_time = max_batch, max_time
+
+    def describe(self, format="text"):
+        """The session's plan as the library reports it (slstm_session_describe): "text"
+        (a str for people) or "json" (the parsed dict: backend, path, precision, params,
+        settings and per layer its path, reason and params)."""
+        if format not in ("text", "json"):
+            raise ValueError("format must be 'text' or 'json', got %r" % (format,))
+        f = 1 if format == "json" else 0
+        n = ctypes.c_size_t()
+        with self._using() as h:
+            check(lib.slstm_session_describe(h, f, None, 0, ctypes.byref(n)),
+                  "slstm_session_describe")
+            buf = ctypes.create_string_buffer(n.value + 1)
+            check(lib.slstm_session_describe(h, f, buf, len(buf), None),
+                  "slstm_session_describe")
+        text = buf.value.decode("utf-8", "replace")
+        if format == "json":
+            import json
+            return json.loads(text)
+        return text
 
     @property
     def backend(self):

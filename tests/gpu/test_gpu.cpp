@@ -601,6 +601,56 @@ TEST_CASE("with the fused step, the chunk size keeps the numbers and graphs keep
   }
 }
 
+// Keyed settings (slstm_session_options.config) reach the module, and the plan it reports
+// (slstm_session_describe) is the one that ran: forced paths give the same numbers.
+namespace {
+std::string describe_json(slstm_session* s) {
+  std::size_t n = 0;
+  REQUIRE(slstm_session_describe(s, SLSTM_DESCRIBE_JSON, nullptr, 0, &n) == SLSTM_OK);
+  std::string text(n + 1, '\0');
+  REQUIRE(slstm_session_describe(s, SLSTM_DESCRIBE_JSON, &text[0], text.size(), nullptr) ==
+          SLSTM_OK);
+  text.resize(n);
+  return text;
+}
+Session gpu_session_config(const slstm_model* model, std::int64_t b, std::int64_t t,
+                           const char* config) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = b;
+  o.max_time = t;
+  o.config = config;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(model, &o, &s);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Session(s);
+}
+}  // namespace
+
+TEST_CASE("the plan reports each layer's step path as the keyed settings choose it, and "
+          "every choice gives the reference's numbers", "[gpu]") {
+  Model m = t::random_model(9, {100, 33}, 9801, 1.0f);
+  Session cpu = cpu_session(m.get(), 4, 12);
+  const Inputs in = make_inputs(m.get(), 4, 12, SLSTM_BATCH_MAJOR, true, true, 9802);
+  const Result want = run_host(cpu.get(), m.get(), in);
+  Session never = gpu_session_config(m.get(), 4, 12, "cuda.fused=never;cuda.graphs=off");
+  const std::string jn = describe_json(never.get());
+  CHECK(jn.find("\"fused_step_batches\": \"none\"") != std::string::npos);
+  CHECK(jn.find("fused-step") == std::string::npos);
+  CHECK(jn.find("\"cuda.graphs\": \"off (config)\"") != std::string::npos);
+  CHECK(jn.find("\"path\": \"stream\"") != std::string::npos);
+  Session always = gpu_session_config(m.get(), 4, 12, "cuda.fused=always;cuda.chunk=3");
+  const std::string ja = describe_json(always.get());
+  CHECK(ja.find("\"fused_step_batches\": \"1-4\"") != std::string::npos);
+  CHECK(ja.find("\"wavefront_chunk\": \"3\"") != std::string::npos);
+  for (Session* s : {&never, &always}) {
+    const Result got = run_host(s->get(), m.get(), in);
+    require_close(got, want, kTolFp32);
+  }
+}
+
 TEST_CASE("device memory with a host pointer is rejected before anything is written", "[gpu]") {
   Model m = t::random_model(4, {8}, 9601, 1.0f);
   Session gpu = gpu_session(m.get(), 2, 3);

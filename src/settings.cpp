@@ -1,0 +1,153 @@
+#include "settings.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common.hpp"
+
+namespace slstm {
+namespace {
+
+constexpr const char* kKnownKeys = "cpu.kernel, cuda.graphs, cuda.chunk, cuda.fused";
+constexpr std::size_t kMaxConfig = 4096;
+
+[[noreturn]] void bad(const std::string& what) {
+  fail(SLSTM_ERR_INVALID_ARGUMENT, "options->config: " + what);
+}
+
+bool is_separator(char c) { return c == ';' || c == ',' || c == ' ' || c == '\t' || c == '\n'; }
+
+// A positive step count, decimal digits only.
+std::int64_t parse_steps(const std::string& key, const std::string& v) {
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
+      v[0] == '0') {
+    bad(key + " must be auto or a whole number of steps >= 1, got \"" + v + "\"");
+  }
+  return std::atoll(v.c_str());
+}
+
+void set(Settings& s, const std::string& key, const std::string& v, const std::string& from) {
+  if (key == "cpu.kernel") {
+    if (v == "auto") s.cpu_kernel = Settings::CpuKernel::kAuto;
+    else if (v == "avx512") s.cpu_kernel = Settings::CpuKernel::kAvx512;
+    else if (v == "avx2") s.cpu_kernel = Settings::CpuKernel::kAvx2;
+    else if (v == "portable") s.cpu_kernel = Settings::CpuKernel::kPortable;
+    else bad("cpu.kernel must be auto, avx512, avx2 or portable, got \"" + v + "\"");
+    s.cpu_kernel_from = from;
+  } else if (key == "cuda.graphs") {
+    if (v == "on") s.cuda_graphs = true;
+    else if (v == "off") s.cuda_graphs = false;
+    else bad("cuda.graphs must be on or off, got \"" + v + "\"");
+    s.cuda_graphs_from = from;
+  } else if (key == "cuda.chunk") {
+    s.cuda_chunk = v == "auto" ? 0 : parse_steps(key, v);
+    s.cuda_chunk_from = from;
+  } else if (key == "cuda.fused") {
+    if (v == "auto") s.cuda_fused = Settings::Fused::kAuto;
+    else if (v == "never") s.cuda_fused = Settings::Fused::kNever;
+    else if (v == "always") s.cuda_fused = Settings::Fused::kAlways;
+    else bad("cuda.fused must be auto, never or always, got \"" + v + "\"");
+    s.cuda_fused_from = from;
+  } else {
+    bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
+  }
+}
+
+// The environment overrides, with the meanings they have always had (README "Backends").
+void apply_environment(Settings& s) {
+  if (const char* e = std::getenv("SLSTM_CPU_KERNEL")) {
+    // Only ever a lesser kernel than the CPU's best (checked where the kernel is chosen).
+    if (std::strcmp(e, "avx2") == 0) s.cpu_kernel = Settings::CpuKernel::kAvx2;
+    if (std::strcmp(e, "portable") == 0) s.cpu_kernel = Settings::CpuKernel::kPortable;
+    if (std::strcmp(e, "avx2") == 0 || std::strcmp(e, "portable") == 0) {
+      s.cpu_kernel_from = "SLSTM_CPU_KERNEL";
+    }
+  }
+  if (const char* e = std::getenv("SLSTM_CUDA_GRAPHS")) {
+    s.cuda_graphs = std::strcmp(e, "0") != 0;
+    s.cuda_graphs_from = "SLSTM_CUDA_GRAPHS";
+  }
+  if (const char* e = std::getenv("SLSTM_CUDA_FUSED")) {
+    s.cuda_fused = std::strcmp(e, "0") == 0        ? Settings::Fused::kNever
+                   : std::strcmp(e, "always") == 0 ? Settings::Fused::kAlways
+                                                   : Settings::Fused::kAuto;
+    s.cuda_fused_from = "SLSTM_CUDA_FUSED";
+  }
+  if (const char* e = std::getenv("SLSTM_CUDA_CHUNK")) {
+    const long long v = std::atoll(e);
+    s.cuda_chunk = v > 0 ? v : 0;
+    s.cuda_chunk_from = "SLSTM_CUDA_CHUNK";
+  }
+}
+
+std::string with_origin(const std::string& value, const std::string& from) {
+  return from == "default" ? value : value + " (" + from + ")";
+}
+
+const char* fused_name(Settings::Fused f) {
+  switch (f) {
+    case Settings::Fused::kAuto: return "auto";
+    case Settings::Fused::kNever: return "never";
+    case Settings::Fused::kAlways: return "always";
+  }
+  return "auto";
+}
+
+}  // namespace
+
+const char* cpu_kernel_name(Settings::CpuKernel k) {
+  switch (k) {
+    case Settings::CpuKernel::kAuto: return "auto";
+    case Settings::CpuKernel::kAvx512: return "avx512";
+    case Settings::CpuKernel::kAvx2: return "avx2";
+    case Settings::CpuKernel::kPortable: return "portable";
+  }
+  return "auto";
+}
+
+Params Settings::cpu_params() const {
+  return {{"cpu.kernel", with_origin(cpu_kernel_name(cpu_kernel), cpu_kernel_from)}};
+}
+
+Params Settings::cuda_params() const {
+  return {{"cuda.graphs", with_origin(cuda_graphs ? "on" : "off", cuda_graphs_from)},
+          {"cuda.chunk", with_origin(cuda_chunk > 0 ? std::to_string(cuda_chunk) : "auto",
+                                     cuda_chunk_from)},
+          {"cuda.fused", with_origin(fused_name(cuda_fused), cuda_fused_from)}};
+}
+
+Settings parse_settings(const char* config) {
+  Settings s;
+  if (config != nullptr) {
+    const std::size_t n = strnlen(config, kMaxConfig + 1);
+    if (n > kMaxConfig) bad("longer than " + std::to_string(kMaxConfig) + " bytes");
+    const std::string text(config, n);
+    std::vector<std::string> seen;
+    std::size_t at = 0;
+    while (at < text.size()) {
+      if (is_separator(text[at])) {
+        ++at;
+        continue;
+      }
+      std::size_t end = at;
+      while (end < text.size() && !is_separator(text[end])) ++end;
+      const std::string pair = text.substr(at, end - at);
+      at = end;
+      const std::size_t eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {
+        bad("\"" + pair.substr(0, 64) + "\" is not key=value");
+      }
+      const std::string key = pair.substr(0, eq);
+      for (const std::string& k : seen) {
+        if (k == key) bad("key \"" + key + "\" given twice");
+      }
+      seen.push_back(key);
+      set(s, key, pair.substr(eq + 1), "config");
+    }
+  }
+  apply_environment(s);
+  return s;
+}
+
+}  // namespace slstm

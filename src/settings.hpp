@@ -1,0 +1,41 @@
+// Keyed backend settings (slstm_session_options.config, header "Keyed settings"): the tuning
+// knobs of the backends, set through the ABI as "key=value" pairs and validated like every
+// other argument.  The environment variables of the same knobs (SLSTM_CPU_KERNEL,
+// SLSTM_CUDA_GRAPHS, SLSTM_CUDA_FUSED, SLSTM_CUDA_CHUNK) remain as overrides for
+// experiments: when one is set it wins over the keyed value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "plan.hpp"
+
+namespace slstm {
+
+struct Settings {
+  enum class CpuKernel { kAuto, kAvx512, kAvx2, kPortable };
+  enum class Fused { kAuto, kNever, kAlways };
+
+  CpuKernel cpu_kernel = CpuKernel::kAuto;  // cpu.kernel
+  bool cuda_graphs = true;                  // cuda.graphs
+  std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
+  Fused cuda_fused = Fused::kAuto;          // cuda.fused
+
+  // Where each value came from, for the plan: "default", "config" or the variable's name.
+  std::string cpu_kernel_from = "default", cuda_graphs_from = "default",
+              cuda_chunk_from = "default", cuda_fused_from = "default";
+
+  // The settings as the plan reports them (key, value) with their origin when not default.
+  Params cpu_params() const;
+  Params cuda_params() const;
+};
+
+// Parses `config` ("key=value" pairs separated by ';', ',' or whitespace; NULL or "" for
+// none), then applies the environment overrides.  An unknown key, a malformed pair, a
+// repeated key or a bad value is SLSTM_ERR_INVALID_ARGUMENT naming it ("options->config:
+// ...").  Keys of every backend are validated whichever backend the session uses.
+Settings parse_settings(const char* config);
+
+const char* cpu_kernel_name(Settings::CpuKernel k);
+
+}  // namespace slstm

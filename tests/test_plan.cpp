@@ -1,0 +1,144 @@
+// The session's plan (slstm_session_describe) and the keyed settings
+// (slstm_session_options.config).
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "support.hpp"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string describe(const slstm_session* s, slstm_describe_format f) {
+  std::size_t n = 0;
+  REQUIRE(slstm_session_describe(s, f, nullptr, 0, &n) == SLSTM_OK);
+  std::string text(n + 1, '\0');
+  std::size_t again = 0;
+  REQUIRE(slstm_session_describe(s, f, &text[0], text.size(), &again) == SLSTM_OK);
+  REQUIRE(again == n);
+  text.resize(n);
+  return text;
+}
+
+// slstm_session_create with `config`; the session (or null) and the status.
+slstm_status create_with(const slstm_model* m, const char* config, t::Session* out) {
+  slstm_session_options o = t::options(2, 3);
+  o.config = config;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m, &o, &s);
+  if (out != nullptr) out->reset(s);
+  else slstm_session_destroy(s);
+  return st;
+}
+
+void expect_config_error(const char* config, const char* names) {
+  t::Model m = t::random_model(3, {4}, 1);
+  INFO("config \"" << config << "\"");
+  CHECK(create_with(m.get(), config, nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("options->config") && Contains(names));
+}
+
+}  // namespace
+
+TEST_CASE("describe names the backend, path, precision and every layer's path", "[plan]") {
+  t::Model m = t::random_model(3, {4, 20, 5}, 2);
+  t::Session s = t::session(m.get(), 2, 3);
+  const std::string json = describe(s.get(), SLSTM_DESCRIBE_JSON);
+  CHECK_THAT(json, Contains("\"backend\": \"cpu\"") && Contains("\"precision\": \"fp32\""));
+  const std::string path = t::cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE ? "reference" : "fast";
+  CHECK_THAT(json, Contains("\"path\": \"" + path + "\""));
+  std::size_t layers = 0;
+  for (std::size_t at = json.find("{\"path\""); at != std::string::npos;
+       at = json.find("{\"path\"", at + 1)) {
+    ++layers;
+  }
+  CHECK(layers == 3);
+  const std::string text = describe(s.get(), SLSTM_DESCRIBE_TEXT);
+  CHECK_THAT(text, Contains("layer 0: ") && Contains("layer 2: "));
+}
+
+TEST_CASE("describe copies snprintf-style: truncated, NUL-terminated, full length returned",
+          "[plan]") {
+  t::Model m = t::random_model(3, {4}, 3);
+  t::Session s = t::session(m.get(), 1, 1);
+  const std::string full = describe(s.get(), SLSTM_DESCRIBE_TEXT);
+  REQUIRE(full.size() > 8);
+  char small[9];
+  std::memset(small, 'x', sizeof small);
+  std::size_t n = 0;
+  REQUIRE(slstm_session_describe(s.get(), SLSTM_DESCRIBE_TEXT, small, 8, &n) == SLSTM_OK);
+  CHECK(n == full.size());
+  CHECK(std::string(small) == full.substr(0, 7));
+  CHECK(small[8] == 'x');  // nothing past size
+  CHECK(slstm_session_describe(s.get(), SLSTM_DESCRIBE_TEXT, nullptr, 0, nullptr) == SLSTM_OK);
+}
+
+TEST_CASE("describe rejects a NULL session, an unknown format and a NULL buffer with a size",
+          "[plan][errors]") {
+  t::Model m = t::random_model(3, {4}, 4);
+  t::Session s = t::session(m.get(), 1, 1);
+  char buf[16];
+  CHECK(slstm_session_describe(nullptr, SLSTM_DESCRIBE_TEXT, buf, 16, nullptr) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(slstm_session_describe(s.get(), static_cast<slstm_describe_format>(7), buf, 16,
+                               nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("format"));
+  CHECK(slstm_session_describe(s.get(), SLSTM_DESCRIBE_JSON, nullptr, 4, nullptr) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("buf"));
+}
+
+TEST_CASE("keyed settings: an unknown key is refused naming it and the known keys",
+          "[plan][settings][errors]") {
+  expect_config_error("cpu.kernal=avx2", "unknown key \"cpu.kernal\"");
+  expect_config_error("cuda.graphs=off;turbo=1", "known: cpu.kernel");
+}
+
+TEST_CASE("keyed settings: a bad value is refused naming the key and what it takes",
+          "[plan][settings][errors]") {
+  expect_config_error("cpu.kernel=avx1024", "cpu.kernel must be auto, avx512, avx2 or portable");
+  expect_config_error("cuda.graphs=yes", "cuda.graphs must be on or off");
+  expect_config_error("cuda.chunk=0", "cuda.chunk must be auto or a whole number");
+  expect_config_error("cuda.chunk=-3", "cuda.chunk");
+  expect_config_error("cuda.fused=sometimes", "cuda.fused must be auto, never or always");
+}
+
+TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
+          "[plan][settings][errors]") {
+  expect_config_error("cuda.graphs", "is not key=value");
+  expect_config_error("=on", "is not key=value");
+  expect_config_error("cuda.graphs=", "is not key=value");
+  expect_config_error("cuda.graphs=on cuda.graphs=off", "given twice");
+  const std::string overlong(5000, ' ');
+  expect_config_error(overlong.c_str(), "longer than 4096 bytes");
+}
+
+TEST_CASE("keyed settings of every backend are accepted whichever backend runs", "[plan][settings]") {
+  t::Model m = t::random_model(3, {4}, 5);
+  t::Session s;
+  CHECK(create_with(m.get(), " cuda.graphs=off, cuda.chunk=7;cuda.fused=never\tcpu.kernel=auto ",
+                    &s) == SLSTM_OK);
+  CHECK(create_with(m.get(), "", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), ";;", nullptr) == SLSTM_OK);
+}
+
+TEST_CASE("options from a caller built against 0.1 (no config field) get the default settings",
+          "[plan][settings][abi]") {
+  // The 0.1 struct ends at cuda_stream: whatever lies after it is not the caller's and must
+  // not be read as a config pointer.
+  t::Model m = t::random_model(3, {4}, 6);
+  struct Old {
+    slstm_session_options o;
+    char junk[16];
+  } old;
+  std::memset(&old, 0x5A, sizeof old);
+  (slstm_session_options_init)(&old.o);  // the 0.1 init: the 0.1 layout only
+  old.o.max_batch = 1;
+  old.o.max_time = 1;
+  old.o.cpu_path = t::cpu_path_under_test();
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &old.o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  CHECK_THAT(describe(s.get(), SLSTM_DESCRIBE_TEXT), !Contains("(config)"));
+}
