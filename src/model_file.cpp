@@ -555,9 +555,10 @@ std::uint64_t parse_uint(const std::string& s, const std::string& what, std::uin
 }
 
 // A number in JSON's decimal syntax, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, rounded
-// to the nearest float (std::from_chars: correctly rounded, independent of the locale).
-// Hexadecimal, inf, nan, a leading '+' or spaces are refused, and so is a value that is not
-// a finite float (|v| >= FLT_MAX + half an ulp) or underflows to zero from a non-zero text.
+// to the nearest float (std::from_chars: correctly rounded, independent of the locale; a
+// value too small for a float becomes +-0 like any rounding). Hexadecimal, inf, nan, a
+// leading '+' or spaces are refused, and so is a value that is not a finite float
+// (|v| >= FLT_MAX + half an ulp).
 bool parse_decimal_float(const std::string& s, float* out) {
   const char* p = s.c_str();
   const char* const end = p + s.size();
@@ -566,23 +567,51 @@ bool parse_decimal_float(const std::string& s, float* out) {
     while (p < end && *p >= '0' && *p <= '9') ++p;
     return p - q;
   };
-  if (p < end && *p == '-') ++p;
-  const char* int_start = p;
+  const bool negative = p < end && *p == '-';
+  if (negative) ++p;
+  const char* const int_start = p;
   const auto n_int = digits();
   if (n_int == 0 || (n_int > 1 && *int_start == '0')) return false;
+  const char* const int_end = p;
+  const char* frac_start = p;
+  const char* frac_end = p;
   if (p < end && *p == '.') {
-    ++p;
+    frac_start = ++p;
     if (digits() == 0) return false;
+    frac_end = p;
   }
+  long long exponent = 0;
   if (p < end && (*p == 'e' || *p == 'E')) {
     ++p;
+    const bool exp_negative = p < end && *p == '-';
     if (p < end && (*p == '+' || *p == '-')) ++p;
+    const char* const exp_start = p;
     if (digits() == 0) return false;
+    for (const char* q = exp_start; q < p; ++q) {
+      exponent = std::min(exponent * 10 + (*q - '0'), 1000000000000LL);  // saturates
+    }
+    if (exp_negative) exponent = -exponent;
   }
   if (p != end) return false;
   float v = 0.0f;
   const auto r = std::from_chars(s.data(), end, v, std::chars_format::general);
-  if (r.ec != std::errc() || r.ptr != end || !std::isfinite(v)) return false;
+  if (r.ptr != end) return false;
+  if (r.ec == std::errc::result_out_of_range) {
+    // Overflow (refused) or underflow (the nearest float is +-0): the decimal exponent of
+    // the leading non-zero digit tells them apart (>= 38 or <= -46 here).
+    const char* nz = std::find_if(int_start, int_end, [](char c) { return c != '0'; });
+    long long e10;
+    if (nz != int_end) {
+      e10 = (int_end - nz) - 1;
+    } else {
+      nz = std::find_if(frac_start, frac_end, [](char c) { return c != '0'; });
+      e10 = -(nz - frac_start) - 1;
+    }
+    if (e10 + exponent >= 0) return false;
+    v = negative ? -0.0f : 0.0f;
+  } else if (r.ec != std::errc() || !std::isfinite(v)) {
+    return false;
+  }
   *out = v;
   return true;
 }

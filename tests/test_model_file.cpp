@@ -690,8 +690,19 @@ TEST_CASE("forget_bias must be written in decimal: hexadecimal, inf, nan and sig
     INFO("forget_bias = \"" << value << "\"");
     expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "forget_bias");
   }
+  for (const char* value : {"3.4028236e38", "1e39", "-1e39", "1e999999999999999999999",
+                            "100000000000000000000000000000000000000000"}) {  // past FLT_MAX
+    json h = p.header;
+    h["__metadata__"]["forget_bias"] = value;
+    INFO("forget_bias = \"" << value << "\"");
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "forget_bias");
+  }
+  // Decimals round to the nearest float: below half the smallest subnormal that is +-0.
   for (const auto& [text, want] : std::vector<std::pair<const char*, float>>{
-           {"0", 0.0f}, {"-0.5", -0.5f}, {"1E2", 100.0f}, {"2.5e-1", 0.25f}, {"1e+0", 1.0f}}) {
+           {"0", 0.0f}, {"-0.5", -0.5f}, {"1E2", 100.0f}, {"2.5e-1", 0.25f}, {"1e+0", 1.0f},
+           {"3.4028235e+38", FLT_MAX}, {"3.40282356e38", FLT_MAX}, {"1e-45", 1e-45f},
+           {"1e-50", 0.0f}, {"-1e-50", -0.0f}, {"0.00000000000000000000000000000000000000000000000001", 0.0f},
+           {"1e-999999999999999999999", 0.0f}, {"0.1", 0.1f}}) {
     json h = p.header;
     h["__metadata__"]["forget_bias"] = text;
     slstm_model* out = nullptr;
@@ -700,7 +711,8 @@ TEST_CASE("forget_bias must be written in decimal: hexadecimal, inf, nan and sig
     t::Model b(out);
     float fb = -1;
     REQUIRE(slstm_model_forget_bias(b.get(), &fb) == SLSTM_OK);
-    CHECK(fb == want);
+    INFO("forget_bias = \"" << text << "\"");
+    CHECK(t::bitwise_equal(&fb, &want, 1));
   }
 }
 
