@@ -88,8 +88,8 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
     check(cudaEventRecord(ld.ev_proj.get(), ld.proj.get()), "cudaEventRecord");
     check(cudaStreamWaitEvent(ld.rec.get(), ld.ev_proj.get(), 0), "cudaStreamWaitEvent");
   }
-  float* c = d_state_.get() + 2 * B * ld.state_prefix;
-  float* h = c + B * H;
+  float* c = d_state_.get() + B * ld.state_c_row;
+  float* h = d_state_.get() + B * ld.state_h_row;
   float* hbuf = ld.hbuf.get();
   // Small batches: one fused kernel per step, h alternating between the state's h (even
   // steps read it) and hbuf (odd steps read it); else a cuBLAS GEMM + the step kernel.

@@ -26,8 +26,7 @@ void Session::forward(const slstm_cuda_forward_desc& c) {
   }
   const int B = static_cast<int>(c.batch);
   const int T = static_cast<int>(c.time);
-  std::int64_t state_floats = 0;
-  for (const LayerData& ld : layers_) state_floats += 2 * c.batch * ld.hid;
+  const std::int64_t state_floats = c.batch * state_row_floats_;
   const std::size_t state_bytes = static_cast<std::size_t>(state_floats) * sizeof(float);
   if (T == 0) {
     copy_state_without_steps(c, host, state_floats);

@@ -63,7 +63,8 @@ struct LayerData {
   int hid = 0;      // H
   int ld_x = 0;     // Ip = round_up4(I + 1): row stride of this layer's augmented input
   int ld_next = 0;  // row stride of hseq (the next layer's ld_x); 0 for the last layer
-  std::int64_t state_prefix = 0;  // sum of H over the layers before this one
+  std::int64_t state_c_row = 0;   // the packed state's c block of this layer, per batch row
+  std::int64_t state_h_row = 0;   // and its h block (the core's StateLayout)
   StepPlan plan;
   DeviceBuffer<float> wx;         // [4H, Ip]: W_x | bias (+ forget_bias on f) | zero pad
   DeviceBuffer<float> wh;         // [4H, H]
@@ -112,7 +113,7 @@ class Session {
   void create_streams(void* caller_stream);
   void size_layers(const slstm_cuda_session_desc& d);
   void allocate(std::int64_t rows);
-  void upload_layer(const slstm_cuda_layer_desc& src, float forget_bias, LayerData& ld);
+  void upload_layer(const slstm_cuda_layer_desc& src, LayerData& ld);
   void allocate_layer(LayerData& ld, std::int64_t rows, bool last);
   void create_layer_streams(LayerData& ld, bool projects);
   void bind_blas(const BlasHandle& blas, const Stream& stream,
@@ -149,6 +150,7 @@ class Session {
   int fused_mode_ = 1;
   std::int64_t chunk_override_ = 0;
   std::int64_t max_batch_ = 0;
+  std::int64_t state_row_floats_ = 0;  // floats per batch row of the packed state
   std::int64_t max_time_ = 0;
   int input_size_ = 0;
   std::size_t workspace_bytes_ = 0;

@@ -35,16 +35,15 @@ namespace {
 // [4H, ld_x] row-major. With TF32 the GEMM would round the bias to a 10-bit mantissa with its
 // inputs (about 5e-4 on a forget bias of 1, the same error every step): then the column is
 // zero and the bias goes to `bias` [4H], which the step kernel adds in FP32.
-void pack_weights(const slstm_cuda_layer_desc& src, float forget_bias, const LayerData& ld,
-                  bool tf32, std::vector<float>& wx, std::vector<float>& bias) {
+void pack_weights(const slstm_cuda_layer_desc& src, const LayerData& ld, bool tf32,
+                  std::vector<float>& wx, std::vector<float>& bias) {
   const std::int64_t H = ld.hid, I = ld.in, G = 4 * H;
   wx.assign(static_cast<std::size_t>(mul(G, ld.ld_x, "W_x")), 0.0f);
   bias.assign(static_cast<std::size_t>(G), 0.0f);
   for (std::int64_t r = 0; r < G; ++r) {
     std::memcpy(&wx[static_cast<std::size_t>(r * ld.ld_x)], src.w_x + r * I,
                 static_cast<std::size_t>(I) * sizeof(float));
-    const bool f_gate = r >= H && r < 2 * H;  // gate order i, f, g, o
-    const float b = src.bias[r] + (f_gate ? forget_bias : 0.0f);
+    const float b = src.bias[r];  // forget_bias already folded in by the core
     (tf32 ? bias : wx)[static_cast<std::size_t>(tf32 ? r : r * ld.ld_x + I)] = b;
   }
 }
@@ -72,7 +71,7 @@ void Session::init(const slstm_cuda_session_desc& d) {
   allocate(rows);
   const std::size_t L = layers_.size();
   for (std::size_t l = 0; l < L; ++l) {
-    upload_layer(d.layers[l], d.forget_bias, layers_[l]);
+    upload_layer(d.layers[l], layers_[l]);
     allocate_layer(layers_[l], rows, l + 1 == L);
     create_layer_streams(layers_[l], l > 0);
   }
@@ -143,7 +142,7 @@ void Session::create_streams(void* caller_stream) {
 void Session::size_layers(const slstm_cuda_session_desc& d) {
   const std::size_t L = static_cast<std::size_t>(d.num_layers);
   layers_.resize(L);
-  std::int64_t prefix = 0;
+  state_row_floats_ = d.state_row_floats;
   for (std::size_t l = 0; l < L; ++l) {
     const slstm_cuda_layer_desc& src = d.layers[l];
     LayerData& ld = layers_[l];
@@ -151,8 +150,14 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
     ld.hid = to_int(src.hidden_size, "hidden size of a layer");
     (void)to_int(mul(4, src.hidden_size, "4 x hidden size"), "4 x hidden size");
     ld.ld_x = to_int(round_up4(src.input_size + 1), "input size of a layer + 1");
-    ld.state_prefix = prefix;
-    prefix += src.hidden_size;
+    // The packed state's layout is the core's (StateLayout); it must hold c and h of H each.
+    if (src.state_c_row < 0 || src.state_h_row < 0 ||
+        src.state_c_row + src.hidden_size > d.state_row_floats ||
+        src.state_h_row + src.hidden_size > d.state_row_floats) {
+      fail(SLSTM_ERR_INTERNAL, "a layer's state offsets lie outside the packed state");
+    }
+    ld.state_c_row = src.state_c_row;
+    ld.state_h_row = src.state_h_row;
     (void)to_int(mul(max_batch_, src.hidden_size, "max_batch x hidden size"),
                  "max_batch x hidden size");
     ld.plan = plan_steps(ld.hid, fused_mode_, tf32_, max_batch_);
@@ -164,11 +169,10 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
 void Session::allocate(std::int64_t rows) {
   const LayerData& first = layers_.front();
   const LayerData& last = layers_.back();
-  const std::int64_t state_size = last.state_prefix + last.hid;  // sum of H over the layers
   d_in_ = device_alloc<float>(mul(rows, input_size_, "input staging"), "cudaMalloc (input)");
   d_x_ = device_alloc<float>(mul(rows, first.ld_x, "packed input"), "cudaMalloc (input)");
   d_out_ = device_alloc<float>(mul(rows, last.hid, "output staging"), "cudaMalloc (output)");
-  const std::int64_t state_floats = mul(2 * max_batch_, state_size, "state");
+  const std::int64_t state_floats = mul(max_batch_, state_row_floats_, "state");
   d_state_ = device_alloc<float>(state_floats, "cudaMalloc (state)");
   d_len_ = device_alloc<std::int32_t>(max_batch_, "cudaMalloc (lengths)");
   h_len_ = pinned_alloc<std::int32_t>(max_batch_, "cudaMallocHost (lengths)");
@@ -182,10 +186,10 @@ void Session::allocate(std::int64_t rows) {
 }
 
 // The layer's weights, packed (pack_weights) and copied to the device.
-void Session::upload_layer(const slstm_cuda_layer_desc& src, float forget_bias, LayerData& ld) {
+void Session::upload_layer(const slstm_cuda_layer_desc& src, LayerData& ld) {
   const std::int64_t H = ld.hid, G = 4 * H;
   std::vector<float> wx_host, bias_host;
-  pack_weights(src, forget_bias, ld, tf32_, wx_host, bias_host);
+  pack_weights(src, ld, tf32_, wx_host, bias_host);
   if (tf32_) {
     ld.bias = device_alloc<float>(G, "cudaMalloc (bias)");
     check(cudaMemcpyAsync(ld.bias.get(), bias_host.data(), bias_host.size() * sizeof(float),

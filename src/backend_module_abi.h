@@ -28,13 +28,17 @@ extern "C" {
 #define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v2"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
 
-/* One layer's canonical weights (DESIGN §3), host memory, borrowed during session_create. */
+/* One layer's canonical weights (DESIGN §3), host memory, borrowed during session_create,
+ * and where its state lives in the packed state (the core's StateLayout: offsets in floats
+ * per batch row, so a batch B's c block starts at B * state_c_row). */
 typedef struct slstm_cuda_layer_desc {
   int64_t input_size;  /* I */
   int64_t hidden_size; /* H */
   const float* w_x;    /* [4H, I] row-major, gate blocks i, f, g, o */
   const float* w_h;    /* [4H, H] */
-  const float* bias;   /* [4H], forget_bias NOT included */
+  const float* bias;   /* [4H] with forget_bias folded into the f block (Model::folded_bias) */
+  int64_t state_c_row; /* offset of the layer's c block per batch row */
+  int64_t state_h_row; /* offset of the layer's h block per batch row */
 } slstm_cuda_layer_desc;
 
 /* A model plus the session's validated options. */
@@ -42,7 +46,7 @@ typedef struct slstm_cuda_session_desc {
   int64_t input_size; /* D */
   int32_t num_layers; /* L >= 1 */
   const slstm_cuda_layer_desc* layers;
-  float forget_bias;
+  int64_t state_row_floats; /* floats per batch row of the packed state (StateLayout) */
   int64_t max_batch; /* >= 1 */
   int64_t max_time;  /* >= 1 */
   int32_t device;    /* >= 0 */

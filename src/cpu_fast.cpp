@@ -688,7 +688,7 @@ class CpuFastBackend final : public Backend {
       g_ = allocate(product({max_rows, max_groups, kRow}, "workspace"), false);
       y_[0] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
       y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
-      for (const Layer& layer : m.layers()) pack(layer, m.forget_bias());
+      for (std::size_t l = 0; l < m.layers().size(); ++l) pack(m, l);
       state_ = allocate(m.state_count(config.max_batch));
       h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
@@ -798,7 +798,8 @@ class CpuFastBackend final : public Backend {
     }
   }
 
-  void pack(const Layer& layer, float forget_bias) {
+  void pack(const Model& m, std::size_t l) {
+    const Layer& layer = m.layer(l);
     PackedLayer p;
     p.I = layer.input_size;
     p.H = layer.hidden_size;
@@ -824,8 +825,7 @@ class CpuFastBackend final : public Backend {
             p.wh[static_cast<std::size_t>((g * p.H + k) * kRow + q * kGroup + j)] =
                 layer.w_h[static_cast<std::size_t>(src * p.H + k)];
           }
-          p.bias[static_cast<std::size_t>(dst)] =
-              layer.bias[static_cast<std::size_t>(src)] + (q == kGateF ? forget_bias : 0.0f);
+          p.bias[static_cast<std::size_t>(dst)] = m.folded_bias(l, static_cast<std::size_t>(src));
         }
       }
     }

@@ -131,20 +131,26 @@ class CudaBackend final : public Backend {
   CudaBackend(const slstm_cuda_module_table& table, ModelPtr model, const SessionConfig& config)
       : table_(table), model_(std::move(model)) {
     std::vector<slstm_cuda_layer_desc> layers;
-    for (const Layer& l : model_->layers()) {
+    std::vector<std::vector<float>> biases;  // folded; alive until session_create returns
+    const StateLayout& state = model_->state_layout();
+    for (std::size_t k = 0; k < model_->layers().size(); ++k) {
+      const Layer& l = model_->layer(k);
+      biases.push_back(model_->folded_bias(k));
       slstm_cuda_layer_desc d{};
       d.input_size = l.input_size;
       d.hidden_size = l.hidden_size;
       d.w_x = l.w_x.data();
       d.w_h = l.w_h.data();
-      d.bias = l.bias.data();
+      d.bias = biases.back().data();
+      d.state_c_row = state.row_offset(k, SLSTM_STATE_C);
+      d.state_h_row = state.row_offset(k, SLSTM_STATE_H);
       layers.push_back(d);
     }
     slstm_cuda_session_desc desc{};
     desc.input_size = model_->input_size();
     desc.num_layers = model_->num_layers();
     desc.layers = layers.data();
-    desc.forget_bias = model_->forget_bias();
+    desc.state_row_floats = state.row_floats();
     desc.max_batch = config.max_batch;
     desc.max_time = config.max_time;
     desc.device = config.device;

@@ -135,12 +135,13 @@ void import_interop_layer(slstm_weight_format format, Layer& layer, const slstm_
 }
 
 // Export of one layer; forget_bias `fb` goes into the f block of exactly one bias.
-void export_interop_layer(slstm_weight_format format, const Layer& layer, float fb,
+void export_interop_layer(slstm_weight_format format, const Model& model, std::size_t l,
                           const slstm_tensor_out* t) {
+  const Layer& layer = model.layer(l);
   const std::size_t in = static_cast<std::size_t>(layer.input_size);
   const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
   const std::size_t g4 = 4 * h;
-  auto folded = [&](std::size_t r) { return layer.bias[r] + (r >= h && r < 2 * h ? fb : 0.0f); };
+  auto folded = [&](std::size_t r) { return model.folded_bias(l, r); };
   switch (format) {
     case SLSTM_FORMAT_KERAS:
       for (std::size_t r = 0; r < g4; ++r) {
@@ -300,7 +301,7 @@ void check_foldable(const Model& model, slstm_weight_format format) {
     const Layer& layer = model.layer(l);
     const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
     for (std::size_t u = 0; u < h; ++u) {
-      if (!std::isfinite(layer.bias[kGateF * h + u] + model.forget_bias())) {
+      if (!std::isfinite(model.folded_bias(l, kGateF * h + u))) {
         fail(SLSTM_ERR_OUT_OF_RANGE,
              "format: exporting folds forget_bias into the f-gate bias, and for layer " +
                  std::to_string(l) + " unit " + std::to_string(u) + " the sum overflows float32");
@@ -410,13 +411,12 @@ void export_model(const Model& model, slstm_weight_format format,
         std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
         // The whole bias goes into bias_ih, forget_bias folded into its f block exactly once.
         for (std::size_t r = 0; r < 4 * h; ++r) {
-          const bool f_block = r >= h && r < 2 * h;
-          t[2].data[r] = layer.bias[r] + (f_block ? model.forget_bias() : 0.0f);
+          t[2].data[r] = model.folded_bias(l, r);
           t[3].data[r] = 0.0f;
         }
         break;
       default:
-        export_interop_layer(format, layer, model.forget_bias(), t);
+        export_interop_layer(format, model, l, t);
         break;
     }
   }

@@ -67,6 +67,12 @@ Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_si
   state_layout_ = StateLayout(specs);
 }
 
+std::vector<float> Model::folded_bias(std::size_t l) const {
+  std::vector<float> b(layers_[l].bias.size());
+  for (std::size_t r = 0; r < b.size(); ++r) b[r] = folded_bias(l, r);
+  return b;
+}
+
 LayerSpec Model::spec(std::size_t l) const {
   LayerSpec s;
   s.input_size = layers_[l].input_size;

@@ -45,6 +45,15 @@ class Model {
 
   // Layer l's description (cell kind, sizes, direction, data types).
   LayerSpec spec(std::size_t l) const;
+  // Layer l's bias with forget_bias folded into the f block (bias[r] + (f ? forget_bias :
+  // 0)): the one place the folding is written, for every backend and every export to a
+  // format without a forget_bias of its own.
+  float folded_bias(std::size_t l, std::size_t r) const {
+    const Layer& layer = layers_[l];
+    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
+    return layer.bias[r] + (r >= h && r < 2 * h ? forget_bias_ : 0.0f);
+  }
+  std::vector<float> folded_bias(std::size_t l) const;
   // Where each layer's state lives in a packed state.
   const StateLayout& state_layout() const { return state_layout_; }
   // Floats in a packed state of `batch` rows (checked), and the offset of one layer's c / h
