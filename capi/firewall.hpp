@@ -2,10 +2,7 @@
 // which turns any C++ exception into a status code and the per-thread last-error text.
 #pragma once
 
-#include <exception>
-#include <new>
-
-#include "../src/common.hpp"
+#include "../src/firewall.hpp"
 
 namespace slstm::capi {
 
@@ -14,22 +11,7 @@ void set_error(const char* message) noexcept;
 
 template <typename Body>
 slstm_status guard(Body&& body) noexcept {
-  try {
-    body();
-    return SLSTM_OK;
-  } catch (const Error& e) {
-    set_error(e.what());
-    return e.status();
-  } catch (const std::bad_alloc&) {
-    set_error("out of memory");
-    return SLSTM_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    set_error(e.what());
-    return SLSTM_ERR_INTERNAL;
-  } catch (...) {
-    set_error("unknown internal error");
-    return SLSTM_ERR_INTERNAL;
-  }
+  return firewall(&set_error, body);
 }
 
 // Fails with SLSTM_ERR_INVALID_ARGUMENT naming `name` when `p` is NULL.

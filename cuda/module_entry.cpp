@@ -11,6 +11,7 @@
 
 #include "backend_module_abi.h"
 #include "check.hpp"
+#include "firewall.hpp"
 #include "session.hpp"
 #include "stacklstm/stacklstm.h"
 
@@ -27,22 +28,8 @@ void write_message(char* msg, std::size_t size, const char* text) noexcept {
 
 template <typename Body>
 std::int32_t firewall(char* msg, std::size_t size, Body&& body) noexcept {
-  try {
-    body();
-    return SLSTM_OK;
-  } catch (const slstm::Error& e) {
-    write_message(msg, size, e.what());
-    return e.status();
-  } catch (const std::bad_alloc&) {
-    write_message(msg, size, "out of host memory");
-    return SLSTM_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    write_message(msg, size, e.what());
-    return SLSTM_ERR_INTERNAL;
-  } catch (...) {
-    write_message(msg, size, "unknown error in the CUDA module");
-    return SLSTM_ERR_INTERNAL;
-  }
+  return slstm::firewall([&](const char* text) noexcept { write_message(msg, size, text); },
+                         body);
 }
 
 std::int32_t probe(char* msg, std::size_t size) {
