@@ -12,7 +12,6 @@
 
 namespace t {
 
-namespace {
 // The fast path's kernel named by $SLSTM_TEST_CPU_PATH ("" when it names none).
 std::string kernel_under_test() {
   const char* env = std::getenv("SLSTM_TEST_CPU_PATH");
@@ -21,7 +20,6 @@ std::string kernel_under_test() {
   if (std::strcmp(env, "fast-avx2") == 0) return "avx2";
   return "";
 }
-}  // namespace
 
 slstm_cpu_path cpu_path_under_test() {
   const char* env = std::getenv("SLSTM_TEST_CPU_PATH");
@@ -36,24 +34,23 @@ void use_cpu_kernel_under_test() {
   if (!kernel.empty()) setenv("SLSTM_CPU_KERNEL", kernel.c_str(), 1);
 }
 
-std::string fast_kernel_under_test() {
-  std::string best = "portable";
-#if defined(__GNUC__) && defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = "avx2";
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("fma")) {
-    best = "avx512";
-  }
-#endif
-  // SLSTM_CPU_KERNEL may ask for a lesser kernel, never a better one.
-  const char* want = std::getenv("SLSTM_CPU_KERNEL");
-  if (want != nullptr && std::strcmp(want, "portable") == 0) return "portable";
-  if (want != nullptr && std::strcmp(want, "avx2") == 0 && best == "avx512") return "avx2";
-  return best;
+std::string describe_json(const slstm_session* session) {
+  std::size_t n = 0;
+  REQUIRE(slstm_session_describe(session, SLSTM_DESCRIBE_JSON, nullptr, 0, &n) == SLSTM_OK);
+  std::string text(n + 1, '\0');
+  REQUIRE(slstm_session_describe(session, SLSTM_DESCRIBE_JSON, &text[0], text.size(), nullptr) ==
+          SLSTM_OK);
+  text.resize(n);
+  return text;
 }
 
-bool fast_path_has_blas_row_limit() { return false; }
+std::string json_value(const std::string& json, const std::string& key) {
+  const std::string at = "\"" + key + "\": \"";
+  const std::size_t i = json.find(at);
+  if (i == std::string::npos) return "";
+  const std::size_t from = i + at.size();
+  return json.substr(from, json.find('"', from) - from);
+}
 
 bool bitwise_equal(const float* a, const float* b, std::size_t n) {
   return n == 0 || std::memcmp(a, b, n * sizeof(float)) == 0;

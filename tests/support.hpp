@@ -30,14 +30,13 @@ using Session = std::unique_ptr<slstm_session, SessionDeleter>;
 slstm_cpu_path cpu_path_under_test();
 // Sets $SLSTM_CPU_KERNEL from $SLSTM_TEST_CPU_PATH (the test executables' main calls it).
 void use_cpu_kernel_under_test();
-// Whether the CPU path under test refuses sessions of more than 2^31 - 1 rows (max_batch x
-// max_time) before allocating.  None does any more: the fast path used to, when it projected
-// its inputs with OpenBLAS (32-bit dimensions); since issue 13 every kernel projects with the
-// library's own code and indexes in 64 bits.  Kept for the tests that branch on it.
-bool fast_path_has_blas_row_limit();
-// The fast path's kernels in this run, chosen the way the library chooses them (the CPU's
-// best, or a lesser one $SLSTM_CPU_KERNEL asks for): "avx512", "avx2" or "portable".
-std::string fast_kernel_under_test();
+// The kernel $SLSTM_TEST_CPU_PATH asks the fast path for: "avx2", "portable", or "" (the
+// CPU's best).  What a session actually runs is in its plan: describe_json().
+std::string kernel_under_test();
+// slstm_session_describe(session, JSON) (REQUIREs success).
+std::string describe_json(const slstm_session* session);
+// The value of `"key": "value"` in a describe JSON text ("" when absent).
+std::string json_value(const std::string& json, const std::string& key);
 
 // Same bits (NaN payloads and signed zeros included).
 bool bitwise_equal(const float* a, const float* b, std::size_t n);

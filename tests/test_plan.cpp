@@ -142,3 +142,88 @@ TEST_CASE("options from a caller built against 0.1 (no config field) get the def
   t::Session s(raw);
   CHECK_THAT(describe(s.get(), SLSTM_DESCRIBE_TEXT), !Contains("(config)"));
 }
+
+TEST_CASE("each registered CPU run runs the path and the kernel it is named for", "[plan]") {
+  // The suite runs once per CPU path (tests/CMakeLists.txt); the plan says what ran, so a
+  // registration that silently ran another path or kernel fails here.
+  t::Model m = t::random_model(3, {20}, 7);
+  t::Session s = t::session(m.get(), 2, 2);
+  const std::string json = t::describe_json(s.get());
+  if (t::cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE) {
+    CHECK(t::json_value(json, "path") == "reference");
+    return;
+  }
+  if (t::cpu_path_under_test() == SLSTM_CPU_PATH_FAST) CHECK(t::json_value(json, "path") == "fast");
+  const std::string kernel = t::json_value(json, "kernel");
+  const std::string reason = t::json_value(json, "kernel_reason");
+  INFO(json);
+  if (t::kernel_under_test() == "portable") {
+    CHECK(kernel == "portable");
+    CHECK_THAT(reason, Contains("SLSTM_CPU_KERNEL=portable"));
+  } else if (t::kernel_under_test() == "avx2") {
+    CHECK((kernel == "avx2" || kernel == "portable"));  // portable on a CPU without AVX2
+    CHECK_THAT(reason, Contains("SLSTM_CPU_KERNEL=avx2"));
+  } else if (t::json_value(json, "path") == "fast") {
+    CHECK((kernel == "avx512" || kernel == "avx2" || kernel == "portable"));
+    CHECK(reason == "the best this CPU runs");
+  }
+}
+
+TEST_CASE("cpu.kernel=portable runs the portable kernel, bitwise as the environment override does",
+          "[plan][settings][cpu-fast]") {
+  if (!t::kernel_under_test().empty()) return;  // this run's SLSTM_CPU_KERNEL would win
+  t::Model m = t::random_model(5, {40, 9}, 8);
+  t::Session keyed;
+  slstm_session_options o = t::options(3, 6);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.config = "cpu.kernel=portable";
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  keyed.reset(raw);
+  const std::string json = t::describe_json(keyed.get());
+  CHECK(t::json_value(json, "kernel") == "portable");
+  CHECK(t::json_value(json, "kernel_reason") == "cpu.kernel=portable");
+  CHECK(t::json_value(json, "cpu.kernel") == "portable (config)");
+  setenv("SLSTM_CPU_KERNEL", "portable", 1);
+  o.config = nullptr;
+  const slstm_status st = slstm_session_create(m.get(), &o, &raw);
+  unsetenv("SLSTM_CPU_KERNEL");
+  REQUIRE(st == SLSTM_OK);
+  t::Session env(raw);
+  const std::vector<float> x = t::random_vector(3 * 6 * 5, 9);
+  const t::Call call = t::call_of(3, 6, x);
+  const t::Run a = t::forward_ok(keyed.get(), m.get(), call);
+  const t::Run b = t::forward_ok(env.get(), m.get(), call);
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+}
+
+TEST_CASE("the environment override wins over the keyed setting and the plan says so",
+          "[plan][settings][cpu-fast]") {
+  if (t::kernel_under_test() != "portable") return;  // the fast-portable run sets it
+  t::Model m = t::random_model(5, {20}, 10);
+  slstm_session_options o = t::options(1, 1);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.config = "cpu.kernel=avx2";
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  const std::string json = t::describe_json(s.get());
+  CHECK(t::json_value(json, "kernel") == "portable");
+  CHECK(t::json_value(json, "cpu.kernel") == "portable (SLSTM_CPU_KERNEL)");
+}
+
+TEST_CASE("cpu.kernel naming a kernel this CPU lacks is refused as unsupported",
+          "[plan][settings][cpu-fast]") {
+  if (!t::kernel_under_test().empty()) return;
+  t::Model m = t::random_model(5, {20}, 11);
+  t::Session probe = t::session(m.get(), 1, 1);
+  if (t::json_value(t::describe_json(probe.get()), "kernel") == "avx512") return;  // has it
+  slstm_session_options o = t::options(1, 1);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.config = "cpu.kernel=avx512";
+  slstm_session* raw = nullptr;
+  CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("no AVX-512"));
+  CHECK(raw == nullptr);
+}

@@ -196,10 +196,8 @@ TEST_CASE("a session whose declared max_batch cannot be allocated reports out of
 
   // 2^50 rows of packed state: 2^50 * 2 * 9 floats (~2^56 bytes), representable but far
   // beyond any machine (and beyond ASan's 2^40-byte allocation limit).
-  // (A fast path with OpenBLAS projections refuses 2^50 rows before allocating anything.)
   slstm_session_options o = t::options(std::int64_t{1} << 50, 1);
-  const slstm_status want =
-      t::fast_path_has_blas_row_limit() ? SLSTM_ERR_SIZE_OVERFLOW : SLSTM_ERR_OUT_OF_MEMORY;
+  const slstm_status want = SLSTM_ERR_OUT_OF_MEMORY;
   for (int attempt = 0; attempt < 3; ++attempt) {  // repeatable: nothing half-built remains
     slstm_session* s = kSentinelSession;
     expect_status(slstm_session_create(m.get(), &o, &s), want);
@@ -215,15 +213,13 @@ TEST_CASE("a session with an absurd max_time is either created and usable or rep
           "memory",
           "[reliability][memory]") {
   // The reference path allocates nothing per time step; the fast path sizes its input
-  // projections for max_batch x max_time rows (2^45 x 64 floats here) and must fail cleanly
-  // (with OpenBLAS projections, by refusing more rows than its 32-bit dimensions hold).
+  // projections for max_batch x max_time rows (2^45 x 64 floats here) and must fail cleanly.
   t::Model m = t::random_model(3, {5}, 23);
   slstm_session_options o = t::options(1, std::int64_t{1} << 45);
   slstm_session* s = kSentinelSession;
   const slstm_status st = slstm_session_create(m.get(), &o, &s);
   INFO(slstm_last_error());
-  const slstm_status refusal =
-      t::fast_path_has_blas_row_limit() ? SLSTM_ERR_SIZE_OVERFLOW : SLSTM_ERR_OUT_OF_MEMORY;
+  const slstm_status refusal = SLSTM_ERR_OUT_OF_MEMORY;
   REQUIRE((st == SLSTM_OK || st == refusal));
   if (st == refusal) {
     CHECK(s == kSentinelSession);
