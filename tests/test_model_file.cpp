@@ -924,8 +924,8 @@ TEST_CASE("saving into a directory that does not exist names the path", "[model-
         std::string::npos);
 }
 
-// The header's JSON parser (src/model_file.cpp, HeaderParser) is the library's own: what
-// RFC 8259 says, no more, no less.
+// The header's JSON parser (src/model_file/json_header.cpp, HeaderParser) is the library's
+// own: what RFC 8259 says, no more, no less.
 
 TEST_CASE("header JSON may use any whitespace between tokens and escapes in strings",
           "[model-file]") {

@@ -1,0 +1,129 @@
+// The model file's writer: the header text (metadata, then one entry per tensor in layer
+// order) and the in-memory image (model_file_size, write_model_image).
+#include "model_file/writer.hpp"
+
+#include <charconv>
+#include <cstring>
+#include <vector>
+
+#include "model_file.hpp"
+#include "model_file/format.hpp"
+
+namespace slstm {
+namespace model_file {
+namespace {
+
+constexpr const char* kFormatVersion = "1";
+
+// The shortest decimal that reads back as exactly this float (std::to_chars: independent
+// of the locale, unlike printf's %g).
+std::string format_float(float v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+// A JSON string literal of printable ASCII (source_layout has been checked to be that).
+void append_json_string(std::string& out, const std::string& s) {
+  out += '"';
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  out += '"';
+}
+
+// {"__metadata__":{...}: the architecture (the header's object is left open).
+void append_metadata(std::string& t, const Model& model, const std::string& source_layout) {
+  t += "{\"__metadata__\":{\"format\":\"";
+  t += kFormatTag;
+  t += "\",\"format_version\":\"";
+  t += kFormatVersion;
+  t += "\",\"input_size\":\"" + std::to_string(model.input_size()) + "\",\"hidden_sizes\":\"";
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    if (l) t += ',';
+    t += std::to_string(model.layer(l).hidden_size);
+  }
+  t += "\",\"forget_bias\":\"" + format_float(model.forget_bias()) + "\",\"source_layout\":";
+  append_json_string(t, source_layout);
+  t += '}';
+}
+
+// ,"layers.<l>.<piece>":{...} for every tensor, in layer order; returns the data bytes.
+std::size_t append_tensor_entries(std::string& t, const Model& model) {
+  std::size_t offset = 0;
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    const Layer& layer = model.layer(l);
+    const std::vector<float>* parts[3] = {&layer.w_x, &layer.w_h, &layer.bias};
+    for (int p = 0; p < 3; ++p) {
+      const std::size_t bytes = mul_size(parts[p]->size(), sizeof(float), "model file size");
+      const auto shape = piece_shape(p, static_cast<std::uint64_t>(layer.input_size),
+                                     static_cast<std::uint64_t>(layer.hidden_size));
+      const std::size_t end = add_size(offset, bytes, "model file size");
+      t += ",\"" + tensor_name(l, p) + "\":{\"dtype\":\"F32\",\"shape\":[";
+      for (std::size_t k = 0; k < shape.size(); ++k) {
+        if (k) t += ',';
+        t += std::to_string(shape[k]);
+      }
+      t += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
+      offset = end;
+    }
+  }
+  return offset;
+}
+
+}  // namespace
+
+std::string header_text(const Model& model, const std::string& source_layout,
+                        std::size_t* data_size) {
+  std::string t;
+  t.reserve(256 + model.layers().size() * 3 * 96);
+  append_metadata(t, model, source_layout);
+  const std::size_t bytes = append_tensor_entries(t, model);
+  t += '}';
+  while (t.size() % 8 != 0) t.push_back(' ');
+  *data_size = bytes;
+  return t;
+}
+
+std::size_t image_size(const std::string& header, std::size_t data_size) {
+  return add_size(add_size(8, header.size(), "model file size"), data_size, "model file size");
+}
+
+void encode_length(std::uint64_t n, unsigned char out[8]) {
+  for (int k = 0; k < 8; ++k) out[k] = static_cast<unsigned char>((n >> (8 * k)) & 0xffu);
+}
+
+}  // namespace model_file
+
+std::size_t model_file_size(const Model& model, const std::string& source_layout) {
+  using namespace model_file;
+  std::size_t data_size = 0;
+  const std::string text = header_text(model, check_source_layout(source_layout), &data_size);
+  return image_size(text, data_size);
+}
+
+std::size_t write_model_image(const Model& model, const std::string& source_layout,
+                              unsigned char* buf, std::size_t capacity) {
+  using namespace model_file;
+  require_little_endian();
+  std::size_t data_size = 0;
+  const std::string text = header_text(model, check_source_layout(source_layout), &data_size);
+  const std::size_t total = image_size(text, data_size);
+  if (capacity < total) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH, "capacity: the model file needs " + std::to_string(total) +
+                                       " bytes, got " + std::to_string(capacity));
+  }
+  encode_length(text.size(), buf);
+  std::memcpy(buf + 8, text.data(), text.size());
+  unsigned char* p = buf + 8 + text.size();
+  for (const Layer& layer : model.layers()) {
+    for (const std::vector<float>* v : {&layer.w_x, &layer.w_h, &layer.bias}) {
+      std::memcpy(p, v->data(), v->size() * sizeof(float));
+      p += v->size() * sizeof(float);
+    }
+  }
+  return total;
+}
+
+}  // namespace slstm
