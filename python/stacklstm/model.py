@@ -268,12 +268,14 @@ class Model(_Owned):
             fb = ctypes.c_float()
             check(lib.slstm_model_forget_bias(self._h, ctypes.byref(fb)),
                   "slstm_model_forget_bias")
+            layout = _query_state_layout(self._h, hs)
         except BaseException:
             self.close()
             raise
         self.input_size = i.value
         self.hidden_sizes = tuple(hs)
         self.forget_bias = fb.value
+        self._state_layout = layout
         return self
 
     def __copy__(self):
@@ -486,13 +488,13 @@ class Model(_Owned):
     def pack_state(self, state, batch):
         """The packed 1-D float32 vector (c_0, h_0, c_1, h_1, ...) of a state given as one
         LSTMStateTuple(c, h) per layer (each [batch, H_l]) or already packed."""
-        return _pack_state(state, _int(batch, "batch"), self.hidden_sizes, "state")
+        return _pack_state(state, _int(batch, "batch"), self._state_layout, "state")
 
     def unpack_state(self, packed, batch):
         """One LSTMStateTuple(c, h) per layer (views of `packed`) of a packed state."""
         batch = _int(batch, "batch")
-        return _unpack_state(_pack_state(packed, batch, self.hidden_sizes, "packed"), batch,
-                             self.hidden_sizes)
+        return _unpack_state(_pack_state(packed, batch, self._state_layout, "packed"), batch,
+                             self._state_layout)
 
     def __repr__(self):
         return "stacklstm.Model(input_size=%d, hidden_sizes=%s, forget_bias=%g%s)" % (
@@ -530,17 +532,49 @@ def _cuda_view(obj, name):
     return ctypes.c_void_p(ptr), shape
 
 
-def _state_count(batch, hidden_sizes):
-    return sum(2 * batch * h for h in hidden_sizes)
+class _StateLayout:
+    """Where each layer's c and h live in a packed state, as the library says
+    (slstm_model_state_offset / _count, queried once per model for one batch row: every
+    offset is the batch times its per-row offset). Python keeps no formula of its own."""
+
+    def __init__(self, rows, row_floats):
+        self.rows = rows              # per layer: (c offset, h offset, H) per batch row
+        self.row_floats = row_floats  # floats per batch row
+
+    @property
+    def hidden_sizes(self):
+        return [H for _, _, H in self.rows]
+
+    def count(self, batch):
+        return batch * self.row_floats
 
 
-def _pack_state(state, batch, hidden_sizes, name="initial_state"):
+def _query_state_layout(handle, hidden_sizes):
+    rows = []
+    for l, H in enumerate(hidden_sizes):
+        c, h = ctypes.c_size_t(), ctypes.c_size_t()
+        check(lib.slstm_model_state_offset(handle, 1, l, 0, ctypes.byref(c)),
+              "slstm_model_state_offset")
+        check(lib.slstm_model_state_offset(handle, 1, l, 1, ctypes.byref(h)),
+              "slstm_model_state_offset")
+        rows.append((c.value, h.value, H))
+    n = ctypes.c_size_t()
+    check(lib.slstm_model_state_count(handle, 1, ctypes.byref(n)), "slstm_model_state_count")
+    return _StateLayout(rows, n.value)
+
+
+def _state_count(batch, layout):
+    return layout.count(batch)
+
+
+def _pack_state(state, batch, layout, name="initial_state"):
     """The packed (c_0, h_0, c_1, h_1, ...) float32 vector of a state given as one
     LSTMStateTuple(c, h) (or any object with .c and .h) per layer, each [batch, H_l], or as
     the packed 1-D vector itself. Shapes are checked, not element counts: anything else
     (PyTorch's (h, c) of [layers, batch, hidden], Keras' [h, c] pairs, plain tuples whose
     order cannot be told, transposed pieces) is a ValueError naming the expected forms."""
-    count = _state_count(batch, hidden_sizes)
+    count = _state_count(batch, layout)
+    hidden_sizes = layout.hidden_sizes
     if isinstance(state, (list, tuple)) and not all(
             isinstance(s, numbers.Number) for s in state):
         if not all(is_state_tuple(s) for s in state) or is_state_tuple(state):
@@ -555,16 +589,16 @@ def _pack_state(state, batch, hidden_sizes, name="initial_state"):
         if len(state) != len(hidden_sizes):
             raise ValueError("%s: %d LSTMStateTuples for a model of %d layers; %s"
                              % (name, len(state), len(hidden_sizes), CONVENTIONS))
-        parts = []
-        for l, (s, H) in enumerate(zip(state, hidden_sizes)):
-            for nm in ("c", "h"):
+        packed = np.empty(count, dtype=np.float32)
+        for l, (s, (c_row, h_row, H)) in enumerate(zip(state, layout.rows)):
+            for nm, row in (("c", c_row), ("h", h_row)):
                 a = _f32(getattr(s, nm), "%s[%d].%s" % (name, l, nm))
                 if a.shape != (batch, H):
                     raise ValueError("%s[%d].%s has shape %s, expected (%d, %d) = [batch, "
                                      "H_%d]; %s" % (name, l, nm, a.shape, batch, H, l,
                                                     CONVENTIONS))
-                parts.append(a.reshape(-1))
-        return np.concatenate(parts)
+                packed[batch * row:batch * row + batch * H] = a.reshape(-1)
+        return packed
     packed = _f32(state, name)
     if packed.ndim != 1 or packed.size != count:
         raise ValueError("%s: got %s; a packed state for batch %d is 1-D with %d values; %s"
@@ -572,14 +606,12 @@ def _pack_state(state, batch, hidden_sizes, name="initial_state"):
     return packed
 
 
-def _unpack_state(packed, batch, hidden_sizes):
-    out, off = [], 0
-    for H in hidden_sizes:
-        n = batch * H
-        c = packed[off:off + n].reshape(batch, H)
-        h = packed[off + n:off + 2 * n].reshape(batch, H)
+def _unpack_state(packed, batch, layout):
+    out = []
+    for c_row, h_row, H in layout.rows:
+        c = packed[batch * c_row:batch * c_row + batch * H].reshape(batch, H)
+        h = packed[batch * h_row:batch * h_row + batch * H].reshape(batch, H)
         out.append(LSTMStateTuple(c, h))
-        off += 2 * n
     return out
 
 
@@ -673,6 +705,7 @@ class Session(_Owned):
         self._adopt(h, lib.slstm_session_destroy)
         self.input_size = model.input_size
         self.hidden_sizes = model.hidden_sizes
+        self._state_layout = model._state_layout
         self.max_batch, self.max_time = max_batch, max_time
 
     def describe(self, format="text"):
@@ -732,7 +765,7 @@ class Session(_Owned):
                              % (x.shape,))
         T, B = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
         H = self.hidden_sizes[-1]
-        count = _state_count(B, self.hidden_sizes)
+        count = _state_count(B, self._state_layout)
         out_shape = (T, B, H) if time_major else (B, T, H)
         out = (np.empty(out_shape, dtype=np.float32) if out is None
                else _out_array(out, "out", out_shape))
@@ -745,7 +778,7 @@ class Session(_Owned):
         a.input, a.input_count = (_fptr(x) if x.size else None), x.size
         init = lens = None
         if initial_state is not None:
-            init = _pack_state(initial_state, B, self.hidden_sizes)
+            init = _pack_state(initial_state, B, self._state_layout)
             a.initial_state, a.initial_state_count = _fptr(init), init.size
         if sequence_lengths is not None:
             lens = _lengths(sequence_lengths)
@@ -756,7 +789,7 @@ class Session(_Owned):
         a.final_state, a.final_state_count = _fptr(final), final.size
         with self._using() as h:
             check(lib.slstm_session_forward(h, ctypes.byref(args)), "slstm_session_forward")
-        return out, (final if packed_state else _unpack_state(final, B, self.hidden_sizes))
+        return out, (final if packed_state else _unpack_state(final, B, self._state_layout))
 
     def _forward_device(self, inputs, initial_state, sequence_lengths, time_major, out,
                         final_state_out):
@@ -768,7 +801,7 @@ class Session(_Owned):
             raise TypeError("CUDA inputs need `out` and `final_state_out` CUDA arrays (the "
                             "package allocates no device memory)")
         o, f = _cuda_view(out, "out"), _cuda_view(final_state_out, "final_state_out")
-        H, count = self.hidden_sizes[-1], _state_count(B, self.hidden_sizes)
+        H, count = self.hidden_sizes[-1], _state_count(B, self._state_layout)
         out_shape = (T, B, H) if time_major else (B, T, H)
         for nm, shape, want in (("out", o[1], out_shape), ("final_state_out", f[1], (count,))):
             if shape != want:
@@ -805,13 +838,13 @@ class Session(_Owned):
         if x.ndim != 2:
             raise ValueError("inputs must be [batch, depth], got shape %s" % (x.shape,))
         B = x.shape[0]
-        st = None if state is None else _pack_state(state, B, self.hidden_sizes, "state")
+        st = None if state is None else _pack_state(state, B, self._state_layout, "state")
         out = np.empty((B, self.hidden_sizes[-1]), dtype=np.float32)
-        new = np.empty(_state_count(B, self.hidden_sizes), dtype=np.float32)
+        new = np.empty(_state_count(B, self._state_layout), dtype=np.float32)
         with self._using() as h:
             check(lib.slstm_session_step(h, B, _fptr(x), x.size, _fptr(st),
                                          0 if st is None else st.size, _fptr(out), out.size,
                                          _fptr(new), new.size), "slstm_session_step")
-        return out, (new if packed_state else _unpack_state(new, B, self.hidden_sizes))
+        return out, (new if packed_state else _unpack_state(new, B, self._state_layout))
 
     __call__ = forward
