@@ -592,3 +592,21 @@ TEST_CASE("C++: versions and tensors_per_layer are the C API's", "[cpp]") {
           (void)sl::tensors_per_layer(static_cast<slstm_weight_format>(42));
         }).status() == SLSTM_ERR_INVALID_ARGUMENT);
 }
+
+TEST_CASE("C++: keyed settings reach the session and describe reports the plan", "[cpp]") {
+  const stacklstm::Model m = stacklstm::Model::random(3, {5}, 41);
+  stacklstm::SessionOptions o(2, 2);
+  o.cpu_path(t::cpu_path_under_test()).config("cuda.graphs=off");
+  stacklstm::SessionOptions copy = o;  // the copy's config is its own
+  const stacklstm::Session s(m, copy);
+  CHECK(s.describe().find("layer 0: ") != std::string::npos);
+  CHECK(s.describe(SLSTM_DESCRIBE_JSON).find("\"backend\": \"cpu\"") != std::string::npos);
+  o.config("cuda.graphs=maybe");
+  try {
+    const stacklstm::Session bad(m, o);
+    FAIL("a bad keyed setting was accepted");
+  } catch (const stacklstm::Error& e) {
+    CHECK(e.status() == SLSTM_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(e.what()).find("cuda.graphs") != std::string::npos);
+  }
+}

@@ -640,6 +640,12 @@ class SessionOptions {
     o_.cuda_stream = v;
     return *this;
   }
+  /// Keyed backend settings, "key=value;..." (slstm_session_options.config), e.g.
+  /// "cpu.kernel=avx2;cuda.graphs=off"; validated when the session is created.
+  SessionOptions& config(std::string v) {
+    config_ = std::move(v);
+    return *this;
+  }
 
   slstm_backend backend() const noexcept { return o_.backend; }
   std::int64_t max_batch() const noexcept { return o_.max_batch; }
@@ -649,13 +655,22 @@ class SessionOptions {
   std::int32_t device() const noexcept { return o_.device; }
   bool allow_tf32() const noexcept { return o_.allow_tf32 != 0; }
   void* cuda_stream() const noexcept { return o_.cuda_stream; }
+  const std::string& config() const noexcept { return config_; }
 
-  /// The C struct, for fields a newer C header adds before this wrapper knows them.
-  const slstm_session_options& c_struct() const noexcept { return o_; }
-  slstm_session_options& c_struct() noexcept { return o_; }
+  /// The C struct, for fields a newer C header adds before this wrapper knows them.  Its
+  /// `config` points into this object (NULL when no keyed setting was given).
+  const slstm_session_options& c_struct() const noexcept {
+    o_.config = config_.empty() ? nullptr : config_.c_str();
+    return o_;
+  }
+  slstm_session_options& c_struct() noexcept {
+    o_.config = config_.empty() ? nullptr : config_.c_str();
+    return o_;
+  }
 
  private:
-  slstm_session_options o_{};
+  mutable slstm_session_options o_{};
+  std::string config_;
 };
 
 /// The optional arguments of Session::forward.  Empty spans mean "absent".
@@ -784,6 +799,17 @@ class Session {
     r.state.resize(model_.state_count(batch));
     step(batch, input, state, r.output, r.state);
     return r;
+  }
+
+  /// The session's plan (slstm_session_describe): every choice the backend made, as text
+  /// for people or JSON for programs.
+  std::string describe(slstm_describe_format format = SLSTM_DESCRIBE_TEXT) const {
+    std::size_t n = 0;
+    check(slstm_session_describe(session_.get(), format, nullptr, 0, &n));
+    std::string text(n + 1, '\0');
+    check(slstm_session_describe(session_.get(), format, &text[0], text.size(), nullptr));
+    text.resize(n);
+    return text;
   }
 
   /// The backend the session runs on (slstm_session_backend).
