@@ -39,23 +39,38 @@ __global__ void fill_column_kernel(float* __restrict__ dst, std::int64_t rows, i
   }
 }
 
-// The cell for one (row b, unit u) whose four pre-activations zq hold every bias (forget_bias
-// included: the input projection's bias column, or the bias added by the caller): c[i] and
-// h_out[i] take the new state; returns the new h.
-__device__ __forceinline__ float cell_update(const float (&zq)[4], float* __restrict__ c,
-                                             float* __restrict__ h_out, std::int64_t i) {
-  float c_new = 0.0f, h_new = 0.0f;
-  slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG], zq[slstm::kGateO],
-                   0.0f, c[i], &c_new, &h_new);
-  c[i] = c_new;
-  h_out[i] = h_new;
-  return h_new;
-}
+// The cell epilogues: what a step kernel does once a (row b, unit u)'s gate sums are in
+// registers.  One struct per cell kind (LayerSpec::cell), each the device side of the cell
+// math in src/gate_math.hpp that the CPU backends run; the kernels below are templated on
+// it and on the weights' type W (float today), so that a new cell kind or data type is one
+// more instantiation, not another kernel.
+//
+// LSTM (CellKind::kLstm): the four pre-activations zq hold every bias (forget_bias included:
+// the input projection's bias column, or the bias added by the caller); c[i] and h_out[i]
+// take the new state; returns the new h.
+struct LstmCell {
+  static constexpr int kGates = 4;
+  static __device__ __forceinline__ float update(const float (&zq)[kGates],
+                                                 float* __restrict__ c,
+                                                 float* __restrict__ h_out, std::int64_t i) {
+    float c_new = 0.0f, h_new = 0.0f;
+    slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG], zq[slstm::kGateO],
+                     0.0f, c[i], &c_new, &h_new);
+    c[i] = c_new;
+    h_out[i] = h_new;
+    return h_new;
+  }
+};
 
+// A weight as float (the cell arithmetic is FP32 whatever the weights' storage).
+__device__ __forceinline__ float weight(float w) { return w; }
+
+template <typename Cell>
 __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __restrict__ bias,
                                  float* __restrict__ c, float* __restrict__ h, float* __restrict__ y,
                                  std::int64_t y_stride, const std::int32_t* __restrict__ len,
                                  int t, int batch, int hidden) {
+  constexpr int G = Cell::kGates;
   const std::int64_t n = static_cast<std::int64_t>(batch) * hidden;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -64,13 +79,13 @@ __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __res
     const std::int64_t u = i - b * hidden;
     float out = 0.0f;
     if (t < len[b]) {
-      const float* zr = z + b * 4 * static_cast<std::int64_t>(hidden);
-      float zq[4];
-      for (int q = 0; q < 4; ++q) {
+      const float* zr = z + b * G * static_cast<std::int64_t>(hidden);
+      float zq[G];
+      for (int q = 0; q < G; ++q) {
         const std::int64_t r = q * static_cast<std::int64_t>(hidden) + u;
         zq[q] = bias != nullptr ? zr[r] + bias[r] : zr[r];
       }
-      out = cell_update(zq, c, h, i);
+      out = Cell::update(zq, c, h, i);
     }
     if (y != nullptr) y[b * y_stride + u] = out;
   }
@@ -133,14 +148,15 @@ __device__ __forceinline__ void rec_park(const float* v, int lane, float* red) {
   }
 }
 
-template <int BMAX>
+template <typename W, typename Cell, int BMAX>
 __global__ void __launch_bounds__(kRecThreads)
-lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
+lstm_rec_step_kernel(const W* __restrict__ wh, const float* __restrict__ z,
                      const float* __restrict__ bias, const float* __restrict__ h_prev,
                      float* __restrict__ h_next, float* __restrict__ c, float* __restrict__ y,
                      std::int64_t y_stride, const std::int32_t* __restrict__ len, int t,
                      int batch, int hidden) {
-  constexpr int N = 4 * BMAX;
+  static_assert(Cell::kGates == 4, "the k loop below is written for four gate rows");
+  constexpr int N = Cell::kGates * BMAX;
   extern __shared__ float smem[];
   float* hs = smem;                                   // [BMAX][hidden]
   float* red = smem + static_cast<std::int64_t>(BMAX) * hidden;  // [kRecWarps][N]
@@ -154,7 +170,7 @@ lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
   if (u >= hidden) return;  // whole warps only, after the block's last barrier
 
   const std::int64_t gate_stride = static_cast<std::int64_t>(hidden) * hidden;
-  const float* w = wh + static_cast<std::int64_t>(u) * hidden;
+  const W* w = wh + static_cast<std::int64_t>(u) * hidden;
   float v[N];
 #pragma unroll
   for (int i = 0; i < N; ++i) v[i] = 0.0f;
@@ -162,10 +178,10 @@ lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
   // a B = 1 step was slower than cuBLAS's GEMV: ~7.7 against ~6 us at H = 512 on an H100).
 #pragma unroll 4
   for (int k = lane; k < hidden; k += 32) {
-    const float w0 = __ldg(w + k);
-    const float w1 = __ldg(w + gate_stride + k);
-    const float w2 = __ldg(w + 2 * gate_stride + k);
-    const float w3 = __ldg(w + 3 * gate_stride + k);
+    const float w0 = weight(__ldg(w + k));
+    const float w1 = weight(__ldg(w + gate_stride + k));
+    const float w2 = weight(__ldg(w + 2 * gate_stride + k));
+    const float w3 = weight(__ldg(w + 3 * gate_stride + k));
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) {
       const float x = hs[b * hidden + k];
@@ -181,18 +197,18 @@ lstm_rec_step_kernel(const float* __restrict__ wh, const float* __restrict__ z,
   __syncwarp();
   if (lane < batch) {
     const int b = lane;
-    const float* zr = z + static_cast<std::int64_t>(b) * 4 * hidden;
-    float zq[4];
+    const float* zr = z + static_cast<std::int64_t>(b) * Cell::kGates * hidden;
+    float zq[Cell::kGates];
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
+    for (int q = 0; q < Cell::kGates; ++q) {
       const int r = q * hidden + u;
-      zq[q] = zr[r] + my_red[4 * b + q];
+      zq[q] = zr[r] + my_red[Cell::kGates * b + q];
       if (bias != nullptr) zq[q] += bias[r];
     }
     const std::int64_t i = static_cast<std::int64_t>(b) * hidden + u;
     float out = 0.0f;
     if (t < len[b]) {
-      out = cell_update(zq, c, h_next, i);
+      out = Cell::update(zq, c, h_next, i);
     } else {
       h_next[i] = hs[b * hidden + u];  // frozen past the sequence's length
     }
@@ -240,7 +256,7 @@ cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const flo
   switch (bmax) {
 #define SLSTM_REC_CASE(BM)                                                                  \
   case BM:                                                                                  \
-    lstm_rec_step_kernel<BM><<<blocks, kRecThreads, smem, stream>>>(                        \
+    lstm_rec_step_kernel<float, LstmCell, BM><<<blocks, kRecThreads, smem, stream>>>(       \
         wh, z, bias, h_prev, h_next, c, y, y_stride, len, t, batch, hidden);                \
     break;
     SLSTM_REC_CASE(1)
@@ -276,14 +292,14 @@ cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* b
                              int t, int batch, int hidden) {
   const std::int64_t n = static_cast<std::int64_t>(batch) * hidden;
   if (n == 0) return cudaSuccess;
-  lstm_step_kernel<<<blocks_for(n), kThreads, 0, stream>>>(z, bias, c, h, y, y_stride, len, t,
-                                                           batch, hidden);
+  lstm_step_kernel<LstmCell><<<blocks_for(n), kThreads, 0, stream>>>(z, bias, c, h, y, y_stride,
+                                                                     len, t, batch, hidden);
   return cudaGetLastError();
 }
 
 cudaError_t check_kernel_image() {
   cudaFuncAttributes attr{};
-  return cudaFuncGetAttributes(&attr, lstm_step_kernel);
+  return cudaFuncGetAttributes(&attr, lstm_step_kernel<LstmCell>);
 }
 
 }  // namespace slstm_cuda
