@@ -131,7 +131,8 @@ std::string temp_path(const char* name) {
 
 // ---- round trips -----------------------------------------------------------------------------
 
-TEST_CASE("a saved model loads back with the same weights, forget_bias and architecture") {
+TEST_CASE("a saved model loads back with the same weights, forget_bias and architecture",
+          "[model-file][path-independent]") {
   auto m = t::random_model(5, {4, 7, 3}, 21, 0.75f);
   const Bytes img = save(m.get());
   slstm_model* back = nullptr;
@@ -148,7 +149,7 @@ TEST_CASE("a saved model loads back with the same weights, forget_bias and archi
   CHECK(t::output_size(b.get()) == 3);
 }
 
-TEST_CASE("a model saved to a file loads back from the file") {
+TEST_CASE("a model saved to a file loads back from the file", "[model-file][path-independent]") {
   auto m = small_model();
   const std::string path = temp_path("roundtrip");
   REQUIRE(slstm_model_save_file(m.get(), path.c_str(), "pytorch") == SLSTM_OK);
@@ -161,7 +162,8 @@ TEST_CASE("a model saved to a file loads back from the file") {
   CHECK(canonical(b.get()) == canonical(m.get()));
 }
 
-TEST_CASE("the file header carries the architecture and source layout as safetensors metadata") {
+TEST_CASE("the file header carries the architecture and source layout as safetensors metadata",
+          "[model-file][path-independent]") {
   auto m = t::random_model(4, {6, 2}, 3, 1.0f);
   const auto [header, data] = split(save(m.get(), "keras"));
   const json& meta = header.at("__metadata__");
@@ -175,7 +177,8 @@ TEST_CASE("the file header carries the architecture and source layout as safeten
   CHECK(header.at("layers.1.W_x").at("dtype") == "F32");
 }
 
-TEST_CASE("saving into a buffer that is too small writes nothing") {
+TEST_CASE("saving into a buffer that is too small writes nothing",
+          "[model-file][path-independent]") {
   auto m = small_model();
   size_t n = 0;
   REQUIRE(slstm_model_file_size(m.get(), nullptr, &n) == SLSTM_OK);
@@ -188,14 +191,16 @@ TEST_CASE("saving into a buffer that is too small writes nothing") {
   for (unsigned char c : buf) REQUIRE(c == 0x5A);
 }
 
-TEST_CASE("a non-printable source_layout is an invalid argument") {
+TEST_CASE("a non-printable source_layout is an invalid argument",
+          "[model-file][path-independent]") {
   auto m = small_model();
   size_t n = 0;
   CHECK(slstm_model_file_size(m.get(), "bad\nlayout", &n) == SLSTM_ERR_INVALID_ARGUMENT);
   CHECK(std::string(slstm_last_error()).find("source_layout") != std::string::npos);
 }
 
-TEST_CASE("F64, F16 and BF16 tensors are converted to float32 on load") {
+TEST_CASE("F64, F16 and BF16 tensors are converted to float32 on load",
+          "[model-file][path-independent]") {
   auto m = t::random_model(2, {1}, 9, 1.0f);
   auto [header, data] = split(save(m.get()));
   const auto want = canonical(m.get());
@@ -242,12 +247,14 @@ TEST_CASE("F64, F16 and BF16 tensors are converted to float32 on load") {
 
 // ---- broken and hostile files: one class per TEST_CASE --------------------------------------
 
-TEST_CASE("a file shorter than the 8-byte header length is rejected") {
+TEST_CASE("a file shorter than the 8-byte header length is rejected",
+          "[model-file][path-independent]") {
   expect_rejected(Bytes{}, SLSTM_ERR_INVALID_ARGUMENT, "shorter than the 8-byte");
   expect_rejected(Bytes(7, 0), SLSTM_ERR_INVALID_ARGUMENT, "shorter than the 8-byte");
 }
 
-TEST_CASE("a header length above the 100 MB limit is rejected before reading it") {
+TEST_CASE("a header length above the 100 MB limit is rejected before reading it",
+          "[model-file][path-independent]") {
   Bytes img(16, 0);
   img[7] = 0x7f;  // 2^62-ish
   expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "exceeds the limit");
@@ -256,13 +263,14 @@ TEST_CASE("a header length above the 100 MB limit is rejected before reading it"
   expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "exceeds the limit");
 }
 
-TEST_CASE("a header length running past the end of the file is rejected") {
+TEST_CASE("a header length running past the end of the file is rejected",
+          "[model-file][path-independent]") {
   Bytes img = save(small_model().get());
   img.resize(200);
   expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "runs past the end");
 }
 
-TEST_CASE("a header that is not JSON is rejected") {
+TEST_CASE("a header that is not JSON is rejected", "[model-file][path-independent]") {
   expect_rejected(join(std::string("{\"__metadata__\": {\"a\": \"b\"}"), {}),
                   SLSTM_ERR_INVALID_ARGUMENT, "not valid JSON");
   expect_rejected(join(std::string("{\"__metadata__\":{}}}"), {}), SLSTM_ERR_INVALID_ARGUMENT,
@@ -271,12 +279,12 @@ TEST_CASE("a header that is not JSON is rejected") {
                   SLSTM_ERR_INVALID_ARGUMENT, "not valid JSON");
 }
 
-TEST_CASE("a header that is JSON but not an object is rejected") {
+TEST_CASE("a header that is JSON but not an object is rejected", "[model-file][path-independent]") {
   expect_rejected(join(std::string("[1, 2, 3]"), {}), SLSTM_ERR_INVALID_ARGUMENT,
                   "not a JSON object");
 }
 
-TEST_CASE("a header with a duplicate key is rejected") {
+TEST_CASE("a header with a duplicate key is rejected", "[model-file][path-independent]") {
   auto p = valid_parts();
   std::string text = p.header.dump();
   const std::string entry = "\"layers.0.b\":" + p.header["layers.0.b"].dump();
@@ -284,13 +292,15 @@ TEST_CASE("a header with a duplicate key is rejected") {
   expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT, "twice");
 }
 
-TEST_CASE("a deeply nested header is rejected without recursion") {
+TEST_CASE("a deeply nested header is rejected without recursion",
+          "[model-file][path-independent]") {
   std::string text = "{\"layers.0.b\":{\"shape\":" + std::string(100000, '[') +
                      std::string(100000, ']') + "}}";
   expect_rejected(join(text, {}), SLSTM_ERR_INVALID_ARGUMENT, "nested too deeply");
 }
 
-TEST_CASE("a header with more than 1024 metadata entries is rejected", "[model-file]") {
+TEST_CASE("a header with more than 1024 metadata entries is rejected",
+          "[model-file][path-independent]") {
   // Tensors are bounded by their names (layers.<l>.<piece>, l < SLSTM_MAX_LAYERS, each once);
   // the metadata, whose keys are free, by a count.
   auto p = valid_parts();
@@ -305,7 +315,8 @@ TEST_CASE("a header with more than 1024 metadata entries is rejected", "[model-f
   slstm_model_destroy(out);
 }
 
-TEST_CASE("missing or malformed metadata is rejected naming the key") {
+TEST_CASE("missing or malformed metadata is rejected naming the key",
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   {
     json h = p.header;
@@ -333,7 +344,7 @@ TEST_CASE("missing or malformed metadata is rejected naming the key") {
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not a string");
 }
 
-TEST_CASE("a file of another format or version is unsupported") {
+TEST_CASE("a file of another format or version is unsupported", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h["__metadata__"]["format"] = "pt";
@@ -343,7 +354,7 @@ TEST_CASE("a file of another format or version is unsupported") {
   expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "format_version");
 }
 
-TEST_CASE("an unexpected tensor name is rejected naming it") {
+TEST_CASE("an unexpected tensor name is rejected naming it", "[model-file][path-independent]") {
   auto p = valid_parts();
   for (const char* name : {"layers.1.W_x", "layers.0.W_y", "layers.00.b", "weight", "layers.0"}) {
     json h = p.header;
@@ -352,14 +363,15 @@ TEST_CASE("an unexpected tensor name is rejected naming it") {
   }
 }
 
-TEST_CASE("a missing tensor is rejected naming it") {
+TEST_CASE("a missing tensor is rejected naming it", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h.erase("layers.0.W_h");
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "layers.0.W_h");
 }
 
-TEST_CASE("a malformed tensor entry is rejected naming the tensor and field") {
+TEST_CASE("a malformed tensor entry is rejected naming the tensor and field",
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   const std::pair<const char*, json> bad[] = {
       {"shape", json("12")},
@@ -382,14 +394,15 @@ TEST_CASE("a malformed tensor entry is rejected naming the tensor and field") {
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "dtype");
 }
 
-TEST_CASE("an unsupported dtype is rejected naming it") {
+TEST_CASE("an unsupported dtype is rejected naming it", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h["layers.0.b"]["dtype"] = "I32";
   expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "I32");
 }
 
-TEST_CASE("a tensor shape that disagrees with the architecture is a shape mismatch") {
+TEST_CASE("a tensor shape that disagrees with the architecture is a shape mismatch",
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h["layers.0.W_x"]["shape"] = json::array({2, 12});
@@ -399,7 +412,7 @@ TEST_CASE("a tensor shape that disagrees with the architecture is a shape mismat
   expect_rejected(join(h, p.data), SLSTM_ERR_SHAPE_MISMATCH, "layers.0.W_x");
 }
 
-TEST_CASE("data_offsets outside the data section are rejected") {
+TEST_CASE("data_offsets outside the data section are rejected", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h["layers.0.b"]["data_offsets"] = {240, 240 + 48 + 4};
@@ -410,21 +423,23 @@ TEST_CASE("data_offsets outside the data section are rejected") {
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not inside the data section");
 }
 
-TEST_CASE("data_offsets whose span differs from the tensor's byte size are rejected") {
+TEST_CASE("data_offsets whose span differs from the tensor's byte size are rejected",
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h["layers.0.b"]["data_offsets"] = {240, 284};
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "need 48");
 }
 
-TEST_CASE("overlapping tensors are rejected naming both") {
+TEST_CASE("overlapping tensors are rejected naming both", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
   h["layers.0.b"]["data_offsets"] = {0, 48};  // inside W_x
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "overlap");
 }
 
-TEST_CASE("bytes of the data section that belong to no tensor are rejected") {
+TEST_CASE("bytes of the data section that belong to no tensor are rejected",
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   Bytes more = p.data;
   more.resize(more.size() + 4);
@@ -436,7 +451,8 @@ TEST_CASE("bytes of the data section that belong to no tensor are rejected") {
   expect_rejected(join(h, holed), SLSTM_ERR_INVALID_ARGUMENT, "belong to no tensor");
 }
 
-TEST_CASE("a huge declared architecture is rejected before anything is allocated for it") {
+TEST_CASE("a huge declared architecture is rejected before anything is allocated for it",
+          "[model-file][path-independent]") {
   // 2^40 hidden units would need exabytes; the file has a few bytes: the shapes/offsets
   // checks fail first, so nothing of that size is ever allocated.
   auto p = valid_parts();
@@ -458,7 +474,7 @@ TEST_CASE("a huge declared architecture is rejected before anything is allocated
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "layers");
 }
 
-TEST_CASE("non-finite weights are rejected naming the tensor") {
+TEST_CASE("non-finite weights are rejected naming the tensor", "[model-file][path-independent]") {
   auto p = valid_parts();
   Bytes d = p.data;
   const float inf = INFINITY;
@@ -466,7 +482,8 @@ TEST_CASE("non-finite weights are rejected naming the tensor") {
   expect_rejected(join(p.header, d), SLSTM_ERR_INVALID_ARGUMENT, "layers.0.b");
 }
 
-TEST_CASE("every truncation of a valid file is rejected cleanly") {
+TEST_CASE("every truncation of a valid file is rejected cleanly",
+          "[model-file][path-independent]") {
   const Bytes img = save(small_model().get());
   for (std::size_t n = 0; n < img.size(); ++n) {
     Bytes cut(img.begin(), img.begin() + static_cast<long>(n));
@@ -476,7 +493,8 @@ TEST_CASE("every truncation of a valid file is rejected cleanly") {
   }
 }
 
-TEST_CASE("flipping any byte of the header never crashes the loader") {
+TEST_CASE("flipping any byte of the header never crashes the loader",
+          "[model-file][path-independent]") {
   const Bytes img = save(small_model().get());
   std::uint64_t n = 0;
   for (int k = 7; k >= 0; --k) n = (n << 8) | img[static_cast<std::size_t>(k)];
@@ -489,7 +507,7 @@ TEST_CASE("flipping any byte of the header never crashes the loader") {
   }
 }
 
-TEST_CASE("loading a file that does not exist names the path") {
+TEST_CASE("loading a file that does not exist names the path", "[model-file][path-independent]") {
   slstm_model* out = nullptr;
   CHECK(slstm_model_load_file("/nonexistent/dir/model.safetensors", &out) ==
         SLSTM_ERR_INVALID_ARGUMENT);
@@ -498,13 +516,14 @@ TEST_CASE("loading a file that does not exist names the path") {
         std::string::npos);
 }
 
-TEST_CASE("loading a directory is rejected") {
+TEST_CASE("loading a directory is rejected", "[model-file][path-independent]") {
   slstm_model* out = nullptr;
   CHECK(slstm_model_load_file(".", &out) == SLSTM_ERR_INVALID_ARGUMENT);
   CHECK(std::string(slstm_last_error()).find("not a regular file") != std::string::npos);
 }
 
-TEST_CASE("model file functions reject NULL arguments naming them") {
+TEST_CASE("model file functions reject NULL arguments naming them",
+          "[model-file][path-independent]") {
   auto m = small_model();
   slstm_model* out = nullptr;
   size_t n = 0;
@@ -597,7 +616,7 @@ void expect_loads(const Bytes& img) {
 // Item 1: the old DOM parser's callback rescanned the parent object at every object's end.
 
 TEST_CASE("a model of SLSTM_MAX_LAYERS layers saves and loads back within seconds",
-          "[model-file][large]") {
+          "[model-file][large][path-independent]") {
   auto m = tiny_stack(SLSTM_MAX_LAYERS);
   const Bytes img = save(m.get());
   const auto t0 = std::chrono::steady_clock::now();
@@ -617,7 +636,8 @@ TEST_CASE("a model of SLSTM_MAX_LAYERS layers saves and loads back within second
   CHECK(s < 60.0);
 }
 
-TEST_CASE("hostile headers are rejected in time linear in their size", "[model-file][large]") {
+TEST_CASE("hostile headers are rejected in time linear in their size",
+          "[model-file][large][path-independent]") {
   // The issue's example: 80,000 empty objects (~1 MB), over two minutes before.
   std::string objects = "{";
   for (int k = 0; k < 80000; ++k) objects += (k ? ",\"a" : "\"a") + std::to_string(k) + "\":{}";
@@ -646,7 +666,8 @@ TEST_CASE("hostile headers are rejected in time linear in their size", "[model-f
 
 // Item 6: the header is what safetensors allows, no more.
 
-TEST_CASE("a NUL byte in the header is rejected, followed by anything", "[model-file]") {
+TEST_CASE("a NUL byte in the header is rejected, followed by anything",
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   const std::string text = p.header.dump();
   for (const std::string& tail : {std::string(1, '\0'), std::string("\0garbage\xff", 9),
@@ -658,7 +679,7 @@ TEST_CASE("a NUL byte in the header is rejected, followed by anything", "[model-
   expect_rejected(join(inside, p.data), SLSTM_ERR_INVALID_ARGUMENT, "NUL byte");
 }
 
-TEST_CASE("the header may be padded with spaces only", "[model-file]") {
+TEST_CASE("the header may be padded with spaces only", "[model-file][path-independent]") {
   auto p = valid_parts();
   const std::string text = p.header.dump();
   expect_loads(join(text + "   ", p.data));
@@ -670,7 +691,7 @@ TEST_CASE("the header may be padded with spaces only", "[model-file]") {
 }
 
 TEST_CASE("the header must begin with '{': no byte-order mark, no leading whitespace",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   const std::string text = p.header.dump();
   expect_loads(join(text, p.data));
@@ -681,7 +702,7 @@ TEST_CASE("the header must begin with '{': no byte-order mark, no leading whites
 }
 
 TEST_CASE("forget_bias must be written in decimal: hexadecimal, inf, nan and signs are refused",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   for (const char* value : {"0x1p0", "0X1P-1", "0x1", "inf", "-inf", "infinity", "nan", "NaN",
                             "+1", " 1", "1 ", ".5", "1.", "01", "1e", "1e+", "--1", "1,5"}) {
@@ -719,7 +740,7 @@ TEST_CASE("forget_bias must be written in decimal: hexadecimal, inf, nan and sig
 // Item 4: what can be saved loads.
 
 TEST_CASE("every finite forget_bias, +-FLT_MAX included, loads back bit for bit",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   std::vector<float> values = {FLT_MAX, -FLT_MAX, FLT_MIN, -FLT_MIN,
                                std::numeric_limits<float>::denorm_min(), -0.0f, 0.0f, 0.1f,
                                1.0f / 3.0f, std::nextafter(1.0f, 2.0f), 16777217.0f, 1e-38f};
@@ -747,7 +768,7 @@ TEST_CASE("every finite forget_bias, +-FLT_MAX included, loads back bit for bit"
 
 TEST_CASE("F64 weights are rounded to float32 to nearest: up to FLT_MAX + half an ulp is "
           "FLT_MAX, beyond is rejected",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   auto m = t::random_model(2, {1}, 9, 1.0f);
   auto [header, data] = split(save(m.get()));
   const double fmax = FLT_MAX;
@@ -791,7 +812,7 @@ TEST_CASE("F64 weights are rounded to float32 to nearest: up to FLT_MAX + half a
 // Item 5: cheap checks first; the file is read once, after its header is validated.
 
 TEST_CASE("a file with a bad header length is rejected after reading its first 8 bytes",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   TempDir dir;
   const std::string path = dir.path + "/big.safetensors";
   {
@@ -810,7 +831,7 @@ TEST_CASE("a file with a bad header length is rejected after reading its first 8
 }
 
 TEST_CASE("a file whose header does not match its size is rejected before its data is read",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   TempDir dir;
   const std::string path = dir.path + "/big.safetensors";
   const Bytes img = save(small_model().get());
@@ -828,7 +849,7 @@ TEST_CASE("a file whose header does not match its size is rejected before its da
   if (before >= 0) CHECK(after - before < (1 << 20));
 }
 
-TEST_CASE("loading a file reads each of its bytes once", "[model-file]") {
+TEST_CASE("loading a file reads each of its bytes once", "[model-file][path-independent]") {
   TempDir dir;
   const std::string path = dir.path + "/m.safetensors";
   auto m = t::random_model(64, {512, 256}, 4);  // ~8 MB
@@ -875,7 +896,7 @@ struct FileSizeLimit {
 }  // namespace
 
 TEST_CASE("a save that fails part-way leaves the old file as it was and no temporary behind",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   TempDir dir;
   const std::string path = dir.path + "/model.safetensors";
   auto small = small_model();
@@ -904,7 +925,7 @@ TEST_CASE("a save that fails part-way leaves the old file as it was and no tempo
   CHECK(dir.files() == std::vector<std::string>{"model.safetensors"});
 }
 
-TEST_CASE("saving over a file keeps its permission bits", "[model-file]") {
+TEST_CASE("saving over a file keeps its permission bits", "[model-file][path-independent]") {
   TempDir dir;
   const std::string path = dir.path + "/model.safetensors";
   auto m = small_model();
@@ -916,7 +937,8 @@ TEST_CASE("saving over a file keeps its permission bits", "[model-file]") {
   CHECK((st.st_mode & 07777) == 0640);
 }
 
-TEST_CASE("saving into a directory that does not exist names the path", "[model-file]") {
+TEST_CASE("saving into a directory that does not exist names the path",
+          "[model-file][path-independent]") {
   auto m = small_model();
   CHECK(slstm_model_save_file(m.get(), "/nonexistent/dir/m.safetensors", nullptr) ==
         SLSTM_ERR_INVALID_ARGUMENT);
@@ -928,7 +950,7 @@ TEST_CASE("saving into a directory that does not exist names the path", "[model-
 // own: what RFC 8259 says, no more, no less.
 
 TEST_CASE("header JSON may use any whitespace between tokens and escapes in strings",
-          "[model-file]") {
+          "[model-file][path-independent]") {
   auto p = valid_parts();
   std::string text = p.header.dump(2);  // newlines and indentation
   expect_loads(join(text, p.data));
@@ -958,7 +980,7 @@ TEST_CASE("header JSON may use any whitespace between tokens and escapes in stri
   slstm_model_destroy(out);
 }
 
-TEST_CASE("header JSON syntax errors are rejected", "[model-file]") {
+TEST_CASE("header JSON syntax errors are rejected", "[model-file][path-independent]") {
   auto p = valid_parts();
   const std::string good = p.header.dump();
   const std::string meta = "{\"__metadata__\":{\"x\":";
@@ -985,7 +1007,8 @@ TEST_CASE("header JSON syntax errors are rejected", "[model-file]") {
   }
 }
 
-TEST_CASE("saving through a symbolic link replaces the file it points to", "[model-file]") {
+TEST_CASE("saving through a symbolic link replaces the file it points to",
+          "[model-file][path-independent]") {
   TempDir dir;
   const std::string file = dir.path + "/real.safetensors";
   const std::string link = dir.path + "/link.safetensors";

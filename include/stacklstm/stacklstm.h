@@ -551,33 +551,49 @@ SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node);
  *  little-endian header length N, N bytes of JSON, then the tensor bytes.  This library
  *  writes, per layer l, the canonical tensors `layers.<l>.W_x` [4H, I], `layers.<l>.W_h`
  *  [4H, H] and `layers.<l>.b` [4H] as F32, and the architecture in `__metadata__` (all values
- *  strings): "format" = "stacklstm", "format_version" = "1", "input_size", "hidden_sizes"
- *  (comma separated), "forget_bias" (the shortest decimal that reads back as the same float,
- *  written independently of the C locale) and "source_layout" (free text saying where the
- *  weights came from, e.g. "pytorch").  Every model that exists saves, and what is saved
- *  loads back bit for bit (weights and forget_bias are finite by slstm_model_create, and
- *  the file limits below admit every model the SLSTM_MAX_LAYERS / SLSTM_MAX_EXTENT limits
- *  allow).
+ *  strings): "format" = "stacklstm", "format_version", "input_size", "hidden_sizes" (comma
+ *  separated), "cells" (each layer's cell, comma separated: "lstm,lstm,lstm"), "forget_bias"
+ *  (the shortest decimal that reads back as the same float, written independently of the C
+ *  locale) and "source_layout" (free text saying where the weights came from, e.g.
+ *  "pytorch").  Every model that exists saves, and what is saved loads back bit for bit
+ *  (weights and forget_bias are finite by slstm_model_create, and the file limits below
+ *  admit every model the SLSTM_MAX_LAYERS / SLSTM_MAX_EXTENT limits allow).
+ *
+ *  Versions.  The writer puts in the lowest format_version that expresses the model: "1"
+ *  while every layer is an lstm cell, forward, float32 (all models today), so the file stays
+ *  readable by libstacklstm 0.1, which ignores metadata it does not know ("cells") and
+ *  computes exactly that cell.  A file using anything but lstm/forward/f32 carries
+ *  format_version >= 2, which 0.1 refuses.  The reader accepts format_version "1" with or
+ *  without "cells" (a file of 0.1 has none: every layer is lstm); "cells", when present,
+ *  lists exactly one entry per layer, each a cell name (1 to 32 of a-z, 0-9, _).  A
+ *  format_version above the newest this library reads (a decimal integer > 1) is
+ *  SLSTM_ERR_UNSUPPORTED saying the file was written by a newer libstacklstm, and so is a
+ *  cell this library does not know ("layer 2 is a \"gru\" cell: this libstacklstm reads lstm
+ *  only; the file needs a newer library"); a malformed format_version (not a decimal integer
+ *  >= 1), a malformed cell name or a count that differs from the layers' is
+ *  SLSTM_ERR_INVALID_ARGUMENT.  When the metadata precede the tensors (as writers put them),
+ *  a newer version or unknown cell is reported even where the file also has tensors this
+ *  library does not know.
  *
  *  Loading checks everything before anything is used: the file is >= 8 bytes; the header
- *  length is <= SLSTM_MODEL_FILE_MAX_HEADER and fits in the file; the header begins with
- *  '{' (no byte-order mark, no whitespace before it), holds one JSON object (RFC 8259,
- *  strict: UTF-8 checked, no NUL byte) without duplicate keys, and is padded after it with
- *  spaces (0x20) only; the metadata are present, all strings, at most 1024 entries, and well
- *  formed: input_size and hidden_sizes decimal integers in [1, SLSTM_MAX_EXTENT], at most
- *  SLSTM_MAX_LAYERS layers, forget_bias a decimal in JSON number syntax (no hexadecimal
- *  "0x1p0", no "inf" or "nan", no '+') rounded to the nearest float, which must be finite
- *  (so +-FLT_MAX round-trip); exactly the tensors above, no others; dtype F32, F64, F16 or
- *  BF16 (converted to float32 rounding to nearest: an F64 value below FLT_MAX + 2^103 in
- *  magnitude becomes at most FLT_MAX; a value that is not finite after conversion is
- *  rejected); shapes match the architecture; data_offsets are [begin, end] with begin <= end
- *  inside the data section, end - begin equal to the tensor's byte size, no two tensors
+ *  length is <= SLSTM_MODEL_FILE_MAX_HEADER and fits in the file; the header begins with '{'
+ *  (no byte-order mark, no whitespace before it), holds one JSON object (RFC 8259, strict:
+ *  UTF-8 checked, no NUL byte) without duplicate keys, and is padded after it with spaces
+ *  (0x20) only; the metadata are present, all strings, at most 1024 entries, and well formed
+ *  (format_version and cells as above): input_size and hidden_sizes decimal integers in [1,
+ *  SLSTM_MAX_EXTENT], at most SLSTM_MAX_LAYERS layers, forget_bias a decimal in JSON number
+ *  syntax (no hexadecimal "0x1p0", no "inf" or "nan", no '+') rounded to the nearest float,
+ *  which must be finite (so +-FLT_MAX round-trip); exactly the tensors above, no others; dtype
+ *  F32, F64, F16 or BF16 (converted to float32 rounding to nearest: an F64 value below FLT_MAX
+ *  + 2^103 in magnitude becomes at most FLT_MAX; a value that is not finite after conversion
+ *  is rejected); shapes match the architecture; data_offsets are [begin, end] with begin <=
+ *  end inside the data section, end - begin equal to the tensor's byte size, no two tensors
  *  overlap and together they cover the data section exactly.  Loading time is linear in the
- *  file's size for every input (bench/results/loader.md: >= 50 MB/s of header).  Nothing
- *  is allocated before the sizes are known to be backed by the file's bytes; the model is
- *  then allocated once.  Failures: SLSTM_ERR_INVALID_ARGUMENT (a malformed file: the message
- *  names the problem and the tensor/key), SLSTM_ERR_SHAPE_MISMATCH (a shape disagrees with
- *  the architecture), SLSTM_ERR_UNSUPPORTED (unknown dtype, format or version),
+ *  file's size for every input (bench/results/loader.md: >= 50 MB/s of header).  Nothing is
+ *  allocated before the sizes are known to be backed by the file's bytes; the model is then
+ *  allocated once.  Failures: SLSTM_ERR_INVALID_ARGUMENT (a malformed file: the message names
+ *  the problem and the tensor/key), SLSTM_ERR_SHAPE_MISMATCH (a shape disagrees with the
+ *  architecture), SLSTM_ERR_UNSUPPORTED (unknown dtype, format, newer version or cell),
  *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY; for files, a path that cannot be opened
  *  (or is not a regular file) is SLSTM_ERR_INVALID_ARGUMENT and a failed read or write
  *  SLSTM_ERR_BACKEND_FAILURE, both with the OS's text. */

@@ -220,7 +220,8 @@ ModelPtr load_model_file(const std::string& path) {
   // The data section through one buffer of at most kChunk bytes, refilled with as much as
   // fits (a tensor's bytes are handed out whole or in kChunk pieces, so they always fit).
   const std::uint64_t data_end = size;
-  std::vector<unsigned char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size - pos)));
+  std::vector<unsigned char> buf(
+      static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size - pos)));
   std::size_t lo = 0, hi = 0;  // buf[lo, hi) is read and not yet handed out
   return build_model(plan, [&](std::size_t n) {
     if (hi - lo < n) {

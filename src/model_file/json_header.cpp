@@ -47,8 +47,14 @@ bool parse_name(const std::string& name, std::uint32_t* layer, std::uint8_t* pie
 // the schema bounds the nesting (3), so there is no recursion.
 class HeaderParser {
  public:
-  HeaderParser(const unsigned char* text, std::size_t n, Header* out)
-      : begin_(text), p_(text), end_(text + n), h_(out), seen_((kMaxTensors + 63) / 64, 0) {}
+  HeaderParser(const unsigned char* text, std::size_t n, Header* out,
+               void (*on_unexpected_tensor)(const Header&))
+      : begin_(text),
+        p_(text),
+        end_(text + n),
+        h_(out),
+        on_unexpected_tensor_(on_unexpected_tensor),
+        seen_((kMaxTensors + 63) / 64, 0) {}
 
   void parse() {
     object([this](std::string& k) { top_level_value(k); });
@@ -143,6 +149,7 @@ class HeaderParser {
   void tensor_entry(const std::string& k) {
     TensorEntry t;
     if (!parse_name(k, &t.layer, &t.piece)) {
+      if (on_unexpected_tensor_ != nullptr) on_unexpected_tensor_(*h_);
       bad_file("unexpected tensor \"" + k.substr(0, 80) +
                "\" (a model file has only layers.<l>.W_x, .W_h and .b, l < " +
                std::to_string(kMaxLayers) + ")");
@@ -361,12 +368,14 @@ class HeaderParser {
   const unsigned char* p_;
   const unsigned char* const end_;
   Header* h_;
+  void (*on_unexpected_tensor_)(const Header&);
   std::vector<std::uint64_t> seen_;  // bit 3l+p: layers.<l>.<p> was given
 };
 
 }  // namespace
 
-Header parse_header(const unsigned char* text, std::size_t n) {
+Header parse_header(const unsigned char* text, std::size_t n,
+                    void (*on_unexpected_tensor)(const Header&)) {
   if (n == 0 || text[0] != '{') {
     bad_file("header is not a JSON object (it must begin with '{', no byte-order mark or "
              "whitespace before it)");
@@ -378,7 +387,7 @@ Header parse_header(const unsigned char* text, std::size_t n) {
   std::size_t len = n;
   while (len > 0 && text[len - 1] == ' ') --len;
   Header h;
-  HeaderParser(text, len, &h).parse();
+  HeaderParser(text, len, &h, on_unexpected_tensor).parse();
   return h;
 }
 

@@ -51,7 +51,10 @@ struct Header {
 // leading whitespace), one JSON object of the schema {"__metadata__": {key: string, ...},
 // "layers.<l>.<piece>": {"dtype": string, "shape": [uint, ...], "data_offsets": [uint,
 // uint]}, ...}, then only spaces (0x20) as padding. Time is linear in n for every input.
-Header parse_header(const unsigned char* text, std::size_t n);
+// on_unexpected_tensor (may be null) is called with what was read so far just before a
+// tensor name outside the schema is refused, and may throw an error of its own instead.
+Header parse_header(const unsigned char* text, std::size_t n,
+                    void (*on_unexpected_tensor)(const Header&) = nullptr);
 
 }  // namespace model_file
 }  // namespace slstm

@@ -1,19 +1,26 @@
 // The model file's metadata (__metadata__, all strings) read into the architecture
-// (src/model_file/reader.hpp, read_architecture): format and version first, then the sizes,
-// then forget_bias (decimal, correctly rounded, locale-independent) and source_layout.
+// (src/model_file/reader.hpp, read_architecture): format and version first, then the sizes
+// and the layers' cells, then forget_bias (decimal, correctly rounded, locale-independent)
+// and source_layout.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <string>
 #include <system_error>
 
+#include "layer_spec.hpp"
 #include "model_file/reader.hpp"
 
 namespace slstm {
 namespace model_file {
 namespace {
 
-constexpr const char* kFormatVersion = "1";
+// The newest format_version this library reads. Version 1: every layer a forward float32
+// LSTM (what libstacklstm 0.1 computes); "cells" optional. A file using anything else carries
+// a higher version (writer.cpp), which 0.1 and this library refuse as written by a newer one.
+constexpr const char* kNewestFormatVersion = "1";
+// The cell kinds this library reads from a file ("cells"; no entry means lstm).
+constexpr CellKind kReadableCells[] = {CellKind::kLstm};
 
 // A decimal integer in [lo, hi], digits only (no sign, no spaces, no leading zeros).
 std::uint64_t parse_uint(const std::string& s, const std::string& what, std::uint64_t lo,
@@ -101,6 +108,23 @@ const std::string& meta_str(const Header& header, const char* key) {
   return it->second;
 }
 
+// Whether v is a well-formed format_version (a decimal integer >= 1: digits only, no leading
+// zero) above the newest this library reads.
+bool is_well_formed_version(const std::string& v) {
+  return !v.empty() && v[0] >= '1' && v[0] <= '9' &&
+         std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+bool is_newer_version(const std::string& v) {
+  return is_well_formed_version(v) && v != kNewestFormatVersion;
+}
+
+[[noreturn]] void refuse_newer_version(const std::string& v) {
+  fail(SLSTM_ERR_UNSUPPORTED,
+       "model file: format_version " + v.substr(0, 16) + (v.size() > 16 ? "..." : "") +
+           " is not supported: the file was written by a newer libstacklstm (this one reads "
+           "format_version " + kNewestFormatVersion + "); load it with a newer library");
+}
+
 // "format" is ours and "format_version" one this library reads.
 void check_format(const Header& header) {
   const std::string& tag = meta_str(header, "format");
@@ -109,11 +133,66 @@ void check_format(const Header& header) {
                                     "\", expected \"" + kFormatTag + "\"");
   }
   const std::string& version = meta_str(header, "format_version");
-  if (version != kFormatVersion) {
-    fail(SLSTM_ERR_UNSUPPORTED, "model file: format_version \"" + version.substr(0, 16) +
-                                    "\" is not supported (this library reads " +
-                                    kFormatVersion + ")");
+  if (!is_well_formed_version(version)) {
+    bad_file("metadata format_version must be a decimal integer >= 1, got \"" +
+             version.substr(0, 40) + "\"");
   }
+  if (is_newer_version(version)) refuse_newer_version(version);
+}
+
+// A cell name as "cells" spells it: 1 to 32 of [a-z0-9_].
+bool is_cell_name(const std::string& name) {
+  return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+         });
+}
+bool is_readable_cell(const std::string& name) {
+  return std::any_of(std::begin(kReadableCells), std::end(kReadableCells),
+                     [&](CellKind c) { return name == cell_name(c); });
+}
+
+[[noreturn]] void refuse_cell(const std::string& name, std::size_t layer) {
+  std::string readable;
+  for (CellKind c : kReadableCells) {
+    readable += (readable.empty() ? "" : ", ") + std::string(cell_name(c));
+  }
+  fail(SLSTM_ERR_UNSUPPORTED, "model file: layer " + std::to_string(layer) + " is a \"" + name +
+                                  "\" cell: this libstacklstm reads " + readable +
+                                  " only; the file needs a newer library");
+}
+
+// Calls f(l, name) for each comma-separated entry of "cells".
+template <class F>
+void for_each_cell(const std::string& cells, F&& f) {
+  std::size_t start = 0;
+  for (std::size_t l = 0;; ++l) {
+    const std::size_t comma = cells.find(',', start);
+    f(l, cells.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return;
+    start = comma + 1;
+  }
+}
+
+// "cells" (optional: a file of libstacklstm 0.1 has none, and then every layer is an lstm):
+// exactly one entry per layer, each a cell name this library reads.
+void check_cells(const Header& header, std::size_t layers) {
+  const auto it = header.metadata.find("cells");
+  if (it == header.metadata.end()) return;
+  const std::string& cells = it->second;
+  const std::size_t count =
+      static_cast<std::size_t>(std::count(cells.begin(), cells.end(), ',')) + 1;
+  if (count != layers) {
+    bad_file("metadata cells lists " + std::to_string(count) + " cells, hidden_sizes " +
+             std::to_string(layers) + " layers");
+  }
+  for_each_cell(cells, [](std::size_t l, const std::string& name) {
+    if (!is_cell_name(name)) {
+      bad_file("metadata cells[" + std::to_string(l) +
+               "] must be a cell name (1 to 32 of a-z, 0-9, _), got \"" + name.substr(0, 40) +
+               "\"");
+    }
+    if (!is_readable_cell(name)) refuse_cell(name, l);
+  });
 }
 
 // "hidden_sizes": comma-separated decimals in [1, SLSTM_MAX_EXTENT], at most kMaxLayers.
@@ -145,6 +224,7 @@ void read_architecture(const Header& header, Plan* plan) {
   plan->input_size =
       parse_uint(meta_str(header, "input_size"), "metadata input_size", 1, kMaxExtent);
   plan->hidden = parse_hidden_sizes(meta_str(header, "hidden_sizes"));
+  check_cells(header, plan->hidden.size());
   const std::string& fb = meta_str(header, "forget_bias");
   if (!parse_decimal_float(fb, &plan->forget_bias)) {
     bad_file("metadata forget_bias must be a decimal number (JSON number syntax) whose "
@@ -152,6 +232,21 @@ void read_architecture(const Header& header, Plan* plan) {
   }
   const auto sl = header.metadata.find("source_layout");
   if (sl != header.metadata.end()) check_source_layout(sl->second);
+}
+
+void refuse_if_newer(const Header& header) {
+  if (!header.has_metadata) return;
+  const auto tag = header.metadata.find("format");
+  if (tag != header.metadata.end() && tag->second != kFormatTag) return;
+  const auto version = header.metadata.find("format_version");
+  if (version != header.metadata.end() && is_newer_version(version->second)) {
+    refuse_newer_version(version->second);
+  }
+  const auto cells = header.metadata.find("cells");
+  if (cells == header.metadata.end()) return;
+  for_each_cell(cells->second, [](std::size_t l, const std::string& name) {
+    if (l < kMaxLayers && is_cell_name(name) && !is_readable_cell(name)) refuse_cell(name, l);
+  });
 }
 
 }  // namespace model_file

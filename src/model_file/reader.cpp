@@ -89,7 +89,7 @@ void sort_and_check_tiling(std::vector<TensorEntry>& tensors, std::uint64_t data
 
 Plan plan_model(const unsigned char* header_bytes, std::size_t header_len,
                 std::uint64_t data_size) {
-  Header header = parse_header(header_bytes, header_len);
+  Header header = parse_header(header_bytes, header_len, &refuse_if_newer);
   Plan plan;
   read_architecture(header, &plan);
   const std::size_t L = plan.hidden.size();

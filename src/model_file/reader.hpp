@@ -28,6 +28,12 @@ struct Plan {
 // source_layout.
 void read_architecture(const Header& header, Plan* plan);
 
+// metadata.cpp: called before a tensor name this library does not know is refused: when the
+// metadata (if it came first, as writers put it) say the file is of a newer format_version or
+// has a cell this library does not read, that is the error (SLSTM_ERR_UNSUPPORTED), since a
+// newer file's tensors may well be named differently.
+void refuse_if_newer(const Header& header);
+
 // reader.cpp: the header parsed and checked completely (metadata, tensor table, shapes,
 // byte ranges); data_size is the bytes after the header.
 Plan plan_model(const unsigned char* header_bytes, std::size_t header_len,

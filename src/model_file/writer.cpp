@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "layer_spec.hpp"
 #include "model_file.hpp"
 #include "model_file/format.hpp"
 
@@ -13,7 +14,28 @@ namespace slstm {
 namespace model_file {
 namespace {
 
-constexpr const char* kFormatVersion = "1";
+// The lowest format_version that expresses the model, so that a file stays readable by as
+// many libraries as can read it right. Version 1 is what libstacklstm 0.1 reads: every layer
+// a forward float32 LSTM without projection, which is exactly what 0.1 computes, so the
+// "cells" entry (which 0.1 ignores, like all metadata it does not know) is safe there. A
+// file using anything but lstm/forward/f32 (another cell kind, direction or data type, a
+// projection) must carry format_version >= 2, which 0.1 refuses instead of misreading it;
+// no such layer exists yet, and when one does, this library's reader learns its version
+// first (metadata.cpp, kNewestFormatVersion).
+const char* format_version_for(const Model& model) {
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    const LayerSpec s = model.spec(l);
+    if (s.cell != CellKind::kLstm || s.direction != Direction::kForward ||
+        s.weight_dtype != DType::kF32 || s.compute_dtype != DType::kF32 || s.proj_size != 0) {
+      fail(SLSTM_ERR_UNSUPPORTED, "model file: layer " + std::to_string(l) + " (" +
+                                      cell_name(s.cell) + ", " + direction_name(s.direction) +
+                                      ", " + dtype_name(s.weight_dtype) +
+                                      ") needs a model-file format_version this library does "
+                                      "not write yet");
+    }
+  }
+  return "1";
+}
 
 // The shortest decimal that reads back as exactly this float (std::to_chars: independent
 // of the locale, unlike printf's %g).
@@ -33,16 +55,22 @@ void append_json_string(std::string& out, const std::string& s) {
   out += '"';
 }
 
-// {"__metadata__":{...}: the architecture (the header's object is left open).
+// {"__metadata__":{...}: the architecture, each layer's cell and the source layout (the
+// header's object is left open).
 void append_metadata(std::string& t, const Model& model, const std::string& source_layout) {
   t += "{\"__metadata__\":{\"format\":\"";
   t += kFormatTag;
   t += "\",\"format_version\":\"";
-  t += kFormatVersion;
+  t += format_version_for(model);
   t += "\",\"input_size\":\"" + std::to_string(model.input_size()) + "\",\"hidden_sizes\":\"";
   for (std::size_t l = 0; l < model.layers().size(); ++l) {
     if (l) t += ',';
     t += std::to_string(model.layer(l).hidden_size);
+  }
+  t += "\",\"cells\":\"";
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    if (l) t += ',';
+    t += cell_name(model.spec(l).cell);
   }
   t += "\",\"forget_bias\":\"" + format_float(model.forget_bias()) + "\",\"source_layout\":";
   append_json_string(t, source_layout);
