@@ -4,7 +4,7 @@
 #include <cstring>
 #include <limits>
 
-#include "model_file/reader.hpp"
+#include "reader.hpp"
 
 namespace slstm {
 namespace model_file {

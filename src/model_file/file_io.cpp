@@ -13,9 +13,9 @@
 #include <system_error>
 #include <vector>
 
-#include "model_file.hpp"
-#include "model_file/reader.hpp"
-#include "model_file/writer.hpp"
+#include "../model_file.hpp"
+#include "reader.hpp"
+#include "writer.hpp"
 
 namespace slstm {
 namespace model_file {

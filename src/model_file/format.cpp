@@ -1,5 +1,5 @@
 // The model file's shared helpers (src/model_file/format.hpp).
-#include "model_file/format.hpp"
+#include "format.hpp"
 
 #include <cstring>
 

@@ -2,7 +2,7 @@
 //
 // No DOM: tensor names are checked as their keys arrive, duplicates found in a bitmap, no
 // hashing of keys the file chooses, so time is linear in the header's size for every input.
-#include "model_file/json_header.hpp"
+#include "json_header.hpp"
 
 #include <cstring>
 #include <limits>

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model_file/format.hpp"
+#include "format.hpp"
 
 namespace slstm {
 namespace model_file {

@@ -8,8 +8,8 @@
 #include <string>
 #include <system_error>
 
-#include "layer_spec.hpp"
-#include "model_file/reader.hpp"
+#include "../layer_spec.hpp"
+#include "reader.hpp"
 
 namespace slstm {
 namespace model_file {

@@ -3,12 +3,12 @@
 // section (names, shapes, byte ranges, tiling), then the model built and filled
 // (build_model, reader.hpp). Every value read from a file is checked before it is used:
 // nothing is allocated whose size is not backed by bytes of the image.
-#include "model_file/reader.hpp"
+#include "reader.hpp"
 
 #include <algorithm>
 #include <string>
 
-#include "model_file.hpp"
+#include "../model_file.hpp"
 
 namespace slstm {
 namespace model_file {

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "model.hpp"
-#include "model_file/json_header.hpp"
+#include "../model.hpp"
+#include "json_header.hpp"
 
 namespace slstm {
 namespace model_file {

@@ -1,14 +1,14 @@
 // The model file's writer: the header text (metadata, then one entry per tensor in layer
 // order) and the in-memory image (model_file_size, write_model_image).
-#include "model_file/writer.hpp"
+#include "writer.hpp"
 
 #include <charconv>
 #include <cstring>
 #include <vector>
 
-#include "layer_spec.hpp"
-#include "model_file.hpp"
-#include "model_file/format.hpp"
+#include "../layer_spec.hpp"
+#include "../model_file.hpp"
+#include "format.hpp"
 
 namespace slstm {
 namespace model_file {

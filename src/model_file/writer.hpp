@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "model.hpp"
+#include "../model.hpp"
 
 namespace slstm {
 namespace model_file {
