@@ -50,8 +50,11 @@ void check_tensor(const Tensor& t, const Expect& e, std::size_t index, std::size
   }
 }
 
-// The tensors of one layer in `format`, in API order.
-std::vector<Expect> expected_layer(slstm_weight_format format, std::int64_t in, std::int64_t h) {
+// The tensors of one layer in `format`, in API order.  Every format here stores LSTM cells
+// (LayerSpec::cell kLstm, the only kind today); a format that cannot express a layer's cell
+// kind would be refused here, naming the layer.
+std::vector<Expect> expected_layer(slstm_weight_format format, const LayerSpec& spec) {
+  const std::int64_t in = spec.input_size, h = spec.hidden_size;
   switch (format) {
     case SLSTM_FORMAT_CANONICAL:
       return {{"W_x", 2, {4 * h, in}}, {"W_h", 2, {4 * h, h}}, {"b", 1, {4 * h, 0}}};
@@ -191,15 +194,15 @@ void export_interop_layer(slstm_weight_format format, const Model& model, std::s
   }
 }
 
-// (input size, hidden size) of each layer of an architecture.
-using Dims = std::vector<std::pair<std::int64_t, std::int64_t>>;
+// The layer specs of an architecture (before a model exists) or of a model.
+using Dims = std::vector<LayerSpec>;
 
 Dims dims_of(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes) {
-  Dims d;
-  d.reserve(hidden_sizes.size());
-  for (std::int64_t h : hidden_sizes) {
-    d.emplace_back(input_size, h);
-    input_size = h;
+  Dims d(hidden_sizes.size());
+  for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
+    d[l].input_size = input_size;
+    d[l].hidden_size = hidden_sizes[l];
+    input_size = hidden_sizes[l];
   }
   return d;
 }
@@ -207,7 +210,7 @@ Dims dims_of(std::int64_t input_size, const std::vector<std::int64_t>& hidden_si
 Dims dims_of(const Model& model) {
   Dims d;
   d.reserve(model.layers().size());
-  for (const Layer& layer : model.layers()) d.emplace_back(layer.input_size, layer.hidden_size);
+  for (std::size_t l = 0; l < model.layers().size(); ++l) d.push_back(model.spec(l));
   return d;
 }
 
@@ -229,7 +232,7 @@ void check_all(const Dims& dims, slstm_weight_format format, const Tensor* tenso
   }
   if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
   for (std::size_t l = 0; l < dims.size(); ++l) {
-    const auto expect = expected_layer(format, dims[l].first, dims[l].second);
+    const auto expect = expected_layer(format, dims[l]);
     for (std::size_t k = 0; k < expect.size(); ++k) {
       check_tensor(tensors[l * per_layer + k], expect[k], l * per_layer + k, l);
     }
@@ -257,13 +260,13 @@ std::string where(std::size_t index, std::size_t layer, const char* name) {
 
 // Every weight must be finite, and so must every bias the format stores as a sum (a model
 // that holds a NaN or an infinity could be saved but not loaded again: see the header's
-// "Model files").  Reads the caller's tensors only, before anything is allocated.
+// "Model files").  Reads the caller's tensors only, before anything is converted.
 void check_values(const Dims& dims, slstm_weight_format format, const slstm_tensor* tensors) {
   const int per_layer = tensors_per_layer(format);
   BiasPair pair{};
   const bool summed = bias_pair(format, &pair);
   for (std::size_t l = 0; l < dims.size(); ++l) {
-    const auto expect = expected_layer(format, dims[l].first, dims[l].second);
+    const auto expect = expected_layer(format, dims[l]);
     const slstm_tensor* t = tensors + l * per_layer;
     for (std::size_t k = 0; k < expect.size(); ++k) {
       std::size_t n = 1;
@@ -278,7 +281,7 @@ void check_values(const Dims& dims, slstm_weight_format format, const slstm_tens
       }
     }
     if (!summed) continue;
-    const std::size_t g4 = 4 * static_cast<std::size_t>(dims[l].second);
+    const std::size_t g4 = static_cast<std::size_t>(dims[l].gate_rows());
     const float* a = t[pair.a].data + pair.a_off * g4;
     const float* b = t[pair.b].data + pair.b_off * g4;
     for (std::size_t r = 0; r < g4; ++r) {
@@ -329,12 +332,15 @@ ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& 
                       float forget_bias, slstm_weight_format format,
                       const slstm_tensor* tensors, std::size_t num_tensors) {
   if (tensors_per_layer(format) != 0 && !has_forget_bias(format)) forget_bias = 0.0f;
-  // Everything that can be checked is checked before the model is allocated (once).
+  // Every check that reads no weight comes before the model is allocated (once); the weights
+  // themselves are read only once memory for them exists: a caller's tensors are as large
+  // as their shapes say, and an architecture too large to allocate is refused before a
+  // byte of them is read.
   Model::check_architecture(input_size, hidden_sizes, forget_bias);
   const Dims dims = dims_of(input_size, hidden_sizes);
   check_all(dims, format, tensors, num_tensors);
-  check_values(dims, format, tensors);
   auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
+  check_values(dims, format, tensors);
   const int per_layer = tensors_per_layer(format);
   for (std::size_t l = 0; l < model->layers().size(); ++l) {
     Layer& layer = model->mutable_layer(l);
