@@ -41,8 +41,9 @@ struct CanonicalWeights {
   std::vector<std::vector<float>> w_x, w_h, b;
 };
 
-t::Model canonical_model(std::int64_t D, const std::vector<std::int64_t>& hidden,
-                         const CanonicalWeights& w, float forget_bias) {
+// The canonical tensors of weights `w` (borrowed: `w` must outlive them).
+std::vector<slstm_tensor> canonical_tensors(std::int64_t D, const std::vector<std::int64_t>& hidden,
+                                            const CanonicalWeights& w) {
   std::vector<slstm_tensor> ts;
   std::int64_t in = D;
   for (std::size_t l = 0; l < hidden.size(); ++l) {
@@ -52,6 +53,12 @@ t::Model canonical_model(std::int64_t D, const std::vector<std::int64_t>& hidden
     ts.push_back({w.b[l].data(), 1, {4 * h, 0, 0, 0}});
     in = h;
   }
+  return ts;
+}
+
+t::Model canonical_model(std::int64_t D, const std::vector<std::int64_t>& hidden,
+                         const CanonicalWeights& w, float forget_bias) {
+  const std::vector<slstm_tensor> ts = canonical_tensors(D, hidden, w);
   const slstm_model_config cfg = config(hidden, D, forget_bias);
   slstm_model* m = nullptr;
   const slstm_status st = slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, ts.data(), ts.size(), &m);
@@ -328,15 +335,7 @@ namespace {
 // slstm_model_create's status and message for canonical weights `w`.
 slstm_status create_canonical(std::int64_t D, const std::vector<std::int64_t>& hidden,
                               const CanonicalWeights& w) {
-  std::vector<slstm_tensor> ts;
-  std::int64_t in = D;
-  for (std::size_t l = 0; l < hidden.size(); ++l) {
-    const std::int64_t h = hidden[l];
-    ts.push_back({w.w_x[l].data(), 2, {4 * h, in, 0, 0}});
-    ts.push_back({w.w_h[l].data(), 2, {4 * h, h, 0, 0}});
-    ts.push_back({w.b[l].data(), 1, {4 * h, 0, 0, 0}});
-    in = h;
-  }
+  const std::vector<slstm_tensor> ts = canonical_tensors(D, hidden, w);
   const slstm_model_config cfg = config(hidden, D, 1.0f);
   slstm_model* m = kSentinelModel;
   const slstm_status st =

@@ -604,15 +604,6 @@ TEST_CASE("with the fused step, the chunk size keeps the numbers and graphs keep
 // Keyed settings (slstm_session_options.config) reach the module, and the plan it reports
 // (slstm_session_describe) is the one that ran: forced paths give the same numbers.
 namespace {
-std::string describe_json(slstm_session* s) {
-  std::size_t n = 0;
-  REQUIRE(slstm_session_describe(s, SLSTM_DESCRIBE_JSON, nullptr, 0, &n) == SLSTM_OK);
-  std::string text(n + 1, '\0');
-  REQUIRE(slstm_session_describe(s, SLSTM_DESCRIBE_JSON, &text[0], text.size(), nullptr) ==
-          SLSTM_OK);
-  text.resize(n);
-  return text;
-}
 Session gpu_session_config(const slstm_model* model, std::int64_t b, std::int64_t t,
                            const char* config) {
   slstm_session_options o;
@@ -636,13 +627,13 @@ TEST_CASE("the plan reports each layer's step path as the keyed settings choose 
   const Inputs in = make_inputs(m.get(), 4, 12, SLSTM_BATCH_MAJOR, true, true, 9802);
   const Result want = run_host(cpu.get(), m.get(), in);
   Session never = gpu_session_config(m.get(), 4, 12, "cuda.fused=never;cuda.graphs=off");
-  const std::string jn = describe_json(never.get());
+  const std::string jn = t::describe_json(never.get());
   CHECK(jn.find("\"fused_step_batches\": \"none\"") != std::string::npos);
   CHECK(jn.find("fused-step") == std::string::npos);
   CHECK(jn.find("\"cuda.graphs\": \"off (config)\"") != std::string::npos);
   CHECK(jn.find("\"path\": \"stream\"") != std::string::npos);
   Session always = gpu_session_config(m.get(), 4, 12, "cuda.fused=always;cuda.chunk=3");
-  const std::string ja = describe_json(always.get());
+  const std::string ja = t::describe_json(always.get());
   CHECK(ja.find("\"fused_step_batches\": \"1-4\"") != std::string::npos);
   CHECK(ja.find("\"wavefront_chunk\": \"3\"") != std::string::npos);
   for (Session* s : {&never, &always}) {
