@@ -85,64 +85,76 @@ class SessionCall {
   slstm_session* s_;
 };
 
-// Checks every argument against the model and the session, then runs the backend.
-void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgNames& n) {
-  const SessionCall hold(session);
-  const slstm::Model& m = *session->model;
+// The enums, batch and time against the session's maxima.
+void check_shape(const slstm_session& session, const slstm_forward_args& a) {
   if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));
   }
   if (a.memory != SLSTM_MEMORY_HOST && a.memory != SLSTM_MEMORY_DEVICE) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "memory: unknown value " + num(a.memory));
   }
-  if (a.memory == SLSTM_MEMORY_DEVICE && session->backend->kind() != SLSTM_BACKEND_CUDA) {
+  if (a.memory == SLSTM_MEMORY_DEVICE && !session.backend->takes_device_memory()) {
     fail(SLSTM_ERR_UNSUPPORTED, "memory SLSTM_MEMORY_DEVICE needs a CUDA session");
   }
   if (a.batch < 1) fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + num(a.batch));
   if (a.time < 0) fail(SLSTM_ERR_INVALID_ARGUMENT, "time must be >= 0, got " + num(a.time));
-  if (a.batch > session->config.max_batch) {
+  if (a.batch > session.config.max_batch) {
     fail(SLSTM_ERR_OUT_OF_RANGE, "batch " + num(a.batch) + " exceeds the session's max_batch " +
-                                     num(session->config.max_batch));
+                                     num(session.config.max_batch));
   }
-  if (a.time > session->config.max_time) {
+  if (a.time > session.config.max_time) {
     fail(SLSTM_ERR_OUT_OF_RANGE, "time " + num(a.time) + " exceeds the session's max_time " +
-                                     num(session->config.max_time));
+                                     num(session.config.max_time));
   }
+}
+
+// Element counts the call's shape needs.
+struct Counts {
+  std::size_t input, output, state;
+};
+
+// Every buffer's count against the shape (a NULL buffer must come with count 0).
+Counts check_counts(const slstm::Model& m, const slstm_forward_args& a, const ArgNames& n) {
   const std::int64_t B = a.batch, T = a.time, D = m.input_size(), H = m.output_size();
-  const std::size_t n_in = slstm::product({B, T, D}, "input_count");
-  const std::size_t n_out = slstm::product({B, T, H}, "output_count");
-  const std::size_t n_state = m.state_count(B);
+  const Counts c = {slstm::product({B, T, D}, "input_count"),
+                    slstm::product({B, T, H}, "output_count"), m.state_count(B)};
   if (T > 0) require_non_null(a.input, n.input);
   const auto state_formula = [] { return std::string("slstm_model_state_count(model, batch)"); };
-  check_count(a.input, a.input_count, n_in, n.input, n.input_count,
+  check_count(a.input, a.input_count, c.input, n.input, n.input_count,
               [&] { return "batch " + num(B) + " x time " + num(T) + " x input_size " + num(D); });
   check_count(a.sequence_lengths, a.sequence_lengths_count, static_cast<std::size_t>(B),
               "sequence_lengths", "sequence_lengths_count", [] { return std::string("batch"); });
-  check_count(a.initial_state, a.initial_state_count, n_state, n.initial_state,
+  check_count(a.initial_state, a.initial_state_count, c.state, n.initial_state,
               n.initial_state_count, state_formula);
-  check_count(a.output, a.output_count, n_out, n.output, n.output_count, [&] {
+  check_count(a.output, a.output_count, c.output, n.output, n.output_count, [&] {
     return "batch " + num(B) + " x time " + num(T) + " x hidden_sizes[last] " + num(H);
   });
-  check_count(a.final_state, a.final_state_count, n_state, n.final_state, n.final_state_count,
+  check_count(a.final_state, a.final_state_count, c.state, n.final_state, n.final_state_count,
               state_formula);
-  if (a.sequence_lengths) {
-    for (std::int64_t b = 0; b < B; ++b) {
-      const std::int32_t len = a.sequence_lengths[b];
-      if (len < 0 || len > T) {
-        fail(SLSTM_ERR_OUT_OF_RANGE, "sequence_lengths[" + num(b) + "] is " + num(len) +
-                                         ", must be in [0, time = " + num(T) + "]");
-      }
+  return c;
+}
+
+void check_lengths(const slstm_forward_args& a) {
+  if (a.sequence_lengths == nullptr) return;
+  for (std::int64_t b = 0; b < a.batch; ++b) {
+    const std::int32_t len = a.sequence_lengths[b];
+    if (len < 0 || len > a.time) {
+      fail(SLSTM_ERR_OUT_OF_RANGE, "sequence_lengths[" + num(b) + "] is " + num(len) +
+                                       ", must be in [0, time = " + num(a.time) + "]");
     }
   }
-  // Outputs may not overlap inputs or each other; final_state may BE initial_state.
+}
+
+// Outputs may not overlap inputs or each other; final_state may BE initial_state.
+void check_aliasing(const slstm_forward_args& a, const ArgNames& n, const Counts& c) {
   enum { kInput, kLengths, kInitial, kOutput, kFinal };
   const Span spans[] = {
-      {n.input, a.input, n_in * sizeof(float), false},
-      {"sequence_lengths", a.sequence_lengths, a.sequence_lengths ? B * sizeof(std::int32_t) : 0,
-       false},
-      {n.initial_state, a.initial_state, n_state * sizeof(float), false},
-      {n.output, a.output, n_out * sizeof(float), true},
-      {n.final_state, a.final_state, n_state * sizeof(float), true},
+      {n.input, a.input, c.input * sizeof(float), false},
+      {"sequence_lengths", a.sequence_lengths,
+       a.sequence_lengths ? static_cast<std::size_t>(a.batch) * sizeof(std::int32_t) : 0, false},
+      {n.initial_state, a.initial_state, c.state * sizeof(float), false},
+      {n.output, a.output, c.output * sizeof(float), true},
+      {n.final_state, a.final_state, c.state * sizeof(float), true},
   };
   for (int w = 0; w < 5; ++w) {
     if (!spans[w].written) continue;
@@ -154,14 +166,23 @@ void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgN
                (o == kInitial ? " (only the exact same pointer is allowed)" : ""));
     }
   }
+}
+
+// Checks every argument against the model and the session, then runs the backend.
+void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgNames& n) {
+  const SessionCall hold(session);
+  check_shape(*session, a);
+  const Counts counts = check_counts(*session->model, a, n);
+  check_lengths(a);
+  check_aliasing(a, n, counts);
   slstm::ForwardCall call;
   call.layout = a.layout;
-  call.batch = B;
-  call.time = T;
+  call.batch = a.batch;
+  call.time = a.time;
   call.input = a.input;
   call.lengths = a.sequence_lengths;
   call.initial_state = a.initial_state;
-  call.output = T > 0 ? a.output : nullptr;
+  call.output = a.time > 0 ? a.output : nullptr;
   call.final_state = a.final_state;
   call.memory = a.memory;
   session->backend->forward(call);

@@ -43,6 +43,9 @@ class Backend {
   virtual slstm_backend kind() const = 0;
   // The choices this backend made for the session (src/plan.hpp), fixed at creation.
   const Plan& plan() const { return plan_; }
+  // Whether calls may pass SLSTM_MEMORY_DEVICE buffers (the C API asks, instead of knowing
+  // which backend kinds can).
+  virtual bool takes_device_memory() const { return false; }
   // Runs the call. Throws slstm::Error; must not throw for a validated call on a healthy
   // machine. Allocates nothing.
   virtual void forward(const ForwardCall& call) = 0;

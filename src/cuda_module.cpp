@@ -180,6 +180,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override { table_.session_destroy(session_); }
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CUDA; }
+  bool takes_device_memory() const override { return true; }
 
   void forward(const ForwardCall& call) override {
     slstm_cuda_forward_desc d{};
