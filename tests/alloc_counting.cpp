@@ -81,15 +81,16 @@ int posix_memalign(void** p, std::size_t a, std::size_t n) {
 namespace {
 
 // Counts the allocations made by `body` (every thread of the process).
+// Prints the first allocation's call stack when `expect_none` and there was one.
 template <typename Body>
-long allocations_during(Body&& body) {
+long allocations_during(Body&& body, bool expect_none = true) {
   g_allocations.store(0);
   g_first_depth.store(0);
   g_counting.store(true);
   body();
   g_counting.store(false);
   const long n = g_allocations.load();
-  if (n > 0) print_first_allocation();
+  if (n > 0 && expect_none) print_first_allocation();
   return n;
 }
 
@@ -187,7 +188,7 @@ TEST_CASE("a failing call still reports its message (the count covers successes 
   a.batch = 2;  // above max_batch
   a.time = 1;
   slstm_status st = SLSTM_OK;
-  const long n = allocations_during([&] { st = slstm_session_forward(s.get(), &a); });
+  const long n = allocations_during([&] { st = slstm_session_forward(s.get(), &a); }, false);
   CHECK(st == SLSTM_ERR_OUT_OF_RANGE);
   CHECK(n > 0);
 }
