@@ -3,7 +3,7 @@
 #include "backend.hpp"
 #include "cuda_module.hpp"
 #if defined(SLSTM_HAVE_CPU_FAST)
-#include "cpu_fast.hpp"
+#include "cpu/fast_backend.hpp"
 #endif
 
 namespace slstm {

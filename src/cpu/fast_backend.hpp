@@ -1,11 +1,11 @@
-// The CPU fast path (issue 6): OpenBLAS input GEMMs, a packed AVX-512 recurrent kernel with
-// the gate math fused in, and a persistent worker pool.  Built only when a BLAS was found
-// (SLSTM_HAVE_CPU_FAST).
+// The CPU fast path (issue 6; src/cpu/fast_backend.cpp): packed weights, register-blocked
+// kernels per ISA with the cell math fused in, and a persistent worker pool.  Built only
+// when a BLAS was found (SLSTM_HAVE_CPU_FAST).
 #pragma once
 
 #include <memory>
 
-#include "backend.hpp"
+#include "../backend.hpp"
 
 namespace slstm {
 

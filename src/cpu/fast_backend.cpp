@@ -1,0 +1,409 @@
+// The CPU fast path (DESIGN §4 "CPU path", issue 6): the backend, its workspaces and the
+// schedule of a call.  The parts live beside it in src/cpu/: thread_pool.hpp (the workers),
+// step_kernels*.{hpp,cpp} (the kernels per ISA, GEMM loops apart from the cell epilogues),
+// simd_math.hpp (vector exp/sigmoid/tanh), packing.{hpp,cpp} (the packed weights),
+// fast_plan.{hpp,cpp} (kernel, threads and per-call split; the plan).
+//
+// Structure, per layer (layer by layer over the whole sequence):
+//   1. Input projection: one GEMM over all B*T rows of the layer's input, G = X * Wx^T,
+//      shared out among the workers by hidden-unit groups (each streams only its part of Wx)
+//      or, with few groups, by rows, on the library's own register-blocked kernels (AVX-512,
+//      AVX2 or portable, the same family as step 2's), which read the caller's rows in place
+//      and write G directly in the layout the fused step reads.  Why not OpenBLAS: its result
+//      for one row depends on how many rows the call has (its kernels for the last rows of
+//      a matrix add up in another order: measured with Debian's 0.3.21 on the AVX2 kernels,
+//      a row alone differed by ~1e-7 from the same row among 4 or more), so a step's result
+//      depended on the call's length and chunked streaming was not exact (issue 13); and
+//      Debian 12's OpenBLAS does not recognise recent Xeons (e.g. model 0xCF) and falls back
+//      to its SSE3 kernel, ~6x below our AVX-512 one.  G's rows are in a worker share's own
+//      batch-major order (see Share).
+//   2. Per step, the recurrent GEMM h_prev * Wh^T runs on a register-blocked micro-kernel
+//      over pre-packed weights, whose cell epilogue (step_kernels.hpp) applies the gate
+//      math, the bias (forget_bias folded in) and the sequence-length mask in the same
+//      kernel while the four gate sums are still in registers ("fused gate loop").
+//      Two ways to share a step:
+//      - unit split: each worker owns a contiguous range of 16-unit groups for every batch
+//        row, and one barrier per step publishes the new h; a worker done with its own
+//        groups takes those of another that nobody has started yet (large groups only), so
+//        a core the machine delays does not hold up every step;
+//      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh <= 1.5 MB so that one
+//        core keeps it cached): each worker runs its own batch rows through every layer,
+//        projection included, with no barrier at all: batch rows never interact.
+//      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
+//      row served from it).
+//   Kernels, picked per CPU (choose_kernel): AVX-512, else AVX2+FMA, else portable
+//   (plain C++ loops the compiler vectorises), each for both GEMMs; all take both splits.
+//
+// Packing (once per session): packing.hpp.
+//
+// Threads: a persistent pool of num_threads workers (0 = one per core; the calling thread is
+// worker 0; capped at the number of 16-unit groups of the widest layer) created with the
+// session; a call wakes them, never creates one.  How many a call uses, and which split, is
+// chosen from the shape alone (choose_split, fast_plan.cpp: enough recurrent work per worker
+// between two barriers; enough projection work to pay for waking a worker; always all of
+// them on the AVX2 and portable kernels).
+//
+// Determinism: every element of G, and every gate sum of a step, is one chain of
+// multiply-adds in increasing k computed by one worker with the same instructions whichever
+// row block, split, worker or call it falls in; the gate math is element-wise.  So a step's
+// result depends only on its inputs (the step's x, the carried c and h, the weights): not
+// on B or T, the layout, the row's batch neighbours, the split, the thread count, or where
+// a sequence was cut into calls.  Streaming in chunks and slstm_session_step are therefore
+// bitwise equal to one call, on every kernel (tests/test_streaming.cpp).  Different kernels
+// (AVX-512, AVX2, portable, reference) differ from one another by rounding.
+//
+// Gate math: simd_math.hpp and gate_math.hpp.  Accuracy against float64: README "Accuracy".
+#include "fast_backend.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "buffer.hpp"
+#include "fast_plan.hpp"
+#include "packing.hpp"
+#include "step_kernels.hpp"
+#include "thread_pool.hpp"
+
+namespace slstm::cpu {
+namespace {
+
+constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
+
+class CpuFastBackend final : public Backend {
+ public:
+  CpuFastBackend(ModelPtr model, const SessionConfig& config, KernelChoice kernel)
+      : model_(std::move(model)), kernel_(kernel.kernel) {
+    const Model& m = *model_;
+    const int P = choose_threads(m, config.num_threads);
+    try {
+      allocate_workspace(config);
+      for (std::size_t l = 0; l < m.layers().size(); ++l) {
+        layers_.push_back(pack_layer(m, l, kernel_));
+      }
+      next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
+      pool_ = std::make_unique<Pool>(P);
+    } catch (const std::bad_alloc&) {
+      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
+    } catch (const std::length_error&) {
+      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
+    } catch (const std::system_error& e) {
+      fail(SLSTM_ERR_OUT_OF_MEMORY,
+           std::string("cannot create the CPU fast-path worker threads: ") + e.what());
+    }
+    plan_ = describe_fast_plan(config, kernel, P, layers_);
+  }
+
+  slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
+
+  void forward(const ForwardCall& call) override {
+    const Model& m = *model_;
+    const std::size_t n_state = m.state_count(call.batch);
+    if (call.initial_state) {
+      std::memcpy(state_.get(), call.initial_state, n_state * sizeof(float));
+    } else {
+      std::fill_n(state_.get(), n_state, 0.0f);
+    }
+    if (call.time > 0) {
+      call_ = &call;
+      split_ = choose_split(call.batch, call.time, layers_, pool_->size(), kernel_);
+      pool_->run(&CpuFastBackend::job, this, split_.workers);
+      epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
+      call_ = nullptr;
+    }
+    if (call.final_state) {
+      std::memcpy(call.final_state, state_.get(), n_state * sizeof(float));
+    }
+  }
+
+ private:
+  // G, the inner layers' outputs, the packed state and the other h buffer, for the
+  // session's largest call.
+  void allocate_workspace(const SessionConfig& config) {
+    const Model& m = *model_;
+    const std::int64_t max_rows = config.max_batch * config.max_time;
+    max_h_inner_ = 1;  // widest non-last layer (its outputs are a workspace)
+    for (std::size_t l = 0; l + 1 < m.layers().size(); ++l) {
+      max_h_inner_ = std::max(max_h_inner_, m.layer(l).hidden_size);
+    }
+    for (const Layer& layer : m.layers()) {
+      max_groups_ = std::max(max_groups_, (layer.hidden_size + kGroup - 1) / kGroup);
+    }
+    g_ = allocate(product({max_rows, max_groups_, kRow}, "workspace"), false);
+    y_[0] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
+    y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
+    state_ = allocate(m.state_count(config.max_batch));
+    h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
+  }
+
+  // The rows one worker works on: batch rows [b0, b1) of the call, all T steps.  The
+  // workspaces (G, the inner layers' outputs, the other h buffer) hold them in a region of
+  // their own, rows in the worker's order (b - b0) * T + t and each layer's own row length:
+  // in the batch split the workers run through the layers at their own pace, and a row
+  // length that changes with the layer must not make their regions overlap.
+  struct Share {
+    std::int64_t b0 = 0, b1 = 0;
+    float* g = nullptr;        // G region: local row i at g + i * (groups * 64)
+    float* y_inner[2] = {};    // outputs of the inner layers l, in y_inner[l % 2]
+    float* h_alt = nullptr;    // other h buffer, batch row b at h_alt + b * H (b in [b0, b1))
+  };
+
+  Share share(std::int64_t b0, std::int64_t b1) const {
+    const std::int64_t T = call_->time;
+    Share sh;
+    sh.b0 = b0;
+    sh.b1 = b1;
+    sh.g = g_.get() + b0 * T * max_groups_ * kRow;
+    for (int i = 0; i < 2; ++i) sh.y_inner[i] = y_[i].get() + b0 * T * max_h_inner_;
+    sh.h_alt = h_alt_.get() + b0 * model_->max_hidden();
+    return sh;
+  }
+
+  // One layer of the running call, for one share.
+  struct LayerView {
+    const PackedLayer* p = nullptr;
+    const Share* sh = nullptr;
+    const float* x = nullptr;  // input rows: the call's input (layer 0) or the share's
+    bool x_local = false;      //   region of the previous layer's outputs (x_local)
+    float* y = nullptr;        // output rows: the call's output (last layer, may be null)
+    bool y_local = false;      //   or the share's region (y_local)
+    float* c = nullptr;        // [B][H] cell state, updated in place
+    float* h_state = nullptr;  // [B][H] h in the packed state
+    float* h_alt = nullptr;    // [B][H] view of the other h buffer (rows of the share only)
+  };
+
+  LayerView view(const Share& sh, std::size_t l, std::size_t state_off) const {
+    LayerView v;
+    v.p = &layers_[l];
+    v.sh = &sh;
+    v.x = l == 0 ? call_->input : sh.y_inner[(l - 1) % 2];
+    v.x_local = l > 0;
+    v.y_local = l + 1 < layers_.size();
+    v.y = v.y_local ? sh.y_inner[l % 2] : call_->output;
+    v.c = state_.get() + state_off;
+    v.h_state = v.c + call_->batch * v.p->H;
+    v.h_alt = sh.h_alt - sh.b0 * v.p->H;  // so that v.h_alt + b * H is in the share's region
+    return v;
+  }
+
+  // Row of (batch row b, step t): in the share's region, or in the caller's layout.
+  std::int64_t local_row(const Share& sh, std::int64_t b, std::int64_t t) const {
+    return (b - sh.b0) * call_->time + t;
+  }
+  std::int64_t call_row(std::int64_t b, std::int64_t t) const {
+    return call_->layout == SLSTM_TIME_MAJOR ? t * call_->batch + b : b * call_->time + t;
+  }
+
+  // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
+  // [g0, g1): chunks of rows whose inputs stay in L2 (kChunkBytes), the groups inside, blocks
+  // of kMaxNb rows innermost.  Each group's weights come from L3 once per chunk and serve
+  // every block of it from L2: the longer the chunk, the fewer trips (48 rows -> 384 rows
+  // measured +8% on one core with 4 MB of weights).
+  void project(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
+               std::int64_t g1) const {
+    const PackedLayer& p = *v.p;
+    const std::int64_t kChunk =
+        std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
+    const std::int64_t T = call_->time, ld_g = p.groups * kRow;
+    for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
+      const std::int64_t c1 = std::min(i1, c0 + kChunk);
+      for (std::int64_t gi = g0; gi < g1; ++gi) {
+        const float* w = p.wx.get() + gi * p.I * kRow;
+        for (std::int64_t r0 = c0; r0 < c1; r0 += kMaxNb) {
+          const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, c1 - r0));
+          const float* in[kMaxNb];
+          float* out[kMaxNb];
+          for (int k = 0; k < nb; ++k) {
+            const std::int64_t i = r0 + k;
+            const std::int64_t xr = v.x_local ? i : call_row(v.sh->b0 + i / T, i % T);
+            in[k] = v.x + xr * p.I;
+            out[k] = v.sh->g + i * ld_g + gi * kRow;
+          }
+          project_block(w, in, p.I, out, nb, kernel_);
+        }
+      }
+    }
+  }
+
+  // Worker w's part (of P) of the projection of a share that P workers split.  Each element
+  // is one dot product in a fixed k order whoever computes it, so the split never changes a
+  // bit.  By groups when there are enough of them (each worker then streams only its part
+  // of Wx), else by rows.
+  void project_part(const LayerView& v, int w, int P) const {
+    const PackedLayer& p = *v.p;
+    const std::int64_t rows = (v.sh->b1 - v.sh->b0) * call_->time;
+    if (p.groups >= 4 * P) {
+      project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P);
+    } else {
+      const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
+      project(v, std::min(rows, blocks * w / P * kMaxNb),
+              std::min(rows, blocks * (w + 1) / P * kMaxNb), 0, p.groups);
+    }
+  }
+
+  static void job(void* self, int worker) { static_cast<CpuFastBackend*>(self)->run(worker); }
+
+  // Step t of layer v for groups [g0, g1) and the share's batch rows.
+  void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1) const {
+    const ForwardCall& call = *call_;
+    const PackedLayer& p = *v.p;
+    const std::int64_t ld_g = p.groups * kRow, b0 = v.sh->b0, b1 = v.sh->b1;
+    float* h_buf[2] = {v.h_state, v.h_alt};
+    StepArgs a;
+    a.H = p.H;
+    a.h_prev = h_buf[t % 2];
+    a.h_next = h_buf[(t + 1) % 2];
+    a.c = v.c;
+    a.cell = p.cell;
+    for (std::int64_t gi = g0; gi < g1; ++gi) {
+      a.unit0 = gi * kGroup;
+      a.units = std::min(kGroup, p.H - a.unit0);
+      a.wh = p.wh.get() + gi * p.H * kRow;
+      a.bias = p.bias.get() + gi * kRow;
+      for (std::int64_t r0 = b0; r0 < b1; r0 += kMaxNb) {
+        const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, b1 - r0));
+        a.b0 = r0;
+        for (int i = 0; i < nb; ++i) {
+          const std::int64_t b = r0 + i;
+          const std::int64_t local = local_row(*v.sh, b, t);
+          a.g_row[i] = v.sh->g + local * ld_g + gi * kRow;
+          a.out_row[i] = v.y ? v.y + (v.y_local ? local : call_row(b, t)) * p.H : nullptr;
+          a.active[i] = call.lengths == nullptr || t < call.lengths[b];
+        }
+        step_block(a, nb, kernel_);
+      }
+    }
+  }
+
+  // After T steps: when T is odd the final h is in the other buffer; move units [u0, u1) of
+  // the share's rows into the packed state.
+  void settle_h(const LayerView& v, std::int64_t u0, std::int64_t u1) const {
+    const std::int64_t H = v.p->H;
+    if (call_->time % 2 == 0 || u1 <= u0) return;
+    for (std::int64_t b = v.sh->b0; b < v.sh->b1; ++b) {
+      std::memcpy(v.h_state + b * H + u0, v.h_alt + b * H + u0,
+                  static_cast<std::size_t>(u1 - u0) * sizeof(float));
+    }
+  }
+
+  void run(int w) {
+    if (split_.split_batch) {
+      run_batch_share(w);
+    } else {
+      run_unit_share(w);
+    }
+  }
+
+  // Worker w's part when the units are split: per layer, its part of the input projection
+  // (all split_.workers), then, for the first split_.active workers, the recurrence over a
+  // contiguous range of the layer's 16-unit groups for every batch row, one barrier per step.
+  void run_unit_share(int w) {
+    const std::int64_t T = call_->time;
+    const int P = split_.workers, A = split_.active;
+    const Share sh = share(0, call_->batch);
+    std::size_t state_off = 0;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const LayerView v = view(sh, l, state_off);
+      const PackedLayer& p = *v.p;
+      project_part(v, w, P);
+      layer_barrier_.wait(P);  // all of G written before any step reads it
+      if (w < A) {
+        for (std::int64_t t = 0; t < T; ++t) {
+          // This step's number, the same on every worker.
+          const std::uint64_t epoch = epoch_base_ + l * static_cast<std::uint64_t>(T) +
+                                      static_cast<std::uint64_t>(t) + 1;
+          // Own groups first (their weights are in this core's cache), then, when a group is
+          // worth moving (split_.steal), whatever the other workers have not started yet: a worker
+          // the machine delays does not hold up the step.  Each group is still computed whole
+          // by one worker.
+          for (int k = 0; k < (split_.steal ? A : 1); ++k) {
+            const int owner = (w + k) % A;
+            for (std::int64_t g; (g = grab(p, owner, A, epoch)) >= 0;) step(v, t, g, g + 1);
+          }
+          step_barrier_.wait(A);  // h_next complete before anyone reads it
+        }
+        const std::int64_t g0 = p.groups * w / A, g1 = p.groups * (w + 1) / A;
+        settle_h(v, g0 * kGroup, std::min(g1 * kGroup, p.H));
+      }
+      layer_barrier_.wait(P);  // this layer's outputs (and h) complete before the next layer
+      state_off += static_cast<std::size_t>(2 * call_->batch * p.H);
+    }
+  }
+
+  // The next group of `owner`'s share (of A) for the step numbered `epoch`, or -1 when all
+  // are taken.  The owner's counter holds (step number mod 2^40) << 24 | next group (a layer
+  // has fewer than 2^24 groups: its weights would not fit in memory otherwise); whoever
+  // finds it tagged with an earlier step starts it at the share's first group.
+  std::int64_t grab(const PackedLayer& p, int owner, int A, std::uint64_t epoch) {
+    std::atomic<std::uint64_t>& next = next_group_[owner].v;
+    const std::int64_t g0 = p.groups * owner / A, g1 = p.groups * (owner + 1) / A;
+    const std::uint64_t tag = (epoch & ((std::uint64_t{1} << 40) - 1)) << 24;
+    std::uint64_t cur = next.load(std::memory_order_acquire);
+    for (;;) {
+      if ((cur >> 24) != (tag >> 24)) {
+        next.compare_exchange_weak(cur, tag | static_cast<std::uint64_t>(g0),
+                                   std::memory_order_acq_rel, std::memory_order_acquire);
+        continue;  // started (by us or another worker), or cur reloaded: look again
+      }
+      const std::int64_t g = static_cast<std::int64_t>(cur & 0xffffffu);
+      if (g >= g1) return -1;
+      if (next.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+        return g;
+      }
+    }
+  }
+
+  // Worker w's part when the batch is split: batch rows [b0, b1) through every layer, all
+  // units, projection included.  Batch rows never interact, so there is no barrier at all.
+  void run_batch_share(int w) {
+    const std::int64_t B = call_->batch, T = call_->time;
+    const Share sh = share(B * w / split_.active, B * (w + 1) / split_.active);
+    if (sh.b1 <= sh.b0) return;
+    std::size_t state_off = 0;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const LayerView v = view(sh, l, state_off);
+      project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups);
+      for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups);
+      settle_h(v, 0, v.p->H);
+      state_off += static_cast<std::size_t>(2 * B * v.p->H);
+    }
+  }
+
+  ModelPtr model_;
+  Kernel kernel_ = Kernel::kPortable;
+
+  std::vector<PackedLayer> layers_;
+  Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
+  Buffer y_[2];    // outputs of the non-last layers, ping-pong
+  Buffer state_;   // packed state (c, h per layer) for up to max_batch rows
+  Buffer h_alt_;   // the other half of the h double buffer
+  std::int64_t max_groups_ = 0, max_h_inner_ = 0;
+  std::unique_ptr<Pool> pool_;
+  const ForwardCall* call_ = nullptr;
+  CallSplit split_;  // how the current call shares its work (choose_split)
+  Barrier step_barrier_;   // among the split_.active recurrent workers, once per step
+  // Per worker: the next group of its share that nobody has taken yet (see grab()), tagged
+  // with a step number: epoch_base_ (advanced by L*T per call) + l*T + t + 1.
+  struct alignas(64) Counter64 { std::atomic<std::uint64_t> v{0}; };
+  std::unique_ptr<Counter64[]> next_group_;
+  std::uint64_t epoch_base_ = 0;
+  Barrier layer_barrier_;  // among all split_.workers, around each layer's recurrence
+};
+
+}  // namespace
+}  // namespace slstm::cpu
+
+namespace slstm {
+
+std::unique_ptr<Backend> make_cpu_fast_backend(ModelPtr model, const SessionConfig& config) {
+  const cpu::KernelChoice kernel = cpu::choose_kernel(config.settings);
+  return std::make_unique<cpu::CpuFastBackend>(std::move(model), config, kernel);
+}
+
+}  // namespace slstm

@@ -1,0 +1,41 @@
+#include "packing.hpp"
+
+namespace slstm::cpu {
+
+PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel) {
+  const Layer& layer = m.layer(l);
+  const bool avx2 = kernel == Kernel::kAvx2;
+  PackedLayer p;
+  p.cell = m.spec(l).cell;
+  p.I = layer.input_size;
+  p.H = layer.hidden_size;
+  p.groups = (p.H + kGroup - 1) / kGroup;
+  // Wx as [group][I][64]; on the AVX2 kernels [group][gate][I][16] (see the header).
+  p.wx = allocate(product({p.groups, kRow, p.I}, "packed weights"));
+  p.wh = allocate(product({p.groups, p.H, kRow}, "packed weights"));
+  p.bias = allocate(product({p.groups, kRow}, "packed weights"));
+  for (std::int64_t g = 0; g < p.groups; ++g) {
+    for (std::int64_t q = 0; q < 4; ++q) {
+      for (std::int64_t j = 0; j < kGroup; ++j) {
+        const std::int64_t u = g * kGroup + j;
+        if (u >= p.H) continue;  // padding stays zero
+        const std::int64_t src = q * p.H + u;  // canonical row
+        const std::int64_t dst = g * kRow + q * kGroup + j;
+        for (std::int64_t k = 0; k < p.I; ++k) {
+          p.wx[static_cast<std::size_t>(
+              avx2 ? g * p.I * kRow + q * kGroup * p.I + k * kGroup + j
+                   : (g * p.I + k) * kRow + q * kGroup + j)] =
+              layer.w_x[static_cast<std::size_t>(src * p.I + k)];
+        }
+        for (std::int64_t k = 0; k < p.H; ++k) {
+          p.wh[static_cast<std::size_t>((g * p.H + k) * kRow + q * kGroup + j)] =
+              layer.w_h[static_cast<std::size_t>(src * p.H + k)];
+        }
+        p.bias[static_cast<std::size_t>(dst)] = m.folded_bias(l, static_cast<std::size_t>(src));
+      }
+    }
+  }
+  return p;
+}
+
+}  // namespace slstm::cpu

@@ -1,0 +1,35 @@
+// The fast path's weights, packed once per session for the kernels (step_kernels.hpp).
+//
+// A layer's hidden units are cut into groups of 16 (the last one zero-padded).  For group g
+// the recurrent weights are stored as [k][gate i,f,g,o][16 units], one contiguous 256-byte
+// row per k, so the micro-kernel streams them linearly (and, for B <= 4, prefetches them);
+// the input weights likewise [group][I][64], or on the AVX2 kernels [group][gate][I][16]
+// (its projection works on 16 columns at a time, which then lie contiguous); the bias is
+// [group][gate][16] with forget_bias added to the f block (Model::folded_bias).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../layer_spec.hpp"
+#include "../model.hpp"
+#include "buffer.hpp"
+#include "step_kernels.hpp"
+
+namespace slstm::cpu {
+
+struct PackedLayer {
+  CellKind cell = CellKind::kLstm;
+  std::int64_t I = 0, H = 0, groups = 0;
+  Buffer wx;    // [groups][I][64], or [groups][4][I][16] on the AVX2 kernels
+  Buffer wh;    // [groups][H][64]
+  Buffer bias;  // [groups*64]
+
+  // Bytes of the layer's W_h (what the batch split wants one core to keep cached).
+  double wh_bytes() const { return 16.0 * static_cast<double>(H * H); }
+};
+
+// Layer l of m packed for `kernel`'s kernels.  Throws std::bad_alloc / std::length_error.
+PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel);
+
+}  // namespace slstm::cpu

@@ -1,0 +1,88 @@
+// The vectorised gate functions of the AVX-512 and AVX2 kernels: exp (Cephes-style, ~1 ulp),
+// sigmoid(x) = 1/(1+exp(-x)) and tanh(x) = 2*sigmoid(2x) - 1 (absolute error ~1e-7), the
+// same decomposition the portable kernel runs with libm (slstm::lstm_cell, gate_math.hpp).
+// Each function carries the target attribute of its ISA, so that a translation unit compiled
+// for the baseline can include this header; only the kernels of that ISA call them.
+#pragma once
+
+#if defined(__GNUC__) && defined(__x86_64__)
+
+#include <immintrin.h>
+
+#define SLSTM_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+#define SLSTM_AVX2 __attribute__((target("avx2,fma")))
+// For the cell epilogues: always inlined into the step kernels (no call in the inner loop).
+#define SLSTM_AVX512_INLINE __attribute__((target("avx512f,avx512dq,fma"), always_inline)) inline
+#define SLSTM_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+
+namespace slstm::cpu {
+// Internal linkage: each kernel translation unit has its own copy, inlined into its kernels
+// (with external linkage GCC 12 lays the AVX-512 step kernels out differently).
+namespace {
+
+// exp(x) for float32: Cephes expf, x clamped to [kExpLo, kExpHi], n = round(x log2 e),
+// r = x - n ln2 in two steps (ln2 = kLn2Hi + kLn2Lo), p(r) = 1 + r + r^2 (((((c0 r + c1) r
+// + c2) r + c3) r + c4) r + c5), exp(x) = p 2^n (~1 ulp). Both vector widths use these.
+constexpr float kExpHi = 88.3f, kExpLo = -87.3f, kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+// ---- AVX-512: 16 floats -------------------------------------------------------------------
+
+SLSTM_AVX512 inline __m512 exp512(__m512 x) {
+  // (MAXPS/MINPS return their second operand when either is NaN: NaN stays NaN.)
+  x = _mm512_min_ps(_mm512_set1_ps(kExpHi), _mm512_max_ps(_mm512_set1_ps(kExpLo), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpPoly[i]));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+SLSTM_AVX512 inline __m512 sigmoid512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+SLSTM_AVX512 inline __m512 tanh512(__m512 x) {
+  const __m512 two = _mm512_set1_ps(2.0f);
+  return _mm512_fmsub_ps(two, sigmoid512(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0f));
+}
+
+// ---- AVX2: 8 floats -----------------------------------------------------------------------
+
+// exp(x), exp512's polynomial and constants; 2^n is built in the exponent field (n is in
+// [-126, 127] after the clamp, so it is always a normal float).
+SLSTM_AVX2 inline __m256 exp256(__m256 x) {
+  // (MAXPS/MINPS return their second operand when either is NaN: NaN stays NaN.)
+  x = _mm256_min_ps(_mm256_set1_ps(kExpHi), _mm256_max_ps(_mm256_set1_ps(kExpLo), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[i]));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+SLSTM_AVX2 inline __m256 sigmoid256(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+SLSTM_AVX2 inline __m256 tanh256(__m256 x) {
+  const __m256 two = _mm256_set1_ps(2.0f);
+  return _mm256_fmsub_ps(two, sigmoid256(_mm256_mul_ps(two, x)), _mm256_set1_ps(1.0f));
+}
+
+}  // namespace
+}  // namespace slstm::cpu
+
+#endif  // __GNUC__ && __x86_64__

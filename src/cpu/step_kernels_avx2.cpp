@@ -1,0 +1,170 @@
+// The AVX2+FMA kernels (CPUs without AVX-512).  16 ymm registers do not hold a block of rows
+// x 64 columns, so the recurrent sums of a block are computed in passes of 8*NV columns
+// (NB x NV accumulators, NV weight vectors and one broadcast: 15 registers for 6 x 2, 13 for
+// 2 x 4), parked in z, and the cell epilogue reads them back.  Each element is one FMA chain
+// in increasing k, as on the AVX-512 path.  Compiled for the baseline: each function carries
+// the target attribute (SLSTM_AVX2) and runs only when cpu_has_avx2().
+#if defined(__GNUC__) && defined(__x86_64__)
+
+#include <cstring>
+
+#include <immintrin.h>
+
+#include "../gate_math.hpp"
+#include "simd_math.hpp"
+#include "step_kernels.hpp"
+
+namespace slstm::cpu {
+namespace {
+
+// ---- cell epilogues -----------------------------------------------------------------------
+
+// LSTM, the block's NB rows: z[b] holds row b's 64 recurrent sums [gate][16 units], bytes
+// the group's valid units in bytes.  Adds G and the bias, applies the gate math, updates c,
+// writes h and the output row; a row past its length keeps its h and outputs zeros.
+template <int NB>
+SLSTM_AVX2_INLINE void lstm_cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
+                                      std::size_t bytes) {
+  for (int b = 0; b < NB; ++b) {
+    const std::int64_t row = a.b0 + b;
+    float* c = a.c + row * a.H + a.unit0;
+    float* hn = a.h_next + row * a.H + a.unit0;
+    if (!a.active[b]) {
+      std::memcpy(hn, a.h_prev + row * a.H + a.unit0, bytes);
+      if (a.out_row[b]) std::memset(a.out_row[b] + a.unit0, 0, bytes);
+      continue;
+    }
+    // The group's units go through 16-float buffers (a group may be narrower than 16).
+    alignas(32) float c_io[kGroup] = {};
+    alignas(32) float h_new[kGroup];
+    std::memcpy(c_io, c, bytes);
+    const float* g = a.g_row[b];
+    for (int j = 0; j < kGroup; j += 8) {
+      __m256 zq[4];
+      for (int q = 0; q < 4; ++q) {
+        const std::int64_t r = q * kGroup + j;
+        zq[q] = _mm256_add_ps(_mm256_load_ps(z[b] + r),
+                              _mm256_add_ps(_mm256_load_ps(g + r), _mm256_load_ps(a.bias + r)));
+      }
+      const __m256 c_new =
+          _mm256_fmadd_ps(_mm256_load_ps(c_io + j), sigmoid256(zq[kGateF]),
+                          _mm256_mul_ps(sigmoid256(zq[kGateI]), tanh256(zq[kGateG])));
+      _mm256_store_ps(c_io + j, c_new);
+      _mm256_store_ps(h_new + j, _mm256_mul_ps(tanh256(c_new), sigmoid256(zq[kGateO])));
+    }
+    std::memcpy(c, c_io, bytes);
+    std::memcpy(hn, h_new, bytes);
+    if (a.out_row[b]) std::memcpy(a.out_row[b] + a.unit0, h_new, bytes);
+  }
+}
+
+// The epilogue of cell kind kCell (a new kind: its epilogue above and a branch here).
+template <CellKind kCell, int NB>
+SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
+                                 std::size_t bytes) {
+  if constexpr (kCell == CellKind::kLstm) {
+    lstm_cell_avx2<NB>(a, z, bytes);
+  } else {
+    static_assert(kCell == CellKind::kLstm, "no AVX2 epilogue for this cell kind");
+  }
+}
+
+// ---- GEMM loops ---------------------------------------------------------------------------
+
+// z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[k][col0 ..] for NB rows, w packed [K][64].
+template <int NB, int NV>
+SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, std::int64_t K,
+                                     int col0, float (*z)[kRow]) {
+  __m256 acc[NB][NV];
+  for (int b = 0; b < NB; ++b) {
+    for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_setzero_ps();
+  }
+  w += col0;
+  for (std::int64_t k = 0; k < K; ++k, w += kRow) {
+    __m256 wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(w + 8 * v);
+    for (int b = 0; b < NB; ++b) {
+      const __m256 x = _mm256_broadcast_ss(rows[b] + k);
+      for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_fmadd_ps(wv[v], x, acc[b][v]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) {
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(z[b] + col0 + 8 * v, acc[b][v]);
+  }
+}
+
+// One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
+template <int NB, CellKind kCell>
+SLSTM_AVX2 void step_rows_avx2(const StepArgs& a) {
+  constexpr int NV = NB <= 2 ? 4 : 2;
+  const float* h[NB];
+  for (int b = 0; b < NB; ++b) h[b] = a.h_prev + (a.b0 + b) * a.H;
+  alignas(32) float z[NB][kRow];
+  for (int col0 = 0; col0 < kRow; col0 += 8 * NV) accumulate256<NB, NV>(a.wh, h, a.H, col0, z);
+  const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
+  cell_avx2<kCell, NB>(a, z, bytes);
+}
+
+// Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed
+// [4][K][16], out[b] 32-byte aligned), in four passes of 16 columns (12 accumulators for 6
+// rows), each element one FMA chain in increasing k.
+template <int NB>
+SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std::int64_t K,
+                                  float* const* out) {
+  const float* x[NB];
+  for (int b = 0; b < NB; ++b) x[b] = rows[b];
+  for (int col0 = 0; col0 < kRow; col0 += 16) {
+    __m256 acc0[NB], acc1[NB];
+    for (int b = 0; b < NB; ++b) acc0[b] = acc1[b] = _mm256_setzero_ps();
+    const float* wk = w + col0 * K;
+    for (std::int64_t k = 0; k < K; ++k, wk += 16) {
+      const __m256 w0 = _mm256_load_ps(wk);
+      const __m256 w1 = _mm256_load_ps(wk + 8);
+      for (int b = 0; b < NB; ++b) {
+        const __m256 xb = _mm256_broadcast_ss(x[b] + k);
+        acc0[b] = _mm256_fmadd_ps(w0, xb, acc0[b]);
+        acc1[b] = _mm256_fmadd_ps(w1, xb, acc1[b]);
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      _mm256_store_ps(out[b] + col0, acc0[b]);
+      _mm256_store_ps(out[b] + col0 + 8, acc1[b]);
+    }
+  }
+}
+
+template <CellKind kCell>
+void step_cell_avx2(const StepArgs& a, int nb) {
+  switch (nb) {
+    case 1: step_rows_avx2<1, kCell>(a); return;
+    case 2: step_rows_avx2<2, kCell>(a); return;
+    case 3: step_rows_avx2<3, kCell>(a); return;
+    case 4: step_rows_avx2<4, kCell>(a); return;
+    case 5: step_rows_avx2<5, kCell>(a); return;
+    default: step_rows_avx2<6, kCell>(a); return;
+  }
+}
+
+}  // namespace
+
+void step_block_avx2(const StepArgs& a, int nb) {
+  switch (a.cell) {
+    case CellKind::kLstm: step_cell_avx2<CellKind::kLstm>(a, nb); return;
+  }
+}
+
+void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
+                        float* const* out, int nb) {
+  switch (nb) {
+    case 1: project_rows_avx2<1>(w, rows, K, out); return;
+    case 2: project_rows_avx2<2>(w, rows, K, out); return;
+    case 3: project_rows_avx2<3>(w, rows, K, out); return;
+    case 4: project_rows_avx2<4>(w, rows, K, out); return;
+    case 5: project_rows_avx2<5>(w, rows, K, out); return;
+    default: project_rows_avx2<6>(w, rows, K, out); return;
+  }
+}
+
+}  // namespace slstm::cpu
+
+#endif  // __GNUC__ && __x86_64__

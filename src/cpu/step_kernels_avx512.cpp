@@ -1,0 +1,170 @@
+// The AVX-512 kernels: a block of up to 6 batch rows x 64 columns (4 gates x 16 units) of
+// sums held in 24 zmm registers, one FMA chain per element in increasing k, then the cell
+// epilogue on the registers.  Compiled for the baseline: each function carries the target
+// attribute (SLSTM_AVX512) and runs only when cpu_has_avx512().
+#if defined(__GNUC__) && defined(__x86_64__)
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the masked-off source, which
+// -Wmaybe-uninitialized flags once they are inlined here; the warning is about the header.
+#if !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include "simd_math.hpp"
+#include "step_kernels.hpp"
+
+namespace slstm::cpu {
+namespace {
+
+constexpr std::int64_t kPrefetchRows = 8;  // k rows ahead the GEMV path prefetches
+
+// ---- cell epilogues -----------------------------------------------------------------------
+
+// LSTM, the block's NB rows: acc[b] holds row b's recurrent sums per gate (i, f, g, o), m
+// the group's valid units.  Adds G and the bias, applies the gate math, updates c, writes
+// h and the output row; a row past its length keeps its h and outputs zeros.
+template <int NB>
+SLSTM_AVX512_INLINE void lstm_cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __mmask16 m) {
+  for (int b = 0; b < NB; ++b) {
+    const std::int64_t row = a.b0 + b;
+    float* c = a.c + row * a.H + a.unit0;
+    float* hn = a.h_next + row * a.H + a.unit0;
+    if (!a.active[b]) {
+      _mm512_mask_storeu_ps(hn, m, _mm512_maskz_loadu_ps(m, a.h_prev + row * a.H + a.unit0));
+      if (a.out_row[b]) _mm512_mask_storeu_ps(a.out_row[b] + a.unit0, m, _mm512_setzero_ps());
+      continue;
+    }
+    const float* g = a.g_row[b];
+    const __m512 zi = _mm512_add_ps(acc[b][0], _mm512_add_ps(_mm512_load_ps(g),
+                                                             _mm512_load_ps(a.bias)));
+    const __m512 zf = _mm512_add_ps(acc[b][1], _mm512_add_ps(_mm512_load_ps(g + 16),
+                                                             _mm512_load_ps(a.bias + 16)));
+    const __m512 zg = _mm512_add_ps(acc[b][2], _mm512_add_ps(_mm512_load_ps(g + 32),
+                                                             _mm512_load_ps(a.bias + 32)));
+    const __m512 zo = _mm512_add_ps(acc[b][3], _mm512_add_ps(_mm512_load_ps(g + 48),
+                                                             _mm512_load_ps(a.bias + 48)));
+    const __m512 c_prev = _mm512_maskz_loadu_ps(m, c);
+    const __m512 c_new = _mm512_fmadd_ps(c_prev, sigmoid512(zf),
+                                         _mm512_mul_ps(sigmoid512(zi), tanh512(zg)));
+    const __m512 h_new = _mm512_mul_ps(tanh512(c_new), sigmoid512(zo));
+    _mm512_mask_storeu_ps(c, m, c_new);
+    _mm512_mask_storeu_ps(hn, m, h_new);
+    if (a.out_row[b]) _mm512_mask_storeu_ps(a.out_row[b] + a.unit0, m, h_new);
+  }
+}
+
+// The epilogue of cell kind kCell (a new kind: its epilogue above and a branch here).
+template <CellKind kCell, int NB>
+SLSTM_AVX512_INLINE void cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __mmask16 m) {
+  if constexpr (kCell == CellKind::kLstm) {
+    lstm_cell_avx512<NB>(a, acc, m);
+  } else {
+    static_assert(kCell == CellKind::kLstm, "no AVX-512 epilogue for this cell kind");
+  }
+}
+
+// ---- GEMM loops ---------------------------------------------------------------------------
+
+// acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64].
+template <int NB>
+SLSTM_AVX512 inline void accumulate512(const float* w, const float* const* rows, std::int64_t K,
+                                       __m512 (&acc)[NB][4]) {
+  for (int b = 0; b < NB; ++b) {
+    for (int q = 0; q < 4; ++q) acc[b][q] = _mm512_setzero_ps();
+  }
+  for (std::int64_t k = 0; k < K; ++k, w += kRow) {
+    if (NB <= 4) {
+      // Few FMAs per weight: the loop is bound by the weight stream, help the prefetcher.
+      const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
+      _mm_prefetch(ahead, _MM_HINT_T0);
+      _mm_prefetch(ahead + 64, _MM_HINT_T0);
+      _mm_prefetch(ahead + 128, _MM_HINT_T0);
+      _mm_prefetch(ahead + 192, _MM_HINT_T0);
+    }
+    const __m512 w0 = _mm512_load_ps(w);
+    const __m512 w1 = _mm512_load_ps(w + 16);
+    const __m512 w2 = _mm512_load_ps(w + 32);
+    const __m512 w3 = _mm512_load_ps(w + 48);
+    for (int b = 0; b < NB; ++b) {
+      const __m512 x = _mm512_set1_ps(rows[b][k]);
+      acc[b][0] = _mm512_fmadd_ps(w0, x, acc[b][0]);
+      acc[b][1] = _mm512_fmadd_ps(w1, x, acc[b][1]);
+      acc[b][2] = _mm512_fmadd_ps(w2, x, acc[b][2]);
+      acc[b][3] = _mm512_fmadd_ps(w3, x, acc[b][3]);
+    }
+  }
+}
+
+// Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed [K][64]).
+template <int NB>
+SLSTM_AVX512 void project_rows_avx512(const float* w, const float* const* rows,
+                                      std::int64_t K, float* const* out) {
+  __m512 acc[NB][4];
+  accumulate512<NB>(w, rows, K, acc);
+  for (int b = 0; b < NB; ++b) {
+    for (int q = 0; q < 4; ++q) _mm512_store_ps(out[b] + 16 * q, acc[b][q]);
+  }
+}
+
+// One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
+template <int NB, CellKind kCell>
+SLSTM_AVX512 void step_rows_avx512(const StepArgs& a) {
+  const float* h[NB];
+  for (int b = 0; b < NB; ++b) {
+    h[b] = a.h_prev + (a.b0 + b) * a.H;
+    // The epilogue's G row and c were written long ago (G by the projection, c one step
+    // back): fetch them while the FMAs run.
+    const char* g = reinterpret_cast<const char*>(a.g_row[b]);
+    _mm_prefetch(g, _MM_HINT_T0);
+    _mm_prefetch(g + 64, _MM_HINT_T0);
+    _mm_prefetch(g + 128, _MM_HINT_T0);
+    _mm_prefetch(g + 192, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(a.c + (a.b0 + b) * a.H + a.unit0), _MM_HINT_T0);
+  }
+  __m512 acc[NB][4];
+  accumulate512<NB>(a.wh, h, a.H, acc);
+  const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
+  cell_avx512<kCell, NB>(a, acc, m);
+}
+
+template <CellKind kCell>
+void step_cell_avx512(const StepArgs& a, int nb) {
+  switch (nb) {
+    case 1: step_rows_avx512<1, kCell>(a); return;
+    case 2: step_rows_avx512<2, kCell>(a); return;
+    case 3: step_rows_avx512<3, kCell>(a); return;
+    case 4: step_rows_avx512<4, kCell>(a); return;
+    case 5: step_rows_avx512<5, kCell>(a); return;
+    default: step_rows_avx512<6, kCell>(a); return;
+  }
+}
+
+}  // namespace
+
+void step_block_avx512(const StepArgs& a, int nb) {
+  switch (a.cell) {
+    case CellKind::kLstm: step_cell_avx512<CellKind::kLstm>(a, nb); return;
+  }
+}
+
+void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
+                          float* const* out, int nb) {
+  switch (nb) {
+    case 1: project_rows_avx512<1>(w, rows, K, out); return;
+    case 2: project_rows_avx512<2>(w, rows, K, out); return;
+    case 3: project_rows_avx512<3>(w, rows, K, out); return;
+    case 4: project_rows_avx512<4>(w, rows, K, out); return;
+    case 5: project_rows_avx512<5>(w, rows, K, out); return;
+    default: project_rows_avx512<6>(w, rows, K, out); return;
+  }
+}
+
+}  // namespace slstm::cpu
+
+#if !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#endif  // __GNUC__ && __x86_64__
