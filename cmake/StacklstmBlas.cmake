@@ -1,7 +1,7 @@
-# Finds OpenBLAS (Debian: libopenblas-dev) for the CPU fast path.  Sets SLSTM_BLAS_FOUND and
-# defines the imported target slstm::openblas (a normal shared dependency of the library).
-# Without it the library still builds, with the reference CPU path only.
-option(SLSTM_WITH_BLAS "Build the CPU fast path when OpenBLAS is found" ON)
+# Finds OpenBLAS (Debian: libopenblas-dev) for the CPU benchmark only (bench/cpu measures the
+# machine's SGEMM peak with it).  Sets SLSTM_BLAS_FOUND and defines the imported target
+# slstm::openblas.  The library itself does not use a BLAS (since issue 13).
+option(SLSTM_WITH_BLAS "Build the CPU benchmark's SGEMM peak measurement when OpenBLAS is found" ON)
 set(SLSTM_BLAS_FOUND OFF)
 if(SLSTM_WITH_BLAS)
   find_path(SLSTM_CBLAS_INCLUDE_DIR cblas.h
@@ -28,7 +28,7 @@ if(SLSTM_WITH_BLAS)
   endif()
 endif()
 if(SLSTM_BLAS_FOUND)
-  message(STATUS "stacklstm: CPU fast path with OpenBLAS ${SLSTM_OPENBLAS_LIBRARY}")
+  message(STATUS "stacklstm: OpenBLAS ${SLSTM_OPENBLAS_LIBRARY} for the CPU benchmark")
 else()
-  message(STATUS "stacklstm: OpenBLAS not found; CPU fast path not built")
+  message(STATUS "stacklstm: OpenBLAS not found; bench/cpu not built")
 endif()
