@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/ensure-packages.sh
-ensure_packages cmake g++ make nlohmann-json3-dev libopenblas-dev
+ensure_packages cmake g++ make nlohmann-json3-dev
 cmake -S . -B build-demo -DSLSTM_BUILD_TESTS=OFF -DSLSTM_BUILD_BENCH=OFF > build-demo.log
 cmake --build build-demo -j"$(nproc)" >> build-demo.log
 rm -f build-demo.log
