@@ -11,6 +11,9 @@ mkdir -p "$scratch"
 prefix="$scratch/prefix"
 cmake --install "$build" --prefix "$prefix" > "$scratch/install.log"
 libdir=$(dirname "$(find "$prefix" -name 'libstacklstm.so' | head -n 1)")
+# The license travels with the installed library.
+test -f "$prefix/share/doc/stacklstm/LICENSE" || { echo "LICENSE not installed" >&2; exit 1; }
+test -f "$prefix/include/stacklstm/stacklstm.hpp" || { echo "C++ wrapper not installed" >&2; exit 1; }
 
 cmake -S "$consumer" -B "$scratch/cmake-consumer" -DCMAKE_PREFIX_PATH="$prefix" > "$scratch/configure.log"
 cmake --build "$scratch/cmake-consumer" > "$scratch/build.log"
