@@ -22,7 +22,7 @@ from .model import (Model, Session, LSTMStateTuple, FORMATS, TENSOR_NAMES, tenso
 from .safetensors_header import read_header
 from .state import state_from_torch, state_to_torch, state_from_keras, state_to_keras
 
-__version__ = "0.1.0"   # of this package; the library's own: version()
+__version__ = "0.2.0"   # of this package; the library's own: version()
 
 
 def version():
