@@ -15,7 +15,7 @@ from ._ints import INT32, UINT64, checked_int as _int
 from ._lib import lib
 from .errors import check, InvalidArgumentError
 from .safetensors_header import not_safetensors_reason
-from .state import LSTMStateTuple, CONVENTIONS, describe, is_state_tuple
+from .state import LSTMStateTuple, CONVENTIONS, describe, is_state_tuple, _array
 
 __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "tensor_shapes",
            "tensors_per_layer"]
@@ -73,12 +73,7 @@ def tensor_shapes(fmt, I, H):
     }[_format_name(fmt)]
 
 
-def _to_numpy(a):
-    if hasattr(a, "detach") and hasattr(a, "cpu"):   # a torch.Tensor
-        a = a.detach().cpu().numpy()
-    elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):   # a tf.Tensor / Variable
-        a = a.numpy()
-    return np.asarray(a)
+_to_numpy = _array  # torch / TF tensors and array-likes as NumPy (stacklstm.state)
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
