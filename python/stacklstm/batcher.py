@@ -1,0 +1,548 @@
+"""A dynamic batcher: many concurrent callers, one batched library call per window.
+
+Callers submit either
+
+* **frames** of a stream: ``submit_frame(stream_id, x)`` with ``x`` one frame ``[D]`` of a
+  stream opened with ``open_stream(stream_id)``. The stream's (c, h) state lives in a slot
+  of a :class:`stacklstm.streams.Streams` table owned by the batcher; the result is the last
+  layer's output ``h`` for that frame, ``[H_last]``, and the stream's state has advanced by
+  one step. Frames of one stream are applied in submission order, and never two of one
+  stream in the same batched call.
+* **whole sequences**: ``submit_sequence(x, initial_state=None)`` with ``x`` ``[T, D]``
+  (1 <= T <= max_time, T may differ per request). The result is ``(outputs [T, H_last],
+  final_state)``, ``final_state`` one ``LSTMStateTuple(c [1, H_l], h [1, H_l])`` per layer:
+  the numbers of ``session.forward(x[None], initial_state)`` for that request alone.
+  Sequences carry no stream state; they are independent of each other and of the streams.
+
+A worker thread takes what has arrived: when the first request of a window arrives it waits
+until ``max_batch`` requests are queued or ``max_wait_us`` microseconds have passed since
+that first arrival, whichever is first (a queued stream operation -- open, close, reset,
+state read -- ends the window at once: callers wait on those), then makes one ``Streams.step`` call for up to
+``max_batch`` frames (of distinct streams) and one padded ``Session.forward`` with
+``sequence_lengths`` for up to ``max_batch`` sequences, and resolves each caller's future.
+
+Guarantees:
+
+* **Numbers**: each request's result is bitwise the result of running it alone (one frame:
+  ``Streams.step([slot], x[None])``; one sequence: ``Session.forward(x[None])``) on the same
+  backend and path whenever that path's rows are independent of the batch they are in
+  (the CPU reference and fast paths are; tests/test_batcher.py checks it).
+* **Per-stream order**: the operations on one stream (frames, open, reset, close, state
+  reads) take effect in the order they were submitted; a stream's state read returns the
+  state after every frame submitted before it.
+* **Error isolation**: input that is wrong for a request (shape, dtype, length) is refused
+  when submitted, raised to the submitting caller. A request that fails when its batch runs
+  (an unknown or closed stream, a library error) fails alone: when a batched call fails, the
+  library has changed nothing, and the batcher runs that batch's requests one by one so
+  each caller gets its own result or its own exception.
+* **Shutdown**: ``close()`` stops taking requests (later submissions raise
+  :class:`BatcherClosedError`); the batch running completes; with ``drain=False`` (default)
+  every request still queued fails with :class:`BatcherClosedError` (nothing of it was
+  applied), with ``drain=True`` the queue is run first. Then the batcher's own Streams and
+  Session are freed.
+* **Cancellation**: a future cancelled before its batch is formed is dropped (its frame is
+  not applied).
+
+Thread-safe API: the ``submit_*`` methods return ``concurrent.futures.Future`` objects;
+``frame``, ``sequence``, ``open_stream``, ... block for the result. asyncio API: ``await
+batcher.aframe(...)``, ``asequence``, ``aopen_stream``, ``aclose_stream``, ``areset_stream``,
+``astream_state`` (each wraps the future for the running loop; the event loop is never
+blocked).
+"""
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+import time
+from typing import Any, Dict, Hashable, List, Optional, Tuple
+
+import numpy as np
+
+from .model import Model, Session, _f32
+from .state import LSTMStateTuple
+
+__all__ = ["Batcher", "BatcherClosedError", "UnknownStreamError", "StreamExistsError"]
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was closed: the request was not run (nothing of it was applied)."""
+
+
+class UnknownStreamError(KeyError):
+    """A frame or stream operation named a stream id that is not open in this batcher (never
+    opened, already closed, or its state was lost with the process that held it). Nothing
+    was applied. Reopen the stream (open_stream(stream_id, state=<last checkpoint>)) and
+    resend the frames submitted since that checkpoint."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "unknown stream"
+
+
+class StreamExistsError(ValueError):
+    """open_stream named a stream id that is already open."""
+
+
+_FRAME, _SEQ, _OPEN, _CLOSE, _RESET, _STATE = range(6)
+_OP_NAMES = {_OPEN: "open_stream", _CLOSE: "close_stream", _RESET: "reset_stream",
+             _STATE: "stream_state", _FRAME: "frame"}
+
+
+class _Request:
+    __slots__ = ("kind", "stream", "x", "state", "future")
+
+    def __init__(self, kind, stream, x, state):
+        self.kind = kind
+        self.stream = stream
+        self.x = x
+        self.state = state
+        self.future = concurrent.futures.Future()
+
+
+def _positive(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError("%s must be an integer, got %r" % (name, value))
+    if value < minimum:
+        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
+    return int(value)
+
+
+class Batcher:
+    """Groups concurrent frame and sequence requests into batched library calls.
+
+    Batcher(model, max_batch=32, max_wait_us=500, max_streams=256, max_time=256,
+            backend="cpu", cpu_path="auto", num_threads=0, config=None, device=0,
+            streams=None, session=None)
+
+    model        a stacklstm.Model (kept alive by the batcher's Streams and Session).
+    max_batch    most requests of each kind in one batched call (>= 1).
+    max_wait_us  the batching window: how long the first request of a window waits for
+                 others (>= 0; 0 runs whatever is queued at once).
+    max_streams  stream slots (open streams at a time); 0: no streaming (frame requests
+                 are refused).
+    max_time     longest whole sequence accepted; 0: no sequences.
+    backend, cpu_path, num_threads, config, device: as for Model.session.
+    streams / session: an existing stacklstm.streams.Streams (max_batch >= this max_batch)
+                 or Session to use instead of making one; the batcher then does not close
+                 it, and nothing else may use it while the batcher runs.
+
+    Use it as a context manager, or call close()."""
+
+    def __init__(self, model: Model, max_batch: int = 32, max_wait_us: int = 500,
+                 max_streams: int = 256, max_time: int = 256, backend: Any = "cpu",
+                 cpu_path: Any = "auto", num_threads: int = 0, config: Any = None,
+                 device: int = 0, streams: Any = None, session: Optional[Session] = None):
+        if not isinstance(model, Model):
+            raise TypeError("Batcher(model, ...) needs a stacklstm.Model, got %s"
+                            % type(model).__name__)
+        self.max_batch = _positive(max_batch, "max_batch")
+        self.max_wait_us = _positive(max_wait_us, "max_wait_us", 0)
+        max_streams = _positive(max_streams, "max_streams", 0)
+        self.max_time = _positive(max_time, "max_time", 0)
+        self.input_size = model.input_size
+        self.output_size = model.hidden_sizes[-1]
+        self._model = model
+        self._own_streams = self._own_session = False
+        self._streams = streams
+        self._session = session
+        try:
+            if streams is None and max_streams > 0:
+                from .streams import Streams
+                self._streams = Streams(model, max_streams, self.max_batch, max_time=1,
+                                        backend=backend, cpu_path=cpu_path,
+                                        num_threads=num_threads, config=config,
+                                        device=device)
+                self._own_streams = True
+            if session is None and self.max_time > 0:
+                self._session = model.session(self.max_batch, self.max_time, backend=backend,
+                                              cpu_path=cpu_path, num_threads=num_threads,
+                                              device=device, config=config)
+                self._own_session = True
+        except BaseException:
+            self._free()
+            raise
+        if self._session is not None:
+            self.max_time = self._session.max_time
+        self.max_streams = 0 if self._streams is None else self._streams.max_streams
+        self._slots: Dict[Hashable, int] = {}   # stream id -> slot; the worker's alone
+        self._cv = threading.Condition()
+        self._queue: "collections.deque[_Request]" = collections.deque()
+        self._arrival = 0.0                     # when the oldest queued request arrived
+        self._controls = 0                      # stream operations queued (end the window)
+        self._closing = False
+        self._drain = False
+        self._stats = {"batches": 0, "frames": 0, "sequences": 0, "frame_calls": 0,
+                       "sequence_calls": 0, "fallbacks": 0}
+        self._worker = threading.Thread(target=self._run, name="stacklstm-batcher",
+                                        daemon=True)
+        self._worker.start()
+
+    # ---- submission (any thread) ---------------------------------------------------------
+
+    def _put(self, req: _Request) -> concurrent.futures.Future:
+        with self._cv:
+            if self._closing:
+                raise BatcherClosedError("the batcher is closed; %s was not submitted"
+                                         % _OP_NAMES.get(req.kind, "sequence"))
+            if req.kind not in (_FRAME, _SEQ):
+                self._controls += 1
+            if not self._queue:
+                self._arrival = time.perf_counter()
+                self._queue.append(req)
+                self._cv.notify()
+            else:
+                self._queue.append(req)
+                if len(self._queue) >= self.max_batch or self._controls:
+                    self._cv.notify()
+        return req.future
+
+    def _need_streams(self, what):
+        if self._closing:
+            raise BatcherClosedError("the batcher is closed; %s was not submitted" % what)
+        if self.max_streams == 0:
+            raise ValueError("%s: this batcher has no stream slots (max_streams=0)" % what)
+
+    def _frame_array(self, x, name="frame"):
+        a = _f32(x, name)
+        if a.shape != (self.input_size,):
+            raise ValueError("%s must be one frame of shape (%d,) (input_size), got shape %s"
+                             % (name, self.input_size, a.shape))
+        if a.base is not None or a is x:
+            a = a.copy()   # the caller may reuse its buffer once submit returns
+        return a
+
+    def _state_vector(self, state, name):
+        if state is None:
+            return None
+        packed = self._model.pack_state(state, 1)
+        return np.array(packed, dtype=np.float32, copy=True)
+
+    def submit_frame(self, stream_id: Hashable, x: Any) -> concurrent.futures.Future:
+        """Queues one frame [D] of stream `stream_id`; the future's result is the last layer's
+        h for it, [H_last]. ValueError/TypeError now for a frame of the wrong shape or dtype;
+        UnknownStreamError through the future when the stream is not open when it runs."""
+        self._need_streams("submit_frame")
+        hash(stream_id)
+        return self._put(_Request(_FRAME, stream_id, self._frame_array(x), None))
+
+    def submit_sequence(self, x: Any, initial_state: Any = None) -> concurrent.futures.Future:
+        """Queues one whole sequence [T, D] (1 <= T <= max_time), from `initial_state` (one
+        LSTMStateTuple(c, h) per layer, each [1, H_l], or the packed vector; None: zeros).
+        The future's result: (outputs [T, H_last], final_state)."""
+        if self._closing:
+            raise BatcherClosedError("the batcher is closed; the sequence was not submitted")
+        if self.max_time == 0:
+            raise ValueError("submit_sequence: this batcher takes no sequences (max_time=0)")
+        a = _f32(x, "x")
+        if a.ndim != 2 or a.shape[1] != self.input_size:
+            raise ValueError("x must be one sequence of shape (T, %d) (input_size), got "
+                             "shape %s" % (self.input_size, a.shape))
+        if not 1 <= a.shape[0] <= self.max_time:
+            raise ValueError("x: a sequence of %d steps; this batcher takes 1 to %d (max_time)"
+                             % (a.shape[0], self.max_time))
+        if a is x:
+            a = a.copy()
+        return self._put(_Request(_SEQ, None, a, self._state_vector(initial_state,
+                                                                    "initial_state")))
+
+    def submit_open_stream(self, stream_id: Hashable, state: Any = None):
+        """Opens stream `stream_id` (zero state, or `state`: one LSTMStateTuple(c, h) per
+        layer, each [1, H_l], or the packed vector). Future of None; StreamExistsError when it
+        is open, stacklstm.SlotsFullError when max_streams streams are open."""
+        self._need_streams("open_stream")
+        hash(stream_id)
+        return self._put(_Request(_OPEN, stream_id, None, self._state_vector(state, "state")))
+
+    def submit_close_stream(self, stream_id: Hashable):
+        """Closes the stream after its frames submitted before (future of None)."""
+        self._need_streams("close_stream")
+        return self._put(_Request(_CLOSE, stream_id, None, None))
+
+    def submit_reset_stream(self, stream_id: Hashable, state: Any = None):
+        """Sets the stream's state (zeros, or `state`) after its frames submitted before."""
+        self._need_streams("reset_stream")
+        return self._put(_Request(_RESET, stream_id, None, self._state_vector(state, "state")))
+
+    def submit_stream_state(self, stream_id: Hashable):
+        """Future of the stream's state after its frames submitted before: one
+        LSTMStateTuple(c, h) per layer, each [1, H_l] (copies)."""
+        self._need_streams("stream_state")
+        return self._put(_Request(_STATE, stream_id, None, None))
+
+    # blocking helpers
+    def frame(self, stream_id, x, timeout=None):
+        return self.submit_frame(stream_id, x).result(timeout)
+
+    def sequence(self, x, initial_state=None, timeout=None):
+        return self.submit_sequence(x, initial_state).result(timeout)
+
+    def open_stream(self, stream_id, state=None, timeout=None):
+        return self.submit_open_stream(stream_id, state).result(timeout)
+
+    def close_stream(self, stream_id, timeout=None):
+        return self.submit_close_stream(stream_id).result(timeout)
+
+    def reset_stream(self, stream_id, state=None, timeout=None):
+        return self.submit_reset_stream(stream_id, state).result(timeout)
+
+    def stream_state(self, stream_id, timeout=None):
+        return self.submit_stream_state(stream_id).result(timeout)
+
+    # asyncio helpers (awaitable from any event loop; the loop is never blocked)
+    async def aframe(self, stream_id, x):
+        return await asyncio.wrap_future(self.submit_frame(stream_id, x))
+
+    async def asequence(self, x, initial_state=None):
+        return await asyncio.wrap_future(self.submit_sequence(x, initial_state))
+
+    async def aopen_stream(self, stream_id, state=None):
+        return await asyncio.wrap_future(self.submit_open_stream(stream_id, state))
+
+    async def aclose_stream(self, stream_id):
+        return await asyncio.wrap_future(self.submit_close_stream(stream_id))
+
+    async def areset_stream(self, stream_id, state=None):
+        return await asyncio.wrap_future(self.submit_reset_stream(stream_id, state))
+
+    async def astream_state(self, stream_id):
+        return await asyncio.wrap_future(self.submit_stream_state(stream_id))
+
+    @property
+    def open_streams(self) -> int:
+        """How many streams are open (as of the last batch run)."""
+        return len(self._slots)
+
+    def stats(self) -> Dict[str, int]:
+        """Counters: batches run, frames and sequences served, batched calls made, and
+        fallbacks (a batched call that failed and was rerun request by request)."""
+        return dict(self._stats)
+
+    # ---- shutdown ------------------------------------------------------------------------
+
+    def close(self, drain: bool = False, timeout: Optional[float] = None) -> None:
+        """Stops the batcher (idempotent). drain=False: queued requests fail with
+        BatcherClosedError; drain=True: they run first. Waits for the worker (at most
+        `timeout` seconds), then frees the Streams and Session the batcher made."""
+        with self._cv:
+            if not self._closing:
+                self._closing = True
+                self._drain = bool(drain)
+            self._cv.notify_all()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout)
+        if self._worker.is_alive():
+            return   # still draining; the worker frees and fails what is left when done
+        self._fail_queued()
+        self._free()
+
+    def _fail_queued(self):
+        with self._cv:
+            left, self._queue = list(self._queue), collections.deque()
+        for r in left:
+            if r.future.set_running_or_notify_cancel():
+                what = _OP_NAMES.get(r.kind, "sequence")
+                where = "" if r.stream is None else " of stream %r" % (r.stream,)
+                r.future.set_exception(BatcherClosedError(
+                    "the batcher was closed before this %s%s ran; nothing of it was applied"
+                    % (what, where)))
+
+    def _free(self):
+        if self._own_streams and self._streams is not None:
+            s, self._streams = self._streams, None
+            destroy = getattr(s, "destroy", None)
+            if destroy is not None:
+                destroy()
+            else:
+                s.__exit__(None, None, None)
+        if self._own_session and self._session is not None:
+            s, self._session = self._session, None
+            s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if not self._closing:
+                self.close()
+        except Exception:
+            pass
+
+    # ---- the worker ----------------------------------------------------------------------
+
+    def _run(self):
+        wait = self.max_wait_us * 1e-6
+        while True:
+            with self._cv:
+                while not self._queue and not self._closing:
+                    self._cv.wait()
+                if self._closing and not (self._drain and self._queue):
+                    break
+                if not self._closing:
+                    deadline = self._arrival + wait
+                    while (len(self._queue) < self.max_batch and not self._controls
+                           and not self._closing):
+                        left = deadline - time.perf_counter()
+                        if left <= 0:
+                            break
+                        self._cv.wait(left)
+                    if self._closing and not self._drain:
+                        break
+                batch = self._take()
+            try:
+                self._execute(*batch)
+            except BaseException as e:   # never lose a caller: fail whatever is unresolved
+                for r in batch[0] + batch[1] + batch[2]:
+                    if not r.future.done():
+                        r.future.set_exception(e)
+        self._fail_queued()
+        if self._closing:
+            self._free()
+
+    def _take(self):
+        """Under the lock: the ops to run now (in order), the frames (distinct streams) and
+        the sequences of one batch; what is left stays queued in its order."""
+        controls: List[_Request] = []
+        frames: List[_Request] = []
+        seqs: List[_Request] = []
+        busy = set()      # streams with a frame in this batch, or an op left queued
+        keep = collections.deque()
+        for r in self._queue:
+            if r.kind == _SEQ:
+                if len(seqs) < self.max_batch:
+                    if r.future.set_running_or_notify_cancel():
+                        seqs.append(r)
+                    continue
+            elif r.stream not in busy:
+                if r.kind == _FRAME:
+                    if len(frames) < self.max_batch:
+                        if r.future.set_running_or_notify_cancel():
+                            frames.append(r)
+                            busy.add(r.stream)
+                        continue
+                    busy.add(r.stream)
+                else:
+                    if r.future.set_running_or_notify_cancel():
+                        controls.append(r)
+                    continue
+            keep.append(r)
+        self._queue = keep
+        self._controls = sum(1 for r in keep if r.kind not in (_FRAME, _SEQ))
+        self._arrival = 0.0   # what was left has waited its window: it runs next, at once
+        return controls, frames, seqs
+
+    def _execute(self, controls, frames, seqs):
+        self._stats["batches"] += 1
+        for r in controls:
+            try:
+                r.future.set_result(self._control(r))
+            except Exception as e:
+                r.future.set_exception(e)
+        if frames:
+            self._run_frames(frames)
+        if seqs:
+            self._run_sequences(seqs)
+
+    def _slot(self, r):
+        slot = self._slots.get(r.stream)
+        if slot is None:
+            raise UnknownStreamError(
+                "%s: stream %r is not open in this batcher (never opened, closed, or its state "
+                "was lost); nothing was applied: open it again (with its last checkpointed "
+                "state) and resend the frames since" % (_OP_NAMES[r.kind], r.stream))
+        return slot
+
+    def _control(self, r):
+        s = self._streams
+        if r.kind == _OPEN:
+            if r.stream in self._slots:
+                raise StreamExistsError("open_stream: stream %r is already open" % (r.stream,))
+            self._slots[r.stream] = s.open(r.state)
+            return None
+        slot = self._slot(r)
+        if r.kind == _CLOSE:
+            s.close(slot)
+            del self._slots[r.stream]
+            return None
+        if r.kind == _RESET:
+            s.reset(slot, r.state)
+            return None
+        return tuple(LSTMStateTuple(np.array(t.c, copy=True), np.array(t.h, copy=True))
+                     for t in s.get_state(slot))
+
+    def _run_frames(self, frames):
+        ready, slots = [], []
+        for r in frames:
+            try:
+                slots.append(self._slot(r))
+                ready.append(r)
+            except UnknownStreamError as e:
+                r.future.set_exception(e)
+        if not ready:
+            return
+        x = np.stack([r.x for r in ready])
+        self._stats["frame_calls"] += 1
+        try:
+            out = self._streams.step(slots, x)
+        except Exception as e:
+            if len(ready) == 1:
+                ready[0].future.set_exception(e)
+                return
+            self._stats["fallbacks"] += 1
+            for r, slot in zip(ready, slots):   # the failed call changed nothing
+                try:
+                    r.future.set_result(self._streams.step([slot], r.x[None])[0].copy())
+                except Exception as e1:
+                    r.future.set_exception(e1)
+            return
+        self._stats["frames"] += len(ready)
+        for i, r in enumerate(ready):
+            r.future.set_result(out[i].copy())
+
+    def _one_sequence(self, r):
+        out, fin = self._session.forward(r.x[None], initial_state=r.state)
+        return out[0], [LSTMStateTuple(t.c.copy(), t.h.copy()) for t in fin]
+
+    def _run_sequences(self, seqs):
+        B = len(seqs)
+        self._stats["sequence_calls"] += 1
+        if B == 1:
+            r = seqs[0]
+            try:
+                r.future.set_result(self._one_sequence(r))
+                self._stats["sequences"] += 1
+            except Exception as e:
+                r.future.set_exception(e)
+            return
+        lens = np.array([r.x.shape[0] for r in seqs], dtype=np.int64)
+        T = int(lens.max())
+        x = np.zeros((B, T, self.input_size), np.float32)
+        for i, r in enumerate(seqs):
+            x[i, :lens[i]] = r.x
+        init = None
+        if any(r.state is not None for r in seqs):
+            zeros = np.zeros(self._model.state_count(1), np.float32)
+            rows = [self._model.unpack_state(zeros if r.state is None else r.state, 1)
+                    for r in seqs]
+            init = [LSTMStateTuple(np.concatenate([row[l].c for row in rows]),
+                                   np.concatenate([row[l].h for row in rows]))
+                    for l in range(len(self._model.hidden_sizes))]
+        try:
+            out, fin = self._session.forward(x, initial_state=init, sequence_lengths=lens)
+        except Exception:
+            self._stats["fallbacks"] += 1
+            for r in seqs:
+                try:
+                    r.future.set_result(self._one_sequence(r))
+                    self._stats["sequences"] += 1
+                except Exception as e1:
+                    r.future.set_exception(e1)
+            return
+        self._stats["sequences"] += B
+        for i, r in enumerate(seqs):
+            r.future.set_result((out[i, :lens[i]].copy(),
+                                 [LSTMStateTuple(t.c[i:i + 1].copy(), t.h[i:i + 1].copy())
+                                  for t in fin]))

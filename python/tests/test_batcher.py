@@ -1,0 +1,339 @@
+"""stacklstm.batcher.Batcher: batched results equal one call per request, bitwise (CPU
+reference path); per-stream order; shutdown; error isolation; the asyncio API.
+
+The independent reference for frames is a dedicated batch-1 Session per stream stepping
+its own state (Session.step); for sequences a batch-1 Session.forward per request."""
+import asyncio
+import concurrent.futures
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import stacklstm
+from stacklstm.batcher import (Batcher, BatcherClosedError, StreamExistsError,
+                               UnknownStreamError)
+
+D, HS = 16, [24, 20]
+PATH = "reference"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return stacklstm.Model.random(D, HS, seed=7)
+
+
+def frames_for(n_streams, n_frames, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_streams, n_frames, D)).astype(np.float32)
+
+
+def reference_steps(model, xs, state=None):
+    """h of the last layer per frame of one stream, from a batch-1 session of its own."""
+    with model.session(1, 1, cpu_path=PATH) as s:
+        outs = []
+        for x in xs:
+            o, state = s.step(x[None], state)
+            outs.append(o[0])
+    return outs, state
+
+
+def reference_sequence(model, x, state=None):
+    with model.session(1, x.shape[0], cpu_path=PATH) as s:
+        o, fin = s.forward(x[None], initial_state=state)
+    return o[0], fin
+
+
+def make(model, **kw):
+    kw.setdefault("cpu_path", PATH)
+    kw.setdefault("max_batch", 8)
+    kw.setdefault("max_wait_us", 2000)
+    kw.setdefault("max_streams", 16)
+    kw.setdefault("max_time", 12)
+    return Batcher(model, **kw)
+
+
+class SpyStreams:
+    """Wraps the batcher's Streams: records the slot list of every step call and can make
+    the library-level call fail when a chosen slot is in it (as the library would refuse)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = []
+        self.fail_slot = None
+        self.max_streams = inner.max_streams
+
+    def step(self, slots, x):
+        self.calls.append(list(slots))
+        if self.fail_slot is not None and self.fail_slot in slots:
+            raise stacklstm.InvalidArgumentError(1, "injected failure for slot %d"
+                                                 % self.fail_slot, "step")
+        return self.inner.step(slots, x)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def spy(b):
+    b._streams = SpyStreams(b._streams)
+    return b._streams
+
+
+def test_frames_from_concurrent_threads_equal_one_session_per_stream_bitwise(model):
+    xs = frames_for(6, 10)
+    with make(model) as b:
+        for k in range(6):
+            b.open_stream(("s", k))
+
+        def client(k):
+            return [b.frame(("s", k), xs[k, t]) for t in range(10)]
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(client, range(6)))
+        states = [b.stream_state(("s", k)) for k in range(6)]
+        assert b.stats()["frame_calls"] < 60   # frames of different streams were batched
+    for k in range(6):
+        want, want_state = reference_steps(model, xs[k])
+        for t in range(10):
+            assert np.array_equal(got[k][t], want[t]), (k, t)
+        for a, w in zip(states[k], want_state):
+            assert np.array_equal(a.c, w.c) and np.array_equal(a.h, w.h)
+
+
+def test_sequences_of_different_lengths_equal_one_forward_per_request_bitwise(model):
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((T, D)).astype(np.float32) for T in (3, 12, 1, 7, 12, 5)]
+    init = [stacklstm.LSTMStateTuple(rng.standard_normal((1, H)).astype(np.float32),
+                                     rng.standard_normal((1, H)).astype(np.float32))
+            for H in HS]
+    with make(model, max_wait_us=200000) as b:
+        futs = [b.submit_sequence(x, init if i % 2 else None) for i, x in enumerate(xs)]
+        got = [f.result(10) for f in futs]
+        assert b.stats()["sequence_calls"] == 1   # all six in one padded call
+    for i, x in enumerate(xs):
+        want_out, want_fin = reference_sequence(model, x, init if i % 2 else None)
+        out, fin = got[i]
+        assert out.shape == (x.shape[0], HS[-1])
+        assert np.array_equal(out, want_out)
+        for a, w in zip(fin, want_fin):
+            assert np.array_equal(a.c, w.c) and np.array_equal(a.h, w.h)
+
+
+def test_frames_of_one_stream_apply_in_submission_order_one_per_batch(model):
+    xs = frames_for(2, 12, seed=2)
+    with make(model, max_wait_us=100000) as b:
+        b.open_stream("a")
+        b.open_stream("b")
+        s = spy(b)
+        futs = [(k, b.submit_frame(k, xs[i, t])) for t in range(12)
+                for i, k in enumerate("ab")]
+        got = {"a": [], "b": []}
+        for k, f in futs:
+            got[k].append(f.result(10))
+    for call in s.calls:
+        assert len(call) == len(set(call))   # never two frames of one stream in one call
+    assert len(s.calls) == 12
+    for i, k in enumerate("ab"):
+        want, _ = reference_steps(model, xs[i])
+        assert all(np.array_equal(g, w) for g, w in zip(got[k], want))
+
+
+def test_stream_state_read_returns_the_state_after_every_earlier_frame(model):
+    xs = frames_for(1, 5, seed=3)[0]
+    with make(model, max_wait_us=50000) as b:
+        b.open_stream(0)
+        for x in xs:
+            b.submit_frame(0, x)
+        state = b.stream_state(0)
+    _, want = reference_steps(model, xs)
+    for a, w in zip(state, want):
+        assert np.array_equal(a.c, w.c) and np.array_equal(a.h, w.h)
+
+
+def test_open_with_state_and_reset_take_effect_in_order(model):
+    rng = np.random.default_rng(4)
+    st = [stacklstm.LSTMStateTuple(rng.standard_normal((1, H)).astype(np.float32),
+                                   rng.standard_normal((1, H)).astype(np.float32))
+          for H in HS]
+    xs = frames_for(1, 4, seed=5)[0]
+    with make(model, max_wait_us=50000) as b:
+        b.submit_open_stream("x", st)
+        f1 = [b.submit_frame("x", x) for x in xs[:2]]
+        b.submit_reset_stream("x")          # back to zeros after the first two frames
+        f2 = [b.submit_frame("x", x) for x in xs[2:]]
+        got1 = [f.result(10) for f in f1]
+        got2 = [f.result(10) for f in f2]
+    want1, _ = reference_steps(model, xs[:2], st)
+    want2, _ = reference_steps(model, xs[2:])
+    assert all(np.array_equal(g, w) for g, w in zip(got1 + got2, want1 + want2))
+
+
+def test_close_fails_queued_requests_with_batcher_closed_error(model):
+    b = make(model, max_batch=64, max_wait_us=30_000_000)   # the window never ends itself
+    b.open_stream("s")
+    futs = [b.submit_frame("s", x) for x in frames_for(1, 3)[0]]
+    seq = b.submit_sequence(np.ones((4, D), np.float32))
+    t0 = time.monotonic()
+    b.close()
+    assert time.monotonic() - t0 < 5
+    for f in futs + [seq]:
+        with pytest.raises(BatcherClosedError, match="nothing of it was applied"):
+            f.result(5)
+
+
+def test_close_with_drain_runs_the_queued_requests(model):
+    xs = frames_for(1, 3, seed=6)[0]
+    b = make(model, max_batch=64, max_wait_us=30_000_000)
+    b.open_stream("s")
+    futs = [b.submit_frame("s", x) for x in xs]
+    b.close(drain=True)
+    want, _ = reference_steps(model, xs)
+    assert all(np.array_equal(f.result(5), w) for f, w in zip(futs, want))
+
+
+def test_submit_after_close_raises_batcher_closed_error(model):
+    b = make(model)
+    b.open_stream("s")
+    b.close()
+    with pytest.raises(BatcherClosedError):
+        b.submit_frame("s", np.zeros(D, np.float32))
+    with pytest.raises(BatcherClosedError):
+        b.submit_sequence(np.zeros((2, D), np.float32))
+    b.close()   # idempotent
+
+
+def test_frame_for_unknown_stream_fails_only_that_caller(model):
+    xs = frames_for(2, 1, seed=8)
+    with make(model, max_wait_us=100000) as b:
+        b.open_stream("good")
+        s = spy(b)
+        good = b.submit_frame("good", xs[0, 0])
+        bad = b.submit_frame("never-opened", xs[1, 0])
+        with pytest.raises(UnknownStreamError, match="never-opened"):
+            bad.result(10)
+        got = good.result(10)
+    assert len(s.calls) == 1 and s.calls[0] == [b._slots.get("good", s.calls[0][0])]
+    assert np.array_equal(got, reference_steps(model, xs[0])[0][0])
+
+
+def test_a_failing_batched_call_fails_only_the_request_that_caused_it(model):
+    xs = frames_for(3, 2, seed=9)
+    with make(model, max_wait_us=100000) as b:
+        for k in range(3):
+            b.open_stream(k)
+        s = spy(b)
+        s.fail_slot = b._slots[1]
+        futs = [b.submit_frame(k, xs[k, 0]) for k in range(3)]
+        with pytest.raises(stacklstm.InvalidArgumentError, match="injected"):
+            futs[1].result(10)
+        got = [futs[0].result(10), futs[2].result(10)]
+        s.fail_slot = None
+        after = [b.frame(k, xs[k, 1]) for k in range(3)]   # stream 1 was left unchanged
+        assert b.stats()["fallbacks"] == 1
+    for k, g in ((0, got[0]), (2, got[1])):
+        assert np.array_equal(g, reference_steps(model, xs[k, :1])[0][0])
+    for k in range(3):
+        frames = xs[k] if k != 1 else xs[k, 1:]
+        assert np.array_equal(after[k], reference_steps(model, frames)[0][-1])
+
+
+def test_bad_input_is_refused_when_submitted_and_changes_nothing(model):
+    with make(model) as b:
+        b.open_stream("s")
+        with pytest.raises(ValueError, match=r"frame must be one frame of shape \(16,\)"):
+            b.submit_frame("s", np.zeros((1, D), np.float32))
+        with pytest.raises(TypeError, match="complex"):
+            b.submit_frame("s", np.zeros(D, np.complex64))
+        with pytest.raises(ValueError, match="1 to 12"):
+            b.submit_sequence(np.zeros((13, D), np.float32))
+        with pytest.raises(ValueError, match=r"shape \(T, 16\)"):
+            b.submit_sequence(np.zeros((3, D + 1), np.float32))
+        with pytest.raises(ValueError):
+            b.submit_open_stream("t", [stacklstm.LSTMStateTuple(np.zeros((1, 3)),
+                                                                np.zeros((1, 3)))])
+        state = b.stream_state("s")
+    assert all(not t.c.any() and not t.h.any() for t in state)
+
+
+def test_opening_an_open_stream_raises_stream_exists_error(model):
+    with make(model) as b:
+        b.open_stream("s")
+        with pytest.raises(StreamExistsError, match="'s' is already open"):
+            b.open_stream("s")
+
+
+def test_opening_more_streams_than_slots_fails_that_open_only(model):
+    with make(model, max_streams=2) as b:
+        b.open_stream(1)
+        b.open_stream(2)
+        with pytest.raises(stacklstm.StackLSTMError):
+            b.open_stream(3)
+        b.close_stream(1)
+        b.open_stream(3)
+        assert b.open_streams == 2
+
+
+def test_frames_after_close_stream_fail_with_unknown_stream_error(model):
+    with make(model, max_wait_us=50000) as b:
+        b.open_stream("s")
+        f = b.submit_frame("s", np.zeros(D, np.float32))
+        b.submit_close_stream("s")
+        g = b.submit_frame("s", np.zeros(D, np.float32))
+        f.result(10)
+        with pytest.raises(UnknownStreamError, match="not open"):
+            g.result(10)
+
+
+def test_a_cancelled_frame_is_not_applied(model):
+    xs = frames_for(1, 2, seed=10)[0]
+    with make(model, max_batch=64, max_wait_us=300000) as b:
+        b.open_stream("s")
+        f = b.submit_frame("s", xs[0])
+        assert f.cancel()
+        g = b.submit_frame("s", xs[1])
+        got = g.result(10)
+    assert np.array_equal(got, reference_steps(model, xs[1:])[0][0])
+
+
+def test_asyncio_clients_get_the_numbers_of_one_session_per_stream(model):
+    xs = frames_for(4, 6, seed=11)
+    seq = np.random.default_rng(12).standard_normal((5, D)).astype(np.float32)
+
+    async def client(b, k):
+        await b.aopen_stream(k)
+        outs = [await b.aframe(k, x) for x in xs[k]]
+        state = await b.astream_state(k)
+        await b.aclose_stream(k)
+        return outs, state
+
+    async def main(b):
+        return await asyncio.gather(*[client(b, k) for k in range(4)], b.asequence(seq))
+
+    with make(model, max_wait_us=1000) as b:
+        results = asyncio.run(main(b))
+    for k in range(4):
+        want, want_state = reference_steps(model, xs[k])
+        outs, state = results[k]
+        assert all(np.array_equal(g, w) for g, w in zip(outs, want))
+        assert np.array_equal(state[-1].h, want_state[-1].h)
+    out, _ = results[4]
+    assert np.array_equal(out, reference_sequence(model, seq)[0])
+
+
+def test_constructor_refuses_bad_settings(model):
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        Batcher(model, max_batch=0)
+    with pytest.raises(TypeError, match="max_wait_us must be an integer"):
+        Batcher(model, max_wait_us=0.5)
+    with pytest.raises(TypeError, match="stacklstm.Model"):
+        Batcher("model.safetensors")
+
+
+def test_a_batcher_without_slots_refuses_frames_and_one_without_sequences_refuses_them(model):
+    with make(model, max_streams=0) as b:
+        with pytest.raises(ValueError, match="max_streams=0"):
+            b.submit_frame("s", np.zeros(D, np.float32))
+    with make(model, max_time=0) as b:
+        with pytest.raises(ValueError, match="max_time=0"):
+            b.submit_sequence(np.zeros((2, D), np.float32))
