@@ -1,12 +1,17 @@
 """Model and Session over NumPy arrays."""
 
+from __future__ import annotations
+
 import contextlib
 import ctypes
 import errno
 import numbers
 import os
+import platform
 import stat
 import threading
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 
@@ -171,36 +176,46 @@ class _Owned:
         self._lock = threading.Lock()
         self._h = handle
 
+    def _closed(self) -> InvalidArgumentError:
+        name = type(self).__name__
+        return InvalidArgumentError(1, "the %s is closed" % name.lower(), name)
+
     @contextlib.contextmanager
-    def _using(self):
+    def _using(self) -> Iterator[ctypes.c_void_p]:
         """The handle, held open (and, when _exclusive, held by this thread alone) for the
         duration of the `with` block."""
         if self._lock is None:
-            raise InvalidArgumentError(1, "the %s is closed" % type(self).__name__.lower(),
-                                       type(self).__name__)
-        lock = self._lock if self._exclusive else contextlib.nullcontext()
-        with lock:
-            with self._cond:
+            raise self._closed()
+        if self._exclusive:
+            # One call at a time: the call lock itself keeps close() out (close takes it).
+            with self._lock:
                 if self._h is None:
-                    raise InvalidArgumentError(1, "the %s is closed"
-                                               % type(self).__name__.lower(),
-                                               type(self).__name__)
-                self._users += 1
-            try:
+                    raise self._closed()
                 yield self._h
-            finally:
-                with self._cond:
-                    self._users -= 1
-                    self._cond.notify_all()
+            return
+        with self._cond:
+            if self._h is None:
+                raise self._closed()
+            self._users += 1
+        try:
+            yield self._h
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._cond.notify_all()
 
-    def close(self):
+    def close(self) -> None:
         """Releases this handle (after the calls running in other threads). Idempotent."""
         if self._lock is None:
             return
-        with self._cond:
-            h, self._h = self._h, None
-            while self._users:
-                self._cond.wait()
+        if self._exclusive:
+            with self._lock:   # waits for the running call, if any
+                h, self._h = self._h, None
+        else:
+            with self._cond:
+                h, self._h = self._h, None
+                while self._users:
+                    self._cond.wait()
         if h is not None:
             self._destroy(h)
 
@@ -659,16 +674,160 @@ def _config_text(config):
     return config.encode("ascii")
 
 
+# ---- the per-call fast path ------------------------------------------------------------------
+#
+# A call's ctypes work is done once per session and call shape, not per call: the argument
+# struct of slstm_session_forward is filled with the shape's counts when the shape is first
+# seen and cached in the session (each call writes only its buffers' addresses into it, under
+# the session's call lock), the C functions are called through prototypes that take plain
+# addresses, and a float32 C-contiguous NumPy array's address is read without building a
+# ctypes object. bench/python/overhead.py measures what is left (bench/results/
+# python-overhead.md).
+
+_F32 = np.dtype(np.float32)
+_I32 = np.dtype(np.int32)
+
+
+def _void_struct(struct_type: type) -> type:
+    """A copy of a ctypes struct whose pointer fields are c_void_p (same size and offsets), so
+    that plain integer addresses can be stored in it without a ctypes cast per call."""
+    fields = []
+    for name, t in struct_type._fields_:
+        if isinstance(t, type) and issubclass(t, (ctypes._Pointer, ctypes.c_char_p)):
+            t = ctypes.c_void_p
+        fields.append((name, t))
+    out = type(struct_type.__name__ + "Addr", (ctypes.Structure,), {"_fields_": fields})
+    if ctypes.sizeof(out) != ctypes.sizeof(struct_type):   # pragma: no cover (ABI guard)
+        raise ImportError("stacklstm: %s address mirror has the wrong size" % struct_type)
+    return out
+
+
+_ForwardArgsAddr = _void_struct(_lib.ForwardArgs)
+
+# Declared without argtypes: it is only ever called with ctypes objects of the exact C
+# types (c_void_p, c_int64, c_size_t), which ctypes passes on without converting.
+_c_step = ctypes.CFUNCTYPE(ctypes.c_int)
+_calls: Dict[str, Any] = {}
+
+
+def _raw_calls() -> Tuple[Any, Any]:
+    """slstm_session_forward (as declared: it takes the cached struct by reference) and
+    slstm_session_step as a prototype taking ctypes objects of its exact C types (made on
+    first use: the library is loaded lazily). Both release the GIL like any ctypes call."""
+    got = _calls.get("fs")
+    if got is None:
+        stp = ctypes.cast(lib.slstm_session_step, ctypes.c_void_p).value
+        got = _calls["fs"] = (lib.slstm_session_forward, _c_step(stp))
+    return got
+
+
+def _address_reader() -> Callable[[np.ndarray], int]:
+    """A function giving a NumPy array's data address. On CPython, NumPy's PyArrayObject
+    (numpy/ndarraytypes.h, public since NumPy 1.7) is PyObject_HEAD followed by `char *data`,
+    so the address is one pointer read at id(a) + object.__basicsize__: ~10x cheaper than
+    a.ctypes.data, which builds a ctypes helper object per call. The layout is verified here
+    on arrays of several kinds (fresh, offset view, reshaped view, empty); anywhere it does
+    not hold (another interpreter, another layout), a.ctypes.data is used."""
+    def slow(a: np.ndarray) -> int:
+        return a.ctypes.data
+
+    if platform.python_implementation() != "CPython":
+        return slow
+    offset = object.__basicsize__
+    read = ctypes.c_void_p.from_address
+
+    def fast(a: np.ndarray) -> int:
+        return read(id(a) + offset).value or 0
+
+    base = np.arange(24, dtype=np.float32)
+    probes = [base, base[5:], base.reshape(2, 3, 4)[1], np.empty((3, 0), np.float32),
+              np.zeros(7, np.int32)]
+    try:
+        if all(fast(a) == slow(a) for a in probes):
+            return fast
+    except Exception:   # pragma: no cover
+        pass
+    return slow   # pragma: no cover
+
+
+_addr = _address_reader()
+
+
+def _is_f32c(a: Any) -> bool:
+    """A float32 C-contiguous NumPy array, which the library reads in place."""
+    return type(a) is np.ndarray and a.dtype is _F32 and a.flags.c_contiguous
+
+
+class _ForwardShape:
+    """What one call shape (batch, time, layout) of Session.forward needs, built once: the
+    argument struct with its counts filled in, the output shapes and where each layer's c
+    and h lie in the packed state."""
+
+    __slots__ = ("holder", "args", "ref", "out_shape", "count", "rows")
+
+    def __init__(self, B: int, T: int, x_size: int, time_major: bool, H: int,
+                 layout: "_StateLayout") -> None:
+        self.holder = _lib.padded(_ForwardArgsAddr, lib.slstm_forward_args_init_sized)
+        self.args = a = self.holder.s
+        self.ref = ctypes.byref(self.holder)
+        a.layout = 1 if time_major else 0
+        a.batch, a.time = B, T
+        a.input_count = x_size
+        self.out_shape = (T, B, H) if time_major else (B, T, H)
+        self.count = layout.count(B)
+        a.output_count = B * T * H
+        a.final_state_count = self.count
+        self.rows = _unpack_rows(B, layout)
+
+
+_Rows = Tuple[Optional[Tuple[int, int, int]], List[Tuple[int, int, int, int, Tuple[int, int]]]]
+
+
+def _unpack_rows(B: int, layout: "_StateLayout") -> _Rows:
+    """How to cut a packed state of batch B into per-layer (c, h) views, worked out once per
+    batch: when the layers share one H and lie c_0, h_0, c_1, h_1, ... back to back (as the
+    library packs them today), one reshape to [2 * layers, B, H] serves every layer;
+    otherwise each piece is its own slice (whatever offsets the library reported)."""
+    rows = [(B * c, B * c + B * H, B * h, B * h + B * H, (B, H)) for c, h, H in layout.rows]
+    Hs = {H for _, _, H in layout.rows}
+    whole = None
+    if len(Hs) == 1:
+        H = Hs.pop()
+        if all(c == 2 * l * H and h == c + H for l, (c, h, _) in enumerate(layout.rows)) \
+                and layout.row_floats == 2 * H * len(layout.rows):
+            whole = (2 * len(layout.rows), B, H)
+    return whole, rows
+
+
+def _unpack_fast(packed: np.ndarray, rows: _Rows) -> List[LSTMStateTuple]:
+    """The per-layer LSTMStateTuple(c, h) views of a packed state (see _unpack_rows)."""
+    whole, pieces = rows
+    new = tuple.__new__
+    if whole is not None:
+        v = packed.reshape(whole)
+        return [new(LSTMStateTuple, (v[k], v[k + 1])) for k in range(0, whole[0], 2)]
+    return [new(LSTMStateTuple, (packed[c0:c1].reshape(shape), packed[h0:h1].reshape(shape)))
+            for c0, c1, h0, h1, shape in pieces]
+
+
+_SHAPE_CACHE_MAX = 64   # call shapes remembered per session (the cache is cleared beyond)
+
+
 class Session(_Owned):
     """A model bound to a backend with workspace for max_batch x max_time. Free with close()
     or a `with` block. Calls on one session from several threads are serialized by the
     session's lock (the library allows one thread at a time); sessions of their own run in
-    parallel."""
+    parallel. Sessions cannot be copied or pickled (make a new one from the model)."""
 
     _exclusive = True
 
-    def __init__(self, model, max_batch, max_time, backend="cpu", cpu_path="auto",
-                 num_threads=0, device=0, allow_tf32=False, config=None):
+    def __init__(self, model: Model, max_batch: int, max_time: int, backend: Union[str, int] = "cpu",
+                 cpu_path: Union[str, int] = "auto", num_threads: int = 0, device: int = 0,
+                 allow_tf32: bool = False, config: Union[None, str, Dict[str, Union[str, int]]] = None,
+                 cuda_stream: Optional[int] = None) -> None:
+        """`cuda_stream` (CUDA backend): the address of a cudaStream_t the caller owns (an
+        int, e.g. torch.cuda.current_stream().cuda_stream or a CuPy stream's .ptr) that every
+        call of the session runs on; None: a stream of the session's own."""
         if not isinstance(model, Model):
             raise TypeError("Session(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
@@ -691,6 +850,8 @@ class Session(_Owned):
         opt.s.num_threads = _int(num_threads, "num_threads", INT32)
         opt.s.device = _int(device, "device", INT32)
         opt.s.allow_tf32 = 1 if allow_tf32 else 0
+        if cuda_stream is not None:
+            opt.s.cuda_stream = _int(cuda_stream, "cuda_stream", UINT64) or None
         config_bytes = _config_text(config)
         opt.s.config = config_bytes
         h = ctypes.c_void_p()
@@ -698,12 +859,31 @@ class Session(_Owned):
             check(lib.slstm_session_create(mh, ctypes.byref(opt), ctypes.byref(h)),
                   "slstm_session_create")
         self._adopt(h, lib.slstm_session_destroy)
-        self.input_size = model.input_size
-        self.hidden_sizes = model.hidden_sizes
+        self.input_size: int = model.input_size
+        self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
         self._state_layout = model._state_layout
         self.max_batch, self.max_time = max_batch, max_time
+        self._backend_value = opt.s.backend
+        self._device = opt.s.device
+        self._cuda_stream = cuda_stream
+        self._shapes: Dict[Tuple[int, int, int, bool], _ForwardShape] = {}
+        self._step_rows: Dict[Tuple[int, ...], Tuple[int, Tuple[int, int], _Rows, list]] = {}
+        self._fwd, self._stp = _raw_calls()
 
-    def describe(self, format="text"):
+    def __repr__(self) -> str:
+        backend = {v: k for k, v in BACKENDS.items()}.get(self._backend_value,
+                                                          self._backend_value)
+        where = ""
+        if backend == "cuda":
+            where = ", device=%d" % self._device
+            if self._cuda_stream:
+                where += ", cuda_stream=0x%x" % self._cuda_stream
+        return ("stacklstm.Session(input_size=%d, hidden_sizes=%s, backend=%r%s, max_batch=%d, "
+                "max_time=%d%s)" % (self.input_size, list(self.hidden_sizes), backend, where,
+                                    self.max_batch, self.max_time,
+                                    "" if self._h is not None else ", closed"))
+
+    def describe(self, format: str = "text") -> Any:
         """The session's plan as the library reports it (slstm_session_describe): "text"
         (a str for people) or "json" (the parsed dict: backend, path, precision, params,
         settings and per layer its path, reason and params)."""
@@ -724,14 +904,41 @@ class Session(_Owned):
         return text
 
     @property
-    def backend(self):
+    def backend(self) -> Union[str, int]:
         b = ctypes.c_int()
         with self._using() as h:
             check(lib.slstm_session_backend(h, ctypes.byref(b)), "slstm_session_backend")
         return {v: k for k, v in BACKENDS.items()}.get(b.value, b.value)
 
-    def forward(self, inputs, initial_state=None, sequence_lengths=None, time_major=False,
-                packed_state=False, out=None, final_state_out=None):
+    def _shape(self, B: int, T: int, size: int, time_major: Any) -> _ForwardShape:
+        """The cached _ForwardShape of a call shape, made on first use."""
+        key = (B, T, size, time_major)   # time_major as given: True and 1 hash alike
+        sh = self._shapes.get(key)
+        if sh is None:
+            if len(self._shapes) >= _SHAPE_CACHE_MAX:
+                self._shapes.clear()
+            sh = self._shapes[key] = _ForwardShape(B, T, size, bool(time_major),
+                                                   self.hidden_sizes[-1], self._state_layout)
+        return sh
+
+    def _step_shape(self, shape: Tuple[int, ...]) -> Tuple[int, Tuple[int, int], _Rows, list]:
+        """The cached per-shape ([batch, depth]) constants and argument objects of step()."""
+        if len(self._step_rows) >= _SHAPE_CACHE_MAX:
+            self._step_rows.clear()
+        B = shape[0]
+        count = self._state_layout.count(B)
+        H = self.hidden_sizes[-1]
+        V, N = ctypes.c_void_p, ctypes.c_size_t
+        argv = [ctypes.c_int64(B), V(), N(B * shape[1]), V(), N(0), V(), N(B * H), V(),
+                N(count)]
+        got = self._step_rows[shape] = (count, (B, H), _unpack_rows(B, self._state_layout),
+                                        argv)
+        return got
+
+    def forward(self, inputs: Any, initial_state: Any = None, sequence_lengths: Any = None,
+                time_major: bool = False, packed_state: bool = False,
+                out: Optional[np.ndarray] = None,
+                final_state_out: Optional[np.ndarray] = None) -> Tuple[Any, Any]:
         """tf.nn.dynamic_rnn: returns (outputs, final_state). inputs [B, T, D] ([T, B, D] when
         time_major), any strides; float32, or a real dtype converted to float32 (see the
         package README: complex is refused). initial_state: None (zeros), a list of one
@@ -751,43 +958,69 @@ class Session(_Owned):
         `final_state_out` (packed) must then be given as CUDA arrays too (and initial_state,
         if any, as a packed CUDA array); all float32 and C-contiguous, or TypeError (nothing
         is copied silently). They are returned as (out, final_state_out)."""
-        if hasattr(inputs, "__cuda_array_interface__"):
-            return self._forward_device(inputs, initial_state, sequence_lengths, time_major,
-                                        out, final_state_out)
-        x = _f32(inputs, "inputs")
-        if x.ndim != 3:
+        x = inputs
+        if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous):
+            if hasattr(x, "__cuda_array_interface__"):
+                return self._forward_device(x, initial_state, sequence_lengths, time_major,
+                                            out, final_state_out)
+            x = _f32(x, "inputs")
+        shape = x.shape
+        if len(shape) != 3:
             raise ValueError("inputs must have 3 dims ([B, T, D] or [T, B, D]), got shape %s"
-                             % (x.shape,))
-        T, B = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
-        H = self.hidden_sizes[-1]
-        count = _state_count(B, self._state_layout)
-        out_shape = (T, B, H) if time_major else (B, T, H)
-        out = (np.empty(out_shape, dtype=np.float32) if out is None
-               else _out_array(out, "out", out_shape))
-        final = (np.empty(count, dtype=np.float32) if final_state_out is None
-                 else _out_array(final_state_out, "final_state_out", (count,)))
-        args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init_sized)
-        a = args.s
-        a.layout = 1 if time_major else 0
-        a.batch, a.time = B, T
-        a.input, a.input_count = (_fptr(x) if x.size else None), x.size
-        init = lens = None
+                             % (shape,))
+        if time_major:
+            T, B = shape[0], shape[1]
+        else:
+            B, T = shape[0], shape[1]
+        size = x.size
+        sh = self._shapes.get((B, T, size, time_major))
+        if sh is None:
+            sh = self._shape(B, T, size, time_major)
+        if out is None:
+            out = np.empty(sh.out_shape, _F32)
+        elif not (_is_f32c(out) and out.shape == sh.out_shape and out.flags.writeable):
+            out = _out_array(out, "out", sh.out_shape)
+        if final_state_out is None:
+            final = np.empty(sh.count, _F32)
+        else:
+            final = final_state_out
+            if not (_is_f32c(final) and final.shape == (sh.count,) and final.flags.writeable):
+                final = _out_array(final, "final_state_out", (sh.count,))
+        init = None
         if initial_state is not None:
-            init = _pack_state(initial_state, B, self._state_layout)
-            a.initial_state, a.initial_state_count = _fptr(init), init.size
+            init = initial_state
+            if not (_is_f32c(init) and init.shape == (sh.count,)):
+                init = _pack_state(initial_state, B, self._state_layout)
+        lens = None
         if sequence_lengths is not None:
             lens = _lengths(sequence_lengths)
-            a.sequence_lengths = lens.ctypes.data_as(_lib.c_int32_p)
-            a.sequence_lengths_count = lens.size
-        if out.size:
-            a.output, a.output_count = _fptr(out), out.size
-        a.final_state, a.final_state_count = _fptr(final), final.size
-        with self._using() as h:
-            check(lib.slstm_session_forward(h, ctypes.byref(args)), "slstm_session_forward")
-        return out, (final if packed_state else _unpack_state(final, B, self._state_layout))
+        lock = self._lock
+        if lock is None:
+            raise self._closed()
+        with lock:
+            h = self._h
+            if h is None:
+                raise self._closed()
+            a = sh.args
+            a.input = _addr(x) if size else None
+            a.output = _addr(out) if out.size else None
+            a.final_state = _addr(final)
+            if init is None:
+                a.initial_state, a.initial_state_count = None, 0
+            else:
+                a.initial_state, a.initial_state_count = _addr(init), init.size
+            if lens is None:
+                a.sequence_lengths, a.sequence_lengths_count = None, 0
+            else:
+                a.sequence_lengths, a.sequence_lengths_count = _addr(lens), lens.size
+            st = self._fwd(h, sh.ref)
+        if st:
+            check(st, "slstm_session_forward")
+        return out, (final if packed_state else _unpack_fast(final, sh.rows))
 
-    def _forward_device(self, inputs, initial_state, sequence_lengths, time_major, out,
-                        final_state_out):
+    def _forward_device(self, inputs: Any, initial_state: Any, sequence_lengths: Any,
+                        time_major: bool, out: Any, final_state_out: Any,
+                        lens: Optional[np.ndarray] = None) -> Tuple[Any, Any]:
         x = _cuda_view(inputs, "inputs")
         if len(x[1]) != 3:
             raise ValueError("inputs must have 3 dims, got shape %s" % (x[1],))
@@ -801,45 +1034,69 @@ class Session(_Owned):
         for nm, shape, want in (("out", o[1], out_shape), ("final_state_out", f[1], (count,))):
             if shape != want:
                 raise ValueError("%s has shape %s, expected %s" % (nm, shape, want))
-        args = _lib.padded(_lib.ForwardArgs, lib.slstm_forward_args_init_sized)
-        a = args.s
-        a.memory = 1   # SLSTM_MEMORY_DEVICE
-        a.layout = 1 if time_major else 0
-        a.batch, a.time = B, T
-        a.input, a.input_count = ctypes.cast(x[0], _lib.c_float_p), _prod(x[1])
-        a.output, a.output_count = ctypes.cast(o[0], _lib.c_float_p), _prod(o[1])
-        a.final_state = ctypes.cast(f[0], _lib.c_float_p)
-        a.final_state_count = _prod(f[1])
+        i = None
         if initial_state is not None:
             i = _cuda_view(initial_state, "initial_state")
             if i[1] != (count,):
                 raise ValueError("initial_state: a CUDA initial state must be the packed 1-D "
                                  "vector of %d values, got shape %s" % (count, i[1]))
-            a.initial_state = ctypes.cast(i[0], _lib.c_float_p)
-            a.initial_state_count = _prod(i[1])
-        lens = None
         if sequence_lengths is not None:
             lens = _lengths(sequence_lengths)
-            a.sequence_lengths = lens.ctypes.data_as(_lib.c_int32_p)
-            a.sequence_lengths_count = lens.size
+        args = _lib.padded(_ForwardArgsAddr, lib.slstm_forward_args_init_sized)
+        a = args.s
+        a.memory = 1   # SLSTM_MEMORY_DEVICE
+        a.layout = 1 if time_major else 0
+        a.batch, a.time = B, T
+        a.input, a.input_count = x[0].value, _prod(x[1])
+        a.output, a.output_count = o[0].value, _prod(o[1])
+        a.final_state, a.final_state_count = f[0].value, _prod(f[1])
+        if i is not None:
+            a.initial_state, a.initial_state_count = i[0].value, _prod(i[1])
+        if lens is not None:
+            a.sequence_lengths, a.sequence_lengths_count = _addr(lens), lens.size
         with self._using() as h:
-            check(lib.slstm_session_forward(h, ctypes.byref(args)), "slstm_session_forward")
+            st = self._fwd(h, ctypes.byref(args))
+        if st:
+            check(st, "slstm_session_forward")
         return out, final_state_out
 
-    def step(self, inputs, state=None, packed_state=False):
+    def step(self, inputs: Any, state: Any = None,
+             packed_state: bool = False) -> Tuple[np.ndarray, Any]:
         """One MultiRNNCell step: inputs [B, D] -> (h of the last layer [B, H_last], new
         state). `state` as forward's initial_state."""
-        x = _f32(inputs, "inputs")
+        x = inputs
+        if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous):
+            x = _f32(x, "inputs")
         if x.ndim != 2:
             raise ValueError("inputs must be [batch, depth], got shape %s" % (x.shape,))
-        B = x.shape[0]
-        st = None if state is None else _pack_state(state, B, self._state_layout, "state")
-        out = np.empty((B, self.hidden_sizes[-1]), dtype=np.float32)
-        new = np.empty(_state_count(B, self._state_layout), dtype=np.float32)
-        with self._using() as h:
-            check(lib.slstm_session_step(h, B, _fptr(x), x.size, _fptr(st),
-                                         0 if st is None else st.size, _fptr(out), out.size,
-                                         _fptr(new), new.size), "slstm_session_step")
-        return out, (new if packed_state else _unpack_state(new, B, self._state_layout))
+        got = self._step_rows.get(x.shape)
+        if got is None:
+            got = self._step_shape(x.shape)
+        count, out_shape, rows, argv = got
+        st = state
+        if st is not None and not (type(st) is np.ndarray and st.dtype is _F32 and
+                                   st.flags.c_contiguous and st.shape == (count,)):
+            st = _pack_state(state, x.shape[0], self._state_layout, "state")
+        out = np.empty(out_shape, _F32)
+        new = np.empty(count, _F32)
+        lock = self._lock
+        if lock is None:
+            raise self._closed()
+        with lock:
+            h = self._h
+            if h is None:
+                raise self._closed()
+            b, px, nx, ps, ns, po, no, pn, nn = argv
+            px.value = _addr(x) if x.size else None
+            if st is None:
+                ps.value, ns.value = None, 0
+            else:
+                ps.value, ns.value = _addr(st), st.size
+            po.value = _addr(out) if out.size else None
+            pn.value = _addr(new)
+            rc = self._stp(h, b, px, nx, ps, ns, po, no, pn, nn)
+        if rc:
+            check(rc, "slstm_session_step")
+        return out, (new if packed_state else _unpack_fast(new, rows))
 
     __call__ = forward
