@@ -8,11 +8,14 @@ numbers) through libstacklstm's C ABI, over NumPy arrays. Pure Python (ctypes).
                                                  # LSTMStateTuple(c, h) per layer
     h0, c0 = stacklstm.state_to_torch(final_state)   # PyTorch's (h, c) [layers, batch, H]
 
-The library is found via $SLSTM_LIBRARY, next to this package, the repository's build
-directories, then the system loader (stacklstm.library_path says which one was used).
+The library is loaded on first use, not on import (so `import stacklstm`, `__version__` and
+`python -m stacklstm --help` work where it cannot load), from $SLSTM_LIBRARY when set, else
+next to this package (where the wheel puts it), the repository's build directories (in a
+checkout), then the system loader; stacklstm.library_path says which file was loaded. When
+none loads, the first use raises LibraryNotFoundError naming every path tried.
 """
 
-from ._lib import LibraryNotFoundError, library_path, lib as _clib
+from ._lib import LibraryNotFoundError, load as load_library, lib as _clib
 from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, OutOfRangeError,
                      SizeOverflowError, OutOfMemoryError, BackendUnavailableError,
                      UnsupportedError, BackendFailureError, AliasingError, InternalError,
@@ -22,7 +25,39 @@ from .model import (Model, Session, LSTMStateTuple, FORMATS, TENSOR_NAMES, tenso
 from .safetensors_header import read_header
 from .state import state_from_torch, state_to_torch, state_from_keras, state_to_keras
 
-__version__ = "0.2.0"   # of this package; the library's own: version()
+
+
+def _package_version():
+    """This package's version: generated into the wheel from the root CMakeLists.txt's
+    project(... VERSION x.y.z); in a source checkout read from that file itself."""
+    try:
+        from ._version import __version__ as v
+        return v
+    except ImportError:
+        pass
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        with open(os.path.join(root, "CMakeLists.txt")) as f:
+            m = re.search(r"project\(stacklstm\s+VERSION\s+([0-9]+\.[0-9]+\.[0-9]+)", f.read())
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    return "0+unknown"
+
+
+__version__ = _package_version()   # of this package; the loaded library's own: version()
+
+
+def __getattr__(name):
+    # library_path: the file the library was loaded from (asking loads it).
+    if name == "library_path":
+        load_library()
+        from . import _lib
+        return _lib.library_path
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 def version():
@@ -48,9 +83,10 @@ def backend_available(backend="cuda"):
     return (st == 0, "" if st == 0 else last_error())
 
 
+# library_path is left out: `from stacklstm import *` must not load the library.
 __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "tensor_shapes",
            "tensors_per_layer", "read_header", "version", "version_number",
-           "backend_available", "library_path", "LibraryNotFoundError", "StackLSTMError",
+           "backend_available", "load_library", "LibraryNotFoundError", "StackLSTMError",
            "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",

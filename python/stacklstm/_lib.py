@@ -3,20 +3,37 @@
 Everything here mirrors include/stacklstm/stacklstm.h. Enum values are ABI (they are only
 ever appended, never renumbered); everything else that can be asked of the library at run
 time (version, status texts, tensors per format) is asked.
+
+The library is loaded lazily: importing the package loads nothing, so `import stacklstm`,
+`stacklstm.__version__` and the command-line help work where the library cannot load. The
+first real use (the first attribute of `lib`, `library_path`, or `load()`) loads it, or
+raises LibraryNotFoundError naming every path tried; a failed load is tried again on the next
+use (so fixing SLSTM_LIBRARY needs no restart), a successful one is kept.
 """
 
 import ctypes
 import ctypes.util
 import glob
 import os
+import threading
 
-__all__ = ["lib", "library_path", "LibraryNotFoundError"]
+__all__ = ["lib", "load", "library_path", "missing_symbols", "LibraryNotFoundError"]
 
 MAX_DIMS = 4
+
+# The file names the library may have next to the package: the wheel carries one file named
+# by the soname; a copy made by hand is often the plain .so.
+_NAMES = ("libstacklstm.so", "libstacklstm.so.0")
 
 
 class LibraryNotFoundError(ImportError):
     """libstacklstm.so could not be loaded; the message names every path tried."""
+
+
+def _is_checkout(root):
+    """True when `root` is a source checkout of libstacklstm (not, say, site-packages/..)."""
+    return (os.path.isfile(os.path.join(root, "CMakeLists.txt")) and
+            os.path.isfile(os.path.join(root, "include", "stacklstm", "stacklstm.h")))
 
 
 def _candidates():
@@ -30,16 +47,17 @@ def _candidates():
             out.append((env, "$SLSTM_LIBRARY"))
         return out   # an explicit override is the only candidate: never load another one
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("libstacklstm.so", "libstacklstm.so.0"):
+    for name in _NAMES:
         out.append((os.path.join(here, name), "next to the package"))
     # A source checkout: python/stacklstm/ -> repository root -> build*/
     root = os.path.dirname(os.path.dirname(here))
-    builds = sorted(glob.glob(os.path.join(root, "build*", "libstacklstm.so")),
-                    key=lambda p: -os.path.getmtime(p))
-    for p in builds:
-        out.append((p, "build directory"))
-    if not builds:
-        out.append((os.path.join(root, "build", "libstacklstm.so"), "build directory"))
+    if _is_checkout(root):
+        builds = sorted(glob.glob(os.path.join(root, "build*", "libstacklstm.so")),
+                        key=lambda p: -os.path.getmtime(p))
+        for p in builds:
+            out.append((p, "build directory"))
+        if not builds:
+            out.append((os.path.join(root, "build", "libstacklstm.so"), "build directory"))
     found = ctypes.util.find_library("stacklstm")
     out.append((found or "libstacklstm.so.0", "system loader"))
     return out
@@ -58,7 +76,8 @@ def _load():
             tried.append("%s (%s): %s" % (path, why, e))
     raise LibraryNotFoundError(
         "stacklstm: cannot load libstacklstm.so; tried, in order:\n  " + "\n  ".join(tried) +
-        "\nSet SLSTM_LIBRARY to the library's path (e.g. build/libstacklstm.so).")
+        "\nInstall the wheel, which carries the library (pip install ./python from a checkout), "
+        "or set SLSTM_LIBRARY to the library's path (e.g. build/libstacklstm.so).")
 
 
 # ---- C types ---------------------------------------------------------------------------------
@@ -132,53 +151,58 @@ def padded(struct_type, init_sized):
     return buf
 
 
-def _declare(lib):
-    P = ctypes.POINTER
-    vp = ctypes.c_void_p
-    sigs = {
-        "slstm_status_string": (ctypes.c_char_p, [c_status]),
-        "slstm_last_error": (ctypes.c_char_p, []),
-        "slstm_last_error_copy": (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t]),
-        "slstm_version_number": (ctypes.c_uint32, []),
-        "slstm_version_string": (ctypes.c_char_p, []),
-        "slstm_backend_available": (c_status, [c_enum]),
-        "slstm_format_tensors_per_layer": (c_status, [c_enum, c_int32_p]),
-        "slstm_model_config_init_sized": (None, [vp, ctypes.c_size_t]),
-        "slstm_model_create": (c_status, [vp, c_enum, P(Tensor), ctypes.c_size_t, P(vp)]),
-        "slstm_model_create_random": (c_status, [vp, ctypes.c_uint64, ctypes.c_float, P(vp)]),
-        "slstm_model_destroy": (None, [vp]),
-        "slstm_model_export": (c_status, [vp, c_enum, P(TensorOut), ctypes.c_size_t]),
-        "slstm_model_num_layers": (c_status, [vp, c_int32_p]),
-        "slstm_model_input_size": (c_status, [vp, c_int64_p]),
-        "slstm_model_hidden_size": (c_status, [vp, ctypes.c_int32, c_int64_p]),
-        "slstm_model_forget_bias": (c_status, [vp, P(ctypes.c_float)]),
-        "slstm_model_state_count": (c_status, [vp, ctypes.c_int64, P(ctypes.c_size_t)]),
-        "slstm_model_state_offset": (c_status, [vp, ctypes.c_int64, ctypes.c_int32, c_enum,
-                                                P(ctypes.c_size_t)]),
-        "slstm_session_options_init_sized": (None, [vp, ctypes.c_size_t]),
-        "slstm_session_create": (c_status, [vp, vp, P(vp)]),
-        "slstm_session_destroy": (None, [vp]),
-        "slstm_session_describe": (c_status, [vp, c_enum, ctypes.c_char_p, ctypes.c_size_t,
-                                              P(ctypes.c_size_t)]),
-        "slstm_session_backend": (c_status, [vp, P(c_enum)]),
-        "slstm_forward_args_init_sized": (None, [vp, ctypes.c_size_t]),
-        "slstm_session_forward": (c_status, [vp, vp]),
-        "slstm_session_step": (c_status, [vp, ctypes.c_int64, c_float_p, ctypes.c_size_t,
-                                          c_float_p, ctypes.c_size_t, c_float_p,
-                                          ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
-        "slstm_onnx_lstm_node_init_sized": (None, [vp, ctypes.c_size_t]),
-        "slstm_onnx_check_node": (c_status, [vp]),
-        "slstm_model_file_size": (c_status, [vp, ctypes.c_char_p, P(ctypes.c_size_t)]),
-        "slstm_model_save_memory": (c_status, [vp, ctypes.c_char_p, vp, ctypes.c_size_t,
-                                               P(ctypes.c_size_t)]),
-        "slstm_model_save_file": (c_status, [vp, ctypes.c_char_p, ctypes.c_char_p]),
-        "slstm_model_load_memory": (c_status, [vp, ctypes.c_size_t, P(vp)]),
-        "slstm_model_load_file": (c_status, [ctypes.c_char_p, P(vp)]),
-    }
+P = ctypes.POINTER
+vp = ctypes.c_void_p
+# name: (restype, argtypes) of every C function this package calls.
+_declared = {
+    "slstm_status_string": (ctypes.c_char_p, [c_status]),
+    "slstm_last_error": (ctypes.c_char_p, []),
+    "slstm_last_error_copy": (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t]),
+    "slstm_version_number": (ctypes.c_uint32, []),
+    "slstm_version_string": (ctypes.c_char_p, []),
+    "slstm_backend_available": (c_status, [c_enum]),
+    "slstm_format_tensors_per_layer": (c_status, [c_enum, c_int32_p]),
+    "slstm_model_config_init_sized": (None, [vp, ctypes.c_size_t]),
+    "slstm_model_create": (c_status, [vp, c_enum, P(Tensor), ctypes.c_size_t, P(vp)]),
+    "slstm_model_create_random": (c_status, [vp, ctypes.c_uint64, ctypes.c_float, P(vp)]),
+    "slstm_model_destroy": (None, [vp]),
+    "slstm_model_export": (c_status, [vp, c_enum, P(TensorOut), ctypes.c_size_t]),
+    "slstm_model_num_layers": (c_status, [vp, c_int32_p]),
+    "slstm_model_input_size": (c_status, [vp, c_int64_p]),
+    "slstm_model_hidden_size": (c_status, [vp, ctypes.c_int32, c_int64_p]),
+    "slstm_model_forget_bias": (c_status, [vp, P(ctypes.c_float)]),
+    "slstm_model_state_count": (c_status, [vp, ctypes.c_int64, P(ctypes.c_size_t)]),
+    "slstm_model_state_offset": (c_status, [vp, ctypes.c_int64, ctypes.c_int32, c_enum,
+                                            P(ctypes.c_size_t)]),
+    "slstm_session_options_init_sized": (None, [vp, ctypes.c_size_t]),
+    "slstm_session_create": (c_status, [vp, vp, P(vp)]),
+    "slstm_session_destroy": (None, [vp]),
+    "slstm_session_describe": (c_status, [vp, c_enum, ctypes.c_char_p, ctypes.c_size_t,
+                                          P(ctypes.c_size_t)]),
+    "slstm_session_backend": (c_status, [vp, P(c_enum)]),
+    "slstm_forward_args_init_sized": (None, [vp, ctypes.c_size_t]),
+    "slstm_session_forward": (c_status, [vp, vp]),
+    "slstm_session_step": (c_status, [vp, ctypes.c_int64, c_float_p, ctypes.c_size_t,
+                                      c_float_p, ctypes.c_size_t, c_float_p,
+                                      ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
+    "slstm_onnx_lstm_node_init_sized": (None, [vp, ctypes.c_size_t]),
+    "slstm_onnx_check_node": (c_status, [vp]),
+    "slstm_model_file_size": (c_status, [vp, ctypes.c_char_p, P(ctypes.c_size_t)]),
+    "slstm_model_save_memory": (c_status, [vp, ctypes.c_char_p, vp, ctypes.c_size_t,
+                                           P(ctypes.c_size_t)]),
+    "slstm_model_save_file": (c_status, [vp, ctypes.c_char_p, ctypes.c_char_p]),
+    "slstm_model_load_memory": (c_status, [vp, ctypes.c_size_t, P(vp)]),
+    "slstm_model_load_file": (c_status, [ctypes.c_char_p, P(vp)]),
+}
+del P, vp
+
+
+def _declare(cdll):
+    """Sets restype/argtypes of every function in _declared; returns the names cdll lacks."""
     missing = []
-    for name, (res, args) in sigs.items():
+    for name, (res, args) in _declared.items():
         try:
-            fn = getattr(lib, name)
+            fn = getattr(cdll, name)
         except AttributeError:
             missing.append(name)
             continue
@@ -187,5 +211,63 @@ def _declare(lib):
     return missing
 
 
-lib, library_path = _load()
-missing_symbols = _declare(lib)
+# ---- lazy loading ----------------------------------------------------------------------------
+
+_load_lock = threading.Lock()
+_cdll = None
+
+
+class _LazyLibrary(object):
+    """Stands for the loaded ctypes.CDLL: `lib.slstm_x(...)` loads the library on first use.
+
+    Each attribute, once looked up, is stored on this object, so later calls find it as a
+    plain attribute (no loading check, no __getattr__): no cost per call after the first."""
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)   # copy/pickle/inspect probing never loads the library
+        value = getattr(load(), name)
+        self.__dict__[name] = value
+        return value
+
+    def __repr__(self):
+        if _cdll is None:
+            return "<stacklstm library: not loaded yet>"
+        return "<stacklstm library %s>" % library_path
+
+
+lib = _LazyLibrary()
+
+
+def load():
+    """The loaded library (a ctypes.CDLL with the C API's signatures declared); loads it on
+    the first call. Raises LibraryNotFoundError, naming every path tried, when it cannot be
+    loaded; a later call tries again."""
+    global _cdll
+    cdll = _cdll
+    if cdll is not None:
+        return cdll
+    with _load_lock:
+        if _cdll is None:
+            cdll, path = _load()
+            missing = _declare(cdll)
+            globals().update(library_path=path, missing_symbols=missing)
+            for name in _declared:
+                if name not in missing:
+                    lib.__dict__[name] = getattr(cdll, name)
+            _cdll = cdll
+    return _cdll
+
+
+def is_loaded():
+    """True once the library has been loaded (this never loads it)."""
+    return _cdll is not None
+
+
+def __getattr__(name):
+    # library_path (the file loaded) and missing_symbols (the C functions this package knows
+    # and the loaded library lacks) exist once the library is loaded: asking loads it.
+    if name in ("library_path", "missing_symbols"):
+        load()
+        return globals()[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
