@@ -1,0 +1,474 @@
+"""stacklstm.torch: an inference-only drop-in for ``torch.nn.LSTM`` running on libstacklstm.
+
+    import torch, stacklstm.torch
+    ref = torch.nn.LSTM(16, 32, num_layers=2, batch_first=True)
+    lstm = stacklstm.torch.LSTM.from_torch(ref)        # or .from_state_dict(sd, ...)
+    with torch.no_grad():
+        output, (h_n, c_n) = lstm(x)                    # what ref(x) returns
+
+It takes and returns torch tensors with nn.LSTM's conventions: ``input`` [T, B, D]
+([B, T, D] with batch_first; [T, D] unbatched), ``hx = (h_0, c_0)`` each [layers, B, H] (the
+*(h, c)* order; the package's numpy API uses TF's (c, h)), ``output`` [T, B, H] / [B, T, H]
+and ``(h_n, c_n)`` each [layers, B, H]; a ``PackedSequence`` input gives a PackedSequence
+output and each sequence's state at its own last step, as nn.LSTM does.
+
+CPU tensors are read and written in place (float32 and contiguous: no copy; a strided input
+is made contiguous first). CUDA tensors run on a CUDA session of the tensor's device created
+on ``torch.cuda.current_stream()`` (device pointers, no host round trip; one session is kept
+per device, stream and maximum shape). The numbers are nn.LSTM's within the library's
+accuracy rule (README, "Accuracy"): the same cell in float32, summed in another order.
+
+What nn.LSTM does and this module does not is refused, never approximated: bidirectional,
+proj_size, a dtype other than float32, autograd (this is inference only: inputs that
+require grad with grad enabled are an error), and dropout in training mode (nn.LSTM's
+dropout acts in training only; in eval it is accepted and does nothing, as in nn.LSTM).
+bias=False gives zero biases, as nn.LSTM. Our extension: ``hidden_size`` may be a list, one
+size per layer; the state is then a list of per-layer (h, c) pairs, each [1, B, H_l].
+
+``state_dict()`` uses nn.LSTM's names (``weight_ih_l0``, ...), so nn.LSTM loads it and
+``load_state_dict`` takes an nn.LSTM's; the library keeps one bias per layer, so
+``bias_ih_l<k>`` holds the sum of PyTorch's two biases and ``bias_hh_l<k>`` zeros (the same
+network). The module holds no torch parameters or buffers: ``.to()``/``.cuda()`` move
+nothing, and it runs wherever its input is. It pickles (and ``torch.save``s) with its
+weights; its sessions are made again on first use.
+
+Importing this module imports torch (``import stacklstm`` never does).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+try:
+    import torch
+    from torch import nn
+except ImportError as _e:   # pragma: no cover (torch is installed where this is tested)
+    raise ImportError("stacklstm.torch needs PyTorch (pip install torch); the rest of "
+                      "stacklstm works without it") from _e
+
+import numpy as np
+
+from .model import Model, Session, _F32
+from .naming import torch_state_dict_layers
+
+__all__ = ["LSTM"]
+
+State = Union[Tuple[torch.Tensor, torch.Tensor], List[Tuple[torch.Tensor, torch.Tensor]]]
+
+_MAX_SESSIONS = 8   # sessions kept per module (the largest per device and stream survive)
+
+
+def _pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+class LSTM(nn.Module):
+    """nn.LSTM's interface over a stacklstm.Model (inference only; see the module doc).
+
+    ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None)`` makes one with
+    nn.LSTM's initialisation (uniform in ±1/sqrt(hidden_size), drawn from torch's RNG);
+    ``LSTM.from_torch(nn_lstm)``, ``LSTM.from_state_dict(state_dict)`` and
+    ``LSTM.from_model(model)`` wrap trained weights. ``hidden_size`` may be a list of per-layer
+    sizes (then num_layers is its length). ``device``: accepted for signature compatibility;
+    the module holds no tensors and runs where its input is. ``dtype``: None or float32."""
+
+    def __init__(self, input_size: int, hidden_size: Union[int, Sequence[int]],
+                 num_layers: int = 1, bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        sizes = self._check_options(hidden_size, num_layers, dropout, bidirectional,
+                                    proj_size, dtype)
+        # nn.LSTM.reset_parameters: every weight and bias uniform in ±1/sqrt(hidden_size).
+        gen_state = torch.randint(0, 2 ** 62, (1,)).item()
+        rng = np.random.default_rng(int(gen_state))
+        layers = []
+        I = int(input_size)
+        for H in sizes:
+            k = 1.0 / math.sqrt(H)
+            w = [rng.uniform(-k, k, shape).astype(np.float32)
+                 for shape in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+            if not bias:
+                w[2][:] = 0
+                w[3][:] = 0
+            layers.append(w)
+            I = H
+        self._setup(Model.from_weights(layers, "pytorch", input_size=int(input_size),
+                                       hidden_sizes=sizes), batch_first, dropout, bias)
+
+    # ---- construction ---------------------------------------------------------------------
+
+    @staticmethod
+    def _check_options(hidden_size: Union[int, Sequence[int]], num_layers: int,
+                       dropout: float, bidirectional: bool, proj_size: int,
+                       dtype: Any) -> List[int]:
+        if bidirectional:
+            raise ValueError("stacklstm.torch.LSTM: bidirectional=True is not supported (the "
+                             "library runs forward layers only)")
+        if proj_size:
+            raise ValueError("stacklstm.torch.LSTM: proj_size=%r is not supported (LSTM "
+                             "layers without projection only)" % (proj_size,))
+        if dtype is not None and dtype != torch.float32:
+            raise TypeError("stacklstm.torch.LSTM: dtype %s is not supported (the library "
+                            "computes in float32)" % (dtype,))
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError("dropout must be in [0, 1], got %r" % (dropout,))
+        if isinstance(hidden_size, (list, tuple)):
+            sizes = [int(h) for h in hidden_size]
+            if num_layers not in (1, len(sizes)):
+                raise ValueError("hidden_size lists %d layers but num_layers=%d"
+                                 % (len(sizes), num_layers))
+        else:
+            if int(num_layers) < 1:
+                raise ValueError("num_layers must be >= 1, got %r" % (num_layers,))
+            sizes = [int(hidden_size)] * int(num_layers)
+        if not sizes or min(sizes) < 1:
+            raise ValueError("hidden sizes must be >= 1, got %s" % (sizes,))
+        return sizes
+
+    def _setup(self, model: Model, batch_first: bool, dropout: float, bias: bool) -> None:
+        self.model = model
+        self.input_size = model.input_size
+        hs = list(model.hidden_sizes)
+        self.hidden_sizes = tuple(hs)
+        self.hidden_size: Union[int, List[int]] = hs[0] if len(set(hs)) == 1 else hs
+        self.num_layers = len(hs)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = False
+        self.proj_size = 0
+        self.mode = "LSTM"
+        self._sessions: Dict[Tuple[Any, ...], Session] = {}
+        self._sessions_lock = threading.Lock()
+
+    @classmethod
+    def _wrap(cls, model: Model, batch_first: bool, dropout: float, bias: bool) -> "LSTM":
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._setup(model, batch_first, dropout, bias)
+        return self
+
+    @classmethod
+    def from_torch(cls, lstm: nn.Module) -> "LSTM":
+        """The same network as `lstm` (a torch.nn.LSTM), with its batch_first, dropout, bias
+        and training flag. Its weights are copied (later changes to `lstm` do not show)."""
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError("LSTM.from_torch needs a torch.nn.LSTM, got %s (a state_dict: "
+                            "LSTM.from_state_dict)" % type(lstm).__name__)
+        cls._check_options(lstm.hidden_size, lstm.num_layers, lstm.dropout,
+                           lstm.bidirectional, getattr(lstm, "proj_size", 0), None)
+        for name, p in lstm.named_parameters():
+            if p.dtype != torch.float32:
+                raise TypeError("LSTM.from_torch: %s is %s; convert the nn.LSTM with "
+                                ".float() first (the library computes in float32)"
+                                % (name, p.dtype))
+        model = Model.from_weights(torch_state_dict_layers(lstm.state_dict()), "pytorch")
+        out = cls._wrap(model, lstm.batch_first, lstm.dropout, lstm.bias)
+        out.train(lstm.training)
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Any, batch_first: bool = False, prefix: str = "",
+                        dropout: float = 0.0) -> "LSTM":
+        """From an nn.LSTM's state_dict (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``,
+        ``bias_hh_l0``, ...; PyTorch's two biases are added by the library) or that of a
+        sequence of single-layer nn.LSTMs (``0.weight_ih_l0``, ``1.weight_ih_l0``, ...,
+        hidden sizes may then differ), below `prefix`. A state_dict without biases is
+        bias=False (zeros). The architecture is read from the tensors' shapes."""
+        layers = torch_state_dict_layers(state_dict, prefix)
+        keys = [k for k in state_dict.keys() if k.startswith(prefix)] \
+            if hasattr(state_dict, "keys") else []
+        bias = any("bias_ih_l" in k or "bias_hh_l" in k for k in keys) or not keys
+        cls._check_options(1, 1, dropout, False, 0, None)
+        return cls._wrap(Model.from_weights(layers, "pytorch"), batch_first, dropout, bias)
+
+    @classmethod
+    def from_model(cls, model: Model, batch_first: bool = False) -> "LSTM":
+        """Around an existing stacklstm.Model (e.g. Model.load("m.safetensors")); the model
+        is shared, not copied."""
+        if not isinstance(model, Model):
+            raise TypeError("LSTM.from_model needs a stacklstm.Model, got %s"
+                            % type(model).__name__)
+        return cls._wrap(model, batch_first, 0.0, True)
+
+    def extra_repr(self) -> str:
+        s = "%d, %s, num_layers=%d" % (self.input_size, self.hidden_size, self.num_layers)
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += ", dropout=%g" % self.dropout
+        return s + ", backend=libstacklstm"
+
+    def flatten_parameters(self) -> None:
+        """nn.LSTM's cuDNN weight compaction; nothing to do here (the library owns the
+        weights in its own layout)."""
+
+    # ---- state_dict: nn.LSTM's names, so that either module loads the other's ----------
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str,
+                            keep_vars: bool) -> None:
+        for l, layer in enumerate(self.model.export("pytorch")):
+            for name, a in layer.items():
+                destination[prefix + "%s_l%d" % (name, l)] = torch.from_numpy(a)
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
+                              local_metadata: Any, strict: bool, missing_keys: List[str],
+                              unexpected_keys: List[str], error_msgs: List[str]) -> None:
+        mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        try:
+            model = Model.from_weights(torch_state_dict_layers(mine), "pytorch")
+        except (ValueError, TypeError) as e:
+            error_msgs.append("stacklstm.torch.LSTM: %s" % e)
+            return
+        if (model.input_size, model.hidden_sizes) != (self.input_size, self.hidden_sizes):
+            error_msgs.append("stacklstm.torch.LSTM: the state_dict is an LSTM of input %d "
+                              "and hidden sizes %s, this module has input %d and %s"
+                              % (model.input_size, list(model.hidden_sizes),
+                                 self.input_size, list(self.hidden_sizes)))
+            return
+        self._replace_model(model)
+
+    def _replace_model(self, model: Model) -> None:
+        with self._sessions_lock:
+            old = list(self._sessions.values())
+            self._sessions = {}
+            self.model = model
+        for s in old:
+            s.close()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_sessions"] = {}
+        del state["_sessions_lock"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._sessions_lock = threading.Lock()
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    def _session(self, device: torch.device, B: int, T: int) -> Session:
+        """A session for `device` (on the current CUDA stream for a CUDA device) with room for
+        B x T, made on first need with maxima rounded up to powers of two; a larger one
+        replaces the smaller ones of its device and stream."""
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            stream = torch.cuda.current_stream(index).cuda_stream
+            where: Tuple[Any, ...] = ("cuda", index, int(stream))
+        elif device.type == "cpu":
+            where = ("cpu",)
+        else:
+            raise TypeError("stacklstm.torch.LSTM runs on CPU and CUDA tensors, got a %s "
+                            "tensor" % device.type)
+        with self._sessions_lock:
+            for key, s in self._sessions.items():
+                if key[:-2] == where and key[-2] >= B and key[-1] >= T:
+                    return s
+            mb = max([_pow2(B)] + [k[-2] for k in self._sessions if k[:-2] == where])
+            mt = max([_pow2(T)] + [k[-1] for k in self._sessions if k[:-2] == where])
+            if where[0] == "cuda":
+                s = self.model.session(mb, mt, backend="cuda", device=where[1],
+                                       cuda_stream=where[2])
+            else:
+                s = self.model.session(mb, mt)
+            stale = [k for k in self._sessions if k[:-2] == where]
+            if len(self._sessions) - len(stale) >= _MAX_SESSIONS:
+                stale = list(self._sessions)
+            old = [self._sessions.pop(k) for k in stale]
+            self._sessions[where + (mb, mt)] = s
+        for o in old:
+            o.close()
+        return s
+
+    # ---- forward --------------------------------------------------------------------------
+
+    def forward(self, input: Any, hx: Optional[State] = None) -> Tuple[Any, State]:
+        """nn.LSTM.forward: ``(output, (h_n, c_n))`` (see the module doc for shapes)."""
+        packed = isinstance(input, nn.utils.rnn.PackedSequence)
+        if self.training and self.dropout > 0 and self.num_layers > 1:
+            raise RuntimeError("stacklstm.torch.LSTM is inference-only: nn.LSTM applies "
+                               "dropout=%g between layers in training mode, which this "
+                               "module does not; call .eval()" % self.dropout)
+        lengths = None
+        if packed:
+            x, lens = nn.utils.rnn.pad_packed_sequence(input, batch_first=self.batch_first)
+            lengths = lens.to(torch.int64).numpy()
+        else:
+            x = input
+        if not isinstance(x, torch.Tensor):
+            raise TypeError("input must be a torch.Tensor or a PackedSequence, got %s (NumPy "
+                            "arrays: stacklstm.Session.forward)" % type(x).__name__)
+        grad = torch.is_grad_enabled() and (x.requires_grad or any(
+            t.requires_grad for t in _state_tensors(hx)))
+        if grad:
+            raise RuntimeError("stacklstm.torch.LSTM is inference-only (no autograd): an "
+                               "input requires grad; run under torch.no_grad() or "
+                               "torch.inference_mode(), or detach it")
+        if x.dtype != torch.float32:
+            raise TypeError("input must be float32 (the module's weights are), got %s"
+                            % (x.dtype,))
+        unbatched = x.dim() == 2
+        if x.dim() not in (2, 3):
+            raise ValueError("input must be [T, B, D] ([B, T, D] with batch_first) or [T, D] "
+                             "unbatched, got shape %s" % (tuple(x.shape),))
+        if unbatched:
+            x = x.unsqueeze(0 if self.batch_first else 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError("input.size(-1) must be %d (input_size), got %d"
+                             % (self.input_size, x.shape[-1]))
+        B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        h0c0 = self._initial_state(hx, B, unbatched, x.device)
+        x = x.detach()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        if B == 0:
+            raise ValueError("input has batch size 0")
+        if T == 0 and not packed:
+            raise ValueError("input has sequence length 0 (nn.LSTM refuses it too)")
+        session = self._session(x.device, B, T)
+        if x.device.type == "cuda":
+            out, final = self._run_cuda(session, x, h0c0, B, T, lengths)
+        else:
+            out, final = self._run_cpu(session, x, h0c0, B, lengths)
+        h_n, c_n = final
+        if packed:
+            out = _repack(out, input, self.batch_first)
+        elif unbatched:
+            out = out.squeeze(0 if self.batch_first else 1)
+        if unbatched:
+            h_n = [h.squeeze(1) for h in h_n] if isinstance(h_n, list) else h_n.squeeze(1)
+            c_n = [c.squeeze(1) for c in c_n] if isinstance(c_n, list) else c_n.squeeze(1)
+        if isinstance(h_n, list):
+            return out, [(h, c) for h, c in zip(h_n, c_n)]
+        return out, (h_n, c_n)
+
+    def _initial_state(self, hx: Optional[State], B: int, unbatched: bool,
+                       device: torch.device) -> Optional[List[Tuple[torch.Tensor, torch.Tensor]]]:
+        """hx as per-layer (h, c) tensors [B, H_l] on `device`, float32 (None: zeros)."""
+        if hx is None:
+            return None
+        uniform = isinstance(self.hidden_size, int)
+        if uniform:
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2 and
+                    all(isinstance(t, torch.Tensor) for t in hx)):
+                raise TypeError("hx must be a tuple (h_0, c_0) of tensors, each [num_layers, "
+                                "batch, hidden_size] (nn.LSTM's order: h first)")
+            h0, c0 = hx
+            want = ((self.num_layers, self.hidden_size) if unbatched else
+                    (self.num_layers, B, self.hidden_size))
+            for nm, t in (("h_0", h0), ("c_0", c0)):
+                if tuple(t.shape) != want:
+                    raise ValueError("hx: %s has shape %s, expected %s = [num_layers, %s"
+                                     "hidden_size]" % (nm, tuple(t.shape), want,
+                                                       "" if unbatched else "batch, "))
+            pairs = [(h0[l], c0[l]) for l in range(self.num_layers)]
+        else:
+            if not (isinstance(hx, (list, tuple)) and len(hx) == self.num_layers):
+                raise TypeError("hx: this LSTM's layers differ in size (%s), so its state is "
+                                "a list of %d per-layer (h, c) pairs, each [1, batch, H_l]"
+                                % (list(self.hidden_sizes), self.num_layers))
+            pairs = []
+            for l, (pair, H) in enumerate(zip(hx, self.hidden_sizes)):
+                if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                    raise TypeError("hx[%d] must be an (h, c) pair" % l)
+                want = (1, H) if unbatched else (1, B, H)
+                for nm, t in zip(("h", "c"), pair):
+                    if not isinstance(t, torch.Tensor) or tuple(t.shape) != want:
+                        raise ValueError("hx[%d]: %s must be a tensor of shape %s, got %s"
+                                         % (l, nm, want, tuple(getattr(t, "shape", ()))))
+                pairs.append((pair[0][0], pair[1][0]))
+        out = []
+        for l, (h, c) in enumerate(pairs):
+            for nm, t in (("h_0", h), ("c_0", c)):
+                if t.device != device:
+                    raise ValueError("hx: %s is on %s, input on %s" % (nm, t.device, device))
+                if t.dtype != torch.float32:
+                    raise TypeError("hx: %s must be float32, got %s" % (nm, t.dtype))
+            if unbatched:
+                h, c = h.unsqueeze(0), c.unsqueeze(0)
+            out.append((h.detach(), c.detach()))
+        return out
+
+    def _state_out(self, pieces: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[Any, Any]:
+        """Per-layer (h, c) [B, H_l] -> (h_n, c_n): stacked [layers, B, H] for equal sizes,
+        else lists of [1, B, H_l]."""
+        if isinstance(self.hidden_size, int):
+            return (torch.stack([h for h, _ in pieces]), torch.stack([c for _, c in pieces]))
+        return ([h.unsqueeze(0) for h, _ in pieces], [c.unsqueeze(0) for _, c in pieces])
+
+    def _run_cpu(self, session: Session, x: torch.Tensor,
+                 h0c0: Optional[List[Tuple[torch.Tensor, torch.Tensor]]], B: int,
+                 lengths: Optional[np.ndarray]) -> Tuple[torch.Tensor, Tuple[Any, Any]]:
+        xn = x.numpy()   # zero-copy: x is a contiguous float32 CPU tensor
+        init = None
+        if h0c0 is not None:
+            init = np.empty(self.model.state_count(B), _F32)
+            for (c_row, h_row, H), (h, c) in zip(self.model._state_layout.rows, h0c0):
+                init[B * c_row:B * c_row + B * H] = c.reshape(-1).numpy()
+                init[B * h_row:B * h_row + B * H] = h.reshape(-1).numpy()
+        out, final = session.forward(xn, initial_state=init, sequence_lengths=lengths,
+                                     time_major=not self.batch_first)
+        pieces = [(torch.from_numpy(s.h), torch.from_numpy(s.c)) for s in final]
+        return torch.from_numpy(out), self._state_out(pieces)
+
+    def _run_cuda(self, session: Session, x: torch.Tensor,
+                  h0c0: Optional[List[Tuple[torch.Tensor, torch.Tensor]]], B: int, T: int,
+                  lengths: Optional[np.ndarray]) -> Tuple[torch.Tensor, Tuple[Any, Any]]:
+        # NOT RUN on a GPU yet (no session so far had one): written to the CUDA path of
+        # Session.forward (device pointers, SLSTM_MEMORY_DEVICE) on the current stream,
+        # which the session was created on, so that every kernel and copy here and in the
+        # library is ordered on that one stream.
+        dev = x.device
+        H = self.hidden_sizes[-1]
+        rows = self.model._state_layout.rows
+        count = self.model.state_count(B)
+        out = torch.empty((B, T, H) if self.batch_first else (T, B, H), dtype=torch.float32,
+                          device=dev)
+        final = torch.empty(count, dtype=torch.float32, device=dev)
+        init = None
+        if h0c0 is not None:
+            init = torch.empty(count, dtype=torch.float32, device=dev)
+            for (c_row, h_row, Hl), (h, c) in zip(rows, h0c0):
+                init[B * c_row:B * c_row + B * Hl].view(B, Hl).copy_(c)
+                init[B * h_row:B * h_row + B * Hl].view(B, Hl).copy_(h)
+        session.forward(x, initial_state=init, sequence_lengths=lengths,
+                        time_major=not self.batch_first, out=out, final_state_out=final)
+        pieces = [(final[B * h_row:B * h_row + B * Hl].view(B, Hl),
+                   final[B * c_row:B * c_row + B * Hl].view(B, Hl)) for c_row, h_row, Hl in rows]
+        return out, self._state_out(pieces)
+
+
+def _state_tensors(hx: Any) -> List[torch.Tensor]:
+    if hx is None:
+        return []
+    if isinstance(hx, torch.Tensor):
+        return [hx]
+    if isinstance(hx, (list, tuple)):
+        return [t for p in hx for t in _state_tensors(p)]
+    return []
+
+
+def _repack(out: torch.Tensor, like: Any, batch_first: bool) -> Any:
+    """The padded output (original batch order) as a PackedSequence with `like`'s
+    batch_sizes and sorted/unsorted indices, which is what nn.LSTM returns."""
+    seq = out if not batch_first else out.transpose(0, 1)   # [T, B, H]
+    if like.sorted_indices is not None:
+        seq = seq.index_select(1, like.sorted_indices.to(seq.device))
+    lengths = _lengths_of(like.batch_sizes)
+    data = nn.utils.rnn.pack_padded_sequence(seq, lengths, enforce_sorted=True).data
+    return nn.utils.rnn.PackedSequence(data, like.batch_sizes, like.sorted_indices,
+                                       like.unsorted_indices)
+
+
+def _lengths_of(batch_sizes: torch.Tensor) -> torch.Tensor:
+    """The (sorted, descending) sequence lengths a PackedSequence's batch_sizes encode."""
+    bs = batch_sizes.tolist()
+    B = bs[0] if bs else 0
+    return torch.tensor([sum(1 for n in bs if n > b) for b in range(B)], dtype=torch.int64)

@@ -1,0 +1,357 @@
+"""stacklstm.torch.LSTM: torch.nn.LSTM's interface and numbers (issue 16, item 4).
+
+Numbers are checked two ways: against torch.nn.LSTM itself, and against an independent
+float64 evaluation of the same equations (NumPy, below). Both must hold the accuracy rule
+at everyday scales (README, "Accuracy": each step within ~1e-5; these short sequences stay
+well inside ATOL)."""
+import io
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import stacklstm  # noqa: E402
+import stacklstm.torch as slt  # noqa: E402
+
+ATOL = 2e-5   # everyday scales, a few steps: the rule's bound is ~1e-5 per step
+
+
+def lstm64(x, layers, h0=None, c0=None):
+    """Float64 reference of nn.LSTM (time-major x [T, B, D]); layers: per layer the torch
+    tensors (W_ih, W_hh, b_ih, b_hh). Returns output [T, B, H_last] and per-layer (h, c)."""
+    x = np.asarray(x, np.float64)
+    T, B, _ = x.shape
+    finals = []
+    for l, (wi, wh, bi, bh) in enumerate(layers):
+        wi, wh, bi, bh = (np.asarray(t, np.float64) for t in (wi, wh, bi, bh))
+        H = wh.shape[1]
+        h = np.zeros((B, H)) if h0 is None else np.asarray(h0[l], np.float64)
+        c = np.zeros((B, H)) if c0 is None else np.asarray(c0[l], np.float64)
+        ys = []
+        for t in range(T):
+            z = x[t] @ wi.T + bi + h @ wh.T + bh
+            i, f, g, o = np.split(z, 4, axis=1)
+            sig = lambda v: 1 / (1 + np.exp(-v))   # noqa: E731
+            c = sig(f) * c + sig(i) * np.tanh(g)
+            h = sig(o) * np.tanh(c)
+            ys.append(h)
+        x = np.stack(ys)
+        finals.append((h, c))
+    return x, finals
+
+
+def torch_layers(lstm):
+    sd = lstm.state_dict()
+    out = []
+    for l in range(lstm.num_layers):
+        H4 = sd["weight_hh_l%d" % l].shape[0]
+        z = torch.zeros(H4)
+        out.append((sd["weight_ih_l%d" % l], sd["weight_hh_l%d" % l],
+                    sd.get("bias_ih_l%d" % l, z), sd.get("bias_hh_l%d" % l, z)))
+    return out
+
+
+def close(a, b):
+    return np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max() <= ATOL
+
+
+def make(num_layers=2, batch_first=False, bias=True, D=5, H=7, seed=0):
+    torch.manual_seed(seed)
+    ref = torch.nn.LSTM(D, H, num_layers=num_layers, batch_first=batch_first,
+                        bias=bias).eval()
+    return ref, slt.LSTM.from_torch(ref)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("with_hx", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_outputs_and_state_equal_nn_lstm_and_a_float64_reference(batch_first, with_hx,
+                                                                  num_layers):
+    ref, ours = make(num_layers, batch_first)
+    T, B = 6, 3
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn((B, T, 5) if batch_first else (T, B, 5), generator=g)
+    hx = None
+    if with_hx:
+        hx = (torch.randn(num_layers, B, 7, generator=g),
+              torch.randn(num_layers, B, 7, generator=g))
+    with torch.no_grad():
+        want, (wh, wc) = ref(x, hx)
+        got, (gh, gc) = ours(x, hx)
+    assert got.shape == want.shape and gh.shape == wh.shape == (num_layers, B, 7)
+    assert close(got, want) and close(gh, wh) and close(gc, wc)
+    xt = x.transpose(0, 1) if batch_first else x
+    out64, fin64 = lstm64(xt.numpy(), torch_layers(ref),
+                          None if hx is None else hx[0].numpy(),
+                          None if hx is None else hx[1].numpy())
+    got_t = got.transpose(0, 1) if batch_first else got
+    assert close(got_t, out64)
+    assert close(gh, np.stack([h for h, _ in fin64])) and close(gc, np.stack([c for _, c in fin64]))
+
+
+def test_the_state_is_h_then_c_as_in_nn_lstm():
+    ref, ours = make(2)
+    x = torch.randn(4, 2, 5)
+    with torch.no_grad():
+        out, (h_n, c_n) = ours(x)
+    assert torch.equal(h_n[-1], out[-1])        # h_n is the last output of the top layer
+    assert not torch.allclose(c_n[-1], out[-1])
+
+
+def test_hx_is_read_in_nn_lstm_order_not_swapped():
+    ref, ours = make(1)
+    x = torch.randn(3, 2, 5)
+    h0, c0 = torch.randn(1, 2, 7), torch.randn(1, 2, 7) * 3
+    with torch.no_grad():
+        want = ref(x, (h0, c0))[0]
+        got = ours(x, (h0, c0))[0]
+        swapped = ours(x, (c0, h0))[0]
+    assert close(got, want) and not close(swapped, want)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_a_packed_sequence_gives_nn_lstms_packed_output_and_per_sequence_final_state(
+        batch_first):
+    ref, ours = make(2, batch_first)
+    T, B = 5, 4
+    x = torch.randn((B, T, 5) if batch_first else (T, B, 5))
+    lengths = torch.tensor([3, 5, 1, 4])
+    p = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=batch_first,
+                                                enforce_sorted=False)
+    with torch.no_grad():
+        want, (wh, wc) = ref(p)
+        got, (gh, gc) = ours(p)
+    assert isinstance(got, torch.nn.utils.rnn.PackedSequence)
+    assert torch.equal(got.batch_sizes, want.batch_sizes)
+    assert torch.equal(got.sorted_indices, want.sorted_indices)
+    assert close(got.data, want.data) and close(gh, wh) and close(gc, wc)
+
+
+def test_unbatched_input_and_state_as_nn_lstm():
+    ref, ours = make(2)
+    x = torch.randn(4, 5)
+    hx = (torch.randn(2, 7), torch.randn(2, 7))
+    with torch.no_grad():
+        want, (wh, wc) = ref(x, hx)
+        got, (gh, gc) = ours(x, hx)
+    assert got.shape == (4, 7) and gh.shape == (2, 7)
+    assert close(got, want) and close(gh, wh) and close(gc, wc)
+
+
+def test_a_strided_input_gives_the_numbers_of_its_contiguous_copy():
+    _, ours = make(1)
+    x = torch.randn(3, 6, 5).transpose(0, 1)   # [6, 3, 5], not contiguous
+    with torch.no_grad():
+        a = ours(x)[0]
+        b = ours(x.contiguous())[0]
+    assert torch.equal(a, b)
+
+
+def test_bias_false_runs_with_zero_biases_as_nn_lstm():
+    ref, ours = make(2, bias=False)
+    assert not ours.bias and "bias=False" in repr(ours)
+    x = torch.randn(3, 2, 5)
+    with torch.no_grad():
+        assert close(ours(x)[0], ref(x)[0])
+
+
+def test_from_state_dict_equals_from_torch_bitwise():
+    ref, ours = make(3, batch_first=True)
+    other = slt.LSTM.from_state_dict(ref.state_dict(), batch_first=True)
+    x = torch.randn(2, 4, 5)
+    with torch.no_grad():
+        assert torch.equal(ours(x)[0], other(x)[0])
+    assert (other.input_size, other.hidden_size, other.num_layers) == (5, 7, 3)
+
+
+def test_a_list_of_hidden_sizes_runs_a_stack_of_single_layer_nn_lstms():
+    torch.manual_seed(3)
+    mods = torch.nn.ModuleList([torch.nn.LSTM(5, 6), torch.nn.LSTM(6, 3),
+                                torch.nn.LSTM(3, 8)]).eval()
+    ours = slt.LSTM.from_state_dict(mods.state_dict())
+    assert ours.hidden_size == [6, 3, 8]
+    x = torch.randn(4, 2, 5)
+    hx = [(torch.randn(1, 2, H), torch.randn(1, 2, H)) for H in (6, 3, 8)]
+    with torch.no_grad():
+        y, want = x, []
+        for m, s in zip(mods, hx):
+            y, st = m(y, s)
+            want.append(st)
+        got, state = ours(x, hx)
+    assert close(got, y)
+    assert len(state) == 3
+    for (gh, gc), (wh, wc) in zip(state, want):
+        assert gh.shape == wh.shape and close(gh, wh) and close(gc, wc)
+
+
+def test_a_new_module_is_initialised_as_nn_lstm():
+    torch.manual_seed(0)
+    m = slt.LSTM(4, 16, num_layers=2)
+    sd = m.state_dict()
+    assert set(sd) == set(torch.nn.LSTM(4, 16, num_layers=2).state_dict())
+    k = 1 / 16 ** 0.5
+    for name, t in sd.items():
+        if name.startswith("weight"):
+            assert k / 2 < t.abs().max() <= k, name   # uniform in +-1/sqrt(H)
+    for l in range(2):   # the library keeps one bias: the sum of two such draws
+        assert sd["bias_ih_l%d" % l].abs().max() <= 2 * k
+        assert sd["bias_ih_l%d" % l].abs().max() > k / 2
+        assert torch.equal(sd["bias_hh_l%d" % l], torch.zeros(64))
+
+
+def test_state_dicts_load_both_ways():
+    ref, ours = make(2)
+    back = torch.nn.LSTM(5, 7, num_layers=2).eval()
+    back.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 2, 5)
+    with torch.no_grad():
+        assert close(back(x)[0], ours(x)[0])
+    fresh = slt.LSTM(5, 7, num_layers=2).eval()
+    fresh.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        assert close(fresh(x)[0], ref(x)[0])
+
+
+def test_loading_a_state_dict_of_another_architecture_fails_and_keeps_the_module():
+    _, ours = make(2)
+    x = torch.randn(3, 2, 5)
+    with torch.no_grad():
+        before = ours(x)[0]
+    with pytest.raises(RuntimeError, match="hidden sizes"):
+        ours.load_state_dict(torch.nn.LSTM(5, 9, num_layers=2).state_dict())
+    with torch.no_grad():
+        assert torch.equal(ours(x)[0], before)
+
+
+def test_the_module_pickles_and_saves_with_its_weights():
+    _, ours = make(2)
+    x = torch.randn(3, 2, 5)
+    with torch.no_grad():
+        want = ours(x)[0]
+        again = pickle.loads(pickle.dumps(ours))
+        assert torch.equal(again(x)[0], want)
+        buf = io.BytesIO()
+        torch.save(ours, buf)
+        buf.seek(0)
+        loaded = torch.load(buf)
+        assert torch.equal(loaded(x)[0], want)
+
+
+def test_sessions_grow_with_the_input_and_are_reused():
+    _, ours = make(1)
+    with torch.no_grad():
+        ours(torch.randn(3, 2, 5))
+        ours(torch.randn(2, 1, 5))
+        assert len(ours._sessions) == 1
+        ours(torch.randn(9, 5, 5))
+    assert list(ours._sessions) == [("cpu", 8, 16)]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"bidirectional": True}, "bidirectional"),
+    ({"proj_size": 3}, "proj_size"),
+])
+def test_unsupported_nn_lstm_options_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        slt.LSTM(5, 7, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        slt.LSTM.from_torch(torch.nn.LSTM(5, 7, **kwargs))
+
+
+def test_a_float64_nn_lstm_or_dtype_is_refused():
+    with pytest.raises(TypeError, match="float32"):
+        slt.LSTM.from_torch(torch.nn.LSTM(5, 7).double())
+    with pytest.raises(TypeError, match="float32"):
+        slt.LSTM(5, 7, dtype=torch.float64)
+
+
+def test_a_float64_input_is_refused_as_nn_lstm_does():
+    _, ours = make(1)
+    with pytest.raises(TypeError, match="float32"):
+        with torch.no_grad():
+            ours(torch.randn(3, 2, 5, dtype=torch.float64))
+
+
+def test_an_input_requiring_grad_is_refused_outside_no_grad():
+    _, ours = make(1)
+    x = torch.randn(3, 2, 5, requires_grad=True)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        ours(x)
+    with torch.no_grad():
+        ours(x)
+
+
+def test_dropout_is_accepted_in_eval_and_refused_in_training():
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(5, 7, num_layers=2, dropout=0.3)
+    ours = slt.LSTM.from_torch(ref.eval())
+    x = torch.randn(3, 2, 5)
+    with torch.no_grad():
+        assert close(ours(x)[0], ref(x)[0])
+        ours.train()
+        with pytest.raises(RuntimeError, match="dropout"):
+            ours(x)
+
+
+def test_a_wrong_input_size_or_state_shape_names_the_argument():
+    _, ours = make(2)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="input_size"):
+            ours(torch.randn(3, 2, 4))
+        with pytest.raises(ValueError, match="h_0"):
+            ours(torch.randn(3, 2, 5), (torch.randn(2, 3, 7), torch.randn(2, 2, 7)))
+        with pytest.raises(TypeError, match="NumPy"):
+            ours(np.zeros((3, 2, 5), np.float32))
+
+
+def test_from_model_shares_a_stacklstm_model():
+    ref, ours = make(2)
+    again = slt.LSTM.from_model(ours.model)
+    x = torch.randn(3, 2, 5)
+    with torch.no_grad():
+        assert torch.equal(again(x)[0], ours(x)[0])
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason="no CUDA device here: the CUDA path of stacklstm.torch "
+                                 "(device pointers on the current stream) has not run")
+
+
+def _cuda_ok():
+    ok, why = stacklstm.backend_available("cuda")
+    if not ok:
+        pytest.skip("the library's CUDA backend is unavailable: %s" % why)
+
+
+@CUDA
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_cuda_tensors_give_nn_lstms_numbers_on_the_current_stream(batch_first):
+    _cuda_ok()
+    ref, ours = make(2, batch_first)
+    ref = ref.cuda()
+    x = torch.randn((3, 6, 5) if batch_first else (6, 3, 5), device="cuda")
+    hx = (torch.randn(2, 3, 7, device="cuda"), torch.randn(2, 3, 7, device="cuda"))
+    side = torch.cuda.Stream()
+    with torch.no_grad(), torch.cuda.stream(side):
+        want, (wh, wc) = ref(x, hx)
+        got, (gh, gc) = ours(x, hx)
+    side.synchronize()
+    assert got.is_cuda and gh.is_cuda
+    assert close(got.cpu(), want.cpu()) and close(gh.cpu(), wh.cpu()) and close(gc.cpu(),
+                                                                               wc.cpu())
+    assert ("cuda", x.device.index or 0, side.cuda_stream) == next(iter(ours._sessions))[:3]
+
+
+@CUDA
+def test_cuda_packed_sequence_gives_nn_lstms_numbers():
+    _cuda_ok()
+    ref, ours = make(2)
+    ref = ref.cuda()
+    x = torch.randn(5, 4, 5, device="cuda")
+    p = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([3, 5, 1, 4]),
+                                                enforce_sorted=False)
+    with torch.no_grad():
+        want, (wh, _) = ref(p)
+        got, (gh, _) = ours(p)
+    assert close(got.data.cpu(), want.data.cpu()) and close(gh.cpu(), wh.cpu())
