@@ -93,7 +93,7 @@ def _f32(a, name="array"):
     rounding; a finite value beyond float32's range (|x| > 3.4028235e38) is a ValueError,
     not an inf. Complex arrays are a TypeError (their imaginary part would be dropped), as
     are object, string and other non-numeric arrays."""
-    arr = _to_numpy(a)
+    arr = _to_numpy(_host_array(a))
     if np.iscomplexobj(arr):
         raise TypeError("%s: complex dtype %s is not accepted (the imaginary part would be "
                         "lost); pass real numbers" % (name, arr.dtype))
@@ -519,27 +519,242 @@ def _prod(shape):
     return n
 
 
-def _cuda_view(obj, name):
-    """(device pointer, shape) of a float32 C-contiguous __cuda_array_interface__ object."""
-    cai = getattr(obj, "__cuda_array_interface__", None)
-    if cai is None:
-        raise TypeError("%s: expected a CUDA array (with __cuda_array_interface__)" % name)
-    shape = tuple(cai["shape"])
-    if cai.get("typestr") != "<f4":
-        raise TypeError("%s: CUDA arrays must be float32 ('<f4'), got %r (no silent copies "
-                        "of device arrays)" % (name, cai.get("typestr")))
-    strides = cai.get("strides")
-    if strides is not None:
-        want, acc = [], 4
-        for d in reversed(shape):
-            want.append(acc)
-            acc *= int(d)
-        if tuple(strides) != tuple(reversed(want)) and _prod(shape) > 1:
-            raise TypeError("%s: CUDA arrays must be C-contiguous (no silent copies)" % name)
-    ptr = cai["data"][0]
-    if cai["data"][1] and name in ("out", "final_state_out"):
-        raise TypeError("%s: the CUDA array is read-only" % name)
-    return ctypes.c_void_p(ptr), shape
+# ---- device arrays: __cuda_array_interface__, DLPack ---------------------------------------
+#
+# A device array reaches Session.forward as an object with __cuda_array_interface__ (CuPy,
+# Numba, PyTorch), an object with __dlpack__ (JAX, CuPy, PyTorch, ...) or a DLPack capsule
+# ("dltensor", e.g. torch.utils.dlpack.to_dlpack / tf.experimental.dlpack.to_dlpack). Only
+# its address and shape are read; the library reads and writes the memory in place.
+#
+# Streams. The session runs on its own CUDA stream (created with cudaStreamCreate, so it is
+# ordered after work on the legacy default stream) or on the caller's (Session(cuda_stream=)).
+# - __dlpack__ objects are asked for the capsule with stream= that stream (1, the legacy
+#   default stream, for a session's own stream): by the DLPack protocol the producer then
+#   makes its pending work visible to that stream.
+# - A __cuda_array_interface__ (v3) "stream" other than the session's (and other than the
+#   legacy default stream for a session's own stream) is waited for with
+#   cudaStreamSynchronize before the call (libcudart through ctypes).
+# - A bare capsule carries no stream: its producer must have finished writing it (or have
+#   written it on the session's stream), as for any DLPack capsule handed over.
+
+_KDL_CPU, _KDL_CUDA, _KDL_CUDA_HOST, _KDL_CUDA_MANAGED = 1, 2, 3, 13
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    """dlpack.h's DLTensor, the first member of DLManagedTensor (the "dltensor" capsule)."""
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+_capsule_api: Dict[str, Any] = {}
+
+
+def _capsule_fn(name: str) -> Any:
+    fn = _capsule_api.get(name)
+    if fn is None:
+        fn = getattr(ctypes.pythonapi, name)
+        if name == "PyCapsule_IsValid":
+            fn.restype, fn.argtypes = ctypes.c_int, [ctypes.py_object, ctypes.c_char_p]
+        else:
+            fn.restype, fn.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        _capsule_api[name] = fn
+    return fn
+
+
+def _is_dlpack_capsule(obj: Any) -> bool:
+    return (type(obj).__name__ == "PyCapsule" and
+            bool(_capsule_fn("PyCapsule_IsValid")(obj, b"dltensor")))
+
+
+class _DLView:
+    """What a DLPack tensor says about itself (the capsule is kept alive with it)."""
+
+    def __init__(self, capsule: Any, name: str) -> None:
+        if not _is_dlpack_capsule(capsule):
+            raise TypeError("%s: not an unconsumed DLPack capsule (\"dltensor\"; a capsule "
+                            "can be consumed once)" % name)
+        p = _capsule_fn("PyCapsule_GetPointer")(capsule, b"dltensor")
+        t = _DLTensor.from_address(p)
+        self.capsule = capsule
+        self.device = (t.device.device_type, t.device.device_id)
+        self.shape = tuple(t.shape[k] for k in range(t.ndim))
+        self.strides = (None if not t.strides else tuple(t.strides[k] for k in range(t.ndim)))
+        self.dtype = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
+        self.address = (t.data or 0) + t.byte_offset
+
+
+class _CapsuleArray:
+    """A bare host DLPack capsule as an object NumPy's from_dlpack takes (it consumes it)."""
+
+    def __init__(self, capsule: Any, device: Tuple[int, int]) -> None:
+        self._capsule, self._device = capsule, device
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        return self._capsule
+
+    def __dlpack_device__(self) -> Tuple[int, int]:
+        return self._device
+
+
+def _dlpack_device(obj: Any) -> Optional[Tuple[int, int]]:
+    """(device type, id) of a DLPack capsule or __dlpack__ object; None for anything else."""
+    if _is_dlpack_capsule(obj):
+        return _DLView(obj, "array").device
+    dev = getattr(obj, "__dlpack_device__", None)
+    if dev is not None and hasattr(obj, "__dlpack__"):
+        d = dev()
+        return (int(d[0]), int(d[1]))
+    return None
+
+
+def _host_from_dlpack(obj: Any, device: Tuple[int, int]) -> np.ndarray:
+    """A host DLPack tensor as a NumPy array over the same memory (NumPy consumes it)."""
+    if device[0] not in (_KDL_CPU, _KDL_CUDA_HOST):
+        raise TypeError("a DLPack tensor on device type %d is neither host nor CUDA memory"
+                        % device[0])
+    if _is_dlpack_capsule(obj):
+        obj = _CapsuleArray(obj, (_KDL_CPU, 0))
+    from_dlpack = getattr(np, "from_dlpack", None)
+    if from_dlpack is None:   # pragma: no cover (NumPy < 1.22)
+        raise TypeError("DLPack input needs NumPy >= 1.22 (numpy.from_dlpack)")
+    return from_dlpack(obj)
+
+
+_cudart: Dict[str, Any] = {}
+
+
+def _stream_synchronize(stream: int, name: str) -> None:
+    """cudaStreamSynchronize(stream) through libcudart (loaded on first need)."""
+    fn = _cudart.get("sync")
+    if fn is None:
+        err = None
+        for cand in ("libcudart.so", "libcudart.so.13", "libcudart.so.12",
+                     "libcudart.so.11.0"):
+            try:
+                rt = ctypes.CDLL(cand)
+                break
+            except OSError as e:
+                err = e
+        else:
+            raise RuntimeError("%s is ready on CUDA stream 0x%x, not the session's, and "
+                               "libcudart (to wait for that stream) cannot be loaded: %s; "
+                               "create the session on that stream (Session(cuda_stream=...)) "
+                               "or synchronize it first" % (name, stream, err))
+        fn = rt.cudaStreamSynchronize
+        fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p]
+        _cudart["sync"] = fn
+    rc = fn(stream)
+    if rc:
+        raise RuntimeError("%s: cudaStreamSynchronize(0x%x) failed with cudaError %d"
+                           % (name, stream, rc))
+
+
+def _c_contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize: int,
+                  in_elements: bool) -> bool:
+    if strides is None or _prod(shape) <= 1:
+        return True
+    acc = 1 if in_elements else itemsize
+    for d, s in zip(reversed(tuple(shape)), reversed(tuple(strides))):
+        if d != 1 and s != acc:
+            return False
+        acc *= int(d)
+    return True
+
+
+class _DeviceArgs:
+    """The device views of one call: each argument's (address, shape), the DLPack capsules
+    kept alive for the call and the producer streams to wait for."""
+
+    def __init__(self, session_stream: Optional[int], device: int) -> None:
+        self.session_stream = session_stream
+        self.device = device
+        self.keep: List[Any] = []
+        self.waits: Dict[int, str] = {}
+
+    def view(self, obj: Any, name: str, writable: bool) -> Tuple[int, Tuple[int, ...]]:
+        """(device address, shape) of a float32 C-contiguous CUDA array given as a
+        __cuda_array_interface__ object, a __dlpack__ object or a DLPack capsule."""
+        cai = getattr(obj, "__cuda_array_interface__", None)
+        if cai is not None:
+            shape = tuple(int(d) for d in cai["shape"])
+            if cai.get("typestr") != "<f4":
+                raise TypeError("%s: CUDA arrays must be float32 ('<f4'), got %r (no silent "
+                                "copies of device arrays)" % (name, cai.get("typestr")))
+            if not _c_contiguous(shape, cai.get("strides"), 4, False):
+                raise TypeError("%s: CUDA arrays must be C-contiguous (no silent copies)"
+                                % name)
+            if writable and cai["data"][1]:
+                raise TypeError("%s: the CUDA array is read-only" % name)
+            stream = cai.get("stream")
+            if stream is not None and stream != self.session_stream and not (
+                    stream == 1 and self.session_stream is None):
+                self.waits.setdefault(int(stream), name)
+            return int(cai["data"][0] or 0), shape
+        if _is_dlpack_capsule(obj):
+            capsule = obj
+        elif hasattr(obj, "__dlpack__"):
+            # The producer makes its work visible on the stream we name (DLPack protocol).
+            capsule = obj.__dlpack__(stream=self.session_stream if self.session_stream
+                                     else 1)
+        else:
+            raise TypeError("%s: expected a CUDA array (__cuda_array_interface__, __dlpack__ "
+                            "or a DLPack capsule), got %s" % (name, type(obj).__name__))
+        v = _DLView(capsule, name)
+        self.keep.append(capsule)
+        if v.device[0] not in (_KDL_CUDA, _KDL_CUDA_MANAGED):
+            raise TypeError("%s: a DLPack tensor on device type %d where CUDA memory (type "
+                            "2) is needed (the other arrays of the call are CUDA arrays)"
+                            % (name, v.device[0]))
+        if v.device[1] != self.device:
+            raise ValueError("%s: the DLPack tensor is on CUDA device %d, the session on %d"
+                             % (name, v.device[1], self.device))
+        if v.dtype != (2, 32, 1):
+            raise TypeError("%s: DLPack tensors must be float32 (code 2, 32 bits, 1 lane), got "
+                            "(code %d, %d bits, %d lanes)" % ((name,) + v.dtype))
+        if not _c_contiguous(v.shape, v.strides, 4, True):
+            raise TypeError("%s: DLPack tensors must be C-contiguous (no silent copies)" % name)
+        return v.address, v.shape
+
+    def wait(self) -> None:
+        for stream, name in self.waits.items():
+            _stream_synchronize(stream, name)
+
+
+def _is_device_array(obj: Any) -> bool:
+    """A CUDA array of any of the accepted kinds (see _DeviceArgs)."""
+    if isinstance(obj, np.ndarray):
+        return False
+    if hasattr(obj, "__cuda_array_interface__"):
+        return True
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):   # a torch CPU tensor: the host path
+        return False
+    dev = _dlpack_device(obj) if (hasattr(obj, "__dlpack__") or
+                                  type(obj).__name__ == "PyCapsule") else None
+    return dev is not None and dev[0] in (_KDL_CUDA, _KDL_CUDA_MANAGED)
+
+
+def _host_array(obj: Any) -> Any:
+    """A host DLPack capsule / __dlpack__ object as NumPy; anything else unchanged."""
+    if isinstance(obj, np.ndarray) or (hasattr(obj, "detach") and hasattr(obj, "cpu")):
+        return obj
+    if type(obj).__name__ == "PyCapsule" and not _is_dlpack_capsule(obj):
+        raise TypeError("a capsule that is not an unconsumed DLPack tensor (\"dltensor\"; a "
+                        "DLPack capsule can be used once, then it is \"used_dltensor\")")
+    if type(obj).__name__ == "PyCapsule" or (hasattr(obj, "__dlpack__") and
+                                             hasattr(obj, "__dlpack_device__")):
+        dev = _dlpack_device(obj)
+        if dev is not None:
+            return _host_from_dlpack(obj, dev)
+    return obj
 
 
 class _StateLayout:
@@ -960,7 +1175,7 @@ class Session(_Owned):
         is copied silently). They are returned as (out, final_state_out)."""
         x = inputs
         if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous):
-            if hasattr(x, "__cuda_array_interface__"):
+            if _is_device_array(x):
                 return self._forward_device(x, initial_state, sequence_lengths, time_major,
                                             out, final_state_out)
             x = _f32(x, "inputs")
@@ -1021,25 +1236,27 @@ class Session(_Owned):
     def _forward_device(self, inputs: Any, initial_state: Any, sequence_lengths: Any,
                         time_major: bool, out: Any, final_state_out: Any,
                         lens: Optional[np.ndarray] = None) -> Tuple[Any, Any]:
-        x = _cuda_view(inputs, "inputs")
-        if len(x[1]) != 3:
-            raise ValueError("inputs must have 3 dims, got shape %s" % (x[1],))
-        T, B = (x[1][0], x[1][1]) if time_major else (x[1][1], x[1][0])
+        dv = _DeviceArgs(self._cuda_stream or None, self._device)
+        xa, xs = dv.view(inputs, "inputs", False)
+        if len(xs) != 3:
+            raise ValueError("inputs must have 3 dims, got shape %s" % (xs,))
+        T, B = (xs[0], xs[1]) if time_major else (xs[1], xs[0])
         if out is None or final_state_out is None:
             raise TypeError("CUDA inputs need `out` and `final_state_out` CUDA arrays (the "
                             "package allocates no device memory)")
-        o, f = _cuda_view(out, "out"), _cuda_view(final_state_out, "final_state_out")
+        oa, os_ = dv.view(out, "out", True)
+        fa, fs = dv.view(final_state_out, "final_state_out", True)
         H, count = self.hidden_sizes[-1], _state_count(B, self._state_layout)
         out_shape = (T, B, H) if time_major else (B, T, H)
-        for nm, shape, want in (("out", o[1], out_shape), ("final_state_out", f[1], (count,))):
+        for nm, shape, want in (("out", os_, out_shape), ("final_state_out", fs, (count,))):
             if shape != want:
                 raise ValueError("%s has shape %s, expected %s" % (nm, shape, want))
-        i = None
+        ia = None
         if initial_state is not None:
-            i = _cuda_view(initial_state, "initial_state")
-            if i[1] != (count,):
+            ia, is_ = dv.view(initial_state, "initial_state", False)
+            if is_ != (count,):
                 raise ValueError("initial_state: a CUDA initial state must be the packed 1-D "
-                                 "vector of %d values, got shape %s" % (count, i[1]))
+                                 "vector of %d values, got shape %s" % (count, is_))
         if sequence_lengths is not None:
             lens = _lengths(sequence_lengths)
         args = _lib.padded(_ForwardArgsAddr, lib.slstm_forward_args_init_sized)
@@ -1047,13 +1264,14 @@ class Session(_Owned):
         a.memory = 1   # SLSTM_MEMORY_DEVICE
         a.layout = 1 if time_major else 0
         a.batch, a.time = B, T
-        a.input, a.input_count = x[0].value, _prod(x[1])
-        a.output, a.output_count = o[0].value, _prod(o[1])
-        a.final_state, a.final_state_count = f[0].value, _prod(f[1])
-        if i is not None:
-            a.initial_state, a.initial_state_count = i[0].value, _prod(i[1])
+        a.input, a.input_count = xa or None, _prod(xs)
+        a.output, a.output_count = oa or None, _prod(os_)
+        a.final_state, a.final_state_count = fa or None, _prod(fs)
+        if ia is not None:
+            a.initial_state, a.initial_state_count = ia or None, count
         if lens is not None:
             a.sequence_lengths, a.sequence_lengths_count = _addr(lens), lens.size
+        dv.wait()   # producers' streams other than the session's (see _DeviceArgs)
         with self._using() as h:
             st = self._fwd(h, ctypes.byref(args))
         if st:
