@@ -31,6 +31,7 @@ SLSTM_API const char* slstm_status_string(slstm_status status) {
     case SLSTM_ERR_ALIASING: return "overlapping buffers";
     case SLSTM_ERR_INTERNAL: return "internal error";
     case SLSTM_ERR_BUSY: return "session busy";
+    case SLSTM_ERR_SLOTS_FULL: return "no free stream slot";
   }
   return "unknown status";
 }

@@ -1,6 +1,9 @@
-// C entry points for sessions: creation, destruction and the validated forward/step calls.
+// C entry points for sessions: creation, destruction, the validated forward/step calls and
+// the stream slots (header "Stream slots").
 #include <cstdint>
 #include <cstring>
+#include <new>
+#include <stdexcept>
 #include <string>
 
 #include "firewall.hpp"
@@ -71,7 +74,7 @@ constexpr ArgNames kStepNames = {"input",  "input_count",  "state",     "state_c
 // a caller's race into a status instead of corrupted buffers or a crash).
 class SessionCall {
  public:
-  explicit SessionCall(slstm_session* s) : s_(s) {
+  explicit SessionCall(const slstm_session* s) : s_(s) {
     if (s_->busy.exchange(true, std::memory_order_acquire)) {
       fail(SLSTM_ERR_BUSY, "session: another thread is running a call on it (a session serves "
                            "one thread at a time)");
@@ -82,20 +85,25 @@ class SessionCall {
   SessionCall& operator=(const SessionCall&) = delete;
 
  private:
-  slstm_session* s_;
+  const slstm_session* s_;
 };
+
+// A memory value the session can take.
+void check_memory(const slstm_session& session, slstm_memory memory) {
+  if (memory != SLSTM_MEMORY_HOST && memory != SLSTM_MEMORY_DEVICE) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "memory: unknown value " + num(memory));
+  }
+  if (memory == SLSTM_MEMORY_DEVICE && !session.backend->takes_device_memory()) {
+    fail(SLSTM_ERR_UNSUPPORTED, "memory SLSTM_MEMORY_DEVICE needs a CUDA session");
+  }
+}
 
 // The enums, batch and time against the session's maxima.
 void check_shape(const slstm_session& session, const slstm_forward_args& a) {
   if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));
   }
-  if (a.memory != SLSTM_MEMORY_HOST && a.memory != SLSTM_MEMORY_DEVICE) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "memory: unknown value " + num(a.memory));
-  }
-  if (a.memory == SLSTM_MEMORY_DEVICE && !session.backend->takes_device_memory()) {
-    fail(SLSTM_ERR_UNSUPPORTED, "memory SLSTM_MEMORY_DEVICE needs a CUDA session");
-  }
+  check_memory(session, a.memory);
   if (a.batch < 1) fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + num(a.batch));
   if (a.time < 0) fail(SLSTM_ERR_INVALID_ARGUMENT, "time must be >= 0, got " + num(a.time));
   if (a.batch > session.config.max_batch) {
@@ -145,20 +153,23 @@ void check_lengths(const slstm_forward_args& a) {
   }
 }
 
-// Outputs may not overlap inputs or each other; final_state may BE initial_state.
-void check_aliasing(const slstm_forward_args& a, const ArgNames& n, const Counts& c) {
-  enum { kInput, kLengths, kInitial, kOutput, kFinal };
-  const Span spans[] = {
+// Outputs may not overlap inputs or each other; final_state may BE initial_state.  A slot
+// call's slot_ids (batch values, read) are one more input.
+void check_aliasing(const slstm_forward_args& a, const ArgNames& n, const Counts& c,
+                    const std::int64_t* slot_ids = nullptr) {
+  enum { kInput, kLengths, kInitial, kOutput, kFinal, kSlotIds, kSpans };
+  const Span spans[kSpans] = {
       {n.input, a.input, c.input * sizeof(float), false},
       {"sequence_lengths", a.sequence_lengths,
        a.sequence_lengths ? static_cast<std::size_t>(a.batch) * sizeof(std::int32_t) : 0, false},
       {n.initial_state, a.initial_state, c.state * sizeof(float), false},
       {n.output, a.output, c.output * sizeof(float), true},
       {n.final_state, a.final_state, c.state * sizeof(float), true},
+      {"slot_ids", slot_ids, static_cast<std::size_t>(a.batch) * sizeof(std::int64_t), false},
   };
-  for (int w = 0; w < 5; ++w) {
+  for (int w = 0; w < kSpans; ++w) {
     if (!spans[w].written) continue;
-    for (int o = 0; o < 5; ++o) {
+    for (int o = 0; o < kSpans; ++o) {
       const bool in_place = w == kFinal && o == kInitial && spans[w].ptr == spans[o].ptr;
       if (o == w || in_place || !overlap(spans[w], spans[o])) continue;
       fail(SLSTM_ERR_ALIASING,
@@ -168,13 +179,18 @@ void check_aliasing(const slstm_forward_args& a, const ArgNames& n, const Counts
   }
 }
 
-// Checks every argument against the model and the session, then runs the backend.
-void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgNames& n) {
-  const SessionCall hold(session);
-  check_shape(*session, a);
-  const Counts counts = check_counts(*session->model, a, n);
+// Every argument of a forward call against the model and the session (a slot call's too:
+// its slot_ids join the aliasing check).
+void check_call(const slstm_session& session, const slstm_forward_args& a, const ArgNames& n,
+                const std::int64_t* slot_ids = nullptr) {
+  check_shape(session, a);
+  const Counts counts = check_counts(*session.model, a, n);
   check_lengths(a);
-  check_aliasing(a, n, counts);
+  check_aliasing(a, n, counts, slot_ids);
+}
+
+// The backend's request for a checked call.
+slstm::ForwardCall to_call(const slstm_forward_args& a) {
   slstm::ForwardCall call;
   call.layout = a.layout;
   call.batch = a.batch;
@@ -185,7 +201,83 @@ void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgN
   call.output = a.time > 0 ? a.output : nullptr;
   call.final_state = a.final_state;
   call.memory = a.memory;
-  session->backend->forward(call);
+  return call;
+}
+
+// Checks every argument against the model and the session, then runs the backend.
+void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgNames& n) {
+  const SessionCall hold(session);
+  check_call(*session, a, n);
+  session->backend->forward(to_call(a));
+}
+
+// ---- stream slots ----
+
+// `slot` (named `name`) is a slot id of the session: SLSTM_ERR_OUT_OF_RANGE otherwise.
+void check_slot_id(const slstm_session& s, std::int64_t slot, const std::string& name) {
+  if (slot < 0 || slot >= s.slots.max_slots) {
+    fail(SLSTM_ERR_OUT_OF_RANGE,
+         name + " is " + num(slot) + ", must be in [0, max_slots = " + num(s.slots.max_slots) +
+             ")" + (s.slots.max_slots == 0 ? " (the session has no stream slots)" : ""));
+  }
+}
+
+// `slot` is a slot id of the session and open: SLSTM_ERR_INVALID_ARGUMENT when it is closed.
+void check_open_slot(const slstm_session& s, std::int64_t slot, const std::string& name) {
+  check_slot_id(s, slot, name);
+  if (s.slots.open[static_cast<std::size_t>(slot)] == 0) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         name + " is " + num(slot) + ": that slot is not open (open it with "
+                                     "slstm_session_slot_open)");
+  }
+}
+
+// A batch-1 packed state's count (when `state` is given; a NULL state must come with 0).
+void check_slot_state(const slstm_session& s, const void* state, std::size_t count,
+                      slstm_memory memory) {
+  check_memory(s, memory);
+  check_count(state, count, s.model->state_count(1), "state", "state_count",
+              [] { return std::string("slstm_model_state_count(model, 1)"); });
+}
+
+// The slot ids of a slot call: given, one per row, each an open slot, no slot twice.
+void check_slot_ids(slstm_session& s, const slstm_slot_forward_args& a) {
+  require_non_null(a.slot_ids, "slot_ids");
+  check_count(a.slot_ids, a.slot_ids_count, static_cast<std::size_t>(a.batch), "slot_ids",
+              "slot_ids_count", [] { return std::string("batch"); });
+  SlotTable& t = s.slots;
+  const std::uint64_t generation = ++t.generation;
+  for (std::int64_t i = 0; i < a.batch; ++i) {
+    const std::int64_t slot = a.slot_ids[i];
+    check_open_slot(s, slot, "slot_ids[" + num(i) + "]");
+    const auto k = static_cast<std::size_t>(slot);
+    if (t.mark[k] == generation) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "slot_ids[" + num(t.mark_row[k]) + "] and slot_ids[" + num(i) + "] are both " +
+               num(slot) + ": a slot may appear once per call");
+    }
+    t.mark[k] = generation;
+    t.mark_row[k] = i;
+  }
+}
+
+// The slot table and the backend's slot states for options->max_slots, allocated once.
+void create_slots(slstm_session& s, std::int64_t max_slots) {
+  if (max_slots == 0) return;
+  s.slot_states = s.backend->make_slot_states(max_slots, s.config.max_batch);
+  const auto n = static_cast<std::size_t>(max_slots);
+  try {
+    s.slots.open.assign(n, 0);
+    s.slots.mark.assign(n, 0);
+    s.slots.mark_row.assign(n, 0);
+  } catch (const std::bad_alloc&) {
+    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the table of options->max_slots = " +
+                                      num(max_slots) + " stream slots");
+  } catch (const std::length_error&) {
+    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the table of options->max_slots = " +
+                                      num(max_slots) + " stream slots");
+  }
+  s.slots.max_slots = max_slots;
 }
 
 slstm_session_options options_defaults() {
@@ -204,6 +296,15 @@ slstm_forward_args args_defaults() {
   return a;
 }
 constexpr std::size_t kArgsV1 = SLSTM_V1_SIZE(slstm_forward_args, memory);
+
+slstm_slot_forward_args slot_args_defaults() {
+  slstm_slot_forward_args a{};
+  a.struct_size = sizeof a;
+  a.layout = SLSTM_BATCH_MAJOR;
+  a.memory = SLSTM_MEMORY_HOST;
+  return a;
+}
+constexpr std::size_t kSlotArgsV1 = SLSTM_V1_SIZE(slstm_slot_forward_args, memory);
 
 }  // namespace
 
@@ -256,6 +357,14 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
       fail(SLSTM_ERR_INVALID_ARGUMENT,
            "options->allow_tf32 must be 0 or 1, got " + num(options->allow_tf32));
     }
+    if (options->max_slots < 0) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "options->max_slots must be >= 0, got " + num(options->max_slots));
+    }
+    if (options->max_slots > SLSTM_MAX_SLOTS) {
+      fail(SLSTM_ERR_OUT_OF_RANGE, "options->max_slots is " + num(options->max_slots) +
+                                       ", above SLSTM_MAX_SLOTS = " + num(SLSTM_MAX_SLOTS));
+    }
     const slstm::Model& m = *model->model;
     // Every buffer size a call within the maxima can need must be representable in bytes.
     const std::int64_t widest = m.input_size() > m.max_hidden() ? m.input_size() : m.max_hidden();
@@ -263,6 +372,9 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
                                    "options->max_batch x options->max_time"),
                     sizeof(float), "options->max_batch x options->max_time");
     slstm::mul_size(m.state_count(options->max_batch), sizeof(float), "options->max_batch");
+    slstm::mul_size(slstm::product({options->max_slots, m.state_layout().row_floats()},
+                                   "options->max_slots"),
+                    sizeof(float), "options->max_slots");
     auto session = std::make_unique<slstm_session>();
     session->model = model->model;
     session->config.max_batch = options->max_batch;
@@ -274,6 +386,7 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     session->config.cuda_stream = options->cuda_stream;
     session->config.settings = slstm::parse_settings(options->config);
     session->backend = slstm::make_backend(options->backend, model->model, session->config);
+    create_slots(*session, options->max_slots);
     *out_session = session.release();
   });
 }
@@ -345,6 +458,109 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
     a.final_state = new_state;
     a.final_state_count = new_state_count;
     run_forward(session, a, kStepNames);
+  });
+}
+
+SLSTM_API slstm_status slstm_session_slot_open(slstm_session* session, const float* state,
+                                               size_t state_count, slstm_memory memory,
+                                               int64_t* out_slot) {
+  return guard([&] {
+    require_non_null(session, "session");
+    require_non_null(out_slot, "out_slot");
+    const SessionCall hold(session);
+    check_slot_state(*session, state, state_count, memory);
+    SlotTable& t = session->slots;
+    if (t.open_count == t.max_slots) {
+      fail(SLSTM_ERR_SLOTS_FULL,
+           t.max_slots == 0
+               ? std::string("the session has no stream slots (it was created with "
+                             "options->max_slots = 0)")
+               : "all " + num(t.max_slots) + " stream slots are open (close one first)");
+    }
+    std::int64_t slot = t.first_free;
+    while (t.open[static_cast<std::size_t>(slot)] != 0) ++slot;
+    session->slot_states->write(slot, state, memory);
+    t.open[static_cast<std::size_t>(slot)] = 1;
+    ++t.open_count;
+    t.first_free = slot + 1;
+    *out_slot = slot;
+  });
+}
+
+SLSTM_API slstm_status slstm_session_slot_close(slstm_session* session, int64_t slot) {
+  return guard([&] {
+    require_non_null(session, "session");
+    const SessionCall hold(session);
+    check_open_slot(*session, slot, "slot");
+    SlotTable& t = session->slots;
+    t.open[static_cast<std::size_t>(slot)] = 0;
+    --t.open_count;
+    if (slot < t.first_free) t.first_free = slot;
+  });
+}
+
+SLSTM_API slstm_status slstm_session_slot_set_state(slstm_session* session, int64_t slot,
+                                                    const float* state, size_t state_count,
+                                                    slstm_memory memory) {
+  return guard([&] {
+    require_non_null(session, "session");
+    const SessionCall hold(session);
+    check_open_slot(*session, slot, "slot");
+    check_slot_state(*session, state, state_count, memory);
+    session->slot_states->write(slot, state, memory);
+  });
+}
+
+SLSTM_API slstm_status slstm_session_slot_get_state(slstm_session* session, int64_t slot,
+                                                    float* state, size_t state_count,
+                                                    slstm_memory memory) {
+  return guard([&] {
+    require_non_null(session, "session");
+    const SessionCall hold(session);
+    check_open_slot(*session, slot, "slot");
+    require_non_null(state, "state");
+    check_slot_state(*session, state, state_count, memory);
+    session->slot_states->read(slot, state, memory);
+  });
+}
+
+SLSTM_API slstm_status slstm_session_slot_info(const slstm_session* session,
+                                               int64_t* max_slots, int64_t* open_slots) {
+  return guard([&] {
+    require_non_null(session, "session");
+    const SessionCall hold(session);
+    if (max_slots != nullptr) *max_slots = session->slots.max_slots;
+    if (open_slots != nullptr) *open_slots = session->slots.open_count;
+  });
+}
+
+SLSTM_API void slstm_slot_forward_args_init_sized(slstm_slot_forward_args* args,
+                                                  size_t struct_size) {
+  slstm::capi::init_sized(args, struct_size, slot_args_defaults());
+}
+
+SLSTM_API slstm_status slstm_session_slot_forward(slstm_session* session,
+                                                  const slstm_slot_forward_args* args) {
+  return guard([&] {
+    require_non_null(session, "session");
+    require_non_null(args, "args");
+    const slstm_slot_forward_args a =
+        slstm::capi::read_versioned(args, kSlotArgsV1, "args", slot_args_defaults());
+    const SessionCall hold(session);
+    slstm_forward_args f = args_defaults();
+    f.layout = a.layout;
+    f.batch = a.batch;
+    f.time = a.time;
+    f.input = a.input;
+    f.input_count = a.input_count;
+    f.sequence_lengths = a.sequence_lengths;
+    f.sequence_lengths_count = a.sequence_lengths_count;
+    f.output = a.output;
+    f.output_count = a.output_count;
+    f.memory = a.memory;
+    check_call(*session, f, kForwardNames, a.slot_ids);
+    check_slot_ids(*session, a);
+    session->slot_states->forward(to_call(f), a.slot_ids);
   });
 }
 

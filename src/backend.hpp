@@ -37,6 +37,37 @@ struct SessionConfig {
   Settings settings;  // the keyed options, environment overrides applied
 };
 
+class Backend;
+
+// The backend's part of a session's stream slots (header "Stream slots"): the slots' states,
+// kept where the backend keeps state (host memory on the CPU; on CUDA it would be device
+// memory, gathered and scattered by a kernel, with no host round trip), and the batched call
+// that gathers them into a packed state, runs the backend's forward on it and scatters the
+// rows back.  The backend-neutral part (which slots are open, duplicate ids, every check of
+// the arguments) is the C API's: these methods get validated requests (slot ids in range,
+// open and distinct; counts checked) and allocate nothing.
+class SlotStates {
+ public:
+  virtual ~SlotStates() = default;
+  // Slot `slot`'s packed batch-1 state := `state` (state_count(1) floats in `memory`), or
+  // zeros when state is null.
+  virtual void write(std::int64_t slot, const float* state, slstm_memory memory) = 0;
+  // `state` (state_count(1) floats in `memory`) := slot `slot`'s packed batch-1 state.
+  virtual void read(std::int64_t slot, float* state, slstm_memory memory) const = 0;
+  // Runs `call` (its initial_state and final_state null) with row i starting from slot
+  // slots[i]'s state; slot slots[i] then holds row i's final state.  slots[0..call.batch).
+  virtual void forward(const ForwardCall& call, const std::int64_t* slots) = 0;
+};
+
+// SlotStates in host memory over any backend that takes host states: max_slots packed
+// batch-1 states and a packed scratch state of max_batch rows, both allocated here (checked:
+// SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY).  forward() gathers the rows into the
+// scratch, runs backend.forward with initial_state == final_state == scratch and scatters the
+// scratch back.  `backend` must outlive the result.
+std::unique_ptr<SlotStates> make_host_slot_states(Backend& backend, const Model& model,
+                                                  std::int64_t max_slots,
+                                                  std::int64_t max_batch);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -49,6 +80,11 @@ class Backend {
   // Runs the call. Throws slstm::Error; must not throw for a validated call on a healthy
   // machine. Allocates nothing.
   virtual void forward(const ForwardCall& call) = 0;
+  // The session's stream slots (max_slots >= 1; max_batch as the session's), allocated once.
+  // Throws SLSTM_ERR_UNSUPPORTED naming options->max_slots for a backend without them (the
+  // default), SLSTM_ERR_SIZE_OVERFLOW / SLSTM_ERR_OUT_OF_MEMORY.
+  virtual std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
+                                                       std::int64_t max_batch);
 
  protected:
   Plan plan_;  // filled by each backend's constructor

@@ -1,4 +1,9 @@
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "backend.hpp"
 #include "cuda_module.hpp"
@@ -7,6 +12,98 @@
 #endif
 
 namespace slstm {
+
+namespace {
+
+class HostSlotStates final : public SlotStates {
+ public:
+  HostSlotStates(Backend& backend, const Model& model, std::int64_t max_slots,
+                 std::int64_t max_batch)
+      : backend_(backend), layout_(model.state_layout()), row_(layout_.row_floats()) {
+    const std::size_t states = product({max_slots, row_}, "options->max_slots");
+    mul_size(states, sizeof(float), "options->max_slots");
+    const std::size_t scratch = model.state_count(max_batch);
+    try {
+      states_.assign(states, 0.0f);
+      scratch_.assign(scratch, 0.0f);
+    } catch (const std::bad_alloc&) {
+      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the states of options->max_slots = " +
+                                        std::to_string(max_slots) + " stream slots");
+    } catch (const std::length_error&) {
+      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the states of options->max_slots = " +
+                                        std::to_string(max_slots) + " stream slots");
+    }
+  }
+
+  void write(std::int64_t slot, const float* state, slstm_memory) override {
+    float* dst = slot_state(slot);
+    if (state == nullptr) {
+      std::fill_n(dst, row_, 0.0f);
+    } else {
+      std::memcpy(dst, state, static_cast<std::size_t>(row_) * sizeof(float));
+    }
+  }
+
+  void read(std::int64_t slot, float* state, slstm_memory) const override {
+    std::memcpy(state, states_.data() + slot * row_, static_cast<std::size_t>(row_) * sizeof(float));
+  }
+
+  void forward(const ForwardCall& call, const std::int64_t* slots) override {
+    const std::int64_t B = call.batch;
+    move_rows(B, slots, /*gather=*/true);
+    ForwardCall c = call;
+    c.initial_state = scratch_.data();
+    c.final_state = scratch_.data();
+    backend_.forward(c);
+    move_rows(B, slots, /*gather=*/false);
+  }
+
+ private:
+  float* slot_state(std::int64_t slot) { return states_.data() + slot * row_; }
+
+  // Each piece (layer, c or h) of slot slots[i]'s state <-> row i of that piece in the
+  // packed scratch state of B rows.
+  void move_rows(std::int64_t B, const std::int64_t* slots, bool gather) {
+    for (std::size_t l = 0; l < layout_.num_layers(); ++l) {
+      for (int p = 0; p < layout_.parts(l); ++p) {
+        const std::int64_t w = layout_.width(l, p);
+        const std::size_t bytes = static_cast<std::size_t>(w) * sizeof(float);
+        float* block = scratch_.data() + layout_.offset(B, l, p);
+        for (std::int64_t i = 0; i < B; ++i) {
+          float* slot_piece = slot_state(slots[i]) + layout_.row_offset(l, p);
+          if (gather) {
+            std::memcpy(block + i * w, slot_piece, bytes);
+          } else {
+            std::memcpy(slot_piece, block + i * w, bytes);
+          }
+        }
+      }
+    }
+  }
+
+  Backend& backend_;
+  const StateLayout& layout_;  // the model's, which the session keeps alive
+  std::int64_t row_;           // floats of one slot's state
+  std::vector<float> states_;  // slot s at states_[s * row_]
+  std::vector<float> scratch_;  // packed state of up to max_batch rows
+};
+
+}  // namespace
+
+std::unique_ptr<SlotStates> make_host_slot_states(Backend& backend, const Model& model,
+                                                  std::int64_t max_slots,
+                                                  std::int64_t max_batch) {
+  return std::make_unique<HostSlotStates>(backend, model, max_slots, max_batch);
+}
+
+std::unique_ptr<SlotStates> Backend::make_slot_states(std::int64_t max_slots, std::int64_t) {
+  fail(SLSTM_ERR_UNSUPPORTED,
+       "options->max_slots is " + std::to_string(max_slots) +
+           (kind() == SLSTM_BACKEND_CUDA
+                ? ": stream slots on the CUDA backend have not run on a GPU yet (use "
+                  "max_slots 0 there, or the CPU backend)"
+                : ": this backend has no stream slots"));
+}
 
 void require_backend(slstm_backend kind) {
   switch (kind) {

@@ -179,6 +179,54 @@ TEST_CASE("successful CPU forward and step calls allocate nothing", "[cpu]") {
   for (const Shape& sh : kShapes) check_forward_allocates_nothing(SLSTM_BACKEND_CPU, sh);
 }
 
+TEST_CASE("successful CPU stream-slot calls allocate nothing", "[cpu][slot]") {
+  constexpr std::int64_t D = 7, B = 6, T = 3, kSlots = 9;
+  t::Model m = t::random_model(D, {40, 17}, 11);
+  slstm_session_options o = t::options(B, T);
+  o.max_slots = kSlots;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  const std::size_t n1 = t::state_count(m.get(), 1);
+  const std::vector<float> given = t::random_vector(n1, 12);
+  std::vector<float> got(n1);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 13);
+  std::vector<float> out(static_cast<std::size_t>(B * T * 17));
+  const std::vector<std::int32_t> len = {3, 0, 1, 2, 3, 3};
+  const std::int64_t ids[B] = {7, 2, 0, 5, 1, 8};
+  slstm_slot_forward_args a;
+  slstm_slot_forward_args_init(&a);
+  a.batch = B;
+  a.slot_ids = ids;
+  a.slot_ids_count = B;
+  a.time = T;
+  a.input = x.data();
+  a.input_count = x.size();
+  a.sequence_lengths = len.data();
+  a.sequence_lengths_count = len.size();
+  a.output = out.data();
+  a.output_count = out.size();
+  std::int64_t slot = -1, open = -1;
+  std::vector<slstm_status> st;
+  st.reserve(64);
+  const long n = allocations_during([&] {
+    for (std::int64_t k = 0; k < kSlots; ++k) {
+      st.push_back(k % 2 ? slstm_session_slot_open(s.get(), given.data(), n1, SLSTM_MEMORY_HOST,
+                                                   &slot)
+                         : slstm_session_slot_open(s.get(), nullptr, 0, SLSTM_MEMORY_HOST, &slot));
+    }
+    for (int k = 0; k < 3; ++k) st.push_back(slstm_session_slot_forward(s.get(), &a));
+    st.push_back(slstm_session_slot_set_state(s.get(), 2, given.data(), n1, SLSTM_MEMORY_HOST));
+    st.push_back(slstm_session_slot_set_state(s.get(), 3, nullptr, 0, SLSTM_MEMORY_HOST));
+    st.push_back(slstm_session_slot_get_state(s.get(), 7, got.data(), n1, SLSTM_MEMORY_HOST));
+    st.push_back(slstm_session_slot_info(s.get(), nullptr, &open));
+    st.push_back(slstm_session_slot_close(s.get(), 4));
+  });
+  for (slstm_status v : st) CHECK(v == SLSTM_OK);
+  CHECK(open == kSlots);
+  CHECK(n == 0);
+}
+
 TEST_CASE("a failing call still reports its message (the count covers successes only)", "[cpu]") {
   // The counter itself works: a rejected call builds its message, which allocates.
   t::Model m = t::random_model(3, {4}, 9);

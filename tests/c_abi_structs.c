@@ -32,14 +32,17 @@ static void initializers_match_the_init_functions(void) {
   slstm_session_options o1 = SLSTM_SESSION_OPTIONS_INIT, o2;
   slstm_forward_args a1 = SLSTM_FORWARD_ARGS_INIT, a2;
   slstm_onnx_lstm_node n1 = SLSTM_ONNX_LSTM_NODE_INIT, n2;
+  slstm_slot_forward_args s1 = SLSTM_SLOT_FORWARD_ARGS_INIT, s2;
   memset(&c2, 0xAB, sizeof c2);
   memset(&o2, 0xAB, sizeof o2);
   memset(&a2, 0xAB, sizeof a2);
   memset(&n2, 0xAB, sizeof n2);
+  memset(&s2, 0xAB, sizeof s2);
   slstm_model_config_init(&c2);
   slstm_session_options_init(&o2);
   slstm_forward_args_init(&a2);
   slstm_onnx_lstm_node_init(&n2);
+  slstm_slot_forward_args_init(&s2);
   EXPECT(c1.struct_size == c2.struct_size && c1.struct_size == sizeof c1);
   EXPECT(c1.input_size == c2.input_size && c1.num_layers == c2.num_layers);
   EXPECT(c1.hidden_sizes == c2.hidden_sizes && c1.forget_bias == c2.forget_bias);
@@ -48,6 +51,7 @@ static void initializers_match_the_init_functions(void) {
   EXPECT(o1.cpu_path == o2.cpu_path && o1.num_threads == o2.num_threads);
   EXPECT(o1.device == o2.device && o1.allow_tf32 == o2.allow_tf32);
   EXPECT(o1.cuda_stream == o2.cuda_stream);
+  EXPECT(o1.config == o2.config && o1.max_slots == o2.max_slots && o1.max_slots == 0);
   EXPECT(a1.struct_size == a2.struct_size && a1.layout == a2.layout);
   EXPECT(a1.batch == a2.batch && a1.time == a2.time && a1.memory == a2.memory);
   EXPECT(a1.input == a2.input && a1.input_count == a2.input_count);
@@ -57,6 +61,14 @@ static void initializers_match_the_init_functions(void) {
   EXPECT(n1.struct_size == n2.struct_size && n1.direction == n2.direction);
   EXPECT(n1.has_clip == n2.has_clip && n1.input_forget == n2.input_forget);
   EXPECT(n1.num_activations == n2.num_activations && n1.peepholes == n2.peepholes);
+  EXPECT(s1.struct_size == s2.struct_size && s1.struct_size == sizeof s1);
+  EXPECT(s1.layout == s2.layout && s1.batch == s2.batch && s1.time == s2.time);
+  EXPECT(s1.slot_ids == s2.slot_ids && s1.slot_ids_count == s2.slot_ids_count);
+  EXPECT(s1.input == s2.input && s1.input_count == s2.input_count);
+  EXPECT(s1.sequence_lengths == s2.sequence_lengths);
+  EXPECT(s1.sequence_lengths_count == s2.sequence_lengths_count);
+  EXPECT(s1.output == s2.output && s1.output_count == s2.output_count);
+  EXPECT(s1.memory == s2.memory && s1.memory == SLSTM_MEMORY_HOST);
 }
 
 static void a_newer_caller_is_served_while_its_new_fields_are_zero(void) {

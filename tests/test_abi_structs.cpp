@@ -35,8 +35,8 @@ struct Bytes {
   std::size_t n;
 };
 
-// The four versioned structs, each with its sized init and its first published size (the end
-// of its last field in libstacklstm 0.1).
+// The versioned structs, each with its sized init and its first published size (the end of
+// its last field in libstacklstm 0.1, or in the version that added the struct).
 template <typename T>
 struct Api;
 template <>
@@ -59,6 +59,15 @@ struct Api<slstm_forward_args> {
   static void legacy(slstm_forward_args* p) { (slstm_forward_args_init)(p); }
   static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_forward_args, memory);
 };
+template <>
+struct Api<slstm_slot_forward_args> {
+  static void init(slstm_slot_forward_args* p, std::size_t n) {
+    slstm_slot_forward_args_init_sized(p, n);
+  }
+  static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_slot_forward_args, memory);
+};
+// slstm_session_options as 0.2 published it (config appended; max_slots came after).
+constexpr std::size_t kSessionOptionsV2 = SLSTM_V1_SIZE(slstm_session_options, config);
 template <>
 struct Api<slstm_onnx_lstm_node> {
   static void init(slstm_onnx_lstm_node* p, std::size_t n) {
@@ -103,8 +112,13 @@ TEST_CASE("a sized init writes exactly the caller's struct_size bytes, zeros pas
   for (std::size_t size : {Api<slstm_model_config>::v1, sizeof(slstm_model_config) + 8}) {
     check_init_writes_exactly<slstm_model_config>(size);
   }
-  for (std::size_t size : {Api<slstm_session_options>::v1, sizeof(slstm_session_options) + 8}) {
+  for (std::size_t size : {Api<slstm_session_options>::v1, kSessionOptionsV2,
+                           sizeof(slstm_session_options), sizeof(slstm_session_options) + 8}) {
     check_init_writes_exactly<slstm_session_options>(size);
+  }
+  for (std::size_t size : {std::size_t{4}, Api<slstm_slot_forward_args>::v1,
+                           sizeof(slstm_slot_forward_args), sizeof(slstm_slot_forward_args) + 16}) {
+    check_init_writes_exactly<slstm_slot_forward_args>(size);
   }
   for (std::size_t size : {Api<slstm_onnx_lstm_node>::v1, sizeof(slstm_onnx_lstm_node) + 8}) {
     check_init_writes_exactly<slstm_onnx_lstm_node>(size);
@@ -294,4 +308,66 @@ TEST_CASE("the static initializers give the init functions' defaults in C++ too"
   CHECK(a.memory == SLSTM_MEMORY_HOST);
   const slstm_onnx_lstm_node n = SLSTM_ONNX_LSTM_NODE_INIT;
   CHECK(slstm_onnx_check_node(&n) == SLSTM_OK);
+  CHECK(o.max_slots == 0);
+  CHECK(want.max_slots == 0);
+  const slstm_slot_forward_args sa = SLSTM_SLOT_FORWARD_ARGS_INIT;
+  slstm_slot_forward_args sw;
+  slstm_slot_forward_args_init(&sw);
+  CHECK(sa.struct_size == sizeof sa);
+  CHECK(sw.struct_size == sizeof sw);
+  CHECK(sa.layout == sw.layout);
+  CHECK(sa.memory == SLSTM_MEMORY_HOST);
+  CHECK(sw.memory == SLSTM_MEMORY_HOST);
+  CHECK(sw.slot_ids == nullptr);
+  CHECK(sw.batch == 0);
+}
+
+TEST_CASE("session options of 0.2's size (without max_slots) create a session without slots",
+          "[api][abi][slot]") {
+  t::Model m = t::random_model(2, {3}, 7);
+  Bytes b(kSessionOptionsV2);
+  slstm_session_options_init_sized(b.as<slstm_session_options>(), kSessionOptionsV2);
+  CHECK(b.guard_intact(kSessionOptionsV2));
+  slstm_session_options* o = b.as<slstm_session_options>();
+  o->max_batch = 1;
+  o->max_time = 1;
+  o->cpu_path = t::cpu_path_under_test();
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  std::int64_t max_slots = -1;
+  REQUIRE(slstm_session_slot_info(s.get(), &max_slots, nullptr) == SLSTM_OK);
+  CHECK(max_slots == 0);
+}
+
+TEST_CASE("slot forward args from a newer header are taken while the new fields are zero",
+          "[api][abi][slot]") {
+  t::Model m = t::random_model(2, {3}, 7);
+  slstm_session_options o = t::options(1, 1);
+  o.max_slots = 1;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  std::int64_t slot = -1;
+  REQUIRE(slstm_session_slot_open(s.get(), nullptr, 0, SLSTM_MEMORY_HOST, &slot) == SLSTM_OK);
+  const std::vector<float> x = {0.5f, -0.25f};
+  std::vector<float> out(3);
+  const std::size_t newer = sizeof(slstm_slot_forward_args) + 16;
+  Bytes b(newer);
+  slstm_slot_forward_args_init_sized(b.as<slstm_slot_forward_args>(), newer);
+  slstm_slot_forward_args* a = b.as<slstm_slot_forward_args>();
+  a->batch = 1;
+  a->slot_ids = &slot;
+  a->slot_ids_count = 1;
+  a->time = 1;
+  a->input = x.data();
+  a->input_count = 2;
+  a->output = out.data();
+  a->output_count = 3;
+  CHECK(slstm_session_slot_forward(s.get(), a) == SLSTM_OK);
+  b.data()[sizeof(slstm_slot_forward_args) + 3] = 1;
+  CHECK(slstm_session_slot_forward(s.get(), a) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(std::string(slstm_last_error()).find("args->struct_size") != std::string::npos);
+  a->struct_size = static_cast<std::uint32_t>(Api<slstm_slot_forward_args>::v1 - 1);
+  CHECK(slstm_session_slot_forward(s.get(), a) == SLSTM_ERR_INVALID_ARGUMENT);
 }

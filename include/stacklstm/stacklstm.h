@@ -148,7 +148,10 @@ typedef SLSTM_ENUM(slstm_status) {
   SLSTM_ERR_INTERNAL = 10,
   /** The session is running a call on another thread.  A session serves one thread at a
    *  time (see THREADS); a call that finds it busy does nothing and writes nothing. */
-  SLSTM_ERR_BUSY = 11
+  SLSTM_ERR_BUSY = 11,
+  /** No stream slot is free: every one of the session's max_slots slots is open, or the
+   *  session was created with max_slots 0 (see "Stream slots"; since 0.3). */
+  SLSTM_ERR_SLOTS_FULL = 12
 } slstm_status;
 
 /** A static, never-NULL English text for a status ("unknown status" for unknown values). */
@@ -363,7 +366,8 @@ typedef struct slstm_session_options {
   int64_t max_time;       /**< largest time any call will use, >= 1 (init: 0, must be set) */
   /** CPU backend: which implementation (init: SLSTM_CPU_PATH_AUTO).  Ignored by CUDA. */
   slstm_cpu_path cpu_path;
-  /** CPU backend: worker threads, >= 0; 0 = one per core (init: 0).  Threads are created
+  /** CPU backend: worker threads, >= 0; 0 = one per CPU the creating thread may run on
+   *  (its affinity mask: taskset, cpusets) (init: 0).  Threads are created
    *  with the session, never per call.  Ignored by CUDA. */
   int32_t num_threads;
   /** CUDA backend: device index, >= 0 (init: 0).  Ignored by the CPU backend. */
@@ -389,7 +393,15 @@ typedef struct slstm_session_options {
    *  SLSTM_CUDA_FUSED remain as overrides for experiments: when set, they win.  What the
    *  session ended up with: slstm_session_describe. */
   const char* config;
+  /** Stream slots the session holds (since 0.3; see "Stream slots"), 0 <= max_slots <=
+   *  SLSTM_MAX_SLOTS (init: 0 = none).  Their states (slstm_model_state_count(model, 1)
+   *  floats each) are allocated with the session.  A CUDA session with max_slots > 0 is
+   *  SLSTM_ERR_UNSUPPORTED in this version. */
+  int64_t max_slots;
 } slstm_session_options;
+
+/** The largest max_slots a session accepts. */
+#define SLSTM_MAX_SLOTS ((int64_t)1 << 31)
 
 /** Fills the caller's `struct_size` bytes at *options with defaults (see the fields and
  *  "ABI" above).  Does nothing when options is NULL or struct_size < 4.  Call it through
@@ -403,11 +415,13 @@ SLSTM_API void(slstm_session_options_init)(slstm_session_options* options);
 /** The same defaults as a static initializer. */
 #define SLSTM_SESSION_OPTIONS_INIT \
   { (uint32_t)sizeof(slstm_session_options), SLSTM_BACKEND_CPU, 0, 0, SLSTM_CPU_PATH_AUTO, 0, 0, 0, \
-    NULL, NULL }
+    NULL, NULL, 0 }
 
-/** Binds `model` to a backend and allocates the workspace for max_batch x max_time.
- *  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_BACKEND_UNAVAILABLE, SLSTM_ERR_SIZE_OVERFLOW,
- *  SLSTM_ERR_OUT_OF_MEMORY.  *out_session is written only on success. */
+/** Binds `model` to a backend and allocates the workspace for max_batch x max_time (and the
+ *  max_slots stream slots).  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_OUT_OF_RANGE
+ *  (max_slots above SLSTM_MAX_SLOTS), SLSTM_ERR_BACKEND_UNAVAILABLE, SLSTM_ERR_UNSUPPORTED,
+ *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY.  *out_session is written only on
+ *  success. */
 SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
                                             const slstm_session_options* options,
                                             slstm_session** out_session);
@@ -504,6 +518,120 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
                                           const float* state, size_t state_count,
                                           float* output, size_t output_count,
                                           float* new_state, size_t new_state_count);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Stream slots (since 0.3)                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/** A session created with max_slots = N > 0 holds the states of up to N streams (e.g. N
+ *  concurrent audio streams advancing a frame at a time) in its own memory, in N slots with
+ *  ids 0..N-1.  A slot is closed or open; an open slot holds one stream's packed state of
+ *  batch 1 (slstm_model_state_count(model, 1) floats: c_0, h_0, c_1, h_1, ..., see "STATE
+ *  PACKING").  All slots are closed when the session is created.
+ *
+ *  slstm_session_slot_forward runs one chunk (or one frame: time = 1) for any set of open
+ *  slots at once: row i of the call starts from slot slot_ids[i]'s state, and that slot's
+ *  state becomes row i's final state.  The library gathers the states into the batch, runs
+ *  the session's forward and scatters the states back; the caller never handles them.
+ *
+ *  Exactness: on the CPU backend (every cpu_path and kernel, any num_threads) each slot's
+ *  outputs and state are bitwise those of a dedicated session of batch 1 fed the same inputs
+ *  from the same initial state, whatever the other rows of the calls, their number, their
+ *  order and how the stream's frames were cut into calls (a step's result depends only on
+ *  its input, its state and the weights; see SEMANTICS).
+ *
+ *  Ordering: a slot's state advances once per call that names it, in the order of the calls
+ *  (the session serves one thread at a time; callers that submit a stream's frames from
+ *  several threads must order them themselves).
+ *
+ *  Threads: as every session call, the slot calls take the session: a call made while
+ *  another thread's call on the same session runs returns SLSTM_ERR_BUSY and does nothing.
+ *
+ *  Failures change nothing: every argument is checked before anything is written, so a
+ *  call that returns an error leaves every slot (open or closed, and its state) and every
+ *  output buffer as it was.  The calls allocate nothing (the slot table and a gather
+ *  scratch of max_batch rows are allocated with the session).
+ *
+ *  Errors common to the slot calls: SLSTM_ERR_INVALID_ARGUMENT for a NULL session or
+ *  required pointer or an unknown memory value, SLSTM_ERR_OUT_OF_RANGE for a slot id
+ *  outside [0, max_slots) (also when max_slots is 0), SLSTM_ERR_INVALID_ARGUMENT for a slot
+ *  that is not open, SLSTM_ERR_SHAPE_MISMATCH for a state_count other than
+ *  slstm_model_state_count(model, 1), SLSTM_ERR_UNSUPPORTED for SLSTM_MEMORY_DEVICE on a
+ *  CPU session, SLSTM_ERR_BUSY. */
+
+/** Opens the lowest-numbered closed slot with `state` (state_count floats, packed, batch 1)
+ *  or, when state is NULL (state_count 0), zeros; its id goes to *out_slot.
+ *  SLSTM_ERR_SLOTS_FULL when every slot is open (or max_slots is 0); nothing is written. */
+SLSTM_API slstm_status slstm_session_slot_open(slstm_session* session, const float* state,
+                                               size_t state_count, slstm_memory memory,
+                                               int64_t* out_slot);
+
+/** Closes an open slot (its state is forgotten; the id may be returned by a later open). */
+SLSTM_API slstm_status slstm_session_slot_close(slstm_session* session, int64_t slot);
+
+/** Sets an open slot's state to `state` (packed, batch 1), or to zeros when state is NULL
+ *  (state_count 0): a stream's reset. */
+SLSTM_API slstm_status slstm_session_slot_set_state(slstm_session* session, int64_t slot,
+                                                    const float* state, size_t state_count,
+                                                    slstm_memory memory);
+
+/** Copies an open slot's state (packed, batch 1) into state[0..state_count). */
+SLSTM_API slstm_status slstm_session_slot_get_state(slstm_session* session, int64_t slot,
+                                                    float* state, size_t state_count,
+                                                    slstm_memory memory);
+
+/** The session's max_slots and how many slots are open (either pointer may be NULL).  Takes
+ *  the session like the other calls (SLSTM_ERR_BUSY while another thread's call runs). */
+SLSTM_API slstm_status slstm_session_slot_info(const slstm_session* session, int64_t* max_slots,
+                                               int64_t* open_slots);
+
+/** Arguments of slstm_session_slot_forward.  Each buffer comes with its element count, which
+ *  must equal what the shapes require (SLSTM_ERR_SHAPE_MISMATCH otherwise). */
+typedef struct slstm_slot_forward_args {
+  uint32_t struct_size;      /**< set by slstm_slot_forward_args_init */
+  slstm_layout layout;       /**< of input and output; init: SLSTM_BATCH_MAJOR */
+  int64_t batch;             /**< slots in this call, 1 <= batch <= the session's max_batch */
+  const int64_t* slot_ids;   /**< batch distinct ids of open slots; row i runs slot_ids[i] */
+  size_t slot_ids_count;     /**< batch */
+  int64_t time;              /**< 0 <= time <= the session's max_time (1: one frame) */
+  const float* input;        /**< [B, T, D] or [T, B, D]; may be NULL only when time == 0 */
+  size_t input_count;        /**< B * T * D */
+  const int32_t* sequence_lengths; /**< optional, B values in [0, time]; NULL: all = time.
+                                        A slot whose length is shorter keeps the state it
+                                        had after its last step (0: unchanged) and gets
+                                        zeros in its output rows past its length */
+  size_t sequence_lengths_count;   /**< B when sequence_lengths is given */
+  float* output;             /**< optional: [B, T, H_last] or [T, B, H_last] */
+  size_t output_count;       /**< B * T * H_last when output is given */
+  /** Where input and output live (init: SLSTM_MEMORY_HOST); slot_ids and sequence_lengths
+   *  are always read from host memory.  SLSTM_MEMORY_DEVICE on a CPU session returns
+   *  SLSTM_ERR_UNSUPPORTED. */
+  slstm_memory memory;
+} slstm_slot_forward_args;
+
+/** Fills the caller's `struct_size` bytes at *args with defaults: batch-major, every pointer
+ *  NULL, every count 0 (see "ABI" above).  Does nothing when args is NULL or
+ *  struct_size < 4.  Call it through the slstm_slot_forward_args_init(args) macro. */
+SLSTM_API void slstm_slot_forward_args_init_sized(slstm_slot_forward_args* args,
+                                                  size_t struct_size);
+#define slstm_slot_forward_args_init(args) \
+  slstm_slot_forward_args_init_sized((args), sizeof(slstm_slot_forward_args))
+/** The same defaults as a static initializer. */
+#define SLSTM_SLOT_FORWARD_ARGS_INIT \
+  { (uint32_t)sizeof(slstm_slot_forward_args), SLSTM_BATCH_MAJOR, 0, NULL, 0, 0, NULL, 0, \
+    NULL, 0, NULL, 0, SLSTM_MEMORY_HOST }
+
+/** Runs one chunk for `batch` slots at once (see above): each slot's state is gathered,
+ *  the batch runs as slstm_session_forward would run it, and each slot keeps its row's final
+ *  state.  Everything is validated before anything is written.  Returns, besides the common
+ *  errors: SLSTM_ERR_INVALID_ARGUMENT (NULL args, slot_ids or input, bad layout, batch < 1,
+ *  time < 0, a slot that is not open, the same slot twice: the message names both indices),
+ *  SLSTM_ERR_SHAPE_MISMATCH (a count), SLSTM_ERR_OUT_OF_RANGE (batch/time above the
+ *  session's maximum, a length outside [0, time], a slot id outside [0, max_slots)),
+ *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_ALIASING (output overlaps input, slot_ids or
+ *  sequence_lengths), SLSTM_ERR_BACKEND_FAILURE. */
+SLSTM_API slstm_status slstm_session_slot_forward(slstm_session* session,
+                                                  const slstm_slot_forward_args* args);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ONNX LSTM nodes                                                                           */

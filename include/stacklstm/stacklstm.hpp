@@ -640,6 +640,11 @@ class SessionOptions {
     o_.cuda_stream = v;
     return *this;
   }
+  /// Stream slots the session holds (slstm_session_options.max_slots; header "Stream slots").
+  SessionOptions& max_slots(std::int64_t v) noexcept {
+    o_.max_slots = v;
+    return *this;
+  }
   /// Keyed backend settings, "key=value;..." (slstm_session_options.config), e.g.
   /// "cpu.kernel=avx2;cuda.graphs=off"; validated when the session is created.
   SessionOptions& config(std::string v) {
@@ -655,6 +660,7 @@ class SessionOptions {
   std::int32_t device() const noexcept { return o_.device; }
   bool allow_tf32() const noexcept { return o_.allow_tf32 != 0; }
   void* cuda_stream() const noexcept { return o_.cuda_stream; }
+  std::int64_t max_slots() const noexcept { return o_.max_slots; }
   const std::string& config() const noexcept { return config_; }
 
   /// The C struct, for fields a newer C header adds before this wrapper knows them.  Its
@@ -799,6 +805,66 @@ class Session {
     r.state.resize(model_.state_count(batch));
     step(batch, input, state, r.output, r.state);
     return r;
+  }
+
+  // ---- stream slots (header "Stream slots"; the session needs SessionOptions::max_slots) ----
+
+  /// Opens the lowest closed slot with `state` (packed, state_count(1) floats) or zeros
+  /// (empty); returns its id.  Throws Error SLSTM_ERR_SLOTS_FULL when every slot is open.
+  std::int64_t slot_open(span<const float> state = span<const float>()) {
+    std::int64_t slot = -1;
+    check(slstm_session_slot_open(session_.get(), state.empty() ? nullptr : state.data(),
+                                  state.size(), SLSTM_MEMORY_HOST, &slot));
+    return slot;
+  }
+  /// Closes an open slot.
+  void slot_close(std::int64_t slot) { check(slstm_session_slot_close(session_.get(), slot)); }
+  /// Sets an open slot's state (packed, state_count(1) floats), or zeros when empty.
+  void slot_set_state(std::int64_t slot, span<const float> state = span<const float>()) {
+    check(slstm_session_slot_set_state(session_.get(), slot,
+                                       state.empty() ? nullptr : state.data(), state.size(),
+                                       SLSTM_MEMORY_HOST));
+  }
+  /// Copies an open slot's packed state into `state` (state_count(1) floats).
+  void slot_get_state(std::int64_t slot, span<float> state) {
+    check(slstm_session_slot_get_state(session_.get(), slot, state.data(), state.size(),
+                                       SLSTM_MEMORY_HOST));
+  }
+  /// How many slots are open.
+  std::int64_t slot_open_count() const {
+    std::int64_t open = 0;
+    check(slstm_session_slot_info(session_.get(), nullptr, &open));
+    return open;
+  }
+  /// Advances the open slots `slots` (distinct; their count is the batch) by `time` steps of
+  /// `input` ([B, T, D] or [T, B, D] per options.layout); output [B, T, H_last] or empty.
+  /// options.initial_state must be empty (the slots hold the states).
+  void slot_forward(span<const std::int64_t> slots, std::int64_t time, span<const float> input,
+                    span<float> output, const ForwardOptions& options = ForwardOptions()) {
+    if (!options.initial_state.empty()) {
+      throw Error(SLSTM_ERR_INVALID_ARGUMENT,
+                  "slot_forward: options.initial_state must be empty (the slots hold the "
+                  "states)");
+    }
+    slstm_slot_forward_args a;
+    slstm_slot_forward_args_init(&a);
+    a.layout = options.layout;
+    a.batch = static_cast<std::int64_t>(slots.size());
+    a.slot_ids = slots.data();
+    a.slot_ids_count = slots.size();
+    a.time = time;
+    a.input = input.data();
+    a.input_count = input.size();
+    if (!options.sequence_lengths.empty()) {
+      a.sequence_lengths = options.sequence_lengths.data();
+      a.sequence_lengths_count = options.sequence_lengths.size();
+    }
+    if (!output.empty()) {
+      a.output = output.data();
+      a.output_count = output.size();
+    }
+    a.memory = options.memory;
+    check(slstm_session_slot_forward(session_.get(), &a));
   }
 
   /// The session's plan (slstm_session_describe): every choice the backend made, as text

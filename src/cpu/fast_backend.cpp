@@ -101,6 +101,11 @@ class CpuFastBackend final : public Backend {
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
 
+  std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
+                                               std::int64_t max_batch) override {
+    return make_host_slot_states(*this, *model_, max_slots, max_batch);
+  }
+
   void forward(const ForwardCall& call) override {
     const Model& m = *model_;
     const std::size_t n_state = m.state_count(call.batch);
