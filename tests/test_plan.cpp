@@ -1,10 +1,15 @@
 // The session's plan (slstm_session_describe) and the keyed settings
 // (slstm_session_options.config).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "support.hpp"
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 using Catch::Matchers::Contains;
 
@@ -227,3 +232,50 @@ TEST_CASE("cpu.kernel naming a kernel this CPU lacks is refused as unsupported",
   CHECK_THAT(std::string(slstm_last_error()), Contains("no AVX-512"));
   CHECK(raw == nullptr);
 }
+
+#if defined(__linux__)
+// Restores the calling thread's CPU affinity mask when it goes out of scope.
+class AffinityGuard {
+ public:
+  AffinityGuard() { ok_ = sched_getaffinity(0, sizeof(saved_), &saved_) == 0; }
+  ~AffinityGuard() {
+    if (ok_) sched_setaffinity(0, sizeof(saved_), &saved_);
+  }
+  AffinityGuard(const AffinityGuard&) = delete;
+  AffinityGuard& operator=(const AffinityGuard&) = delete;
+  bool ok() const { return ok_; }
+  const cpu_set_t& saved() const { return saved_; }
+
+ private:
+  cpu_set_t saved_;
+  bool ok_ = false;
+};
+
+TEST_CASE("num_threads 0 gives one worker per CPU of the process's affinity mask, not per core",
+          "[plan][cpu-fast]") {
+  AffinityGuard guard;
+  REQUIRE(guard.ok());
+  const int allowed = CPU_COUNT(&guard.saved());
+  // 8 groups of 16 units: room for up to 8 workers, so the cap is the CPUs, not the model.
+  t::Model m = t::random_model(3, {128}, 11);
+  {
+    t::Session s = t::session(m.get(), 1, 1);
+    const std::string json = t::describe_json(s.get());
+    INFO(json);
+    CHECK(t::json_value(json, "threads") == std::to_string(std::min(allowed, 8)));
+    CHECK_THAT(t::json_value(json, "threads_reason"), Contains("affinity"));
+  }
+  // Pinned to one CPU (as taskset -c N would), a new session takes one worker.
+  int first = 0;
+  while (!CPU_ISSET(first, &guard.saved())) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
+  t::Session pinned = t::session(m.get(), 1, 1);
+  const std::string json = t::describe_json(pinned.get());
+  INFO(json);
+  CHECK(t::json_value(json, "threads") == "1");
+  CHECK_THAT(t::json_value(json, "threads_reason"), Contains("(1, its affinity mask)"));
+}
+#endif

@@ -36,7 +36,7 @@
 //
 // Packing (once per session): packing.hpp.
 //
-// Threads: a persistent pool of num_threads workers (0 = one per core; the calling thread is
+// Threads: a persistent pool of num_threads workers (0 = one per usable CPU; the calling thread is
 // worker 0; capped at the number of 16-unit groups of the widest layer) created with the
 // session; a call wakes them, never creates one.  How many a call uses, and which split, is
 // chosen from the shape alone (choose_split, fast_plan.cpp: enough recurrent work per worker

@@ -5,6 +5,10 @@
 #include <string>
 #include <thread>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 namespace slstm::cpu {
 namespace {
 
@@ -50,13 +54,27 @@ KernelChoice choose_kernel(const Settings& s) {
   return choice;
 }
 
+int usable_cpus() {
+#if defined(__linux__)
+  // The CPUs this thread may run on (taskset, cgroup cpusets, numactl): a process pinned to
+  // 4 of 64 cores gets 4 workers, not 64 workers fighting over 4 cores.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 int choose_threads(const Model& m, std::int32_t num_threads) {
   std::int64_t max_groups = 0;
   for (const Layer& layer : m.layers()) {
     max_groups = std::max(max_groups, (layer.hidden_size + kGroup - 1) / kGroup);
   }
   std::int64_t threads = num_threads;
-  if (threads == 0) threads = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  if (threads == 0) threads = usable_cpus();
   return static_cast<int>(std::min<std::int64_t>({threads, max_groups, 256}));
 }
 
@@ -110,6 +128,12 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
       {"kernel", kernel_name(kernel.kernel)},
       {"kernel_reason", kernel.why},
       {"threads", std::to_string(threads)},
+      {"threads_reason",
+       config.num_threads > 0
+           ? "num_threads=" + std::to_string(config.num_threads) + ", capped at one per " +
+                 "16-unit group of the widest layer"
+           : "one per CPU this process may run on (" + std::to_string(usable_cpus()) +
+                 ", its affinity mask), capped at one per 16-unit group of the widest layer"},
       {"split",
        "per call: batch split (each worker its own rows through every layer, no barrier) "
        "when batch >= " + std::to_string(kMinRowsPerWorker) + " x threads, time >= " +

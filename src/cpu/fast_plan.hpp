@@ -22,8 +22,11 @@ struct KernelChoice {
 // override SLSTM_CPU_KERNEL=avx2|portable only ever lowers the kernel.
 KernelChoice choose_kernel(const Settings& settings);
 
-// The session's workers: num_threads (0 = one per core), at most one per 16-unit group of
-// the widest layer (more would only wait at barriers) and at most 256.
+// The CPUs the calling thread may run on (its affinity mask on Linux, else the online CPUs).
+int usable_cpus();
+
+// The session's workers: num_threads (0 = one per CPU of usable_cpus()), at most one per
+// 16-unit group of the widest layer (more would only wait at barriers) and at most 256.
 int choose_threads(const Model& m, std::int32_t num_threads);
 
 // How one call shares its work.  Every element's arithmetic is the same whatever the split,
