@@ -6,7 +6,7 @@ from ._lib import lib
 __all__ = ["StackLSTMError", "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
-           "SessionBusyError",
+           "SessionBusyError", "SlotsFullError",
            "status_string", "check"]
 
 
@@ -71,10 +71,16 @@ class SessionBusyError(StackLSTMError, RuntimeError):
     status = 11
 
 
+class SlotsFullError(StackLSTMError, RuntimeError):
+    """No stream slot is free: every one of the session's slots is open (or it has none);
+    close a stream first (stacklstm.Streams)."""
+    status = 12
+
+
 _BY_STATUS = {cls.status: cls for cls in (
     InvalidArgumentError, ShapeMismatchError, OutOfRangeError, SizeOverflowError,
     OutOfMemoryError, BackendUnavailableError, UnsupportedError, BackendFailureError,
-    AliasingError, InternalError, SessionBusyError)}
+    AliasingError, InternalError, SessionBusyError, SlotsFullError)}
 
 
 def status_string(status):
