@@ -1,0 +1,3 @@
+module example.com/stacklstm
+
+go 1.19
