@@ -9,14 +9,17 @@ Each source needs its framework (torch, tensorflow, onnx, tf_keras) importable; 
 is written by libstacklstm itself (Model.save) after it validated the weights.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
+from typing import List, Optional
 
 from .model import Model
 from . import naming
 
 
-def from_torch(path, prefix=""):
+def from_torch(path: str, prefix: str = "") -> Model:
     import torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -27,15 +30,15 @@ def from_torch(path, prefix=""):
     return Model.from_torch_state_dict(obj, prefix)
 
 
-def from_tf(path, forget_bias=1.0, scope=None):
+def from_tf(path: str, forget_bias: float = 1.0, scope: Optional[str] = None) -> Model:
     return Model.from_tf_variables(path, forget_bias=forget_bias, scope=scope)
 
 
-def from_onnx(path):
+def from_onnx(path: str) -> Model:
     return Model.from_weights(naming.onnx_model_layers(path), "onnx")
 
 
-def from_keras(path):
+def from_keras(path: str) -> Model:
     import os
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
@@ -47,7 +50,8 @@ def from_keras(path):
     return Model.from_weights(layers, fmt)
 
 
-def convert(kind, src, dst, forget_bias=1.0, prefix="", scope=None):
+def convert(kind: str, src: str, dst: str, forget_bias: float = 1.0, prefix: str = "",
+            scope: Optional[str] = None) -> str:
     """Converts `src` (a `kind` file: torch, tf, onnx, keras) to the model file `dst`."""
     if kind == "torch":
         model = from_torch(src, prefix)
@@ -68,7 +72,7 @@ def convert(kind, src, dst, forget_bias=1.0, prefix="", scope=None):
         return repr(model)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stacklstm.convert",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("kind", choices=["torch", "tf", "onnx", "keras"])

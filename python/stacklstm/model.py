@@ -11,7 +11,7 @@ import platform
 import stat
 import threading
 from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
-                    Union)
+                    TypeVar, Union)
 
 import numpy as np
 
@@ -41,7 +41,7 @@ BACKENDS = {"cpu": 0, "cuda": 1}
 CPU_PATHS = {"auto": 0, "reference": 1, "fast": 2}
 
 
-def _format_value(fmt):
+def _format_value(fmt: Union[str, int]) -> int:
     if isinstance(fmt, str):
         if fmt.lower() not in FORMATS:
             raise ValueError("format must be one of %s, got %r" % (sorted(FORMATS), fmt))
@@ -49,7 +49,7 @@ def _format_value(fmt):
     return _int(fmt, "format", INT32)
 
 
-def _format_name(fmt):
+def _format_name(fmt: Union[str, int]) -> str:
     v = _format_value(fmt)
     for k, n in FORMATS.items():
         if n == v:
@@ -57,7 +57,7 @@ def _format_name(fmt):
     raise ValueError("unknown format %r" % (fmt,))
 
 
-def tensors_per_layer(fmt):
+def tensors_per_layer(fmt: Union[str, int]) -> int:
     """Tensors per layer of a format, asked of the library."""
     n = ctypes.c_int32()
     check(lib.slstm_format_tensors_per_layer(_format_value(fmt), ctypes.byref(n)),
@@ -65,7 +65,7 @@ def tensors_per_layer(fmt):
     return n.value
 
 
-def tensor_shapes(fmt, I, H):
+def tensor_shapes(fmt: Union[str, int], I: int, H: int) -> List[Tuple[int, ...]]:
     """The shapes of one layer's tensors in `fmt` (input depth I, hidden size H)."""
     return {
         "canonical": [(4 * H, I), (4 * H, H), (4 * H,)],
@@ -84,7 +84,7 @@ _to_numpy = _array  # torch / TF tensors and array-likes as NumPy (stacklstm.sta
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _f32(a, name="array"):
+def _f32(a: Any, name: str = "array") -> np.ndarray:
     """A C-contiguous float32 view of `a` (a copy only when dtype or strides require one).
 
     The dtype policy: float32 is used as is; other real dtypes (bool, integers, float16,
@@ -112,7 +112,7 @@ def _f32(a, name="array"):
     return out
 
 
-def _fptr(a):
+def _fptr(a: Optional[np.ndarray]) -> Any:
     return a.ctypes.data_as(_lib.c_float_p) if a is not None else None
 
 
@@ -132,14 +132,16 @@ _I_SOURCE = {"tf": (0, 0), "keras": (0, 0), "keras_cudnn": (0, 0), "onnx": (0, 2
              "canonical": (0, 1), "pytorch": (0, 1), "cudnn": (0, 1)}
 
 
-def _infer_architecture(fmt, layers):
+def _infer_architecture(fmt: Union[str, int], layers: Sequence[Sequence[Any]]
+                        ) -> Tuple[int, List[int]]:
     """(input_size, hidden_sizes) from per-layer tensors of a format.
 
     Each layer's H is what most of its tensors say (each dimension that is a multiple of H
     votes; ties go to the first tensor), so one tensor of a wrong shape does not move H and
     the library's shape check then names that tensor, not a correct one."""
     name = _format_name(fmt)
-    hs, I = [], None
+    hs: List[int] = []
+    I = 0
     for l, ts in enumerate(layers):
         votes = []
         for k, axis, div in _H_SOURCES[name]:
@@ -158,6 +160,9 @@ def _infer_architecture(fmt, layers):
     return int(I), hs
 
 
+_O = TypeVar("_O", bound="_Owned")
+
+
 class _Owned:
     """A library handle in self._h, released by self._destroy (kept on the object so that
     __del__ still works at interpreter exit): close() is idempotent, `with` closes, and the
@@ -165,11 +170,11 @@ class _Owned:
     through self._using(), so close() from another thread waits for running calls instead
     of freeing the handle under them."""
 
-    _h = None
-    _lock = None
+    _h: Optional[ctypes.c_void_p] = None
+    _lock: Optional[threading.Lock] = None
     _exclusive = False   # True: one call at a time (Session); False: calls may overlap (Model)
 
-    def _adopt(self, handle, destroy):
+    def _adopt(self, handle: ctypes.c_void_p, destroy: Callable[[Any], None]) -> None:
         self._cond = threading.Condition()
         self._users = 0
         self._destroy = destroy
@@ -219,23 +224,23 @@ class _Owned:
         if h is not None:
             self._destroy(h)
 
-    def __copy__(self):
+    def __copy__(self) -> Any:
         raise TypeError("a stacklstm.%s owns a library handle and cannot be copied (a copy "
                         "would free it twice)" % type(self).__name__)
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: Any) -> Any:
         return self.__copy__()
 
-    def __reduce_ex__(self, protocol):
+    def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError("a stacklstm.%s cannot be pickled" % type(self).__name__)
 
-    def __enter__(self):
+    def __enter__(self: _O) -> _O:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
@@ -254,11 +259,16 @@ class Model(_Owned):
     it with close() or a `with` block (or let the garbage collector do it); sessions made
     from it keep it alive. A model may be used by several threads at once."""
 
-    def __init__(self, *args, **kwargs):
+    input_size: int
+    hidden_sizes: Tuple[int, ...]
+    forget_bias: float
+    _state_layout: "_StateLayout"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("stacklstm.Model cannot be constructed directly; use " + _CONSTRUCTORS)
 
     @classmethod
-    def _from_handle(cls, handle):
+    def _from_handle(cls, handle: Optional[int]) -> "Model":
         """Wraps a handle the library just returned (the only way a Model is made)."""
         self = cls.__new__(cls)
         self._adopt(ctypes.c_void_p(handle), lib.slstm_model_destroy)
@@ -278,7 +288,7 @@ class Model(_Owned):
             fb = ctypes.c_float()
             check(lib.slstm_model_forget_bias(self._h, ctypes.byref(fb)),
                   "slstm_model_forget_bias")
-            layout = _query_state_layout(self._h, hs)
+            layout = _query_state_layout(self._h, hs)   # type: ignore[arg-type]
         except BaseException:
             self.close()
             raise
@@ -288,22 +298,23 @@ class Model(_Owned):
         self._state_layout = layout
         return self
 
-    def __copy__(self):
+    def __copy__(self) -> "Model":
         """A model of its own with the same architecture and weights (through the model
         file image; the handle itself is never shared)."""
         return Model.from_bytes(self.to_bytes())
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: Any) -> "Model":
         return self.__copy__()
 
-    def __reduce_ex__(self, protocol):
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, Tuple[bytes]]:
         """Pickled as its safetensors model image."""
         return (Model.from_bytes, (self.to_bytes(),))
 
     # ---- construction -------------------------------------------------------------------
 
     @staticmethod
-    def _config(input_size, hidden_sizes, forget_bias):
+    def _config(input_size: int, hidden_sizes: Sequence[int], forget_bias: float
+                ) -> Tuple[Any, Any]:
         cfg = _lib.padded(_lib.ModelConfig, lib.slstm_model_config_init_sized)
         if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__len__"):
             raise TypeError("hidden_sizes must be a sequence of integers, got %r"
@@ -317,8 +328,10 @@ class Model(_Owned):
         return cfg, hs
 
     @classmethod
-    def from_weights(cls, weights, format="tf", input_size=None, hidden_sizes=None,
-                     forget_bias=1.0):
+    def from_weights(cls, weights: Any, format: Union[str, int] = "tf",
+                     input_size: Optional[int] = None,
+                     hidden_sizes: Optional[Sequence[int]] = None,
+                     forget_bias: float = 1.0) -> "Model":
         """A model from framework weights. `weights`: per layer, a sequence (in the order of
         TENSOR_NAMES[format]) or a dict keyed by those names; or one flat sequence of all
         layers' tensors. Any array-like of any dtype/strides (NumPy, torch, TF) is accepted.
@@ -368,7 +381,8 @@ class Model(_Owned):
         return cls._from_handle(h.value)
 
     @classmethod
-    def random(cls, input_size, hidden_sizes, seed=0, scale=0.0, forget_bias=1.0):
+    def random(cls, input_size: int, hidden_sizes: Sequence[int], seed: int = 0,
+               scale: float = 0.0, forget_bias: float = 1.0) -> "Model":
         """Seeded pseudo-random weights, uniform in [-scale, scale] (0: 1/sqrt(H))."""
         cfg, _keep = cls._config(input_size, list(hidden_sizes), forget_bias)
         h = ctypes.c_void_p()
@@ -378,7 +392,7 @@ class Model(_Owned):
         return cls._from_handle(h.value)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: Union[str, bytes, "os.PathLike[str]"]) -> "Model":
         """A model from a safetensors model file (validated by the library). A missing file
         is a FileNotFoundError (a directory: IsADirectoryError); a file that is not
         safetensors at all (a torch.save .pt, a Keras .h5, ...) an InvalidArgumentError
@@ -397,7 +411,7 @@ class Model(_Owned):
         return cls._from_handle(h.value)
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview]) -> "Model":
         """A model from a safetensors image in memory."""
         data = bytes(data)
         why = not_safetensors_reason(data[:16], len(data))
@@ -410,14 +424,15 @@ class Model(_Owned):
         return cls._from_handle(h.value)
 
     @classmethod
-    def from_torch_state_dict(cls, state_dict, prefix=""):
+    def from_torch_state_dict(cls, state_dict: Any, prefix: str = "") -> "Model":
         """A model from a PyTorch state_dict: one multi-layer nn.LSTM (`weight_ih_l{k}`, ...)
         or a sequence of single-layer ones (`0.weight_ih_l0`, `1.weight_ih_l0`, ...)."""
         from .naming import torch_state_dict_layers
         return cls.from_weights(torch_state_dict_layers(state_dict, prefix), "pytorch")
 
     @classmethod
-    def from_tf_variables(cls, variables, forget_bias=1.0, scope=None):
+    def from_tf_variables(cls, variables: Any, forget_bias: float = 1.0,
+                          scope: Optional[str] = None) -> "Model":
         """A model from TF variables by checkpoint name (`.../cell_<k>/basic_lstm_cell/kernel`
         and `/bias`, or the old `/weights`, `/biases`), as a {name: array} dict or a
         checkpoint path (needs tensorflow)."""
@@ -428,14 +443,14 @@ class Model(_Owned):
     # ---- queries, export, files ---------------------------------------------------------
 
     @property
-    def num_layers(self):
+    def num_layers(self) -> int:
         return len(self.hidden_sizes)
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         return self.hidden_sizes[-1]
 
-    def state_count(self, batch):
+    def state_count(self, batch: int) -> int:
         n = ctypes.c_size_t()
         batch = _int(batch, "batch")
         with self._using() as h:
@@ -443,7 +458,7 @@ class Model(_Owned):
                   "slstm_model_state_count")
         return n.value
 
-    def export(self, format="tf"):
+    def export(self, format: Union[str, int] = "tf") -> List[Dict[str, np.ndarray]]:
         """The weights in `format`: a list, per layer, of dicts {tensor name: ndarray}."""
         name = _format_name(format)
         out, arrays = [], []
@@ -466,7 +481,7 @@ class Model(_Owned):
                   "slstm_model_export")
         return out
 
-    def to_bytes(self, source_layout=None):
+    def to_bytes(self, source_layout: Optional[str] = None) -> bytes:
         """The model as a safetensors image."""
         layout = source_layout.encode() if source_layout is not None else None
         n = ctypes.c_size_t()
@@ -478,41 +493,44 @@ class Model(_Owned):
                   "slstm_model_save_memory")
         return buf.raw[:n.value]
 
-    def save(self, path, source_layout=None):
+    def save(self, path: Union[str, bytes, "os.PathLike[str]"],
+             source_layout: Optional[str] = None) -> None:
         """Writes the model as a safetensors file."""
         layout = source_layout.encode() if source_layout is not None else None
         with self._using() as h:
             check(lib.slstm_model_save_file(h, os.fsencode(path), layout),
                   "slstm_model_save_file")
 
-    def session(self, max_batch, max_time, backend="cpu", cpu_path="auto", num_threads=0,
-                device=0, allow_tf32=False, config=None):
+    def session(self, max_batch: int, max_time: int, backend: Union[str, int] = "cpu",
+                cpu_path: Union[str, int] = "auto", num_threads: int = 0, device: int = 0,
+                allow_tf32: bool = False, config: Union[None, str, Mapping[str, Any]] = None,
+                cuda_stream: Optional[int] = None) -> "Session":
         """A Session on `backend` ("cpu" or "cuda") for up to max_batch x max_time. `config`:
         keyed backend settings, a "key=value;..." string or a dict (header,
         slstm_session_options.config), e.g. {"cpu.kernel": "avx2", "cuda.graphs": "off"}."""
         return Session(self, max_batch, max_time, backend, cpu_path, num_threads, device,
-                       allow_tf32, config)
+                       allow_tf32, config, cuda_stream)
 
     # ---- state packing ------------------------------------------------------------------
 
-    def pack_state(self, state, batch):
+    def pack_state(self, state: Any, batch: int) -> np.ndarray:
         """The packed 1-D float32 vector (c_0, h_0, c_1, h_1, ...) of a state given as one
         LSTMStateTuple(c, h) per layer (each [batch, H_l]) or already packed."""
         return _pack_state(state, _int(batch, "batch"), self._state_layout, "state")
 
-    def unpack_state(self, packed, batch):
+    def unpack_state(self, packed: Any, batch: int) -> List[LSTMStateTuple]:
         """One LSTMStateTuple(c, h) per layer (views of `packed`) of a packed state."""
         batch = _int(batch, "batch")
         return _unpack_state(_pack_state(packed, batch, self._state_layout, "packed"), batch,
                              self._state_layout)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "stacklstm.Model(input_size=%d, hidden_sizes=%s, forget_bias=%g%s)" % (
             self.input_size, list(self.hidden_sizes), self.forget_bias,
             "" if self._h is not None else ", closed")
 
 
-def _prod(shape):
+def _prod(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
         n *= int(d)
@@ -762,19 +780,19 @@ class _StateLayout:
     (slstm_model_state_offset / _count, queried once per model for one batch row: every
     offset is the batch times its per-row offset). Python keeps no formula of its own."""
 
-    def __init__(self, rows, row_floats):
+    def __init__(self, rows: List[Tuple[int, int, int]], row_floats: int) -> None:
         self.rows = rows              # per layer: (c offset, h offset, H) per batch row
         self.row_floats = row_floats  # floats per batch row
 
     @property
-    def hidden_sizes(self):
+    def hidden_sizes(self) -> List[int]:
         return [H for _, _, H in self.rows]
 
-    def count(self, batch):
+    def count(self, batch: int) -> int:
         return batch * self.row_floats
 
 
-def _query_state_layout(handle, hidden_sizes):
+def _query_state_layout(handle: ctypes.c_void_p, hidden_sizes: Sequence[int]) -> _StateLayout:
     rows = []
     for l, H in enumerate(hidden_sizes):
         c, h = ctypes.c_size_t(), ctypes.c_size_t()
@@ -788,11 +806,12 @@ def _query_state_layout(handle, hidden_sizes):
     return _StateLayout(rows, n.value)
 
 
-def _state_count(batch, layout):
+def _state_count(batch: int, layout: _StateLayout) -> int:
     return layout.count(batch)
 
 
-def _pack_state(state, batch, layout, name="initial_state"):
+def _pack_state(state: Any, batch: int, layout: _StateLayout,
+                name: str = "initial_state") -> np.ndarray:
     """The packed (c_0, h_0, c_1, h_1, ...) float32 vector of a state given as one
     LSTMStateTuple(c, h) (or any object with .c and .h) per layer, each [batch, H_l], or as
     the packed 1-D vector itself. Shapes are checked, not element counts: anything else
@@ -831,7 +850,8 @@ def _pack_state(state, batch, layout, name="initial_state"):
     return packed
 
 
-def _unpack_state(packed, batch, layout):
+def _unpack_state(packed: np.ndarray, batch: int, layout: _StateLayout
+                  ) -> List[LSTMStateTuple]:
     out = []
     for c_row, h_row, H in layout.rows:
         c = packed[batch * c_row:batch * c_row + batch * H].reshape(batch, H)
@@ -840,7 +860,7 @@ def _unpack_state(packed, batch, layout):
     return out
 
 
-def _lengths(sequence_lengths):
+def _lengths(sequence_lengths: Any) -> np.ndarray:
     """sequence_lengths as a contiguous int32 vector; integers only, each within int32."""
     lens = np.ascontiguousarray(_to_numpy(sequence_lengths).reshape(-1))
     if lens.size and not np.issubdtype(lens.dtype, np.integer):
@@ -852,7 +872,7 @@ def _lengths(sequence_lengths):
     return lens.astype(np.int32)
 
 
-def _out_array(arr, name, shape):
+def _out_array(arr: Any, name: str, shape: Sequence[int]) -> np.ndarray:
     """A caller's NumPy output buffer, written in place: float32, C-contiguous, writeable and
     of exactly `shape`, else TypeError / ValueError (it is never silently replaced)."""
     if not isinstance(arr, np.ndarray):
@@ -870,7 +890,7 @@ def _out_array(arr, name, shape):
     return arr
 
 
-def _config_text(config):
+def _config_text(config: Union[None, str, Mapping[str, Any]]) -> Optional[bytes]:
     """The keyed settings as the C string slstm_session_options.config takes."""
     if config is None:
         return None
@@ -903,7 +923,7 @@ _F32 = np.dtype(np.float32)
 _I32 = np.dtype(np.int32)
 
 
-def _void_struct(struct_type: type) -> type:
+def _void_struct(struct_type: Any) -> Any:
     """A copy of a ctypes struct whose pointer fields are c_void_p (same size and offsets), so
     that plain integer addresses can be stored in it without a ctypes cast per call."""
     fields = []
@@ -931,7 +951,7 @@ def _raw_calls() -> Tuple[Any, Any]:
     first use: the library is loaded lazily). Both release the GIL like any ctypes call."""
     got = _calls.get("fs")
     if got is None:
-        stp = ctypes.cast(lib.slstm_session_step, ctypes.c_void_p).value
+        stp = ctypes.cast(lib.slstm_session_step, ctypes.c_void_p).value or 0
         got = _calls["fs"] = (lib.slstm_session_forward, _c_step(stp))
     return got
 
@@ -1036,9 +1056,10 @@ class Session(_Owned):
 
     _exclusive = True
 
-    def __init__(self, model: Model, max_batch: int, max_time: int, backend: Union[str, int] = "cpu",
-                 cpu_path: Union[str, int] = "auto", num_threads: int = 0, device: int = 0,
-                 allow_tf32: bool = False, config: Union[None, str, Dict[str, Union[str, int]]] = None,
+    def __init__(self, model: Model, max_batch: int, max_time: int,
+                 backend: Union[str, int] = "cpu", cpu_path: Union[str, int] = "auto",
+                 num_threads: int = 0, device: int = 0, allow_tf32: bool = False,
+                 config: Union[None, str, Mapping[str, Any]] = None,
                  cuda_stream: Optional[int] = None) -> None:
         """`cuda_stream` (CUDA backend): the address of a cudaStream_t the caller owns (an
         int, e.g. torch.cuda.current_stream().cuda_stream or a CuPy stream's .ptr) that every
@@ -1152,8 +1173,7 @@ class Session(_Owned):
 
     def forward(self, inputs: Any, initial_state: Any = None, sequence_lengths: Any = None,
                 time_major: bool = False, packed_state: bool = False,
-                out: Optional[np.ndarray] = None,
-                final_state_out: Optional[np.ndarray] = None) -> Tuple[Any, Any]:
+                out: Any = None, final_state_out: Any = None) -> Tuple[Any, Any]:
         """tf.nn.dynamic_rnn: returns (outputs, final_state). inputs [B, T, D] ([T, B, D] when
         time_major), any strides; float32, or a real dtype converted to float32 (see the
         package README: complex is refused). initial_state: None (zeros), a list of one

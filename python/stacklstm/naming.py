@@ -2,7 +2,10 @@
 ONNX graph or a Keras model are the weights of which layer. Each helper returns per-layer
 lists in the order of stacklstm.TENSOR_NAMES[format]; Model.from_weights does the rest."""
 
+from __future__ import annotations
+
 import re
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -10,7 +13,7 @@ __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
            "keras_model_layers", "to_torch_state_dict", "to_tf_variables"]
 
 
-def _arr(a):
+def _arr(a: Any) -> np.ndarray:
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         a = a.detach().cpu().numpy()
     return np.asarray(a)
@@ -22,7 +25,7 @@ _TORCH_KEY = re.compile(r"^(?:(?P<mod>\d+)\.)?(?P<kind>weight_ih|weight_hh|bias_
                         r"weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
 
-def torch_state_dict_layers(state_dict, prefix=""):
+def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]]:
     """Per-layer (weight_ih, weight_hh, bias_ih, bias_hh) from a state_dict of one multi-layer
     nn.LSTM (`weight_ih_l0`, `weight_ih_l1`, ...) or of a sequence of nn.LSTMs (e.g. an
     nn.ModuleList: `0.weight_ih_l0`, `1.weight_ih_l0`, ...), below `prefix` (e.g. "rnn.").
@@ -30,7 +33,7 @@ def torch_state_dict_layers(state_dict, prefix=""):
     (bias=False) get zeros. Bidirectional and projected (proj_size) LSTMs are rejected."""
     if hasattr(state_dict, "state_dict") and callable(state_dict.state_dict):
         state_dict = state_dict.state_dict()
-    found = {}
+    found: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
     for key, value in state_dict.items():
         if not key.startswith(prefix):
             continue
@@ -69,7 +72,7 @@ _TF_KEY = re.compile(r"^(?P<scope>.*?)(?:cell_(?P<cell>\d+)/)?"
                      r"projection/kernel)$")
 
 
-def _tf_variables(variables):
+def _tf_variables(variables: Any) -> Any:
     if isinstance(variables, str):   # a checkpoint path / prefix
         import tensorflow as tf
         reader = tf.train.load_checkpoint(variables)
@@ -78,7 +81,7 @@ def _tf_variables(variables):
     return variables
 
 
-def tf_variable_layers(variables, scope=None):
+def tf_variable_layers(variables: Any, scope: Optional[str] = None) -> List[List[Any]]:
     """Per-layer (kernel, bias) from TF variables named like a checkpoint of
     MultiRNNCell([BasicLSTMCell | LSTMCell]): `<scope>/multi_rnn_cell/cell_<k>/basic_lstm_cell/
     kernel` and `/bias` (old TF: `/weights`, `/biases`), or a single cell `<scope>/
@@ -87,7 +90,7 @@ def tf_variable_layers(variables, scope=None):
     LSTMCell peepholes and projections are rejected. With several RNNs in one checkpoint,
     pass `scope` (the name prefix before `multi_rnn_cell/` or the cell)."""
     variables = _tf_variables(variables)
-    groups = {}
+    groups: Dict[str, Dict[int, Dict[str, np.ndarray]]] = {}
     for name, value in variables.items():
         n = name[:-2] if name.endswith(":0") else name
         m = _TF_KEY.match(n)
@@ -127,7 +130,7 @@ def tf_variable_layers(variables, scope=None):
 
 # ---- ONNX ---------------------------------------------------------------------------------
 
-def onnx_model_layers(model):
+def onnx_model_layers(model: Any) -> List[List[Any]]:
     """Per-layer (W, R, B) of the LSTM nodes of an ONNX model (a ModelProto or a path), in
     graph order. Each node's attributes and P input are checked by the library
     (slstm_onnx_check_node): bidirectional, clip, input_forget, other activations and non-zero
@@ -152,7 +155,7 @@ def onnx_model_layers(model):
                     consts[node.output[0]] = numpy_helper.to_array(a.t)
     inits.update(consts)
 
-    def get(name, what, node):
+    def get(name: str, what: str, node: Any) -> np.ndarray:
         if name not in inits:
             raise ValueError("LSTM node %r: input %s (%r) is not an initializer"
                              % (node.name, what, name))
@@ -164,7 +167,7 @@ def onnx_model_layers(model):
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         spec = _lib.padded(_lib.OnnxLstmNode, _lib.lib.slstm_onnx_lstm_node_init_sized)
-        keep = []
+        keep: List[Any] = []
         if "direction" in attrs:
             d = attrs["direction"]
             spec.s.direction = d if isinstance(d, bytes) else d.encode()
@@ -202,7 +205,7 @@ def onnx_model_layers(model):
 
 # ---- Keras --------------------------------------------------------------------------------
 
-def keras_model_layers(model):
+def keras_model_layers(model: Any) -> Tuple[str, List[List[Any]]]:
     """(format, per-layer [kernel, recurrent_kernel, bias]) of the LSTM / CuDNNLSTM layers of
     a Keras model, in order. All must be of one kind."""
     layers, kinds = [], set()
@@ -237,7 +240,8 @@ def keras_model_layers(model):
 
 # ---- export to framework names ------------------------------------------------------------
 
-def to_torch_state_dict(model, single_module=None):
+def to_torch_state_dict(model: Any, single_module: Optional[bool] = None
+                        ) -> Dict[str, np.ndarray]:
     """The model's weights as a PyTorch state_dict of NumPy arrays: `weight_ih_l{k}` ... for
     one multi-layer nn.LSTM when every layer has the same hidden size (or single_module=True),
     else `{k}.weight_ih_l0` ... for a ModuleList of single-layer nn.LSTMs. forget_bias is
@@ -255,7 +259,8 @@ def to_torch_state_dict(model, single_module=None):
     return out
 
 
-def to_tf_variables(model, scope="rnn", old_names=False):
+def to_tf_variables(model: Any, scope: str = "rnn", old_names: bool = False
+                    ) -> Dict[str, np.ndarray]:
     """The model's weights under TF 1.x checkpoint names:
     `<scope>/multi_rnn_cell/cell_<k>/basic_lstm_cell/kernel` and `/bias` (old_names: `/weights`,
     `/biases`). The model's forget_bias is NOT in them (TF keeps it in the graph: pass it to

@@ -1,8 +1,11 @@
 """Reading a safetensors file's JSON header (metadata and tensor table) without loading it."""
 
+from __future__ import annotations
+
 import json
 import os
 import struct
+from typing import Any, Dict, Optional, Tuple, Union
 
 __all__ = ["read_header", "not_safetensors_reason"]
 
@@ -20,7 +23,8 @@ _MAGIC = [
 ]
 
 
-def not_safetensors_reason(head, size):
+def not_safetensors_reason(head: Union[bytes, bytearray, memoryview], size: int
+                           ) -> Optional[str]:
     """None when `head` (the first bytes of a file of `size` bytes) may start a safetensors
     file, else a sentence saying what it is instead. A safetensors file is an 8-byte
     little-endian header length and then the JSON header, which begins with '{' (the library
@@ -47,7 +51,8 @@ def not_safetensors_reason(head, size):
             % (head[:12].hex(" "), (", " + what) if what else ""))
 
 
-def read_header(path):
+def read_header(path: Union[str, "os.PathLike[str]"]
+                ) -> Tuple[Dict[str, str], Dict[str, Dict[str, Any]]]:
     """(metadata dict, {tensor name: {"dtype", "shape", "data_offsets"}}) of a safetensors
     file, e.g. a stacklstm model file's architecture and source_layout. The library does
     the real validation when it loads the model."""

@@ -9,7 +9,10 @@ never guessed at: Session.forward/step accept only LSTMStateTuple-like pairs (ob
 .c and .h) or the packed 1-D vector, and the converters below translate explicitly.
 """
 
+from __future__ import annotations
+
 import collections
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -27,7 +30,7 @@ CONVENTIONS = (
     "stacklstm.state_from_keras(states)")
 
 
-def _array(a):
+def _array(a: Any) -> np.ndarray:
     if hasattr(a, "detach") and hasattr(a, "cpu"):   # a torch.Tensor
         a = a.detach().cpu().numpy()
     elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):   # a tf.Tensor / Variable
@@ -35,16 +38,16 @@ def _array(a):
     return np.asarray(a)
 
 
-def _is_array(a):
+def _is_array(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype")
 
 
-def is_state_tuple(s):
+def is_state_tuple(s: Any) -> bool:
     """An LSTMStateTuple or anything else with .c and .h (e.g. TF's LSTMStateTuple)."""
     return hasattr(s, "c") and hasattr(s, "h")
 
 
-def _pair(h, c, what, ndim):
+def _pair(h: Any, c: Any, what: str, ndim: int) -> Tuple[np.ndarray, np.ndarray]:
     h, c = _array(h), _array(c)
     if h.ndim != ndim or c.ndim != ndim or h.shape != c.shape:
         raise ValueError("%s: h and c must both have %d dims and the same shape, got h %s "
@@ -52,7 +55,7 @@ def _pair(h, c, what, ndim):
     return h, c
 
 
-def state_from_torch(state):
+def state_from_torch(state: Any) -> List[LSTMStateTuple]:
     """PyTorch's LSTM state -> this package's [LSTMStateTuple(c, h)] per layer (NumPy).
 
     `state`: what nn.LSTM takes and returns, (h, c) each [num_layers, batch, hidden]
@@ -78,7 +81,7 @@ def state_from_torch(state):
     return out
 
 
-def _layers(state, fn):
+def _layers(state: Any, fn: str) -> List[Tuple[np.ndarray, np.ndarray]]:
     if is_state_tuple(state) or not isinstance(state, (list, tuple)) or not all(
             is_state_tuple(s) for s in state):
         raise TypeError("%s: expected a list of LSTMStateTuple(c, h) per layer (what "
@@ -91,7 +94,8 @@ def _layers(state, fn):
     return out
 
 
-def state_to_torch(state):
+def state_to_torch(state: Sequence[Any]) -> Union[Tuple[np.ndarray, np.ndarray],
+                                                 List[Tuple[np.ndarray, np.ndarray]]]:
     """This package's [LSTMStateTuple(c, h)] -> PyTorch's layout, as float32 NumPy arrays
     (torch.from_numpy makes tensors of them): (h, c), each [num_layers, batch, H], when all
     layers have the same hidden size; else a list with one (h, c) pair, each [1, batch, H_l],
@@ -103,7 +107,7 @@ def state_to_torch(state):
     return [(h[None].astype(np.float32), c[None].astype(np.float32)) for h, c in layers]
 
 
-def state_from_keras(states):
+def state_from_keras(states: Any) -> List[LSTMStateTuple]:
     """Keras' LSTM states -> this package's [LSTMStateTuple(c, h)] per layer (NumPy).
 
     `states`: a list with one [h, c] per layer (each [batch, H_l]), as a stack of LSTM
@@ -127,14 +131,14 @@ def state_from_keras(states):
     return out
 
 
-def state_to_keras(state):
+def state_to_keras(state: Sequence[Any]) -> List[List[np.ndarray]]:
     """This package's [LSTMStateTuple(c, h)] -> Keras' list with one [h, c] per layer (each
     [batch, H_l], float32 NumPy)."""
     return [[h.astype(np.float32, copy=False), c.astype(np.float32, copy=False)]
             for h, c in _layers(state, "state_to_keras")]
 
 
-def describe(state):
+def describe(state: Any) -> str:
     """A short description of what was passed, for error messages."""
     if isinstance(state, (list, tuple)):
         parts = []

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 try:
     import torch
@@ -124,7 +124,7 @@ class LSTM(nn.Module):
         else:
             if int(num_layers) < 1:
                 raise ValueError("num_layers must be >= 1, got %r" % (num_layers,))
-            sizes = [int(hidden_size)] * int(num_layers)
+            sizes = [int(hidden_size)] * int(num_layers)   # type: ignore[arg-type]
         if not sizes or min(sizes) < 1:
             raise ValueError("hidden sizes must be >= 1, got %s" % (sizes,))
         return sizes
@@ -360,7 +360,7 @@ class LSTM(nn.Module):
                     all(isinstance(t, torch.Tensor) for t in hx)):
                 raise TypeError("hx must be a tuple (h_0, c_0) of tensors, each [num_layers, "
                                 "batch, hidden_size] (nn.LSTM's order: h first)")
-            h0, c0 = hx
+            h0, c0 = cast(torch.Tensor, hx[0]), cast(torch.Tensor, hx[1])
             want = ((self.num_layers, self.hidden_size) if unbatched else
                     (self.num_layers, B, self.hidden_size))
             for nm, t in (("h_0", h0), ("c_0", c0)):

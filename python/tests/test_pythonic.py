@@ -1,0 +1,115 @@
+"""Python ergonomics (issue 16, item 3): repr, pickling and copying, the typing marker,
+torch staying optional."""
+import copy
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import stacklstm
+
+PKG = os.path.dirname(os.path.abspath(stacklstm.__file__))
+TYPED = ["model.py", "state.py", "naming.py", "convert.py", "safetensors_header.py",
+         "_ints.py", "torch.py"]
+
+
+@pytest.fixture
+def model():
+    with stacklstm.Model.random(3, [5, 4], seed=11, forget_bias=0.5) as m:
+        yield m
+
+
+def outputs(m):
+    x = np.random.default_rng(2).standard_normal((2, 6, 3)).astype(np.float32)
+    with m.session(2, 6) as s:
+        return s.forward(x, packed_state=True)
+
+
+def test_model_repr_gives_the_architecture_and_no_weights(model):
+    r = repr(model)
+    assert r == "stacklstm.Model(input_size=3, hidden_sizes=[5, 4], forget_bias=0.5)"
+    model.close()
+    assert repr(model).endswith(", closed)")
+
+
+def test_session_repr_gives_architecture_backend_and_maxima(model):
+    s = model.session(8, 100)
+    assert repr(s) == ("stacklstm.Session(input_size=3, hidden_sizes=[5, 4], backend='cpu', "
+                       "max_batch=8, max_time=100)")
+    s.close()
+    assert repr(s).endswith(", closed)")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_model_pickles_to_the_same_model_bitwise(model, protocol):
+    again = pickle.loads(pickle.dumps(model, protocol=protocol))
+    assert again is not model and again._h.value != model._h.value
+    assert again.to_bytes() == model.to_bytes()
+    (o1, f1), (o2, f2) = outputs(model), outputs(again)
+    assert np.array_equal(o1, o2) and np.array_equal(f1, f2)
+    assert repr(again) == repr(model)
+
+
+def test_a_model_pickles_through_its_safetensors_image(model):
+    fn, args = model.__reduce_ex__(4)
+    assert fn == stacklstm.Model.from_bytes and args == (model.to_bytes(),)
+
+
+def test_a_copied_model_owns_its_own_handle(model):
+    for c in (copy.copy(model), copy.deepcopy(model)):
+        assert c._h.value != model._h.value and c.to_bytes() == model.to_bytes()
+        c.close()
+    assert outputs(model)[0].shape == (2, 6, 4)   # the original is still open
+
+
+def test_a_closed_model_refuses_to_pickle(model):
+    model.close()
+    with pytest.raises(stacklstm.InvalidArgumentError, match="closed"):
+        pickle.dumps(model)
+
+
+def test_a_session_refuses_to_pickle_or_copy(model):
+    with model.session(1, 1) as s:
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            pickle.dumps(s)
+        with pytest.raises(TypeError, match="cannot be copied"):
+            copy.copy(s)
+
+
+def test_the_package_carries_the_py_typed_marker():
+    assert os.path.isfile(os.path.join(PKG, "py.typed"))
+
+
+def test_public_functions_of_the_typed_modules_are_annotated():
+    import ast
+    missing = []
+    for name in TYPED:
+        with open(os.path.join(PKG, name)) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name.startswith("_") and not node.name.startswith("__"):
+                    continue
+                if node.returns is None:
+                    missing.append("%s:%d %s" % (name, node.lineno, node.name))
+    assert not missing, missing
+
+
+def test_mypy_finds_nothing_in_the_typed_modules():
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install mypy)")
+    r = subprocess.run([sys.executable, "-m", "mypy", "--follow-imports=silent",
+                        "--ignore-missing-imports"] + [os.path.join(PKG, n) for n in TYPED],
+                       capture_output=True, text=True, cwd=os.path.dirname(PKG))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_importing_stacklstm_does_not_import_torch():
+    code = ("import sys, stacklstm; m = stacklstm.Model.random(2, [3]); "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(PKG)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
