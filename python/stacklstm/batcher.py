@@ -17,9 +17,11 @@ Callers submit either
 A worker thread takes what has arrived: when the first request of a window arrives it waits
 until ``max_batch`` requests are queued or ``max_wait_us`` microseconds have passed since
 that first arrival, whichever is first (a queued stream operation -- open, close, reset,
-state read -- ends the window at once: callers wait on those), then makes one ``Streams.step`` call for up to
-``max_batch`` frames (of distinct streams) and one padded ``Session.forward`` with
-``sequence_lengths`` for up to ``max_batch`` sequences, and resolves each caller's future.
+state read -- ends the window at once: callers wait on those; so does a queue holding only
+frames, at least one per open stream: no further frame is expected), then makes one ``Streams.step`` call for up to
+``max_batch`` frames (of distinct streams) and padded ``Session.forward`` calls with
+``sequence_lengths`` for up to ``max_batch`` sequences (sorted by length, cut where padding
+would exceed ``max_padding``), and resolves each caller's future.
 
 Guarantees:
 
@@ -112,7 +114,7 @@ class Batcher:
 
     Batcher(model, max_batch=32, max_wait_us=500, max_streams=256, max_time=256,
             backend="cpu", cpu_path="auto", num_threads=0, config=None, device=0,
-            streams=None, session=None)
+            streams=None, session=None, max_padding=0.25)
 
     model        a stacklstm.Model (kept alive by the batcher's Streams and Session).
     max_batch    most requests of each kind in one batched call (>= 1).
@@ -122,6 +124,9 @@ class Batcher:
                  are refused).
     max_time     longest whole sequence accepted; 0: no sequences.
     backend, cpu_path, num_threads, config, device: as for Model.session.
+    max_padding  a window's sequences are sorted by length and cut into calls in which the
+                 padded steps (rows x longest) exceed the real steps by at most this
+                 fraction (0: only equal lengths share a call; inf: one call).
     streams / session: an existing stacklstm.streams.Streams (max_batch >= this max_batch)
                  or Session to use instead of making one; the batcher then does not close
                  it, and nothing else may use it while the batcher runs.
@@ -131,7 +136,8 @@ class Batcher:
     def __init__(self, model: Model, max_batch: int = 32, max_wait_us: int = 500,
                  max_streams: int = 256, max_time: int = 256, backend: Any = "cpu",
                  cpu_path: Any = "auto", num_threads: int = 0, config: Any = None,
-                 device: int = 0, streams: Any = None, session: Optional[Session] = None):
+                 device: int = 0, streams: Any = None, session: Optional[Session] = None,
+                 max_padding: float = 0.25):
         if not isinstance(model, Model):
             raise TypeError("Batcher(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
@@ -139,6 +145,9 @@ class Batcher:
         self.max_wait_us = _positive(max_wait_us, "max_wait_us", 0)
         max_streams = _positive(max_streams, "max_streams", 0)
         self.max_time = _positive(max_time, "max_time", 0)
+        if not isinstance(max_padding, (int, float)) or not max_padding >= 0:
+            raise ValueError("max_padding must be a number >= 0, got %r" % (max_padding,))
+        self.max_padding = float(max_padding)
         self.input_size = model.input_size
         self.output_size = model.hidden_sizes[-1]
         self._model = model
@@ -169,6 +178,7 @@ class Batcher:
         self._queue: "collections.deque[_Request]" = collections.deque()
         self._arrival = 0.0                     # when the oldest queued request arrived
         self._controls = 0                      # stream operations queued (end the window)
+        self._frames = self._seqs = 0           # frames / sequences queued
         self._closing = False
         self._drain = False
         self._stats = {"batches": 0, "frames": 0, "sequences": 0, "frame_calls": 0,
@@ -184,7 +194,11 @@ class Batcher:
             if self._closing:
                 raise BatcherClosedError("the batcher is closed; %s was not submitted"
                                          % _OP_NAMES.get(req.kind, "sequence"))
-            if req.kind not in (_FRAME, _SEQ):
+            if req.kind == _FRAME:
+                self._frames += 1
+            elif req.kind == _SEQ:
+                self._seqs += 1
+            else:
                 self._controls += 1
             if not self._queue:
                 self._arrival = time.perf_counter()
@@ -192,7 +206,7 @@ class Batcher:
                 self._cv.notify()
             else:
                 self._queue.append(req)
-                if len(self._queue) >= self.max_batch or self._controls:
+                if len(self._queue) >= self.max_batch or self._controls or self._full():
                     self._cv.notify()
         return req.future
 
@@ -384,7 +398,7 @@ class Batcher:
                 if not self._closing:
                     deadline = self._arrival + wait
                     while (len(self._queue) < self.max_batch and not self._controls
-                           and not self._closing):
+                           and not self._full() and not self._closing):
                         left = deadline - time.perf_counter()
                         if left <= 0:
                             break
@@ -401,6 +415,12 @@ class Batcher:
         self._fail_queued()
         if self._closing:
             self._free()
+
+    def _full(self):
+        """Under the lock: no point waiting longer -- only frames are queued, and at least as
+        many as there are open streams (with each stream's caller waiting for its frame's
+        result, as in a closed loop, no other frame can come before this batch is run)."""
+        return (not self._seqs and self._frames > 0 and self._frames >= len(self._slots))
 
     def _take(self):
         """Under the lock: the ops to run now (in order), the frames (distinct streams) and
@@ -431,6 +451,8 @@ class Batcher:
             keep.append(r)
         self._queue = keep
         self._controls = sum(1 for r in keep if r.kind not in (_FRAME, _SEQ))
+        self._frames = sum(1 for r in keep if r.kind == _FRAME)
+        self._seqs = sum(1 for r in keep if r.kind == _SEQ)
         self._arrival = 0.0   # what was left has waited its window: it runs next, at once
         return controls, frames, seqs
 
@@ -507,6 +529,22 @@ class Batcher:
         return out[0], [LSTMStateTuple(t.c.copy(), t.h.copy()) for t in fin]
 
     def _run_sequences(self, seqs):
+        """Sorted by length and cut into calls whose padded steps (rows x longest) exceed
+        the real steps by at most max_padding (padding costs compute: a row runs to its
+        call's longest sequence)."""
+        seqs = sorted(seqs, key=lambda r: r.x.shape[0])
+        group, real = [], 0
+        for r in seqs:
+            T = r.x.shape[0]
+            if group and (len(group) + 1) * T > (1.0 + self.max_padding) * (real + T):
+                self._run_padded(group)
+                group, real = [], 0
+            group.append(r)
+            real += T
+        if group:
+            self._run_padded(group)
+
+    def _run_padded(self, seqs):
         B = len(seqs)
         self._stats["sequence_calls"] += 1
         if B == 1:

@@ -107,7 +107,7 @@ def test_sequences_of_different_lengths_equal_one_forward_per_request_bitwise(mo
     init = [stacklstm.LSTMStateTuple(rng.standard_normal((1, H)).astype(np.float32),
                                      rng.standard_normal((1, H)).astype(np.float32))
             for H in HS]
-    with make(model, max_wait_us=200000) as b:
+    with make(model, max_wait_us=200000, max_padding=float("inf")) as b:
         futs = [b.submit_sequence(x, init if i % 2 else None) for i, x in enumerate(xs)]
         got = [f.result(10) for f in futs]
         assert b.stats()["sequence_calls"] == 1   # all six in one padded call
@@ -171,7 +171,8 @@ def test_open_with_state_and_reset_take_effect_in_order(model):
 
 def test_close_fails_queued_requests_with_batcher_closed_error(model):
     b = make(model, max_batch=64, max_wait_us=30_000_000)   # the window never ends itself
-    b.open_stream("s")
+    for k in ("s", "t", "u", "v"):   # fewer frames queued than open streams: no early run
+        b.open_stream(k)
     futs = [b.submit_frame("s", x) for x in frames_for(1, 3)[0]]
     seq = b.submit_sequence(np.ones((4, D), np.float32))
     t0 = time.monotonic()
@@ -185,7 +186,8 @@ def test_close_fails_queued_requests_with_batcher_closed_error(model):
 def test_close_with_drain_runs_the_queued_requests(model):
     xs = frames_for(1, 3, seed=6)[0]
     b = make(model, max_batch=64, max_wait_us=30_000_000)
-    b.open_stream("s")
+    for k in ("s", "t", "u", "v"):
+        b.open_stream(k)
     futs = [b.submit_frame("s", x) for x in xs]
     b.close(drain=True)
     want, _ = reference_steps(model, xs)
@@ -337,3 +339,32 @@ def test_a_batcher_without_slots_refuses_frames_and_one_without_sequences_refuse
     with make(model, max_time=0) as b:
         with pytest.raises(ValueError, match="max_time=0"):
             b.submit_sequence(np.zeros((2, D), np.float32))
+
+
+def test_frames_do_not_wait_for_the_window_when_every_open_stream_has_one_queued(model):
+    with make(model, max_batch=64, max_wait_us=20_000_000) as b:   # a 20 s window
+        b.open_stream("only")
+        t0 = time.monotonic()
+        b.frame("only", np.zeros(D, np.float32), timeout=10)
+        assert time.monotonic() - t0 < 5
+
+
+def test_a_sequence_waits_for_the_window_to_gather_others(model):
+    with make(model, max_batch=4, max_wait_us=300_000) as b:
+        t0 = time.monotonic()
+        futs = [b.submit_sequence(np.ones((2, D), np.float32)) for _ in range(3)]
+        for f in futs:
+            f.result(10)
+        assert time.monotonic() - t0 >= 0.25
+        assert b.stats()["sequence_calls"] == 1
+
+
+def test_sequences_are_cut_into_calls_where_padding_would_exceed_max_padding(model):
+    rng = np.random.default_rng(13)
+    lens = (2, 2, 12, 11, 2, 12)      # sorted: 2 2 2 | 11 12 12 at max_padding 0.25
+    xs = [rng.standard_normal((T, D)).astype(np.float32) for T in lens]
+    with make(model, max_wait_us=200000, max_padding=0.25) as b:
+        got = [f.result(10) for f in [b.submit_sequence(x) for x in xs]]
+        assert b.stats()["sequence_calls"] == 2
+    for x, (out, _) in zip(xs, got):
+        assert np.array_equal(out, reference_sequence(model, x)[0])
