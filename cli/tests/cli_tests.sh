@@ -1,0 +1,175 @@
+#!/bin/sh
+# The stacklstm tool as a user meets it: every command's results, and for every kind of bad
+# input its exit status (1 failure, 2 usage) and its single stderr line
+# `stacklstm: <command>: <message>`.
+# Usage: cli_tests.sh <stacklstm binary> <make_test_files binary> <scratch dir>
+set -u
+cli=$1
+make_files=$2
+dir=$3
+case $cli in /*) ;; *) cli="$PWD/$cli" ;; esac
+case $make_files in /*) ;; *) make_files="$PWD/$make_files" ;; esac
+rm -rf "$dir"
+mkdir -p "$dir"
+"$make_files" "$dir" || { echo "FAIL: could not write the test files"; exit 1; }
+cd "$dir" || exit 1
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_error STATUS FRAGMENT -- COMMAND...: exits with STATUS, prints nothing on stdout and
+# exactly one line on stderr, which starts with "stacklstm: " and contains FRAGMENT.
+expect_error() {
+  want=$1; fragment=$2; shift 3
+  "$@" > out.txt 2> err.txt
+  got=$?
+  lines=$(wc -l < err.txt)
+  if [ "$got" -ne "$want" ]; then
+    bad "$*: exit status $got, expected $want; stderr: $(cat err.txt)"
+  elif [ -s out.txt ]; then
+    bad "$*: wrote to stdout: $(cat out.txt)"
+  elif [ "$lines" -ne 1 ]; then
+    bad "$*: $lines lines on stderr, expected 1: $(cat err.txt)"
+  elif ! head -c 11 err.txt | grep -q '^stacklstm: '; then
+    bad "$*: stderr does not start with 'stacklstm: ': $(cat err.txt)"
+  elif ! grep -qF -- "$fragment" err.txt; then
+    bad "$*: stderr lacks '$fragment': $(cat err.txt)"
+  else
+    ok
+  fi
+}
+
+# expect_ok COMMAND...: exit status 0 and nothing on stderr.
+expect_ok() {
+  "$@" > out.txt 2> err.txt
+  got=$?
+  if [ "$got" -ne 0 ]; then bad "$*: exit status $got: $(cat err.txt)"
+  elif [ -s err.txt ]; then bad "$*: wrote to stderr: $(cat err.txt)"
+  else ok; fi
+}
+
+# same_file A B: byte-identical files.
+same_file() {
+  if cmp -s "$1" "$2"; then ok; else bad "$1 differs from $2"; fi
+}
+
+# ---- top level ---------------------------------------------------------------------------
+expect_ok "$cli" --version
+grep -q '^stacklstm [0-9]*\.[0-9]*\.[0-9]*$' out.txt && ok || bad "--version printed: $(cat out.txt)"
+expect_ok "$cli" --help
+grep -q 'run' out.txt && grep -q 'inspect' out.txt && grep -q 'bench' out.txt && grep -q 'convert' out.txt \
+  && ok || bad "--help does not list every command"
+for c in run inspect bench convert; do
+  expect_ok "$cli" "$c" --help
+  grep -q "^usage: stacklstm $c " out.txt && ok || bad "$c --help printed: $(head -n 1 out.txt)"
+done
+"$cli" > out.txt 2> err.txt; [ $? -eq 2 ] && grep -q '^usage: stacklstm' err.txt && ok \
+  || bad "no command: expected exit 2 and the usage on stderr"
+expect_error 2 "unknown command 'frob'" -- "$cli" frob
+expect_error 2 "unknown option --frob" -- "$cli" --frob
+
+# ---- run: usage --------------------------------------------------------------------------
+expect_error 2 "run: needs MODEL.safetensors and INPUT.npy" -- "$cli" run model.safetensors
+expect_error 2 "run: takes two files" -- "$cli" run model.safetensors x.npy extra.npy -o y.npy
+expect_error 2 "run: nothing to write" -- "$cli" run model.safetensors x.npy
+expect_error 2 "run: unknown option --frob" -- "$cli" run model.safetensors x.npy -o y.npy --frob
+expect_error 2 "run: --backend must be cpu or cuda, got \"tpu\"" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --backend tpu
+expect_error 2 "run: --threads needs an integer" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --threads many
+expect_error 2 "run: -o needs a value" -- "$cli" run model.safetensors x.npy -o
+expect_error 2 "run: --output is given more than once" -- \
+  "$cli" run model.safetensors x.npy -o a.npy --output b.npy
+
+# ---- run: files that are missing or wrong ------------------------------------------------
+expect_error 1 "run: " -- "$cli" run missing.safetensors x.npy -o y.npy
+grep -qF "missing.safetensors" err.txt && ok || bad "a missing model's message lacks its path"
+expect_error 1 "run: not_a_model.safetensors: " -- "$cli" run not_a_model.safetensors x.npy -o y.npy
+expect_error 1 "run: cannot open missing.npy" -- "$cli" run model.safetensors missing.npy -o y.npy
+expect_error 1 "run: not_npy.npy: not a .npy file" -- "$cli" run model.safetensors not_npy.npy -o y.npy
+expect_error 1 "run: big_endian.npy: big-endian data" -- "$cli" run model.safetensors big_endian.npy -o y.npy
+expect_error 1 "run: fortran.npy: the array is in Fortran order" -- "$cli" run model.safetensors fortran.npy -o y.npy
+expect_error 1 "run: truncated.npy: truncated" -- "$cli" run model.safetensors truncated.npy -o y.npy
+expect_error 1 "run: rank2.npy: the input must be 3-D [batch, time, input_size], got shape (2, 4)" -- \
+  "$cli" run model.safetensors rank2.npy -o y.npy
+expect_error 1 "run: wrong_depth.npy: the last dimension is 5, the model's input size is 4" -- \
+  "$cli" run model.safetensors wrong_depth.npy -o y.npy
+expect_error 1 "run: lengths3.npy: 3 sequence lengths for a batch of 2" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --lengths lengths3.npy
+expect_error 1 "run: x.npy: sequence lengths must be integers" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --lengths x.npy
+expect_error 1 "run: x.npy: the packed initial state for a batch of 2 is 1-D of 32 floats" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --initial-state x.npy
+expect_error 1 "run: cannot write no-such-dir/y.npy" -- "$cli" run model.safetensors x.npy -o no-such-dir/y.npy
+expect_error 1 "run: " -- "$cli" run model.safetensors x.npy -o y.npy --config "no.such.key=1"
+grep -qF "no.such.key" err.txt && ok || bad "an unknown --config key is not named: $(cat err.txt)"
+[ ! -e y.npy ] && ok || bad "a failed run left y.npy behind"
+# CUDA: runs where a GPU is usable, otherwise one line saying why not.
+"$cli" run model.safetensors x.npy -o y_cuda.npy --backend cuda > out.txt 2> err.txt
+st=$?
+if [ $st -eq 0 ]; then ok
+elif [ $st -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q '^stacklstm: run: ' err.txt; then ok
+else bad "run --backend cuda: exit $st: $(cat err.txt)"; fi
+
+# ---- run: results ------------------------------------------------------------------------
+expect_ok "$cli" run model.safetensors x.npy -o y.npy
+same_file y.npy expected.npy
+expect_ok "$cli" run model.safetensors x_tm.npy --time-major -o y_tm.npy
+same_file y_tm.npy expected_tm.npy
+expect_ok "$cli" run model.safetensors x.npy -o y_len.npy --lengths lengths.npy
+same_file y_len.npy expected_len.npy
+expect_ok "$cli" run model.safetensors x.npy --initial-state state0.npy --final-state f.npy
+same_file f.npy expected_state.npy
+[ -z "$(find . -name '.*.tmp-*')" ] && ok || bad "temporary files left behind"
+# float64 input: converted (the values are exact in float32), with a note unless --quiet.
+"$cli" run model.safetensors x64.npy -o y64.npy > out.txt 2> err.txt
+[ $? -eq 0 ] && grep -q "^stacklstm: run: note: x64.npy is float64; converted to float32$" err.txt \
+  && ok || bad "float64 input: no note or a failure: $(cat err.txt)"
+same_file y64.npy expected.npy
+expect_ok "$cli" run model.safetensors x64.npy -o y64q.npy --quiet
+same_file y64q.npy expected.npy
+# Every CPU path and thread count gives the same bits (the library's promise, seen from here).
+expect_ok "$cli" run model.safetensors x.npy -o y_ref.npy --cpu-path reference --threads 1
+expect_ok "$cli" run model.safetensors x.npy -o y_t2.npy --threads 2
+same_file y_t2.npy expected.npy
+
+# ---- inspect -----------------------------------------------------------------------------
+expect_ok "$cli" inspect model.safetensors
+sum=$(sha256sum model.safetensors | cut -d' ' -f1)
+grep -q "^sha256 *$sum$" out.txt && ok || bad "inspect: sha256 is not sha256sum's $sum: $(grep sha256 out.txt)"
+grep -q "^input size *4$" out.txt && ok || bad "inspect: input size"
+grep -q "^forget bias *0.5$" out.txt && ok || bad "inspect: forget bias"
+grep -q "layer 1 .*lstm, hidden 3 (input 5)" out.txt && ok || bad "inspect: layer 1 line"
+grep -q "^parameters *308$" out.txt && ok || bad "inspect: parameter count is not 4*5*(4+5+1) + 4*3*(5+3+1) = 308"
+expect_ok "$cli" inspect model.safetensors --json
+grep -q "\"sha256\": \"$sum\"" out.txt && ok || bad "inspect --json: sha256"
+grep -q '"hidden_sizes": \[' out.txt && ok || bad "inspect --json: hidden_sizes"
+expect_error 1 "inspect: " -- "$cli" inspect not_a_model.safetensors
+expect_error 2 "inspect: needs MODEL.safetensors" -- "$cli" inspect
+expect_error 2 "inspect: unknown option --yaml" -- "$cli" inspect model.safetensors --yaml
+
+# ---- bench -------------------------------------------------------------------------------
+expect_ok "$cli" bench model.safetensors --batch 2 --time 5 --repeat 3 --warmup 1
+grep -q "median ms" out.txt && ok || bad "bench: no table: $(cat out.txt)"
+grep -q "batch 2, time 5; 3 timed calls after 1 warm-up" out.txt && ok || bad "bench: shape line"
+expect_ok "$cli" bench model.safetensors --time 5 --repeat 2 --json
+grep -q '"median_ms"' out.txt && ok || bad "bench --json: no median_ms"
+expect_error 2 "bench: --repeat must be between 1 and" -- "$cli" bench model.safetensors --repeat 0
+expect_error 1 "bench: " -- "$cli" bench missing.safetensors
+
+# ---- convert -----------------------------------------------------------------------------
+expect_error 1 "convert: cannot run /nonexistent/python3" -- \
+  env SLSTM_PYTHON=/nonexistent/python3 "$cli" convert torch a.pt b.safetensors
+# A Python that cannot see the package (isolated mode, no site-packages).
+if command -v python3 > /dev/null; then
+  printf '#!/bin/sh\nexec python3 -I -S "$@"\n' > bare-python
+  chmod +x bare-python
+  expect_error 1 "convert: the stacklstm Python package is not importable" -- \
+    env SLSTM_PYTHON="$PWD/bare-python" "$cli" convert torch a.pt b.safetensors
+  grep -qF "pip install" err.txt && ok || bad "convert: the message does not say how to install"
+fi
+
+echo "cli_tests: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

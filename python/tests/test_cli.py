@@ -1,0 +1,256 @@
+"""The `stacklstm` command-line tool (issue 16, item 5), end to end from Python.
+
+The native tool is found through $SLSTM_CLI (tests/run.sh sets it to <build>/cli/stacklstm);
+the tests that run it are skipped, visibly, when it is unset. The library the package loads
+($SLSTM_LIBRARY) should be the one the tool was built with, so results compare bit for bit.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import stacklstm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON_DIR = os.path.dirname(HERE)
+CLI = os.environ.get("SLSTM_CLI")
+
+needs_cli = pytest.mark.skipif(
+    not CLI, reason="SLSTM_CLI is not set (the built tool, e.g. build/cli/stacklstm)")
+
+
+def tool(*args, env=None):
+    return subprocess.run([CLI] + [str(a) for a in args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def python_m(*args, env=None):
+    """`python -m stacklstm ARGS` with this source tree's package."""
+    e = dict(os.environ if env is None else env)
+    e["PYTHONPATH"] = PYTHON_DIR + os.pathsep + e.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "stacklstm"] + [str(a) for a in args],
+                          capture_output=True, text=True, env=e, timeout=300)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A 3-layer model with uneven sizes and a non-default forget_bias, saved to a file."""
+    path = tmp_path / "model.safetensors"
+    with stacklstm.Model.random(5, [7, 4, 6], seed=11, forget_bias=0.25) as m:
+        m.save(str(path), source_layout="test")
+    return path
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """x [3, 8, 5] float32 in a .npy file."""
+    x = np.random.default_rng(5).uniform(-2, 2, size=(3, 8, 5)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    return x, path
+
+
+def one_line_error(proc, status, fragment):
+    assert proc.returncode == status, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("stacklstm: ")
+    assert fragment in lines[0]
+
+
+@needs_cli
+def test_run_writes_bitwise_what_session_forward_returns(model_file, batch, tmp_path):
+    x, xpath = batch
+    out = tmp_path / "y.npy"
+    p = tool("run", model_file, xpath, "-o", out)
+    assert p.returncode == 0, p.stderr
+    y = np.load(out)
+    assert y.dtype == np.float32 and y.shape == (3, 8, 6)
+    with stacklstm.Model.load(str(model_file)) as m, m.session(3, 8) as s:
+        expected, _ = s.forward(x)
+    assert np.array_equal(y, expected)
+
+
+@needs_cli
+def test_run_time_major_reads_and_writes_time_first(model_file, batch, tmp_path):
+    x, _ = batch
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2))
+    np.save(tmp_path / "xt.npy", xt)
+    p = tool("run", model_file, tmp_path / "xt.npy", "--time-major", "-o", tmp_path / "yt.npy")
+    assert p.returncode == 0, p.stderr
+    with stacklstm.Model.load(str(model_file)) as m, m.session(3, 8) as s:
+        expected, _ = s.forward(x)
+    assert np.array_equal(np.load(tmp_path / "yt.npy"), expected.transpose(1, 0, 2))
+
+
+@needs_cli
+def test_run_with_lengths_zeroes_outputs_past_each_length(model_file, batch, tmp_path):
+    x, xpath = batch
+    lengths = np.array([8, 0, 3], dtype=np.int64)
+    np.save(tmp_path / "len.npy", lengths)
+    p = tool("run", model_file, xpath, "--lengths", tmp_path / "len.npy", "-o",
+             tmp_path / "y.npy", "--final-state", tmp_path / "f.npy")
+    assert p.returncode == 0, p.stderr
+    y = np.load(tmp_path / "y.npy")
+    with stacklstm.Model.load(str(model_file)) as m, m.session(3, 8) as s:
+        expected, final = s.forward(x, sequence_lengths=lengths.astype(np.int32),
+                                    packed_state=True)
+    assert np.array_equal(y, expected)
+    assert not y[1].any() and not y[2, 3:].any()
+    assert np.array_equal(np.load(tmp_path / "f.npy"), final)
+
+
+@needs_cli
+def test_run_initial_and_final_state_are_packed_states(model_file, batch, tmp_path):
+    x, xpath = batch
+    with stacklstm.Model.load(str(model_file)) as m:
+        n = m.state_count(3)
+        s0 = np.random.default_rng(2).uniform(-1, 1, size=n).astype(np.float32)
+        with m.session(3, 8) as s:
+            _, expected = s.forward(x, initial_state=s0, packed_state=True)
+    np.save(tmp_path / "s0.npy", s0)
+    p = tool("run", model_file, xpath, "--initial-state", tmp_path / "s0.npy",
+             "--final-state", tmp_path / "f.npy")
+    assert p.returncode == 0, p.stderr
+    f = np.load(tmp_path / "f.npy")
+    assert f.shape == (n,) and np.array_equal(f, expected)
+
+
+@needs_cli
+def test_run_converts_float64_input_and_says_so(model_file, batch, tmp_path):
+    x, _ = batch
+    np.save(tmp_path / "x64.npy", x.astype(np.float64))
+    p = tool("run", model_file, tmp_path / "x64.npy", "-o", tmp_path / "y.npy")
+    assert p.returncode == 0, p.stderr
+    assert "x64.npy is float64; converted to float32" in p.stderr
+    with stacklstm.Model.load(str(model_file)) as m, m.session(3, 8) as s:
+        expected, _ = s.forward(x)
+    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+@needs_cli
+def test_run_refuses_a_big_endian_input_in_one_line(model_file, batch, tmp_path):
+    x, _ = batch
+    np.save(tmp_path / "be.npy", x.astype(">f4"))
+    one_line_error(tool("run", model_file, tmp_path / "be.npy", "-o", tmp_path / "y.npy"),
+                   1, "big-endian")
+    assert not (tmp_path / "y.npy").exists()
+
+
+@needs_cli
+def test_run_refuses_a_fortran_ordered_input_in_one_line(model_file, batch, tmp_path):
+    x, _ = batch
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    one_line_error(tool("run", model_file, tmp_path / "f.npy", "-o", tmp_path / "y.npy"),
+                   1, "Fortran order")
+
+
+@needs_cli
+def test_run_passes_the_library_s_message_for_a_length_past_time(model_file, batch, tmp_path):
+    _, xpath = batch
+    np.save(tmp_path / "len.npy", np.array([1, 9, 2], dtype=np.int32))
+    one_line_error(tool("run", model_file, xpath, "--lengths", tmp_path / "len.npy", "-o",
+                        tmp_path / "y.npy"), 1, "stacklstm: run: ")
+
+
+@needs_cli
+def test_inspect_json_reports_architecture_and_checksum(model_file):
+    p = tool("inspect", model_file, "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["input_size"] == 5
+    assert info["num_layers"] == 3
+    assert info["hidden_sizes"] == [7, 4, 6]
+    assert info["cells"] == ["lstm", "lstm", "lstm"]
+    assert info["output_size"] == 6
+    assert np.float32(info["forget_bias"]) == np.float32(0.25)
+    assert info["source_layout"] == "test"
+    assert info["format"] == "stacklstm"
+    assert info["sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert info["file_bytes"] == model_file.stat().st_size
+    assert info["tensor_count"] == 9
+    sizes = [(5, 7), (7, 4), (4, 6)]
+    assert info["parameters"] == sum(4 * h * (i + h + 1) for i, h in sizes)
+    assert info["tensor_bytes"] == 4 * info["parameters"]
+    assert info["state_floats_per_sequence"] == 2 * (7 + 4 + 6)
+    assert [t["name"] for t in info["tensors"][:3]] == ["layers.0.W_x", "layers.0.W_h",
+                                                        "layers.0.b"]
+    assert info["tensors"][0]["shape"] == [28, 5]
+
+
+@needs_cli
+def test_inspect_of_a_missing_file_is_one_line_and_status_1(tmp_path):
+    one_line_error(tool("inspect", tmp_path / "nope.safetensors"), 1, "nope.safetensors")
+
+
+@needs_cli
+def test_bad_usage_is_one_line_and_status_2(model_file):
+    one_line_error(tool("run", model_file), 2, "stacklstm: run: needs MODEL.safetensors")
+    one_line_error(tool("bench", model_file, "--batch", "0"), 2, "--batch must be between")
+
+
+@needs_cli
+def test_bench_prints_a_table_and_no_progress_bar_when_stderr_is_not_a_terminal(model_file):
+    p = tool("bench", model_file, "--batch", "2", "--time", "4", "--repeat", "3",
+             "--warmup", "1")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+    header = [l for l in p.stdout.splitlines() if "median ms" in l]
+    assert header and "sequences/s" in header[0] and "steps/s" in header[0]
+
+
+def test_python_m_stacklstm_help_lists_the_commands():
+    p = python_m("--help")
+    assert p.returncode == 0, p.stderr
+    for c in ("run", "inspect", "bench", "convert"):
+        assert "\n  %s " % c in p.stdout
+
+
+def test_python_m_stacklstm_without_a_tool_says_where_it_looked(tmp_path):
+    env = dict(os.environ, SLSTM_CLI=str(tmp_path / "no-tool"))
+    one_line_error(python_m("inspect", "m.safetensors", env=env), 1, "$SLSTM_CLI")
+
+
+def test_python_m_stacklstm_rejects_an_unknown_command():
+    one_line_error(python_m("frobnicate"), 2, "unknown command 'frobnicate'")
+
+
+@needs_cli
+def test_python_m_stacklstm_run_hands_over_to_the_tool(model_file, batch, tmp_path):
+    x, xpath = batch
+    p = python_m("run", model_file, xpath, "-o", tmp_path / "y.npy",
+                 env=dict(os.environ, SLSTM_CLI=CLI))
+    assert p.returncode == 0, p.stderr
+    with stacklstm.Model.load(str(model_file)) as m, m.session(3, 8) as s:
+        expected, _ = s.forward(x)
+    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+def test_python_m_stacklstm_convert_torch_gives_nn_lstm_numbers(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 6, num_layers=2, batch_first=True)
+    torch.save(lstm.state_dict(), tmp_path / "sd.pt")
+    out = tmp_path / "m.safetensors"
+    p = python_m("convert", "torch", tmp_path / "sd.pt", out)
+    assert p.returncode == 0, p.stderr
+    x = np.random.default_rng(1).uniform(-1, 1, size=(2, 7, 5)).astype(np.float32)
+    with torch.no_grad():
+        ref = lstm(torch.from_numpy(x))[0].numpy()
+    with stacklstm.Model.load(str(out)) as m, m.session(2, 7) as s:
+        y, _ = s.forward(x)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5)
+
+
+def test_python_m_stacklstm_convert_help_needs_no_library():
+    env = dict(os.environ, SLSTM_LIBRARY="/nonexistent/libstacklstm.so")
+    p = python_m("convert", "--help", env=env)
+    # The package's import itself must not need the library for this (issue 16 item 2).
+    if p.returncode != 0 and "LibraryNotFoundError" in p.stderr:
+        pytest.xfail("`import stacklstm` still loads the library eagerly")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("usage: stacklstm convert KIND SRC DST")
