@@ -41,10 +41,14 @@ namespace {
 class ProgressBar {
  public:
   ProgressBar(int total, bool enabled) : total_(total), enabled_(enabled && total > 0) {}
+  // Redraws only when the bar or the phase changes (so fast calls are not slowed by it).
   void update(int done, const char* phase) {
     if (!enabled_) return;
     const int width = 30;
     const int filled = done * width / total_;
+    if (filled == last_filled_ && phase == last_phase_ && done != total_) return;
+    last_filled_ = filled;
+    last_phase_ = phase;
     std::fprintf(stderr, "\r%-7s [%.*s%*s] %d/%d", phase, filled,
                  "##############################", width - filled, "", done, total_);
     std::fflush(stderr);
@@ -58,6 +62,8 @@ class ProgressBar {
  private:
   int total_;
   bool enabled_;
+  int last_filled_ = -1;
+  const char* last_phase_ = nullptr;
 };
 
 double percentile_nearest_rank(const std::vector<double>& sorted, double p) {

@@ -154,6 +154,12 @@ expect_error 2 "inspect: unknown option --yaml" -- "$cli" inspect model.safetens
 expect_ok "$cli" bench model.safetensors --batch 2 --time 5 --repeat 3 --warmup 1
 grep -q "median ms" out.txt && ok || bad "bench: no table: $(cat out.txt)"
 grep -q "batch 2, time 5; 3 timed calls after 1 warm-up" out.txt && ok || bad "bench: shape line"
+# On a terminal (script(1) gives it one) a progress bar is drawn on stderr, the table still printed.
+if command -v script > /dev/null; then
+  script -qec "'$cli' bench model.safetensors --time 5 --repeat 3 --warmup 1" /dev/null > tty.txt 2>&1
+  grep -q 'timing *\[#*' tty.txt && ok || bad "bench on a terminal: no progress bar: $(cat tty.txt)"
+  grep -q 'median ms' tty.txt && ok || bad "bench on a terminal: no table"
+fi
 expect_ok "$cli" bench model.safetensors --time 5 --repeat 2 --json
 grep -q '"median_ms"' out.txt && ok || bad "bench --json: no median_ms"
 expect_error 2 "bench: --repeat must be between 1 and" -- "$cli" bench model.safetensors --repeat 0

@@ -104,6 +104,18 @@ def _convert(args):
     return convert.main(list(args))
 
 
+def _version_without_tool():
+    """`--version` when the native tool is absent: the library's version as the package
+    loads it, else the package's own."""
+    from . import __version__
+    try:
+        from . import version
+        print("stacklstm %s" % version())
+    except Exception:   # the library cannot load: say which version this package is
+        print("stacklstm %s (Python package; libstacklstm not loaded)" % __version__)
+    return 0
+
+
 def main(argv=None):
     """Runs the command line `argv` (default sys.argv[1:]); returns the exit status (the
     native commands never return: the process becomes the tool)."""
@@ -125,6 +137,8 @@ def main(argv=None):
     try:
         tool = find_tool()
     except ToolNotFoundError as e:
+        if first in ("-V", "--version"):
+            return _version_without_tool()
         where = "" if first.startswith("-") else first + ": "
         print("stacklstm: %s%s" % (where, _one_line(e)), file=sys.stderr)
         return 1

@@ -215,6 +215,20 @@ def test_python_m_stacklstm_without_a_tool_says_where_it_looked(tmp_path):
     one_line_error(python_m("inspect", "m.safetensors", env=env), 1, "$SLSTM_CLI")
 
 
+def test_python_m_stacklstm_version_without_a_tool_is_the_library_s(tmp_path):
+    env = dict(os.environ, SLSTM_CLI="", PATH=str(tmp_path))
+    p = python_m("--version", env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "stacklstm %s" % stacklstm.version()
+
+
+@needs_cli
+def test_python_m_stacklstm_version_is_the_tool_s():
+    p = python_m("--version", env=dict(os.environ, SLSTM_CLI=CLI))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == tool("--version").stdout.strip()
+
+
 def test_python_m_stacklstm_rejects_an_unknown_command():
     one_line_error(python_m("frobnicate"), 2, "unknown command 'frobnicate'")
 
