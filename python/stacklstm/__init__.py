@@ -1,5 +1,5 @@
 """stacklstm: stacked LSTM layers (TensorFlow 1.x MultiRNNCell/BasicLSTMCell/dynamic_rnn
-numbers) through libstacklstm's C ABI, over NumPy arrays. Pure Python (ctypes).
+numbers) through libstacklstm's C ABI (ctypes; the wheel carries the library), over NumPy arrays.
 
     import stacklstm
     model = stacklstm.Model.random(128, [100, 200, 300], seed=42)
