@@ -105,18 +105,55 @@ def drive(clients, seconds, request):
     return len(all_lat) / wall, all_lat
 
 
-def run_frames(model, clients, args, mode, rng):
+def drive_async(clients, seconds, request):
+    """`clients` closed-loop coroutines in one event loop for `seconds`; request(k, i) is
+    awaited (or, when it returns a non-awaitable, was a synchronous call)."""
+    import asyncio
+    lat = [[] for _ in range(clients)]
+
+    async def loop(k, stop):
+        i = 0
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            r = request(k, i)
+            if asyncio.iscoroutine(r):
+                await r
+            else:
+                await asyncio.sleep(0)   # a synchronous call: let the other clients in
+            lat[k].append(time.perf_counter() - t0)
+            i += 1
+
+    async def main():
+        stop = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        await asyncio.gather(*[loop(k, stop) for k in range(clients)])
+        return time.perf_counter() - t0
+
+    wall = asyncio.run(main())
+    all_lat = [x for v in lat for x in v]
+    return len(all_lat) / wall, all_lat
+
+
+def run_frames_async(model, clients, args, mode, rng):
+    return run_frames(model, clients, args, mode, rng, drive_async, True)
+
+
+def run_frames(model, clients, args, mode, rng, driver=None, aio=False):
+    driver = driver or drive
     xs = rng.standard_normal((clients, 64, model.input_size)).astype(np.float32)
     if mode == "direct":
         with Streams(model, clients, 1, num_threads=args.threads) as s:
             slots = [s.open() for _ in range(clients)]
-            return drive(clients, args.seconds,
-                         lambda k, i: s.step([slots[k]], xs[k, i % 64][None]))
+            return driver(clients, args.seconds,
+                          lambda k, i: s.step([slots[k]], xs[k, i % 64][None]))
     with Batcher(model, max_batch=args.max_batch, max_wait_us=args.max_wait_us,
                  max_streams=clients, max_time=0, num_threads=args.threads) as b:
         for k in range(clients):
             b.open_stream(k)
-        r = drive(clients, args.seconds, lambda k, i: b.frame(k, xs[k, i % 64]))
+        if aio:
+            r = driver(clients, args.seconds, lambda k, i: b.aframe(k, xs[k, i % 64]))
+        else:
+            r = driver(clients, args.seconds, lambda k, i: b.frame(k, xs[k, i % 64]))
         return r + (b.stats(),)
 
 
@@ -164,23 +201,24 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="library threads per session")
     ap.add_argument("--t-min", type=int, default=10)
     ap.add_argument("--t-max", type=int, default=50)
-    ap.add_argument("--workloads", default="frames,sequences")
+    ap.add_argument("--workloads", default="frames,frames-asyncio,sequences")
     ap.add_argument("--out", help="write the markdown report here")
     args = ap.parse_args()
     model = stacklstm.Model.random(128, [100, 200, 300], seed=1)
     load_before = loadavg()
     rows = []
     for wl in args.workloads.split(","):
-        fn = {"frames": run_frames, "sequences": run_sequences}[wl]
+        fn = {"frames": run_frames, "frames-asyncio": run_frames_async,
+              "sequences": run_sequences}[wl]
         for n in [int(c) for c in args.clients.split(",")]:
             res = {}
             for mode in ("direct", "batcher"):
                 r = fn(model, n, args, mode, np.random.default_rng(n))
                 rate, lat = r[0], r[1]
                 st = r[2] if len(r) > 2 else None
-                calls = (st["frame_calls"] if wl == "frames" else st["sequence_calls"]) if st \
-                    else None
-                served = (st["frames"] if wl == "frames" else st["sequences"]) if st else None
+                fr = wl.startswith("frames")
+                calls = (st["frame_calls"] if fr else st["sequence_calls"]) if st else None
+                served = (st["frames"] if fr else st["sequences"]) if st else None
                 res[mode] = dict(rate=rate, p50=quantile(lat, 0.5) * 1e3,
                                  p99=quantile(lat, 0.99) * 1e3,
                                  mean_batch=(served / calls) if calls else 1.0)
@@ -197,7 +235,9 @@ def main():
         "`bench/serving/batcher_bench.py` (issue 17 item 2). Model: seed architecture, input "
         "128, hidden [100, 200, 300], `Model.random(seed=1)`, CPU backend, auto path, %d "
         "library thread(s) per session. Closed-loop clients (threads): each submits one "
-        "request and waits for its result. *direct*: one library call per request on one "
+        "request and waits for its result; *frames-asyncio*: the clients are coroutines in "
+        "one event loop instead (direct: each makes its synchronous call in turn; batcher: "
+        "`await batcher.aframe`). *direct*: one library call per request on one "
         "shared Streams table (frames) or session (sequences), serialized by its lock; "
         "*batcher*: `stacklstm.batcher.Batcher(max_batch=%d, max_wait_us=%d)`. Frames: one "
         "[128] frame of the client's own stream; sequences: [T, 128], T uniform in [%d, %d]. "

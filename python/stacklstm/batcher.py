@@ -91,7 +91,7 @@ _OP_NAMES = {_OPEN: "open_stream", _CLOSE: "close_stream", _RESET: "reset_stream
 
 
 class _Request:
-    __slots__ = ("kind", "stream", "x", "state", "future")
+    __slots__ = ("kind", "stream", "x", "state", "future", "loop", "afut")
 
     def __init__(self, kind, stream, x, state):
         self.kind = kind
@@ -99,6 +99,7 @@ class _Request:
         self.x = x
         self.state = state
         self.future = concurrent.futures.Future()
+        self.loop = self.afut = None   # set for requests awaited in an event loop
 
 
 def _positive(value, name, minimum=1):
@@ -107,6 +108,35 @@ def _positive(value, name, minimum=1):
     if value < minimum:
         raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
     return int(value)
+
+
+def _settle(reqs):
+    """In an event loop's thread: each request's asyncio future takes its result."""
+    for r in reqs:
+        a = r.afut
+        if a.done():
+            continue
+        f = r.future
+        if f.cancelled():
+            a.cancel()
+        elif f.exception() is not None:
+            a.set_exception(f.exception())
+        else:
+            a.set_result(f.result())
+
+
+def _wake(reqs):
+    """Hands the resolved requests that are awaited in event loops to their loops: one
+    call_soon_threadsafe per loop."""
+    by_loop = {}
+    for r in reqs:
+        if r.loop is not None and r.future.done():
+            by_loop.setdefault(r.loop, []).append(r)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:   # the loop was closed: nobody is waiting any more
+            pass
 
 
 class Batcher:
@@ -189,7 +219,7 @@ class Batcher:
 
     # ---- submission (any thread) ---------------------------------------------------------
 
-    def _put(self, req: _Request) -> concurrent.futures.Future:
+    def _put(self, req: _Request) -> _Request:
         with self._cv:
             if self._closing:
                 raise BatcherClosedError("the batcher is closed; %s was not submitted"
@@ -208,7 +238,7 @@ class Batcher:
                 self._queue.append(req)
                 if len(self._queue) >= self.max_batch or self._controls or self._full():
                     self._cv.notify()
-        return req.future
+        return req
 
     def _need_streams(self, what):
         if self._closing:
@@ -217,6 +247,8 @@ class Batcher:
             raise ValueError("%s: this batcher has no stream slots (max_streams=0)" % what)
 
     def _frame_array(self, x, name="frame"):
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.shape == (self.input_size,):
+            return x.copy()   # the common case, fast; the caller may reuse its buffer
         a = _f32(x, name)
         if a.shape != (self.input_size,):
             raise ValueError("%s must be one frame of shape (%d,) (input_size), got shape %s"
@@ -231,15 +263,15 @@ class Batcher:
         packed = self._model.pack_state(state, 1)
         return np.array(packed, dtype=np.float32, copy=True)
 
-    def submit_frame(self, stream_id: Hashable, x: Any) -> concurrent.futures.Future:
+    def _req_frame(self, stream_id: Hashable, x: Any) -> concurrent.futures.Future:
         """Queues one frame [D] of stream `stream_id`; the future's result is the last layer's
         h for it, [H_last]. ValueError/TypeError now for a frame of the wrong shape or dtype;
         UnknownStreamError through the future when the stream is not open when it runs."""
         self._need_streams("submit_frame")
         hash(stream_id)
-        return self._put(_Request(_FRAME, stream_id, self._frame_array(x), None))
+        return (_Request(_FRAME, stream_id, self._frame_array(x), None))
 
-    def submit_sequence(self, x: Any, initial_state: Any = None) -> concurrent.futures.Future:
+    def _req_sequence(self, x: Any, initial_state: Any = None) -> concurrent.futures.Future:
         """Queues one whole sequence [T, D] (1 <= T <= max_time), from `initial_state` (one
         LSTMStateTuple(c, h) per layer, each [1, H_l], or the packed vector; None: zeros).
         The future's result: (outputs [T, H_last], final_state)."""
@@ -256,70 +288,114 @@ class Batcher:
                              % (a.shape[0], self.max_time))
         if a is x:
             a = a.copy()
-        return self._put(_Request(_SEQ, None, a, self._state_vector(initial_state,
+        return (_Request(_SEQ, None, a, self._state_vector(initial_state,
                                                                     "initial_state")))
 
-    def submit_open_stream(self, stream_id: Hashable, state: Any = None):
+    def _req_open_stream(self, stream_id: Hashable, state: Any = None):
         """Opens stream `stream_id` (zero state, or `state`: one LSTMStateTuple(c, h) per
         layer, each [1, H_l], or the packed vector). Future of None; StreamExistsError when it
         is open, stacklstm.SlotsFullError when max_streams streams are open."""
         self._need_streams("open_stream")
         hash(stream_id)
-        return self._put(_Request(_OPEN, stream_id, None, self._state_vector(state, "state")))
+        return (_Request(_OPEN, stream_id, None, self._state_vector(state, "state")))
 
-    def submit_close_stream(self, stream_id: Hashable):
+    def _req_close_stream(self, stream_id: Hashable):
         """Closes the stream after its frames submitted before (future of None)."""
         self._need_streams("close_stream")
-        return self._put(_Request(_CLOSE, stream_id, None, None))
+        return (_Request(_CLOSE, stream_id, None, None))
 
-    def submit_reset_stream(self, stream_id: Hashable, state: Any = None):
+    def _req_reset_stream(self, stream_id: Hashable, state: Any = None):
         """Sets the stream's state (zeros, or `state`) after its frames submitted before."""
         self._need_streams("reset_stream")
-        return self._put(_Request(_RESET, stream_id, None, self._state_vector(state, "state")))
+        return (_Request(_RESET, stream_id, None, self._state_vector(state, "state")))
 
-    def submit_stream_state(self, stream_id: Hashable):
+    def _req_stream_state(self, stream_id: Hashable):
         """Future of the stream's state after its frames submitted before: one
         LSTMStateTuple(c, h) per layer, each [1, H_l] (copies)."""
         self._need_streams("stream_state")
-        return self._put(_Request(_STATE, stream_id, None, None))
+        return (_Request(_STATE, stream_id, None, None))
 
-    # blocking helpers
+    # the same, returning futures, blocking, or awaitable
+    def submit_frame(self, stream_id, x) -> concurrent.futures.Future:
+        return self._put(self._req_frame(stream_id, x)).future
+
+    submit_frame.__doc__ = _req_frame.__doc__
+
+    def submit_sequence(self, x, initial_state=None) -> concurrent.futures.Future:
+        return self._put(self._req_sequence(x, initial_state)).future
+
+    submit_sequence.__doc__ = _req_sequence.__doc__
+
+    def submit_open_stream(self, stream_id, state=None) -> concurrent.futures.Future:
+        return self._put(self._req_open_stream(stream_id, state)).future
+
+    submit_open_stream.__doc__ = _req_open_stream.__doc__
+
+    def submit_close_stream(self, stream_id) -> concurrent.futures.Future:
+        return self._put(self._req_close_stream(stream_id)).future
+
+    submit_close_stream.__doc__ = _req_close_stream.__doc__
+
+    def submit_reset_stream(self, stream_id, state=None) -> concurrent.futures.Future:
+        return self._put(self._req_reset_stream(stream_id, state)).future
+
+    submit_reset_stream.__doc__ = _req_reset_stream.__doc__
+
+    def submit_stream_state(self, stream_id) -> concurrent.futures.Future:
+        return self._put(self._req_stream_state(stream_id)).future
+
+    submit_stream_state.__doc__ = _req_stream_state.__doc__
+
     def frame(self, stream_id, x, timeout=None):
-        return self.submit_frame(stream_id, x).result(timeout)
+        return self._put(self._req_frame(stream_id, x)).future.result(timeout)
 
     def sequence(self, x, initial_state=None, timeout=None):
-        return self.submit_sequence(x, initial_state).result(timeout)
+        return self._put(self._req_sequence(x, initial_state)).future.result(timeout)
 
     def open_stream(self, stream_id, state=None, timeout=None):
-        return self.submit_open_stream(stream_id, state).result(timeout)
+        return self._put(self._req_open_stream(stream_id, state)).future.result(timeout)
 
     def close_stream(self, stream_id, timeout=None):
-        return self.submit_close_stream(stream_id).result(timeout)
+        return self._put(self._req_close_stream(stream_id)).future.result(timeout)
 
     def reset_stream(self, stream_id, state=None, timeout=None):
-        return self.submit_reset_stream(stream_id, state).result(timeout)
+        return self._put(self._req_reset_stream(stream_id, state)).future.result(timeout)
 
     def stream_state(self, stream_id, timeout=None):
-        return self.submit_stream_state(stream_id).result(timeout)
+        return self._put(self._req_stream_state(stream_id)).future.result(timeout)
 
-    # asyncio helpers (awaitable from any event loop; the loop is never blocked)
+    async def _await(self, req):
+        """Queues `req` and awaits its result in the running loop: the worker resolves the
+        loop's requests of a batch with one call_soon_threadsafe (one wake-up per batch, not
+        one per request); cancelling the awaiting task cancels the request if it has not
+        started."""
+        loop = asyncio.get_running_loop()
+        req.loop = loop
+        req.afut = loop.create_future()
+        self._put(req)
+        try:
+            return await req.afut
+        except asyncio.CancelledError:
+            req.future.cancel()
+            raise
+
     async def aframe(self, stream_id, x):
-        return await asyncio.wrap_future(self.submit_frame(stream_id, x))
+        return await self._await(self._req_frame(stream_id, x))
 
     async def asequence(self, x, initial_state=None):
-        return await asyncio.wrap_future(self.submit_sequence(x, initial_state))
+        return await self._await(self._req_sequence(x, initial_state))
 
     async def aopen_stream(self, stream_id, state=None):
-        return await asyncio.wrap_future(self.submit_open_stream(stream_id, state))
+        return await self._await(self._req_open_stream(stream_id, state))
 
     async def aclose_stream(self, stream_id):
-        return await asyncio.wrap_future(self.submit_close_stream(stream_id))
+        return await self._await(self._req_close_stream(stream_id))
 
     async def areset_stream(self, stream_id, state=None):
-        return await asyncio.wrap_future(self.submit_reset_stream(stream_id, state))
+        return await self._await(self._req_reset_stream(stream_id, state))
 
     async def astream_state(self, stream_id):
-        return await asyncio.wrap_future(self.submit_stream_state(stream_id))
+        return await self._await(self._req_stream_state(stream_id))
 
     @property
     def open_streams(self) -> int:
@@ -352,6 +428,13 @@ class Batcher:
     def _fail_queued(self):
         with self._cv:
             left, self._queue = list(self._queue), collections.deque()
+        try:
+            self._fail(left)
+        finally:
+            _wake(left)
+
+    @staticmethod
+    def _fail(left):
         for r in left:
             if r.future.set_running_or_notify_cancel():
                 what = _OP_NAMES.get(r.kind, "sequence")
@@ -412,6 +495,7 @@ class Batcher:
                 for r in batch[0] + batch[1] + batch[2]:
                     if not r.future.done():
                         r.future.set_exception(e)
+            _wake(batch[0] + batch[1] + batch[2])
         self._fail_queued()
         if self._closing:
             self._free()
@@ -522,7 +606,7 @@ class Batcher:
             return
         self._stats["frames"] += len(ready)
         for i, r in enumerate(ready):
-            r.future.set_result(out[i].copy())
+            r.future.set_result(out[i])   # rows of a fresh array: each caller owns its own
 
     def _one_sequence(self, r):
         out, fin = self._session.forward(r.x[None], initial_state=r.state)
@@ -581,6 +665,6 @@ class Batcher:
             return
         self._stats["sequences"] += B
         for i, r in enumerate(seqs):
-            r.future.set_result((out[i, :lens[i]].copy(),
+            r.future.set_result((out[i, :lens[i]],
                                  [LSTMStateTuple(t.c[i:i + 1].copy(), t.h[i:i + 1].copy())
                                   for t in fin]))

@@ -368,3 +368,36 @@ def test_sequences_are_cut_into_calls_where_padding_would_exceed_max_padding(mod
         assert b.stats()["sequence_calls"] == 2
     for x, (out, _) in zip(xs, got):
         assert np.array_equal(out, reference_sequence(model, x)[0])
+
+
+def test_an_awaiting_coroutine_gets_batcher_closed_error_when_the_batcher_closes(model):
+    b = make(model, max_batch=64, max_wait_us=30_000_000)
+    for k in ("s", "t"):
+        b.open_stream(k)
+
+    async def main():
+        task = asyncio.ensure_future(b.aframe("s", np.zeros(D, np.float32)))
+        await asyncio.sleep(0.05)
+        threading.Thread(target=b.close).start()
+        with pytest.raises(BatcherClosedError, match="frame of stream 's'"):
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_await_does_not_apply_its_frame(model):
+    xs = frames_for(1, 2, seed=14)[0]
+    with make(model, max_batch=64, max_wait_us=300_000) as b:
+        for k in ("s", "t"):
+            b.open_stream(k)
+
+        async def main():
+            task = asyncio.ensure_future(b.aframe("s", xs[0]))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await b.aframe("s", xs[1])
+
+        got = asyncio.run(main())
+    assert np.array_equal(got, reference_steps(model, xs[1:])[0][0])
