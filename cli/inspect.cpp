@@ -1,4 +1,6 @@
 // `stacklstm inspect MODEL.safetensors`: what a model file holds, and its SHA-256.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -151,14 +153,11 @@ int inspect_command(const std::vector<std::string>& args) {
   }
   if (static_cast<std::int32_t>(cells.size()) != layers) cells.assign(layers, "lstm");
   const std::string sha = sha256_file_hex(path);
-  std::uint64_t file_bytes = 0;
-  {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (f != nullptr) {
-      if (std::fseek(f, 0, SEEK_END) == 0) file_bytes = static_cast<std::uint64_t>(std::ftell(f));
-      std::fclose(f);
-    }
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    throw Failure("cannot read " + quoted(path) + ": " + std::strerror(errno));
   }
+  const std::uint64_t file_bytes = static_cast<std::uint64_t>(st.st_size);
   const std::string forget_bias = shortest_float(model.forget_bias());
   const std::size_t state_per_seq = model.state_count(1);
   auto meta_or = [&](const std::string& k, const std::string& dflt) {

@@ -1,6 +1,7 @@
 // `stacklstm run MODEL INPUT.npy -o OUTPUT.npy`: one forward call over a whole batch.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "commands.hpp"
@@ -63,10 +64,49 @@ stacklstm::SessionOptions session_options(const ParsedArgs& a, std::int64_t batc
   return o;
 }
 
+namespace {
+
+// What a file that is not safetensors is, from its first bytes, when it is one of the files
+// commonly handed to a model loader ("" otherwise, or when it may be safetensors: the JSON
+// header starts at byte 8).
+std::string foreign_file_kind(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return "";
+  unsigned char head[9] = {0};
+  const std::size_t n = std::fread(head, 1, sizeof head, f);
+  std::fclose(f);
+  if (n == 9 && head[8] == '{') return "";
+  const auto starts = [&](const char* magic, std::size_t len) {
+    return n >= len && std::memcmp(head, magic, len) == 0;
+  };
+  if (starts("PK\x03\x04", 4)) {
+    return "a ZIP archive, as torch.save writes a .pt file: a PyTorch state_dict converts with "
+           "`stacklstm convert torch SRC OUT.safetensors`";
+  }
+  if (starts("\x89HDF\r\n\x1a\n", 8)) {
+    return "an HDF5 file, e.g. a Keras .h5 model: it converts with "
+           "`stacklstm convert keras SRC OUT.safetensors`";
+  }
+  if (starts("\x93NUMPY", 6)) return "a NumPy .npy array (the model comes first, then the input)";
+  if (starts("\x1f\x8b", 2)) return "a gzip-compressed file";
+  if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) {
+    return "a Python pickle, as older torch.save writes: a PyTorch state_dict converts with "
+           "`stacklstm convert torch SRC OUT.safetensors`";
+  }
+  return "";
+}
+
+}  // namespace
+
 stacklstm::Model load_model(const std::string& path) {
   try {
     return stacklstm::Model::load(path);
   } catch (const stacklstm::Error& e) {
+    const std::string kind =
+        e.status() == SLSTM_ERR_INVALID_ARGUMENT ? foreign_file_kind(path) : std::string();
+    if (!kind.empty()) {
+      throw Failure(quoted(path) + ": not a safetensors model file; it is " + kind);
+    }
     const std::string message = e.what();
     if (message.find(path) != std::string::npos) throw;
     throw stacklstm::Error(e.status(), quoted(path) + ": " + message);
@@ -91,9 +131,7 @@ int run_command(const std::vector<std::string>& args) {
   if (!a.has("output") && !a.has("final-state")) {
     throw UsageError("nothing to write: give -o OUTPUT.npy and/or --final-state F.npy");
   }
-  // Option values are checked before any file is touched.
-  const ParsedArgs& opts = a;
-  (void)session_options(opts, 1, 1);
+  (void)session_options(a, 1, 1);  // checks the option values before any file is read
   const std::string& model_path = a.positionals[0];
   const std::string& input_path = a.positionals[1];
   const bool time_major = a.has("time-major");

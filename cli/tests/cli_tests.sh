@@ -87,6 +87,12 @@ expect_error 2 "run: --output is given more than once" -- \
 expect_error 1 "run: " -- "$cli" run missing.safetensors x.npy -o y.npy
 grep -qF "missing.safetensors" err.txt && ok || bad "a missing model's message lacks its path"
 expect_error 1 "run: not_a_model.safetensors: " -- "$cli" run not_a_model.safetensors x.npy -o y.npy
+printf 'PK\003\004 not really a zip archive' > state_dict.pt
+expect_error 1 "run: state_dict.pt: not a safetensors model file; it is a ZIP archive, as torch.save writes" -- \
+  "$cli" run state_dict.pt x.npy -o y.npy
+grep -qF "stacklstm convert torch" err.txt && ok || bad "a .pt model: the message does not say how to convert it"
+expect_error 1 "run: x.npy: not a safetensors model file; it is a NumPy .npy array" -- \
+  "$cli" run x.npy model.safetensors -o y.npy
 expect_error 1 "run: cannot open missing.npy" -- "$cli" run model.safetensors missing.npy -o y.npy
 expect_error 1 "run: not_npy.npy: not a .npy file" -- "$cli" run model.safetensors not_npy.npy -o y.npy
 expect_error 1 "run: big_endian.npy: big-endian data" -- "$cli" run model.safetensors big_endian.npy -o y.npy

@@ -260,6 +260,23 @@ def test_python_m_stacklstm_convert_torch_gives_nn_lstm_numbers(tmp_path):
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5)
 
 
+@needs_cli
+def test_native_convert_hands_over_to_python_s_converter(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(3, 4, num_layers=1, batch_first=True)
+    torch.save(lstm.state_dict(), tmp_path / "sd.pt")
+    env = dict(os.environ, SLSTM_PYTHON=sys.executable,
+               PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "m.safetensors"
+    p = tool("convert", "torch", tmp_path / "sd.pt", out, env=env)
+    assert p.returncode == 0, p.stderr
+    with stacklstm.Model.load(str(out)) as m:
+        w = m.export("pytorch")[0]
+    assert np.array_equal(w["weight_ih"], lstm.weight_ih_l0.detach().numpy())
+    assert np.array_equal(w["weight_hh"], lstm.weight_hh_l0.detach().numpy())
+
+
 def test_python_m_stacklstm_convert_help_needs_no_library():
     env = dict(os.environ, SLSTM_LIBRARY="/nonexistent/libstacklstm.so")
     p = python_m("convert", "--help", env=env)
