@@ -9,7 +9,7 @@
 namespace slstm {
 namespace {
 
-constexpr const char* kKnownKeys = "cpu.kernel, cuda.graphs, cuda.chunk, cuda.fused";
+constexpr const char* kKnownKeys = "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -35,6 +35,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "portable") s.cpu_kernel = Settings::CpuKernel::kPortable;
     else bad("cpu.kernel must be auto, avx512, avx2 or portable, got \"" + v + "\"");
     s.cpu_kernel_from = from;
+  } else if (key == "cpu.pool") {
+    if (v == "session") s.cpu_pool = Settings::CpuPool::kSession;
+    else if (v == "shared") s.cpu_pool = Settings::CpuPool::kShared;
+    else bad("cpu.pool must be session or shared, got \"" + v + "\"");
+    s.cpu_pool_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -107,7 +112,9 @@ const char* cpu_kernel_name(Settings::CpuKernel k) {
 }
 
 Params Settings::cpu_params() const {
-  return {{"cpu.kernel", with_origin(cpu_kernel_name(cpu_kernel), cpu_kernel_from)}};
+  return {{"cpu.kernel", with_origin(cpu_kernel_name(cpu_kernel), cpu_kernel_from)},
+          {"cpu.pool",
+           with_origin(cpu_pool == CpuPool::kShared ? "shared" : "session", cpu_pool_from)}};
 }
 
 Params Settings::cuda_params() const {

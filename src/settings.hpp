@@ -15,14 +15,17 @@ namespace slstm {
 struct Settings {
   enum class CpuKernel { kAuto, kAvx512, kAvx2, kPortable };
   enum class Fused { kAuto, kNever, kAlways };
+  enum class CpuPool { kSession, kShared };
 
   CpuKernel cpu_kernel = CpuKernel::kAuto;  // cpu.kernel
+  CpuPool cpu_pool = CpuPool::kSession;     // cpu.pool
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
 
   // Where each value came from, for the plan: "default", "config" or the variable's name.
-  std::string cpu_kernel_from = "default", cuda_graphs_from = "default",
+  std::string cpu_kernel_from = "default", cpu_pool_from = "default",
+              cuda_graphs_from = "default",
               cuda_chunk_from = "default", cuda_fused_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.

@@ -4,10 +4,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "support.hpp"
 
 #if defined(__linux__)
+#include <dirent.h>
 #include <sched.h>
 #endif
 
@@ -107,6 +110,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.chunk=0", "cuda.chunk must be auto or a whole number");
   expect_config_error("cuda.chunk=-3", "cuda.chunk");
   expect_config_error("cuda.fused=sometimes", "cuda.fused must be auto, never or always");
+  expect_config_error("cpu.pool=global", "cpu.pool must be session or shared");
 }
 
 TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
@@ -277,5 +281,80 @@ TEST_CASE("num_threads 0 gives one worker per CPU of the process's affinity mask
   INFO(json);
   CHECK(t::json_value(json, "threads") == "1");
   CHECK_THAT(t::json_value(json, "threads_reason"), Contains("(1, its affinity mask)"));
+}
+#endif
+
+#if defined(__linux__)
+namespace {
+
+// Threads of this process (/proc/self/task has one entry per thread).
+int process_threads() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (const dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    closedir(d);
+  }
+  return n;
+}
+
+t::Session fast_session_with(const slstm_model* m, std::int64_t B, std::int64_t T,
+                             const char* config) {
+  slstm_session_options o = t::options(B, T);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.config = config;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m, &o, &raw) == SLSTM_OK);
+  return t::Session(raw);
+}
+
+}  // namespace
+
+TEST_CASE("cpu.pool=shared: further sessions start no threads of their own", "[plan][cpu-fast]") {
+  t::Model m = t::random_model(3, {128}, 12);
+  t::Session first = fast_session_with(m.get(), 2, 3, "cpu.pool=shared");
+  const std::string json = t::describe_json(first.get());
+  INFO(json);
+  REQUIRE_THAT(t::json_value(json, "pool"), Contains("shared"));
+  const int workers = std::stoi(t::json_value(json, "threads"));
+  if (workers < 2) {
+    WARN("one usable CPU: a session pool would start no thread either; nothing to compare");
+    return;
+  }
+  const int before = process_threads();
+  std::vector<t::Session> more;
+  for (int i = 0; i < 3; ++i) more.push_back(fast_session_with(m.get(), 2, 3, "cpu.pool=shared"));
+  CHECK(process_threads() == before);
+  // ... where sessions with pools of their own start workers - 1 threads each.
+  t::Session own = fast_session_with(m.get(), 2, 3, "cpu.pool=session");
+  CHECK(process_threads() == before + workers - 1);
+}
+
+TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for calls at once",
+          "[plan][cpu-fast]") {
+  t::Model m = t::random_model(7, {48, 33}, 13);
+  const std::int64_t B = 6, T = 9;
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 7), 14);
+  const t::Call call = t::call_of(B, T, x);
+  t::Session own = fast_session_with(m.get(), B, T, "cpu.pool=session");
+  const t::Run want = t::forward_ok(own.get(), m.get(), call);
+  t::Session a = fast_session_with(m.get(), B, T, "cpu.pool=shared");
+  t::Session b = fast_session_with(m.get(), B, T, "cpu.pool=shared");
+  // Two threads call at once: one gets the shared workers, the other runs on its own thread
+  // whenever it finds them taken; either way the numbers are the same.
+  std::vector<t::Run> got_a(20), got_b(20);
+  std::thread other([&] {
+    for (t::Run& r : got_b) r = t::forward(b.get(), m.get(), call);
+  });
+  for (t::Run& r : got_a) r = t::forward(a.get(), m.get(), call);
+  other.join();
+  for (const std::vector<t::Run>* runs : {&got_a, &got_b}) {
+    for (const t::Run& r : *runs) {
+      REQUIRE(r.status == SLSTM_OK);
+      CHECK(r.output == want.output);
+      CHECK(r.final_state == want.final_state);
+    }
+  }
 }
 #endif

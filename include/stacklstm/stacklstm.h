@@ -385,6 +385,11 @@ typedef struct slstm_session_options {
    *  slstm_session_create only.  The keys:
    *    cpu.kernel  = auto | avx512 | avx2 | portable   the fast path's kernels (auto: the
    *                  CPU's best; one the CPU lacks is SLSTM_ERR_UNSUPPORTED)
+   *    cpu.pool    = session | shared   the fast path's workers: the session's own
+   *                  (session), or one process-wide pool that every session asking for it
+   *                  shares (shared, since 0.3): N such sessions start one pool, not N; one
+   *                  call runs on it at a time and a call that finds it taken runs on its
+   *                  calling thread alone, never waiting (same numbers either way)
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

@@ -38,7 +38,9 @@
 //
 // Threads: a persistent pool of num_threads workers (0 = one per usable CPU; the calling thread is
 // worker 0; capped at the number of 16-unit groups of the widest layer) created with the
-// session; a call wakes them, never creates one.  How many a call uses, and which split, is
+// session, or with cpu.pool=shared the process-wide pool that such sessions share (one call
+// on it at a time; a call that finds it taken runs on its own thread alone:
+// thread_pool.hpp SharedPool); a call wakes them, never creates one.  How many a call uses, and which split, is
 // chosen from the shape alone (choose_split, fast_plan.cpp: enough recurrent work per worker
 // between two barriers; enough projection work to pay for waking a worker; always all of
 // them on the AVX2 and portable kernels).
@@ -80,14 +82,21 @@ class CpuFastBackend final : public Backend {
   CpuFastBackend(ModelPtr model, const SessionConfig& config, KernelChoice kernel)
       : model_(std::move(model)), kernel_(kernel.kernel) {
     const Model& m = *model_;
-    const int P = choose_threads(m, config.num_threads);
+    const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
+    int P = choose_threads(m, config.num_threads);
     try {
       allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
         layers_.push_back(pack_layer(m, l, kernel_));
       }
+      if (shared) {
+        shared_ = acquire_shared_pool(usable_cpus());
+        P = std::min(P, shared_->pool.size());
+      } else {
+        pool_ = std::make_unique<Pool>(P);
+      }
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
-      pool_ = std::make_unique<Pool>(P);
+      workers_ = P;
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
     } catch (const std::length_error&) {
@@ -97,6 +106,12 @@ class CpuFastBackend final : public Backend {
            std::string("cannot create the CPU fast-path worker threads: ") + e.what());
     }
     plan_ = describe_fast_plan(config, kernel, P, layers_);
+    plan_.params.emplace_back(
+        "pool", shared ? "shared: the process-wide pool of " +
+                             std::to_string(shared_->pool.size()) +
+                             " workers (cpu.pool=shared); a call that finds it running "
+                             "another session's call runs on its calling thread alone"
+                       : "session: " + std::to_string(P) + " workers of its own");
   }
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
@@ -116,8 +131,20 @@ class CpuFastBackend final : public Backend {
     }
     if (call.time > 0) {
       call_ = &call;
-      split_ = choose_split(call.batch, call.time, layers_, pool_->size(), kernel_);
-      pool_->run(&CpuFastBackend::job, this, split_.workers);
+      if (shared_) {
+        // The shared pool if it is free, else this thread alone (same numbers either way).
+        std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
+        split_ = choose_split(call.batch, call.time, layers_, taken.owns_lock() ? workers_ : 1,
+                              kernel_);
+        if (taken.owns_lock()) {
+          shared_->pool.run(&CpuFastBackend::job, this, split_.workers);
+        } else {
+          job(this, 0);
+        }
+      } else {
+        split_ = choose_split(call.batch, call.time, layers_, workers_, kernel_);
+        pool_->run(&CpuFastBackend::job, this, split_.workers);
+      }
       epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
       call_ = nullptr;
     }
@@ -389,7 +416,9 @@ class CpuFastBackend final : public Backend {
   Buffer state_;   // packed state (c, h per layer) for up to max_batch rows
   Buffer h_alt_;   // the other half of the h double buffer
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
-  std::unique_ptr<Pool> pool_;
+  std::unique_ptr<Pool> pool_;          // the session's own workers (cpu.pool=session), or
+  std::shared_ptr<SharedPool> shared_;  // the process-wide ones (cpu.pool=shared)
+  int workers_ = 1;                     // the most workers a call of this session uses
   const ForwardCall* call_ = nullptr;
   CallSplit split_;  // how the current call shares its work (choose_split)
   Barrier step_barrier_;   // among the split_.active recurrent workers, once per step

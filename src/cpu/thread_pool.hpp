@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -134,5 +136,29 @@ class Pool {
   void* ctx_ = nullptr;
   int active_ = 1;  // written before the release of generation_, read after its acquire
 };
+
+// The process-wide pool of the keyed setting cpu.pool=shared: one set of workers that the
+// sessions asking for it share, so that N sessions on an N-CPU server do not start N pools
+// (N x N threads).  One call at a time runs on it: a call that finds it taken runs on its
+// own calling thread alone, never waits and never adds a thread (results do not depend on
+// the number of workers: fast_backend.cpp "Determinism").  Created by the first session
+// that asks, sized then (one worker per usable CPU, at most 256), destroyed with the last.
+struct SharedPool {
+  explicit SharedPool(int n) : pool(n) {}
+  Pool pool;
+  std::mutex taken;  // held by the call running on the pool
+};
+
+inline std::shared_ptr<SharedPool> acquire_shared_pool(int workers) {
+  static std::mutex registry;
+  static std::weak_ptr<SharedPool> current;
+  std::lock_guard<std::mutex> lock(registry);
+  std::shared_ptr<SharedPool> p = current.lock();
+  if (!p) {
+    p = std::make_shared<SharedPool>(std::clamp(workers, 1, 256));
+    current = p;
+  }
+  return p;
+}
 
 }  // namespace slstm::cpu
