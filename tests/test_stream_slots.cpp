@@ -529,3 +529,33 @@ TEST_CASE("stream slots: the C++ wrapper's slot calls give the C API's results",
     CHECK(e.status() == SLSTM_ERR_INVALID_ARGUMENT);
   }
 }
+
+TEST_CASE("stream slots: a slot table too large to allocate is SLSTM_ERR_OUT_OF_MEMORY",
+          "[slot][errors][memory]") {
+  // 1024 layers of 16 units: 32768 floats per slot, so SLSTM_MAX_SLOTS slots would take
+  // 2^31 x 2^15 x 4 bytes = 256 TiB, more than a 47-bit address space holds.
+  t::Model m = t::random_model(16, std::vector<std::int64_t>(1024, 16), 70);
+  slstm_session_options o = t::options(1, 1);
+  o.max_slots = SLSTM_MAX_SLOTS;
+  slstm_session* raw = nullptr;
+  CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_OUT_OF_MEMORY);
+  CHECK(has(slstm_last_error(), "max_slots"));
+  CHECK(raw == nullptr);
+}
+
+TEST_CASE("stream slots: a session with slots runs plain forward calls as one without",
+          "[slot]") {
+  t::Model m = t::random_model(5, {21, 8}, 71);
+  t::Session with = slot_session(m.get(), 4, 3, 6);
+  t::Session without = t::session(m.get(), 4, 3);
+  open_slot(with.get());
+  const std::vector<float> x = t::random_vector(4 * 3 * 5, 72);
+  const std::vector<float> init = t::random_vector(t::state_count(m.get(), 4), 73);
+  t::Call c = t::call_of(4, 3, x);
+  c.initial_state = &init;
+  const t::Run a = t::forward_ok(with.get(), m.get(), c);
+  const t::Run b = t::forward_ok(without.get(), m.get(), c);
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  CHECK(open_count(with.get()) == 1);
+}

@@ -57,10 +57,10 @@
  *
  * THREADS
  *   A model is immutable once created: any number of threads may use it (and create
- *   sessions from it) at once.  A session is used by one thread at a time: a forward or
- *   step call made while another thread's call on the same session is running returns
- *   SLSTM_ERR_BUSY and does nothing (destroying a session while a call runs on it is not
- *   detected and must not be done).  The last-error text is per thread.
+ *   sessions from it) at once.  A session is used by one thread at a time: a forward,
+ *   step or stream-slot call made while another thread's call on the same session is
+ *   running returns SLSTM_ERR_BUSY and does nothing (destroying a session while a call runs
+ *   on it is not detected and must not be done).  The last-error text is per thread.
  *
  * OWNERSHIP
  *   The library allocates and frees its own objects; every *_destroy(NULL) is a no-op.
@@ -68,8 +68,9 @@
  *   call.  A session keeps its model alive: a model handle may be destroyed while sessions
  *   made from it still run.  Sessions allocate their workspace (and, on the CPU fast path,
  *   their worker threads) at creation for a declared maximum batch and time.  A successful
- *   slstm_session_forward or slstm_session_step allocates nothing on the CPU backends, so
- *   it cannot fail for lack of memory (only a failing call builds its error message).  On
+ *   slstm_session_forward, slstm_session_step or stream-slot call (slstm_session_slot_*)
+ *   allocates nothing on the CPU backends, so it cannot fail for lack of memory (only a
+ *   failing call builds its error message).  On
  *   CUDA the first call of each (batch, time, layout) captures and instantiates a CUDA
  *   graph, which allocates (host and device memory, in the CUDA driver); a session keeps
  *   the graphs of its 8 most recently used shapes, and a shape evicted from them is
