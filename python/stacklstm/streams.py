@@ -103,9 +103,25 @@ def _declare(clib: Any) -> None:
         _declared = True
 
 
+_F32 = np.dtype(np.float32)
+
+
+def _floats(a: Any, name: str) -> np.ndarray:
+    """`a` as a C-contiguous float32 array: itself when it already is one (the per-frame
+    path), else converted by the package's dtype policy (model._f32)."""
+    if type(a) is np.ndarray and a.dtype is _F32 and a.flags.c_contiguous:
+        return a
+    return _f32(a, name)
+
+
 def _ids(slots: Any) -> np.ndarray:
     """Slot ids as a contiguous int64 vector: Python ints or an integer array, nothing else
     (a float id is a TypeError, not silently truncated)."""
+    if type(slots) is list and all(type(s) is int for s in slots):
+        try:
+            return np.array(slots, dtype=np.int64)
+        except OverflowError:
+            pass   # the checked path below names the offending id
     if isinstance(slots, np.ndarray):
         if slots.size and not np.issubdtype(slots.dtype, np.integer):
             raise TypeError("slots must be integers, got dtype %s" % slots.dtype)
@@ -267,7 +283,7 @@ class Streams(_Owned):
         Returns the outputs [k, T, H_last] ([T, k, H_last] when time_major)."""
         ids = _ids(slots)
         k = ids.size
-        xs = _f32(x, "x")
+        xs = _floats(x, "x")
         if xs.ndim != 3:
             raise ValueError("x must be [k, T, D]%s, got shape %s"
                              % (" ([T, k, D] when time_major)" if time_major else "", xs.shape))
@@ -278,7 +294,8 @@ class Streams(_Owned):
                              % (xs.shape, "[T, %d, %d]" % (k, self.input_size) if time_major
                                 else "[%d, T, %d]" % (k, self.input_size), k, self.input_size))
         H = self.hidden_sizes[-1]
-        out = np.zeros((T, k, H) if time_major else (k, T, H), dtype=np.float32)
+        # Every element is written by the library (rows past their length get 0).
+        out = np.empty((T, k, H) if time_major else (k, T, H), dtype=np.float32)
         lens = None
         if lengths is not None:
             lens = _lengths(lengths)
@@ -307,7 +324,7 @@ class Streams(_Owned):
     def step(self, slots: Sequence[int], x: Any) -> np.ndarray:
         """One frame for each of the streams `slots`: x [k, D] -> the last layer's new h
         [k, H_last] (run with T = 1; needs max_time >= 1)."""
-        xs = _f32(x, "x")
+        xs = _floats(x, "x")
         if xs.ndim != 2:
             raise ValueError("x must be [k, D] (one frame per slot), got shape %s" % (xs.shape,))
         return self.run(slots, xs.reshape(xs.shape[0], 1, xs.shape[1]))[:, 0, :]

@@ -169,8 +169,10 @@ def test_bad_slots_raise_and_change_nothing(model):
             streams.run([b, b], x)
         with pytest.raises(InvalidArgumentError, match="not open"):
             streams.close(2)
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match=r"slots\[1\] must be an integer"):
             streams.run([a, 1.0], x)
+        with pytest.raises(OverflowError, match=r"slots\[1\]"):
+            streams.run([a, 2 ** 70], x)
         with pytest.raises(ValueError, match="expected"):
             streams.run([a], x)
         assert _same_state(streams.get_state(a), st)
