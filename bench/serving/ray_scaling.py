@@ -78,9 +78,22 @@ def measure(client, args, rng):
         return await closed_loop(args.streams, args.seconds,
                                  lambda k, i: client.aframe(ids[k], frames[k, i % 32]))
 
+    async def chunks():
+        k = args.chunk
+        return await closed_loop(args.streams, args.seconds,
+                                 lambda c, i: client.aframes(ids[c], frames[c, (i * k) % 32:
+                                                                            (i * k) % 32 + k]))
+
+    async def pings():
+        handles = [client._handles[s] for s in client.shards]
+        return await closed_loop(args.streams, args.seconds,
+                                 lambda c, i: handles[c % len(handles)].ping.remote())
+
     asyncio.run(warm())
     seq_rate, seq_lat = asyncio.run(seqs())
     frame_rate, frame_lat = asyncio.run(frms())
+    chunk_rate, chunk_lat = asyncio.run(chunks())
+    ping_rate, _ = asyncio.run(pings())
     stats = [client.replica_info(s)["stats"] for s in client.shards]
     for sid in ids:
         client.close_stream(sid)
@@ -91,23 +104,25 @@ def measure(client, args, rng):
     return dict(seq_rate=seq_rate, seq_p50=quantile(seq_lat, .5) * 1e3,
                 seq_p99=quantile(seq_lat, .99) * 1e3, frame_rate=frame_rate,
                 frame_p50=quantile(frame_lat, .5) * 1e3, frame_p99=quantile(frame_lat, .99) * 1e3,
-                seq_batch=mean_seq_batch, frame_batch=mean_frame_batch)
+                seq_batch=mean_seq_batch, frame_batch=mean_frame_batch,
+                chunk_frame_rate=chunk_rate * args.chunk,
+                chunk_p50=quantile(chunk_lat, .5) * 1e3, ping_rate=ping_rate)
 
 
-def chart(rows, path):
+def chart(rows, path, chunk):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     reps = [r["replicas"] for r in rows]
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
-    ax[0].plot(reps, [r["seq_rate"] for r in rows], "o-", label="sequences/s")
-    ax[0].set_ylabel("sequences/s")
-    a2 = ax[0].twinx()
-    a2.plot(reps, [r["frame_rate"] for r in rows], "s--", color="C1", label="frames/s")
-    a2.set_ylabel("frames/s")
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    for key, label, style in (("seq_rate", "sequences/s", "o-"),
+                              ("frame_rate", "frames/s, 1 per request", "s-"),
+                              ("chunk_frame_rate", "frames/s, %d per request" % chunk, "^-"),
+                              ("ping_rate", "no-op requests/s (Ray Serve alone)", "x--")):
+        ax[0].plot(reps, [r[key] for r in rows], style, label=label)
+    ax[0].set_ylabel("per second")
     ax[0].set_title("throughput")
-    ax[0].legend(loc="upper left")
-    a2.legend(loc="lower right")
+    ax[0].legend(fontsize=8)
     for i, (kind, title) in enumerate((("seq", "sequence latency"), ("frame", "frame latency"))):
         ax[i + 1].plot(reps, [r[kind + "_p50"] for r in rows], "o-", label="p50")
         ax[i + 1].plot(reps, [r[kind + "_p99"] for r in rows], "s--", label="p99")
@@ -115,11 +130,13 @@ def chart(rows, path):
         ax[i + 1].set_title(title)
         ax[i + 1].legend()
     for a in ax:
-        a.set_xlabel("replicas")
+        a.set_xlabel("replicas (2 physical cores)")
         a.set_xticks(reps)
-    fig.suptitle("stacklstm.ray.serve on one 2-core machine (seed model, CPU)")
+        a.set_ylim(bottom=0)
+    fig.suptitle("stacklstm.ray.serve on one shared 2-core machine (seed model, CPU); clients: "
+                 "one Python driver")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
 
 
 def main():
@@ -133,6 +150,7 @@ def main():
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-us", type=int, default=1000)
     ap.add_argument("--ray-cpus", type=int, default=4)
+    ap.add_argument("--chunk", type=int, default=8, help="frames per request, chunked row")
     ap.add_argument("--out")
     ap.add_argument("--chart")
     args = ap.parse_args()
@@ -160,13 +178,16 @@ def main():
                   % (n, r["seq_rate"], r["seq_p50"], r["seq_p99"], r["seq_batch"],
                      r["frame_rate"], r["frame_p50"], r["frame_p99"], r["frame_batch"]),
                   flush=True)
+            print("            %7.0f frames/s in %d-frame requests (p50 %.1f ms); no-op requests "
+                  "%7.0f/s" % (r["chunk_frame_rate"], args.chunk, r["chunk_p50"],
+                               r["ping_rate"]), flush=True)
             ss.undeploy(client)
     finally:
         serve.shutdown()
         ray.shutdown()
     load_after = loadavg()
     if args.chart:
-        chart(rows, args.chart)
+        chart(rows, args.chart, args.chunk)
     lines = [
         "# Ray Serve scale-out on one machine: 1, 2, 4 replicas (CPU)",
         "",
@@ -191,14 +212,15 @@ def main():
         "- command: `%s`" % " ".join(["python3", "bench/serving/ray_scaling.py"] + sys.argv[1:]),
         "",
         "| replicas | sequences/s | seq p50 / p99 ms | mean seq batch | frames/s "
-        "| frame p50 / p99 ms | mean frame batch |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| frame p50 / p99 ms | mean frame batch | frames/s, %d per request | no-op "
+        "requests/s |" % args.chunk,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append("| %d | %.1f | %.1f / %.1f | %.1f | %.0f | %.2f / %.2f | %.1f |"
+        lines.append("| %d | %.1f | %.1f / %.1f | %.1f | %.0f | %.2f / %.2f | %.1f | %.0f | %.0f |"
                      % (r["replicas"], r["seq_rate"], r["seq_p50"], r["seq_p99"],
                         r["seq_batch"], r["frame_rate"], r["frame_p50"], r["frame_p99"],
-                        r["frame_batch"]))
+                        r["frame_batch"], r["chunk_frame_rate"], r["ping_rate"]))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -145,6 +145,10 @@ class LSTMReplica:
     async def stream_state(self, stream_id):
         return [(t.c, t.h) for t in await self.batcher.astream_state(stream_id)]
 
+    async def ping(self):
+        """Does nothing: what a request costs in Ray Serve alone (bench/serving)."""
+        return None
+
     def info(self):
         return {"pid": os.getpid(), "incarnation": self.incarnation,
                 "open_streams": self.batcher.open_streams, "stats": self.batcher.stats()}
