@@ -13,7 +13,8 @@
 # The work dir is emptied first; everything built (cargo target dir, Go caches) goes there,
 # nothing into the source tree. Exit 77 (ctest: skipped) when the toolchain is missing.
 # Environment: CMAKE and CC (default: cmake, cc), CARGO, GO (default: found on PATH; cargo
-# also in ~/.cargo/bin, where rustup puts it).
+# also in ~/.cargo/bin, where rustup puts it); SLSTM_LIBRARY_SANITIZERS, when not empty, says
+# the build is instrumented (SLSTM_SANITIZE): skipped, as no Rust or Go program can load it.
 set -eu
 lang=$1
 what=$2
@@ -33,6 +34,10 @@ skip() {
   exit 77
 }
 
+if [ -n "${SLSTM_LIBRARY_SANITIZERS:-}" ]; then
+  # An uninstrumented program cannot load an ASan library ("runtime does not come first").
+  skip "the library is built with SLSTM_SANITIZE=$SLSTM_LIBRARY_SANITIZERS; the bindings run against plain builds"
+fi
 case $lang in
 rust)
   cargo=${CARGO:-$(command -v cargo || true)}
