@@ -78,33 +78,27 @@ class SequenceScorer:
         has_len = self.length_column in table.column_names
         lens = (np.asarray(table.column(self.length_column).to_numpy(), dtype=np.int64)
                 if has_len else None)
-        rows = col.to_pylist() if not hasattr(col, "combine_chunks") else None
-        seqs = []
-        if rows is None:
-            import pyarrow as pa
-            arr = col.combine_chunks()
-            if isinstance(arr.type, (pa.ListType, pa.LargeListType)):
-                flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32)
-                offsets = np.asarray(arr.offsets.to_numpy(), dtype=np.int64)
-                base = offsets[0]
-                for i in range(len(arr)):
-                    seqs.append(flat[offsets[i] - base:offsets[i + 1] - base])
-            else:   # a Ray tensor extension column (fixed or variable shape)
-                seqs = [np.asarray(v, np.float32) for v in arr.to_numpy(zero_copy_only=False)]
-        else:
-            seqs = [np.asarray(v, np.float32) for v in rows]
+        import pyarrow as pa
+        arr = col.combine_chunks()
+        if isinstance(arr.type, (pa.ListType, pa.LargeListType)):   # flattened lists
+            flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32)
+            offsets = np.asarray(arr.offsets.to_numpy(), dtype=np.int64)
+            offsets = offsets - offsets[0]
+            seqs = [flat[offsets[i]:offsets[i + 1]] for i in range(len(arr))]
+        else:   # a Ray tensor extension column (fixed or variable shape)
+            seqs = [np.asarray(v, np.float32) for v in arr.to_numpy(zero_copy_only=False)]
         out = []
         for i, s in enumerate(seqs):
             n = s.size // D if s.size % D == 0 else -1
             if n < 0 or (s.ndim == 2 and s.shape[1] != D):
-                raise ValueError("row %d: %r holds %d values (shape %s), not a whole number of "
+                raise ValueError("batch row %d: %r holds %d values (shape %s), not a whole number of "
                                  "%d-value steps (input_size)" % (i, self.input_column, s.size,
                                                                    s.shape, D))
             if lens is not None and lens[i] != n:
-                raise ValueError("row %d: %r = %d but %r holds %d steps"
+                raise ValueError("batch row %d: %r = %d but %r holds %d steps"
                                  % (i, self.length_column, lens[i], self.input_column, n))
             if not 1 <= n <= self.max_time:
-                raise ValueError("row %d: a sequence of %d steps; this scorer takes 1 to %d "
+                raise ValueError("batch row %d: a sequence of %d steps; this scorer takes 1 to %d "
                                  "(max_time)" % (i, n, self.max_time))
             out.append(s.reshape(n, D))
         return out
