@@ -11,8 +11,10 @@ Standard library only, except the PNG (matplotlib; skipped, with a message, with
           the markdown and the chart from a merged CSV this script wrote, e.g. on a machine
           with matplotlib when the run's machine had none)
 
-Timing rows: tool (ours_cpu, pytorch_cpu | ours_gpu, cudnn, pytorch), shape, layers, hidden,
-input, batch, time, precision, algo, status, median_us, p10_us, p90_us, min_us, reps, ...
+Timing rows: tool (ours_cpu, pytorch_cpu, ort_cpu | ours_gpu, cudnn, pytorch), shape, layers,
+hidden, input, batch, time, precision, algo, status, median_us, p10_us, p90_us, min_us, reps,
+..., check, max_rel_err (an anchor's output checked against our reference in the same run:
+pass / MISMATCH; a MISMATCH row keeps its time, marked, and stays out of the ratios' summary).
 Ceiling rows (tool,metric,value,unit,detail): CPU from bench_cpu.py --machine-csv (sgemm_GFLOPs,
 copy_GBps, step_latency_us), GPU from bench/anchors/ceilings (sgemm_TFLOPs, tf32_gemm_TFLOPs,
 fp16_gemm_TFLOPs, copy_memcpy_GBps, copy_kernel_GBps, launch_empty_us, graph_node_us).
@@ -37,13 +39,20 @@ from benchlib import flops, read_csv, read_meta
 
 TIMING = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precision", "algo",
           "status", "median_us", "p10_us", "p90_us", "min_us", "reps", "us_per_step", "gflops",
-          "setup_ms", "note"]
+          "setup_ms", "note", "check", "max_rel_err"]
 DERIVED = ["gflop", "spread_pct", "ours_us", "over_ours", "floor_flops_us", "floor_bytes_us",
            "floor_latency_us", "floor_us", "floor_bound", "over_floor"]
 CEILING_TOOLS = ("ceiling", "ceiling_cpu", "info")
 BYTES = {"fp32": 4, "tf32": 4, "fp16": 2}
 NAMES = {"ours_cpu": "ours", "ours_gpu": "ours", "pytorch_cpu": "PyTorch", "pytorch": "PyTorch",
-         "cudnn": "cuDNN"}
+         "cudnn": "cuDNN", "ort_cpu": "ORT"}
+# Info rows (tool "info" in the ceilings CSV) shown in the markdown's header under these names,
+# unless the meta file already has the key.
+INFO_LABELS = {"machine": "machine", "isa": "ISA", "threads": "threads",
+               "blas_kernel": "OpenBLAS kernel", "torch": "PyTorch",
+               "torch_backend": "PyTorch CPU backend", "ort": "ONNX Runtime",
+               "ort_kernel": "ONNX Runtime kernel", "load_bench": "load average (benchmark)",
+               "commit_bench": "commit (benchmark)"}
 ALGO_SHORT = {"standard": "S", "persist_static": "PS", "persist_static_small_h": "PSH",
               "persist_dynamic": "PD", "nn.LSTM": "", "nn.LSTM+graph": "g"}
 
@@ -124,7 +133,8 @@ class Ceilings:
 def groups_for(platform, rows):
     """(title, precision, ours tool, [(label, tool)]) per table."""
     if platform == "cpu":
-        return [("CPU, FP32", "fp32", "ours_cpu", [("PyTorch", "pytorch_cpu")])]
+        return [("CPU, FP32", "fp32", "ours_cpu", [("PyTorch", "pytorch_cpu"),
+                                                   ("ORT", "ort_cpu")])]
     out = []
     for p, title in (("fp32", "GPU, FP32 strict (no tensor cores)"),
                      ("tf32", "GPU, TF32 allowed")):
@@ -169,7 +179,8 @@ def main():
         a.platform = a.platform or (merged[0]["platform"] if merged else "cpu")
         ceil_rows = [dict(tool=r["tool"], metric=r["shape"], value=r["value"], unit=r["unit"],
                           detail=r["note"]) for r in merged if r["tool"] in CEILING_TOOLS]
-        rows = [{k: r[k] for k in TIMING} for r in merged if r["tool"] not in CEILING_TOOLS]
+        rows = [{k: r.get(k, "") for k in TIMING} for r in merged
+                if r["tool"] not in CEILING_TOOLS]
         for r in rows:  # recomputed below
             r["us_per_step"] = r["gflops"] = ""
     else:
@@ -247,6 +258,8 @@ def main():
             head += ["ours ref %s" % unit]
         head += ["floor %s" % unit, "bound", "ours/floor"]
         body, ratios = [], {label: [] for label, _ in anchors}
+        per_shape = {label: [] for label, _ in anchors}  # (shape, ratio) for the win/lose line
+        mismatched = {label: [] for label, _ in anchors}
         for shape in order:
             any_row = next(r for r in rows if r["shape"] == shape)
             s = shape_of(any_row)
@@ -264,10 +277,16 @@ def main():
                 ar = best_row(rows, tool, shape, prec)
                 am = fnum(ar["median_us"]) if ar else None
                 tag = ALGO_SHORT.get(ar["algo"], ar["algo"]) if ar and a.platform == "gpu" else ""
+                bad = bool(ar) and ar.get("check", "") == "MISMATCH"
+                if bad:
+                    tag = (tag + " " if tag else "") + "MISMATCH"
+                    mismatched[label].append(shape)
                 cells.append(fmt_t(am, unit) + (" " + tag if tag else ""))
                 if am and om:
-                    cells.append("%.2f" % (am / om))
-                    ratios[label].append(am / om)
+                    cells.append("%.2f" % (am / om) + ("!" if bad else ""))
+                    if not bad:
+                        ratios[label].append(am / om)
+                        per_shape[label].append((shape, am / om))
                 else:
                     cells.append("-")
             if a.platform == "cpu":
@@ -282,6 +301,33 @@ def main():
             "%s/ours: geometric mean %.2f over %d shapes (min %.2f, max %.2f)" % (
                 label, math.exp(sum(math.log(x) for x in v) / len(v)), len(v), min(v), max(v))
             for label, v in ratios.items() if v)
+        # Plainly: the rows we win and lose against each anchor (X/ours > 1: we are faster).
+        for label, v in per_shape.items():
+            if not v:
+                continue
+            win = [(sh, r) for sh, r in v if r > 1.0]
+            lose = [(sh, r) for sh, r in v if r <= 1.0]
+            summary += "\n\nAgainst %s: we win %d of %d shapes%s; we lose %d%s." % (
+                label, len(win), len(v),
+                " (%s)" % ", ".join("%s %.2f" % x for x in win) if win else "",
+                len(lose),
+                " (%s: %s/ours, below 1 = %s is faster)" % (
+                    ", ".join("%s %.2f" % x for x in lose), label, label) if lose else "")
+        for label, v in mismatched.items():
+            if v:
+                summary += ("\n\n%s's output did not match our reference on %d shape(s) (%s): "
+                            "those rows (marked MISMATCH, ratio with !) compute something "
+                            "else and are left out of the summary above; see the check column "
+                            "of the CSV." % (label, len(v), ", ".join(v)))
+        missing = [(label, tool) for label, tool in anchors
+                   if not any(r["tool"] == tool for r in rows)]
+        for label, tool in missing:
+            info = next((r for r in ceil_rows if r.get("tool") == "info" and
+                         r.get("metric") == {"ort_cpu": "ort", "pytorch_cpu": "torch"}.get(tool)),
+                        {})
+            why = info.get("detail" if info.get("value") == "not run" else "value", "")
+            summary += "\n\n%s columns are `-`: no %s rows in this run%s." % (
+                label, label, " (%s)" % why if why else "")
         if below:
             summary += ("%sours/floor < 1 on %d shape(s) (%s): a floor is a lower bound, so the "
                         "ceilings were measured while the machine ran slower than during those "
@@ -295,6 +341,12 @@ def main():
                               % a.platform.upper()))
         for k, v in meta:
             f.write("- %s: %s\n" % (k, v))
+        meta_keys = {k for k, _ in meta}
+        for r in ceil_rows:  # what the benchmark recorded that the meta lines do not say
+            m = r.get("metric", "")
+            if r.get("tool") == "info" and m not in meta_keys and m in INFO_LABELS:
+                f.write("- %s: %s%s\n" % (INFO_LABELS[m], r.get("value", ""),
+                                          " (%s)" % r["detail"] if r.get("detail") else ""))
         if check_line:
             f.write("- cuDNN vs libstacklstm check (`cudnn_anchor --check`): %s\n" % check_line)
         f.write("- ceilings measured in this run:\n")
@@ -369,6 +421,10 @@ def main():
             sup = a.title or "libstacklstm vs anchors"
             mline = ", ".join("%s %s" % (k, v.split(" (")[0]) for k, v in meta
                               if k in ("date", "card", "threads", "blas_kernel", "torch"))
+            ort_v = next((r.get("value", "") for r in ceil_rows if r.get("tool") == "info"
+                          and r.get("metric") == "ort"), "")
+            if ort_v:
+                mline += (", " if mline else "") + "ORT " + ort_v.split(" (")[0]
             fig.suptitle(sup + ("\n" + mline if mline else ""), fontsize=9)
             fig.tight_layout()
             fig.savefig(png_path, dpi=110)

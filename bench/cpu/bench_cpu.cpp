@@ -5,6 +5,8 @@
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
 //   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
+//   slstm_bench_cpu dump --dir DIR --threads N --input D --hidden H1,H2,... --batch B --time T
+//                        [--check-batch B2] [--check-time T2] [--rotate R]
 // Timing: after one warm-up call, calls are repeated until --seconds have passed (at least
 // --min-iters); the median, 10th/90th percentiles and the minimum per-call time are
 // reported.  lstm rotates the calls among R different input tensors (default 4) so that a
@@ -13,6 +15,14 @@
 // slice of an M MiB buffer, default 512; bytes read + written per second), also for working
 // sets (source + destination) of 1, 4, 16, ... MiB (copy_curve=MiB:GB/s,...: what a working
 // set that size moves when it stays in cache between calls).
+// dump: what another engine needs to compute exactly what `lstm` times (bench/cpu/ort_anchor.py):
+// the same model's weights exported in the ONNX LSTM layout (onnx_W<l>.f32 [1, 4H, I],
+// onnx_R<l>.f32 [1, 4H, H], onnx_B<l>.f32 [1, 8H], forget_bias folded into Wb), the R inputs
+// lstm rotates among (x<r>.f32, time-major [T, B, D]), and the reference path's answer for
+// input x0 cut to its first T2 steps and B2 rows (the answer for those steps and rows does not
+// depend on the others): ref_y.f32 [T2, B2, H_last] and ref_state.f32 (packed c_0, h_0, ...
+// after T2 steps, B2 rows).  Initial state 0.1 everywhere, as in lstm.  Raw float32, native
+// byte order.
 #include <cblas.h>
 #include <immintrin.h>
 
@@ -54,11 +64,13 @@ struct Args {
   int min_iters = 5;
   int rotate = 4;
   std::int64_t mib = 512;
+  std::string dir;
+  std::int64_t check_batch = 0, check_time = 0;
 };
 
 Args parse(int argc, char** argv) {
   Args a;
-  if (argc < 2) die("usage: slstm_bench_cpu peak|lstm [options]");
+  if (argc < 2) die("usage: slstm_bench_cpu peak|lstm|machine|dump [options]");
   a.mode = argv[1];
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
@@ -74,6 +86,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--min-iters") a.min_iters = std::atoi(v.c_str());
     else if (k == "--mib") a.mib = std::atoll(v.c_str());
     else if (k == "--rotate") a.rotate = std::max(1, std::atoi(v.c_str()));
+    else if (k == "--dir") a.dir = v;
+    else if (k == "--check-batch") a.check_batch = std::atoll(v.c_str());
+    else if (k == "--check-time") a.check_time = std::atoll(v.c_str());
     else if (k == "--hidden") {
       std::size_t p = 0;
       while (p < v.size()) {
@@ -199,8 +214,10 @@ int peak(const Args& a) {
   return 0;
 }
 
-int lstm(const Args& a) {
-  if (a.input < 1 || a.hidden.empty()) die("lstm needs --input and --hidden");
+// The model every mode times or dumps: seeded random weights (seed 42, PyTorch's default
+// scale), forget_bias as slstm_model_config_init sets it (1.0, TF's default).
+slstm_model* make_model(const Args& a) {
+  if (a.input < 1 || a.hidden.empty()) die(a.mode + " needs --input and --hidden");
   slstm_model_config mc;
   slstm_model_config_init(&mc);
   mc.input_size = a.input;
@@ -208,6 +225,24 @@ int lstm(const Args& a) {
   mc.hidden_sizes = a.hidden.data();
   slstm_model* model = nullptr;
   check(slstm_model_create_random(&mc, 42, 0.0f, &model), "model");
+  return model;
+}
+
+// a.rotate different inputs of n_in floats (never zeros), used in turn.
+std::vector<std::vector<float>> make_inputs(const Args& a, std::size_t n_in) {
+  std::vector<std::vector<float>> xs(static_cast<std::size_t>(a.rotate), std::vector<float>(n_in));
+  for (std::size_t r = 0; r < xs.size(); ++r) {
+    for (std::size_t i = 0; i < n_in; ++i) {
+      xs[r][i] = static_cast<float>((i * 7919 + r * 104729) % 2001) / 1000.0f - 1.0f;
+    }
+  }
+  return xs;
+}
+
+constexpr float kInitialState = 0.1f;
+
+int lstm(const Args& a) {
+  slstm_model* model = make_model(a);
   slstm_session_options so;
   slstm_session_options_init(&so);
   so.max_batch = a.batch;
@@ -220,15 +255,9 @@ int lstm(const Args& a) {
   check(slstm_model_state_count(model, a.batch, &n_state), "state count");
   const std::size_t n_in = static_cast<std::size_t>(a.batch * a.time * a.input);
   const std::size_t n_out = static_cast<std::size_t>(a.batch * a.time * a.hidden.back());
-  // a.rotate different inputs, used in turn (never zeros).
-  std::vector<std::vector<float>> xs(static_cast<std::size_t>(a.rotate), std::vector<float>(n_in));
-  for (std::size_t r = 0; r < xs.size(); ++r) {
-    for (std::size_t i = 0; i < n_in; ++i) {
-      xs[r][i] = static_cast<float>((i * 7919 + r * 104729) % 2001) / 1000.0f - 1.0f;
-    }
-  }
+  std::vector<std::vector<float>> xs = make_inputs(a, n_in);
   std::vector<float>& x = xs[0];
-  std::vector<float> y(n_out), s0(n_state, 0.1f), s1(n_state);
+  std::vector<float> y(n_out), s0(n_state, kInitialState), s1(n_state);
   slstm_forward_args fa;
   slstm_forward_args_init(&fa);
   fa.layout = SLSTM_TIME_MAJOR;  // PyTorch nn.LSTM's default layout
@@ -313,6 +342,101 @@ int machine(const Args& a) {
   return 0;
 }
 
+void write_f32(const std::string& path, const std::vector<float>& v) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) die("cannot write " + path);
+  const std::size_t n = std::fwrite(v.data(), sizeof(float), v.size(), f);
+  if (std::fclose(f) != 0 || n != v.size()) die("short write to " + path);
+}
+
+int dump(const Args& a) {
+  if (a.dir.empty()) die("dump needs --dir");
+  if (a.batch < 1 || a.time < 1) die("dump needs --batch >= 1 and --time >= 1");
+  const std::int64_t cb = a.check_batch > 0 ? std::min(a.check_batch, a.batch) : a.batch;
+  const std::int64_t ct = a.check_time > 0 ? std::min(a.check_time, a.time) : a.time;
+  slstm_model* model = make_model(a);
+  // The weights in the ONNX layout, as the library exports them.
+  const std::size_t L = a.hidden.size();
+  std::vector<std::vector<float>> w(3 * L);
+  std::vector<slstm_tensor_out> t(3 * L);
+  std::int64_t in = a.input;
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::int64_t h = a.hidden[l];
+    const std::int64_t shapes[3][3] = {{1, 4 * h, in}, {1, 4 * h, h}, {1, 8 * h, 0}};
+    for (std::size_t k = 0; k < 3; ++k) {
+      slstm_tensor_out& o = t[3 * l + k];
+      o.ndim = k == 2 ? 2 : 3;
+      std::size_t n = 1;
+      for (int d = 0; d < o.ndim; ++d) {
+        o.shape[d] = shapes[k][d];
+        n *= static_cast<std::size_t>(shapes[k][d]);
+      }
+      w[3 * l + k].resize(n);
+      o.data = w[3 * l + k].data();
+    }
+    in = h;
+  }
+  check(slstm_model_export(model, SLSTM_FORMAT_ONNX, t.data(), t.size()), "export (ONNX)");
+  const char* names[3] = {"W", "R", "B"};
+  for (std::size_t l = 0; l < L; ++l) {
+    for (std::size_t k = 0; k < 3; ++k) {
+      write_f32(a.dir + "/onnx_" + names[k] + std::to_string(l) + ".f32", w[3 * l + k]);
+    }
+  }
+  const std::size_t n_in = static_cast<std::size_t>(a.batch * a.time * a.input);
+  const std::vector<std::vector<float>> xs = make_inputs(a, n_in);
+  for (std::size_t r = 0; r < xs.size(); ++r) {
+    write_f32(a.dir + "/x" + std::to_string(r) + ".f32", xs[r]);
+  }
+  // The reference path on x0's first ct steps and cb rows (time-major).
+  std::vector<float> xc(static_cast<std::size_t>(ct * cb * a.input));
+  for (std::int64_t s = 0; s < ct; ++s) {
+    for (std::int64_t b = 0; b < cb; ++b) {
+      const float* src = xs[0].data() + (s * a.batch + b) * a.input;
+      std::copy(src, src + a.input, xc.data() + (s * cb + b) * a.input);
+    }
+  }
+  slstm_session_options so;
+  slstm_session_options_init(&so);
+  so.max_batch = cb;
+  so.max_time = ct;
+  so.num_threads = a.threads;
+  so.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+  slstm_session* session = nullptr;
+  check(slstm_session_create(model, &so, &session), "session");
+  std::size_t n_state = 0;
+  check(slstm_model_state_count(model, cb, &n_state), "state count");
+  std::vector<float> y(static_cast<std::size_t>(ct * cb * a.hidden.back()));
+  std::vector<float> s0(n_state, kInitialState), s1(n_state);
+  slstm_forward_args fa;
+  slstm_forward_args_init(&fa);
+  fa.layout = SLSTM_TIME_MAJOR;
+  fa.batch = cb;
+  fa.time = ct;
+  fa.input = xc.data();
+  fa.input_count = xc.size();
+  fa.initial_state = s0.data();
+  fa.initial_state_count = s0.size();
+  fa.output = y.data();
+  fa.output_count = y.size();
+  fa.final_state = s1.data();
+  fa.final_state_count = s1.size();
+  const auto t0 = Clock::now();
+  check(slstm_session_forward(session, &fa), "forward (reference)");
+  const double ref_ms = seconds_since(t0) * 1e3;
+  write_f32(a.dir + "/ref_y.f32", y);
+  write_f32(a.dir + "/ref_state.f32", s1);
+  float forget_bias = 0.0f;
+  check(slstm_model_forget_bias(model, &forget_bias), "forget_bias");
+  std::printf("mode=dump layers=%zu rotate=%zu check_batch=%lld check_time=%lld ref_ms=%.3f "
+              "forget_bias=%g initial_state=%g format=onnx\n",
+              L, xs.size(), static_cast<long long>(cb), static_cast<long long>(ct), ref_ms,
+              static_cast<double>(forget_bias), static_cast<double>(kInitialState));
+  slstm_session_destroy(session);
+  slstm_model_destroy(model);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -320,5 +444,6 @@ int main(int argc, char** argv) {
   if (a.mode == "peak") return peak(a);
   if (a.mode == "lstm") return lstm(a);
   if (a.mode == "machine") return machine(a);
+  if (a.mode == "dump") return dump(a);
   die("unknown mode " + a.mode);
 }

@@ -6,7 +6,7 @@ PyTorch nn.LSTM on the CPU, same thread count, inference mode, in one run.
           [--threads N] [--out-dir bench/results]
   python3 bench/cpu/bench_cpu.py --bin ... --grid bench/anchors/grid.csv [--only A,B]
           --long-csv FILE --machine-csv FILE [--seconds X] [--rounds R] [--no-torch]
-          [--no-reference]
+          [--no-reference] [--no-ort] [--ort-python PY] [--install-ort]
 
 Without --grid: writes <out-dir>/cpu.csv and <out-dir>/cpu.md (the 13 shapes below).
 With --grid (bench/run.sh uses this): the grid's shapes; writes --long-csv (one row per shape
@@ -18,6 +18,17 @@ median for the same shape, their ratio (torch / ours: > 1 means we are faster), 
 = FLOPs / the machine's measured SGEMM peak (a large cblas_sgemm timed in this run).
 Run it through bench/cpu/run.sh, which builds the driver and unsets OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE for the benchmark only.
+
+ONNX Runtime (issue 18) is the second anchor: the same model (our weights, exported by the
+library in the ONNX LSTM layout), the same inputs and initial state, as one ONNX LSTM node per
+layer, with intra_op_num_threads = --threads (bench/cpu/ort_anchor.py, a worker process per
+shape, timed in the same alternating rounds as ours and PyTorch).  Its output is checked in
+the same run against our reference path (max relative error in the row; above the tolerance
+the row says MISMATCH).  The worker runs in the first Python that imports onnxruntime and
+onnx: --ort-python, $SLSTM_ORT_PYTHON, this Python, or BUILD/ort-venv/bin/python (BUILD: the
+build folder of --bin); --install-ort creates that venv (--system-site-packages) and
+pip-installs onnxruntime and onnx into it when none is found.  Without one, the ORT columns
+say "-" and the reason is in the report; --no-ort leaves ORT out.
 """
 
 import argparse
@@ -28,10 +39,14 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchlib import flops, load_grid, quantile  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ort_anchor  # noqa: E402  (standard library only at import time)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -119,6 +134,186 @@ def torch_time(torch, s, threads, seconds, min_iters=3, stats=False):
     return ts[len(ts) // 2] * 1e3, ts[0] * 1e3
 
 
+ORT_ANCHOR = os.path.join(HERE, "ort_anchor.py")
+CHECK_FLOPS = 0.3e9  # the reference check's budget per shape (FLOPs of the checked slice)
+
+
+def find_ort_python(a):
+    """(python, info dict, None) for the first Python that runs ort_anchor.py info, else
+    (None, None, reason).  With --install-ort, a venv is made for it when none is found."""
+    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(a.bin))))
+    venv = os.path.join(build, "ort-venv")
+    venv_py = os.path.join(venv, "bin", "python")
+    cands = [c for c in (a.ort_python, os.environ.get("SLSTM_ORT_PYTHON"), sys.executable,
+                         venv_py) if c]
+    tried = []
+
+    def probe(c):
+        try:
+            r = subprocess.run([c, ORT_ANCHOR, "info"], capture_output=True, text=True,
+                               timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            tried.append("%s: %s" % (c, e))
+            return None
+        kv = parse_kv(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+        if r.returncode == 0 and "ort" in kv:
+            return kv
+        tried.append("%s: %s" % (c, kv.get("error") or r.stderr.strip()[-200:] or
+                                 "exit %d" % r.returncode))
+        return None
+
+    for c in dict.fromkeys(cands):
+        if c != venv_py or os.path.exists(c):
+            kv = probe(c)
+            if kv:
+                return c, kv, None
+    if a.install_ort:
+        print("onnxruntime not importable: pip-installing onnxruntime and onnx into " + venv,
+              flush=True)
+        r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            r = subprocess.run([venv_py, "-m", "pip", "install", "-q", "onnxruntime", "onnx"],
+                               capture_output=True, text=True)
+        if r.returncode != 0:
+            tried.append("install into %s failed: %s" % (venv, r.stderr.strip()[-300:]))
+        else:
+            kv = probe(venv_py)
+            if kv:
+                return venv_py, kv, None
+    return None, None, ("onnxruntime and onnx not importable (%s); bench/cpu/run.sh "
+                        "--install-ort or pip install onnxruntime onnx" % "; ".join(tried))
+
+
+def check_slice(s):
+    """(B2, T2): the rows and steps of input x0 that the reference computes for the check:
+    all of them when that costs at most CHECK_FLOPS, else up to 2 rows and as many steps as
+    fit (at least 2).  An LSTM's output for those rows and steps does not depend on the rest."""
+    if flops(s) <= CHECK_FLOPS:
+        return s["batch"], s["time"]
+    b = min(s["batch"], 2)
+    per_step = flops(dict(s, batch=b, time=1))
+    return b, min(s["time"], max(2, int(CHECK_FLOPS // per_step)))
+
+
+class OrtSide:
+    """ONNX Runtime on one shape: our model dumped by the driver, a worker process holding one
+    session, timed a round at a time.  .error says why it could not run (then no rounds)."""
+
+    def __init__(self, a, py, s, tol):
+        self.proc, self.error, self.check = None, None, {}
+        self.dir = tempfile.mkdtemp(prefix="slstm-ort-")
+        hidden = ",".join(map(str, s["hidden"]))
+        cb, ct = check_slice(s)
+        try:
+            self.dump = run_bin([a.bin, "dump", "--dir", self.dir, "--threads", str(a.threads),
+                                 "--input", str(s["input"]), "--hidden", hidden,
+                                 "--batch", str(s["batch"]), "--time", str(s["time"]),
+                                 "--check-batch", str(cb), "--check-time", str(ct)])
+            self.proc = subprocess.Popen(
+                [py, ORT_ANCHOR, "serve", "--dir", self.dir, "--threads", str(a.threads),
+                 "--input", str(s["input"]), "--hidden", hidden, "--batch", str(s["batch"]),
+                 "--time", str(s["time"]), "--check-batch", self.dump["check_batch"],
+                 "--check-time", self.dump["check_time"], "--tol", str(tol)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True)
+            line = self.proc.stdout.readline().strip()
+            if not line.startswith("ready "):
+                self.error = "worker: " + (line or self.proc.stderr.read().strip()[-300:] or
+                                           "exit %s" % self.proc.wait())
+                self.close()
+            else:
+                self.check = parse_kv(line[len("ready "):])
+        except (RuntimeError, OSError) as e:
+            self.error = str(e)
+            self.close()
+
+    def time(self, seconds, min_iters=3):
+        if self.proc is None:
+            return None
+        self.proc.stdin.write("time %g %d\n" % (seconds, min_iters))
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("result "):
+            self.error = "worker: " + (line or self.proc.stderr.read().strip()[-300:] or
+                                       "stopped")
+            self.close()
+            return None
+        kv = parse_kv(line[len("result "):])
+        return dict(median=float(kv["ms"]), min=float(kv["ms_min"]), p10=float(kv["ms_p10"]),
+                    p90=float(kv["ms_p90"]), reps=int(kv["iters"]))
+
+    def note(self):
+        c = self.check
+        return "check %s: max rel err %s vs our reference, %s (tol %s)" % (
+            c.get("check", "?"), c.get("max_rel_err", "?"), c.get("compared", "?"),
+            c.get("tol", "?"))
+
+    def close(self):
+        if self.proc is not None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.dir:
+            for f in os.listdir(self.dir):
+                os.unlink(os.path.join(self.dir, f))
+            os.rmdir(self.dir)
+            self.dir = None
+
+
+def torch_backend(torch):
+    """PyTorch's CPU backend in one line: oneDNN (mkldnn) / MKL availability, the CPU
+    capability and BLAS of its build (torch.__config__.show())."""
+    if torch is None:
+        return "not run (no torch in this run)"
+    parts = ["mkldnn (oneDNN) available=%s enabled=%s" % (
+        torch.backends.mkldnn.is_available(), getattr(torch.backends.mkldnn, "enabled", "?")),
+        "mkl available=%s" % torch.backends.mkl.is_available()]
+    cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if cap:
+        parts.append("cpu capability %s" % cap())
+    try:
+        show = torch.__config__.show()
+    except Exception:  # an odd build: the rest still says something
+        show = ""
+    for line in show.splitlines():
+        line = line.strip().lstrip("- ")
+        if line.startswith("CPU capability usage"):
+            parts.append(line)
+        elif line.startswith("Build settings"):
+            m = re.search(r"BLAS_INFO=([^,]+)", line)
+            parts.append("BLAS_INFO=%s" % (m.group(1) if m else "?"))
+            m = re.search(r"USE_MKLDNN=([^,]+)", line)
+            if m:
+                parts.append("USE_MKLDNN=%s" % m.group(1))
+    return "; ".join(parts)
+
+
+def commit_info():
+    """HEAD's short hash, and whether what the benchmark builds from (src, include, bench/cpu,
+    CMake files) differs from it in the working tree."""
+    root = os.path.dirname(os.path.dirname(HERE))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "src",
+                                "include", "bench/cpu", "cmake", "CMakeLists.txt"],
+                               capture_output=True, text=True).stdout.split("\n")
+    except OSError:
+        return "?"
+    dirty = [l[3:] for l in dirty if l.strip()]
+    return head + (" + uncommitted changes in %s" % ", ".join(dirty[:5]) if dirty else
+                   " (src, include, bench/cpu as committed)") if head else "?"
+
+
 def lscpu_model():
     """lscpu's model name, with family/model numbers, caches and whether AVX-512 is there."""
     try:
@@ -136,9 +331,12 @@ def lscpu_model():
             f"L3 {f.get('L3 cache', '?')})")
 
 
-def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops, seconds):
+def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops, seconds,
+              ort):
     """--grid: the grid's shapes, rows in the anchors' CSV columns, plus the ceilings."""
     grid = load_grid(a.grid, a.only)
+    ort_py, ort_info, ort_reason = ort
+    load_before = "%.2f %.2f %.2f" % os.getloadavg()
     m = run_bin([a.bin, "machine", "--threads", str(a.threads), "--mib", str(a.copy_mib),
                  "--seconds", str(max(0.1, min(seconds, 1.0)))])
     # The per-step latency of the floor: one dependent step with (almost) nothing to compute,
@@ -149,30 +347,39 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                               min_iters=3)["median"] * 1e3 / tiny["time"]
     header = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precision",
               "algo", "status", "median_us", "p10_us", "p90_us", "min_us", "reps",
-              "us_per_step", "gflops", "setup_ms", "note"]
+              "us_per_step", "gflops", "setup_ms", "note", "check", "max_rel_err"]
     fh = open(a.long_csv, "w", newline="")
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(header)
 
-    def emit(tool, s, algo, st, note):
+    def emit(tool, s, algo, st, note, check="", err="", setup_ms=""):
         f = flops(s)
-        r = [tool, s["name"], len(s["hidden"]), ":".join(map(str, s["hidden"])), s["input"],
-             s["batch"], s["time"], "fp32", algo, "ok",
-             "%.3f" % (st["median"] * 1e3), "%.3f" % (st["p10"] * 1e3),
-             "%.3f" % (st["p90"] * 1e3), "%.3f" % (st["min"] * 1e3), st["reps"],
-             "%.3f" % (st["median"] * 1e3 / s["time"]), "%.1f" % (f / st["median"] * 1e-6),
-             "", note]
+        pre = [tool, s["name"], len(s["hidden"]), ":".join(map(str, s["hidden"])), s["input"],
+               s["batch"], s["time"], "fp32", algo]
+        if st is None:  # a side that could not run: the row says why
+            w.writerow(pre + ["error"] + [""] * 8 + [setup_ms, note, check, err])
+            fh.flush()
+            print("%-12s %-22s %-9s %15s  %s" % (tool, s["name"], algo, "not run", note),
+                  flush=True)
+            return
+        r = pre + ["ok", "%.3f" % (st["median"] * 1e3), "%.3f" % (st["p10"] * 1e3),
+                   "%.3f" % (st["p90"] * 1e3), "%.3f" % (st["min"] * 1e3), st["reps"],
+                   "%.3f" % (st["median"] * 1e3 / s["time"]), "%.1f" % (f / st["median"] * 1e-6),
+                   setup_ms, note, check, err]
         w.writerow(r)
         fh.flush()
-        print("%-12s %-22s %-9s %12.1f us  p10-p90 %.1f-%.1f  %s" % (
-            tool, s["name"], algo, st["median"] * 1e3, st["p10"] * 1e3, st["p90"] * 1e3, note),
-            flush=True)
+        print("%-12s %-22s %-9s %12.1f us  p10-p90 %.1f-%.1f  %s%s" % (
+            tool, s["name"], algo, st["median"] * 1e3, st["p10"] * 1e3, st["p90"] * 1e3, note,
+            "  [check %s]" % check if check else ""), flush=True)
 
     for s in grid:
         f = flops(s)
-        # Rounds alternate ours and PyTorch so that both see the same machine; each side
-        # keeps its round with the lowest median (the machine may be shared).
-        best_ours = best_torch = None
+        # ONNX Runtime's worker for this shape: our model dumped, its session made and its
+        # output checked before any timing.
+        side = OrtSide(a, ort_py, s, a.ort_tol) if ort_py else None
+        # Rounds alternate ours, PyTorch and ONNX Runtime so that all see the same machine;
+        # each side keeps its round with the lowest median (the machine may be shared).
+        best_ours = best_torch = best_ort = None
         for _ in range(a.rounds):
             st = ours_stats(a.bin, s, "fast", a.threads, seconds / a.rounds)
             if best_ours is None or st["median"] < best_ours["median"]:
@@ -181,10 +388,25 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                 st = torch_time(torch, s, a.threads, seconds / a.rounds, stats=True)
                 if best_torch is None or st["median"] < best_torch["median"]:
                     best_torch = st
+            if side is not None:
+                st = side.time(seconds / a.rounds)
+                if st is not None and (best_ort is None or st["median"] < best_ort["median"]):
+                    best_ort = st
         note = "threads=%d; best of %d round(s); inputs rotate among 4" % (a.threads, a.rounds)
         emit("ours_cpu", s, "fast", best_ours, note)
         if best_torch is not None:
             emit("pytorch_cpu", s, "nn.LSTM", best_torch, note + "; torch " + torch_version)
+        if side is not None:
+            c = side.check
+            if side.error:
+                emit("ort_cpu", s, "LSTM", None, "ONNX Runtime %s did not run: %s" % (
+                    ort_info["ort"], side.error), c.get("check", ""), c.get("max_rel_err", ""))
+            else:
+                emit("ort_cpu", s, "LSTM", best_ort, note + "; onnxruntime %s, %s; %s" % (
+                    ort_info["ort"], "IOBinding, intra_op %d, inter_op 1, sequential, "
+                    "ORT_ENABLE_ALL" % a.threads, side.note()), c.get("check", ""),
+                    c.get("max_rel_err", ""), c.get("setup_ms", ""))
+            side.close()
         # The reference path (naive loops) where it is cheap: up to 0.5 GFLOP per call.
         if not a.no_reference and f <= 0.5e9 and not (a.quick and f > 1e8):
             st = ours_stats(a.bin, s, "reference", a.threads, seconds / 4, min_iters=1)
@@ -247,6 +469,26 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                     "torch.set_num_threads, OPENBLAS_NUM_THREADS for the peak"])
         w.writerow(["info", "torch", torch_version, "", "PyTorch CPU, eval + inference_mode"])
         w.writerow(["info", "machine", lscpu_model(), "", "%d logical CPUs" % os.cpu_count()])
+        flags = ort_anchor.cpu_flags()
+        w.writerow(["info", "isa", ort_anchor.isa_summary(flags), "",
+                    "vector extensions in /proc/cpuinfo flags"])
+        w.writerow(["info", "torch_backend", torch_backend(torch), "",
+                    "torch.backends and torch.__config__.show()"])
+        if ort_py:
+            w.writerow(["info", "ort", "onnxruntime %s (onnx %s)" % (ort_info["ort"],
+                                                                   ort_info.get("onnx", "?")),
+                        "", "providers %s; build %s; python %s" % (
+                            ort_info.get("providers", "?"), ort_info.get("build", "?"),
+                            ort_py)])
+        else:
+            w.writerow(["info", "ort", "not run", "", ort_reason])
+        w.writerow(["info", "ort_kernel", "MLAS %s" % ort_anchor.mlas_isa(flags), "",
+                    "MLAS's float GEMM kernel for these CPU flags, by MLAS's x86 dispatch rule "
+                    "(ORT does not report it): AVX-512F -> Avx512F, AVX2+FMA -> Fma3"])
+        w.writerow(["info", "load_bench", "before %s, after %s" % (
+            load_before, "%.2f %.2f %.2f" % os.getloadavg()), "",
+                    "os.getloadavg() around the timed shapes"])
+        w.writerow(["info", "commit_bench", commit_info(), "", "git, at the end of the run"])
     print("ceilings (start and end): SGEMM %.1f GFLOP/s (kernel as selected: %s, %s GFLOP/s), FMA %.1f GFLOP/s, "
           "copy %s GB/s, tiny step %.3f us" % (
               peak_gflops, kernel, peak_auto["gflops"], fma_gflops, m["copy_gbps"],
@@ -270,6 +512,14 @@ def main():
                     help="timed seconds per shape and side, split over the rounds")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--no-reference", action="store_true", help="leave the reference path out")
+    ap.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
+    ap.add_argument("--ort-python", default="",
+                    help="a python3 that imports onnxruntime and onnx (default: see above)")
+    ap.add_argument("--install-ort", action="store_true",
+                    help="pip-install onnxruntime and onnx into BUILD/ort-venv when no "
+                         "python here imports them")
+    ap.add_argument("--ort-tol", type=float, default=ort_anchor.TOL,
+                    help="ORT vs our reference: max relative error allowed (default %(default)g)")
     ap.add_argument("--peak-size", type=int, default=4096, help="SGEMM size for the peak")
     ap.add_argument("--copy-mib", type=int, default=512, help="buffer for the copy bandwidth")
     a = ap.parse_args()
@@ -310,9 +560,15 @@ def main():
                    "--seconds", str(min(0.5, seconds))], env)
     fma_gflops = max([float(p["fma_gflops"]) for p in peaks] +
                      [float(one["fma_gflops"]) * a.threads])
+    if a.no_ort:
+        ort = (None, None, "left out (--no-ort)")
+    else:
+        ort = find_ort_python(a)
+    print("ONNX Runtime: " + ("onnxruntime %s via %s" % (ort[1]["ort"], ort[0]) if ort[0]
+                              else ort[2]), flush=True)
     if a.grid:
         return grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops,
-                         seconds)
+                         seconds, ort)
 
     rows = []
     for s in shapes():
