@@ -18,17 +18,18 @@ A worker thread takes what has arrived: when the first request of a window arriv
 until ``max_batch`` requests are queued or ``max_wait_us`` microseconds have passed since
 that first arrival, whichever is first (a queued stream operation -- open, close, reset,
 state read -- ends the window at once: callers wait on those; so does a queue holding only
-frames, at least one per open stream: no further frame is expected), then makes one ``Streams.step`` call for up to
-``max_batch`` frames (of distinct streams) and padded ``Session.forward`` calls with
-``sequence_lengths`` for up to ``max_batch`` sequences (sorted by length, cut where padding
-would exceed ``max_padding``), and resolves each caller's future.
+frames, at least one per open stream: no further frame is expected), then makes one
+``Streams.step`` call for up to ``max_batch`` frames (of distinct streams) and padded
+``Session.forward`` calls with ``sequence_lengths`` for up to ``max_batch`` sequences (sorted
+by length, cut where padding would exceed ``max_padding``), and resolves each caller's
+future.
 
 Guarantees:
 
 * **Numbers**: each request's result is bitwise the result of running it alone (one frame:
   ``Streams.step([slot], x[None])``; one sequence: ``Session.forward(x[None])``) on the same
   backend and path whenever that path's rows are independent of the batch they are in
-  (the CPU reference and fast paths are; tests/test_batcher.py checks it).
+  (the CPU reference and fast paths are; python/tests/test_batcher.py checks it).
 * **Per-stream order**: the operations on one stream (frames, open, reset, close, state
   reads) take effect in the order they were submitted; a stream's state read returns the
   state after every frame submitted before it.
@@ -48,8 +49,9 @@ Guarantees:
 Thread-safe API: the ``submit_*`` methods return ``concurrent.futures.Future`` objects;
 ``frame``, ``sequence``, ``open_stream``, ... block for the result. asyncio API: ``await
 batcher.aframe(...)``, ``asequence``, ``aopen_stream``, ``aclose_stream``, ``areset_stream``,
-``astream_state`` (each wraps the future for the running loop; the event loop is never
-blocked).
+``astream_state`` (the event loop is never blocked; the worker wakes each loop once per
+batch for all of that loop's results; cancelling the awaiting task cancels the request if
+its batch has not been formed yet).
 """
 
 import asyncio
@@ -57,7 +59,7 @@ import collections
 import concurrent.futures
 import threading
 import time
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Optional
 
 import numpy as np
 
@@ -263,22 +265,16 @@ class Batcher:
         packed = self._model.pack_state(state, 1)
         return np.array(packed, dtype=np.float32, copy=True)
 
-    def _req_frame(self, stream_id: Hashable, x: Any) -> concurrent.futures.Future:
-        """Queues one frame [D] of stream `stream_id`; the future's result is the last layer's
-        h for it, [H_last]. ValueError/TypeError now for a frame of the wrong shape or dtype;
-        UnknownStreamError through the future when the stream is not open when it runs."""
-        self._need_streams("submit_frame")
+    def _req_frame(self, stream_id: Hashable, x: Any) -> _Request:
+        self._need_streams("frame")
         hash(stream_id)
-        return (_Request(_FRAME, stream_id, self._frame_array(x), None))
+        return _Request(_FRAME, stream_id, self._frame_array(x), None)
 
-    def _req_sequence(self, x: Any, initial_state: Any = None) -> concurrent.futures.Future:
-        """Queues one whole sequence [T, D] (1 <= T <= max_time), from `initial_state` (one
-        LSTMStateTuple(c, h) per layer, each [1, H_l], or the packed vector; None: zeros).
-        The future's result: (outputs [T, H_last], final_state)."""
+    def _req_sequence(self, x: Any, initial_state: Any = None) -> _Request:
         if self._closing:
             raise BatcherClosedError("the batcher is closed; the sequence was not submitted")
         if self.max_time == 0:
-            raise ValueError("submit_sequence: this batcher takes no sequences (max_time=0)")
+            raise ValueError("sequence: this batcher takes no sequences (max_time=0)")
         a = _f32(x, "x")
         if a.ndim != 2 or a.shape[1] != self.input_size:
             raise ValueError("x must be one sequence of shape (T, %d) (input_size), got "
@@ -287,82 +283,74 @@ class Batcher:
             raise ValueError("x: a sequence of %d steps; this batcher takes 1 to %d (max_time)"
                              % (a.shape[0], self.max_time))
         if a is x:
-            a = a.copy()
-        return (_Request(_SEQ, None, a, self._state_vector(initial_state,
-                                                                    "initial_state")))
+            a = a.copy()   # the caller may reuse its buffer once submit returns
+        return _Request(_SEQ, None, a, self._state_vector(initial_state, "initial_state"))
 
-    def _req_open_stream(self, stream_id: Hashable, state: Any = None):
-        """Opens stream `stream_id` (zero state, or `state`: one LSTMStateTuple(c, h) per
-        layer, each [1, H_l], or the packed vector). Future of None; StreamExistsError when it
-        is open, stacklstm.SlotsFullError when max_streams streams are open."""
-        self._need_streams("open_stream")
+    def _req_stream_op(self, kind: int, stream_id: Hashable, state: Any = None) -> _Request:
+        self._need_streams(_OP_NAMES[kind])
         hash(stream_id)
-        return (_Request(_OPEN, stream_id, None, self._state_vector(state, "state")))
+        return _Request(kind, stream_id, None, self._state_vector(state, "state"))
 
-    def _req_close_stream(self, stream_id: Hashable):
-        """Closes the stream after its frames submitted before (future of None)."""
-        self._need_streams("close_stream")
-        return (_Request(_CLOSE, stream_id, None, None))
+    # ---- the public API: futures (any thread), blocking, awaitable -----------------------
 
-    def _req_reset_stream(self, stream_id: Hashable, state: Any = None):
-        """Sets the stream's state (zeros, or `state`) after its frames submitted before."""
-        self._need_streams("reset_stream")
-        return (_Request(_RESET, stream_id, None, self._state_vector(state, "state")))
-
-    def _req_stream_state(self, stream_id: Hashable):
-        """Future of the stream's state after its frames submitted before: one
-        LSTMStateTuple(c, h) per layer, each [1, H_l] (copies)."""
-        self._need_streams("stream_state")
-        return (_Request(_STATE, stream_id, None, None))
-
-    # the same, returning futures, blocking, or awaitable
-    def submit_frame(self, stream_id, x) -> concurrent.futures.Future:
+    def submit_frame(self, stream_id: Hashable, x: Any) -> concurrent.futures.Future:
+        """Queues one frame [D] of stream `stream_id`; the future's result is the last layer's
+        h for it, [H_last]. ValueError/TypeError at once for a frame of the wrong shape or
+        dtype; UnknownStreamError through the future when the stream is not open when the
+        frame's batch runs."""
         return self._put(self._req_frame(stream_id, x)).future
 
-    submit_frame.__doc__ = _req_frame.__doc__
-
-    def submit_sequence(self, x, initial_state=None) -> concurrent.futures.Future:
+    def submit_sequence(self, x: Any, initial_state: Any = None) -> concurrent.futures.Future:
+        """Queues one whole sequence [T, D] (1 <= T <= max_time), from `initial_state` (one
+        LSTMStateTuple(c, h) per layer, each [1, H_l], or the packed vector; None: zeros).
+        The future's result: (outputs [T, H_last], final_state: one LSTMStateTuple(c, h)
+        per layer, each [1, H_l])."""
         return self._put(self._req_sequence(x, initial_state)).future
 
-    submit_sequence.__doc__ = _req_sequence.__doc__
+    def submit_open_stream(self, stream_id: Hashable,
+                           state: Any = None) -> concurrent.futures.Future:
+        """Opens stream `stream_id` from zeros or `state` (one LSTMStateTuple(c, h) per layer,
+        each [1, H_l], or the packed vector). Future of None; StreamExistsError when the id
+        is open, stacklstm.SlotsFullError when max_streams streams are open."""
+        return self._put(self._req_stream_op(_OPEN, stream_id, state)).future
 
-    def submit_open_stream(self, stream_id, state=None) -> concurrent.futures.Future:
-        return self._put(self._req_open_stream(stream_id, state)).future
+    def submit_close_stream(self, stream_id: Hashable) -> concurrent.futures.Future:
+        """Closes the stream after the frames submitted before (future of None)."""
+        return self._put(self._req_stream_op(_CLOSE, stream_id)).future
 
-    submit_open_stream.__doc__ = _req_open_stream.__doc__
+    def submit_reset_stream(self, stream_id: Hashable,
+                            state: Any = None) -> concurrent.futures.Future:
+        """Sets the stream's state (zeros, or `state`) after the frames submitted before."""
+        return self._put(self._req_stream_op(_RESET, stream_id, state)).future
 
-    def submit_close_stream(self, stream_id) -> concurrent.futures.Future:
-        return self._put(self._req_close_stream(stream_id)).future
-
-    submit_close_stream.__doc__ = _req_close_stream.__doc__
-
-    def submit_reset_stream(self, stream_id, state=None) -> concurrent.futures.Future:
-        return self._put(self._req_reset_stream(stream_id, state)).future
-
-    submit_reset_stream.__doc__ = _req_reset_stream.__doc__
-
-    def submit_stream_state(self, stream_id) -> concurrent.futures.Future:
-        return self._put(self._req_stream_state(stream_id)).future
-
-    submit_stream_state.__doc__ = _req_stream_state.__doc__
+    def submit_stream_state(self, stream_id: Hashable) -> concurrent.futures.Future:
+        """Future of the stream's state after the frames submitted before: one
+        LSTMStateTuple(c, h) per layer, each [1, H_l] (copies)."""
+        return self._put(self._req_stream_op(_STATE, stream_id)).future
 
     def frame(self, stream_id, x, timeout=None):
-        return self._put(self._req_frame(stream_id, x)).future.result(timeout)
+        """submit_frame, waiting for the result (at most `timeout` seconds)."""
+        return self.submit_frame(stream_id, x).result(timeout)
 
     def sequence(self, x, initial_state=None, timeout=None):
-        return self._put(self._req_sequence(x, initial_state)).future.result(timeout)
+        """submit_sequence, waiting for the result."""
+        return self.submit_sequence(x, initial_state).result(timeout)
 
     def open_stream(self, stream_id, state=None, timeout=None):
-        return self._put(self._req_open_stream(stream_id, state)).future.result(timeout)
+        """submit_open_stream, waiting until it is done."""
+        return self.submit_open_stream(stream_id, state).result(timeout)
 
     def close_stream(self, stream_id, timeout=None):
-        return self._put(self._req_close_stream(stream_id)).future.result(timeout)
+        """submit_close_stream, waiting until it is done."""
+        return self.submit_close_stream(stream_id).result(timeout)
 
     def reset_stream(self, stream_id, state=None, timeout=None):
-        return self._put(self._req_reset_stream(stream_id, state)).future.result(timeout)
+        """submit_reset_stream, waiting until it is done."""
+        return self.submit_reset_stream(stream_id, state).result(timeout)
 
     def stream_state(self, stream_id, timeout=None):
-        return self._put(self._req_stream_state(stream_id)).future.result(timeout)
+        """submit_stream_state, waiting for the state."""
+        return self.submit_stream_state(stream_id).result(timeout)
 
     async def _await(self, req):
         """Queues `req` and awaits its result in the running loop: the worker resolves the
@@ -380,22 +368,28 @@ class Batcher:
             raise
 
     async def aframe(self, stream_id, x):
+        """submit_frame, awaited."""
         return await self._await(self._req_frame(stream_id, x))
 
     async def asequence(self, x, initial_state=None):
+        """submit_sequence, awaited."""
         return await self._await(self._req_sequence(x, initial_state))
 
     async def aopen_stream(self, stream_id, state=None):
-        return await self._await(self._req_open_stream(stream_id, state))
+        """submit_open_stream, awaited."""
+        return await self._await(self._req_stream_op(_OPEN, stream_id, state))
 
     async def aclose_stream(self, stream_id):
-        return await self._await(self._req_close_stream(stream_id))
+        """submit_close_stream, awaited."""
+        return await self._await(self._req_stream_op(_CLOSE, stream_id))
 
     async def areset_stream(self, stream_id, state=None):
-        return await self._await(self._req_reset_stream(stream_id, state))
+        """submit_reset_stream, awaited."""
+        return await self._await(self._req_stream_op(_RESET, stream_id, state))
 
     async def astream_state(self, stream_id):
-        return await self._await(self._req_stream_state(stream_id))
+        """submit_stream_state, awaited."""
+        return await self._await(self._req_stream_op(_STATE, stream_id))
 
     @property
     def open_streams(self) -> int:

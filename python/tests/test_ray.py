@@ -7,7 +7,6 @@ Skipped (with the reason shown) when ray[data,serve] is not importable."""
 import asyncio
 import os
 import signal
-import sys
 import time
 
 import numpy as np

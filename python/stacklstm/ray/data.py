@@ -91,9 +91,9 @@ class SequenceScorer:
         for i, s in enumerate(seqs):
             n = s.size // D if s.size % D == 0 else -1
             if n < 0 or (s.ndim == 2 and s.shape[1] != D):
-                raise ValueError("batch row %d: %r holds %d values (shape %s), not a whole number of "
-                                 "%d-value steps (input_size)" % (i, self.input_column, s.size,
-                                                                   s.shape, D))
+                raise ValueError("batch row %d: %r holds %d values (shape %s), not a whole "
+                                 "number of %d-value steps (input_size)"
+                                 % (i, self.input_column, s.size, s.shape, D))
             if lens is not None and lens[i] != n:
                 raise ValueError("batch row %d: %r = %d but %r holds %d steps"
                                  % (i, self.length_column, lens[i], self.input_column, n))

@@ -51,7 +51,7 @@ import itertools
 import os
 import threading
 import uuid
-from typing import Any, Hashable, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
