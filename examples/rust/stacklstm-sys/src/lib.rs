@@ -9,7 +9,8 @@
 //! * The versioned structs (`slstm_model_config`, `slstm_session_options`,
 //!   `slstm_forward_args`) begin with `struct_size`. Fill them with the `*_init_sized`
 //!   function and `size_of` the struct declared here (the 0.2 layout); a newer library
-//!   accepts that size and gives the fields this layout lacks their defaults.
+//!   accepts that size and gives the fields this layout lacks their defaults. (The 0.1-era
+//!   `slstm_X_init` functions, which write only the first published layout, are left out.)
 //! * The last-error text is per thread: read it on the thread whose call failed.
 #![allow(non_camel_case_types)]
 

@@ -33,8 +33,15 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn a_refused_call_returns_the_status_and_the_message_naming_the_argument() {
     let err = Model::random(&Architecture::new(D as i64, &[6, 0]), 7, 0.0).unwrap_err();
     assert_eq!(err.status(), sys::SLSTM_ERR_INVALID_ARGUMENT);
-    assert!(err.message().contains("hidden_sizes"), "message: {}", err.message());
-    assert_eq!(err.to_string(), format!("{}: {}", err.status_text(), err.message()));
+    assert!(
+        err.message().contains("hidden_sizes"),
+        "message: {}",
+        err.message()
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("{}: {}", err.status_text(), err.message())
+    );
 }
 
 #[test]
@@ -53,7 +60,11 @@ fn a_buffer_of_the_wrong_length_is_refused_and_nothing_is_written() {
         })
         .unwrap_err();
     assert_eq!(err.status(), sys::SLSTM_ERR_SHAPE_MISMATCH);
-    assert!(err.message().contains("output"), "message: {}", err.message());
+    assert!(
+        err.message().contains("output"),
+        "message: {}",
+        err.message()
+    );
     assert!(state.iter().all(|v| v.to_bits() == sentinel.to_bits()));
 }
 
@@ -71,7 +82,10 @@ fn time_major_output_is_the_batch_major_output_transposed() {
     let mut out = vec![0f32; B * T * H_LAST];
     let mut out_tm = vec![0f32; B * T * H_LAST];
     session
-        .forward(Forward { output: Some(&mut out), ..Forward::new(B as i64, T as i64, &x) })
+        .forward(Forward {
+            output: Some(&mut out),
+            ..Forward::new(B as i64, T as i64, &x)
+        })
         .unwrap();
     session
         .forward(Forward {
@@ -109,7 +123,9 @@ fn a_row_of_length_zero_keeps_its_initial_state_and_outputs_zeros() {
             ..Forward::new(B as i64, T as i64, &x)
         })
         .unwrap();
-    assert!(out[T * H_LAST..2 * T * H_LAST].iter().all(|v| v.to_bits() == 0));
+    assert!(out[T * H_LAST..2 * T * H_LAST]
+        .iter()
+        .all(|v| v.to_bits() == 0));
     for (layer, h) in HIDDEN.iter().enumerate() {
         for part in [StatePart::C, StatePart::H] {
             let block = model.state_offset(B as i64, layer as i32, part).unwrap();
@@ -118,7 +134,10 @@ fn a_row_of_length_zero_keeps_its_initial_state_and_outputs_zeros() {
         }
     }
     // Row 0 ran all T steps: its state is not the initial one.
-    assert_ne!(bits(&state[..HIDDEN[0] as usize]), bits(&initial[..HIDDEN[0] as usize]));
+    assert_ne!(
+        bits(&state[..HIDDEN[0] as usize]),
+        bits(&initial[..HIDDEN[0] as usize])
+    );
 }
 
 #[test]
@@ -139,7 +158,13 @@ fn a_step_gives_what_a_forward_call_of_one_step_gives() {
         .unwrap();
     let (mut step_out, mut step_state) = (vec![0f32; B * H_LAST], vec![0f32; n_state]);
     session
-        .step(B as i64, &x, Some(&state0), Some(&mut step_out), Some(&mut step_state))
+        .step(
+            B as i64,
+            &x,
+            Some(&state0),
+            Some(&mut step_out),
+            Some(&mut step_state),
+        )
         .unwrap();
     assert_eq!(bits(&step_out), bits(&out));
     assert_eq!(bits(&step_state), bits(&state));
@@ -153,7 +178,10 @@ fn a_session_keeps_working_after_its_model_is_dropped() {
     let x = values(B * T * D, 7);
     let mut out = vec![0f32; B * T * H_LAST];
     session
-        .forward(Forward { output: Some(&mut out), ..Forward::new(B as i64, T as i64, &x) })
+        .forward(Forward {
+            output: Some(&mut out),
+            ..Forward::new(B as i64, T as i64, &x)
+        })
         .unwrap();
     assert!(out.iter().any(|v| *v != 0.0));
 }
