@@ -219,6 +219,13 @@ func (m *Model) HiddenSize(layer int32) (int64, error) {
 	return int64(out), err
 }
 
+// ForgetBias is the constant added to every layer's f gate.
+func (m *Model) ForgetBias() (float32, error) {
+	var out C.float
+	err := m.query(func(p *C.slstm_model) C.slstm_status { return C.slstm_model_forget_bias(p, &out) })
+	return float32(out), err
+}
+
 // StateCount is the number of floats in a packed state (c_0, h_0, c_1, h_1, ...) for batch rows.
 func (m *Model) StateCount(batch int64) (int, error) {
 	var out C.size_t

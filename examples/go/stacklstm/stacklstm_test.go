@@ -86,6 +86,32 @@ func TestARefusedCallReturnsTheStatusAndTheMessageNamingTheArgument(t *testing.T
 	}
 }
 
+func TestTheArchitectureReachesTheModel(t *testing.T) {
+	m, err := stacklstm.NewRandomModel(D, hidden, 0.25, 7, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if n, err := m.InputSize(); err != nil || n != D {
+		t.Errorf("InputSize() = %d, %v", n, err)
+	}
+	if n, err := m.NumLayers(); err != nil || n != 2 {
+		t.Errorf("NumLayers() = %d, %v", n, err)
+	}
+	for l, want := range hidden {
+		if h, err := m.HiddenSize(int32(l)); err != nil || h != want {
+			t.Errorf("HiddenSize(%d) = %d, %v", l, h, err)
+		}
+	}
+	if fb, err := m.ForgetBias(); err != nil || fb != 0.25 {
+		t.Errorf("ForgetBias() = %v, %v", fb, err)
+	}
+	var e *stacklstm.Error
+	if _, err := m.HiddenSize(2); !errors.As(err, &e) || e.Status != stacklstm.StatusOutOfRange {
+		t.Errorf("HiddenSize(2): want StatusOutOfRange, got %v", err)
+	}
+}
+
 func TestABufferOfTheWrongLengthIsRefusedAndNothingIsWritten(t *testing.T) {
 	m := newModel(t)
 	s := newSession(t, m)

@@ -213,6 +213,13 @@ impl Model {
         Ok(out)
     }
 
+    /// The constant added to every layer's f gate.
+    pub fn forget_bias(&self) -> Result<f32> {
+        let mut out = 0.0;
+        check(unsafe { sys::slstm_model_forget_bias(self.ptr(), &mut out) })?;
+        Ok(out)
+    }
+
     /// Floats in a packed state (c_0, h_0, c_1, h_1, ...) for `batch` rows.
     pub fn state_count(&self, batch: i64) -> Result<usize> {
         let mut out = 0;

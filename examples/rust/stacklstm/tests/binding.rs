@@ -45,6 +45,22 @@ fn a_refused_call_returns_the_status_and_the_message_naming_the_argument() {
 }
 
 #[test]
+fn the_architecture_reaches_the_model() {
+    let arch = Architecture {
+        forget_bias: 0.25,
+        ..Architecture::new(D as i64, &HIDDEN)
+    };
+    let model = Model::random(&arch, 7, 0.0).unwrap();
+    assert_eq!(model.input_size().unwrap(), D as i64);
+    assert_eq!(model.num_layers().unwrap(), 2);
+    assert_eq!(model.hidden_size(0).unwrap(), HIDDEN[0]);
+    assert_eq!(model.hidden_size(1).unwrap(), HIDDEN[1]);
+    assert_eq!(model.forget_bias().unwrap(), 0.25);
+    let err = model.hidden_size(2).unwrap_err();
+    assert_eq!(err.status(), sys::SLSTM_ERR_OUT_OF_RANGE);
+}
+
+#[test]
 fn a_buffer_of_the_wrong_length_is_refused_and_nothing_is_written() {
     let model = model();
     let mut session = session(&model);
