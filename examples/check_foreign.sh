@@ -30,7 +30,7 @@ seed | contract) ;;
 esac
 
 skip() {
-  echo "SKIPPED ($lang example): $*"
+  echo "SKIPPED ($lang $what check): $*"
   exit 77
 }
 
