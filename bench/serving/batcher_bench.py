@@ -144,16 +144,16 @@ def run_frames(model, clients, args, mode, rng, driver=None, aio=False):
     if mode == "direct":
         with Streams(model, clients, 1, num_threads=args.threads) as s:
             slots = [s.open() for _ in range(clients)]
-            return driver(clients, args.seconds,
+            return driver(clients, args.seconds_now,
                           lambda k, i: s.step([slots[k]], xs[k, i % 64][None]))
     with Batcher(model, max_batch=args.max_batch, max_wait_us=args.max_wait_us,
                  max_streams=clients, max_time=0, num_threads=args.threads) as b:
         for k in range(clients):
             b.open_stream(k)
         if aio:
-            r = driver(clients, args.seconds, lambda k, i: b.aframe(k, xs[k, i % 64]))
+            r = driver(clients, args.seconds_now, lambda k, i: b.aframe(k, xs[k, i % 64]))
         else:
-            r = driver(clients, args.seconds, lambda k, i: b.frame(k, xs[k, i % 64]))
+            r = driver(clients, args.seconds_now, lambda k, i: b.frame(k, xs[k, i % 64]))
         return r + (b.stats(),)
 
 
@@ -163,11 +163,14 @@ def run_sequences(model, clients, args, mode, rng):
           for row in lens]
     if mode == "direct":
         with model.session(1, args.t_max, num_threads=args.threads) as s:
-            return drive(clients, args.seconds, lambda k, i: s.forward(xs[k][i % 16][None]))
+            return drive(clients, args.seconds_now, lambda k, i: s.forward(xs[k][i % 16][None]))
     with Batcher(model, max_batch=args.max_batch, max_wait_us=args.max_wait_us,
                  max_streams=0, max_time=args.t_max, num_threads=args.threads) as b:
-        r = drive(clients, args.seconds, lambda k, i: b.sequence(xs[k][i % 16]))
+        r = drive(clients, args.seconds_now, lambda k, i: b.sequence(xs[k][i % 16]))
         return r + (b.stats(),)
+
+
+MODES = ("direct", "batcher")
 
 
 def library_cost(model, args):
@@ -176,18 +179,23 @@ def library_cost(model, args):
     before any Python or queueing cost."""
     out = []
     for what, T in (("step (one frame)", 1), ("forward T=30", 30)):
-        per_row = {}
+        calls, best, sessions = {}, {}, []
         for B in (1, args.max_batch):
             x = np.random.default_rng(0).random((B, T, model.input_size), np.float32)
-            with model.session(B, T, num_threads=args.threads) as s:
-                call = (lambda: s.step(x[:, 0])) if T == 1 else (lambda: s.forward(x))
-                call()
-                best = float("inf")
-                for _ in range(15):
-                    t0 = time.perf_counter()
-                    call()
-                    best = min(best, time.perf_counter() - t0)
-            per_row[B] = best / B * 1e6
+            s = model.session(B, T, num_threads=args.threads)
+            sessions.append(s)
+            calls[B] = (lambda s=s, x=x: s.step(x[:, 0])) if T == 1 else \
+                (lambda s=s, x=x: s.forward(x))
+            calls[B]()
+            best[B] = float("inf")
+        for _ in range(15):   # alternating, so that load drift hits both sizes alike
+            for B in calls:
+                t0 = time.perf_counter()
+                calls[B]()
+                best[B] = min(best[B], time.perf_counter() - t0)
+        for s in sessions:
+            s.close()
+        per_row = {B: best[B] / B * 1e6 for B in best}
         out.append((what, per_row[1], per_row[args.max_batch]))
     return out
 
@@ -195,7 +203,10 @@ def library_cost(model, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
-    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    ap.add_argument("--seconds", type=float, default=3.0,
+                    help="per (workload, clients, mode), split over --rounds")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="direct and batcher alternate this many times per row")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-us", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1, help="library threads per session")
@@ -211,19 +222,27 @@ def main():
         fn = {"frames": run_frames, "frames-asyncio": run_frames_async,
               "sequences": run_sequences}[wl]
         for n in [int(c) for c in args.clients.split(",")]:
+            acc = {m: dict(n=0, wall=0.0, lat=[], served=0, calls=0) for m in MODES}
+            for rnd in range(args.rounds):   # interleaved, order alternating: drift hits both
+                for mode in (MODES if rnd % 2 == 0 else MODES[::-1]):
+                    args.seconds_now = args.seconds / args.rounds
+                    r = fn(model, n, args, mode, np.random.default_rng(n))
+                    a = acc[mode]
+                    a["n"] += len(r[1])
+                    a["wall"] += len(r[1]) / r[0]
+                    a["lat"] += r[1]
+                    if len(r) > 2:
+                        fr = wl.startswith("frames")
+                        a["calls"] += r[2]["frame_calls"] if fr else r[2]["sequence_calls"]
+                        a["served"] += r[2]["frames"] if fr else r[2]["sequences"]
             res = {}
-            for mode in ("direct", "batcher"):
-                r = fn(model, n, args, mode, np.random.default_rng(n))
-                rate, lat = r[0], r[1]
-                st = r[2] if len(r) > 2 else None
-                fr = wl.startswith("frames")
-                calls = (st["frame_calls"] if fr else st["sequence_calls"]) if st else None
-                served = (st["frames"] if fr else st["sequences"]) if st else None
-                res[mode] = dict(rate=rate, p50=quantile(lat, 0.5) * 1e3,
-                                 p99=quantile(lat, 0.99) * 1e3,
-                                 mean_batch=(served / calls) if calls else 1.0)
+            for mode in MODES:
+                a = acc[mode]
+                res[mode] = dict(rate=a["n"] / a["wall"], p50=quantile(a["lat"], 0.5) * 1e3,
+                                 p99=quantile(a["lat"], 0.99) * 1e3,
+                                 mean_batch=(a["served"] / a["calls"]) if a["calls"] else 1.0)
                 print("%-9s clients=%-3d %-7s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  "
-                      "mean batch %.1f" % (wl, n, mode, rate, res[mode]["p50"],
+                      "mean batch %.1f" % (wl, n, mode, res[mode]["rate"], res[mode]["p50"],
                                            res[mode]["p99"], res[mode]["mean_batch"]),
                       flush=True)
             rows.append((wl, n, res))
@@ -241,9 +260,10 @@ def main():
         "shared Streams table (frames) or session (sequences), serialized by its lock; "
         "*batcher*: `stacklstm.batcher.Batcher(max_batch=%d, max_wait_us=%d)`. Frames: one "
         "[128] frame of the client's own stream; sequences: [T, 128], T uniform in [%d, %d]. "
-        "%.0f s per row; latency = submit to result."
+        "%.0f s per row, as %d interleaved rounds of direct and batcher (alternating which goes "
+        "first); latency = submit to result."
         % (args.threads, args.max_batch, args.max_wait_us, args.t_min, args.t_max,
-           args.seconds),
+           args.seconds, args.rounds),
         "",
         "- machine: %s" % machine(),
         "- commit: %s; library: %s %s" % (commit(), getattr(stacklstm._lib, "library_path", "?"),
@@ -264,7 +284,8 @@ def main():
         lines.append("| %s | %d | %.0f | %.0f | %.2fx | %.3f / %.3f | %.3f / %.3f | %.1f |"
                      % (wl, n, d["rate"], b["rate"], b["rate"] / d["rate"], d["p50"], d["p99"],
                         b["p50"], b["p99"], b["mean_batch"]))
-    lines += ["", "The library alone (Python call included), time per row, best of 15 calls:", "",
+    lines += ["", "The library alone (Python call included), time per row, best of 15 calls (the "
+              "two sizes alternating):", "",
               "| call | batch 1 | batch %d | per-row gain |" % args.max_batch,
               "|---|---:|---:|---:|"]
     for what, one, many in cost:
