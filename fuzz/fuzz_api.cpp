@@ -63,7 +63,7 @@ struct Reader {
 
 void check_status(slstm_status st) {
   const int v = static_cast<int>(st);
-  if (v < SLSTM_OK || v > SLSTM_ERR_BUSY) violated("status outside the enum");
+  if (v < SLSTM_OK || v > SLSTM_ERR_SLOTS_FULL) violated("status outside the enum");
   if (v == SLSTM_ERR_BUSY) violated("SLSTM_ERR_BUSY from a single-threaded caller");
   if (v == SLSTM_ERR_INTERNAL) violated("SLSTM_ERR_INTERNAL: a library bug");
   const char* msg = slstm_last_error();
@@ -445,6 +445,7 @@ void op_session_create(Reader& in, World& w) {
   const int tf32[] = {0, 1, 2, -1};
   o.allow_tf32 = tf32[in.u8() % 4];
   o.cuda_stream = in.u8() == 255 ? reinterpret_cast<void*>(0x1234) : nullptr;
+  if (in.u8() >= 128) o.max_slots = size(in, 4, 8);  // stream slots (sometimes absurd)
   const bool null_options = in.u8() == 255, null_out = in.u8() == 255;
   slstm_session* s = kSentinelSession;
   const slstm_status st = slstm_session_create(m, null_options ? nullptr : &o, null_out ? nullptr : &s);
@@ -551,6 +552,96 @@ void op_forward(Reader& in, World& w, bool step) {
   check_status(st);
   if (st != SLSTM_OK && std::memcmp(w.snapshot.data(), w.arena.data(), kArena * sizeof(float)) != 0) {
     violated("forward wrote output on failure");
+  }
+}
+
+// A stream slot id: mostly 0..8 (open, closed or past max_slots), sometimes absurd.
+std::int64_t stream_id(Reader& in) {
+  const std::uint8_t b = in.u8();
+  if (b < 240) return b % 9;
+  return kAbsurd[b % (sizeof kAbsurd / sizeof kAbsurd[0])] - (b % 2);
+}
+
+// The stream-slot calls: open/close/set/get/info and a batched slot_forward over ids that
+// may repeat, be closed or out of range.  A failure must write nothing.
+void op_streams(Reader& in, World& w) {
+  const std::uint8_t sb = in.u8();
+  const int slot = sb % kSlots;
+  slstm_session* s = sb == 255 ? nullptr : w.sessions[slot];
+  std::size_t n_in = 0, n_out = 0, n_state1 = 0;
+  sizes_for(w, slot, 1, 1, &n_in, &n_out, &n_state1);
+  const Buf st = buffer(in, w, 1);
+  const slstm_memory mem = static_cast<slstm_memory>(in.u8() < 245 ? 0 : enum_value(in, 2));
+  w.snapshot = w.arena;
+  slstm_status status = SLSTM_OK;
+  switch (in.u8() % 6) {
+    case 0: {
+      std::int64_t id = -7;
+      const bool null_out = in.u8() == 255;
+      status = slstm_session_slot_open(s, st.p, st.p ? count(in, n_state1, st.cap) : 0, mem,
+                                       null_out ? nullptr : &id);
+      if (status != SLSTM_OK && id != -7) violated("slot_open wrote out_slot on failure");
+      break;
+    }
+    case 1: status = slstm_session_slot_close(s, stream_id(in)); break;
+    case 2:
+      status = slstm_session_slot_set_state(s, stream_id(in), st.p,
+                                            st.p ? count(in, n_state1, st.cap) : 0, mem);
+      break;
+    case 3:
+      status = slstm_session_slot_get_state(s, stream_id(in), st.p,
+                                            st.p ? count(in, n_state1, st.cap) : 0, mem);
+      break;
+    case 4: {
+      std::int64_t max_slots = 0, open = 0;
+      status = slstm_session_slot_info(s, in.u8() == 255 ? nullptr : &max_slots,
+                                       in.u8() == 255 ? nullptr : &open);
+      break;
+    }
+    default: {
+      WithTail<slstm_slot_forward_args> at;
+      slstm_slot_forward_args& a = at.s;
+      slstm_slot_forward_args_init(&a);
+      a.struct_size = struct_size(in, sizeof a);
+      maybe_set_tail(in, at);
+      a.layout = static_cast<slstm_layout>(enum_value(in, 2));
+      a.memory = mem;
+      a.batch = size(in, 2, 8);
+      a.time = size(in, 1, 4);
+      std::int64_t ids[8];
+      const std::size_t n_ids =
+          a.batch >= 1 && a.batch <= 8 ? static_cast<std::size_t>(a.batch) : 8;
+      for (std::size_t k = 0; k < n_ids; ++k) ids[k] = stream_id(in);
+      if (in.u8() != 255) {
+        a.slot_ids = ids;
+        a.slot_ids_count = count(in, n_ids, n_ids);
+      }
+      std::size_t n_state = 0;
+      sizes_for(w, slot, a.batch, a.time, &n_in, &n_out, &n_state);
+      const Buf x = buffer(in, w, 0), out = buffer(in, w, 2);
+      a.input = x.p;
+      a.input_count = x.p ? count(in, n_in, x.cap) : 0;
+      if (in.u8() >= 128) {
+        for (std::size_t b = 0; b < n_ids; ++b) {
+          w.lens[b] = static_cast<std::int32_t>(in.u8() % 6) - 1;
+        }
+        a.sequence_lengths = w.lens.data();
+        a.sequence_lengths_count = count(in, n_ids, n_ids);
+      }
+      a.output = out.p;
+      a.output_count = out.p ? count(in, n_out, out.cap) : 0;
+      if (in.u8() == 251 && x.p) {  // output over the input (rejected)
+        a.output = const_cast<float*>(a.input);
+        a.output_count = count(in, n_out, x.cap);
+      }
+      status = slstm_session_slot_forward(s, in.u8() == 255 ? nullptr : &a);
+      break;
+    }
+  }
+  check_status(status);
+  if (status != SLSTM_OK &&
+      std::memcmp(w.snapshot.data(), w.arena.data(), kArena * sizeof(float)) != 0) {
+    violated("a stream-slot call wrote output on failure");
   }
 }
 
@@ -673,7 +764,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   World w;
   for (std::size_t k = 0; k < kArena; ++k) w.arena[k] = static_cast<float>(k % 17) * 0.125f - 1.0f;
   for (int op = 0; op < kMaxOps && !in.empty(); ++op) {
-    switch (in.u8() % 13) {
+    switch (in.u8() % 14) {
       case 0: op_model_create_random(in, w); break;
       case 1: op_model_create(in, w); break;
       case 2: op_model_destroy(in, w); break;
@@ -686,6 +777,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 9: op_onnx(in, w); break;
       case 10: op_model_file(in, w); break;
       case 11: op_misc(in); break;
+      case 12: op_streams(in, w); break;
       default: op_forward(in, w, false); break;
     }
   }
