@@ -10,7 +10,9 @@ source .ci/ensure-packages.sh
 # Debian packages the build and the tests need.
 packages=(cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev
           python3-numpy python3-pytest python3-pip python3-setuptools
-          python3-torch)  # torch: the PyTorch example and converter tests run, not skip
+          python3-torch   # torch: the PyTorch example and converter tests run, not skip
+          cargo golang-go  # the Rust and Go examples (examples/rust, examples/go) run, not skip
+          python3-venv git)  # tests/wheel.sh: a fresh venv, a clean copy of the tree
 ensure_packages "${packages[@]}"
 
 echo "== configure ($build)"
@@ -25,8 +27,8 @@ ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)"
 # numpy). pytest's exit status 5 means no test was collected: a failure here.
 echo "== python package tests"
 set +e
-SLSTM_LIBRARY="$PWD/$build/libstacklstm.so" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-  python/tests
+SLSTM_LIBRARY="$PWD/$build/libstacklstm.so" SLSTM_CLI="$PWD/$build/cli/stacklstm" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
 py_rc=$?
 set -e
 if [ "$py_rc" -eq 5 ]; then
@@ -34,3 +36,7 @@ if [ "$py_rc" -eq 5 ]; then
   exit 1
 fi
 [ "$py_rc" -eq 0 ] || exit "$py_rc"
+
+# The wheel as a user installs it: pip wheel ./python, auditwheel, a fresh venv, checks from /.
+echo "== wheel"
+bash tests/wheel.sh

@@ -19,12 +19,12 @@ from ._lib import LibraryNotFoundError, load as load_library, lib as _clib
 from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, OutOfRangeError,
                      SizeOverflowError, OutOfMemoryError, BackendUnavailableError,
                      UnsupportedError, BackendFailureError, AliasingError, InternalError,
-                     SessionBusyError, status_string)
+                     SessionBusyError, SlotsFullError, status_string)
 from .model import (Model, Session, LSTMStateTuple, FORMATS, TENSOR_NAMES, tensor_shapes,
                     tensors_per_layer)
 from .safetensors_header import read_header
 from .state import state_from_torch, state_to_torch, state_from_keras, state_to_keras
-
+from .streams import Streams
 
 
 def _package_version():
@@ -90,5 +90,5 @@ __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "ten
            "InvalidArgumentError", "ShapeMismatchError", "OutOfRangeError",
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
-           "SessionBusyError", "status_string", "state_from_torch", "state_to_torch", "state_from_keras",
-           "state_to_keras"]
+           "SessionBusyError", "SlotsFullError", "Streams", "status_string",
+           "state_from_torch", "state_to_torch", "state_from_keras", "state_to_keras"]

@@ -90,7 +90,9 @@ def test_unknown_format_and_backend_names_are_value_errors():
 def test_a_missing_library_names_the_paths_tried():
     env = dict(os.environ, SLSTM_LIBRARY="/nonexistent/libstacklstm.so")
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", "import stacklstm"], env=env, cwd=pkg,
+    # Loading is lazy (import works without the library): the first real use fails.
+    r = subprocess.run([sys.executable, "-c", "import stacklstm; stacklstm.version()"], env=env,
+                       cwd=pkg,
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "LibraryNotFoundError" in r.stderr

@@ -106,26 +106,6 @@ with g.as_default():
     assert m.input_size == 3 and m.hidden_sizes == (2, 2) and m.forget_bias == 0.5
 
 
-def test_pip_installs_the_package(tmp_path):
-    """`pip install ./python` needs no build step of its own (pure Python)."""
-    if importlib.util.find_spec("pip") is None or importlib.util.find_spec("setuptools") is None:
-        pytest.skip("pip/setuptools not available to %s" % sys.executable)
-    import shutil
-    src = str(tmp_path / "src")   # a copy: the in-tree build leaves build/ and egg-info
-    shutil.copytree(PKG, src, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", ".pytest_cache", "tests"))
-    target = str(tmp_path / "site")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps",
-                        "--no-build-isolation", "--no-index", "--target", target, src],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    env = dict(os.environ, PYTHONPATH=target, SLSTM_LIBRARY=stacklstm.library_path)
-    r = subprocess.run([sys.executable, "-c", "import stacklstm; print(stacklstm.version())"],
-                       env=env, capture_output=True, text=True, cwd=str(tmp_path))
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == stacklstm.version()
-
-
 def test_converter_from_a_keras_model_matches_keras(tmp_path):
     if importlib.util.find_spec("tf_keras") is None:
         pytest.skip("tf_keras not installed")
