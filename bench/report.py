@@ -334,7 +334,7 @@ def main():
                         "rows (a shared machine?); do not trust those floors." % (
                             "\n\n" if summary else "", len(below), ", ".join(below[:6]) +
                             (" ..." if len(below) > 6 else "")))
-        tables.append((title, head, body, summary))
+        tables.append((title, head, body, summary.lstrip("\n")))
 
     with open(md_path, "w") as f:
         f.write("# %s\n\n" % (a.title or "Benchmark: libstacklstm vs its anchors (%s)"

@@ -181,8 +181,8 @@ def find_ort_python(a):
             kv = probe(venv_py)
             if kv:
                 return venv_py, kv, None
-    return None, None, ("onnxruntime and onnx not importable (%s); bench/cpu/run.sh "
-                        "--install-ort or pip install onnxruntime onnx" % "; ".join(tried))
+    return None, None, ("onnxruntime and onnx not importable (%s); pip install onnxruntime "
+                        "onnx, or --install-ort" % "; ".join(tried))
 
 
 def check_slice(s):
@@ -571,19 +571,32 @@ def main():
                          seconds, ort)
 
     rows = []
+    load_before = "%.2f %.2f %.2f" % os.getloadavg()
     for s in shapes():
         f = flops(s)
-        # Rounds alternate ours and PyTorch so that both see the same machine; each side's
-        # time is its best round median (the machine may be shared: see the load average).
-        fast_ms = fast_min = t_ms = t_min = float("inf")
+        side = OrtSide(a, ort[0], s, a.ort_tol) if ort[0] else None
+        # Rounds alternate ours, PyTorch and ONNX Runtime so that all see the same machine;
+        # each side's time is its best round median (the machine may be shared: see the load
+        # average).
+        fast_ms = fast_min = t_ms = t_min = o_ms = o_min = float("inf")
         for _ in range(a.rounds):
             m, mn = ours(a.bin, s, "fast", a.threads, seconds / a.rounds)
             fast_ms, fast_min = min(fast_ms, m), min(fast_min, mn)
             if torch is not None:
                 m, mn = torch_time(torch, s, a.threads, seconds / a.rounds)
                 t_ms, t_min = min(t_ms, m), min(t_min, mn)
+            if side is not None:
+                st = side.time(seconds / a.rounds)
+                if st is not None:
+                    o_ms, o_min = min(o_ms, st["median"]), min(o_min, st["min"])
         if torch is None:
             t_ms = t_min = float("nan")
+        if side is None or side.error or o_ms == float("inf"):
+            o_ms = o_min = float("nan")
+        ort_check = ("-" if side is None else "not run: " + side.error if side.error else
+                     "%s %s" % (side.check.get("check", "?"), side.check.get("max_rel_err", "?")))
+        if side is not None:
+            side.close()
         ref_ms = ""
         if f <= 0.5e9 and not (a.quick and f > 1e8):
             ref_ms = "%.3f" % ours(a.bin, s, "reference", a.threads, seconds / 4)[0]
@@ -595,6 +608,8 @@ def main():
                    fast_ms="%.3f" % fast_ms, fast_min_ms="%.3f" % fast_min, reference_ms=ref_ms,
                    torch_ms="%.3f" % t_ms, torch_min_ms="%.3f" % t_min,
                    torch_over_fast="%.2f" % (t_ms / fast_ms),
+                   ort_ms="%.3f" % o_ms, ort_min_ms="%.3f" % o_min,
+                   ort_over_fast="%.2f" % (o_ms / fast_ms), ort_check=ort_check,
                    fast_gflops="%.1f" % (f / fast_ms * 1e-6),
                    floor_ms="%.3f" % floor_ms, fast_over_floor="%.2f" % (fast_ms / floor_ms),
                    fma_floor_ms="%.3f" % fma_floor_ms,
@@ -614,35 +629,52 @@ def main():
     with open(os.path.join(a.out_dir, "cpu.md"), "w") as fh:
         fh.write("# CPU benchmark: libstacklstm fast path vs PyTorch nn.LSTM\n\n")
         fh.write(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
-                 f"{' (quick mode)' if a.quick else ''}\n")
-        fh.write(f"- machine: {lscpu_model()}, {os.cpu_count()} logical CPUs; load average "
-                 f"at the end {load}\n")
+                 f"{' (quick mode)' if a.quick else ''}; commit {commit_info()}\n")
+        fh.write(f"- machine: {lscpu_model()}, {os.cpu_count()} logical CPUs; ISA "
+                 f"{ort_anchor.isa_summary(ort_anchor.cpu_flags())}; load average "
+                 f"before {load_before}, at the end {load}\n")
         fh.write(f"- threads: {a.threads} (our session num_threads, torch.set_num_threads, "
                  f"OPENBLAS_NUM_THREADS for the peak)\n")
-        fh.write(f"- PyTorch {torch_version}, CPU, eval + inference_mode, time-major input\n")
+        fh.write(f"- PyTorch {torch_version}, CPU, eval + inference_mode, time-major input; "
+                 f"{torch_backend(torch)}\n")
+        if ort[0]:
+            fh.write(f"- ONNX Runtime {ort[1]['ort']} ({ort[1].get('providers', '?')}; MLAS "
+                     f"{ort_anchor.mlas_isa(ort_anchor.cpu_flags())} by MLAS's dispatch rule "
+                     f"for these CPU flags): our weights and inputs as one ONNX LSTM node per "
+                     f"layer, intra_op_num_threads {a.threads}, inter_op 1, sequential, "
+                     f"ORT_ENABLE_ALL, IOBinding; output checked against our reference "
+                     f"(ORT check: max relative error, tolerance {a.ort_tol:g})\n")
+        else:
+            fh.write(f"- ONNX Runtime: not run ({ort[2]})\n")
         for p in peaks:
             fh.write(f"- SGEMM peak ({p['size']}^3 cblas_sgemm): {float(p['gflops']):.1f} "
                      f"GFLOP/s with OpenBLAS kernel `{p['corename']}` ({p['config']})"
                      f"{' [kernel forced by OPENBLAS_CORETYPE for this line only]' if p is not peak_auto else ' [as selected at run time]'}\n")
         fh.write(f"- floor = FLOPs / {peak_gflops:.1f} GFLOP/s (the best SGEMM peak above); "
-                 f"FMA floor = FLOPs / {fma_gflops:.1f} GFLOP/s (register-only AVX-512 FMAs: the "
+                 f"FMA floor = FLOPs / {fma_gflops:.1f} GFLOP/s (register-only "
+                 f"{peaks[0].get('fma_isa', '?')} FMAs: the "
                  f"larger of {a.threads} threads measured together and {a.threads} x one "
                  f"thread; the arithmetic ceiling, which no GEMM reaches)\n")
         fh.write("- OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the run (bench/cpu/run.sh).\n"
                  "  On AVX-512 CPUs the fast path runs its own packed AVX-512 kernels for both\n"
                  "  GEMMs, so its time does not depend on the OpenBLAS kernel selected.\n\n")
         fh.write("| shape | GFLOP | ours fast ms | ours ref ms | PyTorch ms | PyTorch/ours | "
+                 "ORT ms | ORT/ours | ORT check | "
                  "ours GFLOP/s | SGEMM floor ms | ours/floor | FMA floor ms | ours/FMA floor |\n")
-        fh.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+        fh.write("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
         for r in rows:
+            nan = ("nan", "-")
             fh.write(f"| {r['shape']} | {r['gflop']} | {r['fast_ms']} | {r['reference_ms'] or '-'}"
-                     f" | {r['torch_ms']} | {r['torch_over_fast']} | {r['fast_gflops']} | "
+                     f" | {r['torch_ms']} | {r['torch_over_fast']} | "
+                     f"{'-' if r['ort_ms'] in nan else r['ort_ms']} | "
+                     f"{'-' if r['ort_over_fast'] in nan else r['ort_over_fast']} | "
+                     f"{r['ort_check']} | {r['fast_gflops']} | "
                      f"{r['floor_ms']} | {r['fast_over_floor']} | {r['fma_floor_ms']} | "
                      f"{r['fast_over_fma_floor']} |\n")
-        fh.write(f"\nTimes: per shape, {a.rounds} round(s) alternating ours and PyTorch; in each "
-                 "round the median of repeated calls after one warm-up call; the table shows "
-                 "each side's best round (cpu.csv also has the fastest single calls). "
-                 "PyTorch/ours > 1 means libstacklstm is faster.\n")
+        fh.write(f"\nTimes: per shape, {a.rounds} round(s) alternating ours, PyTorch and ONNX "
+                 "Runtime; in each round the median of repeated calls after one warm-up call; "
+                 "the table shows each side's best round (cpu.csv also has the fastest single "
+                 "calls). PyTorch/ours > 1 and ORT/ours > 1 mean libstacklstm is faster.\n")
         fh.write("\nCaveat: this is a 2-CPU VM shared with other jobs (load average above). PyTorch's "
                  "times swing widely between runs here when the machine is loaded (seed_T100 "
                  "from ~12 ms on a quiet machine to seconds on a loaded one): its "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CPU benchmark in one command: builds the driver, then times libstacklstm's CPU paths
-# beside PyTorch nn.LSTM and writes bench/results/cpu.csv and bench/results/cpu.md.
-#   Usage: bash bench/cpu/run.sh [--quick] [--threads N]      (env BUILD_DIR, PYTHON)
+# beside PyTorch nn.LSTM and ONNX Runtime and writes bench/results/cpu.csv and cpu.md.
+#   Usage: bash bench/cpu/run.sh [--quick] [--threads N] [--no-ort] [bench_cpu.py options]
+#          (env BUILD_DIR, PYTHON; SLSTM_ORT_PYTHON: a python3 with onnxruntime and onnx)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build-bench-cpu}
@@ -26,6 +27,12 @@ if [ -z "$py" ]; then
     python3 -m pip install --quiet --break-system-packages torch || true
   py=python3
 fi
+# ONNX Runtime (the second anchor) runs in a worker process of the first Python that imports
+# onnxruntime and onnx; when none does, bench_cpu.py pip-installs both into $build/ort-venv
+# (--install-ort), as torch is installed above.  --no-ort leaves ORT out.
+ort=(--install-ort)
+for arg in "$@"; do [ "$arg" = --no-ort ] && ort=(); done
 # This machine sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for tests and CI; the benchmark runs
 # without them and reports which OpenBLAS kernel was selected.
-exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" bench/cpu/bench_cpu.py --bin "$bin" "$@"
+exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" bench/cpu/bench_cpu.py --bin "$bin" \
+  ${ort[@]+"${ort[@]}"} "$@"
