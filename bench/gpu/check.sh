@@ -3,10 +3,13 @@
 # GPU the build has kernels for (sm_90 by default). It needs no compiler there: it runs
 # binaries built on a CPU machine (a build folder, or the lean folder pack_carry.sh makes).
 #
-#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid]
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms]
 #
 # 1. prints the device and driver (nvidia-smi);
 # 2. finds cuBLAS / cuDNN / the CUDA runtime and puts their folders on LD_LIBRARY_PATH;
+# 2b. with --mechanisms: first the device check of the persistent kernel's mechanisms
+#    (bench/gpu/mechanisms.sh, issue 19 item 4; ~1-2 min); its table is appended to
+#    table.txt, its log and table go into logs.tgz; a failure there makes the exit status 1;
 # 3. runs the GPU test suite (tests/gpu, every case tagged [gpu]);
 # 4. runs compute-sanitizer memcheck (graphs on and the fused step; graphs off and the cuBLAS
 #    step), racecheck and initcheck on a small case with sequence lengths, host and device
@@ -22,13 +25,13 @@
 # five files $OUT holds at most eight, what a device session brings back). Exit status 0 only
 # when the tests passed and the sanitizers found nothing (and the grid, if asked for, ran).
 #
-#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid]
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms]
 # Environment for --grid: BENCH_OURS_GPU_BUDGET_S (50), ANCHORS_CUDNN_BUDGET_S (80),
 #   ANCHORS_TORCH_BUDGET_S (50), ANCHORS_TARGET_MS (40); the grid is cut at 300 s.
 set -u
-grid=0 build_arg=build-gpu
+grid=0 mech=0 build_arg=build-gpu
 for a in "$@"; do
-  case "$a" in --grid) grid=1 ;; -*) echo "check.sh: unknown option $a"; exit 2 ;; *) build_arg=$a ;; esac
+  case "$a" in --grid) grid=1 ;; --mechanisms) mech=1 ;; -*) echo "check.sh: unknown option $a"; exit 2 ;; *) build_arg=$a ;; esac
 done
 BUILD=$(cd "$build_arg" && pwd) || { echo "check.sh: no build folder $build_arg"; exit 2; }
 OUT=${OUT:-./out}
@@ -47,40 +50,22 @@ timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm
 DEVICE=$(timeout 30 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
 
 say "libraries"
-libdirs=""
-add_dir() { case ":$libdirs:" in *":$1:"*) ;; *) libdirs="${libdirs:+$libdirs:}$1" ;; esac; }
-add_dir "$BUILD"
-[ -d "$BUILD/carry-libs" ] && add_dir "$BUILD/carry-libs"
-# ONE bounded pass over the file system for everything looked for below (each full `find /`
-# over an image with PyTorch, JAX and the toolkit can take tens of seconds).
-FOUND=$(mktemp)
-timeout 120 find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o \
-    \( -name 'libcublas.so.13*' -o -name 'libcublasLt.so.13*' -o -name 'libcudart.so.13*' \
-       -o -name 'libcudnn.so.9*' -o \( -name compute-sanitizer \( -type f -o -type l \) \) \) \
-    -print 2>/dev/null > "$FOUND"
-for want in libcublas.so.13 libcublasLt.so.13 libcudart.so.13; do
-  if ! ldconfig -p 2>/dev/null | grep -q "$want"; then
-    hit=$(grep -m1 "/$want" "$FOUND")
-    [ -n "$hit" ] && add_dir "$(dirname "$hit")"
-    echo "$want: ${hit:-not found}"
-  else
-    echo "$want: in the loader cache"
-  fi
-done
-grep -E '/lib(cudnn\.so\.9|cublas\.so\.13)' "$FOUND" | head -8
-export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+. "$(dirname "$0")/find_libs.sh"   # LD_LIBRARY_PATH, FOUND, SAN, SLSTM_FIND_CACHE
+slstm_find_libs "$BUILD"
 TESTS="$BUILD/tests/gpu/slstm_gpu_tests"
 BENCH="$BUILD/bench/gpu/slstm_gpu_bench"
 ldd "$BUILD/libstacklstm_cuda.so" | grep -E "not found|cublas" || true
 ldd "$TESTS" | grep -E "not found|stacklstm|cudart" || true
-# (`ls ... | head -1` succeeds even when ls finds nothing, so each fallback is its own test.)
-SAN=$(command -v compute-sanitizer || true)
-[ -n "$SAN" ] || SAN=$(ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-[ -n "$SAN" ] || SAN=$(grep -m1 '/compute-sanitizer$' "$FOUND")
-# Kept for the grid's scripts (bench/run.sh, bench/anchors/run.sh), which would each search again.
-export SLSTM_FIND_CACHE="$FOUND"
 echo "compute-sanitizer: ${SAN:-not found}"
+
+MECH_RESULT="not run (no --mechanisms)"
+if [ "$mech" = 1 ]; then
+  say "mechanisms (bench/gpu/mechanisms.sh)"
+  OUT="$OUT" bash "$(dirname "$0")/mechanisms.sh" "$BUILD"
+  mech_rc=$?
+  MECH_RESULT="exit $mech_rc (table below; 0 = all measured and right, 77 = no GPU)"
+  [ "$mech_rc" = 0 ] || status=1
+fi
 
 say "GPU tests"
 timeout 240 "$TESTS" -r compact -d yes > "$OUT/gpu_tests.log" 2>&1
@@ -176,13 +161,16 @@ say "summary"
   echo "GPU tests: $TEST_RESULT"
   echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
   echo "demo: $DEMO_RESULT"
+  echo "mechanisms: $MECH_RESULT"
   printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
   grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
     awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
   echo "total check time: $(( $(date +%s) - start )) s"
 } | tee "$OUT/table.txt"
-(cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log $(ls demo.log 2>/dev/null) &&
-  rm -f gpu_tests.log sanitizer.log bench.log demo.log)
+[ -f "$OUT/mechanisms.md" ] && { echo; cat "$OUT/mechanisms.md"; } >> "$OUT/table.txt"
+(cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log \
+    $(ls demo.log mechanisms.log mechanisms.md 2>/dev/null) &&
+  rm -f gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log mechanisms.md)
 
 if [ "$grid" = 1 ]; then
   if [ "$status" = 0 ]; then
@@ -199,6 +187,6 @@ if [ "$grid" = 1 ]; then
   fi
   cat "$OUT/table.txt"
 fi
-rm -f "$FOUND"
+[ "$FOUND_OWNED" = 1 ] && rm -f "$FOUND"
 echo "check.sh: exit $status after $(( $(date +%s) - start )) s"
 exit $status
