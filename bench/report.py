@@ -260,6 +260,7 @@ def main():
         body, ratios = [], {label: [] for label, _ in anchors}
         per_shape = {label: [] for label, _ in anchors}  # (shape, ratio) for the win/lose line
         mismatched = {label: [] for label, _ in anchors}
+        anchor_below = {label: [] for label, _ in anchors}  # anchor faster than the floor
         for shape in order:
             any_row = next(r for r in rows if r["shape"] == shape)
             s = shape_of(any_row)
@@ -296,6 +297,11 @@ def main():
             cells += [fmt_t(fu, unit), bound or "-",
                       "%.2f" % (om / fu) if om and fu else "-"]
             body.append(cells)
+            for label, tool in anchors:
+                ar = best_row(rows, tool, shape, prec)
+                am = fnum(ar["median_us"]) if ar else None
+                if am and fu and am < fu:
+                    anchor_below[label].append("%s %.2f" % (shape, am / fu))
         below = [c[0] for c in body if c[-1] not in ("-", "") and float(c[-1]) < 1.0]
         summary = "; ".join(
             "%s/ours: geometric mean %.2f over %d shapes (min %.2f, max %.2f)" % (
@@ -309,10 +315,19 @@ def main():
             lose = [(sh, r) for sh, r in v if r <= 1.0]
             summary += "\n\nAgainst %s: we win %d of %d shapes%s; we lose %d%s." % (
                 label, len(win), len(v),
-                " (%s)" % ", ".join("%s %.2f" % x for x in win) if win else "",
+                " (%s)" % ", ".join("%s %.3f" % x for x in win) if win else "",
                 len(lose),
                 " (%s: %s/ours, below 1 = %s is faster)" % (
-                    ", ".join("%s %.2f" % x for x in lose), label, label) if lose else "")
+                    ", ".join("%s %.3f" % x for x in lose), label, label) if lose else "")
+        for label, v in anchor_below.items():
+            if v:
+                summary += ("\n\n%s ran below the floor on %d shape(s) (%s; time/floor): the "
+                            "floor's GEMM peak is the peak measured with %s, which %s's own "
+                            "kernels beat here (or the ceilings were measured at a slow "
+                            "moment), so there the floor is not this machine's limit." % (
+                                label, len(v), ", ".join(v[:6]) + (" ..." if len(v) > 6 else ""),
+                                "OpenBLAS's selected kernel" if a.platform == "cpu" else
+                                "cuBLAS", label))
         for label, v in mismatched.items():
             if v:
                 summary += ("\n\n%s's output did not match our reference on %d shape(s) (%s): "

@@ -4,20 +4,50 @@ LSTM, and the check catches a graph that computes something else.
 
   SLSTM_BENCH_CPU_BIN=BUILD/bench/cpu/slstm_bench_cpu PYTHON_WITH_ORT -m pytest -q \\
       bench/cpu/test_ort_anchor.py
+  SLSTM_BENCH_CPU_BIN=... python3 bench/cpu/test_ort_anchor.py     (for CTest)
 
-Skipped (with the reason) without the driver or without onnxruntime and onnx.
+Skipped (with the reason) without the driver or without onnxruntime and onnx.  Run as a
+script, it runs pytest on itself in the first Python that imports onnxruntime, onnx and
+pytest (this one, $SLSTM_ORT_PYTHON, or BUILD/ort-venv/bin/python beside the driver, as
+bench_cpu.py looks), and exits 77 (CTest's skip code) when there is none.
 """
 
 import os
 import subprocess
 import sys
 
-import pytest
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import ort_anchor  # noqa: E402
+
+
+def _main():
+    binary = os.environ.get("SLSTM_BENCH_CPU_BIN", "")
+    if not (binary and os.access(binary, os.X_OK)):
+        print("skipped: SLSTM_BENCH_CPU_BIN does not name the built slstm_bench_cpu")
+        return 77
+    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(binary))))
+    tried = []
+    for py in dict.fromkeys(c for c in (sys.executable, os.environ.get("SLSTM_ORT_PYTHON"),
+                                        os.path.join(build, "ort-venv", "bin", "python")) if c):
+        if not os.path.exists(py):
+            continue
+        r = subprocess.run([py, "-c", "import onnxruntime, onnx, pytest, numpy"],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                   os.path.abspath(__file__)]).returncode
+        tried.append("%s: %s" % (py, (r.stderr.strip().splitlines() or ["?"])[-1]))
+    print("skipped: no python here imports onnxruntime, onnx, pytest and numpy (%s)"
+          % "; ".join(tried))
+    return 77
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
+
+import pytest  # noqa: E402
 
 BIN = os.environ.get("SLSTM_BENCH_CPU_BIN", "")
 np = pytest.importorskip("numpy")
