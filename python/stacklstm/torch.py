@@ -235,12 +235,12 @@ class LSTM(nn.Module):
         self._replace_model(model)
 
     def _replace_model(self, model: Model) -> None:
+        # The old sessions are dropped, not closed: a call running in another thread keeps
+        # its session (and that session its model) until it returns; the garbage collector
+        # frees them after.
         with self._sessions_lock:
-            old = list(self._sessions.values())
             self._sessions = {}
             self.model = model
-        for s in old:
-            s.close()
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
@@ -257,7 +257,8 @@ class LSTM(nn.Module):
     def _session(self, device: torch.device, B: int, T: int) -> Session:
         """A session for `device` (on the current CUDA stream for a CUDA device) with room for
         B x T, made on first need with maxima rounded up to powers of two; a larger one
-        replaces the smaller ones of its device and stream."""
+        replaces the smaller ones of its device and stream (they are dropped, not closed, so
+        that a call still running on one in another thread finishes)."""
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()
             stream = torch.cuda.current_stream(index).cuda_stream
@@ -281,10 +282,9 @@ class LSTM(nn.Module):
             stale = [k for k in self._sessions if k[:-2] == where]
             if len(self._sessions) - len(stale) >= _MAX_SESSIONS:
                 stale = list(self._sessions)
-            old = [self._sessions.pop(k) for k in stale]
+            for k in stale:
+                del self._sessions[k]
             self._sessions[where + (mb, mt)] = s
-        for o in old:
-            o.close()
         return s
 
     # ---- forward --------------------------------------------------------------------------

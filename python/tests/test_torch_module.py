@@ -355,3 +355,28 @@ def test_cuda_packed_sequence_gives_nn_lstms_numbers():
         want, (wh, _) = ref(p)
         got, (gh, _) = ours(p)
     assert close(got.data.cpu(), want.data.cpu()) and close(gh.cpu(), wh.cpu())
+
+
+def test_threads_of_different_sizes_share_one_module():
+    import threading
+    _, ours = make(2)
+    xs = [torch.randn(t, b, 5) for t, b in ((3, 1), (9, 4), (17, 2), (5, 7))]
+    with torch.no_grad():
+        want = [ours(x)[0] for x in xs]
+    ours._sessions.clear()
+    errors = []
+
+    def run(k):
+        try:
+            with torch.no_grad():
+                for _ in range(20):
+                    assert torch.equal(ours(xs[k])[0], want[k])
+        except Exception as e:   # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
