@@ -394,8 +394,9 @@ def main():
         bad = [r for r in rows if r["status"] not in ("ok", "unsupported")]
         if bad:
             f.write("\n%d rows did not run: %s\n" % (len(bad), "; ".join(
-                "%s %s %s %s (%s)" % (r["tool"], r["shape"], r["precision"], r["algo"],
-                                      r["status"]) for r in bad[:10])))
+                "%s %s %s %s (%s%s)" % (r["tool"], r["shape"], r["precision"], r["algo"],
+                                        r["status"], ": " + r["note"][:200] if r.get("note")
+                                        else "") for r in bad[:10])))
 
     # ---- the chart --------------------------------------------------------------------------
     png_msg = ""

@@ -203,6 +203,8 @@ class OrtSide:
     def __init__(self, a, py, s, tol):
         self.proc, self.error, self.check = None, None, {}
         self.dir = tempfile.mkdtemp(prefix="slstm-ort-")
+        # The worker's stderr goes to a file, not a pipe nobody drains while it times.
+        self.err = tempfile.TemporaryFile(mode="w+")
         hidden = ",".join(map(str, s["hidden"]))
         cb, ct = check_slice(s)
         try:
@@ -215,11 +217,10 @@ class OrtSide:
                  "--input", str(s["input"]), "--hidden", hidden, "--batch", str(s["batch"]),
                  "--time", str(s["time"]), "--check-batch", self.dump["check_batch"],
                  "--check-time", self.dump["check_time"], "--tol", str(tol)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True)
             line = self.proc.stdout.readline().strip()
             if not line.startswith("ready "):
-                self.error = "worker: " + (line or self.proc.stderr.read().strip()[-300:] or
+                self.error = "worker: " + (line or self.stderr_tail() or
                                            "exit %s" % self.proc.wait())
                 self.close()
             else:
@@ -235,13 +236,21 @@ class OrtSide:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline().strip()
         if not line.startswith("result "):
-            self.error = "worker: " + (line or self.proc.stderr.read().strip()[-300:] or
-                                       "stopped")
+            self.error = "worker: " + (line or self.stderr_tail() or "stopped")
             self.close()
             return None
         kv = parse_kv(line[len("result "):])
         return dict(median=float(kv["ms"]), min=float(kv["ms_min"]), p10=float(kv["ms_p10"]),
                     p90=float(kv["ms_p90"]), reps=int(kv["iters"]))
+
+    def stderr_tail(self):
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        self.err.seek(0)
+        return self.err.read().strip()[-300:]
 
     def note(self):
         c = self.check
@@ -254,7 +263,7 @@ class OrtSide:
             try:
                 self.proc.stdin.write("quit\n")
                 self.proc.stdin.flush()
-            except OSError:
+            except (OSError, ValueError):
                 pass
             try:
                 self.proc.wait(timeout=30)
@@ -267,6 +276,9 @@ class OrtSide:
                 os.unlink(os.path.join(self.dir, f))
             os.rmdir(self.dir)
             self.dir = None
+        if self.err is not None:
+            self.err.close()
+            self.err = None
 
 
 def torch_backend(torch):
@@ -357,7 +369,7 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
         pre = [tool, s["name"], len(s["hidden"]), ":".join(map(str, s["hidden"])), s["input"],
                s["batch"], s["time"], "fp32", algo]
         if st is None:  # a side that could not run: the row says why
-            w.writerow(pre + ["error"] + [""] * 8 + [setup_ms, note, check, err])
+            w.writerow(pre + ["error"] + [""] * 7 + [setup_ms, note, check, err])
             fh.flush()
             print("%-12s %-22s %-9s %15s  %s" % (tool, s["name"], algo, "not run", note),
                   flush=True)
@@ -380,18 +392,23 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
         # Rounds alternate ours, PyTorch and ONNX Runtime so that all see the same machine;
         # each side keeps its round with the lowest median (the machine may be shared).
         best_ours = best_torch = best_ort = None
-        for _ in range(a.rounds):
-            st = ours_stats(a.bin, s, "fast", a.threads, seconds / a.rounds)
-            if best_ours is None or st["median"] < best_ours["median"]:
-                best_ours = st
-            if torch is not None:
-                st = torch_time(torch, s, a.threads, seconds / a.rounds, stats=True)
-                if best_torch is None or st["median"] < best_torch["median"]:
-                    best_torch = st
+        try:
+            for _ in range(a.rounds):
+                st = ours_stats(a.bin, s, "fast", a.threads, seconds / a.rounds)
+                if best_ours is None or st["median"] < best_ours["median"]:
+                    best_ours = st
+                if torch is not None:
+                    st = torch_time(torch, s, a.threads, seconds / a.rounds, stats=True)
+                    if best_torch is None or st["median"] < best_torch["median"]:
+                        best_torch = st
+                if side is not None:
+                    st = side.time(seconds / a.rounds)
+                    if st is not None and (best_ort is None or
+                                           st["median"] < best_ort["median"]):
+                        best_ort = st
+        finally:  # the worker and its files go whatever happens (the check stays)
             if side is not None:
-                st = side.time(seconds / a.rounds)
-                if st is not None and (best_ort is None or st["median"] < best_ort["median"]):
-                    best_ort = st
+                side.close()
         note = "threads=%d; best of %d round(s); inputs rotate among 4" % (a.threads, a.rounds)
         emit("ours_cpu", s, "fast", best_ours, note)
         if best_torch is not None:
@@ -406,7 +423,6 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                     ort_info["ort"], "IOBinding, intra_op %d, inter_op 1, sequential, "
                     "ORT_ENABLE_ALL" % a.threads, side.note()), c.get("check", ""),
                     c.get("max_rel_err", ""), c.get("setup_ms", ""))
-            side.close()
         # The reference path (naive loops) where it is cheap: up to 0.5 GFLOP per call.
         if not a.no_reference and f <= 0.5e9 and not (a.quick and f > 1e8):
             st = ours_stats(a.bin, s, "reference", a.threads, seconds / 4, min_iters=1)
@@ -579,24 +595,26 @@ def main():
         # each side's time is its best round median (the machine may be shared: see the load
         # average).
         fast_ms = fast_min = t_ms = t_min = o_ms = o_min = float("inf")
-        for _ in range(a.rounds):
-            m, mn = ours(a.bin, s, "fast", a.threads, seconds / a.rounds)
-            fast_ms, fast_min = min(fast_ms, m), min(fast_min, mn)
-            if torch is not None:
-                m, mn = torch_time(torch, s, a.threads, seconds / a.rounds)
-                t_ms, t_min = min(t_ms, m), min(t_min, mn)
+        try:
+            for _ in range(a.rounds):
+                m, mn = ours(a.bin, s, "fast", a.threads, seconds / a.rounds)
+                fast_ms, fast_min = min(fast_ms, m), min(fast_min, mn)
+                if torch is not None:
+                    m, mn = torch_time(torch, s, a.threads, seconds / a.rounds)
+                    t_ms, t_min = min(t_ms, m), min(t_min, mn)
+                if side is not None:
+                    st = side.time(seconds / a.rounds)
+                    if st is not None:
+                        o_ms, o_min = min(o_ms, st["median"]), min(o_min, st["min"])
+        finally:
             if side is not None:
-                st = side.time(seconds / a.rounds)
-                if st is not None:
-                    o_ms, o_min = min(o_ms, st["median"]), min(o_min, st["min"])
+                side.close()
         if torch is None:
             t_ms = t_min = float("nan")
         if side is None or side.error or o_ms == float("inf"):
             o_ms = o_min = float("nan")
         ort_check = ("-" if side is None else "not run: " + side.error if side.error else
                      "%s %s" % (side.check.get("check", "?"), side.check.get("max_rel_err", "?")))
-        if side is not None:
-            side.close()
         ref_ms = ""
         if f <= 0.5e9 and not (a.quick and f > 1e8):
             ref_ms = "%.3f" % ours(a.bin, s, "reference", a.threads, seconds / 4)[0]
