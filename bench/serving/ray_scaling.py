@@ -84,6 +84,14 @@ def measure(client, args, rng):
                                  lambda c, i: client.aframes(ids[c], frames[c, (i * k) % 32:
                                                                             (i * k) % 32 + k]))
 
+    async def gateways():   # each gateway sends one frame of each of its streams per request
+        g = args.gateways
+        mine = [[(ids[j], j) for j in range(k, args.streams, g)] for k in range(g)]
+
+        async def one(k, i):
+            await client.astep_streams([(sid, frames[j, i % 32]) for sid, j in mine[k]])
+        return await closed_loop(g, args.seconds, one)
+
     async def pings():
         handles = [client._handles[s] for s in client.shards]
         return await closed_loop(args.streams, args.seconds,
@@ -93,6 +101,7 @@ def measure(client, args, rng):
     seq_rate, seq_lat = asyncio.run(seqs())
     frame_rate, frame_lat = asyncio.run(frms())
     chunk_rate, chunk_lat = asyncio.run(chunks())
+    gate_rate, gate_lat = asyncio.run(gateways())
     ping_rate, _ = asyncio.run(pings())
     stats = [client.replica_info(s)["stats"] for s in client.shards]
     for sid in ids:
@@ -106,7 +115,9 @@ def measure(client, args, rng):
                 frame_p50=quantile(frame_lat, .5) * 1e3, frame_p99=quantile(frame_lat, .99) * 1e3,
                 seq_batch=mean_seq_batch, frame_batch=mean_frame_batch,
                 chunk_frame_rate=chunk_rate * args.chunk,
-                chunk_p50=quantile(chunk_lat, .5) * 1e3, ping_rate=ping_rate)
+                chunk_p50=quantile(chunk_lat, .5) * 1e3, ping_rate=ping_rate,
+                gate_frame_rate=gate_rate * args.streams / args.gateways,
+                gate_p50=quantile(gate_lat, .5) * 1e3)
 
 
 def chart(rows, path, chunk):
@@ -118,6 +129,8 @@ def chart(rows, path, chunk):
     for key, label, style in (("seq_rate", "sequences/s", "o-"),
                               ("frame_rate", "frames/s, 1 per request", "s-"),
                               ("chunk_frame_rate", "frames/s, %d per request" % chunk, "^-"),
+                              ("gate_frame_rate", "frames/s, many streams per request "
+                               "(gateways)", "v-"),
                               ("ping_rate", "no-op requests/s (Ray Serve alone)", "x--")):
         ax[0].plot(reps, [r[key] for r in rows], style, label=label)
     ax[0].set_ylabel("per second")
@@ -151,6 +164,9 @@ def main():
     ap.add_argument("--max-wait-us", type=int, default=1000)
     ap.add_argument("--ray-cpus", type=int, default=4)
     ap.add_argument("--chunk", type=int, default=8, help="frames per request, chunked row")
+    ap.add_argument("--gateways", type=int, default=2,
+                    help="gateway row: clients each sending one frame of each of its "
+                         "streams per round (client.astep_streams)")
     ap.add_argument("--out")
     ap.add_argument("--chart")
     args = ap.parse_args()
@@ -178,9 +194,10 @@ def main():
                   % (n, r["seq_rate"], r["seq_p50"], r["seq_p99"], r["seq_batch"],
                      r["frame_rate"], r["frame_p50"], r["frame_p99"], r["frame_batch"]),
                   flush=True)
-            print("            %7.0f frames/s in %d-frame requests (p50 %.1f ms); no-op requests "
-                  "%7.0f/s" % (r["chunk_frame_rate"], args.chunk, r["chunk_p50"],
-                               r["ping_rate"]), flush=True)
+            print("            %7.0f frames/s in %d-frame requests (p50 %.1f ms); %7.0f frames/s "
+                  "via %d gateways (round p50 %.1f ms); no-op requests %7.0f/s"
+                  % (r["chunk_frame_rate"], args.chunk, r["chunk_p50"], r["gate_frame_rate"],
+                     args.gateways, r["gate_p50"], r["ping_rate"]), flush=True)
             ss.undeploy(client)
     finally:
         serve.shutdown()
@@ -198,10 +215,13 @@ def main():
         "replica. Clients: asyncio tasks in the driver using deployment handles (no HTTP), "
         "closed loop. Sequences: %d clients, [T, 128] with T uniform in [%d, %d], round robin "
         "over the shards. Frames: %d streams, one client each, one [128] frame per request, "
-        "each stream pinned to its shard. %.0f s per measurement; latency = request to result "
-        "as the client sees it (handle routing and Ray's object transfer included)."
+        "each stream pinned to its shard; also %d frames of a stream per request "
+        "(`client.aframes`), and %d gateways each sending one frame of each of its share of "
+        "the streams per round (`client.astep_streams`: one request per shard). %.0f s per "
+        "measurement; latency = request to result as the client sees it (handle routing and "
+        "Ray's object transfer included)."
         % (args.max_batch, args.max_wait_us, args.ray_cpus, args.seq_clients, args.t_min,
-           args.t_max, args.streams, args.seconds),
+           args.t_max, args.streams, args.chunk, args.gateways, args.seconds),
         "",
         "- machine: %s" % machine(),
         "- commit: %s; Ray %s; library %s" % (commit(), ray.__version__, stacklstm.version()),
@@ -212,15 +232,17 @@ def main():
         "- command: `%s`" % " ".join(["python3", "bench/serving/ray_scaling.py"] + sys.argv[1:]),
         "",
         "| replicas | sequences/s | seq p50 / p99 ms | mean seq batch | frames/s "
-        "| frame p50 / p99 ms | mean frame batch | frames/s, %d per request | no-op "
-        "requests/s |" % args.chunk,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| frame p50 / p99 ms | mean frame batch | frames/s, %d per request | frames/s, "
+        "%d gateways | no-op requests/s |" % (args.chunk, args.gateways),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append("| %d | %.1f | %.1f / %.1f | %.1f | %.0f | %.2f / %.2f | %.1f | %.0f | %.0f |"
+        lines.append("| %d | %.1f | %.1f / %.1f | %.1f | %.0f | %.2f / %.2f | %.1f | %.0f | %.0f "
+                     "| %.0f |"
                      % (r["replicas"], r["seq_rate"], r["seq_p50"], r["seq_p99"],
                         r["seq_batch"], r["frame_rate"], r["frame_p50"], r["frame_p99"],
-                        r["frame_batch"], r["chunk_frame_rate"], r["ping_rate"]))
+                        r["frame_batch"], r["chunk_frame_rate"], r["gate_frame_rate"],
+                        r["ping_rate"]))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -145,6 +145,28 @@ def test_serve_stream_frames_equal_the_plain_api_and_stay_on_their_shard(client,
         client.close_stream(k)
 
 
+def test_step_streams_sends_frames_of_many_streams_in_one_request_per_shard(client, model):
+    rng = np.random.default_rng(4)
+    ids = ["m%d" % k for k in range(6)]
+    xs = rng.standard_normal((len(ids), 3, D)).astype(np.float32)
+    for k in ids:
+        client.open_stream(k)
+    calls_before = sum(client.replica_info(s)["stats"]["frame_calls"] for s in client.shards)
+    rounds = []
+    for t in range(3):
+        rounds.append(client.step_streams([(k, xs[i, t]) for i, k in enumerate(ids)] +
+                                          [("not-open", xs[0, t])]))
+    calls = sum(client.replica_info(s)["stats"]["frame_calls"] for s in client.shards) \
+        - calls_before
+    assert calls < 3 * len(ids)                   # batched: fewer calls than frames
+    for t, res in enumerate(rounds):
+        assert isinstance(res[-1], ss.StreamStateLostError) and res[-1].stream_id == "not-open"
+        for i, k in enumerate(ids):
+            assert np.array_equal(res[i], reference_steps(model, xs[i, :t + 1])[0][t])
+    for k in ids:
+        client.close_stream(k)
+
+
 def test_a_frame_for_a_stream_that_is_not_open_is_stream_state_lost_error(client):
     with pytest.raises(ss.StreamStateLostError, match="never-opened"):
         client.frame("never-opened", np.zeros(D, np.float32))

@@ -113,11 +113,21 @@ class LSTMReplica:
                     backend = "cuda"
             except ImportError:
                 pass
+        from ..errors import UnsupportedError
         self.model = load_model(model)
-        self.batcher = Batcher(self.model, max_batch=max_batch, max_wait_us=max_wait_us,
-                               max_streams=max_streams, max_time=max_time, backend=backend,
-                               num_threads=num_threads if backend == "cpu" else 0,
-                               cpu_path=cpu_path)
+        try:
+            self.batcher = Batcher(self.model, max_batch=max_batch, max_wait_us=max_wait_us,
+                                   max_streams=max_streams, max_time=max_time,
+                                   backend=backend,
+                                   num_threads=num_threads if backend == "cpu" else 0,
+                                   cpu_path=cpu_path)
+        except UnsupportedError as e:
+            if backend != "cuda" or not max_streams:
+                raise
+            raise UnsupportedError(e.status, "%s -- stream slots on this backend are not "
+                                   "supported by the loaded library: deploy GPU shards for "
+                                   "whole sequences with max_streams=0, and CPU shards for "
+                                   "streams" % e.message, "LSTMReplica") from e
         self.incarnation = uuid.uuid4().hex   # a new replica of the same shard: a new value
 
     async def sequence(self, x, initial_state=None):
@@ -135,6 +145,21 @@ class LSTMReplica:
         """Several frames of one stream, applied in order ([n, D] -> [n, H_last])."""
         futs = [self.batcher.submit_frame(stream_id, x) for x in xs]
         return np.stack([await asyncio.wrap_future(f) for f in futs])
+
+    async def step_streams(self, stream_ids, xs):
+        """One frame for each of several streams of this shard (xs [k, D]; a stream named
+        twice gets its frames in the given order), batched together. Returns (out [k, H_last],
+        errors): errors maps a row to (exception class name, message) for rows that failed
+        (their out rows are NaN); the other rows are applied."""
+        futs = [self.batcher.submit_frame(sid, x) for sid, x in zip(stream_ids, xs)]
+        out = np.full((len(futs), self.batcher.output_size), np.nan, np.float32)
+        errors = {}
+        for i, f in enumerate(futs):
+            try:
+                out[i] = await asyncio.wrap_future(f)
+            except Exception as e:
+                errors[i] = (type(e).__name__, str(e))
+        return out, errors
 
     async def close_stream(self, stream_id):
         await self.batcher.aclose_stream(stream_id)
@@ -270,6 +295,45 @@ class StreamsClient:
     async def aclose_stream(self, stream_id):
         return await self._astream_call(stream_id, "close_stream")
 
+    # frames of many streams per request (a gateway's fan-in)
+    async def astep_streams(self, items):
+        """One frame for each (stream_id, x) in `items`, in one request per shard (sent
+        concurrently), batched on each replica. Returns a list in the order of `items`: the
+        row's h [H_last], or the StreamStateLostError of a row whose stream is lost or not
+        open (as asyncio.gather(..., return_exceptions=True)); the other rows are applied.
+        Frames of one stream in `items` are applied in their order."""
+        by_shard = {}
+        for i, (sid, x) in enumerate(items):
+            by_shard.setdefault(self.shard_of(sid), []).append(i)
+        results = [None] * len(items)
+
+        async def one(shard, rows):
+            ids = [items[i][0] for i in rows]
+            xs = np.stack([np.asarray(items[i][1], np.float32) for i in rows])
+            try:
+                out, errors = await self._handles[shard].step_streams.remote(ids, xs)
+            except Exception as e:
+                if not _is_replica_loss(e):
+                    raise
+                for i in rows:
+                    results[i] = StreamStateLostError(items[i][0], shard, e)
+                return
+            for j, i in enumerate(rows):
+                if j in errors:
+                    name, msg = errors[j]
+                    cause = RuntimeError("%s: %s" % (name, msg))
+                    results[i] = StreamStateLostError(items[i][0], shard, cause) \
+                        if name == "UnknownStreamError" else cause
+                else:
+                    results[i] = out[j]
+
+        await asyncio.gather(*[one(s, rows) for s, rows in by_shard.items()])
+        return results
+
+    def step_streams(self, items):
+        """astep_streams, blocking (not from inside a running event loop)."""
+        return asyncio.run(self.astep_streams(items))
+
     # whole sequences
     def sequence(self, x, initial_state=None):
         """One whole sequence [T, D] -> (outputs [T, H_last], final state: one (c, h) per
@@ -331,6 +395,7 @@ def deploy(model: Any, shards: int = 1, name: str = "stacklstm", max_batch: int 
         app = dep.options(name="LSTMReplica", num_replicas=1,
                           max_ongoing_requests=max_ongoing_requests,
                           health_check_period_s=health_check_period_s,
+                          max_constructor_retry_count=3,   # a bad model/option fails fast
                           ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus}).bind(
             model, max_batch=max_batch, max_wait_us=max_wait_us, max_streams=max_streams,
             max_time=max_time, num_threads=num_threads, cpu_path=cpu_path)
