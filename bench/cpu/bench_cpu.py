@@ -493,9 +493,10 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
         if ort_py:
             w.writerow(["info", "ort", "onnxruntime %s (onnx %s)" % (ort_info["ort"],
                                                                    ort_info.get("onnx", "?")),
-                        "", "providers %s; build %s; python %s" % (
+                        "", "providers %s; build %s; python %s; a call that computes "
+                        "nothing costs %s us through this binding (in every ORT time)" % (
                             ort_info.get("providers", "?"), ort_info.get("build", "?"),
-                            ort_py)])
+                            ort_py, ort_info.get("call_us", "?"))])
         else:
             w.writerow(["info", "ort", "not run", "", ort_reason])
         w.writerow(["info", "ort_kernel", "MLAS %s" % ort_anchor.mlas_isa(flags), "",

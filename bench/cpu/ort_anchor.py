@@ -3,9 +3,10 @@
 ONNX graph of LSTM nodes, timed by ONNX Runtime's CPU execution provider.
 
   python3 bench/cpu/ort_anchor.py info
-      one line of key=value pairs: ORT's version, providers, build info, and the CPU flags
-      MLAS (ORT's kernel library) dispatches on; exit 3 when onnxruntime or onnx is missing
-      (the line then says why)
+      one line of key=value pairs: ORT's version, providers, build info, the CPU flags MLAS
+      (ORT's kernel library) dispatches on, and call_us (what a timed call that computes
+      nothing costs through IOBinding: part of every ORT time); exit 3 when onnxruntime or
+      onnx is missing (the line then says why)
   python3 bench/cpu/ort_anchor.py serve --dir DIR --threads N --input D --hidden H1,H2,..
           --batch B --time T [--tol X]
       a worker for bench_cpu.py: builds the graph from DIR (written by `slstm_bench_cpu dump`:
@@ -104,8 +105,35 @@ def info():
     d["device"] = ort.get_device()
     build = getattr(ort, "get_build_info", None)
     d["build"] = build() if build else "?"
+    d["call_us"] = "%.1f" % call_overhead_us(ort)
     print(kv_line(d))
     return 0
+
+
+def call_overhead_us(ort, calls=2000):
+    """The cost of one timed call that computes nothing: run_with_iobinding on a one-float
+    Identity graph, median microseconds.  Part of every ORT time in the table (ours are timed
+    inside the C++ driver, with no binding layer in between)."""
+    import numpy as np
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "call",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    sess = ort.InferenceSession(m.SerializeToString(), session_options(ort, 1),
+                                providers=["CPUExecutionProvider"])
+    x, y = np.ones(1, np.float32), np.empty(1, np.float32)
+    b = sess.io_binding()
+    b.bind_cpu_input("x", x)
+    b.bind_output("y", "cpu", 0, np.float32, [1], y.ctypes.data)
+    ts = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        sess.run_with_iobinding(b)
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return ts[len(ts) // 2] * 1e6
 
 
 def read_f32(path, shape):
