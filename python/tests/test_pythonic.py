@@ -113,3 +113,52 @@ def test_importing_stacklstm_does_not_import_torch():
                        env=dict(os.environ, PYTHONPATH=os.path.dirname(PKG)))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+# ---- the per-call fast path: cached argument structs (bench/python/overhead.py) ----------
+
+def fresh(m, x, **kw):
+    B, T = (x.shape[1], x.shape[0]) if kw.get("time_major") else x.shape[:2]
+    with m.session(B, T) as s:
+        return s.forward(x, packed_state=True, **kw)
+
+
+def test_more_call_shapes_than_the_cache_holds_give_fresh_session_numbers(model):
+    x = np.random.default_rng(5).standard_normal((2, 70, 3)).astype(np.float32)
+    with model.session(2, 70) as s:
+        for T in list(range(1, 71)) + [1, 2, 3]:   # past the 64-shape cache and back
+            got = s.forward(x[:, :T], packed_state=True)
+            want = fresh(model, np.ascontiguousarray(x[:, :T]))
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), T
+
+
+def test_time_major_and_batch_major_calls_of_one_size_do_not_share_a_struct(model):
+    x = np.random.default_rng(6).standard_normal((3, 3, 3)).astype(np.float32)
+    with model.session(3, 3) as s:
+        for tm in (False, True, False, True):
+            got = s.forward(x, time_major=tm, packed_state=True)
+            want = fresh(model, x, time_major=tm)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_optional_arguments_of_one_call_do_not_leak_into_the_next(model):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    init = rng.standard_normal(model.state_count(2)).astype(np.float32)
+    with model.session(2, 4) as s:
+        s.forward(x, initial_state=init, sequence_lengths=[2, 3])
+        got = s.forward(x, packed_state=True)   # zeros, full lengths
+        want = fresh(model, x)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        s.step(x[:, 0], state=init)
+        h, st = s.step(x[:, 0], packed_state=True)
+        with model.session(2, 1) as s2:
+            h2, st2 = s2.step(x[:, 0], packed_state=True)
+        assert np.array_equal(h, h2) and np.array_equal(st, st2)
+
+
+def test_the_array_address_reader_agrees_with_numpy():
+    from stacklstm import model as M
+    base = np.arange(40, dtype=np.float32)
+    for a in (base, base[3:], base.reshape(5, 8)[2], np.empty((0, 4), np.float32)):
+        assert M._addr(a) == a.ctypes.data
