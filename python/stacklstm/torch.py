@@ -15,7 +15,10 @@ output and each sequence's state at its own last step, as nn.LSTM does.
 CPU tensors are read and written in place (float32 and contiguous: no copy; a strided input
 is made contiguous first). CUDA tensors run on a CUDA session of the tensor's device created
 on ``torch.cuda.current_stream()`` (device pointers, no host round trip; one session is kept
-per device, stream and maximum shape). The numbers are nn.LSTM's within the library's
+per device, stream and maximum shape). On torch's default stream (handle 0, the legacy
+default stream) the session uses a stream of its own, which CUDA orders after the default
+stream's work, and the call returns when the results are ready; on any other stream the
+call is queued on it like a torch kernel. The numbers are nn.LSTM's within the library's
 accuracy rule (README, "Accuracy"): the same cell in float32, summed in another order.
 
 What nn.LSTM does and this module does not is refused, never approximated: bidirectional,
