@@ -9,7 +9,9 @@
 It takes and returns torch tensors with nn.LSTM's conventions: ``input`` [T, B, D]
 ([B, T, D] with batch_first; [T, D] unbatched), ``hx = (h_0, c_0)`` each [layers, B, H] (the
 *(h, c)* order; the package's numpy API uses TF's (c, h)), ``output`` [T, B, H] / [B, T, H]
-and ``(h_n, c_n)`` each [layers, B, H]; a ``PackedSequence`` input gives a PackedSequence
+and ``(h_n, c_n)`` each [layers, B, H]; the input may also be a DLPack capsule or
+``__dlpack__`` object, or a ``__cuda_array_interface__`` array (CuPy), taken by torch without
+a copy (the results are torch tensors); a ``PackedSequence`` input gives a PackedSequence
 output and each sequence's state at its own last step, as nn.LSTM does.
 
 CPU tensors are read and written in place (float32 and contiguous: no copy; a strided input
@@ -304,10 +306,7 @@ class LSTM(nn.Module):
             x, lens = nn.utils.rnn.pad_packed_sequence(input, batch_first=self.batch_first)
             lengths = lens.to(torch.int64).numpy()
         else:
-            x = input
-        if not isinstance(x, torch.Tensor):
-            raise TypeError("input must be a torch.Tensor or a PackedSequence, got %s (NumPy "
-                            "arrays: stacklstm.Session.forward)" % type(x).__name__)
+            x = _as_tensor(input)
         grad = torch.is_grad_enabled() and (x.requires_grad or any(
             t.requires_grad for t in _state_tensors(hx)))
         if grad:
@@ -446,6 +445,24 @@ class LSTM(nn.Module):
         pieces = [(final[B * h_row:B * h_row + B * Hl].view(B, Hl),
                    final[B * c_row:B * c_row + B * Hl].view(B, Hl)) for c_row, h_row, Hl in rows]
         return out, self._state_out(pieces)
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    """A torch tensor over the same memory as `x`: a tensor itself, a DLPack capsule or
+    __dlpack__ object (torch.from_dlpack, which asks the producer for torch's current
+    stream), or a __cuda_array_interface__ object such as a CuPy array (torch.as_tensor)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        raise TypeError("input must be a torch.Tensor, a PackedSequence or a DLPack / CUDA "
+                        "array, got a NumPy array (NumPy: stacklstm.Session.forward, or "
+                        "torch.from_numpy)")
+    if hasattr(x, "__cuda_array_interface__"):
+        return torch.as_tensor(x, device="cuda")
+    if hasattr(x, "__dlpack__") or type(x).__name__ == "PyCapsule":
+        return torch.utils.dlpack.from_dlpack(x)
+    raise TypeError("input must be a torch.Tensor, a PackedSequence or a DLPack / CUDA array, "
+                    "got %s" % type(x).__name__)
 
 
 def _state_tensors(hx: Any) -> List[torch.Tensor]:

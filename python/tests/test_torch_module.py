@@ -139,6 +139,23 @@ def test_unbatched_input_and_state_as_nn_lstm():
     assert close(got, want) and close(gh, wh) and close(gc, wc)
 
 
+def test_a_dlpack_capsule_or_producer_is_taken_as_the_tensor():
+    _, ours = make(1)
+    x = torch.randn(3, 2, 5)
+
+    class Producer:
+        def __dlpack__(self, stream=None):
+            return torch.utils.dlpack.to_dlpack(x)
+
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    with torch.no_grad():
+        want = ours(x)[0]
+        assert torch.equal(ours(torch.utils.dlpack.to_dlpack(x))[0], want)
+        assert torch.equal(ours(Producer())[0], want)
+
+
 def test_a_strided_input_gives_the_numbers_of_its_contiguous_copy():
     _, ours = make(1)
     x = torch.randn(3, 6, 5).transpose(0, 1)   # [6, 3, 5], not contiguous
