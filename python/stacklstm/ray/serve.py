@@ -6,6 +6,7 @@
     client.open_stream("call-17")                          # pinned to one shard
     h = client.frame("call-17", frame)                     # frame [D] -> h [H_last]
     checkpoint = client.stream_state("call-17")            # keep it to recover from a loss
+    hs = client.step_streams([(sid, f) for sid, f in frames])   # many streams, 1 request/shard
 
 Layout. `deploy` runs `shards` Serve applications named "<name>-0", "<name>-1", ..., each
 with one deployment of exactly one replica (num_replicas=1) of LSTMReplica: one model, one
@@ -34,7 +35,7 @@ applied to a state other than the one the client expects. To recover, the client
 stream from its last checkpoint (client.open_stream(stream_id, state=checkpoint), where
 checkpoint = client.stream_state(stream_id) taken earlier, or zeros) and resends the frames
 it sent since that checkpoint, in order: the results are then those of the uninterrupted
-stream, bitwise (the library is deterministic; tests/test_ray.py checks it). Streams of the
+stream, bitwise (the library is deterministic; python/tests/test_ray.py checks it). Streams of the
 other shards are unaffected. Whole-sequence requests are stateless, so the client retries
 them on the next shard (up to `retries` times) when a replica dies under them.
 
@@ -42,7 +43,12 @@ Per-stream order: a client's calls on one stream, made one after the other (each
 its result, or in order from one thread/task), are applied in that order (the replica's
 batcher applies a stream's operations in arrival order and one frame per batch). Requests of
 one stream sent concurrently without waiting have no defined order between them (the
-network does not order them), so send a stream's frames from one caller, in sequence.
+network does not order them), so send a stream's frames from one caller, in sequence
+(client.frames(stream_id, xs) sends several in order in one request).
+
+Cost. A Ray Serve request costs far more than one frame's compute (docs/scaling.md): send
+many frames per request where latency allows -- several of a stream (frames) or one of each
+of many streams (step_streams: one request per shard, batched on the replica).
 """
 
 import asyncio
