@@ -4,7 +4,11 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -262,7 +266,34 @@ TEST_CASE("npy: a shape whose byte count overflows is refused", "[npy]") {
 // ---- conversions through files -------------------------------------------------------------
 
 namespace {
-std::string scratch(const std::string& name) { return "cli_unit_" + name; }
+// A private temporary directory for the files these tests write, removed at exit.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
+                          "/slstm_cli_unit_XXXXXX";
+    if (mkdtemp(&pattern[0]) != nullptr) path_ = pattern;
+  }
+  ~ScratchDir() {
+    for (const std::string& f : files_) std::remove(f.c_str());
+    if (!path_.empty()) rmdir(path_.c_str());
+  }
+  std::string file(const std::string& name) {
+    REQUIRE(!path_.empty());
+    files_.push_back(path_ + "/" + name);
+    return files_.back();
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::string> files_;
+};
+
+std::string scratch(const std::string& name) {
+  static ScratchDir dir;
+  return dir.file(name);
+}
 void put(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   write_file_atomically(path, bytes);
 }
