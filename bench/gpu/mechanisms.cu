@@ -224,16 +224,17 @@ __global__ void __launch_bounds__(kClusterThreads) dsmem_exchange(int nfloats, i
   const unsigned n = cl.num_blocks();
   const unsigned rank = cl.block_rank();
   for (int i = threadIdx.x; i < 2 * nfloats; i += blockDim.x) buf[i] = 0.0f;
-  const unsigned bytes = static_cast<unsigned>(nfloats) * 4u;  // per round, from all CTAs
+  const int slice = nfloats / static_cast<int>(n);
+  // Bytes per round from the peers (my own slice I store locally, with plain stores).
+  const unsigned bytes = static_cast<unsigned>(nfloats - slice) * 4u;
   if (mode == 2 && threadIdx.x == 0) {
     mbar_init(smem_u32(&mbar[0]), 1);
     mbar_init(smem_u32(&mbar[1]), 1);
     mbar_init_fence();
-    mbar_arrive_expect(smem_u32(&mbar[0]), bytes);  // rounds 0, 2, 4, ...
+    mbar_arrive_expect(smem_u32(&mbar[0]), bytes);  // rounds 2, 4, 6, ...
     mbar_arrive_expect(smem_u32(&mbar[1]), bytes);  // rounds 1, 3, 5, ...
   }
   cl.sync();
-  const int slice = nfloats / static_cast<int>(n);
   const int base = static_cast<int>(rank) * slice;
   const bool timer = blockIdx.x == 0 && threadIdx.x == 0;
   long long t0 = 0, c0 = 0;
@@ -246,8 +247,11 @@ __global__ void __launch_bounds__(kClusterThreads) dsmem_exchange(int nfloats, i
     const int cur = r & 1, prev = cur ^ 1;
     for (int i = threadIdx.x; i < slice; i += blockDim.x) {
       const float v = buf[prev * nfloats + base + i] + 1.0f;
+      buf[cur * nfloats + base + i] = v;
       const unsigned la = smem_u32(&buf[cur * nfloats + base + i]), lm = smem_u32(&mbar[cur]);
-      for (unsigned p = 0; p < n; ++p) st_async_f32(map_rank(la, p), v, map_rank(lm, p));
+      for (unsigned p = 0; p < n; ++p) {
+        if (p != rank) st_async_f32(map_rank(la, p), v, map_rank(lm, p));
+      }
     }
     // Phase k of mbar[cur] is round 2k + cur (rounds counted from 1: k = (r - 1) / 2).
     const unsigned parity = static_cast<unsigned>((r - 1) >> 1) & 1u;
@@ -711,16 +715,24 @@ __device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + expf(-x))
 // W_h[q*H + u][l + 32 j] (gate q, unit u, j < H/32) in registers for the whole sequence.
 // Per step: every lane multiplies its weights with h_{t-1} (all B rows, from shared memory),
 // a warp all-reduce gives the 4 gate sums of each unit and row, lane b adds z_x[t] and runs
-// the cell (c in a register), writes y[t] and sends h to every CTA: CLUSTER = DSMEM stores +
-// cluster.sync(); else global memory + a step flag per CTA (release/acquire, bounded spins).
+// the cell (c in a register), writes y[t] and sends h to every CTA:
+//   kExSync:  DSMEM stores into every CTA of the cluster + cluster.sync();
+//   kExAsync: st.async into the peers' shared memory completing bytes on their mbarrier (one
+//             per parity), a plain local store + __syncthreads(), a bounded wait on my own
+//             mbarrier (one-way, no cluster barrier per step);
+//   kExFlags: a co-resident grid: global memory + a step flag per CTA (release/acquire,
+//             bounded spins), then every CTA copies h into its shared memory.
 // z_x holds the input projection with the bias: [T][kProtoBRef][4H], canonical gate order.
-template <int H, int UPW, int WARPS, int B, bool CLUSTER>
+constexpr int kExSync = 0, kExAsync = 1, kExFlags = 2;
+template <int H, int UPW, int WARPS, int B, int EX>
 __global__ void __launch_bounds__(WARPS * 32, 1)
     proto_lstm(const float* __restrict__ W, const float* __restrict__ zx, int T, float* y,
                float* hglob, unsigned* flags, DevStatus* st, long long budget) {
   constexpr int KJ = H / 32;
   constexpr int UPC = UPW * WARPS;
+  constexpr bool CLUSTER = EX != kExFlags;
   __shared__ float hs[2][B][H];
+  __shared__ alignas(8) unsigned long long mbar[2];
   __shared__ int abort_cta;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   int rank = static_cast<int>(blockIdx.x), nctas = static_cast<int>(gridDim.x);
@@ -743,6 +755,17 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
   for (int uu = 0; uu < UPW; ++uu) c[uu] = 0.0f;
   for (int i = static_cast<int>(threadIdx.x); i < 2 * B * H; i += blockDim.x) (&hs[0][0][0])[i] = 0.0f;
   if (threadIdx.x == 0) abort_cta = 0;
+  // kExAsync: bytes per step from the peers (all rows of every unit but mine).
+  constexpr unsigned kAsyncBytes = static_cast<unsigned>(B * (H - UPC)) * 4u;
+  if constexpr (EX == kExAsync) {
+    if (threadIdx.x == 0) {
+      mbar_init(smem_u32(&mbar[0]), 1);
+      mbar_init(smem_u32(&mbar[1]), 1);
+      mbar_init_fence();
+      mbar_arrive_expect(smem_u32(&mbar[0]), kAsyncBytes);  // steps 0, 2, 4, ...
+      mbar_arrive_expect(smem_u32(&mbar[1]), kAsyncBytes);  // steps 1, 3, 5, ...
+    }
+  }
   if constexpr (CLUSTER) {
     cg::this_cluster().sync();
   } else {
@@ -754,6 +777,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
     t0 = globaltimer();
     c0 = clock64();
   }
+  bool timed_out = false;
   for (int t = 0; t < T; ++t) {
     const int cur = t & 1, prev = cur ^ 1;
     float acc[UPW][4][B];
@@ -795,10 +819,16 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
           c[uu] = cn;
           const float hn = tanhf(cn) * sigm(zo);
           y[(static_cast<size_t>(t) * B + b) * H + u] = hn;
-          if constexpr (CLUSTER) {
+          if constexpr (EX == kExSync) {
             for (int p = 0; p < nctas; ++p) {
               float* remote = cg::this_cluster().map_shared_rank(&hs[cur][b][u], static_cast<unsigned>(p));
               *remote = hn;
+            }
+          } else if constexpr (EX == kExAsync) {
+            hs[cur][b][u] = hn;
+            const unsigned la = smem_u32(&hs[cur][b][u]), lm = smem_u32(&mbar[cur]);
+            for (int p = 0; p < nctas; ++p) {
+              if (p != rank) st_async_f32(map_rank(la, static_cast<unsigned>(p)), hn, map_rank(lm, static_cast<unsigned>(p)));
             }
           } else {
             __stcg(&hglob[(static_cast<size_t>(cur) * B + b) * H + u], hn);
@@ -806,8 +836,21 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
         }
       }
     }
-    if constexpr (CLUSTER) {
+    if constexpr (EX == kExSync) {
       cg::this_cluster().sync();
+    } else if constexpr (EX == kExAsync) {
+      __syncthreads();  // my own units' h (plain local stores) for every warp
+      if (!timed_out) {
+        const long long start = clock64();
+        const unsigned parity = static_cast<unsigned>(t >> 1) & 1u;
+        for (unsigned spins = 0; !mbar_try_wait(smem_u32(&mbar[cur]), parity); ++spins) {
+          if ((spins & 255u) == 0 && spin_out(start, budget, st)) {
+            timed_out = true;  // go on without waiting: every CTA reaches the final sync
+            break;
+          }
+        }
+      }
+      if (threadIdx.x == 0 && t + 2 < T) mbar_arrive_expect(smem_u32(&mbar[cur]), kAsyncBytes);
     } else {
       __syncthreads();
       if (threadIdx.x == 0) {
@@ -838,6 +881,8 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
     st->t1 = globaltimer();
     st->c1 = clock64();
   }
+  // No CTA leaves while a peer may still write into its shared memory.
+  if constexpr (EX == kExAsync) cg::this_cluster().sync();
 }
 
 // float64 reference of the same layer (h0 = c0 = 0) for row b: y_ref[t][H].
@@ -917,15 +962,18 @@ void proto_free(ProtoData* d) {
   *d = ProtoData{};
 }
 
-template <int H, int UPW, int WARPS, int B, bool CLUSTER>
+template <int H, int UPW, int WARPS, int B, int EX>
 void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
   const char* P = "5";
   constexpr int nctas = H / (UPW * WARPS);
-  auto kern = proto_lstm<H, UPW, WARPS, B, CLUSTER>;
+  constexpr bool CLUSTER = EX != kExFlags;
+  auto kern = proto_lstm<H, UPW, WARPS, B, EX>;
   const std::string name = std::string("LSTM H=") + std::to_string(H) + " B=" + std::to_string(B) + " T=" +
                            std::to_string(kProtoT) + ", " + std::to_string(nctas) + " CTAs x " +
                            std::to_string(WARPS * 32) + " threads, " +
-                           (CLUSTER ? "one cluster, DSMEM + cluster.sync()" : "grid, step flags");
+                           (EX == kExSync    ? "one cluster, DSMEM stores + cluster.sync()"
+                            : EX == kExAsync ? "one cluster, st.async + mbarrier"
+                                             : "grid, step flags");
   cudaFuncAttributes fa{};
   if (cudaFuncGetAttributes(&fa, kern) != cudaSuccess) {
     cudaGetLastError();
@@ -1038,29 +1086,31 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
          " us/step (incl. weight load); SM clock " + fmt(ghz, 2) + " GHz; " + regs);
 }
 
-template <int H, int UPW, int WARPS, bool CLUSTER>
+template <int H, int UPW, int WARPS, int EX>
 void proto_all_b(cudaStream_t s, DevStatus* st, ProtoData& d) {
-  proto_run<H, UPW, WARPS, 1, CLUSTER>(s, st, d);
-  proto_run<H, UPW, WARPS, 2, CLUSTER>(s, st, d);
-  proto_run<H, UPW, WARPS, 3, CLUSTER>(s, st, d);
-  proto_run<H, UPW, WARPS, 4, CLUSTER>(s, st, d);
+  proto_run<H, UPW, WARPS, 1, EX>(s, st, d);
+  proto_run<H, UPW, WARPS, 2, EX>(s, st, d);
+  proto_run<H, UPW, WARPS, 3, EX>(s, st, d);
+  proto_run<H, UPW, WARPS, 4, EX>(s, st, d);
 }
 
 bool part5(cudaStream_t s, DevStatus* st, bool quick) {
   ProtoData d;
   if (proto_prepare(256, &d)) {
-    proto_all_b<256, 1, 16, true>(s, st, d);   // 16-CTA cluster (non-portable), 16 units per CTA
-    proto_all_b<256, 2, 16, true>(s, st, d);   // 8-CTA cluster, 32 units per CTA
-    proto_all_b<256, 1, 8, false>(s, st, d);   // 32-CTA grid
+    proto_all_b<256, 1, 16, kExSync>(s, st, d);   // 16-CTA cluster (non-portable), 16 units per CTA
+    proto_all_b<256, 1, 16, kExAsync>(s, st, d);
+    proto_all_b<256, 2, 16, kExSync>(s, st, d);   // 8-CTA cluster, 32 units per CTA
+    proto_all_b<256, 2, 16, kExAsync>(s, st, d);
+    proto_all_b<256, 1, 8, kExFlags>(s, st, d);   // 32-CTA grid
   }
   proto_free(&d);
   if (proto_prepare(512, &d)) {
-    proto_all_b<512, 1, 8, false>(s, st, d);   // 64-CTA grid
-    proto_all_b<512, 1, 4, false>(s, st, d);   // 128-CTA grid
+    proto_all_b<512, 1, 8, kExFlags>(s, st, d);   // 64-CTA grid
+    proto_all_b<512, 1, 4, kExFlags>(s, st, d);   // 128-CTA grid
   }
   proto_free(&d);
   if (!quick && proto_prepare(1024, &d)) {
-    proto_all_b<1024, 1, 8, false>(s, st, d);  // 128-CTA grid, 128 weights per lane
+    proto_all_b<1024, 1, 8, kExFlags>(s, st, d);  // 128-CTA grid, 128 weights per lane
   }
   proto_free(&d);
   return true;
