@@ -49,7 +49,7 @@ NAMES = {"ours_cpu": "ours", "ours_gpu": "ours", "pytorch_cpu": "PyTorch", "pyto
 # Info rows (tool "info" in the ceilings CSV) shown in the markdown's header under these names,
 # unless the meta file already has the key.
 INFO_LABELS = {"machine": "machine", "isa": "ISA", "threads": "threads",
-               "blas_kernel": "OpenBLAS kernel", "torch": "PyTorch",
+               "ours_kernel": "our kernel", "blas_kernel": "OpenBLAS kernel", "torch": "PyTorch",
                "torch_backend": "PyTorch CPU backend", "ort": "ONNX Runtime",
                "ort_kernel": "ONNX Runtime kernel", "load_bench": "load average (benchmark)",
                "commit_bench": "commit (benchmark)"}

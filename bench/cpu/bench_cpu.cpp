@@ -214,6 +214,50 @@ int peak(const Args& a) {
   return 0;
 }
 
+// The session's plan in three words for the result line (slstm_session_describe, JSON): the
+// CPU kernel chosen (params.kernel), the threads it uses (params.threads) and each layer's
+// path, comma-separated.  "?" where the plan does not say.
+std::string json_value(const std::string& json, const std::string& key, std::size_t* from) {
+  const std::string pat = "\"" + key + "\": \"";
+  const std::size_t p = json.find(pat, *from);
+  if (p == std::string::npos) return "";
+  const std::size_t b = p + pat.size(), e = json.find('"', b);
+  if (e == std::string::npos) return "";
+  *from = e;
+  return json.substr(b, e - b);
+}
+
+std::string plan_words(const slstm_session* session) {
+  std::size_t n = 0;
+  if (slstm_session_describe(session, SLSTM_DESCRIBE_JSON, nullptr, 0, &n) != SLSTM_OK) {
+    return "kernel=? threads_used=? layer_paths=?";
+  }
+  std::string json(n + 1, '\0');
+  check(slstm_session_describe(session, SLSTM_DESCRIBE_JSON, &json[0], json.size(), &n),
+        "describe");
+  json.resize(n);
+  std::size_t at = 0;
+  std::string kernel = json_value(json, "kernel", &at);
+  at = 0;
+  std::string threads = json_value(json, "threads", &at);
+  std::string paths;
+  at = json.find("\"layers\"");
+  while (at != std::string::npos) {
+    const std::string p = json_value(json, "path", &at);
+    if (p.empty()) break;
+    paths += (paths.empty() ? "" : ",") + p;
+  }
+  auto word = [](const std::string& v) {
+    std::string w = v.empty() ? "?" : v;
+    for (char& c : w) {
+      if (c == ' ' || c == '"') c = '_';
+    }
+    return w;
+  };
+  return "kernel=" + word(kernel) + " threads_used=" + word(threads) + " layer_paths=" +
+         word(paths);
+}
+
 // The model every mode times or dumps: seeded random weights (seed 42, PyTorch's default
 // scale), forget_bias as slstm_model_config_init sets it (1.0, TF's default).
 slstm_model* make_model(const Args& a) {
@@ -285,10 +329,11 @@ int lstm(const Args& a) {
     in = h;
   }
   std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f ms_p10=%.4f ms_p90=%.4f "
-              "iters=%d rotate=%d gflop=%.4f checksum=%.6g\n",
+              "iters=%d rotate=%d gflop=%.4f checksum=%.6g %s\n",
               a.path.c_str(), a.threads, tm.median * 1e3, tm.best * 1e3, tm.p10 * 1e3,
               tm.p90 * 1e3, tm.iters, a.rotate, flops * 1e-9,
-              static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]));
+              static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]),
+              plan_words(session).c_str());
   slstm_session_destroy(session);
   slstm_model_destroy(model);
   return 0;

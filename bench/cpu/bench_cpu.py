@@ -83,7 +83,10 @@ def ours_stats(binary, s, path, threads, seconds, min_iters=3):
                   "--batch", str(s["batch"]), "--time", str(s["time"]),
                   "--seconds", str(seconds), "--min-iters", str(min_iters)])
     return dict(median=float(kv["ms"]), min=float(kv["ms_min"]), p10=float(kv["ms_p10"]),
-                p90=float(kv["ms_p90"]), reps=int(kv["iters"]))
+                p90=float(kv["ms_p90"]), reps=int(kv["iters"]),
+                plan="kernel %s, %s threads used, layer paths %s" % (
+                    kv.get("kernel", "?"), kv.get("threads_used", "?"),
+                    kv.get("layer_paths", "?")))
 
 
 def ours(binary, s, path, threads, seconds):
@@ -349,6 +352,7 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
     grid = load_grid(a.grid, a.only)
     ort_py, ort_info, ort_reason = ort
     load_before = "%.2f %.2f %.2f" % os.getloadavg()
+    ours_plans = {}  # our session's plan (slstm_session_describe) -> shapes
     m = run_bin([a.bin, "machine", "--threads", str(a.threads), "--mib", str(a.copy_mib),
                  "--seconds", str(max(0.1, min(seconds, 1.0)))])
     # The per-step latency of the floor: one dependent step with (almost) nothing to compute,
@@ -410,7 +414,8 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
             if side is not None:
                 side.close()
         note = "threads=%d; best of %d round(s); inputs rotate among 4" % (a.threads, a.rounds)
-        emit("ours_cpu", s, "fast", best_ours, note)
+        emit("ours_cpu", s, "fast", best_ours, note + "; " + best_ours["plan"])
+        ours_plans.setdefault(best_ours["plan"], []).append(s["name"])
         if best_torch is not None:
             emit("pytorch_cpu", s, "nn.LSTM", best_torch, note + "; torch " + torch_version)
         if side is not None:
@@ -486,6 +491,10 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
         w.writerow(["info", "torch", torch_version, "", "PyTorch CPU, eval + inference_mode"])
         w.writerow(["info", "machine", lscpu_model(), "", "%d logical CPUs" % os.cpu_count()])
         flags = ort_anchor.cpu_flags()
+        w.writerow(["info", "ours_kernel", "; ".join(
+            "%s (%s)" % (p, ", ".join(v) if len(v) < len(grid) else "every shape")
+            for p, v in ours_plans.items()), "",
+            "our fast path's session plan (slstm_session_describe) per shape"])
         w.writerow(["info", "isa", ort_anchor.isa_summary(flags), "",
                     "vector extensions in /proc/cpuinfo flags"])
         w.writerow(["info", "torch_backend", torch_backend(torch), "",
