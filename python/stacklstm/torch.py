@@ -149,6 +149,12 @@ class LSTM(nn.Module):
         self.mode = "LSTM"
         self._sessions: Dict[Tuple[Any, ...], Session] = {}
         self._sessions_lock = threading.Lock()
+        # Whether the packed state is c_0, h_0, c_1, h_1, ... of one size back to back (the
+        # library's layout today; the offsets are asked, not assumed).
+        rows = model._state_layout.rows
+        self._interleaved = len(set(hs)) == 1 and all(
+            c == 2 * l * hs[0] and h == c + hs[0] for l, (c, h, _) in enumerate(rows)) and \
+            model._state_layout.row_floats == 2 * hs[0] * len(hs)
 
     @classmethod
     def _wrap(cls, model: Model, batch_first: bool, dropout: float, bias: bool) -> "LSTM":
@@ -245,7 +251,7 @@ class LSTM(nn.Module):
         # frees them after.
         with self._sessions_lock:
             self._sessions = {}
-            self.model = model
+            self.model = model   # same architecture (checked by the caller): same layout
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
@@ -411,13 +417,19 @@ class LSTM(nn.Module):
         xn = x.numpy()   # zero-copy: x is a contiguous float32 CPU tensor
         init = None
         if h0c0 is not None:
-            init = np.empty(self.model.state_count(B), _F32)
-            for (c_row, h_row, H), (h, c) in zip(self.model._state_layout.rows, h0c0):
+            layout = self.model._state_layout
+            init = np.empty(layout.count(B), _F32)
+            for (c_row, h_row, H), (h, c) in zip(layout.rows, h0c0):
                 init[B * c_row:B * c_row + B * H] = c.reshape(-1).numpy()
                 init[B * h_row:B * h_row + B * H] = h.reshape(-1).numpy()
         out, final = session.forward(xn, initial_state=init, sequence_lengths=lengths,
-                                     time_major=not self.batch_first)
-        pieces = [(torch.from_numpy(s.h), torch.from_numpy(s.c)) for s in final]
+                                     time_major=not self.batch_first, packed_state=True)
+        if self._interleaved:   # c_0, h_0, c_1, h_1, ... each [B, H]: one reshape
+            v = final.reshape(self.num_layers, 2, B, self.hidden_sizes[0])
+            return torch.from_numpy(out), (torch.from_numpy(np.ascontiguousarray(v[:, 1])),
+                                           torch.from_numpy(np.ascontiguousarray(v[:, 0])))
+        pieces = [(torch.from_numpy(s.h), torch.from_numpy(s.c))
+                  for s in self.model.unpack_state(final, B)]
         return torch.from_numpy(out), self._state_out(pieces)
 
     def _run_cuda(self, session: Session, x: torch.Tensor,

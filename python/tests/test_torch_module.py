@@ -97,6 +97,7 @@ def test_the_state_is_h_then_c_as_in_nn_lstm():
         out, (h_n, c_n) = ours(x)
     assert torch.equal(h_n[-1], out[-1])        # h_n is the last output of the top layer
     assert not torch.allclose(c_n[-1], out[-1])
+    assert h_n.is_contiguous() and c_n.is_contiguous()   # as nn.LSTM's
 
 
 def test_hx_is_read_in_nn_lstm_order_not_swapped():
