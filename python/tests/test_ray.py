@@ -51,7 +51,7 @@ def cluster():
 def client(cluster, model):
     from ray import serve
     serve.start(proxy_location="Disabled")
-    c = ss.deploy(model, shards=2, name="t", max_batch=16, max_wait_us=2000, max_streams=64,
+    c = ss.deploy(model, shards=2, name="t", max_batch=16, max_wait_us=20000, max_streams=64,
                   max_time=40, num_cpus=0.5, cpu_path=PATH, timeout_s=TIMEOUT)
     yield c
     ss.undeploy(c)
