@@ -270,7 +270,7 @@ def test_opening_more_streams_than_slots_fails_that_open_only(model):
     with make(model, max_streams=2) as b:
         b.open_stream(1)
         b.open_stream(2)
-        with pytest.raises(stacklstm.StackLSTMError):
+        with pytest.raises(stacklstm.SlotsFullError):
             b.open_stream(3)
         b.close_stream(1)
         b.open_stream(3)
