@@ -27,7 +27,7 @@ class Failure : public std::runtime_error {
 /// `text` on one line: newlines and tabs become spaces, other control bytes are dropped.
 std::string one_line(const std::string& text);
 
-/// "1,234,567"-free plain decimal of a size with a binary unit, e.g. "1.5 MiB (1572864 bytes)".
+/// A byte count for people: "512 bytes", or "1.5 MiB (1572864 bytes)" from 1 KiB on.
 std::string human_bytes(std::uint64_t bytes);
 
 /// Whether standard error is a terminal (the progress bar is drawn only then).
