@@ -331,6 +331,62 @@ def test_from_model_shares_a_stacklstm_model():
         assert torch.equal(again(x)[0], ours(x)[0])
 
 
+class HostStandIn:
+    """A stand-in for a CUDA session that runs the same call on the CPU over the torch
+    tensors' memory (CPU tensors share it with .numpy()): it lets the CUDA path's tensor
+    logic (packing hx on the device, cutting h_n / c_n from the packed final state) run
+    here, where no GPU is."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def forward(self, x, initial_state=None, sequence_lengths=None, time_major=False,
+                out=None, final_state_out=None):
+        assert out is not None and final_state_out is not None   # the device path's contract
+        self.session.forward(x.numpy(), None if initial_state is None else
+                             initial_state.numpy(), sequence_lengths, time_major,
+                             out=out.numpy(), final_state_out=final_state_out.numpy())
+        return out, final_state_out
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("hidden", [7, [6, 3, 8]])
+def test_the_cuda_paths_tensor_logic_gives_nn_lstms_numbers_with_a_host_stand_in(
+        batch_first, hidden):
+    torch.manual_seed(4)
+    if isinstance(hidden, list):
+        mods = torch.nn.ModuleList(torch.nn.LSTM(i, h, batch_first=batch_first) for i, h in
+                                   zip([5] + hidden, hidden)).eval()
+        ours = slt.LSTM.from_state_dict(mods.state_dict(), batch_first=batch_first)
+        L = len(hidden)
+    else:
+        ref = torch.nn.LSTM(5, hidden, num_layers=3, batch_first=batch_first).eval()
+        ours = slt.LSTM.from_torch(ref)
+        L = 3
+    B, T = 3, 4
+    x = torch.randn((B, T, 5) if batch_first else (T, B, 5))
+    sizes = hidden if isinstance(hidden, list) else [hidden] * L
+    pairs = [(torch.randn(B, H), torch.randn(B, H)) for H in sizes]
+    with torch.no_grad():
+        if isinstance(hidden, list):
+            y, want_state = x, []
+            for m, (h, c) in zip(mods, pairs):
+                y, st = m(y, (h[None], c[None]))
+                want_state.append(st)
+            want_out = y
+        else:
+            hx = (torch.stack([h for h, _ in pairs]), torch.stack([c for _, c in pairs]))
+            want_out, want_state = ref(x, hx)
+        with ours.model.session(B, T) as s:
+            out, (h_n, c_n) = ours._run_cuda(HostStandIn(s), x, pairs, B, T, None)
+    assert close(out, want_out)
+    if isinstance(hidden, list):
+        for l, (wh, wc) in enumerate(want_state):
+            assert close(h_n[l], wh) and close(c_n[l], wc)
+    else:
+        assert close(h_n, want_state[0]) and close(c_n, want_state[1])
+
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="no CUDA device here: the CUDA path of stacklstm.torch "
                                  "(device pointers on the current stream) has not run")
