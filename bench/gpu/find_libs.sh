@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # FOUND, FOUND_OWNED, SAN are for the caller
 # Sourced (not run) by check.sh and mechanisms.sh: finds the libraries a GPU run needs and
 # puts their folders on LD_LIBRARY_PATH.
 #
