@@ -540,7 +540,8 @@ def main():
     ap.add_argument("--no-reference", action="store_true", help="leave the reference path out")
     ap.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
     ap.add_argument("--ort-python", default="",
-                    help="a python3 that imports onnxruntime and onnx (default: see above)")
+                    help="a python3 that imports onnxruntime and onnx (default: $SLSTM_ORT_PYTHON, "
+                         "this python, BUILD/ort-venv/bin/python)")
     ap.add_argument("--install-ort", action="store_true",
                     help="pip-install onnxruntime and onnx into BUILD/ort-venv when no "
                          "python here imports them")
