@@ -92,6 +92,17 @@ def test_ray_data_scoring_carries_lengths_and_equals_session_forward(cluster, mo
                               o[0])
 
 
+def test_ray_data_scoring_takes_sequences_as_a_variable_shaped_tensor_column(cluster, model):
+    rng = np.random.default_rng(6)
+    rows = [{"id": i, "x": rng.standard_normal((int(T), D)).astype(np.float32)}
+            for i, T in enumerate((3, 9, 1, 6))]
+    out = sd.score(ray.data.from_items(rows), model, actors=1, batch_size=4, num_cpus=0.5,
+                   max_time=10, cpu_path=PATH).take_all()
+    got = {r["id"]: np.asarray(r["h_last"], np.float32) for r in out}
+    for r in rows:
+        assert np.array_equal(got[r["id"]], reference_sequence(model, r["x"])[1][-1].h[0])
+
+
 def test_scorer_refuses_a_row_whose_length_does_not_match_its_values(model):
     import pyarrow as pa
     sc = sd.SequenceScorer(model.to_bytes(), max_time=8, backend="cpu")
