@@ -207,6 +207,10 @@ def test_killed_replica_loses_its_streams_and_resending_from_a_checkpoint_recove
     assert lost.value.stream_id == victim and lost.value.shard == shard
     assert "resend the frames sent since that checkpoint" in str(lost.value)
 
+    seq = rng.standard_normal((7, D)).astype(np.float32)   # stateless: served meanwhile
+    for _ in range(2 * len(client.shards)):
+        assert np.array_equal(client.sequence(seq)[0], reference_sequence(model, seq)[0][0])
+
     deadline = time.monotonic() + TIMEOUT          # Serve replaces the replica
     while True:
         try:
