@@ -980,8 +980,8 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
     bad(P, name, "ERROR", "cudaFuncGetAttributes failed");
     return;
   }
-  const std::string regs = std::to_string(fa.numRegs) + " regs/thread, " +
-                           std::to_string(fa.localSizeBytes) + " B local";
+  std::string regs = std::to_string(fa.numRegs) + " regs/thread, " +
+                     std::to_string(fa.localSizeBytes) + " B local";
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(nctas);
   cfg.blockDim = dim3(WARPS * 32);
@@ -994,10 +994,12 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
       return;
     }
     std::string why;
-    if (max_active_clusters(reinterpret_cast<const void*>(kern), nctas, WARPS * 32, 0, &why) < 1) {
+    const int maxc = max_active_clusters(reinterpret_cast<const void*>(kern), nctas, WARPS * 32, 0, &why);
+    if (maxc < 1) {
       bad(P, name, "SKIP", "cluster of " + std::to_string(nctas) + " not placeable" + (why.empty() ? "" : ": " + why));
       return;
     }
+    regs += ", " + std::to_string(maxc) + " such clusters co-resident";
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = nctas;
     attr[0].val.clusterDim.y = 1;
@@ -1011,6 +1013,7 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
                                std::to_string(g_dev.sms) + " SMs < " + std::to_string(nctas));
       return;
     }
+    regs += ", " + std::to_string(per_sm) + " CTA/SM co-resident";
     attr[0].id = cudaLaunchAttributeCooperative;
     attr[0].val.cooperative = 1;
   }
