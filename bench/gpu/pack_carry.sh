@@ -22,6 +22,9 @@ cp -L "$BUILD/libstacklstm.so.0" "$DEST/"
 cp -L "$BUILD/libstacklstm_cuda.so" "$DEST/"
 cp -L "$BUILD/tests/gpu/slstm_gpu_tests" "$DEST/tests/gpu/"
 cp -L "$BUILD/bench/gpu/slstm_gpu_bench" "$DEST/bench/gpu/"
+if [ -x "$BUILD/bench/gpu/slstm_gpu_mechanisms" ]; then
+  cp -L "$BUILD/bench/gpu/slstm_gpu_mechanisms" "$DEST/bench/gpu/"
+fi
 if [ -x "$BUILD/examples/seed_demo" ]; then
   mkdir -p "$DEST/examples" && cp -L "$BUILD/examples/seed_demo" "$DEST/examples/"
 fi
