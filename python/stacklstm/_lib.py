@@ -16,6 +16,7 @@ import ctypes.util
 import glob
 import os
 import threading
+from typing import Dict
 
 __all__ = ["lib", "load", "library_path", "missing_symbols", "LibraryNotFoundError"]
 
@@ -133,7 +134,7 @@ class OnnxLstmNode(ctypes.Structure):
                 ("peepholes", ctypes.POINTER(Tensor))]
 
 
-_holders = {}
+_holders: Dict[type, type] = {}
 
 
 def padded(struct_type, init_sized):

@@ -1,5 +1,7 @@
 """Exceptions: one class per slstm_status, each carrying the library's last-error text."""
 
+from typing import Optional
+
 from ._ints import INT32, checked_int
 from ._lib import lib
 
@@ -14,7 +16,7 @@ class StackLSTMError(Exception):
     """A call into libstacklstm failed. `status` is the slstm_status value, `status_name` the
     library's static text for it and `message` its per-thread last-error text."""
 
-    status = None
+    status: Optional[int] = None
 
     def __init__(self, status, message, call=None):
         self.status = status
