@@ -37,6 +37,25 @@ if [ "$py_rc" -eq 5 ]; then
 fi
 [ "$py_rc" -eq 0 ] || exit "$py_rc"
 
+# stacklstm.ray against a local Ray cluster started inside the tests (python/tests/test_ray.py)
+# and the two Ray examples. Ray goes into a venv that sees Debian's packages, never into
+# Debian's python itself: its pyarrow would pull numpy 2, which Debian's torch is not built
+# for, hence the pins (numpy as Debian ships it, a pyarrow that supports it).
+echo "== ray"
+ray_venv="$build/venv-ray"
+[ -x "$ray_venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$ray_venv"
+"$ray_venv/bin/python" -m pip install -q "ray[data,serve]==2.60.0" \
+  "numpy==$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')" "pyarrow<20"
+export SLSTM_LIBRARY="$PWD/$build/libstacklstm.so"
+set +e
+"$ray_venv/bin/python" -m pytest -q -p no:cacheprovider python/tests/test_ray.py -rs
+ray_rc=$?
+set -e
+[ "$ray_rc" -eq 0 ] || { echo "ray tests failed (pytest exit $ray_rc)" >&2; exit 1; }
+"$ray_venv/bin/python" examples/ray/score_dataset.py --rows 300
+"$ray_venv/bin/python" examples/ray/serve_streams.py --kill
+unset SLSTM_LIBRARY
+
 # The wheel as a user installs it: pip wheel ./python, auditwheel, a fresh venv, checks from /.
 echo "== wheel"
 bash tests/wheel.sh
