@@ -41,14 +41,15 @@ fi
 # and the two Ray examples. Ray goes into a venv that sees Debian's packages, never into
 # Debian's python itself: its pyarrow would pull numpy 2, which Debian's torch is not built
 # for, hence the pins (numpy as Debian ships it, a pyarrow that supports it).
-echo "== ray"
+echo "== ray (and mypy)"
 ray_venv="$build/venv-ray"
 [ -x "$ray_venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$ray_venv"
 "$ray_venv/bin/python" -m pip install -q "ray[data,serve]==2.60.0" \
-  "numpy==$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')" "pyarrow<20"
+  "numpy==$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')" "pyarrow<20" mypy
 export SLSTM_LIBRARY="$PWD/$build/libstacklstm.so"
 set +e
-"$ray_venv/bin/python" -m pytest -q -p no:cacheprovider python/tests/test_ray.py -rs
+"$ray_venv/bin/python" -m pytest -q -p no:cacheprovider -rs python/tests/test_ray.py \
+  python/tests/test_pythonic.py  # test_pythonic: its mypy check runs here (mypy installed)
 ray_rc=$?
 set -e
 [ "$ray_rc" -eq 0 ] || { echo "ray tests failed (pytest exit $ray_rc)" >&2; exit 1; }

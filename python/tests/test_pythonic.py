@@ -13,7 +13,8 @@ import stacklstm
 
 PKG = os.path.dirname(os.path.abspath(stacklstm.__file__))
 TYPED = ["model.py", "state.py", "naming.py", "convert.py", "safetensors_header.py",
-         "_ints.py", "torch.py"]
+         "_ints.py", "torch.py", "errors.py", "_lib.py", "streams.py", "batcher.py", "cli.py",
+         "__init__.py", os.path.join("ray", "data.py"), os.path.join("ray", "serve.py")]
 
 
 @pytest.fixture

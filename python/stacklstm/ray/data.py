@@ -19,7 +19,7 @@ GPU (backend "cuda", device 0 of the GPU Ray assigned it) when Ray gave the acto
 (num_gpus=1), else on the CPU with `num_threads` library threads.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -144,7 +144,7 @@ class SequenceScorer:
 
 
 def score(ds, model: Any, actors: int = 2, batch_size: int = 256, num_gpus: Optional[float] = None,
-          num_cpus: Optional[float] = None, **scorer_kwargs: Dict[str, Any]):
+          num_cpus: Optional[float] = None, **scorer_kwargs: Any):
     """ds.map_batches(SequenceScorer, ...) over an actor pool of `actors` actors, each with
     one model and one session. num_gpus: per actor (default: 1 when the cluster has GPUs,
     else 0); num_cpus: per actor (default: scorer_kwargs' num_threads, 1). A Model is shipped
