@@ -297,6 +297,39 @@ cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* b
   return cudaGetLastError();
 }
 
+// One thread per float of the batch's state; the piece by binary search over off.
+__global__ void slot_copy_kernel(float* __restrict__ slots, float* __restrict__ packed,
+                                 const std::int64_t* __restrict__ ids,
+                                 const std::int64_t* __restrict__ off, int pieces,
+                                 std::int64_t row_floats, int batch, int to_packed) {
+  const std::int64_t n = static_cast<std::int64_t>(batch) * row_floats;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t b = i / row_floats, j = i % row_floats;
+    int lo = 0, hi = pieces - 1;  // the last p with off[p] <= j
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (off[mid] <= j) lo = mid;
+      else hi = mid - 1;
+    }
+    const std::int64_t width = off[lo + 1] - off[lo];
+    float* p = packed + batch * off[lo] + b * width + (j - off[lo]);
+    float* s = slots + ids[b] * row_floats + j;
+    if (to_packed) *p = *s;
+    else *s = *p;
+  }
+}
+
+cudaError_t launch_slot_copy(cudaStream_t stream, float* slots, float* packed,
+                             const std::int64_t* ids, const std::int64_t* off, int pieces,
+                             std::int64_t row_floats, int batch, bool to_packed) {
+  const std::int64_t n = static_cast<std::int64_t>(batch) * row_floats;
+  if (n == 0 || pieces < 1) return cudaSuccess;
+  slot_copy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(slots, packed, ids, off, pieces,
+                                                           row_floats, batch, to_packed ? 1 : 0);
+  return cudaGetLastError();
+}
+
 cudaError_t check_kernel_image() {
   cudaFuncAttributes attr{};
   return cudaFuncGetAttributes(&attr, lstm_step_kernel<LstmCell>);

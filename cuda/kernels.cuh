@@ -46,6 +46,16 @@ cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const flo
                                  float* y, std::int64_t y_stride, const std::int32_t* len, int t,
                                  int batch, int hidden);
 
+// Stream slots: copies between the slots' states (slot s's packed batch-1 state: row_floats
+// floats at slots + s * row_floats) and a packed state of `batch` rows (piece p of row b at
+// packed + batch * off[p] + b * (off[p+1] - off[p]), the C API's STATE PACKING). off
+// [pieces + 1] ascending, off[0] = 0, off[pieces] = row_floats (device memory); ids [batch]
+// slot ids (device memory), distinct. to_packed: slots -> packed (gather), else packed ->
+// slots (scatter).
+cudaError_t launch_slot_copy(cudaStream_t stream, float* slots, float* packed,
+                             const std::int64_t* ids, const std::int64_t* off, int pieces,
+                             std::int64_t row_floats, int batch, bool to_packed);
+
 // cudaSuccess when this module has a kernel image the current device can run.
 cudaError_t check_kernel_image();
 

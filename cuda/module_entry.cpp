@@ -82,6 +82,40 @@ std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t
   });
 }
 
+std::int32_t session_slots_init(void* session, std::int64_t max_slots, char* msg,
+                                std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slots_init: NULL");
+    static_cast<Session*>(session)->init_slots(max_slots);
+  });
+}
+
+std::int32_t session_slot_write(void* session, std::int64_t slot, const float* state,
+                                std::int32_t memory, char* msg, std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_write: NULL");
+    static_cast<Session*>(session)->slot_write(slot, state, memory);
+  });
+}
+
+std::int32_t session_slot_read(void* session, std::int64_t slot, float* state,
+                               std::int32_t memory, char* msg, std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (session == nullptr || state == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_read: NULL");
+    static_cast<Session*>(session)->slot_read(slot, state, memory);
+  });
+}
+
+std::int32_t session_slot_forward(void* session, const slstm_cuda_forward_desc* call,
+                                  const std::int64_t* slot_ids, char* msg, std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (session == nullptr || call == nullptr || slot_ids == nullptr) {
+      fail(SLSTM_ERR_INTERNAL, "session_slot_forward: NULL");
+    }
+    static_cast<Session*>(session)->forward_slots(*call, slot_ids);
+  });
+}
+
 void session_destroy(void* session) {
   try {
     delete static_cast<Session*>(session);
@@ -91,7 +125,8 @@ void session_destroy(void* session) {
 
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
-    &session_forward, &session_destroy, &session_layer_plan};
+    &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
+    &session_slot_write, &session_slot_read, &session_slot_forward};
 
 }  // namespace
 }  // namespace slstm_cuda

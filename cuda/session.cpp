@@ -15,7 +15,11 @@ Session::~Session() {
   teardown_.enter(device_, main_);
 }
 
-void Session::forward(const slstm_cuda_forward_desc& c) {
+void Session::forward(const slstm_cuda_forward_desc& c) { run(c, nullptr); }
+
+// A forward call; with slot_ids, the state comes from and goes back to the stream slots
+// (forward_slots, slots.cpp) instead of c.initial_state / c.final_state.
+void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids) {
   DeviceGuard guard(device_);
   const bool host = c.memory == SLSTM_MEMORY_HOST;
   const cudaMemcpyKind to_dev = host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
@@ -29,13 +33,16 @@ void Session::forward(const slstm_cuda_forward_desc& c) {
   const std::int64_t state_floats = c.batch * state_row_floats_;
   const std::size_t state_bytes = static_cast<std::size_t>(state_floats) * sizeof(float);
   if (T == 0) {
-    copy_state_without_steps(c, host, state_floats);
-    return;
+    if (slot_ids == nullptr) copy_state_without_steps(c, host, state_floats);
+    return;  // slots: no step, every slot keeps its state
   }
   upload_lengths(c);    // 1.
   stage_input(c, host);  // 2.
   // 3. Initial state.
-  if (c.initial_state != nullptr) {
+  if (slot_ids != nullptr) {
+    upload_slot_ids(slot_ids, B);
+    copy_slots(B, true);
+  } else if (c.initial_state != nullptr) {
     check(cudaMemcpyAsync(d_state_.get(), c.initial_state, state_bytes, to_dev, main_),
           "cudaMemcpyAsync (initial_state)");
   } else {
@@ -55,7 +62,9 @@ void Session::forward(const slstm_cuda_forward_desc& c) {
     check(cudaMemcpyAsync(c.output, d_out_.get(), out_bytes, from_dev, main_),
           "cudaMemcpyAsync (output)");
   }
-  if (c.final_state != nullptr) {
+  if (slot_ids != nullptr) {
+    copy_slots(B, false);
+  } else if (c.final_state != nullptr) {
     check(cudaMemcpyAsync(c.final_state, d_state_.get(), state_bytes, from_dev, main_),
           "cudaMemcpyAsync (final_state)");
   }
@@ -155,6 +164,7 @@ void Session::finish(bool host) {
   if (host || own_main_) {
     check(cudaStreamSynchronize(main_), "forward (cudaStreamSynchronize)");
     len_pending_ = false;
+    slot_ids_pending_ = false;
   }
   check(cudaGetLastError(), "forward");
 }

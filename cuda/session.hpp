@@ -97,6 +97,17 @@ class Session {
   ~Session();
 
   void forward(const slstm_cuda_forward_desc& c);
+
+  // Stream slots (slots.cpp; the core's SlotStates for CUDA, keyed setting cuda.slots=on):
+  // max_slots packed batch-1 states in device memory, allocated once (init_slots, zeroed);
+  // write/read one slot's state from/to host or device memory (state NULL: zeros); and a
+  // forward call whose rows start from the slots ids[0..batch) and leave their final state
+  // there (c.initial_state and c.final_state NULL): gathered into d_state_ and scattered back
+  // by a kernel, on the main stream, with no host round trip. ids: host memory, validated.
+  void init_slots(std::int64_t max_slots);
+  void slot_write(std::int64_t slot, const float* state, std::int32_t memory);
+  void slot_read(std::int64_t slot, float* state, std::int32_t memory);
+  void forward_slots(const slstm_cuda_forward_desc& c, const std::int64_t* ids);
   // Layer l's StepPlan bits (session_layer_plan in the module table).
   std::uint32_t fused_batches(std::size_t l) const { return layers_.at(l).plan.fused_batches; }
   std::size_t num_layers() const { return layers_.size(); }
@@ -132,6 +143,7 @@ class Session {
   GraphExec capture_compute(int batch, int time, std::int32_t layout);
 
   // session.cpp
+  void run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids);
   void check_device_pointers(const slstm_cuda_forward_desc& c) const;
   void check_device_pointer(const void* p, const char* name) const;
   void copy_state_without_steps(const slstm_cuda_forward_desc& c, bool host,
@@ -139,6 +151,11 @@ class Session {
   void upload_lengths(const slstm_cuda_forward_desc& c);
   void stage_input(const slstm_cuda_forward_desc& c, bool host);
   void finish(bool host);
+
+  // slots.cpp
+  void check_slot(std::int64_t slot) const;
+  void upload_slot_ids(const std::int64_t* ids, int batch);
+  void copy_slots(int batch, bool to_packed);
 
   // Declared first: destroyed last, after every resource below (see DeviceTeardown).
   DeviceTeardown teardown_;
@@ -166,6 +183,15 @@ class Session {
   DeviceBuffer<float> d_out_;         // [B*T*H_last], caller layout
   DeviceBuffer<float> d_state_;       // packed state for up to max_batch rows
   DeviceBuffer<std::int32_t> d_len_;  // [max_batch]
+  // Stream slots (init_slots; empty when the session has none).
+  std::int64_t max_slots_ = 0;
+  int slot_pieces_ = 0;                      // state pieces per row (c and h per layer)
+  DeviceBuffer<float> d_slots_;              // [max_slots, state_row_floats_]
+  DeviceBuffer<std::int64_t> d_slot_off_;    // [slot_pieces_ + 1] pieces' row offsets
+  DeviceBuffer<std::int64_t> d_slot_ids_;    // [max_batch] the running call's slot ids
+  PinnedBuffer<std::int64_t> h_slot_ids_;    // [max_batch] their staging
+  Event ev_slot_ids_;                        // h_slot_ids_ may be overwritten after it
+  bool slot_ids_pending_ = false;
   std::vector<LayerData> layers_;
   GraphCache graphs_;
 };

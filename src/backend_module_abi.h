@@ -4,7 +4,7 @@
  * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
- * module exports exactly one function, slstm_cuda_module_v1(), which returns a static
+ * module exports exactly one function, slstm_cuda_module_v2(), which returns a static
  * table of function pointers.  Every function reports failures as an slstm_status value
  * (an int32_t here) plus a NUL-terminated English message written into the caller's
  * buffer; no C++ exception crosses this boundary.
@@ -94,6 +94,20 @@ typedef struct slstm_cuda_module_table {
    * step kernel); batches above 32 never do.  Fixed at creation. */
   int32_t (*session_layer_plan)(void* session, int32_t layer, uint32_t* fused_batches,
                                 char* msg, size_t msg_size);
+  /* Stream slots (appended in 0.3; the core's SlotStates, used only with cuda.slots=on).
+   * slots_init: once per session, max_slots >= 1 packed batch-1 states in device memory,
+   * zeroed.  slot_write: slot := state (state_row_floats floats in `memory`: slstm_memory),
+   * or zeros when state is NULL.  slot_read: state := slot.  slot_forward: a validated call
+   * (initial_state and final_state NULL) whose row b starts from slot slot_ids[b] (host
+   * memory, distinct, open) and leaves its final state there.  Host memory: the call returns
+   * when done; device memory: ordered on the session's stream, as session_forward. */
+  int32_t (*session_slots_init)(void* session, int64_t max_slots, char* msg, size_t msg_size);
+  int32_t (*session_slot_write)(void* session, int64_t slot, const float* state,
+                                int32_t memory, char* msg, size_t msg_size);
+  int32_t (*session_slot_read)(void* session, int64_t slot, float* state, int32_t memory,
+                               char* msg, size_t msg_size);
+  int32_t (*session_slot_forward)(void* session, const slstm_cuda_forward_desc* call,
+                                  const int64_t* slot_ids, char* msg, size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

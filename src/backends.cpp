@@ -100,8 +100,9 @@ std::unique_ptr<SlotStates> Backend::make_slot_states(std::int64_t max_slots, st
   fail(SLSTM_ERR_UNSUPPORTED,
        "options->max_slots is " + std::to_string(max_slots) +
            (kind() == SLSTM_BACKEND_CUDA
-                ? ": stream slots on the CUDA backend have not run on a GPU yet (use "
-                  "max_slots 0 there, or the CPU backend)"
+                ? ": stream slots on the CUDA backend have not run on a GPU yet; the "
+                  "keyed setting cuda.slots=on enables them (untested), else use max_slots "
+                  "0 there, or the CPU backend"
                 : ": this backend has no stream slots"));
 }
 

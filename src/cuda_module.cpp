@@ -81,7 +81,9 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
   if (table == nullptr || table->abi_version != SLSTM_CUDA_MODULE_ABI_VERSION ||
       table->struct_size < sizeof(slstm_cuda_module_table) || table->probe == nullptr ||
       table->session_create == nullptr || table->session_forward == nullptr ||
-      table->session_destroy == nullptr || table->session_layer_plan == nullptr) {
+      table->session_destroy == nullptr || table->session_layer_plan == nullptr ||
+      table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
+      table->session_slot_read == nullptr || table->session_slot_forward == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -126,6 +128,50 @@ const slstm_cuda_module_table& module() {
   fail(s, std::string(kPrefix) + (msg[0] != '\0' ? msg : "unknown CUDA module error"));
 }
 
+slstm_cuda_forward_desc to_desc(const ForwardCall& call) {
+  slstm_cuda_forward_desc d{};
+  d.layout = call.layout;
+  d.memory = call.memory;
+  d.batch = call.batch;
+  d.time = call.time;
+  d.input = call.input;
+  d.lengths = call.lengths;
+  d.initial_state = call.initial_state;
+  d.output = call.output;
+  d.final_state = call.final_state;
+  return d;
+}
+
+// The stream slots of a CUDA session: the module keeps them in device memory.
+class CudaSlotStates final : public SlotStates {
+ public:
+  CudaSlotStates(const slstm_cuda_module_table& table, void* session)
+      : table_(table), session_(session) {}
+
+  void write(std::int64_t slot, const float* state, slstm_memory memory) override {
+    char msg[kMessageSize] = {0};
+    const std::int32_t st = table_.session_slot_write(session_, slot, state, memory, msg,
+                                                      sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+  }
+  void read(std::int64_t slot, float* state, slstm_memory memory) const override {
+    char msg[kMessageSize] = {0};
+    const std::int32_t st = table_.session_slot_read(session_, slot, state, memory, msg,
+                                                     sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+  }
+  void forward(const ForwardCall& call, const std::int64_t* slots) override {
+    const slstm_cuda_forward_desc d = to_desc(call);
+    char msg[kMessageSize] = {0};
+    const std::int32_t st = table_.session_slot_forward(session_, &d, slots, msg, sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+  }
+
+ private:
+  const slstm_cuda_module_table& table_;
+  void* session_;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const slstm_cuda_module_table& table, ModelPtr model, const SessionConfig& config)
@@ -162,6 +208,7 @@ class CudaBackend final : public Backend {
                       : s.cuda_fused == Settings::Fused::kAlways ? 2
                                                                  : 1;
     desc.chunk_steps = s.cuda_chunk;
+    slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
     void* session = nullptr;
     const std::int32_t status = table_.session_create(&desc, &session, msg, sizeof(msg));
@@ -183,19 +230,20 @@ class CudaBackend final : public Backend {
   bool takes_device_memory() const override { return true; }
 
   void forward(const ForwardCall& call) override {
-    slstm_cuda_forward_desc d{};
-    d.layout = call.layout;
-    d.memory = call.memory;
-    d.batch = call.batch;
-    d.time = call.time;
-    d.input = call.input;
-    d.lengths = call.lengths;
-    d.initial_state = call.initial_state;
-    d.output = call.output;
-    d.final_state = call.final_state;
+    const slstm_cuda_forward_desc d = to_desc(call);
     char msg[kMessageSize] = {0};
     const std::int32_t status = table_.session_forward(session_, &d, msg, sizeof(msg));
     if (status != SLSTM_OK) fail_from_module(status, msg);
+  }
+
+  // Device-memory slots with cuda.slots=on (not yet run on a GPU); otherwise refused.
+  std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
+                                               std::int64_t max_batch) override {
+    if (!slots_enabled_) return Backend::make_slot_states(max_slots, max_batch);
+    char msg[kMessageSize] = {0};
+    const std::int32_t st = table_.session_slots_init(session_, max_slots, msg, sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+    return std::make_unique<CudaSlotStates>(table_, session_);
   }
 
  private:
@@ -246,6 +294,7 @@ class CudaBackend final : public Backend {
   const slstm_cuda_module_table& table_;
   ModelPtr model_;
   void* session_ = nullptr;
+  bool slots_enabled_ = false;  // cuda.slots=on
 };
 
 }  // namespace

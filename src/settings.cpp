@@ -9,7 +9,8 @@
 namespace slstm {
 namespace {
 
-constexpr const char* kKnownKeys = "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused";
+constexpr const char* kKnownKeys =
+    "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -54,6 +55,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "always") s.cuda_fused = Settings::Fused::kAlways;
     else bad("cuda.fused must be auto, never or always, got \"" + v + "\"");
     s.cuda_fused_from = from;
+  } else if (key == "cuda.slots") {
+    if (v == "on") s.cuda_slots = true;
+    else if (v == "off") s.cuda_slots = false;
+    else bad("cuda.slots must be on or off, got \"" + v + "\"");
+    s.cuda_slots_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -121,7 +127,8 @@ Params Settings::cuda_params() const {
   return {{"cuda.graphs", with_origin(cuda_graphs ? "on" : "off", cuda_graphs_from)},
           {"cuda.chunk", with_origin(cuda_chunk > 0 ? std::to_string(cuda_chunk) : "auto",
                                      cuda_chunk_from)},
-          {"cuda.fused", with_origin(fused_name(cuda_fused), cuda_fused_from)}};
+          {"cuda.fused", with_origin(fused_name(cuda_fused), cuda_fused_from)},
+          {"cuda.slots", with_origin(cuda_slots ? "on" : "off", cuda_slots_from)}};
 }
 
 Settings parse_settings(const char* config) {

@@ -22,11 +22,13 @@ struct Settings {
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
+  bool cuda_slots = false;                  // cuda.slots (stream slots on CUDA; untested)
 
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
               cuda_graphs_from = "default",
-              cuda_chunk_from = "default", cuda_fused_from = "default";
+              cuda_chunk_from = "default", cuda_fused_from = "default",
+              cuda_slots_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.
   Params cpu_params() const;

@@ -111,6 +111,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.chunk=-3", "cuda.chunk");
   expect_config_error("cuda.fused=sometimes", "cuda.fused must be auto, never or always");
   expect_config_error("cpu.pool=global", "cpu.pool must be session or shared");
+  expect_config_error("cuda.slots=yes", "cuda.slots must be on or off");
 }
 
 TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
@@ -130,6 +131,7 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
                     &s) == SLSTM_OK);
   CHECK(create_with(m.get(), "", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), ";;", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.slots=on cpu.pool=shared", nullptr) == SLSTM_OK);
 }
 
 TEST_CASE("options from a caller built against 0.1 (no config field) get the default settings",

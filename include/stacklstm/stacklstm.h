@@ -395,14 +395,18 @@ typedef struct slstm_session_options {
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured
    *                  faster, never, or wherever it fits (auto)
+   *    cuda.slots  = off | on       stream slots on a CUDA session (since 0.3; off): their
+   *                  states in device memory, gathered and scattered on the device.  Not yet
+   *                  run on a GPU, hence off: with off, max_slots > 0 on CUDA is refused
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK and
    *  SLSTM_CUDA_FUSED remain as overrides for experiments: when set, they win.  What the
    *  session ended up with: slstm_session_describe. */
   const char* config;
   /** Stream slots the session holds (since 0.3; see "Stream slots"), 0 <= max_slots <=
    *  SLSTM_MAX_SLOTS (init: 0 = none).  Their states (slstm_model_state_count(model, 1)
-   *  floats each) are allocated with the session.  A CUDA session with max_slots > 0 is
-   *  SLSTM_ERR_UNSUPPORTED in this version. */
+   *  floats each) are allocated with the session (device memory on CUDA).  A CUDA session
+   *  with max_slots > 0 is SLSTM_ERR_UNSUPPORTED unless the keyed setting cuda.slots=on
+   *  is given (the CUDA implementation has not run on a GPU yet). */
   int64_t max_slots;
 } slstm_session_options;
 
@@ -544,7 +548,10 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
  *  outputs and state are bitwise those of a dedicated session of batch 1 fed the same inputs
  *  from the same initial state, whatever the other rows of the calls, their number, their
  *  order and how the stream's frames were cut into calls (a step's result depends only on
- *  its input, its state and the weights; see SEMANTICS).
+ *  its input, its state and the weights; see SEMANTICS).  On CUDA (cuda.slots=on) the
+ *  states stay in device memory (gathered and scattered by a kernel, no host round trip) and
+ *  each slot's numbers are those of a batch-1 CUDA session within the accuracy rule, not
+ *  bitwise (cuBLAS picks its kernels by shape, so a row's rounding depends on the batch).
  *
  *  Ordering: a slot's state advances once per call that names it, in the order of the calls
  *  (the session serves one thread at a time; callers that submit a stream's frames from

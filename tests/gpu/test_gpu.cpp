@@ -672,3 +672,124 @@ TEST_CASE("a device index past the last device is unavailable, with the reason",
   CHECK(s == reinterpret_cast<slstm_session*>(&count));
   CHECK(std::string(slstm_last_error()).find("out of range") != std::string::npos);
 }
+
+// Stream slots on CUDA (cuda.slots=on): the states stay in device memory, gathered and
+// scattered by a kernel. Each stream's numbers are those of its own batch-1 CPU reference
+// session fed the same frames, within the FP32 tolerance, over rounds of different subsets of
+// slots in shuffled order, per-row lengths, host and device buffers, and state reads/writes.
+TEST_CASE("stream slots on CUDA (cuda.slots=on) follow each stream's own CPU reference run",
+          "[gpu][slot]") {
+  Model m = t::random_model(9, {33, 20}, 9901, 1.0f);
+  const std::int64_t kStreams = 6, kBatch = 4, kTime = 5;
+  const std::int64_t D = t::input_size(m.get()), H = t::output_size(m.get());
+  const std::size_t S1 = state_count(m.get(), 1);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = kBatch;
+  o.max_time = kTime;
+  o.max_slots = kStreams;
+  o.config = "cuda.slots=on";
+  slstm_session* raw = nullptr;
+  {
+    const slstm_status st = slstm_session_create(m.get(), &o, &raw);
+    INFO(slstm_last_error());
+    REQUIRE(st == SLSTM_OK);
+  }
+  Session gpu(raw);
+  Session cpu = cpu_session(m.get(), 1, kTime);
+  // Each stream's carried state on the CPU side (the oracle), and its slot.
+  std::vector<std::vector<float>> state(kStreams);
+  std::vector<std::int64_t> slot(kStreams, -1);
+  for (std::int64_t k = 0; k < kStreams; ++k) {
+    state[k] = k % 2 ? random_vector(S1, 9910 + k) : std::vector<float>(S1, 0.0f);
+    REQUIRE(slstm_session_slot_open(gpu.get(), k % 2 ? state[k].data() : nullptr,
+                                    k % 2 ? S1 : 0, SLSTM_MEMORY_HOST, &slot[k]) == SLSTM_OK);
+  }
+  std::uint64_t seed = 9950;
+  for (int round = 0; round < 12; ++round) {
+    const std::int64_t B = 1 + static_cast<std::int64_t>(mix(++seed) % kBatch);
+    const std::int64_t T = 1 + static_cast<std::int64_t>(mix(++seed) % kTime);
+    std::vector<std::int64_t> streams(kStreams);
+    for (std::int64_t k = 0; k < kStreams; ++k) streams[k] = k;
+    for (std::int64_t k = kStreams - 1; k > 0; --k) {
+      std::swap(streams[k], streams[mix(++seed) % static_cast<std::uint64_t>(k + 1)]);
+    }
+    streams.resize(static_cast<std::size_t>(B));
+    std::vector<std::int64_t> ids;
+    for (std::int64_t k : streams) ids.push_back(slot[k]);
+    const std::vector<float> x = random_vector(static_cast<std::size_t>(B * T * D), ++seed);
+    std::vector<std::int32_t> lens;
+    for (std::int64_t b = 0; b < B; ++b) lens.push_back(static_cast<std::int32_t>(mix(++seed) % (T + 1)));
+    const bool device = round % 3 == 2;
+    std::vector<float> out = poisoned(static_cast<std::size_t>(B * T * H));
+    DeviceBuffer d_x(device ? x.size() : 0), d_out(device ? out.size() : 0);
+    if (device) {
+      d_x.upload(x);
+      d_out.upload(out);
+      CUDA_OK(cudaDeviceSynchronize());
+    }
+    slstm_slot_forward_args a;
+    slstm_slot_forward_args_init(&a);
+    a.batch = B;
+    a.slot_ids = ids.data();
+    a.slot_ids_count = ids.size();
+    a.time = T;
+    a.input = device ? d_x.p : x.data();
+    a.input_count = x.size();
+    a.sequence_lengths = lens.data();
+    a.sequence_lengths_count = lens.size();
+    a.output = device ? d_out.p : out.data();
+    a.output_count = out.size();
+    a.memory = device ? SLSTM_MEMORY_DEVICE : SLSTM_MEMORY_HOST;
+    const slstm_status st = slstm_session_slot_forward(gpu.get(), &a);
+    INFO("round " << round << " B=" << B << " T=" << T << (device ? " device" : " host") << ": "
+                  << slstm_last_error());
+    REQUIRE(st == SLSTM_OK);
+    if (device) out = d_out.download();
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t k = streams[static_cast<std::size_t>(b)];
+      Inputs one;
+      one.batch = 1;
+      one.time = T;
+      one.input.assign(x.begin() + b * T * D, x.begin() + (b + 1) * T * D);
+      one.lengths = {lens[static_cast<std::size_t>(b)]};
+      one.initial = state[k];
+      const Result want = run_host(cpu.get(), m.get(), one);
+      const std::vector<float> got(out.begin() + b * T * H, out.begin() + (b + 1) * T * H);
+      CHECK(rel_err(got, want.output) <= kTolFp32);
+      std::vector<float> got_state = poisoned(S1);
+      REQUIRE(slstm_session_slot_get_state(gpu.get(), slot[k], got_state.data(), S1,
+                                           SLSTM_MEMORY_HOST) == SLSTM_OK);
+      CHECK(rel_err(got_state, want.final_state) <= kTolFp32);
+      state[k] = want.final_state;
+    }
+  }
+  // A reset through device memory, and a close/reopen, take effect.
+  DeviceBuffer d_state(S1);
+  const std::vector<float> fresh = random_vector(S1, 9999);
+  d_state.upload(fresh);
+  CUDA_OK(cudaDeviceSynchronize());
+  REQUIRE(slstm_session_slot_set_state(gpu.get(), slot[0], d_state.p, S1, SLSTM_MEMORY_DEVICE) ==
+          SLSTM_OK);
+  std::vector<float> back = poisoned(S1);
+  REQUIRE(slstm_session_slot_get_state(gpu.get(), slot[0], back.data(), S1, SLSTM_MEMORY_HOST) ==
+          SLSTM_OK);
+  CHECK(same_bits(back, fresh));
+}
+
+TEST_CASE("without cuda.slots=on a CUDA session with stream slots is refused, naming max_slots",
+          "[gpu][slot]") {
+  Model m = t::random_model(4, {8}, 9801, 1.0f);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 2;
+  o.max_time = 2;
+  o.max_slots = 3;
+  slstm_session* raw = nullptr;
+  CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(raw == nullptr);
+  CHECK(std::string(slstm_last_error()).find("max_slots") != std::string::npos);
+  CHECK(std::string(slstm_last_error()).find("cuda.slots=on") != std::string::npos);
+}
