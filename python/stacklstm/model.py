@@ -1048,6 +1048,47 @@ def _unpack_fast(packed: np.ndarray, rows: _Rows) -> List[LSTMStateTuple]:
 _SHAPE_CACHE_MAX = 64   # call shapes remembered per session (the cache is cleared beyond)
 
 
+
+def _session_options(backend: Union[str, int], max_batch: int, max_time: int,
+                     cpu_path: Union[str, int] = "auto", num_threads: int = 0, device: int = 0,
+                     allow_tf32: bool = False,
+                     config: Union[None, str, Mapping[str, Any]] = None,
+                     cuda_stream: Optional[int] = None, max_slots: int = 0) -> Any:
+    """slstm_session_options (padded, as `.s`) from the Python arguments of a session, each
+    checked (names and integer ranges) before the library sees it; shared by Session and
+    stacklstm.Streams. The config text is referenced by the struct for as long as it lives."""
+    opt = _lib.padded(_lib.SessionOptions, lib.slstm_session_options_init_sized)
+    if isinstance(backend, str):
+        if backend.lower() not in BACKENDS:
+            raise ValueError("backend must be one of %s, got %r" % (sorted(BACKENDS), backend))
+        backend = BACKENDS[backend.lower()]
+    if isinstance(cpu_path, str):
+        if cpu_path.lower() not in CPU_PATHS:
+            raise ValueError("cpu_path must be one of %s, got %r"
+                             % (sorted(CPU_PATHS), cpu_path))
+        cpu_path = CPU_PATHS[cpu_path.lower()]
+    opt.s.backend = _int(backend, "backend", INT32)
+    opt.s.max_batch = _int(max_batch, "max_batch")
+    opt.s.max_time = _int(max_time, "max_time")
+    opt.s.cpu_path = _int(cpu_path, "cpu_path", INT32)
+    opt.s.num_threads = _int(num_threads, "num_threads", INT32)
+    opt.s.device = _int(device, "device", INT32)
+    opt.s.allow_tf32 = 1 if allow_tf32 else 0
+    if cuda_stream is not None:
+        opt.s.cuda_stream = _int(cuda_stream, "cuda_stream", UINT64) or None
+    opt.s.config = _config_text(config)
+    opt.s.max_slots = _int(max_slots, "max_streams")
+    return opt
+
+
+def _create_session(model: "Model", opt: Any) -> ctypes.c_void_p:
+    """slstm_session_create of `model` with `opt` (from _session_options): the handle."""
+    h = ctypes.c_void_p()
+    with model._using() as mh:
+        check(lib.slstm_session_create(mh, ctypes.byref(opt), ctypes.byref(h)),
+              "slstm_session_create")
+    return h
+
 class Session(_Owned):
     """A model bound to a backend with workspace for max_batch x max_time. Free with close()
     or a `with` block. Calls on one session from several threads are serialized by the
@@ -1067,34 +1108,10 @@ class Session(_Owned):
         if not isinstance(model, Model):
             raise TypeError("Session(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
-        opt = _lib.padded(_lib.SessionOptions, lib.slstm_session_options_init_sized)
-        if isinstance(backend, str):
-            if backend.lower() not in BACKENDS:
-                raise ValueError("backend must be one of %s, got %r" % (sorted(BACKENDS), backend))
-            backend = BACKENDS[backend.lower()]
-        if isinstance(cpu_path, str):
-            if cpu_path.lower() not in CPU_PATHS:
-                raise ValueError("cpu_path must be one of %s, got %r"
-                                 % (sorted(CPU_PATHS), cpu_path))
-            cpu_path = CPU_PATHS[cpu_path.lower()]
-        max_batch = _int(max_batch, "max_batch")
-        max_time = _int(max_time, "max_time")
-        opt.s.backend = _int(backend, "backend", INT32)
-        opt.s.max_batch = max_batch
-        opt.s.max_time = max_time
-        opt.s.cpu_path = _int(cpu_path, "cpu_path", INT32)
-        opt.s.num_threads = _int(num_threads, "num_threads", INT32)
-        opt.s.device = _int(device, "device", INT32)
-        opt.s.allow_tf32 = 1 if allow_tf32 else 0
-        if cuda_stream is not None:
-            opt.s.cuda_stream = _int(cuda_stream, "cuda_stream", UINT64) or None
-        config_bytes = _config_text(config)
-        opt.s.config = config_bytes
-        h = ctypes.c_void_p()
-        with model._using() as mh:
-            check(lib.slstm_session_create(mh, ctypes.byref(opt), ctypes.byref(h)),
-                  "slstm_session_create")
-        self._adopt(h, lib.slstm_session_destroy)
+        opt = _session_options(backend, max_batch, max_time, cpu_path, num_threads, device,
+                               allow_tf32, config, cuda_stream)
+        max_batch, max_time = opt.s.max_batch, opt.s.max_time
+        self._adopt(_create_session(model, opt), lib.slstm_session_destroy)
         self.input_size: int = model.input_size
         self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
         self._state_layout = model._state_layout

@@ -29,11 +29,11 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _lib
-from ._ints import INT32, checked_int as _int
+from ._ints import checked_int as _int
 from ._lib import lib
 from .errors import check
-from .model import (BACKENDS, CPU_PATHS, Model, _Owned, _config_text, _f32, _lengths,
-                    _pack_state, _unpack_state)
+from .model import (Model, _Owned, _create_session, _f32, _lengths, _pack_state,
+                    _session_options, _unpack_state)
 from .state import LSTMStateTuple, is_state_tuple
 
 __all__ = ["Streams"]
@@ -53,21 +53,6 @@ class _SlotForwardArgs(ctypes.Structure):
                 ("output", ctypes.c_void_p), ("output_count", ctypes.c_size_t),
                 ("memory", ctypes.c_int)]
 
-
-def _options_type() -> type:
-    """slstm_session_options with max_slots: the package's struct (_lib.SessionOptions, which
-    ends at `config` today) with the field appended, unless it already has it."""
-    base = _lib.SessionOptions
-    names = [f[0] for f in base._fields_]
-    if "max_slots" in names:   # pragma: no cover (once _lib declares it itself)
-        return base
-    if names[-1] != "config":   # pragma: no cover (ABI guard)
-        raise ImportError("stacklstm.streams: _lib.SessionOptions ends at %r, not 'config': "
-                          "max_slots would land at the wrong offset" % names[-1])
-    return type("SessionOptionsSlots", (base,), {"_fields_": [("max_slots", ctypes.c_int64)]})
-
-
-_SessionOptions = _options_type()
 
 _declared = False
 _declare_lock = threading.Lock()
@@ -151,30 +136,9 @@ class Streams(_Owned):
             raise TypeError("Streams(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
         _declare(lib)
-        if isinstance(backend, str):
-            if backend.lower() not in BACKENDS:
-                raise ValueError("backend must be one of %s, got %r" % (sorted(BACKENDS), backend))
-            backend = BACKENDS[backend.lower()]
-        if isinstance(cpu_path, str):
-            if cpu_path.lower() not in CPU_PATHS:
-                raise ValueError("cpu_path must be one of %s, got %r"
-                                 % (sorted(CPU_PATHS), cpu_path))
-            cpu_path = CPU_PATHS[cpu_path.lower()]
-        opt = _lib.padded(_SessionOptions, lib.slstm_session_options_init_sized)
-        opt.s.backend = _int(backend, "backend", INT32)
-        opt.s.max_batch = _int(max_batch, "max_batch")
-        opt.s.max_time = _int(max_time, "max_time")
-        opt.s.max_slots = _int(max_streams, "max_streams")
-        opt.s.cpu_path = _int(cpu_path, "cpu_path", INT32)
-        opt.s.num_threads = _int(num_threads, "num_threads", INT32)
-        opt.s.device = _int(device, "device", INT32)
-        config_bytes = _config_text(config)
-        opt.s.config = config_bytes
-        h = ctypes.c_void_p()
-        with model._using() as mh:
-            check(lib.slstm_session_create(mh, ctypes.byref(opt), ctypes.byref(h)),
-                  "slstm_session_create")
-        self._adopt(h, lib.slstm_session_destroy)
+        opt = _session_options(backend, max_batch, max_time, cpu_path, num_threads, device,
+                               config=config, max_slots=max_streams)
+        self._adopt(_create_session(model, opt), lib.slstm_session_destroy)
         self.input_size: int = model.input_size
         self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
         self.max_batch: int = opt.s.max_batch
