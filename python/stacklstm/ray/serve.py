@@ -394,7 +394,7 @@ def deploy(model: Any, shards: int = 1, name: str = "stacklstm", max_batch: int 
         raise ValueError("shards must be >= 1, got %r" % (shards,))
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    dep = serve.deployment(LSTMReplica)
+    dep: Any = serve.deployment(LSTMReplica)  # ray's stubs pick the decorator-factory overload
     names = ["%s-%d" % (name, i) for i in range(shards)]
     targets = []
     for n in names:
