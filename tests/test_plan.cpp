@@ -264,8 +264,16 @@ TEST_CASE("num_threads 0 gives one worker per CPU of the process's affinity mask
   const int allowed = CPU_COUNT(&guard.saved());
   // 8 groups of 16 units: room for up to 8 workers, so the cap is the CPUs, not the model.
   t::Model m = t::random_model(3, {128}, 11);
+  // The fast path whatever run this is (the TSan stage runs [cpu-fast] cases on every path).
+  slstm_session_options o = t::options(1, 1);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  const auto fast_session = [&] {
+    slstm_session* raw = nullptr;
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    return t::Session(raw);
+  };
   {
-    t::Session s = t::session(m.get(), 1, 1);
+    t::Session s = fast_session();
     const std::string json = t::describe_json(s.get());
     INFO(json);
     CHECK(t::json_value(json, "threads") == std::to_string(std::min(allowed, 8)));
@@ -278,7 +286,7 @@ TEST_CASE("num_threads 0 gives one worker per CPU of the process's affinity mask
   CPU_ZERO(&one);
   CPU_SET(first, &one);
   REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
-  t::Session pinned = t::session(m.get(), 1, 1);
+  t::Session pinned = fast_session();
   const std::string json = t::describe_json(pinned.get());
   INFO(json);
   CHECK(t::json_value(json, "threads") == "1");
