@@ -6,7 +6,7 @@
 # asserts speed: exit 0 unless a step broke.
 #
 #   bash bench/run.sh [--quick] [--out DIR] [--cpu-only | --gpu-only] [--only A,B,..]
-#                     [--threads N] [--rounds N] [--seconds X] [--no-torch] [--no-install]
+#                     [--threads N] [--rounds N] [--seconds X] [--no-torch] [--no-ort] [--no-install]
 #                     [--build DIR] [--cpu-bin PATH] [--gpu-build DIR] [--smoke]
 #
 #   --quick       a subset of the grid and shorter timings (CPU: a few minutes)
@@ -18,8 +18,12 @@
 #                 slstm_bench_cpu (nothing is built then)
 #   --gpu-build DIR  a folder made by bench/gpu/pack_carry.sh, or a CUDA build folder
 #                 (default: build-gpu, else the CPU build folder)
-#   --no-torch    leave PyTorch CPU out; --no-install: never pip-install torch
-#   --smoke       the CI smoke test: seed_T1 only, one short round, small ceilings, no torch
+#   --no-torch    leave PyTorch CPU out; --no-install: never pip-install torch or onnxruntime
+#   --no-ort      leave ONNX Runtime (the second CPU anchor, bench/cpu/ort_anchor.py) out; it runs
+#                 when a python3 here imports onnxruntime and onnx, else they are pip-installed
+#                 into BUILD/ort-venv (not with --no-install or --smoke)
+#   --smoke       the CI smoke test: seed_T1 only, one short round, small ceilings, no torch;
+#                 ONNX Runtime when importable (SLSTM_ORT_PYTHON, python3, BUILD/ort-venv)
 # Environment: PYTHON (a python3 with torch; else, of those found, the newest torch is used),
 #   BENCH_OURS_GPU_BUDGET_S (90),
 #   ANCHORS_CUDNN_BUDGET_S / ANCHORS_TORCH_BUDGET_S / ANCHORS_TARGET_MS (bench/anchors/run.sh).
@@ -28,7 +32,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 grid="$root/bench/anchors/grid.csv"
-quick=0 smoke=0 do_cpu=1 do_gpu=1 only="" threads="" rounds="" seconds="" no_torch=0
+quick=0 smoke=0 do_cpu=1 do_gpu=1 only="" threads="" rounds="" seconds="" no_torch=0 no_ort=0
 no_install=0 out="$root/bench/results" build="${BUILD_DIR:-build-bench}" cpu_bin="" gpu_build=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --cpu-only) do_gpu=0 ;;
     --gpu-only) do_cpu=0 ;;
     --no-torch) no_torch=1 ;;
+    --no-ort) no_ort=1 ;;
     --no-install) no_install=1 ;;
     --out) out="$2"; shift ;;
     --only) only="$2"; shift ;;
@@ -124,6 +129,8 @@ if [ "$do_cpu" = 1 ]; then
   [ -n "$rounds" ] && args+=(--rounds "$rounds")
   [ -n "$seconds" ] && args+=(--seconds "$seconds")
   [ "$no_torch" = 1 ] && args+=(--no-torch)
+  [ "$no_ort" = 1 ] && args+=(--no-ort)
+  [ "$no_ort" = 0 ] && [ "$no_install" = 0 ] && args+=(--install-ort)
   [ "$smoke" = 1 ] && args+=(--peak-size 512 --copy-mib 16)
   load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "python: $py; threads: $threads; load average before: $load_before"
@@ -148,7 +155,7 @@ for r in csv.reader(open(sys.argv[1])):
     "$plot_py" bench/report.py --platform cpu --timings "$work/cpu-timings.csv" \
       --ceilings "$work/cpu-ceilings.csv" --meta "$work/cpu-meta.txt" \
       --out-prefix "$out/bench-cpu" \
-      --title "libstacklstm CPU fast path vs PyTorch nn.LSTM (CPU)" | tee "$work/cpu-table.txt"
+      --title "libstacklstm CPU fast path vs PyTorch nn.LSTM and ONNX Runtime (CPU)" | tee "$work/cpu-table.txt"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   else
     echo "bench/run.sh: the CPU benchmark failed"
@@ -302,8 +309,20 @@ bad = []
 if missing: bad.append("CSV lacks columns %s" % missing)
 if not ours or not float(ours[0]["median_us"]) > 0 or not float(ours[0]["floor_us"]) > 0:
     bad.append("CSV has no timed ours_cpu row with a floor")
-for col in ("| shape |", "ours ms", "PyTorch/ours", "floor ms", "ours/floor"):
+for col in ("| shape |", "ours ms", "PyTorch/ours", "ORT/ours", "floor ms", "ours/floor"):
     if col not in md: bad.append("markdown lacks %r" % col)
+# ONNX Runtime: when it ran, its row is timed and its output matched our reference; when it
+# did not, the report says why.
+ort = [r for r in rows if r["tool"] == "ort_cpu"]
+if ort:
+    if ort[0]["status"] != "ok" or ort[0].get("check") != "pass":
+        bad.append("ORT row: status %s, check %s (%s)" % (ort[0]["status"], ort[0].get("check"),
+                                                         ort[0]["note"][-200:]))
+elif "ORT columns are `-`" not in md:
+    bad.append("no ORT row and the markdown does not say why")
+print("SMOKE ORT: %s" % ("ran, output matches our reference (max rel err %s)" % ort[0].get("max_rel_err")
+                        if ort else "skipped: " + next((l for l in md.splitlines()
+                                                        if "ORT columns are" in l), "?")))
 print("SMOKE %s: %s" % ("FAIL" if bad else "PASS", "; ".join(bad) or
       "%d CSV rows, markdown table present (no timing is checked)" % len(rows)))
 sys.exit(1 if bad else 0)
