@@ -15,6 +15,8 @@ checkout), then the system loader; stacklstm.library_path says which file was lo
 none loads, the first use raises LibraryNotFoundError naming every path tried.
 """
 
+from typing import Any, Tuple, Union
+
 from ._lib import LibraryNotFoundError, load as load_library, lib as _clib
 from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, OutOfRangeError,
                      SizeOverflowError, OutOfMemoryError, BackendUnavailableError,
@@ -27,7 +29,7 @@ from .state import state_from_torch, state_to_torch, state_from_keras, state_to_
 from .streams import Streams
 
 
-def _package_version():
+def _package_version() -> str:
     """This package's version: generated into the wheel from the root CMakeLists.txt's
     project(... VERSION x.y.z); in a source checkout read from that file itself."""
     try:
@@ -51,7 +53,7 @@ def _package_version():
 __version__ = _package_version()   # of this package; the loaded library's own: version()
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # library_path: the file the library was loaded from (asking loads it).
     if name == "library_path":
         load_library()
@@ -60,17 +62,17 @@ def __getattr__(name):
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
-def version():
+def version() -> str:
     """The loaded library's "major.minor.patch" (asked of the library at run time)."""
     return _clib.slstm_version_string().decode()
 
 
-def version_number():
+def version_number() -> int:
     """The loaded library's major*10000 + minor*100 + patch."""
     return int(_clib.slstm_version_number())
 
 
-def backend_available(backend="cuda"):
+def backend_available(backend: Union[str, int] = "cuda") -> Tuple[bool, str]:
     """(True, "") when the backend can run here, else (False, the library's reason)."""
     from .model import BACKENDS
     from .errors import last_error

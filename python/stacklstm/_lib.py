@@ -16,7 +16,7 @@ import ctypes.util
 import glob
 import os
 import threading
-from typing import Dict
+from typing import Any, Callable, Dict, List, Optional, Type
 
 __all__ = ["lib", "load", "library_path", "missing_symbols", "LibraryNotFoundError"]
 
@@ -138,7 +138,7 @@ class OnnxLstmNode(ctypes.Structure):
 _holders: Dict[type, type] = {}
 
 
-def padded(struct_type, init_sized):
+def padded(struct_type: Type[ctypes.Structure], init_sized: Callable[..., Any]) -> Any:
     """An instance of struct_type (as `.s`) filled by the library's sized *_init function
     with THIS package's struct size: the library writes exactly that many bytes (defaults for
     the fields it knows, zeros for any it does not), whichever version it is, and later reads
@@ -216,7 +216,11 @@ def _declare(cdll):
 # ---- lazy loading ----------------------------------------------------------------------------
 
 _load_lock = threading.Lock()
-_cdll = None
+_cdll: Optional[ctypes.CDLL] = None
+# Set by load() (globals().update); until then the module's __getattr__ answers (and loads):
+# declared here for type checkers only (a bare annotation binds nothing).
+library_path: str
+missing_symbols: List[str]
 
 
 class _LazyLibrary(object):
@@ -225,14 +229,14 @@ class _LazyLibrary(object):
     Each attribute, once looked up, is stored on this object, so later calls find it as a
     plain attribute (no loading check, no __getattr__): no cost per call after the first."""
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)   # copy/pickle/inspect probing never loads the library
         value = getattr(load(), name)
         self.__dict__[name] = value
         return value
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if _cdll is None:
             return "<stacklstm library: not loaded yet>"
         return "<stacklstm library %s>" % library_path
@@ -241,7 +245,7 @@ class _LazyLibrary(object):
 lib = _LazyLibrary()
 
 
-def load():
+def load() -> ctypes.CDLL:
     """The loaded library (a ctypes.CDLL with the C API's signatures declared); loads it on
     the first call. Raises LibraryNotFoundError, naming every path tried, when it cannot be
     loaded; a later call tries again."""
@@ -261,12 +265,12 @@ def load():
     return _cdll
 
 
-def is_loaded():
+def is_loaded() -> bool:
     """True once the library has been loaded (this never loads it)."""
     return _cdll is not None
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # library_path (the file loaded) and missing_symbols (the C functions this package knows
     # and the loaded library lacks) exist once the library is loaded: asking loads it.
     if name in ("library_path", "missing_symbols"):

@@ -59,7 +59,7 @@ import collections
 import concurrent.futures
 import threading
 import time
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class UnknownStreamError(KeyError):
     was applied. Reopen the stream (open_stream(stream_id, state=<last checkpoint>)) and
     resend the frames submitted since that checkpoint."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown stream"
 
 
@@ -95,13 +95,16 @@ _OP_NAMES = {_OPEN: "open_stream", _CLOSE: "close_stream", _RESET: "reset_stream
 class _Request:
     __slots__ = ("kind", "stream", "x", "state", "future", "loop", "afut")
 
-    def __init__(self, kind, stream, x, state):
+    def __init__(self, kind: int, stream: Optional[Hashable], x: Optional[np.ndarray],
+                 state: Optional[np.ndarray]) -> None:
         self.kind = kind
         self.stream = stream
         self.x = x
         self.state = state
-        self.future = concurrent.futures.Future()
-        self.loop = self.afut = None   # set for requests awaited in an event loop
+        self.future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        # set for requests awaited in an event loop
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.afut: "Optional[asyncio.Future[Any]]" = None
 
 
 def _positive(value, name, minimum=1):
@@ -169,7 +172,7 @@ class Batcher:
                  max_streams: int = 256, max_time: int = 256, backend: Any = "cpu",
                  cpu_path: Any = "auto", num_threads: int = 0, config: Any = None,
                  device: int = 0, streams: Any = None, session: Optional[Session] = None,
-                 max_padding: float = 0.25):
+                 max_padding: float = 0.25) -> None:
         if not isinstance(model, Model):
             raise TypeError("Batcher(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
@@ -328,27 +331,31 @@ class Batcher:
         LSTMStateTuple(c, h) per layer, each [1, H_l] (copies)."""
         return self._put(self._req_stream_op(_STATE, stream_id)).future
 
-    def frame(self, stream_id, x, timeout=None):
+    def frame(self, stream_id: Hashable, x: Any, timeout: Optional[float] = None) -> np.ndarray:
         """submit_frame, waiting for the result (at most `timeout` seconds)."""
         return self.submit_frame(stream_id, x).result(timeout)
 
-    def sequence(self, x, initial_state=None, timeout=None):
+    def sequence(self, x: Any, initial_state: Any = None, timeout: Optional[float] = None
+                 ) -> Tuple[np.ndarray, List[LSTMStateTuple]]:
         """submit_sequence, waiting for the result."""
         return self.submit_sequence(x, initial_state).result(timeout)
 
-    def open_stream(self, stream_id, state=None, timeout=None):
+    def open_stream(self, stream_id: Hashable, state: Any = None,
+                    timeout: Optional[float] = None) -> None:
         """submit_open_stream, waiting until it is done."""
         return self.submit_open_stream(stream_id, state).result(timeout)
 
-    def close_stream(self, stream_id, timeout=None):
+    def close_stream(self, stream_id: Hashable, timeout: Optional[float] = None) -> None:
         """submit_close_stream, waiting until it is done."""
         return self.submit_close_stream(stream_id).result(timeout)
 
-    def reset_stream(self, stream_id, state=None, timeout=None):
+    def reset_stream(self, stream_id: Hashable, state: Any = None,
+                     timeout: Optional[float] = None) -> None:
         """submit_reset_stream, waiting until it is done."""
         return self.submit_reset_stream(stream_id, state).result(timeout)
 
-    def stream_state(self, stream_id, timeout=None):
+    def stream_state(self, stream_id: Hashable, timeout: Optional[float] = None
+                     ) -> Tuple[LSTMStateTuple, ...]:
         """submit_stream_state, waiting for the state."""
         return self.submit_stream_state(stream_id).result(timeout)
 
@@ -367,27 +374,28 @@ class Batcher:
             req.future.cancel()
             raise
 
-    async def aframe(self, stream_id, x):
+    async def aframe(self, stream_id: Hashable, x: Any) -> np.ndarray:
         """submit_frame, awaited."""
         return await self._await(self._req_frame(stream_id, x))
 
-    async def asequence(self, x, initial_state=None):
+    async def asequence(self, x: Any, initial_state: Any = None
+                        ) -> Tuple[np.ndarray, List[LSTMStateTuple]]:
         """submit_sequence, awaited."""
         return await self._await(self._req_sequence(x, initial_state))
 
-    async def aopen_stream(self, stream_id, state=None):
+    async def aopen_stream(self, stream_id: Hashable, state: Any = None) -> None:
         """submit_open_stream, awaited."""
         return await self._await(self._req_stream_op(_OPEN, stream_id, state))
 
-    async def aclose_stream(self, stream_id):
+    async def aclose_stream(self, stream_id: Hashable) -> None:
         """submit_close_stream, awaited."""
         return await self._await(self._req_stream_op(_CLOSE, stream_id))
 
-    async def areset_stream(self, stream_id, state=None):
+    async def areset_stream(self, stream_id: Hashable, state: Any = None) -> None:
         """submit_reset_stream, awaited."""
         return await self._await(self._req_stream_op(_RESET, stream_id, state))
 
-    async def astream_state(self, stream_id):
+    async def astream_state(self, stream_id: Hashable) -> Tuple[LSTMStateTuple, ...]:
         """submit_stream_state, awaited."""
         return await self._await(self._req_stream_op(_STATE, stream_id))
 
@@ -449,13 +457,13 @@ class Batcher:
             s, self._session = self._session, None
             s.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "Batcher":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             if not self._closing:
                 self.close()

@@ -14,6 +14,7 @@ program (not a script such as this one). `--help` needs neither the tool nor the
 
 import os
 import sys
+from typing import List, Optional, Sequence
 
 __all__ = ["main", "find_tool", "ToolNotFoundError"]
 
@@ -53,7 +54,7 @@ class ToolNotFoundError(RuntimeError):
     """The native stacklstm tool was not found; the message lists where it was looked for."""
 
 
-def _is_native_executable(path):
+def _is_native_executable(path: str) -> bool:
     """An executable regular file that starts like an ELF program (not a #! script)."""
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         return False
@@ -64,7 +65,7 @@ def _is_native_executable(path):
         return False
 
 
-def find_tool():
+def find_tool() -> str:
     """The path of the native `stacklstm` program (see the module's docstring for the
     order); raises ToolNotFoundError naming every place tried."""
     env = os.environ.get("SLSTM_CLI")
@@ -88,11 +89,11 @@ def find_tool():
         "it" % ", ".join(tried))
 
 
-def _one_line(text):
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _convert(args):
+def _convert(args: List[str]) -> int:
     if len(args) == 1 and args[0] in ("-h", "--help"):
         sys.stdout.write(CONVERT_USAGE)
         return 0
@@ -104,7 +105,7 @@ def _convert(args):
     return convert.main(list(args))
 
 
-def _version_without_tool():
+def _version_without_tool() -> int:
     """`--version` when the native tool is absent: the library's version as the package
     loads it, else the package's own."""
     from . import __version__
@@ -116,7 +117,7 @@ def _version_without_tool():
     return 0
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line `argv` (default sys.argv[1:]); returns the exit status (the
     native commands never return: the process becomes the tool)."""
     args = list(sys.argv[1:] if argv is None else argv)

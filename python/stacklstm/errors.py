@@ -18,7 +18,7 @@ class StackLSTMError(Exception):
 
     status: Optional[int] = None
 
-    def __init__(self, status, message, call=None):
+    def __init__(self, status: int, message: str, call: Optional[str] = None) -> None:
         self.status = status
         self.status_name = status_string(status)
         self.message = message
@@ -85,17 +85,17 @@ _BY_STATUS = {cls.status: cls for cls in (
     AliasingError, InternalError, SessionBusyError, SlotsFullError)}
 
 
-def status_string(status):
+def status_string(status: int) -> str:
     """The library's static text for a status (read from the library at run time)."""
     return lib.slstm_status_string(checked_int(status, "status", INT32)).decode("utf-8",
                                                                                 "replace")
 
 
-def last_error():
+def last_error() -> str:
     return lib.slstm_last_error().decode("utf-8", "replace")
 
 
-def check(status, call=None):
+def check(status: int, call: Optional[str] = None) -> None:
     """Raises the exception of `status` (with the last-error text) unless it is SLSTM_OK."""
     if status != 0:
         raise _BY_STATUS.get(status, StackLSTMError)(status, last_error(), call)

@@ -12,12 +12,12 @@ import pytest
 import stacklstm
 
 PKG = os.path.dirname(os.path.abspath(stacklstm.__file__))
-# Modules whose every public function is annotated (checked below) ...
+# Every module: each public function (dunder methods included) is annotated, parameters and
+# return (checked below), and mypy must find nothing in them.
 TYPED = ["model.py", "state.py", "naming.py", "convert.py", "safetensors_header.py",
-         "_ints.py", "torch.py", "streams.py"]
-# ... and every module, which mypy must find nothing in.
-CHECKED = TYPED + ["errors.py", "_lib.py", "batcher.py", "cli.py", "__init__.py",
-                   os.path.join("ray", "data.py"), os.path.join("ray", "serve.py")]
+         "_ints.py", "torch.py", "streams.py", "errors.py", "_lib.py", "batcher.py", "cli.py",
+         "__init__.py", os.path.join("ray", "data.py"), os.path.join("ray", "serve.py")]
+CHECKED = TYPED
 
 
 @pytest.fixture
@@ -99,6 +99,13 @@ def test_public_functions_of_the_typed_modules_are_annotated():
                     continue
                 if node.returns is None:
                     missing.append("%s:%d %s" % (name, node.lineno, node.name))
+                a = node.args
+                params = a.posonlyargs + a.args + a.kwonlyargs
+                if params and params[0].arg in ("self", "cls"):
+                    params = params[1:]
+                params += [p for p in (a.vararg, a.kwarg) if p is not None]
+                missing += ["%s:%d %s(%s)" % (name, node.lineno, node.name, p.arg)
+                            for p in params if p.annotation is None]
     assert not missing, missing
 
 

@@ -19,7 +19,7 @@ GPU (backend "cuda", device 0 of the GPU Ray assigned it) when Ray gave the acto
 (num_gpus=1), else on the CPU with `num_threads` library threads.
 """
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class SequenceScorer:
     def __init__(self, model: Any, max_batch: int = 64, max_time: int = 1024,
                  outputs: str = "last", num_threads: int = 1, backend: str = "auto",
                  input_column: str = "x", length_column: str = "length",
-                 keep_input: bool = False, cpu_path: str = "auto"):
+                 keep_input: bool = False, cpu_path: str = "auto") -> None:
         if outputs not in ("last", "all"):
             raise ValueError("outputs must be 'last' or 'all', got %r" % (outputs,))
         if backend == "auto":
@@ -103,12 +103,13 @@ class SequenceScorer:
             out.append(s.reshape(n, D))
         return out
 
-    def score_arrays(self, seqs):
+    def score_arrays(self, seqs: Sequence[np.ndarray]
+                     ) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
         """[T_i, D] arrays -> (h_last [n, H], outputs: a list of [T_i, H] arrays or None)."""
         n, H = len(seqs), self.model.hidden_sizes[-1]
         lens = np.array([s.shape[0] for s in seqs], dtype=np.int64)
         h_last = np.empty((n, H), np.float32)
-        outs = [None] * n if self.outputs == "all" else None
+        outs: Optional[List[Any]] = [None] * n if self.outputs == "all" else None
         order = np.argsort(lens, kind="stable")       # similar lengths share a call
         for start in range(0, n, self.max_batch):
             idx = order[start:start + self.max_batch]
@@ -123,7 +124,7 @@ class SequenceScorer:
                     outs[i] = o[j, :lens[i]].copy()
         return h_last, outs
 
-    def __call__(self, table):
+    def __call__(self, table: Any) -> Any:
         import pyarrow as pa
         seqs = self._sequences(table)
         h_last, outs = self.score_arrays(seqs)
@@ -143,8 +144,9 @@ class SequenceScorer:
         return keep
 
 
-def score(ds, model: Any, actors: int = 2, batch_size: int = 256, num_gpus: Optional[float] = None,
-          num_cpus: Optional[float] = None, **scorer_kwargs: Any):
+def score(ds: Any, model: Any, actors: int = 2, batch_size: int = 256,
+          num_gpus: Optional[float] = None, num_cpus: Optional[float] = None,
+          **scorer_kwargs: Any) -> Any:
     """ds.map_batches(SequenceScorer, ...) over an actor pool of `actors` actors, each with
     one model and one session. num_gpus: per actor (default: 1 when the cluster has GPUs,
     else 0); num_cpus: per actor (default: scorer_kwargs' num_threads, 1). A Model is shipped

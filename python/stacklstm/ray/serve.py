@@ -57,13 +57,16 @@ import itertools
 import os
 import threading
 import uuid
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import load_model, require_ray
 
 __all__ = ["LSTMReplica", "StreamsClient", "StreamStateLostError", "deploy", "shard_of"]
+
+_StreamId = Union[str, int]          # a stream id (hashed the same in every process)
+_Pairs = List[Tuple[np.ndarray, np.ndarray]]   # a state as it travels: (c, h) per layer
 
 
 class StreamStateLostError(RuntimeError):
@@ -72,7 +75,7 @@ class StreamStateLostError(RuntimeError):
     or already closed. Nothing of the failed request was applied. Recover by reopening the
     stream from the last checkpointed state and resending the frames sent since then."""
 
-    def __init__(self, stream_id, shard, cause):
+    def __init__(self, stream_id: _StreamId, shard: str, cause: BaseException) -> None:
         self.stream_id = stream_id
         self.shard = shard
         self.cause = cause
@@ -83,19 +86,19 @@ class StreamStateLostError(RuntimeError):
             % (stream_id, shard, type(cause).__name__, _first_line(cause), stream_id))
 
 
-def _first_line(e):
+def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[-1][:300] if text else ""
 
 
-def _stream_key(stream_id) -> bytes:
+def _stream_key(stream_id: object) -> bytes:
     if isinstance(stream_id, bool) or not isinstance(stream_id, (str, int)):
         raise TypeError("stream ids must be str or int (hashed the same in every process), "
                         "got %s" % type(stream_id).__name__)
     return ("%s:%s" % (type(stream_id).__name__, stream_id)).encode()
 
 
-def shard_of(stream_id, shards: Sequence[str]) -> str:
+def shard_of(stream_id: _StreamId, shards: Sequence[str]) -> str:
     """The shard (an application name) a stream belongs to: rendezvous hashing, the same in
     every process."""
     key = _stream_key(stream_id)
@@ -109,7 +112,7 @@ class LSTMReplica:
 
     def __init__(self, model: Any, max_batch: int = 32, max_wait_us: int = 500,
                  max_streams: int = 1024, max_time: int = 256, num_threads: int = 1,
-                 backend: str = "auto", cpu_path: str = "auto"):
+                 backend: str = "auto", cpu_path: str = "auto") -> None:
         from ..batcher import Batcher
         if backend == "auto":
             backend = "cpu"
@@ -136,30 +139,32 @@ class LSTMReplica:
                                    "streams" % e.message, "LSTMReplica") from e
         self.incarnation = uuid.uuid4().hex   # a new replica of the same shard: a new value
 
-    async def sequence(self, x, initial_state=None):
+    async def sequence(self, x: Any, initial_state: Optional[_Pairs] = None
+                       ) -> Tuple[np.ndarray, _Pairs]:
         out, fin = await self.batcher.asequence(x, initial_state)
         return out, [(t.c, t.h) for t in fin]
 
-    async def open_stream(self, stream_id, state=None):
+    async def open_stream(self, stream_id: _StreamId, state: Optional[_Pairs] = None) -> str:
         await self.batcher.aopen_stream(stream_id, _tuples(state))
         return self.incarnation
 
-    async def frame(self, stream_id, x):
+    async def frame(self, stream_id: _StreamId, x: Any) -> np.ndarray:
         return await self.batcher.aframe(stream_id, x)
 
-    async def frames(self, stream_id, xs):
+    async def frames(self, stream_id: _StreamId, xs: Any) -> np.ndarray:
         """Several frames of one stream, applied in order ([n, D] -> [n, H_last])."""
         futs = [self.batcher.submit_frame(stream_id, x) for x in xs]
         return np.stack([await asyncio.wrap_future(f) for f in futs])
 
-    async def step_streams(self, stream_ids, xs):
+    async def step_streams(self, stream_ids: Sequence[_StreamId], xs: Any
+                           ) -> Tuple[np.ndarray, Dict[int, Tuple[str, str]]]:
         """One frame for each of several streams of this shard (xs [k, D]; a stream named
         twice gets its frames in the given order), batched together. Returns (out [k, H_last],
         errors): errors maps a row to (exception class name, message) for rows that failed
         (their out rows are NaN); the other rows are applied."""
         futs = [self.batcher.submit_frame(sid, x) for sid, x in zip(stream_ids, xs)]
         out = np.full((len(futs), self.batcher.output_size), np.nan, np.float32)
-        errors = {}
+        errors: Dict[int, Tuple[str, str]] = {}
         for i, f in enumerate(futs):
             try:
                 out[i] = await asyncio.wrap_future(f)
@@ -167,24 +172,24 @@ class LSTMReplica:
                 errors[i] = (type(e).__name__, str(e))
         return out, errors
 
-    async def close_stream(self, stream_id):
+    async def close_stream(self, stream_id: _StreamId) -> None:
         await self.batcher.aclose_stream(stream_id)
 
-    async def reset_stream(self, stream_id, state=None):
+    async def reset_stream(self, stream_id: _StreamId, state: Optional[_Pairs] = None) -> None:
         await self.batcher.areset_stream(stream_id, _tuples(state))
 
-    async def stream_state(self, stream_id):
+    async def stream_state(self, stream_id: _StreamId) -> _Pairs:
         return [(t.c, t.h) for t in await self.batcher.astream_state(stream_id)]
 
-    async def ping(self):
+    async def ping(self) -> None:
         """Does nothing: what a request costs in Ray Serve alone (bench/serving)."""
         return None
 
-    def info(self):
+    def info(self) -> Dict[str, Any]:
         return {"pid": os.getpid(), "incarnation": self.incarnation,
                 "open_streams": self.batcher.open_streams, "stats": self.batcher.stats()}
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.batcher.close()
         except Exception:
@@ -200,7 +205,7 @@ def _tuples(state):
                            np.asarray(h, np.float32).reshape(1, -1)) for c, h in state]
 
 
-def _is_replica_loss(e) -> bool:
+def _is_replica_loss(e: BaseException) -> bool:
     import ray.exceptions as rex
     from ray.serve import exceptions as sex
     kinds = tuple(k for k in (getattr(rex, "RayActorError", None),
@@ -211,7 +216,7 @@ def _is_replica_loss(e) -> bool:
     return isinstance(e, kinds)
 
 
-def _is_unknown_stream(e) -> bool:
+def _is_unknown_stream(e: BaseException) -> bool:
     from ..batcher import UnknownStreamError
     return isinstance(e, UnknownStreamError) or "UnknownStreamError" in type(e).__name__
 
@@ -222,7 +227,8 @@ class StreamsClient:
     inside a running event loop) and async ones (prefixed with `a`, for asyncio code and
     other deployments). `timeout_s` bounds each blocking call."""
 
-    def __init__(self, shard_names: Sequence[str], timeout_s: float = 60.0, retries: int = 2):
+    def __init__(self, shard_names: Sequence[str], timeout_s: float = 60.0,
+                 retries: int = 2) -> None:
         serve = require_ray("serve").serve
         self.shards = list(shard_names)
         if not self.shards:
@@ -233,7 +239,7 @@ class StreamsClient:
         self._turn = itertools.count()
         self._lock = threading.Lock()
 
-    def shard_of(self, stream_id) -> str:
+    def shard_of(self, stream_id: _StreamId) -> str:
         return shard_of(stream_id, self.shards)
 
     def _handle(self, stream_id):
@@ -263,57 +269,58 @@ class StreamsClient:
             raise
 
     # streams
-    def open_stream(self, stream_id, state=None):
+    def open_stream(self, stream_id: _StreamId, state: Any = None) -> str:
         """Opens the stream on its shard (from zeros or `state`: one (c, h) per layer, e.g. a
         checkpoint from stream_state). Returns the replica's incarnation id."""
         return self._stream_call(stream_id, "open_stream", _pairs(state))
 
-    def frame(self, stream_id, x):
+    def frame(self, stream_id: _StreamId, x: Any) -> np.ndarray:
         """One frame [D] -> the last layer's h [H_last]; the stream's state advances."""
         return self._stream_call(stream_id, "frame", np.asarray(x, np.float32))
 
-    def frames(self, stream_id, xs):
+    def frames(self, stream_id: _StreamId, xs: Any) -> np.ndarray:
         """Frames [n, D] of one stream, in order, in one round trip -> [n, H_last]."""
         return self._stream_call(stream_id, "frames", np.asarray(xs, np.float32))
 
-    def stream_state(self, stream_id):
+    def stream_state(self, stream_id: _StreamId) -> _Pairs:
         """The stream's state (one (c, h) per layer, each [1, H_l]): a checkpoint."""
         return self._stream_call(stream_id, "stream_state")
 
-    def reset_stream(self, stream_id, state=None):
+    def reset_stream(self, stream_id: _StreamId, state: Any = None) -> None:
         return self._stream_call(stream_id, "reset_stream", _pairs(state))
 
-    def close_stream(self, stream_id):
+    def close_stream(self, stream_id: _StreamId) -> None:
         return self._stream_call(stream_id, "close_stream")
 
-    async def aopen_stream(self, stream_id, state=None):
+    async def aopen_stream(self, stream_id: _StreamId, state: Any = None) -> str:
         return await self._astream_call(stream_id, "open_stream", _pairs(state))
 
-    async def aframe(self, stream_id, x):
+    async def aframe(self, stream_id: _StreamId, x: Any) -> np.ndarray:
         return await self._astream_call(stream_id, "frame", np.asarray(x, np.float32))
 
-    async def aframes(self, stream_id, xs):
+    async def aframes(self, stream_id: _StreamId, xs: Any) -> np.ndarray:
         return await self._astream_call(stream_id, "frames", np.asarray(xs, np.float32))
 
-    async def astream_state(self, stream_id):
+    async def astream_state(self, stream_id: _StreamId) -> _Pairs:
         return await self._astream_call(stream_id, "stream_state")
 
-    async def aclose_stream(self, stream_id):
+    async def aclose_stream(self, stream_id: _StreamId) -> None:
         return await self._astream_call(stream_id, "close_stream")
 
     # frames of many streams per request (a gateway's fan-in)
-    async def astep_streams(self, items):
+    async def astep_streams(self, items: Sequence[Tuple[_StreamId, Any]]
+                            ) -> List[Union[np.ndarray, Exception]]:
         """One frame for each (stream_id, x) in `items`, in one request per shard (sent
         concurrently), batched on each replica. Returns a list in the order of `items`: the
         row's h [H_last], or the StreamStateLostError of a row whose stream is lost or not
         open (as asyncio.gather(..., return_exceptions=True)); the other rows are applied.
         Frames of one stream in `items` are applied in their order."""
-        by_shard = {}
+        by_shard: Dict[str, List[int]] = {}
         for i, (sid, x) in enumerate(items):
             by_shard.setdefault(self.shard_of(sid), []).append(i)
-        results = [None] * len(items)
+        results: List[Any] = [None] * len(items)
 
-        async def one(shard, rows):
+        async def one(shard: str, rows: List[int]) -> None:
             ids = [items[i][0] for i in rows]
             xs = np.stack([np.asarray(items[i][1], np.float32) for i in rows])
             try:
@@ -336,12 +343,16 @@ class StreamsClient:
         await asyncio.gather(*[one(s, rows) for s, rows in by_shard.items()])
         return results
 
-    def step_streams(self, items):
+    def step_streams(self, items: Sequence[Tuple[_StreamId, Any]]
+                     ) -> List[Union[np.ndarray, Exception]]:
         """astep_streams, blocking (not from inside a running event loop)."""
         return asyncio.run(self.astep_streams(items))
 
     # whole sequences
-    def sequence(self, x, initial_state=None):
+    # (type: ignore[return]: every attempt returns or raises, the last one raising; only
+    # retries < 0, no attempt at all, falls off the end, with None)
+    def sequence(self, x: Any,  # type: ignore[return]
+                 initial_state: Any = None) -> Tuple[np.ndarray, _Pairs]:
         """One whole sequence [T, D] -> (outputs [T, H_last], final state: one (c, h) per
         layer). Retried on the next shard when a replica dies under it (it is stateless)."""
         x = np.asarray(x, np.float32)
@@ -354,7 +365,8 @@ class StreamsClient:
                 if not _is_replica_loss(e) or attempt == self.retries:
                     raise
 
-    async def asequence(self, x, initial_state=None):
+    async def asequence(self, x: Any,  # type: ignore[return]  # as sequence
+                        initial_state: Any = None) -> Tuple[np.ndarray, _Pairs]:
         x = np.asarray(x, np.float32)
         for attempt in range(self.retries + 1):
             shard = self._next_shard()
@@ -364,7 +376,7 @@ class StreamsClient:
                 if not _is_replica_loss(e) or attempt == self.retries:
                     raise
 
-    def replica_info(self, shard):
+    def replica_info(self, shard: str) -> Dict[str, Any]:
         """The shard's replica: pid, incarnation, open streams, batcher counters."""
         return self._handles[shard].info.remote().result(timeout_s=self.timeout_s)
 
@@ -410,7 +422,7 @@ def deploy(model: Any, shards: int = 1, name: str = "stacklstm", max_batch: int 
     return StreamsClient(names, timeout_s=timeout_s)
 
 
-def undeploy(client_or_names) -> None:
+def undeploy(client_or_names: Union[StreamsClient, Iterable[str]]) -> None:
     """Deletes the shard applications of a deployment."""
     from ray import serve
     names = client_or_names.shards if isinstance(client_or_names, StreamsClient) \
