@@ -15,7 +15,7 @@ checkout), then the system loader; stacklstm.library_path says which file was lo
 none loads, the first use raises LibraryNotFoundError naming every path tried.
 """
 
-from typing import Any, Tuple, Union
+from typing import Any as _Any, Tuple as _Tuple, Union as _Union  # not re-exported
 
 from ._lib import LibraryNotFoundError, load as load_library, lib as _clib
 from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, OutOfRangeError,
@@ -53,7 +53,7 @@ def _package_version() -> str:
 __version__ = _package_version()   # of this package; the loaded library's own: version()
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # library_path: the file the library was loaded from (asking loads it).
     if name == "library_path":
         load_library()
@@ -72,7 +72,7 @@ def version_number() -> int:
     return int(_clib.slstm_version_number())
 
 
-def backend_available(backend: Union[str, int] = "cuda") -> Tuple[bool, str]:
+def backend_available(backend: _Union[str, int] = "cuda") -> _Tuple[bool, str]:
     """(True, "") when the backend can run here, else (False, the library's reason)."""
     from .model import BACKENDS
     from .errors import last_error
