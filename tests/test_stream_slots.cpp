@@ -60,6 +60,8 @@ bool has(const std::string& text, const std::string& part) {
 }
 
 // A slot call over `slots` with inputs x (layout as given), lengths optional; output poisoned.
+// No Catch assertion inside: the BUSY test calls it from a second thread (Catch is not
+// thread-safe), so the last layer's size is asked of the C API directly.
 struct SlotRun {
   slstm_status status = SLSTM_OK;
   std::vector<float> output;
@@ -70,7 +72,14 @@ SlotRun slot_forward(slstm_session* s, const slstm_model* m, const std::vector<s
                      slstm_layout layout = SLSTM_BATCH_MAJOR) {
   SlotRun r;
   const auto B = static_cast<std::int64_t>(slots.size());
-  r.output = t::poisoned(static_cast<std::size_t>(B * time * t::output_size(m)));
+  std::int32_t layers = 0;
+  std::int64_t h_last = 0;
+  if (slstm_model_num_layers(m, &layers) != SLSTM_OK ||
+      slstm_model_hidden_size(m, layers - 1, &h_last) != SLSTM_OK) {
+    r.status = SLSTM_ERR_INTERNAL;
+    return r;
+  }
+  r.output = t::poisoned(static_cast<std::size_t>(B * time * h_last));
   slstm_slot_forward_args a;
   slstm_slot_forward_args_init(&a);
   a.layout = layout;
