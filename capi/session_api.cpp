@@ -135,7 +135,7 @@ Counts check_counts(const slstm::Model& m, const slstm_forward_args& a, const Ar
   check_count(a.initial_state, a.initial_state_count, c.state, n.initial_state,
               n.initial_state_count, state_formula);
   check_count(a.output, a.output_count, c.output, n.output, n.output_count, [&] {
-    return "batch " + num(B) + " x time " + num(T) + " x hidden_sizes[last] " + num(H);
+    return "batch " + num(B) + " x time " + num(T) + " x output width " + num(H);
   });
   check_count(a.final_state, a.final_state_count, c.state, n.final_state, n.final_state_count,
               state_formula);
@@ -261,9 +261,23 @@ void check_slot_ids(slstm_session& s, const slstm_slot_forward_args& a) {
   }
 }
 
+// A model whose every layer reads forward can be streamed (run step by step or chunk by
+// chunk with the state carried); one with a reverse or bidirectional layer needs the whole
+// sequence in one call.  `what` names the request refused.
+void require_streamable(const slstm::Model& m, const char* what) {
+  const std::int64_t l = m.first_non_forward();
+  if (l < 0) return;
+  fail(SLSTM_ERR_UNSUPPORTED,
+       std::string(what) + ": layer " + num(l) + " is " +
+           slstm::direction_name(m.spec(static_cast<std::size_t>(l)).direction) +
+           ", which needs the whole sequence in one call (slstm_session_forward); stepping "
+           "and stream slots run forward-only stacks");
+}
+
 // The slot table and the backend's slot states for options->max_slots, allocated once.
 void create_slots(slstm_session& s, std::int64_t max_slots) {
   if (max_slots == 0) return;
+  require_streamable(*s.model, "options->max_slots > 0");
   s.slot_states = s.backend->make_slot_states(max_slots, s.config.max_batch);
   const auto n = static_cast<std::size_t>(max_slots);
   try {
@@ -367,7 +381,7 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     }
     const slstm::Model& m = *model->model;
     // Every buffer size a call within the maxima can need must be representable in bytes.
-    const std::int64_t widest = m.input_size() > m.max_hidden() ? m.input_size() : m.max_hidden();
+    const std::int64_t widest = m.max_width();
     slstm::mul_size(slstm::product({options->max_batch, options->max_time, widest, 4},
                                    "options->max_batch x options->max_time"),
                     sizeof(float), "options->max_batch x options->max_time");
@@ -446,6 +460,7 @@ SLSTM_API slstm_status slstm_session_step(slstm_session* session, int64_t batch,
                                           size_t new_state_count) {
   return guard([&] {
     require_non_null(session, "session");
+    require_streamable(*session->model, "slstm_session_step");
     slstm_forward_args a = args_defaults();
     a.batch = batch;
     a.time = 1;

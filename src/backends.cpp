@@ -121,9 +121,44 @@ void require_cpu_fast_path() {
 #endif
 }
 
+namespace {
+// "layer 2 is a gru layer (bidirectional)": what the fast and CUDA paths do not run yet.
+std::string non_basic_layer(const Model& m) {
+  const auto l = static_cast<std::size_t>(m.first_non_basic());
+  const LayerSpec& s = m.spec(l);
+  std::string what = std::string(cell_name(s.cell)) + ", " + direction_name(s.direction);
+  if (s.peepholes) what += ", peepholes";
+  if (s.cell_clip > 0.0f) what += ", cell_clip";
+  if (s.proj_size > 0) what += ", proj_size";
+  if (s.residual) what += ", residual";
+  return "layer " + std::to_string(l) + " (" + what + ") is not a forward BasicLSTMCell";
+}
+}  // namespace
+
 std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
                                       const SessionConfig& config) {
   require_backend(kind);
+  if (!model->all_basic()) {
+    // docs/cells.md, "Where each feature runs".
+    if (kind == SLSTM_BACKEND_CUDA) {
+      fail(SLSTM_ERR_UNSUPPORTED, "backend SLSTM_BACKEND_CUDA runs forward BasicLSTMCell "
+                                  "stacks only so far, and " + non_basic_layer(*model) +
+                                      " (the CPU backend runs every stack)");
+    }
+    if (config.cpu_path == SLSTM_CPU_PATH_FAST) {
+      fail(SLSTM_ERR_UNSUPPORTED, "options->cpu_path SLSTM_CPU_PATH_FAST runs forward "
+                                  "BasicLSTMCell stacks only so far, and " +
+                                      non_basic_layer(*model) +
+                                      " (SLSTM_CPU_PATH_AUTO runs it on the reference path)");
+    }
+    if (config.cpu_path == SLSTM_CPU_PATH_AUTO || config.cpu_path == SLSTM_CPU_PATH_REFERENCE) {
+      const std::string why = config.cpu_path == SLSTM_CPU_PATH_AUTO
+                                  ? "the fast path runs forward BasicLSTMCell stacks only, and " +
+                                        non_basic_layer(*model)
+                                  : "";
+      return make_cpu_reference_backend(std::move(model), config, why);
+    }
+  }
   if (kind == SLSTM_BACKEND_CUDA) return make_cuda_backend(std::move(model), config);
   switch (config.cpu_path) {
 #if defined(SLSTM_HAVE_CPU_FAST)

@@ -381,8 +381,130 @@ ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& 
   return model;
 }
 
+// ---- Any stack (docs/cells.md) -----------------------------------------------------------
+
+namespace {
+
+const char* format_name(slstm_weight_format format) {
+  switch (format) {
+    case SLSTM_FORMAT_CANONICAL: return "SLSTM_FORMAT_CANONICAL";
+    case SLSTM_FORMAT_TF: return "SLSTM_FORMAT_TF";
+    case SLSTM_FORMAT_PYTORCH: return "SLSTM_FORMAT_PYTORCH";
+    case SLSTM_FORMAT_KERAS: return "SLSTM_FORMAT_KERAS";
+    case SLSTM_FORMAT_KERAS_CUDNN: return "SLSTM_FORMAT_KERAS_CUDNN";
+    case SLSTM_FORMAT_ONNX: return "SLSTM_FORMAT_ONNX";
+    case SLSTM_FORMAT_CUDNN: return "SLSTM_FORMAT_CUDNN";
+  }
+  return "unknown";
+}
+
+// The canonical tensors of one direction of a layer (docs/cells.md), in API order.
+std::vector<Expect> canonical_cell(const LayerSpec& s) {
+  const std::int64_t gh = s.gate_rows();
+  std::vector<Expect> e = {{"W_x", 2, {gh, s.input_size}}, {"W_h", 2, {gh, s.cell_output_size()}}};
+  if (s.cell == CellKind::kGru) {
+    e.push_back({"b_x", 1, {gh}});
+    e.push_back({"b_h", 1, {gh}});
+    return e;
+  }
+  e.push_back({"b", 1, {gh}});
+  if (s.peepholes) e.push_back({"w_peep", 2, {3, s.hidden_size}});
+  if (s.proj_size > 0) e.push_back({"W_proj", 2, {s.proj_size, s.hidden_size}});
+  return e;
+}
+
+// The weight vectors of one direction (CellWeights or const CellWeights), in
+// canonical_cell's order.
+template <typename W>
+auto canonical_vectors(W& w, const LayerSpec& s) {
+  using V = decltype(&w.w_x);
+  if (s.cell == CellKind::kGru) return std::vector<V>{&w.w_x, &w.w_h, &w.bias, &w.bias_h};
+  std::vector<V> v = {&w.w_x, &w.w_h, &w.bias};
+  if (s.peepholes) v.push_back(&w.peep);
+  if (s.proj_size > 0) v.push_back(&w.w_proj);
+  return v;
+}
+
+std::size_t elements(const Expect& e) {
+  std::size_t n = 1;
+  for (std::int32_t d = 0; d < e.ndim; ++d) n *= static_cast<std::size_t>(e.shape[d]);
+  return n;
+}
+
+// Per layer: the tensors and which direction each belongs to.
+struct LayerTensors {
+  std::vector<Expect> expect;
+  std::vector<int> direction;
+};
+
+LayerTensors layer_tensors(slstm_weight_format format, const LayerSpec& s, std::size_t l) {
+  LayerTensors t;
+  if (tensors_per_layer(format) == 0) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
+  }
+  if (format == SLSTM_FORMAT_CANONICAL) {
+    for (int d = 0; d < s.directions(); ++d) {
+      for (const Expect& e : canonical_cell(s)) {
+        t.expect.push_back(e);
+        t.direction.push_back(d);
+      }
+    }
+    return t;
+  }
+  if (!s.is_basic_lstm()) {
+    fail(SLSTM_ERR_UNSUPPORTED,
+         std::string(format_name(format)) + " takes forward BasicLSTMCell layers only here, "
+         "and config->layers[" + std::to_string(l) + "] is a " + cell_name(s.cell) + " layer (" +
+             direction_name(s.direction) +
+             "); use SLSTM_FORMAT_CANONICAL (docs/cells.md) for this layer's weights");
+  }
+  t.expect = expected_layer(format, s);
+  t.direction.assign(t.expect.size(), 0);
+  return t;
+}
+
+}  // namespace
+
+namespace {
+// Export of any stack (CANONICAL, and the formats' cells beyond BasicLSTMCell).
+void export_general(const Model& model, slstm_weight_format format,
+                    const slstm_tensor_out* tensors, std::size_t num_tensors) {
+  std::vector<LayerTensors> per_layer;
+  std::size_t want = 0;
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    per_layer.push_back(layer_tensors(format, model.spec(l), l));
+    want += per_layer.back().expect.size();
+  }
+  if (num_tensors != want) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) +
+                                       " for this model in " + format_name(format) +
+                                       " (slstm_format_tensors lists them), got " +
+                                       std::to_string(num_tensors));
+  }
+  if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
+  std::size_t index = 0;
+  for (std::size_t l = 0; l < per_layer.size(); ++l) {
+    for (const Expect& e : per_layer[l].expect) check_tensor(tensors[index], e, index, l), ++index;
+  }
+  index = 0;
+  for (std::size_t l = 0; l < per_layer.size(); ++l) {
+    const Layer& layer = model.layer(l);
+    for (int d = 0; d < layer.spec.directions(); ++d) {
+      for (const auto* v : canonical_vectors(layer.dir(d), layer.spec)) {
+        std::memcpy(tensors[index].data, v->data(), v->size() * sizeof(float));
+        ++index;
+      }
+    }
+  }
+}
+}  // namespace
+
 void export_model(const Model& model, slstm_weight_format format,
                   const slstm_tensor_out* tensors, std::size_t num_tensors) {
+  if (!model.all_basic()) {
+    export_general(model, format, tensors, num_tensors);
+    return;
+  }
   check_all(dims_of(model), format, tensors, num_tensors);
   check_foldable(model, format);
   const int per_layer = tensors_per_layer(format);
@@ -428,12 +550,96 @@ void export_model(const Model& model, slstm_weight_format format,
   }
 }
 
+std::vector<TensorInfo> format_tensors(const std::vector<LayerSpec>& specs,
+                                       slstm_weight_format format) {
+  std::vector<TensorInfo> out;
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    const LayerTensors t = layer_tensors(format, specs[l], l);
+    for (std::size_t k = 0; k < t.expect.size(); ++k) {
+      TensorInfo info;
+      info.layer = static_cast<std::int32_t>(l);
+      info.direction = t.direction[k];
+      info.ndim = t.expect[k].ndim;
+      for (std::int32_t d = 0; d < info.ndim; ++d) info.shape[d] = t.expect[k].shape[d];
+      info.name = t.expect[k].name;
+      out.push_back(std::move(info));
+    }
+  }
+  return out;
+}
+
+ModelPtr import_model(std::int64_t input_size, std::vector<LayerSpec> specs, float forget_bias,
+                      slstm_weight_format format, const slstm_tensor* tensors,
+                      std::size_t num_tensors) {
+  if (tensors_per_layer(format) != 0 && !has_forget_bias(format)) forget_bias = 0.0f;
+  specs = Model::check_layers(input_size, std::move(specs), forget_bias);
+  bool basic = true;
+  for (const LayerSpec& s : specs) basic = basic && s.is_basic_lstm();
+  if (basic && format != SLSTM_FORMAT_CANONICAL) {
+    std::vector<std::int64_t> hidden;
+    for (const LayerSpec& s : specs) hidden.push_back(s.hidden_size);
+    return import_model(input_size, hidden, forget_bias, format, tensors, num_tensors);
+  }
+  // Every check that reads no weight first (as for the basic path above).
+  std::vector<LayerTensors> per_layer;
+  std::size_t want = 0;
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    per_layer.push_back(layer_tensors(format, specs[l], l));
+    want += per_layer.back().expect.size();
+  }
+  if (num_tensors != want) {
+    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) +
+                                       " for this architecture in " + format_name(format) +
+                                       " (slstm_format_tensors lists them), got " +
+                                       std::to_string(num_tensors));
+  }
+  if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
+  std::size_t index = 0;
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    for (const Expect& e : per_layer[l].expect) check_tensor(tensors[index], e, index, l), ++index;
+  }
+  auto model = std::make_shared<Model>(input_size, std::move(specs), forget_bias);
+  index = 0;
+  for (std::size_t l = 0; l < per_layer.size(); ++l) {
+    for (const Expect& e : per_layer[l].expect) {
+      const std::size_t n = elements(e);
+      for (std::size_t k = 0; k < n; ++k) {
+        if (!std::isfinite(tensors[index].data[k])) {
+          fail(SLSTM_ERR_INVALID_ARGUMENT,
+               where(index, l, e.name) + ": element " + std::to_string(k) + " is " +
+                   (std::isnan(tensors[index].data[k]) ? "NaN" : "infinite") +
+                   "; weights must be finite");
+        }
+      }
+      ++index;
+    }
+  }
+  index = 0;
+  for (std::size_t l = 0; l < per_layer.size(); ++l) {
+    Layer& layer = model->mutable_layer(l);
+    for (int d = 0; d < layer.spec.directions(); ++d) {
+      for (auto* v : canonical_vectors(layer.dir(d), layer.spec)) {
+        std::memcpy(v->data(), tensors[index].data, v->size() * sizeof(float));
+        ++index;
+      }
+    }
+  }
+  return model;
+}
+
 ModelPtr random_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
                       float forget_bias, std::uint64_t seed, float scale) {
+  Model::check_architecture(input_size, hidden_sizes, forget_bias);
+  return random_model(input_size, Model::basic_specs(input_size, hidden_sizes), forget_bias,
+                      seed, scale);
+}
+
+ModelPtr random_model(std::int64_t input_size, std::vector<LayerSpec> specs, float forget_bias,
+                      std::uint64_t seed, float scale) {
   if (!std::isfinite(scale) || scale < 0.0f) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "scale must be finite and >= 0");
   }
-  auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
+  auto model = std::make_shared<Model>(input_size, std::move(specs), forget_bias);
   std::uint64_t state = seed;
   auto next = [&state]() {  // splitmix64: the same stream on every platform
     std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -450,9 +656,14 @@ ModelPtr random_model(std::int64_t input_size, const std::vector<std::int64_t>& 
         x = s * (2.0f * u - 1.0f);
       }
     };
-    fill(layer.w_x);
-    fill(layer.w_h);
-    fill(layer.bias);
+    // A forward BasicLSTMCell layer draws w_x, w_h, bias: the same values as before layers
+    // had options.  Extra tensors and the reverse direction follow.
+    for (int d = 0; d < layer.spec.directions(); ++d) {
+      CellWeights& w = layer.dir(d);
+      for (std::vector<float>* v : {&w.w_x, &w.w_h, &w.bias, &w.bias_h, &w.peep, &w.w_proj}) {
+        fill(*v);
+      }
+    }
   }
   return model;
 }

@@ -6,6 +6,102 @@
 
 namespace slstm {
 
+namespace {
+
+std::string num(std::int64_t v) { return std::to_string(v); }
+
+// Checks one layer's fields (not its sizes' products); `at` names it ("config->layers[2]").
+void check_layer_fields(const LayerSpec& s, const std::string& at) {
+  if (s.cell != CellKind::kLstm && s.cell != CellKind::kGru) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".cell: unknown value " + num(static_cast<std::int32_t>(s.cell)));
+  }
+  if (s.direction != Direction::kForward && s.direction != Direction::kReverse &&
+      s.direction != Direction::kBidirectional) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".direction: unknown value " + num(static_cast<std::int32_t>(s.direction)));
+  }
+  if (s.hidden_size < 1 || s.hidden_size > SLSTM_MAX_EXTENT) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".hidden_size must be in [1, SLSTM_MAX_EXTENT], got " + num(s.hidden_size));
+  }
+  if (s.cell == CellKind::kGru) {
+    const char* lstm_only = s.peepholes           ? "peepholes"
+                            : s.cell_clip != 0.0f ? "cell_clip"
+                            : s.proj_size != 0    ? "proj_size"
+                            : s.proj_clip != 0.0f ? "proj_clip"
+                                                  : nullptr;
+    if (lstm_only) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           at + "." + lstm_only + ": a GRU layer has no " + lstm_only +
+               " (LSTM only); leave it at its default");
+    }
+    return;
+  }
+  if (s.reset_after) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".gru_reset_after: an LSTM layer has no reset gate (GRU only); leave it 0");
+  }
+  if (s.proj_size < 0 || s.proj_size > s.hidden_size) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".proj_size must be in [0, hidden_size = " + num(s.hidden_size) +
+             "] (0 = no projection; a projection larger than the cell is refused), got " +
+             num(s.proj_size));
+  }
+  if (!std::isfinite(s.cell_clip) || s.cell_clip < 0.0f) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".cell_clip must be finite and >= 0 (0 = no clipping), got " +
+             std::to_string(s.cell_clip));
+  }
+  if (!std::isfinite(s.proj_clip) || s.proj_clip < 0.0f) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".proj_clip must be finite and >= 0 (0 = no clipping), got " +
+             std::to_string(s.proj_clip));
+  }
+  if (s.proj_clip > 0.0f && s.proj_size == 0) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         at + ".proj_clip is " + std::to_string(s.proj_clip) +
+             " but the layer has no projection (proj_size 0): nothing to clip");
+  }
+}
+
+// Floats of one direction's weights, checked.
+std::size_t cell_floats(const LayerSpec& s) {
+  const std::int64_t gh = s.gates() * s.hidden_size;  // <= 4 * 2^40: no overflow
+  const char* what = "config (weights of a layer)";
+  std::size_t n = add_size(product({gh, s.input_size}, what),
+                           product({gh, s.cell_output_size()}, what), what);
+  n = add_size(n, static_cast<std::size_t>(gh) * (s.cell == CellKind::kGru ? 2 : 1), what);
+  if (s.peepholes) n = add_size(n, product({3, s.hidden_size}, what), what);
+  if (s.proj_size > 0) n = add_size(n, product({s.proj_size, s.hidden_size}, what), what);
+  return n;
+}
+
+void allocate(CellWeights& w, const LayerSpec& s) {
+  const std::size_t gh = static_cast<std::size_t>(s.gates() * s.hidden_size);
+  w.w_x.assign(gh * static_cast<std::size_t>(s.input_size), 0.0f);
+  w.w_h.assign(gh * static_cast<std::size_t>(s.cell_output_size()), 0.0f);
+  w.bias.assign(gh, 0.0f);
+  if (s.cell == CellKind::kGru) w.bias_h.assign(gh, 0.0f);
+  if (s.peepholes) w.peep.assign(static_cast<std::size_t>(3 * s.hidden_size), 0.0f);
+  if (s.proj_size > 0) {
+    w.w_proj.assign(static_cast<std::size_t>(s.proj_size * s.hidden_size), 0.0f);
+  }
+}
+
+}  // namespace
+
+std::vector<LayerSpec> Model::basic_specs(std::int64_t input_size,
+                                          const std::vector<std::int64_t>& hidden_sizes) {
+  std::vector<LayerSpec> specs(hidden_sizes.size());
+  for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
+    specs[l].input_size = input_size;
+    specs[l].hidden_size = hidden_sizes[l];
+    input_size = hidden_sizes[l];
+  }
+  return specs;
+}
+
 void Model::check_architecture(std::int64_t input_size,
                                const std::vector<std::int64_t>& hidden_sizes, float forget_bias) {
   if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
@@ -39,31 +135,70 @@ void Model::check_architecture(std::int64_t input_size,
   }
 }
 
+std::vector<LayerSpec> Model::check_layers(std::int64_t input_size, std::vector<LayerSpec> specs,
+                                           float forget_bias) {
+  if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->input_size must be in [1, SLSTM_MAX_EXTENT = " +
+                                         std::to_string(SLSTM_MAX_EXTENT) + "], got " +
+                                         std::to_string(input_size));
+  }
+  if (specs.empty() || specs.size() > SLSTM_MAX_LAYERS) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
+                                         std::to_string(SLSTM_MAX_LAYERS) + "], got " +
+                                         std::to_string(specs.size()));
+  }
+  if (!std::isfinite(forget_bias)) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->forget_bias must be finite");
+  }
+  std::int64_t in = input_size;
+  std::size_t total = 0;
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    LayerSpec& s = specs[l];
+    const std::string at = "config->layers[" + std::to_string(l) + "]";
+    check_layer_fields(s, at);
+    s.input_size = in;
+    if (s.residual && s.output_size() != in) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           at + ".residual: the residual connection adds the layer's input (width " + num(in) +
+               ") to its output (width " + num(s.output_size()) + "); they must be equal");
+    }
+    const std::size_t cell = cell_floats(s);
+    total = add_size(total, mul_size(cell, static_cast<std::size_t>(s.directions()),
+                                     "config (weights)"),
+                     "config (weights)");
+    mul_size(total, sizeof(float), "config (weight bytes)");
+    in = s.output_size();
+  }
+  return specs;
+}
+
 Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
              float forget_bias)
+    : Model(input_size, (check_architecture(input_size, hidden_sizes, forget_bias),
+                         basic_specs(input_size, hidden_sizes)),
+            forget_bias) {}
+
+Model::Model(std::int64_t input_size, std::vector<LayerSpec> specs, float forget_bias)
     : input_size_(input_size), forget_bias_(forget_bias) {
-  check_architecture(input_size, hidden_sizes, forget_bias);
-  for (std::int64_t h : hidden_sizes) max_hidden_ = std::max(max_hidden_, h);
-  std::int64_t in = input_size;
-  layers_.resize(hidden_sizes.size());
+  specs = check_layers(input_size, std::move(specs), forget_bias);
+  layers_.resize(specs.size());
   try {
-    for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
+    for (std::size_t l = 0; l < specs.size(); ++l) {
       Layer& layer = layers_[l];
-      const std::int64_t h = hidden_sizes[l];
-      layer.input_size = in;
-      layer.hidden_size = h;
-      layer.w_x.assign(static_cast<std::size_t>(4 * h * in), 0.0f);
-      layer.w_h.assign(static_cast<std::size_t>(4 * h * h), 0.0f);
-      layer.bias.assign(static_cast<std::size_t>(4 * h), 0.0f);
-      in = h;
+      const LayerSpec& s = specs[l];
+      max_hidden_ = std::max({max_hidden_, s.hidden_size, s.cell_output_size()});
+      max_width_ = std::max({max_width_, input_size, max_hidden_, s.output_size()});
+      layer.spec = s;
+      layer.input_size = s.input_size;
+      layer.hidden_size = s.hidden_size;
+      allocate(layer, s);
+      if (s.directions() == 2) allocate(layer.reverse, s);
     }
   } catch (const std::bad_alloc&) {
     fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
   } catch (const std::length_error&) {
     fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
   }
-  std::vector<LayerSpec> specs;
-  for (std::size_t l = 0; l < layers_.size(); ++l) specs.push_back(spec(l));
   state_layout_ = StateLayout(specs);
 }
 
@@ -73,11 +208,18 @@ std::vector<float> Model::folded_bias(std::size_t l) const {
   return b;
 }
 
-LayerSpec Model::spec(std::size_t l) const {
-  LayerSpec s;
-  s.input_size = layers_[l].input_size;
-  s.hidden_size = layers_[l].hidden_size;
-  return s;
+std::int64_t Model::first_non_basic() const {
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    if (!layers_[l].spec.is_basic_lstm()) return static_cast<std::int64_t>(l);
+  }
+  return -1;
+}
+
+std::int64_t Model::first_non_forward() const {
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    if (layers_[l].spec.direction != Direction::kForward) return static_cast<std::int64_t>(l);
+  }
+  return -1;
 }
 
 }  // namespace slstm

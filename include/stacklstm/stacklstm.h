@@ -275,13 +275,64 @@ SLSTM_API slstm_status slstm_format_tensors_per_layer(slstm_weight_format format
 #define SLSTM_MAX_LAYERS 100000
 #define SLSTM_MAX_EXTENT ((int64_t)1 << 40)
 
+/* ---------------------------------------------------------------------------------------- */
+/* Layers (since 0.4): cell kinds, directions, residual connections (docs/cells.md)          */
+/* ---------------------------------------------------------------------------------------- */
+
+/** A layer's cell.  The equations, gate orders and every framework's variant: docs/cells.md. */
+typedef SLSTM_ENUM(slstm_cell) {
+  /** TF LSTMCell (BasicLSTMCell without the options): gates i, f, g, o; state (c, h). */
+  SLSTM_CELL_LSTM = 0,
+  /** GRU: gates r, z, n (PyTorch's order); state h.  See slstm_layer_config.gru_reset_after. */
+  SLSTM_CELL_GRU = 1
+} slstm_cell;
+
+/** Which way a layer reads the sequence. */
+typedef SLSTM_ENUM(slstm_direction) {
+  SLSTM_DIRECTION_FORWARD = 0,
+  /** Each row's valid part reversed (t = len_b - 1 .. 0), outputs at the original positions. */
+  SLSTM_DIRECTION_REVERSE = 1,
+  /** A forward and a reverse cell, own weights and states; output = concat(forward, reverse). */
+  SLSTM_DIRECTION_BIDIRECTIONAL = 2
+} slstm_direction;
+
+/** One layer of a stack.  Versioned like every option struct (see "ABI"): initialise with
+ *  slstm_layer_config_init.  A field that does not apply to the cell must keep its default
+ *  (a GRU with peepholes is refused, naming the layer and field). */
+typedef struct slstm_layer_config {
+  uint32_t struct_size;       /**< set by slstm_layer_config_init */
+  slstm_cell cell;            /**< init: SLSTM_CELL_LSTM */
+  int64_t hidden_size;        /**< H: 1 <= H <= SLSTM_MAX_EXTENT (init: 0, must be set) */
+  slstm_direction direction;  /**< init: SLSTM_DIRECTION_FORWARD */
+  int32_t residual;           /**< 0 or 1: TF ResidualWrapper, output = cell output + input
+                                   (widths must match) */
+  int32_t peepholes;          /**< LSTM: 0 or 1, TF's use_peepholes (w_i, w_f, w_o diagonals) */
+  float cell_clip;            /**< LSTM: 0 = none, else > 0: c clipped to [-cell_clip, cell_clip] */
+  int64_t proj_size;          /**< LSTM: 0 = none, else 1..H: h = W_proj (o * tanh(c)), width P */
+  float proj_clip;            /**< LSTM with a projection: 0 = none, else > 0 */
+  int32_t gru_reset_after;    /**< GRU: 0 = reset before the recurrent matmul (TF GRUCell, ONNX
+                                   linear_before_reset 0), 1 = after (PyTorch, Keras
+                                   reset_after, ONNX linear_before_reset 1, cuDNN); init 0 */
+} slstm_layer_config;
+
+/** Fills the caller's `struct_size` bytes at *layer with the defaults above. */
+SLSTM_API void slstm_layer_config_init_sized(slstm_layer_config* layer, size_t struct_size);
+#define slstm_layer_config_init(layer) \
+  slstm_layer_config_init_sized((layer), sizeof(slstm_layer_config))
+
 /** The architecture of a model. */
 typedef struct slstm_model_config {
   uint32_t struct_size;         /**< set by slstm_model_config_init */
   int64_t input_size;           /**< 1 <= D <= SLSTM_MAX_EXTENT */
   int32_t num_layers;           /**< 1 <= L <= SLSTM_MAX_LAYERS */
-  const int64_t* hidden_sizes;  /**< L values in [1, SLSTM_MAX_EXTENT]; borrowed during the call */
-  float forget_bias;            /**< finite; init sets 1.0 (TF's default) */
+  const int64_t* hidden_sizes;  /**< L values in [1, SLSTM_MAX_EXTENT]; borrowed during the call.
+                                     A stack of forward BasicLSTMCell layers.  Must be NULL when
+                                     `layers` is given. */
+  float forget_bias;            /**< finite; init sets 1.0 (TF's default).  LSTM layers only. */
+  /** Since 0.4: L layer descriptions (borrowed during the call), for any stack of
+   *  docs/cells.md; NULL (init): `hidden_sizes` describes the stack.  Layer l's input width is
+   *  layer l-1's output width (proj_size or hidden_size, times 2 when bidirectional). */
+  const slstm_layer_config* layers;
 } slstm_model_config;
 
 /** Fills the caller's `struct_size` bytes at *config with defaults: input_size 0,
@@ -295,7 +346,11 @@ SLSTM_API void(slstm_model_config_init)(slstm_model_config* config);
   slstm_model_config_init_sized((config), sizeof(slstm_model_config))
 /** The same defaults as a static initializer: `slstm_model_config c = SLSTM_MODEL_CONFIG_INIT;` */
 #define SLSTM_MODEL_CONFIG_INIT \
-  { (uint32_t)sizeof(slstm_model_config), 0, 0, NULL, 1.0f }
+  { (uint32_t)sizeof(slstm_model_config), 0, 0, NULL, 1.0f, NULL }
+/** The same for a layer: `slstm_layer_config l = SLSTM_LAYER_CONFIG_INIT;` then set hidden_size. */
+#define SLSTM_LAYER_CONFIG_INIT \
+  { (uint32_t)sizeof(slstm_layer_config), SLSTM_CELL_LSTM, 0, SLSTM_DIRECTION_FORWARD, 0, 0, \
+    0.0f, 0, 0.0f, 0 }
 
 /** Creates a model from weights in `format`.  `tensors` holds num_layers * tensors-per-layer
  *  entries, layer by layer (see slstm_weight_format); every shape is checked against the
@@ -343,6 +398,53 @@ typedef SLSTM_ENUM(slstm_state_part) { SLSTM_STATE_C = 0, SLSTM_STATE_H = 1 } sl
 SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_t batch,
                                                 int32_t layer, slstm_state_part part,
                                                 size_t* out);
+
+/** Layer `layer`'s description, as given at creation (a model made from hidden_sizes reports
+ *  forward LSTM layers without options), into the caller's `struct_size` bytes at *out (call
+ *  slstm_layer_config_init on it first).  SLSTM_ERR_OUT_OF_RANGE past the last layer. */
+SLSTM_API slstm_status slstm_model_layer(const slstm_model* model, int32_t layer,
+                                         slstm_layer_config* out);
+/** Width of the stack's output (the last layer's output width). */
+SLSTM_API slstm_status slstm_model_output_size(const slstm_model* model, int64_t* out);
+
+/** One piece of a packed state (docs/cells.md, "The packed state"). */
+typedef struct slstm_state_piece {
+  uint32_t struct_size;   /**< set by the caller: sizeof(slstm_state_piece) */
+  int32_t layer;          /**< the layer it belongs to */
+  int32_t direction;      /**< 0: forward (or the layer's only direction), 1: reverse half of a
+                               bidirectional layer */
+  slstm_state_part part;  /**< SLSTM_STATE_C or SLSTM_STATE_H (a GRU's state is h only) */
+  int64_t width;          /**< floats per batch row */
+  size_t offset;          /**< in floats, in a packed state of `batch` rows */
+  size_t count;           /**< batch * width */
+} slstm_state_piece;
+
+/** Number of pieces of a packed state (sum over layers of parts x directions). */
+SLSTM_API slstm_status slstm_model_state_pieces(const slstm_model* model, int64_t* out);
+/** Piece `index` (0-based, in packed order) of a packed state of `batch` rows.
+ *  SLSTM_ERR_OUT_OF_RANGE for an index past the last. */
+SLSTM_API slstm_status slstm_model_state_piece(const slstm_model* model, int64_t batch,
+                                               int64_t index, slstm_state_piece* out);
+
+/** One weight tensor a format expects (see slstm_format_tensors). */
+typedef struct slstm_tensor_info {
+  uint32_t struct_size;             /**< set by the caller: sizeof(slstm_tensor_info) */
+  int32_t layer;                    /**< the layer it belongs to */
+  int32_t direction;                /**< 0 forward/only, 1 reverse half; -1: both (ONNX) */
+  int32_t ndim;
+  int64_t shape[SLSTM_MAX_DIMS];
+  char name[48];                    /**< the format's own name, NUL-terminated, e.g. "weight_hr" */
+} slstm_tensor_info;
+
+/** The tensors `format` takes (and gives) for the architecture `config`, in API order: their
+ *  number into *out_count, and, when `infos` is not NULL, the first min(capacity, count)
+ *  descriptions into infos (each infos[k].struct_size must be set).  A format that cannot
+ *  express a layer (e.g. peepholes in SLSTM_FORMAT_PYTORCH) is refused with
+ *  SLSTM_ERR_UNSUPPORTED naming the layer and field, as slstm_model_create refuses it. */
+SLSTM_API slstm_status slstm_format_tensors(const slstm_model_config* config,
+                                            slstm_weight_format format,
+                                            slstm_tensor_info* infos, size_t capacity,
+                                            size_t* out_count);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Sessions                                                                                  */

@@ -25,8 +25,7 @@ namespace {
 const char* format_version_for(const Model& model) {
   for (std::size_t l = 0; l < model.layers().size(); ++l) {
     const LayerSpec s = model.spec(l);
-    if (s.cell != CellKind::kLstm || s.direction != Direction::kForward ||
-        s.weight_dtype != DType::kF32 || s.compute_dtype != DType::kF32 || s.proj_size != 0) {
+    if (!s.is_basic_lstm() || s.weight_dtype != DType::kF32 || s.compute_dtype != DType::kF32) {
       fail(SLSTM_ERR_UNSUPPORTED, "model file: layer " + std::to_string(l) + " (" +
                                       cell_name(s.cell) + ", " + direction_name(s.direction) +
                                       ", " + dtype_name(s.weight_dtype) +
