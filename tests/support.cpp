@@ -159,11 +159,9 @@ std::size_t state_count(const slstm_model* model, std::int64_t batch) {
 }
 
 std::int64_t output_size(const slstm_model* model) {
-  std::int32_t layers = 0;
-  REQUIRE(slstm_model_num_layers(model, &layers) == SLSTM_OK);
-  std::int64_t h = 0;
-  REQUIRE(slstm_model_hidden_size(model, layers - 1, &h) == SLSTM_OK);
-  return h;
+  std::int64_t w = 0;
+  REQUIRE(slstm_model_output_size(model, &w) == SLSTM_OK);
+  return w;
 }
 
 std::int64_t input_size(const slstm_model* model) {

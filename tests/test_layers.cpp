@@ -1,0 +1,546 @@
+// Layers beyond BasicLSTMCell through the C API (docs/cells.md): the layer description and its
+// checks, the packed-state pieces, what each path runs, and the structural identities of
+// directions and residual connections (reverse = forward on the reversed valid part,
+// bidirectional = both halves side by side, residual = output + input).  The numbers of each
+// cell against the real frameworks: tests/test_cells_golden.cpp.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+slstm_layer_config lstm(std::int64_t h) {
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  l.hidden_size = h;
+  return l;
+}
+
+slstm_layer_config gru(std::int64_t h, bool reset_after) {
+  slstm_layer_config l = lstm(h);
+  l.cell = SLSTM_CELL_GRU;
+  l.gru_reset_after = reset_after ? 1 : 0;
+  return l;
+}
+
+slstm_layer_config with_direction(slstm_layer_config l, slstm_direction d) {
+  l.direction = d;
+  return l;
+}
+
+slstm_model_config config_of(std::int64_t input, const std::vector<slstm_layer_config>& layers,
+                             float forget_bias = 1.0f) {
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = input;
+  c.num_layers = static_cast<std::int32_t>(layers.size());
+  c.layers = layers.data();
+  c.forget_bias = forget_bias;
+  return c;
+}
+
+slstm_status try_random(std::int64_t input, const std::vector<slstm_layer_config>& layers,
+                        t::Model* out, std::uint64_t seed = 1) {
+  const slstm_model_config c = config_of(input, layers);
+  slstm_model* m = nullptr;
+  const slstm_status s = slstm_model_create_random(&c, seed, 0.0f, &m);
+  out->reset(m);
+  return s;
+}
+
+t::Model random_layers(std::int64_t input, const std::vector<slstm_layer_config>& layers,
+                       std::uint64_t seed = 1) {
+  t::Model m;
+  const slstm_status s = try_random(input, layers, &m, seed);
+  INFO(slstm_last_error());
+  REQUIRE(s == SLSTM_OK);
+  return m;
+}
+
+t::Session session_on(const slstm_model* m, slstm_cpu_path path, std::int64_t max_batch = 4,
+                      std::int64_t max_time = 8) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CPU;
+  o.cpu_path = path;
+  o.max_batch = max_batch;
+  o.max_time = max_time;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m, &o, &s);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return t::Session(s);
+}
+
+// The canonical tensors of a model, flattened in API order.
+std::vector<std::vector<float>> canonical(const slstm_model* m, const slstm_model_config& c) {
+  std::size_t n = 0;
+  REQUIRE(slstm_format_tensors(&c, SLSTM_FORMAT_CANONICAL, nullptr, 0, &n) == SLSTM_OK);
+  std::vector<slstm_tensor_info> info(n);
+  for (auto& i : info) i.struct_size = sizeof i;
+  REQUIRE(slstm_format_tensors(&c, SLSTM_FORMAT_CANONICAL, info.data(), n, &n) == SLSTM_OK);
+  std::vector<std::vector<float>> data(n);
+  std::vector<slstm_tensor_out> out(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t e = 1;
+    for (int d = 0; d < info[k].ndim; ++d) e *= static_cast<std::size_t>(info[k].shape[d]);
+    data[k].resize(e);
+    out[k].data = data[k].data();
+    out[k].ndim = info[k].ndim;
+    std::memcpy(out[k].shape, info[k].shape, sizeof out[k].shape);
+  }
+  REQUIRE(slstm_model_export(m, SLSTM_FORMAT_CANONICAL, out.data(), n) == SLSTM_OK);
+  return data;
+}
+
+t::Model from_canonical(const slstm_model_config& c, const std::vector<std::vector<float>>& data) {
+  std::size_t n = 0;
+  REQUIRE(slstm_format_tensors(&c, SLSTM_FORMAT_CANONICAL, nullptr, 0, &n) == SLSTM_OK);
+  REQUIRE(n == data.size());
+  std::vector<slstm_tensor_info> info(n);
+  for (auto& i : info) i.struct_size = sizeof i;
+  REQUIRE(slstm_format_tensors(&c, SLSTM_FORMAT_CANONICAL, info.data(), n, &n) == SLSTM_OK);
+  std::vector<slstm_tensor> in(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    in[k].data = data[k].data();
+    in[k].ndim = info[k].ndim;
+    std::memcpy(in[k].shape, info[k].shape, sizeof in[k].shape);
+  }
+  slstm_model* m = nullptr;
+  const slstm_status s = slstm_model_create(&c, SLSTM_FORMAT_CANONICAL, in.data(), n, &m);
+  INFO(slstm_last_error());
+  REQUIRE(s == SLSTM_OK);
+  return t::Model(m);
+}
+
+std::string create_error(std::int64_t input, const std::vector<slstm_layer_config>& layers,
+                         slstm_status want) {
+  t::Model m;
+  CHECK(try_random(input, layers, &m) == want);
+  CHECK(m == nullptr);
+  return slstm_last_error();
+}
+
+using Catch::Matchers::Contains;
+
+}  // namespace
+
+TEST_CASE("a model made from hidden_sizes reports forward LSTM layers without options",
+          "[layers]") {
+  t::Model m = t::random_model(3, {5, 4}, 1);
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  REQUIRE(slstm_model_layer(m.get(), 1, &l) == SLSTM_OK);
+  CHECK(l.cell == SLSTM_CELL_LSTM);
+  CHECK(l.hidden_size == 4);
+  CHECK(l.direction == SLSTM_DIRECTION_FORWARD);
+  CHECK(l.residual == 0);
+  CHECK(l.peepholes == 0);
+  CHECK(l.proj_size == 0);
+  CHECK(l.cell_clip == 0.0f);
+  CHECK(slstm_model_layer(m.get(), 2, &l) == SLSTM_ERR_OUT_OF_RANGE);
+}
+
+TEST_CASE("slstm_model_layer returns each layer as it was described", "[layers]") {
+  slstm_layer_config a = lstm(6);
+  a.peepholes = 1;
+  a.cell_clip = 3.0f;
+  a.proj_size = 4;
+  a.proj_clip = 2.5f;
+  const slstm_layer_config b = with_direction(gru(3, true), SLSTM_DIRECTION_BIDIRECTIONAL);
+  t::Model m = random_layers(5, {a, b});
+  slstm_layer_config got;
+  slstm_layer_config_init(&got);
+  REQUIRE(slstm_model_layer(m.get(), 0, &got) == SLSTM_OK);
+  CHECK(got.peepholes == 1);
+  CHECK(got.cell_clip == 3.0f);
+  CHECK(got.proj_size == 4);
+  CHECK(got.proj_clip == 2.5f);
+  REQUIRE(slstm_model_layer(m.get(), 1, &got) == SLSTM_OK);
+  CHECK(got.cell == SLSTM_CELL_GRU);
+  CHECK(got.gru_reset_after == 1);
+  CHECK(got.direction == SLSTM_DIRECTION_BIDIRECTIONAL);
+  std::int64_t out = 0;
+  REQUIRE(slstm_model_output_size(m.get(), &out) == SLSTM_OK);
+  CHECK(out == 6);  // 2 directions x 3
+}
+
+TEST_CASE("a layer's input width is the previous layer's output width", "[layers]") {
+  slstm_layer_config a = lstm(8);
+  a.proj_size = 3;
+  const slstm_layer_config b = with_direction(lstm(5), SLSTM_DIRECTION_BIDIRECTIONAL);
+  const slstm_layer_config c = gru(2, false);
+  const std::vector<slstm_layer_config> layers = {a, b, c};
+  const slstm_model_config cfg = config_of(7, layers);
+  std::size_t n = 0;
+  REQUIRE(slstm_format_tensors(&cfg, SLSTM_FORMAT_CANONICAL, nullptr, 0, &n) == SLSTM_OK);
+  std::vector<slstm_tensor_info> info(n);
+  for (auto& i : info) i.struct_size = sizeof i;
+  REQUIRE(slstm_format_tensors(&cfg, SLSTM_FORMAT_CANONICAL, info.data(), n, &n) == SLSTM_OK);
+  // Layer 0: W_x [32, 7], W_h [32, 3], b, W_proj [3, 8]; layer 1 (two directions): W_x
+  // [20, 3] each; layer 2: W_x [6, 10].
+  REQUIRE(n == 4 + 2 * 3 + 4);
+  CHECK(std::string(info[0].name) == "W_x");
+  CHECK((info[0].shape[0] == 32 && info[0].shape[1] == 7));
+  CHECK((info[1].shape[0] == 32 && info[1].shape[1] == 3));
+  CHECK(std::string(info[3].name) == "W_proj");
+  CHECK((info[3].shape[0] == 3 && info[3].shape[1] == 8));
+  CHECK((info[4].layer == 1 && info[4].direction == 0 && info[4].shape[1] == 3));
+  CHECK((info[7].layer == 1 && info[7].direction == 1 && info[7].shape[1] == 3));
+  CHECK((info[10].layer == 2 && info[10].shape[0] == 6 && info[10].shape[1] == 10));
+  CHECK(std::string(info[12].name) == "b_x");
+  CHECK(std::string(info[13].name) == "b_h");
+}
+
+TEST_CASE("an inconsistent layer is refused at model creation, naming the layer and field",
+          "[layers][errors]") {
+  slstm_layer_config big_proj = lstm(4);
+  big_proj.proj_size = 5;
+  CHECK_THAT(create_error(3, {lstm(2), big_proj}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[1].proj_size"));
+  slstm_layer_config peep_gru = gru(4, false);
+  peep_gru.peepholes = 1;
+  CHECK_THAT(create_error(3, {peep_gru}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].peepholes"));
+  slstm_layer_config residual = lstm(4);
+  residual.residual = 1;
+  CHECK_THAT(create_error(3, {residual}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].residual"));
+  slstm_layer_config clip_no_proj = lstm(4);
+  clip_no_proj.proj_clip = 1.0f;
+  CHECK_THAT(create_error(3, {clip_no_proj}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].proj_clip"));
+  slstm_layer_config nan_clip = lstm(4);
+  nan_clip.cell_clip = std::nanf("");
+  CHECK_THAT(create_error(3, {nan_clip}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].cell_clip"));
+  slstm_layer_config reset_lstm = lstm(4);
+  reset_lstm.gru_reset_after = 1;
+  CHECK_THAT(create_error(3, {reset_lstm}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].gru_reset_after"));
+  slstm_layer_config bad_cell = lstm(4);
+  bad_cell.cell = static_cast<slstm_cell>(7);
+  CHECK_THAT(create_error(3, {bad_cell}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].cell"));
+  slstm_layer_config bad_dir = lstm(4);
+  bad_dir.direction = static_cast<slstm_direction>(-1);
+  CHECK_THAT(create_error(3, {bad_dir}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].direction"));
+  slstm_layer_config flag = lstm(4);
+  flag.peepholes = 2;
+  CHECK_THAT(create_error(3, {flag}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].peepholes"));
+  CHECK_THAT(create_error(3, {lstm(0)}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].hidden_size"));
+  slstm_layer_config small = lstm(4);
+  small.struct_size = 4;
+  CHECK_THAT(create_error(3, {small}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0]->struct_size"));
+}
+
+TEST_CASE("a residual layer whose output width equals its input width is accepted",
+          "[layers]") {
+  slstm_layer_config r = with_direction(lstm(3), SLSTM_DIRECTION_BIDIRECTIONAL);
+  r.residual = 1;
+  t::Model m = random_layers(6, {r});  // 2 x 3 = 6
+  CHECK(m != nullptr);
+}
+
+TEST_CASE("hidden_sizes and layers together are refused", "[layers][errors]") {
+  const std::vector<slstm_layer_config> layers = {lstm(3)};
+  slstm_model_config c = config_of(2, layers);
+  const std::int64_t h[] = {3};
+  c.hidden_sizes = h;
+  slstm_model* m = nullptr;
+  CHECK(slstm_model_create_random(&c, 1, 0.0f, &m) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(m == nullptr);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("config->hidden_sizes must be NULL"));
+}
+
+TEST_CASE("the packed state holds each direction's pieces in order, GRU with h only",
+          "[layers][state]") {
+  slstm_layer_config a = with_direction(lstm(4), SLSTM_DIRECTION_BIDIRECTIONAL);
+  a.proj_size = 2;
+  const slstm_layer_config b = gru(3, true);
+  t::Model m = random_layers(5, {a, b});
+  std::int64_t pieces = 0;
+  REQUIRE(slstm_model_state_pieces(m.get(), &pieces) == SLSTM_OK);
+  REQUIRE(pieces == 5);  // c, h forward; c, h reverse; GRU h
+  const std::int64_t B = 3;
+  struct Want {
+    int layer, direction;
+    slstm_state_part part;
+    std::int64_t width;
+  };
+  const Want want[] = {{0, 0, SLSTM_STATE_C, 4}, {0, 0, SLSTM_STATE_H, 2},
+                       {0, 1, SLSTM_STATE_C, 4}, {0, 1, SLSTM_STATE_H, 2},
+                       {1, 0, SLSTM_STATE_H, 3}};
+  std::size_t at = 0;
+  for (std::int64_t k = 0; k < pieces; ++k) {
+    slstm_state_piece p;
+    p.struct_size = sizeof p;
+    REQUIRE(slstm_model_state_piece(m.get(), B, k, &p) == SLSTM_OK);
+    CHECK(p.layer == want[k].layer);
+    CHECK(p.direction == want[k].direction);
+    CHECK(p.part == want[k].part);
+    CHECK(p.width == want[k].width);
+    CHECK(p.offset == at);
+    CHECK(p.count == static_cast<std::size_t>(B * want[k].width));
+    at += p.count;
+  }
+  std::size_t n = 0;
+  REQUIRE(slstm_model_state_count(m.get(), B, &n) == SLSTM_OK);
+  CHECK(n == at);
+  slstm_state_piece p;
+  p.struct_size = sizeof p;
+  CHECK(slstm_model_state_piece(m.get(), B, pieces, &p) == SLSTM_ERR_OUT_OF_RANGE);
+  std::size_t off = 0;
+  CHECK(slstm_model_state_offset(m.get(), B, 1, SLSTM_STATE_C, &off) == SLSTM_ERR_OUT_OF_RANGE);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("gru"));
+  REQUIRE(slstm_model_state_offset(m.get(), B, 1, SLSTM_STATE_H, &off) == SLSTM_OK);
+  CHECK(off == static_cast<std::size_t>(B * (4 + 2 + 4 + 2)));
+}
+
+TEST_CASE("cpu_path AUTO runs a stack beyond BasicLSTMCell on the reference, and says why",
+          "[layers][plan]") {
+  t::Model m = random_layers(3, {lstm(4), gru(3, true)});
+  t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO);
+  const std::string plan = t::describe_json(s.get());
+  CHECK(t::json_value(plan, "path") == "reference");
+  CHECK_THAT(plan, Contains("layer 1 (gru"));
+}
+
+TEST_CASE("cpu_path FAST refuses a stack beyond BasicLSTMCell, naming the layer",
+          "[layers][plan][errors]") {
+  slstm_layer_config p = lstm(4);
+  p.peepholes = 1;
+  t::Model m = random_layers(3, {lstm(2), p});
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.max_batch = 2;
+  o.max_time = 2;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m.get(), &o, &s);
+  CHECK(s == nullptr);
+  if (st == SLSTM_ERR_BACKEND_UNAVAILABLE) return;  // a build without the fast path
+  CHECK(st == SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 1 (lstm, forward, peepholes)"));
+}
+
+TEST_CASE("a stack with a reverse layer refuses stepping and stream slots, naming the layer",
+          "[layers][streaming][errors]") {
+  t::Model m = random_layers(2, {lstm(3), with_direction(gru(2, true), SLSTM_DIRECTION_REVERSE)});
+  t::Session s = session_on(m.get(), SLSTM_CPU_PATH_REFERENCE);
+  const std::vector<float> x(2, 0.5f);
+  std::vector<float> y = t::poisoned(2);
+  CHECK(slstm_session_step(s.get(), 1, x.data(), 2, nullptr, 0, y.data(), 2, nullptr, 0) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 1 is reverse"));
+  CHECK(t::count_poison(y) == 2);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.max_batch = 2;
+  o.max_time = 2;
+  o.max_slots = 2;
+  slstm_session* with_slots = nullptr;
+  CHECK(slstm_session_create(m.get(), &o, &with_slots) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(with_slots == nullptr);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("options->max_slots"));
+}
+
+namespace {
+
+// Runs `m` over a batch-major input with lengths on the reference path.
+t::Run run_ref(const slstm_model* m, std::int64_t B, std::int64_t T, const std::vector<float>& x,
+               const std::vector<std::int32_t>* lengths, const std::vector<float>* init = nullptr,
+               slstm_layout layout = SLSTM_BATCH_MAJOR) {
+  t::Session s = session_on(m, SLSTM_CPU_PATH_REFERENCE, B, T);
+  t::Call c = t::call_of(B, T, x, layout);
+  c.lengths = lengths;
+  c.initial_state = init;
+  return t::forward_ok(s.get(), m, c);
+}
+
+// Each row's first len_b steps reversed (rows are batch-major [B, T, W]); the rest kept.
+std::vector<float> reverse_valid(const std::vector<float>& v, std::int64_t B, std::int64_t T,
+                                 std::int64_t W, const std::vector<std::int32_t>& len) {
+  std::vector<float> r = v;
+  for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t t = 0; t < len[b]; ++t) {
+      std::memcpy(&r[(b * T + t) * W], &v[(b * T + (len[b] - 1 - t)) * W],
+                  static_cast<std::size_t>(W) * sizeof(float));
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a reverse layer is the forward layer over each row's valid part reversed",
+          "[layers][direction]") {
+  const std::int64_t B = 4, T = 5, D = 3, H = 4;
+  for (const slstm_layer_config& base : {lstm(H), gru(H, true), gru(H, false)}) {
+    const std::vector<slstm_layer_config> fwd = {base};
+    const std::vector<slstm_layer_config> rev = {with_direction(base, SLSTM_DIRECTION_REVERSE)};
+    t::Model mf = random_layers(D, fwd, 11);
+    t::Model mr = random_layers(D, rev, 11);  // the same draws: the same weights
+    const std::vector<std::int32_t> len = {5, 0, 1, 4};
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 3);
+    const auto init = t::random_vector(t::state_count(mf.get(), B), 4);
+    const t::Run r = run_ref(mr.get(), B, T, x, &len, &init);
+    const auto xr = reverse_valid(x, B, T, D, len);
+    const t::Run f = run_ref(mf.get(), B, T, xr, &len, &init);
+    CHECK(t::bitwise_equal(r.output, reverse_valid(f.output, B, T, H, len)));
+    CHECK(t::bitwise_equal(r.final_state, f.final_state));
+  }
+}
+
+TEST_CASE("a bidirectional layer is a forward and a reverse layer side by side",
+          "[layers][direction]") {
+  const std::int64_t B = 3, T = 4, D = 2, H = 3;
+  slstm_layer_config base = lstm(H);
+  base.peepholes = 1;
+  const std::vector<slstm_layer_config> bi = {with_direction(base, SLSTM_DIRECTION_BIDIRECTIONAL)};
+  t::Model mb = random_layers(D, bi, 5);
+  const slstm_model_config cb = config_of(D, bi);
+  const auto w = canonical(mb.get(), cb);  // forward's 4 tensors, then reverse's 4
+  const std::vector<slstm_layer_config> fl = {base};
+  const std::vector<slstm_layer_config> rl = {with_direction(base, SLSTM_DIRECTION_REVERSE)};
+  t::Model mf = from_canonical(config_of(D, fl), {w[0], w[1], w[2], w[3]});
+  t::Model mr = from_canonical(config_of(D, rl), {w[4], w[5], w[6], w[7]});
+  const std::vector<std::int32_t> len = {4, 2, 0};
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 8);
+  const t::Run b = run_ref(mb.get(), B, T, x, &len, nullptr, SLSTM_TIME_MAJOR);
+  const t::Run f = run_ref(mf.get(), B, T, x, &len, nullptr, SLSTM_TIME_MAJOR);
+  const t::Run r = run_ref(mr.get(), B, T, x, &len, nullptr, SLSTM_TIME_MAJOR);
+  for (std::int64_t row = 0; row < B * T; ++row) {
+    CHECK(t::bitwise_equal(&b.output[row * 2 * H], &f.output[row * H], H));
+    CHECK(t::bitwise_equal(&b.output[row * 2 * H + H], &r.output[row * H], H));
+  }
+  std::vector<float> both = f.final_state;
+  both.insert(both.end(), r.final_state.begin(), r.final_state.end());
+  CHECK(t::bitwise_equal(b.final_state, both));
+}
+
+TEST_CASE("a residual layer's output is the cell's output plus the layer's input",
+          "[layers][residual]") {
+  const std::int64_t B = 2, T = 3, D = 4;
+  for (const slstm_layer_config& base : {lstm(D), gru(D, true)}) {
+    slstm_layer_config res = base;
+    res.residual = 1;
+    t::Model plain = random_layers(D, {base}, 9);
+    t::Model wrapped = random_layers(D, {res}, 9);
+    const std::vector<std::int32_t> len = {3, 1};
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 2);
+    const t::Run p = run_ref(plain.get(), B, T, x, &len);
+    const t::Run w = run_ref(wrapped.get(), B, T, x, &len);
+    for (std::int64_t b = 0; b < B; ++b) {
+      for (std::int64_t t = 0; t < T; ++t) {
+        for (std::int64_t u = 0; u < D; ++u) {
+          const std::size_t i = static_cast<std::size_t>((b * T + t) * D + u);
+          CHECK(w.output[i] == (t < len[b] ? p.output[i] + x[i] : 0.0f));
+        }
+      }
+    }
+    CHECK(t::bitwise_equal(w.final_state, p.final_state));  // the state is the cell's own
+  }
+}
+
+TEST_CASE("zero peepholes, an identity projection and no clip compute BasicLSTMCell",
+          "[layers][lstm]") {
+  const std::int64_t B = 2, T = 3, D = 3, H = 4;
+  slstm_layer_config ext = lstm(H);
+  ext.peepholes = 1;
+  ext.proj_size = H;
+  ext.cell_clip = 1e30f;
+  const std::vector<slstm_layer_config> el = {ext};
+  t::Model basic = t::random_model(D, {H}, 21);
+  const auto wb = canonical(basic.get(), config_of(D, {lstm(H)}));
+  std::vector<float> identity(static_cast<std::size_t>(H * H), 0.0f);
+  for (std::int64_t u = 0; u < H; ++u) identity[static_cast<std::size_t>(u * H + u)] = 1.0f;
+  t::Model m = from_canonical(config_of(D, el),
+                              {wb[0], wb[1], wb[2], std::vector<float>(3 * H, 0.0f), identity});
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 6);
+  const t::Run a = run_ref(basic.get(), B, T, x, nullptr);
+  const t::Run b = run_ref(m.get(), B, T, x, nullptr);
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+}
+
+TEST_CASE("cell_clip bounds c and proj_clip bounds the projected h", "[layers][lstm]") {
+  const std::int64_t B = 2, T = 6, D = 3, H = 5, P = 2;
+  slstm_layer_config l = lstm(H);
+  l.cell_clip = 0.05f;
+  l.proj_size = P;
+  l.proj_clip = 0.01f;
+  const std::vector<slstm_layer_config> layers = {l};
+  slstm_model_config c = config_of(D, layers);
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create_random(&c, 3, 2.0f, &raw) == SLSTM_OK);  // large weights
+  t::Model m(raw);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 1, -3.0f, 3.0f);
+  const t::Run r = run_ref(m.get(), B, T, x, nullptr);
+  float max_c = 0.0f, max_h = 0.0f;
+  for (std::int64_t k = 0; k < B * H; ++k) max_c = std::max(max_c, std::fabs(r.final_state[k]));
+  for (std::int64_t k = 0; k < B * P; ++k) {
+    max_h = std::max(max_h, std::fabs(r.final_state[B * H + k]));
+  }
+  for (float v : r.output) max_h = std::max(max_h, std::fabs(v));
+  CHECK(max_c == 0.05f);  // reached (large weights saturate) and never exceeded
+  CHECK(max_h == 0.01f);
+}
+
+TEST_CASE("a GRU step matches the equations written out in double", "[layers][gru]") {
+  // One unit, one input, both variants: r, z, n by hand.
+  for (int after = 0; after < 2; ++after) {
+    const std::vector<slstm_layer_config> layers = {gru(1, after == 1)};
+    const slstm_model_config c = config_of(1, layers);
+    // W_x [3,1], W_h [3,1], b_x [3], b_h [3] (r, z, n)
+    const std::vector<float> wx = {0.5f, -0.25f, 0.75f}, wh = {0.3f, 0.6f, -0.9f};
+    const std::vector<float> bx = {0.1f, -0.2f, 0.05f}, bh = {-0.3f, 0.15f, 0.4f};
+    t::Model m = from_canonical(c, {wx, wh, bx, bh});
+    const double x = 0.8, h0 = -0.6;
+    auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+    const double r = sig(wx[0] * x + bx[0] + wh[0] * h0 + bh[0]);
+    const double z = sig(wx[1] * x + bx[1] + wh[1] * h0 + bh[1]);
+    const double n = after ? std::tanh(wx[2] * x + bx[2] + r * (wh[2] * h0 + bh[2]))
+                           : std::tanh(wx[2] * x + bx[2] + wh[2] * (r * h0) + bh[2]);
+    const double h1 = (1 - z) * n + z * h0;
+    const std::vector<float> in = {0.8f}, init = {-0.6f};
+    const t::Run run = run_ref(m.get(), 1, 1, in, nullptr, &init);
+    CHECK(std::fabs(run.output[0] - h1) < 1e-6);
+    CHECK(run.final_state[0] == run.output[0]);
+  }
+}
+
+TEST_CASE("a forward stack of new cells runs in chunks bitwise as in one call",
+          "[layers][streaming]") {
+  const std::int64_t B = 3, T = 6, D = 4;
+  slstm_layer_config a = lstm(6);
+  a.peepholes = 1;
+  a.proj_size = 4;
+  a.cell_clip = 0.5f;
+  slstm_layer_config r = gru(4, false);
+  r.residual = 1;
+  t::Model m = random_layers(D, {a, r, gru(3, true)}, 17);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 5);
+  t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T);
+  t::Call whole = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
+  const t::Run w = t::forward_ok(s.get(), m.get(), whole);
+  // Step by step, time-major: step t's input is rows [t*B, (t+1)*B).
+  std::vector<float> state(t::state_count(m.get(), B), 0.0f);
+  std::vector<float> out;
+  for (std::int64_t t = 0; t < T; ++t) {
+    std::vector<float> y = t::poisoned(static_cast<std::size_t>(B * 3));
+    REQUIRE(slstm_session_step(s.get(), B, &x[static_cast<std::size_t>(t * B * D)],
+                               static_cast<std::size_t>(B * D), state.data(), state.size(),
+                               y.data(), y.size(), state.data(), state.size()) == SLSTM_OK);
+    out.insert(out.end(), y.begin(), y.end());
+  }
+  CHECK(t::bitwise_equal(out, w.output));
+  CHECK(t::bitwise_equal(state, w.final_state));
+}
