@@ -22,8 +22,9 @@ from .errors import (StackLSTMError, InvalidArgumentError, ShapeMismatchError, O
                      SizeOverflowError, OutOfMemoryError, BackendUnavailableError,
                      UnsupportedError, BackendFailureError, AliasingError, InternalError,
                      SessionBusyError, SlotsFullError, status_string)
+from .layers import Layer, BidirectionalState
 from .model import (Model, Session, LSTMStateTuple, FORMATS, TENSOR_NAMES, tensor_shapes,
-                    tensors_per_layer)
+                    tensors_per_layer, format_tensors, TensorSpec)
 from .safetensors_header import read_header
 from .state import state_from_torch, state_to_torch, state_from_keras, state_to_keras
 from .streams import Streams
@@ -93,4 +94,5 @@ __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "ten
            "SizeOverflowError", "OutOfMemoryError", "BackendUnavailableError",
            "UnsupportedError", "BackendFailureError", "AliasingError", "InternalError",
            "SessionBusyError", "SlotsFullError", "Streams", "status_string",
-           "state_from_torch", "state_to_torch", "state_from_keras", "state_to_keras"]
+           "state_from_torch", "state_to_torch", "state_from_keras", "state_to_keras",
+           "Layer", "BidirectionalState", "format_tensors", "TensorSpec"]

@@ -100,10 +100,34 @@ class TensorOut(ctypes.Structure):
                 ("shape", ctypes.c_int64 * MAX_DIMS)]
 
 
+class LayerConfig(ctypes.Structure):
+    """slstm_layer_config (since 0.4)."""
+    _fields_ = [("struct_size", ctypes.c_uint32), ("cell", c_enum),
+                ("hidden_size", ctypes.c_int64), ("direction", c_enum),
+                ("residual", ctypes.c_int32), ("peepholes", ctypes.c_int32),
+                ("cell_clip", ctypes.c_float), ("proj_size", ctypes.c_int64),
+                ("proj_clip", ctypes.c_float), ("gru_reset_after", ctypes.c_int32)]
+
+
 class ModelConfig(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("input_size", ctypes.c_int64),
                 ("num_layers", ctypes.c_int32), ("hidden_sizes", c_int64_p),
-                ("forget_bias", ctypes.c_float)]
+                ("forget_bias", ctypes.c_float),
+                ("layers", ctypes.POINTER(LayerConfig))]   # since 0.4
+
+
+class StatePiece(ctypes.Structure):
+    """slstm_state_piece (since 0.4)."""
+    _fields_ = [("struct_size", ctypes.c_uint32), ("layer", ctypes.c_int32),
+                ("direction", ctypes.c_int32), ("part", c_enum), ("width", ctypes.c_int64),
+                ("offset", ctypes.c_size_t), ("count", ctypes.c_size_t)]
+
+
+class TensorInfo(ctypes.Structure):
+    """slstm_tensor_info (since 0.4)."""
+    _fields_ = [("struct_size", ctypes.c_uint32), ("layer", ctypes.c_int32),
+                ("direction", ctypes.c_int32), ("ndim", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_DIMS), ("name", ctypes.c_char * 48)]
 
 
 class SessionOptions(ctypes.Structure):
@@ -165,6 +189,13 @@ _declared = {
     "slstm_backend_available": (c_status, [c_enum]),
     "slstm_format_tensors_per_layer": (c_status, [c_enum, c_int32_p]),
     "slstm_model_config_init_sized": (None, [vp, ctypes.c_size_t]),
+    "slstm_layer_config_init_sized": (None, [vp, ctypes.c_size_t]),
+    "slstm_model_layer": (c_status, [vp, ctypes.c_int32, vp]),
+    "slstm_model_output_size": (c_status, [vp, c_int64_p]),
+    "slstm_model_state_pieces": (c_status, [vp, c_int64_p]),
+    "slstm_model_state_piece": (c_status, [vp, ctypes.c_int64, ctypes.c_int64, vp]),
+    "slstm_format_tensors": (c_status, [vp, c_enum, vp, ctypes.c_size_t,
+                                        P(ctypes.c_size_t)]),
     "slstm_model_create": (c_status, [vp, c_enum, P(Tensor), ctypes.c_size_t, P(vp)]),
     "slstm_model_create_random": (c_status, [vp, ctypes.c_uint64, ctypes.c_float, P(vp)]),
     "slstm_model_destroy": (None, [vp]),

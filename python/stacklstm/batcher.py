@@ -184,7 +184,7 @@ class Batcher:
             raise ValueError("max_padding must be a number >= 0, got %r" % (max_padding,))
         self.max_padding = float(max_padding)
         self.input_size = model.input_size
-        self.output_size = model.hidden_sizes[-1]
+        self.output_size = model.output_size
         self._model = model
         self._own_streams = self._own_session = False
         self._streams = streams

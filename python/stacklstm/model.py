@@ -10,8 +10,8 @@ import os
 import platform
 import stat
 import threading
-from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
-                    TypeVar, Union)
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple, TypeVar, Union)
 
 import numpy as np
 
@@ -19,11 +19,12 @@ from . import _lib
 from ._ints import INT32, UINT64, checked_int as _int
 from ._lib import lib
 from .errors import check, InvalidArgumentError
+from .layers import BidirectionalState, Layer
 from .safetensors_header import not_safetensors_reason
 from .state import LSTMStateTuple, CONVENTIONS, describe, is_state_tuple, _array
 
 __all__ = ["Model", "Session", "LSTMStateTuple", "FORMATS", "TENSOR_NAMES", "tensor_shapes",
-           "tensors_per_layer"]
+           "tensors_per_layer", "format_tensors", "TensorSpec", "Layer", "BidirectionalState"]
 
 # slstm_weight_format values (ABI: appended only, never renumbered).
 FORMATS = {"canonical": 0, "tf": 1, "pytorch": 2, "keras": 3, "keras_cudnn": 4, "onnx": 5,
@@ -76,6 +77,127 @@ def tensor_shapes(fmt: Union[str, int], I: int, H: int) -> List[Tuple[int, ...]]
         "onnx": [(1, 4 * H, I), (1, 4 * H, H), (1, 8 * H)],
         "cudnn": [(4 * H, I), (4 * H, H), (4 * H,), (4 * H,)],
     }[_format_name(fmt)]
+
+
+class TensorSpec(NamedTuple):
+    """One weight tensor a format takes for an architecture (slstm_format_tensors)."""
+    name: str                # the format's own name, e.g. "weight_hr" or "W_x"
+    shape: Tuple[int, ...]
+    layer: int               # the layer it belongs to
+    direction: int           # 0: forward (or the only direction), 1: reverse half, -1: both
+
+
+def _layers_arg(layers: Any) -> List[Layer]:
+    """`layers` checked to be a sequence of stacklstm.Layer."""
+    if isinstance(layers, (str, bytes, Layer)) or not hasattr(layers, "__len__"):
+        raise TypeError("layers must be a sequence of stacklstm.Layer, got %r" % (layers,))
+    out = list(layers)
+    for k, L in enumerate(out):
+        if not isinstance(L, Layer):
+            raise TypeError("layers[%d] must be a stacklstm.Layer, got %s"
+                            % (k, type(L).__name__))
+    return out
+
+
+def _model_config(input_size: int, hidden_sizes: Optional[Sequence[int]],
+                  forget_bias: float, layers: Optional[Sequence[Layer]] = None
+                  ) -> Tuple[Any, Any]:
+    """slstm_model_config (padded, as `.s`) and the arrays it points to (keep them alive):
+    from hidden_sizes (a stack of BasicLSTMCell layers) or from layers, exactly one."""
+    cfg = _lib.padded(_lib.ModelConfig, lib.slstm_model_config_init_sized)
+    cfg.s.input_size = _int(input_size, "input_size")
+    cfg.s.forget_bias = float(forget_bias)
+    if layers is not None:
+        if hidden_sizes is not None:
+            raise ValueError("give hidden_sizes or layers, not both")
+        ls = _layers_arg(layers)
+        arr = (_lib.LayerConfig * max(len(ls), 1))()
+        for k, L in enumerate(ls):
+            lib.slstm_layer_config_init_sized(ctypes.byref(arr[k]),
+                                              ctypes.sizeof(_lib.LayerConfig))
+            L._to_c(arr[k])
+        cfg.s.num_layers = _int(len(ls), "the number of layers", INT32)
+        cfg.s.layers = ctypes.cast(arr, ctypes.POINTER(_lib.LayerConfig))
+        return cfg, arr
+    if hidden_sizes is None:
+        raise ValueError("give hidden_sizes (a stack of BasicLSTMCell layers) or layers "
+                         "(a sequence of stacklstm.Layer)")
+    if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__len__"):
+        raise TypeError("hidden_sizes must be a sequence of integers, got %r"
+                        % (hidden_sizes,))
+    sizes = [_int(h, "hidden_sizes[%d]" % l) for l, h in enumerate(hidden_sizes)]
+    hs = (ctypes.c_int64 * max(len(sizes), 1))(*sizes)
+    cfg.s.num_layers = _int(len(sizes), "the number of layers", INT32)
+    cfg.s.hidden_sizes = ctypes.cast(hs, _lib.c_int64_p)
+    return cfg, hs
+
+
+def _tensor_specs(cfg: Any, fmt: int) -> List[TensorSpec]:
+    """slstm_format_tensors for a config made by _model_config."""
+    n = ctypes.c_size_t()
+    check(lib.slstm_format_tensors(ctypes.byref(cfg), fmt, None, 0, ctypes.byref(n)),
+          "slstm_format_tensors")
+    infos = (_lib.TensorInfo * max(n.value, 1))()
+    for k in range(n.value):
+        infos[k].struct_size = ctypes.sizeof(_lib.TensorInfo)
+    got = ctypes.c_size_t()
+    check(lib.slstm_format_tensors(ctypes.byref(cfg), fmt, infos, n.value, ctypes.byref(got)),
+          "slstm_format_tensors")
+    return [TensorSpec(infos[k].name.decode("utf-8", "replace"),
+                       tuple(int(infos[k].shape[d]) for d in range(infos[k].ndim)),
+                       int(infos[k].layer), int(infos[k].direction))
+            for k in range(min(n.value, got.value))]
+
+
+def format_tensors(format: Union[str, int], input_size: int,
+                   layers: Optional[Sequence[Layer]] = None,
+                   hidden_sizes: Optional[Sequence[int]] = None) -> List[TensorSpec]:
+    """The tensors `format` takes (and Model.export gives) for an architecture, in API order:
+    name, shape, layer and direction of each, as the library says (slstm_format_tensors).
+    The architecture is `layers` (stacklstm.Layer) or `hidden_sizes` (BasicLSTMCell layers).
+    A format that cannot express a layer raises stacklstm.UnsupportedError naming the layer
+    and field, as creating the model would."""
+    cfg, _keep = _model_config(input_size, hidden_sizes, 0.0, layers)
+    return _tensor_specs(cfg, _format_value(format))
+
+
+def _layer_keys(specs: Sequence[TensorSpec]) -> List[str]:
+    """The dict keys of one layer's tensors (Model.export, Model.from_weights): the format's
+    names; where a bidirectional layer's two directions share a name (the canonical format),
+    the reverse direction's is suffixed "_reverse" (PyTorch's convention)."""
+    names = [t.name for t in specs]
+    return [t.name + "_reverse" if t.direction == 1 and names.count(t.name) > 1 else t.name
+            for t in specs]
+
+
+def _by_layer(specs: Sequence[TensorSpec], num_layers: int) -> List[List[TensorSpec]]:
+    out: List[List[TensorSpec]] = [[] for _ in range(num_layers)]
+    for t in specs:
+        out[t.layer].append(t)
+    return out
+
+
+def _infer_input_size(fmt: int, layers: Sequence[Layer], first: Sequence[Any]) -> int:
+    """Layer 0's input width from its tensors in `fmt`: the library's expected shapes for
+    input widths 1 and 2 show which axis of which tensor grows with it."""
+    if layers[0].residual:
+        return layers[0].output_size   # a residual layer's input is as wide as its output
+    got = []
+    for i in (1, 2):
+        cfg, _keep = _model_config(i, None, 0.0, layers)
+        got.append([t for t in _tensor_specs(cfg, fmt) if t.layer == 0])
+    for k, (a, b) in enumerate(zip(*got)):
+        if k >= len(first) or len(a.shape) != len(b.shape):
+            continue
+        for axis, (s1, s2) in enumerate(zip(a.shape, b.shape)):
+            if s1 != s2:
+                shape = np.shape(first[k])
+                if len(shape) != len(a.shape):
+                    raise ValueError("layer 0 %s has shape %s, expected %d dims (%s); pass "
+                                     "input_size= or fix the tensor"
+                                     % (a.name, tuple(shape), len(a.shape), a.name))
+                return int((shape[axis] - s1) // (s2 - s1) + 1)
+    raise ValueError("input_size: no tensor of layer 0 states it; pass input_size=")
 
 
 _to_numpy = _array  # torch / TF tensors and array-likes as NumPy (stacklstm.state)
@@ -261,6 +383,8 @@ class Model(_Owned):
 
     input_size: int
     hidden_sizes: Tuple[int, ...]
+    layers: Tuple[Layer, ...]
+    output_size: int
     forget_bias: float
     _state_layout: "_StateLayout"
 
@@ -288,12 +412,28 @@ class Model(_Owned):
             fb = ctypes.c_float()
             check(lib.slstm_model_forget_bias(self._h, ctypes.byref(fb)),
                   "slstm_model_forget_bias")
-            layout = _query_state_layout(self._h, hs)   # type: ignore[arg-type]
+            if _has_symbol("slstm_model_layer"):
+                layers = []
+                for l in range(n.value):
+                    lc = _lib.padded(_lib.LayerConfig, lib.slstm_layer_config_init_sized)
+                    check(lib.slstm_model_layer(self._h, l, ctypes.byref(lc)),
+                          "slstm_model_layer")
+                    layers.append(Layer._from_c(lc.s))
+                o = ctypes.c_int64()
+                check(lib.slstm_model_output_size(self._h, ctypes.byref(o)),
+                      "slstm_model_output_size")
+                out_size = o.value
+            else:   # a library before 0.4: stacks of BasicLSTMCell layers only
+                layers = [Layer("lstm", H) for H in hs]
+                out_size = hs[-1]
+            layout = _query_state_layout(self._h, layers)   # type: ignore[arg-type]
         except BaseException:
             self.close()
             raise
         self.input_size = i.value
         self.hidden_sizes = tuple(hs)
+        self.layers = tuple(layers)
+        self.output_size = out_size
         self.forget_bias = fb.value
         self._state_layout = layout
         return self
@@ -313,30 +453,30 @@ class Model(_Owned):
     # ---- construction -------------------------------------------------------------------
 
     @staticmethod
-    def _config(input_size: int, hidden_sizes: Sequence[int], forget_bias: float
-                ) -> Tuple[Any, Any]:
-        cfg = _lib.padded(_lib.ModelConfig, lib.slstm_model_config_init_sized)
-        if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__len__"):
-            raise TypeError("hidden_sizes must be a sequence of integers, got %r"
-                            % (hidden_sizes,))
-        sizes = [_int(h, "hidden_sizes[%d]" % l) for l, h in enumerate(hidden_sizes)]
-        hs = (ctypes.c_int64 * max(len(sizes), 1))(*sizes)
-        cfg.s.input_size = _int(input_size, "input_size")
-        cfg.s.num_layers = _int(len(sizes), "the number of layers", INT32)
-        cfg.s.hidden_sizes = ctypes.cast(hs, _lib.c_int64_p)
-        cfg.s.forget_bias = float(forget_bias)
-        return cfg, hs
+    def _config(input_size: int, hidden_sizes: Optional[Sequence[int]], forget_bias: float,
+                layers: Optional[Sequence[Layer]] = None) -> Tuple[Any, Any]:
+        return _model_config(input_size, hidden_sizes, forget_bias, layers)
 
     @classmethod
     def from_weights(cls, weights: Any, format: Union[str, int] = "tf",
                      input_size: Optional[int] = None,
                      hidden_sizes: Optional[Sequence[int]] = None,
-                     forget_bias: float = 1.0) -> "Model":
+                     forget_bias: float = 1.0,
+                     layers: Optional[Sequence[Layer]] = None) -> "Model":
         """A model from framework weights. `weights`: per layer, a sequence (in the order of
         TENSOR_NAMES[format]) or a dict keyed by those names; or one flat sequence of all
         layers' tensors. Any array-like of any dtype/strides (NumPy, torch, TF) is accepted.
         input_size/hidden_sizes default to what the shapes say. forget_bias is used by the
-        "tf" and "canonical" formats only (the others have none: the library sets 0)."""
+        "tf" and "canonical" formats only (the others have none: the library sets 0).
+
+        `layers` (a sequence of stacklstm.Layer) describes any stack of docs/cells.md instead
+        of hidden_sizes; each layer's tensors are then those stacklstm.format_tensors lists
+        (per layer in that order, or a dict keyed by their names, a bidirectional layer's
+        reverse tensors suffixed "_reverse" where the two directions share a name, as
+        Model.export gives them). input_size defaults to what layer 0's tensors say."""
+        if layers is not None:
+            return cls._from_layer_weights(weights, format, input_size, hidden_sizes,
+                                           forget_bias, layers)
         name = _format_name(format)
         names = TENSOR_NAMES[name]
         per = tensors_per_layer(name)
@@ -346,7 +486,7 @@ class Model(_Owned):
                 raise ValueError("%d tensors is not a multiple of %d (%s format)"
                                  % (len(weights), per, name))
             weights = [weights[k:k + per] for k in range(0, len(weights), per)]
-        layers = []
+        arrays: List[List[np.ndarray]] = []
         for l, lw in enumerate(weights):
             if isinstance(lw, dict):
                 missing = [n for n in names if n not in lw]
@@ -357,14 +497,14 @@ class Model(_Owned):
             if len(lw) != per:
                 raise ValueError("layer %d: %d tensors, the %s format has %d (%s)"
                                  % (l, len(lw), name, per, ", ".join(names)))
-            layers.append([_f32(t, "layer %d %s" % (l, names[k])) for k, t in enumerate(lw)])
-        if not layers:
+            arrays.append([_f32(t, "layer %d %s" % (l, names[k])) for k, t in enumerate(lw)])
+        if not arrays:
             raise ValueError("weights: no layers")
         if input_size is None or hidden_sizes is None:
-            I, hs = _infer_architecture(name, layers)
+            I, hs = _infer_architecture(name, arrays)
             input_size = I if input_size is None else input_size
             hidden_sizes = hs if hidden_sizes is None else hidden_sizes
-        flat = [t for lw in layers for t in lw]
+        flat = [t for lw in arrays for t in lw]
         tensors = (_lib.Tensor * len(flat))()
         for k, a in enumerate(flat):
             if a.ndim < 1 or a.ndim > _lib.MAX_DIMS:
@@ -381,10 +521,78 @@ class Model(_Owned):
         return cls._from_handle(h.value)
 
     @classmethod
-    def random(cls, input_size: int, hidden_sizes: Sequence[int], seed: int = 0,
-               scale: float = 0.0, forget_bias: float = 1.0) -> "Model":
-        """Seeded pseudo-random weights, uniform in [-scale, scale] (0: 1/sqrt(H))."""
-        cfg, _keep = cls._config(input_size, list(hidden_sizes), forget_bias)
+    def _from_layer_weights(cls, weights: Any, format: Union[str, int],
+                            input_size: Optional[int], hidden_sizes: Optional[Sequence[int]],
+                            forget_bias: float, layers: Sequence[Layer]) -> "Model":
+        """Model.from_weights with `layers`: the tensors are the ones slstm_format_tensors
+        lists for the architecture."""
+        if hidden_sizes is not None:
+            raise ValueError("give hidden_sizes or layers, not both")
+        ls = _layers_arg(layers)
+        if not ls:
+            raise ValueError("layers: a model needs at least one layer")
+        fmt = _format_value(format)
+        name = _format_name(format)
+        # Names and counts do not depend on the input width: ask for a placeholder one.
+        probe = ls[0].output_size if ls[0].residual else 1
+        cfg0, _keep0 = _model_config(probe, None, 0.0, ls)
+        per_layer = _by_layer(_tensor_specs(cfg0, fmt), len(ls))
+        keys = [_layer_keys(p) for p in per_layer]
+        total = sum(len(p) for p in per_layer)
+        weights = list(weights.values()) if isinstance(weights, dict) else list(weights)
+        if weights and not isinstance(weights[0], (list, tuple, dict)):
+            if len(weights) != total:
+                raise ValueError("weights: %d tensors, the %s format takes %d for these layers "
+                                 "(stacklstm.format_tensors lists them)"
+                                 % (len(weights), name, total))
+            grouped, k = [], 0
+            for p in per_layer:
+                grouped.append(weights[k:k + len(p)])
+                k += len(p)
+            weights = grouped
+        if len(weights) != len(ls):
+            raise ValueError("weights: %d layers of tensors for %d layers"
+                             % (len(weights), len(ls)))
+        flat: List[np.ndarray] = []
+        for l, (lw, lk) in enumerate(zip(weights, keys)):
+            if isinstance(lw, dict):
+                unknown = sorted(set(lw) - set(lk))
+                missing = [k for k in lk if k not in lw]
+                if missing or unknown:
+                    raise ValueError("layer %d: %s%s; the %s format takes %s for %r"
+                                     % (l, "missing %s" % missing if missing else "",
+                                        ("%sunknown %s" % ("; " if missing else "", unknown))
+                                        if unknown else "", name, lk, ls[l]))
+                lw = [lw[k] for k in lk]
+            if len(lw) != len(lk):
+                raise ValueError("layer %d: %d tensors, the %s format takes %d (%s) for %r"
+                                 % (l, len(lw), name, len(lk), ", ".join(lk), ls[l]))
+            flat += [_f32(t, "layer %d %s" % (l, k)) for k, t in zip(lk, lw)]
+        if input_size is None:
+            input_size = _infer_input_size(fmt, ls, flat[:len(keys[0])])
+        tensors = (_lib.Tensor * max(len(flat), 1))()
+        for k, a in enumerate(flat):
+            if a.ndim < 1 or a.ndim > _lib.MAX_DIMS:
+                raise ValueError("tensor %d has %d dims (1 to %d)" % (k, a.ndim,
+                                                                        _lib.MAX_DIMS))
+            tensors[k].data = _fptr(a)
+            tensors[k].ndim = a.ndim
+            for d, n in enumerate(a.shape):
+                tensors[k].shape[d] = n
+        cfg, _keep = _model_config(input_size, None, forget_bias, ls)
+        h = ctypes.c_void_p()
+        check(lib.slstm_model_create(ctypes.byref(cfg), fmt, tensors, len(flat),
+                                     ctypes.byref(h)), "slstm_model_create")
+        return cls._from_handle(h.value)
+
+    @classmethod
+    def random(cls, input_size: int, hidden_sizes: Optional[Sequence[int]] = None,
+               seed: int = 0, scale: float = 0.0, forget_bias: float = 1.0,
+               layers: Optional[Sequence[Layer]] = None) -> "Model":
+        """Seeded pseudo-random weights, uniform in [-scale, scale] (0: 1/sqrt(H)). The
+        architecture: hidden_sizes (BasicLSTMCell layers) or layers (stacklstm.Layer)."""
+        cfg, _keep = cls._config(input_size, None if hidden_sizes is None
+                                 else list(hidden_sizes), forget_bias, layers)
         h = ctypes.c_void_p()
         check(lib.slstm_model_create_random(ctypes.byref(cfg), _int(seed, "seed", UINT64),
                                             float(scale),
@@ -446,10 +654,6 @@ class Model(_Owned):
     def num_layers(self) -> int:
         return len(self.hidden_sizes)
 
-    @property
-    def output_size(self) -> int:
-        return self.hidden_sizes[-1]
-
     def state_count(self, batch: int) -> int:
         n = ctypes.c_size_t()
         batch = _int(batch, "batch")
@@ -458,18 +662,36 @@ class Model(_Owned):
                   "slstm_model_state_count")
         return n.value
 
+    def tensor_specs(self, format: Union[str, int] = "canonical") -> List[TensorSpec]:
+        """The tensors of this model in `format` (names, shapes, layer, direction), in API
+        order: stacklstm.format_tensors for the model's architecture."""
+        return format_tensors(format, self.input_size, layers=self.layers)
+
     def export(self, format: Union[str, int] = "tf") -> List[Dict[str, np.ndarray]]:
-        """The weights in `format`: a list, per layer, of dicts {tensor name: ndarray}."""
+        """The weights in `format`: a list, per layer, of dicts {tensor name: ndarray}, in the
+        order of tensor_specs(format) (a bidirectional layer's reverse tensors suffixed
+        "_reverse" where the two directions share a name). A format that cannot express a
+        layer raises stacklstm.UnsupportedError naming the layer and field."""
         name = _format_name(format)
-        out, arrays = [], []
-        I = self.input_size
-        for H in self.hidden_sizes:
-            layer = {}
-            for n, shape in zip(TENSOR_NAMES[name], tensor_shapes(name, I, H)):
-                layer[n] = np.empty(shape, dtype=np.float32)
-                arrays.append(layer[n])
-            out.append(layer)
-            I = H
+        out: List[Dict[str, np.ndarray]] = []
+        arrays = []
+        if _has_symbol("slstm_format_tensors"):
+            specs = _by_layer(self.tensor_specs(name), len(self.layers))
+            for p in specs:
+                layer = {}
+                for key, t in zip(_layer_keys(p), p):
+                    layer[key] = np.empty(t.shape, dtype=np.float32)
+                    arrays.append(layer[key])
+                out.append(layer)
+        else:   # a library before 0.4
+            I = self.input_size
+            for H in self.hidden_sizes:
+                layer = {}
+                for n, shape in zip(TENSOR_NAMES[name], tensor_shapes(name, I, H)):
+                    layer[n] = np.empty(shape, dtype=np.float32)
+                    arrays.append(layer[n])
+                out.append(layer)
+                I = H
         tensors = (_lib.TensorOut * len(arrays))()
         for k, a in enumerate(arrays):
             tensors[k].data = _fptr(a)
@@ -514,19 +736,27 @@ class Model(_Owned):
     # ---- state packing ------------------------------------------------------------------
 
     def pack_state(self, state: Any, batch: int) -> np.ndarray:
-        """The packed 1-D float32 vector (c_0, h_0, c_1, h_1, ...) of a state given as one
-        LSTMStateTuple(c, h) per layer (each [batch, H_l]) or already packed."""
+        """The packed 1-D float32 vector (docs/cells.md, "The packed state": layer after
+        layer, direction after direction, c then h; c_0, h_0, c_1, h_1, ... for LSTM stacks)
+        of a state given per layer (an LSTM layer: LSTMStateTuple(c [batch, H], h [batch,
+        proj_size or H]); a GRU layer: the array h [batch, H]; a bidirectional layer:
+        BidirectionalState(fw, bw) of those) or already packed."""
         return _pack_state(state, _int(batch, "batch"), self._state_layout, "state")
 
-    def unpack_state(self, packed: Any, batch: int) -> List[LSTMStateTuple]:
-        """One LSTMStateTuple(c, h) per layer (views of `packed`) of a packed state."""
+    def unpack_state(self, packed: Any, batch: int) -> List[Any]:
+        """The per-layer states (views of `packed`) of a packed state, in pack_state's
+        forms: LSTMStateTuple(c, h), a GRU's h, BidirectionalState(fw, bw)."""
         batch = _int(batch, "batch")
         return _unpack_state(_pack_state(packed, batch, self._state_layout, "packed"), batch,
                              self._state_layout)
 
     def __repr__(self) -> str:
-        return "stacklstm.Model(input_size=%d, hidden_sizes=%s, forget_bias=%g%s)" % (
-            self.input_size, list(self.hidden_sizes), self.forget_bias,
+        if all(L.is_basic for L in self.layers):
+            arch = "hidden_sizes=%s" % list(self.hidden_sizes)
+        else:
+            arch = "layers=%s" % list(self.layers)
+        return "stacklstm.Model(input_size=%d, %s, forget_bias=%g%s)" % (
+            self.input_size, arch, self.forget_bias,
             "" if self._h is not None else ", closed")
 
 
@@ -775,89 +1005,155 @@ def _host_array(obj: Any) -> Any:
     return obj
 
 
-class _StateLayout:
-    """Where each layer's c and h live in a packed state, as the library says
-    (slstm_model_state_offset / _count, queried once per model for one batch row: every
-    offset is the batch times its per-row offset). Python keeps no formula of its own."""
+_C, _H = 0, 1   # slstm_state_part
 
-    def __init__(self, rows: List[Tuple[int, int, int]], row_floats: int) -> None:
-        self.rows = rows              # per layer: (c offset, h offset, H) per batch row
+
+class _StateLayout:
+    """Where each piece of a layer's state lives in a packed state, as the library says
+    (slstm_model_state_piece, queried once per model for one batch row: every offset is the
+    batch times its per-row offset). Python keeps no formula of its own.
+
+    pieces[l][d] = {part: (offset per row, width)} for layer l's direction d."""
+
+    def __init__(self, layers: Sequence[Layer], pieces: List[List[Dict[int, Tuple[int, int]]]],
+                 row_floats: int) -> None:
+        self.layers = list(layers)
+        self.pieces = pieces
         self.row_floats = row_floats  # floats per batch row
+        # A stack of one-direction LSTM layers whose c and h have one width: each layer's
+        # state is one LSTMStateTuple, rows[l] = (c offset, h offset, H) per batch row.
+        self.simple = all(L.cell == "lstm" and L.directions == 1 and
+                          p[0][_C][1] == p[0][_H][1] for L, p in zip(self.layers, pieces))
+        self.rows: List[Tuple[int, int, int]] = (
+            [(p[0][_C][0], p[0][_H][0], p[0][_H][1]) for p in pieces] if self.simple else [])
+        if self.simple:
+            self.conventions = CONVENTIONS
+        else:
+            self.conventions = (
+                "expected a list with one state per layer: an LSTM layer's "
+                "stacklstm.LSTMStateTuple(c [batch, H], h [batch, proj_size or H]), a GRU "
+                "layer's h [batch, H], a bidirectional layer's stacklstm.BidirectionalState"
+                "(fw, bw) of those; or the packed 1-D float vector of Model.state_count(batch) "
+                "values (docs/cells.md, \"The packed state\")")
 
     @property
     def hidden_sizes(self) -> List[int]:
-        return [H for _, _, H in self.rows]
+        return [L.hidden_size for L in self.layers]
 
     def count(self, batch: int) -> int:
         return batch * self.row_floats
 
 
-def _query_state_layout(handle: ctypes.c_void_p, hidden_sizes: Sequence[int]) -> _StateLayout:
-    rows = []
-    for l, H in enumerate(hidden_sizes):
-        c, h = ctypes.c_size_t(), ctypes.c_size_t()
-        check(lib.slstm_model_state_offset(handle, 1, l, 0, ctypes.byref(c)),
-              "slstm_model_state_offset")
-        check(lib.slstm_model_state_offset(handle, 1, l, 1, ctypes.byref(h)),
-              "slstm_model_state_offset")
-        rows.append((c.value, h.value, H))
+def _has_symbol(name: str) -> bool:
+    """Whether the loaded library exports `name` (older libraries lack the newer calls)."""
+    return name not in _lib.missing_symbols
+
+
+def _query_state_layout(handle: ctypes.c_void_p, layers: Sequence[Layer]) -> _StateLayout:
+    pieces: List[List[Dict[int, Tuple[int, int]]]] = [
+        [{} for _ in range(L.directions)] for L in layers]
+    if _has_symbol("slstm_model_state_piece"):
+        npieces = ctypes.c_int64()
+        check(lib.slstm_model_state_pieces(handle, ctypes.byref(npieces)),
+              "slstm_model_state_pieces")
+        for k in range(npieces.value):
+            p = _lib.StatePiece()
+            p.struct_size = ctypes.sizeof(_lib.StatePiece)
+            check(lib.slstm_model_state_piece(handle, 1, k, ctypes.byref(p)),
+                  "slstm_model_state_piece")
+            pieces[p.layer][p.direction][int(p.part)] = (int(p.offset), int(p.width))
+    else:   # a library before 0.4: one (c, h) per layer
+        for l, L in enumerate(layers):
+            for part in (_C, _H):
+                off = ctypes.c_size_t()
+                check(lib.slstm_model_state_offset(handle, 1, l, part, ctypes.byref(off)),
+                      "slstm_model_state_offset")
+                pieces[l][0][part] = (off.value, L.hidden_size)
     n = ctypes.c_size_t()
     check(lib.slstm_model_state_count(handle, 1, ctypes.byref(n)), "slstm_model_state_count")
-    return _StateLayout(rows, n.value)
+    return _StateLayout(layers, pieces, n.value)
 
 
 def _state_count(batch: int, layout: _StateLayout) -> int:
     return layout.count(batch)
 
 
+def _direction_states(s: Any, L: Layer) -> Optional[List[Any]]:
+    """A layer's state as its per-direction states, or None when it has the wrong form."""
+    subs = [s]
+    if L.directions == 2:
+        if not (hasattr(s, "fw") and hasattr(s, "bw")):
+            return None
+        subs = [s.fw, s.bw]
+    for sub in subs:
+        if L.cell == "lstm":
+            if not is_state_tuple(sub):
+                return None
+        elif is_state_tuple(sub) or not hasattr(sub, "shape"):
+            return None
+    return subs
+
+
 def _pack_state(state: Any, batch: int, layout: _StateLayout,
                 name: str = "initial_state") -> np.ndarray:
-    """The packed (c_0, h_0, c_1, h_1, ...) float32 vector of a state given as one
-    LSTMStateTuple(c, h) (or any object with .c and .h) per layer, each [batch, H_l], or as
-    the packed 1-D vector itself. Shapes are checked, not element counts: anything else
+    """The packed float32 vector of a state given per layer (an LSTM layer: an
+    LSTMStateTuple(c, h) or any object with .c and .h; a GRU layer: the array h; a
+    bidirectional layer: BidirectionalState(fw, bw) of those), each piece [batch, width], or
+    as the packed 1-D vector itself. Shapes are checked, not element counts: anything else
     (PyTorch's (h, c) of [layers, batch, hidden], Keras' [h, c] pairs, plain tuples whose
     order cannot be told, transposed pieces) is a ValueError naming the expected forms."""
     count = _state_count(batch, layout)
-    hidden_sizes = layout.hidden_sizes
+    layers = layout.layers
     if isinstance(state, (list, tuple)) and not all(
             isinstance(s, numbers.Number) for s in state):
-        if not all(is_state_tuple(s) for s in state) or is_state_tuple(state):
+        if is_state_tuple(state) or not all(
+                _direction_states(s, L) is not None for s, L in zip(state, layers)):
             hint = ""
             if len(state) == 2 and all(np.ndim(s) == 3 for s in state):
                 hint = " (this looks like PyTorch's (h, c): use stacklstm.state_from_torch)"
-            elif all(isinstance(s, (list, tuple)) and len(s) == 2 for s in state):
+            elif all(isinstance(s, (list, tuple)) and len(s) == 2 and not is_state_tuple(s)
+                     and not hasattr(s, "fw") for s in state):
                 hint = (" (plain pairs are refused: TF's order is (c, h), Keras' [h, c]; "
                         "wrap them as stacklstm.LSTMStateTuple(c=..., h=...) or use "
                         "stacklstm.state_from_keras)")
-            raise ValueError("%s: got %s%s; %s" % (name, describe(state), hint, CONVENTIONS))
-        if len(state) != len(hidden_sizes):
-            raise ValueError("%s: %d LSTMStateTuples for a model of %d layers; %s"
-                             % (name, len(state), len(hidden_sizes), CONVENTIONS))
+            raise ValueError("%s: got %s%s; %s" % (name, describe(state), hint,
+                                                   layout.conventions))
+        if len(state) != len(layers):
+            raise ValueError("%s: %d %s for a model of %d layers; %s"
+                             % (name, len(state), "LSTMStateTuples" if layout.simple
+                                else "layer states", len(layers), layout.conventions))
         packed = np.empty(count, dtype=np.float32)
-        for l, (s, (c_row, h_row, H)) in enumerate(zip(state, layout.rows)):
-            for nm, row in (("c", c_row), ("h", h_row)):
-                a = _f32(getattr(s, nm), "%s[%d].%s" % (name, l, nm))
-                if a.shape != (batch, H):
-                    raise ValueError("%s[%d].%s has shape %s, expected (%d, %d) = [batch, "
-                                     "H_%d]; %s" % (name, l, nm, a.shape, batch, H, l,
-                                                    CONVENTIONS))
-                packed[batch * row:batch * row + batch * H] = a.reshape(-1)
+        for l, (s, L, dirs) in enumerate(zip(state, layers, layout.pieces)):
+            subs = _direction_states(s, L)
+            assert subs is not None
+            for d, (sub, parts) in enumerate(zip(subs, dirs)):
+                where = "%s[%d]%s" % (name, l, "" if L.directions == 1 else
+                                      (".fw", ".bw")[d])
+                items = ([("c", sub.c, _C), ("h", sub.h, _H)] if L.cell == "lstm"
+                         else [("", sub, _H)])
+                for nm, value, part in items:
+                    off, width = parts[part]
+                    what = where + ("." + nm if nm else "")
+                    a = _f32(value, what)
+                    if a.shape != (batch, width):
+                        if L.cell == "lstm" and part == _H and L.proj_size:
+                            wname = "proj_size_%d" % l
+                        else:
+                            wname = "H_%d" % l
+                        raise ValueError("%s has shape %s, expected (%d, %d) = [batch, %s]; %s"
+                                         % (what, a.shape, batch, width, wname,
+                                            layout.conventions))
+                    packed[batch * off:batch * off + batch * width] = a.reshape(-1)
         return packed
     packed = _f32(state, name)
     if packed.ndim != 1 or packed.size != count:
         raise ValueError("%s: got %s; a packed state for batch %d is 1-D with %d values; %s"
-                         % (name, describe(packed), batch, count, CONVENTIONS))
+                         % (name, describe(packed), batch, count, layout.conventions))
     return packed
 
 
-def _unpack_state(packed: np.ndarray, batch: int, layout: _StateLayout
-                  ) -> List[LSTMStateTuple]:
-    out = []
-    for c_row, h_row, H in layout.rows:
-        c = packed[batch * c_row:batch * c_row + batch * H].reshape(batch, H)
-        h = packed[batch * h_row:batch * h_row + batch * H].reshape(batch, H)
-        out.append(LSTMStateTuple(c, h))
-    return out
+def _unpack_state(packed: np.ndarray, batch: int, layout: _StateLayout) -> List[Any]:
+    return _unpack_fast(packed, _unpack_rows(batch, layout))
 
 
 def _lengths(sequence_lengths: Any) -> np.ndarray:
@@ -1015,14 +1311,27 @@ class _ForwardShape:
         self.rows = _unpack_rows(B, layout)
 
 
-_Rows = Tuple[Optional[Tuple[int, int, int]], List[Tuple[int, int, int, int, Tuple[int, int]]]]
+_Piece = Tuple[int, int, Tuple[int, int]]   # start, end, shape of one piece
+# How to cut a packed state of one batch into its per-layer states (see _unpack_rows):
+# (whole, LSTM pieces, general recipe).
+_Rows = Tuple[Optional[Tuple[int, int, int]], List[Tuple[int, int, int, int, Tuple[int, int]]],
+              Optional[List[Tuple[int, str, List[List[_Piece]]]]]]
 
 
 def _unpack_rows(B: int, layout: "_StateLayout") -> _Rows:
-    """How to cut a packed state of batch B into per-layer (c, h) views, worked out once per
-    batch: when the layers share one H and lie c_0, h_0, c_1, h_1, ... back to back (as the
-    library packs them today), one reshape to [2 * layers, B, H] serves every layer;
-    otherwise each piece is its own slice (whatever offsets the library reported)."""
+    """How to cut a packed state of batch B into per-layer states, worked out once per batch.
+    For a stack of one-direction LSTM layers whose layers share one H and lie c_0, h_0, c_1,
+    h_1, ... back to back, one reshape to [2 * layers, B, H] serves every layer; for other
+    such stacks each (c, h) is its own slice (whatever offsets the library reported); any
+    other stack (GRU, projections, bidirectional layers) gets a recipe per layer."""
+    if not layout.simple:
+        recipe = []
+        for L, dirs in zip(layout.layers, layout.pieces):
+            parts = (_C, _H) if L.cell == "lstm" else (_H,)
+            recipe.append((L.directions, L.cell,
+                           [[(B * d[p][0], B * d[p][0] + B * d[p][1], (B, d[p][1]))
+                             for p in parts] for d in dirs]))
+        return None, [], recipe
     rows = [(B * c, B * c + B * H, B * h, B * h + B * H, (B, H)) for c, h, H in layout.rows]
     Hs = {H for _, _, H in layout.rows}
     whole = None
@@ -1031,13 +1340,22 @@ def _unpack_rows(B: int, layout: "_StateLayout") -> _Rows:
         if all(c == 2 * l * H and h == c + H for l, (c, h, _) in enumerate(layout.rows)) \
                 and layout.row_floats == 2 * H * len(layout.rows):
             whole = (2 * len(layout.rows), B, H)
-    return whole, rows
+    return whole, rows, None
 
 
-def _unpack_fast(packed: np.ndarray, rows: _Rows) -> List[LSTMStateTuple]:
-    """The per-layer LSTMStateTuple(c, h) views of a packed state (see _unpack_rows)."""
-    whole, pieces = rows
+def _unpack_fast(packed: np.ndarray, rows: _Rows) -> List[Any]:
+    """The per-layer state views of a packed state (see _unpack_rows)."""
+    whole, pieces, recipe = rows
     new = tuple.__new__
+    if recipe is not None:
+        out: List[Any] = []
+        for ndir, cell, dirs in recipe:
+            subs: List[Any] = []
+            for d in dirs:
+                views = [packed[a:b].reshape(shape) for a, b, shape in d]
+                subs.append(new(LSTMStateTuple, views) if cell == "lstm" else views[0])
+            out.append(subs[0] if ndir == 1 else new(BidirectionalState, subs))
+        return out
     if whole is not None:
         v = packed.reshape(whole)
         return [new(LSTMStateTuple, (v[k], v[k + 1])) for k in range(0, whole[0], 2)]
@@ -1114,6 +1432,7 @@ class Session(_Owned):
         self._adopt(_create_session(model, opt), lib.slstm_session_destroy)
         self.input_size: int = model.input_size
         self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
+        self.output_size: int = model.output_size
         self._state_layout = model._state_layout
         self.max_batch, self.max_time = max_batch, max_time
         self._backend_value = opt.s.backend
@@ -1171,7 +1490,7 @@ class Session(_Owned):
             if len(self._shapes) >= _SHAPE_CACHE_MAX:
                 self._shapes.clear()
             sh = self._shapes[key] = _ForwardShape(B, T, size, bool(time_major),
-                                                   self.hidden_sizes[-1], self._state_layout)
+                                                   self.output_size, self._state_layout)
         return sh
 
     def _step_shape(self, shape: Tuple[int, ...]) -> Tuple[int, Tuple[int, int], _Rows, list]:
@@ -1180,7 +1499,7 @@ class Session(_Owned):
             self._step_rows.clear()
         B = shape[0]
         count = self._state_layout.count(B)
-        H = self.hidden_sizes[-1]
+        H = self.output_size
         V, N = ctypes.c_void_p, ctypes.c_size_t
         argv = [ctypes.c_int64(B), V(), N(B * shape[1]), V(), N(0), V(), N(B * H), V(),
                 N(count)]
@@ -1197,6 +1516,9 @@ class Session(_Owned):
         LSTMStateTuple(c, h) per layer (each [B, H_l]) or the packed 1-D vector; other
         conventions through stacklstm.state_from_torch / state_from_keras. final_state: a
         list of LSTMStateTuple(c, h) per layer, or the packed vector when packed_state=True.
+        Stacks with other layers (stacklstm.Layer): a GRU layer's state is its h [B, H], an
+        LSTM layer with a projection has h [B, proj_size], a bidirectional layer's state is
+        BidirectionalState(fw, bw) (Model.pack_state); outputs are [B, T, output_size].
 
         out / final_state_out (optional): NumPy float32 C-contiguous writeable arrays that
         receive the outputs ([B, T, H_last], or [T, B, H_last] when time_major) and the
@@ -1283,7 +1605,7 @@ class Session(_Owned):
                             "package allocates no device memory)")
         oa, os_ = dv.view(out, "out", True)
         fa, fs = dv.view(final_state_out, "final_state_out", True)
-        H, count = self.hidden_sizes[-1], _state_count(B, self._state_layout)
+        H, count = self.output_size, _state_count(B, self._state_layout)
         out_shape = (T, B, H) if time_major else (B, T, H)
         for nm, shape, want in (("out", os_, out_shape), ("final_state_out", fs, (count,))):
             if shape != want:

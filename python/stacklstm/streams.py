@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import numbers
 import threading
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -141,6 +141,7 @@ class Streams(_Owned):
         self._adopt(_create_session(model, opt), lib.slstm_session_destroy)
         self.input_size: int = model.input_size
         self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
+        self.output_size: int = model.output_size
         self.max_batch: int = opt.s.max_batch
         self.max_time: int = opt.s.max_time
         self._max_streams: int = opt.s.max_slots
@@ -179,13 +180,18 @@ class Streams(_Owned):
     def _packed(self, state: Any, name: str) -> np.ndarray:
         """A batch-1 packed state from one LSTMStateTuple(c, h) per layer, each [1, H] or [H]
         (Session.forward's initial_state at batch 1), or a packed 1-D vector."""
-        if isinstance(state, (list, tuple)) and state and all(is_state_tuple(s) for s in state):
-            rows = []
+        if isinstance(state, (list, tuple)) and state and all(
+                is_state_tuple(s) or hasattr(s, "shape") for s in state):
+            rows: List[Any] = []
             for l, s in enumerate(state):
-                c = _f32(s.c, "%s[%d].c" % (name, l))
-                hh = _f32(s.h, "%s[%d].h" % (name, l))
-                rows.append(LSTMStateTuple(c.reshape(1, -1) if c.ndim == 1 else c,
-                                           hh.reshape(1, -1) if hh.ndim == 1 else hh))
+                if is_state_tuple(s):
+                    c = _f32(s.c, "%s[%d].c" % (name, l))
+                    hh = _f32(s.h, "%s[%d].h" % (name, l))
+                    rows.append(LSTMStateTuple(c.reshape(1, -1) if c.ndim == 1 else c,
+                                               hh.reshape(1, -1) if hh.ndim == 1 else hh))
+                else:   # a GRU layer's h
+                    hh = _f32(s, "%s[%d]" % (name, l))
+                    rows.append(hh.reshape(1, -1) if hh.ndim == 1 else hh)
             state = rows
         return _pack_state(state, 1, self._layout, name)
 
@@ -257,7 +263,7 @@ class Streams(_Owned):
             raise ValueError("x has shape %s; expected %s for %d slots and input_size %d"
                              % (xs.shape, "[T, %d, %d]" % (k, self.input_size) if time_major
                                 else "[%d, T, %d]" % (k, self.input_size), k, self.input_size))
-        H = self.hidden_sizes[-1]
+        H = self.output_size
         # Every element is written by the library (rows past their length get 0).
         out = np.empty((T, k, H) if time_major else (k, T, H), dtype=np.float32)
         lens = None

@@ -14,7 +14,7 @@ import stacklstm
 PKG = os.path.dirname(os.path.abspath(stacklstm.__file__))
 # Every module: each public function (dunder methods included) is annotated, parameters and
 # return (checked below), and mypy must find nothing in them.
-TYPED = ["model.py", "state.py", "naming.py", "convert.py", "safetensors_header.py",
+TYPED = ["model.py", "layers.py", "state.py", "naming.py", "convert.py", "safetensors_header.py",
          "_ints.py", "torch.py", "streams.py", "errors.py", "_lib.py", "batcher.py", "cli.py",
          "__init__.py", os.path.join("ray", "data.py"), os.path.join("ray", "serve.py")]
 CHECKED = TYPED

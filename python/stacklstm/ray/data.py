@@ -106,7 +106,7 @@ class SequenceScorer:
     def score_arrays(self, seqs: Sequence[np.ndarray]
                      ) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
         """[T_i, D] arrays -> (h_last [n, H], outputs: a list of [T_i, H] arrays or None)."""
-        n, H = len(seqs), self.model.hidden_sizes[-1]
+        n, H = len(seqs), self.model.output_size
         lens = np.array([s.shape[0] for s in seqs], dtype=np.int64)
         h_last = np.empty((n, H), np.float32)
         outs: Optional[List[Any]] = [None] * n if self.outputs == "all" else None
