@@ -84,6 +84,50 @@ std::uint64_t dtype_size(const std::string& d) {
   return 1;
 }
 
+const char* direction_text(slstm_direction d) {
+  switch (d) {
+    case SLSTM_DIRECTION_FORWARD: return "forward";
+    case SLSTM_DIRECTION_REVERSE: return "reverse";
+    case SLSTM_DIRECTION_BIDIRECTIONAL: return "bidirectional";
+  }
+  return "unknown";
+}
+
+std::int64_t output_width(const slstm_layer_config& c) {
+  const std::int64_t w = c.proj_size > 0 ? c.proj_size : c.hidden_size;
+  return c.direction == SLSTM_DIRECTION_BIDIRECTIONAL ? 2 * w : w;
+}
+
+// "lstm, hidden 6, projection 3, peepholes, bidirectional (input 5)".
+std::string describe_layer(const slstm_layer_config& c, std::int64_t input) {
+  std::string s = c.cell == SLSTM_CELL_GRU
+                      ? std::string("gru (reset ") + (c.gru_reset_after ? "after" : "before") + ")"
+                      : "lstm";
+  s += ", hidden " + std::to_string(c.hidden_size);
+  if (c.proj_size > 0) s += ", projection " + std::to_string(c.proj_size);
+  if (c.peepholes) s += ", peepholes";
+  if (c.cell_clip > 0.0f) s += ", cell_clip " + shortest_float(c.cell_clip);
+  if (c.proj_clip > 0.0f) s += ", proj_clip " + shortest_float(c.proj_clip);
+  if (c.direction != SLSTM_DIRECTION_FORWARD) s += std::string(", ") + direction_text(c.direction);
+  if (c.residual) s += ", residual";
+  return s + " (input " + std::to_string(input) + ")";
+}
+
+// Each layer's parameter count: the sizes of its canonical tensors.
+std::vector<std::uint64_t> layer_parameters(const stacklstm::Model& model) {
+  std::vector<slstm_layer_config> layers;
+  for (std::int32_t l = 0; l < model.num_layers(); ++l) layers.push_back(model.layer(l));
+  std::vector<std::uint64_t> n(layers.size(), 0);
+  for (const slstm_tensor_info& t :
+       stacklstm::Model::format_tensors(SLSTM_FORMAT_CANONICAL, model.input_size(),
+                                        stacklstm::Layers(layers))) {
+    std::uint64_t e = 1;
+    for (int d = 0; d < t.ndim; ++d) e *= static_cast<std::uint64_t>(t.shape[d]);
+    n[static_cast<std::size_t>(t.layer)] += e;
+  }
+  return n;
+}
+
 }  // namespace
 
 int inspect_command(const std::vector<std::string>& args) {
@@ -177,6 +221,20 @@ int inspect_command(const std::vector<std::string>& args) {
     j["num_layers"] = layers;
     j["hidden_sizes"] = hidden;
     j["cells"] = cells;
+    nlohmann::json ls = nlohmann::json::array();
+    for (std::int32_t l = 0; l < layers; ++l) {
+      const slstm_layer_config c = model.layer(l);
+      ls.push_back({{"cell", c.cell == SLSTM_CELL_GRU ? "gru" : "lstm"},
+                    {"hidden_size", c.hidden_size},
+                    {"direction", direction_text(c.direction)},
+                    {"residual", c.residual == 1},
+                    {"peepholes", c.peepholes == 1},
+                    {"cell_clip", nlohmann::json::parse(shortest_float(c.cell_clip))},
+                    {"proj_size", c.proj_size},
+                    {"proj_clip", nlohmann::json::parse(shortest_float(c.proj_clip))},
+                    {"gru_reset_after", c.gru_reset_after == 1}});
+    }
+    j["layers"] = ls;
     j["output_size"] = model.output_size();
     j["forget_bias"] = nlohmann::json::parse(forget_bias);
     j["parameters"] = parameters;
@@ -207,18 +265,18 @@ int inspect_command(const std::vector<std::string>& args) {
   std::printf("input size      %lld\n", static_cast<long long>(model.input_size()));
   std::printf("layers          %d\n", layers);
   std::int64_t in = model.input_size();
+  const std::vector<std::uint64_t> per_layer = layer_parameters(model);
   for (std::int32_t l = 0; l < layers; ++l) {
-    const std::uint64_t p = 4ull * static_cast<std::uint64_t>(hidden[l]) *
-                            static_cast<std::uint64_t>(in + hidden[l] + 1);
-    std::printf("  layer %-7d %s, hidden %lld (input %lld), %llu parameters\n", l,
-                cells[l].c_str(), static_cast<long long>(hidden[l]), static_cast<long long>(in),
-                static_cast<unsigned long long>(p));
-    in = hidden[l];
+    const slstm_layer_config c = model.layer(l);
+    std::printf("  layer %-7d %s, %llu parameters\n", l,
+                describe_layer(c, in).c_str(),
+                static_cast<unsigned long long>(per_layer[static_cast<std::size_t>(l)]));
+    in = output_width(c);
   }
   std::printf("output size     %lld\n", static_cast<long long>(model.output_size()));
   std::printf("forget bias     %s\n", forget_bias.c_str());
   std::printf("parameters      %llu\n", static_cast<unsigned long long>(parameters));
-  std::printf("state           %zu floats per sequence (c and h of every layer)\n",
+  std::printf("state           %zu floats per sequence (every layer's c and h, or h)\n",
               state_per_seq);
   std::printf("tensors         %zu (%s), %s\n", tensors.size(), dtypes.c_str(),
               human_bytes(tensor_bytes).c_str());

@@ -610,3 +610,30 @@ TEST_CASE("C++: keyed settings reach the session and describe reports the plan",
     CHECK(std::string(e.what()).find("cuda.graphs") != std::string::npos);
   }
 }
+
+TEST_CASE("C++: a stack of any layers is made, described and run through the wrapper",
+          "[cpp][layers]") {
+  slstm_layer_config a = sl::lstm_layer(6);
+  a.proj_size = 3;
+  slstm_layer_config b = sl::gru_layer(2, true);
+  b.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+  const sl::Layers layers{a, b};
+  const sl::Model m = sl::Model::random(5, layers, 7);
+  CHECK(m.output_size() == 4);
+  CHECK(m.layer(0).proj_size == 3);
+  CHECK(m.layer(1).cell == SLSTM_CELL_GRU);
+  const auto pieces = m.state_pieces(2);
+  REQUIRE(pieces.size() == 4);  // LSTM c, h; GRU h forward, h reverse
+  CHECK(pieces[1].width == 3);
+  CHECK(pieces[3].direction == 1);
+  // state_part spans the projected h (width P), not H.
+  std::vector<float> state(m.state_count(2), 0.0f);
+  CHECK(m.state_part(state, 2, 0, SLSTM_STATE_H).size() == 6);
+  const auto infos = sl::Model::format_tensors(SLSTM_FORMAT_CANONICAL, 5, layers);
+  CHECK(infos.size() == 4 + 2 * 4);
+  CHECK(std::string(infos[3].name) == "W_proj");
+  sl::Session session(m, sl::SessionOptions(2, 3));
+  const std::vector<float> x(2 * 3 * 5, 0.25f);
+  const auto r = session.forward(2, 3, x);
+  CHECK(r.output.size() == 2 * 3 * 4);
+}

@@ -284,7 +284,37 @@ struct Tensor {
 // Model
 // ------------------------------------------------------------------------------------------
 
-/// An immutable stack of LSTM layers (slstm_model*), shared by copies: see OWNERSHIP above.
+/// A forward LSTM layer of `hidden_size` units without options (set the other fields of the
+/// result for peepholes, clipping, a projection, a direction or a residual connection).
+inline slstm_layer_config lstm_layer(std::int64_t hidden_size) {
+  slstm_layer_config c;
+  slstm_layer_config_init(&c);
+  c.hidden_size = hidden_size;
+  return c;
+}
+/// A forward GRU layer; reset_after: true for PyTorch / Keras reset_after / cuDNN, false for
+/// TF 1.x GRUCell (docs/cells.md).
+inline slstm_layer_config gru_layer(std::int64_t hidden_size, bool reset_after) {
+  slstm_layer_config c = lstm_layer(hidden_size);
+  c.cell = SLSTM_CELL_GRU;
+  c.gru_reset_after = reset_after ? 1 : 0;
+  return c;
+}
+
+/// The layers of a stack, one slstm_layer_config each (a type of its own, so that a braced
+/// list of hidden sizes never reads as layers): Model::random(5, Layers{a, b}, seed).
+class Layers {
+ public:
+  explicit Layers(std::vector<slstm_layer_config> layers) : layers_(std::move(layers)) {}
+  explicit Layers(std::initializer_list<slstm_layer_config> layers) : layers_(layers) {}
+  const std::vector<slstm_layer_config>& get() const noexcept { return layers_; }
+
+ private:
+  std::vector<slstm_layer_config> layers_;
+};
+
+/// An immutable stack of recurrent layers (slstm_model*), shared by copies: see OWNERSHIP
+/// above.
 class Model {
  public:
   /// An empty handle.
@@ -304,6 +334,41 @@ class Model {
     slstm_model* m = nullptr;
     check(slstm_model_create_random(&cfg, seed, scale, &m));
     return Model(m);
+  }
+
+  /// The same for any stack (docs/cells.md): one slstm_layer_config per layer (see
+  /// stacklstm::lstm_layer / gru_layer).
+  [[nodiscard]] static Model random(std::int64_t input_size, const Layers& layers,
+                                    std::uint64_t seed, float forget_bias = 1.0f,
+                                    float scale = 0.0f) {
+    slstm_model_config cfg = config(input_size, layers, forget_bias);
+    slstm_model* m = nullptr;
+    check(slstm_model_create_random(&cfg, seed, scale, &m));
+    return Model(m);
+  }
+  /// slstm_model_create for any stack: the tensors slstm_format_tensors lists (see
+  /// Model::format_tensors), in that order.
+  [[nodiscard]] static Model from_weights(slstm_weight_format format, std::int64_t input_size,
+                                          const Layers& layers,
+                                          span<const slstm_tensor> tensors,
+                                          float forget_bias = 1.0f) {
+    slstm_model_config cfg = config(input_size, layers, forget_bias);
+    slstm_model* m = nullptr;
+    check(slstm_model_create(&cfg, format, tensors.data(), tensors.size(), &m));
+    return Model(m);
+  }
+  /// slstm_format_tensors: the tensors `format` takes for the stack, in API order (names,
+  /// shapes, layer and direction); Error(SLSTM_ERR_UNSUPPORTED) when the format cannot
+  /// express a layer.
+  [[nodiscard]] static std::vector<slstm_tensor_info> format_tensors(
+      slstm_weight_format format, std::int64_t input_size, const Layers& layers) {
+    slstm_model_config cfg = config(input_size, layers, 1.0f);
+    std::size_t n = 0;
+    check(slstm_format_tensors(&cfg, format, nullptr, 0, &n));
+    std::vector<slstm_tensor_info> infos(n);
+    for (slstm_tensor_info& i : infos) i.struct_size = sizeof i;
+    check(slstm_format_tensors(&cfg, format, infos.data(), infos.size(), &n));
+    return infos;
   }
 
   /// slstm_model_create: weights in `format`, num_layers * tensors_per_layer(format) tensors
@@ -498,8 +563,32 @@ class Model {
     for (std::int32_t l = 0; l < layers; ++l) sizes.push_back(hidden_size(l));
     return sizes;
   }
-  /// The last layer's hidden size: the depth of the outputs.
-  std::int64_t output_size() const { return hidden_size(num_layers() - 1); }
+  /// The width of the outputs (the last layer's output width: its hidden size, or its
+  /// projection size, times 2 when bidirectional).
+  std::int64_t output_size() const {
+    std::int64_t n = 0;
+    check(slstm_model_output_size(get(), &n));
+    return n;
+  }
+  /// Layer `layer`'s description (slstm_model_layer).
+  slstm_layer_config layer(std::int32_t layer) const {
+    slstm_layer_config c;
+    slstm_layer_config_init(&c);
+    check(slstm_model_layer(get(), layer, &c));
+    return c;
+  }
+  /// Every piece of a packed state of `batch` rows, in packed order (slstm_model_state_piece).
+  std::vector<slstm_state_piece> state_pieces(std::int64_t batch) const {
+    std::int64_t n = 0;
+    check(slstm_model_state_pieces(get(), &n));
+    std::vector<slstm_state_piece> pieces(detail::to_size(n));
+    for (std::int64_t k = 0; k < n; ++k) {
+      slstm_state_piece& p = pieces[detail::to_size(k)];
+      p.struct_size = sizeof p;
+      check(slstm_model_state_piece(get(), batch, k, &p));
+    }
+    return pieces;
+  }
   /// The model's forget_bias (added to the f gate; 0 for models imported from formats
   /// without one, see slstm_weight_format).
   float forget_bias() const {
@@ -575,6 +664,23 @@ class Model {
     return cfg;
   }
 
+  static slstm_model_config config(std::int64_t input_size, const Layers& stack,
+                                   float forget_bias) {
+    const std::vector<slstm_layer_config>& layers = stack.get();
+    if (layers.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+      throw Error(SLSTM_ERR_INVALID_ARGUMENT,
+                  "layers: " + std::to_string(layers.size()) +
+                      " layers, at most SLSTM_MAX_LAYERS = " + std::to_string(SLSTM_MAX_LAYERS));
+    }
+    slstm_model_config cfg;
+    slstm_model_config_init(&cfg);
+    cfg.input_size = input_size;
+    cfg.num_layers = static_cast<std::int32_t>(layers.size());
+    cfg.layers = layers.data();
+    cfg.forget_bias = forget_bias;
+    return cfg;
+  }
+
   std::pair<std::size_t, std::size_t> part_range(std::size_t state_size, std::int64_t batch,
                                                  std::int32_t layer, slstm_state_part part) const {
     const std::size_t offset = state_offset(batch, layer, part);  // checks batch, layer, part
@@ -585,7 +691,12 @@ class Model {
                       " floats, a packed state of batch " + std::to_string(batch) + " holds " +
                       std::to_string(count));
     }
-    return {offset, detail::to_size(batch) * detail::to_size(hidden_size(layer))};
+    for (const slstm_state_piece& p : state_pieces(batch)) {
+      if (p.layer == layer && p.direction == 0 && p.part == part && p.offset == offset) {
+        return {offset, p.count};
+      }
+    }
+    throw Error(SLSTM_ERR_INTERNAL, "state_part: no piece at the offset the library reported");
   }
 
   std::shared_ptr<slstm_model> model_{};
