@@ -35,7 +35,7 @@ def from_tf(path: str, forget_bias: float = 1.0, scope: Optional[str] = None) ->
 
 
 def from_onnx(path: str) -> Model:
-    return Model.from_weights(naming.onnx_model_layers(path), "onnx")
+    return Model.from_onnx(path)
 
 
 def from_keras(path: str) -> Model:

@@ -370,7 +370,7 @@ class _Owned:
 
 
 _CONSTRUCTORS = "Model.from_weights, Model.random, Model.load, Model.from_bytes, " \
-                "Model.from_torch_state_dict or Model.from_tf_variables"
+                "Model.from_torch_state_dict, Model.from_tf_variables or Model.from_onnx"
 
 
 class Model(_Owned):
@@ -637,6 +637,17 @@ class Model(_Owned):
         or a sequence of single-layer ones (`0.weight_ih_l0`, `1.weight_ih_l0`, ...)."""
         from .naming import torch_state_dict_layers
         return cls.from_weights(torch_state_dict_layers(state_dict, prefix), "pytorch")
+
+    @classmethod
+    def from_onnx(cls, model: Any, values: Optional[Mapping[str, Any]] = None) -> "Model":
+        """A model from the LSTM and GRU nodes of an ONNX graph (a ModelProto or a path; needs
+        the onnx package): peepholes, every direction, GRU linear_before_reset 0 and 1, and
+        stacks chained as torch.onnx.export writes them (stacklstm.naming.onnx_model_stack
+        says what is accepted and refused). `values`: {input name: array} for weights the
+        graph takes as inputs instead of initializers."""
+        from .naming import onnx_model_stack
+        layers, weights = onnx_model_stack(model, dict(values) if values else None)
+        return cls.from_weights(weights, "onnx", layers=layers)
 
     @classmethod
     def from_tf_variables(cls, variables: Any, forget_bias: float = 1.0,

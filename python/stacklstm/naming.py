@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
-           "keras_model_layers", "to_torch_state_dict", "to_tf_variables"]
+           "onnx_model_stack", "onnx_node_layer", "keras_model_layers", "to_torch_state_dict",
+           "to_tf_variables"]
 
 
 def _arr(a: Any) -> np.ndarray:
@@ -130,77 +131,205 @@ def tf_variable_layers(variables: Any, scope: Optional[str] = None) -> List[List
 
 # ---- ONNX ---------------------------------------------------------------------------------
 
-def onnx_model_layers(model: Any) -> List[List[Any]]:
-    """Per-layer (W, R, B) of the LSTM nodes of an ONNX model (a ModelProto or a path), in
-    graph order. Each node's attributes and P input are checked by the library
-    (slstm_onnx_check_node): bidirectional, clip, input_forget, other activations and non-zero
-    peepholes raise stacklstm.UnsupportedError. Weights must be initializers."""
-    import ctypes
+_ONNX_DEFAULT_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
 
+
+def _onnx_attrs(node: Any) -> Dict[str, Any]:
+    import onnx
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list):
+            v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
+        out[a.name] = v
+    return out
+
+
+def _unsupported(message: str, call: str) -> Exception:
+    from .errors import UnsupportedError
+    return UnsupportedError(UnsupportedError.status or 0, message, call)
+
+
+def onnx_node_layer(node: Any, get: Any) -> Tuple[Any, List[np.ndarray]]:
+    """(stacklstm.Layer, its SLSTM_FORMAT_ONNX tensors [W, R, B] (+ P with peepholes)) of one
+    ONNX `LSTM` or `GRU` node. `get(name)` gives the array of one of the node's inputs (an
+    initializer, a Constant, or a value the caller has). What the library does not compute
+    is refused with stacklstm.UnsupportedError naming the node and attribute: `clip` (ONNX
+    clips the gates' pre-activations, which is not the cell clipping of docs/cells.md),
+    `input_forget` = 1, activations other than the defaults (Sigmoid, Tanh[, Tanh]); a
+    malformed node is a ValueError. A `P` input that is all
+    zeros is no peepholes; `layout` does not change the weights (the caller's inputs and
+    outputs follow it); `linear_before_reset` is Layer.gru_reset_after."""
+    from .layers import Layer
+
+    op = node.op_type
+    if op not in _ONNX_DEFAULT_ACTIVATIONS:
+        raise ValueError("node %r is a %s, not an LSTM or GRU" % (node.name, op))
+    what = "%s node %r" % (op, node.name)
+    attrs = _onnx_attrs(node)
+    direction = attrs.get("direction", "forward")
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise ValueError("%s: direction %r is not forward, reverse or bidirectional"
+                         % (what, direction))
+    nd = 2 if direction == "bidirectional" else 1
+    if "clip" in attrs:
+        raise _unsupported("%s: clip=%g is not supported (ONNX clips the gates' "
+                           "pre-activations; the library's cell_clip clips the cell state, "
+                           "another function)" % (what, attrs["clip"]), "onnx_node_layer")
+    if op == "LSTM" and int(attrs.get("input_forget", 0)) != 0:
+        raise _unsupported("%s: input_forget=%d (coupled input and forget gates) is not "
+                           "supported" % (what, attrs["input_forget"]), "onnx_node_layer")
+    if "activations" in attrs:
+        want = _ONNX_DEFAULT_ACTIVATIONS[op] * nd
+        got = [str(a).lower() for a in attrs["activations"]]
+        if got != want:
+            raise _unsupported("%s: activations %s are not supported (only the defaults %s)"
+                               % (what, attrs["activations"],
+                                  [a.capitalize() for a in _ONNX_DEFAULT_ACTIVATIONS[op]]),
+                               "onnx_node_layer")
+    ins = list(node.input) + [""] * 8
+    if not ins[1] or not ins[2]:
+        raise ValueError("%s: W and R are required inputs" % what)
+    W = np.asarray(get(ins[1]))
+    R = np.asarray(get(ins[2]))
+    if R.ndim != 3 or W.ndim != 3:
+        raise ValueError("%s: W and R must have 3 dims ([num_directions, gates*H, ...]), got "
+                         "W %s and R %s" % (what, W.shape, R.shape))
+    H = int(R.shape[-1])
+    if "hidden_size" in attrs and int(attrs["hidden_size"]) != H:
+        raise ValueError("%s: hidden_size=%d but R is %s (H = %d)"
+                         % (what, attrs["hidden_size"], R.shape, H))
+    G = 4 if op == "LSTM" else 3
+    B = (np.asarray(get(ins[3])) if ins[3]
+         else np.zeros((nd, 2 * G * H), dtype=np.float32))
+    tensors = [W, R, B]
+    peepholes = False
+    if op == "LSTM" and ins[7]:
+        P = np.asarray(get(ins[7]))
+        if P.size and np.any(P != 0):
+            peepholes = True
+            tensors.append(P)
+    reset_after = op == "GRU" and int(attrs.get("linear_before_reset", 0)) != 0
+    layer = Layer(op.lower(), H, direction, peepholes=peepholes, gru_reset_after=reset_after)
+    return layer, tensors
+
+
+# How one recurrent node's Y ([T, nd, B, H], or [B, T, nd, H] with layout=1) may reach the
+# next node's X ([T, B, I] / [B, T, I]): torch.onnx.export writes Squeeze(axis 1) for one
+# direction and Transpose(perm 0, 2, 1, 3) + Reshape(0, 0, -1) for two; with layout=1,
+# Squeeze(axis 2) or Reshape(0, 0, -1).
+def _onnx_link(x: str, y: str, producers: Dict[str, Any], const: Any, layout: int) -> bool:
+    """True when the value `x` is the recurrent output `y` merged to [.., .., nd*H] by one of
+    the accepted patterns."""
+    node = producers.get(x)
+    if node is None:
+        return False
+    attrs = _onnx_attrs(node)
+    if node.op_type == "Squeeze":
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = const(node.input[1])
+        ok_axis = 2 if layout else 1
+        return (node.input[0] == y and axes is not None and
+                [int(a) for a in np.ravel(axes)] in ([ok_axis], [ok_axis - 4]))
+    if node.op_type == "Reshape":
+        shape = const(node.input[1]) if len(node.input) > 1 else None
+        if shape is None or [int(v) for v in np.ravel(shape)][:2] != [0, 0] or \
+                len(np.ravel(shape)) != 3 or int(np.ravel(shape)[2]) not in (-1,):
+            return False
+        src = node.input[0]
+        if layout:
+            return src == y
+        t = producers.get(src)
+        return (t is not None and t.op_type == "Transpose" and t.input[0] == y and
+                [int(p) for p in _onnx_attrs(t).get("perm", [])] == [0, 2, 1, 3])
+    return False
+
+
+def onnx_model_stack(model: Any, values: Optional[Dict[str, Any]] = None
+                     ) -> Tuple[List[Any], List[List[np.ndarray]]]:
+    """(layers, per-layer SLSTM_FORMAT_ONNX tensors) of the LSTM and GRU nodes of an ONNX
+    model (a ModelProto or a path), in graph order: Model.from_weights(tensors, "onnx",
+    layers=layers) makes the model (Model.from_onnx does both). Each node is read by
+    onnx_node_layer. A stack must be one chain: each node's X is the previous node's Y
+    through the patterns torch.onnx.export writes (Squeeze of the direction axis; Transpose
+    + Reshape to [T, B, 2H] for a bidirectional node); anything else is a ValueError. The
+    weights are initializers, Constant nodes or `values` ({input name: array}, for graphs
+    that take them as inputs, like ONNX's own node tests). The graph's sequence_lens,
+    initial_h and initial_c are inputs of a run (Session.forward's), not of the model."""
     import onnx
     from onnx import numpy_helper
 
-    from . import _lib
-    from ._ints import checked_int
-    from .errors import check
-
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(model)
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    consts = {}
+    arrays: Dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers: Dict[str, Any] = {}
     for node in model.graph.node:
+        for out in node.output:
+            producers[out] = node
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
-                    consts[node.output[0]] = numpy_helper.to_array(a.t)
-    inits.update(consts)
+                    arrays[node.output[0]] = numpy_helper.to_array(a.t)
+    if values:
+        arrays.update({k: _arr(v) for k, v in values.items()})
 
-    def get(name: str, what: str, node: Any) -> np.ndarray:
-        if name not in inits:
-            raise ValueError("LSTM node %r: input %s (%r) is not an initializer"
-                             % (node.name, what, name))
-        return np.asarray(inits[name], dtype=np.float64)
+    def const(name: str) -> Optional[np.ndarray]:
+        return np.asarray(arrays[name]) if name in arrays else None
 
-    layers = []
+    layers: List[Any] = []
+    weights: List[List[np.ndarray]] = []
+    prev: Optional[Tuple[Any, int]] = None
     for node in model.graph.node:
-        if node.op_type != "LSTM":
+        if node.op_type not in _ONNX_DEFAULT_ACTIVATIONS:
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        spec = _lib.padded(_lib.OnnxLstmNode, _lib.lib.slstm_onnx_lstm_node_init_sized)
-        keep: List[Any] = []
-        if "direction" in attrs:
-            d = attrs["direction"]
-            spec.s.direction = d if isinstance(d, bytes) else d.encode()
-        if "clip" in attrs:
-            spec.s.has_clip, spec.s.clip = 1, float(attrs["clip"])
-        spec.s.input_forget = checked_int(attrs.get("input_forget", 0),
-                                          "LSTM node %r: input_forget" % node.name)
-        spec.s.layout = checked_int(attrs.get("layout", 0), "LSTM node %r: layout" % node.name)
-        if "activations" in attrs:
-            acts = [a if isinstance(a, bytes) else a.encode() for a in attrs["activations"]]
-            arr = (ctypes.c_char_p * len(acts))(*acts)
-            keep.append(arr)
-            spec.s.num_activations = len(acts)
-            spec.s.activations = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
-        ins = list(node.input) + [""] * 8
-        if ins[7]:
-            p = np.ascontiguousarray(get(ins[7], "P", node), dtype=np.float32)
-            t = _lib.Tensor()
-            t.data = p.ctypes.data_as(_lib.c_float_p)
-            t.ndim = p.ndim
-            for k, s in enumerate(p.shape):
-                t.shape[k] = s
-            keep += [p, t]
-            spec.s.peepholes = ctypes.pointer(t)
-        check(_lib.lib.slstm_onnx_check_node(ctypes.byref(spec)),
-              "slstm_onnx_check_node (node %r)" % node.name)
-        W, R = get(ins[1], "W", node), get(ins[2], "R", node)
-        H = R.shape[-1]
-        B = get(ins[3], "B", node) if ins[3] else np.zeros((1, 8 * H))
-        layers.append([W, R, B])
+
+        def get(name: str, node: Any = node) -> np.ndarray:
+            if name not in arrays:
+                raise ValueError("%s node %r: input %r is neither an initializer nor a "
+                                 "Constant (pass its value in values=)"
+                                 % (node.op_type, node.name, name))
+            return np.asarray(arrays[name])
+
+        layer, tensors = onnx_node_layer(node, get)
+        layout = int(_onnx_attrs(node).get("layout", 0))
+        if prev is not None:
+            p_node, p_layout = prev
+            y = p_node.output[0] if p_node.output else ""
+            if p_layout != layout or not y or not _onnx_link(node.input[0], y, producers,
+                                                             const, layout):
+                src = producers.get(node.input[0])
+                raise ValueError(
+                    "%s node %r: its input X (%r, from %s) is not the previous recurrent "
+                    "node %r's output Y merged to [T, B, directions*H] (Squeeze of the "
+                    "direction axis, or Transpose(perm=[0, 2, 1, 3]) + Reshape([0, 0, -1]), "
+                    "as torch.onnx.export writes them; same layout); this graph is not one "
+                    "stack" % (node.op_type, node.name, node.input[0],
+                               "a %s node" % src.op_type if src is not None else
+                               "the graph's inputs", p_node.name))
+        layers.append(layer)
+        weights.append(tensors)
+        prev = (node, layout)
     if not layers:
-        raise ValueError("the ONNX graph has no LSTM node")
-    return layers
+        raise ValueError("the ONNX graph has no LSTM or GRU node")
+    return layers, weights
+
+
+def onnx_model_layers(model: Any) -> List[List[Any]]:
+    """Per-layer (W, R, B) of the forward LSTM nodes of an ONNX model (a ModelProto or a
+    path), in graph order, for Model.from_weights(layers, "onnx") (stacks of BasicLSTMCell
+    layers). Graphs with other nodes (GRU, peepholes, reverse or bidirectional direction):
+    onnx_model_stack / Model.from_onnx. Refusals as onnx_node_layer."""
+    layers, weights = onnx_model_stack(model)
+    for k, L in enumerate(layers):
+        if not L.is_basic:
+            raise _unsupported("ONNX recurrent node %d is %r (a peephole LSTM, a GRU or "
+                               "another direction): onnx_model_layers gives forward LSTM "
+                               "nodes only; use onnx_model_stack or stacklstm.Model.from_onnx"
+                               % (k, L), "onnx_model_layers")
+    return [[np.asarray(t, dtype=np.float64) for t in w] for w in weights]
 
 
 # ---- Keras --------------------------------------------------------------------------------
