@@ -633,10 +633,16 @@ class Model(_Owned):
 
     @classmethod
     def from_torch_state_dict(cls, state_dict: Any, prefix: str = "") -> "Model":
-        """A model from a PyTorch state_dict: one multi-layer nn.LSTM (`weight_ih_l{k}`, ...)
-        or a sequence of single-layer ones (`0.weight_ih_l0`, `1.weight_ih_l0`, ...)."""
-        from .naming import torch_state_dict_layers
-        return cls.from_weights(torch_state_dict_layers(state_dict, prefix), "pytorch")
+        """A model from a PyTorch state_dict: one multi-layer nn.LSTM or nn.GRU
+        (`weight_ih_l{k}`, ...) or a sequence of them (`0.weight_ih_l0`, `1.weight_ih_l0`,
+        ...), with projections (proj_size) and bidirectional layers
+        (stacklstm.naming.torch_state_dict_stack)."""
+        from .naming import torch_state_dict_stack
+        layers, weights = torch_state_dict_stack(state_dict, prefix)
+        if all(L.is_basic for L in layers):   # also with libraries before 0.4
+            names = TENSOR_NAMES["pytorch"]
+            return cls.from_weights([[w[n] for n in names] for w in weights], "pytorch")
+        return cls.from_weights(weights, "pytorch", layers=layers)
 
     @classmethod
     def from_onnx(cls, model: Any, values: Optional[Mapping[str, Any]] = None) -> "Model":

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
-           "onnx_model_stack", "onnx_node_layer", "keras_model_layers", "to_torch_state_dict",
+           "onnx_model_stack", "onnx_node_layer", "torch_state_dict_stack", "keras_model_layers", "to_torch_state_dict",
            "to_tf_variables"]
 
 
@@ -31,7 +31,8 @@ def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]
     nn.LSTM (`weight_ih_l0`, `weight_ih_l1`, ...) or of a sequence of nn.LSTMs (e.g. an
     nn.ModuleList: `0.weight_ih_l0`, `1.weight_ih_l0`, ...), below `prefix` (e.g. "rnn.").
     A state_dict-bearing object (an nn.Module) is accepted too. Layers without biases
-    (bias=False) get zeros. Bidirectional and projected (proj_size) LSTMs are rejected."""
+    (bias=False) get zeros. Bidirectional and projected (proj_size) LSTMs and GRUs are
+    rejected: torch_state_dict_stack reads those."""
     if hasattr(state_dict, "state_dict") and callable(state_dict.state_dict):
         state_dict = state_dict.state_dict()
     found: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
@@ -42,10 +43,12 @@ def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]
         if m is None:
             continue
         if m.group("rev"):
-            raise ValueError("%s: bidirectional nn.LSTM is not supported (this library runs "
-                             "forward layers only)" % key)
+            raise ValueError("%s: a bidirectional layer: torch_state_dict_layers gives forward "
+                             "nn.LSTM layers only (torch_state_dict_stack reads it)" % key)
         if m.group("kind") == "weight_hr":
-            raise ValueError("%s: nn.LSTM with proj_size is not supported" % key)
+            raise ValueError("%s: nn.LSTM with proj_size: torch_state_dict_layers gives "
+                             "BasicLSTMCell layers only (torch_state_dict_stack reads it)"
+                             % key)
         mod = int(m.group("mod")) if m.group("mod") is not None else -1
         found.setdefault((mod, int(m.group("layer"))), {})[m.group("kind")] = _arr(value)
     if not found:
@@ -58,11 +61,94 @@ def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]
         for need in ("weight_ih", "weight_hh"):
             if need not in t:
                 raise ValueError("%s%s: %s is missing" % (prefix, name, need))
-        four_h = t["weight_hh"].shape[0]
+        whh = t["weight_hh"]
+        if whh.ndim == 2 and whh.shape[1] and whh.shape[0] == 3 * whh.shape[1]:
+            raise ValueError("%s%s: weight_hh %s is an nn.GRU's: torch_state_dict_layers gives "
+                             "nn.LSTM layers only (torch_state_dict_stack reads it)"
+                             % (prefix, name, whh.shape))
+        four_h = whh.shape[0]
         zeros = np.zeros(four_h, dtype=np.float32)
         layers.append([t["weight_ih"], t["weight_hh"], t.get("bias_ih", zeros),
                        t.get("bias_hh", zeros)])
     return layers
+
+
+def torch_state_dict_stack(state_dict: Any, prefix: str = ""
+                           ) -> Tuple[List[Any], List[Dict[str, np.ndarray]]]:
+    """(layers, per-layer SLSTM_FORMAT_PYTORCH tensors) of a state_dict of one multi-layer
+    nn.LSTM or nn.GRU (`weight_ih_l0`, ...) or of a sequence of them (an nn.ModuleList:
+    `0.weight_ih_l0`, `1.weight_ih_l0`, ...), below `prefix` (e.g. "rnn."): LSTMs with and
+    without proj_size (`weight_hr_l{k}`), GRUs (reset after: nn.GRU's), bidirectional layers
+    (`..._reverse`). Model.from_weights(tensors, "pytorch", layers=layers) makes the model
+    (Model.from_torch_state_dict does both). Each layer's tensors are a dict keyed
+    "weight_ih", ..., "weight_ih_reverse", ... . Whether a layer is an LSTM or a GRU is read
+    from its shapes (weight_hh [4H, H or P] with weight_hr [P, H], or [3H, H]); layers without
+    biases (bias=False) get zeros. A state_dict-bearing object (an nn.Module) is accepted."""
+    from .layers import Layer
+
+    if hasattr(state_dict, "state_dict") and callable(state_dict.state_dict):
+        state_dict = state_dict.state_dict()
+    found: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        m = _TORCH_KEY.match(key[len(prefix):])
+        if m is None:
+            continue
+        mod = int(m.group("mod")) if m.group("mod") is not None else -1
+        found.setdefault((mod, int(m.group("layer"))), {})[
+            m.group("kind") + (m.group("rev") or "")] = _arr(value)
+    if not found:
+        raise ValueError("no nn.LSTM / nn.GRU weights (weight_ih_l<k>, ...) under prefix %r; "
+                         "keys: %s" % (prefix, sorted(state_dict)[:10]))
+    layers: List[Any] = []
+    weights: List[Dict[str, np.ndarray]] = []
+    for key in sorted(found):
+        t = found[key]
+        where = prefix + ("%d." % key[0] if key[0] >= 0 else "") + "*_l%d" % key[1]
+        bidirectional = any(k.endswith("_reverse") for k in t)
+        suffixes = ["", "_reverse"] if bidirectional else [""]
+        for suf in suffixes:
+            for need in ("weight_ih", "weight_hh"):
+                if need + suf not in t:
+                    raise ValueError("%s%s: %s is missing" % (where, suf, need + suf))
+        whh = t["weight_hh"]
+        if whh.ndim != 2 or whh.shape[1] == 0:
+            raise ValueError("%s: weight_hh has shape %s, expected [gates*H, H or proj_size]"
+                             % (where, whh.shape))
+        if "weight_hr" in t:
+            if t["weight_hr"].ndim != 2:
+                raise ValueError("%s: weight_hr has shape %s, expected [proj_size, H]"
+                                 % (where, t["weight_hr"].shape))
+            H, P = int(t["weight_hr"].shape[1]), int(t["weight_hr"].shape[0])
+            layer = Layer("lstm", H, "bidirectional" if bidirectional else "forward",
+                          proj_size=P)
+        elif whh.shape[0] == 4 * whh.shape[1]:
+            layer = Layer("lstm", int(whh.shape[1]),
+                          "bidirectional" if bidirectional else "forward")
+        elif whh.shape[0] == 3 * whh.shape[1]:
+            layer = Layer("gru", int(whh.shape[1]),
+                          "bidirectional" if bidirectional else "forward",
+                          gru_reset_after=True)
+        else:
+            raise ValueError("%s: weight_hh has shape %s: neither an nn.LSTM's [4H, H] (with "
+                             "weight_hr: [4H, proj_size]) nor an nn.GRU's [3H, H]"
+                             % (where, whh.shape))
+        rows = t["weight_hh"].shape[0]
+        tensors: Dict[str, np.ndarray] = {}
+        for suf in suffixes:
+            zeros = np.zeros(rows, dtype=np.float32)
+            tensors["weight_ih" + suf] = t["weight_ih" + suf]
+            tensors["weight_hh" + suf] = t["weight_hh" + suf]
+            tensors["bias_ih" + suf] = t.get("bias_ih" + suf, zeros)
+            tensors["bias_hh" + suf] = t.get("bias_hh" + suf, zeros)
+            if layer.proj_size:
+                if "weight_hr" + suf not in t:
+                    raise ValueError("%s%s: weight_hr%s is missing" % (where, suf, suf))
+                tensors["weight_hr" + suf] = t["weight_hr" + suf]
+        layers.append(layer)
+        weights.append(tensors)
+    return layers, weights
 
 
 # ---- TensorFlow ---------------------------------------------------------------------------
@@ -371,20 +457,30 @@ def keras_model_layers(model: Any) -> Tuple[str, List[List[Any]]]:
 
 def to_torch_state_dict(model: Any, single_module: Optional[bool] = None
                         ) -> Dict[str, np.ndarray]:
-    """The model's weights as a PyTorch state_dict of NumPy arrays: `weight_ih_l{k}` ... for
-    one multi-layer nn.LSTM when every layer has the same hidden size (or single_module=True),
-    else `{k}.weight_ih_l0` ... for a ModuleList of single-layer nn.LSTMs. forget_bias is
-    folded into bias_ih once; bias_hh is zeros."""
+    """The model's weights as a PyTorch state_dict of NumPy arrays (SLSTM_FORMAT_PYTORCH):
+    `weight_ih_l{k}`, ..., `weight_hr_l{k}` (projections), `..._l{k}_reverse` (bidirectional
+    layers) for one multi-layer nn.LSTM / nn.GRU when every layer is the same (or
+    single_module=True), else `{k}.weight_ih_l0` ... for a ModuleList of single-layer ones.
+    LSTM: forget_bias is folded into bias_ih once; bias_hh is zeros. GRU: bias_ih and bias_hh
+    are b_x and b_h. Layers PyTorch cannot express (peepholes, clipping, a reset-before GRU,
+    a reverse-only layer) raise stacklstm.UnsupportedError naming the layer and field;
+    residual connections are not in a state_dict (the module must add them)."""
     layers = model.export("pytorch")
-    same = len(set(model.hidden_sizes)) == 1
+    kinds = model.layers if hasattr(model, "layers") else None
+    same = (len(set(model.hidden_sizes)) == 1 if kinds is None else
+            len({(L.cell, L.hidden_size, L.direction, L.proj_size) for L in kinds}) == 1)
     if single_module is None:
         single_module = same
     if single_module and not same:
-        raise ValueError("one nn.LSTM needs equal hidden sizes, got %s" % (model.hidden_sizes,))
+        raise ValueError("one nn.LSTM / nn.GRU needs layers of one kind and size, got %s"
+                         % (list(kinds) if kinds is not None else list(model.hidden_sizes),))
     out = {}
     for k, layer in enumerate(layers):
         for name, a in layer.items():
-            out[("%s_l%d" % (name, k)) if single_module else ("%d.%s_l0" % (k, name))] = a
+            rev = name.endswith("_reverse")
+            base = name[:-len("_reverse")] if rev else name
+            key = "%s_l%d%s" % (base, k if single_module else 0, "_reverse" if rev else "")
+            out[key if single_module else "%d.%s" % (k, key)] = a
     return out
 
 

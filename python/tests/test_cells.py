@@ -118,14 +118,14 @@ def _flat(state):
     return out
 
 
-def run(model, x, **kw):
+def run(model, x, cpu_path="reference", **kw):
     B, T = x.shape[0], x.shape[1]
-    with model.session(B, T, cpu_path="reference") as s:
+    with model.session(B, T, cpu_path=cpu_path) as s:
         return s.forward(x, **kw)
 
 
-def check_against_reference(model, x, lengths=None, initial=None):
-    out, fin = run(model, x, sequence_lengths=lengths, initial_state=initial)
+def check_against_reference(model, x, lengths=None, initial=None, cpu_path="reference"):
+    out, fin = run(model, x, cpu_path, sequence_lengths=lengths, initial_state=initial)
     ref_out, ref_fin = reference(model.layers, model.export("canonical"), x,
                                  model.forget_bias, lengths, initial)
     np.testing.assert_allclose(out, ref_out, atol=ATOL, rtol=0)
@@ -397,9 +397,10 @@ def test_a_state_piece_of_the_wrong_width_is_named():
     Layer.lstm(5, direction="bidirectional", proj_size=2),
     Layer.gru(5, direction="bidirectional"),
 ], ids=repr)
-def test_one_layer_matches_the_reference(layer, x):
+@pytest.mark.parametrize("cpu_path", ["reference", "auto"])
+def test_one_layer_matches_the_reference(layer, cpu_path, x):
     with stacklstm.Model.random(4, layers=[layer], seed=11, scale=0.8) as m:
-        check_against_reference(m, x)
+        check_against_reference(m, x, lengths=[5, 2, 0], cpu_path=cpu_path)
 
 
 def test_a_residual_layer_adds_its_input(x):
@@ -407,11 +408,13 @@ def test_a_residual_layer_adds_its_input(x):
         check_against_reference(m, x)
 
 
-def test_a_mixed_stack_matches_the_reference_with_lengths_and_initial_states(x):
+@pytest.mark.parametrize("cpu_path", ["reference", "auto"])
+def test_a_mixed_stack_matches_the_reference_with_lengths_and_initial_states(cpu_path, x):
     with stacklstm.Model.random(4, layers=MIXED, seed=9, scale=0.6, forget_bias=0.5) as m:
         rng = np.random.default_rng(1)
         init = m.unpack_state(rng.standard_normal(m.state_count(3)).astype(np.float32), 3)
-        out, _ = check_against_reference(m, x, lengths=[5, 0, 3], initial=init)
+        out, _ = check_against_reference(m, x, lengths=[5, 0, 3], initial=init,
+                                         cpu_path=cpu_path)
         assert not out[1].any() and not out[2, 3:].any()
 
 
@@ -424,8 +427,8 @@ def test_a_session_output_has_the_models_output_width(x):
 
 def test_time_major_gives_the_transposed_batch_major_numbers(x):
     with stacklstm.Model.random(4, layers=MIXED, seed=4) as m:
-        bm, _ = run(m, x, sequence_lengths=[5, 2, 4])
-        with m.session(3, 5) as s:
+        with m.session(3, 5, cpu_path="reference") as s:
+            bm, _ = s.forward(x, sequence_lengths=[5, 2, 4])
             tm, _ = s.forward(np.ascontiguousarray(x.transpose(1, 0, 2)), time_major=True,
                               sequence_lengths=[5, 2, 4])
         assert np.array_equal(tm.transpose(1, 0, 2), bm)

@@ -43,10 +43,10 @@ def test_a_module_list_of_torch_lstms_with_different_sizes_imports():
     assert m.hidden_sizes == (5, 2)
 
 
-def test_bidirectional_torch_weights_are_rejected():
+def test_a_bidirectional_torch_layer_without_all_its_reverse_tensors_is_refused():
     sd = torch_like_state_dict(np.random.default_rng(0), 3, 4, 1)
     sd["weight_ih_l0_reverse"] = sd["weight_ih_l0"]
-    with pytest.raises(ValueError, match="bidirectional"):
+    with pytest.raises(ValueError, match="weight_hh_reverse is missing"):
         stacklstm.Model.from_torch_state_dict(sd)
 
 

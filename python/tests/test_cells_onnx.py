@@ -1,0 +1,163 @@
+"""ONNX graphs of LSTM and GRU nodes beyond the node cases (issue 20): stacks as
+torch.onnx.export writes them (Squeeze, or Transpose + Reshape between bidirectional nodes),
+what is refused and why, and the old forward-LSTM-only reader."""
+
+import io
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="the onnx package is not installed (pip install onnx)")
+from onnx import TensorProto, helper, numpy_helper   # noqa: E402
+
+import stacklstm   # noqa: E402
+from stacklstm import Layer, naming   # noqa: E402
+
+ATOL = 2e-5
+
+
+def node_graph(op="LSTM", H=3, I=2, nd=1, P=None, **attrs):
+    """A one-node graph with random initializers W, R, B (and P when given)."""
+    rng = np.random.default_rng(5)
+    G = 4 if op == "LSTM" else 3
+    inits = [numpy_helper.from_array(rng.standard_normal((nd, G * H, I)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((nd, G * H, H)).astype(np.float32), "R"),
+             numpy_helper.from_array(rng.standard_normal((nd, 2 * G * H)).astype(np.float32),
+                                     "B")]
+    ins = ["X", "W", "R", "B"]
+    if P is not None:
+        inits.append(numpy_helper.from_array(P.astype(np.float32), "P"))
+        ins += ["", "", "", "P"]
+    node = helper.make_node(op, ins, ["Y"], hidden_size=H, name="rnn0", **attrs)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "X", TensorProto.FLOAT, [None, None, I])], [helper.make_tensor_value_info(
+            "Y", TensorProto.FLOAT, None)], initializer=inits)
+    return helper.make_model(g)
+
+
+def exported(mod, batch_first=False):
+    torch = pytest.importorskip("torch")
+    f = io.BytesIO()
+    x = torch.zeros((2, 5, mod.input_size) if batch_first else (5, 2, mod.input_size))
+    torch.onnx.export(mod, (x,), f, opset_version=14)
+    return onnx.load_from_string(f.getvalue())
+
+
+def torch_module(kind, **kw):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    return getattr(torch.nn, kind)(**kw).eval()
+
+
+def torch_numbers(mod, x, batch_first=False):
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x if batch_first else np.ascontiguousarray(x.transpose(1, 0, 2)))
+    with torch.no_grad():
+        y = mod(xt)[0].numpy()
+    return y if batch_first else y.transpose(1, 0, 2)
+
+
+def our_numbers(model, x):
+    with model.session(x.shape[0], x.shape[1]) as s:
+        return s.forward(x)[0]
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(1).standard_normal((2, 5, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind, kw, layers", [
+    ("LSTM", dict(bidirectional=True), [Layer.lstm(4, direction="bidirectional")] * 2),
+    ("GRU", dict(), [Layer.gru(4, reset_after=True)] * 2),
+    ("GRU", dict(bidirectional=True),
+     [Layer.gru(4, reset_after=True, direction="bidirectional")] * 2),
+], ids=["lstm-bidir", "gru", "gru-bidir"])
+def test_a_stack_exported_by_torch_gives_its_layers_and_numbers(kind, kw, layers, x):
+    mod = torch_module(kind, input_size=3, hidden_size=4, num_layers=2, **kw)
+    with stacklstm.Model.from_onnx(exported(mod)) as model:
+        assert list(model.layers) == layers
+        np.testing.assert_allclose(our_numbers(model, x), torch_numbers(mod, x), atol=ATOL,
+                                   rtol=0)
+
+
+def test_a_batch_first_stack_exported_by_torch_reads_the_same(x):
+    mod = torch_module("LSTM", input_size=3, hidden_size=4, num_layers=2, batch_first=True)
+    with stacklstm.Model.from_onnx(exported(mod, batch_first=True)) as model:
+        np.testing.assert_allclose(our_numbers(model, x), torch_numbers(mod, x, True),
+                                   atol=ATOL, rtol=0)
+
+
+def test_a_model_file_path_is_read_too(tmp_path):
+    path = str(tmp_path / "m.onnx")
+    onnx.save(node_graph("GRU", linear_before_reset=1), path)
+    with stacklstm.Model.from_onnx(path) as model:
+        assert model.layers == (Layer.gru(3, reset_after=True),)
+
+
+def test_peepholes_come_from_a_nonzero_p():
+    with stacklstm.Model.from_onnx(node_graph(P=np.full((1, 9), 0.5))) as model:
+        assert model.layers == (Layer.lstm(3, peepholes=True),)
+
+
+def test_an_all_zero_p_is_no_peepholes():
+    with stacklstm.Model.from_onnx(node_graph(P=np.zeros((1, 9)))) as model:
+        assert model.layers == (Layer.lstm(3),)
+
+
+@pytest.mark.parametrize("op, attrs, what", [
+    ("LSTM", dict(clip=1.0), "clip"),
+    ("LSTM", dict(input_forget=1), "input_forget"),
+    ("LSTM", dict(activations=["Sigmoid", "Tanh", "Relu"]), "activations"),
+    ("GRU", dict(activations=["HardSigmoid", "Tanh"]), "activations"),
+], ids=["clip", "input_forget", "lstm-activations", "gru-activations"])
+def test_what_the_library_does_not_compute_is_refused_naming_the_attribute(op, attrs, what):
+    with pytest.raises(stacklstm.UnsupportedError, match="node 'rnn0': %s" % what):
+        stacklstm.Model.from_onnx(node_graph(op, **attrs))
+
+
+def test_default_activations_spelled_out_are_accepted():
+    g = node_graph("LSTM", nd=2, direction="bidirectional",
+                   activations=["sigmoid", "Tanh", "TANH"] * 2)
+    with stacklstm.Model.from_onnx(g) as model:
+        assert model.layers == (Layer.lstm(3, direction="bidirectional"),)
+
+
+def test_a_hidden_size_attribute_that_contradicts_r_is_refused():
+    g = node_graph("GRU")
+    g.graph.node[0].attribute[0].i = 5
+    with pytest.raises(ValueError, match="hidden_size=5 but R"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_nodes_linked_by_anything_else_are_not_one_stack():
+    g = node_graph("LSTM")
+    relu = helper.make_node("Relu", ["Y"], ["Z"])
+    second = helper.make_node("LSTM", ["Z", "W2", "R2"], ["Y2"], hidden_size=3, name="rnn1")
+    rng = np.random.default_rng(0)
+    g.graph.initializer.extend([
+        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W2"),
+        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R2")])
+    g.graph.node.extend([relu, second])
+    with pytest.raises(ValueError, match="node 'rnn1': its input X .*from a Relu node.* not "
+                                         "one stack"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_weights_that_are_graph_inputs_need_their_values():
+    g = node_graph("GRU")
+    del g.graph.initializer[1]   # R
+    with pytest.raises(ValueError, match="input 'R' is neither an initializer"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_the_forward_lstm_reader_points_other_nodes_to_the_stack_reader():
+    with pytest.raises(stacklstm.UnsupportedError, match="onnx_model_stack"):
+        naming.onnx_model_layers(node_graph("GRU"))
+
+
+def test_a_graph_without_recurrent_nodes_is_refused():
+    g = helper.make_model(helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g",
+                                            [], []))
+    with pytest.raises(ValueError, match="no LSTM or GRU node"):
+        stacklstm.Model.from_onnx(g)

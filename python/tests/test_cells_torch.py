@@ -1,0 +1,168 @@
+"""PyTorch state_dicts of every recurrent layer PyTorch has (issue 20): nn.LSTM with and
+without proj_size, nn.GRU, bidirectional layers, one multi-layer module or a ModuleList,
+through SLSTM_FORMAT_PYTORCH (Model.from_torch_state_dict / naming.to_torch_state_dict). The
+numbers are checked against the real torch modules run in float64 (ours: float32)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import stacklstm   # noqa: E402
+from stacklstm import BidirectionalState, Layer, naming   # noqa: E402
+
+ATOL = 2e-5
+
+
+def module(kind, seed, **kw):
+    torch.manual_seed(seed)
+    m = getattr(torch.nn, kind)(**kw).double().eval()
+    with torch.no_grad():
+        for p in m.parameters():   # away from zero: every tensor matters
+            p.uniform_(-0.6, 0.6)
+    return m
+
+
+def torch_run(m, x, lengths=None):
+    """(output [B, T, nd*H'], h_n, c_n or None) of a batch_first=False module on x [B, T, D]."""
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2))).double()
+    with torch.no_grad():
+        if lengths is None:
+            y, st = m(xt)
+            y = y.numpy().transpose(1, 0, 2)
+        else:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths),
+                                                             enforce_sorted=False)
+            y, st = m(packed)
+            y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=x.shape[1])
+            y = y.numpy().transpose(1, 0, 2)
+    if isinstance(st, tuple):
+        return y, st[0].numpy(), st[1].numpy()
+    return y, st.numpy(), None
+
+
+def ours(model, x, lengths=None):
+    with model.session(x.shape[0], x.shape[1]) as s:
+        return s.forward(x.astype(np.float32), sequence_lengths=lengths)
+
+
+def torch_states(final, layers):
+    """Our per-layer states as PyTorch's (h_n, c_n): [layers * directions, B, ...]."""
+    hs, cs = [], []
+    for s, L in zip(final, layers):
+        for d in ([s.fw, s.bw] if isinstance(s, BidirectionalState) else [s]):
+            if L.cell == "lstm":
+                hs.append(d.h)
+                cs.append(d.c)
+            else:
+                hs.append(d)
+    return np.stack(hs), (np.stack(cs) if cs else None)
+
+
+def check(m, x, lengths=None):
+    with stacklstm.Model.from_torch_state_dict(m.state_dict()) as model:
+        y, fin = ours(model, x, lengths)
+        ty, th, tc = torch_run(m, x, lengths)
+        np.testing.assert_allclose(y, ty, atol=ATOL, rtol=0)
+        h, c = torch_states(fin, model.layers)
+        np.testing.assert_allclose(h, th, atol=ATOL, rtol=0)
+        if tc is not None:
+            np.testing.assert_allclose(c, tc, atol=ATOL, rtol=0)
+        return model.layers
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(3).standard_normal((3, 6, 4))
+
+
+@pytest.mark.parametrize("kind, kw, layers", [
+    ("LSTM", dict(hidden_size=5, num_layers=2),
+     [Layer.lstm(5), Layer.lstm(5)]),
+    ("LSTM", dict(hidden_size=5, num_layers=2, proj_size=3),
+     [Layer.lstm(5, proj_size=3), Layer.lstm(5, proj_size=3)]),
+    ("LSTM", dict(hidden_size=5, num_layers=2, bidirectional=True),
+     [Layer.lstm(5, direction="bidirectional")] * 2),
+    ("LSTM", dict(hidden_size=5, num_layers=2, bidirectional=True, proj_size=2),
+     [Layer.lstm(5, direction="bidirectional", proj_size=2)] * 2),
+    ("GRU", dict(hidden_size=5, num_layers=2),
+     [Layer.gru(5, reset_after=True)] * 2),
+    ("GRU", dict(hidden_size=5, num_layers=2, bidirectional=True),
+     [Layer.gru(5, reset_after=True, direction="bidirectional")] * 2),
+], ids=["lstm", "lstm-proj", "lstm-bidir", "lstm-bidir-proj", "gru", "gru-bidir"])
+def test_a_torch_module_gives_its_layers_and_its_numbers(kind, kw, layers, x):
+    m = module(kind, 1, input_size=4, **kw)
+    assert list(check(m, x)) == layers
+
+
+@pytest.mark.parametrize("kind, kw", [
+    ("LSTM", dict(bidirectional=True, proj_size=2)),
+    ("GRU", dict(bidirectional=True)),
+], ids=["lstm", "gru"])
+def test_bidirectional_layers_with_lengths_match_packed_sequences(kind, kw, x):
+    m = module(kind, 2, input_size=4, hidden_size=5, num_layers=2, **kw)
+    check(m, x, lengths=[6, 1, 4])
+
+
+def test_a_module_without_biases_gets_zero_biases(x):
+    check(module("GRU", 3, input_size=4, hidden_size=5, bias=False), x)
+
+
+def test_a_module_list_of_different_modules_is_one_stack(x):
+    mods = torch.nn.ModuleList([module("GRU", 4, input_size=4, hidden_size=5,
+                                       bidirectional=True),
+                                module("LSTM", 5, input_size=10, hidden_size=3, proj_size=2)])
+    with stacklstm.Model.from_torch_state_dict(mods.state_dict()) as model:
+        assert model.layers == (Layer.gru(5, reset_after=True, direction="bidirectional"),
+                                Layer.lstm(3, proj_size=2))
+        y, _ = ours(model, x)
+        h, _ = torch_run(mods[0], x)[:2]
+        ty = torch_run(mods[1], torch_run(mods[0], x)[0])[0]
+        np.testing.assert_allclose(y, ty, atol=ATOL, rtol=0)
+
+
+def test_to_torch_state_dict_loads_into_the_module_it_came_from(x):
+    m = module("LSTM", 6, input_size=4, hidden_size=5, num_layers=2, bidirectional=True,
+               proj_size=3)
+    with stacklstm.Model.from_torch_state_dict(m.state_dict()) as model:
+        sd = naming.to_torch_state_dict(model)
+    assert sorted(sd) == sorted(m.state_dict())
+    m2 = module("LSTM", 7, input_size=4, hidden_size=5, num_layers=2, bidirectional=True,
+                proj_size=3)
+    m2.load_state_dict({k: torch.from_numpy(v).double() for k, v in sd.items()})
+    np.testing.assert_allclose(torch_run(m2, x)[0], torch_run(m, x)[0], atol=1e-6, rtol=0)
+
+
+def test_a_gru_state_dict_round_trips_bitwise_through_the_library():
+    m = module("GRU", 8, input_size=4, hidden_size=5, bidirectional=True)
+    sd = {k: v.float().numpy() for k, v in m.state_dict().items()}
+    with stacklstm.Model.from_torch_state_dict(sd) as model:
+        back = naming.to_torch_state_dict(model)
+    assert sorted(back) == sorted(sd)
+    for k in sd:
+        assert np.array_equal(back[k], sd[k]), k
+
+
+def test_to_torch_state_dict_of_a_mixed_stack_is_a_module_list():
+    layers = [Layer.gru(4, reset_after=True), Layer.lstm(3, direction="bidirectional")]
+    with stacklstm.Model.random(2, layers=layers) as model:
+        sd = naming.to_torch_state_dict(model)
+    assert "0.weight_ih_l0" in sd and "1.weight_ih_l0_reverse" in sd
+
+
+def test_a_layer_pytorch_cannot_express_is_refused_naming_the_field():
+    with stacklstm.Model.random(2, layers=[Layer.lstm(3, peepholes=True)]) as model:
+        with pytest.raises(stacklstm.UnsupportedError, match=r"layers\[0\]\.peepholes"):
+            naming.to_torch_state_dict(model)
+
+
+def test_a_weight_hh_of_no_known_shape_is_refused():
+    sd = {"weight_ih_l0": np.zeros((10, 3)), "weight_hh_l0": np.zeros((10, 5))}
+    with pytest.raises(ValueError, match="neither an nn.LSTM"):
+        stacklstm.Model.from_torch_state_dict(sd)
+
+
+def test_the_basic_reader_points_a_gru_to_the_stack_reader():
+    m = module("GRU", 9, input_size=4, hidden_size=5)
+    with pytest.raises(ValueError, match="torch_state_dict_stack"):
+        naming.torch_state_dict_layers(m.state_dict())
