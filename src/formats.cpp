@@ -1,19 +1,21 @@
-// Import and export of the framework weight layouts (DESIGN §3) to and from the canonical
-// per-layer W_x [4H, I], W_h [4H, H], b [4H] in gate order i, f, g, o.
+// Import and export of the framework weight layouts (DESIGN §3, docs/cells.md) to and from
+// the canonical per-direction weights of src/model.hpp (CellWeights: W_x, W_h, b, and b_h,
+// w_peep, W_proj where the cell has them).
+//
+// Every format is described, per layer and direction, by where each canonical element lives
+// in the caller's tensors (a DirMap, built by layout()).  That one description drives the
+// shape checks, slstm_format_tensors, import and export, so they cannot disagree; what a
+// format cannot express is refused there, naming the layer's field and the format.
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "gate_math.hpp"
 #include "model.hpp"
 
 namespace slstm {
 namespace {
-
-// TF's column block for canonical gate q: canonical i, f, g, o sit in TF's i, j, f, o at 0, 2, 1, 3.
-constexpr int kTfBlock[4] = {0, 2, 1, 3};
 
 std::string shape_str(const std::int64_t* shape, std::int32_t ndim) {
   std::string s = "[";
@@ -24,293 +26,668 @@ std::string shape_str(const std::int64_t* shape, std::int32_t ndim) {
   return s + "]";
 }
 
-// One expected tensor: its name in messages and its shape.
+// One expected tensor: its name (the format's own, as slstm_format_tensors reports it) and
+// its shape.
 struct Expect {
-  const char* name;
-  std::int32_t ndim;
-  std::int64_t shape[3];
+  std::string name;
+  std::int32_t ndim = 0;
+  std::int64_t shape[3] = {};
 };
+
+std::string where(std::size_t index, std::size_t layer, const std::string& name) {
+  return "tensors[" + std::to_string(index) + "] (layer " + std::to_string(layer) + " " + name +
+         ")";
+}
 
 // Checks a caller tensor (const or mutable) against `e`; `index` is its position in the array.
 template <typename Tensor>
 void check_tensor(const Tensor& t, const Expect& e, std::size_t index, std::size_t layer) {
-  const std::string where = "tensors[" + std::to_string(index) + "] (layer " +
-                            std::to_string(layer) + " " + e.name + ")";
-  if (t.data == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, where + ": data is NULL");
+  const std::string at = where(index, layer, e.name);
+  if (t.data == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, at + ": data is NULL");
   if (t.ndim < 1 || t.ndim > SLSTM_MAX_DIMS) {
     fail(SLSTM_ERR_SHAPE_MISMATCH,
-         where + ": ndim must be in 1.." + std::to_string(SLSTM_MAX_DIMS) + ", got " +
+         at + ": ndim must be in 1.." + std::to_string(SLSTM_MAX_DIMS) + ", got " +
              std::to_string(t.ndim));
   }
   bool ok = t.ndim == e.ndim;
   for (std::int32_t d = 0; ok && d < e.ndim; ++d) ok = t.shape[d] == e.shape[d];
   if (!ok) {
-    fail(SLSTM_ERR_SHAPE_MISMATCH, where + ": expected shape " + shape_str(e.shape, e.ndim) +
+    fail(SLSTM_ERR_SHAPE_MISMATCH, at + ": expected shape " + shape_str(e.shape, e.ndim) +
                                        ", got " + shape_str(t.shape, t.ndim));
   }
 }
 
-// The tensors of one layer in `format`, in API order.  Every format here stores LSTM cells
-// (LayerSpec::cell kLstm, the only kind today); a format that cannot express a layer's cell
-// kind would be refused here, naming the layer.
-std::vector<Expect> expected_layer(slstm_weight_format format, const LayerSpec& spec) {
-  const std::int64_t in = spec.input_size, h = spec.hidden_size;
-  switch (format) {
-    case SLSTM_FORMAT_CANONICAL:
-      return {{"W_x", 2, {4 * h, in}}, {"W_h", 2, {4 * h, h}}, {"b", 1, {4 * h, 0}}};
-    case SLSTM_FORMAT_TF:
-      return {{"kernel", 2, {in + h, 4 * h}}, {"bias", 1, {4 * h, 0}}};
-    case SLSTM_FORMAT_PYTORCH:
-      return {{"weight_ih", 2, {4 * h, in}},
-              {"weight_hh", 2, {4 * h, h}},
-              {"bias_ih", 1, {4 * h, 0}},
-              {"bias_hh", 1, {4 * h, 0}}};
-    case SLSTM_FORMAT_KERAS:
-      return {{"kernel", 2, {in, 4 * h}},
-              {"recurrent_kernel", 2, {h, 4 * h}},
-              {"bias", 1, {4 * h}}};
-    case SLSTM_FORMAT_KERAS_CUDNN:
-      return {{"kernel", 2, {in, 4 * h}},
-              {"recurrent_kernel", 2, {h, 4 * h}},
-              {"bias", 1, {8 * h}}};
-    case SLSTM_FORMAT_ONNX:
-      return {{"W", 3, {1, 4 * h, in}}, {"R", 3, {1, 4 * h, h}}, {"B", 2, {1, 8 * h}}};
-    case SLSTM_FORMAT_CUDNN:
-      return {{"W", 2, {4 * h, in}}, {"R", 2, {4 * h, h}}, {"bW", 1, {4 * h}}, {"bR", 1, {4 * h}}};
-  }
-  return {};
+std::size_t elements(const Expect& e) {
+  std::size_t n = 1;
+  for (std::int32_t d = 0; d < e.ndim; ++d) n *= static_cast<std::size_t>(e.shape[d]);
+  return n;
 }
 
-// ONNX's row block for canonical gate q: canonical i, f, g, o sit in ONNX's i, o, f, c at
-// 0, 2, 3, 1.
-constexpr int kOnnxBlock[4] = {0, 2, 3, 1};
+const char* format_name(slstm_weight_format format) {
+  switch (format) {
+    case SLSTM_FORMAT_CANONICAL: return "SLSTM_FORMAT_CANONICAL";
+    case SLSTM_FORMAT_TF: return "SLSTM_FORMAT_TF";
+    case SLSTM_FORMAT_PYTORCH: return "SLSTM_FORMAT_PYTORCH";
+    case SLSTM_FORMAT_KERAS: return "SLSTM_FORMAT_KERAS";
+    case SLSTM_FORMAT_KERAS_CUDNN: return "SLSTM_FORMAT_KERAS_CUDNN";
+    case SLSTM_FORMAT_ONNX: return "SLSTM_FORMAT_ONNX";
+    case SLSTM_FORMAT_CUDNN: return "SLSTM_FORMAT_CUDNN";
+  }
+  return "unknown";
+}
 
 // Formats without a forget_bias of their own (everything but CANONICAL and TF).
 bool has_forget_bias(slstm_weight_format format) {
   return format == SLSTM_FORMAT_CANONICAL || format == SLSTM_FORMAT_TF;
 }
 
-// Import of one layer in the layouts added for interop (Keras, Keras CuDNNLSTM, ONNX, cuDNN).
-void import_interop_layer(slstm_weight_format format, Layer& layer, const slstm_tensor* t) {
-  const std::size_t in = static_cast<std::size_t>(layer.input_size);
-  const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
-  const std::size_t g4 = 4 * h;
-  switch (format) {
-    case SLSTM_FORMAT_KERAS:  // kernel [in, 4h], recurrent_kernel [h, 4h]: transposes
-      for (std::size_t r = 0; r < g4; ++r) {
-        for (std::size_t k = 0; k < in; ++k) layer.w_x[r * in + k] = t[0].data[k * g4 + r];
-        for (std::size_t k = 0; k < h; ++k) layer.w_h[r * h + k] = t[1].data[k * g4 + r];
-        layer.bias[r] = t[2].data[r];
-      }
-      break;
-    case SLSTM_FORMAT_KERAS_CUDNN:  // block q of a kernel, read in C order, is W_q [h, in]
-      for (std::size_t q = 0; q < 4; ++q) {
-        for (std::size_t u = 0; u < h; ++u) {
-          const std::size_t r = q * h + u;
-          for (std::size_t k = 0; k < in; ++k) {
-            const std::size_t n = u * in + k;
-            layer.w_x[r * in + k] = t[0].data[(n / h) * g4 + q * h + n % h];
-          }
-          for (std::size_t k = 0; k < h; ++k) layer.w_h[r * h + k] = t[1].data[u * g4 + q * h + k];
-        }
-      }
-      for (std::size_t r = 0; r < g4; ++r) layer.bias[r] = t[2].data[r] + t[2].data[g4 + r];
-      break;
-    case SLSTM_FORMAT_ONNX:
-      for (std::size_t q = 0; q < 4; ++q) {
-        const std::size_t src0 = kOnnxBlock[q] * h;
-        for (std::size_t u = 0; u < h; ++u) {
-          const std::size_t r = q * h + u;
-          std::memcpy(&layer.w_x[r * in], &t[0].data[(src0 + u) * in], in * sizeof(float));
-          std::memcpy(&layer.w_h[r * h], &t[1].data[(src0 + u) * h], h * sizeof(float));
-          layer.bias[r] = t[2].data[src0 + u] + t[2].data[g4 + src0 + u];
-        }
-      }
-      break;
-    case SLSTM_FORMAT_CUDNN:
-      std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
-      std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
-      for (std::size_t r = 0; r < g4; ++r) layer.bias[r] = t[2].data[r] + t[3].data[r];
-      break;
-    default:
-      fail(SLSTM_ERR_INTERNAL, "import_interop_layer: unexpected format");
+// ---- Where each canonical element lives --------------------------------------------------------
+
+// A canonical vector of rows x cols (row-major) is cut into `nblocks` row blocks of `block`
+// rows (a gate's H rows, or all rows as one block); element (q * block + u, k) lives in the
+// layer's tensor b[q].tensor at b[q].base + u * row_stride + k * col_stride.
+struct Block {
+  int tensor = -1;  // relative to the layer's first tensor
+  std::size_t base = 0, row_stride = 0, col_stride = 0;
+};
+struct Place {
+  std::size_t block = 0;
+  int nblocks = 0;
+  Block b[4];
+  // Keras CuDNNLSTM's input kernel: column block q, read in C order, is W_q [block, cols] (see
+  // the header), so element (u, k) is the n = u * cols + k-th of the block, at
+  // base + (n / block) * row_stride + n % block.
+  bool cudnn_bytes = false;
+};
+// Where one canonical vector is stored: on import the sum of its places (none: it stays 0),
+// on export the value goes to the first place and every other place is written as 0.
+struct VecMap {
+  int n = 0;
+  Place p[2];
+};
+struct DirMap {
+  VecMap w_x, w_h, bias, bias_h, peep, w_proj;
+  bool fold_forget = false;  // LSTM in a format without forget_bias: export adds it to b's f
+  bool fold_bias_h = false;  // GRU in a format without b_h: export writes b_x + b_h as b_x
+};
+// The tensors of one layer in a format, in API order, and each direction's map.
+struct LayerLayout {
+  std::vector<Expect> expect;
+  std::vector<int> direction;  // per tensor: 0 forward/only, 1 reverse half, -1 both (ONNX)
+  std::vector<DirMap> dirs;    // per direction of the layer
+};
+
+constexpr int kIdentity[4] = {0, 1, 2, 3};
+// TF's column block for canonical LSTM gate q: canonical i, f, g, o sit in TF's i, j, f, o at
+// 0, 2, 1, 3.
+constexpr int kTfBlock[4] = {0, 2, 1, 3};
+// ONNX's row block for canonical LSTM gate q: canonical i, f, g, o sit in ONNX's i, o, f, c
+// at 0, 2, 3, 1.
+constexpr int kOnnxBlock[4] = {0, 2, 3, 1};
+// ONNX's peephole block for canonical w_peep row q: i, f, o sit in ONNX's P (i, o, f) at
+// 0, 2, 1.
+constexpr int kOnnxPeep[3] = {0, 2, 1};
+// ONNX's and Keras' GRU block for canonical gate q: r, z, n sit in their z, r, h at 1, 0, 2.
+constexpr int kZrhBlock[3] = {1, 0, 2};
+
+std::size_t sz(std::int64_t v) { return static_cast<std::size_t>(v); }
+
+// Blocks of rows of a row-major matrix with `ncols` columns: canonical block q is the
+// matrix's row block perm[q] (from element base0 on).
+Place rows_of(int tensor, int nblocks, std::size_t block, const int* perm, std::size_t ncols,
+              std::size_t base0) {
+  Place p;
+  p.block = block;
+  p.nblocks = nblocks;
+  for (int q = 0; q < nblocks; ++q) {
+    p.b[q] = {tensor, base0 + sz(perm[q]) * block * ncols, ncols, 1};
   }
+  return p;
+}
+// Blocks of columns of a row-major matrix with `ncols` columns (the transposed layouts):
+// canonical row q * block + u is the matrix's column perm[q] * block + u.
+Place cols_of(int tensor, int nblocks, std::size_t block, const int* perm, std::size_t ncols,
+              std::size_t base0) {
+  Place p;
+  p.block = block;
+  p.nblocks = nblocks;
+  for (int q = 0; q < nblocks; ++q) p.b[q] = {tensor, base0 + sz(perm[q]) * block, 1, ncols};
+  return p;
+}
+VecMap one(const Place& a) {
+  VecMap m;
+  m.n = 1;
+  m.p[0] = a;
+  return m;
+}
+VecMap two(const Place& a, const Place& b) {
+  VecMap m;
+  m.n = 2;
+  m.p[0] = a;
+  m.p[1] = b;
+  return m;
 }
 
-// Export of one layer; forget_bias `fb` goes into the f block of exactly one bias.
-void export_interop_layer(slstm_weight_format format, const Model& model, std::size_t l,
-                          const slstm_tensor_out* t) {
-  const Layer& layer = model.layer(l);
-  const std::size_t in = static_cast<std::size_t>(layer.input_size);
-  const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
-  const std::size_t g4 = 4 * h;
-  auto folded = [&](std::size_t r) { return model.folded_bias(l, r); };
+// ---- What each format can express --------------------------------------------------------------
+
+[[noreturn]] void refuse(slstm_weight_format format, std::size_t l, const std::string& field,
+                         const std::string& why) {
+  fail(SLSTM_ERR_UNSUPPORTED, "config->layers[" + std::to_string(l) + "]." + field + ": " +
+                                  format_name(format) + " cannot express it: " + why +
+                                  " (SLSTM_FORMAT_CANONICAL takes every layer; docs/cells.md)");
+}
+
+std::string num_str(float v) { return std::to_string(v); }
+
+// Refuses what `format` cannot express of layer `l` (docs/cells.md, README "Weights").
+void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size_t l) {
+  const bool lstm = s.cell == CellKind::kLstm;
+  const bool reverse_only = s.direction == Direction::kReverse;
   switch (format) {
+    case SLSTM_FORMAT_CANONICAL:
+      return;
+    case SLSTM_FORMAT_TF:
+      if (!lstm && s.reset_after) {
+        refuse(format, l, "gru_reset_after",
+               "it is 1, and TF's GRUCell applies the reset before the recurrent matmul "
+               "(gru_reset_after 0); SLSTM_FORMAT_KERAS, SLSTM_FORMAT_PYTORCH and "
+               "SLSTM_FORMAT_ONNX express a reset-after GRU");
+      }
+      return;
+    case SLSTM_FORMAT_PYTORCH:
+    case SLSTM_FORMAT_CUDNN: {
+      const bool pt = format == SLSTM_FORMAT_PYTORCH;
+      if (reverse_only) {
+        refuse(format, l, "direction",
+               std::string("it is SLSTM_DIRECTION_REVERSE, and ") +
+                   (pt ? "nn.LSTM / nn.GRU have" : "cuDNN has") +
+                   " no reverse-only layer (only a bidirectional one)");
+      }
+      if (s.peepholes) {
+        refuse(format, l, "peepholes",
+               std::string("it is 1, and ") + (pt ? "nn.LSTM" : "cuDNN's LSTM") +
+                   " has no peephole connections");
+      }
+      if (s.cell_clip != 0.0f) {
+        refuse(format, l, "cell_clip",
+               "it is " + num_str(s.cell_clip) + ", and " + (pt ? "nn.LSTM" : "this format") +
+                   " does not clip the cell state");
+      }
+      if (!pt && s.proj_size != 0) {
+        refuse(format, l, "proj_size",
+               "it is " + std::to_string(s.proj_size) +
+                   ", and this format has no projection matrix (SLSTM_FORMAT_PYTORCH's "
+                   "weight_hr and SLSTM_FORMAT_TF's projection/kernel do)");
+      }
+      if (s.proj_clip != 0.0f) {
+        refuse(format, l, "proj_clip",
+               "it is " + num_str(s.proj_clip) + ", and nn.LSTM(proj_size=...) does not clip "
+               "its projection");
+      }
+      if (!lstm && !s.reset_after) {
+        refuse(format, l, "gru_reset_after",
+               std::string("it is 0, and ") + (pt ? "nn.GRU" : "cuDNN's GRU") +
+                   " applies the reset after the recurrent matmul (gru_reset_after 1); "
+                   "SLSTM_FORMAT_TF, SLSTM_FORMAT_KERAS and SLSTM_FORMAT_ONNX express a "
+                   "reset-before GRU");
+      }
+      return;
+    }
     case SLSTM_FORMAT_KERAS:
-      for (std::size_t r = 0; r < g4; ++r) {
-        for (std::size_t k = 0; k < in; ++k) t[0].data[k * g4 + r] = layer.w_x[r * in + k];
-        for (std::size_t k = 0; k < h; ++k) t[1].data[k * g4 + r] = layer.w_h[r * h + k];
-        t[2].data[r] = folded(r);
+    case SLSTM_FORMAT_KERAS_CUDNN: {
+      const bool cudnn = format == SLSTM_FORMAT_KERAS_CUDNN;
+      if (cudnn && !lstm) {
+        refuse(format, l, "cell",
+               "it is SLSTM_CELL_GRU, and this library does not read or write Keras CuDNNGRU "
+               "weights (a CuDNNGRU is a reset-after GRU: SLSTM_FORMAT_CUDNN or "
+               "SLSTM_FORMAT_PYTORCH take its canonical weights)");
       }
-      break;
-    case SLSTM_FORMAT_KERAS_CUDNN:
-      for (std::size_t q = 0; q < 4; ++q) {
-        for (std::size_t u = 0; u < h; ++u) {
-          const std::size_t r = q * h + u;
-          for (std::size_t k = 0; k < in; ++k) {
-            const std::size_t n = u * in + k;
-            t[0].data[(n / h) * g4 + q * h + n % h] = layer.w_x[r * in + k];
-          }
-          for (std::size_t k = 0; k < h; ++k) t[1].data[u * g4 + q * h + k] = layer.w_h[r * h + k];
-        }
+      const char* keras = cudnn ? "Keras' CuDNNLSTM" : "Keras' LSTM";
+      if (s.peepholes) {
+        refuse(format, l, "peepholes", std::string("it is 1, and ") + keras +
+                                           " has no peephole connections");
       }
-      for (std::size_t r = 0; r < g4; ++r) {
-        t[2].data[r] = folded(r);
-        t[2].data[g4 + r] = 0.0f;
+      if (s.cell_clip != 0.0f) {
+        refuse(format, l, "cell_clip",
+               "it is " + num_str(s.cell_clip) + ", and " + keras +
+                   " does not clip the cell state");
       }
-      break;
+      if (s.proj_size != 0) {
+        refuse(format, l, "proj_size",
+               "it is " + std::to_string(s.proj_size) + ", and " + keras +
+                   " has no output projection");
+      }
+      return;
+    }
     case SLSTM_FORMAT_ONNX:
-      for (std::size_t q = 0; q < 4; ++q) {
-        const std::size_t dst0 = kOnnxBlock[q] * h;
-        for (std::size_t u = 0; u < h; ++u) {
-          const std::size_t r = q * h + u;
-          std::memcpy(&t[0].data[(dst0 + u) * in], &layer.w_x[r * in], in * sizeof(float));
-          std::memcpy(&t[1].data[(dst0 + u) * h], &layer.w_h[r * h], h * sizeof(float));
-          t[2].data[dst0 + u] = folded(r);
-          t[2].data[g4 + dst0 + u] = 0.0f;
+      if (s.cell_clip != 0.0f) {
+        refuse(format, l, "cell_clip",
+               "it is " + num_str(s.cell_clip) +
+                   ", and ONNX LSTM's `clip` attribute clips the gates' pre-activations, not "
+                   "the cell state: another function");
+      }
+      if (s.proj_size != 0) {
+        refuse(format, l, "proj_size",
+               "it is " + std::to_string(s.proj_size) +
+                   ", and the ONNX LSTM operator has no output projection");
+      }
+      return;
+  }
+  fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
+}
+
+// A direction's tensor name: the framework's own prefix or suffix for the reverse half of a
+// bidirectional layer (TF's bidirectional_dynamic_rnn scopes fw/ and bw/, Keras'
+// Bidirectional forward_/backward_ layers, PyTorch's and cuDNN's _reverse).  CANONICAL
+// names both halves alike (slstm_tensor_info.direction tells them apart).
+std::string dir_name(slstm_weight_format format, const char* base, int d, int nd) {
+  if (nd == 1) return base;
+  switch (format) {
+    case SLSTM_FORMAT_TF: return std::string(d ? "bw/" : "fw/") + base;
+    case SLSTM_FORMAT_KERAS:
+    case SLSTM_FORMAT_KERAS_CUDNN: return std::string(d ? "backward/" : "forward/") + base;
+    case SLSTM_FORMAT_PYTORCH:
+    case SLSTM_FORMAT_CUDNN: return d ? std::string(base) + "_reverse" : std::string(base);
+    default: return base;
+  }
+}
+
+// The tensors `format` takes for layer `l` (checked spec `s`) and where each canonical
+// element lives in them; refuses what the format cannot express.
+LayerLayout layout(slstm_weight_format format, const LayerSpec& s, std::size_t l) {
+  check_expressible(format, s, l);
+  LayerLayout out;
+  const bool lstm = s.cell == CellKind::kLstm;
+  const std::size_t in = sz(s.input_size), h = sz(s.hidden_size), r = sz(s.cell_output_size());
+  const std::size_t p = sz(s.proj_size);
+  const int g = s.gates();
+  const std::size_t gh = static_cast<std::size_t>(g) * h;
+  const int nd = s.directions();
+  const bool fold_forget = lstm && !has_forget_bias(format);
+  auto add = [&out](std::string name, int direction, std::initializer_list<std::int64_t> shape) {
+    Expect e;
+    e.name = std::move(name);
+    for (std::int64_t d : shape) e.shape[e.ndim++] = d;
+    out.expect.push_back(std::move(e));
+    out.direction.push_back(direction);
+    return static_cast<int>(out.expect.size() - 1);
+  };
+  const auto i64 = [](std::size_t v) { return static_cast<std::int64_t>(v); };
+
+  if (format == SLSTM_FORMAT_ONNX) {  // one node per layer: every direction in each tensor
+    const int both = nd == 2 ? -1 : 0;
+    const int* perm = lstm ? kOnnxBlock : kZrhBlock;
+    const int tw = add("W", both, {nd, i64(gh), i64(in)});
+    const int tr = add("R", both, {nd, i64(gh), i64(h)});
+    const int tb = add("B", both, {nd, i64(2 * gh)});
+    const int tp = lstm && s.peepholes ? add("P", both, {nd, i64(3 * h)}) : -1;
+    for (int d = 0; d < nd; ++d) {
+      const std::size_t dd = static_cast<std::size_t>(d);
+      DirMap m;
+      m.w_x = one(rows_of(tw, g, h, perm, in, dd * gh * in));
+      m.w_h = one(rows_of(tr, g, h, perm, h, dd * gh * h));
+      const Place wb = rows_of(tb, g, h, perm, 1, dd * 2 * gh);
+      const Place rb = rows_of(tb, g, h, perm, 1, dd * 2 * gh + gh);
+      if (lstm) {
+        m.bias = two(wb, rb);  // b = Wb + Rb
+        if (tp >= 0) m.peep = one(rows_of(tp, 3, h, kOnnxPeep, 1, dd * 3 * h));
+      } else {
+        m.bias = one(wb);  // b_x = Wb, b_h = Rb
+        m.bias_h = one(rb);
+      }
+      m.fold_forget = fold_forget;
+      out.dirs.push_back(m);
+    }
+    return out;
+  }
+
+  for (int d = 0; d < nd; ++d) {  // the other formats: a set of tensors per direction
+    auto name = [&](const char* base) { return dir_name(format, base, d, nd); };
+    DirMap m;
+    m.fold_forget = fold_forget;
+    switch (format) {
+      case SLSTM_FORMAT_CANONICAL: {
+        m.w_x = one(rows_of(add("W_x", d, {i64(gh), i64(in)}), 1, gh, kIdentity, in, 0));
+        m.w_h = one(rows_of(add("W_h", d, {i64(gh), i64(r)}), 1, gh, kIdentity, r, 0));
+        if (lstm) {
+          m.bias = one(rows_of(add("b", d, {i64(gh)}), 1, gh, kIdentity, 1, 0));
+          if (s.peepholes) {
+            m.peep = one(rows_of(add("w_peep", d, {3, i64(h)}), 1, 3 * h, kIdentity, 1, 0));
+          }
+          if (p > 0) {
+            m.w_proj = one(rows_of(add("W_proj", d, {i64(p), i64(h)}), 1, p, kIdentity, h, 0));
+          }
+        } else {
+          m.bias = one(rows_of(add("b_x", d, {i64(gh)}), 1, gh, kIdentity, 1, 0));
+          m.bias_h = one(rows_of(add("b_h", d, {i64(gh)}), 1, gh, kIdentity, 1, 0));
+        }
+        break;
+      }
+      case SLSTM_FORMAT_TF: {
+        if (lstm) {  // LSTMCell: kernel [I + R, 4H] (x rows, then h rows), columns i, j, f, o
+          const int tk = add(name("kernel"), d, {i64(in + r), i64(gh)});
+          m.w_x = one(cols_of(tk, 4, h, kTfBlock, gh, 0));
+          m.w_h = one(cols_of(tk, 4, h, kTfBlock, gh, in * gh));
+          m.bias = one(rows_of(add(name("bias"), d, {i64(gh)}), 4, h, kTfBlock, 1, 0));
+          if (s.peepholes) {
+            Place pp;
+            pp.block = h;
+            pp.nblocks = 3;
+            const char* diag[3] = {"w_i_diag", "w_f_diag", "w_o_diag"};
+            for (int q = 0; q < 3; ++q) pp.b[q] = {add(name(diag[q]), d, {i64(h)}), 0, 1, 0};
+            m.peep = one(pp);
+          }
+          if (p > 0) {  // TF computes m @ kernel [H, P]: W_proj [P, H] is its transpose
+            const int tp = add(name("projection/kernel"), d, {i64(h), i64(p)});
+            m.w_proj = one(cols_of(tp, 1, p, kIdentity, p, 0));
+          }
+        } else {  // GRUCell: gates (r, u = z) and candidate kernels over [x, h], b_h = 0
+          const int tgk = add(name("gates/kernel"), d, {i64(in + h), i64(2 * h)});
+          const int tgb = add(name("gates/bias"), d, {i64(2 * h)});
+          const int tck = add(name("candidate/kernel"), d, {i64(in + h), i64(h)});
+          const int tcb = add(name("candidate/bias"), d, {i64(h)});
+          Place wx, wh, b;
+          wx.block = wh.block = b.block = h;
+          wx.nblocks = wh.nblocks = b.nblocks = 3;
+          for (int q = 0; q < 2; ++q) {
+            const std::size_t col = static_cast<std::size_t>(q) * h;
+            wx.b[q] = {tgk, col, 1, 2 * h};
+            wh.b[q] = {tgk, in * 2 * h + col, 1, 2 * h};
+            b.b[q] = {tgb, col, 1, 0};
+          }
+          wx.b[2] = {tck, 0, 1, h};
+          wh.b[2] = {tck, in * h, 1, h};
+          b.b[2] = {tcb, 0, 1, 0};
+          m.w_x = one(wx);
+          m.w_h = one(wh);
+          m.bias = one(b);
+          m.fold_bias_h = true;
+        }
+        break;
+      }
+      case SLSTM_FORMAT_PYTORCH:
+      case SLSTM_FORMAT_CUDNN: {
+        const bool pt = format == SLSTM_FORMAT_PYTORCH;
+        m.w_x = one(rows_of(add(name(pt ? "weight_ih" : "W"), d, {i64(gh), i64(in)}), 1, gh,
+                            kIdentity, in, 0));
+        m.w_h = one(rows_of(add(name(pt ? "weight_hh" : "R"), d, {i64(gh), i64(r)}), 1, gh,
+                            kIdentity, r, 0));
+        const Place bx =
+            rows_of(add(name(pt ? "bias_ih" : "bW"), d, {i64(gh)}), 1, gh, kIdentity, 1, 0);
+        const Place bh =
+            rows_of(add(name(pt ? "bias_hh" : "bR"), d, {i64(gh)}), 1, gh, kIdentity, 1, 0);
+        if (lstm) {
+          m.bias = two(bx, bh);  // b = bias_ih + bias_hh
+          if (p > 0) {
+            m.w_proj = one(rows_of(add(name("weight_hr"), d, {i64(p), i64(h)}), 1, p,
+                                   kIdentity, h, 0));
+          }
+        } else {
+          m.bias = one(bx);
+          m.bias_h = one(bh);
+        }
+        break;
+      }
+      case SLSTM_FORMAT_KERAS: {
+        if (lstm) {  // kernel [I, 4H], recurrent_kernel [H, 4H]: column blocks i, f, c, o
+          m.w_x = one(cols_of(add(name("kernel"), d, {i64(in), i64(gh)}), 1, gh, kIdentity, gh, 0));
+          m.w_h = one(cols_of(add(name("recurrent_kernel"), d, {i64(h), i64(gh)}), 1, gh,
+                              kIdentity, gh, 0));
+          m.bias = one(rows_of(add(name("bias"), d, {i64(gh)}), 1, gh, kIdentity, 1, 0));
+        } else {  // column blocks z, r, h
+          m.w_x = one(cols_of(add(name("kernel"), d, {i64(in), i64(gh)}), 3, h, kZrhBlock, gh, 0));
+          m.w_h = one(cols_of(add(name("recurrent_kernel"), d, {i64(h), i64(gh)}), 3, h,
+                              kZrhBlock, gh, 0));
+          if (s.reset_after) {  // bias [2, 3H]: input bias, then recurrent bias
+            const int tb = add(name("bias"), d, {2, i64(gh)});
+            m.bias = one(rows_of(tb, 3, h, kZrhBlock, 1, 0));
+            m.bias_h = one(rows_of(tb, 3, h, kZrhBlock, 1, gh));
+          } else {  // bias [3H]: no b_h
+            m.bias = one(rows_of(add(name("bias"), d, {i64(gh)}), 3, h, kZrhBlock, 1, 0));
+            m.fold_bias_h = true;
+          }
+        }
+        break;
+      }
+      case SLSTM_FORMAT_KERAS_CUDNN: {  // LSTM only (check_expressible)
+        const int tk = add(name("kernel"), d, {i64(in), i64(gh)});
+        const int trk = add(name("recurrent_kernel"), d, {i64(h), i64(gh)});
+        const int tb = add(name("bias"), d, {i64(2 * gh)});
+        Place wx, wh;
+        wx.block = wh.block = h;
+        wx.nblocks = wh.nblocks = 4;
+        wx.cudnn_bytes = true;
+        for (int q = 0; q < 4; ++q) {
+          wx.b[q] = {tk, static_cast<std::size_t>(q) * h, gh, 0};
+          wh.b[q] = {trk, static_cast<std::size_t>(q) * h, gh, 1};
+        }
+        m.w_x = one(wx);
+        m.w_h = one(wh);
+        m.bias = two(rows_of(tb, 1, gh, kIdentity, 1, 0), rows_of(tb, 1, gh, kIdentity, 1, gh));
+        break;
+      }
+      default:
+        fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
+    }
+    out.dirs.push_back(m);
+  }
+  return out;
+}
+
+// ---- Moving values -----------------------------------------------------------------------------
+
+// The caller's element for canonical element (row, k) of a vector with `cols` columns.
+template <typename Tensor>
+auto element(const Place& p, const Tensor* t, std::size_t row, std::size_t k, std::size_t cols)
+    -> decltype(t->data) {
+  const std::size_t q = row / p.block, u = row % p.block;
+  const Block& b = p.b[q];
+  if (p.cudnn_bytes) {
+    const std::size_t n = u * cols + k;
+    return t[b.tensor].data + b.base + (n / p.block) * b.row_stride + n % p.block;
+  }
+  return t[b.tensor].data + b.base + u * b.row_stride + k * b.col_stride;
+}
+
+// The canonical vectors of one direction with their column counts (a vector of `cols`
+// columns has size() / cols rows).
+template <typename W>
+auto vectors(W& w, const DirMap& m, const LayerSpec& s) {
+  using V = decltype(&w.w_x);
+  struct Item {
+    V v;
+    const VecMap* map;
+    std::size_t cols;
+  };
+  return std::vector<Item>{{&w.w_x, &m.w_x, sz(s.input_size)},
+                           {&w.w_h, &m.w_h, sz(s.cell_output_size())},
+                           {&w.bias, &m.bias, 1},
+                           {&w.bias_h, &m.bias_h, 1},
+                           {&w.peep, &m.peep, 1},
+                           {&w.w_proj, &m.w_proj, sz(s.hidden_size)}};
+}
+
+// Every caller value of a layer must be finite (a model that holds a NaN or an infinity
+// could be saved but not loaded again: see the header's "Model files").  Reads the caller's
+// tensors only.
+void check_finite(const LayerLayout& lay, const slstm_tensor* t, std::size_t first,
+                  std::size_t l) {
+  for (std::size_t k = 0; k < lay.expect.size(); ++k) {
+    const std::size_t n = elements(lay.expect[k]);
+    const float* data = t[k].data;
+    for (std::size_t e = 0; e < n; ++e) {
+      if (!std::isfinite(data[e])) {
+        fail(SLSTM_ERR_INVALID_ARGUMENT,
+             where(first + k, l, lay.expect[k].name) + ": element " + std::to_string(e) +
+                 " is " + (std::isnan(data[e]) ? "NaN" : "infinite") +
+                 "; weights must be finite");
+      }
+    }
+  }
+}
+
+// Fills a freshly allocated (zeroed, not yet shared) layer from the caller's tensors `t` (the
+// layer's first is tensors[first]).  A bias a format stores as the sum of two tensors must be
+// finite as a sum (else SLSTM_ERR_INVALID_ARGUMENT naming both; the model is discarded).
+void import_layer(const LayerLayout& lay, Layer& layer, const slstm_tensor* t, std::size_t first,
+                  std::size_t l) {
+  for (int d = 0; d < layer.spec.directions(); ++d) {
+    for (const auto& item : vectors(layer.dir(d), lay.dirs[static_cast<std::size_t>(d)],
+                                    layer.spec)) {
+      const VecMap& m = *item.map;
+      std::vector<float>& v = *item.v;
+      if (m.n == 0 || v.empty()) continue;
+      const std::size_t cols = item.cols, rows = v.size() / cols;
+      for (std::size_t row = 0; row < rows; ++row) {
+        for (std::size_t k = 0; k < cols; ++k) {
+          float x = *element(m.p[0], t, row, k, cols);
+          if (m.n == 2) {
+            x += *element(m.p[1], t, row, k, cols);
+            if (!std::isfinite(x)) {
+              const int a = m.p[0].b[row / m.p[0].block].tensor;
+              const int b = m.p[1].b[row / m.p[1].block].tensor;
+              const std::string dir =
+                  layer.spec.directions() == 2 ? (d ? ", reverse direction" : ", forward direction")
+                                               : "";
+              fail(SLSTM_ERR_INVALID_ARGUMENT,
+                   "layer " + std::to_string(l) + ": the bias is the sum of " +
+                       lay.expect[sz(a)].name + " and " + lay.expect[sz(b)].name +
+                       ", whose element " + std::to_string(row) + " overflows float32 (tensors[" +
+                       std::to_string(first + sz(a)) + "] + tensors[" +
+                       std::to_string(first + sz(b)) + "]" + dir + ")");
+            }
+          }
+          v[row * cols + k] = x;
         }
       }
-      break;
-    case SLSTM_FORMAT_CUDNN:
-      std::memcpy(t[0].data, layer.w_x.data(), layer.w_x.size() * sizeof(float));
-      std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
-      for (std::size_t r = 0; r < g4; ++r) {
-        t[2].data[r] = folded(r);
-        t[3].data[r] = 0.0f;
+    }
+  }
+}
+
+// The value export writes for canonical bias row `row` of direction `d`: the stored b, plus
+// forget_bias in an LSTM's f block and b_h where the format folds them.
+float export_bias(const Model& model, const Layer& layer, const DirMap& m, int d,
+                  std::size_t row) {
+  float x = m.fold_forget ? model.folded_bias(layer, row, d) : layer.dir(d).bias[row];
+  if (m.fold_bias_h) x += layer.dir(d).bias_h[row];
+  return x;
+}
+
+// Every folded value export will write must be finite: checked before anything is written.
+void check_export_values(const Model& model, const std::vector<LayerLayout>& lays,
+                         slstm_weight_format format) {
+  for (std::size_t l = 0; l < lays.size(); ++l) {
+    const Layer& layer = model.layer(l);
+    for (int d = 0; d < layer.spec.directions(); ++d) {
+      const DirMap& m = lays[l].dirs[static_cast<std::size_t>(d)];
+      if (!m.fold_forget && !m.fold_bias_h) continue;
+      for (std::size_t row = 0; row < layer.dir(d).bias.size(); ++row) {
+        if (std::isfinite(export_bias(model, layer, m, d, row))) continue;
+        const std::string dir =
+            layer.spec.directions() == 2 ? (d ? " (reverse direction)" : " (forward direction)")
+                                         : "";
+        if (m.fold_forget) {
+          fail(SLSTM_ERR_OUT_OF_RANGE,
+               "format: exporting folds forget_bias into the f-gate bias, and for layer " +
+                   std::to_string(l) + dir + " unit " +
+                   std::to_string(row - sz(layer.hidden_size)) + " the sum overflows float32");
+        }
+        fail(SLSTM_ERR_OUT_OF_RANGE,
+             std::string("format: ") + format_name(format) +
+                 " has no GRU recurrent bias b_h, so exporting writes b_x + b_h, and for "
+                 "layer " + std::to_string(l) + dir + " element " + std::to_string(row) +
+                 " the sum overflows float32");
       }
-      break;
-    default:
-      fail(SLSTM_ERR_INTERNAL, "export_interop_layer: unexpected format");
+    }
   }
 }
 
-// The layer specs of an architecture (before a model exists) or of a model.
-using Dims = std::vector<LayerSpec>;
-
-Dims dims_of(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes) {
-  Dims d(hidden_sizes.size());
-  for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
-    d[l].input_size = input_size;
-    d[l].hidden_size = hidden_sizes[l];
-    input_size = hidden_sizes[l];
+// Writes layer l in the format (every check done).
+void export_layer(const Model& model, std::size_t l, const LayerLayout& lay,
+                  const slstm_tensor_out* t) {
+  const Layer& layer = model.layer(l);
+  for (int d = 0; d < layer.spec.directions(); ++d) {
+    const DirMap& dm = lay.dirs[static_cast<std::size_t>(d)];
+    for (const auto& item : vectors(layer.dir(d), dm, layer.spec)) {
+      const VecMap& m = *item.map;
+      const std::vector<float>& v = *item.v;
+      if (m.n == 0 || v.empty()) continue;
+      const bool bias = item.v == &layer.dir(d).bias;
+      const std::size_t cols = item.cols, rows = v.size() / cols;
+      for (std::size_t row = 0; row < rows; ++row) {
+        for (std::size_t k = 0; k < cols; ++k) {
+          *element(m.p[0], t, row, k, cols) =
+              bias ? export_bias(model, layer, dm, d, row) : v[row * cols + k];
+          if (m.n == 2) *element(m.p[1], t, row, k, cols) = 0.0f;
+        }
+      }
+    }
   }
-  return d;
 }
 
-Dims dims_of(const Model& model) {
-  Dims d;
-  d.reserve(model.layers().size());
-  for (std::size_t l = 0; l < model.layers().size(); ++l) d.push_back(model.spec(l));
-  return d;
-}
-
-// The format, the tensor count and every tensor's pointer and shape: checks that read no
-// weight, made before anything is allocated or written.
+// The layouts of a stack, the tensor count and every tensor's pointer and shape: the checks
+// that read no weight.  `count_message` phrases a wrong num_tensors.
 template <typename Tensor>
-void check_all(const Dims& dims, slstm_weight_format format, const Tensor* tensors,
-               std::size_t num_tensors) {
-  const int per_layer = tensors_per_layer(format);
-  if (per_layer == 0) {
+std::vector<LayerLayout> check_tensors(const std::vector<LayerSpec>& specs,
+                                       slstm_weight_format format, const Tensor* tensors,
+                                       std::size_t num_tensors, bool basic_count_message,
+                                       const char* what) {
+  if (tensors_per_layer(format) == 0) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
   }
-  const std::size_t want = dims.size() * static_cast<std::size_t>(per_layer);
+  std::vector<LayerLayout> lays;
+  lays.reserve(specs.size());
+  std::size_t want = 0;
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    lays.push_back(layout(format, specs[l], l));
+    want += lays.back().expect.size();
+  }
   if (num_tensors != want) {
-    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) + " (" +
-                                       std::to_string(dims.size()) + " layers x " +
-                                       std::to_string(per_layer) + "), got " +
+    if (basic_count_message) {
+      fail(SLSTM_ERR_SHAPE_MISMATCH,
+           "num_tensors: expected " + std::to_string(want) + " (" +
+               std::to_string(specs.size()) + " layers x " +
+               std::to_string(tensors_per_layer(format)) + "), got " +
+               std::to_string(num_tensors));
+    }
+    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) + " for this " +
+                                       what + " in " + format_name(format) +
+                                       " (slstm_format_tensors lists them), got " +
                                        std::to_string(num_tensors));
   }
   if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
-  for (std::size_t l = 0; l < dims.size(); ++l) {
-    const auto expect = expected_layer(format, dims[l]);
-    for (std::size_t k = 0; k < expect.size(); ++k) {
-      check_tensor(tensors[l * per_layer + k], expect[k], l * per_layer + k, l);
+  std::size_t index = 0;
+  for (std::size_t l = 0; l < lays.size(); ++l) {
+    for (const Expect& e : lays[l].expect) {
+      check_tensor(tensors[index], e, index, l);
+      ++index;
     }
   }
+  return lays;
 }
 
-// Where a format stores the bias as the sum of two vectors of 4H: (tensor, offset) of each.
-struct BiasPair {
-  int a, a_off, b, b_off;  // offsets in units of 4H
-};
-bool bias_pair(slstm_weight_format format, BiasPair* p) {
-  switch (format) {
-    case SLSTM_FORMAT_PYTORCH:
-    case SLSTM_FORMAT_CUDNN: *p = {2, 0, 3, 0}; return true;
-    case SLSTM_FORMAT_KERAS_CUDNN:
-    case SLSTM_FORMAT_ONNX: *p = {2, 0, 2, 1}; return true;
-    default: return false;
+// Import of a checked stack (`specs` from Model::check_layers or basic_specs).
+ModelPtr import_checked(std::int64_t input_size, std::vector<LayerSpec> specs, float forget_bias,
+                        slstm_weight_format format, const slstm_tensor* tensors,
+                        std::size_t num_tensors, bool basic) {
+  // Every check that reads no weight comes before the model is allocated; the weights
+  // themselves are read only once memory for them exists: a caller's tensors are as large as
+  // their shapes say, and an architecture too large to allocate is refused before a byte of
+  // them is read.
+  const std::vector<LayerLayout> lays =
+      check_tensors(specs, format, tensors, num_tensors, basic, "architecture");
+  auto model = std::make_shared<Model>(input_size, std::move(specs), forget_bias);
+  std::size_t first = 0;
+  for (std::size_t l = 0; l < lays.size(); ++l) {
+    check_finite(lays[l], tensors + first, first, l);
+    first += lays[l].expect.size();
   }
-}
-
-std::string where(std::size_t index, std::size_t layer, const char* name) {
-  return "tensors[" + std::to_string(index) + "] (layer " + std::to_string(layer) + " " + name +
-         ")";
-}
-
-// Every weight must be finite, and so must every bias the format stores as a sum (a model
-// that holds a NaN or an infinity could be saved but not loaded again: see the header's
-// "Model files").  Reads the caller's tensors only, before anything is converted.
-void check_values(const Dims& dims, slstm_weight_format format, const slstm_tensor* tensors) {
-  const int per_layer = tensors_per_layer(format);
-  BiasPair pair{};
-  const bool summed = bias_pair(format, &pair);
-  for (std::size_t l = 0; l < dims.size(); ++l) {
-    const auto expect = expected_layer(format, dims[l]);
-    const slstm_tensor* t = tensors + l * per_layer;
-    for (std::size_t k = 0; k < expect.size(); ++k) {
-      std::size_t n = 1;
-      for (std::int32_t d = 0; d < expect[k].ndim; ++d) n *= static_cast<std::size_t>(expect[k].shape[d]);
-      for (std::size_t e = 0; e < n; ++e) {
-        if (!std::isfinite(t[k].data[e])) {
-          fail(SLSTM_ERR_INVALID_ARGUMENT,
-               where(l * per_layer + k, l, expect[k].name) + ": element " + std::to_string(e) +
-                   " is " + (std::isnan(t[k].data[e]) ? "NaN" : "infinite") +
-                   "; weights must be finite");
-        }
-      }
-    }
-    if (!summed) continue;
-    const std::size_t g4 = static_cast<std::size_t>(dims[l].gate_rows());
-    const float* a = t[pair.a].data + pair.a_off * g4;
-    const float* b = t[pair.b].data + pair.b_off * g4;
-    for (std::size_t r = 0; r < g4; ++r) {
-      if (!std::isfinite(a[r] + b[r])) {
-        fail(SLSTM_ERR_INVALID_ARGUMENT,
-             "layer " + std::to_string(l) + ": the bias is the sum of " +
-                 expect[static_cast<std::size_t>(pair.a)].name + " and " +
-                 expect[static_cast<std::size_t>(pair.b)].name + ", whose element " +
-                 std::to_string(r) + " overflows float32");
-      }
-    }
+  first = 0;
+  for (std::size_t l = 0; l < lays.size(); ++l) {
+    import_layer(lays[l], model->mutable_layer(l), tensors + first, first, l);
+    first += lays[l].expect.size();
   }
-}
-
-// Exporting to a format without a forget_bias of its own folds it into the f block of one
-// bias: that sum must be finite too (checked before anything is written).
-void check_foldable(const Model& model, slstm_weight_format format) {
-  if (has_forget_bias(format) || model.forget_bias() == 0.0f) return;
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    const Layer& layer = model.layer(l);
-    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
-    for (std::size_t u = 0; u < h; ++u) {
-      if (!std::isfinite(model.folded_bias(l, kGateF * h + u))) {
-        fail(SLSTM_ERR_OUT_OF_RANGE,
-             "format: exporting folds forget_bias into the f-gate bias, and for layer " +
-                 std::to_string(l) + " unit " + std::to_string(u) + " the sum overflows float32");
-      }
-    }
-  }
+  return model;
 }
 
 }  // namespace
@@ -332,240 +709,9 @@ ModelPtr import_model(std::int64_t input_size, const std::vector<std::int64_t>& 
                       float forget_bias, slstm_weight_format format,
                       const slstm_tensor* tensors, std::size_t num_tensors) {
   if (tensors_per_layer(format) != 0 && !has_forget_bias(format)) forget_bias = 0.0f;
-  // Every check that reads no weight comes before the model is allocated (once); the weights
-  // themselves are read only once memory for them exists: a caller's tensors are as large
-  // as their shapes say, and an architecture too large to allocate is refused before a
-  // byte of them is read.
   Model::check_architecture(input_size, hidden_sizes, forget_bias);
-  const Dims dims = dims_of(input_size, hidden_sizes);
-  check_all(dims, format, tensors, num_tensors);
-  auto model = std::make_shared<Model>(input_size, hidden_sizes, forget_bias);
-  check_values(dims, format, tensors);
-  const int per_layer = tensors_per_layer(format);
-  for (std::size_t l = 0; l < model->layers().size(); ++l) {
-    Layer& layer = model->mutable_layer(l);
-    const std::size_t in = static_cast<std::size_t>(layer.input_size);
-    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
-    const slstm_tensor* t = tensors + l * per_layer;
-    switch (format) {
-      case SLSTM_FORMAT_CANONICAL:
-        std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
-        std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
-        std::memcpy(layer.bias.data(), t[2].data, layer.bias.size() * sizeof(float));
-        break;
-      case SLSTM_FORMAT_TF: {
-        const float* kernel = t[0].data;  // [in + h, 4h]
-        for (std::size_t q = 0; q < 4; ++q) {
-          const std::size_t col0 = kTfBlock[q] * h;
-          for (std::size_t u = 0; u < h; ++u) {
-            const std::size_t r = q * h + u;
-            for (std::size_t k = 0; k < in; ++k) layer.w_x[r * in + k] = kernel[k * 4 * h + col0 + u];
-            for (std::size_t k = 0; k < h; ++k) {
-              layer.w_h[r * h + k] = kernel[(in + k) * 4 * h + col0 + u];
-            }
-            layer.bias[r] = t[1].data[col0 + u];
-          }
-        }
-        break;
-      }
-      case SLSTM_FORMAT_PYTORCH:
-        std::memcpy(layer.w_x.data(), t[0].data, layer.w_x.size() * sizeof(float));
-        std::memcpy(layer.w_h.data(), t[1].data, layer.w_h.size() * sizeof(float));
-        for (std::size_t r = 0; r < 4 * h; ++r) layer.bias[r] = t[2].data[r] + t[3].data[r];
-        break;
-      default:
-        import_interop_layer(format, layer, t);
-        break;
-    }
-  }
-  return model;
-}
-
-// ---- Any stack (docs/cells.md) -----------------------------------------------------------
-
-namespace {
-
-const char* format_name(slstm_weight_format format) {
-  switch (format) {
-    case SLSTM_FORMAT_CANONICAL: return "SLSTM_FORMAT_CANONICAL";
-    case SLSTM_FORMAT_TF: return "SLSTM_FORMAT_TF";
-    case SLSTM_FORMAT_PYTORCH: return "SLSTM_FORMAT_PYTORCH";
-    case SLSTM_FORMAT_KERAS: return "SLSTM_FORMAT_KERAS";
-    case SLSTM_FORMAT_KERAS_CUDNN: return "SLSTM_FORMAT_KERAS_CUDNN";
-    case SLSTM_FORMAT_ONNX: return "SLSTM_FORMAT_ONNX";
-    case SLSTM_FORMAT_CUDNN: return "SLSTM_FORMAT_CUDNN";
-  }
-  return "unknown";
-}
-
-// The canonical tensors of one direction of a layer (docs/cells.md), in API order.
-std::vector<Expect> canonical_cell(const LayerSpec& s) {
-  const std::int64_t gh = s.gate_rows();
-  std::vector<Expect> e = {{"W_x", 2, {gh, s.input_size}}, {"W_h", 2, {gh, s.cell_output_size()}}};
-  if (s.cell == CellKind::kGru) {
-    e.push_back({"b_x", 1, {gh}});
-    e.push_back({"b_h", 1, {gh}});
-    return e;
-  }
-  e.push_back({"b", 1, {gh}});
-  if (s.peepholes) e.push_back({"w_peep", 2, {3, s.hidden_size}});
-  if (s.proj_size > 0) e.push_back({"W_proj", 2, {s.proj_size, s.hidden_size}});
-  return e;
-}
-
-// The weight vectors of one direction (CellWeights or const CellWeights), in
-// canonical_cell's order.
-template <typename W>
-auto canonical_vectors(W& w, const LayerSpec& s) {
-  using V = decltype(&w.w_x);
-  if (s.cell == CellKind::kGru) return std::vector<V>{&w.w_x, &w.w_h, &w.bias, &w.bias_h};
-  std::vector<V> v = {&w.w_x, &w.w_h, &w.bias};
-  if (s.peepholes) v.push_back(&w.peep);
-  if (s.proj_size > 0) v.push_back(&w.w_proj);
-  return v;
-}
-
-std::size_t elements(const Expect& e) {
-  std::size_t n = 1;
-  for (std::int32_t d = 0; d < e.ndim; ++d) n *= static_cast<std::size_t>(e.shape[d]);
-  return n;
-}
-
-// Per layer: the tensors and which direction each belongs to.
-struct LayerTensors {
-  std::vector<Expect> expect;
-  std::vector<int> direction;
-};
-
-LayerTensors layer_tensors(slstm_weight_format format, const LayerSpec& s, std::size_t l) {
-  LayerTensors t;
-  if (tensors_per_layer(format) == 0) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
-  }
-  if (format == SLSTM_FORMAT_CANONICAL) {
-    for (int d = 0; d < s.directions(); ++d) {
-      for (const Expect& e : canonical_cell(s)) {
-        t.expect.push_back(e);
-        t.direction.push_back(d);
-      }
-    }
-    return t;
-  }
-  if (!s.is_basic_lstm()) {
-    fail(SLSTM_ERR_UNSUPPORTED,
-         std::string(format_name(format)) + " takes forward BasicLSTMCell layers only here, "
-         "and config->layers[" + std::to_string(l) + "] is a " + cell_name(s.cell) + " layer (" +
-             direction_name(s.direction) +
-             "); use SLSTM_FORMAT_CANONICAL (docs/cells.md) for this layer's weights");
-  }
-  t.expect = expected_layer(format, s);
-  t.direction.assign(t.expect.size(), 0);
-  return t;
-}
-
-}  // namespace
-
-namespace {
-// Export of any stack (CANONICAL, and the formats' cells beyond BasicLSTMCell).
-void export_general(const Model& model, slstm_weight_format format,
-                    const slstm_tensor_out* tensors, std::size_t num_tensors) {
-  std::vector<LayerTensors> per_layer;
-  std::size_t want = 0;
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    per_layer.push_back(layer_tensors(format, model.spec(l), l));
-    want += per_layer.back().expect.size();
-  }
-  if (num_tensors != want) {
-    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) +
-                                       " for this model in " + format_name(format) +
-                                       " (slstm_format_tensors lists them), got " +
-                                       std::to_string(num_tensors));
-  }
-  if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
-  std::size_t index = 0;
-  for (std::size_t l = 0; l < per_layer.size(); ++l) {
-    for (const Expect& e : per_layer[l].expect) check_tensor(tensors[index], e, index, l), ++index;
-  }
-  index = 0;
-  for (std::size_t l = 0; l < per_layer.size(); ++l) {
-    const Layer& layer = model.layer(l);
-    for (int d = 0; d < layer.spec.directions(); ++d) {
-      for (const auto* v : canonical_vectors(layer.dir(d), layer.spec)) {
-        std::memcpy(tensors[index].data, v->data(), v->size() * sizeof(float));
-        ++index;
-      }
-    }
-  }
-}
-}  // namespace
-
-void export_model(const Model& model, slstm_weight_format format,
-                  const slstm_tensor_out* tensors, std::size_t num_tensors) {
-  if (!model.all_basic()) {
-    export_general(model, format, tensors, num_tensors);
-    return;
-  }
-  check_all(dims_of(model), format, tensors, num_tensors);
-  check_foldable(model, format);
-  const int per_layer = tensors_per_layer(format);
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    const Layer& layer = model.layer(l);
-    const std::size_t in = static_cast<std::size_t>(layer.input_size);
-    const std::size_t h = static_cast<std::size_t>(layer.hidden_size);
-    const slstm_tensor_out* t = tensors + l * per_layer;
-    switch (format) {
-      case SLSTM_FORMAT_CANONICAL:
-        std::memcpy(t[0].data, layer.w_x.data(), layer.w_x.size() * sizeof(float));
-        std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
-        std::memcpy(t[2].data, layer.bias.data(), layer.bias.size() * sizeof(float));
-        break;
-      case SLSTM_FORMAT_TF: {
-        float* kernel = t[0].data;
-        for (std::size_t q = 0; q < 4; ++q) {
-          const std::size_t col0 = kTfBlock[q] * h;
-          for (std::size_t u = 0; u < h; ++u) {
-            const std::size_t r = q * h + u;
-            for (std::size_t k = 0; k < in; ++k) kernel[k * 4 * h + col0 + u] = layer.w_x[r * in + k];
-            for (std::size_t k = 0; k < h; ++k) {
-              kernel[(in + k) * 4 * h + col0 + u] = layer.w_h[r * h + k];
-            }
-            t[1].data[col0 + u] = layer.bias[r];
-          }
-        }
-        break;
-      }
-      case SLSTM_FORMAT_PYTORCH:
-        std::memcpy(t[0].data, layer.w_x.data(), layer.w_x.size() * sizeof(float));
-        std::memcpy(t[1].data, layer.w_h.data(), layer.w_h.size() * sizeof(float));
-        // The whole bias goes into bias_ih, forget_bias folded into its f block exactly once.
-        for (std::size_t r = 0; r < 4 * h; ++r) {
-          t[2].data[r] = model.folded_bias(l, r);
-          t[3].data[r] = 0.0f;
-        }
-        break;
-      default:
-        export_interop_layer(format, model, l, t);
-        break;
-    }
-  }
-}
-
-std::vector<TensorInfo> format_tensors(const std::vector<LayerSpec>& specs,
-                                       slstm_weight_format format) {
-  std::vector<TensorInfo> out;
-  for (std::size_t l = 0; l < specs.size(); ++l) {
-    const LayerTensors t = layer_tensors(format, specs[l], l);
-    for (std::size_t k = 0; k < t.expect.size(); ++k) {
-      TensorInfo info;
-      info.layer = static_cast<std::int32_t>(l);
-      info.direction = t.direction[k];
-      info.ndim = t.expect[k].ndim;
-      for (std::int32_t d = 0; d < info.ndim; ++d) info.shape[d] = t.expect[k].shape[d];
-      info.name = t.expect[k].name;
-      out.push_back(std::move(info));
-    }
-  }
-  return out;
+  return import_checked(input_size, Model::basic_specs(input_size, hidden_sizes), forget_bias,
+                        format, tensors, num_tensors, true);
 }
 
 ModelPtr import_model(std::int64_t input_size, std::vector<LayerSpec> specs, float forget_bias,
@@ -575,56 +721,44 @@ ModelPtr import_model(std::int64_t input_size, std::vector<LayerSpec> specs, flo
   specs = Model::check_layers(input_size, std::move(specs), forget_bias);
   bool basic = true;
   for (const LayerSpec& s : specs) basic = basic && s.is_basic_lstm();
-  if (basic && format != SLSTM_FORMAT_CANONICAL) {
-    std::vector<std::int64_t> hidden;
-    for (const LayerSpec& s : specs) hidden.push_back(s.hidden_size);
-    return import_model(input_size, hidden, forget_bias, format, tensors, num_tensors);
+  return import_checked(input_size, std::move(specs), forget_bias, format, tensors, num_tensors,
+                        basic);
+}
+
+void export_model(const Model& model, slstm_weight_format format,
+                  const slstm_tensor_out* tensors, std::size_t num_tensors) {
+  std::vector<LayerSpec> specs;
+  specs.reserve(model.layers().size());
+  for (std::size_t l = 0; l < model.layers().size(); ++l) specs.push_back(model.spec(l));
+  const std::vector<LayerLayout> lays =
+      check_tensors(specs, format, tensors, num_tensors, model.all_basic(), "model");
+  check_export_values(model, lays, format);
+  std::size_t first = 0;
+  for (std::size_t l = 0; l < lays.size(); ++l) {
+    export_layer(model, l, lays[l], tensors + first);
+    first += lays[l].expect.size();
   }
-  // Every check that reads no weight first (as for the basic path above).
-  std::vector<LayerTensors> per_layer;
-  std::size_t want = 0;
+}
+
+std::vector<TensorInfo> format_tensors(const std::vector<LayerSpec>& specs,
+                                       slstm_weight_format format) {
+  if (tensors_per_layer(format) == 0) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + std::to_string(format));
+  }
+  std::vector<TensorInfo> out;
   for (std::size_t l = 0; l < specs.size(); ++l) {
-    per_layer.push_back(layer_tensors(format, specs[l], l));
-    want += per_layer.back().expect.size();
-  }
-  if (num_tensors != want) {
-    fail(SLSTM_ERR_SHAPE_MISMATCH, "num_tensors: expected " + std::to_string(want) +
-                                       " for this architecture in " + format_name(format) +
-                                       " (slstm_format_tensors lists them), got " +
-                                       std::to_string(num_tensors));
-  }
-  if (tensors == nullptr) fail(SLSTM_ERR_INVALID_ARGUMENT, "tensors is NULL");
-  std::size_t index = 0;
-  for (std::size_t l = 0; l < specs.size(); ++l) {
-    for (const Expect& e : per_layer[l].expect) check_tensor(tensors[index], e, index, l), ++index;
-  }
-  auto model = std::make_shared<Model>(input_size, std::move(specs), forget_bias);
-  index = 0;
-  for (std::size_t l = 0; l < per_layer.size(); ++l) {
-    for (const Expect& e : per_layer[l].expect) {
-      const std::size_t n = elements(e);
-      for (std::size_t k = 0; k < n; ++k) {
-        if (!std::isfinite(tensors[index].data[k])) {
-          fail(SLSTM_ERR_INVALID_ARGUMENT,
-               where(index, l, e.name) + ": element " + std::to_string(k) + " is " +
-                   (std::isnan(tensors[index].data[k]) ? "NaN" : "infinite") +
-                   "; weights must be finite");
-        }
-      }
-      ++index;
+    const LayerLayout lay = layout(format, specs[l], l);
+    for (std::size_t k = 0; k < lay.expect.size(); ++k) {
+      TensorInfo info;
+      info.layer = static_cast<std::int32_t>(l);
+      info.direction = lay.direction[k];
+      info.ndim = lay.expect[k].ndim;
+      for (std::int32_t d = 0; d < info.ndim; ++d) info.shape[d] = lay.expect[k].shape[d];
+      info.name = lay.expect[k].name;
+      out.push_back(std::move(info));
     }
   }
-  index = 0;
-  for (std::size_t l = 0; l < per_layer.size(); ++l) {
-    Layer& layer = model->mutable_layer(l);
-    for (int d = 0; d < layer.spec.directions(); ++d) {
-      for (auto* v : canonical_vectors(layer.dir(d), layer.spec)) {
-        std::memcpy(v->data(), tensors[index].data, v->size() * sizeof(float));
-        ++index;
-      }
-    }
-  }
-  return model;
+  return out;
 }
 
 ModelPtr random_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
