@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import numbers
 import os
@@ -657,13 +658,34 @@ class Model(_Owned):
 
     @classmethod
     def from_tf_variables(cls, variables: Any, forget_bias: float = 1.0,
-                          scope: Optional[str] = None) -> "Model":
-        """A model from TF variables by checkpoint name (`.../cell_<k>/basic_lstm_cell/kernel`
-        and `/bias`, or the old `/weights`, `/biases`), as a {name: array} dict or a
-        checkpoint path (needs tensorflow)."""
-        from .naming import tf_variable_layers
-        return cls.from_weights(tf_variable_layers(variables, scope), "tf",
-                                forget_bias=forget_bias)
+                          scope: Optional[str] = None,
+                          layers: Optional[Sequence[Layer]] = None) -> "Model":
+        """A model from TF 1.x variables by checkpoint name, as a {name: array} dict or a
+        checkpoint path (needs tensorflow): MultiRNNCell stacks of BasicLSTMCell (`.../cell_<k>
+        /basic_lstm_cell/kernel` and `/bias`, or the old `/weights`, `/biases`), LSTMCell
+        (peepholes, projection) and GRUCell layers, and stack_bidirectional_dynamic_rnn
+        stacks (stacklstm.naming.tf_variable_stack). The checkpoint shows each layer's cell,
+        sizes, peepholes, projection and direction; what it cannot show (cell_clip,
+        proj_clip, ResidualWrapper) comes from `layers` (stacklstm.Layer), which must agree
+        with the checkpoint on everything else (ValueError naming the layer otherwise)."""
+        from .naming import tf_variable_stack
+        found, weights = tf_variable_stack(variables, scope)
+        if layers is not None:
+            given = _layers_arg(layers)
+            if len(given) != len(found):
+                raise ValueError("layers: %d given, the variables hold %d" % (len(given),
+                                                                              len(found)))
+            for k, (g, f) in enumerate(zip(given, found)):
+                bare = dataclasses.replace(g, cell_clip=0.0, proj_clip=0.0, residual=False)
+                if bare != f:
+                    raise ValueError("layers[%d] is %r, but the variables hold %r (only "
+                                     "cell_clip, proj_clip and residual may be added)"
+                                     % (k, g, f))
+            found = given
+        if all(L.is_basic for L in found):   # also with libraries before 0.4
+            return cls.from_weights([[w["kernel"], w["bias"]] for w in weights], "tf",
+                                    forget_bias=forget_bias)
+        return cls.from_weights(weights, "tf", forget_bias=forget_bias, layers=found)
 
     # ---- queries, export, files ---------------------------------------------------------
 

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
-           "onnx_model_stack", "onnx_node_layer", "torch_state_dict_stack", "keras_model_layers", "to_torch_state_dict",
+           "onnx_model_stack", "onnx_node_layer", "torch_state_dict_stack",
+           "tf_variable_stack", "keras_model_layers", "to_torch_state_dict",
            "to_tf_variables"]
 
 
@@ -213,6 +214,117 @@ def tf_variable_layers(variables: Any, scope: Optional[str] = None) -> List[List
                 raise ValueError("cell_%d: %s is missing" % (k, need))
         layers.append([cells[k]["kernel"], cells[k]["bias"]])
     return layers
+
+
+_TF_ANY = re.compile(r"^(?P<scope>.*?)(?:cell_(?P<cell>\d+)/)?"
+                     r"(?:bidirectional_rnn/(?P<dir>fw|bw)/)?"
+                     r"(?P<cell_type>basic_lstm_cell|lstm_cell|gru_cell)/"
+                     r"(?P<kind>kernel|bias|weights|biases|w_f_diag|w_i_diag|w_o_diag|"
+                     r"projection/kernel|gates/kernel|gates/bias|candidate/kernel|"
+                     r"candidate/bias)$")
+_TF_GRU_KINDS = ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias")
+_TF_PEEPS = ("w_i_diag", "w_f_diag", "w_o_diag")
+
+
+def tf_variable_stack(variables: Any, scope: Optional[str] = None
+                      ) -> Tuple[List[Any], List[Dict[str, np.ndarray]]]:
+    """(layers, per-layer SLSTM_FORMAT_TF tensors) of TF 1.x RNN variables by checkpoint name:
+    a MultiRNNCell of BasicLSTMCell / LSTMCell / GRUCell (`<scope>/multi_rnn_cell/cell_<k>/
+    lstm_cell/kernel`, `bias`, `w_i_diag`, `w_f_diag`, `w_o_diag`, `projection/kernel`;
+    `.../gru_cell/gates/kernel`, `gates/bias`, `candidate/kernel`, `candidate/bias`), or a
+    stack_bidirectional_dynamic_rnn (`<scope>/cell_<k>/bidirectional_rnn/fw/lstm_cell/...` and
+    `/bw/...`; a single bidirectional_dynamic_rnn without cell_<k> is one layer).
+    `variables`: {name: array} (a trailing ":0" is ignored) or a checkpoint path (needs
+    tensorflow); optimizer slots are ignored. Each layer's tensors are a dict keyed by the
+    format's names ("kernel", ..., "fw/kernel", "bw/kernel" for bidirectional layers).
+
+    The layers say what the names show: the cell, H, peepholes, proj_size, the direction.
+    What a checkpoint does not hold (cell_clip, proj_clip, ResidualWrapper, forget_bias) is
+    the caller's to give (Model.from_tf_variables(layers=...)); TF's GRUCell is a reset-before
+    GRU. With several RNNs in one checkpoint, pass `scope` (the name prefix)."""
+    from .layers import Layer
+
+    variables = _tf_variables(variables)
+    groups: Dict[str, Dict[int, Dict[str, Any]]] = {}
+    for name, value in variables.items():
+        n = name[:-2] if name.endswith(":0") else name
+        m = _TF_ANY.match(n)
+        if m is None:
+            continue
+        sc = m.group("scope")
+        if scope is not None and not sc.startswith(scope):
+            continue
+        kind = {"weights": "kernel", "biases": "bias"}.get(m.group("kind"), m.group("kind"))
+        cell_type = m.group("cell_type")
+        if (cell_type == "gru_cell") != (kind in _TF_GRU_KINDS):
+            raise ValueError("%s: %s is not a variable of a %s" % (name, kind, cell_type))
+        d = {"fw": 0, "bw": 1}.get(m.group("dir") or "", -1)
+        cell = int(m.group("cell")) if m.group("cell") is not None else 0
+        entry = groups.setdefault(sc, {}).setdefault(cell, {"types": set(), "dirs": set(),
+                                                            "t": {}})
+        entry["types"].add(cell_type)
+        entry["dirs"].add(d)
+        key = (max(d, 0), kind)
+        if key in entry["t"]:
+            raise ValueError("%s: layer %d's %s is given twice (new and old spelling?)"
+                             % (name, cell, kind))
+        entry["t"][key] = _arr(value)
+    if not groups:
+        raise ValueError("no RNN cell variables (.../lstm_cell/kernel, .../gru_cell/gates/"
+                         "kernel, .../basic_lstm_cell/weights, ...) found among %d variables"
+                         % len(variables))
+    if len(groups) > 1:
+        raise ValueError("variables of several RNNs (scopes %s): pass scope= (two independent "
+                         "fw / bw stacks of bidirectional_dynamic_rnn are not one stack of "
+                         "bidirectional layers)" % sorted(groups))
+    cells = next(iter(groups.values()))
+    if sorted(cells) != list(range(len(cells))):
+        raise ValueError("cell numbers %s are not 0..%d" % (sorted(cells), len(cells) - 1))
+    layers: List[Any] = []
+    weights: List[Dict[str, np.ndarray]] = []
+    for k in range(len(cells)):
+        info = cells[k]
+        if len(info["types"]) != 1:
+            raise ValueError("cell_%d: variables of several cell types %s"
+                             % (k, sorted(info["types"])))
+        cell_type = next(iter(info["types"]))
+        dirs = info["dirs"]
+        if dirs == {-1}:
+            ndir, prefixes = 1, [""]
+        elif dirs == {0, 1}:
+            ndir, prefixes = 2, ["fw/", "bw/"]
+        else:
+            raise ValueError("cell_%d: a bidirectional layer needs both fw/ and bw/ variables "
+                             "(and nothing else), got %s" % (k, sorted(
+                                 {-1: "plain", 0: "fw", 1: "bw"}[x] for x in dirs)))
+        t = info["t"]
+        kinds0 = {kind for (d, kind) in t if d == 0}
+        if ndir == 2 and kinds0 != {kind for (d, kind) in t if d == 1}:
+            raise ValueError("cell_%d: fw has %s, bw has %s" % (
+                k, sorted(kinds0), sorted(kind for (d, kind) in t if d == 1)))
+        needed = list(_TF_GRU_KINDS) if cell_type == "gru_cell" else ["kernel", "bias"]
+        peeps = [p for p in _TF_PEEPS if p in kinds0]
+        if peeps and len(peeps) != 3:
+            raise ValueError("cell_%d: peepholes need w_i_diag, w_f_diag and w_o_diag, got %s"
+                             % (k, peeps))
+        for need in needed:
+            if need not in kinds0:
+                raise ValueError("cell_%d: %s is missing" % (k, need))
+        direction = "bidirectional" if ndir == 2 else "forward"
+        if cell_type == "gru_cell":
+            H = int(np.shape(t[(0, "candidate/bias")])[0])
+            layer = Layer("gru", H, direction)
+            names = list(_TF_GRU_KINDS)
+        else:
+            H = int(np.shape(t[(0, "bias")])[0]) // 4
+            P = (int(np.shape(t[(0, "projection/kernel")])[-1])
+                 if "projection/kernel" in kinds0 else 0)
+            layer = Layer("lstm", H, direction, peepholes=bool(peeps), proj_size=P)
+            names = ["kernel", "bias"] + (list(_TF_PEEPS) if peeps else []) + \
+                (["projection/kernel"] if P else [])
+        layers.append(layer)
+        weights.append({pre + n: t[(d, n)] for d, pre in enumerate(prefixes) for n in names})
+    return layers, weights
 
 
 # ---- ONNX ---------------------------------------------------------------------------------
@@ -484,16 +596,46 @@ def to_torch_state_dict(model: Any, single_module: Optional[bool] = None
     return out
 
 
-def to_tf_variables(model: Any, scope: str = "rnn", old_names: bool = False
+def to_tf_variables(model: Any, scope: Optional[str] = None, old_names: bool = False
                     ) -> Dict[str, np.ndarray]:
-    """The model's weights under TF 1.x checkpoint names:
-    `<scope>/multi_rnn_cell/cell_<k>/basic_lstm_cell/kernel` and `/bias` (old_names: `/weights`,
-    `/biases`). The model's forget_bias is NOT in them (TF keeps it in the graph: pass it to
-    BasicLSTMCell(forget_bias=model.forget_bias))."""
-    k_name, b_name = ("weights", "biases") if old_names else ("kernel", "bias")
+    """The model's weights under TF 1.x checkpoint names (SLSTM_FORMAT_TF). A stack of
+    forward layers: `<scope>/multi_rnn_cell/cell_<k>/<cell>/...` (scope "rnn", dynamic_rnn's
+    default), <cell> being basic_lstm_cell for a BasicLSTMCell layer (old_names: `/weights`,
+    `/biases`), lstm_cell for an LSTMCell (kernel, bias, w_i_diag, w_f_diag, w_o_diag,
+    projection/kernel), gru_cell for a GRUCell (gates/kernel, gates/bias, candidate/kernel,
+    candidate/bias). A stack of bidirectional layers: stack_bidirectional_dynamic_rnn's
+    `<scope>/cell_<k>/bidirectional_rnn/fw/<cell>/...` and `/bw/` (scope
+    "stack_bidirectional_rnn"). The model's forget_bias, clips and residual connections are
+    NOT in them (TF keeps them in the graph: LSTMCell(forget_bias=model.forget_bias, ...)).
+    Other stacks (reverse-only layers, forward and bidirectional layers mixed) have no TF
+    naming: ValueError; a reset-after GRU: stacklstm.UnsupportedError."""
+    layers = list(getattr(model, "layers", ()))
+    if not layers:   # a model of a library before 0.4: BasicLSTMCell layers
+        from .layers import Layer
+        layers = [Layer("lstm", H) for H in model.hidden_sizes]
+    dirs = {L.direction for L in layers}
+    if dirs not in ({"forward"}, {"bidirectional"}):
+        raise ValueError("TF names a stack of forward layers (MultiRNNCell) or of "
+                         "bidirectional ones (stack_bidirectional_dynamic_rnn); this model's "
+                         "directions are %s" % [L.direction for L in layers])
+    bidirectional = dirs == {"bidirectional"}
+    if scope is None:
+        scope = "stack_bidirectional_rnn" if bidirectional else "rnn"
     out = {}
-    for k, layer in enumerate(model.export("tf")):
-        base = "%s/multi_rnn_cell/cell_%d/basic_lstm_cell/" % (scope, k)
-        out[base + k_name] = layer["kernel"]
-        out[base + b_name] = layer["bias"]
+    for k, (L, tensors) in enumerate(zip(layers, model.export("tf"))):
+        if L.cell == "gru":
+            cell = "gru_cell"
+        elif L.peepholes or L.proj_size:
+            cell = "lstm_cell"
+        else:
+            cell = "basic_lstm_cell"
+        for name, a in tensors.items():
+            d, n = (name.split("/", 1) if bidirectional else ("", name))
+            if cell == "basic_lstm_cell" and old_names:
+                n = {"kernel": "weights", "bias": "biases"}[n]
+            if bidirectional:
+                key = "%s/cell_%d/bidirectional_rnn/%s/%s/%s" % (scope, k, d, cell, n)
+            else:
+                key = "%s/multi_rnn_cell/cell_%d/%s/%s" % (scope, k, cell, n)
+            out[key] = a
     return out

@@ -71,10 +71,19 @@ def test_tf_checkpoint_names_new_and_old_spellings_give_the_same_model():
     assert same_numbers(a, b)
 
 
-def test_tf_peephole_variables_are_rejected():
+def test_tf_peephole_variables_need_all_three_diagonals():
+    v = {k.replace("basic_lstm_cell", "lstm_cell"): a
+         for k, a in tf_vars(np.random.default_rng(2), 3, [4]).items()}
+    v["rnn/multi_rnn_cell/cell_0/lstm_cell/w_f_diag"] = np.zeros(4)
+    with pytest.raises(ValueError, match="cell_0: peepholes need w_i_diag, w_f_diag and "
+                                         "w_o_diag, got \\['w_f_diag'\\]"):
+        stacklstm.Model.from_tf_variables(v)
+
+
+def test_tf_variables_of_two_cell_types_in_one_layer_are_refused():
     v = tf_vars(np.random.default_rng(2), 3, [4])
     v["rnn/multi_rnn_cell/cell_0/lstm_cell/w_f_diag"] = np.zeros(4)
-    with pytest.raises(ValueError, match="peephole"):
+    with pytest.raises(ValueError, match="cell_0: variables of several cell types"):
         stacklstm.Model.from_tf_variables(v)
 
 
