@@ -102,9 +102,6 @@ std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
 // Throws SLSTM_ERR_BACKEND_UNAVAILABLE unless the CPU fast path is built in.
 void require_cpu_fast_path();
 
-// `why`: the plan's reason for each layer when the reference runs in place of the fast path
-// (empty: the reference was asked for).
-std::unique_ptr<Backend> make_cpu_reference_backend(ModelPtr model, const SessionConfig& config,
-                                                    const std::string& why = "");
+std::unique_ptr<Backend> make_cpu_reference_backend(ModelPtr model, const SessionConfig& config);
 
 }  // namespace slstm

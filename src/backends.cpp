@@ -9,6 +9,7 @@
 #include "cuda_module.hpp"
 #if defined(SLSTM_HAVE_CPU_FAST)
 #include "cpu/fast_backend.hpp"
+#include "cpu/generic_backend.hpp"
 #endif
 
 namespace slstm {
@@ -122,7 +123,7 @@ void require_cpu_fast_path() {
 }
 
 namespace {
-// "layer 2 is a gru layer (bidirectional)": what the fast and CUDA paths do not run yet.
+// "layer 2 (gru, bidirectional) is not a forward BasicLSTMCell": what CUDA does not run yet.
 std::string non_basic_layer(const Model& m) {
   const auto l = static_cast<std::size_t>(m.first_non_basic());
   const LayerSpec& s = m.spec(l);
@@ -145,19 +146,18 @@ std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
                                   "stacks only so far, and " + non_basic_layer(*model) +
                                       " (the CPU backend runs every stack)");
     }
-    if (config.cpu_path == SLSTM_CPU_PATH_FAST) {
-      fail(SLSTM_ERR_UNSUPPORTED, "options->cpu_path SLSTM_CPU_PATH_FAST runs forward "
-                                  "BasicLSTMCell stacks only so far, and " +
-                                      non_basic_layer(*model) +
-                                      " (SLSTM_CPU_PATH_AUTO runs it on the reference path)");
+    if (config.cpu_path == SLSTM_CPU_PATH_REFERENCE) {
+      return make_cpu_reference_backend(std::move(model), config);
     }
-    if (config.cpu_path == SLSTM_CPU_PATH_AUTO || config.cpu_path == SLSTM_CPU_PATH_REFERENCE) {
-      const std::string why = config.cpu_path == SLSTM_CPU_PATH_AUTO
-                                  ? "the fast path runs forward BasicLSTMCell stacks only, and " +
-                                        non_basic_layer(*model)
-                                  : "";
-      return make_cpu_reference_backend(std::move(model), config, why);
+#if defined(SLSTM_HAVE_CPU_FAST)
+    if (config.cpu_path == SLSTM_CPU_PATH_AUTO || config.cpu_path == SLSTM_CPU_PATH_FAST) {
+      return make_cpu_generic_backend(std::move(model), config);
     }
+#else
+    if (config.cpu_path == SLSTM_CPU_PATH_AUTO) {
+      return make_cpu_reference_backend(std::move(model), config);
+    }
+#endif
   }
   if (kind == SLSTM_BACKEND_CUDA) return make_cuda_backend(std::move(model), config);
   switch (config.cpu_path) {

@@ -25,7 +25,7 @@ float clip(float v, float bound) { return bound > 0.0f ? std::min(std::max(v, -b
 
 class CpuReferenceBackend final : public Backend {
  public:
-  CpuReferenceBackend(ModelPtr model, const SessionConfig& config, const std::string& why)
+  CpuReferenceBackend(ModelPtr model, const SessionConfig& config)
       : model_(std::move(model)) {
     const Model& m = *model_;
     plan_.backend = "cpu";
@@ -38,7 +38,7 @@ class CpuReferenceBackend final : public Backend {
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
       const LayerSpec& s = m.spec(l);
       plan_.layers.push_back(
-          {"reference", why.empty() ? "plain loops, dot products in double (the oracle)" : why,
+          {"reference", "plain loops, dot products in double (the oracle)",
            {{"cell", cell_name(s.cell)},
             {"direction", direction_name(s.direction)},
             {"hidden", std::to_string(s.hidden_size)}}});
@@ -280,9 +280,8 @@ class CpuReferenceBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_reference_backend(ModelPtr model, const SessionConfig& config,
-                                                    const std::string& why) {
-  return std::make_unique<CpuReferenceBackend>(std::move(model), config, why);
+std::unique_ptr<Backend> make_cpu_reference_backend(ModelPtr model, const SessionConfig& config) {
+  return std::make_unique<CpuReferenceBackend>(std::move(model), config);
 }
 
 }  // namespace slstm
