@@ -16,7 +16,6 @@ import sys
 from typing import List, Optional
 
 from .model import Model
-from . import naming
 
 
 def from_torch(path: str, prefix: str = "") -> Model:
@@ -46,8 +45,7 @@ def from_keras(path: str) -> Model:
     except ImportError:
         from tensorflow import keras
     model = keras.models.load_model(path, compile=False)
-    fmt, layers = naming.keras_model_layers(model)
-    return Model.from_weights(layers, fmt)
+    return Model.from_keras(model)
 
 
 def convert(kind: str, src: str, dst: str, forget_bias: float = 1.0, prefix: str = "",

@@ -371,7 +371,8 @@ class _Owned:
 
 
 _CONSTRUCTORS = "Model.from_weights, Model.random, Model.load, Model.from_bytes, " \
-                "Model.from_torch_state_dict, Model.from_tf_variables or Model.from_onnx"
+                "Model.from_torch_state_dict, Model.from_tf_variables, Model.from_onnx or " \
+                "Model.from_keras"
 
 
 class Model(_Owned):
@@ -655,6 +656,18 @@ class Model(_Owned):
         from .naming import onnx_model_stack
         layers, weights = onnx_model_stack(model, dict(values) if values else None)
         return cls.from_weights(weights, "onnx", layers=layers)
+
+    @classmethod
+    def from_keras(cls, model: Any) -> "Model":
+        """A model from the recurrent layers of a Keras model (tf_keras / tf.keras): LSTM,
+        GRU, Bidirectional(LSTM | GRU), CuDNNLSTM (stacklstm.naming.keras_model_stack says
+        what is read and refused). Keras has no forget_bias: the model's is 0."""
+        from .naming import keras_model_stack
+        fmt, layers, weights = keras_model_stack(model)
+        if all(L.is_basic for L in layers):   # also with libraries before 0.4
+            names = TENSOR_NAMES[fmt]
+            return cls.from_weights([[w[n] for n in names] for w in weights], fmt)
+        return cls.from_weights(weights, fmt, layers=layers)
 
     @classmethod
     def from_tf_variables(cls, variables: Any, forget_bias: float = 1.0,

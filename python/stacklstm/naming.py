@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
            "onnx_model_stack", "onnx_node_layer", "torch_state_dict_stack",
-           "tf_variable_stack", "keras_model_layers", "to_torch_state_dict",
+           "tf_variable_stack", "keras_model_stack", "keras_model_layers", "to_torch_state_dict",
            "to_tf_variables"]
 
 
@@ -534,10 +534,15 @@ def onnx_model_layers(model: Any) -> List[List[Any]]:
 
 def keras_model_layers(model: Any) -> Tuple[str, List[List[Any]]]:
     """(format, per-layer [kernel, recurrent_kernel, bias]) of the LSTM / CuDNNLSTM layers of
-    a Keras model, in order. All must be of one kind."""
+    a Keras model, in order. All must be of one kind. Models with GRU or Bidirectional
+    layers: keras_model_stack / Model.from_keras."""
     layers, kinds = [], set()
     for layer in model.layers:
         kind = type(layer).__name__
+        if kind in ("GRU", "Bidirectional"):
+            raise ValueError("%s: a %s layer: keras_model_layers gives LSTM / CuDNNLSTM layers "
+                             "only (keras_model_stack and Model.from_keras read it)"
+                             % (layer.name, kind))
         if kind not in ("LSTM", "CuDNNLSTM"):
             continue
         cfg = layer.get_config()
@@ -563,6 +568,95 @@ def keras_model_layers(model: Any) -> Tuple[str, List[List[Any]]]:
     if len(kinds) > 1:
         raise ValueError("the model mixes LSTM and CuDNNLSTM layers")
     return ("keras_cudnn" if "CuDNNLSTM" in kinds else "keras"), layers
+
+
+def _keras_rnn_check(layer: Any, kind: str) -> Dict[str, Any]:
+    """The config of a Keras LSTM / GRU layer, refusing what the library does not compute."""
+    cfg = layer.get_config()
+    if kind in ("LSTM", "GRU"):
+        if cfg.get("recurrent_activation") not in ("sigmoid", None):
+            raise ValueError("%s: recurrent_activation %r is not supported (sigmoid only)"
+                             % (layer.name, cfg.get("recurrent_activation")))
+        if cfg.get("activation") not in ("tanh", None):
+            raise ValueError("%s: activation %r is not supported (tanh only)"
+                             % (layer.name, cfg.get("activation")))
+    return cfg
+
+
+def _keras_weights(layer: Any, kind: str, cfg: Dict[str, Any]) -> List[np.ndarray]:
+    """[kernel, recurrent_kernel, bias] of one Keras LSTM / GRU / CuDNNLSTM layer (zeros
+    for a layer without biases)."""
+    w = [np.asarray(a) for a in layer.get_weights()]
+    if len(w) == 2 and not cfg.get("use_bias", True):
+        cols = w[1].shape[1]
+        shape = (2, cols) if kind == "GRU" and cfg.get("reset_after", True) else (cols,)
+        w.append(np.zeros(shape, dtype=np.float32))
+    if len(w) != 3:
+        raise ValueError("%s: %d weight arrays, expected kernel, recurrent_kernel and bias"
+                         % (layer.name, len(w)))
+    return w
+
+
+def keras_model_stack(model: Any) -> Tuple[str, List[Any], List[Dict[str, np.ndarray]]]:
+    """(format, layers, per-layer tensors) of the recurrent layers of a Keras model, in
+    order: LSTM, GRU (reset_after True or False), Bidirectional(LSTM | GRU) with
+    merge_mode="concat" ("keras" format; a Bidirectional layer's tensors are keyed
+    "forward/kernel", ..., "backward/kernel", ...), or CuDNNLSTM layers only ("keras_cudnn").
+    Model.from_weights(tensors, format, layers=layers) makes the model (Model.from_keras
+    does both). Other layers (Input, Masking, Dense, ...) are skipped: the model is the
+    recurrent stack. Refused with a ValueError naming the layer: activations other than
+    tanh / sigmoid, go_backwards=True outside Bidirectional (Keras then returns the outputs
+    in reversed order), other merge modes."""
+    from .layers import Layer
+
+    layers: List[Any] = []
+    weights: List[Dict[str, np.ndarray]] = []
+    kinds = set()
+    for layer in model.layers:
+        kind = type(layer).__name__
+        inner, direction = layer, "forward"
+        if kind == "Bidirectional":
+            inner = layer.forward_layer
+            if type(inner).__name__ not in ("LSTM", "GRU"):
+                raise ValueError("%s: Bidirectional(%s) is not supported (LSTM or GRU only)"
+                                 % (layer.name, type(inner).__name__))
+            if layer.merge_mode != "concat":
+                raise ValueError("%s: merge_mode %r is not supported (concat only: the "
+                                 "library's bidirectional output is concat(forward, backward))"
+                                 % (layer.name, layer.merge_mode))
+            direction = "bidirectional"
+        elif kind not in ("LSTM", "GRU", "CuDNNLSTM"):
+            continue
+        ikind = type(inner).__name__
+        cfg = _keras_rnn_check(inner, ikind)
+        if direction == "bidirectional":
+            _keras_rnn_check(layer.backward_layer, type(layer.backward_layer).__name__)
+        elif cfg.get("go_backwards"):
+            raise ValueError("%s: go_backwards=True is not supported (Keras returns the "
+                             "outputs in reversed order; Bidirectional is)" % layer.name)
+        units = int(cfg["units"])
+        if ikind == "GRU":
+            L = Layer("gru", units, direction, gru_reset_after=bool(cfg.get("reset_after",
+                                                                             True)))
+        else:
+            L = Layer("lstm", units, direction)
+        if direction == "bidirectional":
+            fw = _keras_weights(layer.forward_layer, ikind, cfg)
+            bw = _keras_weights(layer.backward_layer, ikind, layer.backward_layer.get_config())
+            names = ("kernel", "recurrent_kernel", "bias")
+            t = {"forward/" + n: a for n, a in zip(names, fw)}
+            t.update({"backward/" + n: a for n, a in zip(names, bw)})
+        else:
+            t = dict(zip(("kernel", "recurrent_kernel", "bias"),
+                         _keras_weights(layer, ikind, cfg)))
+        kinds.add("CuDNNLSTM" if ikind == "CuDNNLSTM" else "other")
+        layers.append(L)
+        weights.append(t)
+    if not layers:
+        raise ValueError("the Keras model has no LSTM, GRU or Bidirectional layer")
+    if len(kinds) > 1:
+        raise ValueError("the model mixes CuDNNLSTM with other recurrent layers")
+    return ("keras_cudnn" if "CuDNNLSTM" in kinds else "keras"), layers, weights
 
 
 # ---- export to framework names ------------------------------------------------------------
