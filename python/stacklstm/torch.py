@@ -204,6 +204,11 @@ class LSTM(nn.Module):
         if not isinstance(model, Model):
             raise TypeError("LSTM.from_model needs a stacklstm.Model, got %s"
                             % type(model).__name__)
+        for l, layer in enumerate(model.layers):
+            if not layer.is_basic:
+                raise ValueError("LSTM.from_model: layer %d is %r; this module is nn.LSTM's "
+                                 "stand-in for stacks of plain forward LSTM layers (run other "
+                                 "stacks with Model.session)" % (l, layer))
         return cls._wrap(model, batch_first, 0.0, True)
 
     def extra_repr(self) -> str:

@@ -432,3 +432,49 @@ def test_time_major_gives_the_transposed_batch_major_numbers(x):
             tm, _ = s.forward(np.ascontiguousarray(x.transpose(1, 0, 2)), time_major=True,
                               sequence_lengths=[5, 2, 4])
         assert np.array_equal(tm.transpose(1, 0, 2), bm)
+
+
+# ---- single steps and streams of unidirectional stacks --------------------------------------
+
+UNIDIRECTIONAL = [Layer.gru(5, reset_after=True), Layer.lstm(6, proj_size=3, peepholes=True),
+                  Layer.gru(3, direction="forward", residual=True)]
+
+
+def test_single_steps_of_a_unidirectional_stack_give_the_sequences_numbers(x):
+    with stacklstm.Model.random(4, layers=UNIDIRECTIONAL, seed=8) as m:
+        with m.session(3, 5, cpu_path="reference") as s:
+            whole, final = s.forward(x, packed_state=True)
+            state = None
+            for t in range(5):
+                y, state = s.step(x[:, t], state, packed_state=True)
+                np.testing.assert_allclose(y, whole[:, t], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(state, final, atol=1e-6, rtol=0)
+
+
+def test_a_step_of_a_stack_with_a_reverse_layer_is_refused_naming_the_layer(x):
+    layers = [Layer.gru(4), Layer.lstm(4, direction="reverse")]
+    with stacklstm.Model.random(4, layers=layers) as m:
+        with m.session(3, 5) as s:
+            with pytest.raises(stacklstm.UnsupportedError, match=r"layer 1|layers\[1\]"):
+                s.step(x[:, 0])
+
+
+def test_a_stream_of_a_gru_stack_keeps_its_state_between_chunks(x):
+    with stacklstm.Model.random(4, layers=UNIDIRECTIONAL, seed=8) as m:
+        whole, final = run(m, x[:1], "auto")
+        with stacklstm.Streams(m, max_streams=2, max_batch=1, max_time=5) as streams:
+            slot = streams.open()
+            first = streams.run([slot], x[:1, :2])
+            rest = streams.run([slot], x[:1, 2:])
+            state = streams.get_state(slot)
+        np.testing.assert_allclose(np.concatenate([first, rest], axis=1), whole, atol=1e-6,
+                                   rtol=0)
+        for got, want in zip(_flat(state), _flat(final)):
+            np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_the_torch_lstm_module_refuses_a_stack_it_cannot_stand_for():
+    torch_mod = pytest.importorskip("stacklstm.torch")
+    with stacklstm.Model.random(4, layers=[Layer.gru(3)]) as m:
+        with pytest.raises(ValueError, match="layer 0 is Layer\\('gru', 3\\)"):
+            torch_mod.LSTM.from_model(m)
