@@ -11,6 +11,8 @@
 //                   numbers on the CPU reference path and on cpu_path AUTO
 //   [cells-native]  the framework-layout tensors, imported in their format, make exactly the
 //                   same model (export both as CANONICAL, compare bitwise)
+// Every case but the AUTO one is also tagged [path-independent] (it picks its CPU path
+// itself, so the suite's per-path runs would repeat it unchanged).
 //
 // The loader below is this file's own (tests/support.cpp reads version 1 only); the format is
 // described at the top of tests/fixtures/gen_fixtures.py ("Version 2").
@@ -81,7 +83,9 @@ slstm_layer_config parse_layer(const std::string& path, const std::string& line,
   std::istringstream in(line);
   std::string word;
   in >> word;
-  if (word != "layer") bad(path, "expected 'layer " + std::to_string(index) + " ...', got: " + line);
+  if (word != "layer") {
+    bad(path, "expected 'layer " + std::to_string(index) + " ...', got: " + line);
+  }
   in >> word;
   if (to_int(path, word) != index) bad(path, "layer lines out of order: " + line);
   slstm_layer_config c;
@@ -502,7 +506,7 @@ void check_native(const std::string& format) {
 }  // namespace
 
 TEST_CASE("every cells fixture loads: canonical and native weights, data, expectations",
-          "[cells]") {
+          "[cells][path-independent]") {
   const auto all = load_all("cells_");
   // Each framework contributes fixtures (gen_fixtures.py's CELLS_CASES: 6 tf, 4 pytorch,
   // 3 keras, 5 onnx).
@@ -518,7 +522,7 @@ TEST_CASE("every cells fixture loads: canonical and native weights, data, expect
 }
 
 TEST_CASE("slstm_format_tensors(CANONICAL) lists each cells fixture's canonical tensors",
-          "[cells]") {
+          "[cells][path-independent]") {
   for (const auto& f : load_all("cells_")) {
     DYNAMIC_SECTION(f.name) {
       check_tensor_list(f, f.canonical, SLSTM_FORMAT_CANONICAL, canonical_shape);
@@ -527,7 +531,7 @@ TEST_CASE("slstm_format_tensors(CANONICAL) lists each cells fixture's canonical 
 }
 
 TEST_CASE("the CPU reference path reproduces every framework's cells from canonical weights",
-          "[cells]") {
+          "[cells][path-independent]") {
   for (const auto& f : load_all("cells_")) {
     DYNAMIC_SECTION(f.name) { check_run(f, SLSTM_CPU_PATH_REFERENCE); }
   }
@@ -541,7 +545,7 @@ TEST_CASE("cpu_path AUTO reproduces every framework's cells from canonical weigh
 
 TEST_CASE("cells fixtures: steps past a row's length are exactly 0, a row of length 0 keeps "
           "its initial state bitwise",
-          "[cells]") {
+          "[cells][path-independent]") {
   const auto all = load_all("cells_");
   // The fixtures have rows of length 0 (TF and tf_keras cases); without them this test
   // would check nothing about them.
@@ -583,19 +587,22 @@ TEST_CASE("cells fixtures: steps past a row's length are exactly 0, a row of len
   }
 }
 
-TEST_CASE("TF-layout cells tensors import to exactly the canonical model", "[cells-native]") {
+TEST_CASE("TF-layout cells tensors import to exactly the canonical model",
+          "[cells-native][path-independent]") {
   check_native("tf");
 }
 
 TEST_CASE("PyTorch-layout cells tensors import to exactly the canonical model",
-          "[cells-native]") {
+          "[cells-native][path-independent]") {
   check_native("pytorch");
 }
 
-TEST_CASE("Keras-layout cells tensors import to exactly the canonical model", "[cells-native]") {
+TEST_CASE("Keras-layout cells tensors import to exactly the canonical model",
+          "[cells-native][path-independent]") {
   check_native("keras");
 }
 
-TEST_CASE("ONNX-layout cells tensors import to exactly the canonical model", "[cells-native]") {
+TEST_CASE("ONNX-layout cells tensors import to exactly the canonical model",
+          "[cells-native][path-independent]") {
   check_native("onnx");
 }
