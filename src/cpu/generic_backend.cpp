@@ -4,9 +4,10 @@
 // its fused kernels; this one trades their last factor for generality.
 //
 // Structure: the steps of a call run batched, every active row of a step together, as
-// float32 GEMMs over weights transposed once per session (W^T [K][G*H], so that the inner loop
-// is a contiguous multiply-add over the gate rows, which the compiler vectorises: AVX2+FMA
-// where the CPU has it, SSE2 otherwise), then the cell's pointwise math per row.  A stack
+// float32 GEMMs over weights packed once per session (blocks of 32 gate rows stored
+// transposed, so that a row's 32 sums stay in registers over the whole k loop and each k adds
+// one contiguous slice; the compiler vectorises it: AVX2+FMA where the CPU has it, SSE2
+// otherwise), then the cell's pointwise math per row.  A stack
 // whose layers all read forward runs time step by time step (MultiRNNCell's order, no
 // sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
@@ -31,36 +32,69 @@
 namespace slstm::cpu {
 namespace {
 
-// z[b][0..n) += sum_k x[b][k] * wT[k * ld + 0..n), k = 0, 1, ..., for b < nb.
+// A weight matrix W [n, K] (rows r0..r0+n of a layer's W_x, W_h or W_proj) packed for
+// gemm_rows: blocks of kBlock rows of W, each stored transposed and contiguous ([K][kBlock],
+// the last block zero-padded), so that a block's k-th slice is one contiguous load and a
+// row's kBlock sums stay in registers over the whole k loop.
+constexpr std::int64_t kBlock = 32;
+
+struct PackedMatrix {
+  std::vector<float> data;  // [blocks][K][kBlock]
+  std::int64_t K = 0, n = 0;
+};
+
+PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_t n,
+                       std::int64_t K) {
+  PackedMatrix p;
+  p.K = K;
+  p.n = n;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  p.data.assign(static_cast<std::size_t>(blocks * K * kBlock), 0.0f);
+  for (std::int64_t r = 0; r < n; ++r) {
+    float* dst = p.data.data() + (r / kBlock) * K * kBlock + r % kBlock;
+    const float* src = w.data() + (r0 + r) * K;
+    for (std::int64_t k = 0; k < K; ++k) dst[k * kBlock] = src[k];
+  }
+  return p;
+}
+
+// z[b][0..n) += sum_k x[b][k] * W[0..n)[k], k = 0, 1, ..., K-1 in that order, for b < nb:
+// every element one chain of multiply-adds in increasing k, whatever nb or the block.
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-inline void gemm_rows_body(float* const* z, const float* const* x, std::int64_t K,
-                           const float* wT, std::int64_t ld, std::int64_t n, std::int64_t nb) {
-  for (std::int64_t k = 0; k < K; ++k) {
-    const float* __restrict w = wT + k * ld;
+inline void gemm_rows_body(float* const* z, const float* const* x, const PackedMatrix& w,
+                           std::int64_t nb) {
+  const std::int64_t K = w.K;
+  for (std::int64_t i0 = 0; i0 < w.n; i0 += kBlock) {
+    const std::int64_t valid = std::min(kBlock, w.n - i0);
+    const float* __restrict blk = w.data.data() + (i0 / kBlock) * K * kBlock;
     for (std::int64_t b = 0; b < nb; ++b) {
-      const float a = x[b][k];
-      float* __restrict zb = z[b];
-      for (std::int64_t i = 0; i < n; ++i) zb[i] += a * w[i];
+      float acc[kBlock];
+      for (std::int64_t i = 0; i < kBlock; ++i) acc[i] = i < valid ? z[b][i0 + i] : 0.0f;
+      const float* __restrict xb = x[b];
+      for (std::int64_t k = 0; k < K; ++k) {
+        const float a = xb[k];
+        const float* __restrict wk = blk + k * kBlock;
+        for (std::int64_t i = 0; i < kBlock; ++i) acc[i] += a * wk[i];
+      }
+      for (std::int64_t i = 0; i < valid; ++i) z[b][i0 + i] = acc[i];
     }
   }
 }
 
-using GemmRows = void (*)(float* const*, const float* const*, std::int64_t, const float*,
-                          std::int64_t, std::int64_t, std::int64_t);
+using GemmRows = void (*)(float* const*, const float* const*, const PackedMatrix&,
+                          std::int64_t);
 
-void gemm_rows_portable(float* const* z, const float* const* x, std::int64_t K, const float* wT,
-                        std::int64_t ld, std::int64_t n, std::int64_t nb) {
-  gemm_rows_body(z, x, K, wT, ld, n, nb);
+void gemm_rows_portable(float* const* z, const float* const* x, const PackedMatrix& w,
+                        std::int64_t nb) {
+  gemm_rows_body(z, x, w, nb);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
 __attribute__((target("avx2,fma"))) void gemm_rows_avx2(float* const* z, const float* const* x,
-                                                        std::int64_t K, const float* wT,
-                                                        std::int64_t ld, std::int64_t n,
-                                                        std::int64_t nb) {
-  gemm_rows_body(z, x, K, wT, ld, n, nb);
+                                                        const PackedMatrix& w, std::int64_t nb) {
+  gemm_rows_body(z, x, w, nb);
 }
 #endif
 
@@ -68,23 +102,15 @@ float clip(float v, float bound) {
   return bound > 0.0f ? std::min(std::max(v, -bound), bound) : v;
 }
 
-// W [rows, cols] row-major -> W^T [cols, rows].
-std::vector<float> transposed(const std::vector<float>& w, std::int64_t rows, std::int64_t cols) {
-  std::vector<float> t(w.size());
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t c = 0; c < cols; ++c) t[c * rows + r] = w[r * cols + c];
-  }
-  return t;
-}
-
 // One direction's weights as the steps read them.
 struct Packed {
-  std::vector<float> wxT;     // [I][G*H]
-  std::vector<float> whT;     // [R][G*H]
-  std::vector<float> bias;    // [G*H]: where each chain starts (see pack())
-  std::vector<float> bh_n;    // GRU reset_after: b_h of the n block [H]
-  std::vector<float> peep;    // LSTM peepholes [3H]
-  std::vector<float> wprojT;  // [H][P]
+  PackedMatrix wx;          // W_x, all G*H rows
+  PackedMatrix wh;          // W_h: LSTM all 4H rows; GRU the r and z rows (2H)
+  PackedMatrix wh_n;        // GRU: W_h's n rows (H)
+  PackedMatrix wproj;       // LSTM with a projection: W_proj (P rows)
+  std::vector<float> bias;  // [G*H]: where each chain starts (see pack())
+  std::vector<float> bh_n;  // GRU reset_after: b_h of the n block [H]
+  std::vector<float> peep;  // LSTM peepholes [3H]
 };
 
 Packed pack(const Model& m, std::size_t l, int d) {
@@ -93,8 +119,13 @@ Packed pack(const Model& m, std::size_t l, int d) {
   const CellWeights& w = layer.dir(d);
   const std::int64_t GH = s.gate_rows(), H = s.hidden_size;
   Packed p;
-  p.wxT = transposed(w.w_x, GH, s.input_size);
-  p.whT = transposed(w.w_h, GH, s.cell_output_size());
+  p.wx = pack_rows(w.w_x, 0, GH, s.input_size);
+  if (s.cell == CellKind::kGru) {
+    p.wh = pack_rows(w.w_h, 0, 2 * H, H);
+    p.wh_n = pack_rows(w.w_h, 2 * H, H, H);
+  } else {
+    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size());
+  }
   p.bias.resize(static_cast<std::size_t>(GH));
   for (std::int64_t r = 0; r < GH; ++r) {
     p.bias[r] = m.folded_bias(layer, static_cast<std::size_t>(r), d);  // LSTM: + forget_bias on f
@@ -107,7 +138,7 @@ Packed pack(const Model& m, std::size_t l, int d) {
     if (s.reset_after) p.bh_n.assign(w.bias_h.begin() + 2 * H, w.bias_h.end());
   }
   p.peep = w.peep;
-  if (s.proj_size > 0) p.wprojT = transposed(w.w_proj, s.proj_size, H);
+  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H);
   return p;
 }
 
@@ -138,7 +169,7 @@ class CpuGenericBackend final : public Backend {
         const LayerSpec& s = m.spec(l);
         plan_.layers.push_back({"generic",
                                 "the fused kernels run forward BasicLSTMCell layers only; "
-                                "batched float32 GEMMs over transposed weights",
+                                "batched float32 GEMMs over packed weights",
                                 {{"cell", cell_name(s.cell)},
                                  {"direction", direction_name(s.direction)},
                                  {"hidden", std::to_string(s.hidden_size)}}});
@@ -220,14 +251,14 @@ class CpuGenericBackend final : public Backend {
       aux_ptr_[i] = aux_.data() + i * H;
     }
     const float* const* h = state_ptr_.data();
-    gemm_(z_ptr_.data(), x_ptr_.data(), s.input_size, p.wxT.data(), GH, GH, n);
+    gemm_(z_ptr_.data(), x_ptr_.data(), p.wx, n);
     if (s.cell == CellKind::kLstm) {
-      gemm_(z_ptr_.data(), h, R, p.whT.data(), GH, GH, n);
+      gemm_(z_ptr_.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) lstm_pointwise(s, p, z_ptr_[i], c_ptr_[i], aux_ptr_[i]);
       if (s.proj_size > 0) {
         for (std::int64_t i = 0; i < n; ++i) std::fill_n(state_ptr_[i], R, 0.0f);
         for (std::int64_t i = 0; i < n; ++i) aux_cptr_[i] = aux_ptr_[i];
-        gemm_(state_ptr_.data(), aux_cptr_.data(), H, p.wprojT.data(), R, R, n);
+        gemm_(state_ptr_.data(), aux_cptr_.data(), p.wproj, n);
         if (s.proj_clip > 0.0f) {
           for (std::int64_t i = 0; i < n; ++i) {
             for (std::int64_t u = 0; u < R; ++u) state_ptr_[i][u] = clip(state_ptr_[i][u], s.proj_clip);
@@ -238,7 +269,7 @@ class CpuGenericBackend final : public Backend {
       }
     } else {
       // r and z: the recurrent part of their chains.
-      gemm_(z_ptr_.data(), h, H, p.whT.data(), GH, 2 * H, n);
+      gemm_(z_ptr_.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) {
         float* z = z_ptr_[i];
         for (std::int64_t u = 0; u < 2 * H; ++u) z[u] = sigmoidf(z[u]);
@@ -254,9 +285,9 @@ class CpuGenericBackend final : public Backend {
         aux_cptr_[i] = aux_ptr_[i];
       }
       if (s.reset_after) {
-        gemm_(aux_ptr_.data(), h, H, p.whT.data() + 2 * H, GH, H, n);
+        gemm_(aux_ptr_.data(), h, p.wh_n, n);
       } else {
-        gemm_(z_ptr_.data(), aux_cptr_.data(), H, p.whT.data() + 2 * H, GH, H, n);
+        gemm_(z_ptr_.data(), aux_cptr_.data(), p.wh_n, n);
       }
       for (std::int64_t i = 0; i < n; ++i) {
         float* zn = z_ptr_[i];

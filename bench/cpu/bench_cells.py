@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""CPU benchmark of the cells beyond BasicLSTMCell (issue 20): GRU, LSTM with a projection
+(LSTMP) and bidirectional stacks, libstacklstm's CPU paths against PyTorch's nn.GRU / nn.LSTM
+with the same weights, in one run.
+
+    SLSTM_LIBRARY=BUILD/libstacklstm.so python3 bench/cpu/bench_cells.py \\
+        [--threads 1] [--seconds 1.5] [--out bench/results/bench-cpu-cells.md]
+
+Per row: median wall time of one forward call (batch-major input, zero initial state, output
+and final state written) on our AUTO path (the generic fast path for these stacks, one
+thread: docs/cells.md), on our reference path where it is cheap, and PyTorch's (inference
+mode, torch.set_num_threads(--threads)); the ratio torch / ours (> 1: we are faster); the
+floor = FLOPs / this machine's FMA peak for --threads cores as measured by
+bench/cpu's driver is not repeated here: the GFLOP/s column says how far each is from it;
+and the largest relative difference of our output from PyTorch's (float32 both; a
+correctness guard, not a tolerance claim).  The model is PyTorch's module, its weights copied
+into ours through the canonical layout (PyTorch's gate order is the canonical one).
+
+Run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (bench/cpu/run.sh does that for the
+driver; this script is run by hand).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "python"))
+import stacklstm  # noqa: E402
+
+
+def shapes():
+    return [
+        dict(name="gru_H256_B1_T100", kind="gru", hidden=256, layers=1, input=256, batch=1,
+             time=100, bi=False),
+        dict(name="gru_H512_B4_T50", kind="gru", hidden=512, layers=1, input=512, batch=4,
+             time=50, bi=False),
+        dict(name="gru2_H256_B10_T50", kind="gru", hidden=256, layers=2, input=128, batch=10,
+             time=50, bi=False),
+        dict(name="lstmp_H1024_P256_B4_T50", kind="lstmp", hidden=1024, proj=256, layers=1,
+             input=256, batch=4, time=50, bi=False),
+        dict(name="lstmp2_H512_P128_B1_T100", kind="lstmp", hidden=512, proj=128, layers=2,
+             input=80, batch=1, time=100, bi=False),
+        dict(name="bilstm2_H256_B4_T50", kind="lstm", hidden=256, layers=2, input=128,
+             batch=4, time=50, bi=True),
+        dict(name="bigru_H256_B4_T50", kind="gru", hidden=256, layers=1, input=128, batch=4,
+             time=50, bi=True),
+    ]
+
+
+def torch_module(s):
+    torch.manual_seed(0)
+    if s["kind"] == "gru":
+        return torch.nn.GRU(s["input"], s["hidden"], s["layers"], batch_first=True,
+                            bidirectional=s["bi"])
+    return torch.nn.LSTM(s["input"], s["hidden"], s["layers"], batch_first=True,
+                         bidirectional=s["bi"], proj_size=s.get("proj", 0))
+
+
+def our_model(s, mod):
+    """Our model with the module's weights, through the canonical layout."""
+    layers, weights = [], []
+    sd = {k: v.detach().numpy() for k, v in mod.state_dict().items()}
+    for l in range(s["layers"]):
+        layer = stacklstm.Layer(cell="gru" if s["kind"] == "gru" else "lstm",
+                                hidden_size=s["hidden"],
+                                direction="bidirectional" if s["bi"] else "forward",
+                                proj_size=s.get("proj", 0),
+                                gru_reset_after=s["kind"] == "gru")
+        layers.append(layer)
+        lw = []
+        for suffix in ([""] + (["_reverse"] if s["bi"] else [])):
+            k = "_l%d%s" % (l, suffix)
+            if s["kind"] == "gru":
+                lw += [sd["weight_ih" + k], sd["weight_hh" + k], sd["bias_ih" + k],
+                       sd["bias_hh" + k]]
+            else:
+                lw += [sd["weight_ih" + k], sd["weight_hh" + k], sd["bias_ih" + k] + sd["bias_hh" + k]]
+                if s.get("proj"):
+                    lw.append(sd["weight_hr" + k])
+        weights.append(lw)
+    return stacklstm.Model.from_weights(weights, "canonical", input_size=s["input"],
+                                        forget_bias=0.0, layers=layers)
+
+
+def flops(s):
+    """Multiply-adds x 2 of the matrix products per forward call."""
+    g = 3 if s["kind"] == "gru" else 4
+    H, P = s["hidden"], s.get("proj", 0) or s["hidden"]
+    dirs = 2 if s["bi"] else 1
+    total, inp = 0, s["input"]
+    for _ in range(s["layers"]):
+        per_step = g * H * (inp + P) + (H * P if s.get("proj") else 0)
+        total += dirs * per_step
+        inp = P * dirs
+    return 2.0 * total * s["batch"] * s["time"]
+
+
+def timed(fn, seconds, min_iters=3):
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_iters or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--no-reference", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    rows = []
+    for s in shapes():
+        mod = torch_module(s).eval()
+        model = our_model(s, mod)
+        x = np.random.default_rng(1).uniform(-1, 1, (s["batch"], s["time"], s["input"])) \
+            .astype(np.float32)
+        xt = torch.from_numpy(x)
+        fast = model.session(s["batch"], s["time"], cpu_path="auto", num_threads=a.threads)
+        plan = fast.describe("json")
+        with torch.inference_mode():
+            want = mod(xt)[0].numpy()
+        got = fast.forward(x)[0]
+        err = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+        t_ours = timed(lambda: fast.forward(x), a.seconds)
+        with torch.inference_mode():
+            t_torch = timed(lambda: mod(xt), a.seconds)
+        t_ref = None
+        if not a.no_reference and flops(s) < 2e8:
+            ref = model.session(s["batch"], s["time"], cpu_path="reference")
+            t_ref = timed(lambda: ref.forward(x), a.seconds / 2, min_iters=1)
+        f = flops(s)
+        rows.append((s["name"], t_ours, t_ref, t_torch, f, err,
+                     "generic" if '"generic"' in plan else "fused"))
+        print("%-26s ours %8.3f ms  ref %s  torch %8.3f ms  torch/ours %.2f  err %.1e" % (
+            s["name"], t_ours * 1e3, "-" if t_ref is None else "%8.3f ms" % (t_ref * 1e3),
+            t_torch * 1e3, t_torch / t_ours, err), flush=True)
+    lines = [
+        "# CPU: GRU, LSTMP and bidirectional stacks against PyTorch (issue 20)",
+        "",
+        "Machine: %s, %d CPUs; %s; PyTorch %s (torch.set_num_threads(%d)); libstacklstm %s, "
+        "AUTO path (the generic fast path, one thread: docs/cells.md); %s UTC; "
+        "bench/cpu/bench_cells.py --threads %d." % (
+            platform.processor() or platform.machine(), os.cpu_count() or 0,
+            platform.platform(), torch.__version__, a.threads, stacklstm.__version__,
+            datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), a.threads),
+        "",
+        "| shape | ours (ms) | GFLOP/s | reference (ms) | PyTorch (ms) | PyTorch / ours | "
+        "max rel. diff vs PyTorch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, t, tr, tt, f, err, path in rows:
+        lines.append("| %s | %.3f | %.1f | %s | %.3f | %.2f | %.1e |" % (
+            name, t * 1e3, f / t / 1e9, "-" if tr is None else "%.2f" % (tr * 1e3),
+            tt * 1e3, tt / t, err))
+    text = "\n".join(lines) + "\n"
+    if a.out:
+        with open(a.out, "w") as fh:
+            fh.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
