@@ -474,7 +474,8 @@ def test_a_stream_of_a_gru_stack_keeps_its_state_between_chunks(x):
 
 
 def test_the_torch_lstm_module_refuses_a_stack_it_cannot_stand_for():
-    torch_mod = pytest.importorskip("stacklstm.torch")
+    pytest.importorskip("torch")
+    import stacklstm.torch as torch_mod
     with stacklstm.Model.random(4, layers=[Layer.gru(3)]) as m:
         with pytest.raises(ValueError, match="layer 0 is Layer\\('gru', 3\\)"):
             torch_mod.LSTM.from_model(m)
