@@ -12,7 +12,7 @@ never guessed at: Session.forward/step accept only LSTMStateTuple-like pairs (ob
 from __future__ import annotations
 
 import collections
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,12 +55,20 @@ def _pair(h: Any, c: Any, what: str, ndim: int) -> Tuple[np.ndarray, np.ndarray]
     return h, c
 
 
-def state_from_torch(state: Any) -> List[LSTMStateTuple]:
+def state_from_torch(state: Any, layers: Optional[Sequence[Any]] = None) -> List[Any]:
     """PyTorch's LSTM state -> this package's [LSTMStateTuple(c, h)] per layer (NumPy).
 
     `state`: what nn.LSTM takes and returns, (h, c) each [num_layers, batch, hidden]
     (torch tensors or arrays); or, for a stack of single-layer nn.LSTMs with different
-    hidden sizes, a list with one such (h, c) pair, each [1, batch, H_l], per layer."""
+    hidden sizes, a list with one such (h, c) pair, each [1, batch, H_l], per layer.
+
+    With `layers` (a model's stacklstm.Layer list, e.g. model.layers) any stack PyTorch
+    has: one module's state ((h, c) of an nn.LSTM, h of an nn.GRU; [layers * directions,
+    batch, ...], forward direction first) or a list with one module's state per layer
+    ([directions, batch, ...]); the result is per layer an LSTMStateTuple, a GRU's h or a
+    BidirectionalState, as Session.forward takes them."""
+    if layers is not None:
+        return _stack_from_torch(state, layers)
     if not isinstance(state, (list, tuple)) or not state:
         raise TypeError("state_from_torch: expected (h, c) or a list of per-layer (h, c), "
                         "got %s" % type(state).__name__)
@@ -81,6 +89,79 @@ def state_from_torch(state: Any) -> List[LSTMStateTuple]:
     return out
 
 
+def _stack_from_torch(state: Any, layers: Sequence[Any]) -> List[Any]:
+    """state_from_torch for any stack of stacklstm.Layer (see there)."""
+    from .layers import BidirectionalState
+    kinds = {L.cell for L in layers}
+
+    def pieces(entry: Any, cell: str, where: str, rows: int) -> Tuple[np.ndarray, Any]:
+        if cell == "lstm":
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+                raise TypeError("state_from_torch: %s: an LSTM's state is (h, c), got %s"
+                                % (where, type(entry).__name__))
+            h, c = _array(entry[0]), _array(entry[1])
+            if c.ndim != 3 or c.shape[0] != rows:
+                raise ValueError("state_from_torch: %s: c must be [%d, batch, H], got %s"
+                                 % (where, rows, c.shape))
+        else:
+            if isinstance(entry, (list, tuple)):
+                raise TypeError("state_from_torch: %s: a GRU's state is the tensor h, got a "
+                                "%s" % (where, type(entry).__name__))
+            h, c = _array(entry), None
+        if h.ndim != 3 or h.shape[0] != rows:
+            raise ValueError("state_from_torch: %s: h must be [%d, batch, H], got %s"
+                             % (where, rows, h.shape))
+        return h, c
+
+    def layer_state(L: Any, h: np.ndarray, c: Any, k: int) -> Any:
+        dirs = [LSTMStateTuple(c[k + d], h[k + d]) if L.cell == "lstm" else h[k + d]
+                for d in range(L.directions)]
+        return dirs[0] if L.directions == 1 else BidirectionalState(dirs[0], dirs[1])
+
+    if isinstance(state, list):   # one entry per layer (single-layer modules)
+        if len(state) != len(layers):
+            raise ValueError("state_from_torch: %d states for %d layers" % (len(state),
+                                                                           len(layers)))
+        out = []
+        for l, (entry, L) in enumerate(zip(state, layers)):
+            h, c = pieces(entry, L.cell, "layer %d" % l, L.directions)
+            out.append(layer_state(L, h, c, 0))
+        return out
+    if len(kinds) != 1 or len({L.directions for L in layers}) != 1:
+        raise TypeError("state_from_torch: a stack of different layers takes a list with "
+                        "one state per layer ((h, c) or h, each [directions, batch, ...])")
+    nd = layers[0].directions
+    h, c = pieces(state, layers[0].cell, "the state", nd * len(layers))
+    return [layer_state(L, h, c, nd * l) for l, L in enumerate(layers)]
+
+
+def _stack_to_torch(state: Sequence[Any], layers: Sequence[Any]) -> Any:
+    """state_to_torch for any stack of stacklstm.Layer (see there)."""
+    if not isinstance(state, (list, tuple)) or len(state) != len(layers):
+        raise TypeError("state_to_torch: expected one state per layer (%d), got %s"
+                        % (len(layers), describe(state)))
+    per_layer = []
+    for l, (s, L) in enumerate(zip(state, layers)):
+        dirs = [s.fw, s.bw] if L.directions == 2 else [s]
+        try:
+            if L.cell == "lstm":
+                h = np.stack([_array(d.h) for d in dirs]).astype(np.float32, copy=False)
+                c = np.stack([_array(d.c) for d in dirs]).astype(np.float32, copy=False)
+                per_layer.append((h, c))
+            else:
+                per_layer.append(np.stack([_array(d) for d in dirs]).astype(np.float32,
+                                                                             copy=False))
+        except (AttributeError, ValueError) as e:
+            raise TypeError("state_to_torch: layer %d (%r): %s" % (l, L, e)) from e
+    same = len({(L.cell, L.hidden_size, L.proj_size, L.directions) for L in layers}) == 1
+    if not same:
+        return per_layer
+    if layers[0].cell == "lstm":
+        return (np.concatenate([p[0] for p in per_layer]),
+                np.concatenate([p[1] for p in per_layer]))
+    return np.concatenate(per_layer)
+
+
 def _layers(state: Any, fn: str) -> List[Tuple[np.ndarray, np.ndarray]]:
     if is_state_tuple(state) or not isinstance(state, (list, tuple)) or not all(
             is_state_tuple(s) for s in state):
@@ -94,17 +175,22 @@ def _layers(state: Any, fn: str) -> List[Tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def state_to_torch(state: Sequence[Any]) -> Union[Tuple[np.ndarray, np.ndarray],
-                                                 List[Tuple[np.ndarray, np.ndarray]]]:
+def state_to_torch(state: Sequence[Any], layers: Optional[Sequence[Any]] = None) -> Any:
     """This package's [LSTMStateTuple(c, h)] -> PyTorch's layout, as float32 NumPy arrays
     (torch.from_numpy makes tensors of them): (h, c), each [num_layers, batch, H], when all
     layers have the same hidden size; else a list with one (h, c) pair, each [1, batch, H_l],
-    per layer (for a stack of single-layer nn.LSTMs)."""
-    layers = _layers(state, "state_to_torch")
-    if len({h.shape for h, _ in layers}) == 1:
-        return (np.stack([h for h, _ in layers]).astype(np.float32, copy=False),
-                np.stack([c for _, c in layers]).astype(np.float32, copy=False))
-    return [(h[None].astype(np.float32), c[None].astype(np.float32)) for h, c in layers]
+    per layer (for a stack of single-layer nn.LSTMs).
+
+    With `layers` (model.layers) any stack PyTorch has: one module's state ((h, c) or a
+    GRU's h, [layers * directions, batch, ...]) when every layer is the same, else a list
+    with one per layer ([directions, batch, ...]); state_from_torch's inverse."""
+    if layers is not None:
+        return _stack_to_torch(state, layers)
+    pairs = _layers(state, "state_to_torch")
+    if len({h.shape for h, _ in pairs}) == 1:
+        return (np.stack([h for h, _ in pairs]).astype(np.float32, copy=False),
+                np.stack([c for _, c in pairs]).astype(np.float32, copy=False))
+    return [(h[None].astype(np.float32), c[None].astype(np.float32)) for h, c in pairs]
 
 
 def state_from_keras(states: Any) -> List[LSTMStateTuple]:

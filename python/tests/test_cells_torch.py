@@ -165,3 +165,52 @@ def test_the_basic_reader_points_a_gru_to_the_stack_reader():
     m = module("GRU", 9, input_size=4, hidden_size=5)
     with pytest.raises(ValueError, match="torch_state_dict_stack"):
         naming.torch_state_dict_layers(m.state_dict())
+
+
+# ---- PyTorch's state conventions for every stack ----------------------------------------------
+
+@pytest.mark.parametrize("kind, kw", [
+    ("LSTM", dict(bidirectional=True, proj_size=2)),
+    ("GRU", dict(bidirectional=True)),
+    ("GRU", dict()),
+], ids=["lstm-bidir-proj", "gru-bidir", "gru"])
+def test_a_torch_initial_state_converts_and_gives_torchs_numbers(kind, kw, x):
+    m = module(kind, 10, input_size=4, hidden_size=5, num_layers=2, **kw)
+    rng = np.random.default_rng(0)
+    nd = 2 if kw.get("bidirectional") else 1
+    R = kw.get("proj_size") or 5
+    h0 = rng.uniform(-1, 1, (2 * nd, 3, R))
+    state = (h0, rng.uniform(-1, 1, (2 * nd, 3, 5))) if kind == "LSTM" else h0
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))
+    with torch.no_grad():
+        ty, tst = m(xt, tuple(torch.from_numpy(a) for a in state) if kind == "LSTM"
+                    else torch.from_numpy(state))
+    with stacklstm.Model.from_torch_state_dict(m.state_dict()) as model:
+        init = stacklstm.state_from_torch(state, layers=model.layers)
+        with model.session(3, 6) as s:
+            y, fin = s.forward(x.astype(np.float32), initial_state=init)
+        back = stacklstm.state_to_torch(fin, layers=model.layers)
+    np.testing.assert_allclose(y, ty.numpy().transpose(1, 0, 2), atol=ATOL, rtol=0)
+    if kind == "LSTM":
+        for got, want in zip(back, tst):
+            np.testing.assert_allclose(got, want.numpy(), atol=ATOL, rtol=0)
+    else:
+        np.testing.assert_allclose(back, tst.numpy(), atol=ATOL, rtol=0)
+
+
+def test_per_layer_torch_states_convert_for_a_stack_of_different_modules():
+    layers = [Layer.gru(4, reset_after=True, direction="bidirectional"),
+              Layer.lstm(3, proj_size=2)]
+    per_layer = [np.arange(24.0).reshape(2, 3, 4),
+                 (np.zeros((1, 3, 2)), np.ones((1, 3, 3)))]
+    state = stacklstm.state_from_torch(per_layer, layers=layers)
+    assert state[0].bw.tolist() == per_layer[0][1].tolist()
+    assert state[1].c.shape == (3, 3) and state[1].h.shape == (3, 2)
+    back = stacklstm.state_to_torch(state, layers=layers)
+    assert np.array_equal(back[0], per_layer[0]) and np.array_equal(back[1][1], per_layer[1][1])
+
+
+def test_a_torch_state_of_the_wrong_depth_is_refused_naming_the_expected_shape():
+    with pytest.raises(ValueError, match=r"h must be \[4, batch, H\]"):
+        stacklstm.state_from_torch(np.zeros((2, 3, 5)),
+                                   layers=[Layer.gru(5, direction="bidirectional")] * 2)
