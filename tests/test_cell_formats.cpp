@@ -691,6 +691,27 @@ TEST_CASE("cuDNN GRU: W, R, bW, bR are W_x, W_h, b_x, b_h (linear layers r, z, h
   CHECK(cudnn.at(0, "bR_reverse") == floats({22, 23, 24}));
 }
 
+TEST_CASE("cuDNN's tensors are PyTorch's for every stack both express (PyTorch's golden "
+          "numbers cover cuDNN)",
+          "[formats][cells]") {
+  const std::size_t pt = column_of(SLSTM_FORMAT_PYTORCH), cudnn = column_of(SLSTM_FORMAT_CUDNN);
+  int checked = 0;
+  for (const Variant& v : variants()) {
+    if (*v.refused[pt] != '\0' || *v.refused[cudnn] != '\0') continue;
+    INFO(v.name);
+    ++checked;
+    auto m = random_model(v.stack, 31);
+    const Tensors a = export_as(m.get(), v.stack, SLSTM_FORMAT_PYTORCH);
+    const Tensors b = export_as(m.get(), v.stack, SLSTM_FORMAT_CUDNN);
+    REQUIRE(a.data.size() == b.data.size());
+    for (std::size_t k = 0; k < a.data.size(); ++k) {
+      CHECK(t::bitwise_equal(a.data[k], b.data[k]));
+      CHECK(a.info[k].direction == b.info[k].direction);
+    }
+  }
+  CHECK(checked >= 4);
+}
+
 TEST_CASE("a forward BasicLSTMCell layer in a mixed stack is written exactly as in a basic stack",
           "[formats][cells]") {
   // Layer 0 of "lstm bidirectional" is a plain LSTM: its tensors in every format are those of
