@@ -479,3 +479,22 @@ def test_the_torch_lstm_module_refuses_a_stack_it_cannot_stand_for():
     with stacklstm.Model.random(4, layers=[Layer.gru(3)]) as m:
         with pytest.raises(ValueError, match="layer 0 is Layer\\('gru', 3\\)"):
             torch_mod.LSTM.from_model(m)
+
+
+# ---- model files ----------------------------------------------------------------------------
+
+def test_a_mixed_stack_survives_its_model_file_image_bitwise():
+    with stacklstm.Model.random(4, layers=MIXED, seed=12, forget_bias=0.25) as m:
+        with stacklstm.Model.from_bytes(m.to_bytes()) as m2:
+            assert m2.layers == m.layers and m2.forget_bias == 0.25
+            for a, b in zip(m.export("canonical"), m2.export("canonical")):
+                for k in a:
+                    assert np.array_equal(a[k], b[k]), k
+
+
+def test_a_mixed_stack_pickles_to_the_same_layers(tmp_path):
+    import pickle
+    with stacklstm.Model.random(4, layers=MIXED, seed=13) as m:
+        m2 = pickle.loads(pickle.dumps(m))
+        assert m2.layers == m.layers and m2.output_size == m.output_size
+        m2.close()
