@@ -193,12 +193,26 @@ def state_to_torch(state: Sequence[Any], layers: Optional[Sequence[Any]] = None)
     return [(h[None].astype(np.float32), c[None].astype(np.float32)) for h, c in pairs]
 
 
-def state_from_keras(states: Any) -> List[LSTMStateTuple]:
+def _keras_order(L: Any) -> List[Tuple[int, str]]:
+    """(direction, piece) of a layer's Keras states in Keras' order: an LSTM's [h, c], a
+    GRU's [h], a Bidirectional layer's forward states then backward ones."""
+    pieces = ["h", "c"] if L.cell == "lstm" else ["h"]
+    return [(d, p) for d in range(L.directions) for p in pieces]
+
+
+def state_from_keras(states: Any, layers: Optional[Sequence[Any]] = None) -> List[Any]:
     """Keras' LSTM states -> this package's [LSTMStateTuple(c, h)] per layer (NumPy).
 
     `states`: a list with one [h, c] per layer (each [batch, H_l]), as a stack of LSTM
     layers with return_state=True gives them or StackedRNNCells keeps them; or the flat list
-    [h_0, c_0, h_1, c_1, ...]."""
+    [h_0, c_0, h_1, c_1, ...].
+
+    With `layers` (model.layers) any stack Keras has: per layer Keras' states (an LSTM's
+    [h, c], a GRU's [h] or h, a Bidirectional layer's [h_fw, c_fw, h_bw, c_bw] or
+    [h_fw, h_bw], as return_state gives them), as a list per layer or one flat list; the
+    result is per layer an LSTMStateTuple, a GRU's h or a BidirectionalState."""
+    if layers is not None:
+        return _stack_from_keras(states, layers)
     if not isinstance(states, (list, tuple)) or not states:
         raise TypeError("state_from_keras: expected a list of per-layer [h, c], got %s"
                         % type(states).__name__)
@@ -217,9 +231,60 @@ def state_from_keras(states: Any) -> List[LSTMStateTuple]:
     return out
 
 
-def state_to_keras(state: Sequence[Any]) -> List[List[np.ndarray]]:
+def _stack_from_keras(states: Any, layers: Sequence[Any]) -> List[Any]:
+    from .layers import BidirectionalState
+    if not isinstance(states, (list, tuple)):
+        raise TypeError("state_from_keras: expected a list, got %s" % type(states).__name__)
+    orders = [_keras_order(L) for L in layers]
+    if all(_is_array(p) for p in states):   # one flat list
+        want = sum(len(o) for o in orders)
+        if len(states) != want:
+            raise ValueError("state_from_keras: %d arrays, these layers' Keras states are %d "
+                             "(%s)" % (len(states), want, "; ".join(
+                                 ", ".join(("%s_%s" % (p, "fw" if d == 0 else "bw"))
+                                           if L.directions == 2 else p for d, p in o)
+                                 for L, o in zip(layers, orders))))
+        grouped, k = [], 0
+        for o in orders:
+            grouped.append(list(states[k:k + len(o)]))
+            k += len(o)
+        states = grouped
+    if len(states) != len(layers):
+        raise ValueError("state_from_keras: %d states for %d layers" % (len(states),
+                                                                       len(layers)))
+    out = []
+    for l, (entry, L, o) in enumerate(zip(states, layers, orders)):
+        if _is_array(entry) and len(o) == 1:
+            entry = [entry]
+        if not isinstance(entry, (list, tuple)) or len(entry) != len(o):
+            raise ValueError("state_from_keras: layer %d (%r) takes %d arrays (%s), got %s"
+                             % (l, L, len(o), ", ".join(p for _, p in o), describe(entry)))
+        got = {key: _array(a) for key, a in zip(o, entry)}
+        for key, a in got.items():
+            if a.ndim != 2:
+                raise ValueError("state_from_keras: layer %d: %s must be [batch, width], got "
+                                 "%s" % (l, key[1], a.shape))
+        dirs = [LSTMStateTuple(got[(d, "c")], got[(d, "h")]) if L.cell == "lstm"
+                else got[(d, "h")] for d in range(L.directions)]
+        out.append(dirs[0] if L.directions == 1 else BidirectionalState(*dirs))
+    return out
+
+
+def state_to_keras(state: Sequence[Any], layers: Optional[Sequence[Any]] = None
+                   ) -> List[List[np.ndarray]]:
     """This package's [LSTMStateTuple(c, h)] -> Keras' list with one [h, c] per layer (each
-    [batch, H_l], float32 NumPy)."""
+    [batch, H_l], float32 NumPy). With `layers` (model.layers): per layer Keras' list for
+    that layer (state_from_keras' inverse)."""
+    if layers is not None:
+        if not isinstance(state, (list, tuple)) or len(state) != len(layers):
+            raise TypeError("state_to_keras: expected one state per layer (%d), got %s"
+                            % (len(layers), describe(state)))
+        result = []
+        for s, L in zip(state, layers):
+            dirs = [s.fw, s.bw] if L.directions == 2 else [s]
+            result.append([np.asarray(getattr(dirs[d], p) if L.cell == "lstm" else dirs[d],
+                                      dtype=np.float32) for d, p in _keras_order(L)])
+        return result
     return [[h.astype(np.float32, copy=False), c.astype(np.float32, copy=False)]
             for h, c in _layers(state, "state_to_keras")]
 

@@ -498,3 +498,21 @@ def test_a_mixed_stack_pickles_to_the_same_layers(tmp_path):
         m2 = pickle.loads(pickle.dumps(m))
         assert m2.layers == m.layers and m2.output_size == m.output_size
         m2.close()
+
+
+# ---- Keras' state order for every stack (no Keras needed) -----------------------------------
+
+def test_keras_states_of_a_mixed_stack_convert_both_ways():
+    layers = [Layer.lstm(2, direction="bidirectional"), Layer.gru(3)]
+    flat = [np.full((1, 2), v, np.float32) for v in (1, 2, 3, 4)] + [np.full((1, 3), 5.0)]
+    state = stacklstm.state_from_keras(flat, layers=layers)
+    assert state[0].fw.h[0, 0] == 1 and state[0].fw.c[0, 0] == 2
+    assert state[0].bw.h[0, 0] == 3 and state[0].bw.c[0, 0] == 4 and state[1][0, 0] == 5
+    back = stacklstm.state_to_keras(state, layers=layers)
+    assert [a[0, 0] for a in back[0]] == [1, 2, 3, 4] and back[1][0][0, 0] == 5
+
+
+def test_a_keras_state_list_of_the_wrong_length_names_what_each_layer_takes():
+    layers = [Layer.lstm(2, direction="bidirectional"), Layer.gru(3)]
+    with pytest.raises(ValueError, match="h_fw, c_fw, h_bw, c_bw; h"):
+        stacklstm.state_from_keras([np.zeros((1, 2))] * 3, layers=layers)

@@ -83,10 +83,23 @@ def test_final_states_of_a_bidirectional_layer_are_kerass(x):
     _, h_fw, c_fw, h_bw, c_bw = km.predict(x, verbose=0)
     with stacklstm.Model.from_keras(km) as m:
         _, fin = ours(m, x)
+        keras_order = stacklstm.state_to_keras(fin, layers=m.layers)
     assert isinstance(fin[0], BidirectionalState)
-    for got, want in ((fin[0].fw.h, h_fw), (fin[0].fw.c, c_fw), (fin[0].bw.h, h_bw),
-                      (fin[0].bw.c, c_bw)):
+    for got, want in zip(keras_order[0], (h_fw, c_fw, h_bw, c_bw)):
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+def test_a_keras_initial_state_converts_and_gives_kerass_numbers(x):
+    inp, h0 = keras.Input((None, 4)), keras.Input((3,))
+    km = randomised(keras.Model([inp, h0], L.GRU(3, return_sequences=True, reset_after=False)(
+        inp, initial_state=[h0])), 6)
+    h = np.random.default_rng(9).uniform(-1, 1, (3, 3))
+    want = km.predict([x, h], verbose=0)
+    with stacklstm.Model.from_keras(km) as m:
+        init = stacklstm.state_from_keras([h], layers=m.layers)
+        with m.session(3, 6) as s:
+            got, _ = s.forward(x.astype(np.float32), initial_state=init)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
 
 
 def test_masked_steps_of_a_bidirectional_layer_read_like_sequence_lengths(x):
