@@ -10,8 +10,11 @@ Callers submit either
   stream in the same batched call.
 * **whole sequences**: ``submit_sequence(x, initial_state=None)`` with ``x`` ``[T, D]``
   (1 <= T <= max_time, T may differ per request). The result is ``(outputs [T, H_last],
-  final_state)``, ``final_state`` one ``LSTMStateTuple(c [1, H_l], h [1, H_l])`` per layer:
-  the numbers of ``session.forward(x[None], initial_state)`` for that request alone.
+  final_state)``, ``final_state`` one ``LSTMStateTuple(c [1, H_l], h [1, H_l])`` per layer
+  (for other stacks, each layer's state as Session.forward gives it: a GRU's h,
+  BidirectionalState, ...): the numbers of ``session.forward(x[None], initial_state)`` for
+  that request alone. Stacks with a reverse or bidirectional layer take sequences only
+  (``max_streams=0``: stream slots need unidirectional stacks).
   Sequences carry no stream state; they are independent of each other and of the streams.
 
 A worker thread takes what has arrived: when the first request of a window arrives it waits
@@ -64,7 +67,7 @@ from typing import Any, Dict, Hashable, List, Optional, Tuple
 import numpy as np
 
 from .model import Model, Session, _f32
-from .state import LSTMStateTuple
+from .state import map_layer_state, zip_layer_states
 
 __all__ = ["Batcher", "BatcherClosedError", "UnknownStreamError", "StreamExistsError"]
 
@@ -336,7 +339,7 @@ class Batcher:
         return self.submit_frame(stream_id, x).result(timeout)
 
     def sequence(self, x: Any, initial_state: Any = None, timeout: Optional[float] = None
-                 ) -> Tuple[np.ndarray, List[LSTMStateTuple]]:
+                 ) -> Tuple[np.ndarray, List[Any]]:
         """submit_sequence, waiting for the result."""
         return self.submit_sequence(x, initial_state).result(timeout)
 
@@ -355,7 +358,7 @@ class Batcher:
         return self.submit_reset_stream(stream_id, state).result(timeout)
 
     def stream_state(self, stream_id: Hashable, timeout: Optional[float] = None
-                     ) -> Tuple[LSTMStateTuple, ...]:
+                     ) -> Tuple[Any, ...]:
         """submit_stream_state, waiting for the state."""
         return self.submit_stream_state(stream_id).result(timeout)
 
@@ -379,7 +382,7 @@ class Batcher:
         return await self._await(self._req_frame(stream_id, x))
 
     async def asequence(self, x: Any, initial_state: Any = None
-                        ) -> Tuple[np.ndarray, List[LSTMStateTuple]]:
+                        ) -> Tuple[np.ndarray, List[Any]]:
         """submit_sequence, awaited."""
         return await self._await(self._req_sequence(x, initial_state))
 
@@ -395,7 +398,7 @@ class Batcher:
         """submit_reset_stream, awaited."""
         return await self._await(self._req_stream_op(_RESET, stream_id, state))
 
-    async def astream_state(self, stream_id: Hashable) -> Tuple[LSTMStateTuple, ...]:
+    async def astream_state(self, stream_id: Hashable) -> Tuple[Any, ...]:
         """submit_stream_state, awaited."""
         return await self._await(self._req_stream_op(_STATE, stream_id))
 
@@ -578,8 +581,7 @@ class Batcher:
         if r.kind == _RESET:
             s.reset(slot, r.state)
             return None
-        return tuple(LSTMStateTuple(np.array(t.c, copy=True), np.array(t.h, copy=True))
-                     for t in s.get_state(slot))
+        return tuple(map_layer_state(np.copy, t) for t in s.get_state(slot))
 
     def _run_frames(self, frames):
         ready, slots = [], []
@@ -612,7 +614,7 @@ class Batcher:
 
     def _one_sequence(self, r):
         out, fin = self._session.forward(r.x[None], initial_state=r.state)
-        return out[0], [LSTMStateTuple(t.c.copy(), t.h.copy()) for t in fin]
+        return out[0], [map_layer_state(np.copy, t) for t in fin]
 
     def _run_sequences(self, seqs):
         """Sorted by length and cut into calls whose padded steps (rows x longest) exceed
@@ -651,8 +653,7 @@ class Batcher:
             zeros = np.zeros(self._model.state_count(1), np.float32)
             rows = [self._model.unpack_state(zeros if r.state is None else r.state, 1)
                     for r in seqs]
-            init = [LSTMStateTuple(np.concatenate([row[l].c for row in rows]),
-                                   np.concatenate([row[l].h for row in rows]))
+            init = [zip_layer_states(np.concatenate, [row[l] for row in rows])
                     for l in range(len(self._model.hidden_sizes))]
         try:
             out, fin = self._session.forward(x, initial_state=init, sequence_lengths=lens)
@@ -668,5 +669,5 @@ class Batcher:
         self._stats["sequences"] += B
         for i, r in enumerate(seqs):
             r.future.set_result((out[i, :lens[i]],
-                                 [LSTMStateTuple(t.c[i:i + 1].copy(), t.h[i:i + 1].copy())
+                                 [map_layer_state(lambda a: a[i:i + 1].copy(), t)
                                   for t in fin]))

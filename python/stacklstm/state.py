@@ -289,6 +289,30 @@ def state_to_keras(state: Sequence[Any], layers: Optional[Sequence[Any]] = None
             for h, c in _layers(state, "state_to_keras")]
 
 
+def map_layer_state(fn: Any, s: Any) -> Any:
+    """One layer's state (LSTMStateTuple, a GRU's h, BidirectionalState) with `fn` applied
+    to each of its arrays, in the same structure."""
+    from .layers import BidirectionalState
+    if isinstance(s, BidirectionalState):
+        return BidirectionalState(map_layer_state(fn, s.fw), map_layer_state(fn, s.bw))
+    if is_state_tuple(s):
+        return LSTMStateTuple(fn(s.c), fn(s.h))
+    return fn(s)
+
+
+def zip_layer_states(fn: Any, states: Sequence[Any]) -> Any:
+    """Layer states of one structure combined piece by piece: fn(list of arrays) per piece
+    (e.g. np.concatenate to stack batch rows)."""
+    from .layers import BidirectionalState
+    first = states[0]
+    if isinstance(first, BidirectionalState):
+        return BidirectionalState(zip_layer_states(fn, [s.fw for s in states]),
+                                  zip_layer_states(fn, [s.bw for s in states]))
+    if is_state_tuple(first):
+        return LSTMStateTuple(fn([s.c for s in states]), fn([s.h for s in states]))
+    return fn(list(states))
+
+
 def describe(state: Any) -> str:
     """A short description of what was passed, for error messages."""
     if isinstance(state, (list, tuple)):

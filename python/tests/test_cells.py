@@ -516,3 +516,24 @@ def test_a_keras_state_list_of_the_wrong_length_names_what_each_layer_takes():
     layers = [Layer.lstm(2, direction="bidirectional"), Layer.gru(3)]
     with pytest.raises(ValueError, match="h_fw, c_fw, h_bw, c_bw; h"):
         stacklstm.state_from_keras([np.zeros((1, 2))] * 3, layers=layers)
+
+
+# ---- the batcher ----------------------------------------------------------------------------
+
+def test_the_batcher_runs_sequences_of_a_bidirectional_stack_as_alone(x):
+    layers = [Layer.gru(4, direction="bidirectional", reset_after=True),
+              Layer.lstm(3, proj_size=2)]
+    with stacklstm.Model.random(4, layers=layers, seed=14) as m:
+        init = m.unpack_state(np.random.default_rng(3).standard_normal(
+            m.state_count(1)).astype(np.float32), 1)
+        from stacklstm.batcher import Batcher
+        with Batcher(m, max_batch=3, max_streams=0, max_time=5,
+                     max_wait_us=200000) as b:
+            futures = [b.submit_sequence(x[0, :5], init), b.submit_sequence(x[1, :2]),
+                       b.submit_sequence(x[2, :4], init)]
+            results = [f.result(30) for f in futures]
+        for k, (n, st) in enumerate([(5, init), (2, None), (4, init)]):
+            want_out, want_fin = run(m, x[k:k + 1, :n], "auto", initial_state=st)
+            assert np.array_equal(results[k][0], want_out[0])
+            for got, want in zip(_flat(results[k][1]), _flat(want_fin)):
+                assert np.array_equal(got, want)
