@@ -112,6 +112,10 @@ def _model_config(input_size: int, hidden_sizes: Optional[Sequence[int]],
         if hidden_sizes is not None:
             raise ValueError("give hidden_sizes or layers, not both")
         ls = _layers_arg(layers)
+        if not _has_symbol("slstm_format_tensors"):
+            raise RuntimeError("layers= needs libstacklstm 0.4 or newer; the library loaded "
+                               "(%s) is %s" % (_lib.library_path,
+                                               lib.slstm_version_string().decode()))
         arr = (_lib.LayerConfig * max(len(ls), 1))()
         for k, L in enumerate(ls):
             lib.slstm_layer_config_init_sized(ctypes.byref(arr[k]),
