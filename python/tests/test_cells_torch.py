@@ -214,3 +214,15 @@ def test_a_torch_state_of_the_wrong_depth_is_refused_naming_the_expected_shape()
     with pytest.raises(ValueError, match=r"h must be \[4, batch, H\]"):
         stacklstm.state_from_torch(np.zeros((2, 3, 5)),
                                    layers=[Layer.gru(5, direction="bidirectional")] * 2)
+
+
+def test_the_converter_writes_a_model_file_of_a_bidirectional_gru(tmp_path):
+    from stacklstm import convert
+    m = module("GRU", 11, input_size=4, hidden_size=5, num_layers=2, bidirectional=True)
+    src, dst = str(tmp_path / "gru.pt"), str(tmp_path / "gru.safetensors")
+    torch.save({k: v.float() for k, v in m.state_dict().items()}, src)
+    assert convert.main(["torch", src, dst]) == 0
+    with stacklstm.Model.load(dst) as model:
+        assert model.layers == (Layer.gru(5, reset_after=True, direction="bidirectional"),) * 2
+        x = np.random.default_rng(0).standard_normal((2, 3, 4))
+        np.testing.assert_allclose(ours(model, x)[0], torch_run(m, x)[0], atol=ATOL, rtol=0)
