@@ -236,11 +236,10 @@ void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size
     case SLSTM_FORMAT_KERAS:
     case SLSTM_FORMAT_KERAS_CUDNN: {
       const bool cudnn = format == SLSTM_FORMAT_KERAS_CUDNN;
-      if (cudnn && !lstm) {
-        refuse(format, l, "cell",
-               "it is SLSTM_CELL_GRU, and this library does not read or write Keras CuDNNGRU "
-               "weights (a CuDNNGRU is a reset-after GRU: SLSTM_FORMAT_CUDNN or "
-               "SLSTM_FORMAT_PYTORCH take its canonical weights)");
+      if (cudnn && !lstm && !s.reset_after) {
+        refuse(format, l, "gru_reset_after",
+               "it is 0, and Keras' CuDNNGRU applies the reset after the recurrent matmul "
+               "(gru_reset_after 1); SLSTM_FORMAT_KERAS expresses a reset-before GRU");
       }
       const char* keras = cudnn ? "Keras' CuDNNLSTM" : "Keras' LSTM";
       if (s.peepholes) {
@@ -449,21 +448,32 @@ LayerLayout layout(slstm_weight_format format, const LayerSpec& s, std::size_t l
         }
         break;
       }
-      case SLSTM_FORMAT_KERAS_CUDNN: {  // LSTM only (check_expressible)
+      case SLSTM_FORMAT_KERAS_CUDNN: {
+        // CuDNNLSTM (blocks i, f, c, o) and CuDNNGRU (blocks z, r, h, reset after): each
+        // column block of `kernel`, read in C order, is cuDNN's W_q [H, I]; each block of
+        // `recurrent_kernel` is R_q itself; `bias` is [input biases; recurrent biases].
+        const int* perm = lstm ? kIdentity : kZrhBlock;
         const int tk = add(name("kernel"), d, {i64(in), i64(gh)});
         const int trk = add(name("recurrent_kernel"), d, {i64(h), i64(gh)});
         const int tb = add(name("bias"), d, {i64(2 * gh)});
         Place wx, wh;
         wx.block = wh.block = h;
-        wx.nblocks = wh.nblocks = 4;
+        wx.nblocks = wh.nblocks = g;
         wx.cudnn_bytes = true;
-        for (int q = 0; q < 4; ++q) {
-          wx.b[q] = {tk, static_cast<std::size_t>(q) * h, gh, 0};
-          wh.b[q] = {trk, static_cast<std::size_t>(q) * h, gh, 1};
+        for (int q = 0; q < g; ++q) {
+          wx.b[q] = {tk, sz(perm[q]) * h, gh, 0};
+          wh.b[q] = {trk, sz(perm[q]) * h, gh, 1};
         }
         m.w_x = one(wx);
         m.w_h = one(wh);
-        m.bias = two(rows_of(tb, 1, gh, kIdentity, 1, 0), rows_of(tb, 1, gh, kIdentity, 1, gh));
+        const Place bx = rows_of(tb, g, h, perm, 1, 0);
+        const Place bh = rows_of(tb, g, h, perm, 1, gh);
+        if (lstm) {
+          m.bias = two(bx, bh);  // b = first half + second half
+        } else {
+          m.bias = one(bx);  // b_x, b_h
+          m.bias_h = one(bh);
+        }
         break;
       }
       default:

@@ -259,21 +259,21 @@ std::vector<Variant> variants() {
        {"", "", "", "1.proj_size", "1.proj_size", "1.proj_size", "1.proj_size"}},
       {"lstm residual", after_plain(residual), {"", "", "", "", "", "", ""}},
       {"gru reset-before", after_plain(gru(4, 0)),
-       {"", "", "1.gru_reset_after", "", "1.cell", "", "1.gru_reset_after"}},
+       {"", "", "1.gru_reset_after", "", "1.gru_reset_after", "", "1.gru_reset_after"}},
       {"gru reset-after", after_plain(gru(4, 1)),
-       {"", "1.gru_reset_after", "", "", "1.cell", "", ""}},
+       {"", "1.gru_reset_after", "", "", "", "", ""}},
       {"gru reset-before reverse", after_plain(with_direction(gru(4, 0), rev)),
-       {"", "", "1.direction", "", "1.cell", "", "1.direction"}},
+       {"", "", "1.direction", "", "1.gru_reset_after", "", "1.direction"}},
       {"gru reset-after reverse", after_plain(with_direction(gru(4, 1), rev)),
-       {"", "1.gru_reset_after", "1.direction", "", "1.cell", "", "1.direction"}},
+       {"", "1.gru_reset_after", "1.direction", "", "", "", "1.direction"}},
       {"gru reset-before bidirectional", after_plain(with_direction(gru(4, 0), bi)),
-       {"", "", "1.gru_reset_after", "", "1.cell", "", "1.gru_reset_after"}},
+       {"", "", "1.gru_reset_after", "", "1.gru_reset_after", "", "1.gru_reset_after"}},
       {"gru reset-after bidirectional", after_plain(with_direction(gru(4, 1), bi)),
-       {"", "1.gru_reset_after", "", "", "1.cell", "", ""}},
+       {"", "1.gru_reset_after", "", "", "", "", ""}},
       {"mixed: bidirectional lstm, residual gru reset-after, lstm", mixed_a,
-       {"", "1.gru_reset_after", "", "", "1.cell", "", ""}},
+       {"", "1.gru_reset_after", "", "", "", "", ""}},
       {"mixed: reverse lstm, bidirectional gru reset-before, residual lstm", mixed_b,
-       {"", "", "0.direction", "", "1.cell", "", "0.direction"}},
+       {"", "", "0.direction", "", "1.gru_reset_after", "", "0.direction"}},
   };
 }
 
@@ -426,7 +426,8 @@ TEST_CASE("Keras: export then import is the identity for every stack Keras expre
   check_round_trips(SLSTM_FORMAT_KERAS, column_of(SLSTM_FORMAT_KERAS));
 }
 
-TEST_CASE("Keras CuDNNLSTM: export then import is the identity for every stack it expresses",
+TEST_CASE("Keras CuDNNLSTM / CuDNNGRU: export then import is the identity for every stack they "
+          "express",
           "[formats][cells]") {
   check_round_trips(SLSTM_FORMAT_KERAS_CUDNN, column_of(SLSTM_FORMAT_KERAS_CUDNN));
 }
@@ -462,7 +463,8 @@ TEST_CASE("Keras refuses peepholes, cell clipping and projections, naming the la
   check_refusals(SLSTM_FORMAT_KERAS, column_of(SLSTM_FORMAT_KERAS));
 }
 
-TEST_CASE("Keras CuDNNLSTM refuses GRU layers and every LSTM option, naming the layer and field",
+TEST_CASE("Keras CuDNNLSTM / CuDNNGRU refuse a reset-before GRU and every LSTM option, naming "
+          "the layer and field",
           "[formats][cells]") {
   check_refusals(SLSTM_FORMAT_KERAS_CUDNN, column_of(SLSTM_FORMAT_KERAS_CUDNN));
 }
@@ -673,6 +675,23 @@ TEST_CASE("Keras bidirectional: the forward/ layer's tensors, then the backward/
   CHECK(keras.at(0, "forward/kernel") == floats({2, 1, 3}));
   CHECK(keras.at(0, "backward/kernel") == floats({14, 13, 15}));
   CHECK(keras.at(0, "backward/bias") == floats({20, 19, 21, 23, 22, 24}));
+}
+
+TEST_CASE("Keras CuDNNGRU: the numbers tf_keras' own converter gives for a reset-after GRU",
+          "[formats][cells]") {
+  // Expected values: the canonical weights below in Keras GRU(reset_after=True) layout
+  // converted to CuDNNGRU by tf_keras' _convert_rnn_weights (saving/legacy/hdf5_format.py):
+  // column blocks z, r, h; each input block read in C order is cuDNN's W_q [H, I], each
+  // recurrent block is W_h,q itself; bias [6H] = [b_x; b_h] in z, r, h order.
+  Stack s;
+  s.input_size = 2;
+  s.layers = Layers{gru(2, 1)};
+  // Canonical (r, z, n): W_x [6, 2] = 1..12, W_h [6, 2] = 13..24, b_x = 25..30, b_h = 31..36.
+  auto m = counting_model(s);
+  Tensors k = export_as(m.get(), s, SLSTM_FORMAT_KERAS_CUDNN);
+  CHECK(k.at(0, "kernel") == floats({5, 6, 1, 2, 9, 10, 7, 8, 3, 4, 11, 12}));
+  CHECK(k.at(0, "recurrent_kernel") == floats({17, 18, 13, 14, 21, 22, 19, 20, 15, 16, 23, 24}));
+  CHECK(k.at(0, "bias") == floats({27, 28, 25, 26, 29, 30, 33, 34, 31, 32, 35, 36}));
 }
 
 TEST_CASE("cuDNN GRU: W, R, bW, bR are W_x, W_h, b_x, b_h (linear layers r, z, h), _reverse "
