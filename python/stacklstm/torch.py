@@ -24,7 +24,8 @@ call is queued on it like a torch kernel. The numbers are nn.LSTM's within the l
 accuracy rule (README, "Accuracy"): the same cell in float32, summed in another order.
 
 What nn.LSTM does and this module does not is refused, never approximated: bidirectional,
-proj_size, a dtype other than float32, autograd (this is inference only: inputs that
+proj_size (the library runs both, and nn.GRU: stacklstm.Model.from_torch_state_dict with
+Model.session, docs/python.md), a dtype other than float32, autograd (this is inference only: inputs that
 require grad with grad enabled are an error), and dropout in training mode (nn.LSTM's
 dropout acts in training only; in eval it is accepted and does nothing, as in nn.LSTM).
 bias=False gives zero biases, as nn.LSTM. Our extension: ``hidden_size`` may be a list, one
@@ -111,11 +112,13 @@ class LSTM(nn.Module):
                        dropout: float, bidirectional: bool, proj_size: int,
                        dtype: Any) -> List[int]:
         if bidirectional:
-            raise ValueError("stacklstm.torch.LSTM: bidirectional=True is not supported (the "
-                             "library runs forward layers only)")
+            raise ValueError("stacklstm.torch.LSTM: bidirectional=True is not supported by "
+                             "this module (the library runs it: stacklstm.Model."
+                             "from_torch_state_dict and Model.session)")
         if proj_size:
-            raise ValueError("stacklstm.torch.LSTM: proj_size=%r is not supported (LSTM "
-                             "layers without projection only)" % (proj_size,))
+            raise ValueError("stacklstm.torch.LSTM: proj_size=%r is not supported by this "
+                             "module (the library runs it: stacklstm.Model."
+                             "from_torch_state_dict and Model.session)" % (proj_size,))
         if dtype is not None and dtype != torch.float32:
             raise TypeError("stacklstm.torch.LSTM: dtype %s is not supported (the library "
                             "computes in float32)" % (dtype,))
