@@ -548,6 +548,19 @@ void import_layer(const LayerLayout& lay, Layer& layer, const slstm_tensor* t, s
       std::vector<float>& v = *item.v;
       if (m.n == 0 || v.empty()) continue;
       const std::size_t cols = item.cols, rows = v.size() / cols;
+      if (m.n == 1 && !m.p[0].cudnn_bytes) {  // a row at a time: copy or strided gather
+        for (std::size_t row = 0; row < rows; ++row) {
+          const float* src = element(m.p[0], t, row, 0, cols);
+          const std::size_t stride = m.p[0].b[row / m.p[0].block].col_stride;
+          float* dst = &v[row * cols];
+          if (stride == 1 || cols == 1) {
+            std::memcpy(dst, src, cols * sizeof(float));
+          } else {
+            for (std::size_t k = 0; k < cols; ++k) dst[k] = src[k * stride];
+          }
+        }
+        continue;
+      }
       for (std::size_t row = 0; row < rows; ++row) {
         for (std::size_t k = 0; k < cols; ++k) {
           float x = *element(m.p[0], t, row, k, cols);
@@ -624,6 +637,19 @@ void export_layer(const Model& model, std::size_t l, const LayerLayout& lay,
       if (m.n == 0 || v.empty()) continue;
       const bool bias = item.v == &layer.dir(d).bias;
       const std::size_t cols = item.cols, rows = v.size() / cols;
+      if (!bias && m.n == 1 && !m.p[0].cudnn_bytes) {  // a row at a time
+        for (std::size_t row = 0; row < rows; ++row) {
+          float* dst = element(m.p[0], t, row, 0, cols);
+          const std::size_t stride = m.p[0].b[row / m.p[0].block].col_stride;
+          const float* src = &v[row * cols];
+          if (stride == 1 || cols == 1) {
+            std::memcpy(dst, src, cols * sizeof(float));
+          } else {
+            for (std::size_t k = 0; k < cols; ++k) dst[k * stride] = src[k];
+          }
+        }
+        continue;
+      }
       for (std::size_t row = 0; row < rows; ++row) {
         for (std::size_t k = 0; k < cols; ++k) {
           *element(m.p[0], t, row, k, cols) =
