@@ -1,4 +1,5 @@
-"""stacklstm.torch: an inference-only drop-in for ``torch.nn.LSTM`` running on libstacklstm.
+"""stacklstm.torch: inference-only drop-ins for ``torch.nn.LSTM`` (and ``torch.nn.GRU``, see
+the class GRU) running on libstacklstm.
 
     import torch, stacklstm.torch
     ref = torch.nn.LSTM(16, 32, num_layers=2, batch_first=True)
@@ -57,9 +58,10 @@ except ImportError as _e:   # pragma: no cover (torch is installed where this is
 import numpy as np
 
 from .model import Model, Session, _F32
-from .naming import torch_state_dict_layers
+from .naming import to_torch_state_dict, torch_state_dict_layers
+from .state import state_from_torch, state_to_torch
 
-__all__ = ["LSTM"]
+__all__ = ["LSTM", "GRU"]
 
 State = Union[Tuple[torch.Tensor, torch.Tensor], List[Tuple[torch.Tensor, torch.Tensor]]]
 
@@ -512,3 +514,245 @@ def _lengths_of(batch_sizes: torch.Tensor) -> torch.Tensor:
     bs = batch_sizes.tolist()
     B = bs[0] if bs else 0
     return torch.tensor([sum(1 for n in bs if n > b) for b in range(B)], dtype=torch.int64)
+
+
+class GRU(nn.Module):
+    """nn.GRU's interface over a stacklstm.Model (inference only, CPU tensors).
+
+    ``GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, device=None, dtype=None)`` makes one with nn.GRU's initialisation
+    (uniform in ±1/sqrt(hidden_size), drawn from torch's RNG); ``GRU.from_torch(nn_gru)``,
+    ``GRU.from_state_dict(state_dict)`` and ``GRU.from_model(model)`` wrap trained weights.
+    ``forward(input, h_0=None)`` returns ``(output, h_n)`` with nn.GRU's shapes: input
+    [T, B, D] ([B, T, D] with batch_first, [T, D] unbatched, or a PackedSequence), h_0 and
+    h_n [num_layers * directions, B, H] (forward direction first), output [T, B, directions
+    * H]. The cell is PyTorch's (the reset applied after the recurrent matmul: a
+    stacklstm.Layer with gru_reset_after=True). ``state_dict()`` has nn.GRU's names, so either
+    module loads the other's. Refused, never approximated: autograd, dropout in training
+    mode, dtypes other than float32, and CUDA tensors (the library's CUDA backend runs
+    BasicLSTMCell stacks only: docs/cells.md)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if dtype is not None and dtype != torch.float32:
+            raise TypeError("stacklstm.torch.GRU: dtype %s is not supported (the library "
+                            "computes in float32)" % (dtype,))
+        H, L = int(hidden_size), int(num_layers)
+        if H < 1 or L < 1:
+            raise ValueError("hidden_size and num_layers must be >= 1, got %r and %r"
+                             % (hidden_size, num_layers))
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError("dropout must be in [0, 1], got %r" % (dropout,))
+        # nn.GRU.reset_parameters: every weight and bias uniform in ±1/sqrt(hidden_size).
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,)).item()))
+        k = 1.0 / math.sqrt(H)
+        sd: Dict[str, np.ndarray] = {}
+        I = int(input_size)
+        for l in range(L):
+            for suf in (["", "_reverse"] if bidirectional else [""]):
+                for name, shape in (("weight_ih", (3 * H, I)), ("weight_hh", (3 * H, H)),
+                                    ("bias_ih", (3 * H,)), ("bias_hh", (3 * H,))):
+                    a = rng.uniform(-k, k, shape).astype(np.float32)
+                    if name.startswith("bias") and not bias:
+                        a[:] = 0
+                    sd["%s_l%d%s" % (name, l, suf)] = a
+            I = H * (2 if bidirectional else 1)
+        self._setup(Model.from_torch_state_dict(sd), batch_first, dropout, bias)
+
+    @classmethod
+    def _wrap(cls, model: Model, batch_first: bool, dropout: float, bias: bool) -> "GRU":
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._setup(model, batch_first, dropout, bias)
+        return self
+
+    def _setup(self, model: Model, batch_first: bool, dropout: float, bias: bool) -> None:
+        layers = model.layers
+        first = layers[0]
+        for l, layer in enumerate(layers):
+            if (layer.cell, layer.gru_reset_after, layer.residual) != ("gru", True, False) or \
+                    layer.direction == "reverse" or \
+                    (layer.hidden_size, layer.direction) != (first.hidden_size,
+                                                             first.direction):
+                raise ValueError("stacklstm.torch.GRU: layer %d is %r; nn.GRU's layers are "
+                                 "reset-after GRUs of one size and direction (forward or "
+                                 "bidirectional)" % (l, layer))
+        self.model = model
+        self.input_size = model.input_size
+        self.hidden_size = first.hidden_size
+        self.num_layers = len(layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = first.direction == "bidirectional"
+        self.mode = "GRU"
+        self._sessions: Dict[Tuple[int, int], Session] = {}
+        self._sessions_lock = threading.Lock()
+
+    @classmethod
+    def from_torch(cls, gru: nn.Module) -> "GRU":
+        """The same network as `gru` (a torch.nn.GRU), with its batch_first, dropout, bias
+        and training flag; its weights are copied."""
+        if not isinstance(gru, nn.GRU):
+            raise TypeError("GRU.from_torch needs a torch.nn.GRU, got %s (a state_dict: "
+                            "GRU.from_state_dict)" % type(gru).__name__)
+        for name, p in gru.named_parameters():
+            if p.dtype != torch.float32:
+                raise TypeError("GRU.from_torch: %s is %s; convert the nn.GRU with .float() "
+                                "first (the library computes in float32)" % (name, p.dtype))
+        out = cls._wrap(Model.from_torch_state_dict(gru.state_dict()), gru.batch_first,
+                        gru.dropout, gru.bias)
+        out.train(gru.training)
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Any, batch_first: bool = False, prefix: str = "",
+                        dropout: float = 0.0) -> "GRU":
+        """From an nn.GRU's state_dict (``weight_ih_l0``, ..., ``..._reverse``), below
+        `prefix`. A state_dict without biases is bias=False (zeros)."""
+        model = Model.from_torch_state_dict(state_dict, prefix)
+        bias = any(k.startswith(prefix) and ("bias_ih_l" in k or "bias_hh_l" in k)
+                   for k in state_dict.keys())
+        return cls._wrap(model, batch_first, dropout, bias)
+
+    @classmethod
+    def from_model(cls, model: Model, batch_first: bool = False) -> "GRU":
+        """Around an existing stacklstm.Model of nn.GRU's layers; the model is shared."""
+        if not isinstance(model, Model):
+            raise TypeError("GRU.from_model needs a stacklstm.Model, got %s"
+                            % type(model).__name__)
+        return cls._wrap(model, batch_first, 0.0, True)
+
+    def extra_repr(self) -> str:
+        s = "%d, %d, num_layers=%d" % (self.input_size, self.hidden_size, self.num_layers)
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s + ", backend=libstacklstm"
+
+    def flatten_parameters(self) -> None:
+        """nn.GRU's cuDNN weight compaction; nothing to do here."""
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str,
+                            keep_vars: bool) -> None:
+        for name, a in to_torch_state_dict(self.model, single_module=True).items():
+            destination[prefix + name] = torch.from_numpy(a)
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
+                              local_metadata: Any, strict: bool, missing_keys: List[str],
+                              unexpected_keys: List[str], error_msgs: List[str]) -> None:
+        mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        try:
+            model = Model.from_torch_state_dict(mine)
+        except (ValueError, TypeError) as e:
+            error_msgs.append("stacklstm.torch.GRU: %s" % e)
+            return
+        if (model.input_size, model.layers) != (self.input_size, self.model.layers):
+            error_msgs.append("stacklstm.torch.GRU: the state_dict is a stack of input %d and "
+                              "layers %s, this module has input %d and %s"
+                              % (model.input_size, list(model.layers), self.input_size,
+                                 list(self.model.layers)))
+            return
+        with self._sessions_lock:
+            self._sessions = {}
+            self.model = model
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_sessions"] = {}
+        del state["_sessions_lock"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._sessions_lock = threading.Lock()
+
+    def _session(self, B: int, T: int) -> Session:
+        with self._sessions_lock:
+            for (mb, mt), s in self._sessions.items():
+                if mb >= B and mt >= T:
+                    return s
+            mb = max([_pow2(B)] + [k[0] for k in self._sessions])
+            mt = max([_pow2(T)] + [k[1] for k in self._sessions])
+            s = self.model.session(mb, mt)
+            self._sessions = {(mb, mt): s}
+        return s
+
+    def forward(self, input: Any, hx: Optional[torch.Tensor] = None) -> Tuple[Any, Any]:
+        """nn.GRU.forward: ``(output, h_n)`` (see the class doc for shapes)."""
+        packed = isinstance(input, nn.utils.rnn.PackedSequence)
+        if self.training and self.dropout > 0 and self.num_layers > 1:
+            raise RuntimeError("stacklstm.torch.GRU is inference-only: nn.GRU applies "
+                               "dropout=%g between layers in training mode, which this "
+                               "module does not; call .eval()" % self.dropout)
+        lengths = None
+        if packed:
+            x, lens = nn.utils.rnn.pad_packed_sequence(input, batch_first=self.batch_first)
+            lengths = lens.to(torch.int64).numpy()
+        else:
+            x = _as_tensor(input)
+        if torch.is_grad_enabled() and (x.requires_grad or (
+                isinstance(hx, torch.Tensor) and hx.requires_grad)):
+            raise RuntimeError("stacklstm.torch.GRU is inference-only (no autograd): an "
+                               "input requires grad; run under torch.no_grad() or "
+                               "torch.inference_mode(), or detach it")
+        if x.device.type != "cpu":
+            raise TypeError("stacklstm.torch.GRU runs on CPU tensors (the library's CUDA "
+                            "backend runs BasicLSTMCell stacks only), got a %s tensor"
+                            % x.device.type)
+        if x.dtype != torch.float32:
+            raise TypeError("input must be float32 (the module's weights are), got %s"
+                            % (x.dtype,))
+        if x.dim() not in (2, 3):
+            raise ValueError("input must be [T, B, D] ([B, T, D] with batch_first) or [T, D] "
+                             "unbatched, got shape %s" % (tuple(x.shape),))
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(0 if self.batch_first else 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError("input.size(-1) must be %d (input_size), got %d"
+                             % (self.input_size, x.shape[-1]))
+        B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        if B == 0:
+            raise ValueError("input has batch size 0")
+        if T == 0 and not packed:
+            raise ValueError("input has sequence length 0 (nn.GRU refuses it too)")
+        rows = self.num_layers * (2 if self.bidirectional else 1)
+        init = None
+        if hx is not None:
+            if not isinstance(hx, torch.Tensor):
+                raise TypeError("hx must be a tensor [num_layers * directions, batch, "
+                                "hidden_size], got %s" % type(hx).__name__)
+            want = (rows, self.hidden_size) if unbatched else (rows, B, self.hidden_size)
+            if tuple(hx.shape) != want:
+                raise ValueError("hx has shape %s, expected %s = [num_layers * directions, "
+                                 "%shidden_size]" % (tuple(hx.shape), want,
+                                                     "" if unbatched else "batch, "))
+            if hx.dtype != torch.float32 or hx.device.type != "cpu":
+                raise TypeError("hx must be a float32 CPU tensor, got %s on %s"
+                                % (hx.dtype, hx.device))
+            h0 = hx.detach().numpy()
+            if unbatched:
+                h0 = h0[:, None]
+            init = self.model.pack_state(state_from_torch(h0, layers=self.model.layers), B)
+        x = x.detach()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        session = self._session(B, T)
+        out, final = session.forward(x.numpy(), initial_state=init, sequence_lengths=lengths,
+                                     time_major=not self.batch_first)
+        h_n = torch.from_numpy(np.ascontiguousarray(
+            state_to_torch(final, layers=self.model.layers)))
+        y = torch.from_numpy(out)
+        if packed:
+            y = _repack(y, input, self.batch_first)
+        elif unbatched:
+            y = y.squeeze(0 if self.batch_first else 1)
+        if unbatched:
+            h_n = h_n.squeeze(1)
+        return y, h_n

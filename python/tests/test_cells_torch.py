@@ -226,3 +226,100 @@ def test_the_converter_writes_a_model_file_of_a_bidirectional_gru(tmp_path):
         assert model.layers == (Layer.gru(5, reset_after=True, direction="bidirectional"),) * 2
         x = np.random.default_rng(0).standard_normal((2, 3, 4))
         np.testing.assert_allclose(ours(model, x)[0], torch_run(m, x)[0], atol=ATOL, rtol=0)
+
+
+# ---- stacklstm.torch.GRU: nn.GRU's drop-in -------------------------------------------------
+
+def _gru_pair(**kw):
+    import stacklstm.torch as st
+    ref = module("GRU", 12, input_size=4, hidden_size=5, **kw).float()
+    return ref, st.GRU.from_torch(ref)
+
+
+@pytest.mark.parametrize("kw", [dict(num_layers=2), dict(num_layers=2, bidirectional=True),
+                                dict(batch_first=True, bidirectional=True)],
+                         ids=["stack", "bidirectional", "batch-first"])
+def test_the_gru_module_gives_nn_grus_output_and_state(kw):
+    ref, ours_mod = _gru_pair(**kw)
+    rows = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+    x = torch.randn((3, 6, 4) if kw.get("batch_first") else (6, 3, 4))
+    h0 = torch.randn(rows, 3, 5)
+    with torch.no_grad():
+        want, want_h = ref(x, h0)
+        got, got_h = ours_mod(x, h0)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(got_h.numpy(), want_h.numpy(), atol=ATOL, rtol=0)
+
+
+def test_the_gru_module_takes_packed_sequences_as_nn_gru():
+    ref, ours_mod = _gru_pair(num_layers=2, bidirectional=True)
+    x = torch.randn(6, 3, 4)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([4, 6, 1]),
+                                                     enforce_sorted=False)
+    with torch.no_grad():
+        want, want_h = ref(packed)
+        got, got_h = ours_mod(packed)
+    np.testing.assert_allclose(got.data.numpy(), want.data.numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(got_h.numpy(), want_h.numpy(), atol=ATOL, rtol=0)
+
+
+def test_the_gru_module_takes_an_unbatched_sequence():
+    ref, ours_mod = _gru_pair(bidirectional=True)
+    x = torch.randn(6, 4)
+    with torch.no_grad():
+        want, want_h = ref(x)
+        got, got_h = ours_mod(x)
+    assert got.shape == want.shape and got_h.shape == want_h.shape
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=ATOL, rtol=0)
+
+
+def test_the_gru_modules_state_dict_loads_into_nn_gru_and_back():
+    import stacklstm.torch as st
+    ref, ours_mod = _gru_pair(num_layers=2, bidirectional=True)
+    assert sorted(ours_mod.state_dict()) == sorted(ref.state_dict())
+    fresh = torch.nn.GRU(4, 5, num_layers=2, bidirectional=True)
+    fresh.load_state_dict(ours_mod.state_dict())
+    other = st.GRU(4, 5, num_layers=2, bidirectional=True)
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 3, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(fresh(x)[0].numpy(), ref(x)[0].numpy(), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(other(x)[0].numpy(), ref(x)[0].numpy(), atol=ATOL, rtol=0)
+
+
+def test_a_new_gru_module_has_nn_grus_shapes_and_initial_range():
+    import stacklstm.torch as st
+    g = st.GRU(4, 5, num_layers=2, bidirectional=True, bias=False)
+    sd = g.state_dict()
+    assert sd["weight_ih_l1_reverse"].shape == (15, 10)
+    assert float(sd["weight_hh_l0"].abs().max()) <= 1 / np.sqrt(5)
+    assert not sd["bias_ih_l0"].any() and not sd["bias_hh_l1_reverse"].any()
+
+
+@pytest.mark.parametrize("call, error, what", [
+    (lambda g: g(torch.randn(6, 3, 4, requires_grad=True)), RuntimeError, "inference-only"),
+    (lambda g: g(torch.randn(6, 3, 4).double()), TypeError, "float32"),
+    (lambda g: g(torch.randn(6, 3, 4), torch.zeros(1, 3, 5)), ValueError,
+     r"hx has shape \(1, 3, 5\), expected \(2, 3, 5\)"),
+    (lambda g: g(torch.randn(6, 3, 7)), ValueError, "input_size"),
+], ids=["grad", "dtype", "hx-shape", "input-size"])
+def test_the_gru_module_refuses_what_it_does_not_compute(call, error, what):
+    _, ours_mod = _gru_pair(bidirectional=True)
+    with pytest.raises(error, match=what):
+        call(ours_mod)
+
+
+def test_the_gru_module_refuses_a_model_nn_gru_cannot_be():
+    import stacklstm.torch as st
+    with stacklstm.Model.random(4, layers=[Layer.gru(5)]) as m:   # reset before
+        with pytest.raises(ValueError, match="reset-after GRUs"):
+            st.GRU.from_model(m)
+
+
+def test_the_gru_module_pickles_with_its_weights():
+    import pickle
+    ref, ours_mod = _gru_pair(num_layers=2)
+    again = pickle.loads(pickle.dumps(ours_mod))
+    x = torch.randn(6, 3, 4)
+    with torch.no_grad():
+        assert torch.equal(again(x)[0], ours_mod(x)[0])
