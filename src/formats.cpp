@@ -7,6 +7,7 @@
 // shape checks, slstm_format_tensors, import and export, so they cannot disagree; what a
 // format cannot express is refused there, naming the layer's field and the format.
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -94,8 +95,8 @@ struct Place {
   std::size_t block = 0;
   int nblocks = 0;
   Block b[4];
-  // Keras CuDNNLSTM's input kernel: column block q, read in C order, is W_q [block, cols] (see
-  // the header), so element (u, k) is the n = u * cols + k-th of the block, at
+  // Keras CuDNNLSTM/CuDNNGRU input kernels: column block q, read in C order, is W_q [block,
+  // cols] (see the header), so element (u, k) is the n = u * cols + k-th of the block, at
   // base + (n / block) * row_stride + n % block.
   bool cudnn_bytes = false;
 };
@@ -177,7 +178,11 @@ VecMap two(const Place& a, const Place& b) {
                                   " (SLSTM_FORMAT_CANONICAL takes every layer; docs/cells.md)");
 }
 
-std::string num_str(float v) { return std::to_string(v); }
+std::string num_str(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
+}
 
 // Refuses what `format` cannot express of layer `l` (docs/cells.md, README "Weights").
 void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size_t l) {
