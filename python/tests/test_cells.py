@@ -537,3 +537,24 @@ def test_the_batcher_runs_sequences_of_a_bidirectional_stack_as_alone(x):
             assert np.array_equal(results[k][0], want_out[0])
             for got, want in zip(_flat(results[k][1]), _flat(want_fin)):
                 assert np.array_equal(got, want)
+
+
+# ---- how states travel to and from a Ray Serve replica (no Ray needed) ----------------------
+
+def test_states_of_any_stack_travel_to_a_replica_and_back_unchanged():
+    from stacklstm.ray import serve as ss
+    layers = [Layer.gru(3), Layer.lstm(4, proj_size=2), Layer.gru(2, direction="bidirectional")]
+    with stacklstm.Model.random(3, layers=layers) as m:
+        packed = np.arange(m.state_count(1), dtype=np.float32)
+        state = m.unpack_state(packed, 1)
+        arrived = ss._tuples(ss._pairs(state))   # client -> replica
+        assert np.array_equal(m.pack_state(arrived, 1), packed)
+        back = ss._pairs([ss._travel(t) for t in arrived])   # replica -> client
+        assert np.array_equal(m.pack_state(ss._tuples(back), 1), packed)
+
+
+def test_lstm_states_still_travel_as_c_h_pairs():
+    from stacklstm.ray import serve as ss
+    st = [LSTMStateTuple(np.zeros((1, 2)), np.ones((1, 2)))]
+    sent = ss._pairs(st)
+    assert isinstance(sent[0], tuple) and sent[0][1].tolist() == [[1, 1]]

@@ -66,7 +66,9 @@ from . import load_model, require_ray
 __all__ = ["LSTMReplica", "StreamsClient", "StreamStateLostError", "deploy", "shard_of"]
 
 _StreamId = Union[str, int]          # a stream id (hashed the same in every process)
-_Pairs = List[Tuple[np.ndarray, np.ndarray]]   # a state as it travels: (c, h) per layer
+# A state as it travels: per layer (c, h) for an LSTM layer, the array h for a GRU layer,
+# BidirectionalState(fw, bw) of those for a bidirectional layer (sequences only).
+_Pairs = List[Any]
 
 
 class StreamStateLostError(RuntimeError):
@@ -141,8 +143,8 @@ class LSTMReplica:
 
     async def sequence(self, x: Any, initial_state: Optional[_Pairs] = None
                        ) -> Tuple[np.ndarray, _Pairs]:
-        out, fin = await self.batcher.asequence(x, initial_state)
-        return out, [(t.c, t.h) for t in fin]
+        out, fin = await self.batcher.asequence(x, _tuples(initial_state))
+        return out, [_travel(t) for t in fin]
 
     async def open_stream(self, stream_id: _StreamId, state: Optional[_Pairs] = None) -> str:
         await self.batcher.aopen_stream(stream_id, _tuples(state))
@@ -179,7 +181,7 @@ class LSTMReplica:
         await self.batcher.areset_stream(stream_id, _tuples(state))
 
     async def stream_state(self, stream_id: _StreamId) -> _Pairs:
-        return [(t.c, t.h) for t in await self.batcher.astream_state(stream_id)]
+        return [_travel(t) for t in await self.batcher.astream_state(stream_id)]
 
     async def ping(self) -> None:
         """Does nothing: what a request costs in Ray Serve alone (bench/serving)."""
@@ -196,13 +198,34 @@ class LSTMReplica:
             pass
 
 
-def _tuples(state):
-    """(c, h) pairs per layer (as they travel) -> LSTMStateTuple list; None stays None."""
+def _travel(t: Any) -> Any:
+    """One layer's state as it travels: (c, h) for an LSTM layer, the array h for a GRU
+    layer, BidirectionalState of those."""
+    from ..layers import BidirectionalState
+    from ..state import is_state_tuple
+    if isinstance(t, BidirectionalState):
+        return BidirectionalState(_travel(t.fw), _travel(t.bw))
+    if is_state_tuple(t):
+        return (t.c, t.h)
+    return t
+
+
+def _tuples(state: Any) -> Any:
+    """Per-layer states as they travel ((c, h), h, BidirectionalState) -> the package's
+    (LSTMStateTuple, h, BidirectionalState), each piece [1, width]; None stays None."""
     if state is None:
         return None
+    from ..layers import BidirectionalState
     from ..state import LSTMStateTuple
-    return [LSTMStateTuple(np.asarray(c, np.float32).reshape(1, -1),
-                           np.asarray(h, np.float32).reshape(1, -1)) for c, h in state]
+
+    def one(t: Any) -> Any:
+        if isinstance(t, BidirectionalState):
+            return BidirectionalState(one(t.fw), one(t.bw))
+        if isinstance(t, (tuple, list)) and len(t) == 2:
+            return LSTMStateTuple(np.asarray(t[0], np.float32).reshape(1, -1),
+                                  np.asarray(t[1], np.float32).reshape(1, -1))
+        return np.asarray(t, np.float32).reshape(1, -1)
+    return [one(t) for t in state]
 
 
 def _is_replica_loss(e: BaseException) -> bool:
@@ -270,8 +293,9 @@ class StreamsClient:
 
     # streams
     def open_stream(self, stream_id: _StreamId, state: Any = None) -> str:
-        """Opens the stream on its shard (from zeros or `state`: one (c, h) per layer, e.g. a
-        checkpoint from stream_state). Returns the replica's incarnation id."""
+        """Opens the stream on its shard (from zeros or `state`: one (c, h) per layer -- a GRU
+        layer's h alone --, e.g. a checkpoint from stream_state). Returns the replica's
+        incarnation id."""
         return self._stream_call(stream_id, "open_stream", _pairs(state))
 
     def frame(self, stream_id: _StreamId, x: Any) -> np.ndarray:
@@ -283,7 +307,8 @@ class StreamsClient:
         return self._stream_call(stream_id, "frames", np.asarray(xs, np.float32))
 
     def stream_state(self, stream_id: _StreamId) -> _Pairs:
-        """The stream's state (one (c, h) per layer, each [1, H_l]): a checkpoint."""
+        """The stream's state (one (c, h) per layer, each [1, H_l]; a GRU layer's h alone):
+        a checkpoint."""
         return self._stream_call(stream_id, "stream_state")
 
     def reset_stream(self, stream_id: _StreamId, state: Any = None) -> None:
@@ -381,10 +406,22 @@ class StreamsClient:
         return self._handles[shard].info.remote().result(timeout_s=self.timeout_s)
 
 
-def _pairs(state):
+def _pairs(state: Any) -> Any:
+    """A caller's per-layer states in the form they travel (see _travel); None stays None."""
     if state is None:
         return None
-    return [(np.asarray(t[0], np.float32), np.asarray(t[1], np.float32)) for t in state]
+    from ..layers import BidirectionalState
+    from ..state import is_state_tuple
+
+    def one(t: Any) -> Any:
+        if isinstance(t, BidirectionalState):
+            return BidirectionalState(one(t.fw), one(t.bw))
+        if is_state_tuple(t):
+            return (np.asarray(t.c, np.float32), np.asarray(t.h, np.float32))
+        if isinstance(t, (tuple, list)) and len(t) == 2:
+            return (np.asarray(t[0], np.float32), np.asarray(t[1], np.float32))
+        return np.asarray(t, np.float32)
+    return [one(t) for t in state]
 
 
 def deploy(model: Any, shards: int = 1, name: str = "stacklstm", max_batch: int = 32,
