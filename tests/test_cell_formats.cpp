@@ -994,6 +994,32 @@ TEST_CASE("export refuses a GRU whose folded b_x + b_h overflows float32 and wri
   export_as(m.get(), s, SLSTM_FORMAT_ONNX);
 }
 
+TEST_CASE("export refuses a reverse direction whose folded forget_bias overflows float32 and "
+          "writes nothing",
+          "[formats][cells]") {
+  Stack s;
+  s.input_size = 1;
+  s.forget_bias = 3e38f;
+  s.layers = Layers{with_direction(lstm(2), SLSTM_DIRECTION_BIDIRECTIONAL)};
+  Tensors canonical = poisoned_tensors(s, SLSTM_FORMAT_CANONICAL);
+  for (auto& d : canonical.data) {
+    for (float& x : d) x = 0.0f;
+  }
+  canonical.data[5][3] = 3e38f;  // the reverse direction's b, f block (rows 2-3), unit 1
+  auto m = import_as(s, SLSTM_FORMAT_CANONICAL, canonical);
+  for (slstm_weight_format format : {SLSTM_FORMAT_PYTORCH, SLSTM_FORMAT_ONNX, SLSTM_FORMAT_CUDNN,
+                                     SLSTM_FORMAT_KERAS, SLSTM_FORMAT_KERAS_CUDNN}) {
+    INFO(name_of(format));
+    Tensors buf = poisoned_tensors(s, format);
+    auto out = buf.out();
+    CHECK(slstm_model_export(m.get(), format, out.data(), out.size()) == SLSTM_ERR_OUT_OF_RANGE);
+    CHECK_THAT(slstm_last_error(), Catch::Contains("forget_bias") &&
+                                       Catch::Contains("layer 0 (reverse direction) unit 1"));
+    for (const auto& d : buf.data) CHECK(t::count_poison(d) == d.size());
+  }
+  export_as(m.get(), s, SLSTM_FORMAT_TF);  // TF keeps forget_bias apart: nothing to fold
+}
+
 TEST_CASE("folding a reset-before GRU's b_h into b_x (TF, Keras) keeps its outputs within "
           "rounding",
           "[formats][cells]") {
