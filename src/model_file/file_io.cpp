@@ -118,17 +118,15 @@ int create_temp(const SaveTarget& s, const std::string& path, std::string* temp)
   return f;
 }
 
-// The image (length, header, tensors in layer order) into fd; throws std::system_error.
+// The image (length, header, tensors in file order) into fd; throws std::system_error.
 void write_image(int fd, const std::string& text, const Model& model) {
   unsigned char len[8];
   encode_length(text.size(), len);
   write_full(fd, len, 8);
   write_full(fd, text.data(), text.size());
-  for (const Layer& layer : model.layers()) {
-    for (const std::vector<float>* v : {&layer.w_x, &layer.w_h, &layer.bias}) {
-      write_full(fd, v->data(), v->size() * sizeof(float));
-    }
-  }
+  for_each_tensor(model, [fd](std::size_t, int, int, const std::vector<float>& v) {
+    write_full(fd, v.data(), v.size() * sizeof(float));
+  });
 }
 
 // Opens path for reading; it must be a regular file. Returns its size.

@@ -27,14 +27,51 @@ std::string check_source_layout(const std::string& s) {
   return s;
 }
 
-std::string tensor_name(std::size_t layer, int piece) {
-  return "layers." + std::to_string(layer) + "." + kPieces[piece];
+std::string tensor_name(std::size_t layer, int direction, int piece) {
+  return "layers." + std::to_string(layer) + (direction == 1 ? ".reverse." : ".") +
+         kPieces[piece];
 }
 
-std::vector<std::uint64_t> piece_shape(int piece, std::uint64_t in, std::uint64_t h) {
-  if (piece == 0) return {4 * h, in};
-  if (piece == 1) return {4 * h, h};
-  return {4 * h};
+int cell_pieces(const LayerSpec& s, std::uint8_t out[kMaxCellPieces]) {
+  int n = 0;
+  out[n++] = kWx;
+  out[n++] = kWh;
+  if (s.cell == CellKind::kGru) {
+    out[n++] = kBx;
+    out[n++] = kBh;
+    return n;
+  }
+  out[n++] = kB;
+  if (s.peepholes) out[n++] = kPeep;
+  if (s.proj_size > 0) out[n++] = kProj;
+  return n;
+}
+
+std::vector<std::uint64_t> piece_shape(int piece, const LayerSpec& s) {
+  const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+  const std::uint64_t rows = u(s.gate_rows());
+  switch (piece) {
+    case kWx: return {rows, u(s.input_size)};
+    case kWh: return {rows, u(s.cell_output_size())};
+    case kPeep: return {3, u(s.hidden_size)};
+    case kProj: return {u(s.proj_size), u(s.hidden_size)};
+    default: return {rows};  // b, b_x, b_h
+  }
+}
+
+const std::vector<float>& piece_data(const CellWeights& w, int piece) {
+  switch (piece) {
+    case kWx: return w.w_x;
+    case kWh: return w.w_h;
+    case kBh: return w.bias_h;
+    case kPeep: return w.peep;
+    case kProj: return w.w_proj;
+    default: return w.bias;  // b, b_x
+  }
+}
+
+std::vector<float>& piece_data(CellWeights& w, int piece) {
+  return const_cast<std::vector<float>&>(piece_data(static_cast<const CellWeights&>(w), piece));
 }
 
 std::string shape_text(const std::uint64_t* s, std::size_t n) {

@@ -4,6 +4,7 @@
 // hashing of keys the file chooses, so time is linear in the header's size for every input.
 #include "json_header.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -12,9 +13,12 @@ namespace slstm {
 namespace model_file {
 namespace {
 
-// "layers.<l>.<piece>" with l a canonical decimal below SLSTM_MAX_LAYERS -> (l, piece).
-bool parse_name(const std::string& name, std::uint32_t* layer, std::uint8_t* piece) {
+// "layers.<l>.<piece>" or "layers.<l>.reverse.<piece>" with l a canonical decimal below
+// SLSTM_MAX_LAYERS and piece one of kPieces -> (l, direction, piece).
+bool parse_name(const std::string& name, std::uint32_t* layer, std::uint8_t* direction,
+                std::uint8_t* piece) {
   static const std::string prefix = "layers.";
+  static const std::string reverse = "reverse.";
   if (name.compare(0, prefix.size(), prefix) != 0) return false;
   std::size_t k = prefix.size();
   std::uint64_t l = 0;
@@ -26,11 +30,18 @@ bool parse_name(const std::string& name, std::uint32_t* layer, std::uint8_t* pie
   const std::size_t digits = k - first;
   if (digits == 0 || (digits > 1 && name[first] == '0') || l >= kMaxLayers) return false;
   if (k >= name.size() || name[k] != '.') return false;
-  const char* rest = name.c_str() + k + 1;
-  const std::size_t rest_len = name.size() - k - 1;
-  for (std::uint8_t p = 0; p < 3; ++p) {
+  ++k;
+  std::uint8_t d = 0;
+  if (name.compare(k, reverse.size(), reverse) == 0) {
+    d = 1;
+    k += reverse.size();
+  }
+  const char* rest = name.c_str() + k;
+  const std::size_t rest_len = name.size() - k;
+  for (std::uint8_t p = 0; p < kNumPieces; ++p) {
     if (rest_len == std::strlen(kPieces[p]) && std::memcmp(rest, kPieces[p], rest_len) == 0) {
       *layer = static_cast<std::uint32_t>(l);
+      *direction = d;
       *piece = p;
       return true;
     }
@@ -39,8 +50,9 @@ bool parse_name(const std::string& name, std::uint32_t* layer, std::uint8_t* pie
 }
 
 // A strict JSON parser (RFC 8259: UTF-8 checked, escapes decoded, surrogates paired) for
-// exactly the header's schema: {"__metadata__": {key: string, ...}, "layers.<l>.<piece>":
-// {"dtype": string, "shape": [uint, ...], "data_offsets": [uint, uint]}, ...}. A value of
+// exactly the header's schema: {"__metadata__": {key: string, ...},
+// "layers.<l>[.reverse].<piece>": {"dtype": string, "shape": [uint, ...], "data_offsets":
+// [uint, uint]}, ...}. A value of
 // the wrong kind is rejected when its first byte is seen; tensor names are checked as their
 // key arrives and duplicates found in a bitmap (no hashing of keys a file chooses). Every
 // byte is looked at a bounded number of times: time is linear in the header's size, and
@@ -53,8 +65,7 @@ class HeaderParser {
         p_(text),
         end_(text + n),
         h_(out),
-        on_unexpected_tensor_(on_unexpected_tensor),
-        seen_((kMaxTensors + 63) / 64, 0) {}
+        on_unexpected_tensor_(on_unexpected_tensor) {}
 
   void parse() {
     object([this](std::string& k) { top_level_value(k); });
@@ -148,17 +159,14 @@ class HeaderParser {
   // {"dtype": ..., "shape": [..], "data_offsets": [begin, end]}, each field exactly once.
   void tensor_entry(const std::string& k) {
     TensorEntry t;
-    if (!parse_name(k, &t.layer, &t.piece)) {
+    if (!parse_name(k, &t.layer, &t.direction, &t.piece)) {
       if (on_unexpected_tensor_ != nullptr) on_unexpected_tensor_(*h_);
       bad_file("unexpected tensor \"" + k.substr(0, 80) +
-               "\" (a model file has only layers.<l>.W_x, .W_h and .b, l < " +
-               std::to_string(kMaxLayers) + ")");
+               "\" (a model file's tensors are layers.<l>.<piece> and "
+               "layers.<l>.reverse.<piece>, l < " + std::to_string(kMaxLayers) +
+               ", piece one of W_x, W_h, b, b_x, b_h, w_peep, W_proj)");
     }
-    const std::size_t slot = 3 * std::size_t{t.layer} + t.piece;
-    std::uint64_t& word = seen_[slot / 64];
-    const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
-    if (word & bit) bad_file("header has the key \"" + k + "\" twice");
-    word |= bit;
+    mark_seen(k, t);
     require('{', [&] { return where(t) + ": entry is not a JSON object"; });
     object([&](const std::string& field) { tensor_field(t, field); });
     const char* names[3] = {"dtype", "shape", "data_offsets"};
@@ -166,6 +174,21 @@ class HeaderParser {
       if ((t.fields & (1u << f)) == 0) bad_file(where(t) + ": missing \"" + names[f] + "\"");
     }
     h_->tensors.push_back(t);
+  }
+
+  // Records tensor t's name in the duplicate bitmap (one bit per possible name, grown as
+  // names arrive: at most kMaxTensorSlots bits); a name given twice is refused.
+  void mark_seen(const std::string& k, const TensorEntry& t) {
+    const std::size_t slot =
+        (std::size_t{t.layer} * kMaxDirections + t.direction) * kNumPieces + t.piece;
+    if (slot / 64 >= seen_.size()) {
+      seen_.resize(std::min((kMaxTensorSlots + 63) / 64,
+                            std::max(slot / 64 + 1, 2 * seen_.size())), 0);
+    }
+    std::uint64_t& word = seen_[slot / 64];
+    const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
+    if (word & bit) bad_file("header has the key \"" + k + "\" twice");
+    word |= bit;
   }
 
   static std::string where(const TensorEntry& t) { return "tensor \"" + t.name() + "\""; }
@@ -369,7 +392,7 @@ class HeaderParser {
   const unsigned char* const end_;
   Header* h_;
   void (*on_unexpected_tensor_)(const Header&);
-  std::vector<std::uint64_t> seen_;  // bit 3l+p: layers.<l>.<p> was given
+  std::vector<std::uint64_t> seen_;  // bit (2l+d)*kNumPieces+p: that tensor was given
 };
 
 }  // namespace

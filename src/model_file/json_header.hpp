@@ -27,7 +27,8 @@ inline std::size_t dtype_size(WireDType d) {
 
 struct TensorEntry {
   std::uint32_t layer = 0;
-  std::uint8_t piece = 0;
+  std::uint8_t direction = 0;  // 0: layers.<l>.<piece>, 1: layers.<l>.reverse.<piece>
+  std::uint8_t piece = 0;      // a Piece (format.hpp)
   std::uint8_t fields = 0;  // bit f: field f (dtype, shape, data_offsets) was given
   std::uint8_t ndim = 0;
   std::uint8_t noffsets = 0;
@@ -35,7 +36,7 @@ struct TensorEntry {
   std::uint64_t shape[SLSTM_MAX_DIMS] = {};
   std::uint64_t offsets[2] = {};
 
-  std::string name() const { return tensor_name(layer, piece); }
+  std::string name() const { return tensor_name(layer, direction, piece); }
   std::uint64_t begin() const { return offsets[0]; }
   std::uint64_t end() const { return offsets[1]; }
 };
@@ -49,8 +50,8 @@ struct Header {
 
 // The header bytes as the safetensors format allows them: '{' first (no byte-order mark, no
 // leading whitespace), one JSON object of the schema {"__metadata__": {key: string, ...},
-// "layers.<l>.<piece>": {"dtype": string, "shape": [uint, ...], "data_offsets": [uint,
-// uint]}, ...}, then only spaces (0x20) as padding. Time is linear in n for every input.
+// "layers.<l>[.reverse].<piece>": {"dtype": string, "shape": [uint, ...], "data_offsets":
+// [uint, uint]}, ...}, then only spaces (0x20) as padding. Time is linear in n for every input.
 // on_unexpected_tensor (may be null) is called with what was read so far just before a
 // tensor name outside the schema is refused, and may throw an error of its own instead.
 Header parse_header(const unsigned char* text, std::size_t n,

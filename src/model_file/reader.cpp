@@ -14,31 +14,75 @@ namespace slstm {
 namespace model_file {
 namespace {
 
-// Exactly layers.<l>.{W_x, W_h, b} for every layer (names are unique already): the entry of
-// layer l's piece p at [3l + p].
+// "lstm, bidirectional, peepholes, proj_size 4": what decides a layer's tensors.
+std::string describe(const LayerSpec& s) {
+  std::string d = std::string(cell_name(s.cell)) + ", " + direction_name(s.direction);
+  if (s.peepholes) d += ", peepholes";
+  if (s.proj_size > 0) d += ", proj_size " + std::to_string(s.proj_size);
+  return d;
+}
+
+// "layers.<l>.W_x, layers.<l>.W_h, ...": every tensor of a layer, in file order.
+std::string layer_tensors(std::size_t l, const LayerSpec& s) {
+  std::uint8_t pieces[kMaxCellPieces];
+  const int n = cell_pieces(s, pieces);
+  std::string out;
+  for (int d = 0; d < s.directions(); ++d) {
+    for (int k = 0; k < n; ++k) out += (out.empty() ? "" : ", ") + tensor_name(l, d, pieces[k]);
+  }
+  return out;
+}
+
+// Where layer l's tensors begin in the list of every tensor of the architecture (layer after
+// layer, direction after direction, cell_pieces' order); first[L] is the total.
+std::vector<std::size_t> tensor_starts(const std::vector<LayerSpec>& specs) {
+  std::vector<std::size_t> first(specs.size() + 1, 0);
+  std::uint8_t pieces[kMaxCellPieces];
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    first[l + 1] = first[l] + static_cast<std::size_t>(cell_pieces(specs[l], pieces) *
+                                                       specs[l].directions());
+  }
+  return first;
+}
+
+// Exactly the tensors of every layer's every direction (names are unique already): the
+// entry of each tensor of the architecture, at its index in tensor_starts' list.
 std::vector<const TensorEntry*> index_tensors(const std::vector<TensorEntry>& tensors,
-                                              std::size_t L) {
-  std::vector<const TensorEntry*> found(3 * L, nullptr);
+                                              const std::vector<LayerSpec>& specs,
+                                              const std::vector<std::size_t>& first) {
+  const std::size_t L = specs.size();
+  std::vector<const TensorEntry*> found(first[L], nullptr);
+  std::uint8_t pieces[kMaxCellPieces];
   for (const TensorEntry& t : tensors) {
     if (t.layer >= L) {
       bad_file("unexpected tensor \"" + t.name() + "\" (a model of " + std::to_string(L) +
-               " layers has layers.<l>.W_x, .W_h and .b)");
+               " layers has tensors of layers 0 to " + std::to_string(L - 1) + " only)");
     }
-    found[3 * std::size_t{t.layer} + t.piece] = &t;
+    const LayerSpec& s = specs[t.layer];
+    const int n = cell_pieces(s, pieces);
+    const int k = static_cast<int>(std::find(pieces, pieces + n, t.piece) - pieces);
+    if (k == n || t.direction >= s.directions()) {
+      bad_file("unexpected tensor \"" + t.name() + "\" (layer " + std::to_string(t.layer) +
+               " (" + describe(s) + ") has " + layer_tensors(t.layer, s) + " only)");
+    }
+    found[first[t.layer] + static_cast<std::size_t>(t.direction * n + k)] = &t;
   }
-  for (std::size_t k = 0; k < 3 * L; ++k) {
-    if (found[k] == nullptr) {
-      bad_file("tensor \"" + tensor_name(k / 3, static_cast<int>(k % 3)) + "\" is missing");
+  for (std::size_t l = 0; l < L; ++l) {
+    const int n = cell_pieces(specs[l], pieces);
+    for (std::size_t k = first[l]; k < first[l + 1]; ++k) {
+      if (found[k] != nullptr) continue;
+      const std::size_t j = k - first[l];
+      bad_file("tensor \"" + tensor_name(l, static_cast<int>(j) / n, pieces[j % n]) +
+               "\" is missing (layer " + std::to_string(l) + ": " + describe(specs[l]) + ")");
     }
   }
   return found;
 }
 
-// Tensor t's shape against the architecture (piece p of a layer of input in, width h), and
-// its byte range inside the data section, spanning exactly its dtype's and shape's bytes.
-void check_tensor(const TensorEntry& t, int p, std::uint64_t in, std::uint64_t h,
+// Tensor t's shape against the architecture's `want`, and its byte range inside the data
+// section, spanning exactly its dtype's and shape's bytes.
+void check_tensor(const TensorEntry& t, const std::vector<std::uint64_t>& want,
                   std::uint64_t data_size) {
-  const auto want = piece_shape(p, in, h);
   if (t.ndim != want.size() || !std::equal(want.begin(), want.end(), t.shape)) {
     fail(SLSTM_ERR_SHAPE_MISMATCH, "model file: tensor \"" + t.name() + "\" has shape " +
                                        shape_text(t.shape, t.ndim) +
@@ -92,13 +136,16 @@ Plan plan_model(const unsigned char* header_bytes, std::size_t header_len,
   Header header = parse_header(header_bytes, header_len, &refuse_if_newer);
   Plan plan;
   read_architecture(header, &plan);
-  const std::size_t L = plan.hidden.size();
-  const std::vector<const TensorEntry*> found = index_tensors(header.tensors, L);
-  std::uint64_t in = plan.input_size;
-  for (std::size_t l = 0; l < L; ++l) {
-    const std::uint64_t h = static_cast<std::uint64_t>(plan.hidden[l]);
-    for (int p = 0; p < 3; ++p) check_tensor(*found[3 * l + p], p, in, h, data_size);
-    in = h;
+  const std::vector<std::size_t> first = tensor_starts(plan.specs);
+  const std::vector<const TensorEntry*> found = index_tensors(header.tensors, plan.specs, first);
+  std::uint8_t pieces[kMaxCellPieces];
+  for (std::size_t l = 0; l < plan.specs.size(); ++l) {
+    const int n = cell_pieces(plan.specs[l], pieces);
+    for (std::size_t k = first[l]; k < first[l + 1]; ++k) {
+      const std::size_t j = k - first[l];
+      check_tensor(*found[k], piece_shape(pieces[j % static_cast<std::size_t>(n)], plan.specs[l]),
+                   data_size);
+    }
   }
   plan.tensors = std::move(header.tensors);
   sort_and_check_tiling(plan.tensors, data_size);

@@ -17,21 +17,25 @@ namespace model_file {
 
 // Everything the header says, validated against itself and the data section's size.
 struct Plan {
+  int version = 1;                   // format_version: 1 or 2
   std::uint64_t input_size = 0;
-  std::vector<std::int64_t> hidden;
+  std::vector<std::int64_t> hidden;  // hidden_sizes
+  std::vector<LayerSpec> specs;      // every layer, input_size set (version 1: forward
+                                     // BasicLSTMCell; version 2: checked by check_layers)
   float forget_bias = 0.0f;
   std::vector<TensorEntry> tensors;  // sorted by begin: they tile [0, data_size)
 };
 
-// metadata.cpp: __metadata__ -> plan's architecture (input_size, hidden, forget_bias), in
-// this order: format, format_version, input_size, hidden_sizes, cells, forget_bias,
-// source_layout.
+// metadata.cpp: __metadata__ -> plan's architecture (version, input_size, hidden, specs,
+// forget_bias), in this order: format, format_version, input_size, hidden_sizes, cells, the
+// version-2 layer keys (directions, residual, peepholes, cell_clip, proj_sizes, proj_clip,
+// gru_reset_after), forget_bias, source_layout, then (version 2) the stack as a whole.
 void read_architecture(const Header& header, Plan* plan);
 
 // metadata.cpp: called before a tensor name this library does not know is refused: when the
 // metadata (if it came first, as writers put it) say the file is of a newer format_version or
-// has a cell this library does not read, that is the error (SLSTM_ERR_UNSUPPORTED), since a
-// newer file's tensors may well be named differently.
+// has a cell or direction this library does not read, that is the error
+// (SLSTM_ERR_UNSUPPORTED), since a newer file's tensors may well be named differently.
 void refuse_if_newer(const Header& header);
 
 // reader.cpp: the header parsed and checked completely (metadata, tensor table, shapes,
@@ -52,13 +56,14 @@ std::size_t convert(const unsigned char* src, WireDType d, std::size_t n, float*
 // back in pieces of at most kChunk bytes: next(n) returns the next n bytes.
 template <class Next>
 ModelPtr build_model(const Plan& plan, Next&& next) {
-  auto model = std::make_shared<Model>(static_cast<std::int64_t>(plan.input_size), plan.hidden,
-                                       plan.forget_bias);
+  const auto input_size = static_cast<std::int64_t>(plan.input_size);
+  auto model = plan.version == 1
+                   ? std::make_shared<Model>(input_size, plan.hidden, plan.forget_bias)
+                   : std::make_shared<Model>(input_size, plan.specs, plan.forget_bias);
   for (const TensorEntry& t : plan.tensors) {
-    Layer& layer = model->mutable_layer(t.layer);
-    std::vector<float>* parts[3] = {&layer.w_x, &layer.w_h, &layer.bias};
-    float* dst = parts[t.piece]->data();
-    const std::size_t count = parts[t.piece]->size();
+    std::vector<float>& part = piece_data(model->mutable_layer(t.layer).dir(t.direction), t.piece);
+    float* dst = part.data();
+    const std::size_t count = part.size();
     const std::size_t es = dtype_size(t.dtype);
     for (std::size_t done = 0; done < count;) {
       const std::size_t n = std::min(count - done, kChunk / es);

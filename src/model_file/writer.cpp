@@ -1,4 +1,4 @@
-// The model file's writer: the header text (metadata, then one entry per tensor in layer
+// The model file's writer: the header text (metadata, then one entry per tensor in file
 // order) and the in-memory image (model_file_size, write_model_image).
 #include "writer.hpp"
 
@@ -16,24 +16,24 @@ namespace {
 
 // The lowest format_version that expresses the model, so that a file stays readable by as
 // many libraries as can read it right. Version 1 is what libstacklstm 0.1 reads: every layer
-// a forward float32 LSTM without projection, which is exactly what 0.1 computes, so the
-// "cells" entry (which 0.1 ignores, like all metadata it does not know) is safe there. A
-// file using anything but lstm/forward/f32 (another cell kind, direction or data type, a
-// projection) must carry format_version >= 2, which 0.1 refuses instead of misreading it;
-// no such layer exists yet, and when one does, this library's reader learns its version
-// first (metadata.cpp, kNewestFormatVersion).
-const char* format_version_for(const Model& model) {
+// a forward float32 BasicLSTMCell, which is exactly what 0.1 computes, so the "cells" entry
+// (which 0.1 ignores, like all metadata it does not know) is safe there. Any other stack
+// (a GRU, a reverse or bidirectional layer, a residual connection, peepholes, clipping, a
+// projection) is version 2, which 0.1-0.3 refuse instead of misreading it. A data type other
+// than float32 has no version yet and is refused.
+int format_version_for(const Model& model) {
+  int version = 1;
   for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    const LayerSpec s = model.spec(l);
-    if (!s.is_basic_lstm() || s.weight_dtype != DType::kF32 || s.compute_dtype != DType::kF32) {
+    const LayerSpec& s = model.spec(l);
+    if (s.weight_dtype != DType::kF32 || s.compute_dtype != DType::kF32) {
       fail(SLSTM_ERR_UNSUPPORTED, "model file: layer " + std::to_string(l) + " (" +
-                                      cell_name(s.cell) + ", " + direction_name(s.direction) +
-                                      ", " + dtype_name(s.weight_dtype) +
+                                      dtype_name(s.weight_dtype) +
                                       ") needs a model-file format_version this library does "
                                       "not write yet");
     }
+    if (!s.is_basic_lstm()) version = 2;
   }
-  return "1";
+  return version;
 }
 
 // The shortest decimal that reads back as exactly this float (std::to_chars: independent
@@ -54,48 +54,68 @@ void append_json_string(std::string& out, const std::string& s) {
   out += '"';
 }
 
-// {"__metadata__":{...}: the architecture, each layer's cell and the source layout (the
-// header's object is left open).
+// ,"<key>":"<f(spec 0)>,<f(spec 1)>,...": one entry per layer.
+template <class F>
+void append_layer_list(std::string& t, const Model& model, const char* key, F&& f) {
+  t += ",\"";
+  t += key;
+  t += "\":\"";
+  for (std::size_t l = 0; l < model.layers().size(); ++l) {
+    if (l) t += ',';
+    t += f(model.spec(l));
+  }
+  t += '"';
+}
+
+// {"__metadata__":{...}: the architecture, each layer's cell (and in version 2 its direction
+// and options) and the source layout (the header's object is left open).
 void append_metadata(std::string& t, const Model& model, const std::string& source_layout) {
+  const int version = format_version_for(model);
+  const auto flag = [](bool b) { return std::string(b ? "1" : "0"); };
   t += "{\"__metadata__\":{\"format\":\"";
   t += kFormatTag;
-  t += "\",\"format_version\":\"";
-  t += format_version_for(model);
-  t += "\",\"input_size\":\"" + std::to_string(model.input_size()) + "\",\"hidden_sizes\":\"";
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    if (l) t += ',';
-    t += std::to_string(model.layer(l).hidden_size);
+  t += "\",\"format_version\":\"" + std::to_string(version) + "\",\"input_size\":\"" +
+       std::to_string(model.input_size()) + "\"";
+  append_layer_list(t, model, "hidden_sizes",
+                    [](const LayerSpec& s) { return std::to_string(s.hidden_size); });
+  append_layer_list(t, model, "cells",
+                    [](const LayerSpec& s) { return std::string(cell_name(s.cell)); });
+  if (version >= 2) {
+    append_layer_list(t, model, "directions",
+                      [](const LayerSpec& s) { return std::string(direction_name(s.direction)); });
+    append_layer_list(t, model, "residual", [&](const LayerSpec& s) { return flag(s.residual); });
+    append_layer_list(t, model, "peepholes",
+                      [&](const LayerSpec& s) { return flag(s.peepholes); });
+    append_layer_list(t, model, "cell_clip",
+                      [](const LayerSpec& s) { return format_float(s.cell_clip); });
+    append_layer_list(t, model, "proj_sizes",
+                      [](const LayerSpec& s) { return std::to_string(s.proj_size); });
+    append_layer_list(t, model, "proj_clip",
+                      [](const LayerSpec& s) { return format_float(s.proj_clip); });
+    append_layer_list(t, model, "gru_reset_after",
+                      [&](const LayerSpec& s) { return flag(s.reset_after); });
   }
-  t += "\",\"cells\":\"";
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    if (l) t += ',';
-    t += cell_name(model.spec(l).cell);
-  }
-  t += "\",\"forget_bias\":\"" + format_float(model.forget_bias()) + "\",\"source_layout\":";
+  t += ",\"forget_bias\":\"" + format_float(model.forget_bias()) + "\",\"source_layout\":";
   append_json_string(t, source_layout);
   t += '}';
 }
 
-// ,"layers.<l>.<piece>":{...} for every tensor, in layer order; returns the data bytes.
+// ,"layers.<l>[.reverse].<piece>":{...} for every tensor, in file order; returns the data
+// bytes.
 std::size_t append_tensor_entries(std::string& t, const Model& model) {
   std::size_t offset = 0;
-  for (std::size_t l = 0; l < model.layers().size(); ++l) {
-    const Layer& layer = model.layer(l);
-    const std::vector<float>* parts[3] = {&layer.w_x, &layer.w_h, &layer.bias};
-    for (int p = 0; p < 3; ++p) {
-      const std::size_t bytes = mul_size(parts[p]->size(), sizeof(float), "model file size");
-      const auto shape = piece_shape(p, static_cast<std::uint64_t>(layer.input_size),
-                                     static_cast<std::uint64_t>(layer.hidden_size));
-      const std::size_t end = add_size(offset, bytes, "model file size");
-      t += ",\"" + tensor_name(l, p) + "\":{\"dtype\":\"F32\",\"shape\":[";
-      for (std::size_t k = 0; k < shape.size(); ++k) {
-        if (k) t += ',';
-        t += std::to_string(shape[k]);
-      }
-      t += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
-      offset = end;
+  for_each_tensor(model, [&](std::size_t l, int d, int piece, const std::vector<float>& v) {
+    const std::size_t bytes = mul_size(v.size(), sizeof(float), "model file size");
+    const auto shape = piece_shape(piece, model.spec(l));
+    const std::size_t end = add_size(offset, bytes, "model file size");
+    t += ",\"" + tensor_name(l, d, piece) + "\":{\"dtype\":\"F32\",\"shape\":[";
+    for (std::size_t k = 0; k < shape.size(); ++k) {
+      if (k) t += ',';
+      t += std::to_string(shape[k]);
     }
-  }
+    t += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
+    offset = end;
+  });
   return offset;
 }
 
@@ -144,12 +164,10 @@ std::size_t write_model_image(const Model& model, const std::string& source_layo
   encode_length(text.size(), buf);
   std::memcpy(buf + 8, text.data(), text.size());
   unsigned char* p = buf + 8 + text.size();
-  for (const Layer& layer : model.layers()) {
-    for (const std::vector<float>* v : {&layer.w_x, &layer.w_h, &layer.bias}) {
-      std::memcpy(p, v->data(), v->size() * sizeof(float));
-      p += v->size() * sizeof(float);
-    }
-  }
+  for_each_tensor(model, [&p](std::size_t, int, int, const std::vector<float>& v) {
+    std::memcpy(p, v.data(), v.size() * sizeof(float));
+    p += v.size() * sizeof(float);
+  });
   return total;
 }
 
