@@ -545,6 +545,13 @@ class Model(_Owned):
         per_layer = _by_layer(_tensor_specs(cfg0, fmt), len(ls))
         keys = [_layer_keys(p) for p in per_layer]
         total = sum(len(p) for p in per_layer)
+        if isinstance(weights, dict) and weights and all(isinstance(k, str) for k in weights):
+            # Tensor names: one layer's dict (never read in its insertion order).
+            if len(ls) != 1:
+                raise TypeError("weights: a dict keyed by tensor names (%s) is one layer's; "
+                                "give a list with one per layer (%d layers)"
+                                % (sorted(weights)[:4], len(ls)))
+            weights = [weights]
         weights = list(weights.values()) if isinstance(weights, dict) else list(weights)
         if weights and not isinstance(weights[0], (list, tuple, dict)):
             if len(weights) != total:

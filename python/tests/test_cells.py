@@ -558,3 +558,19 @@ def test_lstm_states_still_travel_as_c_h_pairs():
     st = [LSTMStateTuple(np.zeros((1, 2)), np.ones((1, 2)))]
     sent = ss._pairs(st)
     assert isinstance(sent[0], tuple) and sent[0][1].tolist() == [[1, 1]]
+
+
+def test_one_layers_dict_of_names_is_read_by_name_not_by_order():
+    layers = [Layer.gru(4)]
+    with stacklstm.Model.random(4, layers=layers, seed=3) as m:
+        w = m.export("canonical")[0]
+        shuffled = {k: w[k] for k in ("b_h", "W_h", "b_x", "W_x")}   # W_x, W_h both [12, 4]
+        with stacklstm.Model.from_weights(shuffled, "canonical", layers=layers) as m2:
+            assert np.array_equal(m2.export("canonical")[0]["W_x"], w["W_x"])
+
+
+def test_a_dict_of_names_for_several_layers_is_refused():
+    layers = [Layer.gru(4), Layer.gru(4)]
+    with stacklstm.Model.random(4, layers=layers) as m:
+        with pytest.raises(TypeError, match="one layer's"):
+            stacklstm.Model.from_weights(m.export("canonical")[0], "canonical", layers=layers)
