@@ -1,6 +1,7 @@
 // C entry points for interop: ONNX node checks and safetensors model files.
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "../src/model_file.hpp"
@@ -47,6 +48,47 @@ SLSTM_API void(slstm_onnx_lstm_node_init)(slstm_onnx_lstm_node* node) {
   slstm::capi::init_sized(node, kNodeV1, node_defaults());
 }
 
+}  // extern "C"
+
+namespace {
+
+// What every ONNX LSTM node this library imports must not have: clip (it clips the gates'
+// inputs, another function than TF's cell_clip), input_forget, activations other than the
+// default.  `node` is the caller's, already read as its struct_size says.
+void check_node_common(const slstm_onnx_lstm_node* node) {
+  if (node->has_clip != 0) {
+    slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                "node->clip: the node clips its cell input (clip attribute); this library "
+                "computes unclipped LSTM cells");
+  }
+  if (node->input_forget != 0) {
+    slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                "node->input_forget is " + std::to_string(node->input_forget) +
+                    ": coupled input and forget gates are not supported");
+  }
+  if (node->num_activations < 0 || (node->num_activations > 0 && node->activations == nullptr)) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                "node->activations: NULL or a negative count (" +
+                    std::to_string(node->num_activations) + ")");
+  }
+  if (node->num_activations > 0) {
+    // Sigmoid, Tanh, Tanh per direction (a bidirectional node lists 6).
+    static const char* const want[3] = {"sigmoid", "tanh", "tanh"};
+    bool ok = node->num_activations == 3 || node->num_activations == 6;
+    for (int k = 0; ok && k < node->num_activations; ++k) {
+      ok = node->activations[k] != nullptr && lower(node->activations[k]) == want[k % 3];
+    }
+    if (!ok) {
+      slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                  "node->activations: only Sigmoid, Tanh, Tanh (the default) is supported");
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
 SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node) {
   return guard([&] {
     require_non_null(node, "node");
@@ -56,36 +98,15 @@ SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node) {
     if (node->direction != nullptr && lower(node->direction) != "forward") {
       slstm::fail(SLSTM_ERR_UNSUPPORTED,
                   std::string("node->direction is \"") + node->direction +
-                      "\": only \"forward\" is supported (split a bidirectional node's "
-                      "weights and run each direction as its own model)");
+                      "\": only \"forward\" is supported by a hidden_sizes stack (describe "
+                      "the layer with slstm_onnx_lstm_node_layer instead)");
     }
-    if (node->has_clip != 0) {
+    if (node->num_activations == 6) {
       slstm::fail(SLSTM_ERR_UNSUPPORTED,
-                  "node->clip: the node clips its cell input (clip attribute); this library "
-                  "computes unclipped LSTM cells");
+                  "node->activations: 6 entries are a bidirectional node's; a hidden_sizes "
+                  "stack is forward only (use slstm_onnx_lstm_node_layer)");
     }
-    if (node->input_forget != 0) {
-      slstm::fail(SLSTM_ERR_UNSUPPORTED,
-                  "node->input_forget is " + std::to_string(node->input_forget) +
-                      ": coupled input and forget gates are not supported");
-    }
-    if (node->num_activations < 0 ||
-        (node->num_activations > 0 && node->activations == nullptr)) {
-      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
-                  "node->activations: NULL or a negative count (" +
-                      std::to_string(node->num_activations) + ")");
-    }
-    if (node->num_activations > 0) {
-      static const char* const want[3] = {"sigmoid", "tanh", "tanh"};
-      bool ok = node->num_activations == 3;
-      for (int k = 0; ok && k < 3; ++k) {
-        ok = node->activations[k] != nullptr && lower(node->activations[k]) == want[k];
-      }
-      if (!ok) {
-        slstm::fail(SLSTM_ERR_UNSUPPORTED,
-                    "node->activations: only Sigmoid, Tanh, Tanh (the default) is supported");
-      }
-    }
+    check_node_common(node);
     if (node->peepholes != nullptr) {
       const slstm_tensor& p = *node->peepholes;
       if (p.data == nullptr) slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "node->peepholes->data is NULL");
@@ -101,10 +122,61 @@ SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node) {
         if (p.data[k] != 0.0f) {
           slstm::fail(SLSTM_ERR_UNSUPPORTED,
                       "node->peepholes: element " + std::to_string(k) +
-                          " is non-zero; peephole connections are not supported");
+                          " is non-zero; a hidden_sizes stack has no peepholes (use "
+                          "slstm_onnx_lstm_node_layer)");
         }
       }
     }
+  });
+}
+
+SLSTM_API slstm_status slstm_onnx_lstm_node_layer(const slstm_onnx_lstm_node* node,
+                                                  int64_t hidden_size,
+                                                  slstm_layer_config* out) {
+  return guard([&] {
+    require_non_null(node, "node");
+    require_non_null(out, "out");
+    const slstm_onnx_lstm_node node_copy =
+        slstm::capi::read_versioned(node, kNodeV1, "node", node_defaults());
+    node = &node_copy;
+    check_node_common(node);
+    slstm_direction direction = SLSTM_DIRECTION_FORWARD;
+    if (node->direction != nullptr) {
+      const std::string d = lower(node->direction);
+      if (d == "reverse") {
+        direction = SLSTM_DIRECTION_REVERSE;
+      } else if (d == "bidirectional") {
+        direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+      } else if (d != "forward") {
+        slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                    std::string("node->direction is \"") + node->direction +
+                        "\": ONNX defines forward, reverse and bidirectional");
+      }
+    }
+    if (node->num_activations == 6 && direction != SLSTM_DIRECTION_BIDIRECTIONAL) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                  "node->activations: 6 entries, but the node is not bidirectional");
+    }
+    if (hidden_size < 1 || hidden_size > SLSTM_MAX_EXTENT) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "hidden_size must be in [1, SLSTM_MAX_EXTENT], got " +
+                                                  std::to_string(hidden_size));
+    }
+    if (out->struct_size < SLSTM_V1_SIZE(slstm_layer_config, gru_reset_after) ||
+        out->struct_size > slstm::capi::kMaxStructSize) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                  "out->struct_size is " + std::to_string(out->struct_size) +
+                      " (initialise it with slstm_layer_config_init)");
+    }
+    slstm_layer_config c{};
+    c.struct_size = sizeof c;
+    c.cell = SLSTM_CELL_LSTM;
+    c.hidden_size = hidden_size;
+    c.direction = direction;
+    c.peepholes = node->peepholes != nullptr ? 1 : 0;
+    const std::size_t size = out->struct_size;
+    c.struct_size = static_cast<std::uint32_t>(size);
+    std::memcpy(out, &c, size < sizeof c ? size : sizeof c);
+    if (size > sizeof c) std::memset(reinterpret_cast<unsigned char*>(out) + sizeof c, 0, size - sizeof c);
   });
 }
 

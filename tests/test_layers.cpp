@@ -642,3 +642,45 @@ TEST_CASE("the generic fast path's results do not depend on the batch a row is i
     }
   }
 }
+
+TEST_CASE("an ONNX LSTM node's direction and peepholes become its layer description",
+          "[layers][onnx]") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  node.direction = "bidirectional";
+  const std::vector<float> p(2 * 3 * 4, 0.5f);
+  slstm_tensor pt{p.data(), 2, {2, 12, 0, 0}};
+  node.peepholes = &pt;
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  REQUIRE(slstm_onnx_lstm_node_layer(&node, 4, &l) == SLSTM_OK);
+  CHECK(l.cell == SLSTM_CELL_LSTM);
+  CHECK(l.hidden_size == 4);
+  CHECK(l.direction == SLSTM_DIRECTION_BIDIRECTIONAL);
+  CHECK(l.peepholes == 1);
+  node.direction = "reverse";
+  node.peepholes = nullptr;
+  REQUIRE(slstm_onnx_lstm_node_layer(&node, 4, &l) == SLSTM_OK);
+  CHECK(l.direction == SLSTM_DIRECTION_REVERSE);
+  CHECK(l.peepholes == 0);
+  // A hidden_sizes stack still refuses what it cannot hold.
+  CHECK(slstm_onnx_check_node(&node) == SLSTM_ERR_UNSUPPORTED);
+}
+
+TEST_CASE("an ONNX LSTM node with clip or an unknown direction has no layer description",
+          "[layers][onnx][errors]") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  const slstm_layer_config before = l;
+  node.has_clip = 1;
+  node.clip = 3.0f;
+  CHECK(slstm_onnx_lstm_node_layer(&node, 4, &l) == SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("node->clip"));
+  node.has_clip = 0;
+  node.direction = "sideways";
+  CHECK(slstm_onnx_lstm_node_layer(&node, 4, &l) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("node->direction"));
+  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
+}

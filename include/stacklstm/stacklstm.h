@@ -786,6 +786,18 @@ SLSTM_API void(slstm_onnx_lstm_node_init)(slstm_onnx_lstm_node* node);
  *  peephole connections are not supported). */
 SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node);
 
+/** The layer an ONNX `LSTM` node computes (since 0.4), for slstm_model_config.layers with
+ *  SLSTM_FORMAT_ONNX: an LSTM of `hidden_size` units (the node's hidden_size attribute) whose
+ *  direction is the node's (forward, reverse or bidirectional) and with peepholes when the
+ *  node has a `P` input.  Refuses what slstm_onnx_check_node refuses except direction and
+ *  peepholes: clip (SLSTM_ERR_UNSUPPORTED: ONNX clips the gates' inputs, not TF's cell
+ *  state), input_forget, activations other than Sigmoid, Tanh, Tanh (per direction); an
+ *  unknown direction is SLSTM_ERR_INVALID_ARGUMENT.  Writes the caller's out->struct_size
+ *  bytes (call slstm_layer_config_init on it first) and nothing else. */
+SLSTM_API slstm_status slstm_onnx_lstm_node_layer(const slstm_onnx_lstm_node* node,
+                                                  int64_t hidden_size,
+                                                  slstm_layer_config* out);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Model files (safetensors)                                                                 */
 /* ---------------------------------------------------------------------------------------- */
