@@ -166,6 +166,13 @@ def format_tensors(format: Union[str, int], input_size: int,
     return _tensor_specs(cfg, _format_value(format))
 
 
+def _is_tensor_dict(weights: Any) -> bool:
+    """A dict of tensors by name (one layer's), as opposed to a dict of per-layer entries."""
+    return (isinstance(weights, dict) and bool(weights) and
+            all(isinstance(k, str) for k in weights) and
+            not any(isinstance(v, (list, tuple, dict)) for v in weights.values()))
+
+
 def _layer_keys(specs: Sequence[TensorSpec]) -> List[str]:
     """The dict keys of one layer's tensors (Model.export, Model.from_weights): the format's
     names; where a bidirectional layer's two directions share a name (the canonical format),
@@ -486,6 +493,8 @@ class Model(_Owned):
         name = _format_name(format)
         names = TENSOR_NAMES[name]
         per = tensors_per_layer(name)
+        if _is_tensor_dict(weights):
+            weights = [weights]   # one layer's tensors by name, never in insertion order
         weights = list(weights.values()) if isinstance(weights, dict) else list(weights)
         if weights and not isinstance(weights[0], (list, tuple, dict)):
             if len(weights) % per:
@@ -545,7 +554,7 @@ class Model(_Owned):
         per_layer = _by_layer(_tensor_specs(cfg0, fmt), len(ls))
         keys = [_layer_keys(p) for p in per_layer]
         total = sum(len(p) for p in per_layer)
-        if isinstance(weights, dict) and weights and all(isinstance(k, str) for k in weights):
+        if _is_tensor_dict(weights):
             # Tensor names: one layer's dict (never read in its insertion order).
             if len(ls) != 1:
                 raise TypeError("weights: a dict keyed by tensor names (%s) is one layer's; "

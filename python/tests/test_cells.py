@@ -574,3 +574,11 @@ def test_a_dict_of_names_for_several_layers_is_refused():
     with stacklstm.Model.random(4, layers=layers) as m:
         with pytest.raises(TypeError, match="one layer's"):
             stacklstm.Model.from_weights(m.export("canonical")[0], "canonical", layers=layers)
+
+
+def test_a_basic_layers_dict_of_names_is_read_by_name_too():
+    with stacklstm.Model.random(4, [4], seed=3) as m:   # weight_ih and weight_hh: [16, 4]
+        w = m.export("pytorch")[0]
+        shuffled = {k: w[k] for k in ("bias_hh", "weight_hh", "bias_ih", "weight_ih")}
+        with stacklstm.Model.from_weights(shuffled, "pytorch") as m2:
+            assert np.array_equal(m2.export("pytorch")[0]["weight_ih"], w["weight_ih"])
