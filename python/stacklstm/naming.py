@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
            "onnx_model_stack", "onnx_node_layer", "torch_state_dict_stack",
-           "tf_variable_stack", "keras_model_stack", "keras_model_layers", "to_torch_state_dict",
+           "tf_variable_stack", "keras_model_stack", "to_onnx", "keras_model_layers", "to_torch_state_dict",
            "to_tf_variables"]
 
 
@@ -688,6 +688,73 @@ def to_torch_state_dict(model: Any, single_module: Optional[bool] = None
             key = "%s_l%d%s" % (base, k if single_module else 0, "_reverse" if rev else "")
             out[key if single_module else "%d.%s" % (k, key)] = a
     return out
+
+
+def to_onnx(model: Any, batch_major: bool = False, sequence_lengths: bool = False,
+            opset: int = 14) -> Any:
+    """The model as an ONNX graph (an onnx.ModelProto; needs the onnx package): one `LSTM` or
+    `GRU` node per layer with the weights as initializers (SLSTM_FORMAT_ONNX: W, R, B, and P
+    for peepholes; the model's forget_bias folded into B once), chained as torch.onnx.export
+    chains them (Squeeze of the direction axis, or Transpose + Reshape after a bidirectional
+    node), so that Model.from_onnx reads it back. Input "X" [T, B, input_size] ([B, T, ...]
+    when batch_major), output "Y" [T, B, output_size] (likewise); with sequence_lengths an
+    int32 input "sequence_lens" [B] goes to every node (ONNX then zeroes Y past each
+    length, as the library does). Initial states are zeros. Layers ONNX's operators cannot
+    express (projections, cell clipping) raise stacklstm.UnsupportedError; residual
+    connections (no ONNX attribute) a ValueError."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    layers = list(model.layers)
+    for l, L in enumerate(layers):
+        if L.residual:
+            raise ValueError("layer %d (%r): a residual connection is not an attribute of "
+                             "ONNX's LSTM / GRU; to_onnx writes stacks without them" % (l, L))
+    tensors = model.export("onnx")   # refuses what ONNX cannot express, naming the field
+    nodes: List[Any] = []
+    inits: List[Any] = []
+    x = "X"
+    if batch_major:
+        nodes.append(helper.make_node("Transpose", ["X"], ["X_tm"], perm=[1, 0, 2]))
+        x = "X_tm"
+    inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1"))
+    inits.append(numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "merge_shape"))
+    for l, (L, t) in enumerate(zip(layers, tensors)):
+        names = {}
+        for key in ("W", "R", "B", "P"):
+            if key in t:
+                names[key] = "layer%d.%s" % (l, key)
+                inits.append(numpy_helper.from_array(t[key], names[key]))
+        ins = [x, names["W"], names["R"], names["B"], "sequence_lens" if sequence_lengths else ""]
+        if "P" in names:
+            ins += ["", "", names["P"]]
+        attrs: Dict[str, Any] = {"hidden_size": L.hidden_size, "direction": L.direction}
+        if L.cell == "gru":
+            attrs["linear_before_reset"] = int(L.gru_reset_after)
+        y = "layer%d.Y" % l
+        nodes.append(helper.make_node(L.cell.upper(), ins, [y], name="layer%d" % l, **attrs))
+        out = "layer%d.out" % l
+        if L.directions == 1:
+            nodes.append(helper.make_node("Squeeze", [y, "axis_1"], [out]))
+        else:
+            nodes.append(helper.make_node("Transpose", [y], [y + "_t"], perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", [y + "_t", "merge_shape"], [out]))
+        x = out
+    if batch_major:
+        nodes.append(helper.make_node("Transpose", [x], ["Y"], perm=[1, 0, 2]))
+    else:
+        nodes.append(helper.make_node("Identity", [x], ["Y"]))
+    dims = ["B", "T"] if batch_major else ["T", "B"]
+    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT,
+                                            dims + [model.input_size])]
+    if sequence_lengths:
+        inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["B"]))
+    graph = helper.make_graph(nodes, "stacklstm", inputs, [helper.make_tensor_value_info(
+        "Y", TensorProto.FLOAT, dims + [model.output_size])], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="stacklstm")
+    onnx.checker.check_model(proto)
+    return proto
 
 
 def to_tf_variables(model: Any, scope: Optional[str] = None, old_names: bool = False

@@ -161,3 +161,49 @@ def test_a_graph_without_recurrent_nodes_is_refused():
                                             [], []))
     with pytest.raises(ValueError, match="no LSTM or GRU node"):
         stacklstm.Model.from_onnx(g)
+
+
+# ---- writing ONNX graphs: naming.to_onnx ---------------------------------------------------
+
+EXPORTABLE = [Layer.lstm(4, peepholes=True, direction="bidirectional"),
+              Layer.gru(3, reset_after=False),
+              Layer.gru(5, reset_after=True, direction="reverse"),
+              Layer.lstm(2)]
+
+
+@pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
+def test_an_exported_graph_runs_in_onnxruntime_with_the_librarys_numbers(batch_major, x):
+    ort = pytest.importorskip("onnxruntime")
+    lengths = np.array([5, 2], np.int32)
+    with stacklstm.Model.random(3, layers=EXPORTABLE, seed=21, scale=0.7,
+                                forget_bias=0.5) as m:
+        proto = naming.to_onnx(m, batch_major=batch_major, sequence_lengths=True)
+        with m.session(2, 5) as s:
+            want, _ = s.forward(x, sequence_lengths=lengths)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = x if batch_major else np.ascontiguousarray(x.transpose(1, 0, 2))
+    got = sess.run(["Y"], {"X": feed, "sequence_lens": lengths})[0]
+    if not batch_major:
+        got = got.transpose(1, 0, 2)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+def test_an_exported_graph_reads_back_as_the_same_stack(x):
+    with stacklstm.Model.random(3, layers=EXPORTABLE, seed=22, forget_bias=0.0) as m:
+        with stacklstm.Model.from_onnx(naming.to_onnx(m)) as m2:
+            assert m2.layers == m.layers
+            for a, b in zip(m.export("canonical"), m2.export("canonical")):
+                for k in a:
+                    assert np.array_equal(a[k], b[k]), k
+
+
+def test_a_layer_onnx_cannot_express_is_refused_naming_the_field():
+    with stacklstm.Model.random(3, layers=[Layer.lstm(4, proj_size=2)]) as m:
+        with pytest.raises(stacklstm.UnsupportedError, match=r"layers\[0\]\.proj_size"):
+            naming.to_onnx(m)
+
+
+def test_a_residual_layer_is_refused_by_to_onnx():
+    with stacklstm.Model.random(3, layers=[Layer.gru(3, residual=True)]) as m:
+        with pytest.raises(ValueError, match="residual"):
+            naming.to_onnx(m)
