@@ -8,6 +8,14 @@ numbers) through libstacklstm's C ABI (ctypes; the wheel carries the library), o
                                                  # LSTMStateTuple(c, h) per layer
     h0, c0 = stacklstm.state_to_torch(final_state)   # PyTorch's (h, c) [layers, batch, H]
 
+Any stack of docs/cells.md (LSTM with peepholes, clipping and projection; GRU; reverse and
+bidirectional layers; residual connections) is a list of stacklstm.Layer:
+
+    model = stacklstm.Model.random(128, layers=[stacklstm.Layer.gru(64, reset_after=True),
+                                                stacklstm.Layer.lstm(64, proj_size=32)])
+    model = stacklstm.Model.from_torch_state_dict(nn_gru.state_dict())   # or from_onnx,
+                                                    # from_tf_variables, from_keras
+
 The library is loaded on first use, not on import (so `import stacklstm`, `__version__` and
 `python -m stacklstm --help` work where it cannot load), from $SLSTM_LIBRARY when set, else
 next to this package (where the wheel puts it), the repository's build directories (in a

@@ -6,7 +6,12 @@
     python -m stacklstm.convert keras  model.h5        model.safetensors
 
 Each source needs its framework (torch, tensorflow, onnx, tf_keras) importable; the output
-is written by libstacklstm itself (Model.save) after it validated the weights.
+is written by libstacklstm itself (Model.save) after it validated the weights. Every stack a
+source can hold is read (docs/python.md, "Layers beyond BasicLSTMCell"): nn.LSTM (proj_size)
+and nn.GRU state dicts, bidirectional included; ONNX LSTM/GRU graphs; TF LSTMCell/GRUCell and
+stack_bidirectional_dynamic_rnn checkpoints (cell_clip, proj_clip and residual wrappers are
+not in checkpoints: use Model.from_tf_variables(layers=...) in Python for those); Keras
+LSTM/GRU/Bidirectional models.
 """
 
 from __future__ import annotations
