@@ -604,7 +604,8 @@ def keras_model_stack(model: Any) -> Tuple[str, List[Any], List[Dict[str, np.nda
     "forward/kernel", ..., "backward/kernel", ...), or CuDNNLSTM layers only ("keras_cudnn").
     Model.from_weights(tensors, format, layers=layers) makes the model (Model.from_keras
     does both). Other layers (Input, Masking, Dense, ...) are skipped: the model is the
-    recurrent stack. Refused with a ValueError naming the layer: activations other than
+    recurrent stack, and its output is every step's (return_sequences=True's; a last layer
+    with return_sequences=False gives the output at each row's last step). Refused with a ValueError naming the layer: activations other than
     tanh / sigmoid, go_backwards=True outside Bidirectional (Keras then returns the outputs
     in reversed order), other merge modes."""
     from .layers import Layer
