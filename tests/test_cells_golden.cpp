@@ -428,7 +428,10 @@ std::vector<float> export_canonical(const CellsFixture& f, const slstm_model* m)
 
 // ---- running a fixture ------------------------------------------------------------------
 
-t::Run run(const CellsFixture& f, const slstm_model* m, slstm_cpu_path path) {
+// One forward call on a fresh session on `path`; *plan_path (when given) gets the path the
+// session's plan says it runs ("reference", "fast").
+t::Run run(const CellsFixture& f, const slstm_model* m, slstm_cpu_path path,
+           std::string* plan_path = nullptr) {
   slstm_session_options o;
   slstm_session_options_init(&o);
   o.backend = SLSTM_BACKEND_CPU;
@@ -440,6 +443,7 @@ t::Run run(const CellsFixture& f, const slstm_model* m, slstm_cpu_path path) {
   INFO("slstm_session_create: " << slstm_last_error());
   REQUIRE(st == SLSTM_OK);
   t::Session s(raw);
+  if (plan_path != nullptr) *plan_path = t::json_value(t::describe_json(s.get()), "path");
   t::Call c = t::call_of(f.batch, f.time, f.input,
                          f.time_major ? SLSTM_TIME_MAJOR : SLSTM_BATCH_MAJOR);
   if (!f.lengths.empty()) c.lengths = &f.lengths;
@@ -459,7 +463,10 @@ void check_run(const CellsFixture& f, slstm_cpu_path path) {
   INFO("fixture " << f.name << " (" << f.format << "), cpu_path "
                   << (path == SLSTM_CPU_PATH_AUTO ? "AUTO" : "REFERENCE"));
   const t::Model m = canonical_model(f);
-  const t::Run r = run(f, m.get(), path);
+  std::string plan_path;
+  const t::Run r = run(f, m.get(), path, &plan_path);
+  INFO("the session's plan runs the " << plan_path << " path");
+  if (path == SLSTM_CPU_PATH_REFERENCE) CHECK(plan_path == "reference");
   REQUIRE(r.output.size() == f.output.size());
   REQUIRE(r.final_state.size() == f.final_state.size());
   CHECK(t::count_poison(r.output) == 0);
