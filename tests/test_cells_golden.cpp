@@ -229,9 +229,12 @@ CellsFixture load_cells_fixture(const std::string& name) {
   return f;
 }
 
+// Every fixture whose name starts with `prefix` (REQUIREs at least one: a test over none
+// would pass without checking anything).
 std::vector<CellsFixture> load_all(const std::string& prefix) {
   std::vector<CellsFixture> out;
   for (const auto& n : t::fixture_names(prefix)) out.push_back(load_cells_fixture(n));
+  REQUIRE(!out.empty());
   return out;
 }
 
