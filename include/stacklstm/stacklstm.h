@@ -17,6 +17,12 @@
  *   Layer l's input at step t is layer l-1's new h at step t; the stack's output at step t is
  *   the last layer's h.
  *
+ *   Since 0.4 a stack may also hold TF LSTMCell layers with peepholes, cell_clip and an
+ *   output projection, GRU layers (reset before or after the recurrent matmul), reverse and
+ *   bidirectional layers and residual connections, in any mix: see "Layers" below and
+ *   docs/cells.md, which defines them.  What this section says of "layers" and "h" holds for
+ *   them with each layer's output width in place of H.
+ *
  *   Sequences: input [B, T, D] (SLSTM_BATCH_MAJOR) or [T, B, D] (SLSTM_TIME_MAJOR); output
  *   [B, T, H_last] or [T, B, H_last] in the same order.  Optional per-row sequence lengths
  *   (0 <= len_b <= T, anything else is rejected): output rows at t >= len_b are exactly 0,
@@ -42,7 +48,8 @@
  *   All states cross the API as ONE float array holding, layer after layer,
  *       c_0 [B, H_0], h_0 [B, H_0], c_1 [B, H_1], h_1 [B, H_1], ..., c_{L-1}, h_{L-1}
  *   each row-major.  Its length is slstm_model_state_count(model, B); the offset of one piece
- *   is slstm_model_state_offset().  Note the order (c, h): TF's LSTMStateTuple order, the
+ *   is slstm_model_state_offset().  (Stacks of other layers: per layer and direction, c then
+ *   h, or h alone for a GRU; slstm_model_state_piece describes every piece.)  Note the order (c, h): TF's LSTMStateTuple order, the
  *   reverse of PyTorch's (h, c) and Keras' [h, c].
  *
  * WEIGHTS
