@@ -24,10 +24,12 @@ stream's work, and the call returns when the results are ready; on any other str
 call is queued on it like a torch kernel. The numbers are nn.LSTM's within the library's
 accuracy rule (README, "Accuracy"): the same cell in float32, summed in another order.
 
-What nn.LSTM does and this module does not is refused, never approximated: bidirectional,
-proj_size (the library runs both, and nn.GRU: stacklstm.Model.from_torch_state_dict with
-Model.session, docs/python.md), a dtype other than float32, autograd (this is inference only: inputs that
-require grad with grad enabled are an error), and dropout in training mode (nn.LSTM's
+``bidirectional=True`` and ``proj_size`` are supported on CPU tensors (h_0 / h_n then
+[num_layers * directions, B, proj_size or H], forward direction first, as nn.LSTM); the
+library's CUDA backend runs BasicLSTMCell stacks only, so such a module refuses CUDA
+tensors. What nn.LSTM does and this module does not is refused, never approximated: a dtype
+other than float32, autograd (this is inference only: inputs that require grad with grad
+enabled are an error), and dropout in training mode (nn.LSTM's
 dropout acts in training only; in eval it is accepted and does nothing, as in nn.LSTM).
 bias=False gives zero biases, as nn.LSTM. Our extension: ``hidden_size`` may be a list, one
 size per layer; the state is then a list of per-layer (h, c) pairs, each [1, B, H_l].
@@ -93,6 +95,25 @@ class LSTM(nn.Module):
         # nn.LSTM.reset_parameters: every weight and bias uniform in ±1/sqrt(hidden_size).
         gen_state = torch.randint(0, 2 ** 62, (1,)).item()
         rng = np.random.default_rng(int(gen_state))
+        if bidirectional or proj_size:
+            H, P = sizes[0], int(proj_size)
+            k = 1.0 / math.sqrt(H)
+            sd: Dict[str, np.ndarray] = {}
+            I = int(input_size)
+            for l in range(len(sizes)):
+                for suf in (["", "_reverse"] if bidirectional else [""]):
+                    shapes = [("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, P or H)),
+                              ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))]
+                    if P:
+                        shapes.append(("weight_hr", (P, H)))
+                    for name, shape in shapes:
+                        a = rng.uniform(-k, k, shape).astype(np.float32)
+                        if name.startswith("bias") and not bias:
+                            a[:] = 0
+                        sd["%s_l%d%s" % (name, l, suf)] = a
+                I = (P or H) * (2 if bidirectional else 1)
+            self._setup(Model.from_torch_state_dict(sd), batch_first, dropout, bias)
+            return
         layers = []
         I = int(input_size)
         for H in sizes:
@@ -113,14 +134,13 @@ class LSTM(nn.Module):
     def _check_options(hidden_size: Union[int, Sequence[int]], num_layers: int,
                        dropout: float, bidirectional: bool, proj_size: int,
                        dtype: Any) -> List[int]:
-        if bidirectional:
-            raise ValueError("stacklstm.torch.LSTM: bidirectional=True is not supported by "
-                             "this module (the library runs it: stacklstm.Model."
-                             "from_torch_state_dict and Model.session)")
-        if proj_size:
-            raise ValueError("stacklstm.torch.LSTM: proj_size=%r is not supported by this "
-                             "module (the library runs it: stacklstm.Model."
-                             "from_torch_state_dict and Model.session)" % (proj_size,))
+        if (bidirectional or proj_size) and isinstance(hidden_size, (list, tuple)):
+            raise ValueError("stacklstm.torch.LSTM: per-layer hidden sizes go with "
+                             "bidirectional=False and proj_size=0 only")
+        if int(proj_size) < 0 or (proj_size and int(proj_size) >= int(
+                hidden_size)):   # type: ignore[arg-type]
+            raise ValueError("proj_size has to be a positive integer smaller than "
+                             "hidden_size (nn.LSTM's rule), got %r" % (proj_size,))
         if dtype is not None and dtype != torch.float32:
             raise TypeError("stacklstm.torch.LSTM: dtype %s is not supported (the library "
                             "computes in float32)" % (dtype,))
@@ -140,6 +160,20 @@ class LSTM(nn.Module):
         return sizes
 
     def _setup(self, model: Model, batch_first: bool, dropout: float, bias: bool) -> None:
+        layers = model.layers
+        first = layers[0]
+        # Stacks of plain forward LSTM layers (any sizes: this module's extension), or what
+        # one nn.LSTM is: LSTM layers of one size, direction and projection.
+        self._general = not all(L.is_basic for L in layers)
+        for l, L in enumerate(layers):
+            nn_lstm = (L.cell == "lstm" and L.direction != "reverse" and not L.residual and
+                       not L.peepholes and L.cell_clip == 0 and L.proj_clip == 0)
+            if not nn_lstm or (self._general and (L.hidden_size, L.direction, L.proj_size) !=
+                               (first.hidden_size, first.direction, first.proj_size)):
+                raise ValueError("stacklstm.torch.LSTM: layer %d is %r; this module stands for "
+                                 "nn.LSTM: LSTM layers without peepholes, clipping or residual "
+                                 "connections, of one size, direction and projection (run "
+                                 "other stacks with Model.session)" % (l, L))
         self.model = model
         self.input_size = model.input_size
         hs = list(model.hidden_sizes)
@@ -149,15 +183,15 @@ class LSTM(nn.Module):
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
-        self.bidirectional = False
-        self.proj_size = 0
+        self.bidirectional = first.direction == "bidirectional"
+        self.proj_size = first.proj_size
         self.mode = "LSTM"
         self._sessions: Dict[Tuple[Any, ...], Session] = {}
         self._sessions_lock = threading.Lock()
         # Whether the packed state is c_0, h_0, c_1, h_1, ... of one size back to back (the
         # library's layout today; the offsets are asked, not assumed).
         rows = model._state_layout.rows
-        self._interleaved = len(set(hs)) == 1 and all(
+        self._interleaved = not self._general and len(set(hs)) == 1 and all(
             c == 2 * l * hs[0] and h == c + hs[0] for l, (c, h, _) in enumerate(rows)) and \
             model._state_layout.row_floats == 2 * hs[0] * len(hs)
 
@@ -182,7 +216,7 @@ class LSTM(nn.Module):
                 raise TypeError("LSTM.from_torch: %s is %s; convert the nn.LSTM with "
                                 ".float() first (the library computes in float32)"
                                 % (name, p.dtype))
-        model = Model.from_weights(torch_state_dict_layers(lstm.state_dict()), "pytorch")
+        model = Model.from_torch_state_dict(lstm.state_dict())
         out = cls._wrap(model, lstm.batch_first, lstm.dropout, lstm.bias)
         out.train(lstm.training)
         return out
@@ -195,12 +229,12 @@ class LSTM(nn.Module):
         sequence of single-layer nn.LSTMs (``0.weight_ih_l0``, ``1.weight_ih_l0``, ...,
         hidden sizes may then differ), below `prefix`. A state_dict without biases is
         bias=False (zeros). The architecture is read from the tensors' shapes."""
-        layers = torch_state_dict_layers(state_dict, prefix)
         keys = [k for k in state_dict.keys() if k.startswith(prefix)] \
             if hasattr(state_dict, "keys") else []
         bias = any("bias_ih_l" in k or "bias_hh_l" in k for k in keys) or not keys
         cls._check_options(1, 1, dropout, False, 0, None)
-        return cls._wrap(Model.from_weights(layers, "pytorch"), batch_first, dropout, bias)
+        return cls._wrap(Model.from_torch_state_dict(state_dict, prefix), batch_first, dropout,
+                         bias)
 
     @classmethod
     def from_model(cls, model: Model, batch_first: bool = False) -> "LSTM":
@@ -209,11 +243,6 @@ class LSTM(nn.Module):
         if not isinstance(model, Model):
             raise TypeError("LSTM.from_model needs a stacklstm.Model, got %s"
                             % type(model).__name__)
-        for l, layer in enumerate(model.layers):
-            if not layer.is_basic:
-                raise ValueError("LSTM.from_model: layer %d is %r; this module is nn.LSTM's "
-                                 "stand-in for stacks of plain forward LSTM layers (run other "
-                                 "stacks with Model.session)" % (l, layer))
         return cls._wrap(model, batch_first, 0.0, True)
 
     def extra_repr(self) -> str:
@@ -224,6 +253,10 @@ class LSTM(nn.Module):
             s += ", batch_first=True"
         if self.dropout:
             s += ", dropout=%g" % self.dropout
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.proj_size:
+            s += ", proj_size=%d" % self.proj_size
         return s + ", backend=libstacklstm"
 
     def flatten_parameters(self) -> None:
@@ -234,6 +267,10 @@ class LSTM(nn.Module):
 
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str,
                             keep_vars: bool) -> None:
+        if self._general:
+            for name, a in to_torch_state_dict(self.model, single_module=True).items():
+                destination[prefix + name] = torch.from_numpy(a)
+            return
         for l, layer in enumerate(self.model.export("pytorch")):
             for name, a in layer.items():
                 destination[prefix + "%s_l%d" % (name, l)] = torch.from_numpy(a)
@@ -243,11 +280,18 @@ class LSTM(nn.Module):
                               unexpected_keys: List[str], error_msgs: List[str]) -> None:
         mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
         try:
-            model = Model.from_weights(torch_state_dict_layers(mine), "pytorch")
+            model = Model.from_torch_state_dict(mine)
         except (ValueError, TypeError) as e:
             error_msgs.append("stacklstm.torch.LSTM: %s" % e)
             return
-        if (model.input_size, model.hidden_sizes) != (self.input_size, self.hidden_sizes):
+        if self._general and (model.input_size, model.layers) != (self.input_size,
+                                                                  self.model.layers):
+            error_msgs.append("stacklstm.torch.LSTM: the state_dict is a stack of input %d "
+                              "and layers %s, this module has input %d and %s"
+                              % (model.input_size, list(model.layers), self.input_size,
+                                 list(self.model.layers)))
+            return
+        if (model.input_size, model.layers) != (self.input_size, self.model.layers):
             error_msgs.append("stacklstm.torch.LSTM: the state_dict is an LSTM of input %d "
                               "and hidden sizes %s, this module has input %d and %s"
                               % (model.input_size, list(model.hidden_sizes),
@@ -342,6 +386,8 @@ class LSTM(nn.Module):
             raise ValueError("input.size(-1) must be %d (input_size), got %d"
                              % (self.input_size, x.shape[-1]))
         B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        if self._general:
+            return self._forward_general(input, x, hx, B, T, unbatched, packed, lengths)
         h0c0 = self._initial_state(hx, B, unbatched, x.device)
         x = x.detach()
         if not x.is_contiguous():
@@ -366,6 +412,61 @@ class LSTM(nn.Module):
         if isinstance(h_n, list):
             return out, [(h, c) for h, c in zip(h_n, c_n)]
         return out, (h_n, c_n)
+
+    def _forward_general(self, input: Any, x: torch.Tensor, hx: Any, B: int, T: int,
+                         unbatched: bool, packed: bool, lengths: Optional[np.ndarray]
+                         ) -> Tuple[Any, Any]:
+        """forward for bidirectional and projected LSTMs: CPU tensors, through the package's
+        state conversions (stacklstm.state_from_torch / state_to_torch with the layers)."""
+        if x.device.type != "cpu":
+            raise TypeError("stacklstm.torch.LSTM: with bidirectional=True or proj_size the "
+                            "module runs on CPU tensors (the library's CUDA backend runs "
+                            "BasicLSTMCell stacks only), got a %s tensor" % x.device.type)
+        if B == 0:
+            raise ValueError("input has batch size 0")
+        if T == 0 and not packed:
+            raise ValueError("input has sequence length 0 (nn.LSTM refuses it too)")
+        rows = self.num_layers * (2 if self.bidirectional else 1)
+        H, R = self.hidden_sizes[0], self.proj_size or self.hidden_sizes[0]
+        init = None
+        if hx is not None:
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2 and
+                    all(isinstance(t, torch.Tensor) for t in hx)):
+                raise TypeError("hx must be a tuple (h_0, c_0) of tensors (nn.LSTM's order: "
+                                "h first)")
+            pieces = []
+            for nm, t, width in (("h_0", hx[0], R), ("c_0", hx[1], H)):
+                want = (rows, width) if unbatched else (rows, B, width)
+                if tuple(t.shape) != want:
+                    raise ValueError("hx: %s has shape %s, expected %s = [num_layers * "
+                                     "directions, %s%s]" % (nm, tuple(t.shape), want,
+                                                            "" if unbatched else "batch, ",
+                                                            "proj_size" if nm == "h_0" and
+                                                            self.proj_size else "hidden_size"))
+                if t.dtype != torch.float32 or t.device.type != "cpu":
+                    raise TypeError("hx: %s must be a float32 CPU tensor, got %s on %s"
+                                    % (nm, t.dtype, t.device))
+                a = t.detach().numpy()
+                pieces.append(a[:, None] if unbatched else a)
+            init = self.model.pack_state(
+                state_from_torch((pieces[0], pieces[1]), layers=self.model.layers), B)
+        x = x.detach()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        session = self._session(x.device, B, T)
+        out, final = session.forward(x.numpy(), initial_state=init, sequence_lengths=lengths,
+                                     time_major=not self.batch_first)
+        h_n, c_n = state_to_torch(final, layers=self.model.layers)
+        hn, cn = (torch.from_numpy(np.ascontiguousarray(h_n)),
+                  torch.from_numpy(np.ascontiguousarray(c_n)))
+        y = torch.from_numpy(out)
+        if packed:
+            y = _repack(y, input, self.batch_first)
+        elif unbatched:
+            y = y.squeeze(0 if self.batch_first else 1)
+        if unbatched:
+            hn, cn = hn.squeeze(1), cn.squeeze(1)
+        return y, (hn, cn)
 
     def _initial_state(self, hx: Optional[State], B: int, unbatched: bool,
                        device: torch.device) -> Optional[List[Tuple[torch.Tensor, torch.Tensor]]]:

@@ -266,15 +266,63 @@ def test_sessions_grow_with_the_input_and_are_reused():
     assert list(ours._sessions) == [("cpu", 8, 16)]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"bidirectional": True}, "bidirectional"),
-    ({"proj_size": 3}, "proj_size"),
-])
-def test_unsupported_nn_lstm_options_are_refused(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        slt.LSTM(5, 7, **kwargs)
-    with pytest.raises(ValueError, match=match):
-        slt.LSTM.from_torch(torch.nn.LSTM(5, 7, **kwargs))
+def test_a_proj_size_not_below_hidden_size_is_refused_as_nn_lstm_does():
+    with pytest.raises(ValueError, match="proj_size"):
+        slt.LSTM(5, 7, proj_size=7)
+
+
+@pytest.mark.parametrize("kwargs", [dict(bidirectional=True), dict(proj_size=3),
+                                    dict(bidirectional=True, proj_size=3, batch_first=True)],
+                         ids=["bidirectional", "proj", "both-batch-first"])
+def test_bidirectional_and_projected_nn_lstms_give_their_outputs_and_states(kwargs):
+    torch.manual_seed(4)
+    ref = torch.nn.LSTM(5, 7, num_layers=2, **kwargs).eval()
+    ours = slt.LSTM.from_torch(ref)
+    rows = 4 if kwargs.get("bidirectional") else 2
+    x = torch.randn((3, 6, 5) if kwargs.get("batch_first") else (6, 3, 5))
+    hx = (torch.randn(rows, 3, kwargs.get("proj_size", 7)), torch.randn(rows, 3, 7))
+    with torch.no_grad():
+        want, (wh, wc) = ref(x, hx)
+        got, (gh, gc) = ours(x, hx)
+    for g, w in ((got, want), (gh, wh), (gc, wc)):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=2e-5, rtol=0)
+
+
+def test_a_bidirectional_lstm_takes_packed_sequences_and_unbatched_input():
+    torch.manual_seed(5)
+    ref = torch.nn.LSTM(5, 7, bidirectional=True, proj_size=2).eval()
+    ours = slt.LSTM.from_torch(ref)
+    x = torch.randn(6, 3, 5)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([2, 6, 5]),
+                                                     enforce_sorted=False)
+    with torch.no_grad():
+        want, (wh, _) = ref(packed)
+        got, (gh, _) = ours(packed)
+        np.testing.assert_allclose(got.data.numpy(), want.data.numpy(), atol=2e-5, rtol=0)
+        np.testing.assert_allclose(gh.numpy(), wh.numpy(), atol=2e-5, rtol=0)
+        np.testing.assert_allclose(ours(x[:, 0])[0].numpy(), ref(x[:, 0])[0].numpy(),
+                                   atol=2e-5, rtol=0)
+
+
+def test_a_bidirectional_lstms_state_dict_loads_both_ways():
+    torch.manual_seed(6)
+    ref = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=3).eval()
+    ours = slt.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=3)
+    assert sorted(ours.state_dict()) == sorted(ref.state_dict())
+    ours.load_state_dict(ref.state_dict())
+    back = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=3).eval()
+    back.load_state_dict(ours.state_dict())
+    x = torch.randn(6, 3, 5)
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(x)[0].numpy(), ref(x)[0].numpy(), atol=2e-5, rtol=0)
+        np.testing.assert_allclose(back(x)[0].numpy(), ref(x)[0].numpy(), atol=1e-6, rtol=0)
+
+
+def test_a_stack_nn_lstm_cannot_be_is_refused_by_from_model():
+    with stacklstm.Model.random(5, layers=[stacklstm.Layer.lstm(4, peepholes=True)]) as m:
+        with pytest.raises(ValueError, match="stands for nn.LSTM"):
+            slt.LSTM.from_model(m)
 
 
 def test_a_float64_nn_lstm_or_dtype_is_refused():
