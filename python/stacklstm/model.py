@@ -1505,6 +1505,7 @@ class Session(_Owned):
         self.input_size: int = model.input_size
         self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
         self.output_size: int = model.output_size
+        self.layers: Tuple[Layer, ...] = model.layers
         self._state_layout = model._state_layout
         self.max_batch, self.max_time = max_batch, max_time
         self._backend_value = opt.s.backend
@@ -1522,8 +1523,12 @@ class Session(_Owned):
             where = ", device=%d" % self._device
             if self._cuda_stream:
                 where += ", cuda_stream=0x%x" % self._cuda_stream
-        return ("stacklstm.Session(input_size=%d, hidden_sizes=%s, backend=%r%s, max_batch=%d, "
-                "max_time=%d%s)" % (self.input_size, list(self.hidden_sizes), backend, where,
+        if all(L.is_basic for L in self.layers):
+            arch = "hidden_sizes=%s" % list(self.hidden_sizes)
+        else:
+            arch = "layers=%s" % list(self.layers)
+        return ("stacklstm.Session(input_size=%d, %s, backend=%r%s, max_batch=%d, "
+                "max_time=%d%s)" % (self.input_size, arch, backend, where,
                                     self.max_batch, self.max_time,
                                     "" if self._h is not None else ", closed"))
 

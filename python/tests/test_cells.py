@@ -582,3 +582,15 @@ def test_a_basic_layers_dict_of_names_is_read_by_name_too():
         shuffled = {k: w[k] for k in ("bias_hh", "weight_hh", "bias_ih", "weight_ih")}
         with stacklstm.Model.from_weights(shuffled, "pytorch") as m2:
             assert np.array_equal(m2.export("pytorch")[0]["weight_ih"], w["weight_ih"])
+
+
+def test_the_repr_of_a_session_of_a_general_stack_lists_its_layers():
+    with stacklstm.Model.random(3, layers=[Layer.gru(4)]) as m:
+        with m.session(1, 2) as s:
+            assert "layers=[Layer('gru', 4)]" in repr(s)
+
+
+def test_stream_slots_of_a_bidirectional_stack_are_refused_naming_the_layer():
+    with stacklstm.Model.random(3, layers=[Layer.gru(4, direction="bidirectional")]) as m:
+        with pytest.raises(stacklstm.UnsupportedError, match=r"layer 0|layers\[0\]"):
+            stacklstm.Streams(m, max_streams=2, max_batch=1)
