@@ -6,10 +6,12 @@
 // in the caller's tensors (a DirMap, built by layout()).  That one description drives the
 // shape checks, slstm_format_tensors, import and export, so they cannot disagree; what a
 // format cannot express is refused there, naming the layer's field and the format.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -504,6 +506,46 @@ auto element(const Place& p, const Tensor* t, std::size_t row, std::size_t k, st
   return t[b.tensor].data + b.base + u * b.row_stride + k * b.col_stride;
 }
 
+// Copies a canonical vector (rows x cols, row-major at `canon`) from the caller's tensors
+// (import: Tensor = slstm_tensor) or to them (export: slstm_tensor_out, `canon` const) for
+// a place without cudnn_bytes, a tile of rows at a time: the rows of a tile lie in one
+// block, so (row, k) is at start + (row - row0) * row_stride + k * col_stride.  Contiguous
+// rows are memcpy'd; the transposed layouts (col_stride > 1) go column by column over the
+// tile, which keeps both sides' cache lines in use.
+constexpr std::size_t kTileRows = 32;
+
+template <typename Tensor, typename Canon>
+void move_rows(const Place& p, const Tensor* t, Canon* canon, std::size_t rows,
+               std::size_t cols) {
+  constexpr bool import = std::is_const_v<std::remove_pointer_t<decltype(t->data)>>;
+  for (std::size_t row0 = 0; row0 < rows;) {
+    const std::size_t q = row0 / p.block;
+    const std::size_t row1 = std::min({rows, row0 + kTileRows, (q + 1) * p.block});
+    const Block& b = p.b[q];
+    auto* start = element(p, t, row0, 0, cols);
+    if (b.col_stride == 1 || cols == 1) {
+      for (std::size_t r = row0; r < row1; ++r) {
+        if constexpr (import) {
+          std::memcpy(canon + r * cols, start + (r - row0) * b.row_stride, cols * sizeof(float));
+        } else {
+          std::memcpy(start + (r - row0) * b.row_stride, canon + r * cols, cols * sizeof(float));
+        }
+      }
+    } else {
+      for (std::size_t k = 0; k < cols; ++k) {
+        for (std::size_t r = row0; r < row1; ++r) {
+          if constexpr (import) {
+            canon[r * cols + k] = start[(r - row0) * b.row_stride + k * b.col_stride];
+          } else {
+            start[(r - row0) * b.row_stride + k * b.col_stride] = canon[r * cols + k];
+          }
+        }
+      }
+    }
+    row0 = row1;
+  }
+}
+
 // The canonical vectors of one direction with their column counts (a vector of `cols`
 // columns has size() / cols rows).
 template <typename W>
@@ -553,17 +595,8 @@ void import_layer(const LayerLayout& lay, Layer& layer, const slstm_tensor* t, s
       std::vector<float>& v = *item.v;
       if (m.n == 0 || v.empty()) continue;
       const std::size_t cols = item.cols, rows = v.size() / cols;
-      if (m.n == 1 && !m.p[0].cudnn_bytes) {  // a row at a time: copy or strided gather
-        for (std::size_t row = 0; row < rows; ++row) {
-          const float* src = element(m.p[0], t, row, 0, cols);
-          const std::size_t stride = m.p[0].b[row / m.p[0].block].col_stride;
-          float* dst = &v[row * cols];
-          if (stride == 1 || cols == 1) {
-            std::memcpy(dst, src, cols * sizeof(float));
-          } else {
-            for (std::size_t k = 0; k < cols; ++k) dst[k] = src[k * stride];
-          }
-        }
+      if (m.n == 1 && !m.p[0].cudnn_bytes) {
+        move_rows(m.p[0], t, v.data(), rows, cols);
         continue;
       }
       for (std::size_t row = 0; row < rows; ++row) {
@@ -642,17 +675,8 @@ void export_layer(const Model& model, std::size_t l, const LayerLayout& lay,
       if (m.n == 0 || v.empty()) continue;
       const bool bias = item.v == &layer.dir(d).bias;
       const std::size_t cols = item.cols, rows = v.size() / cols;
-      if (!bias && m.n == 1 && !m.p[0].cudnn_bytes) {  // a row at a time
-        for (std::size_t row = 0; row < rows; ++row) {
-          float* dst = element(m.p[0], t, row, 0, cols);
-          const std::size_t stride = m.p[0].b[row / m.p[0].block].col_stride;
-          const float* src = &v[row * cols];
-          if (stride == 1 || cols == 1) {
-            std::memcpy(dst, src, cols * sizeof(float));
-          } else {
-            for (std::size_t k = 0; k < cols; ++k) dst[k * stride] = src[k];
-          }
-        }
+      if (!bias && m.n == 1 && !m.p[0].cudnn_bytes) {
+        move_rows(m.p[0], t, v.data(), rows, cols);
         continue;
       }
       for (std::size_t row = 0; row < rows; ++row) {

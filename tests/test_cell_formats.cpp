@@ -731,6 +731,63 @@ TEST_CASE("cuDNN's tensors are PyTorch's for every stack both express (PyTorch's
   CHECK(checked >= 4);
 }
 
+TEST_CASE("Keras and TF kernels are the transposed W_x and W_h for layers wider than a copy "
+          "tile (H = 70, I = 45)",
+          "[formats][cells]") {
+  Stack s;
+  s.input_size = 45;
+  s.layers = Layers{with_direction(gru(70, 0), SLSTM_DIRECTION_BIDIRECTIONAL), lstm(70)};
+  auto m = random_model(s, 17);
+  const Tensors c = export_as(m.get(), s, SLSTM_FORMAT_CANONICAL);
+  const std::size_t H = 70, I0 = 45, I1 = 140;
+  // Keras GRU (layer 0, reverse direction): kernel[k][j] with column j = block(z, r, h) * H + u.
+  Tensors keras = export_as(m.get(), s, SLSTM_FORMAT_KERAS);
+  const std::vector<float>& w_x = c.data[4];  // reverse W_x [3H, I0]
+  const std::vector<float>& w_h = c.data[5];  // reverse W_h [3H, H]
+  const std::vector<float>& kernel = keras.at(0, "backward/kernel");
+  const std::vector<float>& recurrent = keras.at(0, "backward/recurrent_kernel");
+  const std::size_t keras_block[3] = {1, 0, 2};  // canonical r, z, n -> Keras z, r, h
+  bool same = true;
+  for (std::size_t q = 0; q < 3; ++q) {
+    for (std::size_t u = 0; u < H; ++u) {
+      const std::size_t row = q * H + u, col = keras_block[q] * H + u;
+      for (std::size_t k = 0; k < I0; ++k) {
+        same = same && kernel[k * 3 * H + col] == w_x[row * I0 + k];
+      }
+      for (std::size_t k = 0; k < H; ++k) {
+        same = same && recurrent[k * 3 * H + col] == w_h[row * H + k];
+      }
+    }
+  }
+  CHECK(same);
+  // TF LSTMCell (layer 1): kernel [I1 + H, 4H], x rows then h rows, columns i, j, f, o.
+  Tensors tf = export_as(m.get(), s, SLSTM_FORMAT_TF);
+  const std::vector<float>& tk = tf.at(1, "kernel");
+  const std::vector<float>& l1_x = c.data[8];  // layer 1 W_x [4H, I1]
+  const std::vector<float>& l1_h = c.data[9];  // layer 1 W_h [4H, H]
+  const std::size_t tf_block[4] = {0, 2, 1, 3};  // canonical i, f, g, o -> TF i, j, f, o
+  same = true;
+  for (std::size_t q = 0; q < 4; ++q) {
+    for (std::size_t u = 0; u < H; ++u) {
+      const std::size_t row = q * H + u, col = tf_block[q] * H + u;
+      for (std::size_t k = 0; k < I1; ++k) {
+        same = same && tk[k * 4 * H + col] == l1_x[row * I1 + k];
+      }
+      for (std::size_t k = 0; k < H; ++k) {
+        same = same && tk[(I1 + k) * 4 * H + col] == l1_h[row * H + k];
+      }
+    }
+  }
+  CHECK(same);
+  // And they import back to the same W_x and W_h (the GRU's biases are folded: see above).
+  for (slstm_weight_format format : {SLSTM_FORMAT_KERAS, SLSTM_FORMAT_TF}) {
+    INFO(name_of(format));
+    auto back = import_as(s, format, export_as(m.get(), s, format));
+    const Tensors again = export_as(back.get(), s, SLSTM_FORMAT_CANONICAL);
+    for (std::size_t k : {0, 1, 4, 5, 8, 9}) CHECK(t::bitwise_equal(again.data[k], c.data[k]));
+  }
+}
+
 TEST_CASE("a forward BasicLSTMCell layer in a mixed stack is written exactly as in a basic stack",
           "[formats][cells]") {
   // Layer 0 of "lstm bidirectional" is a plain LSTM: its tensors in every format are those of
