@@ -207,3 +207,29 @@ def test_a_residual_layer_is_refused_by_to_onnx():
     with stacklstm.Model.random(3, layers=[Layer.gru(3, residual=True)]) as m:
         with pytest.raises(ValueError, match="residual"):
             naming.to_onnx(m)
+
+
+def test_a_batchwise_layout_stack_chained_by_reshape_reads_as_one_stack(x):
+    # onnxruntime refuses layout=1; onnx's own reference evaluator runs it.
+    reference = pytest.importorskip("onnx.reference")
+    rng = np.random.default_rng(8)
+    H1, H2 = 4, 3
+    inits = [numpy_helper.from_array(rng.uniform(-.5, .5, shape).astype(np.float32), name)
+             for name, shape in (("W1", (2, 3 * H1, 3)), ("R1", (2, 3 * H1, H1)),
+                                 ("W2", (1, 4 * H2, 2 * H1)), ("R2", (1, 4 * H2, H2)))]
+    inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape"))
+    nodes = [helper.make_node("GRU", ["X", "W1", "R1"], ["Y1"], hidden_size=H1, layout=1,
+                              direction="bidirectional", linear_before_reset=1, name="g"),
+             helper.make_node("Reshape", ["Y1", "shape"], ["X2"]),
+             helper.make_node("LSTM", ["X2", "W2", "R2"], ["Y2"], hidden_size=H2, layout=1,
+                              name="l")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "X", TensorProto.FLOAT, [2, 5, 3])], [helper.make_tensor_value_info(
+            "Y2", TensorProto.FLOAT, None)], initializer=inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    with stacklstm.Model.from_onnx(proto) as m:
+        assert m.layers == (Layer.gru(H1, reset_after=True, direction="bidirectional"),
+                            Layer.lstm(H2))
+        got = our_numbers(m, x)
+    want = reference.ReferenceEvaluator(proto).run(None, {"X": x})[0]   # [B, T, 1, H2]
+    np.testing.assert_allclose(got, want[:, :, 0], atol=ATOL, rtol=0)
