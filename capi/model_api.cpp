@@ -47,12 +47,26 @@ struct Config {
   std::vector<slstm::LayerSpec> specs;
 };
 
+// The caller's array of layer configs.  Its elements are the caller's sizeof apart, which is
+// their struct_size (a caller built against another header has another sizeof): element 0's
+// struct_size is the stride, and every element must carry the same one.
 std::vector<slstm::LayerSpec> read_layers(const slstm_model_config& config) {
   std::vector<slstm::LayerSpec> specs;
+  const std::uint32_t stride = config.layers[0].struct_size;
+  const auto* base = reinterpret_cast<const unsigned char*>(config.layers);
   for (std::int32_t l = 0; l < config.num_layers; ++l) {
     const std::string at = "config->layers[" + std::to_string(l) + "]";
+    const auto* layer = reinterpret_cast<const slstm_layer_config*>(
+        base + static_cast<std::size_t>(l) * stride);
+    if (l > 0 && layer->struct_size != stride) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                  at + "->struct_size is " + std::to_string(layer->struct_size) +
+                      ", config->layers[0]'s is " + std::to_string(stride) +
+                      ": the elements of one array have one size (initialise each with "
+                      "slstm_layer_config_init)");
+    }
     const slstm_layer_config c =
-        slstm::capi::read_versioned(&config.layers[l], kLayerV1, at.c_str(), layer_defaults());
+        slstm::capi::read_versioned(layer, kLayerV1, at.c_str(), layer_defaults());
     slstm::LayerSpec s;
     s.cell = static_cast<slstm::CellKind>(c.cell);
     s.direction = static_cast<slstm::Direction>(c.direction);
@@ -174,10 +188,19 @@ SLSTM_API slstm_status slstm_format_tensors(const slstm_model_config* config,
     const auto tensors = slstm::format_tensors(config_specs(c), format);
     const std::size_t n = std::min(capacity, tensors.size());
     if (n > 0) require_non_null(infos, "infos");
-    std::vector<std::size_t> sizes(n);
-    for (std::size_t k = 0; k < n; ++k) {
-      sizes[k] = out_size(&infos[k], SLSTM_V1_SIZE(slstm_tensor_info, name),
-                          ("infos[" + std::to_string(k) + "]").c_str());
+    // The elements are the caller's sizeof apart: infos[0].struct_size is the stride, and
+    // every element must carry the same one (checked before anything is written).
+    const std::size_t stride =
+        n > 0 ? out_size(&infos[0], SLSTM_V1_SIZE(slstm_tensor_info, name), "infos[0]") : 0;
+    auto* base = reinterpret_cast<unsigned char*>(infos);
+    auto at = [&](std::size_t k) { return reinterpret_cast<slstm_tensor_info*>(base + k * stride); };
+    for (std::size_t k = 1; k < n; ++k) {
+      if (at(k)->struct_size != stride) {
+        slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                    "infos[" + std::to_string(k) + "].struct_size is " +
+                        std::to_string(at(k)->struct_size) + ", infos[0]'s is " +
+                        std::to_string(stride) + ": set every element's to sizeof(slstm_tensor_info)");
+      }
     }
     for (std::size_t k = 0; k < n; ++k) {
       slstm_tensor_info info{};
@@ -186,7 +209,7 @@ SLSTM_API slstm_status slstm_format_tensors(const slstm_model_config* config,
       info.ndim = tensors[k].ndim;
       for (int d = 0; d < SLSTM_MAX_DIMS; ++d) info.shape[d] = tensors[k].shape[d];
       std::snprintf(info.name, sizeof info.name, "%s", tensors[k].name.c_str());
-      write_sized(&infos[k], sizes[k], info);
+      write_sized(at(k), stride, info);
     }
     *out_count = tensors.size();
   });

@@ -684,3 +684,37 @@ TEST_CASE("an ONNX LSTM node with clip or an unknown direction has no layer desc
   CHECK_THAT(std::string(slstm_last_error()), Contains("node->direction"));
   CHECK(std::memcmp(&l, &before, sizeof l) == 0);
 }
+
+TEST_CASE("an array of layer configs is read at its elements' struct_size stride",
+          "[layers][abi]") {
+  // A caller built against a newer header: each element 8 bytes larger, the tail zero.
+  struct Newer {
+    slstm_layer_config c;
+    unsigned char tail[8];
+  };
+  Newer layers[2];
+  std::memset(layers, 0, sizeof layers);
+  for (Newer& n : layers) slstm_layer_config_init_sized(&n.c, sizeof(Newer));
+  layers[0].c.hidden_size = 5;
+  layers[1].c.hidden_size = 3;
+  layers[1].c.cell = SLSTM_CELL_GRU;
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = 2;
+  c.num_layers = 2;
+  c.layers = &layers[0].c;
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create_random(&c, 1, 0.0f, &raw) == SLSTM_OK);
+  t::Model m(raw);
+  slstm_layer_config got;
+  slstm_layer_config_init(&got);
+  REQUIRE(slstm_model_layer(m.get(), 1, &got) == SLSTM_OK);
+  CHECK(got.cell == SLSTM_CELL_GRU);
+  CHECK(got.hidden_size == 3);
+  // Elements of different sizes in one array are refused.
+  layers[1].c.struct_size = sizeof(slstm_layer_config);
+  slstm_model* none = nullptr;
+  CHECK(slstm_model_create_random(&c, 1, 0.0f, &none) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(none == nullptr);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("config->layers[1]->struct_size"));
+}

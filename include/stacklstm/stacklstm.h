@@ -338,7 +338,9 @@ typedef struct slstm_model_config {
   float forget_bias;            /**< finite; init sets 1.0 (TF's default).  LSTM layers only. */
   /** Since 0.4: L layer descriptions (borrowed during the call), for any stack of
    *  docs/cells.md; NULL (init): `hidden_sizes` describes the stack.  Layer l's input width is
-   *  layer l-1's output width (proj_size or hidden_size, times 2 when bidirectional). */
+   *  layer l-1's output width (proj_size or hidden_size, times 2 when bidirectional).  Each
+   *  element initialised by slstm_layer_config_init: the array's stride is their (common)
+   *  struct_size, so callers built against any header version pass their own arrays. */
   const slstm_layer_config* layers;
 } slstm_model_config;
 
@@ -445,7 +447,8 @@ typedef struct slstm_tensor_info {
 
 /** The tensors `format` takes (and gives) for the architecture `config`, in API order: their
  *  number into *out_count, and, when `infos` is not NULL, the first min(capacity, count)
- *  descriptions into infos (each infos[k].struct_size must be set).  A format that cannot
+ *  descriptions into infos (each infos[k].struct_size must be set to sizeof(slstm_tensor_info):
+ *  it is the array's stride).  A format that cannot
  *  express a layer (e.g. peepholes in SLSTM_FORMAT_PYTORCH) is refused with
  *  SLSTM_ERR_UNSUPPORTED naming the layer and field, as slstm_model_create refuses it. */
 SLSTM_API slstm_status slstm_format_tensors(const slstm_model_config* config,
