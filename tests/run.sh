@@ -41,21 +41,30 @@ fi
 # and the two Ray examples. Ray goes into a venv that sees Debian's packages, never into
 # Debian's python itself: its pyarrow would pull numpy 2, which Debian's torch is not built
 # for, hence the pins (numpy as Debian ships it, a pyarrow that supports it).
-echo "== ray (and mypy)"
+# The same venv gets onnx and onnxruntime: the ONNX node test cases of the onnx package (every
+# LSTM and GRU case, issue 20), the ONNX converters and the to_onnx round trip run there.
+echo "== ray, onnx (and mypy)"
 ray_venv="$build/venv-ray"
 [ -x "$ray_venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$ray_venv"
 "$ray_venv/bin/python" -m pip install -q "ray[data,serve]==2.60.0" \
-  "numpy==$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')" "pyarrow<20" mypy
+  "numpy==$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')" "pyarrow<20" mypy \
+  onnx onnxruntime
 export SLSTM_LIBRARY="$PWD/$build/libstacklstm.so"
 set +e
 "$ray_venv/bin/python" -m pytest -q -p no:cacheprovider -rs python/tests/test_ray.py \
-  python/tests/test_pythonic.py  # test_pythonic: its mypy check runs here (mypy installed)
+  python/tests/test_pythonic.py \
+  python/tests/test_onnx_node_cases.py python/tests/test_cells_onnx.py \
+  python/tests/test_naming.py python/tests/test_examples.py  # mypy and onnx run here
 ray_rc=$?
 set -e
 [ "$ray_rc" -eq 0 ] || { echo "ray tests failed (pytest exit $ray_rc)" >&2; exit 1; }
 "$ray_venv/bin/python" examples/ray/score_dataset.py --rows 300
 "$ray_venv/bin/python" examples/ray/serve_streams.py --kill
 unset SLSTM_LIBRARY
+
+# The fixtures still say what their generator computes (float64 NumPy, < 1 s).
+echo "== fixtures"
+/usr/bin/python3 tests/fixtures/gen_fixtures.py --verify
 
 # The wheel as a user installs it: pip wheel ./python, auditwheel, a fresh venv, checks from /.
 echo "== wheel"
