@@ -411,72 +411,72 @@ std::vector<float> floats(std::initializer_list<float> v) { return v; }
 // ---- Round trips -------------------------------------------------------------------------------
 
 TEST_CASE("TF: export then import is the identity for every stack TF expresses (GRU b_h folded)",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_TF, column_of(SLSTM_FORMAT_TF));
 }
 
 TEST_CASE("PyTorch: export then import is the identity for every stack PyTorch expresses",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_PYTORCH, column_of(SLSTM_FORMAT_PYTORCH));
 }
 
 TEST_CASE("Keras: export then import is the identity for every stack Keras expresses "
           "(reset-before GRU b_h folded)",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_KERAS, column_of(SLSTM_FORMAT_KERAS));
 }
 
 TEST_CASE("Keras CuDNNLSTM / CuDNNGRU: export then import is the identity for every stack they "
           "express",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_KERAS_CUDNN, column_of(SLSTM_FORMAT_KERAS_CUDNN));
 }
 
 TEST_CASE("ONNX: export then import is the identity for every stack ONNX expresses",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_ONNX, column_of(SLSTM_FORMAT_ONNX));
 }
 
 TEST_CASE("cuDNN: export then import is the identity for every stack cuDNN expresses",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_CUDNN, column_of(SLSTM_FORMAT_CUDNN));
 }
 
-TEST_CASE("CANONICAL: export then import is the identity for every stack", "[formats][cells]") {
+TEST_CASE("CANONICAL: export then import is the identity for every stack", "[formats][cells][path-independent]") {
   check_round_trips(SLSTM_FORMAT_CANONICAL, column_of(SLSTM_FORMAT_CANONICAL));
 }
 
 // ---- Refusals ----------------------------------------------------------------------------------
 
-TEST_CASE("TF refuses a reset-after GRU, naming the layer and field", "[formats][cells]") {
+TEST_CASE("TF refuses a reset-after GRU, naming the layer and field", "[formats][cells][path-independent]") {
   check_refusals(SLSTM_FORMAT_TF, column_of(SLSTM_FORMAT_TF));
 }
 
 TEST_CASE("PyTorch refuses peepholes, clipping, a reset-before GRU and a reverse-only layer, "
           "naming the layer and field",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_refusals(SLSTM_FORMAT_PYTORCH, column_of(SLSTM_FORMAT_PYTORCH));
 }
 
 TEST_CASE("Keras refuses peepholes, cell clipping and projections, naming the layer and field",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_refusals(SLSTM_FORMAT_KERAS, column_of(SLSTM_FORMAT_KERAS));
 }
 
 TEST_CASE("Keras CuDNNLSTM / CuDNNGRU refuse a reset-before GRU and every LSTM option, naming "
           "the layer and field",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_refusals(SLSTM_FORMAT_KERAS_CUDNN, column_of(SLSTM_FORMAT_KERAS_CUDNN));
 }
 
 TEST_CASE("ONNX refuses cell clipping and projections, naming the layer and field",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_refusals(SLSTM_FORMAT_ONNX, column_of(SLSTM_FORMAT_ONNX));
 }
 
 TEST_CASE("cuDNN refuses peepholes, clipping, projections, a reset-before GRU and a "
           "reverse-only layer, naming the layer and field",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   check_refusals(SLSTM_FORMAT_CUDNN, column_of(SLSTM_FORMAT_CUDNN));
 }
 
@@ -486,7 +486,7 @@ TEST_CASE("cuDNN refuses peepholes, clipping, projections, a reset-before GRU an
 
 TEST_CASE("PyTorch GRU: weight_ih/weight_hh/bias_ih/bias_hh are W_x/W_h/b_x/b_h (gates r, z, n), "
           "the _reverse set follows the forward set",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(gru(1, 1), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -504,7 +504,7 @@ TEST_CASE("PyTorch GRU: weight_ih/weight_hh/bias_ih/bias_hh are W_x/W_h/b_x/b_h 
 }
 
 TEST_CASE("PyTorch LSTM projection: weight_hr is W_proj [P, H] and weight_hh is [4H, P]",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   slstm_layer_config l = lstm(2);
@@ -521,7 +521,7 @@ TEST_CASE("PyTorch LSTM projection: weight_hr is W_proj [P, H] and weight_hh is 
 
 TEST_CASE("ONNX LSTM: W/R/B row blocks i, o, f, c, P is i, o, f, and a bidirectional node stacks "
           "forward then reverse in dimension 0",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   slstm_layer_config l = with_direction(lstm(1), SLSTM_DIRECTION_BIDIRECTIONAL);
@@ -538,7 +538,7 @@ TEST_CASE("ONNX LSTM: W/R/B row blocks i, o, f, c, P is i, o, f, and a bidirecti
 }
 
 TEST_CASE("ONNX GRU: W/R row blocks z, r, h and B = [Wb, Rb] = [b_x, b_h] in that order",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{gru(1, 0)};
@@ -551,7 +551,7 @@ TEST_CASE("ONNX GRU: W/R row blocks z, r, h and B = [Wb, Rb] = [b_x, b_h] in tha
 }
 
 TEST_CASE("ONNX: a reverse-only layer is one direction (dimension 0 of extent 1)",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(gru(1, 1), SLSTM_DIRECTION_REVERSE)};
@@ -564,7 +564,7 @@ TEST_CASE("ONNX: a reverse-only layer is one direction (dimension 0 of extent 1)
 
 TEST_CASE("TF LSTMCell: kernel columns i, j, f, o (canonical g is TF's j), x rows then h rows, "
           "then w_i_diag, w_f_diag, w_o_diag and projection/kernel = W_proj transposed",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   slstm_layer_config l = lstm(3);
@@ -593,7 +593,7 @@ TEST_CASE("TF LSTMCell: kernel columns i, j, f, o (canonical g is TF's j), x row
 
 TEST_CASE("TF GRUCell: gates/kernel columns r, u (= z), candidate/kernel, biases, and export "
           "folds b_h into b_x",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{gru(1, 0)};
@@ -607,7 +607,7 @@ TEST_CASE("TF GRUCell: gates/kernel columns r, u (= z), candidate/kernel, biases
 }
 
 TEST_CASE("TF GRUCell: import sets b_h = 0, so a model whose b_h is 0 round-trips bitwise",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 2;
   s.layers = Layers{with_direction(gru(3, 0), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -627,7 +627,7 @@ TEST_CASE("TF GRUCell: import sets b_h = 0, so a model whose b_h is 0 round-trip
   }
 }
 
-TEST_CASE("TF bidirectional: the fw/ tensors, then the bw/ tensors", "[formats][cells]") {
+TEST_CASE("TF bidirectional: the fw/ tensors, then the bw/ tensors", "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(lstm(1), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -641,7 +641,7 @@ TEST_CASE("TF bidirectional: the fw/ tensors, then the bw/ tensors", "[formats][
 }
 
 TEST_CASE("Keras GRU reset_after: kernel columns z, r, h and bias [2, 3H] = [b_x; b_h]",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{gru(1, 1)};
@@ -655,7 +655,7 @@ TEST_CASE("Keras GRU reset_after: kernel columns z, r, h and bias [2, 3H] = [b_x
         std::vector<std::int64_t>{2, 3});
 }
 
-TEST_CASE("Keras GRU reset-before: bias [3H] holds b_x + b_h", "[formats][cells]") {
+TEST_CASE("Keras GRU reset-before: bias [3H] holds b_x + b_h", "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{gru(1, 0)};
@@ -665,7 +665,7 @@ TEST_CASE("Keras GRU reset-before: bias [3H] holds b_x + b_h", "[formats][cells]
 }
 
 TEST_CASE("Keras bidirectional: the forward/ layer's tensors, then the backward/ layer's",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(gru(1, 1), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -678,7 +678,7 @@ TEST_CASE("Keras bidirectional: the forward/ layer's tensors, then the backward/
 }
 
 TEST_CASE("Keras CuDNNGRU: the numbers tf_keras' own converter gives for a reset-after GRU",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   // Expected values: the canonical weights below in Keras GRU(reset_after=True) layout
   // converted to CuDNNGRU by tf_keras' _convert_rnn_weights (saving/legacy/hdf5_format.py):
   // column blocks z, r, h; each input block read in C order is cuDNN's W_q [H, I], each
@@ -696,7 +696,7 @@ TEST_CASE("Keras CuDNNGRU: the numbers tf_keras' own converter gives for a reset
 
 TEST_CASE("cuDNN GRU: W, R, bW, bR are W_x, W_h, b_x, b_h (linear layers r, z, h), _reverse "
           "after the forward set",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(gru(1, 1), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -712,7 +712,7 @@ TEST_CASE("cuDNN GRU: W, R, bW, bR are W_x, W_h, b_x, b_h (linear layers r, z, h
 
 TEST_CASE("cuDNN's tensors are PyTorch's for every stack both express (PyTorch's golden "
           "numbers cover cuDNN)",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   const std::size_t pt = column_of(SLSTM_FORMAT_PYTORCH), cudnn = column_of(SLSTM_FORMAT_CUDNN);
   int checked = 0;
   for (const Variant& v : variants()) {
@@ -733,7 +733,7 @@ TEST_CASE("cuDNN's tensors are PyTorch's for every stack both express (PyTorch's
 
 TEST_CASE("Keras and TF kernels are the transposed W_x and W_h for layers wider than a copy "
           "tile (H = 70, I = 45)",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 45;
   s.layers = Layers{with_direction(gru(70, 0), SLSTM_DIRECTION_BIDIRECTIONAL), lstm(70)};
@@ -789,7 +789,7 @@ TEST_CASE("Keras and TF kernels are the transposed W_x and W_h for layers wider 
 }
 
 TEST_CASE("a forward BasicLSTMCell layer in a mixed stack is written exactly as in a basic stack",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   // Layer 0 of "lstm bidirectional" is a plain LSTM: its tensors in every format are those of
   // the same layer in a hidden_sizes model with the same weights.
   Stack mixed = after_plain(with_direction(lstm(4), SLSTM_DIRECTION_BIDIRECTIONAL));
@@ -812,7 +812,7 @@ TEST_CASE("a forward BasicLSTMCell layer in a mixed stack is written exactly as 
 }
 
 TEST_CASE("formats without forget_bias fold it once into every LSTM direction's f block",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.forget_bias = 0.5f;
@@ -830,7 +830,7 @@ TEST_CASE("formats without forget_bias fold it once into every LSTM direction's 
 // ---- slstm_format_tensors ----------------------------------------------------------------------
 
 TEST_CASE("slstm_format_tensors lists each format's tensors for a bidirectional LSTMP and a GRU",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   // PyTorch, TF and CANONICAL express both layers; the stack: I = 3, bidirectional LSTM
   // H = 4 P = 2 (output 4), then GRU H = 5 (reset-after for PyTorch, reset-before for TF).
   slstm_layer_config lstmp = with_direction(lstm(4), SLSTM_DIRECTION_BIDIRECTIONAL);
@@ -890,7 +890,7 @@ TEST_CASE("slstm_format_tensors lists each format's tensors for a bidirectional 
 
 TEST_CASE("slstm_format_tensors lists ONNX, Keras and cuDNN tensors for bidirectional and GRU "
           "layers",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   slstm_layer_config peep = with_direction(lstm(2), SLSTM_DIRECTION_BIDIRECTIONAL);
   peep.peepholes = 1;
   Stack onnx;
@@ -947,7 +947,7 @@ TEST_CASE("slstm_format_tensors lists ONNX, Keras and cuDNN tensors for bidirect
 
 // ---- Bad values and shapes ---------------------------------------------------------------------
 
-TEST_CASE("import refuses a non-finite value in a new tensor, naming it", "[formats][cells]") {
+TEST_CASE("import refuses a non-finite value in a new tensor, naming it", "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 2;
   slstm_layer_config l = lstm(3);
@@ -964,7 +964,7 @@ TEST_CASE("import refuses a non-finite value in a new tensor, naming it", "[form
 }
 
 TEST_CASE("import refuses biases whose sum overflows float32, naming both tensors",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(lstm(1), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -982,7 +982,7 @@ TEST_CASE("import refuses biases whose sum overflows float32, naming both tensor
 }
 
 TEST_CASE("import refuses a new tensor of the wrong shape, naming it and the expected shape",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 2;
   slstm_layer_config l = lstm(3);
@@ -1000,7 +1000,7 @@ TEST_CASE("import refuses a new tensor of the wrong shape, naming it and the exp
 
 TEST_CASE("import and export of a stack beyond BasicLSTMCell check num_tensors against the "
           "format's list",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 2;
   s.layers = Layers{with_direction(gru(3, 1), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -1019,7 +1019,7 @@ TEST_CASE("import and export of a stack beyond BasicLSTMCell check num_tensors a
 }
 
 TEST_CASE("export refuses a GRU whose folded b_x + b_h overflows float32 and writes nothing",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{lstm(2), with_direction(gru(2, 0), SLSTM_DIRECTION_BIDIRECTIONAL)};
@@ -1053,7 +1053,7 @@ TEST_CASE("export refuses a GRU whose folded b_x + b_h overflows float32 and wri
 
 TEST_CASE("export refuses a reverse direction whose folded forget_bias overflows float32 and "
           "writes nothing",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.forget_bias = 3e38f;
@@ -1079,7 +1079,7 @@ TEST_CASE("export refuses a reverse direction whose folded forget_bias overflows
 
 TEST_CASE("folding a reset-before GRU's b_h into b_x (TF, Keras) keeps its outputs within "
           "rounding",
-          "[formats][cells]") {
+          "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 3;
   s.layers = Layers{gru(4, 0), with_direction(gru(3, 0), SLSTM_DIRECTION_BIDIRECTIONAL)};
