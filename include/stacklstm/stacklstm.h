@@ -226,48 +226,84 @@ typedef struct slstm_tensor_out {
 
 typedef struct slstm_model slstm_model;
 
-/** Weight layouts.  Tensors are given layer by layer, in the order listed, so a model of L
- *  layers takes L * (tensors per layer) tensors. H is the layer's hidden size, I its input
- *  depth (D for layer 0, H_{l-1} after).
+/** Weight layouts.  Tensors are given layer by layer, and within a layer direction by
+ *  direction (a bidirectional layer: the forward set, then the reverse set; ONNX holds both
+ *  directions in each tensor), in the order listed.  H is the layer's hidden size, I its
+ *  input width (D for layer 0, the previous layer's output width after), R the width of the
+ *  recurrent h (proj_size P with a projection, else H).  slstm_format_tensors lists the
+ *  names, shapes, layer and direction of every tensor a format takes for any stack; what a
+ *  format cannot express (table in docs/interop.md) is refused by slstm_format_tensors,
+ *  slstm_model_create and slstm_model_export with SLSTM_ERR_UNSUPPORTED naming
+ *  config->layers[l].<field> and the format.  A forward BasicLSTMCell stack (hidden_sizes)
+ *  takes tensors-per-layer (slstm_format_tensors_per_layer) tensors per layer in every format.
  *
- *  SLSTM_FORMAT_CANONICAL (3 per layer): W_x [4H, I], W_h [4H, H], b [4H]; gates i, f, g, o.
- *      The model's forget_bias is config->forget_bias.
- *  SLSTM_FORMAT_TF (2 per layer): TF BasicLSTMCell / LSTMCell `kernel` [I + H, 4H] (first I
- *      rows multiply x, last H rows multiply h) and `bias` [4H]; column blocks i, j, f, o.
- *      The model's forget_bias is config->forget_bias (TF's default is 1.0).
- *  SLSTM_FORMAT_PYTORCH (4 per layer): nn.LSTM `weight_ih_l{k}` [4H, I], `weight_hh_l{k}`
- *      [4H, H], `bias_ih_l{k}` [4H], `bias_hh_l{k}` [4H]; gates i, f, g, o.  PyTorch has no
- *      forget_bias, so a model imported from it has forget_bias 0 and config->forget_bias
- *      is ignored.  On export, bias_ih carries the whole bias (forget_bias folded into its f
- *      block, once) and bias_hh is written as zeros. */
+ *  SLSTM_FORMAT_CANONICAL: LSTM `W_x` [4H, I], `W_h` [4H, R], `b` [4H] (gates i, f, g, o),
+ *      then `w_peep` [3, H] (rows w_i, w_f, w_o) with peepholes and `W_proj` [P, H] with a
+ *      projection; GRU `W_x` [3H, I], `W_h` [3H, H], `b_x` [3H], `b_h` [3H] (gates r, z, n).
+ *      Every stack.  The model's forget_bias is config->forget_bias.
+ *  SLSTM_FORMAT_TF: LSTMCell / BasicLSTMCell `kernel` [I + R, 4H] (first I rows multiply x,
+ *      last R rows multiply h) and `bias` [4H], column blocks i, j, f, o; with peepholes
+ *      `w_i_diag`, `w_f_diag`, `w_o_diag` [H] (in this order; TF creates w_f_diag first: go
+ *      by name); with a projection `projection/kernel` [H, P] (TF computes m @ kernel, so
+ *      W_proj is its transpose).  cell_clip and proj_clip are LSTMCell's arguments.
+ *      GRUCell (gru_reset_after 0 only): `gates/kernel` [I + H, 2H] (column blocks r, u = z),
+ *      `gates/bias` [2H], `candidate/kernel` [I + H, H], `candidate/bias` [H]; import sets
+ *      b_h = 0, export writes b_x + b_h (exact when b_h = 0).  A bidirectional layer's names
+ *      start with "fw/" and "bw/".  The model's forget_bias is config->forget_bias (TF's
+ *      default is 1.0).
+ *  SLSTM_FORMAT_PYTORCH: nn.LSTM `weight_ih_l{k}` [4H, I], `weight_hh_l{k}` [4H, R],
+ *      `bias_ih_l{k}` [4H], `bias_hh_l{k}` [4H], then `weight_hr_l{k}` [P, H] with proj_size;
+ *      gates i, f, g, o.  nn.GRU (gru_reset_after 1 only) `weight_ih` [3H, I], `weight_hh`
+ *      [3H, H], `bias_ih` = b_x [3H], `bias_hh` = b_h [3H]; gates r, z, n.  A bidirectional
+ *      layer's reverse set is named `..._reverse`.  No peepholes, cell_clip, proj_clip or
+ *      reverse-only layer.  PyTorch has no forget_bias, so a model imported from it has
+ *      forget_bias 0 and config->forget_bias is ignored.  On export an LSTM's bias_ih carries
+ *      the whole bias (forget_bias folded into its f block, once) and bias_hh is written as
+ *      zeros. */
 typedef SLSTM_ENUM(slstm_weight_format) {
   SLSTM_FORMAT_CANONICAL = 0,
   SLSTM_FORMAT_TF = 1,
   SLSTM_FORMAT_PYTORCH = 2,
   /** Keras `LSTM` (3 per layer): `kernel` [I, 4H], `recurrent_kernel` [H, 4H], `bias` [4H];
-   *  column blocks i, f, c, o (c = g).  Keras has no forget_bias (unit_forget_bias only
-   *  initialises the stored bias): imported models get forget_bias 0, config->forget_bias is
-   *  ignored; on export the f block of `bias` carries forget_bias.  Keras' state order is
-   *  [h, c] (packed states here are (c, h)); old Keras defaulted to hard_sigmoid, which this
-   *  library does not compute. */
+   *  column blocks i, f, c, o (c = g).  Keras `GRU`: `kernel` [I, 3H], `recurrent_kernel`
+   *  [H, 3H] (column blocks z, r, h), `bias` [2, 3H] = [b_x; b_h] when gru_reset_after is 1,
+   *  `bias` [3H] when it is 0 (import sets b_h = 0, export writes b_x + b_h).  A
+   *  bidirectional layer (Keras `Bidirectional`): the forward layer's tensors, then the
+   *  backward layer's, named "forward/..." and "backward/...".  No peepholes, clip or
+   *  projection.  Keras has no forget_bias (unit_forget_bias only initialises the stored
+   *  bias): imported models get forget_bias 0, config->forget_bias is ignored; on export the
+   *  f block of an LSTM's `bias` carries forget_bias.  Keras' state order is [h, c] (packed
+   *  states here are (c, h)); old Keras defaulted to hard_sigmoid, which this library does
+   *  not compute. */
   SLSTM_FORMAT_KERAS = 3,
   /** Keras `CuDNNLSTM` v1 (3 per layer): `kernel` [I, 4H], `recurrent_kernel` [H, 4H],
    *  `bias` [8H].  Each column block q of a kernel holds the bytes of cuDNN's row-major
    *  matrix for gate q (i, f, c, o): the block kernel[:, qH:(q+1)H] read in C order is
    *  W_q [H, I] (so recurrent blocks are W_q itself, not W_q^T); b = bias[:4H] + bias[4H:].
-   *  forget_bias as for SLSTM_FORMAT_KERAS; on export the first half of `bias` carries the
-   *  whole bias (forget_bias folded once) and the second half is zeros. */
+   *  Keras `CuDNNGRU` (gru_reset_after 1 only): `kernel` [I, 3H], `recurrent_kernel` [H, 3H]
+   *  with column blocks z, r, h in the same byte order, `bias` [6H] = b_x then b_h (each z,
+   *  r, h).  Bidirectional as for SLSTM_FORMAT_KERAS.  No peepholes, clip or projection.
+   *  forget_bias as for SLSTM_FORMAT_KERAS; on export the first half of an LSTM's `bias`
+   *  carries the whole bias (forget_bias folded once) and the second half is zeros. */
   SLSTM_FORMAT_KERAS_CUDNN = 4,
-  /** ONNX `LSTM` operator, one node per layer, forward direction (3 per layer): `W`
-   *  [1, 4H, I], `R` [1, 4H, H], `B` [1, 8H] (Wb then Rb); row blocks i, o, f, c;
-   *  b = Wb + Rb.  forget_bias as for SLSTM_FORMAT_KERAS; on export Wb carries the whole bias
-   *  and Rb is zeros.  ONNX nodes with peepholes, clip, input_forget, other activations or
-   *  another direction compute something else: check them with slstm_onnx_check_node. */
+  /** ONNX `LSTM` / `GRU` operators, one node per layer; nd = 2 for a bidirectional layer
+   *  (forward, then reverse in dimension 0), else 1 (a reverse layer is a node with
+   *  direction="reverse").  LSTM: `W` [nd, 4H, I], `R` [nd, 4H, H], `B` [nd, 8H] (Wb then
+   *  Rb), row blocks i, o, f, c, b = Wb + Rb, and with peepholes `P` [nd, 3H] (order i, o,
+   *  f).  GRU: `W` [nd, 3H, I], `R` [nd, 3H, H], `B` [nd, 6H], row blocks z, r, h, Wb = b_x
+   *  and Rb = b_h; linear_before_reset is gru_reset_after.  No cell_clip (ONNX's `clip`
+   *  clips the gates' pre-activations: another function) and no projection.  forget_bias as
+   *  for SLSTM_FORMAT_KERAS; on export an LSTM's Wb carries the whole bias and Rb is zeros.
+   *  ONNX nodes with clip, input_forget or other activations compute something else: check
+   *  them with slstm_onnx_check_node. */
   SLSTM_FORMAT_ONNX = 5,
-  /** cuDNN canonical parameters (4 per layer): `W` [4H, I] = linear layers 0-3 stacked,
-   *  `R` [4H, H] = linear layers 4-7, `bW` [4H], `bR` [4H]; gates i, f, g, o; b = bW + bR.
-   *  (Also TF CudnnLSTM's canonical weights.)  forget_bias as for SLSTM_FORMAT_KERAS; on
-   *  export bW carries the whole bias and bR is zeros. */
+  /** cuDNN canonical parameters (4 per layer): LSTM `W` [4H, I] = linear layers 0-3
+   *  stacked, `R` [4H, H] = linear layers 4-7, `bW` [4H], `bR` [4H]; gates i, f, g, o;
+   *  b = bW + bR.  GRU (gru_reset_after 1 only): `W` [3H, I] = linear layers 0-2 (r, z, h),
+   *  `R` [3H, H] = 3-5, `bW` = b_x, `bR` = b_h.  A bidirectional layer's reverse set is named
+   *  `..._reverse`.  No peepholes, clip, projection or reverse-only layer.  (Also TF
+   *  CudnnLSTM's canonical weights.)  forget_bias as for SLSTM_FORMAT_KERAS; on export an
+   *  LSTM's bW carries the whole bias and bR is zeros. */
   SLSTM_FORMAT_CUDNN = 6
 } slstm_weight_format;
 
@@ -361,12 +397,16 @@ SLSTM_API void(slstm_model_config_init)(slstm_model_config* config);
   { (uint32_t)sizeof(slstm_layer_config), SLSTM_CELL_LSTM, 0, SLSTM_DIRECTION_FORWARD, 0, 0, \
     0.0f, 0, 0.0f, 0 }
 
-/** Creates a model from weights in `format`.  `tensors` holds num_layers * tensors-per-layer
- *  entries, layer by layer (see slstm_weight_format); every shape is checked against the
- *  architecture and every value is copied, so the caller may free its arrays afterwards.
- *  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL pointers, sizes < 1, non-finite forget_bias,
- *  unknown format), SLSTM_ERR_SHAPE_MISMATCH (wrong num_tensors or a tensor's shape),
- *  SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY.  *out_model is written only on success. */
+/** Creates a model from weights in `format`.  `tensors` holds the tensors
+ *  slstm_format_tensors lists for `config` (for a hidden_sizes stack: num_layers *
+ *  tensors-per-layer), layer by layer (see slstm_weight_format); every shape is checked
+ *  against the architecture and every value is copied, so the caller may free its arrays
+ *  afterwards.  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL pointers, sizes < 1, non-finite
+ *  forget_bias, unknown format, a non-finite weight or a bias sum that overflows float32,
+ *  naming the tensor), SLSTM_ERR_SHAPE_MISMATCH (wrong num_tensors or a tensor's shape),
+ *  SLSTM_ERR_UNSUPPORTED (a layer the format cannot express, naming config->layers[l] and
+ *  the field), SLSTM_ERR_SIZE_OVERFLOW, SLSTM_ERR_OUT_OF_MEMORY.  *out_model is written only
+ *  on success. */
 SLSTM_API slstm_status slstm_model_create(const slstm_model_config* config,
                                           slstm_weight_format format,
                                           const slstm_tensor* tensors, size_t num_tensors,
@@ -384,9 +424,14 @@ SLSTM_API void slstm_model_destroy(slstm_model* model);
 
 /** Writes the model's weights in `format` into `tensors` (same count and order as for
  *  slstm_model_create; every shape must match exactly).  Nothing is written unless all
- *  checks pass.  Import followed by export is the identity for CANONICAL and TF (TF:
- *  the model's forget_bias is not part of the tensors; read it with
- *  slstm_model_forget_bias).  PyTorch: see slstm_weight_format. */
+ *  checks pass: SLSTM_ERR_UNSUPPORTED for a layer the format cannot express,
+ *  SLSTM_ERR_OUT_OF_RANGE when a value the format folds (forget_bias into an LSTM's f bias,
+ *  a GRU's b_h into b_x for TF and reset-before Keras) overflows float32.  Export followed by
+ *  import gives the model back bit for bit in every format that expresses it, except that
+ *  formats without a forget_bias fold it into the bias (the imported model has forget_bias 0
+ *  and computes the same function up to one rounding) and formats without a GRU b_h fold it
+ *  into b_x (b_h = 0 after import; the same function up to one rounding).  TF: the
+ *  model's forget_bias is not part of the tensors; read it with slstm_model_forget_bias. */
 SLSTM_API slstm_status slstm_model_export(const slstm_model* model, slstm_weight_format format,
                                           const slstm_tensor_out* tensors, size_t num_tensors);
 
@@ -397,7 +442,9 @@ SLSTM_API slstm_status slstm_model_hidden_size(const slstm_model* model, int32_t
                                                int64_t* out);
 SLSTM_API slstm_status slstm_model_forget_bias(const slstm_model* model, float* out);
 
-/** Number of floats in a packed state for `batch` rows: sum over layers of 2 * batch * H_l. */
+/** Number of floats in a packed state for `batch` rows: batch times the sum over layers (and
+ *  directions) of the state's widths: 2 * H_l for a BasicLSTMCell layer, H + P with a
+ *  projection, H for a GRU (docs/cells.md, "The packed state"). */
 SLSTM_API slstm_status slstm_model_state_count(const slstm_model* model, int64_t batch,
                                                size_t* out);
 
