@@ -250,7 +250,31 @@ int expected_shapes(int format, std::int64_t in, std::int64_t h, std::int64_t sh
 struct Config {
   slstm_model_config cfg{};
   std::int64_t hidden[6] = {};
+  slstm_layer_config layers[6] = {};
 };
+
+// A flag: mostly 0 or 1, sometimes a value the library must refuse.
+std::int32_t flag(Reader& in) {
+  const std::uint8_t b = in.u8();
+  return b < 120 ? 0 : b < 250 ? 1 : static_cast<std::int32_t>(b) - 248;
+}
+
+// A layer description (docs/cells.md): every field fuzzed, mostly valid.
+void read_layer(Reader& in, slstm_layer_config& l) {
+  slstm_layer_config_init(&l);
+  l.cell = static_cast<slstm_cell>(enum_value(in, 2));
+  l.hidden_size = size(in, 5);
+  l.direction = static_cast<slstm_direction>(enum_value(in, 3));
+  l.residual = in.u8() < 230 ? 0 : flag(in);
+  if (l.cell == SLSTM_CELL_LSTM || in.u8() >= 250) {
+    l.peepholes = flag(in);
+    l.cell_clip = in.u8() < 200 ? 0.0f : value(in);
+    const std::uint8_t p = in.u8();
+    l.proj_size = p < 160 ? 0 : p < 250 ? 1 + p % 8 : size(in, 5);
+    l.proj_clip = l.proj_size != 0 && in.u8() >= 200 ? value(in) : 0.0f;
+  }
+  if (l.cell == SLSTM_CELL_GRU || in.u8() >= 250) l.gru_reset_after = flag(in);
+}
 
 // A config; `small_only` keeps every size small (for honest tensor calls).
 void read_config(Reader& in, Config& c) {
@@ -261,7 +285,13 @@ void read_config(Reader& in, Config& c) {
   const int layers = lb < 240 ? 1 + lb % 4 : (lb % 2 ? 0 : -1);
   for (int l = 0; l < 6; ++l) c.hidden[l] = size(in, 5);
   c.cfg.num_layers = layers;  // <= 4: hidden has 6 entries, so the pointer is honest
-  c.cfg.hidden_sizes = in.u8() == 255 ? nullptr : c.hidden;
+  const std::uint8_t kind = in.u8();
+  c.cfg.hidden_sizes = kind == 255 ? nullptr : c.hidden;
+  if (kind >= 160 && kind < 255) {  // a stack of any layers (hidden_sizes NULL, or both set)
+    for (slstm_layer_config& l : c.layers) read_layer(in, l);
+    c.cfg.layers = c.layers;
+    if (kind < 250) c.cfg.hidden_sizes = nullptr;
+  }
   c.cfg.forget_bias = in.u8() < 240 ? 1.0f : value(in);
 }
 
@@ -290,6 +320,44 @@ void op_model_create(Reader& in, World& w) {
   const int format = enum_value(in, 7);
   const int layers = c.cfg.num_layers > 0 ? c.cfg.num_layers : 1;
   std::vector<slstm_tensor> ts;
+  if (c.cfg.layers != nullptr) {
+    // The shapes the library lists for this stack (when it accepts it), sometimes a lie.
+    slstm_tensor_info infos[64];
+    for (slstm_tensor_info& i : infos) i.struct_size = sizeof i;
+    std::size_t n = 0;
+    const slstm_status st = slstm_format_tensors(&c.cfg, static_cast<slstm_weight_format>(format),
+                                                 infos, 64, &n);
+    check_status(st);
+    for (std::size_t k = 0; st == SLSTM_OK && k < n && k < 64; ++k) {
+      slstm_tensor t{};
+      t.ndim = infos[k].ndim;
+      std::memcpy(t.shape, infos[k].shape, sizeof t.shape);
+      std::size_t count = 1;
+      for (int d = 0; d < t.ndim; ++d) count *= static_cast<std::size_t>(t.shape[d]);
+      const std::uint8_t lie = in.u8();
+      if (lie >= 200) {
+        t.ndim = static_cast<std::int32_t>(lie % 7) - 1;
+        t.shape[lie % 4] = size(in, 2);
+      }
+      // Honest shapes larger than the arena are not passed (the library would read them).
+      t.data = in.u8() == 255 || (lie < 200 && count > kArena) ? nullptr : w.arena.data();
+      ts.push_back(t);
+    }
+    std::size_t count = ts.size();
+    if (in.u8() >= 240 && count > 0) count -= 1;
+    slstm_model* m = kSentinelModel;
+    const slstm_status cs = slstm_model_create(&c.cfg, static_cast<slstm_weight_format>(format),
+                                               ts.empty() ? nullptr : ts.data(), count, &m);
+    check_status(cs);
+    if (cs != SLSTM_OK) {
+      if (m != kSentinelModel) violated("out_model written on failure");
+      return;
+    }
+    const int slot = in.u8() % kSlots;
+    slstm_model_destroy(w.models[slot]);
+    w.models[slot] = m;
+    return;
+  }
   std::int64_t prev = c.cfg.input_size;
   for (int l = 0; l < layers; ++l) {
     std::int64_t shapes[4][4];
