@@ -378,6 +378,32 @@ TEST_CASE("a model file round trip keeps negative zero and extreme clip values b
   check_round_trip(m.get());
 }
 
+TEST_CASE("a clip of negative zero means no clipping and is saved and loaded as 0",
+          "[model-file][cells][path-independent]") {
+  // -0 is accepted at creation and clips nothing, like 0; a file has no -0 clip, in either
+  // version, so a layer reads back the same from both.
+  const float zero = 0.0f;
+  slstm_layer_config basic = lstm(2);
+  basic.cell_clip = -0.0f;
+  basic.proj_clip = -0.0f;
+  auto m1 = stack_model(2, {basic}, 18);
+  CHECK(version_of(m1.get()) == "1");
+  slstm_layer_config peep = basic;
+  peep.peepholes = 1;
+  auto m2 = stack_model(2, {peep}, 19);
+  const Parts p = split(save(m2.get()));
+  CHECK(p.header["__metadata__"]["cell_clip"] == "0");
+  CHECK(p.header["__metadata__"]["proj_clip"] == "0");
+  json h = p.header;
+  h["__metadata__"]["cell_clip"] = "-0";
+  h["__metadata__"]["proj_clip"] = "-0.0";
+  for (const Bytes& img : {save(m1.get()), save(m2.get()), join(h, p.data)}) {
+    const auto layer = layers_of(load(img).get())[0];
+    CHECK(std::memcmp(&layer.cell_clip, &zero, sizeof zero) == 0);
+    CHECK(std::memcmp(&layer.proj_clip, &zero, sizeof zero) == 0);
+  }
+}
+
 TEST_CASE("a loaded stack's forward results equal the original's bitwise on the CPU reference",
           "[model-file][cells][path-independent]") {
   auto m = stack_model(3, mixed_layers(), 9);

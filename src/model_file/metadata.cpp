@@ -273,14 +273,16 @@ bool read_flag(const std::string& s, const char* key, std::size_t l) {
   return s == "1";
 }
 
-// A decimal entry (JSON number syntax) whose value is a finite float.
-float read_float(const std::string& s, const char* key, std::size_t l) {
+// A clip entry: a decimal (JSON number syntax) whose value is a finite float; -0 reads as 0
+// (both mean no clipping; the writer writes 0), so that a clip reads back the same from
+// either version.
+float read_clip(const std::string& s, const char* key, std::size_t l) {
   float v = 0.0f;
   if (!parse_decimal_float(s, &v)) {
     bad_file(entry_name(key, l) + " must be a decimal number (JSON number syntax) whose value "
              "is a finite float, got \"" + s.substr(0, 40) + "\"");
   }
-  return v;
+  return v == 0.0f ? 0.0f : v;
 }
 
 // Format version 1: "cells", when present, lists lstm for every layer (a file of 0.1 has none),
@@ -328,14 +330,14 @@ void read_layers_v2(const Header& header, Plan* plan) {
     specs[l].peepholes = read_flag(s, "peepholes", l);
   });
   for_each_layer(header, "cell_clip", layers, [&](std::size_t l, const std::string& s) {
-    specs[l].cell_clip = read_float(s, "cell_clip", l);
+    specs[l].cell_clip = read_clip(s, "cell_clip", l);
   });
   for_each_layer(header, "proj_sizes", layers, [&](std::size_t l, const std::string& s) {
     specs[l].proj_size =
         static_cast<std::int64_t>(parse_uint(s, entry_name("proj_sizes", l), 0, kMaxExtent));
   });
   for_each_layer(header, "proj_clip", layers, [&](std::size_t l, const std::string& s) {
-    specs[l].proj_clip = read_float(s, "proj_clip", l);
+    specs[l].proj_clip = read_clip(s, "proj_clip", l);
   });
   for_each_layer(header, "gru_reset_after", layers, [&](std::size_t l, const std::string& s) {
     specs[l].reset_after = read_flag(s, "gru_reset_after", l);

@@ -44,6 +44,10 @@ std::string format_float(float v) {
   return std::string(buf, r.ptr);
 }
 
+// A clip: 0 (no clipping) for -0 as for +0, which is also what a version-1 file (no clip keys)
+// gives back; a positive clip as format_float.
+std::string format_clip(float v) { return v == 0.0f ? "0" : format_float(v); }
+
 // A JSON string literal of printable ASCII (source_layout has been checked to be that).
 void append_json_string(std::string& out, const std::string& s) {
   out += '"';
@@ -87,11 +91,11 @@ void append_metadata(std::string& t, const Model& model, const std::string& sour
     append_layer_list(t, model, "peepholes",
                       [&](const LayerSpec& s) { return flag(s.peepholes); });
     append_layer_list(t, model, "cell_clip",
-                      [](const LayerSpec& s) { return format_float(s.cell_clip); });
+                      [](const LayerSpec& s) { return format_clip(s.cell_clip); });
     append_layer_list(t, model, "proj_sizes",
                       [](const LayerSpec& s) { return std::to_string(s.proj_size); });
     append_layer_list(t, model, "proj_clip",
-                      [](const LayerSpec& s) { return format_float(s.proj_clip); });
+                      [](const LayerSpec& s) { return format_clip(s.proj_clip); });
     append_layer_list(t, model, "gru_reset_after",
                       [&](const LayerSpec& s) { return flag(s.reset_after); });
   }
