@@ -5,6 +5,7 @@
 // writes format_version 1, byte for byte as before.  One behaviour per TEST_CASE: round trips
 // (weights bitwise through the CANONICAL export, the layer descriptions, forward results on
 // the CPU reference), then one class of broken version-2 file per TEST_CASE.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -854,4 +855,25 @@ TEST_CASE("flipping any byte of a version-2 header never crashes the loader",
       }
     }
   }
+}
+
+TEST_CASE("a version-2 stack of SLSTM_MAX_LAYERS layers saves and loads back within seconds",
+          "[model-file][cells][large][path-independent]") {
+  // Every per-layer metadata list and the tensor table at their largest (~65 MB of header):
+  // the reader stays linear in the header's size.
+  std::vector<slstm_layer_config> ls(SLSTM_MAX_LAYERS);
+  for (std::size_t l = 0; l < ls.size(); ++l) {
+    ls[l] = l % 2 ? with_direction(gru(1, true), SLSTM_DIRECTION_BIDIRECTIONAL)
+                  : lstm_all_options(1, 1);
+  }
+  auto m = stack_model(2, ls, 20);
+  const Bytes img = save(m.get());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto back = load(img);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO("load took " << s << " s for " << img.size() << " bytes");
+  CHECK(layers_of(back.get()).size() == ls.size());
+  CHECK(save(back.get()) == img);
+  // ~0.5 s here in a normal build; room for sanitizers on a loaded CI machine.
+  CHECK(s < 60.0);
 }
