@@ -877,3 +877,14 @@ TEST_CASE("a version-2 stack of SLSTM_MAX_LAYERS layers saves and loads back wit
   // ~0.5 s here in a normal build; room for sanitizers on a loaded CI machine.
   CHECK(s < 60.0);
 }
+
+TEST_CASE("a huge declared version-2 architecture is refused before anything is allocated for it",
+          "[model-file][cells][path-independent]") {
+  // 2^40 x 2^40 weights per layer: the stack check (as slstm_model_create's) fails on the
+  // sizes before any tensor is looked at or anything of that size allocated.
+  Parts p = mixed_parts();
+  p.header["__metadata__"]["input_size"] = "1099511627776";
+  p.header["__metadata__"]["hidden_sizes"] = "1099511627776,4,5,5,2,3";
+  expect_refused(join(p.header, p.data), SLSTM_ERR_SIZE_OVERFLOW,
+                 {"model file: the stack the metadata describe (weights", "overflows"});
+}

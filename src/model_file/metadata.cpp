@@ -344,11 +344,16 @@ void read_layers_v2(const Header& header, Plan* plan) {
   });
 }
 
-// Model::check_layers's message about a layer's field, "config->layers[<l>].<field> ...", in
-// the file's terms: "metadata <key>[<l>] (layer <l>'s <field>) ..."; other messages as
-// they are.
+// Model::check_layers's message in the file's terms: about a layer's field,
+// "config->layers[<l>].<field> ..." becomes "metadata <key>[<l>] (layer <l>'s <field>) ...";
+// about the whole stack's sizes, "config (weights...) ..." becomes "the stack the metadata
+// describe (weights...) ..."; others stay as they are.
 std::string in_file_terms(const std::string& msg) {
   static const std::string prefix = "config->layers[";
+  static const std::string sizes = "config (";
+  if (msg.compare(0, sizes.size(), sizes) == 0) {
+    return "the stack the metadata describe" + msg.substr(sizes.size() - 2);
+  }
   if (msg.compare(0, prefix.size(), prefix) != 0) return msg;
   const std::size_t close = msg.find("].", prefix.size());
   if (close == std::string::npos) return msg;
