@@ -11,7 +11,9 @@
 // whose layers all read forward runs time step by time step (MultiRNNCell's order, no
 // sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
-// One thread.
+// Threads: the workers (num_threads, at most one per batch row) split the batch rows, each
+// running its rows through every layer and step with its own workspace: rows never
+// interact, so there is no barrier.
 //
 // Determinism: every pre-activation is one chain of multiply-adds in increasing k (input
 // part, then recurrent part) started from the bias, computed with the same instructions
@@ -24,10 +26,12 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "../gate_math.hpp"
 #include "fast_plan.hpp"
+#include "thread_pool.hpp"
 
 namespace slstm::cpu {
 namespace {
@@ -164,6 +168,13 @@ class CpuGenericBackend final : public Backend {
                     {"order", layer_major_ ? "layer-major (a layer reads backwards)"
                                            : "time-major (MultiRNNCell)"}};
     const std::int64_t B = config.max_batch;
+    // Workers split the batch rows (rows never interact: no barrier); more than one per row
+    // would idle.  The results do not depend on the split (see "Determinism" above).
+    threads_ = static_cast<int>(std::min<std::int64_t>(
+        {config.num_threads > 0 ? config.num_threads : usable_cpus(), B, 256}));
+    plan_.params[0].second = std::to_string(threads_);
+    plan_.params.push_back({"split", "batch rows (each worker runs its rows through every "
+                                     "layer and step; no barrier)"});
     try {
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
         const LayerSpec& s = m.spec(l);
@@ -177,25 +188,25 @@ class CpuGenericBackend final : public Backend {
         for (int d = 0; d < s.directions(); ++d) packed_.back().push_back(pack(m, l, d));
       }
       state_.resize(m.state_count(B));
-      const std::size_t rows = static_cast<std::size_t>(B);
-      z_.resize(product({B, 4, m.max_hidden()}, "workspace"));
-      aux_.resize(product({B, m.max_hidden()}, "workspace"));
-      y_[0].resize(product({B, m.max_width()}, "workspace"));
-      y_[1].resize(y_[0].size());
-      for (auto* v : {&z_ptr_, &aux_ptr_, &state_ptr_, &c_ptr_, &out_ptr_}) v->resize(rows);
-      x_ptr_.resize(rows);
-      aux_cptr_.resize(rows);
-      rows_.resize(rows);
+      const std::int64_t share = (B + threads_ - 1) / threads_;
+      work_.resize(static_cast<std::size_t>(threads_));
+      for (Work& w : work_) w.allocate(share, m);
       if (layer_major_) {
         const std::size_t n = product({B, config.max_time, m.max_width()},
                                       "workspace (max_batch x max_time x widest layer)");
         seq_[0].resize(n);
         seq_[1].resize(n);
       }
+      state_ptr_base_ = state_.data();
+      seq_base_[0] = seq_[0].data();
+      seq_base_[1] = seq_[1].data();
+      if (threads_ > 1) pool_ = std::make_unique<Pool>(threads_);
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
     } catch (const std::length_error&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
+    } catch (const std::system_error&) {
+      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot create the CPU worker threads");
     }
   }
 
@@ -214,66 +225,110 @@ class CpuGenericBackend final : public Backend {
     } else {
       std::fill_n(state_.begin(), n_state, 0.0f);
     }
-    if (layer_major_) {
-      forward_layer_major(call);
+    const int active = static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
+    Job job{this, &call, active};
+    if (active == 1) {
+      run_share(job, 0);
     } else {
-      forward_time_major(call);
+      pool_->run(&CpuGenericBackend::run_share_entry, &job, active);
     }
     if (call.final_state) std::memcpy(call.final_state, state_.data(), n_state * sizeof(float));
   }
 
  private:
+  // One worker's per-step workspace, for up to `rows` batch rows.
+  struct Work {
+    std::vector<float> z;      // pre-activations of a step's rows [rows][G*H]
+    std::vector<float> aux;    // per row [H]: m, r o h, or b_h,n + W_h,n h
+    std::vector<float> y[2];   // layer outputs of a step's rows (time-major)
+    std::vector<float*> z_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
+    std::vector<const float*> x_ptr, aux_cptr;
+    std::vector<std::int64_t> rows;  // the batch rows of a step
+    void allocate(std::int64_t n, const Model& m) {
+      z.resize(product({n, 4, m.max_hidden()}, "workspace"));
+      aux.resize(product({n, m.max_hidden()}, "workspace"));
+      y[0].resize(product({n, m.max_width()}, "workspace"));
+      y[1].resize(y[0].size());
+      const auto r = static_cast<std::size_t>(n);
+      for (auto* v : {&z_ptr, &aux_ptr, &state_ptr, &c_ptr, &out_ptr}) v->resize(r);
+      x_ptr.resize(r);
+      aux_cptr.resize(r);
+      rows.resize(r);
+    }
+  };
+
+  struct Job {
+    CpuGenericBackend* self;
+    const ForwardCall* call;
+    int workers;
+  };
+  static void run_share_entry(void* ctx, int worker) {
+    const Job& job = *static_cast<const Job*>(ctx);
+    job.self->run_share(job, worker);
+  }
+  // Worker `worker`'s rows [b0, b1) of the call, through every layer and step.
+  void run_share(const Job& job, int worker) {
+    const std::int64_t B = job.call->batch;
+    const std::int64_t b0 = B * worker / job.workers, b1 = B * (worker + 1) / job.workers;
+    Work& w = work_[static_cast<std::size_t>(worker)];
+    if (layer_major_) {
+      forward_layer_major(*job.call, b0, b1, w);
+    } else {
+      forward_time_major(*job.call, b0, b1, w);
+    }
+  }
+
   std::int64_t row_of(const ForwardCall& c, std::int64_t t, std::int64_t b) const {
     return c.layout == SLSTM_TIME_MAJOR ? t * c.batch + b : b * c.time + t;
   }
 
   // Row b's piece `kind` (0 = c, 1 = h) of direction d of layer l in a packed state of B rows.
-  float* piece(std::size_t l, int d, int kind, std::int64_t B, std::int64_t b) {
+  float* piece(std::size_t l, int d, int kind, std::int64_t B, std::int64_t b) const {
     const Model& m = *model_;
     const LayerSpec& s = m.spec(l);
     const int p = d * s.cell_state_parts() + (s.cell == CellKind::kGru ? 0 : kind);
-    return state_.data() + m.state_offset(B, l, p) + b * m.state_layout().width(l, p);
+    return state_ptr_base_ + m.state_offset(B, l, p) + b * m.state_layout().width(l, p);
   }
 
-  // One step of direction d of layer l for the n rows rows_[0..n): input x_ptr_[i], the cell's
-  // output (width R) written to out_ptr_[i].
-  void step(std::size_t l, int d, std::int64_t B, std::int64_t n) {
+  // One step of direction d of layer l for the n rows w.rows[0..n): input w.x_ptr[i], the
+  // cell's output (width R) written to w.out_ptr[i].
+  void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w) const {
     const Model& m = *model_;
     const LayerSpec& s = m.spec(l);
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
     const std::int64_t H = s.hidden_size, GH = s.gate_rows(), R = s.cell_output_size();
     for (std::int64_t i = 0; i < n; ++i) {
-      z_ptr_[i] = z_.data() + i * GH;
-      std::memcpy(z_ptr_[i], p.bias.data(), static_cast<std::size_t>(GH) * sizeof(float));
-      const std::int64_t b = rows_[i];
-      state_ptr_[i] = piece(l, d, 1, B, b);
-      c_ptr_[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
-      aux_ptr_[i] = aux_.data() + i * H;
+      w.z_ptr[i] = w.z.data() + i * GH;
+      std::memcpy(w.z_ptr[i], p.bias.data(), static_cast<std::size_t>(GH) * sizeof(float));
+      const std::int64_t b = w.rows[i];
+      w.state_ptr[i] = piece(l, d, 1, B, b);
+      w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
+      w.aux_ptr[i] = w.aux.data() + i * H;
     }
-    const float* const* h = state_ptr_.data();
-    gemm_(z_ptr_.data(), x_ptr_.data(), p.wx, n);
+    const float* const* h = w.state_ptr.data();
+    gemm_(w.z_ptr.data(), w.x_ptr.data(), p.wx, n);
     if (s.cell == CellKind::kLstm) {
-      gemm_(z_ptr_.data(), h, p.wh, n);
-      for (std::int64_t i = 0; i < n; ++i) lstm_pointwise(s, p, z_ptr_[i], c_ptr_[i], aux_ptr_[i]);
+      gemm_(w.z_ptr.data(), h, p.wh, n);
+      for (std::int64_t i = 0; i < n; ++i) lstm_pointwise(s, p, w.z_ptr[i], w.c_ptr[i], w.aux_ptr[i]);
       if (s.proj_size > 0) {
-        for (std::int64_t i = 0; i < n; ++i) std::fill_n(state_ptr_[i], R, 0.0f);
-        for (std::int64_t i = 0; i < n; ++i) aux_cptr_[i] = aux_ptr_[i];
-        gemm_(state_ptr_.data(), aux_cptr_.data(), p.wproj, n);
+        for (std::int64_t i = 0; i < n; ++i) std::fill_n(w.state_ptr[i], R, 0.0f);
+        for (std::int64_t i = 0; i < n; ++i) w.aux_cptr[i] = w.aux_ptr[i];
+        gemm_(w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n);
         if (s.proj_clip > 0.0f) {
           for (std::int64_t i = 0; i < n; ++i) {
-            for (std::int64_t u = 0; u < R; ++u) state_ptr_[i][u] = clip(state_ptr_[i][u], s.proj_clip);
+            for (std::int64_t u = 0; u < R; ++u) w.state_ptr[i][u] = clip(w.state_ptr[i][u], s.proj_clip);
           }
         }
       } else {
-        for (std::int64_t i = 0; i < n; ++i) std::copy_n(aux_ptr_[i], H, state_ptr_[i]);
+        for (std::int64_t i = 0; i < n; ++i) std::copy_n(w.aux_ptr[i], H, w.state_ptr[i]);
       }
     } else {
       // r and z: the recurrent part of their chains.
-      gemm_(z_ptr_.data(), h, p.wh, n);
+      gemm_(w.z_ptr.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) {
-        float* z = z_ptr_[i];
+        float* z = w.z_ptr[i];
         for (std::int64_t u = 0; u < 2 * H; ++u) z[u] = sigmoidf(z[u]);
-        float* a = aux_ptr_[i];
+        float* a = w.aux_ptr[i];
         if (s.reset_after) {
           std::copy_n(p.bh_n.data(), H, a);  // b_h,n + W_h,n h, then scaled by r
         } else {
@@ -281,26 +336,26 @@ class CpuGenericBackend final : public Backend {
         }
       }
       for (std::int64_t i = 0; i < n; ++i) {
-        z_ptr_[i] += 2 * H;  // the n block
-        aux_cptr_[i] = aux_ptr_[i];
+        w.z_ptr[i] += 2 * H;  // the n block
+        w.aux_cptr[i] = w.aux_ptr[i];
       }
       if (s.reset_after) {
-        gemm_(aux_ptr_.data(), h, p.wh_n, n);
+        gemm_(w.aux_ptr.data(), h, p.wh_n, n);
       } else {
-        gemm_(z_ptr_.data(), aux_cptr_.data(), p.wh_n, n);
+        gemm_(w.z_ptr.data(), w.aux_cptr.data(), p.wh_n, n);
       }
       for (std::int64_t i = 0; i < n; ++i) {
-        float* zn = z_ptr_[i];
+        float* zn = w.z_ptr[i];
         const float* rz = zn - 2 * H;
-        float* hh = state_ptr_[i];
+        float* hh = w.state_ptr[i];
         for (std::int64_t u = 0; u < H; ++u) {
-          const float cand = s.reset_after ? tanhf(zn[u] + rz[u] * aux_ptr_[i][u]) : tanhf(zn[u]);
+          const float cand = s.reset_after ? tanhf(zn[u] + rz[u] * w.aux_ptr[i][u]) : tanhf(zn[u]);
           const float upd = rz[H + u];
           hh[u] = (1.0f - upd) * cand + upd * hh[u];
         }
       }
     }
-    for (std::int64_t i = 0; i < n; ++i) std::copy_n(state_ptr_[i], R, out_ptr_[i]);
+    for (std::int64_t i = 0; i < n; ++i) std::copy_n(w.state_ptr[i], R, w.out_ptr[i]);
   }
 
   // The LSTM's pointwise math on one row: c updated in place, the unprojected output into m.
@@ -327,101 +382,114 @@ class CpuGenericBackend final : public Backend {
     }
   }
 
-  void add_residual(std::size_t l, const float* x, float* y) const {
+  void add_residual(std::size_t l, const float* x, float* y) const {  // (per row)
     const LayerSpec& s = model_->spec(l);
     if (!s.residual) return;
     for (std::int64_t u = 0; u < s.output_size(); ++u) y[u] += x[u];
   }
 
-  void forward_time_major(const ForwardCall& call) {
+  void forward_time_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1,
+                          Work& w) const {
     const Model& m = *model_;
     const std::int64_t B = call.batch, T = call.time, D = m.input_size(), W = m.output_size();
     const std::size_t L = m.layers().size();
     for (std::int64_t t = 0; t < T; ++t) {
       std::int64_t n = 0;
-      for (std::int64_t b = 0; b < B; ++b) {
-        if (call.lengths == nullptr || t < call.lengths[b]) rows_[n++] = b;
+      for (std::int64_t b = b0; b < b1; ++b) {
+        if (call.lengths == nullptr || t < call.lengths[b]) w.rows[n++] = b;
       }
       const float* in = nullptr;
       std::int64_t in_width = D;
       for (std::size_t l = 0; l < L; ++l) {
-        const std::int64_t w = m.spec(l).output_size();
-        float* y = y_[l % 2].data();
+        const std::int64_t width = m.spec(l).output_size();
+        float* y = w.y[l % 2].data();
         for (std::int64_t i = 0; i < n; ++i) {
-          x_ptr_[i] = l == 0 ? call.input + row_of(call, t, rows_[i]) * D : in + i * in_width;
-          out_ptr_[i] = y + i * w;
+          w.x_ptr[i] = l == 0 ? call.input + row_of(call, t, w.rows[i]) * D : in + i * in_width;
+          w.out_ptr[i] = y + i * width;
         }
-        step(l, 0, B, n);
-        for (std::int64_t i = 0; i < n; ++i) add_residual(l, x_ptr_[i], out_ptr_[i]);
+        step(l, 0, B, n, w);
+        for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
         in = y;
-        in_width = w;
+        in_width = width;
       }
       if (call.output == nullptr) continue;
-      for (std::int64_t b = 0; b < B; ++b) std::fill_n(call.output + row_of(call, t, b) * W, W, 0.0f);
+      for (std::int64_t b = b0; b < b1; ++b) {
+        std::fill_n(call.output + row_of(call, t, b) * W, W, 0.0f);
+      }
       for (std::int64_t i = 0; i < n; ++i) {
-        std::memcpy(call.output + row_of(call, t, rows_[i]) * W, in + i * W,
+        std::memcpy(call.output + row_of(call, t, w.rows[i]) * W, in + i * W,
                     static_cast<std::size_t>(W) * sizeof(float));
       }
     }
   }
 
-  void forward_layer_major(const ForwardCall& call) {
+  // The layers' outputs live in seq_ with one row stride for every layer (the widest), so
+  // that the rows of different workers never overlap whatever layer each worker is on (with
+  // each layer's own width as the stride, the time-major layout's interleaved rows of two
+  // workers on layers of different widths would).
+  void forward_layer_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1,
+                           Work& w) const {
     const Model& m = *model_;
-    const std::int64_t B = call.batch, T = call.time;
+    const std::int64_t B = call.batch, T = call.time, stride = m.max_width();
     const float* in = call.input;
-    std::int64_t in_width = m.input_size();
+    std::int64_t in_stride = m.input_size(), in_width = m.input_size();
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
       const LayerSpec& s = m.spec(l);
       const std::int64_t R = s.cell_output_size(), W = s.output_size();
-      float* out = seq_[l % 2].data();
+      float* out = seq_base_[l % 2];
       for (int d = 0; d < s.directions(); ++d) {
         const bool backwards = s.direction == Direction::kReverse || d == 1;
         for (std::int64_t k = 0; k < T; ++k) {
           std::int64_t n = 0;
-          for (std::int64_t b = 0; b < B; ++b) {
+          for (std::int64_t b = b0; b < b1; ++b) {
             const std::int64_t len = call.lengths ? call.lengths[b] : T;
             if (k >= len) continue;
             const std::int64_t t = backwards ? len - 1 - k : k;
-            rows_[n] = b;
-            x_ptr_[n] = in + row_of(call, t, b) * in_width;
-            out_ptr_[n] = out + row_of(call, t, b) * W + d * R;
+            w.rows[n] = b;
+            w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
+            w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
             ++n;
           }
           if (n == 0) break;  // rows' lengths only shrink the active set as k grows
-          step(l, d, B, n);
+          step(l, d, B, n, w);
         }
       }
-      for (std::int64_t b = 0; b < B; ++b) {
+      for (std::int64_t b = b0; b < b1; ++b) {
         const std::int64_t len = call.lengths ? call.lengths[b] : T;
         for (std::int64_t t = 0; t < T; ++t) {
-          float* y = out + row_of(call, t, b) * W;
+          float* y = out + row_of(call, t, b) * stride;
           if (t < len) {
-            add_residual(l, in + row_of(call, t, b) * in_width, y);
+            add_residual(l, in + row_of(call, t, b) * in_stride, y);
           } else {
             std::fill_n(y, W, 0.0f);
           }
         }
       }
       in = out;
+      in_stride = stride;
       in_width = W;
     }
-    if (call.output) {
-      std::memcpy(call.output, in, static_cast<std::size_t>(B * T * in_width) * sizeof(float));
+    if (call.output == nullptr) return;
+    for (std::int64_t b = b0; b < b1; ++b) {
+      for (std::int64_t t = 0; t < T; ++t) {
+        std::memcpy(call.output + row_of(call, t, b) * in_width, in + row_of(call, t, b) * stride,
+                    static_cast<std::size_t>(in_width) * sizeof(float));
+      }
     }
   }
 
   ModelPtr model_;
   GemmRows gemm_ = nullptr;
   bool layer_major_ = false;
+  int threads_ = 1;
   std::vector<std::vector<Packed>> packed_;  // [layer][direction]
   std::vector<float> state_;                 // packed state of up to max_batch rows
-  std::vector<float> z_;                     // pre-activations of a step's rows [B][G*H]
-  std::vector<float> aux_;                   // per row [H]: m, r o h, or b_h,n + W_h,n h
-  std::vector<float> y_[2];                  // layer outputs of a step's rows (time-major)
   std::vector<float> seq_[2];                // layer outputs of a call (layer-major)
-  std::vector<float*> z_ptr_, aux_ptr_, state_ptr_, c_ptr_, out_ptr_;
-  std::vector<const float*> x_ptr_, aux_cptr_;
-  std::vector<std::int64_t> rows_;  // the batch rows of a step
+  // Where the workers write (rows disjoint between workers): state_ and seq_'s data.
+  float* state_ptr_base_ = nullptr;
+  float* seq_base_[2] = {nullptr, nullptr};
+  std::vector<Work> work_;                   // one per worker
+  std::unique_ptr<Pool> pool_;               // workers 1.. (worker 0 is the caller)
 };
 
 }  // namespace
