@@ -106,6 +106,81 @@ def api_seeds():
     write("fuzz_api", "misc", b"".join(op(MISC, [k, 3, 0]) for k in range(8)))
 
 
+# format_version 2 seeds (issue 20): written from the format's description alone
+# (docs/interop.md "Model files"), not by the library's writer.
+
+def image_v2(input_size, layers, dtype="F32", forget_bias="1", tweak=None):
+    """layers: dicts with cell ("lstm"/"gru"), hidden, and optional direction, residual,
+    peepholes, cell_clip, proj, proj_clip, reset_after."""
+    fmt = {"F32": "<f", "F64": "<d", "F16": "<e"}[dtype]
+    L = [dict({"direction": "forward", "residual": 0, "peepholes": 0, "cell_clip": "0",
+               "proj": 0, "proj_clip": "0", "reset_after": 0}, **l) for l in layers]
+    meta = {"format": "stacklstm", "format_version": "2", "input_size": str(input_size),
+            "hidden_sizes": ",".join(str(l["hidden"]) for l in L),
+            "cells": ",".join(l["cell"] for l in L),
+            "directions": ",".join(l["direction"] for l in L),
+            "residual": ",".join(str(l["residual"]) for l in L),
+            "peepholes": ",".join(str(l["peepholes"]) for l in L),
+            "cell_clip": ",".join(l["cell_clip"] for l in L),
+            "proj_sizes": ",".join(str(l["proj"]) for l in L),
+            "proj_clip": ",".join(l["proj_clip"] for l in L),
+            "gru_reset_after": ",".join(str(l["reset_after"]) for l in L),
+            "forget_bias": forget_bias, "source_layout": "seed"}
+    header = {"__metadata__": meta}
+    data = b""
+    prev = input_size
+    k = 0
+    for i, l in enumerate(L):
+        h, p = l["hidden"], l["proj"]
+        r = p or h
+        if l["cell"] == "gru":
+            pieces = [("W_x", [3 * h, prev]), ("W_h", [3 * h, h]), ("b_x", [3 * h]),
+                      ("b_h", [3 * h])]
+        else:
+            pieces = [("W_x", [4 * h, prev]), ("W_h", [4 * h, r]), ("b", [4 * h])]
+            if l["peepholes"]:
+                pieces.append(("w_peep", [3, h]))
+            if p:
+                pieces.append(("W_proj", [p, h]))
+        dirs = 2 if l["direction"] == "bidirectional" else 1
+        for d in range(dirs):
+            for name, shape in pieces:
+                n = 1
+                for e in shape:
+                    n *= e
+                blob = b"".join(struct.pack(fmt, ((k + j) % 7 - 3) / 8.0) for j in range(n))
+                k += n
+                key = f"layers.{i}.{'reverse.' if d else ''}{name}"
+                header[key] = {"dtype": dtype, "shape": shape,
+                               "data_offsets": [len(data), len(data) + len(blob)]}
+                data += blob
+        prev = r * dirs
+    if tweak:
+        tweak(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def model_file_v2_seeds():
+    write("fuzz_model_file", "v2_lstmp_bidirectional",
+          image_v2(2, [{"cell": "lstm", "hidden": 3, "direction": "bidirectional",
+                        "peepholes": 1, "cell_clip": "2.5", "proj": 2, "proj_clip": "0.75"}]))
+    write("fuzz_model_file", "v2_gru_both_resets",
+          image_v2(3, [{"cell": "gru", "hidden": 2}, {"cell": "gru", "hidden": 2,
+                                                      "reset_after": 1, "residual": 1}], "F16"))
+    write("fuzz_model_file", "v2_mixed",
+          image_v2(2, [{"cell": "gru", "hidden": 2, "direction": "reverse"},
+                       {"cell": "lstm", "hidden": 2, "residual": 1, "peepholes": 1},
+                       {"cell": "gru", "hidden": 1, "direction": "bidirectional",
+                        "reset_after": 1},
+                       {"cell": "lstm", "hidden": 3, "proj": 1}], "F64", "0.5"))
+    write("fuzz_model_file", "v2_missing_reverse",
+          image_v2(1, [{"cell": "lstm", "hidden": 2, "direction": "bidirectional"}],
+                   tweak=lambda h: h.pop("layers.0.reverse.b")))
+
+
 if __name__ == "__main__":
     model_file_seeds()
+    model_file_v2_seeds()
     api_seeds()

@@ -350,7 +350,7 @@ TEST_CASE("a file of another format or version is unsupported", "[model-file][pa
   h["__metadata__"]["format"] = "pt";
   expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "format");
   h = p.header;
-  h["__metadata__"]["format_version"] = "2";
+  h["__metadata__"]["format_version"] = "3";
   expect_rejected(join(h, p.data), SLSTM_ERR_UNSUPPORTED, "format_version");
 }
 

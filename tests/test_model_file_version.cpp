@@ -126,19 +126,28 @@ TEST_CASE("a malformed cell name is an invalid argument naming the entry",
 
 TEST_CASE("an unknown cell is unsupported, naming the layer and saying a newer library is needed",
           "[model-file][path-independent]") {
-  expect_refused(edited([](json& meta) { meta["cells"] = "lstm,lstm,gru"; }),
+  expect_refused(edited([](json& meta) { meta["cells"] = "lstm,lstm,rnn_tanh"; }),
                  SLSTM_ERR_UNSUPPORTED,
-                 {"layer 2 is a \"gru\" cell: this libstacklstm reads lstm only",
+                 {"layer 2 is a \"rnn_tanh\" cell: this libstacklstm reads lstm and gru cells only",
                   "the file needs a newer library"});
+}
+
+TEST_CASE("a format_version 1 file listing a gru cell is an invalid argument",
+          "[model-file][path-independent]") {
+  // Version 1 holds forward lstm layers only (what 0.1 computes): a gru layer needs version 2.
+  expect_refused(edited([](json& meta) { meta["cells"] = "lstm,lstm,gru"; }),
+                 SLSTM_ERR_INVALID_ARGUMENT,
+                 {"metadata cells[2] is \"gru\", which format_version 1 cannot hold"});
 }
 
 TEST_CASE("a newer format_version is unsupported, saying a newer libstacklstm wrote the file",
           "[model-file][path-independent]") {
-  for (const char* v : {"2", "10", "99999999999999999999999"}) {
+  for (const char* v : {"3", "10", "99999999999999999999999"}) {
     INFO("format_version = " << v);
     expect_refused(edited([&](json& meta) { meta["format_version"] = v; }),
                    SLSTM_ERR_UNSUPPORTED,
-                   {"format_version", "written by a newer libstacklstm", "reads format_version 1"});
+                   {"format_version", "written by a newer libstacklstm",
+                    "reads format_version 1 to 2"});
   }
 }
 
@@ -153,8 +162,8 @@ TEST_CASE("a malformed format_version is an invalid argument",
 
 TEST_CASE("a newer file's unknown tensors are reported as a newer format, not as bad names",
           "[model-file][path-independent]") {
-  // A later format may add tensors (say a projection, layers.<l>.W_p); when the metadata come
-  // first, as writers put them, the version is what the error is about.
+  // A later format may add tensors (say layers.<l>.W_p); when the metadata come first, as
+  // writers put them, the version is what the error is about.
   auto m = t::random_model(4, {5}, 7, 1.0f);
   Image img = split(save(m.get()));
   std::string header = img.header;
@@ -163,7 +172,7 @@ TEST_CASE("a newer file's unknown tensors are reported as a newer format, not as
   header += ",\"layers.0.W_p\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}";
   const std::string newer = [&] {
     std::string h = header;
-    h.replace(h.find("\"format_version\":\"1\""), 20, "\"format_version\":\"2\"");
+    h.replace(h.find("\"format_version\":\"1\""), 20, "\"format_version\":\"3\"");
     return h;
   }();
   expect_refused(join(newer, img.data), SLSTM_ERR_UNSUPPORTED, {"written by a newer libstacklstm"});
