@@ -165,7 +165,8 @@ int inspect_command(const std::vector<std::string>& args) {
     ++dtype_counts[t.dtype];
     tensors.push_back(std::move(t));
   }
-  // Tensors in layer order: layers.<l>.W_x, W_h, b (numeric l, then the name).
+  // Tensors in layer order: layers.<l>.W_x, W_h, b ... (numeric l, the forward cell's before
+  // the reverse cell's `layers.<l>.reverse.*`, then the canonical order of the names).
   auto layer_of = [](const std::string& n) -> long long {
     if (n.compare(0, 7, "layers.") != 0) return -1;
     return std::atoll(n.c_str() + 7);
@@ -173,7 +174,12 @@ int inspect_command(const std::vector<std::string>& args) {
   std::stable_sort(tensors.begin(), tensors.end(), [&](const TensorInfo& x, const TensorInfo& y) {
     const long long lx = layer_of(x.name), ly = layer_of(y.name);
     if (lx != ly) return lx < ly;
-    static const std::map<std::string, int> rank = {{"W_x", 0}, {"W_h", 1}, {"b", 2}};
+    const bool revx = x.name.find(".reverse.") != std::string::npos;
+    const bool revy = y.name.find(".reverse.") != std::string::npos;
+    if (revx != revy) return revy;
+    static const std::map<std::string, int> rank = {{"W_x", 0}, {"W_h", 1},   {"b", 2},
+                                                    {"b_x", 2}, {"b_h", 3},   {"w_peep", 3},
+                                                    {"W_proj", 4}};
     const auto suffix = [](const std::string& n) { return n.substr(n.rfind('.') + 1); };
     const auto rx = rank.find(suffix(x.name)), ry = rank.find(suffix(y.name));
     const int ix = rx == rank.end() ? 9 : rx->second, iy = ry == rank.end() ? 9 : ry->second;
@@ -281,14 +287,16 @@ int inspect_command(const std::vector<std::string>& args) {
   std::printf("tensors         %zu (%s), %s\n", tensors.size(), dtypes.c_str(),
               human_bytes(tensor_bytes).c_str());
   for (const TensorInfo& t : tensors) {
-    std::printf("  %-20s %-5s %-14s %llu bytes\n", t.name.c_str(), t.dtype.c_str(),
+    std::printf("  %-24s %-5s %-14s %llu bytes\n", t.name.c_str(), t.dtype.c_str(),
                 dims(t.shape).c_str(), static_cast<unsigned long long>(t.bytes));
   }
   bool other = false;
   for (const auto& kv : meta) {
     if (kv.first == "format" || kv.first == "format_version" || kv.first == "source_layout" ||
         kv.first == "input_size" || kv.first == "hidden_sizes" || kv.first == "cells" ||
-        kv.first == "forget_bias") {
+        kv.first == "forget_bias" || kv.first == "directions" || kv.first == "residual" ||
+        kv.first == "peepholes" || kv.first == "cell_clip" || kv.first == "proj_sizes" ||
+        kv.first == "proj_clip" || kv.first == "gru_reset_after") {
       continue;
     }
     if (!other) std::printf("other metadata\n");

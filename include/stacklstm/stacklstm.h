@@ -861,31 +861,42 @@ SLSTM_API slstm_status slstm_onnx_lstm_node_layer(const slstm_onnx_lstm_node* no
 
 /** A model file is a safetensors file (https://github.com/huggingface/safetensors): an 8-byte
  *  little-endian header length N, N bytes of JSON, then the tensor bytes.  This library
- *  writes, per layer l, the canonical tensors `layers.<l>.W_x` [4H, I], `layers.<l>.W_h`
- *  [4H, H] and `layers.<l>.b` [4H] as F32, and the architecture in `__metadata__` (all values
- *  strings): "format" = "stacklstm", "format_version", "input_size", "hidden_sizes" (comma
- *  separated), "cells" (each layer's cell, comma separated: "lstm,lstm,lstm"), "forget_bias"
- *  (the shortest decimal that reads back as the same float, written independently of the C
- *  locale) and "source_layout" (free text saying where the weights came from, e.g.
- *  "pytorch").  Every model that exists saves, and what is saved loads back bit for bit
- *  (weights and forget_bias are finite by slstm_model_create, and the file limits below
- *  admit every model the SLSTM_MAX_LAYERS / SLSTM_MAX_EXTENT limits allow).
+ *  writes the canonical tensors of docs/cells.md as F32, under the names slstm_format_tensors
+ *  gives for SLSTM_FORMAT_CANONICAL: per layer l, `layers.<l>.W_x` [G*H, I], `layers.<l>.W_h`
+ *  [G*H, R], then for an LSTM `layers.<l>.b` [4H] (+ `.w_peep` [3, H] with peepholes, +
+ *  `.W_proj` [P, H] with a projection), for a GRU `layers.<l>.b_x` [3H] and `.b_h` [3H]; a
+ *  bidirectional layer's reverse cell follows under `layers.<l>.reverse.<name>`.  The
+ *  architecture is in `__metadata__` (all values strings): "format" = "stacklstm",
+ *  "format_version", "input_size", "hidden_sizes" (comma separated), "cells" (each layer's
+ *  cell, comma separated: "lstm,gru,lstm"), in format_version 2 one comma-separated list per
+ *  layer option ("directions": forward / reverse / bidirectional; "residual", "peepholes",
+ *  "gru_reset_after": 0 / 1; "cell_clip", "proj_clip": decimals; "proj_sizes": integers),
+ *  "forget_bias" (the shortest decimal that reads back as the same float, written
+ *  independently of the C locale) and "source_layout" (free text saying where the weights
+ *  came from, e.g. "pytorch").  Every model that exists saves, whatever its stack, and what
+ *  is saved loads back bit for bit, layer descriptions included (weights and forget_bias are
+ *  finite by slstm_model_create, and the file limits below admit every model the
+ *  SLSTM_MAX_LAYERS / SLSTM_MAX_EXTENT limits allow).
  *
  *  Versions.  The writer puts in the lowest format_version that expresses the model: "1"
- *  while every layer is an lstm cell, forward, float32 (all models today), so the file stays
- *  readable by libstacklstm 0.1, which ignores metadata it does not know ("cells") and
- *  computes exactly that cell.  A file using anything but lstm/forward/f32 carries
- *  format_version >= 2, which 0.1 refuses.  The reader accepts format_version "1" with or
- *  without "cells" (a file of 0.1 has none: every layer is lstm); "cells", when present,
- *  lists exactly one entry per layer, each a cell name (1 to 32 of a-z, 0-9, _).  A
- *  format_version above the newest this library reads (a decimal integer > 1) is
- *  SLSTM_ERR_UNSUPPORTED saying the file was written by a newer libstacklstm, and so is a
- *  cell this library does not know ("layer 2 is a \"gru\" cell: this libstacklstm reads lstm
- *  only; the file needs a newer library"); a malformed format_version (not a decimal integer
- *  >= 1), a malformed cell name or a count that differs from the layers' is
- *  SLSTM_ERR_INVALID_ARGUMENT.  When the metadata precede the tensors (as writers put them),
- *  a newer version or unknown cell is reported even where the file also has tensors this
- *  library does not know.
+ *  while every layer is a forward BasicLSTMCell (byte for byte what 0.1-0.3 wrote, so the
+ *  file stays readable by libstacklstm 0.1, which ignores metadata it does not know
+ *  ("cells") and computes exactly that cell), "2" for any other stack, which 0.1-0.3 refuse.
+ *  The reader accepts format_version "1" with or without "cells" (a file of 0.1 has none:
+ *  every layer is lstm), every entry "lstm" and none of the version-2 layer keys; and
+ *  format_version "2" with every layer key present.  Each list holds exactly one entry per
+ *  layer; names are 1 to 32 of a-z, 0-9, _.  A format_version above the newest this library
+ *  reads (a decimal integer > 2) is SLSTM_ERR_UNSUPPORTED saying the file was written by a
+ *  newer libstacklstm, and so is a cell or direction this library does not know ("layer 2 is
+ *  a \"rnn_tanh\" cell: this libstacklstm reads lstm and gru cells only; the file needs a
+ *  newer library"); a malformed format_version (not a decimal integer >= 1), a malformed
+ *  entry, a count that differs from the layers', a missing layer key or a version-1 file
+ *  with a gru cell or a version-2 key is SLSTM_ERR_INVALID_ARGUMENT.  A version-2 stack is
+ *  checked as slstm_model_create checks config->layers (same status; the message names the
+ *  metadata entry and the layer's field, e.g. "metadata proj_sizes[0] (layer 0's
+ *  proj_size) must be in [0, hidden_size = 3] ...").  When the metadata precede the tensors
+ *  (as writers put them), a newer version or unknown cell or direction is reported even
+ *  where the file also has tensors this library does not know.
  *
  *  Loading checks everything before anything is used: the file is >= 8 bytes; the header
  *  length is <= SLSTM_MODEL_FILE_MAX_HEADER and fits in the file; the header begins with '{'
@@ -895,7 +906,8 @@ SLSTM_API slstm_status slstm_onnx_lstm_node_layer(const slstm_onnx_lstm_node* no
  *  (format_version and cells as above): input_size and hidden_sizes decimal integers in [1,
  *  SLSTM_MAX_EXTENT], at most SLSTM_MAX_LAYERS layers, forget_bias a decimal in JSON number
  *  syntax (no hexadecimal "0x1p0", no "inf" or "nan", no '+') rounded to the nearest float,
- *  which must be finite (so +-FLT_MAX round-trip); exactly the tensors above, no others; dtype
+ *  which must be finite (so +-FLT_MAX round-trip); exactly the tensors the metadata's layers
+ *  have (a missing one, or one the layer does not have, is named), no others; dtype
  *  F32, F64, F16 or BF16 (converted to float32 rounding to nearest: an F64 value below FLT_MAX
  *  + 2^103 in magnitude becomes at most FLT_MAX; a value that is not finite after conversion
  *  is rejected); shapes match the architecture; data_offsets are [begin, end] with begin <=
