@@ -647,37 +647,33 @@ class Model {
   // (should the control block's allocation fail, shared_ptr destroys m before it throws)
   explicit Model(slstm_model* m) : model_(m, Deleter{}) {}
 
-  static slstm_model_config config(std::int64_t input_size,
-                                   const std::vector<std::int64_t>& hidden_sizes,
-                                   float forget_bias) {
-    if (hidden_sizes.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+  // A config of `count` layers (checked against int32, the C field's type); the caller sets
+  // hidden_sizes or layers.
+  static slstm_model_config config_of(std::int64_t input_size, std::size_t count,
+                                      const char* what, float forget_bias) {
+    if (count > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
       throw Error(SLSTM_ERR_INVALID_ARGUMENT,
-                  "hidden_sizes: " + std::to_string(hidden_sizes.size()) +
+                  std::string(what) + ": " + std::to_string(count) +
                       " layers, at most SLSTM_MAX_LAYERS = " + std::to_string(SLSTM_MAX_LAYERS));
     }
     slstm_model_config cfg;
     slstm_model_config_init(&cfg);
     cfg.input_size = input_size;
-    cfg.num_layers = static_cast<std::int32_t>(hidden_sizes.size());
-    cfg.hidden_sizes = hidden_sizes.data();
+    cfg.num_layers = static_cast<std::int32_t>(count);
     cfg.forget_bias = forget_bias;
     return cfg;
   }
-
-  static slstm_model_config config(std::int64_t input_size, const Layers& stack,
+  static slstm_model_config config(std::int64_t input_size,
+                                   const std::vector<std::int64_t>& hidden_sizes,
                                    float forget_bias) {
-    const std::vector<slstm_layer_config>& layers = stack.get();
-    if (layers.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
-      throw Error(SLSTM_ERR_INVALID_ARGUMENT,
-                  "layers: " + std::to_string(layers.size()) +
-                      " layers, at most SLSTM_MAX_LAYERS = " + std::to_string(SLSTM_MAX_LAYERS));
-    }
-    slstm_model_config cfg;
-    slstm_model_config_init(&cfg);
-    cfg.input_size = input_size;
-    cfg.num_layers = static_cast<std::int32_t>(layers.size());
-    cfg.layers = layers.data();
-    cfg.forget_bias = forget_bias;
+    slstm_model_config cfg = config_of(input_size, hidden_sizes.size(), "hidden_sizes", forget_bias);
+    cfg.hidden_sizes = hidden_sizes.data();
+    return cfg;
+  }
+  static slstm_model_config config(std::int64_t input_size, const Layers& layers,
+                                   float forget_bias) {
+    slstm_model_config cfg = config_of(input_size, layers.get().size(), "layers", forget_bias);
+    cfg.layers = layers.get().data();
     return cfg;
   }
 
