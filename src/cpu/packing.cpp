@@ -10,9 +10,10 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel) {
   p.I = layer.input_size;
   p.H = layer.hidden_size;
   p.groups = (p.H + kGroup - 1) / kGroup;
-  // Wx as [group][I][64]; on the AVX2 kernels [group][gate][I][16] (see the header).
-  p.wx = allocate(product({p.groups, kRow, p.I}, "packed weights"));
-  p.wh = allocate(product({p.groups, p.H, kRow}, "packed weights"));
+  // Wx as [group][I][64] and Wh as [group][H][64]; on the AVX2 kernels [group][gate][K][16]
+  // (see the header).
+  p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
+  p.wh = allocate_streamed(product({p.groups, p.H, kRow}, "packed weights"));
   p.bias = allocate(product({p.groups, kRow}, "packed weights"));
   for (std::int64_t g = 0; g < p.groups; ++g) {
     for (std::int64_t q = 0; q < 4; ++q) {
@@ -28,7 +29,9 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel) {
               layer.w_x[static_cast<std::size_t>(src * p.I + k)];
         }
         for (std::int64_t k = 0; k < p.H; ++k) {
-          p.wh[static_cast<std::size_t>((g * p.H + k) * kRow + q * kGroup + j)] =
+          p.wh[static_cast<std::size_t>(
+              avx2 ? g * p.H * kRow + q * kGroup * p.H + k * kGroup + j
+                   : (g * p.H + k) * kRow + q * kGroup + j)] =
               layer.w_h[static_cast<std::size_t>(src * p.H + k)];
         }
         p.bias[static_cast<std::size_t>(dst)] = m.folded_bias(l, static_cast<std::size_t>(src));

@@ -50,7 +50,7 @@ struct StepArgs {
   std::int64_t H = 0;          // hidden size (K of the recurrent GEMM, row stride of h and c)
   std::int64_t units = 0;      // valid units in this group (1..16)
   std::int64_t unit0 = 0;      // first unit of the group
-  const float* wh = nullptr;   // packed [H][64] of this group
+  const float* wh = nullptr;   // this group's packed Wh ([H][64]; AVX2: [4][H][16])
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)
   const float* h_prev = nullptr;  // [B][H]
   float* h_next = nullptr;        // [B][H]

@@ -71,7 +71,9 @@ SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
 
 // ---- GEMM loops ---------------------------------------------------------------------------
 
-// z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[k][col0 ..] for NB rows, w packed [K][64].
+// z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[.][k][.] for NB rows, w packed
+// [gate][K][16]: the NV column vectors of a pass lie in one or two gate blocks, each read as
+// one contiguous stream (a pass never skips over the other gates' columns).
 template <int NB, int NV>
 SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, std::int64_t K,
                                      int col0, float (*z)[kRow]) {
@@ -79,10 +81,14 @@ SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, s
   for (int b = 0; b < NB; ++b) {
     for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_setzero_ps();
   }
-  w += col0;
-  for (std::int64_t k = 0; k < K; ++k, w += kRow) {
+  const float* wv0[NV];
+  for (int v = 0; v < NV; ++v) {
+    const int col = col0 + 8 * v;
+    wv0[v] = w + (col / kGroup) * kGroup * K + col % kGroup;
+  }
+  for (std::int64_t k = 0; k < K; ++k) {
     __m256 wv[NV];
-    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(w + 8 * v);
+    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(wv0[v] + k * kGroup);
     for (int b = 0; b < NB; ++b) {
       const __m256 x = _mm256_broadcast_ss(rows[b] + k);
       for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_fmadd_ps(wv[v], x, acc[b][v]);
