@@ -71,6 +71,8 @@ SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
 
 // ---- GEMM loops ---------------------------------------------------------------------------
 
+constexpr std::int64_t kPrefetchK = 32;  // k ahead (2 KiB of a gate stream) for 3-4 rows
+
 // z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[.][k][.] for NB rows, w packed
 // [gate][K][16]: the NV column vectors of a pass lie in one or two gate blocks, each read as
 // one contiguous stream (a pass never skips over the other gates' columns).
@@ -88,6 +90,12 @@ SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, s
   }
   for (std::int64_t k = 0; k < K; ++k) {
     __m256 wv[NV];
+    if constexpr (NB == 3 || NB == 4) {
+      // 6-8 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
+      // (measured on Zen 3, H = 2048, B = 4: ~10 % faster; with B <= 2 it was slower).
+      _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchK) * kGroup),
+                   _MM_HINT_T0);
+    }
     for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(wv0[v] + k * kGroup);
     for (int b = 0; b < NB; ++b) {
       const __m256 x = _mm256_broadcast_ss(rows[b] + k);
@@ -104,7 +112,17 @@ template <int NB, CellKind kCell>
 SLSTM_AVX2 void step_rows_avx2(const StepArgs& a) {
   constexpr int NV = NB <= 2 ? 4 : 2;
   const float* h[NB];
-  for (int b = 0; b < NB; ++b) h[b] = a.h_prev + (a.b0 + b) * a.H;
+  for (int b = 0; b < NB; ++b) {
+    h[b] = a.h_prev + (a.b0 + b) * a.H;
+    // The epilogue's G row and c were written long ago (G by the projection, c one step
+    // back): fetch them while the FMAs run.
+    const char* g = reinterpret_cast<const char*>(a.g_row[b]);
+    _mm_prefetch(g, _MM_HINT_T0);
+    _mm_prefetch(g + 64, _MM_HINT_T0);
+    _mm_prefetch(g + 128, _MM_HINT_T0);
+    _mm_prefetch(g + 192, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(a.c + (a.b0 + b) * a.H + a.unit0), _MM_HINT_T0);
+  }
   alignas(32) float z[NB][kRow];
   for (int col0 = 0; col0 < kRow; col0 += 8 * NV) accumulate256<NB, NV>(a.wh, h, a.H, col0, z);
   const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
