@@ -152,11 +152,11 @@ def main():
         "# CPU: GRU, LSTMP and bidirectional stacks against PyTorch (issue 20)",
         "",
         "Machine: %s, %d CPUs; %s; PyTorch %s (torch.set_num_threads(%d)); libstacklstm %s, "
-        "AUTO path (the generic fast path, one thread: docs/cells.md); %s UTC; "
+        "AUTO path (the generic fast path, num_threads=%d: docs/cells.md); %s UTC; "
         "bench/cpu/bench_cells.py --threads %d." % (
             platform.processor() or platform.machine(), os.cpu_count() or 0,
             platform.platform(), torch.__version__, a.threads, stacklstm.__version__,
-            datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), a.threads),
+            a.threads, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), a.threads),
         "",
         "| shape | ours (ms) | GFLOP/s | reference (ms) | PyTorch (ms) | PyTorch / ours | "
         "max rel. diff vs PyTorch |",
