@@ -40,10 +40,14 @@ CONVERT_USAGE = """usage: stacklstm convert KIND SRC DST.safetensors [options]
 
 Converts a framework's file to a stacklstm model file (stacklstm.convert, in this process).
 
-  KIND                 torch (a state_dict .pt), tf (a checkpoint prefix), onnx, keras (.h5)
+  KIND                 torch (a state_dict .pt), tf (a checkpoint prefix, or a .npz of
+                       its variables by name), onnx, keras (.h5)
   --prefix P           torch: the state_dict key prefix (e.g. rnn.)
   --scope S            tf: the variable scope of the RNN
   --forget-bias F      tf: BasicLSTMCell's forget_bias (not in checkpoints; default 1.0)
+  --cell-clip C[,C..]  tf: LSTMCell's cell_clip, every LSTM layer or one per layer
+  --proj-clip P[,P..]  tf: LSTMCell's proj_clip, every projected layer or one per layer
+  --residual L[,L..]   tf: the layers in a ResidualWrapper (indices from 0)
   -h, --help           this text
 
 example: stacklstm convert torch lstm_state_dict.pt model.safetensors --prefix rnn.
