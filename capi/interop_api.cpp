@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "../src/model_file.hpp"
 #include "firewall.hpp"
@@ -36,6 +37,74 @@ slstm_onnx_lstm_node node_defaults() {
 }
 constexpr std::size_t kNodeV1 = SLSTM_V1_SIZE(slstm_onnx_lstm_node, peepholes);
 
+slstm_onnx_gru_node gru_node_defaults() {
+  slstm_onnx_gru_node n{};
+  n.struct_size = sizeof n;
+  return n;
+}
+constexpr std::size_t kGruNodeV1 = SLSTM_V1_SIZE(slstm_onnx_gru_node, activations);
+
+// The node's direction attribute (NULL: forward); INVALID_ARGUMENT for what ONNX does not define.
+slstm_direction node_direction(const char* direction) {
+  if (direction == nullptr) return SLSTM_DIRECTION_FORWARD;
+  const std::string d = lower(direction);
+  if (d == "forward") return SLSTM_DIRECTION_FORWARD;
+  if (d == "reverse") return SLSTM_DIRECTION_REVERSE;
+  if (d == "bidirectional") return SLSTM_DIRECTION_BIDIRECTIONAL;
+  slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, std::string("node->direction is \"") + direction +
+                                              "\": ONNX defines forward, reverse and bidirectional");
+}
+
+// The node's activations: absent, or `want` once per direction (any case).
+void check_activations(int32_t count, const char* const* activations,
+                       const std::vector<std::string>& want, slstm_direction direction) {
+  if (count < 0 || (count > 0 && activations == nullptr)) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                "node->activations: NULL or a negative count (" + std::to_string(count) + ")");
+  }
+  if (count == 0) return;
+  const auto n = static_cast<int32_t>(want.size());
+  if (count == 2 * n && direction != SLSTM_DIRECTION_BIDIRECTIONAL) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                "node->activations: " + std::to_string(count) +
+                    " entries, but the node is not bidirectional");
+  }
+  bool ok = count == n || count == 2 * n;
+  for (int32_t k = 0; ok && k < count; ++k) {
+    ok = activations[k] != nullptr && lower(activations[k]) == want[static_cast<std::size_t>(k % n)];
+  }
+  if (!ok) {
+    std::string list;
+    for (const std::string& w : want) list += (list.empty() ? "" : ", ") + w;
+    slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                "node->activations: only the default (" + list + " per direction) is supported");
+  }
+}
+
+// Writes the caller's out->struct_size bytes of c (out initialised by slstm_layer_config_init).
+void write_layer(const slstm_layer_config& layer, slstm_layer_config* out) {
+  if (out->struct_size < SLSTM_V1_SIZE(slstm_layer_config, gru_reset_after) ||
+      out->struct_size > slstm::capi::kMaxStructSize) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                "out->struct_size is " + std::to_string(out->struct_size) +
+                    " (initialise it with slstm_layer_config_init)");
+  }
+  slstm_layer_config c = layer;
+  const std::size_t size = out->struct_size;
+  c.struct_size = static_cast<std::uint32_t>(size);
+  std::memcpy(out, &c, size < sizeof c ? size : sizeof c);
+  if (size > sizeof c) {
+    std::memset(reinterpret_cast<unsigned char*>(out) + sizeof c, 0, size - sizeof c);
+  }
+}
+
+void check_hidden_size(int64_t hidden_size) {
+  if (hidden_size < 1 || hidden_size > SLSTM_MAX_EXTENT) {
+    slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "hidden_size must be in [1, SLSTM_MAX_EXTENT], got " +
+                                                std::to_string(hidden_size));
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -46,6 +115,10 @@ SLSTM_API void slstm_onnx_lstm_node_init_sized(slstm_onnx_lstm_node* node, size_
 
 SLSTM_API void(slstm_onnx_lstm_node_init)(slstm_onnx_lstm_node* node) {
   slstm::capi::init_sized(node, kNodeV1, node_defaults());
+}
+
+SLSTM_API void slstm_onnx_gru_node_init_sized(slstm_onnx_gru_node* node, size_t struct_size) {
+  slstm::capi::init_sized(node, struct_size, gru_node_defaults());
 }
 
 }  // extern "C"
@@ -140,43 +213,47 @@ SLSTM_API slstm_status slstm_onnx_lstm_node_layer(const slstm_onnx_lstm_node* no
         slstm::capi::read_versioned(node, kNodeV1, "node", node_defaults());
     node = &node_copy;
     check_node_common(node);
-    slstm_direction direction = SLSTM_DIRECTION_FORWARD;
-    if (node->direction != nullptr) {
-      const std::string d = lower(node->direction);
-      if (d == "reverse") {
-        direction = SLSTM_DIRECTION_REVERSE;
-      } else if (d == "bidirectional") {
-        direction = SLSTM_DIRECTION_BIDIRECTIONAL;
-      } else if (d != "forward") {
-        slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
-                    std::string("node->direction is \"") + node->direction +
-                        "\": ONNX defines forward, reverse and bidirectional");
-      }
-    }
+    const slstm_direction direction = node_direction(node->direction);
     if (node->num_activations == 6 && direction != SLSTM_DIRECTION_BIDIRECTIONAL) {
       slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
                   "node->activations: 6 entries, but the node is not bidirectional");
     }
-    if (hidden_size < 1 || hidden_size > SLSTM_MAX_EXTENT) {
-      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "hidden_size must be in [1, SLSTM_MAX_EXTENT], got " +
-                                                  std::to_string(hidden_size));
-    }
-    if (out->struct_size < SLSTM_V1_SIZE(slstm_layer_config, gru_reset_after) ||
-        out->struct_size > slstm::capi::kMaxStructSize) {
-      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
-                  "out->struct_size is " + std::to_string(out->struct_size) +
-                      " (initialise it with slstm_layer_config_init)");
-    }
+    check_hidden_size(hidden_size);
     slstm_layer_config c{};
-    c.struct_size = sizeof c;
     c.cell = SLSTM_CELL_LSTM;
     c.hidden_size = hidden_size;
     c.direction = direction;
     c.peepholes = node->peepholes != nullptr ? 1 : 0;
-    const std::size_t size = out->struct_size;
-    c.struct_size = static_cast<std::uint32_t>(size);
-    std::memcpy(out, &c, size < sizeof c ? size : sizeof c);
-    if (size > sizeof c) std::memset(reinterpret_cast<unsigned char*>(out) + sizeof c, 0, size - sizeof c);
+    write_layer(c, out);
+  });
+}
+
+SLSTM_API slstm_status slstm_onnx_gru_node_layer(const slstm_onnx_gru_node* node,
+                                                 int64_t hidden_size, slstm_layer_config* out) {
+  return guard([&] {
+    require_non_null(node, "node");
+    require_non_null(out, "out");
+    const slstm_onnx_gru_node n =
+        slstm::capi::read_versioned(node, kGruNodeV1, "node", gru_node_defaults());
+    const slstm_direction direction = node_direction(n.direction);
+    if (n.has_clip != 0) {
+      slstm::fail(SLSTM_ERR_UNSUPPORTED,
+                  "node->clip: the node clips its gates' inputs (clip attribute); this library "
+                  "computes unclipped GRU cells");
+    }
+    if (n.linear_before_reset != 0 && n.linear_before_reset != 1) {
+      slstm::fail(SLSTM_ERR_INVALID_ARGUMENT,
+                  "node->linear_before_reset must be 0 or 1, got " +
+                      std::to_string(n.linear_before_reset));
+    }
+    check_activations(n.num_activations, n.activations, {"sigmoid", "tanh"}, direction);
+    check_hidden_size(hidden_size);
+    slstm_layer_config c{};
+    c.cell = SLSTM_CELL_GRU;
+    c.hidden_size = hidden_size;
+    c.direction = direction;
+    c.gru_reset_after = static_cast<int32_t>(n.linear_before_reset);
+    write_layer(c, out);
   });
 }
 

@@ -76,6 +76,11 @@ struct Api<slstm_onnx_lstm_node> {
   static void legacy(slstm_onnx_lstm_node* p) { (slstm_onnx_lstm_node_init)(p); }
   static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_onnx_lstm_node, peepholes);
 };
+template <>
+struct Api<slstm_onnx_gru_node> {
+  static void init(slstm_onnx_gru_node* p, std::size_t n) { slstm_onnx_gru_node_init_sized(p, n); }
+  static constexpr std::size_t v1 = SLSTM_V1_SIZE(slstm_onnx_gru_node, activations);
+};
 
 template <typename T>
 void check_init_writes_exactly(std::size_t size) {
@@ -122,6 +127,10 @@ TEST_CASE("a sized init writes exactly the caller's struct_size bytes, zeros pas
   }
   for (std::size_t size : {Api<slstm_onnx_lstm_node>::v1, sizeof(slstm_onnx_lstm_node) + 8}) {
     check_init_writes_exactly<slstm_onnx_lstm_node>(size);
+  }
+  for (std::size_t size : {std::size_t{4}, Api<slstm_onnx_gru_node>::v1,
+                           sizeof(slstm_onnx_gru_node) + 8}) {
+    check_init_writes_exactly<slstm_onnx_gru_node>(size);
   }
 }
 
@@ -308,6 +317,15 @@ TEST_CASE("the static initializers give the init functions' defaults in C++ too"
   CHECK(a.memory == SLSTM_MEMORY_HOST);
   const slstm_onnx_lstm_node n = SLSTM_ONNX_LSTM_NODE_INIT;
   CHECK(slstm_onnx_check_node(&n) == SLSTM_OK);
+  const slstm_onnx_gru_node g = SLSTM_ONNX_GRU_NODE_INIT;
+  slstm_onnx_gru_node gw;
+  slstm_onnx_gru_node_init(&gw);
+  CHECK(g.struct_size == gw.struct_size);
+  CHECK(g.direction == gw.direction);
+  CHECK(g.has_clip == gw.has_clip);
+  CHECK(g.linear_before_reset == gw.linear_before_reset);
+  CHECK(g.num_activations == gw.num_activations);
+  CHECK(g.activations == gw.activations);
   CHECK(o.max_slots == 0);
   CHECK(want.max_slots == 0);
   const slstm_slot_forward_args sa = SLSTM_SLOT_FORWARD_ARGS_INIT;

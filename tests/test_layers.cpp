@@ -685,6 +685,101 @@ TEST_CASE("an ONNX LSTM node with clip or an unknown direction has no layer desc
   CHECK(std::memcmp(&l, &before, sizeof l) == 0);
 }
 
+TEST_CASE("an ONNX GRU node gives a GRU layer of its direction and linear_before_reset",
+          "[layers][onnx][gru]") {
+  slstm_onnx_gru_node node;
+  slstm_onnx_gru_node_init(&node);
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  REQUIRE(slstm_onnx_gru_node_layer(&node, 6, &l) == SLSTM_OK);
+  CHECK(l.cell == SLSTM_CELL_GRU);
+  CHECK(l.hidden_size == 6);
+  CHECK(l.direction == SLSTM_DIRECTION_FORWARD);
+  CHECK(l.gru_reset_after == 0);
+  CHECK(l.peepholes == 0);
+  const char* const acts[4] = {"sigmoid", "TANH", "Sigmoid", "Tanh"};
+  node.direction = "bidirectional";
+  node.linear_before_reset = 1;
+  node.num_activations = 4;
+  node.activations = acts;
+  REQUIRE(slstm_onnx_gru_node_layer(&node, 3, &l) == SLSTM_OK);
+  CHECK(l.direction == SLSTM_DIRECTION_BIDIRECTIONAL);
+  CHECK(l.gru_reset_after == 1);
+  CHECK(l.hidden_size == 3);
+  node.direction = "REVERSE";
+  node.num_activations = 2;
+  REQUIRE(slstm_onnx_gru_node_layer(&node, 3, &l) == SLSTM_OK);
+  CHECK(l.direction == SLSTM_DIRECTION_REVERSE);
+  // The layer it gives makes a model.
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = 2;
+  c.num_layers = 1;
+  c.layers = &l;
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create_random(&c, 1, 0.0f, &raw) == SLSTM_OK);
+  slstm_model_destroy(raw);
+}
+
+TEST_CASE("an ONNX GRU node the library cannot compute is refused naming the attribute",
+          "[layers][onnx][gru][errors]") {
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  l.hidden_size = 99;
+  const slstm_layer_config before = l;
+  const char* const other[2] = {"Sigmoid", "Relu"};
+  const char* const four[4] = {"Sigmoid", "Tanh", "Sigmoid", "Tanh"};
+  struct Case {
+    const char* what;
+    void (*edit)(slstm_onnx_gru_node&);
+    slstm_status status;
+    const char* fragment;
+  };
+  static const char* const* other_acts = other;
+  static const char* const* four_acts = four;
+  const Case cases[] = {
+      {"clip", [](slstm_onnx_gru_node& n) { n.has_clip = 1; n.clip = 2.0f; },
+       SLSTM_ERR_UNSUPPORTED, "node->clip"},
+      {"linear_before_reset 2", [](slstm_onnx_gru_node& n) { n.linear_before_reset = 2; },
+       SLSTM_ERR_INVALID_ARGUMENT, "node->linear_before_reset must be 0 or 1, got 2"},
+      {"unknown direction", [](slstm_onnx_gru_node& n) { n.direction = "sideways"; },
+       SLSTM_ERR_INVALID_ARGUMENT, "node->direction is \"sideways\""},
+      {"other activations",
+       [](slstm_onnx_gru_node& n) { n.num_activations = 2; n.activations = other_acts; },
+       SLSTM_ERR_UNSUPPORTED, "node->activations: only the default (sigmoid, tanh"},
+      {"4 activations, forward",
+       [](slstm_onnx_gru_node& n) { n.num_activations = 4; n.activations = four_acts; },
+       SLSTM_ERR_INVALID_ARGUMENT, "4 entries, but the node is not bidirectional"},
+      {"3 activations",
+       [](slstm_onnx_gru_node& n) { n.num_activations = 3; n.activations = four_acts; },
+       SLSTM_ERR_UNSUPPORTED, "node->activations"},
+      {"NULL activations", [](slstm_onnx_gru_node& n) { n.num_activations = 2; },
+       SLSTM_ERR_INVALID_ARGUMENT, "node->activations: NULL"},
+  };
+  for (const Case& k : cases) {
+    INFO(k.what);
+    slstm_onnx_gru_node node;
+    slstm_onnx_gru_node_init(&node);
+    k.edit(node);
+    CHECK(slstm_onnx_gru_node_layer(&node, 4, &l) == k.status);
+    CHECK_THAT(std::string(slstm_last_error()), Contains(k.fragment));
+    CHECK(std::memcmp(&l, &before, sizeof l) == 0);
+  }
+  slstm_onnx_gru_node node;
+  slstm_onnx_gru_node_init(&node);
+  CHECK(slstm_onnx_gru_node_layer(&node, 0, &l) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("hidden_size"));
+  CHECK(slstm_onnx_gru_node_layer(nullptr, 4, &l) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("node"));
+  CHECK(slstm_onnx_gru_node_layer(&node, 4, nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("out"));
+  slstm_layer_config raw_out;
+  std::memset(&raw_out, 0, sizeof raw_out);  // not initialised: struct_size 0
+  CHECK(slstm_onnx_gru_node_layer(&node, 4, &raw_out) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("out->struct_size"));
+  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
+}
+
 TEST_CASE("an array of layer configs is read at its elements' struct_size stride",
           "[layers][abi]") {
   // A caller built against a newer header: each element 8 bytes larger, the tail zero.

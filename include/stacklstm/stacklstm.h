@@ -806,7 +806,7 @@ SLSTM_API slstm_status slstm_session_slot_forward(slstm_session* session,
                                                   const slstm_slot_forward_args* args);
 
 /* ---------------------------------------------------------------------------------------- */
-/* ONNX LSTM nodes                                                                           */
+/* ONNX LSTM and GRU nodes                                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
 /** The attributes and optional inputs of one ONNX `LSTM` node, as read from the graph.
@@ -854,6 +854,43 @@ SLSTM_API slstm_status slstm_onnx_check_node(const slstm_onnx_lstm_node* node);
 SLSTM_API slstm_status slstm_onnx_lstm_node_layer(const slstm_onnx_lstm_node* node,
                                                   int64_t hidden_size,
                                                   slstm_layer_config* out);
+
+/** The attributes of one ONNX `GRU` node, as read from the graph (since 0.5).  Initialise
+ *  with slstm_onnx_gru_node_init (or SLSTM_ONNX_GRU_NODE_INIT) and set what the node has. */
+typedef struct slstm_onnx_gru_node {
+  uint32_t struct_size;          /**< set by slstm_onnx_gru_node_init */
+  const char* direction;         /**< the `direction` attribute; NULL = absent ("forward") */
+  int32_t has_clip;              /**< 1 when the node has a `clip` attribute (init: 0) */
+  float clip;                    /**< its value (ignored when has_clip is 0) */
+  int64_t linear_before_reset;   /**< the `linear_before_reset` attribute (init: 0) */
+  int64_t layout;                /**< the `layout` attribute (init: 0); informational only */
+  int32_t num_activations;       /**< entries in `activations` (0 = absent) */
+  const char* const* activations; /**< e.g. {"Sigmoid", "Tanh"} (4 for bidirectional) */
+} slstm_onnx_gru_node;
+
+/** Fills the caller's `struct_size` bytes at *node with an attribute-free node (every field
+ *  absent; see "ABI" above).  Does nothing when node is NULL or struct_size < 4.  Call it
+ *  through the slstm_onnx_gru_node_init(node) macro. */
+SLSTM_API void slstm_onnx_gru_node_init_sized(slstm_onnx_gru_node* node, size_t struct_size);
+#define slstm_onnx_gru_node_init(node) \
+  slstm_onnx_gru_node_init_sized((node), sizeof(slstm_onnx_gru_node))
+/** The same defaults as a static initializer. */
+#define SLSTM_ONNX_GRU_NODE_INIT \
+  { (uint32_t)sizeof(slstm_onnx_gru_node), NULL, 0, 0.0f, 0, 0, 0, NULL }
+
+/** The layer an ONNX `GRU` node computes (since 0.5), for slstm_model_config.layers with
+ *  SLSTM_FORMAT_ONNX: a GRU of `hidden_size` units (the node's hidden_size attribute) whose
+ *  direction is the node's (forward, reverse or bidirectional), gru_reset_after = the node's
+ *  linear_before_reset (0: the reset gate scales h before the recurrent matmul, TF's
+ *  GRUCell; 1: it scales the matmul's result plus its bias, PyTorch's and cuDNN's GRU).
+ *  Refuses clip (SLSTM_ERR_UNSUPPORTED: ONNX clips the gates' inputs) and activations other
+ *  than Sigmoid, Tanh (per direction, any case); SLSTM_ERR_INVALID_ARGUMENT for an unknown
+ *  direction, linear_before_reset other than 0 or 1, 4 activations on a node that is not
+ *  bidirectional, a hidden_size outside [1, SLSTM_MAX_EXTENT], NULL arguments or an
+ *  uninitialised `out`.  Writes the caller's out->struct_size bytes (call
+ *  slstm_layer_config_init on it first) and nothing else; nothing on failure. */
+SLSTM_API slstm_status slstm_onnx_gru_node_layer(const slstm_onnx_gru_node* node,
+                                                 int64_t hidden_size, slstm_layer_config* out);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Model files (safetensors)                                                                 */
