@@ -302,6 +302,31 @@ slstm_session_options options_defaults() {
 }
 constexpr std::size_t kOptionsV1 = SLSTM_V1_SIZE(slstm_session_options, cuda_stream);
 
+// options->precision with options->allow_tf32 (validated: 0 or 1) as one Precision.  What a
+// backend does not run is its own refusal (make_backend).
+slstm::Precision session_precision(const slstm_session_options& o) {
+  switch (o.precision) {
+    case SLSTM_PRECISION_DEFAULT:
+      return o.allow_tf32 == 1 ? slstm::Precision::kTf32 : slstm::Precision::kFp32;
+    case SLSTM_PRECISION_TF32: return slstm::Precision::kTf32;
+    case SLSTM_PRECISION_FP32:
+    case SLSTM_PRECISION_BF16:
+    case SLSTM_PRECISION_FP16:
+      if (o.allow_tf32 == 1) {
+        fail(SLSTM_ERR_INVALID_ARGUMENT,
+             std::string("options->precision is ") +
+                 (o.precision == SLSTM_PRECISION_FP32   ? "SLSTM_PRECISION_FP32"
+                  : o.precision == SLSTM_PRECISION_BF16 ? "SLSTM_PRECISION_BF16"
+                                                        : "SLSTM_PRECISION_FP16") +
+                 " but options->allow_tf32 is 1 (TF32 is SLSTM_PRECISION_TF32)");
+      }
+      return o.precision == SLSTM_PRECISION_FP32   ? slstm::Precision::kFp32
+             : o.precision == SLSTM_PRECISION_BF16 ? slstm::Precision::kBf16
+                                                   : slstm::Precision::kFp16;
+  }
+  fail(SLSTM_ERR_INVALID_ARGUMENT, "options->precision: unknown value " + num(o.precision));
+}
+
 slstm_forward_args args_defaults() {
   slstm_forward_args a{};
   a.struct_size = sizeof a;
@@ -379,6 +404,7 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
       fail(SLSTM_ERR_OUT_OF_RANGE, "options->max_slots is " + num(options->max_slots) +
                                        ", above SLSTM_MAX_SLOTS = " + num(SLSTM_MAX_SLOTS));
     }
+    const slstm::Precision precision = session_precision(*options);
     const slstm::Model& m = *model->model;
     // Every buffer size a call within the maxima can need must be representable in bytes.
     const std::int64_t widest = m.max_width();
@@ -396,7 +422,8 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     session->config.cpu_path = options->cpu_path;
     session->config.num_threads = options->num_threads;
     session->config.device = options->device;
-    session->config.allow_tf32 = options->allow_tf32 == 1;
+    session->config.allow_tf32 = precision == slstm::Precision::kTf32;
+    session->config.precision = precision;
     session->config.cuda_stream = options->cuda_stream;
     session->config.settings = slstm::parse_settings(options->config);
     session->backend = slstm::make_backend(options->backend, model->model, session->config);

@@ -7,6 +7,7 @@
 
 #include "model.hpp"
 #include "plan.hpp"
+#include "precision.hpp"
 #include "settings.hpp"
 
 namespace slstm {
@@ -33,7 +34,8 @@ struct SessionConfig {
   slstm_cpu_path cpu_path = SLSTM_CPU_PATH_AUTO;
   std::int32_t num_threads = 0;  // 0 = one per core
   std::int32_t device = 0;
-  bool allow_tf32 = false;
+  bool allow_tf32 = false;  // TF32 products on CUDA (precision kTf32)
+  Precision precision = Precision::kFp32;
   void* cuda_stream = nullptr;
   Settings settings;  // the keyed options, environment overrides applied
 };

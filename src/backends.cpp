@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -136,9 +137,57 @@ std::string non_basic_layer(const Model& m) {
 }
 }  // namespace
 
+namespace {
+// The precisions a backend and path run (docs/precision.md); anything else is refused here,
+// before anything is allocated: a session never runs in another precision than asked.
+void require_precision(slstm_backend kind, const Model& m, const SessionConfig& config) {
+  const Precision p = config.precision;
+  const std::string name = std::string("options->precision ") + precision_name(p);
+  if (kind == SLSTM_BACKEND_CUDA) {
+    if (rounds_operands(p)) {
+      fail(SLSTM_ERR_UNSUPPORTED,
+           name + ": the CUDA backend runs FP32 and TF32 in this version (BF16 and FP16 "
+                  "run on the CPU backend)");
+    }
+    return;
+  }
+  if (p == Precision::kTf32) {
+    fail(SLSTM_ERR_UNSUPPORTED, name + ": TF32 is a CUDA tensor-core format; the CPU backend "
+                                       "runs FP32, BF16 and FP16");
+  }
+  if (rounds_operands(p) && !m.all_basic() && config.cpu_path != SLSTM_CPU_PATH_REFERENCE) {
+    fail(SLSTM_ERR_UNSUPPORTED,
+         name + ": the CPU fast path runs BF16 and FP16 for BasicLSTMCell stacks only, and " +
+             non_basic_layer(m) + " (SLSTM_CPU_PATH_REFERENCE runs every stack in them)");
+  }
+  if (p == Precision::kFp16) {
+    // A weight beyond binary16's range would become inf in every product it enters.
+    for (std::size_t l = 0; l < m.layers().size(); ++l) {
+      const Layer& layer = m.layer(l);
+      for (int d = 0; d < layer.spec.directions(); ++d) {
+        const CellWeights& w = layer.dir(d);
+        const std::pair<const char*, const std::vector<float>*> mats[] = {
+            {"W_x", &w.w_x}, {"W_h", &w.w_h}, {"W_proj", &w.w_proj}};
+        for (const auto& [what, v] : mats) {
+          for (std::size_t k = 0; k < v->size(); ++k) {
+            if (std::fabs((*v)[k]) >= kFp16Overflow) {
+              fail(SLSTM_ERR_UNSUPPORTED,
+                   name + ": layer " + std::to_string(l) + (d ? " (reverse)" : "") + " " +
+                       what + " element " + std::to_string(k) + " is " +
+                       std::to_string((*v)[k]) + ", beyond binary16's range (65504)");
+            }
+          }
+        }
+      }
+    }
+  }
+}
+}  // namespace
+
 std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
                                       const SessionConfig& config) {
   require_backend(kind);
+  require_precision(kind, *model, config);
   if (!model->all_basic()) {
     // docs/cells.md, "Where each feature runs".
     if (kind == SLSTM_BACKEND_CUDA) {

@@ -26,12 +26,17 @@ float clip(float v, float bound) { return bound > 0.0f ? std::min(std::max(v, -b
 class CpuReferenceBackend final : public Backend {
  public:
   CpuReferenceBackend(ModelPtr model, const SessionConfig& config)
-      : model_(std::move(model)) {
+      : model_(std::move(model)), precision_(config.precision) {
     const Model& m = *model_;
     plan_.backend = "cpu";
     plan_.path = "reference";
-    plan_.precision = "fp32";
+    plan_.precision = precision_name(precision_);
     plan_.params = {{"threads", "1"}, {"accumulation", "double"}};
+    if (rounds_operands(precision_)) {
+      plan_.params.push_back({"operands", std::string("weights, x, h and m rounded to ") +
+                                              precision_name(precision_) +
+                                              " (round to nearest even), products in double"});
+    }
     layer_major_ = m.first_non_forward() >= 0;
     plan_.params.push_back({"order", layer_major_ ? "layer-major (a layer reads backwards)"
                                                   : "time-major (MultiRNNCell)"});
@@ -44,6 +49,26 @@ class CpuReferenceBackend final : public Backend {
             {"hidden", std::to_string(s.hidden_size)}}});
     }
     try {
+      // The products' weights: the model's, or their rounding (BF16, FP16), per layer and
+      // direction.
+      for (std::size_t l = 0; l < m.layers().size(); ++l) {
+        mats_.emplace_back();
+        for (int d = 0; d < m.spec(l).directions(); ++d) {
+          const CellWeights& w = m.layer(l).dir(d);
+          Mats mt{w.w_x.data(), w.w_h.data(), w.w_proj.data()};
+          if (rounds_operands(precision_)) {
+            rounded_.push_back(rounded(w.w_x));
+            mt.w_x = rounded_.back().data();
+            rounded_.push_back(rounded(w.w_h));
+            mt.w_h = rounded_.back().data();
+            rounded_.push_back(rounded(w.w_proj));
+            mt.w_proj = rounded_.back().data();
+          }
+          mats_.back().push_back(mt);
+        }
+      }
+      xq_.resize(static_cast<std::size_t>(std::max(m.max_width(), m.input_size())));
+      hq_.resize(xq_.size());
       state_.resize(m.state_count(config.max_batch));
       const std::size_t w = static_cast<std::size_t>(m.max_width());
       z_.resize(product({4, m.max_hidden()}, "workspace"));
@@ -90,6 +115,12 @@ class CpuReferenceBackend final : public Backend {
   }
 
  private:
+  struct Mats {  // the weights of one direction's products (see the constructor)
+    const float* w_x;
+    const float* w_h;
+    const float* w_proj;
+  };
+
   // Row `b` of direction `d`'s state pieces of layer `l` for a batch of B: (c, h) or (h).
   struct RowState {
     float* c = nullptr;  // LSTM only
@@ -192,20 +223,31 @@ class CpuReferenceBackend final : public Backend {
     const Layer& layer = m.layer(l);
     const LayerSpec& s = layer.spec;
     const CellWeights& w = layer.dir(d);
+    const Mats& mt = mats_[l][static_cast<std::size_t>(d)];
+    // The products' activation operands: x and the carried h, rounded (BF16, FP16) or not.
+    const float* xp = x;
+    const float* hp = st.h;
+    if (rounds_operands(precision_)) {
+      round_into(precision_, x, xq_.data(), static_cast<std::size_t>(s.input_size));
+      round_into(precision_, st.h, hq_.data(), static_cast<std::size_t>(s.cell_output_size()));
+      xp = xq_.data();
+      hp = hq_.data();
+    }
     if (s.cell == CellKind::kGru) {
-      step_gru(s, w, x, st.h);
+      step_gru(s, w, mt, xp, hp, st.h);
     } else {
-      step_lstm(s, w, m.forget_bias(), x, st.c, st.h);
+      step_lstm(s, w, mt, m.forget_bias(), xp, hp, st.c, st.h);
     }
     std::copy_n(st.h, s.cell_output_size(), y);
   }
 
-  void step_lstm(const LayerSpec& s, const CellWeights& w, float forget_bias, const float* x,
-                 float* c, float* h) {
+  // x, hp: the products' operands (rounded in BF16/FP16 sessions); h: the state, updated.
+  void step_lstm(const LayerSpec& s, const CellWeights& w, const Mats& mt, float forget_bias,
+                 const float* x, const float* hp, float* c, float* h) {
     const std::int64_t I = s.input_size, H = s.hidden_size, R = s.cell_output_size();
     for (std::int64_t r = 0; r < 4 * H; ++r) {
-      double acc = dot(x, w.w_x.data() + r * I, I, w.bias[r]);
-      acc = dot(h, w.w_h.data() + r * R, R, acc);
+      double acc = dot(x, mt.w_x + r * I, I, w.bias[r]);
+      acc = dot(hp, mt.w_h + r * R, R, acc);
       z_[r] = static_cast<float>(acc);
     }
     if (!s.peepholes && s.cell_clip == 0.0f && s.proj_size == 0) {
@@ -231,34 +273,40 @@ class CpuReferenceBackend final : public Backend {
       m[u] = tanhf(cn) * sigmoidf(zo);
     }
     if (s.proj_size > 0) {
+      round_into(precision_, m, m, static_cast<std::size_t>(H));  // W_proj's operand
       for (std::int64_t p = 0; p < R; ++p) {
-        h[p] = clip(static_cast<float>(dot(m, w.w_proj.data() + p * H, H)), s.proj_clip);
+        h[p] = clip(static_cast<float>(dot(m, mt.w_proj + p * H, H)), s.proj_clip);
       }
     }
   }
 
-  void step_gru(const LayerSpec& s, const CellWeights& w, const float* x, float* h) {
+  // x, hp: the products' operands (rounded in BF16/FP16 sessions); h: the state, updated.
+  void step_gru(const LayerSpec& s, const CellWeights& w, const Mats& mt, const float* x,
+                const float* hp, float* h) {
     const std::int64_t I = s.input_size, H = s.hidden_size;
     // r and z: one sum each of input part, recurrent part and both biases.
     for (std::int64_t r = 0; r < 2 * H; ++r) {
       double acc = static_cast<double>(w.bias[r]) + w.bias_h[r];
-      acc = dot(x, w.w_x.data() + r * I, I, acc);
-      acc = dot(h, w.w_h.data() + r * H, H, acc);
+      acc = dot(x, mt.w_x + r * I, I, acc);
+      acc = dot(hp, mt.w_h + r * H, H, acc);
       z_[r] = sigmoidf(static_cast<float>(acc));  // z_[0, H) = r, z_[H, 2H) = z
     }
     const float* rg = z_.data();
     const std::int64_t n0 = 2 * H;
     for (std::int64_t u = 0; u < H; ++u) {
-      const float* wxn = w.w_x.data() + (n0 + u) * I;
-      const float* whn = w.w_h.data() + (n0 + u) * H;
+      const float* wxn = mt.w_x + (n0 + u) * I;
+      const float* whn = mt.w_h + (n0 + u) * H;
       const double xn = dot(x, wxn, I, w.bias[n0 + u]);
       if (s.reset_after) {
-        const float hn = static_cast<float>(dot(h, whn, H, w.bias_h[n0 + u]));
+        const float hn = static_cast<float>(dot(hp, whn, H, w.bias_h[n0 + u]));
         zh_[u] = tanhf(static_cast<float>(xn) + rg[u] * hn);
       } else {
-        // W_h,n (r o h_prev): each term's r o h rounded to float first, as a framework would.
+        // W_h,n (r o h_prev): each term's r o h rounded to float first, as a framework would
+        // (and then to the precision's format: it is the product's operand).
         double acc = xn + w.bias_h[n0 + u];
-        for (std::int64_t k = 0; k < H; ++k) acc += static_cast<double>(rg[k] * h[k]) * whn[k];
+        for (std::int64_t k = 0; k < H; ++k) {
+          acc += static_cast<double>(round_to(precision_, rg[k] * h[k])) * whn[k];
+        }
         zh_[u] = tanhf(static_cast<float>(acc));
       }
     }
@@ -268,7 +316,17 @@ class CpuReferenceBackend final : public Backend {
     }
   }
 
+  std::vector<float> rounded(const std::vector<float>& w) const {
+    std::vector<float> r(w.size());
+    round_into(precision_, w.data(), r.data(), w.size());
+    return r;
+  }
+
   ModelPtr model_;
+  Precision precision_ = Precision::kFp32;
+  std::vector<std::vector<Mats>> mats_;  // [layer][direction]
+  std::vector<std::vector<float>> rounded_;  // the rounded weights mats_ points into
+  std::vector<float> xq_, hq_;  // a row's rounded x and h (BF16, FP16)
   bool layer_major_ = false;
   std::vector<float> state_;   // packed state for up to max_batch rows
   std::vector<float> z_;       // pre-activations (or gates) of one row, 4 * max H

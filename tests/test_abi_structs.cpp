@@ -68,6 +68,8 @@ struct Api<slstm_slot_forward_args> {
 };
 // slstm_session_options as 0.2 published it (config appended; max_slots came after).
 constexpr std::size_t kSessionOptionsV2 = SLSTM_V1_SIZE(slstm_session_options, config);
+// ... as 0.3 and 0.4 published it (max_slots appended; precision came after).
+constexpr std::size_t kSessionOptionsV3 = SLSTM_V1_SIZE(slstm_session_options, max_slots);
 template <>
 struct Api<slstm_onnx_lstm_node> {
   static void init(slstm_onnx_lstm_node* p, std::size_t n) {
@@ -117,7 +119,7 @@ TEST_CASE("a sized init writes exactly the caller's struct_size bytes, zeros pas
   for (std::size_t size : {Api<slstm_model_config>::v1, sizeof(slstm_model_config) + 8}) {
     check_init_writes_exactly<slstm_model_config>(size);
   }
-  for (std::size_t size : {Api<slstm_session_options>::v1, kSessionOptionsV2,
+  for (std::size_t size : {Api<slstm_session_options>::v1, kSessionOptionsV2, kSessionOptionsV3,
                            sizeof(slstm_session_options), sizeof(slstm_session_options) + 8}) {
     check_init_writes_exactly<slstm_session_options>(size);
   }
@@ -388,4 +390,20 @@ TEST_CASE("slot forward args from a newer header are taken while the new fields 
   CHECK(std::string(slstm_last_error()).find("args->struct_size") != std::string::npos);
   a->struct_size = static_cast<std::uint32_t>(Api<slstm_slot_forward_args>::v1 - 1);
   CHECK(slstm_session_slot_forward(s.get(), a) == SLSTM_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("session options from a 0.4 header (no precision field) make an FP32 session",
+          "[api][abi][precision]") {
+  t::Model m = t::random_model(2, {3}, 7);
+  Bytes b(kSessionOptionsV3);
+  slstm_session_options_init_sized(b.as<slstm_session_options>(), kSessionOptionsV3);
+  slstm_session_options* o = b.as<slstm_session_options>();
+  o->max_batch = 1;
+  o->max_time = 1;
+  o->cpu_path = t::cpu_path_under_test();
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  CHECK(t::json_value(t::describe_json(s.get()), "precision") == "fp32");
+  CHECK(b.guard_intact(kSessionOptionsV3));
 }

@@ -519,6 +519,26 @@ typedef SLSTM_ENUM(slstm_cpu_path) {
   SLSTM_CPU_PATH_FAST = 2
 } slstm_cpu_path;
 
+/** The arithmetic of a session's matrix products (since 0.5; docs/precision.md).  In every
+ *  precision the bias, the cell state c, the gate math and the returned outputs and states
+ *  are float32; what changes is what enters the products W_x x and W_h h (and W_proj m). */
+typedef SLSTM_ENUM(slstm_precision) {
+  /** FP32, or TF32 where options->allow_tf32 is 1 (the behaviour before 0.5). */
+  SLSTM_PRECISION_DEFAULT = 0,
+  /** Strict float32 products and sums. */
+  SLSTM_PRECISION_FP32 = 1,
+  /** CUDA tensor cores' TF32 (same as allow_tf32 = 1); the CPU backend refuses it. */
+  SLSTM_PRECISION_TF32 = 2,
+  /** Weights and the products' activation operands (x, h, m) rounded to bfloat16
+   *  (round to nearest even), products exact, sums in float32 (the CPU reference: double).
+   *  CPU backend: the fast path (BasicLSTMCell stacks) and the reference (every stack);
+   *  the CUDA backend refuses it in this version. */
+  SLSTM_PRECISION_BF16 = 3,
+  /** As BF16 with IEEE binary16 (values beyond +-65504 become +-inf: a model whose weights
+   *  exceed it is refused at session creation). */
+  SLSTM_PRECISION_FP16 = 4
+} slstm_precision;
+
 typedef struct slstm_session_options {
   uint32_t struct_size;   /**< set by slstm_session_options_init */
   slstm_backend backend;  /**< init: SLSTM_BACKEND_CPU */
@@ -567,6 +587,12 @@ typedef struct slstm_session_options {
    *  with max_slots > 0 is SLSTM_ERR_UNSUPPORTED unless the keyed setting cuda.slots=on
    *  is given (the CUDA implementation has not run on a GPU yet). */
   int64_t max_slots;
+  /** The products' arithmetic (since 0.5; init: SLSTM_PRECISION_DEFAULT).  Unknown values
+   *  and SLSTM_PRECISION_FP32 with allow_tf32 = 1 are SLSTM_ERR_INVALID_ARGUMENT; a
+   *  precision the backend or path does not run (TF32 on the CPU, BF16/FP16 on CUDA or on
+   *  the CPU fast path of a stack that is not all BasicLSTMCell) is SLSTM_ERR_UNSUPPORTED
+   *  naming it: a session never runs in another precision than asked. */
+  int32_t precision;
 } slstm_session_options;
 
 /** The largest max_slots a session accepts. */
@@ -584,7 +610,7 @@ SLSTM_API void(slstm_session_options_init)(slstm_session_options* options);
 /** The same defaults as a static initializer. */
 #define SLSTM_SESSION_OPTIONS_INIT \
   { (uint32_t)sizeof(slstm_session_options), SLSTM_BACKEND_CPU, 0, 0, SLSTM_CPU_PATH_AUTO, 0, 0, 0, \
-    NULL, NULL, 0 }
+    NULL, NULL, 0, SLSTM_PRECISION_DEFAULT }
 
 /** Binds `model` to a backend and allocates the workspace for max_batch x max_time (and the
  *  max_slots stream slots).  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_OUT_OF_RANGE

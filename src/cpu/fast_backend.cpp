@@ -69,6 +69,7 @@
 #include "buffer.hpp"
 #include "fast_plan.hpp"
 #include "packing.hpp"
+#include "rounding.hpp"
 #include "step_kernels.hpp"
 #include "thread_pool.hpp"
 
@@ -80,14 +81,14 @@ constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L
 class CpuFastBackend final : public Backend {
  public:
   CpuFastBackend(ModelPtr model, const SessionConfig& config, KernelChoice kernel)
-      : model_(std::move(model)), kernel_(kernel.kernel) {
+      : model_(std::move(model)), kernel_(kernel.kernel), precision_(config.precision) {
     const Model& m = *model_;
     const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
     int P = choose_threads(m, config.num_threads);
     try {
       allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
-        layers_.push_back(pack_layer(m, l, kernel_));
+        layers_.push_back(pack_layer(m, l, kernel_, precision_));
       }
       if (shared) {
         shared_ = acquire_shared_pool(usable_cpus());
@@ -106,6 +107,12 @@ class CpuFastBackend final : public Backend {
            std::string("cannot create the CPU fast-path worker threads: ") + e.what());
     }
     plan_ = describe_fast_plan(config, kernel, P, layers_);
+    plan_.precision = precision_name(precision_);
+    if (rounds_operands(precision_)) {
+      plan_.params.emplace_back(
+          "operands", std::string("weights rounded to ") + precision_name(precision_) +
+                          " once; x and h rounded where they enter a product; sums float32");
+    }
     plan_.params.emplace_back(
         "pool", shared ? "shared: the process-wide pool of " +
                              std::to_string(shared_->pool.size()) +
@@ -131,6 +138,12 @@ class CpuFastBackend final : public Backend {
     }
     if (call.time > 0) {
       call_ = &call;
+      x0_ = call.input;
+      if (rounds_operands(precision_)) {
+        round_floats(precision_, call.input, xq_.get(),
+                     static_cast<std::size_t>(call.batch * call.time * m.input_size()));
+        x0_ = xq_.get();
+      }
       if (shared_) {
         // The shared pool if it is free, else this thread alone (same numbers either way).
         std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
@@ -171,6 +184,10 @@ class CpuFastBackend final : public Backend {
     y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
     state_ = allocate(m.state_count(config.max_batch));
     h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
+    if (rounds_operands(precision_)) {
+      xq_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
+      for (Buffer& b : hq_) b = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
+    }
   }
 
   // The rows one worker works on: batch rows [b0, b1) of the call, all T steps.  The
@@ -183,6 +200,7 @@ class CpuFastBackend final : public Backend {
     float* g = nullptr;        // G region: local row i at g + i * (groups * 64)
     float* y_inner[2] = {};    // outputs of the inner layers l, in y_inner[l % 2]
     float* h_alt = nullptr;    // other h buffer, batch row b at h_alt + b * H (b in [b0, b1))
+    float* hq[2] = {};         // BF16/FP16: the rounded h the products read (two, as h)
   };
 
   Share share(std::int64_t b0, std::int64_t b1) const {
@@ -193,6 +211,9 @@ class CpuFastBackend final : public Backend {
     sh.g = g_.get() + b0 * T * max_groups_ * kRow;
     for (int i = 0; i < 2; ++i) sh.y_inner[i] = y_[i].get() + b0 * T * max_h_inner_;
     sh.h_alt = h_alt_.get() + b0 * model_->max_hidden();
+    for (int i = 0; i < 2; ++i) {
+      if (hq_[i]) sh.hq[i] = hq_[i].get() + b0 * model_->max_hidden();
+    }
     return sh;
   }
 
@@ -207,19 +228,23 @@ class CpuFastBackend final : public Backend {
     float* c = nullptr;        // [B][H] cell state, updated in place
     float* h_state = nullptr;  // [B][H] h in the packed state
     float* h_alt = nullptr;    // [B][H] view of the other h buffer (rows of the share only)
+    float* hq[2] = {};         // [B][H] views of the rounded h buffers (BF16/FP16 only)
   };
 
   LayerView view(const Share& sh, std::size_t l, std::size_t state_off) const {
     LayerView v;
     v.p = &layers_[l];
     v.sh = &sh;
-    v.x = l == 0 ? call_->input : sh.y_inner[(l - 1) % 2];
+    v.x = l == 0 ? x0_ : sh.y_inner[(l - 1) % 2];
     v.x_local = l > 0;
     v.y_local = l + 1 < layers_.size();
     v.y = v.y_local ? sh.y_inner[l % 2] : call_->output;
     v.c = state_.get() + state_off;
     v.h_state = v.c + call_->batch * v.p->H;
     v.h_alt = sh.h_alt - sh.b0 * v.p->H;  // so that v.h_alt + b * H is in the share's region
+    for (int i = 0; i < 2; ++i) {
+      if (sh.hq[i]) v.hq[i] = sh.hq[i] - sh.b0 * v.p->H;
+    }
     return v;
   }
 
@@ -286,10 +311,12 @@ class CpuFastBackend final : public Backend {
     const PackedLayer& p = *v.p;
     const std::int64_t ld_g = p.groups * kRow, b0 = v.sh->b0, b1 = v.sh->b1;
     float* h_buf[2] = {v.h_state, v.h_alt};
+    const bool rounding = rounds_operands(precision_);
     StepArgs a;
     a.H = p.H;
     a.h_prev = h_buf[t % 2];
     a.h_next = h_buf[(t + 1) % 2];
+    a.h_gemm = rounding ? v.hq[t % 2] : a.h_prev;
     a.c = v.c;
     a.cell = p.cell;
     for (std::int64_t gi = g0; gi < g1; ++gi) {
@@ -308,8 +335,28 @@ class CpuFastBackend final : public Backend {
           a.active[i] = call.lengths == nullptr || t < call.lengths[b];
         }
         step_block(a, nb, kernel_);
+        if (rounding) {
+          // The next step's product operand, and the next layer's input (an inner layer's
+          // outputs are read by nothing else), rounded by the worker that computed them.
+          const auto n = static_cast<std::size_t>(a.units);
+          for (int i = 0; i < nb; ++i) {
+            const std::int64_t off = (r0 + i) * p.H + a.unit0;
+            round_floats(precision_, a.h_next + off, v.hq[(t + 1) % 2] + off, n);
+            if (v.y_local && a.out_row[i]) {
+              round_floats(precision_, a.out_row[i] + a.unit0, a.out_row[i] + a.unit0, n);
+            }
+          }
+        }
       }
     }
+  }
+
+  // BF16/FP16: the rounded h of step 0 (the carried state) for batch rows [b0, b1).
+  void round_initial_h(const LayerView& v, std::int64_t b0, std::int64_t b1) const {
+    if (!rounds_operands(precision_) || b1 <= b0) return;
+    const std::int64_t H = v.p->H;
+    round_floats(precision_, v.h_state + b0 * H, v.hq[0] + b0 * H,
+                 static_cast<std::size_t>((b1 - b0) * H));
   }
 
   // After T steps: when T is odd the final h is in the other buffer; move units [u0, u1) of
@@ -343,7 +390,8 @@ class CpuFastBackend final : public Backend {
       const LayerView v = view(sh, l, state_off);
       const PackedLayer& p = *v.p;
       project_part(v, w, P);
-      layer_barrier_.wait(P);  // all of G written before any step reads it
+      round_initial_h(v, call_->batch * w / P, call_->batch * (w + 1) / P);
+      layer_barrier_.wait(P);  // all of G (and the rounded h) written before any step reads it
       if (w < A) {
         for (std::int64_t t = 0; t < T; ++t) {
           // This step's number, the same on every worker.
@@ -401,6 +449,7 @@ class CpuFastBackend final : public Backend {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const LayerView v = view(sh, l, state_off);
       project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups);
+      round_initial_h(v, v.sh->b0, v.sh->b1);
       for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups);
       settle_h(v, 0, v.p->H);
       state_off += static_cast<std::size_t>(2 * B * v.p->H);
@@ -409,12 +458,16 @@ class CpuFastBackend final : public Backend {
 
   ModelPtr model_;
   Kernel kernel_ = Kernel::kPortable;
+  Precision precision_ = Precision::kFp32;
 
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
   Buffer y_[2];    // outputs of the non-last layers, ping-pong
   Buffer state_;   // packed state (c, h per layer) for up to max_batch rows
   Buffer h_alt_;   // the other half of the h double buffer
+  Buffer xq_;      // BF16/FP16: the call's input rounded (layer 0's product operand)
+  Buffer hq_[2];   // BF16/FP16: the rounded h the recurrent products read, two as h
+  const float* x0_ = nullptr;  // layer 0's input rows: the call's, or xq_
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;          // the session's own workers (cpu.pool=session), or
   std::shared_ptr<SharedPool> shared_;  // the process-wide ones (cpu.pool=shared)

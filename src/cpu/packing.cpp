@@ -2,7 +2,7 @@
 
 namespace slstm::cpu {
 
-PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel) {
+PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision precision) {
   const Layer& layer = m.layer(l);
   const bool avx2 = kernel == Kernel::kAvx2;
   PackedLayer p;
@@ -26,13 +26,13 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel) {
           p.wx[static_cast<std::size_t>(
               avx2 ? g * p.I * kRow + q * kGroup * p.I + k * kGroup + j
                    : (g * p.I + k) * kRow + q * kGroup + j)] =
-              layer.w_x[static_cast<std::size_t>(src * p.I + k)];
+              round_to(precision, layer.w_x[static_cast<std::size_t>(src * p.I + k)]);
         }
         for (std::int64_t k = 0; k < p.H; ++k) {
           p.wh[static_cast<std::size_t>(
               avx2 ? g * p.H * kRow + q * kGroup * p.H + k * kGroup + j
                    : (g * p.H + k) * kRow + q * kGroup + j)] =
-              layer.w_h[static_cast<std::size_t>(src * p.H + k)];
+              round_to(precision, layer.w_h[static_cast<std::size_t>(src * p.H + k)]);
         }
         p.bias[static_cast<std::size_t>(dst)] = m.folded_bias(l, static_cast<std::size_t>(src));
       }

@@ -16,6 +16,7 @@
 
 #include "../layer_spec.hpp"
 #include "../model.hpp"
+#include "../precision.hpp"
 #include "buffer.hpp"
 #include "step_kernels.hpp"
 
@@ -32,7 +33,9 @@ struct PackedLayer {
   double wh_bytes() const { return 16.0 * static_cast<double>(H * H); }
 };
 
-// Layer l of m packed for `kernel`'s kernels.  Throws std::bad_alloc / std::length_error.
-PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel);
+// Layer l of m packed for `kernel`'s kernels, its weights rounded to `precision` (BF16,
+// FP16: the products' operands; precision.hpp).  Throws std::bad_alloc / std::length_error.
+PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel,
+                       Precision precision = Precision::kFp32);
 
 }  // namespace slstm::cpu

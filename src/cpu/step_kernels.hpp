@@ -52,7 +52,9 @@ struct StepArgs {
   std::int64_t unit0 = 0;      // first unit of the group
   const float* wh = nullptr;   // this group's packed Wh ([H][64]; AVX2: [4][H][16])
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)
-  const float* h_prev = nullptr;  // [B][H]
+  const float* h_prev = nullptr;  // [B][H], the state (a row past its length keeps it)
+  const float* h_gemm = nullptr;  // [B][H], what the recurrent product reads: h_prev, or its
+                                  // rounding in a BF16/FP16 session
   float* h_next = nullptr;        // [B][H]
   float* c = nullptr;             // [B][H], updated in place
   // Per batch row b of the block: the row of G (input projection, 64 floats for this group

@@ -113,7 +113,7 @@ template <int NB, CellKind kCell>
 SLSTM_AVX512 void step_rows_avx512(const StepArgs& a) {
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
-    h[b] = a.h_prev + (a.b0 + b) * a.H;
+    h[b] = a.h_gemm + (a.b0 + b) * a.H;
     // The epilogue's G row and c were written long ago (G by the projection, c one step
     // back): fetch them while the FMAs run.
     const char* g = reinterpret_cast<const char*>(a.g_row[b]);

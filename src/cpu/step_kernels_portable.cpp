@@ -59,7 +59,7 @@ void step_rows_portable(const StepArgs& a, int nb) {
   for (std::int64_t k = 0; k < a.H; ++k) {
     const float* w = a.wh + k * kRow;
     for (int b = 0; b < nb; ++b) {
-      const float x = a.h_prev[(a.b0 + b) * a.H + k];
+      const float x = a.h_gemm[(a.b0 + b) * a.H + k];
       for (std::int64_t r = 0; r < kRow; ++r) acc[b][r] += x * w[r];
     }
   }

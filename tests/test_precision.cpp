@@ -1,0 +1,326 @@
+// Session precision (slstm_session_options.precision, docs/precision.md): BF16 and FP16 on
+// the CPU backend round the products' operands (weights once, x and h where they enter a
+// product) to nearest even and sum in float32 (the reference: double); everything else stays
+// float32.  What a backend or path does not run is refused, never run in another precision.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "../src/precision.hpp"
+#include "support.hpp"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+slstm_status make_session(const slstm_model* m, std::int32_t precision, slstm_cpu_path path,
+                          t::Session& out, std::int64_t B = 4, std::int64_t T = 12) {
+  slstm_session_options o = t::options(B, T);
+  o.cpu_path = path;
+  o.precision = precision;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m, &o, &s);
+  out.reset(s);
+  return st;
+}
+
+t::Session session_ok(const slstm_model* m, std::int32_t precision, slstm_cpu_path path,
+                      std::int64_t B = 4, std::int64_t T = 12) {
+  t::Session s;
+  INFO(slstm_last_error());
+  REQUIRE(make_session(m, precision, path, s, B, T) == SLSTM_OK);
+  return s;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return worst;
+}
+
+// The written tolerance (docs/precision.md, "Accuracy"): the largest absolute difference of
+// outputs and states from the FP32 reference, for weights of scale 1/sqrt(H) and inputs in
+// [-1, 1]: 2^-8 * (1 + sqrt(K) / 4) for BF16, 2^-11 * (1 + sqrt(K) / 4) for FP16, K the
+// longest dot product (I + H of the widest layer).
+double tolerance(std::int32_t precision, std::int64_t K) {
+  const double u = precision == SLSTM_PRECISION_BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+  return u * (1.0 + std::sqrt(static_cast<double>(K)) / 4.0);
+}
+
+const std::int32_t kHalf[] = {SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16};
+
+}  // namespace
+
+TEST_CASE("bf16 rounding keeps 8 significant bits, to nearest even", "[precision][path-independent]") {
+  using slstm::round_bf16;
+  CHECK(round_bf16(1.0f) == 1.0f);
+  CHECK(round_bf16(1.0f + std::ldexp(1.0f, -8)) == 1.0f);                        // tie: even
+  CHECK(round_bf16(1.0f + 3 * std::ldexp(1.0f, -8)) == 1.0f + std::ldexp(1.0f, -6));  // tie: up
+  CHECK(round_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20)) ==
+        1.0f + std::ldexp(1.0f, -7));
+  CHECK(round_bf16(-3.14159265f) == -3.140625f);
+  CHECK(std::isinf(round_bf16(std::numeric_limits<float>::infinity())));
+  CHECK(std::isnan(round_bf16(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isinf(round_bf16(std::numeric_limits<float>::max())));  // rounds past the top
+  CHECK(round_bf16(std::ldexp(1.0f, -133)) == std::ldexp(1.0f, -133));  // smallest subnormal
+  CHECK(round_bf16(std::numeric_limits<float>::denorm_min()) == 0.0f);
+}
+
+TEST_CASE("fp16 rounding keeps 11 significant bits, subnormals from 2^-24, inf from 65520",
+          "[precision][path-independent]") {
+  using slstm::round_fp16;
+  CHECK(round_fp16(1.0f + std::ldexp(1.0f, -11)) == 1.0f);                        // tie: even
+  CHECK(round_fp16(1.0f + 3 * std::ldexp(1.0f, -11)) == 1.0f + std::ldexp(1.0f, -9));
+  CHECK(round_fp16(65504.0f) == 65504.0f);
+  CHECK(round_fp16(65519.0f) == 65504.0f);
+  CHECK(std::isinf(round_fp16(65520.0f)));
+  CHECK(std::isinf(round_fp16(-1e30f)));
+  CHECK(round_fp16(std::ldexp(1.0f, -24)) == std::ldexp(1.0f, -24));  // smallest subnormal
+  CHECK(round_fp16(std::ldexp(1.0f, -25)) == 0.0f);                   // tie: even (0)
+  CHECK(round_fp16(std::ldexp(1.5f, -25)) == std::ldexp(1.0f, -24));
+  CHECK(round_fp16(std::ldexp(3.0f, -25)) == std::ldexp(1.0f, -23));  // 1.5 quanta: even (2)
+  CHECK(std::signbit(round_fp16(-std::ldexp(1.0f, -30))));
+  CHECK(std::isnan(round_fp16(std::numeric_limits<float>::quiet_NaN())));
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+namespace {
+__attribute__((target("f16c"))) float hardware_fp16(float x) {
+  return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+}  // namespace
+
+TEST_CASE("fp16 rounding equals the F16C conversion on every kind of float",
+          "[precision][path-independent]") {
+  if (!__builtin_cpu_supports("f16c")) {
+    WARN("this CPU has no F16C: the comparison with the hardware conversion is skipped");
+    return;
+  }
+  std::uint64_t s = 12345;
+  int mismatches = 0;
+  for (int i = 0; i < 2000000; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    const auto bits = static_cast<std::uint32_t>(s >> 32);
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    if (std::isnan(x)) continue;
+    const float a = slstm::round_fp16(x), b = hardware_fp16(x);
+    if (std::memcmp(&a, &b, sizeof a) != 0) ++mismatches;
+  }
+  // Every float near binary16's range too (exponents -30 .. 17), densely.
+  for (int e = -30; e <= 17; ++e) {
+    for (int k = 0; k < 4096; ++k) {
+      const float x = std::ldexp(1.0f + static_cast<float>(k) / 4096.0f, e);
+      const float a = slstm::round_fp16(x), b = hardware_fp16(x);
+      if (std::memcmp(&a, &b, sizeof a) != 0) ++mismatches;
+    }
+  }
+  CHECK(mismatches == 0);
+}
+#endif
+
+TEST_CASE("a BF16 or FP16 session stays within the written tolerance of the FP32 reference",
+          "[precision][accuracy]") {
+  t::use_cpu_kernel_under_test();
+  // Odd sizes (a partial 16-unit group, a partial 6-row block), lengths {T, 0, 1, T - 1}.
+  const std::int64_t D = 9, B = 4, T = 12;
+  t::Model m = t::random_model(D, {37, 13, 20}, 91);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 5);
+  const std::vector<std::int32_t> lengths = {12, 0, 1, 11};
+  const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 6, -0.5f, 0.5f);
+  for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+    t::Call c = t::call_of(B, T, x, layout);
+    c.lengths = &lengths;
+    c.initial_state = &h0;
+    t::Session ref = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE);
+    const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+    for (std::int32_t p : kHalf) {
+      INFO("precision " << p << ", layout " << layout);
+      t::Session s = session_ok(m.get(), p, t::cpu_path_under_test());
+      const t::Run got = t::forward_ok(s.get(), m.get(), c);
+      CHECK(t::count_poison(got.output) == 0);
+      const double out_err = max_abs_diff(got.output, want.output);
+      const double state_err = max_abs_diff(got.final_state, want.final_state);
+      const double tol = tolerance(p, 37 + 37);
+      INFO("output error " << out_err << ", state error " << state_err << ", tolerance " << tol);
+      CHECK(out_err <= tol);
+      CHECK(state_err <= tol);
+      CHECK(out_err > 0.0);  // the operands were rounded: not the FP32 numbers
+      // ... in the way the reference path of the same precision rounds them: far closer to
+      // it than to FP32 (they differ by float32 sums, and where those put an h on the other
+      // side of a rounding boundary).
+      t::Session same = session_ok(m.get(), p, SLSTM_CPU_PATH_REFERENCE);
+      const t::Run twin = t::forward_ok(same.get(), m.get(), c);
+      const double twin_err = max_abs_diff(got.output, twin.output);
+      INFO("difference from the reference path of the same precision " << twin_err);
+      CHECK(twin_err <= out_err / 8);
+      // Rows past their length: outputs 0 and the initial state kept, as in FP32.
+      for (std::int64_t t = 1; t < T; ++t) {
+        const std::int64_t row = layout == SLSTM_BATCH_MAJOR ? 2 * T + t : t * B + 2;
+        for (std::int64_t u = 0; u < 20; ++u) CHECK(got.output[row * 20 + u] == 0.0f);
+      }
+    }
+  }
+}
+
+TEST_CASE("a BF16 or FP16 session's error does not grow over a long sequence",
+          "[precision][accuracy]") {
+  t::use_cpu_kernel_under_test();
+  const std::int64_t D = 16, B = 2, T = 1000;
+  t::Model m = t::random_model(D, {64}, 17);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 8);
+  const t::Call c = t::call_of(B, T, x);
+  t::Session ref = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE, B, T);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+  for (std::int32_t p : kHalf) {
+    INFO("precision " << p);
+    t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
+    const t::Run got = t::forward_ok(s.get(), m.get(), c);
+    const double err = max_abs_diff(got.output, want.output);
+    INFO("output error over " << T << " steps: " << err);
+    CHECK(err <= tolerance(p, 64 + 64));
+  }
+}
+
+TEST_CASE("a BF16 or FP16 session gives the same bits called whole, in chunks or by steps",
+          "[precision][streaming]") {
+  t::use_cpu_kernel_under_test();
+  const std::int64_t D = 5, B = 3, T = 9;
+  t::Model m = t::random_model(D, {21, 8}, 4);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 2);
+  for (std::int32_t p : kHalf) {
+    INFO("precision " << p);
+    t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
+    const t::Run whole = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x, SLSTM_TIME_MAJOR));
+    // Time-major: the first 4 steps, then the other 5 from the state they left.
+    const std::vector<float> x1(x.begin(), x.begin() + 4 * B * D), x2(x.begin() + 4 * B * D, x.end());
+    const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(B, 4, x1, SLSTM_TIME_MAJOR));
+    t::Call c2 = t::call_of(B, 5, x2, SLSTM_TIME_MAJOR);
+    c2.initial_state = &a.final_state;
+    const t::Run b = t::forward_ok(s.get(), m.get(), c2);
+    std::vector<float> joined = a.output;
+    joined.insert(joined.end(), b.output.begin(), b.output.end());
+    CHECK(t::bitwise_equal(joined, whole.output));
+    CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+  }
+}
+
+TEST_CASE("the plan names the session's precision", "[precision][plan]") {
+  t::Model m = t::random_model(3, {4}, 1);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, t::cpu_path_under_test());
+  CHECK(t::json_value(t::describe_json(s.get()), "precision") == "bf16");
+  t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP16, t::cpu_path_under_test());
+  CHECK(t::json_value(t::describe_json(f.get()), "precision") == "fp16");
+  t::Session d = session_ok(m.get(), SLSTM_PRECISION_DEFAULT, t::cpu_path_under_test());
+  CHECK(t::json_value(t::describe_json(d.get()), "precision") == "fp32");
+}
+
+TEST_CASE("an FP32 session gives the default session's bits", "[precision]") {
+  t::use_cpu_kernel_under_test();
+  t::Model m = t::random_model(6, {17, 9}, 3);
+  const std::vector<float> x = t::random_vector(2 * 5 * 6, 1);
+  t::Session d = session_ok(m.get(), SLSTM_PRECISION_DEFAULT, t::cpu_path_under_test(), 2, 5);
+  t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, t::cpu_path_under_test(), 2, 5);
+  const t::Run a = t::forward_ok(d.get(), m.get(), t::call_of(2, 5, x));
+  const t::Run b = t::forward_ok(f.get(), m.get(), t::call_of(2, 5, x));
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+}
+
+TEST_CASE("a precision the CPU backend does not run is refused, naming it",
+          "[precision][errors]") {
+  t::Model m = t::random_model(3, {4}, 1);
+  t::Session s;
+  CHECK(make_session(m.get(), SLSTM_PRECISION_TF32, t::cpu_path_under_test(), s) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("options->precision tf32"));
+  CHECK(s == nullptr);
+  CHECK(make_session(m.get(), 7, t::cpu_path_under_test(), s) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("options->precision: unknown value 7"));
+  CHECK(make_session(m.get(), -1, t::cpu_path_under_test(), s) == SLSTM_ERR_INVALID_ARGUMENT);
+  slstm_session_options o = t::options(1, 1);
+  o.precision = SLSTM_PRECISION_FP32;
+  o.allow_tf32 = 1;
+  slstm_session* raw = nullptr;
+  CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("options->allow_tf32 is 1"));
+  CHECK(raw == nullptr);
+}
+
+TEST_CASE("BF16 and FP16 run every stack on the reference path and BasicLSTMCell stacks on "
+          "the fast path", "[precision][layers]") {
+  slstm_layer_config layers[2];
+  for (slstm_layer_config& l : layers) slstm_layer_config_init(&l);
+  layers[0].cell = SLSTM_CELL_GRU;
+  layers[0].hidden_size = 6;
+  layers[1].hidden_size = 5;
+  layers[1].proj_size = 3;
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = 4;
+  c.num_layers = 2;
+  c.layers = layers;
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create_random(&c, 2, 0.0f, &raw) == SLSTM_OK);
+  t::Model m(raw);
+  for (std::int32_t p : kHalf) {
+    t::Session s;
+    if (t::cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE) {
+      CHECK(make_session(m.get(), p, SLSTM_CPU_PATH_REFERENCE, s) == SLSTM_OK);
+      // ... and the rounding shows in its numbers.
+      t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE);
+      const std::vector<float> x = t::random_vector(4 * 12 * 4, 3);
+      const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(4, 12, x));
+      const t::Run b = t::forward_ok(f.get(), m.get(), t::call_of(4, 12, x));
+      const double err = max_abs_diff(a.output, b.output);
+      CHECK(err > 0.0);
+      CHECK(err <= tolerance(p, 6 + 6));
+    } else {
+      CHECK(make_session(m.get(), p, t::cpu_path_under_test(), s) == SLSTM_ERR_UNSUPPORTED);
+      CHECK_THAT(std::string(slstm_last_error()),
+                 Contains("layer 0 (gru, forward) is not a forward BasicLSTMCell"));
+      CHECK(s == nullptr);
+    }
+  }
+}
+
+TEST_CASE("an FP16 session of a model with a weight beyond binary16's range is refused",
+          "[precision][errors]") {
+  const std::int64_t I = 2, H = 3;
+  std::vector<float> kernel(static_cast<std::size_t>((I + H) * 4 * H), 0.1f), bias(4 * H, 0.0f);
+  kernel[7] = 70000.0f;
+  slstm_tensor tensors[2] = {};
+  tensors[0].data = kernel.data();
+  tensors[0].ndim = 2;
+  tensors[0].shape[0] = I + H;
+  tensors[0].shape[1] = 4 * H;
+  tensors[1].data = bias.data();
+  tensors[1].ndim = 1;
+  tensors[1].shape[0] = 4 * H;
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  const std::int64_t hidden[1] = {H};
+  c.input_size = I;
+  c.num_layers = 1;
+  c.hidden_sizes = hidden;
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create(&c, SLSTM_FORMAT_TF, tensors, 2, &raw) == SLSTM_OK);
+  t::Model m(raw);
+  t::Session s;
+  CHECK(make_session(m.get(), SLSTM_PRECISION_FP16, t::cpu_path_under_test(), s) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 0"));
+  CHECK_THAT(std::string(slstm_last_error()), Contains("beyond binary16's range"));
+  CHECK(s == nullptr);
+  CHECK(make_session(m.get(), SLSTM_PRECISION_BF16, t::cpu_path_under_test(), s) == SLSTM_OK);
+}
