@@ -411,6 +411,10 @@ TEST_CASE("C++: SessionOptions starts from the C defaults and its setters chain"
   CHECK(o.c_struct().allow_tf32 == 1);
   CHECK(o.cuda_stream() == nullptr);
   CHECK(o.c_struct().struct_size == sizeof(slstm_session_options));
+  CHECK(o.precision() == SLSTM_PRECISION_DEFAULT);
+  const sl::SessionOptions b = sl::SessionOptions(2, 3).precision(SLSTM_PRECISION_BF16);
+  CHECK(b.precision() == SLSTM_PRECISION_BF16);
+  CHECK(b.c_struct().precision == SLSTM_PRECISION_BF16);
 }
 
 TEST_CASE("C++: a session without max_batch throws the library's INVALID_ARGUMENT", "[cpp]") {

@@ -752,6 +752,11 @@ class SessionOptions {
     o_.max_slots = v;
     return *this;
   }
+  /// The products' arithmetic (slstm_session_options.precision, since 0.5; docs/precision.md).
+  SessionOptions& precision(slstm_precision v) noexcept {
+    o_.precision = v;
+    return *this;
+  }
   /// Keyed backend settings, "key=value;..." (slstm_session_options.config), e.g.
   /// "cpu.kernel=avx2;cuda.graphs=off"; validated when the session is created.
   SessionOptions& config(std::string v) {
@@ -768,6 +773,7 @@ class SessionOptions {
   bool allow_tf32() const noexcept { return o_.allow_tf32 != 0; }
   void* cuda_stream() const noexcept { return o_.cuda_stream; }
   std::int64_t max_slots() const noexcept { return o_.max_slots; }
+  slstm_precision precision() const noexcept { return static_cast<slstm_precision>(o_.precision); }
   const std::string& config() const noexcept { return config_; }
 
   /// The C struct, for fields a newer C header adds before this wrapper knows them.  Its

@@ -136,7 +136,7 @@ class SessionOptions(ctypes.Structure):
                 ("cpu_path", c_enum), ("num_threads", ctypes.c_int32),
                 ("device", ctypes.c_int32), ("allow_tf32", ctypes.c_int32),
                 ("cuda_stream", ctypes.c_void_p), ("config", ctypes.c_char_p),
-                ("max_slots", ctypes.c_int64)]
+                ("max_slots", ctypes.c_int64), ("precision", ctypes.c_int32)]
 
 
 class ForwardArgs(ctypes.Structure):

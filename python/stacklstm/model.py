@@ -41,6 +41,8 @@ TENSOR_NAMES = {
 }
 BACKENDS = {"cpu": 0, "cuda": 1}
 CPU_PATHS = {"auto": 0, "reference": 1, "fast": 2}
+# slstm_precision (docs/precision.md): "default" is FP32, or TF32 with allow_tf32=True.
+PRECISIONS = {"default": 0, "fp32": 1, "tf32": 2, "bf16": 3, "fp16": 4}
 
 
 def _format_value(fmt: Union[str, int]) -> int:
@@ -798,12 +800,14 @@ class Model(_Owned):
     def session(self, max_batch: int, max_time: int, backend: Union[str, int] = "cpu",
                 cpu_path: Union[str, int] = "auto", num_threads: int = 0, device: int = 0,
                 allow_tf32: bool = False, config: Union[None, str, Mapping[str, Any]] = None,
-                cuda_stream: Optional[int] = None) -> "Session":
+                cuda_stream: Optional[int] = None,
+                precision: Union[str, int] = "default") -> "Session":
         """A Session on `backend` ("cpu" or "cuda") for up to max_batch x max_time. `config`:
         keyed backend settings, a "key=value;..." string or a dict (header,
-        slstm_session_options.config), e.g. {"cpu.kernel": "avx2", "cuda.graphs": "off"}."""
+        slstm_session_options.config), e.g. {"cpu.kernel": "avx2", "cuda.graphs": "off"}.
+        `precision`: "default", "fp32", "tf32", "bf16" or "fp16" (docs/precision.md)."""
         return Session(self, max_batch, max_time, backend, cpu_path, num_threads, device,
-                       allow_tf32, config, cuda_stream)
+                       allow_tf32, config, cuda_stream, precision)
 
     # ---- state packing ------------------------------------------------------------------
 
@@ -1443,7 +1447,8 @@ def _session_options(backend: Union[str, int], max_batch: int, max_time: int,
                      cpu_path: Union[str, int] = "auto", num_threads: int = 0, device: int = 0,
                      allow_tf32: bool = False,
                      config: Union[None, str, Mapping[str, Any]] = None,
-                     cuda_stream: Optional[int] = None, max_slots: int = 0) -> Any:
+                     cuda_stream: Optional[int] = None, max_slots: int = 0,
+                     precision: Union[str, int] = "default") -> Any:
     """slstm_session_options (padded, as `.s`) from the Python arguments of a session, each
     checked (names and integer ranges) before the library sees it; shared by Session and
     stacklstm.Streams. The config text is referenced by the struct for as long as it lives."""
@@ -1457,6 +1462,11 @@ def _session_options(backend: Union[str, int], max_batch: int, max_time: int,
             raise ValueError("cpu_path must be one of %s, got %r"
                              % (sorted(CPU_PATHS), cpu_path))
         cpu_path = CPU_PATHS[cpu_path.lower()]
+    if isinstance(precision, str):
+        if precision.lower() not in PRECISIONS:
+            raise ValueError("precision must be one of %s, got %r"
+                             % (sorted(PRECISIONS), precision))
+        precision = PRECISIONS[precision.lower()]
     opt.s.backend = _int(backend, "backend", INT32)
     opt.s.max_batch = _int(max_batch, "max_batch")
     opt.s.max_time = _int(max_time, "max_time")
@@ -1468,6 +1478,7 @@ def _session_options(backend: Union[str, int], max_batch: int, max_time: int,
         opt.s.cuda_stream = _int(cuda_stream, "cuda_stream", UINT64) or None
     opt.s.config = _config_text(config)
     opt.s.max_slots = _int(max_slots, "max_streams")
+    opt.s.precision = _int(precision, "precision", INT32)
     return opt
 
 
@@ -1491,15 +1502,18 @@ class Session(_Owned):
                  backend: Union[str, int] = "cpu", cpu_path: Union[str, int] = "auto",
                  num_threads: int = 0, device: int = 0, allow_tf32: bool = False,
                  config: Union[None, str, Mapping[str, Any]] = None,
-                 cuda_stream: Optional[int] = None) -> None:
+                 cuda_stream: Optional[int] = None,
+                 precision: Union[str, int] = "default") -> None:
         """`cuda_stream` (CUDA backend): the address of a cudaStream_t the caller owns (an
         int, e.g. torch.cuda.current_stream().cuda_stream or a CuPy stream's .ptr) that every
-        call of the session runs on; None: a stream of the session's own."""
+        call of the session runs on; None: a stream of the session's own. `precision`: the
+        products' arithmetic, "default" (FP32, or TF32 with allow_tf32), "fp32", "tf32",
+        "bf16", "fp16" (docs/precision.md; what the backend does not run is refused)."""
         if not isinstance(model, Model):
             raise TypeError("Session(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
         opt = _session_options(backend, max_batch, max_time, cpu_path, num_threads, device,
-                               allow_tf32, config, cuda_stream)
+                               allow_tf32, config, cuda_stream, precision=precision)
         max_batch, max_time = opt.s.max_batch, opt.s.max_time
         self._adopt(_create_session(model, opt), lib.slstm_session_destroy)
         self.input_size: int = model.input_size

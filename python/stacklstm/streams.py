@@ -129,15 +129,16 @@ class Streams(_Owned):
     def __init__(self, model: Model, max_streams: int, max_batch: int, max_time: int = 1,
                  backend: Union[str, int] = "cpu", num_threads: int = 0,
                  config: Union[None, str, dict] = None, device: int = 0,
-                 cpu_path: Union[str, int] = "auto") -> None:
+                 cpu_path: Union[str, int] = "auto",
+                 precision: Union[str, int] = "default") -> None:
         """A session with max_slots = max_streams (all closed).  backend, num_threads,
-        config, device and cpu_path as for stacklstm.Session."""
+        config, device, cpu_path and precision as for stacklstm.Session."""
         if not isinstance(model, Model):
             raise TypeError("Streams(model, ...) needs a stacklstm.Model, got %s"
                             % type(model).__name__)
         _declare(lib)
         opt = _session_options(backend, max_batch, max_time, cpu_path, num_threads, device,
-                               config=config, max_slots=max_streams)
+                               config=config, max_slots=max_streams, precision=precision)
         self._adopt(_create_session(model, opt), lib.slstm_session_destroy)
         self.input_size: int = model.input_size
         self.hidden_sizes: Tuple[int, ...] = model.hidden_sizes
