@@ -111,7 +111,8 @@ class CpuFastBackend final : public Backend {
     if (rounds_operands(precision_)) {
       plan_.params.emplace_back(
           "operands", std::string("weights rounded to ") + precision_name(precision_) +
-                          " once; x and h rounded where they enter a product; sums float32");
+                          " once; x and h rounded where they enter a product; sums float32" +
+                          (layers_[0].wh16_storage ? "; W_h stored in 16 bits" : ""));
     }
     plan_.params.emplace_back(
         "pool", shared ? "shared: the process-wide pool of " +
@@ -322,7 +323,12 @@ class CpuFastBackend final : public Backend {
     for (std::int64_t gi = g0; gi < g1; ++gi) {
       a.unit0 = gi * kGroup;
       a.units = std::min(kGroup, p.H - a.unit0);
-      a.wh = p.wh.get() + gi * p.H * kRow;
+      if (p.wh) {
+        a.wh = p.wh.get() + gi * p.H * kRow;
+      } else {
+        a.wh16 = p.wh16() + gi * p.H * kRow;
+        a.wh16_is_bf16 = p.wh16_is_bf16;
+      }
       a.bias = p.bias.get() + gi * kRow;
       for (std::int64_t r0 = b0; r0 < b1; r0 += kMaxNb) {
         const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, b1 - r0));

@@ -1,6 +1,31 @@
 #include "packing.hpp"
 
+#include <cstdint>
+#include <cstring>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace slstm::cpu {
+namespace {
+
+// The 16-bit codes of values already rounded to the format (so the conversions are exact).
+std::uint16_t bf16_code(float v) {
+  std::uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return static_cast<std::uint16_t>(b >> 16);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("f16c"))) std::uint16_t fp16_code(float v) {
+  return static_cast<std::uint16_t>(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+#else
+std::uint16_t fp16_code(float) { return 0; }  // (never: 16-bit storage needs F16C)
+#endif
+
+}  // namespace
 
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision precision) {
   const Layer& layer = m.layer(l);
@@ -13,7 +38,16 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   // Wx as [group][I][64] and Wh as [group][H][64]; on the AVX2 kernels [group][gate][K][16]
   // (see the header).
   p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
-  p.wh = allocate_streamed(product({p.groups, p.H, kRow}, "packed weights"));
+  // BF16/FP16 on the AVX2 kernels: Wh in 16 bits (the step streams it every step).
+  const bool wh16 = avx2 && rounds_operands(precision) && cpu_has_f16c();
+  const std::size_t wh_count = product({p.groups, p.H, kRow}, "packed weights");
+  if (wh16) {
+    p.wh16_storage = allocate_streamed((wh_count + 1) / 2);
+    p.wh16_is_bf16 = precision == Precision::kBf16;
+  } else {
+    p.wh = allocate_streamed(wh_count);
+  }
+  auto* codes = reinterpret_cast<std::uint16_t*>(p.wh16_storage.get());
   p.bias = allocate(product({p.groups, kRow}, "packed weights"));
   for (std::int64_t g = 0; g < p.groups; ++g) {
     for (std::int64_t q = 0; q < 4; ++q) {
@@ -29,10 +63,15 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
               round_to(precision, layer.w_x[static_cast<std::size_t>(src * p.I + k)]);
         }
         for (std::int64_t k = 0; k < p.H; ++k) {
-          p.wh[static_cast<std::size_t>(
+          const auto at = static_cast<std::size_t>(
               avx2 ? g * p.H * kRow + q * kGroup * p.H + k * kGroup + j
-                   : (g * p.H + k) * kRow + q * kGroup + j)] =
-              round_to(precision, layer.w_h[static_cast<std::size_t>(src * p.H + k)]);
+                   : (g * p.H + k) * kRow + q * kGroup + j);
+          const float v = round_to(precision, layer.w_h[static_cast<std::size_t>(src * p.H + k)]);
+          if (wh16) {
+            codes[at] = precision == Precision::kBf16 ? bf16_code(v) : fp16_code(v);
+          } else {
+            p.wh[at] = v;
+          }
         }
         p.bias[static_cast<std::size_t>(dst)] = m.folded_bias(l, static_cast<std::size_t>(src));
       }

@@ -28,9 +28,16 @@ struct PackedLayer {
   Buffer wx;    // [groups][I][64], or [groups][4][I][16] on the AVX2 kernels
   Buffer wh;    // [groups][H][64], or [groups][4][H][16] on the AVX2 kernels
   Buffer bias;  // [groups*64]
+  // BF16/FP16 sessions on the AVX2 kernels: Wh as 16-bit codes in wh's layout (wh is then
+  // empty), in a float buffer of half the count; wh16_is_bf16 says which codes.
+  Buffer wh16_storage;
+  bool wh16_is_bf16 = false;
+  const std::uint16_t* wh16() const {
+    return reinterpret_cast<const std::uint16_t*>(wh16_storage.get());
+  }
 
   // Bytes of the layer's W_h (what the batch split wants one core to keep cached).
-  double wh_bytes() const { return 16.0 * static_cast<double>(H * H); }
+  double wh_bytes() const { return (wh16_storage ? 8.0 : 16.0) * static_cast<double>(H * H); }
 };
 
 // Layer l of m packed for `kernel`'s kernels, its weights rounded to `precision` (BF16,

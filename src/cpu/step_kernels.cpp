@@ -24,6 +24,11 @@ bool cpu_has_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+bool cpu_has_f16c() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("f16c");
+}
+
 void step_block(const StepArgs& a, int nb, Kernel kernel) {
   switch (kernel) {
     case Kernel::kAvx2: step_block_avx2(a, nb); return;
@@ -45,6 +50,7 @@ void project_block(const float* w, const float* const* rows, std::int64_t K, flo
 #else
 bool cpu_has_avx512() { return false; }
 bool cpu_has_avx2() { return false; }
+bool cpu_has_f16c() { return false; }
 void step_block(const StepArgs& a, int nb, Kernel) { step_block_portable(a, nb); }
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
                    int nb, Kernel) {

@@ -44,6 +44,7 @@ const char* kernel_name(Kernel k);
 // What this CPU runs (false off x86-64 GCC/Clang builds).
 bool cpu_has_avx512();
 bool cpu_has_avx2();
+bool cpu_has_f16c();  // the binary16 conversions (every AVX2 CPU so far has them)
 
 // What a step kernel needs besides the weights.
 struct StepArgs {
@@ -51,6 +52,11 @@ struct StepArgs {
   std::int64_t units = 0;      // valid units in this group (1..16)
   std::int64_t unit0 = 0;      // first unit of the group
   const float* wh = nullptr;   // this group's packed Wh ([H][64]; AVX2: [4][H][16])
+  // BF16/FP16 sessions on the AVX2 kernels: Wh stored in 16 bits instead (same layout as
+  // wh, which is then null), half the bytes a step streams; the values are the rounded ones
+  // wh would hold, converted exactly on load.
+  const std::uint16_t* wh16 = nullptr;
+  bool wh16_is_bf16 = false;   // the codes of wh16: bfloat16 (true) or binary16
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)
   const float* h_prev = nullptr;  // [B][H], the state (a row past its length keeps it)
   const float* h_gemm = nullptr;  // [B][H], what the recurrent product reads: h_prev, or its

@@ -6,6 +6,7 @@
 // the target attribute (SLSTM_AVX2) and runs only when cpu_has_avx2().
 #if defined(__GNUC__) && defined(__x86_64__)
 
+#include <cstdint>
 #include <cstring>
 
 #include <immintrin.h>
@@ -73,17 +74,39 @@ SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
 
 constexpr std::int64_t kPrefetchK = 32;  // k ahead (2 KiB of a gate stream) for 3-4 rows
 
+// How a kernel reads 8 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
+// (exact conversions: the values are those float32 storage would hold).
+struct F32 {
+  using T = float;
+  SLSTM_AVX2_INLINE static __m256 load8(const float* p) { return _mm256_load_ps(p); }
+};
+struct Bf16 {
+  using T = std::uint16_t;
+  SLSTM_AVX2_INLINE static __m256 load8(const std::uint16_t* p) {
+    const __m128i h = _mm_load_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+};
+struct Fp16 {
+  using T = std::uint16_t;
+  __attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 load8(
+      const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+};
+
 // z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[.][k][.] for NB rows, w packed
 // [gate][K][16]: the NV column vectors of a pass lie in one or two gate blocks, each read as
 // one contiguous stream (a pass never skips over the other gates' columns).
-template <int NB, int NV>
-SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, std::int64_t K,
-                                     int col0, float (*z)[kRow]) {
+template <int NB, int NV, typename W>
+__attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
+    const typename W::T* w, const float* const* rows, std::int64_t K, int col0,
+    float (*z)[kRow]) {
   __m256 acc[NB][NV];
   for (int b = 0; b < NB; ++b) {
     for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_setzero_ps();
   }
-  const float* wv0[NV];
+  const typename W::T* wv0[NV];
   for (int v = 0; v < NV; ++v) {
     const int col = col0 + 8 * v;
     wv0[v] = w + (col / kGroup) * kGroup * K + col % kGroup;
@@ -96,7 +119,7 @@ SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, s
       _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchK) * kGroup),
                    _MM_HINT_T0);
     }
-    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(wv0[v] + k * kGroup);
+    for (int v = 0; v < NV; ++v) wv[v] = W::load8(wv0[v] + k * kGroup);
     for (int b = 0; b < NB; ++b) {
       const __m256 x = _mm256_broadcast_ss(rows[b] + k);
       for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_fmadd_ps(wv[v], x, acc[b][v]);
@@ -108,8 +131,9 @@ SLSTM_AVX2 inline void accumulate256(const float* w, const float* const* rows, s
 }
 
 // One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
-template <int NB, CellKind kCell>
-SLSTM_AVX2 void step_rows_avx2(const StepArgs& a) {
+template <int NB, CellKind kCell, typename W>
+__attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
+                                                             const typename W::T* wh) {
   constexpr int NV = NB <= 2 ? 4 : 2;
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
@@ -124,7 +148,7 @@ SLSTM_AVX2 void step_rows_avx2(const StepArgs& a) {
     _mm_prefetch(reinterpret_cast<const char*>(a.c + (a.b0 + b) * a.H + a.unit0), _MM_HINT_T0);
   }
   alignas(32) float z[NB][kRow];
-  for (int col0 = 0; col0 < kRow; col0 += 8 * NV) accumulate256<NB, NV>(a.wh, h, a.H, col0, z);
+  for (int col0 = 0; col0 < kRow; col0 += 8 * NV) accumulate256<NB, NV, W>(wh, h, a.H, col0, z);
   const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
   cell_avx2<kCell, NB>(a, z, bytes);
 }
@@ -157,15 +181,26 @@ SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std:
   }
 }
 
+template <CellKind kCell, typename W>
+void step_rows_any_avx2(const StepArgs& a, int nb, const typename W::T* wh) {
+  switch (nb) {
+    case 1: step_rows_avx2<1, kCell, W>(a, wh); return;
+    case 2: step_rows_avx2<2, kCell, W>(a, wh); return;
+    case 3: step_rows_avx2<3, kCell, W>(a, wh); return;
+    case 4: step_rows_avx2<4, kCell, W>(a, wh); return;
+    case 5: step_rows_avx2<5, kCell, W>(a, wh); return;
+    default: step_rows_avx2<6, kCell, W>(a, wh); return;
+  }
+}
+
 template <CellKind kCell>
 void step_cell_avx2(const StepArgs& a, int nb) {
-  switch (nb) {
-    case 1: step_rows_avx2<1, kCell>(a); return;
-    case 2: step_rows_avx2<2, kCell>(a); return;
-    case 3: step_rows_avx2<3, kCell>(a); return;
-    case 4: step_rows_avx2<4, kCell>(a); return;
-    case 5: step_rows_avx2<5, kCell>(a); return;
-    default: step_rows_avx2<6, kCell>(a); return;
+  if (a.wh16 == nullptr) {
+    step_rows_any_avx2<kCell, F32>(a, nb, a.wh);
+  } else if (a.wh16_is_bf16) {
+    step_rows_any_avx2<kCell, Bf16>(a, nb, a.wh16);
+  } else {
+    step_rows_any_avx2<kCell, Fp16>(a, nb, a.wh16);
   }
 }
 
