@@ -3,7 +3,7 @@
 # a fresh Debian machine without a GPU.  Installs its own packages, then:
 #   1. ASan + UBSan build of the library, examples and the whole CPU test suite (ctest, every
 #      CPU path: reference and the fast path on each of its kernels);
-#   2. ThreadSanitizer build, the [concurrency] and [cpu-fast] tests on every CPU path;
+#   2. ThreadSanitizer build, the [concurrency], [cpu-fast] and [precision] tests on every CPU path;
 #   3. valgrind memcheck of the C example and a short test run (tests/valgrind.sh);
 #   4. the libFuzzer targets, FUZZ_SECONDS (default 60) each (fuzz/run.sh).
 # Prints how long each stage took.  Usage: bash .ci/reliability.sh [normal-build-dir]
@@ -52,14 +52,14 @@ cmake -S . -B build-tsan -DSLSTM_SANITIZE=thread -DSLSTM_ENABLE_CUDA=OFF -DSLSTM
 cmake --build build-tsan -j"$jobs" --target slstm_tests
 done_stage "tsan build"
 
-stage "tsan [concurrency],[cpu-fast]"
+stage "tsan [concurrency],[cpu-fast],[precision]"
 for path in reference fast fast-avx2 fast-portable; do
   echo "-- cpu path: $path"
   SLSTM_TEST_CPU_PATH=$path \
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
-    build-tsan/tests/slstm_tests "[concurrency],[cpu-fast]" --reporter compact
+    build-tsan/tests/slstm_tests "[concurrency],[cpu-fast],[precision]" --reporter compact
 done
-done_stage "tsan [concurrency],[cpu-fast]"
+done_stage "tsan [concurrency],[cpu-fast],[precision]"
 
 # ---- 3. valgrind memcheck ----------------------------------------------------------------------
 stage "valgrind"
