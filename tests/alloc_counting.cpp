@@ -104,12 +104,14 @@ struct Shape {
 
 // Repeated successful calls of `shape` on a session of `backend` allocate nothing once the
 // shape has run once (the first call may: e.g. a CUDA graph is captured for a new shape).
-void check_forward_allocates_nothing(slstm_backend backend, const Shape& sh) {
+void check_forward_allocates_nothing(slstm_backend backend, const Shape& sh,
+                                     std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
   constexpr std::int64_t D = 7;
   t::Model m = t::random_model(D, sh.hidden, 5);
   slstm_session_options o = t::options(sh.batch, sh.time);
   o.backend = backend;
   o.num_threads = sh.threads;
+  o.precision = precision;
   slstm_session* raw = nullptr;
   REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
   t::Session s(raw);
@@ -177,6 +179,14 @@ const Shape kShapes[] = {
 
 TEST_CASE("successful CPU forward and step calls allocate nothing", "[cpu]") {
   for (const Shape& sh : kShapes) check_forward_allocates_nothing(SLSTM_BACKEND_CPU, sh);
+}
+
+TEST_CASE("successful BF16 and FP16 CPU forward and step calls allocate nothing",
+          "[cpu][precision]") {
+  for (const Shape& sh : kShapes) {
+    check_forward_allocates_nothing(SLSTM_BACKEND_CPU, sh, SLSTM_PRECISION_BF16);
+    check_forward_allocates_nothing(SLSTM_BACKEND_CPU, sh, SLSTM_PRECISION_FP16);
+  }
 }
 
 TEST_CASE("successful CPU stream-slot calls allocate nothing", "[cpu][slot]") {
