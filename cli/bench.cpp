@@ -27,6 +27,7 @@ const char* const kBenchHelp =
     "  --seed S           seed of the random input (default 0)\n"
     "  --backend cpu|cuda (default cpu)\n"
     "  --cpu-path auto|reference|fast, --threads N, --device N, --tf32, --config \"k=v;...\"\n"
+    "  --precision default|fp32|tf32|bf16|fp16\n"
     "                     as for `stacklstm run`\n"
     "  --json             one JSON object instead of the table\n"
     "  -h, --help         this text\n"
@@ -132,12 +133,13 @@ int bench_command(const std::vector<std::string>& args) {
   const double seq_per_s = static_cast<double>(batch) / (median / 1000.0);
   const double steps_per_s = static_cast<double>(batch * time) / (median / 1000.0);
 
-  std::string backend = "?", impl = "?", params;
+  std::string backend = "?", impl = "?", precision = "?", params;
   const nlohmann::json plan =
       nlohmann::json::parse(session.describe(SLSTM_DESCRIBE_JSON), nullptr, false);
   if (plan.is_object()) {
     backend = plan.value("backend", std::string("?"));
     impl = plan.value("path", std::string("?"));
+    precision = plan.value("precision", std::string("?"));
     if (plan.contains("params") && plan["params"].is_object()) {
       for (const auto& kv : plan["params"].items()) {
         // The short settings (kernel, threads, ...); the reasons are in the --json plan.
@@ -176,8 +178,8 @@ int bench_command(const std::vector<std::string>& args) {
   }
   std::printf("model    %s (input %lld, hidden %s)\n", path.c_str(),
               static_cast<long long>(model.input_size()), hidden.c_str());
-  std::printf("backend  %s, path %s%s%s\n", backend.c_str(), impl.c_str(),
-              params.empty() ? "" : "; ", params.c_str());
+  std::printf("backend  %s, path %s, precision %s%s%s\n", backend.c_str(), impl.c_str(),
+              precision.c_str(), params.empty() ? "" : "; ", params.c_str());
   std::printf("shape    batch %lld, time %lld; %d timed calls after %d warm-up\n\n",
               static_cast<long long>(batch), static_cast<long long>(time), repeat, warmup);
   std::printf("%10s %10s %10s %14s %14s\n", "min ms", "median ms", "p90 ms", "sequences/s",

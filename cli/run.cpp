@@ -32,6 +32,8 @@ const char* const kRunHelp =
     "  --threads N             CPU worker threads (default 0: one per core)\n"
     "  --device N              CUDA device index (default 0)\n"
     "  --tf32                  CUDA: allow TF32 tensor-core math (error ~1e-3)\n"
+    "  --precision P           default|fp32|tf32|bf16|fp16: the products' arithmetic\n"
+    "                          (docs/precision.md; what the backend does not run is refused)\n"
     "  --config \"k=v;...\"      keyed backend settings, e.g. \"cpu.kernel=avx2\"\n"
     "  -q, --quiet             no note when the input is converted\n"
     "  -h, --help              this text\n"
@@ -44,7 +46,8 @@ const char* const kRunHelp =
 
 std::vector<OptionSpec> session_option_specs() {
   return {{"backend", 0, true},  {"cpu-path", 0, true}, {"threads", 0, true},
-          {"device", 0, true},   {"tf32", 0, false},    {"config", 0, true}};
+          {"device", 0, true},   {"tf32", 0, false},    {"config", 0, true},
+          {"precision", 0, true}};
 }
 
 stacklstm::SessionOptions session_options(const ParsedArgs& a, std::int64_t batch,
@@ -60,6 +63,13 @@ stacklstm::SessionOptions session_options(const ParsedArgs& a, std::int64_t batc
   o.device(static_cast<std::int32_t>(
       a.get_int("device", 0, 0, std::numeric_limits<std::int32_t>::max())));
   o.allow_tf32(a.has("tf32"));
+  const std::string precision =
+      a.get_choice("precision", "default", {"default", "fp32", "tf32", "bf16", "fp16"});
+  o.precision(precision == "fp32"   ? SLSTM_PRECISION_FP32
+              : precision == "tf32" ? SLSTM_PRECISION_TF32
+              : precision == "bf16" ? SLSTM_PRECISION_BF16
+              : precision == "fp16" ? SLSTM_PRECISION_FP16
+                                    : SLSTM_PRECISION_DEFAULT);
   if (a.has("config")) o.config(a.get("config"));
   return o;
 }

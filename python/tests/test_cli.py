@@ -76,6 +76,32 @@ def test_run_writes_bitwise_what_session_forward_returns(model_file, batch, tmp_
 
 
 @needs_cli
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_run_precision_gives_the_session_of_that_precision_bit_for_bit(model_file, batch,
+                                                                       tmp_path, precision):
+    x, xpath = batch
+    out = tmp_path / "y.npy"
+    p = tool("run", model_file, xpath, "-o", out, "--precision", precision)
+    assert p.returncode == 0, p.stderr
+    with stacklstm.Model.load(str(model_file)) as m:
+        with m.session(3, 8, precision=precision) as s:
+            expected, _ = s.forward(x)
+        with m.session(3, 8) as s:
+            fp32, _ = s.forward(x)
+    assert np.array_equal(np.load(out), expected)
+    assert not np.array_equal(expected, fp32)
+
+
+@needs_cli
+def test_run_precision_the_cpu_does_not_run_is_refused_with_the_library_s_message(
+        model_file, batch, tmp_path):
+    _, xpath = batch
+    p = tool("run", model_file, xpath, "-o", tmp_path / "y.npy", "--precision", "tf32")
+    one_line_error(p, 1, "options->precision tf32")
+    assert not (tmp_path / "y.npy").exists()
+
+
+@needs_cli
 def test_run_time_major_reads_and_writes_time_first(model_file, batch, tmp_path):
     x, _ = batch
     xt = np.ascontiguousarray(x.transpose(1, 0, 2))
