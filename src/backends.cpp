@@ -155,11 +155,6 @@ void require_precision(slstm_backend kind, const Model& m, const SessionConfig& 
     fail(SLSTM_ERR_UNSUPPORTED, name + ": TF32 is a CUDA tensor-core format; the CPU backend "
                                        "runs FP32, BF16 and FP16");
   }
-  if (rounds_operands(p) && !m.all_basic() && config.cpu_path != SLSTM_CPU_PATH_REFERENCE) {
-    fail(SLSTM_ERR_UNSUPPORTED,
-         name + ": the CPU fast path runs BF16 and FP16 for BasicLSTMCell stacks only, and " +
-             non_basic_layer(m) + " (SLSTM_CPU_PATH_REFERENCE runs every stack in them)");
-  }
   if (p == Precision::kFp16) {
     // A weight beyond binary16's range would become inf in every product it enters.
     for (std::size_t l = 0; l < m.layers().size(); ++l) {

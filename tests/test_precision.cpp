@@ -257,40 +257,52 @@ TEST_CASE("a precision the CPU backend does not run is refused, naming it",
   CHECK(raw == nullptr);
 }
 
-TEST_CASE("BF16 and FP16 run every stack on the reference path and BasicLSTMCell stacks on "
-          "the fast path", "[precision][layers]") {
-  slstm_layer_config layers[2];
+TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bidirectional",
+          "[precision][layers]") {
+  t::use_cpu_kernel_under_test();
+  // Every rounded operand of docs/precision.md: a reset-before GRU (r o h), a reset-after
+  // GRU, an LSTM with peepholes and a projection (m), a bidirectional layer (x of both
+  // directions), lengths 0 / 1 / T.
+  slstm_layer_config layers[4];
   for (slstm_layer_config& l : layers) slstm_layer_config_init(&l);
   layers[0].cell = SLSTM_CELL_GRU;
-  layers[0].hidden_size = 6;
-  layers[1].hidden_size = 5;
-  layers[1].proj_size = 3;
+  layers[0].hidden_size = 19;
+  layers[1].cell = SLSTM_CELL_GRU;
+  layers[1].hidden_size = 6;
+  layers[1].gru_reset_after = 1;
+  layers[2].hidden_size = 21;
+  layers[2].proj_size = 7;
+  layers[2].peepholes = 1;
+  layers[3].hidden_size = 5;
+  layers[3].direction = SLSTM_DIRECTION_BIDIRECTIONAL;
   slstm_model_config c;
   slstm_model_config_init(&c);
   c.input_size = 4;
-  c.num_layers = 2;
+  c.num_layers = 4;
   c.layers = layers;
   slstm_model* raw = nullptr;
   REQUIRE(slstm_model_create_random(&c, 2, 0.0f, &raw) == SLSTM_OK);
   t::Model m(raw);
+  const std::int64_t B = 3, T = 8;
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
+  const std::vector<std::int32_t> lengths = {8, 0, 1};
+  t::Call call = t::call_of(B, T, x);
+  call.lengths = &lengths;
+  t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE, B, T);
+  const t::Run fp32 = t::forward_ok(f.get(), m.get(), call);
   for (std::int32_t p : kHalf) {
-    t::Session s;
-    if (t::cpu_path_under_test() == SLSTM_CPU_PATH_REFERENCE) {
-      CHECK(make_session(m.get(), p, SLSTM_CPU_PATH_REFERENCE, s) == SLSTM_OK);
-      // ... and the rounding shows in its numbers.
-      t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE);
-      const std::vector<float> x = t::random_vector(4 * 12 * 4, 3);
-      const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(4, 12, x));
-      const t::Run b = t::forward_ok(f.get(), m.get(), t::call_of(4, 12, x));
-      const double err = max_abs_diff(a.output, b.output);
-      CHECK(err > 0.0);
-      CHECK(err <= tolerance(p, 6 + 6));
-    } else {
-      CHECK(make_session(m.get(), p, t::cpu_path_under_test(), s) == SLSTM_ERR_UNSUPPORTED);
-      CHECK_THAT(std::string(slstm_last_error()),
-                 Contains("layer 0 (gru, forward) is not a forward BasicLSTMCell"));
-      CHECK(s == nullptr);
-    }
+    INFO("precision " << p);
+    t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
+    t::Session r = session_ok(m.get(), p, SLSTM_CPU_PATH_REFERENCE, B, T);
+    const t::Run got = t::forward_ok(s.get(), m.get(), call);
+    const t::Run twin = t::forward_ok(r.get(), m.get(), call);
+    const double err = max_abs_diff(got.output, fp32.output);
+    const double twin_err = max_abs_diff(got.output, twin.output);
+    INFO("error " << err << ", difference from the reference of the same precision " << twin_err);
+    CHECK(err > 0.0);
+    CHECK(err <= tolerance(p, 21 + 21));
+    CHECK(twin_err <= err / 8);
+    CHECK(max_abs_diff(got.final_state, fp32.final_state) <= tolerance(p, 21 + 21));
   }
 }
 

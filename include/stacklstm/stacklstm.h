@@ -531,8 +531,7 @@ typedef SLSTM_ENUM(slstm_precision) {
   SLSTM_PRECISION_TF32 = 2,
   /** Weights and the products' activation operands (x, h, m) rounded to bfloat16
    *  (round to nearest even), products exact, sums in float32 (the CPU reference: double).
-   *  CPU backend: the fast path (BasicLSTMCell stacks) and the reference (every stack);
-   *  the CUDA backend refuses it in this version. */
+   *  CPU backend: every path, every stack; the CUDA backend refuses it in this version. */
   SLSTM_PRECISION_BF16 = 3,
   /** As BF16 with IEEE binary16 (values beyond +-65504 become +-inf: a model whose weights
    *  exceed it is refused at session creation). */
@@ -589,9 +588,8 @@ typedef struct slstm_session_options {
   int64_t max_slots;
   /** The products' arithmetic (since 0.5; init: SLSTM_PRECISION_DEFAULT).  Unknown values
    *  and SLSTM_PRECISION_FP32 with allow_tf32 = 1 are SLSTM_ERR_INVALID_ARGUMENT; a
-   *  precision the backend or path does not run (TF32 on the CPU, BF16/FP16 on CUDA or on
-   *  the CPU fast path of a stack that is not all BasicLSTMCell) is SLSTM_ERR_UNSUPPORTED
-   *  naming it: a session never runs in another precision than asked. */
+   *  precision the backend does not run (TF32 on the CPU, BF16/FP16 on CUDA) is
+   *  SLSTM_ERR_UNSUPPORTED naming it: a session never runs in another precision than asked. */
   int32_t precision;
 } slstm_session_options;
 

@@ -53,7 +53,7 @@ struct PackedMatrix {
 };
 
 PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_t n,
-                       std::int64_t K) {
+                       std::int64_t K, Precision precision) {
   PackedMatrix p;
   p.K = K;
   p.n = n;
@@ -62,7 +62,7 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
   for (std::int64_t r = 0; r < n; ++r) {
     float* dst = p.data.data() + (r / kBlock) * K * kBlock + r % kBlock;
     const float* src = w.data() + (r0 + r) * K;
-    for (std::int64_t k = 0; k < K; ++k) dst[k * kBlock] = src[k];
+    for (std::int64_t k = 0; k < K; ++k) dst[k * kBlock] = round_to(precision, src[k]);
   }
   return p;
 }
@@ -210,18 +210,19 @@ struct Packed {
   std::vector<float> peep;  // LSTM peepholes [3H]
 };
 
-Packed pack(const Model& m, std::size_t l, int d) {
+// (BF16/FP16: the weights rounded to the precision, docs/precision.md.)
+Packed pack(const Model& m, std::size_t l, int d, Precision pr) {
   const Layer& layer = m.layer(l);
   const LayerSpec& s = layer.spec;
   const CellWeights& w = layer.dir(d);
   const std::int64_t GH = s.gate_rows(), H = s.hidden_size;
   Packed p;
-  p.wx = pack_rows(w.w_x, 0, GH, s.input_size);
+  p.wx = pack_rows(w.w_x, 0, GH, s.input_size, pr);
   if (s.cell == CellKind::kGru) {
-    p.wh = pack_rows(w.w_h, 0, 2 * H, H);
-    p.wh_n = pack_rows(w.w_h, 2 * H, H, H);
+    p.wh = pack_rows(w.w_h, 0, 2 * H, H, pr);
+    p.wh_n = pack_rows(w.w_h, 2 * H, H, H, pr);
   } else {
-    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size());
+    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size(), pr);
   }
   p.bias.resize(static_cast<std::size_t>(GH));
   for (std::int64_t r = 0; r < GH; ++r) {
@@ -235,14 +236,14 @@ Packed pack(const Model& m, std::size_t l, int d) {
     if (s.reset_after) p.bh_n.assign(w.bias_h.begin() + 2 * H, w.bias_h.end());
   }
   p.peep = w.peep;
-  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H);
+  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H, pr);
   return p;
 }
 
 class CpuGenericBackend final : public Backend {
  public:
   CpuGenericBackend(ModelPtr model, const SessionConfig& config, const KernelChoice& kernel)
-      : model_(std::move(model)) {
+      : model_(std::move(model)), precision_(config.precision) {
     const Model& m = *model_;
 #if defined(__GNUC__) && defined(__x86_64__)
     const bool avx2 = kernel.kernel != Kernel::kPortable;
@@ -254,7 +255,7 @@ class CpuGenericBackend final : public Backend {
     layer_major_ = m.first_non_forward() >= 0;
     plan_.backend = "cpu";
     plan_.path = "fast";
-    plan_.precision = "fp32";
+    plan_.precision = precision_name(precision_);
     plan_.params = {{"threads", "1"},
                     {"kernel", avx2 ? "avx2" : "portable"},
                     {"kernel_reason", kernel.why},
@@ -268,6 +269,12 @@ class CpuGenericBackend final : public Backend {
     plan_.params[0].second = std::to_string(threads_);
     plan_.params.push_back({"split", "batch rows (each worker runs its rows through every "
                                      "layer and step; no barrier)"});
+    if (rounds_operands(precision_)) {
+      plan_.params.push_back({"operands", std::string("weights rounded to ") +
+                                              precision_name(precision_) +
+                                              " once; x, h, m and r o h rounded where they "
+                                              "enter a product; sums float32"});
+    }
     try {
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
         const LayerSpec& s = m.spec(l);
@@ -278,7 +285,9 @@ class CpuGenericBackend final : public Backend {
                                  {"direction", direction_name(s.direction)},
                                  {"hidden", std::to_string(s.hidden_size)}}});
         packed_.emplace_back();
-        for (int d = 0; d < s.directions(); ++d) packed_.back().push_back(pack(m, l, d));
+        for (int d = 0; d < s.directions(); ++d) {
+          packed_.back().push_back(pack(m, l, d, precision_));
+        }
       }
       state_.resize(m.state_count(B));
       const std::int64_t share = (B + threads_ - 1) / threads_;
@@ -334,18 +343,20 @@ class CpuGenericBackend final : public Backend {
     std::vector<float> z;      // pre-activations of a step's rows [rows][G*H]
     std::vector<float> aux;    // per row [H]: m, r o h, or b_h,n + W_h,n h
     std::vector<float> y[2];   // layer outputs of a step's rows (time-major)
+    std::vector<float> xq, hq;  // BF16/FP16: a step's rows of x and h, rounded
     std::vector<float*> z_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
-    std::vector<const float*> x_ptr, aux_cptr;
+    std::vector<const float*> x_ptr, aux_cptr, xq_ptr, hq_ptr;
     std::vector<std::int64_t> rows;  // the batch rows of a step
     void allocate(std::int64_t n, const Model& m) {
       z.resize(product({n, 4, m.max_hidden()}, "workspace"));
       aux.resize(product({n, m.max_hidden()}, "workspace"));
       y[0].resize(product({n, m.max_width()}, "workspace"));
       y[1].resize(y[0].size());
+      xq.resize(product({n, std::max(m.max_width(), m.input_size())}, "workspace"));
+      hq.resize(product({n, m.max_hidden()}, "workspace"));
       const auto r = static_cast<std::size_t>(n);
       for (auto* v : {&z_ptr, &aux_ptr, &state_ptr, &c_ptr, &out_ptr}) v->resize(r);
-      x_ptr.resize(r);
-      aux_cptr.resize(r);
+      for (auto* v : {&x_ptr, &aux_cptr, &xq_ptr, &hq_ptr}) v->resize(r);
       rows.resize(r);
     }
   };
@@ -399,11 +410,33 @@ class CpuGenericBackend final : public Backend {
       w.aux_ptr[i] = w.aux.data() + i * H;
     }
     const float* const* h = w.state_ptr.data();
-    gemm_(w.z_ptr.data(), w.x_ptr.data(), p.wx, n);
+    const float* const* x = w.x_ptr.data();
+    const bool rounding = rounds_operands(precision_);
+    if (rounding) {
+      // The products' operands x and h, rounded (the state keeps its float32 h).
+      const std::int64_t I = s.input_size, Wx = static_cast<std::int64_t>(w.xq.size()) / (n > 0 ? n : 1);
+      const std::int64_t Wh = static_cast<std::int64_t>(w.hq.size()) / (n > 0 ? n : 1);
+      for (std::int64_t i = 0; i < n; ++i) {
+        float* xr = w.xq.data() + i * Wx;
+        float* hr = w.hq.data() + i * Wh;
+        round_into(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(I));
+        round_into(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
+        w.xq_ptr[i] = xr;
+        w.hq_ptr[i] = hr;
+      }
+      x = w.xq_ptr.data();
+      h = w.hq_ptr.data();
+    }
+    gemm_(w.z_ptr.data(), x, p.wx, n);
     if (s.cell == CellKind::kLstm) {
       gemm_(w.z_ptr.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) lstm_pointwise(s, p, w.z_ptr[i], w.c_ptr[i], w.aux_ptr[i]);
       if (s.proj_size > 0) {
+        if (rounding) {  // W_proj's operand m
+          for (std::int64_t i = 0; i < n; ++i) {
+            round_into(precision_, w.aux_ptr[i], w.aux_ptr[i], static_cast<std::size_t>(H));
+          }
+        }
         for (std::int64_t i = 0; i < n; ++i) std::fill_n(w.state_ptr[i], R, 0.0f);
         for (std::int64_t i = 0; i < n; ++i) w.aux_cptr[i] = w.aux_ptr[i];
         gemm_(w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n);
@@ -425,7 +458,8 @@ class CpuGenericBackend final : public Backend {
         if (s.reset_after) {
           std::copy_n(p.bh_n.data(), H, a);  // b_h,n + W_h,n h, then scaled by r
         } else {
-          for (std::int64_t u = 0; u < H; ++u) a[u] = z[u] * h[i][u];  // r o h
+          const float* hs = w.state_ptr[i];  // r o h of the float32 state h (then rounded)
+          for (std::int64_t u = 0; u < H; ++u) a[u] = round_to(precision_, z[u] * hs[u]);
         }
       }
       for (std::int64_t i = 0; i < n; ++i) {
@@ -572,6 +606,7 @@ class CpuGenericBackend final : public Backend {
   }
 
   ModelPtr model_;
+  Precision precision_ = Precision::kFp32;
   GemmRows gemm_ = nullptr;
   bool layer_major_ = false;
   int threads_ = 1;
