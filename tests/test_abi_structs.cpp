@@ -108,6 +108,21 @@ slstm_status forward_with(Bytes& b, std::size_t size, slstm_session* s,
   return slstm_session_forward(s, a);
 }
 
+// A batch-1, time-1 session from options laid out as an older header had them (`size`
+// bytes, initialised by the sized init, which must write no more).
+t::Session session_from_options_of_size(const slstm_model* m, std::size_t size) {
+  Bytes b(size);
+  slstm_session_options_init_sized(b.as<slstm_session_options>(), size);
+  CHECK(b.guard_intact(size));
+  slstm_session_options* o = b.as<slstm_session_options>();
+  o->max_batch = 1;
+  o->max_time = 1;
+  o->cpu_path = t::cpu_path_under_test();
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m, o, &raw) == SLSTM_OK);
+  return t::Session(raw);
+}
+
 }  // namespace
 
 TEST_CASE("a sized init writes exactly the caller's struct_size bytes, zeros past its own",
@@ -345,16 +360,7 @@ TEST_CASE("the static initializers give the init functions' defaults in C++ too"
 TEST_CASE("session options of 0.2's size (without max_slots) create a session without slots",
           "[api][abi][slot]") {
   t::Model m = t::random_model(2, {3}, 7);
-  Bytes b(kSessionOptionsV2);
-  slstm_session_options_init_sized(b.as<slstm_session_options>(), kSessionOptionsV2);
-  CHECK(b.guard_intact(kSessionOptionsV2));
-  slstm_session_options* o = b.as<slstm_session_options>();
-  o->max_batch = 1;
-  o->max_time = 1;
-  o->cpu_path = t::cpu_path_under_test();
-  slstm_session* raw = nullptr;
-  REQUIRE(slstm_session_create(m.get(), o, &raw) == SLSTM_OK);
-  t::Session s(raw);
+  t::Session s = session_from_options_of_size(m.get(), kSessionOptionsV2);
   std::int64_t max_slots = -1;
   REQUIRE(slstm_session_slot_info(s.get(), &max_slots, nullptr) == SLSTM_OK);
   CHECK(max_slots == 0);
@@ -395,15 +401,6 @@ TEST_CASE("slot forward args from a newer header are taken while the new fields 
 TEST_CASE("session options from a 0.4 header (no precision field) make an FP32 session",
           "[api][abi][precision]") {
   t::Model m = t::random_model(2, {3}, 7);
-  Bytes b(kSessionOptionsV3);
-  slstm_session_options_init_sized(b.as<slstm_session_options>(), kSessionOptionsV3);
-  slstm_session_options* o = b.as<slstm_session_options>();
-  o->max_batch = 1;
-  o->max_time = 1;
-  o->cpu_path = t::cpu_path_under_test();
-  slstm_session* raw = nullptr;
-  REQUIRE(slstm_session_create(m.get(), o, &raw) == SLSTM_OK);
-  t::Session s(raw);
+  t::Session s = session_from_options_of_size(m.get(), kSessionOptionsV3);
   CHECK(t::json_value(t::describe_json(s.get()), "precision") == "fp32");
-  CHECK(b.guard_intact(kSessionOptionsV3));
 }

@@ -72,6 +72,19 @@ struct StepArgs {
   CellKind cell = CellKind::kLstm;  // the layer's cell: which epilogue the kernel applies
 };
 
+#if defined(__GNUC__) && defined(__x86_64__)
+// The epilogue's inputs of row b of the block, written long ago (G by the projection, c one
+// step back): fetched while the recurrent FMAs run (the AVX-512 and AVX2 kernels).
+SLSTM_CELL_INLINE void prefetch_epilogue_inputs(const StepArgs& a, int b) {
+  const char* g = reinterpret_cast<const char*>(a.g_row[b]);
+  __builtin_prefetch(g, 0, 3);
+  __builtin_prefetch(g + 64, 0, 3);
+  __builtin_prefetch(g + 128, 0, 3);
+  __builtin_prefetch(g + 192, 0, 3);
+  __builtin_prefetch(a.c + (a.b0 + b) * a.H + a.unit0, 0, 3);
+}
+#endif
+
 // One step of one group for nb (1..kMaxNb) batch rows starting at a.b0.
 void step_block(const StepArgs& a, int nb, Kernel kernel);
 

@@ -114,14 +114,7 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a) {
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
     h[b] = a.h_gemm + (a.b0 + b) * a.H;
-    // The epilogue's G row and c were written long ago (G by the projection, c one step
-    // back): fetch them while the FMAs run.
-    const char* g = reinterpret_cast<const char*>(a.g_row[b]);
-    _mm_prefetch(g, _MM_HINT_T0);
-    _mm_prefetch(g + 64, _MM_HINT_T0);
-    _mm_prefetch(g + 128, _MM_HINT_T0);
-    _mm_prefetch(g + 192, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(a.c + (a.b0 + b) * a.H + a.unit0), _MM_HINT_T0);
+    prefetch_epilogue_inputs(a, b);
   }
   __m512 acc[NB][4];
   accumulate512<NB>(a.wh, h, a.H, acc);
