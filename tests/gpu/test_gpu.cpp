@@ -793,3 +793,29 @@ TEST_CASE("without cuda.slots=on a CUDA session with stream slots is refused, na
   CHECK(std::string(slstm_last_error()).find("max_slots") != std::string::npos);
   CHECK(std::string(slstm_last_error()).find("cuda.slots=on") != std::string::npos);
 }
+
+TEST_CASE("precision TF32 is allow_tf32 = 1 bit for bit; BF16 and FP16 are refused on CUDA",
+          "[gpu][precision]") {
+  Model m = t::random_model(16, {40, 24}, 9901, 1.0f);
+  const Inputs in = make_inputs(m.get(), 3, 7, SLSTM_BATCH_MAJOR, true, true, 9902);
+  Session legacy = gpu_session(m.get(), 3, 7, /*tf32=*/true);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 3;
+  o.max_time = 7;
+  o.precision = SLSTM_PRECISION_TF32;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  Session tf32(raw);
+  const Result a = run_host(tf32.get(), m.get(), in), b = run_host(legacy.get(), m.get(), in);
+  CHECK(same_bits(a.output, b.output));
+  CHECK(same_bits(a.final_state, b.final_state));
+  for (const std::int32_t p : {SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16}) {
+    o.precision = p;
+    raw = nullptr;
+    CHECK(slstm_session_create(m.get(), &o, &raw) == SLSTM_ERR_UNSUPPORTED);
+    CHECK(raw == nullptr);
+    CHECK(std::string(slstm_last_error()).find("options->precision") != std::string::npos);
+  }
+}
