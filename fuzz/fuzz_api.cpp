@@ -515,6 +515,8 @@ void op_session_create(Reader& in, World& w) {
   o.cuda_stream = in.u8() == 255 ? reinterpret_cast<void*>(0x1234) : nullptr;
   if (in.u8() >= 128) o.max_slots = size(in, 4, 8);  // stream slots (sometimes absurd)
   const bool null_options = in.u8() == 255, null_out = in.u8() == 255;
+  const int precisions[] = {0, 1, 3, 4, 2, -1, 9};  // default first: 0 bytes decode to it
+  o.precision = precisions[in.u8() % 7];
   slstm_session* s = kSentinelSession;
   const slstm_status st = slstm_session_create(m, null_options ? nullptr : &o, null_out ? nullptr : &s);
   check_status(st);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -102,7 +103,8 @@ __attribute__((target("f16c"))) float hardware_fp16(float x) {
 
 TEST_CASE("fp16 rounding equals the F16C conversion on every kind of float",
           "[precision][path-independent]") {
-  if (!__builtin_cpu_supports("f16c")) {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_F16C) == 0) {
     WARN("this CPU has no F16C: the comparison with the hardware conversion is skipped");
     return;
   }

@@ -1,5 +1,7 @@
 #include "rounding.hpp"
 
+#include "step_kernels.hpp"
+
 #include <cstdint>
 #include <cstring>
 
@@ -12,11 +14,11 @@ namespace {
 
 #if defined(__GNUC__) && defined(__x86_64__)
 bool have_f16c() {
-  static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool yes = cpu_has_f16c();
   return yes;
 }
 bool have_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
+  static const bool yes = cpu_has_avx2();
   return yes;
 }
 

@@ -1,6 +1,10 @@
 // Which kernels this CPU runs, and the dispatch to those of the session's Kernel.
 #include "step_kernels.hpp"
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace slstm::cpu {
 
 const char* kernel_name(Kernel k) {
@@ -25,8 +29,12 @@ bool cpu_has_avx2() {
 }
 
 bool cpu_has_f16c() {
+  // CPUID.1:ECX.F16C (clang's __builtin_cpu_supports does not know "f16c"), with the OS
+  // saving the ymm registers (what "avx" checks).
   __builtin_cpu_init();
-  return __builtin_cpu_supports("f16c");
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 &&
+         (ecx & bit_F16C) != 0;
 }
 
 void step_block(const StepArgs& a, int nb, Kernel kernel) {
