@@ -344,6 +344,7 @@ class CpuGenericBackend final : public Backend {
     std::vector<float> aux;    // per row [H]: m, r o h, or b_h,n + W_h,n h
     std::vector<float> y[2];   // layer outputs of a step's rows (time-major)
     std::vector<float> xq, hq;  // BF16/FP16: a step's rows of x and h, rounded
+    std::int64_t xq_width = 0, hq_width = 0;  // their row strides
     std::vector<float*> z_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
     std::vector<const float*> x_ptr, aux_cptr, xq_ptr, hq_ptr;
     std::vector<std::int64_t> rows;  // the batch rows of a step
@@ -352,8 +353,10 @@ class CpuGenericBackend final : public Backend {
       aux.resize(product({n, m.max_hidden()}, "workspace"));
       y[0].resize(product({n, m.max_width()}, "workspace"));
       y[1].resize(y[0].size());
-      xq.resize(product({n, std::max(m.max_width(), m.input_size())}, "workspace"));
-      hq.resize(product({n, m.max_hidden()}, "workspace"));
+      xq_width = std::max(m.max_width(), m.input_size());
+      hq_width = m.max_hidden();
+      xq.resize(product({n, xq_width}, "workspace"));
+      hq.resize(product({n, hq_width}, "workspace"));
       const auto r = static_cast<std::size_t>(n);
       for (auto* v : {&z_ptr, &aux_ptr, &state_ptr, &c_ptr, &out_ptr}) v->resize(r);
       for (auto* v : {&x_ptr, &aux_cptr, &xq_ptr, &hq_ptr}) v->resize(r);
@@ -414,12 +417,10 @@ class CpuGenericBackend final : public Backend {
     const bool rounding = rounds_operands(precision_);
     if (rounding) {
       // The products' operands x and h, rounded (the state keeps its float32 h).
-      const std::int64_t I = s.input_size, Wx = static_cast<std::int64_t>(w.xq.size()) / (n > 0 ? n : 1);
-      const std::int64_t Wh = static_cast<std::int64_t>(w.hq.size()) / (n > 0 ? n : 1);
       for (std::int64_t i = 0; i < n; ++i) {
-        float* xr = w.xq.data() + i * Wx;
-        float* hr = w.hq.data() + i * Wh;
-        round_into(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(I));
+        float* xr = w.xq.data() + i * w.xq_width;
+        float* hr = w.hq.data() + i * w.hq_width;
+        round_into(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(s.input_size));
         round_into(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
         w.xq_ptr[i] = xr;
         w.hq_ptr[i] = hr;
