@@ -2,10 +2,18 @@
 // very function the CPU backends run.
 #include "kernels.cuh"
 
-#include "gate_math.hpp"
+#include "step_math.cuh"
 
 namespace slstm_cuda {
 namespace {
+
+using step_math::LstmCell;
+using step_math::kRecThreads;
+using step_math::kRecWarps;
+using step_math::RecReduce;
+using step_math::rec_bmax;
+using step_math::rec_park;
+using step_math::weight;
 
 constexpr int kThreads = 256;
 constexpr std::int64_t kMaxBlocks = 65535;
@@ -39,32 +47,6 @@ __global__ void fill_column_kernel(float* __restrict__ dst, std::int64_t rows, i
   }
 }
 
-// The cell epilogues: what a step kernel does once a (row b, unit u)'s gate sums are in
-// registers.  One struct per cell kind (LayerSpec::cell), each the device side of the cell
-// math in src/gate_math.hpp that the CPU backends run; the kernels below are templated on
-// it and on the weights' type W (float today), so that a new cell kind or data type is one
-// more instantiation, not another kernel.
-//
-// LSTM (CellKind::kLstm): the four pre-activations zq hold every bias (forget_bias included:
-// the input projection's bias column, or the bias added by the caller); c[i] and h_out[i]
-// take the new state; returns the new h.
-struct LstmCell {
-  static constexpr int kGates = 4;
-  static __device__ __forceinline__ float update(const float (&zq)[kGates],
-                                                 float* __restrict__ c,
-                                                 float* __restrict__ h_out, std::int64_t i) {
-    float c_new = 0.0f, h_new = 0.0f;
-    slstm::lstm_cell(zq[slstm::kGateI], zq[slstm::kGateF], zq[slstm::kGateG], zq[slstm::kGateO],
-                     0.0f, c[i], &c_new, &h_new);
-    c[i] = c_new;
-    h_out[i] = h_new;
-    return h_new;
-  }
-};
-
-// A weight as float (the cell arithmetic is FP32 whatever the weights' storage).
-__device__ __forceinline__ float weight(float w) { return w; }
-
 template <typename Cell>
 __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __restrict__ bias,
                                  float* __restrict__ c, float* __restrict__ h, float* __restrict__ y,
@@ -88,63 +70,6 @@ __global__ void lstm_step_kernel(const float* __restrict__ z, const float* __res
       out = Cell::update(zq, c, h, i);
     }
     if (y != nullptr) y[b * y_stride + u] = out;
-  }
-}
-
-// ---- The fused recurrent step (small batch): h . W_h^T, the gates and the state update in ONE
-// kernel, instead of a cuBLAS GEMM (whose FP32 kernels for a few rows run one long K loop on a
-// handful of SMs: ~40 us a step on an H100) and the step kernel.
-//
-// One warp per hidden unit u: its lanes split k, each lane accumulating the four gate rows
-// q*H + u of W_h against every batch row of h_prev (staged in shared memory by the block,
-// rows past `batch` zero, up to BMAX). The 4*BMAX partial sums are reduced across the warp
-// by a transposing butterfly (each level halves the values a lane holds: N/2 + N/4 + ...
-// shuffles instead of 5*N), parked in shared memory, and lane b then runs the cell for batch
-// row b. h is double-buffered (h_prev -> h_next) because other blocks still read h_prev;
-// c is updated in place (each element by its own lane). Deterministic: a fixed order of
-// additions, whatever the schedule.
-constexpr int kRecThreads = 256;
-constexpr int kRecWarps = kRecThreads / 32;
-
-// After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of some of
-// the N values (rec_park computes which); lanes that differ only in the bits of the plain
-// butterfly levels (N < 32) hold the same sums.
-template <int N, int S>
-struct RecReduce {
-  static __device__ __forceinline__ void run(float* v, int lane) {
-    if constexpr (N > 1) {
-      constexpr int kHalf = N / 2;
-      const bool upper = (lane & S) != 0;
-#pragma unroll
-      for (int i = 0; i < kHalf; ++i) {
-        const float send = upper ? v[i] : v[i + kHalf];
-        const float keep = upper ? v[i + kHalf] : v[i];
-        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, S);
-      }
-      RecReduce<kHalf, S / 2>::run(v, lane);
-    } else {
-      v[0] += __shfl_xor_sync(0xffffffffu, v[0], S);
-      RecReduce<1, S / 2>::run(v, lane);
-    }
-  }
-};
-template <int N>
-struct RecReduce<N, 0> {
-  static __device__ __forceinline__ void run(float*, int) {}
-};
-
-// Writes the reduced sums of RecReduce<N, 16> to red[0 .. N): one owner lane per index.
-template <int N>
-__device__ __forceinline__ void rec_park(const float* v, int lane, float* red) {
-  int offset = 0, n = N, s = 16;
-  for (; s >= 1 && n > 1; s >>= 1) {
-    if ((lane & s) != 0) offset += n / 2;
-    n /= 2;
-  }
-  const int plain_bits = s >= 1 ? 2 * s - 1 : 0;  // levels that summed without splitting
-  if ((lane & plain_bits) == 0) {
-#pragma unroll
-    for (int i = 0; i < (N >= 32 ? N / 32 : 1); ++i) red[offset + i] = v[i];
   }
 }
 
@@ -214,10 +139,6 @@ lstm_rec_step_kernel(const W* __restrict__ wh, const float* __restrict__ z,
     }
     if (y != nullptr) y[b * y_stride + u] = out;
   }
-}
-
-int rec_bmax(int batch) {
-  return batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : batch <= 16 ? 16 : 0;
 }
 
 std::size_t rec_smem_bytes(int bmax, int hidden) {
