@@ -23,6 +23,8 @@ class GraphCache {
   // cannot be kept (out of host memory).
   cudaGraphExec_t insert(std::int64_t batch, std::int64_t time, std::int32_t layout,
                          GraphExec exec);
+  // Destroys every graph kept (none may be running).
+  void clear() { entries_.clear(); }
 
  private:
   struct Entry {

@@ -1,5 +1,5 @@
 // The module's side of src/backend_module_abi.h: the table of entry points and the one
-// exported function, slstm_cuda_module_v2. Every entry point runs inside firewall(), which
+// exported function, slstm_cuda_module_v3. Every entry point runs inside firewall(), which
 // turns an exception into (status, message); nothing is thrown across the table.
 #include <cuda_runtime.h>
 
@@ -69,9 +69,9 @@ std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call,
 }
 
 std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t* fused_batches,
-                                char* msg, std::size_t size) {
+                                std::uint32_t* persistent_batches, char* msg, std::size_t size) {
   return firewall(msg, size, [&] {
-    if (session == nullptr || fused_batches == nullptr) {
+    if (session == nullptr || fused_batches == nullptr || persistent_batches == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_layer_plan: NULL");
     }
     const Session& s = *static_cast<const Session*>(session);
@@ -79,6 +79,7 @@ std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t
       fail(SLSTM_ERR_INTERNAL, "session_layer_plan: no layer " + std::to_string(layer));
     }
     *fused_batches = s.fused_batches(static_cast<std::size_t>(layer));
+    *persistent_batches = s.persistent_batches(static_cast<std::size_t>(layer));
   });
 }
 
@@ -131,6 +132,6 @@ const slstm_cuda_module_table kTable = {
 }  // namespace
 }  // namespace slstm_cuda
 
-SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v2(void) {
+SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v3(void) {
   return &slstm_cuda::kTable;
 }

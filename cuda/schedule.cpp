@@ -10,11 +10,13 @@
 namespace slstm_cuda {
 namespace {
 
-// Where layer l's output row of step t goes: the next layer's input (hseq), or the caller's
-// output in the call's layout.
-struct OutputRow {
+// Where layer l's output rows go: row b of step t at y + t * step + b * stride, in the next
+// layer's input (hseq) or the caller's output in the call's layout.
+struct OutputRows {
   float* y = nullptr;
+  std::int64_t step = 0;
   std::int64_t stride = 0;
+  float* at(std::int64_t t) const { return y + t * step; }
 };
 
 }  // namespace
@@ -30,6 +32,23 @@ StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batc
     if (fused) plan.fused_batches |= 1u << (b - 1);
   }
   return plan;
+}
+
+void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int sms) {
+  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, 16));
+  for (int b = 1; b <= n; ++b) {
+    int sms_taken = 0;
+    for (LayerData& ld : layers) {
+      // Only where the fused step also runs: it is the fallback, with the same bits.
+      if (!rec_step_fits(b, ld.hid)) continue;
+      const int per_sm = persistent_ctas_per_sm(b, ld.hid);
+      if (per_sm < 1) continue;
+      const int need = (persistent_ctas(ld.hid) + per_sm - 1) / per_sm;
+      if (sms_taken + need > sms) continue;
+      sms_taken += need;
+      ld.plan.persistent_batches |= 1u << (b - 1);
+    }
+  }
 }
 
 // Steps per chunk of the wavefront: small enough that layer l+1 starts soon after layer l,
@@ -91,23 +110,53 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
   float* c = d_state_.get() + B * ld.state_c_row;
   float* h = d_state_.get() + B * ld.state_h_row;
   float* hbuf = ld.hbuf.get();
-  // Small batches: one fused kernel per step, h alternating between the state's h (even
-  // steps read it) and hbuf (odd steps read it); else a cuBLAS GEMM + the step kernel.
-  const bool fused = ld.plan.fused(batch);
-  for (std::int64_t t = t0; t < t1; ++t) {
-    float* z = ld.zx.get() + t * B * G;
-    OutputRow out;
-    if (l + 1 < L) {
-      out = {ld.hseq.get() + t * B * ld.ld_next, ld.ld_next};
-    } else if (layout == SLSTM_TIME_MAJOR) {
-      out = {d_out_.get() + t * B * last.hid, last.hid};
-    } else {
-      out = {d_out_.get() + t * last.hid, T * last.hid};
+  OutputRows out;
+  if (l + 1 < L) {
+    out = {ld.hseq.get(), B * ld.ld_next, ld.ld_next};
+  } else if (layout == SLSTM_TIME_MAJOR) {
+    out = {d_out_.get(), B * last.hid, last.hid};
+  } else {
+    out = {d_out_.get(), last.hid, T * last.hid};
+  }
+  // Small batches: the persistent kernel (one launch for the chunk), or one fused kernel per
+  // step, h alternating between the state's h (even steps read it) and hbuf (odd steps read
+  // it); else a cuBLAS GEMM + the step kernel. Once the persistent kernel has failed, its
+  // batches run the fused step (the same bits).
+  const bool persistent = persistent_on() && ld.plan.persistent(batch);
+  const bool fused = !persistent && (ld.plan.fused(batch) || ld.plan.persistent(batch));
+  if (persistent) {
+    if (t0 == 0) {
+      check(cudaMemsetAsync(ld.sync.get(), 0, persistent_sync_words(ld.hid) * sizeof(unsigned),
+                            ld.rec.get()),
+            "cudaMemsetAsync (persistent flags)");
     }
+    PersistentArgs a;
+    a.wh = ld.wh.get();
+    a.z = ld.zx.get();
+    a.z_step = B * G;
+    a.bias = ld.bias.get();
+    a.h_even = h;
+    a.h_odd = hbuf;
+    a.c = c;
+    a.y = out.y;
+    a.y_step = out.step;
+    a.y_stride = out.stride;
+    a.len = d_len_.get();
+    a.t0 = static_cast<int>(t0);
+    a.t1 = static_cast<int>(t1);
+    a.batch = batch;
+    a.hidden = ld.hid;
+    a.sync = ld.sync.get();
+    a.status = d_status_;
+    a.timeout_ns = persistent_timeout_ns_;
+    check(launch_lstm_persistent(ld.rec.get(), a), "lstm_persistent_kernel");
+  }
+  for (std::int64_t t = persistent ? t1 : t0; t < t1; ++t) {
+    float* z = ld.zx.get() + t * B * G;
     if (fused) {
       const bool even = t % 2 == 0;
       check(launch_lstm_rec_step(ld.rec.get(), ld.wh.get(), z, ld.bias.get(), even ? h : hbuf,
-                                 even ? hbuf : h, c, out.y, out.stride, d_len_.get(),
+                                 even ? hbuf : h, c, out.at(t), out.stride, d_len_.get(),
                                  static_cast<int>(t), batch, ld.hid),
             "lstm_rec_step_kernel");
     } else {
@@ -116,13 +165,13 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
                         ld.hid, &one, ld.wh.get(), ld.hid, h, ld.hid, &one, z,
                         static_cast<int>(G)),
             "cublasSgemm (recurrent)");
-      check(launch_lstm_step(ld.rec.get(), z, ld.bias.get(), c, h, out.y, out.stride,
+      check(launch_lstm_step(ld.rec.get(), z, ld.bias.get(), c, h, out.at(t), out.stride,
                              d_len_.get(), static_cast<int>(t), batch, ld.hid),
             "lstm_step_kernel");
     }
   }
-  // After an odd number of fused steps the last h is in hbuf: back into the state.
-  if (fused && t1 == T && T % 2 == 1) {
+  // After an odd number of double-buffered steps the last h is in hbuf: back into the state.
+  if ((fused || persistent) && t1 == T && T % 2 == 1) {
     check(cudaMemcpyAsync(h, hbuf, static_cast<std::size_t>(B * H) * sizeof(float),
                           cudaMemcpyDeviceToDevice, ld.rec.get()),
           "cudaMemcpyAsync (h buffer)");

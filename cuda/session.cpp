@@ -21,6 +21,16 @@ void Session::forward(const slstm_cuda_forward_desc& c) { run(c, nullptr); }
 // (forward_slots, slots.cpp) instead of c.initial_state / c.final_state.
 void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids) {
   DeviceGuard guard(device_);
+  // The persistent kernel of an earlier call that returned before the kernel ran (device
+  // buffers on the caller's stream) gave up waiting: say so now, and stop using it.
+  if (persistent_failed()) {
+    turn_persistent_off();
+    fail(SLSTM_ERR_BACKEND_FAILURE,
+         "cuda.persistent: an earlier call's persistent kernel gave up waiting at its grid "
+         "barrier (cuda.persistent_timeout_us); that call's output and final state are not "
+         "valid. The session has turned the persistent kernel off (the fused step runs "
+         "instead, with the same numbers); this call did nothing");
+  }
   const bool host = c.memory == SLSTM_MEMORY_HOST;
   const cudaMemcpyKind to_dev = host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
   const cudaMemcpyKind from_dev = host ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
@@ -38,22 +48,16 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   }
   upload_lengths(c);    // 1.
   stage_input(c, host);  // 2.
-  // 3. Initial state.
-  if (slot_ids != nullptr) {
-    upload_slot_ids(slot_ids, B);
-    copy_slots(B, true);
-  } else if (c.initial_state != nullptr) {
-    check(cudaMemcpyAsync(d_state_.get(), c.initial_state, state_bytes, to_dev, main_),
-          "cudaMemcpyAsync (initial_state)");
-  } else {
-    check(cudaMemsetAsync(d_state_.get(), 0, state_bytes, main_), "cudaMemsetAsync (state)");
-  }
-  // 4. The compute.
-  if (use_graphs_) {
-    cudaGraphExec_t exec = graph_for(B, T, c.layout);
-    check(cudaGraphLaunch(exec, main_), "cudaGraphLaunch");
-  } else {
-    enqueue_compute(main_, B, T, c.layout);
+  // 3. Initial state and 4. the compute. A persistent kernel the device refuses to launch
+  // (or a stream capture that refuses it) turns it off, and 3-4 run again on the fused step.
+  try {
+    start_state(c, slot_ids, to_dev, state_bytes);
+    enqueue_call(B, T, c.layout);
+  } catch (const slstm::Error&) {
+    if (!persistent_on()) throw;
+    turn_persistent_off();
+    start_state(c, slot_ids, to_dev, state_bytes);
+    enqueue_call(B, T, c.layout);
   }
   // 5. Results.
   if (c.output != nullptr) {
@@ -70,6 +74,58 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   }
   // 6. Host buffers (or no caller stream to synchronise on): wait and report.
   finish(host);
+  // 7. The persistent kernel gave up waiting: its results are invalid. Turn it off and run
+  // the call again on the fused step (the same numbers it would have given) while its
+  // inputs are intact: not after an in-place state update or with stream slots.
+  if ((host || own_main_) && persistent_failed()) {
+    turn_persistent_off();
+    if (slot_ids != nullptr || (c.initial_state != nullptr && c.initial_state == c.final_state)) {
+      fail(SLSTM_ERR_BACKEND_FAILURE,
+           "cuda.persistent: the persistent kernel gave up waiting at its grid barrier "
+           "(cuda.persistent_timeout_us); this call's output and final state are not valid "
+           "and, its state having been updated in place, it cannot be run again here. The "
+           "session has turned the persistent kernel off (the fused step runs instead, with "
+           "the same numbers)");
+    }
+    run(c, slot_ids);
+  }
+}
+
+// 3. The initial state: from the stream slots, the caller's buffer, or zeros.
+void Session::start_state(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids,
+                          cudaMemcpyKind to_dev, std::size_t state_bytes) {
+  if (slot_ids != nullptr) {
+    upload_slot_ids(slot_ids, static_cast<int>(c.batch));
+    copy_slots(static_cast<int>(c.batch), true);
+  } else if (c.initial_state != nullptr) {
+    check(cudaMemcpyAsync(d_state_.get(), c.initial_state, state_bytes, to_dev, main_),
+          "cudaMemcpyAsync (initial_state)");
+  } else {
+    check(cudaMemsetAsync(d_state_.get(), 0, state_bytes, main_), "cudaMemsetAsync (state)");
+  }
+}
+
+// 4. The compute: replayed from its graph, or enqueued directly.
+void Session::enqueue_call(int batch, int time, std::int32_t layout) {
+  if (use_graphs_) {
+    cudaGraphExec_t exec = graph_for(batch, time, layout);
+    check(cudaGraphLaunch(exec, main_), "cudaGraphLaunch");
+  } else {
+    enqueue_compute(main_, batch, time, layout);
+  }
+}
+
+bool Session::persistent_failed() {
+  return h_status_ && *static_cast<volatile int*>(h_status_.get()) != 0;
+}
+
+// After a failure of the persistent kernel: every later call runs the fused step (the graphs
+// that launch the persistent kernel are dropped), once the failed call's work has drained.
+void Session::turn_persistent_off() {
+  check(cudaStreamSynchronize(main_), "cudaStreamSynchronize (persistent kernel failure)");
+  persistent_off_ = true;
+  graphs_.clear();
+  *h_status_.get() = 0;
 }
 
 // SLSTM_MEMORY_DEVICE: every buffer the call will touch is device memory of our device.

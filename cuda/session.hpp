@@ -44,13 +44,19 @@ namespace slstm_cuda {
 // (launch_lstm_rec_step) where bit b-1 of fused_batches is set, else a cuBLAS GEMM + the step
 // kernel (launch_lstm_step). Made once per layer at session creation (plan_steps); the fused
 // kernel exists for b <= 16 only (rec_step_fits), so kPlannedBatches bits cover every batch.
+// With cuda.persistent=on, where bit b-1 of persistent_batches is set, the layer's steps run
+// in the persistent kernel instead (launch_lstm_persistent: one launch per chunk, the fused
+// step's numbers bit for bit); should that kernel fail at run time, the session turns it off
+// and those batches run the fused step.
 struct StepPlan {
   static constexpr int kPlannedBatches = 32;
   std::uint32_t fused_batches = 0;
-  bool fused(int batch) const {
-    return batch >= 1 && batch <= kPlannedBatches &&
-           ((fused_batches >> (batch - 1)) & 1u) != 0;
+  std::uint32_t persistent_batches = 0;
+  static bool has(std::uint32_t mask, int batch) {
+    return batch >= 1 && batch <= kPlannedBatches && ((mask >> (batch - 1)) & 1u) != 0;
   }
+  bool fused(int batch) const { return has(fused_batches, batch); }
+  bool persistent(int batch) const { return has(persistent_batches, batch); }
 };
 
 // The plan of a layer of `hidden` units for batches up to max_batch (schedule.cpp).
@@ -72,6 +78,7 @@ struct LayerData {
   DeviceBuffer<float> zx;         // [T_max * B_max, 4H] pre-activations, time-major rows
   DeviceBuffer<float> hseq;       // [T_max * B_max, ld_next] this layer's h per step (not last)
   DeviceBuffer<float> hbuf;       // [B_max, H] the fused step's second h buffer (small batch)
+  DeviceBuffer<unsigned> sync;    // the persistent kernel's flags (persistent_sync_words)
   DeviceBuffer<unsigned char> rec_ws;   // cuBLAS workspaces, one per handle
   DeviceBuffer<unsigned char> proj_ws;
   Stream rec;                     // recurrent steps
@@ -84,6 +91,12 @@ struct LayerData {
   BlasHandle rec_blas;
   BlasHandle proj_blas;
 };
+
+// cuda.persistent=on: for every batch b <= min(max_batch, 16), the layers whose persistent
+// kernel fits the device (persistent_ctas_per_sm), first to last, while the SMs their CTAs
+// take at once (the layers of a wavefront may run together) add up to at most `sms`: so the
+// session's own persistent kernels can always be resident together (schedule.cpp).
+void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
 
 class Session {
  public:
@@ -110,6 +123,10 @@ class Session {
   void forward_slots(const slstm_cuda_forward_desc& c, const std::int64_t* ids);
   // Layer l's StepPlan bits (session_layer_plan in the module table).
   std::uint32_t fused_batches(std::size_t l) const { return layers_.at(l).plan.fused_batches; }
+  // Layer l's persistent batches while the persistent kernel is in use (0 once it failed).
+  std::uint32_t persistent_batches(std::size_t l) const {
+    return persistent_on() ? layers_.at(l).plan.persistent_batches : 0;
+  }
   std::size_t num_layers() const { return layers_.size(); }
 
  private:
@@ -150,7 +167,13 @@ class Session {
                                 std::int64_t state_floats);
   void upload_lengths(const slstm_cuda_forward_desc& c);
   void stage_input(const slstm_cuda_forward_desc& c, bool host);
+  void start_state(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids,
+                   cudaMemcpyKind to_dev, std::size_t state_bytes);
+  void enqueue_call(int batch, int time, std::int32_t layout);
   void finish(bool host);
+  bool persistent_failed();
+  void turn_persistent_off();
+  bool persistent_on() const { return persistent_ && !persistent_off_; }
 
   // slots.cpp
   void check_slot(std::int64_t slot) const;
@@ -166,6 +189,14 @@ class Session {
   // 0 never, 2 wherever it fits (SLSTM_CUDA_FUSED=0 / 1 / always; 1 by default).
   int fused_mode_ = 1;
   std::int64_t chunk_override_ = 0;
+  // cuda.persistent=on (persistent_), the bound of one wait at its grid barrier, and whether
+  // it was turned off after a failure (persistent_off_: every later call runs the fused step
+  // where it would have run). h_status_: host-mapped word the kernel sets on a timeout.
+  bool persistent_ = false;
+  bool persistent_off_ = false;
+  long long persistent_timeout_ns_ = 0;
+  PinnedBuffer<int> h_status_;   // [1], pinned: mapped into the device's address space
+  int* d_status_ = nullptr;       // h_status_ as the device sees it
   std::int64_t max_batch_ = 0;
   std::int64_t state_row_floats_ = 0;  // floats per batch row of the packed state
   std::int64_t max_time_ = 0;

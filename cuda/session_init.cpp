@@ -106,13 +106,16 @@ void Session::probe_device() {
   workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
 }
 
-// The keyed settings cuda.graphs, cuda.fused and cuda.chunk, as the core parsed them (with
+// The keyed settings cuda.graphs, cuda.fused, cuda.chunk and cuda.persistent(_timeout_us), as the core parsed them (with
 // the environment overrides SLSTM_CUDA_GRAPHS / _FUSED / _CHUNK applied: src/settings.cpp).
 void Session::read_knobs(const slstm_cuda_session_desc& d) {
   use_graphs_ = d.use_graphs != 0;
   if (d.fused_mode < 0 || d.fused_mode > 2) fail(SLSTM_ERR_INTERNAL, "fused_mode out of range");
   fused_mode_ = d.fused_mode;
   chunk_override_ = d.chunk_steps > 0 ? d.chunk_steps : 0;
+  persistent_ = d.persistent != 0;
+  if (d.persistent_timeout_us < 0) fail(SLSTM_ERR_INTERNAL, "persistent_timeout_us < 0");
+  persistent_timeout_ns_ = static_cast<long long>(d.persistent_timeout_us) * 1000;
 }
 
 // The session's sizes within what CUDA launches and cuBLAS take; returns max_batch x max_time.
@@ -163,6 +166,14 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
     ld.plan = plan_steps(ld.hid, fused_mode_, tf32_, max_batch_);
   }
   for (std::size_t l = 0; l + 1 < L; ++l) layers_[l].ld_next = layers_[l + 1].ld_x;
+  if (persistent_) {
+    int sms = 0, cooperative = 0;
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_),
+          "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device_),
+          "cudaDeviceGetAttribute");
+    if (cooperative != 0) plan_persistent(layers_, max_batch_, sms);
+  }
 }
 
 // The buffers shared by the layers, zeroed; column D of the packed input set to 1.0.
@@ -183,6 +194,13 @@ void Session::allocate(std::int64_t rows) {
   zero(d_out_.get(), static_cast<std::size_t>(rows * last.hid) * sizeof(float));
   zero(d_state_.get(), static_cast<std::size_t>(state_floats) * sizeof(float));
   zero(d_len_.get(), static_cast<std::size_t>(max_batch_) * sizeof(std::int32_t));
+  if (persistent_) {
+    h_status_ = pinned_alloc<int>(1, "cudaMallocHost (persistent status)");
+    *h_status_.get() = 0;
+    void* mapped = nullptr;
+    check(cudaHostGetDevicePointer(&mapped, h_status_.get(), 0), "cudaHostGetDevicePointer");
+    d_status_ = static_cast<int*>(mapped);
+  }
 }
 
 // The layer's weights, packed (pack_weights) and copied to the device.
@@ -222,11 +240,17 @@ void Session::allocate_layer(LayerData& ld, std::int64_t rows, bool last) {
     check(launch_fill_column(capture_.get(), ld.hseq.get(), rows, ld.ld_next, ld.hid, 1.0f),
           "fill_column_kernel");
   }
-  // The fused step's second h buffer, where some batch <= max_batch can use that kernel.
-  if (fused_mode_ != 0 && rec_step_fits(1, ld.hid)) {
+  // The fused step's second h buffer, where some batch <= max_batch can use that kernel
+  // (the persistent kernel's batches too: they fall back to it).
+  if ((fused_mode_ != 0 || ld.plan.persistent_batches != 0) && rec_step_fits(1, ld.hid)) {
     const std::int64_t n = mul(max_batch_, H, "h buffer");
     ld.hbuf = device_alloc<float>(n, "cudaMalloc (h buffer)");
     zero(ld.hbuf.get(), static_cast<std::size_t>(n) * sizeof(float));
+  }
+  if (ld.plan.persistent_batches != 0) {
+    const auto words = static_cast<std::int64_t>(persistent_sync_words(ld.hid));
+    ld.sync = device_alloc<unsigned>(words, "cudaMalloc (persistent flags)");
+    zero(ld.sync.get(), static_cast<std::size_t>(words) * sizeof(unsigned));
   }
 }
 

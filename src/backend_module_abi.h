@@ -4,7 +4,7 @@
  * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
- * module exports exactly one function, slstm_cuda_module_v2(), which returns a static
+ * module exports exactly one function, slstm_cuda_module_v3(), which returns a static
  * table of function pointers.  Every function reports failures as an slstm_status value
  * (an int32_t here) plus a NUL-terminated English message written into the caller's
  * buffer; no C++ exception crosses this boundary.
@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define SLSTM_CUDA_MODULE_ABI_VERSION 2u
-#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v2"
+#define SLSTM_CUDA_MODULE_ABI_VERSION 3u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v3"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
 
 /* One layer's canonical weights (DESIGN §3), host memory, borrowed during session_create,
@@ -57,6 +57,8 @@ typedef struct slstm_cuda_session_desc {
   int32_t use_graphs;  /* cuda.graphs: 1 on, 0 off */
   int32_t fused_mode;  /* cuda.fused: 0 never, 1 auto (where measured faster), 2 always */
   int64_t chunk_steps; /* cuda.chunk: steps per wavefront chunk, 0 = auto */
+  int32_t persistent;  /* cuda.persistent: 1 on, 0 off (v3) */
+  int64_t persistent_timeout_us; /* cuda.persistent_timeout_us: bound of one grid wait (v3) */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
@@ -91,9 +93,11 @@ typedef struct slstm_cuda_module_table {
   void (*session_destroy)(void* session);
   /* The session's plan for layer `layer` (0-based): bit b-1 of *fused_batches is set when a
    * call of batch b runs the layer's recurrence on the fused step kernel (else cuBLAS + the
-   * step kernel); batches above 32 never do.  Fixed at creation. */
+   * step kernel); batches above 32 never do.  Bit b-1 of *persistent_batches (v3): on the
+   * persistent kernel instead (cuda.persistent=on; 0 once that kernel has failed and the
+   * session turned it off).  Fixed at creation otherwise. */
   int32_t (*session_layer_plan)(void* session, int32_t layer, uint32_t* fused_batches,
-                                char* msg, size_t msg_size);
+                                uint32_t* persistent_batches, char* msg, size_t msg_size);
   /* Stream slots (appended in 0.3; the core's SlotStates, used only with cuda.slots=on).
    * slots_init: once per session, max_slots >= 1 packed batch-1 states in device memory,
    * zeroed.  slot_write: slot := state (state_row_floats floats in `memory`: slstm_memory),

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend_module_abi.h"
@@ -208,6 +209,8 @@ class CudaBackend final : public Backend {
                       : s.cuda_fused == Settings::Fused::kAlways ? 2
                                                                  : 1;
     desc.chunk_steps = s.cuda_chunk;
+    desc.persistent = s.cuda_persistent ? 1 : 0;
+    desc.persistent_timeout_us = s.cuda_persistent_timeout_us;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
     void* session = nullptr;
@@ -266,15 +269,25 @@ class CudaBackend final : public Backend {
                           ? "cuda.fused=always: the fused step wherever it fits"
                           : "the fused step where it was measured faster for this batch and H";
     for (std::int32_t l = 0; l < model_->num_layers(); ++l) {
-      std::uint32_t fused = 0;
+      std::uint32_t fused = 0, persistent = 0;
       char msg[kMessageSize] = {0};
-      const std::int32_t st = table_.session_layer_plan(session_, l, &fused, msg, sizeof(msg));
+      const std::int32_t st =
+          table_.session_layer_plan(session_, l, &fused, &persistent, msg, sizeof(msg));
       if (st != SLSTM_OK) fail_from_module(st, msg);
       const std::string batches = batch_ranges(fused);
-      plan_.layers.push_back(
-          {fused == 0 ? "cublas+step" : "fused-step|cublas+step", why,
-           {{"hidden", std::to_string(model_->layer(static_cast<std::size_t>(l)).hidden_size)},
-            {"fused_step_batches", batches.empty() ? "none" : batches}}});
+      LayerPlan layer{fused == 0 ? "cublas+step" : "fused-step|cublas+step", why,
+                      {{"hidden",
+                        std::to_string(model_->layer(static_cast<std::size_t>(l)).hidden_size)},
+                       {"fused_step_batches", batches.empty() ? "none" : batches}}};
+      if (config.settings.cuda_persistent) {
+        const std::string p = batch_ranges(persistent);
+        if (persistent != 0) {
+          layer.path = "persistent|" + layer.path;
+          layer.reason += "; the persistent kernel where the device holds it (cuda.persistent=on)";
+        }
+        layer.params.push_back({"persistent_batches", p.empty() ? "none" : p});
+      }
+      plan_.layers.push_back(std::move(layer));
     }
   }
 

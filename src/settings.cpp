@@ -10,7 +10,8 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots";
+    "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, "
+    "cuda.persistent_timeout_us";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -24,6 +25,15 @@ std::int64_t parse_steps(const std::string& key, const std::string& v) {
   if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
       v[0] == '0') {
     bad(key + " must be auto or a whole number of steps >= 1, got \"" + v + "\"");
+  }
+  return std::atoll(v.c_str());
+}
+
+// A whole number >= 0 of at most 9 decimal digits.
+std::int64_t parse_count(const std::string& key, const std::string& v) {
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
+      (v.size() > 1 && v[0] == '0')) {
+    bad(key + " must be a whole number from 0 to 999999999, got \"" + v.substr(0, 64) + "\"");
   }
   return std::atoll(v.c_str());
 }
@@ -60,6 +70,14 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "off") s.cuda_slots = false;
     else bad("cuda.slots must be on or off, got \"" + v + "\"");
     s.cuda_slots_from = from;
+  } else if (key == "cuda.persistent") {
+    if (v == "on") s.cuda_persistent = true;
+    else if (v == "off") s.cuda_persistent = false;
+    else bad("cuda.persistent must be on or off, got \"" + v + "\"");
+    s.cuda_persistent_from = from;
+  } else if (key == "cuda.persistent_timeout_us") {
+    s.cuda_persistent_timeout_us = parse_count(key, v);
+    s.cuda_persistent_timeout_us_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -84,6 +102,10 @@ void apply_environment(Settings& s) {
                    : std::strcmp(e, "always") == 0 ? Settings::Fused::kAlways
                                                    : Settings::Fused::kAuto;
     s.cuda_fused_from = "SLSTM_CUDA_FUSED";
+  }
+  if (const char* e = std::getenv("SLSTM_CUDA_PERSISTENT")) {
+    s.cuda_persistent = std::strcmp(e, "0") != 0 && e[0] != '\0';
+    s.cuda_persistent_from = "SLSTM_CUDA_PERSISTENT";
   }
   if (const char* e = std::getenv("SLSTM_CUDA_CHUNK")) {
     const long long v = std::atoll(e);
@@ -128,7 +150,11 @@ Params Settings::cuda_params() const {
           {"cuda.chunk", with_origin(cuda_chunk > 0 ? std::to_string(cuda_chunk) : "auto",
                                      cuda_chunk_from)},
           {"cuda.fused", with_origin(fused_name(cuda_fused), cuda_fused_from)},
-          {"cuda.slots", with_origin(cuda_slots ? "on" : "off", cuda_slots_from)}};
+          {"cuda.slots", with_origin(cuda_slots ? "on" : "off", cuda_slots_from)},
+          {"cuda.persistent",
+           with_origin(cuda_persistent ? "on" : "off", cuda_persistent_from)},
+          {"cuda.persistent_timeout_us", with_origin(std::to_string(cuda_persistent_timeout_us),
+                                                     cuda_persistent_timeout_us_from)}};
 }
 
 Settings parse_settings(const char* config) {

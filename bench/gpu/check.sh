@@ -16,7 +16,10 @@
 #    buffers;
 # 5. times the seed scenario (3 layers [100,200,300], D=128, B=10, T=100) and two larger
 #    shapes (2 x 1024, D=1024, B=64, T=100; 1 layer H=512, D=512, B=1, T=25) on the CUDA
-#    backend (host and device buffers) and on the CPU backend;
+#    backend (host and device buffers) and on the CPU backend; then the persistent kernel
+#    (SLSTM_CUDA_PERSISTENT=1) beside the default plan and the fused step on the small-batch
+#    shapes (compute-sanitizer in step 4 also runs it: memcheck, racecheck, synccheck,
+#    initcheck);
 # 6. runs the README's demo (examples/seed_demo: on the GPU);
 # 7. with --grid (and only when 3 and 4 came out clean): the benchmark grid of issue 5,
 #    `bench/run.sh --gpu-only` (ours FP32/TF32, cuDNN 9, PyTorch, the floor), into $OUT/grid;
@@ -108,6 +111,11 @@ if [ -n "${SAN:-}" ]; then
   run_san memcheck-cublas memcheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_FUSED=0 -- --memory device
   run_san racecheck racecheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_CHUNK=2 -- --memory device
   run_san initcheck initcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
+  # The persistent kernel (cuda.persistent=on, issue 19; its environment override).
+  run_san memcheck-persistent memcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
+  run_san racecheck-persistent racecheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
+  run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
+  run_san initcheck-persistent initcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
 else
   SAN_RESULT=" not run (compute-sanitizer not found)"; status=1
 fi
@@ -142,6 +150,20 @@ SLSTM_CUDA_GRAPHS=0 bench "seed-nographs" cuda device 50 $seed
 SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed
 SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed --tf32
 SLSTM_CUDA_FUSED=0 bench "one-cublas" cuda device 50 $one
+
+# The persistent kernel (cuda.persistent=on, issue 19) against the default plan and the
+# fused step everywhere, same run: the seed (T = 100 and the single call T = 1) and the
+# small-batch rows of the grid it reaches (H = 256 B = 1, H = 512 B = 1, H = 1024 B = 4).
+seed1="--input 128 --layers 100,200,300 --batch 10 --time 1"
+h256="--input 256 --layers 256 --batch 1 --time 150"
+h1024="--input 1024 --layers 1024 --batch 4 --time 25"
+for scen in seed seed1 one h256 h1024; do
+  args=${!scen}
+  bench "$scen-default" cuda device 50 $args
+  SLSTM_CUDA_FUSED=always bench "$scen-fused" cuda device 50 $args
+  SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda device 50 $args
+  SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda host 50 $args
+done
 
 say "demo (examples/seed_demo, the README's main job)"
 if [ -x "$BUILD/examples/seed_demo" ]; then

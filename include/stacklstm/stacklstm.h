@@ -576,9 +576,22 @@ typedef struct slstm_session_options {
    *    cuda.slots  = off | on       stream slots on a CUDA session (since 0.3; off): their
    *                  states in device memory, gathered and scattered on the device.  Not yet
    *                  run on a GPU, hence off: with off, max_slots > 0 on CUDA is refused
-   *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK and
-   *  SLSTM_CUDA_FUSED remain as overrides for experiments: when set, they win.  What the
-   *  session ended up with: slstm_session_describe. */
+   *    cuda.persistent = off | on   (since 0.6; off) the persistent recurrent kernel for
+   *                  batches <= 16: one launch runs a layer's steps (per wavefront chunk)
+   *                  with W_h in shared memory, the fused step's numbers bit for bit, on
+   *                  the layers whose CTAs the device holds at once.  Not yet run on a
+   *                  GPU, hence off.  Should its grid barrier wait longer than
+   *                  cuda.persistent_timeout_us, the session turns it off for good and runs
+   *                  the call again on the fused step (same numbers); a call that cannot be
+   *                  run again (state updated in place, stream slots, or already returned:
+   *                  device buffers on the caller's stream, reported by the next call)
+   *                  fails with SLSTM_ERR_BACKEND_FAILURE saying so
+   *    cuda.persistent_timeout_us = <0..999999999>   bound of one wait at the persistent
+   *                  kernel's grid barrier (1000000); 0 makes every wait give up at once
+   *                  (to test the fallback)
+   *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
+   *  SLSTM_CUDA_FUSED and SLSTM_CUDA_PERSISTENT remain as overrides for experiments: when
+   *  set, they win.  What the session ended up with: slstm_session_describe. */
   const char* config;
   /** Stream slots the session holds (since 0.3; see "Stream slots"), 0 <= max_slots <=
    *  SLSTM_MAX_SLOTS (init: 0 = none).  Their states (slstm_model_state_count(model, 1)

@@ -819,3 +819,180 @@ TEST_CASE("precision TF32 is allow_tf32 = 1 bit for bit; BF16 and FP16 are refus
     CHECK(std::string(slstm_last_error()).find("options->precision") != std::string::npos);
   }
 }
+
+// ---- The persistent recurrent kernel (cuda.persistent=on, issue 19). It runs a chunk of
+// steps in one launch with the fused step's arithmetic, so its numbers are the fused step's
+// bit for bit (cuda.fused=always runs the fused step wherever it fits, which is everywhere
+// the persistent kernel is planned); both match the CPU reference.
+namespace {
+
+Session gpu_session_opts(const slstm_model* model, std::int64_t b, std::int64_t t,
+                         const char* config, void* stream = nullptr) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = b;
+  o.max_time = std::max<std::int64_t>(t, 1);
+  o.config = config;
+  o.cuda_stream = stream;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(model, &o, &s);
+  INFO(slstm_last_error() << " (config " << config << ")");
+  REQUIRE(st == SLSTM_OK);
+  return Session(s);
+}
+
+// The persistent batches the plan reports for every layer ("none" where it does not run).
+std::vector<std::string> persistent_batches(slstm_session* s) {
+  const std::string j = t::describe_json(s);
+  std::vector<std::string> out;
+  const std::string key = "\"persistent_batches\": \"";
+  for (std::size_t at = j.find(key); at != std::string::npos; at = j.find(key, at + 1)) {
+    const std::size_t b = at + key.size();
+    out.push_back(j.substr(b, j.find('"', b) - b));
+  }
+  return out;
+}
+
+// Shapes inside the persistent kernel's range: H from 1 to 896 (112 CTAs: an H100 PCIe has
+// 114 SMs, an H100 SXM or H200 132), B 1..4, 10 and 16, odd sizes, stacks whose layers' CTAs
+// all fit on the device together.
+const std::vector<Shape>& persistent_shapes() {
+  static const std::vector<Shape> s = {
+      {5, {1}, 1, 9},          {3, {3, 1}, 2, 31},      {16, {100}, 3, 40},
+      {31, {257, 3}, 4, 25},   {9, {700}, 16, 12},      {128, {100, 200, 300}, 10, 50},
+      {8, {896}, 4, 10},       {12, {513}, 1, 17},      {7, {3, 257, 1}, 4, 37},
+  };
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("the persistent kernel gives the fused step's bits and the reference's numbers "
+          "over odd sizes, batches, lengths, both layouts and mixed stacks",
+          "[gpu][persistent]") {
+  std::uint64_t seed = 19000;
+  for (const Shape& sh : persistent_shapes()) {
+    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
+    Session fused = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.fused=always");
+    Session pers = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=on");
+    // Every layer of these shapes is planned on the persistent kernel for this batch.
+    for (const std::string& p : persistent_batches(pers.get())) {
+      INFO(describe(sh, SLSTM_BATCH_MAJOR, false, false) << ": persistent_batches " << p);
+      CHECK(p != "none");
+    }
+    for (const slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      for (const bool lengths : {false, true}) {
+        const Inputs in = make_inputs(m.get(), sh.batch, sh.time, layout, lengths, lengths, ++seed);
+        INFO(describe(sh, layout, lengths, lengths));
+        const Result want = run_host(cpu.get(), m.get(), in);
+        const Result ref = run_host(fused.get(), m.get(), in);
+        const Result got = run_host(pers.get(), m.get(), in);
+        require_close(got, want, kTolFp32);
+        require_masked_zeros(in, got.output, t::output_size(m.get()));
+        CHECK(same_bits(got.output, ref.output));
+        CHECK(same_bits(got.final_state, ref.final_state));
+      }
+    }
+  }
+}
+
+TEST_CASE("the persistent kernel: device buffers on a caller stream, smaller batches than the "
+          "session's, and reruns give the host call's bits",
+          "[gpu][persistent]") {
+  Model m = t::random_model(13, {64, 129, 5}, 19101, 1.0f);
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  struct Destroy {
+    cudaStream_t s;
+    ~Destroy() { (void)cudaStreamDestroy(s); }
+  } destroy{stream};
+  Session host = gpu_session_opts(m.get(), 4, 23, "cuda.persistent=on");
+  Session dev = gpu_session_opts(m.get(), 4, 23, "cuda.persistent=on", stream);
+  CHECK(persistent_batches(host.get()) == std::vector<std::string>(3, "1-4"));
+  for (const std::int64_t b : {4, 1, 3}) {
+    const Inputs in = make_inputs(m.get(), b, 23, SLSTM_BATCH_MAJOR, true, true, 19102 + b);
+    INFO("batch " << b);
+    const Result a = run_host(host.get(), m.get(), in);
+    const Result again = run_host(host.get(), m.get(), in);
+    const Result d = run_device(dev.get(), m.get(), in, stream);
+    CHECK(same_bits(a.output, again.output));
+    CHECK(same_bits(a.final_state, again.final_state));
+    CHECK(same_bits(a.output, d.output));
+    CHECK(same_bits(a.final_state, d.final_state));
+  }
+}
+
+TEST_CASE("the persistent kernel with wavefront chunks and without graphs keeps the fused "
+          "step's bits at the same chunk size",
+          "[gpu][persistent]") {
+  Model m = t::random_model(11, {100, 257, 3}, 19201, 1.0f);
+  const Inputs in = make_inputs(m.get(), 3, 29, SLSTM_TIME_MAJOR, true, true, 19202);
+  for (const char* chunk : {"1", "4", "29"}) {
+    for (const char* graphs : {"on", "off"}) {
+      const std::string common =
+          std::string("cuda.chunk=") + chunk + ";cuda.graphs=" + graphs + ";";
+      INFO(common);
+      Session fused = gpu_session_opts(m.get(), 3, 29, (common + "cuda.fused=always").c_str());
+      Session pers = gpu_session_opts(m.get(), 3, 29, (common + "cuda.persistent=on").c_str());
+      const Result a = run_host(fused.get(), m.get(), in), b = run_host(pers.get(), m.get(), in);
+      CHECK(same_bits(a.output, b.output));
+      CHECK(same_bits(a.final_state, b.final_state));
+    }
+  }
+}
+
+TEST_CASE("layers beyond the persistent kernel's reach run as before, and cuda.persistent=off "
+          "reports no persistent batches",
+          "[gpu][persistent]") {
+  Model m = t::random_model(6, {200, 2048}, 19301, 1.0f);
+  Session pers = gpu_session_opts(m.get(), 2, 5, "cuda.persistent=on");
+  const std::vector<std::string> p = persistent_batches(pers.get());
+  REQUIRE(p.size() == 2);
+  CHECK(p[0] == "1-2");
+  CHECK(p[1] == "none");  // 2048 units: 256 CTAs of ~280 KB shared memory each
+  Session cpu = cpu_session(m.get(), 2, 5);
+  const Inputs in = make_inputs(m.get(), 2, 5, SLSTM_BATCH_MAJOR, true, true, 19302);
+  require_close(run_host(pers.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+  Session off = gpu_session_opts(m.get(), 2, 5, "");
+  CHECK(persistent_batches(off.get()).empty());
+}
+
+// cuda.persistent_timeout_us=0 makes every wait at the grid barrier give up: the call must
+// still return the fused step's numbers (run again on it), and the session keeps using the
+// fused step; a call that updated its state in place cannot be run again and says so.
+TEST_CASE("a persistent kernel that gives up waiting falls back to the fused step with the "
+          "same numbers",
+          "[gpu][persistent]") {
+  Model m = t::random_model(9, {257}, 19401, 1.0f);
+  const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19402);
+  Session fused = gpu_session_opts(m.get(), 2, 12, "cuda.fused=always");
+  const Result want = run_host(fused.get(), m.get(), in);
+  Session failing =
+      gpu_session_opts(m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0");
+  CHECK(persistent_batches(failing.get()) == std::vector<std::string>{"1-2"});
+  for (int call = 0; call < 2; ++call) {
+    INFO("call " << call);
+    const Result got = run_host(failing.get(), m.get(), in);
+    CHECK(same_bits(got.output, want.output));
+    CHECK(same_bits(got.final_state, want.final_state));
+  }
+  Session in_place =
+      gpu_session_opts(m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0");
+  std::vector<float> state = in.initial;
+  std::vector<float> out(static_cast<std::size_t>(2 * 12 * 257));
+  slstm_forward_args a = args_for(m.get(), in);
+  a.initial_state = state.data();
+  a.final_state = state.data();
+  a.final_state_count = state.size();
+  a.output = out.data();
+  a.output_count = out.size();
+  CHECK(slstm_session_forward(in_place.get(), &a) == SLSTM_ERR_BACKEND_FAILURE);
+  CHECK(std::string(slstm_last_error()).find("cuda.persistent_timeout_us") != std::string::npos);
+  state = in.initial;  // the next call runs on the fused step
+  REQUIRE(slstm_session_forward(in_place.get(), &a) == SLSTM_OK);
+  CHECK(same_bits(out, want.output));
+  CHECK(same_bits(state, want.final_state));
+}
+
