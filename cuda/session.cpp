@@ -183,10 +183,13 @@ void Session::copy_state_without_steps(const slstm_cuda_forward_desc& c, bool ho
 }
 
 // 1. Lengths, T for every row when none are given (the pinned buffer is reused only after
-// its previous copy has run).
+// its previous copy has run). A call without lengths whose rows d_len_ already holds as T
+// (the previous upload was such a call's, of this T and at least this batch) copies nothing.
 void Session::upload_lengths(const slstm_cuda_forward_desc& c) {
   const int B = static_cast<int>(c.batch);
   const int T = static_cast<int>(c.time);
+  if (c.lengths == nullptr && len_uniform_time_ == T && len_uniform_rows_ >= B) return;
+  len_uniform_time_ = -1;  // until this upload is enqueued
   if (len_pending_) {
     check(cudaEventSynchronize(ev_len_.get()), "cudaEventSynchronize");
     len_pending_ = false;
@@ -198,6 +201,10 @@ void Session::upload_lengths(const slstm_cuda_forward_desc& c) {
         "cudaMemcpyAsync (sequence_lengths)");
   check(cudaEventRecord(ev_len_.get(), main_), "cudaEventRecord");
   len_pending_ = true;
+  if (c.lengths == nullptr) {
+    len_uniform_time_ = T;
+    len_uniform_rows_ = B;
+  }
 }
 
 // 2. Input: a host input copied to d_in_ first; then packed into d_x_.

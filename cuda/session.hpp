@@ -208,6 +208,9 @@ class Session {
   Event ev_fork_;
   Event ev_len_;                    // the pinned lengths buffer may be overwritten after it
   bool len_pending_ = false;
+  // d_len_ holds len_uniform_time_ for its first len_uniform_rows_ rows (-1: not known).
+  int len_uniform_time_ = -1;
+  int len_uniform_rows_ = 0;
   PinnedBuffer<std::int32_t> h_len_;  // [max_batch]
   DeviceBuffer<float> d_in_;          // staging of a host input, caller layout
   DeviceBuffer<float> d_x_;           // [T_max * B_max, Ip_0] augmented, time-major

@@ -996,3 +996,28 @@ TEST_CASE("a persistent kernel that gives up waiting falls back to the fused ste
   CHECK(same_bits(state, want.final_state));
 }
 
+// A call without sequence lengths reuses the device's lengths when the previous upload was
+// such a call's of the same T and at least as many rows (the fast single call, issue 19):
+// every mix of calls with and without lengths, T and batch must still see its own lengths.
+TEST_CASE("calls with and without sequence lengths, of changing T and batch, each run with "
+          "their own lengths",
+          "[gpu]") {
+  Model m = t::random_model(6, {20, 7}, 19501, 1.0f);
+  Session cpu = cpu_session(m.get(), 5, 9);
+  Session gpu = gpu_session(m.get(), 5, 9);
+  struct Call {
+    std::int64_t batch, time;
+    bool lengths;
+  };
+  std::uint64_t seed = 19502;
+  for (const Call& call : {Call{5, 9, true}, Call{5, 9, false}, Call{3, 9, false},
+                           Call{5, 9, false}, Call{4, 6, false}, Call{4, 6, true},
+                           Call{4, 6, false}, Call{2, 9, false}, Call{5, 9, true}}) {
+    const Inputs in =
+        make_inputs(m.get(), call.batch, call.time, SLSTM_BATCH_MAJOR, call.lengths, false, ++seed);
+    INFO("batch " << call.batch << " time " << call.time << (call.lengths ? " lengths" : ""));
+    const Result got = run_host(gpu.get(), m.get(), in);
+    require_close(got, run_host(cpu.get(), m.get(), in), kTolFp32);
+    require_masked_zeros(in, got.output, t::output_size(m.get()));
+  }
+}
