@@ -94,12 +94,8 @@ void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int
 // has produced these steps; then per step the recurrent step of the layer's plan.
 void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int batch,
                             int time, std::int32_t layout) {
-  const std::size_t L = layers_.size();
-  const std::int64_t B = batch, T = time;
-  const float one = 1.0f;
+  const std::int64_t B = batch;
   LayerData& ld = layers_[l];
-  const LayerData& last = layers_.back();
-  const std::int64_t H = ld.hid, G = 4 * H;
   if (l > 0) {
     const LayerData& prev = layers_[l - 1];
     check(cudaStreamWaitEvent(ld.proj.get(), prev.ev_done.get(), 0), "cudaStreamWaitEvent");
@@ -107,6 +103,29 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
     check(cudaEventRecord(ld.ev_proj.get(), ld.proj.get()), "cudaEventRecord");
     check(cudaStreamWaitEvent(ld.rec.get(), ld.ev_proj.get(), 0), "cudaStreamWaitEvent");
   }
+  enqueue_steps(l, t0, t1, batch, time, layout, step_path(ld, batch));
+  if (l + 1 < layers_.size()) check(cudaEventRecord(ld.ev_done.get(), ld.rec.get()), "cudaEventRecord");
+}
+
+// The path of layer ld's steps for a batch: the persistent kernel where planned (and not
+// turned off), else the fused step where planned (persistent batches fall back to it, the
+// same bits), else cuBLAS + the step kernel.
+StepPath Session::step_path(const LayerData& ld, int batch) const {
+  if (persistent_on() && ld.plan.persistent(batch)) return StepPath::kPersistent;
+  if (ld.plan.fused(batch) || ld.plan.persistent(batch)) return StepPath::kFused;
+  return StepPath::kCublas;
+}
+
+// Layer l's recurrent steps [t0, t1) of a call of (batch, time, layout) on its rec stream,
+// on `path`.
+void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int batch,
+                            int time, std::int32_t layout, StepPath path) {
+  const std::size_t L = layers_.size();
+  const std::int64_t B = batch, T = time;
+  const float one = 1.0f;
+  LayerData& ld = layers_[l];
+  const LayerData& last = layers_.back();
+  const std::int64_t H = ld.hid, G = 4 * H;
   float* c = d_state_.get() + B * ld.state_c_row;
   float* h = d_state_.get() + B * ld.state_h_row;
   float* hbuf = ld.hbuf.get();
@@ -120,10 +139,9 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
   }
   // Small batches: the persistent kernel (one launch for the chunk), or one fused kernel per
   // step, h alternating between the state's h (even steps read it) and hbuf (odd steps read
-  // it); else a cuBLAS GEMM + the step kernel. Once the persistent kernel has failed, its
-  // batches run the fused step (the same bits).
-  const bool persistent = persistent_on() && ld.plan.persistent(batch);
-  const bool fused = !persistent && (ld.plan.fused(batch) || ld.plan.persistent(batch));
+  // it); else a cuBLAS GEMM + the step kernel.
+  const bool persistent = path == StepPath::kPersistent;
+  const bool fused = path == StepPath::kFused;
   if (persistent) {
     if (t0 == 0) {
       check(cudaMemsetAsync(ld.sync.get(), 0, persistent_sync_words(ld.hid) * sizeof(unsigned),
@@ -176,7 +194,6 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
                           cudaMemcpyDeviceToDevice, ld.rec.get()),
           "cudaMemcpyAsync (h buffer)");
   }
-  if (l + 1 < L) check(cudaEventRecord(ld.ev_done.get(), ld.rec.get()), "cudaEventRecord");
 }
 
 // Every layer stream back into the origin.

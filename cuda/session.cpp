@@ -48,6 +48,7 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   }
   upload_lengths(c);    // 1.
   stage_input(c, host);  // 2.
+  tune(B, T, c.layout);  // cuda.tune=on: the first call of this batch times the paths
   // 3. Initial state and 4. the compute. A persistent kernel the device refuses to launch
   // (or a stream capture that refuses it) turns it off, and 3-4 run again on the fused step.
   try {

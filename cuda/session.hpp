@@ -32,11 +32,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend_module_abi.h"
 #include "graph_cache.hpp"
 #include "resources.hpp"
+#include "tune_cache.hpp"
 
 namespace slstm_cuda {
 
@@ -127,6 +129,9 @@ class Session {
   std::uint32_t persistent_batches(std::size_t l) const {
     return persistent_on() ? layers_.at(l).plan.persistent_batches : 0;
   }
+  // The batches whose paths were tuned on the device (cuda.tune=on): bit b-1 for batch b.
+  std::uint32_t tuned_batches() const { return tuned_batches_; }
+  const std::string& tune_file_error() const { return tune_file_error_; }
   std::size_t num_layers() const { return layers_.size(); }
 
  private:
@@ -155,6 +160,17 @@ class Session {
   void enqueue_compute(cudaStream_t origin, int batch, int time, std::int32_t layout);
   void enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
                      std::int32_t layout);
+  StepPath step_path(const LayerData& ld, int batch) const;
+  void enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
+                     std::int32_t layout, StepPath path);
+
+  // tune.cpp
+  void init_tuning(const slstm_cuda_session_desc& d);
+  void tune(int batch, int time, std::int32_t layout);
+  std::vector<StepPath> candidates(const LayerData& ld, int batch) const;
+  bool time_path(std::size_t l, StepPath path, int batch, int steps, int time,
+                 std::int32_t layout, float* ms);
+  void apply_path(LayerData& ld, int batch, StepPath path);
   void join_streams(cudaStream_t origin);
   cudaGraphExec_t graph_for(int batch, int time, std::int32_t layout);
   GraphExec capture_compute(int batch, int time, std::int32_t layout);
@@ -197,6 +213,18 @@ class Session {
   long long persistent_timeout_ns_ = 0;
   PinnedBuffer<int> h_status_;   // [1], pinned: mapped into the device's address space
   int* d_status_ = nullptr;       // h_status_ as the device sees it
+  // cuda.tune=on (tune.cpp): at the first call of each batch <= 32, every layer's candidate
+  // step paths are timed on the device (or taken from the cache) and the fastest kept in its
+  // plan; tuned_batches_ bit b-1 once batch b is done. cuda.tune_file: the cache's file
+  // ("" for none); tune_file_error_ the last failure to read or write it.
+  bool tune_ = false;
+  std::uint32_t tuned_batches_ = 0;
+  std::string tune_file_;
+  std::string tune_file_error_;
+  std::string device_key_;
+  TuneCache tune_cache_;
+  Event ev_time0_;  // timing events (tuning only)
+  Event ev_time1_;
   std::int64_t max_batch_ = 0;
   std::int64_t state_row_floats_ = 0;  // floats per batch row of the packed state
   std::int64_t max_time_ = 0;

@@ -65,6 +65,7 @@ void Session::init(const slstm_cuda_session_desc& d) {
   probe_device();
   read_knobs(d);
   tf32_ = d.allow_tf32 != 0;
+  init_tuning(d);
   const std::int64_t rows = check_sizes(d);
   create_streams(d.cuda_stream);
   size_layers(d);

@@ -59,6 +59,8 @@ typedef struct slstm_cuda_session_desc {
   int64_t chunk_steps; /* cuda.chunk: steps per wavefront chunk, 0 = auto */
   int32_t persistent;  /* cuda.persistent: 1 on, 0 off (v3) */
   int64_t persistent_timeout_us; /* cuda.persistent_timeout_us: bound of one grid wait (v3) */
+  int32_t tune;          /* cuda.tune: 1 on, 0 off (v3) */
+  const char* tune_file; /* cuda.tune_file: the tuning cache's path, or NULL (v3) */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
@@ -112,6 +114,11 @@ typedef struct slstm_cuda_module_table {
                                char* msg, size_t msg_size);
   int32_t (*session_slot_forward)(void* session, const slstm_cuda_forward_desc* call,
                                   const int64_t* slot_ids, char* msg, size_t msg_size);
+  /* cuda.tune=on (v3): bit b-1 of *tuned_batches is set once calls of batch b run the paths
+   * timed on the device (or read from the tuning file); file_error: why the tuning file
+   * could not be read or written last ("" when it could, or when there is none). */
+  int32_t (*session_tuning)(void* session, uint32_t* tuned_batches, char* file_error,
+                            size_t file_error_size, char* msg, size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

@@ -84,7 +84,8 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
       table->session_create == nullptr || table->session_forward == nullptr ||
       table->session_destroy == nullptr || table->session_layer_plan == nullptr ||
       table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
-      table->session_slot_read == nullptr || table->session_slot_forward == nullptr) {
+      table->session_slot_read == nullptr || table->session_slot_forward == nullptr ||
+      table->session_tuning == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -211,6 +212,9 @@ class CudaBackend final : public Backend {
     desc.chunk_steps = s.cuda_chunk;
     desc.persistent = s.cuda_persistent ? 1 : 0;
     desc.persistent_timeout_us = s.cuda_persistent_timeout_us;
+    desc.tune = s.cuda_tune ? 1 : 0;
+    desc.tune_file = s.cuda_tune_file.empty() ? nullptr : s.cuda_tune_file.c_str();
+    settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
     void* session = nullptr;
@@ -263,11 +267,26 @@ class CudaBackend final : public Backend {
                                             ? std::to_string(config.settings.cuda_chunk)
                                             : "min(8, ceil(64 / batch)) steps"}};
     plan_.settings = config.settings.cuda_params();
-    const char* why = config.settings.cuda_fused == Settings::Fused::kNever
+    plan_.layers = layer_plans();
+  }
+
+  // The per-layer part of the plan, as the module has it now (paths tuned on the device and
+  // a persistent kernel turned off after a failure change it after creation).
+  std::vector<LayerPlan> layer_plans() const {
+    const char* why = settings_.cuda_fused == Settings::Fused::kNever
                           ? "cuda.fused=never"
-                      : config.settings.cuda_fused == Settings::Fused::kAlways
+                      : settings_.cuda_fused == Settings::Fused::kAlways
                           ? "cuda.fused=always: the fused step wherever it fits"
                           : "the fused step where it was measured faster for this batch and H";
+    std::uint32_t tuned = 0;
+    char file_error[kMessageSize] = {0};
+    if (settings_.cuda_tune) {
+      char msg[kMessageSize] = {0};
+      const std::int32_t st =
+          table_.session_tuning(session_, &tuned, file_error, sizeof(file_error), msg, sizeof(msg));
+      if (st != SLSTM_OK) fail_from_module(st, msg);
+    }
+    std::vector<LayerPlan> out;
     for (std::int32_t l = 0; l < model_->num_layers(); ++l) {
       std::uint32_t fused = 0, persistent = 0;
       char msg[kMessageSize] = {0};
@@ -279,7 +298,7 @@ class CudaBackend final : public Backend {
                       {{"hidden",
                         std::to_string(model_->layer(static_cast<std::size_t>(l)).hidden_size)},
                        {"fused_step_batches", batches.empty() ? "none" : batches}}};
-      if (config.settings.cuda_persistent) {
+      if (settings_.cuda_persistent) {
         const std::string p = batch_ranges(persistent);
         if (persistent != 0) {
           layer.path = "persistent|" + layer.path;
@@ -287,8 +306,23 @@ class CudaBackend final : public Backend {
         }
         layer.params.push_back({"persistent_batches", p.empty() ? "none" : p});
       }
-      plan_.layers.push_back(std::move(layer));
+      if (settings_.cuda_tune) {
+        const std::string t = batch_ranges(tuned);
+        layer.reason += "; for the tuned batches, the path timed fastest on this device";
+        layer.params.push_back({"tuned_batches", t.empty() ? "none" : t});
+        if (file_error[0] != '\0') layer.params.push_back({"tune_file_error", file_error});
+      }
+      out.push_back(std::move(layer));
     }
+    return out;
+  }
+
+  // The plan as it stands now (see layer_plans).
+  const Plan& plan() const override {
+    if (!settings_.cuda_persistent && !settings_.cuda_tune) return plan_;
+    live_plan_ = plan_;
+    live_plan_.layers = layer_plans();
+    return live_plan_;
   }
 
   // "1-4,7" for the set bits of a batch mask (bit b-1: batch b).
@@ -308,6 +342,8 @@ class CudaBackend final : public Backend {
   ModelPtr model_;
   void* session_ = nullptr;
   bool slots_enabled_ = false;  // cuda.slots=on
+  Settings settings_;
+  mutable Plan live_plan_;      // plan()'s answer when the layers' plans can change
 };
 
 }  // namespace

@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, "
-    "cuda.persistent_timeout_us";
+    "cuda.persistent_timeout_us, cuda.tune, cuda.tune_file";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -78,6 +78,19 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
   } else if (key == "cuda.persistent_timeout_us") {
     s.cuda_persistent_timeout_us = parse_count(key, v);
     s.cuda_persistent_timeout_us_from = from;
+  } else if (key == "cuda.tune") {
+    if (v == "on") s.cuda_tune = true;
+    else if (v == "off") s.cuda_tune = false;
+    else bad("cuda.tune must be on or off, got \"" + v + "\"");
+    s.cuda_tune_from = from;
+  } else if (key == "cuda.tune_file") {
+    for (const char ch : v) {
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+        bad("cuda.tune_file: a path without control characters, got \"" + v.substr(0, 64) + "\"");
+      }
+    }
+    s.cuda_tune_file = v;
+    s.cuda_tune_file_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -106,6 +119,10 @@ void apply_environment(Settings& s) {
   if (const char* e = std::getenv("SLSTM_CUDA_PERSISTENT")) {
     s.cuda_persistent = std::strcmp(e, "0") != 0 && e[0] != '\0';
     s.cuda_persistent_from = "SLSTM_CUDA_PERSISTENT";
+  }
+  if (const char* e = std::getenv("SLSTM_CUDA_TUNE")) {
+    s.cuda_tune = std::strcmp(e, "0") != 0 && e[0] != '\0';
+    s.cuda_tune_from = "SLSTM_CUDA_TUNE";
   }
   if (const char* e = std::getenv("SLSTM_CUDA_CHUNK")) {
     const long long v = std::atoll(e);
@@ -154,7 +171,10 @@ Params Settings::cuda_params() const {
           {"cuda.persistent",
            with_origin(cuda_persistent ? "on" : "off", cuda_persistent_from)},
           {"cuda.persistent_timeout_us", with_origin(std::to_string(cuda_persistent_timeout_us),
-                                                     cuda_persistent_timeout_us_from)}};
+                                                     cuda_persistent_timeout_us_from)},
+          {"cuda.tune", with_origin(cuda_tune ? "on" : "off", cuda_tune_from)},
+          {"cuda.tune_file",
+           with_origin(cuda_tune_file.empty() ? "none" : cuda_tune_file, cuda_tune_file_from)}};
 }
 
 Settings parse_settings(const char* config) {

@@ -116,6 +116,8 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.persistent_timeout_us=-1", "cuda.persistent_timeout_us must be a whole number");
   expect_config_error("cuda.persistent_timeout_us=1000000000", "from 0 to 999999999");
   expect_config_error("cuda.persistent_timeout_us=07", "cuda.persistent_timeout_us");
+  expect_config_error("cuda.tune=maybe", "cuda.tune must be on or off");
+  expect_config_error("cuda.tune_file=/tmp/a\x01b", "cuda.tune_file: a path without control");
 }
 
 TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
@@ -137,6 +139,8 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), ";;", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.slots=on cpu.pool=shared", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.persistent=on cuda.persistent_timeout_us=0", nullptr) ==
+        SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.tune=on;cuda.tune_file=/nonexistent/dir/cache", nullptr) ==
         SLSTM_OK);
 }
 

@@ -163,6 +163,9 @@ for scen in seed seed1 one h256 h1024; do
   SLSTM_CUDA_FUSED=always bench "$scen-fused" cuda device 50 $args
   SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda device 50 $args
   SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda host 50 $args
+  # The plan tuned on the device (cuda.tune=on, issue 19 item 3) with every path allowed:
+  # never slower than the fastest of the rows above, by construction, if tuning works.
+  SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args
 done
 
 say "demo (examples/seed_demo, the README's main job)"

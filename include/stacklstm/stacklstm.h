@@ -589,9 +589,24 @@ typedef struct slstm_session_options {
    *    cuda.persistent_timeout_us = <0..999999999>   bound of one wait at the persistent
    *                  kernel's grid barrier (1000000); 0 makes every wait give up at once
    *                  (to test the fallback)
+   *    cuda.tune   = off | on       (since 0.6; off) the plan tuned on the device: the first
+   *                  call of each batch <= 32 times, per layer, the step paths the plan
+   *                  allows (cuBLAS + step kernel, fused step, persistent kernel) over
+   *                  min(T, 16) steps and keeps the fastest for that batch (the built-in
+   *                  choice unless beaten by more than 2 %); that first call synchronises
+   *                  and takes longer; numbers stay within the precision's tolerance.  Not
+   *                  yet run on a GPU, hence off
+   *    cuda.tune_file = <path>      (since 0.6) where the tuned paths are kept across
+   *                  sessions and processes, per device, precision, layer shape and batch
+   *                  (a text file; read at creation, rewritten whole when a call learns
+   *                  something).  A file that is not a tuning cache is neither read nor
+   *                  overwritten; why, like a failure to write, shows in the plan
+   *                  (tune_file_error).  No spaces, commas or semicolons in the path
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
-   *  SLSTM_CUDA_FUSED and SLSTM_CUDA_PERSISTENT remain as overrides for experiments: when
-   *  set, they win.  What the session ended up with: slstm_session_describe. */
+   *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT and SLSTM_CUDA_TUNE remain as overrides for
+   *  experiments: when set, they win.  What the session ended up with:
+   *  slstm_session_describe (on CUDA with cuda.persistent or cuda.tune, as it stands at the
+   *  time of asking: tuned batches, a persistent kernel turned off). */
   const char* config;
   /** Stream slots the session holds (since 0.3; see "Stream slots"), 0 <= max_slots <=
    *  SLSTM_MAX_SLOTS (init: 0 = none).  Their states (slstm_model_state_count(model, 1)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -16,6 +17,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #include "../support.hpp"
 #include "stacklstm/stacklstm.h"
@@ -1020,4 +1023,126 @@ TEST_CASE("calls with and without sequence lengths, of changing T and batch, eac
     require_close(got, run_host(cpu.get(), m.get(), in), kTolFp32);
     require_masked_zeros(in, got.output, t::output_size(m.get()));
   }
+}
+
+// ---- The plan tuned on the device (cuda.tune=on, issue 19 item 3).
+namespace {
+
+// Layer by layer, the value of `key` in the plan's JSON ("" where a layer has none).
+std::vector<std::string> layer_param(slstm_session* s, const std::string& key) {
+  const std::string j = t::describe_json(s);
+  std::vector<std::string> out;
+  const std::string k = "\"" + key + "\": \"";
+  for (std::size_t at = j.find(k); at != std::string::npos; at = j.find(k, at + 1)) {
+    const std::size_t b = at + k.size();
+    out.push_back(j.substr(b, j.find('"', b) - b));
+  }
+  return out;
+}
+
+// A fresh file name under /tmp (the file itself removed), and its removal at the end.
+struct TempPath {
+  std::string path;
+  TempPath() {
+    char tmpl[] = "/tmp/slstm_gpu_tune_XXXXXX";
+    const int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    path = tmpl;
+    std::remove(path.c_str());
+  }
+  ~TempPath() {
+    std::remove(path.c_str());
+    std::remove((path + ".tmp").c_str());
+  }
+};
+
+std::string read_text(const std::string& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  REQUIRE(std::fwrite(text.data(), 1, text.size(), f) == text.size());
+  std::fclose(f);
+}
+
+}  // namespace
+
+TEST_CASE("cuda.tune=on tunes each batch at its first call, keeps the reference's numbers "
+          "and reports the tuned batches",
+          "[gpu][tune]") {
+  Model m = t::random_model(10, {100, 257, 3}, 19601, 1.0f);
+  Session cpu = cpu_session(m.get(), 4, 20);
+  Session gpu = gpu_session_opts(m.get(), 4, 20, "cuda.tune=on;cuda.persistent=on");
+  CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>(3, "none"));
+  const Inputs in3 = make_inputs(m.get(), 3, 20, SLSTM_BATCH_MAJOR, true, true, 19602);
+  const Result first = run_host(gpu.get(), m.get(), in3);
+  require_close(first, run_host(cpu.get(), m.get(), in3), kTolFp32);
+  CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>(3, "3"));
+  const Result again = run_host(gpu.get(), m.get(), in3);  // no tuning now: the same bits
+  CHECK(same_bits(first.output, again.output));
+  CHECK(same_bits(first.final_state, again.final_state));
+  const Inputs in1 = make_inputs(m.get(), 1, 7, SLSTM_TIME_MAJOR, false, false, 19603);
+  require_close(run_host(gpu.get(), m.get(), in1), run_host(cpu.get(), m.get(), in1), kTolFp32);
+  CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>(3, "1,3"));
+}
+
+TEST_CASE("cuda.tune_file keeps the tuned paths, and a later session takes them from it",
+          "[gpu][tune]") {
+  Model m = t::random_model(10, {100, 257, 3}, 19701, 1.0f);
+  TempPath file;
+  const std::string config = "cuda.tune=on;cuda.tune_file=" + file.path;
+  const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19702);
+  {
+    Session first = gpu_session_opts(m.get(), 2, 12, config.c_str());
+    (void)run_host(first.get(), m.get(), in);
+  }
+  const std::string text = read_text(file.path);
+  REQUIRE(text.rfind("# libstacklstm cuda tuning v1\n", 0) == 0);
+  // One line per layer (each has at least cuBLAS and the fused step to choose from).
+  std::size_t lines = 0;
+  for (const char ch : text) lines += ch == '\n' ? 1 : 0;
+  CHECK(lines == 4);
+  // Every entry rewritten to cuBLAS: a new session must follow the file, not its own plan.
+  std::string edited;
+  std::size_t at = 0;
+  for (std::size_t end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
+    std::string line = text.substr(at, end - at);
+    const std::size_t tab = line.rfind('\t');
+    if (line[0] != '#' && tab != std::string::npos) line = line.substr(0, tab + 1) + "cublas";
+    edited += line + "\n";
+  }
+  write_text(file.path, edited);
+  Session second = gpu_session_opts(m.get(), 2, 12, config.c_str());
+  Session cpu = cpu_session(m.get(), 2, 12);
+  require_close(run_host(second.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+  for (const std::string& fused : layer_param(second.get(), "fused_step_batches")) {
+    CHECK(fused.find('2') == std::string::npos);
+  }
+  CHECK(layer_param(second.get(), "tune_file_error").empty());
+  CHECK(read_text(file.path) == edited);  // nothing learned, nothing written
+}
+
+TEST_CASE("a tuning file that is not a cache is neither read nor overwritten, and the plan "
+          "says why",
+          "[gpu][tune]") {
+  Model m = t::random_model(5, {40}, 19801, 1.0f);
+  TempPath file;
+  write_text(file.path, "precious data\n");
+  const std::string config = "cuda.tune=on;cuda.tune_file=" + file.path;
+  Session gpu = gpu_session_opts(m.get(), 2, 6, config.c_str());
+  const Inputs in = make_inputs(m.get(), 2, 6, SLSTM_BATCH_MAJOR, false, false, 19802);
+  (void)run_host(gpu.get(), m.get(), in);
+  const std::vector<std::string> why = layer_param(gpu.get(), "tune_file_error");
+  REQUIRE(why.size() == 1);
+  CHECK(why[0].find("not a libstacklstm tuning cache") != std::string::npos);
+  CHECK(read_text(file.path) == "precious data\n");
 }

@@ -1,0 +1,194 @@
+#include "tune_cache.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <sys/stat.h>
+
+namespace slstm_cuda {
+namespace {
+
+constexpr std::size_t kMaxLine = 1024;
+constexpr std::size_t kMaxFile = 16u << 20;  // a cache file larger than this is not read
+
+// A decimal in [1, 2^31 - 1], digits only.
+bool parse_size(const std::string& s, std::int64_t* v) {
+  if (s.empty() || s.size() > 10 || s[0] == '0') return false;
+  std::int64_t x = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+    x = x * 10 + (ch - '0');
+  }
+  if (x > 2147483647) return false;
+  *v = x;
+  return true;
+}
+
+bool parse_path(const std::string& s, StepPath* p) {
+  if (s == "cublas") *p = StepPath::kCublas;
+  else if (s == "fused") *p = StepPath::kFused;
+  else if (s == "persistent") *p = StepPath::kPersistent;
+  else return false;
+  return true;
+}
+
+// A device name: printable ASCII, no TAB (names come from cudaGetDeviceProperties).
+bool good_device(const std::string& s) {
+  if (s.empty() || s.size() > 256) return false;
+  for (unsigned char ch : s) {
+    if (ch < 0x20 || ch > 0x7e) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> f;
+  std::size_t at = 0;
+  for (;;) {
+    const std::size_t tab = line.find('\t', at);
+    f.push_back(line.substr(at, tab == std::string::npos ? std::string::npos : tab - at));
+    if (tab == std::string::npos) return f;
+    at = tab + 1;
+  }
+}
+
+bool read_file(const std::string& path, std::string* text, bool* exists, std::string* why) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    *exists = errno != ENOENT;
+    if (*exists) *why = path + ": cannot be read (" + std::strerror(errno) + ")";
+    return !*exists;
+  }
+  *exists = true;
+  if (!S_ISREG(st.st_mode)) {
+    *why = path + ": not a regular file";
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *why = path + ": cannot be opened";
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    *why = path + ": read error";
+    return false;
+  }
+  *text = ss.str();
+  if (text->size() > kMaxFile) {
+    *why = path + ": larger than 16 MiB, not a tuning cache";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* step_path_name(StepPath p) {
+  switch (p) {
+    case StepPath::kCublas: return "cublas";
+    case StepPath::kFused: return "fused";
+    case StepPath::kPersistent: return "persistent";
+  }
+  return "cublas";
+}
+
+bool TuneCache::parse(const std::string& text) {
+  if (text.empty()) return true;  // an empty file (mktemp's): an empty cache
+  std::size_t at = 0;
+  bool first = true;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (first) {
+      if (line != kHeader) return false;
+      first = false;
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    const std::vector<std::string> f = split_tabs(line);
+    TuneKey key;
+    StepPath path = StepPath::kCublas;
+    if (line.size() > kMaxLine || f.size() != 6 || !good_device(f[0]) ||
+        (f[1] != "fp32" && f[1] != "tf32") || !parse_size(f[2], &key.input) ||
+        !parse_size(f[3], &key.hidden) || !parse_size(f[4], &key.batch) ||
+        !parse_path(f[5], &path)) {
+      ++skipped_;
+      continue;
+    }
+    key.device = f[0];
+    key.precision = f[1];
+    entries_[key] = path;
+  }
+  return !first;
+}
+
+std::string TuneCache::serialize() const {
+  std::string out = std::string(kHeader) + "\n";
+  for (const auto& [k, p] : entries_) {
+    out += k.device + "\t" + k.precision + "\t" + std::to_string(k.input) + "\t" +
+           std::to_string(k.hidden) + "\t" + std::to_string(k.batch) + "\t" +
+           step_path_name(p) + "\n";
+  }
+  return out;
+}
+
+bool TuneCache::load(const std::string& path, std::string* why) {
+  std::string text;
+  bool exists = false;
+  if (!read_file(path, &text, &exists, why)) return false;
+  if (!exists) return true;
+  TuneCache read;
+  if (!read.parse(text)) {
+    *why = path + ": not a libstacklstm tuning cache (no \"" + kHeader + "\" first line)";
+    return false;
+  }
+  for (const auto& [k, p] : read.entries_) entries_[k] = p;
+  skipped_ += read.skipped_;
+  return true;
+}
+
+bool TuneCache::store(const std::string& path, std::string* why) const {
+  TuneCache merged;
+  if (!merged.load(path, why)) return false;
+  for (const auto& [k, p] : entries_) merged.entries_[k] = p;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      *why = tmp + ": cannot be created (" + std::strerror(errno) + ")";
+      return false;
+    }
+    out << merged.serialize();
+    out.flush();
+    if (!out) {
+      *why = tmp + ": write error";
+      out.close();
+      std::remove(tmp.c_str());
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    *why = path + ": cannot be replaced (" + std::strerror(errno) + ")";
+    std::remove(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+bool TuneCache::find(const TuneKey& key, StepPath* path) const {
+  const auto it = entries_.find(key);
+  if (it == entries_.end()) return false;
+  *path = it->second;
+  return true;
+}
+
+}  // namespace slstm_cuda

@@ -1,0 +1,69 @@
+// The CUDA module's tuning cache (keyed settings cuda.tune=on, cuda.tune_file=PATH): which
+// recurrent step path ran fastest for a layer shape and batch on a device, measured by the
+// session (tune.cpp) and kept in the session and, when the caller names a file, in that file
+// for the next session or process.
+//
+// Plain C++ (no CUDA header), so that the CPU test suite checks it (tests/test_tune_cache.cpp).
+//
+// The file: UTF-8 text, one entry per line, fields separated by one TAB:
+//   device <TAB> precision <TAB> input size <TAB> hidden size <TAB> batch <TAB> path
+// device: the device's name, compute capability and SM count ("NVIDIA H200 sm90 132sm"),
+// precision "fp32" or "tf32", sizes and batch decimal >= 1, path "cublas", "fused" or
+// "persistent". The first line is the header "# libstacklstm cuda tuning v1"; other lines
+// that start with '#' and empty lines are comments. A line that does not parse is skipped
+// (and dropped when the file is written again); an empty file is an empty cache; a file
+// without the header is not read (and not overwritten). Written whole to PATH.tmp, then
+// renamed over PATH.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+
+namespace slstm_cuda {
+
+enum class StepPath { kCublas, kFused, kPersistent };
+
+const char* step_path_name(StepPath p);
+
+struct TuneKey {
+  std::string device;
+  std::string precision;
+  std::int64_t input = 0;
+  std::int64_t hidden = 0;
+  std::int64_t batch = 0;
+  bool operator<(const TuneKey& o) const {
+    return std::tie(device, precision, input, hidden, batch) <
+           std::tie(o.device, o.precision, o.input, o.hidden, o.batch);
+  }
+};
+
+class TuneCache {
+ public:
+  static constexpr const char* kHeader = "# libstacklstm cuda tuning v1";
+
+  // The entries of `text` (a file's contents). False when the header is missing from a
+  // non-empty text: nothing read. Lines that do not parse are skipped and counted in skipped().
+  bool parse(const std::string& text);
+  std::string serialize() const;
+
+  // Reads `path` into the cache (a missing file is an empty cache: true). False, with the
+  // reason, when it exists but cannot be read or has no header.
+  bool load(const std::string& path, std::string* why);
+  // Merges the entries already in `path` (if it is a cache file) under this cache's and writes
+  // the result; false, with the reason, when it cannot be written (nothing else changes).
+  bool store(const std::string& path, std::string* why) const;
+
+  void put(const TuneKey& key, StepPath path) { entries_[key] = path; }
+  // The path stored for key, if any.
+  bool find(const TuneKey& key, StepPath* path) const;
+  std::size_t size() const { return entries_.size(); }
+  std::size_t skipped() const { return skipped_; }
+
+ private:
+  std::map<TuneKey, StepPath> entries_;
+  std::size_t skipped_ = 0;
+};
+
+}  // namespace slstm_cuda

@@ -1,0 +1,162 @@
+// The CUDA module's tuning cache file (cuda/tune_cache.hpp), which is plain C++: checked on
+// every machine, GPU or not.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tune_cache.hpp"
+
+using slstm_cuda::StepPath;
+using slstm_cuda::TuneCache;
+using slstm_cuda::TuneKey;
+
+namespace {
+
+TuneKey key(std::int64_t h, std::int64_t b, const char* precision = "fp32",
+            const char* device = "NVIDIA H200 sm90 132sm") {
+  TuneKey k;
+  k.device = device;
+  k.precision = precision;
+  k.input = 128;
+  k.hidden = h;
+  k.batch = b;
+  return k;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A fresh folder under /tmp, removed with what it holds (files only) at the end.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/slstm_tune_XXXXXX";
+    const char* p = mkdtemp(tmpl);
+    REQUIRE(p != nullptr);
+    path = p;
+  }
+  ~TempDir() {
+    for (const char* f : {"/cache", "/cache.tmp", "/other"}) std::remove((path + f).c_str());
+    rmdir(path.c_str());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("tuning cache: entries survive serialize and parse, one TAB-separated line each",
+          "[tune]") {
+  TuneCache c;
+  c.put(key(300, 10), StepPath::kPersistent);
+  c.put(key(100, 1, "tf32"), StepPath::kFused);
+  c.put(key(2048, 4, "fp32", "NVIDIA H100 80GB HBM3 sm90 132sm"), StepPath::kCublas);
+  const std::string text = c.serialize();
+  CHECK(text.rfind(std::string(TuneCache::kHeader) + "\n", 0) == 0);
+  CHECK(text.find("NVIDIA H200 sm90 132sm\tfp32\t128\t300\t10\tpersistent\n") != std::string::npos);
+  TuneCache back;
+  REQUIRE(back.parse(text));
+  CHECK(back.size() == 3);
+  CHECK(back.skipped() == 0);
+  StepPath p = StepPath::kCublas;
+  REQUIRE(back.find(key(100, 1, "tf32"), &p));
+  CHECK(p == StepPath::kFused);
+  REQUIRE(back.find(key(2048, 4, "fp32", "NVIDIA H100 80GB HBM3 sm90 132sm"), &p));
+  CHECK(p == StepPath::kCublas);
+  CHECK_FALSE(back.find(key(100, 1, "fp32"), &p));  // another precision is another key
+  CHECK(back.serialize() == text);
+}
+
+TEST_CASE("tuning cache: a line that does not parse is skipped, the others are kept", "[tune]") {
+  const std::string h = std::string(TuneCache::kHeader) + "\n";
+  TuneCache c;
+  REQUIRE(c.parse(h + "# a comment\n\n"
+                      "dev\tfp32\t8\t16\t2\tfused\n"          // good
+                      "dev\tfp16\t8\t16\t2\tfused\n"          // precision
+                      "dev\tfp32\t0\t16\t2\tfused\n"          // input 0
+                      "dev\tfp32\t08\t16\t2\tfused\n"         // leading zero
+                      "dev\tfp32\t8\t16\t2\tgraph\n"          // path
+                      "dev\tfp32\t8\t16\t2\n"                 // field missing
+                      "dev\tfp32\t8\t16\t2\tfused\textra\n"   // field extra
+                      "dev\tfp32\t8\t99999999999\t2\tfused\n" // beyond int
+                      "\tfp32\t8\t16\t2\tfused\n"             // no device
+                      "d\x01v\tfp32\t8\t16\t2\tfused\n"       // control character
+                      "dev\tfp32\t8\t16\t3\tcublas\r\n"));    // CRLF: good
+  CHECK(c.size() == 2);
+  CHECK(c.skipped() == 9);
+}
+
+TEST_CASE("tuning cache: a text without the header is not a cache, an empty one is empty",
+          "[tune]") {
+  TuneCache c;
+  CHECK_FALSE(c.parse("dev\tfp32\t8\t16\t2\tfused\n"));
+  CHECK(c.size() == 0);
+  CHECK(c.parse(""));
+  CHECK(c.size() == 0);
+}
+
+TEST_CASE("tuning cache: store writes the file, merging what it held, and load reads it back",
+          "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  std::string why;
+  TuneCache none;
+  CHECK(none.load(path, &why));  // no file yet: an empty cache
+  CHECK(none.size() == 0);
+  TuneCache first;
+  first.put(key(100, 1), StepPath::kFused);
+  first.put(key(200, 1), StepPath::kCublas);
+  REQUIRE(first.store(path, &why));
+  TuneCache second;
+  second.put(key(200, 1), StepPath::kPersistent);  // replaces the file's entry
+  second.put(key(300, 1), StepPath::kFused);
+  REQUIRE(second.store(path, &why));
+  struct stat st {};
+  CHECK(stat((path + ".tmp").c_str(), &st) != 0);  // renamed, not left behind
+  TuneCache back;
+  REQUIRE(back.load(path, &why));
+  CHECK(back.size() == 3);
+  StepPath p = StepPath::kCublas;
+  REQUIRE(back.find(key(200, 1), &p));
+  CHECK(p == StepPath::kPersistent);
+  REQUIRE(back.find(key(100, 1), &p));
+  CHECK(p == StepPath::kFused);
+}
+
+TEST_CASE("tuning cache: a file that is not a cache is neither read nor overwritten",
+          "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/other";
+  {
+    std::ofstream out(path);
+    out << "precious data\n";
+  }
+  std::string why;
+  TuneCache c;
+  CHECK_FALSE(c.load(path, &why));
+  CHECK(why.find("not a libstacklstm tuning cache") != std::string::npos);
+  c.put(key(100, 1), StepPath::kFused);
+  CHECK_FALSE(c.store(path, &why));
+  CHECK(slurp(path) == "precious data\n");
+}
+
+TEST_CASE("tuning cache: a file in a folder that does not exist cannot be written, and says so",
+          "[tune]") {
+  TuneCache c;
+  c.put(key(100, 1), StepPath::kFused);
+  std::string why;
+  CHECK_FALSE(c.store("/nonexistent-slstm-dir/cache", &why));
+  CHECK(why.find("/nonexistent-slstm-dir/cache") != std::string::npos);
+  TuneCache d;
+  CHECK_FALSE(d.load("/", &why));  // a folder is not a cache file
+  CHECK(why.find("not a regular file") != std::string::npos);
+}
