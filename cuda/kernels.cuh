@@ -47,47 +47,72 @@ cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const flo
                                  int batch, int hidden);
 
 // ---- The persistent recurrent kernel (persistent.cu; keyed setting cuda.persistent=on).
-// ONE launch runs steps [t0, t1) of one layer for a batch of at most 16 rows: the numbers of
-// launch_lstm_rec_step step by step, bit for bit (the same sums in the same order, the same
-// cell), without a launch per step and with W_h read from HBM/L2 once per launch instead
-// of once per step. Each CTA keeps the four gate rows of its kRecWarps units in shared
-// memory and c in registers; h alternates between h_even (read by even steps: the state's
-// h) and h_odd (the second h buffer) as with the fused step. Between steps the CTAs meet at
-// a grid barrier of step-tagged flags (a release store per CTA, acquire polls), bounded in
-// time: a wait longer than timeout_ns stops every CTA and sets *status (host-mapped) to 1;
-// the call's results are then invalid and the session falls back (session.cpp). Every CTA
-// must be resident at once: the launch is cooperative (it fails rather than deadlock) and
-// the plan admits a shape only where persistent_ctas_per_sm says the device holds them.
-struct PersistentArgs {
+// ONE launch runs steps [t0, t1) of one layer, or of a whole stack as a wavefront, for a
+// batch of at most 16 rows, without a launch per step and with the weights read from
+// HBM/L2 once per launch instead of once per step. Each CTA keeps the four gate rows of its
+// kRecWarps units in shared memory and c in registers; h alternates between h_even (read
+// by even steps: the state's h) and h_odd (the second h buffer) as with the fused step.
+//
+// A layer either adds precomputed pre-activations z (wx null: the input GEMM ran before the
+// launch; then its numbers are launch_lstm_rec_step's, bit for bit: the same sums in the
+// same order, the same cell) or computes its input projection itself from [W_x | W_h] over
+// [its input row | h] (wx given: the input row t of batch row b at src + t * src_step +
+// b * ld_x, ld_x columns, the bias in W_x's column of ones unless `bias` is given). The
+// layers of one launch occupy consecutive CTAs from cta_begin; a CTA starts step t once
+// its own layer's CTAs have published step t - 1 and, for a layer with wx, the layer before
+// it in the launch has published step t: step-tagged flags (a release store per CTA and
+// step, acquire polls), each wait bounded in time: a wait longer than timeout_ns stops every
+// CTA and sets *status (host-mapped) to 1; the call's results are then invalid and the
+// session falls back (session.cpp). A cooperative launch of several CTAs needs them all
+// resident at once (it fails rather than deadlock); the plan admits a launch only where
+// persistent_ctas_per_sm says the device holds them. A launch of one step of one layer
+// waits for nothing and needs no co-residency (the fallback's form).
+constexpr int kMaxStackLayers = 8;
+struct PersistentLayer {
   const float* wh = nullptr;     // [4H, H] row-major
-  const float* z = nullptr;      // step t's pre-activations [batch, 4H] at z + t * z_step
+  const float* wx = nullptr;     // [4H, ld_x] row-major, or null: z holds the projection
+  const float* z = nullptr;      // wx null: step t's pre-activations [batch, 4H] at z + t * z_step
   std::int64_t z_step = 0;
-  const float* bias = nullptr;   // [4H] added in FP32, or null (the bias is in z)
+  const float* src = nullptr;    // wx given: the input rows (see above)
+  std::int64_t src_step = 0;
+  int ld_x = 0;
+  const float* bias = nullptr;   // [4H] added in FP32, or null
   float* h_even = nullptr;       // [batch, H]
   float* h_odd = nullptr;        // [batch, H]
   float* c = nullptr;            // [batch, H]
   float* y = nullptr;            // row b of step t at y + t * y_step + b * y_stride, or null
   std::int64_t y_step = 0;
   std::int64_t y_stride = 0;
+  int hidden = 0;
+  int cta_begin = 0;             // first CTA of this layer in the launch
+};
+struct PersistentArgs {
+  PersistentLayer layer[kMaxStackLayers];
+  int layers = 0;
   const std::int32_t* len = nullptr;  // [batch] device memory
   int t0 = 0;
   int t1 = 0;
   int batch = 0;
-  int hidden = 0;
-  unsigned* sync = nullptr;      // persistent_sync_words(hidden), zeroed before step 0
+  unsigned* sync = nullptr;      // persistent_sync_words(CTAs of the launch), zeroed before step 0
   int* status = nullptr;         // host-mapped word, set to 1 on a timeout
-  long long timeout_ns = 0;      // bound of one wait at the grid barrier
+  long long timeout_ns = 0;      // bound of one wait (0: every wait gives up at once)
 };
-// CTAs of one launch (kRecWarps units each) and the unsigned words of its sync buffer.
+// CTAs of a layer of `hidden` units (kRecWarps units each), and the unsigned words of the
+// sync buffer of a launch of `ctas` CTAs.
 int persistent_ctas(int hidden);
-std::size_t persistent_sync_words(int hidden);
-// Dynamic shared memory of one CTA: its units' W_h rows, the staged h, the reduction.
-std::size_t persistent_smem_bytes(int batch, int hidden);
-// CTAs of the (batch, hidden) kernel one SM of the current device holds at once (0: none, or
-// batch > 16, or a CUDA error, which is cleared). Raises the kernel's dynamic shared memory
-// limit to the current device's opt-in maximum.
-int persistent_ctas_per_sm(int batch, int hidden);
-cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args);
+std::size_t persistent_sync_words(int ctas);
+// Dynamic shared memory of one CTA of a layer: its units' rows of [W_x | W_h] (x_cols = 0:
+// W_h only), the staged [input | h] rows, the reduction.
+std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols);
+// CTAs of the batch's kernel with `smem` bytes each that one SM of the current device holds
+// at once (0: none, or batch > 16, or a CUDA error, which is cleared). Raises the kernel's
+// dynamic shared memory limit to the current device's opt-in maximum.
+int persistent_ctas_per_sm(int batch, std::size_t smem);
+// The launch: CTAs as the layers' cta_begin and hidden sizes say, `smem` bytes each (the
+// largest any of its layers needs); cooperative: all CTAs resident at once (needed whenever
+// a CTA waits: several steps, or several layers).
+cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
+                                   std::size_t smem, bool cooperative);
 
 // Stream slots: copies between the slots' states (slot s's packed batch-1 state: row_floats
 // floats at slots + s * row_floats) and a packed state of `batch` rows (piece p of row b at

@@ -117,14 +117,16 @@ std::int32_t session_slot_forward(void* session, const slstm_cuda_forward_desc* 
   });
 }
 
-std::int32_t session_tuning(void* session, std::uint32_t* tuned_batches, char* file_error,
-                            std::size_t file_error_size, char* msg, std::size_t size) {
+std::int32_t session_live_plan(void* session, std::uint32_t* tuned_batches,
+                               std::uint32_t* stack_batches, char* file_error,
+                               std::size_t file_error_size, char* msg, std::size_t size) {
   return firewall(msg, size, [&] {
-    if (session == nullptr || tuned_batches == nullptr) {
-      fail(SLSTM_ERR_INTERNAL, "session_tuning: NULL");
+    if (session == nullptr || tuned_batches == nullptr || stack_batches == nullptr) {
+      fail(SLSTM_ERR_INTERNAL, "session_live_plan: NULL");
     }
     const Session& s = *static_cast<const Session*>(session);
     *tuned_batches = s.tuned_batches();
+    *stack_batches = s.stack_batches();
     write_message(file_error, file_error_size, s.tune_file_error().c_str());
   });
 }
@@ -139,7 +141,7 @@ void session_destroy(void* session) {
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
-    &session_slot_write, &session_slot_read, &session_slot_forward, &session_tuning};
+    &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan};
 
 }  // namespace
 }  // namespace slstm_cuda

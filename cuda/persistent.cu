@@ -1,25 +1,29 @@
 // The persistent recurrent kernel (kernels.cuh, "The persistent recurrent kernel"): the
-// fused small-batch step of kernels.cu run for every step of a chunk inside ONE launch.
+// fused small-batch step of kernels.cu run for every step of a chunk inside ONE launch, for
+// one layer or for a whole stack as a wavefront.
 //
-// Layout. CTA j owns units u = j * kRecWarps + w (warp w), as the fused step's blocks do.
-// Its shared memory holds, for its kRecWarps units, the four gate rows of W_h
-// (ws[w][q][k] = W_h[q*H + u][k], loaded once per launch: lane-strided reads are
-// conflict-free), h_{t-1} staged for every row (as the fused step stages it) and the
+// Layout. The layers of a launch take consecutive CTAs; within a layer, CTA j owns units
+// u = j * kRecWarps + w (warp w), as the fused step's blocks do. Its shared memory holds,
+// for its kRecWarps units, the four gate rows of W_h, or of [W_x | W_h] when the layer
+// computes its own input projection (ws[w][q][k], loaded once per launch: lane-strided reads
+// are conflict-free), the step's [input row | h_{t-1}] staged for every batch row, and the
 // parking area of the warp reduction. Lane b < batch of warp w keeps c of (b, u) in a
 // register for the whole launch.
 //
-// Per step t: stage h_{t-1} (L2 loads: another CTA wrote it, L1 is not coherent), every lane
-// accumulates its k = lane, lane + 32, ... in the fused step's order, RecReduce + rec_park,
-// lane b adds z (and bias) and runs the cell: the same operations in the same order as
-// lstm_rec_step_kernel, hence the same bits. Then the grid barrier: after __syncthreads,
-// thread 0 fences and release-stores t + 1 into its CTA's flag; threads j < gridDim.x
-// acquire-poll flag j until it reaches t + 1. One barrier per step suffices with h
-// double-buffered: a CTA overwrites the buffer it read at step t - 1 only after every CTA
-// has published step t - 1, which it does after staging.
+// Per step t: wait (below), stage the rows (L2 loads: other CTAs wrote them, L1 is not
+// coherent), every lane accumulates its k = lane, lane + 32, ... in the fused step's order,
+// RecReduce + rec_park, lane b adds z (and bias) and runs the cell: for a layer with
+// precomputed z, the same operations in the same order as lstm_rec_step_kernel, hence the
+// same bits. Then the CTA publishes step t: after __syncthreads, thread 0 fences and
+// release-stores t + 1 into its flag. Before step t a CTA's threads acquire-poll the flags of
+// its layer's CTAs until they reach t (step t - 1 done everywhere: with h double-buffered,
+// the buffer step t overwrites was read at step t - 1, before that step was published) and,
+// when the layer below runs in the same launch, that layer's flags until they reach t + 1
+// (its output row t, written once, is there).
 //
 // A wait is bounded by timeout_ns (globaltimer): past it, the CTA raises the abort word
 // (read by every waiter) and the host-mapped status, and every CTA leaves at its next
-// barrier. Nothing here can hang the device.
+// wait. Nothing here can hang the device.
 #include <cuda/atomic>
 
 #include "kernels.cuh"
@@ -73,60 +77,104 @@ __device__ bool wait_flag(unsigned* sync, int j, int ctas, unsigned step, int* s
   }
 }
 
+// Waits, with every thread of the CTA, until the flags of CTAs [b0, b1) reach s0 and those of
+// [b2, b3) reach s2 (empty ranges: no wait); false when abandoned (the CTA must stop).
+__device__ bool wait_ranges(const PersistentArgs& a, int b0, int b1, unsigned s0, int b2, int b3,
+                            unsigned s2, int* stop) {
+  const int ctas = static_cast<int>(gridDim.x);
+  const int n0 = b1 - b0, n = n0 + (b3 - b2);
+  for (int i = static_cast<int>(threadIdx.x); i < n; i += kRecThreads) {
+    const bool first = i < n0;
+    const int j = first ? b0 + i : b2 + (i - n0);
+    if (!wait_flag(a.sync, j, ctas, first ? s0 : s2, a.status, a.timeout_ns)) *stop = 1;
+  }
+  __threadfence();
+  __syncthreads();
+  return *stop == 0;
+}
+
 template <int BMAX>
-__global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(PersistentArgs a) {
+__global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const PersistentArgs a) {
   constexpr int N = LstmCell::kGates * BMAX;
   extern __shared__ float smem[];
   __shared__ int stop;
-  const int H = a.hidden;
-  const std::int64_t G = static_cast<std::int64_t>(LstmCell::kGates) * H;
-  float* ws = smem;                                           // [kRecWarps][4][H]
-  float* hs = ws + static_cast<std::int64_t>(kRecWarps) * G;  // [BMAX][H]
-  float* red = hs + static_cast<std::int64_t>(BMAX) * H;      // [kRecWarps][N]
+  // This CTA's layer: the last whose first CTA is at or before it.
+  int li = 0;
+  for (int i = 1; i < a.layers; ++i) {
+    if (static_cast<int>(blockIdx.x) >= a.layer[i].cta_begin) li = i;
+  }
+  const PersistentLayer& L = a.layer[li];
+  const int H = L.hidden;
+  const int KX = L.wx != nullptr ? L.ld_x : 0;  // input columns computed here
+  const int K = KX + H;
+  const std::int64_t GK = static_cast<std::int64_t>(LstmCell::kGates) * K;
+  float* ws = smem;                                            // [kRecWarps][4][K]
+  float* xs = ws + static_cast<std::int64_t>(kRecWarps) * GK;  // [BMAX][K]: input row | h
+  float* red = xs + static_cast<std::int64_t>(BMAX) * K;       // [kRecWarps][N]
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int warp = static_cast<int>(threadIdx.x) >> 5;
-  const int u0 = static_cast<int>(blockIdx.x) * kRecWarps;
+  const int own_begin = L.cta_begin;
+  const int own_end = li + 1 < a.layers ? a.layer[li + 1].cta_begin : static_cast<int>(gridDim.x);
+  // The layer below, when it runs in this launch, produces this layer's input rows.
+  const int prev_begin = KX > 0 && li > 0 ? a.layer[li - 1].cta_begin : own_begin;
+  const int prev_end = own_begin;
+  const int u0 = (static_cast<int>(blockIdx.x) - own_begin) * kRecWarps;
   const int u = u0 + warp;
   const bool live = u < H;
-  const int ctas = static_cast<int>(gridDim.x);
 
-  // This CTA's W_h rows, once (rows of units past H: zero, never used).
-  const std::int64_t n_w = static_cast<std::int64_t>(kRecWarps) * G;
+  // This CTA's rows of [W_x | W_h], once (rows of units past H: zero, never used).
+  const std::int64_t n_w = static_cast<std::int64_t>(kRecWarps) * GK;
   for (std::int64_t i = threadIdx.x; i < n_w; i += kRecThreads) {
-    const std::int64_t w = i / G, r = i - w * G, q = r / H, k = r - q * H;
-    const std::int64_t uu = u0 + w;
-    ws[i] = uu < H ? a.wh[(q * H + uu) * H + k] : 0.0f;
+    const std::int64_t w = i / GK, r = i - w * GK, q = r / K, k = r - q * K;
+    const std::int64_t uu = u0 + w, row = q * H + uu;
+    float v = 0.0f;
+    if (uu < H) v = k < KX ? L.wx[row * KX + k] : L.wh[row * H + (k - KX)];
+    ws[i] = v;
   }
   const bool owner = live && lane < a.batch;  // lane b owns (row b, unit u)
   const std::int64_t i_own = static_cast<std::int64_t>(lane) * H + u;
-  float c = owner ? a.c[i_own] : 0.0f;
+  float c = owner ? L.c[i_own] : 0.0f;
   if (threadIdx.x == 0) stop = 0;
   __syncthreads();
 
-  const int n_h = BMAX * H;
-  const int n_live = a.batch * H;
+  const int n_x = BMAX * K;
   for (int t = a.t0; t < a.t1; ++t) {
+    // Before step t: this layer's CTAs are done with step t - 1 (they have read the h buffer
+    // this step overwrites and written the one it reads), and the layer below with step t.
+    const bool own_wait = t > a.t0;
+    if ((own_wait || prev_end > prev_begin) &&
+        !wait_ranges(a, own_begin, own_wait ? own_end : own_begin, static_cast<unsigned>(t),
+                     prev_begin, prev_end, static_cast<unsigned>(t + 1), &stop)) {
+      break;  // the results are invalid; the host knows from *status
+    }
     const bool even = (t & 1) == 0;
-    const float* h_prev = even ? a.h_even : a.h_odd;
-    float* h_next = even ? a.h_odd : a.h_even;
-    for (int i = static_cast<int>(threadIdx.x); i < n_h; i += kRecThreads) {
-      hs[i] = i < n_live ? __ldcg(h_prev + i) : 0.0f;
+    const float* h_prev = even ? L.h_even : L.h_odd;
+    float* h_next = even ? L.h_odd : L.h_even;
+    const float* src = KX > 0 ? L.src + t * L.src_step : nullptr;
+    for (int i = static_cast<int>(threadIdx.x); i < n_x; i += kRecThreads) {
+      const int b = i / K, k = i - b * K;
+      float v = 0.0f;
+      if (b < a.batch) {
+        v = k < KX ? __ldcg(src + static_cast<std::int64_t>(b) * KX + k)
+                   : __ldcg(h_prev + static_cast<std::int64_t>(b) * H + (k - KX));
+      }
+      xs[i] = v;
     }
     __syncthreads();
     if (live) {
-      const float* w = ws + static_cast<std::int64_t>(warp) * G;
+      const float* w = ws + static_cast<std::int64_t>(warp) * GK;
       float v[N];
 #pragma unroll
       for (int i = 0; i < N; ++i) v[i] = 0.0f;
 #pragma unroll 4
-      for (int k = lane; k < H; k += 32) {
+      for (int k = lane; k < K; k += 32) {
         const float w0 = w[k];
-        const float w1 = w[H + k];
-        const float w2 = w[2 * H + k];
-        const float w3 = w[3 * H + k];
+        const float w1 = w[K + k];
+        const float w2 = w[2 * K + k];
+        const float w3 = w[3 * K + k];
 #pragma unroll
         for (int b = 0; b < BMAX; ++b) {
-          const float x = hs[b * H + k];
+          const float x = xs[b * K + k];
           v[4 * b + 0] = fmaf(w0, x, v[4 * b + 0]);
           v[4 * b + 1] = fmaf(w1, x, v[4 * b + 1]);
           v[4 * b + 2] = fmaf(w2, x, v[4 * b + 2]);
@@ -139,26 +187,30 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(Persist
       __syncwarp();
       if (owner) {
         const int b = lane;
-        const float* zr = a.z + t * a.z_step + static_cast<std::int64_t>(b) * G;
         float zq[LstmCell::kGates];
+        if (KX > 0) {
 #pragma unroll
-        for (int q = 0; q < LstmCell::kGates; ++q) {
-          const int r = q * H + u;
-          zq[q] = zr[r] + my_red[LstmCell::kGates * b + q];
-          if (a.bias != nullptr) zq[q] += a.bias[r];
+          for (int q = 0; q < LstmCell::kGates; ++q) zq[q] = my_red[LstmCell::kGates * b + q];
+        } else {
+          const float* zr = L.z + t * L.z_step + static_cast<std::int64_t>(b) * LstmCell::kGates * H;
+#pragma unroll
+          for (int q = 0; q < LstmCell::kGates; ++q) zq[q] = zr[q * H + u] + my_red[LstmCell::kGates * b + q];
+        }
+        if (L.bias != nullptr) {
+#pragma unroll
+          for (int q = 0; q < LstmCell::kGates; ++q) zq[q] += L.bias[q * H + u];
         }
         float out = 0.0f;
         if (t < a.len[b]) {
           out = LstmCell::cell(zq, c);
           __stcg(h_next + i_own, out);
         } else {
-          __stcg(h_next + i_own, hs[b * H + u]);  // frozen past the sequence's length
+          __stcg(h_next + i_own, xs[b * K + KX + u]);  // frozen past the sequence's length
         }
-        if (a.y != nullptr) a.y[t * a.y_step + b * a.y_stride + u] = out;
+        if (L.y != nullptr) __stcg(L.y + t * L.y_step + b * L.y_stride + u, out);
       }
     }
-    if (t + 1 == a.t1) break;  // the kernel's end orders the last step's writes
-    // The grid barrier of step t.
+    // Step t done: publish it.
     __syncthreads();
     if (threadIdx.x == 0) {
       __threadfence();
@@ -166,16 +218,8 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(Persist
           a.sync[static_cast<int>(blockIdx.x) * kFlagStride]);
       mine.store(static_cast<unsigned>(t + 1), cuda::memory_order_release);
     }
-    for (int j = static_cast<int>(threadIdx.x); j < ctas; j += kRecThreads) {
-      if (!wait_flag(a.sync, j, ctas, static_cast<unsigned>(t + 1), a.status, a.timeout_ns)) {
-        stop = 1;
-      }
-    }
-    __threadfence();
-    __syncthreads();
-    if (stop != 0) break;  // the results are invalid; the host knows from *status
   }
-  if (owner) a.c[i_own] = c;
+  if (owner) L.c[i_own] = c;
 }
 
 template <int BMAX>
@@ -198,21 +242,21 @@ void* persistent_kernel(int bmax) {
 
 int persistent_ctas(int hidden) { return (hidden + kRecWarps - 1) / kRecWarps; }
 
-std::size_t persistent_sync_words(int hidden) {
-  return static_cast<std::size_t>(persistent_ctas(hidden) + 1) * kFlagStride;
+std::size_t persistent_sync_words(int ctas) {
+  return static_cast<std::size_t>(ctas + 1) * kFlagStride;
 }
 
-std::size_t persistent_smem_bytes(int batch, int hidden) {
-  const auto h = static_cast<std::size_t>(hidden);
+std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols) {
+  const auto k = static_cast<std::size_t>(hidden) + static_cast<std::size_t>(x_cols);
   const auto bmax = static_cast<std::size_t>(rec_bmax(batch));
-  return (static_cast<std::size_t>(kRecWarps) * 4 * h + bmax * h +
+  return (static_cast<std::size_t>(kRecWarps) * 4 * k + bmax * k +
           static_cast<std::size_t>(kRecWarps) * 4 * bmax) *
          sizeof(float);
 }
 
-int persistent_ctas_per_sm(int batch, int hidden) {
+int persistent_ctas_per_sm(int batch, std::size_t smem) {
   void* kernel = persistent_kernel(rec_bmax(batch));
-  if (kernel == nullptr || batch < 1 || hidden < 1) return 0;
+  if (kernel == nullptr || batch < 1) return 0;
   int device = 0, optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
@@ -220,7 +264,6 @@ int persistent_ctas_per_sm(int batch, int hidden) {
     (void)cudaGetLastError();
     return 0;
   }
-  const std::size_t smem = persistent_smem_bytes(batch, hidden);
   if (smem > static_cast<std::size_t>(optin)) return 0;
   // The device's limit, not this shape's size: the attribute belongs to the kernel, which
   // other layers and sessions launch with other sizes.
@@ -235,21 +278,26 @@ int persistent_ctas_per_sm(int batch, int hidden) {
   return per_sm;
 }
 
-cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args) {
+cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
+                                   std::size_t smem, bool cooperative) {
   void* kernel = persistent_kernel(rec_bmax(args.batch));
-  if (kernel == nullptr || args.hidden < 1 || args.t0 < 0 || args.t1 <= args.t0) {
+  if (kernel == nullptr || args.layers < 1 || args.layers > kMaxStackLayers || args.t0 < 0 ||
+      args.t1 <= args.t0) {
     return cudaErrorInvalidValue;
   }
+  const PersistentLayer& last = args.layer[args.layers - 1];
+  if (last.hidden < 1) return cudaErrorInvalidValue;
+  const int ctas = last.cta_begin + persistent_ctas(last.hidden);
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(persistent_ctas(args.hidden)));
+  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
   cfg.blockDim = dim3(kRecThreads);
-  cfg.dynamicSmemBytes = persistent_smem_bytes(args.batch, args.hidden);
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = cooperative ? 1 : 0;
   void* params[] = {const_cast<PersistentArgs*>(&args)};
   const cudaError_t e = cudaLaunchKernelExC(&cfg, kernel, params);
   if (e != cudaSuccess) return e;

@@ -10,15 +10,6 @@
 namespace slstm_cuda {
 namespace {
 
-// Where layer l's output rows go: row b of step t at y + t * step + b * stride, in the next
-// layer's input (hseq) or the caller's output in the call's layout.
-struct OutputRows {
-  float* y = nullptr;
-  std::int64_t step = 0;
-  std::int64_t stride = 0;
-  float* at(std::int64_t t) const { return y + t * step; }
-};
-
 }  // namespace
 
 StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch) {
@@ -41,7 +32,7 @@ void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int
     for (LayerData& ld : layers) {
       // Only where the fused step also runs: it is the fallback, with the same bits.
       if (!rec_step_fits(b, ld.hid)) continue;
-      const int per_sm = persistent_ctas_per_sm(b, ld.hid);
+      const int per_sm = persistent_ctas_per_sm(b, persistent_smem_bytes(b, ld.hid, 0));
       if (per_sm < 1) continue;
       const int need = (persistent_ctas(ld.hid) + per_sm - 1) / per_sm;
       if (sms_taken + need > sms) continue;
@@ -49,6 +40,24 @@ void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int
       ld.plan.persistent_batches |= 1u << (b - 1);
     }
   }
+}
+
+std::uint32_t plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms) {
+  std::uint32_t mask = 0;
+  if (layers.size() < 2 || layers.size() > static_cast<std::size_t>(kMaxStackLayers)) return 0;
+  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, 16));
+  for (int b = 1; b <= n; ++b) {
+    std::size_t smem = 0;
+    std::int64_t ctas = 0;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const LayerData& ld = layers[l];
+      smem = std::max(smem, persistent_smem_bytes(b, ld.hid, l == 0 ? 0 : ld.ld_x));
+      ctas += persistent_ctas(ld.hid);
+    }
+    const int per_sm = persistent_ctas_per_sm(b, smem);
+    if (per_sm >= 1 && ctas <= static_cast<std::int64_t>(per_sm) * sms) mask |= 1u << (b - 1);
+  }
+  return mask;
 }
 
 // Steps per chunk of the wavefront: small enough that layer l+1 starts soon after layer l,
@@ -74,6 +83,10 @@ void Session::input_gemm(cublasHandle_t blas, const LayerData& layer, const floa
 
 // Forks every layer's streams from `origin`, runs the wavefront, joins them back.
 void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int32_t layout) {
+  if (stack_planned(batch)) {
+    enqueue_stack(origin, batch, time, layout);
+    return;
+  }
   const std::int64_t B = batch, T = time;
   check(cudaEventRecord(ev_fork_.get(), origin), "cudaEventRecord");
   for (LayerData& ld : layers_) {
@@ -120,54 +133,31 @@ StepPath Session::step_path(const LayerData& ld, int batch) const {
 // on `path`.
 void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int batch,
                             int time, std::int32_t layout, StepPath path) {
-  const std::size_t L = layers_.size();
   const std::int64_t B = batch, T = time;
   const float one = 1.0f;
   LayerData& ld = layers_[l];
-  const LayerData& last = layers_.back();
   const std::int64_t H = ld.hid, G = 4 * H;
   float* c = d_state_.get() + B * ld.state_c_row;
   float* h = d_state_.get() + B * ld.state_h_row;
   float* hbuf = ld.hbuf.get();
-  OutputRows out;
-  if (l + 1 < L) {
-    out = {ld.hseq.get(), B * ld.ld_next, ld.ld_next};
-  } else if (layout == SLSTM_TIME_MAJOR) {
-    out = {d_out_.get(), B * last.hid, last.hid};
-  } else {
-    out = {d_out_.get(), last.hid, T * last.hid};
-  }
+  const OutputRows out = output_rows(l, batch, time, layout);
   // Small batches: the persistent kernel (one launch for the chunk), or one fused kernel per
   // step, h alternating between the state's h (even steps read it) and hbuf (odd steps read
   // it); else a cuBLAS GEMM + the step kernel.
   const bool persistent = path == StepPath::kPersistent;
   const bool fused = path == StepPath::kFused;
   if (persistent) {
+    const int ctas = persistent_ctas(ld.hid);
     if (t0 == 0) {
-      check(cudaMemsetAsync(ld.sync.get(), 0, persistent_sync_words(ld.hid) * sizeof(unsigned),
+      check(cudaMemsetAsync(ld.sync.get(), 0, persistent_sync_words(ctas) * sizeof(unsigned),
                             ld.rec.get()),
             "cudaMemsetAsync (persistent flags)");
     }
-    PersistentArgs a;
-    a.wh = ld.wh.get();
-    a.z = ld.zx.get();
-    a.z_step = B * G;
-    a.bias = ld.bias.get();
-    a.h_even = h;
-    a.h_odd = hbuf;
-    a.c = c;
-    a.y = out.y;
-    a.y_step = out.step;
-    a.y_stride = out.stride;
-    a.len = d_len_.get();
-    a.t0 = static_cast<int>(t0);
-    a.t1 = static_cast<int>(t1);
-    a.batch = batch;
-    a.hidden = ld.hid;
-    a.sync = ld.sync.get();
-    a.status = d_status_;
-    a.timeout_ns = persistent_timeout_ns_;
-    check(launch_lstm_persistent(ld.rec.get(), a), "lstm_persistent_kernel");
+    PersistentArgs a = persistent_args(t0, t1, batch, ld.sync.get());
+    a.layers = 1;
+    a.layer[0] = persistent_layer(l, batch, time, layout, false);
+    check(launch_lstm_persistent(ld.rec.get(), a, persistent_smem_bytes(batch, ld.hid, 0), true),
+          "lstm_persistent_kernel");
   }
   for (std::int64_t t = persistent ? t1 : t0; t < t1; ++t) {
     float* z = ld.zx.get() + t * B * G;
@@ -194,6 +184,113 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
                           cudaMemcpyDeviceToDevice, ld.rec.get()),
           "cudaMemcpyAsync (h buffer)");
   }
+}
+
+// Where layer l's output rows go in a call of (batch, time, layout).
+OutputRows Session::output_rows(std::size_t l, int batch, int time, std::int32_t layout) {
+  const std::int64_t B = batch, T = time;
+  const LayerData& ld = layers_[l];
+  const LayerData& last = layers_.back();
+  if (l + 1 < layers_.size()) return {ld.hseq.get(), B * ld.ld_next, ld.ld_next};
+  if (layout == SLSTM_TIME_MAJOR) return {d_out_.get(), B * last.hid, last.hid};
+  return {d_out_.get(), last.hid, T * last.hid};
+}
+
+// Layer l in a persistent launch: its own input projection from the layer below's rows
+// (in_stack, l >= 1), else the precomputed pre-activations zx.
+PersistentLayer Session::persistent_layer(std::size_t l, int batch, int time,
+                                          std::int32_t layout, bool in_stack) {
+  const std::int64_t B = batch;
+  LayerData& ld = layers_[l];
+  PersistentLayer p;
+  p.wh = ld.wh.get();
+  if (in_stack && l > 0) {
+    p.wx = ld.wx.get();
+    p.src = layers_[l - 1].hseq.get();
+    p.src_step = B * ld.ld_x;
+    p.ld_x = ld.ld_x;
+  } else {
+    p.z = ld.zx.get();
+    p.z_step = B * 4 * ld.hid;
+  }
+  p.bias = ld.bias.get();
+  p.h_even = d_state_.get() + B * ld.state_h_row;
+  p.h_odd = ld.hbuf.get();
+  p.c = d_state_.get() + B * ld.state_c_row;
+  const OutputRows out = output_rows(l, batch, time, layout);
+  p.y = out.y;
+  p.y_step = out.step;
+  p.y_stride = out.stride;
+  p.hidden = ld.hid;
+  return p;
+}
+
+PersistentArgs Session::persistent_args(std::int64_t t0, std::int64_t t1, int batch,
+                                        unsigned* sync) const {
+  PersistentArgs a;
+  a.len = d_len_.get();
+  a.t0 = static_cast<int>(t0);
+  a.t1 = static_cast<int>(t1);
+  a.batch = batch;
+  a.sync = sync;
+  a.status = d_status_;
+  a.timeout_ns = persistent_timeout_ns_;
+  return a;
+}
+
+// The whole stack as ONE persistent launch (stack_on): layer 0's input GEMM for all T, then
+// every layer's CTAs running the wavefront, each layer >= 1 projecting its input itself.
+// After a failure of the persistent kernel (persistent_off_), the same kernel one step of
+// one layer per launch, in step order: no waiting, no co-residency, the same numbers.
+void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32_t layout) {
+  LayerData& first = layers_.front();
+  const cudaStream_t s = first.rec.get();
+  const std::int64_t B = batch, T = time;
+  check(cudaEventRecord(ev_fork_.get(), origin), "cudaEventRecord");
+  check(cudaStreamWaitEvent(s, ev_fork_.get(), 0), "cudaStreamWaitEvent");
+  input_gemm(first.rec_blas.get(), first, d_x_.get(), 0, T * B);
+  std::size_t smem = 0;
+  int ctas = 0;
+  PersistentArgs a = persistent_args(0, T, batch, d_stack_sync_.get());
+  a.layers = static_cast<int>(layers_.size());
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    const LayerData& ld = layers_[l];
+    a.layer[l] = persistent_layer(l, batch, time, layout, true);
+    a.layer[l].cta_begin = ctas;
+    ctas += persistent_ctas(ld.hid);
+    smem = std::max(smem, persistent_smem_bytes(batch, ld.hid, l == 0 ? 0 : ld.ld_x));
+  }
+  if (persistent_on()) {
+    check(cudaMemsetAsync(d_stack_sync_.get(), 0, persistent_sync_words(ctas) * sizeof(unsigned),
+                          s),
+          "cudaMemsetAsync (persistent flags)");
+    check(launch_lstm_persistent(s, a, smem, true), "lstm_persistent_kernel (stack)");
+  } else {
+    for (std::int64_t t = 0; t < T; ++t) {
+      for (std::size_t l = 0; l < layers_.size(); ++l) {
+        PersistentArgs one = persistent_args(t, t + 1, batch, d_stack_sync_.get());
+        one.layers = 1;
+        one.layer[0] = a.layer[l];
+        one.layer[0].cta_begin = 0;
+        check(launch_lstm_persistent(s, one,
+                                     persistent_smem_bytes(batch, layers_[l].hid,
+                                                           l == 0 ? 0 : layers_[l].ld_x),
+                                     false),
+              "lstm_persistent_kernel (stack, one step)");
+      }
+    }
+  }
+  // After an odd number of steps each layer's last h is in its hbuf: back into the state.
+  if (T % 2 == 1) {
+    for (LayerData& ld : layers_) {
+      check(cudaMemcpyAsync(d_state_.get() + B * ld.state_h_row, ld.hbuf.get(),
+                            static_cast<std::size_t>(B * ld.hid) * sizeof(float),
+                            cudaMemcpyDeviceToDevice, s),
+            "cudaMemcpyAsync (h buffer)");
+    }
+  }
+  check(cudaEventRecord(first.ev_join_rec.get(), s), "cudaEventRecord");
+  check(cudaStreamWaitEvent(origin, first.ev_join_rec.get(), 0), "cudaStreamWaitEvent");
 }
 
 // Every layer stream back into the origin.

@@ -19,6 +19,11 @@
 //          faster (rec_step_preferred), ONE kernel that also computes h . W_h^T
 //          (launch_lstm_rec_step; h double-buffered). A stack may mix both, layer by layer:
 //          each layer's StepPlan, fixed at creation, says which for each batch size;
+//        with cuda.persistent=layers|on, batches <= 16 may run a layer's steps of a chunk in
+//          ONE persistent launch instead (launch_lstm_persistent, the fused step's bits), and
+//          with =on a whole stack that the device holds runs as ONE launch per call, a
+//          wavefront across its layers (enqueue_stack); with cuda.tune=on the first call of
+//          each batch times the allowed paths and keeps the fastest (tune.cpp);
 //   5. d_out_ / d_state_ -> the caller's output / final state (D2H or D2D);
 //   6. host buffers, or no caller stream: synchronise and report any error.
 // Every buffer is allocated when the session is created (session_init.cpp); a call allocates
@@ -37,6 +42,7 @@
 
 #include "backend_module_abi.h"
 #include "graph_cache.hpp"
+#include "kernels.cuh"
 #include "resources.hpp"
 #include "tune_cache.hpp"
 
@@ -63,6 +69,15 @@ struct StepPlan {
 
 // The plan of a layer of `hidden` units for batches up to max_batch (schedule.cpp).
 StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch);
+
+// Where a layer's output rows go: row b of step t at y + t * step + b * stride, in the next
+// layer's input (hseq) or the caller's output in the call's layout.
+struct OutputRows {
+  float* y = nullptr;
+  std::int64_t step = 0;
+  std::int64_t stride = 0;
+  float* at(std::int64_t t) const { return y + t * step; }
+};
 
 // One layer: its sizes, weights, activations, and the streams, cuBLAS handles and events of
 // its share of the wavefront (proj_* for layers >= 1 only).
@@ -99,6 +114,10 @@ struct LayerData {
 // take at once (the layers of a wavefront may run together) add up to at most `sms`: so the
 // session's own persistent kernels can always be resident together (schedule.cpp).
 void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
+// cuda.persistent=on, 2 to kMaxStackLayers layers: the batches b <= min(max_batch, 16) for
+// which the whole stack fits the device as ONE persistent launch (every layer's CTAs at once,
+// each with the shared memory of the largest: layers >= 1 hold [W_x | W_h]) (schedule.cpp).
+std::uint32_t plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
 
 class Session {
  public:
@@ -131,6 +150,7 @@ class Session {
   }
   // The batches whose paths were tuned on the device (cuda.tune=on): bit b-1 for batch b.
   std::uint32_t tuned_batches() const { return tuned_batches_; }
+  std::uint32_t stack_batches() const { return stack_batches_; }
   const std::string& tune_file_error() const { return tune_file_error_; }
   std::size_t num_layers() const { return layers_.size(); }
 
@@ -161,6 +181,13 @@ class Session {
   void enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
                      std::int32_t layout);
   StepPath step_path(const LayerData& ld, int batch) const;
+  OutputRows output_rows(std::size_t l, int batch, int time, std::int32_t layout);
+  PersistentLayer persistent_layer(std::size_t l, int batch, int time, std::int32_t layout,
+                                   bool in_stack);
+  PersistentArgs persistent_args(std::int64_t t0, std::int64_t t1, int batch,
+                                 unsigned* sync) const;
+  void enqueue_stack(cudaStream_t origin, int batch, int time, std::int32_t layout);
+  bool stack_planned(int batch) const { return StepPlan::has(stack_batches_, batch); }
   void enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
                      std::int32_t layout, StepPath path);
 
@@ -171,6 +198,7 @@ class Session {
   bool time_path(std::size_t l, StepPath path, int batch, int steps, int time,
                  std::int32_t layout, float* ms);
   void apply_path(LayerData& ld, int batch, StepPath path);
+  bool time_compute(int batch, int time, std::int32_t layout, float* ms);
   void join_streams(cudaStream_t origin);
   cudaGraphExec_t graph_for(int batch, int time, std::int32_t layout);
   GraphExec capture_compute(int batch, int time, std::int32_t layout);
@@ -209,8 +237,14 @@ class Session {
   // it was turned off after a failure (persistent_off_: every later call runs the fused step
   // where it would have run). h_status_: host-mapped word the kernel sets on a timeout.
   bool persistent_ = false;
+  bool persistent_stack_ = false;  // cuda.persistent=on (not layers): whole-stack launches too
   bool persistent_off_ = false;
   long long persistent_timeout_ns_ = 0;
+  // The batches whose whole stack runs as one persistent launch (plan_stack; after a failure
+  // of the persistent kernel, as one launch per step and layer of the same kernel), and that
+  // launch's flags.
+  std::uint32_t stack_batches_ = 0;
+  DeviceBuffer<unsigned> d_stack_sync_;
   PinnedBuffer<int> h_status_;   // [1], pinned: mapped into the device's address space
   int* d_status_ = nullptr;       // h_status_ as the device sees it
   // cuda.tune=on (tune.cpp): at the first call of each batch <= 32, every layer's candidate

@@ -114,7 +114,9 @@ void Session::read_knobs(const slstm_cuda_session_desc& d) {
   if (d.fused_mode < 0 || d.fused_mode > 2) fail(SLSTM_ERR_INTERNAL, "fused_mode out of range");
   fused_mode_ = d.fused_mode;
   chunk_override_ = d.chunk_steps > 0 ? d.chunk_steps : 0;
+  if (d.persistent < 0 || d.persistent > 2) fail(SLSTM_ERR_INTERNAL, "persistent out of range");
   persistent_ = d.persistent != 0;
+  persistent_stack_ = d.persistent == 1;
   if (d.persistent_timeout_us < 0) fail(SLSTM_ERR_INTERNAL, "persistent_timeout_us < 0");
   persistent_timeout_ns_ = static_cast<long long>(d.persistent_timeout_us) * 1000;
 }
@@ -173,7 +175,10 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
           "cudaDeviceGetAttribute");
     check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device_),
           "cudaDeviceGetAttribute");
-    if (cooperative != 0) plan_persistent(layers_, max_batch_, sms);
+    if (cooperative != 0) {
+      plan_persistent(layers_, max_batch_, sms);
+      if (persistent_stack_) stack_batches_ = plan_stack(layers_, max_batch_, sms);
+    }
   }
 }
 
@@ -195,6 +200,13 @@ void Session::allocate(std::int64_t rows) {
   zero(d_out_.get(), static_cast<std::size_t>(rows * last.hid) * sizeof(float));
   zero(d_state_.get(), static_cast<std::size_t>(state_floats) * sizeof(float));
   zero(d_len_.get(), static_cast<std::size_t>(max_batch_) * sizeof(std::int32_t));
+  if (stack_batches_ != 0) {
+    int ctas = 0;
+    for (const LayerData& ld : layers_) ctas += persistent_ctas(ld.hid);
+    const auto words = static_cast<std::int64_t>(persistent_sync_words(ctas));
+    d_stack_sync_ = device_alloc<unsigned>(words, "cudaMalloc (persistent flags)");
+    zero(d_stack_sync_.get(), static_cast<std::size_t>(words) * sizeof(unsigned));
+  }
   if (persistent_) {
     h_status_ = pinned_alloc<int>(1, "cudaMallocHost (persistent status)");
     *h_status_.get() = 0;
@@ -242,14 +254,15 @@ void Session::allocate_layer(LayerData& ld, std::int64_t rows, bool last) {
           "fill_column_kernel");
   }
   // The fused step's second h buffer, where some batch <= max_batch can use that kernel
-  // (the persistent kernel's batches too: they fall back to it).
-  if ((fused_mode_ != 0 || ld.plan.persistent_batches != 0) && rec_step_fits(1, ld.hid)) {
+  // (the persistent kernel's batches too: they fall back to it), and for the persistent stack.
+  if (((fused_mode_ != 0 || ld.plan.persistent_batches != 0) && rec_step_fits(1, ld.hid)) ||
+      stack_batches_ != 0) {
     const std::int64_t n = mul(max_batch_, H, "h buffer");
     ld.hbuf = device_alloc<float>(n, "cudaMalloc (h buffer)");
     zero(ld.hbuf.get(), static_cast<std::size_t>(n) * sizeof(float));
   }
   if (ld.plan.persistent_batches != 0) {
-    const auto words = static_cast<std::int64_t>(persistent_sync_words(ld.hid));
+    const auto words = static_cast<std::int64_t>(persistent_sync_words(persistent_ctas(ld.hid)));
     ld.sync = device_alloc<unsigned>(words, "cudaMalloc (persistent flags)");
     zero(ld.sync.get(), static_cast<std::size_t>(words) * sizeof(unsigned));
   }

@@ -8,7 +8,9 @@
 // in the layer's plan for b, and records it in the tuning cache (tune_cache.hpp), in memory
 // and, with cuda.tune_file=PATH, in that file for later sessions, which then take it from
 // there without timing. A path within 2 % of the built-in plan's choice does not replace it
-// (ties stay deterministic). Every path gives the reference's numbers within the FP32 (or
+// (ties stay deterministic). Where the whole stack can run as one persistent launch, that
+// is then timed against the layers' tuned paths over the call's whole compute (every
+// session decides this anew: it is not kept in the file). Every path gives the reference's numbers within the FP32 (or
 // TF32) tolerance: tuning changes speed, not the accuracy promised.
 #include <cuda_runtime.h>
 
@@ -101,6 +103,34 @@ bool Session::time_path(std::size_t l, StepPath path, int batch, int steps, int 
   return true;
 }
 
+// Times the whole compute of (batch, time, layout) as the plan stands, on main_ (one
+// warm-up run, then the best of kTuneRuns); false when the persistent kernel failed in it
+// (it is then turned off).
+bool Session::time_compute(int batch, int time, std::int32_t layout, float* ms) {
+  float best = std::numeric_limits<float>::infinity();
+  try {
+    for (int run = 0; run <= kTuneRuns; ++run) {
+      check(cudaEventRecord(ev_time0_.get(), main_), "cudaEventRecord");
+      enqueue_compute(main_, batch, time, layout);
+      check(cudaEventRecord(ev_time1_.get(), main_), "cudaEventRecord");
+      check(cudaEventSynchronize(ev_time1_.get()), "cudaEventSynchronize (tuning)");
+      float t = 0.0f;
+      check(cudaEventElapsedTime(&t, ev_time0_.get(), ev_time1_.get()), "cudaEventElapsedTime");
+      if (run > 0) best = std::min(best, t);
+    }
+  } catch (const slstm::Error&) {
+    if (!persistent_on()) throw;
+    turn_persistent_off();
+    return false;
+  }
+  if (persistent_failed()) {
+    turn_persistent_off();
+    return false;
+  }
+  *ms = best;
+  return true;
+}
+
 void Session::tune(int batch, int time, std::int32_t layout) {
   if (!tune_ || batch > StepPlan::kPlannedBatches) return;
   const std::uint32_t bit = 1u << (batch - 1);
@@ -147,6 +177,17 @@ void Session::tune(int batch, int time, std::int32_t layout) {
     apply_path(ld, batch, chosen);
     tune_cache_.put(key, chosen);
     learned = true;
+  }
+  // The whole stack as one persistent launch against the layers' tuned paths: the whole
+  // compute of this call's shape, timed both ways on main_ (not kept in the file).
+  if (stack_planned(batch) && persistent_on()) {
+    float stack_ms = 0.0f, layers_ms = 0.0f;
+    const bool stack_ran = time_compute(batch, time, layout, &stack_ms);
+    stack_batches_ &= ~bit;
+    const bool layers_ran = time_compute(batch, time, layout, &layers_ms);
+    if (stack_ran && persistent_on() && (!layers_ran || stack_ms <= layers_ms * kKeepDefault)) {
+      stack_batches_ |= bit;
+    }
   }
   tuned_batches_ |= bit;
   if (learned && !tune_file_.empty()) {

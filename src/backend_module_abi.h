@@ -57,7 +57,7 @@ typedef struct slstm_cuda_session_desc {
   int32_t use_graphs;  /* cuda.graphs: 1 on, 0 off */
   int32_t fused_mode;  /* cuda.fused: 0 never, 1 auto (where measured faster), 2 always */
   int64_t chunk_steps; /* cuda.chunk: steps per wavefront chunk, 0 = auto */
-  int32_t persistent;  /* cuda.persistent: 1 on, 0 off (v3) */
+  int32_t persistent;  /* cuda.persistent: 0 off, 1 on, 2 layers (no whole-stack launch) (v3) */
   int64_t persistent_timeout_us; /* cuda.persistent_timeout_us: bound of one grid wait (v3) */
   int32_t tune;          /* cuda.tune: 1 on, 0 off (v3) */
   const char* tune_file; /* cuda.tune_file: the tuning cache's path, or NULL (v3) */
@@ -114,11 +114,15 @@ typedef struct slstm_cuda_module_table {
                                char* msg, size_t msg_size);
   int32_t (*session_slot_forward)(void* session, const slstm_cuda_forward_desc* call,
                                   const int64_t* slot_ids, char* msg, size_t msg_size);
-  /* cuda.tune=on (v3): bit b-1 of *tuned_batches is set once calls of batch b run the paths
-   * timed on the device (or read from the tuning file); file_error: why the tuning file
-   * could not be read or written last ("" when it could, or when there is none). */
-  int32_t (*session_tuning)(void* session, uint32_t* tuned_batches, char* file_error,
-                            size_t file_error_size, char* msg, size_t msg_size);
+  /* The parts of the plan that change after creation (v3): bit b-1 of *tuned_batches is set
+   * once calls of batch b run the paths timed on the device or read from the tuning file
+   * (cuda.tune=on); of *stack_batches, when calls of batch b run the whole stack as one
+   * persistent launch (cuda.persistent=on; after a failure of that kernel, as one launch per
+   * step and layer of the same kernel); file_error: why the tuning file could not be read
+   * or written last ("" when it could, or when there is none). */
+  int32_t (*session_live_plan)(void* session, uint32_t* tuned_batches, uint32_t* stack_batches,
+                               char* file_error, size_t file_error_size, char* msg,
+                               size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

@@ -85,7 +85,7 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
       table->session_destroy == nullptr || table->session_layer_plan == nullptr ||
       table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
       table->session_slot_read == nullptr || table->session_slot_forward == nullptr ||
-      table->session_tuning == nullptr) {
+      table->session_live_plan == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -210,7 +210,9 @@ class CudaBackend final : public Backend {
                       : s.cuda_fused == Settings::Fused::kAlways ? 2
                                                                  : 1;
     desc.chunk_steps = s.cuda_chunk;
-    desc.persistent = s.cuda_persistent ? 1 : 0;
+    desc.persistent = s.cuda_persistent == Settings::Persistent::kOn       ? 1
+                      : s.cuda_persistent == Settings::Persistent::kLayers ? 2
+                                                                           : 0;
     desc.persistent_timeout_us = s.cuda_persistent_timeout_us;
     desc.tune = s.cuda_tune ? 1 : 0;
     desc.tune_file = s.cuda_tune_file.empty() ? nullptr : s.cuda_tune_file.c_str();
@@ -278,12 +280,12 @@ class CudaBackend final : public Backend {
                       : settings_.cuda_fused == Settings::Fused::kAlways
                           ? "cuda.fused=always: the fused step wherever it fits"
                           : "the fused step where it was measured faster for this batch and H";
-    std::uint32_t tuned = 0;
+    std::uint32_t tuned = 0, stack = 0;
     char file_error[kMessageSize] = {0};
-    if (settings_.cuda_tune) {
+    {
       char msg[kMessageSize] = {0};
-      const std::int32_t st =
-          table_.session_tuning(session_, &tuned, file_error, sizeof(file_error), msg, sizeof(msg));
+      const std::int32_t st = table_.session_live_plan(session_, &tuned, &stack, file_error,
+                                                       sizeof(file_error), msg, sizeof(msg));
       if (st != SLSTM_OK) fail_from_module(st, msg);
     }
     std::vector<LayerPlan> out;
@@ -298,13 +300,19 @@ class CudaBackend final : public Backend {
                       {{"hidden",
                         std::to_string(model_->layer(static_cast<std::size_t>(l)).hidden_size)},
                        {"fused_step_batches", batches.empty() ? "none" : batches}}};
-      if (settings_.cuda_persistent) {
+      if (settings_.cuda_persistent != Settings::Persistent::kOff) {
         const std::string p = batch_ranges(persistent);
         if (persistent != 0) {
           layer.path = "persistent|" + layer.path;
           layer.reason += "; the persistent kernel where the device holds it (cuda.persistent=on)";
         }
         layer.params.push_back({"persistent_batches", p.empty() ? "none" : p});
+        const std::string sb = batch_ranges(stack);
+        if (stack != 0) {
+          layer.path = "persistent-stack|" + layer.path;
+          layer.reason += "; the whole stack as one persistent launch for its batches";
+        }
+        layer.params.push_back({"persistent_stack_batches", sb.empty() ? "none" : sb});
       }
       if (settings_.cuda_tune) {
         const std::string t = batch_ranges(tuned);
@@ -319,7 +327,9 @@ class CudaBackend final : public Backend {
 
   // The plan as it stands now (see layer_plans).
   const Plan& plan() const override {
-    if (!settings_.cuda_persistent && !settings_.cuda_tune) return plan_;
+    if (settings_.cuda_persistent == Settings::Persistent::kOff && !settings_.cuda_tune) {
+      return plan_;
+    }
     live_plan_ = plan_;
     live_plan_.layers = layer_plans();
     return live_plan_;

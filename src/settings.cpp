@@ -71,9 +71,10 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else bad("cuda.slots must be on or off, got \"" + v + "\"");
     s.cuda_slots_from = from;
   } else if (key == "cuda.persistent") {
-    if (v == "on") s.cuda_persistent = true;
-    else if (v == "off") s.cuda_persistent = false;
-    else bad("cuda.persistent must be on or off, got \"" + v + "\"");
+    if (v == "on") s.cuda_persistent = Settings::Persistent::kOn;
+    else if (v == "off") s.cuda_persistent = Settings::Persistent::kOff;
+    else if (v == "layers") s.cuda_persistent = Settings::Persistent::kLayers;
+    else bad("cuda.persistent must be off, on or layers, got \"" + v + "\"");
     s.cuda_persistent_from = from;
   } else if (key == "cuda.persistent_timeout_us") {
     s.cuda_persistent_timeout_us = parse_count(key, v);
@@ -117,7 +118,9 @@ void apply_environment(Settings& s) {
     s.cuda_fused_from = "SLSTM_CUDA_FUSED";
   }
   if (const char* e = std::getenv("SLSTM_CUDA_PERSISTENT")) {
-    s.cuda_persistent = std::strcmp(e, "0") != 0 && e[0] != '\0';
+    s.cuda_persistent = std::strcmp(e, "0") == 0 || e[0] == '\0' ? Settings::Persistent::kOff
+                        : std::strcmp(e, "layers") == 0         ? Settings::Persistent::kLayers
+                                                                : Settings::Persistent::kOn;
     s.cuda_persistent_from = "SLSTM_CUDA_PERSISTENT";
   }
   if (const char* e = std::getenv("SLSTM_CUDA_TUNE")) {
@@ -169,7 +172,10 @@ Params Settings::cuda_params() const {
           {"cuda.fused", with_origin(fused_name(cuda_fused), cuda_fused_from)},
           {"cuda.slots", with_origin(cuda_slots ? "on" : "off", cuda_slots_from)},
           {"cuda.persistent",
-           with_origin(cuda_persistent ? "on" : "off", cuda_persistent_from)},
+           with_origin(cuda_persistent == Persistent::kOn       ? "on"
+                       : cuda_persistent == Persistent::kLayers ? "layers"
+                                                                : "off",
+                       cuda_persistent_from)},
           {"cuda.persistent_timeout_us", with_origin(std::to_string(cuda_persistent_timeout_us),
                                                      cuda_persistent_timeout_us_from)},
           {"cuda.tune", with_origin(cuda_tune ? "on" : "off", cuda_tune_from)},

@@ -16,6 +16,7 @@ struct Settings {
   enum class CpuKernel { kAuto, kAvx512, kAvx2, kPortable };
   enum class Fused { kAuto, kNever, kAlways };
   enum class CpuPool { kSession, kShared };
+  enum class Persistent { kOff, kOn, kLayers };
 
   CpuKernel cpu_kernel = CpuKernel::kAuto;  // cpu.kernel
   CpuPool cpu_pool = CpuPool::kSession;     // cpu.pool
@@ -23,7 +24,7 @@ struct Settings {
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
   bool cuda_slots = false;                  // cuda.slots (stream slots on CUDA; untested)
-  bool cuda_persistent = false;             // cuda.persistent (persistent kernel; untested)
+  Persistent cuda_persistent = Persistent::kOff;  // cuda.persistent (untested on a GPU)
   std::int64_t cuda_persistent_timeout_us = 1000000;  // cuda.persistent_timeout_us
   bool cuda_tune = false;                   // cuda.tune (plan tuned on the device; untested)
   std::string cuda_tune_file;               // cuda.tune_file ("" = none)

@@ -112,7 +112,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.fused=sometimes", "cuda.fused must be auto, never or always");
   expect_config_error("cpu.pool=global", "cpu.pool must be session or shared");
   expect_config_error("cuda.slots=yes", "cuda.slots must be on or off");
-  expect_config_error("cuda.persistent=auto", "cuda.persistent must be on or off");
+  expect_config_error("cuda.persistent=auto", "cuda.persistent must be off, on or layers");
   expect_config_error("cuda.persistent_timeout_us=-1", "cuda.persistent_timeout_us must be a whole number");
   expect_config_error("cuda.persistent_timeout_us=1000000000", "from 0 to 999999999");
   expect_config_error("cuda.persistent_timeout_us=07", "cuda.persistent_timeout_us");
@@ -140,6 +140,7 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), "cuda.slots=on cpu.pool=shared", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.persistent=on cuda.persistent_timeout_us=0", nullptr) ==
         SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.persistent=layers", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.tune=on;cuda.tune_file=/nonexistent/dir/cache", nullptr) ==
         SLSTM_OK);
 }

@@ -116,6 +116,7 @@ if [ -n "${SAN:-}" ]; then
   run_san racecheck-persistent racecheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
   run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
   run_san initcheck-persistent initcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
+  run_san memcheck-persistent-layers memcheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_CHUNK=3 -- --memory device
 else
   SAN_RESULT=" not run (compute-sanitizer not found)"; status=1
 fi
@@ -151,7 +152,8 @@ SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed
 SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed --tf32
 SLSTM_CUDA_FUSED=0 bench "one-cublas" cuda device 50 $one
 
-# The persistent kernel (cuda.persistent=on, issue 19) against the default plan and the
+# The persistent kernel (cuda.persistent=on, issue 19: the seed's stack as ONE launch;
+# =layers: one launch per layer and wavefront chunk) against the default plan and the
 # fused step everywhere, same run: the seed (T = 100 and the single call T = 1) and the
 # small-batch rows of the grid it reaches (H = 256 B = 1, H = 512 B = 1, H = 1024 B = 4).
 seed1="--input 128 --layers 100,200,300 --batch 10 --time 1"
@@ -163,6 +165,8 @@ for scen in seed seed1 one h256 h1024; do
   SLSTM_CUDA_FUSED=always bench "$scen-fused" cuda device 50 $args
   SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda device 50 $args
   SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda host 50 $args
+  [ "$scen" = seed ] || [ "$scen" = seed1 ] &&
+    SLSTM_CUDA_PERSISTENT=layers bench "$scen-persist-layers" cuda device 50 $args
   # The plan tuned on the device (cuda.tune=on, issue 19 item 3) with every path allowed:
   # never slower than the fastest of the rows above, by construction, if tuning works.
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args

@@ -576,19 +576,24 @@ typedef struct slstm_session_options {
    *    cuda.slots  = off | on       stream slots on a CUDA session (since 0.3; off): their
    *                  states in device memory, gathered and scattered on the device.  Not yet
    *                  run on a GPU, hence off: with off, max_slots > 0 on CUDA is refused
-   *    cuda.persistent = off | on   (since 0.6; off) the persistent recurrent kernel for
-   *                  batches <= 16: one launch runs a layer's steps (per wavefront chunk)
-   *                  with W_h in shared memory, the fused step's numbers bit for bit, on
-   *                  the layers whose CTAs the device holds at once.  Not yet run on a
-   *                  GPU, hence off.  Should its grid barrier wait longer than
+   *    cuda.persistent = off | on | layers   (since 0.6; off) the persistent recurrent
+   *                  kernel for batches <= 16, weights in shared memory.  layers: one
+   *                  launch runs a layer's steps (per wavefront chunk), the fused step's
+   *                  numbers bit for bit, on the layers whose CTAs the device holds at
+   *                  once.  on: besides, a stack of 2 to 8 layers that the device holds
+   *                  whole runs as ONE launch per call, a wavefront across its layers,
+   *                  each layer above the first projecting its input itself (the
+   *                  reference's numbers within the FP32 tolerance).  Not yet run on a
+   *                  GPU, hence off.  Should a wait between its CTAs last longer than
    *                  cuda.persistent_timeout_us, the session turns it off for good and runs
-   *                  the call again on the fused step (same numbers); a call that cannot be
-   *                  run again (state updated in place, stream slots, or already returned:
-   *                  device buffers on the caller's stream, reported by the next call)
-   *                  fails with SLSTM_ERR_BACKEND_FAILURE saying so
-   *    cuda.persistent_timeout_us = <0..999999999>   bound of one wait at the persistent
-   *                  kernel's grid barrier (1000000); 0 makes every wait give up at once
-   *                  (to test the fallback)
+   *                  the call again on its fallback with the same numbers (the fused step;
+   *                  for a whole stack, the same kernel one step and layer per launch); a
+   *                  call that cannot be run again (state updated in place, stream slots,
+   *                  or already returned: device buffers on the caller's stream, reported
+   *                  by the next call) fails with SLSTM_ERR_BACKEND_FAILURE saying so
+   *    cuda.persistent_timeout_us = <0..999999999>   bound in microseconds of one wait
+   *                  between the persistent kernel's CTAs (1000000); 0 makes every wait
+   *                  give up at once (to test the fallback)
    *    cuda.tune   = off | on       (since 0.6; off) the plan tuned on the device: the first
    *                  call of each batch <= 32 times, per layer, the step paths the plan
    *                  allows (cuBLAS + step kernel, fused step, persistent kernel) over

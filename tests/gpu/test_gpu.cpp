@@ -823,10 +823,13 @@ TEST_CASE("precision TF32 is allow_tf32 = 1 bit for bit; BF16 and FP16 are refus
   }
 }
 
-// ---- The persistent recurrent kernel (cuda.persistent=on, issue 19). It runs a chunk of
-// steps in one launch with the fused step's arithmetic, so its numbers are the fused step's
-// bit for bit (cuda.fused=always runs the fused step wherever it fits, which is everywhere
-// the persistent kernel is planned); both match the CPU reference.
+// ---- The persistent recurrent kernel (cuda.persistent, issue 19). Layer by layer
+// (cuda.persistent=layers) it runs a chunk of steps in one launch with the fused step's
+// arithmetic, so its numbers are the fused step's bit for bit (cuda.fused=always runs the
+// fused step wherever it fits, which is everywhere the persistent kernel is planned); with
+// cuda.persistent=on a stack that fits runs as ONE launch whose layers >= 1 compute their
+// input projections themselves: the reference's numbers within the FP32 tolerance, and its
+// fallback's (the same kernel, one step of one layer per launch) bit for bit.
 namespace {
 
 Session gpu_session_opts(const slstm_model* model, std::int64_t b, std::int64_t t,
@@ -871,15 +874,15 @@ const std::vector<Shape>& persistent_shapes() {
 
 }  // namespace
 
-TEST_CASE("the persistent kernel gives the fused step's bits and the reference's numbers "
-          "over odd sizes, batches, lengths, both layouts and mixed stacks",
+TEST_CASE("the persistent kernel layer by layer gives the fused step's bits and the "
+          "reference's numbers over odd sizes, batches, lengths, both layouts and mixed stacks",
           "[gpu][persistent]") {
   std::uint64_t seed = 19000;
   for (const Shape& sh : persistent_shapes()) {
     Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
     Session cpu = cpu_session(m.get(), sh.batch, sh.time);
     Session fused = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.fused=always");
-    Session pers = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=on");
+    Session pers = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=layers");
     // Every layer of these shapes is planned on the persistent kernel for this batch.
     for (const std::string& p : persistent_batches(pers.get())) {
       INFO(describe(sh, SLSTM_BATCH_MAJOR, false, false) << ": persistent_batches " << p);
@@ -927,8 +930,8 @@ TEST_CASE("the persistent kernel: device buffers on a caller stream, smaller bat
   }
 }
 
-TEST_CASE("the persistent kernel with wavefront chunks and without graphs keeps the fused "
-          "step's bits at the same chunk size",
+TEST_CASE("the persistent kernel layer by layer, with wavefront chunks and without graphs, "
+          "keeps the fused step's bits at the same chunk size",
           "[gpu][persistent]") {
   Model m = t::random_model(11, {100, 257, 3}, 19201, 1.0f);
   const Inputs in = make_inputs(m.get(), 3, 29, SLSTM_TIME_MAJOR, true, true, 19202);
@@ -938,7 +941,7 @@ TEST_CASE("the persistent kernel with wavefront chunks and without graphs keeps 
           std::string("cuda.chunk=") + chunk + ";cuda.graphs=" + graphs + ";";
       INFO(common);
       Session fused = gpu_session_opts(m.get(), 3, 29, (common + "cuda.fused=always").c_str());
-      Session pers = gpu_session_opts(m.get(), 3, 29, (common + "cuda.persistent=on").c_str());
+      Session pers = gpu_session_opts(m.get(), 3, 29, (common + "cuda.persistent=layers").c_str());
       const Result a = run_host(fused.get(), m.get(), in), b = run_host(pers.get(), m.get(), in);
       CHECK(same_bits(a.output, b.output));
       CHECK(same_bits(a.final_state, b.final_state));
@@ -1145,4 +1148,67 @@ TEST_CASE("a tuning file that is not a cache is neither read nor overwritten, an
   REQUIRE(why.size() == 1);
   CHECK(why[0].find("not a libstacklstm tuning cache") != std::string::npos);
   CHECK(read_text(file.path) == "precious data\n");
+}
+
+TEST_CASE("the whole stack as one persistent launch: the reference's numbers, and its "
+          "fallback's bits, over odd sizes, batches, lengths, layouts and initial states",
+          "[gpu][persistent]") {
+  std::uint64_t seed = 19900;
+  for (const Shape& sh : {Shape{128, {100, 200, 300}, 10, 50}, Shape{7, {3, 257, 1}, 4, 37},
+                          Shape{13, {64, 129, 5}, 1, 23}, Shape{31, {257, 3}, 2, 25},
+                          Shape{9, {40, 40, 40, 40}, 16, 12}}) {
+    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
+    Session stack = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=on");
+    const std::string b = std::to_string(sh.batch);
+    for (const std::string& p : layer_param(stack.get(), "persistent_stack_batches")) {
+      INFO(describe(sh, SLSTM_BATCH_MAJOR, false, false) << ": persistent_stack_batches " << p);
+      CHECK(p.find(b) != std::string::npos);
+    }
+    for (const slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      for (const bool lengths : {false, true}) {
+        const Inputs in = make_inputs(m.get(), sh.batch, sh.time, layout, lengths, lengths, ++seed);
+        INFO(describe(sh, layout, lengths, lengths));
+        // A new session each time: its first call gives up at once and falls back.
+        Session fallback = gpu_session_opts(m.get(), sh.batch, sh.time,
+                                            "cuda.persistent=on;cuda.persistent_timeout_us=0");
+        const Result want = run_host(cpu.get(), m.get(), in);
+        const Result got = run_host(stack.get(), m.get(), in);
+        const Result fb = run_host(fallback.get(), m.get(), in);
+        require_close(got, want, kTolFp32);
+        require_masked_zeros(in, got.output, t::output_size(m.get()));
+        CHECK(same_bits(got.output, fb.output));
+        CHECK(same_bits(got.final_state, fb.final_state));
+        const Result again = run_host(stack.get(), m.get(), in);
+        CHECK(same_bits(got.output, again.output));
+        CHECK(same_bits(got.final_state, again.final_state));
+      }
+    }
+  }
+}
+
+TEST_CASE("the whole stack as one persistent launch takes device buffers on a caller stream "
+          "and graphs on or off with the host call's bits",
+          "[gpu][persistent]") {
+  Model m = t::random_model(128, {100, 200, 300}, 19951, 1.0f);
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  struct Destroy {
+    cudaStream_t s;
+    ~Destroy() { (void)cudaStreamDestroy(s); }
+  } destroy{stream};
+  Session host = gpu_session_opts(m.get(), 10, 1, "cuda.persistent=on");
+  Session dev = gpu_session_opts(m.get(), 10, 1, "cuda.persistent=on", stream);
+  Session nographs = gpu_session_opts(m.get(), 10, 1, "cuda.persistent=on;cuda.graphs=off");
+  Session cpu = cpu_session(m.get(), 10, 1);
+  // The seed's single call (T = 1), then a short streaming run frame by frame.
+  const Inputs in = make_inputs(m.get(), 10, 1, SLSTM_BATCH_MAJOR, false, true, 19952);
+  const Result a = run_host(host.get(), m.get(), in);
+  require_close(a, run_host(cpu.get(), m.get(), in), kTolFp32);
+  const Result d = run_device(dev.get(), m.get(), in, stream);
+  const Result n = run_host(nographs.get(), m.get(), in);
+  CHECK(same_bits(a.output, d.output));
+  CHECK(same_bits(a.final_state, d.final_state));
+  CHECK(same_bits(a.output, n.output));
+  CHECK(same_bits(a.final_state, n.final_state));
 }
