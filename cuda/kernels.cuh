@@ -96,6 +96,9 @@ struct PersistentArgs {
   unsigned* sync = nullptr;      // persistent_sync_words(CTAs of the launch), zeroed before step 0
   int* status = nullptr;         // host-mapped word, set to 1 on a timeout
   long long timeout_ns = 0;      // bound of one wait (0: every wait gives up at once)
+  // The launch ends the call: when its last step leaves h in h_odd, the kernel also puts it
+  // into h_even (the state), after a last wait of each layer's CTAs for one another.
+  bool finalize = false;
 };
 // CTAs of a layer of `hidden` units (kRecWarps units each), and the unsigned words of the
 // sync buffer of a launch of `ctas` CTAs.

@@ -138,6 +138,7 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   __syncthreads();
 
   const int n_x = BMAX * K;
+  float h_last = 0.0f;  // the owner's latest h (finalize)
   for (int t = a.t0; t < a.t1; ++t) {
     // Before step t: this layer's CTAs are done with step t - 1 (they have read the h buffer
     // this step overwrites and written the one it reads), and the layer below with step t.
@@ -203,10 +204,11 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
         float out = 0.0f;
         if (t < a.len[b]) {
           out = LstmCell::cell(zq, c);
-          __stcg(h_next + i_own, out);
+          h_last = out;
         } else {
-          __stcg(h_next + i_own, xs[b * K + KX + u]);  // frozen past the sequence's length
+          h_last = xs[b * K + KX + u];  // frozen past the sequence's length
         }
+        __stcg(h_next + i_own, h_last);
         if (L.y != nullptr) __stcg(L.y + t * L.y_step + b * L.y_stride + u, out);
       }
     }
@@ -220,6 +222,14 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
     }
   }
   if (owner) L.c[i_own] = c;
+  // finalize: the last h went to h_odd; once no CTA of the layer reads h_even any more (all
+  // have published the last step), each owner puts its h there too (no copy after the launch).
+  if (a.finalize && stop == 0 && ((a.t1 - 1) & 1) == 0 &&
+      wait_ranges(a, own_begin, own_end, static_cast<unsigned>(a.t1), own_begin, own_begin, 0u,
+                  &stop) &&
+      owner) {
+    __stcg(L.h_even + i_own, h_last);
+  }
 }
 
 template <int BMAX>

@@ -154,6 +154,7 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
             "cudaMemsetAsync (persistent flags)");
     }
     PersistentArgs a = persistent_args(t0, t1, batch, ld.sync.get());
+    a.finalize = t1 == T;
     a.layers = 1;
     a.layer[0] = persistent_layer(l, batch, time, layout, false);
     check(launch_lstm_persistent(ld.rec.get(), a, persistent_smem_bytes(batch, ld.hid, 0), true),
@@ -178,8 +179,9 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
             "lstm_step_kernel");
     }
   }
-  // After an odd number of double-buffered steps the last h is in hbuf: back into the state.
-  if ((fused || persistent) && t1 == T && T % 2 == 1) {
+  // After an odd number of double-buffered steps the last h is in hbuf: back into the state
+  // (the persistent kernel does that itself: finalize).
+  if (fused && t1 == T && T % 2 == 1) {
     check(cudaMemcpyAsync(h, hbuf, static_cast<std::size_t>(B * H) * sizeof(float),
                           cudaMemcpyDeviceToDevice, ld.rec.get()),
           "cudaMemcpyAsync (h buffer)");
@@ -260,10 +262,12 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
     ctas += persistent_ctas(ld.hid);
     smem = std::max(smem, persistent_smem_bytes(batch, ld.hid, l == 0 ? 0 : ld.ld_x));
   }
-  if (persistent_on()) {
+  const bool persistent = persistent_on();
+  if (persistent) {
     check(cudaMemsetAsync(d_stack_sync_.get(), 0, persistent_sync_words(ctas) * sizeof(unsigned),
                           s),
           "cudaMemsetAsync (persistent flags)");
+    a.finalize = true;
     check(launch_lstm_persistent(s, a, smem, true), "lstm_persistent_kernel (stack)");
   } else {
     for (std::int64_t t = 0; t < T; ++t) {
@@ -280,8 +284,9 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
       }
     }
   }
-  // After an odd number of steps each layer's last h is in its hbuf: back into the state.
-  if (T % 2 == 1) {
+  // After an odd number of steps each layer's last h is in its hbuf: back into the state
+  // (the persistent launch does that itself: finalize).
+  if (!persistent && T % 2 == 1) {
     for (LayerData& ld : layers_) {
       check(cudaMemcpyAsync(d_state_.get() + B * ld.state_h_row, ld.hbuf.get(),
                             static_cast<std::size_t>(B * ld.hid) * sizeof(float),
