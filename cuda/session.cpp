@@ -208,18 +208,29 @@ void Session::upload_lengths(const slstm_cuda_forward_desc& c) {
   }
 }
 
-// 2. Input: a host input copied to d_in_ first; then packed into d_x_.
+// 2. Input into d_x_, the time-major augmented rows (their column of ones and padding stay as
+// set at creation). Rows already in time-major order (a time-major input, or T = 1): one 2D
+// copy straight from the caller's buffer, host or device. Otherwise a host input is copied
+// to d_in_ first, then the pack kernel reorders it.
 void Session::stage_input(const slstm_cuda_forward_desc& c, bool host) {
-  const std::size_t in_bytes =
-      static_cast<std::size_t>(c.batch * c.time * input_size_) * sizeof(float);
+  const std::size_t row_bytes = static_cast<std::size_t>(input_size_) * sizeof(float);
+  const auto rows = static_cast<std::size_t>(c.batch * c.time);
+  const int ld = layers_.front().ld_x;
+  if (c.layout == SLSTM_TIME_MAJOR || c.time == 1) {
+    check(cudaMemcpy2DAsync(d_x_.get(), static_cast<std::size_t>(ld) * sizeof(float), c.input,
+                            row_bytes, row_bytes, rows,
+                            host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice, main_),
+          "cudaMemcpy2DAsync (input)");
+    return;
+  }
   const float* src = c.input;
   if (host) {
-    check(cudaMemcpyAsync(d_in_.get(), c.input, in_bytes, cudaMemcpyHostToDevice, main_),
+    check(cudaMemcpyAsync(d_in_.get(), c.input, rows * row_bytes, cudaMemcpyHostToDevice, main_),
           "cudaMemcpyAsync (input)");
     src = d_in_.get();
   }
   check(launch_pack_input(main_, src, d_x_.get(), static_cast<int>(c.batch),
-                          static_cast<int>(c.time), input_size_, layers_.front().ld_x,
+                          static_cast<int>(c.time), input_size_, ld,
                           c.layout == SLSTM_BATCH_MAJOR),
         "pack_input_kernel");
 }

@@ -4,8 +4,10 @@
 // Per forward call (T > 0), everything on the session's main stream (the caller's
 // cudaStream_t, or a blocking stream of the session's own) (session.cpp):
 //   1. lengths  -> d_len_ (from a pinned host buffer; T for every row when none are given);
-//   2. input    -> (host: one H2D copy into d_in_) -> pack kernel -> d_x_, the time-major
-//                  augmented input [T*B, Ip_0] whose column D is 1.0;
+//   2. input    -> d_x_, the time-major augmented input [T*B, Ip_0] whose column D is 1.0:
+//                  one 2D copy from the caller's buffer when its rows are time-major already
+//                  (time-major layout, or T = 1); else (host: one H2D copy into d_in_) ->
+//                  pack kernel;
 //   3. initial state -> d_state_ (packed, as in the C API), or zeros;
 //   4. the compute (schedule.cpp), replayed from a CUDA graph captured on first use of
 //      (B, T, layout) (GraphCache):
