@@ -3,6 +3,7 @@
 // capture into a CUDA graph per (batch, time, layout).
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels.cuh"
 #include "session.hpp"
@@ -42,22 +43,29 @@ void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int
   }
 }
 
-std::uint32_t plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms) {
-  std::uint32_t mask = 0;
-  if (layers.size() < 2 || layers.size() > static_cast<std::size_t>(kMaxStackLayers)) return 0;
+StackPlan plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms) {
+  StackPlan plan;
+  if (layers.size() < 2 || layers.size() > static_cast<std::size_t>(kMaxStackLayers)) return plan;
   const int n = static_cast<int>(std::min<std::int64_t>(max_batch, 16));
   for (int b = 1; b <= n; ++b) {
-    std::size_t smem = 0;
-    std::int64_t ctas = 0;
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-      const LayerData& ld = layers[l];
-      smem = std::max(smem, persistent_smem_bytes(b, ld.hid, l == 0 ? 0 : ld.ld_x));
-      ctas += persistent_ctas(ld.hid);
+    // Layer 0 projecting its input itself (x0) or reading the input GEMM's result.
+    for (const bool x0 : {true, false}) {
+      std::size_t smem = 0;
+      std::int64_t ctas = 0;
+      for (std::size_t l = 0; l < layers.size(); ++l) {
+        const LayerData& ld = layers[l];
+        smem = std::max(smem, persistent_smem_bytes(b, ld.hid, l > 0 || x0 ? ld.ld_x : 0));
+        ctas += persistent_ctas(ld.hid);
+      }
+      const int per_sm = persistent_ctas_per_sm(b, smem);
+      if (per_sm >= 1 && ctas <= static_cast<std::int64_t>(per_sm) * sms) {
+        plan.batches |= 1u << (b - 1);
+        if (x0) plan.x0_batches |= 1u << (b - 1);
+        break;
+      }
     }
-    const int per_sm = persistent_ctas_per_sm(b, smem);
-    if (per_sm >= 1 && ctas <= static_cast<std::int64_t>(per_sm) * sms) mask |= 1u << (b - 1);
   }
-  return mask;
+  return plan;
 }
 
 // Steps per chunk of the wavefront: small enough that layer l+1 starts soon after layer l,
@@ -198,17 +206,17 @@ OutputRows Session::output_rows(std::size_t l, int batch, int time, std::int32_t
   return {d_out_.get(), last.hid, T * last.hid};
 }
 
-// Layer l in a persistent launch: its own input projection from the layer below's rows
-// (in_stack, l >= 1), else the precomputed pre-activations zx.
+// Layer l in a persistent launch: its own input projection from the layer below's rows or,
+// for layer 0, the augmented input (own_input), else the precomputed pre-activations zx.
 PersistentLayer Session::persistent_layer(std::size_t l, int batch, int time,
-                                          std::int32_t layout, bool in_stack) {
+                                          std::int32_t layout, bool own_input) {
   const std::int64_t B = batch;
   LayerData& ld = layers_[l];
   PersistentLayer p;
   p.wh = ld.wh.get();
-  if (in_stack && l > 0) {
+  if (own_input) {
     p.wx = ld.wx.get();
-    p.src = layers_[l - 1].hseq.get();
+    p.src = l > 0 ? layers_[l - 1].hseq.get() : d_x_.get();
     p.src_step = B * ld.ld_x;
     p.ld_x = ld.ld_x;
   } else {
@@ -240,8 +248,9 @@ PersistentArgs Session::persistent_args(std::int64_t t0, std::int64_t t1, int ba
   return a;
 }
 
-// The whole stack as ONE persistent launch (stack_on): layer 0's input GEMM for all T, then
-// every layer's CTAs running the wavefront, each layer >= 1 projecting its input itself.
+// The whole stack as ONE persistent launch (stack_planned): every layer's CTAs running the
+// wavefront, each layer >= 1 projecting its input itself, and layer 0 too where the plan
+// says so (x0_batches), else layer 0 reads the input GEMM's result for all T (run first).
 // After a failure of the persistent kernel (persistent_off_), the same kernel one step of
 // one layer per launch, in step order: no waiting, no co-residency, the same numbers.
 void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32_t layout) {
@@ -250,17 +259,21 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
   const std::int64_t B = batch, T = time;
   check(cudaEventRecord(ev_fork_.get(), origin), "cudaEventRecord");
   check(cudaStreamWaitEvent(s, ev_fork_.get(), 0), "cudaStreamWaitEvent");
-  input_gemm(first.rec_blas.get(), first, d_x_.get(), 0, T * B);
+  const bool x0 = StepPlan::has(stack_.x0_batches, batch);
+  if (!x0) input_gemm(first.rec_blas.get(), first, d_x_.get(), 0, T * B);
   std::size_t smem = 0;
   int ctas = 0;
   PersistentArgs a = persistent_args(0, T, batch, d_stack_sync_.get());
   a.layers = static_cast<int>(layers_.size());
+  std::vector<std::size_t> layer_smem(layers_.size());
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     const LayerData& ld = layers_[l];
-    a.layer[l] = persistent_layer(l, batch, time, layout, true);
+    const bool own = l > 0 || x0;
+    a.layer[l] = persistent_layer(l, batch, time, layout, own);
     a.layer[l].cta_begin = ctas;
     ctas += persistent_ctas(ld.hid);
-    smem = std::max(smem, persistent_smem_bytes(batch, ld.hid, l == 0 ? 0 : ld.ld_x));
+    layer_smem[l] = persistent_smem_bytes(batch, ld.hid, own ? ld.ld_x : 0);
+    smem = std::max(smem, layer_smem[l]);
   }
   const bool persistent = persistent_on();
   if (persistent) {
@@ -276,10 +289,7 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
         one.layers = 1;
         one.layer[0] = a.layer[l];
         one.layer[0].cta_begin = 0;
-        check(launch_lstm_persistent(s, one,
-                                     persistent_smem_bytes(batch, layers_[l].hid,
-                                                           l == 0 ? 0 : layers_[l].ld_x),
-                                     false),
+        check(launch_lstm_persistent(s, one, layer_smem[l], false),
               "lstm_persistent_kernel (stack, one step)");
       }
     }

@@ -118,8 +118,13 @@ struct LayerData {
 void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
 // cuda.persistent=on, 2 to kMaxStackLayers layers: the batches b <= min(max_batch, 16) for
 // which the whole stack fits the device as ONE persistent launch (every layer's CTAs at once,
-// each with the shared memory of the largest: layers >= 1 hold [W_x | W_h]) (schedule.cpp).
-std::uint32_t plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
+// each with the shared memory of the largest: layers >= 1 hold [W_x | W_h]), and those for
+// which layer 0 can hold its [W_x | W_h] too (then no input GEMM runs) (schedule.cpp).
+struct StackPlan {
+  std::uint32_t batches = 0;
+  std::uint32_t x0_batches = 0;
+};
+StackPlan plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
 
 class Session {
  public:
@@ -152,7 +157,7 @@ class Session {
   }
   // The batches whose paths were tuned on the device (cuda.tune=on): bit b-1 for batch b.
   std::uint32_t tuned_batches() const { return tuned_batches_; }
-  std::uint32_t stack_batches() const { return stack_batches_; }
+  std::uint32_t stack_batches() const { return stack_.batches; }
   const std::string& tune_file_error() const { return tune_file_error_; }
   std::size_t num_layers() const { return layers_.size(); }
 
@@ -185,11 +190,11 @@ class Session {
   StepPath step_path(const LayerData& ld, int batch) const;
   OutputRows output_rows(std::size_t l, int batch, int time, std::int32_t layout);
   PersistentLayer persistent_layer(std::size_t l, int batch, int time, std::int32_t layout,
-                                   bool in_stack);
+                                   bool own_input);
   PersistentArgs persistent_args(std::int64_t t0, std::int64_t t1, int batch,
                                  unsigned* sync) const;
   void enqueue_stack(cudaStream_t origin, int batch, int time, std::int32_t layout);
-  bool stack_planned(int batch) const { return StepPlan::has(stack_batches_, batch); }
+  bool stack_planned(int batch) const { return StepPlan::has(stack_.batches, batch); }
   void enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
                      std::int32_t layout, StepPath path);
 
@@ -245,7 +250,7 @@ class Session {
   // The batches whose whole stack runs as one persistent launch (plan_stack; after a failure
   // of the persistent kernel, as one launch per step and layer of the same kernel), and that
   // launch's flags.
-  std::uint32_t stack_batches_ = 0;
+  StackPlan stack_;
   DeviceBuffer<unsigned> d_stack_sync_;
   PinnedBuffer<int> h_status_;   // [1], pinned: mapped into the device's address space
   int* d_status_ = nullptr;       // h_status_ as the device sees it

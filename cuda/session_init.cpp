@@ -177,7 +177,7 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
           "cudaDeviceGetAttribute");
     if (cooperative != 0) {
       plan_persistent(layers_, max_batch_, sms);
-      if (persistent_stack_) stack_batches_ = plan_stack(layers_, max_batch_, sms);
+      if (persistent_stack_) stack_ = plan_stack(layers_, max_batch_, sms);
     }
   }
 }
@@ -200,7 +200,7 @@ void Session::allocate(std::int64_t rows) {
   zero(d_out_.get(), static_cast<std::size_t>(rows * last.hid) * sizeof(float));
   zero(d_state_.get(), static_cast<std::size_t>(state_floats) * sizeof(float));
   zero(d_len_.get(), static_cast<std::size_t>(max_batch_) * sizeof(std::int32_t));
-  if (stack_batches_ != 0) {
+  if (stack_.batches != 0) {
     int ctas = 0;
     for (const LayerData& ld : layers_) ctas += persistent_ctas(ld.hid);
     const auto words = static_cast<std::int64_t>(persistent_sync_words(ctas));
@@ -256,7 +256,7 @@ void Session::allocate_layer(LayerData& ld, std::int64_t rows, bool last) {
   // The fused step's second h buffer, where some batch <= max_batch can use that kernel
   // (the persistent kernel's batches too: they fall back to it), and for the persistent stack.
   if (((fused_mode_ != 0 || ld.plan.persistent_batches != 0) && rec_step_fits(1, ld.hid)) ||
-      stack_batches_ != 0) {
+      stack_.batches != 0) {
     const std::int64_t n = mul(max_batch_, H, "h buffer");
     ld.hbuf = device_alloc<float>(n, "cudaMalloc (h buffer)");
     zero(ld.hbuf.get(), static_cast<std::size_t>(n) * sizeof(float));

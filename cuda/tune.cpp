@@ -183,10 +183,10 @@ void Session::tune(int batch, int time, std::int32_t layout) {
   if (stack_planned(batch) && persistent_on()) {
     float stack_ms = 0.0f, layers_ms = 0.0f;
     const bool stack_ran = time_compute(batch, time, layout, &stack_ms);
-    stack_batches_ &= ~bit;
+    stack_.batches &= ~bit;
     const bool layers_ran = time_compute(batch, time, layout, &layers_ms);
     if (stack_ran && persistent_on() && (!layers_ran || stack_ms <= layers_ms * kKeepDefault)) {
-      stack_batches_ |= bit;
+      stack_.batches |= bit;
     }
   }
   tuned_batches_ |= bit;
