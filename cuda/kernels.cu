@@ -8,10 +8,7 @@ namespace slstm_cuda {
 namespace {
 
 using step_math::LstmCell;
-using step_math::kRecThreads;
-using step_math::kRecWarps;
 using step_math::RecReduce;
-using step_math::rec_bmax;
 using step_math::rec_park;
 using step_math::weight;
 
@@ -141,30 +138,7 @@ lstm_rec_step_kernel(const W* __restrict__ wh, const float* __restrict__ z,
   }
 }
 
-std::size_t rec_smem_bytes(int bmax, int hidden) {
-  return (static_cast<std::size_t>(bmax) * static_cast<std::size_t>(hidden) +
-          static_cast<std::size_t>(kRecWarps) * 4 * static_cast<std::size_t>(bmax)) *
-         sizeof(float);
-}
-
 }  // namespace
-
-bool rec_step_fits(int batch, int hidden) {
-  const int bmax = rec_bmax(batch);
-  return batch >= 1 && hidden >= 1 && bmax > 0 && rec_smem_bytes(bmax, hidden) <= kRecMaxSmem;
-}
-
-bool rec_step_preferred(int batch, int hidden, bool tf32) {
-  // Medians of one H100 run each way, same shapes (DeepBench inference H 256..2048, B 1/2/4;
-  // the seed, B = 10; H = 512, B = 16): fused/cuBLAS time was 0.85-0.89 at B = 1, H = 256;
-  // 1.08-1.56 at B = 1, H >= 512; 1.12-1.75 at B = 2 in FP32 (0.75-0.93 with TF32 up to
-  // H = 512); at B >= 3 0.18-1.02 up to H = 1024 (FP32 also 0.85 at H = 1536) and 1.02-1.19
-  // beyond. Unmeasured (B, H) fall to the nearest measured side of these lines.
-  if (!rec_step_fits(batch, hidden)) return false;
-  if (batch == 1) return hidden <= 256;
-  if (batch == 2) return tf32 && hidden <= 512;
-  return hidden <= (tf32 ? 1024 : 1536);
-}
 
 cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const float* z,
                                  const float* bias, const float* h_prev, float* h_next, float* c,

@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 
+#include "step_plan.hpp"
+
 namespace slstm_cuda {
 
 // Copies a [B, T, D] (batch_major) or [T, B, D] input into the time-major augmented matrix
@@ -32,15 +34,8 @@ cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* b
 //   z_q = z[b, q*H + u] (+ bias[q*H + u]) + sum_k h_prev[b, k] * wh[q*H + u, k],
 // then the cell as launch_lstm_step does, except that h is double-buffered: h_next receives
 // the new h (or h_prev's value for rows with t >= len[b]); c is updated in place.
-// wh [4H, H] row-major. Only for shapes with rec_step_fits(batch, hidden) (batch <= 16 and the
-// staged h_prev within kRecMaxSmem); cudaErrorInvalidValue otherwise.
-constexpr std::size_t kRecMaxSmem = 48 * 1024;
-bool rec_step_fits(int batch, int hidden);
-// Where the fused step beat cuBLAS + the step kernel on an H100 (bench/results/
-// gpu-fused-step.md): everywhere the recurrent GEMM is small (seed: 5.4x); not where
-// streaming W_h dominates (B <= 2 with large H, B >= 3 with the largest H), there cuBLAS's
-// GEMV-like kernels read it faster.
-bool rec_step_preferred(int batch, int hidden, bool tf32);
+// wh [4H, H] row-major. Only for shapes with rec_step_fits(batch, hidden) (step_plan.hpp);
+// cudaErrorInvalidValue otherwise.
 cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const float* z,
                                  const float* bias, const float* h_prev, float* h_next, float* c,
                                  float* y, std::int64_t y_stride, const std::int32_t* len, int t,
@@ -67,7 +62,6 @@ cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const flo
 // resident at once (it fails rather than deadlock); the plan admits a launch only where
 // persistent_ctas_per_sm says the device holds them. A launch of one step of one layer
 // waits for nothing and needs no co-residency (the fallback's form).
-constexpr int kMaxStackLayers = 8;
 struct PersistentLayer {
   const float* wh = nullptr;     // [4H, H] row-major
   const float* wx = nullptr;     // [4H, ld_x] row-major, or null: z holds the projection
@@ -100,13 +94,7 @@ struct PersistentArgs {
   // into h_even (the state), after a last wait of each layer's CTAs for one another.
   bool finalize = false;
 };
-// CTAs of a layer of `hidden` units (kRecWarps units each), and the unsigned words of the
-// sync buffer of a launch of `ctas` CTAs.
-int persistent_ctas(int hidden);
-std::size_t persistent_sync_words(int ctas);
-// Dynamic shared memory of one CTA of a layer: its units' rows of [W_x | W_h] (x_cols = 0:
-// W_h only), the staged [input | h] rows, the reduction.
-std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols);
+// (persistent_ctas, persistent_sync_words, persistent_smem_bytes: step_plan.hpp.)
 // CTAs of the batch's kernel with `smem` bytes each that one SM of the current device holds
 // at once (0: none, or batch > 16, or a CUDA error, which is cleared). Raises the kernel's
 // dynamic shared memory limit to the current device's opt-in maximum.

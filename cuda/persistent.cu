@@ -32,14 +32,11 @@
 namespace slstm_cuda {
 namespace {
 
-using step_math::kRecThreads;
-using step_math::kRecWarps;
 using step_math::LstmCell;
-using step_math::rec_bmax;
 using step_math::rec_park;
 using step_math::RecReduce;
 
-constexpr int kFlagStride = 32;  // words between two CTAs' flags: one 128-byte line each
+constexpr int kFlagStride = kPersistFlagStride;
 
 __device__ __forceinline__ long long global_ns() {
   long long t = 0;
@@ -249,20 +246,6 @@ void* persistent_kernel(int bmax) {
 }
 
 }  // namespace
-
-int persistent_ctas(int hidden) { return (hidden + kRecWarps - 1) / kRecWarps; }
-
-std::size_t persistent_sync_words(int ctas) {
-  return static_cast<std::size_t>(ctas + 1) * kFlagStride;
-}
-
-std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols) {
-  const auto k = static_cast<std::size_t>(hidden) + static_cast<std::size_t>(x_cols);
-  const auto bmax = static_cast<std::size_t>(rec_bmax(batch));
-  return (static_cast<std::size_t>(kRecWarps) * 4 * k + bmax * k +
-          static_cast<std::size_t>(kRecWarps) * 4 * bmax) *
-         sizeof(float);
-}
 
 int persistent_ctas_per_sm(int batch, std::size_t smem) {
   void* kernel = persistent_kernel(rec_bmax(batch));

@@ -13,61 +13,6 @@ namespace {
 
 }  // namespace
 
-StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch) {
-  StepPlan plan;
-  // Without the fused step's second h buffer (see Session::allocate_layer): never fused.
-  if (fused_mode == 0 || !rec_step_fits(1, hidden)) return plan;
-  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, StepPlan::kPlannedBatches));
-  for (int b = 1; b <= n; ++b) {
-    const bool fused =
-        fused_mode == 2 ? rec_step_fits(b, hidden) : rec_step_preferred(b, hidden, tf32);
-    if (fused) plan.fused_batches |= 1u << (b - 1);
-  }
-  return plan;
-}
-
-void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int sms) {
-  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, 16));
-  for (int b = 1; b <= n; ++b) {
-    int sms_taken = 0;
-    for (LayerData& ld : layers) {
-      // Only where the fused step also runs: it is the fallback, with the same bits.
-      if (!rec_step_fits(b, ld.hid)) continue;
-      const int per_sm = persistent_ctas_per_sm(b, persistent_smem_bytes(b, ld.hid, 0));
-      if (per_sm < 1) continue;
-      const int need = (persistent_ctas(ld.hid) + per_sm - 1) / per_sm;
-      if (sms_taken + need > sms) continue;
-      sms_taken += need;
-      ld.plan.persistent_batches |= 1u << (b - 1);
-    }
-  }
-}
-
-StackPlan plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms) {
-  StackPlan plan;
-  if (layers.size() < 2 || layers.size() > static_cast<std::size_t>(kMaxStackLayers)) return plan;
-  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, 16));
-  for (int b = 1; b <= n; ++b) {
-    // Layer 0 projecting its input itself (x0) or reading the input GEMM's result.
-    for (const bool x0 : {true, false}) {
-      std::size_t smem = 0;
-      std::int64_t ctas = 0;
-      for (std::size_t l = 0; l < layers.size(); ++l) {
-        const LayerData& ld = layers[l];
-        smem = std::max(smem, persistent_smem_bytes(b, ld.hid, l > 0 || x0 ? ld.ld_x : 0));
-        ctas += persistent_ctas(ld.hid);
-      }
-      const int per_sm = persistent_ctas_per_sm(b, smem);
-      if (per_sm >= 1 && ctas <= static_cast<std::int64_t>(per_sm) * sms) {
-        plan.batches |= 1u << (b - 1);
-        if (x0) plan.x0_batches |= 1u << (b - 1);
-        break;
-      }
-    }
-  }
-  return plan;
-}
-
 // Steps per chunk of the wavefront: small enough that layer l+1 starts soon after layer l,
 // large enough that each chunk's input GEMM has some rows. One layer: no chunking at all.
 std::int64_t Session::chunk_steps(std::int64_t batch, std::int64_t time) const {

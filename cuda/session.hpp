@@ -45,32 +45,11 @@
 #include "backend_module_abi.h"
 #include "graph_cache.hpp"
 #include "kernels.cuh"
+#include "step_plan.hpp"
 #include "resources.hpp"
 #include "tune_cache.hpp"
 
 namespace slstm_cuda {
-
-// Which recurrent step a layer runs for a batch of b rows: the fused kernel
-// (launch_lstm_rec_step) where bit b-1 of fused_batches is set, else a cuBLAS GEMM + the step
-// kernel (launch_lstm_step). Made once per layer at session creation (plan_steps); the fused
-// kernel exists for b <= 16 only (rec_step_fits), so kPlannedBatches bits cover every batch.
-// With cuda.persistent=on, where bit b-1 of persistent_batches is set, the layer's steps run
-// in the persistent kernel instead (launch_lstm_persistent: one launch per chunk, the fused
-// step's numbers bit for bit); should that kernel fail at run time, the session turns it off
-// and those batches run the fused step.
-struct StepPlan {
-  static constexpr int kPlannedBatches = 32;
-  std::uint32_t fused_batches = 0;
-  std::uint32_t persistent_batches = 0;
-  static bool has(std::uint32_t mask, int batch) {
-    return batch >= 1 && batch <= kPlannedBatches && ((mask >> (batch - 1)) & 1u) != 0;
-  }
-  bool fused(int batch) const { return has(fused_batches, batch); }
-  bool persistent(int batch) const { return has(persistent_batches, batch); }
-};
-
-// The plan of a layer of `hidden` units for batches up to max_batch (schedule.cpp).
-StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch);
 
 // Where a layer's output rows go: row b of step t at y + t * step + b * stride, in the next
 // layer's input (hseq) or the caller's output in the call's layout.
@@ -110,21 +89,6 @@ struct LayerData {
   BlasHandle rec_blas;
   BlasHandle proj_blas;
 };
-
-// cuda.persistent=on: for every batch b <= min(max_batch, 16), the layers whose persistent
-// kernel fits the device (persistent_ctas_per_sm), first to last, while the SMs their CTAs
-// take at once (the layers of a wavefront may run together) add up to at most `sms`: so the
-// session's own persistent kernels can always be resident together (schedule.cpp).
-void plan_persistent(std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
-// cuda.persistent=on, 2 to kMaxStackLayers layers: the batches b <= min(max_batch, 16) for
-// which the whole stack fits the device as ONE persistent launch (every layer's CTAs at once,
-// each with the shared memory of the largest: layers >= 1 hold [W_x | W_h]), and those for
-// which layer 0 can hold its [W_x | W_h] too (then no input GEMM runs) (schedule.cpp).
-struct StackPlan {
-  std::uint32_t batches = 0;
-  std::uint32_t x0_batches = 0;
-};
-StackPlan plan_stack(const std::vector<LayerData>& layers, std::int64_t max_batch, int sms);
 
 class Session {
  public:

@@ -176,8 +176,12 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
     check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device_),
           "cudaDeviceGetAttribute");
     if (cooperative != 0) {
-      plan_persistent(layers_, max_batch_, sms);
-      if (persistent_stack_) stack_ = plan_stack(layers_, max_batch_, sms);
+      std::vector<LayerShape> shapes;
+      for (const LayerData& ld : layers_) shapes.push_back({ld.hid, ld.ld_x});
+      const std::vector<std::uint32_t> masks =
+          plan_persistent(shapes, max_batch_, sms, persistent_ctas_per_sm);
+      for (std::size_t l = 0; l < L; ++l) layers_[l].plan.persistent_batches = masks[l];
+      if (persistent_stack_) stack_ = plan_stack(shapes, max_batch_, sms, persistent_ctas_per_sm);
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "gate_math.hpp"
+#include "step_plan.hpp"
 
 namespace slstm_cuda {
 namespace step_math {
@@ -56,13 +57,7 @@ __device__ __forceinline__ float weight(float w) { return w; }
 // row b. h is double-buffered (h_prev -> h_next) because other blocks still read h_prev;
 // c is updated in place (each element by its own lane). Deterministic: a fixed order of
 // additions, whatever the schedule.
-constexpr int kRecThreads = 256;
-constexpr int kRecWarps = kRecThreads / 32;
-
-// The kernels' batch capacity for `batch` rows (1, 2, 4, 8 or 16; 0 above 16).
-inline int rec_bmax(int batch) {
-  return batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : batch <= 16 ? 16 : 0;
-}
+// (kRecThreads, kRecWarps and rec_bmax: step_plan.hpp.)
 
 // After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of some of
 // the N values (rec_park computes which); lanes that differ only in the bits of the plain

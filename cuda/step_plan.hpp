@@ -1,0 +1,95 @@
+// The arithmetic of the CUDA backend's step plan: which recurrent step path may run a layer
+// for a batch, and what the small-batch kernels need (threads, shared memory, CTAs). Plain
+// C++ (no CUDA header): the module's planning uses it with the device's occupancy, and the
+// CPU test suite checks it with a model of a device (tests/cuda_host).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace slstm_cuda {
+
+// The small-batch kernels (the fused step, the persistent kernel): 256 threads, one warp
+// per hidden unit, so a block or CTA serves kRecWarps units.
+constexpr int kRecThreads = 256;
+constexpr int kRecWarps = kRecThreads / 32;
+// The fused step stages h_prev in at most this much shared memory (no opt-in needed).
+constexpr std::size_t kRecMaxSmem = 48 * 1024;
+// The largest batch of the small-batch kernels, and of a whole-stack persistent launch.
+constexpr int kRecMaxBatch = 16;
+constexpr int kMaxStackLayers = 8;
+// Words between two CTAs' flags in the persistent kernel's sync buffer: one 128-byte line.
+constexpr int kPersistFlagStride = 32;
+
+// The kernels' batch capacity for `batch` rows (1, 2, 4, 8 or 16; 0 above 16).
+inline int rec_bmax(int batch) {
+  return batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : batch <= 16 ? 16 : 0;
+}
+
+// The fused step's shared memory for a batch capacity and H, and whether it runs (batch,
+// hidden): batch <= 16 and its shared memory within kRecMaxSmem.
+std::size_t rec_smem_bytes(int bmax, int hidden);
+bool rec_step_fits(int batch, int hidden);
+// Where the fused step beat cuBLAS + the step kernel on an H100 (bench/results/
+// gpu-fused-step.md): everywhere the recurrent GEMM is small (seed: 5.4x); not where
+// streaming W_h dominates (B <= 2 with large H, B >= 3 with the largest H), there cuBLAS's
+// GEMV-like kernels read it faster.
+bool rec_step_preferred(int batch, int hidden, bool tf32);
+
+// Which recurrent step a layer runs for a batch of b rows: the fused kernel where bit b-1 of
+// fused_batches is set, else a cuBLAS GEMM + the step kernel; with cuda.persistent, where
+// bit b-1 of persistent_batches is set, the persistent kernel (one launch per chunk, the
+// fused step's numbers bit for bit; should it fail, those batches run the fused step).
+struct StepPlan {
+  static constexpr int kPlannedBatches = 32;
+  std::uint32_t fused_batches = 0;
+  std::uint32_t persistent_batches = 0;
+  static bool has(std::uint32_t mask, int batch) {
+    return batch >= 1 && batch <= kPlannedBatches && ((mask >> (batch - 1)) & 1u) != 0;
+  }
+  bool fused(int batch) const { return has(fused_batches, batch); }
+  bool persistent(int batch) const { return has(persistent_batches, batch); }
+};
+
+// The fused-step plan of a layer of `hidden` units for batches up to max_batch: fused_mode
+// 0 never, 1 where rec_step_preferred, 2 wherever it fits.
+StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batch);
+
+// The persistent kernel: CTAs of a layer, unsigned words of a launch's flags, and the dynamic
+// shared memory of a CTA of a layer (its units' rows of [W_x | W_h] -- x_cols = 0: W_h only
+// --, the staged [input | h] rows, the reduction).
+int persistent_ctas(int hidden);
+std::size_t persistent_sync_words(int ctas);
+std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols);
+
+// What the persistent plans need of a layer, and of the device: how many CTAs of the batch's
+// kernel with `smem` bytes of shared memory each one SM holds at once (0: none).
+struct LayerShape {
+  int hidden = 0;
+  int ld_x = 0;  // the row length of its augmented input (input size + 1, padded to 4)
+};
+using CtasPerSm = std::function<int(int batch, std::size_t smem)>;
+
+// cuda.persistent: per layer, the batches b <= min(max_batch, 16) whose steps run in
+// per-layer persistent launches: where the fused step also fits (the fallback, the same
+// bits) and the device holds the layer's CTAs, first layer to last while the SMs their CTAs
+// take add up to at most `sms` (so that the layers of a wavefront are resident together).
+std::vector<std::uint32_t> plan_persistent(const std::vector<LayerShape>& layers,
+                                           std::int64_t max_batch, int sms,
+                                           const CtasPerSm& per_sm);
+
+// cuda.persistent=on, 2 to kMaxStackLayers layers: the batches b <= min(max_batch, 16) for
+// which the whole stack is ONE persistent launch (every layer's CTAs resident at once, each
+// with the shared memory of the largest: layers >= 1 hold [W_x | W_h]), and those for which
+// layer 0 holds its [W_x | W_h] too (x0: no input GEMM before the launch) -- preferred where
+// both fit.
+struct StackPlan {
+  std::uint32_t batches = 0;
+  std::uint32_t x0_batches = 0;
+};
+StackPlan plan_stack(const std::vector<LayerShape>& layers, std::int64_t max_batch, int sms,
+                     const CtasPerSm& per_sm);
+
+}  // namespace slstm_cuda
