@@ -83,7 +83,8 @@ __device__ bool wait_ranges(const PersistentArgs& a, int b0, int b1, unsigned s0
   for (int i = static_cast<int>(threadIdx.x); i < n; i += kRecThreads) {
     const bool first = i < n0;
     const int j = first ? b0 + i : b2 + (i - n0);
-    if (!wait_flag(a.sync, j, ctas, first ? s0 : s2, a.status, a.timeout_ns)) *stop = 1;
+    // An atomic: several threads may give up in one wait (racecheck: no write-write race).
+    if (!wait_flag(a.sync, j, ctas, first ? s0 : s2, a.status, a.timeout_ns)) atomicOr(stop, 1);
   }
   __threadfence();
   __syncthreads();
