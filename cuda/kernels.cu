@@ -94,25 +94,7 @@ lstm_rec_step_kernel(const W* __restrict__ wh, const float* __restrict__ z,
   const std::int64_t gate_stride = static_cast<std::int64_t>(hidden) * hidden;
   const W* w = wh + static_cast<std::int64_t>(u) * hidden;
   float v[N];
-#pragma unroll
-  for (int i = 0; i < N; ++i) v[i] = 0.0f;
-  // Unrolled so that each lane has several L2 round trips for W_h in flight (with one or two,
-  // a B = 1 step was slower than cuBLAS's GEMV: ~7.7 against ~6 us at H = 512 on an H100).
-#pragma unroll 4
-  for (int k = lane; k < hidden; k += 32) {
-    const float w0 = weight(__ldg(w + k));
-    const float w1 = weight(__ldg(w + gate_stride + k));
-    const float w2 = weight(__ldg(w + 2 * gate_stride + k));
-    const float w3 = weight(__ldg(w + 3 * gate_stride + k));
-#pragma unroll
-    for (int b = 0; b < BMAX; ++b) {
-      const float x = hs[b * hidden + k];
-      v[4 * b + 0] = fmaf(w0, x, v[4 * b + 0]);
-      v[4 * b + 1] = fmaf(w1, x, v[4 * b + 1]);
-      v[4 * b + 2] = fmaf(w2, x, v[4 * b + 2]);
-      v[4 * b + 3] = fmaf(w3, x, v[4 * b + 3]);
-    }
-  }
+  step_math::rec_sums<BMAX>(step_math::LoadLdg{}, w, gate_stride, hs, hidden, hidden, lane, v);
   RecReduce<N, 16>::run(v, lane);
   float* my_red = red + warp * N;
   rec_park<N>(v, lane, my_red);

@@ -161,25 +161,9 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
     }
     __syncthreads();
     if (live) {
-      const float* w = ws + static_cast<std::int64_t>(warp) * GK;
       float v[N];
-#pragma unroll
-      for (int i = 0; i < N; ++i) v[i] = 0.0f;
-#pragma unroll 4
-      for (int k = lane; k < K; k += 32) {
-        const float w0 = w[k];
-        const float w1 = w[K + k];
-        const float w2 = w[2 * K + k];
-        const float w3 = w[3 * K + k];
-#pragma unroll
-        for (int b = 0; b < BMAX; ++b) {
-          const float x = xs[b * K + k];
-          v[4 * b + 0] = fmaf(w0, x, v[4 * b + 0]);
-          v[4 * b + 1] = fmaf(w1, x, v[4 * b + 1]);
-          v[4 * b + 2] = fmaf(w2, x, v[4 * b + 2]);
-          v[4 * b + 3] = fmaf(w3, x, v[4 * b + 3]);
-        }
-      }
+      step_math::rec_sums<BMAX>(step_math::LoadPlain{}, ws + static_cast<std::int64_t>(warp) * GK,
+                                K, xs, K, K, lane, v);
       RecReduce<N, 16>::run(v, lane);
       float* my_red = red + warp * N;
       rec_park<N>(v, lane, my_red);

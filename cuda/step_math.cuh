@@ -59,6 +59,42 @@ __device__ __forceinline__ float weight(float w) { return w; }
 // additions, whatever the schedule.
 // (kRecThreads, kRecWarps and rec_bmax: step_plan.hpp.)
 
+// The recurrent sums of one warp's unit over the staged rows: v[4b + q] = sum over
+// k = lane, lane + 32, ... < K of w[q * gate_stride + k] * x[b * ldx + k], each sum one FMA
+// chain in increasing k. Every small-batch kernel runs this order (then RecReduce and
+// rec_park), which is why their numbers agree bit for bit. Load reads a weight: through the
+// read-only cache from global memory (LoadLdg) or plainly (LoadPlain: shared memory).
+// Unrolled so that each lane has several weight loads in flight (with one or two, a B = 1
+// fused step was slower than cuBLAS's GEMV: ~7.7 against ~6 us at H = 512 on an H100).
+struct LoadLdg {
+  __device__ __forceinline__ float operator()(const float* p) const { return weight(__ldg(p)); }
+};
+struct LoadPlain {
+  __device__ __forceinline__ float operator()(const float* p) const { return *p; }
+};
+template <int BMAX, typename Load>
+__device__ __forceinline__ void rec_sums(Load load, const float* __restrict__ w,
+                                         std::int64_t gate_stride, const float* __restrict__ x,
+                                         int ldx, int K, int lane, float (&v)[4 * BMAX]) {
+#pragma unroll
+  for (int i = 0; i < 4 * BMAX; ++i) v[i] = 0.0f;
+#pragma unroll 4
+  for (int k = lane; k < K; k += 32) {
+    const float w0 = load(w + k);
+    const float w1 = load(w + gate_stride + k);
+    const float w2 = load(w + 2 * gate_stride + k);
+    const float w3 = load(w + 3 * gate_stride + k);
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      const float xv = x[b * ldx + k];
+      v[4 * b + 0] = fmaf(w0, xv, v[4 * b + 0]);
+      v[4 * b + 1] = fmaf(w1, xv, v[4 * b + 1]);
+      v[4 * b + 2] = fmaf(w2, xv, v[4 * b + 2]);
+      v[4 * b + 3] = fmaf(w3, xv, v[4 * b + 3]);
+    }
+  }
+}
+
 // After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of some of
 // the N values (rec_park computes which); lanes that differ only in the bits of the plain
 // butterfly levels (N < 32) hold the same sums.

@@ -271,6 +271,23 @@ void require_close(const Result& got, const Result& want, double tol) {
   CHECK(e_state <= tol);
 }
 
+// Both results carry the same bits (output and final state).
+void check_same_bits(const Result& a, const Result& b) {
+  CHECK(same_bits(a.output, b.output));
+  CHECK(same_bits(a.final_state, b.final_state));
+}
+
+// A non-blocking stream of the caller's, destroyed at the end of the scope.
+struct CallerStream {
+  cudaStream_t s = nullptr;
+  CallerStream() { CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+  CallerStream(const CallerStream&) = delete;
+  CallerStream& operator=(const CallerStream&) = delete;
+  ~CallerStream() {
+    if (s != nullptr) (void)cudaStreamDestroy(s);
+  }
+};
+
 struct Shape {
   std::int64_t input;
   std::vector<std::int64_t> hidden;
@@ -897,8 +914,7 @@ TEST_CASE("the persistent kernel layer by layer gives the fused step's bits and 
         const Result got = run_host(pers.get(), m.get(), in);
         require_close(got, want, kTolFp32);
         require_masked_zeros(in, got.output, t::output_size(m.get()));
-        CHECK(same_bits(got.output, ref.output));
-        CHECK(same_bits(got.final_state, ref.final_state));
+        check_same_bits(got, ref);
       }
     }
   }
@@ -908,12 +924,8 @@ TEST_CASE("the persistent kernel: device buffers on a caller stream, smaller bat
           "session's, and reruns give the host call's bits",
           "[gpu][persistent]") {
   Model m = t::random_model(13, {64, 129, 5}, 19101, 1.0f);
-  cudaStream_t stream = nullptr;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  struct Destroy {
-    cudaStream_t s;
-    ~Destroy() { (void)cudaStreamDestroy(s); }
-  } destroy{stream};
+  const CallerStream owned;
+  cudaStream_t stream = owned.s;
   Session host = gpu_session_opts(m.get(), 4, 23, "cuda.persistent=on");
   Session dev = gpu_session_opts(m.get(), 4, 23, "cuda.persistent=on", stream);
   CHECK(persistent_batches(host.get()) == std::vector<std::string>(3, "1-4"));
@@ -923,10 +935,8 @@ TEST_CASE("the persistent kernel: device buffers on a caller stream, smaller bat
     const Result a = run_host(host.get(), m.get(), in);
     const Result again = run_host(host.get(), m.get(), in);
     const Result d = run_device(dev.get(), m.get(), in, stream);
-    CHECK(same_bits(a.output, again.output));
-    CHECK(same_bits(a.final_state, again.final_state));
-    CHECK(same_bits(a.output, d.output));
-    CHECK(same_bits(a.final_state, d.final_state));
+    check_same_bits(a, again);
+    check_same_bits(a, d);
   }
 }
 
@@ -943,8 +953,7 @@ TEST_CASE("the persistent kernel layer by layer, with wavefront chunks and witho
       Session fused = gpu_session_opts(m.get(), 3, 29, (common + "cuda.fused=always").c_str());
       Session pers = gpu_session_opts(m.get(), 3, 29, (common + "cuda.persistent=layers").c_str());
       const Result a = run_host(fused.get(), m.get(), in), b = run_host(pers.get(), m.get(), in);
-      CHECK(same_bits(a.output, b.output));
-      CHECK(same_bits(a.final_state, b.final_state));
+      check_same_bits(a, b);
     }
   }
 }
@@ -981,8 +990,7 @@ TEST_CASE("a persistent kernel that gives up waiting falls back to the fused ste
   for (int call = 0; call < 2; ++call) {
     INFO("call " << call);
     const Result got = run_host(failing.get(), m.get(), in);
-    CHECK(same_bits(got.output, want.output));
-    CHECK(same_bits(got.final_state, want.final_state));
+    check_same_bits(got, want);
   }
   Session in_place =
       gpu_session_opts(m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0");
@@ -1091,8 +1099,7 @@ TEST_CASE("cuda.tune=on tunes each batch at its first call, keeps the reference'
   require_close(first, run_host(cpu.get(), m.get(), in3), kTolFp32);
   CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>(3, "3"));
   const Result again = run_host(gpu.get(), m.get(), in3);  // no tuning now: the same bits
-  CHECK(same_bits(first.output, again.output));
-  CHECK(same_bits(first.final_state, again.final_state));
+  check_same_bits(first, again);
   const Inputs in1 = make_inputs(m.get(), 1, 7, SLSTM_TIME_MAJOR, false, false, 19603);
   require_close(run_host(gpu.get(), m.get(), in1), run_host(cpu.get(), m.get(), in1), kTolFp32);
   CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>(3, "1,3"));
@@ -1177,11 +1184,9 @@ TEST_CASE("the whole stack as one persistent launch: the reference's numbers, an
         const Result fb = run_host(fallback.get(), m.get(), in);
         require_close(got, want, kTolFp32);
         require_masked_zeros(in, got.output, t::output_size(m.get()));
-        CHECK(same_bits(got.output, fb.output));
-        CHECK(same_bits(got.final_state, fb.final_state));
+        check_same_bits(got, fb);
         const Result again = run_host(stack.get(), m.get(), in);
-        CHECK(same_bits(got.output, again.output));
-        CHECK(same_bits(got.final_state, again.final_state));
+        check_same_bits(got, again);
       }
     }
   }
@@ -1191,12 +1196,8 @@ TEST_CASE("the whole stack as one persistent launch takes device buffers on a ca
           "and graphs on or off with the host call's bits",
           "[gpu][persistent]") {
   Model m = t::random_model(128, {100, 200, 300}, 19951, 1.0f);
-  cudaStream_t stream = nullptr;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  struct Destroy {
-    cudaStream_t s;
-    ~Destroy() { (void)cudaStreamDestroy(s); }
-  } destroy{stream};
+  const CallerStream owned;
+  cudaStream_t stream = owned.s;
   Session host = gpu_session_opts(m.get(), 10, 1, "cuda.persistent=on");
   Session dev = gpu_session_opts(m.get(), 10, 1, "cuda.persistent=on", stream);
   Session nographs = gpu_session_opts(m.get(), 10, 1, "cuda.persistent=on;cuda.graphs=off");
@@ -1207,8 +1208,6 @@ TEST_CASE("the whole stack as one persistent launch takes device buffers on a ca
   require_close(a, run_host(cpu.get(), m.get(), in), kTolFp32);
   const Result d = run_device(dev.get(), m.get(), in, stream);
   const Result n = run_host(nographs.get(), m.get(), in);
-  CHECK(same_bits(a.output, d.output));
-  CHECK(same_bits(a.final_state, d.final_state));
-  CHECK(same_bits(a.output, n.output));
-  CHECK(same_bits(a.final_state, n.final_state));
+  check_same_bits(a, d);
+  check_same_bits(a, n);
 }
