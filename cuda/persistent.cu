@@ -74,17 +74,18 @@ __device__ bool wait_flag(unsigned* sync, int j, int ctas, unsigned step, int* s
   }
 }
 
-// Waits, with every thread of the CTA, until the flags of CTAs [b0, b1) reach s0 and those of
-// [b2, b3) reach s2 (empty ranges: no wait); false when abandoned (the CTA must stop).
-__device__ bool wait_ranges(const PersistentArgs& a, int b0, int b1, unsigned s0, int b2, int b3,
-                            unsigned s2, int* stop) {
+// Waits, with every thread of the CTA, for what `w` names (step_plan.hpp); false when
+// abandoned (the CTA must stop).
+__device__ bool wait_for(const PersistentArgs& a, const PersistentWait& w, int* stop) {
   const int ctas = static_cast<int>(gridDim.x);
-  const int n0 = b1 - b0, n = n0 + (b3 - b2);
+  const int n0 = w.own_end - w.own_begin, n = n0 + (w.prev_end - w.prev_begin);
   for (int i = static_cast<int>(threadIdx.x); i < n; i += kRecThreads) {
-    const bool first = i < n0;
-    const int j = first ? b0 + i : b2 + (i - n0);
+    const bool own = i < n0;
+    const int j = own ? w.own_begin + i : w.prev_begin + (i - n0);
     // An atomic: several threads may give up in one wait (racecheck: no write-write race).
-    if (!wait_flag(a.sync, j, ctas, first ? s0 : s2, a.status, a.timeout_ns)) atomicOr(stop, 1);
+    if (!wait_flag(a.sync, j, ctas, own ? w.own_step : w.prev_step, a.status, a.timeout_ns)) {
+      atomicOr(stop, 1);
+    }
   }
   __threadfence();
   __syncthreads();
@@ -96,11 +97,9 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   constexpr int N = LstmCell::kGates * BMAX;
   extern __shared__ float smem[];
   __shared__ int stop;
-  // This CTA's layer: the last whose first CTA is at or before it.
-  int li = 0;
-  for (int i = 1; i < a.layers; ++i) {
-    if (static_cast<int>(blockIdx.x) >= a.layer[i].cta_begin) li = i;
-  }
+  const auto begin = [&a](int i) { return a.layer[i].cta_begin; };
+  const int ctas = static_cast<int>(gridDim.x);
+  const int li = persistent_layer_of(begin, a.layers, static_cast<int>(blockIdx.x));
   const PersistentLayer& L = a.layer[li];
   const int H = L.hidden;
   const int KX = L.wx != nullptr ? L.ld_x : 0;  // input columns computed here
@@ -111,12 +110,7 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   float* red = xs + static_cast<std::int64_t>(BMAX) * K;       // [kRecWarps][N]
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int warp = static_cast<int>(threadIdx.x) >> 5;
-  const int own_begin = L.cta_begin;
-  const int own_end = li + 1 < a.layers ? a.layer[li + 1].cta_begin : static_cast<int>(gridDim.x);
-  // The layer below, when it runs in this launch, produces this layer's input rows.
-  const int prev_begin = KX > 0 && li > 0 ? a.layer[li - 1].cta_begin : own_begin;
-  const int prev_end = own_begin;
-  const int u0 = (static_cast<int>(blockIdx.x) - own_begin) * kRecWarps;
+  const int u0 = (static_cast<int>(blockIdx.x) - L.cta_begin) * kRecWarps;
   const int u = u0 + warp;
   const bool live = u < H;
 
@@ -138,14 +132,10 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   const int n_x = BMAX * K;
   float h_last = 0.0f;  // the owner's latest h (finalize)
   for (int t = a.t0; t < a.t1; ++t) {
-    // Before step t: this layer's CTAs are done with step t - 1 (they have read the h buffer
-    // this step overwrites and written the one it reads), and the layer below with step t.
-    const bool own_wait = t > a.t0;
-    if ((own_wait || prev_end > prev_begin) &&
-        !wait_ranges(a, own_begin, own_wait ? own_end : own_begin, static_cast<unsigned>(t),
-                     prev_begin, prev_end, static_cast<unsigned>(t + 1), &stop)) {
-      break;  // the results are invalid; the host knows from *status
-    }
+    // Before step t: this layer's CTAs are done with step t - 1, the layer below (when it
+    // feeds this one in the launch) with step t (persistent_wait).
+    const PersistentWait w = persistent_wait(begin, a.layers, ctas, li, KX > 0, t, a.t0);
+    if (w.any() && !wait_for(a, w, &stop)) break;  // results invalid; *status tells the host
     const bool even = (t & 1) == 0;
     const float* h_prev = even ? L.h_even : L.h_odd;
     float* h_next = even ? L.h_odd : L.h_even;
@@ -207,9 +197,7 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   // finalize: the last h went to h_odd; once no CTA of the layer reads h_even any more (all
   // have published the last step), each owner puts its h there too (no copy after the launch).
   if (a.finalize && stop == 0 && ((a.t1 - 1) & 1) == 0 &&
-      wait_ranges(a, own_begin, own_end, static_cast<unsigned>(a.t1), own_begin, own_begin, 0u,
-                  &stop) &&
-      owner) {
+      wait_for(a, persistent_final_wait(begin, a.layers, ctas, li, a.t1), &stop) && owner) {
     __stcg(L.h_even + i_own, h_last);
   }
 }

@@ -92,4 +92,62 @@ struct StackPlan {
 StackPlan plan_stack(const std::vector<LayerShape>& layers, std::int64_t max_batch, int sms,
                      const CtasPerSm& per_sm);
 
+// ---- The persistent kernel's waits (used by the kernel itself, and by the CPU tests'
+// simulation of its CTAs under arbitrary schedules). A launch runs `layers` layers on
+// consecutive CTAs (begin(i): the first CTA of layer i; `ctas` in all) for steps [t0, t1).
+#if defined(__CUDACC__)
+#define SLSTM_HOST_DEVICE __host__ __device__
+#else
+#define SLSTM_HOST_DEVICE
+#endif
+
+// The layer of CTA `cta`: the last whose first CTA is at or before it.
+template <typename Begin>
+SLSTM_HOST_DEVICE inline int persistent_layer_of(Begin begin, int layers, int cta) {
+  int li = 0;
+  for (int i = 1; i < layers; ++i) {
+    if (cta >= begin(i)) li = i;
+  }
+  return li;
+}
+
+// What a CTA of layer li waits for before step t: every flag of CTAs [own_begin, own_end)
+// at least own_step (its layer done with step t - 1: they have read the h buffer step t
+// overwrites and written the one it reads; nothing at the launch's first step), and every
+// flag of [prev_begin, prev_end) at least prev_step (the layer below, when it runs in the
+// launch and feeds this layer's own input projection, done with step t: its output row t is
+// written). A flag holds the number of steps its CTA has published.
+struct PersistentWait {
+  int own_begin = 0, own_end = 0;
+  unsigned own_step = 0;
+  int prev_begin = 0, prev_end = 0;
+  unsigned prev_step = 0;
+  SLSTM_HOST_DEVICE bool any() const { return own_end > own_begin || prev_end > prev_begin; }
+};
+template <typename Begin>
+SLSTM_HOST_DEVICE inline PersistentWait persistent_wait(Begin begin, int layers, int ctas, int li,
+                                                        bool own_input, int t, int t0) {
+  PersistentWait w;
+  w.own_begin = begin(li);
+  w.own_end = t > t0 ? (li + 1 < layers ? begin(li + 1) : ctas) : w.own_begin;
+  w.own_step = static_cast<unsigned>(t);
+  w.prev_begin = own_input && li > 0 ? begin(li - 1) : w.own_begin;
+  w.prev_end = w.own_begin;
+  w.prev_step = static_cast<unsigned>(t + 1);
+  return w;
+}
+
+// The last wait of a launch that ends the call with the last h in h_odd (finalize): its
+// layer's CTAs all done with step t1 - 1, so that none reads h_even any more.
+template <typename Begin>
+SLSTM_HOST_DEVICE inline PersistentWait persistent_final_wait(Begin begin, int layers, int ctas,
+                                                              int li, int t1) {
+  PersistentWait w;
+  w.own_begin = begin(li);
+  w.own_end = li + 1 < layers ? begin(li + 1) : ctas;
+  w.own_step = static_cast<unsigned>(t1);
+  w.prev_begin = w.prev_end = w.own_begin;
+  return w;
+}
+
 }  // namespace slstm_cuda
