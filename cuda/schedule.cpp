@@ -3,7 +3,6 @@
 // capture into a CUDA graph per (batch, time, layout).
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "kernels.cuh"
 #include "session.hpp"
@@ -210,7 +209,7 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
   int ctas = 0;
   PersistentArgs a = persistent_args(0, T, batch, d_stack_sync_.get());
   a.layers = static_cast<int>(layers_.size());
-  std::vector<std::size_t> layer_smem(layers_.size());
+  std::size_t layer_smem[kMaxStackLayers] = {};  // (no allocation in a call: graphs may be off)
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     const LayerData& ld = layers_[l];
     const bool own = l > 0 || x0;

@@ -105,13 +105,16 @@ struct Shape {
 // Repeated successful calls of `shape` on a session of `backend` allocate nothing once the
 // shape has run once (the first call may: e.g. a CUDA graph is captured for a new shape).
 void check_forward_allocates_nothing(slstm_backend backend, const Shape& sh,
-                                     std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
+                                     std::int32_t precision = SLSTM_PRECISION_DEFAULT,
+                                     const char* config = nullptr) {
   constexpr std::int64_t D = 7;
   t::Model m = t::random_model(D, sh.hidden, 5);
   slstm_session_options o = t::options(sh.batch, sh.time);
   o.backend = backend;
   o.num_threads = sh.threads;
   o.precision = precision;
+  o.config = config;
+  INFO("config " << (config != nullptr ? config : "(none)"));
   slstm_session* raw = nullptr;
   REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
   t::Session s(raw);
@@ -258,7 +261,15 @@ TEST_CASE("successful CUDA forward and step calls allocate nothing after a shape
     std::fflush(stdout);
     std::_Exit(77);
   }
-  for (const Shape& sh : kShapes) check_forward_allocates_nothing(SLSTM_BACKEND_CUDA, sh);
+  // The default plan, and the persistent kernel (one launch per layer, the whole stack with
+  // graphs off: enqueued afresh every call) and the plan tuned on the device (the first call
+  // of a shape tunes; the later ones must not allocate).
+  for (const char* config : {static_cast<const char*>(nullptr), "cuda.persistent=layers",
+                             "cuda.persistent=on;cuda.graphs=off", "cuda.tune=on;cuda.persistent=on"}) {
+    for (const Shape& sh : kShapes) {
+      check_forward_allocates_nothing(SLSTM_BACKEND_CUDA, sh, SLSTM_PRECISION_DEFAULT, config);
+    }
+  }
 }
 
 int main(int argc, char* argv[]) {
