@@ -118,4 +118,9 @@ cudaError_t launch_slot_copy(cudaStream_t stream, float* slots, float* packed,
 // cudaSuccess when this module has a kernel image the current device can run.
 cudaError_t check_kernel_image();
 
+// `device` if it exists (else SLSTM_ERR_BACKEND_UNAVAILABLE with the reason); and a check
+// that the current device (`device`) runs this build's kernels (session_init.cpp).
+int usable_device(int device);
+void require_kernel_image(int device);
+
 }  // namespace slstm_cuda

@@ -1,17 +1,19 @@
 // The module's side of src/backend_module_abi.h: the table of entry points and the one
-// exported function, slstm_cuda_module_v3. Every entry point runs inside firewall(), which
+// exported function, slstm_cuda_module_v4. Every entry point runs inside firewall(), which
 // turns an exception into (status, message); nothing is thrown across the table.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 
 #include "backend_module_abi.h"
 #include "check.hpp"
 #include "firewall.hpp"
+#include "generic_session.hpp"
 #include "session.hpp"
 #include "stacklstm/stacklstm.h"
 
@@ -30,6 +32,22 @@ template <typename Body>
 std::int32_t firewall(char* msg, std::size_t size, Body&& body) noexcept {
   return slstm::firewall([&](const char* text) noexcept { write_message(msg, size, text); },
                          body);
+}
+
+// A session as the core holds it: the basic path's or the generic path's (desc.generic).
+struct Handle {
+  std::unique_ptr<Session> basic;
+  std::unique_ptr<GenericSession> generic;
+};
+
+Handle& handle(void* session) { return *static_cast<Handle*>(session); }
+
+// The basic path's session, for the entry points only it has (stream slots: the core keeps
+// the generic path's slots in host memory and never calls these for it).
+Session& basic_session(void* session, const char* entry) {
+  Handle& h = handle(session);
+  if (!h.basic) fail(SLSTM_ERR_INTERNAL, std::string(entry) + ": not on the generic path");
+  return *h.basic;
 }
 
 std::int32_t probe(char* msg, std::size_t size) {
@@ -56,7 +74,13 @@ std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, cha
                             std::size_t size) {
   return firewall(msg, size, [&] {
     if (desc == nullptr || out == nullptr) fail(SLSTM_ERR_INTERNAL, "session_create: NULL");
-    *out = Session::create(*desc).release();
+    auto h = std::make_unique<Handle>();
+    if (desc->generic != 0) {
+      h->generic = GenericSession::create(*desc);
+    } else {
+      h->basic = Session::create(*desc);
+    }
+    *out = h.release();
   });
 }
 
@@ -64,7 +88,12 @@ std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call,
                              std::size_t size) {
   return firewall(msg, size, [&] {
     if (session == nullptr || call == nullptr) fail(SLSTM_ERR_INTERNAL, "session_forward: NULL");
-    static_cast<Session*>(session)->forward(*call);
+    Handle& h = handle(session);
+    if (h.generic) {
+      h.generic->forward(*call);
+    } else {
+      h.basic->forward(*call);
+    }
   });
 }
 
@@ -74,12 +103,16 @@ std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t
     if (session == nullptr || fused_batches == nullptr || persistent_batches == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_layer_plan: NULL");
     }
-    const Session& s = *static_cast<const Session*>(session);
-    if (layer < 0 || static_cast<std::size_t>(layer) >= s.num_layers()) {
+    const Handle& h = handle(session);
+    const std::size_t layers = h.generic ? h.generic->num_layers() : h.basic->num_layers();
+    if (layer < 0 || static_cast<std::size_t>(layer) >= layers) {
       fail(SLSTM_ERR_INTERNAL, "session_layer_plan: no layer " + std::to_string(layer));
     }
-    *fused_batches = s.fused_batches(static_cast<std::size_t>(layer));
-    *persistent_batches = s.persistent_batches(static_cast<std::size_t>(layer));
+    *fused_batches = 0;  // the generic path: cuBLAS GEMMs and pointwise kernels
+    *persistent_batches = 0;
+    if (h.generic) return;
+    *fused_batches = h.basic->fused_batches(static_cast<std::size_t>(layer));
+    *persistent_batches = h.basic->persistent_batches(static_cast<std::size_t>(layer));
   });
 }
 
@@ -87,7 +120,7 @@ std::int32_t session_slots_init(void* session, std::int64_t max_slots, char* msg
                                 std::size_t size) {
   return firewall(msg, size, [&] {
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slots_init: NULL");
-    static_cast<Session*>(session)->init_slots(max_slots);
+    basic_session(session, "session_slots_init").init_slots(max_slots);
   });
 }
 
@@ -95,7 +128,7 @@ std::int32_t session_slot_write(void* session, std::int64_t slot, const float* s
                                 std::int32_t memory, char* msg, std::size_t size) {
   return firewall(msg, size, [&] {
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_write: NULL");
-    static_cast<Session*>(session)->slot_write(slot, state, memory);
+    basic_session(session, "session_slot_write").slot_write(slot, state, memory);
   });
 }
 
@@ -103,7 +136,7 @@ std::int32_t session_slot_read(void* session, std::int64_t slot, float* state,
                                std::int32_t memory, char* msg, std::size_t size) {
   return firewall(msg, size, [&] {
     if (session == nullptr || state == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_read: NULL");
-    static_cast<Session*>(session)->slot_read(slot, state, memory);
+    basic_session(session, "session_slot_read").slot_read(slot, state, memory);
   });
 }
 
@@ -113,7 +146,7 @@ std::int32_t session_slot_forward(void* session, const slstm_cuda_forward_desc* 
     if (session == nullptr || call == nullptr || slot_ids == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_slot_forward: NULL");
     }
-    static_cast<Session*>(session)->forward_slots(*call, slot_ids);
+    basic_session(session, "session_slot_forward").forward_slots(*call, slot_ids);
   });
 }
 
@@ -124,16 +157,20 @@ std::int32_t session_live_plan(void* session, std::uint32_t* tuned_batches,
     if (session == nullptr || tuned_batches == nullptr || stack_batches == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_live_plan: NULL");
     }
-    const Session& s = *static_cast<const Session*>(session);
-    *tuned_batches = s.tuned_batches();
-    *stack_batches = s.stack_batches();
-    write_message(file_error, file_error_size, s.tune_file_error().c_str());
+    const Handle& h = handle(session);
+    *tuned_batches = 0;
+    *stack_batches = 0;
+    write_message(file_error, file_error_size, "");
+    if (h.generic) return;
+    *tuned_batches = h.basic->tuned_batches();
+    *stack_batches = h.basic->stack_batches();
+    write_message(file_error, file_error_size, h.basic->tune_file_error().c_str());
   });
 }
 
 void session_destroy(void* session) {
   try {
-    delete static_cast<Session*>(session);
+    delete static_cast<Handle*>(session);
   } catch (...) {
   }
 }
@@ -146,6 +183,6 @@ const slstm_cuda_module_table kTable = {
 }  // namespace
 }  // namespace slstm_cuda
 
-SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v3(void) {
+SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v4(void) {
   return &slstm_cuda::kTable;
 }

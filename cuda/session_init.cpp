@@ -31,6 +31,32 @@ namespace {
                    std::to_string(major) + std::to_string(minor));
 }
 
+}  // namespace
+
+int usable_device(int device) {
+  int count = 0;
+  const cudaError_t ce = cudaGetDeviceCount(&count);
+  if (ce != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail(SLSTM_ERR_BACKEND_UNAVAILABLE, std::string("no usable CUDA driver or device: "
+                                                    "cudaGetDeviceCount: ") +
+                                            cudaGetErrorName(ce) + ": " + cudaGetErrorString(ce));
+  }
+  if (device < 0 || device >= count) {
+    fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+         "options->device " + std::to_string(device) + " is out of range: this machine has " +
+             std::to_string(count) + " CUDA device(s)");
+  }
+  return device;
+}
+
+void require_kernel_image(int device) {
+  const cudaError_t ke = check_kernel_image();
+  if (ke != cudaSuccess) fail_kernel_image(ke, device);
+}
+
+namespace {
+
 // W_x augmented with the bias column (forget_bias folded into the f block) and zero pad,
 // [4H, ld_x] row-major. With TF32 the GEMM would round the bias to a 10-bit mantissa with its
 // inputs (about 5e-4 on a forget bias of 1, the same error every step): then the column is
@@ -79,27 +105,11 @@ void Session::init(const slstm_cuda_session_desc& d) {
   check(cudaStreamSynchronize(capture_.get()), "session setup (cudaStreamSynchronize)");
 }
 
-void Session::select_device(int device) {
-  int count = 0;
-  const cudaError_t ce = cudaGetDeviceCount(&count);
-  if (ce != cudaSuccess) {
-    (void)cudaGetLastError();
-    fail(SLSTM_ERR_BACKEND_UNAVAILABLE, std::string("no usable CUDA driver or device: "
-                                                    "cudaGetDeviceCount: ") +
-                                            cudaGetErrorName(ce) + ": " + cudaGetErrorString(ce));
-  }
-  if (device < 0 || device >= count) {
-    fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
-         "options->device " + std::to_string(device) + " is out of range: this machine has " +
-             std::to_string(count) + " CUDA device(s)");
-  }
-  device_ = device;
-}
+void Session::select_device(int device) { device_ = usable_device(device); }
 
 // The current device (device_) runs this build's kernels; cuBLAS's workspace size for it.
 void Session::probe_device() {
-  const cudaError_t ke = check_kernel_image();
-  if (ke != cudaSuccess) fail_kernel_image(ke, device_);
+  require_kernel_image(device_);
   int cc_major = 0;
   check(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device_),
         "cudaDeviceGetAttribute");

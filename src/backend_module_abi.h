@@ -4,7 +4,7 @@
  * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
- * module exports exactly one function, slstm_cuda_module_v3(), which returns a static
+ * module exports exactly one function, slstm_cuda_module_v4(), which returns a static
  * table of function pointers.  Every function reports failures as an slstm_status value
  * (an int32_t here) plus a NUL-terminated English message written into the caller's
  * buffer; no C++ exception crosses this boundary.
@@ -24,13 +24,29 @@
 extern "C" {
 #endif
 
-#define SLSTM_CUDA_MODULE_ABI_VERSION 3u
-#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v3"
+#define SLSTM_CUDA_MODULE_ABI_VERSION 4u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v4"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
+
+/* One direction's weights as the generic path's step reads them (v4; host memory, borrowed
+ * during session_create).  G = 4 (LSTM) or 3 (GRU) gate blocks of H rows, canonical order
+ * (LSTM i, f, g, o; GRU r, z, n); R = proj_size, or H without a projection. */
+typedef struct slstm_cuda_cell_desc {
+  const float* w_x;     /* [G*H, I] */
+  const float* w_h;     /* [G*H, R] */
+  const float* bias;    /* [G*H], what every step adds (slstm::Model::step_bias): LSTM bias with
+                           forget_bias on f; GRU b_x + b_h (n block: b_x alone when the reset
+                           comes after the recurrent product) */
+  const float* bias_hn; /* GRU with the reset after: [H], the n block's b_h; else NULL */
+  const float* peep;    /* LSTM with peepholes: [3H] w_i, w_f, w_o diagonals; else NULL */
+  const float* w_proj;  /* LSTM with a projection: [P, H]; else NULL */
+} slstm_cuda_cell_desc;
 
 /* One layer's canonical weights (DESIGN §3), host memory, borrowed during session_create,
  * and where its state lives in the packed state (the core's StateLayout: offsets in floats
- * per batch row, so a batch B's c block starts at B * state_c_row). */
+ * per batch row, so a batch B's c block starts at B * state_c_row).  The fields up to
+ * state_h_row describe a forward BasicLSTMCell layer (what the basic path runs); the rest
+ * (v4) describe any layer, for the generic path (cuda.generic). */
 typedef struct slstm_cuda_layer_desc {
   int64_t input_size;  /* I */
   int64_t hidden_size; /* H */
@@ -39,6 +55,20 @@ typedef struct slstm_cuda_layer_desc {
   const float* bias;   /* [4H] with forget_bias folded into the f block (Model::folded_bias) */
   int64_t state_c_row; /* offset of the layer's c block per batch row */
   int64_t state_h_row; /* offset of the layer's h block per batch row */
+  /* (v4) slstm::LayerSpec's fields. */
+  int32_t cell;        /* 0 LSTM, 1 GRU */
+  int32_t direction;   /* 0 forward, 1 reverse, 2 bidirectional */
+  int64_t proj_size;   /* P; 0 = none */
+  float cell_clip;     /* 0 = none */
+  float proj_clip;     /* 0 = none */
+  int32_t peepholes;   /* 0 or 1 */
+  int32_t reset_after; /* GRU: 0 or 1 */
+  int32_t residual;    /* 0 or 1: output = cell output + layer input */
+  int32_t state_parts; /* pieces of the layer's state: (LSTM 2, GRU 1) x directions */
+  int64_t state_part_row[4];      /* offset of each piece per batch row, StateLayout order
+                                     (per direction, forward first: LSTM c, h; GRU h) */
+  slstm_cuda_cell_desc cells[2];  /* [0] forward (or only) direction, [1] bidirectional's
+                                     reverse cell */
 } slstm_cuda_layer_desc;
 
 /* A model plus the session's validated options. */
@@ -61,6 +91,9 @@ typedef struct slstm_cuda_session_desc {
   int64_t persistent_timeout_us; /* cuda.persistent_timeout_us: bound of one grid wait (v3) */
   int32_t tune;          /* cuda.tune: 1 on, 0 off (v3) */
   const char* tune_file; /* cuda.tune_file: the tuning cache's path, or NULL (v3) */
+  int32_t generic;       /* (v4) 1: run the stack on the generic path (cuBLAS GEMMs and
+                            pointwise kernels, any cell kind and direction; cuda.generic),
+                            0: on the basic path (forward BasicLSTMCell layers only) */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:

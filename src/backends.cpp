@@ -186,9 +186,14 @@ std::unique_ptr<Backend> make_backend(slstm_backend kind, ModelPtr model,
   if (!model->all_basic()) {
     // docs/cells.md, "Where each feature runs".
     if (kind == SLSTM_BACKEND_CUDA) {
-      fail(SLSTM_ERR_UNSUPPORTED, "backend SLSTM_BACKEND_CUDA runs forward BasicLSTMCell "
-                                  "stacks only so far, and " + non_basic_layer(*model) +
-                                      " (the CPU backend runs every stack)");
+      if (config.settings.cuda_generic != Settings::Generic::kOff) {
+        return make_cuda_backend(std::move(model), config);  // the generic path
+      }
+      fail(SLSTM_ERR_UNSUPPORTED,
+           "backend SLSTM_BACKEND_CUDA runs forward BasicLSTMCell stacks by default, and " +
+               non_basic_layer(*model) +
+               " (the keyed setting cuda.generic=on runs every stack on CUDA's generic path, "
+               "not yet run on a GPU; the CPU backend runs every stack)");
     }
     if (config.cpu_path == SLSTM_CPU_PATH_REFERENCE) {
       return make_cpu_reference_backend(std::move(model), config);

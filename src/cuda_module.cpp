@@ -174,31 +174,69 @@ class CudaSlotStates final : public SlotStates {
   void* session_;
 };
 
+// The module's description of every layer (backend_module_abi.h).  *biases keeps the
+// biases the descriptions point into.
+std::vector<slstm_cuda_layer_desc> layer_descs(const Model& m,
+                                               std::vector<std::vector<float>>* biases) {
+  biases->clear();
+  biases->reserve(m.layers().size() * 5);  // no reallocation: the descriptions point in
+  std::vector<slstm_cuda_layer_desc> layers;
+  const StateLayout& state = m.state_layout();
+  auto keep = [&](std::vector<float> v) -> const float* {
+    if (v.empty()) return nullptr;
+    biases->push_back(std::move(v));
+    return biases->back().data();
+  };
+  auto data = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+  for (std::size_t k = 0; k < m.layers().size(); ++k) {
+    const Layer& l = m.layer(k);
+    const LayerSpec& s = l.spec;
+    slstm_cuda_layer_desc d{};
+    d.input_size = l.input_size;
+    d.hidden_size = l.hidden_size;
+    d.w_x = l.w_x.data();
+    d.w_h = l.w_h.data();
+    d.bias = keep(m.folded_bias(k));
+    d.state_c_row = state.row_offset(k, SLSTM_STATE_C);
+    d.state_h_row = state.row_offset(k, SLSTM_STATE_H);
+    d.cell = static_cast<std::int32_t>(s.cell);
+    d.direction = static_cast<std::int32_t>(s.direction);
+    d.proj_size = s.proj_size;
+    d.cell_clip = s.cell_clip;
+    d.proj_clip = s.proj_clip;
+    d.peepholes = s.peepholes ? 1 : 0;
+    d.reset_after = s.reset_after ? 1 : 0;
+    d.residual = s.residual ? 1 : 0;
+    d.state_parts = s.state_parts();
+    for (int p = 0; p < s.state_parts(); ++p) d.state_part_row[p] = state.row_offset(k, p);
+    for (int dir = 0; dir < s.directions(); ++dir) {
+      const CellWeights& w = l.dir(dir);
+      slstm_cuda_cell_desc& c = d.cells[dir];
+      c.w_x = data(w.w_x);
+      c.w_h = data(w.w_h);
+      c.bias = keep(m.step_bias(k, dir));
+      c.bias_hn = keep(m.step_bias_hn(k, dir));
+      c.peep = data(w.peep);
+      c.w_proj = data(w.w_proj);
+    }
+    layers.push_back(d);
+  }
+  return layers;
+}
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const slstm_cuda_module_table& table, ModelPtr model, const SessionConfig& config)
       : table_(table), model_(std::move(model)) {
-    std::vector<slstm_cuda_layer_desc> layers;
-    std::vector<std::vector<float>> biases;  // folded; alive until session_create returns
-    const StateLayout& state = model_->state_layout();
-    for (std::size_t k = 0; k < model_->layers().size(); ++k) {
-      const Layer& l = model_->layer(k);
-      biases.push_back(model_->folded_bias(k));
-      slstm_cuda_layer_desc d{};
-      d.input_size = l.input_size;
-      d.hidden_size = l.hidden_size;
-      d.w_x = l.w_x.data();
-      d.w_h = l.w_h.data();
-      d.bias = biases.back().data();
-      d.state_c_row = state.row_offset(k, SLSTM_STATE_C);
-      d.state_h_row = state.row_offset(k, SLSTM_STATE_H);
-      layers.push_back(d);
-    }
+    // The biases the module reads, alive until session_create returns: per layer the folded
+    // bias, then per direction the step bias and b_h,n.
+    std::vector<std::vector<float>> biases;
+    std::vector<slstm_cuda_layer_desc> layers = layer_descs(*model_, &biases);
     slstm_cuda_session_desc desc{};
     desc.input_size = model_->input_size();
     desc.num_layers = model_->num_layers();
     desc.layers = layers.data();
-    desc.state_row_floats = state.row_floats();
+    desc.state_row_floats = model_->state_layout().row_floats();
     desc.max_batch = config.max_batch;
     desc.max_time = config.max_time;
     desc.device = config.device;
@@ -216,6 +254,9 @@ class CudaBackend final : public Backend {
     desc.persistent_timeout_us = s.cuda_persistent_timeout_us;
     desc.tune = s.cuda_tune ? 1 : 0;
     desc.tune_file = s.cuda_tune_file.empty() ? nullptr : s.cuda_tune_file.c_str();
+    generic_ = s.cuda_generic == Settings::Generic::kAlways ||
+               (s.cuda_generic == Settings::Generic::kOn && !model_->all_basic());
+    desc.generic = generic_ ? 1 : 0;
     settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
@@ -249,6 +290,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
                                                std::int64_t max_batch) override {
     if (!slots_enabled_) return Backend::make_slot_states(max_slots, max_batch);
+    // The generic path: host-memory slots around forward calls (the basic path's slots live
+    // in device memory).
+    if (generic_) return make_host_slot_states(*this, *model_, max_slots, max_batch);
     char msg[kMessageSize] = {0};
     const std::int32_t st = table_.session_slots_init(session_, max_slots, msg, sizeof(msg));
     if (st != SLSTM_OK) fail_from_module(st, msg);
@@ -269,7 +313,32 @@ class CudaBackend final : public Backend {
                                             ? std::to_string(config.settings.cuda_chunk)
                                             : "min(8, ceil(64 / batch)) steps"}};
     plan_.settings = config.settings.cuda_params();
+    if (generic_) {
+      plan_.path = "generic";
+      plan_.params.pop_back();  // no wavefront: layer by layer
+      plan_.params.push_back({"order", "layer by layer, each direction over the whole sequence"});
+      plan_.layers = generic_layer_plans();
+      return;
+    }
     plan_.layers = layer_plans();
+  }
+
+  // The generic path's plan: the same for every layer and batch (cuda.generic).
+  std::vector<LayerPlan> generic_layer_plans() const {
+    std::vector<LayerPlan> out;
+    const bool always = settings_.cuda_generic == Settings::Generic::kAlways;
+    for (std::size_t l = 0; l < model_->layers().size(); ++l) {
+      const LayerSpec& s = model_->spec(l);
+      out.push_back({"generic",
+                     always ? "cuda.generic=always: every stack on the generic path"
+                            : "cuda.generic=on and a stack beyond forward BasicLSTMCell: one "
+                              "input GEMM per direction, per step a recurrent GEMM (cuBLAS) "
+                              "and the cell's pointwise kernels",
+                     {{"cell", cell_name(s.cell)},
+                      {"direction", direction_name(s.direction)},
+                      {"hidden", std::to_string(s.hidden_size)}}});
+    }
+    return out;
   }
 
   // The per-layer part of the plan, as the module has it now (paths tuned on the device and
@@ -327,7 +396,8 @@ class CudaBackend final : public Backend {
 
   // The plan as it stands now (see layer_plans).
   const Plan& plan() const override {
-    if (settings_.cuda_persistent == Settings::Persistent::kOff && !settings_.cuda_tune) {
+    if (generic_ ||
+        (settings_.cuda_persistent == Settings::Persistent::kOff && !settings_.cuda_tune)) {
       return plan_;
     }
     live_plan_ = plan_;
@@ -352,6 +422,7 @@ class CudaBackend final : public Backend {
   ModelPtr model_;
   void* session_ = nullptr;
   bool slots_enabled_ = false;  // cuda.slots=on
+  bool generic_ = false;        // the stack runs on the generic path (cuda.generic)
   Settings settings_;
   mutable Plan live_plan_;      // plan()'s answer when the layers' plans can change
 };

@@ -208,6 +208,27 @@ std::vector<float> Model::folded_bias(std::size_t l) const {
   return b;
 }
 
+std::vector<float> Model::step_bias(std::size_t l, int d) const {
+  const Layer& layer = layers_[l];
+  const LayerSpec& s = layer.spec;
+  const std::size_t GH = static_cast<std::size_t>(s.gate_rows());
+  const std::size_t H = static_cast<std::size_t>(s.hidden_size);
+  std::vector<float> b(GH);
+  for (std::size_t r = 0; r < GH; ++r) {
+    b[r] = folded_bias(layer, r, d);
+    if (s.cell == CellKind::kGru && (r < 2 * H || !s.reset_after)) b[r] += layer.dir(d).bias_h[r];
+  }
+  return b;
+}
+
+std::vector<float> Model::step_bias_hn(std::size_t l, int d) const {
+  const Layer& layer = layers_[l];
+  const LayerSpec& s = layer.spec;
+  if (s.cell != CellKind::kGru || !s.reset_after) return {};
+  const std::vector<float>& bh = layer.dir(d).bias_h;
+  return std::vector<float>(bh.begin() + 2 * s.hidden_size, bh.end());
+}
+
 std::int64_t Model::first_non_basic() const {
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     if (!layers_[l].spec.is_basic_lstm()) return static_cast<std::int64_t>(l);

@@ -91,6 +91,13 @@ class Model {
     return layer.dir(d).bias[r] + (f ? forget_bias_ : 0.0f);
   }
   std::vector<float> folded_bias(std::size_t l) const;
+  // What every step of direction d of layer l adds to its pre-activations [G*H]: LSTM the
+  // folded bias; GRU b_x + b_h, except the n block's b_h when the reset comes after the
+  // recurrent product (then r scales b_h,n + W_h,n h: step_bias_hn).  The generic paths'
+  // bias (CPU and CUDA).
+  std::vector<float> step_bias(std::size_t l, int d) const;
+  // GRU with the reset after: the n block's b_h [H]; else empty.
+  std::vector<float> step_bias_hn(std::size_t l, int d) const;
   // Where each layer's state lives in a packed state.
   const StateLayout& state_layout() const { return state_layout_; }
   // Floats in a packed state of `batch` rows (checked), and the offset of piece `part`

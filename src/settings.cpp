@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, "
-    "cuda.persistent_timeout_us, cuda.tune, cuda.tune_file";
+    "cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -92,6 +92,12 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     }
     s.cuda_tune_file = v;
     s.cuda_tune_file_from = from;
+  } else if (key == "cuda.generic") {
+    if (v == "off") s.cuda_generic = Settings::Generic::kOff;
+    else if (v == "on") s.cuda_generic = Settings::Generic::kOn;
+    else if (v == "always") s.cuda_generic = Settings::Generic::kAlways;
+    else bad("cuda.generic must be off, on or always, got \"" + v + "\"");
+    s.cuda_generic_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -126,6 +132,12 @@ void apply_environment(Settings& s) {
   if (const char* e = std::getenv("SLSTM_CUDA_TUNE")) {
     s.cuda_tune = std::strcmp(e, "0") != 0 && e[0] != '\0';
     s.cuda_tune_from = "SLSTM_CUDA_TUNE";
+  }
+  if (const char* e = std::getenv("SLSTM_CUDA_GENERIC")) {
+    s.cuda_generic = std::strcmp(e, "0") == 0 || e[0] == '\0' ? Settings::Generic::kOff
+                     : std::strcmp(e, "always") == 0         ? Settings::Generic::kAlways
+                                                             : Settings::Generic::kOn;
+    s.cuda_generic_from = "SLSTM_CUDA_GENERIC";
   }
   if (const char* e = std::getenv("SLSTM_CUDA_CHUNK")) {
     const long long v = std::atoll(e);
@@ -180,7 +192,12 @@ Params Settings::cuda_params() const {
                                                      cuda_persistent_timeout_us_from)},
           {"cuda.tune", with_origin(cuda_tune ? "on" : "off", cuda_tune_from)},
           {"cuda.tune_file",
-           with_origin(cuda_tune_file.empty() ? "none" : cuda_tune_file, cuda_tune_file_from)}};
+           with_origin(cuda_tune_file.empty() ? "none" : cuda_tune_file, cuda_tune_file_from)},
+          {"cuda.generic",
+           with_origin(cuda_generic == Generic::kOn       ? "on"
+                       : cuda_generic == Generic::kAlways ? "always"
+                                                          : "off",
+                       cuda_generic_from)}};
 }
 
 Settings parse_settings(const char* config) {

@@ -1,7 +1,8 @@
 // Keyed backend settings (slstm_session_options.config, header "Keyed settings"): the tuning
 // knobs of the backends, set through the ABI as "key=value" pairs and validated like every
 // other argument.  The environment variables of the same knobs (SLSTM_CPU_KERNEL,
-// SLSTM_CUDA_GRAPHS, SLSTM_CUDA_FUSED, SLSTM_CUDA_CHUNK, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE) remain as overrides for
+// SLSTM_CUDA_GRAPHS, SLSTM_CUDA_FUSED, SLSTM_CUDA_CHUNK, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE,
+// SLSTM_CUDA_GENERIC) remain as overrides for
 // experiments: when one is set it wins over the keyed value.
 #pragma once
 
@@ -17,6 +18,7 @@ struct Settings {
   enum class Fused { kAuto, kNever, kAlways };
   enum class CpuPool { kSession, kShared };
   enum class Persistent { kOff, kOn, kLayers };
+  enum class Generic { kOff, kOn, kAlways };
 
   CpuKernel cpu_kernel = CpuKernel::kAuto;  // cpu.kernel
   CpuPool cpu_pool = CpuPool::kSession;     // cpu.pool
@@ -28,6 +30,9 @@ struct Settings {
   std::int64_t cuda_persistent_timeout_us = 1000000;  // cuda.persistent_timeout_us
   bool cuda_tune = false;                   // cuda.tune (plan tuned on the device; untested)
   std::string cuda_tune_file;               // cuda.tune_file ("" = none)
+  // cuda.generic: stacks beyond forward BasicLSTMCell on CUDA's generic path (on), every
+  // stack there (always), or refused (off; untested on a GPU)
+  Generic cuda_generic = Generic::kOff;
 
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
@@ -35,7 +40,7 @@ struct Settings {
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",
               cuda_persistent_timeout_us_from = "default", cuda_tune_from = "default",
-              cuda_tune_file_from = "default";
+              cuda_tune_file_from = "default", cuda_generic_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.
   Params cpu_params() const;

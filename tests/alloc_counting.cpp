@@ -265,10 +265,26 @@ TEST_CASE("successful CUDA forward and step calls allocate nothing after a shape
   // graphs off: enqueued afresh every call) and the plan tuned on the device (the first call
   // of a shape tunes; the later ones must not allocate).
   for (const char* config : {static_cast<const char*>(nullptr), "cuda.persistent=layers",
-                             "cuda.persistent=on;cuda.graphs=off", "cuda.tune=on;cuda.persistent=on"}) {
+                             "cuda.persistent=on;cuda.graphs=off", "cuda.tune=on;cuda.persistent=on",
+                             "cuda.generic=always"}) {
     for (const Shape& sh : kShapes) {
       check_forward_allocates_nothing(SLSTM_BACKEND_CUDA, sh, SLSTM_PRECISION_DEFAULT, config);
     }
+  }
+}
+
+// The generic path's calls (cuda.generic): on the emulated module of tests/cuda_emu, which
+// runs the path's engine in host memory (registered with SLSTM_CUDA_MODULE set to it), and
+// on a GPU; skipped like [cuda] where neither is loaded.
+TEST_CASE("successful calls on CUDA's generic path allocate nothing", "[cuda-generic]") {
+  if (slstm_backend_available(SLSTM_BACKEND_CUDA) != SLSTM_OK) {
+    std::printf("SKIPPED: no usable GPU: %s\n", slstm_last_error());
+    std::fflush(stdout);
+    std::_Exit(77);
+  }
+  for (const Shape& sh : kShapes) {
+    check_forward_allocates_nothing(SLSTM_BACKEND_CUDA, sh, SLSTM_PRECISION_DEFAULT,
+                                    "cuda.generic=always");
   }
 }
 

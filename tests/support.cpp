@@ -85,6 +85,80 @@ Model random_model(std::int64_t input_size, const std::vector<std::int64_t>& hid
   return Model(m);
 }
 
+slstm_layer_config lstm_layer(std::int64_t hidden) {
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  l.hidden_size = hidden;
+  return l;
+}
+
+slstm_layer_config gru_layer(std::int64_t hidden, bool reset_after) {
+  slstm_layer_config l = lstm_layer(hidden);
+  l.cell = SLSTM_CELL_GRU;
+  l.gru_reset_after = reset_after ? 1 : 0;
+  return l;
+}
+
+slstm_layer_config with_direction(slstm_layer_config l, slstm_direction d) {
+  l.direction = d;
+  return l;
+}
+
+Model random_stack(std::int64_t input_size, const std::vector<slstm_layer_config>& layers,
+                   std::uint64_t seed) {
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = input_size;
+  c.num_layers = static_cast<std::int32_t>(layers.size());
+  c.layers = layers.data();
+  c.forget_bias = 1.0f;
+  slstm_model* m = nullptr;
+  const slstm_status st = slstm_model_create_random(&c, seed, 0.0f, &m);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Model(m);
+}
+
+std::vector<std::vector<slstm_layer_config>> layer_zoo() {
+  slstm_layer_config lstmp = lstm_layer(7);
+  lstmp.peepholes = 1;
+  lstmp.cell_clip = 0.8f;
+  lstmp.proj_size = 5;
+  lstmp.proj_clip = 0.6f;
+  slstm_layer_config res = gru_layer(5, false);
+  res.residual = 1;
+  slstm_layer_config bi = with_direction(lstm_layer(3), SLSTM_DIRECTION_BIDIRECTIONAL);
+  bi.peepholes = 1;
+  slstm_layer_config bires = with_direction(gru_layer(3, true), SLSTM_DIRECTION_BIDIRECTIONAL);
+  bires.residual = 1;
+  return {{lstmp, res, gru_layer(4, true)},
+          {gru_layer(6, false)},
+          {with_direction(lstm_layer(4), SLSTM_DIRECTION_REVERSE), gru_layer(3, true)},
+          {bi, bires, lstmp},
+          {lstm_layer(5), with_direction(gru_layer(4, false), SLSTM_DIRECTION_BIDIRECTIONAL)}};
+}
+
+Session cuda_session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time,
+                     const char* config, int allow_tf32) {
+  if (slstm_backend_available(SLSTM_BACKEND_CUDA) != SLSTM_OK) {
+    WARN("SKIPPED: no usable GPU: " << slstm_last_error());
+    return Session();
+  }
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = max_batch;
+  o.max_time = max_time;
+  o.config = config;
+  o.allow_tf32 = allow_tf32;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(model, &o, &s);
+  INFO("slstm_session_create (CUDA, config \"" << (config ? config : "") << "\"): "
+                                                 << slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Session(s);
+}
+
 Session session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time) {
   const slstm_session_options o = options(max_batch, max_time);
   slstm_session* s = nullptr;

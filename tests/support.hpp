@@ -51,6 +51,22 @@ Model random_model(std::int64_t input_size, const std::vector<std::int64_t>& hid
 // A session on the backend under test (REQUIREs success).
 Session session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time);
 
+// Layer descriptions (slstm_layer_config_init, then the fields named).
+slstm_layer_config lstm_layer(std::int64_t hidden);
+slstm_layer_config gru_layer(std::int64_t hidden, bool reset_after);
+slstm_layer_config with_direction(slstm_layer_config l, slstm_direction d);
+// A seeded random model of any stack (REQUIREs success).
+Model random_stack(std::int64_t input_size, const std::vector<slstm_layer_config>& layers,
+                   std::uint64_t seed);
+// Every kind of layer (peepholes, clips, projection, both GRU resets, reverse, bidirectional,
+// residual), in stacks that read forward and stacks that do not.
+std::vector<std::vector<slstm_layer_config>> layer_zoo();
+
+// A CUDA session with the keyed settings `config` (REQUIREs success), or an empty one when
+// this machine has no usable CUDA backend (then the caller skips, after a WARN saying so).
+Session cuda_session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time,
+                     const char* config, int allow_tf32 = 0);
+
 // Uniform values in [lo, hi), deterministic in `seed`.
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1.0f,
                                  float hi = 1.0f);

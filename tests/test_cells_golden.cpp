@@ -431,6 +431,15 @@ std::vector<float> export_canonical(const CellsFixture& f, const slstm_model* m)
 
 // ---- running a fixture ------------------------------------------------------------------
 
+// The fixture's call (its input, lengths and initial state) on session `s`.
+t::Run call(const CellsFixture& f, slstm_session* s, const slstm_model* m) {
+  t::Call c = t::call_of(f.batch, f.time, f.input,
+                         f.time_major ? SLSTM_TIME_MAJOR : SLSTM_BATCH_MAJOR);
+  if (!f.lengths.empty()) c.lengths = &f.lengths;
+  if (!f.initial_state.empty()) c.initial_state = &f.initial_state;
+  return t::forward_ok(s, m, c);  // output and final_state poisoned (NaN) before the call
+}
+
 // One forward call on a fresh session on `path`; *plan_path (when given) gets the path the
 // session's plan says it runs ("reference", "fast").
 t::Run run(const CellsFixture& f, const slstm_model* m, slstm_cpu_path path,
@@ -447,11 +456,7 @@ t::Run run(const CellsFixture& f, const slstm_model* m, slstm_cpu_path path,
   REQUIRE(st == SLSTM_OK);
   t::Session s(raw);
   if (plan_path != nullptr) *plan_path = t::json_value(t::describe_json(s.get()), "path");
-  t::Call c = t::call_of(f.batch, f.time, f.input,
-                         f.time_major ? SLSTM_TIME_MAJOR : SLSTM_BATCH_MAJOR);
-  if (!f.lengths.empty()) c.lengths = &f.lengths;
-  if (!f.initial_state.empty()) c.initial_state = &f.initial_state;
-  return t::forward_ok(s.get(), m, c);  // output and final_state poisoned (NaN) before the call
+  return call(f, s.get(), m);
 }
 
 // Normwise relative error of a float32 run against the float64 expectation.  Bound: 1e-5,
@@ -550,6 +555,23 @@ TEST_CASE("the CPU reference path reproduces every framework's cells from canoni
 TEST_CASE("cpu_path AUTO reproduces every framework's cells from canonical weights", "[cells]") {
   for (const auto& f : load_all("cells_")) {
     DYNAMIC_SECTION(f.name) { check_run(f, SLSTM_CPU_PATH_AUTO); }
+  }
+}
+
+TEST_CASE("the CUDA backend's generic path reproduces every framework's cells from canonical "
+          "weights",
+          "[cells][cuda-generic]") {
+  for (const auto& f : load_all("cells_")) {
+    DYNAMIC_SECTION(f.name) {
+      const t::Model m = canonical_model(f);
+      t::Session s = t::cuda_session(m.get(), f.batch, f.time, "cuda.generic=on");
+      if (!s) return;
+      const t::Run r = call(f, s.get(), m.get());
+      CHECK(t::count_poison(r.output) == 0);
+      CHECK(t::count_poison(r.final_state) == 0);
+      CHECK(t::rel_err(r.output, f.output) <= kTolerance);
+      CHECK(t::rel_err(r.final_state, f.final_state) <= kTolerance);
+    }
   }
 }
 

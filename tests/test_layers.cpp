@@ -12,24 +12,9 @@
 
 namespace {
 
-slstm_layer_config lstm(std::int64_t h) {
-  slstm_layer_config l;
-  slstm_layer_config_init(&l);
-  l.hidden_size = h;
-  return l;
-}
-
-slstm_layer_config gru(std::int64_t h, bool reset_after) {
-  slstm_layer_config l = lstm(h);
-  l.cell = SLSTM_CELL_GRU;
-  l.gru_reset_after = reset_after ? 1 : 0;
-  return l;
-}
-
-slstm_layer_config with_direction(slstm_layer_config l, slstm_direction d) {
-  l.direction = d;
-  return l;
-}
+constexpr auto& lstm = t::lstm_layer;
+constexpr auto& gru = t::gru_layer;
+using t::with_direction;
 
 slstm_model_config config_of(std::int64_t input, const std::vector<slstm_layer_config>& layers,
                              float forget_bias = 1.0f) {
@@ -563,24 +548,7 @@ TEST_CASE("a forward stack of new cells runs in chunks bitwise as in one call",
 namespace {
 
 // Every kind of layer, in stacks that read forward and stacks that do not.
-std::vector<std::vector<slstm_layer_config>> zoo() {
-  slstm_layer_config lstmp = lstm(7);
-  lstmp.peepholes = 1;
-  lstmp.cell_clip = 0.8f;
-  lstmp.proj_size = 5;
-  lstmp.proj_clip = 0.6f;
-  slstm_layer_config res = gru(5, false);
-  res.residual = 1;
-  slstm_layer_config bi = with_direction(lstm(3), SLSTM_DIRECTION_BIDIRECTIONAL);
-  bi.peepholes = 1;
-  slstm_layer_config bires = with_direction(gru(3, true), SLSTM_DIRECTION_BIDIRECTIONAL);
-  bires.residual = 1;
-  return {{lstmp, res, gru(4, true)},
-          {gru(6, false)},
-          {with_direction(lstm(4), SLSTM_DIRECTION_REVERSE), gru(3, true)},
-          {bi, bires, lstmp},
-          {lstm(5), with_direction(gru(4, false), SLSTM_DIRECTION_BIDIRECTIONAL)}};
-}
+std::vector<std::vector<slstm_layer_config>> zoo() { return t::layer_zoo(); }
 
 }  // namespace
 

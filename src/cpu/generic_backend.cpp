@@ -224,17 +224,10 @@ Packed pack(const Model& m, std::size_t l, int d, Precision pr) {
   } else {
     p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size(), pr);
   }
-  p.bias.resize(static_cast<std::size_t>(GH));
-  for (std::int64_t r = 0; r < GH; ++r) {
-    p.bias[r] = m.folded_bias(layer, static_cast<std::size_t>(r), d);  // LSTM: + forget_bias on f
-  }
-  if (s.cell == CellKind::kGru) {
-    // r, z: b_x + b_h; n: b_x (+ b_h when the reset comes first: then b_h,n is additive).
-    for (std::int64_t r = 0; r < GH; ++r) {
-      if (r < 2 * H || !s.reset_after) p.bias[r] += w.bias_h[r];
-    }
-    if (s.reset_after) p.bh_n.assign(w.bias_h.begin() + 2 * H, w.bias_h.end());
-  }
+  // LSTM: + forget_bias on f; GRU r, z: b_x + b_h; n: b_x (+ b_h when the reset comes first:
+  // then b_h,n is additive; after, r scales b_h,n + W_h,n h).
+  p.bias = m.step_bias(l, d);
+  p.bh_n = m.step_bias_hn(l, d);
   p.peep = w.peep;
   if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H, pr);
   return p;

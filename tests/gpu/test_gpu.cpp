@@ -65,6 +65,7 @@ struct SessionSpec {
   std::int64_t max_time = 1;
   bool tf32 = false;
   void* stream = nullptr;
+  const char* config = nullptr;  // keyed settings
 };
 
 Session make_session(const slstm_model* model, const SessionSpec& spec) {
@@ -76,6 +77,7 @@ Session make_session(const slstm_model* model, const SessionSpec& spec) {
   o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
   o.allow_tf32 = spec.tf32 ? 1 : 0;
   o.cuda_stream = spec.stream;
+  o.config = spec.config;
   slstm_session* s = nullptr;
   const slstm_status st = slstm_session_create(model, &o, &s);
   INFO(slstm_last_error());
@@ -1210,4 +1212,41 @@ TEST_CASE("the whole stack as one persistent launch takes device buffers on a ca
   const Result n = run_host(nographs.get(), m.get(), in);
   check_same_bits(a, d);
   check_same_bits(a, n);
+}
+
+TEST_CASE("the generic path (cuda.generic=on): device buffers give the host buffers' bits, a "
+          "caller's stream runs them asynchronously, and host pointers as device memory are "
+          "refused",
+          "[gpu][generic]") {
+  const std::int64_t B = 6, T = 9;
+  Model m = t::random_stack(7, t::layer_zoo()[3], 9701);  // bidirectional, residual, LSTMP
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    SessionSpec spec;
+    spec.max_batch = B;
+    spec.max_time = T;
+    spec.config = "cuda.generic=on";
+    Session own = make_session(m.get(), spec);
+    spec.stream = stream;
+    Session on_stream = make_session(m.get(), spec);
+    Session cpu = cpu_session(m.get(), B, T);
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      const Inputs in = make_inputs(m.get(), B, T, layout, true, true, 9702);
+      const Result host = run_host(own.get(), m.get(), in);
+      require_close(host, run_host(cpu.get(), m.get(), in), kTolFp32);
+      check_same_bits(run_device(own.get(), m.get(), in), host);
+      check_same_bits(run_device(on_stream.get(), m.get(), in, stream), host);
+    }
+    const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 9703);
+    std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 3 * t::output_size(m.get())));
+    slstm_forward_args a = args_for(m.get(), in);
+    a.memory = SLSTM_MEMORY_DEVICE;  // but every buffer is host memory
+    a.output = out.data();
+    a.output_count = out.size();
+    CHECK(slstm_session_forward(own.get(), &a) == SLSTM_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(slstm_last_error()).find("SLSTM_MEMORY_DEVICE") != std::string::npos);
+    CHECK(std::all_of(out.begin(), out.end(), [](float v) { return std::isnan(v); }));
+  }
+  CUDA_OK(cudaStreamDestroy(stream));
 }

@@ -1,0 +1,172 @@
+// An emulated CUDA module for the CPU suite: the table of src/backend_module_abi.h, exported
+// as slstm_cuda_module_v4 like the real libstacklstm_cuda.so, whose sessions run the generic
+// path's engine (cuda/generic_engine.cpp, the very code the real module runs) on a device
+// made of host memory and plain loops.  The pointwise operations call the same per-element
+// functions the CUDA kernels call (cuda/generic_cells.cuh); only the GEMM is a loop here
+// instead of cuBLAS.  The core loads it through SLSTM_CUDA_MODULE, so a test of the CUDA
+// backend with cuda.generic=on exercises the whole path (C API, core, module interface,
+// engine, cell math) on a machine without a GPU (tests/CMakeLists.txt, "cuda-emu").
+//
+// Faithful where it matters for finding bugs: memory from alloc is filled with NaN (an
+// element read before it is written shows up in the results), and every step's operations
+// run in the order the engine issues them.  Not emulated: device-pointer checks (host memory
+// is this device's memory) and asynchrony.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "backend_module_abi.h"
+#include "firewall.hpp"
+#include "generic_engine.hpp"
+#include "stacklstm/stacklstm.h"
+
+#define SLSTM_EMU_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+using namespace slstm_cuda::generic;
+
+class HostDevice final : public Device {
+ public:
+  float* alloc_floats(std::int64_t count, const char* what) override {
+    auto* p = static_cast<float*>(alloc(count, sizeof(float), what));
+    for (std::int64_t i = 0; i < count; ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
+    return p;
+  }
+  std::int32_t* alloc_ints(std::int64_t count, const char* what) override {
+    auto* p = static_cast<std::int32_t*>(alloc(count, sizeof(std::int32_t), what));
+    for (std::int64_t i = 0; i < count; ++i) p[i] = -1;
+    return p;
+  }
+  void release(void* p) noexcept override { std::free(p); }
+  void copy(void* dst, const void* src, std::size_t bytes, const char*) override {
+    std::memmove(dst, src, bytes);
+  }
+  void zero(void* dst, std::size_t bytes, const char*) override { std::memset(dst, 0, bytes); }
+  void gemm(const Gemm& g) override {
+    for (std::int64_t i = 0; i < g.m; ++i) {
+      for (std::int64_t j = 0; j < g.n; ++j) {
+        float acc = 0.0f;
+        for (std::int64_t k = 0; k < g.k; ++k) acc += g.a[i * g.lda + k] * g.w[j * g.ldw + k];
+        g.c[i * g.ldc + j] = acc;
+      }
+    }
+  }
+  void lstm_step(const LstmStep& a) override {
+    for (std::int64_t i = 0; i < a.rows.batch * a.hidden; ++i) lstm_step_element(a, i);
+  }
+  void lstm_project(const LstmProject& a) override {
+    for (std::int64_t i = 0; i < a.rows.batch * a.proj; ++i) lstm_project_element(a, i);
+  }
+  void gru_reset(const GruStep& a) override {
+    for (std::int64_t i = 0; i < a.rows.batch * a.hidden; ++i) gru_reset_element(a, i);
+  }
+  void gru_step(const GruStep& a) override {
+    for (std::int64_t i = 0; i < a.rows.batch * a.hidden; ++i) gru_step_element(a, i);
+  }
+  void layer_finish(const LayerFinish& a) override {
+    const std::int64_t n = a.rows.batch * a.rows.time * a.width;
+    for (std::int64_t i = 0; i < n; ++i) layer_finish_element(a, i);
+  }
+  void check_device_pointer(const void*, const char*) override {}
+  void end_call(bool) override {}
+
+ private:
+  static void* alloc(std::int64_t count, std::size_t size, const char* what) {
+    if (count < 1) count = 1;
+    if (static_cast<std::uint64_t>(count) > std::numeric_limits<std::size_t>::max() / size) {
+      slstm::fail(SLSTM_ERR_SIZE_OVERFLOW, std::string(what) + ": size overflows size_t");
+    }
+    void* p = std::malloc(static_cast<std::size_t>(count) * size);
+    if (p == nullptr) slstm::fail(SLSTM_ERR_OUT_OF_MEMORY, std::string(what) + ": out of memory");
+    return p;
+  }
+};
+
+struct EmuSession {
+  HostDevice device;
+  std::unique_ptr<Engine> engine;
+};
+
+void write_message(char* msg, std::size_t size, const char* text) noexcept {
+  if (msg == nullptr || size == 0) return;
+  std::snprintf(msg, size, "%s", text);
+}
+
+template <typename Body>
+std::int32_t firewall(char* msg, std::size_t size, Body&& body) noexcept {
+  return slstm::firewall([&](const char* text) noexcept { write_message(msg, size, text); },
+                         body);
+}
+
+std::int32_t probe(char*, std::size_t) { return SLSTM_OK; }
+
+std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, char* msg,
+                            std::size_t size) {
+  return firewall(msg, size, [&] {
+    if (desc->generic == 0) {
+      slstm::fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+                  "the emulated CUDA module runs the generic path only (cuda.generic=on or "
+                  "always)");
+    }
+    auto s = std::make_unique<EmuSession>();
+    s->engine = std::make_unique<Engine>(*desc, s->device);
+    *out = s.release();
+  });
+}
+
+std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call, char* msg,
+                             std::size_t size) {
+  return firewall(msg, size, [&] { static_cast<EmuSession*>(session)->engine->forward(*call); });
+}
+
+void session_destroy(void* session) { delete static_cast<EmuSession*>(session); }
+
+std::int32_t session_layer_plan(void*, std::int32_t, std::uint32_t* fused, std::uint32_t* persistent,
+                                char*, std::size_t) {
+  *fused = 0;
+  *persistent = 0;
+  return SLSTM_OK;
+}
+
+std::int32_t no_slots(char* msg, std::size_t size) {
+  write_message(msg, size, "the emulated CUDA module has no device slots");
+  return SLSTM_ERR_INTERNAL;
+}
+std::int32_t slots_init(void*, std::int64_t, char* msg, std::size_t size) {
+  return no_slots(msg, size);
+}
+std::int32_t slot_write(void*, std::int64_t, const float*, std::int32_t, char* msg,
+                        std::size_t size) {
+  return no_slots(msg, size);
+}
+std::int32_t slot_read(void*, std::int64_t, float*, std::int32_t, char* msg, std::size_t size) {
+  return no_slots(msg, size);
+}
+std::int32_t slot_forward(void*, const slstm_cuda_forward_desc*, const std::int64_t*, char* msg,
+                          std::size_t size) {
+  return no_slots(msg, size);
+}
+
+std::int32_t live_plan(void*, std::uint32_t* tuned, std::uint32_t* stack, char* file_error,
+                       std::size_t file_error_size, char*, std::size_t) {
+  *tuned = 0;
+  *stack = 0;
+  write_message(file_error, file_error_size, "");
+  return SLSTM_OK;
+}
+
+const slstm_cuda_module_table kTable = {
+    sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
+    &session_forward, &session_destroy, &session_layer_plan, &slots_init, &slot_write,
+    &slot_read, &slot_forward, &live_plan};
+
+}  // namespace
+
+SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v4(void) { return &kTable; }

@@ -1,0 +1,276 @@
+// The CUDA backend's generic path (cuda.generic, docs/cuda-generic.md): every kind of layer
+// against the CPU reference.  Tagged [cuda-generic]: the CPU runs of the suite leave these
+// cases out; ctest runs them (tests/CMakeLists.txt) on the real CUDA module, skipped
+// visibly where there is no GPU, and on the emulated module of tests/cuda_emu ("cuda-emu:"),
+// which runs the generic path's engine and per-element math in host memory on every
+// machine.  Device buffers and caller streams: tests/gpu/test_gpu.cpp.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+// FP32 on the GPU against the float64 reference: the BasicLSTMCell GPU suite's bound.
+constexpr double kTolerance = 1e-5;
+
+t::Session reference_session(const slstm_model* m, std::int64_t B, std::int64_t T) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+  o.max_batch = B;
+  o.max_time = T;
+  slstm_session* s = nullptr;
+  REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+  return t::Session(s);
+}
+
+bool forward_only(const std::vector<slstm_layer_config>& layers) {
+  for (const auto& l : layers) {
+    if (l.direction != SLSTM_DIRECTION_FORWARD) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("cuda.generic=on runs every kind of layer within 1e-5 of the CPU reference, both "
+          "layouts, with lengths 0, 1, T-1, T and initial states",
+          "[cuda-generic]") {
+  const std::int64_t B = 5, T = 7, D = 6;
+  int stack = 0;
+  for (const auto& layers : t::layer_zoo()) {
+    INFO("stack " << stack);
+    const t::Model m = t::random_stack(D, layers, 60 + static_cast<std::uint64_t>(stack++));
+    t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
+    if (!gpu) return;
+    t::Session ref = reference_session(m.get(), B, T);
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 17);
+    const auto init = t::random_vector(t::state_count(m.get(), B), 18, -0.5f, 0.5f);
+    const std::vector<std::int32_t> len = {7, 0, 1, 6, 3};
+    const std::int64_t W = t::output_size(m.get());
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      INFO("layout " << (layout == SLSTM_TIME_MAJOR ? "time-major" : "batch-major"));
+      t::Call c = t::call_of(B, T, x, layout);
+      c.lengths = &len;
+      c.initial_state = &init;
+      const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+      const t::Run got = t::forward_ok(gpu.get(), m.get(), c);
+      CHECK(t::count_poison(got.output) == 0);
+      CHECK(t::count_poison(got.final_state) == 0);
+      CHECK(t::rel_err(got.output, want.output) < kTolerance);
+      CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+      for (std::int64_t b = 0; b < B; ++b) {  // past a row's length: exactly 0
+        for (std::int64_t t = len[b]; t < T; ++t) {
+          const std::int64_t row = layout == SLSTM_TIME_MAJOR ? t * B + b : b * T + t;
+          for (std::int64_t u = 0; u < W; ++u) CHECK(got.output[row * W + u] == 0.0f);
+        }
+      }
+      // Row 1 has length 0: its state is the initial state, bit for bit.
+      const t::Run no_lengths = [&] {
+        t::Call all = t::call_of(B, T, x, layout);
+        all.initial_state = &init;
+        return t::forward_ok(gpu.get(), m.get(), all);
+      }();
+      const t::Run ref_all = [&] {
+        t::Call all = t::call_of(B, T, x, layout);
+        all.initial_state = &init;
+        return t::forward_ok(ref.get(), m.get(), all);
+      }();
+      CHECK(t::rel_err(no_lengths.output, ref_all.output) < kTolerance);
+      CHECK(t::rel_err(no_lengths.final_state, ref_all.final_state) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("a row of length 0 keeps its initial state bit for bit on the generic path",
+          "[cuda-generic]") {
+  const std::int64_t B = 3, T = 4, D = 5;
+  const auto layers = t::layer_zoo()[3];  // bidirectional LSTM, residual GRU, LSTMP
+  const t::Model m = t::random_stack(D, layers, 5);
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
+  if (!gpu) return;
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 3);
+  const auto init = t::random_vector(t::state_count(m.get(), B), 4);
+  const std::vector<std::int32_t> len = {0, 4, 0};
+  t::Call c = t::call_of(B, T, x);
+  c.lengths = &len;
+  c.initial_state = &init;
+  const t::Run r = t::forward_ok(gpu.get(), m.get(), c);
+  std::int64_t pieces = 0;
+  REQUIRE(slstm_model_state_pieces(m.get(), &pieces) == SLSTM_OK);
+  REQUIRE(pieces == 2 * 2 + 1 * 2 + 2);
+  for (std::int64_t p = 0; p < pieces; ++p) {
+    slstm_state_piece piece{};
+    piece.struct_size = sizeof(piece);
+    REQUIRE(slstm_model_state_piece(m.get(), B, p, &piece) == SLSTM_OK);
+    const auto width = static_cast<std::size_t>(piece.width);
+    for (std::size_t b : {0u, 2u}) {
+      const std::size_t at = piece.offset + b * width;
+      CHECK(t::bitwise_equal(&r.final_state[at], &init[at], width));
+    }
+  }
+}
+
+TEST_CASE("a forward stack on the generic path runs one step per call as in one call, within "
+          "1e-5",
+          "[cuda-generic]") {
+  const std::int64_t B = 3, T = 6, D = 4;
+  for (const auto& layers : t::layer_zoo()) {
+    if (!forward_only(layers)) continue;
+    const t::Model m = t::random_stack(D, layers, 9);
+    t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
+    if (!gpu) return;
+    const std::int64_t W = t::output_size(m.get());
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 11);
+    const t::Run whole = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x, SLSTM_TIME_MAJOR));
+    std::vector<float> state(t::state_count(m.get(), B), 0.0f);
+    for (std::int64_t t = 0; t < T; ++t) {
+      const std::vector<float> xt(x.begin() + t * B * D, x.begin() + (t + 1) * B * D);
+      t::Call c = t::call_of(B, 1, xt);
+      c.initial_state = &state;
+      const t::Run r = t::forward_ok(gpu.get(), m.get(), c);
+      const std::vector<float> want(whole.output.begin() + t * B * W,
+                                    whole.output.begin() + (t + 1) * B * W);
+      CHECK(t::rel_err(r.output, want) < kTolerance);
+      state = r.final_state;
+    }
+    CHECK(t::rel_err(state, whole.final_state) < kTolerance);
+  }
+}
+
+TEST_CASE("cuda.generic=always runs a BasicLSTMCell stack on the generic path, within 1e-5 of "
+          "the reference",
+          "[cuda-generic]") {
+  const std::int64_t B = 4, T = 5;
+  const t::Model m = t::random_model(9, {8, 12, 6}, 21);
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=always");
+  if (!gpu) return;
+  CHECK(t::json_value(t::describe_json(gpu.get()), "path") == "generic");
+  t::Session ref = reference_session(m.get(), B, T);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * 9), 2);
+  const std::vector<std::int32_t> len = {5, 2, 0, 4};
+  t::Call c = t::call_of(B, T, x);
+  c.lengths = &len;
+  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+  const t::Run got = t::forward_ok(gpu.get(), m.get(), c);
+  CHECK(t::rel_err(got.output, want.output) < kTolerance);
+  CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+}
+
+TEST_CASE("the generic path's plan names the path, the setting and each layer's cell and "
+          "direction",
+          "[cuda-generic]") {
+  const t::Model m = t::random_stack(3, t::layer_zoo()[4], 1);  // LSTM, bidirectional GRU
+  t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=on");
+  if (!gpu) return;
+  const std::string plan = t::describe_json(gpu.get());
+  CHECK(t::json_value(plan, "backend") == "cuda");
+  CHECK(t::json_value(plan, "path") == "generic");
+  CHECK(t::json_value(plan, "cuda.generic") == "on (config)");
+  CHECK_THAT(plan, Contains("\"gru\""));
+  CHECK_THAT(plan, Contains("\"bidirectional\""));
+}
+
+TEST_CASE("time 0 on the generic path returns the initial state, or zeros", "[cuda-generic]") {
+  const t::Model m = t::random_stack(3, t::layer_zoo()[0], 2);
+  t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=on");
+  if (!gpu) return;
+  const auto init = t::random_vector(t::state_count(m.get(), 2), 6);
+  const std::vector<float> none;
+  t::Call c = t::call_of(2, 0, none);
+  c.initial_state = &init;
+  CHECK(t::bitwise_equal(t::forward_ok(gpu.get(), m.get(), c).final_state, init));
+  c.initial_state = nullptr;
+  const t::Run zeros = t::forward_ok(gpu.get(), m.get(), c);
+  CHECK(zeros.final_state == std::vector<float>(init.size(), 0.0f));
+}
+
+TEST_CASE("allow_tf32 on the generic path stays within 1e-3 of the reference", "[cuda-generic]") {
+  const std::int64_t B = 3, T = 4, D = 6;
+  const t::Model m = t::random_stack(D, t::layer_zoo()[0], 8);
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on", 1);
+  if (!gpu) return;
+  t::Session ref = reference_session(m.get(), B, T);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 1);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), t::call_of(B, T, x));
+  const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
+  CHECK(t::rel_err(got.output, want.output) < 1e-3);
+}
+
+TEST_CASE("hidden sizes of a few hundred on the generic path stay within 1e-5 of the "
+          "reference",
+          "[cuda-generic]") {
+  const std::int64_t B = 3, T = 9, D = 40;
+  slstm_layer_config p = t::lstm_layer(260);
+  p.proj_size = 130;
+  p.peepholes = 1;
+  const std::vector<slstm_layer_config> layers = {
+      t::with_direction(t::gru_layer(200, true), SLSTM_DIRECTION_BIDIRECTIONAL), p,
+      t::gru_layer(129, false)};
+  const t::Model m = t::random_stack(D, layers, 33);
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
+  if (!gpu) return;
+  t::Session ref = reference_session(m.get(), B, T);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 34);
+  const std::vector<std::int32_t> len = {9, 8, 1};
+  t::Call c = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
+  c.lengths = &len;
+  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+  const t::Run got = t::forward_ok(gpu.get(), m.get(), c);
+  CHECK(t::rel_err(got.output, want.output) < kTolerance);
+  CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+}
+
+TEST_CASE("without cuda.generic the CUDA backend refuses a stack beyond BasicLSTMCell, naming "
+          "the layer and the setting",
+          "[cuda-generic]") {
+  const t::Model m = t::random_stack(3, t::layer_zoo()[1], 1);  // one GRU layer
+  if (slstm_backend_available(SLSTM_BACKEND_CUDA) != SLSTM_OK) {
+    WARN("SKIPPED: no usable GPU: " << slstm_last_error());
+    return;
+  }
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 2;
+  o.max_time = 2;
+  for (const char* config : {static_cast<const char*>(nullptr), "cuda.generic=off"}) {
+    o.config = config;
+    slstm_session* s = nullptr;
+    CHECK(slstm_session_create(m.get(), &o, &s) == SLSTM_ERR_UNSUPPORTED);
+    CHECK(s == nullptr);
+    CHECK_THAT(std::string(slstm_last_error()), Contains("layer 0 (gru, forward)"));
+    CHECK_THAT(std::string(slstm_last_error()), Contains("cuda.generic=on"));
+  }
+}
+
+TEST_CASE("cell_clip and proj_clip that bind on the generic path give the reference's numbers",
+          "[cuda-generic]") {
+  const std::int64_t B = 2, T = 5, D = 4;
+  slstm_layer_config p = t::lstm_layer(6);
+  p.peepholes = 1;
+  p.cell_clip = 0.05f;
+  p.proj_size = 3;
+  p.proj_clip = 0.02f;
+  const t::Model m = t::random_stack(D, {p}, 12);
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
+  if (!gpu) return;
+  t::Session ref = reference_session(m.get(), B, T);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 13, -3.0f, 3.0f);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), t::call_of(B, T, x));
+  const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
+  CHECK(t::rel_err(got.output, want.output) < kTolerance);
+  CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+  // The clips bind: some projected output sits on the bound (so the check above tests them).
+  float largest = 0.0f;
+  for (float v : want.output) largest = std::max(largest, std::fabs(v));
+  CHECK(largest == 0.02f);
+}
