@@ -493,8 +493,13 @@ std::vector<float> Fixture::f32(const std::string& k) const {
   return std::vector<float>(v.begin(), v.end());
 }
 
+std::string fixture_dir() {
+  const char* env = std::getenv("SLSTM_FIXTURE_DIR");
+  return env != nullptr && env[0] != '\0' ? env : SLSTM_FIXTURE_DIR;
+}
+
 Fixture load_fixture(const std::string& name) {
-  const std::string path = std::string(SLSTM_FIXTURE_DIR) + "/" + name + ".fix";
+  const std::string path = fixture_dir() + "/" + name + ".fix";
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open fixture " + path);
   Fixture f;
@@ -548,7 +553,7 @@ Fixture load_fixture(const std::string& name) {
 
 std::vector<std::string> fixture_names(const std::string& prefix) {
   std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(SLSTM_FIXTURE_DIR)) {
+  for (const auto& e : std::filesystem::directory_iterator(fixture_dir())) {
     const std::string file = e.path().filename().string();
     if (e.path().extension() == ".fix" && file.rfind(prefix, 0) == 0) {
       out.push_back(e.path().stem().string());

@@ -139,6 +139,9 @@ double accuracy_ratio(const std::vector<float>& got, const std::vector<double>& 
 // ratio is printed).  Returns the whole call's result.
 Run check_within_accuracy(slstm_session* session, const slstm_model* model, const Call& call);
 
+// Where the fixtures are: $SLSTM_FIXTURE_DIR when set (a test binary run away from its
+// source tree, as bench/gpu/check.sh does on a device), else the source tree's tests/fixtures.
+std::string fixture_dir();
 // A fixture written by tests/fixtures/gen_fixtures.py (format described there).
 struct Fixture {
   std::string name;

@@ -134,7 +134,7 @@ slstm_layer_config parse_layer(const std::string& path, const std::string& line,
 }
 
 CellsFixture load_cells_fixture(const std::string& name) {
-  const std::string path = std::string(SLSTM_FIXTURE_DIR) + "/" + name + ".fix";
+  const std::string path = t::fixture_dir() + "/" + name + ".fix";
   std::ifstream file(path);
   if (!file) bad(path, "cannot open");
   CellsFixture f;

@@ -118,6 +118,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.persistent_timeout_us=07", "cuda.persistent_timeout_us");
   expect_config_error("cuda.tune=maybe", "cuda.tune must be on or off");
   expect_config_error("cuda.tune_file=/tmp/a\x01b", "cuda.tune_file: a path without control");
+  expect_config_error("cuda.generic=yes", "cuda.generic must be off, on or always");
 }
 
 TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
@@ -143,6 +144,7 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), "cuda.persistent=layers", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.tune=on;cuda.tune_file=/nonexistent/dir/cache", nullptr) ==
         SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.generic=always", nullptr) == SLSTM_OK);
 }
 
 TEST_CASE("options from a caller built against 0.1 (no config field) get the default settings",

@@ -18,6 +18,12 @@ into ours through the canonical layout (PyTorch's gate order is the canonical on
 
 Run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (bench/cpu/run.sh does that for the
 driver; this script is run by hand).
+
+--device cuda: the same rows on the GPU, our CUDA backend's generic path (cuda.generic=on,
+docs/cuda-generic.md; --tf32 for TF32 GEMMs on both sides) against PyTorch's cuDNN modules
+with the same weights, host numpy buffers on our side and CUDA tensors on PyTorch's (each
+timed call ends with torch.cuda.synchronize()); bench/gpu/check.sh runs it.  Prints the
+table; exits 0 with a message when CUDA is unavailable to either side.
 """
 
 import argparse
@@ -120,8 +126,15 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--out", default="")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--tf32", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.device == "cuda":
+        if not torch.cuda.is_available() or not stacklstm.backend_available("cuda")[0]:
+            print("SKIPPED: CUDA unavailable to PyTorch or to libstacklstm")
+            return 0
+        return main_cuda(a)
     rows = []
     for s in shapes():
         mod = torch_module(s).eval()
@@ -171,6 +184,52 @@ def main():
         with open(a.out, "w") as fh:
             fh.write(text)
     print(text)
+
+
+def main_cuda(a):
+    """--device cuda: our generic CUDA path against cuDNN through PyTorch, same weights."""
+    torch.backends.cudnn.allow_tf32 = a.tf32
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
+    print("device: %s; PyTorch %s, cuDNN %s; libstacklstm %s; %s; %s UTC" % (
+        torch.cuda.get_device_name(0), torch.__version__, torch.backends.cudnn.version(),
+        stacklstm.__version__, "tf32" if a.tf32 else "fp32",
+        datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")))
+    print("| shape | ours generic (ms) | cuDNN (ms) | cuDNN / ours | GFLOP/s ours | "
+          "max rel. diff vs cuDNN |")
+    print("|---|---:|---:|---:|---:|---:|")
+    status = 0
+    for s in shapes():
+        mod = torch_module(s).eval()
+        model = our_model(s, mod)
+        mod = mod.cuda()
+        x = np.random.default_rng(1).uniform(-1, 1, (s["batch"], s["time"], s["input"])) \
+            .astype(np.float32)
+        xt = torch.from_numpy(x).cuda()
+        try:
+            ours = model.session(s["batch"], s["time"], backend="cuda", allow_tf32=a.tf32,
+                                 config="cuda.generic=on")
+        except Exception as e:  # noqa: BLE001 (the row says why)
+            print("| %s | failed: %s | | | | |" % (s["name"], str(e)[:120]))
+            status = 1
+            continue
+        with torch.inference_mode():
+            want = mod(xt)[0].cpu().numpy()
+        got = ours.forward(x)[0]
+        err = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+
+        def torch_call():
+            with torch.inference_mode():
+                mod(xt)
+            torch.cuda.synchronize()
+
+        t_ours = timed(lambda: ours.forward(x), a.seconds)
+        t_torch = timed(torch_call, a.seconds)
+        print("| %s | %.3f | %.3f | %.2f | %.1f | %.1e |" % (
+            s["name"], t_ours * 1e3, t_torch * 1e3, t_torch / t_ours, flops(s) / t_ours / 1e9,
+            err), flush=True)
+        if not err < (1e-3 if a.tf32 else 1e-4):
+            status = 1
+    return status
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@
 #    (bench/gpu/mechanisms.sh, issue 19 item 4; ~1-2 min); its table is appended to
 #    table.txt, its log and table go into logs.tgz; a failure there makes the exit status 1;
 # 3. runs the GPU test suite (tests/gpu, every case tagged [gpu]);
+# 3b. runs the CPU suite's [cuda-generic] cases (the generic path, cuda.generic=on, issue 20)
+#    on the real module (tests/slstm_tests, fixtures from this checkout);
 # 4. runs compute-sanitizer memcheck (graphs on and the fused step; graphs off and the cuBLAS
 #    step), racecheck and initcheck on a small case with sequence lengths, host and device
 #    buffers;
@@ -19,7 +21,9 @@
 #    backend (host and device buffers) and on the CPU backend; then the persistent kernel
 #    (SLSTM_CUDA_PERSISTENT=1) beside the default plan and the fused step on the small-batch
 #    shapes (compute-sanitizer in step 4 also runs it: memcheck, racecheck, synccheck,
-#    initcheck);
+#    initcheck); the generic path on stacks of GRU, LSTMP and bidirectional layers (ours
+#    with gpu_bench --cells, and beside cuDNN through PyTorch with the same weights:
+#    bench/cpu/bench_cells.py --device cuda, its table in generic.md);
 # 6. runs the README's demo (examples/seed_demo: on the GPU);
 # 7. with --grid (and only when 3 and 4 came out clean): the benchmark grid of issue 5,
 #    `bench/run.sh --gpu-only` (ours FP32/TF32, cuDNN 9, PyTorch, the floor), into $OUT/grid;
@@ -82,6 +86,23 @@ case $test_rc in
 esac
 echo "GPU tests: $TEST_RESULT"
 
+say "the generic path's cases of the CPU suite (cuda.generic, issue 20)"
+GENERIC_RESULT="not run ($BUILD/tests/slstm_tests missing)"
+if [ -x "$BUILD/tests/slstm_tests" ]; then
+  SLSTM_FIXTURE_DIR="$(cd "$(dirname "$0")/../../tests/fixtures" && pwd)" \
+    timeout 240 "$BUILD/tests/slstm_tests" "[cuda-generic]" -r compact > "$OUT/generic_tests.log" 2>&1
+  generic_rc=$?
+  tail -15 "$OUT/generic_tests.log"
+  if grep -q "SKIPPED: no usable GPU" "$OUT/generic_tests.log"; then
+    GENERIC_RESULT="SKIPPED (no usable GPU)"; status=1
+  elif [ "$generic_rc" = 0 ]; then
+    GENERIC_RESULT="passed"
+  else
+    GENERIC_RESULT="FAILED (exit $generic_rc)"; status=1
+  fi
+fi
+echo "generic path cases: $GENERIC_RESULT"
+
 say "compute-sanitizer"
 : > "$OUT/sanitizer.log"
 SAN_RESULT=""
@@ -117,6 +138,11 @@ if [ -n "${SAN:-}" ]; then
   run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
   run_san initcheck-persistent initcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
   run_san memcheck-persistent-layers memcheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_CHUNK=3 -- --memory device
+  # The generic path (cuda.generic=on, issue 20): every kernel of it in one stack.
+  generic_small="--cells bilstmp:9:4,gru0:6,revgru:5 --config cuda.generic=on"
+  run_san memcheck-generic memcheck -- $generic_small --memory device
+  run_san initcheck-generic initcheck -- $generic_small --memory host
+  run_san racecheck-generic racecheck -- $generic_small --memory device
 else
   SAN_RESULT=" not run (compute-sanitizer not found)"; status=1
 fi
@@ -172,6 +198,29 @@ for scen in seed seed1 one h256 h1024; do
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args
 done
 
+# The generic path (cuda.generic=on, issue 20): GRU, LSTMP and bidirectional stacks, and a
+# BasicLSTMCell stack on it (cuda.generic=always) beside the basic path's default plan.
+g_gru="--input 256 --cells gru:256 --batch 1 --time 100"
+g_lstmp="--input 256 --cells lstmp:1024:256 --batch 4 --time 50"
+g_bigru="--input 128 --cells bigru:256 --batch 4 --time 50"
+g_big="--input 512 --cells bilstm:512,bilstm:512 --batch 64 --time 100"
+for scen in g_gru g_lstmp g_bigru g_big; do
+  bench "$scen" cuda device 20 ${!scen} --config cuda.generic=on
+done
+bench "seed-generic" cuda device 20 $seed --config cuda.generic=always
+bench "seed-generic" cuda device 20 $seed --config cuda.generic=always --tf32
+say "the generic path beside cuDNN (bench/cpu/bench_cells.py --device cuda)"
+CELLS_RESULT="not run (no python3 with torch and numpy)"
+if python3 -c "import torch, numpy" 2>/dev/null; then
+  SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
+    timeout 180 python3 "$(dirname "$0")/../cpu/bench_cells.py" --device cuda --seconds 1 \
+    > "$OUT/generic.md" 2>&1
+  cells_rc=$?
+  cat "$OUT/generic.md"
+  CELLS_RESULT="exit $cells_rc (table in generic.md; 0 = every row ran and agreed with cuDNN)"
+  [ "$cells_rc" = 0 ] || status=1
+fi
+
 say "demo (examples/seed_demo, the README's main job)"
 if [ -x "$BUILD/examples/seed_demo" ]; then
   timeout 60 "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
@@ -188,6 +237,8 @@ say "summary"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)   device: ${DEVICE:-unknown}"
   echo "binaries built from: $(cat "$BUILD/COMMIT" 2>/dev/null || echo 'unknown (no COMMIT file)')"
   echo "GPU tests: $TEST_RESULT"
+  echo "generic path cases: $GENERIC_RESULT"
+  echo "generic vs cuDNN: $CELLS_RESULT"
   echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
   echo "demo: $DEMO_RESULT"
   echo "mechanisms: $MECH_RESULT"
@@ -197,9 +248,11 @@ say "summary"
   echo "total check time: $(( $(date +%s) - start )) s"
 } | tee "$OUT/table.txt"
 [ -f "$OUT/mechanisms.md" ] && { echo; cat "$OUT/mechanisms.md"; } >> "$OUT/table.txt"
+[ -f "$OUT/generic.md" ] && { echo; cat "$OUT/generic.md"; } >> "$OUT/table.txt"
 (cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log \
-    $(ls demo.log mechanisms.log mechanisms.md 2>/dev/null) &&
-  rm -f gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log mechanisms.md)
+    $(ls demo.log mechanisms.log mechanisms.md generic_tests.log generic.md 2>/dev/null) &&
+  rm -f gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log mechanisms.md \
+    generic_tests.log generic.md)
 
 if [ "$grid" = 1 ]; then
   if [ "$status" = 0 ]; then

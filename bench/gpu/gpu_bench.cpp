@@ -3,7 +3,13 @@
 //   slstm_gpu_bench --label seed --backend cuda|cpu --memory host|device --input 128
 //                   --layers 100,200,300 --batch 10 --time 100 [--lengths] [--tf32]
 //                   [--reps 20] [--warmup 3] [--timer wall|events] [--rotate K]
-//                   [--target-ms X --max-reps N]
+//                   [--target-ms X --max-reps N] [--cells SPEC] [--config KEYED]
+//
+// --cells SPEC instead of --layers: a stack of any layers, comma-separated, each
+// [bi|rev]KIND:H[:P] with KIND lstm, lstmp (projection P), gru (reset after: PyTorch, cuDNN)
+// or gru0 (reset before: TF GRUCell); bi = bidirectional, rev = reverse.  E.g.
+// --cells bigru:256,lstmp:1024:256.  --config: the session's keyed settings (e.g.
+// cuda.generic=on, which such stacks need on CUDA).
 //
 // Prints one line:  RESULT <label> <backend> <memory> median_ms=<x> min_ms=<y> reps=<n>
 //                   p10_ms=<a> p90_ms=<b> timer=<wall|events> rotate=<k>
@@ -55,12 +61,52 @@ struct Options {
   double target_ms = 0;
   int max_reps = 1000;
   std::string grid, only, precisions = "fp32,tf32";
+  std::vector<slstm_layer_config> cells;  // --cells (empty: --layers)
+  std::string config;                     // --config
   double budget_s = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "slstm_gpu_bench: %s (see the comment at the top of gpu_bench.cpp)\n", why);
   std::exit(2);
+}
+
+// --cells: see the comment at the top.
+std::vector<slstm_layer_config> parse_cells(const std::string& spec) {
+  std::vector<slstm_layer_config> out;
+  std::size_t at = 0;
+  while (at <= spec.size()) {
+    const std::size_t end = std::min(spec.find(',', at), spec.size());
+    std::string item = spec.substr(at, end - at);
+    at = end + 1;
+    slstm_layer_config l;
+    slstm_layer_config_init(&l);
+    if (item.rfind("bi", 0) == 0) {
+      l.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+      item = item.substr(2);
+    } else if (item.rfind("rev", 0) == 0) {
+      l.direction = SLSTM_DIRECTION_REVERSE;
+      item = item.substr(3);
+    }
+    const std::size_t c1 = item.find(':');
+    if (c1 == std::string::npos) usage("--cells: each layer is KIND:H[:P]");
+    const std::string kind = item.substr(0, c1);
+    const std::string rest = item.substr(c1 + 1);
+    const std::size_t c2 = rest.find(':');
+    l.hidden_size = std::atoll(rest.substr(0, c2).c_str());
+    if (kind == "lstmp") {
+      if (c2 == std::string::npos) usage("--cells: lstmp needs :H:P");
+      l.proj_size = std::atoll(rest.substr(c2 + 1).c_str());
+    } else if (kind == "gru" || kind == "gru0") {
+      l.cell = SLSTM_CELL_GRU;
+      l.gru_reset_after = kind == "gru" ? 1 : 0;
+    } else if (kind != "lstm") {
+      usage("--cells: KIND is lstm, lstmp, gru or gru0");
+    }
+    if (l.hidden_size < 1) usage("--cells: H >= 1");
+    out.push_back(l);
+  }
+  return out;
 }
 
 Options parse(int argc, char** argv) {
@@ -96,6 +142,8 @@ Options parse(int argc, char** argv) {
     } else if (a == "--batch") o.batch = std::atoll(value().c_str());
     else if (a == "--time") o.time = std::atoll(value().c_str());
     else if (a == "--lengths") o.lengths = true;
+    else if (a == "--cells") o.cells = parse_cells(value());
+    else if (a == "--config") o.config = value();
     else if (a == "--tf32") o.tf32 = true;
     else if (a == "--reps") o.reps = std::atoi(value().c_str());
     else if (a == "--warmup") o.warmup = std::atoi(value().c_str());
@@ -220,16 +268,24 @@ int bench_one(const Options& o) {
   slstm_model_config cfg;
   slstm_model_config_init(&cfg);
   cfg.input_size = o.input;
-  cfg.num_layers = static_cast<std::int32_t>(o.layers.size());
-  cfg.hidden_sizes = o.layers.data();
+  if (o.cells.empty()) {
+    cfg.num_layers = static_cast<std::int32_t>(o.layers.size());
+    cfg.hidden_sizes = o.layers.data();
+  } else {
+    cfg.num_layers = static_cast<std::int32_t>(o.cells.size());
+    cfg.layers = o.cells.data();
+  }
   slstm_model* model = nullptr;
   if (slstm_model_create_random(&cfg, 1234, 0.0f, &model) != SLSTM_OK) return die("model");
+  std::int64_t out_width = 0;
+  if (slstm_model_output_size(model, &out_width) != SLSTM_OK) return die("output size");
   slstm_session_options so;
   slstm_session_options_init(&so);
   so.backend = o.backend;
   so.max_batch = o.batch;
   so.max_time = o.time;
   so.allow_tf32 = o.tf32 ? 1 : 0;
+  if (!o.config.empty()) so.config = o.config.c_str();
   cudaStream_t stream = nullptr;
   cudaEvent_t ev0 = nullptr, ev1 = nullptr;
   if (o.events) {
@@ -246,7 +302,7 @@ int bench_one(const Options& o) {
   std::size_t n_state = 0;
   slstm_model_state_count(model, o.batch, &n_state);
   const std::size_t n_in = static_cast<std::size_t>(o.batch * o.time * o.input);
-  const std::size_t n_out = static_cast<std::size_t>(o.batch * o.time * o.layers.back());
+  const std::size_t n_out = static_cast<std::size_t>(o.batch * o.time * out_width);
   std::vector<std::vector<float>> inputs;
   for (int r = 0; r < o.rotate; ++r) {
     inputs.push_back(random_vector(n_in, 1 + 1000 * static_cast<std::uint64_t>(r)));

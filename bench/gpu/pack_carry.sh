@@ -4,7 +4,8 @@
 #   DEST/libstacklstm.so.0, DEST/libstacklstm_cuda.so, DEST/tests/gpu/slstm_gpu_tests,
 #   DEST/bench/gpu/slstm_gpu_bench, DEST/carry-libs/ (non-system libraries the core needs,
 #   e.g. OpenBLAS and libgfortran, which the device image may lack; never CUDA libraries),
-#   DEST/examples/seed_demo (the README's demo), and, when the build has them, DEST/bench/anchors/{cudnn_anchor,ceilings} (bench/anchors:
+#   DEST/examples/seed_demo (the README's demo), DEST/tests/slstm_tests (the CPU suite, for
+#   its [cuda-generic] cases: the generic path on the real module), and, when the build has them, DEST/bench/anchors/{cudnn_anchor,ceilings} (bench/anchors:
 #   their $ORIGIN/../.. run path finds DEST/libstacklstm.so.0), so that one folder serves
 #   check.sh, bench/anchors/run.sh and bench/run.sh --gpu-only.
 # Usage (on the build machine, from the repository root):
@@ -24,6 +25,9 @@ cp -L "$BUILD/tests/gpu/slstm_gpu_tests" "$DEST/tests/gpu/"
 cp -L "$BUILD/bench/gpu/slstm_gpu_bench" "$DEST/bench/gpu/"
 if [ -x "$BUILD/bench/gpu/slstm_gpu_mechanisms" ]; then
   cp -L "$BUILD/bench/gpu/slstm_gpu_mechanisms" "$DEST/bench/gpu/"
+fi
+if [ -x "$BUILD/tests/slstm_tests" ]; then
+  cp -L "$BUILD/tests/slstm_tests" "$DEST/tests/"
 fi
 if [ -x "$BUILD/examples/seed_demo" ]; then
   mkdir -p "$DEST/examples" && cp -L "$BUILD/examples/seed_demo" "$DEST/examples/"

@@ -607,9 +607,14 @@ typedef struct slstm_session_options {
    *                  something).  A file that is not a tuning cache is neither read nor
    *                  overwritten; why, like a failure to write, shows in the plan
    *                  (tune_file_error).  No spaces, commas or semicolons in the path
+   *    cuda.generic = off | on | always   (since 0.7; off) stacks beyond forward
+   *                  BasicLSTMCell layers (LSTM options, GRU, reverse, bidirectional,
+   *                  residual) on CUDA's generic path: cuBLAS GEMMs and pointwise kernels
+   *                  (on); every stack there (always); or refused, naming the layer (off).
+   *                  Not yet run on a GPU, hence off
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
-   *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT and SLSTM_CUDA_TUNE remain as overrides for
-   *  experiments: when set, they win.  What the session ended up with:
+   *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE and SLSTM_CUDA_GENERIC remain
+   *  as overrides for experiments: when set, they win.  What the session ended up with:
    *  slstm_session_describe (on CUDA with cuda.persistent or cuda.tune, as it stands at the
    *  time of asking: tuned batches, a persistent kernel turned off). */
   const char* config;
