@@ -1,5 +1,6 @@
 #!/usr/bin/env sh
-# valgrind memcheck over the C example and a short run of the test suite (both CPU paths).
+# valgrind memcheck over the C example and a short run of the test suite (both CPU paths, and
+# CUDA's generic path on the emulated module).
 # Any memcheck error or definitely/indirectly lost block fails the script.
 #   Usage: sh tests/valgrind.sh BUILD_DIR        (a normal, non-sanitizer build)
 # Under valgrind the CPU reports no AVX-512 (valgrind does not emulate it), so the fast path
@@ -26,4 +27,10 @@ for path in reference fast; do
     vg "$build/tests/slstm_tests" "[golden],[reliability]~[memory],[errors]~[memory]" \
       --reporter compact
 done
+# CUDA's generic path on the emulated module (tests/cuda_emu; built where the CUDA toolkit is):
+# the core's module interface, the engine and the per-element code under memcheck.
+if [ -f "$build/tests/libslstm_cuda_emu.so" ]; then
+  SLSTM_CUDA_MODULE="$build/tests/libslstm_cuda_emu.so" OPENBLAS_NUM_THREADS=1 \
+    vg "$build/tests/slstm_tests" "[cuda-generic]" --reporter compact
+fi
 echo "== valgrind: clean"
