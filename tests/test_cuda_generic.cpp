@@ -274,3 +274,77 @@ TEST_CASE("cell_clip and proj_clip that bind on the generic path give the refere
   for (float v : want.output) largest = std::max(largest, std::fabs(v));
   CHECK(largest == 0.02f);
 }
+
+namespace {
+
+// Three streams in slots: two chunks of calls over different subsets (in a different row
+// order each time); every output and every slot's final state, in order.
+std::vector<float> run_streams(slstm_session* s, const slstm_model* m) {
+  const std::size_t n_state = t::state_count(m, 1);
+  const std::int64_t D = t::input_size(m), W = t::output_size(m);
+  std::vector<float> out;
+  std::int64_t ids[3];
+  for (int k = 0; k < 3; ++k) {
+    const auto init = t::random_vector(n_state, 70 + static_cast<std::uint64_t>(k));
+    REQUIRE(slstm_session_slot_open(s, init.data(), init.size(), SLSTM_MEMORY_HOST, &ids[k]) ==
+            SLSTM_OK);
+  }
+  const std::vector<std::vector<std::int64_t>> chunks = {{ids[2], ids[0]},
+                                                         {ids[0], ids[1], ids[2]}};
+  std::uint64_t seed = 80;
+  for (const auto& slots : chunks) {
+    const auto B = static_cast<std::int64_t>(slots.size());
+    const std::int64_t T = 3;
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), seed++);
+    std::vector<float> y(static_cast<std::size_t>(B * T * W));
+    slstm_slot_forward_args a;
+    slstm_slot_forward_args_init(&a);
+    a.batch = B;
+    a.slot_ids = slots.data();
+    a.slot_ids_count = slots.size();
+    a.time = T;
+    a.input = x.data();
+    a.input_count = x.size();
+    a.output = y.data();
+    a.output_count = y.size();
+    INFO(slstm_last_error());
+    REQUIRE(slstm_session_slot_forward(s, &a) == SLSTM_OK);
+    out.insert(out.end(), y.begin(), y.end());
+  }
+  for (std::int64_t id : ids) {
+    std::vector<float> st(n_state);
+    REQUIRE(slstm_session_slot_get_state(s, id, st.data(), st.size(), SLSTM_MEMORY_HOST) ==
+            SLSTM_OK);
+    out.insert(out.end(), st.begin(), st.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stream slots on the generic path (cuda.slots=on) follow the CPU reference's slots",
+          "[cuda-generic]") {
+  const t::Model m = t::random_stack(4, t::layer_zoo()[0], 31);  // LSTMP, residual GRU, GRU
+  if (slstm_backend_available(SLSTM_BACKEND_CUDA) != SLSTM_OK) {
+    WARN("SKIPPED: no usable GPU: " << slstm_last_error());
+    return;
+  }
+  auto with_slots = [&](slstm_backend backend, const char* config) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.backend = backend;
+    o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+    o.max_batch = 3;
+    o.max_time = 3;
+    o.max_slots = 4;
+    o.config = config;
+    slstm_session* s = nullptr;
+    INFO(slstm_last_error());
+    REQUIRE(slstm_session_create(m.get(), &o, &s) == SLSTM_OK);
+    return t::Session(s);
+  };
+  t::Session gpu = with_slots(SLSTM_BACKEND_CUDA, "cuda.generic=on;cuda.slots=on");
+  t::Session ref = with_slots(SLSTM_BACKEND_CPU, nullptr);
+  CHECK(t::rel_err(run_streams(gpu.get(), m.get()), run_streams(ref.get(), m.get())) <
+        kTolerance);
+}
