@@ -1,0 +1,60 @@
+"""The Python API on CUDA's generic path (config "cuda.generic=on", docs/cuda-generic.md),
+run in a child process whose CUDA module is the emulated one of tests/cuda_emu (the path's
+engine and per-element kernel code in host memory): backend="cuda" with a config string or
+dict reaches the module, and a mixed stack gives the CPU's numbers.  Skipped when the build
+has no emulated module next to $SLSTM_LIBRARY (a build without the CUDA toolkit)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _emu_module():
+    lib = os.environ.get("SLSTM_LIBRARY", "")
+    path = os.path.join(os.path.dirname(lib), "tests", "libslstm_cuda_emu.so") if lib else ""
+    return path if path and os.path.exists(path) else None
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import stacklstm
+    layers = [stacklstm.Layer(cell="gru", hidden_size=6, direction="bidirectional",
+                              gru_reset_after=True),
+              stacklstm.Layer(cell="lstm", hidden_size=7, proj_size=4, peepholes=True,
+                              cell_clip=0.5)]
+    m = stacklstm.Model.random(5, layers=layers, seed=3)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 6, 5)).astype(np.float32)
+    lengths = np.array([6, 0, 2], dtype=np.int32)
+    want_y, want_s = m.session(3, 6, cpu_path="reference").forward(x, sequence_lengths=lengths)
+    want_s = m.pack_state(want_s, 3)
+    for config in ("cuda.generic=on", {"cuda.generic": "on"}):
+        s = m.session(3, 6, backend="cuda", config=config)
+        assert s.describe("json")["path"] == "generic", s.describe("json")
+        y, st = s.forward(x, sequence_lengths=lengths)
+        st = m.pack_state(st, 3)
+        scale = max(float(np.max(np.abs(want_y))), 1e-30)
+        assert float(np.max(np.abs(y - want_y))) / scale < 1e-5
+        assert float(np.max(np.abs(st - want_s))) / max(float(np.max(np.abs(want_s))), 1e-30) < 1e-5
+    try:
+        m.session(3, 6, backend="cuda")
+        raise AssertionError("a GRU stack on CUDA without cuda.generic was accepted")
+    except stacklstm.UnsupportedError as e:
+        assert "cuda.generic=on" in str(e), str(e)
+    print("ok")
+""")
+
+
+def test_a_mixed_stack_on_cudas_generic_path_gives_the_cpus_numbers():
+    emu = _emu_module()
+    if emu is None:
+        pytest.skip("no emulated CUDA module next to $SLSTM_LIBRARY (a build without CUDA)")
+    env = dict(os.environ, SLSTM_CUDA_MODULE=emu)
+    r = subprocess.run([sys.executable, "-c", CHILD, os.path.dirname(HERE)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
