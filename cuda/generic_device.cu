@@ -1,7 +1,11 @@
 // The generic path on a GPU: the engine's Device (generic_engine.hpp) as cudaMalloc'd
 // memory, cudaMemcpyAsync, cuBLAS SGEMMs and one kernel per pointwise operation (each
 // thread one element, computed by the functions of generic_cells.cuh), all on the session's
-// stream (the caller's cudaStream_t, or a blocking stream of the session's own).
+// stream (the caller's cudaStream_t, or a blocking stream of the session's own).  With
+// cuda.graphs=on a call's compute is captured once per (batch, time, layout, longest
+// length) on a private stream, kept in a GraphCache and replayed on the session's stream; a
+// capture that fails turns graphs off for the session and the compute runs as plain launches
+// (the same operations, the same numbers).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -12,6 +16,7 @@
 
 #include "check.hpp"
 #include "generic_engine.hpp"
+#include "graph_cache.hpp"
 #include "generic_session.hpp"
 #include "kernels.cuh"
 #include "resources.hpp"
@@ -65,15 +70,27 @@ unsigned blocks_for(std::int64_t n) {
 
 class CudaDevice final : public generic::Device {
  public:
-  CudaDevice(int device, void* caller_stream, bool tf32) : device_(device) {
+  CudaDevice(int device, void* caller_stream, bool tf32, bool graphs)
+      : device_(device), use_graphs_(graphs) {
     if (caller_stream != nullptr) {
       stream_ = static_cast<cudaStream_t>(caller_stream);
     } else {
       own_stream_ = blocking_stream();  // blocking: ordered with stream 0
       stream_ = own_stream_.get();
     }
+    cur_ = stream_;
+    capture_ = non_blocking_stream();
+    // cuBLAS's own workspace, so that a captured SGEMM allocates nothing (the basic path's
+    // size: 32 MiB from Hopper on, 4 MiB before); zeroed once for initcheck.
+    int cc_major = 0;
+    check(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device),
+          "cudaDeviceGetAttribute");
+    workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
+    workspace_ = device_alloc<unsigned char>(static_cast<std::int64_t>(workspace_bytes_),
+                                             "cudaMalloc (cuBLAS workspace)");
+    check(cudaMemsetAsync(workspace_.get(), 0, workspace_bytes_, stream_), "cudaMemsetAsync");
     blas_ = blas_handle();
-    check(cublasSetStream(blas_.get(), stream_), "cublasSetStream");
+    bind_blas(stream_);
     check(cublasSetMathMode(blas_.get(), tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
           "cublasSetMathMode");
     check(cublasSetPointerMode(blas_.get(), CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
@@ -81,6 +98,27 @@ class CudaDevice final : public generic::Device {
   }
   ~CudaDevice() override {
     if (stream_ != nullptr) (void)cudaStreamSynchronize(stream_);
+    graphs_.clear();
+  }
+
+  bool records() const override { return use_graphs_ && !graphs_failed_; }
+
+  void compute(const generic::ComputeKey& key, void (*enqueue)(void*), void* ctx) override {
+    if (!records()) {
+      enqueue(ctx);
+      return;
+    }
+    cudaGraphExec_t exec = graphs_.find(key.batch, key.time, key.layout, key.steps);
+    if (exec == nullptr) {
+      GraphExec captured = capture(enqueue, ctx);
+      if (!captured) {  // graphs off for good; this call's compute as plain launches
+        graphs_failed_ = true;
+        enqueue(ctx);
+        return;
+      }
+      exec = graphs_.insert(key.batch, key.time, key.layout, key.steps, std::move(captured));
+    }
+    check(cudaGraphLaunch(exec, stream_), "cudaGraphLaunch (generic path)");
   }
 
   float* alloc_floats(std::int64_t count, const char* what) override {
@@ -92,11 +130,11 @@ class CudaDevice final : public generic::Device {
   void release(void* p) noexcept override { (void)cudaFree(p); }
   // (The messages are built on failure only: a call allocates nothing.)
   void copy(void* dst, const void* src, std::size_t bytes, const char* what) override {
-    const cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_);
+    const cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cur_);
     if (e != cudaSuccess) check(e, (std::string("cudaMemcpyAsync (") + what + ")").c_str());
   }
   void zero(void* dst, std::size_t bytes, const char* what) override {
-    const cudaError_t e = cudaMemsetAsync(dst, 0, bytes, stream_);
+    const cudaError_t e = cudaMemsetAsync(dst, 0, bytes, cur_);
     if (e != cudaSuccess) check(e, (std::string("cudaMemsetAsync (") + what + ")").c_str());
   }
   void gemm(const generic::Gemm& g) override {
@@ -110,27 +148,27 @@ class CudaDevice final : public generic::Device {
   }
   void lstm_step(const LstmStep& a) override {
     const std::int64_t n = a.rows.batch * a.hidden;
-    lstm_step_kernel_g<<<blocks_for(n), kThreads, 0, stream_>>>(a, n);
+    lstm_step_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
     check(cudaGetLastError(), "generic LSTM step kernel launch");
   }
   void lstm_project(const LstmProject& a) override {
     const std::int64_t n = a.rows.batch * a.proj;
-    lstm_project_kernel_g<<<blocks_for(n), kThreads, 0, stream_>>>(a, n);
+    lstm_project_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
     check(cudaGetLastError(), "generic LSTM projection kernel launch");
   }
   void gru_reset(const GruStep& a) override {
     const std::int64_t n = a.rows.batch * a.hidden;
-    gru_reset_kernel_g<<<blocks_for(n), kThreads, 0, stream_>>>(a, n);
+    gru_reset_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
     check(cudaGetLastError(), "generic GRU reset kernel launch");
   }
   void gru_step(const GruStep& a) override {
     const std::int64_t n = a.rows.batch * a.hidden;
-    gru_step_kernel_g<<<blocks_for(n), kThreads, 0, stream_>>>(a, n);
+    gru_step_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
     check(cudaGetLastError(), "generic GRU step kernel launch");
   }
   void layer_finish(const LayerFinish& a) override {
     const std::int64_t n = a.rows.batch * a.rows.time * a.width;
-    layer_finish_kernel_g<<<blocks_for(n), kThreads, 0, stream_>>>(a, n);
+    layer_finish_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
     check(cudaGetLastError(), "generic layer finish kernel launch");
   }
   void check_device_pointer(const void* p, const char* name) override {
@@ -163,6 +201,40 @@ class CudaDevice final : public generic::Device {
   }
 
  private:
+  // cublasSetStream resets the workspace: the stream first.
+  void bind_blas(cudaStream_t s) {
+    check(cublasSetStream(blas_.get(), s), "cublasSetStream");
+    check(cublasSetWorkspace(blas_.get(), workspace_.get(), workspace_bytes_),
+          "cublasSetWorkspace");
+  }
+
+  // enqueue(ctx) captured on capture_ and instantiated; empty when any step of it fails
+  // (the failure cleared: the caller runs the compute as plain launches instead).
+  GraphExec capture(void (*enqueue)(void*), void* ctx) {
+    if (cudaStreamBeginCapture(capture_.get(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return GraphExec();
+    }
+    cur_ = capture_.get();
+    bool enqueued = true;
+    try {
+      bind_blas(cur_);
+      enqueue(ctx);
+    } catch (...) {
+      enqueued = false;
+    }
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(capture_.get(), &graph);
+    cur_ = stream_;
+    bind_blas(stream_);
+    cudaGraphExec_t exec = nullptr;
+    const bool ok = enqueued && ended == cudaSuccess && graph != nullptr &&
+                    cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+    if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return ok ? GraphExec(exec) : GraphExec();
+  }
+
   void* alloc(std::int64_t bytes, const char* what) {
     void* p = nullptr;
     check(cudaMalloc(&p, static_cast<std::size_t>(bytes)), what);
@@ -170,16 +242,24 @@ class CudaDevice final : public generic::Device {
   }
 
   int device_ = 0;
+  bool use_graphs_ = true;     // cuda.graphs
+  bool graphs_failed_ = false;  // a capture failed: plain launches from then on
   Stream own_stream_;
-  cudaStream_t stream_ = nullptr;
-  BlasHandle blas_;
+  cudaStream_t stream_ = nullptr;  // the session's (the caller's, or own_stream_)
+  Stream capture_;                 // where graphs are captured
+  cudaStream_t cur_ = nullptr;     // where the operations go now: stream_, or capture_
+  std::size_t workspace_bytes_ = 0;
+  DeviceBuffer<unsigned char> workspace_;
+  BlasHandle blas_;   // after workspace_: destroyed before it
+  GraphCache graphs_;
 };
 
 class CudaGenericSession final : public GenericSession {
  public:
   // With `device` current.
   CudaGenericSession(const slstm_cuda_session_desc& d, int device) : device_(device) {
-    dev_ = std::make_unique<CudaDevice>(device_, d.cuda_stream, d.allow_tf32 != 0);
+    dev_ = std::make_unique<CudaDevice>(device_, d.cuda_stream, d.allow_tf32 != 0,
+                                        d.use_graphs != 0);
     engine_ = std::make_unique<generic::Engine>(d, *dev_);
   }
   ~CudaGenericSession() override { teardown_.enter(device_, nullptr); }

@@ -178,7 +178,7 @@ void Engine::forward(const slstm_cuda_forward_desc& c) {
   dev_.copy(lengths_, host_lengths_.data(), static_cast<std::size_t>(B) * sizeof(std::int32_t),
             "sequence_lengths");
   const float* x = c.input;
-  if (host) {
+  if (host || dev_.records()) {  // (a replayed compute reads the first call's buffers)
     dev_.copy(x_, c.input, bytes_of(T * B * input_size_), "input");
     x = x_;
   }
@@ -192,23 +192,41 @@ void Engine::forward(const slstm_cuda_forward_desc& c) {
   rows.time = T;
   rows.time_major = c.layout == SLSTM_TIME_MAJOR ? 1 : 0;
   rows.lengths = lengths_;
-  std::int64_t x_ld = input_size_;
-  for (std::size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& L = layers_[l];
-    float* y = y_[l % 2];
-    for (int d = 0; d < L.directions(); ++d) run_direction(L, d, x, x_ld, y, rows, steps);
+  Compute compute{this, x, rows, steps};
+  ComputeKey key;
+  key.batch = B;
+  key.time = T;
+  key.steps = steps;
+  key.layout = c.layout;
+  dev_.compute(key, &Engine::enqueue_compute, &compute);
+  const std::size_t last = layers_.size() - 1;
+  if (c.output != nullptr) {
+    dev_.copy(c.output, y_[last % 2], bytes_of(T * B * layers_[last].width()), "output");
+  }
+  if (c.final_state != nullptr) dev_.copy(c.final_state, state_, state_bytes, "final_state");
+  dev_.end_call(host);
+}
+
+// Every layer, each direction over the whole sequence, then the layer's finish; the last
+// layer's output ends in y_[(L - 1) % 2].
+void Engine::enqueue_compute(void* compute) {
+  const Compute& c = *static_cast<const Compute*>(compute);
+  Engine& e = *c.self;
+  const float* x = c.x;
+  std::int64_t x_ld = e.input_size_;
+  for (std::size_t l = 0; l < e.layers_.size(); ++l) {
+    const Layer& L = e.layers_[l];
+    float* y = e.y_[l % 2];
+    for (int d = 0; d < L.directions(); ++d) e.run_direction(L, d, x, x_ld, y, c.rows, c.steps);
     LayerFinish fin;
-    fin.rows = rows;
+    fin.rows = c.rows;
     fin.width = L.width();
     fin.y = y;
     fin.x = L.residual ? x : nullptr;
-    dev_.layer_finish(fin);
+    e.dev_.layer_finish(fin);
     x = y;
     x_ld = L.width();
   }
-  if (c.output != nullptr) dev_.copy(c.output, x, bytes_of(T * B * x_ld), "output");
-  if (c.final_state != nullptr) dev_.copy(c.final_state, state_, state_bytes, "final_state");
-  dev_.end_call(host);
 }
 
 // Direction d of layer l over the whole sequence: its input projections for every step in

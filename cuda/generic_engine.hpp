@@ -33,6 +33,14 @@ struct Gemm {
   std::int64_t ldc = 0;
 };
 
+// What identifies a call's compute for a device that records it (CUDA graphs): the same key,
+// the same operations on the same buffers.
+struct ComputeKey {
+  std::int64_t batch = 0, time = 0;
+  std::int64_t steps = 0;  // the longest row's length
+  std::int32_t layout = 0;
+};
+
 // What the engine needs of a device.  Every operation is ordered after the previous ones
 // (one stream); failures throw slstm::Error.  Memory from alloc() is the device's; copies
 // take any mix of host and device pointers.
@@ -56,6 +64,15 @@ class Device {
   // The end of a call: with host buffers (or no caller stream), wait for the work and report
   // any error; else return at once (the work stays ordered on the stream).
   virtual void end_call(bool host_memory) = 0;
+  // The compute of a call: runs enqueue(ctx), which issues its operations, or replays what
+  // an earlier enqueue issued for the same key (a CUDA graph) without calling it.  A device
+  // that may replay (records() true) sees the first call's buffers every time: the engine
+  // then gives it only buffers of its own (the caller's input staged into them).
+  virtual bool records() const { return false; }
+  virtual void compute(const ComputeKey& key, void (*enqueue)(void*), void* ctx) {
+    (void)key;
+    enqueue(ctx);
+  }
 };
 
 class Engine {
@@ -95,6 +112,14 @@ class Engine {
   };
 
   float* upload(const float* host, std::int64_t count, const char* what);
+  // The compute of a call (every layer and direction), as Device::compute issues it.
+  struct Compute {
+    Engine* self;
+    const float* x;  // the first layer's input
+    Rows rows;
+    std::int64_t steps;
+  };
+  static void enqueue_compute(void* compute);
   void run_direction(const Layer& l, int d, const float* x, std::int64_t x_ld, float* y,
                      const Rows& rows, std::int64_t steps);
   void step(const Layer& l, int d, float* y, const Rows& rows);

@@ -6,9 +6,10 @@
 
 namespace slstm_cuda {
 
-cudaGraphExec_t GraphCache::find(std::int64_t batch, std::int64_t time, std::int32_t layout) {
+cudaGraphExec_t GraphCache::find(std::int64_t batch, std::int64_t time, std::int32_t layout,
+                                 std::int64_t variant) {
   for (Entry& e : entries_) {
-    if (e.batch == batch && e.time == time && e.layout == layout) {
+    if (e.batch == batch && e.time == time && e.layout == layout && e.variant == variant) {
       e.last_use = ++clock_;
       return e.exec.get();
     }
@@ -17,7 +18,7 @@ cudaGraphExec_t GraphCache::find(std::int64_t batch, std::int64_t time, std::int
 }
 
 cudaGraphExec_t GraphCache::insert(std::int64_t batch, std::int64_t time, std::int32_t layout,
-                                   GraphExec exec) {
+                                   std::int64_t variant, GraphExec exec) {
   if (entries_.size() >= kMaxGraphs) {
     auto oldest = std::min_element(entries_.begin(), entries_.end(),
                                    [](const Entry& a, const Entry& b) {
@@ -30,6 +31,7 @@ cudaGraphExec_t GraphCache::insert(std::int64_t batch, std::int64_t time, std::i
   entry.batch = batch;
   entry.time = time;
   entry.layout = layout;
+  entry.variant = variant;
   entry.exec = std::move(exec);
   entry.last_use = ++clock_;
   entries_.push_back(std::move(entry));

@@ -266,7 +266,7 @@ void Session::join_streams(cudaStream_t origin) {
 
 cudaGraphExec_t Session::graph_for(int batch, int time, std::int32_t layout) {
   if (cudaGraphExec_t cached = graphs_.find(batch, time, layout)) return cached;
-  return graphs_.insert(batch, time, layout, capture_compute(batch, time, layout));
+  return graphs_.insert(batch, time, layout, 0, capture_compute(batch, time, layout));
 }
 
 // The compute of (batch, time, layout), captured on capture_ and instantiated.

@@ -265,6 +265,7 @@ Run forward(slstm_session* session, const slstm_model* model, const Call& c) {
   a.layout = c.layout;
   a.batch = c.batch;
   a.time = c.time;
+  a.memory = c.memory;
   if (c.input) {
     a.input = c.input->data();
     a.input_count = c.input->size();

@@ -101,6 +101,9 @@ struct Call {
   const std::vector<float>* initial_state = nullptr;
   bool want_output = true;
   bool want_final_state = true;
+  // Where the float buffers are said to live (the emulated CUDA module of tests/cuda_emu
+  // takes host pointers as SLSTM_MEMORY_DEVICE).
+  slstm_memory memory = SLSTM_MEMORY_HOST;
 };
 // A call of `batch` x `time` steps over `input` (optional fields left at their defaults).
 Call call_of(std::int64_t batch, std::int64_t time, const std::vector<float>& input,

@@ -3,7 +3,8 @@
 // cases out; ctest runs them (tests/CMakeLists.txt) on the real CUDA module, skipped
 // visibly where there is no GPU, and on the emulated module of tests/cuda_emu ("cuda-emu:"),
 // which runs the generic path's engine and per-element math in host memory on every
-// machine.  Device buffers and caller streams: tests/gpu/test_gpu.cpp.
+// machine.  Cases tagged [cuda-emu] run on the emulated module only (it takes host pointers
+// as device memory).  Device buffers and caller streams on a GPU: tests/gpu/test_gpu.cpp.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -347,4 +348,40 @@ TEST_CASE("stream slots on the generic path (cuda.slots=on) follow the CPU refer
   t::Session ref = with_slots(SLSTM_BACKEND_CPU, nullptr);
   CHECK(t::rel_err(run_streams(gpu.get(), m.get()), run_streams(ref.get(), m.get())) <
         kTolerance);
+}
+
+TEST_CASE("device-memory calls on the generic path read each call's own buffers, with the "
+          "compute replayed (graphs) and without",
+          "[cuda-emu]") {
+  const std::int64_t B = 3, T = 4, D = 5;
+  const t::Model m = t::random_stack(D, t::layer_zoo()[3], 41);  // bidirectional, residual
+  for (const char* config : {"cuda.generic=on", "cuda.generic=on;cuda.graphs=off"}) {
+    INFO(config);
+    t::Session s = t::cuda_session(m.get(), B, T, config);  // device-memory calls only
+    if (!s) return;
+    t::Session h = t::cuda_session(m.get(), B, T, config);  // host-memory calls only
+    const std::vector<std::int32_t> len = {4, 3, 0};
+    std::vector<float> previous;
+    // Every call's buffers alive at once (distinct addresses: a freed buffer's address may
+    // come back for the next one, and a stale pointer would then read the right data).
+    std::vector<std::vector<float>> xs, inits;
+    for (std::uint64_t k = 0; k < 3; ++k) {
+      xs.push_back(t::random_vector(static_cast<std::size_t>(B * T * D), 50 + k));
+      inits.push_back(t::random_vector(t::state_count(m.get(), B), 60 + k));
+    }
+    for (std::size_t k = 0; k < 3; ++k) {
+      const auto& x = xs[k];
+      const auto& init = inits[k];
+      t::Call c = t::call_of(B, T, x);
+      c.lengths = &len;
+      c.initial_state = &init;
+      const t::Run host = t::forward_ok(h.get(), m.get(), c);
+      c.memory = SLSTM_MEMORY_DEVICE;  // (host pointers: the emulated module's memory)
+      const t::Run dev = t::forward_ok(s.get(), m.get(), c);
+      CHECK(t::bitwise_equal(dev.output, host.output));
+      CHECK(t::bitwise_equal(dev.final_state, host.final_state));
+      CHECK_FALSE(t::bitwise_equal(dev.output, previous));  // each call its own input
+      previous = dev.output;
+    }
+  }
 }

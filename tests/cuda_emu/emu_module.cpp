@@ -8,9 +8,12 @@
 // engine, cell math) on a machine without a GPU (tests/CMakeLists.txt, "cuda-emu").
 //
 // Faithful where it matters for finding bugs: memory from alloc is filled with NaN (an
-// element read before it is written shows up in the results), and every step's operations
-// run in the order the engine issues them.  Not emulated: device-pointer checks (host memory
-// is this device's memory) and asynchrony.
+// element read before it is written shows up in the results), every step's operations run
+// in the order the engine issues them, and with cuda.graphs=on (the default) a call's
+// compute is recorded at the first call of its key and replayed from the recording after
+// (as a CUDA graph is: the first call's arguments, buffers included).  Not emulated:
+// device-pointer checks (host memory is this device's memory: a call may pass host
+// pointers as SLSTM_MEMORY_DEVICE, which the [cuda-emu] cases use) and asynchrony.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +23,9 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "backend_module_abi.h"
 #include "firewall.hpp"
@@ -32,8 +38,23 @@ namespace {
 
 using namespace slstm_cuda::generic;
 
+struct GruReset {  // (gru_reset's operation: GruStep's arguments, another function)
+  GruStep a;
+};
+struct Copy {
+  void* dst;
+  const void* src;
+  std::size_t bytes;
+};
+struct Zero {
+  void* dst;
+  std::size_t bytes;
+};
+using Op = std::variant<Gemm, LstmStep, LstmProject, GruReset, GruStep, LayerFinish, Copy, Zero>;
+
 class HostDevice final : public Device {
  public:
+  explicit HostDevice(bool graphs) : graphs_(graphs) {}
   float* alloc_floats(std::int64_t count, const char* what) override {
     auto* p = static_cast<float*>(alloc(count, sizeof(float), what));
     for (std::int64_t i = 0; i < count; ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
@@ -46,10 +67,15 @@ class HostDevice final : public Device {
   }
   void release(void* p) noexcept override { std::free(p); }
   void copy(void* dst, const void* src, std::size_t bytes, const char*) override {
+    if (record(Copy{dst, src, bytes})) return;
     std::memmove(dst, src, bytes);
   }
-  void zero(void* dst, std::size_t bytes, const char*) override { std::memset(dst, 0, bytes); }
+  void zero(void* dst, std::size_t bytes, const char*) override {
+    if (record(Zero{dst, bytes})) return;
+    std::memset(dst, 0, bytes);
+  }
   void gemm(const Gemm& g) override {
+    if (record(g)) return;
     for (std::int64_t i = 0; i < g.m; ++i) {
       for (std::int64_t j = 0; j < g.n; ++j) {
         float acc = 0.0f;
@@ -59,25 +85,91 @@ class HostDevice final : public Device {
     }
   }
   void lstm_step(const LstmStep& a) override {
+    if (record(a)) return;
     for (std::int64_t i = 0; i < a.rows.batch * a.hidden; ++i) lstm_step_element(a, i);
   }
   void lstm_project(const LstmProject& a) override {
+    if (record(a)) return;
     for (std::int64_t i = 0; i < a.rows.batch * a.proj; ++i) lstm_project_element(a, i);
   }
   void gru_reset(const GruStep& a) override {
+    if (record(GruReset{a})) return;
     for (std::int64_t i = 0; i < a.rows.batch * a.hidden; ++i) gru_reset_element(a, i);
   }
   void gru_step(const GruStep& a) override {
+    if (record(a)) return;
     for (std::int64_t i = 0; i < a.rows.batch * a.hidden; ++i) gru_step_element(a, i);
   }
   void layer_finish(const LayerFinish& a) override {
+    if (record(a)) return;
     const std::int64_t n = a.rows.batch * a.rows.time * a.width;
     for (std::int64_t i = 0; i < n; ++i) layer_finish_element(a, i);
   }
   void check_device_pointer(const void*, const char*) override {}
   void end_call(bool) override {}
 
+  // cuda.graphs=on: the first call of a key records its operations without running them
+  // (a stream capture), then runs the recording; later calls of the key run the recording.
+  // At most 8 recordings, the least recently used dropped first (GraphCache's rule).
+  bool records() const override { return graphs_; }
+  void compute(const ComputeKey& key, void (*enqueue)(void*), void* ctx) override {
+    if (!graphs_) {
+      enqueue(ctx);
+      return;
+    }
+    Recording* found = nullptr;
+    for (Recording& r : recordings_) {
+      if (r.key.batch == key.batch && r.key.time == key.time && r.key.steps == key.steps &&
+          r.key.layout == key.layout) {
+        found = &r;
+      }
+    }
+    if (found == nullptr) {
+      if (recordings_.size() >= 8) {
+        std::size_t oldest = 0;
+        for (std::size_t i = 1; i < recordings_.size(); ++i) {
+          if (recordings_[i].last_use < recordings_[oldest].last_use) oldest = i;
+        }
+        recordings_.erase(recordings_.begin() + static_cast<std::ptrdiff_t>(oldest));
+      }
+      recordings_.push_back(Recording{key, {}, 0});
+      found = &recordings_.back();
+      recording_ = &found->ops;
+      try {
+        enqueue(ctx);
+      } catch (...) {
+        recording_ = nullptr;
+        recordings_.pop_back();
+        throw;
+      }
+      recording_ = nullptr;
+    }
+    found->last_use = ++clock_;
+    for (const Op& op : found->ops) std::visit([this](const auto& o) { run(o); }, op);
+  }
+
  private:
+  struct Recording {
+    ComputeKey key;
+    std::vector<Op> ops;
+    std::uint64_t last_use;
+  };
+
+  template <typename T>
+  bool record(const T& op) {
+    if (recording_ == nullptr) return false;
+    recording_->push_back(op);
+    return true;
+  }
+  void run(const Gemm& g) { gemm(g); }
+  void run(const LstmStep& a) { lstm_step(a); }
+  void run(const LstmProject& a) { lstm_project(a); }
+  void run(const GruReset& a) { gru_reset(a.a); }
+  void run(const GruStep& a) { gru_step(a); }
+  void run(const LayerFinish& a) { layer_finish(a); }
+  void run(const Copy& c) { copy(c.dst, c.src, c.bytes, "replay"); }
+  void run(const Zero& z) { zero(z.dst, z.bytes, "replay"); }
+
   static void* alloc(std::int64_t count, std::size_t size, const char* what) {
     if (count < 1) count = 1;
     if (static_cast<std::uint64_t>(count) > std::numeric_limits<std::size_t>::max() / size) {
@@ -87,9 +179,15 @@ class HostDevice final : public Device {
     if (p == nullptr) slstm::fail(SLSTM_ERR_OUT_OF_MEMORY, std::string(what) + ": out of memory");
     return p;
   }
+
+  bool graphs_;
+  std::vector<Recording> recordings_;
+  std::vector<Op>* recording_ = nullptr;  // while compute() records
+  std::uint64_t clock_ = 0;
 };
 
 struct EmuSession {
+  explicit EmuSession(bool graphs) : device(graphs) {}
   HostDevice device;
   std::unique_ptr<Engine> engine;
 };
@@ -115,7 +213,7 @@ std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, cha
                   "the emulated CUDA module runs the generic path only (cuda.generic=on or "
                   "always)");
     }
-    auto s = std::make_unique<EmuSession>();
+    auto s = std::make_unique<EmuSession>(desc->use_graphs != 0);
     s->engine = std::make_unique<Engine>(*desc, s->device);
     *out = s.release();
   });
