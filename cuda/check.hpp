@@ -56,4 +56,29 @@ inline int to_int(std::int64_t v, const char* what) {
 
 inline std::int64_t round_up4(std::int64_t v) { return (v + 3) / 4 * 4; }
 
+// SLSTM_MEMORY_DEVICE: p (null passes) must be device (or managed) memory of `device`, else
+// SLSTM_ERR_INVALID_ARGUMENT naming `name`.
+inline void check_device_memory(const void* p, const char* name, int device) {
+  if (p == nullptr) return;
+  cudaPointerAttributes attr{};
+  const cudaError_t e = cudaPointerGetAttributes(&attr, p);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
+                                         ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
+                                         "not CUDA memory (" + cudaGetErrorString(e) + ")");
+  }
+  if (attr.type == cudaMemoryTypeManaged) return;
+  if (attr.type != cudaMemoryTypeDevice) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
+                                         ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
+                                         "host memory");
+  }
+  if (attr.device != device) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         std::string(name) + ": device memory of device " + std::to_string(attr.device) +
+             ", but the session runs on device " + std::to_string(device));
+  }
+}
+
 }  // namespace slstm_cuda

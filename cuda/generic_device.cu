@@ -31,36 +31,34 @@ using generic::LstmStep;
 
 constexpr int kThreads = 256;
 
-__global__ void lstm_step_kernel_g(LstmStep a, std::int64_t n) {
+// One thread per element of an operation: Op::run(a, i) (the functions of
+// generic_cells.cuh), in a grid-stride loop.
+template <typename Op, typename Args>
+__global__ void pointwise_kernel(Args a, std::int64_t n) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    generic::lstm_step_element(a, i);
+    Op::run(a, i);
   }
 }
-__global__ void lstm_project_kernel_g(LstmProject a, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+struct LstmStepOp {
+  static __device__ void run(const LstmStep& a, std::int64_t i) { generic::lstm_step_element(a, i); }
+};
+struct LstmProjectOp {
+  static __device__ void run(const LstmProject& a, std::int64_t i) {
     generic::lstm_project_element(a, i);
   }
-}
-__global__ void gru_reset_kernel_g(GruStep a, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    generic::gru_reset_element(a, i);
-  }
-}
-__global__ void gru_step_kernel_g(GruStep a, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    generic::gru_step_element(a, i);
-  }
-}
-__global__ void layer_finish_kernel_g(LayerFinish a, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+};
+struct GruResetOp {
+  static __device__ void run(const GruStep& a, std::int64_t i) { generic::gru_reset_element(a, i); }
+};
+struct GruStepOp {
+  static __device__ void run(const GruStep& a, std::int64_t i) { generic::gru_step_element(a, i); }
+};
+struct LayerFinishOp {
+  static __device__ void run(const LayerFinish& a, std::int64_t i) {
     generic::layer_finish_element(a, i);
   }
-}
+};
 
 // Blocks for n elements (a grid-stride loop covers the rest).
 unsigned blocks_for(std::int64_t n) {
@@ -147,51 +145,23 @@ class CudaDevice final : public generic::Device {
           "cublasSgemm (generic path)");
   }
   void lstm_step(const LstmStep& a) override {
-    const std::int64_t n = a.rows.batch * a.hidden;
-    lstm_step_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
-    check(cudaGetLastError(), "generic LSTM step kernel launch");
+    launch<LstmStepOp>(a, a.rows.batch * a.hidden, "generic LSTM step kernel launch");
   }
   void lstm_project(const LstmProject& a) override {
-    const std::int64_t n = a.rows.batch * a.proj;
-    lstm_project_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
-    check(cudaGetLastError(), "generic LSTM projection kernel launch");
+    launch<LstmProjectOp>(a, a.rows.batch * a.proj, "generic LSTM projection kernel launch");
   }
   void gru_reset(const GruStep& a) override {
-    const std::int64_t n = a.rows.batch * a.hidden;
-    gru_reset_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
-    check(cudaGetLastError(), "generic GRU reset kernel launch");
+    launch<GruResetOp>(a, a.rows.batch * a.hidden, "generic GRU reset kernel launch");
   }
   void gru_step(const GruStep& a) override {
-    const std::int64_t n = a.rows.batch * a.hidden;
-    gru_step_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
-    check(cudaGetLastError(), "generic GRU step kernel launch");
+    launch<GruStepOp>(a, a.rows.batch * a.hidden, "generic GRU step kernel launch");
   }
   void layer_finish(const LayerFinish& a) override {
-    const std::int64_t n = a.rows.batch * a.rows.time * a.width;
-    layer_finish_kernel_g<<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
-    check(cudaGetLastError(), "generic layer finish kernel launch");
+    launch<LayerFinishOp>(a, a.rows.batch * a.rows.time * a.width,
+                          "generic layer finish kernel launch");
   }
   void check_device_pointer(const void* p, const char* name) override {
-    if (p == nullptr) return;
-    cudaPointerAttributes attr{};
-    const cudaError_t e = cudaPointerGetAttributes(&attr, p);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
-                                           ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
-                                           "not CUDA memory (" + cudaGetErrorString(e) + ")");
-    }
-    if (attr.type == cudaMemoryTypeManaged) return;
-    if (attr.type != cudaMemoryTypeDevice) {
-      fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
-                                           ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
-                                           "host memory");
-    }
-    if (attr.device != device_) {
-      fail(SLSTM_ERR_INVALID_ARGUMENT,
-           std::string(name) + ": device memory of device " + std::to_string(attr.device) +
-               ", but the session runs on device " + std::to_string(device_));
-    }
+    check_device_memory(p, name, device_);
   }
   void end_call(bool host_memory) override {
     if (host_memory || own_stream_) {
@@ -201,6 +171,12 @@ class CudaDevice final : public generic::Device {
   }
 
  private:
+  template <typename Op, typename Args>
+  void launch(const Args& a, std::int64_t n, const char* what) {
+    pointwise_kernel<Op, Args><<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
+    check(cudaGetLastError(), what);
+  }
+
   // cublasSetStream resets the workspace: the stream first.
   void bind_blas(cudaStream_t s) {
     check(cublasSetStream(blas_.get(), s), "cublasSetStream");

@@ -235,17 +235,7 @@ void Engine::run_direction(const Layer& l, int d, const float* x, std::int64_t x
                            const Rows& rows, std::int64_t steps) {
   const Cell& w = l.cells[d];
   const std::int64_t GH = l.gates() * l.hidden;
-  Gemm g;
-  g.m = rows.batch * rows.time;
-  g.n = GH;
-  g.k = l.in;
-  g.a = x;
-  g.lda = x_ld;
-  g.w = w.w_x;
-  g.ldw = l.in;
-  g.c = gx_;
-  g.ldc = GH;
-  dev_.gemm(g);
+  dev_.gemm(Gemm{rows.batch * rows.time, GH, l.in, x, x_ld, w.w_x, l.in, gx_, GH});
   Rows r = rows;
   r.backwards = (l.direction == 1 || d == 1) ? 1 : 0;
   for (std::int64_t k = 0; k < steps; ++k) {
@@ -264,18 +254,8 @@ void Engine::step(const Layer& l, int d, float* y, const Rows& rows) {
   out.y = y;
   out.ld = l.width();
   out.col = d * R;
-  Gemm rec;  // z = h . W_h^T
-  rec.m = B;
-  rec.k = R;
-  rec.a = h;
-  rec.lda = R;
-  rec.w = w.w_h;
-  rec.ldw = R;
-  rec.c = z_;
-  rec.ldc = GH;
   if (l.cell == 0) {
-    rec.n = GH;
-    dev_.gemm(rec);
+    dev_.gemm(Gemm{B, GH, R, h, R, w.w_h, R, z_, GH});  // z = h . W_h^T
     LstmStep a;
     a.rows = rows;
     a.hidden = H;
@@ -291,17 +271,7 @@ void Engine::step(const Layer& l, int d, float* y, const Rows& rows) {
     a.out = out;
     dev_.lstm_step(a);
     if (l.proj > 0) {
-      Gemm pg;  // p = m . W_proj^T
-      pg.m = B;
-      pg.n = l.proj;
-      pg.k = H;
-      pg.a = aux_;
-      pg.lda = H;
-      pg.w = w.w_proj;
-      pg.ldw = H;
-      pg.c = p_;
-      pg.ldc = l.proj;
-      dev_.gemm(pg);
+      dev_.gemm(Gemm{B, l.proj, H, aux_, H, w.w_proj, H, p_, l.proj});  // p = m . W_proj^T
       LstmProject p;
       p.rows = rows;
       p.proj = l.proj;
@@ -324,23 +294,12 @@ void Engine::step(const Layer& l, int d, float* y, const Rows& rows) {
   a.h = h;
   a.out = out;
   if (l.reset_after) {
-    rec.n = GH;
-    dev_.gemm(rec);
+    dev_.gemm(Gemm{B, GH, H, h, H, w.w_h, H, z_, GH});  // z = h . W_h^T
   } else {
-    rec.n = 2 * H;  // r and z
-    dev_.gemm(rec);
+    dev_.gemm(Gemm{B, 2 * H, H, h, H, w.w_h, H, z_, GH});  // r and z
     dev_.gru_reset(a);
-    Gemm ng;  // z_n = (r o h) . W_hn^T
-    ng.m = B;
-    ng.n = H;
-    ng.k = H;
-    ng.a = aux_;
-    ng.lda = H;
-    ng.w = w.w_h + 2 * H * H;
-    ng.ldw = H;
-    ng.c = z_ + 2 * H;
-    ng.ldc = GH;
-    dev_.gemm(ng);
+    // z_n = (r o h) . W_hn^T
+    dev_.gemm(Gemm{B, H, H, aux_, H, w.w_h + 2 * H * H, H, z_ + 2 * H, GH});
   }
   dev_.gru_step(a);
 }

@@ -23,14 +23,15 @@
 namespace slstm_cuda::generic {
 
 // C[m, n] = A[m, k] . W[n, k]^T, row-major with leading dimensions (in floats); beta 0.
+// Written in this order: Gemm{m, n, k, a, lda, w, ldw, c, ldc}.
 struct Gemm {
-  std::int64_t m = 0, n = 0, k = 0;
-  const float* a = nullptr;
-  std::int64_t lda = 0;
-  const float* w = nullptr;
-  std::int64_t ldw = 0;
-  float* c = nullptr;
-  std::int64_t ldc = 0;
+  std::int64_t m, n, k;
+  const float* a;
+  std::int64_t lda;
+  const float* w;
+  std::int64_t ldw;
+  float* c;
+  std::int64_t ldc;
 };
 
 // What identifies a call's compute for a device that records it (CUDA graphs): the same key,

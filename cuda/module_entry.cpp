@@ -22,17 +22,8 @@
 namespace slstm_cuda {
 namespace {
 
-// No allocation: called while an exception is handled, in a noexcept function.
-void write_message(char* msg, std::size_t size, const char* text) noexcept {
-  if (msg == nullptr || size == 0) return;
-  std::snprintf(msg, size, "%s", text);
-}
-
-template <typename Body>
-std::int32_t firewall(char* msg, std::size_t size, Body&& body) noexcept {
-  return slstm::firewall([&](const char* text) noexcept { write_message(msg, size, text); },
-                         body);
-}
+using slstm::module_firewall;  // exceptions -> (status, message in the core's buffer)
+using slstm::write_message;
 
 // A session as the core holds it: the basic path's or the generic path's (desc.generic).
 struct Handle {
@@ -51,7 +42,7 @@ Session& basic_session(void* session, const char* entry) {
 }
 
 std::int32_t probe(char* msg, std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
@@ -72,7 +63,7 @@ std::int32_t probe(char* msg, std::size_t size) {
 
 std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, char* msg,
                             std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (desc == nullptr || out == nullptr) fail(SLSTM_ERR_INTERNAL, "session_create: NULL");
     auto h = std::make_unique<Handle>();
     if (desc->generic != 0) {
@@ -86,7 +77,7 @@ std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, cha
 
 std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call, char* msg,
                              std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr || call == nullptr) fail(SLSTM_ERR_INTERNAL, "session_forward: NULL");
     Handle& h = handle(session);
     if (h.generic) {
@@ -99,7 +90,7 @@ std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call,
 
 std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t* fused_batches,
                                 std::uint32_t* persistent_batches, char* msg, std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr || fused_batches == nullptr || persistent_batches == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_layer_plan: NULL");
     }
@@ -118,7 +109,7 @@ std::int32_t session_layer_plan(void* session, std::int32_t layer, std::uint32_t
 
 std::int32_t session_slots_init(void* session, std::int64_t max_slots, char* msg,
                                 std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slots_init: NULL");
     basic_session(session, "session_slots_init").init_slots(max_slots);
   });
@@ -126,7 +117,7 @@ std::int32_t session_slots_init(void* session, std::int64_t max_slots, char* msg
 
 std::int32_t session_slot_write(void* session, std::int64_t slot, const float* state,
                                 std::int32_t memory, char* msg, std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_write: NULL");
     basic_session(session, "session_slot_write").slot_write(slot, state, memory);
   });
@@ -134,7 +125,7 @@ std::int32_t session_slot_write(void* session, std::int64_t slot, const float* s
 
 std::int32_t session_slot_read(void* session, std::int64_t slot, float* state,
                                std::int32_t memory, char* msg, std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr || state == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_read: NULL");
     basic_session(session, "session_slot_read").slot_read(slot, state, memory);
   });
@@ -142,7 +133,7 @@ std::int32_t session_slot_read(void* session, std::int64_t slot, float* state,
 
 std::int32_t session_slot_forward(void* session, const slstm_cuda_forward_desc* call,
                                   const std::int64_t* slot_ids, char* msg, std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr || call == nullptr || slot_ids == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_slot_forward: NULL");
     }
@@ -153,7 +144,7 @@ std::int32_t session_slot_forward(void* session, const slstm_cuda_forward_desc* 
 std::int32_t session_live_plan(void* session, std::uint32_t* tuned_batches,
                                std::uint32_t* stack_batches, char* file_error,
                                std::size_t file_error_size, char* msg, std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (session == nullptr || tuned_batches == nullptr || stack_batches == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_live_plan: NULL");
     }

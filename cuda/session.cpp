@@ -138,26 +138,7 @@ void Session::check_device_pointers(const slstm_cuda_forward_desc& c) const {
 }
 
 void Session::check_device_pointer(const void* p, const char* name) const {
-  if (p == nullptr) return;
-  cudaPointerAttributes attr{};
-  const cudaError_t e = cudaPointerGetAttributes(&attr, p);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
-                                         ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
-                                         "not CUDA memory (" + cudaGetErrorString(e) + ")");
-  }
-  if (attr.type == cudaMemoryTypeManaged) return;
-  if (attr.type != cudaMemoryTypeDevice) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, std::string(name) +
-                                         ": memory is SLSTM_MEMORY_DEVICE but the pointer is "
-                                         "host memory");
-  }
-  if (attr.device != device_) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT,
-         std::string(name) + ": device memory of device " + std::to_string(attr.device) +
-             ", but the session runs on device " + std::to_string(device_));
-  }
+  check_device_memory(p, name, device_);
 }
 
 // No steps (T = 0): final state = initial state (or zeros).

@@ -4,6 +4,9 @@
 // writes it into the core's buffer).  Nothing is thrown across either boundary.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <new>
 
@@ -30,6 +33,18 @@ slstm_status firewall(Report&& report, Body&& body) noexcept {
     report("unknown internal error");
     return SLSTM_ERR_INTERNAL;
   }
+}
+
+// The backend modules' side (cuda/module_entry.cpp, tests/cuda_emu): the message goes into
+// the core's buffer (truncated, NUL-terminated; nothing allocated).
+inline void write_message(char* msg, std::size_t size, const char* text) noexcept {
+  if (msg == nullptr || size == 0) return;
+  std::snprintf(msg, size, "%s", text);
+}
+
+template <typename Body>
+std::int32_t module_firewall(char* msg, std::size_t size, Body&& body) noexcept {
+  return firewall([&](const char* text) noexcept { write_message(msg, size, text); }, body);
 }
 
 }  // namespace slstm

@@ -33,6 +33,20 @@ t::Session reference_session(const slstm_model* m, std::int64_t B, std::int64_t 
   return t::Session(s);
 }
 
+// Runs `c` on the CUDA session `gpu` and on a reference session: CHECKs that the CUDA run
+// wrote every element and is within `tol` of the reference (output and final state).
+// Returns the reference's run.
+t::Run check_against_reference(slstm_session* gpu, const slstm_model* m, const t::Call& c,
+                               double tol = kTolerance) {
+  t::Session ref = reference_session(m, c.batch, c.time);
+  const t::Run want = t::forward_ok(ref.get(), m, c);
+  const t::Run got = t::forward_ok(gpu, m, c);
+  CHECK(t::count_poison(got.output) == 0);
+  CHECK(t::rel_err(got.output, want.output) < tol);
+  CHECK(t::rel_err(got.final_state, want.final_state) < tol);
+  return want;
+}
+
 bool forward_only(const std::vector<slstm_layer_config>& layers) {
   for (const auto& l : layers) {
     if (l.direction != SLSTM_DIRECTION_FORWARD) return false;
@@ -155,15 +169,11 @@ TEST_CASE("cuda.generic=always runs a BasicLSTMCell stack on the generic path, w
   t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=always");
   if (!gpu) return;
   CHECK(t::json_value(t::describe_json(gpu.get()), "path") == "generic");
-  t::Session ref = reference_session(m.get(), B, T);
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * 9), 2);
   const std::vector<std::int32_t> len = {5, 2, 0, 4};
   t::Call c = t::call_of(B, T, x);
   c.lengths = &len;
-  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
-  const t::Run got = t::forward_ok(gpu.get(), m.get(), c);
-  CHECK(t::rel_err(got.output, want.output) < kTolerance);
-  CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+  check_against_reference(gpu.get(), m.get(), c);
 }
 
 TEST_CASE("the generic path's plan names the path, the setting and each layer's cell and "
@@ -199,11 +209,8 @@ TEST_CASE("allow_tf32 on the generic path stays within 1e-3 of the reference", "
   const t::Model m = t::random_stack(D, t::layer_zoo()[0], 8);
   t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on", 1);
   if (!gpu) return;
-  t::Session ref = reference_session(m.get(), B, T);
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 1);
-  const t::Run want = t::forward_ok(ref.get(), m.get(), t::call_of(B, T, x));
-  const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
-  CHECK(t::rel_err(got.output, want.output) < 1e-3);
+  check_against_reference(gpu.get(), m.get(), t::call_of(B, T, x), 1e-3);
 }
 
 TEST_CASE("hidden sizes of a few hundred on the generic path stay within 1e-5 of the "
@@ -219,15 +226,11 @@ TEST_CASE("hidden sizes of a few hundred on the generic path stay within 1e-5 of
   const t::Model m = t::random_stack(D, layers, 33);
   t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
   if (!gpu) return;
-  t::Session ref = reference_session(m.get(), B, T);
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 34);
   const std::vector<std::int32_t> len = {9, 8, 1};
   t::Call c = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
   c.lengths = &len;
-  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
-  const t::Run got = t::forward_ok(gpu.get(), m.get(), c);
-  CHECK(t::rel_err(got.output, want.output) < kTolerance);
-  CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+  check_against_reference(gpu.get(), m.get(), c);
 }
 
 TEST_CASE("without cuda.generic the CUDA backend refuses a stack beyond BasicLSTMCell, naming "
@@ -264,12 +267,8 @@ TEST_CASE("cell_clip and proj_clip that bind on the generic path give the refere
   const t::Model m = t::random_stack(D, {p}, 12);
   t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
   if (!gpu) return;
-  t::Session ref = reference_session(m.get(), B, T);
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 13, -3.0f, 3.0f);
-  const t::Run want = t::forward_ok(ref.get(), m.get(), t::call_of(B, T, x));
-  const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
-  CHECK(t::rel_err(got.output, want.output) < kTolerance);
-  CHECK(t::rel_err(got.final_state, want.final_state) < kTolerance);
+  const t::Run want = check_against_reference(gpu.get(), m.get(), t::call_of(B, T, x));
   // The clips bind: some projected output sits on the bound (so the check above tests them).
   float largest = 0.0f;
   for (float v : want.output) largest = std::max(largest, std::fabs(v));

@@ -38,11 +38,7 @@ slstm_status try_random(std::int64_t input, const std::vector<slstm_layer_config
 
 t::Model random_layers(std::int64_t input, const std::vector<slstm_layer_config>& layers,
                        std::uint64_t seed = 1) {
-  t::Model m;
-  const slstm_status s = try_random(input, layers, &m, seed);
-  INFO(slstm_last_error());
-  REQUIRE(s == SLSTM_OK);
-  return m;
+  return t::random_stack(input, layers, seed);
 }
 
 t::Session session_on(const slstm_model* m, slstm_cpu_path path, std::int64_t max_batch = 4,

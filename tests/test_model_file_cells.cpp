@@ -25,24 +25,9 @@ using Bytes = std::vector<unsigned char>;
 
 // ---- models ------------------------------------------------------------------------------
 
-slstm_layer_config lstm(std::int64_t h) {
-  slstm_layer_config c;
-  slstm_layer_config_init(&c);
-  c.hidden_size = h;
-  return c;
-}
-
-slstm_layer_config gru(std::int64_t h, bool reset_after) {
-  slstm_layer_config c = lstm(h);
-  c.cell = SLSTM_CELL_GRU;
-  c.gru_reset_after = reset_after ? 1 : 0;
-  return c;
-}
-
-slstm_layer_config with_direction(slstm_layer_config c, slstm_direction d) {
-  c.direction = d;
-  return c;
-}
+constexpr auto& lstm = t::lstm_layer;
+constexpr auto& gru = t::gru_layer;
+using t::with_direction;
 
 slstm_model_config config_of(std::int64_t input_size, const std::vector<slstm_layer_config>& ls,
                              float forget_bias) {

@@ -192,22 +192,14 @@ struct EmuSession {
   std::unique_ptr<Engine> engine;
 };
 
-void write_message(char* msg, std::size_t size, const char* text) noexcept {
-  if (msg == nullptr || size == 0) return;
-  std::snprintf(msg, size, "%s", text);
-}
-
-template <typename Body>
-std::int32_t firewall(char* msg, std::size_t size, Body&& body) noexcept {
-  return slstm::firewall([&](const char* text) noexcept { write_message(msg, size, text); },
-                         body);
-}
+using slstm::module_firewall;  // exceptions -> (status, message in the core's buffer)
+using slstm::write_message;
 
 std::int32_t probe(char*, std::size_t) { return SLSTM_OK; }
 
 std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, char* msg,
                             std::size_t size) {
-  return firewall(msg, size, [&] {
+  return module_firewall(msg, size, [&] {
     if (desc->generic == 0) {
       slstm::fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
                   "the emulated CUDA module runs the generic path only (cuda.generic=on or "
@@ -221,7 +213,7 @@ std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, cha
 
 std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call, char* msg,
                              std::size_t size) {
-  return firewall(msg, size, [&] { static_cast<EmuSession*>(session)->engine->forward(*call); });
+  return module_firewall(msg, size, [&] { static_cast<EmuSession*>(session)->engine->forward(*call); });
 }
 
 void session_destroy(void* session) { delete static_cast<EmuSession*>(session); }
