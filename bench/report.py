@@ -27,6 +27,9 @@ The floor of a row = the largest of
   steps x latency: dependent steps (T + L - 1, the wavefront's critical path) times the
                   measured per-step latency (GPU: the smaller of an empty launch and a graph
                   node; CPU: a tiny step, see bench/README.md).
+Rows of batch <= 4 also get a memory floor (mem_floor_us: W_h streamed every step, W_x read
+once, over the bandwidth of that working set; issue 18's small rows), summarised under the
+table against it and against the larger of it and the FLOPs term.
 """
 
 import argparse
@@ -41,7 +44,9 @@ TIMING = ["tool", "shape", "layers", "hidden", "input", "batch", "time", "precis
           "status", "median_us", "p10_us", "p90_us", "min_us", "reps", "us_per_step", "gflops",
           "setup_ms", "note", "check", "max_rel_err"]
 DERIVED = ["gflop", "spread_pct", "ours_us", "over_ours", "floor_flops_us", "floor_bytes_us",
-           "floor_latency_us", "floor_us", "floor_bound", "over_floor"]
+           "floor_latency_us", "floor_us", "floor_bound", "over_floor", "mem_floor_us",
+           "over_mem_floor"]
+SMALL_BATCH = 4  # rows of at most this batch get the memory floor (issue 18's small rows)
 CEILING_TOOLS = ("ceiling", "ceiling_cpu", "info")
 BYTES = {"fp32": 4, "tf32": 4, "fp16": 2}
 NAMES = {"ours_cpu": "ours", "ours_gpu": "ours", "pytorch_cpu": "PyTorch", "pytorch": "PyTorch",
@@ -113,6 +118,21 @@ class Ceilings:
         that cache's bandwidth and the term stays a lower bound."""
         mib = nbytes / 2.0 ** 20
         return max([self.bw] + [g for ws, g in self.curve if ws >= mib])
+
+    def memory_floor(self, s, precision):
+        """The small rows' memory floor (issue 18): every step streams the recurrent weights
+        W_h of every layer, the input weights W_x are read once per call (one projection
+        GEMM over all steps), each over the copy bandwidth measured on a working set that
+        large (bandwidth()).  None where the bandwidth was not measured."""
+        if not self.bw:
+            return None
+        elem = BYTES.get(precision, 4)
+        wh = sum(4 * h * h * elem for h in s["hidden"])
+        wx, inp = 0, s["input"]
+        for h in s["hidden"]:
+            wx += 4 * h * inp * elem
+            inp = h
+        return (s["time"] * wh / (self.bandwidth(wh) * 1e9) + wx / (self.bandwidth(wx) * 1e9)) * 1e6
 
     def floor(self, s, precision):
         """(flops_us, bytes_us, latency_us, floor_us, bound) with None where unmeasured."""
@@ -233,6 +253,10 @@ def main():
                 d["floor_bound"] = bound
                 if fu:
                     d["over_floor"] = "%.2f" % (med / fu)
+                mf = ceil.memory_floor(s, r["precision"]) if s["batch"] <= SMALL_BATCH else None
+                if mf:
+                    d["mem_floor_us"] = "%.3f" % mf
+                    d["over_mem_floor"] = "%.2f" % (med / mf)
             w.writerow(base + [r.get(k, "") for k in TIMING] + [d[k] for k in DERIVED] +
                        ["", ""])
         for r in ceil_rows:
@@ -349,6 +373,29 @@ def main():
                         "rows (a shared machine?); do not trust those floors." % (
                             "\n\n" if summary else "", len(below), ", ".join(below[:6]) +
                             (" ..." if len(below) > 6 else "")))
+        # The small rows against their memory floor (Ceilings.memory_floor).
+        small = []
+        for shape in order:
+            s = shape_of(next(r for r in rows if r["shape"] == shape))
+            ours = best_row(rows, ours_tool, shape, prec, "fast" if a.platform == "cpu" else None)
+            mf = ceil.memory_floor(s, prec) if s["batch"] <= SMALL_BATCH else None
+            if ours and mf and fnum(ours["median_us"]):
+                fl = ceil.floor(s, prec)[0] or 0.0
+                om = fnum(ours["median_us"])
+                small.append((shape, om / mf, om / max(mf, fl), "FLOPs" if fl > mf else "memory"))
+        if small:
+            summary += ("\n\nSmall rows (batch <= %d) against their memory floor (every step "
+                        "streams each layer's W_h, W_x is read once; each over the copy "
+                        "bandwidth measured on a working set that large), and against the "
+                        "larger of it and the FLOPs floor (at batch 4 and small H the "
+                        "arithmetic outweighs the weight stream): ours/memory floor, "
+                        "ours/max(memory, FLOPs) %s; within 2x of the larger floor on %d of %d, "
+                        "of the memory floor alone on %d." % (
+                            SMALL_BATCH, ", ".join("%s %.2f %.2f%s" % (
+                                sh, m, b, " (FLOPs)" if which == "FLOPs" else "")
+                                for sh, m, b, which in small),
+                            sum(1 for x in small if x[2] <= 2.0), len(small),
+                            sum(1 for x in small if x[1] <= 2.0)))
         tables.append((title, head, body, summary.lstrip("\n")))
 
     with open(md_path, "w") as f:
