@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "gate_math.hpp"  // SLSTM_HD, sigmoidf
 
@@ -161,6 +162,95 @@ SLSTM_HD void gru_step_element(const GruStep& a, std::int64_t i) {
   const float h = (1.0f - upd) * n + upd * a.h[b * H + u];
   a.h[b * H + u] = h;
   a.out.y[a.rows.row(t, b) * a.out.ld + a.out.col + u] = h;
+}
+
+// ---- BF16 / FP16 sessions (docs/precision.md): the products' operands as 16-bit codes ----
+// Round to nearest even, NaN kept a (quiet) NaN, infinities kept; FP16 overflows to inf from
+// 65520 on and has subnormals from 2^-24: slstm::round_bf16 / round_fp16 (src/precision.hpp)
+// bit for bit (tests/cuda_host/generic_round_test.cpp), in integer arithmetic the device and
+// the host share.
+SLSTM_HD std::uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  std::uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+#endif
+}
+
+SLSTM_HD float bits_float(std::uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(b);
+#else
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+#endif
+}
+
+SLSTM_HD std::uint16_t bf16_code(float x) {
+  const std::uint32_t b = float_bits(x);
+  if ((b & 0x7f800000u) == 0x7f800000u) {  // inf stays inf, NaN stays a quiet NaN
+    return static_cast<std::uint16_t>((b >> 16) | ((b & 0x007fffffu) != 0 ? 0x0040u : 0u));
+  }
+  return static_cast<std::uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+SLSTM_HD float bf16_value(std::uint16_t c) { return bits_float(static_cast<std::uint32_t>(c) << 16); }
+
+SLSTM_HD std::uint16_t fp16_code(float x) {
+  const std::uint32_t b = float_bits(x);
+  const std::uint16_t sign = static_cast<std::uint16_t>((b >> 16) & 0x8000u);
+  const std::uint32_t e = (b >> 23) & 0xffu;
+  std::uint32_t m = b & 0x007fffffu;
+  if (e == 0xffu) return static_cast<std::uint16_t>(sign | 0x7c00u | (m != 0 ? 0x0200u : 0u));
+  const int exp = static_cast<int>(e) - 127;  // x = 1.m * 2^exp (e > 0)
+  if (exp > 15) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65536: inf
+  if (exp >= -14) {  // normal: 10 of the 23 fraction bits, to nearest even
+    const std::uint32_t rest = m & 0x1fffu, half = 0x1000u;
+    std::uint32_t code = (static_cast<std::uint32_t>(exp + 15) << 10) | (m >> 13);
+    if (rest > half || (rest == half && (code & 1u) != 0)) ++code;  // may carry into inf
+    return static_cast<std::uint16_t>(sign | code);
+  }
+  if (exp < -25) return sign;  // below half the smallest subnormal (2^-25): zero
+  // Subnormal: the value / 2^-24 = (1.m) * 2^(exp + 24), to nearest even.
+  m |= 0x00800000u;                            // the implicit bit: x = m * 2^(exp - 23)
+  const int shift = -1 - exp;                  // 14 .. 24: m >> (shift) gives units of 2^-24
+  const std::uint32_t q = m >> shift, rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+  const std::uint32_t code = q + ((rest > half || (rest == half && (q & 1u) != 0)) ? 1u : 0u);
+  return static_cast<std::uint16_t>(sign | code);
+}
+
+SLSTM_HD float fp16_value(std::uint16_t c) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(c & 0x8000u) << 16;
+  const std::uint32_t e = (c >> 10) & 0x1fu, m = c & 0x3ffu;
+  if (e == 0x1fu) return bits_float(sign | 0x7f800000u | (m << 13));
+  if (e != 0) return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+  const float v = static_cast<float>(m) * (1.0f / 16777216.0f);  // m * 2^-24, exact
+  return sign != 0 ? -v : v;
+}
+
+// The products' operand formats of a session (slstm_cuda_session_desc.precision).
+enum : std::int32_t { kOperandsF32 = 0, kOperandsBf16 = 1, kOperandsFp16 = 2 };
+
+SLSTM_HD std::uint16_t operand_code(std::int32_t format, float x) {
+  return format == kOperandsFp16 ? fp16_code(x) : bf16_code(x);
+}
+SLSTM_HD float operand_value(std::int32_t format, std::uint16_t c) {
+  return format == kOperandsFp16 ? fp16_value(c) : bf16_value(c);
+}
+
+// n floats as 16-bit codes (an operand of the next product: x, h, m or r o h).
+struct Round16 {
+  const float* src = nullptr;
+  std::uint16_t* dst = nullptr;
+  std::int64_t n = 0;
+  std::int32_t format = kOperandsBf16;
+};
+
+SLSTM_HD void round16_element(const Round16& a, std::int64_t i) {
+  a.dst[i] = operand_code(a.format, a.src[i]);
 }
 
 // After every direction of a layer: T * B * W elements of its output y.  Rows past their

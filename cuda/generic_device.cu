@@ -54,6 +54,11 @@ struct GruResetOp {
 struct GruStepOp {
   static __device__ void run(const GruStep& a, std::int64_t i) { generic::gru_step_element(a, i); }
 };
+struct Round16Op {
+  static __device__ void run(const generic::Round16& a, std::int64_t i) {
+    generic::round16_element(a, i);
+  }
+};
 struct LayerFinishOp {
   static __device__ void run(const LayerFinish& a, std::int64_t i) {
     generic::layer_finish_element(a, i);
@@ -122,6 +127,10 @@ class CudaDevice final : public generic::Device {
   float* alloc_floats(std::int64_t count, const char* what) override {
     return static_cast<float*>(alloc(mul(std::max<std::int64_t>(count, 1), sizeof(float), what), what));
   }
+  std::uint16_t* alloc_codes(std::int64_t count, const char* what) override {
+    return static_cast<std::uint16_t*>(
+        alloc(mul(std::max<std::int64_t>(count, 1), sizeof(std::uint16_t), what), what));
+  }
   std::int32_t* alloc_ints(std::int64_t count, const char* what) override {
     return static_cast<std::int32_t*>(alloc(mul(std::max<std::int64_t>(count, 1), sizeof(std::int32_t), what), what));
   }
@@ -137,6 +146,17 @@ class CudaDevice final : public generic::Device {
   }
   void gemm(const generic::Gemm& g) override {
     const float one = 1.0f, zero = 0.0f;
+    if (g.format != generic::kOperandsF32) {
+      // 16-bit operands, float32 products and sums (tensor cores), float32 C.
+      const cudaDataType_t type = g.format == generic::kOperandsFp16 ? CUDA_R_16F : CUDA_R_16BF;
+      check(cublasGemmEx(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, to_int(g.n, "GEMM n"),
+                         to_int(g.m, "GEMM m"), to_int(g.k, "GEMM k"), &one, g.w16, type,
+                         to_int(g.ldw, "GEMM ldw"), g.a16, type, to_int(g.lda, "GEMM lda"),
+                         &zero, g.c, CUDA_R_32F, to_int(g.ldc, "GEMM ldc"), CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx (generic path, 16-bit operands)");
+      return;
+    }
     // Row-major C[m, n] = A[m, k] . W[n, k]^T is column-major C^T = W^T(op T) . A^T.
     check(cublasSgemm(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, to_int(g.n, "GEMM n"),
                       to_int(g.m, "GEMM m"), to_int(g.k, "GEMM k"), &one, g.w,
@@ -155,6 +175,9 @@ class CudaDevice final : public generic::Device {
   }
   void gru_step(const GruStep& a) override {
     launch<GruStepOp>(a, a.rows.batch * a.hidden, "generic GRU step kernel launch");
+  }
+  void round16(const generic::Round16& a) override {
+    launch<Round16Op>(a, a.n, "generic 16-bit rounding kernel launch");
   }
   void layer_finish(const LayerFinish& a) override {
     launch<LayerFinishOp>(a, a.rows.batch * a.rows.time * a.width,
@@ -234,7 +257,8 @@ class CudaGenericSession final : public GenericSession {
  public:
   // With `device` current.
   CudaGenericSession(const slstm_cuda_session_desc& d, int device) : device_(device) {
-    dev_ = std::make_unique<CudaDevice>(device_, d.cuda_stream, d.allow_tf32 != 0,
+    dev_ = std::make_unique<CudaDevice>(device_, d.cuda_stream,
+                                        d.allow_tf32 != 0 && d.precision == 0,
                                         d.use_graphs != 0);
     engine_ = std::make_unique<generic::Engine>(d, *dev_);
   }

@@ -39,6 +39,10 @@ Engine::Engine(const slstm_cuda_session_desc& d, Device& device) : dev_(device) 
   if (d.input_size < 1 || d.max_batch < 1 || d.max_time < 1 || d.state_row_floats < 1) {
     fail(SLSTM_ERR_INTERNAL, "generic path: sizes out of range");
   }
+  if (d.precision < kOperandsF32 || d.precision > kOperandsFp16) {
+    fail(SLSTM_ERR_INTERNAL, "generic path: precision out of range");
+  }
+  format_ = d.precision;
   input_size_ = d.input_size;
   max_batch_ = d.max_batch;
   max_time_ = d.max_time;
@@ -109,6 +113,13 @@ Engine::Engine(const slstm_cuda_session_desc& d, Device& device) : dev_(device) 
     owned_.push_back(state_);
     lengths_ = dev_.alloc_ints(B, "generic path: lengths");
     owned_.push_back(lengths_);
+    if (format_ != kOperandsF32) {
+      x16_ = dev_.alloc_codes(times(rows, widest, "16-bit input"), "generic path: 16-bit input");
+      owned_.push_back(x16_);
+      op16_ = dev_.alloc_codes(times(B, std::max(hidden, proj), "16-bit operand"),
+                               "generic path: 16-bit operand");
+      owned_.push_back(op16_);
+    }
     host_lengths_.assign(static_cast<std::size_t>(B), 0);
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       Layer& L = layers_[l];
@@ -117,13 +128,21 @@ Engine::Engine(const slstm_cuda_session_desc& d, Device& device) : dev_(device) 
       for (int dir = 0; dir < L.directions(); ++dir) {
         const slstm_cuda_cell_desc& c = s.cells[dir];
         Cell& w = L.cells[dir];
-        w.w_x = upload(c.w_x, times(GH, L.in, "W_x"), "generic path: W_x");
-        w.w_h = upload(c.w_h, times(GH, L.out_width(), "W_h"), "generic path: W_h");
+        if (format_ == kOperandsF32) {
+          w.w_x = upload(c.w_x, times(GH, L.in, "W_x"), "generic path: W_x");
+          w.w_h = upload(c.w_h, times(GH, L.out_width(), "W_h"), "generic path: W_h");
+        } else {
+          w.w_x16 = upload16(c.w_x, times(GH, L.in, "W_x"), "generic path: W_x");
+          w.w_h16 = upload16(c.w_h, times(GH, L.out_width(), "W_h"), "generic path: W_h");
+        }
         w.bias = upload(c.bias, GH, "generic path: bias");
         if (c.bias_hn != nullptr) w.bias_hn = upload(c.bias_hn, L.hidden, "generic path: b_hn");
         if (c.peep != nullptr) w.peep = upload(c.peep, 3 * L.hidden, "generic path: peepholes");
-        if (c.w_proj != nullptr) {
+        if (c.w_proj != nullptr && format_ == kOperandsF32) {
           w.w_proj = upload(c.w_proj, times(L.proj, L.hidden, "W_proj"), "generic path: W_proj");
+        } else if (c.w_proj != nullptr) {
+          w.w_proj16 = upload16(c.w_proj, times(L.proj, L.hidden, "W_proj"),
+                                "generic path: W_proj");
         }
       }
     }
@@ -143,6 +162,34 @@ float* Engine::upload(const float* host, std::int64_t count, const char* what) {
   owned_.push_back(p);
   dev_.copy(p, host, bytes_of(count), what);
   return p;
+}
+
+// The 16-bit codes of a BF16 / FP16 session's weights (rounded once, on the host).
+std::uint16_t* Engine::upload16(const float* host, std::int64_t count, const char* what) {
+  std::vector<std::uint16_t> codes(static_cast<std::size_t>(count));
+  for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = operand_code(format_, host[i]);
+  std::uint16_t* p = dev_.alloc_codes(count, what);
+  owned_.push_back(p);
+  dev_.copy(p, codes.data(), codes.size() * sizeof(std::uint16_t), what);
+  dev_.end_call(true);  // (codes is freed on return)
+  return p;
+}
+
+void Engine::product(std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
+                     std::int64_t lda, std::uint16_t* a16, const float* w,
+                     const std::uint16_t* w16, std::int64_t ldw, float* c, std::int64_t ldc) {
+  if (format_ == kOperandsF32) {
+    dev_.gemm(Gemm{m, n, k, a, lda, w, ldw, c, ldc, kOperandsF32, nullptr, nullptr});
+    return;
+  }
+  // Every a here is a contiguous [m][k] (lda == k): its codes the same.
+  Round16 r;
+  r.src = a;
+  r.dst = a16;
+  r.n = m * k;
+  r.format = format_;
+  dev_.round16(r);
+  dev_.gemm(Gemm{m, n, k, nullptr, k, nullptr, ldw, c, ldc, format_, a16, w16});
 }
 
 void Engine::forward(const slstm_cuda_forward_desc& c) {
@@ -235,7 +282,7 @@ void Engine::run_direction(const Layer& l, int d, const float* x, std::int64_t x
                            const Rows& rows, std::int64_t steps) {
   const Cell& w = l.cells[d];
   const std::int64_t GH = l.gates() * l.hidden;
-  dev_.gemm(Gemm{rows.batch * rows.time, GH, l.in, x, x_ld, w.w_x, l.in, gx_, GH});
+  product(rows.batch * rows.time, GH, l.in, x, x_ld, x16_, w.w_x, w.w_x16, l.in, gx_, GH);
   Rows r = rows;
   r.backwards = (l.direction == 1 || d == 1) ? 1 : 0;
   for (std::int64_t k = 0; k < steps; ++k) {
@@ -255,7 +302,7 @@ void Engine::step(const Layer& l, int d, float* y, const Rows& rows) {
   out.ld = l.width();
   out.col = d * R;
   if (l.cell == 0) {
-    dev_.gemm(Gemm{B, GH, R, h, R, w.w_h, R, z_, GH});  // z = h . W_h^T
+    product(B, GH, R, h, R, op16_, w.w_h, w.w_h16, R, z_, GH);  // z = h . W_h^T
     LstmStep a;
     a.rows = rows;
     a.hidden = H;
@@ -271,7 +318,7 @@ void Engine::step(const Layer& l, int d, float* y, const Rows& rows) {
     a.out = out;
     dev_.lstm_step(a);
     if (l.proj > 0) {
-      dev_.gemm(Gemm{B, l.proj, H, aux_, H, w.w_proj, H, p_, l.proj});  // p = m . W_proj^T
+      product(B, l.proj, H, aux_, H, op16_, w.w_proj, w.w_proj16, H, p_, l.proj);  // p = m . W_proj^T
       LstmProject p;
       p.rows = rows;
       p.proj = l.proj;
@@ -294,12 +341,13 @@ void Engine::step(const Layer& l, int d, float* y, const Rows& rows) {
   a.h = h;
   a.out = out;
   if (l.reset_after) {
-    dev_.gemm(Gemm{B, GH, H, h, H, w.w_h, H, z_, GH});  // z = h . W_h^T
+    product(B, GH, H, h, H, op16_, w.w_h, w.w_h16, H, z_, GH);  // z = h . W_h^T
   } else {
-    dev_.gemm(Gemm{B, 2 * H, H, h, H, w.w_h, H, z_, GH});  // r and z
+    product(B, 2 * H, H, h, H, op16_, w.w_h, w.w_h16, H, z_, GH);  // r and z
     dev_.gru_reset(a);
-    // z_n = (r o h) . W_hn^T
-    dev_.gemm(Gemm{B, H, H, aux_, H, w.w_h + 2 * H * H, H, z_ + 2 * H, GH});
+    // z_n = (r o h) . W_hn^T (the same 16-bit buffer: the product above was issued first)
+    product(B, H, H, aux_, H, op16_, w.w_h == nullptr ? nullptr : w.w_h + 2 * H * H,
+            w.w_h16 == nullptr ? nullptr : w.w_h16 + 2 * H * H, H, z_ + 2 * H, GH);
   }
   dev_.gru_step(a);
 }

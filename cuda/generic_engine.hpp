@@ -22,8 +22,10 @@
 
 namespace slstm_cuda::generic {
 
-// C[m, n] = A[m, k] . W[n, k]^T, row-major with leading dimensions (in floats); beta 0.
-// Written in this order: Gemm{m, n, k, a, lda, w, ldw, c, ldc}.
+// C[m, n] = A[m, k] . W[n, k]^T, row-major with leading dimensions (in elements); beta 0;
+// C float32.  Written in this order: Gemm{m, n, k, a, lda, w, ldw, c, ldc} (float32
+// operands), or with format kOperandsBf16 / kOperandsFp16 and the operands as 16-bit codes
+// in a16 / w16 (a BF16 / FP16 session: the products exact, the sums float32).
 struct Gemm {
   std::int64_t m, n, k;
   const float* a;
@@ -32,6 +34,9 @@ struct Gemm {
   std::int64_t ldw;
   float* c;
   std::int64_t ldc;
+  std::int32_t format;  // kOperandsF32 (0), kOperandsBf16, kOperandsFp16
+  const std::uint16_t* a16;
+  const std::uint16_t* w16;
 };
 
 // What identifies a call's compute for a device that records it (CUDA graphs): the same key,
@@ -50,6 +55,7 @@ class Device {
   virtual ~Device() = default;
   virtual float* alloc_floats(std::int64_t count, const char* what) = 0;  // uninitialised
   virtual std::int32_t* alloc_ints(std::int64_t count, const char* what) = 0;
+  virtual std::uint16_t* alloc_codes(std::int64_t count, const char* what) = 0;  // 16-bit
   virtual void release(void* p) noexcept = 0;
   virtual void copy(void* dst, const void* src, std::size_t bytes, const char* what) = 0;
   virtual void zero(void* dst, std::size_t bytes, const char* what) = 0;
@@ -59,6 +65,7 @@ class Device {
   virtual void gru_reset(const GruStep& a) = 0;         // B * H
   virtual void gru_step(const GruStep& a) = 0;          // B * H
   virtual void layer_finish(const LayerFinish& a) = 0;  // T * B * W
+  virtual void round16(const Round16& a) = 0;           // n (BF16 / FP16 sessions)
   // SLSTM_MEMORY_DEVICE: throws SLSTM_ERR_INVALID_ARGUMENT naming `name` unless p is memory
   // this device can use (null passes).
   virtual void check_device_pointer(const void* p, const char* name) = 0;
@@ -97,6 +104,11 @@ class Engine {
     float* bias_hn = nullptr;
     float* peep = nullptr;
     float* w_proj = nullptr;
+    // BF16 / FP16 sessions: the products' weights as 16-bit codes (rounded once); the
+    // float32 copies above are not kept then.
+    std::uint16_t* w_x16 = nullptr;
+    std::uint16_t* w_h16 = nullptr;
+    std::uint16_t* w_proj16 = nullptr;
   };
   struct Layer {
     std::int32_t cell = 0, direction = 0;
@@ -113,6 +125,12 @@ class Engine {
   };
 
   float* upload(const float* host, std::int64_t count, const char* what);
+  std::uint16_t* upload16(const float* host, std::int64_t count, const char* what);
+  // z = a . w^T as float32 or 16-bit operands (a is converted into a16 first when the session
+  // rounds; w16 the weights' codes).
+  void product(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t lda,
+               std::uint16_t* a16, const float* w, const std::uint16_t* w16, std::int64_t ldw,
+               float* c, std::int64_t ldc);
   // The compute of a call (every layer and direction), as Device::compute issues it.
   struct Compute {
     Engine* self;
@@ -129,6 +147,11 @@ class Engine {
   std::vector<void*> owned_;  // everything allocated, released by the destructor
   std::vector<Layer> layers_;
   std::int64_t input_size_ = 0, max_batch_ = 0, max_time_ = 0, state_row_floats_ = 0;
+  std::int32_t format_ = kOperandsF32;  // the products' operands (desc.precision)
+  // BF16 / FP16: the 16-bit codes of a layer's input [T*B][widest input] and of a step's
+  // product operand (h, m or r o h) [B][widest].
+  std::uint16_t* x16_ = nullptr;
+  std::uint16_t* op16_ = nullptr;
   // Workspace (device): the staged input, two layer outputs, one direction's input
   // projections, a step's recurrent sums and its cell output / r o h / projection.
   float* x_ = nullptr;      // [T*B][D]

@@ -94,6 +94,9 @@ typedef struct slstm_cuda_session_desc {
   int32_t generic;       /* (v4) 1: run the stack on the generic path (cuBLAS GEMMs and
                             pointwise kernels, any cell kind and direction; cuda.generic),
                             0: on the basic path (forward BasicLSTMCell layers only) */
+  int32_t precision;     /* (v4) the products' operands on the generic path: 0 float32 (TF32
+                            with allow_tf32), 1 BF16, 2 FP16 (rounded to nearest even; sums
+                            float32; docs/precision.md).  The basic path: 0 only */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:

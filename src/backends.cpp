@@ -144,14 +144,14 @@ void require_precision(slstm_backend kind, const Model& m, const SessionConfig& 
   const Precision p = config.precision;
   const std::string name = std::string("options->precision ") + precision_name(p);
   if (kind == SLSTM_BACKEND_CUDA) {
-    if (rounds_operands(p)) {
+    if (!rounds_operands(p)) return;
+    if (config.settings.cuda_generic == Settings::Generic::kOff) {
       fail(SLSTM_ERR_UNSUPPORTED,
-           name + ": the CUDA backend runs FP32 and TF32 in this version (BF16 and FP16 "
-                  "run on the CPU backend)");
+           name + ": on the CUDA backend BF16 and FP16 run on the generic path only, which "
+                  "the keyed setting cuda.generic=on enables (not yet run on a GPU); the CPU "
+                  "backend runs them too");
     }
-    return;
-  }
-  if (p == Precision::kTf32) {
+  } else if (p == Precision::kTf32) {
     fail(SLSTM_ERR_UNSUPPORTED, name + ": TF32 is a CUDA tensor-core format; the CPU backend "
                                        "runs FP32, BF16 and FP16");
   }

@@ -254,9 +254,15 @@ class CudaBackend final : public Backend {
     desc.persistent_timeout_us = s.cuda_persistent_timeout_us;
     desc.tune = s.cuda_tune ? 1 : 0;
     desc.tune_file = s.cuda_tune_file.empty() ? nullptr : s.cuda_tune_file.c_str();
+    // The generic path: asked for every stack, or for what the basic path does not run (a
+    // stack beyond BasicLSTMCell, BF16 / FP16 operands).
     generic_ = s.cuda_generic == Settings::Generic::kAlways ||
-               (s.cuda_generic == Settings::Generic::kOn && !model_->all_basic());
+               (s.cuda_generic == Settings::Generic::kOn &&
+                (!model_->all_basic() || rounds_operands(config.precision)));
     desc.generic = generic_ ? 1 : 0;
+    desc.precision = config.precision == Precision::kBf16   ? 1
+                     : config.precision == Precision::kFp16 ? 2
+                                                            : 0;
     settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
@@ -305,7 +311,9 @@ class CudaBackend final : public Backend {
   void describe(const SessionConfig& config) {
     plan_.backend = "cuda";
     plan_.path = config.settings.cuda_graphs ? "graphs" : "stream";
-    plan_.precision = config.allow_tf32 ? "tf32" : "fp32";
+    plan_.precision = rounds_operands(config.precision) ? precision_name(config.precision)
+                      : config.allow_tf32                ? "tf32"
+                                                         : "fp32";
     plan_.params = {{"device", std::to_string(config.device)},
                     {"stream", config.cuda_stream != nullptr ? "caller" : "own"},
                     {"max_batch", std::to_string(config.max_batch)},
@@ -331,9 +339,9 @@ class CudaBackend final : public Backend {
       const LayerSpec& s = model_->spec(l);
       out.push_back({"generic",
                      always ? "cuda.generic=always: every stack on the generic path"
-                            : "cuda.generic=on and a stack beyond forward BasicLSTMCell: one "
-                              "input GEMM per direction, per step a recurrent GEMM (cuBLAS) "
-                              "and the cell's pointwise kernels",
+                            : "cuda.generic=on and a stack beyond forward BasicLSTMCell or "
+                              "BF16 / FP16 operands: one input GEMM per direction, per step a "
+                              "recurrent GEMM (cuBLAS) and the cell's pointwise kernels",
                      {{"cell", cell_name(s.cell)},
                       {"direction", direction_name(s.direction)},
                       {"hidden", std::to_string(s.hidden_size)}}});

@@ -139,7 +139,7 @@ std::vector<std::vector<slstm_layer_config>> layer_zoo() {
 }
 
 Session cuda_session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time,
-                     const char* config, int allow_tf32) {
+                     const char* config, int allow_tf32, std::int32_t precision) {
   if (slstm_backend_available(SLSTM_BACKEND_CUDA) != SLSTM_OK) {
     WARN("SKIPPED: no usable GPU: " << slstm_last_error());
     return Session();
@@ -151,6 +151,7 @@ Session cuda_session(const slstm_model* model, std::int64_t max_batch, std::int6
   o.max_time = max_time;
   o.config = config;
   o.allow_tf32 = allow_tf32;
+  o.precision = precision;
   slstm_session* s = nullptr;
   const slstm_status st = slstm_session_create(model, &o, &s);
   INFO("slstm_session_create (CUDA, config \"" << (config ? config : "") << "\"): "

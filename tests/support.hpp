@@ -65,7 +65,8 @@ std::vector<std::vector<slstm_layer_config>> layer_zoo();
 // A CUDA session with the keyed settings `config` (REQUIREs success), or an empty one when
 // this machine has no usable CUDA backend (then the caller skips, after a WARN saying so).
 Session cuda_session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time,
-                     const char* config, int allow_tf32 = 0);
+                     const char* config, int allow_tf32 = 0,
+                     std::int32_t precision = SLSTM_PRECISION_DEFAULT);
 
 // Uniform values in [lo, hi), deterministic in `seed`.
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1.0f,

@@ -384,3 +384,103 @@ TEST_CASE("device-memory calls on the generic path read each call's own buffers,
     }
   }
 }
+
+namespace {
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return worst;
+}
+
+t::Session cpu_session_of(const slstm_model* m, std::int32_t precision, std::int64_t B,
+                          std::int64_t T) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+  o.precision = precision;
+  o.max_batch = B;
+  o.max_time = T;
+  slstm_session* s = nullptr;
+  INFO(slstm_last_error());
+  REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+  return t::Session(s);
+}
+
+}  // namespace
+
+TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP32, and the "
+          "CPU reference's rounding of the same precision",
+          "[cuda-generic][precision]") {
+  // Every rounded operand of docs/precision.md (x, h, LSTMP's m, a reset-before GRU's r o h,
+  // both directions of a bidirectional layer), lengths 0 / 1 / T (tests/test_precision.cpp's
+  // stack and bounds).
+  slstm_layer_config p = t::lstm_layer(21);
+  p.proj_size = 7;
+  p.peepholes = 1;
+  const std::vector<slstm_layer_config> layers = {
+      t::gru_layer(19, false), t::gru_layer(6, true), p,
+      t::with_direction(t::lstm_layer(5), SLSTM_DIRECTION_BIDIRECTIONAL)};
+  const t::Model m = t::random_stack(4, layers, 2);
+  const std::int64_t B = 3, T = 8;
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
+  const std::vector<std::int32_t> lengths = {8, 0, 1};
+  t::Call call = t::call_of(B, T, x);
+  call.lengths = &lengths;
+  t::Session f = cpu_session_of(m.get(), SLSTM_PRECISION_FP32, B, T);
+  const t::Run fp32 = t::forward_ok(f.get(), m.get(), call);
+  for (std::int32_t precision : {SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16}) {
+    INFO("precision " << precision);
+    t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on", 0, precision);
+    if (!gpu) return;
+    CHECK(t::json_value(t::describe_json(gpu.get()), "precision") ==
+          (precision == SLSTM_PRECISION_BF16 ? "bf16" : "fp16"));
+    t::Session twin_session = cpu_session_of(m.get(), precision, B, T);
+    const t::Run got = t::forward_ok(gpu.get(), m.get(), call);
+    const t::Run twin = t::forward_ok(twin_session.get(), m.get(), call);
+    CHECK(t::count_poison(got.output) == 0);
+    const double u = precision == SLSTM_PRECISION_BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+    const double tolerance = u * (1.0 + std::sqrt(21.0 + 21.0) / 4.0);
+    const double err = max_abs_diff(got.output, fp32.output);
+    const double twin_err = max_abs_diff(got.output, twin.output);
+    INFO("error " << err << ", difference from the CPU reference of the same precision "
+                  << twin_err << ", tolerance " << tolerance);
+    CHECK(err > 0.0);  // the operands were rounded
+    CHECK(err <= tolerance);
+    CHECK(max_abs_diff(got.final_state, fp32.final_state) <= tolerance);
+    CHECK(twin_err <= err / 8);
+  }
+}
+
+TEST_CASE("BF16 on CUDA runs a BasicLSTMCell stack on the generic path with cuda.generic=on, "
+          "and is refused without it, naming the setting",
+          "[cuda-generic][precision]") {
+  const t::Model m = t::random_model(6, {9, 5}, 4);
+  const std::int64_t B = 2, T = 5;
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on", 0, SLSTM_PRECISION_BF16);
+  if (!gpu) return;
+  CHECK(t::json_value(t::describe_json(gpu.get()), "path") == "generic");
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * 6), 5);
+  t::Session twin = cpu_session_of(m.get(), SLSTM_PRECISION_BF16, B, T);
+  t::Session fp32 = cpu_session_of(m.get(), SLSTM_PRECISION_FP32, B, T);
+  const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
+  const double err =
+      max_abs_diff(got.output, t::forward_ok(fp32.get(), m.get(), t::call_of(B, T, x)).output);
+  CHECK(err > 0.0);
+  CHECK(max_abs_diff(got.output, t::forward_ok(twin.get(), m.get(), t::call_of(B, T, x)).output) <=
+        err / 8);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = B;
+  o.max_time = T;
+  o.precision = SLSTM_PRECISION_BF16;
+  slstm_session* s = nullptr;
+  CHECK(slstm_session_create(m.get(), &o, &s) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(s == nullptr);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("options->precision"));
+  CHECK_THAT(std::string(slstm_last_error()), Contains("cuda.generic=on"));
+}

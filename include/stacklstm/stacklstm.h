@@ -626,7 +626,8 @@ typedef struct slstm_session_options {
   int64_t max_slots;
   /** The products' arithmetic (since 0.5; init: SLSTM_PRECISION_DEFAULT).  Unknown values
    *  and SLSTM_PRECISION_FP32 with allow_tf32 = 1 are SLSTM_ERR_INVALID_ARGUMENT; a
-   *  precision the backend does not run (TF32 on the CPU, BF16/FP16 on CUDA) is
+   *  precision the backend does not run (TF32 on the CPU; BF16/FP16 on CUDA unless the keyed
+   *  setting cuda.generic=on runs them on its generic path, since 0.7) is
    *  SLSTM_ERR_UNSUPPORTED naming it: a session never runs in another precision than asked. */
   int32_t precision;
 } slstm_session_options;

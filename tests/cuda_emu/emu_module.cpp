@@ -50,7 +50,8 @@ struct Zero {
   void* dst;
   std::size_t bytes;
 };
-using Op = std::variant<Gemm, LstmStep, LstmProject, GruReset, GruStep, LayerFinish, Copy, Zero>;
+using Op = std::variant<Gemm, LstmStep, LstmProject, GruReset, GruStep, LayerFinish, Round16,
+                        Copy, Zero>;
 
 class HostDevice final : public Device {
  public:
@@ -58,6 +59,11 @@ class HostDevice final : public Device {
   float* alloc_floats(std::int64_t count, const char* what) override {
     auto* p = static_cast<float*>(alloc(count, sizeof(float), what));
     for (std::int64_t i = 0; i < count; ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
+    return p;
+  }
+  std::uint16_t* alloc_codes(std::int64_t count, const char* what) override {
+    auto* p = static_cast<std::uint16_t*>(alloc(count, sizeof(std::uint16_t), what));
+    for (std::int64_t i = 0; i < count; ++i) p[i] = 0x7fc1;  // a NaN in both formats
     return p;
   }
   std::int32_t* alloc_ints(std::int64_t count, const char* what) override {
@@ -79,7 +85,14 @@ class HostDevice final : public Device {
     for (std::int64_t i = 0; i < g.m; ++i) {
       for (std::int64_t j = 0; j < g.n; ++j) {
         float acc = 0.0f;
-        for (std::int64_t k = 0; k < g.k; ++k) acc += g.a[i * g.lda + k] * g.w[j * g.ldw + k];
+        for (std::int64_t k = 0; k < g.k; ++k) {
+          if (g.format == kOperandsF32) {
+            acc += g.a[i * g.lda + k] * g.w[j * g.ldw + k];
+          } else {  // 16-bit codes: exact products, float32 sums
+            acc += operand_value(g.format, g.a16[i * g.lda + k]) *
+                   operand_value(g.format, g.w16[j * g.ldw + k]);
+          }
+        }
         g.c[i * g.ldc + j] = acc;
       }
     }
@@ -104,6 +117,10 @@ class HostDevice final : public Device {
     if (record(a)) return;
     const std::int64_t n = a.rows.batch * a.rows.time * a.width;
     for (std::int64_t i = 0; i < n; ++i) layer_finish_element(a, i);
+  }
+  void round16(const Round16& a) override {
+    if (record(a)) return;
+    for (std::int64_t i = 0; i < a.n; ++i) round16_element(a, i);
   }
   void check_device_pointer(const void*, const char*) override {}
   void end_call(bool) override {}
@@ -167,6 +184,7 @@ class HostDevice final : public Device {
   void run(const GruReset& a) { gru_reset(a.a); }
   void run(const GruStep& a) { gru_step(a); }
   void run(const LayerFinish& a) { layer_finish(a); }
+  void run(const Round16& a) { round16(a); }
   void run(const Copy& c) { copy(c.dst, c.src, c.bytes, "replay"); }
   void run(const Zero& z) { zero(z.dst, z.bytes, "replay"); }
 
