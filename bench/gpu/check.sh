@@ -142,6 +142,7 @@ if [ -n "${SAN:-}" ]; then
   generic_small="--cells bilstmp:9:4,gru0:6,revgru:5 --config cuda.generic=on"
   run_san memcheck-generic memcheck -- $generic_small --memory device
   run_san initcheck-generic initcheck -- $generic_small --memory host
+  run_san memcheck-generic-bf16 memcheck -- $generic_small --precision bf16 --memory device
   run_san racecheck-generic racecheck SLSTM_CUDA_GRAPHS=0 -- $generic_small --memory device
 else
   SAN_RESULT=" not run (compute-sanitizer not found)"; status=1
@@ -208,6 +209,11 @@ for scen in g_gru g_lstmp g_bigru g_big; do
   bench "$scen" cuda device 20 ${!scen} --config cuda.generic=on
 done
 SLSTM_CUDA_GRAPHS=0 bench "g_gru-nographs" cuda device 20 $g_gru --config cuda.generic=on
+# BF16 / FP16 sessions on it (issue 15: 16-bit operands through cublasGemmEx).
+for prec in bf16 fp16; do
+  bench "g_lstmp" cuda device 20 $g_lstmp --config cuda.generic=on --precision $prec
+  bench "g_big" cuda device 20 $g_big --config cuda.generic=on --precision $prec
+done
 bench "seed-generic" cuda device 20 $seed --config cuda.generic=always
 bench "seed-generic" cuda device 20 $seed --config cuda.generic=always --tf32
 say "the generic path beside cuDNN (bench/cpu/bench_cells.py --device cuda)"

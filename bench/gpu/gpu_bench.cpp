@@ -4,6 +4,7 @@
 //                   --layers 100,200,300 --batch 10 --time 100 [--lengths] [--tf32]
 //                   [--reps 20] [--warmup 3] [--timer wall|events] [--rotate K]
 //                   [--target-ms X --max-reps N] [--cells SPEC] [--config KEYED]
+//                   [--precision bf16|fp16]
 //
 // --cells SPEC instead of --layers: a stack of any layers, comma-separated, each
 // [bi|rev]KIND:H[:P] with KIND lstm, lstmp (projection P), gru (reset after: PyTorch, cuDNN)
@@ -63,6 +64,7 @@ struct Options {
   std::string grid, only, precisions = "fp32,tf32";
   std::vector<slstm_layer_config> cells;  // --cells (empty: --layers)
   std::string config;                     // --config
+  std::int32_t precision = SLSTM_PRECISION_DEFAULT;  // --precision
   double budget_s = 0;
 };
 
@@ -144,6 +146,12 @@ Options parse(int argc, char** argv) {
     else if (a == "--lengths") o.lengths = true;
     else if (a == "--cells") o.cells = parse_cells(value());
     else if (a == "--config") o.config = value();
+    else if (a == "--precision") {
+      const std::string v = value();
+      if (v == "bf16") o.precision = SLSTM_PRECISION_BF16;
+      else if (v == "fp16") o.precision = SLSTM_PRECISION_FP16;
+      else usage("--precision is bf16 or fp16");
+    }
     else if (a == "--tf32") o.tf32 = true;
     else if (a == "--reps") o.reps = std::atoi(value().c_str());
     else if (a == "--warmup") o.warmup = std::atoi(value().c_str());
@@ -286,6 +294,7 @@ int bench_one(const Options& o) {
   so.max_time = o.time;
   so.allow_tf32 = o.tf32 ? 1 : 0;
   if (!o.config.empty()) so.config = o.config.c_str();
+  so.precision = o.precision;
   cudaStream_t stream = nullptr;
   cudaEvent_t ev0 = nullptr, ev1 = nullptr;
   if (o.events) {
@@ -415,7 +424,11 @@ int bench_one(const Options& o) {
   const std::size_t last = ms.size() - 1;
   std::printf("RESULT %s %s %s median_ms=%.4f min_ms=%.4f reps=%d p10_ms=%.4f p90_ms=%.4f "
               "timer=%s rotate=%d\n", o.label.c_str(),
-              o.backend == SLSTM_BACKEND_CUDA ? (o.tf32 ? "cuda-tf32" : "cuda") : "cpu",
+              o.backend != SLSTM_BACKEND_CUDA ? "cpu"
+              : o.precision == SLSTM_PRECISION_BF16 ? "cuda-bf16"
+              : o.precision == SLSTM_PRECISION_FP16 ? "cuda-fp16"
+              : o.tf32                               ? "cuda-tf32"
+                                                     : "cuda",
               o.device_memory ? "device" : "host", ms[ms.size() / 2], ms.front(), reps,
               ms[last / 10], ms[last - last / 10], o.events ? "events" : "wall", o.rotate);
   if (o.events) {
