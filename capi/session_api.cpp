@@ -98,12 +98,32 @@ void check_memory(const slstm_session& session, slstm_memory memory) {
   }
 }
 
+// slstm_forward_args.data_type: a known value, and 16-bit codes only in device memory of a
+// session that takes them.
+void check_data_type(const slstm_session& session, slstm_data_type type, slstm_memory memory) {
+  if (type == SLSTM_DATA_F32) return;
+  if (type != SLSTM_DATA_BF16 && type != SLSTM_DATA_F16) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "data_type: unknown value " + num(type));
+  }
+  const std::string name = type == SLSTM_DATA_BF16 ? "SLSTM_DATA_BF16" : "SLSTM_DATA_F16";
+  if (!session.backend->takes_16bit_io()) {
+    fail(SLSTM_ERR_UNSUPPORTED,
+         "data_type " + name + ": 16-bit input and output run on the CUDA backend's generic "
+                               "path only (keyed setting cuda.generic), in device memory");
+  }
+  if (memory != SLSTM_MEMORY_DEVICE) {
+    fail(SLSTM_ERR_UNSUPPORTED, "data_type " + name + ": 16-bit input and output are device "
+                                                      "buffers (memory SLSTM_MEMORY_DEVICE)");
+  }
+}
+
 // The enums, batch and time against the session's maxima.
 void check_shape(const slstm_session& session, const slstm_forward_args& a) {
   if (a.layout != SLSTM_BATCH_MAJOR && a.layout != SLSTM_TIME_MAJOR) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "layout: unknown value " + num(a.layout));
   }
   check_memory(session, a.memory);
+  check_data_type(session, a.data_type, a.memory);
   if (a.batch < 1) fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + num(a.batch));
   if (a.time < 0) fail(SLSTM_ERR_INVALID_ARGUMENT, "time must be >= 0, got " + num(a.time));
   if (a.batch > session.config.max_batch) {
@@ -158,12 +178,13 @@ void check_lengths(const slstm_forward_args& a) {
 void check_aliasing(const slstm_forward_args& a, const ArgNames& n, const Counts& c,
                     const std::int64_t* slot_ids = nullptr) {
   enum { kInput, kLengths, kInitial, kOutput, kFinal, kSlotIds, kSpans };
+  const std::size_t io = a.data_type == SLSTM_DATA_F32 ? sizeof(float) : sizeof(std::uint16_t);
   const Span spans[kSpans] = {
-      {n.input, a.input, c.input * sizeof(float), false},
+      {n.input, a.input, c.input * io, false},
       {"sequence_lengths", a.sequence_lengths,
        a.sequence_lengths ? static_cast<std::size_t>(a.batch) * sizeof(std::int32_t) : 0, false},
       {n.initial_state, a.initial_state, c.state * sizeof(float), false},
-      {n.output, a.output, c.output * sizeof(float), true},
+      {n.output, a.output, c.output * io, true},
       {n.final_state, a.final_state, c.state * sizeof(float), true},
       {"slot_ids", slot_ids, static_cast<std::size_t>(a.batch) * sizeof(std::int64_t), false},
   };
@@ -201,6 +222,7 @@ slstm::ForwardCall to_call(const slstm_forward_args& a) {
   call.output = a.time > 0 ? a.output : nullptr;
   call.final_state = a.final_state;
   call.memory = a.memory;
+  call.data_type = a.data_type;
   return call;
 }
 
@@ -332,6 +354,7 @@ slstm_forward_args args_defaults() {
   a.struct_size = sizeof a;
   a.layout = SLSTM_BATCH_MAJOR;
   a.memory = SLSTM_MEMORY_HOST;
+  a.data_type = SLSTM_DATA_F32;
   return a;
 }
 constexpr std::size_t kArgsV1 = SLSTM_V1_SIZE(slstm_forward_args, memory);

@@ -253,6 +253,18 @@ SLSTM_HD void round16_element(const Round16& a, std::int64_t i) {
   a.dst[i] = operand_code(a.format, a.src[i]);
 }
 
+// n 16-bit codes as floats (a call's 16-bit input, slstm_forward_args.data_type).
+struct Widen16 {
+  const std::uint16_t* src = nullptr;
+  float* dst = nullptr;
+  std::int64_t n = 0;
+  std::int32_t format = kOperandsBf16;
+};
+
+SLSTM_HD void widen16_element(const Widen16& a, std::int64_t i) {
+  a.dst[i] = operand_value(a.format, a.src[i]);
+}
+
 // After every direction of a layer: T * B * W elements of its output y.  Rows past their
 // sequence's end become 0 (TF's dynamic_rnn); with a residual connection the others add the
 // layer's input (same width).

@@ -59,6 +59,11 @@ struct Round16Op {
     generic::round16_element(a, i);
   }
 };
+struct Widen16Op {
+  static __device__ void run(const generic::Widen16& a, std::int64_t i) {
+    generic::widen16_element(a, i);
+  }
+};
 struct LayerFinishOp {
   static __device__ void run(const LayerFinish& a, std::int64_t i) {
     generic::layer_finish_element(a, i);
@@ -178,6 +183,9 @@ class CudaDevice final : public generic::Device {
   }
   void round16(const generic::Round16& a) override {
     launch<Round16Op>(a, a.n, "generic 16-bit rounding kernel launch");
+  }
+  void widen16(const generic::Widen16& a) override {
+    launch<Widen16Op>(a, a.n, "generic 16-bit input kernel launch");
   }
   void layer_finish(const LayerFinish& a) override {
     launch<LayerFinishOp>(a, a.rows.batch * a.rows.time * a.width,

@@ -224,8 +224,24 @@ void Engine::forward(const slstm_cuda_forward_desc& c) {
   }
   dev_.copy(lengths_, host_lengths_.data(), static_cast<std::size_t>(B) * sizeof(std::int32_t),
             "sequence_lengths");
+  // 16-bit input and output (data_type): codes in format io16, device memory (checked by
+  // the core).
+  const std::int32_t io16 = c.data_type == SLSTM_DATA_BF16  ? kOperandsBf16
+                            : c.data_type == SLSTM_DATA_F16 ? kOperandsFp16
+                                                            : kOperandsF32;
+  if (io16 != kOperandsF32 && host) {
+    fail(SLSTM_ERR_INTERNAL, "forward: 16-bit host buffers reached the CUDA module");
+  }
   const float* x = c.input;
-  if (host || dev_.records()) {  // (a replayed compute reads the first call's buffers)
+  if (io16 != kOperandsF32) {
+    Widen16 w;
+    w.src = reinterpret_cast<const std::uint16_t*>(c.input);
+    w.dst = x_;
+    w.n = T * B * input_size_;
+    w.format = io16;
+    dev_.widen16(w);
+    x = x_;
+  } else if (host || dev_.records()) {  // (a replayed compute reads the first call's buffers)
     dev_.copy(x_, c.input, bytes_of(T * B * input_size_), "input");
     x = x_;
   }
@@ -247,7 +263,14 @@ void Engine::forward(const slstm_cuda_forward_desc& c) {
   key.layout = c.layout;
   dev_.compute(key, &Engine::enqueue_compute, &compute);
   const std::size_t last = layers_.size() - 1;
-  if (c.output != nullptr) {
+  if (c.output != nullptr && io16 != kOperandsF32) {
+    Round16 r;
+    r.src = y_[last % 2];
+    r.dst = reinterpret_cast<std::uint16_t*>(c.output);
+    r.n = T * B * layers_[last].width();
+    r.format = io16;
+    dev_.round16(r);
+  } else if (c.output != nullptr) {
     dev_.copy(c.output, y_[last % 2], bytes_of(T * B * layers_[last].width()), "output");
   }
   if (c.final_state != nullptr) dev_.copy(c.final_state, state_, state_bytes, "final_state");

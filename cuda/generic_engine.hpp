@@ -66,6 +66,7 @@ class Device {
   virtual void gru_step(const GruStep& a) = 0;          // B * H
   virtual void layer_finish(const LayerFinish& a) = 0;  // T * B * W
   virtual void round16(const Round16& a) = 0;           // n (BF16 / FP16 sessions)
+  virtual void widen16(const Widen16& a) = 0;           // n (16-bit input)
   // SLSTM_MEMORY_DEVICE: throws SLSTM_ERR_INVALID_ARGUMENT naming `name` unless p is memory
   // this device can use (null passes).
   virtual void check_device_pointer(const void* p, const char* name) = 0;

@@ -25,6 +25,9 @@ struct ForwardCall {
   float* output = nullptr;                // [B, T, H_last] or [T, B, H_last], or null
   float* final_state = nullptr;           // packed, or null
   slstm_memory memory = SLSTM_MEMORY_HOST;  // where the float buffers live (lengths: host)
+  // Input and output as 16-bit codes (SLSTM_DATA_BF16 / F16; checked against
+  // Backend::takes_16bit_io), else float.
+  slstm_data_type data_type = SLSTM_DATA_F32;
 };
 
 // The session's options after validation (see slstm_session_options).
@@ -82,6 +85,9 @@ class Backend {
   // Whether calls may pass SLSTM_MEMORY_DEVICE buffers (the C API asks, instead of knowing
   // which backend kinds can).
   virtual bool takes_device_memory() const { return false; }
+  // Whether calls may pass input and output as 16-bit codes (slstm_forward_args.data_type)
+  // in device memory.
+  virtual bool takes_16bit_io() const { return false; }
   // Runs the call. Throws slstm::Error; must not throw for a validated call on a healthy
   // machine. Allocates nothing.
   virtual void forward(const ForwardCall& call) = 0;

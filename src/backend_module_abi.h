@@ -111,6 +111,8 @@ typedef struct slstm_cuda_forward_desc {
   const float* initial_state;
   float* output;
   float* final_state;
+  int32_t data_type; /* (v4) slstm_data_type of input and output (16-bit codes: generic path,
+                        device memory) */
 } slstm_cuda_forward_desc;
 
 typedef struct slstm_cuda_module_table {

@@ -141,6 +141,7 @@ slstm_cuda_forward_desc to_desc(const ForwardCall& call) {
   d.initial_state = call.initial_state;
   d.output = call.output;
   d.final_state = call.final_state;
+  d.data_type = call.data_type;
   return d;
 }
 
@@ -284,6 +285,7 @@ class CudaBackend final : public Backend {
 
   slstm_backend kind() const override { return SLSTM_BACKEND_CUDA; }
   bool takes_device_memory() const override { return true; }
+  bool takes_16bit_io() const override { return generic_; }
 
   void forward(const ForwardCall& call) override {
     const slstm_cuda_forward_desc d = to_desc(call);

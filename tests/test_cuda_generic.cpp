@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "../cuda/generic_cells.cuh"
 #include "support.hpp"
 
 using Catch::Matchers::Contains;
@@ -483,4 +485,86 @@ TEST_CASE("BF16 on CUDA runs a BasicLSTMCell stack on the generic path with cuda
   CHECK(s == nullptr);
   CHECK_THAT(std::string(slstm_last_error()), Contains("options->precision"));
   CHECK_THAT(std::string(slstm_last_error()), Contains("cuda.generic=on"));
+}
+
+namespace {
+
+// A forward call of the whole sequence with 16-bit input and output codes (data_type) in
+// "device" memory (the emulated module's memory is host memory).
+slstm_status forward16(slstm_session* s, const slstm_model* m, slstm_data_type type,
+                       std::int64_t B, std::int64_t T, const std::vector<std::uint16_t>& x,
+                       std::vector<std::uint16_t>* y, std::vector<float>* fin,
+                       slstm_memory memory = SLSTM_MEMORY_DEVICE) {
+  y->assign(static_cast<std::size_t>(B * T * t::output_size(m)), 0xffffu);
+  fin->assign(t::state_count(m, B), std::numeric_limits<float>::quiet_NaN());
+  slstm_forward_args a;
+  slstm_forward_args_init(&a);
+  a.batch = B;
+  a.time = T;
+  a.memory = memory;
+  a.data_type = type;
+  a.input = reinterpret_cast<const float*>(x.data());
+  a.input_count = x.size();
+  a.output = reinterpret_cast<float*>(y->data());
+  a.output_count = y->size();
+  a.final_state = fin->data();
+  a.final_state_count = fin->size();
+  return slstm_session_forward(s, &a);
+}
+
+}  // namespace
+
+TEST_CASE("16-bit input and output on the generic path: the float call on the input's values, "
+          "its output rounded",
+          "[cuda-emu]") {
+  const std::int64_t B = 3, T = 5, D = 6;
+  const t::Model m = t::random_stack(D, t::layer_zoo()[4], 7);  // LSTM, bidirectional GRU
+  t::Session gpu = t::cuda_session(m.get(), B, T, "cuda.generic=on");
+  if (!gpu) return;
+  const auto xf = t::random_vector(static_cast<std::size_t>(B * T * D), 8);
+  for (slstm_data_type type : {SLSTM_DATA_BF16, SLSTM_DATA_F16}) {
+    INFO("data_type " << type);
+    const std::int32_t format = type == SLSTM_DATA_BF16 ? slstm_cuda::generic::kOperandsBf16
+                                                        : slstm_cuda::generic::kOperandsFp16;
+    std::vector<std::uint16_t> x(xf.size());
+    std::vector<float> values(xf.size());
+    for (std::size_t i = 0; i < xf.size(); ++i) {
+      x[i] = slstm_cuda::generic::operand_code(format, xf[i]);
+      values[i] = slstm_cuda::generic::operand_value(format, x[i]);
+    }
+    std::vector<std::uint16_t> y;
+    std::vector<float> fin;
+    INFO(slstm_last_error());
+    REQUIRE(forward16(gpu.get(), m.get(), type, B, T, x, &y, &fin) == SLSTM_OK);
+    const t::Run want = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, values));
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      wrong += y[i] != slstm_cuda::generic::operand_code(format, want.output[i]) ? 1 : 0;
+    }
+    CHECK(wrong == 0);
+    CHECK(t::bitwise_equal(fin, want.final_state));  // the state stays float
+  }
+}
+
+TEST_CASE("16-bit input and output are refused in host memory and on the basic path, naming "
+          "data_type, before anything is written",
+          "[cuda-generic]") {
+  const std::int64_t B = 2, T = 3, D = 4;
+  const t::Model m = t::random_model(D, {5}, 9);
+  const std::vector<std::uint16_t> x(static_cast<std::size_t>(B * T * D), 0x3f80);  // 1.0
+  std::vector<std::uint16_t> y;
+  std::vector<float> fin;
+  t::Session generic = t::cuda_session(m.get(), B, T, "cuda.generic=always");
+  if (!generic) return;
+  CHECK(forward16(generic.get(), m.get(), SLSTM_DATA_BF16, B, T, x, &y, &fin,
+                  SLSTM_MEMORY_HOST) == SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("SLSTM_MEMORY_DEVICE"));
+  CHECK(y == std::vector<std::uint16_t>(y.size(), 0xffffu));
+  t::Session basic = t::cuda_session(m.get(), B, T, nullptr);
+  CHECK(forward16(basic.get(), m.get(), SLSTM_DATA_F16, B, T, x, &y, &fin) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("data_type SLSTM_DATA_F16"));
+  CHECK_THAT(std::string(slstm_last_error()), Contains("cuda.generic"));
+  CHECK(y == std::vector<std::uint16_t>(y.size(), 0xffffu));
+  for (float v : fin) CHECK(std::isnan(v));  // untouched
 }

@@ -96,6 +96,18 @@ TEST_CASE("forward rejects an unknown layout", "[errors][forward]") {
   f.expect(SLSTM_ERR_INVALID_ARGUMENT, "layout");
 }
 
+TEST_CASE("forward rejects an unknown data_type, and 16-bit input and output on a CPU session",
+          "[errors][forward]") {
+  Fwd f;
+  f.a.data_type = static_cast<slstm_data_type>(9);
+  f.expect(SLSTM_ERR_INVALID_ARGUMENT, "data_type: unknown value 9");
+  for (slstm_data_type type : {SLSTM_DATA_BF16, SLSTM_DATA_F16}) {
+    f.a.data_type = type;
+    f.expect(SLSTM_ERR_UNSUPPORTED, type == SLSTM_DATA_BF16 ? "data_type SLSTM_DATA_BF16"
+                                                            : "data_type SLSTM_DATA_F16");
+  }
+}
+
 TEST_CASE("forward rejects batch < 1 and time < 0", "[errors][forward]") {
   Fwd f;
   f.a.batch = 0;

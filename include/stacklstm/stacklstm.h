@@ -693,6 +693,14 @@ typedef SLSTM_ENUM(slstm_memory) {
   SLSTM_MEMORY_DEVICE = 1 /**< CUDA device memory on the session's device (CUDA backend only) */
 } slstm_memory;
 
+/** The element type of a call's input and output buffers (since 0.7). */
+typedef SLSTM_ENUM(slstm_data_type) {
+  SLSTM_DATA_F32 = 0,  /**< float (the default) */
+  SLSTM_DATA_BF16 = 1, /**< bfloat16 codes (uint16_t; read as their values, written rounded to
+                            nearest even) */
+  SLSTM_DATA_F16 = 2   /**< IEEE binary16 codes (uint16_t; likewise) */
+} slstm_data_type;
+
 /** Arguments of slstm_session_forward.  Each buffer comes with its element count, which must
  *  equal what the shapes require (SLSTM_ERR_SHAPE_MISMATCH otherwise). */
 typedef struct slstm_forward_args {
@@ -716,6 +724,13 @@ typedef struct slstm_forward_args {
    *  sequence_lengths is always read from host memory.  SLSTM_MEMORY_DEVICE on a CPU
    *  session returns SLSTM_ERR_UNSUPPORTED. */
   slstm_memory memory;
+  /** (since 0.7) The element type of input and output (init: SLSTM_DATA_F32); the states
+   *  stay float.  SLSTM_DATA_BF16 / SLSTM_DATA_F16: input and output point at 16-bit codes
+   *  (cast to the pointer types above; counts in elements), for SLSTM_MEMORY_DEVICE buffers
+   *  of a CUDA session on its generic path (keyed setting cuda.generic; not yet run on a
+   *  GPU); elsewhere SLSTM_ERR_UNSUPPORTED naming data_type.  The input's values are what
+   *  the stack reads; the output is the float result rounded to nearest even. */
+  slstm_data_type data_type;
 } slstm_forward_args;
 
 /** Fills the caller's `struct_size` bytes at *args with defaults: batch-major, every pointer
@@ -729,7 +744,7 @@ SLSTM_API void(slstm_forward_args_init)(slstm_forward_args* args);
 /** The same defaults as a static initializer. */
 #define SLSTM_FORWARD_ARGS_INIT \
   { (uint32_t)sizeof(slstm_forward_args), SLSTM_BATCH_MAJOR, 0, 0, NULL, 0, NULL, 0, NULL, 0, \
-    NULL, 0, NULL, 0, SLSTM_MEMORY_HOST }
+    NULL, 0, NULL, 0, SLSTM_MEMORY_HOST, SLSTM_DATA_F32 }
 
 /** Runs the stack over a sequence (tf.nn.dynamic_rnn).  Everything is validated before any
  *  output is written.  Returns SLSTM_ERR_INVALID_ARGUMENT (NULL session/args/input, bad

@@ -13,7 +13,8 @@
 // compute is recorded at the first call of its key and replayed from the recording after
 // (as a CUDA graph is: the first call's arguments, buffers included).  Not emulated:
 // device-pointer checks (host memory is this device's memory: a call may pass host
-// pointers as SLSTM_MEMORY_DEVICE, which the [cuda-emu] cases use) and asynchrony.
+// pointers as SLSTM_MEMORY_DEVICE, which the [cuda-emu] cases use), asynchrony, and the basic
+// path (its sessions run on the generic engine here).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -51,7 +52,7 @@ struct Zero {
   std::size_t bytes;
 };
 using Op = std::variant<Gemm, LstmStep, LstmProject, GruReset, GruStep, LayerFinish, Round16,
-                        Copy, Zero>;
+                        Widen16, Copy, Zero>;
 
 class HostDevice final : public Device {
  public:
@@ -122,6 +123,10 @@ class HostDevice final : public Device {
     if (record(a)) return;
     for (std::int64_t i = 0; i < a.n; ++i) round16_element(a, i);
   }
+  void widen16(const Widen16& a) override {
+    if (record(a)) return;
+    for (std::int64_t i = 0; i < a.n; ++i) widen16_element(a, i);
+  }
   void check_device_pointer(const void*, const char*) override {}
   void end_call(bool) override {}
 
@@ -185,6 +190,7 @@ class HostDevice final : public Device {
   void run(const GruStep& a) { gru_step(a); }
   void run(const LayerFinish& a) { layer_finish(a); }
   void run(const Round16& a) { round16(a); }
+  void run(const Widen16& a) { widen16(a); }
   void run(const Copy& c) { copy(c.dst, c.src, c.bytes, "replay"); }
   void run(const Zero& z) { zero(z.dst, z.bytes, "replay"); }
 
@@ -218,11 +224,8 @@ std::int32_t probe(char*, std::size_t) { return SLSTM_OK; }
 std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, char* msg,
                             std::size_t size) {
   return module_firewall(msg, size, [&] {
-    if (desc->generic == 0) {
-      slstm::fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
-                  "the emulated CUDA module runs the generic path only (cuda.generic=on or "
-                  "always)");
-    }
+    // (A basic-path session, desc->generic == 0, runs on the engine too: what a test of it
+    // here checks is the core's side, e.g. what the core refuses on the basic path.)
     auto s = std::make_unique<EmuSession>(desc->use_graphs != 0);
     s->engine = std::make_unique<Engine>(*desc, s->device);
     *out = s.release();

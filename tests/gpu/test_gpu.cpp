@@ -20,6 +20,7 @@
 
 #include <unistd.h>
 
+#include "../../cuda/generic_cells.cuh"
 #include "../support.hpp"
 #include "stacklstm/stacklstm.h"
 
@@ -1249,4 +1250,62 @@ TEST_CASE("the generic path (cuda.generic=on): device buffers give the host buff
     CHECK(std::all_of(out.begin(), out.end(), [](float v) { return std::isnan(v); }));
   }
   CUDA_OK(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("the generic path takes 16-bit input and gives 16-bit output in device memory: the "
+          "float call on the input's values, its output rounded",
+          "[gpu][generic]") {
+  namespace g = slstm_cuda::generic;
+  const std::int64_t B = 3, T = 6, D = 5;
+  Model m = t::random_stack(D, t::layer_zoo()[0], 9801);  // LSTMP, residual GRU, GRU
+  SessionSpec spec;
+  spec.max_batch = B;
+  spec.max_time = T;
+  spec.config = "cuda.generic=on";
+  Session s = make_session(m.get(), spec);
+  const std::int64_t W = t::output_size(m.get());
+  const auto xf = random_vector(static_cast<std::size_t>(B * T * D), 9802);
+  for (slstm_data_type type : {SLSTM_DATA_BF16, SLSTM_DATA_F16}) {
+    INFO("data_type " << type);
+    const std::int32_t format = type == SLSTM_DATA_BF16 ? g::kOperandsBf16 : g::kOperandsFp16;
+    std::vector<std::uint16_t> x(xf.size()), y(static_cast<std::size_t>(B * T * W), 0xffffu);
+    std::vector<float> values(xf.size());
+    for (std::size_t i = 0; i < xf.size(); ++i) {
+      x[i] = g::operand_code(format, xf[i]);
+      values[i] = g::operand_value(format, x[i]);
+    }
+    std::uint16_t* d_x = nullptr;
+    std::uint16_t* d_y = nullptr;
+    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&d_x), x.size() * sizeof(std::uint16_t)));
+    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&d_y), y.size() * sizeof(std::uint16_t)));
+    CUDA_OK(cudaMemcpy(d_x, x.data(), x.size() * sizeof(std::uint16_t), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d_y, y.data(), y.size() * sizeof(std::uint16_t), cudaMemcpyHostToDevice));
+    slstm_forward_args a;
+    slstm_forward_args_init(&a);
+    a.batch = B;
+    a.time = T;
+    a.memory = SLSTM_MEMORY_DEVICE;
+    a.data_type = type;
+    a.input = reinterpret_cast<const float*>(d_x);
+    a.input_count = x.size();
+    a.output = reinterpret_cast<float*>(d_y);
+    a.output_count = y.size();
+    const slstm_status st = slstm_session_forward(s.get(), &a);
+    INFO(slstm_last_error());
+    CHECK(st == SLSTM_OK);
+    CUDA_OK(cudaMemcpy(y.data(), d_y, y.size() * sizeof(std::uint16_t), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaFree(d_x));
+    CUDA_OK(cudaFree(d_y));
+    Inputs in;
+    in.batch = B;
+    in.time = T;
+    in.layout = SLSTM_BATCH_MAJOR;
+    in.input = values;
+    const Result want = run_host(s.get(), m.get(), in);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      wrong += y[i] != g::operand_code(format, want.output[i]) ? 1 : 0;
+    }
+    CHECK(wrong == 0);
+  }
 }
