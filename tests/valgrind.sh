@@ -31,6 +31,6 @@ done
 # the core's module interface, the engine and the per-element code under memcheck.
 if [ -f "$build/tests/libslstm_cuda_emu.so" ]; then
   SLSTM_CUDA_MODULE="$build/tests/libslstm_cuda_emu.so" OPENBLAS_NUM_THREADS=1 \
-    vg "$build/tests/slstm_tests" "[cuda-generic]" --reporter compact
+    vg "$build/tests/slstm_tests" "[cuda-generic],[cuda-emu]" --reporter compact
 fi
 echo "== valgrind: clean"
