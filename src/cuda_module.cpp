@@ -383,7 +383,10 @@ class CudaBackend final : public Backend {
         const std::string p = batch_ranges(persistent);
         if (persistent != 0) {
           layer.path = "persistent|" + layer.path;
-          layer.reason += "; the persistent kernel where the device holds it (cuda.persistent=on)";
+          layer.reason += std::string("; the persistent kernel where the device holds it (") +
+                          (settings_.cuda_persistent == Settings::Persistent::kLayers
+                               ? "cuda.persistent=layers)"
+                               : "cuda.persistent=on)");
         }
         layer.params.push_back({"persistent_batches", p.empty() ? "none" : p});
         const std::string sb = batch_ranges(stack);
