@@ -151,22 +151,22 @@ class CudaDevice final : public generic::Device {
   }
   void gemm(const generic::Gemm& g) override {
     const float one = 1.0f, zero = 0.0f;
+    const generic::BlasCall c = generic::blas_call(g);
+    const cublasOperation_t op_a = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int m = to_int(c.m, "GEMM m"), n = to_int(c.n, "GEMM n"), k = to_int(c.k, "GEMM k");
+    const int lda = to_int(c.lda, "GEMM lda"), ldb = to_int(c.ldb, "GEMM ldb");
+    const int ldc = to_int(c.ldc, "GEMM ldc");
     if (g.format != generic::kOperandsF32) {
       // 16-bit operands, float32 products and sums (tensor cores), float32 C.
       const cudaDataType_t type = g.format == generic::kOperandsFp16 ? CUDA_R_16F : CUDA_R_16BF;
-      check(cublasGemmEx(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, to_int(g.n, "GEMM n"),
-                         to_int(g.m, "GEMM m"), to_int(g.k, "GEMM k"), &one, g.w16, type,
-                         to_int(g.ldw, "GEMM ldw"), g.a16, type, to_int(g.lda, "GEMM lda"),
-                         &zero, g.c, CUDA_R_32F, to_int(g.ldc, "GEMM ldc"), CUBLAS_COMPUTE_32F,
-                         CUBLAS_GEMM_DEFAULT),
+      check(cublasGemmEx(blas_.get(), op_a, op_b, m, n, k, &one, c.a, type, lda, c.b, type, ldb,
+                         &zero, c.c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx (generic path, 16-bit operands)");
       return;
     }
-    // Row-major C[m, n] = A[m, k] . W[n, k]^T is column-major C^T = W^T(op T) . A^T.
-    check(cublasSgemm(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, to_int(g.n, "GEMM n"),
-                      to_int(g.m, "GEMM m"), to_int(g.k, "GEMM k"), &one, g.w,
-                      to_int(g.ldw, "GEMM ldw"), g.a, to_int(g.lda, "GEMM lda"), &zero, g.c,
-                      to_int(g.ldc, "GEMM ldc")),
+    check(cublasSgemm(blas_.get(), op_a, op_b, m, n, k, &one, static_cast<const float*>(c.a), lda,
+                      static_cast<const float*>(c.b), ldb, &zero, c.c, ldc),
           "cublasSgemm (generic path)");
   }
   void lstm_step(const LstmStep& a) override {

@@ -39,6 +39,30 @@ struct Gemm {
   const std::uint16_t* w16;
 };
 
+// A Gemm as the column-major BLAS call that computes it (cuBLAS's Sgemm / GemmEx):
+// C (n x m, ldc) = op_a(A) (n x k) . op_b(B) (k x m), A = W read transposed (ld ldw), B = the
+// activations as stored (ld lda).  The GPU device passes these fields to cuBLAS as they are;
+// the emulated device computes them with the BLAS definition (tests/cuda_emu), so every
+// emulated test also checks this mapping.
+struct BlasCall {
+  bool trans_a, trans_b;    // op(A) = A^T when true
+  std::int64_t m, n, k;     // BLAS's: C is m x n, op(A) m x k, op(B) k x n
+  const void* a;            // float or 16-bit codes (Gemm::format)
+  std::int64_t lda;
+  const void* b;
+  std::int64_t ldb;
+  float* c;
+  std::int64_t ldc;
+};
+
+inline BlasCall blas_call(const Gemm& g) {
+  const bool f32 = g.format == kOperandsF32;
+  return BlasCall{true,  false, g.n, g.m, g.k,
+                  f32 ? static_cast<const void*>(g.w) : static_cast<const void*>(g.w16), g.ldw,
+                  f32 ? static_cast<const void*>(g.a) : static_cast<const void*>(g.a16), g.lda,
+                  g.c,   g.ldc};
+}
+
 // What identifies a call's compute for a device that records it (CUDA graphs): the same key,
 // the same operations on the same buffers.
 struct ComputeKey {

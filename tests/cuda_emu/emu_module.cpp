@@ -81,20 +81,24 @@ class HostDevice final : public Device {
     if (record(Zero{dst, bytes})) return;
     std::memset(dst, 0, bytes);
   }
+  // The column-major BLAS call the GPU device hands cuBLAS (blas_call), computed by the BLAS
+  // definition: C(i, j) = sum_l op(A)(i, l) op(B)(l, j), X(i, j) at X[i + j * ldx], op(X) =
+  // X^T when transposed; 16-bit operands as their values (exact products, float32 sums).
   void gemm(const Gemm& g) override {
     if (record(g)) return;
-    for (std::int64_t i = 0; i < g.m; ++i) {
-      for (std::int64_t j = 0; j < g.n; ++j) {
+    const BlasCall c = blas_call(g);
+    auto at = [&](const void* p, std::int64_t ld, bool trans, std::int64_t i, std::int64_t l) {
+      const std::int64_t idx = trans ? l + i * ld : i + l * ld;
+      if (g.format == kOperandsF32) return static_cast<const float*>(p)[idx];
+      return operand_value(g.format, static_cast<const std::uint16_t*>(p)[idx]);
+    };
+    for (std::int64_t j = 0; j < c.n; ++j) {
+      for (std::int64_t i = 0; i < c.m; ++i) {
         float acc = 0.0f;
-        for (std::int64_t k = 0; k < g.k; ++k) {
-          if (g.format == kOperandsF32) {
-            acc += g.a[i * g.lda + k] * g.w[j * g.ldw + k];
-          } else {  // 16-bit codes: exact products, float32 sums
-            acc += operand_value(g.format, g.a16[i * g.lda + k]) *
-                   operand_value(g.format, g.w16[j * g.ldw + k]);
-          }
+        for (std::int64_t l = 0; l < c.k; ++l) {
+          acc += at(c.a, c.lda, c.trans_a, i, l) * at(c.b, c.ldb, c.trans_b, l, j);
         }
-        g.c[i * g.ldc + j] = acc;
+        c.c[i + j * c.ldc] = acc;
       }
     }
   }
