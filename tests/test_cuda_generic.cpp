@@ -24,13 +24,17 @@ namespace {
 // FP32 on the GPU against the float64 reference: the BasicLSTMCell GPU suite's bound.
 constexpr double kTolerance = 1e-5;
 
-t::Session reference_session(const slstm_model* m, std::int64_t B, std::int64_t T) {
+// A session on the CPU reference path, of the given precision.
+t::Session reference_session(const slstm_model* m, std::int64_t B, std::int64_t T,
+                             std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
   slstm_session_options o;
   slstm_session_options_init(&o);
   o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+  o.precision = precision;
   o.max_batch = B;
   o.max_time = T;
   slstm_session* s = nullptr;
+  INFO(slstm_last_error());
   REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
   return t::Session(s);
 }
@@ -398,19 +402,6 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return worst;
 }
 
-t::Session cpu_session_of(const slstm_model* m, std::int32_t precision, std::int64_t B,
-                          std::int64_t T) {
-  slstm_session_options o;
-  slstm_session_options_init(&o);
-  o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
-  o.precision = precision;
-  o.max_batch = B;
-  o.max_time = T;
-  slstm_session* s = nullptr;
-  INFO(slstm_last_error());
-  REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
-  return t::Session(s);
-}
 
 }  // namespace
 
@@ -432,7 +423,7 @@ TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP
   const std::vector<std::int32_t> lengths = {8, 0, 1};
   t::Call call = t::call_of(B, T, x);
   call.lengths = &lengths;
-  t::Session f = cpu_session_of(m.get(), SLSTM_PRECISION_FP32, B, T);
+  t::Session f = reference_session(m.get(), B, T, SLSTM_PRECISION_FP32);
   const t::Run fp32 = t::forward_ok(f.get(), m.get(), call);
   for (std::int32_t precision : {SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16}) {
     INFO("precision " << precision);
@@ -440,7 +431,7 @@ TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP
     if (!gpu) return;
     CHECK(t::json_value(t::describe_json(gpu.get()), "precision") ==
           (precision == SLSTM_PRECISION_BF16 ? "bf16" : "fp16"));
-    t::Session twin_session = cpu_session_of(m.get(), precision, B, T);
+    t::Session twin_session = reference_session(m.get(), B, T, precision);
     const t::Run got = t::forward_ok(gpu.get(), m.get(), call);
     const t::Run twin = t::forward_ok(twin_session.get(), m.get(), call);
     CHECK(t::count_poison(got.output) == 0);
@@ -466,8 +457,8 @@ TEST_CASE("BF16 on CUDA runs a BasicLSTMCell stack on the generic path with cuda
   if (!gpu) return;
   CHECK(t::json_value(t::describe_json(gpu.get()), "path") == "generic");
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * 6), 5);
-  t::Session twin = cpu_session_of(m.get(), SLSTM_PRECISION_BF16, B, T);
-  t::Session fp32 = cpu_session_of(m.get(), SLSTM_PRECISION_FP32, B, T);
+  t::Session twin = reference_session(m.get(), B, T, SLSTM_PRECISION_BF16);
+  t::Session fp32 = reference_session(m.get(), B, T, SLSTM_PRECISION_FP32);
   const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
   const double err =
       max_abs_diff(got.output, t::forward_ok(fp32.get(), m.get(), t::call_of(B, T, x)).output);
