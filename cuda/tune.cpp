@@ -9,9 +9,9 @@
 // and, with cuda.tune_file=PATH, in that file for later sessions, which then take it from
 // there without timing. A path within 2 % of the built-in plan's choice does not replace it
 // (ties stay deterministic). Where the whole stack can run as one persistent launch, that
-// is then timed against the layers' tuned paths over the call's whole compute (every
-// session decides this anew: it is not kept in the file). Every path gives the reference's numbers within the FP32 (or
-// TF32) tolerance: tuning changes speed, not the accuracy promised.
+// is then timed against the layers' tuned paths over the call's whole compute, and that
+// choice is kept too (a stack entry of the cache). Every path gives the reference's numbers
+// within the FP32 (or TF32) tolerance: tuning changes speed, not the accuracy promised.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -179,14 +179,31 @@ void Session::tune(int batch, int time, std::int32_t layout) {
     learned = true;
   }
   // The whole stack as one persistent launch against the layers' tuned paths: the whole
-  // compute of this call's shape, timed both ways on main_ (not kept in the file).
+  // compute of this call's shape, timed both ways on main_, unless the cache has the answer.
   if (stack_planned(batch) && persistent_on()) {
-    float stack_ms = 0.0f, layers_ms = 0.0f;
-    const bool stack_ran = time_compute(batch, time, layout, &stack_ms);
-    stack_.batches &= ~bit;
-    const bool layers_ran = time_compute(batch, time, layout, &layers_ms);
-    if (stack_ran && persistent_on() && (!layers_ran || stack_ms <= layers_ms * kKeepDefault)) {
-      stack_.batches |= bit;
+    StackKey key;
+    key.device = device_key_;
+    key.precision = tf32_ ? "tf32" : "fp32";
+    key.input = layers_.front().in;
+    for (const LayerData& ld : layers_) {
+      key.hidden += (key.hidden.empty() ? "" : ":") + std::to_string(ld.hid);
+    }
+    key.batch = batch;
+    bool whole = true;
+    if (tune_cache_.find_stack(key, &whole)) {
+      if (!whole) stack_.batches &= ~bit;
+    } else {
+      float stack_ms = 0.0f, layers_ms = 0.0f;
+      const bool stack_ran = time_compute(batch, time, layout, &stack_ms);
+      stack_.batches &= ~bit;
+      const bool layers_ran = time_compute(batch, time, layout, &layers_ms);
+      whole = stack_ran && persistent_on() && (!layers_ran || stack_ms <= layers_ms * kKeepDefault);
+      if (whole) stack_.batches |= bit;
+      // (A persistent kernel that failed while timed turned itself off: nothing to keep.)
+      if (persistent_on()) {
+        tune_cache_.put_stack(key, whole);
+        learned = true;
+      }
     }
   }
   tuned_batches_ |= bit;

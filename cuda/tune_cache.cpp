@@ -36,6 +36,22 @@ bool parse_path(const std::string& s, StepPath* p) {
   return true;
 }
 
+// Hidden sizes joined by ':', at least two, each a size.
+bool parse_stack(const std::string& s) {
+  std::size_t at = 0, parts = 0;
+  for (;;) {
+    const std::size_t colon = s.find(':', at);
+    std::int64_t v = 0;
+    if (!parse_size(s.substr(at, colon == std::string::npos ? std::string::npos : colon - at),
+                    &v)) {
+      return false;
+    }
+    ++parts;
+    if (colon == std::string::npos) return parts >= 2;
+    at = colon + 1;
+  }
+}
+
 // A device name: printable ASCII, no TAB (names come from cudaGetDeviceProperties).
 bool good_device(const std::string& s) {
   if (s.empty() || s.size() > 256) return false;
@@ -115,6 +131,20 @@ bool TuneCache::parse(const std::string& text) {
     }
     if (line.empty() || line[0] == '#') continue;
     const std::vector<std::string> f = split_tabs(line);
+    if (line.size() <= kMaxLine && f.size() == 6 && f[3].find(':') != std::string::npos) {
+      StackKey stack;
+      if (!good_device(f[0]) || (f[1] != "fp32" && f[1] != "tf32") ||
+          !parse_size(f[2], &stack.input) || !parse_stack(f[3]) ||
+          !parse_size(f[4], &stack.batch) || (f[5] != "stack" && f[5] != "layers")) {
+        ++skipped_;
+        continue;
+      }
+      stack.device = f[0];
+      stack.precision = f[1];
+      stack.hidden = f[3];
+      stacks_[stack] = f[5] == "stack";
+      continue;
+    }
     TuneKey key;
     StepPath path = StepPath::kCublas;
     if (line.size() > kMaxLine || f.size() != 6 || !good_device(f[0]) ||
@@ -138,6 +168,10 @@ std::string TuneCache::serialize() const {
            std::to_string(k.hidden) + "\t" + std::to_string(k.batch) + "\t" +
            step_path_name(p) + "\n";
   }
+  for (const auto& [k, whole] : stacks_) {
+    out += k.device + "\t" + k.precision + "\t" + std::to_string(k.input) + "\t" + k.hidden +
+           "\t" + std::to_string(k.batch) + "\t" + (whole ? "stack" : "layers") + "\n";
+  }
   return out;
 }
 
@@ -152,6 +186,7 @@ bool TuneCache::load(const std::string& path, std::string* why) {
     return false;
   }
   for (const auto& [k, p] : read.entries_) entries_[k] = p;
+  for (const auto& [k, whole] : read.stacks_) stacks_[k] = whole;
   skipped_ += read.skipped_;
   return true;
 }
@@ -160,6 +195,7 @@ bool TuneCache::store(const std::string& path, std::string* why) const {
   TuneCache merged;
   if (!merged.load(path, why)) return false;
   for (const auto& [k, p] : entries_) merged.entries_[k] = p;
+  for (const auto& [k, whole] : stacks_) merged.stacks_[k] = whole;
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -181,6 +217,13 @@ bool TuneCache::store(const std::string& path, std::string* why) const {
     std::remove(tmp.c_str());
     return false;
   }
+  return true;
+}
+
+bool TuneCache::find_stack(const StackKey& key, bool* whole) const {
+  const auto it = stacks_.find(key);
+  if (it == stacks_.end()) return false;
+  *whole = it->second;
   return true;
 }
 

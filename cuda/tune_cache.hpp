@@ -9,7 +9,10 @@
 //   device <TAB> precision <TAB> input size <TAB> hidden size <TAB> batch <TAB> path
 // device: the device's name, compute capability and SM count ("NVIDIA H200 sm90 132sm"),
 // precision "fp32" or "tf32", sizes and batch decimal >= 1, path "cublas", "fused" or
-// "persistent". The first line is the header "# libstacklstm cuda tuning v1"; other lines
+// "persistent". A stack's line (since 0.7) has its layers' hidden sizes joined by ':' in the
+// hidden field (at least two) and the path "stack" (the whole stack as one persistent launch
+// ran faster) or "layers" (its layers' own paths did); versions before it skip such lines.
+// The first line is the header "# libstacklstm cuda tuning v1"; other lines
 // that start with '#' and empty lines are comments. A line that does not parse is skipped
 // (and dropped when the file is written again); an empty file is an empty cache; a file
 // without the header is not read (and not overwritten). Written whole to PATH.tmp, then
@@ -39,6 +42,19 @@ struct TuneKey {
   }
 };
 
+// A stack's key: its layers' hidden sizes in order ("100:200:300").
+struct StackKey {
+  std::string device;
+  std::string precision;
+  std::int64_t input = 0;
+  std::string hidden;
+  std::int64_t batch = 0;
+  bool operator<(const StackKey& o) const {
+    return std::tie(device, precision, input, hidden, batch) <
+           std::tie(o.device, o.precision, o.input, o.hidden, o.batch);
+  }
+};
+
 class TuneCache {
  public:
   static constexpr const char* kHeader = "# libstacklstm cuda tuning v1";
@@ -60,9 +76,14 @@ class TuneCache {
   bool find(const TuneKey& key, StepPath* path) const;
   std::size_t size() const { return entries_.size(); }
   std::size_t skipped() const { return skipped_; }
+  // Whether the whole stack ran faster as one persistent launch (true) than as its layers.
+  void put_stack(const StackKey& key, bool whole) { stacks_[key] = whole; }
+  bool find_stack(const StackKey& key, bool* whole) const;
+  std::size_t stack_size() const { return stacks_.size(); }
 
  private:
   std::map<TuneKey, StepPath> entries_;
+  std::map<StackKey, bool> stacks_;
   std::size_t skipped_ = 0;
 };
 

@@ -13,6 +13,7 @@
 
 #include "tune_cache.hpp"
 
+using slstm_cuda::StackKey;
 using slstm_cuda::StepPath;
 using slstm_cuda::TuneCache;
 using slstm_cuda::TuneKey;
@@ -26,6 +27,16 @@ TuneKey key(std::int64_t h, std::int64_t b, const char* precision = "fp32",
   k.precision = precision;
   k.input = 128;
   k.hidden = h;
+  k.batch = b;
+  return k;
+}
+
+StackKey stack(const char* hidden, std::int64_t b) {
+  StackKey k;
+  k.device = "NVIDIA H200 sm90 132sm";
+  k.precision = "fp32";
+  k.input = 128;
+  k.hidden = hidden;
   k.batch = b;
   return k;
 }
@@ -74,6 +85,57 @@ TEST_CASE("tuning cache: entries survive serialize and parse, one TAB-separated 
   CHECK(p == StepPath::kCublas);
   CHECK_FALSE(back.find(key(100, 1, "fp32"), &p));  // another precision is another key
   CHECK(back.serialize() == text);
+}
+
+TEST_CASE("tuning cache: a stack's choice survives serialize, parse, store and load, beside "
+          "the layers' entries",
+          "[tune]") {
+  TuneCache c;
+  c.put(key(300, 10), StepPath::kPersistent);
+  c.put_stack(stack("100:200:300", 10), true);
+  c.put_stack(stack("100:200:300", 3), false);
+  const std::string text = c.serialize();
+  CHECK(text.find("NVIDIA H200 sm90 132sm\tfp32\t128\t100:200:300\t10\tstack\n") !=
+        std::string::npos);
+  CHECK(text.find("\t100:200:300\t3\tlayers\n") != std::string::npos);
+  TuneCache back;
+  REQUIRE(back.parse(text));
+  CHECK(back.size() == 1);
+  CHECK(back.stack_size() == 2);
+  CHECK(back.skipped() == 0);
+  bool whole = false;
+  REQUIRE(back.find_stack(stack("100:200:300", 10), &whole));
+  CHECK(whole);
+  REQUIRE(back.find_stack(stack("100:200:300", 3), &whole));
+  CHECK_FALSE(whole);
+  CHECK_FALSE(back.find_stack(stack("100:200", 10), &whole));  // another stack
+  CHECK(back.serialize() == text);
+  TempDir d;
+  std::string why;
+  REQUIRE(c.store(d.path + "/cache", &why));
+  TuneCache more;
+  more.put_stack(stack("64:64", 1), true);
+  REQUIRE(more.store(d.path + "/cache", &why));  // merges with the file's entries
+  TuneCache loaded;
+  REQUIRE(loaded.load(d.path + "/cache", &why));
+  CHECK(loaded.stack_size() == 3);
+  CHECK(loaded.size() == 1);
+}
+
+TEST_CASE("tuning cache: a stack line that does not parse is skipped", "[tune]") {
+  const std::string h = std::string(TuneCache::kHeader) + "\n";
+  TuneCache c;
+  REQUIRE(c.parse(h + "dev\tfp32\t8\t16:32\t2\tstack\n"      // good
+                      "dev\tfp32\t8\t16:32\t2\tfused\n"      // a layer's path
+                      "dev\tfp32\t8\t16:\t2\tstack\n"        // empty size
+                      "dev\tfp32\t8\t16:0\t2\tlayers\n"      // size 0
+                      "dev\tfp32\t8\t:16\t2\tstack\n"        // empty first size
+                      "dev\tfp16\t8\t16:32\t2\tstack\n"      // precision
+                      "dev\tfp32\t8\t16:32\t2\n"              // field missing
+                      "dev\tfp32\t8\t16:32:48\t4\tlayers\n"));  // good
+  CHECK(c.stack_size() == 2);
+  CHECK(c.size() == 0);
+  CHECK(c.skipped() == 6);
 }
 
 TEST_CASE("tuning cache: a line that does not parse is skipped, the others are kept", "[tune]") {
