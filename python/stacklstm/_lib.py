@@ -147,7 +147,7 @@ class ForwardArgs(ctypes.Structure):
                 ("initial_state", c_float_p), ("initial_state_count", ctypes.c_size_t),
                 ("output", c_float_p), ("output_count", ctypes.c_size_t),
                 ("final_state", c_float_p), ("final_state_count", ctypes.c_size_t),
-                ("memory", c_enum)]
+                ("memory", c_enum), ("data_type", c_enum)]
 
 
 class OnnxLstmNode(ctypes.Structure):

@@ -1003,17 +1003,28 @@ class _DeviceArgs:
         self.device = device
         self.keep: List[Any] = []
         self.waits: Dict[int, str] = {}
+        self.data_type = 0  # of the last view
 
-    def view(self, obj: Any, name: str, writable: bool) -> Tuple[int, Tuple[int, ...]]:
+    def view(self, obj: Any, name: str, writable: bool,
+             half: bool = False) -> Tuple[int, Tuple[int, ...]]:
         """(device address, shape) of a float32 C-contiguous CUDA array given as a
-        __cuda_array_interface__ object, a __dlpack__ object or a DLPack capsule."""
+        __cuda_array_interface__ object, a __dlpack__ object or a DLPack capsule.  With
+        half=True also float16 / bfloat16 (the call's inputs and out: slstm_forward_args.
+        data_type); the element type found is left in self.data_type (0 float32, 1 bfloat16,
+        2 float16)."""
         cai = getattr(obj, "__cuda_array_interface__", None)
         if cai is not None:
             shape = tuple(int(d) for d in cai["shape"])
-            if cai.get("typestr") != "<f4":
-                raise TypeError("%s: CUDA arrays must be float32 ('<f4'), got %r (no silent "
-                                "copies of device arrays)" % (name, cai.get("typestr")))
-            if not _c_contiguous(shape, cai.get("strides"), 4, False):
+            typestr = cai.get("typestr")
+            if typestr == "<f2" and half:
+                self.data_type, itemsize = 2, 2
+            elif typestr != "<f4":
+                raise TypeError("%s: CUDA arrays must be float32 ('<f4')%s, got %r (no silent "
+                                "copies of device arrays)" % (
+                                    name, " or float16 ('<f2')" if half else "", typestr))
+            else:
+                self.data_type, itemsize = 0, 4
+            if not _c_contiguous(shape, cai.get("strides"), itemsize, False):
                 raise TypeError("%s: CUDA arrays must be C-contiguous (no silent copies)"
                                 % name)
             if writable and cai["data"][1]:
@@ -1041,9 +1052,15 @@ class _DeviceArgs:
         if v.device[1] != self.device:
             raise ValueError("%s: the DLPack tensor is on CUDA device %d, the session on %d"
                              % (name, v.device[1], self.device))
-        if v.dtype != (2, 32, 1):
-            raise TypeError("%s: DLPack tensors must be float32 (code 2, 32 bits, 1 lane), got "
-                            "(code %d, %d bits, %d lanes)" % ((name,) + v.dtype))
+        halves = {(2, 16, 1): 2, (4, 16, 1): 1}  # float16, bfloat16 (DLPack type codes)
+        if half and v.dtype in halves:
+            self.data_type = halves[v.dtype]
+        elif v.dtype != (2, 32, 1):
+            raise TypeError("%s: DLPack tensors must be float32 (code 2, 32 bits, 1 lane)%s, "
+                            "got (code %d, %d bits, %d lanes)" % (
+                                (name, ", float16 or bfloat16" if half else "") + v.dtype))
+        else:
+            self.data_type = 0
         if not _c_contiguous(v.shape, v.strides, 4, True):
             raise TypeError("%s: DLPack tensors must be C-contiguous (no silent copies)" % name)
         return v.address, v.shape
@@ -1051,6 +1068,10 @@ class _DeviceArgs:
     def wait(self) -> None:
         for stream, name in self.waits.items():
             _stream_synchronize(stream, name)
+
+
+# slstm_data_type values, by name.
+_DATA_TYPE_NAMES = {0: "float32", 1: "bfloat16", 2: "float16"}
 
 
 def _is_device_array(obj: Any) -> bool:
@@ -1622,7 +1643,10 @@ class Session(_Owned):
         tensors, Numba...), the call runs on device memory without copies: `out` and
         `final_state_out` (packed) must then be given as CUDA arrays too (and initial_state,
         if any, as a packed CUDA array); all float32 and C-contiguous, or TypeError (nothing
-        is copied silently). They are returned as (out, final_state_out)."""
+        is copied silently). They are returned as (out, final_state_out). `inputs` and `out`
+        may instead both be float16 (or bfloat16, through DLPack) on a CUDA session running
+        the generic path (config "cuda.generic=on"; slstm_forward_args.data_type): the stack
+        reads the inputs' values and writes its output rounded; the states stay float32."""
         x = inputs
         if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous):
             if _is_device_array(x):
@@ -1687,14 +1711,19 @@ class Session(_Owned):
                         time_major: bool, out: Any, final_state_out: Any,
                         lens: Optional[np.ndarray] = None) -> Tuple[Any, Any]:
         dv = _DeviceArgs(self._cuda_stream or None, self._device)
-        xa, xs = dv.view(inputs, "inputs", False)
+        xa, xs = dv.view(inputs, "inputs", False, half=True)
+        data_type = dv.data_type
         if len(xs) != 3:
             raise ValueError("inputs must have 3 dims, got shape %s" % (xs,))
         T, B = (xs[0], xs[1]) if time_major else (xs[1], xs[0])
         if out is None or final_state_out is None:
             raise TypeError("CUDA inputs need `out` and `final_state_out` CUDA arrays (the "
                             "package allocates no device memory)")
-        oa, os_ = dv.view(out, "out", True)
+        oa, os_ = dv.view(out, "out", True, half=True)
+        if dv.data_type != data_type:
+            raise TypeError("out: a %s array for %s inputs (inputs and out share one element "
+                            "type)" % (_DATA_TYPE_NAMES[dv.data_type],
+                                       _DATA_TYPE_NAMES[data_type]))
         fa, fs = dv.view(final_state_out, "final_state_out", True)
         H, count = self.output_size, _state_count(B, self._state_layout)
         out_shape = (T, B, H) if time_major else (B, T, H)
@@ -1712,6 +1741,7 @@ class Session(_Owned):
         args = _lib.padded(_ForwardArgsAddr, lib.slstm_forward_args_init_sized)
         a = args.s
         a.memory = 1   # SLSTM_MEMORY_DEVICE
+        a.data_type = data_type  # SLSTM_DATA_F32 / BF16 / F16
         a.layout = 1 if time_major else 0
         a.batch, a.time = B, T
         a.input, a.input_count = xa or None, _prod(xs)

@@ -1,7 +1,9 @@
 """The Python API on CUDA's generic path (config "cuda.generic=on", docs/cuda-generic.md),
 run in a child process whose CUDA module is the emulated one of tests/cuda_emu (the path's
 engine and per-element kernel code in host memory): backend="cuda" with a config string or
-dict reaches the module, and a mixed stack gives the CPU's numbers.  Skipped when the build
+dict reaches the module, a mixed stack gives the CPU's numbers, and float16 "CUDA arrays"
+(__cuda_array_interface__ over host memory, which the emulated module takes as its device
+memory) go through slstm_forward_args.data_type.  Skipped when the build
 has no emulated module next to $SLSTM_LIBRARY (a build without the CUDA toolkit)."""
 import os
 import subprocess
@@ -41,6 +43,28 @@ CHILD = textwrap.dedent("""
         scale = max(float(np.max(np.abs(want_y))), 1e-30)
         assert float(np.max(np.abs(y - want_y))) / scale < 1e-5
         assert float(np.max(np.abs(st - want_s))) / max(float(np.max(np.abs(want_s))), 1e-30) < 1e-5
+    # 16-bit inputs and out as "CUDA arrays" (the emulated module's device memory is host
+    # memory): the float call on the inputs' values, its output rounded; states float32.
+    class Dev:
+        def __init__(self, arr):
+            self.arr = arr
+            self.__cuda_array_interface__ = {"shape": arr.shape, "typestr": arr.dtype.str,
+                                             "data": (arr.ctypes.data, False), "version": 3,
+                                             "strides": None}
+    s = m.session(3, 6, backend="cuda", config="cuda.generic=on")
+    x16 = x.astype(np.float16)
+    want_y, _ = m.session(3, 6, cpu_path="reference").forward(x16.astype(np.float32))
+    got = s.forward(x16.astype(np.float32))[0]
+    out16 = np.full(want_y.shape, np.nan, np.float16)
+    fin = np.zeros(m.state_count(3), np.float32)
+    s.forward(Dev(x16), out=Dev(out16), final_state_out=Dev(fin))
+    assert np.array_equal(out16.view(np.uint16), got.astype(np.float16).view(np.uint16))
+    assert float(np.max(np.abs(got - want_y))) < 1e-5
+    try:
+        s.forward(Dev(x16), out=Dev(np.zeros(want_y.shape, np.float32)), final_state_out=Dev(fin))
+        raise AssertionError("float16 inputs with a float32 out were accepted")
+    except TypeError as e:
+        assert "float32 array for float16 inputs" in str(e), str(e)
     try:
         m.session(3, 6, backend="cuda")
         raise AssertionError("a GRU stack on CUDA without cuda.generic was accepted")
