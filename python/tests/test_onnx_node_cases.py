@@ -4,7 +4,13 @@ a model through SLSTM_FORMAT_ONNX (stacklstm.Model.from_onnx, with the case's we
 input values), its X, sequence_lens, initial_h and initial_c go to Session.forward, and Y,
 Y_h and Y_c must equal the case's expected outputs (float32, atol 1e-5). Issue 20: every
 LSTM and GRU case passes, `reverse` and `bidirectional` as directions of their own, and the
-batchwise (layout=1) cases too."""
+batchwise (layout=1) cases too.  The same cases also run on the CUDA backend's generic path
+(cuda.generic=on) through the emulated CUDA module of tests/cuda_emu, in a child pytest
+(SLSTM_TEST_ONNX_BACKEND=cuda-generic selects that backend for run_case)."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +21,9 @@ import stacklstm   # noqa: E402
 from stacklstm import BidirectionalState, LSTMStateTuple   # noqa: E402
 
 ATOL = 1e-5
+# The sessions' backend: the CPU's default path, or CUDA's generic path (the child run below).
+SESSION = ({"backend": "cuda", "config": "cuda.generic=on"}
+           if os.environ.get("SLSTM_TEST_ONNX_BACKEND") == "cuda-generic" else {})
 
 
 def _collect():
@@ -75,7 +84,7 @@ def run_case(node, inputs):
                     for d in range(nd)]
             init = [dirs[0] if nd == 1 else BidirectionalState(*dirs)]
         lens = values[ins[4]] if ins[4] else None
-        with m.session(B, T) as s:
+        with m.session(B, T, **SESSION) as s:
             y, fin = s.forward(X, initial_state=init, sequence_lengths=lens,
                                time_major=not layout)
     dirs = [fin[0]] if nd == 1 else [fin[0].fw, fin[0].bw]
@@ -115,3 +124,18 @@ def test_the_library_gives_the_onnx_cases_expected_outputs(name, node, inputs, o
     for key, want in expected.items():
         assert got[key].shape == want.shape, (key, got[key].shape, want.shape)
         np.testing.assert_allclose(got[key], want, atol=ATOL, rtol=0, err_msg=key)
+
+
+def test_the_onnx_cases_pass_on_cudas_generic_path_through_the_emulated_module():
+    lib = os.environ.get("SLSTM_LIBRARY", "")
+    emu = os.path.join(os.path.dirname(lib), "tests", "libslstm_cuda_emu.so") if lib else ""
+    if not emu or not os.path.exists(emu):
+        pytest.skip("no emulated CUDA module next to $SLSTM_LIBRARY (a build without CUDA)")
+    if SESSION:
+        pytest.skip("(this is the child run)")
+    env = dict(os.environ, SLSTM_CUDA_MODULE=emu, SLSTM_TEST_ONNX_BACKEND="cuda-generic")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        os.path.abspath(__file__), "-k", "expected_outputs"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "%d passed" % len(CASES) in r.stdout, r.stdout[-2000:]
