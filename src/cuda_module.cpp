@@ -180,7 +180,7 @@ class CudaSlotStates final : public SlotStates {
 std::vector<slstm_cuda_layer_desc> layer_descs(const Model& m,
                                                std::vector<std::vector<float>>* biases) {
   biases->clear();
-  biases->reserve(m.layers().size() * 5);  // no reallocation: the descriptions point in
+  biases->reserve(m.layers().size() * 5);  // (moves keep the inner vectors' data in place)
   std::vector<slstm_cuda_layer_desc> layers;
   const StateLayout& state = m.state_layout();
   auto keep = [&](std::vector<float> v) -> const float* {
