@@ -10,8 +10,8 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, "
-    "cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, cuda.generic";
+    "cpu.kernel, cpu.pool, cpu.calibration, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots, "
+    "cuda.persistent, cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -51,6 +51,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "shared") s.cpu_pool = Settings::CpuPool::kShared;
     else bad("cpu.pool must be session or shared, got \"" + v + "\"");
     s.cpu_pool_from = from;
+  } else if (key == "cpu.calibration") {
+    if (v == "measured") s.cpu_calibration_measured = true;
+    else if (v == "fixed") s.cpu_calibration_measured = false;
+    else bad("cpu.calibration must be measured or fixed, got \"" + v + "\"");
+    s.cpu_calibration_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -174,7 +179,9 @@ const char* cpu_kernel_name(Settings::CpuKernel k) {
 Params Settings::cpu_params() const {
   return {{"cpu.kernel", with_origin(cpu_kernel_name(cpu_kernel), cpu_kernel_from)},
           {"cpu.pool",
-           with_origin(cpu_pool == CpuPool::kShared ? "shared" : "session", cpu_pool_from)}};
+           with_origin(cpu_pool == CpuPool::kShared ? "shared" : "session", cpu_pool_from)},
+          {"cpu.calibration", with_origin(cpu_calibration_measured ? "measured" : "fixed",
+                                          cpu_calibration_from)}};
 }
 
 Params Settings::cuda_params() const {

@@ -22,6 +22,9 @@ struct Settings {
 
   CpuKernel cpu_kernel = CpuKernel::kAuto;  // cpu.kernel
   CpuPool cpu_pool = CpuPool::kSession;     // cpu.pool
+  // cpu.calibration: the fast path's work-sharing thresholds derived from the machine's
+  // measured parameters (true, "measured") or the built-in constants ("fixed")
+  bool cpu_calibration_measured = true;
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
@@ -36,6 +39,7 @@ struct Settings {
 
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
+              cpu_calibration_from = "default",
               cuda_graphs_from = "default",
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",

@@ -15,6 +15,7 @@
 #endif
 
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -111,6 +112,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.chunk=-3", "cuda.chunk");
   expect_config_error("cuda.fused=sometimes", "cuda.fused must be auto, never or always");
   expect_config_error("cpu.pool=global", "cpu.pool must be session or shared");
+  expect_config_error("cpu.calibration=auto", "cpu.calibration must be measured or fixed");
   expect_config_error("cuda.slots=yes", "cuda.slots must be on or off");
   expect_config_error("cuda.persistent=auto", "cuda.persistent must be off, on or layers");
   expect_config_error("cuda.persistent_timeout_us=-1", "cuda.persistent_timeout_us must be a whole number");
@@ -402,6 +404,62 @@ TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for ca
       CHECK(r->output[i] == want.output);
       CHECK(r->final_state[i] == want.final_state);
     }
+  }
+}
+
+TEST_CASE("cpu.calibration: by default the fast path's work sharing comes from this machine's measurements",
+          "[plan][cpu-fast]") {
+  t::Model m = t::random_model(5, {40, 24}, 15);
+  t::Session s = fast_session_with(m.get(), 2, 3, nullptr);
+  const std::string json = t::describe_json(s.get());
+  INFO(json);
+  const std::string calibration = t::json_value(json, "calibration");
+  CHECK_THAT(calibration, StartsWith("measured"));
+  CHECK_THAT(calibration, Contains("L2 "));
+  CHECK_THAT(calibration, Contains("barrier"));
+  CHECK_THAT(calibration, Contains("GFLOP/s on cached weights"));
+  CHECK_THAT(calibration, Contains("GB/s streamed"));
+  CHECK(t::json_value(json, "cpu.calibration") == "measured");
+  // Once per process: a second session reports the same measurements.
+  t::Session again = fast_session_with(m.get(), 2, 3, "cpu.calibration=measured");
+  CHECK(t::json_value(t::describe_json(again.get()), "calibration") == calibration);
+}
+
+TEST_CASE("cpu.calibration=fixed: the plan gives the built-in constants", "[plan][cpu-fast]") {
+  t::Model m = t::random_model(5, {40, 24}, 15);
+  t::Session s = fast_session_with(m.get(), 2, 3, "cpu.calibration=fixed");
+  const std::string json = t::describe_json(s.get());
+  INFO(json);
+  CHECK_THAT(t::json_value(json, "calibration"), StartsWith("fixed"));
+  CHECK_THAT(t::json_value(json, "split"), Contains("W_h <= 1500000 bytes"));
+  CHECK_THAT(t::json_value(json, "cpu.calibration"), StartsWith("fixed"));
+}
+
+TEST_CASE("cpu.calibration changes no result: measured and fixed agree bitwise",
+          "[plan][cpu-fast]") {
+  // Shapes on either side of the thresholds: a step too small for a barrier, a batch split
+  // under one calibration and a unit split under the other (W_h between 3/4 of a small L2
+  // and 1.5 MB), a long projection.
+  struct Shape {
+    std::int64_t I;
+    std::vector<std::int64_t> hidden;
+    std::int64_t B, T;
+  };
+  const std::vector<Shape> shapes = {
+      {16, {16}, 1, 20}, {24, {100, 300}, 10, 9}, {300, {40}, 3, 40}, {7, {33, 65}, 12, 8}};
+  std::uint64_t seed = 20;
+  for (const Shape& sh : shapes) {
+    t::Model m = t::random_model(sh.I, sh.hidden, ++seed);
+    const std::vector<float> x =
+        t::random_vector(static_cast<std::size_t>(sh.B * sh.T * sh.I), ++seed);
+    const t::Call call = t::call_of(sh.B, sh.T, x);
+    t::Session measured = fast_session_with(m.get(), sh.B, sh.T, "cpu.calibration=measured");
+    t::Session fixed = fast_session_with(m.get(), sh.B, sh.T, "cpu.calibration=fixed");
+    const t::Run a = t::forward_ok(measured.get(), m.get(), call);
+    const t::Run b = t::forward_ok(fixed.get(), m.get(), call);
+    INFO("B=" << sh.B << " T=" << sh.T << " I=" << sh.I);
+    CHECK(t::bitwise_equal(a.output, b.output));
+    CHECK(t::bitwise_equal(a.final_state, b.final_state));
   }
 }
 #endif

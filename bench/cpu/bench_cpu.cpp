@@ -4,6 +4,7 @@
 //   slstm_bench_cpu peak --threads N [--size S] [--seconds X]
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
+//                        [--config "key=value;..."]
 //   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
 //   slstm_bench_cpu dump --dir DIR --threads N --input D --hidden H1,H2,... --batch B --time T
 //                        [--check-batch B2] [--check-time T2] [--rotate R]
@@ -65,6 +66,7 @@ struct Args {
   int rotate = 4;
   std::int64_t mib = 512;
   std::string dir;
+  std::string config;  // slstm_session_options.config (keyed settings), "" for none
   std::int64_t check_batch = 0, check_time = 0;
 };
 
@@ -87,6 +89,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--mib") a.mib = std::atoll(v.c_str());
     else if (k == "--rotate") a.rotate = std::max(1, std::atoi(v.c_str()));
     else if (k == "--dir") a.dir = v;
+    else if (k == "--config") a.config = v;
     else if (k == "--check-batch") a.check_batch = std::atoll(v.c_str());
     else if (k == "--check-time") a.check_time = std::atoll(v.c_str());
     else if (k == "--hidden") {
@@ -292,6 +295,7 @@ int lstm(const Args& a) {
   so.max_batch = a.batch;
   so.max_time = std::max<std::int64_t>(a.time, 1);
   so.num_threads = a.threads;
+  if (!a.config.empty()) so.config = a.config.c_str();
   so.cpu_path = a.path == "reference" ? SLSTM_CPU_PATH_REFERENCE : SLSTM_CPU_PATH_FAST;
   slstm_session* session = nullptr;
   check(slstm_session_create(model, &so, &session), "session");
@@ -446,6 +450,7 @@ int dump(const Args& a) {
   so.max_batch = cb;
   so.max_time = ct;
   so.num_threads = a.threads;
+  if (!a.config.empty()) so.config = a.config.c_str();
   so.cpu_path = SLSTM_CPU_PATH_REFERENCE;
   slstm_session* session = nullptr;
   check(slstm_session_create(model, &so, &session), "session");

@@ -569,6 +569,11 @@ typedef struct slstm_session_options {
    *                  shares (shared, since 0.3): N such sessions start one pool, not N; one
    *                  call runs on it at a time and a call that finds it taken runs on its
    *                  calling thread alone, never waiting (same numbers either way)
+   *    cpu.calibration = measured | fixed   (since 0.8; measured) what the fast path's
+   *                  work sharing (how many workers a call wakes, batch or unit split) is
+   *                  derived from: this machine's L2, barrier cost and kernel rate, measured
+   *                  once per process (~3 ms at the first session), or the built-in
+   *                  constants.  Never changes a result, only how long it takes
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

@@ -2,7 +2,8 @@
 // schedule of a call.  The parts live beside it in src/cpu/: thread_pool.hpp (the workers),
 // step_kernels*.{hpp,cpp} (the kernels per ISA, GEMM loops apart from the cell epilogues),
 // simd_math.hpp (vector exp/sigmoid/tanh), packing.{hpp,cpp} (the packed weights),
-// fast_plan.{hpp,cpp} (kernel, threads and per-call split; the plan).
+// fast_plan.{hpp,cpp} (kernel, threads; the plan), split.{hpp,cpp} (the per-call split and
+// its thresholds), calibration.{hpp,cpp} (the machine parameters they derive from).
 //
 // Structure, per layer (layer by layer over the whole sequence):
 //   1. Input projection: one GEMM over all B*T rows of the layer's input, G = X * Wx^T,
@@ -26,8 +27,9 @@
 //        row, and one barrier per step publishes the new h; a worker done with its own
 //        groups takes those of another that nobody has started yet (large groups only), so
 //        a core the machine delays does not hold up every step;
-//      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh <= 1.5 MB so that one
-//        core keeps it cached): each worker runs its own batch rows through every layer,
+//      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh small enough for one
+//        core to keep it cached: 3/4 of its L2 as measured, or 1.5 MB with
+//        cpu.calibration=fixed): each worker runs its own batch rows through every layer,
 //        projection included, with no barrier at all: batch rows never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
@@ -41,9 +43,11 @@
 // session, or with cpu.pool=shared the process-wide pool that such sessions share (one call
 // on it at a time; a call that finds it taken runs on its own thread alone:
 // thread_pool.hpp SharedPool); a call wakes them, never creates one.  How many a call uses, and which split, is
-// chosen from the shape alone (choose_split, fast_plan.cpp: enough recurrent work per worker
-// between two barriers; enough projection work to pay for waking a worker; always all of
-// them on the AVX2 and portable kernels).
+// chosen from the shape and the session's thresholds (choose_split, split.hpp: enough
+// recurrent work per worker between two barriers; enough projection work to pay for waking
+// a worker), which cpu.calibration derives from the machine's measured L2, barrier cost and
+// kernel rate (default), or takes from constants (fixed: those of a 2-vCPU AVX-512 Xeon,
+// where the AVX2 and portable kernels always take every worker).
 //
 // Determinism: every element of G, and every gate sum of a step, is one chain of
 // multiply-adds in increasing k computed by one worker with the same instructions whichever
@@ -67,6 +71,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "calibration.hpp"
 #include "fast_plan.hpp"
 #include "packing.hpp"
 #include "rounding.hpp"
@@ -85,6 +90,7 @@ class CpuFastBackend final : public Backend {
     const Model& m = *model_;
     const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
     int P = choose_threads(m, config.num_threads);
+    std::string calibration;
     try {
       allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
@@ -98,6 +104,18 @@ class CpuFastBackend final : public Backend {
       }
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       workers_ = P;
+      for (const PackedLayer& p : layers_) work_.push_back({p.I, p.H, p.wh_bytes()});
+      if (config.settings.cpu_calibration_measured) {
+        // The machine's parameters (measured once per process: calibration.hpp).
+        const MeasuredMachine machine = measure_machine(kernel_, P);
+        thresholds_ = derive_thresholds(machine.machine);
+        calibration = "measured (cpu.calibration=measured, once per process): " +
+                      describe_machine(machine, P);
+      } else {
+        thresholds_ = fixed_thresholds(kernel_ == Kernel::kAvx512);
+        calibration = "fixed (cpu.calibration=fixed): the constants measured on a 2-vCPU "
+                      "AVX-512 Xeon";
+      }
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
     } catch (const std::length_error&) {
@@ -106,7 +124,7 @@ class CpuFastBackend final : public Backend {
       fail(SLSTM_ERR_OUT_OF_MEMORY,
            std::string("cannot create the CPU fast-path worker threads: ") + e.what());
     }
-    plan_ = describe_fast_plan(config, kernel, P, layers_);
+    plan_ = describe_fast_plan(config, kernel, P, layers_, thresholds_, calibration);
     plan_.precision = precision_name(precision_);
     if (rounds_operands(precision_)) {
       plan_.params.emplace_back(
@@ -148,15 +166,15 @@ class CpuFastBackend final : public Backend {
       if (shared_) {
         // The shared pool if it is free, else this thread alone (same numbers either way).
         std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
-        split_ = choose_split(call.batch, call.time, layers_, taken.owns_lock() ? workers_ : 1,
-                              kernel_);
+        split_ = choose_split(call.batch, call.time, work_, taken.owns_lock() ? workers_ : 1,
+                              thresholds_);
         if (taken.owns_lock()) {
           shared_->pool.run(&CpuFastBackend::job, this, split_.workers);
         } else {
           job(this, 0);
         }
       } else {
-        split_ = choose_split(call.batch, call.time, layers_, workers_, kernel_);
+        split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
         pool_->run(&CpuFastBackend::job, this, split_.workers);
       }
       epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
@@ -479,6 +497,8 @@ class CpuFastBackend final : public Backend {
   std::shared_ptr<SharedPool> shared_;  // the process-wide ones (cpu.pool=shared)
   int workers_ = 1;                     // the most workers a call of this session uses
   const ForwardCall* call_ = nullptr;
+  std::vector<LayerWork> work_;  // the layers as choose_split sees them
+  Thresholds thresholds_;        // its thresholds (cpu.calibration)
   CallSplit split_;  // how the current call shares its work (choose_split)
   Barrier step_barrier_;   // among the split_.active recurrent workers, once per step
   // Per worker: the next group of its share that nobody has taken yet (see grab()), tagged

@@ -1,13 +1,15 @@
-// The fast path's choices: the kernels and the threads of a session (at creation), how a
-// call shares its work among the workers (per call, from the shape alone), and the plan
-// that slstm_session_describe reports (src/plan.hpp).  Pure functions: no state, no I/O.
+// The fast path's choices at session creation: the kernels and the threads, and the plan
+// that slstm_session_describe reports (src/plan.hpp).  How a call shares its work: split.hpp.
+// Pure functions: no state, no I/O.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../backend.hpp"
 #include "packing.hpp"
+#include "split.hpp"
 #include "step_kernels.hpp"
 
 namespace slstm::cpu {
@@ -29,21 +31,10 @@ int usable_cpus();
 // 16-unit group of the widest layer (more would only wait at barriers) and at most 256.
 int choose_threads(const Model& m, std::int32_t num_threads);
 
-// How one call shares its work.  Every element's arithmetic is the same whatever the split,
-// so none of these choices changes a bit of the result.
-struct CallSplit {
-  bool split_batch = false;  // workers split the batch rows (no barrier), else the units
-  int workers = 1;           // workers taking part (the input projections)
-  int active = 1;            // of which in the recurrence, <= workers
-  bool steal = false;        // unit split: a worker may take groups of another's share
-};
-
-// The split of a call of `batch` rows and `time` steps over `layers`, for P workers.
-CallSplit choose_split(std::int64_t batch, std::int64_t time,
-                       const std::vector<PackedLayer>& layers, int P, Kernel kernel);
-
 // The plan: the kernel and why, the threads, the split rule, per layer its packing.
+// `calibration`: how the thresholds came about (describe_machine, or the fixed constants).
 Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int threads,
-                        const std::vector<PackedLayer>& layers);
+                        const std::vector<PackedLayer>& layers, const Thresholds& thresholds,
+                        const std::string& calibration);
 
 }  // namespace slstm::cpu

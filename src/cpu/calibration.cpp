@@ -1,0 +1,255 @@
+#include "calibration.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+#include "buffer.hpp"
+#include "thread_pool.hpp"
+
+namespace slstm::cpu {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// ---- L2 -----------------------------------------------------------------------------------
+
+std::string read_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+// "512K", "2048K", "1M" (sysfs's cache size) in bytes; 0 when unreadable.
+double parse_size(const std::string& s) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (...) {
+    return 0;
+  }
+  const char unit = used < s.size() ? s[used] : '\0';
+  if (unit == 'K') v *= 1024;
+  if (unit == 'M') v *= 1024 * 1024;
+  return v > 0 ? v : 0;
+}
+
+void find_l2(MeasuredMachine& m) {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (v > 0) {
+    m.machine.l2_bytes = static_cast<double>(v);
+    m.l2_source = "sysconf";
+    return;
+  }
+#endif
+  for (int i = 0; i < 8; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    if (read_line(dir + "level") != "2" || read_line(dir + "type") == "Instruction") continue;
+    const double bytes = parse_size(read_line(dir + "size"));
+    if (bytes > 0) {
+      m.machine.l2_bytes = bytes;
+      m.l2_source = "sysfs";
+      return;
+    }
+  }
+  m.l2_source = "unknown";
+}
+
+// ---- the step kernel's rates ----------------------------------------------------------------
+
+// Best-of-`rounds` seconds of `reps` sweeps of the step kernel over `groups` groups of a
+// layer of hidden size H for nb batch rows, on synthetic weights.
+double time_kernel(Kernel kernel, std::int64_t H, std::int64_t groups, int nb, int reps,
+                   int rounds) {
+  const std::size_t w_count = static_cast<std::size_t>(groups * H * kRow);
+  const Buffer wh = allocate_streamed(w_count);
+  const Buffer h = allocate(static_cast<std::size_t>(nb * H));
+  const Buffer h_next = allocate(static_cast<std::size_t>(nb * H));
+  const Buffer c = allocate(static_cast<std::size_t>(nb * H));
+  const Buffer g = allocate(static_cast<std::size_t>(nb * kRow));
+  const Buffer bias = allocate(kRow);
+  // Values like a layer's (zeros would let the epilogue settle on an unrepresentative path).
+  std::fill_n(wh.get(), w_count, 0.01f);
+  std::fill_n(h.get(), nb * H, 0.1f);
+  std::fill_n(g.get(), nb * kRow, 0.2f);
+  StepArgs a;
+  a.H = H;
+  a.units = kGroup;
+  a.bias = bias.get();
+  a.h_prev = a.h_gemm = h.get();
+  a.h_next = h_next.get();
+  a.c = c.get();
+  for (int b = 0; b < nb; ++b) {
+    a.g_row[b] = g.get() + b * kRow;
+    a.active[b] = true;
+  }
+  double best = 1e30;
+  for (int r = 0; r <= rounds; ++r) {  // round 0 warms the caches and the code
+    const Clock::time_point t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) {
+      for (std::int64_t grp = 0; grp < groups; ++grp) {
+        a.wh = wh.get() + grp * H * kRow;
+        a.unit0 = grp * kGroup;
+        step_block(a, nb, kernel);
+      }
+    }
+    if (r > 0) best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+struct Rates {
+  double flops_per_s = 0, bytes_per_s = 0;
+};
+
+Rates measure_rates(Kernel kernel) {
+  Rates r;
+  {  // 64 KiB of weights (one group, K = 256), the largest row block: arithmetic-bound
+    const std::int64_t H = 256;
+    const int nb = kMaxNb, reps = 32;
+    const double flops = 2.0 * nb * H * kRow * reps;
+    r.flops_per_s = flops / time_kernel(kernel, H, 1, nb, reps, 3);
+  }
+  {  // 4 MiB of weights (32 groups, K = 512), one row: bound by streaming them past L2
+    const std::int64_t H = 512, groups = 32;
+    const double bytes = 4.0 * static_cast<double>(groups * H * kRow);
+    r.bytes_per_s = bytes / time_kernel(kernel, H, groups, 1, 1, 3);
+  }
+  r.flops_per_s = std::clamp(r.flops_per_s, 1e8, 1e13);
+  r.bytes_per_s = std::clamp(r.bytes_per_s, 1e8, 1e13);
+  return r;
+}
+
+// ---- the barrier ----------------------------------------------------------------------------
+
+// The CPUs this thread may run on (its affinity mask), in order; empty when unknown.
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+#endif
+  return cpus;
+}
+
+// `workers` threads of their own (the caller's thread and affinity are left alone), each
+// pinned to the next CPU of the caller's mask (round robin), pass the fast path's barrier:
+// the best of up to 16 rounds of 50 passes (fewer when they are slow: ~2 ms at most).  Pinned, because a thread just created shares its
+// creator's CPU until the scheduler moves it (measured on a 2-vCPU VM: ~15 ms, each pass a
+// yield of ~17 us), which says nothing of a session's long-lived workers; round robin,
+// because more workers than CPUs do pay for yielding, and that is what the split must know.
+double measure_barrier(int workers) {
+  if (workers <= 1) return 0;
+  constexpr int kRounds = 16, kPasses = 50;
+  const std::vector<int> cpus = allowed_cpus();
+  Barrier barrier;
+  std::atomic<int> go{0};  // 1: every thread started, run; -1: one could not start, leave
+  std::atomic<bool> stop{false};
+  double best = 1e30;      // written by worker 0 only
+  auto body = [&](int w) {
+    for (unsigned spins = 0; go.load(std::memory_order_acquire) == 0; ++spins) relax(spins);
+    if (go.load(std::memory_order_acquire) < 0) return;
+#if defined(__linux__)
+    if (!cpus.empty()) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpus[static_cast<std::size_t>(w) % cpus.size()], &one);
+      (void)sched_setaffinity(0, sizeof(one), &one);  // this thread only; a hint
+    }
+#endif
+    const Clock::time_point start = Clock::now();
+    for (int r = 0; r < kRounds; ++r) {
+      barrier.wait(workers);  // every worker here
+      const Clock::time_point t0 = Clock::now();
+      for (int i = 0; i < kPasses; ++i) barrier.wait(workers);
+      if (w == 0) {
+        best = std::min(best, seconds_since(t0) / kPasses);
+        // Slow passes (more workers than CPUs) need fewer rounds to tell: ~2 ms at most.
+        stop.store(r >= 1 && seconds_since(start) > 2e-3, std::memory_order_relaxed);
+      }
+      barrier.wait(workers);  // publishes stop
+      if (stop.load(std::memory_order_relaxed)) break;
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(workers));
+  try {
+    for (int w = 0; w < workers; ++w) threads.emplace_back(body, w);
+  } catch (...) {
+    go.store(-1, std::memory_order_release);  // the started ones leave before the barrier
+    for (std::thread& t : threads) t.join();
+    throw;
+  }
+  go.store(1, std::memory_order_release);
+  for (std::thread& t : threads) t.join();
+  return std::clamp(best, 1e-8, 5e-5);
+}
+
+std::string fixed(double v, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace
+
+MeasuredMachine measure_machine(Kernel kernel, int workers) {
+  static std::mutex mutex;
+  static bool have_l2 = false;
+  static MeasuredMachine l2;
+  static std::map<Kernel, Rates> rates;
+  static std::map<int, double> barriers;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!have_l2) {
+    find_l2(l2);
+    have_l2 = true;
+  }
+  auto r = rates.find(kernel);
+  if (r == rates.end()) r = rates.emplace(kernel, measure_rates(kernel)).first;
+  auto b = barriers.find(workers);
+  if (b == barriers.end()) b = barriers.emplace(workers, measure_barrier(workers)).first;
+  MeasuredMachine m = l2;
+  m.machine.flops_per_s = r->second.flops_per_s;
+  m.machine.bytes_per_s = r->second.bytes_per_s;
+  m.machine.barrier_s = b->second;
+  return m;
+}
+
+std::string describe_machine(const MeasuredMachine& m, int workers) {
+  const std::string l2 = m.machine.l2_bytes > 0
+                             ? fixed(m.machine.l2_bytes / 1024, 0) + " KiB (" + m.l2_source + ")"
+                             : std::string("unknown");
+  return "L2 " + l2 + ", barrier " +
+         (workers > 1 ? fixed(m.machine.barrier_s * 1e6, 3) + " us (" +
+                            std::to_string(workers) + " workers)"
+                      : std::string("none (1 worker)")) +
+         ", kernel " + fixed(m.machine.flops_per_s / 1e9, 1) + " GFLOP/s on cached weights, " +
+         fixed(m.machine.bytes_per_s / 1e9, 1) + " GB/s streamed (one core)";
+}
+
+}  // namespace slstm::cpu
