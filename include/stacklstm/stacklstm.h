@@ -571,7 +571,7 @@ typedef struct slstm_session_options {
    *                  calling thread alone, never waiting (same numbers either way)
    *    cpu.calibration = measured | fixed   (since 0.8; measured) what the fast path's
    *                  work sharing (how many workers a call wakes, batch or unit split) is
-   *                  derived from: this machine's L2, barrier cost and kernel rate, measured
+   *                  derived from: this machine's barrier cost and kernel rates, measured
    *                  once per process (~3 ms at the first session), or the built-in
    *                  constants.  Never changes a result, only how long it takes
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)

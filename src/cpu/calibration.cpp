@@ -1,12 +1,9 @@
 #include "calibration.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -27,52 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// ---- L2 -----------------------------------------------------------------------------------
-
-std::string read_line(const std::string& path) {
-  std::ifstream f(path);
-  std::string s;
-  std::getline(f, s);
-  return s;
-}
-
-// "512K", "2048K", "1M" (sysfs's cache size) in bytes; 0 when unreadable.
-double parse_size(const std::string& s) {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (...) {
-    return 0;
-  }
-  const char unit = used < s.size() ? s[used] : '\0';
-  if (unit == 'K') v *= 1024;
-  if (unit == 'M') v *= 1024 * 1024;
-  return v > 0 ? v : 0;
-}
-
-void find_l2(MeasuredMachine& m) {
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-  const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
-  if (v > 0) {
-    m.machine.l2_bytes = static_cast<double>(v);
-    m.l2_source = "sysconf";
-    return;
-  }
-#endif
-  for (int i = 0; i < 8; ++i) {
-    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
-    if (read_line(dir + "level") != "2" || read_line(dir + "type") == "Instruction") continue;
-    const double bytes = parse_size(read_line(dir + "size"));
-    if (bytes > 0) {
-      m.machine.l2_bytes = bytes;
-      m.l2_source = "sysfs";
-      return;
-    }
-  }
-  m.l2_source = "unknown";
 }
 
 // ---- the step kernel's rates ----------------------------------------------------------------
@@ -218,38 +169,29 @@ std::string fixed(double v, int digits) {
 
 }  // namespace
 
-MeasuredMachine measure_machine(Kernel kernel, int workers) {
+Machine measure_machine(Kernel kernel, int workers) {
   static std::mutex mutex;
-  static bool have_l2 = false;
-  static MeasuredMachine l2;
   static std::map<Kernel, Rates> rates;
   static std::map<int, double> barriers;
   std::lock_guard<std::mutex> lock(mutex);
-  if (!have_l2) {
-    find_l2(l2);
-    have_l2 = true;
-  }
   auto r = rates.find(kernel);
   if (r == rates.end()) r = rates.emplace(kernel, measure_rates(kernel)).first;
   auto b = barriers.find(workers);
   if (b == barriers.end()) b = barriers.emplace(workers, measure_barrier(workers)).first;
-  MeasuredMachine m = l2;
-  m.machine.flops_per_s = r->second.flops_per_s;
-  m.machine.bytes_per_s = r->second.bytes_per_s;
-  m.machine.barrier_s = b->second;
+  Machine m;
+  m.flops_per_s = r->second.flops_per_s;
+  m.bytes_per_s = r->second.bytes_per_s;
+  m.barrier_s = b->second;
   return m;
 }
 
-std::string describe_machine(const MeasuredMachine& m, int workers) {
-  const std::string l2 = m.machine.l2_bytes > 0
-                             ? fixed(m.machine.l2_bytes / 1024, 0) + " KiB (" + m.l2_source + ")"
-                             : std::string("unknown");
-  return "L2 " + l2 + ", barrier " +
-         (workers > 1 ? fixed(m.machine.barrier_s * 1e6, 3) + " us (" +
-                            std::to_string(workers) + " workers)"
+std::string describe_machine(const Machine& m, int workers) {
+  return "barrier " +
+         (workers > 1 ? fixed(m.barrier_s * 1e6, 3) + " us (" + std::to_string(workers) +
+                            " workers)"
                       : std::string("none (1 worker)")) +
-         ", kernel " + fixed(m.machine.flops_per_s / 1e9, 1) + " GFLOP/s on cached weights, " +
-         fixed(m.machine.bytes_per_s / 1e9, 1) + " GB/s streamed (one core)";
+         ", kernel " + fixed(m.flops_per_s / 1e9, 1) + " GFLOP/s on cached weights, " +
+         fixed(m.bytes_per_s / 1e9, 1) + " GB/s streamed (one core)";
 }
 
 }  // namespace slstm::cpu

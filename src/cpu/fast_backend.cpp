@@ -27,9 +27,8 @@
 //        row, and one barrier per step publishes the new h; a worker done with its own
 //        groups takes those of another that nobody has started yet (large groups only), so
 //        a core the machine delays does not hold up every step;
-//      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh small enough for one
-//        core to keep it cached: 3/4 of its L2 as measured, or 1.5 MB with
-//        cpu.calibration=fixed): each worker runs its own batch rows through every layer,
+//      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh <= 1.5 MB, measured on
+//        an AVX-512 Xeon and an AVX2 EPYC alike: split.hpp): each worker runs its own batch rows through every layer,
 //        projection included, with no barrier at all: batch rows never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
@@ -45,8 +44,8 @@
 // thread_pool.hpp SharedPool); a call wakes them, never creates one.  How many a call uses, and which split, is
 // chosen from the shape and the session's thresholds (choose_split, split.hpp: enough
 // recurrent work per worker between two barriers; enough projection work to pay for waking
-// a worker), which cpu.calibration derives from the machine's measured L2, barrier cost and
-// kernel rate (default), or takes from constants (fixed: those of a 2-vCPU AVX-512 Xeon,
+// a worker), which cpu.calibration derives from the machine's measured barrier cost and kernel
+// rates (default), or takes from constants (fixed: those of a 2-vCPU AVX-512 Xeon,
 // where the AVX2 and portable kernels always take every worker).
 //
 // Determinism: every element of G, and every gate sum of a step, is one chain of
@@ -107,8 +106,8 @@ class CpuFastBackend final : public Backend {
       for (const PackedLayer& p : layers_) work_.push_back({p.I, p.H, p.wh_bytes()});
       if (config.settings.cpu_calibration_measured) {
         // The machine's parameters (measured once per process: calibration.hpp).
-        const MeasuredMachine machine = measure_machine(kernel_, P);
-        thresholds_ = derive_thresholds(machine.machine);
+        const Machine machine = measure_machine(kernel_, P);
+        thresholds_ = derive_thresholds(machine);
         calibration = "measured (cpu.calibration=measured, once per process): " +
                       describe_machine(machine, P);
       } else {

@@ -34,7 +34,6 @@ Thresholds derive_thresholds(const Machine& m) {
     t.steal_fma = kStealS * m.flops_per_s / 2;
   }
   if (usable(m.bytes_per_s)) t.bytes_per_worker = pay_s * m.bytes_per_s;
-  if (usable(m.l2_bytes)) t.batch_split_bytes = 0.75 * m.l2_bytes;
   return t;
 }
 

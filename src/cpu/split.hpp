@@ -13,8 +13,13 @@
 // - the input projections have no barrier inside: every worker takes a share as soon as there
 //   is enough of them to pay for waking it;
 // - with enough batch rows for every worker, a sequence long enough to amortise streaming
-//   every weight once per worker, and each layer's W_h small enough for one core's L2, the
-//   workers split the batch instead: no barrier at all;
+//   every weight once per worker, and each layer's W_h at most 1.5 MB, the workers split the
+//   batch instead: no barrier at all.  That limit is measured, not derived from the machine:
+//   chosen on the 2-vCPU AVX-512 Xeon (2 MiB L2), it held on the AVX2 Zen 3 EPYC (512 KiB
+//   L2) too -- there the batch split was level with or ahead of the unit split at W_h =
+//   1.44 MB and behind at 4 and 16 MB (bench/results/cpu-calibration.md) -- so it does not
+//   follow L2, and neither 3/4 of L2 nor a limit from the kernel's cached and streamed rates
+//   fitted those measurements;
 // - in the unit split, a worker done with its own groups takes groups of another's share that
 //   nobody has started, when a group is worth moving (taking one over costs its owner's cached
 //   weights).
@@ -29,7 +34,6 @@ namespace slstm::cpu {
 
 // What the rules need to know of the machine, for one session (its kernel and worker count).
 struct Machine {
-  double l2_bytes = 0;     // one core's L2 (0: unknown)
   double barrier_s = 0;    // one barrier among the session's workers, all of them spinning
   double flops_per_s = 0;  // one core running the session's step kernel on cached weights
   double bytes_per_s = 0;  // one core running it on weights streamed from beyond its L2
@@ -58,7 +62,7 @@ Thresholds fixed_thresholds(bool avx512);
 //   flops_per_worker  = pay_s x flops_per_s,  bytes_per_worker = pay_s x bytes_per_s
 //   proj_flops_per_worker = kWakeS x flops_per_s  (waking a sleeping worker)
 //   steal_fma         = kStealS x flops_per_s / 2 (what moving a group's weights costs)
-//   batch_split_bytes = 3/4 of L2 (1.5 MB when L2 is unknown)
+//   batch_split_bytes = 1.5 MB (see above)
 // Unknown or non-finite rates fall back to the fixed thresholds' values.
 Thresholds derive_thresholds(const Machine& m);
 
