@@ -29,7 +29,11 @@ done_stage "packages"
 
 # ---- 1. ASan + UBSan: the whole CPU suite ---------------------------------------------------
 stage "asan+ubsan build"
+# SLSTM_CUDA_EMULATED_TESTS: the CUDA module loader without the (uninstrumentable) CUDA
+# module, so that the suite's "cuda-emu:" cases run the generic path's engine and per-element
+# code on the emulated module (tests/cuda_emu) under ASan + UBSan too.
 cmake -S . -B build-asan -DSLSTM_SANITIZE=address,undefined -DSLSTM_ENABLE_CUDA=OFF \
+  -DSLSTM_CUDA_EMULATED_TESTS=ON \
   -DSLSTM_BUILD_BENCH=OFF -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 done_stage "asan+ubsan build"
@@ -48,18 +52,24 @@ done_stage "asan+ubsan suite"
 # ---- 2. TSan: the concurrency tests and the fast path's worker splits -------------------
 stage "tsan build"
 cmake -S . -B build-tsan -DSLSTM_SANITIZE=thread -DSLSTM_ENABLE_CUDA=OFF -DSLSTM_BUILD_BENCH=OFF \
-  -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-tsan -j"$jobs" --target slstm_tests
+  -DSLSTM_CUDA_EMULATED_TESTS=ON -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-tsan -j"$jobs" --target slstm_tests slstm_cuda_emu
 done_stage "tsan build"
 
-stage "tsan [concurrency],[cpu-fast],[precision]"
+stage "tsan [concurrency],[cpu-fast],[precision],[cuda-generic]"
 for path in reference fast fast-avx2 fast-portable; do
   echo "-- cpu path: $path"
   SLSTM_TEST_CPU_PATH=$path \
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
     build-tsan/tests/slstm_tests "[concurrency],[cpu-fast],[precision]" --reporter compact
 done
-done_stage "tsan [concurrency],[cpu-fast],[precision]"
+# The generic CUDA path's sessions on the emulated module (sessions from several threads,
+# the core's module firewall, the engine's graph record/replay).
+echo "-- the CUDA generic path on the emulated module"
+SLSTM_CUDA_MODULE=$PWD/build-tsan/tests/libslstm_cuda_emu.so \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
+  build-tsan/tests/slstm_tests "[cuda-generic],[cuda-emu]" --reporter compact
+done_stage "tsan [concurrency],[cpu-fast],[precision],[cuda-generic]"
 
 # ---- 3. valgrind memcheck ----------------------------------------------------------------------
 stage "valgrind"

@@ -27,7 +27,8 @@ for path in reference fast; do
     vg "$build/tests/slstm_tests" "[golden],[reliability]~[memory],[errors]~[memory]" \
       --reporter compact
 done
-# CUDA's generic path on the emulated module (tests/cuda_emu; built where the CUDA toolkit is):
+# CUDA's generic path on the emulated module (tests/cuda_emu; built where the CUDA toolkit is,
+# or with SLSTM_CUDA_EMULATED_TESTS):
 # the core's module interface, the engine and the per-element code under memcheck.
 if [ -f "$build/tests/libslstm_cuda_emu.so" ]; then
   SLSTM_CUDA_MODULE="$build/tests/libslstm_cuda_emu.so" OPENBLAS_NUM_THREADS=1 \
