@@ -607,6 +607,67 @@ TEST_CASE("the generic fast path's results do not depend on the batch a row is i
   }
 }
 
+TEST_CASE("the generic fast path gives the same bits on one thread, split by directions and by rows",
+          "[layers][cpu-fast]") {
+  // 2 threads: B = 2 splits a bidirectional stack's directions, B = 7 its batch rows; 3
+  // threads: B = 7 splits the directions (fewer than 3 rows per thread).
+  const std::int64_t T = 6, D = 5;
+  const auto session_with = [](const slstm_model* m, std::int64_t B, int threads) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.cpu_path = SLSTM_CPU_PATH_AUTO;
+    o.max_batch = B;
+    o.max_time = T;
+    o.num_threads = threads;
+    slstm_session* s = nullptr;
+    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+    return t::Session(s);
+  };
+  int stack = 0;
+  for (const auto& layers : zoo()) {
+    t::Model m = random_layers(D, layers, 60 + static_cast<std::uint64_t>(stack++));
+    for (const std::int64_t B : {2, 7}) {
+      INFO("stack " << stack << ", B = " << B);
+      const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 11);
+      const auto init = t::random_vector(t::state_count(m.get(), B), 12, -0.5f, 0.5f);
+      std::vector<std::int32_t> len;
+      for (std::int64_t b = 0; b < B; ++b) len.push_back(static_cast<std::int32_t>((b * 5) % (T + 1)));
+      for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+        t::Call c = t::call_of(B, T, x, layout);
+        c.lengths = &len;
+        c.initial_state = &init;
+        t::Session one = session_with(m.get(), B, 1);
+        const t::Run want = t::forward_ok(one.get(), m.get(), c);
+        for (const int threads : {2, 3}) {
+          t::Session more = session_with(m.get(), B, threads);
+          const t::Run got = t::forward_ok(more.get(), m.get(), c);
+          CHECK(t::bitwise_equal(got.output, want.output));
+          CHECK(t::bitwise_equal(got.final_state, want.final_state));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("a bidirectional stack's plan says when the directions are split", "[layers][cpu-fast]") {
+  slstm_layer_config bi = t::lstm_layer(8);
+  bi.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+  t::Model m = random_layers(3, {bi, t::lstm_layer(4)}, 5);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.cpu_path = SLSTM_CPU_PATH_AUTO;
+  o.max_batch = 1;
+  o.max_time = 2;
+  o.num_threads = 2;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  const std::string json = t::describe_json(s.get());
+  INFO(json);
+  CHECK(t::json_value(json, "threads") == "2");  // one batch row, two directions
+  CHECK(t::json_value(json, "split").find("the directions") != std::string::npos);
+}
+
 TEST_CASE("an ONNX LSTM node's direction and peepholes become its layer description",
           "[layers][onnx]") {
   slstm_onnx_lstm_node node;

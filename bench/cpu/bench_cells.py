@@ -4,10 +4,11 @@
 with the same weights, in one run.
 
     SLSTM_LIBRARY=BUILD/libstacklstm.so python3 bench/cpu/bench_cells.py \\
-        [--threads 1] [--seconds 1.5] [--out bench/results/bench-cpu-cells.md]
+        [--threads 1] [--seconds 1.5] [--rounds 5] [--out bench/results/bench-cpu-cells.md]
 
 Per row: median wall time of one forward call (batch-major input, zero initial state, output
-and final state written) on our AUTO path (the generic fast path for these stacks, one
+and final state written; --rounds alternating rounds of ours and PyTorch sharing --seconds
+per side, the median of the rounds' medians) on our AUTO path (the generic fast path for these stacks, one
 thread: docs/cells.md), on our reference path where it is cheap, and PyTorch's (inference
 mode, torch.set_num_threads(--threads)); the ratio torch / ours (> 1: we are faster); the
 floor = FLOPs / this machine's FMA peak for --threads cores as measured by
@@ -124,6 +125,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -148,9 +150,14 @@ def main():
             want = mod(xt)[0].numpy()
         got = fast.forward(x)[0]
         err = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
-        t_ours = timed(lambda: fast.forward(x), a.seconds)
-        with torch.inference_mode():
-            t_torch = timed(lambda: mod(xt), a.seconds)
+        # Alternating rounds (this VM's speed moves by 2x for seconds at a time): each side's
+        # time is the median of its rounds' medians.
+        ours_r, torch_r = [], []
+        for _ in range(a.rounds):
+            ours_r.append(timed(lambda: fast.forward(x), a.seconds / a.rounds))
+            with torch.inference_mode():
+                torch_r.append(timed(lambda: mod(xt), a.seconds / a.rounds))
+        t_ours, t_torch = statistics.median(ours_r), statistics.median(torch_r)
         t_ref = None
         if not a.no_reference and flops(s) < 2e8:
             ref = model.session(s["batch"], s["time"], cpu_path="reference")
@@ -166,10 +173,11 @@ def main():
         "",
         "Machine: %s, %d CPUs; %s; PyTorch %s (torch.set_num_threads(%d)); libstacklstm %s, "
         "AUTO path (the generic fast path, num_threads=%d: docs/cells.md); %s UTC; "
-        "bench/cpu/bench_cells.py --threads %d." % (
+        "bench/cpu/bench_cells.py --threads %d --rounds %d (alternating)." % (
             platform.processor() or platform.machine(), os.cpu_count() or 0,
             platform.platform(), torch.__version__, a.threads, stacklstm.__version__,
-            a.threads, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), a.threads),
+            a.threads, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), a.threads,
+            a.rounds),
         "",
         "| shape | ours (ms) | GFLOP/s | reference (ms) | PyTorch (ms) | PyTorch / ours | "
         "max rel. diff vs PyTorch |",

@@ -36,6 +36,7 @@
 
 #include "../gate_math.hpp"
 #include "fast_plan.hpp"
+#include "simd_math.hpp"
 #include "thread_pool.hpp"
 
 namespace slstm::cpu {
@@ -195,6 +196,101 @@ __attribute__((target("avx2,fma"))) void gemm_rows_avx2(float* const* z, const f
 }
 #endif
 
+#if defined(__GNUC__) && defined(__x86_64__)
+// The plain LSTM cell (no peepholes, no cell clip) of one row on AVX2: 8 units at a time with
+// the fused kernels' vector sigmoid and tanh (simd_math.hpp), c updated in place, the
+// unprojected output into m.  The last H % 8 units go through one padded vector, so every
+// unit gets the same instructions wherever it sits (results do not depend on H's alignment,
+// the row, the split or the call).  Per element, as lstm_cell (forget_bias is in z already).
+SLSTM_AVX2_INLINE void lstm_cell8(const float* zi, const float* zf, const float* zg,
+                                  const float* zo, float* c, float* m) {
+  const __m256 c_new =
+      _mm256_fmadd_ps(_mm256_loadu_ps(c), sigmoid256(_mm256_loadu_ps(zf)),
+                      _mm256_mul_ps(sigmoid256(_mm256_loadu_ps(zi)), tanh256(_mm256_loadu_ps(zg))));
+  _mm256_storeu_ps(c, c_new);
+  _mm256_storeu_ps(m, _mm256_mul_ps(tanh256(c_new), sigmoid256(_mm256_loadu_ps(zo))));
+}
+
+SLSTM_AVX2 void lstm_plain_avx2(const float* z, std::int64_t H, float* c, float* m) {
+  std::int64_t u = 0;
+  for (; u + 8 <= H; u += 8) {
+    lstm_cell8(z + kGateI * H + u, z + kGateF * H + u, z + kGateG * H + u, z + kGateO * H + u,
+               c + u, m + u);
+  }
+  if (u == H) return;
+  const std::int64_t n = H - u;
+  alignas(32) float q[4][8] = {}, cc[8] = {}, mm[8];
+  for (int g = 0; g < 4; ++g) std::copy_n(z + g * H + u, n, q[g]);
+  std::copy_n(c + u, n, cc);
+  lstm_cell8(q[kGateI], q[kGateF], q[kGateG], q[kGateO], cc, mm);
+  std::copy_n(cc, n, c + u);
+  std::copy_n(mm, n, m + u);
+}
+
+// The GRU's gates on one row: r and z in place (sigmoid of z[0 .. 2H)), then the new h from
+// the n block zn, r (rz[0 .. H)), the update gate (rz[H .. 2H)) and, with the reset after
+// the product, r scales a (b_hn + W_hn h): h = (1 - u) tanh(zn [+ r a]) + u h.  Per element,
+// 8 at a time, the tail padded, as lstm_plain_avx2.
+SLSTM_AVX2 void gru_gates_avx2(float* z, std::int64_t H) {
+  const std::int64_t n = 2 * H;
+  std::int64_t u = 0;
+  for (; u + 8 <= n; u += 8) _mm256_storeu_ps(z + u, sigmoid256(_mm256_loadu_ps(z + u)));
+  if (u == n) return;
+  alignas(32) float q[8] = {};
+  std::copy_n(z + u, n - u, q);
+  _mm256_store_ps(q, sigmoid256(_mm256_load_ps(q)));
+  std::copy_n(q, n - u, z + u);
+}
+
+SLSTM_AVX2_INLINE void gru_h8(const float* zn, const float* r, const float* upd, const float* a,
+                              float* h) {
+  __m256 pre = _mm256_loadu_ps(zn);
+  if (a != nullptr) pre = _mm256_add_ps(pre, _mm256_mul_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(a)));
+  const __m256 uz = _mm256_loadu_ps(upd);
+  const __m256 one_minus = _mm256_sub_ps(_mm256_set1_ps(1.0f), uz);
+  _mm256_storeu_ps(h, _mm256_add_ps(_mm256_mul_ps(one_minus, tanh256(pre)),
+                                    _mm256_mul_ps(uz, _mm256_loadu_ps(h))));
+}
+
+SLSTM_AVX2 void gru_h_avx2(const float* zn, const float* rz, const float* a, float* h,
+                           std::int64_t H) {
+  std::int64_t u = 0;
+  for (; u + 8 <= H; u += 8) {
+    gru_h8(zn + u, rz + u, rz + H + u, a != nullptr ? a + u : nullptr, h + u);
+  }
+  if (u == H) return;
+  const std::int64_t n = H - u;
+  alignas(32) float q[4][8] = {}, hh[8] = {};
+  std::copy_n(zn + u, n, q[0]);
+  std::copy_n(rz + u, n, q[1]);
+  std::copy_n(rz + H + u, n, q[2]);
+  if (a != nullptr) std::copy_n(a + u, n, q[3]);
+  std::copy_n(h + u, n, hh);
+  gru_h8(q[0], q[1], q[2], a != nullptr ? q[3] : nullptr, hh);
+  std::copy_n(hh, n, h + u);
+}
+#endif
+
+// The same in scalar C++ (libm's expf / tanhf through gate_math.hpp): the portable kernels.
+void gru_gates_portable(float* z, std::int64_t H) {
+  for (std::int64_t u = 0; u < 2 * H; ++u) z[u] = sigmoidf(z[u]);
+}
+
+void gru_h_portable(const float* zn, const float* rz, const float* a, float* h, std::int64_t H) {
+  for (std::int64_t u = 0; u < H; ++u) {
+    const float cand = a != nullptr ? tanhf(zn[u] + rz[u] * a[u]) : tanhf(zn[u]);
+    const float upd = rz[H + u];
+    h[u] = (1.0f - upd) * cand + upd * h[u];
+  }
+}
+
+void lstm_plain_portable(const float* z, std::int64_t H, float* c, float* m) {
+  for (std::int64_t u = 0; u < H; ++u) {
+    lstm_cell(z[kGateI * H + u], z[kGateF * H + u], z[kGateG * H + u], z[kGateO * H + u], 0.0f,
+              c[u], &c[u], &m[u]);  // forget_bias is in z's chain already
+  }
+}
+
 float clip(float v, float bound) {
   return bound > 0.0f ? std::min(std::max(v, -bound), bound) : v;
 }
@@ -233,6 +329,10 @@ Packed pack(const Model& m, std::size_t l, int d, Precision pr) {
   return p;
 }
 
+// Batch rows per worker below which a stack with bidirectional layers splits the directions
+// (the AVX2 GEMM serves rows in blocks of 3).
+constexpr std::int64_t kDirectionSplitRows = 3;
+
 class CpuGenericBackend final : public Backend {
  public:
   CpuGenericBackend(ModelPtr model, const SessionConfig& config, const KernelChoice& kernel)
@@ -241,27 +341,48 @@ class CpuGenericBackend final : public Backend {
 #if defined(__GNUC__) && defined(__x86_64__)
     const bool avx2 = kernel.kernel != Kernel::kPortable;
     gemm_ = avx2 ? gemm_rows_avx2 : gemm_rows_portable;
+    lstm_plain_ = avx2 ? lstm_plain_avx2 : lstm_plain_portable;
+    gru_gates_ = avx2 ? gru_gates_avx2 : gru_gates_portable;
+    gru_h_ = avx2 ? gru_h_avx2 : gru_h_portable;
 #else
     const bool avx2 = false;
     gemm_ = gemm_rows_portable;
+    lstm_plain_ = lstm_plain_portable;
+    gru_gates_ = gru_gates_portable;
+    gru_h_ = gru_h_portable;
 #endif
     layer_major_ = m.first_non_forward() >= 0;
+    bool bidirectional = false;
+    for (std::size_t l = 0; l < m.layers().size(); ++l) {
+      bidirectional = bidirectional || m.spec(l).directions() == 2;
+    }
     plan_.backend = "cpu";
     plan_.path = "fast";
     plan_.precision = precision_name(precision_);
     plan_.params = {{"threads", "1"},
                     {"kernel", avx2 ? "avx2" : "portable"},
+                    {"pointwise", avx2 ? "8 units at a time (AVX2 sigmoid/tanh, "
+                                         "simd_math.hpp), scalar for peepholes / cell_clip"
+                                       : "scalar (libm expf/tanhf)"},
                     {"kernel_reason", kernel.why},
                     {"order", layer_major_ ? "layer-major (a layer reads backwards)"
                                            : "time-major (MultiRNNCell)"}};
     const std::int64_t B = config.max_batch;
     // Workers split the batch rows (rows never interact: no barrier); more than one per row
-    // would idle.  The results do not depend on the split (see "Determinism" above).
+    // would idle, except that a bidirectional stack's two directions can take two workers
+    // whatever the batch.  The results do not depend on the split (see "Determinism" above).
     threads_ = static_cast<int>(std::min<std::int64_t>(
-        {config.num_threads > 0 ? config.num_threads : usable_cpus(), B, 256}));
+        {config.num_threads > 0 ? config.num_threads : usable_cpus(),
+         bidirectional ? std::max<std::int64_t>(B, 2) : B, 256}));
     plan_.params[0].second = std::to_string(threads_);
-    plan_.params.push_back({"split", "batch rows (each worker runs its rows through every "
-                                     "layer and step; no barrier)"});
+    direction_split_ = bidirectional && threads_ >= 2;
+    plan_.params.push_back(
+        {"split", direction_split_
+                      ? "per call: with fewer than " + std::to_string(kDirectionSplitRows) +
+                            " rows per thread the directions (2 workers, each every row of "
+                            "its direction, two barriers per layer), else batch rows"
+                      : std::string("batch rows (each worker runs its rows through every "
+                                    "layer and step; no barrier)")});
     if (rounds_operands(precision_)) {
       plan_.params.push_back({"operands", std::string("weights rounded to ") +
                                               precision_name(precision_) +
@@ -285,7 +406,10 @@ class CpuGenericBackend final : public Backend {
       state_.resize(m.state_count(B));
       const std::int64_t share = (B + threads_ - 1) / threads_;
       work_.resize(static_cast<std::size_t>(threads_));
-      for (Work& w : work_) w.allocate(share, m);
+      for (std::size_t i = 0; i < work_.size(); ++i) {
+        // With the directions split, workers 0 and 1 take every row of the call.
+        work_[i].allocate(direction_split_ && i < 2 ? B : share, m);
+      }
       if (layer_major_) {
         const std::size_t n = product({B, config.max_time, m.max_width()},
                                       "workspace (max_batch x max_time x widest layer)");
@@ -320,8 +444,14 @@ class CpuGenericBackend final : public Backend {
     } else {
       std::fill_n(state_.begin(), n_state, 0.0f);
     }
-    const int active = static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
-    Job job{this, &call, active};
+    // Fewer than 3 rows per worker leave the GEMMs' row blocks short (each worker streams
+    // every weight for 1-2 rows): a stack with bidirectional layers then splits the
+    // directions between 2 workers instead (forward_by_direction).
+    const bool by_direction = direction_split_ && call.batch < kDirectionSplitRows * threads_;
+    const int active = by_direction
+                           ? 2
+                           : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
+    Job job{this, &call, active, by_direction};
     if (active == 1) {
       run_share(job, 0);
     } else {
@@ -361,6 +491,7 @@ class CpuGenericBackend final : public Backend {
     CpuGenericBackend* self;
     const ForwardCall* call;
     int workers;
+    bool by_direction;  // forward_by_direction, else the batch rows split
   };
   static void run_share_entry(void* ctx, int worker) {
     const Job& job = *static_cast<const Job*>(ctx);
@@ -371,7 +502,9 @@ class CpuGenericBackend final : public Backend {
     const std::int64_t B = job.call->batch;
     const std::int64_t b0 = B * worker / job.workers, b1 = B * (worker + 1) / job.workers;
     Work& w = work_[static_cast<std::size_t>(worker)];
-    if (layer_major_) {
+    if (job.by_direction) {
+      forward_by_direction(*job.call, worker, job.workers, w);
+    } else if (layer_major_) {
       forward_layer_major(*job.call, b0, b1, w);
     } else {
       forward_time_major(*job.call, b0, b1, w);
@@ -424,7 +557,13 @@ class CpuGenericBackend final : public Backend {
     gemm_(w.z_ptr.data(), x, p.wx, n);
     if (s.cell == CellKind::kLstm) {
       gemm_(w.z_ptr.data(), h, p.wh, n);
-      for (std::int64_t i = 0; i < n; ++i) lstm_pointwise(s, p, w.z_ptr[i], w.c_ptr[i], w.aux_ptr[i]);
+      for (std::int64_t i = 0; i < n; ++i) {
+        if (!s.peepholes && s.cell_clip == 0.0f) {
+          lstm_plain_(w.z_ptr[i], H, w.c_ptr[i], w.aux_ptr[i]);
+        } else {
+          lstm_pointwise(s, p, w.z_ptr[i], w.c_ptr[i], w.aux_ptr[i]);
+        }
+      }
       if (s.proj_size > 0) {
         if (rounding) {  // W_proj's operand m
           for (std::int64_t i = 0; i < n; ++i) {
@@ -447,7 +586,7 @@ class CpuGenericBackend final : public Backend {
       gemm_(w.z_ptr.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) {
         float* z = w.z_ptr[i];
-        for (std::int64_t u = 0; u < 2 * H; ++u) z[u] = sigmoidf(z[u]);
+        gru_gates_(z, H);
         float* a = w.aux_ptr[i];
         if (s.reset_after) {
           std::copy_n(p.bh_n.data(), H, a);  // b_h,n + W_h,n h, then scaled by r
@@ -469,27 +608,17 @@ class CpuGenericBackend final : public Backend {
         float* zn = w.z_ptr[i];
         const float* rz = zn - 2 * H;
         float* hh = w.state_ptr[i];
-        for (std::int64_t u = 0; u < H; ++u) {
-          const float cand = s.reset_after ? tanhf(zn[u] + rz[u] * w.aux_ptr[i][u]) : tanhf(zn[u]);
-          const float upd = rz[H + u];
-          hh[u] = (1.0f - upd) * cand + upd * hh[u];
-        }
+        gru_h_(zn, rz, s.reset_after ? w.aux_ptr[i] : nullptr, hh, H);
       }
     }
     for (std::int64_t i = 0; i < n; ++i) std::copy_n(w.state_ptr[i], R, w.out_ptr[i]);
   }
 
-  // The LSTM's pointwise math on one row: c updated in place, the unprojected output into m.
+  // The pointwise math of an LSTM with peepholes or a cell clip on one row (the plain cell:
+  // lstm_plain_): c updated in place, the unprojected output into m.
   static void lstm_pointwise(const LayerSpec& s, const Packed& p, const float* z, float* c,
                              float* m) {
     const std::int64_t H = s.hidden_size;
-    if (!s.peepholes && s.cell_clip == 0.0f) {
-      for (std::int64_t u = 0; u < H; ++u) {
-        lstm_cell(z[kGateI * H + u], z[kGateF * H + u], z[kGateG * H + u], z[kGateO * H + u],
-                  0.0f, c[u], &c[u], &m[u]);  // forget_bias is in z's chain already
-      }
-      return;
-    }
     const float* wi = s.peepholes ? p.peep.data() : nullptr;
     for (std::int64_t u = 0; u < H; ++u) {
       const float c_prev = c[u];
@@ -551,50 +680,101 @@ class CpuGenericBackend final : public Backend {
   void forward_layer_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1,
                            Work& w) const {
     const Model& m = *model_;
-    const std::int64_t B = call.batch, T = call.time, stride = m.max_width();
+    const std::int64_t stride = m.max_width();
     const float* in = call.input;
-    std::int64_t in_stride = m.input_size(), in_width = m.input_size();
+    std::int64_t in_stride = m.input_size();
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
-      const LayerSpec& s = m.spec(l);
-      const std::int64_t R = s.cell_output_size(), W = s.output_size();
       float* out = seq_base_[l % 2];
-      for (int d = 0; d < s.directions(); ++d) {
-        const bool backwards = s.direction == Direction::kReverse || d == 1;
-        for (std::int64_t k = 0; k < T; ++k) {
-          std::int64_t n = 0;
-          for (std::int64_t b = b0; b < b1; ++b) {
-            const std::int64_t len = call.lengths ? call.lengths[b] : T;
-            if (k >= len) continue;
-            const std::int64_t t = backwards ? len - 1 - k : k;
-            w.rows[n] = b;
-            w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
-            w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
-            ++n;
-          }
-          if (n == 0) break;  // rows' lengths only shrink the active set as k grows
-          step(l, d, B, n, w);
-        }
+      for (int d = 0; d < m.spec(l).directions(); ++d) {
+        run_direction(call, l, d, b0, b1, in, in_stride, out, w);
       }
-      for (std::int64_t b = b0; b < b1; ++b) {
-        const std::int64_t len = call.lengths ? call.lengths[b] : T;
-        for (std::int64_t t = 0; t < T; ++t) {
-          float* y = out + row_of(call, t, b) * stride;
-          if (t < len) {
-            add_residual(l, in + row_of(call, t, b) * in_stride, y);
-          } else {
-            std::fill_n(y, W, 0.0f);
-          }
-        }
-      }
+      finish_layer(call, l, b0, b1, in, in_stride, out);
       in = out;
       in_stride = stride;
-      in_width = W;
     }
+    copy_output(call, b0, b1, in);
+  }
+
+  // Layer-major with the directions split (direction_split_): worker `worker` of 2 runs
+  // direction `worker` of every bidirectional layer for every batch row (worker 0 the one
+  // direction of the others), each streaming only its own direction's weights; the workers
+  // meet after each layer's directions and after its residual / zeroing pass, which they
+  // share by rows.  Same steps, rows and operations as forward_layer_major: the same bits.
+  void forward_by_direction(const ForwardCall& call, int worker, int workers, Work& w) const {
+    const Model& m = *model_;
+    const std::int64_t B = call.batch, stride = m.max_width();
+    const std::int64_t r0 = B * worker / workers, r1 = B * (worker + 1) / workers;
+    const float* in = call.input;
+    std::int64_t in_stride = m.input_size();
+    for (std::size_t l = 0; l < m.layers().size(); ++l) {
+      float* out = seq_base_[l % 2];
+      const int dirs = m.spec(l).directions();
+      for (int d = worker; d < dirs; d += workers) {
+        run_direction(call, l, d, 0, B, in, in_stride, out, w);
+      }
+      barrier_.wait(workers);  // both directions of every row written
+      finish_layer(call, l, r0, r1, in, in_stride, out);
+      barrier_.wait(workers);  // the layer's output complete before the next reads it
+      in = out;
+      in_stride = stride;
+    }
+    copy_output(call, r0, r1, in);
+  }
+
+  // Direction d of layer l over every step for rows [b0, b1): reads `in` (row stride
+  // in_stride), writes the cell's output into its half of `out` (row stride max_width()).
+  void run_direction(const ForwardCall& call, std::size_t l, int d, std::int64_t b0,
+                     std::int64_t b1, const float* in, std::int64_t in_stride, float* out,
+                     Work& w) const {
+    const LayerSpec& s = model_->spec(l);
+    const std::int64_t B = call.batch, T = call.time, stride = model_->max_width();
+    const std::int64_t R = s.cell_output_size();
+    const bool backwards = s.direction == Direction::kReverse || d == 1;
+    for (std::int64_t k = 0; k < T; ++k) {
+      std::int64_t n = 0;
+      for (std::int64_t b = b0; b < b1; ++b) {
+        const std::int64_t len = call.lengths ? call.lengths[b] : T;
+        if (k >= len) continue;
+        const std::int64_t t = backwards ? len - 1 - k : k;
+        w.rows[n] = b;
+        w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
+        w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
+        ++n;
+      }
+      if (n == 0) break;  // rows' lengths only shrink the active set as k grows
+      step(l, d, B, n, w);
+    }
+  }
+
+  // Layer l's output rows [b0, b1) completed: the residual added on valid steps, zeros past
+  // each row's length.
+  void finish_layer(const ForwardCall& call, std::size_t l, std::int64_t b0, std::int64_t b1,
+                    const float* in, std::int64_t in_stride, float* out) const {
+    const std::int64_t T = call.time, stride = model_->max_width();
+    const std::int64_t W = model_->spec(l).output_size();
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const std::int64_t len = call.lengths ? call.lengths[b] : T;
+      for (std::int64_t t = 0; t < T; ++t) {
+        float* y = out + row_of(call, t, b) * stride;
+        if (t < len) {
+          add_residual(l, in + row_of(call, t, b) * in_stride, y);
+        } else {
+          std::fill_n(y, W, 0.0f);
+        }
+      }
+    }
+  }
+
+  // The last layer's rows [b0, b1) (row stride max_width()) into the caller's output.
+  void copy_output(const ForwardCall& call, std::int64_t b0, std::int64_t b1,
+                   const float* last) const {
     if (call.output == nullptr) return;
+    const std::int64_t T = call.time, stride = model_->max_width();
+    const std::int64_t W = model_->output_size();
     for (std::int64_t b = b0; b < b1; ++b) {
       for (std::int64_t t = 0; t < T; ++t) {
-        std::memcpy(call.output + row_of(call, t, b) * in_width, in + row_of(call, t, b) * stride,
-                    static_cast<std::size_t>(in_width) * sizeof(float));
+        std::memcpy(call.output + row_of(call, t, b) * W, last + row_of(call, t, b) * stride,
+                    static_cast<std::size_t>(W) * sizeof(float));
       }
     }
   }
@@ -602,7 +782,15 @@ class CpuGenericBackend final : public Backend {
   ModelPtr model_;
   Precision precision_ = Precision::kFp32;
   GemmRows gemm_ = nullptr;
+  // The plain LSTM cell of a row (lstm_plain_avx2 or _portable, with the GEMM's kernel).
+  void (*lstm_plain_)(const float* z, std::int64_t H, float* c, float* m) = nullptr;
+  // The GRU's gates and new h of a row (gru_gates_avx2 / gru_h_avx2 or the portable ones).
+  void (*gru_gates_)(float* z, std::int64_t H) = nullptr;
+  void (*gru_h_)(const float* zn, const float* rz, const float* a, float* h,
+                 std::int64_t H) = nullptr;
   bool layer_major_ = false;
+  bool direction_split_ = false;  // a bidirectional layer and >= 2 threads (forward())
+  mutable Barrier barrier_;       // forward_by_direction's workers, twice per layer
   int threads_ = 1;
   std::vector<std::vector<Packed>> packed_;  // [layer][direction]
   std::vector<float> state_;                 // packed state of up to max_batch rows
