@@ -8,13 +8,17 @@
 // transposed, so that a row's 32 sums stay in registers over the whole k loop and each k adds
 // one contiguous slice): on AVX2+FMA CPUs an intrinsics kernel that serves 3 rows from each
 // load of a slice (one FMA per product), elsewhere a loop the compiler vectorises (SSE2,
-// multiply then add), then the cell's pointwise math per row.  A stack
+// multiply then add), then the cell's pointwise math per row (on AVX2 the plain LSTM and the
+// GRU 8 units at a time with the fused kernels' vector sigmoid / tanh; scalar libm for
+// peepholes / cell_clip and on the portable kernels).  A stack
 // whose layers all read forward runs time step by time step (MultiRNNCell's order, no
 // sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
 // Threads: the workers (num_threads, at most one per batch row) split the batch rows, each
 // running its rows through every layer and step with its own workspace: rows never
-// interact, so there is no barrier.
+// interact, so there is no barrier.  A stack with bidirectional layers and a call of fewer
+// than 3 rows per thread splits the two directions between 2 workers instead (each every
+// row; they meet twice per layer): forward_by_direction.
 //
 // Determinism: every pre-activation is one chain of multiply-adds in increasing k (input
 // part, then recurrent part) started from the bias, computed with the same instructions
