@@ -649,6 +649,54 @@ TEST_CASE("the generic fast path gives the same bits on one thread, split by dir
   }
 }
 
+TEST_CASE("the generic fast path's input projections in chunks of steps give the same bits",
+          "[layers][cpu-fast]") {
+  // H = 512 and 7 rows: the projections run ahead ~18 steps at a time (1 MiB of
+  // pre-activations), so a call of 40 steps crosses chunk boundaries; a session for one row
+  // cuts its chunks elsewhere (~128 steps), and lengths end on either side of a boundary.
+  const std::int64_t B = 7, T = 40, D = 9, H = 512;
+  slstm_layer_config bi_gru = t::lstm_layer(H);
+  bi_gru.cell = SLSTM_CELL_GRU;
+  bi_gru.gru_reset_after = 1;
+  bi_gru.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+  slstm_layer_config peep = t::lstm_layer(H);
+  peep.peepholes = 1;  // a forward stack on the generic path: time-major order
+  const std::vector<std::vector<slstm_layer_config>> stacks = {{bi_gru}, {peep, t::lstm_layer(16)}};
+  const auto session_for = [](const slstm_model* m, std::int64_t max_batch) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.cpu_path = SLSTM_CPU_PATH_AUTO;
+    o.max_batch = max_batch;
+    o.max_time = T;
+    o.num_threads = 1;
+    slstm_session* s = nullptr;
+    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+    return t::Session(s);
+  };
+  std::uint64_t seed = 70;
+  for (const auto& layers : stacks) {
+    t::Model m = random_layers(D, layers, ++seed);
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), ++seed);
+    const std::vector<std::int32_t> len = {40, 17, 18, 19, 36, 0, 37};
+    t::Call all = t::call_of(B, T, x);
+    all.lengths = &len;
+    t::Session batch = session_for(m.get(), B);
+    const t::Run whole = t::forward_ok(batch.get(), m.get(), all);
+    t::Session single = session_for(m.get(), 1);
+    const std::int64_t W = t::output_size(m.get());
+    for (std::int64_t b = 0; b < B; ++b) {
+      INFO("row " << b);
+      const std::vector<float> xb(x.begin() + b * T * D, x.begin() + (b + 1) * T * D);
+      const std::vector<std::int32_t> lb = {len[static_cast<std::size_t>(b)]};
+      t::Call one = t::call_of(1, T, xb);
+      one.lengths = &lb;
+      const t::Run r = t::forward_ok(single.get(), m.get(), one);
+      CHECK(t::bitwise_equal(r.output.data(), &whole.output[static_cast<std::size_t>(b * T * W)],
+                             static_cast<std::size_t>(T * W)));
+    }
+  }
+}
+
 TEST_CASE("a bidirectional stack's plan says when the directions are split", "[layers][cpu-fast]") {
   slstm_layer_config bi = t::lstm_layer(8);
   bi.direction = SLSTM_DIRECTION_BIDIRECTIONAL;

@@ -4,7 +4,7 @@
 with the same weights, in one run.
 
     SLSTM_LIBRARY=BUILD/libstacklstm.so python3 bench/cpu/bench_cells.py \\
-        [--threads 1] [--seconds 1.5] [--rounds 5] [--out bench/results/bench-cpu-cells.md]
+        [--threads 1] [--seconds 1.5] [--rounds 5] [--no-ort] [--out bench/results/bench-cpu-cells.md]
 
 Per row: median wall time of one forward call (batch-major input, zero initial state, output
 and final state written; --rounds alternating rounds of ours and PyTorch sharing --seconds
@@ -16,6 +16,10 @@ bench/cpu's driver is not repeated here: the GFLOP/s column says how far each is
 and the largest relative difference of our output from PyTorch's (float32 both; a
 correctness guard, not a tolerance claim).  The model is PyTorch's module, its weights copied
 into ours through the canonical layout (PyTorch's gate order is the canonical one).
+ONNX Runtime (issue 18's CPU anchor), where onnxruntime imports: the same module exported by
+torch.onnx's TorchScript exporter (one ONNX GRU / LSTM node per layer; LSTM with proj_size
+has none, so those rows say "-"), intra_op_num_threads = --threads, timed in the same
+alternating rounds, its output checked against PyTorch's; --no-ort leaves it out.
 
 Run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (bench/cpu/run.sh does that for the
 driver; this script is run by hand).
@@ -97,6 +101,32 @@ def our_model(s, mod):
                                         forget_bias=0.0, layers=layers)
 
 
+def ort_session(mod, x, threads):
+    """PyTorch's module exported to ONNX (the TorchScript exporter: one ONNX GRU / LSTM node
+    per layer) in an ONNX Runtime session with `threads` intra-op threads; (None, reason)
+    where onnxruntime is missing or the export fails (LSTM with proj_size has no ONNX node)."""
+    try:
+        import io
+        import warnings
+        import onnxruntime as ort
+    except ImportError as e:
+        return None, "onnxruntime not importable (%s)" % e
+    f = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(mod, (torch.from_numpy(x),), f, input_names=["x"],
+                              output_names=["y", "h"], dynamo=False)
+    except Exception as e:  # noqa: BLE001 - any export failure just leaves ORT out
+        return None, "export failed: %s" % str(e).splitlines()[0][:120]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
+    return sess, "onnxruntime %s" % ort.__version__
+
+
 def flops(s):
     """Multiply-adds x 2 of the matrix products per forward call."""
     g = 3 if s["kind"] == "gru" else 4
@@ -128,6 +158,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--tf32", action="store_true")
     a = ap.parse_args()
@@ -137,7 +168,7 @@ def main():
             print("SKIPPED: CUDA unavailable to PyTorch or to libstacklstm")
             return 0
         return main_cuda(a)
-    rows = []
+    rows, notes = [], set()
     for s in shapes():
         mod = torch_module(s).eval()
         model = our_model(s, mod)
@@ -152,22 +183,32 @@ def main():
         err = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
         # Alternating rounds (this VM's speed moves by 2x for seconds at a time): each side's
         # time is the median of its rounds' medians.
-        ours_r, torch_r = [], []
+        ort_s, ort_note = (None, "--no-ort") if a.no_ort else ort_session(mod, x, a.threads)
+        err_ort = None
+        if ort_s is not None:
+            y_ort = ort_s.run(None, {"x": x})[0]
+            err_ort = float(np.max(np.abs(y_ort - want)) / max(np.max(np.abs(want)), 1e-30))
+        ours_r, torch_r, ort_r = [], [], []
         for _ in range(a.rounds):
             ours_r.append(timed(lambda: fast.forward(x), a.seconds / a.rounds))
             with torch.inference_mode():
                 torch_r.append(timed(lambda: mod(xt), a.seconds / a.rounds))
+            if ort_s is not None:
+                ort_r.append(timed(lambda: ort_s.run(None, {"x": x}), a.seconds / a.rounds))
         t_ours, t_torch = statistics.median(ours_r), statistics.median(torch_r)
+        t_ort = statistics.median(ort_r) if ort_r else None
+        notes.add(ort_note)
         t_ref = None
         if not a.no_reference and flops(s) < 2e8:
             ref = model.session(s["batch"], s["time"], cpu_path="reference")
             t_ref = timed(lambda: ref.forward(x), a.seconds / 2, min_iters=1)
         f = flops(s)
-        rows.append((s["name"], t_ours, t_ref, t_torch, f, err,
-                     "generic" if '"generic"' in plan else "fused"))
-        print("%-26s ours %8.3f ms  ref %s  torch %8.3f ms  torch/ours %.2f  err %.1e" % (
+        rows.append((s["name"], t_ours, t_ref, t_torch, f, err, t_ort, err_ort))
+        print("%-26s ours %8.3f ms  ref %s  torch %8.3f ms  torch/ours %.2f  err %.1e  ort %s" % (
             s["name"], t_ours * 1e3, "-" if t_ref is None else "%8.3f ms" % (t_ref * 1e3),
-            t_torch * 1e3, t_torch / t_ours, err), flush=True)
+            t_torch * 1e3, t_torch / t_ours, err,
+            "-" if t_ort is None else "%.3f ms ort/ours %.2f err %.1e" % (
+                t_ort * 1e3, t_ort / t_ours, err_ort)), flush=True)
     lines = [
         "# CPU: GRU, LSTMP and bidirectional stacks against PyTorch (issue 20)",
         "",
@@ -179,14 +220,19 @@ def main():
             a.threads, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), a.threads,
             a.rounds),
         "",
+        "ONNX Runtime: %s (PyTorch's module exported by torch.onnx's TorchScript exporter, "
+        "intra_op_num_threads=%d, sequential; its max rel. diff is against PyTorch's output)."
+        % ("; ".join(sorted(notes)), a.threads),
+        "",
         "| shape | ours (ms) | GFLOP/s | reference (ms) | PyTorch (ms) | PyTorch / ours | "
-        "max rel. diff vs PyTorch |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "max rel. diff vs PyTorch | ORT (ms) | ORT / ours | ORT max rel. diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, t, tr, tt, f, err, path in rows:
-        lines.append("| %s | %.3f | %.1f | %s | %.3f | %.2f | %.1e |" % (
+    for name, t, tr, tt, f, err, to, eo in rows:
+        lines.append("| %s | %.3f | %.1f | %s | %.3f | %.2f | %.1e | %s | %s | %s |" % (
             name, t * 1e3, f / t / 1e9, "-" if tr is None else "%.2f" % (tr * 1e3),
-            tt * 1e3, tt / t, err))
+            tt * 1e3, tt / t, err, "-" if to is None else "%.3f" % (to * 1e3),
+            "-" if to is None else "%.2f" % (to / t), "-" if eo is None else "%.1e" % eo))
     text = "\n".join(lines) + "\n"
     if a.out:
         with open(a.out, "w") as fh:

@@ -337,6 +337,11 @@ Packed pack(const Model& m, std::size_t l, int d, Precision pr) {
 // (the AVX2 GEMM serves rows in blocks of 3).
 constexpr std::int64_t kDirectionSplitRows = 3;
 
+// The input projections of a direction's steps run ahead of the steps, as one GEMM over the
+// rows of up to this many bytes of pre-activations (each weight block then serves every row
+// of the chunk from cache, instead of being streamed again at every step).
+constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
+
 class CpuGenericBackend final : public Backend {
  public:
   CpuGenericBackend(ModelPtr model, const SessionConfig& config, const KernelChoice& kernel)
@@ -412,7 +417,7 @@ class CpuGenericBackend final : public Backend {
       work_.resize(static_cast<std::size_t>(threads_));
       for (std::size_t i = 0; i < work_.size(); ++i) {
         // With the directions split, workers 0 and 1 take every row of the call.
-        work_[i].allocate(direction_split_ && i < 2 ? B : share, m);
+        work_[i].allocate(direction_split_ && i < 2 ? B : share, config.max_time, m);
       }
       if (layer_major_) {
         const std::size_t n = product({B, config.max_time, m.max_width()},
@@ -475,7 +480,20 @@ class CpuGenericBackend final : public Backend {
     std::vector<float*> z_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
     std::vector<const float*> x_ptr, aux_cptr, xq_ptr, hq_ptr;
     std::vector<std::int64_t> rows;  // the batch rows of a step
-    void allocate(std::int64_t n, const Model& m) {
+    // The input projection of up to zx_steps steps of the rows, done before their steps
+    // (project_chunk): [zx_steps * rows][G*H], with its row pointers, and each step's rows.
+    std::vector<float> zx;
+    std::vector<float*> zx_ptr;
+    std::vector<const float*> px_ptr, zx_step;
+    std::int64_t zx_steps = 0;
+    void allocate(std::int64_t n, std::int64_t max_time, const Model& m) {
+      const std::int64_t per_step = std::max<std::int64_t>(1, n * 4 * m.max_hidden() * 4);
+      zx_steps = std::clamp<std::int64_t>(kProjectionChunkBytes / per_step, 1,
+                                          std::max<std::int64_t>(max_time, 1));
+      zx.resize(product({zx_steps, n, 4, m.max_hidden()}, "workspace"));
+      zx_ptr.resize(static_cast<std::size_t>(zx_steps * n));
+      px_ptr.resize(zx_ptr.size());
+      zx_step.resize(static_cast<std::size_t>(n));
       z.resize(product({n, 4, m.max_hidden()}, "workspace"));
       aux.resize(product({n, m.max_hidden()}, "workspace"));
       y[0].resize(product({n, m.max_width()}, "workspace"));
@@ -529,14 +547,18 @@ class CpuGenericBackend final : public Backend {
 
   // One step of direction d of layer l for the n rows w.rows[0..n): input w.x_ptr[i], the
   // cell's output (width R) written to w.out_ptr[i].
-  void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w) const {
+  // With `zx` (project_chunk's rows for these n rows), the input part of the chains is
+  // taken from there instead of computed here: the same chains, the same bits.
+  void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w,
+            const float* const* zx = nullptr) const {
     const Model& m = *model_;
     const LayerSpec& s = m.spec(l);
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
     const std::int64_t H = s.hidden_size, GH = s.gate_rows(), R = s.cell_output_size();
     for (std::int64_t i = 0; i < n; ++i) {
       w.z_ptr[i] = w.z.data() + i * GH;
-      std::memcpy(w.z_ptr[i], p.bias.data(), static_cast<std::size_t>(GH) * sizeof(float));
+      std::memcpy(w.z_ptr[i], zx != nullptr ? zx[i] : p.bias.data(),
+                  static_cast<std::size_t>(GH) * sizeof(float));
       const std::int64_t b = w.rows[i];
       w.state_ptr[i] = piece(l, d, 1, B, b);
       w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
@@ -558,7 +580,7 @@ class CpuGenericBackend final : public Backend {
       x = w.xq_ptr.data();
       h = w.hq_ptr.data();
     }
-    gemm_(w.z_ptr.data(), x, p.wx, n);
+    if (zx == nullptr) gemm_(w.z_ptr.data(), x, p.wx, n);
     if (s.cell == CellKind::kLstm) {
       gemm_(w.z_ptr.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) {
@@ -647,7 +669,23 @@ class CpuGenericBackend final : public Backend {
     const Model& m = *model_;
     const std::int64_t B = call.batch, T = call.time, D = m.input_size(), W = m.output_size();
     const std::size_t L = m.layers().size();
+    // Layer 0's input is the call's: its projections run ahead, w.zx_steps steps at a time
+    // (project_chunk); the layers above project per step (their input is the step below).
+    const bool ahead = projects_ahead();
+    std::int64_t next = 0;  // the next projected row of layer 0
     for (std::int64_t t = 0; t < T; ++t) {
+      if (ahead && t % w.zx_steps == 0) {
+        std::int64_t nr = 0;
+        for (std::int64_t k = t; k < std::min(T, t + w.zx_steps); ++k) {
+          for (std::int64_t b = b0; b < b1; ++b) {
+            if (call.lengths == nullptr || k < call.lengths[b]) {
+              w.px_ptr[static_cast<std::size_t>(nr++)] = call.input + row_of(call, k, b) * D;
+            }
+          }
+        }
+        if (nr > 0) project_chunk(0, 0, nr, w);
+        next = 0;
+      }
       std::int64_t n = 0;
       for (std::int64_t b = b0; b < b1; ++b) {
         if (call.lengths == nullptr || t < call.lengths[b]) w.rows[n++] = b;
@@ -660,8 +698,11 @@ class CpuGenericBackend final : public Backend {
         for (std::int64_t i = 0; i < n; ++i) {
           w.x_ptr[i] = l == 0 ? call.input + row_of(call, t, w.rows[i]) * D : in + i * in_width;
           w.out_ptr[i] = y + i * width;
+          if (l == 0 && ahead) {
+            w.zx_step[static_cast<std::size_t>(i)] = w.zx_ptr[static_cast<std::size_t>(next++)];
+          }
         }
-        step(l, 0, B, n, w);
+        step(l, 0, B, n, w, l == 0 && ahead ? w.zx_step.data() : nullptr);
         for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
         in = y;
         in_width = width;
@@ -725,8 +766,27 @@ class CpuGenericBackend final : public Backend {
     copy_output(call, r0, r1, in);
   }
 
+  // Whether the input projections run ahead of the steps (project_chunk): not where x is
+  // rounded per product (BF16 / FP16 sessions round it in step()).
+  bool projects_ahead() const { return !rounds_operands(precision_); }
+
+  // The input part of the pre-activations of n rows (w.px_ptr: their inputs) of direction d
+  // of layer l into w.zx_ptr: each chain started from the bias, k increasing, as step()
+  // computes it.
+  void project_chunk(std::size_t l, int d, std::int64_t n, Work& w) const {
+    const Packed& p = packed_[l][static_cast<std::size_t>(d)];
+    const std::int64_t GH = model_->spec(l).gate_rows();
+    for (std::int64_t i = 0; i < n; ++i) {
+      w.zx_ptr[static_cast<std::size_t>(i)] = w.zx.data() + i * GH;
+      std::memcpy(w.zx_ptr[static_cast<std::size_t>(i)], p.bias.data(),
+                  static_cast<std::size_t>(GH) * sizeof(float));
+    }
+    gemm_(w.zx_ptr.data(), w.px_ptr.data(), p.wx, n);
+  }
+
   // Direction d of layer l over every step for rows [b0, b1): reads `in` (row stride
   // in_stride), writes the cell's output into its half of `out` (row stride max_width()).
+  // The input projections of w.zx_steps steps at a time run first (project_chunk).
   void run_direction(const ForwardCall& call, std::size_t l, int d, std::int64_t b0,
                      std::int64_t b1, const float* in, std::int64_t in_stride, float* out,
                      Work& w) const {
@@ -734,19 +794,37 @@ class CpuGenericBackend final : public Backend {
     const std::int64_t B = call.batch, T = call.time, stride = model_->max_width();
     const std::int64_t R = s.cell_output_size();
     const bool backwards = s.direction == Direction::kReverse || d == 1;
-    for (std::int64_t k = 0; k < T; ++k) {
-      std::int64_t n = 0;
-      for (std::int64_t b = b0; b < b1; ++b) {
-        const std::int64_t len = call.lengths ? call.lengths[b] : T;
-        if (k >= len) continue;
-        const std::int64_t t = backwards ? len - 1 - k : k;
-        w.rows[n] = b;
-        w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
-        w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
-        ++n;
+    const bool ahead = projects_ahead();
+    const auto len_of = [&](std::int64_t b) { return call.lengths ? call.lengths[b] : T; };
+    for (std::int64_t k0 = 0; k0 < T; k0 += w.zx_steps) {
+      const std::int64_t k1 = std::min(T, k0 + w.zx_steps);
+      if (ahead) {  // the chunk's valid rows, in the order its steps take them
+        std::int64_t nr = 0;
+        for (std::int64_t k = k0; k < k1; ++k) {
+          for (std::int64_t b = b0; b < b1; ++b) {
+            if (k >= len_of(b)) continue;
+            const std::int64_t t = backwards ? len_of(b) - 1 - k : k;
+            w.px_ptr[static_cast<std::size_t>(nr++)] = in + row_of(call, t, b) * in_stride;
+          }
+        }
+        if (nr == 0) return;  // rows' lengths only shrink the active set as k grows
+        project_chunk(l, d, nr, w);
       }
-      if (n == 0) break;  // rows' lengths only shrink the active set as k grows
-      step(l, d, B, n, w);
+      std::int64_t next = 0;  // the chunk's next projected row
+      for (std::int64_t k = k0; k < k1; ++k) {
+        std::int64_t n = 0;
+        for (std::int64_t b = b0; b < b1; ++b) {
+          if (k >= len_of(b)) continue;
+          const std::int64_t t = backwards ? len_of(b) - 1 - k : k;
+          w.rows[n] = b;
+          w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
+          w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
+          if (ahead) w.zx_step[static_cast<std::size_t>(n)] = w.zx_ptr[static_cast<std::size_t>(next++)];
+          ++n;
+        }
+        if (n == 0) return;
+        step(l, d, B, n, w, ahead ? w.zx_step.data() : nullptr);
+      }
     }
   }
 
