@@ -42,13 +42,14 @@ t::Model random_layers(std::int64_t input, const std::vector<slstm_layer_config>
 }
 
 t::Session session_on(const slstm_model* m, slstm_cpu_path path, std::int64_t max_batch = 4,
-                      std::int64_t max_time = 8) {
+                      std::int64_t max_time = 8, std::int32_t num_threads = 0) {
   slstm_session_options o;
   slstm_session_options_init(&o);
   o.backend = SLSTM_BACKEND_CPU;
   o.cpu_path = path;
   o.max_batch = max_batch;
   o.max_time = max_time;
+  o.num_threads = num_threads;
   slstm_session* s = nullptr;
   const slstm_status st = slstm_session_create(m, &o, &s);
   INFO(slstm_last_error());
@@ -613,15 +614,7 @@ TEST_CASE("the generic fast path gives the same bits on one thread, split by dir
   // threads: B = 7 splits the directions (fewer than 3 rows per thread).
   const std::int64_t T = 6, D = 5;
   const auto session_with = [](const slstm_model* m, std::int64_t B, int threads) {
-    slstm_session_options o;
-    slstm_session_options_init(&o);
-    o.cpu_path = SLSTM_CPU_PATH_AUTO;
-    o.max_batch = B;
-    o.max_time = T;
-    o.num_threads = threads;
-    slstm_session* s = nullptr;
-    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
-    return t::Session(s);
+    return session_on(m, SLSTM_CPU_PATH_AUTO, B, T, threads);
   };
   int stack = 0;
   for (const auto& layers : zoo()) {
@@ -663,15 +656,7 @@ TEST_CASE("the generic fast path's input projections in chunks of steps give the
   peep.peepholes = 1;  // a forward stack on the generic path: time-major order
   const std::vector<std::vector<slstm_layer_config>> stacks = {{bi_gru}, {peep, t::lstm_layer(16)}};
   const auto session_for = [](const slstm_model* m, std::int64_t max_batch) {
-    slstm_session_options o;
-    slstm_session_options_init(&o);
-    o.cpu_path = SLSTM_CPU_PATH_AUTO;
-    o.max_batch = max_batch;
-    o.max_time = T;
-    o.num_threads = 1;
-    slstm_session* s = nullptr;
-    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
-    return t::Session(s);
+    return session_on(m, SLSTM_CPU_PATH_AUTO, max_batch, T, 1);
   };
   std::uint64_t seed = 70;
   for (const auto& layers : stacks) {
@@ -701,15 +686,7 @@ TEST_CASE("a bidirectional stack's plan says when the directions are split", "[l
   slstm_layer_config bi = t::lstm_layer(8);
   bi.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
   t::Model m = random_layers(3, {bi, t::lstm_layer(4)}, 5);
-  slstm_session_options o;
-  slstm_session_options_init(&o);
-  o.cpu_path = SLSTM_CPU_PATH_AUTO;
-  o.max_batch = 1;
-  o.max_time = 2;
-  o.num_threads = 2;
-  slstm_session* raw = nullptr;
-  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
-  t::Session s(raw);
+  t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO, 1, 2, 2);
   const std::string json = t::describe_json(s.get());
   INFO(json);
   CHECK(t::json_value(json, "threads") == "2");  // one batch row, two directions
