@@ -624,7 +624,9 @@ TEST_CASE("the generic fast path gives the same bits on one thread, split by dir
       const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 11);
       const auto init = t::random_vector(t::state_count(m.get(), B), 12, -0.5f, 0.5f);
       std::vector<std::int32_t> len;
-      for (std::int64_t b = 0; b < B; ++b) len.push_back(static_cast<std::int32_t>((b * 5) % (T + 1)));
+      for (std::int64_t b = 0; b < B; ++b) {
+        len.push_back(static_cast<std::int32_t>((b * 5) % (T + 1)));
+      }
       for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
         t::Call c = t::call_of(B, T, x, layout);
         c.lengths = &len;

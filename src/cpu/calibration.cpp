@@ -110,10 +110,11 @@ std::vector<int> allowed_cpus() {
 
 // `workers` threads of their own (the caller's thread and affinity are left alone), each
 // pinned to the next CPU of the caller's mask (round robin), pass the fast path's barrier:
-// the best of up to 16 rounds of 50 passes (fewer when they are slow: ~2 ms at most).  Pinned, because a thread just created shares its
-// creator's CPU until the scheduler moves it (measured on a 2-vCPU VM: ~15 ms, each pass a
-// yield of ~17 us), which says nothing of a session's long-lived workers; round robin,
-// because more workers than CPUs do pay for yielding, and that is what the split must know.
+// the best of up to 16 rounds of 50 passes (fewer when they are slow: ~2 ms at most).
+// Pinned, because a thread just created shares its creator's CPU until the scheduler moves
+// it (measured on a 2-vCPU VM: ~15 ms, each pass a yield of ~17 us), which says nothing of a
+// session's long-lived workers; round robin, because more workers than CPUs do pay for
+// yielding, and that is what the split must know.
 double measure_barrier(int workers) {
   if (workers <= 1) return 0;
   constexpr int kRounds = 16, kPasses = 50;

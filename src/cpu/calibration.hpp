@@ -7,8 +7,8 @@
 // - The barrier: N workers of a private pool passing the fast path's spinning barrier a few
 //   hundred times; the best of a few rounds.
 // (No cache size: the one limit that could follow it, the batch split's W_h, does not:
-// split.hpp.)  Measured once per process (rates per kernel, the barrier per worker count) and cached, so a
-// process pays ~1-3 ms once, not per session; a measurement that fails or is absurd (a
+// split.hpp.)  Measured once per process (rates per kernel, the barrier per worker count)
+// and cached, so a process pays ~1-3 ms once, not per session; a measurement that fails or is absurd (a
 // preempted VM) is clamped into a plausible range, so the worst it can do is a slower split,
 // never a different result.
 #pragma once

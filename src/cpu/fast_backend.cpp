@@ -28,8 +28,9 @@
 //        groups takes those of another that nobody has started yet (large groups only), so
 //        a core the machine delays does not hold up every step;
 //      - batch split (B >= 5 rows per worker, T >= 8, each layer's Wh <= 1.5 MB, measured on
-//        an AVX-512 Xeon and an AVX2 EPYC alike: split.hpp): each worker runs its own batch rows through every layer,
-//        projection included, with no barrier at all: batch rows never interact.
+//        an AVX-512 Xeon and an AVX2 EPYC alike: split.hpp): each worker runs its own batch
+//        rows through every layer, projection included, with no barrier at all: batch rows
+//        never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
 //   Kernels, picked per CPU (choose_kernel): AVX-512, else AVX2+FMA, else portable

@@ -819,7 +819,9 @@ class CpuGenericBackend final : public Backend {
           w.rows[n] = b;
           w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
           w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
-          if (ahead) w.zx_step[static_cast<std::size_t>(n)] = w.zx_ptr[static_cast<std::size_t>(next++)];
+          if (ahead) {
+            w.zx_step[static_cast<std::size_t>(n)] = w.zx_ptr[static_cast<std::size_t>(next++)];
+          }
           ++n;
         }
         if (n == 0) return;

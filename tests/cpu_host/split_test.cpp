@@ -86,7 +86,8 @@ TEST_CASE("split: the seed at T = 100 splits the batch, a 4 MB W_h the units", "
     CHECK(seed_split.split_batch);  // its widest W_h: 1.44 MB
     CHECK(seed_split.workers == 2);
     CHECK(seed_split.active == 2);
-    const c::CallSplit h512 = c::choose_split(16, 25, {layer(512, 512)}, 2, c::derive_thresholds(m));
+    const c::CallSplit h512 =
+        c::choose_split(16, 25, {layer(512, 512)}, 2, c::derive_thresholds(m));
     CHECK_FALSE(h512.split_batch);
     CHECK(h512.active == 2);
   }
