@@ -10,8 +10,9 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cpu.calibration, cuda.graphs, cuda.chunk, cuda.fused, cuda.slots, "
-    "cuda.persistent, cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, cuda.generic";
+    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cuda.graphs, cuda.chunk, cuda.fused, "
+    "cuda.slots, cuda.persistent, cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, "
+    "cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -56,6 +57,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "fixed") s.cpu_calibration_measured = false;
     else bad("cpu.calibration must be measured or fixed, got \"" + v + "\"");
     s.cpu_calibration_from = from;
+  } else if (key == "cpu.wh16") {
+    if (v == "on") s.cpu_wh16 = true;
+    else if (v == "off") s.cpu_wh16 = false;
+    else bad("cpu.wh16 must be on or off, got \"" + v + "\"");
+    s.cpu_wh16_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -181,7 +187,8 @@ Params Settings::cpu_params() const {
           {"cpu.pool",
            with_origin(cpu_pool == CpuPool::kShared ? "shared" : "session", cpu_pool_from)},
           {"cpu.calibration", with_origin(cpu_calibration_measured ? "measured" : "fixed",
-                                          cpu_calibration_from)}};
+                                          cpu_calibration_from)},
+          {"cpu.wh16", with_origin(cpu_wh16 ? "on" : "off", cpu_wh16_from)}};
 }
 
 Params Settings::cuda_params() const {

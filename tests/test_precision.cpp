@@ -18,6 +18,7 @@
 #include "support.hpp"
 
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -214,6 +215,60 @@ TEST_CASE("a BF16 or FP16 session gives the same bits called whole, in chunks or
     joined.insert(joined.end(), b.output.begin(), b.output.end());
     CHECK(t::bitwise_equal(joined, whole.output));
     CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+  }
+}
+
+namespace {
+
+// A fast-path session of `precision` with the keyed settings `config`.
+t::Session fast_session(const slstm_model* m, std::int32_t precision, const char* config,
+                        std::int64_t B, std::int64_t T) {
+  slstm_session_options o = t::options(B, T);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.precision = precision;
+  o.config = config;
+  slstm_session* s = nullptr;
+  INFO(slstm_last_error());
+  REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+  return t::Session(s);
+}
+
+}  // namespace
+
+TEST_CASE("cpu.wh16: W_h in 16 bits gives the bits of W_h as float32, on every kernel",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  // Partial 16-unit groups (H = 37, 20), every block height 1..6 (B = 13: blocks of 6, 6, 1
+  // and the batch split's other blocks), lengths ending inside the sequence.
+  const std::int64_t D = 11, T = 7;
+  t::Model m = t::random_model(D, {37, 64, 20}, 33);
+  for (const std::int64_t B : {1, 2, 3, 4, 5, 13}) {
+    const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 9);
+    std::vector<std::int32_t> lengths(static_cast<std::size_t>(B), static_cast<std::int32_t>(T));
+    lengths[0] = static_cast<std::int32_t>(T - 2);
+    t::Call c = t::call_of(B, T, x);
+    c.lengths = &lengths;
+    for (std::int32_t p : kHalf) {
+      INFO("precision " << p << ", B " << B);
+      t::Session on = fast_session(m.get(), p, "cpu.wh16=on", B, T);
+      t::Session off = fast_session(m.get(), p, "cpu.wh16=off", B, T);
+      const std::string plan_on = t::describe_json(on.get());
+      const std::string plan_off = t::describe_json(off.get());
+      INFO(plan_on);
+      const std::string kernel = t::json_value(plan_on, "kernel");
+      if (kernel == "avx512" || kernel == "avx2") {  // (avx2: every AVX2 CPU so far has F16C)
+        CHECK_THAT(t::json_value(plan_on, "operands"), Contains("W_h stored in 16 bits"));
+      } else {
+        CHECK_THAT(t::json_value(plan_on, "operands"), Contains("what this kernel reads"));
+      }
+      CHECK_THAT(t::json_value(plan_off, "operands"), Contains("W_h stored as float32"));
+      CHECK_THAT(t::json_value(plan_off, "cpu.wh16"), StartsWith("off"));
+      const t::Run a = t::forward_ok(on.get(), m.get(), c);
+      const t::Run b = t::forward_ok(off.get(), m.get(), c);
+      CHECK(t::count_poison(a.output) == 0);
+      CHECK(t::bitwise_equal(a.output, b.output));
+      CHECK(t::bitwise_equal(a.final_state, b.final_state));
+    }
   }
 }
 

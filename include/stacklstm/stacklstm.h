@@ -574,6 +574,10 @@ typedef struct slstm_session_options {
    *                  derived from: this machine's barrier cost and kernel rates, measured
    *                  once per process (~3 ms at the first session), or the built-in
    *                  constants.  Never changes a result, only how long it takes
+   *    cpu.wh16    = on | off   (since 0.9; on) a BF16 or FP16 session of the fast path keeps
+   *                  the recurrent weights W_h as 16-bit codes where its kernels read them
+   *                  (AVX2 with F16C, AVX-512), half the bytes a step streams; off: as
+   *                  float32 holding the same rounded values.  Same numbers, bit for bit
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

@@ -94,7 +94,7 @@ class CpuFastBackend final : public Backend {
     try {
       allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
-        layers_.push_back(pack_layer(m, l, kernel_, precision_));
+        layers_.push_back(pack_layer(m, l, kernel_, precision_, config.settings.cpu_wh16));
       }
       if (shared) {
         shared_ = acquire_shared_pool(usable_cpus());
@@ -129,8 +129,11 @@ class CpuFastBackend final : public Backend {
     if (rounds_operands(precision_)) {
       plan_.params.emplace_back(
           "operands", std::string("weights rounded to ") + precision_name(precision_) +
-                          " once; x and h rounded where they enter a product; sums float32" +
-                          (layers_[0].wh16_storage ? "; W_h stored in 16 bits" : ""));
+                          " once; x and h rounded where they enter a product; sums float32; " +
+                          (layers_[0].wh16_storage ? "W_h stored in 16 bits"
+                           : stores_wh16(kernel_, precision_)
+                               ? "W_h stored as float32 (cpu.wh16=off)"
+                               : "W_h stored as float32 (what this kernel reads)"));
     }
     plan_.params.emplace_back(
         "pool", shared ? "shared: the process-wide pool of " +

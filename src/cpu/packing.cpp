@@ -27,7 +27,15 @@ std::uint16_t fp16_code(float) { return 0; }  // (never: 16-bit storage needs F1
 
 }  // namespace
 
-PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision precision) {
+bool stores_wh16(Kernel kernel, Precision precision) {
+  // The AVX2 and AVX-512 kernels convert 16-bit codes on load (binary16 by F16C, which every
+  // AVX-512 CPU has); the portable kernels read float32.
+  return rounds_operands(precision) &&
+         ((kernel == Kernel::kAvx2 && cpu_has_f16c()) || kernel == Kernel::kAvx512);
+}
+
+PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision precision,
+                       bool allow_wh16) {
   const Layer& layer = m.layer(l);
   const bool avx2 = kernel == Kernel::kAvx2;
   PackedLayer p;
@@ -38,8 +46,8 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   // Wx as [group][I][64] and Wh as [group][H][64]; on the AVX2 kernels [group][gate][K][16]
   // (see the header).
   p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
-  // BF16/FP16 on the AVX2 kernels: Wh in 16 bits (the step streams it every step).
-  const bool wh16 = avx2 && rounds_operands(precision) && cpu_has_f16c();
+  // BF16/FP16: Wh in 16 bits where the kernel reads them (the step streams it every step).
+  const bool wh16 = allow_wh16 && stores_wh16(kernel, precision);
   const std::size_t wh_count = product({p.groups, p.H, kRow}, "packed weights");
   if (wh16) {
     p.wh16_storage = allocate_streamed((wh_count + 1) / 2);

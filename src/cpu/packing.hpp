@@ -28,8 +28,8 @@ struct PackedLayer {
   Buffer wx;    // [groups][I][64], or [groups][4][I][16] on the AVX2 kernels
   Buffer wh;    // [groups][H][64], or [groups][4][H][16] on the AVX2 kernels
   Buffer bias;  // [groups*64]
-  // BF16/FP16 sessions on the AVX2 kernels: Wh as 16-bit codes in wh's layout (wh is then
-  // empty), in a float buffer of half the count; wh16_is_bf16 says which codes.
+  // BF16/FP16 sessions on the AVX2 and AVX-512 kernels: Wh as 16-bit codes in wh's layout
+  // (wh is then empty), in a float buffer of half the count; wh16_is_bf16 says which codes.
   Buffer wh16_storage;
   bool wh16_is_bf16 = false;
   const std::uint16_t* wh16() const {
@@ -40,9 +40,14 @@ struct PackedLayer {
   double wh_bytes() const { return (wh16_storage ? 8.0 : 16.0) * static_cast<double>(H * H); }
 };
 
+// Whether `kernel`'s step reads W_h as 16-bit codes in a session of `precision` (BF16 or
+// FP16 on the AVX2 kernels of a CPU with F16C, and on the AVX-512 kernels).
+bool stores_wh16(Kernel kernel, Precision precision);
+
 // Layer l of m packed for `kernel`'s kernels, its weights rounded to `precision` (BF16,
-// FP16: the products' operands; precision.hpp).  Throws std::bad_alloc / std::length_error.
+// FP16: the products' operands; precision.hpp), W_h in 16 bits where stores_wh16 and
+// allow_wh16 (cpu.wh16) say so.  Throws std::bad_alloc / std::length_error.
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel,
-                       Precision precision = Precision::kFp32);
+                       Precision precision = Precision::kFp32, bool allow_wh16 = true);
 
 }  // namespace slstm::cpu

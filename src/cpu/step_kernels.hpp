@@ -52,9 +52,9 @@ struct StepArgs {
   std::int64_t units = 0;      // valid units in this group (1..16)
   std::int64_t unit0 = 0;      // first unit of the group
   const float* wh = nullptr;   // this group's packed Wh ([H][64]; AVX2: [4][H][16])
-  // BF16/FP16 sessions on the AVX2 kernels: Wh stored in 16 bits instead (same layout as
-  // wh, which is then null), half the bytes a step streams; the values are the rounded ones
-  // wh would hold, converted exactly on load.
+  // BF16/FP16 sessions on the AVX2 and AVX-512 kernels: Wh stored in 16 bits instead (same
+  // layout as wh, which is then null), half the bytes a step streams; the values are the
+  // rounded ones wh would hold, converted exactly on load.
   const std::uint16_t* wh16 = nullptr;
   bool wh16_is_bf16 = false;   // the codes of wh16: bfloat16 (true) or binary16
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)

@@ -12,6 +12,8 @@
 #endif
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "simd_math.hpp"
 #include "step_kernels.hpp"
 
@@ -67,10 +69,32 @@ SLSTM_AVX512_INLINE void cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __
 
 // ---- GEMM loops ---------------------------------------------------------------------------
 
+// How a kernel reads 16 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
+// (exact conversions: the values are those float32 storage would hold).
+struct F32 {
+  using T = float;
+  SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_load_ps(p); }
+};
+struct Bf16 {
+  using T = std::uint16_t;
+  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
+    const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+};
+struct Fp16 {
+  using T = std::uint16_t;
+  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+};
+
 // acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64].
-template <int NB>
-SLSTM_AVX512 inline void accumulate512(const float* w, const float* const* rows, std::int64_t K,
-                                       __m512 (&acc)[NB][4]) {
+template <int NB, typename W = F32>
+SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* const* rows,
+                                       std::int64_t K, __m512 (&acc)[NB][4]) {
+  constexpr int kLineBytes = 64;
+  constexpr int kRowBytes = static_cast<int>(kRow * sizeof(typename W::T));
   for (int b = 0; b < NB; ++b) {
     for (int q = 0; q < 4; ++q) acc[b][q] = _mm512_setzero_ps();
   }
@@ -78,15 +102,12 @@ SLSTM_AVX512 inline void accumulate512(const float* w, const float* const* rows,
     if (NB <= 4) {
       // Few FMAs per weight: the loop is bound by the weight stream, help the prefetcher.
       const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
-      _mm_prefetch(ahead + 192, _MM_HINT_T0);
+      for (int at = 0; at < kRowBytes; at += kLineBytes) _mm_prefetch(ahead + at, _MM_HINT_T0);
     }
-    const __m512 w0 = _mm512_load_ps(w);
-    const __m512 w1 = _mm512_load_ps(w + 16);
-    const __m512 w2 = _mm512_load_ps(w + 32);
-    const __m512 w3 = _mm512_load_ps(w + 48);
+    const __m512 w0 = W::load16(w);
+    const __m512 w1 = W::load16(w + 16);
+    const __m512 w2 = W::load16(w + 32);
+    const __m512 w3 = W::load16(w + 48);
     for (int b = 0; b < NB; ++b) {
       const __m512 x = _mm512_set1_ps(rows[b][k]);
       acc[b][0] = _mm512_fmadd_ps(w0, x, acc[b][0]);
@@ -109,28 +130,39 @@ SLSTM_AVX512 void project_rows_avx512(const float* w, const float* const* rows,
 }
 
 // One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
-template <int NB, CellKind kCell>
-SLSTM_AVX512 void step_rows_avx512(const StepArgs& a) {
+template <int NB, CellKind kCell, typename W>
+SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
     h[b] = a.h_gemm + (a.b0 + b) * a.H;
     prefetch_epilogue_inputs(a, b);
   }
   __m512 acc[NB][4];
-  accumulate512<NB>(a.wh, h, a.H, acc);
+  accumulate512<NB, W>(wh, h, a.H, acc);
   const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
   cell_avx512<kCell, NB>(a, acc, m);
 }
 
+template <CellKind kCell, typename W>
+void step_rows_any_avx512(const StepArgs& a, int nb, const typename W::T* wh) {
+  switch (nb) {
+    case 1: step_rows_avx512<1, kCell, W>(a, wh); return;
+    case 2: step_rows_avx512<2, kCell, W>(a, wh); return;
+    case 3: step_rows_avx512<3, kCell, W>(a, wh); return;
+    case 4: step_rows_avx512<4, kCell, W>(a, wh); return;
+    case 5: step_rows_avx512<5, kCell, W>(a, wh); return;
+    default: step_rows_avx512<6, kCell, W>(a, wh); return;
+  }
+}
+
 template <CellKind kCell>
 void step_cell_avx512(const StepArgs& a, int nb) {
-  switch (nb) {
-    case 1: step_rows_avx512<1, kCell>(a); return;
-    case 2: step_rows_avx512<2, kCell>(a); return;
-    case 3: step_rows_avx512<3, kCell>(a); return;
-    case 4: step_rows_avx512<4, kCell>(a); return;
-    case 5: step_rows_avx512<5, kCell>(a); return;
-    default: step_rows_avx512<6, kCell>(a); return;
+  if (a.wh16 == nullptr) {
+    step_rows_any_avx512<kCell, F32>(a, nb, a.wh);
+  } else if (a.wh16_is_bf16) {
+    step_rows_any_avx512<kCell, Bf16>(a, nb, a.wh16);
+  } else {
+    step_rows_any_avx512<kCell, Fp16>(a, nb, a.wh16);
   }
 }
 

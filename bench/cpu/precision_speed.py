@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""CPU speed of BF16 and FP16 sessions against FP32 (docs/precision.md, "Speed"), in one run.
+
+    SLSTM_LIBRARY=BUILD/libstacklstm.so.0 python3 bench/cpu/precision_speed.py \\
+        [--threads 2] [--rounds 5] [--calls 3] [--kernel auto]
+
+Per shape (BasicLSTMCell stacks on the fast path, batch-major input, zero initial state):
+FP32, BF16 and FP16 sessions, and BF16 with cpu.wh16=off (W_h as float32 holding the same
+rounded values: what the 16-bit storage alone buys), timed in alternating rounds; each round
+the median of --calls calls after a warm-up call; the table gives each session's best round
+and the ratios FP32 / X (> 1: X is faster).  The outputs of BF16 with and without 16-bit
+storage are compared bitwise (they must be equal).  Prints a markdown table with the machine,
+the kernel the plan names and the commit.  Run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
+unset.  Speed only: correctness is the test suite's (tests/test_precision.cpp).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "python"))
+import stacklstm  # noqa: E402
+
+SHAPES = [  # (name, input, hidden sizes, batch, time)
+    ("H=2048, B=1, T=25", 2048, [2048], 1, 25),
+    ("H=2048, B=4, T=25", 2048, [2048], 4, 25),
+    ("H=1024, B=1, T=25", 1024, [1024], 1, 25),
+    ("H=1024, B=4, T=25", 1024, [1024], 4, 25),
+    ("H=256, B=1, T=150", 256, [256], 1, 150),
+    ("seed [100, 200, 300], B=10, T=100", 128, [100, 200, 300], 10, 100),
+]
+
+SESSIONS = [("fp32", "fp32", None), ("bf16", "bf16", None), ("fp16", "fp16", None),
+            ("bf16 wh16=off", "bf16", "cpu.wh16=off")]
+
+
+def machine():
+    name = platform.processor() or "?"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name in ("", "?", "x86_64"):
+                    name = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "neither"
+    return "%s, %s, %d logical CPUs" % (name, isa, os.cpu_count() or 0)
+
+
+def commit():
+    try:
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        out = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def time_round(session, x, calls):
+    session.forward(x)  # warm-up
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        session.forward(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--kernel", default="auto", help="cpu.kernel for every session")
+    ap.add_argument("--only", default="", help="shapes whose name contains this text")
+    args = ap.parse_args()
+
+    rows, kernel_seen = [], set()
+    for name, inp, hidden, batch, steps in SHAPES:
+        if args.only and args.only not in name:
+            continue
+        model = stacklstm.Model.random(inp, hidden, seed=7)
+        x = np.random.default_rng(1).uniform(-1, 1, (batch, steps, inp)).astype(np.float32)
+        sessions = {}
+        for label, precision, extra in SESSIONS:
+            config = "cpu.kernel=%s" % args.kernel + (";" + extra if extra else "")
+            s = model.session(batch, steps, cpu_path="fast", num_threads=args.threads,
+                              precision=precision, config=config)
+            plan = s.describe("json")
+            kernel_seen.add(plan.get("params", {}).get("kernel", "?"))
+            sessions[label] = s
+        same = np.array_equal(sessions["bf16"].forward(x)[0],
+                              sessions["bf16 wh16=off"].forward(x)[0])
+        best = {label: float("inf") for label in sessions}
+        for _ in range(args.rounds):
+            for label, s in sessions.items():
+                best[label] = min(best[label], time_round(s, x, args.calls))
+        rows.append((name, best, same))
+        print("%-36s " % name + "  ".join("%s %.2f ms" % (k, v * 1e3) for k, v in best.items()) +
+              ("" if same else "  BF16 16-bit != float32 storage!"), file=sys.stderr)
+
+    print("- date: %s" % datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%MZ"))
+    print("- machine: %s; threads: %d; kernel: %s; commit: %s" %
+          (machine(), args.threads, ", ".join(sorted(kernel_seen)), commit()))
+    print("- load average after: %.2f %.2f %.2f" % os.getloadavg())
+    print("- best of %d alternating rounds of %d calls (median per round)\n" %
+          (args.rounds, args.calls))
+    print("| shape | FP32 ms | BF16 ms | FP16 ms | BF16 W_h float32 ms | FP32/BF16 | FP32/FP16 "
+          "| 16-bit storage gain (BF16) | same bits |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, b, same in rows:
+        print("| %s | %.3g | %.3g | %.3g | %.3g | %.2f | %.2f | %.2f | %s |" % (
+            name, b["fp32"] * 1e3, b["bf16"] * 1e3, b["fp16"] * 1e3, b["bf16 wh16=off"] * 1e3,
+            b["fp32"] / b["bf16"], b["fp32"] / b["fp16"], b["bf16 wh16=off"] / b["bf16"],
+            "yes" if same else "NO"))
+    return 0 if all(same for _, _, same in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
