@@ -684,6 +684,61 @@ TEST_CASE("the generic fast path's input projections in chunks of steps give the
   }
 }
 
+TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
+          "[layers][cpu-fast]") {
+  // The same FMA chains in both kernels: equal bits on every kind of layer, for every row
+  // count of a pass (1..6 and beyond), partial 32-row blocks (GRU H = 75: 225 and 75 rows) and
+  // passes of 4, 2 and 1 blocks.  (Runs where SLSTM_CPU_KERNEL forces a kernel: that wins.)
+  if (!t::kernel_under_test().empty()) return;
+  const auto session_with = [](const slstm_model* m, std::int64_t B, const char* kernel,
+                               slstm_status* st) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.backend = SLSTM_BACKEND_CPU;
+    o.cpu_path = SLSTM_CPU_PATH_FAST;
+    o.max_batch = B;
+    o.max_time = 6;
+    o.num_threads = 1;
+    o.config = kernel;
+    slstm_session* s = nullptr;
+    *st = slstm_session_create(m, &o, &s);
+    return t::Session(s);
+  };
+  slstm_layer_config lstmp = t::lstm_layer(50);
+  lstmp.peepholes = 1;
+  lstmp.proj_size = 20;
+  std::vector<std::vector<slstm_layer_config>> stacks = zoo();
+  stacks.push_back({t::gru_layer(75, true), lstmp, t::lstm_layer(40)});
+  int stack = 0;
+  for (const auto& layers : stacks) {
+    t::Model m = random_layers(5, layers, 90 + static_cast<std::uint64_t>(stack++));
+    for (const std::int64_t B : {1, 2, 3, 4, 5, 6, 7, 13}) {
+      INFO("stack " << stack << ", B = " << B);
+      slstm_status st = SLSTM_OK;
+      t::Session wide = session_with(m.get(), B, "cpu.kernel=avx512", &st);
+      if (st == SLSTM_ERR_UNSUPPORTED) {
+        WARN("skipped: this CPU has no AVX-512 (" << slstm_last_error() << ")");
+        return;
+      }
+      REQUIRE(st == SLSTM_OK);
+      t::Session narrow = session_with(m.get(), B, "cpu.kernel=avx2", &st);
+      REQUIRE(st == SLSTM_OK);
+      CHECK(t::json_value(t::describe_json(wide.get()), "kernel") == "avx512");
+      CHECK(t::json_value(t::describe_json(narrow.get()), "kernel") == "avx2");
+      const auto x = t::random_vector(static_cast<std::size_t>(B * 6 * 5), 13);
+      std::vector<std::int32_t> len;
+      for (std::int64_t b = 0; b < B; ++b) len.push_back(static_cast<std::int32_t>((b * 5) % 7));
+      t::Call c = t::call_of(B, 6, x);
+      c.lengths = &len;
+      const t::Run a = t::forward_ok(wide.get(), m.get(), c);
+      const t::Run b = t::forward_ok(narrow.get(), m.get(), c);
+      CHECK(t::count_poison(a.output) == 0);
+      CHECK(t::bitwise_equal(a.output, b.output));
+      CHECK(t::bitwise_equal(a.final_state, b.final_state));
+    }
+  }
+}
+
 TEST_CASE("a bidirectional stack's plan says when the directions are split", "[layers][cpu-fast]") {
   slstm_layer_config bi = t::lstm_layer(8);
   bi.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
