@@ -684,6 +684,73 @@ TEST_CASE("the generic fast path's input projections in chunks of steps give the
   }
 }
 
+TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one thread's bits",
+          "[layers][cpu-fast]") {
+  // Forward stacks whose steps stream >= 256 KiB of weights: calls of fewer than 3 rows per
+  // thread run as a team (every worker on every row).  Every kind of forward layer, odd
+  // widths (parts that end inside an 8-unit vector and a 32-row block), lengths 0 and T - 1,
+  // an initial state, FP32 and BF16 (the lead rounds the operands).
+  const std::int64_t T = 9, D = 37;
+  slstm_layer_config lstmp = t::lstm_layer(161);
+  lstmp.peepholes = 1;
+  lstmp.cell_clip = 0.9f;
+  lstmp.proj_size = 61;
+  lstmp.proj_clip = 0.5f;
+  slstm_layer_config res = t::gru_layer(61, false);
+  res.residual = 1;
+  slstm_layer_config peep = t::lstm_layer(130);  // (a plain LSTM stack runs the fused path)
+  peep.peepholes = 1;
+  const std::vector<std::vector<slstm_layer_config>> stacks = {
+      {t::gru_layer(203, true), t::lstm_layer(97)},
+      {lstmp, res},
+      {peep, t::lstm_layer(130)}};
+  const auto session_with = [](const slstm_model* m, std::int64_t B, int threads,
+                               std::int32_t precision) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.backend = SLSTM_BACKEND_CPU;
+    o.cpu_path = SLSTM_CPU_PATH_AUTO;
+    o.max_batch = B;
+    o.max_time = T;
+    o.num_threads = threads;
+    o.precision = precision;
+    slstm_session* s = nullptr;
+    INFO(slstm_last_error());
+    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+    return t::Session(s);
+  };
+  std::uint64_t seed = 120;
+  for (const auto& layers : stacks) {
+    t::Model m = random_layers(D, layers, ++seed);
+    for (const std::int64_t B : {1, 2, 5}) {
+      const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), ++seed);
+      const auto init = t::random_vector(t::state_count(m.get(), B), ++seed, -0.5f, 0.5f);
+      std::vector<std::int32_t> len = {static_cast<std::int32_t>(T - 1), 0, 4, 9, 1};
+      len.resize(static_cast<std::size_t>(B));
+      for (const std::int32_t precision : {SLSTM_PRECISION_FP32, SLSTM_PRECISION_BF16}) {
+        for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+          INFO("seed " << seed << ", B = " << B << ", precision " << precision);
+          t::Call c = t::call_of(B, T, x, layout);
+          c.lengths = &len;
+          c.initial_state = &init;
+          t::Session one = session_with(m.get(), B, 1, precision);
+          const t::Run want = t::forward_ok(one.get(), m.get(), c);
+          for (const int threads : {2, 3}) {
+            t::Session team = session_with(m.get(), B, threads, precision);
+            const std::string json = t::describe_json(team.get());
+            INFO(json);
+            CHECK(json.find("a team of") != std::string::npos);
+            const t::Run got = t::forward_ok(team.get(), m.get(), c);
+            CHECK(t::count_poison(got.output) == 0);
+            CHECK(t::bitwise_equal(got.output, want.output));
+            CHECK(t::bitwise_equal(got.final_state, want.final_state));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
           "[layers][cpu-fast]") {
   // The same FMA chains in both kernels: equal bits on every kind of layer, for every row

@@ -16,9 +16,13 @@
 // over the whole sequence, each direction reading every row's valid part in its own order.
 // Threads: the workers (num_threads, at most one per batch row) split the batch rows, each
 // running its rows through every layer and step with its own workspace: rows never
-// interact, so there is no barrier.  A stack with bidirectional layers and a call of fewer
-// than 3 rows per thread splits the two directions between 2 workers instead (each every
-// row; they meet twice per layer): forward_by_direction.
+// interact, so there is no barrier.  A call of fewer than 3 rows per thread would leave each
+// worker streaming every weight for 1-2 rows (and at one row, the others idle), so then a
+// stack with bidirectional layers splits the two directions between 2 workers (each every
+// row; they meet twice per layer): forward_by_direction; and a forward stack whose step
+// streams >= 256 KiB of weights runs as a team: every worker on every row, each GEMM cut
+// by gate rows (32-row blocks) and the cell math by units, a barrier between the phases of
+// a step (Team, step()).
 //
 // Determinism: every pre-activation is one chain of multiply-adds in increasing k (input
 // part, then recurrent part) started from the bias, computed with the same instructions
@@ -52,9 +56,20 @@ namespace {
 // row's kBlock sums stay in registers over the whole k loop.
 constexpr std::int64_t kBlock = 32;
 
+// What a GEMM reads: n rows of W from `data` (a block boundary of a PackedMatrix) on.
+struct MatView {
+  const float* data = nullptr;
+  std::int64_t K = 0, n = 0;
+};
+
 struct PackedMatrix {
   std::vector<float> data;  // [blocks][K][kBlock]
   std::int64_t K = 0, n = 0;
+  MatView view() const { return {data.data(), K, n}; }
+  // Rows [r0, r1) of W, r0 a multiple of kBlock.
+  MatView rows(std::int64_t r0, std::int64_t r1) const {
+    return {data.data() + (r0 / kBlock) * K * kBlock, K, r1 - r0};
+  }
 };
 
 PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_t n,
@@ -77,12 +92,12 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-inline void gemm_rows_body(float* const* z, const float* const* x, const PackedMatrix& w,
+inline void gemm_rows_body(float* const* z, const float* const* x, const MatView& w,
                            std::int64_t nb) {
   const std::int64_t K = w.K;
   for (std::int64_t i0 = 0; i0 < w.n; i0 += kBlock) {
     const std::int64_t valid = std::min(kBlock, w.n - i0);
-    const float* __restrict blk = w.data.data() + (i0 / kBlock) * K * kBlock;
+    const float* __restrict blk = w.data + (i0 / kBlock) * K * kBlock;
     for (std::int64_t b = 0; b < nb; ++b) {
       float acc[kBlock];
       for (std::int64_t i = 0; i < kBlock; ++i) acc[i] = i < valid ? z[b][i0 + i] : 0.0f;
@@ -97,10 +112,9 @@ inline void gemm_rows_body(float* const* z, const float* const* x, const PackedM
   }
 }
 
-using GemmRows = void (*)(float* const*, const float* const*, const PackedMatrix&,
-                          std::int64_t);
+using GemmRows = void (*)(float* const*, const float* const*, const MatView&, std::int64_t);
 
-void gemm_rows_portable(float* const* z, const float* const* x, const PackedMatrix& w,
+void gemm_rows_portable(float* const* z, const float* const* x, const MatView& w,
                         std::int64_t nb) {
   gemm_rows_body(z, x, w, nb);
 }
@@ -179,12 +193,12 @@ __attribute__((target("avx2,fma"))) inline void gemm_two_blocks_avx2(float* z, c
 }
 
 __attribute__((target("avx2,fma"))) void gemm_rows_avx2(float* const* z, const float* const* x,
-                                                        const PackedMatrix& w, std::int64_t nb) {
+                                                        const MatView& w, std::int64_t nb) {
   const std::int64_t K = w.K;
   if (K < 1) return;  // (never: every layer has an input and a state)
   for (std::int64_t i0 = 0; i0 < w.n; i0 += kBlock) {
     const std::int64_t valid = std::min(kBlock, w.n - i0);
-    const float* blk = w.data.data() + (i0 / kBlock) * K * kBlock;
+    const float* blk = w.data + (i0 / kBlock) * K * kBlock;
     if (nb == 1 && valid == kBlock && i0 + 2 * kBlock <= w.n) {
       // One row: two whole blocks at once (8 independent chains: 4 would wait on the FMA
       // latency).
@@ -255,21 +269,20 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x, const
 }
 
 template <int NB>
-SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
-                                      const PackedMatrix& w) {
+SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x, const MatView& w) {
   constexpr int kPass = blocks_per_pass512<NB>();
   const std::int64_t K = w.K, blocks = (w.n + kBlock - 1) / kBlock;
   std::int64_t j = 0;
   for (; j + kPass <= blocks; j += kPass) {
-    gemm_pass_avx512<NB, kPass>(z, x, w.data.data() + j * K * kBlock, K, j * kBlock, w.n);
+    gemm_pass_avx512<NB, kPass>(z, x, w.data + j * K * kBlock, K, j * kBlock, w.n);
   }
   for (; j < blocks; ++j) {
-    gemm_pass_avx512<NB, 1>(z, x, w.data.data() + j * K * kBlock, K, j * kBlock, w.n);
+    gemm_pass_avx512<NB, 1>(z, x, w.data + j * K * kBlock, K, j * kBlock, w.n);
   }
 }
 
-SLSTM_AVX512 void gemm_rows_avx512(float* const* z, const float* const* x,
-                                   const PackedMatrix& w, std::int64_t nb) {
+SLSTM_AVX512 void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
+                                   std::int64_t nb) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
   std::int64_t b = 0;
   for (; b + 6 <= nb; b += 6) gemm_rows_nb_avx512<6>(z + b, x + b, w);
@@ -299,14 +312,16 @@ SLSTM_AVX2_INLINE void lstm_cell8(const float* zi, const float* zf, const float*
   _mm256_storeu_ps(m, _mm256_mul_ps(tanh256(c_new), sigmoid256(_mm256_loadu_ps(zo))));
 }
 
-SLSTM_AVX2 void lstm_plain_avx2(const float* z, std::int64_t H, float* c, float* m) {
-  std::int64_t u = 0;
-  for (; u + 8 <= H; u += 8) {
+// Units [u0, u1) (u0 a multiple of 8 or u1 == u0).
+SLSTM_AVX2 void lstm_plain_avx2(const float* z, std::int64_t H, std::int64_t u0,
+                                std::int64_t u1, float* c, float* m) {
+  std::int64_t u = u0;
+  for (; u + 8 <= u1; u += 8) {
     lstm_cell8(z + kGateI * H + u, z + kGateF * H + u, z + kGateG * H + u, z + kGateO * H + u,
                c + u, m + u);
   }
-  if (u == H) return;
-  const std::int64_t n = H - u;
+  if (u >= u1) return;
+  const std::int64_t n = u1 - u;
   alignas(32) float q[4][8] = {}, cc[8] = {}, mm[8];
   for (int g = 0; g < 4; ++g) std::copy_n(z + g * H + u, n, q[g]);
   std::copy_n(c + u, n, cc);
@@ -315,19 +330,18 @@ SLSTM_AVX2 void lstm_plain_avx2(const float* z, std::int64_t H, float* c, float*
   std::copy_n(mm, n, m + u);
 }
 
-// The GRU's gates on one row: r and z in place (sigmoid of z[0 .. 2H)), then the new h from
-// the n block zn, r (rz[0 .. H)), the update gate (rz[H .. 2H)) and, with the reset after
-// the product, r scales a (b_hn + W_hn h): h = (1 - u) tanh(zn [+ r a]) + u h.  Per element,
-// 8 at a time, the tail padded, as lstm_plain_avx2.
-SLSTM_AVX2 void gru_gates_avx2(float* z, std::int64_t H) {
-  const std::int64_t n = 2 * H;
-  std::int64_t u = 0;
-  for (; u + 8 <= n; u += 8) _mm256_storeu_ps(z + u, sigmoid256(_mm256_loadu_ps(z + u)));
-  if (u == n) return;
+// The GRU's gates on one row: r and z in place (sigmoid of z[e0 .. e1), r and z being
+// z[0 .. 2H)), then the new h from the n block zn, r (rz[0 .. H)), the update gate
+// (rz[H .. 2H)) and, with the reset after the product, r scales a (b_hn + W_hn h): h = (1 -
+// u) tanh(zn [+ r a]) + u h.  Per element, 8 at a time, the tail padded, as lstm_plain_avx2.
+SLSTM_AVX2 void gru_gates_avx2(float* z, std::int64_t e0, std::int64_t e1) {
+  std::int64_t u = e0;
+  for (; u + 8 <= e1; u += 8) _mm256_storeu_ps(z + u, sigmoid256(_mm256_loadu_ps(z + u)));
+  if (u >= e1) return;
   alignas(32) float q[8] = {};
-  std::copy_n(z + u, n - u, q);
+  std::copy_n(z + u, e1 - u, q);
   _mm256_store_ps(q, sigmoid256(_mm256_load_ps(q)));
-  std::copy_n(q, n - u, z + u);
+  std::copy_n(q, e1 - u, z + u);
 }
 
 SLSTM_AVX2_INLINE void gru_h8(const float* zn, const float* r, const float* upd, const float* a,
@@ -341,13 +355,13 @@ SLSTM_AVX2_INLINE void gru_h8(const float* zn, const float* r, const float* upd,
 }
 
 SLSTM_AVX2 void gru_h_avx2(const float* zn, const float* rz, const float* a, float* h,
-                           std::int64_t H) {
-  std::int64_t u = 0;
-  for (; u + 8 <= H; u += 8) {
+                           std::int64_t H, std::int64_t u0, std::int64_t u1) {
+  std::int64_t u = u0;
+  for (; u + 8 <= u1; u += 8) {
     gru_h8(zn + u, rz + u, rz + H + u, a != nullptr ? a + u : nullptr, h + u);
   }
-  if (u == H) return;
-  const std::int64_t n = H - u;
+  if (u >= u1) return;
+  const std::int64_t n = u1 - u;
   alignas(32) float q[4][8] = {}, hh[8] = {};
   std::copy_n(zn + u, n, q[0]);
   std::copy_n(rz + u, n, q[1]);
@@ -360,20 +374,22 @@ SLSTM_AVX2 void gru_h_avx2(const float* zn, const float* rz, const float* a, flo
 #endif
 
 // The same in scalar C++ (libm's expf / tanhf through gate_math.hpp): the portable kernels.
-void gru_gates_portable(float* z, std::int64_t H) {
-  for (std::int64_t u = 0; u < 2 * H; ++u) z[u] = sigmoidf(z[u]);
+void gru_gates_portable(float* z, std::int64_t e0, std::int64_t e1) {
+  for (std::int64_t u = e0; u < e1; ++u) z[u] = sigmoidf(z[u]);
 }
 
-void gru_h_portable(const float* zn, const float* rz, const float* a, float* h, std::int64_t H) {
-  for (std::int64_t u = 0; u < H; ++u) {
+void gru_h_portable(const float* zn, const float* rz, const float* a, float* h, std::int64_t H,
+                    std::int64_t u0, std::int64_t u1) {
+  for (std::int64_t u = u0; u < u1; ++u) {
     const float cand = a != nullptr ? tanhf(zn[u] + rz[u] * a[u]) : tanhf(zn[u]);
     const float upd = rz[H + u];
     h[u] = (1.0f - upd) * cand + upd * h[u];
   }
 }
 
-void lstm_plain_portable(const float* z, std::int64_t H, float* c, float* m) {
-  for (std::int64_t u = 0; u < H; ++u) {
+void lstm_plain_portable(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,
+                         float* c, float* m) {
+  for (std::int64_t u = u0; u < u1; ++u) {
     lstm_cell(z[kGateI * H + u], z[kGateF * H + u], z[kGateG * H + u], z[kGateO * H + u], 0.0f,
               c[u], &c[u], &m[u]);  // forget_bias is in z's chain already
   }
@@ -426,6 +442,33 @@ constexpr std::int64_t kDirectionSplitRows = 3;
 // of the chunk from cache, instead of being streamed again at every step).
 constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
 
+// A forward stack's calls of fewer than this many batch rows per thread run as one team
+// (the GEMMs cut by gate rows, the cell math by units; forward_time_major) when a step's
+// weights are at least kTeamMinBytes: below, a barrier costs more than the split saves.
+constexpr std::int64_t kTeamRows = 3;
+constexpr double kTeamMinBytes = 256.0 * 1024.0;
+constexpr double kTeamBytesPerWorker = 128.0 * 1024.0;
+constexpr std::int64_t kUnitAlign = 8;  // units per part's step (the AVX2 cell math's width)
+
+// The workers running one step together (step(), team_gemm()): worker `worker` of `workers`,
+// meeting at `barrier`; one worker alone is a team of one (no barrier, every part whole).
+struct Team {
+  int worker = 0, workers = 1;
+  Barrier* barrier = nullptr;
+  std::vector<float*>* z_offset = nullptr;  // this worker's row pointers for team_gemm
+  bool lead() const { return worker == 0; }
+  void sync() const {
+    if (workers > 1) barrier->wait(workers);
+  }
+  // This worker's part [a, b) of [0, n), cut at multiples of `align`.
+  std::pair<std::int64_t, std::int64_t> part(std::int64_t n, std::int64_t align) const {
+    if (workers == 1) return {0, n};
+    const std::int64_t pieces = (n + align - 1) / align;
+    return {std::min(n, pieces * worker / workers * align),
+            std::min(n, pieces * (worker + 1) / workers * align)};
+  }
+};
+
 class CpuGenericBackend final : public Backend {
  public:
   CpuGenericBackend(ModelPtr model, const SessionConfig& config, const KernelChoice& kernel)
@@ -467,21 +510,44 @@ class CpuGenericBackend final : public Backend {
                     {"order", layer_major_ ? "layer-major (a layer reads backwards)"
                                            : "time-major (MultiRNNCell)"}};
     const std::int64_t B = config.max_batch;
+    const std::int64_t asked = config.num_threads > 0 ? config.num_threads : usable_cpus();
+    // A forward stack whose step streams at least kTeamMinBytes of weights may run a call of
+    // few rows as a team: up to one worker per kTeamBytesPerWorker of them.
+    double step_bytes = 0.0;
+    for (std::size_t l = 0; l < m.layers().size(); ++l) {
+      const LayerSpec& s = m.spec(l);
+      step_bytes += 4.0 * static_cast<double>(s.gate_rows() * (s.input_size + s.cell_output_size()) +
+                                              s.proj_size * s.hidden_size);
+    }
+    if (!layer_major_ && step_bytes >= kTeamMinBytes) {
+      team_workers_ = static_cast<int>(std::min<double>(
+          {static_cast<double>(asked), std::max(2.0, step_bytes / kTeamBytesPerWorker), 256.0}));
+    }
     // Workers split the batch rows (rows never interact: no barrier); more than one per row
     // would idle, except that a bidirectional stack's two directions can take two workers
-    // whatever the batch.  The results do not depend on the split (see "Determinism" above).
+    // whatever the batch, and a team any.  The results do not depend on the split (see
+    // "Determinism" above).
     threads_ = static_cast<int>(std::min<std::int64_t>(
-        {config.num_threads > 0 ? config.num_threads : usable_cpus(),
-         bidirectional ? std::max<std::int64_t>(B, 2) : B, 256}));
+        {asked,
+         std::max<std::int64_t>(bidirectional ? std::max<std::int64_t>(B, 2) : B, team_workers_),
+         256}));
+    team_workers_ = std::min(team_workers_, threads_);
+    if (team_workers_ < 2) team_workers_ = 0;
     plan_.params[0].second = std::to_string(threads_);
     direction_split_ = bidirectional && threads_ >= 2;
+    const std::string rows_split =
+        "batch rows (each worker runs its rows through every layer and step; no barrier)";
     plan_.params.push_back(
         {"split", direction_split_
                       ? "per call: with fewer than " + std::to_string(kDirectionSplitRows) +
                             " rows per thread the directions (2 workers, each every row of "
                             "its direction, two barriers per layer), else batch rows"
-                      : std::string("batch rows (each worker runs its rows through every "
-                                    "layer and step; no barrier)")});
+                  : team_workers_ >= 2
+                      ? "per call: with fewer than " + std::to_string(kTeamRows) +
+                            " rows per thread a team of " + std::to_string(team_workers_) +
+                            " workers on every row (each GEMM cut by gate rows, the cell math "
+                            "by units; 3-7 barriers per layer and step), else " + rows_split
+                      : rows_split});
     if (rounds_operands(precision_)) {
       plan_.params.push_back({"operands", std::string("weights rounded to ") +
                                               precision_name(precision_) +
@@ -506,8 +572,13 @@ class CpuGenericBackend final : public Backend {
       const std::int64_t share = (B + threads_ - 1) / threads_;
       work_.resize(static_cast<std::size_t>(threads_));
       for (std::size_t i = 0; i < work_.size(); ++i) {
-        // With the directions split, workers 0 and 1 take every row of the call.
-        work_[i].allocate(direction_split_ && i < 2 ? B : share, config.max_time, m);
+        // With the directions split, workers 0 and 1 take every row of the call; in a team,
+        // every worker works on worker 0's Work (its own: team_gemm's row pointers).
+        const bool all_rows = (direction_split_ && i < 2) || (team_workers_ >= 2 && i == 0);
+        work_[i].allocate(all_rows ? B : share, config.max_time, m);
+      }
+      if (team_workers_ >= 2) {
+        for (Work& w : work_) w.z_offset.resize(work_[0].zx_ptr.size());
       }
       if (layer_major_) {
         const std::size_t n = product({B, config.max_time, m.max_width()},
@@ -547,10 +618,12 @@ class CpuGenericBackend final : public Backend {
     // every weight for 1-2 rows): a stack with bidirectional layers then splits the
     // directions between 2 workers instead (forward_by_direction).
     const bool by_direction = direction_split_ && call.batch < kDirectionSplitRows * threads_;
-    const int active = by_direction
-                           ? 2
-                           : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
-    Job job{this, &call, active, by_direction};
+    // Likewise a forward stack's call runs as a team (forward_time_major).
+    const bool team = team_workers_ >= 2 && call.batch < kTeamRows * threads_;
+    const int active = by_direction ? 2
+                       : team       ? team_workers_
+                                    : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
+    Job job{this, &call, active, by_direction, team};
     if (active == 1) {
       run_share(job, 0);
     } else {
@@ -567,7 +640,8 @@ class CpuGenericBackend final : public Backend {
     std::vector<float> y[2];   // layer outputs of a step's rows (time-major)
     std::vector<float> xq, hq;  // BF16/FP16: a step's rows of x and h, rounded
     std::int64_t xq_width = 0, hq_width = 0;  // their row strides
-    std::vector<float*> z_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
+    std::vector<float*> z_ptr, zn_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
+    std::vector<float*> z_offset;  // team_gemm's row pointers (its own, in a team)
     std::vector<const float*> x_ptr, aux_cptr, xq_ptr, hq_ptr;
     std::vector<std::int64_t> rows;  // the batch rows of a step
     // The input projection of up to zx_steps steps of the rows, done before their steps
@@ -593,7 +667,9 @@ class CpuGenericBackend final : public Backend {
       xq.resize(product({n, xq_width}, "workspace"));
       hq.resize(product({n, hq_width}, "workspace"));
       const auto r = static_cast<std::size_t>(n);
-      for (auto* v : {&z_ptr, &aux_ptr, &state_ptr, &c_ptr, &out_ptr}) v->resize(r);
+      for (auto* v : {&z_ptr, &zn_ptr, &aux_ptr, &state_ptr, &c_ptr, &out_ptr, &z_offset}) {
+        v->resize(r);
+      }
       for (auto* v : {&x_ptr, &aux_cptr, &xq_ptr, &hq_ptr}) v->resize(r);
       rows.resize(r);
     }
@@ -603,7 +679,8 @@ class CpuGenericBackend final : public Backend {
     CpuGenericBackend* self;
     const ForwardCall* call;
     int workers;
-    bool by_direction;  // forward_by_direction, else the batch rows split
+    bool by_direction;  // forward_by_direction, else the batch rows split ...
+    bool team;          // ... or every row by a team (forward_time_major)
   };
   static void run_share_entry(void* ctx, int worker) {
     const Job& job = *static_cast<const Job*>(ctx);
@@ -616,6 +693,9 @@ class CpuGenericBackend final : public Backend {
     Work& w = work_[static_cast<std::size_t>(worker)];
     if (job.by_direction) {
       forward_by_direction(*job.call, worker, job.workers, w);
+    } else if (job.team) {
+      const Team team{worker, job.workers, &barrier_, &w.z_offset};
+      forward_time_major(*job.call, 0, B, work_[0], team);
     } else if (layer_major_) {
       forward_layer_major(*job.call, b0, b1, w);
     } else {
@@ -639,104 +719,147 @@ class CpuGenericBackend final : public Backend {
   // cell's output (width R) written to w.out_ptr[i].
   // With `zx` (project_chunk's rows for these n rows), the input part of the chains is
   // taken from there instead of computed here: the same chains, the same bits.
+  // With a team of several workers (forward_time_major's gate split), every worker calls it
+  // with the lead's Work `w`: the lead sets the step up, each GEMM is cut by gate rows and
+  // the cell math by units (Team::part), the phases separated by the team's barrier; each
+  // element gets the instructions it gets alone, so the bits do not depend on the team.
   void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w,
-            const float* const* zx = nullptr) const {
+            const float* const* zx = nullptr, const Team& team = Team()) const {
     const Model& m = *model_;
     const LayerSpec& s = m.spec(l);
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
     const std::int64_t H = s.hidden_size, GH = s.gate_rows(), R = s.cell_output_size();
-    for (std::int64_t i = 0; i < n; ++i) {
-      w.z_ptr[i] = w.z.data() + i * GH;
-      std::memcpy(w.z_ptr[i], zx != nullptr ? zx[i] : p.bias.data(),
-                  static_cast<std::size_t>(GH) * sizeof(float));
-      const std::int64_t b = w.rows[i];
-      w.state_ptr[i] = piece(l, d, 1, B, b);
-      w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
-      w.aux_ptr[i] = w.aux.data() + i * H;
-    }
-    const float* const* h = w.state_ptr.data();
-    const float* const* x = w.x_ptr.data();
     const bool rounding = rounds_operands(precision_);
-    if (rounding) {
-      // The products' operands x and h, rounded (the state keeps its float32 h).
+    if (team.lead()) {
       for (std::int64_t i = 0; i < n; ++i) {
-        float* xr = w.xq.data() + i * w.xq_width;
-        float* hr = w.hq.data() + i * w.hq_width;
-        round_into(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(s.input_size));
-        round_into(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
-        w.xq_ptr[i] = xr;
-        w.hq_ptr[i] = hr;
+        w.z_ptr[i] = w.z.data() + i * GH;
+        std::memcpy(w.z_ptr[i], zx != nullptr ? zx[i] : p.bias.data(),
+                    static_cast<std::size_t>(GH) * sizeof(float));
+        const std::int64_t b = w.rows[i];
+        w.state_ptr[i] = piece(l, d, 1, B, b);
+        w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
+        w.aux_ptr[i] = w.aux.data() + i * H;
       }
-      x = w.xq_ptr.data();
-      h = w.hq_ptr.data();
+      if (rounding) {
+        // The products' operands x and h, rounded (the state keeps its float32 h).
+        for (std::int64_t i = 0; i < n; ++i) {
+          float* xr = w.xq.data() + i * w.xq_width;
+          float* hr = w.hq.data() + i * w.hq_width;
+          round_into(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(s.input_size));
+          round_into(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
+          w.xq_ptr[i] = xr;
+          w.hq_ptr[i] = hr;
+        }
+      }
     }
-    if (zx == nullptr) gemm_(w.z_ptr.data(), x, p.wx, n);
+    team.sync();
+    const float* const* h = rounding ? w.hq_ptr.data() : w.state_ptr.data();
+    const float* const* x = rounding ? w.xq_ptr.data() : w.x_ptr.data();
+    if (zx == nullptr) {
+      team_gemm(team, w.z_ptr.data(), x, p.wx, n);
+      if (p.wx.n != p.wh.n) team.sync();  // (GRU: W_x's 3H rows are cut elsewhere than W_h's 2H)
+    }
+    team_gemm(team, w.z_ptr.data(), h, p.wh, n);
+    team.sync();
+    const auto [u0, u1] = team.part(H, kUnitAlign);
     if (s.cell == CellKind::kLstm) {
-      gemm_(w.z_ptr.data(), h, p.wh, n);
       for (std::int64_t i = 0; i < n; ++i) {
         if (!s.peepholes && s.cell_clip == 0.0f) {
-          lstm_plain_(w.z_ptr[i], H, w.c_ptr[i], w.aux_ptr[i]);
+          lstm_plain_(w.z_ptr[i], H, u0, u1, w.c_ptr[i], w.aux_ptr[i]);
         } else {
-          lstm_pointwise(s, p, w.z_ptr[i], w.c_ptr[i], w.aux_ptr[i]);
+          lstm_pointwise(s, p, w.z_ptr[i], u0, u1, w.c_ptr[i], w.aux_ptr[i]);
+        }
+        if (s.proj_size > 0 && rounding) {  // W_proj's operand m
+          round_into(precision_, w.aux_ptr[i] + u0, w.aux_ptr[i] + u0,
+                     static_cast<std::size_t>(u1 - u0));
         }
       }
       if (s.proj_size > 0) {
-        if (rounding) {  // W_proj's operand m
-          for (std::int64_t i = 0; i < n; ++i) {
-            round_into(precision_, w.aux_ptr[i], w.aux_ptr[i], static_cast<std::size_t>(H));
-          }
+        team.sync();  // m complete
+        if (team.lead()) {
+          for (std::int64_t i = 0; i < n; ++i) std::fill_n(w.state_ptr[i], R, 0.0f);
+          for (std::int64_t i = 0; i < n; ++i) w.aux_cptr[i] = w.aux_ptr[i];
         }
-        for (std::int64_t i = 0; i < n; ++i) std::fill_n(w.state_ptr[i], R, 0.0f);
-        for (std::int64_t i = 0; i < n; ++i) w.aux_cptr[i] = w.aux_ptr[i];
-        gemm_(w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n);
-        if (s.proj_clip > 0.0f) {
-          for (std::int64_t i = 0; i < n; ++i) {
-            for (std::int64_t u = 0; u < R; ++u) w.state_ptr[i][u] = clip(w.state_ptr[i][u], s.proj_clip);
+        team.sync();
+        team_gemm(team, w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n);
+        team.sync();
+        const auto [v0, v1] = team.part(R, kUnitAlign);
+        for (std::int64_t i = 0; i < n; ++i) {
+          if (s.proj_clip > 0.0f) {
+            for (std::int64_t u = v0; u < v1; ++u) {
+              w.state_ptr[i][u] = clip(w.state_ptr[i][u], s.proj_clip);
+            }
           }
+          std::copy(w.state_ptr[i] + v0, w.state_ptr[i] + v1, w.out_ptr[i] + v0);
         }
       } else {
-        for (std::int64_t i = 0; i < n; ++i) std::copy_n(w.aux_ptr[i], H, w.state_ptr[i]);
+        for (std::int64_t i = 0; i < n; ++i) {
+          std::copy(w.aux_ptr[i] + u0, w.aux_ptr[i] + u1, w.state_ptr[i] + u0);
+          std::copy(w.aux_ptr[i] + u0, w.aux_ptr[i] + u1, w.out_ptr[i] + u0);
+        }
       }
     } else {
-      // r and z: the recurrent part of their chains.
-      gemm_(w.z_ptr.data(), h, p.wh, n);
+      // r and z: the recurrent part of their chains is in; their gates, and what the n
+      // block's product reads.
       for (std::int64_t i = 0; i < n; ++i) {
         float* z = w.z_ptr[i];
-        gru_gates_(z, H);
+        gru_gates_(z, u0, u1);
+        gru_gates_(z, H + u0, H + u1);
         float* a = w.aux_ptr[i];
         if (s.reset_after) {
-          std::copy_n(p.bh_n.data(), H, a);  // b_h,n + W_h,n h, then scaled by r
+          std::copy(p.bh_n.data() + u0, p.bh_n.data() + u1, a + u0);  // b_h,n + W_h,n h ...
         } else {
           const float* hs = w.state_ptr[i];  // r o h of the float32 state h (then rounded)
-          for (std::int64_t u = 0; u < H; ++u) a[u] = round_to(precision_, z[u] * hs[u]);
+          for (std::int64_t u = u0; u < u1; ++u) a[u] = round_to(precision_, z[u] * hs[u]);
         }
       }
-      for (std::int64_t i = 0; i < n; ++i) {
-        w.z_ptr[i] += 2 * H;  // the n block
-        w.aux_cptr[i] = w.aux_ptr[i];
+      team.sync();
+      if (team.lead()) {
+        for (std::int64_t i = 0; i < n; ++i) {
+          w.zn_ptr[i] = w.z_ptr[i] + 2 * H;  // the n block
+          w.aux_cptr[i] = w.aux_ptr[i];
+        }
       }
+      team.sync();
       if (s.reset_after) {
-        gemm_(w.aux_ptr.data(), h, p.wh_n, n);
+        team_gemm(team, w.aux_ptr.data(), h, p.wh_n, n);  // ... then scaled by r
       } else {
-        gemm_(w.z_ptr.data(), w.aux_cptr.data(), p.wh_n, n);
+        team_gemm(team, w.zn_ptr.data(), w.aux_cptr.data(), p.wh_n, n);
       }
+      team.sync();
       for (std::int64_t i = 0; i < n; ++i) {
-        float* zn = w.z_ptr[i];
-        const float* rz = zn - 2 * H;
-        float* hh = w.state_ptr[i];
-        gru_h_(zn, rz, s.reset_after ? w.aux_ptr[i] : nullptr, hh, H);
+        const float* zn = w.zn_ptr[i];
+        gru_h_(zn, w.z_ptr[i], s.reset_after ? w.aux_ptr[i] : nullptr, w.state_ptr[i], H, u0,
+               u1);
+        std::copy(w.state_ptr[i] + u0, w.state_ptr[i] + u1, w.out_ptr[i] + u0);
       }
     }
-    for (std::int64_t i = 0; i < n; ++i) std::copy_n(w.state_ptr[i], R, w.out_ptr[i]);
+    team.sync();  // the step's state and outputs complete
+  }
+
+  // z[i] += x[i] . W for the n rows: this worker's rows of W (all of them alone).  Every
+  // GEMM of a step that writes the same z is cut at the same rows, so each element's chain
+  // stays with one worker.
+  void team_gemm(const Team& team, float* const* z, const float* const* x,
+                 const PackedMatrix& W, std::int64_t n) const {
+    if (team.workers == 1) {
+      gemm_(z, x, W.view(), n);
+      return;
+    }
+    const auto [r0, r1] = team.part(W.n, kBlock);
+    if (r0 >= r1) return;
+    float** zo = team.z_offset->data();
+    for (std::int64_t i = 0; i < n; ++i) zo[i] = z[i] + r0;
+    gemm_(zo, x, W.rows(r0, r1), n);
   }
 
   // The pointwise math of an LSTM with peepholes or a cell clip on one row (the plain cell:
   // lstm_plain_): c updated in place, the unprojected output into m.
-  static void lstm_pointwise(const LayerSpec& s, const Packed& p, const float* z, float* c,
-                             float* m) {
+  static void lstm_pointwise(const LayerSpec& s, const Packed& p, const float* z,
+                             std::int64_t u0, std::int64_t u1, float* c, float* m) {
     const std::int64_t H = s.hidden_size;
     const float* wi = s.peepholes ? p.peep.data() : nullptr;
-    for (std::int64_t u = 0; u < H; ++u) {
+    for (std::int64_t u = u0; u < u1; ++u) {
       const float c_prev = c[u];
       const float zi = z[kGateI * H + u] + (wi ? wi[u] * c_prev : 0.0f);
       const float zf = z[kGateF * H + u] + (wi ? wi[H + u] * c_prev : 0.0f);
@@ -754,11 +877,17 @@ class CpuGenericBackend final : public Backend {
     for (std::int64_t u = 0; u < s.output_size(); ++u) y[u] += x[u];
   }
 
-  void forward_time_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1,
-                          Work& w) const {
+  // Rows [b0, b1) through every step and layer.  In a team (the gate split), every worker
+  // runs this for the same rows on the lead's Work `w`: the lead keeps the books (row lists,
+  // pointers, residuals, the caller's output), step() and project_chunk() share the work.
+  void forward_time_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1, Work& w,
+                          const Team& team = Team()) const {
     const Model& m = *model_;
     const std::int64_t B = call.batch, T = call.time, D = m.input_size(), W = m.output_size();
     const std::size_t L = m.layers().size();
+    const auto valid = [&](std::int64_t b, std::int64_t k) {
+      return call.lengths == nullptr || k < call.lengths[b];
+    };
     // Layer 0's input is the call's: its projections run ahead, w.zx_steps steps at a time
     // (project_chunk); the layers above project per step (their input is the step below).
     const bool ahead = projects_ahead();
@@ -768,36 +897,46 @@ class CpuGenericBackend final : public Backend {
         std::int64_t nr = 0;
         for (std::int64_t k = t; k < std::min(T, t + w.zx_steps); ++k) {
           for (std::int64_t b = b0; b < b1; ++b) {
-            if (call.lengths == nullptr || k < call.lengths[b]) {
-              w.px_ptr[static_cast<std::size_t>(nr++)] = call.input + row_of(call, k, b) * D;
+            if (!valid(b, k)) continue;
+            if (team.lead()) {
+              w.px_ptr[static_cast<std::size_t>(nr)] = call.input + row_of(call, k, b) * D;
             }
+            ++nr;
           }
         }
-        if (nr > 0) project_chunk(0, 0, nr, w);
+        if (nr > 0) project_chunk(0, 0, nr, w, team);
         next = 0;
       }
       std::int64_t n = 0;
       for (std::int64_t b = b0; b < b1; ++b) {
-        if (call.lengths == nullptr || t < call.lengths[b]) w.rows[n++] = b;
+        if (!valid(b, t)) continue;
+        if (team.lead()) w.rows[n] = b;
+        ++n;
       }
       const float* in = nullptr;
       std::int64_t in_width = D;
       for (std::size_t l = 0; l < L; ++l) {
         const std::int64_t width = m.spec(l).output_size();
         float* y = w.y[l % 2].data();
-        for (std::int64_t i = 0; i < n; ++i) {
-          w.x_ptr[i] = l == 0 ? call.input + row_of(call, t, w.rows[i]) * D : in + i * in_width;
-          w.out_ptr[i] = y + i * width;
-          if (l == 0 && ahead) {
-            w.zx_step[static_cast<std::size_t>(i)] = w.zx_ptr[static_cast<std::size_t>(next++)];
+        if (team.lead()) {
+          for (std::int64_t i = 0; i < n; ++i) {
+            w.x_ptr[i] =
+                l == 0 ? call.input + row_of(call, t, w.rows[i]) * D : in + i * in_width;
+            w.out_ptr[i] = y + i * width;
+            if (l == 0 && ahead) {
+              w.zx_step[static_cast<std::size_t>(i)] =
+                  w.zx_ptr[static_cast<std::size_t>(next++)];
+            }
           }
         }
-        step(l, 0, B, n, w, l == 0 && ahead ? w.zx_step.data() : nullptr);
-        for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
+        step(l, 0, B, n, w, l == 0 && ahead ? w.zx_step.data() : nullptr, team);
+        if (team.lead()) {
+          for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
+        }
         in = y;
         in_width = width;
       }
-      if (call.output == nullptr) continue;
+      if (call.output == nullptr || !team.lead()) continue;
       for (std::int64_t b = b0; b < b1; ++b) {
         std::fill_n(call.output + row_of(call, t, b) * W, W, 0.0f);
       }
@@ -863,15 +1002,21 @@ class CpuGenericBackend final : public Backend {
   // The input part of the pre-activations of n rows (w.px_ptr: their inputs) of direction d
   // of layer l into w.zx_ptr: each chain started from the bias, k increasing, as step()
   // computes it.
-  void project_chunk(std::size_t l, int d, std::int64_t n, Work& w) const {
+  // In a team, the lead sets the rows up and the product is cut by gate rows (team_gemm).
+  void project_chunk(std::size_t l, int d, std::int64_t n, Work& w,
+                     const Team& team = Team()) const {
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
     const std::int64_t GH = model_->spec(l).gate_rows();
-    for (std::int64_t i = 0; i < n; ++i) {
-      w.zx_ptr[static_cast<std::size_t>(i)] = w.zx.data() + i * GH;
-      std::memcpy(w.zx_ptr[static_cast<std::size_t>(i)], p.bias.data(),
-                  static_cast<std::size_t>(GH) * sizeof(float));
+    if (team.lead()) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        w.zx_ptr[static_cast<std::size_t>(i)] = w.zx.data() + i * GH;
+        std::memcpy(w.zx_ptr[static_cast<std::size_t>(i)], p.bias.data(),
+                    static_cast<std::size_t>(GH) * sizeof(float));
+      }
     }
-    gemm_(w.zx_ptr.data(), w.px_ptr.data(), p.wx, n);
+    team.sync();
+    team_gemm(team, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n);
+    team.sync();
   }
 
   // Direction d of layer l over every step for rows [b0, b1): reads `in` (row stride
@@ -957,14 +1102,18 @@ class CpuGenericBackend final : public Backend {
   Precision precision_ = Precision::kFp32;
   GemmRows gemm_ = nullptr;
   // The plain LSTM cell of a row (lstm_plain_avx2 or _portable, with the GEMM's kernel).
-  void (*lstm_plain_)(const float* z, std::int64_t H, float* c, float* m) = nullptr;
-  // The GRU's gates and new h of a row (gru_gates_avx2 / gru_h_avx2 or the portable ones).
-  void (*gru_gates_)(float* z, std::int64_t H) = nullptr;
-  void (*gru_h_)(const float* zn, const float* rz, const float* a, float* h,
-                 std::int64_t H) = nullptr;
+  // (Units [u0, u1) of the row.)
+  void (*lstm_plain_)(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,
+                      float* c, float* m) = nullptr;
+  // The GRU's gates (elements [e0, e1) of z) and new h (units [u0, u1)) of a row
+  // (gru_gates_avx2 / gru_h_avx2 or the portable ones).
+  void (*gru_gates_)(float* z, std::int64_t e0, std::int64_t e1) = nullptr;
+  void (*gru_h_)(const float* zn, const float* rz, const float* a, float* h, std::int64_t H,
+                 std::int64_t u0, std::int64_t u1) = nullptr;
   bool layer_major_ = false;
   bool direction_split_ = false;  // a bidirectional layer and >= 2 threads (forward())
-  mutable Barrier barrier_;       // forward_by_direction's workers, twice per layer
+  int team_workers_ = 0;          // a team's size (>= 2), or 0: no team (forward())
+  mutable Barrier barrier_;       // forward_by_direction's workers, or a team's
   int threads_ = 1;
   std::vector<std::vector<Packed>> packed_;  // [layer][direction]
   std::vector<float> state_;                 // packed state of up to max_batch rows
