@@ -10,8 +10,8 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cuda.graphs, cuda.chunk, cuda.fused, "
-    "cuda.slots, cuda.persistent, cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, "
+    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cuda.graphs, cuda.chunk, "
+    "cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, "
     "cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
 
@@ -62,6 +62,12 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "off") s.cpu_wh16 = false;
     else bad("cpu.wh16 must be on or off, got \"" + v + "\"");
     s.cpu_wh16_from = from;
+  } else if (key == "cpu.team") {
+    if (v == "auto") s.cpu_team = Settings::Team::kAuto;
+    else if (v == "off") s.cpu_team = Settings::Team::kOff;
+    else if (v == "always") s.cpu_team = Settings::Team::kAlways;
+    else bad("cpu.team must be auto, off or always, got \"" + v + "\"");
+    s.cpu_team_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -188,7 +194,11 @@ Params Settings::cpu_params() const {
            with_origin(cpu_pool == CpuPool::kShared ? "shared" : "session", cpu_pool_from)},
           {"cpu.calibration", with_origin(cpu_calibration_measured ? "measured" : "fixed",
                                           cpu_calibration_from)},
-          {"cpu.wh16", with_origin(cpu_wh16 ? "on" : "off", cpu_wh16_from)}};
+          {"cpu.wh16", with_origin(cpu_wh16 ? "on" : "off", cpu_wh16_from)},
+          {"cpu.team", with_origin(cpu_team == Team::kAuto  ? "auto"
+                                   : cpu_team == Team::kOff ? "off"
+                                                            : "always",
+                                   cpu_team_from)}};
 }
 
 Params Settings::cuda_params() const {

@@ -28,6 +28,10 @@ struct Settings {
   // cpu.wh16: a BF16/FP16 session keeps W_h in 16 bits where its kernel reads them (AVX2,
   // AVX-512; "on"), or as float32 holding the same rounded values ("off"): same numbers
   bool cpu_wh16 = true;
+  // cpu.team: the generic path's team (a forward stack's call of few rows, every worker on
+  // every row): where its step's weights pay for the barriers (auto), never, or always
+  enum class Team { kAuto, kOff, kAlways };
+  Team cpu_team = Team::kAuto;
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
@@ -43,6 +47,7 @@ struct Settings {
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
               cpu_calibration_from = "default", cpu_wh16_from = "default",
+              cpu_team_from = "default",
               cuda_graphs_from = "default",
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",

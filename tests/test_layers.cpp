@@ -751,6 +751,82 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
   }
 }
 
+TEST_CASE("cpu.team=always runs every forward stack of the zoo as a team, with one thread's bits",
+          "[layers][cpu-fast]") {
+  // Layers of 3-7 units: parts of one 8-unit piece and one 32-row block, so a worker may have
+  // nothing to do in a phase; B = 1, 2, 5 with 2 and 3 threads.
+  const std::int64_t T = 6, D = 5;
+  const auto session_with = [](const slstm_model* m, std::int64_t B, int threads,
+                               const char* config) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.backend = SLSTM_BACKEND_CPU;
+    o.max_batch = B;
+    o.max_time = T;
+    o.num_threads = threads;
+    o.config = config;
+    slstm_session* s = nullptr;
+    INFO(slstm_last_error());
+    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+    return t::Session(s);
+  };
+  int stack = 0, teams = 0;
+  for (const auto& layers : zoo()) {
+    t::Model m = random_layers(D, layers, 80 + static_cast<std::uint64_t>(stack++));
+    for (const std::int64_t B : {1, 2, 5}) {
+      INFO("stack " << stack << ", B = " << B);
+      const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 17);
+      std::vector<std::int32_t> len;
+      for (std::int64_t b = 0; b < B; ++b) len.push_back(static_cast<std::int32_t>((b * 4) % 7));
+      t::Call c = t::call_of(B, T, x);
+      c.lengths = &len;
+      t::Session one = session_with(m.get(), B, 1, nullptr);
+      const t::Run want = t::forward_ok(one.get(), m.get(), c);
+      for (const int threads : {2, 3}) {
+        t::Session s = session_with(m.get(), B, threads, "cpu.team=always");
+        const std::string json = t::describe_json(s.get());
+        INFO(json);
+        CHECK(t::json_value(json, "cpu.team") == "always (config)");
+        const bool forward = json.find("layer-major") == std::string::npos;
+        CHECK((json.find("a team of") != std::string::npos) == forward);
+        teams += forward ? 1 : 0;
+        const t::Run got = t::forward_ok(s.get(), m.get(), c);
+        CHECK(t::bitwise_equal(got.output, want.output));
+        CHECK(t::bitwise_equal(got.final_state, want.final_state));
+      }
+    }
+  }
+  CHECK(teams > 0);
+}
+
+TEST_CASE("cpu.team=off: a forward stack's call of few rows splits its rows, with the same bits",
+          "[layers][cpu-fast]") {
+  slstm_layer_config gru = t::gru_layer(203, true);
+  t::Model m = random_layers(37, {gru, t::lstm_layer(97)}, 5);
+  const std::int64_t B = 2, T = 5;
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * 37), 3);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.max_batch = B;
+  o.max_time = T;
+  o.num_threads = 2;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session team(raw);
+  o.config = "cpu.team=off";
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session rows(raw);
+  CHECK(t::describe_json(team.get()).find("a team of 2") != std::string::npos);
+  const std::string json = t::describe_json(rows.get());
+  INFO(json);
+  CHECK(json.find("a team of") == std::string::npos);
+  CHECK(t::json_value(json, "split").find("batch rows") != std::string::npos);
+  const t::Run a = t::forward_ok(team.get(), m.get(), t::call_of(B, T, x));
+  const t::Run b = t::forward_ok(rows.get(), m.get(), t::call_of(B, T, x));
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+}
+
 TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
           "[layers][cpu-fast]") {
   // The same FMA chains in both kernels: equal bits on every kind of layer, for every row

@@ -114,6 +114,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cpu.pool=global", "cpu.pool must be session or shared");
   expect_config_error("cpu.calibration=auto", "cpu.calibration must be measured or fixed");
   expect_config_error("cpu.wh16=yes", "cpu.wh16 must be on or off");
+  expect_config_error("cpu.team=sometimes", "cpu.team must be auto, off or always");
   expect_config_error("cuda.slots=yes", "cuda.slots must be on or off");
   expect_config_error("cuda.persistent=auto", "cuda.persistent must be off, on or layers");
   expect_config_error("cuda.persistent_timeout_us=-1", "cuda.persistent_timeout_us must be a whole number");

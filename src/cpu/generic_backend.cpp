@@ -519,9 +519,15 @@ class CpuGenericBackend final : public Backend {
       step_bytes += 4.0 * static_cast<double>(s.gate_rows() * (s.input_size + s.cell_output_size()) +
                                               s.proj_size * s.hidden_size);
     }
-    if (!layer_major_ && step_bytes >= kTeamMinBytes) {
-      team_workers_ = static_cast<int>(std::min<double>(
-          {static_cast<double>(asked), std::max(2.0, step_bytes / kTeamBytesPerWorker), 256.0}));
+    // (cpu.team=always: every forward stack, as many workers as asked; off: none.)
+    const Settings::Team team_setting = config.settings.cpu_team;
+    if (!layer_major_ && team_setting != Settings::Team::kOff &&
+        (step_bytes >= kTeamMinBytes || team_setting == Settings::Team::kAlways)) {
+      const double by_bytes = team_setting == Settings::Team::kAlways
+                                  ? 256.0
+                                  : std::max(2.0, step_bytes / kTeamBytesPerWorker);
+      team_workers_ = static_cast<int>(
+          std::min<double>({static_cast<double>(asked), by_bytes, 256.0}));
     }
     // Workers split the batch rows (rows never interact: no barrier); more than one per row
     // would idle, except that a bidirectional stack's two directions can take two workers
@@ -534,6 +540,7 @@ class CpuGenericBackend final : public Backend {
     team_workers_ = std::min(team_workers_, threads_);
     if (team_workers_ < 2) team_workers_ = 0;
     plan_.params[0].second = std::to_string(threads_);
+    plan_.settings = config.settings.cpu_params();
     direction_split_ = bidirectional && threads_ >= 2;
     const std::string rows_split =
         "batch rows (each worker runs its rows through every layer and step; no barrier)";
