@@ -686,8 +686,8 @@ TEST_CASE("the generic fast path's input projections in chunks of steps give the
 
 TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one thread's bits",
           "[layers][cpu-fast]") {
-  // Forward stacks whose steps stream >= 256 KiB of weights: calls of fewer than 3 rows per
-  // thread run as a team (every worker on every row).  Every kind of forward layer, odd
+  // Calls of fewer than 3 rows per thread as a team (every worker on every row; cpu.team=
+  // always, whatever the weights' size).  Every kind of forward layer, odd
   // widths (parts that end inside an 8-unit vector and a 32-row block), lengths 0 and T - 1,
   // an initial state, FP32 and BF16 (the lead rounds the operands).
   const std::int64_t T = 9, D = 37;
@@ -714,6 +714,7 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
     o.max_time = T;
     o.num_threads = threads;
     o.precision = precision;
+    o.config = "cpu.team=always";
     slstm_session* s = nullptr;
     INFO(slstm_last_error());
     REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
@@ -799,11 +800,13 @@ TEST_CASE("cpu.team=always runs every forward stack of the zoo as a team, with o
   CHECK(teams > 0);
 }
 
-TEST_CASE("cpu.team=off: a forward stack's call of few rows splits its rows, with the same bits",
+TEST_CASE("cpu.team: by default a call of fewer rows than threads of a stack of >= 768 KiB is "
+          "a team, off splits the rows, with the same bits",
           "[layers][cpu-fast]") {
+  // 3 x 203 x (37 + 203) + 4 x 97 x (203 + 97) floats: 1.05 MB a step.
   slstm_layer_config gru = t::gru_layer(203, true);
   t::Model m = random_layers(37, {gru, t::lstm_layer(97)}, 5);
-  const std::int64_t B = 2, T = 5;
+  const std::int64_t B = 1, T = 5;
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * 37), 3);
   slstm_session_options o;
   slstm_session_options_init(&o);
@@ -817,6 +820,15 @@ TEST_CASE("cpu.team=off: a forward stack's call of few rows splits its rows, wit
   REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
   t::Session rows(raw);
   CHECK(t::describe_json(team.get()).find("a team of 2") != std::string::npos);
+  CHECK(t::describe_json(team.get()).find("with fewer rows than threads") != std::string::npos);
+  slstm_layer_config small = t::gru_layer(100, true);  // 3 x 100 x (37 + 100) floats: 164 KB
+  t::Model little = random_layers(37, {small}, 6);
+  REQUIRE(slstm_session_create(little.get(), &o, &raw) == SLSTM_OK);  // (config: off)
+  t::Session off_small(raw);
+  o.config = nullptr;
+  REQUIRE(slstm_session_create(little.get(), &o, &raw) == SLSTM_OK);
+  t::Session auto_small(raw);
+  CHECK(t::describe_json(auto_small.get()).find("a team of") == std::string::npos);
   const std::string json = t::describe_json(rows.get());
   INFO(json);
   CHECK(json.find("a team of") == std::string::npos);

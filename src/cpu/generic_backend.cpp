@@ -20,9 +20,9 @@
 // worker streaming every weight for 1-2 rows (and at one row, the others idle), so then a
 // stack with bidirectional layers splits the two directions between 2 workers (each every
 // row; they meet twice per layer): forward_by_direction; and a forward stack whose step
-// streams >= 256 KiB of weights runs as a team: every worker on every row, each GEMM cut
-// by gate rows (32-row blocks) and the cell math by units, a barrier between the phases of
-// a step (Team, step()).
+// streams enough weights (kTeamMinBytes) runs as a team: every worker on every row, each
+// GEMM cut by gate rows (32-row blocks) and the cell math by units, a barrier between the
+// phases of a step (Team, step()).
 //
 // Determinism: every pre-activation is one chain of multiply-adds in increasing k (input
 // part, then recurrent part) started from the bias, computed with the same instructions
@@ -442,12 +442,17 @@ constexpr std::int64_t kDirectionSplitRows = 3;
 // of the chunk from cache, instead of being streamed again at every step).
 constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
 
-// A forward stack's calls of fewer than this many batch rows per thread run as one team
-// (the GEMMs cut by gate rows, the cell math by units; forward_time_major) when a step's
-// weights are at least kTeamMinBytes: below, a barrier costs more than the split saves.
+// A forward stack's calls of fewer than this many batch rows per thread may run as one team
+// (the GEMMs cut by gate rows, the cell math by units; forward_time_major): a call of fewer
+// rows than threads when a step streams at least kTeamMinBytes of weights, one of 1 to 3
+// rows per thread from twice that (the rows split already keeps every worker busy there),
+// with one worker per kTeamBytesPerWorker.  Below, the 3-5 barriers of a step cost more than
+// the split saves: measured on a 2-vCPU AVX-512 Xeon, GRU B = 1 (team / rows time): H = 128
+// (384 KiB) 1.45, H = 192 (864 KiB) 0.71, H = 256 (1.5 MiB) 0.67; B = 4: 1.05 at 864 KiB,
+// 0.86 at 1.5 MiB (bench/results/bench-cpu-cells.md).
 constexpr std::int64_t kTeamRows = 3;
-constexpr double kTeamMinBytes = 256.0 * 1024.0;
-constexpr double kTeamBytesPerWorker = 128.0 * 1024.0;
+constexpr double kTeamMinBytes = 768.0 * 1024.0;
+constexpr double kTeamBytesPerWorker = 384.0 * 1024.0;
 constexpr std::int64_t kUnitAlign = 8;  // units per part's step (the AVX2 cell math's width)
 
 // The workers running one step together (step(), team_gemm()): worker `worker` of `workers`,
@@ -513,7 +518,7 @@ class CpuGenericBackend final : public Backend {
     const std::int64_t asked = config.num_threads > 0 ? config.num_threads : usable_cpus();
     // A forward stack whose step streams at least kTeamMinBytes of weights may run a call of
     // few rows as a team: up to one worker per kTeamBytesPerWorker of them.
-    double step_bytes = 0.0;
+    double& step_bytes = step_bytes_;
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
       const LayerSpec& s = m.spec(l);
       step_bytes += 4.0 * static_cast<double>(s.gate_rows() * (s.input_size + s.cell_output_size()) +
@@ -521,6 +526,7 @@ class CpuGenericBackend final : public Backend {
     }
     // (cpu.team=always: every forward stack, as many workers as asked; off: none.)
     const Settings::Team team_setting = config.settings.cpu_team;
+    team_always_ = team_setting == Settings::Team::kAlways;
     if (!layer_major_ && team_setting != Settings::Team::kOff &&
         (step_bytes >= kTeamMinBytes || team_setting == Settings::Team::kAlways)) {
       const double by_bytes = team_setting == Settings::Team::kAlways
@@ -550,10 +556,18 @@ class CpuGenericBackend final : public Backend {
                             " rows per thread the directions (2 workers, each every row of "
                             "its direction, two barriers per layer), else batch rows"
                   : team_workers_ >= 2
-                      ? "per call: with fewer than " + std::to_string(kTeamRows) +
-                            " rows per thread a team of " + std::to_string(team_workers_) +
+                      ? "per call: a team of " + std::to_string(team_workers_) +
                             " workers on every row (each GEMM cut by gate rows, the cell math "
-                            "by units; 3-7 barriers per layer and step), else " + rows_split
+                            "by units; 3-5 barriers per layer and step) with " +
+                            (team_always_ ? "fewer than " + std::to_string(kTeamRows) +
+                                                " rows per thread (cpu.team=always)"
+                             : step_bytes_ >= 2 * kTeamMinBytes
+                                 ? "fewer than " + std::to_string(kTeamRows) +
+                                       " rows per thread"
+                                 : std::string("fewer rows than threads")) +
+                            " (a step streams " + std::to_string(static_cast<long long>(
+                                                      step_bytes_ / 1024.0)) +
+                            " KiB of weights), else " + rows_split
                       : rows_split});
     if (rounds_operands(precision_)) {
       plan_.params.push_back({"operands", std::string("weights rounded to ") +
@@ -626,7 +640,9 @@ class CpuGenericBackend final : public Backend {
     // directions between 2 workers instead (forward_by_direction).
     const bool by_direction = direction_split_ && call.batch < kDirectionSplitRows * threads_;
     // Likewise a forward stack's call runs as a team (forward_time_major).
-    const bool team = team_workers_ >= 2 && call.batch < kTeamRows * threads_;
+    const bool team =
+        team_workers_ >= 2 && call.batch < kTeamRows * threads_ &&
+        (team_always_ || call.batch < threads_ || step_bytes_ >= 2 * kTeamMinBytes);
     const int active = by_direction ? 2
                        : team       ? team_workers_
                                     : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
@@ -746,6 +762,8 @@ class CpuGenericBackend final : public Backend {
         w.state_ptr[i] = piece(l, d, 1, B, b);
         w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
         w.aux_ptr[i] = w.aux.data() + i * H;
+        w.aux_cptr[i] = w.aux_ptr[i];
+        w.zn_ptr[i] = w.z_ptr[i] + 2 * H;  // GRU: the n block
       }
       if (rounding) {
         // The products' operands x and h, rounded (the state keeps its float32 h).
@@ -783,12 +801,8 @@ class CpuGenericBackend final : public Backend {
       }
       if (s.proj_size > 0) {
         team.sync();  // m complete
-        if (team.lead()) {
-          for (std::int64_t i = 0; i < n; ++i) std::fill_n(w.state_ptr[i], R, 0.0f);
-          for (std::int64_t i = 0; i < n; ++i) w.aux_cptr[i] = w.aux_ptr[i];
-        }
-        team.sync();
-        team_gemm(team, w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n);
+        // h = W_proj m into the state's h, from zero (each worker its rows of W_proj).
+        team_gemm(team, w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n, /*from_zero=*/true);
         team.sync();
         const auto [v0, v1] = team.part(R, kUnitAlign);
         for (std::int64_t i = 0; i < n; ++i) {
@@ -821,13 +835,6 @@ class CpuGenericBackend final : public Backend {
         }
       }
       team.sync();
-      if (team.lead()) {
-        for (std::int64_t i = 0; i < n; ++i) {
-          w.zn_ptr[i] = w.z_ptr[i] + 2 * H;  // the n block
-          w.aux_cptr[i] = w.aux_ptr[i];
-        }
-      }
-      team.sync();
       if (s.reset_after) {
         team_gemm(team, w.aux_ptr.data(), h, p.wh_n, n);  // ... then scaled by r
       } else {
@@ -847,14 +854,18 @@ class CpuGenericBackend final : public Backend {
   // z[i] += x[i] . W for the n rows: this worker's rows of W (all of them alone).  Every
   // GEMM of a step that writes the same z is cut at the same rows, so each element's chain
   // stays with one worker.
+  // from_zero: z's rows of this worker set to 0 first.
   void team_gemm(const Team& team, float* const* z, const float* const* x,
-                 const PackedMatrix& W, std::int64_t n) const {
+                 const PackedMatrix& W, std::int64_t n, bool from_zero = false) const {
+    const auto [r0, r1] = team.part(W.n, kBlock);
+    if (r0 >= r1) return;
+    if (from_zero) {
+      for (std::int64_t i = 0; i < n; ++i) std::fill(z[i] + r0, z[i] + r1, 0.0f);
+    }
     if (team.workers == 1) {
       gemm_(z, x, W.view(), n);
       return;
     }
-    const auto [r0, r1] = team.part(W.n, kBlock);
-    if (r0 >= r1) return;
     float** zo = team.z_offset->data();
     for (std::int64_t i = 0; i < n; ++i) zo[i] = z[i] + r0;
     gemm_(zo, x, W.rows(r0, r1), n);
@@ -1120,6 +1131,8 @@ class CpuGenericBackend final : public Backend {
   bool layer_major_ = false;
   bool direction_split_ = false;  // a bidirectional layer and >= 2 threads (forward())
   int team_workers_ = 0;          // a team's size (>= 2), or 0: no team (forward())
+  bool team_always_ = false;      // cpu.team=always
+  double step_bytes_ = 0.0;       // the weights a step of the stack streams
   mutable Barrier barrier_;       // forward_by_direction's workers, or a team's
   int threads_ = 1;
   std::vector<std::vector<Packed>> packed_;  // [layer][direction]
