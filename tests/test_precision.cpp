@@ -272,6 +272,58 @@ TEST_CASE("cpu.wh16: W_h in 16 bits gives the bits of W_h as float32, on every k
   }
 }
 
+TEST_CASE("cpu.wh16 on the generic path: 16-bit weights give float32 storage's bits",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  // Every kind of layer (t::layer_zoo) and a wide GRU / LSTMP stack (partial 32-row blocks,
+  // 1-4 block passes), alone and as a team (cpu.team=always, 2 threads), B = 1, 2, 7.
+  slstm_layer_config lstmp = t::lstm_layer(50);
+  lstmp.peepholes = 1;
+  lstmp.proj_size = 20;
+  std::vector<std::vector<slstm_layer_config>> stacks = t::layer_zoo();
+  stacks.push_back({t::gru_layer(75, false), lstmp, t::lstm_layer(40)});
+  const std::int64_t D = 6, T = 5;
+  std::uint64_t seed = 50;
+  for (const auto& layers : stacks) {
+    t::Model m = t::random_stack(D, layers, ++seed);
+    for (const std::int64_t B : {1, 2, 7}) {
+      const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), ++seed);
+      const t::Call c = t::call_of(B, T, x);
+      for (std::int32_t p : kHalf) {
+        for (const char* team : {"", ";cpu.team=always"}) {
+          INFO("seed " << seed << ", B " << B << ", precision " << p << team);
+          const std::string on_cfg = std::string("cpu.wh16=on") + team;
+          const std::string off_cfg = std::string("cpu.wh16=off") + team;
+          slstm_session_options o = t::options(B, T);
+          o.cpu_path = SLSTM_CPU_PATH_FAST;
+          o.precision = p;
+          o.num_threads = 2;
+          slstm_session* raw = nullptr;
+          o.config = on_cfg.c_str();
+          REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+          t::Session on(raw);
+          o.config = off_cfg.c_str();
+          REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+          t::Session off(raw);
+          const std::string plan = t::describe_json(on.get());
+          INFO(plan);
+          const std::string kernel = t::json_value(plan, "kernel");
+          CHECK_THAT(t::json_value(plan, "operands"),
+                     Contains(kernel == "portable" ? "what this kernel reads"
+                                                   : "weights stored in 16 bits"));
+          CHECK_THAT(t::json_value(t::describe_json(off.get()), "operands"),
+                     Contains("weights stored as float32"));
+          const t::Run a = t::forward_ok(on.get(), m.get(), c);
+          const t::Run b = t::forward_ok(off.get(), m.get(), c);
+          CHECK(t::count_poison(a.output) == 0);
+          CHECK(t::bitwise_equal(a.output, b.output));
+          CHECK(t::bitwise_equal(a.final_state, b.final_state));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("the plan names the session's precision", "[precision][plan]") {
   t::Model m = t::random_model(3, {4}, 1);
   t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, t::cpu_path_under_test());

@@ -4,7 +4,8 @@
     SLSTM_LIBRARY=BUILD/libstacklstm.so.0 python3 bench/cpu/precision_speed.py \\
         [--threads 2] [--rounds 5] [--calls 3] [--kernel auto]
 
-Per shape (BasicLSTMCell stacks on the fast path, batch-major input, zero initial state):
+Per shape (BasicLSTMCell stacks on the fused kernels, GRU / LSTMP on the generic path; batch-major
+input, zero initial state):
 FP32, BF16 and FP16 sessions, and BF16 with cpu.wh16=off (W_h as float32 holding the same
 rounded values: what the 16-bit storage alone buys), timed in alternating rounds; each round
 the median of --calls calls after a warm-up call; the table gives each session's best round
@@ -29,13 +30,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "python"))
 import stacklstm  # noqa: E402
 
-SHAPES = [  # (name, input, hidden sizes, batch, time)
+SHAPES = [  # (name, input, hidden sizes or stacklstm.Layer list, batch, time)
     ("H=2048, B=1, T=25", 2048, [2048], 1, 25),
     ("H=2048, B=4, T=25", 2048, [2048], 4, 25),
     ("H=1024, B=1, T=25", 1024, [1024], 1, 25),
     ("H=1024, B=4, T=25", 1024, [1024], 4, 25),
     ("H=256, B=1, T=150", 256, [256], 1, 150),
     ("seed [100, 200, 300], B=10, T=100", 128, [100, 200, 300], 10, 100),
+    # The generic path (docs/cells.md): every weight matrix in 16 bits.
+    ("GRU H=512, B=4, T=50", 512, [stacklstm.Layer("gru", 512, gru_reset_after=True)], 4, 50),
+    ("GRU H=1024, B=1, T=25", 1024, [stacklstm.Layer("gru", 1024, gru_reset_after=True)], 1, 25),
+    ("LSTMP 2 x H=512 P=128, B=1, T=100", 128,
+     [stacklstm.Layer("lstm", 512, proj_size=128)] * 2, 1, 100),
 ]
 
 SESSIONS = [("fp32", "fp32", None), ("bf16", "bf16", None), ("fp16", "fp16", None),
@@ -92,12 +98,15 @@ def main():
     for name, inp, hidden, batch, steps in SHAPES:
         if args.only and args.only not in name:
             continue
-        model = stacklstm.Model.random(inp, hidden, seed=7)
+        if isinstance(hidden[0], int):
+            model = stacklstm.Model.random(inp, hidden, seed=7)
+        else:
+            model = stacklstm.Model.random(inp, layers=hidden, seed=7)
         x = np.random.default_rng(1).uniform(-1, 1, (batch, steps, inp)).astype(np.float32)
         sessions = {}
         for label, precision, extra in SESSIONS:
             config = "cpu.kernel=%s" % args.kernel + (";" + extra if extra else "")
-            s = model.session(batch, steps, cpu_path="fast", num_threads=args.threads,
+            s = model.session(batch, steps, num_threads=args.threads,
                               precision=precision, config=config)
             plan = s.describe("json")
             kernel_seen.add(plan.get("params", {}).get("kernel", "?"))

@@ -575,9 +575,10 @@ typedef struct slstm_session_options {
    *                  once per process (~3 ms at the first session), or the built-in
    *                  constants.  Never changes a result, only how long it takes
    *    cpu.wh16    = on | off   (since 0.9; on) a BF16 or FP16 session of the fast path keeps
-   *                  the recurrent weights W_h as 16-bit codes where its kernels read them
-   *                  (AVX2 with F16C, AVX-512), half the bytes a step streams; off: as
-   *                  float32 holding the same rounded values.  Same numbers, bit for bit
+   *                  the recurrent weights W_h (on the generic path of docs/cells.md: every
+   *                  weight matrix) as 16-bit codes where its kernels read them (AVX2 with
+   *                  F16C, AVX-512), half the bytes a step streams; off: as float32 holding
+   *                  the same rounded values.  Same numbers, bit for bit
    *    cpu.team    = auto | off | always   (since 0.9; auto) the fast path of stacks beyond
    *                  BasicLSTMCell (docs/cells.md): a forward stack's call of few rows runs
    *                  as a team, every worker on every row with each GEMM cut by gate rows

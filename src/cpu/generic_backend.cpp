@@ -39,11 +39,19 @@
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_* as the masked-off source, which
+// -W(maybe-)uninitialized flags once they are inlined here; the warning is about the header.
+#if !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #endif
 
 #include "../gate_math.hpp"
 #include "fast_plan.hpp"
+#include "rounding.hpp"
 #include "simd_math.hpp"
 #include "thread_pool.hpp"
 
@@ -56,33 +64,56 @@ namespace {
 // row's kBlock sums stay in registers over the whole k loop.
 constexpr std::int64_t kBlock = 32;
 
-// What a GEMM reads: n rows of W from `data` (a block boundary of a PackedMatrix) on.
+// What a GEMM reads: n rows of W from a block boundary of a PackedMatrix on, as float32
+// (`data`) or, in a BF16/FP16 session on the AVX2 / AVX-512 kernels, as the 16-bit codes of
+// the same rounded values (`codes`, bfloat16 when `bf16`, else binary16; data is then null).
 struct MatView {
   const float* data = nullptr;
+  const std::uint16_t* codes = nullptr;
+  bool bf16 = false;
   std::int64_t K = 0, n = 0;
 };
 
 struct PackedMatrix {
-  std::vector<float> data;  // [blocks][K][kBlock]
+  std::vector<float> data;           // [blocks][K][kBlock], or empty ...
+  std::vector<std::uint16_t> codes;  // ... and this instead (16-bit storage)
+  bool bf16 = false;
   std::int64_t K = 0, n = 0;
-  MatView view() const { return {data.data(), K, n}; }
+  MatView view() const { return rows(0, n); }
   // Rows [r0, r1) of W, r0 a multiple of kBlock.
   MatView rows(std::int64_t r0, std::int64_t r1) const {
-    return {data.data() + (r0 / kBlock) * K * kBlock, K, r1 - r0};
+    const std::int64_t at = (r0 / kBlock) * K * kBlock;
+    if (!codes.empty()) return {nullptr, codes.data() + at, bf16, K, r1 - r0};
+    return {data.data() + at, nullptr, false, K, r1 - r0};
   }
 };
 
+// Rows r0 .. r0+n of w ([.][K]) rounded to `precision`; as 16-bit codes with `store16`.
 PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_t n,
-                       std::int64_t K, Precision precision) {
+                       std::int64_t K, Precision precision, bool store16) {
   PackedMatrix p;
   p.K = K;
   p.n = n;
+  p.bf16 = precision == Precision::kBf16;
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  p.data.assign(static_cast<std::size_t>(blocks * K * kBlock), 0.0f);
+  const auto size = static_cast<std::size_t>(blocks * K * kBlock);
+  if (store16) {
+    p.codes.assign(size, 0);  // (code 0: +0 in both formats, the padding)
+  } else {
+    p.data.assign(size, 0.0f);
+  }
   for (std::int64_t r = 0; r < n; ++r) {
-    float* dst = p.data.data() + (r / kBlock) * K * kBlock + r % kBlock;
+    const std::int64_t at = (r / kBlock) * K * kBlock + r % kBlock;
     const float* src = w.data() + (r0 + r) * K;
-    for (std::int64_t k = 0; k < K; ++k) dst[k * kBlock] = round_to(precision, src[k]);
+    for (std::int64_t k = 0; k < K; ++k) {
+      const float v = round_to(precision, src[k]);
+      const auto i = static_cast<std::size_t>(at + k * kBlock);
+      if (store16) {
+        p.codes[i] = code16(precision, v);
+      } else {
+        p.data[i] = v;
+      }
+    }
   }
   return p;
 }
@@ -120,14 +151,41 @@ void gemm_rows_portable(float* const* z, const float* const* x, const MatView& w
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
+// How the AVX kernels read 8 (ymm) or 16 (zmm) weights: float32, or 16-bit codes converted
+// exactly (the values float32 storage would hold).
+#define SLSTM_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+struct F32 {
+  using T = float;
+  SLSTM_AVX2_F16C_INLINE static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+};
+struct Bf16 {
+  using T = std::uint16_t;
+  SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+};
+struct Fp16 {
+  using T = std::uint16_t;
+  SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+};
+
 // The AVX2+FMA GEMM: the same chains as gemm_rows_body (each element starts from z and adds
 // x[b][k] * W[.][k] in increasing k, one FMA each), with NB rows sharing every load of a
 // block's k-th slice, so that a block is streamed once per 3 rows instead of once per row.
-template <int NB>
-__attribute__((target("avx2,fma"))) inline void gemm_block_loop_avx2(float* const* zb,
-                                                                     const float* const* x,
-                                                                     const float* blk,
-                                                                     std::int64_t K) {
+template <int NB, typename W>
+__attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
+    float* const* zb, const float* const* x, const typename W::T* blk, std::int64_t K) {
   __m256 acc[NB][4];
   for (int b = 0; b < NB; ++b) {
     for (int v = 0; v < 4; ++v) acc[b][v] = _mm256_loadu_ps(zb[b] + 8 * v);
@@ -137,11 +195,11 @@ __attribute__((target("avx2,fma"))) inline void gemm_block_loop_avx2(float* cons
   // on each k, which halved the kernel's speed.
   std::int64_t k = 0;
   do {
-    const float* wk = blk + k * kBlock;
+    const typename W::T* wk = blk + k * kBlock;
     __m256 xb[NB];
     for (int b = 0; b < NB; ++b) xb[b] = _mm256_broadcast_ss(x[b] + k);
     for (int v = 0; v < 4; ++v) {
-      const __m256 w = _mm256_loadu_ps(wk + 8 * v);
+      const __m256 w = W::load8(wk + 8 * v);
       for (int b = 0; b < NB; ++b) acc[b][v] = _mm256_fmadd_ps(w, xb[b], acc[b][v]);
     }
   } while (++k < K);
@@ -150,13 +208,10 @@ __attribute__((target("avx2,fma"))) inline void gemm_block_loop_avx2(float* cons
   }
 }
 
-template <int NB>
-__attribute__((target("avx2,fma"))) inline void gemm_block_avx2(float* const* z,
-                                                                const float* const* x,
-                                                                const float* blk,
-                                                                std::int64_t K,
-                                                                std::int64_t i0,
-                                                                std::int64_t valid) {
+template <int NB, typename W>
+__attribute__((target("avx2,fma,f16c"))) inline void gemm_block_avx2(
+    float* const* z, const float* const* x, const typename W::T* blk, std::int64_t K,
+    std::int64_t i0, std::int64_t valid) {
   // A partial block (its last rows) goes through io, so that the loop reads and writes 32.
   alignas(32) float io[NB][kBlock];
   float* zb[NB];
@@ -168,48 +223,59 @@ __attribute__((target("avx2,fma"))) inline void gemm_block_avx2(float* const* z,
       zb[b] = io[b];
     }
   }
-  gemm_block_loop_avx2<NB>(zb, x, blk, K);
+  gemm_block_loop_avx2<NB, W>(zb, x, blk, K);
   if (valid < kBlock) {
     for (int b = 0; b < NB; ++b) std::copy_n(io[b], valid, z[b] + i0);
   }
 }
 
 // z[0..64) (two whole blocks, the second at blk + K * kBlock) for one row x.
-__attribute__((target("avx2,fma"))) inline void gemm_two_blocks_avx2(float* z, const float* x,
-                                                                     const float* blk,
-                                                                     std::int64_t K) {
+template <typename W>
+__attribute__((target("avx2,fma,f16c"))) inline void gemm_two_blocks_avx2(
+    float* z, const float* x, const typename W::T* blk, std::int64_t K) {
   __m256 acc[8];
   for (int v = 0; v < 8; ++v) acc[v] = _mm256_loadu_ps(z + 8 * v);
-  const float* blk2 = blk + K * kBlock;
+  const typename W::T* blk2 = blk + K * kBlock;
   std::int64_t k = 0;
   do {  // (a do-while, see gemm_block_loop_avx2)
     const __m256 xb = _mm256_broadcast_ss(x + k);
     for (int v = 0; v < 4; ++v) {
-      acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(blk + k * kBlock + 8 * v), xb, acc[v]);
-      acc[4 + v] = _mm256_fmadd_ps(_mm256_loadu_ps(blk2 + k * kBlock + 8 * v), xb, acc[4 + v]);
+      acc[v] = _mm256_fmadd_ps(W::load8(blk + k * kBlock + 8 * v), xb, acc[v]);
+      acc[4 + v] = _mm256_fmadd_ps(W::load8(blk2 + k * kBlock + 8 * v), xb, acc[4 + v]);
     }
   } while (++k < K);
   for (int v = 0; v < 8; ++v) _mm256_storeu_ps(z + 8 * v, acc[v]);
 }
 
-__attribute__((target("avx2,fma"))) void gemm_rows_avx2(float* const* z, const float* const* x,
-                                                        const MatView& w, std::int64_t nb) {
-  const std::int64_t K = w.K;
-  if (K < 1) return;  // (never: every layer has an input and a state)
-  for (std::int64_t i0 = 0; i0 < w.n; i0 += kBlock) {
-    const std::int64_t valid = std::min(kBlock, w.n - i0);
-    const float* blk = w.data + (i0 / kBlock) * K * kBlock;
-    if (nb == 1 && valid == kBlock && i0 + 2 * kBlock <= w.n) {
+template <typename W>
+__attribute__((target("avx2,fma,f16c"))) void gemm_rows_avx2_t(
+    float* const* z, const float* const* x, const typename W::T* base, std::int64_t K,
+    std::int64_t n, std::int64_t nb) {
+  for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const std::int64_t valid = std::min(kBlock, n - i0);
+    const typename W::T* blk = base + (i0 / kBlock) * K * kBlock;
+    if (nb == 1 && valid == kBlock && i0 + 2 * kBlock <= n) {
       // One row: two whole blocks at once (8 independent chains: 4 would wait on the FMA
       // latency).
-      gemm_two_blocks_avx2(z[0] + i0, x[0], blk, K);
+      gemm_two_blocks_avx2<W>(z[0] + i0, x[0], blk, K);
       i0 += kBlock;
       continue;
     }
     std::int64_t b = 0;
-    for (; b + 3 <= nb; b += 3) gemm_block_avx2<3>(z + b, x + b, blk, K, i0, valid);
-    if (nb - b == 2) gemm_block_avx2<2>(z + b, x + b, blk, K, i0, valid);
-    if (nb - b == 1) gemm_block_avx2<1>(z + b, x + b, blk, K, i0, valid);
+    for (; b + 3 <= nb; b += 3) gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid);
+    if (nb - b == 2) gemm_block_avx2<2, W>(z + b, x + b, blk, K, i0, valid);
+    if (nb - b == 1) gemm_block_avx2<1, W>(z + b, x + b, blk, K, i0, valid);
+  }
+}
+
+void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, std::int64_t nb) {
+  if (w.K < 1) return;  // (never: every layer has an input and a state)
+  if (w.codes == nullptr) {
+    gemm_rows_avx2_t<F32>(z, x, w.data, w.K, w.n, nb);
+  } else if (w.bf16) {
+    gemm_rows_avx2_t<Bf16>(z, x, w.codes, w.K, w.n, nb);
+  } else {
+    gemm_rows_avx2_t<Fp16>(z, x, w.codes, w.K, w.n, nb);
   }
 }
 #endif
@@ -230,9 +296,10 @@ inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes 
                      : static_cast<__mmask16>((1u << static_cast<unsigned>(valid)) - 1u);
 }
 
-template <int NB, int NBLK>
-SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x, const float* blk,
-                                   std::int64_t K, std::int64_t i0, std::int64_t n) {
+template <int NB, int NBLK, typename W>
+SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
+                                   const typename W::T* blk, std::int64_t K, std::int64_t i0,
+                                   std::int64_t n) {
   __mmask16 mask[NBLK][2];
   for (int j = 0; j < NBLK; ++j) {
     const std::int64_t valid = std::min<std::int64_t>(kBlock, n - i0 - j * kBlock);
@@ -252,9 +319,9 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x, const
     __m512 xb[NB];
     for (int b = 0; b < NB; ++b) xb[b] = _mm512_set1_ps(x[b][k]);
     for (int j = 0; j < NBLK; ++j) {
-      const float* wk = blk + j * K * kBlock + k * kBlock;
+      const typename W::T* wk = blk + j * K * kBlock + k * kBlock;
       for (int v = 0; v < 2; ++v) {
-        const __m512 w = _mm512_loadu_ps(wk + 16 * v);
+        const __m512 w = W::load16(wk + 16 * v);
         for (int b = 0; b < NB; ++b) acc[b][j][v] = _mm512_fmadd_ps(w, xb[b], acc[b][j][v]);
       }
     }
@@ -268,31 +335,45 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x, const
   }
 }
 
-template <int NB>
-SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x, const MatView& w) {
+template <int NB, typename W>
+SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
+                                      const typename W::T* base, std::int64_t K,
+                                      std::int64_t n) {
   constexpr int kPass = blocks_per_pass512<NB>();
-  const std::int64_t K = w.K, blocks = (w.n + kBlock - 1) / kBlock;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   std::int64_t j = 0;
   for (; j + kPass <= blocks; j += kPass) {
-    gemm_pass_avx512<NB, kPass>(z, x, w.data + j * K * kBlock, K, j * kBlock, w.n);
+    gemm_pass_avx512<NB, kPass, W>(z, x, base + j * K * kBlock, K, j * kBlock, n);
   }
   for (; j < blocks; ++j) {
-    gemm_pass_avx512<NB, 1>(z, x, w.data + j * K * kBlock, K, j * kBlock, w.n);
+    gemm_pass_avx512<NB, 1, W>(z, x, base + j * K * kBlock, K, j * kBlock, n);
   }
 }
 
-SLSTM_AVX512 void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
-                                   std::int64_t nb) {
-  if (w.K < 1) return;  // (never: every layer has an input and a state)
+template <typename W>
+void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W::T* base,
+                        std::int64_t K, std::int64_t n, std::int64_t nb) {
   std::int64_t b = 0;
-  for (; b + 6 <= nb; b += 6) gemm_rows_nb_avx512<6>(z + b, x + b, w);
+  for (; b + 6 <= nb; b += 6) gemm_rows_nb_avx512<6, W>(z + b, x + b, base, K, n);
   switch (nb - b) {
-    case 5: gemm_rows_nb_avx512<5>(z + b, x + b, w); break;
-    case 4: gemm_rows_nb_avx512<4>(z + b, x + b, w); break;
-    case 3: gemm_rows_nb_avx512<3>(z + b, x + b, w); break;
-    case 2: gemm_rows_nb_avx512<2>(z + b, x + b, w); break;
-    case 1: gemm_rows_nb_avx512<1>(z + b, x + b, w); break;
+    case 5: gemm_rows_nb_avx512<5, W>(z + b, x + b, base, K, n); break;
+    case 4: gemm_rows_nb_avx512<4, W>(z + b, x + b, base, K, n); break;
+    case 3: gemm_rows_nb_avx512<3, W>(z + b, x + b, base, K, n); break;
+    case 2: gemm_rows_nb_avx512<2, W>(z + b, x + b, base, K, n); break;
+    case 1: gemm_rows_nb_avx512<1, W>(z + b, x + b, base, K, n); break;
     default: break;
+  }
+}
+
+void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
+                      std::int64_t nb) {
+  if (w.K < 1) return;  // (never: every layer has an input and a state)
+  if (w.codes == nullptr) {
+    gemm_rows_avx512_t<F32>(z, x, w.data, w.K, w.n, nb);
+  } else if (w.bf16) {
+    gemm_rows_avx512_t<Bf16>(z, x, w.codes, w.K, w.n, nb);
+  } else {
+    gemm_rows_avx512_t<Fp16>(z, x, w.codes, w.K, w.n, nb);
   }
 }
 #endif
@@ -411,25 +492,25 @@ struct Packed {
 };
 
 // (BF16/FP16: the weights rounded to the precision, docs/precision.md.)
-Packed pack(const Model& m, std::size_t l, int d, Precision pr) {
+Packed pack(const Model& m, std::size_t l, int d, Precision pr, bool store16) {
   const Layer& layer = m.layer(l);
   const LayerSpec& s = layer.spec;
   const CellWeights& w = layer.dir(d);
   const std::int64_t GH = s.gate_rows(), H = s.hidden_size;
   Packed p;
-  p.wx = pack_rows(w.w_x, 0, GH, s.input_size, pr);
+  p.wx = pack_rows(w.w_x, 0, GH, s.input_size, pr, store16);
   if (s.cell == CellKind::kGru) {
-    p.wh = pack_rows(w.w_h, 0, 2 * H, H, pr);
-    p.wh_n = pack_rows(w.w_h, 2 * H, H, H, pr);
+    p.wh = pack_rows(w.w_h, 0, 2 * H, H, pr, store16);
+    p.wh_n = pack_rows(w.w_h, 2 * H, H, H, pr, store16);
   } else {
-    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size(), pr);
+    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size(), pr, store16);
   }
   // LSTM: + forget_bias on f; GRU r, z: b_x + b_h; n: b_x (+ b_h when the reset comes first:
   // then b_h,n is additive; after, r scales b_h,n + W_h,n h).
   p.bias = m.step_bias(l, d);
   p.bh_n = m.step_bias_hn(l, d);
   p.peep = w.peep;
-  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H, pr);
+  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H, pr, store16);
   return p;
 }
 
@@ -569,11 +650,18 @@ class CpuGenericBackend final : public Backend {
                                                       step_bytes_ / 1024.0)) +
                             " KiB of weights), else " + rows_split
                       : rows_split});
+    // BF16/FP16 on the AVX2 (with F16C) and AVX-512 kernels: every weight matrix as 16-bit
+    // codes (a step streams half the bytes), unless cpu.wh16=off; same numbers either way.
+    const bool can16 = stores_wh16(kernel.kernel, precision_);
+    const bool store16 = can16 && config.settings.cpu_wh16;
     if (rounds_operands(precision_)) {
-      plan_.params.push_back({"operands", std::string("weights rounded to ") +
-                                              precision_name(precision_) +
-                                              " once; x, h, m and r o h rounded where they "
-                                              "enter a product; sums float32"});
+      plan_.params.push_back(
+          {"operands", std::string("weights rounded to ") + precision_name(precision_) +
+                           " once; x, h, m and r o h rounded where they enter a product; sums "
+                           "float32; " +
+                           (store16  ? "weights stored in 16 bits"
+                            : can16  ? "weights stored as float32 (cpu.wh16=off)"
+                                     : "weights stored as float32 (what this kernel reads)")});
     }
     try {
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
@@ -586,7 +674,7 @@ class CpuGenericBackend final : public Backend {
                                  {"hidden", std::to_string(s.hidden_size)}}});
         packed_.emplace_back();
         for (int d = 0; d < s.directions(); ++d) {
-          packed_.back().push_back(pack(m, l, d, precision_));
+          packed_.back().push_back(pack(m, l, d, precision_, store16));
         }
       }
       state_.resize(m.state_count(B));
@@ -1156,3 +1244,7 @@ std::unique_ptr<Backend> make_cpu_generic_backend(ModelPtr model, const SessionC
 }
 
 }  // namespace slstm
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

@@ -1,31 +1,10 @@
 #include "packing.hpp"
 
 #include <cstdint>
-#include <cstring>
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "rounding.hpp"
 
 namespace slstm::cpu {
-namespace {
-
-// The 16-bit codes of values already rounded to the format (so the conversions are exact).
-std::uint16_t bf16_code(float v) {
-  std::uint32_t b;
-  std::memcpy(&b, &v, sizeof b);
-  return static_cast<std::uint16_t>(b >> 16);
-}
-
-#if defined(__GNUC__) && defined(__x86_64__)
-__attribute__((target("f16c"))) std::uint16_t fp16_code(float v) {
-  return static_cast<std::uint16_t>(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-#else
-std::uint16_t fp16_code(float) { return 0; }  // (never: 16-bit storage needs F16C)
-#endif
-
-}  // namespace
 
 bool stores_wh16(Kernel kernel, Precision precision) {
   // The AVX2 and AVX-512 kernels convert 16-bit codes on load (binary16 by F16C, which every
@@ -76,7 +55,7 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
                    : (g * p.H + k) * kRow + q * kGroup + j);
           const float v = round_to(precision, layer.w_h[static_cast<std::size_t>(src * p.H + k)]);
           if (wh16) {
-            codes[at] = precision == Precision::kBf16 ? bf16_code(v) : fp16_code(v);
+            codes[at] = code16(precision, v);
           } else {
             p.wh[at] = v;
           }

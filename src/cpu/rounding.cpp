@@ -57,6 +57,26 @@ __attribute__((target("avx2"))) std::size_t bf16_avx2(const float* src, float* d
 
 }  // namespace
 
+#if defined(__GNUC__) && defined(__x86_64__)
+namespace {
+__attribute__((target("f16c"))) std::uint16_t fp16_code(float v) {
+  return static_cast<std::uint16_t>(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+}  // namespace
+#endif
+
+std::uint16_t code16(Precision p, float v) {
+  if (p == Precision::kBf16) {
+    std::uint32_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return static_cast<std::uint16_t>(b >> 16);
+  }
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (have_f16c()) return fp16_code(v);
+#endif
+  return 0;  // (never: 16-bit FP16 storage needs F16C)
+}
+
 void round_floats(Precision p, const float* src, float* dst, std::size_t n) {
   std::size_t i = 0;
 #if defined(__GNUC__) && defined(__x86_64__)

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "../precision.hpp"
 
@@ -12,5 +13,10 @@ namespace slstm::cpu {
 
 // dst[i] = round_to(p, src[i]) for i < n (dst may be src; FP32 / TF32: a copy).
 void round_floats(Precision p, const float* src, float* dst, std::size_t n);
+
+// The 16-bit code (bfloat16 for BF16, binary16 for FP16) of v, a value already rounded to
+// p (round_to), so that the code holds it exactly: what a kernel storing weights in 16 bits
+// converts back on load.  FP16 needs F16C (cpu_has_f16c(); else 0).
+std::uint16_t code16(Precision p, float v);
 
 }  // namespace slstm::cpu
