@@ -324,6 +324,51 @@ TEST_CASE("cpu.wh16 on the generic path: 16-bit weights give float32 storage's b
   }
 }
 
+TEST_CASE("a BF16 or FP16 session of the generic path gives the same bits whole, in chunks "
+          "and one row at a time",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  // GRU H = 512 and 7 rows: the rounded inputs are projected ~18 steps ahead at a time, so
+  // 40 steps cross chunk boundaries, elsewhere for a call of one row or of fewer steps.
+  const std::int64_t B = 7, T = 40, D = 9;
+  slstm_layer_config lstmp = t::lstm_layer(64);
+  lstmp.proj_size = 32;
+  t::Model m = t::random_stack(D, {t::gru_layer(512, true), lstmp}, 77);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 78);
+  const std::int64_t W = 32;
+  for (std::int32_t p : kHalf) {
+    INFO("precision " << p);
+    slstm_session_options o = t::options(B, T);
+    o.cpu_path = SLSTM_CPU_PATH_FAST;
+    o.precision = p;
+    slstm_session* raw = nullptr;
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    t::Session s(raw);
+    const t::Run whole = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x, SLSTM_TIME_MAJOR));
+    // Time-major: the first 25 steps, then the other 15 from the state they left.
+    const std::vector<float> x1(x.begin(), x.begin() + 25 * B * D), x2(x.begin() + 25 * B * D, x.end());
+    const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(B, 25, x1, SLSTM_TIME_MAJOR));
+    t::Call c2 = t::call_of(B, 15, x2, SLSTM_TIME_MAJOR);
+    c2.initial_state = &a.final_state;
+    const t::Run b = t::forward_ok(s.get(), m.get(), c2);
+    std::vector<float> joined = a.output;
+    joined.insert(joined.end(), b.output.begin(), b.output.end());
+    CHECK(t::bitwise_equal(joined, whole.output));
+    CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+    // Row 3 alone (time-major rows of one batch row are its steps).
+    std::vector<float> x3;
+    for (std::int64_t t = 0; t < T; ++t) {
+      x3.insert(x3.end(), x.begin() + (t * B + 3) * D, x.begin() + (t * B + 4) * D);
+    }
+    const t::Run one = t::forward_ok(s.get(), m.get(), t::call_of(1, T, x3, SLSTM_TIME_MAJOR));
+    for (std::int64_t t = 0; t < T; ++t) {
+      CHECK(t::bitwise_equal(&one.output[static_cast<std::size_t>(t * W)],
+                             &whole.output[static_cast<std::size_t>((t * B + 3) * W)],
+                             static_cast<std::size_t>(W)));
+    }
+  }
+}
+
 TEST_CASE("the plan names the session's precision", "[precision][plan]") {
   t::Model m = t::random_model(3, {4}, 1);
   t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, t::cpu_path_under_test());

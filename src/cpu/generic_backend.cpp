@@ -684,7 +684,7 @@ class CpuGenericBackend final : public Backend {
         // With the directions split, workers 0 and 1 take every row of the call; in a team,
         // every worker works on worker 0's Work (its own: team_gemm's row pointers).
         const bool all_rows = (direction_split_ && i < 2) || (team_workers_ >= 2 && i == 0);
-        work_[i].allocate(all_rows ? B : share, config.max_time, m);
+        work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_));
       }
       if (team_workers_ >= 2) {
         for (Work& w : work_) w.z_offset.resize(work_[0].zx_ptr.size());
@@ -750,6 +750,7 @@ class CpuGenericBackend final : public Backend {
     std::vector<float> aux;    // per row [H]: m, r o h, or b_h,n + W_h,n h
     std::vector<float> y[2];   // layer outputs of a step's rows (time-major)
     std::vector<float> xq, hq;  // BF16/FP16: a step's rows of x and h, rounded
+    std::vector<float> pxq;     // BF16/FP16: a projection chunk's inputs, rounded
     std::int64_t xq_width = 0, hq_width = 0;  // their row strides
     std::vector<float*> z_ptr, zn_ptr, aux_ptr, state_ptr, c_ptr, out_ptr;
     std::vector<float*> z_offset;  // team_gemm's row pointers (its own, in a team)
@@ -761,11 +762,16 @@ class CpuGenericBackend final : public Backend {
     std::vector<float*> zx_ptr;
     std::vector<const float*> px_ptr, zx_step;
     std::int64_t zx_steps = 0;
-    void allocate(std::int64_t n, std::int64_t max_time, const Model& m) {
-      const std::int64_t per_step = std::max<std::int64_t>(1, n * 4 * m.max_hidden() * 4);
+    // `rounding`: a BF16/FP16 session (the chunk's inputs are rounded into pxq first).
+    void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding) {
+      xq_width = std::max(m.max_width(), m.input_size());
+      const std::int64_t per_row =
+          std::max<std::int64_t>(4 * m.max_hidden(), rounding ? xq_width : 0);
+      const std::int64_t per_step = std::max<std::int64_t>(1, n * per_row * 4);
       zx_steps = std::clamp<std::int64_t>(kProjectionChunkBytes / per_step, 1,
                                           std::max<std::int64_t>(max_time, 1));
       zx.resize(product({zx_steps, n, 4, m.max_hidden()}, "workspace"));
+      if (rounding) pxq.resize(product({zx_steps, n, xq_width}, "workspace"));
       zx_ptr.resize(static_cast<std::size_t>(zx_steps * n));
       px_ptr.resize(zx_ptr.size());
       zx_step.resize(static_cast<std::size_t>(n));
@@ -773,7 +779,6 @@ class CpuGenericBackend final : public Backend {
       aux.resize(product({n, m.max_hidden()}, "workspace"));
       y[0].resize(product({n, m.max_width()}, "workspace"));
       y[1].resize(y[0].size());
-      xq_width = std::max(m.max_width(), m.input_size());
       hq_width = m.max_hidden();
       xq.resize(product({n, xq_width}, "workspace"));
       hq.resize(product({n, hq_width}, "workspace"));
@@ -858,8 +863,10 @@ class CpuGenericBackend final : public Backend {
         for (std::int64_t i = 0; i < n; ++i) {
           float* xr = w.xq.data() + i * w.xq_width;
           float* hr = w.hq.data() + i * w.hq_width;
-          round_into(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(s.input_size));
-          round_into(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
+          if (zx == nullptr) {  // (else projected ahead, from rounded inputs)
+            round_floats(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(s.input_size));
+          }
+          round_floats(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
           w.xq_ptr[i] = xr;
           w.hq_ptr[i] = hr;
         }
@@ -883,7 +890,7 @@ class CpuGenericBackend final : public Backend {
           lstm_pointwise(s, p, w.z_ptr[i], u0, u1, w.c_ptr[i], w.aux_ptr[i]);
         }
         if (s.proj_size > 0 && rounding) {  // W_proj's operand m
-          round_into(precision_, w.aux_ptr[i] + u0, w.aux_ptr[i] + u0,
+          round_floats(precision_, w.aux_ptr[i] + u0, w.aux_ptr[i] + u0,
                      static_cast<std::size_t>(u1 - u0));
         }
       }
@@ -996,7 +1003,7 @@ class CpuGenericBackend final : public Backend {
     };
     // Layer 0's input is the call's: its projections run ahead, w.zx_steps steps at a time
     // (project_chunk); the layers above project per step (their input is the step below).
-    const bool ahead = projects_ahead();
+    const bool ahead = true;
     std::int64_t next = 0;  // the next projected row of layer 0
     for (std::int64_t t = 0; t < T; ++t) {
       if (ahead && t % w.zx_steps == 0) {
@@ -1101,9 +1108,6 @@ class CpuGenericBackend final : public Backend {
     copy_output(call, r0, r1, in);
   }
 
-  // Whether the input projections run ahead of the steps (project_chunk): not where x is
-  // rounded per product (BF16 / FP16 sessions round it in step()).
-  bool projects_ahead() const { return !rounds_operands(precision_); }
 
   // The input part of the pre-activations of n rows (w.px_ptr: their inputs) of direction d
   // of layer l into w.zx_ptr: each chain started from the bias, k increasing, as step()
@@ -1114,6 +1118,15 @@ class CpuGenericBackend final : public Backend {
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
     const std::int64_t GH = model_->spec(l).gate_rows();
     if (team.lead()) {
+      if (rounds_operands(precision_)) {  // the product's operand x, rounded (BF16/FP16)
+        const std::int64_t width = model_->spec(l).input_size;
+        for (std::int64_t i = 0; i < n; ++i) {
+          float* xr = w.pxq.data() + i * width;
+          round_floats(precision_, w.px_ptr[static_cast<std::size_t>(i)], xr,
+                     static_cast<std::size_t>(width));
+          w.px_ptr[static_cast<std::size_t>(i)] = xr;
+        }
+      }
       for (std::int64_t i = 0; i < n; ++i) {
         w.zx_ptr[static_cast<std::size_t>(i)] = w.zx.data() + i * GH;
         std::memcpy(w.zx_ptr[static_cast<std::size_t>(i)], p.bias.data(),
@@ -1135,7 +1148,7 @@ class CpuGenericBackend final : public Backend {
     const std::int64_t B = call.batch, T = call.time, stride = model_->max_width();
     const std::int64_t R = s.cell_output_size();
     const bool backwards = s.direction == Direction::kReverse || d == 1;
-    const bool ahead = projects_ahead();
+    const bool ahead = true;
     const auto len_of = [&](std::int64_t b) { return call.lengths ? call.lengths[b] : T; };
     for (std::int64_t k0 = 0; k0 < T; k0 += w.zx_steps) {
       const std::int64_t k1 = std::min(T, k0 + w.zx_steps);
