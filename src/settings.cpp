@@ -11,8 +11,8 @@ namespace {
 
 constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cuda.graphs, cuda.chunk, "
-    "cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, cuda.tune, cuda.tune_file, "
-    "cuda.generic";
+    "cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, cuda.tune, "
+    "cuda.tune_file, cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {

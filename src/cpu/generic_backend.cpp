@@ -8,9 +8,10 @@
 // transposed, so that a row's 32 sums stay in registers over the whole k loop and each k adds
 // one contiguous slice): on AVX2+FMA CPUs an intrinsics kernel that serves 3 rows from each
 // load of a slice (one FMA per product), on AVX-512 CPUs one that serves 6 (the same FMAs,
-// so the same bits), elsewhere a loop the compiler vectorises (SSE2, multiply then add), then the cell's pointwise math per row (on AVX2 the plain LSTM and the
-// GRU 8 units at a time with the fused kernels' vector sigmoid / tanh; scalar libm for
-// peepholes / cell_clip and on the portable kernels).  A stack
+// so the same bits), elsewhere a loop the compiler vectorises (SSE2, multiply then add),
+// then the cell's pointwise math per row (on AVX2 the plain LSTM and the GRU 8 units at a
+// time with the fused kernels' vector sigmoid / tanh; scalar libm for peepholes /
+// cell_clip and on the portable kernels).  A stack
 // whose layers all read forward runs time step by time step (MultiRNNCell's order, no
 // sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
@@ -602,8 +603,9 @@ class CpuGenericBackend final : public Backend {
     double& step_bytes = step_bytes_;
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
       const LayerSpec& s = m.spec(l);
-      step_bytes += 4.0 * static_cast<double>(s.gate_rows() * (s.input_size + s.cell_output_size()) +
-                                              s.proj_size * s.hidden_size);
+      step_bytes += 4.0 * static_cast<double>(
+                              s.gate_rows() * (s.input_size + s.cell_output_size()) +
+                              s.proj_size * s.hidden_size);
     }
     // (cpu.team=always: every forward stack, as many workers as asked; off: none.)
     const Settings::Team team_setting = config.settings.cpu_team;
@@ -731,9 +733,10 @@ class CpuGenericBackend final : public Backend {
     const bool team =
         team_workers_ >= 2 && call.batch < kTeamRows * threads_ &&
         (team_always_ || call.batch < threads_ || step_bytes_ >= 2 * kTeamMinBytes);
-    const int active = by_direction ? 2
-                       : team       ? team_workers_
-                                    : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
+    const int active =
+        by_direction ? 2
+        : team       ? team_workers_
+                     : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
     Job job{this, &call, active, by_direction, team};
     if (active == 1) {
       run_share(job, 0);
