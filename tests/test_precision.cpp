@@ -61,6 +61,25 @@ double tolerance(std::int32_t precision, std::int64_t K) {
 
 const std::int32_t kHalf[] = {SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16};
 
+// A time-major call of T steps split in two (the first `first` steps, then the rest from
+// the state they left) gives the bits of one call; returns the one call's run.
+t::Run check_two_calls_equal_one(slstm_session* s, const slstm_model* m,
+                                 const std::vector<float>& x, std::int64_t B, std::int64_t T,
+                                 std::int64_t D, std::int64_t first) {
+  const t::Run whole = t::forward_ok(s, m, t::call_of(B, T, x, SLSTM_TIME_MAJOR));
+  const auto cut = x.begin() + first * B * D;
+  const std::vector<float> x1(x.begin(), cut), x2(cut, x.end());
+  const t::Run a = t::forward_ok(s, m, t::call_of(B, first, x1, SLSTM_TIME_MAJOR));
+  t::Call c2 = t::call_of(B, T - first, x2, SLSTM_TIME_MAJOR);
+  c2.initial_state = &a.final_state;
+  const t::Run b = t::forward_ok(s, m, c2);
+  std::vector<float> joined = a.output;
+  joined.insert(joined.end(), b.output.begin(), b.output.end());
+  CHECK(t::bitwise_equal(joined, whole.output));
+  CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+  return whole;
+}
+
 }  // namespace
 
 TEST_CASE("bf16 rounding keeps 8 significant bits, to nearest even", "[precision][path-independent]") {
@@ -204,17 +223,7 @@ TEST_CASE("a BF16 or FP16 session gives the same bits called whole, in chunks or
   for (std::int32_t p : kHalf) {
     INFO("precision " << p);
     t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
-    const t::Run whole = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x, SLSTM_TIME_MAJOR));
-    // Time-major: the first 4 steps, then the other 5 from the state they left.
-    const std::vector<float> x1(x.begin(), x.begin() + 4 * B * D), x2(x.begin() + 4 * B * D, x.end());
-    const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(B, 4, x1, SLSTM_TIME_MAJOR));
-    t::Call c2 = t::call_of(B, 5, x2, SLSTM_TIME_MAJOR);
-    c2.initial_state = &a.final_state;
-    const t::Run b = t::forward_ok(s.get(), m.get(), c2);
-    std::vector<float> joined = a.output;
-    joined.insert(joined.end(), b.output.begin(), b.output.end());
-    CHECK(t::bitwise_equal(joined, whole.output));
-    CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+    check_two_calls_equal_one(s.get(), m.get(), x, B, T, D, 4);
   }
 }
 
@@ -344,17 +353,7 @@ TEST_CASE("a BF16 or FP16 session of the generic path gives the same bits whole,
     slstm_session* raw = nullptr;
     REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
     t::Session s(raw);
-    const t::Run whole = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x, SLSTM_TIME_MAJOR));
-    // Time-major: the first 25 steps, then the other 15 from the state they left.
-    const std::vector<float> x1(x.begin(), x.begin() + 25 * B * D), x2(x.begin() + 25 * B * D, x.end());
-    const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(B, 25, x1, SLSTM_TIME_MAJOR));
-    t::Call c2 = t::call_of(B, 15, x2, SLSTM_TIME_MAJOR);
-    c2.initial_state = &a.final_state;
-    const t::Run b = t::forward_ok(s.get(), m.get(), c2);
-    std::vector<float> joined = a.output;
-    joined.insert(joined.end(), b.output.begin(), b.output.end());
-    CHECK(t::bitwise_equal(joined, whole.output));
-    CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+    const t::Run whole = check_two_calls_equal_one(s.get(), m.get(), x, B, T, D, 25);
     // Row 3 alone (time-major rows of one batch row are its steps).
     std::vector<float> x3;
     for (std::int64_t t = 0; t < T; ++t) {

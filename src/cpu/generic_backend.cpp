@@ -269,15 +269,23 @@ __attribute__((target("avx2,fma,f16c"))) void gemm_rows_avx2_t(
   }
 }
 
+// run(W{}, base) with the loader W of w's storage and its first weight.
+template <typename Run>
+void with_storage(const MatView& w, Run&& run) {
+  if (w.codes == nullptr) {
+    run(F32{}, w.data);
+  } else if (w.bf16) {
+    run(Bf16{}, w.codes);
+  } else {
+    run(Fp16{}, w.codes);
+  }
+}
+
 void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, std::int64_t nb) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
-  if (w.codes == nullptr) {
-    gemm_rows_avx2_t<F32>(z, x, w.data, w.K, w.n, nb);
-  } else if (w.bf16) {
-    gemm_rows_avx2_t<Bf16>(z, x, w.codes, w.K, w.n, nb);
-  } else {
-    gemm_rows_avx2_t<Fp16>(z, x, w.codes, w.K, w.n, nb);
-  }
+  with_storage(w, [&](auto loader, const auto* base) {
+    gemm_rows_avx2_t<decltype(loader)>(z, x, base, w.K, w.n, nb);
+  });
 }
 #endif
 
@@ -369,13 +377,9 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
 void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
                       std::int64_t nb) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
-  if (w.codes == nullptr) {
-    gemm_rows_avx512_t<F32>(z, x, w.data, w.K, w.n, nb);
-  } else if (w.bf16) {
-    gemm_rows_avx512_t<Bf16>(z, x, w.codes, w.K, w.n, nb);
-  } else {
-    gemm_rows_avx512_t<Fp16>(z, x, w.codes, w.K, w.n, nb);
-  }
+  with_storage(w, [&](auto loader, const auto* base) {
+    gemm_rows_avx512_t<decltype(loader)>(z, x, base, w.K, w.n, nb);
+  });
 }
 #endif
 
