@@ -41,8 +41,12 @@ t::Model random_layers(std::int64_t input, const std::vector<slstm_layer_config>
   return t::random_stack(input, layers, seed);
 }
 
+// A CPU session; with `status`, its creation's status is returned there (else required OK).
 t::Session session_on(const slstm_model* m, slstm_cpu_path path, std::int64_t max_batch = 4,
-                      std::int64_t max_time = 8, std::int32_t num_threads = 0) {
+                      std::int64_t max_time = 8, std::int32_t num_threads = 0,
+                      const char* config = nullptr,
+                      std::int32_t precision = SLSTM_PRECISION_DEFAULT,
+                      slstm_status* status = nullptr) {
   slstm_session_options o;
   slstm_session_options_init(&o);
   o.backend = SLSTM_BACKEND_CPU;
@@ -50,10 +54,16 @@ t::Session session_on(const slstm_model* m, slstm_cpu_path path, std::int64_t ma
   o.max_batch = max_batch;
   o.max_time = max_time;
   o.num_threads = num_threads;
+  o.config = config;
+  o.precision = precision;
   slstm_session* s = nullptr;
   const slstm_status st = slstm_session_create(m, &o, &s);
-  INFO(slstm_last_error());
-  REQUIRE(st == SLSTM_OK);
+  if (status != nullptr) {
+    *status = st;
+  } else {
+    INFO(slstm_last_error());
+    REQUIRE(st == SLSTM_OK);
+  }
   return t::Session(s);
 }
 
@@ -706,19 +716,7 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
       {peep, t::lstm_layer(130)}};
   const auto session_with = [](const slstm_model* m, std::int64_t B, int threads,
                                std::int32_t precision) {
-    slstm_session_options o;
-    slstm_session_options_init(&o);
-    o.backend = SLSTM_BACKEND_CPU;
-    o.cpu_path = SLSTM_CPU_PATH_AUTO;
-    o.max_batch = B;
-    o.max_time = T;
-    o.num_threads = threads;
-    o.precision = precision;
-    o.config = "cpu.team=always";
-    slstm_session* s = nullptr;
-    INFO(slstm_last_error());
-    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
-    return t::Session(s);
+    return session_on(m, SLSTM_CPU_PATH_AUTO, B, T, threads, "cpu.team=always", precision);
   };
   std::uint64_t seed = 120;
   for (const auto& layers : stacks) {
@@ -759,17 +757,7 @@ TEST_CASE("cpu.team=always runs every forward stack of the zoo as a team, with o
   const std::int64_t T = 6, D = 5;
   const auto session_with = [](const slstm_model* m, std::int64_t B, int threads,
                                const char* config) {
-    slstm_session_options o;
-    slstm_session_options_init(&o);
-    o.backend = SLSTM_BACKEND_CPU;
-    o.max_batch = B;
-    o.max_time = T;
-    o.num_threads = threads;
-    o.config = config;
-    slstm_session* s = nullptr;
-    INFO(slstm_last_error());
-    REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
-    return t::Session(s);
+    return session_on(m, SLSTM_CPU_PATH_AUTO, B, T, threads, config);
   };
   int stack = 0, teams = 0;
   for (const auto& layers : zoo()) {
@@ -808,26 +796,13 @@ TEST_CASE("cpu.team: by default a call of fewer rows than threads of a stack of 
   t::Model m = random_layers(37, {gru, t::lstm_layer(97)}, 5);
   const std::int64_t B = 1, T = 5;
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * 37), 3);
-  slstm_session_options o;
-  slstm_session_options_init(&o);
-  o.max_batch = B;
-  o.max_time = T;
-  o.num_threads = 2;
-  slstm_session* raw = nullptr;
-  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
-  t::Session team(raw);
-  o.config = "cpu.team=off";
-  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
-  t::Session rows(raw);
+  t::Session team = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, 2);
+  t::Session rows = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, 2, "cpu.team=off");
   CHECK(t::describe_json(team.get()).find("a team of 2") != std::string::npos);
   CHECK(t::describe_json(team.get()).find("with fewer rows than threads") != std::string::npos);
   slstm_layer_config small = t::gru_layer(100, true);  // 3 x 100 x (37 + 100) floats: 164 KB
   t::Model little = random_layers(37, {small}, 6);
-  REQUIRE(slstm_session_create(little.get(), &o, &raw) == SLSTM_OK);  // (config: off)
-  t::Session off_small(raw);
-  o.config = nullptr;
-  REQUIRE(slstm_session_create(little.get(), &o, &raw) == SLSTM_OK);
-  t::Session auto_small(raw);
+  t::Session auto_small = session_on(little.get(), SLSTM_CPU_PATH_AUTO, B, T, 2);
   CHECK(t::describe_json(auto_small.get()).find("a team of") == std::string::npos);
   const std::string json = t::describe_json(rows.get());
   INFO(json);
@@ -847,17 +822,7 @@ TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
   if (!t::kernel_under_test().empty()) return;
   const auto session_with = [](const slstm_model* m, std::int64_t B, const char* kernel,
                                slstm_status* st) {
-    slstm_session_options o;
-    slstm_session_options_init(&o);
-    o.backend = SLSTM_BACKEND_CPU;
-    o.cpu_path = SLSTM_CPU_PATH_FAST;
-    o.max_batch = B;
-    o.max_time = 6;
-    o.num_threads = 1;
-    o.config = kernel;
-    slstm_session* s = nullptr;
-    *st = slstm_session_create(m, &o, &s);
-    return t::Session(s);
+    return session_on(m, SLSTM_CPU_PATH_FAST, B, 6, 1, kernel, SLSTM_PRECISION_DEFAULT, st);
   };
   slstm_layer_config lstmp = t::lstm_layer(50);
   lstmp.peepholes = 1;
