@@ -697,7 +697,8 @@ TEST_CASE("the generic fast path's input projections in chunks of steps give the
 TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one thread's bits",
           "[layers][cpu-fast]") {
   // Calls of fewer than 3 rows per thread as a team (every worker on every row; cpu.team=
-  // always, whatever the weights' size).  Every kind of forward layer, odd
+  // always, whatever the weights' size).  Every kind of layer (time-major stacks, reverse
+  // ones layer-major, bidirectional ones as a team per direction from 4 threads), odd
   // widths (parts that end inside an 8-unit vector and a 32-row block), lengths 0 and T - 1,
   // an initial state, FP32 and BF16 (the lead rounds the operands).
   const std::int64_t T = 9, D = 37;
@@ -713,7 +714,10 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
   const std::vector<std::vector<slstm_layer_config>> stacks = {
       {t::gru_layer(203, true), t::lstm_layer(97)},
       {lstmp, res},
-      {peep, t::lstm_layer(130)}};
+      {peep, t::lstm_layer(130)},
+      {t::with_direction(t::gru_layer(150, true), SLSTM_DIRECTION_BIDIRECTIONAL),
+       t::with_direction(t::lstm_layer(70), SLSTM_DIRECTION_REVERSE)},
+      {t::with_direction(peep, SLSTM_DIRECTION_REVERSE), t::gru_layer(61, false)}};
   const auto session_with = [](const slstm_model* m, std::int64_t B, int threads,
                                std::int32_t precision) {
     return session_on(m, SLSTM_CPU_PATH_AUTO, B, T, threads, "cpu.team=always", precision);
@@ -734,11 +738,14 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
           c.initial_state = &init;
           t::Session one = session_with(m.get(), B, 1, precision);
           const t::Run want = t::forward_ok(one.get(), m.get(), c);
-          for (const int threads : {2, 3}) {
+          for (const int threads : {2, 3, 4}) {
             t::Session team = session_with(m.get(), B, threads, precision);
             const std::string json = t::describe_json(team.get());
             INFO(json);
-            CHECK(json.find("a team of") != std::string::npos);
+            // (Directions split: each a team from 4 threads on.)
+            const bool by_direction = json.find("the directions") != std::string::npos;
+            CHECK((json.find("a team of") != std::string::npos) ==
+                  (!by_direction || threads >= 4));
             const t::Run got = t::forward_ok(team.get(), m.get(), c);
             CHECK(t::count_poison(got.output) == 0);
             CHECK(t::bitwise_equal(got.output, want.output));
@@ -750,16 +757,18 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
   }
 }
 
-TEST_CASE("cpu.team=always runs every forward stack of the zoo as a team, with one thread's bits",
+TEST_CASE("cpu.team=always runs every stack of the zoo as a team, with one thread's bits",
           "[layers][cpu-fast]") {
   // Layers of 3-7 units: parts of one 8-unit piece and one 32-row block, so a worker may have
-  // nothing to do in a phase; B = 1, 2, 5 with 2 and 3 threads.
+  // nothing to do in a phase; B = 1, 2, 5 with 2, 3 and 4 threads.  Forward stacks (time-
+  // major) and stacks with reverse layers (layer-major) run as one team; a stack with a
+  // bidirectional layer splits its directions, each a team from 4 threads on (2 x 2).
   const std::int64_t T = 6, D = 5;
   const auto session_with = [](const slstm_model* m, std::int64_t B, int threads,
                                const char* config) {
     return session_on(m, SLSTM_CPU_PATH_AUTO, B, T, threads, config);
   };
-  int stack = 0, teams = 0;
+  int stack = 0, teams = 0, direction_teams = 0;
   for (const auto& layers : zoo()) {
     t::Model m = random_layers(D, layers, 80 + static_cast<std::uint64_t>(stack++));
     for (const std::int64_t B : {1, 2, 5}) {
@@ -771,14 +780,17 @@ TEST_CASE("cpu.team=always runs every forward stack of the zoo as a team, with o
       c.lengths = &len;
       t::Session one = session_with(m.get(), B, 1, nullptr);
       const t::Run want = t::forward_ok(one.get(), m.get(), c);
-      for (const int threads : {2, 3}) {
+      for (const int threads : {2, 3, 4}) {
+        INFO(threads << " threads");
         t::Session s = session_with(m.get(), B, threads, "cpu.team=always");
         const std::string json = t::describe_json(s.get());
         INFO(json);
         CHECK(t::json_value(json, "cpu.team") == "always (config)");
-        const bool forward = json.find("layer-major") == std::string::npos;
-        CHECK((json.find("a team of") != std::string::npos) == forward);
-        teams += forward ? 1 : 0;
+        const bool by_direction = json.find("the directions") != std::string::npos;
+        const bool team = json.find("a team of") != std::string::npos;
+        CHECK(team == (!by_direction || threads >= 4));
+        teams += team && !by_direction ? 1 : 0;
+        direction_teams += team && by_direction ? 1 : 0;
         const t::Run got = t::forward_ok(s.get(), m.get(), c);
         CHECK(t::bitwise_equal(got.output, want.output));
         CHECK(t::bitwise_equal(got.final_state, want.final_state));
@@ -786,6 +798,7 @@ TEST_CASE("cpu.team=always runs every forward stack of the zoo as a team, with o
     }
   }
   CHECK(teams > 0);
+  CHECK(direction_teams > 0);
 }
 
 TEST_CASE("cpu.team: by default a call of fewer rows than threads of a stack of >= 768 KiB is "

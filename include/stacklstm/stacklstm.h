@@ -580,12 +580,13 @@ typedef struct slstm_session_options {
    *                  F16C, AVX-512), half the bytes a step streams; off: as float32 holding
    *                  the same rounded values.  Same numbers, bit for bit
    *    cpu.team    = auto | off | always   (since 0.9; auto) the fast path of stacks beyond
-   *                  BasicLSTMCell (docs/cells.md): a forward stack's call of few rows runs
-   *                  as a team, every worker on every row with each GEMM cut by gate rows
-   *                  (auto: fewer rows than threads where a step streams >= 768 KiB of
-   *                  weights, fewer than 3 per thread from 1.5 MiB, one worker per 384 KiB;
-   *                  always: every forward stack's call of fewer than 3 rows per thread;
-   *                  off: never, the rows split).  Same numbers, bit for bit
+   *                  BasicLSTMCell (docs/cells.md): a call of few rows runs as a team,
+   *                  every worker on every row with each GEMM cut by gate rows (a stack
+   *                  with a bidirectional layer: one team per direction) (auto: fewer rows
+   *                  than threads where a step streams >= 768 KiB of weights, fewer than 3
+   *                  per thread from 1.5 MiB, one worker per 384 KiB; always: every call of
+   *                  fewer than 3 rows per thread; off: never, the rows or directions
+   *                  split).  Same numbers, bit for bit
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

@@ -20,10 +20,10 @@
 // interact, so there is no barrier.  A call of fewer than 3 rows per thread would leave each
 // worker streaming every weight for 1-2 rows (and at one row, the others idle), so then a
 // stack with bidirectional layers splits the two directions between 2 workers (each every
-// row; they meet twice per layer): forward_by_direction; and a forward stack whose step
-// streams enough weights (kTeamMinBytes) runs as a team: every worker on every row, each
-// GEMM cut by gate rows (32-row blocks) and the cell math by units, a barrier between the
-// phases of a step (Team, step()).
+// row; they meet twice per layer): forward_by_direction; and a stack whose step streams
+// enough weights (kTeamMinBytes) runs as a team: every worker on every row, each GEMM cut
+// by gate rows (32-row blocks) and the cell math by units, a barrier between the phases of
+// a step (Team, step()) -- with its directions split, one team per direction.
 //
 // Determinism: every pre-activation is one chain of multiply-adds in increasing k (input
 // part, then recurrent part) started from the bias, computed with the same instructions
@@ -611,51 +611,57 @@ class CpuGenericBackend final : public Backend {
                               s.gate_rows() * (s.input_size + s.cell_output_size()) +
                               s.proj_size * s.hidden_size);
     }
-    // (cpu.team=always: every forward stack, as many workers as asked; off: none.)
+    // (cpu.team=always: every stack, as many workers as asked; off: none.)  A stack with a
+    // bidirectional layer splits its directions first: then each direction may be a team.
     const Settings::Team team_setting = config.settings.cpu_team;
     team_always_ = team_setting == Settings::Team::kAlways;
-    if (!layer_major_ && team_setting != Settings::Team::kOff &&
+    if (team_setting != Settings::Team::kOff &&
         (step_bytes >= kTeamMinBytes || team_setting == Settings::Team::kAlways)) {
       const double by_bytes = team_setting == Settings::Team::kAlways
                                   ? 256.0
                                   : std::max(2.0, step_bytes / kTeamBytesPerWorker);
-      team_workers_ = static_cast<int>(
-          std::min<double>({static_cast<double>(asked), by_bytes, 256.0}));
+      const double room = static_cast<double>(bidirectional ? asked / 2 : asked);
+      team_workers_ = static_cast<int>(std::min<double>({room, by_bytes, 256.0}));
     }
     // Workers split the batch rows (rows never interact: no barrier); more than one per row
     // would idle, except that a bidirectional stack's two directions can take two workers
-    // whatever the batch, and a team any.  The results do not depend on the split (see
-    // "Determinism" above).
-    threads_ = static_cast<int>(std::min<std::int64_t>(
-        {asked,
-         std::max<std::int64_t>(bidirectional ? std::max<std::int64_t>(B, 2) : B, team_workers_),
-         256}));
-    team_workers_ = std::min(team_workers_, threads_);
+    // (or two teams) whatever the batch, and a team any.  The results do not depend on the
+    // split (see "Determinism" above).
+    const std::int64_t split_workers =
+        bidirectional ? std::max<std::int64_t>(2, 2 * std::max(team_workers_, 1)) : team_workers_;
+    threads_ = static_cast<int>(
+        std::min<std::int64_t>({asked, std::max<std::int64_t>(B, split_workers), 256}));
+    team_workers_ = std::min(team_workers_, bidirectional ? threads_ / 2 : threads_);
     if (team_workers_ < 2) team_workers_ = 0;
     plan_.params[0].second = std::to_string(threads_);
     plan_.settings = config.settings.cpu_params();
     direction_split_ = bidirectional && threads_ >= 2;
     const std::string rows_split =
         "batch rows (each worker runs its rows through every layer and step; no barrier)";
+    const std::string team_text =
+        team_workers_ < 2
+            ? std::string()
+            : "a team of " + std::to_string(team_workers_) +
+                  " workers on every row (each GEMM cut by gate rows, the cell math by units; "
+                  "3-5 barriers per layer and step) with " +
+                  (team_always_ ? "fewer than " + std::to_string(kTeamRows) +
+                                      " rows per thread (cpu.team=always)"
+                   : step_bytes_ >= 2 * kTeamMinBytes
+                       ? "fewer than " + std::to_string(kTeamRows) + " rows per thread"
+                       : std::string("fewer rows than threads")) +
+                  " (a step streams " +
+                  std::to_string(static_cast<long long>(step_bytes_ / 1024.0)) +
+                  " KiB of weights)";
     plan_.params.push_back(
         {"split", direction_split_
                       ? "per call: with fewer than " + std::to_string(kDirectionSplitRows) +
                             " rows per thread the directions (2 workers, each every row of "
-                            "its direction, two barriers per layer), else batch rows"
-                  : team_workers_ >= 2
-                      ? "per call: a team of " + std::to_string(team_workers_) +
-                            " workers on every row (each GEMM cut by gate rows, the cell math "
-                            "by units; 3-5 barriers per layer and step) with " +
-                            (team_always_ ? "fewer than " + std::to_string(kTeamRows) +
-                                                " rows per thread (cpu.team=always)"
-                             : step_bytes_ >= 2 * kTeamMinBytes
-                                 ? "fewer than " + std::to_string(kTeamRows) +
-                                       " rows per thread"
-                                 : std::string("fewer rows than threads")) +
-                            " (a step streams " + std::to_string(static_cast<long long>(
-                                                      step_bytes_ / 1024.0)) +
-                            " KiB of weights), else " + rows_split
-                      : rows_split});
+                            "its direction, two barriers per layer" +
+                            (team_text.empty() ? std::string(")")
+                                               : "; each direction as " + team_text + ")") +
+                            ", else batch rows"
+                  : team_workers_ >= 2 ? "per call: " + team_text + ", else " + rows_split
+                                       : rows_split});
     // BF16/FP16 on the AVX2 (with F16C) and AVX-512 kernels: every weight matrix as 16-bit
     // codes (a step streams half the bytes), unless cpu.wh16=off; same numbers either way.
     const bool can16 = stores_wh16(kernel.kernel, precision_);
@@ -689,7 +695,10 @@ class CpuGenericBackend final : public Backend {
       for (std::size_t i = 0; i < work_.size(); ++i) {
         // With the directions split, workers 0 and 1 take every row of the call; in a team,
         // every worker works on worker 0's Work (its own: team_gemm's row pointers).
-        const bool all_rows = (direction_split_ && i < 2) || (team_workers_ >= 2 && i == 0);
+        // (The second direction's team's lead: worker team_workers_.)
+        const bool all_rows =
+            (i == 0 && (team_workers_ >= 2 || direction_split_)) ||
+            (direction_split_ && (i == 1 || i == static_cast<std::size_t>(team_workers_)));
         work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_));
       }
       if (team_workers_ >= 2) {
@@ -733,12 +742,12 @@ class CpuGenericBackend final : public Backend {
     // every weight for 1-2 rows): a stack with bidirectional layers then splits the
     // directions between 2 workers instead (forward_by_direction).
     const bool by_direction = direction_split_ && call.batch < kDirectionSplitRows * threads_;
-    // Likewise a forward stack's call runs as a team (forward_time_major).
+    // Likewise a call runs as a team (each direction's, with the directions split).
     const bool team =
         team_workers_ >= 2 && call.batch < kTeamRows * threads_ &&
         (team_always_ || call.batch < threads_ || step_bytes_ >= 2 * kTeamMinBytes);
     const int active =
-        by_direction ? 2
+        by_direction ? 2 * (team ? team_workers_ : 1)
         : team       ? team_workers_
                      : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
     Job job{this, &call, active, by_direction, team};
@@ -815,10 +824,14 @@ class CpuGenericBackend final : public Backend {
     const std::int64_t b0 = B * worker / job.workers, b1 = B * (worker + 1) / job.workers;
     Work& w = work_[static_cast<std::size_t>(worker)];
     if (job.by_direction) {
-      forward_by_direction(*job.call, worker, job.workers, w);
+      forward_by_direction(*job.call, worker, job.workers, job.workers / 2);
     } else if (job.team) {
       const Team team{worker, job.workers, &barrier_, &w.z_offset};
-      forward_time_major(*job.call, 0, B, work_[0], team);
+      if (layer_major_) {
+        forward_layer_major(*job.call, 0, B, work_[0], team);
+      } else {
+        forward_time_major(*job.call, 0, B, work_[0], team);
+      }
     } else if (layer_major_) {
       forward_layer_major(*job.call, b0, b1, w);
     } else {
@@ -1071,8 +1084,10 @@ class CpuGenericBackend final : public Backend {
   // that the rows of different workers never overlap whatever layer each worker is on (with
   // each layer's own width as the stride, the time-major layout's interleaved rows of two
   // workers on layers of different widths would).
+  // In a team (a stack with reverse layers, no bidirectional one), every worker runs this
+  // for the same rows on the lead's Work; the lead finishes each layer and the call.
   void forward_layer_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1,
-                           Work& w) const {
+                           Work& w, const Team& team = Team()) const {
     const Model& m = *model_;
     const std::int64_t stride = m.max_width();
     const float* in = call.input;
@@ -1080,13 +1095,14 @@ class CpuGenericBackend final : public Backend {
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
       float* out = seq_base_[l % 2];
       for (int d = 0; d < m.spec(l).directions(); ++d) {
-        run_direction(call, l, d, b0, b1, in, in_stride, out, w);
+        run_direction(call, l, d, b0, b1, in, in_stride, out, w, team);
       }
-      finish_layer(call, l, b0, b1, in, in_stride, out);
+      if (team.lead()) finish_layer(call, l, b0, b1, in, in_stride, out);
+      team.sync();  // the layer's output complete before the next reads it
       in = out;
       in_stride = stride;
     }
-    copy_output(call, b0, b1, in);
+    if (team.lead()) copy_output(call, b0, b1, in);
   }
 
   // Layer-major with the directions split (direction_split_): worker `worker` of 2 runs
@@ -1094,17 +1110,25 @@ class CpuGenericBackend final : public Backend {
   // direction of the others), each streaming only its own direction's weights; the workers
   // meet after each layer's directions and after its residual / zeroing pass, which they
   // share by rows.  Same steps, rows and operations as forward_layer_major: the same bits.
-  void forward_by_direction(const ForwardCall& call, int worker, int workers, Work& w) const {
+  // With `per_direction` > 1 workers per direction (2 x per_direction workers), each
+  // direction runs as a team of its own (lead: worker 0 or per_direction).
+  void forward_by_direction(const ForwardCall& call, int worker, int workers,
+                            int per_direction) {
     const Model& m = *model_;
     const std::int64_t B = call.batch, stride = m.max_width();
     const std::int64_t r0 = B * worker / workers, r1 = B * (worker + 1) / workers;
+    const int mine = worker / per_direction;  // this worker's direction
+    const Team team{worker % per_direction, per_direction,
+                    &direction_barrier_[static_cast<std::size_t>(mine)],
+                    &work_[static_cast<std::size_t>(worker)].z_offset};
+    Work& w = work_[static_cast<std::size_t>(mine * per_direction)];
     const float* in = call.input;
     std::int64_t in_stride = m.input_size();
     for (std::size_t l = 0; l < m.layers().size(); ++l) {
       float* out = seq_base_[l % 2];
       const int dirs = m.spec(l).directions();
-      for (int d = worker; d < dirs; d += workers) {
-        run_direction(call, l, d, 0, B, in, in_stride, out, w);
+      for (int d = mine; d < dirs; d += 2) {
+        run_direction(call, l, d, 0, B, in, in_stride, out, w, team);
       }
       barrier_.wait(workers);  // both directions of every row written
       finish_layer(call, l, r0, r1, in, in_stride, out);
@@ -1148,45 +1172,46 @@ class CpuGenericBackend final : public Backend {
   // Direction d of layer l over every step for rows [b0, b1): reads `in` (row stride
   // in_stride), writes the cell's output into its half of `out` (row stride max_width()).
   // The input projections of w.zx_steps steps at a time run first (project_chunk).
+  // In a team, every worker runs this with the lead's Work: the lead keeps the books.
   void run_direction(const ForwardCall& call, std::size_t l, int d, std::int64_t b0,
                      std::int64_t b1, const float* in, std::int64_t in_stride, float* out,
-                     Work& w) const {
+                     Work& w, const Team& team = Team()) const {
     const LayerSpec& s = model_->spec(l);
     const std::int64_t B = call.batch, T = call.time, stride = model_->max_width();
     const std::int64_t R = s.cell_output_size();
     const bool backwards = s.direction == Direction::kReverse || d == 1;
-    const bool ahead = true;
     const auto len_of = [&](std::int64_t b) { return call.lengths ? call.lengths[b] : T; };
     for (std::int64_t k0 = 0; k0 < T; k0 += w.zx_steps) {
       const std::int64_t k1 = std::min(T, k0 + w.zx_steps);
-      if (ahead) {  // the chunk's valid rows, in the order its steps take them
-        std::int64_t nr = 0;
-        for (std::int64_t k = k0; k < k1; ++k) {
-          for (std::int64_t b = b0; b < b1; ++b) {
-            if (k >= len_of(b)) continue;
-            const std::int64_t t = backwards ? len_of(b) - 1 - k : k;
-            w.px_ptr[static_cast<std::size_t>(nr++)] = in + row_of(call, t, b) * in_stride;
+      std::int64_t nr = 0;  // the chunk's valid rows, in the order its steps take them
+      for (std::int64_t k = k0; k < k1; ++k) {
+        for (std::int64_t b = b0; b < b1; ++b) {
+          if (k >= len_of(b)) continue;
+          const std::int64_t t = backwards ? len_of(b) - 1 - k : k;
+          if (team.lead()) {
+            w.px_ptr[static_cast<std::size_t>(nr)] = in + row_of(call, t, b) * in_stride;
           }
+          ++nr;
         }
-        if (nr == 0) return;  // rows' lengths only shrink the active set as k grows
-        project_chunk(l, d, nr, w);
       }
+      if (nr == 0) return;  // rows' lengths only shrink the active set as k grows
+      project_chunk(l, d, nr, w, team);
       std::int64_t next = 0;  // the chunk's next projected row
       for (std::int64_t k = k0; k < k1; ++k) {
         std::int64_t n = 0;
         for (std::int64_t b = b0; b < b1; ++b) {
           if (k >= len_of(b)) continue;
           const std::int64_t t = backwards ? len_of(b) - 1 - k : k;
-          w.rows[n] = b;
-          w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
-          w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
-          if (ahead) {
+          if (team.lead()) {
+            w.rows[n] = b;
+            w.x_ptr[n] = in + row_of(call, t, b) * in_stride;
+            w.out_ptr[n] = out + row_of(call, t, b) * stride + d * R;
             w.zx_step[static_cast<std::size_t>(n)] = w.zx_ptr[static_cast<std::size_t>(next++)];
           }
           ++n;
         }
         if (n == 0) return;
-        step(l, d, B, n, w, ahead ? w.zx_step.data() : nullptr);
+        step(l, d, B, n, w, w.zx_step.data(), team);
       }
     }
   }
@@ -1242,6 +1267,7 @@ class CpuGenericBackend final : public Backend {
   bool team_always_ = false;      // cpu.team=always
   double step_bytes_ = 0.0;       // the weights a step of the stack streams
   mutable Barrier barrier_;       // forward_by_direction's workers, or a team's
+  mutable Barrier direction_barrier_[2];  // forward_by_direction's teams, one per direction
   int threads_ = 1;
   std::vector<std::vector<Packed>> packed_;  // [layer][direction]
   std::vector<float> state_;                 // packed state of up to max_batch rows
