@@ -293,11 +293,13 @@ void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, st
 // The AVX-512 GEMM: the same chains again (each element starts from z and adds x[b][k] *
 // W[.][k] in increasing k, one FMA each: the AVX2 kernel's bits), a block's 32 sums in two
 // zmm registers.  NB rows share every load of NBLK consecutive blocks' k-th slices; NBLK
-// keeps at least 8 chains in flight for 1-2 rows (4 would wait on the FMA latency).  The
-// last block may be partial: its z lanes load and store under a mask (its weights are zero).
+// keeps more than 8 chains in flight for 1-4 rows (with 8, as 4 rows x 1 block gave, the
+// FMAs wait on their latency: 2 blocks for 4 rows measured 1.06-1.12x faster on the B = 4
+// rows of bench_cells, AVX-512 Xeon).  The last block may be partial: its z lanes load and
+// store under a mask (its weights are zero).
 template <int NB>
 constexpr int blocks_per_pass512() {
-  return NB == 1 ? 4 : NB <= 3 ? 2 : 1;
+  return NB == 1 ? 4 : NB <= 4 ? 2 : 1;
 }
 
 inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes (valid >= 0)
