@@ -12,6 +12,7 @@
 
 #if defined(__linux__)
 #include <sched.h>
+#include <unistd.h>
 #endif
 
 #include "buffer.hpp"
@@ -169,6 +170,17 @@ std::string fixed(double v, int digits) {
 }
 
 }  // namespace
+
+std::int64_t l2_cache_bytes() {
+  static const std::int64_t bytes = [] {
+    long n = -1;
+#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n > 0 ? static_cast<std::int64_t>(n) : std::int64_t{512} << 10;
+  }();
+  return bytes;
+}
 
 Machine measure_machine(Kernel kernel, int workers) {
   static std::mutex mutex;

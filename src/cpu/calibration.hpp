@@ -13,6 +13,7 @@
 // never a different result.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "split.hpp"
@@ -22,6 +23,12 @@ namespace slstm::cpu {
 
 // The parameters for a session running `kernel` with `workers` workers (cached per process).
 Machine measure_machine(Kernel kernel, int workers);
+
+// One core's L2 in bytes, as the C library reports it (sysconf), or 512 KiB (the smallest
+// L2 of the x86-64 server cores we tune for: Zen 2/3) when it does not say.  It decides one
+// thing: whether a kernel fetches the next weight group into L2 while it works on this one
+// (two groups must fit, see step_kernels.hpp Prefetch).
+std::int64_t l2_cache_bytes();
 
 // For the plan: "barrier 0.12 us (2 workers), kernel 85.1 GFLOP/s on cached weights,
 // 31.2 GB/s streamed (one core)".

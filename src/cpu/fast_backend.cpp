@@ -33,6 +33,9 @@
 //        never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).
+//   A group's packed weights serve all its blocks of rows from L2, in both GEMMs; while
+//   one group runs, its blocks fetch the next group's weights into L2 (when both fit in
+//   this core's L2), so no block waits on L3 for its weights (Prefetch in step_kernels.hpp).
 //   Kernels, picked per CPU (choose_kernel): AVX-512, else AVX2+FMA, else portable
 //   (plain C++ loops the compiler vectorises), each for both GEMMs; all take both splits.
 //
@@ -289,10 +292,17 @@ class CpuFastBackend final : public Backend {
     const std::int64_t kChunk =
         std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
+    const std::int64_t slab = p.I * kRow;  // one group's packed Wx
     for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
       const std::int64_t c1 = std::min(i1, c0 + kChunk);
+      const std::int64_t blocks = (c1 - c0 + kMaxNb - 1) / kMaxNb;
       for (std::int64_t gi = g0; gi < g1; ++gi) {
-        const float* w = p.wx.get() + gi * p.I * kRow;
+        const float* w = p.wx.get() + gi * slab;
+        // What follows this group: the next one, or the first again for the next chunk.
+        const float* next = !fetch_ahead(slab * 4) ? nullptr
+                            : gi + 1 < g1          ? w + slab
+                            : c1 < i1              ? p.wx.get() + g0 * slab
+                                                   : nullptr;
         for (std::int64_t r0 = c0; r0 < c1; r0 += kMaxNb) {
           const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, c1 - r0));
           const float* in[kMaxNb];
@@ -303,7 +313,8 @@ class CpuFastBackend final : public Backend {
             in[k] = v.x + xr * p.I;
             out[k] = v.sh->g + i * ld_g + gi * kRow;
           }
-          project_block(w, in, p.I, out, nb, kernel_);
+          project_block(w, in, p.I, out, nb, kernel_,
+                        prefetch_share(next, slab * 4, (r0 - c0) / kMaxNb, blocks));
         }
       }
     }
@@ -327,8 +338,14 @@ class CpuFastBackend final : public Backend {
 
   static void job(void* self, int worker) { static_cast<CpuFastBackend*>(self)->run(worker); }
 
-  // Step t of layer v for groups [g0, g1) and the share's batch rows.
-  void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1) const {
+  // Whether a kernel fetches the next group's weights (`bytes` of them) into L2 while it
+  // works on the current group's (Prefetch): when both fit.
+  bool fetch_ahead(std::int64_t bytes) const { return 2 * bytes <= l2_bytes_; }
+
+  // Step t of layer v for groups [g0, g1) and the share's batch rows; g_after: the group
+  // this worker is likely to take after g1 - 1 (its weights fetched ahead), or -1.
+  void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1,
+            std::int64_t g_after = -1) const {
     const ForwardCall& call = *call_;
     const PackedLayer& p = *v.p;
     const std::int64_t ld_g = p.groups * kRow, b0 = v.sh->b0, b1 = v.sh->b1;
@@ -341,6 +358,15 @@ class CpuFastBackend final : public Backend {
     a.h_gemm = rounding ? v.hq[t % 2] : a.h_prev;
     a.c = v.c;
     a.cell = p.cell;
+    const std::int64_t blocks = (b1 - b0 + kMaxNb - 1) / kMaxNb;
+    const std::int64_t slab_bytes =
+        p.H * kRow * static_cast<std::int64_t>(p.wh ? sizeof(float) : sizeof(std::uint16_t));
+    const bool ahead = fetch_ahead(slab_bytes);
+    const auto slab = [&](std::int64_t gi) -> const void* {
+      if (gi < 0 || !ahead) return nullptr;
+      if (p.wh) return p.wh.get() + gi * p.H * kRow;
+      return p.wh16() + gi * p.H * kRow;
+    };
     for (std::int64_t gi = g0; gi < g1; ++gi) {
       a.unit0 = gi * kGroup;
       a.units = std::min(kGroup, p.H - a.unit0);
@@ -351,9 +377,11 @@ class CpuFastBackend final : public Backend {
         a.wh16_is_bf16 = p.wh16_is_bf16;
       }
       a.bias = p.bias.get() + gi * kRow;
+      const void* next = slab(gi + 1 < g1 ? gi + 1 : g_after);
       for (std::int64_t r0 = b0; r0 < b1; r0 += kMaxNb) {
         const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, b1 - r0));
         a.b0 = r0;
+        a.next = prefetch_share(next, slab_bytes, (r0 - b0) / kMaxNb, blocks);
         for (int i = 0; i < nb; ++i) {
           const std::int64_t b = r0 + i;
           const std::int64_t local = local_row(*v.sh, b, t);
@@ -430,7 +458,10 @@ class CpuFastBackend final : public Backend {
           // by one worker.
           for (int k = 0; k < (split_.steal ? A : 1); ++k) {
             const int owner = (w + k) % A;
-            for (std::int64_t g; (g = grab(p, owner, A, epoch)) >= 0;) step(v, t, g, g + 1);
+            const std::int64_t owner_end = p.groups * (owner + 1) / A;
+            for (std::int64_t g; (g = grab(p, owner, A, epoch)) >= 0;) {
+              step(v, t, g, g + 1, g + 1 < owner_end ? g + 1 : -1);
+            }
           }
           step_barrier_.wait(A);  // h_next complete before anyone reads it
         }
@@ -510,6 +541,7 @@ class CpuFastBackend final : public Backend {
   std::unique_ptr<Counter64[]> next_group_;
   std::uint64_t epoch_base_ = 0;
   Barrier layer_barrier_;  // among all split_.workers, around each layer's recurrence
+  std::int64_t l2_bytes_ = l2_cache_bytes();  // one core's L2 (fetch_ahead)
 };
 
 }  // namespace

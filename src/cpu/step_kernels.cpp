@@ -47,10 +47,10 @@ void step_block(const StepArgs& a, int nb, Kernel kernel) {
 }
 
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
-                   int nb, Kernel kernel) {
+                   int nb, Kernel kernel, Prefetch next) {
   switch (kernel) {
-    case Kernel::kAvx2: project_block_avx2(w, rows, K, out, nb); return;
-    case Kernel::kAvx512: project_block_avx512(w, rows, K, out, nb); return;
+    case Kernel::kAvx2: project_block_avx2(w, rows, K, out, nb, next); return;
+    case Kernel::kAvx512: project_block_avx512(w, rows, K, out, nb, next); return;
     case Kernel::kPortable: break;
   }
   project_block_portable(w, rows, K, out, nb);
@@ -61,7 +61,7 @@ bool cpu_has_avx2() { return false; }
 bool cpu_has_f16c() { return false; }
 void step_block(const StepArgs& a, int nb, Kernel) { step_block_portable(a, nb); }
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
-                   int nb, Kernel) {
+                   int nb, Kernel, Prefetch) {
   project_block_portable(w, rows, K, out, nb);
 }
 #endif

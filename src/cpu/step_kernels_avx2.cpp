@@ -101,7 +101,7 @@ struct Fp16 {
 template <int NB, int NV, typename W>
 __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     const typename W::T* w, const float* const* rows, std::int64_t K, int col0,
-    float (*z)[kRow]) {
+    float (*z)[kRow], Prefetch next) {
   __m256 acc[NB][NV];
   for (int b = 0; b < NB; ++b) {
     for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_setzero_ps();
@@ -111,7 +111,9 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     const int col = col0 + 8 * v;
     wv0[v] = w + (col / kGroup) * kGroup * K + col % kGroup;
   }
+  PrefetchStream ahead_of_next(next, K);
   for (std::int64_t k = 0; k < K; ++k) {
+    ahead_of_next.tick();
     __m256 wv[NV];
     if constexpr (NB == 3 || NB == 4) {
       // 6-8 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
@@ -141,7 +143,10 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
     prefetch_epilogue_inputs(a, b);
   }
   alignas(32) float z[NB][kRow];
-  for (int col0 = 0; col0 < kRow; col0 += 8 * NV) accumulate256<NB, NV, W>(wh, h, a.H, col0, z);
+  constexpr int kPasses = kRow / (8 * NV);
+  for (int pass = 0; pass < kPasses; ++pass) {
+    accumulate256<NB, NV, W>(wh, h, a.H, pass * 8 * NV, z, pass_share(a.next, pass, kPasses));
+  }
   const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
   cell_avx2<kCell, NB>(a, z, bytes);
 }
@@ -151,14 +156,16 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
 // rows), each element one FMA chain in increasing k.
 template <int NB>
 SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std::int64_t K,
-                                  float* const* out) {
+                                  float* const* out, Prefetch next) {
   const float* x[NB];
   for (int b = 0; b < NB; ++b) x[b] = rows[b];
   for (int col0 = 0; col0 < kRow; col0 += 16) {
     __m256 acc0[NB], acc1[NB];
     for (int b = 0; b < NB; ++b) acc0[b] = acc1[b] = _mm256_setzero_ps();
     const float* wk = w + col0 * K;
+    PrefetchStream ahead_of_next(pass_share(next, col0 / 16, kRow / 16), K);
     for (std::int64_t k = 0; k < K; ++k, wk += 16) {
+      ahead_of_next.tick();
       const __m256 w0 = _mm256_load_ps(wk);
       const __m256 w1 = _mm256_load_ps(wk + 8);
       for (int b = 0; b < NB; ++b) {
@@ -207,14 +214,14 @@ void step_block_avx2(const StepArgs& a, int nb) {
 }
 
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
-                        float* const* out, int nb) {
+                        float* const* out, int nb, Prefetch next) {
   switch (nb) {
-    case 1: project_rows_avx2<1>(w, rows, K, out); return;
-    case 2: project_rows_avx2<2>(w, rows, K, out); return;
-    case 3: project_rows_avx2<3>(w, rows, K, out); return;
-    case 4: project_rows_avx2<4>(w, rows, K, out); return;
-    case 5: project_rows_avx2<5>(w, rows, K, out); return;
-    default: project_rows_avx2<6>(w, rows, K, out); return;
+    case 1: project_rows_avx2<1>(w, rows, K, out, next); return;
+    case 2: project_rows_avx2<2>(w, rows, K, out, next); return;
+    case 3: project_rows_avx2<3>(w, rows, K, out, next); return;
+    case 4: project_rows_avx2<4>(w, rows, K, out, next); return;
+    case 5: project_rows_avx2<5>(w, rows, K, out, next); return;
+    default: project_rows_avx2<6>(w, rows, K, out, next); return;
   }
 }
 

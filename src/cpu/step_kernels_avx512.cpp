@@ -89,16 +89,19 @@ struct Fp16 {
   }
 };
 
-// acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64].
+// acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64];
+// `next`'s lines are fetched into L2 along the way, a few per k.
 template <int NB, typename W = F32>
 SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* const* rows,
-                                       std::int64_t K, __m512 (&acc)[NB][4]) {
+                                       std::int64_t K, __m512 (&acc)[NB][4], Prefetch next) {
   constexpr int kLineBytes = 64;
   constexpr int kRowBytes = static_cast<int>(kRow * sizeof(typename W::T));
   for (int b = 0; b < NB; ++b) {
     for (int q = 0; q < 4; ++q) acc[b][q] = _mm512_setzero_ps();
   }
+  PrefetchStream ahead_of_next(next, K);
   for (std::int64_t k = 0; k < K; ++k, w += kRow) {
+    ahead_of_next.tick();
     if (NB <= 4) {
       // Few FMAs per weight: the loop is bound by the weight stream, help the prefetcher.
       const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
@@ -121,9 +124,9 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
 // Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed [K][64]).
 template <int NB>
 SLSTM_AVX512 void project_rows_avx512(const float* w, const float* const* rows,
-                                      std::int64_t K, float* const* out) {
+                                      std::int64_t K, float* const* out, Prefetch next) {
   __m512 acc[NB][4];
-  accumulate512<NB>(w, rows, K, acc);
+  accumulate512<NB>(w, rows, K, acc, next);
   for (int b = 0; b < NB; ++b) {
     for (int q = 0; q < 4; ++q) _mm512_store_ps(out[b] + 16 * q, acc[b][q]);
   }
@@ -138,7 +141,7 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
     prefetch_epilogue_inputs(a, b);
   }
   __m512 acc[NB][4];
-  accumulate512<NB, W>(wh, h, a.H, acc);
+  accumulate512<NB, W>(wh, h, a.H, acc, a.next);
   const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
   cell_avx512<kCell, NB>(a, acc, m);
 }
@@ -176,14 +179,14 @@ void step_block_avx512(const StepArgs& a, int nb) {
 }
 
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
-                          float* const* out, int nb) {
+                          float* const* out, int nb, Prefetch next) {
   switch (nb) {
-    case 1: project_rows_avx512<1>(w, rows, K, out); return;
-    case 2: project_rows_avx512<2>(w, rows, K, out); return;
-    case 3: project_rows_avx512<3>(w, rows, K, out); return;
-    case 4: project_rows_avx512<4>(w, rows, K, out); return;
-    case 5: project_rows_avx512<5>(w, rows, K, out); return;
-    default: project_rows_avx512<6>(w, rows, K, out); return;
+    case 1: project_rows_avx512<1>(w, rows, K, out, next); return;
+    case 2: project_rows_avx512<2>(w, rows, K, out, next); return;
+    case 3: project_rows_avx512<3>(w, rows, K, out, next); return;
+    case 4: project_rows_avx512<4>(w, rows, K, out, next); return;
+    case 5: project_rows_avx512<5>(w, rows, K, out, next); return;
+    default: project_rows_avx512<6>(w, rows, K, out, next); return;
   }
 }
 
