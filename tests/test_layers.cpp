@@ -872,6 +872,39 @@ TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
   }
 }
 
+TEST_CASE("the generic fast path's AVX-512 GEMM cut into L2 panels for many rows gives the "
+          "AVX2 GEMM's bits",
+          "[layers][cpu-fast]") {
+  // Layer 0's W_x: 4 x 86 = 344 rows (10 whole 32-row blocks and one of 24) of 2048 inputs,
+  // 256 KiB a block: a product of more than 6 rows runs in panels of blocks that fit a
+  // quarter of the core's L2, so on any L2 up to 8 MiB in several panels, the last partial.
+  if (!t::kernel_under_test().empty()) return;
+  slstm_layer_config lstm = t::lstm_layer(86);
+  lstm.peepholes = 1;  // (the generic path)
+  t::Model m = random_layers(2048, {lstm, t::gru_layer(75, true)}, 17);
+  for (const std::int64_t B : {7, 13}) {
+    INFO("B = " << B);
+    const std::int64_t T = 6;
+    slstm_status st = SLSTM_OK;
+    t::Session wide = session_on(m.get(), SLSTM_CPU_PATH_FAST, B, T, 1, "cpu.kernel=avx512",
+                                 SLSTM_PRECISION_DEFAULT, &st);
+    if (st == SLSTM_ERR_UNSUPPORTED) {
+      WARN("skipped: this CPU has no AVX-512 (" << slstm_last_error() << ")");
+      return;
+    }
+    REQUIRE(st == SLSTM_OK);
+    t::Session narrow = session_on(m.get(), SLSTM_CPU_PATH_FAST, B, T, 1, "cpu.kernel=avx2",
+                                   SLSTM_PRECISION_DEFAULT, &st);
+    REQUIRE(st == SLSTM_OK);
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * 2048), 29);
+    const t::Run a = t::forward_ok(wide.get(), m.get(), t::call_of(B, T, x));
+    const t::Run b = t::forward_ok(narrow.get(), m.get(), t::call_of(B, T, x));
+    CHECK(t::count_poison(a.output) == 0);
+    CHECK(t::bitwise_equal(a.output, b.output));
+    CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  }
+}
+
 TEST_CASE("a bidirectional stack's plan says when the directions are split", "[layers][cpu-fast]") {
   slstm_layer_config bi = t::lstm_layer(8);
   bi.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
