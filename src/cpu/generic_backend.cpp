@@ -296,11 +296,13 @@ void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, st
 // zmm registers.  NB rows share every load of NBLK consecutive blocks' k-th slices; NBLK
 // keeps more than 8 chains in flight for 1-4 rows (with 8, as 4 rows x 1 block gave, the
 // FMAs wait on their latency: 2 blocks for 4 rows measured 1.06-1.12x faster on the B = 4
-// rows of bench_cells, AVX-512 Xeon).  The last block may be partial: its z lanes load and
-// store under a mask (its weights are zero).
+// rows of bench_cells, AVX-512 Xeon), and halves the broadcasts per FMA for 5-6 rows (24
+// accumulators, 6 broadcasts and one weight vector: 31 zmm, no spill; 1.11-1.20x on
+// GRU / LSTMP / bidirectional rows of 32-64 batch rows, level on the small ones).  The last
+// block may be partial: its z lanes load and store under a mask (its weights are zero).
 template <int NB>
 constexpr int blocks_per_pass512() {
-  return NB == 1 ? 4 : NB <= 4 ? 2 : 1;
+  return NB == 1 ? 4 : 2;
 }
 
 inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes (valid >= 0)
