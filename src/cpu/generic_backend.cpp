@@ -313,7 +313,8 @@ inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes 
 template <int NB, int NBLK, typename W>
 SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
                                    const typename W::T* blk, std::int64_t K, std::int64_t i0,
-                                   std::int64_t n) {
+                                   std::int64_t n, Prefetch next = {}) {
+  PrefetchStream ahead(next, K);
   __mmask16 mask[NBLK][2];
   for (int j = 0; j < NBLK; ++j) {
     const std::int64_t valid = std::min<std::int64_t>(kBlock, n - i0 - j * kBlock);
@@ -330,6 +331,7 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
   }
   std::int64_t k = 0;
   do {  // (a do-while, see gemm_block_loop_avx2)
+    ahead.tick();
     __m512 xb[NB];
     for (int b = 0; b < NB; ++b) xb[b] = _mm512_set1_ps(x[b][k]);
     for (int j = 0; j < NBLK; ++j) {
@@ -349,32 +351,38 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
   }
 }
 
+// `next`: lines to fetch into L2 meanwhile, spread over the passes.
 template <int NB, typename W>
 SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
                                       const typename W::T* base, std::int64_t K,
-                                      std::int64_t n) {
+                                      std::int64_t n, Prefetch next = {}) {
   constexpr int kPass = blocks_per_pass512<NB>();
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  const auto passes = static_cast<int>(blocks / kPass + blocks % kPass);
+  int pass = 0;
   std::int64_t j = 0;
-  for (; j + kPass <= blocks; j += kPass) {
-    gemm_pass_avx512<NB, kPass, W>(z, x, base + j * K * kBlock, K, j * kBlock, n);
+  for (; j + kPass <= blocks; j += kPass, ++pass) {
+    gemm_pass_avx512<NB, kPass, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
+                                   pass_share(next, pass, passes));
   }
-  for (; j < blocks; ++j) {
-    gemm_pass_avx512<NB, 1, W>(z, x, base + j * K * kBlock, K, j * kBlock, n);
+  for (; j < blocks; ++j, ++pass) {
+    gemm_pass_avx512<NB, 1, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
+                               pass_share(next, pass, passes));
   }
 }
 
 // Up to 6 rows (nb) over all n columns: NB rows share each pass over the blocks.
 template <typename W>
 void gemm_few_rows_avx512(float* const* z, const float* const* x, const typename W::T* base,
-                          std::int64_t K, std::int64_t n, std::int64_t nb) {
+                          std::int64_t K, std::int64_t n, std::int64_t nb,
+                          Prefetch next = {}) {
   switch (nb) {
-    case 6: gemm_rows_nb_avx512<6, W>(z, x, base, K, n); break;
-    case 5: gemm_rows_nb_avx512<5, W>(z, x, base, K, n); break;
-    case 4: gemm_rows_nb_avx512<4, W>(z, x, base, K, n); break;
-    case 3: gemm_rows_nb_avx512<3, W>(z, x, base, K, n); break;
-    case 2: gemm_rows_nb_avx512<2, W>(z, x, base, K, n); break;
-    case 1: gemm_rows_nb_avx512<1, W>(z, x, base, K, n); break;
+    case 6: gemm_rows_nb_avx512<6, W>(z, x, base, K, n, next); break;
+    case 5: gemm_rows_nb_avx512<5, W>(z, x, base, K, n, next); break;
+    case 4: gemm_rows_nb_avx512<4, W>(z, x, base, K, n, next); break;
+    case 3: gemm_rows_nb_avx512<3, W>(z, x, base, K, n, next); break;
+    case 2: gemm_rows_nb_avx512<2, W>(z, x, base, K, n, next); break;
+    case 1: gemm_rows_nb_avx512<1, W>(z, x, base, K, n, next); break;
     default: break;
   }
 }
@@ -388,17 +396,22 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
   }
   // Many rows (an input projection, a large batch): panels of blocks whose weights stay in
   // this core's L2 (a quarter of it) while every 6 rows pass over them, instead of all of W
-  // streaming past every 6 rows.  Each element is still one pass: the same chain.
+  // streaming past every 6 rows.  Each element is still one pass: the same chain.  While the
+  // rows pass over a panel they fetch the next one into L2 (Prefetch, step_kernels.hpp).
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   const auto block_bytes = static_cast<std::int64_t>(K * kBlock * sizeof(typename W::T));
   const std::int64_t per = std::max<std::int64_t>(1, l2_cache_bytes() / 4 / block_bytes);
+  const std::int64_t sets = (nb + 5) / 6;
   for (std::int64_t j0 = 0; j0 < blocks; j0 += per) {
     const std::int64_t c0 = j0 * kBlock, cn = std::min(n, (j0 + per) * kBlock) - c0;
+    const std::int64_t next_blocks = std::min(per, blocks - j0 - per);
+    const void* next = next_blocks > 0 ? base + (j0 + per) * K * kBlock : nullptr;
     for (std::int64_t b = 0; b < nb; b += 6) {
       const std::int64_t rows = std::min<std::int64_t>(6, nb - b);
       float* zp[6];
       for (std::int64_t i = 0; i < rows; ++i) zp[i] = z[b + i] + c0;
-      gemm_few_rows_avx512<W>(zp, x + b, base + j0 * K * kBlock, K, cn, rows);
+      gemm_few_rows_avx512<W>(zp, x + b, base + j0 * K * kBlock, K, cn, rows,
+                              prefetch_share(next, next_blocks * block_bytes, b / 6, sets));
     }
   }
 }
