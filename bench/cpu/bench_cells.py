@@ -63,6 +63,13 @@ def shapes():
              batch=4, time=50, bi=True),
         dict(name="bigru_H256_B4_T50", kind="gru", hidden=256, layers=1, input=128, batch=4,
              time=50, bi=True),
+        # Large batches (the GEMMs near the machine's peak rather than its weight stream).
+        dict(name="gru_H1024_B64_T25", kind="gru", hidden=1024, layers=1, input=1024,
+             batch=64, time=25, bi=False),
+        dict(name="lstmp_H1024_P256_B32_T25", kind="lstmp", hidden=1024, proj=256, layers=1,
+             input=512, batch=32, time=25, bi=False),
+        dict(name="bilstm_H512_B64_T25", kind="lstm", hidden=512, layers=1, input=256,
+             batch=64, time=25, bi=True),
     ]
 
 
