@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "model.hpp"
 #include "plan.hpp"
@@ -99,6 +100,27 @@ class Backend {
 
  protected:
   Plan plan_;  // filled by each backend's constructor
+};
+
+// A backend that keeps its state in host memory (the CPU reference, fast and generic
+// paths): kind CPU, stream slots over make_host_slot_states, and the packed state a call
+// starts from.
+class HostBackend : public Backend {
+ public:
+  explicit HostBackend(ModelPtr model) : model_(std::move(model)) {}
+  slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
+  std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
+                                               std::int64_t max_batch) override {
+    return make_host_slot_states(*this, *model_, max_slots, max_batch);
+  }
+
+ protected:
+  // state[0 .. state_count(call.batch)) := the call's initial state, or zeros.
+  void load_initial_state(const ForwardCall& call, float* state) const;
+  // state_count(call.batch) floats of `state` into the call's final state, if it wants one.
+  void store_final_state(const ForwardCall& call, const float* state) const;
+
+  ModelPtr model_;
 };
 
 // Throws SLSTM_ERR_BACKEND_UNAVAILABLE (with the reason) unless `kind` can run here;

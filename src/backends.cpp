@@ -98,6 +98,21 @@ std::unique_ptr<SlotStates> make_host_slot_states(Backend& backend, const Model&
   return std::make_unique<HostSlotStates>(backend, model, max_slots, max_batch);
 }
 
+void HostBackend::load_initial_state(const ForwardCall& call, float* state) const {
+  const std::size_t n = model_->state_count(call.batch);
+  if (call.initial_state) {
+    std::memcpy(state, call.initial_state, n * sizeof(float));
+  } else {
+    std::fill_n(state, n, 0.0f);
+  }
+}
+
+void HostBackend::store_final_state(const ForwardCall& call, const float* state) const {
+  if (call.final_state) {
+    std::memcpy(call.final_state, state, model_->state_count(call.batch) * sizeof(float));
+  }
+}
+
 std::unique_ptr<SlotStates> Backend::make_slot_states(std::int64_t max_slots, std::int64_t) {
   fail(SLSTM_ERR_UNSUPPORTED,
        "options->max_slots is " + std::to_string(max_slots) +

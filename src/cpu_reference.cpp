@@ -23,10 +23,10 @@ double dot(const float* a, const float* w, std::int64_t n, double acc = 0.0) {
 
 float clip(float v, float bound) { return bound > 0.0f ? std::min(std::max(v, -bound), bound) : v; }
 
-class CpuReferenceBackend final : public Backend {
+class CpuReferenceBackend final : public HostBackend {
  public:
   CpuReferenceBackend(ModelPtr model, const SessionConfig& config)
-      : model_(std::move(model)), precision_(config.precision) {
+      : HostBackend(std::move(model)), precision_(config.precision) {
     const Model& m = *model_;
     plan_.backend = "cpu";
     plan_.path = "reference";
@@ -89,29 +89,14 @@ class CpuReferenceBackend final : public Backend {
     }
   }
 
-  slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
-
-  std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
-                                               std::int64_t max_batch) override {
-    return make_host_slot_states(*this, *model_, max_slots, max_batch);
-  }
-
   void forward(const ForwardCall& call) override {
-    const Model& m = *model_;
-    const std::size_t n_state = m.state_count(call.batch);
-    if (call.initial_state) {
-      std::memcpy(state_.data(), call.initial_state, n_state * sizeof(float));
-    } else {
-      std::fill_n(state_.begin(), n_state, 0.0f);
-    }
+    load_initial_state(call, state_.data());
     if (layer_major_) {
       forward_layer_major(call);
     } else {
       forward_time_major(call);
     }
-    if (call.final_state) {
-      std::memcpy(call.final_state, state_.data(), n_state * sizeof(float));
-    }
+    store_final_state(call, state_.data());
   }
 
  private:
@@ -322,7 +307,6 @@ class CpuReferenceBackend final : public Backend {
     return r;
   }
 
-  ModelPtr model_;
   Precision precision_ = Precision::kFp32;
   std::vector<std::vector<Mats>> mats_;  // [layer][direction]
   std::vector<std::vector<float>> rounded_;  // the rounded weights mats_ points into

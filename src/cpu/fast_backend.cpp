@@ -86,10 +86,10 @@ namespace {
 
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
 
-class CpuFastBackend final : public Backend {
+class CpuFastBackend final : public HostBackend {
  public:
   CpuFastBackend(ModelPtr model, const SessionConfig& config, KernelChoice kernel)
-      : model_(std::move(model)), kernel_(kernel.kernel), precision_(config.precision) {
+      : HostBackend(std::move(model)), kernel_(kernel.kernel), precision_(config.precision) {
     const Model& m = *model_;
     const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
     int P = choose_threads(m, config.num_threads);
@@ -108,6 +108,7 @@ class CpuFastBackend final : public Backend {
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       workers_ = P;
       for (const PackedLayer& p : layers_) work_.push_back({p.I, p.H, p.wh_bytes()});
+      step_ahead_.assign(layers_.size(), 0);
       if (config.settings.cpu_calibration_measured) {
         // The machine's parameters (measured once per process: calibration.hpp).
         const Machine machine = measure_machine(kernel_, P);
@@ -146,21 +147,9 @@ class CpuFastBackend final : public Backend {
                        : "session: " + std::to_string(P) + " workers of its own");
   }
 
-  slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
-
-  std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
-                                               std::int64_t max_batch) override {
-    return make_host_slot_states(*this, *model_, max_slots, max_batch);
-  }
-
   void forward(const ForwardCall& call) override {
     const Model& m = *model_;
-    const std::size_t n_state = m.state_count(call.batch);
-    if (call.initial_state) {
-      std::memcpy(state_.get(), call.initial_state, n_state * sizeof(float));
-    } else {
-      std::fill_n(state_.get(), n_state, 0.0f);
-    }
+    load_initial_state(call, state_.get());
     if (call.time > 0) {
       call_ = &call;
       x0_ = call.input;
@@ -174,6 +163,7 @@ class CpuFastBackend final : public Backend {
         std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
         split_ = choose_split(call.batch, call.time, work_, taken.owns_lock() ? workers_ : 1,
                               thresholds_);
+        plan_steps();
         if (taken.owns_lock()) {
           shared_->pool.run(&CpuFastBackend::job, this, split_.workers);
         } else {
@@ -181,14 +171,13 @@ class CpuFastBackend final : public Backend {
         }
       } else {
         split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
+        plan_steps();
         pool_->run(&CpuFastBackend::job, this, split_.workers);
       }
       epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
       call_ = nullptr;
     }
-    if (call.final_state) {
-      std::memcpy(call.final_state, state_.get(), n_state * sizeof(float));
-    }
+    store_final_state(call, state_.get());
   }
 
  private:
@@ -299,7 +288,7 @@ class CpuFastBackend final : public Backend {
       for (std::int64_t gi = g0; gi < g1; ++gi) {
         const float* w = p.wx.get() + gi * slab;
         // What follows this group: the next one, or the first again for the next chunk.
-        const float* next = !fetch_ahead(slab * 4) ? nullptr
+        const float* next = !fetch_ahead(slab * 4, slab * 4 * (g1 - g0)) ? nullptr
                             : gi + 1 < g1          ? w + slab
                             : c1 < i1              ? p.wx.get() + g0 * slab
                                                    : nullptr;
@@ -338,9 +327,26 @@ class CpuFastBackend final : public Backend {
 
   static void job(void* self, int worker) { static_cast<CpuFastBackend*>(self)->run(worker); }
 
-  // Whether a kernel fetches the next group's weights (`bytes` of them) into L2 while it
-  // works on the current group's (Prefetch): when both fit.
-  bool fetch_ahead(std::int64_t bytes) const { return 2 * bytes <= l2_bytes_; }
+  // Per layer, for the call's split: whether its steps fetch the next group's weights ahead
+  // (a worker's groups: every group in the batch split, its share of them in the unit split).
+  void plan_steps() {
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const PackedLayer& p = layers_[l];
+      const std::int64_t group =
+          p.H * kRow * static_cast<std::int64_t>(p.wh ? sizeof(float) : sizeof(std::uint16_t));
+      const std::int64_t mine =
+          split_.split_batch ? p.groups : (p.groups + split_.active - 1) / split_.active;
+      step_ahead_[l] = fetch_ahead(group, group * mine) ? 1 : 0;
+    }
+  }
+
+  // Whether a kernel fetches the next group's weights (`group` bytes each) into L2 while it
+  // works on the current group's (Prefetch): when the worker's groups (`share` bytes in all)
+  // do not stay in its L2 from one pass to the next -- else the lines are there already and
+  // the prefetches only take load slots -- and two groups fit.
+  bool fetch_ahead(std::int64_t group, std::int64_t share) const {
+    return 2 * share > l2_bytes_ && 2 * group <= l2_bytes_;
+  }
 
   // Step t of layer v for groups [g0, g1) and the share's batch rows; g_after: the group
   // this worker is likely to take after g1 - 1 (its weights fetched ahead), or -1.
@@ -361,7 +367,7 @@ class CpuFastBackend final : public Backend {
     const std::int64_t blocks = (b1 - b0 + kMaxNb - 1) / kMaxNb;
     const std::int64_t slab_bytes =
         p.H * kRow * static_cast<std::int64_t>(p.wh ? sizeof(float) : sizeof(std::uint16_t));
-    const bool ahead = fetch_ahead(slab_bytes);
+    const bool ahead = step_ahead_[static_cast<std::size_t>(v.p - layers_.data())] != 0;
     const auto slab = [&](std::int64_t gi) -> const void* {
       if (gi < 0 || !ahead) return nullptr;
       if (p.wh) return p.wh.get() + gi * p.H * kRow;
@@ -514,7 +520,6 @@ class CpuFastBackend final : public Backend {
     }
   }
 
-  ModelPtr model_;
   Kernel kernel_ = Kernel::kPortable;
   Precision precision_ = Precision::kFp32;
 
@@ -542,6 +547,7 @@ class CpuFastBackend final : public Backend {
   std::uint64_t epoch_base_ = 0;
   Barrier layer_barrier_;  // among all split_.workers, around each layer's recurrence
   std::int64_t l2_bytes_ = l2_cache_bytes();  // one core's L2 (fetch_ahead)
+  std::vector<char> step_ahead_;              // per layer, this call: plan_steps()
 };
 
 }  // namespace

@@ -405,7 +405,10 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
   for (std::int64_t j0 = 0; j0 < blocks; j0 += per) {
     const std::int64_t c0 = j0 * kBlock, cn = std::min(n, (j0 + per) * kBlock) - c0;
     const std::int64_t next_blocks = std::min(per, blocks - j0 - per);
-    const void* next = next_blocks > 0 ? base + (j0 + per) * K * kBlock : nullptr;
+    const void* next =
+        next_blocks > 0 && 2 * blocks * block_bytes > l2_cache_bytes()  // (else W stays in L2)
+            ? base + (j0 + per) * K * kBlock
+            : nullptr;
     for (std::int64_t b = 0; b < nb; b += 6) {
       const std::int64_t rows = std::min<std::int64_t>(6, nb - b);
       float* zp[6];
@@ -602,10 +605,10 @@ struct Team {
   }
 };
 
-class CpuGenericBackend final : public Backend {
+class CpuGenericBackend final : public HostBackend {
  public:
   CpuGenericBackend(ModelPtr model, const SessionConfig& config, const KernelChoice& kernel)
-      : model_(std::move(model)), precision_(config.precision) {
+      : HostBackend(std::move(model)), precision_(config.precision) {
     const Model& m = *model_;
 #if defined(__GNUC__) && defined(__x86_64__)
     const bool avx2 = kernel.kernel != Kernel::kPortable;
@@ -766,21 +769,8 @@ class CpuGenericBackend final : public Backend {
     }
   }
 
-  slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
-
-  std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
-                                               std::int64_t max_batch) override {
-    return make_host_slot_states(*this, *model_, max_slots, max_batch);
-  }
-
   void forward(const ForwardCall& call) override {
-    const Model& m = *model_;
-    const std::size_t n_state = m.state_count(call.batch);
-    if (call.initial_state) {
-      std::memcpy(state_.data(), call.initial_state, n_state * sizeof(float));
-    } else {
-      std::fill_n(state_.begin(), n_state, 0.0f);
-    }
+    load_initial_state(call, state_.data());
     // Fewer than 3 rows per worker leave the GEMMs' row blocks short (each worker streams
     // every weight for 1-2 rows): a stack with bidirectional layers then splits the
     // directions between 2 workers instead (forward_by_direction).
@@ -799,7 +789,7 @@ class CpuGenericBackend final : public Backend {
     } else {
       pool_->run(&CpuGenericBackend::run_share_entry, &job, active);
     }
-    if (call.final_state) std::memcpy(call.final_state, state_.data(), n_state * sizeof(float));
+    store_final_state(call, state_.data());
   }
 
  private:
@@ -1292,7 +1282,6 @@ class CpuGenericBackend final : public Backend {
     }
   }
 
-  ModelPtr model_;
   Precision precision_ = Precision::kFp32;
   GemmRows gemm_ = nullptr;
   // The plain LSTM cell of a row (lstm_plain_avx2 or _portable, with the GEMM's kernel).

@@ -79,7 +79,8 @@ inline Prefetch pass_share(Prefetch share, int i, int n) {
 class PrefetchStream {
  public:
   PrefetchStream(Prefetch p, std::int64_t K)
-      : at_(p.at), end_(p.at + p.lines * 64), per_k_(K > 0 ? (p.lines + K - 1) / K : 0) {}
+      : at_(p.at), end_(p.at + p.lines * 64),
+        per_k_(p.lines > 0 && K > 0 ? (p.lines + K - 1) / K : 0) {}
   SLSTM_CELL_INLINE void tick() {
     for (std::int64_t j = 0; j < per_k_ && at_ < end_; ++j, at_ += 64) {
 #if defined(__GNUC__)
