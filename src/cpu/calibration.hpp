@@ -6,8 +6,9 @@
 //   (beyond any L2: bytes/s); the best of a few rounds, each well under a millisecond.
 // - The barrier: N workers of a private pool passing the fast path's spinning barrier a few
 //   hundred times; the best of a few rounds.
-// (No cache size: the one limit that could follow it, the batch split's W_h, does not:
-// split.hpp.)  Measured once per process (rates per kernel, the barrier per worker count)
+// (No cache size for the split: the one limit that could follow it, the batch split's W_h,
+// does not: split.hpp.  The L2 size below only decides where the kernels prefetch.)
+// Measured once per process (rates per kernel, the barrier per worker count)
 // and cached, so a process pays ~1-3 ms once, not per session; a measurement that fails or is absurd (a
 // preempted VM) is clamped into a plausible range, so the worst it can do is a slower split,
 // never a different result.
