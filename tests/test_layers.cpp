@@ -620,8 +620,9 @@ TEST_CASE("the generic fast path's results do not depend on the batch a row is i
 
 TEST_CASE("the generic fast path gives the same bits on one thread, split by directions and by rows",
           "[layers][cpu-fast]") {
-  // 2 threads: B = 2 splits a bidirectional stack's directions, B = 7 its batch rows; 3
-  // threads: B = 7 splits the directions (fewer than 3 rows per thread).
+  // 2 threads: B = 2 and 7 split a bidirectional stack's directions (fewer than 24 rows),
+  // B = 25 its batch rows; 3 threads: B = 7 splits the directions (fewer than 3 rows per
+  // thread), B = 25 the rows.
   const std::int64_t T = 6, D = 5;
   const auto session_with = [](const slstm_model* m, std::int64_t B, int threads) {
     return session_on(m, SLSTM_CPU_PATH_AUTO, B, T, threads);
@@ -629,7 +630,7 @@ TEST_CASE("the generic fast path gives the same bits on one thread, split by dir
   int stack = 0;
   for (const auto& layers : zoo()) {
     t::Model m = random_layers(D, layers, 60 + static_cast<std::uint64_t>(stack++));
-    for (const std::int64_t B : {2, 7}) {
+    for (const std::int64_t B : {2, 7, 25}) {
       INFO("stack " << stack << ", B = " << B);
       const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 11);
       const auto init = t::random_vector(t::state_count(m.get(), B), 12, -0.5f, 0.5f);
