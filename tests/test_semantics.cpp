@@ -278,6 +278,28 @@ TEST_CASE("rows are independent: a row's bits do not depend on its batch neighbo
   CHECK(t::bitwise_equal(rows(b2.output, T, H, 2, 1), rows(a.output, T, H, 2, 1)));
 }
 
+TEST_CASE("a row's bits do not depend on how many rows share its call or where they are cut",
+          "[semantics]") {
+  // The kernels take rows in blocks of up to 6, cut evenly (13 rows: 5, 4, 4), each block's
+  // rows sharing every weight load; a row's chains must not notice its block.
+  constexpr std::int64_t T = 5;
+  t::Model m = t::random_model(kD, kHidden, 131);
+  const auto x1 = input(1, T, 132);
+  t::Session s1 = t::session(m.get(), 1, T);
+  const t::Run alone = t::forward_ok(s1.get(), m.get(), t::call_of(1, T, x1));
+  const std::int64_t H = kHidden.back();
+  for (const std::int64_t B : {2, 7, 8, 13, 20}) {
+    for (const std::int64_t at : {std::int64_t{0}, B / 2, B - 1}) {
+      INFO("batch " << B << ", row " << at);
+      auto x = input(B, T, 133 + static_cast<std::uint64_t>(B));
+      std::copy(x1.begin(), x1.end(), x.begin() + at * T * kD);
+      t::Session s = t::session(m.get(), B, T);
+      const t::Run r = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
+      CHECK(t::bitwise_equal(rows(r.output, T, H, at, 1), alone.output));
+    }
+  }
+}
+
 TEST_CASE("a session keeps its model alive after the model handle is destroyed",
           "[semantics][ownership]") {
   t::Model m = t::random_model(kD, kHidden, 121);

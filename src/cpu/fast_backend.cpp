@@ -292,8 +292,9 @@ class CpuFastBackend final : public HostBackend {
                             : gi + 1 < g1          ? w + slab
                             : c1 < i1              ? p.wx.get() + g0 * slab
                                                    : nullptr;
-        for (std::int64_t r0 = c0; r0 < c1; r0 += kMaxNb) {
-          const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, c1 - r0));
+        for (std::int64_t j = 0; j < blocks; ++j) {
+          const std::int64_t r0 = c0 + row_cut(c1 - c0, j, blocks);
+          const int nb = static_cast<int>(c0 + row_cut(c1 - c0, j + 1, blocks) - r0);
           const float* in[kMaxNb];
           float* out[kMaxNb];
           for (int k = 0; k < nb; ++k) {
@@ -303,7 +304,7 @@ class CpuFastBackend final : public HostBackend {
             out[k] = v.sh->g + i * ld_g + gi * kRow;
           }
           project_block(w, in, p.I, out, nb, kernel_,
-                        prefetch_share(next, slab * 4, (r0 - c0) / kMaxNb, blocks));
+                        prefetch_share(next, slab * 4, j, blocks));
         }
       }
     }
@@ -384,10 +385,11 @@ class CpuFastBackend final : public HostBackend {
       }
       a.bias = p.bias.get() + gi * kRow;
       const void* next = slab(gi + 1 < g1 ? gi + 1 : g_after);
-      for (std::int64_t r0 = b0; r0 < b1; r0 += kMaxNb) {
-        const int nb = static_cast<int>(std::min<std::int64_t>(kMaxNb, b1 - r0));
+      for (std::int64_t j = 0; j < blocks; ++j) {
+        const std::int64_t r0 = b0 + row_cut(b1 - b0, j, blocks);
+        const int nb = static_cast<int>(b0 + row_cut(b1 - b0, j + 1, blocks) - r0);
         a.b0 = r0;
-        a.next = prefetch_share(next, slab_bytes, (r0 - b0) / kMaxNb, blocks);
+        a.next = prefetch_share(next, slab_bytes, j, blocks);
         for (int i = 0; i < nb; ++i) {
           const std::int64_t b = r0 + i;
           const std::int64_t local = local_row(*v.sh, b, t);

@@ -158,11 +158,13 @@ void gemm_rows_portable(float* const* z, const float* const* x, const MatView& w
 #define SLSTM_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 struct F32 {
   using T = float;
+  static constexpr bool kPlainLoad = true;  // (in_register, simd_math.hpp)
   SLSTM_AVX2_F16C_INLINE static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
   SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 };
 struct Bf16 {
   using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
   SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -174,6 +176,7 @@ struct Bf16 {
 };
 struct Fp16 {
   using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
   SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
@@ -201,7 +204,8 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
     __m256 xb[NB];
     for (int b = 0; b < NB; ++b) xb[b] = _mm256_broadcast_ss(x[b] + k);
     for (int v = 0; v < 4; ++v) {
-      const __m256 w = W::load8(wk + 8 * v);
+      __m256 w = W::load8(wk + 8 * v);
+      if constexpr (NB > 1 && W::kPlainLoad) in_register(w);
       for (int b = 0; b < NB; ++b) acc[b][v] = _mm256_fmadd_ps(w, xb[b], acc[b][v]);
     }
   } while (++k < K);
@@ -337,7 +341,8 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
     for (int j = 0; j < NBLK; ++j) {
       const typename W::T* wk = blk + j * K * kBlock + k * kBlock;
       for (int v = 0; v < 2; ++v) {
-        const __m512 w = W::load16(wk + 16 * v);
+        __m512 w = W::load16(wk + 16 * v);
+        if constexpr (NB > 1 && W::kPlainLoad) in_register(w);
         for (int b = 0; b < NB; ++b) acc[b][j][v] = _mm512_fmadd_ps(w, xb[b], acc[b][j][v]);
       }
     }
@@ -395,13 +400,14 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
     return;
   }
   // Many rows (an input projection, a large batch): panels of blocks whose weights stay in
-  // this core's L2 (a quarter of it) while every 6 rows pass over them, instead of all of W
-  // streaming past every 6 rows.  Each element is still one pass: the same chain.  While the
-  // rows pass over a panel they fetch the next one into L2 (Prefetch, step_kernels.hpp).
+  // this core's L2 (a quarter of it) while every group of rows passes over them, instead of
+  // all of W streaming past every 6 rows.  Each element is still one pass: the same chain.
+  // The groups are evened out (row_cut).  While the rows pass over a panel they fetch the
+  // next one into L2 (Prefetch, step_kernels.hpp).
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   const auto block_bytes = static_cast<std::int64_t>(K * kBlock * sizeof(typename W::T));
   const std::int64_t per = std::max<std::int64_t>(1, l2_cache_bytes() / 4 / block_bytes);
-  const std::int64_t sets = (nb + 5) / 6;
+  const std::int64_t groups = (nb + 5) / 6;
   for (std::int64_t j0 = 0; j0 < blocks; j0 += per) {
     const std::int64_t c0 = j0 * kBlock, cn = std::min(n, (j0 + per) * kBlock) - c0;
     const std::int64_t next_blocks = std::min(per, blocks - j0 - per);
@@ -409,12 +415,12 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
         next_blocks > 0 && 2 * blocks * block_bytes > l2_cache_bytes()  // (else W stays in L2)
             ? base + (j0 + per) * K * kBlock
             : nullptr;
-    for (std::int64_t b = 0; b < nb; b += 6) {
-      const std::int64_t rows = std::min<std::int64_t>(6, nb - b);
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::int64_t r0 = row_cut(nb, g, groups), r1 = row_cut(nb, g + 1, groups);
       float* zp[6];
-      for (std::int64_t i = 0; i < rows; ++i) zp[i] = z[b + i] + c0;
-      gemm_few_rows_avx512<W>(zp, x + b, base + j0 * K * kBlock, K, cn, rows,
-                              prefetch_share(next, next_blocks * block_bytes, b / 6, sets));
+      for (std::int64_t i = r0; i < r1; ++i) zp[i - r0] = z[i] + c0;
+      gemm_few_rows_avx512<W>(zp, x + r0, base + j0 * K * kBlock, K, cn, r1 - r0,
+                              prefetch_share(next, next_blocks * block_bytes, g, groups));
     }
   }
 }

@@ -78,10 +78,12 @@ constexpr std::int64_t kPrefetchK = 32;  // k ahead (2 KiB of a gate stream) for
 // (exact conversions: the values are those float32 storage would hold).
 struct F32 {
   using T = float;
+  static constexpr bool kPlainLoad = true;  // (in_register, simd_math.hpp)
   SLSTM_AVX2_INLINE static __m256 load8(const float* p) { return _mm256_load_ps(p); }
 };
 struct Bf16 {
   using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
   SLSTM_AVX2_INLINE static __m256 load8(const std::uint16_t* p) {
     const __m128i h = _mm_load_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -89,6 +91,7 @@ struct Bf16 {
 };
 struct Fp16 {
   using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
   __attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 load8(
       const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
@@ -121,7 +124,10 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
       _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchK) * kGroup),
                    _MM_HINT_T0);
     }
-    for (int v = 0; v < NV; ++v) wv[v] = W::load8(wv0[v] + k * kGroup);
+    for (int v = 0; v < NV; ++v) {
+      wv[v] = W::load8(wv0[v] + k * kGroup);
+      if constexpr (NB > 1 && W::kPlainLoad) in_register(wv[v]);
+    }
     for (int b = 0; b < NB; ++b) {
       const __m256 x = _mm256_broadcast_ss(rows[b] + k);
       for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_fmadd_ps(wv[v], x, acc[b][v]);
@@ -166,8 +172,12 @@ SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std:
     PrefetchStream ahead_of_next(pass_share(next, col0 / 16, kRow / 16), K);
     for (std::int64_t k = 0; k < K; ++k, wk += 16) {
       ahead_of_next.tick();
-      const __m256 w0 = _mm256_load_ps(wk);
-      const __m256 w1 = _mm256_load_ps(wk + 8);
+      __m256 w0 = _mm256_load_ps(wk);
+      __m256 w1 = _mm256_load_ps(wk + 8);
+      if (NB > 1) {
+        in_register(w0);
+        in_register(w1);
+      }
       for (int b = 0; b < NB; ++b) {
         const __m256 xb = _mm256_broadcast_ss(x[b] + k);
         acc0[b] = _mm256_fmadd_ps(w0, xb, acc0[b]);

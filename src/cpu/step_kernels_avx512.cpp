@@ -73,10 +73,12 @@ SLSTM_AVX512_INLINE void cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __
 // (exact conversions: the values are those float32 storage would hold).
 struct F32 {
   using T = float;
+  static constexpr bool kPlainLoad = true;  // (in_register, simd_math.hpp)
   SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_load_ps(p); }
 };
 struct Bf16 {
   using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
   SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
     const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -84,6 +86,7 @@ struct Bf16 {
 };
 struct Fp16 {
   using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
   SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
   }
@@ -107,10 +110,16 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
       const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
       for (int at = 0; at < kRowBytes; at += kLineBytes) _mm_prefetch(ahead + at, _MM_HINT_T0);
     }
-    const __m512 w0 = W::load16(w);
-    const __m512 w1 = W::load16(w + 16);
-    const __m512 w2 = W::load16(w + 32);
-    const __m512 w3 = W::load16(w + 48);
+    __m512 w0 = W::load16(w);
+    __m512 w1 = W::load16(w + 16);
+    __m512 w2 = W::load16(w + 32);
+    __m512 w3 = W::load16(w + 48);
+    if constexpr (NB > 1 && W::kPlainLoad) {
+      in_register(w0);
+      in_register(w1);
+      in_register(w2);
+      in_register(w3);
+    }
     for (int b = 0; b < NB; ++b) {
       const __m512 x = _mm512_set1_ps(rows[b][k]);
       acc[b][0] = _mm512_fmadd_ps(w0, x, acc[b][0]);
