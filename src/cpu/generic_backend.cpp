@@ -828,8 +828,8 @@ class CpuGenericBackend final : public HostBackend {
     // The input projection of up to zx_steps steps of the rows, done before their steps
     // (project_chunk): [zx_steps * rows][G*H], with its row pointers, and each step's rows.
     std::vector<float> zx;
-    std::vector<float*> zx_ptr;
-    std::vector<const float*> px_ptr, zx_step;
+    std::vector<float*> zx_ptr, zx_step;
+    std::vector<const float*> px_ptr;
     std::int64_t zx_steps = 0;
     // `rounding`: a BF16/FP16 session (the chunk's inputs are rounded into pxq first).
     void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding) {
@@ -907,13 +907,14 @@ class CpuGenericBackend final : public HostBackend {
   // One step of direction d of layer l for the n rows w.rows[0..n): input w.x_ptr[i], the
   // cell's output (width R) written to w.out_ptr[i].
   // With `zx` (project_chunk's rows for these n rows), the input part of the chains is
-  // taken from there instead of computed here: the same chains, the same bits.
+  // taken from there instead of computed here: the same chains, the same bits.  The step
+  // then sums into those rows in place (each is read by this step only).
   // With a team of several workers (forward_time_major's gate split), every worker calls it
   // with the lead's Work `w`: the lead sets the step up, each GEMM is cut by gate rows and
   // the cell math by units (Team::part), the phases separated by the team's barrier; each
   // element gets the instructions it gets alone, so the bits do not depend on the team.
   void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w,
-            const float* const* zx = nullptr, const Team& team = Team()) const {
+            float* const* zx = nullptr, const Team& team = Team()) const {
     const Model& m = *model_;
     const LayerSpec& s = m.spec(l);
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
@@ -921,9 +922,12 @@ class CpuGenericBackend final : public HostBackend {
     const bool rounding = rounds_operands(precision_);
     if (team.lead()) {
       for (std::int64_t i = 0; i < n; ++i) {
-        w.z_ptr[i] = w.z.data() + i * GH;
-        std::memcpy(w.z_ptr[i], zx != nullptr ? zx[i] : p.bias.data(),
-                    static_cast<std::size_t>(GH) * sizeof(float));
+        if (zx != nullptr) {
+          w.z_ptr[i] = zx[i];
+        } else {
+          w.z_ptr[i] = w.z.data() + i * GH;
+          std::memcpy(w.z_ptr[i], p.bias.data(), static_cast<std::size_t>(GH) * sizeof(float));
+        }
         const std::int64_t b = w.rows[i];
         w.state_ptr[i] = piece(l, d, 1, B, b);
         w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
