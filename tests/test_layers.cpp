@@ -917,6 +917,33 @@ TEST_CASE("a bidirectional stack's plan says when the directions are split", "[l
   CHECK(t::json_value(json, "split").find("the directions") != std::string::npos);
 }
 
+TEST_CASE("a bidirectional layer whose W_h outgrows L2 splits its directions up to 64 rows, "
+          "with one thread's bits",
+          "[layers][cpu-fast]") {
+  // H = 768: a direction's W_h is 4 x 768 x 768 floats = 9 MiB, more than any core's L2, so
+  // with 2 threads a call of up to 64 rows runs each direction on one worker (25 and 64
+  // here), a call of more by batch rows (65).
+  slstm_layer_config bi = t::lstm_layer(768);
+  bi.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+  t::Model m = random_layers(16, {bi}, 7);
+  const std::int64_t T = 2;
+  for (const std::int64_t B : {25, 64, 65}) {
+    INFO("B = " << B);
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * 16), 8);
+    t::Call c = t::call_of(B, T, x);
+    t::Session one = session_on(m.get(), SLSTM_CPU_PATH_FAST, B, T, 1);
+    t::Session two = session_on(m.get(), SLSTM_CPU_PATH_FAST, B, T, 2);
+    const std::string json = t::describe_json(two.get());
+    INFO(json);
+    CHECK(t::json_value(json, "split").find("fewer than 65 rows") != std::string::npos);
+    const t::Run want = t::forward_ok(one.get(), m.get(), c);
+    const t::Run got = t::forward_ok(two.get(), m.get(), c);
+    CHECK(t::count_poison(got.output) == 0);
+    CHECK(t::bitwise_equal(got.output, want.output));
+    CHECK(t::bitwise_equal(got.final_state, want.final_state));
+  }
+}
+
 TEST_CASE("an ONNX LSTM node's direction and peepholes become its layer description",
           "[layers][onnx]") {
   slstm_onnx_lstm_node node;

@@ -581,6 +581,15 @@ constexpr std::int64_t kDirectionSplitRows = 3;
 // 1.01, 2-layer GRU H = 256 0.95), at B = 64 H = 512 0.97.  (With more workers the rule
 // above stands: unmeasured there, and the directions take only 2 workers without teams.)
 constexpr std::int64_t kDirectionSplitRowsTwoWorkers = 24;
+// ... and so does a call of up to this many rows when a direction's W_h (of some layer) is
+// larger than a core's L2: the step then streams it from L3 for every row group, and a
+// worker with all the rows of one direction reuses each L2 panel of it for twice the rows
+// (the AVX-512 GEMM: ~0.82 of the FMA peak at 64 rows against ~0.76 at 32, microbenchmark).
+// Measured (2-vCPU AVX-512 Xeon, min of 5-8 alternating rounds, split directions / rows):
+// bidirectional LSTM B = 64 H = 512 1.03, H = 1024 1.07; B = 32 H = 512 1.04; GRU B = 64
+// H = 1024 1.04, H = 512 1.01; level where W_h fits L2 (2 x 256 LSTM B = 32 / 64 0.99-1.01,
+// GRU 0.98), and B = 128 H = 512 0.97 (row split already gives each worker 64 rows).
+constexpr std::int64_t kDirectionSplitRowsLargeWh = 64;
 
 // The input projections of a direction's steps run ahead of the steps, as one GEMM over the
 // rows of up to this many bytes of pre-activations (each weight block then serves every row
@@ -670,6 +679,7 @@ class CpuGenericBackend final : public HostBackend {
       step_bytes += 4.0 * static_cast<double>(
                               s.gate_rows() * (s.input_size + s.cell_output_size()) +
                               s.proj_size * s.hidden_size);
+      wh_over_l2_ = wh_over_l2_ || 4 * s.gate_rows() * s.cell_output_size() > l2_cache_bytes();
     }
     // (cpu.team=always: every stack, as many workers as asked; off: none.)  A stack with a
     // bidirectional layer splits its directions first: then each direction may be a team.
@@ -715,10 +725,12 @@ class CpuGenericBackend final : public HostBackend {
     plan_.params.push_back(
         {"split", direction_split_
                       ? "per call: with fewer than " +
-                            (threads_ == 2 ? std::to_string(kDirectionSplitRowsTwoWorkers) +
-                                                 " rows"
-                                           : std::to_string(kDirectionSplitRows) +
-                                                 " rows per thread") +
+                            (threads_ != 2 ? std::to_string(kDirectionSplitRows) +
+                                                 " rows per thread"
+                             : wh_over_l2_
+                                 ? std::to_string(kDirectionSplitRowsLargeWh + 1) +
+                                       " rows (a W_h larger than the core's L2)"
+                                 : std::to_string(kDirectionSplitRowsTwoWorkers) + " rows") +
                             " the directions (2 workers, each every row of "
                             "its direction, two barriers per layer" +
                             (team_text.empty() ? std::string(")")
@@ -793,8 +805,10 @@ class CpuGenericBackend final : public HostBackend {
     // every weight for 1-2 rows): a stack with bidirectional layers then splits the
     // directions between 2 workers instead (forward_by_direction).
     const bool by_direction =
-        direction_split_ && (call.batch < kDirectionSplitRows * threads_ ||
-                             (threads_ == 2 && call.batch < kDirectionSplitRowsTwoWorkers));
+        direction_split_ &&
+        (call.batch < kDirectionSplitRows * threads_ ||
+         (threads_ == 2 && (call.batch < kDirectionSplitRowsTwoWorkers ||
+                            (wh_over_l2_ && call.batch <= kDirectionSplitRowsLargeWh))));
     // Likewise a call runs as a team (each direction's, with the directions split).
     const bool team =
         team_workers_ >= 2 && call.batch < kTeamRows * threads_ &&
@@ -1319,6 +1333,7 @@ class CpuGenericBackend final : public HostBackend {
                  std::int64_t u0, std::int64_t u1) = nullptr;
   bool layer_major_ = false;
   bool direction_split_ = false;  // a bidirectional layer and >= 2 threads (forward())
+  bool wh_over_l2_ = false;       // some layer's W_h (one direction) is larger than a core's L2
   int team_workers_ = 0;          // a team's size (>= 2), or 0: no team (forward())
   bool team_always_ = false;      // cpu.team=always
   double step_bytes_ = 0.0;       // the weights a step of the stack streams
