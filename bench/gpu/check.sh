@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034,SC2046  # scenarios are read by name (${!scen}); optional
+# flags and scenario words split on purpose
 # The GPU check of issue 3: 46 s on an H100 (184 s with --grid) on 2026-11-26, on any CUDA
 # GPU the build has kernels for (sm_90 by default). It needs no compiler there: it runs
 # binaries built on a CPU machine (a build folder, or the lean folder pack_carry.sh makes).
