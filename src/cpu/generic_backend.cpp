@@ -121,19 +121,22 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
 }
 
 // z[b][0..n) += sum_k x[b][k] * W[0..n)[k], k = 0, 1, ..., K-1 in that order, for b < nb:
-// every element one chain of multiply-adds in increasing k, whatever nb or the block.
+// every element one chain of multiply-adds in increasing k, whatever nb or the block.  With
+// `init`, each chain starts from init[0..n) (the same for every row: a bias) instead of
+// from z, whose old values are then neither read nor needed (no copy of the bias first).
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
 inline void gemm_rows_body(float* const* z, const float* const* x, const MatView& w,
-                           std::int64_t nb) {
+                           std::int64_t nb, const float* init) {
   const std::int64_t K = w.K;
   for (std::int64_t i0 = 0; i0 < w.n; i0 += kBlock) {
     const std::int64_t valid = std::min(kBlock, w.n - i0);
     const float* __restrict blk = w.data + (i0 / kBlock) * K * kBlock;
     for (std::int64_t b = 0; b < nb; ++b) {
       float acc[kBlock];
-      for (std::int64_t i = 0; i < kBlock; ++i) acc[i] = i < valid ? z[b][i0 + i] : 0.0f;
+      const float* from = init != nullptr ? init : z[b];
+      for (std::int64_t i = 0; i < kBlock; ++i) acc[i] = i < valid ? from[i0 + i] : 0.0f;
       const float* __restrict xb = x[b];
       for (std::int64_t k = 0; k < K; ++k) {
         const float a = xb[k];
@@ -145,11 +148,12 @@ inline void gemm_rows_body(float* const* z, const float* const* x, const MatView
   }
 }
 
-using GemmRows = void (*)(float* const*, const float* const*, const MatView&, std::int64_t);
+using GemmRows = void (*)(float* const*, const float* const*, const MatView&, std::int64_t,
+                          const float*);
 
 void gemm_rows_portable(float* const* z, const float* const* x, const MatView& w,
-                        std::int64_t nb) {
-  gemm_rows_body(z, x, w, nb);
+                        std::int64_t nb, const float* init) {
+  gemm_rows_body(z, x, w, nb, init);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -188,12 +192,14 @@ struct Fp16 {
 // The AVX2+FMA GEMM: the same chains as gemm_rows_body (each element starts from z and adds
 // x[b][k] * W[.][k] in increasing k, one FMA each), with NB rows sharing every load of a
 // block's k-th slice, so that a block is streamed once per 3 rows instead of once per row.
+// The chains start from from[b] (z itself, or the GEMM's init).
 template <int NB, typename W>
 __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
-    float* const* zb, const float* const* x, const typename W::T* blk, std::int64_t K) {
+    float* const* zb, const float* const* from, const float* const* x,
+    const typename W::T* blk, std::int64_t K) {
   __m256 acc[NB][4];
   for (int b = 0; b < NB; ++b) {
-    for (int v = 0; v < 4; ++v) acc[b][v] = _mm256_loadu_ps(zb[b] + 8 * v);
+    for (int v = 0; v < 4; ++v) acc[b][v] = _mm256_loadu_ps(from[b] + 8 * v);
   }
   // Registers at NB = 3: 12 accumulators, 3 broadcasts and one weight vector at a time.  A
   // do-while (K >= 1): with a for loop GCC 12 -O3 also stores every accumulator to the stack
@@ -217,19 +223,22 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
 template <int NB, typename W>
 __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_avx2(
     float* const* z, const float* const* x, const typename W::T* blk, std::int64_t K,
-    std::int64_t i0, std::int64_t valid) {
+    std::int64_t i0, std::int64_t valid, const float* init) {
   // A partial block (its last rows) goes through io, so that the loop reads and writes 32.
   alignas(32) float io[NB][kBlock];
   float* zb[NB];
+  const float* from[NB];
   for (int b = 0; b < NB; ++b) {
     zb[b] = z[b] + i0;
+    from[b] = init != nullptr ? init + i0 : zb[b];
     if (valid < kBlock) {
       std::fill_n(io[b], kBlock, 0.0f);
-      std::copy_n(zb[b], valid, io[b]);
+      std::copy_n(from[b], valid, io[b]);
       zb[b] = io[b];
+      from[b] = io[b];
     }
   }
-  gemm_block_loop_avx2<NB, W>(zb, x, blk, K);
+  gemm_block_loop_avx2<NB, W>(zb, from, x, blk, K);
   if (valid < kBlock) {
     for (int b = 0; b < NB; ++b) std::copy_n(io[b], valid, z[b] + i0);
   }
@@ -238,9 +247,9 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_avx2(
 // z[0..64) (two whole blocks, the second at blk + K * kBlock) for one row x.
 template <typename W>
 __attribute__((target("avx2,fma,f16c"))) inline void gemm_two_blocks_avx2(
-    float* z, const float* x, const typename W::T* blk, std::int64_t K) {
+    float* z, const float* from, const float* x, const typename W::T* blk, std::int64_t K) {
   __m256 acc[8];
-  for (int v = 0; v < 8; ++v) acc[v] = _mm256_loadu_ps(z + 8 * v);
+  for (int v = 0; v < 8; ++v) acc[v] = _mm256_loadu_ps(from + 8 * v);
   const typename W::T* blk2 = blk + K * kBlock;
   std::int64_t k = 0;
   do {  // (a do-while, see gemm_block_loop_avx2)
@@ -256,21 +265,21 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_two_blocks_avx2(
 template <typename W>
 __attribute__((target("avx2,fma,f16c"))) void gemm_rows_avx2_t(
     float* const* z, const float* const* x, const typename W::T* base, std::int64_t K,
-    std::int64_t n, std::int64_t nb) {
+    std::int64_t n, std::int64_t nb, const float* init) {
   for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
     const std::int64_t valid = std::min(kBlock, n - i0);
     const typename W::T* blk = base + (i0 / kBlock) * K * kBlock;
     if (nb == 1 && valid == kBlock && i0 + 2 * kBlock <= n) {
       // One row: two whole blocks at once (8 independent chains: 4 would wait on the FMA
       // latency).
-      gemm_two_blocks_avx2<W>(z[0] + i0, x[0], blk, K);
+      gemm_two_blocks_avx2<W>(z[0] + i0, init != nullptr ? init + i0 : z[0] + i0, x[0], blk, K);
       i0 += kBlock;
       continue;
     }
     std::int64_t b = 0;
-    for (; b + 3 <= nb; b += 3) gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid);
-    if (nb - b == 2) gemm_block_avx2<2, W>(z + b, x + b, blk, K, i0, valid);
-    if (nb - b == 1) gemm_block_avx2<1, W>(z + b, x + b, blk, K, i0, valid);
+    for (; b + 3 <= nb; b += 3) gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid, init);
+    if (nb - b == 2) gemm_block_avx2<2, W>(z + b, x + b, blk, K, i0, valid, init);
+    if (nb - b == 1) gemm_block_avx2<1, W>(z + b, x + b, blk, K, i0, valid, init);
   }
 }
 
@@ -286,10 +295,11 @@ void with_storage(const MatView& w, Run&& run) {
   }
 }
 
-void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, std::int64_t nb) {
+void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, std::int64_t nb,
+                    const float* init) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
   with_storage(w, [&](auto loader, const auto* base) {
-    gemm_rows_avx2_t<decltype(loader)>(z, x, base, w.K, w.n, nb);
+    gemm_rows_avx2_t<decltype(loader)>(z, x, base, w.K, w.n, nb, init);
   });
 }
 #endif
@@ -317,7 +327,7 @@ inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes 
 template <int NB, int NBLK, typename W>
 SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
                                    const typename W::T* blk, std::int64_t K, std::int64_t i0,
-                                   std::int64_t n, Prefetch next = {}) {
+                                   std::int64_t n, Prefetch next, const float* init) {
   PrefetchStream ahead(next, K);
   __mmask16 mask[NBLK][2];
   for (int j = 0; j < NBLK; ++j) {
@@ -329,7 +339,8 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
   for (int b = 0; b < NB; ++b) {
     for (int j = 0; j < NBLK; ++j) {
       for (int v = 0; v < 2; ++v) {
-        acc[b][j][v] = _mm512_maskz_loadu_ps(mask[j][v], z[b] + i0 + j * kBlock + 16 * v);
+        acc[b][j][v] = _mm512_maskz_loadu_ps(
+            mask[j][v], (init != nullptr ? init : z[b]) + i0 + j * kBlock + 16 * v);
       }
     }
   }
@@ -360,7 +371,7 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
 template <int NB, typename W>
 SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
                                       const typename W::T* base, std::int64_t K,
-                                      std::int64_t n, Prefetch next = {}) {
+                                      std::int64_t n, Prefetch next, const float* init) {
   constexpr int kPass = blocks_per_pass512<NB>();
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   const auto passes = static_cast<int>(blocks / kPass + blocks % kPass);
@@ -368,35 +379,36 @@ SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
   std::int64_t j = 0;
   for (; j + kPass <= blocks; j += kPass, ++pass) {
     gemm_pass_avx512<NB, kPass, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
-                                   pass_share(next, pass, passes));
+                                   pass_share(next, pass, passes), init);
   }
   for (; j < blocks; ++j, ++pass) {
     gemm_pass_avx512<NB, 1, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
-                               pass_share(next, pass, passes));
+                               pass_share(next, pass, passes), init);
   }
 }
 
 // Up to 6 rows (nb) over all n columns: NB rows share each pass over the blocks.
 template <typename W>
 void gemm_few_rows_avx512(float* const* z, const float* const* x, const typename W::T* base,
-                          std::int64_t K, std::int64_t n, std::int64_t nb,
-                          Prefetch next = {}) {
+                          std::int64_t K, std::int64_t n, std::int64_t nb, Prefetch next,
+                          const float* init) {
   switch (nb) {
-    case 6: gemm_rows_nb_avx512<6, W>(z, x, base, K, n, next); break;
-    case 5: gemm_rows_nb_avx512<5, W>(z, x, base, K, n, next); break;
-    case 4: gemm_rows_nb_avx512<4, W>(z, x, base, K, n, next); break;
-    case 3: gemm_rows_nb_avx512<3, W>(z, x, base, K, n, next); break;
-    case 2: gemm_rows_nb_avx512<2, W>(z, x, base, K, n, next); break;
-    case 1: gemm_rows_nb_avx512<1, W>(z, x, base, K, n, next); break;
+    case 6: gemm_rows_nb_avx512<6, W>(z, x, base, K, n, next, init); break;
+    case 5: gemm_rows_nb_avx512<5, W>(z, x, base, K, n, next, init); break;
+    case 4: gemm_rows_nb_avx512<4, W>(z, x, base, K, n, next, init); break;
+    case 3: gemm_rows_nb_avx512<3, W>(z, x, base, K, n, next, init); break;
+    case 2: gemm_rows_nb_avx512<2, W>(z, x, base, K, n, next, init); break;
+    case 1: gemm_rows_nb_avx512<1, W>(z, x, base, K, n, next, init); break;
     default: break;
   }
 }
 
 template <typename W>
 void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W::T* base,
-                        std::int64_t K, std::int64_t n, std::int64_t nb) {
+                        std::int64_t K, std::int64_t n, std::int64_t nb,
+                        const float* init) {
   if (nb <= 6) {
-    gemm_few_rows_avx512<W>(z, x, base, K, n, nb);
+    gemm_few_rows_avx512<W>(z, x, base, K, n, nb, Prefetch{}, init);
     return;
   }
   // Many rows (an input projection, a large batch): panels of blocks whose weights stay in
@@ -420,16 +432,17 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
       float* zp[6];
       for (std::int64_t i = r0; i < r1; ++i) zp[i - r0] = z[i] + c0;
       gemm_few_rows_avx512<W>(zp, x + r0, base + j0 * K * kBlock, K, cn, r1 - r0,
-                              prefetch_share(next, next_blocks * block_bytes, g, groups));
+                              prefetch_share(next, next_blocks * block_bytes, g, groups),
+                              init != nullptr ? init + c0 : nullptr);
     }
   }
 }
 
 void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
-                      std::int64_t nb) {
+                      std::int64_t nb, const float* init) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
   with_storage(w, [&](auto loader, const auto* base) {
-    gemm_rows_avx512_t<decltype(loader)>(z, x, base, w.K, w.n, nb);
+    gemm_rows_avx512_t<decltype(loader)>(z, x, base, w.K, w.n, nb, init);
   });
 }
 #endif
@@ -936,12 +949,7 @@ class CpuGenericBackend final : public HostBackend {
     const bool rounding = rounds_operands(precision_);
     if (team.lead()) {
       for (std::int64_t i = 0; i < n; ++i) {
-        if (zx != nullptr) {
-          w.z_ptr[i] = zx[i];
-        } else {
-          w.z_ptr[i] = w.z.data() + i * GH;
-          std::memcpy(w.z_ptr[i], p.bias.data(), static_cast<std::size_t>(GH) * sizeof(float));
-        }
+        w.z_ptr[i] = zx != nullptr ? zx[i] : w.z.data() + i * GH;  // (else W_x's GEMM: bias)
         const std::int64_t b = w.rows[i];
         w.state_ptr[i] = piece(l, d, 1, B, b);
         w.c_ptr[i] = s.cell == CellKind::kLstm ? piece(l, d, 0, B, b) : nullptr;
@@ -967,7 +975,7 @@ class CpuGenericBackend final : public HostBackend {
     const float* const* h = rounding ? w.hq_ptr.data() : w.state_ptr.data();
     const float* const* x = rounding ? w.xq_ptr.data() : w.x_ptr.data();
     if (zx == nullptr) {
-      team_gemm(team, w.z_ptr.data(), x, p.wx, n);
+      team_gemm(team, w.z_ptr.data(), x, p.wx, n, false, p.bias.data());
       if (p.wx.n != p.wh.n) team.sync();  // (GRU: W_x's 3H rows are cut elsewhere than W_h's 2H)
     }
     team_gemm(team, w.z_ptr.data(), h, p.wh, n);
@@ -1040,21 +1048,23 @@ class CpuGenericBackend final : public HostBackend {
   // z[i] += x[i] . W for the n rows: this worker's rows of W (all of them alone).  Every
   // GEMM of a step that writes the same z is cut at the same rows, so each element's chain
   // stays with one worker.
-  // from_zero: z's rows of this worker set to 0 first.
+  // from_zero: z's rows of this worker set to 0 first.  init: every row's chains start from
+  // init (W.n values, a bias) instead of from z.
   void team_gemm(const Team& team, float* const* z, const float* const* x,
-                 const PackedMatrix& W, std::int64_t n, bool from_zero = false) const {
+                 const PackedMatrix& W, std::int64_t n, bool from_zero = false,
+                 const float* init = nullptr) const {
     const auto [r0, r1] = team.part(W.n, kBlock);
     if (r0 >= r1) return;
     if (from_zero) {
       for (std::int64_t i = 0; i < n; ++i) std::fill(z[i] + r0, z[i] + r1, 0.0f);
     }
     if (team.workers == 1) {
-      gemm_(z, x, W.view(), n);
+      gemm_(z, x, W.view(), n, init);
       return;
     }
     float** zo = team.z_offset->data();
     for (std::int64_t i = 0; i < n; ++i) zo[i] = z[i] + r0;
-    gemm_(zo, x, W.rows(r0, r1), n);
+    gemm_(zo, x, W.rows(r0, r1), n, init != nullptr ? init + r0 : nullptr);
   }
 
   // The pointwise math of an LSTM with peepholes or a cell clip on one row (the plain cell:
@@ -1231,12 +1241,10 @@ class CpuGenericBackend final : public HostBackend {
       }
       for (std::int64_t i = 0; i < n; ++i) {
         w.zx_ptr[static_cast<std::size_t>(i)] = w.zx.data() + i * GH;
-        std::memcpy(w.zx_ptr[static_cast<std::size_t>(i)], p.bias.data(),
-                    static_cast<std::size_t>(GH) * sizeof(float));
       }
     }
     team.sync();
-    team_gemm(team, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n);
+    team_gemm(team, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n, false, p.bias.data());
     team.sync();
   }
 
