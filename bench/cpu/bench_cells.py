@@ -4,7 +4,7 @@
 with the same weights, in one run.
 
     SLSTM_LIBRARY=BUILD/libstacklstm.so python3 bench/cpu/bench_cells.py \\
-        [--threads 1] [--seconds 1.5] [--rounds 5] [--no-ort] [--out bench/results/bench-cpu-cells.md]
+        [--threads 1] [--seconds 1.5] [--rounds 5] [--no-ort] [--only ROW,...] [--out bench/results/bench-cpu-cells.md]
 
 Per row: median wall time of one forward call (batch-major input, zero initial state, output
 and final state written; --rounds alternating rounds of ours and PyTorch sharing --seconds
@@ -168,7 +168,14 @@ def main():
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--tf32", action="store_true")
+    ap.add_argument("--only", default="",
+                    help="comma-separated row names (e.g. bilstm_H512_B64_T25): time only these")
     a = ap.parse_args()
+    a.only_rows = [n for n in a.only.split(",") if n]
+    unknown = sorted(set(a.only_rows) - {s["name"] for s in shapes()})
+    if unknown:
+        ap.error("--only: no row named %s (rows: %s)"
+                 % (", ".join(unknown), ", ".join(s["name"] for s in shapes())))
     torch.set_num_threads(a.threads)
     if a.device == "cuda":
         if not torch.cuda.is_available() or not stacklstm.backend_available("cuda")[0]:
@@ -177,6 +184,8 @@ def main():
         return main_cuda(a)
     rows, notes = [], set()
     for s in shapes():
+        if a.only_rows and s["name"] not in a.only_rows:
+            continue
         mod = torch_module(s).eval()
         model = our_model(s, mod)
         x = np.random.default_rng(1).uniform(-1, 1, (s["batch"], s["time"], s["input"])) \
@@ -260,6 +269,8 @@ def main_cuda(a):
     print("|---|---:|---:|---:|---:|---:|")
     status = 0
     for s in shapes():
+        if a.only_rows and s["name"] not in a.only_rows:
+            continue
         mod = torch_module(s).eval()
         model = our_model(s, mod)
         mod = mod.cuda()
