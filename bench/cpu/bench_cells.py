@@ -4,7 +4,8 @@
 with the same weights, in one run.
 
     SLSTM_LIBRARY=BUILD/libstacklstm.so python3 bench/cpu/bench_cells.py \\
-        [--threads 1] [--seconds 1.5] [--rounds 5] [--no-ort] [--only ROW,...] [--out bench/results/bench-cpu-cells.md]
+        [--threads 1] [--seconds 1.5] [--rounds 5] [--no-ort] [--only ROW,...]
+        [--out bench/results/bench-cpu-cells.md]
 
 Per row: median wall time of one forward call (batch-major input, zero initial state, output
 and final state written; --rounds alternating rounds of ours and PyTorch sharing --seconds
