@@ -51,6 +51,7 @@
 #endif
 
 #include "../gate_math.hpp"
+#include "buffer.hpp"
 #include "calibration.hpp"
 #include "fast_plan.hpp"
 #include "rounding.hpp"
@@ -76,18 +77,22 @@ struct MatView {
   std::int64_t K = 0, n = 0;
 };
 
+// The packed values live in allocate_streamed's storage (buffer.hpp: from 4 MiB on in
+// transparent huge pages, as the fused path's weights): a step streams them whole.
 struct PackedMatrix {
-  std::vector<float> data;           // [blocks][K][kBlock], or empty ...
-  std::vector<std::uint16_t> codes;  // ... and this instead (16-bit storage)
+  Buffer store;          // [blocks][K][kBlock] floats, or as many 16-bit codes (codes16)
+  bool codes16 = false;  // 16-bit storage (bfloat16 when bf16, else binary16)
   bool bf16 = false;
   std::int64_t K = 0, n = 0;
   MatView view() const { return rows(0, n); }
   // Rows [r0, r1) of W, r0 a multiple of kBlock.
   MatView rows(std::int64_t r0, std::int64_t r1) const {
     const std::int64_t at = (r0 / kBlock) * K * kBlock;
-    if (!codes.empty()) return {nullptr, codes.data() + at, bf16, K, r1 - r0};
-    return {data.data() + at, nullptr, false, K, r1 - r0};
+    if (store == nullptr) return {nullptr, nullptr, false, K, r1 - r0};  // (no such matrix)
+    if (codes16) return {nullptr, codes() + at, bf16, K, r1 - r0};
+    return {store.get() + at, nullptr, false, K, r1 - r0};
   }
+  std::uint16_t* codes() const { return reinterpret_cast<std::uint16_t*>(store.get()); }
 };
 
 // Rows r0 .. r0+n of w ([.][K]) rounded to `precision`; as 16-bit codes with `store16`.
@@ -99,11 +104,11 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
   p.bf16 = precision == Precision::kBf16;
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   const auto size = static_cast<std::size_t>(blocks * K * kBlock);
-  if (store16) {
-    p.codes.assign(size, 0);  // (code 0: +0 in both formats, the padding)
-  } else {
-    p.data.assign(size, 0.0f);
-  }
+  // (Zeroed: code 0 is +0 in both 16-bit formats, the padding.)
+  p.codes16 = store16;
+  p.store = allocate_streamed(store16 ? (size + 1) / 2 : size);
+  std::uint16_t* const codes = p.codes();
+  float* const data = p.store.get();
   for (std::int64_t r = 0; r < n; ++r) {
     const std::int64_t at = (r / kBlock) * K * kBlock + r % kBlock;
     const float* src = w.data() + (r0 + r) * K;
@@ -111,9 +116,9 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
       const float v = round_to(precision, src[k]);
       const auto i = static_cast<std::size_t>(at + k * kBlock);
       if (store16) {
-        p.codes[i] = code16(precision, v);
+        codes[i] = code16(precision, v);
       } else {
-        p.data[i] = v;
+        data[i] = v;
       }
     }
   }
