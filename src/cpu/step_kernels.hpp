@@ -34,8 +34,8 @@ constexpr std::int64_t kRow = 4 * kGroup;  // packed floats per k in a group (4 
 constexpr int kMaxNb = 6;                  // batch rows per micro-kernel block
 
 // Where block j of `blocks` starts among n rows cut as evenly as possible: with blocks =
-// ceil(n / kMaxNb) every block has n / blocks rows or one more (32 rows: 6, 6, 5, 5, 5, 5,
-// not 5 x 6 + 2 -- a block of 1-3 rows does the weight loads of a full one for a third of
+// ceil(n / kMaxNb) every block has n / blocks rows or one more (32 rows: four blocks of 5
+// and two of 6, not 5 x 6 + 2 -- a block of 1-3 rows does the weight loads of a full one for a third of
 // the FMAs or less).
 constexpr std::int64_t row_cut(std::int64_t n, std::int64_t j, std::int64_t blocks) {
   return j * n / blocks;
