@@ -22,11 +22,10 @@ namespace slstm::cpu {
 // loads every weight once per row and waits on the loads: the generic AVX-512 GEMM ran 2 rows
 // at 0.47 and 3 rows at 0.46 of the FMA peak that way, 0.69 and 0.91 with the vector pinned
 // (AVX-512 Xeon, weights in L2).  The empty asm changes nothing but where the value lives:
-// the same FMAs on the same values, the same bits.
-template <typename V>
-__attribute__((always_inline)) inline void in_register(V& v) {
-  asm("" : "+v"(v));
-}
+// the same FMAs on the same values, the same bits.  (One overload per ISA, carrying its
+// target: clang checks the asm's register constraint against the function's own target.)
+SLSTM_AVX2_INLINE void in_register(__m256& v) { asm("" : "+x"(v)); }
+SLSTM_AVX512_INLINE void in_register(__m512& v) { asm("" : "+v"(v)); }
 
 // Internal linkage: each kernel translation unit has its own copy, inlined into its kernels
 // (with external linkage GCC 12 lays the AVX-512 step kernels out differently).
