@@ -280,7 +280,7 @@ TEST_CASE("rows are independent: a row's bits do not depend on its batch neighbo
 
 TEST_CASE("a row's bits do not depend on how many rows share its call or where they are cut",
           "[semantics]") {
-  // The kernels take rows in blocks of up to 6, cut evenly (13 rows: 5, 4, 4), each block's
+  // The kernels take rows in blocks of up to 6, cut evenly (13 rows: 4, 4, 5), each block's
   // rows sharing every weight load; a row's chains must not notice its block.
   constexpr std::int64_t T = 5;
   t::Model m = t::random_model(kD, kHidden, 131);
