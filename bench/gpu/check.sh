@@ -15,6 +15,9 @@
 # 3. runs the GPU test suite (tests/gpu, every case tagged [gpu]);
 # 3b. runs the CPU suite's [cuda-generic] cases (the generic path, cuda.generic=on, issue 20)
 #    on the real module (tests/slstm_tests, fixtures from this checkout);
+# 3c. runs stacklstm.torch's CUDA-tensor tests (pytest -k cuda over test_torch_module.py and
+#    test_cells_torch.py: nn.LSTM, and nn.GRU / bidirectional / proj_size on the generic
+#    path), when the device's python3 has torch, numpy and pytest;
 # 4. runs compute-sanitizer memcheck (graphs on and the fused step; graphs off and the cuBLAS
 #    step), racecheck and initcheck on a small case with sequence lengths, host and device
 #    buffers;
@@ -104,6 +107,21 @@ if [ -x "$BUILD/tests/slstm_tests" ]; then
   fi
 fi
 echo "generic path cases: $GENERIC_RESULT"
+
+say "stacklstm.torch on CUDA tensors (python/tests, pytest -k cuda)"
+TORCH_RESULT="not run (no python3 with torch, numpy and pytest)"
+if python3 -c "import torch, numpy, pytest" 2>/dev/null; then
+  SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
+    timeout 180 python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
+    "$(dirname "$0")/../../python/tests/test_torch_module.py" \
+    "$(dirname "$0")/../../python/tests/test_cells_torch.py" > "$OUT/torch_cuda.log" 2>&1
+  torch_rc=$?
+  tail -8 "$OUT/torch_cuda.log"
+  TORCH_RESULT="exit $torch_rc: $(tail -1 "$OUT/torch_cuda.log" | cut -c1-120)"
+  grep -q "SKIPPED" "$OUT/torch_cuda.log" && TORCH_RESULT="$TORCH_RESULT (some SKIPPED: see log)"
+  [ "$torch_rc" = 0 ] || status=1
+fi
+echo "torch modules on CUDA: $TORCH_RESULT"
 
 say "compute-sanitizer"
 : > "$OUT/sanitizer.log"
@@ -247,6 +265,7 @@ say "summary"
   echo "binaries built from: $(cat "$BUILD/COMMIT" 2>/dev/null || echo 'unknown (no COMMIT file)')"
   echo "GPU tests: $TEST_RESULT"
   echo "generic path cases: $GENERIC_RESULT"
+  echo "torch modules on CUDA: $TORCH_RESULT"
   echo "generic vs cuDNN: $CELLS_RESULT"
   echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
   echo "demo: $DEMO_RESULT"
@@ -259,9 +278,10 @@ say "summary"
 [ -f "$OUT/mechanisms.md" ] && { echo; cat "$OUT/mechanisms.md"; } >> "$OUT/table.txt"
 [ -f "$OUT/generic.md" ] && { echo; cat "$OUT/generic.md"; } >> "$OUT/table.txt"
 (cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log \
-    $(ls demo.log mechanisms.log mechanisms.md generic_tests.log generic.md 2>/dev/null) &&
+    $(ls demo.log mechanisms.log mechanisms.md generic_tests.log generic.md torch_cuda.log \
+      2>/dev/null) &&
   rm -f gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log mechanisms.md \
-    generic_tests.log generic.md)
+    generic_tests.log generic.md torch_cuda.log)
 
 if [ "$grid" = 1 ]; then
   if [ "$status" = 0 ]; then

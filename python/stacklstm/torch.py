@@ -24,10 +24,14 @@ stream's work, and the call returns when the results are ready; on any other str
 call is queued on it like a torch kernel. The numbers are nn.LSTM's within the library's
 accuracy rule (README, "Accuracy"): the same cell in float32, summed in another order.
 
-``bidirectional=True`` and ``proj_size`` are supported on CPU tensors (h_0 / h_n then
-[num_layers * directions, B, proj_size or H], forward direction first, as nn.LSTM); the
-library's CUDA backend runs BasicLSTMCell stacks only, so such a module refuses CUDA
-tensors. What nn.LSTM does and this module does not is refused, never approximated: a dtype
+``bidirectional=True`` and ``proj_size`` are supported (h_0 / h_n then [num_layers *
+directions, B, proj_size or H], forward direction first, as nn.LSTM). On CUDA tensors such a
+module, and the GRU module, run on the library's CUDA generic path, which runs only when the
+keyed setting cuda.generic is on (it has not yet run on a GPU: docs/cuda-generic.md): set
+``module.config = {"cuda.generic": "on"}`` (or SLSTM_CUDA_GENERIC=1); without it such a call
+raises stacklstm.UnsupportedError saying so. ``module.config`` is Model.session's config for
+every session the module makes. What nn.LSTM does and this module does not is refused, never
+approximated: a dtype
 other than float32, autograd (this is inference only: inputs that require grad with grad
 enabled are an error), and dropout in training mode (nn.LSTM's
 dropout acts in training only; in eval it is accepted and does nothing, as in nn.LSTM).
@@ -59,9 +63,8 @@ except ImportError as _e:   # pragma: no cover (torch is installed where this is
 
 import numpy as np
 
-from .model import Model, Session, _F32
+from .model import Model, Session, _C, _F32, _H
 from .naming import to_torch_state_dict, torch_state_dict_layers
-from .state import state_from_torch, state_to_torch
 
 __all__ = ["LSTM", "GRU"]
 
@@ -74,7 +77,151 @@ def _pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
-class LSTM(nn.Module):
+def _arg(t: torch.Tensor) -> Any:
+    """What Session.forward takes for a tensor: a NumPy view of a CPU tensor's memory, a CUDA
+    tensor itself (its __cuda_array_interface__: device pointers)."""
+    return t.numpy() if t.device.type == "cpu" else t
+
+
+Pieces = Dict[Tuple[int, int, int], torch.Tensor]   # (layer, direction, part) -> [B, width]
+
+
+def _pack(layout: Any, pieces: Pieces, B: int, device: torch.device) -> torch.Tensor:
+    """The packed state vector (float32, on `device`) holding `pieces`, each at the offset
+    the library gives for it (Model._state_layout); parts not given are zero."""
+    packed = torch.zeros(layout.count(B), dtype=torch.float32, device=device)
+    for (l, d, part), t in pieces.items():
+        off, width = layout.pieces[l][d][part]
+        packed[B * off:B * (off + width)].view(B, width).copy_(t)
+    return packed
+
+
+def _unpack(layout: Any, packed: torch.Tensor, B: int) -> Pieces:
+    """Every piece of a packed state vector as a [B, width] view of it."""
+    return {(l, d, part): packed[B * off:B * (off + width)].view(B, width)
+            for l, dirs in enumerate(layout.pieces) for d, parts in enumerate(dirs)
+            for part, (off, width) in parts.items()}
+
+
+def _check_state_tensor(name: str, t: torch.Tensor, device: torch.device) -> None:
+    if t.device != device:
+        raise ValueError("hx: %s is on %s, input on %s" % (name, t.device, device))
+    if t.dtype != torch.float32:
+        raise TypeError("hx: %s must be float32, got %s" % (name, t.dtype))
+
+
+def _lstm_pieces(pairs: List[Tuple[torch.Tensor, torch.Tensor]]) -> Pieces:
+    """Per-layer (h, c) [B, H_l] of a one-direction stack as state pieces."""
+    out: Pieces = {}
+    for l, (h, c) in enumerate(pairs):
+        out[(l, 0, _H)], out[(l, 0, _C)] = h, c
+    return out
+
+
+class _Module:
+    """What LSTM and GRU share: the model, sessions made on first need per device, stream
+    and maximum shape, the sessions' `config`, pickling without sessions, and one call of
+    a session on torch tensors (in place, on the tensors' device)."""
+
+    model: Model
+    batch_first: bool
+
+    def _init_sessions(self) -> None:
+        self._sessions: Dict[Tuple[Any, ...], Session] = {}
+        self._sessions_lock = threading.Lock()
+        self._config: Any = None
+
+    @property
+    def config(self) -> Any:
+        """Model.session's `config` for the sessions this module makes (None, a string
+        "key=value,..." or a dict of keyed settings), e.g. {"cuda.generic": "on"}: the
+        library's CUDA backend runs GRU, bidirectional and projected stacks on its generic
+        path only when that setting is on (docs/cuda-generic.md). Setting it drops the
+        sessions made so far."""
+        return self._config
+
+    @config.setter
+    def config(self, value: Any) -> None:
+        if value is not None and not isinstance(value, (str, dict)):
+            raise TypeError("config must be None, a string or a dict of keyed settings, got "
+                            "%s" % type(value).__name__)
+        with self._sessions_lock:
+            self._sessions = {}
+            self._config = None if value is None else (
+                value if isinstance(value, str) else dict(value))
+
+    def _replace_model(self, model: Model) -> None:
+        # The old sessions are dropped, not closed: a call running in another thread keeps
+        # its session (and that session its model) until it returns; the garbage collector
+        # frees them after.
+        with self._sessions_lock:
+            self._sessions = {}
+            self.model = model   # same architecture (checked by the caller): same layout
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_sessions"] = {}
+        del state["_sessions_lock"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state.setdefault("_config", None)   # pickled before modules had a config
+        super().__setstate__(state)   # type: ignore[misc]
+        self._sessions_lock = threading.Lock()
+
+    def _session(self, device: torch.device, B: int, T: int) -> Session:
+        """A session for `device` (on the current CUDA stream for a CUDA device) with room for
+        B x T, made on first need with maxima rounded up to powers of two; a larger one
+        replaces the smaller ones of its device and stream (they are dropped, not closed, so
+        that a call still running on one in another thread finishes)."""
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            stream = torch.cuda.current_stream(index).cuda_stream
+            where: Tuple[Any, ...] = ("cuda", index, int(stream))
+        elif device.type == "cpu":
+            where = ("cpu",)
+        else:
+            raise TypeError("stacklstm.torch.%s runs on CPU and CUDA tensors, got a %s "
+                            "tensor" % (type(self).__name__, device.type))
+        with self._sessions_lock:
+            for key, s in self._sessions.items():
+                if key[:-2] == where and key[-2] >= B and key[-1] >= T:
+                    return s
+            mb = max([_pow2(B)] + [k[-2] for k in self._sessions if k[:-2] == where])
+            mt = max([_pow2(T)] + [k[-1] for k in self._sessions if k[:-2] == where])
+            if where[0] == "cuda":
+                s = self.model.session(mb, mt, backend="cuda", device=where[1],
+                                       cuda_stream=where[2], config=self._config)
+            else:
+                s = self.model.session(mb, mt, config=self._config)
+            stale = [k for k in self._sessions if k[:-2] == where]
+            if len(self._sessions) - len(stale) >= _MAX_SESSIONS:
+                stale = list(self._sessions)
+            for k in stale:
+                del self._sessions[k]
+            self._sessions[where + (mb, mt)] = s
+        return s
+
+    def _run(self, session: Session, x: torch.Tensor, pieces: Optional[Pieces], B: int,
+             T: int, lengths: Optional[np.ndarray]) -> Tuple[torch.Tensor, Pieces]:
+        """One Session.forward over torch tensors on x's device (x contiguous float32): the
+        output tensor and the final state's pieces (views of one packed tensor). On a CUDA
+        device everything, the packing of `pieces` included, is queued on the current
+        stream, which the session was made on: no host round trip."""
+        layout = self.model._state_layout
+        dev = x.device
+        W = self.model.output_size
+        out = torch.empty((B, T, W) if self.batch_first else (T, B, W), dtype=torch.float32,
+                          device=dev)
+        final = torch.empty(layout.count(B), dtype=torch.float32, device=dev)
+        init = None if pieces is None else _arg(_pack(layout, pieces, B, dev))
+        session.forward(_arg(x), initial_state=init, sequence_lengths=lengths,
+                        time_major=not self.batch_first, out=_arg(out),
+                        final_state_out=_arg(final))
+        return out, _unpack(layout, final, B)
+
+
+class LSTM(_Module, nn.Module):
     """nn.LSTM's interface over a stacklstm.Model (inference only; see the module doc).
 
     ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -186,8 +333,7 @@ class LSTM(nn.Module):
         self.bidirectional = first.direction == "bidirectional"
         self.proj_size = first.proj_size
         self.mode = "LSTM"
-        self._sessions: Dict[Tuple[Any, ...], Session] = {}
-        self._sessions_lock = threading.Lock()
+        self._init_sessions()
         # Whether the packed state is c_0, h_0, c_1, h_1, ... of one size back to back (the
         # library's layout today; the offsets are asked, not assumed).
         rows = model._state_layout.rows
@@ -299,59 +445,6 @@ class LSTM(nn.Module):
             return
         self._replace_model(model)
 
-    def _replace_model(self, model: Model) -> None:
-        # The old sessions are dropped, not closed: a call running in another thread keeps
-        # its session (and that session its model) until it returns; the garbage collector
-        # frees them after.
-        with self._sessions_lock:
-            self._sessions = {}
-            self.model = model   # same architecture (checked by the caller): same layout
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_sessions"] = {}
-        del state["_sessions_lock"]
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._sessions_lock = threading.Lock()
-
-    # ---- sessions -------------------------------------------------------------------------
-
-    def _session(self, device: torch.device, B: int, T: int) -> Session:
-        """A session for `device` (on the current CUDA stream for a CUDA device) with room for
-        B x T, made on first need with maxima rounded up to powers of two; a larger one
-        replaces the smaller ones of its device and stream (they are dropped, not closed, so
-        that a call still running on one in another thread finishes)."""
-        if device.type == "cuda":
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            stream = torch.cuda.current_stream(index).cuda_stream
-            where: Tuple[Any, ...] = ("cuda", index, int(stream))
-        elif device.type == "cpu":
-            where = ("cpu",)
-        else:
-            raise TypeError("stacklstm.torch.LSTM runs on CPU and CUDA tensors, got a %s "
-                            "tensor" % device.type)
-        with self._sessions_lock:
-            for key, s in self._sessions.items():
-                if key[:-2] == where and key[-2] >= B and key[-1] >= T:
-                    return s
-            mb = max([_pow2(B)] + [k[-2] for k in self._sessions if k[:-2] == where])
-            mt = max([_pow2(T)] + [k[-1] for k in self._sessions if k[:-2] == where])
-            if where[0] == "cuda":
-                s = self.model.session(mb, mt, backend="cuda", device=where[1],
-                                       cuda_stream=where[2])
-            else:
-                s = self.model.session(mb, mt)
-            stale = [k for k in self._sessions if k[:-2] == where]
-            if len(self._sessions) - len(stale) >= _MAX_SESSIONS:
-                stale = list(self._sessions)
-            for k in stale:
-                del self._sessions[k]
-            self._sessions[where + (mb, mt)] = s
-        return s
-
     # ---- forward --------------------------------------------------------------------------
 
     def forward(self, input: Any, hx: Optional[State] = None) -> Tuple[Any, State]:
@@ -397,7 +490,7 @@ class LSTM(nn.Module):
         if T == 0 and not packed:
             raise ValueError("input has sequence length 0 (nn.LSTM refuses it too)")
         session = self._session(x.device, B, T)
-        if x.device.type == "cuda":
+        if x.device.type != "cpu":
             out, final = self._run_cuda(session, x, h0c0, B, T, lengths)
         else:
             out, final = self._run_cpu(session, x, h0c0, B, lengths)
@@ -416,26 +509,23 @@ class LSTM(nn.Module):
     def _forward_general(self, input: Any, x: torch.Tensor, hx: Any, B: int, T: int,
                          unbatched: bool, packed: bool, lengths: Optional[np.ndarray]
                          ) -> Tuple[Any, Any]:
-        """forward for bidirectional and projected LSTMs: CPU tensors, through the package's
-        state conversions (stacklstm.state_from_torch / state_to_torch with the layers)."""
-        if x.device.type != "cpu":
-            raise TypeError("stacklstm.torch.LSTM: with bidirectional=True or proj_size the "
-                            "module runs on CPU tensors (the library's CUDA backend runs "
-                            "BasicLSTMCell stacks only), got a %s tensor" % x.device.type)
+        """forward for bidirectional and projected LSTMs: h_0 / c_0 [num_layers *
+        directions, B, proj_size or H / H], forward direction first (nn.LSTM's order)."""
         if B == 0:
             raise ValueError("input has batch size 0")
         if T == 0 and not packed:
             raise ValueError("input has sequence length 0 (nn.LSTM refuses it too)")
-        rows = self.num_layers * (2 if self.bidirectional else 1)
+        dirs = 2 if self.bidirectional else 1
+        rows = self.num_layers * dirs
         H, R = self.hidden_sizes[0], self.proj_size or self.hidden_sizes[0]
-        init = None
+        pieces: Optional[Pieces] = None
         if hx is not None:
             if not (isinstance(hx, (tuple, list)) and len(hx) == 2 and
                     all(isinstance(t, torch.Tensor) for t in hx)):
                 raise TypeError("hx must be a tuple (h_0, c_0) of tensors (nn.LSTM's order: "
                                 "h first)")
-            pieces = []
-            for nm, t, width in (("h_0", hx[0], R), ("c_0", hx[1], H)):
+            pieces = {}
+            for nm, t, width, part in (("h_0", hx[0], R, _H), ("c_0", hx[1], H, _C)):
                 want = (rows, width) if unbatched else (rows, B, width)
                 if tuple(t.shape) != want:
                     raise ValueError("hx: %s has shape %s, expected %s = [num_layers * "
@@ -443,23 +533,17 @@ class LSTM(nn.Module):
                                                             "" if unbatched else "batch, ",
                                                             "proj_size" if nm == "h_0" and
                                                             self.proj_size else "hidden_size"))
-                if t.dtype != torch.float32 or t.device.type != "cpu":
-                    raise TypeError("hx: %s must be a float32 CPU tensor, got %s on %s"
-                                    % (nm, t.dtype, t.device))
-                a = t.detach().numpy()
-                pieces.append(a[:, None] if unbatched else a)
-            init = self.model.pack_state(
-                state_from_torch((pieces[0], pieces[1]), layers=self.model.layers), B)
+                _check_state_tensor(nm, t, x.device)
+                t = t.detach()
+                for k in range(rows):
+                    pieces[(k // dirs, k % dirs, part)] = t[k] if not unbatched else t[k][None]
         x = x.detach()
         if not x.is_contiguous():
             x = x.contiguous()
         session = self._session(x.device, B, T)
-        out, final = session.forward(x.numpy(), initial_state=init, sequence_lengths=lengths,
-                                     time_major=not self.batch_first)
-        h_n, c_n = state_to_torch(final, layers=self.model.layers)
-        hn, cn = (torch.from_numpy(np.ascontiguousarray(h_n)),
-                  torch.from_numpy(np.ascontiguousarray(c_n)))
-        y = torch.from_numpy(out)
+        y, final = self._run(session, x, pieces, B, T, lengths)
+        hn = torch.stack([final[(k // dirs, k % dirs, _H)] for k in range(rows)])
+        cn = torch.stack([final[(k // dirs, k % dirs, _C)] for k in range(rows)])
         if packed:
             y = _repack(y, input, self.batch_first)
         elif unbatched:
@@ -506,10 +590,7 @@ class LSTM(nn.Module):
         out = []
         for l, (h, c) in enumerate(pairs):
             for nm, t in (("h_0", h), ("c_0", c)):
-                if t.device != device:
-                    raise ValueError("hx: %s is on %s, input on %s" % (nm, t.device, device))
-                if t.dtype != torch.float32:
-                    raise TypeError("hx: %s must be float32, got %s" % (nm, t.dtype))
+                _check_state_tensor(nm, t, device)
             if unbatched:
                 h, c = h.unsqueeze(0), c.unsqueeze(0)
             out.append((h.detach(), c.detach()))
@@ -543,32 +624,17 @@ class LSTM(nn.Module):
                   for s in self.model.unpack_state(final, B)]
         return torch.from_numpy(out), self._state_out(pieces)
 
+
     def _run_cuda(self, session: Session, x: torch.Tensor,
                   h0c0: Optional[List[Tuple[torch.Tensor, torch.Tensor]]], B: int, T: int,
                   lengths: Optional[np.ndarray]) -> Tuple[torch.Tensor, Tuple[Any, Any]]:
-        # NOT RUN on a GPU yet (no session so far had one): written to the CUDA path of
-        # Session.forward (device pointers, SLSTM_MEMORY_DEVICE) on the current stream,
-        # which the session was created on, so that every kernel and copy here and in the
-        # library is ordered on that one stream.
-        dev = x.device
-        H = self.hidden_sizes[-1]
-        rows = self.model._state_layout.rows
-        count = self.model.state_count(B)
-        out = torch.empty((B, T, H) if self.batch_first else (T, B, H), dtype=torch.float32,
-                          device=dev)
-        final = torch.empty(count, dtype=torch.float32, device=dev)
-        init = None
-        if h0c0 is not None:
-            init = torch.empty(count, dtype=torch.float32, device=dev)
-            for (c_row, h_row, Hl), (h, c) in zip(rows, h0c0):
-                init[B * c_row:B * c_row + B * Hl].view(B, Hl).copy_(c)
-                init[B * h_row:B * h_row + B * Hl].view(B, Hl).copy_(h)
-        session.forward(x, initial_state=init, sequence_lengths=lengths,
-                        time_major=not self.batch_first, out=out, final_state_out=final)
-        pieces = [(final[B * h_row:B * h_row + B * Hl].view(B, Hl),
-                   final[B * c_row:B * c_row + B * Hl].view(B, Hl)) for c_row, h_row, Hl in rows]
-        return out, self._state_out(pieces)
-
+        """The path of CUDA tensors (device pointers on the current stream, the state packed
+        and cut by torch ops on the device); nothing in it is CUDA-specific, so the tests run
+        it on CPU tensors where no GPU is."""
+        out, fin = self._run(session, x, None if h0c0 is None else _lstm_pieces(h0c0), B, T,
+                             lengths)
+        return out, self._state_out([(fin[(l, 0, _H)], fin[(l, 0, _C)])
+                                     for l in range(self.num_layers)])
 
 def _as_tensor(x: Any) -> torch.Tensor:
     """A torch tensor over the same memory as `x`: a tensor itself, a DLPack capsule or
@@ -617,8 +683,9 @@ def _lengths_of(batch_sizes: torch.Tensor) -> torch.Tensor:
     return torch.tensor([sum(1 for n in bs if n > b) for b in range(B)], dtype=torch.int64)
 
 
-class GRU(nn.Module):
-    """nn.GRU's interface over a stacklstm.Model (inference only, CPU tensors).
+class GRU(_Module, nn.Module):
+    """nn.GRU's interface over a stacklstm.Model (inference only; CPU tensors, and CUDA
+    tensors with ``config = {"cuda.generic": "on"}``: see the module doc).
 
     ``GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
     bidirectional=False, device=None, dtype=None)`` makes one with nn.GRU's initialisation
@@ -630,8 +697,7 @@ class GRU(nn.Module):
     * H]. The cell is PyTorch's (the reset applied after the recurrent matmul: a
     stacklstm.Layer with gru_reset_after=True). ``state_dict()`` has nn.GRU's names, so either
     module loads the other's. Refused, never approximated: autograd, dropout in training
-    mode, dtypes other than float32, and CUDA tensors (the library's CUDA backend runs
-    BasicLSTMCell stacks only: docs/cells.md)."""
+    mode and dtypes other than float32."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -689,8 +755,7 @@ class GRU(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = first.direction == "bidirectional"
         self.mode = "GRU"
-        self._sessions: Dict[Tuple[int, int], Session] = {}
-        self._sessions_lock = threading.Lock()
+        self._init_sessions()
 
     @classmethod
     def from_torch(cls, gru: nn.Module) -> "GRU":
@@ -759,30 +824,7 @@ class GRU(nn.Module):
                               % (model.input_size, list(model.layers), self.input_size,
                                  list(self.model.layers)))
             return
-        with self._sessions_lock:
-            self._sessions = {}
-            self.model = model
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_sessions"] = {}
-        del state["_sessions_lock"]
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._sessions_lock = threading.Lock()
-
-    def _session(self, B: int, T: int) -> Session:
-        with self._sessions_lock:
-            for (mb, mt), s in self._sessions.items():
-                if mb >= B and mt >= T:
-                    return s
-            mb = max([_pow2(B)] + [k[0] for k in self._sessions])
-            mt = max([_pow2(T)] + [k[1] for k in self._sessions])
-            s = self.model.session(mb, mt)
-            self._sessions = {(mb, mt): s}
-        return s
+        self._replace_model(model)
 
     def forward(self, input: Any, hx: Optional[torch.Tensor] = None) -> Tuple[Any, Any]:
         """nn.GRU.forward: ``(output, h_n)`` (see the class doc for shapes)."""
@@ -802,10 +844,6 @@ class GRU(nn.Module):
             raise RuntimeError("stacklstm.torch.GRU is inference-only (no autograd): an "
                                "input requires grad; run under torch.no_grad() or "
                                "torch.inference_mode(), or detach it")
-        if x.device.type != "cpu":
-            raise TypeError("stacklstm.torch.GRU runs on CPU tensors (the library's CUDA "
-                            "backend runs BasicLSTMCell stacks only), got a %s tensor"
-                            % x.device.type)
         if x.dtype != torch.float32:
             raise TypeError("input must be float32 (the module's weights are), got %s"
                             % (x.dtype,))
@@ -823,8 +861,9 @@ class GRU(nn.Module):
             raise ValueError("input has batch size 0")
         if T == 0 and not packed:
             raise ValueError("input has sequence length 0 (nn.GRU refuses it too)")
-        rows = self.num_layers * (2 if self.bidirectional else 1)
-        init = None
+        dirs = 2 if self.bidirectional else 1
+        rows = self.num_layers * dirs
+        pieces: Optional[Pieces] = None
         if hx is not None:
             if not isinstance(hx, torch.Tensor):
                 raise TypeError("hx must be a tensor [num_layers * directions, batch, "
@@ -834,22 +873,16 @@ class GRU(nn.Module):
                 raise ValueError("hx has shape %s, expected %s = [num_layers * directions, "
                                  "%shidden_size]" % (tuple(hx.shape), want,
                                                      "" if unbatched else "batch, "))
-            if hx.dtype != torch.float32 or hx.device.type != "cpu":
-                raise TypeError("hx must be a float32 CPU tensor, got %s on %s"
-                                % (hx.dtype, hx.device))
-            h0 = hx.detach().numpy()
-            if unbatched:
-                h0 = h0[:, None]
-            init = self.model.pack_state(state_from_torch(h0, layers=self.model.layers), B)
+            _check_state_tensor("h_0", hx, x.device)
+            h0 = hx.detach()
+            pieces = {(k // dirs, k % dirs, _H): h0[k] if not unbatched else h0[k][None]
+                      for k in range(rows)}
         x = x.detach()
         if not x.is_contiguous():
             x = x.contiguous()
-        session = self._session(B, T)
-        out, final = session.forward(x.numpy(), initial_state=init, sequence_lengths=lengths,
-                                     time_major=not self.batch_first)
-        h_n = torch.from_numpy(np.ascontiguousarray(
-            state_to_torch(final, layers=self.model.layers)))
-        y = torch.from_numpy(out)
+        session = self._session(x.device, B, T)
+        y, final = self._run(session, x, pieces, B, T, lengths)
+        h_n = torch.stack([final[(k // dirs, k % dirs, _H)] for k in range(rows)])
         if packed:
             y = _repack(y, input, self.batch_first)
         elif unbatched:

@@ -323,3 +323,112 @@ def test_the_gru_module_pickles_with_its_weights():
     x = torch.randn(6, 3, 4)
     with torch.no_grad():
         assert torch.equal(again(x)[0], ours_mod(x)[0])
+
+
+# ---- the modules' sessions: where they run and with what settings -------------------------
+
+def _lstm_pair(**kw):
+    import stacklstm.torch as st
+    ref = module("LSTM", 13, input_size=4, hidden_size=5, **kw).float()
+    return ref, st.LSTM.from_torch(ref)
+
+
+def test_a_modules_config_reaches_every_session_it_makes():
+    _, g = _gru_pair(bidirectional=True)
+    x = torch.randn(6, 3, 4)
+    with torch.no_grad():
+        default = g(x)[0]
+        g.config = {"cpu.kernel": "portable"}
+        assert not g._sessions   # setting it drops the sessions made before
+        portable = g(x)[0]
+    (s,) = g._sessions.values()
+    assert s.describe("json")["settings"]["cpu.kernel"] == "portable (config)"
+    np.testing.assert_allclose(portable.numpy(), default.numpy(), atol=ATOL, rtol=0)
+
+
+def test_a_modules_config_is_checked_by_the_library_on_the_first_call():
+    _, ours_mod = _lstm_pair(proj_size=3)
+    ours_mod.config = "cpu.bogus=1"
+    with pytest.raises(stacklstm.InvalidArgumentError, match='unknown key "cpu.bogus"'):
+        with torch.no_grad():
+            ours_mod(torch.randn(6, 3, 4))
+
+
+def test_a_config_that_is_not_a_string_or_dict_is_refused():
+    _, g = _gru_pair()
+    with pytest.raises(TypeError, match="config must be None, a string or a dict"):
+        g.config = ["cpu.kernel=portable"]
+
+
+def test_a_modules_config_survives_pickling():
+    import pickle
+    _, g = _gru_pair()
+    g.config = {"cpu.kernel": "portable"}
+    assert pickle.loads(pickle.dumps(g)).config == {"cpu.kernel": "portable"}
+
+
+@pytest.mark.parametrize("make", [lambda: _gru_pair(bidirectional=True)[1],
+                                  lambda: _lstm_pair(bidirectional=True, proj_size=3)[1]],
+                         ids=["gru", "lstm-bidirectional-proj"])
+def test_input_on_another_device_than_cpu_or_cuda_is_refused(make):
+    ours_mod = make()
+    with pytest.raises(TypeError, match="runs on CPU and CUDA tensors, got a meta tensor"):
+        with torch.no_grad():
+            ours_mod(torch.randn(6, 3, 4, device="meta"))
+
+
+def test_a_state_on_another_device_than_the_input_is_refused():
+    _, g = _gru_pair(bidirectional=True)
+    _, lstm = _lstm_pair(bidirectional=True, proj_size=3)
+    x = torch.randn(6, 3, 4)
+    with torch.no_grad(), pytest.raises(ValueError, match="h_0 is on meta, input on cpu"):
+        g(x, torch.zeros(2, 3, 5, device="meta"))
+    with torch.no_grad(), pytest.raises(ValueError, match="c_0 is on meta, input on cpu"):
+        lstm(x, (torch.zeros(2, 3, 3), torch.zeros(2, 3, 5, device="meta")))
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason="no CUDA device here: stacklstm.torch's GRU and bidirectional "
+                                 "/ projected LSTM modules on CUDA tensors have not run")
+
+
+def _cuda_generic_ok():
+    ok, why = stacklstm.backend_available("cuda")
+    if not ok:
+        pytest.skip("the library's CUDA backend is unavailable: %s" % why)
+
+
+@CUDA
+@pytest.mark.parametrize("kind, kw", [
+    ("GRU", dict(num_layers=2, bidirectional=True)),
+    ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=3, batch_first=True)),
+    ("LSTM", dict(proj_size=2)),
+], ids=["gru-bidirectional", "lstm-bidirectional-proj", "lstm-proj"])
+def test_general_modules_on_cuda_tensors_give_the_torch_modules_numbers(kind, kw):
+    _cuda_generic_ok()
+    ref, ours_mod = (_gru_pair if kind == "GRU" else _lstm_pair)(**kw)
+    ref = ref.double().cuda()
+    rows = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+    x = torch.randn((3, 6, 4) if kw.get("batch_first") else (6, 3, 4), device="cuda")
+    h0 = torch.randn(rows, 3, kw.get("proj_size", 5), device="cuda")
+    hx = h0 if kind == "GRU" else (h0, torch.randn(rows, 3, 5, device="cuda"))
+    dbl = h0.double() if kind == "GRU" else (hx[0].double(), hx[1].double())
+    ours_mod.config = {"cuda.generic": "on"}
+    side = torch.cuda.Stream()
+    with torch.no_grad(), torch.cuda.stream(side):
+        want, want_s = ref(x.double(), dbl)
+        got, got_s = ours_mod(x, hx)
+    side.synchronize()
+    assert got.is_cuda and ("cuda", x.device.index or 0, side.cuda_stream) == \
+        next(iter(ours_mod._sessions))[:3]
+    np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), atol=ATOL, rtol=0)
+    for g, w in zip(*((got_s, want_s) if kind == "LSTM" else ((got_s,), (want_s,)))):
+        np.testing.assert_allclose(g.cpu().numpy(), w.cpu().numpy(), atol=ATOL, rtol=0)
+
+
+@CUDA
+def test_a_gru_module_on_cuda_tensors_without_cuda_generic_names_the_setting():
+    _cuda_generic_ok()
+    _, g = _gru_pair()
+    with torch.no_grad(), pytest.raises(stacklstm.UnsupportedError, match="cuda.generic=on"):
+        g(torch.randn(6, 3, 4, device="cuda"))

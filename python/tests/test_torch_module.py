@@ -381,20 +381,24 @@ def test_from_model_shares_a_stacklstm_model():
 
 class HostStandIn:
     """A stand-in for a CUDA session that runs the same call on the CPU over the torch
-    tensors' memory (CPU tensors share it with .numpy()): it lets the CUDA path's tensor
-    logic (packing hx on the device, cutting h_n / c_n from the packed final state) run
-    here, where no GPU is."""
+    tensors' memory (CPU tensors reach it as their .numpy() views): it lets the CUDA path's
+    tensor logic (packing hx with torch ops, cutting h_n / c_n from the packed final state)
+    run here, where no GPU is, and checks the device call's contract (the caller gives `out`
+    and the packed `final_state_out`, and the initial state packed)."""
 
     def __init__(self, session):
         self.session = session
+        self.calls = 0
 
     def forward(self, x, initial_state=None, sequence_lengths=None, time_major=False,
                 out=None, final_state_out=None):
-        assert out is not None and final_state_out is not None   # the device path's contract
-        self.session.forward(x.numpy(), None if initial_state is None else
-                             initial_state.numpy(), sequence_lengths, time_major,
-                             out=out.numpy(), final_state_out=final_state_out.numpy())
-        return out, final_state_out
+        assert out is not None and final_state_out is not None
+        B = x.shape[1 if time_major else 0]
+        assert final_state_out.shape == (self.session._state_layout.count(B),)
+        assert initial_state is None or initial_state.shape == final_state_out.shape
+        self.calls += 1
+        return self.session.forward(x, initial_state, sequence_lengths, time_major,
+                                    out=out, final_state_out=final_state_out)
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
