@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union, cast
 
 try:
     import torch
@@ -69,6 +69,8 @@ from .naming import to_torch_state_dict, torch_state_dict_layers
 __all__ = ["LSTM", "GRU"]
 
 State = Union[Tuple[torch.Tensor, torch.Tensor], List[Tuple[torch.Tensor, torch.Tensor]]]
+
+_M = TypeVar("_M", bound="_Module")
 
 _MAX_SESSIONS = 8   # sessions kept per module (the largest per device and stream survive)
 
@@ -125,6 +127,79 @@ class _Module:
 
     model: Model
     batch_first: bool
+    dropout: float
+    num_layers: int
+    input_size: int
+    training: bool
+
+    def _setup(self, model: Model, batch_first: bool, dropout: float, bias: bool) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _wrap(cls: Type[_M], model: Model, batch_first: bool, dropout: float,
+              bias: bool) -> _M:
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)   # type: ignore[arg-type]
+        self._setup(model, batch_first, dropout, bias)
+        return self
+
+    @classmethod
+    def from_model(cls: Type[_M], model: Model, batch_first: bool = False) -> _M:
+        """Around an existing stacklstm.Model (e.g. Model.load("m.safetensors")) of the torch
+        module's layers; the model is shared, not copied."""
+        if not isinstance(model, Model):
+            raise TypeError("%s.from_model needs a stacklstm.Model, got %s"
+                            % (cls.__name__, type(model).__name__))
+        return cls._wrap(model, batch_first, 0.0, True)
+
+    def _input(self, input: Any, hx: Any
+               ) -> Tuple[torch.Tensor, int, int, bool, bool, Optional[np.ndarray]]:
+        """What forward does first, for both modules: (x, B, T, unbatched, packed, lengths)
+        from the input (a tensor, DLPack or CUDA array, or a PackedSequence: padded, with
+        its lengths), checked as the torch module checks it; x is [T, B, D] ([B, T, D] with
+        batch_first), an unbatched input given a batch of one."""
+        me, ref = "stacklstm.torch." + type(self).__name__, "nn." + type(self).__name__
+        packed = isinstance(input, nn.utils.rnn.PackedSequence)
+        if self.training and self.dropout > 0 and self.num_layers > 1:
+            raise RuntimeError("%s is inference-only: %s applies dropout=%g between layers in "
+                               "training mode, which this module does not; call .eval()"
+                               % (me, ref, self.dropout))
+        lengths = None
+        if packed:
+            x, lens = nn.utils.rnn.pad_packed_sequence(input, batch_first=self.batch_first)
+            lengths = lens.to(torch.int64).numpy()
+        else:
+            x = _as_tensor(input)
+        if torch.is_grad_enabled() and (x.requires_grad or any(
+                t.requires_grad for t in _state_tensors(hx))):
+            raise RuntimeError("%s is inference-only (no autograd): an input requires grad; "
+                               "run under torch.no_grad() or torch.inference_mode(), or "
+                               "detach it" % me)
+        if x.dtype != torch.float32:
+            raise TypeError("input must be float32 (the module's weights are), got %s"
+                            % (x.dtype,))
+        if x.dim() not in (2, 3):
+            raise ValueError("input must be [T, B, D] ([B, T, D] with batch_first) or [T, D] "
+                             "unbatched, got shape %s" % (tuple(x.shape),))
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(0 if self.batch_first else 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError("input.size(-1) must be %d (input_size), got %d"
+                             % (self.input_size, x.shape[-1]))
+        B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        if B == 0:
+            raise ValueError("input has batch size 0")
+        if T == 0 and not packed:
+            raise ValueError("input has sequence length 0 (%s refuses it too)" % ref)
+        return x, B, T, unbatched, packed, lengths
+
+    def _output(self, y: torch.Tensor, input: Any, packed: bool, unbatched: bool) -> Any:
+        """The output as the torch module returns it: a PackedSequence for a packed input,
+        without the batch dimension for an unbatched one."""
+        if packed:
+            return _repack(y, input, self.batch_first)
+        return y.squeeze(0 if self.batch_first else 1) if unbatched else y
 
     def _init_sessions(self) -> None:
         self._sessions: Dict[Tuple[Any, ...], Session] = {}
@@ -342,13 +417,6 @@ class LSTM(_Module, nn.Module):
             model._state_layout.row_floats == 2 * hs[0] * len(hs)
 
     @classmethod
-    def _wrap(cls, model: Model, batch_first: bool, dropout: float, bias: bool) -> "LSTM":
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self._setup(model, batch_first, dropout, bias)
-        return self
-
-    @classmethod
     def from_torch(cls, lstm: nn.Module) -> "LSTM":
         """The same network as `lstm` (a torch.nn.LSTM), with its batch_first, dropout, bias
         and training flag. Its weights are copied (later changes to `lstm` do not show)."""
@@ -381,15 +449,6 @@ class LSTM(_Module, nn.Module):
         cls._check_options(1, 1, dropout, False, 0, None)
         return cls._wrap(Model.from_torch_state_dict(state_dict, prefix), batch_first, dropout,
                          bias)
-
-    @classmethod
-    def from_model(cls, model: Model, batch_first: bool = False) -> "LSTM":
-        """Around an existing stacklstm.Model (e.g. Model.load("m.safetensors")); the model
-        is shared, not copied."""
-        if not isinstance(model, Model):
-            raise TypeError("LSTM.from_model needs a stacklstm.Model, got %s"
-                            % type(model).__name__)
-        return cls._wrap(model, batch_first, 0.0, True)
 
     def extra_repr(self) -> str:
         s = "%d, %s, num_layers=%d" % (self.input_size, self.hidden_size, self.num_layers)
@@ -449,56 +508,20 @@ class LSTM(_Module, nn.Module):
 
     def forward(self, input: Any, hx: Optional[State] = None) -> Tuple[Any, State]:
         """nn.LSTM.forward: ``(output, (h_n, c_n))`` (see the module doc for shapes)."""
-        packed = isinstance(input, nn.utils.rnn.PackedSequence)
-        if self.training and self.dropout > 0 and self.num_layers > 1:
-            raise RuntimeError("stacklstm.torch.LSTM is inference-only: nn.LSTM applies "
-                               "dropout=%g between layers in training mode, which this "
-                               "module does not; call .eval()" % self.dropout)
-        lengths = None
-        if packed:
-            x, lens = nn.utils.rnn.pad_packed_sequence(input, batch_first=self.batch_first)
-            lengths = lens.to(torch.int64).numpy()
-        else:
-            x = _as_tensor(input)
-        grad = torch.is_grad_enabled() and (x.requires_grad or any(
-            t.requires_grad for t in _state_tensors(hx)))
-        if grad:
-            raise RuntimeError("stacklstm.torch.LSTM is inference-only (no autograd): an "
-                               "input requires grad; run under torch.no_grad() or "
-                               "torch.inference_mode(), or detach it")
-        if x.dtype != torch.float32:
-            raise TypeError("input must be float32 (the module's weights are), got %s"
-                            % (x.dtype,))
-        unbatched = x.dim() == 2
-        if x.dim() not in (2, 3):
-            raise ValueError("input must be [T, B, D] ([B, T, D] with batch_first) or [T, D] "
-                             "unbatched, got shape %s" % (tuple(x.shape),))
-        if unbatched:
-            x = x.unsqueeze(0 if self.batch_first else 1)
-        if x.shape[-1] != self.input_size:
-            raise ValueError("input.size(-1) must be %d (input_size), got %d"
-                             % (self.input_size, x.shape[-1]))
-        B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        x, B, T, unbatched, packed, lengths = self._input(input, hx)
         if self._general:
             return self._forward_general(input, x, hx, B, T, unbatched, packed, lengths)
         h0c0 = self._initial_state(hx, B, unbatched, x.device)
         x = x.detach()
         if not x.is_contiguous():
             x = x.contiguous()
-        if B == 0:
-            raise ValueError("input has batch size 0")
-        if T == 0 and not packed:
-            raise ValueError("input has sequence length 0 (nn.LSTM refuses it too)")
         session = self._session(x.device, B, T)
         if x.device.type != "cpu":
             out, final = self._run_cuda(session, x, h0c0, B, T, lengths)
         else:
             out, final = self._run_cpu(session, x, h0c0, B, lengths)
         h_n, c_n = final
-        if packed:
-            out = _repack(out, input, self.batch_first)
-        elif unbatched:
-            out = out.squeeze(0 if self.batch_first else 1)
+        out = self._output(out, input, packed, unbatched)
         if unbatched:
             h_n = [h.squeeze(1) for h in h_n] if isinstance(h_n, list) else h_n.squeeze(1)
             c_n = [c.squeeze(1) for c in c_n] if isinstance(c_n, list) else c_n.squeeze(1)
@@ -511,10 +534,6 @@ class LSTM(_Module, nn.Module):
                          ) -> Tuple[Any, Any]:
         """forward for bidirectional and projected LSTMs: h_0 / c_0 [num_layers *
         directions, B, proj_size or H / H], forward direction first (nn.LSTM's order)."""
-        if B == 0:
-            raise ValueError("input has batch size 0")
-        if T == 0 and not packed:
-            raise ValueError("input has sequence length 0 (nn.LSTM refuses it too)")
         dirs = 2 if self.bidirectional else 1
         rows = self.num_layers * dirs
         H, R = self.hidden_sizes[0], self.proj_size or self.hidden_sizes[0]
@@ -544,10 +563,7 @@ class LSTM(_Module, nn.Module):
         y, final = self._run(session, x, pieces, B, T, lengths)
         hn = torch.stack([final[(k // dirs, k % dirs, _H)] for k in range(rows)])
         cn = torch.stack([final[(k // dirs, k % dirs, _C)] for k in range(rows)])
-        if packed:
-            y = _repack(y, input, self.batch_first)
-        elif unbatched:
-            y = y.squeeze(0 if self.batch_first else 1)
+        y = self._output(y, input, packed, unbatched)
         if unbatched:
             hn, cn = hn.squeeze(1), cn.squeeze(1)
         return y, (hn, cn)
@@ -728,13 +744,6 @@ class GRU(_Module, nn.Module):
             I = H * (2 if bidirectional else 1)
         self._setup(Model.from_torch_state_dict(sd), batch_first, dropout, bias)
 
-    @classmethod
-    def _wrap(cls, model: Model, batch_first: bool, dropout: float, bias: bool) -> "GRU":
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self._setup(model, batch_first, dropout, bias)
-        return self
-
     def _setup(self, model: Model, batch_first: bool, dropout: float, bias: bool) -> None:
         layers = model.layers
         first = layers[0]
@@ -783,14 +792,6 @@ class GRU(_Module, nn.Module):
                    for k in state_dict.keys())
         return cls._wrap(model, batch_first, dropout, bias)
 
-    @classmethod
-    def from_model(cls, model: Model, batch_first: bool = False) -> "GRU":
-        """Around an existing stacklstm.Model of nn.GRU's layers; the model is shared."""
-        if not isinstance(model, Model):
-            raise TypeError("GRU.from_model needs a stacklstm.Model, got %s"
-                            % type(model).__name__)
-        return cls._wrap(model, batch_first, 0.0, True)
-
     def extra_repr(self) -> str:
         s = "%d, %d, num_layers=%d" % (self.input_size, self.hidden_size, self.num_layers)
         if not self.bias:
@@ -828,39 +829,7 @@ class GRU(_Module, nn.Module):
 
     def forward(self, input: Any, hx: Optional[torch.Tensor] = None) -> Tuple[Any, Any]:
         """nn.GRU.forward: ``(output, h_n)`` (see the class doc for shapes)."""
-        packed = isinstance(input, nn.utils.rnn.PackedSequence)
-        if self.training and self.dropout > 0 and self.num_layers > 1:
-            raise RuntimeError("stacklstm.torch.GRU is inference-only: nn.GRU applies "
-                               "dropout=%g between layers in training mode, which this "
-                               "module does not; call .eval()" % self.dropout)
-        lengths = None
-        if packed:
-            x, lens = nn.utils.rnn.pad_packed_sequence(input, batch_first=self.batch_first)
-            lengths = lens.to(torch.int64).numpy()
-        else:
-            x = _as_tensor(input)
-        if torch.is_grad_enabled() and (x.requires_grad or (
-                isinstance(hx, torch.Tensor) and hx.requires_grad)):
-            raise RuntimeError("stacklstm.torch.GRU is inference-only (no autograd): an "
-                               "input requires grad; run under torch.no_grad() or "
-                               "torch.inference_mode(), or detach it")
-        if x.dtype != torch.float32:
-            raise TypeError("input must be float32 (the module's weights are), got %s"
-                            % (x.dtype,))
-        if x.dim() not in (2, 3):
-            raise ValueError("input must be [T, B, D] ([B, T, D] with batch_first) or [T, D] "
-                             "unbatched, got shape %s" % (tuple(x.shape),))
-        unbatched = x.dim() == 2
-        if unbatched:
-            x = x.unsqueeze(0 if self.batch_first else 1)
-        if x.shape[-1] != self.input_size:
-            raise ValueError("input.size(-1) must be %d (input_size), got %d"
-                             % (self.input_size, x.shape[-1]))
-        B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
-        if B == 0:
-            raise ValueError("input has batch size 0")
-        if T == 0 and not packed:
-            raise ValueError("input has sequence length 0 (nn.GRU refuses it too)")
+        x, B, T, unbatched, packed, lengths = self._input(input, hx)
         dirs = 2 if self.bidirectional else 1
         rows = self.num_layers * dirs
         pieces: Optional[Pieces] = None
@@ -883,10 +852,7 @@ class GRU(_Module, nn.Module):
         session = self._session(x.device, B, T)
         y, final = self._run(session, x, pieces, B, T, lengths)
         h_n = torch.stack([final[(k // dirs, k % dirs, _H)] for k in range(rows)])
-        if packed:
-            y = _repack(y, input, self.batch_first)
-        elif unbatched:
-            y = y.squeeze(0 if self.batch_first else 1)
+        y = self._output(y, input, packed, unbatched)
         if unbatched:
             h_n = h_n.squeeze(1)
         return y, h_n

@@ -39,3 +39,13 @@ def fixture_names():
         return sorted(f[:-4] for f in os.listdir(FIXTURES)
                       if f.startswith(prefix) and f.endswith(".fix"))
     return names
+
+
+@pytest.fixture
+def cuda_backend():
+    """Skips the test unless the library's CUDA backend can run here (a GPU, its driver and
+    the CUDA module), naming why."""
+    import stacklstm
+    ok, why = stacklstm.backend_available("cuda")
+    if not ok:
+        pytest.skip("the library's CUDA backend is unavailable: %s" % why)

@@ -392,20 +392,14 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                                  "/ projected LSTM modules on CUDA tensors have not run")
 
 
-def _cuda_generic_ok():
-    ok, why = stacklstm.backend_available("cuda")
-    if not ok:
-        pytest.skip("the library's CUDA backend is unavailable: %s" % why)
-
-
 @CUDA
 @pytest.mark.parametrize("kind, kw", [
     ("GRU", dict(num_layers=2, bidirectional=True)),
     ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=3, batch_first=True)),
     ("LSTM", dict(proj_size=2)),
 ], ids=["gru-bidirectional", "lstm-bidirectional-proj", "lstm-proj"])
-def test_general_modules_on_cuda_tensors_give_the_torch_modules_numbers(kind, kw):
-    _cuda_generic_ok()
+def test_general_modules_on_cuda_tensors_give_the_torch_modules_numbers(kind, kw,
+                                                                        cuda_backend):
     ref, ours_mod = (_gru_pair if kind == "GRU" else _lstm_pair)(**kw)
     ref = ref.double().cuda()
     rows = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
@@ -427,8 +421,7 @@ def test_general_modules_on_cuda_tensors_give_the_torch_modules_numbers(kind, kw
 
 
 @CUDA
-def test_a_gru_module_on_cuda_tensors_without_cuda_generic_names_the_setting():
-    _cuda_generic_ok()
+def test_a_gru_module_on_cuda_tensors_without_cuda_generic_names_the_setting(cuda_backend):
     _, g = _gru_pair()
     with torch.no_grad(), pytest.raises(stacklstm.UnsupportedError, match="cuda.generic=on"):
         g(torch.randn(6, 3, 4, device="cuda"))

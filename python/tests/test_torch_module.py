@@ -444,16 +444,10 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                                  "(device pointers on the current stream) has not run")
 
 
-def _cuda_ok():
-    ok, why = stacklstm.backend_available("cuda")
-    if not ok:
-        pytest.skip("the library's CUDA backend is unavailable: %s" % why)
-
-
 @CUDA
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_cuda_tensors_give_nn_lstms_numbers_on_the_current_stream(batch_first):
-    _cuda_ok()
+def test_cuda_tensors_give_nn_lstms_numbers_on_the_current_stream(batch_first,
+                                                                   cuda_backend):
     ref, ours = make(2, batch_first)
     ref = ref.cuda()
     x = torch.randn((3, 6, 5) if batch_first else (6, 3, 5), device="cuda")
@@ -470,8 +464,7 @@ def test_cuda_tensors_give_nn_lstms_numbers_on_the_current_stream(batch_first):
 
 
 @CUDA
-def test_cuda_packed_sequence_gives_nn_lstms_numbers():
-    _cuda_ok()
+def test_cuda_packed_sequence_gives_nn_lstms_numbers(cuda_backend):
     ref, ours = make(2)
     ref = ref.cuda()
     x = torch.randn(5, 4, 5, device="cuda")
