@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """When the generic path's team pays (cpu.team, docs/cells.md): one GRU layer (I = H) per H,
 cpu.team=always against cpu.team=off in alternating rounds in one process, 2 threads.
+With --bidirectional the layer is bidirectional: from 4 threads on, with its directions
+split, "always" is one team per direction (the case a 2-CPU machine cannot measure).
 
     SLSTM_LIBRARY=BUILD/libstacklstm.so.0 python3 bench/cpu/team_ab.py [--threads 2]
         [--hidden 32,64,96,128,192,256] [--batch 1,4] [--time 100] [--rounds 7]
+        [--cell gru|lstm] [--bidirectional]
 
 Prints per (H, B) the best-round median time of each and rows / team (> 1: the team is
 faster).  Run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.  Speed only.
@@ -43,18 +46,25 @@ def main():
     ap.add_argument("--batch", default="1,4")
     ap.add_argument("--time", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--cell", choices=["gru", "lstm"], default="gru")
+    ap.add_argument("--bidirectional", action="store_true")
     args = ap.parse_args()
+    gates = 3 if args.cell == "gru" else 4
+    dirs = 2 if args.bidirectional else 1
+    print("%s%s, %d threads, T = %d" % ("bidirectional " if dirs == 2 else "", args.cell,
+                                         args.threads, args.time))
     print("| H | weights a step | B | team ms | rows ms | rows / team |")
     print("|---:|---:|---:|---:|---:|---:|")
     for H in (int(v) for v in args.hidden.split(",")):
-        model = stacklstm.Model.random(H, layers=[Layer("gru", H)], seed=3)
+        layer = Layer(args.cell, H, direction="bidirectional" if dirs == 2 else "forward")
+        model = stacklstm.Model.random(H, layers=[layer], seed=3)
         for B in (int(v) for v in args.batch.split(",")):
             x = np.random.default_rng(0).uniform(-1, 1, (B, args.time, H)).astype(np.float32)
             sessions = {k: model.session(B, args.time, num_threads=args.threads,
                                          config="cpu.team=" + k) for k in ("always", "off")}
             b = best_times(sessions, x, args.rounds)
             print("| %d | %.0f KiB | %d | %.3f | %.3f | %.2f |" % (
-                H, 3 * H * 2 * H * 4 / 1024, B, b["always"] * 1e3, b["off"] * 1e3,
+                H, dirs * gates * H * 2 * H * 4 / 1024, B, b["always"] * 1e3, b["off"] * 1e3,
                 b["off"] / b["always"]))
     return 0
 

@@ -5,7 +5,7 @@
 # GPU the build has kernels for (sm_90 by default). It needs no compiler there: it runs
 # binaries built on a CPU machine (a build folder, or the lean folder pack_carry.sh makes).
 #
-#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms]
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms] [--cpu-teams]
 #
 # 1. prints the device and driver (nvidia-smi);
 # 2. finds cuBLAS / cuDNN / the CUDA runtime and puts their folders on LD_LIBRARY_PATH;
@@ -29,6 +29,9 @@
 #    initcheck); the generic path on stacks of GRU, LSTMP and bidirectional layers (ours
 #    with gpu_bench --cells, and beside cuDNN through PyTorch with the same weights:
 #    bench/cpu/bench_cells.py --device cuda, its table in generic.md);
+# 5b. with --cpu-teams (~1-2 min, CPU only): the CPU generic path's direction teams (cpu.team,
+#    one team per direction from 4 threads on; a 2-CPU machine cannot measure them) on the
+#    device machine's cores, bench/cpu/team_ab.py --bidirectional at 4 and 8 threads;
 # 6. runs the README's demo (examples/seed_demo: on the GPU);
 # 7. with --grid (and only when 3 and 4 came out clean): the benchmark grid of issue 5,
 #    `bench/run.sh --gpu-only` (ours FP32/TF32, cuDNN 9, PyTorch, the floor), into $OUT/grid;
@@ -37,13 +40,13 @@
 # five files $OUT holds at most eight, what a device session brings back). Exit status 0 only
 # when the tests passed and the sanitizers found nothing (and the grid, if asked for, ran).
 #
-#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms]
+#   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms] [--cpu-teams]
 # Environment for --grid: BENCH_OURS_GPU_BUDGET_S (50), ANCHORS_CUDNN_BUDGET_S (80),
 #   ANCHORS_TORCH_BUDGET_S (50), ANCHORS_TARGET_MS (40); the grid is cut at 300 s.
 set -u
-grid=0 mech=0 build_arg=build-gpu
+grid=0 mech=0 teams=0 build_arg=build-gpu
 for a in "$@"; do
-  case "$a" in --grid) grid=1 ;; --mechanisms) mech=1 ;; -*) echo "check.sh: unknown option $a"; exit 2 ;; *) build_arg=$a ;; esac
+  case "$a" in --grid) grid=1 ;; --mechanisms) mech=1 ;; --cpu-teams) teams=1 ;; -*) echo "check.sh: unknown option $a"; exit 2 ;; *) build_arg=$a ;; esac
 done
 BUILD=$(cd "$build_arg" && pwd) || { echo "check.sh: no build folder $build_arg"; exit 2; }
 OUT=${OUT:-./out}
@@ -248,6 +251,26 @@ if python3 -c "import torch, numpy" 2>/dev/null; then
   [ "$cells_rc" = 0 ] || status=1
 fi
 
+TEAMS_RESULT="not run (no --cpu-teams)"
+if [ "$teams" = 1 ]; then
+  say "the CPU generic path's direction teams on this machine's cores (team_ab.py)"
+  if python3 -c "import numpy" 2>/dev/null && [ "$(nproc)" -ge 4 ]; then
+    : > "$OUT/teams.md"
+    for th in 4 8; do
+      for cell in lstm gru; do
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" \
+          timeout 120 python3 "$(dirname "$0")/../cpu/team_ab.py" --bidirectional --cell $cell \
+          --threads $th --hidden 256,512,1024 --batch 1,4,16 --time 50 --rounds 5 \
+          >> "$OUT/teams.md" 2>&1
+      done
+    done
+    cat "$OUT/teams.md"
+    TEAMS_RESULT="ran on $(nproc) CPUs (table in teams.md: rows / team > 1 = the team is faster)"
+  else
+    TEAMS_RESULT="not run (needs numpy and at least 4 CPUs; $(nproc) here)"
+  fi
+fi
+
 say "demo (examples/seed_demo, the README's main job)"
 if [ -x "$BUILD/examples/seed_demo" ]; then
   timeout 60 "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
@@ -270,6 +293,7 @@ say "summary"
   echo "compute-sanitizer (exit codes, 0 = clean):$SAN_RESULT"
   echo "demo: $DEMO_RESULT"
   echo "mechanisms: $MECH_RESULT"
+  echo "CPU direction teams: $TEAMS_RESULT"
   printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
   grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
     awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
@@ -277,11 +301,12 @@ say "summary"
 } | tee "$OUT/table.txt"
 [ -f "$OUT/mechanisms.md" ] && { echo; cat "$OUT/mechanisms.md"; } >> "$OUT/table.txt"
 [ -f "$OUT/generic.md" ] && { echo; cat "$OUT/generic.md"; } >> "$OUT/table.txt"
+[ -f "$OUT/teams.md" ] && { echo; cat "$OUT/teams.md"; } >> "$OUT/table.txt"
 (cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log \
     $(ls demo.log mechanisms.log mechanisms.md generic_tests.log generic.md torch_cuda.log \
-      2>/dev/null) &&
+      teams.md 2>/dev/null) &&
   rm -f gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log mechanisms.md \
-    generic_tests.log generic.md torch_cuda.log)
+    generic_tests.log generic.md torch_cuda.log teams.md)
 
 if [ "$grid" = 1 ]; then
   if [ "$status" = 0 ]; then
