@@ -546,7 +546,8 @@ typedef struct slstm_session_options {
   /** CPU backend: which implementation (init: SLSTM_CPU_PATH_AUTO).  Ignored by CUDA. */
   slstm_cpu_path cpu_path;
   /** CPU backend: worker threads, >= 0; 0 = one per CPU the creating thread may run on
-   *  (its affinity mask: taskset, cpusets) (init: 0).  Threads are created
+   *  (its affinity mask: taskset, cpusets), at most its cgroup's CPU limit rounded up
+   *  (docker --cpus, a Kubernetes CPU limit; since 0.10) (init: 0).  Threads are created
    *  with the session, never per call.  Ignored by CUDA. */
   int32_t num_threads;
   /** CUDA backend: device index, >= 0 (init: 0).  Ignored by the CPU backend. */

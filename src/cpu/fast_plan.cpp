@@ -1,5 +1,7 @@
 #include "fast_plan.hpp"
 
+#include "cgroup.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -43,18 +45,35 @@ KernelChoice choose_kernel(const Settings& s) {
   return choice;
 }
 
-int usable_cpus() {
+UsableCpus usable_cpu_budget() {
+  UsableCpus u;
+  u.mask = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #if defined(__linux__)
   // The CPUs this thread may run on (taskset, cgroup cpusets, numactl): a process pinned to
   // 4 of 64 cores gets 4 workers, not 64 workers fighting over 4 cores.
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    u.mask = CPU_COUNT(&set);
   }
+  u.cgroup_limit = cgroup_cpu_limit();
 #endif
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  u.count = cpus_within_limit(u.mask, u.cgroup_limit);
+  return u;
+}
+
+int usable_cpus() { return usable_cpu_budget().count; }
+
+std::string usable_cpus_text() {
+  const UsableCpus u = usable_cpu_budget();
+  std::string s = std::to_string(u.count) + ", ";
+  if (u.cgroup_limit > 0 && u.count < u.mask) {
+    char limit[32];
+    std::snprintf(limit, sizeof(limit), "%g", u.cgroup_limit);
+    return s + "its cgroup's CPU limit " + limit + ", rounded up; " + std::to_string(u.mask) +
+           " in its affinity mask";
+  }
+  return s + "its affinity mask";
 }
 
 int choose_threads(const Model& m, std::int32_t num_threads) {
@@ -92,8 +111,8 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
        config.num_threads > 0
            ? "num_threads=" + std::to_string(config.num_threads) + ", capped at one per " +
                  "16-unit group of the widest layer"
-           : "one per CPU this process may run on (" + std::to_string(usable_cpus()) +
-                 ", its affinity mask), capped at one per 16-unit group of the widest layer"},
+           : "one per CPU this process may run on (" + usable_cpus_text() +
+                 "), capped at one per 16-unit group of the widest layer"},
       {"split",
        "per call: batch split (each worker its own rows through every layer, no barrier) "
        "when batch >= " + std::to_string(t.min_rows_per_worker) + " x threads, time >= " +

@@ -24,8 +24,18 @@ struct KernelChoice {
 // override SLSTM_CPU_KERNEL=avx2|portable only ever lowers the kernel.
 KernelChoice choose_kernel(const Settings& settings);
 
-// The CPUs the calling thread may run on (its affinity mask on Linux, else the online CPUs).
-int usable_cpus();
+// The CPUs the calling thread may use: those of its affinity mask (Linux; elsewhere the
+// online CPUs), and no more than its cgroup's CPU limit rounded up (cgroup.hpp).
+struct UsableCpus {
+  int count = 1;             // what the default thread count is
+  int mask = 1;              // CPUs in the affinity mask
+  double cgroup_limit = 0;   // the cgroup's CPU limit (quota / period), 0 = none
+};
+UsableCpus usable_cpu_budget();
+int usable_cpus();  // usable_cpu_budget().count
+// "N, its affinity mask", or "N, its cgroup's CPU limit 1.5, rounded up; 8 in its affinity
+// mask" (the plan's threads_reason).
+std::string usable_cpus_text();
 
 // The session's workers: num_threads (0 = one per CPU of usable_cpus()), at most one per
 // 16-unit group of the widest layer (more would only wait at barriers) and at most 256.
