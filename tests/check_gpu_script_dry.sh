@@ -1,5 +1,6 @@
 #!/bin/sh
-# bench/gpu/check.sh, the one script a (rare, short) GPU session runs, run here where there is
+# bench/gpu/check.sh (with --mechanisms --cpu-teams), the one script a (rare, short) GPU
+# session runs, run here where there is
 # no GPU: every step must be reached and report itself skipped or not run, the summary table
 # and logs.tgz must come out, and the exit status must be 1 (nothing was checked on a GPU).
 # A broken path, a missing binary or a step that stops the script shows here instead of in
@@ -14,17 +15,19 @@ if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi > /dev/null 2>&1; then
 fi
 out=$(mktemp -d /tmp/slstm_check_dry_XXXXXX)
 trap 'rm -rf "$out"' EXIT
-OUT="$out" timeout 300 bash "$src/bench/gpu/check.sh" "$build" > "$out/stdout.txt" 2>&1
+OUT="$out" timeout 300 bash "$src/bench/gpu/check.sh" "$build" --mechanisms --cpu-teams \
+  > "$out/stdout.txt" 2>&1
 rc=$?
 fail() { echo "FAILED: $*"; tail -40 "$out/stdout.txt"; exit 1; }
 [ "$rc" = 1 ] || fail "check.sh exited $rc without a GPU (expected 1: nothing checked)"
 [ -f "$out/table.txt" ] || fail "no table.txt"
 [ -f "$out/logs.tgz" ] || fail "no logs.tgz"
 for line in "GPU tests: SKIPPED" "generic path cases: SKIPPED" "torch modules on CUDA: " \
-            "compute-sanitizer" "demo: exit 0" "total check time:"; do
+            "compute-sanitizer" "demo: exit 0" "mechanisms: exit 77" "CPU direction teams: " \
+            "total check time:"; do
   grep -q "$line" "$out/table.txt" || fail "table.txt lacks '$line'"
 done
-for log in gpu_tests.log sanitizer.log bench.log demo.log; do
+for log in gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log; do
   tar tzf "$out/logs.tgz" | grep -qx "$log" || fail "logs.tgz lacks $log"
 done
 echo "ok: check.sh ran to its summary without a GPU ($(grep 'total check time' "$out/table.txt"))"
