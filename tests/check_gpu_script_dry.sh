@@ -1,8 +1,8 @@
 #!/bin/sh
 # bench/gpu/check.sh (with --mechanisms --cpu-teams), the one script a (rare, short) GPU
-# session runs, run here where there is
-# no GPU: every step must be reached and report itself skipped or not run, the summary table
-# and logs.tgz must come out, and the exit status must be 1 (nothing was checked on a GPU).
+# session runs, run here where there is no GPU: every step must be reached and report itself
+# skipped or not run, the summary table and logs.tgz must come out, and the exit status must
+# be 1 (nothing was checked on a GPU).
 # A broken path, a missing binary or a step that stops the script shows here instead of in
 # the device session.  Skipped (77) where a GPU answers: there the script runs for real.
 # Usage: check_gpu_script_dry.sh <source dir> <build dir>
