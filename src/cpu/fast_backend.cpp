@@ -313,14 +313,15 @@ class CpuFastBackend final : public HostBackend {
   // Worker w's part (of P) of the projection of a share that P workers split.  Each element
   // is one dot product in a fixed k order whoever computes it, so the split never changes a
   // bit.  By groups when there are enough of them (each worker then streams only its part
-  // of Wx), else by rows.
+  // of Wx) or too few blocks of rows to go round (a single call of a few rows: by rows, one
+  // worker would stream all of Wx while the others wait), else by rows.
   void project_part(const LayerView& v, int w, int P) const {
     const PackedLayer& p = *v.p;
     const std::int64_t rows = (v.sh->b1 - v.sh->b0) * call_->time;
-    if (p.groups >= 4 * P) {
+    const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
+    if (p.groups >= 4 * P || blocks < P) {
       project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P);
     } else {
-      const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
       project(v, std::min(rows, blocks * w / P * kMaxNb),
               std::min(rows, blocks * (w + 1) / P * kMaxNb), 0, p.groups);
     }
