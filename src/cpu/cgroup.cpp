@@ -35,10 +35,8 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 bool has_item(const std::string& list, const std::string& item) {
-  for (const std::string& s : split(list, ',')) {
-    if (s == item) return true;
-  }
-  return false;
+  const std::vector<std::string> items = split(list, ',');
+  return std::find(items.begin(), items.end(), item) != items.end();
 }
 
 // mountinfo writes space, tab, newline and backslash in paths as \ooo (octal).
