@@ -5,8 +5,9 @@
 # from PyPI, nothing from the system's site-packages) and, from / (outside the checkout,
 # without SLSTM_LIBRARY), checks: the import and versions, the library and CUDA module
 # loaded from the installed package, the seed scenario against a NumPy reference, the
-# examples, and the command-line tool. Prints `wheel: N passed, M failed`; exits non-zero on
-# any failure.
+# examples, and the command-line tool; then the source distribution (python/make_sdist.sh)
+# installed by pip into another fresh venv, which builds it. Prints `wheel: N passed, M
+# failed`; exits non-zero on any failure.
 #
 #   bash tests/wheel.sh [work-dir]        (default: a new folder under /tmp, removed at exit)
 #
@@ -170,6 +171,41 @@ if [ -f "$src/python/stacklstm/cli.py" ]; then
   "$vpy" -c "import stacklstm; stacklstm.Model.random(128, [100, 200, 300], seed=42).save('$model')"
   check "stacklstm inspect MODEL names the architecture" sh -c \
     "'$work/venv/bin/stacklstm' inspect '$model' | tee /dev/stderr | grep -q 'layer 2 *lstm, hidden 300'"
+fi
+
+# ---- the source distribution: pip builds it into a fresh venv ------------------------------
+step "sdist (python/make_sdist.sh) and pip install from it into a fresh venv"
+"$work/tools/bin/pip" install -q --disable-pip-version-check "scikit-build-core>=0.10"
+sdist=$(PYTHON=$work/tools/bin/python bash "$root/python/make_sdist.sh" "$work/sdist" | tail -1)
+echo "sdist: $sdist ($(du -k "$sdist" | cut -f1) KiB)"
+sdist_ok() {
+  [ "$(basename "$sdist")" = "stacklstm-$version.tar.gz" ] &&
+    tar xzf "$sdist" -O "stacklstm-$version/pyproject.toml" |
+      grep -q 'cmake.source-dir = "python"' &&
+    ! tar tzf "$sdist" | grep -q '/bench/results/'
+}
+check "the sdist is stacklstm-$version.tar.gz with a pyproject.toml that builds python/" sdist_ok
+rm -rf "$work/venv-sdist"
+$py -m venv "$work/venv-sdist"
+ts=$SECONDS
+if CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$work/venv-sdist/bin/pip" install -q \
+     --disable-pip-version-check "$sdist" \
+     --config-settings=cmake.define.SLSTM_ENABLE_CUDA="$cuda" > "$work/sdist-install.txt" 2>&1
+then
+  ok "pip install stacklstm-$version.tar.gz builds and installs ($((SECONDS - ts)) s)"
+  check "from the sdist's install: the version, the library in the package, the seed's shapes" \
+    "$work/venv-sdist/bin/python" -c "
+import numpy as np, stacklstm
+print(stacklstm.__version__, stacklstm.library_path)
+assert stacklstm.__version__ == '$version'
+assert stacklstm.library_path.startswith('$work/venv-sdist/'), stacklstm.library_path
+m = stacklstm.Model.random(128, [100, 200, 300], seed=42)
+x = np.random.default_rng(0).standard_normal((10, 7, 128)).astype(np.float32)
+out, state = m.session(10, 7).forward(x)
+assert out.shape == (10, 7, 300) and np.array_equal(state[-1].h, out[:, -1, :])"
+else
+  bad "pip install stacklstm-$version.tar.gz builds and installs"
+  tail -30 "$work/sdist-install.txt"
 fi
 
 echo "wheel: total $((SECONDS - t0)) s"
