@@ -40,6 +40,12 @@ class FakeRoot {
     std::ofstream(dir_ + rel) << text;
   }
 
+  // A cgroup v1 directory's quota and period (microseconds).
+  void v1_limit(const std::string& dir, const char* quota, const char* period = "100000") const {
+    write(dir + "/cpu.cfs_quota_us", std::string(quota) + "\n");
+    write(dir + "/cpu.cfs_period_us", std::string(period) + "\n");
+  }
+
  private:
   std::string dir_;
 };
@@ -95,10 +101,9 @@ TEST_CASE("cgroup v1: cpu.cfs_quota_us over cpu.cfs_period_us, -1 being no limit
           "30 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:11 - cgroup cgroup "
           "rw,cpu,cpuacct\n"
           "31 24 0:27 / /sys/fs/cgroup/memory rw,nosuid shared:12 - cgroup cgroup rw,memory\n");
-  r.write("/sys/fs/cgroup/cpu,cpuacct/user.slice/job/cpu.cfs_quota_us", "-1\n");
-  r.write("/sys/fs/cgroup/cpu,cpuacct/user.slice/job/cpu.cfs_period_us", "100000\n");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct/user.slice/job", "-1");
   CHECK(c::cgroup_cpu_limit(r.path()) == 0);
-  r.write("/sys/fs/cgroup/cpu,cpuacct/user.slice/job/cpu.cfs_quota_us", "250000\n");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct/user.slice/job", "250000");
   CHECK(c::cgroup_cpu_limit(r.path()) == Approx(2.5));
 }
 
@@ -109,8 +114,7 @@ TEST_CASE("a hybrid system's v1 cpu controller wins over the unified hierarchy")
           "24 1 0:22 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw\n"
           "30 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw shared:11 - cgroup cgroup rw,cpu,cpuacct\n");
   r.write("/sys/fs/cgroup/unified/user.slice/cpu.max", "100000 100000\n");
-  r.write("/sys/fs/cgroup/cpu,cpuacct/user.slice/cpu.cfs_quota_us", "400000\n");
-  r.write("/sys/fs/cgroup/cpu,cpuacct/user.slice/cpu.cfs_period_us", "100000\n");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct/user.slice", "400000");
   CHECK(c::cgroup_cpu_limit(r.path()) == Approx(4.0));
 }
 
@@ -120,8 +124,7 @@ TEST_CASE("a container without a cgroup namespace: its cgroup is the mounted roo
   r.write("/proc/self/mountinfo",
           "600 590 0:26 /docker/abc123 /sys/fs/cgroup/cpu,cpuacct ro,nosuid master:11 - "
           "cgroup cgroup rw,cpuacct,cpu\n");
-  r.write("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "150000\n");
-  r.write("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct", "150000");
   CHECK(c::cgroup_cpu_limit(r.path()) == Approx(1.5));
 }
 
