@@ -4,7 +4,8 @@
 # skipped or not run, the summary table and logs.tgz must come out, and the exit status must
 # be 1 (nothing was checked on a GPU).
 # A broken path, a missing binary or a step that stops the script shows here instead of in
-# the device session.  Skipped (77) where a GPU answers: there the script runs for real.
+# the device session.  Then once more with no time budget (CHECK_BUDGET_S=0): every step says
+# it was not run, and the summary still comes out.  Skipped (77) where a GPU answers: there the script runs for real.
 # Usage: check_gpu_script_dry.sh <source dir> <build dir>
 set -u
 src=$1
@@ -30,4 +31,20 @@ done
 for log in gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log; do
   tar tzf "$out/logs.tgz" | grep -qx "$log" || fail "logs.tgz lacks $log"
 done
-echo "ok: check.sh ran to its summary without a GPU ($(grep 'total check time' "$out/table.txt"))"
+took=$(grep 'total check time' "$out/table.txt")
+# With no time left (CHECK_BUDGET_S=0) every step that needs the GPU says so, and the summary
+# still comes out: what a device session gets back when its GPU is slower than planned.
+rm -rf "${out:?}"/*
+OUT="$out" CHECK_BUDGET_S=0 timeout 120 bash "$src/bench/gpu/check.sh" "$build" --mechanisms \
+  > "$out/stdout.txt" 2>&1
+rc=$?
+[ "$rc" = 1 ] || fail "check.sh with CHECK_BUDGET_S=0 exited $rc (expected 1)"
+[ -f "$out/table.txt" ] || fail "no table.txt with CHECK_BUDGET_S=0"
+for line in "GPU tests: not run: time budget" "generic path cases: not run: time budget" \
+            "demo: not run: time budget" "mechanisms: not run: time budget" \
+            "rows not run: time budget"; do
+  grep -q "$line" "$out/table.txt" || fail "with CHECK_BUDGET_S=0, table.txt lacks '$line'"
+done
+OUT="$out" CHECK_BUDGET_S=soon bash "$src/bench/gpu/check.sh" "$build" > "$out/stdout.txt" 2>&1
+[ $? = 2 ] || fail "check.sh took CHECK_BUDGET_S=soon"
+echo "ok: check.sh ran to its summary without a GPU ($took), and with no time budget"

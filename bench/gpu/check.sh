@@ -35,13 +35,25 @@
 # 6. runs the README's demo (examples/seed_demo: on the GPU);
 # 7. with --grid (and only when 3 and 4 came out clean): the benchmark grid of issue 5,
 #    `bench/run.sh --gpu-only` (ours FP32/TF32, cuDNN 9, PyTorch, the floor), into $OUT/grid;
-# and prints a short table last. Full logs go to $OUT (default ./out): check.log, table.txt,
+# and prints a short table last.
+#
+# Time budget: a device session has 15 minutes in all, machine start and give-back included,
+# and one command at most 10. The script keeps to CHECK_BUDGET_S (default 420 s) from its
+# start: a step runs only when the time it needs at the least is left, its timeout is cut to
+# what is left (less 20 s for the summary), and a step that does not run says so in the table
+# ("not run: time budget"). So the summary, table.txt and logs.tgz always come back, even when
+# the GPU is slower than planned. The steps run in the order of what they decide: the
+# mechanisms (when asked), the GPU tests and the demo, the generic path's cases, the
+# compute-sanitizer runs (the most telling first), the timings of issue 19's paths, the rest.
+# Run it with a timeout_s of CHECK_BUDGET_S + 60 or more.
+#
+# Full logs go to $OUT (default ./out): check.log, table.txt,
 # logs.tgz (gpu_tests.log, sanitizer.log, bench.log, demo.log: packed so that with the grid's
 # five files $OUT holds at most eight, what a device session brings back). Exit status 0 only
 # when the tests passed and the sanitizers found nothing (and the grid, if asked for, ran).
 #
 #   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms] [--cpu-teams]
-# Environment for --grid: BENCH_OURS_GPU_BUDGET_S (50), ANCHORS_CUDNN_BUDGET_S (80),
+# Environment: CHECK_BUDGET_S (420). For --grid: BENCH_OURS_GPU_BUDGET_S (50), ANCHORS_CUDNN_BUDGET_S (80),
 #   ANCHORS_TORCH_BUDGET_S (50), ANCHORS_TARGET_MS (40); the grid is cut at 300 s.
 set -u
 grid=0 mech=0 teams=0 build_arg=build-gpu
@@ -52,12 +64,25 @@ BUILD=$(cd "$build_arg" && pwd) || { echo "check.sh: no build folder $build_arg"
 OUT=${OUT:-./out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+BUDGET=${CHECK_BUDGET_S:-420}
+case $BUDGET in ''|*[!0-9]*) echo "check.sh: CHECK_BUDGET_S must be whole seconds"; exit 2 ;; esac
+SUMMARY_S=20   # kept back for the summary, table.txt and logs.tgz
 exec > >(tee "$OUT/check.log") 2>&1
 start=$(date +%s)
 status=0
 say() { printf '\n=== %s (t+%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+left() { echo $(( BUDGET - ($(date +%s) - start) )); }
+# time_for NEED MAX: the timeout a step gets: MAX, or what is left of the budget less
+# SUMMARY_S if that is smaller; 0 when less than NEED is left (the step is not run).
+time_for() {
+  local t=$(( $(left) - SUMMARY_S ))
+  [ "$t" -gt "$2" ] && t=$2
+  [ "$t" -lt "$1" ] && t=0
+  echo "$t"
+}
+no_time() { echo "not run: time budget ($(left) s of ${BUDGET} s left, needs $1 s)"; }
 
-say "device and driver"
+say "device and driver (time budget ${BUDGET} s)"
 date -u
 uname -m
 timeout 30 nvidia-smi || echo "nvidia-smi failed"
@@ -76,37 +101,66 @@ echo "compute-sanitizer: ${SAN:-not found}"
 MECH_RESULT="not run (no --mechanisms)"
 if [ "$mech" = 1 ]; then
   say "mechanisms (bench/gpu/mechanisms.sh)"
-  OUT="$OUT" bash "$(dirname "$0")/mechanisms.sh" "$BUILD"
-  mech_rc=$?
-  MECH_RESULT="exit $mech_rc (table below; 0 = all measured and right, 77 = no GPU)"
-  [ "$mech_rc" = 0 ] || status=1
+  t=$(time_for 60 240)
+  if [ "$t" = 0 ]; then
+    MECH_RESULT=$(no_time 60); status=1
+  else
+    OUT="$OUT" MECH_TIMEOUT_S=$t bash "$(dirname "$0")/mechanisms.sh" "$BUILD"
+    mech_rc=$?
+    MECH_RESULT="exit $mech_rc (table below; 0 = all measured and right, 77 = no GPU)"
+    [ "$mech_rc" = 0 ] || status=1
+  fi
 fi
 
 say "GPU tests"
-timeout 240 "$TESTS" -r compact -d yes > "$OUT/gpu_tests.log" 2>&1
-test_rc=$?
-tail -25 "$OUT/gpu_tests.log"
-case $test_rc in
-  0) TEST_RESULT="passed" ;;
-  77) TEST_RESULT="SKIPPED ($(head -1 "$OUT/gpu_tests.log"))"; status=1 ;;
-  124) TEST_RESULT="TIMED OUT (240 s)"; status=1 ;;
-  *) TEST_RESULT="FAILED (exit $test_rc)"; status=1 ;;
-esac
+t=$(time_for 30 240)
+if [ "$t" = 0 ]; then
+  TEST_RESULT=$(no_time 30); status=1
+else
+  timeout "$t" "$TESTS" -r compact -d yes > "$OUT/gpu_tests.log" 2>&1
+  test_rc=$?
+  tail -25 "$OUT/gpu_tests.log"
+  case $test_rc in
+    0) TEST_RESULT="passed" ;;
+    77) TEST_RESULT="SKIPPED ($(head -1 "$OUT/gpu_tests.log"))"; status=1 ;;
+    124) TEST_RESULT="TIMED OUT ($t s)"; status=1 ;;
+    *) TEST_RESULT="FAILED (exit $test_rc)"; status=1 ;;
+  esac
+fi
 echo "GPU tests: $TEST_RESULT"
+
+say "demo (examples/seed_demo, the README's main job)"
+if [ ! -x "$BUILD/examples/seed_demo" ]; then
+  DEMO_RESULT="not run ($BUILD/examples/seed_demo missing)"
+elif [ "$(time_for 10 60)" = 0 ]; then
+  DEMO_RESULT=$(no_time 10); status=1
+else
+  timeout "$(time_for 10 60)" "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
+  demo_rc=$?
+  cat "$OUT/demo.log"
+  DEMO_RESULT="exit $demo_rc; $(grep -iE 'backend|check' "$OUT/demo.log" | tr '\n' ' ' | cut -c1-160)"
+  [ "$demo_rc" = 0 ] || status=1
+fi
 
 say "the generic path's cases of the CPU suite (cuda.generic, issue 20)"
 GENERIC_RESULT="not run ($BUILD/tests/slstm_tests missing)"
 if [ -x "$BUILD/tests/slstm_tests" ]; then
-  SLSTM_FIXTURE_DIR="$(cd "$(dirname "$0")/../../tests/fixtures" && pwd)" \
-    timeout 240 "$BUILD/tests/slstm_tests" "[cuda-generic]" -r compact > "$OUT/generic_tests.log" 2>&1
-  generic_rc=$?
-  tail -15 "$OUT/generic_tests.log"
-  if grep -q "SKIPPED: no usable GPU" "$OUT/generic_tests.log"; then
-    GENERIC_RESULT="SKIPPED (no usable GPU)"; status=1
-  elif [ "$generic_rc" = 0 ]; then
-    GENERIC_RESULT="passed"
+  t=$(time_for 30 240)
+  if [ "$t" = 0 ]; then
+    GENERIC_RESULT=$(no_time 30); status=1
   else
-    GENERIC_RESULT="FAILED (exit $generic_rc)"; status=1
+    SLSTM_FIXTURE_DIR="$(cd "$(dirname "$0")/../../tests/fixtures" && pwd)" \
+      timeout "$t" "$BUILD/tests/slstm_tests" "[cuda-generic]" -r compact \
+      > "$OUT/generic_tests.log" 2>&1
+    generic_rc=$?
+    tail -15 "$OUT/generic_tests.log"
+    if grep -q "SKIPPED: no usable GPU" "$OUT/generic_tests.log"; then
+      GENERIC_RESULT="SKIPPED (no usable GPU)"; status=1
+    elif [ "$generic_rc" = 0 ]; then
+      GENERIC_RESULT="passed"
+    else
+      GENERIC_RESULT="FAILED (exit $generic_rc)"; status=1
+    fi
   fi
 fi
 echo "generic path cases: $GENERIC_RESULT"
@@ -114,15 +168,20 @@ echo "generic path cases: $GENERIC_RESULT"
 say "stacklstm.torch on CUDA tensors (python/tests, pytest -k cuda)"
 TORCH_RESULT="not run (no python3 with torch, numpy and pytest)"
 if python3 -c "import torch, numpy, pytest" 2>/dev/null; then
-  SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
-    timeout 180 python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
-    "$(dirname "$0")/../../python/tests/test_torch_module.py" \
-    "$(dirname "$0")/../../python/tests/test_cells_torch.py" > "$OUT/torch_cuda.log" 2>&1
-  torch_rc=$?
-  tail -8 "$OUT/torch_cuda.log"
-  TORCH_RESULT="exit $torch_rc: $(tail -1 "$OUT/torch_cuda.log" | cut -c1-120)"
-  grep -q "SKIPPED" "$OUT/torch_cuda.log" && TORCH_RESULT="$TORCH_RESULT (some SKIPPED: see log)"
-  [ "$torch_rc" = 0 ] || status=1
+  t=$(time_for 20 180)
+  if [ "$t" = 0 ]; then
+    TORCH_RESULT=$(no_time 20); status=1
+  else
+    SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
+      timeout "$t" python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
+      "$(dirname "$0")/../../python/tests/test_torch_module.py" \
+      "$(dirname "$0")/../../python/tests/test_cells_torch.py" > "$OUT/torch_cuda.log" 2>&1
+    torch_rc=$?
+    tail -8 "$OUT/torch_cuda.log"
+    TORCH_RESULT="exit $torch_rc: $(tail -1 "$OUT/torch_cuda.log" | cut -c1-120)"
+    grep -q "SKIPPED" "$OUT/torch_cuda.log" && TORCH_RESULT="$TORCH_RESULT (some SKIPPED: see log)"
+    [ "$torch_rc" = 0 ] || status=1
+  fi
 fi
 echo "torch modules on CUDA: $TORCH_RESULT"
 
@@ -135,9 +194,16 @@ run_san() {  # name tool [VAR=value ...] -- bench args ...
   local envs=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
   [ $# -gt 0 ] && shift  # the "--": what follows goes to the bench, not to env
+  local t
+  t=$(time_for 15 90)
+  if [ "$t" = 0 ]; then
+    echo "$name: $(no_time 15)"
+    SAN_RESULT="$SAN_RESULT $name=budget"; status=1
+    return
+  fi
   echo "--- $name" >> "$OUT/sanitizer.log"
   local one="$OUT/sanitizer-$name.tmp"
-  timeout 90 env "${envs[@]}" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+  timeout "$t" env "${envs[@]}" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
       $( [ "$tool" = memcheck ] && echo --leak-check full ) \
       "$BENCH" --label "san-$name" $small "$@" > "$one" 2>&1
   local rc=$?
@@ -151,19 +217,20 @@ run_san() {  # name tool [VAR=value ...] -- bench args ...
   [ "$rc" = 0 ] || status=1
 }
 if [ -n "${SAN:-}" ]; then
+  # The most telling first: each path's memcheck, then the races, then the rest.
+  generic_small="--cells bilstmp:9:4,gru0:6,revgru:5 --config cuda.generic=on"
   run_san memcheck-graphs memcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
+  # The persistent kernel (cuda.persistent=on, issue 19; its environment override).
+  run_san memcheck-persistent memcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
+  # The generic path (cuda.generic=on, issue 20): every kernel of it in one stack.
+  run_san memcheck-generic memcheck -- $generic_small --memory device
+  run_san racecheck-persistent racecheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
+  run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
   run_san memcheck-cublas memcheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_FUSED=0 -- --memory device
   run_san racecheck racecheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_CHUNK=2 -- --memory device
   run_san initcheck initcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
-  # The persistent kernel (cuda.persistent=on, issue 19; its environment override).
-  run_san memcheck-persistent memcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
-  run_san racecheck-persistent racecheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
-  run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
   run_san initcheck-persistent initcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
   run_san memcheck-persistent-layers memcheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_CHUNK=3 -- --memory device
-  # The generic path (cuda.generic=on, issue 20): every kernel of it in one stack.
-  generic_small="--cells bilstmp:9:4,gru0:6,revgru:5 --config cuda.generic=on"
-  run_san memcheck-generic memcheck -- $generic_small --memory device
   run_san initcheck-generic initcheck -- $generic_small --memory host
   run_san memcheck-generic-bf16 memcheck -- $generic_small --precision bf16 --memory device
   run_san racecheck-generic racecheck SLSTM_CUDA_GRAPHS=0 -- $generic_small --memory device
@@ -173,9 +240,18 @@ fi
 
 say "timings"
 : > "$OUT/bench.log"
+BENCH_CUT=0
 bench() {  # label backend memory reps args...
   local label=$1 backend=$2 memory=$3 reps=$4; shift 4
-  timeout 120 "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
+  local t
+  t=$(time_for 10 120)
+  if [ "$t" = 0 ]; then
+    echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (not run: time budget)" |
+      tee -a "$OUT/bench.log"
+    BENCH_CUT=$((BENCH_CUT + 1))
+    return
+  fi
+  timeout "$t" "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
       --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|SKIPPED|slstm_gpu_bench"
   local rc=${PIPESTATUS[0]}
   # A failed run still gets its row in the table (an error line alone would drop it).
@@ -183,32 +259,16 @@ bench() {  # label backend memory reps args...
     echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (exit $rc)" | tee -a "$OUT/bench.log"
 }
 seed="--input 128 --layers 100,200,300 --batch 10 --time 100"
+seed1="--input 128 --layers 100,200,300 --batch 10 --time 1"
 big="--input 1024 --layers 1024,1024 --batch 64 --time 100"
 one="--input 512 --layers 512 --batch 1 --time 25"
-for scen in seed big one; do
-  args=${!scen}
-  bench "$scen" cuda host 50 $args
-  bench "$scen" cuda device 50 $args
-  bench "$scen" cuda device 50 $args --tf32
-  bench "$scen" cpu host $([ "$scen" = big ] && echo 5 || echo 20) $args
-done
-# The wavefront's chunk size on the seed scenario (schedule only; numbers are tested above).
-for c in 1 4 16 100; do
-  SLSTM_CUDA_CHUNK=$c bench "seed-chunk$c" cuda device 50 $seed
-done
-SLSTM_CUDA_GRAPHS=0 bench "seed-nographs" cuda device 50 $seed
-# The small-batch fused recurrent step against the cuBLAS GEMM + step kernel it replaces.
-SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed
-SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed --tf32
-SLSTM_CUDA_FUSED=0 bench "one-cublas" cuda device 50 $one
-
-# The persistent kernel (cuda.persistent=on, issue 19: the seed's stack as ONE launch;
-# =layers: one launch per layer and wavefront chunk) against the default plan and the
-# fused step everywhere, same run: the seed (T = 100 and the single call T = 1) and the
-# small-batch rows of the grid it reaches (H = 256 B = 1, H = 512 B = 1, H = 1024 B = 4).
-seed1="--input 128 --layers 100,200,300 --batch 10 --time 1"
 h256="--input 256 --layers 256 --batch 1 --time 150"
 h1024="--input 1024 --layers 1024 --batch 4 --time 25"
+
+# First what issue 19 turns on: the persistent kernel (cuda.persistent=on: the seed's stack
+# as ONE launch; =layers: one launch per layer and wavefront chunk) against the default plan
+# and the fused step everywhere, same run: the seed (T = 100 and the single call T = 1) and
+# the small-batch rows of the grid it reaches (H = 256 B = 1, H = 512 B = 1, H = 1024 B = 4).
 for scen in seed seed1 one h256 h1024; do
   args=${!scen}
   bench "$scen-default" cuda device 50 $args
@@ -220,6 +280,15 @@ for scen in seed seed1 one h256 h1024; do
   # The plan tuned on the device (cuda.tune=on, issue 19 item 3) with every path allowed:
   # never slower than the fastest of the rows above, by construction, if tuning works.
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args
+done
+
+# The default plan: host and device buffers, TF32, and the CPU backend beside it.
+for scen in seed big one; do
+  args=${!scen}
+  bench "$scen" cuda host 50 $args
+  bench "$scen" cuda device 50 $args
+  bench "$scen" cuda device 50 $args --tf32
+  bench "$scen" cpu host $([ "$scen" = big ] && echo 5 || echo 20) $args
 done
 
 # The generic path (cuda.generic=on, issue 20): GRU, LSTMP and bidirectional stacks, and a
@@ -239,47 +308,59 @@ for prec in bf16 fp16; do
 done
 bench "seed-generic" cuda device 20 $seed --config cuda.generic=always
 bench "seed-generic" cuda device 20 $seed --config cuda.generic=always --tf32
+
 say "the generic path beside cuDNN (bench/cpu/bench_cells.py --device cuda)"
 CELLS_RESULT="not run (no python3 with torch and numpy)"
 if python3 -c "import torch, numpy" 2>/dev/null; then
-  SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
-    timeout 180 python3 "$(dirname "$0")/../cpu/bench_cells.py" --device cuda --seconds 1 \
-    > "$OUT/generic.md" 2>&1
-  cells_rc=$?
-  cat "$OUT/generic.md"
-  CELLS_RESULT="exit $cells_rc (table in generic.md; 0 = every row ran and agreed with cuDNN)"
-  [ "$cells_rc" = 0 ] || status=1
+  t=$(time_for 30 180)
+  if [ "$t" = 0 ]; then
+    CELLS_RESULT=$(no_time 30)
+  else
+    SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
+      timeout "$t" python3 "$(dirname "$0")/../cpu/bench_cells.py" --device cuda --seconds 1 \
+      > "$OUT/generic.md" 2>&1
+    cells_rc=$?
+    cat "$OUT/generic.md"
+    CELLS_RESULT="exit $cells_rc (table in generic.md; 0 = every row ran and agreed with cuDNN)"
+    [ "$cells_rc" = 0 ] || status=1
+  fi
 fi
+
+say "schedule experiments: wavefront chunk, graphs off, cuBLAS step"
+# The wavefront's chunk size on the seed scenario (schedule only; numbers are tested above).
+for c in 1 4 16 100; do
+  SLSTM_CUDA_CHUNK=$c bench "seed-chunk$c" cuda device 50 $seed
+done
+SLSTM_CUDA_GRAPHS=0 bench "seed-nographs" cuda device 50 $seed
+# The small-batch fused recurrent step against the cuBLAS GEMM + step kernel it replaces.
+SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed
+SLSTM_CUDA_FUSED=0 bench "seed-cublas" cuda device 50 $seed --tf32
+SLSTM_CUDA_FUSED=0 bench "one-cublas" cuda device 50 $one
 
 TEAMS_RESULT="not run (no --cpu-teams)"
 if [ "$teams" = 1 ]; then
   say "the CPU generic path's direction teams on this machine's cores (team_ab.py)"
-  if python3 -c "import numpy" 2>/dev/null && [ "$(nproc)" -ge 4 ]; then
+  if ! python3 -c "import numpy" 2>/dev/null || [ "$(nproc)" -lt 4 ]; then
+    TEAMS_RESULT="not run (needs numpy and at least 4 CPUs; $(nproc) here)"
+  elif [ "$(time_for 60 480)" = 0 ]; then
+    TEAMS_RESULT=$(no_time 60)
+  else
     : > "$OUT/teams.md"
+    teams_cut=0
     for th in 4 8; do
       for cell in lstm gru; do
+        t=$(time_for 20 120)
+        if [ "$t" = 0 ]; then teams_cut=$((teams_cut + 1)); continue; fi
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" \
-          timeout 120 python3 "$(dirname "$0")/../cpu/team_ab.py" --bidirectional --cell $cell \
+          timeout "$t" python3 "$(dirname "$0")/../cpu/team_ab.py" --bidirectional --cell $cell \
           --threads $th --hidden 256,512,1024 --batch 1,4,16 --time 50 --rounds 5 \
           >> "$OUT/teams.md" 2>&1
       done
     done
     cat "$OUT/teams.md"
     TEAMS_RESULT="ran on $(nproc) CPUs (table in teams.md: rows / team > 1 = the team is faster)"
-  else
-    TEAMS_RESULT="not run (needs numpy and at least 4 CPUs; $(nproc) here)"
+    [ "$teams_cut" = 0 ] || TEAMS_RESULT="$TEAMS_RESULT; $teams_cut of 4 runs not run: time budget"
   fi
-fi
-
-say "demo (examples/seed_demo, the README's main job)"
-if [ -x "$BUILD/examples/seed_demo" ]; then
-  timeout 60 "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
-  demo_rc=$?
-  cat "$OUT/demo.log"
-  DEMO_RESULT="exit $demo_rc; $(grep -iE 'backend|check' "$OUT/demo.log" | tr '\n' ' ' | cut -c1-160)"
-  [ "$demo_rc" = 0 ] || status=1
-else
-  DEMO_RESULT="not run ($BUILD/examples/seed_demo missing)"
 fi
 
 say "summary"
@@ -294,32 +375,37 @@ say "summary"
   echo "demo: $DEMO_RESULT"
   echo "mechanisms: $MECH_RESULT"
   echo "CPU direction teams: $TEAMS_RESULT"
+  [ "$BENCH_CUT" = 0 ] || echo "timings: $BENCH_CUT rows not run: time budget (NA below)"
   printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
   grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
     awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
-  echo "total check time: $(( $(date +%s) - start )) s"
+  echo "total check time: $(( $(date +%s) - start )) s of a ${BUDGET} s budget"
 } | tee "$OUT/table.txt"
 [ -f "$OUT/mechanisms.md" ] && { echo; cat "$OUT/mechanisms.md"; } >> "$OUT/table.txt"
 [ -f "$OUT/generic.md" ] && { echo; cat "$OUT/generic.md"; } >> "$OUT/table.txt"
 [ -f "$OUT/teams.md" ] && { echo; cat "$OUT/teams.md"; } >> "$OUT/table.txt"
-(cd "$OUT" && tar czf logs.tgz gpu_tests.log sanitizer.log bench.log \
-    $(ls demo.log mechanisms.log mechanisms.md generic_tests.log generic.md torch_cuda.log \
-      teams.md 2>/dev/null) &&
+(cd "$OUT" && tar czf logs.tgz sanitizer.log bench.log \
+    $(ls gpu_tests.log demo.log mechanisms.log mechanisms.md generic_tests.log generic.md \
+      torch_cuda.log teams.md 2>/dev/null) &&
   rm -f gpu_tests.log sanitizer.log bench.log demo.log mechanisms.log mechanisms.md \
     generic_tests.log generic.md torch_cuda.log teams.md)
 
 if [ "$grid" = 1 ]; then
-  if [ "$status" = 0 ]; then
+  t=$(time_for 120 300)
+  if [ "$status" != 0 ]; then
+    echo "grid not run: the tests or the sanitizers did not come out clean" | tee -a "$OUT/table.txt"
+  elif [ "$t" = 0 ]; then
+    echo "grid $(no_time 120)" | tee -a "$OUT/table.txt"
+    status=1
+  else
     say "the grid (bench/run.sh --gpu-only --out \$OUT/grid)"
     BENCH_OURS_GPU_BUDGET_S=${BENCH_OURS_GPU_BUDGET_S:-50} \
     ANCHORS_CUDNN_BUDGET_S=${ANCHORS_CUDNN_BUDGET_S:-80} \
     ANCHORS_TORCH_BUDGET_S=${ANCHORS_TORCH_BUDGET_S:-50} ANCHORS_TARGET_MS=${ANCHORS_TARGET_MS:-40} \
-      timeout 300 bash "$(dirname "$0")/../run.sh" --gpu-only --gpu-build "$BUILD" --out "$OUT/grid"
+      timeout "$t" bash "$(dirname "$0")/../run.sh" --gpu-only --gpu-build "$BUILD" --out "$OUT/grid"
     grid_rc=$?
     echo "bench/run.sh --gpu-only: exit $grid_rc" | tee -a "$OUT/table.txt"
     [ "$grid_rc" = 0 ] || status=1
-  else
-    echo "grid not run: the tests or the sanitizers did not come out clean" | tee -a "$OUT/table.txt"
   fi
   cat "$OUT/table.txt"
 fi
