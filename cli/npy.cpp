@@ -310,7 +310,11 @@ std::vector<std::uint8_t> read_whole_file(const std::string& path) {
 
 FloatArray read_npy_floats(const std::string& path) {
   const std::vector<std::uint8_t> bytes = read_whole_file(path);
-  const NpyHeader h = parse_npy(bytes.data(), bytes.size(), path);
+  return npy_floats(bytes.data(), bytes.size(), path);
+}
+
+FloatArray npy_floats(const std::uint8_t* data, std::size_t size, const std::string& path) {
+  const NpyHeader h = parse_npy(data, size, path);
   if (h.kind != 'f' || (h.item_size != 2 && h.item_size != 4 && h.item_size != 8)) {
     throw Failure(quoted(path) + ": dtype " + dtype_name(h) +
                   " is not a float array (float32, or float16/float64 converted to float32); "
@@ -319,7 +323,7 @@ FloatArray read_npy_floats(const std::string& path) {
   FloatArray out;
   out.shape = h.shape;
   out.values.resize(h.element_count);
-  const std::uint8_t* p = bytes.data() + h.data_offset;
+  const std::uint8_t* p = data + h.data_offset;
   if (h.item_size == 4) {
     if (!out.values.empty()) std::memcpy(out.values.data(), p, h.element_count * 4);
   } else if (h.item_size == 2) {
@@ -348,7 +352,12 @@ FloatArray read_npy_floats(const std::string& path) {
 std::vector<std::int32_t> read_npy_lengths(const std::string& path,
                                            std::vector<std::int64_t>* shape) {
   const std::vector<std::uint8_t> bytes = read_whole_file(path);
-  const NpyHeader h = parse_npy(bytes.data(), bytes.size(), path);
+  return npy_lengths(bytes.data(), bytes.size(), path, shape);
+}
+
+std::vector<std::int32_t> npy_lengths(const std::uint8_t* data, std::size_t size,
+                                      const std::string& path, std::vector<std::int64_t>* shape) {
+  const NpyHeader h = parse_npy(data, size, path);
   if ((h.kind != 'i' && h.kind != 'u') ||
       (h.item_size != 1 && h.item_size != 2 && h.item_size != 4 && h.item_size != 8)) {
     throw Failure(quoted(path) + ": sequence lengths must be integers (int32 or int64), got " +
@@ -360,7 +369,7 @@ std::vector<std::int32_t> read_npy_lengths(const std::string& path,
   }
   *shape = h.shape;
   std::vector<std::int32_t> out(h.element_count);
-  const std::uint8_t* p = bytes.data() + h.data_offset;
+  const std::uint8_t* p = data + h.data_offset;
   const int n = static_cast<int>(h.item_size);
   for (std::size_t i = 0; i < h.element_count; ++i) {
     const std::uint64_t raw = read_le(p + i * h.item_size, n);

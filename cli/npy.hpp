@@ -46,11 +46,18 @@ struct FloatArray {
 /// float16 infinity or NaN stays what it is).  Throws Failure.
 FloatArray read_npy_floats(const std::string& path);
 
+/// read_npy_floats on a .npy image in memory (`path` names it in messages).
+FloatArray npy_floats(const std::uint8_t* data, std::size_t size, const std::string& path);
+
 /// A 1-D array of sequence lengths: any integer dtype (int32 and int64 are what NumPy
 /// gives), every value in [0, 2^31 - 1] (the library then checks them against the time).
 /// Throws Failure.
 std::vector<std::int32_t> read_npy_lengths(const std::string& path,
                                            std::vector<std::int64_t>* shape);
+
+/// read_npy_lengths on a .npy image in memory (`path` names it in messages).
+std::vector<std::int32_t> npy_lengths(const std::uint8_t* data, std::size_t size,
+                                      const std::string& path, std::vector<std::int64_t>* shape);
 
 /// The .npy image of a float32 array (header + data).
 std::vector<std::uint8_t> npy_image_float32(const float* values,

@@ -5,6 +5,9 @@ fuzz_model_file: small safetensors model images, valid (each dtype, 1-3 layers) 
 (truncated, bad JSON, duplicate key, overlapping offsets).
 fuzz_api: op sequences for fuzz_api.cpp's decoder (op byte, then its fields; 0 = default),
 so the fuzzer starts from calls that get past the argument checks.
+fuzz_npy: .npy images as numpy.save writes them (float32/64/16, int32/64 lengths, format
+versions 1.0 and 2.0, an empty array, a scalar) and a few it refuses (Fortran order,
+big-endian, truncated).
 """
 import json
 import os
@@ -180,7 +183,32 @@ def model_file_v2_seeds():
                    tweak=lambda h: h.pop("layers.0.reverse.b")))
 
 
+def npy(descr, shape, payload, version=1, fortran=False):
+    dims = "".join(f"{d}, " for d in shape).rstrip(" ") if len(shape) != 1 else f"{shape[0]},"
+    text = (f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': ({dims}), }}")
+    prefix = 10 if version == 1 else 12
+    text += " " * ((64 - (prefix + len(text) + 1) % 64) % 64) + "\n"
+    length = struct.pack("<H" if version == 1 else "<I", len(text))
+    return b"\x93NUMPY" + bytes([version, 0]) + length + text.encode() + payload
+
+
+def npy_seeds():
+    vals = [((i % 7) - 3) / 8.0 for i in range(24)]
+    write("fuzz_npy", "f4_2x3x4", npy("<f4", [2, 3, 4], struct.pack("<24f", *vals)))
+    write("fuzz_npy", "f8_2x3", npy("<f8", [2, 3], struct.pack("<6d", *vals[:6])))
+    write("fuzz_npy", "f2_4", npy("<f2", [4], struct.pack("<4e", *vals[:4])))
+    write("fuzz_npy", "i8_lengths", npy("<i8", [3], struct.pack("<3q", 0, 5, 9)))
+    write("fuzz_npy", "i4_lengths_v2", npy("<i4", [2], struct.pack("<2i", 1, 2), version=2))
+    write("fuzz_npy", "f4_empty", npy("<f4", [0, 3], b""))
+    write("fuzz_npy", "f4_scalar", npy("<f4", [], struct.pack("<f", 1.5)))
+    write("fuzz_npy", "f4_fortran", npy("<f4", [2, 2], struct.pack("<4f", *vals[:4]),
+                                        fortran=True))
+    write("fuzz_npy", "f4_big_endian", npy(">f4", [2], struct.pack(">2f", 1.0, 2.0)))
+    write("fuzz_npy", "f4_truncated", npy("<f4", [2, 3], struct.pack("<5f", *vals[:5])))
+
+
 if __name__ == "__main__":
+    npy_seeds()
     model_file_seeds()
     model_file_v2_seeds()
     api_seeds()

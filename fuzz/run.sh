@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 build=${FUZZ_BUILD:-build-fuzz}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_api fuzz_model_file)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_api fuzz_model_file fuzz_npy)
 
 for tool in clang clang++; do
   command -v "$tool" >/dev/null || { echo "fuzz/run.sh: $tool not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
@@ -30,7 +30,7 @@ export OPENBLAS_NUM_THREADS=1
 
 # fuzz_model_file: up to 4 MiB, so that it reaches large headers (the seeds include a
 # ~300 kB one); -len_control grows lengths from the seeds' sizes.
-declare -A max_len=([fuzz_api]=1024 [fuzz_model_file]=4194304)
+declare -A max_len=([fuzz_api]=1024 [fuzz_model_file]=4194304 [fuzz_npy]=65536)
 mkdir -p "$build/artifacts"
 for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t"
