@@ -474,7 +474,7 @@ SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
       fail(SLSTM_ERR_INVALID_ARGUMENT, "format: unknown value " + num(format));
     }
     if (size > 0) require_non_null(buf, "buf");
-    const slstm::Plan& plan = session->backend->plan();
+    const slstm::Plan plan = session->backend->plan();
     const std::string text = format == SLSTM_DESCRIBE_JSON ? plan.json() : plan.text();
     if (size > 0) {
       const std::size_t k = text.size() < size - 1 ? text.size() : size - 1;

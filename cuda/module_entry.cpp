@@ -29,9 +29,29 @@ using slstm::write_message;
 struct Handle {
   std::unique_ptr<Session> basic;
   std::unique_ptr<GenericSession> generic;
+  cudaStream_t caller_stream = nullptr;  // desc.cuda_stream
 };
 
 Handle& handle(void* session) { return *static_cast<Handle*>(session); }
+
+// A call cannot be captured into the caller's CUDA graph (either path synchronises, and
+// replays graphs of its own): refused before anything is enqueued, the capture left intact.
+void refuse_capture(const Handle& h) {
+  if (h.caller_stream == nullptr) return;  // the session's own stream: nobody captures it
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  const cudaError_t e = cudaStreamIsCapturing(h.caller_stream, &capturing);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail(SLSTM_ERR_BACKEND_FAILURE, std::string("cudaStreamIsCapturing (cuda_stream): ") +
+                                        cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+  }
+  if (capturing != cudaStreamCaptureStatusNone) {
+    fail(SLSTM_ERR_UNSUPPORTED,
+         "cuda_stream: the session's stream is being captured into a CUDA graph; a call "
+         "cannot be captured (it synchronises and replays graphs of its own): make the call "
+         "outside the capture");
+  }
+}
 
 // The basic path's session, for the entry points only it has (stream slots: the core keeps
 // the generic path's slots in host memory and never calls these for it).
@@ -66,6 +86,7 @@ std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, cha
   return module_firewall(msg, size, [&] {
     if (desc == nullptr || out == nullptr) fail(SLSTM_ERR_INTERNAL, "session_create: NULL");
     auto h = std::make_unique<Handle>();
+    h->caller_stream = static_cast<cudaStream_t>(desc->cuda_stream);
     if (desc->generic != 0) {
       h->generic = GenericSession::create(*desc);
     } else {
@@ -80,6 +101,7 @@ std::int32_t session_forward(void* session, const slstm_cuda_forward_desc* call,
   return module_firewall(msg, size, [&] {
     if (session == nullptr || call == nullptr) fail(SLSTM_ERR_INTERNAL, "session_forward: NULL");
     Handle& h = handle(session);
+    refuse_capture(h);
     if (h.generic) {
       h.generic->forward(*call);
     } else {
@@ -137,6 +159,7 @@ std::int32_t session_slot_forward(void* session, const slstm_cuda_forward_desc* 
     if (session == nullptr || call == nullptr || slot_ids == nullptr) {
       fail(SLSTM_ERR_INTERNAL, "session_slot_forward: NULL");
     }
+    refuse_capture(handle(session));
     basic_session(session, "session_slot_forward").forward_slots(*call, slot_ids);
   });
 }

@@ -22,7 +22,12 @@ void Session::forward(const slstm_cuda_forward_desc& c) { run(c, nullptr); }
 void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids) {
   DeviceGuard guard(device_);
   // The persistent kernel of an earlier call that returned before the kernel ran (device
-  // buffers on the caller's stream) gave up waiting: say so now, and stop using it.
+  // buffers on the caller's stream) gave up waiting: say so now, and stop using it. That
+  // call's work is waited for first: a failure seen later would be taken for this call's.
+  if (call_unsynced_) {
+    check(cudaEventSynchronize(ev_call_end_.get()), "cudaEventSynchronize (the previous call)");
+    call_unsynced_ = false;
+  }
   if (persistent_failed()) {
     turn_persistent_off();
     fail(SLSTM_ERR_BACKEND_FAILURE,
@@ -75,6 +80,10 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   }
   // 6. Host buffers (or no caller stream to synchronise on): wait and report.
   finish(host);
+  if (!host && !own_main_ && persistent_on()) {
+    check(cudaEventRecord(ev_call_end_.get(), main_), "cudaEventRecord (call end)");
+    call_unsynced_ = true;
+  }
   // 7. The persistent kernel gave up waiting: its results are invalid. Turn it off and run
   // the call again on the fused step (the same numbers it would have given) while its
   // inputs are intact: not after an in-place state update or with stream slots.
@@ -123,6 +132,14 @@ bool Session::persistent_failed() {
 // After a failure of the persistent kernel: every later call runs the fused step (the graphs
 // that launch the persistent kernel are dropped), once the failed call's work has drained.
 void Session::turn_persistent_off() {
+  // Every layer's streams too: a refused launch leaves the steps enqueued before it on the
+  // layers' streams, which never joined main_ (graphs off), and the call's retry must not
+  // reset the state under them.
+  for (LayerData& ld : layers_) {
+    const char* what = "cudaStreamSynchronize (persistent kernel failure)";
+    check(cudaStreamSynchronize(ld.rec.get()), what);
+    if (ld.proj) check(cudaStreamSynchronize(ld.proj.get()), what);
+  }
   check(cudaStreamSynchronize(main_), "cudaStreamSynchronize (persistent kernel failure)");
   persistent_off_ = true;
   graphs_.clear();

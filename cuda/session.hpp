@@ -240,6 +240,12 @@ class Session {
   Stream capture_;                  // private: graph capture and session-creation work
   Event ev_fork_;
   Event ev_len_;                    // the pinned lengths buffer may be overwritten after it
+  // A call that may have launched the persistent kernel and returned before it ran (device
+  // buffers on the caller's stream): ev_call_end_ follows its work, and the next call waits
+  // for it before anything else, so that a failure of that kernel is that call's, reported
+  // to the next one, never taken for the next call's own.
+  Event ev_call_end_;
+  bool call_unsynced_ = false;
   bool len_pending_ = false;
   // d_len_ holds len_uniform_time_ for its first len_uniform_rows_ rows (-1: not known).
   int len_uniform_time_ = -1;

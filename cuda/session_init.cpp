@@ -152,6 +152,7 @@ void Session::create_streams(void* caller_stream) {
   capture_ = non_blocking_stream();
   ev_fork_ = ordering_event();
   ev_len_ = ordering_event();
+  ev_call_end_ = ordering_event();
 }
 
 // Every layer's sizes, offsets and step plan, checked before anything big is allocated.

@@ -61,7 +61,9 @@ void Session::init_tuning(const slstm_cuda_session_desc& d) {
 
 std::vector<StepPath> Session::candidates(const LayerData& ld, int batch) const {
   std::vector<StepPath> c = {StepPath::kCublas};
-  if (ld.hbuf && rec_step_fits(batch, ld.hid)) c.push_back(StepPath::kFused);
+  // (cuda.fused=never keeps the fused step out; its buffer may exist for the persistent
+  // kernel's fallback.)
+  if (fused_mode_ != 0 && ld.hbuf && rec_step_fits(batch, ld.hid)) c.push_back(StepPath::kFused);
   if (persistent_on() && ld.plan.persistent(batch)) c.push_back(StepPath::kPersistent);
   return c;
 }

@@ -7,7 +7,10 @@
 #include <sstream>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace slstm_cuda {
 namespace {
@@ -84,20 +87,80 @@ bool read_file(const std::string& path, std::string* text, bool* exists, std::st
     *why = path + ": not a regular file";
     return false;
   }
+  const std::string too_large = path + ": larger than 16 MiB, not a tuning cache";
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxFile) {  // refused before a byte is read
+    *why = too_large;
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     *why = path + ": cannot be opened";
     return false;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  // At most one byte past the limit: a file that grew since stat is still refused.
+  text->assign(kMaxFile + 1, '\0');
+  in.read(&(*text)[0], static_cast<std::streamsize>(text->size()));
   if (in.bad()) {
     *why = path + ": read error";
     return false;
   }
-  *text = ss.str();
+  text->resize(static_cast<std::size_t>(in.gcount()));
   if (text->size() > kMaxFile) {
-    *why = path + ": larger than 16 MiB, not a tuning cache";
+    *why = too_large;
+    return false;
+  }
+  return true;
+}
+
+// Holds an exclusive flock on PATH.lock while it lives (several processes or sessions storing
+// into one cache file take turns: each merges what the others wrote).  Not locked when the
+// lock file cannot be made (a read-only folder: the store then fails on its own).
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) {
+    fd_ = ::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ >= 0) {
+      while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// Writes `text` to a new file beside `path` (mkstemp: a fresh name, never an existing file or
+// a link) and renames it over `path`.
+bool replace_file(const std::string& path, const std::string& text, std::string* why) {
+  std::string tmp = path + ".XXXXXX";
+  const int fd = ::mkstemp(&tmp[0]);
+  if (fd < 0) {
+    *why = path + ": cannot be written (" + std::strerror(errno) + ")";
+    return false;
+  }
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  const bool written = done == text.size() && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
+  const std::string write_error = std::strerror(errno);
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed) {
+    *why = path + ": write error (" + write_error + ")";
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    *why = path + ": cannot be replaced (" + std::strerror(errno) + ")";
+    ::unlink(tmp.c_str());
     return false;
   }
   return true;
@@ -130,8 +193,12 @@ bool TuneCache::parse(const std::string& text) {
       continue;
     }
     if (line.empty() || line[0] == '#') continue;
+    if (line.size() > kMaxLine) {  // before it is split: a line of TABs is not 10^6 fields
+      ++skipped_;
+      continue;
+    }
     const std::vector<std::string> f = split_tabs(line);
-    if (line.size() <= kMaxLine && f.size() == 6 && f[3].find(':') != std::string::npos) {
+    if (f.size() == 6 && f[3].find(':') != std::string::npos) {
       StackKey stack;
       if (!good_device(f[0]) || (f[1] != "fp32" && f[1] != "tf32") ||
           !parse_size(f[2], &stack.input) || !parse_stack(f[3]) ||
@@ -147,7 +214,7 @@ bool TuneCache::parse(const std::string& text) {
     }
     TuneKey key;
     StepPath path = StepPath::kCublas;
-    if (line.size() > kMaxLine || f.size() != 6 || !good_device(f[0]) ||
+    if (f.size() != 6 || !good_device(f[0]) ||
         (f[1] != "fp32" && f[1] != "tf32") || !parse_size(f[2], &key.input) ||
         !parse_size(f[3], &key.hidden) || !parse_size(f[4], &key.batch) ||
         !parse_path(f[5], &path)) {
@@ -192,32 +259,14 @@ bool TuneCache::load(const std::string& path, std::string* why) {
 }
 
 bool TuneCache::store(const std::string& path, std::string* why) const {
+  const FileLock lock(path);
   TuneCache merged;
   if (!merged.load(path, why)) return false;
-  for (const auto& [k, p] : entries_) merged.entries_[k] = p;
-  for (const auto& [k, whole] : stacks_) merged.stacks_[k] = whole;
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      *why = tmp + ": cannot be created (" + std::strerror(errno) + ")";
-      return false;
-    }
-    out << merged.serialize();
-    out.flush();
-    if (!out) {
-      *why = tmp + ": write error";
-      out.close();
-      std::remove(tmp.c_str());
-      return false;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    *why = path + ": cannot be replaced (" + std::strerror(errno) + ")";
-    std::remove(tmp.c_str());
-    return false;
-  }
-  return true;
+  // Only what this cache learned (put) goes over the file's entries: an entry it merely read
+  // from the file earlier may have been replaced there since, by another session.
+  for (const TuneKey& k : learned_) merged.entries_[k] = entries_.at(k);
+  for (const StackKey& k : learned_stacks_) merged.stacks_[k] = stacks_.at(k);
+  return replace_file(path, merged.serialize(), why);
 }
 
 bool TuneCache::find_stack(const StackKey& key, bool* whole) const {

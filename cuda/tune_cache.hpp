@@ -15,12 +15,16 @@
 // The first line is the header "# libstacklstm cuda tuning v1"; other lines
 // that start with '#' and empty lines are comments. A line that does not parse is skipped
 // (and dropped when the file is written again); an empty file is an empty cache; a file
-// without the header is not read (and not overwritten). Written whole to PATH.tmp, then
-// renamed over PATH.
+// without the header is not read (and not overwritten). A file above 16 MiB is refused
+// before it is read. Written whole to a fresh file beside PATH (mkstemp: PATH.XXXXXX), then
+// renamed over PATH, under an exclusive flock on PATH.lock (created once, left in place), so
+// that sessions and processes storing into one file take turns and each keeps the others'
+// entries.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 
@@ -67,23 +71,33 @@ class TuneCache {
   // Reads `path` into the cache (a missing file is an empty cache: true). False, with the
   // reason, when it exists but cannot be read or has no header.
   bool load(const std::string& path, std::string* why);
-  // Merges the entries already in `path` (if it is a cache file) under this cache's and writes
-  // the result; false, with the reason, when it cannot be written (nothing else changes).
+  // Writes `path`: the entries it holds (if it is a cache file) with those this cache learned
+  // (put, put_stack) over them; false, with the reason, when it cannot be written (nothing
+  // else changes).  Entries this cache only loaded are not written back: the file may hold
+  // newer ones for them.
   bool store(const std::string& path, std::string* why) const;
 
-  void put(const TuneKey& key, StepPath path) { entries_[key] = path; }
+  void put(const TuneKey& key, StepPath path) {
+    entries_[key] = path;
+    learned_.insert(key);
+  }
   // The path stored for key, if any.
   bool find(const TuneKey& key, StepPath* path) const;
   std::size_t size() const { return entries_.size(); }
   std::size_t skipped() const { return skipped_; }
   // Whether the whole stack ran faster as one persistent launch (true) than as its layers.
-  void put_stack(const StackKey& key, bool whole) { stacks_[key] = whole; }
+  void put_stack(const StackKey& key, bool whole) {
+    stacks_[key] = whole;
+    learned_stacks_.insert(key);
+  }
   bool find_stack(const StackKey& key, bool* whole) const;
   std::size_t stack_size() const { return stacks_.size(); }
 
  private:
   std::map<TuneKey, StepPath> entries_;
   std::map<StackKey, bool> stacks_;
+  std::set<TuneKey> learned_;
+  std::set<StackKey> learned_stacks_;
   std::size_t skipped_ = 0;
 };
 

@@ -81,8 +81,9 @@ class Backend {
   virtual slstm_backend kind() const = 0;
   // The choices this backend made for the session (src/plan.hpp): fixed at creation, except
   // where a backend says otherwise (CUDA: paths tuned on the device, a persistent kernel
-  // turned off after a failure).
-  virtual const Plan& plan() const { return plan_; }
+  // turned off after a failure).  A copy: callable from any thread, also while another
+  // thread's call runs (a backend whose plan changes serialises the two).
+  virtual Plan plan() const { return plan_; }
   // Whether calls may pass SLSTM_MEMORY_DEVICE buffers (the C API asks, instead of knowing
   // which backend kinds can).
   virtual bool takes_device_memory() const { return false; }

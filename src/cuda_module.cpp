@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -148,8 +149,9 @@ slstm_cuda_forward_desc to_desc(const ForwardCall& call) {
 // The stream slots of a CUDA session: the module keeps them in device memory.
 class CudaSlotStates final : public SlotStates {
  public:
-  CudaSlotStates(const slstm_cuda_module_table& table, void* session)
-      : table_(table), session_(session) {}
+  CudaSlotStates(const slstm_cuda_module_table& table, void* session,
+                 std::shared_ptr<std::mutex> live)
+      : table_(table), session_(session), live_(std::move(live)) {}
 
   void write(std::int64_t slot, const float* state, slstm_memory memory) override {
     char msg[kMessageSize] = {0};
@@ -166,6 +168,7 @@ class CudaSlotStates final : public SlotStates {
   void forward(const ForwardCall& call, const std::int64_t* slots) override {
     const slstm_cuda_forward_desc d = to_desc(call);
     char msg[kMessageSize] = {0};
+    const std::lock_guard<std::mutex> lock(*live_);  // (CudaBackend::plan)
     const std::int32_t st = table_.session_slot_forward(session_, &d, slots, msg, sizeof(msg));
     if (st != SLSTM_OK) fail_from_module(st, msg);
   }
@@ -173,6 +176,7 @@ class CudaSlotStates final : public SlotStates {
  private:
   const slstm_cuda_module_table& table_;
   void* session_;
+  std::shared_ptr<std::mutex> live_;
 };
 
 // The module's description of every layer (backend_module_abi.h).  *biases keeps the
@@ -290,6 +294,7 @@ class CudaBackend final : public Backend {
   void forward(const ForwardCall& call) override {
     const slstm_cuda_forward_desc d = to_desc(call);
     char msg[kMessageSize] = {0};
+    const std::lock_guard<std::mutex> lock(*live_);  // (plan)
     const std::int32_t status = table_.session_forward(session_, &d, msg, sizeof(msg));
     if (status != SLSTM_OK) fail_from_module(status, msg);
   }
@@ -304,7 +309,7 @@ class CudaBackend final : public Backend {
     char msg[kMessageSize] = {0};
     const std::int32_t st = table_.session_slots_init(session_, max_slots, msg, sizeof(msg));
     if (st != SLSTM_OK) fail_from_module(st, msg);
-    return std::make_unique<CudaSlotStates>(table_, session_);
+    return std::make_unique<CudaSlotStates>(table_, session_, live_);
   }
 
  private:
@@ -407,15 +412,18 @@ class CudaBackend final : public Backend {
     return out;
   }
 
-  // The plan as it stands now (see layer_plans).
-  const Plan& plan() const override {
+  // The plan as it stands now (see layer_plans).  The module changes it during calls (tuning,
+  // the persistent kernel turned off), so it is read between calls: a describe from another
+  // thread waits for a running call (live_ is held by every call that runs compute).
+  Plan plan() const override {
     if (generic_ ||
         (settings_.cuda_persistent == Settings::Persistent::kOff && !settings_.cuda_tune)) {
       return plan_;
     }
-    live_plan_ = plan_;
-    live_plan_.layers = layer_plans();
-    return live_plan_;
+    const std::lock_guard<std::mutex> lock(*live_);
+    Plan live = plan_;
+    live.layers = layer_plans();
+    return live;
   }
 
   // "1-4,7" for the set bits of a batch mask (bit b-1: batch b).
@@ -437,7 +445,8 @@ class CudaBackend final : public Backend {
   bool slots_enabled_ = false;  // cuda.slots=on
   bool generic_ = false;        // the stack runs on the generic path (cuda.generic)
   Settings settings_;
-  mutable Plan live_plan_;      // plan()'s answer when the layers' plans can change
+  // Held by every call that runs compute and by plan() (shared with the stream slots' calls).
+  std::shared_ptr<std::mutex> live_ = std::make_shared<std::mutex>();
 };
 
 }  // namespace

@@ -556,7 +556,9 @@ typedef struct slstm_session_options {
    *  (init: 0).  Ignored by the CPU backend. */
   int32_t allow_tf32;
   /** CUDA backend: a cudaStream_t owned by the caller that every call of the session runs
-   *  on, or NULL for a stream of the session's own (init: NULL).  Ignored by the CPU. */
+   *  on, or NULL for a stream of the session's own (init: NULL).  Ignored by the CPU.  A call
+   *  made while this stream is being captured into a CUDA graph returns
+   *  SLSTM_ERR_UNSUPPORTED and enqueues nothing (since 0.10). */
   void* cuda_stream;
   /** Keyed backend settings (since 0.2), NULL or "" for the defaults: "key=value" pairs
    *  separated by ';', ',' or spaces, at most 4096 bytes, e.g. "cpu.kernel=avx2;cuda.graphs=off".
@@ -696,7 +698,11 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  "settings" (object), "layers" (array of {"path", "reason", "params"}); all values are
  *  strings.  Copies the NUL-terminated text into buf[0..size) (truncated to fit) and stores
  *  its full length, excluding the NUL, in *out_length (may be NULL), snprintf-style; buf may
- *  be NULL when size is 0.  The text of one session does not change while it lives. */
+ *  be NULL when size is 0.  It may be called from any thread, also while another thread's
+ *  call runs on the session.  The text of a CPU session does not change while it lives; a
+ *  CUDA session's can with the keyed settings cuda.tune and cuda.persistent (paths tuned at a
+ *  batch's first call, the persistent kernel turned off after a failure), and there a
+ *  describe waits for a call running on another thread (since 0.10). */
 SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
                                               slstm_describe_format format, char* buf,
                                               size_t size, size_t* out_length);

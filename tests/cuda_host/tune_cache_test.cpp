@@ -3,13 +3,19 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <thread>
+#include <vector>
 
 #include "tune_cache.hpp"
 
@@ -57,8 +63,14 @@ struct TempDir {
     REQUIRE(p != nullptr);
     path = p;
   }
-  ~TempDir() {
-    for (const char* f : {"/cache", "/cache.tmp", "/other"}) std::remove((path + f).c_str());
+  ~TempDir() {  // every file in it (the cache, its lock, what a test put there)
+    if (DIR* d = opendir(path.c_str())) {
+      while (const dirent* e = readdir(d)) {
+        const std::string name = e->d_name;
+        if (name != "." && name != "..") std::remove((path + "/" + name).c_str());
+      }
+      closedir(d);
+    }
     rmdir(path.c_str());
   }
 };
@@ -182,8 +194,15 @@ TEST_CASE("tuning cache: store writes the file, merging what it held, and load r
   second.put(key(200, 1), StepPath::kPersistent);  // replaces the file's entry
   second.put(key(300, 1), StepPath::kFused);
   REQUIRE(second.store(path, &why));
-  struct stat st {};
-  CHECK(stat((path + ".tmp").c_str(), &st) != 0);  // renamed, not left behind
+  std::vector<std::string> files;  // the temporary renamed, not left behind
+  if (DIR* dir = opendir(d.path.c_str())) {
+    while (const dirent* e = readdir(dir)) {
+      if (e->d_name[0] != '.') files.push_back(e->d_name);
+    }
+    closedir(dir);
+  }
+  std::sort(files.begin(), files.end());
+  CHECK(files == std::vector<std::string>{"cache", "cache.lock"});
   TuneCache back;
   REQUIRE(back.load(path, &why));
   CHECK(back.size() == 3);
@@ -221,4 +240,103 @@ TEST_CASE("tuning cache: a file in a folder that does not exist cannot be writte
   TuneCache d;
   CHECK_FALSE(d.load("/", &why));  // a folder is not a cache file
   CHECK(why.find("not a regular file") != std::string::npos);
+}
+
+TEST_CASE("tuning cache: sessions storing into one file at once keep every entry, and none "
+          "fails",
+          "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  constexpr int kWriters = 4, kStores = 40;
+  std::vector<std::string> errors(kWriters);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      TuneCache c;  // one session's cache: each store adds one entry it learned
+      for (int i = 0; i < kStores; ++i) {
+        c.put(key(100 + w, i + 1), StepPath::kFused);
+        std::string why;
+        if (!c.store(path, &why)) errors[w] += why + "; ";
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  for (int w = 0; w < kWriters; ++w) CHECK(errors[w].empty());
+  TuneCache back;
+  std::string why;
+  REQUIRE(back.load(path, &why));
+  CHECK(back.size() == static_cast<std::size_t>(kWriters * kStores));
+  CHECK(back.skipped() == 0);
+}
+
+TEST_CASE("tuning cache: an entry a cache only read is not written back over a newer one",
+          "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  std::string why;
+  TuneCache first;
+  first.put(key(100, 1), StepPath::kCublas);
+  REQUIRE(first.store(path, &why));
+  TuneCache old_session;  // reads the file at its creation
+  REQUIRE(old_session.load(path, &why));
+  TuneCache new_session;
+  new_session.put(key(100, 1), StepPath::kPersistent);  // measured again since
+  REQUIRE(new_session.store(path, &why));
+  old_session.put(key(200, 1), StepPath::kFused);  // learns something else, then stores
+  REQUIRE(old_session.store(path, &why));
+  TuneCache back;
+  REQUIRE(back.load(path, &why));
+  StepPath p = StepPath::kCublas;
+  REQUIRE(back.find(key(100, 1), &p));
+  CHECK(p == StepPath::kPersistent);
+  REQUIRE(back.find(key(200, 1), &p));
+  CHECK(p == StepPath::kFused);
+}
+
+TEST_CASE("tuning cache: a file above 16 MiB is refused before it is read", "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  {
+    std::ofstream out(path);
+    out << TuneCache::kHeader << "\n";
+  }
+  // 64 GiB, sparse: reading it whole would take minutes or fail to allocate.
+  REQUIRE(truncate(path.c_str(), std::int64_t{64} << 30) == 0);
+  TuneCache c;
+  std::string why;
+  CHECK_FALSE(c.load(path, &why));
+  CHECK(why.find("larger than 16 MiB") != std::string::npos);
+  c.put(key(100, 1), StepPath::kFused);
+  CHECK_FALSE(c.store(path, &why));  // nor replaced
+  struct stat st {};
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK(st.st_size == (std::int64_t{64} << 30));
+}
+
+TEST_CASE("tuning cache: a line longer than 1 KiB is skipped, the others are kept", "[tune]") {
+  TuneCache c;
+  const std::string tabs(100000, '\t');
+  REQUIRE(c.parse(std::string(TuneCache::kHeader) + "\n" + tabs + "\n" +
+                  "NVIDIA H200 sm90 132sm\tfp32\t128\t100\t1\tfused\n"));
+  CHECK(c.size() == 1);
+  CHECK(c.skipped() == 1);
+}
+
+TEST_CASE("tuning cache: a link where a temporary file could be is not followed", "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  const std::string victim = d.path + "/victim";
+  {
+    std::ofstream out(victim);
+    out << "precious\n";
+  }
+  REQUIRE(symlink(victim.c_str(), (path + ".tmp").c_str()) == 0);
+  TuneCache c;
+  c.put(key(100, 1), StepPath::kFused);
+  std::string why;
+  REQUIRE(c.store(path, &why));
+  CHECK(slurp(victim) == "precious\n");
+  TuneCache back;
+  REQUIRE(back.load(path, &why));
+  CHECK(back.size() == 1);
 }

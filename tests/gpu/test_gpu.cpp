@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1013,6 +1015,43 @@ TEST_CASE("a persistent kernel that gives up waiting falls back to the fused ste
   CHECK(same_bits(state, want.final_state));
 }
 
+// An asynchronous call (device buffers on the caller's stream) returns before its persistent
+// kernel runs: when that kernel gives up, the next call on the session waits for it, reports
+// the earlier call's failure and does nothing; the call after runs on the fused step.
+TEST_CASE("a persistent kernel that gives up in an asynchronous call is reported to the next "
+          "call, not taken for its own",
+          "[gpu][persistent]") {
+  Model m = t::random_model(9, {257}, 19411, 1.0f);
+  const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19412);
+  Session fused = gpu_session_opts(m.get(), 2, 12, "cuda.fused=always");
+  const Result want = run_host(fused.get(), m.get(), in);
+  const CallerStream owned;
+  Session failing = gpu_session_opts(
+      m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0", owned.s);
+  DeviceBuffer d_in(in.input.size()), d_init(in.initial.size());
+  DeviceBuffer d_out(want.output.size()), d_final(want.final_state.size());
+  d_in.upload(in.input);
+  d_init.upload(in.initial);
+  CUDA_OK(cudaDeviceSynchronize());
+  slstm_forward_args a = args_for(m.get(), in);
+  a.memory = SLSTM_MEMORY_DEVICE;
+  a.input = d_in.p;
+  a.initial_state = d_init.p;
+  a.output = d_out.p;
+  a.output_count = d_out.n;
+  a.final_state = d_final.p;
+  a.final_state_count = d_final.n;
+  REQUIRE(slstm_session_forward(failing.get(), &a) == SLSTM_OK);  // returns before the kernel
+  std::vector<float> out = poisoned(want.output.size());
+  slstm_forward_args h = args_for(m.get(), in);
+  h.output = out.data();
+  h.output_count = out.size();
+  CHECK(slstm_session_forward(failing.get(), &h) == SLSTM_ERR_BACKEND_FAILURE);
+  CHECK(std::string(slstm_last_error()).find("an earlier call") != std::string::npos);
+  CHECK(same_bits(out, poisoned(out.size())));  // this call did nothing
+  check_same_bits(run_host(failing.get(), m.get(), in), want);
+}
+
 // A call without sequence lengths reuses the device's lengths when the previous upload was
 // such a call's of the same T and at least as many rows (the fast single call, issue 19):
 // every mix of calls with and without lengths, T and batch must still see its own lengths.
@@ -1067,7 +1106,7 @@ struct TempPath {
   }
   ~TempPath() {
     std::remove(path.c_str());
-    std::remove((path + ".tmp").c_str());
+    std::remove((path + ".lock").c_str());
   }
 };
 
@@ -1308,4 +1347,69 @@ TEST_CASE("the generic path takes 16-bit input and gives 16-bit output in device
     }
     CHECK(wrong == 0);
   }
+}
+
+// slstm_session_describe may be called from any thread while calls run; with tuning the
+// plan changes during calls, and a describe sees it before or after a call, whole.
+TEST_CASE("describe from another thread while tuned calls run gives a whole plan each time",
+          "[gpu][tune]") {
+  Model m = t::random_model(64, {256}, 19421, 1.0f);
+  Session s = gpu_session_opts(m.get(), 4, 8, "cuda.tune=on;cuda.persistent=on");
+  std::vector<Inputs> calls;
+  for (int b = 1; b <= 4; ++b) {
+    calls.push_back(make_inputs(m.get(), b, 8, SLSTM_BATCH_MAJOR, false, false, 19422 + b));
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::thread worker([&] {
+    for (int round = 0; round < 3; ++round) {
+      for (const Inputs& in : calls) {
+        std::vector<float> out(static_cast<std::size_t>(in.batch * in.time * 256));
+        slstm_forward_args a = args_for(m.get(), in);
+        a.output = out.data();
+        a.output_count = out.size();
+        if (slstm_session_forward(s.get(), &a) != SLSTM_OK) ++failures;
+      }
+    }
+    done = true;
+  });
+  int described = 0;
+  while (!done) {
+    const std::string j = t::describe_json(s.get());
+    CHECK(j.find("\"tuned_batches\": \"") != std::string::npos);
+    CHECK(j.back() == '}');
+    ++described;
+  }
+  worker.join();
+  CHECK(failures == 0);
+  CHECK(described > 0);
+  CHECK(layer_param(s.get(), "tuned_batches") == std::vector<std::string>{"1-4"});
+}
+
+// A session's call cannot be captured into the caller's CUDA graph: refused, naming
+// cuda_stream, with the capture left intact; after it the session works as before.
+TEST_CASE("a call on a caller stream that is being captured is refused and leaves the "
+          "capture intact",
+          "[gpu]") {
+  Model m = t::random_model(5, {7}, 19431, 1.0f);
+  const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19432);
+  const CallerStream owned;
+  Session s = gpu_session_opts(m.get(), 2, 3, "", owned.s);
+  DeviceBuffer d_in(in.input.size()), d_out(static_cast<std::size_t>(2 * 3 * 7));
+  d_in.upload(in.input);
+  CUDA_OK(cudaDeviceSynchronize());
+  slstm_forward_args a = args_for(m.get(), in);
+  a.memory = SLSTM_MEMORY_DEVICE;
+  a.input = d_in.p;
+  a.output = d_out.p;
+  a.output_count = d_out.n;
+  CUDA_OK(cudaStreamBeginCapture(owned.s, cudaStreamCaptureModeThreadLocal));
+  CHECK(slstm_session_forward(s.get(), &a) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(std::string(slstm_last_error()).find("cuda_stream") != std::string::npos);
+  cudaGraph_t graph = nullptr;
+  CHECK(cudaStreamEndCapture(owned.s, &graph) == cudaSuccess);  // still a valid capture
+  if (graph != nullptr) CUDA_OK(cudaGraphDestroy(graph));
+  Session cpu = cpu_session(m.get(), 2, 3);
+  require_close(run_device(s.get(), m.get(), in, owned.s), run_host(cpu.get(), m.get(), in),
+                kTolFp32);
 }
