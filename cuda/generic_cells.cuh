@@ -69,7 +69,12 @@ struct LstmStep {
 SLSTM_HD void lstm_step_element(const LstmStep& a, std::int64_t i) {
   const std::int64_t H = a.hidden;
   const std::int64_t b = i / H, u = i % H;
-  if (!a.rows.active(b)) return;
+  if (!a.rows.active(b)) {
+    // The projection's product reads every row of m: a row past its length gets zeros, not
+    // memory never written (its projected values are never used).
+    if (a.m != nullptr) a.m[b * H + u] = 0.0f;
+    return;
+  }
   const float* gx = a.gx + a.rows.row(a.rows.t(b), b) * 4 * H;
   const float* z = a.z + b * 4 * H;
   float pre[4];

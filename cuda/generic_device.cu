@@ -119,9 +119,9 @@ class CudaDevice final : public generic::Device {
     cudaGraphExec_t exec = graphs_.find(key.batch, key.time, key.layout, key.steps);
     if (exec == nullptr) {
       GraphExec captured = capture(enqueue, ctx);
-      if (!captured) {  // graphs off for good; this call's compute as plain launches
-        graphs_failed_ = true;
+      if (!captured) {  // this call's compute as plain launches
         enqueue(ctx);
+        graphs_failed_ = true;  // graphs off for good, once the compute itself ran
         return;
       }
       exec = graphs_.insert(key.batch, key.time, key.layout, key.steps, std::move(captured));
@@ -218,14 +218,17 @@ class CudaDevice final : public generic::Device {
   // enqueue(ctx) captured on capture_ and instantiated; empty when any step of it fails
   // (the failure cleared: the caller runs the compute as plain launches instead).
   GraphExec capture(void (*enqueue)(void*), void* ctx) {
+    // cuBLAS moves to the capture stream before the capture begins (its stream and workspace
+    // are set outside the graph).
+    bind_blas(capture_.get());
     if (cudaStreamBeginCapture(capture_.get(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       (void)cudaGetLastError();
+      bind_blas(stream_);
       return GraphExec();
     }
     cur_ = capture_.get();
     bool enqueued = true;
     try {
-      bind_blas(cur_);
       enqueue(ctx);
     } catch (...) {
       enqueued = false;

@@ -207,7 +207,13 @@ void Engine::forward(const slstm_cuda_forward_desc& c) {
   const std::size_t state_bytes = bytes_of(B * state_row_floats_);
   if (T == 0) {  // no step: final state = initial state, or zeros
     if (c.final_state != nullptr && c.final_state != c.initial_state) {
-      if (c.initial_state != nullptr) {
+      if (host) {  // (the device's zero is a memset on device memory)
+        if (c.initial_state != nullptr) {
+          std::memcpy(c.final_state, c.initial_state, state_bytes);
+        } else {
+          std::memset(c.final_state, 0, state_bytes);
+        }
+      } else if (c.initial_state != nullptr) {
         dev_.copy(c.final_state, c.initial_state, state_bytes, "final_state");
       } else {
         dev_.zero(c.final_state, state_bytes, "final_state");
@@ -255,6 +261,14 @@ void Engine::forward(const slstm_cuda_forward_desc& c) {
   rows.time = T;
   rows.time_major = c.layout == SLSTM_TIME_MAJOR ? 1 : 0;
   rows.lengths = lengths_;
+  // A recorded compute is keyed on its steps: with lengths that change from call to call,
+  // the longest row's length is rounded up to one of 8 buckets of T (steps past a row's
+  // length skip that row, as the rows shorter than the longest always do), so that a few
+  // graphs serve every call instead of one capture per call.
+  if (dev_.records() && steps > 0) {
+    const std::int64_t bucket = (T + 7) / 8;
+    steps = std::min<std::int64_t>(T, (steps + bucket - 1) / bucket * bucket);
+  }
   Compute compute{this, x, rows, steps};
   ComputeKey key;
   key.batch = B;
