@@ -14,7 +14,8 @@
 //   2  cluster DSMEM exchange: clusters of 2/4/8/16 CTAs, every CTA pushes its slice of an
 //      h vector (256 or 2048 floats) into every CTA's shared memory (map_shared_rank), then
 //      cluster.sync(); 10^4 rounds in one launch; ns per round (also a bare cluster.sync()
-//      loop, and as many clusters as fit at once).  The received values are checked.
+//      loop, a bare barrier.cluster loop: arrive.relaxed + wait, no fence, and as many
+//      clusters as fit at once).  The received values are checked.
 //   3  grid exchange through global memory: G = 8/32/66/132 co-resident CTAs (one per SM,
 //      cooperative launch after an occupancy check), per step every CTA writes its slice and
 //      (a) publishes a step-tagged flag (release/acquire, device scope) and waits for all
@@ -27,7 +28,8 @@
 //      H = 256/512/1024, B = 1..4, T = 1000, checked against a float64 CPU reference;
 //      µs per step, printed only when the output is right (else WRONG).
 //   6  today's library through the C API: T sweep for the seed stack (B = 10) and for
-//      H = 256, B = 1, host and device buffers, µs per call, least-squares fixed + per-step.
+//      H = 256, B = 1, host and device buffers, µs per call, least-squares fixed + per-step
+//      (over all T; the T = 1 median and the fit over T <= 32 in the note beside it).
 //
 // Output: one "MEAS" line per measurement while it runs, then a markdown table between
 // "=== TABLE BEGIN" and "=== TABLE END".  Exit status: 0 = everything measured and every
@@ -211,7 +213,29 @@ __device__ __forceinline__ bool mbar_try_wait(unsigned addr, unsigned parity) {
   return done != 0;
 }
 
-// mode 0: bare cluster.sync() per round; mode 1: push my slice of h into every CTA's buffer
+// cp.async (sm_80+): a 4-byte global -> shared copy that holds no register until it is read;
+// the issuing thread sees the data after cp.async.wait_group.
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_u32(smem)), "l"(gmem)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+// Waits until at most one of this thread's committed groups is still in flight.
+__device__ __forceinline__ void cp_async_wait_all_but_one() {
+  asm volatile("cp.async.wait_group 1;" ::: "memory");
+}
+
+// The bare cluster barrier of gpu-wave2.md §4 A2: arrive.relaxed orders no memory, so no fence
+// is issued before it (cg's cluster.sync() is arrive.release + wait.acquire: a MEMBAR first).
+__device__ __forceinline__ void cluster_barrier_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n\tbarrier.cluster.wait.aligned;" ::
+                   : "memory");
+}
+
+// mode 0: bare cluster.sync() per round; mode 3: bare barrier.cluster (arrive.relaxed + wait)
+// per round; mode 1: push my slice of h into every CTA's buffer
 // (double-buffered by round parity) + cluster.sync(); mode 2: the same push with st.async,
 // completing bytes on the receiver's mbarrier (one per buffer parity), and a bounded wait on
 // my own mbarrier instead of cluster.sync() (one-way: no barrier round trip).  h[e] of round r
@@ -257,17 +281,27 @@ __global__ void __launch_bounds__(kClusterThreads) dsmem_exchange(int nfloats, i
     const unsigned parity = static_cast<unsigned>((r - 1) >> 1) & 1u;
     if (!timed_out) {
       const long long start = clock64();
-      for (unsigned spins = 0; !mbar_try_wait(smem_u32(&mbar[cur]), parity); ++spins) {
-        if ((spins & 255u) == 0 && spin_out(start, st_budget_cycles, st)) {
+      for (unsigned spins = 0; !mbar_try_wait(smem_u32(&mbar[cur]), parity);) {
+        // The budget is checked every 64th failed poll (not on the first: no clock read and
+        // system-scope load in the common short wait).
+        if ((++spins & 63u) == 0 && spin_out(start, st_budget_cycles, st)) {
           timed_out = true;  // keep going without waiting: every CTA reaches the final sync
           break;
         }
       }
     }
+    // Every thread of the CTA is past this round's phase before thread 0 re-arms the barrier
+    // for round r + 2: a thread with nothing to push is otherwise held only by its own wait,
+    // could trail by two phases and then wait for one that never comes (a false TIMEOUT).
+    __syncthreads();
     if (threadIdx.x == 0 && r + 2 <= rounds) mbar_arrive_expect(smem_u32(&mbar[cur]), bytes);
   }
   for (int r = 1; r <= rounds && mode != 2; ++r) {
     const int cur = r & 1, prev = cur ^ 1;
+    if (mode == 3) {
+      cluster_barrier_relaxed();
+      continue;
+    }
     if (mode == 1) {
       for (int i = threadIdx.x; i < slice; i += blockDim.x) {
         const float v = buf[prev * nfloats + base + i] + 1.0f;
@@ -287,7 +321,7 @@ __global__ void __launch_bounds__(kClusterThreads) dsmem_exchange(int nfloats, i
   }
   // No CTA leaves while a peer may still write into its shared memory.
   if (mode == 2) cl.sync();
-  if (mode >= 1) {
+  if (mode == 1 || mode == 2) {
     const int last = rounds & 1;
     int wrong = 0;
     for (int i = threadIdx.x; i < nfloats; i += blockDim.x) {
@@ -346,10 +380,11 @@ bool part2(cudaStream_t s, DevStatus* st, bool quick) {
   const int rounds = quick ? 2000 : 10000;
   CK(P, "attributes", cudaFuncSetAttribute(dsmem_exchange, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
   for (int csize : {2, 4, 8, 16}) {
-    for (int variant : {0, 1, 2, 3, 4}) {
-      // bare sync; cluster.sync() push of 256 / 2048 floats; st.async + mbarrier 256 / 2048
-      const int mode = variant == 0 ? 0 : (variant <= 2 ? 1 : 2);
-      const int nfloats = variant == 0 ? 0 : (variant % 2 == 1 ? 256 : 2048);
+    for (int variant : {0, 5, 1, 2, 3, 4}) {
+      // bare cluster.sync(); bare barrier.cluster (relaxed); cluster.sync() push of 256 / 2048
+      // floats; st.async + mbarrier 256 / 2048
+      const int mode = variant == 0 ? 0 : variant == 5 ? 3 : (variant <= 2 ? 1 : 2);
+      const int nfloats = variant == 0 || variant == 5 ? 0 : (variant % 2 == 1 ? 256 : 2048);
       const int nf = nfloats == 0 ? 256 : nfloats;
       const size_t smem = 2 * static_cast<size_t>(nf) * sizeof(float);
       std::string why;
@@ -359,6 +394,7 @@ bool part2(cudaStream_t s, DevStatus* st, bool quick) {
         if (all && nfloats != 256) continue;  // "as many clusters as fit" only for 256 floats
         const std::string name = "cluster" + std::to_string(csize) +
                                  (mode == 0   ? std::string(" bare cluster.sync()")
+                                  : mode == 3 ? std::string(" bare barrier.cluster (relaxed)")
                                   : mode == 1 ? " push " + std::to_string(nfloats) + " floats + cluster.sync()"
                                               : " st.async " + std::to_string(nfloats) + " floats + mbarrier wait") +
                                  (all ? ", " + std::to_string(maxc) + " clusters at once" : ", 1 cluster");
@@ -404,18 +440,43 @@ __host__ __device__ __forceinline__ float step_value(int t, int e) {
   return static_cast<float>((t * 7 + e) & 0xFFFF);
 }
 
+// A relaxed (device-scope) 128-bit load of two step-tagged words: each 64-bit element is read
+// single-copy atomically (a vector access is a set of element accesses), so a word's tag and
+// value always belong together.
+__device__ __forceinline__ ulonglong2 ld_relaxed_v2(const unsigned long long* p) {
+  ulonglong2 v;
+  asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];"
+               : "=l"(v.x), "=l"(v.y)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+
+__device__ __forceinline__ bool tagged(ulonglong2 w, int t) {
+  return static_cast<unsigned>(w.x >> 32) == static_cast<unsigned>(t) &&
+         static_cast<unsigned>(w.y >> 32) == static_cast<unsigned>(t);
+}
+
 // mode 0: grid.sync(); 1: per-CTA step flag (release store / acquire polls) after the data;
 // 2: step-tagged 64-bit words {value bits, step} polled by the readers.  Per step every CTA
-// writes its slice of n floats, waits for the step, then reads and checks all n.
+// writes its slice of N floats, waits for the step, then reads and checks all N.  N is a
+// template parameter so that each thread's reads are a compile-time count of 128-bit loads
+// (N/1024 float4, or N/512 pairs of tagged words), unrolled and all issued before the first
+// compare: one L2 round trip per step, not N/256 dependent ones.
+template <int N>
 __global__ void __launch_bounds__(kGridThreads, 1)
-    grid_exchange(int mode, int n, int steps, int warm, float* hb, unsigned long long* hb64,
+    grid_exchange(int mode, int steps, int warm, float* hb, unsigned long long* hb64,
                   unsigned* flags, DevStatus* st, long long budget) {
+  static_assert(N % (4 * kGridThreads) == 0 && N / (4 * kGridThreads) <= 4, "N/1024 in 1..4");
+  constexpr int V4 = N / (4 * kGridThreads);  // float4 loads per thread (modes 0, 1)
+  constexpr int V2 = N / (2 * kGridThreads);  // 2-word loads per thread (mode 2), <= 8
   __shared__ int abort_cta;
   __shared__ int wrong_cta;
   const int G = static_cast<int>(gridDim.x);
   const int g = static_cast<int>(blockIdx.x);
-  const int slice = (n + G - 1) / G;
-  const int lo = g * slice, hi = min(n, lo + slice);
+  const int tid = static_cast<int>(threadIdx.x);
+  const int slice = (N + G - 1) / G;
+  const int lo = g * slice, hi = min(N, lo + slice);
   if (threadIdx.x == 0) {
     abort_cta = 0;
     wrong_cta = 0;
@@ -430,35 +491,54 @@ __global__ void __launch_bounds__(kGridThreads, 1)
     }
     const int par = t & 1;
     if (mode == 2) {
-      for (int e = lo + static_cast<int>(threadIdx.x); e < hi; e += blockDim.x) {
+      for (int e = lo + tid; e < hi; e += blockDim.x) {
         const float v = step_value(t, e);
         const unsigned long long w =
             (static_cast<unsigned long long>(t) << 32) | __float_as_uint(v);
-        cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> a(hb64[par * n + e]);
+        cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> a(hb64[par * N + e]);
         a.store(w, cuda::memory_order_relaxed);
       }
-      int wrong = 0;
-      const long long start = clock64();
-      for (int e = static_cast<int>(threadIdx.x); e < n; e += blockDim.x) {
-        cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> a(hb64[par * n + e]);
-        unsigned long long w = a.load(cuda::memory_order_relaxed);
-        while (static_cast<unsigned>(w >> 32) != static_cast<unsigned>(t)) {
-          if (spin_out(start, budget, st)) {
+      // Words 2 (tid + k kGridThreads) and the next: all loads first, then re-poll only the
+      // pairs whose tag is not yet t.
+      const unsigned long long* src = hb64 + par * N;
+      ulonglong2 w[V2];
+#pragma unroll
+      for (int k = 0; k < V2; ++k) w[k] = ld_relaxed_v2(src + 2 * (tid + k * kGridThreads));
+      unsigned pending = 0;
+#pragma unroll
+      for (int k = 0; k < V2; ++k) pending |= tagged(w[k], t) ? 0u : 1u << k;
+      if (pending != 0) {
+        const long long start = clock64();
+        for (unsigned spins = 0; pending != 0;) {
+          if ((++spins & 63u) == 0 && spin_out(start, budget, st)) {
             abort_cta = 1;
             break;
           }
-          w = a.load(cuda::memory_order_relaxed);
+#pragma unroll
+          for (int k = 0; k < V2; ++k) {
+            if (pending & (1u << k)) w[k] = ld_relaxed_v2(src + 2 * (tid + k * kGridThreads));
+          }
+          pending = 0;
+#pragma unroll
+          for (int k = 0; k < V2; ++k) pending |= tagged(w[k], t) ? 0u : 1u << k;
         }
-        if (abort_cta) break;
-        if (__uint_as_float(static_cast<unsigned>(w)) != step_value(t, e)) ++wrong;
       }
-      if (wrong) atomicAdd(&wrong_cta, wrong);
+      if (pending == 0) {
+        int wrong = 0;
+#pragma unroll
+        for (int k = 0; k < V2; ++k) {
+          const int e = 2 * (tid + k * kGridThreads);
+          wrong += __uint_as_float(static_cast<unsigned>(w[k].x)) != step_value(t, e);
+          wrong += __uint_as_float(static_cast<unsigned>(w[k].y)) != step_value(t, e + 1);
+        }
+        if (wrong) atomicAdd(&wrong_cta, wrong);
+      }
       // Orders this step's reads before the next step's overwrite of the other parity.
       __threadfence();
       __syncthreads();
     } else {
-      for (int e = lo + static_cast<int>(threadIdx.x); e < hi; e += blockDim.x) {
-        __stcg(&hb[par * n + e], step_value(t, e));
+      for (int e = lo + tid; e < hi; e += blockDim.x) {
+        __stcg(&hb[par * N + e], step_value(t, e));
       }
       if (mode == 0) {
         cg::this_grid().sync();
@@ -468,11 +548,12 @@ __global__ void __launch_bounds__(kGridThreads, 1)
           cuda::atomic_ref<unsigned, cuda::thread_scope_device> f(flags[g * kFlagStride]);
           f.store(static_cast<unsigned>(t), cuda::memory_order_release);
         }
-        for (int j = static_cast<int>(threadIdx.x); j < G; j += blockDim.x) {
+        for (int j = tid; j < G; j += blockDim.x) {
           cuda::atomic_ref<unsigned, cuda::thread_scope_device> f(flags[j * kFlagStride]);
+          if (f.load(cuda::memory_order_acquire) >= static_cast<unsigned>(t)) continue;
           const long long start = clock64();
-          while (f.load(cuda::memory_order_acquire) < static_cast<unsigned>(t)) {
-            if (spin_out(start, budget, st)) {
+          for (unsigned spins = 0; f.load(cuda::memory_order_acquire) < static_cast<unsigned>(t);) {
+            if ((++spins & 63u) == 0 && spin_out(start, budget, st)) {
               abort_cta = 1;
               break;
             }
@@ -481,9 +562,16 @@ __global__ void __launch_bounds__(kGridThreads, 1)
         __syncthreads();
       }
       if (!abort_cta) {
+        const float4* src = reinterpret_cast<const float4*>(hb + par * N);
+        float4 v[V4];
+#pragma unroll
+        for (int k = 0; k < V4; ++k) v[k] = __ldcg(src + tid + k * kGridThreads);
         int wrong = 0;
-        for (int e = static_cast<int>(threadIdx.x); e < n; e += blockDim.x) {
-          if (__ldcg(&hb[par * n + e]) != step_value(t, e)) ++wrong;
+#pragma unroll
+        for (int k = 0; k < V4; ++k) {
+          const int e = 4 * (tid + k * kGridThreads);
+          wrong += (v[k].x != step_value(t, e)) + (v[k].y != step_value(t, e + 1)) +
+                   (v[k].z != step_value(t, e + 2)) + (v[k].w != step_value(t, e + 3));
         }
         if (wrong) atomicAdd(&wrong_cta, wrong);
       }
@@ -504,12 +592,17 @@ __global__ void __launch_bounds__(kGridThreads, 1)
 bool part3(cudaStream_t s, DevStatus* st, bool quick) {
   const char* P = "3";
   const int steps = quick ? 2000 : 10000, warm = 100;
-  CK(P, "attributes", cudaFuncSetAttribute(grid_exchange, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(kOneCtaPerSmSmem)));
-  int per_sm = 0;
-  CK(P, "occupancy", cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, grid_exchange, kGridThreads,
-                                                                    kOneCtaPerSmSmem));
-  info(P, "co-resident CTAs/SM of the exchange kernel (256 threads, 120 KB smem)", std::to_string(per_sm));
+  int per_sm = 1 << 30;  // the smaller of the two instantiations' (N = 1024, 4096)
+  for (auto kern : {grid_exchange<1024>, grid_exchange<4096>}) {
+    CK(P, "attributes", cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(kOneCtaPerSmSmem)));
+    int k_per_sm = 0;
+    CK(P, "occupancy", cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k_per_sm, kern, kGridThreads,
+                                                                      kOneCtaPerSmSmem));
+    per_sm = std::min(per_sm, k_per_sm);
+  }
+  info(P, "co-resident CTAs/SM of the exchange kernel (256 threads, 120 KB smem)",
+       std::to_string(per_sm));
   const int nmax = 4096;
   float* hb = nullptr;
   unsigned long long* hb64 = nullptr;
@@ -523,6 +616,7 @@ bool part3(cudaStream_t s, DevStatus* st, bool quick) {
   const char* mode_name[3] = {"grid.sync()", "step flags (release/acquire)", "step-tagged 64-bit data"};
   bool okay = true;
   for (int n : {1024, 4096}) {
+    const auto kern = n == 1024 ? grid_exchange<1024> : grid_exchange<4096>;
     for (int G : sizes) {
       for (int mode : {0, 1, 2}) {
         const std::string name = std::string(mode_name[mode]) + ", " + std::to_string(G) + " CTAs, " +
@@ -549,8 +643,8 @@ bool part3(cudaStream_t s, DevStatus* st, bool quick) {
         attr[0].val.cooperative = 1;
         cfg.attrs = attr;
         cfg.numAttrs = 1;
-        const cudaError_t le = cudaLaunchKernelEx(&cfg, grid_exchange, mode, n, steps, warm, hb, hb64,
-                                                  flags, st, g_dev.spin_budget);
+        const cudaError_t le = cudaLaunchKernelEx(&cfg, kern, mode, steps, warm, hb, hb64, flags,
+                                                  st, g_dev.spin_budget);
         if (le != cudaSuccess) {
           cudaGetLastError();
           bad(P, name, "ERROR", std::string("cooperative launch: ") + cudaGetErrorString(le));
@@ -714,14 +808,20 @@ __device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + expf(-x))
 // One layer, T steps.  Each CTA owns UPW*WARPS whole cells (units); warp w, lane l holds
 // W_h[q*H + u][l + 32 j] (gate q, unit u, j < H/32) in registers for the whole sequence.
 // Per step: every lane multiplies its weights with h_{t-1} (all B rows, from shared memory),
-// a warp all-reduce gives the 4 gate sums of each unit and row, lane b adds z_x[t] and runs
-// the cell (c in a register), writes y[t] and sends h to every CTA:
-//   kExSync:  DSMEM stores into every CTA of the cluster + cluster.sync();
+// a warp all-reduce gives the 4 gate sums of each unit and row, lane b adds z_x[t] (copied
+// one step ahead, at the top of step t-1, into shared memory with cp.async: at H = 1024 z_x is
+// 65.5 MB, more than L2, so a load on the step's critical path would wait on HBM; a register
+// double buffer spills at 512 threads, B = 4) and runs the cell (c in a register), writes
+// y[t] and sends h to every CTA:
+//   kExSync:  DSMEM stores into every CTA of the cluster, then the cluster barrier split:
+//             arrive.release, the y[t] store, wait.acquire (the release fence that
+//             cluster.sync() issues covers the DSMEM stores, not this step's y store);
 //   kExAsync: st.async into the peers' shared memory completing bytes on their mbarrier (one
 //             per parity), a plain local store + __syncthreads(), a bounded wait on my own
 //             mbarrier (one-way, no cluster barrier per step);
-//   kExFlags: a co-resident grid: global memory + a step flag per CTA (release/acquire,
-//             bounded spins), then every CTA copies h into its shared memory.
+//   kExFlags: a co-resident grid (one CTA per SM): global memory + a step flag per CTA
+//             (release/acquire, bounded spins), then every CTA copies h into its shared
+//             memory (all its float4 loads issued before the first shared store).
 // z_x holds the input projection with the bias: [T][kProtoBRef][4H], canonical gate order.
 constexpr int kExSync = 0, kExAsync = 1, kExFlags = 2;
 template <int H, int UPW, int WARPS, int B, int EX>
@@ -731,9 +831,11 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
   constexpr int KJ = H / 32;
   constexpr int UPC = UPW * WARPS;
   constexpr bool CLUSTER = EX != kExFlags;
-  __shared__ float hs[2][B][H];
+  __shared__ alignas(16) float hs[2][B][H];
+  __shared__ float zs[2][WARPS][B][UPW * 4];  // z_x[t] for lane b < B of each warp, by parity
   __shared__ alignas(8) unsigned long long mbar[2];
   __shared__ int abort_cta;
+  const int tid = static_cast<int>(threadIdx.x);
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   int rank = static_cast<int>(blockIdx.x), nctas = static_cast<int>(gridDim.x);
   if constexpr (CLUSTER) {
@@ -771,6 +873,25 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
   } else {
     __syncthreads();
   }
+  // Lane b < B copies z_x[t][b] of this warp's units into zs[t & 1][warp][b] (one commit
+  // group per step, empty for the other lanes and past the last step).
+  const float* zrow = zx + static_cast<size_t>(min(lane, B - 1)) * 4 * H;
+  constexpr size_t kZStep = static_cast<size_t>(kProtoBRef) * 4 * H;
+  auto fetch_z = [&](int t) {
+    if (lane < B && t < T) {
+      const float* z = zrow + static_cast<size_t>(t) * kZStep;
+#pragma unroll
+      for (int uu = 0; uu < UPW; ++uu)
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          cp_async4(&zs[t & 1][warp][lane][uu * 4 + q], z + q * H + rank * UPC + warp * UPW + uu);
+    }
+    cp_async_commit();
+  };
+  fetch_z(0);
+  float hy[UPW];  // kExSync: lane b's h of this step, stored to y after the barrier's arrive
+#pragma unroll
+  for (int uu = 0; uu < UPW; ++uu) hy[uu] = 0.0f;
   const bool timer = blockIdx.x == 0 && threadIdx.x == 0;
   long long t0 = 0, c0 = 0;
   if (timer) {
@@ -780,6 +901,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
   bool timed_out = false;
   for (int t = 0; t < T; ++t) {
     const int cur = t & 1, prev = cur ^ 1;
+    fetch_z(t + 1);  // the next step's z_x, off this step's critical path
     float acc[UPW][4][B];
 #pragma unroll
     for (int uu = 0; uu < UPW; ++uu)
@@ -806,19 +928,24 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
         for (int b = 0; b < B; ++b)
 #pragma unroll
           for (int off = 16; off > 0; off >>= 1) acc[uu][q][b] += __shfl_xor_sync(0xffffffffu, acc[uu][q][b], off);
+    cp_async_wait_all_but_one();  // this step's z_x (issued a step ago) is in zs[cur]
 #pragma unroll
     for (int uu = 0; uu < UPW; ++uu) {
       const int u = rank * UPC + warp * UPW + uu;
 #pragma unroll
       for (int b = 0; b < B; ++b) {
         if (lane == b) {
-          const float* z = zx + (static_cast<size_t>(t) * kProtoBRef + b) * 4 * H;
-          const float zi = acc[uu][0][b] + z[u], zf = acc[uu][1][b] + z[H + u];
-          const float zg = acc[uu][2][b] + z[2 * H + u], zo = acc[uu][3][b] + z[3 * H + u];
+          const float* z = &zs[cur][warp][b][uu * 4];
+          const float zi = acc[uu][0][b] + z[0], zf = acc[uu][1][b] + z[1];
+          const float zg = acc[uu][2][b] + z[2], zo = acc[uu][3][b] + z[3];
           const float cn = c[uu] * sigm(zf + kForgetBias) + sigm(zi) * tanhf(zg);
           c[uu] = cn;
           const float hn = tanhf(cn) * sigm(zo);
-          y[(static_cast<size_t>(t) * B + b) * H + u] = hn;
+          if constexpr (EX == kExSync) {
+            hy[uu] = hn;
+          } else {
+            y[(static_cast<size_t>(t) * B + b) * H + u] = hn;
+          }
           if constexpr (EX == kExSync) {
             for (int p = 0; p < nctas; ++p) {
               float* remote = cg::this_cluster().map_shared_rank(&hs[cur][b][u], static_cast<unsigned>(p));
@@ -837,14 +964,21 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
       }
     }
     if constexpr (EX == kExSync) {
-      cg::this_cluster().sync();
+      // cluster.sync() split so that its release fence does not wait for this step's y store.
+      asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+      if (lane < B) {
+#pragma unroll
+        for (int uu = 0; uu < UPW; ++uu)
+          y[(static_cast<size_t>(t) * B + lane) * H + rank * UPC + warp * UPW + uu] = hy[uu];
+      }
+      asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
     } else if constexpr (EX == kExAsync) {
       __syncthreads();  // my own units' h (plain local stores) for every warp
       if (!timed_out) {
         const long long start = clock64();
         const unsigned parity = static_cast<unsigned>(t >> 1) & 1u;
-        for (unsigned spins = 0; !mbar_try_wait(smem_u32(&mbar[cur]), parity); ++spins) {
-          if ((spins & 255u) == 0 && spin_out(start, budget, st)) {
+        for (unsigned spins = 0; !mbar_try_wait(smem_u32(&mbar[cur]), parity);) {
+          if ((++spins & 63u) == 0 && spin_out(start, budget, st)) {
             timed_out = true;  // go on without waiting: every CTA reaches the final sync
             break;
           }
@@ -857,11 +991,13 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
         cuda::atomic_ref<unsigned, cuda::thread_scope_device> f(flags[rank * kFlagStride]);
         f.store(static_cast<unsigned>(t + 1), cuda::memory_order_release);
       }
-      for (int j = static_cast<int>(threadIdx.x); j < nctas; j += blockDim.x) {
+      for (int j = tid; j < nctas; j += blockDim.x) {
         cuda::atomic_ref<unsigned, cuda::thread_scope_device> f(flags[j * kFlagStride]);
+        const unsigned want = static_cast<unsigned>(t + 1);
+        if (f.load(cuda::memory_order_acquire) >= want) continue;
         const long long start = clock64();
-        while (f.load(cuda::memory_order_acquire) < static_cast<unsigned>(t + 1)) {
-          if (spin_out(start, budget, st)) {
+        for (unsigned spins = 0; f.load(cuda::memory_order_acquire) < want;) {
+          if ((++spins & 63u) == 0 && spin_out(start, budget, st)) {
             abort_cta = 1;
             break;
           }
@@ -869,9 +1005,19 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
       }
       __syncthreads();
       if (abort_cta) break;
-      for (int i = static_cast<int>(threadIdx.x); i < B * H; i += blockDim.x) {
-        (&hs[cur][0][0])[i] = __ldcg(&hglob[static_cast<size_t>(cur) * B * H + i]);
-      }
+      // h (B*H floats) into shared memory: every thread's PER float4 loads (and one more for
+      // the first REM threads) are issued before its first shared store.
+      constexpr int kThreads = WARPS * 32, Q = B * H / 4;
+      constexpr int PER = Q / kThreads, REM = Q % kThreads;
+      const float4* src = reinterpret_cast<const float4*>(hglob + static_cast<size_t>(cur) * B * H);
+      float4* dst = reinterpret_cast<float4*>(&hs[cur][0][0]);
+      float4 hv[PER + 1];
+#pragma unroll
+      for (int k = 0; k < PER; ++k) hv[k] = __ldcg(src + tid + k * kThreads);
+      if (REM > 0 && tid < REM) hv[PER] = __ldcg(src + PER * kThreads + tid);
+#pragma unroll
+      for (int k = 0; k < PER; ++k) dst[tid + k * kThreads] = hv[k];
+      if (REM > 0 && tid < REM) dst[PER * kThreads + tid] = hv[PER];
       __syncthreads();
     }
   }
@@ -971,7 +1117,8 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
   const std::string name = std::string("LSTM H=") + std::to_string(H) + " B=" + std::to_string(B) + " T=" +
                            std::to_string(kProtoT) + ", " + std::to_string(nctas) + " CTAs x " +
                            std::to_string(WARPS * 32) + " threads, " +
-                           (EX == kExSync    ? "one cluster, DSMEM stores + cluster.sync()"
+                           (EX == kExSync    ? "one cluster, DSMEM stores + cluster barrier "
+                                               "(arrive.release, y store, wait.acquire)"
                             : EX == kExAsync ? "one cluster, st.async + mbarrier"
                                              : "grid, step flags");
   cudaFuncAttributes fa{};
@@ -986,6 +1133,9 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
   cfg.gridDim = dim3(nctas);
   cfg.blockDim = dim3(WARPS * 32);
   cfg.stream = s;
+  // The grid prototype: unused dynamic shared memory (as part 3's) over half an SM's, so that
+  // one CTA fits per SM (its registers and static shared memory would allow 4-8).
+  if (!CLUSTER) cfg.dynamicSmemBytes = kOneCtaPerSmSmem;
   cudaLaunchAttribute attr[1];
   if (CLUSTER) {
     if (nctas > 8 && cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
@@ -1006,11 +1156,21 @@ void proto_run(cudaStream_t s, DevStatus* st, ProtoData& d) {
     attr[0].val.clusterDim.z = 1;
   } else {
     int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, WARPS * 32, 0) != cudaSuccess ||
-        per_sm * g_dev.sms < nctas) {
+    const cudaError_t ae = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(kOneCtaPerSmSmem));
+    const cudaError_t oe = ae != cudaSuccess ? ae
+                           : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                                 &per_sm, kern, WARPS * 32, kOneCtaPerSmSmem);
+    if (oe != cudaSuccess || per_sm != 1) {
       cudaGetLastError();
-      bad(P, name, "SKIP", "not co-resident: " + std::to_string(per_sm) + " CTA/SM x " +
-                               std::to_string(g_dev.sms) + " SMs < " + std::to_string(nctas));
+      bad(P, name, "ERROR", "not one CTA per SM with 120 KB dynamic smem: " +
+                                (oe != cudaSuccess ? std::string(cudaGetErrorString(oe))
+                                                   : std::to_string(per_sm) + " CTA/SM"));
+      return;
+    }
+    if (g_dev.sms < nctas) {
+      bad(P, name, "SKIP", "not co-resident one per SM: " + std::to_string(g_dev.sms) +
+                               " SMs < " + std::to_string(nctas) + " CTAs");
       return;
     }
     regs += ", " + std::to_string(per_sm) + " CTA/SM co-resident";
@@ -1242,19 +1402,34 @@ bool part6(bool quick) {
         xs.push_back(static_cast<double>(T));
         ys.push_back(med);
       }
-      if (xs.size() >= 3) {
-        const double n = static_cast<double>(xs.size());
-        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+      // Unweighted least squares over the points with T <= tmax: {fixed, per step}.
+      auto fit = [&](double tmax, double* fixed, double* slope) {
+        double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
         for (size_t i = 0; i < xs.size(); ++i) {
+          if (xs[i] > tmax) continue;
+          n += 1;
           sx += xs[i];
           sy += ys[i];
           sxx += xs[i] * xs[i];
           sxy += xs[i] * ys[i];
         }
-        const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
-        const double fixed = (sy - slope * sx) / n;
-        ok(P, lc.label + ", " + mem + ": fixed cost (least squares)", fixed, "us/call", "", 1);
-        ok(P, lc.label + ", " + mem + ": per-step cost (least squares)", slope, "us/step", "", 3);
+        if (n < 3) return false;
+        *slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+        *fixed = (sy - *slope * sx) / n;
+        return true;
+      };
+      double fixed = 0, slope = 0, fixed32 = 0, slope32 = 0;
+      if (fit(1e30, &fixed, &slope)) {
+        // The fit over all T is dominated by the large T (a few % of error there is more than
+        // the whole fixed cost): the T = 1 median and the fit over T <= 32 go beside it.
+        std::string note = "unweighted fit over T = " + std::to_string(Ts.front()) + ".." +
+                           std::to_string(Ts.back());
+        if (xs.front() == 1) note += "; T = 1 median " + fmt(ys.front(), 1) + " us";
+        const bool small = fit(32, &fixed32, &slope32);
+        if (small) note += "; fit over T <= 32: " + fmt(fixed32, 1) + " us";
+        ok(P, lc.label + ", " + mem + ": fixed cost (least squares)", fixed, "us/call", note, 1);
+        ok(P, lc.label + ", " + mem + ": per-step cost (least squares)", slope, "us/step",
+           small ? "fit over T <= 32: " + fmt(slope32, 3) + " us/step" : "", 3);
       }
     }
     slstm_session_destroy(sess);
