@@ -131,11 +131,18 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
 
   const int n_x = BMAX * K;
   float h_last = 0.0f;  // the owner's latest h (finalize)
+  // Whether every wait succeeded: the same in every thread (each wait_for returns what all
+  // read after its barrier). The finalize tests it, not `stop`, which another thread of the
+  // CTA may already be setting in the finalize's own wait.
+  bool ok = true;
   for (int t = a.t0; t < a.t1; ++t) {
     // Before step t: this layer's CTAs are done with step t - 1, the layer below (when it
     // feeds this one in the launch) with step t (persistent_wait).
     const PersistentWait w = persistent_wait(begin, a.layers, ctas, li, KX > 0, t, a.t0);
-    if (w.any() && !wait_for(a, w, &stop)) break;  // results invalid; *status tells the host
+    if (w.any() && !wait_for(a, w, &stop)) {  // results invalid; *status tells the host
+      ok = false;
+      break;
+    }
     const bool even = (t & 1) == 0;
     const float* h_prev = even ? L.h_even : L.h_odd;
     float* h_next = even ? L.h_odd : L.h_even;
@@ -196,7 +203,7 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   if (owner) L.c[i_own] = c;
   // finalize: the last h went to h_odd; once no CTA of the layer reads h_even any more (all
   // have published the last step), each owner puts its h there too (no copy after the launch).
-  if (a.finalize && stop == 0 && ((a.t1 - 1) & 1) == 0 &&
+  if (a.finalize && ok && ((a.t1 - 1) & 1) == 0 &&
       wait_for(a, persistent_final_wait(begin, a.layers, ctas, li, a.t1), &stop) && owner) {
     __stcg(L.h_even + i_own, h_last);
   }
@@ -230,11 +237,19 @@ int persistent_ctas_per_sm(int batch, std::size_t smem) {
     (void)cudaGetLastError();
     return 0;
   }
-  if (smem > static_cast<std::size_t>(optin)) return 0;
+  // The kernel's static shared memory (the abort flag) counts against the same limit: the
+  // dynamic maximum is the opt-in limit less it (asking for the whole limit is refused).
+  cudaFuncAttributes fa{};
+  if (cudaFuncGetAttributes(&fa, kernel) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  const int max_dynamic = optin - static_cast<int>(fa.sharedSizeBytes);
+  if (max_dynamic < 0 || smem > static_cast<std::size_t>(max_dynamic)) return 0;
   // The device's limit, not this shape's size: the attribute belongs to the kernel, which
   // other layers and sessions launch with other sizes.
   int per_sm = 0;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) !=
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dynamic) !=
           cudaSuccess ||
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kRecThreads, smem) !=
           cudaSuccess) {

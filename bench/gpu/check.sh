@@ -220,17 +220,26 @@ if [ -n "${SAN:-}" ]; then
   # The most telling first: each path's memcheck, then the races, then the rest.
   generic_small="--cells bilstmp:9:4,gru0:6,revgru:5 --config cuda.generic=on"
   run_san memcheck-graphs memcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
-  # The persistent kernel (cuda.persistent=on, issue 19; its environment override).
-  run_san memcheck-persistent memcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
+  # The persistent kernel (cuda.persistent=on, issue 19; its environment override), with a
+  # minute for each wait at its grid barrier: under a sanitizer a CTA may wait far longer
+  # than the default second, and a kernel that gave up would leave the fallback checked.
+  # (The PLAN line in sanitizer.log says whether the kernel was still on at the end.)
+  long_wait="--config cuda.persistent_timeout_us=60000000"
+  run_san memcheck-persistent memcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host \
+    $long_wait
   # The generic path (cuda.generic=on, issue 20): every kernel of it in one stack.
   run_san memcheck-generic memcheck -- $generic_small --memory device
-  run_san racecheck-persistent racecheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
-  run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- --memory device
+  run_san racecheck-persistent racecheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- \
+    --memory device $long_wait
+  run_san synccheck-persistent synccheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=0 -- \
+    --memory device $long_wait
   run_san memcheck-cublas memcheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_FUSED=0 -- --memory device
   run_san racecheck racecheck SLSTM_CUDA_GRAPHS=0 SLSTM_CUDA_CHUNK=2 -- --memory device
   run_san initcheck initcheck SLSTM_CUDA_GRAPHS=1 -- --memory host
-  run_san initcheck-persistent initcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- --memory host
-  run_san memcheck-persistent-layers memcheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_CHUNK=3 -- --memory device
+  run_san initcheck-persistent initcheck SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_GRAPHS=1 -- \
+    --memory host $long_wait
+  run_san memcheck-persistent-layers memcheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_CHUNK=3 -- \
+    --memory device $long_wait
   run_san initcheck-generic initcheck -- $generic_small --memory host
   run_san memcheck-generic-bf16 memcheck -- $generic_small --precision bf16 --memory device
   run_san racecheck-generic racecheck SLSTM_CUDA_GRAPHS=0 -- $generic_small --memory device
@@ -252,7 +261,7 @@ bench() {  # label backend memory reps args...
     return
   fi
   timeout "$t" "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
-      --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|SKIPPED|slstm_gpu_bench"
+      --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|^PLAN|SKIPPED|slstm_gpu_bench"
   local rc=${PIPESTATUS[0]}
   # A failed run still gets its row in the table (an error line alone would drop it).
   [ "$rc" = 0 ] ||
@@ -379,6 +388,8 @@ say "summary"
   printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
   grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
     awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
+  # What the persistent / tuned rows ran at their end ("none": the kernel was off by then).
+  grep -h '^PLAN' "$OUT/bench.log" "$OUT/sanitizer.log" 2>/dev/null
   echo "total check time: $(( $(date +%s) - start )) s of a ${BUDGET} s budget"
 } | tee "$OUT/table.txt"
 [ -f "$OUT/mechanisms.md" ] && { echo; cat "$OUT/mechanisms.md"; } >> "$OUT/table.txt"

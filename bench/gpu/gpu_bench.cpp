@@ -271,6 +271,31 @@ int main(int argc, char** argv) {
 
 namespace {
 
+// After the timed calls, what ran: "PLAN <label> persistent=<per layer> stack=<batches>
+// tuned=<per layer>" from the plan's JSON, for the keys the plan has (a CUDA session with
+// cuda.persistent or cuda.tune). A persistent kernel that failed turns itself off and the
+// calls fall back with the same numbers: this line says whether the rows timed it.
+void print_live_plan(const std::string& label, const slstm_session* session) {
+  std::size_t n = 0;
+  if (slstm_session_describe(session, SLSTM_DESCRIBE_JSON, nullptr, 0, &n) != SLSTM_OK) return;
+  std::string j(n + 1, '\0');
+  if (slstm_session_describe(session, SLSTM_DESCRIBE_JSON, &j[0], j.size(), &n) != SLSTM_OK) {
+    return;
+  }
+  j.resize(n);
+  std::string line;
+  for (const char* key : {"persistent_batches", "persistent_stack_batches", "tuned_batches"}) {
+    const std::string k = std::string("\"") + key + "\": \"";
+    std::string values;
+    for (std::size_t at = j.find(k); at != std::string::npos; at = j.find(k, at + 1)) {
+      const std::size_t b = at + k.size();
+      values += (values.empty() ? "" : "|") + j.substr(b, j.find('"', b) - b);
+    }
+    if (!values.empty()) line += std::string(" ") + key + "=" + values;
+  }
+  if (!line.empty()) std::printf("PLAN %s%s\n", label.c_str(), line.c_str());
+}
+
 // One configuration: prints its RESULT line; 0 on success.
 int bench_one(const Options& o) {
   slstm_model_config cfg;
@@ -431,6 +456,7 @@ int bench_one(const Options& o) {
                                                      : "cuda",
               o.device_memory ? "device" : "host", ms[ms.size() / 2], ms.front(), reps,
               ms[last / 10], ms[last - last / 10], o.events ? "events" : "wall", o.rotate);
+  print_live_plan(o.label, session);
   if (o.events) {
     cudaEventDestroy(ev0);
     cudaEventDestroy(ev1);

@@ -14,9 +14,13 @@ using namespace slstm_cuda;
 
 namespace {
 
+// The persistent kernel's static shared memory (its abort flag: 16 bytes, ptxas's report) is
+// counted with the dynamic size against both limits.
+constexpr std::size_t kStaticSmem = 16;
+
 int hopper_ctas_per_sm(int batch, std::size_t smem) {
-  if (batch < 1 || batch > 16 || smem > 227 * 1024) return 0;
-  const std::size_t fit = (228 * 1024) / (smem + 1024);
+  if (batch < 1 || batch > 16 || smem + kStaticSmem > 227 * 1024) return 0;
+  const std::size_t fit = (228 * 1024) / (smem + kStaticSmem + 1024);
   return static_cast<int>(fit < 8 ? fit : 8);
 }
 

@@ -882,6 +882,16 @@ std::vector<std::string> persistent_batches(slstm_session* s) {
   return out;
 }
 
+// After its calls a session still runs the persistent kernel on every layer: a kernel that
+// gave up or was refused turns itself off and the calls fall back with the same bits, which
+// the bit comparisons alone would not notice.
+void require_persistent_still_on(slstm_session* s) {
+  for (const std::string& p : persistent_batches(s)) {
+    INFO("persistent_batches after the calls: " << p);
+    REQUIRE(p != "none");
+  }
+}
+
 // Shapes inside the persistent kernel's range: H from 1 to 896 (112 CTAs: an H100 PCIe has
 // 114 SMs, an H100 SXM or H200 132), B 1..4, 10 and 16, odd sizes, stacks whose layers' CTAs
 // all fit on the device together.
@@ -922,6 +932,7 @@ TEST_CASE("the persistent kernel layer by layer gives the fused step's bits and 
         check_same_bits(got, ref);
       }
     }
+    require_persistent_still_on(pers.get());
   }
 }
 
@@ -943,6 +954,8 @@ TEST_CASE("the persistent kernel: device buffers on a caller stream, smaller bat
     check_same_bits(a, again);
     check_same_bits(a, d);
   }
+  require_persistent_still_on(host.get());
+  require_persistent_still_on(dev.get());
 }
 
 TEST_CASE("the persistent kernel layer by layer, with wavefront chunks and without graphs, "
@@ -959,6 +972,7 @@ TEST_CASE("the persistent kernel layer by layer, with wavefront chunks and witho
       Session pers = gpu_session_opts(m.get(), 3, 29, (common + "cuda.persistent=layers").c_str());
       const Result a = run_host(fused.get(), m.get(), in), b = run_host(pers.get(), m.get(), in);
       check_same_bits(a, b);
+      require_persistent_still_on(pers.get());
     }
   }
 }
@@ -1231,6 +1245,9 @@ TEST_CASE("the whole stack as one persistent launch: the reference's numbers, an
         check_same_bits(got, again);
       }
     }
+    // (persistent_stack_batches stays: after a failure the stack runs the same kernel one
+    // step and layer per launch; the layers' persistent batches say whether it failed.)
+    require_persistent_still_on(stack.get());
   }
 }
 
@@ -1252,6 +1269,7 @@ TEST_CASE("the whole stack as one persistent launch takes device buffers on a ca
   const Result n = run_host(nographs.get(), m.get(), in);
   check_same_bits(a, d);
   check_same_bits(a, n);
+  for (slstm_session* s : {host.get(), dev.get(), nographs.get()}) require_persistent_still_on(s);
 }
 
 TEST_CASE("the generic path (cuda.generic=on): device buffers give the host buffers' bits, a "
