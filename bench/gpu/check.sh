@@ -173,7 +173,7 @@ if python3 -c "import torch, numpy, pytest" 2>/dev/null; then
     TORCH_RESULT=$(no_time 20); status=1
   else
     SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
-      timeout "$t" python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
+      SLSTM_REQUIRE_CUDA=1 timeout "$t" python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
       "$(dirname "$0")/../../python/tests/test_torch_module.py" \
       "$(dirname "$0")/../../python/tests/test_cells_torch.py" > "$OUT/torch_cuda.log" 2>&1
     torch_rc=$?

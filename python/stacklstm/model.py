@@ -1012,7 +1012,7 @@ class _DeviceArgs:
         half=True also float16 / bfloat16 (the call's inputs and out: slstm_forward_args.
         data_type); the element type found is left in self.data_type (0 float32, 1 bfloat16,
         2 float16)."""
-        cai = getattr(obj, "__cuda_array_interface__", None)
+        cai = _cuda_array_interface(obj)
         if cai is not None:
             shape = tuple(int(d) for d in cai["shape"])
             typestr = cai.get("typestr")
@@ -1038,6 +1038,10 @@ class _DeviceArgs:
             capsule = obj
         elif hasattr(obj, "__dlpack__"):
             # The producer makes its work visible on the stream we name (DLPack protocol).
+            # (A torch tensor that requires grad exports only detached: the same memory.)
+            if _is_torch_tensor(obj) and getattr(obj, "requires_grad", False):
+                obj = obj.detach()
+                self.keep.append(obj)
             capsule = obj.__dlpack__(stream=self.session_stream if self.session_stream
                                      else 1)
         else:
@@ -1074,13 +1078,34 @@ class _DeviceArgs:
 _DATA_TYPE_NAMES = {0: "float32", 1: "bfloat16", 2: "float16"}
 
 
+def _is_torch_tensor(obj: Any) -> bool:
+    return hasattr(obj, "__dlpack__") and hasattr(obj, "detach") and hasattr(obj, "cpu")
+
+
+def _cuda_array_interface(obj: Any) -> Optional[Dict[str, Any]]:
+    """obj's __cuda_array_interface__, or None where DLPack serves it better or the
+    interface cannot be read.  A torch tensor goes through __dlpack__ (torch orders its
+    pending work before the stream the library names, where its array interface carries no
+    stream, and only DLPack describes bfloat16); so does any object whose interface fails to
+    build (torch raises for bfloat16 and for tensors that require grad)."""
+    if _is_torch_tensor(obj):
+        return None
+    try:
+        cai = getattr(obj, "__cuda_array_interface__", None)
+    except Exception:  # noqa: BLE001 (a producer's property: any failure means "use DLPack")
+        return None
+    return cai if isinstance(cai, dict) else None
+
+
 def _is_device_array(obj: Any) -> bool:
     """A CUDA array of any of the accepted kinds (see _DeviceArgs)."""
     if isinstance(obj, np.ndarray):
         return False
-    if hasattr(obj, "__cuda_array_interface__"):
+    if _is_torch_tensor(obj):  # a CUDA tensor: device memory through DLPack; else the host
+        return bool(getattr(obj, "is_cuda", False))
+    if _cuda_array_interface(obj) is not None:
         return True
-    if hasattr(obj, "detach") and hasattr(obj, "cpu"):   # a torch CPU tensor: the host path
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):   # a torch-like CPU tensor: the host path
         return False
     dev = _dlpack_device(obj) if (hasattr(obj, "__dlpack__") or
                                   type(obj).__name__ == "PyCapsule") else None

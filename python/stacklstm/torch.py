@@ -81,7 +81,8 @@ def _pow2(n: int) -> int:
 
 def _arg(t: torch.Tensor) -> Any:
     """What Session.forward takes for a tensor: a NumPy view of a CPU tensor's memory, a CUDA
-    tensor itself (its __cuda_array_interface__: device pointers)."""
+    tensor itself (read through __dlpack__: device pointers, ordered on the session's
+    stream)."""
     return t.numpy() if t.device.type == "cpu" else t
 
 
@@ -654,18 +655,21 @@ class LSTM(_Module, nn.Module):
 
 def _as_tensor(x: Any) -> torch.Tensor:
     """A torch tensor over the same memory as `x`: a tensor itself, a DLPack capsule or
-    __dlpack__ object (torch.from_dlpack, which asks the producer for torch's current
-    stream), or a __cuda_array_interface__ object such as a CuPy array (torch.as_tensor)."""
+    __dlpack__ object such as a CuPy array (torch.from_dlpack, which asks the producer for
+    torch's current stream), or else a __cuda_array_interface__ object (torch.as_tensor)."""
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, np.ndarray):
         raise TypeError("input must be a torch.Tensor, a PackedSequence or a DLPack / CUDA "
                         "array, got a NumPy array (NumPy: stacklstm.Session.forward, or "
                         "torch.from_numpy)")
-    if hasattr(x, "__cuda_array_interface__"):
-        return torch.as_tensor(x, device="cuda")
+    # DLPack first: from_dlpack keeps the producer's device and asks it for torch's current
+    # stream; torch.as_tensor on an array interface copies to the current device and ignores
+    # the interface's stream.
     if hasattr(x, "__dlpack__") or type(x).__name__ == "PyCapsule":
         return torch.utils.dlpack.from_dlpack(x)
+    if hasattr(x, "__cuda_array_interface__"):
+        return torch.as_tensor(x, device="cuda")
     raise TypeError("input must be a torch.Tensor, a PackedSequence or a DLPack / CUDA array, "
                     "got %s" % type(x).__name__)
 

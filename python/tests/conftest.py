@@ -42,10 +42,31 @@ def fixture_names():
 
 
 @pytest.fixture
+def emulated_cuda_env():
+    """The environment of a child process whose CUDA module is the emulated one of
+    tests/cuda_emu (next to $SLSTM_LIBRARY; the library loads its CUDA module once per
+    process, hence a child), with this checkout's package first on PYTHONPATH.  Skips the
+    test where the build has none (a build without the CUDA toolkit)."""
+    lib = os.environ.get("SLSTM_LIBRARY", "")
+    path = os.path.join(os.path.dirname(os.path.abspath(lib)), "tests",
+                        "libslstm_cuda_emu.so") if lib else ""
+    if not path or not os.path.exists(path):
+        pytest.skip("no emulated CUDA module next to $SLSTM_LIBRARY (a build without CUDA)")
+    python_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, SLSTM_CUDA_MODULE=path,
+                PYTHONPATH=python_dir + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+@pytest.fixture
 def cuda_backend():
     """Skips the test unless the library's CUDA backend can run here (a GPU, its driver and
     the CUDA module), naming why."""
     import stacklstm
     ok, why = stacklstm.backend_available("cuda")
     if not ok:
+        # On the GPU check (bench/gpu/check.sh sets SLSTM_REQUIRE_CUDA=1) a backend that does
+        # not load is a failure, not a skip.
+        if os.environ.get("SLSTM_REQUIRE_CUDA") == "1":
+            pytest.fail("SLSTM_REQUIRE_CUDA=1 but the library's CUDA backend is unavailable: %s"
+                        % why)
         pytest.skip("the library's CUDA backend is unavailable: %s" % why)

@@ -409,6 +409,7 @@ def test_general_modules_on_cuda_tensors_give_the_torch_modules_numbers(kind, kw
     dbl = h0.double() if kind == "GRU" else (hx[0].double(), hx[1].double())
     ours_mod.config = {"cuda.generic": "on"}
     side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())  # x and hx were made on the current stream
     with torch.no_grad(), torch.cuda.stream(side):
         want, want_s = ref(x.double(), dbl)
         got, got_s = ours_mod(x, hx)

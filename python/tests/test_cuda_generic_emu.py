@@ -10,15 +10,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _emu_module():
-    lib = os.environ.get("SLSTM_LIBRARY", "")
-    path = os.path.join(os.path.dirname(lib), "tests", "libslstm_cuda_emu.so") if lib else ""
-    return path if path and os.path.exists(path) else None
 
 
 CHILD = textwrap.dedent("""
@@ -74,11 +67,8 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_a_mixed_stack_on_cudas_generic_path_gives_the_cpus_numbers():
-    emu = _emu_module()
-    if emu is None:
-        pytest.skip("no emulated CUDA module next to $SLSTM_LIBRARY (a build without CUDA)")
-    env = dict(os.environ, SLSTM_CUDA_MODULE=emu)
-    r = subprocess.run([sys.executable, "-c", CHILD, os.path.dirname(HERE)], env=env,
+def test_a_mixed_stack_on_cudas_generic_path_gives_the_cpus_numbers(emulated_cuda_env):
+    r = subprocess.run([sys.executable, "-c", CHILD, os.path.dirname(HERE)],
+                       env=emulated_cuda_env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

@@ -157,3 +157,46 @@ def test_a_cuda_array_interface_stream_is_waited_for_unless_ordered(session_stre
     addr, shape = dv.view(CAI((2, 3, 3), producer_stream), "inputs", False)
     assert (addr, shape) == (0x40000, (2, 3, 3))
     assert dv.waits == waits
+
+
+class BrokenInterface(DLPackObject):
+    """A producer whose __cuda_array_interface__ cannot be built (as torch's for bfloat16, or
+    for a tensor that requires grad) but whose __dlpack__ works."""
+
+    @property
+    def __cuda_array_interface__(self):
+        raise KeyError("bfloat16")
+
+
+def test_an_array_interface_that_cannot_be_built_falls_back_to_dlpack(session):
+    x, out, fin = cuda_call_args()
+    producer = BrokenInterface(x, (2, 0))
+    with pytest.raises(stacklstm.UnsupportedError):   # reached the device path (CPU session)
+        session.forward(producer, out=out, final_state_out=fin)
+    assert producer.streams == [1]
+
+
+class TorchLikeCudaTensor(DLPackObject):
+    """What Session.forward sees of a torch CUDA tensor: __dlpack__, detach, cpu, is_cuda and
+    an array interface without a stream (which must not be the one read)."""
+    is_cuda = True
+    requires_grad = False
+
+    def detach(self):
+        return self
+
+    def cpu(self):
+        raise AssertionError("a CUDA tensor is not copied to the host")
+
+    @property
+    def __cuda_array_interface__(self):
+        raise AssertionError("a torch tensor is read through __dlpack__")
+
+
+def test_a_torch_cuda_tensor_is_read_through_dlpack_on_the_sessions_stream(session):
+    x, out, fin = cuda_call_args()
+    producer = TorchLikeCudaTensor(x, (2, 0))
+    assert M._is_device_array(producer)
+    with pytest.raises(stacklstm.UnsupportedError):
+        session.forward(producer, out=out, final_state_out=fin)
+    assert producer.streams == [1]

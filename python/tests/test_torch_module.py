@@ -449,12 +449,13 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
 def test_cuda_tensors_give_nn_lstms_numbers_on_the_current_stream(batch_first,
                                                                    cuda_backend):
     ref, ours = make(2, batch_first)
-    ref = ref.cuda()
+    ref = ref.double().cuda()  # float64: cuDNN's float32 LSTM may run in TF32
     x = torch.randn((3, 6, 5) if batch_first else (6, 3, 5), device="cuda")
     hx = (torch.randn(2, 3, 7, device="cuda"), torch.randn(2, 3, 7, device="cuda"))
     side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())  # x and hx were made on the current stream
     with torch.no_grad(), torch.cuda.stream(side):
-        want, (wh, wc) = ref(x, hx)
+        want, (wh, wc) = ref(x.double(), tuple(t.double() for t in hx))
         got, (gh, gc) = ours(x, hx)
     side.synchronize()
     assert got.is_cuda and gh.is_cuda
@@ -466,12 +467,13 @@ def test_cuda_tensors_give_nn_lstms_numbers_on_the_current_stream(batch_first,
 @CUDA
 def test_cuda_packed_sequence_gives_nn_lstms_numbers(cuda_backend):
     ref, ours = make(2)
-    ref = ref.cuda()
+    ref = ref.double().cuda()  # float64: cuDNN's float32 LSTM may run in TF32
     x = torch.randn(5, 4, 5, device="cuda")
-    p = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([3, 5, 1, 4]),
-                                                enforce_sorted=False)
+    lengths = torch.tensor([3, 5, 1, 4])
+    p = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    p64 = torch.nn.utils.rnn.pack_padded_sequence(x.double(), lengths, enforce_sorted=False)
     with torch.no_grad():
-        want, (wh, _) = ref(p)
+        want, (wh, _) = ref(p64)
         got, (gh, _) = ours(p)
     assert close(got.data.cpu(), want.data.cpu()) and close(gh.cpu(), wh.cpu())
 
