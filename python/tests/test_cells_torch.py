@@ -426,3 +426,54 @@ def test_a_gru_module_on_cuda_tensors_without_cuda_generic_names_the_setting(cud
     _, g = _gru_pair()
     with torch.no_grad(), pytest.raises(stacklstm.UnsupportedError, match="cuda.generic=on"):
         g(torch.randn(6, 3, 4, device="cuda"))
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_session_forward_takes_torch_cuda_tensors_of_each_data_type(dtype, cuda_backend):
+    """Session.forward on torch CUDA tensors (read through __dlpack__ on the session's
+    stream), float32 and 16-bit inputs and outputs (generic path, slstm_forward_args.
+    data_type): the float call on the inputs' values, its output rounded; states float32."""
+    layers = [Layer(cell="gru", hidden_size=6), Layer(cell="lstm", hidden_size=7, proj_size=4)]
+    m = stacklstm.Model.random(5, layers=layers, seed=3)
+    tdtype = getattr(torch, dtype)
+    x = torch.randn(3, 6, 5, device="cuda").to(tdtype)
+    want_y, want_s = m.session(3, 6, cpu_path="reference").forward(
+        x.float().cpu().numpy(), packed_state=True)
+    s = m.session(3, 6, backend="cuda", config="cuda.generic=on")
+    out = torch.full((3, 6, 4), float("nan"), device="cuda", dtype=tdtype)
+    fin = torch.full((m.state_count(3),), float("nan"), device="cuda")
+    side = torch.cuda.Stream()      # the tensors' pending work is ordered before the call
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        s.forward(x, out=out, final_state_out=fin)
+    torch.cuda.synchronize()
+    scale = max(float(np.abs(want_y).max()), 1e-30)
+    got = out.float().cpu().numpy()
+    if dtype == "float32":
+        assert float(np.abs(got - want_y).max()) / scale < 1e-5
+    else:   # the output rounded to the 16-bit type: within half its ulp, plus the float error
+        rel = 2.0 ** (-8 if dtype == "bfloat16" else -11)
+        assert float(np.abs(got - want_y).max()) <= rel * scale + 1e-5 * scale
+    np.testing.assert_allclose(fin.cpu().numpy(), want_s, atol=2e-5, rtol=0)
+
+
+@CUDA
+def test_a_general_module_on_cuda_tensors_on_the_default_stream_zero_state_packed_input(
+        cuda_backend):
+    """A GRU module on torch's default stream (the session's own stream: each call returns
+    when done), hx=None (the state zero-filled on the device) and a PackedSequence."""
+    ref, ours = _gru_pair(num_layers=2, bidirectional=True)
+    ref = ref.double().cuda()
+    ours.config = {"cuda.generic": "on"}
+    x = torch.randn(6, 3, 4, device="cuda")
+    lengths = torch.tensor([6, 2, 4])
+    p = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    p64 = torch.nn.utils.rnn.pack_padded_sequence(x.double(), lengths, enforce_sorted=False)
+    with torch.no_grad():
+        want, want_h = ref(p64)
+        got, got_h = ours(p)
+    np.testing.assert_allclose(got.data.cpu().numpy(), want.data.cpu().numpy(), atol=ATOL,
+                               rtol=0)
+    np.testing.assert_allclose(got_h.cpu().numpy(), want_h.cpu().numpy(), atol=ATOL, rtol=0)
+    assert next(iter(ours._sessions))[:3] == ("cuda", 0, torch.cuda.current_stream().cuda_stream)
