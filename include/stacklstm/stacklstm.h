@@ -558,7 +558,7 @@ typedef struct slstm_session_options {
   /** CUDA backend: a cudaStream_t owned by the caller that every call of the session runs
    *  on, or NULL for a stream of the session's own (init: NULL).  Ignored by the CPU.  A call
    *  made while this stream is being captured into a CUDA graph returns
-   *  SLSTM_ERR_UNSUPPORTED and enqueues nothing (since 0.10). */
+   *  SLSTM_ERR_UNSUPPORTED and enqueues nothing (since 0.11). */
   void* cuda_stream;
   /** Keyed backend settings (since 0.2), NULL or "" for the defaults: "key=value" pairs
    *  separated by ';', ',' or spaces, at most 4096 bytes, e.g. "cpu.kernel=avx2;cuda.graphs=off".
@@ -702,7 +702,7 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  call runs on the session.  The text of a CPU session does not change while it lives; a
  *  CUDA session's can with the keyed settings cuda.tune and cuda.persistent (paths tuned at a
  *  batch's first call, the persistent kernel turned off after a failure), and there a
- *  describe waits for a call running on another thread (since 0.10). */
+ *  describe waits for a call running on another thread (since 0.11). */
 SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
                                               slstm_describe_format format, char* buf,
                                               size_t size, size_t* out_length);
