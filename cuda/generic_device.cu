@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -110,6 +111,7 @@ class CudaDevice final : public generic::Device {
   }
 
   bool records() const override { return use_graphs_ && !graphs_failed_; }
+  const std::string& graphs_failure() const { return graphs_failure_; }
 
   void compute(const generic::ComputeKey& key, void (*enqueue)(void*), void* ctx) override {
     if (!records()) {
@@ -118,10 +120,12 @@ class CudaDevice final : public generic::Device {
     }
     cudaGraphExec_t exec = graphs_.find(key.batch, key.time, key.layout, key.steps);
     if (exec == nullptr) {
-      GraphExec captured = capture(enqueue, ctx);
+      std::string why;
+      GraphExec captured = capture(enqueue, ctx, &why);
       if (!captured) {  // this call's compute as plain launches
         enqueue(ctx);
         graphs_failed_ = true;  // graphs off for good, once the compute itself ran
+        graphs_failure_ = why;
         return;
       }
       exec = graphs_.insert(key.batch, key.time, key.layout, key.steps, std::move(captured));
@@ -217,32 +221,43 @@ class CudaDevice final : public generic::Device {
 
   // enqueue(ctx) captured on capture_ and instantiated; empty when any step of it fails
   // (the failure cleared: the caller runs the compute as plain launches instead).
-  GraphExec capture(void (*enqueue)(void*), void* ctx) {
+  GraphExec capture(void (*enqueue)(void*), void* ctx, std::string* why) {
+    const auto said = [](const char* what, cudaError_t e) {
+      return std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    };
     // cuBLAS moves to the capture stream before the capture begins (its stream and workspace
     // are set outside the graph).
     bind_blas(capture_.get());
-    if (cudaStreamBeginCapture(capture_.get(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    const cudaError_t began = cudaStreamBeginCapture(capture_.get(),
+                                                     cudaStreamCaptureModeThreadLocal);
+    if (began != cudaSuccess) {
+      *why = said("cudaStreamBeginCapture", began);
       (void)cudaGetLastError();
       bind_blas(stream_);
       return GraphExec();
     }
     cur_ = capture_.get();
-    bool enqueued = true;
     try {
       enqueue(ctx);
+    } catch (const std::exception& e) {
+      *why = std::string("an operation under capture: ") + e.what();
     } catch (...) {
-      enqueued = false;
+      *why = "an operation under capture failed";
     }
     cudaGraph_t graph = nullptr;
     const cudaError_t ended = cudaStreamEndCapture(capture_.get(), &graph);
     cur_ = stream_;
     bind_blas(stream_);
     cudaGraphExec_t exec = nullptr;
-    const bool ok = enqueued && ended == cudaSuccess && graph != nullptr &&
-                    cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+    if (why->empty() && ended != cudaSuccess) *why = said("cudaStreamEndCapture", ended);
+    if (why->empty() && graph == nullptr) *why = "cudaStreamEndCapture gave no graph";
+    if (why->empty()) {
+      const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+      if (made != cudaSuccess) *why = said("cudaGraphInstantiate", made);
+    }
     if (graph != nullptr) (void)cudaGraphDestroy(graph);
     (void)cudaGetLastError();
-    return ok ? GraphExec(exec) : GraphExec();
+    return why->empty() ? GraphExec(exec) : GraphExec();
   }
 
   void* alloc(std::int64_t bytes, const char* what) {
@@ -254,6 +269,7 @@ class CudaDevice final : public generic::Device {
   int device_ = 0;
   bool use_graphs_ = true;     // cuda.graphs
   bool graphs_failed_ = false;  // a capture failed: plain launches from then on
+  std::string graphs_failure_;  // why
   Stream own_stream_;
   cudaStream_t stream_ = nullptr;  // the session's (the caller's, or own_stream_)
   Stream capture_;                 // where graphs are captured
@@ -279,6 +295,7 @@ class CudaGenericSession final : public GenericSession {
     engine_->forward(c);
   }
   std::size_t num_layers() const override { return engine_->num_layers(); }
+  std::string graphs_failure() const override { return dev_->graphs_failure(); }
 
  private:
   DeviceTeardown teardown_;  // first: the members below are released on the device

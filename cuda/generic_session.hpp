@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "backend_module_abi.h"
 
@@ -17,6 +18,8 @@ class GenericSession {
   virtual ~GenericSession() = default;
   virtual void forward(const slstm_cuda_forward_desc& call) = 0;
   virtual std::size_t num_layers() const = 0;
+  // Why the session stopped recording CUDA graphs ("" while it records, or never did).
+  virtual std::string graphs_failure() const = 0;
 };
 
 }  // namespace slstm_cuda

@@ -182,6 +182,15 @@ std::int32_t session_live_plan(void* session, std::uint32_t* tuned_batches,
   });
 }
 
+std::int32_t session_graphs_failure(void* session, char* why, std::size_t why_size, char* msg,
+                                    std::size_t size) {
+  return module_firewall(msg, size, [&] {
+    if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_graphs_failure: NULL");
+    const Handle& h = handle(session);
+    write_message(why, why_size, h.generic ? h.generic->graphs_failure().c_str() : "");
+  });
+}
+
 void session_destroy(void* session) {
   try {
     delete static_cast<Handle*>(session);
@@ -192,7 +201,8 @@ void session_destroy(void* session) {
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
-    &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan};
+    &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan,
+    &session_graphs_failure};
 
 }  // namespace
 }  // namespace slstm_cuda

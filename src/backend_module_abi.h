@@ -161,6 +161,12 @@ typedef struct slstm_cuda_module_table {
   int32_t (*session_live_plan)(void* session, uint32_t* tuned_batches, uint32_t* stack_batches,
                                char* file_error, size_t file_error_size, char* msg,
                                size_t msg_size);
+  /* (Appended in 0.11.) Why the session stopped recording its calls' compute as CUDA graphs
+   * (cuda.graphs=on on the generic path: a capture or instantiation that failed, after which
+   * its calls run as plain launches with the same numbers), or "" while it records, or when
+   * it never did (cuda.graphs=off; the basic path, whose capture failures fail the call). */
+  int32_t (*session_graphs_failure)(void* session, char* why, size_t why_size, char* msg,
+                                    size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

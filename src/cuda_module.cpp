@@ -86,7 +86,7 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
       table->session_destroy == nullptr || table->session_layer_plan == nullptr ||
       table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
       table->session_slot_read == nullptr || table->session_slot_forward == nullptr ||
-      table->session_live_plan == nullptr) {
+      table->session_live_plan == nullptr || table->session_graphs_failure == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -332,6 +332,8 @@ class CudaBackend final : public Backend {
       plan_.path = "generic";
       plan_.params.pop_back();  // no wavefront: layer by layer
       plan_.params.push_back({"order", "layer by layer, each direction over the whole sequence"});
+      plan_.params.push_back({"graphs", config.settings.cuda_graphs ? kGraphsOn
+                                                                    : "off (cuda.graphs=off)"});
       plan_.layers = generic_layer_plans();
       return;
     }
@@ -416,13 +418,37 @@ class CudaBackend final : public Backend {
   // the persistent kernel turned off), so it is read between calls: a describe from another
   // thread waits for a running call (live_ is held by every call that runs compute).
   Plan plan() const override {
-    if (generic_ ||
-        (settings_.cuda_persistent == Settings::Persistent::kOff && !settings_.cuda_tune)) {
+    if (generic_) return generic_plan();
+    if (settings_.cuda_persistent == Settings::Persistent::kOff && !settings_.cuda_tune) {
       return plan_;
     }
     const std::lock_guard<std::mutex> lock(*live_);
     Plan live = plan_;
     live.layers = layer_plans();
+    return live;
+  }
+
+  static constexpr const char* kGraphsOn =
+      "on: each call shape's compute captured at its first call, then replayed";
+
+  // The generic path's plan: "graphs" says so when a capture failed and the session went
+  // on with plain launches (the same numbers).
+  Plan generic_plan() const {
+    if (!settings_.cuda_graphs) return plan_;
+    char why[kMessageSize] = {0};
+    char msg[kMessageSize] = {0};
+    {
+      const std::lock_guard<std::mutex> lock(*live_);
+      const std::int32_t st = table_.session_graphs_failure(session_, why, sizeof(why), msg,
+                                                            sizeof(msg));
+      if (st != SLSTM_OK) fail_from_module(st, msg);
+    }
+    if (why[0] == '\0') return plan_;
+    Plan live = plan_;
+    for (auto& [key, value] : live.params) {
+      if (key == "graphs") value = std::string("off: a capture failed (") + why +
+                                   "); plain launches since, with the same numbers";
+    }
     return live;
   }
 

@@ -196,6 +196,33 @@ TEST_CASE("the generic path's plan names the path, the setting and each layer's 
   CHECK_THAT(plan, Contains("\"bidirectional\""));
 }
 
+// The plan's "graphs" says whether calls replay captured graphs: a capture that fails makes
+// the session go on with plain launches and the same numbers, so only the plan tells.
+TEST_CASE("the generic path records its calls as CUDA graphs, and its plan says so",
+          "[cuda-generic]") {
+  const std::int64_t B = 3, T = 5, D = 4;
+  const t::Model m = t::random_stack(D, t::layer_zoo()[3], 21);  // every kind of operation
+  for (const char* config : {"cuda.generic=on", "cuda.generic=on;cuda.graphs=off"}) {
+    INFO(config);
+    t::Session gpu = t::cuda_session(m.get(), B, T, config);
+    if (!gpu) return;
+    const bool graphs = std::string(config).find("graphs=off") == std::string::npos;
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 22);
+    const std::vector<std::int32_t> full = {5, 5, 5}, ragged = {5, 0, 2};
+    for (const auto* len : {&full, &ragged, &full}) {  // two shapes, one of them replayed
+      t::Call c = t::call_of(B, T, x);
+      c.lengths = len;
+      check_against_reference(gpu.get(), m.get(), c);
+    }
+    const std::string g = t::json_value(t::describe_json(gpu.get()), "graphs");
+    if (graphs) {
+      CHECK(g.rfind("on: ", 0) == 0);  // (not "off: a capture failed (...)")
+    } else {
+      CHECK(g == "off (cuda.graphs=off)");
+    }
+  }
+}
+
 TEST_CASE("time 0 on the generic path returns the initial state, or zeros", "[cuda-generic]") {
   const t::Model m = t::random_stack(3, t::layer_zoo()[0], 2);
   t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=on");
