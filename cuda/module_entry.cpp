@@ -141,6 +141,7 @@ std::int32_t session_slot_write(void* session, std::int64_t slot, const float* s
                                 std::int32_t memory, char* msg, std::size_t size) {
   return module_firewall(msg, size, [&] {
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_write: NULL");
+    refuse_capture(handle(session));
     basic_session(session, "session_slot_write").slot_write(slot, state, memory);
   });
 }
@@ -149,6 +150,7 @@ std::int32_t session_slot_read(void* session, std::int64_t slot, float* state,
                                std::int32_t memory, char* msg, std::size_t size) {
   return module_firewall(msg, size, [&] {
     if (session == nullptr || state == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slot_read: NULL");
+    refuse_capture(handle(session));
     basic_session(session, "session_slot_read").slot_read(slot, state, memory);
   });
 }

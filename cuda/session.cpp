@@ -21,21 +21,7 @@ void Session::forward(const slstm_cuda_forward_desc& c) { run(c, nullptr); }
 // (forward_slots, slots.cpp) instead of c.initial_state / c.final_state.
 void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids) {
   DeviceGuard guard(device_);
-  // The persistent kernel of an earlier call that returned before the kernel ran (device
-  // buffers on the caller's stream) gave up waiting: say so now, and stop using it. That
-  // call's work is waited for first: a failure seen later would be taken for this call's.
-  if (call_unsynced_) {
-    check(cudaEventSynchronize(ev_call_end_.get()), "cudaEventSynchronize (the previous call)");
-    call_unsynced_ = false;
-  }
-  if (persistent_failed()) {
-    turn_persistent_off();
-    fail(SLSTM_ERR_BACKEND_FAILURE,
-         "cuda.persistent: an earlier call's persistent kernel gave up waiting at its grid "
-         "barrier (cuda.persistent_timeout_us); that call's output and final state are not "
-         "valid. The session has turned the persistent kernel off (the fused step runs "
-         "instead, with the same numbers); this call did nothing");
-  }
+  settle_previous_call();
   const bool host = c.memory == SLSTM_MEMORY_HOST;
   const cudaMemcpyKind to_dev = host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
   const cudaMemcpyKind from_dev = host ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
@@ -98,6 +84,25 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
            "the same numbers)");
     }
     run(c, slot_ids);
+  }
+}
+
+// The persistent kernel of an earlier call that returned before the kernel ran (device
+// buffers on the caller's stream) gave up waiting: say so now, and stop using it. That call's
+// work is waited for first: a failure seen later would be taken for this call's. (Every
+// entry that reads or writes the session's state: forward, slot_write, slot_read.)
+void Session::settle_previous_call() {
+  if (call_unsynced_) {
+    check(cudaEventSynchronize(ev_call_end_.get()), "cudaEventSynchronize (the previous call)");
+    call_unsynced_ = false;
+  }
+  if (persistent_failed()) {
+    turn_persistent_off();
+    fail(SLSTM_ERR_BACKEND_FAILURE,
+         "cuda.persistent: an earlier call's persistent kernel gave up waiting at its grid "
+         "barrier (cuda.persistent_timeout_us); that call's output and final state are not "
+         "valid. The session has turned the persistent kernel off (the fused step runs "
+         "instead, with the same numbers); this call did nothing");
   }
 }
 

@@ -188,6 +188,7 @@ class Session {
   void finish(bool host);
   bool persistent_failed();
   void turn_persistent_off();
+  void settle_previous_call();  // session.cpp: before a call touches the session's state
   bool persistent_on() const { return persistent_ && !persistent_off_; }
 
   // slots.cpp

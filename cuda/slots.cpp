@@ -62,6 +62,7 @@ void Session::check_slot(std::int64_t slot) const {
 void Session::slot_write(std::int64_t slot, const float* state, std::int32_t memory) {
   DeviceGuard guard(device_);
   check_slot(slot);
+  settle_previous_call();
   float* dst = d_slots_.get() + slot * state_row_floats_;
   const std::size_t bytes = static_cast<std::size_t>(state_row_floats_) * sizeof(float);
   const bool host = memory == SLSTM_MEMORY_HOST;
@@ -79,6 +80,7 @@ void Session::slot_write(std::int64_t slot, const float* state, std::int32_t mem
 void Session::slot_read(std::int64_t slot, float* state, std::int32_t memory) {
   DeviceGuard guard(device_);
   check_slot(slot);
+  settle_previous_call();
   const bool host = memory == SLSTM_MEMORY_HOST;
   if (!host) check_device_pointer(state, "state");
   check(cudaMemcpyAsync(state, d_slots_.get() + slot * state_row_floats_,

@@ -177,8 +177,12 @@ void Session::tune(int batch, int time, std::int32_t layout) {
     if (built_in_ms <= best_ms * kKeepDefault) chosen = built_in;
     if (chosen == StepPath::kPersistent && !persistent_on()) chosen = StepPath::kFused;
     apply_path(ld, batch, chosen);
-    tune_cache_.put(key, chosen);
-    learned = true;
+    // (Under cuda.fused=never the fused step was not a candidate: a choice made without it
+    // stays in this session, not in the file other sessions read.)
+    if (fused_mode_ != 0) {
+      tune_cache_.put(key, chosen);
+      learned = true;
+    }
   }
   // The whole stack as one persistent launch against the layers' tuned paths: the whole
   // compute of this call's shape, timed both ways on main_, unless the cache has the answer.

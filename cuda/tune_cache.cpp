@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -97,14 +98,19 @@ bool read_file(const std::string& path, std::string* text, bool* exists, std::st
     *why = path + ": cannot be opened";
     return false;
   }
-  // At most one byte past the limit: a file that grew since stat is still refused.
-  text->assign(kMaxFile + 1, '\0');
+  // Its size and one byte more (a file that grew since stat is still refused at the limit).
+  text->assign(static_cast<std::size_t>(st.st_size) + 1, '\0');
   in.read(&(*text)[0], static_cast<std::streamsize>(text->size()));
   if (in.bad()) {
     *why = path + ": read error";
     return false;
   }
   text->resize(static_cast<std::size_t>(in.gcount()));
+  if (text->size() > static_cast<std::size_t>(st.st_size)) {  // it grew since: the rest too
+    std::ostringstream rest;
+    rest << in.rdbuf();
+    *text += rest.str();
+  }
   if (text->size() > kMaxFile) {
     *why = too_large;
     return false;
@@ -118,7 +124,10 @@ bool read_file(const std::string& path, std::string* text, bool* exists, std::st
 class FileLock {
  public:
   explicit FileLock(const std::string& path) {
-    fd_ = ::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    const std::string lock = path + ".lock";
+    fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    // (Another user's lock file: flock takes a read-only descriptor as well.)
+    if (fd_ < 0) fd_ = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd_ >= 0) {
       while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
       }
@@ -133,6 +142,22 @@ class FileLock {
  private:
   int fd_ = -1;
 };
+
+// The mode of the file that replaces `path`: the old file's, or what a new file gets under
+// the process's umask (mkstemp's 0600 would hide a shared cache from the other users).
+mode_t file_mode(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) return st.st_mode & 07777;
+  mode_t mask = 022;  // /proc/self/status says it since Linux 4.7 (umask(2) would change it)
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Umask:", 0) == 0) {
+      mask = static_cast<mode_t>(std::strtoul(line.c_str() + 6, nullptr, 8)) & 0777;
+      break;
+    }
+  }
+  return 0666 & ~mask;
+}
 
 // Writes `text` to a new file beside `path` (mkstemp: a fresh name, never an existing file or
 // a link) and renames it over `path`.
@@ -150,7 +175,8 @@ bool replace_file(const std::string& path, const std::string& text, std::string*
     if (n <= 0) break;
     done += static_cast<std::size_t>(n);
   }
-  const bool written = done == text.size() && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
+  const bool written = done == text.size() && ::fchmod(fd, file_mode(path)) == 0 &&
+                       ::fsync(fd) == 0;
   const std::string write_error = std::strerror(errno);
   const bool closed = ::close(fd) == 0;
   if (!written || !closed) {

@@ -16,7 +16,7 @@ if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi > /dev/null 2>&1; then
 fi
 out=$(mktemp -d /tmp/slstm_check_dry_XXXXXX)
 trap 'rm -rf "$out"' EXIT
-OUT="$out" timeout 300 bash "$src/bench/gpu/check.sh" "$build" --mechanisms --cpu-teams \
+OUT="$out" CHECK_BUDGET_S=250 timeout 300 bash "$src/bench/gpu/check.sh" "$build" --mechanisms --cpu-teams \
   > "$out/stdout.txt" 2>&1
 rc=$?
 fail() { echo "FAILED: $*"; tail -40 "$out/stdout.txt"; exit 1; }

@@ -66,7 +66,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 BUDGET=${CHECK_BUDGET_S:-420}
 case $BUDGET in ''|*[!0-9]*) echo "check.sh: CHECK_BUDGET_S must be whole seconds"; exit 2 ;; esac
-SUMMARY_S=20   # kept back for the summary, table.txt and logs.tgz
+SUMMARY_S=30   # kept back for the summary, table.txt and logs.tgz (and a -k 10 kill)
 exec > >(tee "$OUT/check.log") 2>&1
 start=$(date +%s)
 status=0
@@ -85,9 +85,9 @@ no_time() { echo "not run: time budget ($(left) s of ${BUDGET} s left, needs $1 
 say "device and driver (time budget ${BUDGET} s)"
 date -u
 uname -m
-timeout 30 nvidia-smi || echo "nvidia-smi failed"
-timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-DEVICE=$(timeout 30 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+timeout -k 5 30 nvidia-smi || echo "nvidia-smi failed"
+timeout -k 5 30 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+DEVICE=$(timeout -k 5 30 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
 
 say "libraries"
 . "$(dirname "$0")/find_libs.sh"   # LD_LIBRARY_PATH, FOUND, SAN, SLSTM_FIND_CACHE
@@ -117,7 +117,7 @@ t=$(time_for 30 240)
 if [ "$t" = 0 ]; then
   TEST_RESULT=$(no_time 30); status=1
 else
-  timeout "$t" "$TESTS" -r compact -d yes > "$OUT/gpu_tests.log" 2>&1
+  timeout -k 10 "$t" "$TESTS" -r compact -d yes > "$OUT/gpu_tests.log" 2>&1
   test_rc=$?
   tail -25 "$OUT/gpu_tests.log"
   case $test_rc in
@@ -132,10 +132,10 @@ echo "GPU tests: $TEST_RESULT"
 say "demo (examples/seed_demo, the README's main job)"
 if [ ! -x "$BUILD/examples/seed_demo" ]; then
   DEMO_RESULT="not run ($BUILD/examples/seed_demo missing)"
-elif [ "$(time_for 10 60)" = 0 ]; then
+elif t=$(time_for 10 60) && [ "$t" = 0 ]; then
   DEMO_RESULT=$(no_time 10); status=1
 else
-  timeout "$(time_for 10 60)" "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
+  timeout -k 10 "$t" "$BUILD/examples/seed_demo" > "$OUT/demo.log" 2>&1
   demo_rc=$?
   cat "$OUT/demo.log"
   DEMO_RESULT="exit $demo_rc; $(grep -iE 'backend|check' "$OUT/demo.log" | tr '\n' ' ' | cut -c1-160)"
@@ -150,7 +150,7 @@ if [ -x "$BUILD/tests/slstm_tests" ]; then
     GENERIC_RESULT=$(no_time 30); status=1
   else
     SLSTM_FIXTURE_DIR="$(cd "$(dirname "$0")/../../tests/fixtures" && pwd)" \
-      timeout "$t" "$BUILD/tests/slstm_tests" "[cuda-generic]" -r compact \
+      timeout -k 10 "$t" "$BUILD/tests/slstm_tests" "[cuda-generic]" -r compact \
       > "$OUT/generic_tests.log" 2>&1
     generic_rc=$?
     tail -15 "$OUT/generic_tests.log"
@@ -173,7 +173,7 @@ if python3 -c "import torch, numpy, pytest" 2>/dev/null; then
     TORCH_RESULT=$(no_time 20); status=1
   else
     SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
-      SLSTM_REQUIRE_CUDA=1 timeout "$t" python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
+      SLSTM_REQUIRE_CUDA=1 timeout -k 10 "$t" python3 -m pytest -q -p no:cacheprovider -rs -k cuda \
       "$(dirname "$0")/../../python/tests/test_torch_module.py" \
       "$(dirname "$0")/../../python/tests/test_cells_torch.py" > "$OUT/torch_cuda.log" 2>&1
     torch_rc=$?
@@ -203,7 +203,7 @@ run_san() {  # name tool [VAR=value ...] -- bench args ...
   fi
   echo "--- $name" >> "$OUT/sanitizer.log"
   local one="$OUT/sanitizer-$name.tmp"
-  timeout "$t" env "${envs[@]}" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+  timeout -k 10 "$t" env "${envs[@]}" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
       $( [ "$tool" = memcheck ] && echo --leak-check full ) \
       "$BENCH" --label "san-$name" $small "$@" > "$one" 2>&1
   local rc=$?
@@ -260,7 +260,7 @@ bench() {  # label backend memory reps args...
     BENCH_CUT=$((BENCH_CUT + 1))
     return
   fi
-  timeout "$t" "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
+  timeout -k 10 "$t" "$BENCH" --label "$label" --backend "$backend" --memory "$memory" --reps "$reps" \
       --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|^PLAN|SKIPPED|slstm_gpu_bench"
   local rc=${PIPESTATUS[0]}
   # A failed run still gets its row in the table (an error line alone would drop it).
@@ -326,7 +326,7 @@ if python3 -c "import torch, numpy" 2>/dev/null; then
     CELLS_RESULT=$(no_time 30)
   else
     SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" PYTHONPATH="$(dirname "$0")/../../python" \
-      timeout "$t" python3 "$(dirname "$0")/../cpu/bench_cells.py" --device cuda --seconds 1 \
+      timeout -k 10 "$t" python3 "$(dirname "$0")/../cpu/bench_cells.py" --device cuda --seconds 1 \
       > "$OUT/generic.md" 2>&1
     cells_rc=$?
     cat "$OUT/generic.md"
@@ -361,7 +361,7 @@ if [ "$teams" = 1 ]; then
         t=$(time_for 20 120)
         if [ "$t" = 0 ]; then teams_cut=$((teams_cut + 1)); continue; fi
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE SLSTM_LIBRARY="$BUILD/libstacklstm.so.0" \
-          timeout "$t" python3 "$(dirname "$0")/../cpu/team_ab.py" --bidirectional --cell $cell \
+          timeout -k 10 "$t" python3 "$(dirname "$0")/../cpu/team_ab.py" --bidirectional --cell $cell \
           --threads $th --hidden 256,512,1024 --batch 1,4,16 --time 50 --rounds 5 \
           >> "$OUT/teams.md" 2>&1
       done
@@ -413,7 +413,7 @@ if [ "$grid" = 1 ]; then
     BENCH_OURS_GPU_BUDGET_S=${BENCH_OURS_GPU_BUDGET_S:-50} \
     ANCHORS_CUDNN_BUDGET_S=${ANCHORS_CUDNN_BUDGET_S:-80} \
     ANCHORS_TORCH_BUDGET_S=${ANCHORS_TORCH_BUDGET_S:-50} ANCHORS_TARGET_MS=${ANCHORS_TARGET_MS:-40} \
-      timeout "$t" bash "$(dirname "$0")/../run.sh" --gpu-only --gpu-build "$BUILD" --out "$OUT/grid"
+      timeout -k 10 "$t" bash "$(dirname "$0")/../run.sh" --gpu-only --gpu-build "$BUILD" --out "$OUT/grid"
     grid_rc=$?
     echo "bench/run.sh --gpu-only: exit $grid_rc" | tee -a "$OUT/table.txt"
     [ "$grid_rc" = 0 ] || status=1

@@ -701,8 +701,11 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  be NULL when size is 0.  It may be called from any thread, also while another thread's
  *  call runs on the session.  The text of a CPU session does not change while it lives; a
  *  CUDA session's can with the keyed settings cuda.tune and cuda.persistent (paths tuned at a
- *  batch's first call, the persistent kernel turned off after a failure), and there a
- *  describe waits for a call running on another thread (since 0.11). */
+ *  batch's first call, the persistent kernel turned off after a failure) and on the generic
+ *  path (graphs turned off after a failed capture); there a describe waits for a call running
+ *  on another thread, and the text may differ from one describe to the next: to get a whole
+ *  one while calls run, pass a buffer and check *out_length < size (else call again with a
+ *  larger one) rather than asking for the length first (since 0.11). */
 SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
                                               slstm_describe_format format, char* buf,
                                               size_t size, size_t* out_length);

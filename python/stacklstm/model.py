@@ -1570,7 +1570,7 @@ class Session(_Owned):
         self.max_batch, self.max_time = max_batch, max_time
         self._backend_value = opt.s.backend
         self._device = opt.s.device
-        self._cuda_stream = cuda_stream
+        self._cuda_stream = int(cuda_stream) if cuda_stream else None  # (DLPack wants an int)
         self._shapes: Dict[Tuple[int, int, int, bool], _ForwardShape] = {}
         self._step_rows: Dict[Tuple[int, ...], Tuple[int, Tuple[int, int], _Rows, list]] = {}
         self._fwd, self._stp = _raw_calls()
@@ -1600,12 +1600,15 @@ class Session(_Owned):
             raise ValueError("format must be 'text' or 'json', got %r" % (format,))
         f = 1 if format == "json" else 0
         n = ctypes.c_size_t()
+        size = 4096
         with self._using() as h:
-            check(lib.slstm_session_describe(h, f, None, 0, ctypes.byref(n)),
-                  "slstm_session_describe")
-            buf = ctypes.create_string_buffer(n.value + 1)
-            check(lib.slstm_session_describe(h, f, buf, len(buf), None),
-                  "slstm_session_describe")
+            while True:   # one call whose text fits (a CUDA session's text can change between
+                buf = ctypes.create_string_buffer(size)      # two calls: docs of the C API)
+                check(lib.slstm_session_describe(h, f, buf, size, ctypes.byref(n)),
+                      "slstm_session_describe")
+                if n.value < size:
+                    break
+                size = n.value + 1
         text = buf.value.decode("utf-8", "replace")
         if format == "json":
             import json

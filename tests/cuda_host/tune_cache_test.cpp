@@ -340,3 +340,23 @@ TEST_CASE("tuning cache: a link where a temporary file could be is not followed"
   REQUIRE(back.load(path, &why));
   CHECK(back.size() == 1);
 }
+
+TEST_CASE("tuning cache: a rewritten file keeps its mode, a new one gets the umask's",
+          "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  const mode_t mask = umask(022);  // (restored below)
+  TuneCache c;
+  c.put(key(100, 1), StepPath::kFused);
+  std::string why;
+  REQUIRE(c.store(path, &why));
+  struct stat st {};
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0644);  // not mkstemp's 0600
+  REQUIRE(chmod(path.c_str(), 0640) == 0);
+  c.put(key(200, 1), StepPath::kCublas);
+  REQUIRE(c.store(path, &why));
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+  umask(mask);
+}
