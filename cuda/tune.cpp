@@ -154,6 +154,7 @@ void Session::tune(int batch, int time, std::int32_t layout) {
     key.input = ld.in;
     key.hidden = ld.hid;
     key.batch = batch;
+    key.timed = timed_paths_name(cands);  // an entry timed among other paths is not taken
     StepPath chosen = StepPath::kCublas;
     if (tune_cache_.find(key, &chosen) &&
         std::find(cands.begin(), cands.end(), chosen) != cands.end()) {

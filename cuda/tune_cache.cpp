@@ -40,6 +40,15 @@ bool parse_path(const std::string& s, StepPath* p) {
   return true;
 }
 
+// A timed set as timed_paths_name writes it: two or three paths, in order, one of them `chosen`.
+bool parse_timed(const std::string& s, StepPath chosen) {
+  for (const char* t : {"cublas+fused", "cublas+persistent", "fused+persistent",
+                        "cublas+fused+persistent"}) {
+    if (s == t) return s.find(step_path_name(chosen)) != std::string::npos;
+  }
+  return false;
+}
+
 // Hidden sizes joined by ':', at least two, each a size.
 bool parse_stack(const std::string& s) {
   std::size_t at = 0, parts = 0;
@@ -240,15 +249,16 @@ bool TuneCache::parse(const std::string& text) {
     }
     TuneKey key;
     StepPath path = StepPath::kCublas;
-    if (f.size() != 6 || !good_device(f[0]) ||
+    if ((f.size() != 6 && f.size() != 7) || !good_device(f[0]) ||
         (f[1] != "fp32" && f[1] != "tf32") || !parse_size(f[2], &key.input) ||
         !parse_size(f[3], &key.hidden) || !parse_size(f[4], &key.batch) ||
-        !parse_path(f[5], &path)) {
+        !parse_path(f[5], &path) || (f.size() == 7 && !parse_timed(f[6], path))) {
       ++skipped_;
       continue;
     }
     key.device = f[0];
     key.precision = f[1];
+    if (f.size() == 7) key.timed = f[6];
     entries_[key] = path;
   }
   return !first;
@@ -259,7 +269,7 @@ std::string TuneCache::serialize() const {
   for (const auto& [k, p] : entries_) {
     out += k.device + "\t" + k.precision + "\t" + std::to_string(k.input) + "\t" +
            std::to_string(k.hidden) + "\t" + std::to_string(k.batch) + "\t" +
-           step_path_name(p) + "\n";
+           step_path_name(p) + (k.timed.empty() ? "" : "\t" + k.timed) + "\n";
   }
   for (const auto& [k, whole] : stacks_) {
     out += k.device + "\t" + k.precision + "\t" + std::to_string(k.input) + "\t" + k.hidden +

@@ -12,6 +12,12 @@
 // "persistent". A stack's line (since 0.7) has its layers' hidden sizes joined by ':' in the
 // hidden field (at least two) and the path "stack" (the whole stack as one persistent launch
 // ran faster) or "layers" (its layers' own paths did); versions before it skip such lines.
+// Since 0.12 a layer's line has a seventh field, the paths that were timed for it, in the
+// order cublas, fused, persistent, joined by '+' ("cublas+fused+persistent"): a session takes
+// an entry only when it would time the same paths (a choice made among cublas and fused says
+// nothing about the persistent kernel a session with cuda.persistent=on could run). A layer's
+// line of an older version (six fields) is kept in the file but not taken; older versions
+// skip (and drop, when they write the file) the seven-field lines.
 // The first line is the header "# libstacklstm cuda tuning v1"; other lines
 // that start with '#' and empty lines are comments. A line that does not parse is skipped
 // (and dropped when the file is written again); an empty file is an empty cache; a file
@@ -23,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -34,15 +41,34 @@ enum class StepPath { kCublas, kFused, kPersistent };
 
 const char* step_path_name(StepPath p);
 
+// The paths of `paths` (any order, repeats ignored) as a tuning entry names them: in the order
+// cublas, fused, persistent, joined by '+'.
+template <typename Range>
+std::string timed_paths_name(const Range& paths) {
+  bool has[3] = {false, false, false};
+  for (const StepPath p : paths) has[static_cast<int>(p)] = true;
+  std::string out;
+  for (int i = 0; i < 3; ++i) {
+    if (has[i]) out += (out.empty() ? "" : "+") + std::string(step_path_name(StepPath(i)));
+  }
+  return out;
+}
+inline std::string timed_paths_name(std::initializer_list<StepPath> paths) {
+  return timed_paths_name<std::initializer_list<StepPath>>(paths);
+}
+
 struct TuneKey {
   std::string device;
   std::string precision;
   std::int64_t input = 0;
   std::int64_t hidden = 0;
   std::int64_t batch = 0;
+  // The paths that were timed (timed_paths_name); empty: a line of a version before 0.12,
+  // which no session's key matches.
+  std::string timed;
   bool operator<(const TuneKey& o) const {
-    return std::tie(device, precision, input, hidden, batch) <
-           std::tie(o.device, o.precision, o.input, o.hidden, o.batch);
+    return std::tie(device, precision, input, hidden, batch, timed) <
+           std::tie(o.device, o.precision, o.input, o.hidden, o.batch, o.timed);
   }
 };
 

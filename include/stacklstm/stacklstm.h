@@ -623,7 +623,9 @@ typedef struct slstm_session_options {
    *                  and takes longer; numbers stay within the precision's tolerance.  Not
    *                  yet run on a GPU, hence off
    *    cuda.tune_file = <path>      (since 0.6) where the tuned paths are kept across
-   *                  sessions and processes, per device, precision, layer shape and batch
+   *                  sessions and processes, per device, precision, layer shape, batch
+   *                  and (since 0.12) the set of paths timed, so that a choice made among
+   *                  fewer paths is not taken by a session that allows more
    *                  (a text file; read at creation, rewritten whole when a call learns
    *                  something).  A file that is not a tuning cache is neither read nor
    *                  overwritten; why, like a failure to write, shows in the plan

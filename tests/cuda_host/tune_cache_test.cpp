@@ -27,13 +27,15 @@ using slstm_cuda::TuneKey;
 namespace {
 
 TuneKey key(std::int64_t h, std::int64_t b, const char* precision = "fp32",
-            const char* device = "NVIDIA H200 sm90 132sm") {
+            const char* device = "NVIDIA H200 sm90 132sm",
+            const char* timed = "cublas+fused+persistent") {
   TuneKey k;
   k.device = device;
   k.precision = precision;
   k.input = 128;
   k.hidden = h;
   k.batch = b;
+  k.timed = timed;
   return k;
 }
 
@@ -85,7 +87,8 @@ TEST_CASE("tuning cache: entries survive serialize and parse, one TAB-separated 
   c.put(key(2048, 4, "fp32", "NVIDIA H100 80GB HBM3 sm90 132sm"), StepPath::kCublas);
   const std::string text = c.serialize();
   CHECK(text.rfind(std::string(TuneCache::kHeader) + "\n", 0) == 0);
-  CHECK(text.find("NVIDIA H200 sm90 132sm\tfp32\t128\t300\t10\tpersistent\n") != std::string::npos);
+  CHECK(text.find("NVIDIA H200 sm90 132sm\tfp32\t128\t300\t10\tpersistent\t"
+                  "cublas+fused+persistent\n") != std::string::npos);
   TuneCache back;
   REQUIRE(back.parse(text));
   CHECK(back.size() == 3);
@@ -160,13 +163,80 @@ TEST_CASE("tuning cache: a line that does not parse is skipped, the others are k
                       "dev\tfp32\t08\t16\t2\tfused\n"         // leading zero
                       "dev\tfp32\t8\t16\t2\tgraph\n"          // path
                       "dev\tfp32\t8\t16\t2\n"                 // field missing
-                      "dev\tfp32\t8\t16\t2\tfused\textra\n"   // field extra
+                      "dev\tfp32\t8\t16\t2\tfused\textra\n"   // timed set
+                      "dev\tfp32\t8\t16\t2\tfused\tcublas+fused\tx\n"  // field extra
                       "dev\tfp32\t8\t99999999999\t2\tfused\n" // beyond int
                       "\tfp32\t8\t16\t2\tfused\n"             // no device
                       "d\x01v\tfp32\t8\t16\t2\tfused\n"       // control character
                       "dev\tfp32\t8\t16\t3\tcublas\r\n"));    // CRLF: good
   CHECK(c.size() == 2);
-  CHECK(c.skipped() == 9);
+  CHECK(c.skipped() == 10);
+}
+
+TEST_CASE("tuning cache: an entry is taken only by a session that times the same paths",
+          "[tune]") {
+  // A choice among cuBLAS and the fused step says nothing about the persistent kernel that a
+  // session with cuda.persistent=on could run: that session times again.
+  TuneCache c;
+  c.put(key(256, 2, "fp32", "NVIDIA H200 sm90 132sm", "cublas+fused"), StepPath::kFused);
+  StepPath p = StepPath::kCublas;
+  CHECK_FALSE(c.find(key(256, 2, "fp32", "NVIDIA H200 sm90 132sm", "cublas+fused+persistent"),
+                     &p));
+  REQUIRE(c.find(key(256, 2, "fp32", "NVIDIA H200 sm90 132sm", "cublas+fused"), &p));
+  CHECK(p == StepPath::kFused);
+  // Both kinds of session keep their own entry, side by side in the file.
+  c.put(key(256, 2), StepPath::kPersistent);
+  TuneCache back;
+  REQUIRE(back.parse(c.serialize()));
+  CHECK(back.size() == 2);
+  REQUIRE(back.find(key(256, 2), &p));
+  CHECK(p == StepPath::kPersistent);
+}
+
+TEST_CASE("tuning cache: the timed paths are named in one order, whatever the candidates'",
+          "[tune]") {
+  using slstm_cuda::timed_paths_name;
+  CHECK(timed_paths_name({StepPath::kPersistent, StepPath::kCublas, StepPath::kFused}) ==
+        "cublas+fused+persistent");
+  CHECK(timed_paths_name(std::vector<StepPath>{StepPath::kCublas, StepPath::kPersistent}) ==
+        "cublas+persistent");
+  CHECK(timed_paths_name({StepPath::kFused, StepPath::kFused}) == "fused");
+}
+
+TEST_CASE("tuning cache: a line of a version before 0.12 (no timed paths) is kept, not taken",
+          "[tune]") {
+  const std::string h = std::string(TuneCache::kHeader) + "\n";
+  const std::string old_line = "dev\tfp32\t8\t16\t2\tfused\n";
+  TuneCache c;
+  REQUIRE(c.parse(h + old_line));
+  CHECK(c.size() == 1);
+  CHECK(c.skipped() == 0);
+  StepPath p = StepPath::kCublas;
+  for (const char* timed : {"cublas+fused", "cublas+fused+persistent"}) {
+    TuneKey k;
+    k.device = "dev";
+    k.precision = "fp32";
+    k.input = 8;
+    k.hidden = 16;
+    k.batch = 2;
+    k.timed = timed;
+    CHECK_FALSE(c.find(k, &p));
+  }
+  CHECK(c.serialize() == h + old_line);  // written back as it was, for the older version
+}
+
+TEST_CASE("tuning cache: a timed set that does not parse makes the line skipped", "[tune]") {
+  const std::string h = std::string(TuneCache::kHeader) + "\n";
+  TuneCache c;
+  REQUIRE(c.parse(h + "dev\tfp32\t8\t16\t2\tfused\tcublas+fused\n"               // good
+                      "dev\tfp32\t8\t16\t3\tfused\tfused+cublas\n"               // order
+                      "dev\tfp32\t8\t16\t4\tfused\tfused\n"                      // one path
+                      "dev\tfp32\t8\t16\t5\tfused\tcublas+cublas\n"              // repeat
+                      "dev\tfp32\t8\t16\t6\tpersistent\tcublas+fused\n"          // chosen
+                      "dev\tfp32\t8\t16\t7\tfused\t\n"                           // empty
+                      "dev\tfp32\t8\t16\t8\tcublas\tcublas+fused+persistent\n"));  // good
+  CHECK(c.size() == 2);
+  CHECK(c.skipped() == 5);
 }
 
 TEST_CASE("tuning cache: a text without the header is not a cache, an empty one is empty",

@@ -1182,8 +1182,17 @@ TEST_CASE("cuda.tune_file keeps the tuned paths, and a later session takes them 
   std::size_t at = 0;
   for (std::size_t end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
     std::string line = text.substr(at, end - at);
-    const std::size_t tab = line.rfind('\t');
-    if (line[0] != '#' && tab != std::string::npos) line = line.substr(0, tab + 1) + "cublas";
+    // The path is the sixth field (a seventh, since 0.12, names the paths that were timed).
+    std::size_t from = 0;
+    for (int field = 0; field < 5 && from != std::string::npos; ++field) {
+      from = line.find('\t', from);
+      if (from != std::string::npos) ++from;
+    }
+    if (line[0] != '#' && from != std::string::npos) {
+      const std::size_t to = line.find('\t', from);
+      line = line.substr(0, from) + "cublas" + (to == std::string::npos ? "" : line.substr(to));
+      CHECK(to != std::string::npos);  // the timed paths are there
+    }
     edited += line + "\n";
   }
   write_text(file.path, edited);
