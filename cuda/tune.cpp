@@ -91,6 +91,8 @@ bool Session::time_path(std::size_t l, StepPath path, int batch, int steps, int 
       float t = 0.0f;
       check(cudaEventElapsedTime(&t, ev_time0_.get(), ev_time1_.get()), "cudaEventElapsedTime");
       if (run > 0) best = std::min(best, t);
+      // A kernel that gave up waits out its timeout in every run: one is enough to know.
+      if (path == StepPath::kPersistent && persistent_failed()) break;
     }
   } catch (const slstm::Error&) {
     if (path != StepPath::kPersistent) throw;
@@ -119,6 +121,7 @@ bool Session::time_compute(int batch, int time, std::int32_t layout, float* ms) 
       float t = 0.0f;
       check(cudaEventElapsedTime(&t, ev_time0_.get(), ev_time1_.get()), "cudaEventElapsedTime");
       if (run > 0) best = std::min(best, t);
+      if (persistent_on() && persistent_failed()) break;  // (as in time_path)
     }
   } catch (const slstm::Error&) {
     if (!persistent_on()) throw;

@@ -68,6 +68,7 @@ BUDGET=${CHECK_BUDGET_S:-420}
 case $BUDGET in ''|*[!0-9]*) echo "check.sh: CHECK_BUDGET_S must be whole seconds"; exit 2 ;; esac
 SUMMARY_S=30   # kept back for the summary, table.txt and logs.tgz (and a -k 10 kill)
 exec > >(tee "$OUT/check.log") 2>&1
+TEE_PID=$!   # waited for at the end, so that check.log has its last line when we exit
 start=$(date +%s)
 status=0
 say() { printf '\n=== %s (t+%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
@@ -80,7 +81,10 @@ time_for() {
   [ "$t" -lt "$1" ] && t=0
   echo "$t"
 }
-no_time() { echo "not run: time budget ($(left) s of ${BUDGET} s left, needs $1 s)"; }
+# (what is left for steps: the budget's remainder less what the summary keeps back)
+no_time() {
+  echo "not run: time budget ($(( $(left) - SUMMARY_S )) s of ${BUDGET} s left for steps, needs $1 s)"
+}
 
 say "device and driver (time budget ${BUDGET} s)"
 date -u
@@ -123,7 +127,7 @@ else
   case $test_rc in
     0) TEST_RESULT="passed" ;;
     77) TEST_RESULT="SKIPPED ($(head -1 "$OUT/gpu_tests.log"))"; status=1 ;;
-    124) TEST_RESULT="TIMED OUT ($t s)"; status=1 ;;
+    124|137) TEST_RESULT="TIMED OUT ($t s)"; status=1 ;;
     *) TEST_RESULT="FAILED (exit $test_rc)"; status=1 ;;
   esac
 fi
@@ -250,12 +254,19 @@ fi
 say "timings"
 : > "$OUT/bench.log"
 BENCH_CUT=0
+BENCH_FAILED=0
 bench() {  # label backend memory reps args...
   local label=$1 backend=$2 memory=$3 reps=$4; shift 4
-  local t
+  local t shown=$backend
+  # The backend column as slstm_gpu_bench's own RESULT line names it (for the NA rows).
+  case " $* " in
+    *" --tf32 "*) shown=$backend-tf32 ;;
+    *" --precision bf16 "*) shown=$backend-bf16 ;;
+    *" --precision fp16 "*) shown=$backend-fp16 ;;
+  esac
   t=$(time_for 10 120)
   if [ "$t" = 0 ]; then
-    echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (not run: time budget)" |
+    echo "RESULT $label $shown $memory median_ms=NA min_ms=NA (not run: time budget)" |
       tee -a "$OUT/bench.log"
     BENCH_CUT=$((BENCH_CUT + 1))
     return
@@ -264,8 +275,10 @@ bench() {  # label backend memory reps args...
       --warmup 2 "$@" 2>&1 | tee -a "$OUT/bench.log" | grep -E "^RESULT|^PLAN|SKIPPED|slstm_gpu_bench"
   local rc=${PIPESTATUS[0]}
   # A failed run still gets its row in the table (an error line alone would drop it).
-  [ "$rc" = 0 ] ||
-    echo "RESULT $label $backend $memory median_ms=NA min_ms=NA (exit $rc)" | tee -a "$OUT/bench.log"
+  if [ "$rc" != 0 ]; then
+    echo "RESULT $label $shown $memory median_ms=NA min_ms=NA (exit $rc)" | tee -a "$OUT/bench.log"
+    BENCH_FAILED=$((BENCH_FAILED + 1))
+  fi
 }
 seed="--input 128 --layers 100,200,300 --batch 10 --time 100"
 seed1="--input 128 --layers 100,200,300 --batch 10 --time 1"
@@ -332,6 +345,10 @@ if python3 -c "import torch, numpy" 2>/dev/null; then
     cat "$OUT/generic.md"
     CELLS_RESULT="exit $cells_rc (table in generic.md; 0 = every row ran and agreed with cuDNN)"
     [ "$cells_rc" = 0 ] || status=1
+    # (bench_cells.py exits 0 when a backend is unavailable, saying SKIPPED: not a pass here)
+    if grep -q '^SKIPPED' "$OUT/generic.md"; then
+      CELLS_RESULT="SKIPPED ($(grep -m1 '^SKIPPED' "$OUT/generic.md"))"; status=1
+    fi
   fi
 fi
 
@@ -385,9 +402,11 @@ say "summary"
   echo "mechanisms: $MECH_RESULT"
   echo "CPU direction teams: $TEAMS_RESULT"
   [ "$BENCH_CUT" = 0 ] || echo "timings: $BENCH_CUT rows not run: time budget (NA below)"
-  printf '%-18s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
+  # (a row that failed does not change the exit status: the table shows it, "NA (exit N)")
+  [ "$BENCH_FAILED" = 0 ] || echo "timings: $BENCH_FAILED rows FAILED (NA (exit N) below; bench.log)"
+  printf '%-20s %-10s %-7s %12s %12s\n' scenario backend memory median_ms min_ms
   grep '^RESULT' "$OUT/bench.log" | sed 's/median_ms=//; s/min_ms=//' |
-    awk '{printf "%-18s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
+    awk '{printf "%-20s %-10s %-7s %12s %12s\n", $2, $3, $4, $5, $6}'
   # What the persistent / tuned rows ran at their end ("none": the kernel was off by then).
   grep -h '^PLAN' "$OUT/bench.log" "$OUT/sanitizer.log" 2>/dev/null
   echo "total check time: $(( $(date +%s) - start )) s of a ${BUDGET} s budget"
@@ -422,4 +441,6 @@ if [ "$grid" = 1 ]; then
 fi
 [ "$FOUND_OWNED" = 1 ] && rm -f "$FOUND"
 echo "check.sh: exit $status after $(( $(date +%s) - start )) s"
+exec >&- 2>&-
+wait "$TEE_PID" 2>/dev/null
 exit $status

@@ -24,8 +24,8 @@ slstm_find_libs() {
     FOUND=$(mktemp)
     FOUND_OWNED=1
     timeout 120 find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o \
-        \( -name 'libcublas.so.13*' -o -name 'libcublasLt.so.13*' -o -name 'libcudart.so.13*' \
-           -o -name 'libcudnn.so.9*' -o \( -name compute-sanitizer \( -type f -o -type l \) \) \) \
+        \( \( -name 'libcublas.so.13*' -o -name 'libcublasLt.so.13*' -o -name 'libcudart.so.13*' \
+           -o -name 'libcudnn.so.9*' -o -name compute-sanitizer \) \( -type f -o -type l \) \) \
         -print 2>/dev/null > "$FOUND"
   fi
   for want in libcublas.so.13 libcublasLt.so.13 libcudart.so.13; do

@@ -614,7 +614,8 @@ typedef struct slstm_session_options {
    *                  by the next call) fails with SLSTM_ERR_BACKEND_FAILURE saying so
    *    cuda.persistent_timeout_us = <0..999999999>   bound in microseconds of one wait
    *                  between the persistent kernel's CTAs (1000000); 0 makes every wait
-   *                  give up at once (to test the fallback)
+   *                  give up at once (to test the fallback; a launch that has no wait to
+   *                  make, one step of one layer, completes)
    *    cuda.tune   = off | on       (since 0.6; off) the plan tuned on the device: the first
    *                  call of each batch <= 32 times, per layer, the step paths the plan
    *                  allows (cuBLAS + step kernel, fused step, persistent kernel) over
