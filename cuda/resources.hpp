@@ -156,7 +156,14 @@ class DeviceTeardown {
   void enter(int device, cudaStream_t drain) noexcept {
     if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
     const bool on_device = cudaSetDevice(device) == cudaSuccess;
-    if (on_device && drain != nullptr) (void)cudaStreamSynchronize(drain);
+    // A stream being captured is not synchronised (that would invalidate the caller's
+    // capture); none of the owner's work is in it: calls under capture are refused.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (on_device && drain != nullptr &&
+        cudaStreamIsCapturing(drain, &capture) == cudaSuccess &&
+        capture == cudaStreamCaptureStatusNone) {
+      (void)cudaStreamSynchronize(drain);
+    }
   }
 
  private:

@@ -33,12 +33,26 @@ void Session::input_gemm(cublasHandle_t blas, const LayerData& layer, const floa
         "cublasSgemm (input projection)");
 }
 
-// Forks every layer's streams from `origin`, runs the wavefront, joins them back.
+// Forks every layer's streams from `origin`, runs the wavefront, joins them back. On a
+// failure what was already enqueued on the layers' streams still runs: `origin` (and with it
+// the next call's copies into the session's buffers) is joined to it before the error goes on.
 void Session::enqueue_compute(cudaStream_t origin, int batch, int time, std::int32_t layout) {
-  if (stack_planned(batch)) {
-    enqueue_stack(origin, batch, time, layout);
-    return;
+  try {
+    if (stack_planned(batch)) {
+      enqueue_stack(origin, batch, time, layout);
+    } else {
+      enqueue_wavefront(origin, batch, time, layout);
+    }
+  } catch (...) {
+    try {
+      join_streams(origin);
+    } catch (...) {  // (the first error is the one to report)
+    }
+    throw;
   }
+}
+
+void Session::enqueue_wavefront(cudaStream_t origin, int batch, int time, std::int32_t layout) {
   const std::int64_t B = batch, T = time;
   check(cudaEventRecord(ev_fork_.get(), origin), "cudaEventRecord");
   for (LayerData& ld : layers_) {

@@ -149,6 +149,7 @@ class Session {
   void input_gemm(cublasHandle_t blas, const LayerData& layer, const float* x, std::int64_t row0,
                   std::int64_t rows);
   void enqueue_compute(cudaStream_t origin, int batch, int time, std::int32_t layout);
+  void enqueue_wavefront(cudaStream_t origin, int batch, int time, std::int32_t layout);
   void enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int batch, int time,
                      std::int32_t layout);
   StepPath step_path(const LayerData& ld, int batch) const;

@@ -153,14 +153,18 @@ class CudaSlotStates final : public SlotStates {
                  std::shared_ptr<std::mutex> live)
       : table_(table), session_(session), live_(std::move(live)) {}
 
+  // (write and read hold live_ too: settling an earlier call can turn the persistent
+  // kernel off, which the plan reads)
   void write(std::int64_t slot, const float* state, slstm_memory memory) override {
     char msg[kMessageSize] = {0};
+    const std::lock_guard<std::mutex> lock(*live_);
     const std::int32_t st = table_.session_slot_write(session_, slot, state, memory, msg,
                                                       sizeof(msg));
     if (st != SLSTM_OK) fail_from_module(st, msg);
   }
   void read(std::int64_t slot, float* state, slstm_memory memory) const override {
     char msg[kMessageSize] = {0};
+    const std::lock_guard<std::mutex> lock(*live_);
     const std::int32_t st = table_.session_slot_read(session_, slot, state, memory, msg,
                                                      sizeof(msg));
     if (st != SLSTM_OK) fail_from_module(st, msg);
