@@ -1,7 +1,9 @@
 // "A session allocates nothing per call" (header, OWNERSHIP), checked by counting: this
 // executable interposes malloc, calloc, realloc and the aligned allocators (operator new and
 // the C++ runtime's allocations go through them), counts every call made while a window is
-// open, and runs successful slstm_session_forward / slstm_session_step calls inside it.
+// open (by any thread for the CPU backend, whose workers are the library's; by the calling
+// thread for CUDA, where the driver's and cuBLAS's threads allocate on their own), and runs
+// successful slstm_session_forward / slstm_session_step calls inside it.
 //
 // Its own executable because the interposition must not meet a sanitizer's or valgrind's
 // allocator: CMake builds it only without SLSTM_SANITIZE, and tests/valgrind.sh does not run
@@ -17,6 +19,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -32,13 +35,23 @@ void* __libc_memalign(std::size_t, std::size_t);
 
 namespace {
 std::atomic<bool> g_counting{false};
+// Which threads count: every thread (the CPU backend's workers are the library's), or only
+// the one that opened the window (CUDA: the library's host work runs on the calling thread,
+// while the driver's and cuBLAS's own threads allocate as they please; counted apart).
+std::atomic<bool> g_every_thread{true};
+thread_local bool t_opened_window = false;
 std::atomic<long> g_allocations{0};
+std::atomic<long> g_other_threads{0};
 // The call stack of the first counted allocation, printed when a check fails (backtrace()
 // is warmed up before the first window, so recording allocates nothing).
 void* g_first[16];
 std::atomic<int> g_first_depth{0};
 inline void note() {
   if (!g_counting.load(std::memory_order_relaxed)) return;
+  if (!g_every_thread.load(std::memory_order_relaxed) && !t_opened_window) {
+    g_other_threads.fetch_add(1);
+    return;
+  }
   if (g_allocations.fetch_add(1) == 0) g_first_depth.store(backtrace(g_first, 16));
 }
 void print_first_allocation() {
@@ -80,17 +93,28 @@ int posix_memalign(void** p, std::size_t a, std::size_t n) {
 
 namespace {
 
-// Counts the allocations made by `body` (every thread of the process).
+enum class Threads { kEvery, kCalling };
+
+// Counts the allocations made by `body`: by every thread of the process, or by the calling
+// thread only (the others' are then printed as a count, not returned).
 // Prints the first allocation's call stack when `expect_none` and there was one.
 template <typename Body>
-long allocations_during(Body&& body, bool expect_none = true) {
+long allocations_during(Body&& body, bool expect_none = true, Threads threads = Threads::kEvery) {
   g_allocations.store(0);
+  g_other_threads.store(0);
   g_first_depth.store(0);
+  g_every_thread.store(threads == Threads::kEvery);
+  t_opened_window = true;
   g_counting.store(true);
   body();
   g_counting.store(false);
+  t_opened_window = false;
   const long n = g_allocations.load();
   if (n > 0 && expect_none) print_first_allocation();
+  if (g_other_threads.load() > 0) {
+    std::printf("(%ld allocations by other threads of the process: not the library's)\n",
+                g_other_threads.load());
+  }
   return n;
 }
 
@@ -152,14 +176,18 @@ void check_forward_allocates_nothing(slstm_backend backend, const Shape& sh,
                              state.size(), step_out.data(), step_out.size(), state.data(),
                              state.size()) == SLSTM_OK);
   slstm_status st[6] = {};
-  const long n = allocations_during([&] {
-    for (int k = 0; k < 3; ++k) st[k] = slstm_session_forward(s.get(), &a);
-    for (int k = 3; k < 6; ++k) {
-      st[k] = slstm_session_step(s.get(), sh.batch, step_x.data(), step_x.size(), state.data(),
-                                 state.size(), step_out.data(), step_out.size(), state.data(),
-                                 state.size());
-    }
-  });
+  // (CUDA: the calling thread's allocations; the driver's own threads are not the library)
+  const Threads threads = backend == SLSTM_BACKEND_CPU ? Threads::kEvery : Threads::kCalling;
+  const long n = allocations_during(
+      [&] {
+        for (int k = 0; k < 3; ++k) st[k] = slstm_session_forward(s.get(), &a);
+        for (int k = 3; k < 6; ++k) {
+          st[k] = slstm_session_step(s.get(), sh.batch, step_x.data(), step_x.size(),
+                                     state.data(), state.size(), step_out.data(),
+                                     step_out.size(), state.data(), state.size());
+        }
+      },
+      true, threads);
   for (slstm_status v : st) CHECK(v == SLSTM_OK);
   INFO("hidden " << sh.hidden.size() << " layers, batch " << sh.batch << ", time " << sh.time
                  << ", threads " << sh.threads);
@@ -252,6 +280,45 @@ TEST_CASE("a failing call still reports its message (the count covers successes 
   const long n = allocations_during([&] { st = slstm_session_forward(s.get(), &a); }, false);
   CHECK(st == SLSTM_ERR_OUT_OF_RANGE);
   CHECK(n > 0);
+}
+
+TEST_CASE("counting the calling thread only leaves other threads' allocations out", "[cpu]") {
+  // What the CUDA cases count: the calling thread's allocations, which this one makes, and
+  // not another thread's (the driver's, in those cases).
+  volatile void* kept = nullptr;
+  std::thread([] {}).join();  // (the first thread's one-time allocations, outside the windows)
+  const long mine = allocations_during(
+      [&] {
+        void* p = std::malloc(64);
+        kept = p;
+        std::free(p);
+      },
+      false, Threads::kCalling);
+  CHECK(mine == 1);
+  const long theirs = allocations_during(
+      [&] {
+        std::thread other([&] {
+          void* p = std::malloc(64);
+          kept = p;
+          std::free(p);
+        });
+        other.join();
+      },
+      false, Threads::kCalling);
+  // (std::thread's own start-up allocates on the calling thread: the count is what this
+  // thread did, never the other's malloc)
+  const long every = allocations_during(
+      [&] {
+        std::thread other([&] {
+          void* p = std::malloc(64);
+          kept = p;
+          std::free(p);
+        });
+        other.join();
+      },
+      false, Threads::kEvery);
+  CHECK(every > theirs);
+  (void)kept;
 }
 
 TEST_CASE("successful CUDA forward and step calls allocate nothing after a shape's first call",
