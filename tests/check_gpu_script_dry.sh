@@ -45,6 +45,19 @@ for line in "GPU tests: not run: time budget" "generic path cases: not run: time
             "rows not run: time budget"; do
   grep -q "$line" "$out/table.txt" || fail "with CHECK_BUDGET_S=0, table.txt lacks '$line'"
 done
+# A second run of a session (--timings-only): the tests and sanitizers say they were skipped,
+# and rows that could not run fail it (they are what it is for).
+rm -rf "${out:?}"/*
+OUT="$out" CHECK_BUDGET_S=60 timeout 120 bash "$src/bench/gpu/check.sh" "$build" --timings-only \
+  > "$out/stdout.txt" 2>&1
+rc=$?
+[ "$rc" = 1 ] || fail "check.sh --timings-only exited $rc without a GPU (expected 1)"
+for line in "GPU tests: not run (--timings-only)" "demo: not run (--timings-only)" \
+            "compute-sanitizer (exit codes, 0 = clean): not run (--timings-only)" \
+            "rows FAILED"; do
+  grep -qF "$line" "$out/table.txt" || fail "with --timings-only, table.txt lacks '$line'"
+done
 OUT="$out" CHECK_BUDGET_S=soon bash "$src/bench/gpu/check.sh" "$build" > "$out/stdout.txt" 2>&1
 [ $? = 2 ] || fail "check.sh took CHECK_BUDGET_S=soon"
-echo "ok: check.sh ran to its summary without a GPU ($took), and with no time budget"
+echo "ok: check.sh ran to its summary without a GPU ($took), with no time budget, and" \
+  "--timings-only"

@@ -6,6 +6,11 @@
 # binaries built on a CPU machine (a build folder, or the lean folder pack_carry.sh makes).
 #
 #   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms] [--cpu-teams]
+#                                       [--timings-only]
+#
+# --timings-only skips steps 3-4 and 6 (tests, demo, sanitizers): for a second, shorter run of
+# a device session whose first run reached them, so that the time goes to the timing rows the
+# first run's budget cut.
 #
 # 1. prints the device and driver (nvidia-smi);
 # 2. finds cuBLAS / cuDNN / the CUDA runtime and puts their folders on LD_LIBRARY_PATH;
@@ -53,12 +58,17 @@
 # when the tests passed and the sanitizers found nothing (and the grid, if asked for, ran).
 #
 #   OUT=<log folder> bench/gpu/check.sh [BUILD=build-gpu] [--grid] [--mechanisms] [--cpu-teams]
+#                                       [--timings-only]
 # Environment: CHECK_BUDGET_S (420). For --grid: BENCH_OURS_GPU_BUDGET_S (50), ANCHORS_CUDNN_BUDGET_S (80),
 #   ANCHORS_TORCH_BUDGET_S (50), ANCHORS_TARGET_MS (40); the grid is cut at 300 s.
 set -u
-grid=0 mech=0 teams=0 build_arg=build-gpu
+grid=0 mech=0 teams=0 timings_only=0 build_arg=build-gpu
 for a in "$@"; do
-  case "$a" in --grid) grid=1 ;; --mechanisms) mech=1 ;; --cpu-teams) teams=1 ;; -*) echo "check.sh: unknown option $a"; exit 2 ;; *) build_arg=$a ;; esac
+  case "$a" in
+    --grid) grid=1 ;; --mechanisms) mech=1 ;; --cpu-teams) teams=1 ;; --timings-only) timings_only=1 ;;
+    -*) echo "check.sh: unknown option $a"; exit 2 ;;
+    *) build_arg=$a ;;
+  esac
 done
 BUILD=$(cd "$build_arg" && pwd) || { echo "check.sh: no build folder $build_arg"; exit 2; }
 OUT=${OUT:-./out}
@@ -116,6 +126,13 @@ if [ "$mech" = 1 ]; then
   fi
 fi
 
+if [ "$timings_only" = 1 ]; then
+  # A second run of a session whose first run covered the tests: its time goes to the rows.
+  for v in TEST_RESULT DEMO_RESULT GENERIC_RESULT TORCH_RESULT; do
+    printf -v "$v" '%s' "not run (--timings-only)"
+  done
+  SAN_RESULT=" not run (--timings-only)"
+else
 say "GPU tests"
 t=$(time_for 30 240)
 if [ "$t" = 0 ]; then
@@ -250,6 +267,8 @@ if [ -n "${SAN:-}" ]; then
 else
   SAN_RESULT=" not run (compute-sanitizer not found)"; status=1
 fi
+
+fi  # (--timings-only)
 
 say "timings"
 : > "$OUT/bench.log"
@@ -389,6 +408,8 @@ if [ "$teams" = 1 ]; then
   fi
 fi
 
+# (with --timings-only the rows are what the run is for: one that failed fails it)
+[ "$timings_only" = 1 ] && [ "$BENCH_FAILED" != 0 ] && status=1
 say "summary"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)   device: ${DEVICE:-unknown}"
