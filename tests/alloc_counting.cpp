@@ -295,28 +295,18 @@ TEST_CASE("counting the calling thread only leaves other threads' allocations ou
       },
       false, Threads::kCalling);
   CHECK(mine == 1);
-  const long theirs = allocations_during(
-      [&] {
-        std::thread other([&] {
-          void* p = std::malloc(64);
-          kept = p;
-          std::free(p);
-        });
-        other.join();
-      },
-      false, Threads::kCalling);
+  const auto malloc_on_another_thread = [&] {
+    std::thread other([&] {
+      void* p = std::malloc(64);
+      kept = p;
+      std::free(p);
+    });
+    other.join();
+  };
   // (std::thread's own start-up allocates on the calling thread: the count is what this
   // thread did, never the other's malloc)
-  const long every = allocations_during(
-      [&] {
-        std::thread other([&] {
-          void* p = std::malloc(64);
-          kept = p;
-          std::free(p);
-        });
-        other.join();
-      },
-      false, Threads::kEvery);
+  const long theirs = allocations_during(malloc_on_another_thread, false, Threads::kCalling);
+  const long every = allocations_during(malloc_on_another_thread, false, Threads::kEvery);
   CHECK(every > theirs);
   (void)kept;
 }
