@@ -1,0 +1,37 @@
+// What the FAKE CUDA runtime (fake_runtime.cpp) offers besides the CUDA API: for the host
+// emulations of the module's kernels (fake_kernels.cpp), a way to queue work on a stream and
+// to range-check the memory a kernel touches; for the test mains, proof that the module in
+// use runs on this runtime. Not part of CUDA; nothing here exists on a real GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include <cuda_runtime.h>
+
+namespace cuda_fake {
+
+// The fake device, as cudaDeviceGetAttribute reports it (an H100 SXM's numbers): its SMs,
+// the shared memory one SM holds and the most one CTA may opt in to.
+constexpr int kSmCount = 132;
+constexpr std::size_t kSmemPerSm = 228 * 1024;
+constexpr std::size_t kSmemPerCtaOptin = 227 * 1024;
+
+// Queues `work` on `stream` (or records it into the stream's capture); it runs at a later
+// sync point, in the order the stream, the events and the graphs allow. `name` shows in
+// SLSTM_CUDA_FAKE_TRACE's output.
+cudaError_t enqueue(cudaStream_t stream, const char* name, std::function<void()> work);
+
+// Aborts the process (with `what` in the message) unless [p, p + bytes) lies inside one live
+// device allocation (or pinned host allocation, with allow_pinned). Call it from the work
+// itself, when the access happens.
+void require_device(const void* p, std::size_t bytes, const char* what,
+                    bool allow_pinned = false);
+
+// The number of CUDA API calls this runtime has served (in this process), and the seed of
+// its execution order ($SLSTM_CUDA_FAKE_SEED, 1 when unset).
+std::uint64_t api_calls();
+std::uint64_t seed();
+
+}  // namespace cuda_fake
