@@ -342,6 +342,17 @@ class CpuFastBackend final : public HostBackend {
     }
   }
 
+  // Whether a worker's steps run its groups forwards and backwards in turn: when its share
+  // of W_h (of `workers`) does not stay in its L2 from one step to the next, a pass in the
+  // same order would find none of it there (each line evicted before its turn comes again),
+  // while the way back starts with the groups the last step left in L2 (measured on one
+  // AVX-512 core streaming 1.6-8 MB: 5-30 % less time a step).  Only the order changes:
+  // each group is computed as before, so the numbers do not.
+  bool snake_order(const PackedLayer& p, int workers) const {
+    const double share = p.wh_bytes() / std::max(1, workers);
+    return 2.0 * share > static_cast<double>(l2_bytes_);
+  }
+
   // Whether a kernel fetches the next group's weights (`group` bytes each) into L2 while it
   // works on the current group's (Prefetch): when the worker's groups (`share` bytes in all)
   // do not stay in its L2 from one pass to the next -- else the lines are there already and
@@ -350,10 +361,11 @@ class CpuFastBackend final : public HostBackend {
     return 2 * share > l2_bytes_ && 2 * group <= l2_bytes_;
   }
 
-  // Step t of layer v for groups [g0, g1) and the share's batch rows; g_after: the group
-  // this worker is likely to take after g1 - 1 (its weights fetched ahead), or -1.
+  // Step t of layer v for groups [g0, g1) and the share's batch rows, in increasing order or
+  // (`down`) decreasing; g_after: the group this worker is likely to take after the last one
+  // (its weights fetched ahead), or -1.
   void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1,
-            std::int64_t g_after = -1) const {
+            std::int64_t g_after = -1, bool down = false) const {
     const ForwardCall& call = *call_;
     const PackedLayer& p = *v.p;
     const std::int64_t ld_g = p.groups * kRow, b0 = v.sh->b0, b1 = v.sh->b1;
@@ -375,7 +387,8 @@ class CpuFastBackend final : public HostBackend {
       if (p.wh) return p.wh.get() + gi * p.H * kRow;
       return p.wh16() + gi * p.H * kRow;
     };
-    for (std::int64_t gi = g0; gi < g1; ++gi) {
+    for (std::int64_t k = 0; k < g1 - g0; ++k) {
+      const std::int64_t gi = down ? g1 - 1 - k : g0 + k;
       a.unit0 = gi * kGroup;
       a.units = std::min(kGroup, p.H - a.unit0);
       if (p.wh) {
@@ -385,7 +398,7 @@ class CpuFastBackend final : public HostBackend {
         a.wh16_is_bf16 = p.wh16_is_bf16;
       }
       a.bias = p.bias.get() + gi * kRow;
-      const void* next = slab(gi + 1 < g1 ? gi + 1 : g_after);
+      const void* next = slab(k + 1 < g1 - g0 ? (down ? gi - 1 : gi + 1) : g_after);
       for (std::int64_t j = 0; j < blocks; ++j) {
         const std::int64_t r0 = b0 + row_cut(b1 - b0, j, blocks);
         const int nb = static_cast<int>(b0 + row_cut(b1 - b0, j + 1, blocks) - r0);
@@ -465,11 +478,16 @@ class CpuFastBackend final : public HostBackend {
           // worth moving (split_.steal), whatever the other workers have not started yet: a worker
           // the machine delays does not hold up the step.  Each group is still computed whole
           // by one worker.
+          // Every other step runs the groups backwards (snake_order).
+          const bool down = snake_order(p, A) && t % 2 == 1;
           for (int k = 0; k < (split_.steal ? A : 1); ++k) {
             const int owner = (w + k) % A;
+            const std::int64_t owner_begin = p.groups * owner / A;
             const std::int64_t owner_end = p.groups * (owner + 1) / A;
-            for (std::int64_t g; (g = grab(p, owner, A, epoch)) >= 0;) {
-              step(v, t, g, g + 1, g + 1 < owner_end ? g + 1 : -1);
+            for (std::int64_t g; (g = grab(p, owner, A, epoch, down)) >= 0;) {
+              const std::int64_t after = down ? (g > owner_begin ? g - 1 : -1)
+                                              : (g + 1 < owner_end ? g + 1 : -1);
+              step(v, t, g, g + 1, after);
             }
           }
           step_barrier_.wait(A);  // h_next complete before anyone reads it
@@ -483,25 +501,26 @@ class CpuFastBackend final : public HostBackend {
   }
 
   // The next group of `owner`'s share (of A) for the step numbered `epoch`, or -1 when all
-  // are taken.  The owner's counter holds (step number mod 2^40) << 24 | next group (a layer
-  // has fewer than 2^24 groups: its weights would not fit in memory otherwise); whoever
-  // finds it tagged with an earlier step starts it at the share's first group.
-  std::int64_t grab(const PackedLayer& p, int owner, int A, std::uint64_t epoch) {
+  // are taken; `down`: from the share's last group to its first.  The owner's counter holds
+  // (step number mod 2^40) << 24 | how many groups were taken (a layer has fewer than 2^24
+  // groups: its weights would not fit in memory otherwise); whoever finds it tagged with an
+  // earlier step starts it at 0.
+  std::int64_t grab(const PackedLayer& p, int owner, int A, std::uint64_t epoch, bool down) {
     std::atomic<std::uint64_t>& next = next_group_[owner].v;
     const std::int64_t g0 = p.groups * owner / A, g1 = p.groups * (owner + 1) / A;
     const std::uint64_t tag = (epoch & ((std::uint64_t{1} << 40) - 1)) << 24;
     std::uint64_t cur = next.load(std::memory_order_acquire);
     for (;;) {
       if ((cur >> 24) != (tag >> 24)) {
-        next.compare_exchange_weak(cur, tag | static_cast<std::uint64_t>(g0),
-                                   std::memory_order_acq_rel, std::memory_order_acquire);
+        next.compare_exchange_weak(cur, tag, std::memory_order_acq_rel,
+                                   std::memory_order_acquire);
         continue;  // started (by us or another worker), or cur reloaded: look again
       }
-      const std::int64_t g = static_cast<std::int64_t>(cur & 0xffffffu);
-      if (g >= g1) return -1;
+      const std::int64_t taken = static_cast<std::int64_t>(cur & 0xffffffu);
+      if (taken >= g1 - g0) return -1;
       if (next.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
-        return g;
+        return down ? g1 - 1 - taken : g0 + taken;
       }
     }
   }
@@ -517,7 +536,8 @@ class CpuFastBackend final : public HostBackend {
       const LayerView v = view(sh, l, state_off);
       project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups);
       round_initial_h(v, v.sh->b0, v.sh->b1);
-      for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups);
+      const bool snake = snake_order(*v.p, 1);
+      for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups, -1, snake && t % 2 == 1);
       settle_h(v, 0, v.p->H);
       state_off += static_cast<std::size_t>(2 * B * v.p->H);
     }
