@@ -30,11 +30,8 @@ namespace {
 
 t::Session make_session(const slstm_model* model, slstm_backend backend, std::int64_t max_batch,
                         std::int64_t max_time, void* stream, const char* config) {
-  slstm_session_options o;
-  slstm_session_options_init(&o);
+  slstm_session_options o = t::options(max_batch, max_time);
   o.backend = backend;
-  o.max_batch = max_batch;
-  o.max_time = max_time;
   o.cuda_stream = stream;
   o.config = config;
   o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
