@@ -4,14 +4,16 @@
 //   slstm_bench_cpu peak --threads N [--size S] [--seconds X]
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
-//                        [--config "key=value;..."]
+//                        [--config "key=value;..."] [--gap-us G]
 //   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
 //   slstm_bench_cpu dump --dir DIR --threads N --input D --hidden H1,H2,... --batch B --time T
 //                        [--check-batch B2] [--check-time T2] [--rotate R]
 // Timing: after one warm-up call, calls are repeated until --seconds have passed (at least
 // --min-iters); the median, 10th/90th percentiles and the minimum per-call time are
 // reported.  lstm rotates the calls among R different input tensors (default 4) so that a
-// small input does not stay in cache from one call to the next.
+// small input does not stay in cache from one call to the next.  --gap-us G: the calls are G
+// microseconds apart (a sleep between them, not timed), as frames of a stream arrive: the
+// library's workers may have gone to sleep by the next call and its time includes waking them.
 // machine: the bytes ceiling of the CPU floor, copy bandwidth (N threads, each memcpy-ing its
 // slice of an M MiB buffer, default 512; bytes read + written per second), also for working
 // sets (source + destination) of 1, 4, 16, ... MiB (copy_curve=MiB:GB/s,...: what a working
@@ -65,6 +67,7 @@ struct Args {
   int min_iters = 5;
   int rotate = 4;
   std::int64_t mib = 512;
+  double gap_us = 0;  // lstm: sleep between calls (streaming frames), not timed
   std::string dir;
   std::string config;  // slstm_session_options.config (keyed settings), "" for none
   std::int64_t check_batch = 0, check_time = 0;
@@ -86,6 +89,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--size") a.size = std::atoll(v.c_str());
     else if (k == "--seconds") a.seconds = std::atof(v.c_str());
     else if (k == "--min-iters") a.min_iters = std::atoi(v.c_str());
+    else if (k == "--gap-us") a.gap_us = std::atof(v.c_str());
     else if (k == "--mib") a.mib = std::atoll(v.c_str());
     else if (k == "--rotate") a.rotate = std::max(1, std::atoi(v.c_str()));
     else if (k == "--dir") a.dir = v;
@@ -110,12 +114,16 @@ struct Timing {
   int iters = 0;
 };
 
+// gap_us: a sleep of that long before each timed call (not in its time; in the budget).
 template <class F>
-Timing time_it(F&& f, double budget, int min_iters) {
+Timing time_it(F&& f, double budget, int min_iters, double gap_us = 0) {
   f();  // warm-up
   std::vector<double> t;
   const auto start = Clock::now();
   while (static_cast<int>(t.size()) < min_iters || seconds_since(start) < budget) {
+    if (gap_us > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(gap_us));
+    }
     const auto t0 = Clock::now();
     f();
     t.push_back(seconds_since(t0));
@@ -324,7 +332,7 @@ int lstm(const Args& a) {
     fa.input = xs[next].data();
     next = (next + 1) % xs.size();
     check(slstm_session_forward(session, &fa), "forward");
-  }, a.seconds, a.min_iters);
+  }, a.seconds, a.min_iters, a.gap_us);
   double flops = 0;
   std::int64_t in = a.input;
   for (std::int64_t h : a.hidden) {
@@ -333,9 +341,9 @@ int lstm(const Args& a) {
     in = h;
   }
   std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f ms_p10=%.4f ms_p90=%.4f "
-              "iters=%d rotate=%d gflop=%.4f checksum=%.6g %s\n",
+              "iters=%d rotate=%d gap_us=%g gflop=%.4f checksum=%.6g %s\n",
               a.path.c_str(), a.threads, tm.median * 1e3, tm.best * 1e3, tm.p10 * 1e3,
-              tm.p90 * 1e3, tm.iters, a.rotate, flops * 1e-9,
+              tm.p90 * 1e3, tm.iters, a.rotate, a.gap_us, flops * 1e-9,
               static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]),
               plan_words(session).c_str());
   slstm_session_destroy(session);

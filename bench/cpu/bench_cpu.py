@@ -76,12 +76,14 @@ def run_bin(args, env=None):
     return parse_kv(r.stdout.strip().splitlines()[-1])
 
 
-def ours_stats(binary, s, path, threads, seconds, min_iters=3):
-    """One run of the driver: dict(median, min, p10, p90 in ms, reps)."""
+def ours_stats(binary, s, path, threads, seconds, min_iters=3, gap_us=0.0):
+    """One run of the driver: dict(median, min, p10, p90 in ms, reps); gap_us: the calls that
+    far apart (streaming frames; the sleep is not timed)."""
     kv = run_bin([binary, "lstm", "--path", path, "--threads", str(threads),
                   "--input", str(s["input"]), "--hidden", ",".join(map(str, s["hidden"])),
                   "--batch", str(s["batch"]), "--time", str(s["time"]),
-                  "--seconds", str(seconds), "--min-iters", str(min_iters)])
+                  "--seconds", str(seconds), "--min-iters", str(min_iters),
+                  "--gap-us", "%g" % gap_us])
     return dict(median=float(kv["ms"]), min=float(kv["ms_min"]), p10=float(kv["ms_p10"]),
                 p90=float(kv["ms_p90"]), reps=int(kv["iters"]),
                 plan="kernel %s, %s threads used, layer paths %s" % (
@@ -232,10 +234,10 @@ class OrtSide:
             self.error = str(e)
             self.close()
 
-    def time(self, seconds, min_iters=3):
+    def time(self, seconds, min_iters=3, gap_us=0.0):
         if self.proc is None:
             return None
-        self.proc.stdin.write("time %g %d\n" % (seconds, min_iters))
+        self.proc.stdin.write("time %g %d %g\n" % (seconds, min_iters, gap_us))
         self.proc.stdin.flush()
         line = self.proc.stdout.readline().strip()
         if not line.startswith("result "):

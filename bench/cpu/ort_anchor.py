@@ -13,7 +13,9 @@ ONNX graph of LSTM nodes, timed by ONNX Runtime's CPU execution provider.
       our model's weights in the ONNX layout, the inputs our driver rotates among, the
       reference path's answer), creates one session, checks its output against the reference,
       prints a `ready ...` line, then answers commands on stdin, one line each:
-          time SECONDS MIN_ITERS  ->  result ms=.. ms_min=.. ms_p10=.. ms_p90=.. iters=..
+          time SECONDS MIN_ITERS [GAP_US]  ->  result ms=.. ms_min=.. ms_p10=.. ms_p90=.. iters=..
+              (GAP_US: a sleep that long before each timed call, outside its time: frames of
+              a stream, ORT's threads may have stopped spinning by the next call)
           quit
       bench_cpu.py alternates these rounds with ours and PyTorch's.
 
@@ -263,11 +265,13 @@ class Anchor:
         ok = bool(np.isfinite(err)) and err <= tol
         return err, what, ok
 
-    def time(self, seconds, min_iters):
+    def time(self, seconds, min_iters, gap_us=0.0):
         self.call()  # warm-up, as the other sides do in every round
         ts = []
         start = time.perf_counter()
         while len(ts) < min_iters or time.perf_counter() - start < seconds:
+            if gap_us > 0:
+                time.sleep(gap_us * 1e-6)
             t0 = time.perf_counter()
             self.call()
             ts.append(time.perf_counter() - t0)
@@ -299,8 +303,8 @@ def serve(a):
             continue
         if f[0] == "quit":
             break
-        if f[0] == "time" and len(f) == 3:
-            st = anchor.time(float(f[1]), int(f[2]))
+        if f[0] == "time" and len(f) in (3, 4):
+            st = anchor.time(float(f[1]), int(f[2]), float(f[3]) if len(f) == 4 else 0.0)
             print("result " + kv_line({k: ("%.4f" % v if isinstance(v, float) else v)
                                        for k, v in st.items()}), flush=True)
         else:

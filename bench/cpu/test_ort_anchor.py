@@ -114,6 +114,26 @@ def test_timing_rotates_over_every_dumped_input_and_reports_quantiles(tmp_path):
     assert 0 < st["ms_min"] <= st["ms_p10"] <= st["ms"] <= st["ms_p90"]
 
 
+def test_timing_with_a_gap_sleeps_between_calls_outside_their_time(tmp_path):
+    import time
+    s, _ = dump(tmp_path)
+    a = anchor(tmp_path, s)
+    t0 = time.perf_counter()
+    st = a.time(0.0, 5, 20000.0)  # 20 ms before each of 5 calls
+    assert time.perf_counter() - t0 >= 5 * 0.02
+    assert st["iters"] == 5 and st["ms_p90"] < 20.0
+
+
+def test_driver_gap_sleeps_between_calls_outside_their_time():
+    import time
+    import bench_cpu
+    s = dict(hidden=[5, 7], input=3, batch=3, time=4)
+    t0 = time.perf_counter()
+    st = bench_cpu.ours_stats(BIN, s, "fast", 1, 0.0, min_iters=5, gap_us=20000.0)
+    assert time.perf_counter() - t0 >= 5 * 0.02
+    assert st["reps"] == 5 and st["p90"] < 20.0
+
+
 def test_check_slice_keeps_the_whole_shape_when_cheap_and_cuts_steps_and_rows_otherwise():
     import bench_cpu
     small = dict(hidden=[5, 7], input=3, batch=3, time=4)
