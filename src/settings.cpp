@@ -10,9 +10,9 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cuda.graphs, cuda.chunk, "
-    "cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, cuda.tune, "
-    "cuda.tune_file, cuda.generic";
+    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cpu.spin_us, cuda.graphs, "
+    "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
+    "cuda.tune, cuda.tune_file, cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -68,6 +68,13 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "always") s.cpu_team = Settings::Team::kAlways;
     else bad("cpu.team must be auto, off or always, got \"" + v + "\"");
     s.cpu_team_from = from;
+  } else if (key == "cpu.spin_us") {
+    s.cpu_spin_us = parse_count(key, v);
+    if (s.cpu_spin_us > Settings::kMaxCpuSpinUs) {
+      bad("cpu.spin_us must be at most " + std::to_string(Settings::kMaxCpuSpinUs) +
+          " (one second), got " + v);
+    }
+    s.cpu_spin_us_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -198,7 +205,8 @@ Params Settings::cpu_params() const {
           {"cpu.team", with_origin(cpu_team == Team::kAuto  ? "auto"
                                    : cpu_team == Team::kOff ? "off"
                                                             : "always",
-                                   cpu_team_from)}};
+                                   cpu_team_from)},
+          {"cpu.spin_us", with_origin(std::to_string(cpu_spin_us), cpu_spin_us_from)}};
 }
 
 Params Settings::cuda_params() const {

@@ -32,6 +32,11 @@ struct Settings {
   // every row): where its step's weights pay for the barriers (auto), never, or always
   enum class Team { kAuto, kOff, kAlways };
   Team cpu_team = Team::kAuto;
+  // cpu.spin_us: how long the CPU workers spin after a call, ready for the next, before they
+  // sleep (microseconds, 0 to kMaxCpuSpinUs)
+  static constexpr std::int64_t kDefaultCpuSpinUs = 20000;
+  static constexpr std::int64_t kMaxCpuSpinUs = 1000000;
+  std::int64_t cpu_spin_us = kDefaultCpuSpinUs;
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
@@ -47,7 +52,7 @@ struct Settings {
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
               cpu_calibration_from = "default", cpu_wh16_from = "default",
-              cpu_team_from = "default",
+              cpu_team_from = "default", cpu_spin_us_from = "default",
               cuda_graphs_from = "default",
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",

@@ -4,6 +4,7 @@
 // once, in the fast run, and pass with a note where the library was built without the fast
 // path.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -152,6 +153,43 @@ TEST_CASE("a worker whose share of W_h does not stay in L2 runs its groups forwa
       t::Call call = t::call_of(rows, T, xr, SLSTM_BATCH_MAJOR);
       call.lengths = &lr;
       check_fast_agrees_across_threads(m.get(), call);
+    }
+  }
+}
+
+TEST_CASE("frames that find the workers asleep or spinning give one thread's numbers",
+          "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  // The seed stack frame by frame (B = 10, T = 1), the state carried, on 2 workers: with
+  // cpu.spin_us=0 and 20 ms between frames every frame finds its worker asleep and runs on
+  // the calling thread alone (split.hpp alone_when_asleep), each nudging the worker; with
+  // the default spin and no gap the worker takes part.  Every frame against a one-thread
+  // session's, bit for bit; a 10-step call between frames wakes the worker.
+  constexpr std::int64_t D = 128, B = 10;
+  t::Model m = t::random_model(D, {100, 200, 300}, 95);
+  t::Session one = session_with(m.get(), B, 10, SLSTM_CPU_PATH_FAST, 1);
+  for (const char* config : {"cpu.spin_us=0", "cpu.spin_us=20000"}) {
+    slstm_session_options o = t::options(B, 10);
+    o.cpu_path = SLSTM_CPU_PATH_FAST;
+    o.num_threads = 2;
+    o.config = config;
+    slstm_session* raw = nullptr;
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    t::Session two(raw);
+    const bool gaps = std::string(config) == "cpu.spin_us=0";
+    std::vector<float> state = t::random_vector(t::state_count(m.get(), B), 96);
+    for (int frame = 0; frame < 8; ++frame) {
+      INFO(config << ", frame " << frame);
+      if (gaps) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const std::int64_t T = frame == 4 ? 10 : 1;
+      const std::vector<float> x = t::random_vector(B * T * D, 97 + frame);
+      t::Call call = t::call_of(B, T, x);
+      call.initial_state = &state;
+      const t::Run want = t::forward_ok(one.get(), m.get(), call);
+      const t::Run got = t::forward_ok(two.get(), m.get(), call);
+      CHECK(t::bitwise_equal(got.output, want.output));
+      REQUIRE(t::bitwise_equal(got.final_state, want.final_state));
+      state = got.final_state;
     }
   }
 }

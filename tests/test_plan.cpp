@@ -115,6 +115,9 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cpu.calibration=auto", "cpu.calibration must be measured or fixed");
   expect_config_error("cpu.wh16=yes", "cpu.wh16 must be on or off");
   expect_config_error("cpu.team=sometimes", "cpu.team must be auto, off or always");
+  expect_config_error("cpu.spin_us=1000001", "cpu.spin_us must be at most 1000000");
+  expect_config_error("cpu.spin_us=-5", "cpu.spin_us must be a whole number");
+  expect_config_error("cpu.spin_us=2ms", "cpu.spin_us must be a whole number");
   expect_config_error("cuda.slots=yes", "cuda.slots must be on or off");
   expect_config_error("cuda.persistent=auto", "cuda.persistent must be off, on or layers");
   expect_config_error("cuda.persistent_timeout_us=-1", "cuda.persistent_timeout_us must be a whole number");
@@ -437,6 +440,17 @@ TEST_CASE("cpu.calibration=fixed: the plan gives the built-in constants", "[plan
   CHECK_THAT(t::json_value(json, "calibration"), StartsWith("fixed"));
   CHECK_THAT(t::json_value(json, "split"), Contains("W_h <= 1500000 bytes"));
   CHECK_THAT(t::json_value(json, "cpu.calibration"), StartsWith("fixed"));
+}
+
+TEST_CASE("cpu.spin_us: by default the workers spin 20000 us after a call and the plan says so",
+          "[plan][cpu-fast]") {
+  t::Model m = t::random_model(5, {40, 24}, 15);
+  t::Session s = fast_session_with(m.get(), 2, 3, nullptr);
+  CHECK(t::json_value(t::describe_json(s.get()), "cpu.spin_us") == "20000");
+  t::Session never = fast_session_with(m.get(), 2, 3, "cpu.spin_us=0");
+  CHECK(t::json_value(t::describe_json(never.get()), "cpu.spin_us") == "0 (config)");
+  t::Session second = fast_session_with(m.get(), 2, 3, "cpu.spin_us=1000000");
+  CHECK(t::json_value(t::describe_json(second.get()), "cpu.spin_us") == "1000000 (config)");
 }
 
 TEST_CASE("cpu.calibration changes no result: measured and fixed agree bitwise",

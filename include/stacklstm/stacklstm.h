@@ -590,6 +590,13 @@ typedef struct slstm_session_options {
    *                  per thread from 1.5 MiB, one worker per 384 KiB; always: every call of
    *                  fewer than 3 rows per thread; off: never, the rows or directions
    *                  split).  Same numbers, bit for bit
+   *    cpu.spin_us = <0..1000000>   (since 0.13; 20000) how long, in microseconds, the
+   *                  CPU workers spin after a call, ready for the next (frames of a stream,
+   *                  back-to-back calls), before they sleep; 0: at once.  A call that finds
+   *                  them all asleep runs on the calling thread alone when waking them would
+   *                  cost it more than they would take off (the fast path; it wakes them to
+   *                  spin for the next call).  Never changes a result, only how long a call
+   *                  takes and how long a core stays busy after it
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

@@ -89,7 +89,10 @@ constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L
 class CpuFastBackend final : public HostBackend {
  public:
   CpuFastBackend(ModelPtr model, const SessionConfig& config, KernelChoice kernel)
-      : HostBackend(std::move(model)), kernel_(kernel.kernel), precision_(config.precision) {
+      : HostBackend(std::move(model)),
+        kernel_(kernel.kernel),
+        precision_(config.precision),
+        spin_ns_(config.settings.cpu_spin_us * 1000) {
     const Model& m = *model_;
     const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
     int P = choose_threads(m, config.num_threads);
@@ -161,18 +164,15 @@ class CpuFastBackend final : public HostBackend {
       if (shared_) {
         // The shared pool if it is free, else this thread alone (same numbers either way).
         std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
-        split_ = choose_split(call.batch, call.time, work_, taken.owns_lock() ? workers_ : 1,
-                              thresholds_);
-        plan_steps();
         if (taken.owns_lock()) {
-          shared_->pool.run(&CpuFastBackend::job, this, split_.workers);
+          run_on(shared_->pool, call);
         } else {
+          split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+          plan_steps();
           job(this, 0);
         }
       } else {
-        split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
-        plan_steps();
-        pool_->run(&CpuFastBackend::job, this, split_.workers);
+        run_on(*pool_, call);
       }
       epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
       call_ = nullptr;
@@ -328,6 +328,21 @@ class CpuFastBackend final : public HostBackend {
   }
 
   static void job(void* self, int worker) { static_cast<CpuFastBackend*>(self)->run(worker); }
+
+  // The call on `pool`, split as choose_split says, except that a call that finds every
+  // worker asleep runs on this thread alone where waking them would cost it more than they
+  // would take off (alone_when_asleep, split.hpp); it wakes them to spin for the next call
+  // meanwhile (nudge), as a call they took part in does.
+  void run_on(Pool& pool, const ForwardCall& call) {
+    split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
+    if (split_.workers > 1 && pool.sleeping() == pool.size() - 1 &&
+        alone_when_asleep(call.batch, call.time, work_, split_.workers, thresholds_)) {
+      split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+      pool.nudge(spin_ns_);
+    }
+    plan_steps();
+    pool.run(&CpuFastBackend::job, this, split_.workers, spin_ns_);
+  }
 
   // Per layer, for the call's split: whether its steps fetch the next group's weights ahead
   // (a worker's groups: every group in the batch split, its share of them in the unit split).
@@ -545,6 +560,7 @@ class CpuFastBackend final : public HostBackend {
 
   Kernel kernel_ = Kernel::kPortable;
   Precision precision_ = Precision::kFp32;
+  std::int64_t spin_ns_ = 0;  // cpu.spin_us, in nanoseconds
 
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks

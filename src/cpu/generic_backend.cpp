@@ -703,6 +703,7 @@ class CpuGenericBackend final : public HostBackend {
     // bidirectional layer splits its directions first: then each direction may be a team.
     const Settings::Team team_setting = config.settings.cpu_team;
     team_always_ = team_setting == Settings::Team::kAlways;
+    spin_ns_ = config.settings.cpu_spin_us * 1000;
     if (team_setting != Settings::Team::kOff &&
         (step_bytes >= kTeamMinBytes || team_setting == Settings::Team::kAlways)) {
       const double by_bytes = team_setting == Settings::Team::kAlways
@@ -839,7 +840,7 @@ class CpuGenericBackend final : public HostBackend {
     if (active == 1) {
       run_share(job, 0);
     } else {
-      pool_->run(&CpuGenericBackend::run_share_entry, &job, active);
+      pool_->run(&CpuGenericBackend::run_share_entry, &job, active, spin_ns_);
     }
     store_final_state(call, state_.data());
   }
@@ -1361,6 +1362,7 @@ class CpuGenericBackend final : public HostBackend {
   float* seq_base_[2] = {nullptr, nullptr};
   std::vector<Work> work_;                   // one per worker
   std::unique_ptr<Pool> pool_;               // workers 1.. (worker 0 is the caller)
+  std::int64_t spin_ns_ = 0;                 // cpu.spin_us, in nanoseconds
 };
 
 }  // namespace

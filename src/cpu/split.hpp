@@ -48,6 +48,8 @@ struct Thresholds {
   double batch_split_bytes = 0;      // largest per-layer W_h for the batch split
   std::int64_t min_rows_per_worker = 5;  // batch rows per worker for the batch split
   std::int64_t min_split_time = 8;       // least time steps for the batch split
+  double flops_per_s = 0;  // one core's step kernel on cached weights (alone_when_asleep)
+  double bytes_per_s = 0;  // ... on weights streamed from beyond its L2
   // false: every worker always runs the recurrence (the built-in rule of the AVX2 and
   // portable kernels, which were never calibrated against the barrier).
   bool size_active = true;
@@ -70,6 +72,11 @@ constexpr double kBarrierMultiple = 1.0;  // a worker's share of a step >= 1 bar
 constexpr double kMinPayS = 0.05e-6;      // ... and >= 0.05 us whatever the barrier measured
 constexpr double kWakeS = 20e-6;          // waking a sleeping worker (futex wake + reschedule)
 constexpr double kStealS = 5e-6;          // refetching a group's weights into another core
+// What a worker asleep (past its cpu.spin_us) costs the call that wakes it: more than the
+// wake-up itself (the worker's cache and core come back cold).  On the 2-vCPU AVX-512 VM a
+// T = 1 call of the seed stack took 0.36-0.60 ms with its worker woken from sleep, 0.12 ms
+// with it spinning, 0.27-0.42 ms on the calling thread alone (bench/results/cpu-frames.md).
+constexpr double kAsleepS = 250e-6;
 
 // One layer as the split sees it.
 struct LayerWork {
@@ -87,5 +94,17 @@ struct CallSplit {
 // The split of a call of `batch` rows and `time` steps over `layers`, for P workers.
 CallSplit choose_split(std::int64_t batch, std::int64_t time, const std::vector<LayerWork>& layers,
                        int P, const Thresholds& t);
+
+// One core's time for a call, from the rates in t: per layer the larger of its FLOPs at
+// flops_per_s and the weight bytes it reads at bytes_per_s (W_x once, W_h every step);
+// infinite when t has no rates.
+double one_core_seconds(std::int64_t batch, std::int64_t time,
+                        const std::vector<LayerWork>& layers, const Thresholds& t);
+
+// Whether a call that finds the other P - 1 workers asleep runs on the calling thread alone
+// (they stay asleep): when what they would take off its time, one_core_seconds x (1 - 1/P),
+// is less than kAsleepS.  Same numbers either way (fast_backend.cpp "Determinism").
+bool alone_when_asleep(std::int64_t batch, std::int64_t time,
+                       const std::vector<LayerWork>& layers, int P, const Thresholds& t);
 
 }  // namespace slstm::cpu

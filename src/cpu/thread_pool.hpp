@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -47,11 +48,15 @@ class Barrier {
   alignas(64) std::atomic<unsigned> phase_{0};
 };
 
+// How long a worker spins after a job by default (cpu.spin_us): settings.hpp kDefaultSpinUs.
+constexpr std::int64_t kDefaultSpinNs = 2'000'000;
+
 // A persistent pool: worker 0 is the calling thread, workers 1..n-1 are threads created
 // once.  run() hands every worker the same job and returns when all have finished.
 class Pool {
  public:
   using Job = void (*)(void* ctx, int worker);
+  using Clock = std::chrono::steady_clock;
 
   explicit Pool(int n) : n_(n) {
     threads_.reserve(static_cast<std::size_t>(n - 1));
@@ -68,8 +73,27 @@ class Pool {
 
   int size() const { return n_; }
 
+  // Wakes the workers without a job: they spin for spin_ns nanoseconds, ready for the next
+  // run(), then sleep again.  (A call that ran alone rather than wait for sleeping workers
+  // leaves them spinning for the next.)  Not while a run() is under way.
+  void nudge(std::int64_t spin_ns) {
+    if (n_ == 1) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = nullptr;
+      spin_ns_ = spin_ns;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+  }
+
+  // How many workers are asleep (waiting to be woken) rather than spinning or working.
+  int sleeping() const { return sleeping_.load(std::memory_order_relaxed); }
+
   // Runs job(ctx, w) on workers w < active (1 <= active <= size()); the others stay idle.
-  void run(Job job, void* ctx, int active) {
+  // Afterwards the workers spin for spin_ns nanoseconds (the session's cpu.spin_us), ready
+  // for the next call, before they go to sleep.
+  void run(Job job, void* ctx, int active, std::int64_t spin_ns) {
     active_ = active;
     if (active == 1) {
       job(ctx, 0);
@@ -79,6 +103,7 @@ class Pool {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = job;
       ctx_ = ctx;
+      spin_ns_ = spin_ns;
       pending_.store(n_ - 1, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
@@ -90,24 +115,40 @@ class Pool {
  private:
   void loop(int w) {
     std::uint64_t seen = 0;
+    std::int64_t spin_ns = 0;  // the last job's spin time (none before the first)
     for (;;) {
-      // Spin briefly for back-to-back calls, then sleep.
-      for (unsigned spins = 0; spins < 4000; ++spins) {
+      // Spin for the next call (frames of a stream, back-to-back calls), then sleep: a worker
+      // woken from sleep costs a call far more than the wake-up itself (measured on a 2-vCPU
+      // VM: a T = 1 call of the seed stack 0.12 ms after 1 ms awake, 0.44 ms after 1 ms asleep;
+      // bench/results/cpu-frames.md).  Every 64 pauses the clock; every 1024 a yield, so a
+      // spinning worker gives way to other runnable threads on its CPU.
+      const auto until = Clock::now() + std::chrono::nanoseconds(spin_ns);
+      for (unsigned spins = 1; spin_ns > 0; ++spins) {
         if (generation_.load(std::memory_order_acquire) != seen || stopping_.load()) break;
         _mm_pause();
+        if (spins % 64 == 0) {
+          if (Clock::now() >= until) break;
+          if (spins % 1024 == 0) sched_yield();
+        }
       }
       Job job;
       void* ctx;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] {
-          return stopping_.load() || generation_.load(std::memory_order_acquire) != seen;
-        });
+        if (generation_.load(std::memory_order_acquire) == seen && !stopping_.load()) {
+          sleeping_.fetch_add(1, std::memory_order_relaxed);
+          wake_.wait(lock, [&] {
+            return stopping_.load() || generation_.load(std::memory_order_acquire) != seen;
+          });
+          sleeping_.fetch_sub(1, std::memory_order_relaxed);
+        }
         if (stopping_.load()) return;
         seen = generation_.load(std::memory_order_acquire);
         job = job_;
         ctx = ctx_;
+        spin_ns = spin_ns_;
       }
+      if (job == nullptr) continue;  // nudge(): no job, nobody waits for this worker
       if (w < active_) job(ctx, w);
       pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
@@ -132,8 +173,10 @@ class Pool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<int> sleeping_{0};
   Job job_ = nullptr;
   void* ctx_ = nullptr;
+  std::int64_t spin_ns_ = 0;  // the current job's spin time (under mutex_)
   int active_ = 1;  // written before the release of generation_, read after its acquire
 };
 

@@ -163,3 +163,55 @@ TEST_CASE("split: a group is stolen only when it is worth moving", "[split]") {
   CHECK(c::choose_split(4, 10, {layer(1024, 1024)}, 2, t).steal);        // 262144
   CHECK_FALSE(c::choose_split(3, 10, {layer(1024, 1024)}, 2, t).steal);  // 196608
 }
+
+TEST_CASE("asleep: one core's time is each layer's FLOPs or weight bytes, whichever is slower",
+          "[split][asleep]") {
+  c::Thresholds t = c::fixed_thresholds(true);
+  t.flops_per_s = 100e9;
+  t.bytes_per_s = 25e9;
+  // H = I = 256, B = 1, T = 1: 8 * 512 * 256 = 1.05 MFLOP (10.5 us) against W_x + W_h =
+  // 2 MiB (83.9 us): the bytes.
+  CHECK(c::one_core_seconds(1, 1, {layer(256, 256)}, t) ==
+        Approx(2.0 * 16 * 256 * 256 / 25e9));
+  // B = 64: 67 MFLOP (671 us) against the same bytes: the FLOPs.
+  CHECK(c::one_core_seconds(64, 1, {layer(256, 256)}, t) ==
+        Approx(8.0 * 64 * 512 * 256 / 100e9));
+  // Layers add up; W_h is read every step.
+  CHECK(c::one_core_seconds(1, 3, {layer(256, 256), layer(256, 256)}, t) ==
+        Approx(2 * 4.0 * 16 * 256 * 256 / 25e9));
+}
+
+TEST_CASE("asleep: a frame of the seed runs alone, a frame of H = 1024 or a long call wakes them",
+          "[split][asleep]") {
+  const c::Thresholds t = c::fixed_thresholds(true);  // 100 GFLOP/s, 25 GB/s
+  // Seed, B = 10, T = 1: ~186 us on one core; two workers would take ~93 us off, less than
+  // the ~250 us a sleeping worker costs.
+  CHECK(c::alone_when_asleep(10, 1, seed(), 2, t));
+  // A single layer of H = 512 (8 MiB of weights, ~340 us): 2 workers take ~170 us off.
+  CHECK(c::alone_when_asleep(1, 1, {layer(512, 512)}, 2, t));
+  // H = 1024 (32 MiB, ~1.3 ms): waking pays.
+  CHECK_FALSE(c::alone_when_asleep(1, 1, {layer(1024, 1024)}, 2, t));
+  // The seed over 10 steps (~1.9 ms).
+  CHECK_FALSE(c::alone_when_asleep(10, 10, seed(), 2, t));
+  // More workers take more off: the H = 512 frame (~340 us) wakes 7 (~290 us off).
+  CHECK_FALSE(c::alone_when_asleep(1, 1, {layer(512, 512)}, 8, t));
+}
+
+TEST_CASE("asleep: one worker is always alone and without rates the workers are woken",
+          "[split][asleep]") {
+  c::Thresholds t = c::fixed_thresholds(true);
+  CHECK(c::alone_when_asleep(1000, 1000, {layer(2048, 2048)}, 1, t));
+  t.flops_per_s = 0;
+  CHECK_FALSE(c::alone_when_asleep(1, 1, {layer(16, 16)}, 2, t));
+  CHECK(c::one_core_seconds(1, 1, {layer(16, 16)}, t) ==
+        std::numeric_limits<double>::infinity());
+}
+
+TEST_CASE("asleep: measured calibration takes the machine's rates", "[split][asleep]") {
+  const c::Thresholds t = c::derive_thresholds(zen3());
+  CHECK(t.flops_per_s == 50e9);
+  CHECK(t.bytes_per_s == 40e9);
+  const c::Thresholds f = c::derive_thresholds({0.1e-6, 0.0, -1.0});
+  CHECK(f.flops_per_s == c::fixed_thresholds(true).flops_per_s);
+  CHECK(f.bytes_per_s == c::fixed_thresholds(true).bytes_per_s);
+}
