@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -752,6 +753,51 @@ TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one threa
             CHECK(t::bitwise_equal(got.output, want.output));
             CHECK(t::bitwise_equal(got.final_state, want.final_state));
           }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("generic-path calls that find the workers asleep give one thread's bits",
+          "[layers][cpu-fast]") {
+  // cpu.spin_us=0 and 20 ms between calls: every call finds its workers asleep and, being
+  // small, runs on the calling thread alone (split.hpp alone_when_asleep), nudging them.
+  // Rows split (B = 5, 2 threads), a team (cpu.team=always, B = 1) and directions split (a
+  // bidirectional layer), the state carried from call to call, against one thread bitwise.
+  const std::int64_t D = 11;
+  slstm_layer_config lstmp = t::lstm_layer(48);
+  lstmp.proj_size = 20;
+  const std::vector<std::vector<slstm_layer_config>> stacks = {
+      {t::gru_layer(64, true), lstmp},
+      {t::with_direction(t::gru_layer(40, false), SLSTM_DIRECTION_BIDIRECTIONAL)}};
+  std::uint64_t seed = 300;
+  for (const auto& layers : stacks) {
+    t::Model m = random_layers(D, layers, ++seed);
+    for (const char* config : {"cpu.spin_us=0", "cpu.spin_us=0;cpu.team=always"}) {
+      for (const std::int64_t B : {1, 5}) {
+        t::Session one = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, 3, 1, config);
+        t::Session two = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, 3, 2, config);
+        std::vector<float> state = t::random_vector(t::state_count(m.get(), B), ++seed);
+        for (int call = 0; call < 4; ++call) {
+          INFO(config << ", B = " << B << ", call " << call);
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          const std::int64_t T = 1 + call % 3;
+          const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), ++seed);
+          t::Call c = t::call_of(B, T, x);
+          c.initial_state = &state;
+          const t::Run want = t::forward_ok(one.get(), m.get(), c);
+          const t::Run got = t::forward_ok(two.get(), m.get(), c);
+          CHECK(t::bitwise_equal(got.output, want.output));
+          REQUIRE(t::bitwise_equal(got.final_state, want.final_state));
+          state = got.final_state;
+        }
+        // (B = 1 without a team runs on one worker anyway: nothing to decide.)
+        if (B > 1 || std::string(config).find("team") != std::string::npos) {
+          const std::string alone =
+              t::json_value(t::describe_json(two.get()), "calls_alone_asleep");
+          INFO(config << ", B = " << B << ": " << alone);
+          CHECK(std::stoi(alone) >= 1);
         }
       }
     }

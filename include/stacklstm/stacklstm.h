@@ -594,9 +594,10 @@ typedef struct slstm_session_options {
    *                  CPU workers spin after a call, ready for the next (frames of a stream,
    *                  back-to-back calls), before they sleep; 0: at once.  A call that finds
    *                  them all asleep runs on the calling thread alone when waking them would
-   *                  cost it more than they would take off (the fast path; it wakes them to
-   *                  spin for the next call).  Never changes a result, only how long a call
-   *                  takes and how long a core stays busy after it
+   *                  cost it more than they would take off (and wakes them to spin for the
+   *                  next call; the plan's calls_alone_asleep counts such calls).  Never
+   *                  changes a result, only how long a call takes and how long a core stays
+   *                  busy after it
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

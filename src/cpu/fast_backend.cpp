@@ -150,6 +150,9 @@ class CpuFastBackend final : public HostBackend {
                        : "session: " + std::to_string(P) + " workers of its own");
   }
 
+  // The plan, with how many calls so far ran alone because their workers were asleep.
+  Plan plan() const override { return with_alone_count(plan_, alone_asleep_); }
+
   void forward(const ForwardCall& call) override {
     const Model& m = *model_;
     load_initial_state(call, state_.get());
@@ -332,13 +335,15 @@ class CpuFastBackend final : public HostBackend {
   // The call on `pool`, split as choose_split says, except that a call that finds every
   // worker asleep runs on this thread alone where waking them would cost it more than they
   // would take off (alone_when_asleep, split.hpp); it wakes them to spin for the next call
-  // meanwhile (nudge), as a call they took part in does.
+  // meanwhile (nudge; not with cpu.spin_us=0), as a call they took part in does.  The plan
+  // counts such calls (calls_alone_asleep).
   void run_on(Pool& pool, const ForwardCall& call) {
     split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
     if (split_.workers > 1 && pool.sleeping() == pool.size() - 1 &&
         alone_when_asleep(call.batch, call.time, work_, split_.workers, thresholds_)) {
       split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
-      pool.nudge(spin_ns_);
+      if (spin_ns_ > 0) pool.nudge(spin_ns_);
+      alone_asleep_.fetch_add(1, std::memory_order_relaxed);
     }
     plan_steps();
     pool.run(&CpuFastBackend::job, this, split_.workers, spin_ns_);
@@ -561,6 +566,7 @@ class CpuFastBackend final : public HostBackend {
   Kernel kernel_ = Kernel::kPortable;
   Precision precision_ = Precision::kFp32;
   std::int64_t spin_ns_ = 0;  // cpu.spin_us, in nanoseconds
+  std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
 
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks

@@ -139,4 +139,10 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
   return plan;
 }
 
+Plan with_alone_count(Plan plan, const std::atomic<std::uint64_t>& calls) {
+  plan.params.emplace_back("calls_alone_asleep",
+                           std::to_string(calls.load(std::memory_order_relaxed)));
+  return plan;
+}
+
 }  // namespace slstm::cpu

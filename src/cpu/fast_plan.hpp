@@ -3,6 +3,7 @@
 // Pure functions: no state, no I/O.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,5 +47,9 @@ int choose_threads(const Model& m, std::int32_t num_threads);
 Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int threads,
                         const std::vector<PackedLayer>& layers, const Thresholds& thresholds,
                         const std::string& calibration);
+
+// `plan` with the parameter calls_alone_asleep: how many calls of the session so far ran on
+// the calling thread alone because every worker was asleep (split.hpp alone_when_asleep).
+Plan with_alone_count(Plan plan, const std::atomic<std::uint64_t>& calls);
 
 }  // namespace slstm::cpu

@@ -704,6 +704,18 @@ class CpuGenericBackend final : public HostBackend {
     const Settings::Team team_setting = config.settings.cpu_team;
     team_always_ = team_setting == Settings::Team::kAlways;
     spin_ns_ = config.settings.cpu_spin_us * 1000;
+    for (std::size_t l = 0; l < m.layers().size(); ++l) {
+      const LayerSpec& s = m.spec(l);
+      weight_floats_ += static_cast<double>(s.directions()) *
+                        static_cast<double>(s.gate_rows() * (s.input_size + s.cell_output_size()) +
+                                            s.proj_size * s.hidden_size);
+    }
+    {
+      // The fast path's fixed rates for this kernel family (split.hpp fixed_thresholds).
+      const Thresholds rates = fixed_thresholds(avx512);
+      flops_per_s_ = rates.flops_per_s;
+      bytes_per_s_ = rates.bytes_per_s;
+    }
     if (team_setting != Settings::Team::kOff &&
         (step_bytes >= kTeamMinBytes || team_setting == Settings::Team::kAlways)) {
       const double by_bytes = team_setting == Settings::Team::kAlways
@@ -788,11 +800,12 @@ class CpuGenericBackend final : public HostBackend {
       const std::int64_t share = (B + threads_ - 1) / threads_;
       work_.resize(static_cast<std::size_t>(threads_));
       for (std::size_t i = 0; i < work_.size(); ++i) {
-        // With the directions split, workers 0 and 1 take every row of the call; in a team,
-        // every worker works on worker 0's Work (its own: team_gemm's row pointers).
-        // (The second direction's team's lead: worker team_workers_.)
+        // Worker 0 may take every row of a call: alone (workers asleep: forward), with the
+        // directions split, or as a team's lead (every worker works on worker 0's Work, its
+        // own: team_gemm's row pointers); with the directions split, worker 1 too (or the
+        // second direction's team's lead: worker team_workers_).
         const bool all_rows =
-            (i == 0 && (team_workers_ >= 2 || direction_split_)) ||
+            i == 0 ||
             (direction_split_ && (i == 1 || i == static_cast<std::size_t>(team_workers_)));
         work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_));
       }
@@ -818,6 +831,9 @@ class CpuGenericBackend final : public HostBackend {
     }
   }
 
+  // The plan, with how many calls so far ran alone because their workers were asleep.
+  Plan plan() const override { return with_alone_count(plan_, alone_asleep_); }
+
   void forward(const ForwardCall& call) override {
     load_initial_state(call, state_.data());
     // Fewer than 3 rows per worker leave the GEMMs' row blocks short (each worker streams
@@ -832,11 +848,25 @@ class CpuGenericBackend final : public HostBackend {
     const bool team =
         team_workers_ >= 2 && call.batch < kTeamRows * threads_ &&
         (team_always_ || call.batch < threads_ || step_bytes_ >= 2 * kTeamMinBytes);
-    const int active =
+    int active =
         by_direction ? 2 * (team ? team_workers_ : 1)
         : team       ? team_workers_
                      : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
-    Job job{this, &call, active, by_direction, team};
+    // A call that finds every worker asleep runs on this thread alone where waking them
+    // would cost it more than they would take off (split.hpp alone_when_asleep; one core's
+    // time from the weights a step reads and their FLOPs for the call's rows), and wakes
+    // them to spin for the next call.  Same bits: every split gives them.
+    if (active > 1 && pool_->sleeping() == pool_->size() - 1) {
+      const double rows = static_cast<double>(call.batch), T = static_cast<double>(call.time);
+      const double one_core_s = std::max(rows * T * 2.0 * weight_floats_ / flops_per_s_,
+                                         T * 4.0 * weight_floats_ / bytes_per_s_);
+      if (alone_when_asleep(one_core_s, active)) {
+        active = 1;
+        if (spin_ns_ > 0) pool_->nudge(spin_ns_);
+        alone_asleep_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    Job job{this, &call, active, active > 1 && by_direction, active > 1 && team};
     if (active == 1) {
       run_share(job, 0);
     } else {
@@ -1363,6 +1393,9 @@ class CpuGenericBackend final : public HostBackend {
   std::vector<Work> work_;                   // one per worker
   std::unique_ptr<Pool> pool_;               // workers 1.. (worker 0 is the caller)
   std::int64_t spin_ns_ = 0;                 // cpu.spin_us, in nanoseconds
+  std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
+  double weight_floats_ = 0.0;               // every layer's weights (both directions)
+  double flops_per_s_ = 1.0, bytes_per_s_ = 1.0;  // one core's, for alone_when_asleep
 };
 
 }  // namespace

@@ -90,10 +90,14 @@ double one_core_seconds(std::int64_t B, std::int64_t T, const std::vector<LayerW
   return s;
 }
 
+bool alone_when_asleep(double one_core_s, int P) {
+  if (P <= 1) return true;
+  return one_core_s * (1.0 - 1.0 / P) < kAsleepS;
+}
+
 bool alone_when_asleep(std::int64_t B, std::int64_t T, const std::vector<LayerWork>& layers,
                        int P, const Thresholds& t) {
-  if (P <= 1) return true;
-  return one_core_seconds(B, T, layers, t) * (1.0 - 1.0 / P) < kAsleepS;
+  return alone_when_asleep(one_core_seconds(B, T, layers, t), P);
 }
 
 }  // namespace slstm::cpu

@@ -101,9 +101,13 @@ CallSplit choose_split(std::int64_t batch, std::int64_t time, const std::vector<
 double one_core_seconds(std::int64_t batch, std::int64_t time,
                         const std::vector<LayerWork>& layers, const Thresholds& t);
 
-// Whether a call that finds the other P - 1 workers asleep runs on the calling thread alone
-// (they stay asleep): when what they would take off its time, one_core_seconds x (1 - 1/P),
-// is less than kAsleepS.  Same numbers either way (fast_backend.cpp "Determinism").
+// Whether a call of one_core_s seconds on one core that finds the other P - 1 workers
+// asleep runs on the calling thread alone (they stay asleep): when what they would take off
+// its time, one_core_s x (1 - 1/P), is less than kAsleepS.  Same numbers either way
+// (fast_backend.cpp "Determinism"; the generic path's rows and teams likewise).
+bool alone_when_asleep(double one_core_s, int P);
+
+// The same for a call of the fast path: one_core_seconds of it.
 bool alone_when_asleep(std::int64_t batch, std::int64_t time,
                        const std::vector<LayerWork>& layers, int P, const Thresholds& t);
 

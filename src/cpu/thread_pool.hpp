@@ -48,9 +48,6 @@ class Barrier {
   alignas(64) std::atomic<unsigned> phase_{0};
 };
 
-// How long a worker spins after a job by default (cpu.spin_us): settings.hpp kDefaultSpinUs.
-constexpr std::int64_t kDefaultSpinNs = 2'000'000;
-
 // A persistent pool: worker 0 is the calling thread, workers 1..n-1 are threads created
 // once.  run() hands every worker the same job and returns when all have finished.
 class Pool {
