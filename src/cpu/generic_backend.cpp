@@ -710,12 +710,7 @@ class CpuGenericBackend final : public HostBackend {
                         static_cast<double>(s.gate_rows() * (s.input_size + s.cell_output_size()) +
                                             s.proj_size * s.hidden_size);
     }
-    {
-      // The fast path's fixed rates for this kernel family (split.hpp fixed_thresholds).
-      const Thresholds rates = fixed_thresholds(avx512);
-      flops_per_s_ = rates.flops_per_s;
-      bytes_per_s_ = rates.bytes_per_s;
-    }
+    rates_ = fixed_thresholds(avx512);  // the fast path's fixed rates for the kernel family
     if (team_setting != Settings::Team::kOff &&
         (step_bytes >= kTeamMinBytes || team_setting == Settings::Team::kAlways)) {
       const double by_bytes = team_setting == Settings::Team::kAlways
@@ -858,8 +853,8 @@ class CpuGenericBackend final : public HostBackend {
     // them to spin for the next call.  Same bits: every split gives them.
     if (active > 1 && pool_->sleeping() == pool_->size() - 1) {
       const double rows = static_cast<double>(call.batch), T = static_cast<double>(call.time);
-      const double one_core_s = std::max(rows * T * 2.0 * weight_floats_ / flops_per_s_,
-                                         T * 4.0 * weight_floats_ / bytes_per_s_);
+      const double one_core_s =
+          one_core_seconds(rows * T * 2.0 * weight_floats_, T * 4.0 * weight_floats_, rates_);
       if (alone_when_asleep(one_core_s, active)) {
         active = 1;
         if (spin_ns_ > 0) pool_->nudge(spin_ns_);
@@ -1395,7 +1390,7 @@ class CpuGenericBackend final : public HostBackend {
   std::int64_t spin_ns_ = 0;                 // cpu.spin_us, in nanoseconds
   std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
   double weight_floats_ = 0.0;               // every layer's weights (both directions)
-  double flops_per_s_ = 1.0, bytes_per_s_ = 1.0;  // one core's, for alone_when_asleep
+  Thresholds rates_;                         // one core's rates, for alone_when_asleep
 };
 
 }  // namespace

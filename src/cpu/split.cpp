@@ -74,18 +74,22 @@ CallSplit choose_split(std::int64_t B, std::int64_t T, const std::vector<LayerWo
   return s;
 }
 
-double one_core_seconds(std::int64_t B, std::int64_t T, const std::vector<LayerWork>& layers,
-                        const Thresholds& t) {
+double one_core_seconds(double flops, double bytes, const Thresholds& t) {
   if (!usable(t.flops_per_s) || !usable(t.bytes_per_s)) {
     return std::numeric_limits<double>::infinity();  // unknown: as if long (wake them)
   }
+  return std::max(flops / t.flops_per_s, bytes / t.bytes_per_s);
+}
+
+double one_core_seconds(std::int64_t B, std::int64_t T, const std::vector<LayerWork>& layers,
+                        const Thresholds& t) {
   double s = 0.0;
   for (const LayerWork& l : layers) {
     const double i = static_cast<double>(l.I);
     const double h = static_cast<double>(std::max<std::int64_t>(l.H, 1));
     const double flops = 8.0 * static_cast<double>(B) * static_cast<double>(T) * (i + h) * h;
     const double bytes = l.wh_bytes * (i / h + static_cast<double>(T));
-    s += std::max(flops / t.flops_per_s, bytes / t.bytes_per_s);
+    s += one_core_seconds(flops, bytes, t);
   }
   return s;
 }

@@ -95,6 +95,10 @@ struct CallSplit {
 CallSplit choose_split(std::int64_t batch, std::int64_t time, const std::vector<LayerWork>& layers,
                        int P, const Thresholds& t);
 
+// One core's time for work of `flops` FLOPs that reads `bytes` of weights from beyond L2:
+// the larger of the two at t's rates (infinite when t has no rates).
+double one_core_seconds(double flops, double bytes, const Thresholds& t);
+
 // One core's time for a call, from the rates in t: per layer the larger of its FLOPs at
 // flops_per_s and the weight bytes it reads at bytes_per_s (W_x once, W_h every step);
 // infinite when t has no rates.
