@@ -79,7 +79,7 @@ lstm_rec_step_kernel(const W* __restrict__ wh, const float* __restrict__ z,
                      int batch, int hidden) {
   static_assert(Cell::kGates == 4, "the k loop below is written for four gate rows");
   constexpr int N = Cell::kGates * BMAX;
-  extern __shared__ float smem[];
+  SLSTM_DYNAMIC_SMEM(float, smem);
   float* hs = smem;                                   // [BMAX][hidden]
   float* red = smem + static_cast<std::int64_t>(BMAX) * hidden;  // [kRecWarps][N]
   const int n_h = BMAX * hidden;
@@ -133,7 +133,8 @@ cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const flo
   switch (bmax) {
 #define SLSTM_REC_CASE(BM)                                                                  \
   case BM:                                                                                  \
-    lstm_rec_step_kernel<float, LstmCell, BM><<<blocks, kRecThreads, smem, stream>>>(       \
+    SLSTM_LAUNCH(blocks, kRecThreads, smem, stream,                                          \
+                 lstm_rec_step_kernel<float, LstmCell, BM>)(                                 \
         wh, z, bias, h_prev, h_next, c, y, y_stride, len, t, batch, hidden);                \
     break;
     SLSTM_REC_CASE(1)
@@ -152,15 +153,16 @@ cudaError_t launch_pack_input(cudaStream_t stream, const float* src, float* dst,
                               int time, int depth, int ld, bool batch_major) {
   const std::int64_t n = static_cast<std::int64_t>(time) * batch * depth;
   if (n == 0) return cudaSuccess;
-  pack_input_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, dst, batch, time, depth, ld,
-                                                            batch_major ? 1 : 0);
+  SLSTM_LAUNCH(blocks_for(n), kThreads, 0, stream, pack_input_kernel)(
+      src, dst, batch, time, depth, ld, batch_major ? 1 : 0);
   return cudaGetLastError();
 }
 
 cudaError_t launch_fill_column(cudaStream_t stream, float* dst, std::int64_t rows, int ld,
                                int col, float value) {
   if (rows == 0) return cudaSuccess;
-  fill_column_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(dst, rows, ld, col, value);
+  SLSTM_LAUNCH(blocks_for(rows), kThreads, 0, stream, fill_column_kernel)(dst, rows, ld, col,
+                                                                          value);
   return cudaGetLastError();
 }
 
@@ -169,8 +171,8 @@ cudaError_t launch_lstm_step(cudaStream_t stream, const float* z, const float* b
                              int t, int batch, int hidden) {
   const std::int64_t n = static_cast<std::int64_t>(batch) * hidden;
   if (n == 0) return cudaSuccess;
-  lstm_step_kernel<LstmCell><<<blocks_for(n), kThreads, 0, stream>>>(z, bias, c, h, y, y_stride,
-                                                                     len, t, batch, hidden);
+  SLSTM_LAUNCH(blocks_for(n), kThreads, 0, stream, lstm_step_kernel<LstmCell>)(
+      z, bias, c, h, y, y_stride, len, t, batch, hidden);
   return cudaGetLastError();
 }
 
@@ -202,14 +204,16 @@ cudaError_t launch_slot_copy(cudaStream_t stream, float* slots, float* packed,
                              std::int64_t row_floats, int batch, bool to_packed) {
   const std::int64_t n = static_cast<std::int64_t>(batch) * row_floats;
   if (n == 0 || pieces < 1) return cudaSuccess;
-  slot_copy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(slots, packed, ids, off, pieces,
-                                                           row_floats, batch, to_packed ? 1 : 0);
+  SLSTM_LAUNCH(blocks_for(n), kThreads, 0, stream, slot_copy_kernel)(
+      slots, packed, ids, off, pieces, row_floats, batch, to_packed ? 1 : 0);
   return cudaGetLastError();
 }
 
+#ifndef SLSTM_CUDA_SIM
 cudaError_t check_kernel_image() {
   cudaFuncAttributes attr{};
   return cudaFuncGetAttributes(&attr, lstm_step_kernel<LstmCell>);
 }
+#endif
 
 }  // namespace slstm_cuda

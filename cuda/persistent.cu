@@ -24,7 +24,9 @@
 // A wait is bounded by timeout_ns (globaltimer): past it, the CTA raises the abort word
 // (read by every waiter) and the host-mapped status, and every CTA leaves at its next
 // wait. Nothing here can hang the device.
+#ifndef SLSTM_CUDA_SIM  // (the simulator of tests/cuda_sim brings its own atomic_ref)
 #include <cuda/atomic>
+#endif
 
 #include "kernels.cuh"
 #include "step_math.cuh"
@@ -39,9 +41,24 @@ using step_math::RecReduce;
 constexpr int kFlagStride = kPersistFlagStride;
 
 __device__ __forceinline__ long long global_ns() {
+#ifdef SLSTM_CUDA_SIM
+  return ::slstm_sim::global_ns();
+#else
   long long t = 0;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
+#endif
+}
+
+// Stops the launch: raises the abort word (every waiter reads it) and the host-mapped status.
+// Several threads may do it at once, hence atomic stores (a volatile store, as it was, is the
+// same in PTX, relaxed at system scope; ThreadSanitizer on the CPU suite's simulator of this
+// kernel takes it for a data race).
+template <typename Word>
+__device__ void give_up(const Word& abort_word, int* status) {
+  abort_word.store(1u, cuda::memory_order_relaxed);
+  cuda::atomic_ref<int, cuda::thread_scope_system>(*status).store(1, cuda::memory_order_relaxed);
+  __threadfence_system();
 }
 
 // Waits until flag j holds at least `step`; false when the wait was abandoned (abort raised
@@ -51,9 +68,7 @@ __device__ bool wait_flag(unsigned* sync, int j, int ctas, unsigned step, int* s
   cuda::atomic_ref<unsigned, cuda::thread_scope_device> flag(sync[j * kFlagStride]);
   cuda::atomic_ref<unsigned, cuda::thread_scope_device> abort_word(sync[ctas * kFlagStride]);
   if (timeout_ns <= 0) {  // cuda.persistent_timeout_us=0: every wait fails (tests the fallback)
-    abort_word.store(1u, cuda::memory_order_relaxed);
-    *reinterpret_cast<volatile int*>(status) = 1;
-    __threadfence_system();
+    give_up(abort_word, status);
     return false;
   }
   long long start = 0;
@@ -65,9 +80,7 @@ __device__ bool wait_flag(unsigned* sync, int j, int ctas, unsigned step, int* s
       if (spins == 0) {
         start = now;
       } else if (now - start > timeout_ns) {
-        abort_word.store(1u, cuda::memory_order_relaxed);
-        *reinterpret_cast<volatile int*>(status) = 1;
-        __threadfence_system();
+        give_up(abort_word, status);
         return false;
       }
     }
@@ -95,7 +108,7 @@ __device__ bool wait_for(const PersistentArgs& a, const PersistentWait& w, int* 
 template <int BMAX>
 __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const PersistentArgs a) {
   constexpr int N = LstmCell::kGates * BMAX;
-  extern __shared__ float smem[];
+  SLSTM_DYNAMIC_SMEM(float, smem);
   __shared__ int stop;
   const auto begin = [&a](int i) { return a.layer[i].cta_begin; };
   const int ctas = static_cast<int>(gridDim.x);
@@ -227,6 +240,7 @@ void* persistent_kernel(int bmax) {
 
 }  // namespace
 
+#ifndef SLSTM_CUDA_SIM  // (the simulator models no occupancy)
 int persistent_ctas_per_sm(int batch, std::size_t smem) {
   void* kernel = persistent_kernel(rec_bmax(batch));
   if (kernel == nullptr || batch < 1) return 0;
@@ -258,6 +272,7 @@ int persistent_ctas_per_sm(int batch, std::size_t smem) {
   }
   return per_sm;
 }
+#endif
 
 cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
                                    std::size_t smem, bool cooperative) {
@@ -269,6 +284,14 @@ cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& ar
   const PersistentLayer& last = args.layer[args.layers - 1];
   if (last.hidden < 1) return cudaErrorInvalidValue;
   const int ctas = last.cta_begin + persistent_ctas(last.hidden);
+#ifdef SLSTM_CUDA_SIM
+  // Cooperative: every CTA resident at once; otherwise one at a time (the weakest guarantee
+  // of a plain launch, under which a launch that waits must time out, not hang).
+  ::slstm_sim::launch_kernel(stream, "lstm_persistent_kernel", static_cast<unsigned>(ctas),
+                             kRecThreads, smem, cooperative ? 0 : 1,
+                             reinterpret_cast<void (*)(PersistentArgs)>(kernel), args);
+  return cudaGetLastError();
+#else
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(ctas));
   cfg.blockDim = dim3(kRecThreads);
@@ -283,6 +306,7 @@ cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& ar
   const cudaError_t e = cudaLaunchKernelExC(&cfg, kernel, params);
   if (e != cudaSuccess) return e;
   return cudaGetLastError();
+#endif
 }
 
 }  // namespace slstm_cuda
