@@ -13,7 +13,8 @@
 // used), their exact rounding (sums here are in double, so results match the CPU reference
 // to ~1e-6, not the GPU's bits; the fused step and the persistent kernel do share one
 // arithmetic here, so tests that compare their bits still can), cudaFuncGetAttributes and
-// occupancy (persistent_ctas_per_sm is the formula of an H100, as tests/cuda_host models it).
+// occupancy (persistent_ctas_per_sm, fake_device_model.cpp: the formula of an H100). The
+// kernels' own source runs in the module slstm_cuda_fake_sim instead (tests/cuda_sim).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -153,14 +154,6 @@ cudaError_t launch_lstm_rec_step(cudaStream_t stream, const float* wh, const flo
       }
     }
   });
-}
-
-int persistent_ctas_per_sm(int batch, std::size_t smem) {
-  constexpr std::size_t kStaticSmem = 16, kReservedPerCta = 1024;
-  if (batch < 1 || rec_bmax(batch) == 0) return 0;
-  if (smem + kStaticSmem > cuda_fake::kSmemPerCtaOptin) return 0;
-  const std::size_t fit = cuda_fake::kSmemPerSm / (smem + kStaticSmem + kReservedPerCta);
-  return static_cast<int>(fit < 8 ? fit : 8);
 }
 
 namespace {
@@ -306,7 +299,5 @@ cudaError_t launch_slot_copy(cudaStream_t stream, float* slots, float* packed,
     }
   });
 }
-
-cudaError_t check_kernel_image() { return cudaSuccess; }
 
 }  // namespace slstm_cuda

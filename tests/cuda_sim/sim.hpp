@@ -65,8 +65,12 @@ float shfl_xor(float v, int lane_mask, int where);
 void yield();
 // Wakes the blocks that sleep because their threads only poll (every simulated atomic store).
 void atomic_stored();
-// Host nanoseconds (the device's %globaltimer).
+// Host nanoseconds divided by the clock divisor (the device's %globaltimer): a simulated
+// block runs 10^3-10^5 times slower than a GPU's, so a runtime that keeps a GPU's time bounds
+// (the persistent kernel's wait timeout: 1 s by default) slows the clock (tests/cuda_fake's
+// simulated module: 100), lest a healthy wait time out on a busy machine.
 long long global_ns();
+void set_clock_divisor(long long divisor);
 
 // Runs `block_body` (a kernel call) as `grid` blocks of `block` threads, `smem` bytes of
 // dynamic shared memory each, at most `resident` blocks at once (0: all: then blocks that
