@@ -53,7 +53,7 @@ done_stage "asan+ubsan suite"
 stage "tsan build"
 cmake -S . -B build-tsan -DSLSTM_SANITIZE=thread -DSLSTM_ENABLE_CUDA=OFF -DSLSTM_BUILD_BENCH=OFF \
   -DSLSTM_CUDA_EMULATED_TESTS=ON -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-tsan -j"$jobs" --target slstm_tests slstm_cuda_emu
+cmake --build build-tsan -j"$jobs" --target slstm_tests slstm_cuda_emu slstm_cuda_sim_tests
 done_stage "tsan build"
 
 stage "tsan [concurrency],[cpu-fast],[precision],[cuda-generic]"
@@ -69,6 +69,11 @@ echo "-- the CUDA generic path on the emulated module"
 SLSTM_CUDA_MODULE=$PWD/build-tsan/tests/libslstm_cuda_emu.so \
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
   build-tsan/tests/slstm_tests "[cuda-generic],[cuda-emu]" --reporter compact
+# The CUDA kernels' own source on the simulator (tests/cuda_sim): every fiber a TSan fiber,
+# so that TSan checks the ordering between blocks (the persistent kernel's step flags).
+echo "-- the CUDA kernels on the simulator"
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
+  build-tsan/tests/slstm_cuda_sim_tests --reporter compact
 done_stage "tsan [concurrency],[cpu-fast],[precision],[cuda-generic]"
 
 # ---- 3. valgrind memcheck ----------------------------------------------------------------------
