@@ -2,7 +2,10 @@
 // (ucontext) scheduled round-robin within their block, barriers and shuffles between them.
 #include "sim.hpp"
 
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <ucontext.h>
 
 #if defined(__SANITIZE_THREAD__)
@@ -17,8 +20,9 @@
 #endif
 
 #include <algorithm>
+#include <climits>
+#include <ctime>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -114,18 +118,16 @@ std::atomic<std::uint64_t> g_launches{0};
 
 // Stores to simulated atomics, counted: a block whose threads only poll sleeps until the
 // count moves (or a millisecond passes: the kernels' time bounds must still run out) instead
-// of spinning against the blocks it waits for.
-std::mutex g_store_mutex;
-std::condition_variable g_store_cv;
-std::uint64_t g_stores = 0;  // guarded by g_store_mutex
+// of spinning against the blocks it waits for. A relaxed counter and a futex: nothing here
+// may order the blocks for ThreadSanitizer (a mutex would, and hide the races it is there
+// to find between them).
+std::atomic<std::uint32_t> g_stores{0};
 
-std::uint64_t stores_now() {
-  std::lock_guard<std::mutex> lock(g_store_mutex);
-  return g_stores;
-}
-void sleep_until_store(std::uint64_t seen) {
-  std::unique_lock<std::mutex> lock(g_store_mutex);
-  g_store_cv.wait_for(lock, std::chrono::milliseconds(1), [seen] { return g_stores != seen; });
+std::uint32_t stores_now() { return g_stores.load(std::memory_order_relaxed); }
+void sleep_until_store(std::uint32_t seen) {
+  timespec limit{0, 1000000};  // 1 ms
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&g_stores), FUTEX_WAIT_PRIVATE, seen,
+          &limit, nullptr, 0);
 }
 
 Block& block() { return *tl_block; }
@@ -213,7 +215,7 @@ void run_block(Block& b) {
   while (b.live > 0 && b.error.empty()) {
     b.progress = 0;
     b.polls = 0;
-    const std::uint64_t stores = stores_now();
+    const std::uint32_t stores = stores_now();
     for (unsigned i = 0; i < n && b.error.empty(); ++i) {
       if (b.fibers[i].done) continue;
       b.current = static_cast<int>(i);
@@ -278,11 +280,9 @@ float shfl_xor(float v, int lane_mask, int where) {
 }
 
 void atomic_stored() {
-  {
-    std::lock_guard<std::mutex> lock(g_store_mutex);
-    ++g_stores;
-  }
-  g_store_cv.notify_all();
+  g_stores.fetch_add(1, std::memory_order_relaxed);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&g_stores), FUTEX_WAKE_PRIVATE, INT_MAX,
+          nullptr, nullptr, 0);
 }
 
 void yield() {
