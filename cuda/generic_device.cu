@@ -20,6 +20,7 @@
 #include "graph_cache.hpp"
 #include "generic_session.hpp"
 #include "kernels.cuh"
+#include "launch.cuh"
 #include "resources.hpp"
 
 namespace slstm_cuda {
@@ -208,7 +209,7 @@ class CudaDevice final : public generic::Device {
  private:
   template <typename Op, typename Args>
   void launch(const Args& a, std::int64_t n, const char* what) {
-    pointwise_kernel<Op, Args><<<blocks_for(n), kThreads, 0, cur_>>>(a, n);
+    SLSTM_LAUNCH(blocks_for(n), kThreads, 0, cur_, pointwise_kernel<Op, Args>)(a, n);
     check(cudaGetLastError(), what);
   }
 

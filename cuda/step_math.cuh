@@ -6,15 +6,8 @@
 #include <cstdint>
 
 #include "gate_math.hpp"
+#include "launch.cuh"  // SLSTM_LAUNCH, SLSTM_DYNAMIC_SMEM
 #include "step_plan.hpp"
-
-// The two CUDA-only spellings of the kernels: their dynamic shared memory and a launch
-// (SLSTM_LAUNCH(grid, block, smem, stream, kernel)(arguments...)). The CPU suite's simulator
-// (tests/cuda_sim) defines them too, and compiles the kernels' own source as C++.
-#ifndef SLSTM_CUDA_SIM
-#define SLSTM_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
-#define SLSTM_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
-#endif
 
 namespace slstm_cuda {
 namespace step_math {

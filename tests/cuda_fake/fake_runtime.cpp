@@ -14,9 +14,11 @@
 //   and the same exec's earlier launch.
 // - memory: device and pinned allocations are host memory filled with 0xFF (NaN as float,
 //   -1 as int); every copy, memset, GEMM and emulated kernel checks its range against one
-//   live allocation when it runs, and a copy's kind against where its pointers are. A
+//   live allocation when it runs, and a copy's kind against where its pointers are (any
+//   placement for cudaMemcpyDefault). A
 //   pageable source is read when the copy is issued, a pinned one when the copy runs.
-// - cuBLAS: cublasSgemm summed in double on the handle's stream; a captured GEMM needs a
+// - cuBLAS: cublasSgemm and cublasGemmEx (FP16 / BF16 operands) summed in double on the
+//   handle's stream; a captured GEMM needs a
 //   workspace (cublasSetWorkspace after cublasSetStream).
 // A misuse it detects (bad pointer or range, wrong copy kind, destroyed handle, a wait that
 // joins two captures, a deadlock) aborts the process with "cuda-fake FATAL: ...".
@@ -33,6 +35,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -300,6 +303,8 @@ cudaError_t copy_rows(void* dst, std::size_t dpitch, const void* src, std::size_
       require_kind(wd, true, "dst");
       require_kind(ws, true, "src");
       break;
+    case cudaMemcpyDefault:  // (unified addressing: the driver tells where each pointer is)
+      break;
     default:
       die("memcpy kind " + std::to_string(static_cast<int>(kind)) + " is not emulated");
   }
@@ -333,6 +338,77 @@ cudaError_t copy_rows(void* dst, std::size_t dpitch, const void* src, std::size_
   // A pageable destination makes the call synchronous, as with the driver.
   if (s->capture == nullptr && (sync || wd == Where::Pageable)) run_until(s->last);
   return cudaSuccess;
+}
+
+// ---- cuBLAS's GEMMs ----------------------------------------------------------------------
+
+// The value of an operand element: float32, IEEE binary16, bfloat16 (decoded here on their
+// own, not by the library's conversions).
+double float_value(float x) { return x; }
+double fp16_value(std::uint16_t h) {
+  const int exponent = (h >> 10) & 31, mantissa = h & 1023;
+  double v = 0.0;
+  if (exponent == 0) {
+    v = std::ldexp(mantissa, -24);  // zero and subnormals
+  } else if (exponent == 31) {
+    v = mantissa != 0 ? std::nan("") : HUGE_VAL;
+  } else {
+    v = std::ldexp(mantissa + 1024, exponent - 25);
+  }
+  return (h & 0x8000u) != 0 ? -v : v;
+}
+double bf16_value(std::uint16_t b) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// C = alpha op(A) op(B) + beta C, column-major as cuBLAS: op(A) [m, k], op(B) [k, n],
+// C [m, n] float32, products and sums in double, queued on the handle's stream.
+template <typename T, typename Value>
+cublasStatus_t fake_gemm(cublasHandle_t handle, cublasOperation_t transa,
+                         cublasOperation_t transb, int m, int n, int k, float alpha, const T* A,
+                         int lda, const T* B, int ldb, float beta, float* C, int ldc,
+                         const char* name, Value value) {
+  if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+  const std::size_t arows = ta ? k : m, acols = ta ? m : k;
+  const std::size_t brows = tb ? n : k, bcols = tb ? k : n;
+  const auto at_least = [](int ld, std::size_t rows) {
+    return static_cast<std::size_t>(ld) >= std::max<std::size_t>(rows, 1);
+  };
+  if (!at_least(lda, arows) || !at_least(ldb, brows) || !at_least(ldc, m)) {
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+  if (stream_of(handle->stream)->capture != nullptr && handle->workspace == nullptr) {
+    die("cuBLAS captured without a workspace of its own (cublasSetWorkspace)");
+  }
+  const double al = alpha, be = beta;  // host pointer mode: read at the call
+  const std::size_t M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  const std::string what(name);
+  const cudaError_t e = enqueue_on(handle->stream, name, [=] {
+    if (K > 0) {
+      cuda_fake::require_device(A, ((acols - 1) * LA + arows) * sizeof(T), (what + " A").c_str());
+      cuda_fake::require_device(B, ((bcols - 1) * LB + brows) * sizeof(T), (what + " B").c_str());
+    }
+    cuda_fake::require_device(C, ((N - 1) * LC + M) * sizeof(float), (what + " C").c_str());
+    for (std::size_t j = 0; j < N; ++j) {
+      for (std::size_t i = 0; i < M; ++i) {
+        double acc = 0.0;
+        for (std::size_t p = 0; p < K; ++p) {
+          const double a = value(ta ? A[p + i * LA] : A[i + p * LA]);
+          const double b = value(tb ? B[j + p * LB] : B[p + j * LB]);
+          acc += a * b;
+        }
+        float& c = C[i + j * LC];
+        const double prev = be == 0.0 ? 0.0 : c;  // beta 0: C is not read (NaN stays out)
+        c = static_cast<float>(al * acc + be * prev);
+      }
+    }
+  });
+  return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 }  // namespace
@@ -783,44 +859,30 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
                            const float* A, int lda, const float* B, int ldb, const float* beta,
                            float* C, int ldc) {
   const Call call;
-  if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
-  // Column-major: op(A) [m, k], op(B) [k, n], C [m, n].
-  const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
-  const std::size_t arows = ta ? k : m, acols = ta ? m : k;
-  const std::size_t brows = tb ? n : k, bcols = tb ? k : n;
-  const auto at_least = [](int ld, std::size_t rows) {
-    return static_cast<std::size_t>(ld) >= std::max<std::size_t>(rows, 1);
-  };
-  if (!at_least(lda, arows) || !at_least(ldb, brows) || !at_least(ldc, m)) {
-    return CUBLAS_STATUS_INVALID_VALUE;
+  return fake_gemm(handle, transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc,
+                   "sgemm", float_value);
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
+                            cublasOperation_t transb, int m, int n, int k, const void* alpha,
+                            const void* A, cudaDataType_t Atype, int lda, const void* B,
+                            cudaDataType_t Btype, int ldb, const void* beta, void* C,
+                            cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
+                            cublasGemmAlgo_t) {
+  const Call call;
+  if (Atype != Btype || (Atype != CUDA_R_16F && Atype != CUDA_R_16BF) || Ctype != CUDA_R_32F ||
+      computeType != CUBLAS_COMPUTE_32F) {
+    return CUBLAS_STATUS_NOT_SUPPORTED;
   }
-  if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-  if (stream_of(handle->stream)->capture != nullptr && handle->workspace == nullptr) {
-    die("cuBLAS captured without a workspace of its own (cublasSetWorkspace)");
-  }
-  const double al = *alpha, be = *beta;  // host pointer mode: read at the call
-  const std::size_t M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
-  const cudaError_t e = enqueue_on(handle->stream, "sgemm", [=] {
-    if (K > 0) {
-      cuda_fake::require_device(A, ((acols - 1) * LA + arows) * sizeof(float), "sgemm A");
-      cuda_fake::require_device(B, ((bcols - 1) * LB + brows) * sizeof(float), "sgemm B");
-    }
-    cuda_fake::require_device(C, ((N - 1) * LC + M) * sizeof(float), "sgemm C");
-    for (std::size_t j = 0; j < N; ++j) {
-      for (std::size_t i = 0; i < M; ++i) {
-        double acc = 0.0;
-        for (std::size_t p = 0; p < K; ++p) {
-          const float a = ta ? A[p + i * LA] : A[i + p * LA];
-          const float b = tb ? B[j + p * LB] : B[p + j * LB];
-          acc += static_cast<double>(a) * b;
-        }
-        float& c = C[i + j * LC];
-        const double prev = be == 0.0 ? 0.0 : c;  // beta 0: C is not read (NaN stays out)
-        c = static_cast<float>(al * acc + be * prev);
-      }
-    }
-  });
-  return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  const auto* a = static_cast<const std::uint16_t*>(A);
+  const auto* b = static_cast<const std::uint16_t*>(B);
+  auto* c = static_cast<float*>(C);
+  return Atype == CUDA_R_16F
+             ? fake_gemm(handle, transa, transb, m, n, k, al, a, lda, b, ldb, be, c, ldc,
+                         "gemmex fp16", fp16_value)
+             : fake_gemm(handle, transa, transb, m, n, k, al, a, lda, b, ldb, be, c, ldc,
+                         "gemmex bf16", bf16_value);
 }
 
 }  // extern "C"
