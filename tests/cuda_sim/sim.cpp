@@ -1,5 +1,6 @@
-// The simulator's engine (sim.hpp): blocks on host threads, CUDA threads as fibers
-// (ucontext) scheduled round-robin within their block, barriers and shuffles between them.
+// The simulator's engine (sim.hpp): blocks on host threads, CUDA threads as fibers (a
+// register switch of our own, or ucontext) scheduled round-robin within their block,
+// barriers and shuffles between them.
 #include "sim.hpp"
 
 #include <linux/futex.h>
@@ -17,6 +18,22 @@
 #endif
 #ifdef SLSTM_SIM_TSAN
 #include <sanitizer/tsan_interface.h>
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SLSTM_SIM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLSTM_SIM_ASAN 1
+#endif
+#endif
+// How a fiber switches: a switch of the callee-saved registers of our own (below) on x86-64,
+// without ucontext's sigprocmask system call and FPU environment per switch (most of a
+// simulated kernel's time was switches: the simulator's tests ran 5 times faster with it,
+// the persistent kernel's GPU-suite cases 4-20 times); ucontext elsewhere, and under
+// AddressSanitizer, which knows ucontext's stacks. (ThreadSanitizer is told of every switch
+// through its fiber interface either way.)
+#if defined(SLSTM_SIM_ASAN) || !defined(__x86_64__)
+#define SLSTM_SIM_UCONTEXT 1
 #endif
 
 #include <algorithm>
@@ -46,6 +63,91 @@ void* tsan_fiber_create() { return nullptr; }
 void tsan_fiber_destroy(void*) {}
 void* tsan_fiber_current() { return nullptr; }
 void tsan_switch(void*) {}
+#endif
+
+#ifdef SLSTM_SIM_UCONTEXT
+struct Context {
+  ucontext_t uc{};
+};
+void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+// `c` to start in `entry` (which never returns) on the stack [stack, stack + bytes).
+bool make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
+  if (getcontext(&c.uc) != 0) return false;
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+  return true;
+}
+#else
+}  // namespace
+}  // namespace slstm_sim
+// slstm_sim_switch(save, load): pushes the System V callee-saved registers, MXCSR and the
+// x87 control word on the current stack, stores the stack pointer in *save, then takes the
+// stack at `load` and pops the same from it. slstm_sim_start: where a new fiber's first
+// switch returns to; calls r12 (its entry) on a 16-byte aligned stack.
+extern "C" void slstm_sim_switch(void** save, void* load);
+extern "C" void slstm_sim_start();
+asm(R"(
+  .text
+  .globl slstm_sim_switch
+  .hidden slstm_sim_switch
+  .type slstm_sim_switch, @function
+slstm_sim_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size slstm_sim_switch, .-slstm_sim_switch
+
+  .globl slstm_sim_start
+  .hidden slstm_sim_start
+  .type slstm_sim_start, @function
+slstm_sim_start:
+  andq $-16, %rsp
+  callq *%r12
+  ud2
+  .size slstm_sim_start, .-slstm_sim_start
+)");
+namespace slstm_sim {
+namespace {
+struct Context {
+  void* sp = nullptr;
+};
+void switch_context(Context& from, Context& to) { slstm_sim_switch(&from.sp, to.sp); }
+bool make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
+  // The frame slstm_sim_switch pops: control words, r15, r14, r13, r12 = entry, rbx, rbp,
+  // the return address (slstm_sim_start); two words of room above it.
+  auto* top = reinterpret_cast<std::uintptr_t*>(static_cast<char*>(stack) + bytes);
+  std::uintptr_t* sp = top - 10;
+  std::uint32_t mxcsr = 0;
+  std::uint16_t fpcw = 0;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpcw));
+  sp[0] = static_cast<std::uintptr_t>(mxcsr) | (static_cast<std::uintptr_t>(fpcw) << 32);
+  for (int r = 1; r <= 6; ++r) sp[r] = 0;
+  sp[4] = reinterpret_cast<std::uintptr_t>(entry);
+  sp[7] = reinterpret_cast<std::uintptr_t>(&slstm_sim_start);
+  c.sp = sp;
+  return true;
+}
 #endif
 
 constexpr std::size_t kStackBytes = 256 * 1024;
@@ -88,10 +190,15 @@ struct Barrier {
 };
 
 struct Fiber {
-  ucontext_t context{};
+  Context context;
   void* stack = nullptr;
   void* tsan = nullptr;
   unsigned index = 0;
+  unsigned shuffles = 0;  // its warp shuffles so far
+  // The barrier it waits at and that barrier's generation then (the scheduler does not
+  // resume it before the barrier is released: nothing would change for it).
+  const Barrier* waits = nullptr;
+  unsigned waits_generation = 0;
   bool done = false;
 };
 
@@ -104,9 +211,9 @@ struct Block {
   std::vector<int> warp_live;
   Barrier block_barrier;
   std::vector<Barrier> warp_barrier;
-  std::vector<float> lanes;  // [warps][32]: shuffle slots
+  std::vector<float> lanes;  // [warps][2][32]: shuffle slots, two sets used in turn
   std::vector<float> smem;   // dynamic shared memory (floats: 4-byte aligned, 16 via vector)
-  ucontext_t scheduler{};
+  Context scheduler;
   void* tsan_scheduler = nullptr;
   int progress = 0;  // arrivals and exits in this round
   int polls = 0;     // atomic loads in this round
@@ -142,7 +249,7 @@ void switch_out() {
   Block& b = block();
   Fiber& f = fiber();
   tsan_switch(b.tsan_scheduler);
-  swapcontext(&f.context, &b.scheduler);
+  switch_context(f.context, b.scheduler);
 }
 
 void release(Barrier& bar) {
@@ -165,7 +272,11 @@ void wait_at(Barrier& bar, const int& live, int where, const char* what) {
     release(bar);
     return;
   }
+  Fiber& f = fiber();
+  f.waits = &bar;
+  f.waits_generation = generation;
   while (bar.generation == generation && b.error.empty()) switch_out();
+  f.waits = nullptr;
 }
 
 void fiber_main() {
@@ -195,21 +306,17 @@ void run_block(Block& b) {
   b.warp_live.assign(warps, 0);
   for (unsigned i = 0; i < n; ++i) ++b.warp_live[i / kWarp];
   b.warp_barrier.assign(warps, Barrier{});
-  b.lanes.assign(static_cast<std::size_t>(warps) * kWarp, 0.0f);
+  b.lanes.assign(static_cast<std::size_t>(warps) * 2 * kWarp, 0.0f);
   for (unsigned i = 0; i < n; ++i) {
     Fiber& f = b.fibers[i];
     f.index = i;
     f.stack = stacks().take();
-    if (f.stack == nullptr || getcontext(&f.context) != 0) {
+    if (f.stack == nullptr || !make_context(f.context, f.stack, kStackBytes, fiber_main)) {
       fail(b, "no memory for a thread's stack");
       f.done = true;
       --b.live;
       continue;
     }
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = &b.scheduler;
-    makecontext(&f.context, fiber_main, 0);
     f.tsan = tsan_fiber_create();
   }
   while (b.live > 0 && b.error.empty()) {
@@ -217,10 +324,11 @@ void run_block(Block& b) {
     b.polls = 0;
     const std::uint32_t stores = stores_now();
     for (unsigned i = 0; i < n && b.error.empty(); ++i) {
-      if (b.fibers[i].done) continue;
+      const Fiber& f = b.fibers[i];
+      if (f.done || (f.waits != nullptr && f.waits->generation == f.waits_generation)) continue;
       b.current = static_cast<int>(i);
       tsan_switch(b.fibers[i].tsan);
-      swapcontext(&b.scheduler, &b.fibers[i].context);
+      switch_context(b.scheduler, b.fibers[i].context);
     }
     if (b.progress == 0 && b.polls == 0 && b.live > 0) {
       fail(b, "deadlock: threads of block " + std::to_string(b.index.x) +
@@ -268,14 +376,15 @@ float shfl_xor(float v, int lane_mask, int where) {
                 std::to_string(b.warp_live[w]) + " live lanes");
     return v;
   }
-  float* lanes = b.lanes.data() + w * kWarp;
+  // The warp's shuffles use two sets of slots in turn, so one barrier suffices: every lane
+  // has written before any reads; and no lane can write this set again (two shuffles on)
+  // before every lane has read it, since each must first pass the next shuffle's barrier.
+  Fiber& f = fiber();
+  float* lanes = b.lanes.data() + (w * 2 + (f.shuffles++ & 1u)) * kWarp;
   const unsigned lane = i % kWarp;
-  // Two barriers: every lane has written before any reads, and has read before the next
-  // shuffle writes again.
   lanes[lane] = v;
   sync_warp(where);
   const float r = lanes[lane ^ static_cast<unsigned>(lane_mask)];
-  sync_warp(where);
   return r;
 }
 
