@@ -49,20 +49,61 @@
 namespace slstm_sim {
 namespace {
 
-// Under ThreadSanitizer every fiber is a thread of its own to TSan, and a switch between two
-// fibers of a block orders them (as the block's barriers do, and more): what TSan checks is
-// then the ordering BETWEEN blocks, i.e. the persistent kernel's step flags, against the C++
-// memory model (stricter than this host's).
+// Under ThreadSanitizer every fiber is a thread of its own to TSan, and only what orders
+// threads on a GPU orders them: a switch from the scheduler into a fiber carries no
+// synchronisation (a fiber's switch back to the scheduler does: the scheduler reads what the
+// fibers did), a barrier is a release by each thread that arrives and an acquire by each
+// that leaves (on one of two sync addresses used in turn, so that a thread already at the
+// next barrier orders nothing for a thread still leaving this one), and a fiber starts with
+// an acquire of the block's set-up. So TSan checks the ordering WITHIN a block (shared and
+// global memory between barriers: what compute-sanitizer's racecheck checks on a GPU) and
+// BETWEEN blocks (the persistent kernel's step flags) against the C++ memory model (stricter
+// than this host's). The simulator's own bookkeeping, which fibers of a block share without
+// order (the host thread runs them one at a time), is hidden from TSan (Bookkeeping below).
 #ifdef SLSTM_SIM_TSAN
+}  // namespace
+}  // namespace slstm_sim
+extern "C" {
+void AnnotateIgnoreReadsBegin(const char* file, int line);
+void AnnotateIgnoreReadsEnd(const char* file, int line);
+void AnnotateIgnoreWritesBegin(const char* file, int line);
+void AnnotateIgnoreWritesEnd(const char* file, int line);
+}
+namespace slstm_sim {
+namespace {
 void* tsan_fiber_create() { return __tsan_create_fiber(0); }
 void tsan_fiber_destroy(void* f) { __tsan_destroy_fiber(f); }
 void* tsan_fiber_current() { return __tsan_get_current_fiber(); }
 void tsan_switch(void* f) { __tsan_switch_to_fiber(f, 0); }
+void tsan_switch_unordered(void* f) { __tsan_switch_to_fiber(f, __tsan_switch_to_fiber_no_sync); }
+void tsan_release(void* a) { __tsan_release(a); }
+void tsan_acquire(void* a) { __tsan_acquire(a); }
+struct Bookkeeping {
+  Bookkeeping() {
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+  }
+  ~Bookkeeping() {
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+    AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+  }
+  Bookkeeping(const Bookkeeping&) = delete;
+  Bookkeeping& operator=(const Bookkeeping&) = delete;
+};
 #else
 void* tsan_fiber_create() { return nullptr; }
 void tsan_fiber_destroy(void*) {}
 void* tsan_fiber_current() { return nullptr; }
 void tsan_switch(void*) {}
+void tsan_switch_unordered(void*) {}
+void tsan_release(void*) {}
+void tsan_acquire(void*) {}
+struct Bookkeeping {
+  Bookkeeping() {}   // NOLINT(modernize-use-equals-default): user-provided, so that a
+  ~Bookkeeping() {}  // NOLINT(modernize-use-equals-default): `quiet` is never "unused"
+  Bookkeeping(const Bookkeeping&) = delete;
+  Bookkeeping& operator=(const Bookkeeping&) = delete;
+};
 #endif
 
 #ifdef SLSTM_SIM_UCONTEXT
@@ -187,6 +228,7 @@ struct Barrier {
   int arrived = 0;
   unsigned generation = 0;
   int where = 0;
+  char sync[2] = {};  // (under TSan: the addresses its generations release and acquire on)
 };
 
 struct Fiber {
@@ -218,6 +260,7 @@ struct Block {
   int progress = 0;  // arrivals and exits in this round
   int polls = 0;     // atomic loads in this round
   std::string error;
+  char setup = 0;  // (under TSan: the address its set-up is released on)
 };
 
 thread_local Block* tl_block = nullptr;
@@ -238,7 +281,10 @@ void sleep_until_store(std::uint32_t seen) {
 }
 
 Block& block() { return *tl_block; }
-Fiber& fiber() { return block().fibers[static_cast<std::size_t>(block().current)]; }
+Fiber& fiber() {
+  const Bookkeeping quiet;
+  return block().fibers[static_cast<std::size_t>(block().current)];
+}
 
 void fail(Block& b, const std::string& what) {
   if (b.error.empty()) b.error = what;
@@ -257,41 +303,72 @@ void release(Barrier& bar) {
   ++bar.generation;
 }
 
-// Waits at `bar` until `live` threads have arrived (live may drop as threads exit).
+// Waits at `bar` until `live` threads have arrived (live may drop as threads exit). (The
+// bookkeeping is hidden from TSan in scopes that end before each switch: a fiber must not
+// switch, let alone end, with TSan's ignores on.)
 void wait_at(Barrier& bar, const int& live, int where, const char* what) {
   Block& b = block();
-  if (bar.arrived == 0) {
-    bar.where = where;
-  } else if (bar.where != where) {
-    fail(b, std::string(what) + " reached at line " + std::to_string(bar.where) + " and at line " +
-                std::to_string(where) + " by threads of one block at once");
+  unsigned generation = 0;
+  bool opened = false;
+  {
+    const Bookkeeping quiet;
+    // (TSan: what this thread did before the barrier happens before what every thread does
+    // after it; see tsan_switch_unordered)
+    tsan_release(&bar.sync[bar.generation & 1u]);
+    if (bar.arrived == 0) {
+      bar.where = where;
+    } else if (bar.where != where) {
+      fail(b, std::string(what) + " reached at line " + std::to_string(bar.where) +
+                  " and at line " + std::to_string(where) + " by threads of one block at once");
+    }
+    ++b.progress;
+    generation = bar.generation;
+    opened = ++bar.arrived >= live;
+    if (opened) {
+      release(bar);
+    } else {
+      Fiber& f = fiber();
+      f.waits = &bar;
+      f.waits_generation = generation;
+    }
   }
-  ++b.progress;
-  const unsigned generation = bar.generation;
-  if (++bar.arrived >= live) {
-    release(bar);
-    return;
+  while (!opened) {
+    {
+      const Bookkeeping quiet;
+      if (bar.generation != generation || !b.error.empty()) {
+        fiber().waits = nullptr;
+        break;
+      }
+    }
+    switch_out();
   }
-  Fiber& f = fiber();
-  f.waits = &bar;
-  f.waits_generation = generation;
-  while (bar.generation == generation && b.error.empty()) switch_out();
-  f.waits = nullptr;
+  tsan_acquire(&bar.sync[generation & 1u]);
 }
 
 void fiber_main() {
-  Block& b = block();
+  Block* bp = nullptr;
+  {
+    const Bookkeeping quiet;
+    bp = tl_block;
+  }
+  Block& b = *bp;
+  tsan_acquire(&b.setup);  // (TSan: the block's set-up happens before its threads)
   (*b.body)();
-  Fiber& f = fiber();
-  f.done = true;
-  ++b.progress;
-  --b.live;
-  const std::size_t w = f.index / kWarp;
-  --b.warp_live[w];
-  // A barrier that waited only for this thread completes without it (sm_70+ semantics).
-  if (b.block_barrier.arrived > 0 && b.block_barrier.arrived >= b.live) release(b.block_barrier);
-  if (b.warp_barrier[w].arrived > 0 && b.warp_barrier[w].arrived >= b.warp_live[w]) {
-    release(b.warp_barrier[w]);
+  {
+    const Bookkeeping quiet;
+    Fiber& f = fiber();
+    f.done = true;
+    ++b.progress;
+    --b.live;
+    const std::size_t w = f.index / kWarp;
+    --b.warp_live[w];
+    // A barrier that waited only for this thread completes without it (sm_70+ semantics).
+    if (b.block_barrier.arrived > 0 && b.block_barrier.arrived >= b.live) {
+      release(b.block_barrier);
+    }
+    if (b.warp_barrier[w].arrived > 0 && b.warp_barrier[w].arrived >= b.warp_live[w]) {
+      release(b.warp_barrier[w]);
+    }
   }
   switch_out();  // for good: a finished fiber is never resumed
 }
@@ -319,6 +396,7 @@ void run_block(Block& b) {
     }
     f.tsan = tsan_fiber_create();
   }
+  tsan_release(&b.setup);
   while (b.live > 0 && b.error.empty()) {
     b.progress = 0;
     b.polls = 0;
@@ -327,7 +405,7 @@ void run_block(Block& b) {
       const Fiber& f = b.fibers[i];
       if (f.done || (f.waits != nullptr && f.waits->generation == f.waits_generation)) continue;
       b.current = static_cast<int>(i);
-      tsan_switch(b.fibers[i].tsan);
+      tsan_switch_unordered(b.fibers[i].tsan);
       switch_context(b.scheduler, b.fibers[i].context);
     }
     if (b.progress == 0 && b.polls == 0 && b.live > 0) {
@@ -347,6 +425,7 @@ void run_block(Block& b) {
 }  // namespace
 
 dim3 thread_idx() {
+  const Bookkeeping quiet;
   const Block& b = block();
   const unsigned i = b.fibers[static_cast<std::size_t>(b.current)].index;
   return dim3(i % b.dim.x, (i / b.dim.x) % b.dim.y, i / (b.dim.x * b.dim.y));
@@ -369,23 +448,27 @@ void sync_warp(int where) {
 
 float shfl_xor(float v, int lane_mask, int where) {
   Block& b = block();
-  const unsigned i = fiber().index;
-  const std::size_t w = i / kWarp;
-  if (b.warp_live[w] != kWarp) {
-    fail(b, "a full-warp shuffle at line " + std::to_string(where) + " with " +
-                std::to_string(b.warp_live[w]) + " live lanes");
-    return v;
+  float* lanes = nullptr;
+  unsigned lane = 0;
+  {
+    const Bookkeeping quiet;
+    Fiber& f = fiber();
+    const std::size_t w = f.index / kWarp;
+    if (b.warp_live[w] != kWarp) {
+      fail(b, "a full-warp shuffle at line " + std::to_string(where) + " with " +
+                  std::to_string(b.warp_live[w]) + " live lanes");
+      return v;
+    }
+    // The warp's shuffles use two sets of slots in turn, so one barrier suffices: every lane
+    // has written before any reads; and no lane can write this set again (two shuffles on)
+    // before every lane has read it, since each must first pass the next shuffle's barrier
+    // (which also orders the slots for TSan).
+    lanes = b.lanes.data() + (w * 2 + (f.shuffles++ & 1u)) * kWarp;
+    lane = f.index % kWarp;
   }
-  // The warp's shuffles use two sets of slots in turn, so one barrier suffices: every lane
-  // has written before any reads; and no lane can write this set again (two shuffles on)
-  // before every lane has read it, since each must first pass the next shuffle's barrier.
-  Fiber& f = fiber();
-  float* lanes = b.lanes.data() + (w * 2 + (f.shuffles++ & 1u)) * kWarp;
-  const unsigned lane = i % kWarp;
   lanes[lane] = v;
   sync_warp(where);
-  const float r = lanes[lane ^ static_cast<unsigned>(lane_mask)];
-  return r;
+  return lanes[lane ^ static_cast<unsigned>(lane_mask)];
 }
 
 void atomic_stored() {
@@ -395,8 +478,11 @@ void atomic_stored() {
 }
 
 void yield() {
-  if (tl_block == nullptr) return;  // host code
-  ++block().polls;
+  {
+    const Bookkeeping quiet;
+    if (tl_block == nullptr) return;  // host code
+    ++block().polls;
+  }
   switch_out();
 }
 
