@@ -130,7 +130,7 @@ bool make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
 extern "C" void slstm_sim_switch(void** save, void* load);
 extern "C" void slstm_sim_start();
 asm(R"(
-  .text
+  .pushsection .text
   .globl slstm_sim_switch
   .hidden slstm_sim_switch
   .type slstm_sim_switch, @function
@@ -166,6 +166,7 @@ slstm_sim_start:
   callq *%r12
   ud2
   .size slstm_sim_start, .-slstm_sim_start
+  .popsection
 )");
 namespace slstm_sim {
 namespace {
