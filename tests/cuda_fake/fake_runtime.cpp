@@ -15,11 +15,11 @@
 // - memory: device and pinned allocations are host memory filled with 0xFF (NaN as float,
 //   -1 as int); every copy, memset, GEMM and emulated kernel checks its range against one
 //   live allocation when it runs, and a copy's kind against where its pointers are (any
-//   placement for cudaMemcpyDefault). A
-//   pageable source is read when the copy is issued, a pinned one when the copy runs.
+//   placement for cudaMemcpyDefault). A pageable source is read when the copy is issued, a
+//   pinned one when the copy runs.
 // - cuBLAS: cublasSgemm and cublasGemmEx (FP16 / BF16 operands) summed in double on the
-//   handle's stream; a captured GEMM needs a
-//   workspace (cublasSetWorkspace after cublasSetStream).
+//   handle's stream; a captured GEMM needs a workspace (cublasSetWorkspace after
+//   cublasSetStream).
 // A misuse it detects (bad pointer or range, wrong copy kind, destroyed handle, a wait that
 // joins two captures, a deadlock) aborts the process with "cuda-fake FATAL: ...".
 //
