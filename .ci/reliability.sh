@@ -2,7 +2,8 @@
 # Reliability checks (issue 8), run by .ci/run after the normal suite, from a fresh clone on
 # a fresh Debian machine without a GPU.  Installs its own packages, then:
 #   1. ASan + UBSan build of the library, examples and the whole CPU test suite (ctest, every
-#      CPU path: reference and the fast path on each of its kernels);
+#      CPU path: reference and the fast path on each of its kernels; the CUDA module's host
+#      code on the fake CUDA runtime);
 #   2. ThreadSanitizer build, the [concurrency], [cpu-fast] and [precision] tests on every CPU path;
 #   3. valgrind memcheck of the C example and a short test run (tests/valgrind.sh);
 #   4. the libFuzzer targets, FUZZ_SECONDS (default 60) each (fuzz/run.sh).
@@ -31,9 +32,11 @@ done_stage "packages"
 stage "asan+ubsan build"
 # SLSTM_CUDA_EMULATED_TESTS: the CUDA module loader without the (uninstrumentable) CUDA
 # module, so that the suite's "cuda-emu:" cases run the generic path's engine and per-element
-# code on the emulated module (tests/cuda_emu) under ASan + UBSan too.
+# code on the emulated module (tests/cuda_emu) under ASan + UBSan too. SLSTM_CUDA_FAKE_TESTS:
+# the CUDA module's real host code on the fake runtime (tests/cuda_fake: "cuda-fake:" tests,
+# and the generic path's device code on the simulator) under ASan + UBSan as well.
 cmake -S . -B build-asan -DSLSTM_SANITIZE=address,undefined -DSLSTM_ENABLE_CUDA=OFF \
-  -DSLSTM_CUDA_EMULATED_TESTS=ON \
+  -DSLSTM_CUDA_EMULATED_TESTS=ON -DSLSTM_CUDA_FAKE_TESTS=ON \
   -DSLSTM_BUILD_BENCH=OFF -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 done_stage "asan+ubsan build"

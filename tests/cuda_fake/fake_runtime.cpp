@@ -98,6 +98,15 @@ class Call {
   std::lock_guard<std::recursive_mutex> lock_;
 };
 
+// Streams, events, graphs and execs are never freed, so that a use after destroy is caught
+// (a `destroyed` flag): every one is kept here, where LeakSanitizer sees it reachable.
+template <typename T>
+T* kept(T* handle) {
+  static auto* all = new std::vector<const void*>;  // (never destroyed, as the handles)
+  all->push_back(handle);
+  return handle;
+}
+
 [[noreturn]] void die(const std::string& message) {
   std::fprintf(stderr, "cuda-fake FATAL: %s\n", message.c_str());
   std::fflush(stderr);
@@ -614,12 +623,12 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   const Call call;
-  *stream = new CUstream_st();
+  *stream = kept(new CUstream_st());
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
   const Call call;
-  *stream = new CUstream_st();
+  *stream = kept(new CUstream_st());
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
@@ -642,12 +651,12 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 }
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   const Call call;
-  *event = new CUevent_st();
+  *event = kept(new CUevent_st());
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
   const Call call;
-  *event = new CUevent_st();
+  *event = kept(new CUevent_st());
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
@@ -761,13 +770,13 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   s->capture_tail.clear();
   capture->ended = true;
   if (result != cudaSuccess) return fail(result);
-  *graph = new CUgraph_st{capture->nodes, false};
+  *graph = kept(new CUgraph_st{capture->nodes, false});
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   const Call call;
   if (graph == nullptr || graph->destroyed) die("instantiation of a null or destroyed graph");
-  *exec = new CUgraphExec_st{graph->nodes, nullptr, false};
+  *exec = kept(new CUgraphExec_st{graph->nodes, nullptr, false});
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
