@@ -324,6 +324,34 @@ slstm_session_options options_defaults() {
 }
 constexpr std::size_t kOptionsV1 = SLSTM_V1_SIZE(slstm_session_options, cuda_stream);
 
+// *pool (options->thread_pool) checked and copied, or a struct with a null parallel_for for
+// none.  Validated whichever backend the session uses, like the keyed settings.
+slstm_thread_pool caller_pool(const slstm_thread_pool* pool, const slstm::Settings& settings) {
+  slstm_thread_pool none{};
+  if (pool == nullptr) return none;
+  if (settings.cpu_pool == slstm::Settings::CpuPool::kShared) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         "options->thread_pool is set and options->config says cpu.pool=shared: a session "
+         "runs on one pool, the caller's or the process-wide one");
+  }
+  none.struct_size = sizeof none;
+  if (pool->struct_size < sizeof none) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "options->thread_pool->struct_size is " +
+                                         num(pool->struct_size) + ", expected " +
+                                         num(sizeof none) + " (sizeof(slstm_thread_pool))");
+  }
+  const slstm_thread_pool p = slstm::capi::read_versioned(pool, sizeof(slstm_thread_pool),
+                                                          "options->thread_pool", none);
+  if (p.parallel_for == nullptr) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "options->thread_pool->parallel_for is NULL");
+  }
+  if (p.num_threads < 1) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         "options->thread_pool->num_threads must be >= 1, got " + num(p.num_threads));
+  }
+  return p;
+}
+
 // options->precision with options->allow_tf32 (validated: 0 or 1) as one Precision.  What a
 // backend does not run is its own refusal (make_backend).
 slstm::Precision session_precision(const slstm_session_options& o) {
@@ -427,6 +455,8 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
       fail(SLSTM_ERR_OUT_OF_RANGE, "options->max_slots is " + num(options->max_slots) +
                                        ", above SLSTM_MAX_SLOTS = " + num(SLSTM_MAX_SLOTS));
     }
+    const slstm::Settings settings = slstm::parse_settings(options->config);
+    const slstm_thread_pool thread_pool = caller_pool(options->thread_pool, settings);
     const slstm::Precision precision = session_precision(*options);
     const slstm::Model& m = *model->model;
     // Every buffer size a call within the maxima can need must be representable in bytes.
@@ -448,7 +478,8 @@ SLSTM_API slstm_status slstm_session_create(const slstm_model* model,
     session->config.allow_tf32 = precision == slstm::Precision::kTf32;
     session->config.precision = precision;
     session->config.cuda_stream = options->cuda_stream;
-    session->config.settings = slstm::parse_settings(options->config);
+    session->config.thread_pool = thread_pool;
+    session->config.settings = settings;
     session->backend = slstm::make_backend(options->backend, model->model, session->config);
     create_slots(*session, options->max_slots);
     *out_session = session.release();

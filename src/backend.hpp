@@ -41,6 +41,9 @@ struct SessionConfig {
   bool allow_tf32 = false;  // TF32 products on CUDA (precision kTf32)
   Precision precision = Precision::kFp32;
   void* cuda_stream = nullptr;
+  // The caller's thread pool (options->thread_pool, validated), or thread_pool.parallel_for
+  // null for workers of the session's own
+  slstm_thread_pool thread_pool{};
   Settings settings;  // the keyed options, environment overrides applied
 };
 

@@ -10,7 +10,8 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cpu.spin_us, cuda.graphs, "
+    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cpu.spin_us, cpu.pool_join_us, "
+    "cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
     "cuda.tune, cuda.tune_file, cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
@@ -75,6 +76,13 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
           " (one second), got " + v);
     }
     s.cpu_spin_us_from = from;
+  } else if (key == "cpu.pool_join_us") {
+    s.cpu_pool_join_us = parse_count(key, v);
+    if (s.cpu_pool_join_us > Settings::kMaxCpuPoolJoinUs) {
+      bad("cpu.pool_join_us must be at most " + std::to_string(Settings::kMaxCpuPoolJoinUs) +
+          ", got " + v);
+    }
+    s.cpu_pool_join_us_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -206,7 +214,9 @@ Params Settings::cpu_params() const {
                                    : cpu_team == Team::kOff ? "off"
                                                             : "always",
                                    cpu_team_from)},
-          {"cpu.spin_us", with_origin(std::to_string(cpu_spin_us), cpu_spin_us_from)}};
+          {"cpu.spin_us", with_origin(std::to_string(cpu_spin_us), cpu_spin_us_from)},
+          {"cpu.pool_join_us",
+           with_origin(std::to_string(cpu_pool_join_us), cpu_pool_join_us_from)}};
 }
 
 Params Settings::cuda_params() const {

@@ -37,6 +37,12 @@ struct Settings {
   static constexpr std::int64_t kDefaultCpuSpinUs = 20000;
   static constexpr std::int64_t kMaxCpuSpinUs = 1000000;
   std::int64_t cpu_spin_us = kDefaultCpuSpinUs;
+  // cpu.pool_join_us: with a thread pool of the caller's (slstm_session_options.thread_pool),
+  // how long a call's first task waits for the others to start (microseconds, 0 to
+  // kMaxCpuPoolJoinUs); the call runs on those that have started by then
+  static constexpr std::int64_t kDefaultCpuPoolJoinUs = 50;
+  static constexpr std::int64_t kMaxCpuPoolJoinUs = 1000000;
+  std::int64_t cpu_pool_join_us = kDefaultCpuPoolJoinUs;
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
@@ -53,6 +59,7 @@ struct Settings {
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
               cpu_calibration_from = "default", cpu_wh16_from = "default",
               cpu_team_from = "default", cpu_spin_us_from = "default",
+              cpu_pool_join_us_from = "default",
               cuda_graphs_from = "default",
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",

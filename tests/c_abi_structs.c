@@ -60,6 +60,7 @@ static void initializers_match_the_init_functions(void) {
   EXPECT(o1.cuda_stream == o2.cuda_stream);
   EXPECT(o1.config == o2.config && o1.max_slots == o2.max_slots && o1.max_slots == 0);
   EXPECT(o1.precision == o2.precision && o1.precision == SLSTM_PRECISION_DEFAULT);
+  EXPECT(o1.thread_pool == o2.thread_pool && o1.thread_pool == NULL);
   EXPECT(a1.struct_size == a2.struct_size && a1.layout == a2.layout);
   EXPECT(a1.batch == a2.batch && a1.time == a2.time && a1.memory == a2.memory);
   EXPECT(a1.input == a2.input && a1.input_count == a2.input_count);

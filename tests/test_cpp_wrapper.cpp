@@ -417,6 +417,42 @@ TEST_CASE("C++: SessionOptions starts from the C defaults and its setters chain"
   CHECK(b.c_struct().precision == SLSTM_PRECISION_BF16);
 }
 
+namespace {
+// A pool that runs the tasks one after another on the calling thread, counting its calls.
+void serial_parallel_for(void* calls, slstm_pool_task task, void* arg, std::int32_t n) {
+  ++*static_cast<int*>(calls);
+  for (std::int32_t i = 0; i < n; ++i) task(arg, i);
+}
+}  // namespace
+
+TEST_CASE("C++: SessionOptions keeps a copy of the caller's thread pool and a session runs on it",
+          "[cpp][caller-pool]") {
+  int calls = 0;
+  sl::SessionOptions o = cpp_options(3, 12).cpu_path(SLSTM_CPU_PATH_FAST);
+  CHECK(o.thread_pool() == nullptr);
+  CHECK(o.c_struct().thread_pool == nullptr);
+  {
+    slstm_thread_pool pool{};
+    pool.struct_size = sizeof pool;
+    pool.num_threads = 4;
+    pool.parallel_for = &serial_parallel_for;
+    pool.pool_arg = &calls;
+    o.thread_pool(pool);
+  }  // the options hold their own copy
+  REQUIRE(o.thread_pool() != nullptr);
+  CHECK(o.c_struct().thread_pool == o.thread_pool());
+  CHECK(o.thread_pool()->num_threads == 4);
+  const sl::Model m = sl::Model::random(32, {512}, 8);
+  const std::vector<float> x = t::random_vector(3 * 12 * 32, 9);
+  sl::Session on_pool(m, o);
+  const sl::ForwardResult got = on_pool.forward(3, 12, x);
+  CHECK(calls == 1);
+  sl::Session alone(m, cpp_options(3, 12).cpu_path(SLSTM_CPU_PATH_FAST).num_threads(1));
+  const sl::ForwardResult want = alone.forward(3, 12, x);
+  CHECK(t::bitwise_equal(got.output, want.output));
+  CHECK(t::bitwise_equal(got.final_state, want.final_state));
+}
+
 TEST_CASE("C++: a session without max_batch throws the library's INVALID_ARGUMENT", "[cpp]") {
   auto m = sl::Model::random(3, {4}, 6);
   const sl::Error e = thrown_by([&] { sl::Session s(m, sl::SessionOptions().max_time(1)); });

@@ -538,6 +538,38 @@ typedef SLSTM_ENUM(slstm_precision) {
   SLSTM_PRECISION_FP16 = 4
 } slstm_precision;
 
+/** One task of a call on a thread pool of the caller's (slstm_thread_pool). */
+typedef void (*slstm_pool_task)(void* task_arg, int32_t index);
+
+/** A thread pool of the caller's that a CPU session's calls run on instead of workers of the
+ *  session's own (since 0.14; slstm_session_options.thread_pool): an application that has a
+ *  pool (a server's, a framework's) lends it, so that its sessions and its other work share
+ *  one set of threads rather than oversubscribe the CPUs.  The shape of oneDNN's
+ *  threadpool_iface, in C.
+ *
+ *  A call hands the pool n tasks (2 <= n <= num_threads) and runs on those of them that have
+ *  started within the keyed setting cpu.pool_join_us (50 microseconds) of the first: its
+ *  team.  A task never waits for a task that has not started, and tasks that start after the
+ *  team is formed return at once; so a busy pool, or one that runs its tasks one after
+ *  another, makes a call slower (down to one thread) but never deadlocks it, and the numbers
+ *  are the same bits whatever the team (the CPU paths' results do not depend on how many
+ *  threads a call uses).  A call that would run on one thread anyway does not call the pool.
+ *  Fill every field; there is no _init function. */
+typedef struct slstm_thread_pool {
+  uint32_t struct_size; /**< sizeof(slstm_thread_pool) */
+  /** How many tasks the pool runs at once, >= 1: its threads (counting the calling thread if
+   *  parallel_for runs tasks on it).  A call hands it at most this many. */
+  int32_t num_threads;
+  /** Runs task(task_arg, i) once for each i in [0, n), on the pool's threads or the calling
+   *  thread, in any order and with any concurrency (one at a time included), and returns
+   *  when all n have returned.  It is called on the thread that called the library, one call
+   *  at a time per session (sessions may call it concurrently: a pool lent to several
+   *  sessions must take that).  Tasks do not throw, block on locks or call the pool. */
+  void (*parallel_for)(void* pool_arg, slstm_pool_task task, void* task_arg, int32_t n);
+  /** Handed to parallel_for unchanged. */
+  void* pool_arg;
+} slstm_thread_pool;
+
 typedef struct slstm_session_options {
   uint32_t struct_size;   /**< set by slstm_session_options_init */
   slstm_backend backend;  /**< init: SLSTM_BACKEND_CPU */
@@ -598,6 +630,10 @@ typedef struct slstm_session_options {
    *                  next call; the plan's calls_alone_asleep counts such calls).  Never
    *                  changes a result, only how long a call takes and how long a core stays
    *                  busy after it
+   *    cpu.pool_join_us = <0..1000000>   (since 0.14; 50) with a thread pool of the
+   *                  caller's (options->thread_pool): how long, in microseconds, a call's
+   *                  first task waits for the others to start; the call runs on those that
+   *                  have started by then (its team).  Never changes a result
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured
@@ -662,6 +698,16 @@ typedef struct slstm_session_options {
    *  setting cuda.generic=on runs them on its generic path, since 0.7) is
    *  SLSTM_ERR_UNSUPPORTED naming it: a session never runs in another precision than asked. */
   int32_t precision;
+  /** CPU backend: a thread pool of the caller's that the session's calls run on (since 0.14;
+   *  see slstm_thread_pool), or NULL for workers of its own as the keyed setting cpu.pool
+   *  says (init: NULL).  *thread_pool is copied at creation; its parallel_for and pool_arg
+   *  must stay valid until the session is destroyed.  With it, num_threads is the most
+   *  tasks a call hands the pool (0: the pool's num_threads), the session creates no thread,
+   *  and cpu.spin_us does not apply (the pool's threads are the pool's business).  With the
+   *  keyed setting cpu.pool=shared it is SLSTM_ERR_INVALID_ARGUMENT, as are a struct_size
+   *  below sizeof(slstm_thread_pool), a NULL parallel_for and num_threads < 1.  The reference path (SLSTM_CPU_PATH_REFERENCE) runs on the calling
+   *  thread and never calls it.  Ignored by CUDA (validated all the same). */
+  const slstm_thread_pool* thread_pool;
 } slstm_session_options;
 
 /** The largest max_slots a session accepts. */
@@ -679,7 +725,7 @@ SLSTM_API void(slstm_session_options_init)(slstm_session_options* options);
 /** The same defaults as a static initializer. */
 #define SLSTM_SESSION_OPTIONS_INIT \
   { (uint32_t)sizeof(slstm_session_options), SLSTM_BACKEND_CPU, 0, 0, SLSTM_CPU_PATH_AUTO, 0, 0, 0, \
-    NULL, NULL, 0, SLSTM_PRECISION_DEFAULT }
+    NULL, NULL, 0, SLSTM_PRECISION_DEFAULT, NULL }
 
 /** Binds `model` to a backend and allocates the workspace for max_batch x max_time (and the
  *  max_slots stream slots).  Returns SLSTM_ERR_INVALID_ARGUMENT, SLSTM_ERR_OUT_OF_RANGE

@@ -764,6 +764,15 @@ class SessionOptions {
     return *this;
   }
 
+  /// A thread pool of the caller's that a CPU session's calls run on
+  /// (slstm_session_options.thread_pool, since 0.14).  The struct is copied here (and by
+  /// the library at creation); its parallel_for and pool_arg must outlive the session.
+  SessionOptions& thread_pool(const slstm_thread_pool& v) noexcept {
+    pool_ = v;
+    has_pool_ = true;
+    return *this;
+  }
+
   slstm_backend backend() const noexcept { return o_.backend; }
   std::int64_t max_batch() const noexcept { return o_.max_batch; }
   std::int64_t max_time() const noexcept { return o_.max_time; }
@@ -775,21 +784,28 @@ class SessionOptions {
   std::int64_t max_slots() const noexcept { return o_.max_slots; }
   slstm_precision precision() const noexcept { return static_cast<slstm_precision>(o_.precision); }
   const std::string& config() const noexcept { return config_; }
+  /// The pool given to thread_pool(), or nullptr.
+  const slstm_thread_pool* thread_pool() const noexcept { return has_pool_ ? &pool_ : nullptr; }
 
   /// The C struct, for fields a newer C header adds before this wrapper knows them.  Its
-  /// `config` points into this object (NULL when no keyed setting was given).
+  /// `config` points into this object (NULL when no keyed setting was given), as does its
+  /// `thread_pool` once thread_pool() was given one.
   const slstm_session_options& c_struct() const noexcept {
     o_.config = config_.empty() ? nullptr : config_.c_str();
+    if (has_pool_) o_.thread_pool = &pool_;
     return o_;
   }
   slstm_session_options& c_struct() noexcept {
     o_.config = config_.empty() ? nullptr : config_.c_str();
+    if (has_pool_) o_.thread_pool = &pool_;
     return o_;
   }
 
  private:
   mutable slstm_session_options o_{};
   std::string config_;
+  slstm_thread_pool pool_{};
+  bool has_pool_ = false;
 };
 
 /// The optional arguments of Session::forward.  Empty spans mean "absent".

@@ -95,14 +95,18 @@ class CpuFastBackend final : public HostBackend {
         spin_ns_(config.settings.cpu_spin_us * 1000) {
     const Model& m = *model_;
     const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
-    int P = choose_threads(m, config.num_threads);
+    const bool caller = config.thread_pool.parallel_for != nullptr;
+    int P = choose_threads(m, caller ? caller_threads(config) : config.num_threads);
     std::string calibration;
     try {
       allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
         layers_.push_back(pack_layer(m, l, kernel_, precision_, config.settings.cpu_wh16));
       }
-      if (shared) {
+      if (caller) {
+        caller_ = std::make_unique<CallerPool>(config.thread_pool,
+                                               config.settings.cpu_pool_join_us * 1000);
+      } else if (shared) {
         shared_ = acquire_shared_pool(usable_cpus());
         P = std::min(P, shared_->pool.size());
       } else {
@@ -143,7 +147,8 @@ class CpuFastBackend final : public HostBackend {
                                : "W_h stored as float32 (what this kernel reads)"));
     }
     plan_.params.emplace_back(
-        "pool", shared ? "shared: the process-wide pool of " +
+        "pool", caller ? describe_caller_pool(config, P)
+                : shared ? "shared: the process-wide pool of " +
                              std::to_string(shared_->pool.size()) +
                              " workers (cpu.pool=shared); a call that finds it running "
                              "another session's call runs on its calling thread alone"
@@ -151,7 +156,10 @@ class CpuFastBackend final : public HostBackend {
   }
 
   // The plan, with how many calls so far ran alone because their workers were asleep.
-  Plan plan() const override { return with_alone_count(plan_, alone_asleep_); }
+  Plan plan() const override {
+    return caller_ ? with_short_team_count(plan_, short_team_)
+                   : with_alone_count(plan_, alone_asleep_);
+  }
 
   void forward(const ForwardCall& call) override {
     const Model& m = *model_;
@@ -164,7 +172,9 @@ class CpuFastBackend final : public HostBackend {
                      static_cast<std::size_t>(call.batch * call.time * m.input_size()));
         x0_ = xq_.get();
       }
-      if (shared_) {
+      if (caller_) {
+        run_on_caller(call);
+      } else if (shared_) {
         // The shared pool if it is free, else this thread alone (same numbers either way).
         std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
         if (taken.owns_lock()) {
@@ -347,6 +357,31 @@ class CpuFastBackend final : public HostBackend {
     }
     plan_steps();
     pool.run(&CpuFastBackend::job, this, split_.workers, spin_ns_);
+  }
+
+  // The call on the caller's pool: a team of up to the split's workers (CallerPool), the
+  // split chosen again for the team that formed (choose_team).  The plan counts calls whose
+  // team came out smaller than asked (calls_short_team).
+  void run_on_caller(const ForwardCall& call) {
+    split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
+    if (split_.workers <= 1) {
+      plan_steps();
+      job(this, 0);
+      return;
+    }
+    const int want = split_.workers;
+    if (caller_->run(&CpuFastBackend::job, &CpuFastBackend::choose_team, this, want) < want) {
+      short_team_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  static int choose_team(void* self, int k) {
+    CpuFastBackend& b = *static_cast<CpuFastBackend*>(self);
+    if (k < b.split_.workers) {
+      b.split_ = choose_split(b.call_->batch, b.call_->time, b.work_, k, b.thresholds_);
+    }
+    b.plan_steps();
+    return b.split_.workers;
   }
 
   // Per layer, for the call's split: whether its steps fetch the next group's weights ahead
@@ -567,6 +602,7 @@ class CpuFastBackend final : public HostBackend {
   Precision precision_ = Precision::kFp32;
   std::int64_t spin_ns_ = 0;  // cpu.spin_us, in nanoseconds
   std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
+  std::atomic<std::uint64_t> short_team_{0};    // caller's pool: calls of a smaller team
 
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
@@ -578,7 +614,8 @@ class CpuFastBackend final : public HostBackend {
   const float* x0_ = nullptr;  // layer 0's input rows: the call's, or xq_
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;          // the session's own workers (cpu.pool=session), or
-  std::shared_ptr<SharedPool> shared_;  // the process-wide ones (cpu.pool=shared)
+  std::shared_ptr<SharedPool> shared_;  // the process-wide ones (cpu.pool=shared), or
+  std::unique_ptr<CallerPool> caller_;  // the caller's (options->thread_pool)
   int workers_ = 1;                     // the most workers a call of this session uses
   const ForwardCall* call_ = nullptr;
   std::vector<LayerWork> work_;  // the layers as choose_split sees them

@@ -108,7 +108,12 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
       {"kernel_reason", kernel.why},
       {"threads", std::to_string(threads)},
       {"threads_reason",
-       config.num_threads > 0
+       config.thread_pool.parallel_for != nullptr
+           ? (config.num_threads > 0 ? "num_threads=" + std::to_string(config.num_threads) +
+                                           ", at most the caller's pool's num_threads"
+                                     : std::string("the caller's pool's num_threads")) +
+                 ", capped at one per 16-unit group of the widest layer"
+       : config.num_threads > 0
            ? "num_threads=" + std::to_string(config.num_threads) + ", capped at one per " +
                  "16-unit group of the widest layer"
            : "one per CPU this process may run on (" + usable_cpus_text() +
@@ -136,6 +141,25 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
                               ? "allowed"
                               : "no (W_h > " + number(t.batch_split_bytes) + " bytes)"}}});
   }
+  return plan;
+}
+
+std::int32_t caller_threads(const SessionConfig& config) {
+  const std::int32_t pool = config.thread_pool.num_threads;
+  return config.num_threads > 0 ? std::min(config.num_threads, pool) : pool;
+}
+
+std::string describe_caller_pool(const SessionConfig& config, int threads) {
+  return "caller: options->thread_pool (num_threads " +
+         std::to_string(config.thread_pool.num_threads) + "); a call hands it up to " +
+         std::to_string(threads) + " tasks and runs on those that start within " +
+         std::to_string(config.settings.cpu_pool_join_us) +
+         " us of the first (cpu.pool_join_us), the others returning at once";
+}
+
+Plan with_short_team_count(Plan plan, const std::atomic<std::uint64_t>& calls) {
+  plan.params.emplace_back("calls_short_team",
+                           std::to_string(calls.load(std::memory_order_relaxed)));
   return plan;
 }
 

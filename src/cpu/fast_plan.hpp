@@ -48,6 +48,17 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
                         const std::vector<PackedLayer>& layers, const Thresholds& thresholds,
                         const std::string& calibration);
 
+// With a thread pool of the caller's (config.thread_pool): the most tasks a call may hand it,
+// num_threads capped at the pool's num_threads (0: the pool's).
+std::int32_t caller_threads(const SessionConfig& config);
+
+// The plan's "pool" for a thread pool of the caller's, a call handing it up to `threads` tasks.
+std::string describe_caller_pool(const SessionConfig& config, int threads);
+
+// `plan` with the parameter calls_short_team: how many calls of the session so far ran on a
+// smaller team of the caller's pool than they asked for (CallerPool, thread_pool.hpp).
+Plan with_short_team_count(Plan plan, const std::atomic<std::uint64_t>& calls);
+
 // `plan` with the parameter calls_alone_asleep: how many calls of the session so far ran on
 // the calling thread alone because every worker was asleep (split.hpp alone_when_asleep).
 Plan with_alone_count(Plan plan, const std::atomic<std::uint64_t>& calls);

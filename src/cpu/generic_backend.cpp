@@ -688,7 +688,10 @@ class CpuGenericBackend final : public HostBackend {
                     {"order", layer_major_ ? "layer-major (a layer reads backwards)"
                                            : "time-major (MultiRNNCell)"}};
     const std::int64_t B = config.max_batch;
-    const std::int64_t asked = config.num_threads > 0 ? config.num_threads : usable_cpus();
+    const bool caller = config.thread_pool.parallel_for != nullptr;
+    const std::int64_t asked = caller                   ? caller_threads(config)
+                               : config.num_threads > 0 ? config.num_threads
+                                                        : usable_cpus();
     // A forward stack whose step streams at least kTeamMinBytes of weights may run a call of
     // few rows as a team: up to one worker per kTeamBytesPerWorker of them.
     double& step_bytes = step_bytes_;
@@ -816,7 +819,13 @@ class CpuGenericBackend final : public HostBackend {
       state_ptr_base_ = state_.data();
       seq_base_[0] = seq_[0].data();
       seq_base_[1] = seq_[1].data();
-      if (threads_ > 1) pool_ = std::make_unique<Pool>(threads_);
+      if (caller) {
+        caller_ = std::make_unique<CallerPool>(config.thread_pool,
+                                               config.settings.cpu_pool_join_us * 1000);
+        plan_.params.emplace_back("pool", describe_caller_pool(config, threads_));
+      } else if (threads_ > 1) {
+        pool_ = std::make_unique<Pool>(threads_);
+      }
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
     } catch (const std::length_error&) {
@@ -827,7 +836,10 @@ class CpuGenericBackend final : public HostBackend {
   }
 
   // The plan, with how many calls so far ran alone because their workers were asleep.
-  Plan plan() const override { return with_alone_count(plan_, alone_asleep_); }
+  Plan plan() const override {
+    return caller_ ? with_short_team_count(plan_, short_team_)
+                   : with_alone_count(plan_, alone_asleep_);
+  }
 
   void forward(const ForwardCall& call) override {
     load_initial_state(call, state_.data());
@@ -851,7 +863,7 @@ class CpuGenericBackend final : public HostBackend {
     // would cost it more than they would take off (split.hpp alone_when_asleep; one core's
     // time from the weights a step reads and their FLOPs for the call's rows), and wakes
     // them to spin for the next call.  Same bits: every split gives them.
-    if (active > 1 && pool_->sleeping() == pool_->size() - 1) {
+    if (active > 1 && pool_ && pool_->sleeping() == pool_->size() - 1) {
       const double rows = static_cast<double>(call.batch), T = static_cast<double>(call.time);
       const double one_core_s =
           one_core_seconds(rows * T * 2.0 * weight_floats_, T * 4.0 * weight_floats_, rates_);
@@ -861,9 +873,14 @@ class CpuGenericBackend final : public HostBackend {
         alone_asleep_.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    Job job{this, &call, active, active > 1 && by_direction, active > 1 && team};
+    Job job{this, &call, active, active > 1 && by_direction, active > 1 && team, active};
     if (active == 1) {
       run_share(job, 0);
+    } else if (caller_) {
+      if (caller_->run(&CpuGenericBackend::run_member_entry, &CpuGenericBackend::choose_team,
+                       &job, active) < active) {
+        short_team_.fetch_add(1, std::memory_order_relaxed);
+      }
     } else {
       pool_->run(&CpuGenericBackend::run_share_entry, &job, active, spin_ns_);
     }
@@ -924,10 +941,33 @@ class CpuGenericBackend final : public HostBackend {
     int workers;
     bool by_direction;  // forward_by_direction, else the batch rows split ...
     bool team;          // ... or every row by a team (forward_time_major)
+    int members;        // threads running the shares: `workers`, or fewer in the rows split
   };
   static void run_share_entry(void* ctx, int worker) {
     const Job& job = *static_cast<const Job*>(ctx);
     job.self->run_share(job, worker);
+  }
+  // On the caller's pool (CallerPool): a team of k members.  The directions split and the
+  // team pass barriers and need `workers` members; with fewer, the call takes the rows split
+  // (any split gives the same bits), each member running shares member, member + k, ... in
+  // turn (rows never interact), each share in its own Work as with a worker of its own.
+  static int choose_team(void* ctx, int k) {
+    Job& job = *static_cast<Job*>(ctx);
+    if (k < job.workers) {
+      if (job.by_direction || job.team) {
+        job.by_direction = job.team = false;
+        job.workers = static_cast<int>(
+            std::min<std::int64_t>(job.self->threads_, job.call->batch));
+      }
+      job.members = std::min(k, job.workers);
+    }
+    return job.members;
+  }
+  static void run_member_entry(void* ctx, int member) {
+    const Job& job = *static_cast<const Job*>(ctx);
+    for (int share = member; share < job.workers; share += job.members) {
+      job.self->run_share(job, share);
+    }
   }
   // Worker `worker`'s rows [b0, b1) of the call, through every layer and step.
   void run_share(const Job& job, int worker) {
@@ -1389,6 +1429,8 @@ class CpuGenericBackend final : public HostBackend {
   std::unique_ptr<Pool> pool_;               // workers 1.. (worker 0 is the caller)
   std::int64_t spin_ns_ = 0;                 // cpu.spin_us, in nanoseconds
   std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
+  std::unique_ptr<CallerPool> caller_;       // the caller's pool (options->thread_pool)
+  std::atomic<std::uint64_t> short_team_{0};  // calls of a smaller team than asked
   double weight_floats_ = 0.0;               // every layer's weights (both directions)
   Thresholds rates_;                         // one core's rates, for alone_when_asleep
 };

@@ -1,5 +1,6 @@
-// The CPU fast path's workers: a persistent pool whose calling thread is worker 0, and a
-// reusable spinning barrier.  A call wakes the workers, never creates one.
+// The CPU paths' workers: a persistent pool whose calling thread is worker 0, a reusable
+// spinning barrier, and the team a call forms on a thread pool of the caller's.  A call wakes
+// the workers, never creates one.
 #pragma once
 
 #include <atomic>
@@ -14,6 +15,8 @@
 
 #include <immintrin.h>
 #include <sched.h>
+
+#include "stacklstm/stacklstm.h"
 
 namespace slstm::cpu {
 
@@ -200,5 +203,101 @@ inline std::shared_ptr<SharedPool> acquire_shared_pool(int workers) {
   }
   return p;
 }
+
+// A thread pool of the caller's (slstm_thread_pool, header).  The CPU paths' jobs pass
+// barriers between their workers, so a job may only run on threads that are all running: a
+// pool that has started some of a call's tasks and queued the rest behind them (or behind
+// other work, or runs them one after another) must not find its running tasks waiting for the
+// queued ones.  So a call forms a team.  It hands the pool `want` tasks; each task, when it
+// starts, takes the next place in the team; the first waits until all `want` have started or
+// join_ns has passed, then closes the team (tasks that start afterwards return at once),
+// chooses with choose(ctx, k) how many of the k members work (the call's split for k
+// workers), and lets them go: job(ctx, w) on member w < that.  Only members that have started
+// ever wait for one another; results do not depend on the number of workers.
+class CallerPool {
+ public:
+  using Job = Pool::Job;
+  // How many of a team of k (>= 1) work: between 1 and k.  Runs on the first task, before any
+  // job(); the place to choose the call's split.
+  using Choose = int (*)(void* ctx, int k);
+  using Clock = std::chrono::steady_clock;
+
+  CallerPool(const slstm_thread_pool& pool, std::int64_t join_ns)
+      : pool_(pool), join_ns_(join_ns) {}
+
+  int size() const { return std::min(pool_.num_threads, 256); }
+
+  // Runs a call on a team of at most `want` (>= 2) of the pool's tasks, as above.  Returns the
+  // team's size.  A pool that returns without having run any task (a defect of the caller's)
+  // leaves the call to this thread alone.
+  int run(Job job, Choose choose, void* ctx, int want) const {
+    Team team;
+    team.job = job;
+    team.choose = choose;
+    team.ctx = ctx;
+    team.want = want;
+    team.join_ns = join_ns_;
+    pool_.parallel_for(pool_.pool_arg, &CallerPool::task, &team, want);
+    int none = 0;
+    if (team.joined.compare_exchange_strong(none, kClosed, std::memory_order_acq_rel)) {
+      choose(ctx, 1);
+      job(ctx, 0);
+      return 1;
+    }
+    // Every member has returned if parallel_for kept its promise; wait for those that have
+    // not (members never wait for anything that has not started).
+    for (unsigned spins = 0; team.active.load(std::memory_order_acquire) < 0; ++spins) {
+      relax(spins);
+    }
+    for (unsigned spins = 0; team.finished.load(std::memory_order_acquire) != team.size; ++spins) {
+      relax(spins);
+    }
+    return team.size;
+  }
+
+ private:
+  static constexpr int kClosed = 1 << 30;  // added to the count of places: the team is formed
+
+  struct Team {
+    Job job = nullptr;
+    Choose choose = nullptr;
+    void* ctx = nullptr;
+    int want = 0;
+    std::int64_t join_ns = 0;
+    int size = 0;                    // written by the first task before it publishes active
+    alignas(64) std::atomic<int> joined{0};   // places taken (kClosed and up: formed)
+    alignas(64) std::atomic<int> active{-1};  // members that work; -1 until chosen
+    alignas(64) std::atomic<int> finished{0};
+  };
+
+  static void task(void* arg, std::int32_t /*index: places go by arrival*/) {
+    Team& t = *static_cast<Team*>(arg);
+    const int place = t.joined.fetch_add(1, std::memory_order_acq_rel);
+    if (place >= t.want) return;  // after the team was formed, or beyond `want`
+    if (place == 0) {
+      const auto until = Clock::now() + std::chrono::nanoseconds(t.join_ns);
+      for (unsigned spins = 1; t.joined.load(std::memory_order_acquire) < t.want; ++spins) {
+        _mm_pause();
+        if (spins % 64 == 0 && Clock::now() >= until) break;
+        if (spins % 1024 == 0) sched_yield();
+      }
+      t.size = std::min(t.joined.fetch_add(kClosed, std::memory_order_acq_rel), t.want);
+      const int active = std::clamp(t.choose(t.ctx, t.size), 1, t.size);
+      t.active.store(active, std::memory_order_release);
+      t.job(t.ctx, 0);
+    } else {
+      int active;
+      for (unsigned spins = 0; (active = t.active.load(std::memory_order_acquire)) < 0;
+           ++spins) {
+        relax(spins);
+      }
+      if (place < active) t.job(t.ctx, place);
+    }
+    t.finished.fetch_add(1, std::memory_order_acq_rel);
+  }
+
+  slstm_thread_pool pool_;
+  std::int64_t join_ns_;
+};
 
 }  // namespace slstm::cpu
