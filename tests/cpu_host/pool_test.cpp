@@ -1,12 +1,15 @@
 // The CPU workers (src/cpu/thread_pool.hpp): how long they spin after a job (cpu.spin_us)
-// before they sleep, and nudge(), which wakes them to spin without a job.  Timing here only
+// before they sleep, and nudge(), which wakes them to spin without a job; and the team a call
+// forms on a thread pool of the caller's (CallerPool).  Timing here only
 // bounds what must happen eventually (within seconds) or what must not happen while a spin
 // of seconds lasts, so a slow or loaded machine does not fail them.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "cpu/thread_pool.hpp"
 
@@ -88,4 +91,96 @@ TEST_CASE("pool: runs right after nudges run every job once on every active work
     pool.run(&count_job, &ran, active, i % 5 == 0 ? 0 : 100'000);
     REQUIRE(ran.exchange(0) == active);
   }
+}
+
+// ---- CallerPool: a call's team on a thread pool of the caller's ---------------------------
+
+namespace {
+
+// What a call on a CallerPool did: how often choose() ran and with which team, and how
+// often each worker index ran the job.
+struct Record {
+  std::atomic<int> chosen{0}, team{0}, keep{1 << 20};
+  std::atomic<int> ran[8] = {};
+};
+int record_choose(void* ctx, int k) {
+  auto& r = *static_cast<Record*>(ctx);
+  r.chosen.fetch_add(1);
+  r.team.store(k);
+  return std::min(k, r.keep.load());
+}
+void record_job(void* ctx, int w) { static_cast<Record*>(ctx)->ran[w].fetch_add(1); }
+
+slstm_thread_pool pool_of(void (*parallel_for)(void*, slstm_pool_task, void*, std::int32_t),
+                          int threads) {
+  slstm_thread_pool p{};
+  p.struct_size = sizeof p;
+  p.num_threads = threads;
+  p.parallel_for = parallel_for;
+  return p;
+}
+
+// Every task on a thread of its own, all started at once.
+void threads_parallel_for(void*, slstm_pool_task task, void* arg, std::int32_t n) {
+  std::vector<std::thread> threads;
+  for (std::int32_t i = 0; i < n; ++i) threads.emplace_back([=] { task(arg, i); });
+  for (std::thread& t : threads) t.join();
+}
+// One task after another on the calling thread.
+void serial_parallel_for(void*, slstm_pool_task task, void* arg, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) task(arg, i);
+}
+// A defective pool: runs nothing.
+void idle_parallel_for(void*, slstm_pool_task, void*, std::int32_t) {}
+
+}  // namespace
+
+TEST_CASE("caller pool: tasks that all start in time form a whole team, each member one job",
+          "[pool][caller-pool]") {
+  const c::CallerPool pool(pool_of(&threads_parallel_for, 4), 10 * kSecondNs);
+  Record r;
+  CHECK(pool.run(&record_job, &record_choose, &r, 4) == 4);
+  CHECK(r.chosen.load() == 1);
+  CHECK(r.team.load() == 4);
+  for (int w = 0; w < 4; ++w) CHECK(r.ran[w].load() == 1);
+}
+
+TEST_CASE("caller pool: members beyond what choose keeps return without the job",
+          "[pool][caller-pool]") {
+  const c::CallerPool pool(pool_of(&threads_parallel_for, 4), 10 * kSecondNs);
+  Record r;
+  r.keep.store(2);
+  CHECK(pool.run(&record_job, &record_choose, &r, 4) == 4);
+  CHECK(r.ran[0].load() == 1);
+  CHECK(r.ran[1].load() == 1);
+  CHECK(r.ran[2].load() == 0);
+  CHECK(r.ran[3].load() == 0);
+}
+
+TEST_CASE("caller pool: tasks run one after another make a team of one, the rest return at once",
+          "[pool][caller-pool]") {
+  // A join wait of 1 ms: the first task gives up on the others, which cannot start before it
+  // returns.
+  const c::CallerPool pool(pool_of(&serial_parallel_for, 4), 1'000'000);
+  Record r;
+  CHECK(pool.run(&record_job, &record_choose, &r, 4) == 1);
+  CHECK(r.chosen.load() == 1);
+  CHECK(r.team.load() == 1);
+  CHECK(r.ran[0].load() == 1);
+  for (int w = 1; w < 4; ++w) CHECK(r.ran[w].load() == 0);
+}
+
+TEST_CASE("caller pool: a pool that runs no task leaves the call to the calling thread",
+          "[pool][caller-pool]") {
+  const c::CallerPool pool(pool_of(&idle_parallel_for, 4), 1'000'000);
+  Record r;
+  CHECK(pool.run(&record_job, &record_choose, &r, 3) == 1);
+  CHECK(r.team.load() == 1);
+  CHECK(r.ran[0].load() == 1);
+}
+
+TEST_CASE("caller pool: a call hands the pool at most 256 tasks whatever it declares",
+          "[pool][caller-pool]") {
+  const c::CallerPool pool(pool_of(&serial_parallel_for, 100000), 0);
+  CHECK(pool.size() == 256);
 }
