@@ -340,6 +340,53 @@ TEST_CASE("one pool lent to two sessions called at once gives each one thread's 
   }
 }
 
+TEST_CASE("calls made from the pool's own tasks, on the same pool, run to completion",
+          "[caller-pool][concurrency]") {
+  // Each of two outer tasks calls a session lent the pool it runs on: the nested
+  // parallel_for calls queue their tasks behind the outer ones, and the waiting threads run
+  // whichever tasks they find, of either call.
+  QueuePool pool(2, 4, true);
+  const slstm_thread_pool lent = pool.lend();
+  const Shape& s = kFastShapes[0];
+  t::Model m = t::random_model(s.input, s.hidden, 50);
+  const std::vector<float> x =
+      t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 51);
+  const t::Call call = t::call_of(s.batch, s.time, x);
+  const t::Run want = alone(m.get(), call);
+  t::Session sessions[2] = {session_on(m.get(), s.batch, s.time, &lent),
+                            session_on(m.get(), s.batch, s.time, &lent)};
+  struct Outer {
+    slstm_session* session;
+    const std::vector<float>* x;
+    std::int64_t batch, time;
+    std::vector<float> out;
+    slstm_status status = SLSTM_ERR_INTERNAL;
+  };
+  std::vector<Outer> outer;
+  for (t::Session& session : sessions) {
+    outer.push_back({session.get(), &x, s.batch, s.time, t::poisoned(want.output.size())});
+  }
+  lent.parallel_for(
+      lent.pool_arg,
+      [](void* arg, std::int32_t i) {
+        Outer& o = static_cast<Outer*>(arg)[i];
+        slstm_forward_args args;
+        slstm_forward_args_init(&args);
+        args.batch = o.batch;
+        args.time = o.time;
+        args.input = o.x->data();
+        args.input_count = o.x->size();
+        args.output = o.out.data();
+        args.output_count = o.out.size();
+        o.status = slstm_session_forward(o.session, &args);
+      },
+      outer.data(), 2);
+  for (const Outer& o : outer) {
+    REQUIRE(o.status == SLSTM_OK);
+    CHECK(t::bitwise_equal(o.out, want.output));
+  }
+}
+
 TEST_CASE("a call with one thread's worth of work does not call the caller's pool",
           "[caller-pool]") {
   QueuePool pool(1, 4, true);
