@@ -495,6 +495,26 @@ void op_model_export(Reader& in, World& w) {
   }
 }
 
+// A thread pool of the caller's that runs the tasks one after another on the calling thread.
+void serial_parallel_for(void*, slstm_pool_task task, void* arg, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) task(arg, i);
+}
+
+// Sometimes a thread pool of the caller's for options->thread_pool: the serial one above,
+// declaring 1-4 threads (or a bad count), sometimes without parallel_for, sometimes with an
+// odd struct_size (backed by memory, as for a newer caller).  Null otherwise.
+const slstm_thread_pool* pool_arg(Reader& in) {
+  static WithTail<slstm_thread_pool> pool;
+  if (in.u8() < 192) return nullptr;
+  pool = WithTail<slstm_thread_pool>{};
+  pool.s.struct_size = struct_size(in, sizeof pool.s);
+  maybe_set_tail(in, pool);
+  const int threads[] = {2, 1, 4, 3, 0, -1};
+  pool.s.num_threads = threads[in.u8() % 6];
+  pool.s.parallel_for = in.u8() == 255 ? nullptr : &serial_parallel_for;
+  return &pool.s;
+}
+
 void op_session_create(Reader& in, World& w) {
   const slstm_model* m = model_arg(in, w);
   WithTail<slstm_session_options> ot;
@@ -517,6 +537,7 @@ void op_session_create(Reader& in, World& w) {
   const bool null_options = in.u8() == 255, null_out = in.u8() == 255;
   const int precisions[] = {0, 1, 3, 4, 2, -1, 9};  // default first: 0 bytes decode to it
   o.precision = precisions[in.u8() % 7];
+  o.thread_pool = pool_arg(in);
   slstm_session* s = kSentinelSession;
   const slstm_status st = slstm_session_create(m, null_options ? nullptr : &o, null_out ? nullptr : &s);
   check_status(st);
