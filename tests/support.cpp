@@ -1,6 +1,12 @@
 #include "support.hpp"
 
+#if defined(__linux__)
+#include <dirent.h>
+#endif
+
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -633,6 +639,33 @@ Run run_fixture(const Fixture& f, const slstm_model* model) {
     c.initial_state = &init;
   }
   return forward_ok(s.get(), model, c);
+}
+
+namespace {
+int count_threads() {
+#if defined(__linux__)
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (const dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    closedir(d);
+    return n;
+  }
+#endif
+  return -1;
+}
+}  // namespace
+
+int process_threads() {
+  int n = count_threads();
+  for (int k = 0; k < 100 && n >= 0; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const int now = count_threads();
+    if (now == n) return n;
+    n = now;
+  }
+  return n;
 }
 
 }  // namespace t

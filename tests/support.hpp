@@ -169,4 +169,9 @@ Model model_from_fixture(const Fixture& f);
 // `model` on the backend under test; returns what was written.
 Run run_fixture(const Fixture& f, const slstm_model* model);
 
+// Threads of this process (/proc/self/task has one entry per thread), counted once the count
+// has stopped changing (threads just joined can linger there for a moment; up to a second);
+// -1 where there is no /proc/self/task.
+int process_threads();
+
 }  // namespace t

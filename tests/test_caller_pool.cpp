@@ -6,7 +6,6 @@
 // Tagged [concurrency]: the ThreadSanitizer build runs them (.ci/reliability.sh).  The pools'
 // threads touch only atomics and the library; Catch's assertions stay on the test's thread.
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -18,9 +17,6 @@
 
 #include "support.hpp"
 
-#if defined(__linux__)
-#include <dirent.h>
-#endif
 
 using Catch::Matchers::Contains;
 
@@ -194,6 +190,19 @@ struct Shape {
 };
 const std::vector<Shape> kFastShapes = {{32, 3, 12, {512, 256}}, {16, 40, 16, {64, 48}}};
 
+// A random model of a shape and a call of it over random inputs.
+struct Case {
+  Case(const Shape& s, std::uint64_t seed)
+      : model(t::random_model(s.input, s.hidden, seed)),
+        x(t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), seed + 1)),
+        call(t::call_of(s.batch, s.time, x)) {}
+  Case(const Case&) = delete;  // call points into x
+  Case& operator=(const Case&) = delete;
+  t::Model model;
+  std::vector<float> x;
+  t::Call call;
+};
+
 slstm_layer_config bidirectional(slstm_layer_config l) {
   return t::with_direction(l, SLSTM_DIRECTION_BIDIRECTIONAL);
 }
@@ -206,13 +215,13 @@ TEST_CASE("a session on the caller's thread pool gives one thread's numbers bitw
   const slstm_thread_pool lent = pool.lend();
   for (const Shape& s : kFastShapes) {
     INFO("batch " << s.batch << " hidden " << s.hidden[0]);
-    t::Model m = t::random_model(s.input, s.hidden, 31);
-    const std::vector<float> x =
-        t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 32);
-    const t::Call call = t::call_of(s.batch, s.time, x);
-    t::Session on_pool = session_on(m.get(), s.batch, s.time, &lent);
+    const Case c(s, 31);
+    t::Session on_pool = session_on(c.model.get(), s.batch, s.time, &lent);
     const int before = pool.counts.calls.load();
-    for (int k = 0; k < 3; ++k) check_same(t::forward_ok(on_pool.get(), m.get(), call), alone(m.get(), call));
+    for (int k = 0; k < 3; ++k) {
+      check_same(t::forward_ok(on_pool.get(), c.model.get(), c.call),
+                 alone(c.model.get(), c.call));
+    }
     CHECK(pool.counts.calls.load() > before);
   }
   CHECK(pool.counts.most.load() <= 4);
@@ -245,12 +254,9 @@ TEST_CASE("a pool that runs its tasks one after another slows a call but never d
   SerialPool pool;
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
-  t::Model m = t::random_model(s.input, s.hidden, 35);
-  const std::vector<float> x =
-      t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 36);
-  const t::Call call = t::call_of(s.batch, s.time, x);
-  t::Session on_pool = session_on(m.get(), s.batch, s.time, &lent);
-  check_same(t::forward_ok(on_pool.get(), m.get(), call), alone(m.get(), call));
+  const Case c(s, 35);
+  t::Session on_pool = session_on(c.model.get(), s.batch, s.time, &lent);
+  check_same(t::forward_ok(on_pool.get(), c.model.get(), c.call), alone(c.model.get(), c.call));
   REQUIRE(pool.counts.calls.load() == 1);
   // The first task ran the call alone; the others found the team formed and returned.
   CHECK(pool.counts.started.load() == pool.counts.most.load());
@@ -289,12 +295,9 @@ TEST_CASE("a pool that returns without running a task leaves the call to the cal
   IdlePool pool;
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
-  t::Model m = t::random_model(s.input, s.hidden, 39);
-  const std::vector<float> x =
-      t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 40);
-  const t::Call call = t::call_of(s.batch, s.time, x);
-  t::Session on_pool = session_on(m.get(), s.batch, s.time, &lent);
-  check_same(t::forward_ok(on_pool.get(), m.get(), call), alone(m.get(), call));
+  const Case c(s, 39);
+  t::Session on_pool = session_on(c.model.get(), s.batch, s.time, &lent);
+  check_same(t::forward_ok(on_pool.get(), c.model.get(), c.call), alone(c.model.get(), c.call));
   CHECK(pool.counts.calls.load() == 1);
 }
 
@@ -303,13 +306,10 @@ TEST_CASE("one pool lent to two sessions called at once gives each one thread's 
   QueuePool pool(3, 3, true);
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
-  t::Model m = t::random_model(s.input, s.hidden, 41);
-  const std::vector<float> x =
-      t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 42);
-  const t::Call call = t::call_of(s.batch, s.time, x);
-  const t::Run want = alone(m.get(), call);
-  t::Session a = session_on(m.get(), s.batch, s.time, &lent);
-  t::Session b = session_on(m.get(), s.batch, s.time, &lent);
+  const Case c(s, 41);
+  const t::Run want = alone(c.model.get(), c.call);
+  t::Session a = session_on(c.model.get(), s.batch, s.time, &lent);
+  t::Session b = session_on(c.model.get(), s.batch, s.time, &lent);
   constexpr int kCalls = 10;
   std::vector<std::vector<float>> out_a(kCalls, t::poisoned(want.output.size()));
   std::vector<std::vector<float>> out_b(kCalls, t::poisoned(want.output.size()));
@@ -322,8 +322,8 @@ TEST_CASE("one pool lent to two sessions called at once gives each one thread's 
       slstm_forward_args_init(&args);
       args.batch = s.batch;
       args.time = s.time;
-      args.input = x.data();
-      args.input_count = x.size();
+      args.input = c.x.data();
+      args.input_count = c.x.size();
       args.output = out[k].data();
       args.output_count = out[k].size();
       status[k] = slstm_session_forward(session, &args);
@@ -348,13 +348,10 @@ TEST_CASE("calls made from the pool's own tasks, on the same pool, run to comple
   QueuePool pool(2, 4, true);
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
-  t::Model m = t::random_model(s.input, s.hidden, 50);
-  const std::vector<float> x =
-      t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 51);
-  const t::Call call = t::call_of(s.batch, s.time, x);
-  const t::Run want = alone(m.get(), call);
-  t::Session sessions[2] = {session_on(m.get(), s.batch, s.time, &lent),
-                            session_on(m.get(), s.batch, s.time, &lent)};
+  const Case c(s, 50);
+  const t::Run want = alone(c.model.get(), c.call);
+  t::Session sessions[2] = {session_on(c.model.get(), s.batch, s.time, &lent),
+                            session_on(c.model.get(), s.batch, s.time, &lent)};
   struct Outer {
     slstm_session* session;
     const std::vector<float>* x;
@@ -364,7 +361,7 @@ TEST_CASE("calls made from the pool's own tasks, on the same pool, run to comple
   };
   std::vector<Outer> outer;
   for (t::Session& session : sessions) {
-    outer.push_back({session.get(), &x, s.batch, s.time, t::poisoned(want.output.size())});
+    outer.push_back({session.get(), &c.x, s.batch, s.time, t::poisoned(want.output.size())});
   }
   lent.parallel_for(
       lent.pool_arg,
@@ -404,11 +401,9 @@ TEST_CASE("the reference path runs on the calling thread and never calls the cal
   QueuePool pool(1, 4, true);
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[1];
-  t::Model m = t::random_model(s.input, s.hidden, 45);
-  const std::vector<float> x =
-      t::random_vector(static_cast<std::size_t>(s.batch * s.time * s.input), 46);
-  t::Session ref = session_on(m.get(), s.batch, s.time, &lent, SLSTM_CPU_PATH_REFERENCE);
-  t::forward_ok(ref.get(), m.get(), t::call_of(s.batch, s.time, x));
+  const Case c(s, 45);
+  t::Session ref = session_on(c.model.get(), s.batch, s.time, &lent, SLSTM_CPU_PATH_REFERENCE);
+  t::forward_ok(ref.get(), c.model.get(), c.call);
   CHECK(pool.counts.calls.load() == 0);
 }
 
@@ -430,39 +425,15 @@ TEST_CASE("the plan names the caller's pool, how many tasks a call hands it, and
 }
 
 #if defined(__linux__)
-namespace {
-int process_threads() {
-  int n = 0;
-  if (DIR* d = opendir("/proc/self/task")) {
-    while (const dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') ++n;
-    }
-    closedir(d);
-  }
-  return n;
-}
-// The count once threads that were joined have left /proc (up to a second).
-int settled_threads() {
-  int n = process_threads();
-  for (int k = 0; k < 100; ++k) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    const int now = process_threads();
-    if (now == n) return n;
-    n = now;
-  }
-  return n;
-}
-}  // namespace
-
 TEST_CASE("a session on the caller's pool starts no thread of its own", "[caller-pool]") {
   QueuePool pool(2, 4, true);
   const slstm_thread_pool lent = pool.lend();
   t::Model m = t::random_model(8, {256}, 48);
   std::vector<t::Session> sessions;
   sessions.push_back(session_on(m.get(), 2, 3, &lent));  // any once-per-process calibration
-  const int before = settled_threads();
+  const int before = t::process_threads();
   for (int i = 0; i < 3; ++i) sessions.push_back(session_on(m.get(), 2, 3, &lent));
-  CHECK(process_threads() == before);
+  CHECK(t::process_threads() == before);
 }
 #endif
 

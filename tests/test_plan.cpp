@@ -10,7 +10,6 @@
 #include "support.hpp"
 
 #if defined(__linux__)
-#include <dirent.h>
 #include <sched.h>
 #endif
 
@@ -320,18 +319,6 @@ TEST_CASE("num_threads 0 gives one worker per CPU of the process's affinity mask
 #if defined(__linux__)
 namespace {
 
-// Threads of this process (/proc/self/task has one entry per thread).
-int process_threads() {
-  int n = 0;
-  if (DIR* d = opendir("/proc/self/task")) {
-    while (const dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') ++n;
-    }
-    closedir(d);
-  }
-  return n;
-}
-
 t::Session fast_session_with(const slstm_model* m, std::int64_t B, std::int64_t T,
                              const char* config) {
   slstm_session_options o = t::options(B, T);
@@ -355,13 +342,13 @@ TEST_CASE("cpu.pool=shared: further sessions start no threads of their own", "[p
     WARN("one usable CPU: a session pool would start no thread either; nothing to compare");
     return;
   }
-  const int before = process_threads();
+  const int before = t::process_threads();
   std::vector<t::Session> more;
   for (int i = 0; i < 3; ++i) more.push_back(fast_session_with(m.get(), 2, 3, "cpu.pool=shared"));
-  CHECK(process_threads() == before);
+  CHECK(t::process_threads() == before);
   // ... where sessions with pools of their own start workers - 1 threads each.
   t::Session own = fast_session_with(m.get(), 2, 3, "cpu.pool=session");
-  CHECK(process_threads() == before + workers - 1);
+  CHECK(t::process_threads() == before + workers - 1);
 }
 
 TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for calls at once",
