@@ -580,7 +580,8 @@ typedef struct slstm_session_options {
   /** CPU backend: worker threads, >= 0; 0 = one per CPU the creating thread may run on
    *  (its affinity mask: taskset, cpusets), at most its cgroup's CPU limit rounded up
    *  (docker --cpus, a Kubernetes CPU limit; since 0.10) (init: 0).  Threads are created
-   *  with the session, never per call.  Ignored by CUDA. */
+   *  with the session, never per call.  With thread_pool (since 0.14): the most tasks a
+   *  call hands the caller's pool, 0 = its num_threads.  Ignored by CUDA. */
   int32_t num_threads;
   /** CUDA backend: device index, >= 0 (init: 0).  Ignored by the CPU backend. */
   int32_t device;
