@@ -604,7 +604,9 @@ typedef struct slstm_session_options {
    *                  (session), or one process-wide pool that every session asking for it
    *                  shares (shared, since 0.3): N such sessions start one pool, not N; one
    *                  call runs on it at a time and a call that finds it taken runs on its
-   *                  calling thread alone, never waiting (same numbers either way)
+   *                  calling thread alone, never waiting (same numbers either way).
+   *                  With options->thread_pool (since 0.14) the caller's pool serves
+   *                  instead, and shared is refused
    *    cpu.calibration = measured | fixed   (since 0.8; measured) what the fast path's
    *                  work sharing (how many workers a call wakes, batch or unit split) is
    *                  derived from: this machine's barrier cost and kernel rates, measured
