@@ -70,6 +70,8 @@ struct Api<slstm_slot_forward_args> {
 constexpr std::size_t kSessionOptionsV2 = SLSTM_V1_SIZE(slstm_session_options, config);
 // ... as 0.3 and 0.4 published it (max_slots appended; precision came after).
 constexpr std::size_t kSessionOptionsV3 = SLSTM_V1_SIZE(slstm_session_options, max_slots);
+// ... as 0.5 to 0.13 published it (precision appended; thread_pool came after).
+constexpr std::size_t kSessionOptionsV13 = SLSTM_V1_SIZE(slstm_session_options, precision);
 template <>
 struct Api<slstm_onnx_lstm_node> {
   static void init(slstm_onnx_lstm_node* p, std::size_t n) {
@@ -135,7 +137,8 @@ TEST_CASE("a sized init writes exactly the caller's struct_size bytes, zeros pas
     check_init_writes_exactly<slstm_model_config>(size);
   }
   for (std::size_t size : {Api<slstm_session_options>::v1, kSessionOptionsV2, kSessionOptionsV3,
-                           sizeof(slstm_session_options), sizeof(slstm_session_options) + 8}) {
+                           kSessionOptionsV13, sizeof(slstm_session_options),
+                           sizeof(slstm_session_options) + 8}) {
     check_init_writes_exactly<slstm_session_options>(size);
   }
   for (std::size_t size : {std::size_t{4}, Api<slstm_slot_forward_args>::v1,
@@ -403,4 +406,15 @@ TEST_CASE("session options from a 0.4 header (no precision field) make an FP32 s
   t::Model m = t::random_model(2, {3}, 7);
   t::Session s = session_from_options_of_size(m.get(), kSessionOptionsV3);
   CHECK(t::json_value(t::describe_json(s.get()), "precision") == "fp32");
+}
+
+TEST_CASE("session options from a 0.13 header (no thread_pool field) run on no caller's pool",
+          "[api][abi]") {
+  // The bytes past the 0.13 size are the guard's, not zeros: read as a pointer they would
+  // crash the call.
+  t::Model m = t::random_model(2, {3}, 7);
+  t::Session s = session_from_options_of_size(m.get(), kSessionOptionsV13);
+  CHECK(t::json_value(t::describe_json(s.get()), "pool").find("caller") == std::string::npos);
+  const std::vector<float> x = {0.5f, -0.25f};
+  t::forward_ok(s.get(), m.get(), t::call_of(1, 1, x));
 }
