@@ -211,18 +211,22 @@ slstm_layer_config bidirectional(slstm_layer_config l) {
 
 TEST_CASE("a session on the caller's thread pool gives one thread's numbers bitwise",
           "[caller-pool][concurrency]") {
+  // Three threads and the caller for up to four tasks: every task can start at once, and
+  // with a join wait of a second every team forms whole (none short).
   QueuePool pool(3, 4, true);
   const slstm_thread_pool lent = pool.lend();
   for (const Shape& s : kFastShapes) {
     INFO("batch " << s.batch << " hidden " << s.hidden[0]);
     const Case c(s, 31);
-    t::Session on_pool = session_on(c.model.get(), s.batch, s.time, &lent);
+    t::Session on_pool = session_on(c.model.get(), s.batch, s.time, &lent, SLSTM_CPU_PATH_FAST,
+                                    0, "cpu.pool_join_us=1000000");
     const int before = pool.counts.calls.load();
     for (int k = 0; k < 3; ++k) {
       check_same(t::forward_ok(on_pool.get(), c.model.get(), c.call),
                  alone(c.model.get(), c.call));
     }
-    CHECK(pool.counts.calls.load() > before);
+    CHECK(pool.counts.calls.load() == before + 3);
+    CHECK(t::json_value(t::describe_json(on_pool.get()), "calls_short_team") == "0");
   }
   CHECK(pool.counts.most.load() <= 4);
 }
@@ -234,8 +238,10 @@ TEST_CASE("stacks beyond BasicLSTMCell run on the caller's thread pool with one 
   const std::vector<slstm_layer_config> stack = {bidirectional(t::gru_layer(96, true)),
                                                  t::lstm_layer(64)};
   t::Model m = t::random_stack(24, stack, 33);
-  // cpu.team=always: few rows run as teams (a barrier per GEMM), the directions split.
-  for (const char* config : {"cpu.team=always", "cpu.team=off"}) {
+  // cpu.team=always: few rows run as teams (a barrier per GEMM), the directions split.  A
+  // join wait of a second: every team forms whole.
+  for (const char* config : {"cpu.team=always cpu.pool_join_us=1000000",
+                             "cpu.team=off cpu.pool_join_us=1000000"}) {
     for (const std::int64_t B : {2, 9}) {
       INFO(config << ", batch " << B);
       const std::int64_t T = 7;
@@ -245,6 +251,7 @@ TEST_CASE("stacks beyond BasicLSTMCell run on the caller's thread pool with one 
       const int before = pool.counts.calls.load();
       check_same(t::forward_ok(on_pool.get(), m.get(), call), alone(m.get(), call, config));
       CHECK(pool.counts.calls.load() == before + 1);
+      CHECK(t::json_value(t::describe_json(on_pool.get()), "calls_short_team") == "0");
     }
   }
 }
