@@ -329,11 +329,18 @@ t::Session fast_session_with(const slstm_model* m, std::int64_t B, std::int64_t 
   return t::Session(raw);
 }
 
-}  // namespace
+// A GRU / bidirectional / LSTM stack: the fast path's generic backend (generic_backend.cpp).
+t::Model generic_stack(std::int64_t input, std::uint64_t seed) {
+  return t::random_stack(input,
+                         {t::with_direction(t::gru_layer(40, true), SLSTM_DIRECTION_BIDIRECTIONAL),
+                          t::lstm_layer(24)},
+                         seed);
+}
 
-TEST_CASE("cpu.pool=shared: further sessions start no threads of their own", "[plan][cpu-fast]") {
-  t::Model m = t::random_model(3, {128}, 12);
-  t::Session first = fast_session_with(m.get(), 2, 3, "cpu.pool=shared");
+// Sessions of `m` with cpu.pool=shared: the first starts the process-wide workers, further
+// ones start none (sessions with pools of their own start workers - 1 threads each).
+void check_shared_pool_starts_no_threads(const slstm_model* m) {
+  t::Session first = fast_session_with(m, 2, 3, "cpu.pool=shared");
   const std::string json = t::describe_json(first.get());
   INFO(json);
   REQUIRE_THAT(t::json_value(json, "pool"), Contains("shared"));
@@ -344,26 +351,30 @@ TEST_CASE("cpu.pool=shared: further sessions start no threads of their own", "[p
   }
   const int before = t::process_threads();
   std::vector<t::Session> more;
-  for (int i = 0; i < 3; ++i) more.push_back(fast_session_with(m.get(), 2, 3, "cpu.pool=shared"));
+  for (int i = 0; i < 3; ++i) more.push_back(fast_session_with(m, 2, 3, "cpu.pool=shared"));
   CHECK(t::process_threads() == before);
-  // ... where sessions with pools of their own start workers - 1 threads each.
-  t::Session own = fast_session_with(m.get(), 2, 3, "cpu.pool=session");
+  t::Session own = fast_session_with(m, 2, 3, "cpu.pool=session");
+  CHECK_THAT(t::json_value(t::describe_json(own.get()), "pool"), StartsWith("session"));
   CHECK(t::process_threads() == before + workers - 1);
 }
 
-TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for calls at once",
-          "[plan][cpu-fast]") {
-  t::Model m = t::random_model(7, {48, 33}, 13);
-  const std::int64_t B = 6, T = 9;
-  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 7), 14);
+// Two sessions of `m` with cpu.pool=shared (and `config`) called from two threads at once:
+// one gets the shared workers, the other runs on its own thread whenever it finds them taken;
+// either way every call gives a session pool's numbers bitwise. The threads call the C API
+// only (Catch's assertions are not thread-safe); the checks come after the join.
+void check_shared_pool_calls_at_once(const slstm_model* m, std::int64_t B, std::int64_t T,
+                                     const std::string& config) {
+  std::int64_t input = 0;
+  REQUIRE(slstm_model_input_size(m, &input) == SLSTM_OK);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * input), 14);
   const t::Call call = t::call_of(B, T, x);
-  t::Session own = fast_session_with(m.get(), B, T, "cpu.pool=session");
-  const t::Run want = t::forward_ok(own.get(), m.get(), call);
-  t::Session a = fast_session_with(m.get(), B, T, "cpu.pool=shared");
-  t::Session b = fast_session_with(m.get(), B, T, "cpu.pool=shared");
-  // Two threads call at once: one gets the shared workers, the other runs on its own thread
-  // whenever it finds them taken; either way the numbers are the same. The threads call the
-  // C API only (Catch's assertions are not thread-safe); the checks come after the join.
+  const std::string own_config = "cpu.pool=session " + config;
+  const std::string shared_config = "cpu.pool=shared " + config;
+  t::Session own = fast_session_with(m, B, T, own_config.c_str());
+  const t::Run want = t::forward_ok(own.get(), m, call);
+  t::Session a = fast_session_with(m, B, T, shared_config.c_str());
+  t::Session b = fast_session_with(m, B, T, shared_config.c_str());
+  REQUIRE_THAT(t::json_value(t::describe_json(a.get()), "pool"), StartsWith("shared"));
   constexpr int kCalls = 20;
   struct Runs {
     std::vector<slstm_status> status = std::vector<slstm_status>(kCalls, SLSTM_ERR_INTERNAL);
@@ -398,6 +409,38 @@ TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for ca
       REQUIRE(r->status[i] == SLSTM_OK);
       CHECK(r->output[i] == want.output);
       CHECK(r->final_state[i] == want.final_state);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cpu.pool=shared: further sessions start no threads of their own", "[plan][cpu-fast]") {
+  t::Model m = t::random_model(3, {128}, 12);
+  check_shared_pool_starts_no_threads(m.get());
+}
+
+TEST_CASE("cpu.pool=shared: sessions of cells beyond BasicLSTMCell start no threads either",
+          "[plan][cpu-fast]") {
+  t::Model m = generic_stack(5, 16);
+  check_shared_pool_starts_no_threads(m.get());
+}
+
+TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for calls at once",
+          "[plan][cpu-fast]") {
+  t::Model m = t::random_model(7, {48, 33}, 13);
+  check_shared_pool_calls_at_once(m.get(), 6, 9, "");
+}
+
+TEST_CASE("cpu.pool=shared gives cells beyond BasicLSTMCell the session pool's numbers bitwise",
+          "[plan][cpu-fast]") {
+  // Rows split, teams (a barrier per GEMM) and the directions split, each on the shared
+  // workers and on a calling thread alone.
+  t::Model m = generic_stack(7, 17);
+  for (const char* config : {"cpu.team=off", "cpu.team=always"}) {
+    for (const std::int64_t B : {2, 7}) {
+      INFO(config << ", batch " << B);
+      check_shared_pool_calls_at_once(m.get(), B, 9, config);
     }
   }
 }

@@ -605,6 +605,7 @@ typedef struct slstm_session_options {
    *                  shares (shared, since 0.3): N such sessions start one pool, not N; one
    *                  call runs on it at a time and a call that finds it taken runs on its
    *                  calling thread alone, never waiting (same numbers either way).
+   *                  Every fast-path model (the cells beyond BasicLSTMCell since 0.14.1).
    *                  With options->thread_pool (since 0.14) the caller's pool serves
    *                  instead, and shared is refused
    *    cpu.calibration = measured | fixed   (since 0.8; measured) what the fast path's

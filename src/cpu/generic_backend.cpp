@@ -23,7 +23,9 @@
 // row; they meet twice per layer): forward_by_direction; and a stack whose step streams
 // enough weights (kTeamMinBytes) runs as a team: every worker on every row, each GEMM cut
 // by gate rows (32-row blocks) and the cell math by units, a barrier between the phases of
-// a step (Team, step()) -- with its directions split, one team per direction.
+// a step (Team, step()) -- with its directions split, one team per direction.  The workers
+// are the session's own, the process-wide pool's (cpu.pool=shared: a call that finds it busy
+// runs alone), or a team of the tasks of the caller's pool (options->thread_pool).
 //
 // Determinism: every pre-activation is one chain of multiply-adds in increasing k (input
 // part, then recurrent part) started from the bias, computed with the same instructions
@@ -689,9 +691,22 @@ class CpuGenericBackend final : public HostBackend {
                                            : "time-major (MultiRNNCell)"}};
     const std::int64_t B = config.max_batch;
     const bool caller = config.thread_pool.parallel_for != nullptr;
-    const std::int64_t asked = caller                   ? caller_threads(config)
-                               : config.num_threads > 0 ? config.num_threads
-                                                        : usable_cpus();
+    const bool shared = !caller && config.settings.cpu_pool == Settings::CpuPool::kShared;
+    std::int64_t asked = caller                   ? caller_threads(config)
+                         : config.num_threads > 0 ? config.num_threads
+                                                  : usable_cpus();
+    if (shared) {
+      // cpu.pool=shared: the process-wide workers (thread_pool.hpp), as on the BasicLSTMCell
+      // path; a session takes no more of them than the pool has.
+      try {
+        shared_ = acquire_shared_pool(usable_cpus());
+      } catch (const std::bad_alloc&) {
+        fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
+      } catch (const std::system_error&) {
+        fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot create the CPU worker threads");
+      }
+      asked = std::min<std::int64_t>(asked, shared_->pool.size());
+    }
     // A forward stack whose step streams at least kTeamMinBytes of weights may run a call of
     // few rows as a team: up to one worker per kTeamBytesPerWorker of them.
     double& step_bytes = step_bytes_;
@@ -823,8 +838,15 @@ class CpuGenericBackend final : public HostBackend {
         caller_ = std::make_unique<CallerPool>(config.thread_pool,
                                                config.settings.cpu_pool_join_us * 1000);
         plan_.params.emplace_back("pool", describe_caller_pool(config, threads_));
-      } else if (threads_ > 1) {
-        pool_ = std::make_unique<Pool>(threads_);
+      } else if (shared) {
+        plan_.params.emplace_back(
+            "pool", "shared: the process-wide pool of " + std::to_string(shared_->pool.size()) +
+                        " workers (cpu.pool=shared); a call that finds it running another "
+                        "session's call runs on its calling thread alone");
+      } else {
+        if (threads_ > 1) pool_ = std::make_unique<Pool>(threads_);
+        plan_.params.emplace_back("pool",
+                                  "session: " + std::to_string(threads_) + " workers of its own");
       }
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
@@ -859,17 +881,26 @@ class CpuGenericBackend final : public HostBackend {
         by_direction ? 2 * (team ? team_workers_ : 1)
         : team       ? team_workers_
                      : static_cast<int>(std::min<std::int64_t>(threads_, call.batch));
+    // With cpu.pool=shared, the process-wide workers if no other call holds them, else this
+    // thread alone (same bits: every split gives them).
+    Pool* pool = pool_.get();
+    std::unique_lock<std::mutex> taken;
+    if (active > 1 && shared_) {
+      taken = std::unique_lock<std::mutex>(shared_->taken, std::try_to_lock);
+      pool = taken.owns_lock() ? &shared_->pool : nullptr;
+      if (pool == nullptr) active = 1;
+    }
     // A call that finds every worker asleep runs on this thread alone where waking them
     // would cost it more than they would take off (split.hpp alone_when_asleep; one core's
     // time from the weights a step reads and their FLOPs for the call's rows), and wakes
     // them to spin for the next call.  Same bits: every split gives them.
-    if (active > 1 && pool_ && pool_->sleeping() == pool_->size() - 1) {
+    if (active > 1 && pool != nullptr && pool->sleeping() == pool->size() - 1) {
       const double rows = static_cast<double>(call.batch), T = static_cast<double>(call.time);
       const double one_core_s =
           one_core_seconds(rows * T * 2.0 * weight_floats_, T * 4.0 * weight_floats_, rates_);
       if (alone_when_asleep(one_core_s, active)) {
         active = 1;
-        if (spin_ns_ > 0) pool_->nudge(spin_ns_);
+        if (spin_ns_ > 0) pool->nudge(spin_ns_);
         alone_asleep_.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -882,7 +913,7 @@ class CpuGenericBackend final : public HostBackend {
         short_team_.fetch_add(1, std::memory_order_relaxed);
       }
     } else {
-      pool_->run(&CpuGenericBackend::run_share_entry, &job, active, spin_ns_);
+      pool->run(&CpuGenericBackend::run_share_entry, &job, active, spin_ns_);
     }
     store_final_state(call, state_.data());
   }
@@ -1426,7 +1457,8 @@ class CpuGenericBackend final : public HostBackend {
   float* state_ptr_base_ = nullptr;
   float* seq_base_[2] = {nullptr, nullptr};
   std::vector<Work> work_;                   // one per worker
-  std::unique_ptr<Pool> pool_;               // workers 1.. (worker 0 is the caller)
+  std::unique_ptr<Pool> pool_;               // workers 1.. (worker 0 is the caller), or
+  std::shared_ptr<SharedPool> shared_;       // the process-wide ones (cpu.pool=shared), or
   std::int64_t spin_ns_ = 0;                 // cpu.spin_us, in nanoseconds
   std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
   std::unique_ptr<CallerPool> caller_;       // the caller's pool (options->thread_pool)
