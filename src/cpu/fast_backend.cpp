@@ -147,12 +147,9 @@ class CpuFastBackend final : public HostBackend {
                                : "W_h stored as float32 (what this kernel reads)"));
     }
     plan_.params.emplace_back(
-        "pool", caller ? describe_caller_pool(config, P)
-                : shared ? "shared: the process-wide pool of " +
-                             std::to_string(shared_->pool.size()) +
-                             " workers (cpu.pool=shared); a call that finds it running "
-                             "another session's call runs on its calling thread alone"
-                       : "session: " + std::to_string(P) + " workers of its own");
+        "pool", caller   ? describe_caller_pool(config, P)
+                : shared ? describe_shared_pool(shared_->pool.size())
+                         : describe_session_pool(P));
   }
 
   // The plan, with how many calls so far ran alone because their workers were asleep.

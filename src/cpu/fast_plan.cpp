@@ -157,6 +157,16 @@ std::string describe_caller_pool(const SessionConfig& config, int threads) {
          " us of the first (cpu.pool_join_us), the others returning at once";
 }
 
+std::string describe_shared_pool(int workers) {
+  return "shared: the process-wide pool of " + std::to_string(workers) +
+         " workers (cpu.pool=shared); a call that finds it running another session's call "
+         "runs on its calling thread alone";
+}
+
+std::string describe_session_pool(int workers) {
+  return "session: " + std::to_string(workers) + " workers of its own";
+}
+
 Plan with_short_team_count(Plan plan, const std::atomic<std::uint64_t>& calls) {
   plan.params.emplace_back("calls_short_team",
                            std::to_string(calls.load(std::memory_order_relaxed)));

@@ -55,6 +55,11 @@ std::int32_t caller_threads(const SessionConfig& config);
 // The plan's "pool" for a thread pool of the caller's, a call handing it up to `threads` tasks.
 std::string describe_caller_pool(const SessionConfig& config, int threads);
 
+// The plan's "pool" for the process-wide pool of `workers` (cpu.pool=shared), and for
+// `workers` of the session's own.
+std::string describe_shared_pool(int workers);
+std::string describe_session_pool(int workers);
+
 // `plan` with the parameter calls_short_team: how many calls of the session so far ran on a
 // smaller team of the caller's pool than they asked for (CallerPool, thread_pool.hpp).
 Plan with_short_team_count(Plan plan, const std::atomic<std::uint64_t>& calls);

@@ -839,14 +839,10 @@ class CpuGenericBackend final : public HostBackend {
                                                config.settings.cpu_pool_join_us * 1000);
         plan_.params.emplace_back("pool", describe_caller_pool(config, threads_));
       } else if (shared) {
-        plan_.params.emplace_back(
-            "pool", "shared: the process-wide pool of " + std::to_string(shared_->pool.size()) +
-                        " workers (cpu.pool=shared); a call that finds it running another "
-                        "session's call runs on its calling thread alone");
+        plan_.params.emplace_back("pool", describe_shared_pool(shared_->pool.size()));
       } else {
         if (threads_ > 1) pool_ = std::make_unique<Pool>(threads_);
-        plan_.params.emplace_back("pool",
-                                  "session: " + std::to_string(threads_) + " workers of its own");
+        plan_.params.emplace_back("pool", describe_session_pool(threads_));
       }
     } catch (const std::bad_alloc&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
