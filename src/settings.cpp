@@ -10,8 +10,8 @@ namespace slstm {
 namespace {
 
 constexpr const char* kKnownKeys =
-    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.team, cpu.spin_us, cpu.pool_join_us, "
-    "cuda.graphs, "
+    "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.amx, cpu.team, cpu.spin_us, "
+    "cpu.pool_join_us, cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
     "cuda.tune, cuda.tune_file, cuda.generic";
 constexpr std::size_t kMaxConfig = 4096;
@@ -63,6 +63,12 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "off") s.cpu_wh16 = false;
     else bad("cpu.wh16 must be on or off, got \"" + v + "\"");
     s.cpu_wh16_from = from;
+  } else if (key == "cpu.amx") {
+    if (v == "auto") s.cpu_amx = Settings::Amx::kAuto;
+    else if (v == "on") s.cpu_amx = Settings::Amx::kOn;
+    else if (v == "off") s.cpu_amx = Settings::Amx::kOff;
+    else bad("cpu.amx must be auto, on or off, got \"" + v + "\"");
+    s.cpu_amx_from = from;
   } else if (key == "cpu.team") {
     if (v == "auto") s.cpu_team = Settings::Team::kAuto;
     else if (v == "off") s.cpu_team = Settings::Team::kOff;
@@ -210,6 +216,10 @@ Params Settings::cpu_params() const {
           {"cpu.calibration", with_origin(cpu_calibration_measured ? "measured" : "fixed",
                                           cpu_calibration_from)},
           {"cpu.wh16", with_origin(cpu_wh16 ? "on" : "off", cpu_wh16_from)},
+          {"cpu.amx", with_origin(cpu_amx == Amx::kAuto  ? "auto"
+                                  : cpu_amx == Amx::kOn ? "on"
+                                                        : "off",
+                                  cpu_amx_from)},
           {"cpu.team", with_origin(cpu_team == Team::kAuto  ? "auto"
                                    : cpu_team == Team::kOff ? "off"
                                                             : "always",

@@ -28,6 +28,11 @@ struct Settings {
   // cpu.wh16: a BF16/FP16 session keeps W_h in 16 bits where its kernel reads them (AVX2,
   // AVX-512; "on"), or as float32 holding the same rounded values ("off"): same numbers
   bool cpu_wh16 = true;
+  // cpu.amx: a BF16 session of a BasicLSTMCell stack on the fast path runs its recurrent
+  // products on AMX's BF16 tiles where this process may use them (auto), must (on: else
+  // SLSTM_ERR_UNSUPPORTED), or never (off: the AVX-512 kernels' FMAs)
+  enum class Amx { kAuto, kOn, kOff };
+  Amx cpu_amx = Amx::kAuto;
   // cpu.team: the generic path's team (a forward stack's call of few rows, every worker on
   // every row): where its step's weights pay for the barriers (auto), never, or always
   enum class Team { kAuto, kOff, kAlways };
@@ -58,6 +63,7 @@ struct Settings {
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
               cpu_calibration_from = "default", cpu_wh16_from = "default",
+              cpu_amx_from = "default",
               cpu_team_from = "default", cpu_spin_us_from = "default",
               cpu_pool_join_us_from = "default",
               cuda_graphs_from = "default",

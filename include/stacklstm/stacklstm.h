@@ -618,6 +618,16 @@ typedef struct slstm_session_options {
    *                  weight matrix) as 16-bit codes where its kernels read them (AVX2 with
    *                  F16C, AVX-512), half the bytes a step streams; off: as float32 holding
    *                  the same rounded values.  Same numbers, bit for bit
+   *    cpu.amx     = auto | on | off   (since 0.15; auto) a BF16 session of a BasicLSTMCell
+   *                  stack on the fast path runs its recurrent products on AMX's BF16
+   *                  tiles (Xeon Sapphire Rapids and later) where the CPU has AMX-BF16 and
+   *                  the OS grants the process its tile state (auto); on: must, else
+   *                  SLSTM_ERR_UNSUPPORTED naming what is missing (a BF16 session, the
+   *                  AVX-512 kernels, cpu.wh16=on, AMX-BF16); off: the AVX-512 kernels'
+   *                  FMAs.  BF16's numbers either way (docs/precision.md), summed in the
+   *                  tiles' own order: not the FMA kernels' bits, but the same bits
+   *                  whatever the batch, split, threads or chunks.  Other stacks and the
+   *                  reference path do not use it.  The plan's "amx" says which and why
    *    cpu.team    = auto | off | always   (since 0.9; auto) the fast path of stacks beyond
    *                  BasicLSTMCell (docs/cells.md): a call of few rows runs as a team,
    *                  every worker on every row with each GEMM cut by gate rows (a stack

@@ -97,11 +97,15 @@ class CpuFastBackend final : public HostBackend {
     const bool shared = config.settings.cpu_pool == Settings::CpuPool::kShared;
     const bool caller = config.thread_pool.parallel_for != nullptr;
     int P = choose_threads(m, caller ? caller_threads(config) : config.num_threads);
+    const AmxChoice amx = choose_amx(config.settings, kernel_, precision_);
+    amx_ = amx.use;
+    block_rows_ = amx_ ? kMaxAmxRows : kMaxNb;
     std::string calibration;
     try {
       allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
-        layers_.push_back(pack_layer(m, l, kernel_, precision_, config.settings.cpu_wh16));
+        layers_.push_back(
+            pack_layer(m, l, kernel_, precision_, config.settings.cpu_wh16, amx_));
       }
       if (caller) {
         caller_ = std::make_unique<CallerPool>(config.thread_pool,
@@ -111,6 +115,13 @@ class CpuFastBackend final : public HostBackend {
         P = std::min(P, shared_->pool.size());
       } else {
         pool_ = std::make_unique<Pool>(P);
+      }
+      if (amx_) {
+        for (const PackedLayer& p : layers_) {
+          const std::int64_t kp = p.kx_tiles * kAmxK;
+          xb_per_worker_ = std::max(xb_per_worker_, amx_chunk_rows(kp) * kp);
+        }
+        xb_ = allocate(product({P, xb_per_worker_}, "workspace") / 2 + 1, false);
       }
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       workers_ = P;
@@ -141,11 +152,13 @@ class CpuFastBackend final : public HostBackend {
       plan_.params.emplace_back(
           "operands", std::string("weights rounded to ") + precision_name(precision_) +
                           " once; x and h rounded where they enter a product; sums float32; " +
-                          (layers_[0].wh16_storage ? "W_h stored in 16 bits"
+                          (amx_ ? "W_h stored in 16 bits as AMX tiles"
+                           : layers_[0].wh16_storage ? "W_h stored in 16 bits"
                            : stores_wh16(kernel_, precision_)
                                ? "W_h stored as float32 (cpu.wh16=off)"
                                : "W_h stored as float32 (what this kernel reads)"));
     }
+    plan_.params.emplace_back("amx", amx.why);
     plan_.params.emplace_back(
         "pool", caller   ? describe_caller_pool(config, P)
                 : shared ? describe_shared_pool(shared_->pool.size())
@@ -212,6 +225,10 @@ class CpuFastBackend final : public HostBackend {
       xq_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
       for (Buffer& b : hq_) b = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
     }
+    if (amx_) {
+      kp_max_ = (m.max_hidden() + kAmxK - 1) / kAmxK * kAmxK;
+      for (Buffer& b : hb_) b = allocate(product({config.max_batch, kp_max_}, "workspace") / 2 + 1);
+    }
   }
 
   // The rows one worker works on: batch rows [b0, b1) of the call, all T steps.  The
@@ -225,6 +242,7 @@ class CpuFastBackend final : public HostBackend {
     float* y_inner[2] = {};    // outputs of the inner layers l, in y_inner[l % 2]
     float* h_alt = nullptr;    // other h buffer, batch row b at h_alt + b * H (b in [b0, b1))
     float* hq[2] = {};         // BF16/FP16: the rounded h the products read (two, as h)
+    std::uint16_t* hb[2] = {};  // AMX: the same as bfloat16 codes, kp_max_ per row
   };
 
   Share share(std::int64_t b0, std::int64_t b1) const {
@@ -237,6 +255,7 @@ class CpuFastBackend final : public HostBackend {
     sh.h_alt = h_alt_.get() + b0 * model_->max_hidden();
     for (int i = 0; i < 2; ++i) {
       if (hq_[i]) sh.hq[i] = hq_[i].get() + b0 * model_->max_hidden();
+      if (hb_[i]) sh.hb[i] = codes(hb_[i]) + b0 * kp_max_;
     }
     return sh;
   }
@@ -253,6 +272,8 @@ class CpuFastBackend final : public HostBackend {
     float* h_state = nullptr;  // [B][H] h in the packed state
     float* h_alt = nullptr;    // [B][H] view of the other h buffer (rows of the share only)
     float* hq[2] = {};         // [B][H] views of the rounded h buffers (BF16/FP16 only)
+    std::uint16_t* hb[2] = {};  // [B][kp] views of their codes (AMX only), kp = k_tiles * 32
+    std::int64_t kp = 0;
   };
 
   LayerView view(const Share& sh, std::size_t l, std::size_t state_off) const {
@@ -266,8 +287,10 @@ class CpuFastBackend final : public HostBackend {
     v.c = state_.get() + state_off;
     v.h_state = v.c + call_->batch * v.p->H;
     v.h_alt = sh.h_alt - sh.b0 * v.p->H;  // so that v.h_alt + b * H is in the share's region
+    v.kp = v.p->k_tiles * kAmxK;
     for (int i = 0; i < 2; ++i) {
       if (sh.hq[i]) v.hq[i] = sh.hq[i] - sh.b0 * v.p->H;
+      if (sh.hb[i]) v.hb[i] = sh.hb[i] - sh.b0 * v.kp;
     }
     return v;
   }
@@ -281,13 +304,17 @@ class CpuFastBackend final : public HostBackend {
   }
 
   // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
-  // [g0, g1): chunks of rows whose inputs stay in L2 (kChunkBytes), the groups inside, blocks
+  // [g0, g1), by worker `worker` (its scratch, on AMX): chunks of rows whose inputs stay in L2 (kChunkBytes), the groups inside, blocks
   // of kMaxNb rows innermost.  Each group's weights come from L3 once per chunk and serve
   // every block of it from L2: the longer the chunk, the fewer trips (48 rows -> 384 rows
   // measured +8% on one core with 4 MB of weights).
   void project(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
-               std::int64_t g1) const {
+               std::int64_t g1, int worker) const {
     const PackedLayer& p = *v.p;
+    if (p.wxamx_storage) {
+      project_amx(v, i0, i1, g0, g1, worker);
+      return;
+    }
     const std::int64_t kChunk =
         std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
@@ -330,10 +357,44 @@ class CpuFastBackend final : public HostBackend {
     const std::int64_t rows = (v.sh->b1 - v.sh->b0) * call_->time;
     const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
     if (p.groups >= 4 * P || blocks < P) {
-      project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P);
+      project(v, 0, rows, p.groups * w / P, p.groups * (w + 1) / P, w);
     } else {
       project(v, std::min(rows, blocks * w / P * kMaxNb),
-              std::min(rows, blocks * (w + 1) / P * kMaxNb), 0, p.groups);
+              std::min(rows, blocks * (w + 1) / P * kMaxNb), 0, p.groups, w);
+    }
+  }
+
+  // Rows of x codes per chunk of the AMX projection (row length kp codes): what stays in L2
+  // (kChunkBytes), in whole tiles of rows.
+  static std::int64_t amx_chunk_rows(std::int64_t kp) {
+    return std::clamp<std::int64_t>(kChunkBytes / (2 * kp) / kMaxAmxRows, 1, 24) * kMaxAmxRows;
+  }
+
+  // project() on AMX (a BF16 session, choose_amx): per chunk of rows, their codes into worker
+  // w's scratch (zero from I to kp), then per group its tiles over blocks of 16 rows, each
+  // block's sums stored straight into G.
+  void project_amx(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
+                   std::int64_t g1, int worker) const {
+    const PackedLayer& p = *v.p;
+    const std::int64_t kp = p.kx_tiles * kAmxK, chunk = amx_chunk_rows(kp);
+    const std::int64_t T = call_->time, ld_g = p.groups * kRow;
+    const std::int64_t slab = p.kx_tiles * 4 * kAmxTile;  // one group's codes
+    std::uint16_t* xs = codes(xb_) + worker * xb_per_worker_;
+    for (std::int64_t c0 = i0; c0 < i1; c0 += chunk) {
+      const std::int64_t c1 = std::min(i1, c0 + chunk);
+      for (std::int64_t i = c0; i < c1; ++i) {
+        const std::int64_t xr = v.x_local ? i : call_row(v.sh->b0 + i / T, i % T);
+        std::uint16_t* row = xs + (i - c0) * kp;
+        round_to_codes(precision_, v.x + xr * p.I, row, static_cast<std::size_t>(p.I));
+        std::fill(row + p.I, row + kp, std::uint16_t{0});
+      }
+      for (std::int64_t gi = g0; gi < g1; ++gi) {
+        for (std::int64_t r0 = c0; r0 < c1; r0 += kMaxAmxRows) {
+          const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, c1 - r0));
+          project_block_amx(p.wxamx() + gi * slab, xs + (r0 - c0) * kp, kp, p.kx_tiles,
+                            v.sh->g + r0 * ld_g + gi * kRow, ld_g, nb);
+        }
+      }
     }
   }
 
@@ -386,13 +447,20 @@ class CpuFastBackend final : public HostBackend {
   void plan_steps() {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const PackedLayer& p = layers_[l];
-      const std::int64_t group =
-          p.H * kRow * static_cast<std::int64_t>(p.wh ? sizeof(float) : sizeof(std::uint16_t));
+      const std::int64_t group = slab_bytes_of(p);
       const std::int64_t mine =
           split_.split_batch ? p.groups : (p.groups + split_.active - 1) / split_.active;
       step_ahead_[l] = fetch_ahead(group, group * mine) ? 1 : 0;
     }
   }
+
+  // Bytes of one group's packed W_h.
+  static std::int64_t slab_bytes_of(const PackedLayer& p) {
+    if (p.wamx_storage) return p.k_tiles * 4 * kAmxTile * 2;
+    return p.H * kRow * static_cast<std::int64_t>(p.wh ? sizeof(float) : sizeof(std::uint16_t));
+  }
+
+  static std::uint16_t* codes(const Buffer& b) { return reinterpret_cast<std::uint16_t*>(b.get()); }
 
   // Whether a worker's steps run its groups forwards and backwards in turn: when its share
   // of W_h (of `workers`) does not stay in its L2 from one step to the next, a pass in the
@@ -430,20 +498,27 @@ class CpuFastBackend final : public HostBackend {
     a.h_gemm = rounding ? v.hq[t % 2] : a.h_prev;
     a.c = v.c;
     a.cell = p.cell;
-    const std::int64_t blocks = (b1 - b0 + kMaxNb - 1) / kMaxNb;
-    const std::int64_t slab_bytes =
-        p.H * kRow * static_cast<std::int64_t>(p.wh ? sizeof(float) : sizeof(std::uint16_t));
+    const std::int64_t blocks = (b1 - b0 + block_rows_ - 1) / block_rows_;
+    const std::int64_t slab_bytes = slab_bytes_of(p);
     const bool ahead = step_ahead_[static_cast<std::size_t>(v.p - layers_.data())] != 0;
     const auto slab = [&](std::int64_t gi) -> const void* {
       if (gi < 0 || !ahead) return nullptr;
+      if (p.wamx_storage) return p.wamx() + gi * p.k_tiles * 4 * kAmxTile;
       if (p.wh) return p.wh.get() + gi * p.H * kRow;
       return p.wh16() + gi * p.H * kRow;
     };
+    if (p.wamx_storage) {
+      a.hb = v.hb[t % 2];
+      a.ldh = v.kp;
+      a.k_tiles = p.k_tiles;
+    }
     for (std::int64_t k = 0; k < g1 - g0; ++k) {
       const std::int64_t gi = down ? g1 - 1 - k : g0 + k;
       a.unit0 = gi * kGroup;
       a.units = std::min(kGroup, p.H - a.unit0);
-      if (p.wh) {
+      if (p.wamx_storage) {
+        a.wamx = p.wamx() + gi * p.k_tiles * 4 * kAmxTile;
+      } else if (p.wh) {
         a.wh = p.wh.get() + gi * p.H * kRow;
       } else {
         a.wh16 = p.wh16() + gi * p.H * kRow;
@@ -470,7 +545,12 @@ class CpuFastBackend final : public HostBackend {
           const auto n = static_cast<std::size_t>(a.units);
           for (int i = 0; i < nb; ++i) {
             const std::int64_t off = (r0 + i) * p.H + a.unit0;
-            round_floats(precision_, a.h_next + off, v.hq[(t + 1) % 2] + off, n);
+            if (a.wamx) {
+              round_to_codes(precision_, a.h_next + off,
+                             v.hb[(t + 1) % 2] + (r0 + i) * v.kp + a.unit0, n);
+            } else {
+              round_floats(precision_, a.h_next + off, v.hq[(t + 1) % 2] + off, n);
+            }
             if (v.y_local && a.out_row[i]) {
               round_floats(precision_, a.out_row[i] + a.unit0, a.out_row[i] + a.unit0, n);
             }
@@ -484,6 +564,17 @@ class CpuFastBackend final : public HostBackend {
   void round_initial_h(const LayerView& v, std::int64_t b0, std::int64_t b1) const {
     if (!rounds_operands(precision_) || b1 <= b0) return;
     const std::int64_t H = v.p->H;
+    if (v.p->wamx_storage) {
+      // The codes, and zeros from H to kp in both buffers (the tiles read them).
+      for (std::int64_t b = b0; b < b1; ++b) {
+        round_to_codes(precision_, v.h_state + b * H, v.hb[0] + b * v.kp,
+                       static_cast<std::size_t>(H));
+        for (std::uint16_t* hb : v.hb) {
+          std::fill(hb + b * v.kp + H, hb + (b + 1) * v.kp, std::uint16_t{0});
+        }
+      }
+      return;
+    }
     round_floats(precision_, v.h_state + b0 * H, v.hq[0] + b0 * H,
                  static_cast<std::size_t>((b1 - b0) * H));
   }
@@ -586,7 +677,7 @@ class CpuFastBackend final : public HostBackend {
     std::size_t state_off = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const LayerView v = view(sh, l, state_off);
-      project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups);
+      project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups, w);
       round_initial_h(v, v.sh->b0, v.sh->b1);
       const bool snake = snake_order(*v.p, 1);
       for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups, -1, snake && t % 2 == 1);
@@ -608,6 +699,12 @@ class CpuFastBackend final : public HostBackend {
   Buffer h_alt_;   // the other half of the h double buffer
   Buffer xq_;      // BF16/FP16: the call's input rounded (layer 0's product operand)
   Buffer hq_[2];   // BF16/FP16: the rounded h the recurrent products read, two as h
+  Buffer hb_[2];   // AMX: the same as bfloat16 codes, rows of kp_max_ (zero beyond H)
+  bool amx_ = false;               // the recurrent products on AMX tiles (choose_amx)
+  int block_rows_ = kMaxNb;        // batch rows per step kernel block (kMaxAmxRows on AMX)
+  std::int64_t kp_max_ = 0;        // AMX: the widest layer's H rounded up to kAmxK
+  Buffer xb_;  // AMX: per worker, a projection chunk's input rows as bfloat16 codes
+  std::int64_t xb_per_worker_ = 0;  // codes per worker in xb_
   const float* x0_ = nullptr;  // layer 0's input rows: the call's, or xq_
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;          // the session's own workers (cpu.pool=session), or

@@ -45,6 +45,28 @@ KernelChoice choose_kernel(const Settings& s) {
   return choice;
 }
 
+AmxChoice choose_amx(const Settings& s, Kernel kernel, Precision precision) {
+  if (s.cpu_amx == Settings::Amx::kOff) return {false, "off (cpu.amx=off)"};
+  std::string missing;
+  if (precision != Precision::kBf16) {
+    missing = std::string("a BF16 session (this one is ") + precision_name(precision) + ")";
+  } else if (!s.cpu_wh16) {
+    missing = "W_h in 16 bits (cpu.wh16=off keeps it float32)";
+  } else if (kernel != Kernel::kAvx512) {
+    missing = std::string("the AVX-512 kernels (this session runs ") + kernel_name(kernel) + ")";
+  } else if (!cpu_has_amx_bf16()) {
+    missing = std::string("AMX-BF16 (") + amx_bf16_refusal() + ")";
+  }
+  if (s.cpu_amx == Settings::Amx::kOn) {
+    if (!missing.empty()) {
+      fail(SLSTM_ERR_UNSUPPORTED, "options->config: cpu.amx=on needs " + missing);
+    }
+    return {true, "on (cpu.amx=on): the recurrent products on AMX's BF16 tiles"};
+  }
+  if (!missing.empty()) return {false, "off (cpu.amx=auto): it needs " + missing};
+  return {true, "on (cpu.amx=auto): the recurrent products on AMX's BF16 tiles"};
+}
+
 UsableCpus usable_cpu_budget() {
   UsableCpus u;
   u.mask = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -25,6 +25,16 @@ struct KernelChoice {
 // override SLSTM_CPU_KERNEL=avx2|portable only ever lowers the kernel.
 KernelChoice choose_kernel(const Settings& settings);
 
+// Whether a BasicLSTMCell session of `precision` on `kernel` runs its recurrent products on
+// AMX's BF16 tiles (cpu.amx): auto where it can (a BF16 session, the AVX-512 kernels, W_h
+// in 16 bits (cpu.wh16=on), a CPU and OS that allow AMX: cpu_has_amx_bf16), on = must
+// (else SLSTM_ERR_UNSUPPORTED naming what is missing), off = never.  `why`: for the plan.
+struct AmxChoice {
+  bool use = false;
+  std::string why;
+};
+AmxChoice choose_amx(const Settings& settings, Kernel kernel, Precision precision);
+
 // The CPUs the calling thread may use: those of its affinity mask (Linux; elsewhere the
 // online CPUs), and no more than its cgroup's CPU limit rounded up (cgroup.hpp).
 struct UsableCpus {

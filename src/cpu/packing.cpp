@@ -13,8 +13,20 @@ bool stores_wh16(Kernel kernel, Precision precision) {
          ((kernel == Kernel::kAvx2 && cpu_has_f16c()) || kernel == Kernel::kAvx512);
 }
 
+namespace {
+
+// Where weight (k, unit j of group g, gate q) lies among AMX tiles: tile (g, k / 32, q), whose
+// row (k % 32) / 2 holds the pairs (k even, k odd) of the 16 units.
+std::size_t tile_at(std::int64_t g, std::int64_t tiles, std::int64_t q, std::int64_t j,
+                    std::int64_t k) {
+  return static_cast<std::size_t>(((g * tiles + k / kAmxK) * 4 + q) * kAmxTile +
+                                  (k % kAmxK) / 2 * kAmxK + 2 * j + k % 2);
+}
+
+}  // namespace
+
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision precision,
-                       bool allow_wh16) {
+                       bool allow_wh16, bool amx) {
   const Layer& layer = m.layer(l);
   const bool avx2 = kernel == Kernel::kAvx2;
   PackedLayer p;
@@ -24,11 +36,25 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   p.groups = (p.H + kGroup - 1) / kGroup;
   // Wx as [group][I][64] and Wh as [group][H][64]; on the AVX2 kernels [group][gate][K][16]
   // (see the header).
-  p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
+  std::uint16_t* xtiles = nullptr;
+  if (amx) {
+    p.kx_tiles = (p.I + kAmxK - 1) / kAmxK;
+    const std::size_t n = product({p.groups, p.kx_tiles, 4, kAmxTile}, "packed weights");
+    p.wxamx_storage = allocate_streamed((n + 1) / 2);  // zero: the padding stays zero
+    xtiles = reinterpret_cast<std::uint16_t*>(p.wxamx_storage.get());
+  } else {
+    p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
+  }
   // BF16/FP16: Wh in 16 bits where the kernel reads them (the step streams it every step).
-  const bool wh16 = allow_wh16 && stores_wh16(kernel, precision);
+  const bool wh16 = !amx && allow_wh16 && stores_wh16(kernel, precision);
   const std::size_t wh_count = product({p.groups, p.H, kRow}, "packed weights");
-  if (wh16) {
+  std::uint16_t* tiles = nullptr;
+  if (amx) {
+    p.k_tiles = (p.H + kAmxK - 1) / kAmxK;
+    const std::size_t n = product({p.groups, p.k_tiles, 4, kAmxTile}, "packed weights");
+    p.wamx_storage = allocate_streamed((n + 1) / 2);  // zero: the padding stays zero
+    tiles = reinterpret_cast<std::uint16_t*>(p.wamx_storage.get());
+  } else if (wh16) {
     p.wh16_storage = allocate_streamed((wh_count + 1) / 2);
     p.wh16_is_bf16 = precision == Precision::kBf16;
   } else {
@@ -44,17 +70,23 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
         const std::int64_t src = q * p.H + u;  // canonical row
         const std::int64_t dst = g * kRow + q * kGroup + j;
         for (std::int64_t k = 0; k < p.I; ++k) {
+          const float v = round_to(precision, layer.w_x[static_cast<std::size_t>(src * p.I + k)]);
+          if (amx) {
+            xtiles[tile_at(g, p.kx_tiles, q, j, k)] = code16(precision, v);
+            continue;
+          }
           p.wx[static_cast<std::size_t>(
               avx2 ? g * p.I * kRow + q * kGroup * p.I + k * kGroup + j
-                   : (g * p.I + k) * kRow + q * kGroup + j)] =
-              round_to(precision, layer.w_x[static_cast<std::size_t>(src * p.I + k)]);
+                   : (g * p.I + k) * kRow + q * kGroup + j)] = v;
         }
         for (std::int64_t k = 0; k < p.H; ++k) {
           const auto at = static_cast<std::size_t>(
               avx2 ? g * p.H * kRow + q * kGroup * p.H + k * kGroup + j
                    : (g * p.H + k) * kRow + q * kGroup + j);
           const float v = round_to(precision, layer.w_h[static_cast<std::size_t>(src * p.H + k)]);
-          if (wh16) {
+          if (amx) {
+            tiles[tile_at(g, p.k_tiles, q, j, k)] = code16(precision, v);
+          } else if (wh16) {
             codes[at] = code16(precision, v);
           } else {
             p.wh[at] = v;

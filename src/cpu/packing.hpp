@@ -36,8 +36,26 @@ struct PackedLayer {
     return reinterpret_cast<const std::uint16_t*>(wh16_storage.get());
   }
 
+  // BF16 sessions on AMX (cpu.amx): W_h as tiles of bfloat16 pairs instead, per group
+  // [k_tiles][gate][16 pairs of k][16 units][2] (k_tiles = ceil(H / 32), zero beyond H and
+  // beyond the layer's units); wh and wh16_storage are then empty.
+  Buffer wamx_storage;
+  std::int64_t k_tiles = 0;
+  const std::uint16_t* wamx() const {
+    return reinterpret_cast<const std::uint16_t*>(wamx_storage.get());
+  }
+  // ... and W_x likewise, per group [kx_tiles][gate][16][16][2] (kx_tiles = ceil(I / 32));
+  // wx is then empty.
+  Buffer wxamx_storage;
+  std::int64_t kx_tiles = 0;
+  const std::uint16_t* wxamx() const {
+    return reinterpret_cast<const std::uint16_t*>(wxamx_storage.get());
+  }
+
   // Bytes of the layer's W_h (what the batch split wants one core to keep cached).
-  double wh_bytes() const { return (wh16_storage ? 8.0 : 16.0) * static_cast<double>(H * H); }
+  double wh_bytes() const {
+    return (wh16_storage || wamx_storage ? 8.0 : 16.0) * static_cast<double>(H * H);
+  }
 };
 
 // Whether `kernel`'s step reads W_h as 16-bit codes in a session of `precision` (BF16 or
@@ -46,8 +64,10 @@ bool stores_wh16(Kernel kernel, Precision precision);
 
 // Layer l of m packed for `kernel`'s kernels, its weights rounded to `precision` (BF16,
 // FP16: the products' operands; precision.hpp), W_h in 16 bits where stores_wh16 and
-// allow_wh16 (cpu.wh16) say so.  Throws std::bad_alloc / std::length_error.
+// allow_wh16 (cpu.wh16) say so, or (`amx`, a BF16 session on the AVX-512 kernels) as AMX
+// tiles.  Throws std::bad_alloc / std::length_error.
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel,
-                       Precision precision = Precision::kFp32, bool allow_wh16 = true);
+                       Precision precision = Precision::kFp32, bool allow_wh16 = true,
+                       bool amx = false);
 
 }  // namespace slstm::cpu

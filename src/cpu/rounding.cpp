@@ -2,6 +2,7 @@
 
 #include "step_kernels.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -75,6 +76,16 @@ std::uint16_t code16(Precision p, float v) {
   if (have_f16c()) return fp16_code(v);
 #endif
   return 0;  // (never: 16-bit FP16 storage needs F16C)
+}
+
+void round_to_codes(Precision p, const float* src, std::uint16_t* dst, std::size_t n) {
+  constexpr std::size_t kChunk = 64;
+  float rounded[kChunk];
+  for (std::size_t i = 0; i < n; i += kChunk) {
+    const std::size_t m = std::min(kChunk, n - i);
+    round_floats(p, src + i, rounded, m);
+    for (std::size_t j = 0; j < m; ++j) dst[i + j] = code16(p, rounded[j]);
+  }
 }
 
 void round_floats(Precision p, const float* src, float* dst, std::size_t n) {

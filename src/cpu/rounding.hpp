@@ -19,4 +19,8 @@ void round_floats(Precision p, const float* src, float* dst, std::size_t n);
 // converts back on load.  FP16 needs F16C (cpu_has_f16c(); else 0).
 std::uint16_t code16(Precision p, float v);
 
+// dst[i] = code16(p, round_to(p, src[i])) for i < n: the 16-bit codes of n floats rounded
+// to p (BF16 or FP16).
+void round_to_codes(Precision p, const float* src, std::uint16_t* dst, std::size_t n);
+
 }  // namespace slstm::cpu

@@ -10,9 +10,9 @@
 // math, updates the state, applies the length mask and writes the outputs.  A new cell kind
 // is one epilogue per ISA (and its packing), not an edit of the GEMM loops.
 //
-// Determinism: every gate sum is one chain of multiply-adds in increasing k, computed with
-// the same instructions whichever row block, split, worker or call it falls in; the
-// epilogue is element-wise.
+// Determinism: every gate sum is one chain of multiply-adds in increasing k (on AMX: of
+// 32-term tile products), computed with the same instructions whichever row block, split,
+// worker or call it falls in; the epilogue is element-wise.
 #pragma once
 
 #include <algorithm>
@@ -32,6 +32,9 @@ namespace slstm::cpu {
 constexpr std::int64_t kGroup = 16;        // hidden units per group
 constexpr std::int64_t kRow = 4 * kGroup;  // packed floats per k in a group (4 gates)
 constexpr int kMaxNb = 6;                  // batch rows per micro-kernel block
+constexpr int kMaxAmxRows = 16;            // batch rows per AMX block (a tile's rows)
+constexpr std::int64_t kAmxK = 32;         // k per AMX tile (16 pairs of bfloat16)
+constexpr std::int64_t kAmxTile = 16 * kAmxK;  // bfloat16 codes in one tile of weights
 
 // Where block j of `blocks` starts among n rows cut as evenly as possible: with blocks =
 // ceil(n / kMaxNb) every block has n / blocks rows or one more (32 rows: four blocks of 5
@@ -54,6 +57,12 @@ const char* kernel_name(Kernel k);
 bool cpu_has_avx512();
 bool cpu_has_avx2();
 bool cpu_has_f16c();  // the binary16 conversions (every AVX2 CPU so far has them)
+// AMX with BF16 tiles that this process may use: the CPU has AMX-TILE and AMX-BF16 (and
+// AVX-512), the OS saves the tile state, and (Linux) granted this process its use, asked
+// once per process (arch_prctl ARCH_REQ_XCOMP_PERM).  amx_bf16_refusal() says why not
+// ("" when it is usable).
+bool cpu_has_amx_bf16();
+const char* amx_bf16_refusal();
 
 // Lines of the NEXT group's packed weights that a block brings into L2 while it runs: a
 // group's weights serve every block of rows from L2, but whichever block comes first
@@ -114,6 +123,12 @@ struct StepArgs {
   // rounded ones wh would hold, converted exactly on load.
   const std::uint16_t* wh16 = nullptr;
   bool wh16_is_bf16 = false;   // the codes of wh16: bfloat16 (true) or binary16
+  // BF16 sessions on AMX (cpu.amx): this group's W_h as tiles of bfloat16 pairs instead
+  // ([k_tiles][gate][16 pairs of k][16 units][2], pack_layer; wh and wh16 are then null),
+  // and h as bfloat16 codes, row b at hb + b * ldh, zero from H to k_tiles * kAmxK.
+  const std::uint16_t* wamx = nullptr;
+  const std::uint16_t* hb = nullptr;
+  std::int64_t ldh = 0, k_tiles = 0;
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)
   const float* h_prev = nullptr;  // [B][H], the state (a row past its length keeps it)
   const float* h_gemm = nullptr;  // [B][H], what the recurrent product reads: h_prev, or its
@@ -122,9 +137,9 @@ struct StepArgs {
   float* c = nullptr;             // [B][H], updated in place
   // Per batch row b of the block: the row of G (input projection, 64 floats for this group
   // at g_row[b]), the output row (or null), and whether the row is active at this step.
-  const float* g_row[kMaxNb] = {};
-  float* out_row[kMaxNb] = {};
-  bool active[kMaxNb] = {};
+  const float* g_row[kMaxAmxRows] = {};
+  float* out_row[kMaxAmxRows] = {};
+  bool active[kMaxAmxRows] = {};
   std::int64_t b0 = 0;  // first batch row of the block
   CellKind cell = CellKind::kLstm;  // the layer's cell: which epilogue the kernel applies
   Prefetch next;                    // this block's share of the next group's weights
@@ -143,7 +158,8 @@ SLSTM_CELL_INLINE void prefetch_epilogue_inputs(const StepArgs& a, int b) {
 }
 #endif
 
-// One step of one group for nb (1..kMaxNb) batch rows starting at a.b0.
+// One step of one group for nb (1..kMaxNb; with a.wamx 1..kMaxAmxRows) batch rows starting
+// at a.b0.
 void step_block(const StepArgs& a, int nb, Kernel kernel);
 
 // Input projection of nb (1..kMaxNb) rows for one group: out[b][0..63] = rows[b] . w, w the
@@ -159,6 +175,16 @@ void step_block_avx2(const StepArgs& a, int nb);
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
                         float* const* out, int nb, Prefetch next);
 void step_block_avx512(const StepArgs& a, int nb);
+// The AVX-512 kernels' step with the recurrent products on AMX tiles (a.wamx): each gate
+// sum is the tiles' dot products of 32 terms at a time added to the sum so far, in
+// increasing k, in the AMX unit's own order and rounding (not the chain of FMAs of the
+// other kernels; denormal products and sums flushed to zero); the epilogue is AVX-512's.
+void step_block_amx(const StepArgs& a, int nb);
+// The input projection of nb (1..kMaxAmxRows) rows for one group on AMX tiles: out row b
+// (at out + b * ld_out, 64 floats) = x row b (bfloat16 codes at x + b * ldx, zero from I to
+// k_tiles * 32) . the group's W_x tiles w ([k_tiles][gate][16][16][2], pack_layer).
+void project_block_amx(const std::uint16_t* w, const std::uint16_t* x, std::int64_t ldx,
+                       std::int64_t k_tiles, float* out, std::int64_t ld_out, int nb);
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
                           float* const* out, int nb, Prefetch next);
 

@@ -24,12 +24,15 @@ constexpr std::int64_t kPrefetchRows = 8;  // k rows ahead the GEMV path prefetc
 
 // ---- cell epilogues -----------------------------------------------------------------------
 
-// LSTM, the block's NB rows: acc[b] holds row b's recurrent sums per gate (i, f, g, o), m
-// the group's valid units.  Adds G and the bias, applies the gate math, updates c, writes
-// h and the output row; a row past its length keeps its h and outputs zeros.
+// LSTM, NB rows of the block from its row `first`: acc[b] holds row first + b's recurrent
+// sums per gate (i, f, g, o), m the group's valid units.  Adds G and the bias, applies the
+// gate math, updates c, writes h and the output row; a row past its length keeps its h and
+// outputs zeros.
 template <int NB>
-SLSTM_AVX512_INLINE void lstm_cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __mmask16 m) {
-  for (int b = 0; b < NB; ++b) {
+SLSTM_AVX512_INLINE void lstm_cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __mmask16 m,
+                                          int first = 0) {
+  for (int i = 0; i < NB; ++i) {
+    const int b = first + i;
     const std::int64_t row = a.b0 + b;
     float* c = a.c + row * a.H + a.unit0;
     float* hn = a.h_next + row * a.H + a.unit0;
@@ -39,13 +42,13 @@ SLSTM_AVX512_INLINE void lstm_cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4
       continue;
     }
     const float* g = a.g_row[b];
-    const __m512 zi = _mm512_add_ps(acc[b][0], _mm512_add_ps(_mm512_load_ps(g),
+    const __m512 zi = _mm512_add_ps(acc[i][0], _mm512_add_ps(_mm512_load_ps(g),
                                                              _mm512_load_ps(a.bias)));
-    const __m512 zf = _mm512_add_ps(acc[b][1], _mm512_add_ps(_mm512_load_ps(g + 16),
+    const __m512 zf = _mm512_add_ps(acc[i][1], _mm512_add_ps(_mm512_load_ps(g + 16),
                                                              _mm512_load_ps(a.bias + 16)));
-    const __m512 zg = _mm512_add_ps(acc[b][2], _mm512_add_ps(_mm512_load_ps(g + 32),
+    const __m512 zg = _mm512_add_ps(acc[i][2], _mm512_add_ps(_mm512_load_ps(g + 32),
                                                              _mm512_load_ps(a.bias + 32)));
-    const __m512 zo = _mm512_add_ps(acc[b][3], _mm512_add_ps(_mm512_load_ps(g + 48),
+    const __m512 zo = _mm512_add_ps(acc[i][3], _mm512_add_ps(_mm512_load_ps(g + 48),
                                                              _mm512_load_ps(a.bias + 48)));
     const __m512 c_prev = _mm512_maskz_loadu_ps(m, c);
     const __m512 c_new = _mm512_fmadd_ps(c_prev, sigmoid512(zf),
@@ -59,9 +62,10 @@ SLSTM_AVX512_INLINE void lstm_cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4
 
 // The epilogue of cell kind kCell (a new kind: its epilogue above and a branch here).
 template <CellKind kCell, int NB>
-SLSTM_AVX512_INLINE void cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __mmask16 m) {
+SLSTM_AVX512_INLINE void cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __mmask16 m,
+                                     int first = 0) {
   if constexpr (kCell == CellKind::kLstm) {
-    lstm_cell_avx512<NB>(a, acc, m);
+    lstm_cell_avx512<NB>(a, acc, m, first);
   } else {
     static_assert(kCell == CellKind::kLstm, "no AVX-512 epilogue for this cell kind");
   }
@@ -155,6 +159,80 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
   cell_avx512<kCell, NB>(a, acc, m);
 }
 
+// ---- AMX: the recurrent products on BF16 tiles ---------------------------------------------
+
+#define SLSTM_AMX __attribute__((target("avx512f,avx512dq,fma,amx-tile,amx-bf16")))
+
+// The tile configuration (palette 1): tiles 0-3 the four gates' sums (nb rows x 16 floats),
+// tile 4 the block's h (nb rows x 32 codes), tiles 5-6 weights (16 pairs of k x 16 units).
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+// Tiles 0-3 (nb rows x 16 floats each) += rows of codes x (tile 4: nb rows x 32 codes a
+// time, row stride ldx codes) times the k_tiles x 4 weight tiles at w, in increasing k.
+SLSTM_AMX inline void tile_products(const std::uint16_t* x, std::int64_t ldx,
+                                    const std::uint16_t* w, std::int64_t k_tiles,
+                                    PrefetchStream& ahead) {
+  const auto ld = static_cast<long>(ldx * sizeof(std::uint16_t));
+  for (std::int64_t kt = 0; kt < k_tiles; ++kt, w += 4 * kAmxTile) {
+    ahead.tick();
+    _tile_loadd(4, x + kt * kAmxK, ld);
+    _tile_loadd(5, w, 64);
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_loadd(6, w + kAmxTile, 64);
+    _tile_dpbf16ps(1, 4, 6);
+    _tile_loadd(5, w + 2 * kAmxTile, 64);
+    _tile_dpbf16ps(2, 4, 5);
+    _tile_loadd(6, w + 3 * kAmxTile, 64);
+    _tile_dpbf16ps(3, 4, 6);
+  }
+}
+
+SLSTM_AMX inline void configure_tiles(int nb) {
+  TileConfig cfg;
+  for (int t = 0; t < 5; ++t) {
+    cfg.rows[t] = static_cast<std::uint8_t>(nb);
+    cfg.colsb[t] = 64;
+  }
+  for (int t = 5; t < 7; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+
+// One step of one group for nb rows: the gate sums on the tiles (k_tiles tiles of 32 k in
+// increasing k, each gate's tile product added to its sums), stored, then the AVX-512
+// epilogue row by row.  The tile state is released before returning: a caller's thread is
+// left as it was found.
+template <CellKind kCell>
+SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb) {
+  for (int b = 0; b < nb; ++b) prefetch_epilogue_inputs(a, b);
+  configure_tiles(nb);
+  PrefetchStream ahead_of_next(a.next, a.k_tiles);
+  tile_products(a.hb + a.b0 * a.ldh, a.ldh, a.wamx, a.k_tiles, ahead_of_next);
+  alignas(64) float sums[4][kMaxAmxRows][16];
+  _tile_stored(0, sums[0], 64);
+  _tile_stored(1, sums[1], 64);
+  _tile_stored(2, sums[2], 64);
+  _tile_stored(3, sums[3], 64);
+  _tile_release();
+  const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
+  for (int b = 0; b < nb; ++b) {
+    __m512 acc[1][4];
+    for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums[q][b]);
+    cell_avx512<kCell, 1>(a, acc, m, b);
+  }
+}
+
 template <CellKind kCell, typename W>
 void step_rows_any_avx512(const StepArgs& a, int nb, const typename W::T* wh) {
   switch (nb) {
@@ -185,6 +263,27 @@ void step_block_avx512(const StepArgs& a, int nb) {
     case CellKind::kLstm: step_cell_avx512<CellKind::kLstm>(a, nb); return;
     case CellKind::kGru: break;  // never planned: make_backend runs such stacks on the reference
   }
+}
+
+void step_block_amx(const StepArgs& a, int nb) {
+  switch (a.cell) {
+    case CellKind::kLstm: step_rows_amx<CellKind::kLstm>(a, nb); return;
+    case CellKind::kGru: break;  // never planned (as step_block_avx512)
+  }
+}
+
+SLSTM_AMX void project_block_amx(const std::uint16_t* w, const std::uint16_t* x,
+                                std::int64_t ldx, std::int64_t k_tiles, float* out,
+                                std::int64_t ld_out, int nb) {
+  configure_tiles(nb);
+  PrefetchStream none({}, k_tiles);
+  tile_products(x, ldx, w, k_tiles, none);
+  const auto ld = static_cast<long>(ld_out * sizeof(float));
+  _tile_stored(0, out, ld);
+  _tile_stored(1, out + 16, ld);
+  _tile_stored(2, out + 32, ld);
+  _tile_stored(3, out + 48, ld);
+  _tile_release();
 }
 
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,

@@ -1,0 +1,303 @@
+// cpu.amx (docs/precision.md "AMX"): a BF16 session of a BasicLSTMCell stack on the fast path
+// runs its recurrent products on AMX's BF16 tiles where the CPU and the OS allow it.  Its
+// numbers are BF16's (the written tolerance of FP32), its gate sums added up in the tiles'
+// own order: not the FMA kernels' bits, but the same bits whatever the batch, the block a
+// row falls in, the split, the threads or the calls a sequence is cut into.
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "support.hpp"
+
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+
+namespace {
+
+slstm_status make_session(const slstm_model* m, std::int32_t precision, const char* config,
+                          std::int64_t B, std::int64_t T, t::Session& out,
+                          std::int32_t threads = 0) {
+  slstm_session_options o = t::options(B, T);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.precision = precision;
+  o.config = config;
+  o.num_threads = threads;
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m, &o, &s);
+  out.reset(s);
+  return st;
+}
+
+t::Session session_ok(const slstm_model* m, std::int32_t precision, const char* config,
+                      std::int64_t B, std::int64_t T, std::int32_t threads = 0) {
+  t::Session s;
+  const slstm_status st = make_session(m, precision, config, B, T, s, threads);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return s;
+}
+
+std::string amx_of(const slstm_session* s) { return t::json_value(t::describe_json(s), "amx"); }
+
+// Whether this machine runs the AMX tests: the fast path on this CPU's best kernels (not a
+// run of the suite with a lesser kernel) and a BF16 session that takes AMX; WARNs otherwise.
+bool amx_here() {
+  if (!t::kernel_under_test().empty()) {
+    WARN("the suite runs the " << t::kernel_under_test() << " kernels here: AMX not tested");
+    return false;
+  }
+  t::Model m = t::random_model(3, {5}, 1);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=auto", 1, 1);
+  const std::string amx = amx_of(s.get());
+  if (amx.rfind("on", 0) != 0) {
+    WARN("no AMX-BF16 for this process, the AMX tests are skipped: " << amx);
+    return false;
+  }
+  return true;
+}
+
+// CPUID.(7,0):EDX bit 22, AMX-BF16 (the CPU's part; the OS must also allow it).
+bool cpu_reports_amx_bf16() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0 && (edx & (1u << 22)) != 0;
+#else
+  return false;
+#endif
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return worst;
+}
+
+// Lengths 0..T in turn: rows ending before, at and inside the sequence.
+std::vector<std::int32_t> cycling_lengths(std::int64_t B, std::int64_t T) {
+  std::vector<std::int32_t> l(static_cast<std::size_t>(B));
+  for (std::int64_t b = 0; b < B; ++b) l[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(b % (T + 1));
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("cpu.amx takes auto, on or off, and a bad value is refused naming the key",
+          "[precision][cpu-fast]") {
+  t::Model m = t::random_model(3, {5}, 1);
+  for (const char* ok : {"cpu.amx=auto", "cpu.amx=off"}) {
+    t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, ok, 1, 1);
+    CHECK_THAT(t::json_value(t::describe_json(s.get()), "cpu.amx"),
+               StartsWith(std::string(ok).substr(8)));
+  }
+  t::Session s;
+  CHECK(make_session(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=yes", 1, 1, s) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(s.get() == nullptr);
+  CHECK_THAT(slstm_last_error(), Contains("cpu.amx must be auto, on or off"));
+}
+
+TEST_CASE("cpu.amx=on is refused, naming what is missing, where AMX cannot run the session",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  t::Model m = t::random_model(3, {5}, 1);
+  struct Case {
+    std::int32_t precision;
+    const char* config;
+    const char* says;
+  };
+  const Case cases[] = {
+      {SLSTM_PRECISION_FP32, "cpu.amx=on", "needs a BF16 session (this one is fp32)"},
+      {SLSTM_PRECISION_FP16, "cpu.amx=on", "needs a BF16 session (this one is fp16)"},
+      {SLSTM_PRECISION_BF16, "cpu.amx=on;cpu.kernel=portable", "the AVX-512 kernels"},
+      {SLSTM_PRECISION_BF16, "cpu.amx=on;cpu.wh16=off", "cpu.wh16=off"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.config << ", precision " << c.precision);
+    t::Session s;
+    CHECK(make_session(m.get(), c.precision, c.config, 1, 1, s) == SLSTM_ERR_UNSUPPORTED);
+    CHECK(s.get() == nullptr);
+    CHECK_THAT(slstm_last_error(), Contains("cpu.amx=on") && Contains(c.says));
+  }
+  // A BF16 session on a CPU or OS without AMX-BF16: refused saying so.
+  t::Session auto_s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=auto", 1, 1);
+  const std::string amx = amx_of(auto_s.get());
+  t::Session on;
+  const slstm_status st = make_session(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", 1, 1, on);
+  if (amx.rfind("on", 0) == 0) {
+    CHECK(st == SLSTM_OK);
+    CHECK_THAT(amx_of(on.get()), StartsWith("on (cpu.amx=on)"));
+  } else {
+    INFO(amx);
+    CHECK(st == SLSTM_ERR_UNSUPPORTED);
+    CHECK(on.get() == nullptr);
+    CHECK_THAT(amx, StartsWith("off (cpu.amx=auto): it needs"));
+  }
+}
+
+TEST_CASE("cpu.amx=auto takes AMX only for BF16 sessions, and never without AMX-BF16 in CPUID",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  t::Model m = t::random_model(3, {5}, 1);
+  t::Session fp32 = session_ok(m.get(), SLSTM_PRECISION_FP32, nullptr, 1, 1);
+  CHECK_THAT(amx_of(fp32.get()), StartsWith("off (cpu.amx=auto): it needs a BF16 session"));
+  t::Session fp16 = session_ok(m.get(), SLSTM_PRECISION_FP16, nullptr, 1, 1);
+  CHECK_THAT(amx_of(fp16.get()), StartsWith("off (cpu.amx=auto)"));
+  t::Session off = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=off", 1, 1);
+  CHECK_THAT(amx_of(off.get()), StartsWith("off (cpu.amx=off)"));
+  CHECK_THAT(t::json_value(t::describe_json(off.get()), "operands"),
+             !Contains("AMX tiles"));
+  t::Session bf16 = session_ok(m.get(), SLSTM_PRECISION_BF16, nullptr, 1, 1);
+  const std::string amx = amx_of(bf16.get());
+  INFO(amx);
+  if (!cpu_reports_amx_bf16()) CHECK_THAT(amx, StartsWith("off"));
+  if (amx.rfind("on", 0) == 0) {
+    CHECK_THAT(t::json_value(t::describe_json(bf16.get()), "operands"),
+               Contains("W_h stored in 16 bits as AMX tiles"));
+  }
+}
+
+TEST_CASE("on AMX, a BF16 session is within the written tolerance and near the FMA kernels",
+          "[precision][cpu-fast][accuracy]") {
+  if (!amx_here()) return;
+  // K crossing the 32-k tiles (H = 31, 32, 33, 65, 1), a wider layer above a narrower one and
+  // below it (the h codes' padding), lengths 0..T, an initial state, both layouts.
+  const std::int64_t D = 7, B = 5, T = 6;
+  for (const std::vector<std::int64_t>& hidden :
+       std::vector<std::vector<std::int64_t>>{{31, 65, 33}, {32, 1}, {65, 20}}) {
+    t::Model m = t::random_model(D, hidden, 7);
+    const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 3);
+    const std::vector<std::int32_t> lengths = cycling_lengths(B, T);
+    const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 4, -0.5f, 0.5f);
+    std::int64_t widest = 0;
+    for (std::int64_t h : hidden) widest = std::max(widest, h);
+    const double tol = std::ldexp(1.0, -8) * (1.0 + std::sqrt(static_cast<double>(2 * widest)) / 4.0);
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      INFO("stack of " << hidden.size() << " layers, first " << hidden[0] << ", layout "
+                       << layout);
+      t::Call c = t::call_of(B, T, x, layout);
+      c.lengths = &lengths;
+      c.initial_state = &h0;
+      t::Session fp32 = session_ok(m.get(), SLSTM_PRECISION_FP32, nullptr, B, T);
+      t::Session amx = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T);
+      t::Session fma = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=off", B, T);
+      const t::Run want = t::forward_ok(fp32.get(), m.get(), c);
+      const t::Run got = t::forward_ok(amx.get(), m.get(), c);
+      const t::Run twin = t::forward_ok(fma.get(), m.get(), c);
+      CHECK(t::count_poison(got.output) == 0);
+      const double err = std::max(max_abs_diff(got.output, want.output),
+                                  max_abs_diff(got.final_state, want.final_state));
+      const double fma_err = max_abs_diff(twin.output, want.output);
+      const double apart = std::max(max_abs_diff(got.output, twin.output),
+                                    max_abs_diff(got.final_state, twin.final_state));
+      INFO("error " << err << " (tolerance " << tol << "), the FMA kernels' " << fma_err
+                    << ", AMX - FMA " << apart);
+      CHECK(err <= tol);
+      CHECK(err > 0.0);              // BF16's numbers, not FP32's
+      CHECK(apart <= fma_err / 8);  // float32 sums apart, not another rounding of operands
+      // Rows past their length: outputs 0 (row 0 has length 0).
+      const std::int64_t H = hidden.back();
+      for (std::int64_t t = 0; t < T; ++t) {
+        const std::int64_t row = layout == SLSTM_BATCH_MAJOR ? t : t * B;
+        for (std::int64_t u = 0; u < H; ++u) CHECK(got.output[row * H + u] == 0.0f);
+      }
+    }
+  }
+}
+
+TEST_CASE("on AMX, a row's numbers do not depend on its batch, block, threads or a rerun",
+          "[precision][cpu-fast]") {
+  if (!amx_here()) return;
+  // B = 35: blocks of 12, 12, 11 rows on one thread, 17 and 18 rows per worker in the batch
+  // split (blocks of 16 + 1 ...); each row against itself alone (B = 1).
+  const std::int64_t D = 9, B = 35, T = 10;
+  t::Model m = t::random_model(D, {20, 65, 33}, 12);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 13);
+  const std::vector<std::int32_t> lengths = cycling_lengths(B, T);
+  t::Call c = t::call_of(B, T, x);
+  c.lengths = &lengths;
+  t::Session one = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T, 1);
+  t::Session two = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T, 2);
+  const t::Run a = t::forward_ok(one.get(), m.get(), c);
+  const t::Run b = t::forward_ok(two.get(), m.get(), c);
+  const t::Run again = t::forward_ok(two.get(), m.get(), c);
+  CHECK(t::count_poison(a.output) == 0);
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  CHECK(t::bitwise_equal(b.output, again.output));
+  const std::int64_t H = 33;
+  for (const std::int64_t row : {std::int64_t{0}, std::int64_t{7}, std::int64_t{16},
+                                 std::int64_t{17}, std::int64_t{34}}) {
+    INFO("row " << row << ", length " << lengths[static_cast<std::size_t>(row)]);
+    const std::vector<float> x1(x.begin() + row * T * D, x.begin() + (row + 1) * T * D);
+    const std::vector<std::int32_t> l1 = {lengths[static_cast<std::size_t>(row)]};
+    t::Call c1 = t::call_of(1, T, x1);
+    c1.lengths = &l1;
+    const t::Run alone = t::forward_ok(one.get(), m.get(), c1);
+    CHECK(t::bitwise_equal(alone.output.data(), a.output.data() + row * T * H,
+                           static_cast<std::size_t>(T * H)));
+  }
+}
+
+TEST_CASE("on AMX, whole calls, calls in chunks and single steps give the same bits",
+          "[precision][cpu-fast][streaming]") {
+  if (!amx_here()) return;
+  const std::int64_t D = 5, B = 17, T = 9;
+  t::Model m = t::random_model(D, {33, 8}, 4);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 2);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T);
+  const t::Call whole_call = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
+  const t::Run whole = t::forward_ok(s.get(), m.get(), whole_call);
+  // Chunks of 4 and 5 steps, the second from the first's state.
+  const auto cut = x.begin() + 4 * B * D;
+  const std::vector<float> x1(x.begin(), cut), x2(cut, x.end());
+  const t::Run a = t::forward_ok(s.get(), m.get(), t::call_of(B, 4, x1, SLSTM_TIME_MAJOR));
+  t::Call c2 = t::call_of(B, T - 4, x2, SLSTM_TIME_MAJOR);
+  c2.initial_state = &a.final_state;
+  const t::Run b = t::forward_ok(s.get(), m.get(), c2);
+  std::vector<float> joined = a.output;
+  joined.insert(joined.end(), b.output.begin(), b.output.end());
+  CHECK(t::bitwise_equal(joined, whole.output));
+  CHECK(t::bitwise_equal(b.final_state, whole.final_state));
+  // slstm_session_step frame by frame.
+  std::vector<float> state(t::state_count(m.get(), B), 0.0f), out(static_cast<std::size_t>(B * 8));
+  for (std::int64_t t = 0; t < T; ++t) {
+    INFO("step " << t);
+    REQUIRE(slstm_session_step(s.get(), B, x.data() + t * B * D,
+                               static_cast<std::size_t>(B * D), state.data(), state.size(),
+                               out.data(), out.size(), state.data(), state.size()) == SLSTM_OK);
+    CHECK(t::bitwise_equal(out.data(), whole.output.data() + t * B * 8,
+                           static_cast<std::size_t>(B * 8)));
+  }
+  CHECK(t::bitwise_equal(state, whole.final_state));
+}
+
+TEST_CASE("on AMX, a row of NaN inputs leaves the other rows' numbers as they are alone",
+          "[precision][cpu-fast]") {
+  if (!amx_here()) return;
+  // Layer 0 (H = 65) writes its h codes 96 to a row, layer 1 (H = 33) reads 64 to a row from
+  // the same buffer: row 1's NaNs of layer 0 lie where row 2's padding of layer 1 is, which
+  // the tiles read (times zero weights): it must hold zeros.
+  const std::int64_t D = 4, B = 3, T = 3;
+  t::Model m = t::random_model(D, {65, 33}, 21);
+  std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 22);
+  for (std::int64_t i = T * D; i < 2 * T * D; ++i) x[static_cast<std::size_t>(i)] = NAN;
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T, 1);
+  const t::Run all = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
+  const std::int64_t H = 33;
+  for (const std::int64_t row : {std::int64_t{0}, std::int64_t{2}}) {
+    INFO("row " << row);
+    const std::vector<float> x1(x.begin() + row * T * D, x.begin() + (row + 1) * T * D);
+    const t::Run alone = t::forward_ok(s.get(), m.get(), t::call_of(1, T, x1));
+    CHECK(t::bitwise_equal(alone.output.data(), all.output.data() + row * T * H,
+                           static_cast<std::size_t>(T * H)));
+  }
+  CHECK(std::isnan(all.output[static_cast<std::size_t>(T * H)]));  // row 1 itself: NaN
+}
