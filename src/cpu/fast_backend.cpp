@@ -177,7 +177,7 @@ class CpuFastBackend final : public HostBackend {
     if (call.time > 0) {
       call_ = &call;
       x0_ = call.input;
-      if (rounds_operands(precision_)) {
+      if (rounds_operands(precision_) && !amx_) {  // (AMX: its projection rounds x itself)
         round_floats(precision_, call.input, xq_.get(),
                      static_cast<std::size_t>(call.batch * call.time * m.input_size()));
         x0_ = xq_.get();
@@ -221,7 +221,7 @@ class CpuFastBackend final : public HostBackend {
     y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
     state_ = allocate(m.state_count(config.max_batch));
     h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
-    if (rounds_operands(precision_)) {
+    if (rounds_operands(precision_) && !amx_) {  // (AMX: hb_ and xb_ instead)
       xq_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
       for (Buffer& b : hq_) b = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
     }
@@ -388,13 +388,8 @@ class CpuFastBackend final : public HostBackend {
         round_to_codes(precision_, v.x + xr * p.I, row, static_cast<std::size_t>(p.I));
         std::fill(row + p.I, row + kp, std::uint16_t{0});
       }
-      for (std::int64_t gi = g0; gi < g1; ++gi) {
-        for (std::int64_t r0 = c0; r0 < c1; r0 += kMaxAmxRows) {
-          const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, c1 - r0));
-          project_block_amx(p.wxamx() + gi * slab, xs + (r0 - c0) * kp, kp, p.kx_tiles,
-                            v.sh->g + r0 * ld_g + gi * kRow, ld_g, nb);
-        }
-      }
+      project_rows_amx(p.wxamx() + g0 * slab, g1 - g0, xs, kp, p.kx_tiles,
+                       v.sh->g + c0 * ld_g + g0 * kRow, ld_g, c1 - c0);
     }
   }
 
@@ -509,11 +504,15 @@ class CpuFastBackend final : public HostBackend {
     };
     if (p.wamx_storage) {
       a.hb = v.hb[t % 2];
+      a.hb_next = v.hb[(t + 1) % 2];
       a.ldh = v.kp;
       a.k_tiles = p.k_tiles;
     }
-    for (std::int64_t k = 0; k < g1 - g0; ++k) {
-      const std::int64_t gi = down ? g1 - 1 - k : g0 + k;
+    // Groups [gi, gi + n) at a time: one, or on AMX up to kAmxGroups (step_block_amx).
+    const std::int64_t per = p.wamx_storage ? kAmxGroups : 1;
+    for (std::int64_t k = 0; k < g1 - g0; k += per) {
+      const std::int64_t n = std::min(per, g1 - g0 - k);
+      const std::int64_t gi = down ? g1 - k - n : g0 + k;
       a.unit0 = gi * kGroup;
       a.units = std::min(kGroup, p.H - a.unit0);
       if (p.wamx_storage) {
@@ -525,7 +524,7 @@ class CpuFastBackend final : public HostBackend {
         a.wh16_is_bf16 = p.wh16_is_bf16;
       }
       a.bias = p.bias.get() + gi * kRow;
-      const void* next = slab(k + 1 < g1 - g0 ? (down ? gi - 1 : gi + 1) : g_after);
+      const void* next = slab(k + n < g1 - g0 ? (down ? gi - 1 : gi + n) : g_after);
       for (std::int64_t j = 0; j < blocks; ++j) {
         const std::int64_t r0 = b0 + row_cut(b1 - b0, j, blocks);
         const int nb = static_cast<int>(b0 + row_cut(b1 - b0, j + 1, blocks) - r0);
@@ -538,21 +537,22 @@ class CpuFastBackend final : public HostBackend {
           a.out_row[i] = v.y ? v.y + (v.y_local ? local : call_row(b, t)) * p.H : nullptr;
           a.active[i] = call.lengths == nullptr || t < call.lengths[b];
         }
+        if (a.wamx) {
+          // (It writes the next step's operand, h's codes, itself; the next layer's
+          // projection rounds its input as it reads it.)
+          step_block_amx(a, nb, static_cast<int>(n));
+          continue;
+        }
         step_block(a, nb, kernel_);
         if (rounding) {
           // The next step's product operand, and the next layer's input (an inner layer's
           // outputs are read by nothing else), rounded by the worker that computed them.
-          const auto n = static_cast<std::size_t>(a.units);
+          const auto units = static_cast<std::size_t>(a.units);
           for (int i = 0; i < nb; ++i) {
             const std::int64_t off = (r0 + i) * p.H + a.unit0;
-            if (a.wamx) {
-              round_to_codes(precision_, a.h_next + off,
-                             v.hb[(t + 1) % 2] + (r0 + i) * v.kp + a.unit0, n);
-            } else {
-              round_floats(precision_, a.h_next + off, v.hq[(t + 1) % 2] + off, n);
-            }
+            round_floats(precision_, a.h_next + off, v.hq[(t + 1) % 2] + off, units);
             if (v.y_local && a.out_row[i]) {
-              round_floats(precision_, a.out_row[i] + a.unit0, a.out_row[i] + a.unit0, n);
+              round_floats(precision_, a.out_row[i] + a.unit0, a.out_row[i] + a.unit0, units);
             }
           }
         }

@@ -7,7 +7,14 @@
 #include <cstring>
 
 #if defined(__GNUC__) && defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics pass an undefined vector as the masked-off source, which
+// -Wmaybe-uninitialized flags once inlined (as in step_kernels_avx512.cpp).
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+
+#include "simd_math.hpp"
 #endif
 
 namespace slstm::cpu {
@@ -60,6 +67,18 @@ __attribute__((target("avx2"))) std::size_t bf16_avx2(const float* src, float* d
 
 #if defined(__GNUC__) && defined(__x86_64__)
 namespace {
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void bf16_codes_avx512(
+    const float* src, std::uint16_t* dst, std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), bf16_codes512(_mm512_loadu_ps(src + i)));
+  }
+  if (i < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm256_mask_storeu_epi16(dst + i, m, bf16_codes512(_mm512_maskz_loadu_ps(m, src + i)));
+  }
+}
+
 __attribute__((target("f16c"))) std::uint16_t fp16_code(float v) {
   return static_cast<std::uint16_t>(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
@@ -70,7 +89,9 @@ std::uint16_t code16(Precision p, float v) {
   if (p == Precision::kBf16) {
     std::uint32_t b;
     std::memcpy(&b, &v, sizeof b);
-    return static_cast<std::uint16_t>(b >> 16);
+    // (A NaN stays a NaN: its payload may lie in the low half alone.)
+    const bool nan = (b & 0x7f800000u) == 0x7f800000u && (b & 0x007fffffu) != 0;
+    return static_cast<std::uint16_t>((b >> 16) | (nan ? 0x40u : 0u));
   }
 #if defined(__GNUC__) && defined(__x86_64__)
   if (have_f16c()) return fp16_code(v);
@@ -79,6 +100,14 @@ std::uint16_t code16(Precision p, float v) {
 }
 
 void round_to_codes(Precision p, const float* src, std::uint16_t* dst, std::size_t n) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool bw = cpu_has_avx512() && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl");
+  if (p == Precision::kBf16 && bw) {
+    bf16_codes_avx512(src, dst, n);
+    return;
+  }
+#endif
   constexpr std::size_t kChunk = 64;
   float rounded[kChunk];
   for (std::size_t i = 0; i < n; i += kChunk) {

@@ -14,6 +14,9 @@
 // For the cell epilogues: always inlined into the step kernels (no call in the inner loop).
 #define SLSTM_AVX512_INLINE __attribute__((target("avx512f,avx512dq,fma"), always_inline)) inline
 #define SLSTM_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+// AVX-512 with the 16-bit element instructions (BW, VL: every CPU with AMX has them).
+#define SLSTM_AVX512BW_INLINE \
+  __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"), always_inline)) inline
 
 namespace slstm::cpu {
 
@@ -52,6 +55,22 @@ SLSTM_AVX512 inline __m512 exp512(__m512 x) {
   for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpPoly[i]));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
+}
+
+// The bfloat16 codes of 16 floats rounded to nearest even: precision.hpp's round_bf16 and
+// rounding.hpp's code16, bit for bit (inf stays inf, a NaN stays a NaN, made quiet).
+SLSTM_AVX512BW_INLINE __m256i bf16_codes512(__m512 v) {
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(
+      _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
+  const __mmask16 special =
+      _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, exp_mask), exp_mask);
+  const __mmask16 nan = _mm512_mask_test_epi32_mask(special, b, _mm512_set1_epi32(0x007fffff));
+  r = _mm512_mask_mov_epi32(r, special, _mm512_srli_epi32(b, 16));
+  r = _mm512_mask_or_epi32(r, nan, r, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(r);
 }
 
 SLSTM_AVX512 inline __m512 sigmoid512(__m512 x) {

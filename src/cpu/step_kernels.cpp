@@ -80,10 +80,6 @@ const char* amx_bf16_refusal() {
 bool cpu_has_amx_bf16() { return amx_bf16_refusal()[0] == '\0'; }
 
 void step_block(const StepArgs& a, int nb, Kernel kernel) {
-  if (a.wamx != nullptr) {
-    step_block_amx(a, nb);
-    return;
-  }
   switch (kernel) {
     case Kernel::kAvx2: step_block_avx2(a, nb); return;
     case Kernel::kAvx512: step_block_avx512(a, nb); return;

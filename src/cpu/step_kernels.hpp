@@ -35,6 +35,7 @@ constexpr int kMaxNb = 6;                  // batch rows per micro-kernel block
 constexpr int kMaxAmxRows = 16;            // batch rows per AMX block (a tile's rows)
 constexpr std::int64_t kAmxK = 32;         // k per AMX tile (16 pairs of bfloat16)
 constexpr std::int64_t kAmxTile = 16 * kAmxK;  // bfloat16 codes in one tile of weights
+constexpr int kAmxGroups = 4;  // groups per AMX step call (their sums: 16 KiB of stack)
 
 // Where block j of `blocks` starts among n rows cut as evenly as possible: with blocks =
 // ceil(n / kMaxNb) every block has n / blocks rows or one more (32 rows: four blocks of 5
@@ -126,8 +127,10 @@ struct StepArgs {
   // BF16 sessions on AMX (cpu.amx): this group's W_h as tiles of bfloat16 pairs instead
   // ([k_tiles][gate][16 pairs of k][16 units][2], pack_layer; wh and wh16 are then null),
   // and h as bfloat16 codes, row b at hb + b * ldh, zero from H to k_tiles * kAmxK.
+  // hb_next: the new h's codes (the kernel writes the group's units of each row).
   const std::uint16_t* wamx = nullptr;
   const std::uint16_t* hb = nullptr;
+  std::uint16_t* hb_next = nullptr;
   std::int64_t ldh = 0, k_tiles = 0;
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)
   const float* h_prev = nullptr;  // [B][H], the state (a row past its length keeps it)
@@ -158,8 +161,8 @@ SLSTM_CELL_INLINE void prefetch_epilogue_inputs(const StepArgs& a, int b) {
 }
 #endif
 
-// One step of one group for nb (1..kMaxNb; with a.wamx 1..kMaxAmxRows) batch rows starting
-// at a.b0.
+// One step of one group for nb (1..kMaxNb) batch rows starting at a.b0 (not on AMX:
+// step_block_amx).
 void step_block(const StepArgs& a, int nb, Kernel kernel);
 
 // Input projection of nb (1..kMaxNb) rows for one group: out[b][0..63] = rows[b] . w, w the
@@ -175,16 +178,22 @@ void step_block_avx2(const StepArgs& a, int nb);
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
                         float* const* out, int nb, Prefetch next);
 void step_block_avx512(const StepArgs& a, int nb);
-// The AVX-512 kernels' step with the recurrent products on AMX tiles (a.wamx): each gate
-// sum is the tiles' dot products of 32 terms at a time added to the sum so far, in
-// increasing k, in the AMX unit's own order and rounding (not the chain of FMAs of the
-// other kernels; denormal products and sums flushed to zero); the epilogue is AVX-512's.
-void step_block_amx(const StepArgs& a, int nb);
-// The input projection of nb (1..kMaxAmxRows) rows for one group on AMX tiles: out row b
-// (at out + b * ld_out, 64 floats) = x row b (bfloat16 codes at x + b * ldx, zero from I to
-// k_tiles * 32) . the group's W_x tiles w ([k_tiles][gate][16][16][2], pack_layer).
-void project_block_amx(const std::uint16_t* w, const std::uint16_t* x, std::int64_t ldx,
-                       std::int64_t k_tiles, float* out, std::int64_t ld_out, int nb);
+// The AVX-512 kernels' step with the recurrent products on AMX tiles (a.wamx): one step of
+// `groups` (1..kAmxGroups) consecutive groups from a's (a.unit0, a.wamx, a.bias, a.g_row
+// are the first one's) for nb (1..kMaxAmxRows) batch rows from a.b0.  Each gate sum is the
+// tiles' dot products of 32 terms at a time added to the sum so far, in increasing k, in
+// the AMX unit's own order and rounding (not the chain of FMAs of the other kernels;
+// denormals count as zero); the epilogue is AVX-512's, and writes the new h's codes too.
+// The tiles of all the groups run first, then all the epilogues: switching between the
+// tiles and the vector units is slow.
+void step_block_amx(const StepArgs& a, int nb, int groups);
+// The input projection of `rows` rows for `groups` consecutive groups on AMX tiles, blocks
+// of up to 16 rows: out row b, group i (at out + b * ld_out + i * 64, 64 floats) = x row b
+// (bfloat16 codes at x + b * ldx, zero from I to k_tiles * 32) . group i's W_x tiles (at
+// w + i * k_tiles * 4 * kAmxTile: [k_tiles][gate][16][16][2], pack_layer).
+void project_rows_amx(const std::uint16_t* w, std::int64_t groups, const std::uint16_t* x,
+                      std::int64_t ldx, std::int64_t k_tiles, float* out, std::int64_t ld_out,
+                      std::int64_t rows);
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
                           float* const* out, int nb, Prefetch next);
 

@@ -161,7 +161,8 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
 
 // ---- AMX: the recurrent products on BF16 tiles ---------------------------------------------
 
-#define SLSTM_AMX __attribute__((target("avx512f,avx512dq,fma,amx-tile,amx-bf16")))
+#define SLSTM_AMX \
+  __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma,amx-tile,amx-bf16")))
 
 // The tile configuration (palette 1): tiles 0-3 the four gates' sums (nb rows x 16 floats),
 // tile 4 the block's h (nb rows x 32 codes), tiles 5-6 weights (16 pairs of k x 16 units).
@@ -192,6 +193,13 @@ SLSTM_AMX inline void tile_products(const std::uint16_t* x, std::int64_t ldx,
   }
 }
 
+SLSTM_AMX inline void zero_sums() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+
 SLSTM_AMX inline void configure_tiles(int nb) {
   TileConfig cfg;
   for (int t = 0; t < 5; ++t) {
@@ -203,33 +211,46 @@ SLSTM_AMX inline void configure_tiles(int nb) {
     cfg.colsb[t] = 64;
   }
   _tile_loadconfig(&cfg);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
 }
 
-// One step of one group for nb rows: the gate sums on the tiles (k_tiles tiles of 32 k in
-// increasing k, each gate's tile product added to its sums), stored, then the AVX-512
-// epilogue row by row.  The tile state is released before returning: a caller's thread is
-// left as it was found.
+// One step of `groups` groups for nb rows: the gate sums of each group on the tiles (the
+// tiles released after the last), then per group and row the AVX-512 epilogue and the codes
+// of the new h.  A caller's thread is left without tile state, as it was found.
 template <CellKind kCell>
-SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb) {
+SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
   for (int b = 0; b < nb; ++b) prefetch_epilogue_inputs(a, b);
+  alignas(64) float sums[kAmxGroups][4][kMaxAmxRows][16];
   configure_tiles(nb);
-  PrefetchStream ahead_of_next(a.next, a.k_tiles);
-  tile_products(a.hb + a.b0 * a.ldh, a.ldh, a.wamx, a.k_tiles, ahead_of_next);
-  alignas(64) float sums[4][kMaxAmxRows][16];
-  _tile_stored(0, sums[0], 64);
-  _tile_stored(1, sums[1], 64);
-  _tile_stored(2, sums[2], 64);
-  _tile_stored(3, sums[3], 64);
+  const std::int64_t slab = a.k_tiles * 4 * kAmxTile;  // one group's codes
+  const std::uint16_t* h = a.hb + a.b0 * a.ldh;
+  for (int i = 0; i < groups; ++i) {
+    zero_sums();
+    PrefetchStream ahead_of_next(i + 1 == groups ? a.next : Prefetch{}, a.k_tiles);
+    tile_products(h, a.ldh, a.wamx + i * slab, a.k_tiles, ahead_of_next);
+    _tile_stored(0, sums[i][0], 64);
+    _tile_stored(1, sums[i][1], 64);
+    _tile_stored(2, sums[i][2], 64);
+    _tile_stored(3, sums[i][3], 64);
+  }
   _tile_release();
-  const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
-  for (int b = 0; b < nb; ++b) {
-    __m512 acc[1][4];
-    for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums[q][b]);
-    cell_avx512<kCell, 1>(a, acc, m, b);
+  StepArgs g = a;
+  for (int i = 0; i < groups; ++i) {
+    if (i > 0) {
+      g.unit0 += kGroup;
+      g.bias += kRow;
+      for (int b = 0; b < nb; ++b) g.g_row[b] += kRow;
+    }
+    g.units = std::min(kGroup, g.H - g.unit0);
+    const __mmask16 m = static_cast<__mmask16>((1u << g.units) - 1u);
+    for (int b = 0; b < nb; ++b) {
+      __m512 acc[1][4];
+      for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums[i][q][b]);
+      cell_avx512<kCell, 1>(g, acc, m, b);
+      // The new h (the row's old one past its length) as the next step's operand.
+      const std::int64_t row = g.b0 + b;
+      const __m512 hn = _mm512_maskz_loadu_ps(m, g.h_next + row * g.H + g.unit0);
+      _mm256_mask_storeu_epi16(g.hb_next + row * g.ldh + g.unit0, m, bf16_codes512(hn));
+    }
   }
 }
 
@@ -265,24 +286,36 @@ void step_block_avx512(const StepArgs& a, int nb) {
   }
 }
 
-void step_block_amx(const StepArgs& a, int nb) {
+void step_block_amx(const StepArgs& a, int nb, int groups) {
   switch (a.cell) {
-    case CellKind::kLstm: step_rows_amx<CellKind::kLstm>(a, nb); return;
+    case CellKind::kLstm: step_rows_amx<CellKind::kLstm>(a, nb, groups); return;
     case CellKind::kGru: break;  // never planned (as step_block_avx512)
   }
 }
 
-SLSTM_AMX void project_block_amx(const std::uint16_t* w, const std::uint16_t* x,
-                                std::int64_t ldx, std::int64_t k_tiles, float* out,
-                                std::int64_t ld_out, int nb) {
-  configure_tiles(nb);
-  PrefetchStream none({}, k_tiles);
-  tile_products(x, ldx, w, k_tiles, none);
+SLSTM_AMX void project_rows_amx(const std::uint16_t* w, std::int64_t groups,
+                               const std::uint16_t* x, std::int64_t ldx, std::int64_t k_tiles,
+                               float* out, std::int64_t ld_out, std::int64_t rows) {
   const auto ld = static_cast<long>(ld_out * sizeof(float));
-  _tile_stored(0, out, ld);
-  _tile_stored(1, out + 16, ld);
-  _tile_stored(2, out + 32, ld);
-  _tile_stored(3, out + 48, ld);
+  const std::int64_t slab = k_tiles * 4 * kAmxTile;
+  PrefetchStream none({}, k_tiles);
+  int configured = 0;  // the tiles' rows as configured (0: not yet)
+  for (std::int64_t gi = 0; gi < groups; ++gi) {
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kMaxAmxRows) {
+      const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, rows - r0));
+      if (nb != configured) {
+        configure_tiles(nb);
+        configured = nb;
+      }
+      zero_sums();
+      tile_products(x + r0 * ldx, ldx, w + gi * slab, k_tiles, none);
+      float* o = out + r0 * ld_out + gi * kRow;
+      _tile_stored(0, o, ld);
+      _tile_stored(1, o + 16, ld);
+      _tile_stored(2, o + 32, ld);
+      _tile_stored(3, o + 48, ld);
+    }
+  }
   _tile_release();
 }
 
