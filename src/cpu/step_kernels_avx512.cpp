@@ -242,11 +242,22 @@ SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
     }
     g.units = std::min(kGroup, g.H - g.unit0);
     const __mmask16 m = static_cast<__mmask16>((1u << g.units) - 1u);
-    for (int b = 0; b < nb; ++b) {
+    // Rows two at a time: two independent chains of gate math for the scheduler.
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      __m512 acc[2][4];
+      for (int r = 0; r < 2; ++r) {
+        for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_load_ps(sums[i][q][b + r]);
+      }
+      cell_avx512<kCell, 2>(g, acc, m, b);
+    }
+    if (b < nb) {
       __m512 acc[1][4];
       for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums[i][q][b]);
       cell_avx512<kCell, 1>(g, acc, m, b);
-      // The new h (the row's old one past its length) as the next step's operand.
+    }
+    // The new h (the row's old one past its length) as the next step's operand.
+    for (b = 0; b < nb; ++b) {
       const std::int64_t row = g.b0 + b;
       const __m512 hn = _mm512_maskz_loadu_ps(m, g.h_next + row * g.H + g.unit0);
       _mm256_mask_storeu_epi16(g.hb_next + row * g.ldh + g.unit0, m, bf16_codes512(hn));
