@@ -627,7 +627,11 @@ typedef struct slstm_session_options {
    *                  FMAs.  BF16's numbers either way (docs/precision.md), summed in the
    *                  tiles' own order: not the FMA kernels' bits, but the same bits
    *                  whatever the batch, split, threads or chunks.  Other stacks and the
-   *                  reference path do not use it.  The plan's "amx" says which and why
+   *                  reference path do not use it.  The plan's "amx" says which and why.
+   *                  Linux: the first such session asks the kernel for the tile state
+   *                  (arch_prctl); from then on the process's signal frames are ~11 KiB
+   *                  larger and sigaltstack() refuses alternate stacks too small for them:
+   *                  a process that installs small ones should use cpu.amx=off
    *    cpu.team    = auto | off | always   (since 0.9; auto) the fast path of stacks beyond
    *                  BasicLSTMCell (docs/cells.md): a call of few rows runs as a team,
    *                  every worker on every row with each GEMM cut by gate rows (a stack
