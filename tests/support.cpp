@@ -226,6 +226,15 @@ double rel_err_impl(const std::vector<float>& got, const std::vector<W>& want) {
 }
 }  // namespace
 
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return worst;
+}
+
 double rel_err(const std::vector<float>& got, const std::vector<double>& want) {
   return rel_err_impl(got, want);
 }

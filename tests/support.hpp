@@ -81,6 +81,8 @@ std::size_t count_poison(const std::vector<float>& v);
 // Normwise relative error: max_i |got_i - want_i| / max(max_i |want_i|, 1e-30). NaN in got
 // yields +inf. Sizes must match (REQUIRE).
 double rel_err(const std::vector<float>& got, const std::vector<double>& want);
+// max_i |a_i - b_i| (REQUIREs equal sizes).
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 double rel_err(const std::vector<float>& got, const std::vector<float>& want);
 
 std::size_t state_count(const slstm_model* model, std::int64_t batch);

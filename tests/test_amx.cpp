@@ -71,15 +71,6 @@ bool cpu_reports_amx_bf16() {
 #endif
 }
 
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return worst;
-}
-
 // Lengths 0..T in turn: rows ending before, at and inside the sequence.
 std::vector<std::int32_t> cycling_lengths(std::int64_t B, std::int64_t T) {
   std::vector<std::int32_t> l(static_cast<std::size_t>(B));
@@ -192,11 +183,11 @@ TEST_CASE("on AMX, a BF16 session is within the written tolerance and near the F
       const t::Run got = t::forward_ok(amx.get(), m.get(), c);
       const t::Run twin = t::forward_ok(fma.get(), m.get(), c);
       CHECK(t::count_poison(got.output) == 0);
-      const double err = std::max(max_abs_diff(got.output, want.output),
-                                  max_abs_diff(got.final_state, want.final_state));
-      const double fma_err = max_abs_diff(twin.output, want.output);
-      const double apart = std::max(max_abs_diff(got.output, twin.output),
-                                    max_abs_diff(got.final_state, twin.final_state));
+      const double err = std::max(t::max_abs_diff(got.output, want.output),
+                                  t::max_abs_diff(got.final_state, want.final_state));
+      const double fma_err = t::max_abs_diff(twin.output, want.output);
+      const double apart = std::max(t::max_abs_diff(got.output, twin.output),
+                                    t::max_abs_diff(got.final_state, twin.final_state));
       INFO("error " << err << " (tolerance " << tol << "), the FMA kernels' " << fma_err
                     << ", AMX - FMA " << apart);
       CHECK(err <= tol);

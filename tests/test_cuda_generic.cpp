@@ -418,20 +418,6 @@ TEST_CASE("device-memory calls on the generic path read each call's own buffers,
   }
 }
 
-namespace {
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return worst;
-}
-
-
-}  // namespace
-
 TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP32, and the "
           "CPU reference's rounding of the same precision",
           "[cuda-generic][precision]") {
@@ -464,13 +450,13 @@ TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP
     CHECK(t::count_poison(got.output) == 0);
     const double u = precision == SLSTM_PRECISION_BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
     const double tolerance = u * (1.0 + std::sqrt(21.0 + 21.0) / 4.0);
-    const double err = max_abs_diff(got.output, fp32.output);
-    const double twin_err = max_abs_diff(got.output, twin.output);
+    const double err = t::max_abs_diff(got.output, fp32.output);
+    const double twin_err = t::max_abs_diff(got.output, twin.output);
     INFO("error " << err << ", difference from the CPU reference of the same precision "
                   << twin_err << ", tolerance " << tolerance);
     CHECK(err > 0.0);  // the operands were rounded
     CHECK(err <= tolerance);
-    CHECK(max_abs_diff(got.final_state, fp32.final_state) <= tolerance);
+    CHECK(t::max_abs_diff(got.final_state, fp32.final_state) <= tolerance);
     CHECK(twin_err <= err / 8);
   }
 }
@@ -488,9 +474,9 @@ TEST_CASE("BF16 on CUDA runs a BasicLSTMCell stack on the generic path with cuda
   t::Session fp32 = reference_session(m.get(), B, T, SLSTM_PRECISION_FP32);
   const t::Run got = t::forward_ok(gpu.get(), m.get(), t::call_of(B, T, x));
   const double err =
-      max_abs_diff(got.output, t::forward_ok(fp32.get(), m.get(), t::call_of(B, T, x)).output);
+      t::max_abs_diff(got.output, t::forward_ok(fp32.get(), m.get(), t::call_of(B, T, x)).output);
   CHECK(err > 0.0);
-  CHECK(max_abs_diff(got.output, t::forward_ok(twin.get(), m.get(), t::call_of(B, T, x)).output) <=
+  CHECK(t::max_abs_diff(got.output, t::forward_ok(twin.get(), m.get(), t::call_of(B, T, x)).output) <=
         err / 8);
   slstm_session_options o;
   slstm_session_options_init(&o);

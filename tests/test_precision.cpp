@@ -41,15 +41,6 @@ t::Session session_ok(const slstm_model* m, std::int32_t precision, slstm_cpu_pa
   return s;
 }
 
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return worst;
-}
-
 // The written tolerance (docs/precision.md, "Accuracy"): the largest absolute difference of
 // outputs and states from the FP32 reference, for weights of scale 1/sqrt(H) and inputs in
 // [-1, 1]: 2^-8 * (1 + sqrt(K) / 4) for BF16, 2^-11 * (1 + sqrt(K) / 4) for FP16, K the
@@ -171,8 +162,8 @@ TEST_CASE("a BF16 or FP16 session stays within the written tolerance of the FP32
       t::Session s = session_ok(m.get(), p, t::cpu_path_under_test());
       const t::Run got = t::forward_ok(s.get(), m.get(), c);
       CHECK(t::count_poison(got.output) == 0);
-      const double out_err = max_abs_diff(got.output, want.output);
-      const double state_err = max_abs_diff(got.final_state, want.final_state);
+      const double out_err = t::max_abs_diff(got.output, want.output);
+      const double state_err = t::max_abs_diff(got.final_state, want.final_state);
       const double tol = tolerance(p, 37 + 37);
       INFO("output error " << out_err << ", state error " << state_err << ", tolerance " << tol);
       CHECK(out_err <= tol);
@@ -183,7 +174,7 @@ TEST_CASE("a BF16 or FP16 session stays within the written tolerance of the FP32
       // side of a rounding boundary).
       t::Session same = session_ok(m.get(), p, SLSTM_CPU_PATH_REFERENCE);
       const t::Run twin = t::forward_ok(same.get(), m.get(), c);
-      const double twin_err = max_abs_diff(got.output, twin.output);
+      const double twin_err = t::max_abs_diff(got.output, twin.output);
       INFO("difference from the reference path of the same precision " << twin_err);
       CHECK(twin_err <= out_err / 8);
       // Rows past their length: outputs 0 and the initial state kept, as in FP32.
@@ -208,7 +199,7 @@ TEST_CASE("a BF16 or FP16 session's error does not grow over a long sequence",
     INFO("precision " << p);
     t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
     const t::Run got = t::forward_ok(s.get(), m.get(), c);
-    const double err = max_abs_diff(got.output, want.output);
+    const double err = t::max_abs_diff(got.output, want.output);
     INFO("output error over " << T << " steps: " << err);
     CHECK(err <= tolerance(p, 64 + 64));
   }
@@ -450,13 +441,13 @@ TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bid
     t::Session r = session_ok(m.get(), p, SLSTM_CPU_PATH_REFERENCE, B, T);
     const t::Run got = t::forward_ok(s.get(), m.get(), call);
     const t::Run twin = t::forward_ok(r.get(), m.get(), call);
-    const double err = max_abs_diff(got.output, fp32.output);
-    const double twin_err = max_abs_diff(got.output, twin.output);
+    const double err = t::max_abs_diff(got.output, fp32.output);
+    const double twin_err = t::max_abs_diff(got.output, twin.output);
     INFO("error " << err << ", difference from the reference of the same precision " << twin_err);
     CHECK(err > 0.0);
     CHECK(err <= tolerance(p, 21 + 21));
     CHECK(twin_err <= err / 8);
-    CHECK(max_abs_diff(got.final_state, fp32.final_state) <= tolerance(p, 21 + 21));
+    CHECK(t::max_abs_diff(got.final_state, fp32.final_state) <= tolerance(p, 21 + 21));
   }
 }
 

@@ -23,6 +23,14 @@ std::size_t tile_at(std::int64_t g, std::int64_t tiles, std::int64_t q, std::int
                                   (k % kAmxK) / 2 * kAmxK + 2 * j + k % 2);
 }
 
+// Zeroed storage for `groups` x `tiles` x 4 gates of AMX weight tiles (the padding stays
+// zero), in `storage`; returns its codes.
+std::uint16_t* allocate_tiles(std::int64_t groups, std::int64_t tiles, Buffer& storage) {
+  const std::size_t n = product({groups, tiles, 4, kAmxTile}, "packed weights");
+  storage = allocate_streamed((n + 1) / 2);
+  return reinterpret_cast<std::uint16_t*>(storage.get());
+}
+
 }  // namespace
 
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision precision,
@@ -39,9 +47,7 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   std::uint16_t* xtiles = nullptr;
   if (amx) {
     p.kx_tiles = (p.I + kAmxK - 1) / kAmxK;
-    const std::size_t n = product({p.groups, p.kx_tiles, 4, kAmxTile}, "packed weights");
-    p.wxamx_storage = allocate_streamed((n + 1) / 2);  // zero: the padding stays zero
-    xtiles = reinterpret_cast<std::uint16_t*>(p.wxamx_storage.get());
+    xtiles = allocate_tiles(p.groups, p.kx_tiles, p.wxamx_storage);
   } else {
     p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
   }
@@ -51,9 +57,7 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   std::uint16_t* tiles = nullptr;
   if (amx) {
     p.k_tiles = (p.H + kAmxK - 1) / kAmxK;
-    const std::size_t n = product({p.groups, p.k_tiles, 4, kAmxTile}, "packed weights");
-    p.wamx_storage = allocate_streamed((n + 1) / 2);  // zero: the padding stays zero
-    tiles = reinterpret_cast<std::uint16_t*>(p.wamx_storage.get());
+    tiles = allocate_tiles(p.groups, p.k_tiles, p.wamx_storage);
   } else if (wh16) {
     p.wh16_storage = allocate_streamed((wh_count + 1) / 2);
     p.wh16_is_bf16 = precision == Precision::kBf16;

@@ -45,7 +45,11 @@ namespace {
 
 // Why this process cannot use AMX's BF16 tiles, or "" (cpu_has_amx_bf16).
 const char* find_amx_refusal() {
-  if (!cpu_has_avx512()) return "this CPU has no AVX-512";
+  __builtin_cpu_init();
+  if (!cpu_has_avx512() || !__builtin_cpu_supports("avx512bw") ||
+      !__builtin_cpu_supports("avx512vl")) {
+    return "this CPU has no AVX-512 (F, DQ, BW, VL)";
+  }
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0 || (edx & (1u << 24)) == 0 ||
       (edx & (1u << 22)) == 0) {
