@@ -122,6 +122,7 @@ class CpuFastBackend final : public HostBackend {
           xb_per_worker_ = std::max(xb_per_worker_, amx_chunk_rows(kp) * kp);
         }
         xb_ = allocate(product({P, xb_per_worker_}, "workspace") / 2 + 1, false);
+        amx_sums_ = allocate(product({P, kAmxSums}, "workspace"), false);
       }
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       workers_ = P;
@@ -477,9 +478,9 @@ class CpuFastBackend final : public HostBackend {
   }
 
   // Step t of layer v for groups [g0, g1) and the share's batch rows, in increasing order or
-  // (`down`) decreasing; g_after: the group this worker is likely to take after the last one
-  // (its weights fetched ahead), or -1.
-  void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1,
+  // (`down`) decreasing, by worker `worker` (its AMX scratch); g_after: the group this worker
+  // is likely to take after the last one (its weights fetched ahead), or -1.
+  void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1, int worker,
             std::int64_t g_after = -1, bool down = false) const {
     const ForwardCall& call = *call_;
     const PackedLayer& p = *v.p;
@@ -505,6 +506,7 @@ class CpuFastBackend final : public HostBackend {
     if (p.wamx_storage) {
       a.hb = v.hb[t % 2];
       a.hb_next = v.hb[(t + 1) % 2];
+      a.sums = amx_sums_.get() + worker * kAmxSums;
       a.ldh = v.kp;
       a.k_tiles = p.k_tiles;
     }
@@ -630,7 +632,7 @@ class CpuFastBackend final : public HostBackend {
             for (std::int64_t g; (g = grab(p, owner, A, epoch, down)) >= 0;) {
               const std::int64_t after = down ? (g > owner_begin ? g - 1 : -1)
                                               : (g + 1 < owner_end ? g + 1 : -1);
-              step(v, t, g, g + 1, after);
+              step(v, t, g, g + 1, w, after);
             }
           }
           step_barrier_.wait(A);  // h_next complete before anyone reads it
@@ -680,7 +682,9 @@ class CpuFastBackend final : public HostBackend {
       project(v, 0, (v.sh->b1 - v.sh->b0) * T, 0, v.p->groups, w);
       round_initial_h(v, v.sh->b0, v.sh->b1);
       const bool snake = snake_order(*v.p, 1);
-      for (std::int64_t t = 0; t < T; ++t) step(v, t, 0, v.p->groups, -1, snake && t % 2 == 1);
+      for (std::int64_t t = 0; t < T; ++t) {
+        step(v, t, 0, v.p->groups, w, -1, snake && t % 2 == 1);
+      }
       settle_h(v, 0, v.p->H);
       state_off += static_cast<std::size_t>(2 * B * v.p->H);
     }
@@ -705,6 +709,7 @@ class CpuFastBackend final : public HostBackend {
   std::int64_t kp_max_ = 0;        // AMX: the widest layer's H rounded up to kAmxK
   Buffer xb_;  // AMX: per worker, a projection chunk's input rows as bfloat16 codes
   std::int64_t xb_per_worker_ = 0;  // codes per worker in xb_
+  Buffer amx_sums_;  // AMX: per worker, the gate sums of a step call (kAmxSums floats)
   const float* x0_ = nullptr;  // layer 0's input rows: the call's, or xq_
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;          // the session's own workers (cpu.pool=session), or

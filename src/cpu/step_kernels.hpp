@@ -35,7 +35,9 @@ constexpr int kMaxNb = 6;                  // batch rows per micro-kernel block
 constexpr int kMaxAmxRows = 16;            // batch rows per AMX block (a tile's rows)
 constexpr std::int64_t kAmxK = 32;         // k per AMX tile (16 pairs of bfloat16)
 constexpr std::int64_t kAmxTile = 16 * kAmxK;  // bfloat16 codes in one tile of weights
-constexpr int kAmxGroups = 4;  // groups per AMX step call (their sums: 16 KiB of stack)
+constexpr int kAmxGroups = 8;  // groups per AMX step call
+// The gate sums of one AMX step call (StepArgs::sums): per group, gate, row, 16 units.
+constexpr std::int64_t kAmxSums = kAmxGroups * 4 * kMaxAmxRows * 16;
 
 // Where block j of `blocks` starts among n rows cut as evenly as possible: with blocks =
 // ceil(n / kMaxNb) every block has n / blocks rows or one more (32 rows: four blocks of 5
@@ -132,6 +134,7 @@ struct StepArgs {
   const std::uint16_t* hb = nullptr;
   std::uint16_t* hb_next = nullptr;
   std::int64_t ldh = 0, k_tiles = 0;
+  float* sums = nullptr;  // the worker's scratch of kAmxSums floats, 64-byte aligned
   const float* bias = nullptr; // packed [64] of this group (forget_bias folded in)
   const float* h_prev = nullptr;  // [B][H], the state (a row past its length keeps it)
   const float* h_gemm = nullptr;  // [B][H], what the recurrent product reads: h_prev, or its

@@ -219,7 +219,7 @@ SLSTM_AMX inline void configure_tiles(int nb) {
 template <CellKind kCell>
 SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
   for (int b = 0; b < nb; ++b) prefetch_epilogue_inputs(a, b);
-  alignas(64) float sums[kAmxGroups][4][kMaxAmxRows][16];
+  auto* sums = reinterpret_cast<float(*)[4][kMaxAmxRows][16]>(a.sums);
   configure_tiles(nb);
   const std::int64_t slab = a.k_tiles * 4 * kAmxTile;  // one group's codes
   const std::uint16_t* h = a.hb + a.b0 * a.ldh;
