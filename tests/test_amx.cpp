@@ -74,7 +74,9 @@ bool cpu_reports_amx_bf16() {
 // Lengths 0..T in turn: rows ending before, at and inside the sequence.
 std::vector<std::int32_t> cycling_lengths(std::int64_t B, std::int64_t T) {
   std::vector<std::int32_t> l(static_cast<std::size_t>(B));
-  for (std::int64_t b = 0; b < B; ++b) l[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(b % (T + 1));
+  for (std::int64_t b = 0; b < B; ++b) {
+    l[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(b % (T + 1));
+  }
   return l;
 }
 
@@ -169,7 +171,8 @@ TEST_CASE("on AMX, a BF16 session is within the written tolerance and near the F
     const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 4, -0.5f, 0.5f);
     std::int64_t widest = 0;
     for (std::int64_t h : hidden) widest = std::max(widest, h);
-    const double tol = std::ldexp(1.0, -8) * (1.0 + std::sqrt(static_cast<double>(2 * widest)) / 4.0);
+    const double tol =  // docs/precision.md "Accuracy", K = I + H <= 2 x the widest
+        std::ldexp(1.0, -8) * (1.0 + std::sqrt(static_cast<double>(2 * widest)) / 4.0);
     for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
       INFO("stack of " << hidden.size() << " layers, first " << hidden[0] << ", layout "
                        << layout);

@@ -159,9 +159,11 @@ struct IdlePool {
 
 t::Session session_on(const slstm_model* m, std::int64_t B, std::int64_t T,
                       const slstm_thread_pool* pool, slstm_cpu_path path = SLSTM_CPU_PATH_FAST,
-                      std::int32_t num_threads = 0, const char* config = nullptr) {
+                      std::int32_t num_threads = 0, const char* config = nullptr,
+                      std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
   slstm_session_options o = t::options(B, T);
   o.cpu_path = path;
+  o.precision = precision;
   o.thread_pool = pool;
   o.num_threads = num_threads;
   o.config = config;
@@ -171,8 +173,10 @@ t::Session session_on(const slstm_model* m, std::int64_t B, std::int64_t T,
 }
 
 // The numbers of a session on one thread of its own.
-t::Run alone(const slstm_model* m, const t::Call& call, const char* config = nullptr) {
-  t::Session one = session_on(m, call.batch, call.time, nullptr, SLSTM_CPU_PATH_FAST, 1, config);
+t::Run alone(const slstm_model* m, const t::Call& call, const char* config = nullptr,
+            std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
+  t::Session one =
+      session_on(m, call.batch, call.time, nullptr, SLSTM_CPU_PATH_FAST, 1, config, precision);
   return t::forward_ok(one.get(), m, call);
 }
 
@@ -229,6 +233,22 @@ TEST_CASE("a session on the caller's thread pool gives one thread's numbers bitw
     CHECK(t::json_value(t::describe_json(on_pool.get()), "calls_short_team") == "0");
   }
   CHECK(pool.counts.most.load() <= 4);
+}
+
+TEST_CASE("a BF16 session (AMX where the CPU has it) on the caller's pool gives one thread's bits",
+          "[caller-pool][concurrency][precision]") {
+  QueuePool pool(3, 4, true);
+  const slstm_thread_pool lent = pool.lend();
+  for (const Shape& s : kFastShapes) {
+    INFO("batch " << s.batch << " hidden " << s.hidden[0]);
+    const Case c(s, 41);
+    t::Session on_pool = session_on(c.model.get(), s.batch, s.time, &lent, SLSTM_CPU_PATH_FAST,
+                                    0, "cpu.pool_join_us=1000000", SLSTM_PRECISION_BF16);
+    for (int k = 0; k < 2; ++k) {
+      check_same(t::forward_ok(on_pool.get(), c.model.get(), c.call),
+                 alone(c.model.get(), c.call, nullptr, SLSTM_PRECISION_BF16));
+    }
+  }
 }
 
 TEST_CASE("stacks beyond BasicLSTMCell run on the caller's thread pool with one thread's numbers",

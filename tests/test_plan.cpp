@@ -320,10 +320,11 @@ TEST_CASE("num_threads 0 gives one worker per CPU of the process's affinity mask
 namespace {
 
 t::Session fast_session_with(const slstm_model* m, std::int64_t B, std::int64_t T,
-                             const char* config) {
+                             const char* config, std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
   slstm_session_options o = t::options(B, T);
   o.cpu_path = SLSTM_CPU_PATH_FAST;
   o.config = config;
+  o.precision = precision;
   slstm_session* raw = nullptr;
   REQUIRE(slstm_session_create(m, &o, &raw) == SLSTM_OK);
   return t::Session(raw);
@@ -363,17 +364,18 @@ void check_shared_pool_starts_no_threads(const slstm_model* m) {
 // either way every call gives a session pool's numbers bitwise. The threads call the C API
 // only (Catch's assertions are not thread-safe); the checks come after the join.
 void check_shared_pool_calls_at_once(const slstm_model* m, std::int64_t B, std::int64_t T,
-                                     const std::string& config) {
+                                     const std::string& config,
+                                     std::int32_t precision = SLSTM_PRECISION_DEFAULT) {
   std::int64_t input = 0;
   REQUIRE(slstm_model_input_size(m, &input) == SLSTM_OK);
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * input), 14);
   const t::Call call = t::call_of(B, T, x);
   const std::string own_config = "cpu.pool=session " + config;
   const std::string shared_config = "cpu.pool=shared " + config;
-  t::Session own = fast_session_with(m, B, T, own_config.c_str());
+  t::Session own = fast_session_with(m, B, T, own_config.c_str(), precision);
   const t::Run want = t::forward_ok(own.get(), m, call);
-  t::Session a = fast_session_with(m, B, T, shared_config.c_str());
-  t::Session b = fast_session_with(m, B, T, shared_config.c_str());
+  t::Session a = fast_session_with(m, B, T, shared_config.c_str(), precision);
+  t::Session b = fast_session_with(m, B, T, shared_config.c_str(), precision);
   REQUIRE_THAT(t::json_value(t::describe_json(a.get()), "pool"), StartsWith("shared"));
   constexpr int kCalls = 20;
   struct Runs {
@@ -430,6 +432,16 @@ TEST_CASE("cpu.pool=shared gives the session pool's numbers bitwise, also for ca
           "[plan][cpu-fast]") {
   t::Model m = t::random_model(7, {48, 33}, 13);
   check_shared_pool_calls_at_once(m.get(), 6, 9, "");
+}
+
+TEST_CASE("cpu.pool=shared gives a BF16 session (AMX where the CPU has it) the session pool's bits",
+          "[plan][cpu-fast][precision]") {
+  // The unit split (6 rows) and the batch split (35 rows: each worker its AMX scratch).
+  t::Model m = t::random_model(7, {48, 33}, 18);
+  for (const std::int64_t B : {6, 35}) {
+    INFO("batch " << B);
+    check_shared_pool_calls_at_once(m.get(), B, 9, "", SLSTM_PRECISION_BF16);
+  }
 }
 
 TEST_CASE("cpu.pool=shared gives cells beyond BasicLSTMCell the session pool's numbers bitwise",

@@ -305,10 +305,11 @@ class CpuFastBackend final : public HostBackend {
   }
 
   // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
-  // [g0, g1), by worker `worker` (its scratch, on AMX): chunks of rows whose inputs stay in L2 (kChunkBytes), the groups inside, blocks
-  // of kMaxNb rows innermost.  Each group's weights come from L3 once per chunk and serve
-  // every block of it from L2: the longer the chunk, the fewer trips (48 rows -> 384 rows
-  // measured +8% on one core with 4 MB of weights).
+  // [g0, g1), by worker `worker` (its scratch, on AMX): chunks of rows whose inputs stay in
+  // L2 (kChunkBytes), the groups inside, blocks of kMaxNb rows innermost.  Each group's
+  // weights come from L3 once per chunk and serve every block of it from L2: the longer the
+  // chunk, the fewer trips (48 rows -> 384 rows measured +8% on one core with 4 MB of
+  // weights).
   void project(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
                std::int64_t g1, int worker) const {
     const PackedLayer& p = *v.p;

@@ -71,7 +71,8 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void bf16_code
     const float* src, std::uint16_t* dst, std::size_t n) {
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), bf16_codes512(_mm512_loadu_ps(src + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                        bf16_codes512(_mm512_loadu_ps(src + i)));
   }
   if (i < n) {
     const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
