@@ -630,10 +630,13 @@ class CpuFastBackend final : public HostBackend {
             const int owner = (w + k) % A;
             const std::int64_t owner_begin = p.groups * owner / A;
             const std::int64_t owner_end = p.groups * (owner + 1) / A;
-            for (std::int64_t g; (g = grab(p, owner, A, epoch, down)) >= 0;) {
+            // (AMX: up to kAmxGroups at a time, whose tiles run before their epilogues.)
+            const std::int64_t want = p.wamx_storage ? kAmxGroups : 1;
+            std::int64_t n = 0;
+            for (std::int64_t g; (g = grab(p, owner, A, epoch, down, want, n)) >= 0;) {
               const std::int64_t after = down ? (g > owner_begin ? g - 1 : -1)
-                                              : (g + 1 < owner_end ? g + 1 : -1);
-              step(v, t, g, g + 1, w, after);
+                                              : (g + n < owner_end ? g + n : -1);
+              step(v, t, g, g + n, w, after);
             }
           }
           step_barrier_.wait(A);  // h_next complete before anyone reads it
@@ -646,12 +649,14 @@ class CpuFastBackend final : public HostBackend {
     }
   }
 
-  // The next group of `owner`'s share (of A) for the step numbered `epoch`, or -1 when all
-  // are taken; `down`: from the share's last group to its first.  The owner's counter holds
+  // The next groups of `owner`'s share (of A) for the step numbered `epoch`: up to `want`
+  // consecutive ones, how many in `took`, the lowest returned, or -1 when all are taken;
+  // `down`: from the share's last group to its first.  The owner's counter holds
   // (step number mod 2^40) << 24 | how many groups were taken (a layer has fewer than 2^24
   // groups: its weights would not fit in memory otherwise); whoever finds it tagged with an
   // earlier step starts it at 0.
-  std::int64_t grab(const PackedLayer& p, int owner, int A, std::uint64_t epoch, bool down) {
+  std::int64_t grab(const PackedLayer& p, int owner, int A, std::uint64_t epoch, bool down,
+                    std::int64_t want, std::int64_t& took) {
     std::atomic<std::uint64_t>& next = next_group_[owner].v;
     const std::int64_t g0 = p.groups * owner / A, g1 = p.groups * (owner + 1) / A;
     const std::uint64_t tag = (epoch & ((std::uint64_t{1} << 40) - 1)) << 24;
@@ -664,9 +669,11 @@ class CpuFastBackend final : public HostBackend {
       }
       const std::int64_t taken = static_cast<std::int64_t>(cur & 0xffffffu);
       if (taken >= g1 - g0) return -1;
-      if (next.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
-                                     std::memory_order_acquire)) {
-        return down ? g1 - 1 - taken : g0 + taken;
+      const std::int64_t take = std::min(want, g1 - g0 - taken);
+      if (next.compare_exchange_weak(cur, cur + static_cast<std::uint64_t>(take),
+                                     std::memory_order_acq_rel, std::memory_order_acquire)) {
+        took = take;
+        return down ? g1 - taken - take : g0 + taken;
       }
     }
   }
