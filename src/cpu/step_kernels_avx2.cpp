@@ -115,6 +115,7 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     wv0[v] = w + (col / kGroup) * kGroup * K + col % kGroup;
   }
   PrefetchStream ahead_of_next(next, K);
+#pragma GCC unroll 2
   for (std::int64_t k = 0; k < K; ++k) {
     ahead_of_next.tick();
     __m256 wv[NV];

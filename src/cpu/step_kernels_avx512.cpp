@@ -107,6 +107,10 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
     for (int q = 0; q < 4; ++q) acc[b][q] = _mm512_setzero_ps();
   }
   PrefetchStream ahead_of_next(next, K);
+  // Two k per iteration: the loop's own instructions share the FMA ports (measured on an
+  // AVX-512 Xeon, 5 rows over L2-resident weights: 3-5 % faster); the same FMAs in the same
+  // order, the same bits.
+#pragma GCC unroll 2
   for (std::int64_t k = 0; k < K; ++k, w += kRow) {
     ahead_of_next.tick();
     if (NB <= 4) {
