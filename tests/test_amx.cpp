@@ -209,8 +209,9 @@ TEST_CASE("on AMX, a BF16 session is within the written tolerance and near the F
 TEST_CASE("on AMX, a row's numbers do not depend on its batch, block, threads or a rerun",
           "[precision][cpu-fast]") {
   if (!amx_here()) return;
-  // B = 35: blocks of 12, 12, 11 rows on one thread, 17 and 18 rows per worker in the batch
-  // split (blocks of 16 + 1 ...); each row against itself alone (B = 1).
+  // B = 35: blocks of 32 (two tiles of 16 rows) and 3 rows on one thread, 17 and 18 rows
+  // per worker in the batch split (tiles of 16 + 1, 16 + 2); the projection's 350 rows end
+  // in tiles of 16 + 14; each row against itself alone (B = 1).
   const std::int64_t D = 9, B = 35, T = 10;
   t::Model m = t::random_model(D, {20, 65, 33}, 12);
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 13);

@@ -4,7 +4,7 @@
 //   slstm_bench_cpu peak --threads N [--size S] [--seconds X]
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
-//                        [--config "key=value;..."] [--gap-us G]
+//                        [--config "key=value;..."] [--gap-us G] [--precision P]
 //   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
 //   slstm_bench_cpu dump --dir DIR --threads N --input D --hidden H1,H2,... --batch B --time T
 //                        [--check-batch B2] [--check-time T2] [--rotate R]
@@ -70,6 +70,7 @@ struct Args {
   double gap_us = 0;  // lstm: sleep between calls (streaming frames), not timed
   std::string dir;
   std::string config;  // slstm_session_options.config (keyed settings), "" for none
+  std::string precision;  // slstm_session_options.precision by name, "" for the default
   std::int64_t check_batch = 0, check_time = 0;
 };
 
@@ -94,6 +95,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--rotate") a.rotate = std::max(1, std::atoi(v.c_str()));
     else if (k == "--dir") a.dir = v;
     else if (k == "--config") a.config = v;
+    else if (k == "--precision") a.precision = v;
     else if (k == "--check-batch") a.check_batch = std::atoll(v.c_str());
     else if (k == "--check-time") a.check_time = std::atoll(v.c_str());
     else if (k == "--hidden") {
@@ -296,6 +298,15 @@ std::vector<std::vector<float>> make_inputs(const Args& a, std::size_t n_in) {
 
 constexpr float kInitialState = 0.1f;
 
+slstm_precision precision_of(const std::string& name) {
+  if (name.empty()) return SLSTM_PRECISION_DEFAULT;
+  if (name == "fp32") return SLSTM_PRECISION_FP32;
+  if (name == "tf32") return SLSTM_PRECISION_TF32;
+  if (name == "bf16") return SLSTM_PRECISION_BF16;
+  if (name == "fp16") return SLSTM_PRECISION_FP16;
+  die("--precision: unknown precision \"" + name + "\" (fp32, tf32, bf16, fp16)");
+}
+
 int lstm(const Args& a) {
   slstm_model* model = make_model(a);
   slstm_session_options so;
@@ -304,6 +315,7 @@ int lstm(const Args& a) {
   so.max_time = std::max<std::int64_t>(a.time, 1);
   so.num_threads = a.threads;
   if (!a.config.empty()) so.config = a.config.c_str();
+  so.precision = precision_of(a.precision);
   so.cpu_path = a.path == "reference" ? SLSTM_CPU_PATH_REFERENCE : SLSTM_CPU_PATH_FAST;
   slstm_session* session = nullptr;
   check(slstm_session_create(model, &so, &session), "session");

@@ -8,8 +8,8 @@
 //   hundred times; the best of a few rounds.
 // (No cache size for the split: the one limit that could follow it, the batch split's W_h,
 // does not: split.hpp.  The L2 size below only decides where the kernels prefetch.)
-// Measured once per process (rates per kernel, the barrier per worker count)
-// and cached, so a process pays ~1-3 ms once, not per session; a measurement that fails or is absurd (a
+// Measured once per process (rates per kernel, the barrier per worker count) and cached, so a
+// process pays ~1-3 ms once, not per session; a measurement that fails or is absurd (a
 // preempted VM) is clamped into a plausible range, so the worst it can do is a slower split,
 // never a different result.
 #pragma once

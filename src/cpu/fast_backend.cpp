@@ -43,10 +43,10 @@
 //
 // Threads: a persistent pool of num_threads workers (0 = one per usable CPU; the calling thread is
 // worker 0; capped at the number of 16-unit groups of the widest layer) created with the
-// session, or with cpu.pool=shared the process-wide pool that such sessions share (one call
-// on it at a time; a call that finds it taken runs on its own thread alone:
-// thread_pool.hpp SharedPool); a call wakes them, never creates one.  How many a call uses, and which split, is
-// chosen from the shape and the session's thresholds (choose_split, split.hpp: enough
+// session, or with cpu.pool=shared the process-wide pool that such sessions share (one call on it
+// at a time; a call that finds it taken runs on its own thread alone: thread_pool.hpp SharedPool);
+// a call wakes them, never creates one.  How many a call uses, and which split, is chosen from the
+// shape and the session's thresholds (choose_split, split.hpp: enough
 // recurrent work per worker between two barriers; enough projection work to pay for waking
 // a worker), which cpu.calibration derives from the machine's measured barrier cost and kernel
 // rates (default), or takes from constants (fixed: those of a 2-vCPU AVX-512 Xeon,
@@ -369,11 +369,11 @@ class CpuFastBackend final : public HostBackend {
   // Rows of x codes per chunk of the AMX projection (row length kp codes): what stays in L2
   // (kChunkBytes), in whole tiles of rows.
   static std::int64_t amx_chunk_rows(std::int64_t kp) {
-    return std::clamp<std::int64_t>(kChunkBytes / (2 * kp) / kMaxAmxRows, 1, 24) * kMaxAmxRows;
+    return std::clamp<std::int64_t>(kChunkBytes / (2 * kp) / kMaxAmxRows, 1, 12) * kMaxAmxRows;
   }
 
   // project() on AMX (a BF16 session, choose_amx): per chunk of rows, their codes into worker
-  // w's scratch (zero from I to kp), then per group its tiles over blocks of 16 rows, each
+  // w's scratch (zero from I to kp), then per group its tiles over blocks of 32 rows, each
   // block's sums stored straight into G.
   void project_amx(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
                    std::int64_t g1, int worker) const {
@@ -496,6 +496,11 @@ class CpuFastBackend final : public HostBackend {
     a.c = v.c;
     a.cell = p.cell;
     const std::int64_t blocks = (b1 - b0 + block_rows_ - 1) / block_rows_;
+    // Where block j starts: on AMX after j whole blocks (tiles of 16 rows are full but in
+    // the last), else cut evenly (row_cut).
+    const auto cut = [&](std::int64_t j) {
+      return p.wamx_storage ? std::min(b1 - b0, j * block_rows_) : row_cut(b1 - b0, j, blocks);
+    };
     const std::int64_t slab_bytes = slab_bytes_of(p);
     const bool ahead = step_ahead_[static_cast<std::size_t>(v.p - layers_.data())] != 0;
     const auto slab = [&](std::int64_t gi) -> const void* {
@@ -529,8 +534,8 @@ class CpuFastBackend final : public HostBackend {
       a.bias = p.bias.get() + gi * kRow;
       const void* next = slab(k + n < g1 - g0 ? (down ? gi - 1 : gi + n) : g_after);
       for (std::int64_t j = 0; j < blocks; ++j) {
-        const std::int64_t r0 = b0 + row_cut(b1 - b0, j, blocks);
-        const int nb = static_cast<int>(b0 + row_cut(b1 - b0, j + 1, blocks) - r0);
+        const std::int64_t r0 = b0 + cut(j);
+        const int nb = static_cast<int>(b0 + cut(j + 1) - r0);
         a.b0 = r0;
         a.next = prefetch_share(next, slab_bytes, j, blocks);
         for (int i = 0; i < nb; ++i) {

@@ -15,12 +15,15 @@ bool stores_wh16(Kernel kernel, Precision precision) {
 
 namespace {
 
-// Where weight (k, unit j of group g, gate q) lies among AMX tiles: tile (g, k / 32, q), whose
-// row (k % 32) / 2 holds the pairs (k even, k odd) of the 16 units.
+// Where weight (k, unit j of group g, gate q) lies among AMX tiles: tile (g, q / 2, k / 32,
+// q % 2) -- a group's gates i, f for every k, then g, o: the kernels take two gates at a
+// time (group_products), each pair one contiguous stream -- whose row (k % 32) / 2 holds
+// the pairs (k even, k odd) of the 16 units.
 std::size_t tile_at(std::int64_t g, std::int64_t tiles, std::int64_t q, std::int64_t j,
                     std::int64_t k) {
-  return static_cast<std::size_t>(((g * tiles + k / kAmxK) * 4 + q) * kAmxTile +
-                                  (k % kAmxK) / 2 * kAmxK + 2 * j + k % 2);
+  return static_cast<std::size_t>(
+      (((g * 2 + q / 2) * tiles + k / kAmxK) * 2 + q % 2) * kAmxTile +
+      (k % kAmxK) / 2 * kAmxK + 2 * j + k % 2);
 }
 
 // Zeroed storage for `groups` x `tiles` x 4 gates of AMX weight tiles (the padding stays

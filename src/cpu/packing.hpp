@@ -37,8 +37,8 @@ struct PackedLayer {
   }
 
   // BF16 sessions on AMX (cpu.amx): W_h as tiles of bfloat16 pairs instead, per group
-  // [k_tiles][gate][16 pairs of k][16 units][2] (k_tiles = ceil(H / 32), zero beyond H and
-  // beyond the layer's units); wh and wh16_storage are then empty.
+  // [gate pair][k_tiles][2 gates][16 pairs of k][16 units][2] (k_tiles = ceil(H / 32), zero
+  // beyond H and beyond the layer's units); wh and wh16_storage are then empty.
   Buffer wamx_storage;
   std::int64_t k_tiles = 0;
   const std::uint16_t* wamx() const {

@@ -32,17 +32,19 @@ namespace slstm::cpu {
 constexpr std::int64_t kGroup = 16;        // hidden units per group
 constexpr std::int64_t kRow = 4 * kGroup;  // packed floats per k in a group (4 gates)
 constexpr int kMaxNb = 6;                  // batch rows per micro-kernel block
-constexpr int kMaxAmxRows = 16;            // batch rows per AMX block (a tile's rows)
+constexpr int kMaxAmxTileRows = 16;        // rows of a tile
+constexpr int kMaxAmxRows = 32;            // batch rows per AMX block (two tiles' rows)
 constexpr std::int64_t kAmxK = 32;         // k per AMX tile (16 pairs of bfloat16)
 constexpr std::int64_t kAmxTile = 16 * kAmxK;  // bfloat16 codes in one tile of weights
 constexpr int kAmxGroups = 8;  // groups per AMX step call
-// The gate sums of one AMX step call (StepArgs::sums): per group, gate, row, 16 units.
-constexpr std::int64_t kAmxSums = kAmxGroups * 4 * kMaxAmxRows * 16;
+// The gate sums of one AMX step call (StepArgs::sums): per group, gate, row, 16 units, for
+// kAmxGroups groups of 16 rows (half as many of 32: step_block_amx takes them in turns).
+constexpr std::int64_t kAmxSums = kAmxGroups * 4 * kMaxAmxTileRows * 16;
 
-// Where block j of `blocks` starts among n rows cut as evenly as possible: with blocks =
-// ceil(n / kMaxNb) every block has n / blocks rows or one more (32 rows: four blocks of 5
-// and two of 6, not 5 x 6 + 2 -- a block of 1-3 rows does the weight loads of a full one for a third of
-// the FMAs or less).
+// Where block j of `blocks` starts among n rows cut as evenly as possible: with blocks = ceil(n /
+// kMaxNb) every block has n / blocks rows or one more (32 rows: four blocks of 5 and two of 6, not
+// 5 x 6 + 2 -- a block of 1-3 rows does the weight loads of a full one for a third of the FMAs or
+// less).
 constexpr std::int64_t row_cut(std::int64_t n, std::int64_t j, std::int64_t blocks) {
   return j * n / blocks;
 }
@@ -127,8 +129,9 @@ struct StepArgs {
   const std::uint16_t* wh16 = nullptr;
   bool wh16_is_bf16 = false;   // the codes of wh16: bfloat16 (true) or binary16
   // BF16 sessions on AMX (cpu.amx): this group's W_h as tiles of bfloat16 pairs instead
-  // ([k_tiles][gate][16 pairs of k][16 units][2], pack_layer; wh and wh16 are then null),
-  // and h as bfloat16 codes, row b at hb + b * ldh, zero from H to k_tiles * kAmxK.
+  // ([gate pair][k_tiles][2 gates][16 pairs of k][16 units][2], pack_layer; wh and wh16 are
+  // then null), and h as bfloat16 codes, row b at hb + b * ldh, zero from H to
+  // k_tiles * kAmxK.
   // hb_next: the new h's codes (the kernel writes the group's units of each row).
   const std::uint16_t* wamx = nullptr;
   const std::uint16_t* hb = nullptr;
@@ -187,13 +190,14 @@ void step_block_avx512(const StepArgs& a, int nb);
 // tiles' dot products of 32 terms at a time added to the sum so far, in increasing k, in
 // the AMX unit's own order and rounding (not the chain of FMAs of the other kernels;
 // denormals count as zero); the epilogue is AVX-512's, and writes the new h's codes too.
-// The tiles of all the groups run first, then all the epilogues: switching between the
-// tiles and the vector units is slow.
+// The tiles of all the groups run first (up to kAmxGroups of them, half as many for more
+// than 16 rows: what the sums scratch holds), then all the epilogues: switching between
+// the tiles and the vector units is slow.
 void step_block_amx(const StepArgs& a, int nb, int groups);
 // The input projection of `rows` rows for `groups` consecutive groups on AMX tiles, blocks
-// of up to 16 rows: out row b, group i (at out + b * ld_out + i * 64, 64 floats) = x row b
+// of up to 32 rows: out row b, group i (at out + b * ld_out + i * 64, 64 floats) = x row b
 // (bfloat16 codes at x + b * ldx, zero from I to k_tiles * 32) . group i's W_x tiles (at
-// w + i * k_tiles * 4 * kAmxTile: [k_tiles][gate][16][16][2], pack_layer).
+// w + i * k_tiles * 4 * kAmxTile: [gate pair][k_tiles][2][16][16][2], pack_layer).
 void project_rows_amx(const std::uint16_t* w, std::int64_t groups, const std::uint16_t* x,
                       std::int64_t ldx, std::int64_t k_tiles, float* out, std::int64_t ld_out,
                       std::int64_t rows);

@@ -168,8 +168,12 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
 #define SLSTM_AMX \
   __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma,amx-tile,amx-bf16")))
 
-// The tile configuration (palette 1): tiles 0-3 the four gates' sums (nb rows x 16 floats),
-// tile 4 the block's h (nb rows x 32 codes), tiles 5-6 weights (16 pairs of k x 16 units).
+// The tile configuration (palette 1) for a pair of row blocks, n0 (1..16) rows and n1
+// (0..16) more: tiles 0-1 two gates' sums of block 0 (n0 rows x 16 floats), 2-3 the same
+// of block 1 (n1 rows), tile 4 block 0's operand (n0 rows x 32 codes), 5 block 1's (n1
+// rows), 6-7 two gates' weights (16 pairs of k x 16 units).  Two blocks share each weight
+// tile: a group's weights come from L2 once per 32 rows instead of once per 16 (measured
+// on a 2-core AMX Xeon VM, H = 512, B = 128: see bench/results/cpu-amx-bf16.md).
 struct alignas(64) TileConfig {
   std::uint8_t palette = 1, start_row = 0;
   std::uint8_t reserved[14] = {};
@@ -177,94 +181,112 @@ struct alignas(64) TileConfig {
   std::uint8_t rows[16] = {};
 };
 
-// Tiles 0-3 (nb rows x 16 floats each) += rows of codes x (tile 4: nb rows x 32 codes a
-// time, row stride ldx codes) times the k_tiles x 4 weight tiles at w, in increasing k.
-SLSTM_AMX inline void tile_products(const std::uint16_t* x, std::int64_t ldx,
-                                    const std::uint16_t* w, std::int64_t k_tiles,
-                                    PrefetchStream& ahead) {
-  const auto ld = static_cast<long>(ldx * sizeof(std::uint16_t));
-  for (std::int64_t kt = 0; kt < k_tiles; ++kt, w += 4 * kAmxTile) {
-    ahead.tick();
-    _tile_loadd(4, x + kt * kAmxK, ld);
-    _tile_loadd(5, w, 64);
-    _tile_dpbf16ps(0, 4, 5);
-    _tile_loadd(6, w + kAmxTile, 64);
-    _tile_dpbf16ps(1, 4, 6);
-    _tile_loadd(5, w + 2 * kAmxTile, 64);
-    _tile_dpbf16ps(2, 4, 5);
-    _tile_loadd(6, w + 3 * kAmxTile, 64);
-    _tile_dpbf16ps(3, 4, 6);
-  }
-}
-
-SLSTM_AMX inline void zero_sums() {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-}
-
-SLSTM_AMX inline void configure_tiles(int nb) {
+SLSTM_AMX inline void configure_tiles(int n0, int n1) {
   TileConfig cfg;
-  for (int t = 0; t < 5; ++t) {
-    cfg.rows[t] = static_cast<std::uint8_t>(nb);
-    cfg.colsb[t] = 64;
-  }
-  for (int t = 5; t < 7; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
+  const int rows[8] = {n0, n0, n1, n1, n0, n1, 16, 16};
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = static_cast<std::uint8_t>(rows[t]);
+    cfg.colsb[t] = rows[t] > 0 ? 64 : 0;
   }
   _tile_loadconfig(&cfg);
 }
 
-// One step of `groups` groups for nb rows: the gate sums of each group on the tiles (the
-// tiles released after the last), then per group and row the AVX-512 epilogue and the codes
-// of the new h.  A caller's thread is left without tile state, as it was found.
+// One group's gate sums for the configured block pair: rows of codes at x (row stride ldx
+// codes; block 1 from row 16) times the group's 4 x k_tiles weight tiles at w (pack_layer:
+// gates i, f for every k, then g, o), each sum the tiles' products in increasing k; gate q
+// of row r stored at out + q * gate_ld + r * ld (floats).  Two passes of two gates each,
+// each pass one stream of weights (measured: also faster for one block than the four gates
+// at once with the operand loaded once).
+SLSTM_AMX inline void group_products(const std::uint16_t* x, std::int64_t ldx,
+                                     const std::uint16_t* w, std::int64_t k_tiles, bool two,
+                                     float* out, std::int64_t gate_ld, std::int64_t ld,
+                                     PrefetchStream& ahead) {
+  const auto ldx_bytes = static_cast<long>(ldx * sizeof(std::uint16_t));
+  const auto ld_bytes = static_cast<long>(ld * sizeof(float));
+  const std::uint16_t* x1 = x + kMaxAmxTileRows * ldx;
+  for (int q = 0; q < 4; q += 2) {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+    const std::uint16_t* wq = w + q * k_tiles * kAmxTile;  // gates q, q + 1: [k_tiles][2]
+    for (std::int64_t kt = 0; kt < k_tiles; ++kt, wq += 2 * kAmxTile) {
+      ahead.tick();
+      _tile_loadd(4, x + kt * kAmxK, ldx_bytes);
+      _tile_loadd(6, wq, 64);
+      _tile_loadd(7, wq + kAmxTile, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      if (two) {
+        _tile_loadd(5, x1 + kt * kAmxK, ldx_bytes);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    float* o = out + q * gate_ld;
+    _tile_stored(0, o, ld_bytes);
+    _tile_stored(1, o + gate_ld, ld_bytes);
+    if (two) {
+      _tile_stored(2, o + kMaxAmxTileRows * ld, ld_bytes);
+      _tile_stored(3, o + gate_ld + kMaxAmxTileRows * ld, ld_bytes);
+    }
+  }
+}
+
+// One step of `groups` groups for nb rows: the gate sums of as many groups as the worker's
+// scratch holds on the tiles (then released), then per group and row the AVX-512 epilogue
+// and the codes of the new h; again for the next groups.  A caller's thread is left without
+// tile state, as it was found.
 template <CellKind kCell>
 SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
   for (int b = 0; b < nb; ++b) prefetch_epilogue_inputs(a, b);
-  auto* sums = reinterpret_cast<float(*)[4][kMaxAmxRows][16]>(a.sums);
-  configure_tiles(nb);
-  const std::int64_t slab = a.k_tiles * 4 * kAmxTile;  // one group's codes
+  const int n0 = std::min(nb, kMaxAmxTileRows), n1 = nb - n0;
+  const std::int64_t rows = n1 > 0 ? 2 * kMaxAmxTileRows : kMaxAmxTileRows;  // scratch rows
+  const std::int64_t gate_ld = rows * 16, group_ld = 4 * gate_ld;
+  const int per = static_cast<int>(kAmxSums / group_ld);  // groups whose sums fit
+  const std::int64_t slab = a.k_tiles * 4 * kAmxTile;     // one group's codes
   const std::uint16_t* h = a.hb + a.b0 * a.ldh;
-  for (int i = 0; i < groups; ++i) {
-    zero_sums();
-    PrefetchStream ahead_of_next(i + 1 == groups ? a.next : Prefetch{}, a.k_tiles);
-    tile_products(h, a.ldh, a.wamx + i * slab, a.k_tiles, ahead_of_next);
-    _tile_stored(0, sums[i][0], 64);
-    _tile_stored(1, sums[i][1], 64);
-    _tile_stored(2, sums[i][2], 64);
-    _tile_stored(3, sums[i][3], 64);
-  }
-  _tile_release();
   StepArgs g = a;
-  for (int i = 0; i < groups; ++i) {
-    if (i > 0) {
-      g.unit0 += kGroup;
-      g.bias += kRow;
-      for (int b = 0; b < nb; ++b) g.g_row[b] += kRow;
+  for (int i0 = 0; i0 < groups; i0 += per) {
+    const int n = std::min(per, groups - i0);
+    configure_tiles(n0, n1);
+    for (int i = 0; i < n; ++i) {
+      PrefetchStream ahead_of_next(i0 + i + 1 == groups ? a.next : Prefetch{}, 2 * a.k_tiles);
+      group_products(h, a.ldh, a.wamx + (i0 + i) * slab, a.k_tiles, n1 > 0,
+                     a.sums + i * group_ld, gate_ld, 16, ahead_of_next);
     }
-    g.units = std::min(kGroup, g.H - g.unit0);
-    const __mmask16 m = static_cast<__mmask16>((1u << g.units) - 1u);
-    // Rows two at a time: two independent chains of gate math for the scheduler.
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      __m512 acc[2][4];
-      for (int r = 0; r < 2; ++r) {
-        for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_load_ps(sums[i][q][b + r]);
+    _tile_release();
+    for (int i = 0; i < n; ++i) {
+      if (i0 + i > 0) {
+        g.unit0 += kGroup;
+        g.bias += kRow;
+        for (int b = 0; b < nb; ++b) g.g_row[b] += kRow;
       }
-      cell_avx512<kCell, 2>(g, acc, m, b);
-    }
-    if (b < nb) {
-      __m512 acc[1][4];
-      for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums[i][q][b]);
-      cell_avx512<kCell, 1>(g, acc, m, b);
-    }
-    // The new h (the row's old one past its length) as the next step's operand.
-    for (b = 0; b < nb; ++b) {
-      const std::int64_t row = g.b0 + b;
-      const __m512 hn = _mm512_maskz_loadu_ps(m, g.h_next + row * g.H + g.unit0);
-      _mm256_mask_storeu_epi16(g.hb_next + row * g.ldh + g.unit0, m, bf16_codes512(hn));
+      g.units = std::min(kGroup, g.H - g.unit0);
+      const __mmask16 m = static_cast<__mmask16>((1u << g.units) - 1u);
+      const float* sums = a.sums + i * group_ld;
+      // Rows two at a time: two independent chains of gate math for the scheduler.
+      int b = 0;
+      for (; b + 2 <= nb; b += 2) {
+        __m512 acc[2][4];
+        for (int r = 0; r < 2; ++r) {
+          for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_load_ps(sums + q * gate_ld + (b + r) * 16);
+        }
+        cell_avx512<kCell, 2>(g, acc, m, b);
+      }
+      if (b < nb) {
+        __m512 acc[1][4];
+        for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums + q * gate_ld + b * 16);
+        cell_avx512<kCell, 1>(g, acc, m, b);
+      }
+      // The new h (the row's old one past its length) as the next step's operand.
+      for (b = 0; b < nb; ++b) {
+        const std::int64_t row = g.b0 + b;
+        const __m512 hn = _mm512_maskz_loadu_ps(m, g.h_next + row * g.H + g.unit0);
+        _mm256_mask_storeu_epi16(g.hb_next + row * g.ldh + g.unit0, m, bf16_codes512(hn));
+      }
     }
   }
 }
@@ -311,24 +333,19 @@ void step_block_amx(const StepArgs& a, int nb, int groups) {
 SLSTM_AMX void project_rows_amx(const std::uint16_t* w, std::int64_t groups,
                                const std::uint16_t* x, std::int64_t ldx, std::int64_t k_tiles,
                                float* out, std::int64_t ld_out, std::int64_t rows) {
-  const auto ld = static_cast<long>(ld_out * sizeof(float));
   const std::int64_t slab = k_tiles * 4 * kAmxTile;
   PrefetchStream none({}, k_tiles);
-  int configured = 0;  // the tiles' rows as configured (0: not yet)
+  int configured = -1;  // the tiles' rows as configured (n0 * 32 + n1; -1: not yet)
   for (std::int64_t gi = 0; gi < groups; ++gi) {
     for (std::int64_t r0 = 0; r0 < rows; r0 += kMaxAmxRows) {
       const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, rows - r0));
-      if (nb != configured) {
-        configure_tiles(nb);
-        configured = nb;
+      const int n0 = std::min(nb, kMaxAmxTileRows), n1 = nb - n0;
+      if (n0 * 32 + n1 != configured) {
+        configure_tiles(n0, n1);
+        configured = n0 * 32 + n1;
       }
-      zero_sums();
-      tile_products(x + r0 * ldx, ldx, w + gi * slab, k_tiles, none);
-      float* o = out + r0 * ld_out + gi * kRow;
-      _tile_stored(0, o, ld);
-      _tile_stored(1, o + 16, ld);
-      _tile_stored(2, o + 32, ld);
-      _tile_stored(3, o + 48, ld);
+      group_products(x + r0 * ldx, ldx, w + gi * slab, k_tiles, n1 > 0,
+                     out + r0 * ld_out + gi * kRow, 16, ld_out, none);
     }
   }
   _tile_release();
