@@ -30,7 +30,8 @@ struct Settings {
   bool cpu_wh16 = true;
   // cpu.amx: a BF16 session of a BasicLSTMCell stack on the fast path runs its recurrent
   // products on AMX's BF16 tiles where this process may use them (auto), must (on: else
-  // SLSTM_ERR_UNSUPPORTED), or never (off: the AVX-512 kernels' FMAs)
+  // SLSTM_ERR_UNSUPPORTED), or never (off: the AVX-512 kernels' FMAs); the generic path's
+  // stacks (generic_backend.cpp) with on only
   enum class Amx { kAuto, kOn, kOff };
   Amx cpu_amx = Amx::kAuto;
   // cpu.team: the generic path's team (a forward stack's call of few rows, every worker on

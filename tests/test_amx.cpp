@@ -296,3 +296,107 @@ TEST_CASE("on AMX, a row of NaN inputs leaves the other rows' numbers as they ar
   }
   CHECK(std::isnan(all.output[static_cast<std::size_t>(T * H)]));  // row 1 itself: NaN
 }
+
+// The generic path (stacks beyond BasicLSTMCell: docs/cells.md) takes AMX only when asked.
+
+TEST_CASE("cpu.amx=auto leaves a GRU, LSTMP or bidirectional stack's GEMMs on the FMAs",
+          "[precision][cpu-fast]") {
+  t::Model m = t::random_stack(6, {t::gru_layer(20, true)}, 3);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=auto", 2, 2);
+  CHECK_THAT(amx_of(s.get()), StartsWith("off (cpu.amx=auto)"));
+  CHECK_THAT(t::json_value(t::describe_json(s.get()), "operands"),
+             !Contains("AMX tiles"));
+}
+
+TEST_CASE("on AMX with cpu.amx=on, every kind of layer is within the written tolerance",
+          "[precision][cpu-fast][accuracy]") {
+  if (!amx_here()) return;
+  // Every layer kind of the zoo, then a wide GRU / LSTMP stack whose K crosses the 32-k tiles
+  // and whose gate rows end in partial 32-column blocks (75 x 3, 33 x 4, projection 20).
+  slstm_layer_config lstmp = t::lstm_layer(33);
+  lstmp.peepholes = 1;
+  lstmp.cell_clip = 2.0f;
+  lstmp.proj_size = 20;
+  lstmp.proj_clip = 0.5f;
+  std::vector<std::vector<slstm_layer_config>> stacks = t::layer_zoo();
+  stacks.push_back({t::gru_layer(75, false), lstmp, t::gru_layer(40, true)});
+  const std::int64_t D = 7, B = 5, T = 6;
+  for (std::size_t i = 0; i < stacks.size(); ++i) {
+    INFO("stack " << i);
+    t::Model m = t::random_stack(D, stacks[i], 30 + i);
+    const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 31);
+    const std::vector<std::int32_t> lengths = cycling_lengths(B, T);
+    t::Call c = t::call_of(B, T, x);
+    c.lengths = &lengths;
+    t::Session fp32 = session_ok(m.get(), SLSTM_PRECISION_FP32, nullptr, B, T);
+    t::Session amx = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T);
+    t::Session fma = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=off", B, T);
+    CHECK_THAT(amx_of(amx.get()), StartsWith("on (cpu.amx=on)"));
+    const t::Run want = t::forward_ok(fp32.get(), m.get(), c);
+    const t::Run got = t::forward_ok(amx.get(), m.get(), c);
+    const t::Run twin = t::forward_ok(fma.get(), m.get(), c);
+    CHECK(t::count_poison(got.output) == 0);
+    const double tol = std::ldexp(1.0, -8) * (1.0 + std::sqrt(2.0 * 75.0) / 4.0);
+    const double err = std::max(t::max_abs_diff(got.output, want.output),
+                                t::max_abs_diff(got.final_state, want.final_state));
+    const double fma_err = std::max(t::max_abs_diff(twin.output, want.output),
+                                    t::max_abs_diff(twin.final_state, want.final_state));
+    const double apart = std::max(t::max_abs_diff(got.output, twin.output),
+                                  t::max_abs_diff(got.final_state, twin.final_state));
+    INFO("error " << err << " (tolerance " << tol << "), the FMAs' " << fma_err
+                  << ", AMX - FMA " << apart);
+    CHECK(err <= tol);
+    CHECK(err > 0.0);
+    CHECK(apart <= fma_err / 2);  // float32 sums apart, not another rounding of operands
+  }
+}
+
+TEST_CASE("on AMX with cpu.amx=on, a generic stack's rows do not depend on batch, team or call",
+          "[precision][cpu-fast][streaming]") {
+  if (!amx_here()) return;
+  // B = 35 (tiles of 16 + 16 + 3 rows; the projection's chunk crosses blocks of 32), one
+  // thread, two, a team of two on every row (cpu.team=always), each row alone, and the
+  // sequence as single steps.
+  slstm_layer_config lstmp = t::lstm_layer(70);
+  lstmp.peepholes = 1;
+  lstmp.proj_size = 33;
+  const std::int64_t D = 9, B = 35, T = 8;
+  t::Model m = t::random_stack(D, {t::gru_layer(65, false), lstmp, t::gru_layer(20, true)}, 40);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 41);
+  const t::Call c = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
+  t::Session one = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T, 1);
+  t::Session two = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T, 2);
+  t::Session team =
+      session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on;cpu.team=always", B, T, 2);
+  const t::Run a = t::forward_ok(one.get(), m.get(), c);
+  CHECK(t::count_poison(a.output) == 0);
+  for (slstm_session* s : {two.get(), team.get(), one.get()}) {
+    const t::Run b = t::forward_ok(s, m.get(), c);
+    CHECK(t::bitwise_equal(a.output, b.output));
+    CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  }
+  const std::int64_t W = t::output_size(m.get());
+  for (const std::int64_t row : {std::int64_t{0}, std::int64_t{16}, std::int64_t{34}}) {
+    INFO("row " << row);
+    std::vector<float> x1(static_cast<std::size_t>(T * D));
+    for (std::int64_t t = 0; t < T; ++t) {
+      std::copy(x.begin() + (t * B + row) * D, x.begin() + (t * B + row + 1) * D,
+                x1.begin() + t * D);
+    }
+    const t::Run alone = t::forward_ok(team.get(), m.get(), t::call_of(1, T, x1));
+    for (std::int64_t t = 0; t < T; ++t) {
+      CHECK(t::bitwise_equal(alone.output.data() + t * W, a.output.data() + (t * B + row) * W,
+                             static_cast<std::size_t>(W)));
+    }
+  }
+  std::vector<float> state(t::state_count(m.get(), B), 0.0f), out(static_cast<std::size_t>(B * W));
+  for (std::int64_t t = 0; t < T; ++t) {
+    INFO("step " << t);
+    REQUIRE(slstm_session_step(one.get(), B, x.data() + t * B * D,
+                               static_cast<std::size_t>(B * D), state.data(), state.size(),
+                               out.data(), out.size(), state.data(), state.size()) == SLSTM_OK);
+    CHECK(t::bitwise_equal(out.data(), a.output.data() + t * B * W,
+                           static_cast<std::size_t>(B * W)));
+  }
+  CHECK(t::bitwise_equal(state, a.final_state));
+}

@@ -71,12 +71,16 @@ constexpr std::int64_t kBlock = 32;
 
 // What a GEMM reads: n rows of W from a block boundary of a PackedMatrix on, as float32
 // (`data`) or, in a BF16/FP16 session on the AVX2 / AVX-512 kernels, as the 16-bit codes of
-// the same rounded values (`codes`, bfloat16 when `bf16`, else binary16; data is then null).
+// the same rounded values (`codes`, bfloat16 when `bf16`, else binary16; data is then null),
+// or, in a BF16 session on AMX (cpu.amx), as tiles of bfloat16 pairs (`tiles`: per block
+// of 32 rows [k_tiles][2 x 16 rows][16 pairs of k][16][2], zero past K; gemm_rows_amx).
 struct MatView {
   const float* data = nullptr;
   const std::uint16_t* codes = nullptr;
   bool bf16 = false;
   std::int64_t K = 0, n = 0;
+  const std::uint16_t* tiles = nullptr;
+  std::int64_t k_tiles = 0;
 };
 
 // The packed values live in allocate_streamed's storage (buffer.hpp: from 4 MiB on in
@@ -85,30 +89,39 @@ struct PackedMatrix {
   Buffer store;          // [blocks][K][kBlock] floats, or as many 16-bit codes (codes16)
   bool codes16 = false;  // 16-bit storage (bfloat16 when bf16, else binary16)
   bool bf16 = false;
-  std::int64_t K = 0, n = 0;
+  bool amx = false;      // ... as AMX tiles instead: [blocks][k_tiles][2][16][16][2] codes
+  std::int64_t K = 0, n = 0, k_tiles = 0;
   MatView view() const { return rows(0, n); }
   // Rows [r0, r1) of W, r0 a multiple of kBlock.
   MatView rows(std::int64_t r0, std::int64_t r1) const {
-    const std::int64_t at = (r0 / kBlock) * K * kBlock;
     if (store == nullptr) return {nullptr, nullptr, false, K, r1 - r0};  // (no such matrix)
+    if (amx) {
+      return {nullptr, nullptr, true, K, r1 - r0, codes() + (r0 / kBlock) * k_tiles * 2 * kAmxTile,
+              k_tiles};
+    }
+    const std::int64_t at = (r0 / kBlock) * K * kBlock;
     if (codes16) return {nullptr, codes() + at, bf16, K, r1 - r0};
     return {store.get() + at, nullptr, false, K, r1 - r0};
   }
   std::uint16_t* codes() const { return reinterpret_cast<std::uint16_t*>(store.get()); }
 };
 
-// Rows r0 .. r0+n of w ([.][K]) rounded to `precision`; as 16-bit codes with `store16`.
+// Rows r0 .. r0+n of w ([.][K]) rounded to `precision`; as 16-bit codes with `store16`, as
+// AMX tiles with `amx` (a BF16 session).
 PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_t n,
-                       std::int64_t K, Precision precision, bool store16) {
+                       std::int64_t K, Precision precision, bool store16, bool amx) {
   PackedMatrix p;
   p.K = K;
   p.n = n;
   p.bf16 = precision == Precision::kBf16;
+  p.amx = amx;
+  p.k_tiles = (K + kAmxK - 1) / kAmxK;
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  const auto size = static_cast<std::size_t>(blocks * K * kBlock);
+  const std::int64_t Kp = amx ? p.k_tiles * kAmxK : K;  // (AMX: K padded to whole tiles)
+  const std::size_t size = product({blocks, Kp, kBlock}, "packed weights");
   // (Zeroed: code 0 is +0 in both 16-bit formats, the padding.)
-  p.codes16 = store16;
-  p.store = allocate_streamed(store16 ? (size + 1) / 2 : size);
+  p.codes16 = store16 || amx;
+  p.store = allocate_streamed(p.codes16 ? (size + 1) / 2 : size);
   std::uint16_t* const codes = p.codes();
   float* const data = p.store.get();
   for (std::int64_t r = 0; r < n; ++r) {
@@ -116,6 +129,13 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
     const float* src = w.data() + (r0 + r) * K;
     for (std::int64_t k = 0; k < K; ++k) {
       const float v = round_to(precision, src[k]);
+      if (amx) {  // block, tile of k, half of the block's rows, pair of k, row, k's parity
+        const std::int64_t half = (r % kBlock) / 16, j = r % 16;
+        codes[static_cast<std::size_t>(
+            (((r / kBlock) * p.k_tiles + k / kAmxK) * 2 + half) * kAmxTile +
+            (k % kAmxK) / 2 * kAmxK + 2 * j + k % 2)] = code16(precision, v);
+        continue;
+      }
       const auto i = static_cast<std::size_t>(at + k * kBlock);
       if (store16) {
         codes[i] = code16(precision, v);
@@ -568,25 +588,25 @@ struct Packed {
 };
 
 // (BF16/FP16: the weights rounded to the precision, docs/precision.md.)
-Packed pack(const Model& m, std::size_t l, int d, Precision pr, bool store16) {
+Packed pack(const Model& m, std::size_t l, int d, Precision pr, bool store16, bool amx) {
   const Layer& layer = m.layer(l);
   const LayerSpec& s = layer.spec;
   const CellWeights& w = layer.dir(d);
   const std::int64_t GH = s.gate_rows(), H = s.hidden_size;
   Packed p;
-  p.wx = pack_rows(w.w_x, 0, GH, s.input_size, pr, store16);
+  p.wx = pack_rows(w.w_x, 0, GH, s.input_size, pr, store16, amx);
   if (s.cell == CellKind::kGru) {
-    p.wh = pack_rows(w.w_h, 0, 2 * H, H, pr, store16);
-    p.wh_n = pack_rows(w.w_h, 2 * H, H, H, pr, store16);
+    p.wh = pack_rows(w.w_h, 0, 2 * H, H, pr, store16, amx);
+    p.wh_n = pack_rows(w.w_h, 2 * H, H, H, pr, store16, amx);
   } else {
-    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size(), pr, store16);
+    p.wh = pack_rows(w.w_h, 0, GH, s.cell_output_size(), pr, store16, amx);
   }
   // LSTM: + forget_bias on f; GRU r, z: b_x + b_h; n: b_x (+ b_h when the reset comes first:
   // then b_h,n is additive; after, r scales b_h,n + W_h,n h).
   p.bias = m.step_bias(l, d);
   p.bh_n = m.step_bias_hn(l, d);
   p.peep = w.peep;
-  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H, pr, store16);
+  if (s.proj_size > 0) p.wproj = pack_rows(w.w_proj, 0, s.proj_size, H, pr, store16, amx);
   return p;
 }
 
@@ -615,6 +635,9 @@ constexpr std::int64_t kDirectionSplitRowsLargeWh = 64;
 // rows of up to this many bytes of pre-activations (each weight block then serves every row
 // of the chunk from cache, instead of being streamed again at every step).
 constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
+// On AMX, a GEMM converts its operand rows to bfloat16 codes in chunks of about this many
+// bytes (kept in L2 while every 32-column block of the weights passes over them).
+constexpr std::int64_t kAmxChunkBytes = 768 * 1024;
 
 // A forward stack's calls of fewer than this many batch rows per thread may run as one team
 // (the GEMMs cut by gate rows, the cell math by units; forward_time_major): a call of fewer
@@ -629,12 +652,23 @@ constexpr double kTeamMinBytes = 768.0 * 1024.0;
 constexpr double kTeamBytesPerWorker = 384.0 * 1024.0;
 constexpr std::int64_t kUnitAlign = 8;  // units per part's step (the AVX2 cell math's width)
 
+// A worker's scratch for the GEMMs on AMX (gemm_amx): a chunk of up to `rows` rows of the
+// operand as bfloat16 codes (row stride kp, zero past K), and their sums of a 32-column
+// block.
+struct AmxScratch {
+  Buffer codes;  // rows x kp codes (in floats' storage)
+  Buffer sums;   // rows x 32 floats
+  std::int64_t rows = 0, kp = 0;
+  std::uint16_t* code_rows() const { return reinterpret_cast<std::uint16_t*>(codes.get()); }
+};
+
 // The workers running one step together (step(), team_gemm()): worker `worker` of `workers`,
 // meeting at `barrier`; one worker alone is a team of one (no barrier, every part whole).
 struct Team {
   int worker = 0, workers = 1;
   Barrier* barrier = nullptr;
   std::vector<float*>* z_offset = nullptr;  // this worker's row pointers for team_gemm
+  AmxScratch* amx = nullptr;                // ... and its AMX scratch (null: the Work's)
   bool lead() const { return worker == 0; }
   void sync() const {
     if (workers > 1) barrier->wait(workers);
@@ -786,14 +820,30 @@ class CpuGenericBackend final : public HostBackend {
     // codes (a step streams half the bytes), unless cpu.wh16=off; same numbers either way.
     const bool can16 = stores_wh16(kernel.kernel, precision_);
     const bool store16 = can16 && config.settings.cpu_wh16;
+    // BF16 on AMX's tiles (cpu.amx, as on the BasicLSTMCell path): every GEMM.
+    // (auto: not yet, until these GEMMs have run on an AMX CPU: see docs/precision.md.)
+    AmxChoice amx = choose_amx(config.settings, kernel.kernel, precision_);
+    if (amx.use && config.settings.cpu_amx != Settings::Amx::kOn) {
+      amx = {false, "off (cpu.amx=auto): this stack's GEMMs take AMX with cpu.amx=on only "
+                    "(not yet run on an AMX CPU)"};
+    }
+    amx_ = amx.use;
     if (rounds_operands(precision_)) {
       plan_.params.push_back(
           {"operands", std::string("weights rounded to ") + precision_name(precision_) +
                            " once; x, h, m and r o h rounded where they enter a product; sums "
                            "float32; " +
-                           (store16  ? "weights stored in 16 bits"
-                            : can16  ? "weights stored as float32 (cpu.wh16=off)"
-                                     : "weights stored as float32 (what this kernel reads)")});
+                           (amx_      ? "weights stored in 16 bits as AMX tiles"
+                            : store16 ? "weights stored in 16 bits"
+                            : can16   ? "weights stored as float32 (cpu.wh16=off)"
+                                      : "weights stored as float32 (what this kernel reads)")});
+    }
+    plan_.params.emplace_back("amx", amx.why);
+    for (auto& [key, value] : plan_.params) {
+      if (key == "gemm" && amx_) {
+        value = "AMX: 32 columns of W per pass (two 16-column tiles) over blocks of up to 32 "
+                "rows (two 16-row tiles) of bfloat16 codes, chunks of rows kept in L2";
+      }
     }
     try {
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
@@ -806,7 +856,7 @@ class CpuGenericBackend final : public HostBackend {
                                  {"hidden", std::to_string(s.hidden_size)}}});
         packed_.emplace_back();
         for (int d = 0; d < s.directions(); ++d) {
-          packed_.back().push_back(pack(m, l, d, precision_, store16));
+          packed_.back().push_back(pack(m, l, d, precision_, store16, amx_));
         }
       }
       state_.resize(m.state_count(B));
@@ -820,7 +870,8 @@ class CpuGenericBackend final : public HostBackend {
         const bool all_rows =
             i == 0 ||
             (direction_split_ && (i == 1 || i == static_cast<std::size_t>(team_workers_)));
-        work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_));
+        work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_),
+                          amx_);
       }
       if (team_workers_ >= 2) {
         for (Work& w : work_) w.z_offset.resize(work_[0].zx_ptr.size());
@@ -933,8 +984,11 @@ class CpuGenericBackend final : public HostBackend {
     std::vector<float*> zx_ptr, zx_step;
     std::vector<const float*> px_ptr;
     std::int64_t zx_steps = 0;
+    AmxScratch amx;  // on AMX (amx_): this worker's (gemm_amx)
     // `rounding`: a BF16/FP16 session (the chunk's inputs are rounded into pxq first).
-    void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding) {
+    // `amx`: the GEMMs run on AMX tiles (the scratch of gemm_amx).
+    void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding,
+                  bool on_amx) {
       xq_width = std::max(m.max_width(), m.input_size());
       const std::int64_t per_row =
           std::max<std::int64_t>(4 * m.max_hidden(), rounding ? xq_width : 0);
@@ -959,6 +1013,19 @@ class CpuGenericBackend final : public HostBackend {
       }
       for (auto* v : {&x_ptr, &aux_cptr, &xq_ptr, &hq_ptr}) v->resize(r);
       rows.resize(r);
+      if (on_amx) {
+        // Chunks of rows whose codes stay in L2 (kAmxChunkBytes), in whole blocks of 32
+        // rows, no more than a GEMM ever gets (a projection chunk's).  K: any layer's input,
+        // output or hidden size, padded to whole tiles.
+        const std::int64_t K = std::max({xq_width, m.max_hidden(), std::int64_t{1}});
+        amx.kp = (K + kAmxK - 1) / kAmxK * kAmxK;
+        amx.rows = std::min(
+            std::clamp<std::int64_t>(kAmxChunkBytes / (2 * amx.kp) / kMaxAmxRows, 1, 12) *
+                kMaxAmxRows,
+            zx_steps * n);
+        amx.codes = cpu::allocate((product({amx.rows, amx.kp}, "workspace") + 1) / 2, false);
+        amx.sums = cpu::allocate(product({amx.rows, 32}, "workspace"), false);
+      }
     }
   };
 
@@ -1004,7 +1071,7 @@ class CpuGenericBackend final : public HostBackend {
     if (job.by_direction) {
       forward_by_direction(*job.call, worker, job.workers, job.workers / 2);
     } else if (job.team) {
-      const Team team{worker, job.workers, &barrier_, &w.z_offset};
+      const Team team{worker, job.workers, &barrier_, &w.z_offset, &w.amx};
       if (layer_major_) {
         forward_layer_major(*job.call, 0, B, work_[0], team);
       } else {
@@ -1073,10 +1140,10 @@ class CpuGenericBackend final : public HostBackend {
     const float* const* h = rounding ? w.hq_ptr.data() : w.state_ptr.data();
     const float* const* x = rounding ? w.xq_ptr.data() : w.x_ptr.data();
     if (zx == nullptr) {
-      team_gemm(team, w.z_ptr.data(), x, p.wx, n, false, p.bias.data());
+      team_gemm(team, w, w.z_ptr.data(), x, p.wx, n, false, p.bias.data());
       if (p.wx.n != p.wh.n) team.sync();  // (GRU: W_x's 3H rows are cut elsewhere than W_h's 2H)
     }
-    team_gemm(team, w.z_ptr.data(), h, p.wh, n);
+    team_gemm(team, w, w.z_ptr.data(), h, p.wh, n);
     team.sync();
     const auto [u0, u1] = team.part(H, kUnitAlign);
     if (s.cell == CellKind::kLstm) {
@@ -1094,7 +1161,7 @@ class CpuGenericBackend final : public HostBackend {
       if (s.proj_size > 0) {
         team.sync();  // m complete
         // h = W_proj m into the state's h, from zero (each worker its rows of W_proj).
-        team_gemm(team, w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n, /*from_zero=*/true);
+        team_gemm(team, w, w.state_ptr.data(), w.aux_cptr.data(), p.wproj, n, /*from_zero=*/true);
         team.sync();
         const auto [v0, v1] = team.part(R, kUnitAlign);
         for (std::int64_t i = 0; i < n; ++i) {
@@ -1128,9 +1195,9 @@ class CpuGenericBackend final : public HostBackend {
       }
       team.sync();
       if (s.reset_after) {
-        team_gemm(team, w.aux_ptr.data(), h, p.wh_n, n);  // ... then scaled by r
+        team_gemm(team, w, w.aux_ptr.data(), h, p.wh_n, n);  // ... then scaled by r
       } else {
-        team_gemm(team, w.zn_ptr.data(), w.aux_cptr.data(), p.wh_n, n);
+        team_gemm(team, w, w.zn_ptr.data(), w.aux_cptr.data(), p.wh_n, n);
       }
       team.sync();
       for (std::int64_t i = 0; i < n; ++i) {
@@ -1148,7 +1215,8 @@ class CpuGenericBackend final : public HostBackend {
   // stays with one worker.
   // from_zero: z's rows of this worker set to 0 first.  init: every row's chains start from
   // init (W.n values, a bias) instead of from z.
-  void team_gemm(const Team& team, float* const* z, const float* const* x,
+  // On AMX (amx_), the worker's scratch is team.amx, or w's alone.
+  void team_gemm(const Team& team, Work& w, float* const* z, const float* const* x,
                  const PackedMatrix& W, std::int64_t n, bool from_zero = false,
                  const float* init = nullptr) const {
     const auto [r0, r1] = team.part(W.n, kBlock);
@@ -1156,13 +1224,39 @@ class CpuGenericBackend final : public HostBackend {
     if (from_zero) {
       for (std::int64_t i = 0; i < n; ++i) std::fill(z[i] + r0, z[i] + r1, 0.0f);
     }
-    if (team.workers == 1) {
-      gemm_(z, x, W.view(), n, init);
-      return;
+    float* const* zo = z;
+    if (team.workers > 1) {
+      float** offset = team.z_offset->data();
+      for (std::int64_t i = 0; i < n; ++i) offset[i] = z[i] + r0;
+      zo = offset;
     }
-    float** zo = team.z_offset->data();
-    for (std::int64_t i = 0; i < n; ++i) zo[i] = z[i] + r0;
-    gemm_(zo, x, W.rows(r0, r1), n, init != nullptr ? init + r0 : nullptr);
+    const MatView v = W.rows(r0, r1);
+    const float* const init_r = init != nullptr ? init + r0 : nullptr;
+    if (W.amx) {
+      gemm_amx(zo, x, v, n, init_r, team.amx != nullptr ? *team.amx : w.amx);
+    } else {
+      gemm_(zo, x, v, n, init_r);
+    }
+  }
+
+  // gemm_'s product on AMX tiles (a BF16 session, choose_amx): per chunk of up to s.rows
+  // rows, their x as bfloat16 codes (exact: x is rounded already), then gemm_rows_amx.
+  static void gemm_amx(float* const* z, const float* const* x, const MatView& v,
+                       std::int64_t nb, const float* init, AmxScratch& s) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    std::uint16_t* const codes = s.code_rows();
+    for (std::int64_t c0 = 0; c0 < nb; c0 += s.rows) {
+      const std::int64_t rows = std::min(s.rows, nb - c0);
+      for (std::int64_t i = 0; i < rows; ++i) {
+        std::uint16_t* row = codes + i * s.kp;
+        round_to_codes(Precision::kBf16, x[c0 + i], row, static_cast<std::size_t>(v.K));
+        std::fill(row + v.K, row + v.k_tiles * kAmxK, std::uint16_t{0});
+      }
+      gemm_rows_amx(z + c0, codes, s.kp, rows, v.tiles, v.k_tiles, v.n, init, s.sums.get());
+    }
+#else
+    (void)z, (void)x, (void)v, (void)nb, (void)init, (void)s;  // (never: amx_ needs x86-64)
+#endif
   }
 
   // The pointwise math of an LSTM with peepholes or a cell clip on one row (the plain cell:
@@ -1299,7 +1393,8 @@ class CpuGenericBackend final : public HostBackend {
     const int mine = worker / per_direction;  // this worker's direction
     const Team team{worker % per_direction, per_direction,
                     &direction_barrier_[static_cast<std::size_t>(mine)],
-                    &work_[static_cast<std::size_t>(worker)].z_offset};
+                    &work_[static_cast<std::size_t>(worker)].z_offset,
+                    &work_[static_cast<std::size_t>(worker)].amx};
     Work& w = work_[static_cast<std::size_t>(mine * per_direction)];
     const float* in = call.input;
     std::int64_t in_stride = m.input_size();
@@ -1342,7 +1437,7 @@ class CpuGenericBackend final : public HostBackend {
       }
     }
     team.sync();
-    team_gemm(team, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n, false, p.bias.data());
+    team_gemm(team, w, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n, false, p.bias.data());
     team.sync();
   }
 
@@ -1428,6 +1523,7 @@ class CpuGenericBackend final : public HostBackend {
 
   Precision precision_ = Precision::kFp32;
   GemmRows gemm_ = nullptr;
+  bool amx_ = false;  // every GEMM on AMX tiles (a BF16 session, choose_amx): gemm_amx
   // The plain LSTM cell of a row (lstm_plain_avx2 or _portable, with the GEMM's kernel).
   // (Units [u0, u1) of the row.)
   void (*lstm_plain_)(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,

@@ -203,5 +203,16 @@ void project_rows_amx(const std::uint16_t* w, std::int64_t groups, const std::ui
                       std::int64_t rows);
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
                           float* const* out, int nb, Prefetch next);
+// The generic path's GEMM (generic_backend.cpp) on AMX tiles, for `rows` rows: z[b][0..n)
+// = base + x[b] . W, base = init[0..n) (the same for every row) or, without init, z[b]'s
+// old values; x row b as bfloat16 codes at x + b * ldx (zero from K to k_tiles * 32), W's
+// n rows in 32-column blocks of tiles at w + j * k_tiles * 2 * kAmxTile ([k_tiles][2 x 16
+// columns][16 pairs of k][16][2], zero past K and n).  Each element's sum is the tiles' dot
+// products of 32 terms at a time, in increasing k, then added to base: the same bits
+// whatever the rows beside it or the block of rows it falls in.  sums: scratch of
+// rows x 32 floats, 64-byte aligned.  Leaves the thread without tile state.
+void gemm_rows_amx(float* const* z, const std::uint16_t* x, std::int64_t ldx,
+                   std::int64_t rows, const std::uint16_t* w, std::int64_t k_tiles,
+                   std::int64_t n, const float* init, float* sums);
 
 }  // namespace slstm::cpu

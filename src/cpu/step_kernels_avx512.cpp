@@ -196,7 +196,9 @@ SLSTM_AMX inline void configure_tiles(int n0, int n1) {
 // gates i, f for every k, then g, o), each sum the tiles' products in increasing k; gate q
 // of row r stored at out + q * gate_ld + r * ld (floats).  Two passes of two gates each,
 // each pass one stream of weights (measured: also faster for one block than the four gates
-// at once with the operand loaded once).
+// at once with the operand loaded once).  kGates = 2: one pass, a 32-column block of the
+// generic path's packing ([k_tiles][2][16][16][2]: gemm_rows_amx).
+template <int kGates = 4>
 SLSTM_AMX inline void group_products(const std::uint16_t* x, std::int64_t ldx,
                                      const std::uint16_t* w, std::int64_t k_tiles, bool two,
                                      float* out, std::int64_t gate_ld, std::int64_t ld,
@@ -204,7 +206,7 @@ SLSTM_AMX inline void group_products(const std::uint16_t* x, std::int64_t ldx,
   const auto ldx_bytes = static_cast<long>(ldx * sizeof(std::uint16_t));
   const auto ld_bytes = static_cast<long>(ld * sizeof(float));
   const std::uint16_t* x1 = x + kMaxAmxTileRows * ldx;
-  for (int q = 0; q < 4; q += 2) {
+  for (int q = 0; q < kGates; q += 2) {
     _tile_zero(0);
     _tile_zero(1);
     if (two) {
@@ -346,6 +348,43 @@ SLSTM_AMX void project_rows_amx(const std::uint16_t* w, std::int64_t groups,
       }
       group_products(x + r0 * ldx, ldx, w + gi * slab, k_tiles, n1 > 0,
                      out + r0 * ld_out + gi * kRow, 16, ld_out, none);
+    }
+  }
+  _tile_release();
+}
+
+SLSTM_AMX void gemm_rows_amx(float* const* z, const std::uint16_t* x, std::int64_t ldx,
+                            std::int64_t rows, const std::uint16_t* w, std::int64_t k_tiles,
+                            std::int64_t n, const float* init, float* sums) {
+  const std::int64_t slab = k_tiles * 2 * kAmxTile;  // one 32-column block's codes
+  PrefetchStream none({}, k_tiles);
+  int configured = -1;  // as in project_rows_amx
+  for (std::int64_t j = 0; j * 32 < n; ++j) {
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kMaxAmxRows) {
+      const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, rows - r0));
+      const int n0 = std::min(nb, kMaxAmxTileRows), n1 = nb - n0;
+      if (n0 * 32 + n1 != configured) {
+        configure_tiles(n0, n1);
+        configured = n0 * 32 + n1;
+      }
+      group_products<2>(x + r0 * ldx, ldx, w + j * slab, k_tiles, n1 > 0, sums + r0 * 32, 16,
+                        32, none);
+    }
+    // z = base + the block's sums (the columns past n are the packing's zeros: not written).
+    const std::int64_t c0 = j * 32, valid = std::min<std::int64_t>(32, n - c0);
+    const auto m0 = static_cast<__mmask16>(valid >= 16 ? 0xffffu : (1u << valid) - 1u);
+    const auto m1 = static_cast<__mmask16>(valid >= 32   ? 0xffffu
+                                           : valid <= 16 ? 0u
+                                                         : (1u << (valid - 16)) - 1u);
+    for (std::int64_t b = 0; b < rows; ++b) {
+      float* zb = z[b] + c0;
+      const float* base = init != nullptr ? init + c0 : zb;
+      const float* s = sums + b * 32;
+      const __m512 lo = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, base), _mm512_load_ps(s));
+      const __m512 hi =
+          _mm512_add_ps(_mm512_maskz_loadu_ps(m1, base + 16), _mm512_load_ps(s + 16));
+      _mm512_mask_storeu_ps(zb, m0, lo);
+      _mm512_mask_storeu_ps(zb + 16, m1, hi);
     }
   }
   _tile_release();
