@@ -332,23 +332,34 @@ void step_block_amx(const StepArgs& a, int nb, int groups) {
   }
 }
 
+// group_products<kGates> of the weights at w for `rows` rows of codes at x (row stride ldx),
+// in blocks of up to 32 rows, block r0's sums at out + r0 * ld_out; the tiles configured
+// anew only where a block's rows differ from `configured` (n0 * 32 + n1; -1: not yet).
+template <int kGates>
+SLSTM_AMX inline void rows_products(const std::uint16_t* x, std::int64_t ldx, std::int64_t rows,
+                                    const std::uint16_t* w, std::int64_t k_tiles, float* out,
+                                    std::int64_t gate_ld, std::int64_t ld_out, int& configured) {
+  PrefetchStream none({}, k_tiles);
+  for (std::int64_t r0 = 0; r0 < rows; r0 += kMaxAmxRows) {
+    const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, rows - r0));
+    const int n0 = std::min(nb, kMaxAmxTileRows), n1 = nb - n0;
+    if (n0 * 32 + n1 != configured) {
+      configure_tiles(n0, n1);
+      configured = n0 * 32 + n1;
+    }
+    group_products<kGates>(x + r0 * ldx, ldx, w, k_tiles, n1 > 0, out + r0 * ld_out, gate_ld,
+                           ld_out, none);
+  }
+}
+
 SLSTM_AMX void project_rows_amx(const std::uint16_t* w, std::int64_t groups,
                                const std::uint16_t* x, std::int64_t ldx, std::int64_t k_tiles,
                                float* out, std::int64_t ld_out, std::int64_t rows) {
   const std::int64_t slab = k_tiles * 4 * kAmxTile;
-  PrefetchStream none({}, k_tiles);
-  int configured = -1;  // the tiles' rows as configured (n0 * 32 + n1; -1: not yet)
+  int configured = -1;
   for (std::int64_t gi = 0; gi < groups; ++gi) {
-    for (std::int64_t r0 = 0; r0 < rows; r0 += kMaxAmxRows) {
-      const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, rows - r0));
-      const int n0 = std::min(nb, kMaxAmxTileRows), n1 = nb - n0;
-      if (n0 * 32 + n1 != configured) {
-        configure_tiles(n0, n1);
-        configured = n0 * 32 + n1;
-      }
-      group_products(x + r0 * ldx, ldx, w + gi * slab, k_tiles, n1 > 0,
-                     out + r0 * ld_out + gi * kRow, 16, ld_out, none);
-    }
+    rows_products<4>(x, ldx, rows, w + gi * slab, k_tiles, out + gi * kRow, 16, ld_out,
+                     configured);
   }
   _tile_release();
 }
@@ -357,19 +368,9 @@ SLSTM_AMX void gemm_rows_amx(float* const* z, const std::uint16_t* x, std::int64
                             std::int64_t rows, const std::uint16_t* w, std::int64_t k_tiles,
                             std::int64_t n, const float* init, float* sums) {
   const std::int64_t slab = k_tiles * 2 * kAmxTile;  // one 32-column block's codes
-  PrefetchStream none({}, k_tiles);
-  int configured = -1;  // as in project_rows_amx
+  int configured = -1;
   for (std::int64_t j = 0; j * 32 < n; ++j) {
-    for (std::int64_t r0 = 0; r0 < rows; r0 += kMaxAmxRows) {
-      const int nb = static_cast<int>(std::min<std::int64_t>(kMaxAmxRows, rows - r0));
-      const int n0 = std::min(nb, kMaxAmxTileRows), n1 = nb - n0;
-      if (n0 * 32 + n1 != configured) {
-        configure_tiles(n0, n1);
-        configured = n0 * 32 + n1;
-      }
-      group_products<2>(x + r0 * ldx, ldx, w + j * slab, k_tiles, n1 > 0, sums + r0 * 32, 16,
-                        32, none);
-    }
+    rows_products<2>(x, ldx, rows, w + j * slab, k_tiles, sums, 16, 32, configured);
     // z = base + the block's sums (the columns past n are the packing's zeros: not written).
     const std::int64_t c0 = j * 32, valid = std::min<std::int64_t>(32, n - c0);
     const auto m0 = static_cast<__mmask16>(valid >= 16 ? 0xffffu : (1u << valid) - 1u);
