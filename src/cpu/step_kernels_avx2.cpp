@@ -20,26 +20,30 @@ namespace {
 
 // ---- cell epilogues -----------------------------------------------------------------------
 
-// LSTM, the block's NB rows: z[b] holds row b's 64 recurrent sums [gate][16 units], bytes
-// the group's valid units in bytes.  Adds G and the bias, applies the gate math, updates c,
-// writes h and the output row; a row past its length keeps its h and outputs zeros.
-// A whole group of 16 units of R rows at once (rows[r]: its z row, the G row, c, the new h
-// and the output row or null): 2R independent chains of gate math in one block for the
-// scheduler (one row's two halves alone left the divider and the exp polynomials waiting on
-// each other: ~a fifth of a step at H = 256, B = 6), c and h read and written in place.  The
-// same operations on the same values as the buffered loop below.
-template <int R>
-SLSTM_AVX2_INLINE void lstm_units16_avx2(const float* const (&zr)[R], const float* const (&g)[R],
-                                         const float* bias, float* const (&c)[R],
-                                         float* const (&hn)[R], float* const (&out)[R]) {
+// A whole group of 16 units of R rows at once (the block's rows rows[0..R), all active):
+// 2R independent chains of gate math in one block for the scheduler (one row's two halves
+// alone left the divider and the exp polynomials waiting on each other: ~a fifth of a step
+// at H = 256, B = 6), c and h read and written in place.  The same operations on the same
+// values as the buffered loop of lstm_cell_avx2.
+template <int R, int NB>
+SLSTM_AVX2_INLINE void lstm_rows16_avx2(const StepArgs& a, const float (&z)[NB][kRow],
+                                        const int* rows) {
+  float* c[R];
+  float* hn[R];
+  float* out[R];
   __m256 zq[R][2][4];
   for (int r = 0; r < R; ++r) {
+    const int b = rows[r];
+    const std::int64_t at = (a.b0 + b) * a.H + a.unit0;
+    c[r] = a.c + at;
+    hn[r] = a.h_next + at;
+    out[r] = a.out_row[b] != nullptr ? a.out_row[b] + a.unit0 : nullptr;
     for (int j = 0; j < 2; ++j) {
       for (int q = 0; q < 4; ++q) {
-        const std::int64_t at = q * kGroup + 8 * j;
+        const std::int64_t i = q * kGroup + 8 * j;
         zq[r][j][q] = _mm256_add_ps(
-            _mm256_load_ps(zr[r] + at),
-            _mm256_add_ps(_mm256_load_ps(g[r] + at), _mm256_load_ps(bias + at)));
+            _mm256_load_ps(z[b] + i),
+            _mm256_add_ps(_mm256_load_ps(a.g_row[b] + i), _mm256_load_ps(a.bias + i)));
       }
     }
   }
@@ -61,55 +65,28 @@ SLSTM_AVX2_INLINE void lstm_units16_avx2(const float* const (&zr)[R], const floa
   }
 }
 
+// LSTM, the block's NB rows: z[b] holds row b's 64 recurrent sums [gate][16 units], bytes
+// the group's valid units in bytes.  Adds G and the bias, applies the gate math, updates c,
+// writes h and the output row; a row past its length keeps its h and outputs zeros.
 template <int NB>
 SLSTM_AVX2_INLINE void lstm_cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
                                       std::size_t bytes) {
   if (bytes == kGroup * sizeof(float)) {
-    // Whole groups: the active rows two at a time (lstm_units16_avx2), inactive ones alone.
-    int pending = -1;  // an active row waiting for a partner
+    // Whole groups: the active rows two at a time (lstm_rows16_avx2).
+    int active[NB];
+    int n = 0;
     for (int b = 0; b < NB; ++b) {
       const std::int64_t row = a.b0 + b;
-      if (!a.active[b]) {
-        std::memcpy(a.h_next + row * a.H + a.unit0, a.h_prev + row * a.H + a.unit0, bytes);
-        if (a.out_row[b]) std::memset(a.out_row[b] + a.unit0, 0, bytes);
+      if (a.active[b]) {
+        active[n++] = b;
         continue;
       }
-      if (pending < 0 && b + 1 < NB) {
-        pending = b;
-        continue;
-      }
-      const int first = pending < 0 ? b : pending;
-      const auto at = [&](int i) { return (a.b0 + i) * a.H + a.unit0; };
-      const auto out = [&](int i) {
-        return a.out_row[i] != nullptr ? a.out_row[i] + a.unit0 : nullptr;
-      };
-      if (pending < 0) {  // the last row, alone
-        const float* const zr[1] = {z[b]};
-        const float* const g[1] = {a.g_row[b]};
-        float* const c[1] = {a.c + at(b)};
-        float* const hn[1] = {a.h_next + at(b)};
-        float* const o[1] = {out(b)};
-        lstm_units16_avx2<1>(zr, g, a.bias, c, hn, o);
-      } else {
-        const float* const zr[2] = {z[first], z[b]};
-        const float* const g[2] = {a.g_row[first], a.g_row[b]};
-        float* const c[2] = {a.c + at(first), a.c + at(b)};
-        float* const hn[2] = {a.h_next + at(first), a.h_next + at(b)};
-        float* const o[2] = {out(first), out(b)};
-        lstm_units16_avx2<2>(zr, g, a.bias, c, hn, o);
-      }
-      pending = -1;
+      std::memcpy(a.h_next + row * a.H + a.unit0, a.h_prev + row * a.H + a.unit0, bytes);
+      if (a.out_row[b]) std::memset(a.out_row[b] + a.unit0, 0, bytes);
     }
-    if (pending >= 0) {
-      const int b = pending;
-      const std::int64_t at = (a.b0 + b) * a.H + a.unit0;
-      const float* const zr[1] = {z[b]};
-      const float* const g[1] = {a.g_row[b]};
-      float* const c[1] = {a.c + at};
-      float* const hn[1] = {a.h_next + at};
-      float* const o[1] = {a.out_row[b] != nullptr ? a.out_row[b] + a.unit0 : nullptr};
-      lstm_units16_avx2<1>(zr, g, a.bias, c, hn, o);
-    }
+    int i = 0;
+    for (; i + 2 <= n; i += 2) lstm_rows16_avx2<2, NB>(a, z, active + i);
+    if (i < n) lstm_rows16_avx2<1, NB>(a, z, active + i);
     return;
   }
   for (int b = 0; b < NB; ++b) {
