@@ -354,9 +354,9 @@ TEST_CASE("on AMX with cpu.amx=on, every kind of layer is within the written tol
 TEST_CASE("on AMX with cpu.amx=on, a generic stack's rows do not depend on batch, team or call",
           "[precision][cpu-fast][streaming]") {
   if (!amx_here()) return;
-  // B = 35 (tiles of 16 + 16 + 3 rows; the projection's chunk crosses blocks of 32), one
-  // thread, two, a team of two on every row (cpu.team=always), each row alone, and the
-  // sequence as single steps.
+  // B = 35 (tiles of 16 + 16 + 3 rows; the projection's chunk crosses blocks of 32) on one
+  // thread and on two; rows alone on a team of two (cpu.team=always: a call of 1 row runs
+  // as a team, each GEMM cut by columns); the sequence as single steps.
   slstm_layer_config lstmp = t::lstm_layer(70);
   lstmp.peepholes = 1;
   lstmp.proj_size = 33;
