@@ -28,7 +28,8 @@ The floor of a row = the largest of
                   measured per-step latency (GPU: the smaller of an empty launch and a graph
                   node; CPU: a tiny step, see bench/README.md).
 Rows of batch <= 4 also get a memory floor (mem_floor_us: W_h streamed every step, W_x read
-once, over the bandwidth of that working set; issue 18's small rows), summarised under the
+once, over the read bandwidth of that working set (CPU: bench_cpu.py's read_GBps_ws* rows;
+the copy bandwidth in CSVs from before them); issue 18's small rows), summarised under the
 table against it and against the larger of it and the FLOPs term.
 """
 
@@ -91,6 +92,7 @@ class Ceilings:
         self.rows = rows
         v = {r.get("metric", ""): fnum(r.get("value")) for r in rows}
         self.curve = []
+        self.read_curve = []
         self.peak = {}  # GFLOP/s per precision
         if platform == "cpu":
             if v.get("sgemm_GFLOPs"):
@@ -99,6 +101,10 @@ class Ceilings:
             # Working-set bandwidths (MiB -> GB/s): data that stays in cache between calls.
             self.curve = sorted((float(k[len("copy_GBps_ws"):-3]), x) for k, x in v.items()
                                 if k.startswith("copy_GBps_ws") and k.endswith("MiB") and x)
+            # Read-only bandwidth per working set (since 2026-12-04; older CSVs lack it): the
+            # memory floor's weight stream is reads, which a copy's writes would slow.
+            self.read_curve = sorted((float(k[len("read_GBps_ws"):-3]), x) for k, x in v.items()
+                                     if k.startswith("read_GBps_ws") and k.endswith("MiB") and x)
             self.lat = v.get("step_latency_us")
             self.lat_what = "tiny step"
         else:
@@ -119,12 +125,22 @@ class Ceilings:
         mib = nbytes / 2.0 ** 20
         return max([self.bw] + [g for ws, g in self.curve if ws >= mib])
 
+    def read_bandwidth(self, nbytes):
+        """GB/s for reading a working set of nbytes: as bandwidth(), over the read curve
+        (where the CSV has one, else the copy curve)."""
+        if not self.read_curve:
+            return self.bandwidth(nbytes)
+        mib = nbytes / 2.0 ** 20
+        larger = [g for ws, g in self.read_curve if ws >= mib]
+        return max(larger) if larger else self.read_curve[-1][1]
+
     def memory_floor(self, s, precision):
         """The small rows' memory floor (issue 18): every step streams the recurrent weights
         W_h of every layer, the input weights W_x are read once per call (one projection
-        GEMM over all steps), each over the copy bandwidth measured on a working set that
-        large (bandwidth()).  None where the bandwidth was not measured."""
-        if not self.bw:
+        GEMM over all steps), each over the read bandwidth measured on a working set that
+        large (read_bandwidth(); the copy bandwidth in CSVs from before the read curve).
+        None where no bandwidth was measured."""
+        if not self.bw and not self.read_curve:
             return None
         elem = BYTES.get(precision, 4)
         wh = sum(4 * h * h * elem for h in s["hidden"])
@@ -132,7 +148,8 @@ class Ceilings:
         for h in s["hidden"]:
             wx += 4 * h * inp * elem
             inp = h
-        return (s["time"] * wh / (self.bandwidth(wh) * 1e9) + wx / (self.bandwidth(wx) * 1e9)) * 1e6
+        bw = self.read_bandwidth
+        return (s["time"] * wh / (bw(wh) * 1e9) + wx / (bw(wx) * 1e9)) * 1e6
 
     def floor(self, s, precision):
         """(flops_us, bytes_us, latency_us, floor_us, bound) with None where unmeasured."""
@@ -385,13 +402,14 @@ def main():
                 small.append((shape, om / mf, om / max(mf, fl), "FLOPs" if fl > mf else "memory"))
         if small:
             summary += ("\n\nSmall rows (batch <= %d) against their memory floor (every step "
-                        "streams each layer's W_h, W_x is read once; each over the copy "
+                        "streams each layer's W_h, W_x is read once; each over the %s "
                         "bandwidth measured on a working set that large), and against the "
                         "larger of it and the FLOPs floor (at batch 4 and small H the "
                         "arithmetic outweighs the weight stream): ours/memory floor, "
                         "ours/max(memory, FLOPs) %s; within 2x of the larger floor on %d of %d, "
                         "of the memory floor alone on %d." % (
-                            SMALL_BATCH, ", ".join("%s %.2f %.2f%s" % (
+                            SMALL_BATCH, "read" if ceil.read_curve else "copy",
+                            ", ".join("%s %.2f %.2f%s" % (
                                 sh, m, b, " (FLOPs)" if which == "FLOPs" else "")
                                 for sh, m, b, which in small),
                             sum(1 for x in small if x[2] <= 2.0), len(small),

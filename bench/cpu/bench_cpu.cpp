@@ -17,7 +17,9 @@
 // machine: the bytes ceiling of the CPU floor, copy bandwidth (N threads, each memcpy-ing its
 // slice of an M MiB buffer, default 512; bytes read + written per second), also for working
 // sets (source + destination) of 1, 4, 16, ... MiB (copy_curve=MiB:GB/s,...: what a working
-// set that size moves when it stays in cache between calls).
+// set that size moves when it stays in cache between calls), and read bandwidth for working
+// sets of 1/2 MiB .. M MiB (read_curve=MiB:GB/s,...: each thread reading its slice, forward
+// and backward in turn, as a step's weight stream; the memory floor's ceiling).
 // dump: what another engine needs to compute exactly what `lstm` times (bench/cpu/ort_anchor.py):
 // the same model's weights exported in the ONNX LSTM layout (onnx_W<l>.f32 [1, 4H, I],
 // onnx_R<l>.f32 [1, 4H, H], onnx_B<l>.f32 [1, 8H], forget_bias folded into Wb), the R inputs
@@ -363,8 +365,54 @@ int lstm(const Args& a) {
   return 0;
 }
 
+// Sum of the floats in [p, p + n) (n a multiple of 64), read forward in 64-byte lines: a
+// weight stream's reads, without its arithmetic.
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2"))) float read_forward_avx2(const float* p, std::size_t n) {
+  // Eight sums, two lines an iteration: enough independent adds that the loads, not the
+  // adds' latency, set the pace.
+  __m256 s[8];
+  for (__m256& v : s) v = _mm256_setzero_ps();
+  for (const float* end = p + n / 64 * 64; p < end; p += 64) {
+    for (int j = 0; j < 8; ++j) s[j] = _mm256_add_ps(s[j], _mm256_load_ps(p + 8 * j));
+  }
+  for (int j = 1; j < 8; ++j) s[0] = _mm256_add_ps(s[0], s[j]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s[0]);
+  return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+#endif
+
+float read_forward(const float* p, std::size_t n) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return read_forward_avx2(p, n);
+#endif
+  float s[8] = {};
+  for (std::size_t i = 0; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) s[j] += p[i + j];
+  }
+  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+// [p, p + n) in chunks of 64 KiB, each read forward, the chunks in order or (backward) in
+// reverse order: as the fast path's steps read their groups' weights, every other step
+// from the last group back (what the previous step read last is still in cache).
+float read_chunks(const float* p, std::size_t n, bool backward) {
+  constexpr std::size_t kChunk = std::size_t{64} << 10 >> 2;  // floats
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  float s = 0.0f;
+  for (std::size_t i = 0; i < chunks; ++i) {
+    const std::size_t c = backward ? chunks - 1 - i : i;
+    s += read_forward(p + c * kChunk, std::min(kChunk, n - c * kChunk));
+  }
+  return s;
+}
+
 // Copy bandwidth of `threads` threads, each memcpy-ing its slice (bytes read + written per
-// second, median over the repeats), for the whole buffer and a curve of smaller working sets.
+// second, median over the repeats), for the whole buffer and a curve of smaller working sets;
+// and read bandwidth (each thread reading its slice, alternately forward and backward by
+// chunks as the fast path's steps walk their weights: read_curve=MiB:GB/s,...), the memory floor's
+// ceiling for a weight stream of that size.
 int machine(const Args& a) {
   const int threads = a.threads > 0 ? a.threads
                                     : static_cast<int>(std::thread::hardware_concurrency());
@@ -405,9 +453,49 @@ int machine(const Args& a) {
     curve += buf;
   }
 
+  // Read bandwidth: working sets of 1/2 MiB up to the whole buffer, the cache sizes' region
+  // in finer steps (a weight stream a little larger than L3 still finds part of it there).
+  std::vector<float> sink(static_cast<std::size_t>(threads), 0.0f);
+  const float* floats = reinterpret_cast<const float*>(
+      (reinterpret_cast<std::uintptr_t>(src.data()) + 63) / 64 * 64);
+  const std::size_t usable = (bytes - 64) / sizeof(float);
+  auto read_gbps = [&](std::size_t size) {
+    const std::size_t slice = size / sizeof(float) / static_cast<std::size_t>(threads) / 64 * 64;
+    const int rep = static_cast<int>(std::max<std::size_t>(2, (std::size_t{256} << 20) / size));
+    auto read_all = [&] {
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+          const float* p = floats + slice * static_cast<std::size_t>(t);
+          float s = 0.0f;
+          for (int r = 0; r < rep; ++r) s += read_chunks(p, slice, r % 2 == 1);
+          sink[static_cast<std::size_t>(t)] += s;
+        });
+      }
+      for (std::thread& th : pool) th.join();
+    };
+    read_all();  // first touch of the pages (src is written above) and the caches
+    const Timing rd = time_it(read_all, a.seconds / 8, 3);
+    return static_cast<double>(slice * sizeof(float)) * threads * rep / rd.median * 1e-9;
+  };
+  std::string read_curve;
+  std::vector<double> points = {0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 48, 64, 96, 128, 256};
+  points.push_back(static_cast<double>(mib));
+  for (const double ws : points) {
+    const auto size = static_cast<std::size_t>(ws * (1 << 20));
+    if (ws > static_cast<double>(mib) || size / sizeof(float) > usable) break;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%g:%.2f", read_curve.empty() ? "" : ",", ws,
+                  read_gbps(size));
+    read_curve += buf;
+  }
+  float checksum = 0.0f;
+  for (const float v : sink) checksum += v;
+
   std::printf("mode=machine threads=%d copy_mib=%zu copy_gbps=%.2f copy_gbps_best=%.2f "
-              "copy_curve=%s\n",
-              threads, mib, gbps, best, curve.c_str());
+              "copy_curve=%s read_curve=%s read_checksum=%g\n",
+              threads, mib, gbps, best, curve.c_str(), read_curve.c_str(),
+              static_cast<double>(checksum));
   return 0;
 }
 

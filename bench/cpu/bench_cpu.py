@@ -481,6 +481,14 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                 ws, gbps = point.split(":")
                 w.writerow(["ceiling_cpu", "copy_GBps_ws%sMiB" % ws, gbps, "GB/s",
                             "working set %s MiB (src + dst), copied repeatedly, median" % ws])
+        # Read bandwidth per working set (each thread reading its slice, forward and backward
+        # in turn, as a step's weight stream): the memory floor's ceiling (report.py).
+        for point in m.get("read_curve", "").split(","):
+            if ":" in point:
+                ws, gbps = point.split(":")
+                w.writerow(["ceiling_cpu", "read_GBps_ws%sMiB" % ws, gbps, "GB/s",
+                            "working set %s MiB read repeatedly (forward, backward) split over "
+                            "%s threads, median" % (ws, m["threads"])])
         w.writerow(["ceiling_cpu", "step_latency_us", "%.3f" % tiny_step_us, "us",
                     "tiny step: libstacklstm fast path per step, H=D=16 B=1 T=1000, median "
                     "(the faster of the start and the end of the run)"])
