@@ -32,7 +32,9 @@
 //        rows through every layer, projection included, with no barrier at all: batch rows
 //        never interact.
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
-//      row served from it).
+//      row served from it).  A call of one step (T = 1: slstm_session_step, a frame of a
+//      stream) in FP32 projects each group's input inside the step, by the worker that steps
+//      the group (fuse_projection): one barrier per layer instead of three.
 //   A group's packed weights serve all its blocks of rows from L2, in both GEMMs; while
 //   one group runs, its blocks fetch the next group's weights into L2 (when both fit in
 //   this core's L2), so no block waits on L3 for its weights (Prefetch in step_kernels.hpp).
@@ -221,7 +223,9 @@ class CpuFastBackend final : public HostBackend {
     y_[0] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
     y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
     state_ = allocate(m.state_count(config.max_batch));
-    h_alt_ = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
+    for (Buffer& b : h_alt_) {
+      b = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
+    }
     if (rounds_operands(precision_) && !amx_) {  // (AMX: hb_ and xb_ instead)
       xq_ = allocate(product({max_rows, m.input_size()}, "workspace"), false);
       for (Buffer& b : hq_) b = allocate(product({config.max_batch, m.max_hidden()}, "workspace"));
@@ -241,7 +245,10 @@ class CpuFastBackend final : public HostBackend {
     std::int64_t b0 = 0, b1 = 0;
     float* g = nullptr;        // G region: local row i at g + i * (groups * 64)
     float* y_inner[2] = {};    // outputs of the inner layers l, in y_inner[l % 2]
-    float* h_alt = nullptr;    // other h buffer, batch row b at h_alt + b * H (b in [b0, b1))
+    // The other h buffer of even and odd layers, batch row b at h_alt[l % 2] + b * H (b in
+    // [b0, b1)): a layer's last h is moved out of it after the layer's barrier while the next
+    // layer steps (run_unit_share).
+    float* h_alt[2] = {};
     float* hq[2] = {};         // BF16/FP16: the rounded h the products read (two, as h)
     std::uint16_t* hb[2] = {};  // AMX: the same as bfloat16 codes, kp_max_ per row
   };
@@ -253,7 +260,7 @@ class CpuFastBackend final : public HostBackend {
     sh.b1 = b1;
     sh.g = g_.get() + b0 * T * max_groups_ * kRow;
     for (int i = 0; i < 2; ++i) sh.y_inner[i] = y_[i].get() + b0 * T * max_h_inner_;
-    sh.h_alt = h_alt_.get() + b0 * model_->max_hidden();
+    for (int i = 0; i < 2; ++i) sh.h_alt[i] = h_alt_[i].get() + b0 * model_->max_hidden();
     for (int i = 0; i < 2; ++i) {
       if (hq_[i]) sh.hq[i] = hq_[i].get() + b0 * model_->max_hidden();
       if (hb_[i]) sh.hb[i] = codes(hb_[i]) + b0 * kp_max_;
@@ -287,7 +294,8 @@ class CpuFastBackend final : public HostBackend {
     v.y = v.y_local ? sh.y_inner[l % 2] : call_->output;
     v.c = state_.get() + state_off;
     v.h_state = v.c + call_->batch * v.p->H;
-    v.h_alt = sh.h_alt - sh.b0 * v.p->H;  // so that v.h_alt + b * H is in the share's region
+    v.h_alt = sh.h_alt[l % 2] - sh.b0 * v.p->H;  // so that v.h_alt + b * H is in the share's
+                                                 // region
     v.kp = v.p->k_tiles * kAmxK;
     for (int i = 0; i < 2; ++i) {
       if (sh.hq[i]) v.hq[i] = sh.hq[i] - sh.b0 * v.p->H;
@@ -608,7 +616,9 @@ class CpuFastBackend final : public HostBackend {
 
   // Worker w's part when the units are split: per layer, its part of the input projection
   // (all split_.workers), then, for the first split_.active workers, the recurrence over a
-  // contiguous range of the layer's 16-unit groups for every batch row, one barrier per step.
+  // contiguous range of the layer's 16-unit groups for every batch row, one barrier between
+  // two steps and one after the layer.  A call of one step (fuse_projection) projects each
+  // group's input in the step, by whoever steps the group: one barrier per layer.
   void run_unit_share(int w) {
     const std::int64_t T = call_->time;
     const int P = split_.workers, A = split_.active;
@@ -617,9 +627,12 @@ class CpuFastBackend final : public HostBackend {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const LayerView v = view(sh, l, state_off);
       const PackedLayer& p = *v.p;
-      project_part(v, w, P);
-      round_initial_h(v, call_->batch * w / P, call_->batch * (w + 1) / P);
-      layer_barrier_.wait(P);  // all of G (and the rounded h) written before any step reads it
+      const bool fused = fuse_projection(p);
+      if (!fused) {
+        project_part(v, w, P);
+        round_initial_h(v, call_->batch * w / P, call_->batch * (w + 1) / P);
+        layer_barrier_.wait(P);  // all of G (and the rounded h) written before a step reads it
+      }
       if (w < A) {
         for (std::int64_t t = 0; t < T; ++t) {
           // This step's number, the same on every worker.
@@ -641,17 +654,35 @@ class CpuFastBackend final : public HostBackend {
             for (std::int64_t g; (g = grab(p, owner, A, epoch, down, want, n)) >= 0;) {
               const std::int64_t after = down ? (g > owner_begin ? g - 1 : -1)
                                               : (g + n < owner_end ? g + n : -1);
+              if (fused) project(v, 0, sh.b1 - sh.b0, g, g + n, w);
               step(v, t, g, g + n, w, after);
             }
           }
-          step_barrier_.wait(A);  // h_next complete before anyone reads it
+          // h_next complete before anyone reads it (after the last step, the layer barrier).
+          if (t + 1 < T) step_barrier_.wait(A);
         }
+      }
+      layer_barrier_.wait(P);  // this layer's outputs (and h) complete before the next layer
+      if (w < A) {
+        // (After the barrier: every group is complete, stolen ones too, and no step reads
+        // this layer's h any more.  The next layer has the other h_alt buffer, and the one
+        // after it starts after the next barrier, which this worker reaches after this.)
         const std::int64_t g0 = p.groups * w / A, g1 = p.groups * (w + 1) / A;
         settle_h(v, g0 * kGroup, std::min(g1 * kGroup, p.H));
       }
-      layer_barrier_.wait(P);  // this layer's outputs (and h) complete before the next layer
       state_off += static_cast<std::size_t>(2 * call_->batch * p.H);
     }
+  }
+
+  // Whether a call projects layer p's input inside its steps (run_unit_share): a call of one
+  // step whose projection and recurrence the same workers share (each group's projection
+  // then costs its stepper what a worker of project_part would have spent on it, and saves a
+  // barrier), in FP32 (the 16-bit sessions round h for the whole batch before the step).
+  // Each element of G is computed by the same kernel in the same order as in project_part:
+  // the same bits.
+  bool fuse_projection(const PackedLayer& p) const {
+    return call_->time == 1 && split_.active == split_.workers && !rounds_operands(precision_) &&
+           !p.wxamx_storage;
   }
 
   // The next groups of `owner`'s share (of A) for the step numbered `epoch`: up to `want`
@@ -713,7 +744,7 @@ class CpuFastBackend final : public HostBackend {
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
   Buffer y_[2];    // outputs of the non-last layers, ping-pong
   Buffer state_;   // packed state (c, h per layer) for up to max_batch rows
-  Buffer h_alt_;   // the other half of the h double buffer
+  Buffer h_alt_[2];  // the other half of the h double buffer (even and odd layers)
   Buffer xq_;      // BF16/FP16: the call's input rounded (layer 0's product operand)
   Buffer hq_[2];   // BF16/FP16: the rounded h the recurrent products read, two as h
   Buffer hb_[2];   // AMX: the same as bfloat16 codes, rows of kp_max_ (zero beyond H)
