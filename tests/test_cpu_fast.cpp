@@ -130,6 +130,33 @@ TEST_CASE("many batch rows with large recurrent weights (the unit split) match o
   check_fast_agrees_across_threads(m.get(), call);
 }
 
+TEST_CASE("a step shared by pairs of a group and a block of rows (uneven groups, none worth "
+          "stealing) matches one thread, in calls of one step and of a few", "[cpu-fast]") {
+  if (!fast_path_run()) return;
+  // 13 rows: 3 blocks of rows per group.  H = 40 (3 groups) makes the smallest group (13 x 40
+  // x 64 multiply-adds) too small to steal, so the call does not steal; H = 330 (21 groups)
+  // gives every worker a step worth a barrier.  Both group counts are odd, and 3 and 4 workers
+  // start and end their shares inside a group.  T = 1 projects inside the step; T = 3 (too
+  // short for the batch split) does not.
+  constexpr std::int64_t D = 9, B = 13;
+  t::Model m = t::random_model(D, {40, 330}, 91);
+  for (std::int64_t T : {1, 3}) {
+    const std::vector<float> x = t::random_vector(B * T * D, 92);
+    const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 93);
+    std::vector<std::int32_t> lengths(B);
+    for (std::int64_t b = 0; b < B; ++b) {
+      lengths[static_cast<std::size_t>(b)] = static_cast<std::int32_t>((b * 5) % (T + 1));
+    }
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      t::Call call = t::call_of(B, T, x, layout);
+      call.initial_state = &s0;
+      call.lengths = &lengths;
+      INFO("T " << T << ", layout " << (layout == SLSTM_TIME_MAJOR ? "time-major" : "batch-major"));
+      check_fast_agrees_across_threads(m.get(), call);
+    }
+  }
+}
+
 TEST_CASE("a worker whose share of W_h does not stay in L2 runs its groups forwards and "
           "backwards in turn, with the same numbers", "[cpu-fast]") {
   if (!fast_path_run()) return;

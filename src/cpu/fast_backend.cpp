@@ -486,11 +486,13 @@ class CpuFastBackend final : public HostBackend {
     return 2 * share > l2_bytes_ && 2 * group <= l2_bytes_;
   }
 
-  // Step t of layer v for groups [g0, g1) and the share's batch rows, in increasing order or
-  // (`down`) decreasing, by worker `worker` (its AMX scratch); g_after: the group this worker
-  // is likely to take after the last one (its weights fetched ahead), or -1.
+  // Step t of layer v for groups [g0, g1) and the share's batch rows (its blocks of rows
+  // [j0, j1) only, where j1 >= 0), in increasing order or (`down`) decreasing, by worker
+  // `worker` (its AMX scratch); g_after: the group this worker is likely to take after the
+  // last one (its weights fetched ahead), or -1.
   void step(const LayerView& v, std::int64_t t, std::int64_t g0, std::int64_t g1, int worker,
-            std::int64_t g_after = -1, bool down = false) const {
+            std::int64_t g_after = -1, bool down = false, std::int64_t j0 = 0,
+            std::int64_t j1 = -1) const {
     const ForwardCall& call = *call_;
     const PackedLayer& p = *v.p;
     const std::int64_t ld_g = p.groups * kRow, b0 = v.sh->b0, b1 = v.sh->b1;
@@ -541,7 +543,7 @@ class CpuFastBackend final : public HostBackend {
       }
       a.bias = p.bias.get() + gi * kRow;
       const void* next = slab(k + n < g1 - g0 ? (down ? gi - 1 : gi + n) : g_after);
-      for (std::int64_t j = 0; j < blocks; ++j) {
+      for (std::int64_t j = j0; j < (j1 >= 0 ? std::min(j1, blocks) : blocks); ++j) {
         const std::int64_t r0 = b0 + cut(j);
         const int nb = static_cast<int>(b0 + cut(j + 1) - r0);
         a.b0 = r0;
@@ -633,7 +635,27 @@ class CpuFastBackend final : public HostBackend {
         round_initial_h(v, call_->batch * w / P, call_->batch * (w + 1) / P);
         layer_barrier_.wait(P);  // all of G (and the rounded h) written before a step reads it
       }
-      if (w < A) {
+      const std::int64_t blocks = row_blocks(p, sh);
+      if (w < A && by_blocks(p, blocks, A)) {
+        // Worker w's share of the (group, block of rows) pairs, in group order, every other
+        // step backwards (snake_order); groups whole where the share has them whole.
+        const std::int64_t items = p.groups * blocks;
+        const std::int64_t i0 = items * w / A, i1 = items * (w + 1) / A;
+        for (std::int64_t t = 0; t < T; ++t) {
+          const bool down = snake_order(p, A) && t % 2 == 1;
+          const std::int64_t first = i0 / blocks, last = (i1 - 1) / blocks;
+          for (std::int64_t k = 0; k <= last - first; ++k) {
+            const std::int64_t g = down ? last - k : first + k;
+            const std::int64_t j0 = std::max(i0 - g * blocks, std::int64_t{0});
+            const std::int64_t j1 = std::min(i1 - g * blocks, blocks);
+            const std::int64_t after = k < last - first ? (down ? g - 1 : g + 1) : -1;
+            if (fused) project(v, row_cut(sh.b1 - sh.b0, j0, blocks),
+                               row_cut(sh.b1 - sh.b0, j1, blocks), g, g + 1, w);
+            step(v, t, g, g + 1, w, after, false, j0, j1);
+          }
+          if (t + 1 < T) step_barrier_.wait(A);
+        }
+      } else if (w < A) {
         for (std::int64_t t = 0; t < T; ++t) {
           // This step's number, the same on every worker.
           const std::uint64_t epoch = epoch_base_ + l * static_cast<std::uint64_t>(T) +
@@ -672,6 +694,21 @@ class CpuFastBackend final : public HostBackend {
       }
       state_off += static_cast<std::size_t>(2 * call_->batch * p.H);
     }
+  }
+
+  // Blocks of rows a step of layer p cuts the share's batch rows into (step()).
+  std::int64_t row_blocks(const PackedLayer& p, const Share& sh) const {
+    (void)p;
+    return (sh.b1 - sh.b0 + block_rows_ - 1) / block_rows_;
+  }
+
+  // Whether the A recurrent workers share a step of layer p by (group, block of rows) pairs
+  // instead of whole groups: when the groups do not divide evenly among them (one worker
+  // would have a whole group more), a group has several blocks of rows, and no group is
+  // worth stealing (stealing evens out the groups otherwise).  A block's sums are computed
+  // as in a whole group (same kernel, same chains): the same bits.
+  bool by_blocks(const PackedLayer& p, std::int64_t blocks, int A) const {
+    return A > 1 && blocks > 1 && p.groups % A != 0 && !split_.steal && !p.wamx_storage;
   }
 
   // Whether a call projects layer p's input inside its steps (run_unit_share): a call of one
