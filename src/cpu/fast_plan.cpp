@@ -145,7 +145,9 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
        "when batch >= " + std::to_string(t.min_rows_per_worker) + " x threads, time >= " +
            std::to_string(t.min_split_time) + " and every layer's W_h <= " +
            number(t.batch_split_bytes) + " bytes; else unit split (16-unit groups per worker, "
-           "one barrier per step) with " +
+           "or pairs of a group and a block of rows where the groups do not divide evenly "
+           "and none is worth stealing; one barrier per step, one per layer for a call of "
+           "one step) with " +
            (t.size_active
                 ? "as many workers as the step's work pays for (>= " +
                       number(t.flops_per_worker) + " FLOPs or " + number(t.bytes_per_worker) +
