@@ -135,11 +135,12 @@ TEST_CASE("a step shared by pairs of a group and a block of rows (uneven groups,
   if (!fast_path_run()) return;
   // 13 rows: 3 blocks of rows per group.  H = 40 (3 groups) makes the smallest group (13 x 40
   // x 64 multiply-adds) too small to steal, so the call does not steal; H = 330 (21 groups)
-  // gives every worker a step worth a barrier.  Both group counts are odd, and 3 and 4 workers
-  // start and end their shares inside a group.  T = 1 projects inside the step; T = 3 (too
-  // short for the batch split) does not.
+  // gives every worker a step worth a barrier.  The group counts are odd, and 3 and 4 workers
+  // start and end their shares inside a group; the third layer (24 units: a group of 8 after
+  // a whole one) moves the second's last h out while it steps.  T = 1 projects inside the
+  // step; T = 3 (too short for the batch split) does not.
   constexpr std::int64_t D = 9, B = 13;
-  t::Model m = t::random_model(D, {40, 330}, 91);
+  t::Model m = t::random_model(D, {40, 330, 24}, 91);
   for (std::int64_t T : {1, 3}) {
     const std::vector<float> x = t::random_vector(B * T * D, 92);
     const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 93);

@@ -641,9 +641,10 @@ class CpuFastBackend final : public HostBackend {
         // step backwards (snake_order); groups whole where the share has them whole.
         const std::int64_t items = p.groups * blocks;
         const std::int64_t i0 = items * w / A, i1 = items * (w + 1) / A;
+        // (A share may be empty: fewer pairs than workers.  It still meets the barriers.)
+        const std::int64_t first = i0 / blocks, last = i1 > i0 ? (i1 - 1) / blocks : first - 1;
         for (std::int64_t t = 0; t < T; ++t) {
           const bool down = snake_order(p, A) && t % 2 == 1;
-          const std::int64_t first = i0 / blocks, last = (i1 - 1) / blocks;
           for (std::int64_t k = 0; k <= last - first; ++k) {
             const std::int64_t g = down ? last - k : first + k;
             const std::int64_t j0 = std::max(i0 - g * blocks, std::int64_t{0});

@@ -145,9 +145,9 @@ Plan describe_fast_plan(const SessionConfig& config, KernelChoice kernel, int th
        "when batch >= " + std::to_string(t.min_rows_per_worker) + " x threads, time >= " +
            std::to_string(t.min_split_time) + " and every layer's W_h <= " +
            number(t.batch_split_bytes) + " bytes; else unit split (16-unit groups per worker, "
-           "or pairs of a group and a block of rows where the groups do not divide evenly "
-           "and none is worth stealing; one barrier per step, one per layer for a call of "
-           "one step) with " +
+           "or pairs of a group and a block of rows where the groups do not divide evenly, a "
+           "group has several blocks and none is worth stealing; one barrier per step, one per "
+           "layer for an FP32 call of one step whose workers all step) with " +
            (t.size_active
                 ? "as many workers as the step's work pays for (>= " +
                       number(t.flops_per_worker) + " FLOPs or " + number(t.bytes_per_worker) +
