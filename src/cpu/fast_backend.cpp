@@ -350,8 +350,8 @@ class CpuFastBackend final : public HostBackend {
             in[k] = v.x + xr * p.I;
             out[k] = v.sh->g + i * ld_g + gi * kRow;
           }
-          project_block(w, in, p.I, out, nb, kernel_,
-                        prefetch_share(next, slab * 4, j, blocks));
+          project_block(w, in, p.I, out, nb, kernel_, prefetch_share(next, slab * 4, j, blocks),
+                        std::min(kGroup, p.H - gi * kGroup));
         }
       }
     }

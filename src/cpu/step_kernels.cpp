@@ -93,9 +93,9 @@ void step_block(const StepArgs& a, int nb, Kernel kernel) {
 }
 
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
-                   int nb, Kernel kernel, Prefetch next) {
+                   int nb, Kernel kernel, Prefetch next, std::int64_t units) {
   switch (kernel) {
-    case Kernel::kAvx2: project_block_avx2(w, rows, K, out, nb, next); return;
+    case Kernel::kAvx2: project_block_avx2(w, rows, K, out, nb, next, units); return;
     case Kernel::kAvx512: project_block_avx512(w, rows, K, out, nb, next); return;
     case Kernel::kPortable: break;
   }
@@ -109,7 +109,7 @@ bool cpu_has_amx_bf16() { return false; }
 const char* amx_bf16_refusal() { return "AMX is only used on x86-64 GCC/Clang builds"; }
 void step_block(const StepArgs& a, int nb, Kernel) { step_block_portable(a, nb); }
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
-                   int nb, Kernel, Prefetch) {
+                   int nb, Kernel, Prefetch, std::int64_t) {
   project_block_portable(w, rows, K, out, nb);
 }
 #endif

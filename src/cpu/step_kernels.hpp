@@ -172,9 +172,11 @@ SLSTM_CELL_INLINE void prefetch_epilogue_inputs(const StepArgs& a, int b) {
 void step_block(const StepArgs& a, int nb, Kernel kernel);
 
 // Input projection of nb (1..kMaxNb) rows for one group: out[b][0..63] = rows[b] . w, w the
-// group's packed Wx (pack_layer: [K][64], or [4][K][16] on the AVX2 kernels).
+// group's packed Wx (pack_layer: [K][64], or [4][K][16] on the AVX2 kernels).  `units`: the
+// group's valid units (1..16); the AVX2 kernel leaves the columns of units 8..15 unwritten
+// when units <= 8 (its step never reads them: step_rows_avx2).
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
-                   int nb, Kernel kernel, Prefetch next = {});
+                   int nb, Kernel kernel, Prefetch next = {}, std::int64_t units = 16);
 
 // The kernels of each ISA (the AVX ones exist on x86-64 GCC/Clang builds only).
 void step_block_portable(const StepArgs& a, int nb);
@@ -182,7 +184,7 @@ void project_block_portable(const float* w, const float* const* rows, std::int64
                             float* const* out, int nb);
 void step_block_avx2(const StepArgs& a, int nb);
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
-                        float* const* out, int nb, Prefetch next);
+                        float* const* out, int nb, Prefetch next, std::int64_t units);
 void step_block_avx512(const StepArgs& a, int nb);
 // The AVX-512 kernels' step with the recurrent products on AMX tiles (a.wamx): one step of
 // `groups` (1..kAmxGroups) consecutive groups from a's (a.unit0, a.wamx, a.bias, a.g_row

@@ -103,7 +103,8 @@ SLSTM_AVX2_INLINE void lstm_cell_avx2(const StepArgs& a, const float (&z)[NB][kR
     alignas(32) float h_new[kGroup];
     std::memcpy(c_io, c, bytes);
     const float* g = a.g_row[b];
-    for (int j = 0; j < kGroup; j += 8) {
+    // (Units past the group's last 8-unit half have no sums: step_rows_avx2.)
+    for (int j = 0; j < a.units; j += 8) {
       __m256 zq[4];
       for (int q = 0; q < 4; ++q) {
         const std::int64_t r = q * kGroup + j;
@@ -161,10 +162,12 @@ struct Fp16 {
   }
 };
 
-// z[b][col0 .. col0 + 8*NV) = sum_k rows[b][k] * w[.][k][.] for NB rows, w packed
-// [gate][K][16]: the NV column vectors of a pass lie in one or two gate blocks, each read as
-// one contiguous stream (a pass never skips over the other gates' columns).
-template <int NB, int NV, typename W>
+// z[b][col0 + kStep*v .. + 8) = sum_k rows[b][k] * w[.][k][.] for NB rows and v < NV, w
+// packed [gate][K][16]: with kStep 8 the NV column vectors of a pass lie in one or two gate
+// blocks, each read as one contiguous stream (a pass never skips over the other gates'
+// columns); with kStep 16, the first 8 columns of NV consecutive gates (a group of <= 8
+// units).
+template <int NB, int NV, typename W, int kStep = 8>
 __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     const typename W::T* w, const float* const* rows, std::int64_t K, int col0,
     float (*z)[kRow], Prefetch next) {
@@ -174,7 +177,7 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
   }
   const typename W::T* wv0[NV];
   for (int v = 0; v < NV; ++v) {
-    const int col = col0 + 8 * v;
+    const int col = col0 + kStep * v;
     wv0[v] = w + (col / kGroup) * kGroup * K + col % kGroup;
   }
   PrefetchStream ahead_of_next(next, K);
@@ -198,7 +201,7 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     }
   }
   for (int b = 0; b < NB; ++b) {
-    for (int v = 0; v < NV; ++v) _mm256_store_ps(z[b] + col0 + 8 * v, acc[b][v]);
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(z[b] + col0 + kStep * v, acc[b][v]);
   }
 }
 
@@ -213,9 +216,20 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
     prefetch_epilogue_inputs(a, b);
   }
   alignas(32) float z[NB][kRow];
-  constexpr int kPasses = kRow / (8 * NV);
-  for (int pass = 0; pass < kPasses; ++pass) {
-    accumulate256<NB, NV, W>(wh, h, a.H, pass * 8 * NV, z, pass_share(a.next, pass, kPasses));
+  if (a.units <= 8) {
+    // A group of <= 8 units (the last of a layer whose H is not a multiple of 16): the
+    // first half of each gate's 16 columns only, in half the passes; each sum is the same
+    // chain as in a whole pass.
+    constexpr int kPasses = kRow / (16 * NV);
+    for (int pass = 0; pass < kPasses; ++pass) {
+      accumulate256<NB, NV, W, 16>(wh, h, a.H, pass * 16 * NV, z,
+                                   pass_share(a.next, pass, kPasses));
+    }
+  } else {
+    constexpr int kPasses = kRow / (8 * NV);
+    for (int pass = 0; pass < kPasses; ++pass) {
+      accumulate256<NB, NV, W>(wh, h, a.H, pass * 8 * NV, z, pass_share(a.next, pass, kPasses));
+    }
   }
   const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
   cell_avx2<kCell, NB>(a, z, bytes);
@@ -223,21 +237,25 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
 
 // Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed
 // [4][K][16], out[b] 32-byte aligned), in four passes of 16 columns (12 accumulators for 6
-// rows), each element one FMA chain in increasing k.
-template <int NB>
+// rows), each element one FMA chain in increasing k.  kHalf (a group of <= 8 units): the
+// first 8 columns of two gates a pass, in two passes (the other columns left unwritten).
+template <int NB, bool kHalf = false>
 SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std::int64_t K,
                                   float* const* out, Prefetch next) {
   const float* x[NB];
   for (int b = 0; b < NB; ++b) x[b] = rows[b];
-  for (int col0 = 0; col0 < kRow; col0 += 16) {
+  constexpr int kCols = kHalf ? 32 : 16;        // columns a pass covers
+  constexpr std::int64_t kSecond = kHalf ? 16 : 8;  // the second vector's column
+  for (int col0 = 0; col0 < kRow; col0 += kCols) {
     __m256 acc0[NB], acc1[NB];
     for (int b = 0; b < NB; ++b) acc0[b] = acc1[b] = _mm256_setzero_ps();
     const float* wk = w + col0 * K;
-    PrefetchStream ahead_of_next(pass_share(next, col0 / 16, kRow / 16), K);
-    for (std::int64_t k = 0; k < K; ++k, wk += 16) {
+    const float* wk1 = w + (col0 + kSecond) / kGroup * kGroup * K + (col0 + kSecond) % kGroup;
+    PrefetchStream ahead_of_next(pass_share(next, col0 / kCols, kRow / kCols), K);
+    for (std::int64_t k = 0; k < K; ++k, wk += 16, wk1 += 16) {
       ahead_of_next.tick();
       __m256 w0 = _mm256_load_ps(wk);
-      __m256 w1 = _mm256_load_ps(wk + 8);
+      __m256 w1 = _mm256_load_ps(wk1);
       if (NB > 1) {
         in_register(w0);
         in_register(w1);
@@ -250,7 +268,7 @@ SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std:
     }
     for (int b = 0; b < NB; ++b) {
       _mm256_store_ps(out[b] + col0, acc0[b]);
-      _mm256_store_ps(out[b] + col0 + 8, acc1[b]);
+      _mm256_store_ps(out[b] + col0 + kSecond, acc1[b]);
     }
   }
 }
@@ -278,6 +296,19 @@ void step_cell_avx2(const StepArgs& a, int nb) {
   }
 }
 
+template <bool kHalf>
+void project_block_avx2_t(const float* w, const float* const* rows, std::int64_t K,
+                          float* const* out, int nb, Prefetch next) {
+  switch (nb) {
+    case 1: project_rows_avx2<1, kHalf>(w, rows, K, out, next); return;
+    case 2: project_rows_avx2<2, kHalf>(w, rows, K, out, next); return;
+    case 3: project_rows_avx2<3, kHalf>(w, rows, K, out, next); return;
+    case 4: project_rows_avx2<4, kHalf>(w, rows, K, out, next); return;
+    case 5: project_rows_avx2<5, kHalf>(w, rows, K, out, next); return;
+    default: project_rows_avx2<6, kHalf>(w, rows, K, out, next); return;
+  }
+}
+
 }  // namespace
 
 void step_block_avx2(const StepArgs& a, int nb) {
@@ -288,14 +319,11 @@ void step_block_avx2(const StepArgs& a, int nb) {
 }
 
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
-                        float* const* out, int nb, Prefetch next) {
-  switch (nb) {
-    case 1: project_rows_avx2<1>(w, rows, K, out, next); return;
-    case 2: project_rows_avx2<2>(w, rows, K, out, next); return;
-    case 3: project_rows_avx2<3>(w, rows, K, out, next); return;
-    case 4: project_rows_avx2<4>(w, rows, K, out, next); return;
-    case 5: project_rows_avx2<5>(w, rows, K, out, next); return;
-    default: project_rows_avx2<6>(w, rows, K, out, next); return;
+                        float* const* out, int nb, Prefetch next, std::int64_t units) {
+  if (units <= 8) {
+    project_block_avx2_t<true>(w, rows, K, out, nb, next);
+  } else {
+    project_block_avx2_t<false>(w, rows, K, out, nb, next);
   }
 }
 
