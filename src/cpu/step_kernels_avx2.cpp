@@ -1,9 +1,10 @@
 // The AVX2+FMA kernels (CPUs without AVX-512).  16 ymm registers do not hold a block of rows
 // x 64 columns, so the recurrent sums of a block are computed in passes of 8*NV columns
 // (NB x NV accumulators, NV weight vectors and one broadcast: 15 registers for 6 x 2, 13 for
-// 2 x 4), parked in z, and the cell epilogue reads them back.  Each element is one FMA chain
-// in increasing k, as on the AVX-512 path.  Compiled for the baseline: each function carries
-// the target attribute (SLSTM_AVX2) and runs only when cpu_has_avx2().
+// 2 x 4), parked in z, and the cell epilogue reads them back; a group of <= 8 units (a
+// layer's tail) computes the first 8 columns of each gate only, in both GEMMs.  Each element
+// is one FMA chain in increasing k, as on the AVX-512 path.  Compiled for the baseline: each
+// function carries the target attribute (SLSTM_AVX2) and runs only when cpu_has_avx2().
 #if defined(__GNUC__) && defined(__x86_64__)
 
 #include <cstdint>
