@@ -505,7 +505,7 @@ class CpuFastBackend final : public HostBackend {
     a.h_gemm = rounding ? v.hq[t % 2] : a.h_prev;
     a.c = v.c;
     a.cell = p.cell;
-    const std::int64_t blocks = (b1 - b0 + block_rows_ - 1) / block_rows_;
+    const std::int64_t blocks = row_blocks(*v.sh);
     // Where block j starts: on AMX after j whole blocks (tiles of 16 rows are full but in
     // the last), else cut evenly (row_cut).
     const auto cut = [&](std::int64_t j) {
@@ -635,7 +635,7 @@ class CpuFastBackend final : public HostBackend {
         round_initial_h(v, call_->batch * w / P, call_->batch * (w + 1) / P);
         layer_barrier_.wait(P);  // all of G (and the rounded h) written before a step reads it
       }
-      const std::int64_t blocks = row_blocks(p, sh);
+      const std::int64_t blocks = row_blocks(sh);
       if (w < A && by_blocks(p, blocks, A)) {
         // Worker w's share of the (group, block of rows) pairs, in group order, every other
         // step backwards (snake_order); groups whole where the share has them whole.
@@ -697,9 +697,8 @@ class CpuFastBackend final : public HostBackend {
     }
   }
 
-  // Blocks of rows a step of layer p cuts the share's batch rows into (step()).
-  std::int64_t row_blocks(const PackedLayer& p, const Share& sh) const {
-    (void)p;
+  // Blocks of rows a step cuts the share's batch rows into (step()).
+  std::int64_t row_blocks(const Share& sh) const {
     return (sh.b1 - sh.b0 + block_rows_ - 1) / block_rows_;
   }
 
