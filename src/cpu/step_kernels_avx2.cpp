@@ -137,7 +137,11 @@ SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
 
 // ---- GEMM loops ---------------------------------------------------------------------------
 
-constexpr std::int64_t kPrefetchK = 32;  // k ahead (2 KiB of a gate stream) for 3-4 rows
+// How far ahead (in k) a kernel of >= 3 rows fetches its weight stream: 128 k = 8 KiB of one
+// 16-column stream, ~500-800 cycles of FMAs at 3-6 rows -- long enough for a line from L3 or
+// DRAM.  Measured on the AVX2 EPYC (family 25 model 17), 2 threads, W_h beyond L2: 32 k (2 KiB,
+// as long as an L2 hit needs) left the FMAs waiting on each line.
+constexpr std::int64_t kPrefetchK = 128;
 
 // How a kernel reads 8 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
 // (exact conversions: the values are those float32 storage would hold).
@@ -186,9 +190,11 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
   for (std::int64_t k = 0; k < K; ++k) {
     ahead_of_next.tick();
     __m256 wv[NV];
-    if constexpr (NB == 3 || NB == 4) {
-      // 6-8 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
-      // (measured on Zen 3, H = 2048, B = 4: ~10 % faster; with B <= 2 it was slower).
+    if constexpr (NB >= 3) {
+      // 6-12 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
+      // (one stream: NV = 2 for NB >= 3).  With 1-2 rows (two streams of 2-4 FMAs per line)
+      // fetching ahead was slower, on Zen 3 and again on family 25 model 17: the hardware
+      // prefetcher keeps up there.
       _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchK) * kGroup),
                    _MM_HINT_T0);
     }
