@@ -137,11 +137,15 @@ SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
 
 // ---- GEMM loops ---------------------------------------------------------------------------
 
-// How far ahead (in k) a kernel of >= 3 rows fetches its weight stream: 128 k = 8 KiB of one
-// 16-column stream, ~500-800 cycles of FMAs at 3-6 rows -- long enough for a line from L3 or
-// DRAM.  Measured on the AVX2 EPYC (family 25 model 17), 2 threads, W_h beyond L2: 32 k (2 KiB,
-// as long as an L2 hit needs) left the FMAs waiting on each line.
-constexpr std::int64_t kPrefetchK = 128;
+// How far ahead (in k) a kernel of >= 3 rows fetches its weight stream: into L2 256 k ahead
+// (16 KiB of one 16-column stream, ~1000-1500 cycles of FMAs at 3-6 rows: long enough for a
+// line from L3 or DRAM), from there into L1 64 k ahead.  Measured on the AVX2 EPYC (family 25
+// model 17), 2 threads, W_h beyond L2 (H = 1536-2048, B = 3-6): with one fetch 32 k ahead (2
+// KiB, what an L2 hit needs) a step took about the sum of its FMAs and its loads instead of
+// the larger; 128 k ahead into L1 took a third of that back, the two-level fetch most of
+// the rest (H = 1536, B = 4, I = 16, T = 50: 41 -> 34 -> 27 ms; the larger alone ~23).
+constexpr std::int64_t kPrefetchL1 = 64;
+constexpr std::int64_t kPrefetchL2 = 256;
 
 // How a kernel reads 8 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
 // (exact conversions: the values are those float32 storage would hold).
@@ -193,10 +197,12 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     if constexpr (NB >= 3) {
       // 6-12 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
       // (one stream: NV = 2 for NB >= 3).  With 1-2 rows (two streams of 2-4 FMAs per line)
-      // fetching ahead was slower, on Zen 3 and again on family 25 model 17: the hardware
-      // prefetcher keeps up there.
-      _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchK) * kGroup),
+      // fetching ahead was slower, on Zen 3 and again on family 25 model 17 (5-30 %, into L1
+      // or L2 alone): that loop is bound by its loads, and a prefetch takes a load's slot.
+      _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchL1) * kGroup),
                    _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchL2) * kGroup),
+                   _MM_HINT_T1);
     }
     for (int v = 0; v < NV; ++v) {
       wv[v] = W::load8(wv0[v] + k * kGroup);
