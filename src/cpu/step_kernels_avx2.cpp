@@ -257,6 +257,11 @@ SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std:
                                   float* const* out, Prefetch next) {
   const float* x[NB];
   for (int b = 0; b < NB; ++b) x[b] = rows[b];
+  // Blocks of >= 3 rows fetch their own stream ahead, as the step's do (accumulate256), when
+  // nothing fetched this group into L2 for them (no `next`: one block of rows for the group,
+  // as in a one-step call's projection inside the step); with `next`, the blocks of a chunk
+  // fetch the next group for each other and this group is in L2 already.
+  const bool own = next.lines == 0;
   constexpr int kCols = kHalf ? 32 : 16;        // columns a pass covers
   constexpr std::int64_t kSecond = kHalf ? 16 : 8;  // the second vector's column
   for (int col0 = 0; col0 < kRow; col0 += kCols) {
@@ -267,6 +272,14 @@ SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std:
     PrefetchStream ahead_of_next(pass_share(next, col0 / kCols, kRow / kCols), K);
     for (std::int64_t k = 0; k < K; ++k, wk += 16, wk1 += 16) {
       ahead_of_next.tick();
+      if (NB >= 3 && own) {
+        _mm_prefetch(reinterpret_cast<const char*>(wk + kPrefetchL1 * 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(wk + kPrefetchL2 * 16), _MM_HINT_T1);
+        if constexpr (kHalf) {  // (two gates a pass: a second stream)
+          _mm_prefetch(reinterpret_cast<const char*>(wk1 + kPrefetchL1 * 16), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(wk1 + kPrefetchL2 * 16), _MM_HINT_T1);
+        }
+      }
       __m256 w0 = _mm256_load_ps(wk);
       __m256 w1 = _mm256_load_ps(wk1);
       if (NB > 1) {
