@@ -196,9 +196,11 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
     __m256 wv[NV];
     if constexpr (NB >= 3) {
       // 6-12 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
-      // (one stream: NV = 2 for NB >= 3).  With 1-2 rows (two streams of 2-4 FMAs per line)
-      // fetching ahead was slower, on Zen 3 and again on family 25 model 17 (5-30 %, into L1
-      // or L2 alone): that loop is bound by its loads, and a prefetch takes a load's slot.
+      // (NV = 2 for NB >= 3: one stream; a group of <= 8 units reads two gates' halves, of
+      // which the first is fetched: a layer's tail only).  With 1-2 rows (two streams of 2-4
+      // FMAs per line) fetching ahead was slower, on Zen 3 and again on family 25 model 17
+      // (5-30 %, into L1 or L2 alone): that loop is bound by its loads, and a prefetch takes
+      // a load's slot.
       _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchL1) * kGroup),
                    _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchL2) * kGroup),
