@@ -143,9 +143,18 @@ SLSTM_AVX2_INLINE void cell_avx2(const StepArgs& a, const float (&z)[NB][kRow],
 // model 17), 2 threads, W_h beyond L2 (H = 1536-2048, B = 3-6): with one fetch 32 k ahead (2
 // KiB, what an L2 hit needs) a step took about the sum of its FMAs and its loads instead of
 // the larger; 128 k ahead into L1 took a third of that back, the two-level fetch most of
-// the rest (H = 1536, B = 4, I = 16, T = 50: 41 -> 34 -> 27 ms; the larger alone ~23).
+// the rest (H = 1536, B = 4, I = 16, T = 50: 41 -> 34 -> 27 ms; the larger alone ~16-22, an
+// estimate: 50 steps of the FMAs at the peak, 0.42 ms, or of the B = 1 stream, 0.33-0.44 ms).
 constexpr std::int64_t kPrefetchL1 = 64;
 constexpr std::int64_t kPrefetchL2 = 256;
+
+// Fetches ahead, at k, the 16-column weight stream `w` (kGroup values per k, as packed): the
+// line kPrefetchL2 k ahead into L2, the one kPrefetchL1 k ahead into L1.
+template <typename T>
+SLSTM_AVX2_INLINE void fetch_stream_ahead(const T* w, std::int64_t k) {
+  _mm_prefetch(reinterpret_cast<const char*>(w + (k + kPrefetchL1) * kGroup), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(w + (k + kPrefetchL2) * kGroup), _MM_HINT_T1);
+}
 
 // How a kernel reads 8 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
 // (exact conversions: the values are those float32 storage would hold).
@@ -201,10 +210,7 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
       // FMAs per line) fetching ahead was slower, on Zen 3 and again on family 25 model 17
       // (5-30 %, into L1 or L2 alone): that loop is bound by its loads, and a prefetch takes
       // a load's slot.
-      _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchL1) * kGroup),
-                   _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(wv0[0] + (k + kPrefetchL2) * kGroup),
-                   _MM_HINT_T1);
+      fetch_stream_ahead(wv0[0], k);
     }
     for (int v = 0; v < NV; ++v) {
       wv[v] = W::load8(wv0[v] + k * kGroup);
@@ -275,12 +281,8 @@ SLSTM_AVX2 void project_rows_avx2(const float* w, const float* const* rows, std:
     for (std::int64_t k = 0; k < K; ++k, wk += 16, wk1 += 16) {
       ahead_of_next.tick();
       if (NB >= 3 && own) {
-        _mm_prefetch(reinterpret_cast<const char*>(wk + kPrefetchL1 * 16), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(wk + kPrefetchL2 * 16), _MM_HINT_T1);
-        if constexpr (kHalf) {  // (two gates a pass: a second stream)
-          _mm_prefetch(reinterpret_cast<const char*>(wk1 + kPrefetchL1 * 16), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(wk1 + kPrefetchL2 * 16), _MM_HINT_T1);
-        }
+        fetch_stream_ahead(wk, 0);  // (wk, wk1: this k's values)
+        if constexpr (kHalf) fetch_stream_ahead(wk1, 0);  // (two gates a pass: a second stream)
       }
       __m256 w0 = _mm256_load_ps(wk);
       __m256 w1 = _mm256_load_ps(wk1);
