@@ -202,6 +202,15 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
 #pragma GCC unroll 2
   for (std::int64_t k = 0; k < K; ++k) {
     ahead_of_next.tick();
+    if constexpr (NB == 1 && !W::kPlainLoad) {
+      // One row of 16-bit weights (NV = 8): each vector read, widened and used in turn, so
+      // that the widening does not hold 8 more registers (that order spilled an accumulator).
+      const __m256 x = _mm256_broadcast_ss(rows[0] + k);
+      for (int v = 0; v < NV; ++v) {
+        acc[0][v] = _mm256_fmadd_ps(W::load8(wv0[v] + k * kGroup), x, acc[0][v]);
+      }
+      continue;
+    }
     __m256 wv[NV];
     if constexpr (NB >= 3) {
       // 6-12 FMAs per 64-byte weight line: bound by the weight stream, so fetch it ahead
@@ -230,7 +239,14 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
 template <int NB, CellKind kCell, typename W>
 __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
                                                              const typename W::T* wh) {
-  constexpr int NV = NB <= 2 ? 4 : 2;
+  // Column vectors a pass: 4 for 1-2 rows (two streams), 2 for 3-6 (one); 8 for one row of
+  // 16-bit weights (four streams, 8 FMA chains).  A 16-bit stream halves the bytes per FMA, so
+  // one row's loop waits on its 4 chains' FMA latency rather than on L2: A/B on the AVX2 EPYC
+  // (family 25 model 17), 2 threads, B = 1, I = H: FP16 H = 128 / 256 / 1024 0.78 / ~2.1 /
+  // 4.22 -> 0.70 / 1.83 / 3.40 ms (T = 150 / 150 / 25), BF16 level (its widening takes a
+  // shuffle as well).  Float32 stays at 4: 8 measured -3..+2.5 % (H = 128-512), level beyond.
+  constexpr int NV = NB == 1 && !W::kPlainLoad ? 8 : NB <= 2 ? 4 : 2;
+  constexpr int NVHalf = NV > 4 ? 4 : NV;  // (a half group's pass: one gate's 8 per vector)
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
     h[b] = a.h_gemm + (a.b0 + b) * a.H;
@@ -241,10 +257,10 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
     // A group of <= 8 units (the last of a layer whose H is not a multiple of 16): the
     // first half of each gate's 16 columns only, in half the passes; each sum is the same
     // chain as in a whole pass.
-    constexpr int kPasses = kRow / (16 * NV);
+    constexpr int kPasses = kRow / (16 * NVHalf);
     for (int pass = 0; pass < kPasses; ++pass) {
-      accumulate256<NB, NV, W, 16>(wh, h, a.H, pass * 16 * NV, z,
-                                   pass_share(a.next, pass, kPasses));
+      accumulate256<NB, NVHalf, W, 16>(wh, h, a.H, pass * 16 * NVHalf, z,
+                                       pass_share(a.next, pass, kPasses));
     }
   } else {
     constexpr int kPasses = kRow / (8 * NV);
