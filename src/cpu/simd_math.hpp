@@ -7,6 +7,7 @@
 
 #if defined(__GNUC__) && defined(__x86_64__)
 
+#include <cstdint>
 #include <immintrin.h>
 
 #define SLSTM_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
@@ -29,6 +30,36 @@ namespace slstm::cpu {
 // target: clang checks the asm's register constraint against the function's own target.)
 SLSTM_AVX2_INLINE void in_register(__m256& v) { asm("" : "+x"(v)); }
 SLSTM_AVX512_INLINE void in_register(__m512& v) { asm("" : "+v"(v)); }
+
+// One row of bfloat16 weights, 16 columns at a time: the 16 codes are one 256-bit load,
+// widened by one operation per 8 (the even columns' codes shifted up, the odd ones' masked: a
+// code is a float's upper half) where vpmovzxwd + vpslld take two.  The sums of the even
+// columns (lanes: 0 2 4 6 | 8 10 12 14) and of the odd ones (1 3 5 7 | 9 11 13 15) are kept
+// apart: each column's chain is the one it would be in column order.
+SLSTM_AVX2_INLINE void bf16_pair_fma(const std::uint16_t* codes, __m256 x, __m256& even,
+                                     __m256& odd) {
+  const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  even = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 16)), x, even);
+  odd = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(c, high)), x, odd);
+}
+
+// z[0 .. 16) from such even and odd sums, in column order.
+SLSTM_AVX2_INLINE void store_interleaved(float* z, __m256 even, __m256 odd) {
+  const __m256 lo = _mm256_unpacklo_ps(even, odd);  // 0 1 2 3 | 8 9 10 11
+  const __m256 hi = _mm256_unpackhi_ps(even, odd);  // 4 5 6 7 | 12 13 14 15
+  _mm256_storeu_ps(z, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(z + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+// The even and odd sums' starting values from z[0 .. 16) (the inverse of store_interleaved).
+SLSTM_AVX2_INLINE void load_deinterleaved(const float* z, __m256& even, __m256& odd) {
+  const __m256 a = _mm256_loadu_ps(z), b = _mm256_loadu_ps(z + 8);
+  const __m256 lo = _mm256_permute2f128_ps(a, b, 0x20);  // 0 1 2 3 | 8 9 10 11
+  const __m256 hi = _mm256_permute2f128_ps(a, b, 0x31);  // 4 5 6 7 | 12 13 14 15
+  even = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+  odd = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+}
 
 // Internal linkage: each kernel translation unit has its own copy, inlined into its kernels
 // (with external linkage GCC 12 lays the AVX-512 step kernels out differently).

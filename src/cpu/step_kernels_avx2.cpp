@@ -237,28 +237,10 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
 }
 
 // z[0][0 .. kRow) = sum_k row[k] * w[.][k][.] for one row of bfloat16 weights (packed
-// [gate][K][16]): each k's 16 codes of a gate are one 256-bit load, widened by one operation
-// per 8 weights (the even columns' codes shifted up, the odd ones' masked: a code is a
-// float's upper half), where Bf16::load8 takes two.  Even and odd columns are summed apart,
-// each column's one chain in increasing k as everywhere, and interleaved back at the end.
-// A/B on the AVX2 EPYC (family 25 model 17), 2 threads, B = 1, I = H, BF16 sessions, against
+// [gate][K][16]): each k's 16 codes of a gate widened by one operation per 8 weights, even
+// and odd columns summed apart (bf16_pair_fma, simd_math.hpp), where Bf16::load8 takes two
+// operations per 8.  A/B on the AVX2 EPYC (family 25 model 17), 2 threads, B = 1, I = H, BF16 sessions, against
 // load8 at 8 chains: H = 128 / 256 / 1024 0.49 / 1.64 / 3.92 -> 0.41 / 1.34 / 3.19 ms.
-SLSTM_AVX2_INLINE void bf16_pair_fma(const std::uint16_t* codes, __m256 x, __m256& even,
-                                     __m256& odd) {
-  const __m256i c = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes));
-  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
-  even = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 16)), x, even);
-  odd = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(c, high)), x, odd);
-}
-
-SLSTM_AVX2_INLINE void store_interleaved(float* z, __m256 even, __m256 odd) {
-  // even: columns 0 2 4 6 | 8 10 12 14, odd: 1 3 5 7 | 9 11 13 15 (128-bit lanes).
-  const __m256 lo = _mm256_unpacklo_ps(even, odd);  // 0 1 2 3 | 8 9 10 11
-  const __m256 hi = _mm256_unpackhi_ps(even, odd);  // 4 5 6 7 | 12 13 14 15
-  _mm256_store_ps(z, _mm256_permute2f128_ps(lo, hi, 0x20));
-  _mm256_store_ps(z + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
-}
-
 SLSTM_AVX2_INLINE void accumulate_bf16_row(const std::uint16_t* w, const float* row,
                                            std::int64_t K, float (*z)[kRow], Prefetch next) {
   // (Named sums: held in an array, GCC stored them to the stack at every k.)
