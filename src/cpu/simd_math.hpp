@@ -36,12 +36,20 @@ SLSTM_AVX512_INLINE void in_register(__m512& v) { asm("" : "+v"(v)); }
 // code is a float's upper half) where vpmovzxwd + vpslld take two.  The sums of the even
 // columns (lanes: 0 2 4 6 | 8 10 12 14) and of the odd ones (1 3 5 7 | 9 11 13 15) are kept
 // apart: each column's chain is the one it would be in column order.
-SLSTM_AVX2_INLINE void bf16_pair_fma(const std::uint16_t* codes, __m256 x, __m256& even,
-                                     __m256& odd) {
+SLSTM_AVX2_INLINE void bf16_widen(const std::uint16_t* codes, __m256& even, __m256& odd) {
   const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
   const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
-  even = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 16)), x, even);
-  odd = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(c, high)), x, odd);
+  even = _mm256_castsi256_ps(_mm256_slli_epi32(c, 16));
+  odd = _mm256_castsi256_ps(_mm256_and_si256(c, high));
+}
+
+// even += (the even columns' weights) * x, odd likewise.
+SLSTM_AVX2_INLINE void bf16_pair_fma(const std::uint16_t* codes, __m256 x, __m256& even,
+                                     __m256& odd) {
+  __m256 we, wo;
+  bf16_widen(codes, we, wo);
+  even = _mm256_fmadd_ps(we, x, even);
+  odd = _mm256_fmadd_ps(wo, x, odd);
 }
 
 // z[0 .. 16) from such even and odd sums, in column order.
