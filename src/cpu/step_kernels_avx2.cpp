@@ -239,8 +239,9 @@ __attribute__((target("avx2,fma,f16c"))) inline void accumulate256(
 // z[0][0 .. kRow) = sum_k row[k] * w[.][k][.] for one row of bfloat16 weights (packed
 // [gate][K][16]): each k's 16 codes of a gate widened by one operation per 8 weights, even
 // and odd columns summed apart (bf16_pair_fma, simd_math.hpp), where Bf16::load8 takes two
-// operations per 8.  A/B on the AVX2 EPYC (family 25 model 17), 2 threads, B = 1, I = H, BF16 sessions, against
-// load8 at 8 chains: H = 128 / 256 / 1024 0.49 / 1.64 / 3.92 -> 0.41 / 1.34 / 3.19 ms.
+// operations per 8.  A/B on the AVX2 EPYC (family 25 model 17), 2 threads, B = 1, I = H,
+// BF16 sessions, against load8 at 8 chains: H = 128 / 256 / 1024 0.49 / 1.64 / 3.92 -> 0.41 /
+// 1.34 / 3.19 ms.
 SLSTM_AVX2_INLINE void accumulate_bf16_row(const std::uint16_t* w, const float* row,
                                            std::int64_t K, float (*z)[kRow], Prefetch next) {
   // (Named sums: held in an array, GCC stored them to the stack at every k.)
