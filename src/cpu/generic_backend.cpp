@@ -326,9 +326,13 @@ __attribute__((target("avx2,fma,f16c"))) void gemm_rows_avx2_t(
       i0 += kBlock;
       continue;
     }
+    // Blocks of 3 rows, the last 4 as 2 + 2 (a lone row's block has 4 FMA chains, which wait
+    // on the FMA latency).
     std::int64_t b = 0;
-    for (; b + 3 <= nb; b += 3) gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid, init);
-    if (nb - b == 2) gemm_block_avx2<2, W>(z + b, x + b, blk, K, i0, valid, init);
+    for (; nb - b >= 3 && nb - b != 4; b += 3) {
+      gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid, init);
+    }
+    for (; nb - b >= 2; b += 2) gemm_block_avx2<2, W>(z + b, x + b, blk, K, i0, valid, init);
     if (nb - b == 1) gemm_block_avx2<1, W>(z + b, x + b, blk, K, i0, valid, init);
   }
 }
