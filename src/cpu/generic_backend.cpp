@@ -221,10 +221,48 @@ struct Fp16 {
 // x[b][k] * W[.][k] in increasing k, one FMA each), with NB rows sharing every load of a
 // block's k-th slice, so that a block is streamed once per 3 rows instead of once per row.
 // The chains start from from[b] (z itself, or the GEMM's init).
+// Two rows of a block of bfloat16 weights: each k's 32 codes widened by one operation per 8
+// (bf16_widen, simd_math.hpp: even and odd columns summed apart), each widened vector serving
+// both rows; load8 takes two operations per 8 and ran once per row pair all the same.
+__attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_bf16_two_rows(
+    float* const* zb, const float* const* from, const float* const* x, const std::uint16_t* blk,
+    std::int64_t K) {
+  __m256 a0, a1, a2, a3, b0, b1, b2, b3;  // row 0: even, odd (columns 0-15), even, odd (16-31)
+  load_deinterleaved(from[0], a0, a1);
+  load_deinterleaved(from[0] + 16, a2, a3);
+  load_deinterleaved(from[1], b0, b1);
+  load_deinterleaved(from[1] + 16, b2, b3);
+  std::int64_t k = 0;
+  do {  // (a do-while, see gemm_block_loop_avx2)
+    const std::uint16_t* wk = blk + k * kBlock;
+    const __m256 x0 = _mm256_broadcast_ss(x[0] + k);
+    const __m256 x1 = _mm256_broadcast_ss(x[1] + k);
+    __m256 we, wo;
+    bf16_widen(wk, we, wo);
+    a0 = _mm256_fmadd_ps(we, x0, a0);
+    a1 = _mm256_fmadd_ps(wo, x0, a1);
+    b0 = _mm256_fmadd_ps(we, x1, b0);
+    b1 = _mm256_fmadd_ps(wo, x1, b1);
+    bf16_widen(wk + 16, we, wo);
+    a2 = _mm256_fmadd_ps(we, x0, a2);
+    a3 = _mm256_fmadd_ps(wo, x0, a3);
+    b2 = _mm256_fmadd_ps(we, x1, b2);
+    b3 = _mm256_fmadd_ps(wo, x1, b3);
+  } while (++k < K);
+  store_interleaved(zb[0], a0, a1);
+  store_interleaved(zb[0] + 16, a2, a3);
+  store_interleaved(zb[1], b0, b1);
+  store_interleaved(zb[1] + 16, b2, b3);
+}
+
 template <int NB, typename W>
 __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
     float* const* zb, const float* const* from, const float* const* x,
     const typename W::T* blk, std::int64_t K) {
+  if constexpr (NB == 2 && std::is_same_v<W, Bf16>) {
+    gemm_block_loop_bf16_two_rows(zb, from, x, blk, K);
+    return;
+  }
   __m256 acc[NB][4];
   for (int b = 0; b < NB; ++b) {
     for (int v = 0; v < 4; ++v) acc[b][v] = _mm256_loadu_ps(from[b] + 8 * v);
