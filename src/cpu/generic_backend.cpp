@@ -217,13 +217,9 @@ struct Fp16 {
   }
 };
 
-// The AVX2+FMA GEMM: the same chains as gemm_rows_body (each element starts from z and adds
-// x[b][k] * W[.][k] in increasing k, one FMA each), with NB rows sharing every load of a
-// block's k-th slice, so that a block is streamed once per 3 rows instead of once per row.
-// The chains start from from[b] (z itself, or the GEMM's init).
-// Two rows of a block of bfloat16 weights: each k's 32 codes widened by one operation per 8
-// (bf16_widen, simd_math.hpp: even and odd columns summed apart), each widened vector serving
-// both rows; load8 takes two operations per 8 and ran once per row pair all the same.
+// Two rows of a block of bfloat16 weights (gemm_block_loop_avx2 below, NB = 2): each k's 32
+// codes widened by one operation per 8, where load8 takes two, and each widened vector serving
+// both rows (bf16_widen, simd_math.hpp: even and odd columns summed apart).  The same chains.
 __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_bf16_two_rows(
     float* const* zb, const float* const* from, const float* const* x, const std::uint16_t* blk,
     std::int64_t K) {
@@ -255,6 +251,10 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_bf16_two_ro
   store_interleaved(zb[1] + 16, b2, b3);
 }
 
+// The AVX2+FMA GEMM: the same chains as gemm_rows_body (each element starts from z and adds
+// x[b][k] * W[.][k] in increasing k, one FMA each), with NB rows sharing every load of a
+// block's k-th slice, so that a block is streamed once per 3 rows instead of once per row.
+// The chains start from from[b] (z itself, or the GEMM's init).
 template <int NB, typename W>
 __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
     float* const* zb, const float* const* from, const float* const* x,
