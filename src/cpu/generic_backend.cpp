@@ -1255,7 +1255,10 @@ class CpuGenericBackend final : public HostBackend {
           std::copy(p.bh_n.data() + u0, p.bh_n.data() + u1, a + u0);  // b_h,n + W_h,n h ...
         } else {
           const float* hs = w.state_ptr[i];  // r o h of the float32 state h (then rounded)
-          for (std::int64_t u = u0; u < u1; ++u) a[u] = round_to(precision_, z[u] * hs[u]);
+          for (std::int64_t u = u0; u < u1; ++u) a[u] = z[u] * hs[u];
+          if (rounding) {
+            round_floats(precision_, a + u0, a + u0, static_cast<std::size_t>(u1 - u0));
+          }
         }
       }
       team.sync();
