@@ -7,8 +7,9 @@
 // float32 GEMMs over weights packed once per session (blocks of 32 gate rows stored
 // transposed, so that a row's 32 sums stay in registers over the whole k loop and each k adds
 // one contiguous slice): on AVX2+FMA CPUs an intrinsics kernel that serves 3 rows from each
-// load of a slice (one FMA per product), on AVX-512 CPUs one that serves 6 (the same FMAs,
-// so the same bits), elsewhere a loop the compiler vectorises (SSE2, multiply then add),
+// load of a slice (one FMA per product; up to 6 from each half slice of bfloat16 codes), on
+// AVX-512 CPUs one that serves 6 (the same FMAs, so the same bits), elsewhere a loop the
+// compiler vectorises (SSE2, multiply then add),
 // then the cell's pointwise math per row (on AVX2 the plain LSTM and the GRU 8 units at a
 // time with the fused kernels' vector sigmoid / tanh; scalar libm for peepholes /
 // cell_clip and on the portable kernels).  A stack
@@ -251,6 +252,77 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_bf16_two_ro
   store_interleaved(zb[1] + 16, b2, b3);
 }
 
+// NB rows (4-6) of a block of bfloat16 weights, 16 of its 32 columns at a time: each k's 16
+// codes widened once (bf16_widen: one operation per 8, the even and odd columns summed apart)
+// and serving all NB rows, 2 NB chains (12 sums, the two widened vectors, one broadcast and
+// the mask at NB = 6: the 16 registers).  The same chains.
+template <int NB>
+__attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_bf16_half(
+    float* const* zb, const float* const* from, const float* const* x, const std::uint16_t* blk,
+    std::int64_t K) {
+  for (int half = 0; half < 2; ++half) {
+    __m256 even[NB], odd[NB];
+    for (int b = 0; b < NB; ++b) load_deinterleaved(from[b] + 16 * half, even[b], odd[b]);
+    const std::uint16_t* w = blk + 16 * half;
+    std::int64_t k = 0;
+    do {  // (a do-while, see gemm_block_loop_avx2)
+      __m256 we, wo;
+      bf16_widen(w + k * kBlock, we, wo);
+      for (int b = 0; b < NB; ++b) {
+        const __m256 xb = _mm256_broadcast_ss(x[b] + k);
+        even[b] = _mm256_fmadd_ps(we, xb, even[b]);
+        odd[b] = _mm256_fmadd_ps(wo, xb, odd[b]);
+      }
+    } while (++k < K);
+    for (int b = 0; b < NB; ++b) store_interleaved(zb[b] + 16 * half, even[b], odd[b]);
+  }
+}
+
+// Three rows of a block of bfloat16 weights: each k's 32 codes widened by one operation per 8
+// (even columns shifted, odd ones masked: bf16_widen's halves, done one at a time), each
+// widened vector serving the 3 rows (12 chains).  16 registers: 12 sums, 3 broadcasts and
+// the widened vector; the mask stays a memory operand.  The same chains.
+__attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_bf16_three_rows(
+    float* const* zb, const float* const* from, const float* const* x, const std::uint16_t* blk,
+    std::int64_t K) {
+  __m256 a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3;  // per row: even, odd, even, odd
+  load_deinterleaved(from[0], a0, a1);
+  load_deinterleaved(from[0] + 16, a2, a3);
+  load_deinterleaved(from[1], b0, b1);
+  load_deinterleaved(from[1] + 16, b2, b3);
+  load_deinterleaved(from[2], c0, c1);
+  load_deinterleaved(from[2] + 16, c2, c3);
+  std::int64_t k = 0;
+  do {  // (a do-while, see gemm_block_loop_avx2)
+    const std::uint16_t* wk = blk + k * kBlock;
+    const __m256 x0 = _mm256_broadcast_ss(x[0] + k);
+    const __m256 x1 = _mm256_broadcast_ss(x[1] + k);
+    const __m256 x2 = _mm256_broadcast_ss(x[2] + k);
+    __m256 w = bf16_even(wk);
+    a0 = _mm256_fmadd_ps(w, x0, a0);
+    b0 = _mm256_fmadd_ps(w, x1, b0);
+    c0 = _mm256_fmadd_ps(w, x2, c0);
+    w = bf16_odd(wk);
+    a1 = _mm256_fmadd_ps(w, x0, a1);
+    b1 = _mm256_fmadd_ps(w, x1, b1);
+    c1 = _mm256_fmadd_ps(w, x2, c1);
+    w = bf16_even(wk + 16);
+    a2 = _mm256_fmadd_ps(w, x0, a2);
+    b2 = _mm256_fmadd_ps(w, x1, b2);
+    c2 = _mm256_fmadd_ps(w, x2, c2);
+    w = bf16_odd(wk + 16);
+    a3 = _mm256_fmadd_ps(w, x0, a3);
+    b3 = _mm256_fmadd_ps(w, x1, b3);
+    c3 = _mm256_fmadd_ps(w, x2, c3);
+  } while (++k < K);
+  store_interleaved(zb[0], a0, a1);
+  store_interleaved(zb[0] + 16, a2, a3);
+  store_interleaved(zb[1], b0, b1);
+  store_interleaved(zb[1] + 16, b2, b3);
+  store_interleaved(zb[2], c0, c1);
+  store_interleaved(zb[2] + 16, c2, c3);
+}
+
 // The AVX2+FMA GEMM: the same chains as gemm_rows_body (each element starts from z and adds
 // x[b][k] * W[.][k] in increasing k, one FMA each), with NB rows sharing every load of a
 // block's k-th slice, so that a block is streamed once per 3 rows instead of once per row.
@@ -261,6 +333,12 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemm_block_loop_avx2(
     const typename W::T* blk, std::int64_t K) {
   if constexpr (NB == 2 && std::is_same_v<W, Bf16>) {
     gemm_block_loop_bf16_two_rows(zb, from, x, blk, K);
+    return;
+  } else if constexpr (NB == 3 && std::is_same_v<W, Bf16>) {
+    gemm_block_loop_bf16_three_rows(zb, from, x, blk, K);
+    return;
+  } else if constexpr (NB >= 4 && std::is_same_v<W, Bf16>) {
+    gemm_block_loop_bf16_half<NB>(zb, from, x, blk, K);
     return;
   }
   __m256 acc[NB][4];
@@ -364,9 +442,22 @@ __attribute__((target("avx2,fma,f16c"))) void gemm_rows_avx2_t(
       i0 += kBlock;
       continue;
     }
+    std::int64_t b = 0;
+    if constexpr (std::is_same_v<W, Bf16>) {
+      // bfloat16: 3 or more rows in even groups of 3-6 (gemm_block_loop_bf16_three_rows,
+      // gemm_block_loop_bf16_half).
+      const std::int64_t groups = nb >= 3 ? (nb + 5) / 6 : 0;
+      for (std::int64_t g = 0; g < groups; ++g, b = row_cut(nb, g, groups)) {
+        switch (row_cut(nb, g + 1, groups) - b) {
+          case 6: gemm_block_avx2<6, W>(z + b, x + b, blk, K, i0, valid, init); break;
+          case 5: gemm_block_avx2<5, W>(z + b, x + b, blk, K, i0, valid, init); break;
+          case 4: gemm_block_avx2<4, W>(z + b, x + b, blk, K, i0, valid, init); break;
+          default: gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid, init); break;
+        }
+      }
+    }
     // Blocks of 3 rows, the last 4 as 2 + 2 (a lone row's block has 4 FMA chains, which wait
     // on the FMA latency).
-    std::int64_t b = 0;
     for (; nb - b >= 3 && nb - b != 4; b += 3) {
       gemm_block_avx2<3, W>(z + b, x + b, blk, K, i0, valid, init);
     }
@@ -780,7 +871,8 @@ class CpuGenericBackend final : public HostBackend {
                                       "per load of a weight slice, more rows in panels "
                                       "of blocks that stay in L2"
                              : avx2 ? "AVX2: a block's 32 sums in 4 ymm, up to 3 rows per "
-                                      "load of a weight slice"
+                                      "load of a weight slice (bfloat16 weights: up to 6, "
+                                      "16 columns at a time)"
                                     : "portable (compiler-vectorised, multiply then add)"},
                     {"pointwise", avx2 ? "8 units at a time (AVX2 sigmoid/tanh, "
                                          "simd_math.hpp), scalar for peepholes / cell_clip"
