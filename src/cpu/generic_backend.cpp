@@ -126,11 +126,12 @@ PackedMatrix pack_rows(const std::vector<float>& w, std::int64_t r0, std::int64_
   p.store = allocate_streamed(p.codes16 ? (size + 1) / 2 : size);
   std::uint16_t* const codes = p.codes();
   float* const data = p.store.get();
+  std::vector<float> row(static_cast<std::size_t>(K));  // W's row r0 + r, rounded (8 at a time)
   for (std::int64_t r = 0; r < n; ++r) {
     const std::int64_t at = (r / kBlock) * K * kBlock + r % kBlock;
-    const float* src = w.data() + (r0 + r) * K;
+    round_floats(precision, w.data() + (r0 + r) * K, row.data(), row.size());
     for (std::int64_t k = 0; k < K; ++k) {
-      const float v = round_to(precision, src[k]);
+      const float v = row[static_cast<std::size_t>(k)];
       if (amx) {  // block, tile of k, half of the block's rows, pair of k, row, k's parity
         const std::int64_t half = (r % kBlock) / 16, j = r % 16;
         codes[static_cast<std::size_t>(

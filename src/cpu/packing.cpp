@@ -1,6 +1,7 @@
 #include "packing.hpp"
 
 #include <cstdint>
+#include <vector>
 
 #include "rounding.hpp"
 
@@ -69,6 +70,8 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   }
   auto* codes = reinterpret_cast<std::uint16_t*>(p.wh16_storage.get());
   p.bias = allocate(product({p.groups, kRow}, "packed weights"));
+  // A canonical row of W_x and of W_h, rounded to the precision 8 at a time (round_floats).
+  std::vector<float> x_row(static_cast<std::size_t>(p.I)), h_row(static_cast<std::size_t>(p.H));
   for (std::int64_t g = 0; g < p.groups; ++g) {
     for (std::int64_t q = 0; q < 4; ++q) {
       for (std::int64_t j = 0; j < kGroup; ++j) {
@@ -76,8 +79,10 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
         if (u >= p.H) continue;  // padding stays zero
         const std::int64_t src = q * p.H + u;  // canonical row
         const std::int64_t dst = g * kRow + q * kGroup + j;
+        round_floats(precision, layer.w_x.data() + src * p.I, x_row.data(), x_row.size());
+        round_floats(precision, layer.w_h.data() + src * p.H, h_row.data(), h_row.size());
         for (std::int64_t k = 0; k < p.I; ++k) {
-          const float v = round_to(precision, layer.w_x[static_cast<std::size_t>(src * p.I + k)]);
+          const float v = x_row[static_cast<std::size_t>(k)];
           if (amx) {
             xtiles[tile_at(g, p.kx_tiles, q, j, k)] = code16(precision, v);
             continue;
@@ -90,7 +95,7 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
           const auto at = static_cast<std::size_t>(
               avx2 ? g * p.H * kRow + q * kGroup * p.H + k * kGroup + j
                    : (g * p.H + k) * kRow + q * kGroup + j);
-          const float v = round_to(precision, layer.w_h[static_cast<std::size_t>(src * p.H + k)]);
+          const float v = h_row[static_cast<std::size_t>(k)];
           if (amx) {
             tiles[tile_at(g, p.k_tiles, q, j, k)] = code16(precision, v);
           } else if (wh16) {
