@@ -235,40 +235,47 @@ t::Session fast_session(const slstm_model* m, std::int32_t precision, const char
 
 }  // namespace
 
-TEST_CASE("cpu.wh16: W_h in 16 bits gives the bits of W_h as float32, on every kernel",
+TEST_CASE("cpu.wh16: W_h (and on AVX2 W_x) in 16 bits gives the bits of float32 storage",
           "[precision][cpu-fast]") {
   t::use_cpu_kernel_under_test();
   // Partial 16-unit groups (H = 37, 20), every block height 1..6 (B = 13: blocks of 6, 6, 1
-  // and the batch split's other blocks), lengths ending inside the sequence.
-  const std::int64_t D = 11, T = 7;
+  // and the batch split's other blocks), lengths ending inside the sequence; calls of 7
+  // steps and of one (its input projection: one block of rows per group).
+  const std::int64_t D = 11;
   t::Model m = t::random_model(D, {37, 64, 20}, 33);
-  for (const std::int64_t B : {1, 2, 3, 4, 5, 13}) {
-    const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 9);
-    std::vector<std::int32_t> lengths(static_cast<std::size_t>(B), static_cast<std::int32_t>(T));
-    lengths[0] = static_cast<std::int32_t>(T - 2);
-    t::Call c = t::call_of(B, T, x);
-    c.lengths = &lengths;
-    for (std::int32_t p : kHalf) {
-      INFO("precision " << p << ", B " << B);
-      // (cpu.amx=off: AMX reads 16-bit W_h only, and sums otherwise: tests/test_amx.cpp.)
-      t::Session on = fast_session(m.get(), p, "cpu.wh16=on;cpu.amx=off", B, T);
-      t::Session off = fast_session(m.get(), p, "cpu.wh16=off;cpu.amx=off", B, T);
-      const std::string plan_on = t::describe_json(on.get());
-      const std::string plan_off = t::describe_json(off.get());
-      INFO(plan_on);
-      const std::string kernel = t::json_value(plan_on, "kernel");
-      if (kernel == "avx512" || kernel == "avx2") {  // (avx2: every AVX2 CPU so far has F16C)
-        CHECK_THAT(t::json_value(plan_on, "operands"), Contains("W_h stored in 16 bits"));
-      } else {
-        CHECK_THAT(t::json_value(plan_on, "operands"), Contains("what this kernel reads"));
+  for (const std::int64_t T : {7, 1}) {
+    for (const std::int64_t B : {1, 2, 3, 4, 5, 13}) {
+      const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 9);
+      std::vector<std::int32_t> lengths(static_cast<std::size_t>(B),
+                                        static_cast<std::int32_t>(T));
+      lengths[0] = static_cast<std::int32_t>(T > 2 ? T - 2 : 0);
+      t::Call c = t::call_of(B, T, x);
+      c.lengths = &lengths;
+      for (std::int32_t p : kHalf) {
+        INFO("precision " << p << ", B " << B << ", T " << T);
+        // (cpu.amx=off: AMX reads 16-bit W_h only, and sums otherwise: tests/test_amx.cpp.)
+        t::Session on = fast_session(m.get(), p, "cpu.wh16=on;cpu.amx=off", B, T);
+        t::Session off = fast_session(m.get(), p, "cpu.wh16=off;cpu.amx=off", B, T);
+        const std::string plan_on = t::describe_json(on.get());
+        const std::string plan_off = t::describe_json(off.get());
+        INFO(plan_on);
+        const std::string kernel = t::json_value(plan_on, "kernel");
+        if (kernel == "avx2") {  // (every AVX2 CPU so far has F16C)
+          CHECK_THAT(t::json_value(plan_on, "operands"),
+                     Contains("W_h stored in 16 bits, W_x too"));
+        } else if (kernel == "avx512") {
+          CHECK_THAT(t::json_value(plan_on, "operands"), Contains("W_h stored in 16 bits"));
+        } else {
+          CHECK_THAT(t::json_value(plan_on, "operands"), Contains("what this kernel reads"));
+        }
+        CHECK_THAT(t::json_value(plan_off, "operands"), Contains("W_h stored as float32"));
+        CHECK_THAT(t::json_value(plan_off, "cpu.wh16"), StartsWith("off"));
+        const t::Run a = t::forward_ok(on.get(), m.get(), c);
+        const t::Run b = t::forward_ok(off.get(), m.get(), c);
+        CHECK(t::count_poison(a.output) == 0);
+        CHECK(t::bitwise_equal(a.output, b.output));
+        CHECK(t::bitwise_equal(a.final_state, b.final_state));
       }
-      CHECK_THAT(t::json_value(plan_off, "operands"), Contains("W_h stored as float32"));
-      CHECK_THAT(t::json_value(plan_off, "cpu.wh16"), StartsWith("off"));
-      const t::Run a = t::forward_ok(on.get(), m.get(), c);
-      const t::Run b = t::forward_ok(off.get(), m.get(), c);
-      CHECK(t::count_poison(a.output) == 0);
-      CHECK(t::bitwise_equal(a.output, b.output));
-      CHECK(t::bitwise_equal(a.final_state, b.final_state));
     }
   }
 }

@@ -156,6 +156,7 @@ class CpuFastBackend final : public HostBackend {
           "operands", std::string("weights rounded to ") + precision_name(precision_) +
                           " once; x and h rounded where they enter a product; sums float32; " +
                           (amx_ ? "W_h stored in 16 bits as AMX tiles"
+                           : layers_[0].wx16_storage ? "W_h stored in 16 bits, W_x too"
                            : layers_[0].wh16_storage ? "W_h stored in 16 bits"
                            : stores_wh16(kernel_, precision_)
                                ? "W_h stored as float32 (cpu.wh16=off)"
@@ -329,16 +330,20 @@ class CpuFastBackend final : public HostBackend {
         std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
     const std::int64_t slab = p.I * kRow;  // one group's packed Wx
+    // Wx as float32, or (a BF16 / FP16 session on the AVX2 kernels) as 16-bit codes.
+    const std::uint16_t* const codes = p.wx16();
+    const auto* const base = codes != nullptr ? static_cast<const void*>(codes) : p.wx.get();
+    const std::int64_t slab_bytes = slab * (codes != nullptr ? 2 : 4);
     for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
       const std::int64_t c1 = std::min(i1, c0 + kChunk);
       const std::int64_t blocks = (c1 - c0 + kMaxNb - 1) / kMaxNb;
       for (std::int64_t gi = g0; gi < g1; ++gi) {
-        const float* w = p.wx.get() + gi * slab;
+        const char* w = static_cast<const char*>(base) + gi * slab_bytes;
         // What follows this group: the next one, or the first again for the next chunk.
-        const float* next = !fetch_ahead(slab * 4, slab * 4 * (g1 - g0)) ? nullptr
-                            : gi + 1 < g1          ? w + slab
-                            : c1 < i1              ? p.wx.get() + g0 * slab
-                                                   : nullptr;
+        const char* next = !fetch_ahead(slab_bytes, slab_bytes * (g1 - g0)) ? nullptr
+                           : gi + 1 < g1 ? w + slab_bytes
+                           : c1 < i1     ? static_cast<const char*>(base) + g0 * slab_bytes
+                                         : nullptr;
         for (std::int64_t j = 0; j < blocks; ++j) {
           const std::int64_t r0 = c0 + row_cut(c1 - c0, j, blocks);
           const int nb = static_cast<int>(c0 + row_cut(c1 - c0, j + 1, blocks) - r0);
@@ -350,8 +355,15 @@ class CpuFastBackend final : public HostBackend {
             in[k] = v.x + xr * p.I;
             out[k] = v.sh->g + i * ld_g + gi * kRow;
           }
-          project_block(w, in, p.I, out, nb, kernel_, prefetch_share(next, slab * 4, j, blocks),
-                        std::min(kGroup, p.H - gi * kGroup));
+          const Prefetch ahead = prefetch_share(next, slab_bytes, j, blocks);
+          const std::int64_t units = std::min(kGroup, p.H - gi * kGroup);
+          if (codes != nullptr) {
+            project_block16_avx2(reinterpret_cast<const std::uint16_t*>(w), p.wh16_is_bf16, in,
+                                 p.I, out, nb, ahead, units);
+          } else {
+            project_block(reinterpret_cast<const float*>(w), in, p.I, out, nb, kernel_, ahead,
+                          units);
+          }
         }
       }
     }

@@ -48,15 +48,20 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   p.groups = (p.H + kGroup - 1) / kGroup;
   // Wx as [group][I][64] and Wh as [group][H][64]; on the AVX2 kernels [group][gate][K][16]
   // (see the header).
+  // BF16/FP16: Wh in 16 bits where the kernel reads them (the step streams it every step);
+  // on the AVX2 kernels Wx too (project_block16_avx2: a call of one step streams it whole).
+  const bool wh16 = !amx && allow_wh16 && stores_wh16(kernel, precision);
+  const bool wx16 = wh16 && avx2;
   std::uint16_t* xtiles = nullptr;
   if (amx) {
     p.kx_tiles = (p.I + kAmxK - 1) / kAmxK;
     xtiles = allocate_tiles(p.groups, p.kx_tiles, p.wxamx_storage);
+  } else if (wx16) {
+    p.wx16_storage =
+        allocate_streamed((product({p.groups, kRow, p.I}, "packed weights") + 1) / 2);
   } else {
     p.wx = allocate_streamed(product({p.groups, kRow, p.I}, "packed weights"));
   }
-  // BF16/FP16: Wh in 16 bits where the kernel reads them (the step streams it every step).
-  const bool wh16 = !amx && allow_wh16 && stores_wh16(kernel, precision);
   const std::size_t wh_count = product({p.groups, p.H, kRow}, "packed weights");
   std::uint16_t* tiles = nullptr;
   if (amx) {
@@ -69,6 +74,7 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
     p.wh = allocate_streamed(wh_count);
   }
   auto* codes = reinterpret_cast<std::uint16_t*>(p.wh16_storage.get());
+  auto* x_codes = reinterpret_cast<std::uint16_t*>(p.wx16_storage.get());
   p.bias = allocate(product({p.groups, kRow}, "packed weights"));
   // A canonical row of W_x and of W_h, rounded to the precision 8 at a time (round_floats).
   std::vector<float> x_row(static_cast<std::size_t>(p.I)), h_row(static_cast<std::size_t>(p.H));
@@ -87,9 +93,14 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
             xtiles[tile_at(g, p.kx_tiles, q, j, k)] = code16(precision, v);
             continue;
           }
-          p.wx[static_cast<std::size_t>(
+          const auto at = static_cast<std::size_t>(
               avx2 ? g * p.I * kRow + q * kGroup * p.I + k * kGroup + j
-                   : (g * p.I + k) * kRow + q * kGroup + j)] = v;
+                   : (g * p.I + k) * kRow + q * kGroup + j);
+          if (wx16) {
+            x_codes[at] = code16(precision, v);
+          } else {
+            p.wx[at] = v;
+          }
         }
         for (std::int64_t k = 0; k < p.H; ++k) {
           const auto at = static_cast<std::size_t>(

@@ -35,6 +35,11 @@ struct PackedLayer {
   const std::uint16_t* wh16() const {
     return reinterpret_cast<const std::uint16_t*>(wh16_storage.get());
   }
+  // ... and, on the AVX2 kernels, Wx likewise (wx is then empty; the same codes as wh16's).
+  Buffer wx16_storage;
+  const std::uint16_t* wx16() const {
+    return reinterpret_cast<const std::uint16_t*>(wx16_storage.get());
+  }
 
   // BF16 sessions on AMX (cpu.amx): W_h as tiles of bfloat16 pairs instead, per group
   // [gate pair][k_tiles][2 gates][16 pairs of k][16 units][2] (k_tiles = ceil(H / 32), zero
@@ -64,8 +69,8 @@ bool stores_wh16(Kernel kernel, Precision precision);
 
 // Layer l of m packed for `kernel`'s kernels, its weights rounded to `precision` (BF16,
 // FP16: the products' operands; precision.hpp), W_h in 16 bits where stores_wh16 and
-// allow_wh16 (cpu.wh16) say so, or (`amx`, a BF16 session on the AVX-512 kernels) as AMX
-// tiles.  Throws std::bad_alloc / std::length_error.
+// allow_wh16 (cpu.wh16) say so (on the AVX2 kernels W_x too), or (`amx`, a BF16 session on
+// the AVX-512 kernels) both as AMX tiles.  Throws std::bad_alloc / std::length_error.
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel,
                        Precision precision = Precision::kFp32, bool allow_wh16 = true,
                        bool amx = false);

@@ -185,6 +185,11 @@ void project_block_portable(const float* w, const float* const* rows, std::int64
 void step_block_avx2(const StepArgs& a, int nb);
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
                         float* const* out, int nb, Prefetch next, std::int64_t units);
+// project_block_avx2 over W_x's 16-bit codes in the same layout (bfloat16 when `bf16`, else
+// binary16; a BF16 / FP16 session, pack_layer): the same sums as over their float32 values.
+void project_block16_avx2(const std::uint16_t* w, bool bf16, const float* const* rows,
+                          std::int64_t K, float* const* out, int nb, Prefetch next,
+                          std::int64_t units);
 void step_block_avx512(const StepArgs& a, int nb);
 // The AVX-512 kernels' step with the recurrent products on AMX tiles (a.wamx): one step of
 // `groups` (1..kAmxGroups) consecutive groups from a's (a.unit0, a.wamx, a.bias, a.g_row

@@ -320,10 +320,13 @@ SLSTM_AVX2_INLINE void accumulate_bf16_two_rows(const std::uint16_t* w, const fl
   store_interleaved(z[1] + 16 * gate0 + 16, b2, b3);
 }
 
-// One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
-template <int NB, CellKind kCell, typename W>
-__attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
-                                                             const typename W::T* wh) {
+// z[b][0 .. kRow) = rows[b] . w for NB rows, w one group's packed weights ([gate][K][16]);
+// a group of <= 8 units (`units`) writes the first 8 columns of each gate only.  The step's
+// recurrent sums (h . W_h), and the input projection of 16-bit W_x (project_rows16_avx2).
+template <int NB, typename W>
+__attribute__((target("avx2,fma,f16c"))) inline void gate_sums_avx2(
+    const typename W::T* w, const float* const* rows, std::int64_t K, std::int64_t units,
+    float (*z)[kRow], Prefetch next) {
   // Column vectors a pass: 4 for 1-2 rows (two streams), 2 for 3-6 (one); 8 for one row of
   // 16-bit weights (four streams, 8 FMA chains).  A 16-bit stream halves the bytes per FMA, so
   // one row's loop waits on its 4 chains' FMA latency rather than on L2: A/B on the AVX2 EPYC
@@ -333,34 +336,63 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
   // 128-512), level beyond.
   constexpr int NV = NB == 1 && !W::kPlainLoad ? 8 : NB <= 2 ? 4 : 2;
   constexpr int NVHalf = NV > 4 ? 4 : NV;  // (a half group's pass: one gate's 8 per vector)
+  if (units <= 8) {
+    // A group of <= 8 units (the last of a layer whose H is not a multiple of 16): the
+    // first half of each gate's 16 columns only, in half the passes; each sum is the same
+    // chain as in a whole pass.
+    constexpr int kPasses = kRow / (16 * NVHalf);
+    for (int pass = 0; pass < kPasses; ++pass) {
+      accumulate256<NB, NVHalf, W, 16>(w, rows, K, pass * 16 * NVHalf, z,
+                                       pass_share(next, pass, kPasses));
+    }
+  } else if constexpr (NB == 1 && std::is_same_v<W, Bf16>) {
+    accumulate_bf16_row(w, rows[0], K, z, next);
+  } else if constexpr (NB == 2 && std::is_same_v<W, Bf16>) {
+    accumulate_bf16_two_rows(w, rows, K, 0, z, pass_share(next, 0, 2));
+    accumulate_bf16_two_rows(w, rows, K, 2, z, pass_share(next, 1, 2));
+  } else {
+    constexpr int kPasses = kRow / (8 * NV);
+    for (int pass = 0; pass < kPasses; ++pass) {
+      accumulate256<NB, NV, W>(w, rows, K, pass * 8 * NV, z, pass_share(next, pass, kPasses));
+    }
+  }
+}
+
+// One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
+template <int NB, CellKind kCell, typename W>
+__attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
+                                                             const typename W::T* wh) {
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
     h[b] = a.h_gemm + (a.b0 + b) * a.H;
     prefetch_epilogue_inputs(a, b);
   }
   alignas(32) float z[NB][kRow];
-  if (a.units <= 8) {
-    // A group of <= 8 units (the last of a layer whose H is not a multiple of 16): the
-    // first half of each gate's 16 columns only, in half the passes; each sum is the same
-    // chain as in a whole pass.
-    constexpr int kPasses = kRow / (16 * NVHalf);
-    for (int pass = 0; pass < kPasses; ++pass) {
-      accumulate256<NB, NVHalf, W, 16>(wh, h, a.H, pass * 16 * NVHalf, z,
-                                       pass_share(a.next, pass, kPasses));
-    }
-  } else if constexpr (NB == 1 && std::is_same_v<W, Bf16>) {
-    accumulate_bf16_row(wh, h[0], a.H, z, a.next);
-  } else if constexpr (NB == 2 && std::is_same_v<W, Bf16>) {
-    accumulate_bf16_two_rows(wh, h, a.H, 0, z, pass_share(a.next, 0, 2));
-    accumulate_bf16_two_rows(wh, h, a.H, 2, z, pass_share(a.next, 1, 2));
-  } else {
-    constexpr int kPasses = kRow / (8 * NV);
-    for (int pass = 0; pass < kPasses; ++pass) {
-      accumulate256<NB, NV, W>(wh, h, a.H, pass * 8 * NV, z, pass_share(a.next, pass, kPasses));
-    }
-  }
+  gate_sums_avx2<NB, W>(wh, h, a.H, a.units, z, a.next);
   const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
   cell_avx2<kCell, NB>(a, z, bytes);
+}
+
+// The input projection of NB rows for one group from W_x's 16-bit codes (a BF16 / FP16
+// session): gate_sums_avx2, the step's kernels, then each row's sums copied out (those a
+// group of <= 8 units computes).  Each element one FMA chain in increasing k from zero, as in
+// project_rows_avx2 over the float32 values the codes stand for: the same bits.
+template <int NB, typename W>
+__attribute__((target("avx2,fma,f16c"))) void project_rows16_avx2(
+    const typename W::T* w, const float* const* rows, std::int64_t K, float* const* out,
+    Prefetch next, std::int64_t units) {
+  alignas(32) float z[NB][kRow];
+  gate_sums_avx2<NB, W>(w, rows, K, units, z, next);
+  for (int b = 0; b < NB; ++b) {
+    for (int q = 0; q < 4; ++q) {
+      if (units <= 8) {
+        _mm256_store_ps(out[b] + q * kGroup, _mm256_load_ps(z[b] + q * kGroup));
+      } else {
+        _mm256_store_ps(out[b] + q * kGroup, _mm256_load_ps(z[b] + q * kGroup));
+        _mm256_store_ps(out[b] + q * kGroup + 8, _mm256_load_ps(z[b] + q * kGroup + 8));
+      }
+    }
+  }
 }
 
 // Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed
@@ -446,6 +478,19 @@ void project_block_avx2_t(const float* w, const float* const* rows, std::int64_t
   }
 }
 
+template <typename W>
+void project_block16_avx2_t(const std::uint16_t* w, const float* const* rows, std::int64_t K,
+                            float* const* out, int nb, Prefetch next, std::int64_t units) {
+  switch (nb) {
+    case 1: project_rows16_avx2<1, W>(w, rows, K, out, next, units); return;
+    case 2: project_rows16_avx2<2, W>(w, rows, K, out, next, units); return;
+    case 3: project_rows16_avx2<3, W>(w, rows, K, out, next, units); return;
+    case 4: project_rows16_avx2<4, W>(w, rows, K, out, next, units); return;
+    case 5: project_rows16_avx2<5, W>(w, rows, K, out, next, units); return;
+    default: project_rows16_avx2<6, W>(w, rows, K, out, next, units); return;
+  }
+}
+
 }  // namespace
 
 void step_block_avx2(const StepArgs& a, int nb) {
@@ -457,10 +502,22 @@ void step_block_avx2(const StepArgs& a, int nb) {
 
 void project_block_avx2(const float* w, const float* const* rows, std::int64_t K,
                         float* const* out, int nb, Prefetch next, std::int64_t units) {
-  if (units <= 8) {
+  if (nb == 1) {
+    project_rows16_avx2<1, F32>(w, rows, K, out, next, units);
+  } else if (units <= 8) {
     project_block_avx2_t<true>(w, rows, K, out, nb, next);
   } else {
     project_block_avx2_t<false>(w, rows, K, out, nb, next);
+  }
+}
+
+void project_block16_avx2(const std::uint16_t* w, bool bf16, const float* const* rows,
+                          std::int64_t K, float* const* out, int nb, Prefetch next,
+                          std::int64_t units) {
+  if (bf16) {
+    project_block16_avx2_t<Bf16>(w, rows, K, out, nb, next, units);
+  } else {
+    project_block16_avx2_t<Fp16>(w, rows, K, out, nb, next, units);
   }
 }
 
