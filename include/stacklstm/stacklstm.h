@@ -614,9 +614,10 @@ typedef struct slstm_session_options {
    *                  once per process (~3 ms at the first session), or the built-in
    *                  constants.  Never changes a result, only how long it takes
    *    cpu.wh16    = on | off   (since 0.9; on) a BF16 or FP16 session of the fast path keeps
-   *                  the recurrent weights W_h (on the generic path of docs/cells.md: every
-   *                  weight matrix) as 16-bit codes where its kernels read them (AVX2 with
-   *                  F16C, AVX-512), half the bytes a step streams; off: as float32 holding
+   *                  the recurrent weights W_h (on AVX2 since 0.15.3 W_x too; on the generic
+   *                  path of docs/cells.md: every weight matrix) as 16-bit codes where its
+   *                  kernels read them (AVX2 with F16C, AVX-512), half the bytes a step
+   *                  streams; off: as float32 holding
    *                  the same rounded values.  Same numbers, bit for bit
    *    cpu.amx     = auto | on | off   (since 0.15; auto) a BF16 session of a BasicLSTMCell
    *                  stack on the fast path runs its recurrent products on AMX's BF16
