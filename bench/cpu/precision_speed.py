@@ -42,6 +42,9 @@ SHAPES = [  # (name, input, hidden sizes or stacklstm.Layer list, batch, time)
     ("H=256, B=1, T=150", 256, [256], 1, 150),
     ("seed [100, 200, 300], B=10, T=100", 128, [100, 200, 300], 10, 100),
     ("seed [100, 200, 300], B=10, T=1", 128, [100, 200, 300], 10, 1),
+    # Calls of one step at batch 1 (streaming): W_x is read whole for one row, as W_h is.
+    ("H=1024, B=1, T=1", 1024, [1024], 1, 1),
+    ("H=2048, B=1, T=1", 2048, [2048], 1, 1),
     # Large batches (the FLOPs bound a step: AMX's tiles, since 0.15).
     ("H=512, B=128, T=25", 512, [512], 128, 25),
     ("H=1024, B=16, T=25", 1024, [1024], 16, 25),
