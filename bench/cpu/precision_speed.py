@@ -43,6 +43,8 @@ SHAPES = [  # (name, input, hidden sizes or stacklstm.Layer list, batch, time)
     ("seed [100, 200, 300], B=10, T=100", 128, [100, 200, 300], 10, 100),
     ("seed [100, 200, 300], B=10, T=1", 128, [100, 200, 300], 10, 1),
     # Calls of one step at batch 1 (streaming): W_x is read whole for one row, as W_h is.
+    # (Timed as every row is: after the other sessions' rounds, a 50 ms sleep and one warm-up
+    # call, so weights near the L3's size may come from memory: docs/precision.md.)
     ("H=1024, B=1, T=1", 1024, [1024], 1, 1),
     ("H=2048, B=1, T=1", 2048, [2048], 1, 1),
     # Large batches (the FLOPs bound a step: AMX's tiles, since 0.15).
