@@ -357,13 +357,15 @@ class CpuFastBackend final : public HostBackend {
           }
           const Prefetch ahead = prefetch_share(next, slab_bytes, j, blocks);
           const std::int64_t units = std::min(kGroup, p.H - gi * kGroup);
-          if (codes != nullptr) {
-            project_block16_avx2(reinterpret_cast<const std::uint16_t*>(w), p.wh16_is_bf16, in,
-                                 p.I, out, nb, ahead, units);
-          } else {
-            project_block(reinterpret_cast<const float*>(w), in, p.I, out, nb, kernel_, ahead,
-                          units);
+          if constexpr (kHaveX86Kernels) {  // (codes: packed for the AVX2 kernels only)
+            if (codes != nullptr) {
+              project_block16_avx2(reinterpret_cast<const std::uint16_t*>(w), p.wh16_is_bf16,
+                                   in, p.I, out, nb, ahead, units);
+              continue;
+            }
           }
+          project_block(reinterpret_cast<const float*>(w), in, p.I, out, nb, kernel_, ahead,
+                        units);
         }
       }
     }
@@ -410,8 +412,10 @@ class CpuFastBackend final : public HostBackend {
         round_to_codes(precision_, v.x + xr * p.I, row, static_cast<std::size_t>(p.I));
         std::fill(row + p.I, row + kp, std::uint16_t{0});
       }
-      project_rows_amx(p.wxamx() + g0 * slab, g1 - g0, xs, kp, p.kx_tiles,
-                       v.sh->g + c0 * ld_g + g0 * kRow, ld_g, c1 - c0);
+      if constexpr (kHaveX86Kernels) {  // (AMX tiles are packed on x86-64 builds only)
+        project_rows_amx(p.wxamx() + g0 * slab, g1 - g0, xs, kp, p.kx_tiles,
+                         v.sh->g + c0 * ld_g + g0 * kRow, ld_g, c1 - c0);
+      }
     }
   }
 
@@ -567,11 +571,13 @@ class CpuFastBackend final : public HostBackend {
           a.out_row[i] = v.y ? v.y + (v.y_local ? local : call_row(b, t)) * p.H : nullptr;
           a.active[i] = call.lengths == nullptr || t < call.lengths[b];
         }
-        if (a.wamx) {
-          // (It writes the next step's operand, h's codes, itself; the next layer's
-          // projection rounds its input as it reads it.)
-          step_block_amx(a, nb, static_cast<int>(n));
-          continue;
+        if constexpr (kHaveX86Kernels) {  // (AMX tiles are packed on x86-64 builds only)
+          if (a.wamx) {
+            // (It writes the next step's operand, h's codes, itself; the next layer's
+            // projection rounds its input as it reads it.)
+            step_block_amx(a, nb, static_cast<int>(n));
+            continue;
+          }
         }
         step_block(a, nb, kernel_);
         if (rounding) {

@@ -178,7 +178,14 @@ void step_block(const StepArgs& a, int nb, Kernel kernel);
 void project_block(const float* w, const float* const* rows, std::int64_t K, float* const* out,
                    int nb, Kernel kernel, Prefetch next = {}, std::int64_t units = 16);
 
-// The kernels of each ISA (the AVX ones exist on x86-64 GCC/Clang builds only).
+// The kernels of each ISA (the AVX ones exist on x86-64 GCC/Clang builds only: the others
+// build the portable kernels alone, and name an x86 kernel under `if constexpr
+// (kHaveX86Kernels)` only).
+#if defined(__GNUC__) && defined(__x86_64__)
+inline constexpr bool kHaveX86Kernels = true;
+#else
+inline constexpr bool kHaveX86Kernels = false;
+#endif
 void step_block_portable(const StepArgs& a, int nb);
 void project_block_portable(const float* w, const float* const* rows, std::int64_t K,
                             float* const* out, int nb);

@@ -13,17 +13,28 @@
 #include <thread>
 #include <vector>
 
-#include <immintrin.h>
 #include <sched.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "stacklstm/stacklstm.h"
 
 namespace slstm::cpu {
 
+// One spin-wait hint: PAUSE on x86, YIELD on Arm, nothing elsewhere.
+inline void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 // Spin, then yield, so that oversubscription stays live.
 inline void relax(unsigned spins) {
   if (spins < 500) {
-    _mm_pause();
+    cpu_pause();
   } else {
     sched_yield();
   }
@@ -125,7 +136,7 @@ class Pool {
       const auto until = Clock::now() + std::chrono::nanoseconds(spin_ns);
       for (unsigned spins = 1; spin_ns > 0; ++spins) {
         if (generation_.load(std::memory_order_acquire) != seen || stopping_.load()) break;
-        _mm_pause();
+        cpu_pause();
         if (spins % 64 == 0) {
           if (Clock::now() >= until) break;
           if (spins % 1024 == 0) sched_yield();
@@ -277,7 +288,7 @@ class CallerPool {
     if (place == 0) {
       const auto until = Clock::now() + std::chrono::nanoseconds(t.join_ns);
       for (unsigned spins = 1; t.joined.load(std::memory_order_acquire) < t.want; ++spins) {
-        _mm_pause();
+        cpu_pause();
         if (spins % 64 == 0 && Clock::now() >= until) break;
         if (spins % 1024 == 0) sched_yield();
       }
