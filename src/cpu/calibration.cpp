@@ -16,6 +16,7 @@
 #endif
 
 #include "buffer.hpp"
+#include "cgroup.hpp"
 #include "thread_pool.hpp"
 
 namespace slstm::cpu {
@@ -177,7 +178,9 @@ std::int64_t l2_cache_bytes() {
 #if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
     n = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
-    return n > 0 ? static_cast<std::int64_t>(n) : std::int64_t{512} << 10;
+    if (n > 0) return static_cast<std::int64_t>(n);
+    const std::int64_t sysfs = sysfs_l2_cache_bytes();
+    return sysfs > 0 ? sysfs : std::int64_t{512} << 10;
   }();
   return bytes;
 }

@@ -25,8 +25,9 @@ namespace slstm::cpu {
 // The parameters for a session running `kernel` with `workers` workers (cached per process).
 Machine measure_machine(Kernel kernel, int workers);
 
-// One core's L2 in bytes, as the C library reports it (sysconf), or 512 KiB (the smallest
-// L2 of the x86-64 server cores we tune for: Zen 2/3) when it does not say.  It decides one
+// One core's L2 in bytes, as the C library reports it (sysconf), else as sysfs does
+// (sysfs_l2_cache_bytes: glibc on aarch64 reports 0), else 512 KiB (the smallest L2 of the
+// x86-64 server cores we tune for: Zen 2/3).  It decides one
 // thing: whether a kernel fetches the next weight group into L2 while it works on this one
 // (two groups must fit, see step_kernels.hpp Prefetch).
 std::int64_t l2_cache_bytes();

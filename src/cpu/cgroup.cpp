@@ -160,6 +160,27 @@ double cgroup_cpu_limit(const std::string& root) {
   }
 }
 
+std::int64_t sysfs_l2_cache_bytes(const std::string& root) {
+  const std::string base = root + "/sys/devices/system/cpu/cpu0/cache/index";
+  for (int i = 0; i < 16; ++i) {
+    const std::string dir = base + std::to_string(i) + "/";
+    const std::string level = trim(read_file(dir + "level"));
+    if (level.empty()) continue;  // (an index may be absent: keep looking)
+    const std::string type = trim(read_file(dir + "type"));
+    if (level != "2" || (type != "Unified" && type != "Data")) continue;
+    std::string size = trim(read_file(dir + "size"));
+    long long scale = 1;
+    if (!size.empty() && (size.back() == 'K' || size.back() == 'M')) {
+      scale = size.back() == 'K' ? 1024 : 1024 * 1024;
+      size.pop_back();
+    }
+    long long n = 0;
+    if (!parse_int(size, &n) || n <= 0 || n > (1LL << 40) / scale) return 0;
+    return static_cast<std::int64_t>(n * scale);
+  }
+  return 0;
+}
+
 int cpus_within_limit(int mask, double limit) {
   mask = std::max(mask, 1);
   if (!(limit > 0)) return mask;

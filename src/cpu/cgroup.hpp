@@ -1,10 +1,14 @@
+// What the fast path reads of the machine from /proc and /sys.
+//
 // The CPU bandwidth limit of the control group the process runs in (containers: docker
 // --cpus, a Kubernetes CPU limit, systemd's CPUQuota): the default thread count honours it
 // as it honours the affinity mask, since a pool of 64 spinning workers on a 2-CPU quota
 // burns the quota in a few milliseconds and then waits out the rest of each period (100 ms
-// by default) throttled.
+// by default) throttled.  And one core's L2 size where the C library does not say it
+// (glibc's sysconf on aarch64 answers 0).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace slstm::cpu {
@@ -22,5 +26,11 @@ double cgroup_cpu_limit(const std::string& root = "");
 // count, at most the limit rounded up (1.5 -> 2: a worker per CPU the quota pays for, part
 // of one included), at least 1.
 int cpus_within_limit(int mask, double limit);
+
+// CPU 0's level-2 cache (its unified or data cache) in bytes, from
+// /sys/devices/system/cpu/cpu0/cache/index*/{level,type,size} ("1024K"; K, M or no suffix),
+// the path prefixed by `root` as above; 0 when there is none or it cannot be read or parsed.
+// Never throws.
+std::int64_t sysfs_l2_cache_bytes(const std::string& root = "");
 
 }  // namespace slstm::cpu

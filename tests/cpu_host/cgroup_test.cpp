@@ -175,3 +175,43 @@ TEST_CASE("the workers a limit allows: the mask's CPUs, at most the limit rounde
   CHECK(c::cpus_within_limit(4, 16) == 4);       // never more than the mask
   CHECK(c::cpus_within_limit(0, 3) == 1);
 }
+
+namespace {
+
+// CPU 0's cache index `i` in the fake sysfs.
+void cache_index(const FakeRoot& r, int i, const char* level, const char* type,
+                 const char* size) {
+  const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i);
+  r.write(dir + "/level", std::string(level) + "\n");
+  r.write(dir + "/type", std::string(type) + "\n");
+  r.write(dir + "/size", std::string(size) + "\n");
+}
+
+}  // namespace
+
+TEST_CASE("sysfs: the L2 size is CPU 0's level-2 unified or data cache, K and M suffixes") {
+  FakeRoot r;
+  cache_index(r, 0, "1", "Data", "64K");
+  cache_index(r, 1, "1", "Instruction", "64K");
+  cache_index(r, 2, "2", "Unified", "1024K");
+  cache_index(r, 3, "3", "Unified", "32768K");
+  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 1024 * 1024);
+  cache_index(r, 2, "2", "Unified", "2M");
+  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 2 * 1024 * 1024);
+  cache_index(r, 2, "2", "Instruction", "512K");  // not a data cache: skipped
+  cache_index(r, 4, "2", "Data", "1310720");      // no suffix: bytes
+  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 1310720);
+}
+
+TEST_CASE("sysfs: no level-2 cache, or a size that is missing or garbage, is 0") {
+  FakeRoot r;
+  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);  // no cache directory at all
+  cache_index(r, 0, "1", "Data", "32K");
+  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);  // level 1 only
+  for (const char* bad : {"", "K", "0K", "-1K", "12Q", "1.5M", "99999999999999999999K",
+                          "2097152M"}) {
+    cache_index(r, 1, "2", "Unified", bad);
+    INFO("size: \"" << bad << "\"");
+    CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);
+  }
+}
