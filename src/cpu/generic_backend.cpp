@@ -9,7 +9,8 @@
 // one contiguous slice): on AVX2+FMA CPUs an intrinsics kernel that serves 3 rows from each
 // load of a slice (one FMA per product; up to 6 from each half slice of bfloat16 codes), on
 // AVX-512 CPUs one that serves 6 (the same FMAs, so the same bits), elsewhere a loop the
-// compiler vectorises (SSE2, multiply then add),
+// compiler vectorises (x86-64: SSE2, multiply then add; aarch64: NEON fused multiply-add,
+// step_kernels.hpp madd),
 // then the cell's pointwise math per row (on AVX2 the plain LSTM and the GRU 8 units at a
 // time with the fused kernels' vector sigmoid / tanh; scalar libm for peepholes /
 // cell_clip and on the portable kernels).  A stack
@@ -171,7 +172,7 @@ inline void gemm_rows_body(float* const* z, const float* const* x, const MatView
       for (std::int64_t k = 0; k < K; ++k) {
         const float a = xb[k];
         const float* __restrict wk = blk + k * kBlock;
-        for (std::int64_t i = 0; i < kBlock; ++i) acc[i] += a * wk[i];
+        for (std::int64_t i = 0; i < kBlock; ++i) acc[i] = madd(a, wk[i], acc[i]);
       }
       for (std::int64_t i = 0; i < valid; ++i) z[b][i0 + i] = acc[i];
     }
@@ -834,7 +835,8 @@ class CpuGenericBackend final : public HostBackend {
                              : avx2 ? "AVX2: a block's 32 sums in 4 ymm, up to 3 rows per "
                                       "load of a weight slice (bfloat16 weights: up to 6, "
                                       "16 columns at a time)"
-                                    : "portable (compiler-vectorised, multiply then add)"},
+                             : kPortableFma ? "portable (compiler-vectorised, fused multiply-add)"
+                                            : "portable (compiler-vectorised, multiply then add)"},
                     {"pointwise", avx2 ? "8 units at a time (AVX2 sigmoid/tanh, "
                                          "simd_math.hpp), scalar for peepholes / cell_clip"
                                        : "scalar (libm expf/tanhf)"},

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "../layer_spec.hpp"
@@ -27,6 +28,19 @@ namespace slstm::cpu {
 #define SLSTM_CELL_INLINE __attribute__((always_inline)) inline
 #else
 #define SLSTM_CELL_INLINE inline
+#endif
+
+// a * b + c as the portable kernels compute their sums: fused (one rounding) where the
+// compiler has a fused multiply-add it emits inline and vectorises (__FP_FAST_FMAF: aarch64),
+// else a product, then a sum (x86-64 without -mfma, where std::fma would be a libm call per
+// element).  Either way each sum is one fixed chain wherever it is computed
+// (-ffp-contract=off: no other contraction).
+#if defined(__FP_FAST_FMAF)
+inline constexpr bool kPortableFma = true;
+SLSTM_CELL_INLINE float madd(float a, float b, float c) { return std::fma(a, b, c); }
+#else
+inline constexpr bool kPortableFma = false;
+SLSTM_CELL_INLINE float madd(float a, float b, float c) { return a * b + c; }
 #endif
 
 constexpr std::int64_t kGroup = 16;        // hidden units per group

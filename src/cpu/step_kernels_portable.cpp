@@ -60,7 +60,7 @@ void step_rows_portable(const StepArgs& a, int nb) {
     const float* w = a.wh + k * kRow;
     for (int b = 0; b < nb; ++b) {
       const float x = a.h_gemm[(a.b0 + b) * a.H + k];
-      for (std::int64_t r = 0; r < kRow; ++r) acc[b][r] += x * w[r];
+      for (std::int64_t r = 0; r < kRow; ++r) acc[b][r] = madd(x, w[r], acc[b][r]);
     }
   }
   cell_portable<kCell>(a, nb, acc);
@@ -79,7 +79,7 @@ void project_rows_portable(const float* w, const float* const* rows, std::int64_
       const float* wk = w + k * kRow + col0;
       for (int b = 0; b < NB; ++b) {
         const float x = rows[b][k];
-        for (int j = 0; j < kStrip; ++j) acc[b][j] += x * wk[j];
+        for (int j = 0; j < kStrip; ++j) acc[b][j] = madd(x, wk[j], acc[b][j]);
       }
     }
     for (int b = 0; b < NB; ++b) std::copy_n(acc[b], kStrip, out[b] + col0);
