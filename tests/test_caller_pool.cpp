@@ -214,7 +214,7 @@ slstm_layer_config bidirectional(slstm_layer_config l) {
 }  // namespace
 
 TEST_CASE("a session on the caller's thread pool gives one thread's numbers bitwise",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   // Three threads and the caller for up to four tasks: every task can start at once, and
   // with a join wait of a second every team forms whole (none short).
   QueuePool pool(3, 4, true);
@@ -236,7 +236,7 @@ TEST_CASE("a session on the caller's thread pool gives one thread's numbers bitw
 }
 
 TEST_CASE("a BF16 session (AMX where the CPU has it) on the caller's pool gives one thread's bits",
-          "[caller-pool][concurrency][precision]") {
+          "[caller-pool][cpu-fast][concurrency][precision]") {
   QueuePool pool(3, 4, true);
   const slstm_thread_pool lent = pool.lend();
   for (const Shape& s : kFastShapes) {
@@ -252,7 +252,7 @@ TEST_CASE("a BF16 session (AMX where the CPU has it) on the caller's pool gives 
 }
 
 TEST_CASE("stacks beyond BasicLSTMCell run on the caller's thread pool with one thread's numbers",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   QueuePool pool(3, 4, true);
   const slstm_thread_pool lent = pool.lend();
   const std::vector<slstm_layer_config> stack = {bidirectional(t::gru_layer(96, true)),
@@ -277,7 +277,7 @@ TEST_CASE("stacks beyond BasicLSTMCell run on the caller's thread pool with one 
 }
 
 TEST_CASE("a pool that runs its tasks one after another slows a call but never deadlocks it",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   SerialPool pool;
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
@@ -291,7 +291,7 @@ TEST_CASE("a pool that runs its tasks one after another slows a call but never d
 }
 
 TEST_CASE("a pool that runs fewer tasks at once than it declares never deadlocks a team",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   // Two threads, eight declared, the calling thread idle: a call's later tasks wait in the
   // queue behind its first ones.
   QueuePool pool(2, 8, false);
@@ -318,7 +318,7 @@ TEST_CASE("a pool that runs fewer tasks at once than it declares never deadlocks
 }
 
 TEST_CASE("a pool that returns without running a task leaves the call to the calling thread",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   IdlePool pool;
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
@@ -329,7 +329,7 @@ TEST_CASE("a pool that returns without running a task leaves the call to the cal
 }
 
 TEST_CASE("one pool lent to two sessions called at once gives each one thread's numbers",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   QueuePool pool(3, 3, true);
   const slstm_thread_pool lent = pool.lend();
   const Shape& s = kFastShapes[0];
@@ -368,7 +368,7 @@ TEST_CASE("one pool lent to two sessions called at once gives each one thread's 
 }
 
 TEST_CASE("calls made from the pool's own tasks, on the same pool, run to completion",
-          "[caller-pool][concurrency]") {
+          "[caller-pool][cpu-fast][concurrency]") {
   // Each of two outer tasks calls a session lent the pool it runs on: the nested
   // parallel_for calls queue their tasks behind the outer ones, and the waiting threads run
   // whichever tasks they find, of either call.
@@ -412,7 +412,7 @@ TEST_CASE("calls made from the pool's own tasks, on the same pool, run to comple
 }
 
 TEST_CASE("a call with one thread's worth of work does not call the caller's pool",
-          "[caller-pool]") {
+          "[caller-pool][cpu-fast]") {
   QueuePool pool(1, 4, true);
   const slstm_thread_pool lent = pool.lend();
   t::Model m = t::random_model(4, {8}, 43);
@@ -435,7 +435,7 @@ TEST_CASE("the reference path runs on the calling thread and never calls the cal
 }
 
 TEST_CASE("the plan names the caller's pool, how many tasks a call hands it, and short teams",
-          "[caller-pool][plan]") {
+          "[caller-pool][cpu-fast][plan]") {
   SerialPool pool;
   pool.declared = 6;
   const slstm_thread_pool lent = pool.lend();
@@ -452,7 +452,7 @@ TEST_CASE("the plan names the caller's pool, how many tasks a call hands it, and
 }
 
 #if defined(__linux__)
-TEST_CASE("a session on the caller's pool starts no thread of its own", "[caller-pool]") {
+TEST_CASE("a session on the caller's pool starts no thread of its own", "[caller-pool][cpu-fast]") {
   QueuePool pool(2, 4, true);
   const slstm_thread_pool lent = pool.lend();
   t::Model m = t::random_model(8, {256}, 48);

@@ -426,7 +426,7 @@ void serial_parallel_for(void* calls, slstm_pool_task task, void* arg, std::int3
 }  // namespace
 
 TEST_CASE("C++: SessionOptions keeps a copy of the caller's thread pool and a session runs on it",
-          "[cpp][caller-pool]") {
+          "[cpp][caller-pool][cpu-fast]") {
   int calls = 0;
   sl::SessionOptions o = cpp_options(3, 12).cpu_path(SLSTM_CPU_PATH_FAST);
   CHECK(o.thread_pool() == nullptr);

@@ -298,7 +298,7 @@ TEST_CASE("the packed state holds each direction's pieces in order, GRU with h o
 }
 
 TEST_CASE("cpu_path AUTO and FAST run a stack beyond BasicLSTMCell on the generic fast path",
-          "[layers][plan]") {
+          "[layers][plan][cpu-fast]") {
   t::Model m = random_layers(3, {lstm(4), gru(3, true)});
   for (slstm_cpu_path path : {SLSTM_CPU_PATH_AUTO, SLSTM_CPU_PATH_FAST}) {
     slstm_session_options o;
