@@ -852,8 +852,8 @@ TEST_CASE("cpu.team: by default a call of fewer rows than threads of a stack of 
           "a team, off splits the rows, with the same bits",
           "[layers][cpu-fast]") {
   // 3 x 203 x (37 + 203) + 4 x 97 x (203 + 97) floats: 1.05 MB a step.
-  slstm_layer_config gru = t::gru_layer(203, true);
-  t::Model m = random_layers(37, {gru, t::lstm_layer(97)}, 5);
+  const slstm_layer_config big = t::gru_layer(203, true);
+  t::Model m = random_layers(37, {big, t::lstm_layer(97)}, 5);
   const std::int64_t B = 1, T = 5;
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * 37), 3);
   t::Session team = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, 2);
@@ -926,9 +926,9 @@ TEST_CASE("the generic fast path's AVX-512 GEMM cut into L2 panels for many rows
   // 256 KiB a block: a product of more than 6 rows runs in panels of blocks that fit a
   // quarter of the core's L2, so on any L2 up to 8 MiB in several panels, the last partial.
   if (!t::kernel_under_test().empty()) return;
-  slstm_layer_config lstm = t::lstm_layer(86);
-  lstm.peepholes = 1;  // (the generic path)
-  t::Model m = random_layers(2048, {lstm, t::gru_layer(75, true)}, 17);
+  slstm_layer_config peep = t::lstm_layer(86);
+  peep.peepholes = 1;  // (the generic path)
+  t::Model m = random_layers(2048, {peep, t::gru_layer(75, true)}, 17);
   for (const std::int64_t B : {7, 13}) {
     INFO("B = " << B);
     const std::int64_t T = 6;

@@ -35,9 +35,6 @@
 
 namespace {
 
-constexpr std::int64_t kRow = 64;  // packed floats per k of a group (4 gates x 16 units)
-constexpr int kMaxNb = 6;
-
 struct Variant {
   const char* name;
   bool resident;  // weights that fit L2
@@ -47,6 +44,9 @@ struct Variant {
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)
+constexpr std::int64_t kRow = 64;  // packed floats per k of a group (4 gates x 16 units)
+constexpr int kMaxNb = 6;
+
 // rows[b][k0..k1) . w[k0..k1) added to (or, with first, written to) out[b][0..63], for NB
 // rows; `pf` lines fetched along the way.
 template <int NB>
