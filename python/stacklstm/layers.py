@@ -25,6 +25,8 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Dict
 
+from ._ints import INT64, checked_int
+
 __all__ = ["Layer", "BidirectionalState", "CELLS", "DIRECTIONS"]
 
 # slstm_cell and slstm_direction values (ABI: appended only, never renumbered).
@@ -62,7 +64,8 @@ def _count(value: Any, name: str, low: int) -> int:
     v = int(value)
     if v < low:
         raise ValueError("Layer.%s must be >= %d, got %d" % (name, low, v))
-    return v
+    # The C field is an int64_t, which ctypes would silently wrap (2**64 + 4 -> 4).
+    return checked_int(v, "Layer." + name, INT64)
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,9 @@ def _f32(a: Any, name: str = "array") -> np.ndarray:
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError("%s: expected real numbers, got dtype %s" % (name, arr.dtype))
     with np.errstate(over="ignore"):   # an overflow is reported below, as an error
-        out = np.ascontiguousarray(arr, dtype=np.float32)
+        # (ascontiguousarray would make a 0-d array 1-d: a scalar keeps its shape, ())
+        out = (np.ascontiguousarray(arr, dtype=np.float32) if arr.ndim else
+               np.asarray(arr, dtype=np.float32))
     if (arr.dtype != np.float32 and np.issubdtype(arr.dtype, np.floating) and
             arr.dtype.itemsize > 4 and out.size and not np.isfinite(out).all()):
         big = np.isfinite(arr) & (np.abs(arr) > _F32_MAX)
@@ -507,9 +509,12 @@ class Model(_Owned):
         for l, lw in enumerate(weights):
             if isinstance(lw, dict):
                 missing = [n for n in names if n not in lw]
-                if missing:
-                    raise ValueError("layer %d: missing %s (the %s format has %s)"
-                                     % (l, missing, name, list(names)))
+                unknown = sorted(set(lw) - set(names))   # a misspelt name is never dropped
+                if missing or unknown:
+                    raise ValueError("layer %d: %s%s (the %s format has %s)"
+                                     % (l, "missing %s" % missing if missing else "",
+                                        ("%sunknown %s" % ("; " if missing else "", unknown))
+                                        if unknown else "", name, list(names)))
                 lw = [lw[n] for n in names]
             if len(lw) != per:
                 raise ValueError("layer %d: %d tensors, the %s format has %d (%s)"
@@ -1324,7 +1329,9 @@ def _config_text(config: Union[None, str, Mapping[str, Any]]) -> Optional[bytes]
         raise TypeError("config must be a str or a dict, got %s" % type(config).__name__)
     if "\0" in config:
         raise ValueError("config must not contain a NUL character")
-    return config.encode("ascii")
+    # UTF-8 (a file path in a value, e.g. cuda.tune_file, is the file system's bytes; an
+    # undecodable one came in as surrogate escapes); the library names a key it refuses.
+    return config.encode("utf-8", "surrogateescape")
 
 
 # ---- the per-call fast path ------------------------------------------------------------------
@@ -1719,7 +1726,8 @@ class Session(_Owned):
             if h is None:
                 raise self._closed()
             a = sh.args
-            a.input = _addr(x) if size else None
+            a.input = _addr(x) or None   # an empty array's address too: then the library
+            # names a wrong input_count (e.g. D = 0), not a NULL input
             a.output = _addr(out) if out.size else None
             a.final_state = _addr(final)
             if init is None:
@@ -1813,7 +1821,7 @@ class Session(_Owned):
             if h is None:
                 raise self._closed()
             b, px, nx, ps, ns, po, no, pn, nn = argv
-            px.value = _addr(x) if x.size else None
+            px.value = _addr(x) or None   # empty: the library then checks its count
             if st is None:
                 ps.value, ns.value = None, 0
             else:

@@ -9,22 +9,51 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .state import _array
+
 __all__ = ["torch_state_dict_layers", "tf_variable_layers", "onnx_model_layers",
            "onnx_model_stack", "onnx_node_layer", "torch_state_dict_stack",
            "tf_variable_stack", "keras_model_stack", "to_onnx", "keras_model_layers", "to_torch_state_dict",
            "to_tf_variables"]
 
 
-def _arr(a: Any) -> np.ndarray:
-    if hasattr(a, "detach") and hasattr(a, "cpu"):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a)
+_arr = _array   # torch / TF tensors and array-likes as NumPy
 
 
 # ---- PyTorch ------------------------------------------------------------------------------
 
 _TORCH_KEY = re.compile(r"^(?:(?P<mod>\d+)\.)?(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|"
                         r"weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+
+
+def _torch_numbering(found: Dict[Tuple[int, int], Any], prefix: str) -> None:
+    """Modules numbered 0..m-1 (or none: one nn.LSTM / nn.GRU), each one's layers 0..n-1:
+    a gap is a missing layer, never a shorter stack."""
+    mods = sorted({mod for mod, _ in found})
+    if mods != [-1] and mods != list(range(len(mods))):
+        raise ValueError("%smodule numbers %s are not 0..%d (a module's tensors missing?)"
+                         % (prefix, [m for m in mods if m >= 0], len(mods) - 1))
+    for mod in mods:
+        ks = sorted(k for m, k in found if m == mod)
+        if ks != list(range(len(ks))):
+            raise ValueError("%s%slayer numbers (_l<k>) %s are not 0..%d (a layer's tensors "
+                             "missing?)" % (prefix, "%d." % mod if mod >= 0 else "", ks,
+                                            len(ks) - 1))
+
+
+def _torch_biases(t: Dict[str, np.ndarray], suffix: str, rows: int, where: str
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """A layer's (bias_ih, bias_hh): both, or neither (bias=False: zeros); one alone means
+    the other went missing."""
+    ih, hh = t.get("bias_ih" + suffix), t.get("bias_hh" + suffix)
+    if (ih is None) != (hh is None):
+        raise ValueError("%s%s: %s is missing (a layer has both biases, or neither with "
+                         "bias=False)" % (where, suffix, ("bias_ih" if ih is None else "bias_hh")
+                                          + suffix))
+    if ih is None or hh is None:
+        zeros = np.zeros(rows, dtype=np.float32)
+        return zeros, zeros
+    return ih, hh
 
 
 def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]]:
@@ -55,6 +84,7 @@ def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]
     if not found:
         raise ValueError("no nn.LSTM weights (weight_ih_l<k>, ...) under prefix %r; keys: %s"
                          % (prefix, sorted(state_dict)[:10]))
+    _torch_numbering(found, prefix)
     layers = []
     for key in sorted(found):
         t = found[key]
@@ -67,10 +97,8 @@ def torch_state_dict_layers(state_dict: Any, prefix: str = "") -> List[List[Any]
             raise ValueError("%s%s: weight_hh %s is an nn.GRU's: torch_state_dict_layers gives "
                              "nn.LSTM layers only (torch_state_dict_stack reads it)"
                              % (prefix, name, whh.shape))
-        four_h = whh.shape[0]
-        zeros = np.zeros(four_h, dtype=np.float32)
-        layers.append([t["weight_ih"], t["weight_hh"], t.get("bias_ih", zeros),
-                       t.get("bias_hh", zeros)])
+        b_ih, b_hh = _torch_biases(t, "", whh.shape[0], prefix + name)
+        layers.append([t["weight_ih"], t["weight_hh"], b_ih, b_hh])
     return layers
 
 
@@ -102,6 +130,7 @@ def torch_state_dict_stack(state_dict: Any, prefix: str = ""
     if not found:
         raise ValueError("no nn.LSTM / nn.GRU weights (weight_ih_l<k>, ...) under prefix %r; "
                          "keys: %s" % (prefix, sorted(state_dict)[:10]))
+    _torch_numbering(found, prefix)
     layers: List[Any] = []
     weights: List[Dict[str, np.ndarray]] = []
     for key in sorted(found):
@@ -138,11 +167,10 @@ def torch_state_dict_stack(state_dict: Any, prefix: str = ""
         rows = t["weight_hh"].shape[0]
         tensors: Dict[str, np.ndarray] = {}
         for suf in suffixes:
-            zeros = np.zeros(rows, dtype=np.float32)
             tensors["weight_ih" + suf] = t["weight_ih" + suf]
             tensors["weight_hh" + suf] = t["weight_hh" + suf]
-            tensors["bias_ih" + suf] = t.get("bias_ih" + suf, zeros)
-            tensors["bias_hh" + suf] = t.get("bias_hh" + suf, zeros)
+            tensors["bias_ih" + suf], tensors["bias_hh" + suf] = _torch_biases(
+                t, suf, rows, where)
             if layer.proj_size:
                 if "weight_hr" + suf not in t:
                     raise ValueError("%s%s: weight_hr%s is missing" % (where, suf, suf))
@@ -158,6 +186,15 @@ _TF_KEY = re.compile(r"^(?P<scope>.*?)(?:cell_(?P<cell>\d+)/)?"
                      r"(?P<cell_type>basic_lstm_cell|lstm_cell)/"
                      r"(?P<kind>kernel|bias|weights|biases|w_f_diag|w_i_diag|w_o_diag|"
                      r"projection/kernel)$")
+
+
+def _in_scope(found: str, scope: Optional[str]) -> bool:
+    """Whether the variables' scope `found` (e.g. "rnn_1/multi_rnn_cell/") lies in `scope`,
+    compared by whole name components: "rnn" is "rnn/..." and not "rnn_1/..."."""
+    if scope is None:
+        return True
+    s = scope.strip("/")
+    return s == "" or (found.rstrip("/") + "/").startswith(s + "/")
 
 
 def _tf_variables(variables: Any) -> Any:
@@ -176,7 +213,8 @@ def tf_variable_layers(variables: Any, scope: Optional[str] = None) -> List[List
     basic_lstm_cell/kernel`. `variables`: {name: array} (a trailing ":0" is ignored) or a
     checkpoint path (needs tensorflow). Optimizer slots (`.../kernel/Adam`) are ignored.
     LSTMCell peepholes and projections are rejected. With several RNNs in one checkpoint,
-    pass `scope` (the name prefix before `multi_rnn_cell/` or the cell)."""
+    pass `scope` (the name prefix before `multi_rnn_cell/` or the cell, in whole name
+    components: "rnn" selects `rnn/...`, not `rnn_1/...`)."""
     variables = _tf_variables(variables)
     groups: Dict[str, Dict[int, Dict[str, np.ndarray]]] = {}
     for name, value in variables.items():
@@ -185,7 +223,7 @@ def tf_variable_layers(variables: Any, scope: Optional[str] = None) -> List[List
         if m is None:
             continue
         sc = m.group("scope")
-        if scope is not None and not sc.startswith(scope):
+        if not _in_scope(sc, scope):
             continue
         kind = m.group("kind")
         if kind in ("w_f_diag", "w_i_diag", "w_o_diag"):
@@ -241,7 +279,8 @@ def tf_variable_stack(variables: Any, scope: Optional[str] = None
     The layers say what the names show: the cell, H, peepholes, proj_size, the direction.
     What a checkpoint does not hold (cell_clip, proj_clip, ResidualWrapper, forget_bias) is
     the caller's to give (Model.from_tf_variables(layers=...)); TF's GRUCell is a reset-before
-    GRU. With several RNNs in one checkpoint, pass `scope` (the name prefix)."""
+    GRU. With several RNNs in one checkpoint, pass `scope` (the name prefix, in whole name
+    components: "rnn" selects `rnn/...`, not `rnn_1/...`)."""
     from .layers import Layer
 
     variables = _tf_variables(variables)
@@ -252,7 +291,7 @@ def tf_variable_stack(variables: Any, scope: Optional[str] = None
         if m is None:
             continue
         sc = m.group("scope")
-        if scope is not None and not sc.startswith(scope):
+        if not _in_scope(sc, scope):
             continue
         kind = {"weights": "kernel", "biases": "bias"}.get(m.group("kind"), m.group("kind"))
         cell_type = m.group("cell_type")

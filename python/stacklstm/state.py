@@ -32,7 +32,10 @@ CONVENTIONS = (
 
 def _array(a: Any) -> np.ndarray:
     if hasattr(a, "detach") and hasattr(a, "cpu"):   # a torch.Tensor
-        a = a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        if str(a.dtype) == "torch.bfloat16":   # NumPy has no bfloat16: widened (exactly)
+            a = a.float()
+        a = a.numpy()
     elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):   # a tf.Tensor / Variable
         a = a.numpy()
     return np.asarray(a)

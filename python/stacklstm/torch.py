@@ -63,6 +63,7 @@ except ImportError as _e:   # pragma: no cover (torch is installed where this is
 
 import numpy as np
 
+from ._ints import checked_int
 from .model import Model, Session, _C, _F32, _H
 from .naming import to_torch_state_dict, torch_state_dict_layers
 
@@ -226,6 +227,12 @@ class _Module:
             self._config = None if value is None else (
                 value if isinstance(value, str) else dict(value))
 
+    def _unexpected_keys(self, mine: Dict[str, Any], prefix: str) -> List[str]:
+        """The keys of `mine` (a state_dict below `prefix`, prefix cut) that are not this
+        module's: what nn.Module.load_state_dict(strict=True) refuses as unexpected."""
+        own = set(self.state_dict().keys())   # type: ignore[attr-defined]
+        return [prefix + k for k in mine if k not in own]
+
     def _replace_model(self, model: Model) -> None:
         # The old sessions are dropped, not closed: a call running in another thread keeps
         # its session (and that session its model) until it returns; the garbage collector
@@ -313,6 +320,15 @@ class LSTM(_Module, nn.Module):
                  dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device: Any = None, dtype: Any = None) -> None:
         super().__init__()
+        # Integers, as nn.LSTM's constructor wants them (a float is a TypeError, not cut).
+        input_size = checked_int(input_size, "input_size")
+        num_layers = checked_int(num_layers, "num_layers")
+        proj_size = checked_int(proj_size, "proj_size")
+        if isinstance(hidden_size, (list, tuple)):
+            hidden_size = [checked_int(h, "hidden_size[%d]" % i)
+                           for i, h in enumerate(hidden_size)]
+        else:
+            hidden_size = checked_int(hidden_size, "hidden_size")
         sizes = self._check_options(hidden_size, num_layers, dropout, bidirectional,
                                     proj_size, dtype)
         # nn.LSTM.reset_parameters: every weight and bias uniform in ±1/sqrt(hidden_size).
@@ -490,19 +506,21 @@ class LSTM(_Module, nn.Module):
         except (ValueError, TypeError) as e:
             error_msgs.append("stacklstm.torch.LSTM: %s" % e)
             return
-        if self._general and (model.input_size, model.layers) != (self.input_size,
-                                                                  self.model.layers):
-            error_msgs.append("stacklstm.torch.LSTM: the state_dict is a stack of input %d "
-                              "and layers %s, this module has input %d and %s"
-                              % (model.input_size, list(model.layers), self.input_size,
-                                 list(self.model.layers)))
-            return
         if (model.input_size, model.layers) != (self.input_size, self.model.layers):
-            error_msgs.append("stacklstm.torch.LSTM: the state_dict is an LSTM of input %d "
-                              "and hidden sizes %s, this module has input %d and %s"
-                              % (model.input_size, list(model.hidden_sizes),
-                                 self.input_size, list(self.hidden_sizes)))
+            if not self._general and all(L.is_basic for L in model.layers):
+                error_msgs.append("stacklstm.torch.LSTM: the state_dict is an LSTM of input "
+                                  "%d and hidden sizes %s, this module has input %d and %s"
+                                  % (model.input_size, list(model.hidden_sizes),
+                                     self.input_size, list(self.hidden_sizes)))
+            else:   # a GRU, bidirectional or projected: its layers say what it is
+                error_msgs.append("stacklstm.torch.LSTM: the state_dict is a stack of input "
+                                  "%d and layers %s, this module has input %d and %s"
+                                  % (model.input_size, list(model.layers), self.input_size,
+                                     list(self.model.layers)))
             return
+        # As nn.Module's own loader (which always passes strict=True here and decides
+        # later): the weights load, and keys that are not this module's are reported.
+        unexpected_keys.extend(self._unexpected_keys(mine, prefix))
         self._replace_model(model)
 
     # ---- forward --------------------------------------------------------------------------
@@ -726,7 +744,9 @@ class GRU(_Module, nn.Module):
         if dtype is not None and dtype != torch.float32:
             raise TypeError("stacklstm.torch.GRU: dtype %s is not supported (the library "
                             "computes in float32)" % (dtype,))
-        H, L = int(hidden_size), int(num_layers)
+        H = checked_int(hidden_size, "hidden_size")
+        L = checked_int(num_layers, "num_layers")
+        input_size = checked_int(input_size, "input_size")
         if H < 1 or L < 1:
             raise ValueError("hidden_size and num_layers must be >= 1, got %r and %r"
                              % (hidden_size, num_layers))
@@ -829,6 +849,9 @@ class GRU(_Module, nn.Module):
                               % (model.input_size, list(model.layers), self.input_size,
                                  list(self.model.layers)))
             return
+        # As nn.Module's own loader (which always passes strict=True here and decides
+        # later): the weights load, and keys that are not this module's are reported.
+        unexpected_keys.extend(self._unexpected_keys(mine, prefix))
         self._replace_model(model)
 
     def forward(self, input: Any, hx: Optional[torch.Tensor] = None) -> Tuple[Any, Any]:

@@ -40,3 +40,8 @@ def test_float64_beyond_float32_range_is_refused_not_made_inf(s):
     with pytest.raises(ValueError, match=r"float32's range") as e:
         s.forward(x)
     assert "(1, 2, 0)" in str(e.value)
+
+
+def test_a_numpy_scalar_input_is_reported_with_its_own_shape(s):
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        s.forward(np.float32(1))

@@ -198,3 +198,18 @@ def test_a_busy_session_status_becomes_session_busy_error():
         stacklstm.errors.check(11, "slstm_session_forward")
     assert e.value.status_name == "session busy"
     assert isinstance(e.value, RuntimeError)
+
+
+def test_an_input_of_depth_zero_is_a_shape_mismatch_of_its_count_not_a_null_input(session):
+    with pytest.raises(stacklstm.ShapeMismatchError, match="input_count: expected 24"):
+        session.forward(np.zeros((2, 3, 0), np.float32))
+    with pytest.raises(stacklstm.ShapeMismatchError, match="input_count: expected 8"):
+        session.step(np.zeros((2, 0), np.float32))
+
+
+def test_a_config_with_non_ascii_text_reaches_the_library_which_names_the_key():
+    m = stacklstm.Model.random(4, [3], seed=1)
+    with pytest.raises(stacklstm.InvalidArgumentError, match="cpu.kernel must be"):
+        m.session(2, 3, config="cpu.kernel=\u00e9")
+    with pytest.raises(stacklstm.InvalidArgumentError, match="unknown key"):
+        m.session(2, 3, config="cpu.k\u00e9rnel=auto")

@@ -63,3 +63,13 @@ def test_status_and_backend_values_beyond_int32_are_refused_not_truncated():
         stacklstm.status_string(2 ** 32 + 2)   # would read as 2, "shape mismatch"
     with pytest.raises(OverflowError, match="backend"):
         stacklstm.backend_available(2 ** 32)   # would read as 0, the CPU
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: stacklstm.Layer.lstm(2 ** 64 + 4), "hidden_size"),
+    (lambda: stacklstm.Layer.lstm(4, proj_size=2 ** 64 + 2), "proj_size"),
+    (lambda: stacklstm.Layer.gru(2 ** 63), "hidden_size"),
+], ids=["hidden_size_2**64+4", "proj_size_2**64+2", "hidden_size_2**63"])
+def test_layer_sizes_beyond_int64_are_refused_not_wrapped(make, field):
+    with pytest.raises(OverflowError, match="Layer." + field):
+        make()

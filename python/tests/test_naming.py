@@ -50,6 +50,59 @@ def test_a_bidirectional_torch_layer_without_all_its_reverse_tensors_is_refused(
         stacklstm.Model.from_torch_state_dict(sd)
 
 
+@pytest.mark.parametrize("drop", ["bias_hh_l1", "bias_ih_l0"])
+def test_a_torch_layer_with_one_bias_missing_is_refused_naming_it(drop):
+    sd = torch_like_state_dict(np.random.default_rng(0), 3, 4, 2)
+    del sd[drop]
+    with pytest.raises(ValueError, match=drop[:-3] + " is missing"):
+        stacklstm.Model.from_torch_state_dict(sd)
+    with pytest.raises(ValueError, match=drop[:-3] + " is missing"):
+        naming.torch_state_dict_layers(sd)
+
+
+def test_a_torch_layer_without_either_bias_gets_zeros():
+    sd = torch_like_state_dict(np.random.default_rng(0), 3, 4, 2)
+    zero = dict(sd, bias_ih_l1=np.zeros(16, np.float32), bias_hh_l1=np.zeros(16, np.float32))
+    del sd["bias_ih_l1"], sd["bias_hh_l1"]
+    assert same_numbers(stacklstm.Model.from_torch_state_dict(sd),
+                        stacklstm.Model.from_torch_state_dict(zero))
+
+
+def test_a_torch_state_dict_missing_a_middle_layer_is_refused_not_a_shorter_stack():
+    sd = torch_like_state_dict(np.random.default_rng(0), 4, 4, 3)
+    sd = {k: v for k, v in sd.items() if not k.endswith("_l1")}
+    with pytest.raises(ValueError, match=r"layer numbers \(_l<k>\) \[0, 2\] are not 0..1"):
+        stacklstm.Model.from_torch_state_dict(sd)
+    with pytest.raises(ValueError, match=r"\[0, 2\] are not 0..1"):
+        naming.torch_state_dict_layers(sd)
+
+
+def test_a_module_list_missing_a_module_is_refused_not_a_shorter_stack():
+    one = torch_like_state_dict(np.random.default_rng(0), 4, 4, 1)
+    sd = {"%d.%s" % (k, n): v for k in (0, 2) for n, v in one.items()}
+    with pytest.raises(ValueError, match=r"module numbers \[0, 2\] are not 0..1"):
+        stacklstm.Model.from_torch_state_dict(sd)
+
+
+def test_a_misspelt_tensor_name_in_a_layers_dict_is_refused_not_dropped():
+    rng = np.random.default_rng(1)
+    layer = {"kernel": rng.random((3 + 4, 16)), "bias": rng.random(16), "bais": rng.random(16)}
+    with pytest.raises(ValueError, match=r"layer 0: unknown \['bais'\]"):
+        stacklstm.Model.from_weights([layer], "tf")
+
+
+def test_a_tf_scope_selects_whole_name_components_not_a_string_prefix():
+    v = tf_vars(np.random.default_rng(2), 3, [4])
+    w = tf_vars(np.random.default_rng(3), 3, [5])
+    both = dict(v, **{"rnn_1/" + k[len("rnn/"):]: a for k, a in w.items()})
+    for scope in ("rnn", "rnn/", "rnn/multi_rnn_cell"):
+        assert stacklstm.Model.from_tf_variables(both, scope=scope).hidden_sizes == (4,)
+        assert naming.tf_variable_layers(both, scope=scope)[0][1].shape == (16,)
+    assert stacklstm.Model.from_tf_variables(both, scope="rnn_1").hidden_sizes == (5,)
+    with pytest.raises(ValueError, match="several RNNs"):
+        stacklstm.Model.from_tf_variables(both)
+
+
 def tf_vars(rng, D, hs, old=False):
     v, I = {}, D
     for k, H in enumerate(hs):

@@ -242,6 +242,56 @@ def test_loading_a_state_dict_of_another_architecture_fails_and_keeps_the_module
         assert torch.equal(ours(x)[0], before)
 
 
+@pytest.mark.parametrize("other", [
+    lambda: torch.nn.GRU(5, 7, num_layers=2),
+    lambda: torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True),
+], ids=["gru", "bidirectional"])
+def test_loading_another_kind_of_rnn_names_its_layers_in_the_error(other):
+    _, ours = make(2)
+    with pytest.raises(RuntimeError, match=r"layers \[Layer\('(gru|lstm)', 7, .*\], this "
+                                           r"module has input 5 and \[Layer\('lstm', 7\)"):
+        ours.load_state_dict(other().state_dict())
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_an_unexpected_key_is_reported_as_nn_modules_report_it(kind):
+    torch.manual_seed(3)
+    ref = getattr(torch.nn, kind)(5, 7).eval()
+    ours = getattr(slt, kind)(5, 7)
+    x = torch.randn(3, 2, 5)
+    sd = dict(ref.state_dict(), weight_ih_l0_revrse=torch.zeros(1))
+    with pytest.raises(RuntimeError, match='Unexpected key.*"weight_ih_l0_revrse"'):
+        ours.load_state_dict(sd)
+    with pytest.raises(RuntimeError, match='Unexpected key.*"weight_ih_l0_revrse"'):
+        getattr(torch.nn, kind)(5, 7).load_state_dict(sd)   # what nn.LSTM / nn.GRU do
+    result = ours.load_state_dict(sd, strict=False)   # not strict: loaded, the key reported
+    assert list(result.unexpected_keys) == ["weight_ih_l0_revrse"]
+    with torch.no_grad():
+        assert close(ours(x)[0], ref(x)[0])
+
+
+@pytest.mark.parametrize("make_module", [
+    lambda: slt.LSTM(5, 6.5), lambda: slt.LSTM(5.9, 6), lambda: slt.LSTM(5, 6, num_layers=2.7),
+    lambda: slt.LSTM(5, [6, 7.5]), lambda: slt.LSTM(5, 6, proj_size=2.0),
+    lambda: slt.GRU(5, 6.5), lambda: slt.GRU(5.0, 6), lambda: slt.GRU(5, 6, num_layers=1.5),
+], ids=["lstm_hidden", "lstm_input", "lstm_layers", "lstm_list", "lstm_proj", "gru_hidden",
+        "gru_input", "gru_layers"])
+def test_fractional_sizes_are_type_errors_as_in_nn_lstm(make_module):
+    with pytest.raises(TypeError, match="must be an integer"):
+        make_module()
+
+
+def test_a_bfloat16_cpu_tensor_is_widened_exactly_as_inputs_and_as_weights():
+    torch.manual_seed(4)
+    ref = torch.nn.LSTM(5, 7).eval()
+    sd16 = {k: v.to(torch.bfloat16) for k, v in ref.state_dict().items()}
+    m16 = stacklstm.Model.from_torch_state_dict(sd16)
+    m32 = stacklstm.Model.from_torch_state_dict({k: v.float() for k, v in sd16.items()})
+    x16 = torch.randn(2, 3, 5).to(torch.bfloat16)
+    with m16.session(2, 3) as a, m32.session(2, 3) as b:
+        assert np.array_equal(a.forward(x16)[0], b.forward(x16.float().numpy())[0])
+
+
 def test_the_module_pickles_and_saves_with_its_weights():
     _, ours = make(2)
     x = torch.randn(3, 2, 5)
