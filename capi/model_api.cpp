@@ -186,8 +186,8 @@ SLSTM_API slstm_status slstm_format_tensors(const slstm_model_config* config,
     require_non_null(out_count, "out_count");
     const Config c = read_config(config);
     const auto tensors = slstm::format_tensors(config_specs(c), format);
-    const std::size_t n = std::min(capacity, tensors.size());
-    if (n > 0) require_non_null(infos, "infos");
+    // infos NULL: the count alone, whatever the capacity (the header's promise).
+    const std::size_t n = infos == nullptr ? 0 : std::min(capacity, tensors.size());
     // The elements are the caller's sizeof apart: infos[0].struct_size is the stride, and
     // every element must carry the same one (checked before anything is written).
     const std::size_t stride =

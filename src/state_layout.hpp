@@ -60,10 +60,12 @@ class StateLayout {
     return layers_[layer].row_offset[part];
   }
 
-  // Floats in a packed state of `batch` rows, checked: SLSTM_ERR_SIZE_OVERFLOW when it does
-  // not fit in size_t.
+  // Floats in a packed state of `batch` rows, checked: SLSTM_ERR_SIZE_OVERFLOW unless the
+  // state's bytes fit in size_t (a count whose bytes wrap would be no state a caller can hold).
   std::size_t count(std::int64_t batch) const {
-    return product({batch, row_floats_}, "state size");
+    const std::size_t n = product({batch, row_floats_}, "state size");
+    mul_size(n, sizeof(float), "state size in bytes");
+    return n;
   }
   // Offset in floats of piece `part` of `layer` in a packed state of `batch` rows; the caller
   // has checked count(batch), which bounds it.

@@ -888,6 +888,21 @@ TEST_CASE("slstm_format_tensors lists each format's tensors for a bidirectional 
                {"candidate/bias", 1, 0, {5}}});
 }
 
+TEST_CASE("slstm_format_tensors with infos NULL gives the count alone, whatever the capacity",
+          "[formats][cells][path-independent]") {
+  Stack st;
+  st.input_size = 3;
+  st.layers = Layers{lstm(4), gru(5, 1)};
+  const slstm_model_config cfg = config_of(st);
+  for (const std::size_t capacity : {std::size_t{0}, std::size_t{5}, std::size_t{1000}}) {
+    std::size_t n = 77;
+    INFO("capacity " << capacity);
+    REQUIRE(slstm_format_tensors(&cfg, SLSTM_FORMAT_PYTORCH, nullptr, capacity, &n) ==
+            SLSTM_OK);
+    CHECK(n == 8);
+  }
+}
+
 TEST_CASE("slstm_format_tensors lists ONNX, Keras and cuDNN tensors for bidirectional and GRU "
           "layers",
           "[formats][cells][path-independent]") {

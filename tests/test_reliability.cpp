@@ -133,6 +133,23 @@ TEST_CASE("a packed state whose size overflows only summed over the layers repor
   CHECK(n == 77);
 }
 
+TEST_CASE("a packed state whose float count fits size_t but whose bytes do not is a size overflow",
+          "[reliability][overflow]") {
+  // Layers of H = 3 and 2: 10 floats per row. 2^60 rows: 10 * 2^60 floats fit in size_t, their
+  // 40 * 2^60 bytes do not (a caller computing count * sizeof(float) would wrap).
+  t::Model m = t::random_model(3, {3, 2}, 13);
+  const std::int64_t batch = std::int64_t{1} << 60;
+  std::size_t n = 77;
+  expect_status(slstm_model_state_count(m.get(), batch, &n), SLSTM_ERR_SIZE_OVERFLOW);
+  CHECK(n == 77);
+  expect_status(slstm_model_state_offset(m.get(), batch, 1, SLSTM_STATE_H, &n),
+                SLSTM_ERR_SIZE_OVERFLOW);
+  CHECK(n == 77);
+  // 2^58 rows: 10 * 2^58 floats, 40 * 2^58 < 2^64 bytes: a state that can be described.
+  REQUIRE(slstm_model_state_count(m.get(), std::int64_t{1} << 58, &n) == SLSTM_OK);
+  CHECK(n == std::size_t{10} << 58);
+}
+
 TEST_CASE("session maxima whose packed state overflows in bytes report a size overflow",
           "[reliability][overflow]") {
   // max_batch x max_time x widest x 4 fits in bytes (2^57 * 4 * 4 * 4 = 2^63) but the packed

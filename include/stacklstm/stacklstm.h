@@ -515,7 +515,8 @@ typedef SLSTM_ENUM(slstm_cpu_path) {
   SLSTM_CPU_PATH_AUTO = 0,
   /** Plain loops accumulating in double: the oracle the tests compare everything with. */
   SLSTM_CPU_PATH_REFERENCE = 1,
-  /** BLAS GEMMs and fused gate loops; SLSTM_ERR_BACKEND_UNAVAILABLE if not built in. */
+  /** The library's own vectorised GEMMs and fused gate loops (it links no BLAS), threaded;
+   *  SLSTM_ERR_BACKEND_UNAVAILABLE if not built in. */
   SLSTM_CPU_PATH_FAST = 2
 } slstm_cpu_path;
 
@@ -531,7 +532,8 @@ typedef SLSTM_ENUM(slstm_precision) {
   SLSTM_PRECISION_TF32 = 2,
   /** Weights and the products' activation operands (x, h, m) rounded to bfloat16
    *  (round to nearest even), products exact, sums in float32 (the CPU reference: double).
-   *  CPU backend: every path, every stack; the CUDA backend refuses it in this version. */
+   *  CPU backend: every path, every stack.  CUDA backend: on its generic path only (keyed
+   *  setting cuda.generic=on, since 0.7), else SLSTM_ERR_UNSUPPORTED. */
   SLSTM_PRECISION_BF16 = 3,
   /** As BF16 with IEEE binary16 (values beyond +-65504 become +-inf: a model whose weights
    *  exceed it is refused at session creation). */
@@ -570,6 +572,10 @@ typedef struct slstm_thread_pool {
   void* pool_arg;
 } slstm_thread_pool;
 
+/** Session options.  Every field is checked whichever backend the session gets: a field a
+ *  backend ignores ("Ignored by CUDA", "Ignored by the CPU backend") changes nothing it
+ *  computes, but a value outside the field's range is SLSTM_ERR_INVALID_ARGUMENT all the same
+ *  (e.g. device = -1 on a CPU session). */
 typedef struct slstm_session_options {
   uint32_t struct_size;   /**< set by slstm_session_options_init */
   slstm_backend backend;  /**< init: SLSTM_BACKEND_CPU */
