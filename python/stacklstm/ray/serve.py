@@ -135,10 +135,10 @@ class LSTMReplica:
         except UnsupportedError as e:
             if backend != "cuda" or not max_streams:
                 raise
-            raise UnsupportedError(e.status, "%s -- stream slots on this backend are not "
-                                   "supported by the loaded library: deploy GPU shards for "
-                                   "whole sequences with max_streams=0, and CPU shards for "
-                                   "streams" % e.message, "LSTMReplica") from e
+            raise UnsupportedError(e.status, "%s -- a replica passes no keyed settings, "
+                                   "and CUDA stream slots need cuda.slots=on: deploy GPU "
+                                   "shards for whole sequences with max_streams=0, and CPU "
+                                   "shards for streams" % e.message, "LSTMReplica") from e
         self.incarnation = uuid.uuid4().hex   # a new replica of the same shard: a new value
 
     async def sequence(self, x: Any, initial_state: Optional[_Pairs] = None
