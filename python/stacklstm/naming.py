@@ -422,10 +422,11 @@ def onnx_node_layer(node: Any, get: Any) -> Tuple[Any, List[np.ndarray]]:
         want = _ONNX_DEFAULT_ACTIVATIONS[op] * nd
         got = [str(a).lower() for a in attrs["activations"]]
         if got != want:
-            raise _unsupported("%s: activations %s are not supported (only the defaults %s)"
+            raise _unsupported("%s: activations %s are not supported (only the defaults %s%s)"
                                % (what, attrs["activations"],
-                                  [a.capitalize() for a in _ONNX_DEFAULT_ACTIVATIONS[op]]),
-                               "onnx_node_layer")
+                                  [a.capitalize() for a in _ONNX_DEFAULT_ACTIVATIONS[op]],
+                                  ", once per direction: %d names" % len(want) if nd > 1
+                                  else ""), "onnx_node_layer")
     ins = list(node.input) + [""] * 8
     if not ins[1] or not ins[2]:
         raise ValueError("%s: W and R are required inputs" % what)
@@ -495,12 +496,21 @@ def onnx_model_stack(model: Any, values: Optional[Dict[str, Any]] = None
     + Reshape to [T, B, 2H] for a bidirectional node); anything else is a ValueError. The
     weights are initializers, Constant nodes or `values` ({input name: array}, for graphs
     that take them as inputs, like ONNX's own node tests). The graph's sequence_lens,
-    initial_h and initial_c are inputs of a run (Session.forward's), not of the model."""
+    initial_h and initial_c are inputs of a run (Session.forward's), not of the model: fixed
+    in the graph (but zeros) or computed by other nodes they are refused, as are ops before
+    the stack (but a Transpose(perm=[1, 0, 2]) of the input), graph outputs computed after
+    it, and initializers whose external data was not loaded (docs/interop.md)."""
     import onnx
     from onnx import numpy_helper
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(model)
+    external = [t.name for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:   # numpy_helper would read them relative to the working directory
+        raise ValueError("initializer %r keeps its data in an external file that was not "
+                         "loaded: pass the model's path, or a ModelProto loaded with "
+                         "onnx.load(path) (load_external_data=True)" % external[0])
     arrays: Dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     producers: Dict[str, Any] = {}
     for node in model.graph.node:
@@ -510,18 +520,20 @@ def onnx_model_stack(model: Any, values: Optional[Dict[str, Any]] = None
             for a in node.attribute:
                 if a.name == "value":
                     arrays[node.output[0]] = numpy_helper.to_array(a.t)
+    graph_constants = set(arrays)   # initializers and Constant nodes (not `values`)
     if values:
         arrays.update({k: _arr(v) for k, v in values.items()})
 
     def const(name: str) -> Optional[np.ndarray]:
         return np.asarray(arrays[name]) if name in arrays else None
 
+    rnn_nodes = [n for n in model.graph.node if n.op_type in _ONNX_DEFAULT_ACTIVATIONS]
     layers: List[Any] = []
     weights: List[List[np.ndarray]] = []
     prev: Optional[Tuple[Any, int]] = None
-    for node in model.graph.node:
-        if node.op_type not in _ONNX_DEFAULT_ACTIVATIONS:
-            continue
+    for node in rnn_nodes:
+        _onnx_check_run_inputs(node, rnn_nodes, producers, graph_constants, const,
+                               first=prev is None)
 
         def get(name: str, node: Any = node) -> np.ndarray:
             if name not in arrays:
@@ -551,7 +563,100 @@ def onnx_model_stack(model: Any, values: Optional[Dict[str, Any]] = None
         prev = (node, layout)
     if not layers:
         raise ValueError("the ONNX graph has no LSTM or GRU node")
+    _onnx_check_outputs(model.graph, rnn_nodes, producers)
     return layers, weights
+
+
+def _onnx_zeros(name: str, producers: Dict[str, Any], const: Any) -> bool:
+    """Whether the value `name` is a constant of zeros: an all-zero initializer or
+    Constant, or an Expand of one (torch.onnx.export's zero initial state)."""
+    v = const(name)
+    if v is None:
+        node = producers.get(name)
+        if node is None or node.op_type != "Expand" or not node.input:
+            return False
+        v = const(node.input[0])
+    return v is not None and not np.any(np.asarray(v))
+
+
+def _onnx_check_run_inputs(node: Any, rnn_nodes: List[Any], producers: Dict[str, Any],
+                           graph_constants: Any, const: Any, first: bool) -> None:
+    """What a recurrent node takes besides its weights must be what a run of the stack
+    takes (Session.forward's input, initial state and lengths), never computed in the graph
+    or fixed in it: refused otherwise, naming the node and input."""
+    what = "%s node %r" % (node.op_type, node.name)
+    ins = list(node.input) + [""] * 8
+    if first:
+        src = producers.get(ins[0])
+        if src is not None and not (src.op_type == "Transpose" and src.input[0] not in
+                                    producers and [int(p) for p in _onnx_attrs(src).get(
+                                        "perm", [])] == [1, 0, 2]):
+            raise ValueError("%s: its input X (%r) is computed by a %s node %r: the library "
+                             "runs the recurrent stack alone, so what the graph computes "
+                             "before it would be lost (only a Transpose(perm=[1, 0, 2]) of "
+                             "the graph's input, torch's batch_first, is taken: the layout "
+                             "is chosen per call)" % (what, ins[0], src.op_type, src.name))
+    n_state = 7 if node.op_type == "LSTM" else 6
+    for k, role in ((5, "initial_h"), (6, "initial_c"))[:n_state - 5]:
+        name = ins[k]
+        if not name or (name not in producers and name not in graph_constants):
+            continue   # none (zeros), or a graph input: Session.forward's initial_state
+        if _onnx_zeros(name, producers, const):
+            continue   # zeros fixed in the graph (torch's export): the library's default
+        src = producers.get(name)
+        raise ValueError("%s: its %s (%r) is %s: the library takes a stack's initial state "
+                         "per call (Session.forward's initial_state), so it would be lost; "
+                         "make it a graph input" % (
+                             what, role, name, "computed by a %s node %r" % (
+                                 src.op_type, src.name) if src is not None else
+                             "a nonzero constant of the graph"))
+    lens = ins[4]
+    if lens and (lens in producers or lens in graph_constants):
+        raise ValueError("%s: its sequence_lens (%r) is %s: the library takes lengths per "
+                         "call (Session.forward's sequence_lengths); make it a graph input"
+                         % (what, lens, "a constant of the graph" if lens in graph_constants
+                            else "computed by a %s node" % producers[lens].op_type))
+    first_lens = (list(rnn_nodes[0].input) + [""] * 8)[4]
+    if lens != first_lens:
+        raise ValueError("%s: its sequence_lens (%r) differs from the first recurrent "
+                         "node's (%r): the library applies one set of lengths to every "
+                         "layer, so every node must take the same input (or none)"
+                         % (what, lens, first_lens))
+
+
+# Ops through which a graph output may come from the stack: reshaping and concatenation.
+_ONNX_OUTPUT_OPS = ("Squeeze", "Unsqueeze", "Transpose", "Reshape", "Concat", "Identity")
+
+
+def _onnx_check_outputs(graph: Any, rnn_nodes: List[Any], producers: Dict[str, Any]) -> None:
+    """Every declared graph output must be the stack's: the last recurrent node's Y, or
+    any node's final states Y_h / Y_c, reshaped or concatenated (as torch.onnx.export writes
+    them); an output computed after the stack or from an earlier node's Y is refused."""
+    last = rnn_nodes[-1]
+    rnn_out = {out: (node, k) for node in rnn_nodes for k, out in enumerate(node.output)
+               if out}
+    for gout in graph.output:
+        todo, seen = [gout.name], set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in rnn_out:
+                node, k = rnn_out[name]
+                if k == 0 and node is not last:
+                    raise ValueError("graph output %r is node %r's Y, not the last recurrent "
+                                     "node's (%r): the library's output is the stack's last "
+                                     "layer" % (gout.name, node.name, last.name))
+                continue
+            src = producers.get(name)
+            if src is None or src.op_type not in _ONNX_OUTPUT_OPS:
+                raise ValueError("graph output %r is %s: the library computes the recurrent "
+                                 "stack alone, so the graph's result would differ" % (
+                                     gout.name, "computed by a %s node %r after the stack"
+                                     % (src.op_type, src.name) if src is not None else
+                                     "not an output of the recurrent stack"))
+            todo.extend(src.input[:] if src.op_type == "Concat" else src.input[:1])
 
 
 def onnx_model_layers(model: Any) -> List[List[Any]]:

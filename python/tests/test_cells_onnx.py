@@ -144,6 +144,112 @@ def test_nodes_linked_by_anything_else_are_not_one_stack():
         stacklstm.Model.from_onnx(g)
 
 
+def with_input(g, index, name, value=None):
+    """The graph's node with input `index` set to `name` (an initializer when value is given,
+    else a graph input)."""
+    node = g.graph.node[0]
+    ins = list(node.input) + [""] * (8 - len(node.input))
+    ins[index] = name
+    del node.input[:]
+    node.input.extend(ins)
+    if value is not None:
+        g.graph.initializer.append(numpy_helper.from_array(value, name))
+    else:
+        g.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    return g
+
+
+def test_an_op_before_the_first_recurrent_node_is_refused_naming_it():
+    g = node_graph("LSTM")
+    g.graph.node.insert(0, helper.make_node("Relu", ["X0"], ["X"], name="pre"))
+    with pytest.raises(ValueError, match="node 'rnn0': its input X .* computed by a Relu node "
+                                         "'pre'"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_an_output_computed_after_the_stack_is_refused_naming_it():
+    g = node_graph("GRU")
+    g.graph.node.append(helper.make_node("Relu", ["Y"], ["Z"], name="head"))
+    g.graph.output.append(helper.make_tensor_value_info("Z", TensorProto.FLOAT, None))
+    with pytest.raises(ValueError, match="graph output 'Z' is computed by a Relu node 'head'"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_an_output_that_is_an_earlier_nodes_y_is_refused():
+    g = node_graph("LSTM")
+    rng = np.random.default_rng(0)
+    g.graph.node.extend([helper.make_node("Squeeze", ["Y"], ["Z"], axes=[1]),
+                         helper.make_node("LSTM", ["Z", "W2", "R2"], ["Y2"], hidden_size=3,
+                                          name="rnn1")])
+    g.graph.initializer.extend([
+        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W2"),
+        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R2")])
+    g.opset_import[0].version = 11
+    with pytest.raises(ValueError, match="graph output 'Y' is node 'rnn0''s Y, not the last "
+                                         "recurrent node's \\('rnn1'\\)"):
+        stacklstm.Model.from_onnx(g)
+    del g.graph.output[:]
+    g.graph.output.append(helper.make_tensor_value_info("Y2", TensorProto.FLOAT, None))
+    assert len(stacklstm.Model.from_onnx(g).layers) == 2
+
+
+@pytest.mark.parametrize("op, index, role", [("LSTM", 5, "initial_h"), ("LSTM", 6, "initial_c"),
+                                             ("GRU", 5, "initial_h")])
+def test_an_initial_state_fixed_in_the_graph_is_refused_unless_zeros(op, index, role):
+    state = np.full((1, 2, 3), 0.5, np.float32)
+    g = with_input(node_graph(op), index, "s0", state)
+    with pytest.raises(ValueError, match="its %s \\('s0'\\) is a nonzero constant" % role):
+        stacklstm.Model.from_onnx(g)
+    zeros = with_input(node_graph(op), index, "s0", np.zeros_like(state))
+    assert stacklstm.Model.from_onnx(zeros).layers == stacklstm.Model.from_onnx(
+        node_graph(op)).layers
+    as_input = with_input(node_graph(op), index, "s0")   # a graph input: given per call
+    assert len(stacklstm.Model.from_onnx(as_input).layers) == 1
+
+
+def test_an_initial_state_computed_by_another_node_is_refused():
+    g = with_input(node_graph("GRU"), 5, "h0")
+    g.graph.node.insert(0, helper.make_node("Relu", ["h_in"], ["h0"], name="state_op"))
+    with pytest.raises(ValueError, match="its initial_h \\('h0'\\) is computed by a Relu "
+                                         "node 'state_op'"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_sequence_lens_fixed_in_the_graph_is_refused():
+    g = with_input(node_graph("LSTM"), 4, "lens", np.array([5, 2], np.int32))
+    with pytest.raises(ValueError, match="its sequence_lens \\('lens'\\) is a constant"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_sequence_lens_on_some_nodes_only_is_refused():
+    rng = np.random.default_rng(0)
+    g = with_input(node_graph("LSTM"), 4, "lens")
+    del g.graph.output[:]
+    g.graph.node.extend([helper.make_node("Squeeze", ["Y"], ["Z"], axes=[1]),
+                         helper.make_node("LSTM", ["Z", "W2", "R2"], ["Y2"], hidden_size=3,
+                                          name="rnn1")])
+    g.graph.initializer.extend([
+        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W2"),
+        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R2")])
+    g.opset_import[0].version = 11
+    with pytest.raises(ValueError, match="node 'rnn1': its sequence_lens \\(''\\) differs from "
+                                         "the first recurrent node's \\('lens'\\)"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_weights_in_an_external_file_that_was_not_loaded_are_refused(tmp_path):
+    g = node_graph("LSTM")
+    path = str(tmp_path / "m.onnx")
+    onnx.save_model(g, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="w.bin", size_threshold=0)
+    with pytest.raises(ValueError, match="external file that was not loaded"):
+        stacklstm.Model.from_onnx(onnx.load(path, load_external_data=False))
+    from_path, inline = stacklstm.Model.from_onnx(path), stacklstm.Model.from_onnx(
+        node_graph("LSTM"))   # (saving moved g's data out of g)
+    for a, b in zip(from_path.export("onnx")[0], inline.export("onnx")[0]):
+        assert np.array_equal(a, b)
+
+
 def test_weights_that_are_graph_inputs_need_their_values():
     g = node_graph("GRU")
     del g.graph.initializer[1]   # R
