@@ -677,3 +677,103 @@ TEST_CASE("C++: a stack of any layers is made, described and run through the wra
   const auto r = session.forward(2, 3, x);
   CHECK(r.output.size() == 2 * 3 * 4);
 }
+
+TEST_CASE("C++: export_weights and from_weights round-trip any stack in every format that "
+          "expresses it, shaped as slstm_format_tensors says",
+          "[cpp][layers]") {
+  slstm_layer_config a = sl::lstm_layer(6);
+  a.proj_size = 3;
+  a.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+  slstm_layer_config b = sl::gru_layer(2, true);
+  const sl::Layers layers{a, b};
+  const sl::Model m = sl::Model::random(5, layers, 7, 0.0f);
+  for (int f = SLSTM_FORMAT_CANONICAL; f <= SLSTM_FORMAT_CUDNN; ++f) {
+    const auto format = static_cast<slstm_weight_format>(f);
+    INFO("format " << f);
+    std::vector<slstm_tensor_info> infos;
+    try {
+      infos = sl::Model::format_tensors(format, 5, layers);
+    } catch (const sl::Error& e) {
+      CHECK(e.status() == SLSTM_ERR_UNSUPPORTED);  // e.g. Keras: no projection
+      CHECK_THROWS_AS((void)m.export_weights(format), sl::Error);
+      continue;
+    }
+    const auto shapes = m.weight_shapes(format);
+    REQUIRE(shapes.size() == infos.size());
+    for (std::size_t k = 0; k < infos.size(); ++k) {
+      CHECK(shapes[k] == std::vector<std::int64_t>(infos[k].shape,
+                                                   infos[k].shape + infos[k].ndim));
+    }
+    const std::vector<sl::Tensor> w = m.export_weights(format);
+    const sl::Model back = sl::Model::from_weights(format, 5, m.layers(), w, 0.0f);
+    const std::vector<sl::Tensor> again = back.export_weights(format);
+    REQUIRE(again.size() == w.size());
+    for (std::size_t k = 0; k < w.size(); ++k) CHECK(t::bitwise_equal(again[k].data, w[k].data));
+  }
+}
+
+TEST_CASE("C++: Model::layers gives each layer as slstm_model_layer does", "[cpp][layers]") {
+  const sl::Model m = sl::Model::random(5, sl::Layers{sl::gru_layer(3, false), sl::lstm_layer(2)},
+                                        1);
+  const auto got = m.layers().get();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].cell == SLSTM_CELL_GRU);
+  CHECK(got[0].hidden_size == 3);
+  CHECK(got[1].cell == SLSTM_CELL_LSTM);
+  CHECK(sl::Model::random(4, {3, 2}, 1).layers().get()[1].hidden_size == 2);
+}
+
+TEST_CASE("C++: SessionOptions' const C struct is written by nothing but its setters, and a "
+          "copy points into itself",
+          "[cpp]") {
+  sl::SessionOptions o(2, 3);
+  o.config("cpu.kernel=auto");
+  const sl::SessionOptions& c = o;
+  const slstm_session_options before = c.c_struct();
+  CHECK(before.config == o.config().c_str());
+  const sl::SessionOptions copy = o;
+  CHECK(copy.c_struct().config == copy.config().c_str());
+  CHECK(copy.c_struct().config != o.c_struct().config);
+  sl::SessionOptions moved(std::move(o));
+  CHECK(moved.c_struct().config == moved.config().c_str());
+  CHECK(std::string(moved.c_struct().config) == "cpu.kernel=auto");
+  sl::SessionOptions assigned;
+  assigned = copy;
+  CHECK(assigned.c_struct().config == assigned.config().c_str());
+}
+
+TEST_CASE("C++: a keyed setting with a NUL character is refused, not cut short", "[cpp]") {
+  sl::SessionOptions o(2, 3);
+  const std::string with_nul("cpu.kernel=auto\0no.such.key=1", 29);
+  CHECK_THROWS_WITH(o.config(with_nul), Catch::Contains("NUL"));
+  CHECK(o.config().empty());
+}
+
+TEST_CASE("C++: the vector forward and step check their counts before allocating results",
+          "[cpp]") {
+  const sl::Model m = sl::Model::random(4, {3}, 1);
+  // A session whose outputs, were they allocated, would take 2^40 x 3 floats.
+  sl::Session s(m,
+                sl::SessionOptions(1, std::int64_t{1} << 40).cpu_path(SLSTM_CPU_PATH_REFERENCE));
+  const std::vector<float> x(4, 0.5f);
+  CHECK_THROWS_WITH((void)s.forward(1, std::int64_t{1} << 40, x), Catch::Contains("input_count"));
+  sl::Session s1(m, sl::SessionOptions(2, 1));
+  CHECK_THROWS_WITH((void)s1.step(2, x), Catch::Contains("input_count"));
+  const std::vector<float> bad_state(5, 0.0f);
+  CHECK_THROWS_WITH((void)s1.step(1, x, bad_state), Catch::Contains("state_count"));
+}
+
+TEST_CASE("C++: state_part takes non-const arrays and C arrays as it takes vectors", "[cpp]") {
+  const sl::Model m = sl::Model::random(4, {3}, 1);
+  std::array<float, 6> st{};
+  float carr[6] = {};
+  const std::array<float, 6>& cst = st;
+  static_assert(std::is_same<decltype(m.state_part(st, 1, 0, SLSTM_STATE_H)),
+                             sl::span<float>>::value,
+                "a non-const array gives a writable span");
+  static_assert(std::is_same<decltype(m.state_part(cst, 1, 0, SLSTM_STATE_H)),
+                             sl::span<const float>>::value,
+                "a const array gives a read-only span");
+  CHECK(m.state_part(st, 1, 0, SLSTM_STATE_H).data() == st.data() + 3);
+  CHECK(m.state_part(carr, 1, 0, SLSTM_STATE_C).data() == carr);
+}

@@ -44,6 +44,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -389,6 +390,22 @@ class Model {
                                           const std::vector<std::int64_t>& hidden_sizes,
                                           const std::vector<Tensor>& tensors,
                                           float forget_bias = 1.0f) {
+    const std::vector<slstm_tensor> views = tensor_views(tensors);
+    return from_weights(format, input_size, hidden_sizes,
+                        span<const slstm_tensor>(views.data(), views.size()), forget_bias);
+  }
+  /// Any stack from owning tensors (e.g. another model's export_weights() with its
+  /// layers()).
+  [[nodiscard]] static Model from_weights(slstm_weight_format format, std::int64_t input_size,
+                                          const Layers& layers,
+                                          const std::vector<Tensor>& tensors,
+                                          float forget_bias = 1.0f) {
+    const std::vector<slstm_tensor> views = tensor_views(tensors);
+    return from_weights(format, input_size, layers,
+                        span<const slstm_tensor>(views.data(), views.size()), forget_bias);
+  }
+  /// Checked views of owning tensors (each shape's element count is its data's size).
+  static std::vector<slstm_tensor> tensor_views(const std::vector<Tensor>& tensors) {
     std::vector<slstm_tensor> views;
     views.reserve(tensors.size());
     for (const Tensor& t : tensors) {
@@ -409,8 +426,7 @@ class Model {
       }
       views.push_back(t.view());
     }
-    return from_weights(format, input_size, hidden_sizes,
-                        span<const slstm_tensor>(views.data(), views.size()), forget_bias);
+    return views;
   }
 
   /// slstm_model_load_file: a safetensors model file (every check of the C header applies).
@@ -459,47 +475,13 @@ class Model {
     return bytes;
   }
 
-  /// The shapes of the tensors `format` takes for this architecture, in the order
-  /// slstm_model_create takes them (layer by layer).  Derived here from the formats
-  /// documented in stacklstm.h (the C API has no query for them); a format this header does
-  /// not know throws Error(SLSTM_ERR_UNSUPPORTED), an unknown value the library's
-  /// SLSTM_ERR_INVALID_ARGUMENT.
+  /// The shapes of the tensors `format` takes for this model's stack, in the order
+  /// slstm_model_create takes them (slstm_format_tensors: any stack, every format the
+  /// library knows); Error(SLSTM_ERR_UNSUPPORTED) when the format cannot express a layer.
   std::vector<std::vector<std::int64_t>> weight_shapes(slstm_weight_format format) const {
-    const std::int32_t per_layer = tensors_per_layer(format);
-    const std::int32_t layers = num_layers();
     std::vector<std::vector<std::int64_t>> shapes;
-    shapes.reserve(detail::to_size(layers) * detail::to_size(per_layer));
-    std::int64_t in = input_size();
-    for (std::int32_t l = 0; l < layers; ++l) {
-      const std::int64_t h = hidden_size(l);
-      const std::int64_t g = 4 * h;
-      switch (format) {  // no default: a format this header does not know adds nothing
-        case SLSTM_FORMAT_CANONICAL:
-          shapes.insert(shapes.end(), {{g, in}, {g, h}, {g}});
-          break;
-        case SLSTM_FORMAT_TF:
-          shapes.insert(shapes.end(), {{in + h, g}, {g}});
-          break;
-        case SLSTM_FORMAT_PYTORCH:
-        case SLSTM_FORMAT_CUDNN:
-          shapes.insert(shapes.end(), {{g, in}, {g, h}, {g}, {g}});
-          break;
-        case SLSTM_FORMAT_KERAS:
-          shapes.insert(shapes.end(), {{in, g}, {h, g}, {g}});
-          break;
-        case SLSTM_FORMAT_KERAS_CUDNN:
-          shapes.insert(shapes.end(), {{in, g}, {h, g}, {2 * g}});
-          break;
-        case SLSTM_FORMAT_ONNX:
-          shapes.insert(shapes.end(), {{1, g, in}, {1, g, h}, {1, 2 * g}});
-          break;
-      }
-      if (shapes.size() != detail::to_size(l + 1) * detail::to_size(per_layer)) {
-        throw Error(SLSTM_ERR_UNSUPPORTED,
-                    "weight_shapes: format " + std::to_string(static_cast<int>(format)) +
-                        " is newer than this header (" SLSTM_VERSION_STRING ")");
-      }
-      in = h;
+    for (const slstm_tensor_info& t : format_tensors(format, input_size(), layers())) {
+      shapes.emplace_back(t.shape, t.shape + t.ndim);
     }
     return shapes;
   }
@@ -557,10 +539,10 @@ class Model {
   }
   /// H_0 .. H_{L-1}.
   std::vector<std::int64_t> hidden_sizes() const {
-    const std::int32_t layers = num_layers();
+    const std::int32_t n = num_layers();
     std::vector<std::int64_t> sizes;
-    sizes.reserve(detail::to_size(layers));
-    for (std::int32_t l = 0; l < layers; ++l) sizes.push_back(hidden_size(l));
+    sizes.reserve(detail::to_size(n));
+    for (std::int32_t l = 0; l < n; ++l) sizes.push_back(hidden_size(l));
     return sizes;
   }
   /// The width of the outputs (the last layer's output width: its hidden size, or its
@@ -569,6 +551,15 @@ class Model {
     std::int64_t n = 0;
     check(slstm_model_output_size(get(), &n));
     return n;
+  }
+  /// Every layer's description, as given at creation (a stack made from hidden sizes: forward
+  /// LSTM layers without options).
+  Layers layers() const {
+    const std::int32_t n = num_layers();
+    std::vector<slstm_layer_config> out;
+    out.reserve(detail::to_size(n));
+    for (std::int32_t l = 0; l < n; ++l) out.push_back(layer(l));
+    return Layers(std::move(out));
   }
   /// Layer `layer`'s description (slstm_model_layer).
   slstm_layer_config layer(std::int32_t layer) const {
@@ -622,14 +613,13 @@ class Model {
     const auto r = part_range(state.size(), batch, layer, part);
     return state.subspan(r.first, r.second);
   }
-  // (vectors pick an overload by their constness: both span overloads would accept one)
-  span<const float> state_part(const std::vector<float>& state, std::int64_t batch,
-                               std::int32_t layer, slstm_state_part part) const {
-    return state_part(span<const float>(state), batch, layer, part);
-  }
-  span<float> state_part(std::vector<float>& state, std::int64_t batch, std::int32_t layer,
-                         slstm_state_part part) const {
-    return state_part(span<float>(state), batch, layer, part);
+  // Containers and arrays (std::vector, std::array, float[N]) pick an overload by their
+  // constness: both span overloads would accept one.
+  template <typename C, typename T = std::remove_pointer_t<decltype(std::data(
+                            std::declval<C&>()))>>
+  span<T> state_part(C& state, std::int64_t batch, std::int32_t layer,
+                     slstm_state_part part) const {
+    return state_part(span<T>(std::data(state), std::size(state)), batch, layer, part);
   }
 
   /// The C handle (nullptr when empty); the Model keeps owning it.
@@ -713,6 +703,41 @@ class SessionOptions {
     o_.max_batch = max_batch;
     o_.max_time = max_time;
   }
+  // The C struct points into this object (config, thread_pool): a copy points into its own.
+  SessionOptions(const SessionOptions& other)
+      : o_(other.o_), config_(other.config_), pool_(other.pool_), has_pool_(other.has_pool_) {
+    point_into_this();
+  }
+  SessionOptions(SessionOptions&& other) noexcept
+      : o_(other.o_),
+        config_(std::move(other.config_)),
+        pool_(other.pool_),
+        has_pool_(other.has_pool_) {
+    point_into_this();
+    other.point_into_this();
+  }
+  SessionOptions& operator=(const SessionOptions& other) {
+    if (this != &other) {
+      o_ = other.o_;
+      config_ = other.config_;
+      pool_ = other.pool_;
+      has_pool_ = other.has_pool_;
+      point_into_this();
+    }
+    return *this;
+  }
+  SessionOptions& operator=(SessionOptions&& other) noexcept {
+    if (this != &other) {
+      o_ = other.o_;
+      config_ = std::move(other.config_);
+      pool_ = other.pool_;
+      has_pool_ = other.has_pool_;
+      point_into_this();
+      other.point_into_this();
+    }
+    return *this;
+  }
+  ~SessionOptions() = default;
 
   SessionOptions& backend(slstm_backend v) noexcept {
     o_.backend = v;
@@ -760,7 +785,13 @@ class SessionOptions {
   /// Keyed backend settings, "key=value;..." (slstm_session_options.config), e.g.
   /// "cpu.kernel=avx2;cuda.graphs=off"; validated when the session is created.
   SessionOptions& config(std::string v) {
+    if (v.find('\0') != std::string::npos) {
+      throw Error(SLSTM_ERR_INVALID_ARGUMENT,
+                  "config: contains a NUL character (the library would read it only up to "
+                  "there)");
+    }
     config_ = std::move(v);
+    point_into_this();
     return *this;
   }
 
@@ -770,6 +801,7 @@ class SessionOptions {
   SessionOptions& thread_pool(const slstm_thread_pool& v) noexcept {
     pool_ = v;
     has_pool_ = true;
+    point_into_this();
     return *this;
   }
 
@@ -789,20 +821,21 @@ class SessionOptions {
 
   /// The C struct, for fields a newer C header adds before this wrapper knows them.  Its
   /// `config` points into this object (NULL when no keyed setting was given), as does its
-  /// `thread_pool` once thread_pool() was given one.
-  const slstm_session_options& c_struct() const noexcept {
-    o_.config = config_.empty() ? nullptr : config_.c_str();
-    if (has_pool_) o_.thread_pool = &pool_;
-    return o_;
-  }
+  /// `thread_pool` once thread_pool() was given one.  The const one writes nothing (several
+  /// threads may make sessions from one SessionOptions).
+  const slstm_session_options& c_struct() const noexcept { return o_; }
   slstm_session_options& c_struct() noexcept {
-    o_.config = config_.empty() ? nullptr : config_.c_str();
-    if (has_pool_) o_.thread_pool = &pool_;
+    point_into_this();
     return o_;
   }
 
  private:
-  mutable slstm_session_options o_{};
+  void point_into_this() noexcept {
+    o_.config = config_.empty() ? nullptr : config_.c_str();
+    if (has_pool_) o_.thread_pool = &pool_;
+  }
+
+  slstm_session_options o_{};
   std::string config_;
   slstm_thread_pool pool_{};
   bool has_pool_ = false;
@@ -903,11 +936,20 @@ class Session {
       forward(batch, time, input, span<float>(), span<float>(), options);  // throws
       throw Error(SLSTM_ERR_INTERNAL, "forward: batch/time outside the session's maxima");
     }
+    const std::size_t state_count = model_.state_count(batch);
+    const std::size_t rows = detail::to_size(batch) * detail::to_size(time);
+    if (input.size() != detail::checked_mul(rows, detail::to_size(model_.input_size()),
+                                            "the input's size") ||
+        (!options.initial_state.empty() && options.initial_state.size() != state_count) ||
+        (!options.sequence_lengths.empty() &&
+         options.sequence_lengths.size() != detail::to_size(batch))) {
+      forward(batch, time, input, span<float>(), span<float>(), options);  // throws
+      throw Error(SLSTM_ERR_INTERNAL, "forward: a count the library did not refuse");
+    }
     ForwardResult r;
-    r.output.resize(detail::checked_mul(detail::to_size(batch) * detail::to_size(time),
-                                        detail::to_size(model_.output_size()),
+    r.output.resize(detail::checked_mul(rows, detail::to_size(model_.output_size()),
                                         "the output's size"));
-    r.final_state.resize(model_.state_count(batch));
+    r.final_state.resize(state_count);
     forward(batch, time, input, r.output, r.final_state, options);
     return r;
   }
@@ -929,9 +971,15 @@ class Session {
       step(batch, input, state, span<float>(), span<float>());  // throws
       throw Error(SLSTM_ERR_INTERNAL, "step: batch outside the session's maximum");
     }
+    const std::size_t state_count = model_.state_count(batch);
+    if (input.size() != detail::to_size(batch) * detail::to_size(model_.input_size()) ||
+        (!state.empty() && state.size() != state_count)) {
+      step(batch, input, state, span<float>(), span<float>());  // throws
+      throw Error(SLSTM_ERR_INTERNAL, "step: a count the library did not refuse");
+    }
     StepResult r;
     r.output.resize(detail::to_size(batch) * detail::to_size(model_.output_size()));
-    r.state.resize(model_.state_count(batch));
+    r.state.resize(state_count);
     step(batch, input, state, r.output, r.state);
     return r;
   }
@@ -999,12 +1047,20 @@ class Session {
   /// The session's plan (slstm_session_describe): every choice the backend made, as text
   /// for people or JSON for programs.
   std::string describe(slstm_describe_format format = SLSTM_DESCRIBE_TEXT) const {
+    // A CUDA session's text may change between two calls (the header): a text counts when
+    // it fit the buffer it was written into.
     std::size_t n = 0;
     check(slstm_session_describe(session_.get(), format, nullptr, 0, &n));
-    std::string text(n + 1, '\0');
-    check(slstm_session_describe(session_.get(), format, &text[0], text.size(), nullptr));
-    text.resize(n);
-    return text;
+    for (;;) {
+      std::string text(n + 1, '\0');
+      std::size_t got = 0;
+      check(slstm_session_describe(session_.get(), format, &text[0], text.size(), &got));
+      if (got < text.size()) {
+        text.resize(got);
+        return text;
+      }
+      n = got;
+    }
   }
 
   /// The backend the session runs on (slstm_session_backend).
