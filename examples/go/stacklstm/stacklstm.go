@@ -65,6 +65,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"unsafe"
 )
@@ -90,7 +91,20 @@ const (
 
 // String is the library's short text for the status (slstm_status_string).
 func (s Status) String() string {
+	if s < math.MinInt32 || s > math.MaxInt32 { // not a C int: no status the library has
+		return C.GoString(C.slstm_status_string(C.slstm_status(math.MaxInt32)))
+	}
 	return C.GoString(C.slstm_status_string(C.slstm_status(s)))
+}
+
+// cEnum is an enum value as the C int the library takes, or StatusInvalidArgument naming
+// it: a Go int is 64 bits, and a value beyond a C int would otherwise be cut to another one.
+func cEnum[T ~int](v T, name string) (C.int, error) {
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return 0, &Error{Status: StatusInvalidArgument,
+			Message: fmt.Sprintf("%s: %d is not a value of the library's enum", name, int64(v))}
+	}
+	return C.int(v), nil
 }
 
 // Error is a failed call: the status and the library's message.
@@ -149,9 +163,24 @@ const (
 	TimeMajor  Layout = C.SLSTM_TIME_MAJOR  // [time, batch, ...]
 )
 
-// Model is an immutable stacked-LSTM model (its weights are copied into the library).
+// Model is an immutable stacked-LSTM model (its weights are copied into the library). Copies
+// of a Model value share its handle: closing one closes them all, never twice.
 type Model struct {
+	h *modelHandle
+}
+
+// modelHandle owns the C model; the finalizer sits on it, so that a copied Model value
+// neither frees it twice nor keeps a freed pointer.
+type modelHandle struct {
 	ptr *C.slstm_model
+}
+
+func (h *modelHandle) close() {
+	if h.ptr != nil {
+		C.slstm_model_destroy(h.ptr)
+		h.ptr = nil
+		runtime.SetFinalizer(h, nil)
+	}
 }
 
 // NewRandomModel makes a model with seeded pseudo-random weights, uniform in [-scale, scale]
@@ -172,29 +201,36 @@ func NewRandomModel(inputSize int64, hiddenSizes []int64, forgetBias float32, se
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{ptr: ptr}
-	runtime.SetFinalizer(m, (*Model).Close)
-	return m, nil
+	h := &modelHandle{ptr: ptr}
+	runtime.SetFinalizer(h, (*modelHandle).close)
+	return &Model{h: h}, nil
 }
 
 // Close releases the model (sessions made from it keep it alive in the library). Calling it
-// again does nothing.
+// again, or on a copy, does nothing.
 func (m *Model) Close() {
-	if m.ptr != nil {
-		C.slstm_model_destroy(m.ptr)
-		m.ptr = nil
-		runtime.SetFinalizer(m, nil)
+	if m.h != nil {
+		m.h.close()
 	}
+}
+
+// live is the C model, or nil once closed (or for a zero Model).
+func (m *Model) live() *C.slstm_model {
+	if m.h == nil {
+		return nil
+	}
+	return m.h.ptr
 }
 
 // query runs a getter on the live model; KeepAlive stops the finalizer from destroying the
 // model while the call runs.
 func (m *Model) query(f func(*C.slstm_model) C.slstm_status) error {
-	if m.ptr == nil {
+	p := m.live()
+	if p == nil {
 		return closedError("model")
 	}
-	err := call(func() C.slstm_status { return f(m.ptr) })
-	runtime.KeepAlive(m)
+	err := call(func() C.slstm_status { return f(p) })
+	runtime.KeepAlive(m.h)
 	return err
 }
 
@@ -238,10 +274,14 @@ func (m *Model) StateCount(batch int64) (int, error) {
 // StateOffset is the offset, in floats, of layer's c or h block ([batch, H_layer]) in a
 // packed state.
 func (m *Model) StateOffset(batch int64, layer int32, part StatePart) (int, error) {
+	cpart, err := cEnum(part, "part")
+	if err != nil {
+		return 0, err
+	}
 	var out C.size_t
-	err := m.query(func(p *C.slstm_model) C.slstm_status {
+	err = m.query(func(p *C.slstm_model) C.slstm_status {
 		return C.slstm_model_state_offset(p, C.int64_t(batch), C.int32_t(layer),
-			C.slstm_state_part(part), &out)
+			C.slstm_state_part(cpart), &out)
 	})
 	return int(out), err
 }
@@ -256,39 +296,63 @@ type SessionOptions struct {
 }
 
 // Session is a model bound to a backend with its workspace. It keeps its model alive in the
-// library, so the Model may be closed first.
+// library, so the Model may be closed first. Copies of a Session value share its handle.
 type Session struct {
+	h *sessionHandle
+}
+
+// sessionHandle owns the C session (see modelHandle).
+type sessionHandle struct {
 	ptr *C.slstm_session
+}
+
+func (h *sessionHandle) close() {
+	if h.ptr != nil {
+		C.slstm_session_destroy(h.ptr)
+		h.ptr = nil
+		runtime.SetFinalizer(h, nil)
+	}
+}
+
+// live is the C session, or nil once closed (or for a zero Session).
+func (s *Session) live() *C.slstm_session {
+	if s.h == nil {
+		return nil
+	}
+	return s.h.ptr
 }
 
 // NewSession binds m to opt.Backend and allocates the workspace.
 func NewSession(m *Model, opt SessionOptions) (*Session, error) {
-	if m.ptr == nil {
+	mp := m.live()
+	if mp == nil {
 		return nil, closedError("model")
+	}
+	backend, err := cEnum(opt.Backend, "Backend")
+	if err != nil {
+		return nil, err
 	}
 	var raw C.slstm_session_options
 	C.slstm_session_options_init_sized(&raw, C.sizeof_slstm_session_options)
-	raw.backend = C.slstm_backend(opt.Backend)
+	raw.backend = C.slstm_backend(backend)
 	raw.max_batch = C.int64_t(opt.MaxBatch)
 	raw.max_time = C.int64_t(opt.MaxTime)
 	raw.num_threads = C.int32_t(opt.NumThreads)
 	var ptr *C.slstm_session
-	err := call(func() C.slstm_status { return C.slstm_session_create(m.ptr, &raw, &ptr) })
-	runtime.KeepAlive(m)
+	err = call(func() C.slstm_status { return C.slstm_session_create(mp, &raw, &ptr) })
+	runtime.KeepAlive(m.h)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{ptr: ptr}
-	runtime.SetFinalizer(s, (*Session).Close)
-	return s, nil
+	h := &sessionHandle{ptr: ptr}
+	runtime.SetFinalizer(h, (*sessionHandle).close)
+	return &Session{h: h}, nil
 }
 
-// Close releases the session. Calling it again does nothing.
+// Close releases the session. Calling it again, or on a copy, does nothing.
 func (s *Session) Close() {
-	if s.ptr != nil {
-		C.slstm_session_destroy(s.ptr)
-		s.ptr = nil
-		runtime.SetFinalizer(s, nil)
+	if s.h != nil {
+		s.h.close()
 	}
 }
 
@@ -313,18 +377,23 @@ func slicePtr[T any](s []T) unsafe.Pointer {
 
 // Forward runs the stack over a sequence (tf.nn.dynamic_rnn). On error nothing is written.
 func (s *Session) Forward(a ForwardArgs) error {
-	if s.ptr == nil {
+	sp := s.live()
+	if sp == nil {
 		return closedError("session")
 	}
-	err := call(func() C.slstm_status {
-		return C.slstm_go_forward(s.ptr, C.int(a.Layout), C.int64_t(a.Batch), C.int64_t(a.Time),
+	layout, err := cEnum(a.Layout, "Layout")
+	if err != nil {
+		return err
+	}
+	err = call(func() C.slstm_status {
+		return C.slstm_go_forward(sp, layout, C.int64_t(a.Batch), C.int64_t(a.Time),
 			(*C.float)(slicePtr(a.Input)), C.size_t(len(a.Input)),
 			(*C.int32_t)(slicePtr(a.SequenceLengths)), C.size_t(len(a.SequenceLengths)),
 			(*C.float)(slicePtr(a.InitialState)), C.size_t(len(a.InitialState)),
 			(*C.float)(slicePtr(a.Output)), C.size_t(len(a.Output)),
 			(*C.float)(slicePtr(a.FinalState)), C.size_t(len(a.FinalState)))
 	})
-	runtime.KeepAlive(s)
+	runtime.KeepAlive(s.h)
 	return err
 }
 
@@ -332,16 +401,17 @@ func (s *Session) Forward(a ForwardArgs) error {
 // zeros) in, the last layer's new h [batch, H_last] into output and the new packed state
 // into newState (either may be nil; newState may be state itself).
 func (s *Session) Step(batch int64, input, state, output, newState []float32) error {
-	if s.ptr == nil {
+	sp := s.live()
+	if sp == nil {
 		return closedError("session")
 	}
 	err := call(func() C.slstm_status {
-		return C.slstm_session_step(s.ptr, C.int64_t(batch),
+		return C.slstm_session_step(sp, C.int64_t(batch),
 			(*C.float)(slicePtr(input)), C.size_t(len(input)),
 			(*C.float)(slicePtr(state)), C.size_t(len(state)),
 			(*C.float)(slicePtr(output)), C.size_t(len(output)),
 			(*C.float)(slicePtr(newState)), C.size_t(len(newState)))
 	})
-	runtime.KeepAlive(s)
+	runtime.KeepAlive(s.h)
 	return err
 }

@@ -261,3 +261,46 @@ func TestCallsAfterCloseAreRefusedAndCloseTwiceDoesNothing(t *testing.T) {
 		t.Error("NewSession on a closed model succeeded")
 	}
 }
+
+func TestClosingACopyClosesTheOriginalWithoutFreeingTwice(t *testing.T) {
+	m := newModel(t)
+	s := newSession(t, m)
+	sCopy := *s
+	sCopy.Close()
+	var e *stacklstm.Error
+	if err := s.Step(B, values(B*D, 8), nil, nil, nil); !errors.As(err, &e) ||
+		e.Status != stacklstm.StatusInvalidArgument {
+		t.Errorf("step on a session whose copy was closed: want StatusInvalidArgument, got %v", err)
+	}
+	s.Close() // nothing: the copy freed it once
+	mCopy := *m
+	mCopy.Close()
+	if _, err := m.NumLayers(); !errors.As(err, &e) {
+		t.Errorf("NumLayers on a model whose copy was closed: want an *Error, got %v", err)
+	}
+	m.Close()
+}
+
+func TestEnumValuesBeyondACIntAreRefusedNotCut(t *testing.T) {
+	m := newModel(t)
+	s := newSession(t, m)
+	var e *stacklstm.Error
+	// 1<<32 | 1 would become 1 (time-major) in a C int.
+	err := s.Forward(stacklstm.ForwardArgs{Layout: stacklstm.Layout(1<<32 | 1), Batch: B, Time: T,
+		Input: values(B*T*D, 1)})
+	if !errors.As(err, &e) || e.Status != stacklstm.StatusInvalidArgument ||
+		!strings.Contains(e.Message, "Layout") {
+		t.Errorf("Layout 1<<32|1: want StatusInvalidArgument naming Layout, got %v", err)
+	}
+	_, err = stacklstm.NewSession(m, stacklstm.SessionOptions{Backend: stacklstm.Backend(1 << 32),
+		MaxBatch: 1, MaxTime: 1})
+	if !errors.As(err, &e) || !strings.Contains(e.Message, "Backend") {
+		t.Errorf("Backend 1<<32: want an *Error naming Backend, got %v", err)
+	}
+	if _, err = m.StateOffset(B, 0, stacklstm.StatePart(1<<32|1)); !errors.As(err, &e) {
+		t.Errorf("StatePart 1<<32|1: want an *Error, got %v", err)
+	}
+	if got := stacklstm.Status(1 << 32).String(); got == stacklstm.StatusOK.String() {
+		t.Errorf("Status(1<<32).String() = %q, the text of StatusOK", got)
+	}
+}

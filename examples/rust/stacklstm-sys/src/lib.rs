@@ -8,8 +8,10 @@
 //!   so a value added by a newer library (e.g. a new status) is still representable.
 //! * The versioned structs (`slstm_model_config`, `slstm_session_options`,
 //!   `slstm_forward_args`) begin with `struct_size`. Fill them with the `*_init_sized`
-//!   function and `size_of` the struct declared here (the 0.2 layout); a newer library
-//!   accepts that size and gives the fields this layout lacks their defaults. (The 0.1-era
+//!   function and `size_of` the struct declared here (the 0.2 layout, and
+//!   `slstm_forward_args.data_type` of 0.7, which took the 0.2 layout's trailing padding);
+//!   a newer library accepts that size and gives the fields this layout lacks their
+//!   defaults. (The 0.1-era
 //!   `slstm_X_init` functions, which write only the first published layout, are left out.)
 //! * The last-error text is per thread: read it on the thread whose call failed.
 #![allow(non_camel_case_types)]
@@ -32,6 +34,11 @@ pub const SLSTM_ERR_INTERNAL: slstm_status = 10;
 pub const SLSTM_ERR_BUSY: slstm_status = 11;
 
 // ---- Enums -------------------------------------------------------------------------------
+pub type slstm_data_type = c_int;
+pub const SLSTM_DATA_F32: slstm_data_type = 0;
+pub const SLSTM_DATA_BF16: slstm_data_type = 1;
+pub const SLSTM_DATA_F16: slstm_data_type = 2;
+
 pub type slstm_backend = c_int;
 pub const SLSTM_BACKEND_CPU: slstm_backend = 0;
 pub const SLSTM_BACKEND_CUDA: slstm_backend = 1;
@@ -147,6 +154,10 @@ pub struct slstm_forward_args {
     pub final_state: *mut f32,
     pub final_state_count: usize,
     pub memory: slstm_memory,
+    /// Since 0.7. It sits where the 0.2 layout had padding, so the struct's size did not
+    /// change and the library reads it from any caller: declared (and set, 0 = f32 by the
+    /// init) so that it is never padding of undefined value.
+    pub data_type: slstm_data_type,
 }
 
 extern "C" {

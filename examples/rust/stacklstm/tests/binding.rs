@@ -216,3 +216,13 @@ fn a_session_runs_on_another_thread_and_a_model_is_shared() {
     .unwrap();
     assert_eq!(count, model.state_count(B as i64).unwrap());
 }
+
+#[test]
+fn the_forward_args_struct_declares_every_byte_the_library_reads() {
+    // The C header's slstm_forward_args (LP64): data_type (0.7) at offset 108, in what was the
+    // 0.2 layout's trailing padding, and sizeof 112. A byte the library reads must be a field
+    // here, never padding of undefined value.
+    assert_eq!(std::mem::offset_of!(sys::slstm_forward_args, memory), 104);
+    assert_eq!(std::mem::offset_of!(sys::slstm_forward_args, data_type), 108);
+    assert_eq!(std::mem::size_of::<sys::slstm_forward_args>(), 112);
+}
