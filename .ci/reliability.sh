@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reliability checks (issue 8), run by .ci/run after the normal suite, from a fresh clone on
 # a fresh Debian machine without a GPU.  Installs its own packages, then:
-#   1. ASan + UBSan build of the library, examples and the whole CPU test suite (ctest, every
-#      CPU path: reference and the fast path on each of its kernels; the CUDA module's host
-#      code on the fake CUDA runtime);
+#   1. ASan + UBSan build (Clang, -Werror) of the library, examples and the whole CPU test
+#      suite (ctest, every CPU path: reference and the fast path on each of its kernels; the
+#      CUDA module's host code on the fake CUDA runtime);
 #   2. ThreadSanitizer build, the [concurrency], [cpu-fast] and [precision] tests on every CPU path;
 #   3. valgrind memcheck of the C example and a short test run (tests/valgrind.sh);
 #   4. the libFuzzer targets, FUZZ_SECONDS (default 60) each (fuzz/run.sh).
@@ -35,8 +35,11 @@ stage "asan+ubsan build"
 # code on the emulated module (tests/cuda_emu) under ASan + UBSan too. SLSTM_CUDA_FAKE_TESTS:
 # the CUDA module's real host code on the fake runtime (tests/cuda_fake: "cuda-fake:" tests,
 # and the generic path's device code on the simulator) under ASan + UBSan as well.
+# Built with Clang (and warnings as errors): the normal build is GCC's, so this stage is also
+# the suite's Clang build (Clang's UBSan checks more than GCC's, e.g. -fsanitize=function).
+CC=clang CXX=clang++ \
 cmake -S . -B build-asan -DSLSTM_SANITIZE=address,undefined -DSLSTM_ENABLE_CUDA=OFF \
-  -DSLSTM_CUDA_EMULATED_TESTS=ON -DSLSTM_CUDA_FAKE_TESTS=ON \
+  -DSLSTM_WERROR=ON -DSLSTM_CUDA_EMULATED_TESTS=ON -DSLSTM_CUDA_FAKE_TESTS=ON \
   -DSLSTM_BUILD_BENCH=OFF -DSLSTM_BUILD_TESTS=ON -DSLSTM_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 done_stage "asan+ubsan build"

@@ -2,8 +2,9 @@
 # to EVERY target of the build (library, tests, examples, benchmarks), e.g.
 #     cmake -S . -B build-asan -DSLSTM_SANITIZE=address,undefined -DSLSTM_ENABLE_CUDA=OFF
 #     cmake -S . -B build-tsan -DSLSTM_SANITIZE=thread            -DSLSTM_ENABLE_CUDA=OFF
-# Empty (the default) builds without sanitizers.  Meant for GCC (the CI compiler): GCC links
-# the sanitizer runtime into the shared library too, so -Wl,--no-undefined still holds.
+# Empty (the default) builds without sanitizers.  GCC (the CI compiler) links the sanitizer
+# runtime into the shared library too, so -Wl,--no-undefined still holds; Clang gets its
+# shared runtime (-shared-libsan) for the same reason.
 # Every report is fatal (-fno-sanitize-recover=all) and frames stay walkable
 # (-fno-omit-frame-pointer).  What runs the sanitizer builds: .ci/reliability.sh.
 #
@@ -41,6 +42,15 @@ if(SLSTM_SANITIZE)
   add_compile_options(${_slstm_sanitize_flags} -g -O1
                       $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
   add_link_options(${_slstm_sanitize_flags})
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    # Clang links its sanitizer runtimes into executables only, unless asked for the shared
+    # runtime: with it the library's -Wl,--no-undefined holds under Clang too.  That runtime
+    # lives in Clang's own folder, which the loader does not search: an rpath finds it.
+    execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-runtime-dir
+                    OUTPUT_VARIABLE _slstm_rt_dir OUTPUT_STRIP_TRAILING_WHITESPACE)
+    add_link_options(-shared-libsan "-Wl,-rpath,${_slstm_rt_dir}")
+    unset(_slstm_rt_dir)
+  endif()
   if("address" IN_LIST _slstm_sanitizers)
     # ASan's throwing operator new aborts instead of throwing std::bad_alloc; the library's
     # own operator new (local to libstacklstm.so) restores the standard contract so that the
