@@ -197,6 +197,37 @@ def _in_scope(found: str, scope: Optional[str]) -> bool:
     return s == "" or (found.rstrip("/") + "/").startswith(s + "/")
 
 
+_TF_PART = re.compile(r"/part_\d+$")
+_TF_CELL = re.compile(r"(?:^|/)cell_\d+/")
+
+
+def _tf_check_unread(names: List[str], scope: Optional[str], reader: Any) -> None:
+    """Variables of the stack that the name pattern `reader` does not read would be dropped
+    from the model without a word: refused, naming one. Sharded variables (`.../part_<k>`:
+    num_unit_shards, num_proj_shards) and variables under a cell_<k> scope that are no cell's
+    known variable (a cell made with name=) are; an optimizer's slots of a known variable
+    (`.../kernel/Adam`) are not."""
+    for n in names:
+        n = n[:-2] if n.endswith(":0") else n
+        if reader.match(n):
+            continue
+        # a slot of a variable read: some prefix of the name is one
+        cuts = [i for i, ch in enumerate(n) if ch == "/"]
+        if any(reader.match(n[:i]) for i in cuts) and not _TF_PART.search(n):
+            continue
+        m = reader.match(_TF_PART.sub("", n))
+        if _TF_PART.search(n) and m is not None and _in_scope(m.group("scope"), scope):
+            raise ValueError("%s: a sharded variable (num_unit_shards / num_proj_shards); read "
+                             "the checkpoint by its path (TensorFlow joins the parts) or join "
+                             "the parts into %s" % (n, _TF_PART.sub("", n)))
+        c = _TF_CELL.search(n)
+        if c is not None and _in_scope(n[:c.start() + (1 if n[c.start()] == "/" else 0)],
+                                       scope):
+            raise ValueError("%s: a variable of %s that this reader does not read (a cell "
+                             "of another kind, or one made with name=?); the layer would be "
+                             "dropped" % (n, c.group(0).strip("/")))
+
+
 def _tf_variables(variables: Any) -> Any:
     if isinstance(variables, str):   # a checkpoint path / prefix
         import tensorflow as tf
@@ -216,6 +247,7 @@ def tf_variable_layers(variables: Any, scope: Optional[str] = None) -> List[List
     pass `scope` (the name prefix before `multi_rnn_cell/` or the cell, in whole name
     components: "rnn" selects `rnn/...`, not `rnn_1/...`)."""
     variables = _tf_variables(variables)
+    _tf_check_unread(list(variables), scope, _TF_KEY)
     groups: Dict[str, Dict[int, Dict[str, np.ndarray]]] = {}
     for name, value in variables.items():
         n = name[:-2] if name.endswith(":0") else name
@@ -284,6 +316,7 @@ def tf_variable_stack(variables: Any, scope: Optional[str] = None
     from .layers import Layer
 
     variables = _tf_variables(variables)
+    _tf_check_unread(list(variables), scope, _TF_ANY)
     groups: Dict[str, Dict[int, Dict[str, Any]]] = {}
     for name, value in variables.items():
         n = name[:-2] if name.endswith(":0") else name
@@ -741,19 +774,118 @@ def _keras_weights(layer: Any, kind: str, cfg: Dict[str, Any]) -> List[np.ndarra
     return w
 
 
+# Keras layers that compute nothing at inference (the stack may pass through them), recurrent
+# layers the library reads, and recurrent layers it does not.
+_KERAS_IDENTITY = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
+                   "AlphaDropout", "ActivityRegularization")
+_KERAS_RECURRENT = ("LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "Bidirectional")
+_KERAS_OTHER_RECURRENT = ("RNN", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+                          "StackedRNNCells", "LSTMCell", "GRUCell", "SimpleRNNCell")
+
+
+def _keras_input_layer(layer: Any, model_layers: List[Any]) -> Tuple[bool, Any]:
+    """(known, producer): the layer of the model that computes `layer`'s input, through
+    identity layers (Dropout, ...), None for the model's input; known is False when the
+    model holds no graph (a Sequential never called). Refuses a layer called more than once
+    and initial states computed by the model's layers."""
+    src = layer
+    ids = {id(x) for x in model_layers}
+    while True:
+        nodes = getattr(src, "_inbound_nodes", None)
+        if nodes is not None and len(nodes) > 1:
+            raise ValueError("%s: the layer is called %d times; the library reads one chain "
+                             "of recurrent layers" % (src.name, len(nodes)))
+        try:
+            inp = src.input
+        except Exception:   # never called (a Sequential without an Input): no graph to read
+            return False, None
+        if isinstance(inp, (list, tuple)):
+            # initial states (inputs of the model: given per call, Session.forward's
+            # initial_state) or a mask; a state computed by a layer of the model is refused
+            for extra in inp[1:]:
+                h = getattr(extra, "_keras_history", None)
+                if h is not None and id(h[0]) in ids and type(h[0]).__name__ != "InputLayer":
+                    raise ValueError("%s: its initial state is computed by %s (%s); the "
+                                     "library takes the initial state per call, so it would "
+                                     "be lost" % (src.name, h[0].name, type(h[0]).__name__))
+            inp = inp[0]
+        history = getattr(inp, "_keras_history", None)
+        producer = history[0] if history is not None else None
+        if producer is None or type(producer).__name__ == "InputLayer":
+            return True, None
+        if type(producer).__name__ not in _KERAS_IDENTITY:
+            return True, producer
+        src = producer
+
+
+def _keras_check_structure(model: Any) -> None:
+    """The recurrent layers of `model` must be one chain, with nothing between them that
+    computes (refused, naming the layer): the library computes the recurrent stack alone."""
+    all_layers = list(model.layers)
+    kinds = [type(layer).__name__ for layer in all_layers]
+    rec = [k for k, kind in enumerate(kinds) if kind in _KERAS_RECURRENT]
+    for layer, kind in zip(all_layers, kinds):
+        if kind in _KERAS_OTHER_RECURRENT:
+            raise ValueError("%s: a %s layer is not one the library reads (LSTM, GRU, "
+                             "CuDNNLSTM, CuDNNGRU, Bidirectional of LSTM or GRU)"
+                             % (layer.name, kind))
+        if hasattr(layer, "layers") and hasattr(layer, "get_weights"):
+            raise ValueError("%s: a nested model (%s): the library reads the recurrent layers "
+                             "of one flat model; flatten it" % (layer.name, kind))
+    if not rec:
+        return
+    last = rec[-1]
+    for k in range(rec[0] + 1, last):
+        layer, kind = all_layers[k], kinds[k]
+        if kind not in _KERAS_RECURRENT and kind not in _KERAS_IDENTITY:
+            raise ValueError("%s (%s) sits between recurrent layers: the library computes the "
+                             "recurrent stack alone, so its output would differ"
+                             % (layer.name, kind))
+    for i, k in enumerate(rec):
+        known, src = _keras_input_layer(all_layers[k], all_layers)
+        if i == 0:
+            if src is not None and type(src).__name__ in _KERAS_RECURRENT:
+                raise ValueError("%s: its input comes from %s, after it in the model's "
+                                 "layers" % (all_layers[k].name, src.name))
+            continue
+        prev = all_layers[rec[i - 1]]
+        if known and src is not prev:
+            raise ValueError("%s: its input comes from %s, not from the recurrent layer "
+                             "before it (%s): the layers are not one stack (branches?)"
+                             % (all_layers[k].name, "the model's input" if src is None else
+                                "%s (%s)" % (src.name, type(src).__name__), prev.name))
+    majors = {bool(getattr(getattr(all_layers[k], "forward_layer", all_layers[k]),
+                           "time_major", False)) for k in rec}
+    if len(majors) > 1:
+        raise ValueError("the recurrent layers mix time_major=True and False; the library "
+                         "takes one layout per call")
+
+
 def keras_model_stack(model: Any) -> Tuple[str, List[Any], List[Dict[str, np.ndarray]]]:
     """(format, layers, per-layer tensors) of the recurrent layers of a Keras model, in
     order: LSTM, GRU (reset_after True or False), Bidirectional(LSTM | GRU) with
     merge_mode="concat" ("keras" format; a Bidirectional layer's tensors are keyed
-    "forward/kernel", ..., "backward/kernel", ...), or CuDNNLSTM layers only ("keras_cudnn").
-    Model.from_weights(tensors, format, layers=layers) makes the model (Model.from_keras
-    does both). Other layers (Input, Masking, Dense, ...) are skipped: the model is the
-    recurrent stack, and its output is every step's (return_sequences=True's; a last layer
-    with return_sequences=False gives the output at each row's last step). Refused with a ValueError naming the layer: activations other than
-    tanh / sigmoid, go_backwards=True outside Bidirectional (Keras then returns the outputs
-    in reversed order), other merge modes."""
+    "forward/kernel", ..., "backward/kernel", ...), or CuDNNLSTM / CuDNNGRU layers only
+    ("keras_cudnn"). Model.from_weights(tensors, format, layers=layers) makes the model
+    (Model.from_keras does both). The model is the recurrent stack: layers before the first
+    recurrent layer (its input is the stack's input) and after the last are not part of it;
+    between recurrent layers only Dropout-like layers (no computation at inference) may
+    sit. The output is every step's (return_sequences=True's): a last layer with
+    return_sequences=False returns Keras' output at each row's last step, out[:, -1] (a
+    bidirectional one: out[:, -1, :H] forward, and the backward half at the row's first
+    step, out[:, 0, H:] = final_state.bw.h). A mask (Masking, mask_zero) is not part of the
+    stack: rows padded at their end give Keras' numbers on their valid steps with
+    sequence_lengths; a mask that skips other steps (pre-padding) has no equivalent. Initial
+    states that are inputs of the model are given per call (Session.forward). Refused with a
+    ValueError naming the layer: activations other than tanh / sigmoid, go_backwards=True
+    (Keras then returns the outputs in reversed order), other merge modes, a backward_layer
+    unlike its forward one, layers between recurrent layers that compute, recurrent layers
+    not chained to each other (branches, a layer called twice, initial states computed in
+    the model), nested models, other recurrent layers (RNN(cell), SimpleRNN, ConvLSTM),
+    mixed time_major."""
     from .layers import Layer
 
+    _keras_check_structure(model)
     layers: List[Any] = []
     weights: List[Dict[str, np.ndarray]] = []
     kinds = set()
@@ -770,38 +902,46 @@ def keras_model_stack(model: Any) -> Tuple[str, List[Any], List[Dict[str, np.nda
                                  "library's bidirectional output is concat(forward, backward))"
                                  % (layer.name, layer.merge_mode))
             direction = "bidirectional"
-        elif kind not in ("LSTM", "GRU", "CuDNNLSTM"):
+        elif kind not in ("LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU"):
             continue
         ikind = type(inner).__name__
         cfg = _keras_rnn_check(inner, ikind)
-        if direction == "bidirectional":
-            _keras_rnn_check(layer.backward_layer, type(layer.backward_layer).__name__)
-        elif cfg.get("go_backwards"):
+        if cfg.get("go_backwards"):
             raise ValueError("%s: go_backwards=True is not supported (Keras returns the "
                              "outputs in reversed order; Bidirectional is)" % layer.name)
+        if direction == "bidirectional":
+            bw = layer.backward_layer
+            bcfg = _keras_rnn_check(bw, type(bw).__name__)
+            for key in ("units", "reset_after", "use_bias"):
+                if type(bw).__name__ != ikind or bcfg.get(key) != cfg.get(key):
+                    raise ValueError("%s: its backward_layer (%s, %s=%r) differs from its "
+                                     "forward layer (%s, %s=%r); the library's bidirectional "
+                                     "layer has one cell" % (layer.name, type(bw).__name__, key,
+                                                              bcfg.get(key), ikind, key,
+                                                              cfg.get(key)))
         units = int(cfg["units"])
-        if ikind == "GRU":
+        if ikind in ("GRU", "CuDNNGRU"):
             L = Layer("gru", units, direction, gru_reset_after=bool(cfg.get("reset_after",
                                                                              True)))
         else:
             L = Layer("lstm", units, direction)
         if direction == "bidirectional":
             fw = _keras_weights(layer.forward_layer, ikind, cfg)
-            bw = _keras_weights(layer.backward_layer, ikind, layer.backward_layer.get_config())
+            bww = _keras_weights(layer.backward_layer, ikind, layer.backward_layer.get_config())
             names = ("kernel", "recurrent_kernel", "bias")
             t = {"forward/" + n: a for n, a in zip(names, fw)}
-            t.update({"backward/" + n: a for n, a in zip(names, bw)})
+            t.update({"backward/" + n: a for n, a in zip(names, bww)})
         else:
             t = dict(zip(("kernel", "recurrent_kernel", "bias"),
                          _keras_weights(layer, ikind, cfg)))
-        kinds.add("CuDNNLSTM" if ikind == "CuDNNLSTM" else "other")
+        kinds.add("cudnn" if ikind in ("CuDNNLSTM", "CuDNNGRU") else "other")
         layers.append(L)
         weights.append(t)
     if not layers:
         raise ValueError("the Keras model has no LSTM, GRU or Bidirectional layer")
     if len(kinds) > 1:
-        raise ValueError("the model mixes CuDNNLSTM with other recurrent layers")
-    return ("keras_cudnn" if "CuDNNLSTM" in kinds else "keras"), layers, weights
+        raise ValueError("the model mixes CuDNNLSTM / CuDNNGRU with other recurrent layers")
+    return ("keras_cudnn" if "cudnn" in kinds else "keras"), layers, weights
 
 
 # ---- export to framework names ------------------------------------------------------------

@@ -114,6 +114,34 @@ def tf_vars(rng, D, hs, old=False):
     return v
 
 
+def test_tf_sharded_variables_in_a_dict_are_refused_not_dropped():
+    v = {k.replace("basic_lstm_cell", "lstm_cell"): a
+         for k, a in tf_vars(np.random.default_rng(2), 3, [4]).items()}
+    base = "rnn/multi_rnn_cell/cell_0/lstm_cell/"
+    v[base + "projection/kernel/part_0"] = np.zeros((2, 2))
+    v[base + "projection/kernel/part_1"] = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="projection/kernel/part_0: a sharded variable"):
+        stacklstm.Model.from_tf_variables(v)
+
+
+def test_tf_variables_of_a_cell_made_with_a_name_are_refused_not_dropped():
+    v = tf_vars(np.random.default_rng(2), 3, [4])
+    rng = np.random.default_rng(3)
+    v["rnn/multi_rnn_cell/cell_1/top/kernel"] = rng.standard_normal((8, 16))
+    v["rnn/multi_rnn_cell/cell_1/top/bias"] = rng.standard_normal(16)
+    for read in (stacklstm.Model.from_tf_variables, naming.tf_variable_layers):
+        with pytest.raises(ValueError, match="cell_1/top/(kernel|bias): a variable of cell_1 "
+                                             "that this reader does not read"):
+            read(v)
+
+
+def test_the_basic_tf_reader_refuses_a_gru_layer_instead_of_dropping_it():
+    v = tf_vars(np.random.default_rng(2), 3, [4])
+    v["rnn/multi_rnn_cell/cell_1/gru_cell/gates/kernel"] = np.zeros((8, 8))
+    with pytest.raises(ValueError, match="cell_1/gru_cell/gates/kernel: a variable of cell_1"):
+        naming.tf_variable_layers(v)
+
+
 def test_tf_checkpoint_names_new_and_old_spellings_give_the_same_model():
     new = tf_vars(np.random.default_rng(2), 3, [4, 2])
     old = tf_vars(np.random.default_rng(2), 3, [4, 2], old=True)
