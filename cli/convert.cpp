@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "commands.hpp"
 #include "util.hpp"
@@ -35,14 +36,37 @@ const char* const kConvertHelp =
 
 namespace {
 
-// Runs `python -c code` and returns its exit status (127: could not be started).
-int run_python_check(const char* python, const char* code) {
+// Runs `python -c code` and returns its exit status (127: could not be started); what it
+// writes on stderr goes to *err.
+int run_python_check(const char* python, const char* code, std::string* err) {
+  int fds[2];
+  if (pipe(fds) != 0) throw Failure(std::string("cannot start ") + python + ": " +
+                                    std::strerror(errno));
   const pid_t pid = fork();
-  if (pid < 0) throw Failure(std::string("cannot start ") + python + ": " + std::strerror(errno));
+  if (pid < 0) {
+    const std::string why = std::strerror(errno);
+    close(fds[0]);
+    close(fds[1]);
+    throw Failure(std::string("cannot start ") + python + ": " + why);
+  }
   if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
     execlp(python, python, "-c", code, static_cast<char*>(nullptr));
     _exit(127);
   }
+  close(fds[1]);
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n > 0) {
+      if (err->size() < 65536) err->append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  close(fds[0]);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw Failure(std::string("waiting for ") + python + ": " +
@@ -52,15 +76,27 @@ int run_python_check(const char* python, const char* code) {
   return 128;
 }
 
+// The last non-empty line of a text (a Python traceback's is the exception).
+std::string last_line(const std::string& text) {
+  std::size_t end = text.find_last_not_of(" \n\r\t");
+  if (end == std::string::npos) return std::string();
+  const std::size_t start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end + 1 - (start == std::string::npos ? 0 : start + 1));
+}
+
 }  // namespace
 
 int convert_command(const std::vector<std::string>& args) {
   const char* env = std::getenv("SLSTM_PYTHON");
   const std::string python = (env != nullptr && *env != '\0') ? env : "python3";
+  std::string err;
   const int found = run_python_check(
       python.c_str(),
       "import importlib.util, sys\n"
-      "sys.exit(0 if importlib.util.find_spec('stacklstm') is not None else 3)\n");
+      "if importlib.util.find_spec('stacklstm') is None: sys.exit(3)\n"
+      "import stacklstm.convert\n",   // it must import too (numpy, the library)
+      &err);
   if (found == 127) {
     throw Failure("cannot run " + python +
                   " (convert needs Python with the stacklstm package; put python3 on PATH or "
@@ -72,8 +108,9 @@ int convert_command(const std::vector<std::string>& args) {
                   "`pip install ./python` from a source checkout)");
   }
   if (found != 0) {
-    throw Failure(python + " failed (exit status " + std::to_string(found) +
-                  ") while looking for the stacklstm package");
+    const std::string why = last_line(err);
+    throw Failure("the stacklstm Python package of " + python + " cannot be imported" +
+                  (why.empty() ? " (exit status " + std::to_string(found) + ")" : ": " + why));
   }
   std::vector<std::string> words = {python, "-m", "stacklstm.convert"};
   words.insert(words.end(), args.begin(), args.end());

@@ -1,6 +1,7 @@
 // The `stacklstm` command-line tool: run, inspect, bench natively; convert through Python.
 // Every failure is one line `stacklstm: <command>: <message>` on stderr and exit status 1
 // (2 for bad usage); nothing escapes as an uncaught exception.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -73,7 +74,7 @@ int dispatch(int argc, char** argv) {
       }
     }
     report("", "no command '" + slstm_cli::one_line(args[1]) +
-                   "' (commands: run, inspect, bench, convert)");
+                   "' (commands: run, inspect, bench, convert; see stacklstm --help)");
     return slstm_cli::kExitUsage;
   }
   for (const Command& c : kCommands) {
@@ -85,7 +86,14 @@ int dispatch(int argc, char** argv) {
       return slstm_cli::kExitOk;
     }
     try {
-      return c.fn(rest);
+      const int status = c.fn(rest);
+      // What the command printed must have reached its destination (a full disk, /dev/full):
+      // a report cut short is a failure, not a success.
+      if (status == slstm_cli::kExitOk && (std::fflush(stdout) != 0 || std::ferror(stdout))) {
+        report(c.name, "cannot write to standard output: " + std::string(std::strerror(errno)));
+        return slstm_cli::kExitFailure;
+      }
+      return status;
     } catch (const slstm_cli::UsageError& e) {
       report(c.name, std::string(e.what()) + " (see stacklstm " + c.name + " --help)");
       return slstm_cli::kExitUsage;

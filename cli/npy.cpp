@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -229,10 +230,11 @@ std::string dtype_name(const NpyHeader& h) {
 
 NpyHeader parse_npy(const std::uint8_t* data, std::size_t size, const std::string& name) {
   static const std::uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (size < 10 || std::memcmp(data, magic, 6) != 0) {
+  if (size < 6 || std::memcmp(data, magic, 6) != 0) {
     throw Failure(quoted(name) + ": not a .npy file (it does not start with \\x93NUMPY; "
                   "write one with numpy.save)");
   }
+  if (size < 10) throw Failure(quoted(name) + ": truncated .npy header");
   NpyHeader h;
   h.major_version = data[6];
   if ((h.major_version < 1 || h.major_version > 3) || data[7] != 0) {
@@ -374,11 +376,13 @@ std::vector<std::int32_t> npy_lengths(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < h.element_count; ++i) {
     const std::uint64_t raw = read_le(p + i * h.item_size, n);
     std::int64_t v;
+    constexpr auto kInt32Max = static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max());
+    if (h.kind == 'u' && raw > kInt32Max) {
+      throw Failure(quoted(path) + ": length " + std::to_string(i) + " (" + std::to_string(raw) +
+                    ") does not fit in an int32");
+    }
     if (h.kind == 'u' || n == 8) {
       v = static_cast<std::int64_t>(raw);
-      if (h.kind == 'u' && raw > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        v = std::numeric_limits<std::int64_t>::max();
-      }
     } else {  // sign-extend
       const std::uint64_t sign = std::uint64_t{1} << (8 * n - 1);
       v = static_cast<std::int64_t>((raw ^ sign)) - static_cast<std::int64_t>(sign);
@@ -419,31 +423,99 @@ std::vector<std::uint8_t> npy_image_float32(const float* values,
   return out;
 }
 
-void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  const std::size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (base.empty()) throw Failure(quoted(path) + " names a directory, not a file");
-  struct stat st {};
-  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    throw Failure(quoted(path) + " is a directory");
-  }
-  const std::string tmp = dir + "." + base + ".tmp-" + std::to_string(getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) throw Failure("cannot write " + quoted(path) + ": " + error_text());
+namespace {
+
+// Writes all of `bytes` to an open file and closes it; "" or why it failed.
+std::string write_and_close(std::FILE* f, const std::vector<std::uint8_t>& bytes) {
   const std::size_t n = bytes.empty() ? 0 : std::fwrite(bytes.data(), 1, bytes.size(), f);
   const bool flushed = std::fflush(f) == 0;
-  const std::string why = error_text();
-  const bool closed = std::fclose(f) == 0;
-  if (n != bytes.size() || !flushed || !closed) {
-    std::remove(tmp.c_str());
+  std::string why = n == bytes.size() && flushed ? std::string() : error_text();
+  if (std::fclose(f) != 0 && why.empty()) why = error_text();
+  return why;
+}
+
+}  // namespace
+
+OutputFile::OutputFile(const std::string& path, std::vector<std::uint8_t> bytes)
+    : path_(path), target_(path), bytes_(std::move(bytes)) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    // A symbolic link: its target is written (the link stays a link).
+    char* resolved = realpath(path.c_str(), nullptr);
+    if (resolved == nullptr) {
+      throw Failure("cannot write " + quoted(path) + ": a symbolic link to nothing (" +
+                    error_text() + ")");
+    }
+    target_ = resolved;
+    std::free(resolved);
+  }
+  const std::size_t slash = target_.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? std::string() : target_.substr(0, slash + 1);
+  const std::string base = slash == std::string::npos ? target_ : target_.substr(slash + 1);
+  if (base.empty()) throw Failure(quoted(path) + " names a directory, not a file");
+  const bool exists = stat(target_.c_str(), &st) == 0;
+  if (exists && S_ISDIR(st.st_mode)) throw Failure(quoted(path) + " is a directory");
+  if (exists && !S_ISREG(st.st_mode)) {
+    // A device, FIFO or socket (e.g. /dev/null): written in place at commit, never replaced.
+    direct_ = true;
+    if (access(target_.c_str(), W_OK) != 0) {
+      throw Failure("cannot write " + quoted(path) + ": " + error_text());
+    }
+    return;
+  }
+  tmp_ = dir + "." + base + ".tmp-" + std::to_string(getpid());
+  std::FILE* f = std::fopen(tmp_.c_str(), "wb");
+  if (f == nullptr) {
+    tmp_.clear();
+    throw Failure("cannot write " + quoted(path) + ": " + error_text());
+  }
+  // A file replaced keeps its permissions (a private output stays private).
+  if (exists && fchmod(fileno(f), st.st_mode & 07777) != 0) {
+    const std::string why = error_text();
+    std::fclose(f);
+    discard();
     throw Failure("cannot write " + quoted(path) + ": " + why);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string rwhy = error_text();
-    std::remove(tmp.c_str());
-    throw Failure("cannot write " + quoted(path) + ": " + rwhy);
+  const std::string why = write_and_close(f, bytes_);
+  if (!why.empty()) {
+    discard();
+    throw Failure("cannot write " + quoted(path) + ": " + why);
   }
+}
+
+OutputFile::~OutputFile() { discard(); }
+
+void OutputFile::discard() noexcept {
+  if (!tmp_.empty()) std::remove(tmp_.c_str());
+  tmp_.clear();
+}
+
+void OutputFile::commit() {
+  if (direct_) {
+    std::FILE* f = std::fopen(target_.c_str(), "wb");
+    if (f == nullptr) throw Failure("cannot write " + quoted(path_) + ": " + error_text());
+    const std::string why = write_and_close(f, bytes_);
+    if (!why.empty()) throw Failure("cannot write " + quoted(path_) + ": " + why);
+    return;
+  }
+  if (std::rename(tmp_.c_str(), target_.c_str()) != 0) {
+    const std::string why = error_text();
+    discard();
+    throw Failure("cannot write " + quoted(path_) + ": " + why);
+  }
+  tmp_.clear();
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  struct stat sa {}, sb {};
+  return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+  OutputFile(path, bytes).commit();
 }
 
 void write_npy_float32(const std::string& path, const float* values,

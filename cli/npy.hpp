@@ -71,7 +71,33 @@ void write_npy_float32(const std::string& path, const float* values,
 /// The whole file, read; throws Failure naming the path (and refuses directories).
 std::vector<std::uint8_t> read_whole_file(const std::string& path);
 
-/// Writes `bytes` to `path` through a temporary file and a rename.  Throws Failure.
+/// An output file written in two steps, so that a command writing several leaves none when
+/// any fails: the constructor writes `bytes` to a temporary file next to `path` (throws
+/// Failure naming the path, leaving nothing), commit() renames it over `path`; destroyed
+/// uncommitted, it removes the temporary file.  A file replaced keeps its permissions; a
+/// symbolic link's target is written (the link stays); a device, FIFO or socket (e.g.
+/// /dev/null) is written in place by commit(), never replaced.
+class OutputFile {
+ public:
+  OutputFile(const std::string& path, std::vector<std::uint8_t> bytes);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  void commit();
+
+ private:
+  void discard() noexcept;
+  std::string path_;    // as given, for messages
+  std::string target_;  // what is written: path_, or a symbolic link's target
+  std::string tmp_;     // the temporary file while staged
+  std::vector<std::uint8_t> bytes_;
+  bool direct_ = false;  // not a regular file: written in place
+};
+
+/// Whether two paths name one file (the same string, or the same existing file).
+bool same_file(const std::string& a, const std::string& b);
+
+/// Writes `bytes` to `path` as OutputFile does, at once.  Throws Failure.
 void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes);
 
 /// NumPy's name of a dtype, e.g. "float64", "int32", "bool", or the descr itself.

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "commands.hpp"
 #include "npy.hpp"
@@ -141,6 +142,10 @@ int run_command(const std::vector<std::string>& args) {
   if (!a.has("output") && !a.has("final-state")) {
     throw UsageError("nothing to write: give -o OUTPUT.npy and/or --final-state F.npy");
   }
+  if (a.has("output") && a.has("final-state") && same_file(a.get("output"), a.get("final-state"))) {
+    throw UsageError("-o and --final-state name the same file (" + quoted(a.get("output")) +
+                     "): one would replace the other");
+  }
   (void)session_options(a, 1, 1);  // checks the option values before any file is read
   const std::string& model_path = a.positionals[0];
   const std::string& input_path = a.positionals[1];
@@ -214,16 +219,22 @@ int run_command(const std::vector<std::string>& args) {
                       ? stacklstm::span<float>(final_state.data(), final_state.size())
                       : stacklstm::span<float>(),
                   fo);
+  // Both files staged before either is committed: a failure leaves neither.
+  std::unique_ptr<OutputFile> out_file, state_file;
   if (a.has("output")) {
     const std::vector<std::int64_t> shape =
         time_major ? std::vector<std::int64_t>{time, batch, h_last}
                    : std::vector<std::int64_t>{batch, time, h_last};
-    write_npy_float32(a.get("output"), output.data(), shape);
+    out_file = std::make_unique<OutputFile>(a.get("output"),
+                                            npy_image_float32(output.data(), shape));
   }
   if (a.has("final-state")) {
-    write_npy_float32(a.get("final-state"), final_state.data(),
-                      {static_cast<std::int64_t>(state_count)});
+    state_file = std::make_unique<OutputFile>(
+        a.get("final-state"),
+        npy_image_float32(final_state.data(), {static_cast<std::int64_t>(state_count)}));
   }
+  if (out_file) out_file->commit();
+  if (state_file) state_file->commit();
   return kExitOk;
 }
 

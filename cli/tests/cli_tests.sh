@@ -141,6 +141,36 @@ expect_ok "$cli" run model.safetensors x.npy -o y_ref.npy --cpu-path reference -
 expect_ok "$cli" run model.safetensors x.npy -o y_t2.npy --threads 2
 same_file y_t2.npy expected.npy
 
+# ---- run: where the outputs go -----------------------------------------------------------
+# A file replaced keeps its permissions; a symbolic link's target is written, the link kept.
+printf 'old' > private.npy && chmod 600 private.npy
+expect_ok "$cli" run model.safetensors x.npy -o private.npy
+same_file private.npy expected.npy
+[ "$(stat -c %a private.npy)" = 600 ] && ok || bad "a replaced output lost its mode 600: $(stat -c %a private.npy)"
+ln -sf private.npy link.npy
+expect_ok "$cli" run model.safetensors x.npy -o link.npy --lengths lengths.npy
+[ -L link.npy ] && ok || bad "the symbolic link link.npy was replaced by a file"
+same_file private.npy expected_len.npy
+# A device is written in place, never replaced (as root, a rename would delete /dev/null).
+expect_ok "$cli" run model.safetensors x.npy -o /dev/null --initial-state state0.npy \
+  --final-state f2.npy
+[ -c /dev/null ] && ok || bad "/dev/null is no longer a character device"
+same_file f2.npy expected_state.npy
+# The two outputs on one path: refused (one would replace the other).
+expect_error 2 "run: -o and --final-state name the same file" -- \
+  "$cli" run model.safetensors x.npy -o same.npy --final-state same.npy
+# One output that cannot be written: neither is left behind.
+rm -f y_fail.npy
+expect_error 1 "run: cannot write no-such-dir/f.npy" -- \
+  "$cli" run model.safetensors x.npy -o y_fail.npy --final-state no-such-dir/f.npy
+[ ! -e y_fail.npy ] && ok || bad "a failed run left its other output y_fail.npy behind"
+# A report that cannot be written out is a failure (exit 1), not a success.
+if [ -w /dev/full ]; then
+  "$cli" inspect model.safetensors > /dev/full 2> err.txt
+  [ $? -eq 1 ] && grep -q "^stacklstm: inspect: cannot write to standard output" err.txt && ok \
+    || bad "inspect > /dev/full: not a failure: $(cat err.txt)"
+fi
+
 # ---- inspect -----------------------------------------------------------------------------
 expect_ok "$cli" inspect model.safetensors
 sum=$(sha256sum model.safetensors | cut -d' ' -f1)
@@ -181,6 +211,17 @@ if command -v python3 > /dev/null; then
   expect_error 1 "convert: the stacklstm Python package is not importable" -- \
     env SLSTM_PYTHON="$PWD/bare-python" "$cli" convert torch a.pt b.safetensors
   grep -qF "pip install" err.txt && ok || bad "convert: the message does not say how to install"
+fi
+
+# A package that is found but does not import (numpy missing, the library not loadable):
+# one line with the reason, no traceback.
+if command -v python3 > /dev/null; then
+  mkdir -p brokenpkg/stacklstm
+  printf 'raise ImportError("no module named numpy (a test stand-in)")\n' \
+    > brokenpkg/stacklstm/__init__.py
+  expect_error 1 "convert: the stacklstm Python package of python3 cannot be imported: ImportError" \
+    -- env PYTHONPATH="$PWD/brokenpkg" SLSTM_PYTHON=python3 "$cli" convert torch a.pt b.safetensors
+  grep -qF "(a test stand-in)" err.txt && ok || bad "convert: the import error is not given: $(cat err.txt)"
 fi
 
 echo "cli_tests: $pass passed, $fail failed"

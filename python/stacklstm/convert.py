@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -154,9 +154,18 @@ def convert(kind: str, src: str, dst: str, forget_bias: float = 1.0, prefix: str
         return repr(model)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the tool's error form: one line, `stacklstm: convert: <message> (see
+    stacklstm convert --help)`, exit status 2 (docs/cli.md)."""
+
+    def error(self, message: str) -> NoReturn:
+        print("stacklstm: convert: %s (see stacklstm convert --help)"
+              % " ".join(message.split()), file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stacklstm.convert",
-                                 description=__doc__.split("\n")[0])
+    ap = _Parser(prog="stacklstm convert", description=__doc__.split("\n")[0])
     ap.add_argument("kind", choices=["torch", "tf", "onnx", "keras"])
     ap.add_argument("src", help="the framework's file (TF: the checkpoint prefix)")
     ap.add_argument("dst", help="the model file to write (.safetensors)")
@@ -177,8 +186,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         desc = convert(args.kind, args.src, args.dst, args.forget_bias, args.prefix, args.scope,
                        args.cell_clip, args.proj_clip, args.residual)
-    except Exception as e:   # report, don't trace
-        print("stacklstm.convert: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+    except Exception as e:   # report in one line, don't trace
+        print("stacklstm: convert: %s: %s" % (type(e).__name__, " ".join(str(e).split())),
+              file=sys.stderr)
         return 1
     print("wrote %s: %s" % (args.dst, desc))
     return 0
