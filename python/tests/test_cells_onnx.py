@@ -175,8 +175,9 @@ def test_an_output_computed_after_the_stack_is_refused_naming_it():
         stacklstm.Model.from_onnx(g)
 
 
-def test_an_output_that_is_an_earlier_nodes_y_is_refused():
-    g = node_graph("LSTM")
+def with_second_node(g):
+    """The graph with a second LSTM node 'rnn1' (H = 3) on the first one's Y, as
+    torch.onnx.export links them (Squeeze of the direction axis)."""
     rng = np.random.default_rng(0)
     g.graph.node.extend([helper.make_node("Squeeze", ["Y"], ["Z"], axes=[1]),
                          helper.make_node("LSTM", ["Z", "W2", "R2"], ["Y2"], hidden_size=3,
@@ -185,6 +186,11 @@ def test_an_output_that_is_an_earlier_nodes_y_is_refused():
         numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W2"),
         numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R2")])
     g.opset_import[0].version = 11
+    return g
+
+
+def test_an_output_that_is_an_earlier_nodes_y_is_refused():
+    g = with_second_node(node_graph("LSTM"))
     with pytest.raises(ValueError, match="graph output 'Y' is node 'rnn0''s Y, not the last "
                                          "recurrent node's \\('rnn1'\\)"):
         stacklstm.Model.from_onnx(g)
@@ -222,16 +228,8 @@ def test_sequence_lens_fixed_in_the_graph_is_refused():
 
 
 def test_sequence_lens_on_some_nodes_only_is_refused():
-    rng = np.random.default_rng(0)
-    g = with_input(node_graph("LSTM"), 4, "lens")
+    g = with_second_node(with_input(node_graph("LSTM"), 4, "lens"))
     del g.graph.output[:]
-    g.graph.node.extend([helper.make_node("Squeeze", ["Y"], ["Z"], axes=[1]),
-                         helper.make_node("LSTM", ["Z", "W2", "R2"], ["Y2"], hidden_size=3,
-                                          name="rnn1")])
-    g.graph.initializer.extend([
-        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W2"),
-        numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R2")])
-    g.opset_import[0].version = 11
     with pytest.raises(ValueError, match="node 'rnn1': its sequence_lens \\(''\\) differs from "
                                          "the first recurrent node's \\('lens'\\)"):
         stacklstm.Model.from_onnx(g)
