@@ -198,7 +198,9 @@ def _in_scope(found: str, scope: Optional[str]) -> bool:
 
 
 _TF_PART = re.compile(r"/part_\d+$")
-_TF_CELL = re.compile(r"(?:^|/)cell_\d+/")
+# A layer's scope in a MultiRNNCell or a stack_bidirectional_dynamic_rnn (not any cell_<k>:
+# other networks, e.g. NASNet, have scopes of that name).
+_TF_CELL = re.compile(r"(?:^|/)(?:multi_rnn_cell/cell_\d+/|cell_\d+/bidirectional_rnn/)")
 
 
 def _tf_check_unread(names: List[str], scope: Optional[str], reader: Any) -> None:
@@ -223,9 +225,10 @@ def _tf_check_unread(names: List[str], scope: Optional[str], reader: Any) -> Non
         c = _TF_CELL.search(n)
         if c is not None and _in_scope(n[:c.start() + (1 if n[c.start()] == "/" else 0)],
                                        scope):
+            cell = re.search(r"cell_\d+", c.group(0))
             raise ValueError("%s: a variable of %s that this reader does not read (a cell "
                              "of another kind, or one made with name=?); the layer would be "
-                             "dropped" % (n, c.group(0).strip("/")))
+                             "dropped" % (n, cell.group(0) if cell else c.group(0)))
 
 
 def _tf_variables(variables: Any) -> Any:
