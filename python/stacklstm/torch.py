@@ -161,6 +161,11 @@ class _Module:
         its lengths), checked as the torch module checks it; x is [T, B, D] ([B, T, D] with
         batch_first), an unbatched input given a batch of one."""
         me, ref = "stacklstm.torch." + type(self).__name__, "nn." + type(self).__name__
+        if torch.jit.is_tracing():
+            raise RuntimeError("%s cannot be traced (torch.jit.trace, torch.onnx.export's "
+                               "tracer): the library computes outside the graph, so a trace "
+                               "would replay this call's numbers for every input; export the "
+                               "weights instead (stacklstm.naming.to_onnx, state_dict())" % me)
         packed = isinstance(input, nn.utils.rnn.PackedSequence)
         if self.training and self.dropout > 0 and self.num_layers > 1:
             raise RuntimeError("%s is inference-only: %s applies dropout=%g between layers in "
@@ -226,6 +231,17 @@ class _Module:
             self._sessions = {}
             self._config = None if value is None else (
                 value if isinstance(value, str) else dict(value))
+
+    def _keep(self, name: str) -> bool:
+        """Whether a state_dict key is one of this module's: a bias=False module has no
+        bias_* keys, as nn.LSTM(bias=False) has none."""
+        return bool(self.bias) or not name.rsplit(".", 1)[-1].startswith("bias_")
+
+    def _given(self, state_dict: Dict[str, Any], prefix: str
+               ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """(every key below `prefix`, the keys this module takes), prefix cut."""
+        given = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        return given, {k: v for k, v in given.items() if self._keep(k)}
 
     def _unexpected_keys(self, mine: Dict[str, Any], prefix: str) -> List[str]:
         """The keys of `mine` (a state_dict below `prefix`, prefix cut) that are not this
@@ -491,16 +507,18 @@ class LSTM(_Module, nn.Module):
                             keep_vars: bool) -> None:
         if self._general:
             for name, a in to_torch_state_dict(self.model, single_module=True).items():
-                destination[prefix + name] = torch.from_numpy(a)
+                if self._keep(name):
+                    destination[prefix + name] = torch.from_numpy(a)
             return
         for l, layer in enumerate(self.model.export("pytorch")):
             for name, a in layer.items():
-                destination[prefix + "%s_l%d" % (name, l)] = torch.from_numpy(a)
+                if self._keep(name):
+                    destination[prefix + "%s_l%d" % (name, l)] = torch.from_numpy(a)
 
     def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
                               local_metadata: Any, strict: bool, missing_keys: List[str],
                               unexpected_keys: List[str], error_msgs: List[str]) -> None:
-        mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        given, mine = self._given(state_dict, prefix)
         try:
             model = Model.from_torch_state_dict(mine)
         except (ValueError, TypeError) as e:
@@ -520,7 +538,7 @@ class LSTM(_Module, nn.Module):
             return
         # As nn.Module's own loader (which always passes strict=True here and decides
         # later): the weights load, and keys that are not this module's are reported.
-        unexpected_keys.extend(self._unexpected_keys(mine, prefix))
+        unexpected_keys.extend(self._unexpected_keys(given, prefix))
         self._replace_model(model)
 
     # ---- forward --------------------------------------------------------------------------
@@ -787,6 +805,7 @@ class GRU(_Module, nn.Module):
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         self.bidirectional = first.direction == "bidirectional"
+        self.proj_size = 0   # nn.GRU has the attribute (always 0)
         self.mode = "GRU"
         self._init_sessions()
 
@@ -832,12 +851,13 @@ class GRU(_Module, nn.Module):
     def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str,
                             keep_vars: bool) -> None:
         for name, a in to_torch_state_dict(self.model, single_module=True).items():
-            destination[prefix + name] = torch.from_numpy(a)
+            if self._keep(name):
+                destination[prefix + name] = torch.from_numpy(a)
 
     def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
                               local_metadata: Any, strict: bool, missing_keys: List[str],
                               unexpected_keys: List[str], error_msgs: List[str]) -> None:
-        mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        given, mine = self._given(state_dict, prefix)
         try:
             model = Model.from_torch_state_dict(mine)
         except (ValueError, TypeError) as e:
@@ -851,7 +871,7 @@ class GRU(_Module, nn.Module):
             return
         # As nn.Module's own loader (which always passes strict=True here and decides
         # later): the weights load, and keys that are not this module's are reported.
-        unexpected_keys.extend(self._unexpected_keys(mine, prefix))
+        unexpected_keys.extend(self._unexpected_keys(given, prefix))
         self._replace_model(model)
 
     def forward(self, input: Any, hx: Optional[torch.Tensor] = None) -> Tuple[Any, Any]:

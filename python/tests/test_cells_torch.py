@@ -293,7 +293,12 @@ def test_a_new_gru_module_has_nn_grus_shapes_and_initial_range():
     sd = g.state_dict()
     assert sd["weight_ih_l1_reverse"].shape == (15, 10)
     assert float(sd["weight_hh_l0"].abs().max()) <= 1 / np.sqrt(5)
-    assert not sd["bias_ih_l0"].any() and not sd["bias_hh_l1_reverse"].any()
+    # bias=False: no bias keys, as nn.GRU(bias=False) has none (either loads the other's)
+    ref = torch.nn.GRU(4, 5, num_layers=2, bidirectional=True, bias=False)
+    assert sorted(sd) == sorted(ref.state_dict())
+    ref.load_state_dict(sd)
+    g.load_state_dict(ref.state_dict())
+    assert g.proj_size == 0 == ref.proj_size
 
 
 @pytest.mark.parametrize("call, error, what", [

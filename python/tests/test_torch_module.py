@@ -292,6 +292,22 @@ def test_a_bfloat16_cpu_tensor_is_widened_exactly_as_inputs_and_as_weights():
         assert np.array_equal(a.forward(x16)[0], b.forward(x16.float().numpy())[0])
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_tracing_is_refused_not_a_graph_of_constants(kind):
+    m = getattr(slt, kind)(5, 7).eval()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="cannot be traced"):
+        torch.jit.trace(m, torch.randn(3, 2, 5))
+
+
+def test_a_bias_free_module_has_nn_lstms_keys_and_refuses_biases():
+    _, ours = make(2, bias=False)
+    ref = torch.nn.LSTM(5, 7, num_layers=2, bias=False)
+    assert sorted(ours.state_dict()) == sorted(ref.state_dict())
+    ref.load_state_dict(ours.state_dict())
+    with pytest.raises(RuntimeError, match='Unexpected key.*"bias_ih_l0"'):
+        ours.load_state_dict(torch.nn.LSTM(5, 7, num_layers=2).state_dict())
+
+
 def test_the_module_pickles_and_saves_with_its_weights():
     _, ours = make(2)
     x = torch.randn(3, 2, 5)
