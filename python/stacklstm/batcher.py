@@ -261,7 +261,7 @@ class Batcher:
         if a.shape != (self.input_size,):
             raise ValueError("%s must be one frame of shape (%d,) (input_size), got shape %s"
                              % (name, self.input_size, a.shape))
-        if a.base is not None or a is x:
+        if a is x or not a.flags.owndata:
             a = a.copy()   # the caller may reuse its buffer once submit returns
         return a
 
@@ -288,8 +288,10 @@ class Batcher:
         if not 1 <= a.shape[0] <= self.max_time:
             raise ValueError("x: a sequence of %d steps; this batcher takes 1 to %d (max_time)"
                              % (a.shape[0], self.max_time))
-        if a is x:
-            a = a.copy()   # the caller may reuse its buffer once submit returns
+        if a is x or not a.flags.owndata:
+            # the caller may reuse its buffer once submit returns: a view of it (a torch
+            # tensor's numpy(), a memoryview, an ndarray subclass) is copied too
+            a = a.copy()
         return _Request(_SEQ, None, a, self._state_vector(initial_state, "initial_state"))
 
     def _req_stream_op(self, kind: int, stream_id: Hashable, state: Any = None) -> _Request:
@@ -334,33 +336,46 @@ class Batcher:
         LSTMStateTuple(c, h) per layer, each [1, H_l] (copies)."""
         return self._put(self._req_stream_op(_STATE, stream_id)).future
 
+    @staticmethod
+    def _wait(fut: "concurrent.futures.Future[Any]", timeout: Optional[float]) -> Any:
+        """The future's result within `timeout` seconds; on a timeout the request is
+        cancelled when it has not started (dropped, as a cancelled future is: a caller who
+        sends it again does not get it applied twice), else waited for."""
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if fut.cancel():
+                raise
+            return fut.result()   # already in a batch: it is applied, its result is here soon
+
     def frame(self, stream_id: Hashable, x: Any, timeout: Optional[float] = None) -> np.ndarray:
-        """submit_frame, waiting for the result (at most `timeout` seconds)."""
-        return self.submit_frame(stream_id, x).result(timeout)
+        """submit_frame, waiting for the result (at most `timeout` seconds: then the frame is
+        dropped, TimeoutError, unless its batch had already started; it is then waited for)."""
+        return self._wait(self.submit_frame(stream_id, x), timeout)
 
     def sequence(self, x: Any, initial_state: Any = None, timeout: Optional[float] = None
                  ) -> Tuple[np.ndarray, List[Any]]:
         """submit_sequence, waiting for the result."""
-        return self.submit_sequence(x, initial_state).result(timeout)
+        return self._wait(self.submit_sequence(x, initial_state), timeout)
 
     def open_stream(self, stream_id: Hashable, state: Any = None,
                     timeout: Optional[float] = None) -> None:
         """submit_open_stream, waiting until it is done."""
-        return self.submit_open_stream(stream_id, state).result(timeout)
+        return self._wait(self.submit_open_stream(stream_id, state), timeout)
 
     def close_stream(self, stream_id: Hashable, timeout: Optional[float] = None) -> None:
         """submit_close_stream, waiting until it is done."""
-        return self.submit_close_stream(stream_id).result(timeout)
+        return self._wait(self.submit_close_stream(stream_id), timeout)
 
     def reset_stream(self, stream_id: Hashable, state: Any = None,
                      timeout: Optional[float] = None) -> None:
         """submit_reset_stream, waiting until it is done."""
-        return self.submit_reset_stream(stream_id, state).result(timeout)
+        return self._wait(self.submit_reset_stream(stream_id, state), timeout)
 
     def stream_state(self, stream_id: Hashable, timeout: Optional[float] = None
                      ) -> Tuple[Any, ...]:
         """submit_stream_state, waiting for the state."""
-        return self.submit_stream_state(stream_id).result(timeout)
+        return self._wait(self.submit_stream_state(stream_id), timeout)
 
     async def _await(self, req):
         """Queues `req` and awaits its result in the running loop: the worker resolves the
@@ -605,6 +620,7 @@ class Batcher:
             for r, slot in zip(ready, slots):   # the failed call changed nothing
                 try:
                     r.future.set_result(self._streams.step([slot], r.x[None])[0].copy())
+                    self._stats["frames"] += 1
                 except Exception as e1:
                     r.future.set_exception(e1)
             return

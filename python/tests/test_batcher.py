@@ -234,6 +234,7 @@ def test_a_failing_batched_call_fails_only_the_request_that_caused_it(model):
         s.fail_slot = None
         after = [f.result(10) for f in [b.submit_frame(k, xs[k, 1]) for k in range(3)]]
         assert b.stats()["fallbacks"] == 1
+        assert b.stats()["frames"] == 2 + 3   # the fallback's two served frames count
     for k, g in ((0, got[0]), (2, got[1])):
         assert np.array_equal(g, reference_steps(model, xs[k, :1])[0][0])
     for k in range(3):   # stream 1's failed frame left its state unchanged
@@ -297,6 +298,35 @@ def test_a_cancelled_frame_is_not_applied(model):
         g = b.submit_frame("s", xs[1])
         got = g.result(10)
     assert np.array_equal(got, reference_steps(model, xs[1:])[0][0])
+
+
+def test_a_frame_whose_wait_times_out_is_dropped_not_applied_later(model):
+    xs = frames_for(1, 2, seed=11)[0]
+    with make(model, max_batch=64, max_wait_us=2_000_000) as b:   # the frame waits 2 s
+        b.open_stream("s")
+        b.open_stream("other")   # an open stream without a frame: the window is waited out
+        with pytest.raises(concurrent.futures.TimeoutError):
+            b.frame("s", xs[0], timeout=0.05)
+        state = b.stream_state("s")
+    assert all(not np.any(t.c) and not np.any(t.h) for t in state), \
+        "the timed-out frame was applied later"
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("view", [memoryview, lambda a: a.view(_Sub), lambda a: a[:]],
+                         ids=["memoryview", "ndarray-subclass", "slice"])
+def test_a_sequence_is_copied_at_submission_whatever_view_of_the_buffer_it_comes_as(model,
+                                                                                     view):
+    x = frames_for(1, 5, seed=12)[0]
+    buf = x.copy()
+    with make(model, max_wait_us=200_000) as b:
+        fut = b.submit_sequence(view(buf))
+        buf[:] = 0.0   # the caller reuses its buffer once submit returns
+        got, _ = fut.result(10)
+    assert np.array_equal(got, reference_sequence(model, x)[0])
 
 
 def test_asyncio_clients_get_the_numbers_of_one_session_per_stream(model):

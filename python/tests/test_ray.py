@@ -178,6 +178,22 @@ def test_step_streams_sends_frames_of_many_streams_in_one_request_per_shard(clie
         client.close_stream(k)
 
 
+def test_step_streams_gives_a_failed_rows_error_and_the_other_rows_results(client, model):
+    # One shard's request fails as a whole (its only row is not a frame of size D): the other
+    # shard's row is applied and its result returned, not lost to the failure.
+    good = next(k for k in ("g%d" % i for i in range(50)) if client.shard_of(k) == client.shards[0])
+    bad = next(k for k in ("b%d" % i for i in range(50)) if client.shard_of(k) == client.shards[1])
+    client.open_stream(good)
+    client.open_stream(bad)
+    x = np.random.default_rng(5).standard_normal(D).astype(np.float32)
+    res = client.step_streams([(good, x), (bad, np.zeros(D + 1, np.float32))])
+    assert np.array_equal(res[0], reference_steps(model, x[None])[0][0])
+    assert isinstance(res[1], Exception) and not isinstance(res[1], ss.StreamStateLostError)
+    assert callable(client.areset_stream) and callable(client.areplica_info)
+    for k in (good, bad):
+        client.close_stream(k)
+
+
 def test_a_frame_for_a_stream_that_is_not_open_is_stream_state_lost_error(client):
     with pytest.raises(ss.StreamStateLostError, match="never-opened"):
         client.frame("never-opened", np.zeros(D, np.float32))

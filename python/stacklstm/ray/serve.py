@@ -154,9 +154,12 @@ class LSTMReplica:
         return await self.batcher.aframe(stream_id, x)
 
     async def frames(self, stream_id: _StreamId, xs: Any) -> np.ndarray:
-        """Several frames of one stream, applied in order ([n, D] -> [n, H_last])."""
+        """Several frames of one stream, applied in order ([n, D] -> [n, H_last]). Cancelled
+        (Ray Serve cancels a request whose caller gave up), the frames not yet in a batch are
+        dropped from the last one back: what was applied is a prefix, never a stream with a
+        gap."""
         futs = [self.batcher.submit_frame(stream_id, x) for x in xs]
-        return np.stack([await asyncio.wrap_future(f) for f in futs])
+        return np.stack(await _in_order(futs))
 
     async def step_streams(self, stream_ids: Sequence[_StreamId], xs: Any
                            ) -> Tuple[np.ndarray, Dict[int, Tuple[str, str]]]:
@@ -167,11 +170,16 @@ class LSTMReplica:
         futs = [self.batcher.submit_frame(sid, x) for sid, x in zip(stream_ids, xs)]
         out = np.full((len(futs), self.batcher.output_size), np.nan, np.float32)
         errors: Dict[int, Tuple[str, str]] = {}
-        for i, f in enumerate(futs):
-            try:
-                out[i] = await asyncio.wrap_future(f)
-            except Exception as e:
-                errors[i] = (type(e).__name__, str(e))
+        try:
+            for i, f in enumerate(futs):
+                try:
+                    out[i] = await asyncio.wrap_future(f)
+                except Exception as e:
+                    errors[i] = (type(e).__name__, str(e))
+        except asyncio.CancelledError:   # as frames(): drop from the last row back
+            for f in reversed(futs):
+                f.cancel()
+            raise
         return out, errors
 
     async def close_stream(self, stream_id: _StreamId) -> None:
@@ -196,6 +204,18 @@ class LSTMReplica:
             self.batcher.close()
         except Exception:
             pass
+
+
+async def _in_order(futs: List[Any]) -> List[Any]:
+    """The results of futures of one stream's frames, in order. Cancelled, it cancels those
+    not yet in a batch from the last one back (the batcher applies a stream's frames in
+    order, so what was applied stays a prefix)."""
+    try:
+        return [await asyncio.wrap_future(f) for f in futs]
+    except asyncio.CancelledError:
+        for f in reversed(futs):
+            f.cancel()
+        raise
 
 
 def _travel(t: Any) -> Any:
@@ -275,9 +295,17 @@ class StreamsClient:
 
     def _stream_call(self, stream_id, method, *args):
         shard, h = self._handle(stream_id)
+        response = getattr(h, method).remote(stream_id, *args)
         try:
-            return getattr(h, method).remote(stream_id, *args).result(timeout_s=self.timeout_s)
+            return response.result(timeout_s=self.timeout_s)
         except Exception as e:
+            if isinstance(e, TimeoutError):
+                # waited enough: cancel it too (frames not yet in a batch are dropped, so a
+                # call sent again is not applied twice), as the async twins' cancellation does
+                cancel = getattr(response, "cancel", None)
+                if cancel is not None:
+                    cancel()
+                raise
             if _is_replica_loss(e) or (_is_unknown_stream(e) and method != "open_stream"):
                 raise StreamStateLostError(stream_id, shard, e) from e
             raise
@@ -329,6 +357,9 @@ class StreamsClient:
     async def astream_state(self, stream_id: _StreamId) -> _Pairs:
         return await self._astream_call(stream_id, "stream_state")
 
+    async def areset_stream(self, stream_id: _StreamId, state: Any = None) -> None:
+        return await self._astream_call(stream_id, "reset_stream", _pairs(state))
+
     async def aclose_stream(self, stream_id: _StreamId) -> None:
         return await self._astream_call(stream_id, "close_stream")
 
@@ -338,7 +369,9 @@ class StreamsClient:
         """One frame for each (stream_id, x) in `items`, in one request per shard (sent
         concurrently), batched on each replica. Returns a list in the order of `items`: the
         row's h [H_last], or the StreamStateLostError of a row whose stream is lost or not
-        open (as asyncio.gather(..., return_exceptions=True)); the other rows are applied.
+        open, or the exception of a row that failed otherwise (its frame, or its shard's
+        request), as asyncio.gather(..., return_exceptions=True) gives them; the other rows
+        are applied.
         Frames of one stream in `items` are applied in their order."""
         by_shard: Dict[str, List[int]] = {}
         for i, (sid, x) in enumerate(items):
@@ -347,14 +380,15 @@ class StreamsClient:
 
         async def one(shard: str, rows: List[int]) -> None:
             ids = [items[i][0] for i in rows]
-            xs = np.stack([np.asarray(items[i][1], np.float32) for i in rows])
             try:
+                xs = np.stack([np.asarray(items[i][1], np.float32) for i in rows])
                 out, errors = await self._handles[shard].step_streams.remote(ids, xs)
             except Exception as e:
-                if not _is_replica_loss(e):
-                    raise
+                # every row of the shard gets the error (the other shards' rows were applied:
+                # their results are returned, never lost to one shard's failure)
                 for i in rows:
-                    results[i] = StreamStateLostError(items[i][0], shard, e)
+                    results[i] = StreamStateLostError(items[i][0], shard, e) \
+                        if _is_replica_loss(e) else e
                 return
             for j, i in enumerate(rows):
                 if j in errors:
@@ -370,8 +404,9 @@ class StreamsClient:
 
     def step_streams(self, items: Sequence[Tuple[_StreamId, Any]]
                      ) -> List[Union[np.ndarray, Exception]]:
-        """astep_streams, blocking (not from inside a running event loop)."""
-        return asyncio.run(self.astep_streams(items))
+        """astep_streams, blocking (not from inside a running event loop), at most timeout_s
+        seconds (then TimeoutError)."""
+        return asyncio.run(asyncio.wait_for(self.astep_streams(items), self.timeout_s))
 
     # whole sequences
     # (type: ignore[return]: every attempt returns or raises, the last one raising; only
@@ -404,6 +439,9 @@ class StreamsClient:
     def replica_info(self, shard: str) -> Dict[str, Any]:
         """The shard's replica: pid, incarnation, open streams, batcher counters."""
         return self._handles[shard].info.remote().result(timeout_s=self.timeout_s)
+
+    async def areplica_info(self, shard: str) -> Dict[str, Any]:
+        return await self._handles[shard].info.remote()
 
 
 def _pairs(state: Any) -> Any:
