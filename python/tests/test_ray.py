@@ -194,6 +194,35 @@ def test_step_streams_gives_a_failed_rows_error_and_the_other_rows_results(clien
         client.close_stream(k)
 
 
+def test_a_cancelled_frames_request_applies_none_of_its_frames_not_yet_batched(model):
+    # What Ray Serve does to a replica's task when the caller gives up, on the replica class
+    # itself (no cluster): the frames wait in the batcher's window, the task is cancelled;
+    # none may be applied, never the later ones alone.
+    xs = np.random.default_rng(6).standard_normal((5, D)).astype(np.float32)
+
+    async def run(method, args):
+        rep = ss.LSTMReplica(model, max_batch=16, max_wait_us=300_000, max_streams=16,
+                             max_time=8, cpu_path=PATH)
+        try:
+            # more open streams than frames queued: the batcher waits for its window
+            for sid in ["s"] + ["idle%d" % i for i in range(8)]:
+                await rep.open_stream(sid)
+            task = asyncio.ensure_future(getattr(rep, method)(*args))
+            await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.6)   # past the window: anything left would have run
+            return await rep.stream_state("s")
+        finally:
+            rep.batcher.close()
+
+    for method, args in (("frames", ("s", xs)), ("step_streams", (["s"] * 3, xs[:3]))):
+        state = asyncio.run(run(method, args))
+        assert all(not np.any(np.asarray(a)) for pair in state for a in pair), \
+            "%s: frames of a cancelled request were applied" % method
+
+
 def test_a_frame_for_a_stream_that_is_not_open_is_stream_state_lost_error(client):
     with pytest.raises(ss.StreamStateLostError, match="never-opened"):
         client.frame("never-opened", np.zeros(D, np.float32))
