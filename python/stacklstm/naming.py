@@ -30,9 +30,11 @@ def _torch_numbering(found: Dict[Tuple[int, int], Any], prefix: str) -> None:
     """Modules numbered 0..m-1 (or none: one nn.LSTM / nn.GRU), each one's layers 0..n-1:
     a gap is a missing layer, never a shorter stack."""
     mods = sorted({mod for mod, _ in found})
-    if mods != [-1] and mods != list(range(len(mods))):
-        raise ValueError("%smodule numbers %s are not 0..%d (a module's tensors missing?)"
-                         % (prefix, [m for m in mods if m >= 0], len(mods) - 1))
+    # one module, or modules numbered without a gap: an nn.Sequential may hold its LSTMs at
+    # any position (Sequential(Embedding, LSTM, Linear): "1.weight_ih_l0")
+    if mods != [-1] and (mods[0] < 0 or mods != list(range(mods[0], mods[0] + len(mods)))):
+        raise ValueError("%smodule numbers %s have a gap (a module's tensors missing?)"
+                         % (prefix, [m for m in mods if m >= 0]))
     for mod in mods:
         ks = sorted(k for m, k in found if m == mod)
         if ks != list(range(len(ks))):
@@ -223,8 +225,7 @@ def _tf_check_unread(names: List[str], scope: Optional[str], reader: Any) -> Non
                              "the checkpoint by its path (TensorFlow joins the parts) or join "
                              "the parts into %s" % (n, _TF_PART.sub("", n)))
         c = _TF_CELL.search(n)
-        if c is not None and _in_scope(n[:c.start() + (1 if n[c.start()] == "/" else 0)],
-                                       scope):
+        if c is not None and _in_scope(n[:c.end()], scope):
             cell = re.search(r"cell_\d+", c.group(0))
             raise ValueError("%s: a variable of %s that this reader does not read (a cell "
                              "of another kind, or one made with name=?); the layer would be "
@@ -603,23 +604,60 @@ def onnx_model_stack(model: Any, values: Optional[Dict[str, Any]] = None
     return layers, weights
 
 
-def _onnx_zeros(name: str, producers: Dict[str, Any], const: Any) -> bool:
-    """Whether the value `name` is a constant of zeros: an all-zero initializer or
-    Constant, or an Expand of one (torch.onnx.export's zero initial state)."""
-    v = const(name)
-    if v is None:
-        node = producers.get(name)
-        if node is None or node.op_type != "Expand" or not node.input:
-            return False
-        v = const(node.input[0])
-    return v is not None and not np.any(np.asarray(v))
+# Ops through which a recurrent node's initial state or lengths may come from the graph's
+# inputs (or zeros): slicing, reshaping, casting, broadcasting, as torch.onnx.export writes
+# them (a layer's h0 a Slice of the graph's h0; dynamic zeros a ConstantOfShape). The indices
+# are the data inputs (None: all).
+_ONNX_STATE_OPS: Dict[str, Optional[Tuple[int, ...]]] = {
+    "Slice": (0,), "Split": (0,), "Gather": (0,), "Squeeze": (0,), "Unsqueeze": (0,),
+    "Reshape": (0,), "Identity": (0,), "Expand": (0,), "Transpose": (0,), "Cast": (0,),
+    "Concat": None}
+
+
+def _onnx_run_source(name: str, producers: Dict[str, Any], graph_constants: Any,
+                     const: Any, zeros_ok: bool) -> Tuple[Optional[str], frozenset]:
+    """(problem, graph inputs): what `name` derives from, through _ONNX_STATE_OPS. problem is
+    None when every source is a graph input (a run's input) or, with zeros_ok, a zero
+    constant (a ConstantOfShape without a value, or of zero); else it says what fixes or
+    computes the value in the graph."""
+    todo, seen, inputs = [name], set(), set()
+    while todo:
+        n = todo.pop()
+        if not n or n in seen:
+            continue
+        seen.add(n)
+        if n in graph_constants:
+            if zeros_ok and not np.any(np.asarray(const(n))):
+                continue
+            return ("a nonzero constant of the graph" if zeros_ok else
+                    "a constant of the graph"), frozenset()
+        node = producers.get(n)
+        if node is None:
+            inputs.add(n)   # a graph input
+            continue
+        if node.op_type == "ConstantOfShape":
+            value = _onnx_attrs(node).get("value")
+            if value is not None:
+                from onnx import numpy_helper
+                value = numpy_helper.to_array(value)
+            if zeros_ok and (value is None or not np.any(value)):
+                continue
+            return ("a nonzero constant of the graph" if zeros_ok else
+                    "a constant of the graph"), frozenset()
+        if node.op_type not in _ONNX_STATE_OPS:
+            return "computed by a %s node %r" % (node.op_type, node.name), frozenset()
+        which = _ONNX_STATE_OPS[node.op_type]
+        todo.extend(node.input if which is None else
+                    [node.input[i] for i in which if i < len(node.input)])
+    return None, frozenset(inputs)
 
 
 def _onnx_check_run_inputs(node: Any, rnn_nodes: List[Any], producers: Dict[str, Any],
                            graph_constants: Any, const: Any, first: bool) -> None:
     """What a recurrent node takes besides its weights must be what a run of the stack
-    takes (Session.forward's input, initial state and lengths), never computed in the graph
-    or fixed in it: refused otherwise, naming the node and input."""
+    takes (Session.forward's input, initial state and lengths: graph inputs, sliced or
+    reshaped as torch writes them), never computed in the graph or fixed in it (zero initial
+    states excepted: the library's default): refused otherwise, naming the node and input."""
     what = "%s node %r" % (node.op_type, node.name)
     ins = list(node.input) + [""] * 8
     if first:
@@ -634,30 +672,23 @@ def _onnx_check_run_inputs(node: Any, rnn_nodes: List[Any], producers: Dict[str,
                              "is chosen per call)" % (what, ins[0], src.op_type, src.name))
     n_state = 7 if node.op_type == "LSTM" else 6
     for k, role in ((5, "initial_h"), (6, "initial_c"))[:n_state - 5]:
-        name = ins[k]
-        if not name or (name not in producers and name not in graph_constants):
-            continue   # none (zeros), or a graph input: Session.forward's initial_state
-        if _onnx_zeros(name, producers, const):
-            continue   # zeros fixed in the graph (torch's export): the library's default
-        src = producers.get(name)
-        raise ValueError("%s: its %s (%r) is %s: the library takes a stack's initial state "
-                         "per call (Session.forward's initial_state), so it would be lost; "
-                         "make it a graph input" % (
-                             what, role, name, "computed by a %s node %r" % (
-                                 src.op_type, src.name) if src is not None else
-                             "a nonzero constant of the graph"))
-    lens = ins[4]
-    if lens and (lens in producers or lens in graph_constants):
+        problem, _ = _onnx_run_source(ins[k], producers, graph_constants, const, True)
+        if problem is not None:
+            raise ValueError("%s: its %s (%r) is %s: the library takes a stack's initial "
+                             "state per call (Session.forward's initial_state), so it would "
+                             "be lost; make it a graph input" % (what, role, ins[k], problem))
+    lens_of = [_onnx_run_source((list(n.input) + [""] * 8)[4], producers, graph_constants,
+                                const, False) for n in (node, rnn_nodes[0])]
+    if lens_of[0][0] is not None:
         raise ValueError("%s: its sequence_lens (%r) is %s: the library takes lengths per "
                          "call (Session.forward's sequence_lengths); make it a graph input"
-                         % (what, lens, "a constant of the graph" if lens in graph_constants
-                            else "computed by a %s node" % producers[lens].op_type))
-    first_lens = (list(rnn_nodes[0].input) + [""] * 8)[4]
-    if lens != first_lens:
-        raise ValueError("%s: its sequence_lens (%r) differs from the first recurrent "
-                         "node's (%r): the library applies one set of lengths to every "
-                         "layer, so every node must take the same input (or none)"
-                         % (what, lens, first_lens))
+                         % (what, ins[4], lens_of[0][0]))
+    if lens_of[0][1] != lens_of[1][1]:
+        raise ValueError("%s: its sequence_lens (%r, from %s) differs from the first "
+                         "recurrent node's (from %s): the library applies one set of lengths "
+                         "to every layer, so every node must take the same input (or none)"
+                         % (what, ins[4], sorted(lens_of[0][1]) or "none",
+                            sorted(lens_of[1][1]) or "none"))
 
 
 # Ops through which a graph output may come from the stack: reshaping and concatenation.
@@ -786,22 +817,47 @@ _KERAS_OTHER_RECURRENT = ("RNN", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvL
                           "StackedRNNCells", "LSTMCell", "GRUCell", "SimpleRNNCell")
 
 
-def _keras_input_layer(layer: Any, model_layers: List[Any]) -> Tuple[bool, Any]:
+def _keras_model_nodes(model: Any, layer: Any) -> Optional[List[Any]]:
+    """The calls of `layer` inside `model` (its graph's nodes: `_nodes_by_depth`, tf_keras
+    and Keras 3), or None when the model does not hold them. A layer may be shared with
+    other models (Keras' seq2seq inference decoder): only this model's calls count."""
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if not by_depth:
+        return None
+    out = []
+    for nodes in by_depth.values():
+        for n in nodes:
+            owner = getattr(n, "layer", None)
+            if owner is None:
+                owner = getattr(n, "operation", None)
+            if owner is layer:
+                out.append(n)
+    return out
+
+
+def _keras_input_layer(layer: Any, model: Any) -> Tuple[bool, Any]:
     """(known, producer): the layer of the model that computes `layer`'s input, through
     identity layers (Dropout, ...), None for the model's input; known is False when the
     model holds no graph (a Sequential never called). Refuses a layer called more than once
-    and initial states computed by the model's layers."""
+    in the model and initial states computed by the model's layers."""
     src = layer
-    ids = {id(x) for x in model_layers}
+    ids = {id(x) for x in model.layers}
     while True:
-        nodes = getattr(src, "_inbound_nodes", None)
-        if nodes is not None and len(nodes) > 1:
-            raise ValueError("%s: the layer is called %d times; the library reads one chain "
-                             "of recurrent layers" % (src.name, len(nodes)))
-        try:
-            inp = src.input
-        except Exception:   # never called (a Sequential without an Input): no graph to read
-            return False, None
+        nodes = _keras_model_nodes(model, src)
+        if nodes:   # the model's own graph
+            calls = len(nodes)
+            inp: Any = getattr(nodes[0], "input_tensors", None)   # a tensor or a list (no
+            if inp is None or (isinstance(inp, (list, tuple)) and len(inp) == 0):  # bool())
+                return False, None
+        else:
+            calls = len(getattr(src, "_inbound_nodes", None) or [None])
+            try:
+                inp = src.input
+            except Exception:   # never called (a Sequential without an Input): no graph
+                return False, None
+        if calls > 1:
+            raise ValueError("%s: the layer is called %d times in the model; the library reads "
+                             "one chain of recurrent layers" % (src.name, calls))
         if isinstance(inp, (list, tuple)):
             # initial states (inputs of the model: given per call, Session.forward's
             # initial_state) or a mask; a state computed by a layer of the model is refused
@@ -821,6 +877,16 @@ def _keras_input_layer(layer: Any, model_layers: List[Any]) -> Tuple[bool, Any]:
         src = producer
 
 
+def _keras_has_recurrent(model: Any) -> bool:
+    """Whether a (nested) model holds a recurrent layer, at any depth."""
+    for layer in getattr(model, "layers", []):
+        kind = type(layer).__name__
+        if kind in _KERAS_RECURRENT or kind in _KERAS_OTHER_RECURRENT or (
+                hasattr(layer, "layers") and _keras_has_recurrent(layer)):
+            return True
+    return False
+
+
 def _keras_check_structure(model: Any) -> None:
     """The recurrent layers of `model` must be one chain, with nothing between them that
     computes (refused, naming the layer): the library computes the recurrent stack alone."""
@@ -832,9 +898,11 @@ def _keras_check_structure(model: Any) -> None:
             raise ValueError("%s: a %s layer is not one the library reads (LSTM, GRU, "
                              "CuDNNLSTM, CuDNNGRU, Bidirectional of LSTM or GRU)"
                              % (layer.name, kind))
-        if hasattr(layer, "layers") and hasattr(layer, "get_weights"):
-            raise ValueError("%s: a nested model (%s): the library reads the recurrent layers "
-                             "of one flat model; flatten it" % (layer.name, kind))
+        if hasattr(layer, "layers") and hasattr(layer, "get_weights") and \
+                _keras_has_recurrent(layer):
+            raise ValueError("%s: a nested model (%s) with recurrent layers: the library reads "
+                             "the recurrent layers of one flat model; flatten it"
+                             % (layer.name, kind))
     if not rec:
         return
     last = rec[-1]
@@ -845,7 +913,7 @@ def _keras_check_structure(model: Any) -> None:
                              "recurrent stack alone, so its output would differ"
                              % (layer.name, kind))
     for i, k in enumerate(rec):
-        known, src = _keras_input_layer(all_layers[k], all_layers)
+        known, src = _keras_input_layer(all_layers[k], model)
         if i == 0:
             if src is not None and type(src).__name__ in _KERAS_RECURRENT:
                 raise ValueError("%s: its input comes from %s, after it in the model's "

@@ -129,6 +129,7 @@ class _Module:
 
     model: Model
     batch_first: bool
+    bias: bool
     dropout: float
     num_layers: int
     input_size: int

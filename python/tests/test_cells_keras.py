@@ -136,3 +136,22 @@ def test_what_the_library_does_not_compute_is_refused_naming_the_layer(make, wha
 def test_the_lstm_only_reader_points_a_gru_to_the_stack_reader():
     with pytest.raises(ValueError, match="keras_model_stack"):
         naming.keras_model_layers(sequential(4, L.GRU(3)))
+
+
+def test_a_decoder_layer_shared_with_a_training_model_reads_as_its_inference_model(x):
+    # keras.io's seq2seq: the decoder LSTM is called by the training model and again by the
+    # inference decoder, whose initial states are its own inputs
+    enc_in, dec_in = keras.Input((None, 4)), keras.Input((None, 4))
+    _, sh, sc = L.LSTM(3, return_state=True)(enc_in)
+    dec = L.LSTM(3, return_sequences=True, return_state=True)
+    dec(dec_in, initial_state=[sh, sc])
+    h_in, c_in = keras.Input((3,)), keras.Input((3,))
+    out, _, _ = dec(dec_in, initial_state=[h_in, c_in])
+    km = randomised(keras.Model([dec_in, h_in, c_in], out), 8)
+    h, c = (np.random.default_rng(k).uniform(-1, 1, (3, 3)) for k in (1, 2))
+    want = km.predict([x, h, c], verbose=0)
+    with stacklstm.Model.from_keras(km) as m:
+        init = stacklstm.state_from_keras([h, c], layers=m.layers)
+        with m.session(3, 6) as s:
+            got, _ = s.forward(x.astype(np.float32), initial_state=init)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)

@@ -88,6 +88,26 @@ def test_a_batch_first_stack_exported_by_torch_reads_the_same(x):
                                    atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("kind, with_state", [("LSTM", True), ("GRU", True), ("GRU", False)])
+def test_a_stack_exported_with_dynamic_axes_and_initial_states_reads_the_same(kind,
+                                                                               with_state, x):
+    # torch writes zero states of a dynamic batch as ConstantOfShape, and each layer's given
+    # h0 / c0 as a Slice of the graph's input: both are a run's initial state, not the graph's
+    torch = pytest.importorskip("torch")
+    mod = torch_module(kind, input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
+    xt = torch.zeros(5, 2, 3)
+    h0 = torch.zeros(4, 2, 4)
+    args = (xt, ((h0, h0) if kind == "LSTM" else h0)) if with_state else (xt,)
+    names = ["x"] + (["h0", "c0"] if kind == "LSTM" else ["h0"]) * with_state
+    f = io.BytesIO()
+    torch.onnx.export(mod, args, f, opset_version=14, input_names=names,
+                      dynamic_axes={n: {0: "T", 1: "B"} if n == "x" else {1: "B"}
+                                    for n in names})
+    with stacklstm.Model.from_onnx(onnx.load_from_string(f.getvalue())) as model:
+        np.testing.assert_allclose(our_numbers(model, x), torch_numbers(mod, x),
+                                   atol=ATOL, rtol=0)
+
+
 def test_a_model_file_path_is_read_too(tmp_path):
     path = str(tmp_path / "m.onnx")
     onnx.save(node_graph("GRU", linear_before_reset=1), path)
@@ -230,8 +250,9 @@ def test_sequence_lens_fixed_in_the_graph_is_refused():
 def test_sequence_lens_on_some_nodes_only_is_refused():
     g = with_second_node(with_input(node_graph("LSTM"), 4, "lens"))
     del g.graph.output[:]
-    with pytest.raises(ValueError, match="node 'rnn1': its sequence_lens \\(''\\) differs from "
-                                         "the first recurrent node's \\('lens'\\)"):
+    with pytest.raises(ValueError, match="node 'rnn1': its sequence_lens \\('', from none\\) "
+                                         "differs from the first recurrent node's \\(from "
+                                         "\\['lens'\\]\\)"):
         stacklstm.Model.from_onnx(g)
 
 

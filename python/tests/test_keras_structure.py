@@ -144,11 +144,16 @@ def test_an_initial_state_computed_in_the_model_is_refused_and_a_model_input_is_
     assert layers == [Layer.gru(4, reset_after=True)]
 
 
+def nested(name, t, *layers):
+    """A nested model (a layer with layers) holding `layers`."""
+    return type("Sequential", (KerasLayer,), {"layers": list(layers)})(name, t)
+
+
 @pytest.mark.parametrize("make, what", [
     (lambda t: RNN("rnn", t), "a RNN layer is not one the library reads"),
-    (lambda t: type("Sequential", (KerasLayer,), {"layers": []})("seq", t),
-     "a nested model"),
-], ids=["rnn_cell", "nested"])
+    (lambda t: nested("seq", t, LSTM("inner", 4)), "a nested model .* with recurrent layers"),
+    (lambda t: nested("pre", t, Dense("d")), r"pre \(Sequential\) sits between"),
+], ids=["rnn_cell", "nested", "nested-between"])
 def test_recurrent_layers_the_library_does_not_read_are_refused_not_skipped(make, what):
     with pytest.raises(ValueError, match=what):
         naming.keras_model_stack(stack(make))
@@ -195,3 +200,35 @@ def test_a_cudnn_gru_is_a_reset_after_gru_in_the_keras_cudnn_format():
             [g.get_weights()], "keras_cudnn", layers=[Layer.gru(4, reset_after=True)]) as w:
         for a, b in zip(m.export("canonical")[0], w.export("canonical")[0]):
             assert np.array_equal(a, b)
+
+
+def test_a_nested_model_without_recurrent_layers_before_the_stack_is_not_part_of_it():
+    inp = InputLayer("input")
+    pre = nested("pre", Tensor(inp), Dense("d"))
+    a = LSTM("a", 4, Tensor(pre))
+    _, layers, _ = naming.keras_model_stack(Model(inp, pre, a))
+    assert layers == [Layer.lstm(4)]
+
+
+class Node:
+    """A call of a layer in a model's graph (`_nodes_by_depth`)."""
+
+    def __init__(self, layer, *inputs):
+        self.layer, self.input_tensors = layer, list(inputs)
+
+
+def test_a_layer_shared_with_another_model_counts_this_models_call_only():
+    # Keras' seq2seq inference decoder: the decoder LSTM is also called by the training model
+    # (two inbound nodes), once in this one, with initial states that are this model's inputs.
+    inp, h_in, c_in, enc_in = (InputLayer(n) for n in ("x", "h", "c", "enc"))
+    enc = LSTM("enc", 4, Tensor(enc_in))
+    dec = LSTM("dec", 4, calls=2)
+    m = Model(inp, h_in, c_in, dec)
+    m._nodes_by_depth = {0: [Node(dec, Tensor(inp), Tensor(h_in), Tensor(c_in))],
+                         1: [Node(inp), Node(h_in), Node(c_in)]}
+    _, layers, _ = naming.keras_model_stack(m)
+    assert layers == [Layer.lstm(4)]
+    twice = Model(inp, enc, dec)   # called twice in this model: refused
+    twice._nodes_by_depth = {0: [Node(dec, Tensor(inp)), Node(dec, Tensor(enc))]}
+    with pytest.raises(ValueError, match="dec: the layer is called 2 times in the model"):
+        naming.keras_model_stack(twice)

@@ -80,8 +80,16 @@ def test_a_torch_state_dict_missing_a_middle_layer_is_refused_not_a_shorter_stac
 def test_a_module_list_missing_a_module_is_refused_not_a_shorter_stack():
     one = torch_like_state_dict(np.random.default_rng(0), 4, 4, 1)
     sd = {"%d.%s" % (k, n): v for k in (0, 2) for n, v in one.items()}
-    with pytest.raises(ValueError, match=r"module numbers \[0, 2\] are not 0..1"):
+    with pytest.raises(ValueError, match=r"module numbers \[0, 2\] have a gap"):
         stacklstm.Model.from_torch_state_dict(sd)
+
+
+def test_lstms_at_a_later_position_of_a_sequential_import():
+    # nn.Sequential(Embedding, LSTM, Linear): the LSTM's keys are "1.weight_ih_l0", ...
+    one = torch_like_state_dict(np.random.default_rng(0), 4, 4, 1)
+    sd = dict({"1.%s" % n: v for n, v in one.items()}, **{"0.weight": np.zeros((9, 4))})
+    assert same_numbers(stacklstm.Model.from_torch_state_dict(sd),
+                        stacklstm.Model.from_torch_state_dict(one))
 
 
 def test_a_misspelt_tensor_name_in_a_layers_dict_is_refused_not_dropped():
@@ -130,9 +138,10 @@ def test_tf_variables_of_a_cell_made_with_a_name_are_refused_not_dropped():
     v["rnn/multi_rnn_cell/cell_1/top/kernel"] = rng.standard_normal((8, 16))
     v["rnn/multi_rnn_cell/cell_1/top/bias"] = rng.standard_normal(16)
     for read in (stacklstm.Model.from_tf_variables, naming.tf_variable_layers):
-        with pytest.raises(ValueError, match="cell_1/top/(kernel|bias): a variable of cell_1 "
-                                             "that this reader does not read"):
-            read(v)
+        for scope in (None, "rnn", "rnn/multi_rnn_cell"):
+            with pytest.raises(ValueError, match="cell_1/top/(kernel|bias): a variable of "
+                                                 "cell_1 that this reader does not read"):
+                read(v, scope=scope)
 
 
 def test_the_basic_tf_reader_refuses_a_gru_layer_instead_of_dropping_it():
