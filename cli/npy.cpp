@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <utility>
 
 #include "util.hpp"
 
@@ -436,44 +437,76 @@ std::string write_and_close(std::FILE* f, const std::vector<std::uint8_t>& bytes
 
 }  // namespace
 
+namespace {
+
+// The directory part of a path ("" or ending in '/') and its last component.
+std::pair<std::string, std::string> split_path(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return {std::string(), path};
+  return {path.substr(0, slash + 1), path.substr(slash + 1)};
+}
+
+// What a symbolic link names, one level (relative targets from the link's directory).
+std::string link_target(const std::string& link) {
+  std::string target(4096, '\0');
+  const ssize_t n = readlink(link.c_str(), &target[0], target.size());
+  if (n < 0 || static_cast<std::size_t>(n) >= target.size()) {
+    throw Failure("cannot write " + quoted(link) + ": cannot read the symbolic link (" +
+                  error_text() + ")");
+  }
+  target.resize(static_cast<std::size_t>(n));
+  return target[0] == '/' ? target : split_path(link).first + target;
+}
+
+}  // namespace
+
 OutputFile::OutputFile(const std::string& path, std::vector<std::uint8_t> bytes)
     : path_(path), target_(path), bytes_(std::move(bytes)) {
   struct stat st {};
-  if (lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-    // A symbolic link: its target is written (the link stays a link).
-    char* resolved = realpath(path.c_str(), nullptr);
-    if (resolved == nullptr) {
-      throw Failure("cannot write " + quoted(path) + ": a symbolic link to nothing (" +
-                    error_text() + ")");
-    }
-    target_ = resolved;
-    std::free(resolved);
+  bool exists = stat(path.c_str(), &st) == 0;   // follows links
+  struct stat lst {};
+  if (lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    if (exists && S_ISREG(st.st_mode)) {
+      // A link to a file: the file is replaced (the link stays a link).
+      char* resolved = realpath(path.c_str(), nullptr);
+      if (resolved == nullptr) throw Failure("cannot write " + quoted(path) + ": " + error_text());
+      target_ = resolved;
+      std::free(resolved);
+    } else if (!exists) {
+      target_ = link_target(path);   // a link to a file not made yet: the file is made
+    }   // else a link to a device, FIFO or socket (/dev/stdout): written through, below
   }
-  const std::size_t slash = target_.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? std::string() : target_.substr(0, slash + 1);
-  const std::string base = slash == std::string::npos ? target_ : target_.substr(slash + 1);
+  const auto [dir, base] = split_path(target_);
   if (base.empty()) throw Failure(quoted(path) + " names a directory, not a file");
-  const bool exists = stat(target_.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode)) throw Failure(quoted(path) + " is a directory");
   if (exists && !S_ISREG(st.st_mode)) {
     // A device, FIFO or socket (e.g. /dev/null): written in place at commit, never replaced.
     direct_ = true;
-    if (access(target_.c_str(), W_OK) != 0) {
+    if (access(path.c_str(), W_OK) != 0) {
       throw Failure("cannot write " + quoted(path) + ": " + error_text());
     }
+    target_ = path;
     return;
   }
-  tmp_ = dir + "." + base + ".tmp-" + std::to_string(getpid());
-  std::FILE* f = std::fopen(tmp_.c_str(), "wb");
-  if (f == nullptr) {
-    tmp_.clear();
-    throw Failure("cannot write " + quoted(path) + ": " + error_text());
+  // A temporary file of a name no other process holds (mkstemp: created, never followed).
+  std::string tmpl = dir + "." + base + ".tmp-XXXXXX";
+  const int fd = mkstemp(&tmpl[0]);
+  if (fd < 0) throw Failure("cannot write " + quoted(path) + ": " + error_text());
+  tmp_ = tmpl;
+  // The mode: a replaced file keeps its own (a private output stays private), a new one
+  // gets what the umask leaves of 0666, as fopen would have made it.
+  mode_t mode = 0;
+  if (exists) {
+    mode = st.st_mode & 07777;
+  } else {
+    const mode_t mask = umask(0);
+    umask(mask);
+    mode = 0666 & ~mask;
   }
-  // A file replaced keeps its permissions (a private output stays private).
-  if (exists && fchmod(fileno(f), st.st_mode & 07777) != 0) {
+  std::FILE* f = fchmod(fd, mode) == 0 ? fdopen(fd, "wb") : nullptr;
+  if (f == nullptr) {
     const std::string why = error_text();
-    std::fclose(f);
+    close(fd);
     discard();
     throw Failure("cannot write " + quoted(path) + ": " + why);
   }
@@ -507,11 +540,29 @@ void OutputFile::commit() {
   tmp_.clear();
 }
 
+namespace {
+
+// A path's file as one spelling: the real path of its directory and its last component
+// (the file need not exist; "" when the directory does not).
+std::string canonical_file(const std::string& path) {
+  const auto [dir, base] = split_path(path);
+  char* real = realpath(dir.empty() ? "." : dir.c_str(), nullptr);
+  if (real == nullptr) return std::string();
+  std::string out = std::string(real) + "/" + base;
+  std::free(real);
+  return out;
+}
+
+}  // namespace
+
 bool same_file(const std::string& a, const std::string& b) {
   if (a == b) return true;
   struct stat sa {}, sb {};
-  return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
+  if (stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0) {
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  }
+  const std::string ca = canonical_file(a);   // a file not made yet, spelt two ways
+  return !ca.empty() && ca == canonical_file(b);
 }
 
 void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes) {

@@ -156,9 +156,20 @@ expect_ok "$cli" run model.safetensors x.npy -o /dev/null --initial-state state0
   --final-state f2.npy
 [ -c /dev/null ] && ok || bad "/dev/null is no longer a character device"
 same_file f2.npy expected_state.npy
-# The two outputs on one path: refused (one would replace the other).
+# The two outputs on one path, also spelt two ways: refused (one would replace the other).
 expect_error 2 "run: -o and --final-state name the same file" -- \
   "$cli" run model.safetensors x.npy -o same.npy --final-state same.npy
+expect_error 2 "run: -o and --final-state name the same file" -- \
+  "$cli" run model.safetensors x.npy -o same.npy --final-state ./same.npy
+[ ! -e same.npy ] && ok || bad "a refused run left same.npy behind"
+# A link to a file not made yet: the file is made (the link kept); a link to a pipe
+# (/dev/stdout into a pipe) is written through.
+rm -f made.npy && ln -sf made.npy dangling.npy
+expect_ok "$cli" run model.safetensors x.npy -o dangling.npy
+[ -L dangling.npy ] && ok || bad "the dangling link dangling.npy was replaced by a file"
+same_file made.npy expected.npy
+"$cli" run model.safetensors x.npy -o /dev/stdout 2> err.txt | cat > piped.npy
+same_file piped.npy expected.npy
 # One output that cannot be written: neither is left behind.
 rm -f y_fail.npy
 expect_error 1 "run: cannot write no-such-dir/f.npy" -- \

@@ -718,11 +718,8 @@ class SessionOptions {
   }
   SessionOptions& operator=(const SessionOptions& other) {
     if (this != &other) {
-      o_ = other.o_;
-      config_ = other.config_;
-      pool_ = other.pool_;
-      has_pool_ = other.has_pool_;
-      point_into_this();
+      SessionOptions copy(other);   // what may throw (the string's copy) happens first
+      *this = std::move(copy);
     }
     return *this;
   }
