@@ -297,18 +297,28 @@ TEST_CASE("on AMX, a row of NaN inputs leaves the other rows' numbers as they ar
   CHECK(std::isnan(all.output[static_cast<std::size_t>(T * H)]));  // row 1 itself: NaN
 }
 
-// The generic path (stacks beyond BasicLSTMCell: docs/cells.md) takes AMX only when asked.
+// The generic path (stacks beyond BasicLSTMCell: docs/cells.md): AMX as on the fused path.
 
-TEST_CASE("cpu.amx=auto leaves a GRU, LSTMP or bidirectional stack's GEMMs on the FMAs",
+TEST_CASE("cpu.amx=auto puts a GRU, LSTMP or bidirectional BF16 stack on AMX where it can",
           "[precision][cpu-fast]") {
-  t::Model m = t::random_stack(6, {t::gru_layer(20, true)}, 3);
+  slstm_layer_config lstmp = t::lstm_layer(12);
+  lstmp.proj_size = 5;
+  const slstm_layer_config bidi =
+      t::with_direction(t::lstm_layer(7), SLSTM_DIRECTION_BIDIRECTIONAL);
+  t::Model m = t::random_stack(6, {t::gru_layer(20, true), lstmp, bidi}, 3);
   t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=auto", 2, 2);
-  CHECK_THAT(amx_of(s.get()), StartsWith("off (cpu.amx=auto)"));
-  CHECK_THAT(t::json_value(t::describe_json(s.get()), "operands"),
-             !Contains("AMX tiles"));
+  t::Session fp32 = session_ok(m.get(), SLSTM_PRECISION_FP32, "cpu.amx=auto", 2, 2);
+  CHECK_THAT(amx_of(fp32.get()), StartsWith("off (cpu.amx=auto): it needs a BF16 session"));
+  if (amx_here()) {
+    CHECK_THAT(amx_of(s.get()), StartsWith("on (cpu.amx=auto)"));
+    CHECK_THAT(t::json_value(t::describe_json(s.get()), "operands"), Contains("AMX tiles"));
+  } else {
+    CHECK_THAT(amx_of(s.get()), StartsWith("off (cpu.amx=auto): it needs"));
+    CHECK_THAT(t::json_value(t::describe_json(s.get()), "operands"), !Contains("AMX tiles"));
+  }
 }
 
-TEST_CASE("on AMX with cpu.amx=on, every kind of layer is within the written tolerance",
+TEST_CASE("on AMX, every kind of layer is within the written tolerance",
           "[precision][cpu-fast][accuracy]") {
   if (!amx_here()) return;
   // Every layer kind of the zoo, then a wide GRU / LSTMP stack whose K crosses the 32-k tiles
@@ -351,7 +361,7 @@ TEST_CASE("on AMX with cpu.amx=on, every kind of layer is within the written tol
   }
 }
 
-TEST_CASE("on AMX with cpu.amx=on, a generic stack's rows do not depend on batch, team or call",
+TEST_CASE("on AMX, a generic stack's rows do not depend on batch, team or call",
           "[precision][cpu-fast][streaming]") {
   if (!amx_here()) return;
   // B = 35 (tiles of 16 + 16 + 3 rows; the projection's chunk crosses blocks of 32) on one

@@ -52,11 +52,19 @@ SHAPES = [  # (name, input, hidden sizes or stacklstm.Layer list, batch, time)
     ("H=1024, B=16, T=25", 1024, [1024], 16, 25),
     ("H=1024, B=64, T=25", 1024, [1024], 64, 25),
     ("H=2048, B=16, T=25", 2048, [2048], 16, 25),
-    # The generic path (docs/cells.md): every weight matrix in 16 bits.
+    # The generic path (docs/cells.md): every weight matrix in 16 bits (AMX tiles where
+    # cpu.amx=auto takes them, since 0.16).
     ("GRU H=512, B=4, T=50", 512, [stacklstm.Layer("gru", 512, gru_reset_after=True)], 4, 50),
     ("GRU H=1024, B=1, T=25", 1024, [stacklstm.Layer("gru", 1024, gru_reset_after=True)], 1, 25),
     ("LSTMP 2 x H=512 P=128, B=1, T=100", 128,
      [stacklstm.Layer("lstm", 512, proj_size=128)] * 2, 1, 100),
+    # ... and at batches where the FLOPs bound a step (AMX's tiles by default since 0.16).
+    ("GRU H=1024, B=16, T=25", 1024, [stacklstm.Layer("gru", 1024, gru_reset_after=True)], 16,
+     25),
+    ("LSTMP 2 x H=1024 P=256, B=32, T=25", 256,
+     [stacklstm.Layer("lstm", 1024, proj_size=256)] * 2, 32, 25),
+    ("bidirectional H=512, B=16, T=50", 512,
+     [stacklstm.Layer("lstm", 512, direction="bidirectional")], 16, 50),
 ]
 
 SESSIONS = [("fp32", "fp32", None), ("bf16", "bf16", None), ("bf16 fma", "bf16", "cpu.amx=off"),

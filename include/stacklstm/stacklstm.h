@@ -634,9 +634,9 @@ typedef struct slstm_session_options {
    *                  FMAs.  BF16's numbers either way (docs/precision.md), summed in the
    *                  tiles' own order: not the FMA kernels' bits, but the same bits
    *                  whatever the batch, split, threads or chunks.  Other stacks (GRU,
-   *                  LSTMP, bidirectional, ...) take it for every GEMM with on only (since
-   *                  0.15.2, not yet run on an AMX CPU: docs/precision.md); the reference
-   *                  path never.  The plan's "amx" says which and why.
+   *                  LSTMP, bidirectional, ...) take it for every GEMM (with on since
+   *                  0.15.2, with auto since 0.16); the reference path never.  The plan's
+   *                  "amx" says which and why.
    *                  Linux: the first such session asks the kernel for the tile state
    *                  (arch_prctl); from then on the process's signal frames are ~11 KiB
    *                  larger and sigaltstack() refuses alternate stacks too small for them:

@@ -941,12 +941,7 @@ class CpuGenericBackend final : public HostBackend {
     const bool can16 = stores_wh16(kernel.kernel, precision_);
     const bool store16 = can16 && config.settings.cpu_wh16;
     // BF16 on AMX's tiles (cpu.amx, as on the BasicLSTMCell path): every GEMM.
-    // (auto: not yet, until these GEMMs have run on an AMX CPU: see docs/precision.md.)
-    AmxChoice amx = choose_amx(config.settings, kernel.kernel, precision_);
-    if (amx.use && config.settings.cpu_amx != Settings::Amx::kOn) {
-      amx = {false, "off (cpu.amx=auto): this stack's GEMMs take AMX with cpu.amx=on only "
-                    "(not yet run on an AMX CPU)"};
-    }
+    const AmxChoice amx = choose_amx(config.settings, kernel.kernel, precision_);
     amx_ = amx.use;
     if (rounds_operands(precision_)) {
       plan_.params.push_back(
