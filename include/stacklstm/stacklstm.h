@@ -841,7 +841,12 @@ typedef struct slstm_forward_args {
    *  (cast to the pointer types above; counts in elements), for SLSTM_MEMORY_DEVICE buffers
    *  of a CUDA session on its generic path (keyed setting cuda.generic; not yet run on a
    *  GPU); elsewhere SLSTM_ERR_UNSUPPORTED naming data_type.  The input's values are what
-   *  the stack reads; the output is the float result rounded to nearest even. */
+   *  the stack reads; the output is the float result rounded to nearest even.
+   *  It sits in what was the tail padding of the 0.1-0.6 struct (the sizeof did not change):
+   *  a caller built against those headers must have initialised the struct with
+   *  slstm_forward_args_init (or zeroed it), else its padding is read here and a value
+   *  other than 0, 1 or 2 is refused naming data_type.  (Fields added since are appended
+   *  beyond the older sizeof: tests/abi/layout-lp64.txt.) */
   slstm_data_type data_type;
 } slstm_forward_args;
 
