@@ -21,7 +21,7 @@ A worker thread takes what has arrived: when the first request of a window arriv
 until ``max_batch`` requests are queued or ``max_wait_us`` microseconds have passed since
 that first arrival, whichever is first (a queued stream operation -- open, close, reset,
 state read -- ends the window at once: callers wait on those; so does a queue holding only
-frames, at least one per open stream: no further frame is expected), then makes one
+frames, at least one of every open stream: no further frame is expected), then makes one
 ``Streams.step`` call for up to ``max_batch`` frames (of distinct streams) and padded
 ``Session.forward`` calls with ``sequence_lengths`` for up to ``max_batch`` sequences (sorted
 by length, cut where padding would exceed ``max_padding``), and resolves each caller's
@@ -217,6 +217,7 @@ class Batcher:
         self._arrival = 0.0                     # when the oldest queued request arrived
         self._controls = 0                      # stream operations queued (end the window)
         self._frames = self._seqs = 0           # frames / sequences queued
+        self._frame_streams: Dict[Hashable, int] = {}   # stream id -> its frames queued
         self._closing = False
         self._drain = False
         self._stats = {"batches": 0, "frames": 0, "sequences": 0, "frame_calls": 0,
@@ -234,6 +235,7 @@ class Batcher:
                                          % _OP_NAMES.get(req.kind, "sequence"))
             if req.kind == _FRAME:
                 self._frames += 1
+                self._frame_streams[req.stream] = self._frame_streams.get(req.stream, 0) + 1
             elif req.kind == _SEQ:
                 self._seqs += 1
             else:
@@ -521,10 +523,12 @@ class Batcher:
             self._free()
 
     def _full(self):
-        """Under the lock: no point waiting longer -- only frames are queued, and at least as
-        many as there are open streams (with each stream's caller waiting for its frame's
-        result, as in a closed loop, no other frame can come before this batch is run)."""
-        return (not self._seqs and self._frames > 0 and self._frames >= len(self._slots))
+        """Under the lock: no point waiting longer -- only frames are queued, and of as many
+        streams as are open (with each stream's caller waiting for its frame's result, as in
+        a closed loop, no other stream's frame can come before this batch is run; several
+        frames of one stream count once)."""
+        return (not self._seqs and self._frames > 0
+                and len(self._frame_streams) >= len(self._slots))
 
     def _take(self):
         """Under the lock: the ops to run now (in order), the frames (distinct streams) and
@@ -556,6 +560,10 @@ class Batcher:
         self._queue = keep
         self._controls = sum(1 for r in keep if r.kind not in (_FRAME, _SEQ))
         self._frames = sum(1 for r in keep if r.kind == _FRAME)
+        self._frame_streams = {}
+        for r in keep:
+            if r.kind == _FRAME:
+                self._frame_streams[r.stream] = self._frame_streams.get(r.stream, 0) + 1
         self._seqs = sum(1 for r in keep if r.kind == _SEQ)
         self._arrival = 0.0   # what was left has waited its window: it runs next, at once
         return controls, frames, seqs

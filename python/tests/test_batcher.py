@@ -380,6 +380,22 @@ def test_frames_do_not_wait_for_the_window_when_every_open_stream_has_one_queued
         assert time.monotonic() - t0 < 5
 
 
+def test_frames_of_one_stream_do_not_end_the_window_while_another_stream_has_none(model):
+    with make(model, max_batch=64, max_wait_us=20_000_000) as b:   # a 20 s window
+        b.open_stream("a")
+        b.open_stream("b")
+        a1 = b.submit_frame("a", np.zeros(D, np.float32))
+        a2 = b.submit_frame("a", np.ones(D, np.float32))
+        time.sleep(0.2)
+        assert not a1.done()      # two frames queued, but "b" may still send one
+        t0 = time.monotonic()
+        b1 = b.submit_frame("b", np.ones(D, np.float32))
+        for f in (a1, b1, a2):
+            f.result(10)
+        assert time.monotonic() - t0 < 5
+        assert b.stats()["frame_calls"] == 2    # a1 with b1, then a2
+
+
 def test_a_sequence_waits_for_the_window_to_gather_others(model):
     with make(model, max_batch=4, max_wait_us=300_000) as b:
         t0 = time.monotonic()
