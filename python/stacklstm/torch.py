@@ -196,8 +196,6 @@ class _Module:
             raise ValueError("input.size(-1) must be %d (input_size), got %d"
                              % (self.input_size, x.shape[-1]))
         B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
-        if B == 0:
-            raise ValueError("input has batch size 0")
         if T == 0 and not packed:
             raise ValueError("input has sequence length 0 (%s refuses it too)" % ref)
         return x, B, T, unbatched, packed, lengths
@@ -314,6 +312,8 @@ class _Module:
         out = torch.empty((B, T, W) if self.batch_first else (T, B, W), dtype=torch.float32,
                           device=dev)
         final = torch.empty(layout.count(B), dtype=torch.float32, device=dev)
+        if B == 0:   # an empty batch: empty outputs and states, as torch's modules give
+            return out, _unpack(layout, final, B)
         init = None if pieces is None else _arg(_pack(layout, pieces, B, dev))
         session.forward(_arg(x), initial_state=init, sequence_lengths=lengths,
                         time_major=not self.batch_first, out=_arg(out),
@@ -554,7 +554,7 @@ class LSTM(_Module, nn.Module):
         if not x.is_contiguous():
             x = x.contiguous()
         session = self._session(x.device, B, T)
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or B == 0:
             out, final = self._run_cuda(session, x, h0c0, B, T, lengths)
         else:
             out, final = self._run_cpu(session, x, h0c0, B, lengths)

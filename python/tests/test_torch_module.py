@@ -140,6 +140,42 @@ def test_unbatched_input_and_state_as_nn_lstm():
     assert close(got, want) and close(gh, wh) and close(gc, wc)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "lstm-sizes", "lstm-bidirectional", "gru"])
+@pytest.mark.parametrize("with_hx", [False, True])
+def test_an_empty_batch_gives_empty_outputs_and_states_as_the_torch_module(kind, with_hx):
+    torch.manual_seed(3)
+    if kind == "gru":
+        ref = torch.nn.GRU(5, 7, num_layers=2).eval()
+        ours = slt.GRU.from_torch(ref)
+        hx = torch.zeros(2, 0, 7) if with_hx else None
+    elif kind == "lstm-bidirectional":
+        ref = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True).eval()
+        ours = slt.LSTM.from_torch(ref)
+        hx = (torch.zeros(4, 0, 7), torch.zeros(4, 0, 7)) if with_hx else None
+    else:
+        ref = torch.nn.LSTM(5, 7, num_layers=2).eval()
+        ours = slt.LSTM.from_torch(ref)
+        hx = (torch.zeros(2, 0, 7), torch.zeros(2, 0, 7)) if with_hx else None
+    if kind == "lstm-sizes":   # per-layer sizes: nn.LSTM has none, so no reference call
+        ours = slt.LSTM(5, [7, 3])
+        hx = [(torch.zeros(1, 0, 7), torch.zeros(1, 0, 7)),
+              (torch.zeros(1, 0, 3), torch.zeros(1, 0, 3))] if with_hx else None
+        got, state = ours(torch.zeros(4, 0, 5), hx)
+        assert got.shape == (4, 0, 3)
+        assert [tuple(t.shape) for pair in state for t in pair] == [(1, 0, 7), (1, 0, 7),
+                                                                     (1, 0, 3), (1, 0, 3)]
+        return
+    x = torch.zeros(4, 0, 5)
+    with torch.no_grad():
+        want = ref(x, hx)
+        got = ours(x, hx)
+    assert got[0].shape == want[0].shape
+    if kind == "gru":
+        assert got[1].shape == want[1].shape
+    else:
+        assert got[1][0].shape == want[1][0].shape and got[1][1].shape == want[1][1].shape
+
+
 def test_a_dlpack_capsule_or_producer_is_taken_as_the_tensor():
     _, ours = make(1)
     x = torch.randn(3, 2, 5)
