@@ -236,20 +236,23 @@ void run_forward(slstm_session* session, const slstm_forward_args& a, const ArgN
 // ---- stream slots ----
 
 // `slot` (named `name`) is a slot id of the session: SLSTM_ERR_OUT_OF_RANGE otherwise.
-void check_slot_id(const slstm_session& s, std::int64_t slot, const std::string& name) {
+// `name` makes the argument's name, only for a message: a successful call allocates nothing.
+template <typename Name>
+void check_slot_id(const slstm_session& s, std::int64_t slot, const Name& name) {
   if (slot < 0 || slot >= s.slots.max_slots) {
     fail(SLSTM_ERR_OUT_OF_RANGE,
-         name + " is " + num(slot) + ", must be in [0, max_slots = " + num(s.slots.max_slots) +
+         name() + " is " + num(slot) + ", must be in [0, max_slots = " + num(s.slots.max_slots) +
              ")" + (s.slots.max_slots == 0 ? " (the session has no stream slots)" : ""));
   }
 }
 
 // `slot` is a slot id of the session and open: SLSTM_ERR_INVALID_ARGUMENT when it is closed.
-void check_open_slot(const slstm_session& s, std::int64_t slot, const std::string& name) {
+template <typename Name>
+void check_open_slot(const slstm_session& s, std::int64_t slot, const Name& name) {
   check_slot_id(s, slot, name);
   if (s.slots.open[static_cast<std::size_t>(slot)] == 0) {
     fail(SLSTM_ERR_INVALID_ARGUMENT,
-         name + " is " + num(slot) + ": that slot is not open (open it with "
+         name() + " is " + num(slot) + ": that slot is not open (open it with "
                                      "slstm_session_slot_open)");
   }
 }
@@ -271,7 +274,7 @@ void check_slot_ids(slstm_session& s, const slstm_slot_forward_args& a) {
   const std::uint64_t generation = ++t.generation;
   for (std::int64_t i = 0; i < a.batch; ++i) {
     const std::int64_t slot = a.slot_ids[i];
-    check_open_slot(s, slot, "slot_ids[" + num(i) + "]");
+    check_open_slot(s, slot, [i] { return "slot_ids[" + num(i) + "]"; });
     const auto k = static_cast<std::size_t>(slot);
     if (t.mark[k] == generation) {
       fail(SLSTM_ERR_INVALID_ARGUMENT,
@@ -587,7 +590,7 @@ SLSTM_API slstm_status slstm_session_slot_close(slstm_session* session, int64_t 
   return guard([&] {
     require_non_null(session, "session");
     const SessionCall hold(session);
-    check_open_slot(*session, slot, "slot");
+    check_open_slot(*session, slot, [] { return std::string("slot"); });
     SlotTable& t = session->slots;
     t.open[static_cast<std::size_t>(slot)] = 0;
     --t.open_count;
@@ -601,7 +604,7 @@ SLSTM_API slstm_status slstm_session_slot_set_state(slstm_session* session, int6
   return guard([&] {
     require_non_null(session, "session");
     const SessionCall hold(session);
-    check_open_slot(*session, slot, "slot");
+    check_open_slot(*session, slot, [] { return std::string("slot"); });
     check_slot_state(*session, state, state_count, memory);
     session->slot_states->write(slot, state, memory);
   });
@@ -613,7 +616,7 @@ SLSTM_API slstm_status slstm_session_slot_get_state(slstm_session* session, int6
   return guard([&] {
     require_non_null(session, "session");
     const SessionCall hold(session);
-    check_open_slot(*session, slot, "slot");
+    check_open_slot(*session, slot, [] { return std::string("slot"); });
     require_non_null(state, "state");
     check_slot_state(*session, state, state_count, memory);
     session->slot_states->read(slot, state, memory);

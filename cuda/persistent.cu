@@ -71,15 +71,16 @@ __device__ bool wait_flag(unsigned* sync, int j, int ctas, unsigned step, int* s
     give_up(abort_word, status);
     return false;
   }
-  long long start = 0;
-  for (unsigned spins = 0;; ++spins) {
+  if (flag.load(cuda::memory_order_acquire) >= step) return true;
+  if (abort_word.load(cuda::memory_order_relaxed) != 0) return false;
+  // The clock starts once, here: the poll counter below may wrap (2^32 polls take ~10 min at
+  // L2 latency) without restarting it, so every timeout the setting allows fires.
+  const long long start = global_ns();
+  for (unsigned spins = 1;; ++spins) {
     if (flag.load(cuda::memory_order_acquire) >= step) return true;
     if ((spins & 63u) == 0) {
       if (abort_word.load(cuda::memory_order_relaxed) != 0) return false;
-      const long long now = global_ns();
-      if (spins == 0) {
-        start = now;
-      } else if (now - start > timeout_ns) {
+      if (global_ns() - start > timeout_ns) {
         give_up(abort_word, status);
         return false;
       }

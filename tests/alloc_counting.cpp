@@ -268,6 +268,42 @@ TEST_CASE("successful CPU stream-slot calls allocate nothing", "[cpu][slot]") {
   CHECK(n == 0);
 }
 
+TEST_CASE("a successful stream-slot call of more than 100000 rows allocates nothing",
+          "[cpu][slot]") {
+  // Row indices of six digits and more: an argument name built per row ("slot_ids[100000]")
+  // would not fit a short string's own buffer.
+  constexpr std::int64_t B = 100'003;
+  t::Model m = t::random_model(1, {1}, 14);
+  slstm_session_options o = t::options(B, 1);
+  o.max_slots = B;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(B));
+  for (std::int64_t k = 0; k < B; ++k) {
+    std::int64_t slot = -1;
+    REQUIRE(slstm_session_slot_open(s.get(), nullptr, 0, SLSTM_MEMORY_HOST, &slot) == SLSTM_OK);
+    ids[static_cast<std::size_t>(B - 1 - k)] = slot;
+  }
+  const std::vector<float> x(static_cast<std::size_t>(B), 0.5f);
+  std::vector<float> out(static_cast<std::size_t>(B));
+  slstm_slot_forward_args a;
+  slstm_slot_forward_args_init(&a);
+  a.batch = B;
+  a.slot_ids = ids.data();
+  a.slot_ids_count = ids.size();
+  a.time = 1;
+  a.input = x.data();
+  a.input_count = x.size();
+  a.output = out.data();
+  a.output_count = out.size();
+  REQUIRE(slstm_session_slot_forward(s.get(), &a) == SLSTM_OK);  // the first call, outside
+  slstm_status st = SLSTM_ERR_INTERNAL;
+  const long n = allocations_during([&] { st = slstm_session_slot_forward(s.get(), &a); });
+  CHECK(st == SLSTM_OK);
+  CHECK(n == 0);
+}
+
 TEST_CASE("a failing call still reports its message (the count covers successes only)", "[cpu]") {
   // The counter itself works: a rejected call builds its message, which allocates.
   t::Model m = t::random_model(3, {4}, 9);
