@@ -1007,6 +1007,40 @@ TEST_CASE("header JSON syntax errors are rejected", "[model-file][path-independe
   }
 }
 
+TEST_CASE("saving through a symbolic link to a file not made yet makes that file",
+          "[model-file][path-independent]") {
+  TempDir dir;
+  const std::string link = dir.path + "/link.safetensors";
+  const std::string hop = dir.path + "/hop.safetensors";
+  REQUIRE(::symlink("hop.safetensors", link.c_str()) == 0);  // link -> hop -> real (relative)
+  REQUIRE(::symlink("real.safetensors", hop.c_str()) == 0);
+  auto b = t::random_model(3, {2}, 8);
+  REQUIRE(slstm_model_save_file(b.get(), link.c_str(), nullptr) == SLSTM_OK);
+  struct stat st {};
+  REQUIRE(::lstat(link.c_str(), &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+  REQUIRE(::lstat(hop.c_str(), &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+  slstm_model* back = nullptr;
+  REQUIRE(slstm_model_load_file((dir.path + "/real.safetensors").c_str(), &back) == SLSTM_OK);
+  t::Model m(back);
+  CHECK(canonical(m.get()) == canonical(b.get()));
+}
+
+TEST_CASE("saving through a loop of symbolic links is refused, naming the path",
+          "[model-file][path-independent]") {
+  TempDir dir;
+  const std::string a = dir.path + "/a.safetensors";
+  REQUIRE(::symlink("b.safetensors", a.c_str()) == 0);
+  REQUIRE(::symlink("a.safetensors", (dir.path + "/b.safetensors").c_str()) == 0);
+  auto m = small_model();
+  CHECK(slstm_model_save_file(m.get(), a.c_str(), nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Catch::Matchers::Contains("path: cannot follow"));
+  struct stat st {};
+  REQUIRE(::lstat(a.c_str(), &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+}
+
 TEST_CASE("saving through a symbolic link replaces the file it points to",
           "[model-file][path-independent]") {
   TempDir dir;

@@ -85,11 +85,21 @@ SaveTarget resolve_target(const std::string& path) {
   SaveTarget s;
   s.target = path;
   struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-    if (char* real = ::realpath(path.c_str(), nullptr)) {
-      s.target = real;
-      std::free(real);
+  // Links are followed to the name at the end of the chain, whether a file is there or not
+  // (a link to a file not made yet: the file is made, the link stays), relative targets
+  // from their link's directory; as the kernel, at most 40 links.
+  for (int hops = 0; ::lstat(s.target.c_str(), &st) == 0 && S_ISLNK(st.st_mode); ++hops) {
+    std::string to(4096, '\0');
+    const ssize_t n = ::readlink(s.target.c_str(), &to[0], to.size());
+    if (hops == 40 || n < 0 || static_cast<std::size_t>(n) >= to.size()) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           "path: cannot follow the symbolic link \"" + path + "\": " +
+               std::strerror(hops == 40 ? ELOOP : n < 0 ? errno : ENAMETOOLONG));
     }
+    to.resize(static_cast<std::size_t>(n));
+    const std::size_t slash = s.target.rfind('/');
+    s.target = to[0] == '/' || slash == std::string::npos ? to
+                                                          : s.target.substr(0, slash + 1) + to;
   }
   s.exists = ::stat(s.target.c_str(), &st) == 0;
   if (s.exists && !S_ISREG(st.st_mode)) {
