@@ -601,10 +601,13 @@ void import_layer(const LayerLayout& lay, Layer& layer, const slstm_tensor* t, s
       }
       for (std::size_t row = 0; row < rows; ++row) {
         for (std::size_t k = 0; k < cols; ++k) {
-          float x = *element(m.p[0], t, row, k, cols);
+          const float* pa = element(m.p[0], t, row, k, cols);
+          float x = *pa;
           if (m.n == 2) {
-            x += *element(m.p[1], t, row, k, cols);
+            const float* pb = element(m.p[1], t, row, k, cols);
+            x += *pb;
             if (!std::isfinite(x)) {
+              // Each term by its place in the caller's tensor (flat index), not in ours.
               const int a = m.p[0].b[row / m.p[0].block].tensor;
               const int b = m.p[1].b[row / m.p[1].block].tensor;
               const std::string dir =
@@ -612,10 +615,12 @@ void import_layer(const LayerLayout& lay, Layer& layer, const slstm_tensor* t, s
                                                : "";
               fail(SLSTM_ERR_INVALID_ARGUMENT,
                    "layer " + std::to_string(l) + ": the bias is the sum of " +
-                       lay.expect[sz(a)].name + " and " + lay.expect[sz(b)].name +
-                       ", whose element " + std::to_string(row) + " overflows float32 (tensors[" +
-                       std::to_string(first + sz(a)) + "] + tensors[" +
-                       std::to_string(first + sz(b)) + "]" + dir + ")");
+                       lay.expect[sz(a)].name + " and " + lay.expect[sz(b)].name + ", and " +
+                       lay.expect[sz(a)].name + "[" + std::to_string(pa - t[a].data) + "] + " +
+                       lay.expect[sz(b)].name + "[" + std::to_string(pb - t[b].data) +
+                       "] overflows float32 (tensors[" + std::to_string(first + sz(a)) +
+                       "] + tensors[" + std::to_string(first + sz(b)) + "]" + dir +
+                       "; flat indices)");
             }
           }
           v[row * cols + k] = x;

@@ -978,22 +978,25 @@ TEST_CASE("import refuses a non-finite value in a new tensor, naming it", "[form
              Catch::Contains("tensors[8] (layer 1 weight_hr): element 5 is NaN"));
 }
 
-TEST_CASE("import refuses biases whose sum overflows float32, naming both tensors",
+TEST_CASE("import refuses biases whose sum overflows float32, naming both tensors and elements",
           "[formats][cells][path-independent]") {
   Stack s;
   s.input_size = 1;
   s.layers = Layers{with_direction(lstm(1), SLSTM_DIRECTION_BIDIRECTIONAL)};
   auto m = random_model(s, 4);
   Tensors onnx = export_as(m.get(), s, SLSTM_FORMAT_ONNX);
-  std::vector<float>& b = onnx.at(0, "B");  // [2, 8]: reverse Wb at 8, reverse Rb at 12
-  b[8] = 3e38f;
-  b[12] = 3e38f;
+  // [2, 8]: reverse Wb at 8, reverse Rb at 12, gates i, o, f, c: the f gate's at 10 and 14
+  // (the elements as the caller's tensor has them, not in the library's i, f, g, o order).
+  std::vector<float>& b = onnx.at(0, "B");
+  b[10] = 3e38f;
+  b[14] = 3e38f;
   slstm_model* out = nullptr;
   CHECK(try_import(s, SLSTM_FORMAT_ONNX, onnx, &out) == SLSTM_ERR_INVALID_ARGUMENT);
   CHECK(out == nullptr);
   CHECK_THAT(slstm_last_error(),
-             Catch::Contains("layer 0: the bias is the sum of B and B, whose element 0 overflows "
-                             "float32 (tensors[2] + tensors[2], reverse direction)"));
+             Catch::Contains("layer 0: the bias is the sum of B and B, and B[10] + B[14] "
+                             "overflows float32 (tensors[2] + tensors[2], reverse direction; "
+                             "flat indices)"));
 }
 
 TEST_CASE("import refuses a new tensor of the wrong shape, naming it and the expected shape",
