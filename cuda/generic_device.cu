@@ -106,10 +106,10 @@ class CudaDevice final : public generic::Device {
     check(cublasSetPointerMode(blas_.get(), CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
     check(cublasSetAtomicsMode(blas_.get(), CUBLAS_ATOMICS_NOT_ALLOWED), "cublasSetAtomicsMode");
   }
-  ~CudaDevice() override {
-    if (stream_ != nullptr) (void)cudaStreamSynchronize(stream_);
-    graphs_.clear();
-  }
+  // (The session's teardown has waited for the stream, unless the caller is capturing it.)
+  ~CudaDevice() override { graphs_.clear(); }
+
+  cudaStream_t stream() const { return stream_; }
 
   bool records() const override { return use_graphs_ && !graphs_failed_; }
   const std::string& graphs_failure() const { return graphs_failure_; }
@@ -290,7 +290,7 @@ class CudaGenericSession final : public GenericSession {
                                         d.use_graphs != 0);
     engine_ = std::make_unique<generic::Engine>(d, *dev_);
   }
-  ~CudaGenericSession() override { teardown_.enter(device_, nullptr); }
+  ~CudaGenericSession() override { teardown_.enter(device_, dev_->stream()); }
   void forward(const slstm_cuda_forward_desc& c) override {
     DeviceGuard guard(device_);
     engine_->forward(c);

@@ -149,11 +149,18 @@ class DeviceTeardown {
   DeviceTeardown(const DeviceTeardown&) = delete;
   DeviceTeardown& operator=(const DeviceTeardown&) = delete;
   ~DeviceTeardown() {
+    if (relaxed_) (void)cudaThreadExchangeStreamCaptureMode(&mode_);
     if (previous_ >= 0) (void)cudaSetDevice(previous_);
     (void)cudaGetLastError();
   }
 
   void enter(int device, cudaStream_t drain) noexcept {
+    // The owner's members free memory (cudaFree, cudaFreeHost), "potentially unsafe" calls
+    // that would invalidate a capture this thread (or, in the global mode, any thread) has
+    // under way: in the relaxed mode they are allowed, so a session destroyed while its
+    // caller captures leaves the capture alone.  The thread's mode is restored after.
+    mode_ = cudaStreamCaptureModeRelaxed;
+    relaxed_ = cudaThreadExchangeStreamCaptureMode(&mode_) == cudaSuccess;
     if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
     const bool on_device = cudaSetDevice(device) == cudaSuccess;
     // A stream being captured is not synchronised (that would invalidate the caller's
@@ -168,6 +175,8 @@ class DeviceTeardown {
 
  private:
   int previous_ = -1;
+  bool relaxed_ = false;
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;  // the thread's, to restore
 };
 
 }  // namespace slstm_cuda

@@ -54,6 +54,7 @@ void Session::init_tuning(const slstm_cuda_session_desc& d) {
                 std::to_string(prop.multiProcessorCount) + "sm";
   ev_time0_ = timing_event();
   ev_time1_ = timing_event();
+  if (!tune_file_.empty()) tune_file_ = tune_file_target(tune_file_, &tune_file_error_);
   if (!tune_file_.empty() && !tune_cache_.load(tune_file_, &tune_file_error_)) {
     tune_file_.clear();  // not ours to overwrite
   }

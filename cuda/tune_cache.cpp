@@ -1,5 +1,7 @@
 #include "tune_cache.hpp"
 
+#include "../src/file_path.hpp"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -276,6 +278,15 @@ std::string TuneCache::serialize() const {
            "\t" + std::to_string(k.batch) + "\t" + (whole ? "stack" : "layers") + "\n";
   }
   return out;
+}
+
+std::string tune_file_target(const std::string& given, std::string* why) {
+  std::string target, reason;
+  if (!slstm::follow_links(slstm::absolute_path(given), &target, &reason)) {
+    *why = given + ": cannot follow the symbolic link (" + reason + ")";
+    return std::string();
+  }
+  return target;
 }
 
 bool TuneCache::load(const std::string& path, std::string* why) {

@@ -85,6 +85,12 @@ struct StackKey {
   }
 };
 
+// The file cuda.tune_file=PATH names, fixed when the session is made: absolute (a later
+// chdir does not move it) and at the end of its chain of symbolic links (the file a link
+// names is replaced, the link stays; sessions naming the link and the file lock one lock
+// file).  Empty, with the reason in *why, when a link in the chain cannot be followed.
+std::string tune_file_target(const std::string& given, std::string* why);
+
 class TuneCache {
  public:
   static constexpr const char* kHeader = "# libstacklstm cuda tuning v1";

@@ -701,7 +701,10 @@ typedef struct slstm_session_options {
    *                  (a text file; read at creation, rewritten whole when a call learns
    *                  something).  A file that is not a tuning cache is neither read nor
    *                  overwritten; why, like a failure to write, shows in the plan
-   *                  (tune_file_error).  No spaces, commas or semicolons in the path
+   *                  (tune_file_error).  No spaces, commas or semicolons in the path.
+   *                  (Since 0.16) fixed at creation: a relative path against the current
+   *                  directory then, a symbolic link followed to the file it names (that
+   *                  file is rewritten, the link stays)
    *    cuda.generic = off | on | always   (since 0.7; off) stacks beyond forward
    *                  BasicLSTMCell layers (LSTM options, GRU, reverse, bidirectional,
    *                  residual) on CUDA's generic path: cuBLAS GEMMs and pointwise kernels

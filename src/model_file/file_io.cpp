@@ -13,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include "../file_path.hpp"
 #include "../model_file.hpp"
 #include "reader.hpp"
 #include "writer.hpp"
@@ -83,24 +84,14 @@ struct SaveTarget {
 
 SaveTarget resolve_target(const std::string& path) {
   SaveTarget s;
-  s.target = path;
-  struct stat st {};
   // Links are followed to the name at the end of the chain, whether a file is there or not
-  // (a link to a file not made yet: the file is made, the link stays), relative targets
-  // from their link's directory; as the kernel, at most 40 links.
-  for (int hops = 0; ::lstat(s.target.c_str(), &st) == 0 && S_ISLNK(st.st_mode); ++hops) {
-    std::string to(4096, '\0');
-    const ssize_t n = ::readlink(s.target.c_str(), &to[0], to.size());
-    if (hops == 40 || n < 0 || static_cast<std::size_t>(n) >= to.size()) {
-      fail(SLSTM_ERR_INVALID_ARGUMENT,
-           "path: cannot follow the symbolic link \"" + path + "\": " +
-               std::strerror(hops == 40 ? ELOOP : n < 0 ? errno : ENAMETOOLONG));
-    }
-    to.resize(static_cast<std::size_t>(n));
-    const std::size_t slash = s.target.rfind('/');
-    s.target = to[0] == '/' || slash == std::string::npos ? to
-                                                          : s.target.substr(0, slash + 1) + to;
+  // (a link to a file not made yet: the file is made, the link stays).
+  std::string why;
+  if (!follow_links(path, &s.target, &why)) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT,
+         "path: cannot follow the symbolic link \"" + path + "\": " + why);
   }
+  struct stat st {};
   s.exists = ::stat(s.target.c_str(), &st) == 0;
   if (s.exists && !S_ISREG(st.st_mode)) {
     fail(SLSTM_ERR_INVALID_ARGUMENT, "path: \"" + path + "\" is not a regular file");

@@ -22,11 +22,16 @@
 //   cublasSetStream).
 // A misuse it detects (bad pointer or range, wrong copy kind, destroyed handle, a wait that
 // joins two captures, a deadlock) aborts the process with "cuda-fake FATAL: ...".
+// - capture modes: cudaMalloc / cudaFree / cudaMallocHost / cudaFreeHost are the
+//   "potentially unsafe" calls; made by a thread whose mode (cudaThreadExchangeStreamCaptureMode,
+//   Global by default) is not Relaxed while its own non-relaxed capture, or (mode Global)
+//   another thread's Global capture, is under way, they fail with
+//   cudaErrorStreamCaptureUnsupported and invalidate that capture, as the CUDA runtime
+//   documents.
 //
 // Not emulated: the legacy default stream's implicit synchronisation (stream 0 is an
 // ordinary stream here; cudaMemcpy and cudaDeviceSynchronize run everything queued), the
-// per-thread default stream, capture modes (what other threads may call during a capture),
-// device-side faults, running out of memory, TF32 (every GEMM is exact FP32 in, double
+// per-thread default stream, device-side faults, running out of memory, TF32 (every GEMM is exact FP32 in, double
 // sums), timings (every elapsed time is 1 ms), more than one device. Work runs on the thread
 // that reaches the sync point, under one lock: concurrency inside a kernel is not modelled.
 #include "fake_device.hpp"
@@ -35,6 +40,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -70,6 +76,8 @@ struct GraphNode {
 struct Capture {
   std::vector<GraphNode> nodes;
   cudaStream_t origin = nullptr;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id thread;          // the thread that began it
   std::set<cudaStream_t> members;  // streams that joined through an event wait
   bool invalid = false;
   bool ended = false;
@@ -97,6 +105,30 @@ class Call {
  private:
   std::lock_guard<std::recursive_mutex> lock_;
 };
+
+// Captures under way (capture modes), and this thread's mode.
+std::vector<std::weak_ptr<Capture>> g_captures;
+thread_local cudaStreamCaptureMode t_capture_mode = cudaStreamCaptureModeGlobal;
+
+// Under the lock: whether this thread may make a potentially unsafe call now; if not, the
+// captures that forbid it are invalidated (the caller returns the error).
+bool unsafe_call_allowed() {
+  if (t_capture_mode == cudaStreamCaptureModeRelaxed) return true;
+  bool allowed = true;
+  for (const std::weak_ptr<Capture>& w : g_captures) {
+    const std::shared_ptr<Capture> c = w.lock();
+    if (c == nullptr || c->ended || c->invalid) continue;
+    const bool own = c->thread == std::this_thread::get_id();
+    const bool forbids = own ? c->mode != cudaStreamCaptureModeRelaxed
+                             : t_capture_mode == cudaStreamCaptureModeGlobal &&
+                                   c->mode == cudaStreamCaptureModeGlobal;
+    if (forbids) {
+      c->invalid = true;
+      allowed = false;
+    }
+  }
+  return allowed;
+}
 
 // Streams, events, graphs and execs are never freed, so that a use after destroy is caught
 // (a `destroyed` flag): every one is kept here, where LeakSanitizer sees it reachable.
@@ -544,24 +576,28 @@ const char* cudaGetErrorString(cudaError_t error) { return cudaGetErrorName(erro
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   const Call call;
+  if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
   *ptr = allocate(bytes, true);
   return *ptr != nullptr ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFree(void* ptr) {
   const Call call;
   if (ptr == nullptr) return cudaSuccess;
+  if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
   run_until(nullptr);  // cudaFree synchronises the device
   release(ptr, true, "cudaFree");
   return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   const Call call;
+  if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
   *ptr = allocate(bytes, false);
   return *ptr != nullptr ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void* ptr) {
   const Call call;
   if (ptr == nullptr) return cudaSuccess;
+  if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
   run_until(nullptr);
   release(ptr, false, "cudaFreeHost");
   return cudaSuccess;
@@ -729,14 +765,29 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 
 // ---- capture and graphs --------------------------------------------------------------------
 
-cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
   const Call call;
   CUstream_st* s = stream_of(stream);
   if (s == &g_legacy_stream) return fail(cudaErrorStreamCaptureUnsupported);
   if (s->capture != nullptr) return fail(cudaErrorIllegalState);
   s->capture = std::make_shared<Capture>();
   s->capture->origin = stream;
+  s->capture->mode = mode;
+  s->capture->thread = std::this_thread::get_id();
+  g_captures.erase(std::remove_if(g_captures.begin(), g_captures.end(),
+                                  [](const std::weak_ptr<Capture>& w) {
+                                    const std::shared_ptr<Capture> c = w.lock();
+                                    return c == nullptr || c->ended;
+                                  }),
+                   g_captures.end());
+  g_captures.push_back(s->capture);
   s->capture_tail.clear();
+  return cudaSuccess;
+}
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode) {
+  const Call call;
+  if (mode == nullptr) return fail(cudaErrorInvalidValue);
+  std::swap(*mode, t_capture_mode);
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {

@@ -23,6 +23,7 @@ using slstm_cuda::StackKey;
 using slstm_cuda::StepPath;
 using slstm_cuda::TuneCache;
 using slstm_cuda::TuneKey;
+using slstm_cuda::tune_file_target;
 
 namespace {
 
@@ -429,4 +430,54 @@ TEST_CASE("tuning cache: a rewritten file keeps its mode, a new one gets the uma
   REQUIRE(stat(path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0640);
   umask(mask);
+}
+
+TEST_CASE("tuning cache: a tune_file that is a symbolic link updates the file it names, the "
+          "link stays",
+          "[tune]") {
+  TempDir d;
+  const std::string link = d.path + "/mine.tune";
+  REQUIRE(symlink("shared.tune", link.c_str()) == 0);  // a link to a file not made yet
+  std::string why;
+  const std::string target = tune_file_target(link, &why);
+  CHECK(target == d.path + "/shared.tune");
+  TuneCache first;
+  first.put(key(100, 1), StepPath::kFused);
+  REQUIRE(first.store(target, &why));
+  TuneCache second;  // through the file's own name: the same file, the same lock
+  second.put(key(200, 1), StepPath::kPersistent);
+  REQUIRE(second.store(tune_file_target(d.path + "/shared.tune", &why), &why));
+  struct stat st {};
+  REQUIRE(lstat(link.c_str(), &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+  TuneCache back;
+  REQUIRE(back.load(link, &why));
+  CHECK(back.size() == 2);
+  CHECK(access((d.path + "/mine.tune.lock").c_str(), F_OK) != 0);  // one lock: shared's
+}
+
+TEST_CASE("tuning cache: a relative tune_file is fixed against the directory of its session",
+          "[tune]") {
+  TempDir d;
+  char old[4096];
+  REQUIRE(getcwd(old, sizeof old) != nullptr);
+  REQUIRE(chdir(d.path.c_str()) == 0);
+  std::string why;
+  const std::string target = tune_file_target("rel.tune", &why);
+  REQUIRE(chdir(old) == 0);  // the process moves on; the session's file does not
+  CHECK(target == d.path + "/rel.tune");
+  TuneCache c;
+  c.put(key(100, 1), StepPath::kFused);
+  REQUIRE(c.store(target, &why));
+  CHECK(access((d.path + "/rel.tune").c_str(), F_OK) == 0);
+}
+
+TEST_CASE("tuning cache: a tune_file in a loop of symbolic links is refused with the reason",
+          "[tune]") {
+  TempDir d;
+  REQUIRE(symlink("b", (d.path + "/a").c_str()) == 0);
+  REQUIRE(symlink("a", (d.path + "/b").c_str()) == 0);
+  std::string why;
+  CHECK(tune_file_target(d.path + "/a", &why).empty());
+  CHECK_THAT(why, Catch::Contains("cannot follow the symbolic link"));
 }

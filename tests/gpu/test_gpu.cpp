@@ -1420,6 +1420,40 @@ TEST_CASE("describe from another thread while tuned calls run gives a whole plan
   CHECK(layer_param(s.get(), "tuned_batches") == std::vector<std::string>{"1-4"});
 }
 
+// The caller may capture its stream while a session on it is destroyed (e.g. a garbage
+// collector run during a framework's graph capture): the session's teardown waits for its
+// own work on that stream only when the stream is not being captured, and frees its memory
+// in the relaxed capture mode, so the caller's capture stays valid.
+namespace {
+void destroy_under_capture(const char* config) {
+  Model m = t::random_model(5, {7}, 19441, 1.0f);
+  const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19442);
+  const CallerStream owned;
+  Session s = gpu_session_opts(m.get(), 2, 3, config, owned.s);
+  Session cpu = cpu_session(m.get(), 2, 3);
+  require_close(run_device(s.get(), m.get(), in, owned.s), run_host(cpu.get(), m.get(), in),
+                kTolFp32);
+  CUDA_OK(cudaStreamSynchronize(owned.s));
+  CUDA_OK(cudaStreamBeginCapture(owned.s, cudaStreamCaptureModeThreadLocal));
+  s.reset();
+  cudaGraph_t graph = nullptr;
+  CHECK(cudaStreamEndCapture(owned.s, &graph) == cudaSuccess);  // still a valid capture
+  if (graph != nullptr) CUDA_OK(cudaGraphDestroy(graph));
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+}  // namespace
+
+TEST_CASE("destroying a session while the caller captures its stream leaves the capture intact",
+          "[gpu]") {
+  destroy_under_capture("");
+}
+
+TEST_CASE("destroying a generic-path session while the caller captures its stream leaves the "
+          "capture intact",
+          "[gpu][generic]") {
+  destroy_under_capture("cuda.generic=always");
+}
+
 // A session's call cannot be captured into the caller's CUDA graph: refused, naming
 // cuda_stream, with the capture left intact; after it the session works as before.
 TEST_CASE("a call on a caller stream that is being captured is refused and leaves the "
