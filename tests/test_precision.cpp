@@ -2,6 +2,7 @@
 // the CPU backend round the products' operands (weights once, x and h where they enter a
 // product) to nearest even and sum in float32 (the reference: double); everything else stays
 // float32.  What a backend or path does not run is refused, never run in another precision.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -43,11 +44,12 @@ t::Session session_ok(const slstm_model* m, std::int32_t precision, slstm_cpu_pa
 
 // The written tolerance (docs/precision.md, "Accuracy"): the largest absolute difference of
 // outputs and states from the FP32 reference, for weights of scale 1/sqrt(H) and inputs in
-// [-1, 1]: 2^-8 * (1 + sqrt(K) / 4) for BF16, 2^-11 * (1 + sqrt(K) / 4) for FP16, K the
-// longest dot product (I + H of the widest layer).
-double tolerance(std::int32_t precision, std::int64_t K) {
+// [-1, 1]: u * (1 + sqrt(K) * max(1/4, 1/sqrt(H))), u = 2^-8 for BF16, 2^-11 for FP16, K = I + H
+// of the layer where that is largest (for H >= 16 units: sqrt(K) / 4 of the widest layer).
+double tolerance(std::int32_t precision, std::int64_t K, std::int64_t H = 16) {
   const double u = precision == SLSTM_PRECISION_BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
-  return u * (1.0 + std::sqrt(static_cast<double>(K)) / 4.0);
+  const double scale = std::max(0.25, 1.0 / std::sqrt(static_cast<double>(H)));
+  return u * (1.0 + std::sqrt(static_cast<double>(K)) * scale);
 }
 
 const std::int32_t kHalf[] = {SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16};
@@ -184,6 +186,35 @@ TEST_CASE("a BF16 or FP16 session stays within the written tolerance of the FP32
       for (std::int64_t t = 1; t < T; ++t) {
         const std::int64_t row = layout == SLSTM_BATCH_MAJOR ? 2 * T + t : t * B + 2;
         for (std::int64_t u = 0; u < 20; ++u) CHECK(got.output[row * 20 + u] == 0.0f);
+      }
+    }
+  }
+}
+
+TEST_CASE("a BF16 or FP16 layer of 1 or 2 units after a wide input stays within the written "
+          "tolerance",
+          "[precision][accuracy]") {
+  // Default weights of a narrow layer are up to +-1: its products, and their rounding, are
+  // larger than at 16 units and more, and so is the tolerance (max(1/4, 1/sqrt(H))).
+  t::use_cpu_kernel_under_test();
+  const std::int64_t D = 256, B = 64, T = 9;
+  for (const std::int64_t H : {std::int64_t{1}, std::int64_t{2}}) {
+    for (const bool gru : {false, true}) {
+      const slstm_layer_config layer = gru ? t::gru_layer(H, true) : t::lstm_layer(H);
+      t::Model m = t::random_stack(D, {layer}, static_cast<std::uint64_t>(58 + H));
+      const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 9);
+      const t::Call c = t::call_of(B, T, x);
+      t::Session ref = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE, B, T);
+      const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+      for (std::int32_t p : kHalf) {
+        t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
+        const t::Run got = t::forward_ok(s.get(), m.get(), c);
+        const double err = std::max(t::max_abs_diff(got.output, want.output),
+                                    t::max_abs_diff(got.final_state, want.final_state));
+        INFO((gru ? "GRU" : "LSTM") << " of " << H << " units, precision " << p << ": error "
+                                    << err << ", tolerance " << tolerance(p, D + H, H));
+        CHECK(err <= tolerance(p, D + H, H));
+        CHECK(err > 0.0);
       }
     }
   }
