@@ -334,8 +334,9 @@ TEST_CASE("cpu.wh16 on the generic path: 16-bit weights give float32 storage's b
       for (std::int32_t p : kHalf) {
         for (const char* team : {"", ";cpu.team=always"}) {
           INFO("seed " << seed << ", B " << B << ", precision " << p << team);
-          const std::string on_cfg = std::string("cpu.wh16=on") + team;
-          const std::string off_cfg = std::string("cpu.wh16=off") + team;
+          // (cpu.amx=off: AMX reads 16-bit weights only, and sums otherwise: test_amx.cpp.)
+          const std::string on_cfg = std::string("cpu.wh16=on;cpu.amx=off") + team;
+          const std::string off_cfg = std::string("cpu.wh16=off;cpu.amx=off") + team;
           slstm_session_options o = t::options(B, T);
           o.cpu_path = SLSTM_CPU_PATH_FAST;
           o.precision = p;
