@@ -31,9 +31,10 @@
 //
 // Not emulated: the legacy default stream's implicit synchronisation (stream 0 is an
 // ordinary stream here; cudaMemcpy and cudaDeviceSynchronize run everything queued), the
-// per-thread default stream, device-side faults, running out of memory, TF32 (every GEMM is exact FP32 in, double
-// sums), timings (every elapsed time is 1 ms), more than one device. Work runs on the thread
-// that reaches the sync point, under one lock: concurrency inside a kernel is not modelled.
+// per-thread default stream, device-side faults, running out of memory, TF32 (every GEMM is
+// exact FP32 in, double sums), timings (every elapsed time is 1 ms), more than one device.
+// Work runs on the thread that reaches the sync point, under one lock: concurrency inside a
+// kernel is not modelled.
 #include "fake_device.hpp"
 
 #include <cublas_v2.h>
