@@ -62,7 +62,7 @@ import collections
 import concurrent.futures
 import threading
 import time
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -217,7 +217,7 @@ class Batcher:
         self._arrival = 0.0                     # when the oldest queued request arrived
         self._controls = 0                      # stream operations queued (end the window)
         self._frames = self._seqs = 0           # frames / sequences queued
-        self._frame_streams: Dict[Hashable, int] = {}   # stream id -> its frames queued
+        self._frame_streams: Set[Hashable] = set()   # streams with a frame queued
         self._closing = False
         self._drain = False
         self._stats = {"batches": 0, "frames": 0, "sequences": 0, "frame_calls": 0,
@@ -235,7 +235,7 @@ class Batcher:
                                          % _OP_NAMES.get(req.kind, "sequence"))
             if req.kind == _FRAME:
                 self._frames += 1
-                self._frame_streams[req.stream] = self._frame_streams.get(req.stream, 0) + 1
+                self._frame_streams.add(req.stream)
             elif req.kind == _SEQ:
                 self._seqs += 1
             else:
@@ -560,10 +560,7 @@ class Batcher:
         self._queue = keep
         self._controls = sum(1 for r in keep if r.kind not in (_FRAME, _SEQ))
         self._frames = sum(1 for r in keep if r.kind == _FRAME)
-        self._frame_streams = {}
-        for r in keep:
-            if r.kind == _FRAME:
-                self._frame_streams[r.stream] = self._frame_streams.get(r.stream, 0) + 1
+        self._frame_streams = {r.stream for r in keep if r.kind == _FRAME}
         self._seqs = sum(1 for r in keep if r.kind == _SEQ)
         self._arrival = 0.0   # what was left has waited its window: it runs next, at once
         return controls, frames, seqs
