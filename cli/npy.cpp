@@ -12,6 +12,7 @@
 #include <memory>
 #include <utility>
 
+#include "../src/file_path.hpp"
 #include "util.hpp"
 
 namespace slstm_cli {
@@ -446,18 +447,6 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
   return {path.substr(0, slash + 1), path.substr(slash + 1)};
 }
 
-// What a symbolic link names, one level (relative targets from the link's directory).
-std::string link_target(const std::string& link) {
-  std::string target(4096, '\0');
-  const ssize_t n = readlink(link.c_str(), &target[0], target.size());
-  if (n < 0 || static_cast<std::size_t>(n) >= target.size()) {
-    throw Failure("cannot write " + quoted(link) + ": cannot read the symbolic link (" +
-                  error_text() + ")");
-  }
-  target.resize(static_cast<std::size_t>(n));
-  return target[0] == '/' ? target : split_path(link).first + target;
-}
-
 }  // namespace
 
 OutputFile::OutputFile(const std::string& path, std::vector<std::uint8_t> bytes)
@@ -473,7 +462,12 @@ OutputFile::OutputFile(const std::string& path, std::vector<std::uint8_t> bytes)
       target_ = resolved;
       std::free(resolved);
     } else if (!exists) {
-      target_ = link_target(path);   // a link to a file not made yet: the file is made
+      // A link to a file not made yet (through any chain of links): the file is made.
+      std::string why;
+      if (!slstm::follow_links(path, &target_, &why)) {
+        throw Failure("cannot write " + quoted(path) + ": cannot follow the symbolic link (" +
+                      why + ")");
+      }
     }   // else a link to a device, FIFO or socket (/dev/stdout): written through, below
   }
   const auto [dir, base] = split_path(target_);

@@ -168,6 +168,11 @@ rm -f made.npy && ln -sf made.npy dangling.npy
 expect_ok "$cli" run model.safetensors x.npy -o dangling.npy
 [ -L dangling.npy ] && ok || bad "the dangling link dangling.npy was replaced by a file"
 same_file made.npy expected.npy
+# ... through a chain of links too (each link kept, the file at its end made).
+rm -f chained.npy && ln -sf hop.npy chain.npy && ln -sf chained.npy hop.npy
+expect_ok "$cli" run model.safetensors x.npy -o chain.npy
+[ -L chain.npy ] && [ -L hop.npy ] && ok || bad "a link of chain.npy -> hop.npy was replaced"
+same_file chained.npy expected.npy
 "$cli" run model.safetensors x.npy -o /dev/stdout 2> err.txt | cat > piped.npy
 same_file piped.npy expected.npy
 # One output that cannot be written: neither is left behind.
