@@ -436,14 +436,25 @@ cublasStatus_t fake_gemm(cublasHandle_t handle, cublasOperation_t transa,
       cuda_fake::require_device(B, ((bcols - 1) * LB + brows) * sizeof(T), (what + " B").c_str());
     }
     cuda_fake::require_device(C, ((N - 1) * LC + M) * sizeof(float), (what + " C").c_str());
+    // op(A) by rows and op(B) by columns, converted once: the dot products below run over
+    // contiguous doubles, in the same order (p = 0, 1, ...) as one loop over the operands.
+    std::vector<double> arow(M * K), bcol(N * K);
+    for (std::size_t i = 0; i < M; ++i) {
+      for (std::size_t p = 0; p < K; ++p) {
+        arow[i * K + p] = value(ta ? A[p + i * LA] : A[i + p * LA]);
+      }
+    }
     for (std::size_t j = 0; j < N; ++j) {
+      for (std::size_t p = 0; p < K; ++p) {
+        bcol[j * K + p] = value(tb ? B[j + p * LB] : B[p + j * LB]);
+      }
+    }
+    for (std::size_t j = 0; j < N; ++j) {
+      const double* b = bcol.data() + j * K;
       for (std::size_t i = 0; i < M; ++i) {
+        const double* a = arow.data() + i * K;
         double acc = 0.0;
-        for (std::size_t p = 0; p < K; ++p) {
-          const double a = value(ta ? A[p + i * LA] : A[i + p * LA]);
-          const double b = value(tb ? B[j + p * LB] : B[p + j * LB]);
-          acc += a * b;
-        }
+        for (std::size_t p = 0; p < K; ++p) acc += a[p] * b[p];
         float& c = C[i + j * LC];
         const double prev = be == 0.0 ? 0.0 : c;  // beta 0: C is not read (NaN stays out)
         c = static_cast<float>(al * acc + be * prev);
