@@ -289,6 +289,9 @@ void check_batch(int64_t batch) {
     slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "batch must be >= 1, got " + std::to_string(batch));
   }
 }
+// The packed state of `batch` rows, whole, must be addressable in bytes (the queries' offsets
+// and counts are then exact); the message names batch.
+constexpr const char* kBatchState = "batch (rows of the packed state, in bytes)";
 }  // namespace
 
 SLSTM_API slstm_status slstm_model_hidden_size(const slstm_model* model, int32_t layer,
@@ -315,7 +318,7 @@ SLSTM_API slstm_status slstm_model_state_count(const slstm_model* model, int64_t
     const auto& m = unwrap(model);
     require_non_null(out, "out");
     check_batch(batch);
-    *out = m.state_count(batch);
+    *out = m.state_count(batch, kBatchState);
   });
 }
 
@@ -330,7 +333,7 @@ SLSTM_API slstm_status slstm_model_state_offset(const slstm_model* model, int64_
     if (part != SLSTM_STATE_C && part != SLSTM_STATE_H) {
       slstm::fail(SLSTM_ERR_INVALID_ARGUMENT, "part: unknown value " + std::to_string(part));
     }
-    m.state_count(batch);  // the whole state must be addressable, not just this offset
+    m.state_count(batch, kBatchState);  // the whole state, not just this offset
     const int piece = m.state_layout().find(static_cast<size_t>(layer), part);
     if (piece < 0) {
       slstm::fail(SLSTM_ERR_OUT_OF_RANGE,
@@ -381,7 +384,7 @@ SLSTM_API slstm_status slstm_model_state_piece(const slstm_model* model, int64_t
                                               "), got " + std::to_string(index));
     }
     const std::size_t size = out_size(out, SLSTM_V1_SIZE(slstm_state_piece, count), "out");
-    m.state_count(batch);  // the whole state must be addressable
+    m.state_count(batch, kBatchState);
     std::int64_t k = index;
     std::size_t l = 0;
     while (k >= s.parts(l)) k -= s.parts(l++);

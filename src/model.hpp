@@ -103,7 +103,9 @@ class Model {
   // Floats in a packed state of `batch` rows (checked), and the offset of piece `part`
   // (StateLayout's index: for an LSTM layer 0 = c, 1 = h of the first direction) of a batch
   // whose state_count succeeded.
-  std::size_t state_count(std::int64_t batch) const { return state_layout_.count(batch); }
+  std::size_t state_count(std::int64_t batch, const char* what = "state size") const {
+    return state_layout_.count(batch, what);
+  }
   std::size_t state_offset(std::int64_t batch, std::size_t layer, int part) const {
     return state_layout_.offset(batch, layer, part);
   }

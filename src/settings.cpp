@@ -31,13 +31,19 @@ std::int64_t parse_steps(const std::string& key, const std::string& v) {
   return std::atoll(v.c_str());
 }
 
-// A whole number >= 0 of at most 9 decimal digits.
-std::int64_t parse_count(const std::string& key, const std::string& v) {
-  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
-      (v.size() > 1 && v[0] == '0')) {
-    bad(key + " must be a whole number from 0 to 999999999, got \"" + v.substr(0, 64) + "\"");
+// A whole number from 0 to `max` (at most 999999999: 9 decimal digits); one message, with the
+// key's real range, for anything else.
+std::int64_t parse_count(const std::string& key, const std::string& v, std::int64_t max,
+                         const char* what = "") {
+  const bool digits = !v.empty() && v.size() <= 9 &&
+                      v.find_first_not_of("0123456789") == std::string::npos &&
+                      (v.size() == 1 || v[0] != '0');
+  const std::int64_t n = digits ? std::atoll(v.c_str()) : -1;
+  if (n < 0 || n > max) {
+    bad(key + " must be a whole number from 0 to " + std::to_string(max) + what + ", got \"" +
+        v.substr(0, 64) + "\"");
   }
-  return std::atoll(v.c_str());
+  return n;
 }
 
 void set(Settings& s, const std::string& key, const std::string& v, const std::string& from) {
@@ -76,18 +82,10 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else bad("cpu.team must be auto, off or always, got \"" + v + "\"");
     s.cpu_team_from = from;
   } else if (key == "cpu.spin_us") {
-    s.cpu_spin_us = parse_count(key, v);
-    if (s.cpu_spin_us > Settings::kMaxCpuSpinUs) {
-      bad("cpu.spin_us must be at most " + std::to_string(Settings::kMaxCpuSpinUs) +
-          " (one second), got " + v);
-    }
+    s.cpu_spin_us = parse_count(key, v, Settings::kMaxCpuSpinUs, " (one second)");
     s.cpu_spin_us_from = from;
   } else if (key == "cpu.pool_join_us") {
-    s.cpu_pool_join_us = parse_count(key, v);
-    if (s.cpu_pool_join_us > Settings::kMaxCpuPoolJoinUs) {
-      bad("cpu.pool_join_us must be at most " + std::to_string(Settings::kMaxCpuPoolJoinUs) +
-          ", got " + v);
-    }
+    s.cpu_pool_join_us = parse_count(key, v, Settings::kMaxCpuPoolJoinUs);
     s.cpu_pool_join_us_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
@@ -115,7 +113,7 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else bad("cuda.persistent must be off, on or layers, got \"" + v + "\"");
     s.cuda_persistent_from = from;
   } else if (key == "cuda.persistent_timeout_us") {
-    s.cuda_persistent_timeout_us = parse_count(key, v);
+    s.cuda_persistent_timeout_us = parse_count(key, v, 999999999);
     s.cuda_persistent_timeout_us_from = from;
   } else if (key == "cuda.tune") {
     if (v == "on") s.cuda_tune = true;

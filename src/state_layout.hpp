@@ -62,9 +62,10 @@ class StateLayout {
 
   // Floats in a packed state of `batch` rows, checked: SLSTM_ERR_SIZE_OVERFLOW unless the
   // state's bytes fit in size_t (a count whose bytes wrap would be no state a caller can hold).
-  std::size_t count(std::int64_t batch) const {
-    const std::size_t n = product({batch, row_floats_}, "state size");
-    mul_size(n, sizeof(float), "state size in bytes");
+  // `what` names the argument that gave `batch`, in the message.
+  std::size_t count(std::int64_t batch, const char* what = "state size") const {
+    const std::size_t n = product({batch, row_floats_}, what);
+    mul_size(n, sizeof(float), what);
     return n;
   }
   // Offset in floats of piece `part` of `layer` in a packed state of `batch` rows; the caller

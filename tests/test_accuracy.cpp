@@ -148,3 +148,36 @@ TEST_CASE("the accuracy rule catches a model whose one recurrent weight is off b
       mod.m.get(), kB, x0.data(), mod.s0, wrong.run.final_state, std::vector<bool>(kB, true));
   CHECK(t::accuracy_ratio(wrong.run.final_state, want.state, want.bound) > 1.0);
 }
+
+// The bound assumes sums inside float32's range (README "Accuracy"): past it the float32
+// paths' sums overflow as any float32 engine's do, while the reference adds in float64. Each
+// gate's W_x row here is [3e38, -3e38] and x = [1.5, 1.5]: both products are beyond FLT_MAX,
+// the exact pre-activation is 0 (forget_bias aside), so the exact c and h are 0.
+TEST_CASE("products past float32's range: the reference path's float64 sums give the exact cell",
+          "[accuracy]") {
+  REQUIRE(std::isinf(1.5f * 3e38f));
+  const std::int64_t hidden[] = {1};
+  slstm_model_config cfg;
+  slstm_model_config_init(&cfg);
+  cfg.input_size = 2;
+  cfg.num_layers = 1;
+  cfg.hidden_sizes = hidden;
+  std::vector<float> wx = {3e38f, -3e38f, 3e38f, -3e38f, 3e38f, -3e38f, 3e38f, -3e38f};
+  std::vector<float> wh(4, 0.0f), b(4, 0.0f);
+  slstm_tensor t[3] = {};
+  t[0] = {wx.data(), 2, {4, 2}};
+  t[1] = {wh.data(), 2, {4, 1}};
+  t[2] = {b.data(), 1, {4}};
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, t, 3, &raw) == SLSTM_OK);
+  t::Model m(raw);
+  slstm_session_options o = t::options(1, 1);
+  o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
+  slstm_session* s = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &s) == SLSTM_OK);
+  t::Session session(s);
+  const std::vector<float> x = {1.5f, 1.5f};
+  const t::Run r = t::forward_ok(session.get(), m.get(), t::call_of(1, 1, x));
+  CHECK(r.output == std::vector<float>{0.0f});
+  CHECK(r.final_state == std::vector<float>{0.0f, 0.0f});
+}

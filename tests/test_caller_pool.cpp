@@ -522,7 +522,11 @@ TEST_CASE("a thread pool together with cpu.pool=shared is refused naming both",
   expect_refused(&p, "cpu.pool=shared", SLSTM_ERR_INVALID_ARGUMENT, "cpu.pool=shared");
 }
 
-TEST_CASE("cpu.pool_join_us above one second is refused naming it", "[caller-pool][errors]") {
-  expect_refused(nullptr, "cpu.pool_join_us=1000001", SLSTM_ERR_INVALID_ARGUMENT,
-                 "cpu.pool_join_us must be at most 1000000");
+TEST_CASE("cpu.pool_join_us above one second is refused naming it and its range",
+          "[caller-pool][errors]") {
+  for (const char* v : {"cpu.pool_join_us=1000001", "cpu.pool_join_us=1000000000",
+                        "cpu.pool_join_us=-1"}) {
+    expect_refused(nullptr, v, SLSTM_ERR_INVALID_ARGUMENT,
+                   "cpu.pool_join_us must be a whole number from 0 to 1000000,");
+  }
 }

@@ -458,6 +458,26 @@ TEST_CASE("model queries reject NULL, a layer past the last, batch < 1 and unkno
   CHECK(fb == -7.0f);
 }
 
+TEST_CASE("a batch whose packed state overflows size_t is refused by every state query naming "
+          "batch", "[errors][model]") {
+  t::Model m = t::random_model(kD, kHidden, 321);
+  std::size_t n = 7;
+  slstm_state_piece piece{};
+  piece.struct_size = sizeof piece;
+  piece.layer = -7;
+  const std::int64_t huge[] = {std::int64_t{1} << 62, std::numeric_limits<std::int64_t>::max()};
+  for (const std::int64_t batch : huge) {
+    INFO("batch " << batch);
+    expect_error(slstm_model_state_count(m.get(), batch, &n), SLSTM_ERR_SIZE_OVERFLOW, "batch");
+    expect_error(slstm_model_state_offset(m.get(), batch, 1, SLSTM_STATE_H, &n),
+                 SLSTM_ERR_SIZE_OVERFLOW, "batch");
+    expect_error(slstm_model_state_piece(m.get(), batch, 0, &piece), SLSTM_ERR_SIZE_OVERFLOW,
+                 "batch");
+  }
+  CHECK(n == 7);
+  CHECK(piece.layer == -7);
+}
+
 // ---- session creation ---------------------------------------------------------------------
 
 TEST_CASE("session creation rejects NULL model, options or out_session", "[errors][session]") {

@@ -42,7 +42,10 @@
  *   what that becomes through the gates (sigma' <= 1/4, tanh' <= 1) plus 16*2^-24 per gate
  *   function.  The error follows S(z), not |z|: pre-activations near 1000 that cancel cost
  *   ~1e-4 in any float32 LSTM.  Over a sequence, errors travel like perturbations of the
- *   state.  Details: README "Accuracy".
+ *   state.  The bound assumes the sum stays within float32's range: where a product or a
+ *   partial sum passes 3.4e38 the fast path's float32 sums overflow (to inf; NaN where two
+ *   overflows of opposite sign meet), as any float32 engine's do; the reference's float64
+ *   sums do not.  Details: README "Accuracy".
  *
  * STATE PACKING ("packed state")
  *   All states cross the API as ONE float array holding, layer after layer,
