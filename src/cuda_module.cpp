@@ -8,8 +8,13 @@
 //      tried then);
 //   2. the folder libstacklstm.so itself was loaded from (found with dladdr);
 //   3. the dynamic loader's default search path (LD_LIBRARY_PATH, runpath, ld.so.cache).
-// A module that loads is kept loaded for the life of the process (never dlclose'd); a
-// failed attempt is retried on the next query, so fixing the environment needs no restart.
+// Before 2 and 3 the NVIDIA driver's library (libcuda.so.1) must load: without it no CUDA
+// call can succeed, and the module (with cuBLAS and the CUDA runtime, whose load-time
+// constructors run ~75,000 allocations and ~60 ms, and crash when one of them fails) is not
+// loaded just to learn that. A module named by $SLSTM_CUDA_MODULE is loaded as it is.
+// A module that loads is kept loaded for the life of the process (never dlclose'd), as is
+// the driver's library; a failed attempt is retried on the next query, so fixing the
+// environment needs no restart.
 #include "cuda_module.hpp"
 
 #include <cstdlib>
@@ -46,6 +51,7 @@ std::unique_ptr<Backend> make_cuda_backend(ModelPtr, const SessionConfig&) {
 namespace {
 
 constexpr const char* kPrefix = "backend SLSTM_BACKEND_CUDA: ";
+constexpr const char* kDriverLibrary = "libcuda.so.1";  // the driver API, as the runtime loads it
 constexpr std::size_t kMessageSize = 1024;
 
 std::mutex g_load_mutex;
@@ -115,6 +121,12 @@ const slstm_cuda_module_table& module() {
                tried);
     }
     return *g_table;
+  }
+  if (dlopen(kDriverLibrary, RTLD_LAZY | RTLD_LOCAL) == nullptr) {  // kept open, as the module
+    const char* e = dlerror();
+    fail(SLSTM_ERR_BACKEND_UNAVAILABLE,
+         std::string(kPrefix) + "no NVIDIA driver is installed (" + kDriverLibrary +
+             " cannot be loaded: " + (e != nullptr ? e : "dlopen failed") + ")");
   }
   const std::string dir = own_directory();
   if (!dir.empty() && attempt(dir + SLSTM_CUDA_MODULE_FILE)) return *g_table;

@@ -2,6 +2,10 @@
 // availability query and session creation fail cleanly with SLSTM_ERR_BACKEND_UNAVAILABLE
 // and a reason, and write nothing. Where it can run, the same test checks the positive case
 // instead, so it never passes vacuously.
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "support.hpp"
@@ -82,4 +86,37 @@ TEST_CASE("an out-of-range CUDA device index is rejected without a session",
   CHECK(slstm_session_create(m.get(), &o, &s) == SLSTM_ERR_BACKEND_UNAVAILABLE);
   CHECK(s == sentinel);
   CHECK(std::string(slstm_last_error()).find("SLSTM_BACKEND_CUDA") != std::string::npos);
+}
+
+// Without the NVIDIA driver's library nothing CUDA can run, and the CUDA module (with cuBLAS
+// and the CUDA runtime, whose load-time constructors make ~75,000 allocations) is not loaded
+// to find that out: the query answers from the driver's absence, naming it.
+TEST_CASE("without the NVIDIA driver's library the CUDA query answers without loading the "
+          "CUDA module", "[api][backend][cuda]") {
+  const char* named = std::getenv("SLSTM_CUDA_MODULE");
+  if (named != nullptr && named[0] != '\0') {
+    WARN("SKIPPED: SLSTM_CUDA_MODULE names a module, which is loaded without the driver check");
+    return;
+  }
+  void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  const slstm_status st = slstm_backend_available(SLSTM_BACKEND_CUDA);
+  const std::string reason = slstm_last_error();
+  if (driver != nullptr) {
+    dlclose(driver);
+    INFO(reason);
+    CHECK(reason.find("no NVIDIA driver is installed") == std::string::npos);
+    return;
+  }
+  REQUIRE(st == SLSTM_ERR_BACKEND_UNAVAILABLE);
+  CHECK(reason.find("no NVIDIA driver is installed (libcuda.so.1 cannot be loaded") !=
+        std::string::npos);
+  std::ifstream maps("/proc/self/maps");
+  REQUIRE(maps);
+  std::string line, loaded;
+  while (std::getline(maps, line)) {
+    for (const char* lib : {"libstacklstm_cuda", "libcublas", "libcudart"}) {
+      if (line.find(lib) != std::string::npos) loaded = line;
+    }
+  }
+  CHECK(loaded.empty());
 }
