@@ -7,6 +7,7 @@
 // shape checks, slstm_format_tensors, import and export, so they cannot disagree; what a
 // format cannot express is refused there, naming the layer's field and the format.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -547,7 +548,8 @@ void move_rows(const Place& p, const Tensor* t, Canon* canon, std::size_t rows,
 }
 
 // The canonical vectors of one direction with their column counts (a vector of `cols`
-// columns has size() / cols rows).
+// columns has size() / cols rows). An array, not a vector: export calls it between writes to
+// the caller's tensors, where nothing may fail (an allocation there failed half-way through).
 template <typename W>
 auto vectors(W& w, const DirMap& m, const LayerSpec& s) {
   using V = decltype(&w.w_x);
@@ -556,12 +558,12 @@ auto vectors(W& w, const DirMap& m, const LayerSpec& s) {
     const VecMap* map;
     std::size_t cols;
   };
-  return std::vector<Item>{{&w.w_x, &m.w_x, sz(s.input_size)},
+  return std::array<Item, 6>{{{&w.w_x, &m.w_x, sz(s.input_size)},
                            {&w.w_h, &m.w_h, sz(s.cell_output_size())},
                            {&w.bias, &m.bias, 1},
                            {&w.bias_h, &m.bias_h, 1},
                            {&w.peep, &m.peep, 1},
-                           {&w.w_proj, &m.w_proj, sz(s.hidden_size)}};
+                           {&w.w_proj, &m.w_proj, sz(s.hidden_size)}}};
 }
 
 // Every caller value of a layer must be finite (a model that holds a NaN or an infinity

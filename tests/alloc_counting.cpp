@@ -9,16 +9,22 @@
 // allocator: CMake builds it only without SLSTM_SANITIZE, and tests/valgrind.sh does not run
 // it.  ctest runs the [cpu] cases once per CPU path (as the main suite) and the [cuda] case
 // once, which exits 77 (reported as skipped) where no GPU is usable.
+//
+// The same interposition fails the n-th allocation of a window on request (g_fail_at): the
+// [oom] cases make each allocation of a call fail in turn and check the header's ERRORS
+// promise (SLSTM_ERR_OUT_OF_MEMORY, a message, nothing written) at every one.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <execinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -42,17 +48,25 @@ std::atomic<bool> g_every_thread{true};
 thread_local bool t_opened_window = false;
 std::atomic<long> g_allocations{0};
 std::atomic<long> g_other_threads{0};
+// 0: every allocation succeeds; n > 0: the window's n-th counted allocation fails (malloc
+// and its kin return NULL, so operator new throws std::bad_alloc).
+std::atomic<long> g_fail_at{0};
 // The call stack of the first counted allocation, printed when a check fails (backtrace()
 // is warmed up before the first window, so recording allocates nothing).
 void* g_first[16];
 std::atomic<int> g_first_depth{0};
-inline void note() {
-  if (!g_counting.load(std::memory_order_relaxed)) return;
+// Counts an allocation; true when it is the one to fail.
+inline bool note() {
+  if (!g_counting.load(std::memory_order_relaxed)) return false;
   if (!g_every_thread.load(std::memory_order_relaxed) && !t_opened_window) {
     g_other_threads.fetch_add(1);
-    return;
+    return false;
   }
-  if (g_allocations.fetch_add(1) == 0) g_first_depth.store(backtrace(g_first, 16));
+  const long k = g_allocations.fetch_add(1) + 1;
+  if (k == 1 && g_fail_at.load() == 0) g_first_depth.store(backtrace(g_first, 16));
+  if (k != g_fail_at.load(std::memory_order_relaxed)) return false;
+  errno = ENOMEM;  // as glibc's allocators fail
+  return true;
 }
 void print_first_allocation() {
   std::fprintf(stderr, "first allocation inside the window:\n");
@@ -63,27 +77,22 @@ void print_first_allocation() {
 
 extern "C" {
 void* malloc(std::size_t n) {
-  note();
-  return __libc_malloc(n);
+  return note() ? nullptr : __libc_malloc(n);
 }
 void* calloc(std::size_t k, std::size_t n) {
-  note();
-  return __libc_calloc(k, n);
+  return note() ? nullptr : __libc_calloc(k, n);
 }
 void* realloc(void* p, std::size_t n) {
-  note();
-  return __libc_realloc(p, n);
+  return note() ? nullptr : __libc_realloc(p, n);
 }
 void* memalign(std::size_t a, std::size_t n) {
-  note();
-  return __libc_memalign(a, n);
+  return note() ? nullptr : __libc_memalign(a, n);
 }
 void* aligned_alloc(std::size_t a, std::size_t n) {
-  note();
-  return __libc_memalign(a, n);
+  return note() ? nullptr : __libc_memalign(a, n);
 }
 int posix_memalign(void** p, std::size_t a, std::size_t n) {
-  note();
+  if (note()) return ENOMEM;
   void* q = __libc_memalign(a, n);
   if (q == nullptr) return ENOMEM;
   *p = q;
@@ -316,6 +325,213 @@ TEST_CASE("a failing call still reports its message (the count covers successes 
   const long n = allocations_during([&] { st = slstm_session_forward(s.get(), &a); }, false);
   CHECK(st == SLSTM_ERR_OUT_OF_RANGE);
   CHECK(n > 0);
+}
+
+// ---- whichever allocation fails ------------------------------------------------------------
+// (header, ERRORS: SLSTM_ERR_OUT_OF_MEMORY, and nothing the caller passed for output written)
+
+namespace {
+
+// Runs `call` (which returns a status) with its n-th allocation failing, n = 1, 2, ..., until
+// a run makes fewer than n allocations. Each run that ends in a failure must return
+// SLSTM_ERR_OUT_OF_MEMORY with a message and leave the caller's outputs as they were
+// (`untouched()`); a run may also absorb the failure and succeed (`succeeded()` then checks
+// what it gave). `reset()` runs before each attempt, outside the window. Returns the number
+// of allocation points tried.
+template <typename Reset, typename Call, typename Untouched, typename Succeeded>
+long check_every_allocation_failure(Reset&& reset, Call&& call, Untouched&& untouched,
+                                    Succeeded&& succeeded) {
+  for (long n = 1;; ++n) {
+    reset();
+    slstm_status st = SLSTM_ERR_INTERNAL;
+    g_fail_at.store(n);
+    const long made = allocations_during([&] { st = call(); }, false);
+    g_fail_at.store(0);
+    INFO("allocation " << n << " of " << made << " failed");
+    if (st == SLSTM_OK) {
+      succeeded();
+      if (made < n) return n - 1;
+      continue;
+    }
+    REQUIRE(st == SLSTM_ERR_OUT_OF_MEMORY);
+    CHECK(std::string(slstm_last_error()).size() > 0);
+    REQUIRE(untouched());
+  }
+}
+
+// Output tensors for `format` of the stack `layers` over `input` inputs, poisoned.
+struct Outputs {
+  std::vector<std::vector<float>> data;
+  std::vector<slstm_tensor_out> tensors;
+  void poison() {  // in place: the tensors point into `data`
+    for (auto& d : data) {
+      const std::vector<float> p = t::poisoned(d.size());
+      std::copy(p.begin(), p.end(), d.begin());
+    }
+  }
+  bool all_poison() const {
+    for (const auto& d : data) {
+      if (t::count_poison(d) != d.size()) return false;
+    }
+    return true;
+  }
+};
+Outputs outputs_for(std::int64_t input, const std::vector<slstm_layer_config>& layers,
+                    slstm_weight_format format) {
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = input;
+  c.num_layers = static_cast<std::int32_t>(layers.size());
+  c.layers = layers.data();
+  std::vector<slstm_tensor_info> infos(64);
+  for (auto& i : infos) i.struct_size = sizeof i;
+  std::size_t n = 0;
+  REQUIRE(slstm_format_tensors(&c, format, infos.data(), infos.size(), &n) == SLSTM_OK);
+  Outputs o;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t count = 1;
+    for (std::int32_t d = 0; d < infos[k].ndim; ++d) count *= infos[k].shape[d];
+    o.data.emplace_back(count);
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    slstm_tensor_out t{};
+    t.data = o.data[k].data();
+    t.ndim = infos[k].ndim;
+    for (std::int32_t d = 0; d < infos[k].ndim; ++d) t.shape[d] = infos[k].shape[d];
+    o.tensors.push_back(t);
+  }
+  return o;
+}
+
+std::vector<slstm_layer_config> mixed_stack() { return t::layer_zoo()[3]; }  // LSTMP, bi, res
+
+}  // namespace
+
+TEST_CASE("an export whose allocation fails, whichever, writes no tensor", "[oom]") {
+  // (PyTorch's format has no peepholes or clips: a stack it can hold for it)
+  const std::vector<slstm_layer_config> pytorch = {
+      t::with_direction(t::lstm_layer(5), SLSTM_DIRECTION_BIDIRECTIONAL), t::gru_layer(4, true)};
+  for (const slstm_weight_format format : {SLSTM_FORMAT_CANONICAL, SLSTM_FORMAT_PYTORCH}) {
+    INFO("format " << format);
+    const std::vector<slstm_layer_config> layers =
+        format == SLSTM_FORMAT_CANONICAL ? mixed_stack() : pytorch;
+    t::Model m = t::random_stack(6, layers, 41);
+    Outputs want = outputs_for(6, layers, format);
+    REQUIRE(slstm_model_export(m.get(), format, want.tensors.data(), want.tensors.size()) ==
+            SLSTM_OK);
+    Outputs o = outputs_for(6, layers, format);
+    const long points = check_every_allocation_failure(
+        [&] { o.poison(); },
+        [&] { return slstm_model_export(m.get(), format, o.tensors.data(), o.tensors.size()); },
+        [&] { return o.all_poison(); },
+        [&] {
+          for (std::size_t k = 0; k < o.data.size(); ++k) {
+            CHECK(t::bitwise_equal(o.data[k], want.data[k]));
+          }
+        });
+    CHECK(points > 0);
+  }
+}
+
+TEST_CASE("a model creation whose allocation fails, whichever, returns no model",
+          "[oom]") {
+  const std::vector<slstm_layer_config> layers = mixed_stack();
+  t::Model src = t::random_stack(6, layers, 42);
+  Outputs w = outputs_for(6, layers, SLSTM_FORMAT_CANONICAL);
+  REQUIRE(slstm_model_export(src.get(), SLSTM_FORMAT_CANONICAL, w.tensors.data(),
+                             w.tensors.size()) == SLSTM_OK);
+  std::vector<slstm_tensor> in;
+  for (const slstm_tensor_out& t : w.tensors) {
+    slstm_tensor c{};
+    c.data = t.data;
+    c.ndim = t.ndim;
+    for (std::int32_t d = 0; d < t.ndim; ++d) c.shape[d] = t.shape[d];
+    in.push_back(c);
+  }
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = 6;
+  c.num_layers = static_cast<std::int32_t>(layers.size());
+  c.layers = layers.data();
+  slstm_model* const sentinel = reinterpret_cast<slstm_model*>(&c);
+  slstm_model* out = sentinel;
+  const long points = check_every_allocation_failure(
+      [&] { out = sentinel; },
+      [&] { return slstm_model_create(&c, SLSTM_FORMAT_CANONICAL, in.data(), in.size(), &out); },
+      [&] { return out == sentinel; },
+      [&] {
+        REQUIRE(out != sentinel);
+        slstm_model_destroy(out);
+      });
+  CHECK(points > 0);
+}
+
+TEST_CASE("a session creation whose allocation fails, whichever, returns no session",
+          "[oom]") {
+  t::Model m = t::random_model(7, {33, 17}, 43);
+  t::Model mixed = t::random_stack(6, mixed_stack(), 45);
+  struct Variant {
+    const char* what;
+    const slstm_model* model;
+    std::int32_t precision;
+    std::int64_t slots;
+  };
+  for (const Variant& v : {Variant{"LSTM, 2 threads", m.get(), SLSTM_PRECISION_DEFAULT, 0},
+                           Variant{"LSTM, BF16, 3 slots", m.get(), SLSTM_PRECISION_BF16, 3},
+                           Variant{"LSTMP, bidirectional, residual", mixed.get(),
+                                   SLSTM_PRECISION_DEFAULT, 0}}) {
+    INFO(v.what);
+    slstm_session_options o = t::options(5, 4);
+    o.num_threads = 2;
+    o.precision = v.precision;
+    o.max_slots = v.slots;
+    slstm_session* const sentinel = reinterpret_cast<slstm_session*>(&o);
+    slstm_session* out = sentinel;
+    REQUIRE(slstm_session_create(v.model, &o, &out) == SLSTM_OK);  // without a failure
+    slstm_session_destroy(out);
+    const long points = check_every_allocation_failure(
+        [&] { out = sentinel; }, [&] { return slstm_session_create(v.model, &o, &out); },
+        [&] { return out == sentinel; },
+        [&] {
+          REQUIRE(out != sentinel);
+          slstm_session_destroy(out);
+        });
+    CHECK(points > 0);
+  }
+}
+
+TEST_CASE("a model save or load whose allocation fails, whichever, writes nothing",
+          "[oom]") {
+  t::Model m = t::random_stack(6, mixed_stack(), 44);
+  std::size_t size = 0;
+  REQUIRE(slstm_model_file_size(m.get(), nullptr, &size) == SLSTM_OK);
+  std::vector<unsigned char> want(size), buf(size);
+  REQUIRE(slstm_model_save_memory(m.get(), nullptr, want.data(), want.size(), &size) == SLSTM_OK);
+  std::size_t got = 7;
+  const long saves = check_every_allocation_failure(
+      [&] {
+        std::fill(buf.begin(), buf.end(), 0xA5);
+        got = 7;
+      },
+      [&] { return slstm_model_save_memory(m.get(), nullptr, buf.data(), buf.size(), &got); },
+      [&] {
+        return got == 7 && std::all_of(buf.begin(), buf.end(), [](unsigned char b) {
+                 return b == 0xA5;
+               });
+      },
+      [&] { CHECK(buf == want); });
+  CHECK(saves > 0);
+  slstm_model* const sentinel = reinterpret_cast<slstm_model*>(&got);
+  slstm_model* out = sentinel;
+  const long loads = check_every_allocation_failure(
+      [&] { out = sentinel; },
+      [&] { return slstm_model_load_memory(want.data(), want.size(), &out); },
+      [&] { return out == sentinel; },
+      [&] {
+        REQUIRE(out != sentinel);
+        slstm_model_destroy(out);
+      });
+  CHECK(loads > 0);
 }
 
 TEST_CASE("counting the calling thread only leaves other threads' allocations out", "[cpu]") {
