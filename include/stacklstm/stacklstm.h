@@ -71,6 +71,12 @@
  *   step or stream-slot call made while another thread's call on the same session is
  *   running returns SLSTM_ERR_BUSY and does nothing (destroying a session while a call runs
  *   on it is not detected and must not be done).  The last-error text is per thread.
+ *   fork(): models and CPU sessions made before a fork work in the child (since 0.16.1): a
+ *   session whose worker threads stayed in the parent runs the child's calls on the calling
+ *   thread alone, with the same numbers, and is destroyed there as anywhere; sessions made in
+ *   the child start workers of their own.  (A session in a call, or one of the library's
+ *   locks held by another thread, at the moment of the fork stays so in the child; a caller's
+ *   thread pool and CUDA sessions are not usable in a child, as CUDA itself is not.)
  *
  * OWNERSHIP
  *   The library allocates and frees its own objects; every *_destroy(NULL) is a no-op.

@@ -427,6 +427,12 @@ class CpuFastBackend final : public HostBackend {
   // meanwhile (nudge; not with cpu.spin_us=0), as a call they took part in does.  The plan
   // counts such calls (calls_alone_asleep).
   void run_on(Pool& pool, const ForwardCall& call) {
+    if (pool.orphaned()) {  // in a child process, whose pool has no workers (thread_pool.hpp)
+      split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+      plan_steps();
+      job(this, 0);
+      return;
+    }
     split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
     if (split_.workers > 1 && pool.sleeping() == pool.size() - 1 &&
         alone_when_asleep(call.batch, call.time, work_, split_.workers, thresholds_)) {

@@ -1052,6 +1052,7 @@ class CpuGenericBackend final : public HostBackend {
       pool = taken.owns_lock() ? &shared_->pool : nullptr;
       if (pool == nullptr) active = 1;
     }
+    if (pool != nullptr && pool->orphaned()) active = 1;  // a child process (thread_pool.hpp)
     // A call that finds every worker asleep runs on this thread alone where waking them
     // would cost it more than they would take off (split.hpp alone_when_asleep; one core's
     // time from the weights a step reads and their FLOPs for the call's rows), and wakes

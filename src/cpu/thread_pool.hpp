@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <pthread.h>
 #include <sched.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -62,6 +63,26 @@ class Barrier {
   alignas(64) std::atomic<unsigned> phase_{0};
 };
 
+// fork(): the child process has only the thread that called fork(), so a pool made before
+// it has no workers there. fork_generation() counts the forks this process descends from
+// (a pthread_atfork child handler, registered with the first pool); a pool remembers the
+// count it was made under, and in a child it is orphaned(): the backends then run calls on
+// the calling thread alone (the same numbers: results do not depend on the number of
+// workers), and its destruction detaches the absent threads rather than wait for them.
+inline std::atomic<std::uint32_t>& forks_seen() {
+  static std::atomic<std::uint32_t> n{0};
+  return n;
+}
+extern "C" inline void slstm_cpu_pool_after_fork_in_child() {
+  forks_seen().fetch_add(1, std::memory_order_relaxed);
+}
+inline std::uint32_t fork_generation() {
+  static const int registered =
+      pthread_atfork(nullptr, nullptr, &slstm_cpu_pool_after_fork_in_child);
+  (void)registered;  // (ENOMEM: pools then look whole after a fork, as before this check)
+  return forks_seen().load(std::memory_order_relaxed);
+}
+
 // A persistent pool: worker 0 is the calling thread, workers 1..n-1 are threads created
 // once.  run() hands every worker the same job and returns when all have finished.
 class Pool {
@@ -69,7 +90,7 @@ class Pool {
   using Job = void (*)(void* ctx, int worker);
   using Clock = std::chrono::steady_clock;
 
-  explicit Pool(int n) : n_(n) {
+  explicit Pool(int n) : n_(n), made_under_(fork_generation()) {
     threads_.reserve(static_cast<std::size_t>(n - 1));
     try {
       for (int w = 1; w < n; ++w) threads_.emplace_back([this, w] { loop(w); });
@@ -83,6 +104,10 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   int size() const { return n_; }
+
+  // Made in an ancestor of this process (before a fork): its workers are not here, and
+  // run() and nudge() must not be called.
+  bool orphaned() const { return made_under_ != forks_seen().load(std::memory_order_relaxed); }
 
   // Wakes the workers without a job: they spin for spin_ns nanoseconds, ready for the next
   // run(), then sleep again.  (A call that ran alone rather than wait for sleeping workers
@@ -166,6 +191,11 @@ class Pool {
   }
 
   void stop() {
+    if (orphaned()) {  // the threads are the parent's: nothing here would ever end them
+      for (std::thread& t : threads_) t.detach();
+      threads_.clear();
+      return;
+    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_.store(true);
@@ -178,6 +208,7 @@ class Pool {
   }
 
   const int n_;
+  const std::uint32_t made_under_;  // fork_generation() at construction
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -208,7 +239,7 @@ inline std::shared_ptr<SharedPool> acquire_shared_pool(int workers) {
   static std::weak_ptr<SharedPool> current;
   std::lock_guard<std::mutex> lock(registry);
   std::shared_ptr<SharedPool> p = current.lock();
-  if (!p) {
+  if (!p || p->pool.orphaned()) {  // (after a fork: the parent's, whose workers are not here)
     p = std::make_shared<SharedPool>(std::clamp(workers, 1, 256));
     current = p;
   }
