@@ -8,6 +8,7 @@
 
 #include "backend.hpp"
 #include "cuda_module.hpp"
+#include "number_text.hpp"
 #if defined(SLSTM_HAVE_CPU_FAST)
 #include "cpu/fast_backend.hpp"
 #include "cpu/generic_backend.hpp"
@@ -184,7 +185,7 @@ void require_precision(slstm_backend kind, const Model& m, const SessionConfig& 
               fail(SLSTM_ERR_UNSUPPORTED,
                    name + ": layer " + std::to_string(l) + (d ? " (reverse)" : "") + " " +
                        what + " element " + std::to_string(k) + " is " +
-                       std::to_string((*v)[k]) + ", beyond binary16's range (65504)");
+                       float_text((*v)[k]) + ", beyond binary16's range (65504)");
             }
           }
         }

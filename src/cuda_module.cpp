@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "backend_module_abi.h"
+#include "fork_safety.hpp"
 
 #if defined(SLSTM_HAVE_CUDA_MODULE)
 #include <dlfcn.h>
@@ -54,8 +55,7 @@ constexpr const char* kPrefix = "backend SLSTM_BACKEND_CUDA: ";
 constexpr const char* kDriverLibrary = "libcuda.so.1";  // the driver API, as the runtime loads it
 constexpr std::size_t kMessageSize = 1024;
 
-std::mutex g_load_mutex;
-const slstm_cuda_module_table* g_table = nullptr;  // set once, under g_load_mutex
+const slstm_cuda_module_table* g_table = nullptr;  // set once, under cuda_module_lock()
 
 const char g_anchor = 0;  // an address inside libstacklstm.so, for dladdr
 
@@ -104,7 +104,7 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
 
 // The loaded module's table; throws SLSTM_ERR_BACKEND_UNAVAILABLE naming every path tried.
 const slstm_cuda_module_table& module() {
-  std::lock_guard<std::mutex> lock(g_load_mutex);
+  std::lock_guard<std::mutex> lock(cuda_module_lock());  // (fork_safety.hpp)
   if (g_table != nullptr) return *g_table;
   std::string tried;
   auto attempt = [&](const std::string& path) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "number_text.hpp"
 
 namespace slstm {
 namespace {
@@ -181,12 +182,6 @@ VecMap two(const Place& a, const Place& b) {
                                   " (SLSTM_FORMAT_CANONICAL takes every layer; docs/cells.md)");
 }
 
-std::string num_str(float v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
-  return buf;
-}
-
 // Refuses what `format` cannot express of layer `l` (docs/cells.md, README "Weights").
 void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size_t l) {
   const bool lstm = s.cell == CellKind::kLstm;
@@ -218,7 +213,7 @@ void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size
       }
       if (s.cell_clip != 0.0f) {
         refuse(format, l, "cell_clip",
-               "it is " + num_str(s.cell_clip) + ", and " + (pt ? "nn.LSTM" : "this format") +
+               "it is " + float_text(s.cell_clip) + ", and " + (pt ? "nn.LSTM" : "this format") +
                    " does not clip the cell state");
       }
       if (!pt && s.proj_size != 0) {
@@ -229,7 +224,7 @@ void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size
       }
       if (s.proj_clip != 0.0f) {
         refuse(format, l, "proj_clip",
-               "it is " + num_str(s.proj_clip) + ", and nn.LSTM(proj_size=...) does not clip "
+               "it is " + float_text(s.proj_clip) + ", and nn.LSTM(proj_size=...) does not clip "
                "its projection");
       }
       if (!lstm && !s.reset_after) {
@@ -256,7 +251,7 @@ void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size
       }
       if (s.cell_clip != 0.0f) {
         refuse(format, l, "cell_clip",
-               "it is " + num_str(s.cell_clip) + ", and " + keras +
+               "it is " + float_text(s.cell_clip) + ", and " + keras +
                    " does not clip the cell state");
       }
       if (s.proj_size != 0) {
@@ -269,7 +264,7 @@ void check_expressible(slstm_weight_format format, const LayerSpec& s, std::size
     case SLSTM_FORMAT_ONNX:
       if (s.cell_clip != 0.0f) {
         refuse(format, l, "cell_clip",
-               "it is " + num_str(s.cell_clip) +
+               "it is " + float_text(s.cell_clip) +
                    ", and ONNX LSTM's `clip` attribute clips the gates' pre-activations, not "
                    "the cell state: another function");
       }

@@ -1,4 +1,5 @@
 #include "model.hpp"
+#include "number_text.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -51,16 +52,16 @@ void check_layer_fields(const LayerSpec& s, const std::string& at) {
   if (!std::isfinite(s.cell_clip) || s.cell_clip < 0.0f) {
     fail(SLSTM_ERR_INVALID_ARGUMENT,
          at + ".cell_clip must be finite and >= 0 (0 = no clipping), got " +
-             std::to_string(s.cell_clip));
+             float_text(s.cell_clip));
   }
   if (!std::isfinite(s.proj_clip) || s.proj_clip < 0.0f) {
     fail(SLSTM_ERR_INVALID_ARGUMENT,
          at + ".proj_clip must be finite and >= 0 (0 = no clipping), got " +
-             std::to_string(s.proj_clip));
+             float_text(s.proj_clip));
   }
   if (s.proj_clip > 0.0f && s.proj_size == 0) {
     fail(SLSTM_ERR_INVALID_ARGUMENT,
-         at + ".proj_clip is " + std::to_string(s.proj_clip) +
+         at + ".proj_clip is " + float_text(s.proj_clip) +
              " but the layer has no projection (proj_size 0): nothing to clip");
   }
 }

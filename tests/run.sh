@@ -13,7 +13,8 @@ packages=(cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-jso
           python3-torch   # torch: the PyTorch example and converter tests run, not skip
           cargo golang-go  # the Rust and Go examples (examples/rust, examples/go) run, not skip
           python3-venv git  # tests/wheel.sh: a fresh venv, a clean copy of the tree
-          shellcheck)  # tests/check_scripts.sh: the GPU check scripts
+          shellcheck  # tests/check_scripts.sh: the GPU check scripts
+          locales)  # tests/check_locale.sh: a comma-decimal locale, made from its sources
 ensure_packages "${packages[@]}"
 
 echo "== configure ($build)"

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -101,11 +102,15 @@ TEST_CASE("a session made before a fork gives the parent's numbers in the child 
           "destroyed there", "[fork]") {
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 7103);
   for (Stack& st : stacks()) {
-    for (const char* config : {"cpu.pool=session", "cpu.pool=shared"}) {
+    // (cpu.spin_us=0: the parent's workers are asleep when it forks, so the condition
+    // variable they wait on still counts them in the child)
+    for (const char* config :
+         {"cpu.pool=session", "cpu.pool=shared", "cpu.spin_us=0", "cpu.pool=shared,cpu.spin_us=0"}) {
       INFO(st.what << ", " << config);
       t::Session s = session_with(st.model.get(), config);
       const t::Run want = call(s.get(), st.model.get(), x);
       REQUIRE(want.status == SLSTM_OK);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
       const int code = in_child([&] {
         const t::Run got = call(s.get(), st.model.get(), x);
         if (got.status != SLSTM_OK) return 1;
@@ -154,4 +159,73 @@ TEST_CASE("sessions made in a forked child start workers of their own and give t
     });
     CHECK(code == 0);
   }
+}
+
+TEST_CASE("a child destroys the parent's session after making and destroying its own",
+          "[fork]") {
+  // (glibc gives the child's new threads the descriptors of the parent's: a pre-fork
+  // session's destruction must not detach or join what it takes for its workers)
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 7105);
+  for (Stack& st : stacks()) {
+    for (const char* config : {"cpu.pool=session", "cpu.spin_us=0"}) {
+      INFO(st.what << ", " << config);
+      t::Session s = session_with(st.model.get(), config);
+      const t::Run want = call(s.get(), st.model.get(), x);
+      REQUIRE(want.status == SLSTM_OK);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const int code = in_child([&] {
+        slstm_session_options o = t::options(kB, kT);
+        o.num_threads = 2;
+        o.config = config;
+        slstm_session* own = nullptr;
+        if (slstm_session_create(st.model.get(), &o, &own) != SLSTM_OK) return 1;
+        const bool same = t::bitwise_equal(call(own, st.model.get(), x).output, want.output);
+        slstm_session_destroy(own);
+        s.reset();
+        return same ? 0 : 2;
+      });
+      CHECK(code == 0);
+    }
+  }
+}
+
+TEST_CASE("a fork while another thread creates sessions leaves the child able to create its own",
+          "[fork]") {
+  // Session creation takes process-wide locks (the machine measurements, made once per
+  // worker count, and the shared pool's registry): a fork while another thread holds one
+  // must not leave it held in the child. The other thread makes sessions of worker counts
+  // not measured yet (odd ones; each holds the measurements' lock for a barrier measurement)
+  // and shared-pool ones; each child makes one of each kind, of a worker count nobody
+  // measured (even ones). Before 0.16.1 most of these children waited forever.
+  t::Model m = t::random_model(kD, {768}, 7106);  // 48 groups of 16: up to 48 workers
+  std::atomic<bool> stop{false};
+  std::thread maker([&] {
+    for (int w = 3; !stop.load() && w < 48; w += 2) {
+      for (const char* config : {"cpu.calibration=measured", "cpu.pool=shared"}) {
+        slstm_session_options o = t::options(1, 1);
+        o.num_threads = w;
+        o.config = config;
+        slstm_session* s = nullptr;
+        if (slstm_session_create(m.get(), &o, &s) == SLSTM_OK) slstm_session_destroy(s);
+      }
+    }
+  });
+  std::vector<int> codes;
+  for (int k = 0; k < 8; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    codes.push_back(in_child([&] {
+      for (const char* config : {"cpu.calibration=measured", "cpu.pool=shared"}) {
+        slstm_session_options o = t::options(1, 1);
+        o.num_threads = 4 + 2 * k;  // even: a worker count nobody measured
+        o.config = config;
+        slstm_session* s = nullptr;
+        if (slstm_session_create(m.get(), &o, &s) != SLSTM_OK) return 1;
+        slstm_session_destroy(s);
+      }
+      return 0;
+    }));
+  }
+  stop.store(true);
+  maker.join();
+  for (int code : codes) CHECK(code == 0);
 }

@@ -17,6 +17,8 @@
 
 #include "buffer.hpp"
 #include "cgroup.hpp"
+#include "fork_safety.hpp"
+#include "number_text.hpp"
 #include "thread_pool.hpp"
 
 namespace slstm::cpu {
@@ -164,11 +166,6 @@ double measure_barrier(int workers) {
   return std::clamp(best, 1e-8, 5e-5);
 }
 
-std::string fixed(double v, int digits) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
 
 }  // namespace
 
@@ -186,10 +183,9 @@ std::int64_t l2_cache_bytes() {
 }
 
 Machine measure_machine(Kernel kernel, int workers) {
-  static std::mutex mutex;
   static std::map<Kernel, Rates> rates;
   static std::map<int, double> barriers;
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::mutex> lock(calibration_lock());  // (fork_safety.hpp)
   auto r = rates.find(kernel);
   if (r == rates.end()) r = rates.emplace(kernel, measure_rates(kernel)).first;
   auto b = barriers.find(workers);
@@ -203,11 +199,11 @@ Machine measure_machine(Kernel kernel, int workers) {
 
 std::string describe_machine(const Machine& m, int workers) {
   return "barrier " +
-         (workers > 1 ? fixed(m.barrier_s * 1e6, 3) + " us (" + std::to_string(workers) +
+         (workers > 1 ? fixed_text(m.barrier_s * 1e6, 3) + " us (" + std::to_string(workers) +
                             " workers)"
                       : std::string("none (1 worker)")) +
-         ", kernel " + fixed(m.flops_per_s / 1e9, 1) + " GFLOP/s on cached weights, " +
-         fixed(m.bytes_per_s / 1e9, 1) + " GB/s streamed (one core)";
+         ", kernel " + fixed_text(m.flops_per_s / 1e9, 1) + " GFLOP/s on cached weights, " +
+         fixed_text(m.bytes_per_s / 1e9, 1) + " GB/s streamed (one core)";
 }
 
 }  // namespace slstm::cpu

@@ -1,6 +1,7 @@
 #include "fast_plan.hpp"
 
 #include "cgroup.hpp"
+#include "number_text.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -90,9 +91,8 @@ std::string usable_cpus_text() {
   const UsableCpus u = usable_cpu_budget();
   std::string s = std::to_string(u.count) + ", ";
   if (u.cgroup_limit > 0 && u.count < u.mask) {
-    char limit[32];
-    std::snprintf(limit, sizeof(limit), "%g", u.cgroup_limit);
-    return s + "its cgroup's CPU limit " + limit + ", rounded up; " + std::to_string(u.mask) +
+    return s + "its cgroup's CPU limit " + general_text(u.cgroup_limit, 6) + ", rounded up; " +
+           std::to_string(u.mask) +
            " in its affinity mask";
   }
   return s + "its affinity mask";
@@ -110,11 +110,7 @@ int choose_threads(const Model& m, std::int32_t num_threads) {
 
 namespace {
 
-std::string number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.0f", v);
-  return buf;
-}
+std::string number(double v) { return fixed_text(v, 0); }
 
 }  // namespace
 

@@ -13,12 +13,12 @@
 #include <thread>
 #include <vector>
 
-#include <pthread.h>
 #include <sched.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
 
+#include "fork_safety.hpp"
 #include "stacklstm/stacklstm.h"
 
 namespace slstm::cpu {
@@ -63,43 +63,37 @@ class Barrier {
   alignas(64) std::atomic<unsigned> phase_{0};
 };
 
-// fork(): the child process has only the thread that called fork(), so a pool made before
-// it has no workers there. fork_generation() counts the forks this process descends from
-// (a pthread_atfork child handler, registered with the first pool); a pool remembers the
-// count it was made under, and in a child it is orphaned(): the backends then run calls on
-// the calling thread alone (the same numbers: results do not depend on the number of
-// workers), and its destruction detaches the absent threads rather than wait for them.
-inline std::atomic<std::uint32_t>& forks_seen() {
-  static std::atomic<std::uint32_t> n{0};
-  return n;
-}
-extern "C" inline void slstm_cpu_pool_after_fork_in_child() {
-  forks_seen().fetch_add(1, std::memory_order_relaxed);
-}
-inline std::uint32_t fork_generation() {
-  static const int registered =
-      pthread_atfork(nullptr, nullptr, &slstm_cpu_pool_after_fork_in_child);
-  (void)registered;  // (ENOMEM: pools then look whole after a fork, as before this check)
-  return forks_seen().load(std::memory_order_relaxed);
-}
-
 // A persistent pool: worker 0 is the calling thread, workers 1..n-1 are threads created
 // once.  run() hands every worker the same job and returns when all have finished.
+//
+// After fork() (fork_safety.hpp) a pool made in the parent is orphaned() in the child: its
+// workers are not there.  The backends then run calls on the calling thread alone (the same
+// numbers: results do not depend on the number of workers), and the pool's destruction
+// leaves its threads, mutex and condition variable as they are (leaked): joining or detaching
+// the parent's threads would wait forever or hit the child's own (glibc reuses the
+// descriptors), and destroying the condition variable would wait for the parent's sleeping
+// workers, which it still counts.
 class Pool {
  public:
   using Job = void (*)(void* ctx, int worker);
   using Clock = std::chrono::steady_clock;
 
-  explicit Pool(int n) : n_(n), made_under_(fork_generation()) {
-    threads_.reserve(static_cast<std::size_t>(n - 1));
+  explicit Pool(int n) : n_(n), made_under_(forks_seen()) {
+    sync_->threads.reserve(static_cast<std::size_t>(n - 1));
     try {
-      for (int w = 1; w < n; ++w) threads_.emplace_back([this, w] { loop(w); });
+      for (int w = 1; w < n; ++w) sync_->threads.emplace_back([this, w] { loop(w); });
     } catch (...) {
       stop();
       throw;
     }
   }
-  ~Pool() { stop(); }
+  ~Pool() {
+    if (orphaned()) {
+      (void)sync_.release();
+      return;
+    }
+    stop();
+  }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -107,7 +101,7 @@ class Pool {
 
   // Made in an ancestor of this process (before a fork): its workers are not here, and
   // run() and nudge() must not be called.
-  bool orphaned() const { return made_under_ != forks_seen().load(std::memory_order_relaxed); }
+  bool orphaned() const { return made_under_ != forks_seen(); }
 
   // Wakes the workers without a job: they spin for spin_ns nanoseconds, ready for the next
   // run(), then sleep again.  (A call that ran alone rather than wait for sleeping workers
@@ -115,12 +109,12 @@ class Pool {
   void nudge(std::int64_t spin_ns) {
     if (n_ == 1) return;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<std::mutex> lock(sync_->mutex);
       job_ = nullptr;
       spin_ns_ = spin_ns;
       generation_.fetch_add(1, std::memory_order_release);
     }
-    wake_.notify_all();
+    sync_->wake.notify_all();
   }
 
   // How many workers are asleep (waiting to be woken) rather than spinning or working.
@@ -136,14 +130,14 @@ class Pool {
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<std::mutex> lock(sync_->mutex);
       job_ = job;
       ctx_ = ctx;
       spin_ns_ = spin_ns;
       pending_.store(n_ - 1, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
-    wake_.notify_all();
+    sync_->wake.notify_all();
     job(ctx, 0);
     for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) relax(spins);
   }
@@ -170,10 +164,10 @@ class Pool {
       Job job;
       void* ctx;
       {
-        std::unique_lock<std::mutex> lock(mutex_);
+        std::unique_lock<std::mutex> lock(sync_->mutex);
         if (generation_.load(std::memory_order_acquire) == seen && !stopping_.load()) {
           sleeping_.fetch_add(1, std::memory_order_relaxed);
-          wake_.wait(lock, [&] {
+          sync_->wake.wait(lock, [&] {
             return stopping_.load() || generation_.load(std::memory_order_acquire) != seen;
           });
           sleeping_.fetch_sub(1, std::memory_order_relaxed);
@@ -191,34 +185,34 @@ class Pool {
   }
 
   void stop() {
-    if (orphaned()) {  // the threads are the parent's: nothing here would ever end them
-      for (std::thread& t : threads_) t.detach();
-      threads_.clear();
-      return;
-    }
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<std::mutex> lock(sync_->mutex);
       stopping_.store(true);
     }
-    wake_.notify_all();
-    for (std::thread& t : threads_) {
+    sync_->wake.notify_all();
+    for (std::thread& t : sync_->threads) {
       if (t.joinable()) t.join();
     }
-    threads_.clear();
+    sync_->threads.clear();
   }
 
+  // What an orphaned pool leaks rather than destroys (above).
+  struct Sync {
+    std::vector<std::thread> threads;
+    std::mutex mutex;
+    std::condition_variable wake;
+  };
+
   const int n_;
-  const std::uint32_t made_under_;  // fork_generation() at construction
-  std::vector<std::thread> threads_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
+  const std::uint32_t made_under_;  // forks_seen() at construction
+  std::unique_ptr<Sync> sync_ = std::make_unique<Sync>();
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<int> sleeping_{0};
   Job job_ = nullptr;
   void* ctx_ = nullptr;
-  std::int64_t spin_ns_ = 0;  // the current job's spin time (under mutex_)
+  std::int64_t spin_ns_ = 0;  // the current job's spin time (under sync_->mutex)
   int active_ = 1;  // written before the release of generation_, read after its acquire
 };
 
@@ -235,9 +229,8 @@ struct SharedPool {
 };
 
 inline std::shared_ptr<SharedPool> acquire_shared_pool(int workers) {
-  static std::mutex registry;
   static std::weak_ptr<SharedPool> current;
-  std::lock_guard<std::mutex> lock(registry);
+  std::lock_guard<std::mutex> lock(shared_pool_lock());
   std::shared_ptr<SharedPool> p = current.lock();
   if (!p || p->pool.orphaned()) {  // (after a fork: the parent's, whose workers are not here)
     p = std::make_shared<SharedPool>(std::clamp(workers, 1, 256));

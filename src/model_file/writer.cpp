@@ -8,6 +8,7 @@
 
 #include "../layer_spec.hpp"
 #include "../model_file.hpp"
+#include "../number_text.hpp"
 #include "format.hpp"
 
 namespace slstm {
@@ -38,11 +39,7 @@ int format_version_for(const Model& model) {
 
 // The shortest decimal that reads back as exactly this float (std::to_chars: independent
 // of the locale, unlike printf's %g).
-std::string format_float(float v) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string format_float(float v) { return float_text(v); }
 
 // A clip: 0 (no clipping) for -0 as for +0, which is also what a version-1 file (no clip keys)
 // gives back; a positive clip as format_float.
