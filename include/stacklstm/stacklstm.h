@@ -74,8 +74,9 @@
  *   fork(): models and CPU sessions made before a fork work in the child (since 0.16.1): a
  *   session whose worker threads stayed in the parent runs the child's calls on the calling
  *   thread alone, with the same numbers, and is destroyed there as anywhere; sessions made in
- *   the child start workers of their own.  (A session in a call, or one of the library's
- *   locks held by another thread, at the moment of the fork stays so in the child; a caller's
+ *   the child start workers of their own; the library's process-wide locks are taken
+ *   around the fork, so a session created in the child never waits for another thread's.
+ *   (A session inside a call at the moment of the fork stays busy in the child; a caller's
  *   thread pool and CUDA sessions are not usable in a child, as CUDA itself is not.)
  *
  * OWNERSHIP
