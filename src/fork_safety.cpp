@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <new>
 
 namespace slstm {
 namespace {
@@ -15,20 +16,24 @@ std::mutex g_shared_pool;
 std::mutex g_cuda_module;
 std::atomic<std::uint32_t> g_forks{0};
 
-// One order for all three (no code path holds two of them at once, so any order is safe).
+// The measurements' and the shared pool's locks are taken around the fork (no code path
+// holds both, so any order is safe): the child gets their maps and pointers whole. Not the
+// CUDA module's: its holder may dlclose() a module that does not fit, and on glibc 2.28-2.35
+// dlclose waits for the lock fork() holds while it runs these handlers (fixed in 2.36). The
+// child makes that one anew instead: what it guards is one pointer, set once, and the
+// loader's own state is glibc's to keep whole across the fork.
 extern "C" void prepare_fork() {
-  g_cuda_module.lock();
   g_shared_pool.lock();
   g_calibration.lock();
 }
 extern "C" void after_fork_in_parent() {
   g_calibration.unlock();
   g_shared_pool.unlock();
-  g_cuda_module.unlock();
 }
 extern "C" void after_fork_in_child() {
   g_forks.fetch_add(1, std::memory_order_relaxed);
   after_fork_in_parent();  // the forking thread took them: it is the child's only thread
+  new (&g_cuda_module) std::mutex();  // (its holder, if any, is not in the child)
 }
 
 // Registered once, when the library is loaded; glibc removes them if it is unloaded

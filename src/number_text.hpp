@@ -14,18 +14,20 @@ inline std::string float_text(float v) {
   return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
 }
 
-// v with `digits` digits after the point.
+// v with `digits` (0 to 17) digits after the point.
 inline std::string fixed_text(double v, int digits) {
-  char buf[352];  // (DBL_MAX has 309 digits before the point)
-  return std::string(buf,
-                     std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, digits).ptr);
+  char buf[352];  // (DBL_MAX has 309 digits before the point; + sign, point and 17 digits)
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed,
+                               digits < 0 ? 0 : digits > 17 ? 17 : digits);
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : std::string("?");
 }
 
-// v to `digits` significant digits, as printf's %.<digits>g.
+// v to `digits` (1 to 17) significant digits, as printf's %.<digits>g.
 inline std::string general_text(double v, int digits) {
   char buf[64];
-  return std::string(
-      buf, std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, digits).ptr);
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general,
+                               digits < 1 ? 1 : digits > 17 ? 17 : digits);
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : std::string("?");
 }
 
 }  // namespace slstm

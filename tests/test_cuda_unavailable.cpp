@@ -101,6 +101,11 @@ TEST_CASE("without the NVIDIA driver's library the CUDA query answers without lo
   void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
   const slstm_status st = slstm_backend_available(SLSTM_BACKEND_CUDA);
   const std::string reason = slstm_last_error();
+  if (reason.find("this build of libstacklstm has no CUDA backend") != std::string::npos) {
+    if (driver != nullptr) dlclose(driver);
+    WARN("SKIPPED: this build has no CUDA module to leave unloaded");
+    return;
+  }
   if (driver != nullptr) {
     dlclose(driver);
     INFO(reason);

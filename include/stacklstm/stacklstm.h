@@ -45,7 +45,9 @@
  *   state.  The bound assumes the sum stays within float32's range: where a product or a
  *   partial sum passes 3.4e38 the fast path's float32 sums overflow (to inf; NaN where two
  *   overflows of opposite sign meet), as any float32 engine's do; the reference's float64
- *   sums do not.  Details: README "Accuracy".
+ *   sums do not.  The fast path counts denormals (|v| < 1.2e-38) as zero, as TensorFlow's
+ *   CPU kernels do (since 0.16.1; the calling thread's floating-point mode is restored after
+ *   the call); the reference path keeps them.  Details: README "Accuracy".
  *
  * STATE PACKING ("packed state")
  *   All states cross the API as ONE float array holding, layer after layer,

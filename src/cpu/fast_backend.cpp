@@ -176,6 +176,7 @@ class CpuFastBackend final : public HostBackend {
   }
 
   void forward(const ForwardCall& call) override {
+    const FlushDenormals flush;  // as TensorFlow's kernels (thread_pool.hpp)
     const Model& m = *model_;
     load_initial_state(call, state_.get());
     if (call.time > 0) {

@@ -1026,6 +1026,7 @@ class CpuGenericBackend final : public HostBackend {
   }
 
   void forward(const ForwardCall& call) override {
+    const FlushDenormals flush;  // as TensorFlow's kernels (thread_pool.hpp)
     load_initial_state(call, state_.data());
     // Fewer than 3 rows per worker leave the GEMMs' row blocks short (each worker streams
     // every weight for 1-2 rows): a stack with bidirectional layers then splits the

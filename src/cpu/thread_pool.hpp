@@ -32,6 +32,39 @@ inline void cpu_pause() {
 #endif
 }
 
+// Denormals flushed to zero (x86: MXCSR's FTZ and DAZ; Arm: FPCR.FZ) while it lives, and the
+// thread's mode restored after. TensorFlow runs every CPU kernel so (its thread pools and
+// executors set tensorflow/core/platform/denormal.h's ScopedFlushDenormal), and so does every
+// thread that works on a fast-path call: the numbers are TensorFlow's where values fall below
+// float32's normal range (1.2e-38), and such values (weights or inputs that small, states
+// decaying into that range) no longer take the FMA units' slow path, 10-50 times slower
+// (bench/results/cpu-denormals.md). The reference path keeps IEEE denormals.
+class FlushDenormals {
+ public:
+#if defined(__x86_64__) || defined(__i386__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  static constexpr unsigned kFtz = 1u << 15, kDaz = 1u << 6;
+  unsigned saved_;
+#elif defined(__aarch64__)
+  FlushDenormals() {
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(saved_));
+    const std::uint64_t fz = saved_ | (std::uint64_t{1} << 24);
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(fz));
+  }
+  ~FlushDenormals() { __asm__ __volatile__("msr fpcr, %0" : : "r"(saved_)); }
+
+ private:
+  std::uint64_t saved_;
+#else
+  FlushDenormals() = default;
+#endif
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+};
+
 // Spin, then yield, so that oversubscription stays live.
 inline void relax(unsigned spins) {
   if (spins < 500) {
@@ -144,6 +177,7 @@ class Pool {
 
  private:
   void loop(int w) {
+    const FlushDenormals flush;  // for the thread's life: it runs the library's jobs only
     std::uint64_t seen = 0;
     std::int64_t spin_ns = 0;  // the last job's spin time (none before the first)
     for (;;) {
@@ -306,6 +340,7 @@ class CallerPool {
   };
 
   static void task(void* arg, std::int32_t /*index: places go by arrival*/) {
+    const FlushDenormals flush;  // (the caller's thread: its mode comes back after)
     Team& t = *static_cast<Team*>(arg);
     const int place = t.joined.fetch_add(1, std::memory_order_acq_rel);
     if (place >= t.want) return;  // after the team was formed, or beyond `want`
