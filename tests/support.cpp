@@ -76,6 +76,25 @@ slstm_session_options options(std::int64_t max_batch, std::int64_t max_time) {
   return o;
 }
 
+Model canonical_model(std::int64_t input, std::int64_t hidden, std::vector<float> w_x,
+                      std::vector<float> w_h, std::vector<float> b) {
+  const std::int64_t hidden_sizes[] = {hidden};
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = input;
+  c.num_layers = 1;
+  c.hidden_sizes = hidden_sizes;
+  slstm_tensor ts[3] = {};
+  ts[0] = {w_x.data(), 2, {4 * hidden, input}};
+  ts[1] = {w_h.data(), 2, {4 * hidden, hidden}};
+  ts[2] = {b.data(), 1, {4 * hidden}};
+  slstm_model* m = nullptr;
+  const slstm_status st = slstm_model_create(&c, SLSTM_FORMAT_CANONICAL, ts, 3, &m);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return Model(m);
+}
+
 Model random_model(std::int64_t input_size, const std::vector<std::int64_t>& hidden,
                    std::uint64_t seed, float forget_bias, float scale) {
   slstm_model_config cfg;

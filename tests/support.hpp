@@ -50,6 +50,10 @@ Model random_model(std::int64_t input_size, const std::vector<std::int64_t>& hid
                    std::uint64_t seed, float forget_bias = 1.0f, float scale = 0.0f);
 // A session on the backend under test (REQUIREs success).
 Session session(const slstm_model* model, std::int64_t max_batch, std::int64_t max_time);
+// A one-layer BasicLSTMCell model from canonical weights: W_x [4H, input], W_h [4H, H],
+// b [4H] (REQUIREs success).
+Model canonical_model(std::int64_t input, std::int64_t hidden, std::vector<float> w_x,
+                      std::vector<float> w_h, std::vector<float> b);
 
 // Layer descriptions (slstm_layer_config_init, then the fields named).
 slstm_layer_config lstm_layer(std::int64_t hidden);

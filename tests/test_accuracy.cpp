@@ -156,21 +156,9 @@ TEST_CASE("the accuracy rule catches a model whose one recurrent weight is off b
 TEST_CASE("products past float32's range: the reference path's float64 sums give the exact cell",
           "[accuracy]") {
   REQUIRE(std::isinf(1.5f * 3e38f));
-  const std::int64_t hidden[] = {1};
-  slstm_model_config cfg;
-  slstm_model_config_init(&cfg);
-  cfg.input_size = 2;
-  cfg.num_layers = 1;
-  cfg.hidden_sizes = hidden;
-  std::vector<float> wx = {3e38f, -3e38f, 3e38f, -3e38f, 3e38f, -3e38f, 3e38f, -3e38f};
-  std::vector<float> wh(4, 0.0f), b(4, 0.0f);
-  slstm_tensor t[3] = {};
-  t[0] = {wx.data(), 2, {4, 2}};
-  t[1] = {wh.data(), 2, {4, 1}};
-  t[2] = {b.data(), 1, {4}};
-  slstm_model* raw = nullptr;
-  REQUIRE(slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, t, 3, &raw) == SLSTM_OK);
-  t::Model m(raw);
+  const std::vector<float> wx = {3e38f, -3e38f, 3e38f, -3e38f, 3e38f, -3e38f, 3e38f, -3e38f};
+  t::Model m = t::canonical_model(2, 1, wx, std::vector<float>(4, 0.0f),
+                                  std::vector<float>(4, 0.0f));
   slstm_session_options o = t::options(1, 1);
   o.cpu_path = SLSTM_CPU_PATH_REFERENCE;
   slstm_session* s = nullptr;

@@ -16,20 +16,8 @@ namespace {
 // A one-unit LSTM over two inputs whose every gate row of W_x is [w, 0] and of W_h [u]; no
 // bias, forget_bias 1.
 t::Model one_unit(float w, float u) {
-  const std::int64_t hidden[] = {1};
-  slstm_model_config c;
-  slstm_model_config_init(&c);
-  c.input_size = 2;
-  c.num_layers = 1;
-  c.hidden_sizes = hidden;
-  std::vector<float> wx = {w, 0.0f, w, 0.0f, w, 0.0f, w, 0.0f}, wh(4, u), b(4, 0.0f);
-  slstm_tensor ts[3] = {};
-  ts[0] = {wx.data(), 2, {4, 2}};
-  ts[1] = {wh.data(), 2, {4, 1}};
-  ts[2] = {b.data(), 1, {4}};
-  slstm_model* m = nullptr;
-  REQUIRE(slstm_model_create(&c, SLSTM_FORMAT_CANONICAL, ts, 3, &m) == SLSTM_OK);
-  return t::Model(m);
+  return t::canonical_model(2, 1, {w, 0.0f, w, 0.0f, w, 0.0f, w, 0.0f},
+                            std::vector<float>(4, u), std::vector<float>(4, 0.0f));
 }
 
 t::Run one_step(const slstm_model* m, slstm_cpu_path path, const std::vector<float>& x,

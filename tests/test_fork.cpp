@@ -43,12 +43,20 @@ std::vector<Stack> stacks() {
   return s;
 }
 
-t::Session session_with(const slstm_model* m, const char* config) {
-  slstm_session_options o = t::options(kB, kT);
-  o.num_threads = 2;
+// A session of `threads` threads and keyed settings `config`, or null (no Catch: children
+// call it too).
+slstm_session* new_session(const slstm_model* m, std::int64_t max_batch, std::int64_t max_time,
+                           int threads, const char* config) {
+  slstm_session_options o = t::options(max_batch, max_time);
+  o.num_threads = threads;
   o.config = config;
   slstm_session* s = nullptr;
-  REQUIRE(slstm_session_create(m, &o, &s) == SLSTM_OK);
+  return slstm_session_create(m, &o, &s) == SLSTM_OK ? s : nullptr;
+}
+
+t::Session session_with(const slstm_model* m, const char* config) {
+  slstm_session* s = new_session(m, kB, kT, 2, config);
+  REQUIRE(s != nullptr);
   return t::Session(s);
 }
 
@@ -139,11 +147,8 @@ TEST_CASE("sessions made in a forked child start workers of their own and give t
     const int code = in_child([&] {
       int failures = 0;
       for (const char* config : {"cpu.pool=session", "cpu.pool=shared"}) {
-        slstm_session_options o = t::options(kB, kT);
-        o.num_threads = 2;
-        o.config = config;
-        slstm_session* s = nullptr;
-        if (slstm_session_create(st.model.get(), &o, &s) != SLSTM_OK) return 10;
+        slstm_session* s = new_session(st.model.get(), kB, kT, 2, config);
+        if (s == nullptr) return 10;
         // (the child began with one thread; num_threads = 2 starts one worker on the fast
         // path, whatever the CPUs; a shared pool's size follows the usable CPUs: not checked)
         if (t::cpu_path_under_test() != SLSTM_CPU_PATH_REFERENCE &&
@@ -175,11 +180,8 @@ TEST_CASE("a child destroys the parent's session after making and destroying its
       REQUIRE(want.status == SLSTM_OK);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       const int code = in_child([&] {
-        slstm_session_options o = t::options(kB, kT);
-        o.num_threads = 2;
-        o.config = config;
-        slstm_session* own = nullptr;
-        if (slstm_session_create(st.model.get(), &o, &own) != SLSTM_OK) return 1;
+        slstm_session* own = new_session(st.model.get(), kB, kT, 2, config);
+        if (own == nullptr) return 1;
         const bool same = t::bitwise_equal(call(own, st.model.get(), x).output, want.output);
         slstm_session_destroy(own);
         s.reset();
@@ -203,11 +205,7 @@ TEST_CASE("a fork while another thread creates sessions leaves the child able to
   std::thread maker([&] {
     for (int w = 3; !stop.load() && w < 48; w += 2) {
       for (const char* config : {"cpu.calibration=measured", "cpu.pool=shared"}) {
-        slstm_session_options o = t::options(1, 1);
-        o.num_threads = w;
-        o.config = config;
-        slstm_session* s = nullptr;
-        if (slstm_session_create(m.get(), &o, &s) == SLSTM_OK) slstm_session_destroy(s);
+        slstm_session_destroy(new_session(m.get(), 1, 1, w, config));
       }
     }
   });
@@ -216,11 +214,9 @@ TEST_CASE("a fork while another thread creates sessions leaves the child able to
     std::this_thread::sleep_for(std::chrono::milliseconds(3));
     codes.push_back(in_child([&] {
       for (const char* config : {"cpu.calibration=measured", "cpu.pool=shared"}) {
-        slstm_session_options o = t::options(1, 1);
-        o.num_threads = 4 + 2 * k;  // even: a worker count nobody measured
-        o.config = config;
-        slstm_session* s = nullptr;
-        if (slstm_session_create(m.get(), &o, &s) != SLSTM_OK) return 1;
+        // (even: a worker count nobody measured)
+        slstm_session* s = new_session(m.get(), 1, 1, 4 + 2 * k, config);
+        if (s == nullptr) return 1;
         slstm_session_destroy(s);
       }
       return 0;
