@@ -6,6 +6,10 @@
 // their own. Python's multiprocessing forks by default on Linux before 3.14, so a model
 // loaded once and then served by forked workers meets exactly this.
 //
+// Hidden, tagged [fork]: ctest runs them per CPU path as tests of their own, labelled
+// native (qemu-user, which tests/cross.sh runs the suite under, aborts in a forked child of a
+// threaded process).
+//
 // The child does not touch Catch (its assertions would report in two processes): it checks,
 // and exits with a code the parent asserts on; a child that does not exit within a minute
 // hung (what these sessions did before 0.16.1) and is killed.
@@ -107,7 +111,7 @@ int in_child(Child&& child) {
 }  // namespace
 
 TEST_CASE("a session made before a fork gives the parent's numbers in the child and is "
-          "destroyed there", "[fork]") {
+          "destroyed there", "[.][fork]") {
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 7103);
   for (Stack& st : stacks()) {
     // (cpu.spin_us=0: the parent's workers are asleep when it forks, so the condition
@@ -136,7 +140,7 @@ TEST_CASE("a session made before a fork gives the parent's numbers in the child 
 }
 
 TEST_CASE("sessions made in a forked child start workers of their own and give the parent's "
-          "numbers", "[fork]") {
+          "numbers", "[.][fork]") {
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 7104);
   for (Stack& st : stacks()) {
     INFO(st.what);
@@ -168,7 +172,7 @@ TEST_CASE("sessions made in a forked child start workers of their own and give t
 }
 
 TEST_CASE("a child destroys the parent's session after making and destroying its own",
-          "[fork]") {
+          "[.][fork]") {
   // (glibc gives the child's new threads the descriptors of the parent's: a pre-fork
   // session's destruction must not detach or join what it takes for its workers)
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(kB * kT * kD), 7105);
@@ -193,7 +197,7 @@ TEST_CASE("a child destroys the parent's session after making and destroying its
 }
 
 TEST_CASE("a fork while another thread creates sessions leaves the child able to create its own",
-          "[fork]") {
+          "[.][fork]") {
   // Session creation takes process-wide locks (the machine measurements, made once per
   // worker count, and the shared pool's registry): a fork while another thread holds one
   // must not leave it held in the child. The other thread makes sessions of worker counts
