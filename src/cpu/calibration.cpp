@@ -17,8 +17,8 @@
 
 #include "buffer.hpp"
 #include "cgroup.hpp"
-#include "fork_safety.hpp"
-#include "number_text.hpp"
+#include "../fork_safety.hpp"
+#include "../number_text.hpp"
 #include "thread_pool.hpp"
 
 namespace slstm::cpu {

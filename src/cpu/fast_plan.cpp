@@ -1,7 +1,7 @@
 #include "fast_plan.hpp"
 
 #include "cgroup.hpp"
-#include "number_text.hpp"
+#include "../number_text.hpp"
 
 #include <algorithm>
 #include <cstdio>

@@ -18,7 +18,7 @@
 #include <immintrin.h>
 #endif
 
-#include "fork_safety.hpp"
+#include "../fork_safety.hpp"
 #include "stacklstm/stacklstm.h"
 
 namespace slstm::cpu {
