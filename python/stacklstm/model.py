@@ -1284,8 +1284,14 @@ def _unpack_state(packed: np.ndarray, batch: int, layout: _StateLayout) -> List[
 
 
 def _lengths(sequence_lengths: Any) -> np.ndarray:
-    """sequence_lengths as a contiguous int32 vector; integers only, each within int32."""
-    lens = np.ascontiguousarray(_to_numpy(sequence_lengths).reshape(-1))
+    """sequence_lengths as a contiguous int32 vector; a vector (one length per batch row, as
+    TensorFlow and PyTorch take them: a (B, 1) array is refused, never flattened), integers
+    only, each within int32."""
+    lens = _to_numpy(sequence_lengths)
+    if lens.ndim != 1:
+        raise ValueError("sequence_lengths must be a vector (1 dimension, one length per batch "
+                         "row), got shape %s" % (lens.shape,))
+    lens = np.ascontiguousarray(lens)
     if lens.size and not np.issubdtype(lens.dtype, np.integer):
         raise TypeError("sequence_lengths must be integers, got dtype %s" % lens.dtype)
     if lens.size and (int(lens.min()) < INT32[0] or int(lens.max()) > INT32[1]):
@@ -1666,6 +1672,8 @@ class Session(_Owned):
         Stacks with other layers (stacklstm.Layer): a GRU layer's state is its h [B, H], an
         LSTM layer with a projection has h [B, proj_size], a bidirectional layer's state is
         BidirectionalState(fw, bw) (Model.pack_state); outputs are [B, T, output_size].
+        sequence_lengths: None (every row T steps) or a vector of B integers in [0, T], as
+        dynamic_rnn's sequence_length (any other shape is a ValueError, never flattened).
 
         out / final_state_out (optional): NumPy float32 C-contiguous writeable arrays that
         receive the outputs ([B, T, H_last], or [T, B, H_last] when time_major) and the

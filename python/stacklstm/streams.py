@@ -108,9 +108,12 @@ def _ids(slots: Any) -> np.ndarray:
         except OverflowError:
             pass   # the checked path below names the offending id
     if isinstance(slots, np.ndarray):
+        if slots.ndim != 1:
+            raise ValueError("slots must be a vector (1 dimension, one slot id per batch row), "
+                             "got shape %s" % (slots.shape,))
         if slots.size and not np.issubdtype(slots.dtype, np.integer):
             raise TypeError("slots must be integers, got dtype %s" % slots.dtype)
-        return np.ascontiguousarray(slots.reshape(-1), dtype=np.int64)
+        return np.ascontiguousarray(slots, dtype=np.int64)
     if isinstance(slots, numbers.Integral):
         raise TypeError("slots must be a sequence of slot ids (e.g. [slot]), got one int")
     return np.array([_int(s, "slots[%d]" % i) for i, s in enumerate(slots)], dtype=np.int64)

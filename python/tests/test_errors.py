@@ -47,6 +47,16 @@ def test_a_sequence_length_above_time_is_out_of_range(session):
     assert "length" in e.value.message
 
 
+@pytest.mark.parametrize("lengths", [np.array([[3], [2]]), np.array([[3, 2]]), np.int64(3)],
+                         ids=["column", "row", "scalar"])
+def test_sequence_lengths_that_are_not_a_vector_are_refused_not_flattened(session, lengths):
+    # TensorFlow's dynamic_rnn and PyTorch's packing take a vector of batch lengths; a (B, 1)
+    # or (1, B) array was flattened and ran, a (2, 1) one with batch 1 ran on the wrong count.
+    with pytest.raises(ValueError, match=r"sequence_lengths must be a vector \(1 dimension, "
+                                         r"one length per batch row\), got shape"):
+        session.forward(np.zeros((2, 3, 4), np.float32), sequence_lengths=lengths)
+
+
 def test_an_invalid_architecture_is_an_invalid_argument():
     with pytest.raises(stacklstm.InvalidArgumentError) as e:
         stacklstm.Model.random(0, [3])

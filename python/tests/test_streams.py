@@ -175,6 +175,8 @@ def test_bad_slots_raise_and_change_nothing(model):
             streams.run([a, 2 ** 70], x)
         with pytest.raises(ValueError, match="expected"):
             streams.run([a], x)
+        with pytest.raises(ValueError, match=r"slots must be a vector .*got shape \(1, 2\)"):
+            streams.run(np.array([[a, b]]), x)
         assert _same_state(streams.get_state(a), st)
         assert all(not s.c.any() for s in streams.get_state(b))
         assert streams.open_count == 2
