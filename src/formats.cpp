@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -733,6 +734,42 @@ std::vector<LayerLayout> check_tensors(const std::vector<LayerSpec>& specs,
   return lays;
 }
 
+// The output tensors of an export (shapes checked) lie apart: two of them in one place would
+// leave whichever values were written last.  Sorted by address, a tensor overlaps an earlier
+// one exactly when it starts before the furthest end seen so far.
+void check_disjoint(const std::vector<LayerLayout>& lays, const slstm_tensor_out* tensors) {
+  struct Span {
+    std::uintptr_t begin, end;
+    std::size_t index, layer;
+    const std::string* name;
+  };
+  std::vector<Span> spans;
+  std::size_t index = 0;
+  for (const LayerLayout& lay : lays) index += lay.expect.size();
+  spans.reserve(index);
+  index = 0;
+  for (std::size_t l = 0; l < lays.size(); ++l) {
+    for (const Expect& e : lays[l].expect) {
+      const auto begin = reinterpret_cast<std::uintptr_t>(tensors[index].data);
+      spans.push_back({begin, begin + elements(e) * sizeof(float), index, l, &e.name});
+      ++index;
+    }
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.index < b.index;
+  });
+  const Span* furthest = nullptr;
+  for (const Span& s : spans) {
+    if (furthest != nullptr && s.begin < furthest->end) {
+      const Span& later = s.index > furthest->index ? s : *furthest;
+      const Span& earlier = s.index > furthest->index ? *furthest : s;
+      fail(SLSTM_ERR_ALIASING, where(later.index, later.layer, *later.name) + " overlaps " +
+                                   where(earlier.index, earlier.layer, *earlier.name));
+    }
+    if (furthest == nullptr || s.end > furthest->end) furthest = &s;
+  }
+}
+
 // Import of a checked stack (`specs` from Model::check_layers or basic_specs).
 ModelPtr import_checked(std::int64_t input_size, std::vector<LayerSpec> specs, float forget_bias,
                         slstm_weight_format format, const slstm_tensor* tensors,
@@ -799,6 +836,7 @@ void export_model(const Model& model, slstm_weight_format format,
   for (std::size_t l = 0; l < model.layers().size(); ++l) specs.push_back(model.spec(l));
   const std::vector<LayerLayout> lays =
       check_tensors(specs, format, tensors, num_tensors, model.all_basic(), "model");
+  check_disjoint(lays, tensors);
   check_export_values(model, lays, format);
   std::size_t first = 0;
   for (std::size_t l = 0; l < lays.size(); ++l) {

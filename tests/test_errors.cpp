@@ -430,6 +430,49 @@ TEST_CASE("export checks every tensor before writing any", "[errors][model][form
                "model");
 }
 
+TEST_CASE("export refuses tensors that overlap one another and writes nothing",
+          "[errors][model][formats]") {
+  // Two outputs in one place: which values remain would depend on the order of the writes.
+  t::Model model = t::random_model(kD, kHidden, 311);
+  std::vector<float> all = t::poisoned(9 * 16 + 16 + 7 * 12 + 12);
+  float* k0 = all.data();
+  float* b0 = k0 + 9 * 16;
+  float* k1 = b0 + 16;
+  float* b1 = k1 + 7 * 12;
+  const auto tensors = [&](float* bias1) {
+    return std::vector<slstm_tensor_out>{{k0, 2, {9, 16, 0, 0}},
+                                         {b0, 1, {16, 0, 0, 0}},
+                                         {k1, 2, {7, 12, 0, 0}},
+                                         {bias1, 1, {12, 0, 0, 0}}};
+  };
+  SECTION("one tensor inside another") {
+    expect_error(slstm_model_export(model.get(), SLSTM_FORMAT_TF, tensors(k0 + 20).data(), 4),
+                 SLSTM_ERR_ALIASING,
+                 "tensors[3] (layer 1 bias) overlaps tensors[0] (layer 0 kernel)");
+  }
+  SECTION("the same pointer twice") {
+    expect_error(slstm_model_export(model.get(), SLSTM_FORMAT_TF, tensors(k1).data(), 4),
+                 SLSTM_ERR_ALIASING, "tensors[3] (layer 1 bias) overlaps tensors[2]");
+  }
+  SECTION("by one element at the end") {
+    expect_error(slstm_model_export(model.get(), SLSTM_FORMAT_TF, tensors(b1 - 1).data(), 4),
+                 SLSTM_ERR_ALIASING, "tensors[3] (layer 1 bias) overlaps tensors[2]");
+  }
+  CHECK(t::count_poison(all) == all.size());
+}
+
+TEST_CASE("export writes tensors that lie end to end in one buffer", "[model][formats]") {
+  t::Model model = t::random_model(kD, kHidden, 312);
+  std::vector<float> all = t::poisoned(9 * 16 + 16 + 7 * 12 + 12);
+  float* k0 = all.data();
+  const slstm_tensor_out ts[4] = {{k0, 2, {9, 16, 0, 0}},
+                                  {k0 + 144, 1, {16, 0, 0, 0}},
+                                  {k0 + 160, 2, {7, 12, 0, 0}},
+                                  {k0 + 244, 1, {12, 0, 0, 0}}};
+  REQUIRE(slstm_model_export(model.get(), SLSTM_FORMAT_TF, ts, 4) == SLSTM_OK);
+  CHECK(t::count_poison(all) == 0);
+}
+
 // ---- model queries ------------------------------------------------------------------------
 
 TEST_CASE("model queries reject NULL, a layer past the last, batch < 1 and unknown parts",
