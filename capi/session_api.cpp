@@ -356,11 +356,13 @@ slstm_thread_pool caller_pool(const slstm_thread_pool* pool, const slstm::Settin
 }
 
 // options->precision with options->allow_tf32 (validated: 0 or 1) as one Precision.  What a
-// backend does not run is its own refusal (make_backend).
+// backend does not run is its own refusal (make_backend).  allow_tf32 allows TF32 where the
+// backend has it: the CPU backend ignores it under the default precision (as before 0.5).
 slstm::Precision session_precision(const slstm_session_options& o) {
   switch (o.precision) {
     case SLSTM_PRECISION_DEFAULT:
-      return o.allow_tf32 == 1 ? slstm::Precision::kTf32 : slstm::Precision::kFp32;
+      return o.allow_tf32 == 1 && o.backend == SLSTM_BACKEND_CUDA ? slstm::Precision::kTf32
+                                                                  : slstm::Precision::kFp32;
     case SLSTM_PRECISION_TF32: return slstm::Precision::kTf32;
     case SLSTM_PRECISION_FP32:
     case SLSTM_PRECISION_BF16:

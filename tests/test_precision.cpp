@@ -444,6 +444,28 @@ TEST_CASE("a precision the CPU backend does not run is refused, naming it",
   CHECK(raw == nullptr);
 }
 
+TEST_CASE("allow_tf32 = 1 under the default precision is ignored by the CPU backend, which "
+          "runs FP32 (as before 0.5)",
+          "[precision]") {
+  // A program that allows TF32 wherever it applies and picks its backend at run time: the
+  // header promises the CPU ignores the flag; 0.5-0.16.1 refused the session.
+  t::use_cpu_kernel_under_test();
+  t::Model m = t::random_model(6, {17, 9}, 4);
+  const std::vector<float> x = t::random_vector(2 * 5 * 6, 2);
+  slstm_session_options o = t::options(2, 5);
+  o.cpu_path = t::cpu_path_under_test();
+  o.allow_tf32 = 1;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session allowed(raw);
+  CHECK(t::json_value(t::describe_json(allowed.get()), "precision") == "fp32");
+  t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, t::cpu_path_under_test(), 2, 5);
+  const t::Run a = t::forward_ok(allowed.get(), m.get(), t::call_of(2, 5, x));
+  const t::Run b = t::forward_ok(f.get(), m.get(), t::call_of(2, 5, x));
+  CHECK(t::bitwise_equal(a.output, b.output));
+  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+}
+
 TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bidirectional",
           "[precision][layers]") {
   t::use_cpu_kernel_under_test();

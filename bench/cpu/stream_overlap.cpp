@@ -12,6 +12,11 @@
 //   l3-pf      the same, each row block fetching its share of the next group's weights
 //              into L2 (prefetcht1) spread over its K loop, as the library does
 //   l3-pf0     the same with prefetcht0
+//   l3-mix     l3-pf, and after each group as much input-projection work (the same kernel,
+//              as many rows, over one group of weights that stays in L2) as the group's
+//              recurrent FMAs: a step interleaved with a future step's projection, which
+//              does not depend on it.  Against l3-pf + resident (the two one after the
+//              other, as the library runs them): what interleaving would hide
 //
 // Usage: slstm_stream_overlap [rows=16] [K=2048] [columns per thread=4096] [threads=2]
 //                             [kc=128] [seconds=2]
@@ -41,6 +46,7 @@ struct Variant {
   std::int64_t kc;  // K chunk (0: whole K)
   int prefetch;     // 0 none, 2 prefetcht1, 3 prefetcht0
   bool one_row;
+  bool mix = false;  // projection work over L2-resident weights after each group
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -103,17 +109,23 @@ struct Worker {
   float* w = nullptr;
   float* x = nullptr;
   float* g = nullptr;
+  float* pw = nullptr;  // the projection's group of weights (l3-mix)
+  float* pg = nullptr;  // its outputs
   void* mem = nullptr;
 
   Worker(std::int64_t rows_, std::int64_t K_, std::int64_t groups_)
       : rows(rows_), K(K_), groups(groups_) {
     const std::int64_t nw = groups * K * kRow, nx = rows * K, ng = rows * groups * kRow;
-    mem = std::aligned_alloc(64, static_cast<std::size_t>((nw + nx + ng) * 4));
+    const std::int64_t np = K * kRow;  // one projection group, resident in L2
+    mem = std::aligned_alloc(64, static_cast<std::size_t>((nw + nx + ng + np + ng) * 4));
     if (mem == nullptr) std::abort();
     w = static_cast<float*>(mem);
     x = w + nw;
     g = x + nx;
-    for (std::int64_t i = 0; i < nw; ++i) w[i] = static_cast<float>(i % 17) * 0.01f;
+    pw = g + ng;
+    pg = pw + np;
+    for (std::int64_t i = 0; i < nw + np; ++i) w[i] = static_cast<float>(i % 17) * 0.01f;
+    for (std::int64_t i = 0; i < ng; ++i) pg[i] = 0.0f;
     for (std::int64_t i = 0; i < nx; ++i) x[i] = static_cast<float>(i % 13) * 0.01f;
   }
   ~Worker() { std::free(mem); }
@@ -150,6 +162,21 @@ struct Worker {
                     v.prefetch);
         }
       }
+      if (v.mix) project(gi, blocks);
+    }
+  }
+
+  // As many rows of projection over the resident group as the recurrent group had.
+  void project(std::int64_t gi, std::int64_t blocks) {
+    for (std::int64_t j = 0; j < blocks; ++j) {
+      const std::int64_t r0 = j * rows / blocks, r1 = (j + 1) * rows / blocks;
+      const float* in[kMaxNb];
+      float* out[kMaxNb];
+      for (std::int64_t b = 0; b < r1 - r0; ++b) {
+        in[b] = x + (r0 + b) * K;
+        out[b] = pg + (r0 + b) * groups * kRow + gi * kRow;
+      }
+      block_any(static_cast<int>(r1 - r0), pw, in, 0, K, out, true, nullptr, 0, 0);
     }
   }
 };
@@ -210,6 +237,7 @@ int main(int argc, char** argv) {
       {"stream", false, 0, 0, true},  {"resident", true, 0, 0, false},
       {"l3", false, 0, 0, false},     {"l3-kc", false, kc, 0, false},
       {"l3-pf", false, 0, 2, false},  {"l3-pf0", false, 0, 3, false},
+      {"l3-mix", false, 0, 2, false, true},
   };
   std::printf("rows=%lld K=%lld columns/thread=%lld threads=%d kc=%lld\n",
               static_cast<long long>(rows), static_cast<long long>(K),
@@ -221,11 +249,14 @@ int main(int argc, char** argv) {
     // (resident: per step of all the groups, as if every group's weights were in L2)
     const double scale = static_cast<double>(groups) / static_cast<double>(gs);
     const double ms = run(v, r, K, gs, threads, std::max(1, inner), seconds) * scale;
-    const double flop = 2.0 * static_cast<double>(r * groups * kRow * K) * threads;
+    const double flop =
+        2.0 * static_cast<double>(r * groups * kRow * K) * threads * (v.mix ? 2 : 1);
     const double bytes = static_cast<double>(groups * kRow * K * 4) * threads;
     std::printf("%-9s ms/step %8.3f  GFLOP/s %7.1f  weights GB/s %6.1f%s\n", v.name, ms,
                 flop / ms / 1e6, bytes / ms / 1e6,
-                v.resident ? "  (from L2: the FMA rate)" : "");
+                v.resident ? "  (from L2: the FMA rate)"
+                : v.mix    ? "  (GFLOP/s: both; compare ms with l3-pf + resident)"
+                           : "");
   }
   return 0;
 #else

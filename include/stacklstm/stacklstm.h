@@ -537,7 +537,9 @@ typedef SLSTM_ENUM(slstm_cpu_path) {
  *  precision the bias, the cell state c, the gate math and the returned outputs and states
  *  are float32; what changes is what enters the products W_x x and W_h h (and W_proj m). */
 typedef SLSTM_ENUM(slstm_precision) {
-  /** FP32, or TF32 where options->allow_tf32 is 1 (the behaviour before 0.5). */
+  /** FP32, or TF32 on the CUDA backend where options->allow_tf32 is 1 (the behaviour before
+   *  0.5; the CPU backend ignores allow_tf32 here and runs FP32, as before 0.5 and again
+   *  since 0.16.2: 0.5-0.16.1 refused such a session). */
   SLSTM_PRECISION_DEFAULT = 0,
   /** Strict float32 products and sums. */
   SLSTM_PRECISION_FP32 = 1,
@@ -605,7 +607,7 @@ typedef struct slstm_session_options {
   /** CUDA backend: device index, >= 0 (init: 0).  Ignored by the CPU backend. */
   int32_t device;
   /** CUDA backend: 1 allows TF32 tensor-core math (error ~1e-3), 0 keeps strict FP32
-   *  (init: 0).  Ignored by the CPU backend. */
+   *  (init: 0).  Ignored by the CPU backend (under SLSTM_PRECISION_DEFAULT: see there). */
   int32_t allow_tf32;
   /** CUDA backend: a cudaStream_t owned by the caller that every call of the session runs
    *  on, or NULL for a stream of the session's own (init: NULL).  Ignored by the CPU.  A call

@@ -41,7 +41,7 @@ TENSOR_NAMES = {
 }
 BACKENDS = {"cpu": 0, "cuda": 1}
 CPU_PATHS = {"auto": 0, "reference": 1, "fast": 2}
-# slstm_precision (docs/precision.md): "default" is FP32, or TF32 with allow_tf32=True.
+# slstm_precision (docs/precision.md): "default" is FP32, or on CUDA TF32 with allow_tf32=True.
 PRECISIONS = {"default": 0, "fp32": 1, "tf32": 2, "bf16": 3, "fp16": 4}
 
 
