@@ -33,7 +33,7 @@ class CpuReferenceBackend final : public HostBackend {
     plan_.precision = precision_name(precision_);
     plan_.params = {{"threads", "1"}, {"accumulation", "double"}};
     if (rounds_operands(precision_)) {
-      plan_.params.push_back({"operands", std::string("weights, x, h and m rounded to ") +
+      plan_.params.push_back({"operands", std::string("weights, x, h, m and r o h rounded to ") +
                                               precision_name(precision_) +
                                               " (round to nearest even), products in double"});
     }
