@@ -21,7 +21,9 @@ LD_LIBRARY_PATH="$libdir" "$scratch/cmake-consumer/consumer"
 
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 pkg-config --exists stacklstm
-# shellcheck disable=SC2046
-cc -std=c99 -o "$scratch/pc-consumer" "$consumer/main.c" $(pkg-config --cflags --libs stacklstm)
+# (eval: pkg-config escapes a space in a path with a backslash, which only the shell's own
+# parsing honours; a plain $(...) splits the path there.)
+eval "cc -std=c99 -o \"\$scratch/pc-consumer\" \"\$consumer/main.c\" \
+  $(pkg-config --cflags --libs stacklstm)"
 LD_LIBRARY_PATH="$libdir" "$scratch/pc-consumer"
 echo "ok: installed tree works with find_package and pkg-config"

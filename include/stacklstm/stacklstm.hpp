@@ -40,6 +40,11 @@
 #ifndef STACKLSTM_STACKLSTM_HPP
 #define STACKLSTM_STACKLSTM_HPP
 
+// (MSVC reports __cplusplus as 199711L unless /Zc:__cplusplus; _MSVC_LANG is the standard.)
+#if (defined(_MSVC_LANG) ? _MSVC_LANG : __cplusplus) < 201703L
+#error "stacklstm.hpp needs C++17 (-std=c++17 or later); C and older C++ use stacklstm.h"
+#endif
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
