@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Type
 
@@ -37,6 +38,20 @@ def _is_checkout(root):
             os.path.isfile(os.path.join(root, "include", "stacklstm", "stacklstm.h")))
 
 
+def package_dirs() -> List[str]:
+    """The package's folders: this file's, then any other entry of the package's __path__
+    (an editable install, pip install -e, keeps the sources here and the built library and
+    tool in site-packages/stacklstm, which its import hook adds to __path__)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = [here]
+    pkg = sys.modules.get(__package__ or "stacklstm")
+    for d in list(getattr(pkg, "__path__", None) or ()):
+        d = os.path.abspath(str(d))
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
 def _candidates():
     """(path, why) pairs in search order."""
     out = []
@@ -47,9 +62,13 @@ def _candidates():
         else:
             out.append((env, "$SLSTM_LIBRARY"))
         return out   # an explicit override is the only candidate: never load another one
-    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = package_dirs()
+    here = dirs[0]
     for name in _NAMES:
         out.append((os.path.join(here, name), "next to the package"))
+    for d in dirs[1:]:
+        for name in _NAMES:
+            out.append((os.path.join(d, name), "in the package's __path__"))
     # A source checkout: python/stacklstm/ -> repository root -> build*/
     root = os.path.dirname(os.path.dirname(here))
     if _is_checkout(root):

@@ -77,11 +77,13 @@ def find_tool() -> str:
         if os.path.isfile(env) and os.access(env, os.X_OK):
             return env
         raise ToolNotFoundError("$SLSTM_CLI is %s, which is not an executable file" % env)
+    from ._lib import package_dirs   # (loads no library)
     tried = []
-    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "stacklstm")
-    if _is_native_executable(bundled):
-        return bundled
-    tried.append(bundled)
+    for d in package_dirs():   # the wheel's, or an editable install's site-packages copy
+        bundled = os.path.join(d, "bin", "stacklstm")
+        if _is_native_executable(bundled):
+            return bundled
+        tried.append(bundled)
     for d in os.environ.get("PATH", "").split(os.pathsep):
         candidate = os.path.join(d or ".", "stacklstm")
         if _is_native_executable(candidate):

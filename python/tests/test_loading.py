@@ -107,6 +107,25 @@ def test_a_library_next_to_the_package_is_loaded(tmp_path):
     assert version == stacklstm.version()
 
 
+def test_an_editable_install_finds_the_library_and_tool_in_another_package_folder(tmp_path):
+    # pip install -e: the sources stay where they are and the built library and tool go to
+    # site-packages/stacklstm, which the install's import hook adds to the package's __path__.
+    site = copy_package(tmp_path)
+    built = tmp_path / "site-packages" / "stacklstm"
+    (built / "bin").mkdir(parents=True)
+    dst = built / "libstacklstm.so.0"
+    shutil.copyfile(real_library(), str(dst))
+    tool = built / "bin" / "stacklstm"
+    shutil.copyfile("/bin/true", str(tool))   # any native executable
+    os.chmod(str(tool), 0o755)
+    r = run("import stacklstm, stacklstm.cli as c\n"
+            "stacklstm.__path__.append(%r)\n"
+            "print(stacklstm.library_path); print(c.find_tool())" % str(built),
+            pythonpath=str(site), env={"SLSTM_CLI": ""})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(dst), str(tool)]
+
+
 def test_SLSTM_LIBRARY_overrides_the_library_next_to_the_package(tmp_path):
     site = copy_package(tmp_path)
     (site / "stacklstm" / "libstacklstm.so").write_bytes(b"not an ELF file")
