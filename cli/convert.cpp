@@ -104,8 +104,8 @@ int convert_command(const std::vector<std::string>& args) {
   }
   if (found == 3) {
     throw Failure("the stacklstm Python package is not importable by " + python +
-                  "; install it with `" + python + " -m pip install stacklstm` (or "
-                  "`pip install ./python` from a source checkout)");
+                  "; install it from a source checkout of libstacklstm with `" + python +
+                  " -m pip install ./python` (or from its sdist; the package is not on PyPI)");
   }
   if (found != 0) {
     const std::string why = last_line(err);
