@@ -3,7 +3,8 @@
 # any Linux with a C++17 compiler and CMake >= 3.25 (the CUDA module too where a CUDA toolkit
 # is found, as `pip install ./python` does).  python/pyproject.toml builds from a checkout
 # (its CMake project adds ../), which an sdist of python/ alone cannot hold; so the sdist is
-# made from a copy of the checkout's files (tracked, and untracked but not ignored) with a
+# made from a copy of the checkout's files (tracked, and untracked but not ignored, less
+# virtual environments and build trees: python/checkout_files.py) with a
 # pyproject.toml at its top: python/pyproject.toml with its paths taken from there
 # (cmake.source-dir = "python").  The one source of the package metadata stays
 # python/pyproject.toml.
@@ -28,8 +29,8 @@ if ! "$py" -c "import scikit_build_core" 2>/dev/null; then
 fi
 
 mkdir "$stage/src"
-(cd "$root" && git ls-files -z -co --exclude-standard |
-   tar --null --ignore-failed-read -T - -cf -) 2>/dev/null | tar -xf - -C "$stage/src"
+/usr/bin/python3 "$root/python/checkout_files.py" "$root" |
+  (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$stage/src"
 
 # python/pyproject.toml, its paths from the top; each edit must apply exactly once, so that
 # a change there that this script does not know fails here instead of making a wrong sdist.

@@ -32,12 +32,12 @@ work=$(cd "$work" && pwd)
 t0=$SECONDS
 step() { echo "== wheel: $* ($((SECONDS - t0)) s)"; }
 
-# ---- a clean copy: tracked and untracked-but-not-ignored files (no build*/ folders) ---------
+# ---- a clean copy: tracked and untracked-but-not-ignored files (no build trees or venvs) ----
 step "clean copy of the checkout"
 src=$work/src
 rm -rf "$src" && mkdir -p "$src"
-(cd "$root" && git ls-files -z -co --exclude-standard |
-   tar --null --ignore-failed-read -T - -cf -) 2>/dev/null | tar -xf - -C "$src"
+/usr/bin/python3 "$root/python/checkout_files.py" "$root" |
+  (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$src"
 [ -f "$src/python/pyproject.toml" ] && [ -f "$src/CMakeLists.txt" ] || {
   echo "wheel: the copy of $root lacks python/pyproject.toml or CMakeLists.txt" >&2; exit 1; }
 version=$(sed -nE 's/^project\(stacklstm VERSION ([0-9]+\.[0-9]+\.[0-9]+).*/\1/p' \
