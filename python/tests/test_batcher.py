@@ -448,3 +448,59 @@ def test_a_cancelled_await_does_not_apply_its_frame(model):
 
         got = asyncio.run(main())
     assert np.array_equal(got, reference_steps(model, xs[1:])[0][0])
+
+
+@pytest.mark.parametrize("kw", [{"max_batch": True}, {"max_streams": False},
+                                {"max_time": True}])
+def test_a_bool_size_is_a_type_error(model, kw):
+    with pytest.raises(TypeError, match=list(kw)[0]):
+        make(model, **kw)
+
+
+@pytest.mark.parametrize("pad", [-0.5, float("nan")])
+def test_a_negative_or_nan_max_padding_is_refused(model, pad):
+    with pytest.raises(ValueError, match="max_padding"):
+        make(model, max_padding=pad)
+
+
+@pytest.mark.parametrize("shape", [(0, D), (1, 3, D)])
+def test_an_empty_or_three_dimensional_sequence_is_refused_when_submitted(model, shape):
+    with make(model) as b:
+        with pytest.raises(ValueError):
+            b.submit_sequence(np.zeros(shape, np.float32))
+
+
+def test_a_float32_frame_is_copied_at_submission(model):
+    x = np.random.default_rng(3).standard_normal(D).astype(np.float32)
+    buf = x.copy()
+    with make(model, max_batch=64, max_wait_us=20_000_000) as b:
+        b.open_stream("a")
+        b.open_stream("b")
+        fa = b.submit_frame("a", buf)          # "b" has none queued: the window stays open
+        buf[:] = 0.0                            # the caller reuses its buffer
+        fb = b.submit_frame("b", np.zeros(D, np.float32))   # every open stream: runs now
+        got = fa.result(10)
+        fb.result(10)
+    assert np.array_equal(got, reference_steps(model, [x])[0][0])
+
+
+def test_no_batched_call_gets_more_than_max_batch_frames(model):
+    with make(model, max_batch=2, max_wait_us=20_000_000) as b:
+        for k in range(3):
+            b.open_stream(k)
+        with b._cv:   # all three queued before the worker looks (the Condition's RLock)
+            futs = [b.submit_frame(k, np.ones(D, np.float32)) for k in range(3)]
+        for f in futs:
+            f.result(10)
+        st = b.stats()
+    assert st["fallbacks"] == 0 and st["frame_calls"] == 2
+
+
+def test_no_batched_call_gets_more_than_max_batch_sequences(model):
+    with make(model, max_batch=2, max_streams=0, max_wait_us=20_000_000) as b:
+        with b._cv:
+            futs = [b.submit_sequence(np.ones((3, D), np.float32)) for _ in range(3)]
+        for f in futs:
+            f.result(10)
+        st = b.stats()
+    assert st["fallbacks"] == 0 and st["sequence_calls"] == 2

@@ -10,6 +10,7 @@ import pytest
 
 import stacklstm
 from stacklstm import BidirectionalState, Layer, LSTMStateTuple
+from stacklstm import naming
 
 ATOL = 2e-5
 
@@ -594,3 +595,38 @@ def test_stream_slots_of_a_bidirectional_stack_are_refused_naming_the_layer():
     with stacklstm.Model.random(3, layers=[Layer.gru(4, direction="bidirectional")]) as m:
         with pytest.raises(stacklstm.UnsupportedError, match=r"layer 0|layers\[0\]"):
             stacklstm.Streams(m, max_streams=2, max_batch=1)
+
+
+def test_a_bool_cell_clip_is_a_type_error_not_1():
+    with pytest.raises(TypeError, match="cell_clip"):
+        Layer("lstm", 4, cell_clip=True)
+
+
+def test_a_bool_hidden_size_is_a_type_error_not_1():
+    with pytest.raises(TypeError, match="hidden_size"):
+        Layer("lstm", True)
+
+
+def test_a_clip_beyond_float32_range_is_refused_not_made_inf():
+    with pytest.raises(ValueError, match="cell_clip"):
+        Layer("lstm", 4, cell_clip=1e39)
+
+
+def test_a_clipped_lstm_layer_is_not_basic_and_from_tf_variables_keeps_its_clip():
+    assert not Layer.lstm(4, cell_clip=0.5).is_basic
+    variables = naming.to_tf_variables(stacklstm.Model.random(3, [4], seed=1))
+    m = stacklstm.Model.from_tf_variables(variables, layers=[Layer.lstm(4, cell_clip=0.5)])
+    assert m.layers[0].cell_clip == 0.5
+
+
+def test_from_tf_variables_refuses_layers_whose_direction_the_checkpoint_contradicts():
+    variables = naming.to_tf_variables(stacklstm.Model.random(3, [4], seed=1))
+    with pytest.raises(ValueError, match="layers\\[0\\]"):
+        stacklstm.Model.from_tf_variables(variables,
+                                          layers=[Layer.lstm(4, direction="reverse")])
+
+
+def test_from_tf_variables_refuses_fewer_basic_layers_than_the_checkpoint_holds():
+    variables = naming.to_tf_variables(stacklstm.Model.random(3, [4, 4], seed=1))
+    with pytest.raises(ValueError, match="1 given, the variables hold 2"):
+        stacklstm.Model.from_tf_variables(variables, layers=[Layer.lstm(4)])

@@ -144,3 +144,9 @@ def test_native_convert_tf_passes_the_clip_options_to_python(tmp_path):
     with stacklstm.Model.load(str(out)) as m:
         assert list(m.layers) == [Layer("lstm", 6, peepholes=True, proj_size=5, cell_clip=0.5,
                                         residual=True), Layer("gru", 5)]
+
+
+def test_tf_layers_refuses_a_negative_residual_index():
+    from stacklstm.convert import tf_layers
+    with pytest.raises(ValueError, match="--residual"):
+        tf_layers([Layer.lstm(4), Layer.lstm(4)], residual="-1")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import stacklstm
+from stacklstm._ints import INT64, UINT64, checked_int
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,23 @@ def test_status_and_backend_values_beyond_int32_are_refused_not_truncated():
 def test_layer_sizes_beyond_int64_are_refused_not_wrapped(make, field):
     with pytest.raises(OverflowError, match="Layer." + field):
         make()
+
+
+def test_the_largest_seed_uint64_max_is_accepted():
+    a = stacklstm.Model.random(3, [4], seed=2 ** 64 - 1)
+    b = stacklstm.Model.random(3, [4], seed=2 ** 64 - 1)
+    assert a.to_bytes() == b.to_bytes()
+
+
+def test_checked_int_accepts_both_ends_of_each_range():
+    for lo, hi in (INT64, UINT64):
+        assert checked_int(lo, "x", (lo, hi)) == lo
+        assert checked_int(hi, "x", (lo, hi)) == hi
+
+
+def test_float_sequence_lengths_are_a_type_error_not_truncated():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    x = np.zeros((2, 3, 3), np.float32)
+    with m.session(2, 3) as s:
+        with pytest.raises(TypeError, match="sequence_lengths"):
+            s.forward(x, sequence_lengths=np.array([2.5, 3.0]))

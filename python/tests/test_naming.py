@@ -4,6 +4,7 @@ import pytest
 
 import stacklstm
 from stacklstm import naming
+from stacklstm import Layer
 
 
 def torch_like_state_dict(rng, D, H, L):
@@ -249,3 +250,53 @@ def test_torch_state_dict_and_tf_names_round_trip():
     for old in (False, True):
         v = naming.to_tf_variables(m2, old_names=old)
         assert same_numbers(m2, stacklstm.Model.from_tf_variables(v, forget_bias=0.5))
+
+
+def test_tf_variable_layers_refuses_a_cell_given_in_both_spellings():
+    v = naming.to_tf_variables(stacklstm.Model.random(3, [4], seed=1))
+    k = "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/"
+    v[k + "weights"] = np.zeros_like(v[k + "kernel"])
+    with pytest.raises(ValueError, match="twice"):
+        naming.tf_variable_layers(v)
+
+
+def test_tf_variable_layers_refuses_peepholes_not_drops_them():
+    m = stacklstm.Model.random(3, layers=[Layer.lstm(4, peepholes=True)], seed=1)
+    with pytest.raises(ValueError, match="peepholes"):
+        naming.tf_variable_layers(naming.to_tf_variables(m))
+
+
+def test_tf_variable_stack_refuses_a_bidirectional_layer_whose_bw_has_peepholes_and_fw_not():
+    m = stacklstm.Model.random(
+        3, layers=[Layer.lstm(4, direction="bidirectional", peepholes=True)], seed=1)
+    v = naming.to_tf_variables(m)
+    for k in [k for k in v if "/fw/" in k and "_diag" in k]:
+        del v[k]
+    with pytest.raises(ValueError, match="fw has"):
+        naming.tf_variable_stack(v)
+
+
+def test_to_tf_variables_old_names_are_weights_and_biases():
+    v = naming.to_tf_variables(stacklstm.Model.random(3, [4], seed=1), old_names=True)
+    assert sorted(v) == ["rnn/multi_rnn_cell/cell_0/basic_lstm_cell/biases",
+                         "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/weights"]
+
+
+def test_to_tf_variables_of_a_bidirectional_stack_defaults_to_stack_bidirectional_rnn():
+    m = stacklstm.Model.random(3, layers=[Layer.lstm(4, direction="bidirectional")], seed=1)
+    v = naming.to_tf_variables(m)
+    assert all(k.startswith("stack_bidirectional_rnn/cell_0/bidirectional_rnn/") for k in v)
+
+
+def test_to_torch_state_dict_refuses_one_module_for_layers_of_different_sizes():
+    m = stacklstm.Model.random(3, [4, 5], seed=1)
+    with pytest.raises(ValueError, match="one kind and size"):
+        naming.to_torch_state_dict(m, single_module=True)
+
+
+def test_a_bidirectional_projected_state_dict_missing_weight_hr_reverse_is_a_value_error():
+    torch = pytest.importorskip("torch")
+    sd = torch.nn.LSTM(3, 4, proj_size=2, bidirectional=True).state_dict()
+    del sd["weight_hr_l0_reverse"]
+    with pytest.raises(ValueError, match="weight_hr_reverse"):
+        naming.torch_state_dict_stack(sd)

@@ -89,3 +89,14 @@ def test_cuda_buffers_are_checked_by_shape_not_element_count(s, out_shape, final
     with pytest.raises(ValueError, match="shape"):
         s.forward(FakeCudaArray((B, T, D)), initial_state=init, out=FakeCudaArray(out_shape),
                   final_state_out=FakeCudaArray(final_shape))
+
+
+def test_a_read_only_final_state_out_of_the_right_shape_is_refused():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    x = np.ones((2, 3, 3), np.float32)
+    final = np.zeros(m.state_count(2), np.float32)
+    final.flags.writeable = False
+    with m.session(2, 3) as s:
+        with pytest.raises(ValueError, match="read-only"):
+            s.forward(x, final_state_out=final)
+    assert not final.any()

@@ -40,3 +40,17 @@ def test_a_config_of_the_wrong_type_is_refused(model):
         model.session(2, 3, config=["cpu.kernel=avx2"])
     with pytest.raises(TypeError):
         model.session(2, 3, config={"cuda.graphs": True})
+
+
+def test_a_config_with_a_nul_character_is_refused_not_cut():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    with pytest.raises(ValueError, match="NUL"):
+        m.session(1, 1, config="\0cpu.no_such_key=1")
+
+
+def test_allow_tf32_reaches_the_library_which_refuses_it_beside_an_explicit_fp32():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    with pytest.raises(stacklstm.InvalidArgumentError, match="allow_tf32 is 1"):
+        m.session(1, 1, allow_tf32=True, precision="fp32")
+    with m.session(1, 1, allow_tf32=True) as s:   # the CPU ignores it under the default
+        assert s.describe("json")["precision"] == "fp32"

@@ -6,6 +6,7 @@ import pytest
 
 import stacklstm
 from stacklstm import LSTMStateTuple
+from stacklstm import Layer
 
 B, D = 2, 5
 
@@ -148,3 +149,76 @@ def test_the_converters_refuse_what_they_cannot_read_unambiguously():
         stacklstm.state_to_torch(rand(rng, 16))
     with pytest.raises(ValueError, match="even"):
         stacklstm.state_from_keras([rand(rng, B, 4)] * 3)
+
+
+def test_state_from_torch_refuses_a_list_entry_with_more_than_one_layer():
+    h = np.zeros((2, B, 4), np.float32)   # two layers' rows in one list entry
+    with pytest.raises(ValueError, match="layer 0"):
+        stacklstm.state_from_torch([(h, h.copy())])
+
+
+def test_state_from_torch_with_layers_refuses_c_with_the_wrong_number_of_rows():
+    layers = [Layer.lstm(4), Layer.lstm(4)]
+    h = np.zeros((2, B, 4), np.float32)
+    c = np.zeros((3, B, 4), np.float32)
+    with pytest.raises(ValueError, match="c must be"):
+        stacklstm.state_from_torch((h, c), layers)
+
+
+def test_state_from_torch_with_layers_refuses_a_list_of_more_states_than_layers():
+    layers = [Layer.lstm(4), Layer.lstm(5)]
+    pair = lambda H: (np.zeros((1, B, H), np.float32), np.zeros((1, B, H), np.float32))
+    with pytest.raises(ValueError, match="3 states for 2 layers"):
+        stacklstm.state_from_torch([pair(4), pair(5), pair(5)], layers)
+
+
+def test_state_to_torch_gives_a_list_for_layers_that_differ_only_in_proj_size():
+    m = stacklstm.Model.random(3, layers=[Layer.lstm(8, proj_size=4), Layer.lstm(8)], seed=1)
+    state = m.unpack_state(np.arange(m.state_count(B), dtype=np.float32), B)
+    got = stacklstm.state_to_torch(state, m.layers)
+    assert isinstance(got, list) and len(got) == 2
+    assert got[0][0].shape == (1, B, 4) and got[1][0].shape == (1, B, 8)
+    back = stacklstm.state_from_torch(got, m.layers)
+    assert np.array_equal(m.pack_state(back, B), m.pack_state(state, B))
+
+
+def test_state_to_torch_gives_float32_for_float64_pieces():
+    s = [LSTMStateTuple(np.ones((B, 4)), np.ones((B, 4)))]   # float64
+    h, c = stacklstm.state_to_torch(s)
+    assert h.dtype == np.float32 and c.dtype == np.float32
+
+
+def test_state_to_keras_with_layers_gives_float32_for_float64_pieces():
+    layers = [Layer.lstm(4), Layer.gru(5)]
+    s = [LSTMStateTuple(np.ones((B, 4)), np.ones((B, 4))), np.ones((B, 5))]
+    got = stacklstm.state_to_keras(s, layers)
+    assert all(a.dtype == np.float32 for per in got for a in per)
+
+
+def test_state_from_keras_with_layers_refuses_a_piece_that_is_not_2d():
+    with pytest.raises(ValueError, match="batch, width"):
+        stacklstm.state_from_keras([np.zeros((1, B, 4), np.float32)], [Layer.gru(4)])
+
+
+def test_state_from_keras_with_layers_takes_a_grus_bare_h_in_a_per_layer_list():
+    layers = [Layer.lstm(4), Layer.gru(5)]
+    h, c = np.ones((B, 4), np.float32), np.full((B, 4), 2, np.float32)
+    g = np.full((B, 5), 3, np.float32)
+    got = stacklstm.state_from_keras([[h, c], g], layers)
+    assert np.array_equal(got[0].c, c) and np.array_equal(got[0].h, h)
+    assert np.array_equal(got[1], g)
+
+
+def test_session_step_refuses_a_two_dimensional_packed_state():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    packed = np.zeros(m.state_count(B), np.float32).reshape(B, -1)
+    with m.session(B, 1) as s:
+        with pytest.raises(ValueError, match="1-D"):
+            s.step(np.zeros((B, 3), np.float32), packed)
+
+
+def test_session_step_refuses_a_one_dimensional_input_with_a_value_error():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    with m.session(1, 1) as s:
+        with pytest.raises(ValueError, match="batch, depth"):
+            s.step(np.zeros(3, np.float32))

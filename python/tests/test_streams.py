@@ -11,6 +11,7 @@ from stacklstm import LSTMStateTuple
 from stacklstm.errors import (InvalidArgumentError, OutOfRangeError, SessionBusyError,
                               SlotsFullError)
 from stacklstm.streams import Streams
+from stacklstm import Layer
 
 D, HIDDEN = 7, [19, 11]
 
@@ -219,3 +220,28 @@ def test_threads_sharing_a_Streams_are_serialised_and_exact(model):
             want, final = single.forward(frames[k:k + 1])
             assert _same(np.stack(got[k]), want[0]), k
             assert _same_state(streams.get_state(ids[k]), final), k
+
+
+def test_a_float_slot_array_is_a_type_error_not_truncated():
+    m = stacklstm.Model.random(D, [5], seed=1)
+    with Streams(m, 2, 2) as s:
+        s.open()
+        with pytest.raises(TypeError, match="slots"):
+            s.run(np.array([0.0]), np.zeros((1, 1, D), np.float32))
+
+
+def test_step_refuses_a_one_dimensional_frame_with_a_value_error():
+    m = stacklstm.Model.random(D, [5], seed=1)
+    with Streams(m, 2, 2) as s:
+        a = s.open()
+        with pytest.raises(ValueError, match="k, D"):
+            s.step([a], np.zeros(D, np.float32))
+
+
+def test_a_gru_stream_opens_from_a_one_dimensional_h():
+    m = stacklstm.Model.random(D, layers=[Layer.gru(5)], seed=1)
+    h = np.arange(5, dtype=np.float32)
+    with Streams(m, 2, 2) as s:
+        a = s.open([h])
+        got = s.get_state(a)
+    assert np.array_equal(np.asarray(got[0]).reshape(-1), h)

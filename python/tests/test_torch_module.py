@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import stacklstm  # noqa: E402
 import stacklstm.torch as slt  # noqa: E402
+from stacklstm import Layer  # noqa: E402
 
 ATOL = 2e-5   # everyday scales, a few steps: the rule's bound is ~1e-5 per step
 
@@ -603,3 +604,66 @@ def test_threads_of_different_sizes_share_one_module():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_a_dropout_outside_0_1_is_refused_as_nn_lstm_does():
+    with pytest.raises(ValueError, match="dropout"):
+        slt.LSTM(3, 4, num_layers=2, dropout=1.5)
+
+
+def test_a_single_layer_lstm_with_dropout_runs_in_training_mode_as_nn_lstm_does():
+    m = slt.LSTM(3, 4, num_layers=1, dropout=0.5)
+    m.train()
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        y_train, _ = m(x)
+        m.eval()
+        y_eval, _ = m(x)
+    assert torch.equal(y_train, y_eval)
+
+
+def test_an_empty_sequence_is_refused_as_nn_lstm_does():
+    m = slt.LSTM(3, 4)
+    with torch.no_grad(), pytest.raises(ValueError, match="sequence length 0"):
+        m(torch.zeros(0, 2, 3))
+
+
+def test_a_float64_hx_is_a_type_error_not_converted():
+    m = slt.LSTM(3, 4, num_layers=2)
+    h0 = torch.zeros(2, 2, 4, dtype=torch.float64)
+    with torch.no_grad(), pytest.raises(TypeError, match="float32"):
+        m(torch.zeros(5, 2, 3), (h0, h0.clone()))
+
+
+def test_from_state_dict_of_a_bias_free_lstm_is_bias_free():
+    sd = torch.nn.LSTM(3, 4, bias=False).state_dict()
+    m = slt.LSTM.from_state_dict(sd)
+    assert m.bias is False
+    assert not any(k.startswith("bias_") for k in m.state_dict())
+
+
+def test_a_size_list_that_contradicts_num_layers_is_refused():
+    with pytest.raises(ValueError, match="num_layers"):
+        slt.LSTM(3, [4, 5], num_layers=3)
+
+
+def test_a_size_list_with_bidirectional_is_refused_not_cut_to_its_first_size():
+    with pytest.raises(ValueError, match="per-layer hidden sizes"):
+        slt.LSTM(3, [4, 5], bidirectional=True)
+
+
+def test_a_gru_of_dtype_float64_is_refused():
+    with pytest.raises(TypeError, match="dtype"):
+        slt.GRU(3, 4, dtype=torch.float64)
+
+
+def test_a_gru_of_hidden_size_0_is_a_value_error():
+    with pytest.raises(ValueError, match="hidden_size"):
+        slt.GRU(3, 0)
+
+
+def test_a_gru_module_refuses_a_reverse_only_layer():
+    m = stacklstm.Model.random(3, layers=[Layer.gru(4, reset_after=True, direction="reverse")],
+                               seed=1)
+    with pytest.raises(ValueError, match="layer 0"):
+        slt.GRU.from_model(m)
