@@ -143,13 +143,9 @@ struct Worker {
       for (std::int64_t k0 = 0; k0 < K; k0 += kc) {
         const std::int64_t k1 = std::min(K, k0 + kc);
         for (std::int64_t j = 0; j < blocks; ++j) {
-          const std::int64_t r0 = j * rows / blocks, r1 = (j + 1) * rows / blocks;
           const float* in[kMaxNb];
           float* out[kMaxNb];
-          for (std::int64_t b = 0; b < r1 - r0; ++b) {
-            in[b] = x + (r0 + b) * K;
-            out[b] = g + (r0 + b) * groups * kRow + gi * kRow;
-          }
+          const std::int64_t nb = block_rows(j, blocks, gi, g, in, out);
           const char* pf = nullptr;
           std::int64_t pf_lines = 0;
           if (v.prefetch != 0 && next != nullptr && k0 == 0) {
@@ -158,7 +154,7 @@ struct Worker {
             pf = next + first * 64;
             pf_lines = std::min(lines, first + per) - first;
           }
-          block_any(static_cast<int>(r1 - r0), wg, in, k0, k1, out, k0 == 0, pf, pf_lines,
+          block_any(static_cast<int>(nb), wg, in, k0, k1, out, k0 == 0, pf, pf_lines,
                     v.prefetch);
         }
       }
@@ -169,15 +165,23 @@ struct Worker {
   // As many rows of projection over the resident group as the recurrent group had.
   void project(std::int64_t gi, std::int64_t blocks) {
     for (std::int64_t j = 0; j < blocks; ++j) {
-      const std::int64_t r0 = j * rows / blocks, r1 = (j + 1) * rows / blocks;
       const float* in[kMaxNb];
       float* out[kMaxNb];
-      for (std::int64_t b = 0; b < r1 - r0; ++b) {
-        in[b] = x + (r0 + b) * K;
-        out[b] = pg + (r0 + b) * groups * kRow + gi * kRow;
-      }
-      block_any(static_cast<int>(r1 - r0), pw, in, 0, K, out, true, nullptr, 0, 0);
+      const std::int64_t nb = block_rows(j, blocks, gi, pg, in, out);
+      block_any(static_cast<int>(nb), pw, in, 0, K, out, true, nullptr, 0, 0);
     }
+  }
+
+  // Row block j of `blocks` (cut evenly): its rows' inputs, and their outputs of group gi in
+  // `base`; returns the block's row count.
+  std::int64_t block_rows(std::int64_t j, std::int64_t blocks, std::int64_t gi, float* base,
+                          const float** in, float** out) const {
+    const std::int64_t r0 = j * rows / blocks, r1 = (j + 1) * rows / blocks;
+    for (std::int64_t b = 0; b < r1 - r0; ++b) {
+      in[b] = x + (r0 + b) * K;
+      out[b] = base + (r0 + b) * groups * kRow + gi * kRow;
+    }
+    return r1 - r0;
   }
 };
 
