@@ -1,0 +1,85 @@
+"""Mutation check of the Python package: do its tests notice a wrong line?
+
+Each mutant of tests/tools/py_mutants.json changes one piece of python/stacklstm/ (a check
+dropped, a comparison flipped, two arguments swapped: a bug a change could bring) and runs the
+tests that should notice it. A mutant the tests do not kill is a behaviour no test pins down,
+unless the list marks it "equivalent" (no observable change: the reason is given there).
+First run on 2026-12-05 (session 30): 133 mutants, 49 survivors then, each with a test since.
+
+    SLSTM_LIBRARY=$PWD/build/libstacklstm.so python3 tests/tools/py_mutation.py [--full] [ID...]
+
+--full runs every test file for each mutant (else the mutant's own list). The package's
+files are changed in place and restored after each mutant (also on Ctrl-C); it refuses to
+start while python/stacklstm/ has uncommitted changes. ~25 minutes for all on 2 cores.
+Exit status 1 when a mutant that is not marked equivalent survives, or no longer applies
+(its `old` text changed: update the list).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PKG = os.path.join(REPO, "python", "stacklstm")
+TESTS = os.path.join(REPO, "python", "tests")
+
+
+def pytest(files):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--tb=no"]
+    r = subprocess.run(cmd + files, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    return r.returncode
+
+
+def main():
+    args = [a for a in sys.argv[1:] if a != "--full"]
+    full = "--full" in sys.argv[1:]
+    if not os.environ.get("SLSTM_LIBRARY"):
+        sys.exit("py_mutation: set SLSTM_LIBRARY to the built library")
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", PKG], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout
+    if dirty:
+        sys.exit("py_mutation: python/stacklstm/ has uncommitted changes:\n" + dirty)
+    with open(os.path.join(HERE, "py_mutants.json")) as f:
+        mutants = [m for m in json.load(f) if not args or m["id"] in args]
+    backup = tempfile.mkdtemp(prefix="py_mutation.")
+    shutil.copytree(PKG, os.path.join(backup, "stacklstm"))
+    bad = []
+    try:
+        for m in mutants:
+            path = os.path.join(PKG, m["file"])
+            src = open(os.path.join(backup, "stacklstm", m["file"])).read()
+            n = src.count(m["old"])
+            if n == 0 or (n > 1 and "occ" not in m):
+                print("%-6s NO LONGER APPLIES (%d matches of its text)" % (m["id"], n))
+                bad.append(m["id"])
+                continue
+            at = -1
+            for _ in range(m.get("occ", 0) + 1):
+                at = src.index(m["old"], at + 1)
+            with open(path, "w") as f:
+                f.write(src[:at] + m["new"] + src[at + len(m["old"]):])
+            files = [TESTS] if full else [os.path.join(TESTS, t) for t in m["tests"]]
+            killed = pytest(files) != 0
+            shutil.copy(os.path.join(backup, "stacklstm", m["file"]), path)
+            eq = m.get("equivalent")
+            verdict = ("killed" if killed else "survived, equivalent: " + eq if eq
+                       else "SURVIVED")
+            print("%-6s %-12s %-60s %s" % (m["id"], m["file"], m["desc"][:60], verdict),
+                  flush=True)
+            if not killed and not eq:
+                bad.append(m["id"])
+    finally:
+        for name in os.listdir(os.path.join(backup, "stacklstm")):
+            if name.endswith(".py"):
+                shutil.copy(os.path.join(backup, "stacklstm", name), os.path.join(PKG, name))
+        shutil.rmtree(backup, ignore_errors=True)
+    print("py_mutation: %d mutants, %d not killed and not equivalent%s"
+          % (len(mutants), len(bad), (": " + " ".join(bad)) if bad else ""))
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
