@@ -226,7 +226,8 @@ if command -v python3 > /dev/null; then
   chmod +x bare-python
   expect_error 1 "convert: the stacklstm Python package is not importable" -- \
     env SLSTM_PYTHON="$PWD/bare-python" "$cli" convert torch a.pt b.safetensors
-  grep -qF "pip install ./python" err.txt && ! grep -qF "pip install stacklstm" err.txt && ok || bad "convert: the message does not say how to install"
+  grep -qF "pip install ./python" err.txt && ! grep -qF "pip install stacklstm" err.txt &&
+    ok || bad "convert: the message does not say how to install"
 fi
 
 # A package that is found but does not import (numpy missing, the library not loadable):

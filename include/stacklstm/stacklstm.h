@@ -438,8 +438,8 @@ SLSTM_API void slstm_model_destroy(slstm_model* model);
  *  slstm_model_create; every shape must match exactly).  Nothing is written unless all
  *  checks pass: SLSTM_ERR_UNSUPPORTED for a layer the format cannot express,
  *  SLSTM_ERR_ALIASING when two tensors overlap (since 0.16.2; tensors may lie end to end in
- *  one buffer), SLSTM_ERR_OUT_OF_RANGE when a value the format folds (forget_bias into an LSTM's f bias,
- *  a GRU's b_h into b_x for TF and reset-before Keras) overflows float32.  Export followed by
+ *  one buffer), SLSTM_ERR_OUT_OF_RANGE when a value the format folds (forget_bias into an
+ *  LSTM's f bias, a GRU's b_h into b_x for TF and reset-before Keras) overflows float32.  Export followed by
  *  import gives the model back bit for bit in every format that expresses it, except that
  *  formats without a forget_bias fold it into the bias (the imported model has forget_bias 0
  *  and computes the same function up to one rounding) and formats without a GRU b_h fold it
