@@ -6,11 +6,15 @@ tests that should notice it. A mutant the tests do not kill is a behaviour no te
 unless the list marks it "equivalent" (no observable change: the reason is given there).
 First run on 2026-12-05 (session 30): 133 mutants, 49 survivors then, each with a test since.
 
-    SLSTM_LIBRARY=$PWD/build/libstacklstm.so python3 tests/tools/py_mutation.py [--full] [ID...]
+    SLSTM_LIBRARY=$PWD/build/libstacklstm.so /usr/bin/python3 tests/tools/py_mutation.py \
+        [--full] [ID...]
+
+(the interpreter that runs it runs the tests: one with pytest, numpy and torch, as
+tests/run.sh's /usr/bin/python3; it first checks that the tests pass unmutated).
 
 --full runs every test file for each mutant (else the mutant's own list). The package's
 files are changed in place and restored after each mutant (also on Ctrl-C); it refuses to
-start while python/stacklstm/ has uncommitted changes. ~25 minutes for all on 2 cores.
+start while python/stacklstm/ has uncommitted changes. ~5 minutes for all on 2 cores.
 Exit status 1 when a mutant that is not marked equivalent survives, or no longer applies
 (its `old` text changed: update the list).
 """
@@ -44,6 +48,11 @@ def main():
         sys.exit("py_mutation: python/stacklstm/ has uncommitted changes:\n" + dirty)
     with open(os.path.join(HERE, "py_mutants.json")) as f:
         mutants = [m for m in json.load(f) if not args or m["id"] in args]
+    # Unmutated, the tests must pass: else every mutant would count as killed.
+    every = sorted({t for m in mutants for t in m["tests"]})
+    if pytest([TESTS] if full else [os.path.join(TESTS, t) for t in every]) != 0:
+        sys.exit("py_mutation: the tests fail without any mutant (run them with %s -m pytest "
+                 "to see why: pytest, numpy, SLSTM_LIBRARY?)" % sys.executable)
     backup = tempfile.mkdtemp(prefix="py_mutation.")
     shutil.copytree(PKG, os.path.join(backup, "stacklstm"))
     bad = []
