@@ -1,6 +1,7 @@
 // Versioned structs (header "ABI"): the init functions write exactly the caller's size, the
 // library reads only what the caller's size covers, takes a newer caller's struct when the
 // fields it does not know are zero and refuses it otherwise.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -417,4 +418,39 @@ TEST_CASE("session options from a 0.13 header (no thread_pool field) run on no c
   CHECK(t::json_value(t::describe_json(s.get()), "pool").find("caller") == std::string::npos);
   const std::vector<float> x = {0.5f, -0.25f};
   t::forward_ok(s.get(), m.get(), t::call_of(1, 1, x));
+}
+
+TEST_CASE("a query's out struct with an implausibly large struct_size is refused and not written",
+          "[api][abi]") {
+  t::Model m = t::random_model(2, {3}, 8);
+  // Room for every byte such a struct_size claims, so a write past the struct stays in it.
+  const std::uint32_t claimed = 1u << 20;
+  std::vector<unsigned char> room(claimed, 0x5a);
+  auto* out = reinterpret_cast<slstm_layer_config*>(room.data());
+  out->struct_size = claimed;
+  CHECK(slstm_model_layer(m.get(), 0, out) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("out->struct_size") != std::string::npos);
+  CHECK(std::count(room.begin() + sizeof(std::uint32_t), room.end(), 0x5a) ==
+        static_cast<std::ptrdiff_t>(room.size() - sizeof(std::uint32_t)));
+}
+
+TEST_CASE("slstm_format_tensors refuses infos whose struct_size differ and writes none",
+          "[api][abi]") {
+  const std::int64_t hidden[] = {3};
+  slstm_model_config cfg;
+  slstm_model_config_init(&cfg);
+  cfg.input_size = 2;
+  cfg.num_layers = 1;
+  cfg.hidden_sizes = hidden;
+  std::vector<slstm_tensor_info> infos(3);
+  std::memset(infos.data(), 0x5a, infos.size() * sizeof(slstm_tensor_info));
+  for (slstm_tensor_info& info : infos) info.struct_size = sizeof(slstm_tensor_info);
+  infos[1].struct_size = sizeof(slstm_tensor_info) + 8;
+  const std::vector<slstm_tensor_info> before = infos;
+  std::size_t n = 77;
+  CHECK(slstm_format_tensors(&cfg, SLSTM_FORMAT_CANONICAL, infos.data(), infos.size(), &n) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("infos[1].struct_size") != std::string::npos);
+  CHECK(n == 77);
+  CHECK(std::memcmp(infos.data(), before.data(), infos.size() * sizeof(slstm_tensor_info)) == 0);
 }

@@ -4,6 +4,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support.hpp"
 
@@ -124,4 +125,13 @@ TEST_CASE("a packed state is laid out c0 h0 c1 h1 ... with [batch, H_l] blocks",
   CHECK(off == 12);
   REQUIRE(slstm_model_state_offset(m.get(), 3, 1, SLSTM_STATE_H, &off) == SLSTM_OK);
   CHECK(off == 27);
+}
+
+TEST_CASE("slstm_last_error_copy with size 0 writes nothing, even where buf is given",
+          "[api][errors]") {
+  REQUIRE(slstm_session_forward(nullptr, nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+  const std::string full = slstm_last_error();
+  std::vector<char> buf(full.size() + 64, 'x');
+  CHECK(slstm_last_error_copy(buf.data(), 0) == full.size());
+  CHECK(std::string(buf.data(), buf.size()) == std::string(buf.size(), 'x'));
 }

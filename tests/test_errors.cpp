@@ -577,3 +577,87 @@ TEST_CASE("session creation reports out of memory for a workspace too large to a
   expect_error(slstm_session_create(m.get(), &o, &s), SLSTM_ERR_OUT_OF_MEMORY, "workspace");
   CHECK(s == kSentinelSession);
 }
+
+// ---- checks no other case reaches ------------------------------------------------------
+
+TEST_CASE("session creation rejects max_time 0", "[errors][session]") {
+  t::Model m = t::random_model(kD, kHidden, 334);
+  const slstm_session_options o = t::options(2, 0);
+  slstm_session* s = kSentinelSession;
+  expect_error(slstm_session_create(m.get(), &o, &s), SLSTM_ERR_INVALID_ARGUMENT,
+               "options->max_time must be >= 1, got 0");
+  CHECK(s == kSentinelSession);
+  if (s != kSentinelSession) slstm_session_destroy(s);
+}
+
+TEST_CASE("session creation rejects a cpu_path below SLSTM_CPU_PATH_AUTO", "[errors][session]") {
+  t::Model m = t::random_model(kD, kHidden, 335);
+  slstm_session_options o = t::options(2, 2);
+  o.cpu_path = static_cast<slstm_cpu_path>(-1);
+  slstm_session* s = kSentinelSession;
+  expect_error(slstm_session_create(m.get(), &o, &s), SLSTM_ERR_INVALID_ARGUMENT,
+               "options->cpu_path: unknown value -1");
+  CHECK(s == kSentinelSession);
+  if (s != kSentinelSession) slstm_session_destroy(s);
+}
+
+TEST_CASE("forward rejects an output given the input's own pointer", "[errors][forward]") {
+  // Only final_state may be initial_state's exact pointer: output is never computed in place.
+  Fwd f;
+  std::vector<float> shared = f.x;
+  f.a.input = shared.data();
+  f.a.output = shared.data();
+  expect_error(f.run(), SLSTM_ERR_ALIASING, "output overlaps input");
+  CHECK(t::bitwise_equal(shared, f.x));
+  CHECK(t::count_poison(f.fin) == f.fin.size());
+}
+
+TEST_CASE("forward rejects an output that overlaps sequence_lengths",
+          "[errors][forward][lengths]") {
+  Fwd f;
+  // One block holds the lengths at its start and is also given as the output.
+  std::vector<std::int32_t> block(f.out.size(), 0);
+  block[0] = 3;
+  block[1] = 1;
+  f.a.sequence_lengths = block.data();
+  f.a.output = reinterpret_cast<float*>(block.data());
+  expect_error(f.run(), SLSTM_ERR_ALIASING, "output overlaps sequence_lengths");
+  CHECK(block[0] == 3);
+  CHECK(block[1] == 1);
+  CHECK(t::count_poison(f.fin) == f.fin.size());
+}
+
+TEST_CASE("forward accepts input, output and final_state that lie end to end in one buffer",
+          "[errors][forward]") {
+  Fwd f;
+  REQUIRE(f.run() == SLSTM_OK);  // the same call on separate buffers, for the numbers
+  std::vector<float> block = t::poisoned(f.x.size() + f.out.size() + f.fin.size());
+  std::copy(f.x.begin(), f.x.end(), block.begin());
+  float* const out = block.data() + f.x.size();
+  float* const fin = out + f.out.size();
+  f.a.input = block.data();
+  f.a.output = out;
+  f.a.final_state = fin;
+  const slstm_status st = f.run();
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  CHECK(t::bitwise_equal(out, f.out.data(), f.out.size()));
+  CHECK(t::bitwise_equal(fin, f.fin.data(), f.fin.size()));
+}
+
+TEST_CASE("model creation rejects a tensor of more than SLSTM_MAX_DIMS dimensions naming ndim",
+          "[errors][model][formats]") {
+  const slstm_model_config cfg = config(kHidden);
+  std::vector<float> buf(200, 0.1f);
+  slstm_tensor ts[4] = {{buf.data(), 2, {9, 16, 0, 0}},
+                        {buf.data(), 1, {16, 0, 0, 0}},
+                        {buf.data(), 2, {7, 12, 0, 0}},
+                        {buf.data(), 1, {12, 0, 0, 0}}};
+  ts[1].ndim = SLSTM_MAX_DIMS + 1;
+  slstm_model* m = kSentinelModel;
+  expect_error(slstm_model_create(&cfg, SLSTM_FORMAT_TF, ts, 4, &m), SLSTM_ERR_SHAPE_MISMATCH,
+               "tensors[1] (layer 0 bias): ndim must be in 1.." +
+                   std::to_string(SLSTM_MAX_DIMS) + ", got " +
+                   std::to_string(SLSTM_MAX_DIMS + 1));
+  CHECK(m == kSentinelModel);
+}

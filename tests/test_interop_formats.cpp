@@ -328,3 +328,25 @@ TEST_CASE("an ONNX node with other activations is rejected naming them") {
   node.activations = acts;
   check_rejected(node, "activations");
 }
+
+TEST_CASE("an ONNX node whose peephole tensor has rank 0 is a shape mismatch naming it") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  const float zeros[6] = {0, 0, 0, 0, 0, 0};
+  slstm_tensor p{};
+  p.data = zeros;
+  p.ndim = 0;
+  node.peepholes = &p;
+  CHECK(slstm_onnx_check_node(&node) == SLSTM_ERR_SHAPE_MISMATCH);
+  INFO(slstm_last_error());
+  CHECK(std::string(slstm_last_error()).find("node->peepholes->ndim") != std::string::npos);
+}
+
+TEST_CASE("an ONNX node listing a bidirectional node's six activations is rejected naming them") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  const char* acts[6] = {"Sigmoid", "Tanh", "Tanh", "Sigmoid", "Tanh", "Tanh"};
+  node.num_activations = 6;
+  node.activations = acts;
+  check_rejected(node, "6 entries");
+}

@@ -3,6 +3,7 @@
 // directions and residual connections (reverse = forward on the reversed valid part,
 // bidirectional = both halves side by side, residual = output + input).  The numbers of each
 // cell against the real frameworks: tests/test_cells_golden.cpp.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -1159,4 +1160,101 @@ TEST_CASE("an array of layer configs is read at its elements' struct_size stride
   CHECK(slstm_model_create_random(&c, 1, 0.0f, &none) == SLSTM_ERR_INVALID_ARGUMENT);
   CHECK(none == nullptr);
   CHECK_THAT(std::string(slstm_last_error()), Contains("config->layers[1]->struct_size"));
+}
+
+TEST_CASE("an ONNX node's hidden_size above SLSTM_MAX_EXTENT has no layer description",
+          "[layers][onnx][errors]") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  slstm_onnx_gru_node gru_node;
+  slstm_onnx_gru_node_init(&gru_node);
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  const slstm_layer_config before = l;
+  CHECK(slstm_onnx_lstm_node_layer(&node, SLSTM_MAX_EXTENT + 1, &l) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()),
+             Contains("hidden_size must be in [1, SLSTM_MAX_EXTENT]"));
+  CHECK(slstm_onnx_gru_node_layer(&gru_node, SLSTM_MAX_EXTENT + 1, &l) ==
+        SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("hidden_size"));
+  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
+}
+
+TEST_CASE("an ONNX LSTM node with six activations that is not bidirectional has no layer "
+          "description",
+          "[layers][onnx][errors]") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  const char* const six[6] = {"Sigmoid", "Tanh", "Tanh", "Sigmoid", "Tanh", "Tanh"};
+  node.num_activations = 6;
+  node.activations = six;
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  const slstm_layer_config before = l;
+  for (const char* direction : {static_cast<const char*>(nullptr), "forward", "reverse"}) {
+    INFO("direction " << (direction ? direction : "NULL"));
+    node.direction = direction;
+    CHECK(slstm_onnx_lstm_node_layer(&node, 4, &l) == SLSTM_ERR_INVALID_ARGUMENT);
+    CHECK_THAT(std::string(slstm_last_error()),
+               Contains("6 entries, but the node is not bidirectional"));
+  }
+  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
+  node.direction = "bidirectional";
+  CHECK(slstm_onnx_lstm_node_layer(&node, 4, &l) == SLSTM_OK);
+}
+
+TEST_CASE("an ONNX node's layer description is refused into an out struct_size too large to be "
+          "real",
+          "[layers][onnx][errors][abi]") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  // Room for every byte the struct_size claims, so a write past the struct stays in it.
+  const std::uint32_t claimed = 1u << 20;
+  std::vector<unsigned char> room(claimed, 0x5a);
+  auto* out = reinterpret_cast<slstm_layer_config*>(room.data());
+  out->struct_size = claimed;
+  CHECK(slstm_onnx_lstm_node_layer(&node, 4, out) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("out->struct_size"));
+  CHECK(std::count(room.begin() + sizeof(std::uint32_t), room.end(), 0x5a) ==
+        static_cast<std::ptrdiff_t>(room.size() - sizeof(std::uint32_t)));
+}
+
+TEST_CASE("a negative layer flag is refused naming it", "[layers][errors]") {
+  slstm_layer_config residual = lstm(4);
+  residual.residual = -1;
+  CHECK_THAT(create_error(4, {residual}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].residual must be 0 or 1, got -1"));
+  slstm_layer_config peepholes = lstm(4);
+  peepholes.peepholes = -1;
+  CHECK_THAT(create_error(3, {peepholes}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].peepholes must be 0 or 1, got -1"));
+}
+
+TEST_CASE("an ONNX GRU node with a negative activation count is an invalid argument naming it",
+          "[layers][onnx][gru][errors]") {
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  const slstm_layer_config before = l;
+  slstm_onnx_gru_node node;
+  slstm_onnx_gru_node_init(&node);
+  node.num_activations = -2;
+  CHECK(slstm_onnx_gru_node_layer(&node, 3, &l) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()),
+             Contains("node->activations: NULL or a negative count (-2)"));
+  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
+}
+
+TEST_CASE("an ONNX GRU node with a negative linear_before_reset is refused naming it",
+          "[layers][onnx][gru][errors]") {
+  slstm_layer_config l;
+  slstm_layer_config_init(&l);
+  const slstm_layer_config before = l;
+  slstm_onnx_gru_node node;
+  slstm_onnx_gru_node_init(&node);
+  node.linear_before_reset = -1;
+  CHECK(slstm_onnx_gru_node_layer(&node, 3, &l) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(slstm_last_error()),
+             Contains("node->linear_before_reset must be 0 or 1, got -1"));
+  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
 }

@@ -525,3 +525,29 @@ TEST_CASE("cpu.calibration changes no result: measured and fixed agree bitwise",
   }
 }
 #endif
+
+TEST_CASE("keyed settings: a step count of more than 9 digits is refused",
+          "[plan][settings][errors]") {
+  expect_config_error("cuda.chunk=1234567890", "cuda.chunk must be auto or a whole number");
+  expect_config_error("cuda.chunk=99999999999999999999", "cuda.chunk");
+}
+
+TEST_CASE("keyed settings: every control character in cuda.tune_file is refused, DEL included",
+          "[plan][settings][errors]") {
+  for (int c = 1; c <= 0x7f; ++c) {
+    if (c == '\t' || c == '\n' || (c >= 0x20 && c < 0x7f)) continue;  // tab, newline: separators
+    const std::string config = "cuda.tune_file=/tmp/a" + std::string(1, static_cast<char>(c)) + "b";
+    expect_config_error(config.c_str(), "cuda.tune_file: a path without control");
+  }
+}
+
+TEST_CASE("keyed settings: a text of exactly 4096 bytes is accepted", "[plan][settings]") {
+  t::Model m = t::random_model(3, {4}, 6);
+  std::string text = "cuda.graphs=off";
+  text.resize(4096, ' ');
+  const slstm_status st = create_with(m.get(), text.c_str(), nullptr);
+  INFO(slstm_last_error());
+  CHECK(st == SLSTM_OK);
+  text.push_back(' ');
+  CHECK(create_with(m.get(), text.c_str(), nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
+}
