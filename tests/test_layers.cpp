@@ -1090,6 +1090,8 @@ TEST_CASE("an ONNX GRU node the library cannot compute is refused naming the att
        SLSTM_ERR_UNSUPPORTED, "node->clip"},
       {"linear_before_reset 2", [](slstm_onnx_gru_node& n) { n.linear_before_reset = 2; },
        SLSTM_ERR_INVALID_ARGUMENT, "node->linear_before_reset must be 0 or 1, got 2"},
+      {"linear_before_reset -1", [](slstm_onnx_gru_node& n) { n.linear_before_reset = -1; },
+       SLSTM_ERR_INVALID_ARGUMENT, "node->linear_before_reset must be 0 or 1, got -1"},
       {"unknown direction", [](slstm_onnx_gru_node& n) { n.direction = "sideways"; },
        SLSTM_ERR_INVALID_ARGUMENT, "node->direction is \"sideways\""},
       {"other activations",
@@ -1103,6 +1105,8 @@ TEST_CASE("an ONNX GRU node the library cannot compute is refused naming the att
        SLSTM_ERR_UNSUPPORTED, "node->activations"},
       {"NULL activations", [](slstm_onnx_gru_node& n) { n.num_activations = 2; },
        SLSTM_ERR_INVALID_ARGUMENT, "node->activations: NULL"},
+      {"a negative activation count", [](slstm_onnx_gru_node& n) { n.num_activations = -2; },
+       SLSTM_ERR_INVALID_ARGUMENT, "node->activations: NULL or a negative count (-2)"},
   };
   for (const Case& k : cases) {
     INFO(k.what);
@@ -1229,32 +1233,4 @@ TEST_CASE("a negative layer flag is refused naming it", "[layers][errors]") {
   peepholes.peepholes = -1;
   CHECK_THAT(create_error(3, {peepholes}, SLSTM_ERR_INVALID_ARGUMENT),
              Contains("config->layers[0].peepholes must be 0 or 1, got -1"));
-}
-
-TEST_CASE("an ONNX GRU node with a negative activation count is an invalid argument naming it",
-          "[layers][onnx][gru][errors]") {
-  slstm_layer_config l;
-  slstm_layer_config_init(&l);
-  const slstm_layer_config before = l;
-  slstm_onnx_gru_node node;
-  slstm_onnx_gru_node_init(&node);
-  node.num_activations = -2;
-  CHECK(slstm_onnx_gru_node_layer(&node, 3, &l) == SLSTM_ERR_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(slstm_last_error()),
-             Contains("node->activations: NULL or a negative count (-2)"));
-  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
-}
-
-TEST_CASE("an ONNX GRU node with a negative linear_before_reset is refused naming it",
-          "[layers][onnx][gru][errors]") {
-  slstm_layer_config l;
-  slstm_layer_config_init(&l);
-  const slstm_layer_config before = l;
-  slstm_onnx_gru_node node;
-  slstm_onnx_gru_node_init(&node);
-  node.linear_before_reset = -1;
-  CHECK(slstm_onnx_gru_node_layer(&node, 3, &l) == SLSTM_ERR_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(slstm_last_error()),
-             Contains("node->linear_before_reset must be 0 or 1, got -1"));
-  CHECK(std::memcmp(&l, &before, sizeof l) == 0);
 }
