@@ -336,3 +336,44 @@ TEST_CASE("multi-threaded fast sessions run concurrently from several threads", 
   for (std::thread& th : pool) th.join();
   for (int i = 0; i < kThreads; ++i) CHECK(same[static_cast<std::size_t>(i)] == 1);
 }
+
+TEST_CASE("the fast path's AVX-512 kernels give the AVX2 kernels' bits in both GEMMs",
+          "[cpu-fast]") {
+  // Both kernels' sums are FMA chains in increasing k from zero (the projection's and the
+  // step's alike) and their epilogues the same polynomial math: equal bits, for whole and
+  // partial groups (H = 37), blocks of 1..6 rows and more, rows past their length.  A
+  // projection on other instructions (a product, then a sum) would differ.  (Runs where
+  // SLSTM_CPU_KERNEL forces a kernel: that wins.)
+  if (!fast_path_run() || !t::kernel_under_test().empty()) return;
+  const std::int64_t D = 21, T = 5;
+  t::Model m = t::random_model(D, {37, 16}, 77);
+  for (const std::int64_t B : {1, 4, 7}) {
+    INFO("B = " << B);
+    slstm_session_options o = t::options(B, T);
+    o.cpu_path = SLSTM_CPU_PATH_FAST;
+    o.num_threads = 1;
+    o.config = "cpu.kernel=avx512";
+    slstm_session* raw = nullptr;
+    const slstm_status st = slstm_session_create(m.get(), &o, &raw);
+    t::Session wide(raw);
+    if (st == SLSTM_ERR_UNSUPPORTED) {
+      WARN("skipped: this CPU has no AVX-512 (" << slstm_last_error() << ")");
+      return;
+    }
+    REQUIRE(st == SLSTM_OK);
+    o.config = "cpu.kernel=avx2";
+    raw = nullptr;
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    t::Session narrow(raw);
+    const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 78);
+    std::vector<std::int32_t> len;
+    for (std::int64_t b = 0; b < B; ++b) len.push_back(static_cast<std::int32_t>(T - b % 3));
+    t::Call c = t::call_of(B, T, x);
+    c.lengths = &len;
+    const t::Run a = t::forward_ok(wide.get(), m.get(), c);
+    const t::Run b = t::forward_ok(narrow.get(), m.get(), c);
+    CHECK(t::count_poison(a.output) == 0);
+    CHECK(t::bitwise_equal(a.output, b.output));
+    CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  }
+}

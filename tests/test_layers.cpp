@@ -1234,3 +1234,28 @@ TEST_CASE("a negative layer flag is refused naming it", "[layers][errors]") {
   CHECK_THAT(create_error(3, {peepholes}, SLSTM_ERR_INVALID_ARGUMENT),
              Contains("config->layers[0].peepholes must be 0 or 1, got -1"));
 }
+
+TEST_CASE("a stack with a reverse layer writes zeros past each row's length on every call",
+          "[layers][direction]") {
+  // A first call of full rows leaves numbers in the session's workspaces; a second call of
+  // shorter rows must still give zeros past each length, not the first call's numbers.
+  const std::int64_t B = 3, T = 5, D = 3, H = 4;
+  const std::vector<slstm_layer_config> layers = {
+      with_direction(lstm(H), SLSTM_DIRECTION_REVERSE), lstm(H)};
+  t::Model m = random_layers(D, layers, 17);
+  t::Session s = t::session(m.get(), B, T);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 18);
+  t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
+  const std::vector<std::int32_t> len = {2, 0, 4};
+  t::Call c = t::call_of(B, T, x);
+  c.lengths = &len;
+  const t::Run r = t::forward_ok(s.get(), m.get(), c);
+  for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t t = len[static_cast<std::size_t>(b)]; t < T; ++t) {
+      for (std::int64_t u = 0; u < H; ++u) {
+        INFO("row " << b << ", step " << t << ", unit " << u);
+        CHECK(r.output[static_cast<std::size_t>((b * T + t) * H + u)] == 0.0f);
+      }
+    }
+  }
+}

@@ -556,3 +556,84 @@ TEST_CASE("allow_tf32 = 1 with an explicit precision (FP32, BF16 or FP16) is ref
     slstm_session_destroy(raw);
   }
 }
+
+namespace {
+
+float from_bits(std::uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("a BF16 session rounds an operand halfway between two bfloat16 values to the even one",
+          "[precision]") {
+  // Every input is a tie (low 16 bits 0x8000, kept lowest bit 0): to nearest even it rounds
+  // down, as the reference's scalar rounding does; rounded up instead it would be 2^-7
+  // larger.  One step from a zero state: the path's outputs and the reference's then differ
+  // by float32 sums only.  32 inputs: the vectorised rounding's 8 and 16 lanes, not a tail.
+  const std::int64_t D = 16, H = 16, B = 2;
+  t::Model m = t::random_model(D, {H}, 23);
+  std::vector<float> x(static_cast<std::size_t>(B * D));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::uint32_t sign = i % 3 == 0 ? 0x80000000u : 0u;
+    x[i] = from_bits(sign | (0x3f808000u + (static_cast<std::uint32_t>(i % 5) << 18)));
+  }
+  const t::Call c = t::call_of(B, 1, x);
+  t::Session ref = session_ok(m.get(), SLSTM_PRECISION_BF16, SLSTM_CPU_PATH_REFERENCE, B, 1);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, t::cpu_path_under_test(), B, 1);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+  const t::Run got = t::forward_ok(s.get(), m.get(), c);
+  CHECK(t::count_poison(got.output) == 0);
+  CHECK(t::max_abs_diff(got.output, want.output) <= 1e-5);
+  CHECK(t::max_abs_diff(got.final_state, want.final_state) <= 1e-5);
+}
+
+TEST_CASE("a BF16 session keeps a NaN input a NaN whatever its payload", "[precision]") {
+  // NaNs whose payload carries into the sign when 0x8000 is added: rounded as numbers they
+  // would become zeros, and the row's outputs finite.  Row 1's first step only.
+  const std::int64_t D = 8, H = 16, B = 2, T = 2;
+  t::Model m = t::random_model(D, {H}, 29);
+  std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 30);
+  const std::uint32_t nans[] = {0x7fffffffu, 0xffffffffu, 0x7fff8000u, 0xffff8001u};
+  for (std::int64_t k = 0; k < D; ++k) {
+    x[static_cast<std::size_t>(T * D + k)] = from_bits(nans[k % 4]);
+  }
+  const t::Call c = t::call_of(B, T, x);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, t::cpu_path_under_test(), B, T);
+  const t::Run got = t::forward_ok(s.get(), m.get(), c);
+  for (std::int64_t i = 0; i < T * H; ++i) {
+    INFO("row 1, element " << i);
+    CHECK(std::isnan(got.output[static_cast<std::size_t>(T * H + i)]));
+    CHECK(std::isfinite(got.output[static_cast<std::size_t>(i)]));  // row 0
+  }
+}
+
+TEST_CASE("a BF16 or FP16 session stepped by calls of one step gives one call's bits",
+          "[precision][streaming]") {
+  // From a nonzero initial state: the first step's product reads that state's rounding, which
+  // a call of one step must make as a longer call does.
+  const std::int64_t D = 5, B = 3, T = 4;
+  t::Model m = t::random_model(D, {21, 8}, 41);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 42);
+  const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 43, -0.5f, 0.5f);
+  for (std::int32_t p : kHalf) {
+    INFO("precision " << p);
+    t::Session s = session_ok(m.get(), p, t::cpu_path_under_test(), B, T);
+    t::Call whole = t::call_of(B, T, x, SLSTM_TIME_MAJOR);
+    whole.initial_state = &h0;
+    const t::Run want = t::forward_ok(s.get(), m.get(), whole);
+    std::vector<float> state = h0, joined;
+    for (std::int64_t t = 0; t < T; ++t) {
+      const std::vector<float> xt(x.begin() + t * B * D, x.begin() + (t + 1) * B * D);
+      t::Call c = t::call_of(B, 1, xt, SLSTM_TIME_MAJOR);
+      c.initial_state = &state;
+      const t::Run r = t::forward_ok(s.get(), m.get(), c);
+      joined.insert(joined.end(), r.output.begin(), r.output.end());
+      state = r.final_state;
+    }
+    CHECK(t::bitwise_equal(joined, want.output));
+    CHECK(t::bitwise_equal(state, want.final_state));
+  }
+}
