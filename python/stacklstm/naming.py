@@ -764,14 +764,14 @@ def keras_model_layers(model: Any) -> Tuple[str, List[List[Any]]]:
             if cfg.get("activation") not in ("tanh", None):
                 raise ValueError("%s: activation %r is not supported (tanh only)"
                                  % (layer.name, cfg.get("activation")))
-            if not cfg.get("use_bias", True):
-                w = layer.get_weights()
-                w.append(np.zeros(w[1].shape[1], dtype=np.float32))
-                layers.append(w)
-                kinds.add(kind)
-                continue
         if cfg.get("go_backwards"):
             raise ValueError("%s: go_backwards=True is not supported" % layer.name)
+        if kind == "LSTM" and not cfg.get("use_bias", True):
+            w = layer.get_weights()
+            w.append(np.zeros(w[1].shape[1], dtype=np.float32))
+            layers.append(w)
+            kinds.add(kind)
+            continue
         layers.append(layer.get_weights())
         kinds.add(kind)
     if not layers:

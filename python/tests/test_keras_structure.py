@@ -84,6 +84,11 @@ class CuDNNGRU(GRU):
         return (6 * self.units,)
 
 
+class CuDNNLSTM(Recurrent):
+    def bias_shape(self):
+        return (8 * self.units,)
+
+
 class Bidirectional(KerasLayer):
     def __init__(self, name, forward, backward, inputs=None, merge_mode="concat"):
         super().__init__(name, inputs)
@@ -153,7 +158,9 @@ def nested(name, t, *layers):
     (lambda t: RNN("rnn", t), "a RNN layer is not one the library reads"),
     (lambda t: nested("seq", t, LSTM("inner", 4)), "a nested model .* with recurrent layers"),
     (lambda t: nested("pre", t, Dense("d")), r"pre \(Sequential\) sits between"),
-], ids=["rnn_cell", "nested", "nested-between"])
+    (lambda t: nested("seq", t, nested("deeper", None, LSTM("inner", 4))),
+     "seq: a nested model .* with recurrent layers"),
+], ids=["rnn_cell", "nested", "nested-between", "nested-two-deep"])
 def test_recurrent_layers_the_library_does_not_read_are_refused_not_skipped(make, what):
     with pytest.raises(ValueError, match=what):
         naming.keras_model_stack(stack(make))
@@ -167,12 +174,68 @@ def test_a_backward_layer_unlike_its_forward_layer_is_refused():
         naming.keras_model_stack(Model(inp, Bidirectional("bidi", fw, bw, Tensor(inp))))
 
 
+@pytest.mark.parametrize("fw, bw, what", [
+    (lambda: LSTM("fw", 3), lambda: LSTM("bw", 3, use_bias=False), "use_bias=False"),
+    (lambda: GRU("fw", 3), lambda: GRU("bw", 3, reset_after=False), "reset_after=False"),
+], ids=["use_bias", "reset_after"])
+def test_a_backward_layer_configured_unlike_its_forward_layer_is_refused(fw, bw, what):
+    inp = InputLayer("input")
+    with pytest.raises(ValueError, match=r"bidi: its backward_layer \(\w+, %s\) differs" % what):
+        naming.keras_model_stack(Model(inp, Bidirectional("bidi", fw(), bw(), Tensor(inp))))
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda t: Bidirectional("bidi", LSTM("fw", 3), LSTM("bw", 3), t, merge_mode="sum"),
+     "bidi: merge_mode 'sum' is not supported"),
+    (lambda t: Bidirectional("bidi", RNN("fw"), RNN("bw"), t),
+     r"bidi: Bidirectional\(RNN\) is not supported"),
+], ids=["merge_mode", "inner-kind"])
+def test_a_bidirectional_layer_the_library_does_not_compute_is_refused(make, what):
+    inp = InputLayer("input")
+    with pytest.raises(ValueError, match=what):
+        naming.keras_model_stack(Model(inp, make(Tensor(inp))))
+
+
+def test_a_bidirectional_layers_backward_weights_are_its_backward_layers():
+    inp = InputLayer("input")
+    fw, bw = LSTM("fw", 3, seed=0), LSTM("bw", 3, seed=1)
+    _, _, tensors = naming.keras_model_stack(Model(inp, Bidirectional("bidi", fw, bw,
+                                                                      Tensor(inp))))
+    for name, want in zip(("kernel", "recurrent_kernel", "bias"), bw.get_weights()):
+        assert np.array_equal(tensors[0]["backward/" + name], want), name
+
+
 def test_go_backwards_is_refused_also_inside_bidirectional():
     inp = InputLayer("input")
     fw = LSTM("fw", 3, go_backwards=True)
     bw = LSTM("bw", 3)
     with pytest.raises(ValueError, match="bidi: go_backwards=True is not supported"):
         naming.keras_model_stack(Model(inp, Bidirectional("bidi", fw, bw, Tensor(inp))))
+
+
+@pytest.mark.parametrize("cell", [LSTM, GRU], ids=["lstm", "gru"])
+@pytest.mark.parametrize("cfg, what", [
+    (dict(recurrent_activation="hard_sigmoid"), "recurrent_activation 'hard_sigmoid'"),
+    (dict(activation="relu"), "activation 'relu'"),
+], ids=["recurrent_activation", "activation"])
+def test_the_stack_reader_refuses_activations_the_library_does_not_compute(cell, cfg, what):
+    inp = InputLayer("input")
+    a = cell("a", 4, Tensor(inp), **cfg)
+    with pytest.raises(ValueError, match="a: %s is not supported" % what):
+        naming.keras_model_stack(Model(inp, a))
+
+
+@pytest.mark.parametrize("cfg, what", [
+    (dict(recurrent_activation="hard_sigmoid"), "recurrent_activation 'hard_sigmoid'"),
+    (dict(activation="relu"), "activation 'relu'"),
+    (dict(go_backwards=True), "go_backwards=True"),
+    (dict(go_backwards=True, use_bias=False), "go_backwards=True"),
+], ids=["recurrent_activation", "activation", "go_backwards", "go_backwards_without_bias"])
+def test_the_lstm_only_reader_refuses_what_the_library_does_not_compute(cfg, what):
+    inp = InputLayer("input")
+    a = LSTM("a", 4, Tensor(inp), **cfg)
+    with pytest.raises(ValueError, match="a: %s is not supported" % what):
+        naming.keras_model_layers(Model(inp, a))
 
 
 def test_recurrent_layers_of_mixed_time_major_are_refused():
@@ -200,6 +263,55 @@ def test_a_cudnn_gru_is_a_reset_after_gru_in_the_keras_cudnn_format():
             [g.get_weights()], "keras_cudnn", layers=[Layer.gru(4, reset_after=True)]) as w:
         for a, b in zip(m.export("canonical")[0], w.export("canonical")[0]):
             assert np.array_equal(a, b)
+
+
+def test_a_cudnn_lstm_reads_in_the_keras_cudnn_format():
+    inp = InputLayer("input")
+    c = CuDNNLSTM("c", 4, Tensor(inp))
+    assert naming.keras_model_stack(Model(inp, c))[:2] == ("keras_cudnn", [Layer.lstm(4)])
+    with stacklstm.Model.from_keras(Model(inp, c)) as m, stacklstm.Model.from_weights(
+            [c.get_weights()], "keras_cudnn") as w:
+        for a, b in zip(m.export("canonical")[0].values(), w.export("canonical")[0].values()):
+            assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("read, what", [
+    (naming.keras_model_stack, "mixes CuDNNLSTM / CuDNNGRU with other recurrent layers"),
+    (naming.keras_model_layers, "mixes LSTM and CuDNNLSTM layers"),
+], ids=["stack", "lstm-only"])
+def test_cudnn_and_other_recurrent_layers_in_one_model_are_refused(read, what):
+    inp = InputLayer("input")
+    c = CuDNNLSTM("c", 4, Tensor(inp))
+    b = LSTM("b", 2, Tensor(c), width=4, seed=1)
+    with pytest.raises(ValueError, match=what):
+        read(Model(inp, c, b))
+
+
+def test_a_reset_before_gru_reads_as_one():
+    inp = InputLayer("input")
+    g = GRU("g", 4, Tensor(inp), reset_after=False)
+    assert naming.keras_model_stack(Model(inp, g))[1] == [Layer.gru(4, reset_after=False)]
+
+
+@pytest.mark.parametrize("cfg, layer", [
+    ({}, Layer.gru(4, reset_after=True)),   # no reset_after in the config: Keras' default
+    (dict(reset_after=False), Layer.gru(4, reset_after=False)),
+], ids=["default", "reset_before"])
+def test_a_bias_free_gru_gets_zero_biases_of_its_kind(cfg, layer):
+    inp = InputLayer("input")
+    g = GRU("g", 4, Tensor(inp), use_bias=False, **cfg)
+    g.weights = g.weights[:2]   # Keras' get_weights without use_bias: kernel, recurrent_kernel
+    with stacklstm.Model.from_keras(Model(inp, g)) as m:
+        assert m.layers == (layer,)
+        assert not any(np.any(v) for k, v in m.export("canonical")[0].items() if k.startswith("b"))
+
+
+def test_a_first_recurrent_layer_fed_by_a_later_one_is_refused():
+    inp = InputLayer("input")
+    b = LSTM("b", 2, Tensor(inp), seed=1)
+    a = LSTM("a", 4, Tensor(b), width=2)
+    with pytest.raises(ValueError, match="a: its input comes from b, after it"):
+        naming.keras_model_stack(Model(inp, a, b))
 
 
 def test_a_nested_model_without_recurrent_layers_before_the_stack_is_not_part_of_it():
