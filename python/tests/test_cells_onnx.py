@@ -130,7 +130,9 @@ def test_an_all_zero_p_is_no_peepholes():
     ("LSTM", dict(input_forget=1), "input_forget"),
     ("LSTM", dict(activations=["Sigmoid", "Tanh", "Relu"]), "activations"),
     ("GRU", dict(activations=["HardSigmoid", "Tanh"]), "activations"),
-], ids=["clip", "input_forget", "lstm-activations", "gru-activations"])
+    ("LSTM", dict(activations=["Tanh", "Sigmoid", "Tanh"]), "activations"),
+], ids=["clip", "input_forget", "lstm-activations", "gru-activations",
+        "lstm-default-activations-in-another-order"])
 def test_what_the_library_does_not_compute_is_refused_naming_the_attribute(op, attrs, what):
     with pytest.raises(stacklstm.UnsupportedError, match="node 'rnn0': %s" % what):
         stacklstm.Model.from_onnx(node_graph(op, **attrs))
@@ -141,6 +143,12 @@ def test_default_activations_spelled_out_are_accepted():
                    activations=["sigmoid", "Tanh", "TANH"] * 2)
     with stacklstm.Model.from_onnx(g) as model:
         assert model.layers == (Layer.lstm(3, direction="bidirectional"),)
+
+
+def test_a_direction_onnx_does_not_define_is_refused_naming_the_node():
+    with pytest.raises(ValueError, match="LSTM node 'rnn0': direction 'sideways' is not "
+                                         "forward, reverse or bidirectional"):
+        stacklstm.Model.from_onnx(node_graph("LSTM", direction="sideways"))
 
 
 def test_a_hidden_size_attribute_that_contradicts_r_is_refused():
@@ -162,6 +170,80 @@ def test_nodes_linked_by_anything_else_are_not_one_stack():
     with pytest.raises(ValueError, match="node 'rnn1': its input X .*from a Relu node.* not "
                                          "one stack"):
         stacklstm.Model.from_onnx(g)
+
+
+def chain(link, layout=0, nd0=1, into="Z", extra_inputs=(), layout0=None):
+    """Two LSTM nodes (H = 3, input width 2, then nd0 * 3): 'rnn0' (nd0 directions, layout
+    layout0, default `layout`) on the graph's input X gives Y; the nodes of `link` ((node,
+    {initializer name: int64 values}) pairs) compute `into`, rnn1's X; its Y2 is the graph's
+    output. Opset 14 (layout, Squeeze's axes input)."""
+    rng = np.random.default_rng(6)
+    H, I = 3, 2
+    inits = [numpy_helper.from_array(rng.uniform(-.5, .5, shape).astype(np.float32), name)
+             for name, shape in (("W0", (nd0, 4 * H, I)), ("R0", (nd0, 4 * H, H)),
+                                 ("W1", (1, 4 * H, nd0 * H)), ("R1", (1, 4 * H, H)))]
+    direction = "bidirectional" if nd0 == 2 else "forward"
+    nodes = [helper.make_node("LSTM", ["X", "W0", "R0"], ["Y"], hidden_size=H,
+                              layout=layout if layout0 is None else layout0,
+                              direction=direction, name="rnn0")]
+    for node, consts in link:
+        nodes.append(node)
+        inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in consts.items()]
+    nodes.append(helper.make_node("LSTM", [into, "W1", "R1"], ["Y2"], hidden_size=H,
+                                  layout=layout, name="rnn1"))
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+              for n in ("X",) + tuple(extra_inputs)]
+    g = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info(
+        "Y2", TensorProto.FLOAT, None)], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def squeeze(src, axis):
+    return helper.make_node("Squeeze", [src, "axes"], ["Z"]), {"axes": [axis]}
+
+
+def reshape(src, shape):
+    return helper.make_node("Reshape", [src, "shape"], ["Z"]), {"shape": shape}
+
+
+def transpose(src, perm):
+    return helper.make_node("Transpose", [src], ["Yt"], perm=perm), {}
+
+
+@pytest.mark.parametrize("layout, nd0, link, extra", [
+    (0, 1, [squeeze("Y", 2)], ()),
+    (1, 1, [squeeze("Y", 1)], ()),
+    (0, 1, [squeeze("Q", 1)], ("Q",)),
+    (0, 2, [transpose("Y", [0, 2, 1, 3]), reshape("Yt", [10, 1, -1])], ()),
+    (0, 2, [transpose("Y", [0, 1, 2, 3]), reshape("Yt", [0, 0, -1])], ()),
+    (0, 2, [transpose("Q", [0, 2, 1, 3]), reshape("Yt", [0, 0, -1])], ("Q",)),
+    (1, 1, [reshape("X", [0, 0, -1])], ()),
+], ids=["squeeze-batch-axis", "layout1-squeeze-time-axis", "squeeze-of-another-value",
+        "reshape-not-0-0", "transpose-not-0-2-1-3", "transpose-of-another-value",
+        "layout1-reshape-of-another-value"])
+def test_a_link_that_is_not_the_previous_nodes_y_merged_is_not_one_stack(layout, nd0, link,
+                                                                         extra):
+    g = chain(link, layout=layout, nd0=nd0, extra_inputs=extra)
+    with pytest.raises(ValueError, match="node 'rnn1': its input X .* not one stack"):
+        stacklstm.Model.from_onnx(g)
+
+
+def test_nodes_of_different_layouts_are_not_one_stack():
+    g = chain([squeeze("Y", 2)], layout=1, layout0=0)   # the link is layout=1's
+    with pytest.raises(ValueError, match="node 'rnn1': its input X .*same layout"):
+        stacklstm.Model.from_onnx(g)
+
+
+@pytest.mark.parametrize("layout, axis", [(0, -3), (1, 2), (1, -2)])
+def test_a_squeeze_of_the_direction_axis_links_nodes_of_either_layout(layout, axis, x):
+    reference = pytest.importorskip("onnx.reference")
+    g = chain([squeeze("Y", axis)], layout=layout)
+    feed = x[:, :, :2] if layout else np.ascontiguousarray(x[:, :, :2].transpose(1, 0, 2))
+    want = reference.ReferenceEvaluator(g).run(None, {"X": feed})[0]   # Y2
+    want = want[:, :, 0] if layout else want[:, 0].transpose(1, 0, 2)   # -> [B, T, H]
+    with stacklstm.Model.from_onnx(g) as m:
+        assert m.layers == (Layer.lstm(3), Layer.lstm(3))
+        np.testing.assert_allclose(our_numbers(m, x[:, :, :2]), want, atol=ATOL, rtol=0)
 
 
 def with_input(g, index, name, value=None):
@@ -187,6 +269,20 @@ def test_an_op_before_the_first_recurrent_node_is_refused_naming_it():
         stacklstm.Model.from_onnx(g)
 
 
+@pytest.mark.parametrize("before", [
+    [helper.make_node("Transpose", ["X0"], ["X"], perm=[0, 2, 1], name="pre")],
+    [helper.make_node("Relu", ["X0"], ["X1"], name="relu"),
+     helper.make_node("Transpose", ["X1"], ["X"], perm=[1, 0, 2], name="pre")],
+], ids=["transpose-not-batch-first", "transpose-of-a-computed-value"])
+def test_only_a_batch_first_transpose_of_the_graphs_input_may_precede_the_stack(before):
+    g = node_graph("LSTM")
+    for k, node in enumerate(before):
+        g.graph.node.insert(k, node)
+    with pytest.raises(ValueError, match="node 'rnn0': its input X .* computed by a "
+                                         "Transpose node 'pre'"):
+        stacklstm.Model.from_onnx(g)
+
+
 def test_an_output_computed_after_the_stack_is_refused_naming_it():
     g = node_graph("GRU")
     g.graph.node.append(helper.make_node("Relu", ["Y"], ["Z"], name="head"))
@@ -207,6 +303,17 @@ def with_second_node(g):
         numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R2")])
     g.opset_import[0].version = 11
     return g
+
+
+def test_an_output_concatenating_a_final_state_and_a_value_computed_after_is_refused():
+    g = node_graph("GRU")
+    g.graph.node[0].output.append("Y_h")
+    g.graph.node.extend([helper.make_node("Relu", ["Y_h"], ["R"], name="head"),
+                         helper.make_node("Concat", ["Y_h", "R"], ["both"], axis=0)])
+    g.graph.output.append(helper.make_tensor_value_info("both", TensorProto.FLOAT, None))
+    with pytest.raises(ValueError, match="graph output 'both' is computed by a Relu node "
+                                         "'head'"):
+        stacklstm.Model.from_onnx(g)
 
 
 def test_an_output_that_is_an_earlier_nodes_y_is_refused():
@@ -231,6 +338,33 @@ def test_an_initial_state_fixed_in_the_graph_is_refused_unless_zeros(op, index, 
         node_graph(op)).layers
     as_input = with_input(node_graph(op), index, "s0")   # a graph input: given per call
     assert len(stacklstm.Model.from_onnx(as_input).layers) == 1
+
+
+@pytest.mark.parametrize("value, refused", [(0.5, True), (0.0, False), (None, False)])
+def test_an_initial_state_of_constant_of_shape_is_refused_unless_zeros(value, refused):
+    g = with_input(node_graph("LSTM"), 5, "h0")
+    del g.graph.input[-1]   # h0 is the ConstantOfShape's, not a graph input
+    attrs = {} if value is None else {"value": numpy_helper.from_array(
+        np.array([value], np.float32))}
+    g.graph.initializer.append(numpy_helper.from_array(np.array([1, 2, 3], np.int64), "shp"))
+    g.graph.node.insert(0, helper.make_node("ConstantOfShape", ["shp"], ["h0"], name="fill",
+                                            **attrs))
+    if refused:
+        with pytest.raises(ValueError, match="its initial_h \\('h0'\\) is a nonzero constant"):
+            stacklstm.Model.from_onnx(g)
+    else:
+        assert stacklstm.Model.from_onnx(g).layers == (Layer.lstm(3),)
+
+
+def test_an_initial_state_concatenated_from_an_input_and_a_constant_is_refused():
+    g = with_input(node_graph("GRU"), 5, "h0")
+    del g.graph.input[-1]   # h0 is the Concat's
+    g.graph.input.append(helper.make_tensor_value_info("h_in", TensorProto.FLOAT, None))
+    g.graph.initializer.append(numpy_helper.from_array(np.full((1, 1, 3), 0.5, np.float32),
+                                                       "h_fixed"))
+    g.graph.node.insert(0, helper.make_node("Concat", ["h_in", "h_fixed"], ["h0"], axis=1))
+    with pytest.raises(ValueError, match="its initial_h \\('h0'\\) is a nonzero constant"):
+        stacklstm.Model.from_onnx(g)
 
 
 def test_an_initial_state_computed_by_another_node_is_refused():
@@ -276,6 +410,15 @@ def test_weights_that_are_graph_inputs_need_their_values():
         stacklstm.Model.from_onnx(g)
 
 
+def test_run_inputs_given_in_values_stay_inputs_of_a_run():
+    # values may be a node test's whole feed: its initial_h is still Session.forward's
+    g = with_input(node_graph("LSTM"), 5, "h0")
+    values = {"R": numpy_helper.to_array(g.graph.initializer[1]),
+              "h0": np.full((1, 2, 3), 0.5, np.float32)}
+    del g.graph.initializer[1]   # R
+    assert stacklstm.Model.from_onnx(g, values=values).layers == (Layer.lstm(3),)
+
+
 def test_the_forward_lstm_reader_points_other_nodes_to_the_stack_reader():
     with pytest.raises(stacklstm.UnsupportedError, match="onnx_model_stack"):
         naming.onnx_model_layers(node_graph("GRU"))
@@ -311,6 +454,23 @@ def test_an_exported_graph_runs_in_onnxruntime_with_the_librarys_numbers(batch_m
     if not batch_major:
         got = got.transpose(1, 0, 2)
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("batch_major, dims", [(False, ["T", "B"]), (True, ["B", "T"])])
+def test_an_exported_graphs_declared_input_and_output_follow_its_layout(batch_major, dims):
+    with stacklstm.Model.random(3, layers=[Layer.gru(4)], seed=2) as m:
+        g = naming.to_onnx(m, batch_major=batch_major).graph
+    for value, last in ((g.input[0], 3), (g.output[0], 4)):
+        shape = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        assert shape == dims + [last], value.name
+
+
+def test_convert_records_onnx_as_the_files_source_layout(tmp_path):
+    from stacklstm import convert
+    src, dst = str(tmp_path / "m.onnx"), str(tmp_path / "m.safetensors")
+    onnx.save(node_graph("GRU"), src)
+    convert.convert("onnx", src, dst)
+    assert stacklstm.read_header(dst)[0]["source_layout"] == "onnx"
 
 
 def test_an_exported_graph_reads_back_as_the_same_stack(x):

@@ -286,6 +286,21 @@ def test_python_m_stacklstm_convert_torch_gives_nn_lstm_numbers(tmp_path):
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5)
 
 
+def test_convert_torch_reads_the_lstm_below_prefix(tmp_path):
+    torch = pytest.importorskip("torch")
+    from stacklstm import convert
+    torch.manual_seed(2)
+    enc, dec = torch.nn.LSTM(3, 5), torch.nn.LSTM(3, 4, num_layers=2)
+    sd = {**{"enc." + k: v for k, v in enc.state_dict().items()},
+          **{"dec." + k: v for k, v in dec.state_dict().items()}}
+    torch.save(sd, tmp_path / "sd.pt")
+    out = tmp_path / "m.safetensors"
+    assert convert.main(["torch", str(tmp_path / "sd.pt"), str(out), "--prefix", "dec."]) == 0
+    with stacklstm.Model.load(str(out)) as m:
+        w = m.export("pytorch")[1]
+    assert np.array_equal(w["weight_hh"], dec.weight_hh_l1.detach().numpy())
+
+
 @needs_cli
 def test_native_convert_hands_over_to_python_s_converter(tmp_path):
     torch = pytest.importorskip("torch")

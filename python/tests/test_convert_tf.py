@@ -83,6 +83,31 @@ def test_convert_tf_with_clips_gives_the_numbers_of_the_clipped_model(tmp_path):
         assert np.abs(state[0].h).max() <= 0.25
 
 
+@pytest.mark.parametrize("options", [[], ["--cell-clip", "0.5"]], ids=["plain", "with-clip"])
+def test_convert_tf_forget_bias_reaches_the_model(tmp_path, options):
+    layers = [Layer("lstm", 4), Layer("lstm", 3)]
+    path, variables = tf_npz(tmp_path, layers)
+    status, out = run(tmp_path, path, "--forget-bias", "0.5", *options)
+    assert status == 0
+    clipped = [Layer("lstm", L.hidden_size, cell_clip=0.5 if options else 0.0) for L in layers]
+    with stacklstm.Model.load(str(out)) as got, stacklstm.Model.from_tf_variables(
+            variables, forget_bias=0.5, layers=clipped) as want:
+        assert got.forget_bias == 0.5
+        assert np.array_equal(outputs(got, X), outputs(want, X))
+
+
+@pytest.mark.parametrize("options", [[], ["--cell-clip", "0.5"]], ids=["plain", "with-clip"])
+def test_convert_tf_scope_selects_one_rnn_of_several(tmp_path, options):
+    path, _ = tf_npz(tmp_path, [Layer("lstm", 4)])
+    with stacklstm.Model.random(5, layers=[Layer("gru", 3)] * 2, seed=4) as other:
+        both = dict(np.load(path), **naming.to_tf_variables(other, scope="enc"))
+    np.savez(path, **both)
+    status, out = run(tmp_path, path, "--scope", "enc", *options)
+    assert status == 0
+    with stacklstm.Model.load(str(out)) as m:
+        assert list(m.layers) == [Layer("gru", 3)] * 2
+
+
 def test_convert_tf_per_layer_clip_list_must_match_the_layer_count(tmp_path, capsys):
     path, _ = tf_npz(tmp_path, LSTMP_GRU)
     status, _ = run(tmp_path, path, "--cell-clip", "0.5,0,1")

@@ -170,6 +170,19 @@ def test_the_error_names_the_tensor_of_the_wrong_shape(fmt, layer, k, axis):
     assert "tensors[%d] (layer %d %s)" % (layer * per + k, layer, name) in e.value.message
 
 
+@pytest.mark.parametrize("k", [0, 1, 2], ids=["kernel", "recurrent_kernel", "bias"])
+def test_a_keras_tensor_wrong_by_a_whole_gate_width_is_the_one_named(k):
+    # 4H + 4 is a multiple of 4 (a vote for H + 1): the other tensors' votes still win
+    H, I = 4, 3
+    w = [np.zeros((I, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)]
+    shape = list(w[k].shape)
+    shape[-1] += 4
+    w[k] = np.zeros(shape)
+    with pytest.raises(stacklstm.ShapeMismatchError) as e:
+        stacklstm.Model.from_weights([w], "keras")
+    assert "(layer 0 %s)" % stacklstm.TENSOR_NAMES["keras"][k] in e.value.message
+
+
 def test_a_wrong_weight_hh_is_named_weight_hh_not_weight_ih():
     H, I = 4, 3
     w = [np.zeros((4 * H, I)), np.zeros((4 * H, H + 1)), np.zeros(4 * H), np.zeros(4 * H)]

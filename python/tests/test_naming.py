@@ -61,6 +61,28 @@ def test_a_torch_layer_with_one_bias_missing_is_refused_naming_it(drop):
         naming.torch_state_dict_layers(sd)
 
 
+@pytest.mark.parametrize("key, shape, what", [
+    ("weight_hr_l0", (2, 4), "proj_size"), ("weight_ih_l0_reverse", (16, 3), "bidirectional")],
+    ids=["projection", "reverse"])
+def test_the_basic_torch_reader_refuses_what_it_would_drop(key, shape, what):
+    sd = dict(torch_like_state_dict(np.random.default_rng(0), 3, 4, 1),
+              **{key: np.zeros(shape, np.float32)})
+    with pytest.raises(ValueError, match="%s: .*%s.*torch_state_dict_stack" % (key, what)):
+        naming.torch_state_dict_layers(sd)
+
+
+def test_torch_keys_outside_the_prefix_are_not_read_even_of_the_same_length():
+    enc = torch_like_state_dict(np.random.default_rng(3), 3, 5, 2)
+    dec = torch_like_state_dict(np.random.default_rng(4), 3, 4, 2)
+    sd = dict({"dec." + k: v for k, v in dec.items()}, **{"enc." + k: v for k, v in enc.items()})
+    assert same_numbers(stacklstm.Model.from_torch_state_dict(sd, prefix="dec."),
+                        stacklstm.Model.from_torch_state_dict(dec))
+    for got, want in zip(naming.torch_state_dict_layers(sd, prefix="dec."),
+                         naming.torch_state_dict_layers(dec)):
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b)
+
+
 def test_a_torch_layer_without_either_bias_gets_zeros():
     sd = torch_like_state_dict(np.random.default_rng(0), 3, 4, 2)
     zero = dict(sd, bias_ih_l1=np.zeros(16, np.float32), bias_hh_l1=np.zeros(16, np.float32))
@@ -178,6 +200,71 @@ def test_tf_variables_of_two_cell_types_in_one_layer_are_refused():
         stacklstm.Model.from_tf_variables(v)
 
 
+def test_tf_readers_refuse_cell_numbers_with_a_gap_not_a_shorter_stack():
+    v = tf_vars(np.random.default_rng(2), 3, [4, 4, 4])
+    v = {k: a for k, a in v.items() if "/cell_1/" not in k}
+    for read in (stacklstm.Model.from_tf_variables, naming.tf_variable_layers):
+        with pytest.raises(ValueError, match=r"cell numbers \[0, 2\] are not 0..1"):
+            read(v)
+
+
+def test_the_basic_tf_reader_refuses_a_projection_not_drops_it():
+    v = {k.replace("basic_lstm_cell", "lstm_cell"): a
+         for k, a in tf_vars(np.random.default_rng(2), 3, [4]).items()}
+    v["rnn/multi_rnn_cell/cell_0/lstm_cell/projection/kernel"] = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="projection/kernel: LSTMCell with num_proj"):
+        naming.tf_variable_layers(v)
+
+
+def test_the_basic_tf_reader_needs_a_scope_for_several_rnns():
+    v = tf_vars(np.random.default_rng(2), 3, [4])
+    both = dict(v, **{"rnn_1/" + k[len("rnn/"):]: a for k, a in v.items()})
+    with pytest.raises(ValueError, match="several RNNs"):
+        naming.tf_variable_layers(both)
+
+
+def test_a_cell_made_with_a_name_outside_the_scope_does_not_stop_the_scopes_reading():
+    v = tf_vars(np.random.default_rng(2), 3, [4])
+    v["other/multi_rnn_cell/cell_0/top/kernel"] = np.zeros((8, 16))
+    assert stacklstm.Model.from_tf_variables(v, scope="rnn").hidden_sizes == (4,)
+    assert naming.tf_variable_layers(v, scope="rnn")[0][1].shape == (16,)
+
+
+def test_an_lstm_variable_name_under_a_gru_cell_is_refused_naming_it():
+    v = {k.replace("basic_lstm_cell", "gru_cell"): a
+         for k, a in tf_vars(np.random.default_rng(2), 3, [4]).items()}
+    with pytest.raises(ValueError, match="gru_cell/kernel: kernel is not a variable of a "
+                                         "gru_cell"):
+        stacklstm.Model.from_tf_variables(v)
+
+
+def test_a_tf_bidirectional_layer_with_fw_variables_only_is_refused():
+    base = "stack_bidirectional_rnn/cell_0/bidirectional_rnn/fw/lstm_cell/"
+    v = {base + "kernel": np.zeros((7, 16)), base + "bias": np.zeros(16)}
+    with pytest.raises(ValueError, match=r"cell_0: a bidirectional layer needs both fw/ and "
+                                         r"bw/ variables .*got \['fw'\]"):
+        stacklstm.Model.from_tf_variables(v)
+
+
+def test_tf_names_with_a_trailing_colon_0_read_as_without():
+    v = tf_vars(np.random.default_rng(2), 3, [4, 2])
+    a = stacklstm.Model.from_tf_variables(v)
+    b = stacklstm.Model.from_tf_variables({k + ":0": x for k, x in v.items()})
+    assert a.layers == b.layers and same_numbers(a, b)
+
+
+def test_tf_names_of_a_bidirectional_stack_read_back_as_the_same_model():
+    layers = [Layer.lstm(4, direction="bidirectional"), Layer.gru(3, direction="bidirectional")]
+    with stacklstm.Model.random(3, layers=layers, seed=5, scale=0.8, forget_bias=0.0) as m:
+        v = naming.to_tf_variables(m)
+        w = m.export("tf")[0]
+        assert np.array_equal(
+            v["stack_bidirectional_rnn/cell_0/bidirectional_rnn/bw/basic_lstm_cell/kernel"],
+            w["bw/kernel"])
+        with stacklstm.Model.from_tf_variables(v, forget_bias=0.0) as back:
+            assert back.layers == m.layers and same_numbers(m, back)
+
+
 def test_export_then_import_is_the_identity_in_every_format():
     m = stacklstm.Model.random(3, [4, 2], seed=4, forget_bias=0.25)
     for fmt in stacklstm.FORMATS:
@@ -288,10 +375,34 @@ def test_to_tf_variables_of_a_bidirectional_stack_defaults_to_stack_bidirectiona
     assert all(k.startswith("stack_bidirectional_rnn/cell_0/bidirectional_rnn/") for k in v)
 
 
+def test_to_tf_variables_names_a_peephole_lstm_an_lstm_cell_as_tf_does():
+    m = stacklstm.Model.random(3, layers=[Layer.lstm(4, peepholes=True)], seed=1)
+    v = naming.to_tf_variables(m)   # LSTMCell(use_peepholes=True): lstm_cell/w_*_diag
+    assert sorted(v) == ["rnn/multi_rnn_cell/cell_0/lstm_cell/" + n
+                         for n in ("bias", "kernel", "w_f_diag", "w_i_diag", "w_o_diag")]
+
+
+def test_to_tf_variables_refuses_a_stack_tf_has_no_names_for():
+    for layers in ([Layer.lstm(4, direction="reverse")],
+                   [Layer.lstm(4), Layer.lstm(4, direction="bidirectional")]):
+        with stacklstm.Model.random(3, layers=layers, seed=1) as m:
+            with pytest.raises(ValueError, match="this model's directions are"):
+                naming.to_tf_variables(m)
+
+
 def test_to_torch_state_dict_refuses_one_module_for_layers_of_different_sizes():
     m = stacklstm.Model.random(3, [4, 5], seed=1)
     with pytest.raises(ValueError, match="one kind and size"):
         naming.to_torch_state_dict(m, single_module=True)
+
+
+def test_to_torch_state_dict_of_layers_differing_in_proj_size_is_a_module_list():
+    layers = [Layer.lstm(4, proj_size=2), Layer.lstm(4, proj_size=3)]
+    with stacklstm.Model.random(3, layers=layers, seed=1) as m:
+        sd = naming.to_torch_state_dict(m)
+        assert sorted(k for k in sd if "weight_hr" in k) == ["0.weight_hr_l0", "1.weight_hr_l0"]
+        with pytest.raises(ValueError, match="one nn.LSTM / nn.GRU needs layers of one kind"):
+            naming.to_torch_state_dict(m, single_module=True)
 
 
 def test_a_bidirectional_projected_state_dict_missing_weight_hr_reverse_is_a_value_error():

@@ -279,6 +279,17 @@ def test_loading_a_state_dict_of_another_architecture_fails_and_keeps_the_module
         assert torch.equal(ours(x)[0], before)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_loading_a_state_dict_of_another_input_size_fails_as_nn_modules_do(kind):
+    other = getattr(torch.nn, kind)(6, 7).state_dict()
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        getattr(torch.nn, kind)(5, 7).load_state_dict(other)   # the reference
+    ours = getattr(slt, kind)(5, 7)
+    with pytest.raises(RuntimeError, match="input 6 and .*this module has input 5"):
+        ours.load_state_dict(other)
+    assert ours.input_size == 5
+
+
 @pytest.mark.parametrize("other", [
     lambda: torch.nn.GRU(5, 7, num_layers=2),
     lambda: torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True),
@@ -640,6 +651,25 @@ def test_from_state_dict_of_a_bias_free_lstm_is_bias_free():
     m = slt.LSTM.from_state_dict(sd)
     assert m.bias is False
     assert not any(k.startswith("bias_") for k in m.state_dict())
+
+
+def test_gru_from_state_dict_of_a_bias_free_gru_is_bias_free():
+    ref = torch.nn.GRU(3, 4, bias=False)
+    m = slt.GRU.from_state_dict(ref.state_dict())
+    assert m.bias is False
+    assert sorted(m.state_dict()) == sorted(ref.state_dict())
+
+
+@pytest.mark.parametrize("kw", [dict(bidirectional=True), dict(proj_size=3)],
+                         ids=["bidirectional", "proj_size"])
+def test_a_new_bias_free_lstm_computes_what_nn_lstm_does_with_its_weights(kw):
+    torch.manual_seed(4)
+    ours = slt.LSTM(5, 7, num_layers=2, bias=False, **kw)
+    ref = torch.nn.LSTM(5, 7, num_layers=2, bias=False, **kw).eval()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 2, 5)
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(x)[0].numpy(), ref(x)[0].numpy(), atol=1e-5, rtol=0)
 
 
 def test_a_size_list_that_contradicts_num_layers_is_refused():
