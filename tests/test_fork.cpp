@@ -30,6 +30,22 @@ namespace {
 
 constexpr std::int64_t kB = 6, kT = 7, kD = 5;
 
+// AddressSanitizer's allocator takes no lock around fork() before LLVM 18 (it installs its
+// pthread_atfork handlers since llvm/llvm-project#75290; Debian 12's clang 14 and GCC 12 have
+// none): a child forked while another thread is inside malloc can wait forever on the
+// allocator's lock, whatever the library does. glibc's malloc is fork-safe.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsanAllocator = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsanAllocator = true;
+#else
+constexpr bool kAsanAllocator = false;
+#endif
+#else
+constexpr bool kAsanAllocator = false;
+#endif
+
 struct Stack {
   const char* what;
   t::Model model;
@@ -204,6 +220,12 @@ TEST_CASE("a fork while another thread creates sessions leaves the child able to
   // not measured yet (odd ones; each holds the measurements' lock for a barrier measurement)
   // and shared-pool ones; each child makes one of each kind, of a worker count nobody
   // measured (even ones). Before 0.16.1 most of these children waited forever.
+  if (kAsanAllocator) {
+    WARN("skipped under AddressSanitizer: its allocator is not fork-safe before LLVM 18 (a "
+         "child forked while the other thread allocates can hang in malloc); the normal "
+         "build runs this case on every CPU path");
+    return;
+  }
   t::Model m = t::random_model(kD, {768}, 7106);  // 48 groups of 16: up to 48 workers
   std::atomic<bool> stop{false};
   std::thread maker([&] {
