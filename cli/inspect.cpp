@@ -188,20 +188,10 @@ int inspect_command(const std::vector<std::string>& args) {
 
   const std::int32_t layers = model.num_layers();
   const std::vector<std::int64_t> hidden = model.hidden_sizes();
-  std::vector<std::string> cells;
-  if (meta.count("cells")) {
-    std::string s = meta["cells"], cur;
-    for (const char c : s) {
-      if (c == ',') {
-        cells.push_back(cur);
-        cur.clear();
-      } else {
-        cur.push_back(c);
-      }
-    }
-    cells.push_back(cur);
+  std::vector<std::string> cells;  // as the model reads (a file may leave "cells" out)
+  for (std::int32_t l = 0; l < layers; ++l) {
+    cells.push_back(model.layer(l).cell == SLSTM_CELL_GRU ? "gru" : "lstm");
   }
-  if (static_cast<std::int32_t>(cells.size()) != layers) cells.assign(layers, "lstm");
   const std::string sha = sha256_file_hex(path);
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
@@ -230,7 +220,7 @@ int inspect_command(const std::vector<std::string>& args) {
     nlohmann::json ls = nlohmann::json::array();
     for (std::int32_t l = 0; l < layers; ++l) {
       const slstm_layer_config c = model.layer(l);
-      ls.push_back({{"cell", c.cell == SLSTM_CELL_GRU ? "gru" : "lstm"},
+      ls.push_back({{"cell", cells[static_cast<std::size_t>(l)]},
                     {"hidden_size", c.hidden_size},
                     {"direction", direction_text(c.direction)},
                     {"residual", c.residual == 1},

@@ -26,6 +26,8 @@ const char* const kRunHelp =
     "                          after its last step\n"
     "  --initial-state S.npy   the packed initial state (default zeros): float32, 1-D, layer\n"
     "                          after layer c_l [batch, H_l] then h_l [batch, H_l], row-major\n"
+    "                          (a GRU: h only; a projection: h_l [batch, proj]; both\n"
+    "                          directions of a bidirectional layer, forward first)\n"
     "  --final-state F.npy     writes the packed final state (same layout)\n"
     "  --time-major            INPUT and OUTPUT are [time, batch, ...]\n"
     "  --backend cpu|cuda      (default cpu)\n"
