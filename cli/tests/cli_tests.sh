@@ -85,7 +85,11 @@ expect_error 2 "run: --output is given more than once" -- \
 
 # ---- run: files that are missing or wrong ------------------------------------------------
 expect_error 1 "run: " -- "$cli" run missing.safetensors x.npy -o y.npy
-grep -qF "missing.safetensors" err.txt && ok || bad "a missing model's message lacks its path"
+[ "$(grep -o missing.safetensors err.txt | wc -l)" -eq 1 ] && ok \
+  || bad "a missing model's message does not name its path once: $(cat err.txt)"
+# The options are checked before any file is read: a bad value is bad usage whatever the files.
+expect_error 2 "run: --threads needs an integer" -- \
+  "$cli" run missing.safetensors x.npy -o y.npy --threads many
 expect_error 1 "run: not_a_model.safetensors: " -- "$cli" run not_a_model.safetensors x.npy -o y.npy
 printf 'PK\003\004 not really a zip archive' > state_dict.pt
 expect_error 1 "run: state_dict.pt: not a safetensors model file; it is a ZIP archive, as torch.save writes" -- \
@@ -93,6 +97,13 @@ expect_error 1 "run: state_dict.pt: not a safetensors model file; it is a ZIP ar
 grep -qF "stacklstm convert torch" err.txt && ok || bad "a .pt model: the message does not say how to convert it"
 expect_error 1 "run: x.npy: not a safetensors model file; it is a NumPy .npy array" -- \
   "$cli" run x.npy model.safetensors -o y.npy
+printf '\200\002}q\000(X\001\000\000\000' > old_pickle.pt
+expect_error 1 "run: old_pickle.pt: not a safetensors model file; it is a Python pickle" -- \
+  "$cli" run old_pickle.pt x.npy -o y.npy
+# A safetensors file the library refuses whose header length starts like a pickle (0x80 0x02):
+# the library's own reason, not a guess at the file's kind.
+expect_error 1 "run: header640.safetensors: " -- "$cli" run header640.safetensors x.npy -o y.npy
+! grep -q "pickle" err.txt && ok || bad "a safetensors file was called a pickle: $(cat err.txt)"
 expect_error 1 "run: cannot open missing.npy" -- "$cli" run model.safetensors missing.npy -o y.npy
 expect_error 1 "run: not_npy.npy: not a .npy file" -- "$cli" run model.safetensors not_npy.npy -o y.npy
 expect_error 1 "run: big_endian.npy: big-endian data" -- "$cli" run model.safetensors big_endian.npy -o y.npy
@@ -104,10 +115,19 @@ expect_error 1 "run: wrong_depth.npy: the last dimension is 5, the model's input
   "$cli" run model.safetensors wrong_depth.npy -o y.npy
 expect_error 1 "run: lengths3.npy: 3 sequence lengths for a batch of 2" -- \
   "$cli" run model.safetensors x.npy -o y.npy --lengths lengths3.npy
+expect_error 1 "run: lengths1.npy: 1 sequence lengths for a batch of 2" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --lengths lengths1.npy
+expect_error 1 "run: x_empty.npy: the batch is empty (shape (0, 3, 4))" -- \
+  "$cli" run model.safetensors x_empty.npy -o y.npy
 expect_error 1 "run: x.npy: sequence lengths must be integers" -- \
   "$cli" run model.safetensors x.npy -o y.npy --lengths x.npy
 expect_error 1 "run: x.npy: the packed initial state for a batch of 2 is 1-D of 32 floats" -- \
   "$cli" run model.safetensors x.npy -o y.npy --initial-state x.npy
+expect_error 1 "run: state0_2d.npy: the packed initial state for a batch of 2 is 1-D of 32" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --initial-state state0_2d.npy
+grep -qF "got shape (2, 16)" err.txt && ok || bad "a 2-D initial state: $(cat err.txt)"
+expect_error 1 "run: options->precision is SLSTM_PRECISION_FP32 but options->allow_tf32" -- \
+  "$cli" run model.safetensors x.npy -o y.npy --tf32 --precision fp32
 expect_error 1 "run: cannot write no-such-dir/y.npy" -- "$cli" run model.safetensors x.npy -o no-such-dir/y.npy
 expect_error 1 "run: " -- "$cli" run model.safetensors x.npy -o y.npy --config "no.such.key=1"
 grep -qF "no.such.key" err.txt && ok || bad "an unknown --config key is not named: $(cat err.txt)"
@@ -136,6 +156,11 @@ same_file f.npy expected_state.npy
 same_file y64.npy expected.npy
 expect_ok "$cli" run model.safetensors x64.npy -o y64q.npy --quiet
 same_file y64q.npy expected.npy
+# No time steps: an empty output, the initial state as the final state.
+expect_ok "$cli" run model.safetensors x_t0.npy -o y_t0.npy --initial-state state0.npy \
+  --final-state f_t0.npy
+same_file y_t0.npy expected_t0.npy
+same_file f_t0.npy state0.npy
 # Every CPU path and thread count gives the same bits (the library's promise, seen from here).
 expect_ok "$cli" run model.safetensors x.npy -o y_ref.npy --cpu-path reference --threads 1
 expect_ok "$cli" run model.safetensors x.npy -o y_t2.npy --threads 2
@@ -195,6 +220,39 @@ grep -q "^input size *4$" out.txt && ok || bad "inspect: input size"
 grep -q "^forget bias *0.5$" out.txt && ok || bad "inspect: forget bias"
 grep -q "layer 1 .*lstm, hidden 3 (input 5)" out.txt && ok || bad "inspect: layer 1 line"
 grep -q "^parameters *308$" out.txt && ok || bad "inspect: parameter count is not 4*5*(4+5+1) + 4*3*(5+3+1) = 308"
+# Every kind of layer described: projection, peepholes, clips, directions, GRU, residual;
+# each layer's input is the one below's output (both directions of a bidirectional layer).
+expect_ok "$cli" inspect cells.safetensors
+want="lstm, hidden 4, projection 3, peepholes, cell_clip 2.5, proj_clip 1.5, bidirectional"
+grep -q "layer 0 .*$want (input 4)," out.txt && ok \
+  || bad "inspect: the LSTMP layer's line: $(grep 'layer 0' out.txt)"
+grep -q "layer 1 .*gru (reset after), hidden 6, residual (input 6)," out.txt && ok \
+  || bad "inspect: the residual GRU's line: $(grep 'layer 1' out.txt)"
+grep -q "layer 2 .*gru (reset before), hidden 2, reverse (input 6)," out.txt && ok \
+  || bad "inspect: the reverse GRU's line: $(grep 'layer 2' out.txt)"
+grep -q "layer 3 .*lstm, hidden 2, cell_clip 0.75 (input 2)," out.txt && ok \
+  || bad "inspect: the clipped LSTM's line: $(grep 'layer 3' out.txt)"
+# Parameters: per direction 4*4*(4 + 3 + 1) + 3*4 peepholes + 4*3 projection = 152, twice;
+# 3*6*(6 + 6 + 2); 3*2*(6 + 2 + 2); 4*2*(2 + 2 + 1): 304 + 252 + 60 + 40.
+grep -q "layer 0 .*, 304 parameters$" out.txt && grep -q "layer 2 .*, 60 parameters$" out.txt &&
+  grep -q "^parameters *656$" out.txt && ok || bad "inspect: parameter counts: $(cat out.txt)"
+# Every metadata entry the library writes for these layers is shown as the layers above.
+! grep -q "other metadata" out.txt && ok || bad "inspect: $(sed -n '/other metadata/,$p' out.txt)"
+# Tensors in layer order, a layer's forward cell before its reverse cell.
+names=$(sed -n 's/^  \(layers\.[^ ]*\) .*/\1/p' out.txt | tr '\n' ' ')
+case $names in
+  "layers.0.W_x layers.0.W_h layers.0.b layers.0.w_peep layers.0.W_proj layers.0.reverse."*)
+    ok ;;
+  *) bad "inspect: tensors not in layer order: $names" ;;
+esac
+expect_ok "$cli" inspect deep.safetensors
+names=$(sed -n 's/^  \(layers\.[^ .]*\)\..*/\1/p' out.txt | uniq | tr '\n' ' ')
+[ "$names" = "$(seq -f 'layers.%g' 0 10 | tr '\n' ' ')" ] && ok \
+  || bad "inspect: layers not in numeric order: $names"
+expect_ok "$cli" inspect cells.safetensors --json
+grep -q '"direction": "bidirectional"' out.txt && grep -q '"proj_size": 3' out.txt &&
+  grep -q '"residual": true' out.txt && grep -q '"gru_reset_after": true' out.txt && ok \
+  || bad "inspect --json: the layers' settings"
 expect_ok "$cli" inspect model.safetensors --json
 grep -q "\"sha256\": \"$sum\"" out.txt && ok || bad "inspect --json: sha256"
 grep -q '"hidden_sizes": \[' out.txt && ok || bad "inspect --json: hidden_sizes"
@@ -212,6 +270,11 @@ if command -v script > /dev/null; then
   grep -q 'timing *\[#*' tty.txt && ok || bad "bench on a terminal: no progress bar: $(cat tty.txt)"
   grep -q 'median ms' tty.txt && ok || bad "bench on a terminal: no table"
 fi
+# The precision and CPU path asked for are the ones run (the plan's words).
+expect_ok "$cli" bench model.safetensors --time 2 --repeat 1 --precision bf16 --cpu-path reference
+grep -q "path reference, precision bf16" out.txt && ok || bad "bench: $(grep backend out.txt)"
+expect_ok "$cli" bench model.safetensors --time 2 --repeat 1 --precision fp16 --cpu-path fast
+grep -q "path fast, precision fp16" out.txt && ok || bad "bench: $(grep backend out.txt)"
 expect_ok "$cli" bench model.safetensors --time 5 --repeat 2 --json
 grep -q '"median_ms"' out.txt && ok || bad "bench --json: no median_ms"
 expect_error 2 "bench: --repeat must be between 1 and" -- "$cli" bench model.safetensors --repeat 0
@@ -228,6 +291,13 @@ if command -v python3 > /dev/null; then
     env SLSTM_PYTHON="$PWD/bare-python" "$cli" convert torch a.pt b.safetensors
   grep -qF "pip install ./python" err.txt && ! grep -qF "pip install stacklstm" err.txt &&
     ok || bad "convert: the message does not say how to install"
+fi
+
+# SLSTM_PYTHON set but empty: python3, as when it is unset (whatever python3 then says).
+if command -v python3 > /dev/null; then
+  env SLSTM_PYTHON= "$cli" convert torch missing.pt out.safetensors > out.txt 2> err.txt
+  [ $? -eq 1 ] && ! grep -q "cannot run" err.txt && ok \
+    || bad "convert with SLSTM_PYTHON empty: $(cat err.txt)"
 fi
 
 # A package that is found but does not import (numpy missing, the library not loadable):

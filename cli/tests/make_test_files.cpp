@@ -10,6 +10,14 @@
 //   expected_state.npy    forward(x, initial_state=state0)'s final state
 //   wrong_depth.npy [2, 3, 5], rank2.npy [2, 4], big_endian.npy, fortran.npy,
 //   truncated.npy, not_npy.npy (text), not_a_model.safetensors (text)
+//   lengths1.npy int32 [1], state0_2d.npy (state0 as [2, 16]), x_empty.npy [0, 3, 4],
+//   x_t0.npy [2, 0, 4] and expected_t0.npy [2, 0, 3]
+//   cells.safetensors     input 4: LSTM 4 with projection 3, peepholes, clips, bidirectional;
+//                         GRU 6 reset after, residual; GRU 2 reset before, reverse;
+//                         LSTM 2 with a cell clip
+//   deep.safetensors      input 1, eleven layers of hidden 1 (layers.10 after layers.9)
+//   header640.safetensors a safetensors file (header length 640: bytes 0x80 0x02, as a
+//                         pickle starts) that the library refuses: it holds no tensors
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -115,6 +123,40 @@ int main(int argc, char** argv) {
                           raw_npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3, 4), }", 96));
     write_file_atomically(dir + "truncated.npy",
                           raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }", 50));
+    {
+      std::vector<std::uint8_t> img1 =
+          raw_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", 4);
+      write_file_atomically(dir + "lengths1.npy", img1);
+    }
+    write_npy_float32(dir + "state0_2d.npy", state0.data(),
+                      {B, static_cast<std::int64_t>(state0.size()) / B});
+    write_npy_float32(dir + "x_empty.npy", nullptr, {0, T, D});
+    write_npy_float32(dir + "x_t0.npy", nullptr, {B, 0, D});
+    write_npy_float32(dir + "expected_t0.npy", nullptr, {B, 0, H});
+
+    slstm_layer_config l0 = stacklstm::lstm_layer(4);
+    l0.proj_size = 3;
+    l0.peepholes = 1;
+    l0.cell_clip = 2.5f;
+    l0.proj_clip = 1.5f;
+    l0.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+    slstm_layer_config l1 = stacklstm::gru_layer(6, true);
+    l1.residual = 1;
+    slstm_layer_config l2 = stacklstm::gru_layer(2, false);
+    l2.direction = SLSTM_DIRECTION_REVERSE;
+    slstm_layer_config l3 = stacklstm::lstm_layer(2);
+    l3.cell_clip = 0.75f;
+    stacklstm::Model::random(D, stacklstm::Layers{l0, l1, l2, l3}, 7)
+        .save(dir + "cells.safetensors", "canonical");
+    stacklstm::Model::random(1, std::vector<std::int64_t>(11, 1), 8)
+        .save(dir + "deep.safetensors", "canonical");
+    {
+      std::string st = std::string("\x80\x02", 2) + std::string(6, '\0') + "{" +
+                       std::string(638, ' ') + "}";
+      write_file_atomically(dir + "header640.safetensors",
+                            std::vector<std::uint8_t>(st.begin(), st.end()));
+    }
+
     const std::string text = "this is not a binary file\n";
     write_file_atomically(dir + "not_npy.npy", std::vector<std::uint8_t>(text.begin(), text.end()));
     write_file_atomically(dir + "not_a_model.safetensors",

@@ -263,6 +263,50 @@ TEST_CASE("npy: a shape whose byte count overflows is refused", "[npy]") {
   CHECK_THAT(failure_of(image), Catch::Contains("too large"));
 }
 
+TEST_CASE("npy: a header string with a backslash escape is refused", "[npy]") {
+  const auto image = npy("{'descr': '<f\\x34', 'fortran_order': False, 'shape': (0,), }", {});
+  CHECK_THAT(failure_of(image), Catch::Contains("escaped string"));
+}
+
+TEST_CASE("npy: a dimension beyond int64 is refused", "[npy]") {
+  const auto image =
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", {});
+  CHECK_THAT(failure_of(image), Catch::Contains("dimension too large"));
+}
+
+TEST_CASE("npy: Python 2 long literals in the shape are read", "[npy]") {
+  const std::vector<float> v = {1, 2, 3};
+  const auto image = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3L,), }",
+                         bytes_of(v));
+  CHECK(parse_npy(image.data(), image.size(), "x.npy").shape == std::vector<std::int64_t>{3});
+}
+
+TEST_CASE("npy: a shape of more than 32 dimensions is refused", "[npy]") {
+  std::string shape;
+  for (int i = 0; i < 33; ++i) shape += "1, ";
+  const auto image =
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }", {0, 0, 0, 0});
+  CHECK_THAT(failure_of(image), Catch::Contains("more than 32 dimensions"));
+}
+
+TEST_CASE("npy: big-endian float16 is refused", "[npy]") {
+  const auto image = npy("{'descr': '>f2', 'fortran_order': False, 'shape': (1,), }",
+                         {0x3c, 0x00});
+  CHECK_THAT(failure_of(image), Catch::Contains("big-endian"));
+}
+
+TEST_CASE("npy: a version 1 header with a non-ASCII byte is refused", "[npy]") {
+  auto image = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }", {});
+  image[image.size() - 2] = 0xe9;  // a padding space before the final newline
+  CHECK_THAT(failure_of(image), Catch::Contains("must be ASCII"));
+}
+
+TEST_CASE("npy: a dtype with characters after its size is refused", "[npy]") {
+  const auto image = npy("{'descr': '<f4x', 'fortran_order': False, 'shape': (1,), }",
+                         {0, 0, 0, 0});
+  CHECK_THAT(failure_of(image), Catch::Contains("not a plain numeric dtype"));
+}
+
 // ---- conversions through files -------------------------------------------------------------
 
 namespace {
@@ -362,6 +406,30 @@ TEST_CASE("npy: an int64 length beyond int32 is refused", "[npy]") {
   CHECK_THROWS_WITH(read_npy_lengths(p, &shape), Catch::Contains("length 1 (2147483648)"));
 }
 
+TEST_CASE("npy: unsigned lengths beyond int32 are refused naming their value", "[npy]") {
+  const std::vector<std::uint32_t> v = {1, 2147483648u};
+  const std::string p = scratch("lenu32.npy");
+  put(p, npy("{'descr': '<u4', 'fortran_order': False, 'shape': (2,), }", bytes_of(v)));
+  std::vector<std::int64_t> shape;
+  CHECK_THROWS_WITH(read_npy_lengths(p, &shape), Catch::Contains("length 1 (2147483648)"));
+  const std::vector<std::uint64_t> v64 = {std::uint64_t{1} << 63};  // negative as an int64
+  const std::string p64 = scratch("lenu64.npy");
+  put(p64, npy("{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }", bytes_of(v64)));
+  CHECK_THROWS_WITH(read_npy_lengths(p64, &shape),
+                    Catch::Contains("length 0 (9223372036854775808)"));
+}
+
+TEST_CASE("npy: int8 and int16 lengths are read, negative ones sign-extended", "[npy]") {
+  const std::vector<std::int8_t> v8 = {3, -1};
+  const std::vector<std::int16_t> v16 = {300, -2};
+  const std::string p8 = scratch("len8.npy"), p16 = scratch("len16.npy");
+  put(p8, npy("{'descr': '|i1', 'fortran_order': False, 'shape': (2,), }", bytes_of(v8)));
+  put(p16, npy("{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }", bytes_of(v16)));
+  std::vector<std::int64_t> shape;
+  CHECK(read_npy_lengths(p8, &shape) == std::vector<std::int32_t>{3, -1});
+  CHECK(read_npy_lengths(p16, &shape) == std::vector<std::int32_t>{300, -2});
+}
+
 TEST_CASE("npy: float lengths are refused", "[npy]") {
   const std::vector<float> v = {1, 2};
   const std::string p = scratch("lenf.npy");
@@ -376,6 +444,13 @@ TEST_CASE("npy: 2-D lengths are refused", "[npy]") {
   put(p, npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2), }", bytes_of(v)));
   std::vector<std::int64_t> shape;
   CHECK_THROWS_WITH(read_npy_lengths(p, &shape), Catch::Contains("must be 1-D"));
+}
+
+TEST_CASE("an output path ending in / is refused as a directory, nothing made", "[npy]") {
+  const std::string dir = scratch("not_made");
+  CHECK_THROWS_WITH(write_file_atomically(dir + "/", {1, 2}),
+                    Catch::Contains("names a directory, not a file"));
+  CHECK(access(dir.c_str(), F_OK) != 0);
 }
 
 TEST_CASE("npy: a missing file is a Failure naming it", "[npy]") {
@@ -429,6 +504,28 @@ TEST_CASE("args: a non-integer or out-of-range integer is a usage error", "[args
   CHECK_THROWS_WITH(a.get_int("m", 0, 0, 50), "--m must be between 0 and 50, got 99");
 }
 
+TEST_CASE("args: -h or --help asks for help, but not after --", "[args]") {
+  CHECK(wants_help({"x.npy", "-h"}));
+  CHECK(wants_help({"--help"}));
+  CHECK_FALSE(wants_help({"--", "-h"}));
+  CHECK_FALSE(wants_help({"-hx"}));
+}
+
+TEST_CASE("args: a lone - is a positional, not an option", "[args]") {
+  CHECK(parse_args({"-"}, {}).positionals == std::vector<std::string>{"-"});
+}
+
+TEST_CASE("args: an integer at either end of its range is accepted", "[args]") {
+  const ParsedArgs a = parse_args({"--n", "50", "--m", "-3"}, {{"n", 0, true}, {"m", 0, true}});
+  CHECK(a.get_int("n", 0, 0, 50) == 50);
+  CHECK(a.get_int("m", 0, -3, 5) == -3);
+}
+
+TEST_CASE("args: a minus sign inside an integer is a usage error", "[args]") {
+  const ParsedArgs a = parse_args({"--n", "1-2"}, {{"n", 0, true}});
+  CHECK_THROWS_WITH(a.get_int("n", 0, 0, 50), "--n needs an integer (0 to 50), got \"1-2\"");
+}
+
 TEST_CASE("args: a choice outside the list is a usage error listing the choices", "[args]") {
   const ParsedArgs a = parse_args({"--backend", "tpu"}, {{"backend", 0, true}});
   CHECK_THROWS_WITH(a.get_choice("backend", "cpu", {"cpu", "cuda"}),
@@ -437,4 +534,24 @@ TEST_CASE("args: a choice outside the list is a usage error listing the choices"
 
 TEST_CASE("one_line folds newlines into spaces", "[util]") {
   CHECK(one_line("a\nb\r\n\tc\n") == "a b c");
+}
+
+TEST_CASE("one_line folds tabs and carriage returns too and drops other control bytes",
+          "[util]") {
+  CHECK(one_line("a\tb\rc") == "a b c");
+  CHECK(one_line("a\x01" "b\x7f" "\x1b[0m") == "ab[0m");
+}
+
+TEST_CASE("quoted puts a path in quotes only when it is empty or has a space", "[util]") {
+  CHECK(quoted("model.safetensors") == "model.safetensors");
+  CHECK(quoted("my model.safetensors") == "\"my model.safetensors\"");
+  CHECK(quoted("") == "\"\"");
+}
+
+TEST_CASE("human_bytes gives bytes below 1 KiB, else one decimal and the exact count",
+          "[util]") {
+  CHECK(human_bytes(0) == "0 bytes");
+  CHECK(human_bytes(1023) == "1023 bytes");
+  CHECK(human_bytes(1536) == "1.5 KiB (1536 bytes)");
+  CHECK(human_bytes(3735296) == "3.6 MiB (3735296 bytes)");
 }

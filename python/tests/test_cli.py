@@ -209,6 +209,67 @@ def test_inspect_json_reports_architecture_and_checksum(model_file):
 
 
 @needs_cli
+def test_inspect_json_gives_each_layers_settings_as_the_model_has_them(tmp_path):
+    layers = [stacklstm.Layer.lstm(4, "bidirectional", peepholes=True, cell_clip=2.5,
+                                   proj_size=3, proj_clip=1.5),
+              stacklstm.Layer.gru(6, reset_after=True, residual=True),
+              stacklstm.Layer.gru(2, direction="reverse"),
+              stacklstm.Layer.lstm(2, cell_clip=0.75)]
+    path = tmp_path / "cells.safetensors"
+    with stacklstm.Model.random(4, layers=layers, seed=3) as m:
+        m.save(str(path))
+    p = tool("inspect", path, "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["cells"] == ["lstm", "gru", "gru", "lstm"]
+    assert info["output_size"] == 2
+    assert info["state_floats_per_sequence"] == (4 + 3) * 2 + 6 + 2 + (2 + 2)
+    want = [{"cell": L.cell, "hidden_size": L.hidden_size, "direction": L.direction,
+             "residual": L.residual, "peepholes": L.peepholes, "cell_clip": L.cell_clip,
+             "proj_size": L.proj_size, "proj_clip": L.proj_clip,
+             "gru_reset_after": L.gru_reset_after} for L in layers]
+    assert info["layers"] == want
+
+
+def _safetensors_as(src, dst, dtype):
+    """src (float32 tensors) rewritten with every tensor in dtype: F16, BF16 or F64."""
+    raw = src.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out, offset = {}, 0
+    chunks = []
+    for name, t in header.items():
+        if name == "__metadata__":
+            out[name] = t
+            continue
+        a = np.frombuffer(data[t["data_offsets"][0]:t["data_offsets"][1]], dtype="<f4")
+        if dtype == "BF16":
+            b = (a.view("<u4") >> 16).astype("<u2").tobytes()  # truncated: sizes matter here
+        else:
+            b = a.astype({"F16": "<f2", "F64": "<f8"}[dtype]).tobytes()
+        out[name] = dict(t, dtype=dtype, data_offsets=[offset, offset + len(b)])
+        chunks.append(b)
+        offset += len(b)
+    text = json.dumps(out).encode()
+    text += b" " * (-len(text) % 8)
+    dst.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(chunks))
+
+
+@needs_cli
+@pytest.mark.parametrize("dtype, size", [("F16", 2), ("BF16", 2), ("F64", 8)])
+def test_inspect_counts_each_tensors_bytes_by_its_dtype(model_file, tmp_path, dtype, size):
+    path = tmp_path / ("m_%s.safetensors" % dtype)
+    _safetensors_as(model_file, path, dtype)
+    p = tool("inspect", path, "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["dtypes"] == {dtype: 9}
+    assert info["tensor_bytes"] == size * info["parameters"]
+    assert all(t["bytes"] == size * int(np.prod(t["shape"])) for t in info["tensors"])
+
+
+@needs_cli
 def test_inspect_of_a_missing_file_is_one_line_and_status_1(tmp_path):
     one_line_error(tool("inspect", tmp_path / "nope.safetensors"), 1, "nope.safetensors")
 
@@ -227,6 +288,24 @@ def test_bench_prints_a_table_and_no_progress_bar_when_stderr_is_not_a_terminal(
     assert p.stderr == ""
     header = [l for l in p.stdout.splitlines() if "median ms" in l]
     assert header and "sequences/s" in header[0] and "steps/s" in header[0]
+
+
+@needs_cli
+@pytest.mark.parametrize("repeat", [4, 5])
+def test_bench_json_statistics_are_those_of_its_times(model_file, repeat):
+    # median (the mean of the middle two for an even count), p90 by nearest rank, the rates
+    # from the median; --warmup 0 is allowed.
+    p = tool("bench", model_file, "--batch", "3", "--time", "2", "--repeat", repeat,
+             "--warmup", "0", "--json")
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    times = sorted(j["times_ms"])
+    assert len(times) == repeat and j["warmup"] == 0
+    assert j["min_ms"] == times[0]
+    assert j["median_ms"] == pytest.approx(float(np.median(times)), rel=1e-12)
+    assert j["p90_ms"] == times[int(np.ceil(0.9 * repeat)) - 1]
+    assert j["sequences_per_s"] == pytest.approx(3 / (j["median_ms"] / 1000), rel=1e-12)
+    assert j["steps_per_s"] == pytest.approx(3 * 2 / (j["median_ms"] / 1000), rel=1e-12)
 
 
 def test_python_m_stacklstm_help_lists_the_commands():
