@@ -191,6 +191,21 @@ TEST_CASE("saving into a buffer that is too small writes nothing",
   for (unsigned char c : buf) REQUIRE(c == 0x5A);
 }
 
+TEST_CASE("a source_layout with quotes and backslashes is escaped and loads back",
+          "[model-file][path-independent]") {
+  auto m = small_model();
+  const std::string layout = "a\\b\"c\\";  // a\b"c\ : both JSON string escapes needed
+  const Bytes img = save(m.get(), layout.c_str());
+  const json header = split(img).first;  // nlohmann's parser: the header is valid JSON
+  CHECK(header.at("__metadata__").at("source_layout") == layout);
+  slstm_model* back = nullptr;
+  const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &back);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  t::Model b(back);
+  CHECK(canonical(b.get()) == canonical(m.get()));
+}
+
 TEST_CASE("a non-printable source_layout is an invalid argument",
           "[model-file][path-independent]") {
   auto m = small_model();
@@ -245,6 +260,121 @@ TEST_CASE("F64, F16 and BF16 tensors are converted to float32 on load",
   }
 }
 
+// Hand-built 16-bit codes against values computed with ldexp (IEEE 754 binary16 and
+// bfloat16): subnormals, signs, the largest finite values, and infinities and NaNs refused.
+namespace {
+// The small model's first tensor (layers.0.W_x, 2 elements) set to `codes` of `dtype`, the
+// rest left float32; the image returned.
+Bytes image_with_w_x(const std::string& dtype, std::uint16_t c0, std::uint16_t c1) {
+  auto m = t::random_model(2, {1}, 9, 1.0f);  // W_x [4, 2]: 8 elements
+  auto [h, d] = split(save(m.get()));
+  Bytes out;
+  std::uint64_t old_begin = h["layers.0.W_x"]["data_offsets"][0].get<std::uint64_t>();
+  std::uint64_t old_end = h["layers.0.W_x"]["data_offsets"][1].get<std::uint64_t>();
+  REQUIRE(old_begin == 0);
+  for (int k = 0; k < 8; ++k) {
+    const std::uint16_t c = k % 2 == 0 ? c0 : c1;
+    out.push_back(static_cast<unsigned char>(c & 0xffu));
+    out.push_back(static_cast<unsigned char>(c >> 8));
+  }
+  const std::uint64_t shift = old_end - out.size();
+  out.insert(out.end(), d.begin() + static_cast<long>(old_end), d.end());
+  for (auto& [name, entry] : h.items()) {
+    if (name == "__metadata__") continue;
+    if (name == "layers.0.W_x") {
+      entry["dtype"] = dtype;
+      entry["data_offsets"] = {0, 16};
+    } else {
+      entry["data_offsets"] = {entry["data_offsets"][0].get<std::uint64_t>() - shift,
+                               entry["data_offsets"][1].get<std::uint64_t>() - shift};
+    }
+  }
+  return join(h, out);
+}
+}  // namespace
+
+TEST_CASE("F16 codes convert exactly: subnormals, signs and the largest finite value",
+          "[model-file][path-independent]") {
+  struct Case {
+    std::uint16_t code;
+    double want;
+  };
+  const Case cases[] = {
+      {0x0001, std::ldexp(1.0, -24)},           // smallest subnormal
+      {0x03FF, 1023 * std::ldexp(1.0, -24)},    // largest subnormal
+      {0x0200, std::ldexp(1.0, -15)},           // a subnormal with one bit
+      {0x0155, 341 * std::ldexp(1.0, -24)},     // a subnormal of several bits
+      {0x8001, -std::ldexp(1.0, -24)},          // negative subnormal
+      {0x0400, std::ldexp(1.0, -14)},           // smallest normal
+      {0x7BFF, 65504.0},                        // largest finite
+      {0xC000, -2.0},                           // negative normal
+      {0xB5C3, -(1.0 + 0x1C3 / 1024.0) * std::ldexp(1.0, 13 - 15)},
+      {0x8000, -0.0},                           // negative zero
+  };
+  for (const Case& c : cases) {
+    INFO("code 0x" << std::hex << c.code);
+    const Bytes img = image_with_w_x("F16", c.code, 0x3C00);  // 0x3C00 is 1.0
+    slstm_model* out = nullptr;
+    const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
+    INFO(slstm_last_error());
+    REQUIRE(st == SLSTM_OK);
+    t::Model b(out);
+    const auto got = canonical(b.get());
+    for (int k = 0; k < 8; ++k) {
+      const double want = k % 2 == 0 ? c.want : 1.0;
+      CHECK(static_cast<double>(got[static_cast<std::size_t>(k)]) == want);
+      CHECK(std::signbit(got[static_cast<std::size_t>(k)]) == std::signbit(want));
+    }
+  }
+}
+
+TEST_CASE("F16 and BF16 infinities and NaNs are rejected naming the tensor",
+          "[model-file][path-independent]") {
+  const std::uint16_t f16[] = {0x7C00, 0xFC00, 0x7E00, 0x7C01};
+  for (const std::uint16_t code : f16) {
+    INFO("F16 0x" << std::hex << code);
+    expect_rejected(image_with_w_x("F16", 0x3C00, code), SLSTM_ERR_INVALID_ARGUMENT,
+                    "layers.0.W_x");
+  }
+  const std::uint16_t bf16[] = {0x7F80, 0xFF80, 0x7FC0, 0xFFC1};
+  for (const std::uint16_t code : bf16) {
+    INFO("BF16 0x" << std::hex << code);
+    expect_rejected(image_with_w_x("BF16", 0x3F80, code), SLSTM_ERR_INVALID_ARGUMENT,
+                    "layers.0.W_x");
+  }
+}
+
+TEST_CASE("BF16 codes convert exactly: signs, subnormals and the largest finite value",
+          "[model-file][path-independent]") {
+  struct Case {
+    std::uint16_t code;
+    double want;
+  };
+  const Case cases[] = {
+      {0xBF80, -1.0},
+      {0x0001, std::ldexp(1.0, -133)},                   // smallest subnormal
+      {0x8001, -std::ldexp(1.0, -133)},
+      {0x7F7F, (2.0 - std::ldexp(1.0, -7)) * std::ldexp(1.0, 127)},  // largest finite
+      {0x3E20, 0.15625},
+      {0x8000, -0.0},
+  };
+  for (const Case& c : cases) {
+    INFO("code 0x" << std::hex << c.code);
+    const Bytes img = image_with_w_x("BF16", c.code, 0x4040);  // 0x4040 is 3.0
+    slstm_model* out = nullptr;
+    const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
+    INFO(slstm_last_error());
+    REQUIRE(st == SLSTM_OK);
+    t::Model b(out);
+    const auto got = canonical(b.get());
+    for (int k = 0; k < 8; ++k) {
+      const double want = k % 2 == 0 ? c.want : 3.0;
+      CHECK(static_cast<double>(got[static_cast<std::size_t>(k)]) == want);
+      CHECK(std::signbit(got[static_cast<std::size_t>(k)]) == std::signbit(want));
+    }
+  }
+}
+
 // ---- broken and hostile files: one class per TEST_CASE --------------------------------------
 
 TEST_CASE("a file shorter than the 8-byte header length is rejected",
@@ -268,6 +398,20 @@ TEST_CASE("a header length running past the end of the file is rejected",
   Bytes img = save(small_model().get());
   img.resize(200);
   expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "runs past the end");
+}
+
+TEST_CASE("a header length running one byte past the end of the file is rejected",
+          "[model-file][path-independent]") {
+  Bytes img = save(small_model().get());
+  const auto set_length = [&img](std::uint64_t n) {
+    for (std::size_t k = 0; k < 8; ++k) img[k] = static_cast<unsigned char>(n >> (8 * k));
+  };
+  set_length(img.size() - 7);  // 8 + length is one byte more than the file
+  expect_rejected(img, SLSTM_ERR_INVALID_ARGUMENT, "runs past the end");
+  set_length(img.size() - 8);  // exactly to the end: no data section
+  slstm_model* out = nullptr;
+  CHECK(slstm_model_load_memory(img.data(), img.size(), &out) != SLSTM_OK);
+  CHECK(std::string(slstm_last_error()).find("runs past the end") == std::string::npos);
 }
 
 TEST_CASE("a header that is not JSON is rejected", "[model-file][path-independent]") {
@@ -344,6 +488,23 @@ TEST_CASE("missing or malformed metadata is rejected naming the key",
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "not a string");
 }
 
+TEST_CASE("hidden_sizes listing more than SLSTM_MAX_LAYERS layers is rejected naming the limit",
+          "[model-file][path-independent]") {
+  auto p = valid_parts();
+  const auto list = [](int n) {
+    std::string s = "3";
+    for (int k = 1; k < n; ++k) s += ",3";
+    return s;
+  };
+  json h = p.header;
+  h["__metadata__"].erase("cells");  // optional in format_version 1, as 0.1 wrote it
+  h["__metadata__"]["hidden_sizes"] = list(SLSTM_MAX_LAYERS + 1);
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT,
+                  "hidden_sizes has more than " + std::to_string(SLSTM_MAX_LAYERS) + " layers");
+  h["__metadata__"]["hidden_sizes"] = list(SLSTM_MAX_LAYERS);  // allowed: layer 1's tensors lack
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "\"layers.1.W_x\" is missing");
+}
+
 TEST_CASE("a file of another format or version is unsupported", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
@@ -394,6 +555,18 @@ TEST_CASE("a malformed tensor entry is rejected naming the tensor and field",
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "dtype");
 }
 
+TEST_CASE("a tensor entry without shape or data_offsets is rejected naming the missing field",
+          "[model-file][path-independent]") {
+  auto p = valid_parts();
+  for (const char* field : {"dtype", "shape", "data_offsets"}) {
+    INFO(field);
+    json h = p.header;
+    h["layers.0.b"].erase(field);
+    expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT,
+                    std::string("tensor \"layers.0.b\": missing \"") + field + "\"");
+  }
+}
+
 TEST_CASE("an unsupported dtype is rejected naming it", "[model-file][path-independent]") {
   auto p = valid_parts();
   json h = p.header;
@@ -429,6 +602,25 @@ TEST_CASE("data_offsets whose span differs from the tensor's byte size are rejec
   json h = p.header;
   h["layers.0.b"]["data_offsets"] = {240, 284};
   expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT, "need 48");
+}
+
+TEST_CASE("data_offsets spanning more bytes than the tensor are rejected",
+          "[model-file][path-independent]") {
+  auto p = valid_parts();
+  json h = p.header;
+  Bytes more = p.data;  // b is [240, 288); it claims 4 bytes more, which the file has
+  more.resize(more.size() + 4, 0);
+  h["layers.0.b"]["data_offsets"] = {240, 292};
+  expect_rejected(join(h, more), SLSTM_ERR_INVALID_ARGUMENT, "need 48");
+}
+
+TEST_CASE("a tensor lying wholly inside another is rejected as an overlap naming both",
+          "[model-file][path-independent]") {
+  auto p = valid_parts();
+  json h = p.header;
+  h["layers.0.b"]["data_offsets"] = {100, 148};  // inside W_h [96, 240), not at its start
+  expect_rejected(join(h, p.data), SLSTM_ERR_INVALID_ARGUMENT,
+                  "\"layers.0.W_h\" and \"layers.0.b\" overlap");
 }
 
 TEST_CASE("overlapping tensors are rejected naming both", "[model-file][path-independent]") {
@@ -809,6 +1001,43 @@ TEST_CASE("F64 weights are rounded to float32 to nearest: up to FLT_MAX + half a
   }
 }
 
+TEST_CASE("a file of F64 tensors larger than the loader's 1 MiB buffer loads from disk",
+          "[model-file][path-independent]") {
+  // H = 200: W_h holds 4H x H = 160000 elements, 1.28 MB as F64, more than one read buffer.
+  auto m = t::random_model(3, {200}, 17, 0.5f);
+  auto [h, d] = split(save(m.get()));
+  const auto want = canonical(m.get());
+  Bytes d64;
+  std::size_t k = 0;
+  for (const char* name : {"layers.0.W_x", "layers.0.W_h", "layers.0.b"}) {
+    std::size_t count = 1;
+    for (const auto& e : h[name]["shape"]) count *= e.get<std::size_t>();
+    const std::size_t begin = d64.size();
+    for (std::size_t i = 0; i < count; ++i, ++k) {
+      const double x = static_cast<double>(want[k]) * (1.0 + 0x1p-40);  // rounds back to want
+      const auto* px = reinterpret_cast<const unsigned char*>(&x);
+      d64.insert(d64.end(), px, px + 8);
+    }
+    h[name]["dtype"] = "F64";
+    h[name]["data_offsets"] = {begin, d64.size()};
+  }
+  REQUIRE(k == want.size());
+  REQUIRE(4 * 200 * 200 * 8 > (1 << 20));  // W_h alone
+  const Bytes img = join(h, d64);
+  TempDir dir;
+  const std::string path = dir.path + "/f64.safetensors";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(img.data()), static_cast<std::streamsize>(img.size()));
+  }
+  slstm_model* out = nullptr;
+  const slstm_status st = slstm_model_load_file(path.c_str(), &out);
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  t::Model b(out);
+  CHECK(canonical(b.get()) == want);
+}
+
 // Item 5: cheap checks first; the file is read once, after its header is validated.
 
 TEST_CASE("a file with a bad header length is rejected after reading its first 8 bytes",
@@ -1004,6 +1233,26 @@ TEST_CASE("header JSON syntax errors are rejected", "[model-file][path-independe
   for (const auto& text : bad) {
     INFO("header: " << text);
     expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT, "header is not valid JSON");
+  }
+}
+
+TEST_CASE("overlong three- and four-byte UTF-8 forms in header strings are rejected",
+          "[model-file][path-independent]") {
+  auto p = valid_parts();
+  const std::string text = p.header.dump();
+  const std::string meta = "\"__metadata__\":{";
+  // U+0000, U+07FF and U+0800-1 spelled with three bytes, U+FFFF with four: all overlong.
+  for (const char* bad : {"\xe0\x80\x80", "\xe0\x9f\xbf", "\xf0\x8f\xbf\xbf"}) {
+    INFO("first byte " << int(bad[0] & 0xff) << ", second " << int(bad[1] & 0xff));
+    std::string t = text;
+    t.insert(t.find(meta) + meta.size(), std::string("\"note\":\"a") + bad + "b\",");
+    expect_rejected(join(t, p.data), SLSTM_ERR_INVALID_ARGUMENT, "invalid UTF-8");
+  }
+  // The shortest forms of the same ranges' first code points are accepted.
+  for (const char* good : {"\xe0\xa0\x80", "\xf0\x90\x80\x80"}) {
+    std::string t = text;
+    t.insert(t.find(meta) + meta.size(), std::string("\"note\":\"a") + good + "b\",");
+    expect_loads(join(t, p.data));
   }
 }
 
