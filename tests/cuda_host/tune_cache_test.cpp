@@ -481,3 +481,30 @@ TEST_CASE("tuning cache: a tune_file in a loop of symbolic links is refused with
   CHECK(tune_file_target(d.path + "/a", &why).empty());
   CHECK_THAT(why, Catch::Contains("cannot follow the symbolic link"));
 }
+
+TEST_CASE("tuning cache: a size of 2^31 - 1 is read, one of 2^31 is skipped", "[tune]") {
+  const std::string h = std::string(TuneCache::kHeader) + "\n";
+  TuneCache c;
+  REQUIRE(c.parse(h + "dev\tfp32\t2147483647\t16\t2\tfused\n"    // the largest size: good
+                      "dev\tfp32\t2147483648\t16\t2\tfused\n"    // beyond int32
+                      "dev\tfp32\t8\t4294967295\t2\tfused\n"));  // beyond int32
+  CHECK(c.size() == 1);
+  CHECK(c.skipped() == 2);
+}
+
+TEST_CASE("tuning cache: load counts the file's lines that do not parse in skipped()", "[tune]") {
+  TempDir d;
+  const std::string path = d.path + "/cache";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << TuneCache::kHeader << "\n"
+        << "dev\tfp32\t8\t16\t2\tfused\n"   // good
+        << "dev\tfp16\t8\t16\t2\tfused\n"   // precision
+        << "dev\tfp32\t8\t16\t2\tgraph\n";  // path
+  }
+  TuneCache c;
+  std::string why;
+  REQUIRE(c.load(path, &why));
+  CHECK(c.size() == 1);
+  CHECK(c.skipped() == 2);
+}

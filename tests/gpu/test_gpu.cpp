@@ -1481,3 +1481,284 @@ TEST_CASE("a call on a caller stream that is being captured is refused and leave
   require_close(run_device(s.get(), m.get(), in, owned.s), run_host(cpu.get(), m.get(), in),
                 kTolFp32);
 }
+
+// ---- Behaviours a mutation pass of the module's host code found unpinned (cuda-fake).
+
+// Device memory: the output pointer alone being host memory is caught too, before anything
+// is written (the input, state and output checks are separate).
+TEST_CASE("device memory with only the output a host pointer is rejected, nothing written",
+          "[gpu]") {
+  Model m = t::random_model(4, {8}, 9621, 1.0f);
+  Session gpu = gpu_session(m.get(), 2, 3);
+  const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 9622);
+  DeviceBuffer d_in(in.input.size()), d_final(state_count(m.get(), 2));
+  d_in.upload(in.input);
+  d_final.upload(poisoned(d_final.n));
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 3 * 8));
+  slstm_forward_args a = args_for(m.get(), in);
+  a.memory = SLSTM_MEMORY_DEVICE;
+  a.input = d_in.p;
+  a.output = out.data();  // host memory
+  a.output_count = out.size();
+  a.final_state = d_final.p;
+  a.final_state_count = d_final.n;
+  CHECK(slstm_session_forward(gpu.get(), &a) == SLSTM_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(slstm_last_error()).find("output") != std::string::npos);
+  CHECK(std::all_of(out.begin(), out.end(), [](float v) { return std::isnan(v); }));
+  const std::vector<float> fin = d_final.download();
+  CHECK(std::all_of(fin.begin(), fin.end(), [](float v) { return std::isnan(v); }));
+}
+
+// A slot's state set to NULL (a stream's reset) is zeros again, also after calls moved it.
+TEST_CASE("a CUDA stream slot set to NULL state after calls is zeros again", "[gpu][slot]") {
+  Model m = t::random_model(5, {6, 4}, 9631, 1.0f);
+  const std::size_t S1 = state_count(m.get(), 1);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 1;
+  o.max_time = 3;
+  o.max_slots = 2;
+  o.config = "cuda.slots=on";
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  Session gpu(raw);
+  const std::vector<float> start = random_vector(S1, 9632);
+  std::int64_t slot = -1;
+  REQUIRE(slstm_session_slot_open(gpu.get(), start.data(), S1, SLSTM_MEMORY_HOST, &slot) ==
+          SLSTM_OK);
+  const std::vector<float> x = random_vector(static_cast<std::size_t>(3 * 5), 9633);
+  slstm_slot_forward_args a;
+  slstm_slot_forward_args_init(&a);
+  a.batch = 1;
+  a.slot_ids = &slot;
+  a.slot_ids_count = 1;
+  a.time = 3;
+  a.input = x.data();
+  a.input_count = x.size();
+  REQUIRE(slstm_session_slot_forward(gpu.get(), &a) == SLSTM_OK);
+  REQUIRE(slstm_session_slot_set_state(gpu.get(), slot, nullptr, 0, SLSTM_MEMORY_HOST) ==
+          SLSTM_OK);
+  std::vector<float> back = poisoned(S1);
+  REQUIRE(slstm_session_slot_get_state(gpu.get(), slot, back.data(), S1, SLSTM_MEMORY_HOST) ==
+          SLSTM_OK);
+  CHECK(same_bits(back, std::vector<float>(S1, 0.0f)));
+}
+
+// The slot calls on a caller stream being captured are refused like forward, the capture
+// left intact.
+TEST_CASE("slot state reads and writes on a captured caller stream are refused", "[gpu][slot]") {
+  Model m = t::random_model(5, {6}, 9641, 1.0f);
+  const std::size_t S1 = state_count(m.get(), 1);
+  const CallerStream owned;
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 1;
+  o.max_time = 2;
+  o.max_slots = 1;
+  o.config = "cuda.slots=on";
+  o.cuda_stream = owned.s;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  Session gpu(raw);
+  std::int64_t slot = -1;
+  REQUIRE(slstm_session_slot_open(gpu.get(), nullptr, 0, SLSTM_MEMORY_HOST, &slot) == SLSTM_OK);
+  std::vector<float> back = poisoned(S1);
+  const std::vector<float> state = random_vector(S1, 9642);
+  CUDA_OK(cudaStreamBeginCapture(owned.s, cudaStreamCaptureModeThreadLocal));
+  CHECK(slstm_session_slot_get_state(gpu.get(), slot, back.data(), S1, SLSTM_MEMORY_HOST) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK(slstm_session_slot_set_state(gpu.get(), slot, state.data(), S1, SLSTM_MEMORY_HOST) ==
+        SLSTM_ERR_UNSUPPORTED);
+  cudaGraph_t graph = nullptr;
+  CHECK(cudaStreamEndCapture(owned.s, &graph) == cudaSuccess);
+  if (graph != nullptr) CUDA_OK(cudaGraphDestroy(graph));
+  CHECK(std::all_of(back.begin(), back.end(), [](float v) { return std::isnan(v); }));
+  REQUIRE(slstm_session_slot_get_state(gpu.get(), slot, back.data(), S1, SLSTM_MEMORY_HOST) ==
+          SLSTM_OK);
+  CHECK(same_bits(back, std::vector<float>(S1, 0.0f)));
+}
+
+// The tuning cache's entries are per precision: an FP32 session's choice is not taken by a
+// TF32 session of the same shapes, which times its own and writes it to the file.
+TEST_CASE("a TF32 session does not take an FP32 session's tuned paths from the tune file",
+          "[gpu][tune]") {
+  Model m = t::random_model(6, {100}, 19901, 1.0f);
+  TempPath file;
+  const std::string fp32 = "cuda.tune=on;cuda.tune_file=" + file.path;
+  const Inputs in = make_inputs(m.get(), 2, 4, SLSTM_BATCH_MAJOR, false, false, 19902);
+  {
+    Session first = gpu_session_opts(m.get(), 2, 4, fp32.c_str());
+    (void)run_host(first.get(), m.get(), in);
+  }
+  REQUIRE(read_text(file.path).find("\tfp32\t") != std::string::npos);
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 2;
+  o.max_time = 4;
+  o.allow_tf32 = 1;
+  o.config = fp32.c_str();
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  Session second(raw);
+  Session cpu = cpu_session(m.get(), 2, 4);
+  require_close(run_host(second.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolTf32);
+  CHECK(layer_param(second.get(), "tuned_batches") == std::vector<std::string>{"2"});
+  CHECK(read_text(file.path).find("\ttf32\t") != std::string::npos);
+}
+
+// Lengths: a call without lengths after a smaller one of the same T (whose rows the session
+// keeps as T) must still set every row of its own batch to T, not keep an older call's.
+TEST_CASE("a call without lengths after a smaller batch of the same time runs every row to T",
+          "[gpu]") {
+  Model m = t::random_model(4, {6}, 19511, 1.0f);
+  Session cpu = cpu_session(m.get(), 3, 4);
+  Session gpu = gpu_session(m.get(), 3, 4);
+  Inputs short_rows = make_inputs(m.get(), 3, 4, SLSTM_BATCH_MAJOR, false, false, 19512);
+  short_rows.lengths = {1, 0, 2};
+  (void)run_host(gpu.get(), m.get(), short_rows);
+  const Inputs one = make_inputs(m.get(), 1, 4, SLSTM_BATCH_MAJOR, false, false, 19513);
+  require_close(run_host(gpu.get(), m.get(), one), run_host(cpu.get(), m.get(), one), kTolFp32);
+  const Inputs three = make_inputs(m.get(), 3, 4, SLSTM_BATCH_MAJOR, false, false, 19514);
+  require_close(run_host(gpu.get(), m.get(), three), run_host(cpu.get(), m.get(), three),
+                kTolFp32);
+}
+
+// Tuning covers every batch up to 32 (StepPlan::kPlannedBatches), the last one too.
+TEST_CASE("cuda.tune=on tunes a call of batch 32 and reports it", "[gpu][tune]") {
+  Model m = t::random_model(3, {8}, 19531, 1.0f);
+  Session gpu = gpu_session_opts(m.get(), 32, 2, "cuda.tune=on");
+  Session cpu = cpu_session(m.get(), 32, 2);
+  const Inputs in = make_inputs(m.get(), 32, 2, SLSTM_BATCH_MAJOR, false, false, 19532);
+  require_close(run_host(gpu.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+  CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>{"32"});
+}
+
+// Under cuda.fused=never the fused step is not timed: what the session chose without it stays
+// in the session and is not written to the tuning file that other sessions read.
+TEST_CASE("cuda.fused=never keeps its tuned choices out of the tuning file", "[gpu][tune]") {
+  Model m = t::random_model(4, {16}, 19541, 1.0f);
+  TempPath file;
+  const std::string config = "cuda.fused=never;cuda.persistent=layers;cuda.tune=on;"
+                             "cuda.tune_file=" + file.path;
+  Session gpu = gpu_session_opts(m.get(), 2, 3, config.c_str());
+  Session cpu = cpu_session(m.get(), 2, 3);
+  const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19542);
+  require_close(run_host(gpu.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+  CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>{"2"});
+  REQUIRE(layer_param(gpu.get(), "persistent_batches") != std::vector<std::string>{"none"});
+  const std::string text = read_text(file.path);
+  CHECK(text.find("\tfp32\t") == std::string::npos);
+}
+
+// Without a caller stream a device-buffer call is synchronous: once it returns, its output
+// and final state can be read on any stream (here an unrelated non-blocking one).
+TEST_CASE("device buffers on the session's own stream are complete when the call returns",
+          "[gpu]") {
+  Model m = t::random_model(5, {9, 7}, 19551, 1.0f);
+  Session gpu = gpu_session(m.get(), 3, 6);
+  Session cpu = cpu_session(m.get(), 3, 6);
+  const Inputs in = make_inputs(m.get(), 3, 6, SLSTM_BATCH_MAJOR, true, true, 19552);
+  DeviceBuffer d_in(in.input.size()), d_init(in.initial.size());
+  DeviceBuffer d_out(static_cast<std::size_t>(3 * 6 * 7)), d_final(state_count(m.get(), 3));
+  d_in.upload(in.input);
+  d_init.upload(in.initial);
+  d_out.upload(poisoned(d_out.n));
+  d_final.upload(poisoned(d_final.n));
+  CUDA_OK(cudaDeviceSynchronize());
+  slstm_forward_args a = args_for(m.get(), in);
+  a.memory = SLSTM_MEMORY_DEVICE;
+  a.input = d_in.p;
+  a.initial_state = d_init.p;
+  a.output = d_out.p;
+  a.output_count = d_out.n;
+  a.final_state = d_final.p;
+  a.final_state_count = d_final.n;
+  REQUIRE(slstm_session_forward(gpu.get(), &a) == SLSTM_OK);
+  const CallerStream other;
+  Result got;
+  got.output.resize(d_out.n);
+  got.final_state.resize(d_final.n);
+  CUDA_OK(cudaMemcpyAsync(got.output.data(), d_out.p, d_out.n * sizeof(float),
+                          cudaMemcpyDeviceToHost, other.s));
+  CUDA_OK(cudaMemcpyAsync(got.final_state.data(), d_final.p, d_final.n * sizeof(float),
+                          cudaMemcpyDeviceToHost, other.s));
+  CUDA_OK(cudaStreamSynchronize(other.s));
+  require_close(got, run_host(cpu.get(), m.get(), in), kTolFp32);
+}
+
+// cuda.persistent=layers runs the persistent kernel layer by layer only: never the whole
+// stack as one launch (that is cuda.persistent=on's).
+TEST_CASE("cuda.persistent=layers plans no whole-stack launch", "[gpu][persistent]") {
+  Model m = t::random_model(6, {16, 12}, 19561, 1.0f);
+  Session gpu = gpu_session_opts(m.get(), 2, 3, "cuda.persistent=layers");
+  CHECK(layer_param(gpu.get(), "persistent_stack_batches") ==
+        std::vector<std::string>(2, "none"));
+  CHECK(layer_param(gpu.get(), "persistent_batches") != std::vector<std::string>(2, "none"));
+  Session on = gpu_session_opts(m.get(), 2, 3, "cuda.persistent=on");
+  CHECK(layer_param(on.get(), "persistent_stack_batches") != std::vector<std::string>(2, "none"));
+}
+
+// A tuned path other than the persistent kernel takes the batch off the persistent plan: a
+// session that reads "cublas" from the tuning file does not run the persistent kernel there.
+TEST_CASE("a tuned cuBLAS path from the tuning file takes the batch off the persistent plan",
+          "[gpu][tune]") {
+  Model m = t::random_model(4, {16}, 19571, 1.0f);
+  TempPath file;
+  const std::string config = "cuda.persistent=layers;cuda.tune=on;cuda.tune_file=" + file.path;
+  const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19572);
+  {
+    Session first = gpu_session_opts(m.get(), 2, 3, config.c_str());
+    (void)run_host(first.get(), m.get(), in);
+  }
+  // The layer's one entry, its path (the sixth field) rewritten to cuBLAS.
+  std::string text = read_text(file.path);
+  std::size_t from = text.find('\n') + 1;
+  for (int field = 0; field < 5; ++field) from = text.find('\t', from) + 1;
+  const std::size_t to = text.find('\t', from);
+  REQUIRE(to != std::string::npos);
+  text.replace(from, to - from, "cublas");
+  write_text(file.path, text);
+  Session second = gpu_session_opts(m.get(), 2, 3, config.c_str());
+  CHECK(layer_param(second.get(), "persistent_batches") == std::vector<std::string>{"1-2"});
+  Session cpu = cpu_session(m.get(), 2, 3);
+  require_close(run_host(second.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+  CHECK(layer_param(second.get(), "persistent_batches") == std::vector<std::string>{"1"});
+  CHECK(layer_param(second.get(), "fused_step_batches") == std::vector<std::string>{"1"});
+}
+
+// A tuning file's entry names the layer's input size: a layer of another input size (the same
+// H and batch) does not take it, and times and writes its own.
+TEST_CASE("the tuning file keeps each layer's input size, and another input size times again",
+          "[gpu][tune]") {
+  TempPath file;
+  const std::string config = "cuda.tune=on;cuda.tune_file=" + file.path;
+  Model four = t::random_model(4, {16}, 19581, 1.0f);
+  Model nine = t::random_model(9, {16}, 19582, 1.0f);
+  {
+    Session first = gpu_session_opts(four.get(), 2, 3, config.c_str());
+    (void)run_host(first.get(), four.get(),
+                   make_inputs(four.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19583));
+  }
+  CHECK(read_text(file.path).find("\tfp32\t4\t16\t2\t") != std::string::npos);
+  Session second = gpu_session_opts(nine.get(), 2, 3, config.c_str());
+  (void)run_host(second.get(), nine.get(),
+                 make_inputs(nine.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19584));
+  const std::string text = read_text(file.path);
+  CHECK(text.find("\tfp32\t4\t16\t2\t") != std::string::npos);
+  CHECK(text.find("\tfp32\t9\t16\t2\t") != std::string::npos);
+}
+
+// cuda.fused=never with the persistent kernel: the layers the kernel runs still get its second
+// h buffer (the fused step's, allocated for the persistent batches too).
+TEST_CASE("cuda.fused=never with cuda.persistent=layers matches the CPU reference", "[gpu]") {
+  Model m = t::random_model(5, {12, 9}, 19591, 1.0f);
+  Session gpu = gpu_session_opts(m.get(), 3, 5, "cuda.fused=never;cuda.persistent=layers");
+  Session cpu = cpu_session(m.get(), 3, 5);
+  REQUIRE(layer_param(gpu.get(), "persistent_batches") != std::vector<std::string>(2, "none"));
+  const Inputs in = make_inputs(m.get(), 3, 5, SLSTM_BATCH_MAJOR, true, true, 19592);
+  require_close(run_host(gpu.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+}
