@@ -291,15 +291,37 @@ Bytes image_with_w_x(const std::string& dtype, std::uint16_t c0, std::uint16_t c
   }
   return join(h, out);
 }
+
+struct CodeCase {
+  std::uint16_t code;
+  double want;
+};
+
+// Each case's code as every other element of layers.0.W_x (the others `other`, which is
+// `other_value`): the loaded model holds exactly the wanted values, signs included.
+void check_codes(const std::string& dtype, const std::vector<CodeCase>& cases,
+                 std::uint16_t other, double other_value) {
+  for (const CodeCase& c : cases) {
+    INFO(dtype << " code 0x" << std::hex << c.code);
+    const Bytes img = image_with_w_x(dtype, c.code, other);
+    slstm_model* out = nullptr;
+    const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
+    INFO(slstm_last_error());
+    REQUIRE(st == SLSTM_OK);
+    t::Model b(out);
+    const auto got = canonical(b.get());
+    for (int k = 0; k < 8; ++k) {
+      const double want = k % 2 == 0 ? c.want : other_value;
+      CHECK(static_cast<double>(got[static_cast<std::size_t>(k)]) == want);
+      CHECK(std::signbit(got[static_cast<std::size_t>(k)]) == std::signbit(want));
+    }
+  }
+}
 }  // namespace
 
 TEST_CASE("F16 codes convert exactly: subnormals, signs and the largest finite value",
           "[model-file][path-independent]") {
-  struct Case {
-    std::uint16_t code;
-    double want;
-  };
-  const Case cases[] = {
+  const std::vector<CodeCase> cases = {
       {0x0001, std::ldexp(1.0, -24)},           // smallest subnormal
       {0x03FF, 1023 * std::ldexp(1.0, -24)},    // largest subnormal
       {0x0200, std::ldexp(1.0, -15)},           // a subnormal with one bit
@@ -311,21 +333,7 @@ TEST_CASE("F16 codes convert exactly: subnormals, signs and the largest finite v
       {0xB5C3, -(1.0 + 0x1C3 / 1024.0) * std::ldexp(1.0, 13 - 15)},
       {0x8000, -0.0},                           // negative zero
   };
-  for (const Case& c : cases) {
-    INFO("code 0x" << std::hex << c.code);
-    const Bytes img = image_with_w_x("F16", c.code, 0x3C00);  // 0x3C00 is 1.0
-    slstm_model* out = nullptr;
-    const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
-    INFO(slstm_last_error());
-    REQUIRE(st == SLSTM_OK);
-    t::Model b(out);
-    const auto got = canonical(b.get());
-    for (int k = 0; k < 8; ++k) {
-      const double want = k % 2 == 0 ? c.want : 1.0;
-      CHECK(static_cast<double>(got[static_cast<std::size_t>(k)]) == want);
-      CHECK(std::signbit(got[static_cast<std::size_t>(k)]) == std::signbit(want));
-    }
-  }
+  check_codes("F16", cases, 0x3C00, 1.0);  // 0x3C00 is 1.0
 }
 
 TEST_CASE("F16 and BF16 infinities and NaNs are rejected naming the tensor",
@@ -346,11 +354,7 @@ TEST_CASE("F16 and BF16 infinities and NaNs are rejected naming the tensor",
 
 TEST_CASE("BF16 codes convert exactly: signs, subnormals and the largest finite value",
           "[model-file][path-independent]") {
-  struct Case {
-    std::uint16_t code;
-    double want;
-  };
-  const Case cases[] = {
+  const std::vector<CodeCase> cases = {
       {0xBF80, -1.0},
       {0x0001, std::ldexp(1.0, -133)},                   // smallest subnormal
       {0x8001, -std::ldexp(1.0, -133)},
@@ -358,21 +362,7 @@ TEST_CASE("BF16 codes convert exactly: signs, subnormals and the largest finite 
       {0x3E20, 0.15625},
       {0x8000, -0.0},
   };
-  for (const Case& c : cases) {
-    INFO("code 0x" << std::hex << c.code);
-    const Bytes img = image_with_w_x("BF16", c.code, 0x4040);  // 0x4040 is 3.0
-    slstm_model* out = nullptr;
-    const slstm_status st = slstm_model_load_memory(img.data(), img.size(), &out);
-    INFO(slstm_last_error());
-    REQUIRE(st == SLSTM_OK);
-    t::Model b(out);
-    const auto got = canonical(b.get());
-    for (int k = 0; k < 8; ++k) {
-      const double want = k % 2 == 0 ? c.want : 3.0;
-      CHECK(static_cast<double>(got[static_cast<std::size_t>(k)]) == want);
-      CHECK(std::signbit(got[static_cast<std::size_t>(k)]) == std::signbit(want));
-    }
-  }
+  check_codes("BF16", cases, 0x4040, 3.0);  // 0x4040 is 3.0
 }
 
 // ---- broken and hostile files: one class per TEST_CASE --------------------------------------

@@ -870,6 +870,13 @@ Session gpu_session_opts(const slstm_model* model, std::int64_t b, std::int64_t 
   return Session(s);
 }
 
+// One call on a session of `config` made for it and destroyed after (a tuning file filled).
+void run_once(const slstm_model* model, std::int64_t b, std::int64_t t, const std::string& config,
+              const Inputs& in) {
+  Session s = gpu_session_opts(model, b, t, config.c_str());
+  (void)run_host(s.get(), model, in);
+}
+
 // The persistent batches the plan reports for every layer ("none" where it does not run).
 std::vector<std::string> persistent_batches(slstm_session* s) {
   const std::string j = t::describe_json(s);
@@ -1167,10 +1174,7 @@ TEST_CASE("cuda.tune_file keeps the tuned paths, and a later session takes them 
   TempPath file;
   const std::string config = "cuda.tune=on;cuda.tune_file=" + file.path;
   const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19702);
-  {
-    Session first = gpu_session_opts(m.get(), 2, 12, config.c_str());
-    (void)run_host(first.get(), m.get(), in);
-  }
+  run_once(m.get(), 2, 12, config, in);
   const std::string text = read_text(file.path);
   REQUIRE(text.rfind("# libstacklstm cuda tuning v1\n", 0) == 0);
   // One line per layer (each has at least cuBLAS and the fused step to choose from).
@@ -1589,10 +1593,7 @@ TEST_CASE("a TF32 session does not take an FP32 session's tuned paths from the t
   TempPath file;
   const std::string fp32 = "cuda.tune=on;cuda.tune_file=" + file.path;
   const Inputs in = make_inputs(m.get(), 2, 4, SLSTM_BATCH_MAJOR, false, false, 19902);
-  {
-    Session first = gpu_session_opts(m.get(), 2, 4, fp32.c_str());
-    (void)run_host(first.get(), m.get(), in);
-  }
+  run_once(m.get(), 2, 4, fp32, in);
   REQUIRE(read_text(file.path).find("\tfp32\t") != std::string::npos);
   slstm_session_options o;
   slstm_session_options_init(&o);
@@ -1710,10 +1711,7 @@ TEST_CASE("a tuned cuBLAS path from the tuning file takes the batch off the pers
   TempPath file;
   const std::string config = "cuda.persistent=layers;cuda.tune=on;cuda.tune_file=" + file.path;
   const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19572);
-  {
-    Session first = gpu_session_opts(m.get(), 2, 3, config.c_str());
-    (void)run_host(first.get(), m.get(), in);
-  }
+  run_once(m.get(), 2, 3, config, in);
   // The layer's one entry, its path (the sixth field) rewritten to cuBLAS.
   std::string text = read_text(file.path);
   std::size_t from = text.find('\n') + 1;
@@ -1738,11 +1736,8 @@ TEST_CASE("the tuning file keeps each layer's input size, and another input size
   const std::string config = "cuda.tune=on;cuda.tune_file=" + file.path;
   Model four = t::random_model(4, {16}, 19581, 1.0f);
   Model nine = t::random_model(9, {16}, 19582, 1.0f);
-  {
-    Session first = gpu_session_opts(four.get(), 2, 3, config.c_str());
-    (void)run_host(first.get(), four.get(),
-                   make_inputs(four.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19583));
-  }
+  run_once(four.get(), 2, 3, config,
+           make_inputs(four.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19583));
   CHECK(read_text(file.path).find("\tfp32\t4\t16\t2\t") != std::string::npos);
   Session second = gpu_session_opts(nine.get(), 2, 3, config.c_str());
   (void)run_host(second.get(), nine.get(),
