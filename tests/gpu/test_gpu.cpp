@@ -219,36 +219,46 @@ struct DeviceBuffer {
 
 // The same call with every float buffer in device memory (poisoned outputs). With a caller
 // stream, the call is asynchronous: synchronise on it before reading back.
+// One call's buffers in device memory and the arguments that name them: the input and
+// initial state uploaded, the output and final state poisoned, every upload complete (a
+// pageable cudaMemcpy H2D may return before its DMA lands, and a non-blocking caller stream
+// is not ordered after the legacy stream).
+struct DeviceCall {
+  DeviceBuffer input, initial, output, final_state;
+  slstm_forward_args args;
+  DeviceCall(const slstm_model* m, const Inputs& in)
+      : input(in.time > 0 ? in.input.size() : 0),
+        initial(in.initial.size()),
+        output(static_cast<std::size_t>(in.batch * in.time * t::output_size(m))),
+        final_state(state_count(m, in.batch)),
+        args(args_for(m, in)) {
+    if (in.time > 0) input.upload(in.input);
+    initial.upload(in.initial);
+    output.upload(poisoned(output.n));
+    final_state.upload(poisoned(final_state.n));
+    CUDA_OK(cudaDeviceSynchronize());
+    args.memory = SLSTM_MEMORY_DEVICE;
+    args.input = input.p;
+    if (!in.initial.empty()) args.initial_state = initial.p;
+    if (in.time > 0) {
+      args.output = output.p;
+      args.output_count = output.n;
+    }
+    args.final_state = final_state.p;
+    args.final_state_count = final_state.n;
+  }
+};
+
 Result run_device(slstm_session* s, const slstm_model* m, const Inputs& in,
                   cudaStream_t stream = nullptr) {
-  DeviceBuffer d_in(in.time > 0 ? in.input.size() : 0);
-  DeviceBuffer d_init(in.initial.size());
-  DeviceBuffer d_out(static_cast<std::size_t>(in.batch * in.time * t::output_size(m)));
-  DeviceBuffer d_final(state_count(m, in.batch));
-  if (in.time > 0) d_in.upload(in.input);
-  d_init.upload(in.initial);
-  d_out.upload(poisoned(d_out.n));
-  d_final.upload(poisoned(d_final.n));
-  // A pageable cudaMemcpy H2D may return before its DMA lands, and a non-blocking caller
-  // stream is not ordered after the legacy stream: wait for the uploads.
-  CUDA_OK(cudaDeviceSynchronize());
-  slstm_forward_args a = args_for(m, in);
-  a.memory = SLSTM_MEMORY_DEVICE;
-  a.input = d_in.p;
-  if (!in.initial.empty()) a.initial_state = d_init.p;
-  if (in.time > 0) {
-    a.output = d_out.p;
-    a.output_count = d_out.n;
-  }
-  a.final_state = d_final.p;
-  a.final_state_count = d_final.n;
-  const slstm_status st = slstm_session_forward(s, &a);
+  DeviceCall d(m, in);
+  const slstm_status st = slstm_session_forward(s, &d.args);
   INFO(slstm_last_error());
   REQUIRE(st == SLSTM_OK);
   if (stream != nullptr) CUDA_OK(cudaStreamSynchronize(stream));
   Result r;
-  r.output = d_out.download();
-  r.final_state = d_final.download();
+  r.output = d.output.download();
+  r.final_state = d.final_state.download();
   return r;
 }
 
@@ -1049,20 +1059,9 @@ TEST_CASE("a persistent kernel that gives up in an asynchronous call is reported
   const CallerStream owned;
   Session failing = gpu_session_opts(
       m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0", owned.s);
-  DeviceBuffer d_in(in.input.size()), d_init(in.initial.size());
-  DeviceBuffer d_out(want.output.size()), d_final(want.final_state.size());
-  d_in.upload(in.input);
-  d_init.upload(in.initial);
-  CUDA_OK(cudaDeviceSynchronize());
-  slstm_forward_args a = args_for(m.get(), in);
-  a.memory = SLSTM_MEMORY_DEVICE;
-  a.input = d_in.p;
-  a.initial_state = d_init.p;
-  a.output = d_out.p;
-  a.output_count = d_out.n;
-  a.final_state = d_final.p;
-  a.final_state_count = d_final.n;
-  REQUIRE(slstm_session_forward(failing.get(), &a) == SLSTM_OK);  // returns before the kernel
+  DeviceCall d(m.get(), in);
+  // It returns before the kernel ends.
+  REQUIRE(slstm_session_forward(failing.get(), &d.args) == SLSTM_OK);
   std::vector<float> out = poisoned(want.output.size());
   slstm_forward_args h = args_for(m.get(), in);
   h.output = out.data();
@@ -1467,16 +1466,9 @@ TEST_CASE("a call on a caller stream that is being captured is refused and leave
   const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 19432);
   const CallerStream owned;
   Session s = gpu_session_opts(m.get(), 2, 3, "", owned.s);
-  DeviceBuffer d_in(in.input.size()), d_out(static_cast<std::size_t>(2 * 3 * 7));
-  d_in.upload(in.input);
-  CUDA_OK(cudaDeviceSynchronize());
-  slstm_forward_args a = args_for(m.get(), in);
-  a.memory = SLSTM_MEMORY_DEVICE;
-  a.input = d_in.p;
-  a.output = d_out.p;
-  a.output_count = d_out.n;
+  DeviceCall d(m.get(), in);
   CUDA_OK(cudaStreamBeginCapture(owned.s, cudaStreamCaptureModeThreadLocal));
-  CHECK(slstm_session_forward(s.get(), &a) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(slstm_session_forward(s.get(), &d.args) == SLSTM_ERR_UNSUPPORTED);
   CHECK(std::string(slstm_last_error()).find("cuda_stream") != std::string::npos);
   cudaGraph_t graph = nullptr;
   CHECK(cudaStreamEndCapture(owned.s, &graph) == cudaSuccess);  // still a valid capture
@@ -1495,22 +1487,14 @@ TEST_CASE("device memory with only the output a host pointer is rejected, nothin
   Model m = t::random_model(4, {8}, 9621, 1.0f);
   Session gpu = gpu_session(m.get(), 2, 3);
   const Inputs in = make_inputs(m.get(), 2, 3, SLSTM_BATCH_MAJOR, false, false, 9622);
-  DeviceBuffer d_in(in.input.size()), d_final(state_count(m.get(), 2));
-  d_in.upload(in.input);
-  d_final.upload(poisoned(d_final.n));
-  CUDA_OK(cudaDeviceSynchronize());
+  DeviceCall d(m.get(), in);
   std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 3 * 8));
-  slstm_forward_args a = args_for(m.get(), in);
-  a.memory = SLSTM_MEMORY_DEVICE;
-  a.input = d_in.p;
-  a.output = out.data();  // host memory
-  a.output_count = out.size();
-  a.final_state = d_final.p;
-  a.final_state_count = d_final.n;
-  CHECK(slstm_session_forward(gpu.get(), &a) == SLSTM_ERR_INVALID_ARGUMENT);
+  d.args.output = out.data();  // host memory
+  d.args.output_count = out.size();
+  CHECK(slstm_session_forward(gpu.get(), &d.args) == SLSTM_ERR_INVALID_ARGUMENT);
   CHECK(std::string(slstm_last_error()).find("output") != std::string::npos);
   CHECK(std::all_of(out.begin(), out.end(), [](float v) { return std::isnan(v); }));
-  const std::vector<float> fin = d_final.download();
+  const std::vector<float> fin = d.final_state.download();
   CHECK(std::all_of(fin.begin(), fin.end(), [](float v) { return std::isnan(v); }));
 }
 
@@ -1663,22 +1647,10 @@ TEST_CASE("device buffers on the session's own stream are complete when the call
   Session gpu = gpu_session(m.get(), 3, 6);
   Session cpu = cpu_session(m.get(), 3, 6);
   const Inputs in = make_inputs(m.get(), 3, 6, SLSTM_BATCH_MAJOR, true, true, 19552);
-  DeviceBuffer d_in(in.input.size()), d_init(in.initial.size());
-  DeviceBuffer d_out(static_cast<std::size_t>(3 * 6 * 7)), d_final(state_count(m.get(), 3));
-  d_in.upload(in.input);
-  d_init.upload(in.initial);
-  d_out.upload(poisoned(d_out.n));
-  d_final.upload(poisoned(d_final.n));
-  CUDA_OK(cudaDeviceSynchronize());
-  slstm_forward_args a = args_for(m.get(), in);
-  a.memory = SLSTM_MEMORY_DEVICE;
-  a.input = d_in.p;
-  a.initial_state = d_init.p;
-  a.output = d_out.p;
-  a.output_count = d_out.n;
-  a.final_state = d_final.p;
-  a.final_state_count = d_final.n;
-  REQUIRE(slstm_session_forward(gpu.get(), &a) == SLSTM_OK);
+  DeviceCall d(m.get(), in);
+  REQUIRE(slstm_session_forward(gpu.get(), &d.args) == SLSTM_OK);
+  const DeviceBuffer& d_out = d.output;
+  const DeviceBuffer& d_final = d.final_state;
   const CallerStream other;
   Result got;
   got.output.resize(d_out.n);
