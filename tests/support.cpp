@@ -332,6 +332,16 @@ Run forward_ok(slstm_session* session, const slstm_model* model, const Call& cal
   return r;
 }
 
+Run check_same_bits(slstm_session* a, slstm_session* b, const slstm_model* model,
+                    const Call& call) {
+  const Run first = forward_ok(a, model, call);
+  const Run second = forward_ok(b, model, call);
+  CHECK(count_poison(first.output) == 0);
+  CHECK(bitwise_equal(first.output, second.output));
+  CHECK(bitwise_equal(first.final_state, second.final_state));
+  return first;
+}
+
 namespace {
 
 constexpr double kU = 1.0 / 16777216.0;  // 2^-24, float32's unit roundoff

@@ -120,6 +120,11 @@ Call call_of(std::int64_t, std::int64_t, const std::vector<float>&&,  // keeps a
 Run forward(slstm_session* session, const slstm_model* model, const Call& call);
 // The same, REQUIRing SLSTM_OK (and printing the last error otherwise).
 Run forward_ok(slstm_session* session, const slstm_model* model, const Call& call);
+// Runs `call` on both sessions (each REQUIRing SLSTM_OK) and CHECKs that they give the same
+// bits, output and final state, and that the first wrote every output element; returns the
+// first session's run.
+Run check_same_bits(slstm_session* a, slstm_session* b, const slstm_model* model,
+                    const Call& call);
 
 // The accuracy rule (README "Accuracy"), per cell and step: given the float32 inputs a path
 // fed a cell (x: the step's input or the layer below's new h; h_prev, c_prev: the state it

@@ -869,10 +869,7 @@ TEST_CASE("cpu.team: by default a call of fewer rows than threads of a stack of 
   INFO(json);
   CHECK(json.find("a team of") == std::string::npos);
   CHECK(t::json_value(json, "split").find("batch rows") != std::string::npos);
-  const t::Run a = t::forward_ok(team.get(), m.get(), t::call_of(B, T, x));
-  const t::Run b = t::forward_ok(rows.get(), m.get(), t::call_of(B, T, x));
-  CHECK(t::bitwise_equal(a.output, b.output));
-  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  t::check_same_bits(team.get(), rows.get(), m.get(), t::call_of(B, T, x));
 }
 
 TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
@@ -911,11 +908,7 @@ TEST_CASE("the generic fast path's AVX-512 GEMM gives the AVX2 GEMM's bits",
       for (std::int64_t b = 0; b < B; ++b) len.push_back(static_cast<std::int32_t>((b * 5) % 7));
       t::Call c = t::call_of(B, 6, x);
       c.lengths = &len;
-      const t::Run a = t::forward_ok(wide.get(), m.get(), c);
-      const t::Run b = t::forward_ok(narrow.get(), m.get(), c);
-      CHECK(t::count_poison(a.output) == 0);
-      CHECK(t::bitwise_equal(a.output, b.output));
-      CHECK(t::bitwise_equal(a.final_state, b.final_state));
+      t::check_same_bits(wide.get(), narrow.get(), m.get(), c);
     }
   }
 }
@@ -945,11 +938,7 @@ TEST_CASE("the generic fast path's AVX-512 GEMM cut into L2 panels for many rows
                                    SLSTM_PRECISION_DEFAULT, &st);
     REQUIRE(st == SLSTM_OK);
     const auto x = t::random_vector(static_cast<std::size_t>(B * T * 2048), 29);
-    const t::Run a = t::forward_ok(wide.get(), m.get(), t::call_of(B, T, x));
-    const t::Run b = t::forward_ok(narrow.get(), m.get(), t::call_of(B, T, x));
-    CHECK(t::count_poison(a.output) == 0);
-    CHECK(t::bitwise_equal(a.output, b.output));
-    CHECK(t::bitwise_equal(a.final_state, b.final_state));
+    t::check_same_bits(wide.get(), narrow.get(), m.get(), t::call_of(B, T, x));
   }
 }
 

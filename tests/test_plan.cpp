@@ -224,10 +224,7 @@ TEST_CASE("cpu.kernel=portable runs the portable kernel, bitwise as the environm
   t::Session env(raw);
   const std::vector<float> x = t::random_vector(3 * 6 * 5, 9);
   const t::Call call = t::call_of(3, 6, x);
-  const t::Run a = t::forward_ok(keyed.get(), m.get(), call);
-  const t::Run b = t::forward_ok(env.get(), m.get(), call);
-  CHECK(t::bitwise_equal(a.output, b.output));
-  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  t::check_same_bits(keyed.get(), env.get(), m.get(), call);
 }
 
 TEST_CASE("the environment override wins over the keyed setting and the plan says so",
@@ -517,11 +514,8 @@ TEST_CASE("cpu.calibration changes no result: measured and fixed agree bitwise",
     const t::Call call = t::call_of(sh.B, sh.T, x);
     t::Session measured = fast_session_with(m.get(), sh.B, sh.T, "cpu.calibration=measured");
     t::Session fixed = fast_session_with(m.get(), sh.B, sh.T, "cpu.calibration=fixed");
-    const t::Run a = t::forward_ok(measured.get(), m.get(), call);
-    const t::Run b = t::forward_ok(fixed.get(), m.get(), call);
     INFO("B=" << sh.B << " T=" << sh.T << " I=" << sh.I);
-    CHECK(t::bitwise_equal(a.output, b.output));
-    CHECK(t::bitwise_equal(a.final_state, b.final_state));
+    t::check_same_bits(measured.get(), fixed.get(), m.get(), call);
   }
 }
 #endif

@@ -304,11 +304,7 @@ TEST_CASE("cpu.wh16: W_h (and on AVX2 W_x) in 16 bits gives the bits of float32 
         }
         CHECK_THAT(t::json_value(plan_off, "operands"), Contains("W_h stored as float32"));
         CHECK_THAT(t::json_value(plan_off, "cpu.wh16"), StartsWith("off"));
-        const t::Run a = t::forward_ok(on.get(), m.get(), c);
-        const t::Run b = t::forward_ok(off.get(), m.get(), c);
-        CHECK(t::count_poison(a.output) == 0);
-        CHECK(t::bitwise_equal(a.output, b.output));
-        CHECK(t::bitwise_equal(a.final_state, b.final_state));
+        t::check_same_bits(on.get(), off.get(), m.get(), c);
       }
     }
   }
@@ -356,11 +352,7 @@ TEST_CASE("cpu.wh16 on the generic path: 16-bit weights give float32 storage's b
                                                    : "weights stored in 16 bits"));
           CHECK_THAT(t::json_value(t::describe_json(off.get()), "operands"),
                      Contains("weights stored as float32"));
-          const t::Run a = t::forward_ok(on.get(), m.get(), c);
-          const t::Run b = t::forward_ok(off.get(), m.get(), c);
-          CHECK(t::count_poison(a.output) == 0);
-          CHECK(t::bitwise_equal(a.output, b.output));
-          CHECK(t::bitwise_equal(a.final_state, b.final_state));
+          t::check_same_bits(on.get(), off.get(), m.get(), c);
         }
       }
     }
@@ -418,10 +410,7 @@ TEST_CASE("an FP32 session gives the default session's bits", "[precision]") {
   const std::vector<float> x = t::random_vector(2 * 5 * 6, 1);
   t::Session d = session_ok(m.get(), SLSTM_PRECISION_DEFAULT, t::cpu_path_under_test(), 2, 5);
   t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, t::cpu_path_under_test(), 2, 5);
-  const t::Run a = t::forward_ok(d.get(), m.get(), t::call_of(2, 5, x));
-  const t::Run b = t::forward_ok(f.get(), m.get(), t::call_of(2, 5, x));
-  CHECK(t::bitwise_equal(a.output, b.output));
-  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  t::check_same_bits(d.get(), f.get(), m.get(), t::call_of(2, 5, x));
 }
 
 TEST_CASE("a precision the CPU backend does not run is refused, naming it",
@@ -453,10 +442,7 @@ TEST_CASE("allow_tf32 = 1 under the default precision is ignored by the CPU back
   t::Session allowed(raw);
   CHECK(t::json_value(t::describe_json(allowed.get()), "precision") == "fp32");
   t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, t::cpu_path_under_test(), 2, 5);
-  const t::Run a = t::forward_ok(allowed.get(), m.get(), t::call_of(2, 5, x));
-  const t::Run b = t::forward_ok(f.get(), m.get(), t::call_of(2, 5, x));
-  CHECK(t::bitwise_equal(a.output, b.output));
-  CHECK(t::bitwise_equal(a.final_state, b.final_state));
+  t::check_same_bits(allowed.get(), f.get(), m.get(), t::call_of(2, 5, x));
 }
 
 TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bidirectional",
