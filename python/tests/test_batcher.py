@@ -504,3 +504,248 @@ def test_no_batched_call_gets_more_than_max_batch_sequences(model):
             f.result(10)
         st = b.stats()
     assert st["fallbacks"] == 0 and st["sequence_calls"] == 2
+
+
+class GatedStreams(SpyStreams):
+    """A SpyStreams whose step calls wait until `release` is set, after setting `entered`:
+    a test can queue requests while a batch is running."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def step(self, slots, x):
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().step(slots, x)
+
+
+def gate(b):
+    b._streams = GatedStreams(b._streams)
+    return b._streams
+
+
+def test_a_submission_racing_close_is_refused_not_left_unresolved(model):
+    b = make(model)
+    b.open_stream("s")
+
+    class ClosesOnHash:
+        def __hash__(self):
+            b.close()   # close() runs between the submission's checks and its queueing
+            return 1
+
+    with pytest.raises(BatcherClosedError):
+        b.submit_frame(ClosesOnHash(), np.zeros(D, np.float32))
+
+
+def test_a_full_queue_of_sequences_runs_without_waiting_out_the_window(model):
+    with make(model, max_batch=2, max_streams=0, max_wait_us=30_000_000) as b:
+        first = b.submit_sequence(np.ones((2, D), np.float32))
+        time.sleep(0.2)   # the worker waits in the window
+        second = b.submit_sequence(np.ones((2, D), np.float32))
+        for f in (first, second):
+            f.result(10)   # not after the 30 s window
+
+
+def test_a_stream_operation_ends_the_window_of_a_waiting_sequence(model):
+    with make(model, max_batch=64, max_wait_us=30_000_000) as b:
+        seq = b.submit_sequence(np.ones((2, D), np.float32))   # waits for others
+        time.sleep(0.2)
+        b.open_stream("s", timeout=10)                         # callers wait on it: run now
+        seq.result(10)
+
+
+def test_a_packed_initial_state_is_copied_at_submission(model):
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((3, D)).astype(np.float32)
+    packed = rng.standard_normal(model.state_count(1)).astype(np.float32)
+    want = reference_sequence(model, x, packed.copy())[0]
+    with make(model, max_streams=0, max_wait_us=300_000) as b:
+        fut = b.submit_sequence(x, packed)
+        packed[:] = 0.0   # the caller reuses its buffer once submit returns
+        got, _ = fut.result(10)
+    assert np.array_equal(got, want)
+
+
+def test_an_unhashable_stream_id_is_refused_when_submitted_and_the_batcher_goes_on(model):
+    with make(model) as b:
+        for op in (b.submit_open_stream, b.submit_close_stream, b.submit_stream_state):
+            with pytest.raises(TypeError, match="unhashable"):
+                op(["a"])
+        b.open_stream("s", timeout=10)
+        b.frame("s", np.zeros(D, np.float32), timeout=10)
+
+
+def test_a_timed_out_wait_for_a_frame_already_running_returns_its_result(model):
+    x = frames_for(1, 1, seed=18)[0, 0]
+    with make(model, max_wait_us=0) as b:
+        b.open_stream("s")
+        g = gate(b)
+
+        def release_later():   # the step ends well after the caller's timeout
+            if g.entered.wait(10):
+                time.sleep(1.2)
+            g.release.set()
+
+        threading.Thread(target=release_later).start()
+        got = b.frame("s", x, timeout=1.0)   # its batch started by then: waited for
+    assert np.array_equal(got, reference_steps(model, [x])[0][0])
+
+
+def test_a_stream_operation_waits_for_a_frame_of_its_stream_left_for_the_next_batch(model):
+    xs = frames_for(3, 1, seed=19)[:, 0]
+    with make(model, max_batch=1, max_wait_us=0) as b:
+        for k in ("x", "a", "b"):
+            b.open_stream(k)
+        g = gate(b)
+        first = b.submit_frame("x", xs[0])
+        assert g.entered.wait(10)   # the worker is in that step: the rest queue up
+        fa = b.submit_frame("a", xs[1])
+        fb = b.submit_frame("b", xs[2])   # max_batch 1: left for a later batch
+        state_b = b.submit_stream_state("b")
+        g.release.set()
+        for f in (first, fa, fb):
+            f.result(10)
+        state = state_b.result(10)
+    _, want = reference_steps(model, xs[2:])
+    assert all(np.array_equal(a.h, w.h) for a, w in zip(state, want)), \
+        "the state read overtook the stream's earlier frame"
+
+
+def test_a_cancelled_sequence_is_dropped_and_the_others_of_its_batch_run(model):
+    x = frames_for(1, 4, seed=20)[0]
+    with make(model, max_batch=2, max_streams=0, max_wait_us=20_000_000) as b:
+        with b._cv:   # both queued before the worker looks; two: the batch is full
+            f1 = b.submit_sequence(x)
+            f2 = b.submit_sequence(x[::-1])   # of one length: they would share a call
+            assert f1.cancel()
+        got, _ = f2.result(10)
+        assert b.stats()["sequences"] == 1
+    assert np.array_equal(got, reference_sequence(model, x[::-1].copy())[0])
+
+
+def test_a_lone_frame_whose_call_fails_is_not_run_again(model):
+    with make(model) as b:
+        b.open_stream("s")
+        s = spy(b)
+        s.fail_slot = b._slots["s"]
+        with pytest.raises(stacklstm.InvalidArgumentError, match="injected"):
+            b.frame("s", np.zeros(D, np.float32), timeout=10)
+        assert len(s.calls) == 1 and b.stats()["fallbacks"] == 0
+
+
+def test_frames_for_unknown_streams_are_not_counted_as_served(model):
+    with make(model, max_wait_us=20_000_000) as b:
+        b.open_stream("s")
+        with b._cv:
+            good = b.submit_frame("s", np.zeros(D, np.float32))
+            bad = b.submit_frame("nope", np.zeros(D, np.float32))
+        good.result(10)
+        with pytest.raises(UnknownStreamError):
+            bad.result(10)
+        assert b.stats()["frames"] == 1
+
+
+def test_closing_the_batcher_leaves_a_given_session_and_streams_open(model):
+    from stacklstm.streams import Streams
+    x = frames_for(1, 2, seed=22)[0]
+    with model.session(8, 12, cpu_path=PATH) as s, \
+            Streams(model, 4, 8, max_time=1, cpu_path=PATH) as st:
+        with Batcher(model, session=s, streams=st, max_wait_us=0) as b:
+            b.open_stream("a")
+            b.frame("a", x[0], timeout=10)
+            b.sequence(x, timeout=10)
+        assert s.forward(x[None])[0].shape == (1, 2, HS[-1])   # still open
+        slot = st.open()
+        assert st.step([slot], x[:1]).shape == (1, HS[-1])
+
+
+def test_a_given_session_s_max_time_bounds_the_sequences(model):
+    with model.session(8, 5, cpu_path=PATH) as s:
+        with Batcher(model, session=s, max_streams=0) as b:
+            assert b.max_time == 5
+            with pytest.raises(ValueError, match="this batcher takes 1 to 5"):
+                b.submit_sequence(np.zeros((6, D), np.float32))
+
+
+def test_stats_returns_a_snapshot(model):
+    with make(model) as b:
+        before = b.stats()
+        b.sequence(np.ones((2, D), np.float32), timeout=10)
+        assert before["sequences"] == 0 and b.stats()["sequences"] == 1
+
+
+def test_closing_with_a_cancelled_request_queued_fails_the_others(model):
+    b = make(model, max_batch=64, max_wait_us=30_000_000)
+    for k in ("s", "t"):
+        b.open_stream(k)
+    f1 = b.submit_frame("s", np.zeros(D, np.float32))
+    f2 = b.submit_frame("s", np.ones(D, np.float32))
+    assert f1.cancel()
+    b.close()
+    with pytest.raises(BatcherClosedError):
+        f2.result(5)
+
+
+@pytest.mark.parametrize("view", [memoryview, lambda a: a.view(_Sub)],
+                         ids=["memoryview", "ndarray-subclass"])
+def test_a_frame_is_copied_at_submission_whatever_view_of_the_buffer_it_comes_as(model,
+                                                                                  view):
+    x = frames_for(1, 1, seed=23)[0, 0]
+    buf = x.copy()
+    with make(model, max_batch=64, max_wait_us=20_000_000) as b:
+        b.open_stream("a")
+        b.open_stream("b")
+        fa = b.submit_frame("a", view(buf))   # "b" has none queued: the window stays open
+        buf[:] = 0.0
+        b.submit_frame("b", np.zeros(D, np.float32)).result(10)
+        got = fa.result(10)
+    assert np.array_equal(got, reference_steps(model, [x])[0][0])
+
+
+def test_reset_with_a_state_sets_that_state(model):
+    rng = np.random.default_rng(24)
+    st = [stacklstm.LSTMStateTuple(rng.standard_normal((1, H)).astype(np.float32),
+                                   rng.standard_normal((1, H)).astype(np.float32))
+          for H in HS]
+    x = frames_for(1, 2, seed=25)[0]
+    with make(model) as b:
+        b.open_stream("s")
+        b.frame("s", x[0], timeout=10)
+        b.reset_stream("s", st, timeout=10)
+        got = b.frame("s", x[1], timeout=10)
+    assert np.array_equal(got, reference_steps(model, x[1:], st)[0][0])
+
+
+def test_a_queued_sequence_keeps_the_window_open_though_every_stream_has_a_frame(model):
+    with make(model, max_batch=64, max_wait_us=1_500_000) as b:
+        b.open_stream("only")
+        s1 = b.submit_sequence(np.ones((2, D), np.float32))
+        f = b.submit_frame("only", np.ones(D, np.float32))   # a sequence may still come
+        time.sleep(0.1)
+        s2 = b.submit_sequence(np.zeros((2, D), np.float32))
+        for fut in (s1, f, s2):
+            fut.result(10)
+        assert b.stats()["sequence_calls"] == 1   # s2 joined s1's window
+
+
+def test_an_await_cancelled_while_its_batch_runs_does_not_stall_the_others(model):
+    with make(model, max_wait_us=20_000_000) as b:   # both frames: one batch, at once
+        for k in ("a", "b"):
+            b.open_stream(k)
+        g = gate(b)
+
+        async def main():
+            ta = asyncio.ensure_future(b.aframe("a", np.ones(D, np.float32)))
+            tb = asyncio.ensure_future(b.aframe("b", np.ones(D, np.float32)))
+            assert await asyncio.get_running_loop().run_in_executor(None, g.entered.wait, 10)
+            ta.cancel()   # too late to drop the frame: its batch is running
+            g.release.set()
+            got = await asyncio.wait_for(tb, 10)
+            with pytest.raises(asyncio.CancelledError):
+                await ta
+            return got
+
+        got = asyncio.run(main())
+    assert np.array_equal(got, reference_steps(model, [np.ones(D, np.float32)])[0][0])

@@ -402,3 +402,52 @@ def test_python_m_stacklstm_convert_help_needs_no_library():
     p = python_m("convert", "--help", env=env)   # `import stacklstm` loads nothing yet
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("usage: stacklstm convert KIND SRC DST")
+
+
+def no_tool_env(tmp_path):
+    """No $SLSTM_CLI and a PATH holding no `stacklstm`: the native tool cannot be found."""
+    return dict(os.environ, SLSTM_CLI="", PATH=str(tmp_path))
+
+
+def test_python_m_stacklstm_without_arguments_prints_the_usage_and_exits_2():
+    p = python_m(env=dict(os.environ, SLSTM_LIBRARY="/nonexistent/libstacklstm.so"))
+    assert p.returncode == 2
+    assert p.stderr.startswith("usage: stacklstm <command>") and not p.stdout
+
+
+def test_python_m_stacklstm_rejects_an_unknown_option_as_an_option():
+    one_line_error(python_m("--frobnicate"), 2, "unknown option '--frobnicate'")
+
+
+def test_python_m_stacklstm_help_convert_is_the_converter_s_help_without_a_tool(tmp_path):
+    p = python_m("help", "convert", env=no_tool_env(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("usage: stacklstm convert KIND SRC DST")
+
+
+def test_python_m_stacklstm_short_version_flag_without_a_tool_is_the_library_s(tmp_path):
+    p = python_m("-V", env=no_tool_env(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "stacklstm %s" % stacklstm.version()
+
+
+def test_python_m_stacklstm_bench_is_a_command_handed_to_the_tool(tmp_path):
+    one_line_error(python_m("bench", "m.safetensors", env=no_tool_env(tmp_path)), 1,
+                   "stacklstm: bench: the native stacklstm tool was not found")
+
+
+def test_python_m_stacklstm_refuses_an_SLSTM_CLI_that_is_not_executable(tmp_path):
+    f = tmp_path / "stacklstm"
+    f.write_bytes(b"\x7fELF not really")
+    os.chmod(str(f), 0o644)
+    one_line_error(python_m("inspect", "m.safetensors", env=dict(os.environ, SLSTM_CLI=str(f))),
+                   1, "$SLSTM_CLI is %s, which is not an executable file" % f)
+
+
+def test_python_m_stacklstm_does_not_take_a_script_on_PATH_for_the_native_tool(tmp_path):
+    script = tmp_path / "stacklstm"   # e.g. the console script of this very package
+    script.write_text("#!/bin/sh\necho SCRIPT RAN\n")
+    os.chmod(str(script), 0o755)
+    p = python_m("inspect", "m.safetensors", env=no_tool_env(tmp_path))
+    one_line_error(p, 1, "the native stacklstm tool was not found")
+    assert "SCRIPT RAN" not in p.stdout

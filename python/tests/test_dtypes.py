@@ -45,3 +45,15 @@ def test_float64_beyond_float32_range_is_refused_not_made_inf(s):
 def test_a_numpy_scalar_input_is_reported_with_its_own_shape(s):
     with pytest.raises(ValueError, match=r"got shape \(\)"):
         s.forward(np.float32(1))
+
+
+def test_a_bool_input_is_read_as_zeros_and_ones(s):
+    x = np.random.default_rng(4).random((2, 3, 3)) > 0.5
+    assert np.array_equal(s.forward(x)[0], s.forward(x.astype(np.float32))[0])
+
+
+def test_a_float64_infinity_stays_an_infinity_not_an_out_of_range_error():
+    m = stacklstm.Model.random(3, [4], seed=1)
+    x = np.zeros((1, 3), np.float64)
+    x[0, 1] = np.inf
+    assert np.isinf(m.pack_state(np.concatenate([x[0], np.zeros(5)]), 1)[1])

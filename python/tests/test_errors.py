@@ -236,3 +236,90 @@ def test_a_config_with_non_ascii_text_reaches_the_library_which_names_the_key():
         m.session(2, 3, config="cpu.kernel=\u00e9")
     with pytest.raises(stacklstm.InvalidArgumentError, match="unknown key"):
         m.session(2, 3, config="cpu.k\u00e9rnel=auto")
+
+
+@pytest.mark.parametrize("status, cls, builtin", [
+    (1, stacklstm.InvalidArgumentError, ValueError),
+    (2, stacklstm.ShapeMismatchError, ValueError),
+    (3, stacklstm.OutOfRangeError, ValueError),
+    (4, stacklstm.SizeOverflowError, OverflowError),
+    (5, stacklstm.OutOfMemoryError, MemoryError),
+    (6, stacklstm.BackendUnavailableError, RuntimeError),
+    (7, stacklstm.UnsupportedError, NotImplementedError),
+    (8, stacklstm.BackendFailureError, RuntimeError),
+    (9, stacklstm.AliasingError, ValueError),
+    (10, stacklstm.InternalError, RuntimeError),
+    (11, stacklstm.SessionBusyError, RuntimeError),
+    (12, stacklstm.SlotsFullError, RuntimeError),
+])
+def test_each_status_raises_its_class_which_is_also_the_matching_builtin(status, cls, builtin):
+    with pytest.raises(cls) as e:
+        stacklstm.errors.check(status, "slstm_x")
+    assert type(e.value) is cls and isinstance(e.value, builtin)
+    assert e.value.status == status == cls.status
+    assert e.value.status_name == stacklstm.status_string(status)
+
+
+def test_a_status_this_package_does_not_know_is_a_plain_stacklstm_error():
+    with pytest.raises(stacklstm.StackLSTMError) as e:
+        stacklstm.errors.check(99, "slstm_x")
+    assert type(e.value) is stacklstm.StackLSTMError
+    assert e.value.status == 99 and e.value.status_name == "unknown status"
+
+
+def test_the_message_names_the_failing_call_and_the_status_text(session):
+    with pytest.raises(stacklstm.ShapeMismatchError) as e:
+        session.forward(np.zeros((2, 3, 5), np.float32))
+    assert str(e.value).startswith("slstm_session_forward: shape mismatch: ")
+    assert e.value.call == "slstm_session_forward"
+
+
+def safetensors_file(tmp_path, header, length=None, tail=b""):
+    """A file of an 8-byte little-endian header length (default: the header's), the header
+    bytes and `tail`."""
+    p = tmp_path / "h.safetensors"
+    n = len(header) if length is None else length
+    p.write_bytes(n.to_bytes(8, "little") + header + tail)
+    return str(p)
+
+
+def test_read_header_keeps_the_metadata_out_of_the_tensor_table(tmp_path):
+    p = str(tmp_path / "m.safetensors")
+    stacklstm.Model.random(4, [3], seed=1).save(p, source_layout="pytorch")
+    meta, tensors = stacklstm.read_header(p)
+    assert meta["source_layout"] == "pytorch"
+    assert "__metadata__" not in tensors and tensors
+    assert all(set(t) >= {"dtype", "shape", "data_offsets"} for t in tensors.values())
+
+
+def test_read_header_takes_json_whitespace_before_the_brace(tmp_path):
+    p = safetensors_file(tmp_path, b' \n{"__metadata__": {"k": "v"}}')
+    assert stacklstm.read_header(p) == ({"k": "v"}, {})
+
+
+def test_read_header_refuses_an_absurd_header_length_without_reading_it(tmp_path):
+    p = safetensors_file(tmp_path, b"{}", length=10 ** 12)
+    with pytest.raises(ValueError, match="header length 1000000000000 exceeds"):
+        stacklstm.read_header(p)
+
+
+def test_read_header_refuses_a_header_that_runs_past_the_end(tmp_path):
+    p = safetensors_file(tmp_path, b'{"a": 1}', length=40)
+    with pytest.raises(ValueError, match="header runs past the end of the file"):
+        stacklstm.read_header(p)
+
+
+def test_read_header_refuses_a_header_that_is_not_a_json_object(tmp_path):
+    p = safetensors_file(tmp_path, b' [1, 2]')
+    with pytest.raises(ValueError, match="header is not a JSON object"):
+        stacklstm.read_header(p)
+
+
+@pytest.mark.parametrize("head, what", [
+    (b"\x80\x02\x8a\x0alz\xfc\x9cF\xf9 j\xa8P\x19.", "a Python pickle"),
+    (b"\x08\x07\x12\x07pytorch\x1a\x032.1", "an ONNX model converts"),
+])
+def test_a_pickle_or_a_protobuf_is_named_as_such_not_as_safetensors(head, what):
+    with pytest.raises(stacklstm.InvalidArgumentError) as e:
+        stacklstm.Model.from_bytes(head + bytes(32))
+    assert "not a safetensors file" in str(e.value) and what in str(e.value)

@@ -73,3 +73,24 @@ def test_no_memory_growth_over_10000_create_destroy_cycles():
     gc.collect()
     grown = rss_kb() - before
     assert grown < 4096, "RSS grew by %d KiB over 10 000 cycles" % grown
+
+
+def test_closing_a_model_waits_for_a_call_running_in_another_thread():
+    import threading
+    m = stacklstm.Model.random(3, [4], seed=2)
+    closed = threading.Event()
+    with m._using():   # a call of the model in flight
+        t = threading.Thread(target=lambda: (m.close(), closed.set()))
+        t.start()
+        assert not closed.wait(0.3), "close() freed the model under a running call"
+    t.join(10)
+    assert closed.is_set()
+
+
+@pytest.mark.parametrize("call", ["forward", "step"])
+def test_a_call_on_a_closed_session_says_the_session_is_closed(call):
+    s = stacklstm.Model.random(3, [4], seed=1).session(1, 1)
+    s.close()
+    x = np.ones((1, 1, 3), np.float32)
+    with pytest.raises(stacklstm.InvalidArgumentError, match="the session is closed"):
+        s.forward(x) if call == "forward" else s.step(x[0])

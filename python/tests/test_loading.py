@@ -188,3 +188,81 @@ def test_python_m_stacklstm_help_works_without_the_library():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "usage" in r.stdout.lower()
+
+
+def test_SLSTM_LIBRARY_is_the_only_candidate_even_when_it_cannot_load(tmp_path):
+    site = copy_package(tmp_path)
+    shutil.copyfile(real_library(), str(site / "stacklstm" / "libstacklstm.so"))
+    r = run("import stacklstm\n"
+            "try:\n"
+            "    print(stacklstm.version())\n"
+            "except stacklstm.LibraryNotFoundError as e:\n"
+            "    print('RAISED'); print(e)\n", pythonpath=str(site),
+            env={"SLSTM_LIBRARY": MISSING})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("RAISED\n")
+    tried = [l for l in r.stdout.splitlines() if l.startswith("  ")]
+    assert tried == ["  %s ($SLSTM_LIBRARY): no such file" % MISSING]
+
+
+def test_SLSTM_LIBRARY_naming_a_directory_loads_libstacklstm_so_in_it(tmp_path):
+    d = tmp_path / "libdir"
+    d.mkdir()
+    shutil.copyfile(real_library(), str(d / "libstacklstm.so"))
+    r = run("import stacklstm; print(stacklstm.library_path)", env={"SLSTM_LIBRARY": str(d)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(d / "libstacklstm.so")
+
+
+def fake_checkout(tmp_path, header=True):
+    """A source tree around a copy of the package: CMakeLists.txt, include/stacklstm/
+    stacklstm.h (when `header`) and python/stacklstm; build directories are the caller's."""
+    root = tmp_path / "checkout"
+    shutil.copytree(os.path.join(PKG, "stacklstm"), str(root / "python" / "stacklstm"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.so.*"))
+    (root / "CMakeLists.txt").write_text("project(stacklstm VERSION 0.0.1)\n")
+    if header:
+        (root / "include" / "stacklstm").mkdir(parents=True)
+        (root / "include" / "stacklstm" / "stacklstm.h").write_text("/* */\n")
+    return root
+
+
+def test_in_a_checkout_the_newest_build_directory_s_library_is_loaded(tmp_path):
+    root = fake_checkout(tmp_path)
+    for name, mtime in (("build-new", 2_000_000_000), ("build-old", 1_000_000_000)):
+        (root / name).mkdir()
+        lib = root / name / "libstacklstm.so"
+        shutil.copyfile(real_library(), str(lib))
+        os.utime(str(lib), (mtime, mtime))
+    r = run("import stacklstm; print(stacklstm.library_path)",
+            pythonpath=str(root / "python"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(root / "build-new" / "libstacklstm.so")
+
+
+def test_a_folder_with_cmakelists_but_no_stacklstm_header_is_not_a_checkout(tmp_path):
+    if ctypes.util.find_library("stacklstm"):
+        pytest.skip("a libstacklstm is installed system-wide: the system loader would find it")
+    root = fake_checkout(tmp_path, header=False)
+    (root / "build").mkdir()
+    shutil.copyfile(real_library(), str(root / "build" / "libstacklstm.so"))
+    r = run("import stacklstm\n"
+            "try:\n"
+            "    print(stacklstm.library_path)\n"
+            "except stacklstm.LibraryNotFoundError as e:\n"
+            "    print('RAISED')\n", pythonpath=str(root / "python"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "RAISED"
+
+
+def test_asking_for_missing_symbols_loads_the_library():
+    r = run("import stacklstm._lib as L\n"
+            "print(L.is_loaded()); print(L.missing_symbols); print(L.is_loaded())",
+            env={"SLSTM_LIBRARY": real_library()})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "[]", "True"]
+
+
+def test_the_lib_proxy_s_repr_names_the_loaded_file():
+    real_library()   # loaded
+    assert repr(stacklstm._lib.lib) == "<stacklstm library %s>" % stacklstm.library_path

@@ -173,3 +173,54 @@ def test_the_array_address_reader_agrees_with_numpy():
     base = np.arange(40, dtype=np.float32)
     for a in (base, base[3:], base.reshape(5, 8)[2], np.empty((0, 4), np.float32)):
         assert M._addr(a) == a.ctypes.data
+
+
+def test_loading_a_directory_is_an_is_a_directory_error_that_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError, match="a directory, not a model file"):
+        stacklstm.Model.load(str(tmp_path))
+
+
+def test_to_bytes_records_the_source_layout(model, tmp_path):
+    p = tmp_path / "m.safetensors"
+    p.write_bytes(model.to_bytes(source_layout="keras"))
+    assert stacklstm.read_header(str(p))[0]["source_layout"] == "keras"
+
+
+def test_a_session_of_something_that_is_not_a_model_is_a_type_error():
+    with pytest.raises(TypeError, match="needs a stacklstm.Model, got str"):
+        stacklstm.Session("model.safetensors", 1, 1)
+
+
+def test_describe_refuses_an_unknown_format(model):
+    with model.session(1, 1) as s:
+        with pytest.raises(ValueError, match="format must be 'text' or 'json'"):
+            s.describe("xml")
+
+
+@pytest.mark.parametrize("kw, name", [({"precision": "fp64"}, "precision"),
+                                      ({"cpu_path": "fastest"}, "cpu_path")])
+def test_an_unknown_precision_or_cpu_path_name_is_a_value_error(model, kw, name):
+    with pytest.raises(ValueError, match="%s must be one of" % name):
+        model.session(1, 1, **kw)
+
+
+def test_num_threads_reaches_the_library_as_num_threads(model):
+    with model.session(1, 1, num_threads=3) as s:
+        assert s.describe("json")["params"]["threads_reason"].startswith("num_threads=3")
+
+
+def test_backend_available_gives_no_reason_for_an_available_backend():
+    with pytest.raises(stacklstm.InvalidArgumentError):   # leaves a last-error text behind
+        stacklstm.Model.random(0, [4])
+    assert stacklstm.backend_available("cpu") == (True, "")
+
+
+def test_backend_available_takes_the_backend_name_in_any_case():
+    assert stacklstm.backend_available("CPU") == (True, "")
+    ok, why = stacklstm.backend_available("Cuda")
+    assert ok == stacklstm.backend_available("cuda")[0] and (ok or why)
+
+
+def test_a_model_cannot_be_constructed_directly():
+    with pytest.raises(TypeError, match="use Model.from_weights, Model.random"):
+        stacklstm.Model(3, [4])

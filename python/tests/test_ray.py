@@ -289,3 +289,179 @@ def test_shard_of_is_stable_and_adding_a_shard_moves_few_streams():
     assert all(ss.shard_of(i, four) == "x-3" for i, s in zip(ids, a)
                if ss.shard_of(i, four) != s)
     assert 0.15 < moved / len(ids) < 0.35
+
+
+def test_load_model_gives_a_model_of_its_own_from_a_model_bytes_or_a_path(model, tmp_path):
+    from stacklstm.ray import load_model
+    x = np.random.default_rng(8).standard_normal((1, 3, D)).astype(np.float32)
+    want = reference_sequence(model, x[0])[0]
+    path = tmp_path / "m.safetensors"
+    model.save(str(path))
+    own = load_model(model)
+    assert own is not model
+    for m in (own, load_model(memoryview(model.to_bytes())), load_model(path)):
+        with m.session(1, 3, cpu_path=PATH) as s:
+            assert np.array_equal(s.forward(x)[0], want)
+
+
+def test_require_ray_says_what_to_install():
+    from stacklstm.ray import require_ray
+    with pytest.raises(ImportError, match=r'pip install "stacklstm\[ray\]"'):
+        require_ray("no_such_part_of_ray")
+
+
+def test_a_bool_stream_id_is_refused():
+    with pytest.raises(TypeError, match="str or int"):
+        ss.shard_of(True, ["s0", "s1"])
+
+
+def test_an_int_stream_id_and_its_text_are_different_streams():
+    shards = ["t-%d" % i for i in range(8)]
+    assert any(ss.shard_of(i, shards) != ss.shard_of(str(i), shards) for i in range(64))
+
+
+def test_shard_of_is_the_same_in_every_version():
+    # Clients of different releases must agree on where a stream lives.
+    shards = ["stacklstm-0", "stacklstm-1", "stacklstm-2"]
+    got = [ss.shard_of(k, shards) for k in ("call-17", "a", 7, 0, "")]
+    assert got == ["stacklstm-0", "stacklstm-2", "stacklstm-1", "stacklstm-1", "stacklstm-1"]
+
+
+def test_stream_state_lost_error_names_the_stream_the_shard_and_the_cause_s_last_line():
+    cause = RuntimeError("Traceback (most recent call last):\n  File ...\n"
+                         "UnknownStreamError: stream 'x' is not open")
+    e = ss.StreamStateLostError("x", "t-1", cause)
+    assert e.stream_id == "x" and e.shard == "t-1" and e.cause is cause
+    assert "(RuntimeError: UnknownStreamError: stream 'x' is not open)" in str(e)
+
+
+def test_a_client_needs_at_least_one_shard():
+    with pytest.raises(ValueError, match="no shards"):
+        ss.StreamsClient([])
+
+
+def test_deploy_refuses_zero_shards(model):
+    with pytest.raises(ValueError, match="shards must be >= 1"):
+        ss.deploy(model, shards=0)
+
+
+def replica(model):
+    return ss.LSTMReplica(model, max_batch=4, max_wait_us=0, max_streams=4, max_time=8,
+                          cpu_path=PATH)
+
+
+def test_a_replica_takes_initial_states_as_c_h_pairs(model):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, D)).astype(np.float32)
+    pairs = [(rng.standard_normal((1, H)).astype(np.float32),
+              rng.standard_normal((1, H)).astype(np.float32)) for H in HS]
+    with model.session(1, 5, cpu_path=PATH) as s:
+        want, want_fin = s.forward(x[None], [stacklstm.LSTMStateTuple(c, h) for c, h in pairs])
+    rep = replica(model)
+    try:
+        out, fin = asyncio.run(rep.sequence(x, pairs))
+    finally:
+        rep.batcher.close()
+    assert np.array_equal(out, want[0])
+    assert all(np.array_equal(c, w.c) and np.array_equal(h, w.h)
+               for (c, h), w in zip(fin, want_fin))
+
+
+def test_a_replica_opens_a_stream_from_one_dimensional_c_h_pieces(model):
+    rng = np.random.default_rng(10)
+    pairs = [(rng.standard_normal(H).astype(np.float32),
+              rng.standard_normal(H).astype(np.float32)) for H in HS]
+    rep = replica(model)
+
+    async def run():
+        await rep.open_stream("s", pairs)
+        return await rep.stream_state("s")
+    try:
+        state = asyncio.run(run())
+    finally:
+        rep.batcher.close()
+    assert all(np.array_equal(c, pc[None]) and np.array_equal(h, ph[None])
+               for (c, h), (pc, ph) in zip(state, pairs))
+
+
+def scorer(model, **kw):
+    kw.setdefault("max_time", 8)
+    return sd.SequenceScorer(model.to_bytes(), backend="cpu", cpu_path=PATH, **kw)
+
+
+def test_scorer_refuses_an_unknown_outputs_value(model):
+    with pytest.raises(ValueError, match="outputs must be 'last' or 'all'"):
+        scorer(model, outputs="every")
+
+
+def test_scorer_names_a_missing_input_column(model):
+    import pyarrow as pa
+    with pytest.raises(KeyError, match="the batch has no column 'x' \\(columns: seq\\)"):
+        scorer(model)(pa.table({"seq": [np.zeros(D, np.float32)]}))
+
+
+def test_scorer_refuses_a_row_that_is_not_whole_steps(model):
+    import pyarrow as pa
+    with pytest.raises(ValueError, match="row 0: 'x' holds 33 values .* not a whole number"):
+        scorer(model)(pa.table({"x": [np.zeros(2 * D + 1, np.float32)]}))
+
+
+def test_scorer_refuses_a_tensor_row_of_another_width(model):
+    from ray.data.extensions import ArrowVariableShapedTensorArray
+    import pyarrow as pa
+    col = ArrowVariableShapedTensorArray.from_numpy([np.zeros((4, D // 2), np.float32)])
+    with pytest.raises(ValueError, match="row 0: 'x' holds 32 values \\(shape \\(4, 8\\)\\)"):
+        scorer(model)(pa.table({"x": col}))
+
+
+@pytest.mark.parametrize("T, ok", [(8, True), (9, False), (0, False)])
+def test_scorer_takes_sequences_of_1_to_max_time_steps(model, T, ok):
+    import pyarrow as pa
+    table = pa.table({"x": [np.ones(T * D, np.float32)]})
+    if ok:
+        got = scorer(model)(table).column("h_last").to_pylist()[0]
+        want = reference_sequence(model, np.ones((T, D), np.float32))[1][-1].h[0]
+        assert np.array_equal(np.asarray(got, np.float32), want)
+    else:
+        with pytest.raises(ValueError, match="a sequence of %d steps; this scorer takes 1 to 8"
+                           % T):
+            scorer(model)(table)
+
+
+def test_scorer_keeps_the_input_column_when_asked(model):
+    import pyarrow as pa
+    table = pa.table({"x": [np.ones(2 * D, np.float32)], "id": [4]})
+    assert scorer(model, keep_input=True)(table).column_names == ["x", "id", "h_last"]
+    assert scorer(model)(table).column_names == ["id", "h_last"]
+
+
+def test_whole_sequences_go_to_the_shards_in_turn(client):
+    def served():
+        return {s: client.replica_info(s)["stats"]["sequences"] for s in client.shards}
+    before = served()
+    for _ in client.shards:
+        client.sequence(np.ones((2, D), np.float32))
+    after = served()
+    assert all(after[s] - before[s] == 1 for s in client.shards)
+
+
+def test_an_unknown_stream_error_ray_could_not_rebuild_is_still_stream_state_lost():
+    # Ray raises RayTaskError(UnknownStreamError), a subclass of both, when it can build one;
+    # otherwise only the class name says what the replica raised.
+    rebuilt = type("RayTaskError(UnknownStreamError)", (RuntimeError,), {})
+
+    class Response:
+        def result(self, timeout_s=None):
+            raise rebuilt("stream 'x' is not open in this batcher")
+
+    class Method:
+        def remote(self, *args):
+            return Response()
+
+    class Handle:
+        frame = Method()
+
+    client = ss.StreamsClient.__new__(ss.StreamsClient)
+    client.shards, client._handles, client.timeout_s = ["s0"], {"s0": Handle()}, 1.0
+    with pytest.raises(ss.StreamStateLostError, match="stream 'x' \\(shard s0\\)"):
+        client.frame("x", np.zeros(D, np.float32))

@@ -60,3 +60,10 @@ def test_sequence_lengths_zero_the_padding():
     assert np.all(out[1, 2:] == 0) and np.all(out[2] == 0)
     assert np.array_equal(st[-1].h[1], out[1, 1])
     assert np.all(st[-1].h[2] == 0)
+
+
+def test_random_weights_are_uniform_in_the_given_scale():
+    w = stacklstm.Model.random(8, [16], seed=3, scale=0.5).export("tf")[0]["kernel"]
+    assert np.abs(w).max() <= 0.5 and np.abs(w).max() > 0.45   # 768 draws fill the range
+    w1 = stacklstm.Model.random(8, [16], seed=3).export("tf")[0]["kernel"]   # 1/sqrt(H)
+    assert np.abs(w1).max() <= 0.25 and np.abs(w1).max() > 0.2

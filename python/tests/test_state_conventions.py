@@ -222,3 +222,25 @@ def test_session_step_refuses_a_one_dimensional_input_with_a_value_error():
     with m.session(1, 1) as s:
         with pytest.raises(ValueError, match="batch, depth"):
             s.step(np.zeros(3, np.float32))
+
+
+def test_a_lone_lstm_state_tuple_is_refused_for_a_two_layer_gru_stack():
+    m = stacklstm.Model.random(D, layers=[Layer.gru(3), Layer.gru(3)], seed=4)
+    rng = np.random.default_rng(5)
+    with pytest.raises(ValueError, match="expected a list with one state per layer"):
+        m.pack_state(LSTMStateTuple(rand(rng, B, 3), rand(rng, B, 3)), B)
+
+
+def test_a_list_of_floats_is_a_packed_state():
+    m = stacklstm.Model.random(D, [2], seed=4)
+    values = [float(v) for v in range(m.state_count(1))]
+    assert np.array_equal(m.pack_state(values, 1), np.arange(4, dtype=np.float32))
+
+
+def test_a_pytorch_style_h_c_pair_for_a_projected_stack_is_refused_with_the_torch_hint():
+    layers = [Layer.lstm(4, proj_size=3), Layer.lstm(4, proj_size=3)]
+    s = stacklstm.Model.random(D, layers=layers, seed=6).session(B, 6)
+    rng = np.random.default_rng(7)
+    h0, c0 = rand(rng, 2, B, 4), rand(rng, 2, B, 4)
+    with pytest.raises(ValueError, match=r"this looks like PyTorch's \(h, c\)"):
+        s.forward(rand(rng, B, 6, D), initial_state=(h0, c0))
