@@ -1248,3 +1248,113 @@ TEST_CASE("a stack with a reverse layer writes zeros past each row's length on e
     }
   }
 }
+
+namespace {
+
+// One call of `m` on the generic fast path and on the reference path (same call, lengths and
+// initial state); checks that the fast output has no poison left and agrees with the
+// reference to a few float32 ulps (as "the generic fast path agrees with the reference on
+// every kind of layer").  Returns the fast run.
+t::Run fast_against_reference(const slstm_model* m, std::int64_t B, std::int64_t T,
+                              const std::vector<float>& x, const std::vector<std::int32_t>* len,
+                              slstm_layout layout = SLSTM_BATCH_MAJOR) {
+  const auto init = t::random_vector(t::state_count(m, B), 31, -0.5f, 0.5f);
+  t::Call c = t::call_of(B, T, x, layout);
+  c.lengths = len;
+  c.initial_state = &init;
+  t::Session ref = session_on(m, SLSTM_CPU_PATH_REFERENCE, B, T);
+  t::Session fast = session_on(m, SLSTM_CPU_PATH_AUTO, B, T);
+  const t::Run want = t::forward_ok(ref.get(), m, c);
+  const t::Run got = t::forward_ok(fast.get(), m, c);
+  CHECK(t::count_poison(got.output) == 0);
+  CHECK(t::rel_err(got.output, want.output) < 2e-6);
+  CHECK(t::rel_err(got.final_state, want.final_state) < 2e-6);
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("a cell_clip without peepholes binds on the generic fast path as on the reference",
+          "[layers][lstm][cpu-fast]") {
+  const std::int64_t B = 2, T = 5, D = 3, H = 6;
+  slstm_layer_config l = lstm(H);
+  l.cell_clip = 0.05f;  // no peepholes, no projection: only the clip leaves BasicLSTMCell
+  const std::vector<slstm_layer_config> layers = {l};
+  const slstm_model_config c = config_of(D, layers);
+  slstm_model* raw = nullptr;
+  REQUIRE(slstm_model_create_random(&c, 3, 2.0f, &raw) == SLSTM_OK);  // large weights
+  t::Model m(raw);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 4, -3.0f, 3.0f);
+  const t::Run got = fast_against_reference(m.get(), B, T, x, nullptr);
+  float max_c = 0.0f;  // (the packed state: c [B, H] first)
+  for (std::int64_t k = 0; k < B * H; ++k) max_c = std::max(max_c, std::fabs(got.final_state[k]));
+  CHECK(max_c == 0.05f);
+}
+
+TEST_CASE("a residual first layer adds each row's own input on the generic fast path",
+          "[layers][residual][cpu-fast]") {
+  // Row 0 of length 0 ahead of the others (the active rows of a step are not the batch
+  // rows), and a wider layer above (the workspace's row stride is not the input's): in a
+  // stack that reads forward (time-major) and in one with a bidirectional layer.
+  const std::int64_t B = 3, T = 4, D = 6;
+  slstm_layer_config fwd = gru(D, false);
+  fwd.residual = 1;
+  slstm_layer_config bi = with_direction(lstm(D / 2), SLSTM_DIRECTION_BIDIRECTIONAL);
+  bi.residual = 1;
+  const std::vector<std::int32_t> len = {0, 4, 2};
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 25);
+  std::uint64_t seed = 26;
+  for (const slstm_layer_config& first : {fwd, bi}) {
+    const t::Model m = random_layers(D, {first, lstm(10)}, ++seed);
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      INFO("seed " << seed << ", layout " << layout);
+      fast_against_reference(m.get(), B, T, x, &len, layout);
+    }
+  }
+}
+
+TEST_CASE("a stack whose first layer reads backwards refuses stepping, naming layer 0",
+          "[layers][streaming][errors]") {
+  t::Model m = random_layers(2, {with_direction(lstm(3), SLSTM_DIRECTION_BIDIRECTIONAL)});
+  t::Session s = t::session(m.get(), 1, 1);
+  const std::vector<float> x(2, 0.5f);
+  std::vector<float> y = t::poisoned(6);
+  CHECK(slstm_session_step(s.get(), 1, x.data(), 2, nullptr, 0, y.data(), 6, nullptr, 0) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 0 is bidirectional"));
+  CHECK(t::count_poison(y) == 6);
+}
+
+TEST_CASE("a GRU layer given an LSTM-only clip or projection is refused naming the field",
+          "[layers][errors]") {
+  slstm_layer_config cell_clip = gru(4, true);
+  cell_clip.cell_clip = 1.0f;
+  CHECK_THAT(create_error(3, {cell_clip}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].cell_clip"));
+  slstm_layer_config proj = gru(4, false);
+  proj.proj_size = 2;
+  CHECK_THAT(create_error(3, {proj}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[0].proj_size"));
+  slstm_layer_config proj_clip = gru(4, false);
+  proj_clip.proj_clip = 1.0f;
+  CHECK_THAT(create_error(3, {lstm(2), proj_clip}, SLSTM_ERR_INVALID_ARGUMENT),
+             Contains("config->layers[1].proj_clip"));
+}
+
+TEST_CASE("plain LSTM layers of 8 units and more in a stack beyond BasicLSTMCell give the "
+          "reference's numbers on the generic fast path",
+          "[layers][lstm][cpu-fast]") {
+  // 13 units: one whole vector of the AVX2 cell math (8) and a padded tail (5), after a GRU
+  // (a forward stack: time-major) and reading backwards (layer-major).
+  const std::int64_t B = 3, T = 4, D = 5;
+  const std::vector<std::int32_t> len = {4, 0, 3};
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 27);
+  std::uint64_t seed = 28;
+  for (const auto& layers : {std::vector<slstm_layer_config>{gru(6, true), lstm(13)},
+                             std::vector<slstm_layer_config>{
+                                 with_direction(lstm(13), SLSTM_DIRECTION_REVERSE)}}) {
+    const t::Model m = random_layers(D, layers, ++seed);
+    INFO("seed " << seed);
+    fast_against_reference(m.get(), B, T, x, &len);
+  }
+}

@@ -37,6 +37,8 @@ Lists kept here: cpp_mutants_generic.json (the CPU generic path: GRU, LSTM peeph
 clips and projection, residual, reverse and bidirectional layers, direction teams) and
 cpp_mutants_host.json (keyed settings, the CPU count from cgroups and affinity, the
 calibration and work split, the backend registry and the CUDA module loader).
+cpp_mutants_generic.json's first run (2026-12-06): 90 mutants, 78 killed by the tests of
+before, 6 equivalent, 6 survivors that got tests (tests/test_layers.cpp, test_precision.cpp).
 """
 import argparse
 import json
