@@ -530,3 +530,17 @@ TEST_CASE("cpu.pool_join_us above one second is refused naming it and its range"
                    "cpu.pool_join_us must be a whole number from 0 to 1000000,");
   }
 }
+
+TEST_CASE("the caller pool's plan gives the join time cpu.pool_join_us sets",
+          "[caller-pool][cpu-fast][plan]") {
+  SerialPool pool;
+  pool.declared = 4;
+  const slstm_thread_pool lent = pool.lend();
+  t::Model m = t::random_model(8, {256}, 48);
+  t::Session on_pool = session_on(m.get(), 2, 3, &lent, SLSTM_CPU_PATH_FAST, 0,
+                                  "cpu.pool_join_us=700 cpu.spin_us=300");
+  const std::string json = t::describe_json(on_pool.get());
+  INFO(json);
+  CHECK_THAT(t::json_value(json, "pool"),
+             Contains("start within 700 us of the first (cpu.pool_join_us)"));
+}

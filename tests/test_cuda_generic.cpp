@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
@@ -571,4 +572,99 @@ TEST_CASE("16-bit input and output are refused in host memory and on the basic p
   CHECK_THAT(std::string(slstm_last_error()), Contains("cuda.generic"));
   CHECK(y == std::vector<std::uint16_t>(y.size(), 0xffffu));
   for (float v : fin) CHECK(std::isnan(v));  // untouched
+}
+
+TEST_CASE("the CUDA plan gives the defaults: its own stream, chunk auto, no tuning file, "
+          "persistent off", "[cuda-generic]") {
+  const t::Model m = t::random_model(3, {8}, 31);
+  t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=always");
+  if (!gpu) return;
+  const std::string plan = t::describe_json(gpu.get());
+  INFO(plan);
+  CHECK(t::json_value(plan, "stream") == "own");
+  CHECK(t::json_value(plan, "cuda.chunk") == "auto");
+  CHECK(t::json_value(plan, "cuda.tune_file") == "none");
+  CHECK(t::json_value(plan, "cuda.persistent") == "off");
+  CHECK(t::json_value(plan, "cuda.fused") == "auto");
+}
+
+TEST_CASE("the CUDA plan gives each cuda.* setting as the config says it", "[cuda-generic]") {
+  const t::Model m = t::random_model(3, {8}, 32);
+  t::Session gpu = t::cuda_session(
+      m.get(), 2, 3,
+      "cuda.generic=always cuda.fused=never cuda.persistent=layers cuda.chunk=auto");
+  if (!gpu) return;
+  const std::string plan = t::describe_json(gpu.get());
+  INFO(plan);
+  CHECK(t::json_value(plan, "cuda.generic") == "always (config)");
+  CHECK(t::json_value(plan, "cuda.fused") == "never (config)");
+  CHECK(t::json_value(plan, "cuda.persistent") == "layers (config)");
+  CHECK(t::json_value(plan, "cuda.chunk") == "auto (config)");
+}
+
+TEST_CASE("the CUDA plan gives the environment's overrides: 0 or empty is off, layers and "
+          "always as named", "[cuda-generic]") {
+  const t::Model m = t::random_model(3, {8}, 33);
+  setenv("SLSTM_CUDA_PERSISTENT", "", 1);
+  setenv("SLSTM_CUDA_TUNE", "", 1);
+  setenv("SLSTM_CUDA_GRAPHS", "0", 1);
+  setenv("SLSTM_CUDA_FUSED", "0", 1);
+  t::Session off = t::cuda_session(m.get(), 2, 3, "cuda.generic=always");
+  setenv("SLSTM_CUDA_PERSISTENT", "layers", 1);
+  setenv("SLSTM_CUDA_GENERIC", "always", 1);
+  t::Session layers = off ? t::cuda_session(m.get(), 2, 3, nullptr) : t::Session();
+  for (const char* e : {"SLSTM_CUDA_PERSISTENT", "SLSTM_CUDA_TUNE", "SLSTM_CUDA_GRAPHS",
+                        "SLSTM_CUDA_FUSED", "SLSTM_CUDA_GENERIC"}) {
+    unsetenv(e);
+  }
+  if (!off) return;
+  const std::string plan_off = t::describe_json(off.get());
+  INFO(plan_off);
+  CHECK(t::json_value(plan_off, "cuda.persistent") == "off (SLSTM_CUDA_PERSISTENT)");
+  CHECK(t::json_value(plan_off, "cuda.tune") == "off (SLSTM_CUDA_TUNE)");
+  CHECK(t::json_value(plan_off, "cuda.graphs") == "off (SLSTM_CUDA_GRAPHS)");
+  CHECK(t::json_value(plan_off, "cuda.fused") == "never (SLSTM_CUDA_FUSED)");
+  const std::string plan_layers = t::describe_json(layers.get());
+  INFO(plan_layers);
+  CHECK(t::json_value(plan_layers, "path") == "generic");
+  CHECK(t::json_value(plan_layers, "cuda.generic") == "always (SLSTM_CUDA_GENERIC)");
+  CHECK(t::json_value(plan_layers, "cuda.persistent") == "layers (SLSTM_CUDA_PERSISTENT)");
+}
+
+TEST_CASE("cuda.generic=always runs a stack beyond BasicLSTMCell on the generic path",
+          "[cuda-generic]") {
+  const t::Model m = t::random_stack(3, t::layer_zoo()[4], 34);  // LSTM, bidirectional GRU
+  t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=always");
+  if (!gpu) return;
+  CHECK(t::json_value(t::describe_json(gpu.get()), "path") == "generic");
+}
+
+TEST_CASE("the CUDA plan's precision is tf32 with allow_tf32 = 1", "[cuda-generic]") {
+  const t::Model m = t::random_model(3, {8}, 35);
+  t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=always", 1);
+  if (!gpu) return;
+  CHECK(t::json_value(t::describe_json(gpu.get()), "precision") == "tf32");
+}
+
+TEST_CASE("the generic path's plan runs layer by layer, without a wavefront chunk",
+          "[cuda-generic]") {
+  const t::Model m = t::random_model(3, {8}, 36);
+  t::Session gpu = t::cuda_session(m.get(), 2, 3, "cuda.generic=always");
+  if (!gpu) return;
+  const std::string plan = t::describe_json(gpu.get());
+  INFO(plan);
+  CHECK_THAT(plan, !Contains("wavefront_chunk"));
+  CHECK(t::json_value(plan, "order") == "layer by layer, each direction over the whole sequence");
+}
+
+TEST_CASE("the generic path's layers give the cuda.generic value that put them there",
+          "[cuda-generic]") {
+  const t::Model m = t::random_stack(3, t::layer_zoo()[4], 37);  // LSTM, bidirectional GRU
+  t::Session always = t::cuda_session(m.get(), 2, 3, "cuda.generic=always");
+  if (!always) return;
+  CHECK_THAT(t::describe_json(always.get()),
+             Contains("\"cuda.generic=always: every stack on the generic path\""));
+  t::Session on = t::cuda_session(m.get(), 2, 3, "cuda.generic=on");
+  CHECK_THAT(t::describe_json(on.get()),
+             Contains("\"cuda.generic=on and a stack beyond forward BasicLSTMCell"));
 }

@@ -545,3 +545,127 @@ TEST_CASE("keyed settings: a text of exactly 4096 bytes is accepted", "[plan][se
   text.push_back(' ');
   CHECK(create_with(m.get(), text.c_str(), nullptr) == SLSTM_ERR_INVALID_ARGUMENT);
 }
+
+TEST_CASE("keyed settings: the unknown-key message lists every key there is",
+          "[plan][settings][errors]") {
+  for (const char* key :
+       {"cpu.kernel", "cpu.pool", "cpu.calibration", "cpu.wh16", "cpu.amx", "cpu.team",
+        "cpu.spin_us", "cpu.pool_join_us", "cuda.graphs", "cuda.chunk", "cuda.fused",
+        "cuda.slots", "cuda.persistent", "cuda.persistent_timeout_us", "cuda.tune",
+        "cuda.tune_file", "cuda.generic"}) {
+    INFO(key);
+    expect_config_error("turbo=1", "(known: ");
+    const std::string message = slstm_last_error(), listed = std::string(" ") + key;
+    CHECK((message.find(listed + ",") != std::string::npos ||
+           message.find(listed + ")") != std::string::npos));
+  }
+}
+
+TEST_CASE("keyed settings: a value may hold '=', the key ending at the first",
+          "[plan][settings]") {
+  t::Model m = t::random_model(3, {4}, 5);
+  const slstm_status st = create_with(m.get(), "cuda.tune_file=/tmp/a=b", nullptr);
+  INFO(slstm_last_error());
+  CHECK(st == SLSTM_OK);
+}
+
+TEST_CASE("cpu.calibration: a session of one thread measures no barrier, and the plan says so",
+          "[plan][cpu-fast]") {
+  t::Model m = t::random_model(5, {40}, 15);
+  slstm_session_options o = t::options(2, 3);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.num_threads = 1;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session s(raw);
+  const std::string calibration = t::json_value(t::describe_json(s.get()), "calibration");
+  CHECK_THAT(calibration, Contains("barrier none (1 worker)"));
+}
+
+namespace {
+
+// The plan (JSON) of a fast-path session with `config`, or "" when it is refused.
+std::string fast_plan_or_refusal(const slstm_model* m, const char* config) {
+  slstm_session_options o = t::options(1, 1);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.config = config;
+  slstm_session* raw = nullptr;
+  if (slstm_session_create(m, &o, &raw) != SLSTM_OK) return "";
+  t::Session s(raw);
+  return t::describe_json(s.get());
+}
+
+}  // namespace
+
+TEST_CASE("cpu.kernel=avx2 runs the AVX2 kernel on a CPU with AVX-512 or AVX2, and says why",
+          "[plan][settings][cpu-fast]") {
+  if (!t::kernel_under_test().empty()) return;  // this run's SLSTM_CPU_KERNEL would win
+  t::Model m = t::random_model(5, {20}, 12);
+  if (t::json_value(fast_plan_or_refusal(m.get(), nullptr), "kernel") == "portable") return;
+  const std::string json = fast_plan_or_refusal(m.get(), "cpu.kernel=avx2");
+  INFO(json);
+  CHECK(t::json_value(json, "kernel") == "avx2");
+  CHECK(t::json_value(json, "kernel_reason") == "cpu.kernel=avx2");
+}
+
+TEST_CASE("cpu.kernel=avx512 runs the AVX-512 kernel where the CPU has it, and says why",
+          "[plan][settings][cpu-fast]") {
+  if (!t::kernel_under_test().empty()) return;
+  t::Model m = t::random_model(5, {20}, 13);
+  if (t::json_value(fast_plan_or_refusal(m.get(), nullptr), "kernel") != "avx512") return;
+  const std::string json = fast_plan_or_refusal(m.get(), "cpu.kernel=avx512");
+  INFO(json);
+  CHECK(t::json_value(json, "kernel") == "avx512");
+  CHECK(t::json_value(json, "kernel_reason") == "cpu.kernel=avx512");
+  CHECK(t::json_value(json, "cpu.kernel") == "avx512 (config)");
+}
+
+TEST_CASE("SLSTM_CPU_KERNEL of another value than avx2 or portable is ignored, plan included",
+          "[plan][settings][cpu-fast]") {
+  if (!t::kernel_under_test().empty()) return;
+  t::Model m = t::random_model(5, {20}, 14);
+  setenv("SLSTM_CPU_KERNEL", "avx512", 1);
+  const std::string json = fast_plan_or_refusal(m.get(), nullptr);
+  unsetenv("SLSTM_CPU_KERNEL");
+  INFO(json);
+  CHECK(t::json_value(json, "kernel_reason") == "the best this CPU runs");
+  CHECK(t::json_value(json, "cpu.kernel") == "auto");
+}
+
+TEST_CASE("the fast path's plan gives cpu.team and cpu.wh16 as the config says them",
+          "[plan][settings][cpu-fast]") {
+  t::Model m = t::random_model(5, {20}, 16);
+  for (const char* team : {"off", "always"}) {
+    for (const char* wh16 : {"on", "off"}) {
+      const std::string config = std::string("cpu.team=") + team + " cpu.wh16=" + wh16;
+      const std::string json = fast_plan_or_refusal(m.get(), config.c_str());
+      INFO(config << ": " << json);
+      CHECK(t::json_value(json, "cpu.team") == std::string(team) + " (config)");
+      CHECK(t::json_value(json, "cpu.wh16") == std::string(wh16) + " (config)");
+    }
+  }
+}
+
+TEST_CASE("the fast path's plan allows each layer the batch split up to a W_h of 1.5 MB",
+          "[plan][cpu-fast]") {
+  t::Model m = t::random_model(5, {40, 512}, 17);  // W_h: 100 KB and 4 MB
+  const std::string json = fast_plan_or_refusal(m.get(), nullptr);
+  INFO(json);
+  const std::size_t first = json.find("\"batch_split\": \"");
+  REQUIRE(first != std::string::npos);
+  CHECK(t::json_value(json.substr(first), "batch_split") == "allowed");
+  CHECK(t::json_value(json.substr(first + 1), "batch_split") == "no (W_h > 1500000 bytes)");
+}
+
+TEST_CASE("cpu.calibration=fixed sizes the workers on AVX-512 and wakes every thread on the "
+          "other kernels, and the plan says which", "[plan][cpu-fast]") {
+  t::Model m = t::random_model(5, {40}, 18);
+  const std::string json = fast_plan_or_refusal(m.get(), "cpu.calibration=fixed");
+  INFO(json);
+  const std::string split = t::json_value(json, "split");
+  if (t::json_value(json, "kernel") == "avx512") {
+    CHECK_THAT(split, Contains("with as many workers as the step's work pays for"));
+  } else {
+    CHECK_THAT(split, Contains("with every thread"));
+  }
+}

@@ -445,12 +445,12 @@ TEST_CASE("allow_tf32 = 1 under the default precision is ignored by the CPU back
   t::check_same_bits(allowed.get(), f.get(), m.get(), t::call_of(2, 5, x));
 }
 
-TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bidirectional",
-          "[precision][layers]") {
-  t::use_cpu_kernel_under_test();
-  // Every rounded operand of docs/precision.md: a reset-before GRU (r o h), a reset-after
-  // GRU, an LSTM with peepholes and a projection (m), a bidirectional layer (x of both
-  // directions), lengths 0 / 1 / T.
+namespace {
+
+// Every operand docs/precision.md rounds, in one stack of input size 4: a reset-before GRU
+// (r o h), a reset-after GRU, an LSTM with peepholes and a projection (m, W_proj's operand)
+// and a bidirectional LSTM (x of both directions).
+t::Model every_rounded_operand_stack() {
   slstm_layer_config layers[4];
   for (slstm_layer_config& l : layers) slstm_layer_config_init(&l);
   layers[0].cell = SLSTM_CELL_GRU;
@@ -470,7 +470,18 @@ TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bid
   c.layers = layers;
   slstm_model* raw = nullptr;
   REQUIRE(slstm_model_create_random(&c, 2, 0.0f, &raw) == SLSTM_OK);
-  t::Model m(raw);
+  return t::Model(raw);
+}
+
+}  // namespace
+
+TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bidirectional",
+          "[precision][layers]") {
+  t::use_cpu_kernel_under_test();
+  // Every rounded operand of docs/precision.md: a reset-before GRU (r o h), a reset-after
+  // GRU, an LSTM with peepholes and a projection (m), a bidirectional layer (x of both
+  // directions), lengths 0 / 1 / T.
+  const t::Model m = every_rounded_operand_stack();
   const std::int64_t B = 3, T = 8;
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
   const std::vector<std::int32_t> lengths = {8, 0, 1};
@@ -632,26 +643,7 @@ TEST_CASE("a BF16 or FP16 session of the generic fast path gives the same precis
   // only in summing them in float32 or double: a few float32 ulps apart (<= 2.4e-7 normwise
   // on the AVX-512, AVX2 and portable kernels), where one operand left unrounded (h of the
   // 6-unit reset-after GRU's W_h,n product alone, FP16) moves the final state by 4e-6.
-  slstm_layer_config layers[4];
-  for (slstm_layer_config& l : layers) slstm_layer_config_init(&l);
-  layers[0].cell = SLSTM_CELL_GRU;  // reset before: r o h
-  layers[0].hidden_size = 19;
-  layers[1].cell = SLSTM_CELL_GRU;  // reset after
-  layers[1].hidden_size = 6;
-  layers[1].gru_reset_after = 1;
-  layers[2].hidden_size = 21;  // m, W_proj's operand
-  layers[2].proj_size = 7;
-  layers[2].peepholes = 1;
-  layers[3].hidden_size = 5;
-  layers[3].direction = SLSTM_DIRECTION_BIDIRECTIONAL;
-  slstm_model_config c;
-  slstm_model_config_init(&c);
-  c.input_size = 4;
-  c.num_layers = 4;
-  c.layers = layers;
-  slstm_model* raw = nullptr;
-  REQUIRE(slstm_model_create_random(&c, 2, 0.0f, &raw) == SLSTM_OK);
-  t::Model m(raw);
+  const t::Model m = every_rounded_operand_stack();
   const std::int64_t B = 3, T = 8;
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
   const std::vector<std::int32_t> lengths = {8, 0, 1};
@@ -667,4 +659,79 @@ TEST_CASE("a BF16 or FP16 session of the generic fast path gives the same precis
     CHECK(t::rel_err(got.output, want.output) < 1e-6);
     CHECK(t::rel_err(got.final_state, want.final_state) < 1e-6);
   }
+}
+
+namespace {
+
+// A one-layer model of `layer` (input 2) from canonical tensors: every weight 0.1 but
+// element `at` of tensor `which`, which is `value`.
+t::Model canonical_stack(const slstm_layer_config& layer, std::size_t which, std::size_t at,
+                         float value) {
+  const std::int64_t I = 2, H = layer.hidden_size, R = layer.proj_size > 0 ? layer.proj_size : H;
+  std::vector<std::vector<std::int64_t>> shapes = {{4 * H, I}, {4 * H, R}, {4 * H}};
+  if (layer.proj_size > 0) shapes.push_back({layer.proj_size, H});
+  if (layer.direction == SLSTM_DIRECTION_BIDIRECTIONAL) {
+    const std::size_t n = shapes.size();
+    for (std::size_t k = 0; k < n; ++k) shapes.push_back(shapes[k]);
+  }
+  std::vector<std::vector<float>> data;
+  std::vector<slstm_tensor> tensors(shapes.size());
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    std::int64_t count = 1;
+    for (const std::int64_t d : shapes[k]) count *= d;
+    data.emplace_back(static_cast<std::size_t>(count), 0.1f);
+  }
+  data[which][at] = value;
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    tensors[k].data = data[k].data();
+    tensors[k].ndim = static_cast<std::int32_t>(shapes[k].size());
+    for (std::size_t d = 0; d < shapes[k].size(); ++d) tensors[k].shape[d] = shapes[k][d];
+  }
+  slstm_model_config c;
+  slstm_model_config_init(&c);
+  c.input_size = I;
+  c.num_layers = 1;
+  c.layers = &layer;
+  slstm_model* raw = nullptr;
+  INFO(slstm_last_error());
+  REQUIRE(slstm_model_create(&c, SLSTM_FORMAT_CANONICAL, tensors.data(), tensors.size(), &raw) ==
+          SLSTM_OK);
+  return t::Model(raw);
+}
+
+}  // namespace
+
+TEST_CASE("an FP16 session refuses a weight of 65520 (binary16's inf) and takes 65519",
+          "[precision][errors]") {
+  const slstm_layer_config layer = t::lstm_layer(3);
+  t::Session s;
+  t::Model at_inf = canonical_stack(layer, 1, 4, 65520.0f);
+  CHECK(make_session(at_inf.get(), SLSTM_PRECISION_FP16, t::cpu_path_under_test(), s) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 0 W_h element 4 is 65520"));
+  t::Model below = canonical_stack(layer, 1, 4, 65519.0f);
+  CHECK(make_session(below.get(), SLSTM_PRECISION_FP16, t::cpu_path_under_test(), s) ==
+        SLSTM_OK);
+}
+
+TEST_CASE("an FP16 session refuses a projection weight beyond binary16's range, naming W_proj",
+          "[precision][errors]") {
+  slstm_layer_config layer = t::lstm_layer(3);
+  layer.proj_size = 2;
+  t::Model m = canonical_stack(layer, 3, 5, -70000.0f);
+  t::Session s;
+  CHECK(make_session(m.get(), SLSTM_PRECISION_FP16, t::cpu_path_under_test(), s) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 0 W_proj element 5 is -70000"));
+}
+
+TEST_CASE("an FP16 session refuses a reverse weight beyond binary16's range, naming the reverse "
+          "direction", "[precision][errors]") {
+  const slstm_layer_config layer =
+      t::with_direction(t::lstm_layer(3), SLSTM_DIRECTION_BIDIRECTIONAL);
+  t::Model m = canonical_stack(layer, 4, 2, 70000.0f);  // the reverse set's W_h
+  t::Session s;
+  CHECK(make_session(m.get(), SLSTM_PRECISION_FP16, t::cpu_path_under_test(), s) ==
+        SLSTM_ERR_UNSUPPORTED);
+  CHECK_THAT(std::string(slstm_last_error()), Contains("layer 0 (reverse) W_h element 2"));
 }

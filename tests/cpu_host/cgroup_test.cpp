@@ -215,3 +215,68 @@ TEST_CASE("sysfs: no level-2 cache, or a size that is missing or garbage, is 0")
     CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);
   }
 }
+
+TEST_CASE("cgroup v1: a cpuset hierarchy is not the cpu controller's") {
+  FakeRoot r;
+  r.write("/proc/self/cgroup", "6:cpuset:/pinned\n4:cpu,cpuacct:/job\n");
+  r.write("/proc/self/mountinfo",
+          "29 24 0:25 / /sys/fs/cgroup/cpuset rw,nosuid shared:10 - cgroup cgroup rw,cpuset\n"
+          "30 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:11 - cgroup cgroup "
+          "rw,cpu,cpuacct\n");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct", "-1");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct/job", "200000");
+  CHECK(c::cgroup_cpu_limit(r.path()) == Approx(2.0));
+}
+
+TEST_CASE("a hybrid system's v1 cpu line wins over the unified line listed after it") {
+  // The kernel lists the hierarchies by descending ID: the unified "0::" line comes last.
+  FakeRoot r;
+  r.write("/proc/self/cgroup", "3:cpu,cpuacct:/job\n0::/elsewhere\n");
+  r.write("/proc/self/mountinfo",
+          "24 1 0:22 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw\n"
+          "30 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw shared:11 - cgroup cgroup rw,cpu,cpuacct\n");
+  r.v1_limit("/sys/fs/cgroup/cpu,cpuacct/job", "400000");
+  CHECK(c::cgroup_cpu_limit(r.path()) == Approx(4.0));
+}
+
+TEST_CASE("a cgroup whose name only begins with the mounted root's is outside it") {
+  FakeRoot r;
+  r.write("/proc/self/cgroup", "0::/docker/abcdef/job\n");
+  r.write("/proc/self/mountinfo",
+          "24 1 0:22 /docker/abc /sys/fs/cgroup rw shared:9 - cgroup2 cgroup2 rw\n");
+  r.write("/sys/fs/cgroup/cpu.max", "300000 100000\n");
+  // What "/docker/abcdef/job" less the root's characters would name below the mount point.
+  r.write("/sys/fs/cgroupdef/job/cpu.max", "100000 100000\n");
+  CHECK(c::cgroup_cpu_limit(r.path()) == Approx(3.0));
+}
+
+TEST_CASE("a mount point with an escaped backslash is found") {
+  FakeRoot r;
+  r.write("/proc/self/cgroup", "0::/a\n");
+  r.write("/proc/self/mountinfo",
+          "24 1 0:22 / /sys/fs/cg\\134root rw shared:9 - cgroup2 cgroup2 rw\n");
+  r.write("/sys/fs/cg\\root/a/cpu.max", "100000 50000\n");
+  CHECK(c::cgroup_cpu_limit(r.path()) == Approx(2.0));
+}
+
+TEST_CASE("cgroup v2: a v1 cgroup mount listed before the cgroup2 one is not taken") {
+  FakeRoot r;
+  r.write("/proc/self/cgroup", "0::/a\n");
+  r.write("/proc/self/mountinfo",
+          std::string("31 24 0:27 / /sys/fs/cgroup/net_cls rw,nosuid shared:12 - cgroup cgroup "
+                      "rw,net_cls\n") + kV2Mount);
+  r.write("/sys/fs/cgroup/a/cpu.max", "200000 100000\n");
+  CHECK(c::cgroup_cpu_limit(r.path()) == Approx(2.0));
+}
+
+TEST_CASE("a limit far below one CPU still gives one worker") {
+  CHECK(c::cpus_within_limit(64, 1e-6) == 1);  // a quota of 1 us per second
+  CHECK(c::cpus_within_limit(64, 1e-9) == 1);
+}
+
+TEST_CASE("sysfs: an absent cache index is skipped, not the end of the search") {
+  FakeRoot r;
+  cache_index(r, 0, "1", "Data", "48K");
+  cache_index(r, 2, "2", "Unified", "2048K");  // no index1
+  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 2048 * 1024);
+}

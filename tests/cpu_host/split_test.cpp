@@ -114,6 +114,15 @@ TEST_CASE("split: a step too small for the barrier runs on one worker, a larger 
   CHECK(large.workers == 4);
 }
 
+TEST_CASE("split: the workers are the step's FLOPs or its W_h bytes per worker, whichever pays "
+          "for more", "[split]") {
+  const c::Thresholds t = c::derive_thresholds(xeon());  // 48000 FLOPs, 16000 bytes a worker
+  // B = 1, H = 64: 32768 FLOPs (under one worker's share), 65536 W_h bytes (four shares).
+  CHECK(c::choose_split(1, 100, {layer(64, 64)}, 4, t).active == 4);
+  // B = 16, H = 64, T = 4 (no batch split): 524288 FLOPs (10 shares), 65536 bytes (4).
+  CHECK(c::choose_split(16, 4, {layer(64, 64)}, 8, t).active == 8);
+}
+
 TEST_CASE("split: a dearer barrier (more workers than CPUs) wakes fewer workers", "[split]") {
   const std::vector<c::LayerWork> l = {layer(128, 128)};
   c::Machine cheap = zen3(), dear = zen3();
@@ -155,6 +164,12 @@ TEST_CASE("split: fixed calibration keeps every worker on the AVX2 and portable 
   CHECK(s.active == 4);
   CHECK(s.workers == 4);
   CHECK(c::choose_split(1, 100, {layer(16, 16)}, 4, c::fixed_thresholds(true)).active == 1);
+}
+
+TEST_CASE("split: the batch split takes a W_h of exactly the limit", "[split]") {
+  const c::Thresholds t = c::fixed_thresholds(true);
+  CHECK(c::choose_split(10, 8, {{64, 64, t.batch_split_bytes}}, 2, t).split_batch);
+  CHECK_FALSE(c::choose_split(10, 8, {{64, 64, t.batch_split_bytes + 1}}, 2, t).split_batch);
 }
 
 TEST_CASE("split: a group is stolen only when it is worth moving", "[split]") {
@@ -205,6 +220,14 @@ TEST_CASE("asleep: one worker is always alone and without rates the workers are 
   CHECK_FALSE(c::alone_when_asleep(1, 1, {layer(16, 16)}, 2, t));
   CHECK(c::one_core_seconds(1, 1, {layer(16, 16)}, t) ==
         std::numeric_limits<double>::infinity());
+}
+
+TEST_CASE("asleep: one worker is alone even when the rates, and so its time, are unknown",
+          "[split][asleep]") {
+  c::Thresholds t = c::fixed_thresholds(true);
+  t.flops_per_s = 0;  // one core's time: infinite
+  CHECK(c::alone_when_asleep(1, 1, {layer(16, 16)}, 1, t));
+  CHECK(c::alone_when_asleep(std::numeric_limits<double>::infinity(), 1));
 }
 
 TEST_CASE("asleep: measured calibration takes the machine's rates", "[split][asleep]") {

@@ -1,0 +1,109 @@
+// A stub CUDA module for the core's module loader and CUDA backend (src/cuda_module.cpp) in
+// tests/test_cuda_loader.cpp: what its entry point returns is chosen, at each call, by the
+// environment variable SLSTM_TEST_STUB_MODULE (the core loads a module anew after a failure):
+//   null          no table (NULL)
+//   version       a table of ABI version 3
+//   short         a table whose struct_size ends before session_graphs_failure
+//   no-graphs     a table without session_graphs_failure (appended in 0.11)
+//   anything else a table that fits, which the core keeps for the life of the process;
+// and what a table that fits does, by the same variable at each call:
+//   status:N      its probe fails with status N and a message
+//   empty         its probe fails with SLSTM_ERR_UNSUPPORTED and no message
+//   fits          its probe succeeds; its sessions run nothing but record the description
+//                 they were made from (slstm_test_stub_module_desc), plan every layer's batch
+//                 1 on the fused step and the persistent kernel, and report a failed capture.
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "backend_module_abi.h"
+#include "stacklstm/stacklstm.h"
+
+namespace {
+
+std::string kind() {
+  const char* e = std::getenv("SLSTM_TEST_STUB_MODULE");
+  return e != nullptr ? e : "";
+}
+
+// The description of the last session made: the settings the core handed on.
+int64_t g_desc[9];
+int g_session;
+
+int32_t probe(char* msg, size_t msg_size) {
+  const std::string k = kind();
+  if (k == "fits") return SLSTM_OK;
+  if (k == "empty") return SLSTM_ERR_UNSUPPORTED;
+  std::snprintf(msg, msg_size, "the stub's probe says no");
+  return k.compare(0, 7, "status:") == 0 ? static_cast<int32_t>(std::atoi(k.c_str() + 7))
+                                          : SLSTM_ERR_BACKEND_UNAVAILABLE;
+}
+int32_t session_create(const slstm_cuda_session_desc* d, void** out, char*, size_t) {
+  if (kind() != "fits") return SLSTM_ERR_INTERNAL;
+  const int64_t got[9] = {d->chunk_steps, d->fused_mode, d->persistent, d->tune, d->generic,
+                          d->precision, d->allow_tf32, d->use_graphs,
+                          d->persistent_timeout_us};
+  std::memcpy(g_desc, got, sizeof g_desc);
+  *out = &g_session;
+  return SLSTM_OK;
+}
+int32_t session_forward(void*, const slstm_cuda_forward_desc*, char*, size_t) {
+  return SLSTM_ERR_INTERNAL;
+}
+void session_destroy(void*) {}
+int32_t session_layer_plan(void*, int32_t, uint32_t* fused, uint32_t* persistent, char*, size_t) {
+  *fused = 1;
+  *persistent = 1;
+  return SLSTM_OK;
+}
+int32_t session_slots_init(void*, int64_t, char*, size_t) { return SLSTM_ERR_INTERNAL; }
+int32_t session_slot_write(void*, int64_t, const float*, int32_t, char*, size_t) {
+  return SLSTM_ERR_INTERNAL;
+}
+int32_t session_slot_read(void*, int64_t, float*, int32_t, char*, size_t) {
+  return SLSTM_ERR_INTERNAL;
+}
+int32_t session_slot_forward(void*, const slstm_cuda_forward_desc*, const int64_t*, char*,
+                             size_t) {
+  return SLSTM_ERR_INTERNAL;
+}
+int32_t session_live_plan(void*, uint32_t* tuned, uint32_t* stack, char* file_error,
+                          size_t file_error_size, char*, size_t) {
+  *tuned = 0;
+  *stack = 0;
+  std::snprintf(file_error, file_error_size, "%s", "");
+  return SLSTM_OK;
+}
+int32_t session_graphs_failure(void*, char* why, size_t why_size, char*, size_t) {
+  std::snprintf(why, why_size, "the stub's capture failed");
+  return SLSTM_OK;
+}
+
+slstm_cuda_module_table g_table;
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) const slstm_cuda_module_table*
+slstm_cuda_module_v4(void) {
+  const std::string k = kind();
+  if (k == "null") return nullptr;
+  g_table = slstm_cuda_module_table{
+      sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
+      &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
+      &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan,
+      &session_graphs_failure};
+  if (k == "version") g_table.abi_version = SLSTM_CUDA_MODULE_ABI_VERSION - 1;
+  if (k == "short") {
+    g_table.struct_size = offsetof(slstm_cuda_module_table, session_graphs_failure);
+  }
+  if (k == "no-graphs") g_table.session_graphs_failure = nullptr;
+  return &g_table;
+}
+
+// The last session's description: chunk_steps, fused_mode, persistent, tune, generic,
+// precision, allow_tf32, use_graphs, persistent_timeout_us.
+extern "C" __attribute__((visibility("default"))) const int64_t* slstm_test_stub_module_desc(void) {
+  return g_desc;
+}

@@ -1,0 +1,216 @@
+// The core's loader of the CUDA module and its CUDA backend (src/cuda_module.cpp) against a
+// stub module (tests/cuda_emu/stub_module.cpp): the modules it refuses and the reasons it
+// gives, and what it hands a module that fits and makes of its answers.  Tagged
+// [cuda-loader]: ctest runs these in a process of their own with SLSTM_CUDA_MODULE naming
+// the stub (tests/CMakeLists.txt); the CPU runs of the suite leave them out, since a module
+// the loader keeps stays for the life of the process.  Declaration order matters: the
+// cases after the first that loads a table that fits cannot see the refusals.
+#include <dlfcn.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "support.hpp"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+// SLSTM_CUDA_MODULE as ctest set it (the stub), or "" when it is not set.
+std::string stub_module() {
+  static const std::string path = [] {
+    const char* e = std::getenv("SLSTM_CUDA_MODULE");
+    return std::string(e != nullptr ? e : "");
+  }();
+  return path;
+}
+
+// The CUDA availability query with SLSTM_CUDA_MODULE = `module` (unset for nullptr) and the
+// stub's kind; the status, and the reason in *why.
+slstm_status query(const char* module, const char* kind, std::string* why) {
+  if (module != nullptr) setenv("SLSTM_CUDA_MODULE", module, 1);
+  else unsetenv("SLSTM_CUDA_MODULE");
+  setenv("SLSTM_TEST_STUB_MODULE", kind, 1);
+  const slstm_status st = slstm_backend_available(SLSTM_BACKEND_CUDA);
+  *why = slstm_last_error();
+  setenv("SLSTM_CUDA_MODULE", stub_module().c_str(), 1);
+  unsetenv("SLSTM_TEST_STUB_MODULE");
+  return st;
+}
+
+// False (with a warning) where these cases cannot run: no stub module named, or a module that
+// fits is already loaded in this process.
+bool loader_testable() {
+  if (stub_module().empty()) {
+    WARN("SKIPPED: SLSTM_CUDA_MODULE does not name the stub module (run through ctest)");
+    return false;
+  }
+  std::string why;  // (a loaded stub would answer with its probe)
+  if (query(stub_module().c_str(), "null", &why) == SLSTM_OK ||
+      why.find("the stub's probe says no") != std::string::npos) {
+    WARN("SKIPPED: a CUDA module is already loaded in this process: " << why);
+    return false;
+  }
+  return true;
+}
+
+// A table that does not fit is refused as unavailable, naming the module and the mismatch.
+void check_mismatch(const char* kind) {
+  std::string why;
+  INFO("stub module: " << kind);
+  CHECK(query(stub_module().c_str(), kind, &why) == SLSTM_ERR_BACKEND_UNAVAILABLE);
+  CHECK_THAT(why, Contains("the CUDA module named by SLSTM_CUDA_MODULE cannot be loaded") &&
+                      Contains(stub_module()) &&
+                      Contains("module interface version mismatch (expected 4;"));
+}
+
+}  // namespace
+
+TEST_CASE("a CUDA module whose entry point returns no table is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("null");
+}
+
+TEST_CASE("a CUDA module of another ABI version is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("version");
+}
+
+TEST_CASE("a CUDA module whose table is shorter than the core's is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("short");
+}
+
+TEST_CASE("a CUDA module without the graphs-failure entry (0.11) is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("no-graphs");
+}
+
+TEST_CASE("a module named by SLSTM_CUDA_MODULE that cannot be opened is refused, naming it and "
+          "why, with no other search", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  std::string why;
+  CHECK(query("/nonexistent/libslstm_none.so", "", &why) == SLSTM_ERR_BACKEND_UNAVAILABLE);
+  CHECK_THAT(why, Contains("the CUDA module named by SLSTM_CUDA_MODULE cannot be loaded: ") &&
+                      Contains("/nonexistent/libslstm_none.so"));
+}
+
+TEST_CASE("an empty SLSTM_CUDA_MODULE is as if it were unset", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  if (void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL)) {
+    dlclose(driver);  // the search would load a module that fits, for the whole process
+    WARN("SKIPPED: an NVIDIA driver is installed here");
+    return;
+  }
+  std::string unset, empty;
+  const slstm_status st_unset = query(nullptr, "", &unset);
+  const slstm_status st_empty = query("", "", &empty);
+  CHECK(st_unset == SLSTM_ERR_BACKEND_UNAVAILABLE);
+  CHECK(st_empty == st_unset);
+  CHECK(empty == unset);
+}
+
+// (Last: these tables fit, and the loader keeps the first for the rest of the process.)
+namespace {
+
+// True where the stub's table that fits is (or can be) the loaded one.
+bool stub_fits() {
+  if (stub_module().empty()) {
+    WARN("SKIPPED: SLSTM_CUDA_MODULE does not name the stub module (run through ctest)");
+    return false;
+  }
+  std::string why;
+  if (query(stub_module().c_str(), "status:6", &why) != SLSTM_ERR_BACKEND_UNAVAILABLE ||
+      why != "backend SLSTM_BACKEND_CUDA: the stub's probe says no") {
+    WARN("SKIPPED: another CUDA module is loaded in this process: " << why);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a module's failure status outside the API's range becomes SLSTM_ERR_INTERNAL",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  std::string why;
+  CHECK(query(stub_module().c_str(), "status:-3", &why) == SLSTM_ERR_INTERNAL);
+  CHECK(why == "backend SLSTM_BACKEND_CUDA: the stub's probe says no");
+  CHECK(query(stub_module().c_str(), "status:99", &why) == SLSTM_ERR_INTERNAL);
+  CHECK(query(stub_module().c_str(), "status:7", &why) == SLSTM_ERR_UNSUPPORTED);
+}
+
+TEST_CASE("a module's failure without a message is reported with a stock one", "[cuda-loader]") {
+  if (!stub_fits()) return;
+  std::string why;
+  CHECK(query(stub_module().c_str(), "empty", &why) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(why == "backend SLSTM_BACKEND_CUDA: unknown CUDA module error");
+}
+
+namespace {
+
+// A CUDA session of `m` on the stub (its probe and sessions succeed), or an empty one.
+t::Session stub_session(const slstm_model* m, const char* config) {
+  slstm_session_options o;
+  slstm_session_options_init(&o);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.max_batch = 2;
+  o.max_time = 3;
+  o.config = config;
+  setenv("SLSTM_TEST_STUB_MODULE", "fits", 1);
+  slstm_session* s = nullptr;
+  const slstm_status st = slstm_session_create(m, &o, &s);
+  unsetenv("SLSTM_TEST_STUB_MODULE");
+  INFO(slstm_last_error());
+  REQUIRE(st == SLSTM_OK);
+  return t::Session(s);
+}
+
+}  // namespace
+
+TEST_CASE("the CUDA backend hands the module the keyed settings as the session has them",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4}, 51);
+  t::Session s = stub_session(m.get(),
+                              "cuda.chunk=7 cuda.fused=never cuda.persistent=layers "
+                              "cuda.persistent_timeout_us=1234 cuda.tune=on cuda.graphs=off");
+  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
+  REQUIRE(stub != nullptr);
+  using DescFn = const std::int64_t* (*)();
+  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
+  REQUIRE(desc != nullptr);
+  const std::int64_t* d = desc();
+  CHECK(d[0] == 7);     // chunk_steps
+  CHECK(d[1] == 0);     // fused_mode: never
+  CHECK(d[2] == 2);     // persistent: layers
+  CHECK(d[3] == 1);     // tune
+  CHECK(d[4] == 0);     // generic: the basic path
+  CHECK(d[7] == 0);     // use_graphs
+  CHECK(d[8] == 1234);  // persistent_timeout_us
+  dlclose(stub);
+}
+
+TEST_CASE("the plan's persistent kernel reason names the setting that asked for it",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4}, 52);
+  for (const char* setting : {"cuda.persistent=layers", "cuda.persistent=on"}) {
+    t::Session s = stub_session(m.get(), setting);
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK_THAT(plan, Contains(std::string("the persistent kernel where the device holds it (") +
+                              setting + ")"));
+  }
+}
+
+TEST_CASE("a failed capture on the generic path turns the plan's graphs off, saying why",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4}, 53);
+  t::Session s = stub_session(m.get(), "cuda.generic=always");
+  CHECK(t::json_value(t::describe_json(s.get()), "graphs") ==
+        "off: a capture failed (the stub's capture failed); plain launches since, with the "
+        "same numbers");
+}
