@@ -473,6 +473,18 @@ t::Model every_rounded_operand_stack() {
   return t::Model(raw);
 }
 
+// every_rounded_operand_stack's call: 3 rows of 8 steps whose lengths are 8, 0 and 1.
+struct RoundedOperandCall {
+  static constexpr std::int64_t B = 3, T = 8;
+  std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
+  std::vector<std::int32_t> lengths = {8, 0, 1};
+  t::Call call() const {
+    t::Call c = t::call_of(B, T, x);
+    c.lengths = &lengths;
+    return c;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bidirectional",
@@ -482,11 +494,9 @@ TEST_CASE("BF16 and FP16 run every stack: GRU both resets, LSTMP, peepholes, bid
   // GRU, an LSTM with peepholes and a projection (m), a bidirectional layer (x of both
   // directions), lengths 0 / 1 / T.
   const t::Model m = every_rounded_operand_stack();
-  const std::int64_t B = 3, T = 8;
-  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
-  const std::vector<std::int32_t> lengths = {8, 0, 1};
-  t::Call call = t::call_of(B, T, x);
-  call.lengths = &lengths;
+  const RoundedOperandCall input;
+  const std::int64_t B = input.B, T = input.T;
+  const t::Call call = input.call();
   t::Session f = session_ok(m.get(), SLSTM_PRECISION_FP32, SLSTM_CPU_PATH_REFERENCE, B, T);
   const t::Run fp32 = t::forward_ok(f.get(), m.get(), call);
   for (std::int32_t p : kHalf) {
@@ -644,11 +654,9 @@ TEST_CASE("a BF16 or FP16 session of the generic fast path gives the same precis
   // on the AVX-512, AVX2 and portable kernels), where one operand left unrounded (h of the
   // 6-unit reset-after GRU's W_h,n product alone, FP16) moves the final state by 4e-6.
   const t::Model m = every_rounded_operand_stack();
-  const std::int64_t B = 3, T = 8;
-  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * 4), 3);
-  const std::vector<std::int32_t> lengths = {8, 0, 1};
-  t::Call call = t::call_of(B, T, x);
-  call.lengths = &lengths;
+  const RoundedOperandCall input;
+  const std::int64_t B = input.B, T = input.T;
+  const t::Call call = input.call();
   for (std::int32_t p : kHalf) {
     INFO("precision " << p);
     t::Session s = session_ok(m.get(), p, SLSTM_CPU_PATH_FAST, B, T);
