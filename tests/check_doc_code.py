@@ -6,7 +6,7 @@ each runs inside a harness of its own: the declarations it leaves out before it,
 what it made after it (a status, a model, an assertion). A block is recognised by a line
 it contains; a block no harness recognises fails the check, naming its file and line, so
 that a new example gets a harness when it is written. The blocks that cannot run here
-(TensorFlow, a Ray cluster, oneTBB, quotes of the header) are listed in SHOWN_ONLY, each
+(TensorFlow, a Ray cluster, oneTBB, a quote of the header) are listed in SHOWN_ONLY, each
 with the reason.
 
 Usage: check_doc_code.py --cc CC --cxx CXX --library LIB --include DIR [--include DIR ...]
@@ -151,6 +151,19 @@ assert len(keras_states) == 2 and keras_states[0][0].shape == (10, 64)
 h_back, c_back = stacklstm.state_to_torch(state)   # through Keras' form and back
 assert np.array_equal(h_back, h_n.numpy()) and np.array_equal(c_back, c_n.numpy())
 """),
+    # docs/interop.md: the package in brief.
+    dict(key='model.export("onnx"); model.save("m.safetensors", source_layout="onnx")',
+         lang="python", before="""
+import numpy as np
+x = np.random.default_rng(2).standard_normal((10, 7, 128)).astype(np.float32)
+""", after="""
+again = stacklstm.Model.load("m.safetensors")
+with again.session(max_batch=10, max_time=7) as s:
+    assert np.array_equal(s.forward(x)[0], outputs)
+with model.session(max_batch=10, max_time=8) as s8:   # the step continued the sequence
+    longer, _ = s8.forward(np.concatenate([x, x[:, :1]], axis=1))
+assert np.array_equal(h, longer[:, 7])
+"""),
     # docs/python.md: layer descriptions.
     dict(key="from stacklstm import Layer, Model", lang="python", before="", after="""
 assert model.output_size == 256
@@ -179,8 +192,6 @@ assert h.shape == (2, 32)
 # Blocks that are shown, not run here: (a line the block contains, why).
 SHOWN_ONLY = [
     ("tf.nn.rnn_cell.MultiRNNCell", "TensorFlow 1.x code: what the library reproduces"),
-    ('Model.from_tf_variables("ckpt/model.ckpt"', "a list of alternatives over files the "
-     "reader has (a TF checkpoint, a Keras weight list, a model file)"),
     ("stacklstm.ray.data as sd", "needs a Ray cluster (python/tests/test_ray.py runs it)"),
     ("stacklstm.ray.serve as ss", "needs a Ray cluster and Serve (python/tests/test_ray.py)"),
     ("typedef struct slstm_thread_pool {", "the header's declaration, quoted"),
