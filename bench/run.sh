@@ -131,7 +131,7 @@ if [ "$do_cpu" = 1 ]; then
   [ "$no_torch" = 1 ] && args+=(--no-torch)
   [ "$no_ort" = 1 ] && args+=(--no-ort)
   [ "$no_ort" = 0 ] && [ "$no_install" = 0 ] && args+=(--install-ort)
-  [ "$smoke" = 1 ] && args+=(--peak-size 512 --copy-mib 16)
+  [ "$smoke" = 1 ] && args+=(--peak-size 512 --copy-mib 16 --probe-size 256 --probe-seconds 0.02)
   load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "python: $py; threads: $threads; load average before: $load_before"
   if env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONUNBUFFERED=1 "$py" \
@@ -300,7 +300,8 @@ import csv, sys
 need = ["date", "machine", "threads", "blas_kernel", "torch", "platform", "tool", "shape",
         "precision", "algo", "status", "median_us", "p10_us", "p90_us", "reps", "us_per_step",
         "gflops", "spread_pct", "over_ours", "floor_flops_us", "floor_bytes_us",
-        "floor_latency_us", "floor_us", "floor_bound", "over_floor"]
+        "floor_latency_us", "floor_us", "floor_bound", "over_floor", "beside_gflops",
+        "pct_of_beside"]
 rows = list(csv.DictReader(open(sys.argv[1])))
 missing = [c for c in need if c not in (rows[0] if rows else {})]
 ours = [r for r in rows if r["tool"] == "ours_cpu" and r["algo"] == "fast" and r["status"] == "ok"]
@@ -309,7 +310,10 @@ bad = []
 if missing: bad.append("CSV lacks columns %s" % missing)
 if not ours or not float(ours[0]["median_us"]) > 0 or not float(ours[0]["floor_us"]) > 0:
     bad.append("CSV has no timed ours_cpu row with a floor")
-for col in ("| shape |", "ours ms", "PyTorch/ours", "ORT/ours", "floor ms", "ours/floor"):
+elif not float(ours[0]["beside_gflops"] or 0) > 0 or not float(ours[0]["pct_of_beside"] or 0) > 0:
+    bad.append("the ours_cpu row has no SGEMM rate probed beside it")
+for col in ("| shape |", "ours ms", "PyTorch/ours", "ORT/ours", "floor ms", "ours/floor",
+            "SGEMM beside GFLOP/s", "ours % of it"):
     if col not in md: bad.append("markdown lacks %r" % col)
 # ONNX Runtime: when it ran, its row is timed and its output matched our reference; when it
 # did not, the report says why.

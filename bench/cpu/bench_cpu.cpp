@@ -1,7 +1,7 @@
 // CPU benchmark driver: times slstm_session_forward for one shape on one CPU path, or measures
 // the machine's SGEMM peak with a large cblas_sgemm.  Prints one line of key=value pairs.
 //
-//   slstm_bench_cpu peak --threads N [--size S] [--seconds X]
+//   slstm_bench_cpu peak --threads N [--size S] [--seconds X] [--fma 0 (no FMA-rate line)]
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
 //                        [--config "key=value;..."] [--gap-us G] [--precision P]
@@ -74,6 +74,7 @@ struct Args {
   std::string config;  // slstm_session_options.config (keyed settings), "" for none
   std::string precision;  // slstm_session_options.precision by name, "" for the default
   std::int64_t check_batch = 0, check_time = 0;
+  bool fma = true;  // peak: also the register-only FMA rate (--fma 0: the SGEMM alone)
 };
 
 Args parse(int argc, char** argv) {
@@ -100,6 +101,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--precision") a.precision = v;
     else if (k == "--check-batch") a.check_batch = std::atoll(v.c_str());
     else if (k == "--check-time") a.check_time = std::atoll(v.c_str());
+    else if (k == "--fma") a.fma = v != "0";
     else if (k == "--hidden") {
       std::size_t p = 0;
       while (p < v.size()) {
@@ -221,7 +223,8 @@ int peak(const Args& a) {
   const char* isa = "";
   const int threads = a.threads > 0 ? a.threads
                                     : static_cast<int>(std::thread::hardware_concurrency());
-  const double fma = fma_peak(std::max(1, threads), &isa);
+  const double fma = a.fma ? fma_peak(std::max(1, threads), &isa) : 0.0;
+  if (!a.fma) isa = "skipped";
   std::printf("mode=peak size=%d gflops=%.2f gflops_median=%.2f openblas_threads=%d "
               "corename=%s fma_gflops=%.2f fma_isa=%s fma_threads=%d config=\"%s\"\n",
               n, flops / best * 1e-9, flops / med * 1e-9, openblas_get_num_threads(),

@@ -11,8 +11,9 @@ PyTorch nn.LSTM on the CPU, same thread count, inference mode, in one run.
 Without --grid: writes <out-dir>/cpu.csv and <out-dir>/cpu.md (the 13 shapes below).
 With --grid (bench/run.sh uses this): the grid's shapes; writes --long-csv (one row per shape
 and backend, the columns of bench/anchors' timing CSVs: tool ours_cpu / pytorch_cpu) and
---machine-csv (this machine's ceilings: SGEMM peak, FMA peak, copy bandwidth, tiny step;
-the columns of bench/anchors' ceilings.csv), for bench/report.py.  Per shape: median wall time of one forward
+--machine-csv (this machine's ceilings: SGEMM peak, FMA peak, copy bandwidth, tiny step,
+and the SGEMM rate beside each shape: a short --probe-size SGEMM in each of its rounds; the
+columns of bench/anchors' ceilings.csv), for bench/report.py.  Per shape: median wall time of one forward
 call (time-major input, initial state given, output and final state written), PyTorch's
 median for the same shape, their ratio (torch / ours: > 1 means we are faster), and the floor
 = FLOPs / the machine's measured SGEMM peak (a large cblas_sgemm timed in this run).
@@ -390,6 +391,22 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
             tool, s["name"], algo, st["median"] * 1e3, st["p10"] * 1e3, st["p90"] * 1e3, note,
             "  [check %s]" % check if check else ""), flush=True)
 
+    # The SGEMM rate beside each shape: a short probe in each of the shape's rounds, with the
+    # kernel that gave the better peak at the start.  The machine's speed can move by tens of
+    # percent within a run (a shared VM), so a row's share of the peak is read against the
+    # rate measured in its own rounds, not against a peak taken minutes away (report.py).
+    best_start = max(peaks, key=lambda p: float(p["gflops"]))
+    probe_env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
+    if best_start is not peak_auto:
+        probe_env["OPENBLAS_CORETYPE"] = best_start["corename"]
+    beside = {}  # shape name -> best probe GFLOP/s over its rounds
+
+    def probe():
+        kv = run_bin([a.bin, "peak", "--threads", str(a.threads), "--size",
+                      str(a.probe_size), "--seconds", "%g" % a.probe_seconds, "--fma", "0"],
+                     probe_env)
+        return float(kv["gflops"])
+
     for s in grid:
         f = flops(s)
         # ONNX Runtime's worker for this shape: our model dumped, its session made and its
@@ -412,6 +429,8 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                     if st is not None and (best_ort is None or
                                            st["median"] < best_ort["median"]):
                         best_ort = st
+                if a.probe_seconds > 0:
+                    beside[s["name"]] = max(beside.get(s["name"], 0.0), probe())
         finally:  # the worker and its files go whatever happens (the check stays)
             if side is not None:
                 side.close()
@@ -468,6 +487,11 @@ def grid_main(a, torch, torch_version, peaks, peak_auto, peak_gflops, fma_gflops
                             "forced by OPENBLAS_CORETYPE for this line",
                             ", at the end of the run" if p is again else
                             ", at the start of the run")])
+        for name, gflops in beside.items():
+            w.writerow(["ceiling_cpu", "sgemm_beside_GFLOPs:%s" % name, "%.1f" % gflops,
+                        "GFLOP/s", "best of %d %d^3 cblas_sgemm probes (kernel %s), one in "
+                        "each of this shape's rounds, %d threads" % (
+                            a.rounds, a.probe_size, best_start["corename"], a.threads)])
         w.writerow(["ceiling_cpu", "fma_GFLOPs", "%.1f" % fma_gflops, "GFLOP/s",
                     "register-only FMAs (%s), %d threads" % (peaks[0].get("fma_isa", "?"),
                                                             a.threads)])
@@ -558,6 +582,10 @@ def main():
     ap.add_argument("--ort-tol", type=float, default=ort_anchor.TOL,
                     help="ORT vs our reference: max relative error allowed (default %(default)g)")
     ap.add_argument("--peak-size", type=int, default=4096, help="SGEMM size for the peak")
+    ap.add_argument("--probe-size", type=int, default=2048,
+                    help="with --grid: SGEMM size of the probe in each shape's rounds")
+    ap.add_argument("--probe-seconds", type=float, default=0.2,
+                    help="with --grid: seconds of each probe (0: no probes)")
     ap.add_argument("--copy-mib", type=int, default=512, help="buffer for the copy bandwidth")
     a = ap.parse_args()
     if a.grid and not (a.long_csv and a.machine_csv):
