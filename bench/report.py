@@ -16,8 +16,9 @@ hidden, input, batch, time, precision, algo, status, median_us, p10_us, p90_us, 
 ..., check, max_rel_err (an anchor's output checked against our reference in the same run:
 pass / MISMATCH; a MISMATCH row keeps its time, marked, and stays out of the ratios' summary).
 Ceiling rows (tool,metric,value,unit,detail): CPU from bench_cpu.py --machine-csv (sgemm_GFLOPs,
-copy_GBps, step_latency_us, sgemm_beside_GFLOPs:SHAPE), GPU from bench/anchors/ceilings (sgemm_TFLOPs, tf32_gemm_TFLOPs,
-fp16_gemm_TFLOPs, copy_memcpy_GBps, copy_kernel_GBps, launch_empty_us, graph_node_us).
+copy_GBps, step_latency_us, sgemm_beside_GFLOPs:SHAPE), GPU from bench/anchors/ceilings
+(sgemm_TFLOPs, tf32_gemm_TFLOPs, fp16_gemm_TFLOPs, copy_memcpy_GBps, copy_kernel_GBps,
+launch_empty_us, graph_node_us).
 
 The floor of a row = the largest of
   FLOPs / peak:   sum_l 8*B*T*H_l*(I_l+H_l) over the measured GEMM peak of the row's precision;

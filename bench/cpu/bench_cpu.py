@@ -13,9 +13,9 @@ With --grid (bench/run.sh uses this): the grid's shapes; writes --long-csv (one 
 and backend, the columns of bench/anchors' timing CSVs: tool ours_cpu / pytorch_cpu) and
 --machine-csv (this machine's ceilings: SGEMM peak, FMA peak, copy bandwidth, tiny step,
 and the SGEMM rate beside each shape: a short --probe-size SGEMM in each of its rounds; the
-columns of bench/anchors' ceilings.csv), for bench/report.py.  Per shape: median wall time of one forward
-call (time-major input, initial state given, output and final state written), PyTorch's
-median for the same shape, their ratio (torch / ours: > 1 means we are faster), and the floor
+columns of bench/anchors' ceilings.csv), for bench/report.py.  Per shape: median wall time of
+one forward call (time-major input, initial state given, output and final state written),
+PyTorch's median for the same shape, their ratio (torch / ours: > 1 means we are faster), and the floor
 = FLOPs / the machine's measured SGEMM peak (a large cblas_sgemm timed in this run).
 Run it through bench/cpu/run.sh, which builds the driver and unsets OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE for the benchmark only.
