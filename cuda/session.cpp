@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <string>
 
 #include "kernels.cuh"
@@ -41,13 +42,21 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   stage_input(c, host);  // 2.
   tune(B, T, c.layout);  // cuda.tune=on: the first call of this batch times the paths
   // 3. Initial state and 4. the compute. A persistent kernel the device refuses to launch
-  // (or a stream capture that refuses it) turns it off, and 3-4 run again on the fused step.
+  // (or a stream capture that refuses it) turns it off, and 3-4 run again on the fused step
+  // (3 too: steps enqueued before the refusal may have moved the state). A failure of 3 is
+  // this call's own error: it leaves the persistent kernel on. When even turning it off
+  // fails (a device that failed for good), the error reported is the compute's.
+  start_state(c, slot_ids, to_dev, state_bytes);
   try {
-    start_state(c, slot_ids, to_dev, state_bytes);
     enqueue_call(B, T, c.layout);
   } catch (const slstm::Error&) {
     if (!persistent_on()) throw;
-    turn_persistent_off();
+    const std::exception_ptr refused = std::current_exception();
+    try {
+      turn_persistent_off();
+    } catch (const slstm::Error&) {
+      std::rethrow_exception(refused);
+    }
     start_state(c, slot_ids, to_dev, state_bytes);
     enqueue_call(B, T, c.layout);
   }

@@ -51,11 +51,18 @@ std::string describe_json(const slstm_session* session) {
 }
 
 std::string json_value(const std::string& json, const std::string& key) {
+  const std::vector<std::string> all = json_values(json, key);
+  return all.empty() ? "" : all.front();
+}
+
+std::vector<std::string> json_values(const std::string& json, const std::string& key) {
   const std::string at = "\"" + key + "\": \"";
-  const std::size_t i = json.find(at);
-  if (i == std::string::npos) return "";
-  const std::size_t from = i + at.size();
-  return json.substr(from, json.find('"', from) - from);
+  std::vector<std::string> out;
+  for (std::size_t i = json.find(at); i != std::string::npos; i = json.find(at, i + 1)) {
+    const std::size_t from = i + at.size();
+    out.push_back(json.substr(from, json.find('"', from) - from));
+  }
+  return out;
 }
 
 bool bitwise_equal(const float* a, const float* b, std::size_t n) {

@@ -37,6 +37,8 @@ std::string kernel_under_test();
 std::string describe_json(const slstm_session* session);
 // The value of `"key": "value"` in a describe JSON text ("" when absent).
 std::string json_value(const std::string& json, const std::string& key);
+// Every such value, in order (one per layer for a layer's key).
+std::vector<std::string> json_values(const std::string& json, const std::string& key);
 
 // Same bits (NaN payloads and signed zeros included).
 bool bitwise_equal(const float* a, const float* b, std::size_t n);

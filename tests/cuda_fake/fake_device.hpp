@@ -34,4 +34,15 @@ void require_device(const void* p, std::size_t bytes, const char* what,
 std::uint64_t api_calls();
 std::uint64_t seed();
 
+// Fault injection, for the tests of the module's error paths: the next call of `api`
+// ("cudaMemcpyAsync", "cudaStreamSynchronize", or "lstm_persistent_kernel": the fake
+// persistent kernel's launch) whose pointer argument is `match` (the copy's source, the
+// stream; nullptr: any) returns `error` and does nothing. One call per injected fault;
+// clear_faults() drops the faults no call took and says how many there were.
+void inject_fault(const char* api, cudaError_t error, const void* match = nullptr);
+int clear_faults();
+// (For the runtime and the fake kernels: the error of a fault injected for this call of
+// `api` with pointer argument `ptr`, used up; cudaSuccess when there is none.)
+cudaError_t take_fault(const char* api, const void* ptr);
+
 }  // namespace cuda_fake

@@ -212,6 +212,10 @@ void persistent_step(const PersistentLayer& L, int t, std::int64_t B, const std:
 
 cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
                                    std::size_t smem, bool cooperative) {
+  if (const cudaError_t e = cuda_fake::take_fault("lstm_persistent_kernel", nullptr);
+      e != cudaSuccess) {
+    return e;  // (a refused launch: cudaLaunchKernelExC's error)
+  }
   if (rec_bmax(args.batch) == 0 || args.layers < 1 || args.layers > kMaxStackLayers ||
       args.t0 < 0 || args.t1 <= args.t0) {
     return cudaErrorInvalidValue;

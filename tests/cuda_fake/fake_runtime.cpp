@@ -498,6 +498,39 @@ std::uint64_t api_calls() {
 
 std::uint64_t seed() { return g_seed; }
 
+namespace {
+struct Fault {
+  std::string api;
+  cudaError_t error;
+  const void* match;
+};
+std::vector<Fault> g_faults;  // (under g_mu)
+}  // namespace
+
+void inject_fault(const char* api, cudaError_t error, const void* match) {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_faults.push_back(Fault{api, error, match});
+}
+
+int clear_faults() {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  const int left = static_cast<int>(g_faults.size());
+  g_faults.clear();
+  return left;
+}
+
+cudaError_t take_fault(const char* api, const void* ptr) {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  for (auto f = g_faults.begin(); f != g_faults.end(); ++f) {
+    if (f->api == api && (f->match == nullptr || f->match == ptr)) {
+      const cudaError_t e = f->error;
+      g_faults.erase(f);
+      return e;
+    }
+  }
+  return cudaSuccess;
+}
+
 }  // namespace cuda_fake
 
 extern "C" {
@@ -572,6 +605,8 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorUnsupportedPtxVersion: return "cudaErrorUnsupportedPtxVersion";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorCooperativeLaunchTooLarge: return "cudaErrorCooperativeLaunchTooLarge";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
@@ -649,6 +684,9 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   const Call call;
+  if (const cudaError_t e = cuda_fake::take_fault("cudaMemcpyAsync", src); e != cudaSuccess) {
+    return fail(e);
+  }
   return copy_rows(dst, bytes, src, bytes, bytes, 1, kind, stream, false);
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
@@ -689,6 +727,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   const Call call;
+  if (const cudaError_t e = cuda_fake::take_fault("cudaStreamSynchronize", stream);
+      e != cudaSuccess) {
+    return fail(e);
+  }
   CUstream_st* s = stream_of(stream);
   if (s->capture != nullptr) {
     s->capture->invalid = true;

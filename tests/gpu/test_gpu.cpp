@@ -889,14 +889,7 @@ void run_once(const slstm_model* model, std::int64_t b, std::int64_t t, const st
 
 // The persistent batches the plan reports for every layer ("none" where it does not run).
 std::vector<std::string> persistent_batches(slstm_session* s) {
-  const std::string j = t::describe_json(s);
-  std::vector<std::string> out;
-  const std::string key = "\"persistent_batches\": \"";
-  for (std::size_t at = j.find(key); at != std::string::npos; at = j.find(key, at + 1)) {
-    const std::size_t b = at + key.size();
-    out.push_back(j.substr(b, j.find('"', b) - b));
-  }
-  return out;
+  return t::json_values(t::describe_json(s), "persistent_batches");
 }
 
 // After its calls a session still runs the persistent kernel on every layer: a kernel that
