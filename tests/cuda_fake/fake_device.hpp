@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include <cuda_runtime.h>
 
@@ -34,12 +35,24 @@ void require_device(const void* p, std::size_t bytes, const char* what,
 std::uint64_t api_calls();
 std::uint64_t seed();
 
-// Fault injection, for the tests of the module's error paths: the next call of `api`
-// ("cudaMemcpyAsync", "cudaStreamSynchronize", or "lstm_persistent_kernel": the fake
-// persistent kernel's launch) whose pointer argument is `match` (the copy's source, the
-// stream; nullptr: any) returns `error` and does nothing. One call per injected fault;
-// clear_faults() drops the faults no call took and says how many there were.
+// Fault injection, for the tests of the module's error paths: the next call of `api` whose
+// pointer argument is `match` (nullptr: any) returns `error` and does nothing. The calls
+// that can fail so, with their pointer argument: "cudaMemcpyAsync" and "cudaMemcpy2DAsync"
+// (the source), "cudaMemsetAsync" (the memory), "cudaEventRecord", "cudaStreamWaitEvent",
+// "cudaEventSynchronize" (the event), "cudaStreamSynchronize", "cudaStreamBeginCapture",
+// "cudaStreamEndCapture" (which ends the capture all the same, with no graph),
+// "cudaGraphLaunch" (the stream), "cudaGraphInstantiate" (the graph), "kernel launch" (any
+// fake kernel's), "sgemm", "gemmex fp16", "gemmex bf16" (cuBLAS: CUBLAS_STATUS_EXECUTION_
+// FAILED; C), "cudaMalloc", "cudaMallocHost" (cudaErrorMemoryAllocation), and
+// "lstm_persistent_kernel" (the fake persistent kernel's launch, refused). A fault in an
+// operation on a stream under capture also invalidates the capture, as on a GPU. One call
+// per injected fault.
 void inject_fault(const char* api, cudaError_t error, const void* match = nullptr);
+// The n-th of those calls from now on (n >= 1), whichever it is, fails with `error` (or the
+// call's own error, as above); nth_fault_api() names the call it failed ("" until then).
+void inject_nth_fault(int n, cudaError_t error);
+std::string nth_fault_api();
+// Drops every fault no call took (inject_nth_fault's too) and says how many there were.
 int clear_faults();
 // (For the runtime and the fake kernels: the error of a fault injected for this call of
 // `api` with pointer argument `ptr`, used up; cudaSuccess when there is none.)

@@ -301,6 +301,17 @@ cudaError_t enqueue_on(cudaStream_t stream, const char* name, std::function<void
   return cudaSuccess;
 }
 
+// A fault injected for this call of `api` (cuda_fake::take_fault); one in an operation on a
+// stream under capture also invalidates the capture, as a failed captured call does.
+cudaError_t fault_on(const char* api, cudaStream_t stream, const void* ptr) {
+  const cudaError_t e = cuda_fake::take_fault(api, ptr);
+  if (e != cudaSuccess) {
+    CUstream_st* s = stream_of(stream);
+    if (s->capture != nullptr) s->capture->invalid = true;
+  }
+  return e;
+}
+
 // Whether node `ancestor` is `from` or one of its ancestors in the graph.
 bool reaches(const std::vector<GraphNode>& g, int from, int ancestor) {
   std::vector<int> stack{from};
@@ -414,6 +425,7 @@ cublasStatus_t fake_gemm(cublasHandle_t handle, cublasOperation_t transa,
                          int lda, const T* B, int ldb, float beta, float* C, int ldc,
                          const char* name, Value value) {
   if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  if (fault_on(name, handle->stream, C) != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
   const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
   const std::size_t arows = ta ? k : m, acols = ta ? m : k;
   const std::size_t brows = tb ? n : k, bcols = tb ? k : n;
@@ -470,6 +482,9 @@ namespace cuda_fake {
 
 cudaError_t enqueue(cudaStream_t stream, const char* name, std::function<void()> work) {
   const Call call;
+  if (const cudaError_t e = fault_on("kernel launch", stream, nullptr); e != cudaSuccess) {
+    return fail(e);
+  }
   return fail(enqueue_on(stream, name, std::move(work)));
 }
 
@@ -504,8 +519,23 @@ struct Fault {
   cudaError_t error;
   const void* match;
 };
-std::vector<Fault> g_faults;  // (under g_mu)
+std::vector<Fault> g_faults;  // (under g_mu, as the three below)
+int g_nth = 0;                // inject_nth_fault's countdown (0: none)
+cudaError_t g_nth_error = cudaSuccess;
+std::string g_nth_api;        // the call it failed
 }  // namespace
+
+void inject_nth_fault(int n, cudaError_t error) {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_nth = n > 0 ? n : 0;
+  g_nth_error = error;
+  g_nth_api.clear();
+}
+
+std::string nth_fault_api() {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  return g_nth_api;
+}
 
 void inject_fault(const char* api, cudaError_t error, const void* match) {
   const std::lock_guard<std::recursive_mutex> lock(g_mu);
@@ -514,8 +544,9 @@ void inject_fault(const char* api, cudaError_t error, const void* match) {
 
 int clear_faults() {
   const std::lock_guard<std::recursive_mutex> lock(g_mu);
-  const int left = static_cast<int>(g_faults.size());
+  const int left = static_cast<int>(g_faults.size()) + (g_nth > 0 ? 1 : 0);
   g_faults.clear();
+  g_nth = 0;
   return left;
 }
 
@@ -527,6 +558,10 @@ cudaError_t take_fault(const char* api, const void* ptr) {
       g_faults.erase(f);
       return e;
     }
+  }
+  if (g_nth > 0 && --g_nth == 0) {
+    g_nth_api = api;
+    return g_nth_error;
   }
   return cudaSuccess;
 }
@@ -624,6 +659,9 @@ const char* cudaGetErrorString(cudaError_t error) { return cudaGetErrorName(erro
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   const Call call;
   if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
+  if (cuda_fake::take_fault("cudaMalloc", nullptr) != cudaSuccess) {
+    return fail(cudaErrorMemoryAllocation);
+  }
   *ptr = allocate(bytes, true);
   return *ptr != nullptr ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
@@ -638,6 +676,9 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   const Call call;
   if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
+  if (cuda_fake::take_fault("cudaMallocHost", nullptr) != cudaSuccess) {
+    return fail(cudaErrorMemoryAllocation);
+  }
   *ptr = allocate(bytes, false);
   return *ptr != nullptr ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
@@ -684,7 +725,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   const Call call;
-  if (const cudaError_t e = cuda_fake::take_fault("cudaMemcpyAsync", src); e != cudaSuccess) {
+  if (const cudaError_t e = fault_on("cudaMemcpyAsync", stream, src); e != cudaSuccess) {
     return fail(e);
   }
   return copy_rows(dst, bytes, src, bytes, bytes, 1, kind, stream, false);
@@ -693,10 +734,16 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
                               size_t width, size_t height, cudaMemcpyKind kind,
                               cudaStream_t stream) {
   const Call call;
+  if (const cudaError_t e = fault_on("cudaMemcpy2DAsync", stream, src); e != cudaSuccess) {
+    return fail(e);
+  }
   return copy_rows(dst, dpitch, src, spitch, width, height, kind, stream, false);
 }
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
   const Call call;
+  if (const cudaError_t e = fault_on("cudaMemsetAsync", stream, ptr); e != cudaSuccess) {
+    return fail(e);
+  }
   if (bytes == 0) return cudaSuccess;
   if (where(ptr) != Where::Device) die("cudaMemsetAsync on memory that is not the device's");
   return fail(enqueue_on(stream, "memset", [=] {
@@ -756,6 +803,9 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   const Call call;
+  if (const cudaError_t e = fault_on("cudaEventRecord", stream, event); e != cudaSuccess) {
+    return fail(e);
+  }
   CUevent_st* e = event_of(event);
   CUstream_st* s = stream_of(stream);
   if (s->capture != nullptr) {
@@ -772,6 +822,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
   const Call call;
+  if (const cudaError_t e = fault_on("cudaStreamWaitEvent", stream, event); e != cudaSuccess) {
+    return fail(e);
+  }
   CUstream_st* s = stream_of(stream);
   const CUevent_st* e = event_of(event);
   if (e->capture != nullptr) {
@@ -801,6 +854,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   const Call call;
+  if (const cudaError_t e = cuda_fake::take_fault("cudaEventSynchronize", event);
+      e != cudaSuccess) {
+    return fail(e);
+  }
   const CUevent_st* e = event_of(event);
   if (e->capture != nullptr) return fail(cudaErrorStreamCaptureUnsupported);
   if (e->node != nullptr) run_until(e->node);
@@ -824,6 +881,10 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   CUstream_st* s = stream_of(stream);
   if (s == &g_legacy_stream) return fail(cudaErrorStreamCaptureUnsupported);
   if (s->capture != nullptr) return fail(cudaErrorIllegalState);
+  if (const cudaError_t e = cuda_fake::take_fault("cudaStreamBeginCapture", stream);
+      e != cudaSuccess) {
+    return fail(e);
+  }
   s->capture = std::make_shared<Capture>();
   s->capture->origin = stream;
   s->capture->mode = mode;
@@ -860,6 +921,10 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
     return fail(cudaErrorStreamCaptureUnmatched);
   }
   const std::shared_ptr<Capture> capture = s->capture;
+  // (A fault here ends the capture all the same, as an invalidated one: no graph.)
+  if (cuda_fake::take_fault("cudaStreamEndCapture", stream) != cudaSuccess) {
+    capture->invalid = true;
+  }
   cudaError_t result = capture->invalid ? cudaErrorStreamCaptureInvalidated : cudaSuccess;
   // Every stream that joined must be joined back: its last node an ancestor of the origin's.
   for (cudaStream_t member : capture->members) {
@@ -881,6 +946,11 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   const Call call;
   if (graph == nullptr || graph->destroyed) die("instantiation of a null or destroyed graph");
+  if (const cudaError_t e = cuda_fake::take_fault("cudaGraphInstantiate", graph);
+      e != cudaSuccess) {
+    *exec = nullptr;
+    return fail(e);
+  }
   *exec = kept(new CUgraphExec_st{graph->nodes, nullptr, false});
   return cudaSuccess;
 }
@@ -903,6 +973,9 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   CUstream_st* s = stream_of(stream);
   if (exec == nullptr || exec->destroyed) die("launch of a null or destroyed graph exec");
   if (s->capture != nullptr) die("a graph launch into a capture (not emulated)");
+  if (const cudaError_t e = cuda_fake::take_fault("cudaGraphLaunch", stream); e != cudaSuccess) {
+    return fail(e);
+  }
   const NodeP before = s->last;
   std::vector<NodeP> made;
   for (const GraphNode& g : exec->nodes) {

@@ -119,3 +119,56 @@ TEST_CASE("when turning the persistent kernel off after a refused launch fails t
   CHECK(message.find("cudaErrorIllegalAddress") == std::string::npos);
   CHECK(t::count_poison(failed.output) == failed.output.size());
 }
+
+// Every operation of a call made to fail in turn: the n-th CUDA or cuBLAS operation of the
+// call (copies, memsets, events, waits, syncs, captures, graph instantiation and launches,
+// kernel launches, GEMMs, allocations), n = 1, 2, ... until a call meets no fault; in the
+// shape's first call (which captures its graph) and in a repeated one (which replays it).
+// The call reports the failure (a backend status and a message) or absorbs it (a refused
+// persistent launch: the fallback) with the right numbers; either way nothing aborts and
+// the session's next call gives the clean session's bits.
+TEST_CASE("whichever operation of a call fails, the call reports it or absorbs it, and the "
+          "session's next call gives a clean session's bits",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 840, 1.0f);
+  const Inputs in(m.get());
+  for (const char* config : {"", "cuda.graphs=off", "cuda.fused=never;cuda.chunk=2",
+                             "cuda.persistent=layers", "cuda.persistent=on"}) {
+    t::Session clean = t::cuda_session(m.get(), kB, kT, config);
+    REQUIRE(clean);
+    const t::Run want = t::forward_ok(clean.get(), m.get(), in.call);
+    for (const bool repeated : {false, true}) {
+      int n = 1;
+      for (;; ++n) {
+        INFO("settings \"" << config << "\", " << (repeated ? "a repeated call" : "a first call")
+                           << ", operation " << n);
+        t::Session s = t::cuda_session(m.get(), kB, kT, config);
+        REQUIRE(s);
+        if (repeated) (void)t::forward_ok(s.get(), m.get(), in.call);
+        cuda_fake::inject_nth_fault(n, cudaErrorInvalidValue);
+        const t::Run got = t::forward(s.get(), m.get(), in.call);
+        const std::string message = slstm_last_error(), api = cuda_fake::nth_fault_api();
+        if (cuda_fake::clear_faults() == 1) {  // the call had fewer operations: done
+          REQUIRE(got.status == SLSTM_OK);
+          CHECK(t::bitwise_equal(got.output, want.output));
+          break;
+        }
+        INFO("failed: " << api << "; the call's status " << got.status << ": " << message);
+        if (got.status == SLSTM_OK) {
+          CHECK(t::bitwise_equal(got.output, want.output));
+          CHECK(t::bitwise_equal(got.final_state, want.final_state));
+        } else {
+          CHECK((got.status == SLSTM_ERR_BACKEND_FAILURE ||
+                 got.status == SLSTM_ERR_OUT_OF_MEMORY));
+          CHECK_FALSE(message.empty());
+        }
+        const t::Run next = t::forward(s.get(), m.get(), in.call);
+        INFO("the next call: " << next.status << ": " << slstm_last_error());
+        REQUIRE(next.status == SLSTM_OK);
+        CHECK(t::bitwise_equal(next.output, want.output));
+        CHECK(t::bitwise_equal(next.final_state, want.final_state));
+      }
+      CHECK(n > 5);  // (the sweep met that many operations)
+    }
+  }
+}
