@@ -54,6 +54,22 @@ void inject_nth_fault(int n, cudaError_t error);
 std::string nth_fault_api();
 // Drops every fault no call took (inject_nth_fault's too) and says how many there were.
 int clear_faults();
+// (Also faulty: "cudaStreamCreate", "cudaEventCreate" and "cublasCreate": CUBLAS_STATUS_
+// ALLOC_FAILED.)
+
+// What is made and not yet freed or destroyed: for the tests that nothing leaks.
+struct Resources {
+  long device_allocations = 0, pinned_allocations = 0, streams = 0, events = 0, graphs = 0,
+       graph_execs = 0, cublas_handles = 0;
+  bool operator==(const Resources& o) const {
+    return device_allocations == o.device_allocations &&
+           pinned_allocations == o.pinned_allocations && streams == o.streams &&
+           events == o.events && graphs == o.graphs && graph_execs == o.graph_execs &&
+           cublas_handles == o.cublas_handles;
+  }
+  std::string text() const;
+};
+Resources live_resources();
 // (For the runtime and the fake kernels: the error of a fault injected for this call of
 // `api` with pointer argument `ptr`, used up; cudaSuccess when there is none.)
 cudaError_t take_fault(const char* api, const void* ptr);

@@ -41,6 +41,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <thread>
 #include <cmath>
 #include <cstdint>
@@ -131,6 +134,9 @@ bool unsafe_call_allowed() {
   return allowed;
 }
 
+// Handles made and not yet destroyed (cuda_fake::live_resources), under g_mu.
+long g_streams = 0, g_events = 0, g_graphs = 0, g_execs = 0, g_blas = 0;
+
 // Streams, events, graphs and execs are never freed, so that a use after destroy is caught
 // (a `destroyed` flag): every one is kept here, where LeakSanitizer sees it reachable.
 template <typename T>
@@ -172,6 +178,17 @@ const Alloc* find_alloc(const void* p, std::uintptr_t* base) {
   if (base != nullptr) *base = it->first;
   return &it->second;
 }
+
+// The module's 32 MiB cuBLAS workspaces (two per layer) would each be a fresh mmap, faulted
+// in page by page: kept in the heap instead, their pages are reused from one session to the
+// next (the fault tests make hundreds of sessions). (glibc; other allocators ignore it.)
+const bool g_heap_for_large = [] {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
+  return true;
+}();
 
 void* allocate(std::size_t bytes, bool device) {
   void* p = std::malloc(std::max<std::size_t>(bytes, 1));
@@ -525,6 +542,28 @@ cudaError_t g_nth_error = cudaSuccess;
 std::string g_nth_api;        // the call it failed
 }  // namespace
 
+Resources live_resources() {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  Resources r;
+  for (const auto& [at, a] : g_allocs) {
+    if (a.live) ++(a.device ? r.device_allocations : r.pinned_allocations);
+  }
+  r.streams = g_streams;
+  r.events = g_events;
+  r.graphs = g_graphs;
+  r.graph_execs = g_execs;
+  r.cublas_handles = g_blas;
+  return r;
+}
+
+std::string Resources::text() const {
+  return std::to_string(device_allocations) + " device and " +
+         std::to_string(pinned_allocations) + " pinned allocations, " +
+         std::to_string(streams) + " streams, " + std::to_string(events) + " events, " +
+         std::to_string(graphs) + " graphs, " + std::to_string(graph_execs) +
+         " graph execs, " + std::to_string(cublas_handles) + " cuBLAS handles";
+}
+
 void inject_nth_fault(int n, cudaError_t error) {
   const std::lock_guard<std::recursive_mutex> lock(g_mu);
   g_nth = n > 0 ? n : 0;
@@ -588,12 +627,24 @@ cudaError_t cudaGetDevice(int* device) {
   *device = g_device;
   return cudaSuccess;
 }
+// The compute capability's major number: 9 (an H100's), or $SLSTM_CUDA_FAKE_CC_MAJOR (the
+// fault tests take 8: the module then gives each cuBLAS handle 4 MiB of workspace instead of
+// 32, and those tests make hundreds of sessions).
+static int cc_major() {
+  static const int major = [] {
+    const char* s = std::getenv("SLSTM_CUDA_FAKE_CC_MAJOR");
+    const long v = s != nullptr ? std::strtol(s, nullptr, 10) : 0;
+    return v >= 1 && v <= 99 ? static_cast<int>(v) : 9;
+  }();
+  return major;
+}
+
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   const Call call;
   if (device != 0) return fail(cudaErrorInvalidDevice);
   switch (attr) {
     case cudaDevAttrMultiProcessorCount: *value = cuda_fake::kSmCount; break;
-    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = cc_major(); break;
     case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
     case cudaDevAttrCooperativeLaunch: *value = 1; break;
     case cudaDevAttrMaxSharedMemoryPerBlockOptin:
@@ -608,7 +659,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return fail(cudaErrorInvalidDevice);
   std::memset(prop, 0, sizeof(*prop));
   std::snprintf(prop->name, sizeof(prop->name), "cuda-fake (host emulation, not a GPU)");
-  prop->major = 9;
+  prop->major = cc_major();
   prop->minor = 0;
   prop->multiProcessorCount = cuda_fake::kSmCount;
   return cudaSuccess;
@@ -756,20 +807,25 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   const Call call;
+  if (const cudaError_t e = cuda_fake::take_fault("cudaStreamCreate", nullptr);
+      e != cudaSuccess) {
+    return fail(e);
+  }
   *stream = kept(new CUstream_st());
+  ++g_streams;
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
-  const Call call;
-  *stream = kept(new CUstream_st());
-  return cudaSuccess;
+  return cudaStreamCreate(stream);
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   const Call call;
   CUstream_st* s = stream_of(stream);
   if (s == &g_legacy_stream) return fail(cudaErrorInvalidResourceHandle);
   if (s->capture != nullptr) die("cudaStreamDestroy of a stream in a capture");
+  if (s->destroyed) die("cudaStreamDestroy of a destroyed stream");
   s->destroyed = true;  // (its queued work still runs, as on a GPU)
+  --g_streams;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
@@ -788,17 +844,23 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 }
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   const Call call;
+  if (const cudaError_t e = cuda_fake::take_fault("cudaEventCreate", nullptr);
+      e != cudaSuccess) {
+    return fail(e);
+  }
   *event = kept(new CUevent_st());
+  ++g_events;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
-  const Call call;
-  *event = kept(new CUevent_st());
-  return cudaSuccess;
+  return cudaEventCreate(event);
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   const Call call;
-  event_of(event)->destroyed = true;
+  CUevent_st* e = event_of(event);
+  if (e->destroyed) die("cudaEventDestroy of a destroyed event");
+  e->destroyed = true;
+  --g_events;
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
@@ -941,6 +1003,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   capture->ended = true;
   if (result != cudaSuccess) return fail(result);
   *graph = kept(new CUgraph_st{capture->nodes, false});
+  ++g_graphs;
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
@@ -952,6 +1015,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
     return fail(e);
   }
   *exec = kept(new CUgraphExec_st{graph->nodes, nullptr, false});
+  ++g_execs;
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
@@ -959,6 +1023,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   if (graph == nullptr || graph->destroyed) die("cudaGraphDestroy of a null or destroyed graph");
   graph->destroyed = true;
   graph->nodes.clear();
+  --g_graphs;
   return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
@@ -966,6 +1031,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
   if (exec == nullptr || exec->destroyed) die("cudaGraphExecDestroy of a destroyed exec");
   exec->destroyed = true;  // (launches already queued still run: their nodes are copies)
   exec->nodes.clear();
+  --g_execs;
   return cudaSuccess;
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
@@ -1000,12 +1066,17 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
 
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   const Call call;
+  if (cuda_fake::take_fault("cublasCreate", nullptr) != cudaSuccess) {
+    return CUBLAS_STATUS_ALLOC_FAILED;
+  }
   *handle = new cublasContext();
+  ++g_blas;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy(cublasHandle_t handle) {
   const Call call;
   delete handle;
+  --g_blas;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
