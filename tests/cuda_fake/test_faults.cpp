@@ -311,3 +311,123 @@ TEST_CASE("whichever operation of a session's creation fails, it is refused and 
     CHECK(n > 5);  // (the sweep met that many operations)
   }
 }
+
+namespace {
+
+constexpr std::int64_t kSlots = 3;  // the slot calls' batch (of a session's 4 slots)
+
+// What a round of slot calls gave: each slot opened with its own state, one slot_forward of
+// the three over `in`'s input, each slot's state read back; `failed_at` names the first call
+// that failed ("" when none did).
+struct SlotRound {
+  std::string failed_at;
+  slstm_status status = SLSTM_OK;
+  std::vector<float> output;
+  std::vector<std::vector<float>> states;
+};
+
+SlotRound slot_round(slstm_session* s, const slstm_model* m, const Inputs& in, int fault_n,
+                     int* faults_left) {
+  const std::size_t S1 = t::state_count(m, 1);
+  SlotRound r;
+  r.output = t::poisoned(static_cast<std::size_t>(kSlots * kT * t::output_size(m)));
+  const auto failed = [&r](slstm_status st, const char* what) {
+    if (st == SLSTM_OK || !r.failed_at.empty()) return false;
+    r.failed_at = what;
+    r.status = st;
+    return true;
+  };
+  if (fault_n > 0) cuda_fake::inject_nth_fault(fault_n, cudaErrorInvalidValue);
+  std::vector<std::int64_t> ids(kSlots, -1);
+  for (std::int64_t b = 0; b < kSlots; ++b) {
+    const std::vector<float> st = t::random_vector(S1, 860 + static_cast<std::uint64_t>(b));
+    if (failed(slstm_session_slot_open(s, st.data(), S1, SLSTM_MEMORY_HOST, &ids[b]),
+               "slot_open")) {
+      *faults_left = cuda_fake::clear_faults();
+      return r;
+    }
+  }
+  slstm_slot_forward_args a;
+  slstm_slot_forward_args_init(&a);
+  a.batch = kSlots;
+  a.slot_ids = ids.data();
+  a.slot_ids_count = ids.size();
+  a.time = kT;
+  a.input = in.x.data();
+  a.input_count = static_cast<std::size_t>(kSlots * kT * kD);
+  a.output = r.output.data();
+  a.output_count = r.output.size();
+  if (!failed(slstm_session_slot_forward(s, &a), "slot_forward")) {
+    for (std::int64_t b = 0; b < kSlots; ++b) {
+      r.states.push_back(t::poisoned(S1));
+      if (failed(slstm_session_slot_get_state(s, ids[b], r.states.back().data(), S1,
+                                              SLSTM_MEMORY_HOST),
+                 "slot_get_state")) {
+        break;
+      }
+    }
+  }
+  *faults_left = cuda_fake::clear_faults();
+  return r;
+}
+
+}  // namespace
+
+// Every operation of a round of slot calls made to fail in turn (opening three slots with
+// their states, one slot_forward of the three, reading their states back): the round stops
+// at the call that reports the failure, or absorbs it with the right numbers; after closing
+// the slots, the same round gives a clean session's bits, and nothing leaks.
+TEST_CASE("whichever operation of the slot calls fails, the call reports it or absorbs it, "
+          "and the slots, opened again, give a clean session's bits",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 870, 1.0f);
+  const Inputs in(m.get());
+  slstm_session_options o = t::options(kB, kT);
+  o.backend = SLSTM_BACKEND_CUDA;
+  o.config = "cuda.slots=on";
+  o.max_slots = 4;
+  const auto make = [&] {
+    slstm_session* raw = nullptr;
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    return t::Session(raw);
+  };
+  int left = 0;
+  SlotRound want;
+  {
+    t::Session clean = make();
+    want = slot_round(clean.get(), m.get(), in, 0, &left);
+    REQUIRE(want.failed_at.empty());
+  }
+  int n = 1;
+  for (;; ++n) {
+    INFO("operation " << n);
+    const LeakCheck leaks(cuda_fake::live_resources());
+    t::Session s = make();
+    const SlotRound got = slot_round(s.get(), m.get(), in, n, &left);
+    const std::string message = slstm_last_error(), api = cuda_fake::nth_fault_api();
+    if (left == 1) {  // the round had fewer operations: done
+      REQUIRE(got.failed_at.empty());
+      CHECK(t::bitwise_equal(got.output, want.output));
+      break;
+    }
+    INFO("failed: " << api << "; " << (got.failed_at.empty() ? "no call" : got.failed_at)
+                    << " reported " << got.status << ": " << message);
+    if (got.failed_at.empty()) {
+      CHECK(t::bitwise_equal(got.output, want.output));
+      for (std::size_t b = 0; b < want.states.size(); ++b) {
+        CHECK(t::bitwise_equal(got.states.at(b), want.states[b]));
+      }
+    } else {
+      CHECK((got.status == SLSTM_ERR_BACKEND_FAILURE || got.status == SLSTM_ERR_OUT_OF_MEMORY));
+    }
+    for (std::int64_t id = 0; id < o.max_slots; ++id) (void)slstm_session_slot_close(s.get(), id);
+    const SlotRound again = slot_round(s.get(), m.get(), in, 0, &left);
+    INFO("again: " << again.failed_at << " " << again.status << ": " << slstm_last_error());
+    REQUIRE(again.failed_at.empty());
+    CHECK(t::bitwise_equal(again.output, want.output));
+    for (std::size_t b = 0; b < want.states.size(); ++b) {
+      CHECK(t::bitwise_equal(again.states.at(b), want.states[b]));
+    }
+  }
+  CHECK(n > 5);  // (the sweep met that many operations)
+}
