@@ -29,6 +29,25 @@ inline void check(cudaError_t e, const char* what) {
   fail(status, std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
 }
 
+// A failure that a persistent kernel may be the cause of: its own launch refused (too many
+// CTAs to be resident at once, too much shared memory), or the capture, instantiation or
+// launch of a graph that may hold it. Session::run turns the kernel off and runs the call
+// again on such a failure; any other failure is the call's own, reported as it is.
+class LaunchRefused : public slstm::Error {
+ public:
+  using slstm::Error::Error;
+};
+
+// check(), throwing LaunchRefused.
+inline void check_launch(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  try {
+    check(e, what);
+  } catch (const slstm::Error& x) {
+    throw LaunchRefused(x.status(), x.what());
+  }
+}
+
 // The same for a cuBLAS call.
 inline void check(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return;

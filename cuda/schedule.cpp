@@ -123,8 +123,9 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
     a.finalize = t1 == T;
     a.layers = 1;
     a.layer[0] = persistent_layer(l, batch, time, layout, false);
-    check(launch_lstm_persistent(ld.rec.get(), a, persistent_smem_bytes(batch, ld.hid, 0), true),
-          "lstm_persistent_kernel");
+    check_launch(
+        launch_lstm_persistent(ld.rec.get(), a, persistent_smem_bytes(batch, ld.hid, 0), true),
+        "lstm_persistent_kernel");
   }
   for (std::int64_t t = persistent ? t1 : t0; t < t1; ++t) {
     float* z = ld.zx.get() + t * B * G;
@@ -239,7 +240,7 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
                           s),
           "cudaMemsetAsync (persistent flags)");
     a.finalize = true;
-    check(launch_lstm_persistent(s, a, smem, true), "lstm_persistent_kernel (stack)");
+    check_launch(launch_lstm_persistent(s, a, smem, true), "lstm_persistent_kernel (stack)");
   } else {
     for (std::int64_t t = 0; t < T; ++t) {
       for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -247,8 +248,8 @@ void Session::enqueue_stack(cudaStream_t origin, int batch, int time, std::int32
         one.layers = 1;
         one.layer[0] = a.layer[l];
         one.layer[0].cta_begin = 0;
-        check(launch_lstm_persistent(s, one, layer_smem[l], false),
-              "lstm_persistent_kernel (stack, one step)");
+        check_launch(launch_lstm_persistent(s, one, layer_smem[l], false),
+                     "lstm_persistent_kernel (stack, one step)");
       }
     }
   }
@@ -297,11 +298,11 @@ GraphExec Session::capture_compute(int batch, int time, std::int32_t layout) {
     throw;
   }
   cudaGraph_t graph = nullptr;
-  check(cudaStreamEndCapture(capture_.get(), &graph), "cudaStreamEndCapture");
+  check_launch(cudaStreamEndCapture(capture_.get(), &graph), "cudaStreamEndCapture");
   cudaGraphExec_t exec = nullptr;
   const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
   (void)cudaGraphDestroy(graph);
-  check(e, "cudaGraphInstantiate");
+  check_launch(e, "cudaGraphInstantiate");
   return GraphExec(exec);
 }
 

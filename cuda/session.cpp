@@ -42,14 +42,15 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   stage_input(c, host);  // 2.
   tune(B, T, c.layout);  // cuda.tune=on: the first call of this batch times the paths
   // 3. Initial state and 4. the compute. A persistent kernel the device refuses to launch
-  // (or a stream capture that refuses it) turns it off, and 3-4 run again on the fused step
-  // (3 too: steps enqueued before the refusal may have moved the state). A failure of 3 is
-  // this call's own error: it leaves the persistent kernel on. When even turning it off
-  // fails (a device that failed for good), the error reported is the compute's.
+  // (or a graph's capture, instantiation or launch that fails: LaunchRefused) turns it off,
+  // and 3-4 run again on the fused step (3 too: steps enqueued before the refusal may have
+  // moved the state). Any other failure (of 3, a copy, cuBLAS) is this call's own error and
+  // leaves the persistent kernel on. When even turning it off fails (a device that failed
+  // for good), the error reported is the refusal's.
   start_state(c, slot_ids, to_dev, state_bytes);
   try {
     enqueue_call(B, T, c.layout);
-  } catch (const slstm::Error&) {
+  } catch (const LaunchRefused&) {
     if (!persistent_on()) throw;
     const std::exception_ptr refused = std::current_exception();
     try {
@@ -133,7 +134,7 @@ void Session::start_state(const slstm_cuda_forward_desc& c, const std::int64_t* 
 void Session::enqueue_call(int batch, int time, std::int32_t layout) {
   if (use_graphs_) {
     cudaGraphExec_t exec = graph_for(batch, time, layout);
-    check(cudaGraphLaunch(exec, main_), "cudaGraphLaunch");
+    check_launch(cudaGraphLaunch(exec, main_), "cudaGraphLaunch");
   } else {
     enqueue_compute(main_, batch, time, layout);
   }

@@ -95,7 +95,7 @@ bool Session::time_path(std::size_t l, StepPath path, int batch, int steps, int 
       // A kernel that gave up waits out its timeout in every run: one is enough to know.
       if (path == StepPath::kPersistent && persistent_failed()) break;
     }
-  } catch (const slstm::Error&) {
+  } catch (const LaunchRefused&) {
     if (path != StepPath::kPersistent) throw;
     turn_persistent_off();
     return false;
@@ -124,7 +124,7 @@ bool Session::time_compute(int batch, int time, std::int32_t layout, float* ms) 
       if (run > 0) best = std::min(best, t);
       if (persistent_on() && persistent_failed()) break;  // (as in time_path)
     }
-  } catch (const slstm::Error&) {
+  } catch (const LaunchRefused&) {
     if (!persistent_on()) throw;
     turn_persistent_off();
     return false;

@@ -104,6 +104,32 @@ TEST_CASE("a failed copy of the initial state is the call's error: named, nothin
   }
 }
 
+// Only a refusal of the persistent kernel (its launch, or its graph's capture,
+// instantiation or launch) turns it off: a GEMM that fails in its session is the call's own
+// error, as in any session.
+TEST_CASE("a failed GEMM in a persistent session's call is the call's error and leaves the "
+          "persistent kernel on",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 825, 1.0f);
+  const Inputs in(m.get());
+  for (const char* config : {"cuda.persistent=layers", "cuda.persistent=layers;cuda.graphs=off"}) {
+    INFO("settings \"" << config << "\"");
+    t::Session pers = t::cuda_session(m.get(), kB, kT, config);
+    REQUIRE(pers);
+    cuda_fake::inject_fault("sgemm", cudaErrorInvalidValue);
+    const t::Run failed = t::forward(pers.get(), m.get(), in.call);
+    const std::string message = slstm_last_error();
+    REQUIRE(cuda_fake::clear_faults() == 0);  // a GEMM was tried, and failed
+    CHECK(failed.status == SLSTM_ERR_BACKEND_FAILURE);
+    CHECK(message.find("CUBLAS_STATUS_EXECUTION_FAILED") != std::string::npos);
+    CHECK(persistent_on_every_layer(pers.get()));
+    t::Session clean = t::cuda_session(m.get(), kB, kT, config);
+    REQUIRE(clean);
+    t::check_same_bits(pers.get(), clean.get(), m.get(), in.call);
+    CHECK(persistent_on_every_layer(pers.get()));
+  }
+}
+
 TEST_CASE("when turning the persistent kernel off after a refused launch fails too, the call "
           "reports the launch's error",
           "[cuda-fake][faults]") {
