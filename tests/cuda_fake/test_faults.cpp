@@ -233,22 +233,18 @@ t::Run call_once(slstm_session* s, const slstm_model* m, const Inputs& in, cudaS
 // refused persistent launch: the fallback) with the right numbers; either way nothing
 // aborts, the session's next call gives a clean session's bits, and the session, destroyed,
 // leaves nothing behind.
-TEST_CASE("whichever operation of a call fails, the call reports it or absorbs it, the "
-          "session's next call gives a clean session's bits, and nothing leaks",
-          "[cuda-fake][faults]") {
-  const t::Model m = t::random_model(kD, {33, 20, 9}, 840, 1.0f);
-  const Inputs in(m.get());
+namespace {
+
+struct SweepCase {
+  const char* config;
+  bool device;  // device buffers on a caller's stream, else host buffers
+};
+
+// The sweep above, over `cases`, for model m and call `in`.
+void sweep_calls(const slstm_model* m, const Inputs& in, const std::vector<SweepCase>& cases) {
   cudaStream_t stream = nullptr;
   REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
-  struct Case {
-    const char* config;
-    bool device;
-  };
-  for (const Case c : {Case{"", false}, Case{"cuda.graphs=off", false},
-                       Case{"cuda.fused=never;cuda.chunk=2", false},
-                       Case{"cuda.persistent=layers", false}, Case{"cuda.persistent=on", false},
-                       Case{"cuda.tune=on;cuda.persistent=on", false}, Case{"", true},
-                       Case{"cuda.persistent=on", true}}) {
+  for (const SweepCase& c : cases) {
     const cudaStream_t on = c.device ? stream : nullptr;
     // Tuning picks each layer's path by the fake's timings, which vary from session to
     // session: its numbers are the reference's (the fake sums in double), not the same bits.
@@ -256,8 +252,8 @@ TEST_CASE("whichever operation of a call fails, the call reports it or absorbs i
     const auto same = [tuned](const std::vector<float>& a, const std::vector<float>& b) {
       return tuned ? t::count_poison(a) == 0 && t::rel_err(a, b) <= 1e-6 : t::bitwise_equal(a, b);
     };
-    t::Session clean = session_on(m.get(), c.config, nullptr);
-    const t::Run want = t::forward_ok(clean.get(), m.get(), in.call);
+    t::Session clean = session_on(m, c.config, nullptr);
+    const t::Run want = t::forward_ok(clean.get(), m, in.call);
     for (const bool repeated : {false, true}) {
       int n = 1;
       for (;; ++n) {
@@ -265,10 +261,10 @@ TEST_CASE("whichever operation of a call fails, the call reports it or absorbs i
                            << " buffers, " << (repeated ? "a repeated call" : "a first call")
                            << ", operation " << n);
         const LeakCheck leaks(cuda_fake::live_resources());
-        t::Session s = session_on(m.get(), c.config, on);
+        t::Session s = session_on(m, c.config, on);
         int left = 0;
-        if (repeated) REQUIRE(call_once(s.get(), m.get(), in, on, 0, &left).status == SLSTM_OK);
-        const t::Run got = call_once(s.get(), m.get(), in, on, n, &left);
+        if (repeated) REQUIRE(call_once(s.get(), m, in, on, 0, &left).status == SLSTM_OK);
+        const t::Run got = call_once(s.get(), m, in, on, n, &left);
         const std::string message = slstm_last_error(), api = cuda_fake::nth_fault_api();
         if (left == 1) {  // the call had fewer operations: done
           REQUIRE(got.status == SLSTM_OK);
@@ -284,7 +280,7 @@ TEST_CASE("whichever operation of a call fails, the call reports it or absorbs i
                  got.status == SLSTM_ERR_OUT_OF_MEMORY));
           CHECK_FALSE(message.empty());
         }
-        const t::Run next = call_once(s.get(), m.get(), in, on, 0, &left);
+        const t::Run next = call_once(s.get(), m, in, on, 0, &left);
         INFO("the next call: " << next.status << ": " << slstm_last_error());
         REQUIRE(next.status == SLSTM_OK);
         CHECK(same(next.output, want.output));
@@ -296,29 +292,58 @@ TEST_CASE("whichever operation of a call fails, the call reports it or absorbs i
   REQUIRE(cudaStreamDestroy(stream) == cudaSuccess);
 }
 
+}  // namespace
+
+TEST_CASE("whichever operation of a call fails, the call reports it or absorbs it, the "
+          "session's next call gives a clean session's bits, and nothing leaks",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 840, 1.0f);
+  const Inputs in(m.get());
+  sweep_calls(m.get(), in,
+              {{"", false}, {"cuda.graphs=off", false}, {"cuda.fused=never;cuda.chunk=2", false},
+               {"cuda.persistent=layers", false}, {"cuda.persistent=on", false},
+               {"cuda.tune=on;cuda.persistent=on", false}, {"", true},
+               {"cuda.persistent=on", true}});
+}
+
+// The same on the generic path (cuda.generic=on: its engine, cuBLAS calls, graphs and
+// generic_device.cu's kernels), which only the simulated module has (slstm_cuda_fake_sim:
+// ctest runs this case with it): a bidirectional LSTM with peepholes, a bidirectional
+// residual GRU and a projected LSTM with clips.
+TEST_CASE("on the generic path too, whichever operation of a call fails, the call reports it "
+          "or absorbs it, the session's next call gives a clean session's bits, and nothing "
+          "leaks",
+          "[cuda-fake][faults-sim]") {
+  const t::Model m = t::random_stack(kD, t::layer_zoo()[3], 880);
+  const Inputs in(m.get());
+  sweep_calls(m.get(), in,
+              {{"cuda.generic=always", false}, {"cuda.generic=always;cuda.graphs=off", false},
+               {"cuda.generic=always", true}});
+}
+
 // Every operation of a session's creation made to fail in turn (allocations, streams, events,
 // cuBLAS handles, uploads, syncs): the creation fails with a backend status, no session, and
 // nothing left behind; where it absorbs the failure, the session gives a clean one's bits.
-TEST_CASE("whichever operation of a session's creation fails, it is refused and leaves no "
-          "device memory, stream, event, graph or cuBLAS handle behind",
-          "[cuda-fake][faults]") {
-  const t::Model m = t::random_model(kD, {33, 20, 9}, 850, 1.0f);
-  const Inputs in(m.get());
-  for (const char* config : {"", "cuda.graphs=off", "cuda.persistent=on", "cuda.slots=on"}) {
+namespace {
+
+// The sweep above, over `configs`, for model m and call `in`.
+void sweep_creation(const slstm_model* m, const Inputs& in,
+                    const std::vector<const char*>& configs) {
+  for (const char* config : configs) {
     slstm_session_options o = t::options(kB, kT);
     o.backend = SLSTM_BACKEND_CUDA;
     o.config = config;
     if (std::string(config) == "cuda.slots=on") o.max_slots = 4;
-    t::Session clean = t::cuda_session(m.get(), kB, kT, config);
+    t::Session clean = t::cuda_session(m, kB, kT, config);
     REQUIRE(clean);
-    const t::Run want = t::forward_ok(clean.get(), m.get(), in.call);
+    const t::Run want = t::forward_ok(clean.get(), m, in.call);
     int n = 1;
     for (;; ++n) {
       INFO("settings \"" << config << "\", operation " << n);
       const LeakCheck leaks(cuda_fake::live_resources());
       cuda_fake::inject_nth_fault(n, cudaErrorInvalidValue);
       slstm_session* raw = nullptr;
-      const slstm_status st = slstm_session_create(m.get(), &o, &raw);
+      const slstm_status st = slstm_session_create(m, &o, &raw);
       const std::string message = slstm_last_error(), api = cuda_fake::nth_fault_api();
       t::Session s(raw);
       if (cuda_fake::clear_faults() == 1) {  // the creation had fewer operations: done
@@ -327,7 +352,7 @@ TEST_CASE("whichever operation of a session's creation fails, it is refused and 
       }
       INFO("failed: " << api << "; status " << st << ": " << message);
       if (st == SLSTM_OK) {
-        CHECK(t::bitwise_equal(t::forward_ok(s.get(), m.get(), in.call).output, want.output));
+        CHECK(t::bitwise_equal(t::forward_ok(s.get(), m, in.call).output, want.output));
       } else {
         CHECK(raw == nullptr);
         CHECK((st == SLSTM_ERR_BACKEND_FAILURE || st == SLSTM_ERR_OUT_OF_MEMORY));
@@ -336,6 +361,23 @@ TEST_CASE("whichever operation of a session's creation fails, it is refused and 
     }
     CHECK(n > 5);  // (the sweep met that many operations)
   }
+}
+
+}  // namespace
+
+TEST_CASE("whichever operation of a session's creation fails, it is refused and leaves no "
+          "device memory, stream, event, graph or cuBLAS handle behind",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 850, 1.0f);
+  sweep_creation(m.get(), Inputs(m.get()),
+                 {"", "cuda.graphs=off", "cuda.persistent=on", "cuda.slots=on"});
+}
+
+TEST_CASE("on the generic path too, whichever operation of a session's creation fails, it is "
+          "refused and leaves nothing behind",
+          "[cuda-fake][faults-sim]") {
+  const t::Model m = t::random_stack(kD, t::layer_zoo()[3], 890);
+  sweep_creation(m.get(), Inputs(m.get()), {"cuda.generic=always"});
 }
 
 namespace {
