@@ -160,7 +160,10 @@ typedef SLSTM_ENUM(slstm_status) {
   SLSTM_ERR_BACKEND_UNAVAILABLE = 6,
   /** The backend exists but cannot do what was asked. */
   SLSTM_ERR_UNSUPPORTED = 7,
-  /** The backend failed while running (e.g. a CUDA error; the message carries its text). */
+  /** The backend failed while running (e.g. a CUDA error; the message carries its text).
+   *  The failed call's outputs and final state (an in-place state too) may be partly
+   *  written; the session stays usable for later calls, unless the failure broke the device
+   *  itself (CUDA's sticky errors, e.g. cudaErrorIllegalAddress: later calls fail too). */
   SLSTM_ERR_BACKEND_FAILURE = 8,
   /** Input buffers and output buffers overlap in a way the call does not allow. */
   SLSTM_ERR_ALIASING = 9,
