@@ -12,11 +12,15 @@
 //
 // The same interposition fails the n-th allocation of a window on request (g_fail_at): the
 // [oom] cases make each allocation of a call fail in turn and check the header's ERRORS
-// promise (SLSTM_ERR_OUT_OF_MEMORY, a message, nothing written) at every one.
+// promise (SLSTM_ERR_OUT_OF_MEMORY, a message, nothing written) at every one. It also
+// interposes pthread_create (std::thread's), and fails the n-th thread creation on request
+// (g_fail_thread_at, EAGAIN as at a process's thread limit): the [threads] cases.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <dlfcn.h>
 #include <execinfo.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,6 +102,22 @@ int posix_memalign(void** p, std::size_t a, std::size_t n) {
   *p = q;
   return 0;
 }
+}
+
+// ---- thread creation that fails on request -----------------------------------------------
+
+namespace {
+using CreateFn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+CreateFn g_real_create = nullptr;  // resolved in main(), before any thread is made
+std::atomic<long> g_thread_creations{0};
+std::atomic<long> g_fail_thread_at{0};  // 0: none fails; n > 0: the n-th from now on fails
+}  // namespace
+
+extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attr,
+                              void* (*start)(void*), void* arg) {
+  const long k = g_thread_creations.fetch_add(1) + 1;
+  if (k == g_fail_thread_at.load()) return EAGAIN;
+  return g_real_create(thread, attr, start, arg);
 }
 
 namespace {
@@ -597,7 +617,59 @@ TEST_CASE("successful calls on CUDA's generic path allocate nothing", "[cuda-gen
   }
 }
 
+// ---- thread creation that fails -------------------------------------------------------------
+
+// The k-th thread creation of a session's creation made to fail, k = 1, 2, ... until the
+// creation makes fewer threads: SLSTM_ERR_OUT_OF_MEMORY saying so, no session, and every
+// thread it had started joined again (the process's thread count as before). Own worker
+// pools only: the process-wide pool (cpu.pool=shared) is made once per process.
+TEST_CASE("a session creation whose worker thread cannot be created, whichever, returns no "
+          "session and leaves no thread behind",
+          "[threads]") {
+  t::Model m = t::random_model(7, {40, 17}, 46);
+  t::Model mixed = t::random_stack(6, mixed_stack(), 47);
+  struct Variant {
+    const char* what;
+    const slstm_model* model;
+  };
+  for (const Variant& v : {Variant{"LSTM (BasicLSTMCell path), 4 threads", m.get()},
+                           Variant{"LSTMP, bidirectional, residual, 4 threads", mixed.get()}}) {
+    INFO(v.what);
+    slstm_session_options o = t::options(5, 4);
+    o.num_threads = 4;
+    const int threads_before = t::process_threads();
+    long k = 1;
+    for (;; ++k) {
+      INFO("thread creation " << k << " fails");
+      slstm_session* const sentinel = reinterpret_cast<slstm_session*>(&o);
+      slstm_session* out = sentinel;
+      g_thread_creations.store(0);
+      g_fail_thread_at.store(k);
+      const slstm_status st = slstm_session_create(v.model, &o, &out);
+      g_fail_thread_at.store(0);
+      const long made = g_thread_creations.load();
+      if (st == SLSTM_OK) {
+        REQUIRE(made < k);  // the creation made fewer threads than k: every one was tried
+        slstm_session_destroy(out);
+        break;
+      }
+      CHECK(st == SLSTM_ERR_OUT_OF_MEMORY);
+      CHECK(std::string(slstm_last_error()).find("thread") != std::string::npos);
+      CHECK(out == sentinel);
+      CHECK(t::process_threads() == threads_before);
+    }
+    CHECK(k > 1);  // (a session of 4 threads creates some)
+    CHECK(t::process_threads() == threads_before);
+  }
+}
+
 int main(int argc, char* argv[]) {
+  // (Before anything makes a thread: pthread_create above forwards to this one.)
+  g_real_create = reinterpret_cast<CreateFn>(dlsym(RTLD_NEXT, "pthread_create"));
+  if (g_real_create == nullptr) {
+    std::fprintf(stderr, "alloc_counting: dlsym(RTLD_NEXT, pthread_create) failed\n");
+    return 2;
+  }
   t::use_cpu_kernel_under_test();
   void* warm[4];
   backtrace(warm, 4);  // loads what backtrace() needs, before any counting window
