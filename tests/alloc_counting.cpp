@@ -621,8 +621,9 @@ TEST_CASE("successful calls on CUDA's generic path allocate nothing", "[cuda-gen
 
 // The k-th thread creation of a session's creation made to fail, k = 1, 2, ... until the
 // creation makes fewer threads: SLSTM_ERR_OUT_OF_MEMORY saying so, no session, and every
-// thread it had started joined again (the process's thread count as before). Own worker
-// pools only: the process-wide pool (cpu.pool=shared) is made once per process.
+// thread it had started joined again (the process's thread count as before); the
+// process-wide pool (cpu.pool=shared) too, made by the first session that asks for it and
+// gone with the last (no other case here uses it).
 TEST_CASE("a session creation whose worker thread cannot be created, whichever, returns no "
           "session and leaves no thread behind",
           "[threads]") {
@@ -631,12 +632,18 @@ TEST_CASE("a session creation whose worker thread cannot be created, whichever, 
   struct Variant {
     const char* what;
     const slstm_model* model;
+    const char* config;
   };
-  for (const Variant& v : {Variant{"LSTM (BasicLSTMCell path), 4 threads", m.get()},
-                           Variant{"LSTMP, bidirectional, residual, 4 threads", mixed.get()}}) {
+  for (const Variant& v :
+       {Variant{"LSTM (BasicLSTMCell path), 4 threads", m.get(), nullptr},
+        Variant{"LSTMP, bidirectional, residual, 4 threads", mixed.get(), nullptr},
+        Variant{"LSTM, the process-wide pool", m.get(), "cpu.pool=shared"},
+        Variant{"LSTMP, bidirectional, residual, the process-wide pool", mixed.get(),
+                "cpu.pool=shared"}}) {
     INFO(v.what);
     slstm_session_options o = t::options(5, 4);
     o.num_threads = 4;
+    o.config = v.config;
     const int threads_before = t::process_threads();
     long k = 1;
     for (;; ++k) {
