@@ -77,30 +77,44 @@ TEST_CASE("a persistent launch the device refuses runs the call again with the n
   }
 }
 
+namespace {
+
+// In a persistent session of `config`, the call whose `api` fails (pointer argument `match`)
+// reports it as its own error, with `names` in the message, and leaves the persistent kernel
+// on; the session's next call gives a clean session's bits. Returns the failed call.
+t::Run check_own_failure(const slstm_model* m, const Inputs& in, const char* config,
+                         const char* api, const void* match, const char* names) {
+  INFO("settings \"" << config << "\", " << api << " fails");
+  t::Session pers = t::cuda_session(m, kB, kT, config);
+  REQUIRE(pers);
+  cuda_fake::inject_fault(api, cudaErrorInvalidValue, match);
+  const t::Run failed = t::forward(pers.get(), m, in.call);
+  const std::string message = slstm_last_error();
+  REQUIRE(cuda_fake::clear_faults() == 0);  // the operation was tried, and failed
+  CHECK(failed.status == SLSTM_ERR_BACKEND_FAILURE);
+  INFO("the message: " << message);
+  CHECK(message.find(names) != std::string::npos);
+  CHECK(persistent_on_every_layer(pers.get()));
+  // The next call runs (on the persistent kernel) with the numbers of a clean session's.
+  t::Session clean = t::cuda_session(m, kB, kT, config);
+  REQUIRE(clean);
+  t::check_same_bits(pers.get(), clean.get(), m, in.call);
+  CHECK(persistent_on_every_layer(pers.get()));
+  return failed;
+}
+
+}  // namespace
+
 TEST_CASE("a failed copy of the initial state is the call's error: named, nothing written, "
           "and the persistent kernel stays on",
           "[cuda-fake][faults]") {
   const t::Model m = t::random_model(kD, {33, 20, 9}, 820, 1.0f);
   const Inputs in(m.get());
   for (const char* config : {"cuda.persistent=layers", "cuda.persistent=on;cuda.graphs=off"}) {
-    INFO("settings \"" << config << "\"");
-    t::Session pers = t::cuda_session(m.get(), kB, kT, config);
-    REQUIRE(pers);
-    cuda_fake::inject_fault("cudaMemcpyAsync", cudaErrorInvalidValue, in.s0.data());
-    const t::Run failed = t::forward(pers.get(), m.get(), in.call);
-    const std::string message = slstm_last_error();
-    REQUIRE(cuda_fake::clear_faults() == 0);  // the copy was tried, and failed
-    CHECK(failed.status == SLSTM_ERR_BACKEND_FAILURE);
-    CHECK(message.find("initial_state") != std::string::npos);
-    CHECK(message.find("cudaErrorInvalidValue") != std::string::npos);
+    const t::Run failed = check_own_failure(m.get(), in, config, "cudaMemcpyAsync",
+                                            in.s0.data(), "(initial_state): cudaErrorInvalidValue");
     CHECK(t::count_poison(failed.output) == failed.output.size());
     CHECK(t::count_poison(failed.final_state) == failed.final_state.size());
-    CHECK(persistent_on_every_layer(pers.get()));
-    // The next call runs (on the persistent kernel) with the numbers of a clean session's.
-    t::Session clean = t::cuda_session(m.get(), kB, kT, config);
-    REQUIRE(clean);
-    t::check_same_bits(pers.get(), clean.get(), m.get(), in.call);
-    CHECK(persistent_on_every_layer(pers.get()));
   }
 }
 
@@ -113,20 +127,8 @@ TEST_CASE("a failed GEMM in a persistent session's call is the call's error and 
   const t::Model m = t::random_model(kD, {33, 20, 9}, 825, 1.0f);
   const Inputs in(m.get());
   for (const char* config : {"cuda.persistent=layers", "cuda.persistent=layers;cuda.graphs=off"}) {
-    INFO("settings \"" << config << "\"");
-    t::Session pers = t::cuda_session(m.get(), kB, kT, config);
-    REQUIRE(pers);
-    cuda_fake::inject_fault("sgemm", cudaErrorInvalidValue);
-    const t::Run failed = t::forward(pers.get(), m.get(), in.call);
-    const std::string message = slstm_last_error();
-    REQUIRE(cuda_fake::clear_faults() == 0);  // a GEMM was tried, and failed
-    CHECK(failed.status == SLSTM_ERR_BACKEND_FAILURE);
-    CHECK(message.find("CUBLAS_STATUS_EXECUTION_FAILED") != std::string::npos);
-    CHECK(persistent_on_every_layer(pers.get()));
-    t::Session clean = t::cuda_session(m.get(), kB, kT, config);
-    REQUIRE(clean);
-    t::check_same_bits(pers.get(), clean.get(), m.get(), in.call);
-    CHECK(persistent_on_every_layer(pers.get()));
+    (void)check_own_failure(m.get(), in, config, "sgemm", nullptr,
+                            "CUBLAS_STATUS_EXECUTION_FAILED");
   }
 }
 
