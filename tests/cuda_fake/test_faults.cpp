@@ -1,8 +1,10 @@
 // The CUDA module's error paths on the FAKE CUDA runtime (tests/cuda_fake), with the faults
-// the runtime injects on demand (cuda_fake::inject_fault): a persistent kernel launch the
-// device refuses, a copy that fails, a device that fails for good while the module cleans
-// up. A GPU does none of these on demand, so the GPU suite cannot reach these paths.
-// Host buffers, so every call ends synchronised and its status is the call's own.
+// the runtime injects on demand (cuda_fake::inject_fault, inject_nth_fault): a persistent
+// kernel launch the device refuses, a copy or a GEMM that fails, a device that fails for good
+// while the module cleans up; then every operation of a call, of a session's creation and of
+// a round of slot calls failed in turn, with a leak check (cuda_fake::live_resources). A GPU
+// does none of these on demand, so the GPU suite cannot reach these paths. Host buffers
+// unless a case says otherwise, so that a call's status is its own.
 #include <catch2/catch.hpp>
 #include <cuda_runtime.h>
 
