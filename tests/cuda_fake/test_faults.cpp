@@ -171,6 +171,20 @@ class LeakCheck {
   cuda_fake::Resources before_;
 };
 
+// The sweeps below: attempt(n) makes the n-th operation of what it runs fail, for n = 1, 2,
+// ... each under a leak check, until attempt says that no operation took the fault (it
+// returns false: there were fewer than n); the sweep must have met more than five.
+template <class Attempt>
+void sweep_operations(Attempt attempt) {
+  int n = 1;
+  for (;; ++n) {
+    INFO("operation " << n);
+    const LeakCheck leaks(cuda_fake::live_resources());
+    if (!attempt(n)) break;
+  }
+  CHECK(n > 5);
+}
+
 // A CUDA session on the caller's `stream` (nullptr: the session's own).
 t::Session session_on(const slstm_model* m, const char* config, cudaStream_t stream) {
   slstm_session_options o = t::options(kB, kT);
@@ -259,12 +273,9 @@ void sweep_calls(const slstm_model* m, const Inputs& in, const std::vector<Sweep
     t::Session clean = session_on(m, c.config, nullptr);
     const t::Run want = t::forward_ok(clean.get(), m, in.call);
     for (const bool repeated : {false, true}) {
-      int n = 1;
-      for (;; ++n) {
-        INFO("settings \"" << c.config << "\", " << (c.device ? "device" : "host")
-                           << " buffers, " << (repeated ? "a repeated call" : "a first call")
-                           << ", operation " << n);
-        const LeakCheck leaks(cuda_fake::live_resources());
+      INFO("settings \"" << c.config << "\", " << (c.device ? "device" : "host")
+                         << " buffers, " << (repeated ? "a repeated call" : "a first call"));
+      sweep_operations([&](int n) {
         t::Session s = session_on(m, c.config, on);
         int left = 0;
         if (repeated) REQUIRE(call_once(s.get(), m, in, on, 0, &left).status == SLSTM_OK);
@@ -273,7 +284,7 @@ void sweep_calls(const slstm_model* m, const Inputs& in, const std::vector<Sweep
         if (left == 1) {  // the call had fewer operations: done
           REQUIRE(got.status == SLSTM_OK);
           CHECK(same(got.output, want.output));
-          break;
+          return false;
         }
         INFO("failed: " << api << "; the call's status " << got.status << ": " << message);
         if (got.status == SLSTM_OK) {
@@ -289,8 +300,8 @@ void sweep_calls(const slstm_model* m, const Inputs& in, const std::vector<Sweep
         REQUIRE(next.status == SLSTM_OK);
         CHECK(same(next.output, want.output));
         CHECK(same(next.final_state, want.final_state));
-      }
-      CHECK(n > 5);  // (the sweep met that many operations)
+        return true;
+      });
     }
   }
   REQUIRE(cudaStreamDestroy(stream) == cudaSuccess);
@@ -341,10 +352,8 @@ void sweep_creation(const slstm_model* m, const Inputs& in,
     t::Session clean = t::cuda_session(m, kB, kT, config);
     REQUIRE(clean);
     const t::Run want = t::forward_ok(clean.get(), m, in.call);
-    int n = 1;
-    for (;; ++n) {
-      INFO("settings \"" << config << "\", operation " << n);
-      const LeakCheck leaks(cuda_fake::live_resources());
+    INFO("settings \"" << config << "\"");
+    sweep_operations([&](int n) {
       cuda_fake::inject_nth_fault(n, cudaErrorInvalidValue);
       slstm_session* raw = nullptr;
       const slstm_status st = slstm_session_create(m, &o, &raw);
@@ -352,7 +361,7 @@ void sweep_creation(const slstm_model* m, const Inputs& in,
       t::Session s(raw);
       if (cuda_fake::clear_faults() == 1) {  // the creation had fewer operations: done
         REQUIRE(st == SLSTM_OK);
-        break;
+        return false;
       }
       INFO("failed: " << api << "; status " << st << ": " << message);
       if (st == SLSTM_OK) {
@@ -362,8 +371,8 @@ void sweep_creation(const slstm_model* m, const Inputs& in,
         CHECK((st == SLSTM_ERR_BACKEND_FAILURE || st == SLSTM_ERR_OUT_OF_MEMORY));
         CHECK_FALSE(message.empty());
       }
-    }
-    CHECK(n > 5);  // (the sweep met that many operations)
+      return true;
+    });
   }
 }
 
@@ -470,17 +479,14 @@ TEST_CASE("whichever operation of the slot calls fails, the call reports it or a
     want = slot_round(clean.get(), m.get(), in, 0, &left);
     REQUIRE(want.failed_at.empty());
   }
-  int n = 1;
-  for (;; ++n) {
-    INFO("operation " << n);
-    const LeakCheck leaks(cuda_fake::live_resources());
+  sweep_operations([&](int n) {
     t::Session s = make();
     const SlotRound got = slot_round(s.get(), m.get(), in, n, &left);
     const std::string message = slstm_last_error(), api = cuda_fake::nth_fault_api();
     if (left == 1) {  // the round had fewer operations: done
       REQUIRE(got.failed_at.empty());
       CHECK(t::bitwise_equal(got.output, want.output));
-      break;
+      return false;
     }
     INFO("failed: " << api << "; " << (got.failed_at.empty() ? "no call" : got.failed_at)
                     << " reported " << got.status << ": " << message);
@@ -500,6 +506,6 @@ TEST_CASE("whichever operation of the slot calls fails, the call reports it or a
     for (std::size_t b = 0; b < want.states.size(); ++b) {
       CHECK(t::bitwise_equal(again.states.at(b), want.states[b]));
     }
-  }
-  CHECK(n > 5);  // (the sweep met that many operations)
+    return true;
+  });
 }
