@@ -1,5 +1,5 @@
 // The module's side of src/backend_module_abi.h: the table of entry points and the one
-// exported function, slstm_cuda_module_v4. Every entry point runs inside firewall(), which
+// exported function, slstm_cuda_module_v5. Every entry point runs inside firewall(), which
 // turns an exception into (status, message); nothing is thrown across the table.
 #include <cuda_runtime.h>
 
@@ -209,6 +209,6 @@ const slstm_cuda_module_table kTable = {
 }  // namespace
 }  // namespace slstm_cuda
 
-SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v4(void) {
+SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v5(void) {
   return &slstm_cuda::kTable;
 }

@@ -20,24 +20,29 @@ void Session::forward(const slstm_cuda_forward_desc& c) { run(c, nullptr); }
 
 // A forward call; with slot_ids, the state comes from and goes back to the stream slots
 // (forward_slots, slots.cpp) instead of c.initial_state / c.final_state.
-void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids) {
+void Session::run(const slstm_cuda_forward_desc& call, const std::int64_t* slot_ids) {
   DeviceGuard guard(device_);
   settle_previous_call();
-  const bool host = c.memory == SLSTM_MEMORY_HOST;
+  const bool host = call.memory == SLSTM_MEMORY_HOST;
   const cudaMemcpyKind to_dev = host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
   const cudaMemcpyKind from_dev = host ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
-  if (!host) check_device_pointers(c);
-  if (c.batch < 1 || c.batch > max_batch_ || c.time < 0 || c.time > max_time_) {
+  if (!host) check_device_pointers(call);
+  if (call.batch < 1 || call.batch > max_batch_ || call.time < 0 || call.time > max_time_) {
     fail(SLSTM_ERR_INTERNAL, "forward: unvalidated batch/time reached the CUDA module");
   }
-  const int B = static_cast<int>(c.batch);
-  const int T = static_cast<int>(c.time);
-  const std::int64_t state_floats = c.batch * state_row_floats_;
+  const int B = static_cast<int>(call.batch);
+  const int T = static_cast<int>(call.time);
+  const std::int64_t state_floats = call.batch * state_row_floats_;
   const std::size_t state_bytes = static_cast<std::size_t>(state_floats) * sizeof(float);
   if (T == 0) {
-    if (slot_ids == nullptr) copy_state_without_steps(c, host, state_floats);
+    if (slot_ids == nullptr) copy_state_without_steps(call, host, state_floats);
     return;  // slots: no step, every slot keeps its state
   }
+  // cuda.staging=on: host buffers that fit go through the pinned buffer; `c` is the call as
+  // the steps below see it (its buffers in h_stage_), `call` the caller's.
+  slstm_cuda_forward_desc staged{};
+  const bool is_staged = host && stage_host_call(call, &staged);
+  const slstm_cuda_forward_desc& c = is_staged ? staged : call;
   upload_lengths(c);    // 1.
   stage_input(c, host);  // 2.
   tune(B, T, c.layout);  // cuda.tune=on: the first call of this batch times the paths
@@ -83,9 +88,11 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
   // 7. The persistent kernel gave up waiting: its results are invalid. Turn it off and run
   // the call again on the fused step (the same numbers it would have given) while its
   // inputs are intact: not after an in-place state update or with stream slots.
+  // (A staged call has not written the caller's buffers yet: it can run again in place.)
   if ((host || own_main_) && persistent_failed()) {
     turn_persistent_off();
-    if (slot_ids != nullptr || (c.initial_state != nullptr && c.initial_state == c.final_state)) {
+    if (slot_ids != nullptr || (!is_staged && call.initial_state != nullptr &&
+                                call.initial_state == call.final_state)) {
       fail(SLSTM_ERR_BACKEND_FAILURE,
            "cuda.persistent: the persistent kernel gave up waiting at its grid barrier "
            "(cuda.persistent_timeout_us); this call's output and final state are not valid "
@@ -93,8 +100,10 @@ void Session::run(const slstm_cuda_forward_desc& c, const std::int64_t* slot_ids
            "session has turned the persistent kernel off (the fused step runs instead, with "
            "the same numbers)");
     }
-    run(c, slot_ids);
+    run(call, slot_ids);
+    return;
   }
+  if (is_staged) deliver_staged(call, staged);
 }
 
 // The persistent kernel of an earlier call that returned before the kernel ran (device
@@ -255,6 +264,53 @@ void Session::finish(bool host) {
     slot_ids_pending_ = false;
   }
   check(cudaGetLastError(), "forward");
+}
+
+// cuda.staging=on: when the call's host buffers fit h_stage_, points *staged (a copy of c) at
+// its regions -- input, initial state, output, final state, those the call has -- and copies
+// the input and the initial state there. (A staged call that failed before its sync may leave
+// copies from and to the buffer queued: they run on main_ before this call's, and what they
+// bring the device, or the buffer, only that failed call's work reads.)
+bool Session::stage_host_call(const slstm_cuda_forward_desc& c, slstm_cuda_forward_desc* staged) {
+  if (stage_floats_ == 0) return false;
+  const std::int64_t rows = c.batch * c.time;
+  const std::int64_t in_n = rows * input_size_;
+  const std::int64_t out_n = c.output != nullptr ? rows * layers_.back().hid : 0;
+  const std::int64_t state_n = c.batch * state_row_floats_;
+  const std::int64_t s0_n = c.initial_state != nullptr ? state_n : 0;
+  const std::int64_t s1_n = c.final_state != nullptr ? state_n : 0;
+  if (in_n + s0_n + out_n + s1_n > stage_floats_) return false;
+  const auto bytes = [](std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); };
+  float* p = h_stage_.get();
+  *staged = c;
+  std::memcpy(p, c.input, bytes(in_n));
+  staged->input = p;
+  p += in_n;
+  if (s0_n > 0) {
+    std::memcpy(p, c.initial_state, bytes(s0_n));
+    staged->initial_state = p;
+    p += s0_n;
+  }
+  if (out_n > 0) {
+    staged->output = p;
+    p += out_n;
+  }
+  if (s1_n > 0) staged->final_state = p;
+  return true;
+}
+
+// A staged call's output and final state, from h_stage_ to the caller's buffers (after the
+// call's sync).
+void Session::deliver_staged(const slstm_cuda_forward_desc& c,
+                             const slstm_cuda_forward_desc& staged) const {
+  if (c.output != nullptr) {
+    std::memcpy(c.output, staged.output,
+                static_cast<std::size_t>(c.batch * c.time * layers_.back().hid) * sizeof(float));
+  }
+  if (c.final_state != nullptr) {
+    std::memcpy(c.final_state, staged.final_state,
+                static_cast<std::size_t>(c.batch * state_row_floats_) * sizeof(float));
+  }
 }
 
 }  // namespace slstm_cuda

@@ -28,6 +28,10 @@
 //          each batch times the allowed paths and keeps the fastest (tune.cpp);
 //   5. d_out_ / d_state_ -> the caller's output / final state (D2H or D2D);
 //   6. host buffers, or no caller stream: synchronise and report any error.
+// With cuda.staging=on, a call with host buffers that fit the session's pinned buffer
+// h_stage_ copies its input and initial state into it first, steps 2, 3 and 5 copy from and
+// to it (asynchronous copies: no wait for the device until step 6), and the output and
+// final state reach the caller's buffers after step 6 (deliver_staged).
 // Every buffer is allocated when the session is created (session_init.cpp); a call allocates
 // nothing on the device (graph instantiation on a shape's first use allocates host-side graph
 // objects). Failures are thrown as slstm::Error (check.hpp).
@@ -187,6 +191,9 @@ class Session {
                    cudaMemcpyKind to_dev, std::size_t state_bytes);
   void enqueue_call(int batch, int time, std::int32_t layout);
   void finish(bool host);
+  bool stage_host_call(const slstm_cuda_forward_desc& c, slstm_cuda_forward_desc* staged);
+  void deliver_staged(const slstm_cuda_forward_desc& c,
+                      const slstm_cuda_forward_desc& staged) const;
   bool persistent_failed();
   void turn_persistent_off();
   void settle_previous_call();  // session.cpp: before a call touches the session's state
@@ -253,6 +260,10 @@ class Session {
   int len_uniform_time_ = -1;
   int len_uniform_rows_ = 0;
   PinnedBuffer<std::int32_t> h_len_;  // [max_batch]
+  // cuda.staging=on: the pinned buffer a host-buffer call's input, initial state, output and
+  // final state go through when they fit (stage_floats_ floats; 0: off).
+  std::int64_t stage_floats_ = 0;
+  PinnedBuffer<float> h_stage_;
   DeviceBuffer<float> d_in_;          // staging of a host input, caller layout
   DeviceBuffer<float> d_x_;           // [T_max * B_max, Ip_0] augmented, time-major
   DeviceBuffer<float> d_out_;         // [B*T*H_last], caller layout

@@ -128,6 +128,8 @@ void Session::read_knobs(const slstm_cuda_session_desc& d) {
   persistent_ = d.persistent != 0;
   persistent_stack_ = d.persistent == 1;
   if (d.persistent_timeout_us < 0) fail(SLSTM_ERR_INTERNAL, "persistent_timeout_us < 0");
+  if (d.host_staging_bytes < 0) fail(SLSTM_ERR_INTERNAL, "host_staging_bytes < 0");
+  stage_floats_ = d.host_staging_bytes / static_cast<std::int64_t>(sizeof(float));
   persistent_timeout_ns_ = static_cast<long long>(d.persistent_timeout_us) * 1000;
 }
 
@@ -208,6 +210,9 @@ void Session::allocate(std::int64_t rows) {
   d_state_ = device_alloc<float>(state_floats, "cudaMalloc (state)");
   d_len_ = device_alloc<std::int32_t>(max_batch_, "cudaMalloc (lengths)");
   h_len_ = pinned_alloc<std::int32_t>(max_batch_, "cudaMallocHost (lengths)");
+  if (stage_floats_ > 0) {
+    h_stage_ = pinned_alloc<float>(stage_floats_, "cudaMallocHost (cuda.staging)");
+  }
   zero(d_in_.get(), static_cast<std::size_t>(rows * input_size_) * sizeof(float));
   zero(d_x_.get(), static_cast<std::size_t>(rows * first.ld_x) * sizeof(float));
   check(launch_fill_column(capture_.get(), d_x_.get(), rows, first.ld_x, input_size_, 1.0f),

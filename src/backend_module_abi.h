@@ -4,7 +4,7 @@
  * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
- * module exports exactly one function, slstm_cuda_module_v4(), which returns a static
+ * module exports exactly one function, slstm_cuda_module_v5(), which returns a static
  * table of function pointers.  Every function reports failures as an slstm_status value
  * (an int32_t here) plus a NUL-terminated English message written into the caller's
  * buffer; no C++ exception crosses this boundary.
@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define SLSTM_CUDA_MODULE_ABI_VERSION 4u
-#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v4"
+#define SLSTM_CUDA_MODULE_ABI_VERSION 5u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v5"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
 
 /* One direction's weights as the generic path's step reads them (v4; host memory, borrowed
@@ -97,6 +97,10 @@ typedef struct slstm_cuda_session_desc {
   int32_t precision;     /* (v4) the products' operands on the generic path: 0 float32 (TF32
                             with allow_tf32), 1 BF16, 2 FP16 (rounded to nearest even; sums
                             float32; docs/precision.md).  The basic path: 0 only */
+  int64_t host_staging_bytes; /* (v5) cuda.staging=on: the pinned host buffer the basic path
+                            copies a host-buffer call's input, states and output through
+                            when they fit in it (one wait for the device per call instead of
+                            one per pageable copy); 0: off, or the generic path */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:

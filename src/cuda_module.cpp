@@ -17,6 +17,7 @@
 // environment needs no restart.
 #include "cuda_module.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -284,6 +285,8 @@ class CudaBackend final : public Backend {
     desc.precision = config.precision == Precision::kBf16   ? 1
                      : config.precision == Precision::kFp16 ? 2
                                                             : 0;
+    staging_bytes_ = s.cuda_staging && !generic_ ? host_staging_bytes(config) : 0;
+    desc.host_staging_bytes = staging_bytes_;
     settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
@@ -353,7 +356,27 @@ class CudaBackend final : public Backend {
       plan_.layers = generic_layer_plans();
       return;
     }
+    plan_.params.push_back(
+        {"host_staging",
+         staging_bytes_ > 0
+             ? std::to_string(staging_bytes_) +
+                   " bytes pinned (cuda.staging=on): a call with host buffers whose input, "
+                   "states and output add up to at most that copies them through it"
+             : "off: a call with host buffers copies from and to them directly"});
     plan_.layers = layer_plans();
+  }
+
+  // cuda.staging=on: the pinned buffer for a call of max_batch x max_time (input, initial
+  // state, output, final state; float32), at most Settings::kMaxCudaStagingBytes.
+  std::int64_t host_staging_bytes(const SessionConfig& config) const {
+    const double rows = static_cast<double>(config.max_batch) *
+                        static_cast<double>(config.max_time);
+    const double floats =
+        rows * static_cast<double>(model_->input_size() + model_->output_size()) +
+        2.0 * static_cast<double>(config.max_batch) *
+            static_cast<double>(model_->state_layout().row_floats());
+    const double cap = static_cast<double>(Settings::kMaxCudaStagingBytes);
+    return static_cast<std::int64_t>(std::min(cap, 4.0 * floats));
   }
 
   // The generic path's plan: the same for every layer and batch (cuda.generic).
@@ -485,6 +508,7 @@ class CudaBackend final : public Backend {
   ModelPtr model_;
   void* session_ = nullptr;
   bool slots_enabled_ = false;  // cuda.slots=on
+  std::int64_t staging_bytes_ = 0;  // cuda.staging=on: the module's pinned buffer (bytes)
   bool generic_ = false;        // the stack runs on the generic path (cuda.generic)
   Settings settings_;
   // Held by every call that runs compute and by plan() (shared with the stream slots' calls).

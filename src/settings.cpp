@@ -13,7 +13,7 @@ constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.amx, cpu.team, cpu.spin_us, "
     "cpu.pool_join_us, cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
-    "cuda.tune, cuda.tune_file, cuda.generic";
+    "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -134,6 +134,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "always") s.cuda_generic = Settings::Generic::kAlways;
     else bad("cuda.generic must be off, on or always, got \"" + v + "\"");
     s.cuda_generic_from = from;
+  } else if (key == "cuda.staging") {
+    if (v == "on") s.cuda_staging = true;
+    else if (v == "off") s.cuda_staging = false;
+    else bad("cuda.staging must be on or off, got \"" + v + "\"");
+    s.cuda_staging_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -247,7 +252,8 @@ Params Settings::cuda_params() const {
            with_origin(cuda_generic == Generic::kOn       ? "on"
                        : cuda_generic == Generic::kAlways ? "always"
                                                           : "off",
-                       cuda_generic_from)}};
+                       cuda_generic_from)},
+          {"cuda.staging", with_origin(cuda_staging ? "on" : "off", cuda_staging_from)}};
 }
 
 Settings parse_settings(const char* config) {

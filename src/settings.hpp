@@ -60,6 +60,10 @@ struct Settings {
   // cuda.generic: stacks beyond forward BasicLSTMCell on CUDA's generic path (on), every
   // stack there (always), or refused (off; untested on a GPU)
   Generic cuda_generic = Generic::kOff;
+  // cuda.staging: a host-buffer call of the basic path copies through one pinned buffer of
+  // the session's (at most kMaxCudaStagingBytes) when it fits (untested on a GPU)
+  bool cuda_staging = false;
+  static constexpr std::int64_t kMaxCudaStagingBytes = std::int64_t{1} << 20;
 
   // Where each value came from, for the plan: "default", "config" or the variable's name.
   std::string cpu_kernel_from = "default", cpu_pool_from = "default",
@@ -71,7 +75,8 @@ struct Settings {
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",
               cuda_persistent_timeout_us_from = "default", cuda_tune_from = "default",
-              cuda_tune_file_from = "default", cuda_generic_from = "default";
+              cuda_tune_file_from = "default", cuda_generic_from = "default",
+              cuda_staging_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.
   Params cpu_params() const;

@@ -62,7 +62,7 @@ void check_mismatch(const char* kind) {
   CHECK(query(stub_module().c_str(), kind, &why) == SLSTM_ERR_BACKEND_UNAVAILABLE);
   CHECK_THAT(why, Contains("the CUDA module named by SLSTM_CUDA_MODULE cannot be loaded") &&
                       Contains(stub_module()) &&
-                      Contains("module interface version mismatch (expected 4;"));
+                      Contains("module interface version mismatch (expected 5;"));
 }
 
 }  // namespace

@@ -127,6 +127,7 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.tune=maybe", "cuda.tune must be on or off");
   expect_config_error("cuda.tune_file=/tmp/a\x01b", "cuda.tune_file: a path without control");
   expect_config_error("cuda.generic=yes", "cuda.generic must be off, on or always");
+  expect_config_error("cuda.staging=1", "cuda.staging must be on or off");
 }
 
 TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
@@ -153,6 +154,7 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), "cuda.tune=on;cuda.tune_file=/nonexistent/dir/cache", nullptr) ==
         SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.generic=always", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.staging=on", nullptr) == SLSTM_OK);
 }
 
 TEST_CASE("options from a caller built against 0.1 (no config field) get the default settings",
@@ -552,7 +554,7 @@ TEST_CASE("keyed settings: the unknown-key message lists every key there is",
        {"cpu.kernel", "cpu.pool", "cpu.calibration", "cpu.wh16", "cpu.amx", "cpu.team",
         "cpu.spin_us", "cpu.pool_join_us", "cuda.graphs", "cuda.chunk", "cuda.fused",
         "cuda.slots", "cuda.persistent", "cuda.persistent_timeout_us", "cuda.tune",
-        "cuda.tune_file", "cuda.generic"}) {
+        "cuda.tune_file", "cuda.generic", "cuda.staging"}) {
     INFO(key);
     expect_config_error("turbo=1", "(known: ");
     const std::string message = slstm_last_error(), listed = std::string(" ") + key;

@@ -322,6 +322,15 @@ for scen in seed seed1 one h256 h1024; do
   # never slower than the fastest of the rows above, by construction, if tuning works.
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args
 done
+# cuda.staging=on (issue 19 item 2: the single call with host buffers, through one pinned
+# buffer, one wait for the device per call) beside the same host-buffer calls without it:
+# the default plan, and the persistent stack (whose row without it, *-persist host, is above).
+for scen in seed1 one; do
+  args=${!scen}
+  bench "$scen-host" cuda host 50 $args
+  bench "$scen-host-staged" cuda host 50 $args --config cuda.staging=on
+  SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist-staged" cuda host 50 $args --config cuda.staging=on
+done
 
 # The default plan: host and device buffers, TF32, and the CPU backend beside it.
 for scen in seed big one; do

@@ -728,6 +728,13 @@ typedef struct slstm_session_options {
    *                  residual) on CUDA's generic path: cuBLAS GEMMs and pointwise kernels
    *                  (on); every stack there (always); or refused, naming the layer (off).
    *                  Not yet run on a GPU, hence off
+   *    cuda.staging = off | on     (since 0.17; off) a call with host buffers copies its
+   *                  input, states and output through one pinned buffer of the session's
+   *                  (input + output rows and two states of max_batch x max_time, at most
+   *                  1 MiB; the plan's host_staging says how large) when they fit, else
+   *                  directly: asynchronous copies and one wait for the device per call
+   *                  instead of one per pageable copy; the same numbers.  The generic path
+   *                  copies directly.  Not yet run on a GPU, hence off
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
    *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE and SLSTM_CUDA_GENERIC remain
    *  as overrides for experiments: when set, they win.  What the session ended up with:

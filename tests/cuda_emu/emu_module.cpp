@@ -1,5 +1,5 @@
 // An emulated CUDA module for the CPU suite: the table of src/backend_module_abi.h, exported
-// as slstm_cuda_module_v4 like the real libstacklstm_cuda.so, whose sessions run the generic
+// as slstm_cuda_module_v5 like the real libstacklstm_cuda.so, whose sessions run the generic
 // path's engine (cuda/generic_engine.cpp, the very code the real module runs) on a device
 // made of host memory and plain loops.  The pointwise operations call the same per-element
 // functions the CUDA kernels call (cuda/generic_cells.cuh); only the GEMM is a loop here
@@ -289,4 +289,4 @@ const slstm_cuda_module_table kTable = {
 
 }  // namespace
 
-SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v4(void) { return &kTable; }
+SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v5(void) { return &kTable; }

@@ -86,7 +86,7 @@ slstm_cuda_module_table g_table;
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const slstm_cuda_module_table*
-slstm_cuda_module_v4(void) {
+slstm_cuda_module_v5(void) {
   const std::string k = kind();
   if (k == "null") return nullptr;
   g_table = slstm_cuda_module_table{

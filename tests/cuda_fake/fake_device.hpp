@@ -34,6 +34,11 @@ void require_device(const void* p, std::size_t bytes, const char* what,
 // its execution order ($SLSTM_CUDA_FAKE_SEED, 1 when unset).
 std::uint64_t api_calls();
 std::uint64_t seed();
+// The number of calls that may make the host wait for the device: stream, event and device
+// synchronisations, synchronous copies, cudaFree / cudaFreeHost, and asynchronous copies
+// from or to pageable host memory (which the driver stages through pinned memory and which
+// "might be synchronous with respect to host", the CUDA runtime's API synchronisation notes).
+std::uint64_t host_waits();
 
 // Fault injection, for the tests of the module's error paths: the next call of `api` whose
 // pointer argument is `match` (nullptr: any) returns `error` and does nothing. The calls

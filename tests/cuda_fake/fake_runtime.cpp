@@ -94,6 +94,7 @@ std::uint64_t seed_from_env() {
 
 std::recursive_mutex g_mu;
 std::uint64_t g_calls = 0;
+std::uint64_t g_host_waits = 0;  // cuda_fake::host_waits()
 const std::uint64_t g_seed = seed_from_env();
 std::mt19937_64 g_rng(g_seed);
 const bool g_trace = std::getenv("SLSTM_CUDA_FAKE_TRACE") != nullptr;
@@ -405,6 +406,7 @@ cudaError_t copy_rows(void* dst, std::size_t dpitch, const void* src, std::size_
   }
   const cudaError_t e = enqueue_on(stream, "memcpy", std::move(work));
   if (e != cudaSuccess) return fail(e);
+  if (sync || ws == Where::Pageable || wd == Where::Pageable) ++g_host_waits;
   // A pageable destination makes the call synchronous, as with the driver.
   if (s->capture == nullptr && (sync || wd == Where::Pageable)) run_until(s->last);
   return cudaSuccess;
@@ -526,6 +528,11 @@ void require_device(const void* p, std::size_t bytes, const char* what, bool all
 std::uint64_t api_calls() {
   const std::lock_guard<std::recursive_mutex> lock(g_mu);
   return g_calls;
+}
+
+std::uint64_t host_waits() {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  return g_host_waits;
 }
 
 std::uint64_t seed() { return g_seed; }
@@ -666,6 +673,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
 }
 cudaError_t cudaDeviceSynchronize(void) {
   const Call call;
+  ++g_host_waits;
   run_until(nullptr);
   return cudaSuccess;
 }
@@ -720,6 +728,7 @@ cudaError_t cudaFree(void* ptr) {
   const Call call;
   if (ptr == nullptr) return cudaSuccess;
   if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
+  ++g_host_waits;
   run_until(nullptr);  // cudaFree synchronises the device
   release(ptr, true, "cudaFree");
   return cudaSuccess;
@@ -737,6 +746,7 @@ cudaError_t cudaFreeHost(void* ptr) {
   const Call call;
   if (ptr == nullptr) return cudaSuccess;
   if (!unsafe_call_allowed()) return fail(cudaErrorStreamCaptureUnsupported);
+  ++g_host_waits;
   run_until(nullptr);
   release(ptr, false, "cudaFreeHost");
   return cudaSuccess;
@@ -839,6 +849,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     s->capture->invalid = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
+  ++g_host_waits;
   if (s->last != nullptr) run_until(s->last);
   return cudaSuccess;
 }
@@ -922,6 +933,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   }
   const CUevent_st* e = event_of(event);
   if (e->capture != nullptr) return fail(cudaErrorStreamCaptureUnsupported);
+  ++g_host_waits;
   if (e->node != nullptr) run_until(e->node);
   return cudaSuccess;
 }

@@ -318,7 +318,8 @@ TEST_CASE("whichever operation of a call fails, the call reports it or absorbs i
               {{"", false}, {"cuda.graphs=off", false}, {"cuda.fused=never;cuda.chunk=2", false},
                {"cuda.persistent=layers", false}, {"cuda.persistent=on", false},
                {"cuda.tune=on;cuda.persistent=on", false}, {"", true},
-               {"cuda.persistent=on", true}});
+               {"cuda.persistent=on", true}, {"cuda.staging=on", false},
+               {"cuda.staging=on;cuda.persistent=on;cuda.graphs=off", false}});
 }
 
 // The same on the generic path (cuda.generic=on: its engine, cuBLAS calls, graphs and

@@ -1722,3 +1722,197 @@ TEST_CASE("cuda.fused=never with cuda.persistent=layers matches the CPU referenc
   const Inputs in = make_inputs(m.get(), 3, 5, SLSTM_BATCH_MAJOR, true, true, 19592);
   require_close(run_host(gpu.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
 }
+
+// cuda.staging=on: a call with host buffers copies them through one pinned buffer of the
+// session's when they fit (the copies asynchronous, one wait for the device per call), else
+// directly as without it. Where the copies go changes, not what is computed: the bits of a
+// session without it, for every kind of host call.
+namespace {
+
+// Calls of `got` and `want` (same model and maxima, different settings) with the same
+// arguments give the same bits: both layouts, lengths, initial states, T = 1.
+void check_host_calls_same_bits(slstm_session* got, slstm_session* want, const slstm_model* m,
+                                std::int64_t max_batch, std::int64_t max_time,
+                                std::uint64_t seed) {
+  struct Case {
+    std::int64_t b, t;
+    slstm_layout layout;
+    bool lengths, initial;
+  };
+  const Case cases[] = {{max_batch, max_time, SLSTM_BATCH_MAJOR, false, true},
+                        {max_batch, max_time, SLSTM_TIME_MAJOR, true, true},
+                        {1, 1, SLSTM_BATCH_MAJOR, false, false},
+                        {max_batch, 1, SLSTM_BATCH_MAJOR, true, true},
+                        {3, 7, SLSTM_BATCH_MAJOR, true, false}};
+  for (const Case& c : cases) {
+    const Inputs in = make_inputs(m, c.b, c.t, c.layout, c.lengths, c.initial, seed++);
+    INFO("B " << c.b << " T " << c.t << (c.layout == SLSTM_TIME_MAJOR ? " time-major" : "")
+              << (c.lengths ? " lengths" : "") << (c.initial ? " initial state" : ""));
+    check_same_bits(run_host(got, m, in), run_host(want, m, in));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda.staging=on gives the bits of direct copies, and its plan names the buffer",
+          "[gpu][staging]") {
+  Model m = t::random_model(11, {40, 9}, 23001, 1.0f);
+  const std::int64_t B = 8, T = 30;
+  Session direct = gpu_session_opts(m.get(), B, T, "");
+  Session staged = gpu_session_opts(m.get(), B, T, "cuda.staging=on");
+  // Input and output rows of B x T, and two packed states of B rows: float32.
+  const std::size_t bytes =
+      4 * static_cast<std::size_t>(B * T * (11 + 9)) + 8 * state_count(m.get(), B);
+  CHECK(t::json_value(t::describe_json(staged.get()), "host_staging")
+            .rfind(std::to_string(bytes) + " bytes pinned (cuda.staging=on)", 0) == 0);
+  CHECK(t::json_value(t::describe_json(direct.get()), "host_staging").rfind("off", 0) == 0);
+  check_host_calls_same_bits(staged.get(), direct.get(), m.get(), B, T, 23002);
+  // With a persistent stack too (its single call: input, state, one launch).
+  Session pers_direct = gpu_session_opts(m.get(), B, T, "cuda.persistent=on");
+  Session pers_staged = gpu_session_opts(m.get(), B, T, "cuda.persistent=on;cuda.staging=on");
+  check_host_calls_same_bits(pers_staged.get(), pers_direct.get(), m.get(), B, T, 23010);
+}
+
+TEST_CASE("cuda.staging=on: a state updated in place and single steps give the direct copies' "
+          "bits",
+          "[gpu][staging]") {
+  Model m = t::random_model(6, {33, 20, 9}, 23101, 1.0f);
+  Session direct = gpu_session_opts(m.get(), 5, 4, "");
+  Session staged = gpu_session_opts(m.get(), 5, 4, "cuda.staging=on");
+  const Inputs in = make_inputs(m.get(), 5, 4, SLSTM_BATCH_MAJOR, false, true, 23102);
+  std::vector<float> s_direct = in.initial, s_staged = in.initial;
+  for (int call = 0; call < 3; ++call) {  // the state of one call is the next one's
+    INFO("call " << call);
+    std::vector<float> o_direct = poisoned(static_cast<std::size_t>(5 * 4 * 9));
+    std::vector<float> o_staged = o_direct;
+    for (auto* run : {&s_direct, &s_staged}) {
+      slstm_forward_args a = args_for(m.get(), in);
+      std::vector<float>& out = run == &s_direct ? o_direct : o_staged;
+      a.initial_state = run->data();
+      a.final_state = run->data();
+      a.final_state_count = run->size();
+      a.output = out.data();
+      a.output_count = out.size();
+      REQUIRE(slstm_session_forward((run == &s_direct ? direct : staged).get(), &a) ==
+              SLSTM_OK);
+    }
+    CHECK(same_bits(o_staged, o_direct));
+    CHECK(same_bits(s_staged, s_direct));
+  }
+  // Frame by frame (slstm_session_step, the state in place).
+  for (int frame = 0; frame < 3; ++frame) {
+    INFO("frame " << frame);
+    const std::vector<float> x = random_vector(5 * 6, 23110 + static_cast<std::uint64_t>(frame));
+    std::vector<float> o_direct = poisoned(5 * 9), o_staged = poisoned(5 * 9);
+    REQUIRE(slstm_session_step(direct.get(), 5, x.data(), x.size(), s_direct.data(),
+                               s_direct.size(), o_direct.data(), o_direct.size(),
+                               s_direct.data(), s_direct.size()) == SLSTM_OK);
+    REQUIRE(slstm_session_step(staged.get(), 5, x.data(), x.size(), s_staged.data(),
+                               s_staged.size(), o_staged.data(), o_staged.size(),
+                               s_staged.data(), s_staged.size()) == SLSTM_OK);
+    CHECK(same_bits(o_staged, o_direct));
+    CHECK(same_bits(s_staged, s_direct));
+  }
+}
+
+// The buffer holds at most 1 MiB: a larger call copies directly; a smaller one of the same
+// session goes through it.
+TEST_CASE("cuda.staging=on: calls larger than its buffer copy directly, with the same bits",
+          "[gpu][staging]") {
+  Model m = t::random_model(64, {64}, 23201, 1.0f);
+  const std::int64_t B = 16, T = 300;  // 4 x 16 x 300 x 128 bytes of rows: 2.4 MiB
+  Session direct = gpu_session_opts(m.get(), B, T, "");
+  Session staged = gpu_session_opts(m.get(), B, T, "cuda.staging=on");
+  CHECK(t::json_value(t::describe_json(staged.get()), "host_staging")
+            .rfind("1048576 bytes pinned", 0) == 0);
+  for (const std::int64_t t : {T, std::int64_t{100}, std::int64_t{1}, T}) {
+    INFO("T " << t);
+    const Inputs in = make_inputs(m.get(), B, t, SLSTM_BATCH_MAJOR, true, true,
+                                  23202 + static_cast<std::uint64_t>(t));
+    check_same_bits(run_host(staged.get(), m.get(), in), run_host(direct.get(), m.get(), in));
+  }
+}
+
+TEST_CASE("cuda.staging=on with stream slots gives the direct copies' bits", "[gpu][staging]") {
+  Model m = t::random_model(5, {12, 7}, 23301, 1.0f);
+  const std::size_t S1 = state_count(m.get(), 1);
+  const auto with_slots = [&](const char* config) {
+    slstm_session_options o;
+    slstm_session_options_init(&o);
+    o.backend = SLSTM_BACKEND_CUDA;
+    o.max_batch = 2;
+    o.max_time = 6;
+    o.max_slots = 2;
+    o.config = config;
+    slstm_session* s = nullptr;
+    INFO(config);
+    REQUIRE(slstm_session_create(m.get(), &o, &s) == SLSTM_OK);
+    return Session(s);
+  };
+  struct Round {
+    std::vector<float> output;
+    std::vector<std::vector<float>> states;
+  };
+  const std::vector<float> x = random_vector(2 * 6 * 5, 23302);
+  const auto round = [&](slstm_session* s) {
+    Round r;
+    std::int64_t ids[2] = {-1, -1};
+    for (std::int64_t k = 0; k < 2; ++k) {
+      const std::vector<float> st = random_vector(S1, 23303 + static_cast<std::uint64_t>(k));
+      REQUIRE(slstm_session_slot_open(s, st.data(), S1, SLSTM_MEMORY_HOST, &ids[k]) ==
+              SLSTM_OK);
+    }
+    r.output = poisoned(2 * 6 * 7);
+    slstm_slot_forward_args a;
+    slstm_slot_forward_args_init(&a);
+    a.batch = 2;
+    a.slot_ids = ids;
+    a.slot_ids_count = 2;
+    a.time = 6;
+    a.input = x.data();
+    a.input_count = x.size();
+    a.output = r.output.data();
+    a.output_count = r.output.size();
+    INFO(slstm_last_error());
+    REQUIRE(slstm_session_slot_forward(s, &a) == SLSTM_OK);
+    for (const std::int64_t id : ids) {
+      r.states.push_back(poisoned(S1));
+      REQUIRE(slstm_session_slot_get_state(s, id, r.states.back().data(), S1,
+                                           SLSTM_MEMORY_HOST) == SLSTM_OK);
+    }
+    return r;
+  };
+  Session direct = with_slots("cuda.slots=on");
+  Session staged = with_slots("cuda.slots=on;cuda.staging=on");
+  const Round want = round(direct.get()), got = round(staged.get());
+  CHECK(same_bits(got.output, want.output));
+  for (std::size_t k = 0; k < 2; ++k) CHECK(same_bits(got.states[k], want.states[k]));
+}
+
+// A staged call has not written the caller's buffers when its persistent kernel gives up:
+// unlike a direct one (the test above the tuning cases), it runs again with its state in
+// place, on the fused step, with that step's bits.
+TEST_CASE("cuda.staging=on: a call whose persistent kernel gives up runs again even with its "
+          "state in place",
+          "[gpu][persistent][staging]") {
+  Model m = t::random_model(9, {257}, 23401, 1.0f);
+  const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 23402);
+  Session fused = gpu_session_opts(m.get(), 2, 12, "cuda.fused=always");
+  const Result want = run_host(fused.get(), m.get(), in);
+  Session failing = gpu_session_opts(
+      m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0;cuda.staging=on");
+  REQUIRE(persistent_batches(failing.get()) == std::vector<std::string>{"1-2"});
+  std::vector<float> state = in.initial;
+  std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 12 * 257));
+  slstm_forward_args a = args_for(m.get(), in);
+  a.initial_state = state.data();
+  a.final_state = state.data();
+  a.final_state_count = state.size();
+  a.output = out.data();
+  a.output_count = out.size();
+  INFO(slstm_last_error());
+  REQUIRE(slstm_session_forward(failing.get(), &a) == SLSTM_OK);
+  CHECK(same_bits(out, want.output));
+  CHECK(same_bits(state, want.final_state));
+  CHECK(persistent_batches(failing.get()) == std::vector<std::string>{"none"});
+}
