@@ -80,7 +80,9 @@ unsigned blocks_for(std::int64_t n) {
 
 class CudaDevice final : public generic::Device {
  public:
-  CudaDevice(int device, void* caller_stream, bool tf32, bool graphs)
+  // workspace_bytes: cuBLAS's workspace, 0 for the device's recommendation.
+  CudaDevice(int device, void* caller_stream, bool tf32, bool graphs,
+             std::int64_t workspace_bytes)
       : device_(device), use_graphs_(graphs) {
     if (caller_stream != nullptr) {
       stream_ = static_cast<cudaStream_t>(caller_stream);
@@ -91,13 +93,16 @@ class CudaDevice final : public generic::Device {
     cur_ = stream_;
     capture_ = non_blocking_stream();
     // cuBLAS's own workspace, so that a captured SGEMM allocates nothing (the basic path's
-    // size: 32 MiB from Hopper on, 4 MiB before); zeroed once for initcheck.
+    // size: 32 MiB from Hopper on, 4 MiB before, or cuda.blas_workspace_mib); zeroed once for
+    // initcheck.
     int cc_major = 0;
     check(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device),
           "cudaDeviceGetAttribute");
-    workspace_bytes_ = static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
+    workspace_bytes_ = workspace_bytes > 0 ? static_cast<std::size_t>(workspace_bytes)
+                                           : static_cast<std::size_t>(cc_major >= 9 ? 32 : 4) << 20;
     workspace_ = device_alloc<unsigned char>(static_cast<std::int64_t>(workspace_bytes_),
                                              "cudaMalloc (cuBLAS workspace)");
+    tally_workspace(static_cast<std::int64_t>(workspace_bytes_));
     check(cudaMemsetAsync(workspace_.get(), 0, workspace_bytes_, stream_), "cudaMemsetAsync");
     blas_ = blas_handle();
     bind_blas(stream_);
@@ -264,6 +269,7 @@ class CudaDevice final : public generic::Device {
   void* alloc(std::int64_t bytes, const char* what) {
     void* p = nullptr;
     check(cudaMalloc(&p, static_cast<std::size_t>(bytes)), what);
+    tally_device(bytes);
     return p;
   }
 
@@ -287,7 +293,7 @@ class CudaGenericSession final : public GenericSession {
   CudaGenericSession(const slstm_cuda_session_desc& d, int device) : device_(device) {
     dev_ = std::make_unique<CudaDevice>(device_, d.cuda_stream,
                                         d.allow_tf32 != 0 && d.precision == 0,
-                                        d.use_graphs != 0);
+                                        d.use_graphs != 0, d.blas_workspace_bytes);
     engine_ = std::make_unique<generic::Engine>(d, *dev_);
   }
   ~CudaGenericSession() override { teardown_.enter(device_, dev_->stream()); }

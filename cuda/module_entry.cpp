@@ -30,6 +30,7 @@ struct Handle {
   std::unique_ptr<Session> basic;
   std::unique_ptr<GenericSession> generic;
   cudaStream_t caller_stream = nullptr;  // desc.cuda_stream
+  MemoryTally memory;  // what its creation and its slots allocated (session_memory)
 };
 
 Handle& handle(void* session) { return *static_cast<Handle*>(session); }
@@ -87,6 +88,7 @@ std::int32_t session_create(const slstm_cuda_session_desc* desc, void** out, cha
     if (desc == nullptr || out == nullptr) fail(SLSTM_ERR_INTERNAL, "session_create: NULL");
     auto h = std::make_unique<Handle>();
     h->caller_stream = static_cast<cudaStream_t>(desc->cuda_stream);
+    const TallyScope tally(&h->memory);
     if (desc->generic != 0) {
       h->generic = GenericSession::create(*desc);
     } else {
@@ -133,6 +135,7 @@ std::int32_t session_slots_init(void* session, std::int64_t max_slots, char* msg
                                 std::size_t size) {
   return module_firewall(msg, size, [&] {
     if (session == nullptr) fail(SLSTM_ERR_INTERNAL, "session_slots_init: NULL");
+    const TallyScope tally(&handle(session).memory);
     basic_session(session, "session_slots_init").init_slots(max_slots);
   });
 }
@@ -193,6 +196,21 @@ std::int32_t session_graphs_failure(void* session, char* why, std::size_t why_si
   });
 }
 
+std::int32_t session_memory(void* session, std::int64_t* device_bytes,
+                            std::int64_t* workspace_bytes, std::int64_t* pinned_bytes, char* msg,
+                            std::size_t size) {
+  return module_firewall(msg, size, [&] {
+    if (session == nullptr || device_bytes == nullptr || workspace_bytes == nullptr ||
+        pinned_bytes == nullptr) {
+      fail(SLSTM_ERR_INTERNAL, "session_memory: NULL");
+    }
+    const MemoryTally& m = handle(session).memory;
+    *device_bytes = m.device;
+    *workspace_bytes = m.workspace;
+    *pinned_bytes = m.pinned;
+  });
+}
+
 void session_destroy(void* session) {
   try {
     delete static_cast<Handle*>(session);
@@ -204,7 +222,7 @@ const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
     &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan,
-    &session_graphs_failure};
+    &session_graphs_failure, &session_memory};
 
 }  // namespace
 }  // namespace slstm_cuda

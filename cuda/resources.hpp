@@ -78,12 +78,44 @@ using DeviceBuffer = Memory<T, release::device_memory>;
 template <typename T>
 using PinnedBuffer = Memory<T, release::pinned_memory>;
 
+// The memory a session allocates itself, in bytes (the plan's "memory": module_entry.cpp
+// opens a TallyScope around a session's creation and its slots' allocation): device memory,
+// of which cuBLAS workspaces, and pinned host memory. While a scope is open on a thread, the
+// allocations below made on that thread add to its tally.
+struct MemoryTally {
+  std::int64_t device = 0;
+  std::int64_t workspace = 0;  // (counted in device too)
+  std::int64_t pinned = 0;
+};
+inline thread_local MemoryTally* t_tally = nullptr;
+
+class TallyScope {
+ public:
+  explicit TallyScope(MemoryTally* tally) noexcept : outer_(std::exchange(t_tally, tally)) {}
+  TallyScope(const TallyScope&) = delete;
+  TallyScope& operator=(const TallyScope&) = delete;
+  ~TallyScope() { t_tally = outer_; }
+
+ private:
+  MemoryTally* outer_;
+};
+
+// Device memory allocated (by cudaMalloc: what device_alloc and the generic path's own
+// allocations call), a cuBLAS workspace among it, pinned memory: to the open tally if any.
+inline void tally_device(std::int64_t bytes) noexcept {
+  if (t_tally != nullptr) t_tally->device += bytes;
+}
+inline void tally_workspace(std::int64_t bytes) noexcept {
+  if (t_tally != nullptr) t_tally->workspace += bytes;
+}
+
 // count elements of device memory (at least one), uninitialised.
 template <typename T>
 DeviceBuffer<T> device_alloc(std::int64_t count, const char* what) {
   void* p = nullptr;
   const std::int64_t bytes = mul(count < 1 ? 1 : count, static_cast<std::int64_t>(sizeof(T)), what);
   check(cudaMalloc(&p, static_cast<std::size_t>(bytes)), what);
+  tally_device(bytes);
   return DeviceBuffer<T>(p);
 }
 
@@ -92,6 +124,7 @@ template <typename T>
 PinnedBuffer<T> pinned_alloc(std::int64_t count, const char* what) {
   void* p = nullptr;
   check(cudaMallocHost(&p, static_cast<std::size_t>(count) * sizeof(T)), what);
+  if (t_tally != nullptr) t_tally->pinned += count * static_cast<std::int64_t>(sizeof(T));
   return PinnedBuffer<T>(p);
 }
 

@@ -107,7 +107,8 @@ void Session::init(const slstm_cuda_session_desc& d) {
 
 void Session::select_device(int device) { device_ = usable_device(device); }
 
-// The current device (device_) runs this build's kernels; cuBLAS's workspace size for it.
+// The current device (device_) runs this build's kernels; cuBLAS's workspace size for it
+// (cuda.blas_workspace_mib may set another: read_knobs).
 void Session::probe_device() {
   require_kernel_image(device_);
   int cc_major = 0;
@@ -130,6 +131,10 @@ void Session::read_knobs(const slstm_cuda_session_desc& d) {
   if (d.persistent_timeout_us < 0) fail(SLSTM_ERR_INTERNAL, "persistent_timeout_us < 0");
   if (d.host_staging_bytes < 0) fail(SLSTM_ERR_INTERNAL, "host_staging_bytes < 0");
   stage_floats_ = d.host_staging_bytes / static_cast<std::int64_t>(sizeof(float));
+  if (d.blas_workspace_bytes < 0) fail(SLSTM_ERR_INTERNAL, "blas_workspace_bytes < 0");
+  if (d.blas_workspace_bytes > 0) {
+    workspace_bytes_ = static_cast<std::size_t>(d.blas_workspace_bytes);
+  }
   persistent_timeout_ns_ = static_cast<long long>(d.persistent_timeout_us) * 1000;
 }
 
@@ -297,12 +302,14 @@ void Session::create_layer_streams(LayerData& ld, bool projects) {
   ld.ev_join_rec = ordering_event();
   ld.rec_blas = blas_handle();
   ld.rec_ws = device_alloc<unsigned char>(workspace, "cudaMalloc (cuBLAS workspace)");
+  tally_workspace(workspace);
   if (projects) {
     ld.proj = non_blocking_stream();
     ld.ev_proj = ordering_event();
     ld.ev_join_proj = ordering_event();
     ld.proj_blas = blas_handle();
     ld.proj_ws = device_alloc<unsigned char>(workspace, "cudaMalloc (cuBLAS workspace)");
+    tally_workspace(workspace);
   }
   bind_blas(ld.rec_blas, ld.rec, ld.rec_ws);
   if (projects) bind_blas(ld.proj_blas, ld.proj, ld.proj_ws);

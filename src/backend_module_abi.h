@@ -101,6 +101,9 @@ typedef struct slstm_cuda_session_desc {
                             copies a host-buffer call's input, states and output through
                             when they fit in it (one wait for the device per call instead of
                             one per pageable copy); 0: off, or the generic path */
+  int64_t blas_workspace_bytes; /* (v5) cuda.blas_workspace_mib: each cuBLAS handle's
+                            workspace; 0: cuBLAS's recommendation for the device (32 MiB from
+                            Hopper on, 4 MiB before) */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
@@ -171,6 +174,12 @@ typedef struct slstm_cuda_module_table {
    * it never did (cuda.graphs=off; the basic path, whose capture failures fail the call). */
   int32_t (*session_graphs_failure)(void* session, char* why, size_t why_size, char* msg,
                                     size_t msg_size);
+  /* (v5) The memory the session allocated itself, in bytes, as it stands (stream slots add
+   * theirs when session_slots_init runs): device memory (weights, activations, states,
+   * slots, cuBLAS workspaces), of which cuBLAS workspaces, and pinned host memory.  Not
+   * counted: the CUDA context, cuBLAS's handles and graphs' own memory. */
+  int32_t (*session_memory)(void* session, int64_t* device_bytes, int64_t* workspace_bytes,
+                            int64_t* pinned_bytes, char* msg, size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

@@ -93,7 +93,8 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
       table->session_destroy == nullptr || table->session_layer_plan == nullptr ||
       table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
       table->session_slot_read == nullptr || table->session_slot_forward == nullptr ||
-      table->session_live_plan == nullptr || table->session_graphs_failure == nullptr) {
+      table->session_live_plan == nullptr || table->session_graphs_failure == nullptr ||
+      table->session_memory == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -287,6 +288,7 @@ class CudaBackend final : public Backend {
                                                             : 0;
     staging_bytes_ = s.cuda_staging && !generic_ ? host_staging_bytes(config) : 0;
     desc.host_staging_bytes = staging_bytes_;
+    desc.blas_workspace_bytes = s.cuda_blas_workspace_mib << 20;
     settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
@@ -328,6 +330,7 @@ class CudaBackend final : public Backend {
     char msg[kMessageSize] = {0};
     const std::int32_t st = table_.session_slots_init(session_, max_slots, msg, sizeof(msg));
     if (st != SLSTM_OK) fail_from_module(st, msg);
+    add_memory_params();  // (the session is not yet the caller's: no describe runs now)
     return std::make_unique<CudaSlotStates>(table_, session_, live_);
   }
 
@@ -354,6 +357,7 @@ class CudaBackend final : public Backend {
       plan_.params.push_back({"graphs", config.settings.cuda_graphs ? kGraphsOn
                                                                     : "off (cuda.graphs=off)"});
       plan_.layers = generic_layer_plans();
+      add_memory_params();
       return;
     }
     plan_.params.push_back(
@@ -363,7 +367,33 @@ class CudaBackend final : public Backend {
                    " bytes pinned (cuda.staging=on): a call with host buffers whose input, "
                    "states and output add up to at most that copies them through it"
              : "off: a call with host buffers copies from and to them directly"});
+    add_memory_params();
     plan_.layers = layer_plans();
+  }
+
+  // The memory the module's session allocated itself (its weights, buffers for max_batch x
+  // max_time, cuBLAS workspaces, stream slots, pinned staging), as the plan's params
+  // device_memory_bytes, blas_workspace_bytes (counted in the former), pinned_memory_bytes:
+  // added, or brought up to date (after the slots' allocation).
+  void add_memory_params() {
+    std::int64_t device = 0, workspace = 0, pinned = 0;
+    char msg[kMessageSize] = {0};
+    const std::int32_t st =
+        table_.session_memory(session_, &device, &workspace, &pinned, msg, sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+    const std::pair<const char*, std::int64_t> values[] = {{"device_memory_bytes", device},
+                                                           {"blas_workspace_bytes", workspace},
+                                                           {"pinned_memory_bytes", pinned}};
+    for (const auto& [key, value] : values) {
+      bool found = false;
+      for (auto& [k, v] : plan_.params) {
+        if (k == key) {
+          v = std::to_string(value);
+          found = true;
+        }
+      }
+      if (!found) plan_.params.push_back({key, std::to_string(value)});
+    }
   }
 
   // cuda.staging=on: the pinned buffer for a call of max_batch x max_time (input, initial

@@ -13,7 +13,7 @@ constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.amx, cpu.team, cpu.spin_us, "
     "cpu.pool_join_us, cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
-    "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging";
+    "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging, cuda.blas_workspace_mib";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -139,6 +139,16 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "off") s.cuda_staging = false;
     else bad("cuda.staging must be on or off, got \"" + v + "\"");
     s.cuda_staging_from = from;
+  } else if (key == "cuda.blas_workspace_mib") {
+    const bool digits = !v.empty() && v.size() <= 4 && v[0] != '0' &&
+                        v.find_first_not_of("0123456789") == std::string::npos;
+    const std::int64_t n = v == "auto" ? 0 : digits ? std::atoll(v.c_str()) : -1;
+    if (n < 0 || n > Settings::kMaxBlasWorkspaceMib) {
+      bad("cuda.blas_workspace_mib must be auto or a whole number from 1 to " +
+          std::to_string(Settings::kMaxBlasWorkspaceMib) + ", got \"" + v.substr(0, 64) + "\"");
+    }
+    s.cuda_blas_workspace_mib = n;
+    s.cuda_blas_workspace_mib_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -253,7 +263,11 @@ Params Settings::cuda_params() const {
                        : cuda_generic == Generic::kAlways ? "always"
                                                           : "off",
                        cuda_generic_from)},
-          {"cuda.staging", with_origin(cuda_staging ? "on" : "off", cuda_staging_from)}};
+          {"cuda.staging", with_origin(cuda_staging ? "on" : "off", cuda_staging_from)},
+          {"cuda.blas_workspace_mib",
+           with_origin(cuda_blas_workspace_mib > 0 ? std::to_string(cuda_blas_workspace_mib)
+                                                   : "auto",
+                       cuda_blas_workspace_mib_from)}};
 }
 
 Settings parse_settings(const char* config) {

@@ -63,6 +63,10 @@ struct Settings {
   // cuda.staging: a host-buffer call of the basic path copies through one pinned buffer of
   // the session's (at most kMaxCudaStagingBytes) when it fits (untested on a GPU)
   bool cuda_staging = false;
+  // cuda.blas_workspace_mib: each cuBLAS handle's workspace in MiB (1 to kMaxBlasWorkspaceMib;
+  // 0 = auto: cuBLAS's recommendation for the device)
+  std::int64_t cuda_blas_workspace_mib = 0;
+  static constexpr std::int64_t kMaxBlasWorkspaceMib = 1024;
   static constexpr std::int64_t kMaxCudaStagingBytes = std::int64_t{1} << 20;
 
   // Where each value came from, for the plan: "default", "config" or the variable's name.
@@ -76,7 +80,7 @@ struct Settings {
               cuda_slots_from = "default", cuda_persistent_from = "default",
               cuda_persistent_timeout_us_from = "default", cuda_tune_from = "default",
               cuda_tune_file_from = "default", cuda_generic_from = "default",
-              cuda_staging_from = "default";
+              cuda_staging_from = "default", cuda_blas_workspace_mib_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.
   Params cpu_params() const;

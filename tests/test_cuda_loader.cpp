@@ -87,6 +87,11 @@ TEST_CASE("a CUDA module without the graphs-failure entry (0.11) is refused", "[
   check_mismatch("no-graphs");
 }
 
+TEST_CASE("a CUDA module without the memory entry (0.17) is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("no-memory");
+}
+
 TEST_CASE("a module named by SLSTM_CUDA_MODULE that cannot be opened is refused, naming it and "
           "why, with no other search", "[cuda-loader]") {
   if (!loader_testable()) return;
@@ -189,7 +194,50 @@ TEST_CASE("the CUDA backend hands the module the keyed settings as the session h
   CHECK(d[4] == 0);     // generic: the basic path
   CHECK(d[7] == 0);     // use_graphs
   CHECK(d[8] == 1234);  // persistent_timeout_us
+  CHECK(d[9] == 0);     // host_staging_bytes: cuda.staging=off
+  CHECK(d[10] == 0);    // blas_workspace_bytes: auto
+  t::Session ws = stub_session(m.get(), "cuda.blas_workspace_mib=3");
+  CHECK(desc()[10] == 3 << 20);
   dlclose(stub);
+}
+
+// cuda.staging=on: the buffer for a call of max_batch x max_time (input and output rows, two
+// packed states), float32; nothing on the generic path, which copies directly.
+TEST_CASE("the CUDA backend hands the module the staging buffer's size with cuda.staging=on, "
+          "and none on the generic path",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4}, 54);  // state: 2 x 4 floats per row
+  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
+  REQUIRE(stub != nullptr);
+  using DescFn = const std::int64_t* (*)();
+  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
+  REQUIRE(desc != nullptr);
+  {
+    t::Session s = stub_session(m.get(), "cuda.staging=on");  // max_batch 2, max_time 3
+    CHECK(desc()[9] == 4 * (2 * 3 * (3 + 4) + 2 * 2 * 8));
+    CHECK_THAT(t::json_value(t::describe_json(s.get()), "host_staging"),
+               Contains("bytes pinned (cuda.staging=on)"));
+  }
+  {
+    t::Session s = stub_session(m.get(), "cuda.staging=on cuda.generic=always");
+    CHECK(desc()[9] == 0);
+    CHECK(t::json_value(t::describe_json(s.get()), "host_staging").empty());
+  }
+  dlclose(stub);
+}
+
+TEST_CASE("the plan reports the memory the module's session allocated", "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4}, 55);
+  for (const char* config : {"", "cuda.generic=always"}) {
+    INFO("settings \"" << config << "\"");
+    t::Session s = stub_session(m.get(), config);
+    const std::string plan = t::describe_json(s.get());
+    CHECK(t::json_value(plan, "device_memory_bytes") == "3000000");
+    CHECK(t::json_value(plan, "blas_workspace_bytes") == "2000000");
+    CHECK(t::json_value(plan, "pinned_memory_bytes") == "4096");
+  }
 }
 
 TEST_CASE("the plan's persistent kernel reason names the setting that asked for it",

@@ -735,6 +735,13 @@ typedef struct slstm_session_options {
    *                  directly: asynchronous copies and one wait for the device per call
    *                  instead of one per pageable copy; the same numbers.  The generic path
    *                  copies directly.  Not yet run on a GPU, hence off
+   *    cuda.blas_workspace_mib = auto | <1..1024>   (since 0.17; auto) each cuBLAS handle's
+   *                  workspace in MiB; auto: cuBLAS's recommendation for the device (32 MiB
+   *                  from Hopper on, 4 MiB before).  The basic path holds one handle per
+   *                  layer and one per layer above the first, the generic path one; the
+   *                  plan's blas_workspace_bytes says how much that is.  Smaller saves
+   *                  device memory where many sessions share a GPU, and may slow the GEMMs
+   *                  (numbers within the precision's tolerance)
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
    *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE and SLSTM_CUDA_GENERIC remain
    *  as overrides for experiments: when set, they win.  What the session ended up with:
@@ -806,7 +813,9 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  created — backend, implementation path, precision, threads, the keyed settings in effect
  *  and where each came from, and per layer the path that runs it, its parameters and why.
  *  Choices that depend on a call's shape (e.g. the CPU fast path's worker split) are given as
- *  the rule that decides them.  JSON keys: "backend", "path", "precision", "params" (object),
+ *  the rule that decides them (on CUDA, since 0.17, the params also say what the session
+ *  allocated: "device_memory_bytes", of which "blas_workspace_bytes", and
+ *  "pinned_memory_bytes").  JSON keys: "backend", "path", "precision", "params" (object),
  *  "settings" (object), "layers" (array of {"path", "reason", "params"}); all values are
  *  strings.  Copies the NUL-terminated text into buf[0..size) (truncated to fit) and stores
  *  its full length, excluding the NUL, in *out_length (may be NULL), snprintf-style; buf may

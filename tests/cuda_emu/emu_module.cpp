@@ -57,6 +57,8 @@ using Op = std::variant<Gemm, LstmStep, LstmProject, GruReset, GruStep, LayerFin
 class HostDevice final : public Device {
  public:
   explicit HostDevice(bool graphs) : graphs_(graphs) {}
+  // What alloc_* allocated, in bytes (the session's "device memory": session_memory).
+  std::int64_t allocated() const { return allocated_; }
   float* alloc_floats(std::int64_t count, const char* what) override {
     auto* p = static_cast<float*>(alloc(count, sizeof(float), what));
     for (std::int64_t i = 0; i < count; ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
@@ -198,13 +200,14 @@ class HostDevice final : public Device {
   void run(const Copy& c) { copy(c.dst, c.src, c.bytes, "replay"); }
   void run(const Zero& z) { zero(z.dst, z.bytes, "replay"); }
 
-  static void* alloc(std::int64_t count, std::size_t size, const char* what) {
+  void* alloc(std::int64_t count, std::size_t size, const char* what) {
     if (count < 1) count = 1;
     if (static_cast<std::uint64_t>(count) > std::numeric_limits<std::size_t>::max() / size) {
       slstm::fail(SLSTM_ERR_SIZE_OVERFLOW, std::string(what) + ": size overflows size_t");
     }
     void* p = std::malloc(static_cast<std::size_t>(count) * size);
     if (p == nullptr) slstm::fail(SLSTM_ERR_OUT_OF_MEMORY, std::string(what) + ": out of memory");
+    allocated_ += count * static_cast<std::int64_t>(size);
     return p;
   }
 
@@ -212,6 +215,7 @@ class HostDevice final : public Device {
   std::vector<Recording> recordings_;
   std::vector<Op>* recording_ = nullptr;  // while compute() records
   std::uint64_t clock_ = 0;
+  std::int64_t allocated_ = 0;
 };
 
 struct EmuSession {
@@ -282,10 +286,19 @@ std::int32_t graphs_failure(void*, char* why, std::size_t why_size, char*, std::
   return SLSTM_OK;
 }
 
+// Its "device memory": host memory here, no cuBLAS workspace, nothing pinned.
+std::int32_t memory(void* session, std::int64_t* device, std::int64_t* workspace,
+                    std::int64_t* pinned, char*, std::size_t) {
+  *device = static_cast<EmuSession*>(session)->device.allocated();
+  *workspace = 0;
+  *pinned = 0;
+  return SLSTM_OK;
+}
+
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &slots_init, &slot_write,
-    &slot_read, &slot_forward, &live_plan, &graphs_failure};
+    &slot_read, &slot_forward, &live_plan, &graphs_failure, &memory};
 
 }  // namespace
 

@@ -66,9 +66,11 @@ int clear_faults();
 struct Resources {
   long device_allocations = 0, pinned_allocations = 0, streams = 0, events = 0, graphs = 0,
        graph_execs = 0, cublas_handles = 0;
+  long long device_bytes = 0, pinned_bytes = 0;  // the live allocations' sizes
   bool operator==(const Resources& o) const {
     return device_allocations == o.device_allocations &&
-           pinned_allocations == o.pinned_allocations && streams == o.streams &&
+           pinned_allocations == o.pinned_allocations && device_bytes == o.device_bytes &&
+           pinned_bytes == o.pinned_bytes && streams == o.streams &&
            events == o.events && graphs == o.graphs && graph_execs == o.graph_execs &&
            cublas_handles == o.cublas_handles;
   }

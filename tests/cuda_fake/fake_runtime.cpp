@@ -553,7 +553,9 @@ Resources live_resources() {
   const std::lock_guard<std::recursive_mutex> lock(g_mu);
   Resources r;
   for (const auto& [at, a] : g_allocs) {
-    if (a.live) ++(a.device ? r.device_allocations : r.pinned_allocations);
+    if (!a.live) continue;
+    ++(a.device ? r.device_allocations : r.pinned_allocations);
+    (a.device ? r.device_bytes : r.pinned_bytes) += static_cast<long long>(a.bytes);
   }
   r.streams = g_streams;
   r.events = g_events;
@@ -565,7 +567,8 @@ Resources live_resources() {
 
 std::string Resources::text() const {
   return std::to_string(device_allocations) + " device and " +
-         std::to_string(pinned_allocations) + " pinned allocations, " +
+         std::to_string(pinned_allocations) + " pinned allocations (" +
+         std::to_string(device_bytes) + " and " + std::to_string(pinned_bytes) + " bytes), " +
          std::to_string(streams) + " streams, " + std::to_string(events) + " events, " +
          std::to_string(graphs) + " graphs, " + std::to_string(graph_execs) +
          " graph execs, " + std::to_string(cublas_handles) + " cuBLAS handles";

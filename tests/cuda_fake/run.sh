@@ -49,8 +49,10 @@ run_seed() {
   local seed=$1 rc=0 exe
   for exe in slstm_cuda_fake_gpu_tests slstm_cuda_fake_tests; do
     local log=$logs/$exe.seed$seed.log start=$SECONDS
-    # ([generic], [faults-sim]: the generic path, which only the simulated module has)
-    if SLSTM_CUDA_FAKE_SEED=$seed "$dir/$exe" "~[generic]~[faults-sim]" >"$log" 2>&1; then
+    # ([generic], [faults-sim], [memory-sim]: the generic path, which only the simulated
+    # module has)
+    local spec="~[generic]~[faults-sim]~[memory-sim]"
+    if SLSTM_CUDA_FAKE_SEED=$seed "$dir/$exe" "$spec" >"$log" 2>&1; then
       echo "seed $seed $exe: passed ($((SECONDS - start)) s)"
     else
       echo "seed $seed $exe: FAILED ($((SECONDS - start)) s), see $log"

@@ -1916,3 +1916,22 @@ TEST_CASE("cuda.staging=on: a call whose persistent kernel gives up runs again e
   CHECK(same_bits(state, want.final_state));
   CHECK(persistent_batches(failing.get()) == std::vector<std::string>{"none"});
 }
+
+// cuda.blas_workspace_mib: a smaller cuBLAS workspace may change which GEMM algorithms run,
+// not the precision's tolerance; the plan reports the workspaces' bytes.
+TEST_CASE("cuda.blas_workspace_mib=1 keeps the reference's numbers, and the plan says how many "
+          "workspace bytes the session holds",
+          "[gpu]") {
+  Model m = t::random_model(24, {300, 64}, 23501, 1.0f);
+  Session cpu = cpu_session(m.get(), 32, 20);
+  for (const char* config :
+       {"cuda.blas_workspace_mib=1", "cuda.blas_workspace_mib=1;cuda.fused=never"}) {
+    INFO(config);
+    Session gpu = gpu_session_opts(m.get(), 32, 20, config);
+    // One workspace per cuBLAS handle: two layers' recurrent handles, one projection handle.
+    CHECK(t::json_value(t::describe_json(gpu.get()), "blas_workspace_bytes") ==
+          std::to_string(3 << 20));
+    const Inputs in = make_inputs(m.get(), 32, 20, SLSTM_BATCH_MAJOR, true, true, 23502);
+    require_close(run_host(gpu.get(), m.get(), in), run_host(cpu.get(), m.get(), in), kTolFp32);
+  }
+}
