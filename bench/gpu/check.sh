@@ -331,6 +331,12 @@ for scen in seed1 one; do
   bench "$scen-host-staged" cuda host 50 $args --config cuda.staging=on
   SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist-staged" cuda host 50 $args --config cuda.staging=on
 done
+# cuda.blas_workspace_mib=1 (each cuBLAS handle's workspace 1 MiB instead of 32 on Hopper: a
+# seed-model session's device memory 172 MB -> 9 MB) beside the default plan's rows below
+# (seed, big, one on device buffers): what the smaller workspace costs the GEMMs.
+for scen in seed big one; do
+  bench "$scen-ws1" cuda device 50 ${!scen} --config cuda.blas_workspace_mib=1
+done
 
 # The default plan: host and device buffers, TF32, and the CPU backend beside it.
 for scen in seed big one; do
