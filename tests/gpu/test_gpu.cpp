@@ -1003,6 +1003,23 @@ TEST_CASE("layers beyond the persistent kernel's reach run as before, and cuda.p
   CHECK(persistent_batches(off.get()).empty());
 }
 
+namespace {
+
+// The call of `in` with its state updated in place (`state` its initial and final state)
+// into `out`.
+slstm_forward_args in_place_args(const slstm_model* m, const Inputs& in,
+                                 std::vector<float>& state, std::vector<float>& out) {
+  slstm_forward_args a = args_for(m, in);
+  a.initial_state = state.data();
+  a.final_state = state.data();
+  a.final_state_count = state.size();
+  a.output = out.data();
+  a.output_count = out.size();
+  return a;
+}
+
+}  // namespace
+
 // cuda.persistent_timeout_us=0 makes every wait at the grid barrier give up: the call must
 // still return the fused step's numbers (run again on it), and the session keeps using the
 // fused step; a call that updated its state in place cannot be run again and says so.
@@ -1025,12 +1042,7 @@ TEST_CASE("a persistent kernel that gives up waiting falls back to the fused ste
       gpu_session_opts(m.get(), 2, 12, "cuda.persistent=on;cuda.persistent_timeout_us=0");
   std::vector<float> state = in.initial;
   std::vector<float> out(static_cast<std::size_t>(2 * 12 * 257));
-  slstm_forward_args a = args_for(m.get(), in);
-  a.initial_state = state.data();
-  a.final_state = state.data();
-  a.final_state_count = state.size();
-  a.output = out.data();
-  a.output_count = out.size();
+  const slstm_forward_args a = in_place_args(m.get(), in, state, out);
   CHECK(slstm_session_forward(in_place.get(), &a) == SLSTM_ERR_BACKEND_FAILURE);
   CHECK(std::string(slstm_last_error()).find("cuda.persistent_timeout_us") != std::string::npos);
   state = in.initial;  // the next call runs on the fused step
@@ -1904,12 +1916,7 @@ TEST_CASE("cuda.staging=on: a call whose persistent kernel gives up runs again e
   REQUIRE(persistent_batches(failing.get()) == std::vector<std::string>{"1-2"});
   std::vector<float> state = in.initial;
   std::vector<float> out = poisoned(static_cast<std::size_t>(2 * 12 * 257));
-  slstm_forward_args a = args_for(m.get(), in);
-  a.initial_state = state.data();
-  a.final_state = state.data();
-  a.final_state_count = state.size();
-  a.output = out.data();
-  a.output_count = out.size();
+  const slstm_forward_args a = in_place_args(m.get(), in, state, out);
   INFO(slstm_last_error());
   REQUIRE(slstm_session_forward(failing.get(), &a) == SLSTM_OK);
   CHECK(same_bits(out, want.output));
