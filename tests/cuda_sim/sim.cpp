@@ -194,6 +194,7 @@ bool make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
 
 constexpr std::size_t kStackBytes = 256 * 1024;
 constexpr int kWarp = 32;
+constexpr unsigned kMaxCluster = 16;  // sm_90's portable cluster size
 
 // Fiber stacks, reused across launches (mapped once, never returned).
 class StackPool {
@@ -245,8 +246,55 @@ struct Fiber {
   bool done = false;
 };
 
+struct Block;
+
+// A thread-block cluster: its blocks (by rank) and its barrier (cluster_sync). The blocks'
+// host threads share it, and nothing in it may order them for ThreadSanitizer (a mutex would:
+// a thread polling for the release would acquire what threads already past it and on their way
+// to the next barrier did, and hide their races with its reads), so the barrier's state is one
+// atomic word changed by relaxed compare-and-swap, and the barrier's own order is a release by
+// each thread that arrives and an acquire by each that leaves on sync[generation & 1], as in
+// wait_at. A launch without clusters has a cluster of one per block.
+struct Cluster {
+  // generation << 32 | expected << 16 | arrived: expected, the cluster's threads that have
+  // not exited (at most 16 blocks of 1024), arrived, those of them at the barrier now.
+  std::atomic<std::uint64_t> state{0};
+  std::atomic<int> failed{-1};  // the index of its first block that ended with an error
+  std::vector<Block*> blocks;
+  char sync[2] = {};  // (under TSan: the addresses its generations release and acquire on)
+};
+
+constexpr std::uint64_t kClusterCount = 0xffff;
+std::uint64_t cluster_state(unsigned generation, std::uint64_t expected, std::uint64_t arrived) {
+  return static_cast<std::uint64_t>(generation) << 32 | expected << 16 | arrived;
+}
+unsigned cluster_generation(const Cluster& c) {
+  return static_cast<unsigned>(c.state.load(std::memory_order_relaxed) >> 32);
+}
+
+// One more thread at the cluster's barrier (`arrival`) or one fewer expected there (an exit);
+// releases the barrier if that completes it, and says so.
+bool cluster_count(Cluster& c, bool arrival) {
+  std::uint64_t s = c.state.load(std::memory_order_relaxed);
+  for (;;) {
+    std::uint64_t expected = s >> 16 & kClusterCount, arrived = s & kClusterCount;
+    if (arrival) {
+      ++arrived;
+    } else {
+      --expected;
+    }
+    const auto generation = static_cast<unsigned>(s >> 32);
+    const bool opened = arrived > 0 && arrived >= expected;
+    const std::uint64_t next = opened ? cluster_state(generation + 1, expected, 0)
+                                      : cluster_state(generation, expected, arrived);
+    if (c.state.compare_exchange_weak(s, next, std::memory_order_relaxed)) return opened;
+  }
+}
+
 struct Block {
   dim3 index, dim, grid;
+  Cluster* cluster = nullptr;
+  unsigned cluster_rank = 0;
   const std::function<void()>* body = nullptr;
   std::vector<Fiber> fibers;
   int current = -1;
@@ -256,11 +304,13 @@ struct Block {
   std::vector<Barrier> warp_barrier;
   std::vector<float> lanes;  // [warps][2][32]: shuffle slots, two sets used in turn
   std::vector<float> smem;   // dynamic shared memory (floats: 4-byte aligned, 16 via vector)
+  std::size_t smem_bytes = 0;
   Context scheduler;
   void* tsan_scheduler = nullptr;
   int progress = 0;  // arrivals and exits in this round
   int polls = 0;     // atomic loads in this round
   std::string error;
+  bool peer_failed = false;  // its error: a block of its cluster failed (cluster_sync)
   char setup = 0;  // (under TSan: the address its set-up is released on)
 };
 
@@ -371,6 +421,7 @@ void fiber_main() {
       release(b.warp_barrier[w]);
     }
   }
+  if (cluster_count(*b.cluster, false)) atomic_stored();  // (wakes the cluster's waiters)
   switch_out();  // for good: a finished fiber is never resumed
 }
 
@@ -415,6 +466,14 @@ void run_block(Block& b) {
     }
     if (b.progress == 0 && b.polls > 0) sleep_until_store(stores);  // waiting on other blocks
   }
+  // Its threads that never exit would hold up its cluster's barrier for good: the barrier
+  // fails its waiters instead (cluster_sync).
+  if (!b.error.empty()) {
+    int none = -1;
+    b.cluster->failed.compare_exchange_strong(none, static_cast<int>(b.index.x),
+                                              std::memory_order_relaxed);
+    atomic_stored();
+  }
   // Fibers left behind by an error never resume; their stacks hold nothing to destroy.
   for (Fiber& f : b.fibers) {
     if (f.stack != nullptr) stacks().give(f.stack);
@@ -439,6 +498,72 @@ void* dynamic_smem() { return block().smem.data(); }
 void sync_threads(int where) {
   Block& b = block();
   wait_at(b.block_barrier, b.live, where, "__syncthreads");
+}
+
+unsigned cluster_rank() { return block().cluster_rank; }
+unsigned cluster_size() { return static_cast<unsigned>(block().cluster->blocks.size()); }
+
+// A waiting thread polls (as a spin-wait on an atomic does: the block's other threads run,
+// and a block whose threads only wait sleeps until a store), since the barrier's release
+// comes from another block's host thread.
+void cluster_sync(int where) {
+  Block& b = block();
+  Cluster& c = *b.cluster;
+  // (the generation cannot move before this thread arrives)
+  const unsigned generation = cluster_generation(c);
+  // (TSan: what this thread did before the barrier happens before what every thread of the
+  // cluster does after it)
+  tsan_release(&c.sync[generation & 1u]);
+  {
+    const Bookkeeping quiet;
+    ++b.progress;
+  }
+  if (cluster_count(c, true)) {
+    atomic_stored();  // wakes the blocks whose threads only wait here
+  } else {
+    while (cluster_generation(c) == generation) {
+      {
+        const Bookkeeping quiet;
+        const std::size_t w = fiber().index / kWarp;
+        const int failed = c.failed.load(std::memory_order_relaxed);
+        // Threads of this block at a __syncthreads or __syncwarp wait for this one, which
+        // waits for them: a deadlock on a device.
+        const Barrier* other = b.block_barrier.arrived > 0     ? &b.block_barrier
+                               : b.warp_barrier[w].arrived > 0 ? &b.warp_barrier[w]
+                                                               : nullptr;
+        if (failed >= 0 && b.error.empty()) {
+          fail(b, "cluster barrier: block " + std::to_string(failed) + " of the cluster failed");
+          b.peer_failed = true;
+        } else if (other != nullptr) {
+          fail(b, "cluster barrier at line " + std::to_string(where) + " and " +
+                      (other == &b.block_barrier ? "__syncthreads" : "__syncwarp") +
+                      " at line " + std::to_string(other->where) +
+                      " reached by threads of one block at once");
+        }
+        // (after an error, the scheduler resumes no thread of this block: this one stays)
+        ++b.polls;
+      }
+      switch_out();
+    }
+  }
+  tsan_acquire(&c.sync[generation & 1u]);
+}
+
+void* cluster_peer_smem(const void* local, unsigned rank) {
+  Block& b = block();
+  const Cluster& c = *b.cluster;
+  const auto at = reinterpret_cast<std::uintptr_t>(local);
+  const auto base = reinterpret_cast<std::uintptr_t>(b.smem.data());
+  if (rank >= c.blocks.size() || at < base || at - base >= b.smem_bytes) {
+    const Bookkeeping quiet;
+    fail(b, rank >= c.blocks.size()
+                ? "cluster_peer_smem: rank " + std::to_string(rank) + " in a cluster of " +
+                      std::to_string(c.blocks.size())
+                : "cluster_peer_smem: an address outside the block's " +
+                      std::to_string(b.smem_bytes) + " bytes of dynamic shared memory");
+    return const_cast<void*>(local);
+  }
+  return reinterpret_cast<char*>(c.blocks[rank]->smem.data()) + (at - base);
 }
 
 void sync_warp(int where) {
@@ -499,35 +624,62 @@ long long global_ns() {
 }
 
 std::string launch(unsigned grid, unsigned block_threads, std::size_t smem,
-                   const std::function<void()>& body, unsigned resident) {
+                   const std::function<void()>& body, unsigned resident, unsigned cluster) {
   g_launches.fetch_add(1, std::memory_order_relaxed);
-  if (grid == 0 || block_threads == 0 || block_threads > 1024) {
+  if (grid == 0 || block_threads == 0 || block_threads > 1024 || cluster > kMaxCluster ||
+      (cluster > 0 && grid % cluster != 0)) {
     return "invalid launch configuration: " + std::to_string(grid) + " blocks of " +
-           std::to_string(block_threads) + " threads";
+           std::to_string(block_threads) + " threads" +
+           (cluster > 0 ? " in clusters of " + std::to_string(cluster) : "");
   }
-  const unsigned wave = resident == 0 ? grid : std::min(resident, grid);
+  const unsigned size = cluster == 0 ? 1 : cluster;
+  // (a cluster's blocks run at once: with clusters, every block does)
+  const unsigned wave = resident == 0 || cluster > 0 ? grid : std::min(resident, grid);
   std::vector<Block> blocks(grid);
+  std::vector<Cluster> clusters(grid / size);
+  for (Cluster& c : clusters) {
+    c.blocks.resize(size);
+    c.state.store(cluster_state(0, std::uint64_t{size} * block_threads, 0),
+                  std::memory_order_relaxed);
+  }
   for (unsigned first = 0; first < grid; first += wave) {
     const unsigned last = std::min(grid, first + wave);
-    std::vector<std::thread> threads;
-    threads.reserve(last - first);
+    // Every block of the wave (its shared memory, which its cluster's peers may use from
+    // their start) is set up before any starts.
     for (unsigned i = first; i < last; ++i) {
       Block& b = blocks[i];
       b.index = dim3(i);
       b.dim = dim3(block_threads);
       b.grid = dim3(grid);
       b.body = &body;
+      b.cluster = &clusters[i / size];
+      b.cluster_rank = i % size;
+      b.cluster->blocks[b.cluster_rank] = &b;
       std::vector<float>((smem + sizeof(float) - 1) / sizeof(float),
                          std::numeric_limits<float>::quiet_NaN())
           .swap(b.smem);
+      b.smem_bytes = smem;
+    }
+    std::vector<std::thread> threads;
+    threads.reserve(last - first);
+    for (unsigned i = first; i < last; ++i) {
+      Block& b = blocks[i];
       threads.emplace_back([&b] { run_block(b); });
     }
     for (std::thread& t : threads) t.join();
   }
+  // The first block's error, but one of a block's own before one that says only that a block
+  // of its cluster failed.
+  const Block* failed = nullptr;
   for (const Block& b : blocks) {
-    if (!b.error.empty()) return "block " + std::to_string(b.index.x) + ": " + b.error;
+    if (b.error.empty()) continue;
+    if (!b.peer_failed) {
+      failed = &b;
+      break;
+    }
+    if (failed == nullptr) failed = &b;
   }
-  return "";
+  return failed == nullptr ? "" : "block " + std::to_string(failed->index.x) + ": " + failed->error;
 }
 
 std::uint64_t launches() { return g_launches.load(std::memory_order_relaxed); }

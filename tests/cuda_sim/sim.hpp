@@ -12,15 +12,22 @@
 //     before a write shows up in the results);
 //   * cuda::atomic_ref loads and stores are host atomics with the asked order, and a load
 //     lets the block's other threads run (a spin-wait cannot starve the thread it waits for);
-//     a block whose threads only poll sleeps until some atomic store happens (or 1 ms).
+//     a block whose threads only poll sleeps until some atomic store happens (or 1 ms);
+//   * thread-block clusters (sm_90): a cluster's blocks run at once, each can address the
+//     others' dynamic shared memory (distributed shared memory), and the cluster barrier waits
+//     for every thread of the cluster that has not exited.
 //
 // Misuse the hardware leaves undefined is reported as the launch's error instead: threads of
-// a block at two different __syncthreads at once, a shuffle or __syncwarp with a lane missing.
+// a block at two different __syncthreads at once, a shuffle or __syncwarp with a lane missing,
+// threads of a block at a cluster barrier and at a __syncthreads or __syncwarp at once, a
+// peer address outside dynamic shared memory or of a rank outside the cluster.
 // Not simulated: timing, memory coherence weaker than the host's (x86: TSO), L1/L2 caches,
 // occupancy limits (a launch gets every block at once unless `resident` says otherwise),
-// warp-level lockstep beyond the barriers above. Results are the host's float arithmetic:
-// the same operations in the same order as on the GPU, so bit-for-bit comparisons between
-// two kernels hold here as they do there, but not bits against a GPU run.
+// warp-level lockstep beyond the barriers above, a block that exits while its cluster's
+// peers may still use its shared memory (a device needs a cluster barrier first). Results
+// are the host's float arithmetic: the same operations in the same order as on the GPU, so
+// bit-for-bit comparisons between two kernels hold here as they do there, but not bits
+// against a GPU run.
 #pragma once
 
 #include <atomic>
@@ -61,6 +68,23 @@ void* dynamic_smem();
 void sync_threads(int where);
 void sync_warp(int where);
 float shfl_xor(float v, int lane_mask, int where);
+// Thread-block clusters (sm_90): a launch with cluster size C > 0 groups blocks
+// [k*C, (k+1)*C) into cluster k; all blocks of a cluster run at the same time. A launch without
+// clusters is, to these functions, one of clusters of one block.
+unsigned cluster_rank();  // this block's rank in its cluster (blockIdx.x % C); 0 without clusters
+unsigned cluster_size();  // C; 1 in a launch without clusters
+// barrier.cluster.arrive.release + barrier.cluster.wait.acquire (cooperative_groups'
+// cluster.sync()): waits until every non-exited thread of every block of the cluster has
+// arrived; what any of them wrote before arriving (global memory, its own or a peer's shared
+// memory) is visible to every one after it. Without clusters: a barrier of the block's
+// non-exited threads. (`where`: the call site, for the report of threads of one block at it
+// and at a __syncthreads or __syncwarp at once, which deadlocks on a device.)
+void cluster_sync(int where);
+// cluster.map_shared_rank(local, rank): the address in block `rank`'s dynamic shared memory
+// at the offset `local` has in this block's dynamic shared memory. A `local` outside this
+// block's dynamic shared memory, or rank >= cluster_size(), is the launch's error, and the
+// answer is `local`. (Every block's dynamic shared memory exists for the whole launch.)
+void* cluster_peer_smem(const void* local, unsigned rank);
 // Lets the block's other threads run (called by every simulated atomic load).
 void yield();
 // Wakes the blocks that sleep because their threads only poll (every simulated atomic store).
@@ -74,10 +98,13 @@ void set_clock_divisor(long long divisor);
 
 // Runs `block_body` (a kernel call) as `grid` blocks of `block` threads, `smem` bytes of
 // dynamic shared memory each, at most `resident` blocks at once (0: all: then blocks that
-// wait for one another make progress, as a cooperative launch guarantees on a device).
+// wait for one another make progress, as a cooperative launch guarantees on a device). With
+// `cluster` > 0: in clusters of `cluster` blocks (grid a multiple of it, at most 16, as sm_90
+// allows without opting in to more), every block resident at once whatever `resident` says.
 // Returns "" or what went wrong (barrier misuse, see above).
 std::string launch(unsigned grid, unsigned block, std::size_t smem,
-                   const std::function<void()>& block_body, unsigned resident = 0);
+                   const std::function<void()>& block_body, unsigned resident = 0,
+                   unsigned cluster = 0);
 
 // Launches since the process started (tests count them).
 std::uint64_t launches();
@@ -105,6 +132,19 @@ void launch_kernel(const void* stream, const char* name, unsigned grid, unsigned
   submit(stream, name, [params, kernel, grid, block, smem, resident]() mutable {
     set_error(launch(
         grid, block, smem, [&params, kernel] { std::apply(kernel, params); }, resident));
+  });
+}
+
+// A kernel launch on `stream` in clusters of `cluster` blocks (all blocks resident at once),
+// the arguments converted and copied as by launch_kernel.
+template <typename... P, typename... A>
+void launch_cluster_kernel(const void* stream, const char* name, unsigned grid,
+                           unsigned cluster, unsigned block, std::size_t smem,
+                           void (*kernel)(P...), A&&... args) {
+  std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  submit(stream, name, [params, kernel, grid, cluster, block, smem]() mutable {
+    set_error(launch(
+        grid, block, smem, [&params, kernel] { std::apply(kernel, params); }, 0, cluster));
   });
 }
 

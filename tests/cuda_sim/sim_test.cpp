@@ -8,6 +8,7 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -562,5 +563,302 @@ TEST_CASE("the simulator's warp shuffles sum a warp by a butterfly") {
   for (std::size_t i = 0; i < out.size(); ++i) {
     const float warp0 = static_cast<float>((i % 64) / 32 * 32 * 32);  // lanes of warp 1: +32
     REQUIRE(out[i] == warp0 + 496.0f);  // 0 + 1 + ... + 31
+  }
+}
+
+// ---- The simulator's thread-block clusters (sm_90) and distributed shared memory. -------
+
+namespace {
+
+template <typename T>
+T* peer(T* local, unsigned rank) {
+  return static_cast<T*>(slstm_sim::cluster_peer_smem(local, rank));
+}
+
+// Lets the block's other threads run `n` times (each simulated atomic load does).
+void stall(unsigned n) {
+  int any = 0;
+  for (unsigned k = 0; k < n; ++k) {
+    (void)cuda::atomic_ref<int, cuda::thread_scope_block>(any).load(cuda::memory_order_relaxed);
+  }
+}
+
+// Thread r < size writes this block's rank into slot [rank] of block r of the cluster; after
+// the cluster barrier, every thread counts the slots that hold their rank. out: per thread,
+// that count, cluster_rank(), cluster_size().
+__global__ void cluster_ranks_kernel(int* out) {
+  SLSTM_DYNAMIC_SMEM(int, slots);
+  const unsigned rank = slstm_sim::cluster_rank(), size = slstm_sim::cluster_size();
+  if (threadIdx.x < size) *peer(&slots[rank], threadIdx.x) = static_cast<int>(rank);
+  slstm_sim::cluster_sync(__LINE__);
+  int seen = 0;
+  for (unsigned r = 0; r < size; ++r) seen += slots[r] == static_cast<int>(r) ? 1 : 0;
+  int* mine = out + (blockIdx.x * blockDim.x + threadIdx.x) * 3;
+  mine[0] = seen;
+  mine[1] = static_cast<int>(rank);
+  mine[2] = static_cast<int>(size);
+}
+
+constexpr int kExchangeSteps = 50;
+// What the block of rank `rank` pushes to its cluster for step `step`.
+float exchange_value(int step, unsigned rank) {
+  return static_cast<float>(step * 32 + static_cast<int>(rank) + 1);
+}
+
+// The exchange of a persistent kernel on one cluster: slots [2][size] per block, a buffer per
+// step parity. Per step, every thread sums the step's buffer; thread r < size pushes the
+// block's value for the next step into slot [rank] of block r's other buffer; then one
+// cluster barrier. (Threads stall a varying number of turns, so that the cluster's threads
+// arrive in ever different orders.) out: per thread, its sum.
+__global__ void cluster_exchange_kernel(float* out) {
+  SLSTM_DYNAMIC_SMEM(float, slots);
+  const unsigned rank = slstm_sim::cluster_rank(), size = slstm_sim::cluster_size();
+  const unsigned t = threadIdx.x;
+  if (t < size) *peer(&slots[rank], t) = exchange_value(0, rank);
+  slstm_sim::cluster_sync(__LINE__);
+  float sum = 0.0f;
+  for (int s = 0; s < kExchangeSteps; ++s) {
+    const float* now = slots + static_cast<unsigned>(s & 1) * size;
+    for (unsigned r = 0; r < size; ++r) sum += now[r];
+    stall((rank * 7 + t + static_cast<unsigned>(s)) % 5);
+    if (t < size && s + 1 < kExchangeSteps) {
+      *peer(&slots[static_cast<unsigned>((s + 1) & 1) * size + rank], t) =
+          exchange_value(s + 1, rank);
+    }
+    slstm_sim::cluster_sync(__LINE__);
+  }
+  out[blockIdx.x * blockDim.x + t] = sum;
+}
+
+// The odd threads of the cluster's block of rank 1 exit without reaching the cluster barrier,
+// after every other thread of the cluster has set its flag just before it (so that, as a
+// rule, the barrier completes at one of their exits). Thread 2r (r < size) writes the block's
+// rank into slot [rank] of block r. out: per thread that stays, the slots that hold their rank.
+__global__ void cluster_early_exit_kernel(int* flags, int* out) {
+  SLSTM_DYNAMIC_SMEM(int, slots);
+  const unsigned rank = slstm_sim::cluster_rank(), size = slstm_sim::cluster_size();
+  const unsigned t = threadIdx.x;
+  if (rank == 1 && t % 2 == 1) {
+    const unsigned first = (blockIdx.x - rank) * blockDim.x;
+    for (unsigned i = first; i < first + size * blockDim.x; ++i) {
+      const bool leaves = (i - first) / blockDim.x == 1 && i % blockDim.x % 2 == 1;
+      cuda::atomic_ref<int, cuda::thread_scope_device> flag(flags[i]);
+      while (!leaves && flag.load(cuda::memory_order_acquire) == 0) {
+      }
+    }
+    return;
+  }
+  if (t % 2 == 0 && t / 2 < size) *peer(&slots[rank], t / 2) = static_cast<int>(rank);
+  cuda::atomic_ref<int, cuda::thread_scope_device>(flags[blockIdx.x * blockDim.x + t])
+      .store(1, cuda::memory_order_release);
+  slstm_sim::cluster_sync(__LINE__);
+  int seen = 0;
+  for (unsigned r = 0; r < size; ++r) seen += slots[r] == static_cast<int>(r) ? 1 : 0;
+  out[blockIdx.x * blockDim.x + t] = seen;
+}
+
+__global__ void cluster_peer_rank_kernel(int* out) {
+  SLSTM_DYNAMIC_SMEM(int, slots);
+  *peer(&slots[0], slstm_sim::cluster_size()) = 1;  // (the answer: slots itself)
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
+// Asks for the peer address of slot `at` of the block's dynamic shared memory (in ints), or
+// with at = -1 of a global address.
+__global__ void cluster_peer_outside_kernel(int* out, int at) {
+  SLSTM_DYNAMIC_SMEM(int, slots);
+  int* local = at < 0 ? out : slots + at;
+  (void)peer(local, 0);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
+// The cluster's block of rank 1 deadlocks (its thread 0 at a __syncwarp that lanes 1-31 never
+// reach: they wait at a __syncthreads), while the cluster's other blocks wait at the cluster
+// barrier. out: 1 per thread past it.
+__global__ void cluster_peer_deadlock_kernel(int* out) {
+  if (slstm_sim::cluster_rank() == 1) {
+    if (threadIdx.x == 0) {
+      __syncwarp();
+    } else {
+      __syncthreads();
+    }
+  }
+  slstm_sim::cluster_sync(__LINE__);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
+__global__ void cluster_and_block_barrier_kernel(int* out) {
+  if (threadIdx.x < 16) {
+    slstm_sim::cluster_sync(__LINE__);
+  } else {
+    __syncthreads();
+  }
+  out[threadIdx.x] = 1;
+}
+
+// Without clusters: every fourth thread exits, the others write their slot, pass the cluster
+// barrier and read the slot of the next thread that stays. out: per thread, that slot plus
+// 10^6 cluster_rank() and 10^7 cluster_size(); -1 for those that exit.
+__global__ void block_cluster_sync_kernel(float* out) {
+  SLSTM_DYNAMIC_SMEM(float, slots);
+  const unsigned t = threadIdx.x;
+  if (t % 4 == 3) return;
+  slots[t] = static_cast<float>(blockIdx.x * 1000 + t);
+  slstm_sim::cluster_sync(__LINE__);
+  unsigned next = (t + 1) % blockDim.x;
+  if (next % 4 == 3) next = (next + 1) % blockDim.x;
+  out[blockIdx.x * blockDim.x + t] = slots[next] +
+                                     1e6f * static_cast<float>(slstm_sim::cluster_rank()) +
+                                     1e7f * static_cast<float>(slstm_sim::cluster_size());
+}
+
+}  // namespace
+
+TEST_CASE("the simulator's cluster blocks see what every block of their cluster wrote into "
+          "their shared memory before the cluster barrier") {
+  const unsigned threads = 32;
+  for (const unsigned grid : {32u, 24u}) {
+    const unsigned cluster = grid == 32 ? 16 : 8;
+    CAPTURE(grid, cluster);
+    std::vector<int> out(static_cast<std::size_t>(grid) * threads * 3, -1);
+    slstm_sim::launch_cluster_kernel(nullptr, "cluster_ranks", grid, cluster, threads,
+                                     cluster * sizeof(int), cluster_ranks_kernel, out.data());
+    INFO(slstm_sim::last_error());
+    REQUIRE(slstm_sim::take_error().empty());
+    for (std::size_t i = 0; i < out.size() / 3; ++i) {
+      CAPTURE(i / threads, i % threads);
+      REQUIRE(out[i * 3] == static_cast<int>(cluster));
+      REQUIRE(out[i * 3 + 1] == static_cast<int>(i / threads % cluster));
+      REQUIRE(out[i * 3 + 2] == static_cast<int>(cluster));
+    }
+  }
+}
+
+TEST_CASE("the simulator's clusters exchange double-buffered values with one cluster barrier "
+          "per step") {
+  const unsigned grid = 32, cluster = 16, threads = 32;
+  std::vector<float> out(static_cast<std::size_t>(grid) * threads, kNaN);
+  slstm_sim::launch_cluster_kernel(nullptr, "cluster_exchange", grid, cluster, threads,
+                                   2 * cluster * sizeof(float), cluster_exchange_kernel,
+                                   out.data());
+  INFO(slstm_sim::last_error());
+  REQUIRE(slstm_sim::take_error().empty());
+  // sum over steps s < S and ranks r < C of 32 s + r + 1: exact in float (all below 2^24)
+  const double S = kExchangeSteps, C = cluster;
+  const double want = 32.0 * C * S * (S - 1) / 2 + S * C * (C + 1) / 2;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    CAPTURE(i / threads, i % threads);
+    REQUIRE(out[i] == static_cast<float>(want));
+  }
+}
+
+TEST_CASE("the simulator's cluster barrier completes when threads of a block exit before it") {
+  const unsigned grid = 8, cluster = 4, threads = 64;
+  std::vector<int> flags(static_cast<std::size_t>(grid) * threads, 0);
+  std::vector<int> out(flags.size(), -1);
+  const auto start = std::chrono::steady_clock::now();
+  slstm_sim::launch_cluster_kernel(nullptr, "cluster_early_exit", grid, cluster, threads,
+                                   cluster * sizeof(int), cluster_early_exit_kernel,
+                                   flags.data(), out.data());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  INFO(slstm_sim::last_error());
+  REQUIRE(slstm_sim::take_error().empty());
+  REQUIRE(seconds < 30.0);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const bool left = i / threads % cluster == 1 && i % 2 == 1;
+    CAPTURE(i / threads, i % threads);
+    REQUIRE(out[i] == (left ? -1 : static_cast<int>(cluster)));
+  }
+}
+
+TEST_CASE("the simulator reports a cluster peer's shared memory of a rank outside the cluster") {
+  std::vector<int> out(4 * 32, 0);
+  slstm_sim::launch_cluster_kernel(nullptr, "cluster_peer_rank", 4, 4, 32, 16,
+                                   cluster_peer_rank_kernel, out.data());
+  REQUIRE_THAT(slstm_sim::last_error(),
+               Catch::Contains("cluster_peer_smem: rank 4 in a cluster of 4"));
+  (void)slstm_sim::take_error();
+}
+
+TEST_CASE("the simulator reports a cluster peer's shared memory at an address outside the "
+          "block's dynamic shared memory") {
+  std::vector<int> out(2 * 32, 0);
+  for (const int at : {4, -1}) {  // one past its end; a global address
+    CAPTURE(at);
+    slstm_sim::launch_cluster_kernel(nullptr, "cluster_peer_outside", 2, 2, 32,
+                                     4 * sizeof(int), cluster_peer_outside_kernel, out.data(),
+                                     at);
+    REQUIRE_THAT(slstm_sim::last_error(),
+                 Catch::Contains("cluster_peer_smem: an address outside the block's 16 bytes"));
+    (void)slstm_sim::take_error();
+  }
+}
+
+TEST_CASE("the simulator refuses a cluster launch whose grid is not a multiple of the "
+          "cluster") {
+  std::atomic<int> ran{0};
+  const std::string e = slstm_sim::launch(10, 32, 0, [&ran] { ++ran; }, 0, 4);
+  REQUIRE_THAT(e, Catch::Contains("invalid launch configuration: 10 blocks of 32 threads in "
+                                  "clusters of 4"));
+  REQUIRE(ran == 0);
+}
+
+TEST_CASE("the simulator refuses clusters of more than 16 blocks") {
+  std::atomic<int> ran{0};
+  const std::string e = slstm_sim::launch(32, 32, 0, [&ran] { ++ran; }, 0, 32);
+  REQUIRE_THAT(e, Catch::Contains("invalid launch configuration"));
+  REQUIRE(ran == 0);
+  REQUIRE(slstm_sim::launch(16, 32, 0, [&ran] { ++ran; }, 0, 16).empty());
+  REQUIRE(ran == 16 * 32);
+}
+
+TEST_CASE("the simulator fails a cluster's barrier when a block of the cluster fails, instead "
+          "of hanging") {
+  const unsigned grid = 8, cluster = 4, threads = 32;
+  std::vector<int> out(static_cast<std::size_t>(grid) * threads, 0);
+  const auto start = std::chrono::steady_clock::now();
+  slstm_sim::launch_cluster_kernel(nullptr, "cluster_peer_deadlock", grid, cluster, threads, 0,
+                                   cluster_peer_deadlock_kernel, out.data());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // the failed block's own error, not its peers' "block 1 of the cluster failed"
+  REQUIRE_THAT(slstm_sim::last_error(), Catch::StartsWith("block 1: deadlock: threads of block 1"));
+  (void)slstm_sim::take_error();
+  REQUIRE(seconds < 10.0);
+  for (const int past : out) REQUIRE(past == 0);  // no thread went past the barrier
+}
+
+TEST_CASE("the simulator reports threads of a block at a cluster barrier and at a "
+          "__syncthreads") {
+  std::vector<int> out(32, 0);
+  const auto start = std::chrono::steady_clock::now();
+  slstm_sim::launch_kernel(nullptr, "cluster_and_block_barrier", 1, 32, 0, 0,
+                           cluster_and_block_barrier_kernel, out.data());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE_THAT(slstm_sim::last_error(), Catch::Contains("and __syncthreads at line"));
+  (void)slstm_sim::take_error();
+  REQUIRE(seconds < 10.0);
+}
+
+TEST_CASE("the simulator's cluster barrier without clusters is a barrier of the block's live "
+          "threads") {
+  const unsigned grid = 3, threads = 64;
+  std::vector<float> out(static_cast<std::size_t>(grid) * threads, -1.0f);
+  slstm_sim::launch_kernel(nullptr, "block_cluster_sync", grid, threads,
+                           threads * sizeof(float), 0, block_cluster_sync_kernel, out.data());
+  INFO(slstm_sim::last_error());
+  REQUIRE(slstm_sim::take_error().empty());
+  for (unsigned i = 0; i < out.size(); ++i) {
+    const unsigned b = i / threads, t = i % threads;
+    CAPTURE(b, t);
+    if (t % 4 == 3) {
+      REQUIRE(out[i] == -1.0f);
+      continue;
+    }
+    unsigned next = (t + 1) % threads;
+    if (next % 4 == 3) next = (next + 1) % threads;
+    REQUIRE(out[i] == static_cast<float>(b * 1000 + next) + 1e7f);  // rank 0, size 1
   }
 }
