@@ -105,6 +105,34 @@ int persistent_ctas_per_sm(int batch, std::size_t smem);
 cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
                                    std::size_t smem, bool cooperative);
 
+// ---- The cluster tier (persistent_cluster.cu; keyed setting cuda.cluster=on): steps
+// [t0, t1) of ONE layer with precomputed pre-activations (layer.wx null; cta_begin unused) on
+// ONE thread-block cluster of `ctas` CTAs (cluster_shape, step_plan.hpp), CTA r owning units
+// [r * units, (r + 1) * units) of H. W_h's rows of its units stay in its shared memory, c of
+// its units too; each step its warps take its units in turn, each unit's sums, reduction and
+// cell exactly as launch_lstm_rec_step's (the same bits), and the owner lane of (row b, unit
+// u) stores the new h straight into the next step's h buffer in the shared memory of every
+// CTA of the cluster; then one cluster barrier. No step flags and no wait that can time out:
+// the hardware runs a cluster's CTAs together or refuses the launch. The state's h and c are
+// read at the start and written after the last step (into h_odd or h_even as the fused step's
+// parity would leave them, and into h_even as well with finalize), y every step.
+struct ClusterArgs {
+  PersistentLayer layer;
+  const std::int32_t* len = nullptr;  // [batch] device memory
+  int t0 = 0;
+  int t1 = 0;
+  int batch = 0;
+  int units = 0;  // per CTA
+  bool finalize = false;
+};
+// Whether the current device launches one cluster of `ctas` CTAs of the batch's cluster
+// kernel with `smem` bytes each (cudaOccupancyMaxActiveClusters >= 1; false on a CUDA error,
+// which is cleared). Raises the kernel's shared memory limit to the device's opt-in maximum
+// and allows the non-portable cluster size 16.
+bool cluster_launchable(int batch, int ctas, std::size_t smem);
+cudaError_t launch_lstm_cluster(cudaStream_t stream, const ClusterArgs& args, int ctas,
+                                std::size_t smem);
+
 // Stream slots: copies between the slots' states (slot s's packed batch-1 state: row_floats
 // floats at slots + s * row_floats) and a packed state of `batch` rows (piece p of row b at
 // packed + batch * off[p] + b * (off[p+1] - off[p]), the C API's STATE PACKING). off

@@ -107,12 +107,25 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
   float* h = d_state_.get() + B * ld.state_h_row;
   float* hbuf = ld.hbuf.get();
   const OutputRows out = output_rows(l, batch, time, layout);
-  // Small batches: the persistent kernel (one launch for the chunk), or one fused kernel per
-  // step, h alternating between the state's h (even steps read it) and hbuf (odd steps read
-  // it); else a cuBLAS GEMM + the step kernel.
+  // Small batches: the persistent kernel (one launch for the chunk: on one thread-block
+  // cluster where planned, cuda.cluster=on), or one fused kernel per step, h alternating
+  // between the state's h (even steps read it) and hbuf (odd steps read it); else a cuBLAS
+  // GEMM + the step kernel.
   const bool persistent = path == StepPath::kPersistent;
   const bool fused = path == StepPath::kFused;
-  if (persistent) {
+  if (persistent && ld.plan.cluster(batch)) {
+    ClusterArgs a;
+    a.layer = persistent_layer(l, batch, time, layout, false);
+    a.len = d_len_.get();
+    a.t0 = static_cast<int>(t0);
+    a.t1 = static_cast<int>(t1);
+    a.batch = batch;
+    a.units = ld.plan.cluster_units;
+    a.finalize = t1 == T;
+    check_launch(launch_lstm_cluster(ld.rec.get(), a, ld.plan.cluster_ctas,
+                                     cluster_smem_bytes(batch, ld.hid, a.units)),
+                 "lstm_cluster_kernel");
+  } else if (persistent) {
     const int ctas = persistent_ctas(ld.hid);
     if (t0 == 0) {
       check(cudaMemsetAsync(ld.sync.get(), 0, persistent_sync_words(ctas) * sizeof(unsigned),

@@ -123,6 +123,14 @@ class Session {
   std::uint32_t persistent_batches(std::size_t l) const {
     return persistent_on() ? layers_.at(l).plan.persistent_batches : 0;
   }
+  // Layer l's cluster tier while the persistent kernel is in use (0 once it failed).
+  std::uint32_t cluster_batches(std::size_t l) const {
+    const StepPlan& p = layers_.at(l).plan;
+    return persistent_on() ? p.cluster_batches & p.persistent_batches : 0;  // (after tuning too)
+  }
+  int cluster_ctas(std::size_t l) const {
+    return cluster_batches(l) != 0 ? layers_.at(l).plan.cluster_ctas : 0;
+  }
   // The batches whose paths were tuned on the device (cuda.tune=on): bit b-1 for batch b.
   std::uint32_t tuned_batches() const { return tuned_batches_; }
   std::uint32_t stack_batches() const { return stack_.batches; }
@@ -218,6 +226,7 @@ class Session {
   // where it would have run). h_status_: host-mapped word the kernel sets on a timeout.
   bool persistent_ = false;
   bool persistent_stack_ = false;  // cuda.persistent=on (not layers): whole-stack launches too
+  bool cluster_ = false;  // cuda.cluster=on: layers that fit one cluster run the cluster kernel
   bool persistent_off_ = false;
   long long persistent_timeout_ns_ = 0;
   // The batches whose whole stack runs as one persistent launch (plan_stack; after a failure

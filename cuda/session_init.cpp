@@ -128,6 +128,8 @@ void Session::read_knobs(const slstm_cuda_session_desc& d) {
   if (d.persistent < 0 || d.persistent > 2) fail(SLSTM_ERR_INTERNAL, "persistent out of range");
   persistent_ = d.persistent != 0;
   persistent_stack_ = d.persistent == 1;
+  if (d.cluster < 0 || d.cluster > 1) fail(SLSTM_ERR_INTERNAL, "cluster out of range");
+  cluster_ = d.cluster != 0;
   if (d.persistent_timeout_us < 0) fail(SLSTM_ERR_INTERNAL, "persistent_timeout_us < 0");
   if (d.host_staging_bytes < 0) fail(SLSTM_ERR_INTERNAL, "host_staging_bytes < 0");
   stage_floats_ = d.host_staging_bytes / static_cast<std::int64_t>(sizeof(float));
@@ -200,6 +202,16 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
           plan_persistent(shapes, max_batch_, sms, persistent_ctas_per_sm);
       for (std::size_t l = 0; l < L; ++l) layers_[l].plan.persistent_batches = masks[l];
       if (persistent_stack_) stack_ = plan_stack(shapes, max_batch_, sms, persistent_ctas_per_sm);
+      // cuda.cluster=on: the persistent batches a layer runs on one cluster (never those of
+      // the whole-stack launch, which keeps its step flags).
+      for (std::size_t l = 0; cluster_ && l < L; ++l) {
+        StepPlan& p = layers_[l].plan;
+        const ClusterPlan c = plan_cluster(layers_[l].hid, p.persistent_batches & ~stack_.batches,
+                                           cluster_launchable);
+        p.cluster_batches = c.batches;
+        p.cluster_ctas = c.shape.ctas;
+        p.cluster_units = c.shape.units;
+      }
     }
   }
 }

@@ -75,6 +75,39 @@ std::vector<std::uint32_t> plan_persistent(const std::vector<LayerShape>& layers
   return masks;
 }
 
+ClusterShape cluster_shape(int hidden, int max_ctas) {
+  ClusterShape s;
+  if (hidden < 1 || max_ctas < 1) return s;
+  s.ctas = std::min(max_ctas, (hidden + kRecWarps - 1) / kRecWarps);
+  s.units = (hidden + s.ctas - 1) / s.ctas;
+  s.ctas = (hidden + s.units - 1) / s.units;  // (no CTA without units)
+  return s;
+}
+
+std::size_t cluster_smem_bytes(int batch, int hidden, int units) {
+  const auto h = static_cast<std::size_t>(hidden);
+  const auto u = static_cast<std::size_t>(units);
+  const auto bmax = static_cast<std::size_t>(rec_bmax(batch));
+  return (u * 4 * h + 2 * bmax * h + u * bmax + static_cast<std::size_t>(kRecWarps) * 4 * bmax) *
+         sizeof(float);
+}
+
+ClusterPlan plan_cluster(int hidden, std::uint32_t persistent_batches, const ClusterFits& fits) {
+  for (const int max_ctas : {kClusterMaxCtas, kClusterPortableCtas}) {
+    ClusterPlan plan;
+    plan.shape = cluster_shape(hidden, max_ctas);
+    if (plan.shape.ctas < 1) return ClusterPlan{};
+    for (int b = 1; b <= kRecMaxBatch; ++b) {
+      if (StepPlan::has(persistent_batches, b) &&
+          fits(b, plan.shape.ctas, cluster_smem_bytes(b, hidden, plan.shape.units))) {
+        plan.batches |= 1u << (b - 1);
+      }
+    }
+    if (plan.batches != 0) return plan;
+  }
+  return ClusterPlan{};
+}
+
 StackPlan plan_stack(const std::vector<LayerShape>& layers, std::int64_t max_batch, int sms,
                      const CtasPerSm& per_sm) {
   StackPlan plan;

@@ -46,11 +46,17 @@ struct StepPlan {
   static constexpr int kPlannedBatches = 32;
   std::uint32_t fused_batches = 0;
   std::uint32_t persistent_batches = 0;
+  // cuda.cluster=on: the persistent batches whose launch is ONE thread-block cluster of
+  // cluster_ctas CTAs, each with cluster_units units (plan_cluster).
+  std::uint32_t cluster_batches = 0;
+  int cluster_ctas = 0;
+  int cluster_units = 0;
   static bool has(std::uint32_t mask, int batch) {
     return batch >= 1 && batch <= kPlannedBatches && ((mask >> (batch - 1)) & 1u) != 0;
   }
   bool fused(int batch) const { return has(fused_batches, batch); }
   bool persistent(int batch) const { return has(persistent_batches, batch); }
+  bool cluster(int batch) const { return has(cluster_batches, batch); }
 };
 
 // The fused-step plan of a layer of `hidden` units for batches up to max_batch: fused_mode
@@ -91,6 +97,35 @@ struct StackPlan {
 };
 StackPlan plan_stack(const std::vector<LayerShape>& layers, std::int64_t max_batch, int sms,
                      const CtasPerSm& per_sm);
+
+// ---- The cluster tier of the persistent kernel (cuda.cluster=on; persistent_cluster.cu): a
+// layer on ONE thread-block cluster of at most kClusterMaxCtas CTAs (16: the non-portable
+// size Hopper allows; 8 is portable), `units` units per CTA (its 8 warps take them in turn),
+// W_h's rows of its units in shared memory, h pushed into every CTA's shared memory and one
+// cluster barrier per step instead of the grid's step flags.
+constexpr int kClusterMaxCtas = 16;
+constexpr int kClusterPortableCtas = 8;
+struct ClusterShape {
+  int ctas = 0;
+  int units = 0;  // per CTA; the last CTA may have fewer
+};
+// The cluster of a layer of `hidden` units with at most max_ctas CTAs: a CTA per kRecWarps
+// units while there are fewer than max_ctas of them, else max_ctas sharing the units evenly.
+ClusterShape cluster_shape(int hidden, int max_ctas);
+// A CTA's dynamic shared memory: its units' four rows of W_h, h of every batch row twice
+// (this step's and the next, written by the cluster's CTAs), c of its units, the reduction.
+std::size_t cluster_smem_bytes(int batch, int hidden, int units);
+// Whether the device launches one cluster of `ctas` CTAs of the batch's kernel with `smem`
+// bytes of dynamic shared memory each.
+using ClusterFits = std::function<bool(int batch, int ctas, std::size_t smem)>;
+// The layer's cluster plan among its persistent batches: the shape of kClusterMaxCtas CTAs
+// where the device launches it for some batch, else of kClusterPortableCtas; the batches it
+// launches for. Nothing (batches 0) where neither does.
+struct ClusterPlan {
+  std::uint32_t batches = 0;
+  ClusterShape shape;
+};
+ClusterPlan plan_cluster(int hidden, std::uint32_t persistent_batches, const ClusterFits& fits);
 
 // ---- The persistent kernel's waits (used by the kernel itself, and by the CPU tests'
 // simulation of its CTAs under arbitrary schedules). A launch runs `layers` layers on

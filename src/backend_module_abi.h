@@ -4,7 +4,7 @@
  * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
- * module exports exactly one function, slstm_cuda_module_v5(), which returns a static
+ * module exports exactly one function, slstm_cuda_module_v6(), which returns a static
  * table of function pointers.  Every function reports failures as an slstm_status value
  * (an int32_t here) plus a NUL-terminated English message written into the caller's
  * buffer; no C++ exception crosses this boundary.
@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define SLSTM_CUDA_MODULE_ABI_VERSION 5u
-#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v5"
+#define SLSTM_CUDA_MODULE_ABI_VERSION 6u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v6"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
 
 /* One direction's weights as the generic path's step reads them (v4; host memory, borrowed
@@ -104,6 +104,11 @@ typedef struct slstm_cuda_session_desc {
   int64_t blas_workspace_bytes; /* (v5) cuda.blas_workspace_mib: each cuBLAS handle's
                             workspace; 0: cuBLAS's recommendation for the device (32 MiB from
                             Hopper on, 4 MiB before) */
+  int32_t cluster;       /* (v6) cuda.cluster: 1 on, 0 off.  On: a layer whose persistent
+                            kernel (persistent 1 or 2) fits one thread-block cluster (up to
+                            16 CTAs) runs it on the cluster kernel (W_h rows and h in
+                            distributed shared memory, one cluster barrier per step); no
+                            effect with persistent 0 or on the generic path */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
@@ -180,6 +185,12 @@ typedef struct slstm_cuda_module_table {
    * counted: the CUDA context, cuBLAS's handles and graphs' own memory. */
   int32_t (*session_memory)(void* session, int64_t* device_bytes, int64_t* workspace_bytes,
                             int64_t* pinned_bytes, char* msg, size_t msg_size);
+  /* (v6) Layer `layer`'s cluster tier (cuda.cluster=on): bit b-1 of *cluster_batches is set
+   * when a call of batch b runs the layer's persistent steps on ONE thread-block cluster of
+   * *cluster_ctas CTAs (0 and 0 when none, or once the persistent kernel failed and the
+   * session turned it off). */
+  int32_t (*session_layer_cluster)(void* session, int32_t layer, uint32_t* cluster_batches,
+                                   int32_t* cluster_ctas, char* msg, size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

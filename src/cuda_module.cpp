@@ -94,7 +94,7 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
       table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
       table->session_slot_read == nullptr || table->session_slot_forward == nullptr ||
       table->session_live_plan == nullptr || table->session_graphs_failure == nullptr ||
-      table->session_memory == nullptr) {
+      table->session_memory == nullptr || table->session_layer_cluster == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -289,6 +289,7 @@ class CudaBackend final : public Backend {
     staging_bytes_ = s.cuda_staging && !generic_ ? host_staging_bytes(config) : 0;
     desc.host_staging_bytes = staging_bytes_;
     desc.blas_workspace_bytes = s.cuda_blas_workspace_mib << 20;
+    desc.cluster = s.cuda_cluster ? 1 : 0;
     settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
@@ -471,6 +472,7 @@ class CudaBackend final : public Backend {
           layer.reason += "; the whole stack as one persistent launch for its batches";
         }
         layer.params.push_back({"persistent_stack_batches", sb.empty() ? "none" : sb});
+        if (settings_.cuda_cluster) add_cluster_params(l, &layer);
       }
       if (settings_.cuda_tune) {
         const std::string t = batch_ranges(tuned);
@@ -481,6 +483,25 @@ class CudaBackend final : public Backend {
       out.push_back(std::move(layer));
     }
     return out;
+  }
+
+  // cuda.cluster=on: the batches whose persistent steps of layer l run on one thread-block
+  // cluster, and its CTAs (the path stays "persistent|...": the cluster kernel is its tier).
+  void add_cluster_params(std::int32_t l, LayerPlan* layer) const {
+    std::uint32_t batches = 0;
+    std::int32_t ctas = 0;
+    char msg[kMessageSize] = {0};
+    const std::int32_t st =
+        table_.session_layer_cluster(session_, l, &batches, &ctas, msg, sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+    if (batches == 0) ctas = 0;
+    const std::string c = batch_ranges(batches);
+    if (batches != 0) {
+      layer->reason += "; one thread-block cluster of " + std::to_string(ctas) +
+                       " CTAs (cuda.cluster=on) for its cluster batches";
+    }
+    layer->params.push_back({"cluster_batches", c.empty() ? "none" : c});
+    layer->params.push_back({"cluster_ctas", std::to_string(ctas)});
   }
 
   // The plan as it stands now (see layer_plans).  The module changes it during calls (tuning,

@@ -13,7 +13,8 @@ constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.amx, cpu.team, cpu.spin_us, "
     "cpu.pool_join_us, cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
-    "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging, cuda.blas_workspace_mib";
+    "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging, cuda.blas_workspace_mib, "
+    "cuda.cluster";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -149,6 +150,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     }
     s.cuda_blas_workspace_mib = n;
     s.cuda_blas_workspace_mib_from = from;
+  } else if (key == "cuda.cluster") {
+    if (v == "on") s.cuda_cluster = true;
+    else if (v == "off") s.cuda_cluster = false;
+    else bad("cuda.cluster must be on or off, got \"" + v + "\"");
+    s.cuda_cluster_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -267,7 +273,8 @@ Params Settings::cuda_params() const {
           {"cuda.blas_workspace_mib",
            with_origin(cuda_blas_workspace_mib > 0 ? std::to_string(cuda_blas_workspace_mib)
                                                    : "auto",
-                       cuda_blas_workspace_mib_from)}};
+                       cuda_blas_workspace_mib_from)},
+          {"cuda.cluster", with_origin(cuda_cluster ? "on" : "off", cuda_cluster_from)}};
 }
 
 Settings parse_settings(const char* config) {

@@ -66,6 +66,9 @@ struct Settings {
   // cuda.blas_workspace_mib: each cuBLAS handle's workspace in MiB (1 to kMaxBlasWorkspaceMib;
   // 0 = auto: cuBLAS's recommendation for the device)
   std::int64_t cuda_blas_workspace_mib = 0;
+  // cuda.cluster: a layer whose persistent kernel (cuda.persistent=on|layers) fits one
+  // thread-block cluster runs it on the cluster kernel (no effect without; untested on a GPU)
+  bool cuda_cluster = false;
   static constexpr std::int64_t kMaxBlasWorkspaceMib = 1024;
   static constexpr std::int64_t kMaxCudaStagingBytes = std::int64_t{1} << 20;
 
@@ -80,7 +83,8 @@ struct Settings {
               cuda_slots_from = "default", cuda_persistent_from = "default",
               cuda_persistent_timeout_us_from = "default", cuda_tune_from = "default",
               cuda_tune_file_from = "default", cuda_generic_from = "default",
-              cuda_staging_from = "default", cuda_blas_workspace_mib_from = "default";
+              cuda_staging_from = "default", cuda_blas_workspace_mib_from = "default",
+              cuda_cluster_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.
   Params cpu_params() const;

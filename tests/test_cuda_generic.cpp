@@ -419,6 +419,45 @@ TEST_CASE("device-memory calls on the generic path read each call's own buffers,
   }
 }
 
+// cuda.cluster=on (module ABI v6, session_layer_cluster): the emulated module has no
+// persistent kernel, so every layer's cluster tier is none, and the numbers are those of a
+// session without the setting; the plan's cluster params only where the setting and the
+// persistent kernel are both on.
+TEST_CASE("cuda.cluster=on with the persistent kernel: the plan reports each layer's cluster "
+          "batches and CTAs (none on the emulated module), and nothing without it",
+          "[cuda-emu]") {
+  const std::int64_t B = 2, T = 3, D = 4;
+  const t::Model m = t::random_model(D, {5, 6}, 12);
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 13);
+  t::Session plain = t::cuda_session(m.get(), B, T, "");
+  if (!plain) return;
+  const t::Run want = t::forward_ok(plain.get(), m.get(), t::call_of(B, T, x));
+  {
+    t::Session s = t::cuda_session(m.get(), B, T, "cuda.cluster=on;cuda.persistent=layers");
+    const std::vector<std::string> none = {"none", "none"}, zero = {"0", "0"};
+    for (int pass = 0; pass < 2; ++pass) {  // at creation, and read again after a call
+      const std::string plan = t::describe_json(s.get());
+      INFO(plan);
+      CHECK(t::json_value(plan, "cuda.cluster") == "on (config)");
+      CHECK(t::json_values(plan, "cluster_batches") == none);
+      CHECK(t::json_values(plan, "cluster_ctas") == zero);
+      CHECK_THAT(plan, !Contains("thread-block cluster"));
+      const t::Run got = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
+      CHECK(t::bitwise_equal(got.output, want.output));
+      CHECK(t::bitwise_equal(got.final_state, want.final_state));
+    }
+  }
+  for (const char* config : {"cuda.persistent=layers", "cuda.cluster=on",
+                             "cuda.cluster=on;cuda.generic=always;cuda.persistent=on"}) {
+    INFO(config);
+    t::Session s = t::cuda_session(m.get(), B, T, config);
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK(t::json_values(plan, "cluster_batches").empty());
+    CHECK(t::json_values(plan, "cluster_ctas").empty());
+  }
+}
+
 TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP32, and the "
           "CPU reference's rounding of the same precision",
           "[cuda-generic][precision]") {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "support.hpp"
 
@@ -62,7 +63,7 @@ void check_mismatch(const char* kind) {
   CHECK(query(stub_module().c_str(), kind, &why) == SLSTM_ERR_BACKEND_UNAVAILABLE);
   CHECK_THAT(why, Contains("the CUDA module named by SLSTM_CUDA_MODULE cannot be loaded") &&
                       Contains(stub_module()) &&
-                      Contains("module interface version mismatch (expected 5;"));
+                      Contains("module interface version mismatch (expected 6;"));
 }
 
 }  // namespace
@@ -90,6 +91,11 @@ TEST_CASE("a CUDA module without the graphs-failure entry (0.11) is refused", "[
 TEST_CASE("a CUDA module without the memory entry (0.17) is refused", "[cuda-loader]") {
   if (!loader_testable()) return;
   check_mismatch("no-memory");
+}
+
+TEST_CASE("a CUDA module without the cluster entry (v6) is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("no-cluster");
 }
 
 TEST_CASE("a module named by SLSTM_CUDA_MODULE that cannot be opened is refused, naming it and "
@@ -196,6 +202,7 @@ TEST_CASE("the CUDA backend hands the module the keyed settings as the session h
   CHECK(d[8] == 1234);  // persistent_timeout_us
   CHECK(d[9] == 0);     // host_staging_bytes: cuda.staging=off
   CHECK(d[10] == 0);    // blas_workspace_bytes: auto
+  CHECK(d[11] == 0);    // cluster: cuda.cluster=off
   t::Session ws = stub_session(m.get(), "cuda.blas_workspace_mib=3");
   CHECK(desc()[10] == 3 << 20);
   dlclose(stub);
@@ -238,6 +245,54 @@ TEST_CASE("the plan reports the memory the module's session allocated", "[cuda-l
     CHECK(t::json_value(plan, "blas_workspace_bytes") == "2000000");
     CHECK(t::json_value(plan, "pinned_memory_bytes") == "4096");
   }
+}
+
+// cuda.cluster=on: handed to the module, and where the persistent kernel is on, each layer's
+// plan says which batches run on one cluster and of how many CTAs (the stub: batch 1 on 8).
+TEST_CASE("the CUDA backend hands the module cuda.cluster, and the plan reports each layer's "
+          "cluster batches and CTAs where the persistent kernel is on",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4, 5}, 56);
+  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
+  REQUIRE(stub != nullptr);
+  using DescFn = const std::int64_t* (*)();
+  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
+  REQUIRE(desc != nullptr);
+  for (const char* persistent : {"cuda.persistent=layers", "cuda.persistent=on"}) {
+    INFO(persistent);
+    t::Session s = stub_session(m.get(), (std::string("cuda.cluster=on ") + persistent).c_str());
+    CHECK(desc()[11] == 1);
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK(t::json_value(plan, "cuda.cluster") == "on (config)");
+    CHECK(t::json_values(plan, "cluster_batches") == std::vector<std::string>{"1", "1"});
+    CHECK(t::json_values(plan, "cluster_ctas") == std::vector<std::string>{"8", "8"});
+    const std::vector<std::string> paths = t::json_values(plan, "path");  // the session's first
+    REQUIRE(paths.size() == 3);
+    CHECK(paths[1] == "persistent|fused-step|cublas+step");  // the same as without the setting
+    CHECK(paths[2] == "persistent|fused-step|cublas+step");
+    CHECK(t::json_values(plan, "reason").size() == 2);
+    for (const std::string& reason : t::json_values(plan, "reason")) {
+      CHECK_THAT(reason, Contains("; one thread-block cluster of 8 CTAs (cuda.cluster=on) for "
+                                  "its cluster batches"));
+    }
+  }
+  // Without the persistent kernel the setting is handed on and has no effect: no cluster
+  // params; nor on the generic path, nor without the setting.
+  for (const char* config : {"cuda.cluster=on", "cuda.cluster=on cuda.persistent=off",
+                             "cuda.cluster=on cuda.persistent=layers cuda.generic=always",
+                             "cuda.persistent=layers", "cuda.cluster=off cuda.persistent=on"}) {
+    INFO(config);
+    t::Session s = stub_session(m.get(), config);
+    CHECK(desc()[11] == (std::string(config).find("cuda.cluster=on") != std::string::npos));
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK(t::json_values(plan, "cluster_batches").empty());
+    CHECK(t::json_values(plan, "cluster_ctas").empty());
+    CHECK_THAT(plan, !Contains("thread-block cluster"));
+  }
+  dlclose(stub);
 }
 
 TEST_CASE("the plan's persistent kernel reason names the setting that asked for it",

@@ -128,6 +128,8 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.tune_file=/tmp/a\x01b", "cuda.tune_file: a path without control");
   expect_config_error("cuda.generic=yes", "cuda.generic must be off, on or always");
   expect_config_error("cuda.staging=1", "cuda.staging must be on or off");
+  expect_config_error("cuda.cluster=1", "cuda.cluster must be on or off, got \"1\"");
+  expect_config_error("cuda.cluster=auto", "cuda.cluster must be on or off");
   for (const char* v : {"0", "1025", "-1", "08", "32MiB", "x"}) {
     expect_config_error((std::string("cuda.blas_workspace_mib=") + v).c_str(),
                         "cuda.blas_workspace_mib must be auto or a whole number from 1 to 1024");
@@ -162,6 +164,9 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), "cuda.blas_workspace_mib=1 ", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.blas_workspace_mib=auto", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.blas_workspace_mib=1024", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.cluster=on", nullptr) == SLSTM_OK);  // (no effect alone)
+  CHECK(create_with(m.get(), "cuda.cluster=on;cuda.persistent=layers", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.cluster=off", nullptr) == SLSTM_OK);
 }
 
 TEST_CASE("options from a caller built against 0.1 (no config field) get the default settings",
@@ -561,7 +566,8 @@ TEST_CASE("keyed settings: the unknown-key message lists every key there is",
        {"cpu.kernel", "cpu.pool", "cpu.calibration", "cpu.wh16", "cpu.amx", "cpu.team",
         "cpu.spin_us", "cpu.pool_join_us", "cuda.graphs", "cuda.chunk", "cuda.fused",
         "cuda.slots", "cuda.persistent", "cuda.persistent_timeout_us", "cuda.tune",
-        "cuda.tune_file", "cuda.generic", "cuda.staging", "cuda.blas_workspace_mib"}) {
+        "cuda.tune_file", "cuda.generic", "cuda.staging", "cuda.blas_workspace_mib",
+        "cuda.cluster"}) {
     INFO(key);
     expect_config_error("turbo=1", "(known: ");
     const std::string message = slstm_last_error(), listed = std::string(" ") + key;

@@ -261,6 +261,13 @@ if [ -n "${SAN:-}" ]; then
     --memory host $long_wait
   run_san memcheck-persistent-layers memcheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_CHUNK=3 -- \
     --memory device $long_wait
+  # The cluster tier (cuda.cluster=on): distributed shared memory and the cluster barrier.
+  run_san memcheck-cluster memcheck SLSTM_CUDA_PERSISTENT=layers -- --memory device \
+    --config cuda.cluster=on
+  run_san racecheck-cluster racecheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_GRAPHS=0 -- \
+    --memory device --config cuda.cluster=on
+  run_san synccheck-cluster synccheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_GRAPHS=0 -- \
+    --memory device --config cuda.cluster=on
   run_san initcheck-generic initcheck -- $generic_small --memory host
   run_san memcheck-generic-bf16 memcheck -- $generic_small --precision bf16 --memory device
   run_san racecheck-generic racecheck SLSTM_CUDA_GRAPHS=0 -- $generic_small --memory device
@@ -318,6 +325,10 @@ for scen in seed seed1 one h256 h1024; do
   SLSTM_CUDA_PERSISTENT=1 bench "$scen-persist" cuda host 50 $args
   [ "$scen" = seed ] || [ "$scen" = seed1 ] &&
     SLSTM_CUDA_PERSISTENT=layers bench "$scen-persist-layers" cuda device 50 $args
+  # The cluster tier (cuda.cluster=on): every layer up to H = 464 on one thread-block cluster,
+  # one hardware barrier per step instead of the grid's step flags (h1024: none, as planned).
+  [ "$scen" = h1024 ] ||
+    SLSTM_CUDA_PERSISTENT=layers bench "$scen-cluster" cuda device 50 $args --config cuda.cluster=on
   # The plan tuned on the device (cuda.tune=on, issue 19 item 3) with every path allowed:
   # never slower than the fastest of the rows above, by construction, if tuning works.
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args

@@ -271,9 +271,9 @@ int main(int argc, char** argv) {
 
 namespace {
 
-// After the timed calls, what ran: "PLAN <label> persistent=<per layer> stack=<batches>
-// tuned=<per layer>" from the plan's JSON, for the keys the plan has (a CUDA session with
-// cuda.persistent or cuda.tune). A persistent kernel that failed turns itself off and the
+// After the timed calls, what ran: "PLAN <label> persistent_batches=<per layer> ..." from the
+// plan's JSON, for the keys the plan has (a CUDA session with cuda.persistent, cuda.cluster
+// or cuda.tune). A persistent kernel that failed turns itself off and the
 // calls fall back with the same numbers: this line says whether the rows timed it.
 void print_live_plan(const std::string& label, const slstm_session* session) {
   std::size_t n = 0;
@@ -284,7 +284,8 @@ void print_live_plan(const std::string& label, const slstm_session* session) {
   }
   j.resize(n);
   std::string line;
-  for (const char* key : {"persistent_batches", "persistent_stack_batches", "tuned_batches"}) {
+  for (const char* key : {"persistent_batches", "persistent_stack_batches", "cluster_batches",
+                          "tuned_batches"}) {
     const std::string k = std::string("\"") + key + "\": \"";
     std::string values;
     for (std::size_t at = j.find(k); at != std::string::npos; at = j.find(k, at + 1)) {

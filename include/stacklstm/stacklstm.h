@@ -742,6 +742,17 @@ typedef struct slstm_session_options {
    *                  plan's blas_workspace_bytes says how much that is.  Smaller saves
    *                  device memory where many sessions share a GPU, and may slow the GEMMs
    *                  (numbers within the precision's tolerance)
+   *    cuda.cluster = off | on     (since 0.18; off) with cuda.persistent=layers (or =on,
+   *                  for a single-layer model and where the whole-stack launch is not
+   *                  planned), a layer whose persistent CTAs fit ONE thread-block cluster of
+   *                  up to 16 CTAs (H up to about 470 in FP32) runs its steps on a cluster
+   *                  kernel: W_h rows in shared memory, h pushed into every CTA's shared
+   *                  memory, one hardware cluster barrier per step instead of the grid's
+   *                  step flags; the fused step's numbers bit for bit.  A launch the device
+   *                  refuses falls back as the persistent kernel does.  The plan's
+   *                  cluster_batches and cluster_ctas say which batches and how many CTAs.
+   *                  No effect with cuda.persistent=off or on the generic path.  Not yet
+   *                  run on a GPU, hence off
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
    *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE and SLSTM_CUDA_GENERIC remain
    *  as overrides for experiments: when set, they win.  What the session ended up with:

@@ -1,5 +1,5 @@
 // An emulated CUDA module for the CPU suite: the table of src/backend_module_abi.h, exported
-// as slstm_cuda_module_v5 like the real libstacklstm_cuda.so, whose sessions run the generic
+// as slstm_cuda_module_v6 like the real libstacklstm_cuda.so, whose sessions run the generic
 // path's engine (cuda/generic_engine.cpp, the very code the real module runs) on a device
 // made of host memory and plain loops.  The pointwise operations call the same per-element
 // functions the CUDA kernels call (cuda/generic_cells.cuh); only the GEMM is a loop here
@@ -254,6 +254,14 @@ std::int32_t session_layer_plan(void*, std::int32_t, std::uint32_t* fused, std::
   return SLSTM_OK;
 }
 
+// No persistent kernel here, hence no cluster tier either (cuda.cluster=on changes nothing).
+std::int32_t layer_cluster(void*, std::int32_t, std::uint32_t* batches, std::int32_t* ctas, char*,
+                           std::size_t) {
+  *batches = 0;
+  *ctas = 0;
+  return SLSTM_OK;
+}
+
 std::int32_t no_slots(char* msg, std::size_t size) {
   write_message(msg, size, "the emulated CUDA module has no device slots");
   return SLSTM_ERR_INTERNAL;
@@ -298,8 +306,8 @@ std::int32_t memory(void* session, std::int64_t* device, std::int64_t* workspace
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &slots_init, &slot_write,
-    &slot_read, &slot_forward, &live_plan, &graphs_failure, &memory};
+    &slot_read, &slot_forward, &live_plan, &graphs_failure, &memory, &layer_cluster};
 
 }  // namespace
 
-SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v5(void) { return &kTable; }
+SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v6(void) { return &kTable; }

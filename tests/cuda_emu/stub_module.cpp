@@ -2,17 +2,19 @@
 // tests/test_cuda_loader.cpp: what its entry point returns is chosen, at each call, by the
 // environment variable SLSTM_TEST_STUB_MODULE (the core loads a module anew after a failure):
 //   null          no table (NULL)
-//   version       a table of ABI version 3
+//   version       a table of an older ABI version (SLSTM_CUDA_MODULE_ABI_VERSION - 1)
 //   short         a table whose struct_size ends before session_graphs_failure
 //   no-graphs     a table without session_graphs_failure (appended in 0.11)
 //   no-memory     a table without session_memory (v5, 0.17)
+//   no-cluster    a table without session_layer_cluster (v6)
 //   anything else a table that fits, which the core keeps for the life of the process;
 // and what a table that fits does, by the same variable at each call:
 //   status:N      its probe fails with status N and a message
 //   empty         its probe fails with SLSTM_ERR_UNSUPPORTED and no message
 //   fits          its probe succeeds; its sessions run nothing but record the description
 //                 they were made from (slstm_test_stub_module_desc), plan every layer's batch
-//                 1 on the fused step and the persistent kernel, report a failed capture
+//                 1 on the fused step and the persistent kernel (with cuda.cluster=on, on
+//                 one cluster of 8 CTAs: session_layer_cluster), report a failed capture
 //                 and fixed memory sizes (session_memory).
 #include <cstddef>
 #include <cstdio>
@@ -31,7 +33,7 @@ std::string kind() {
 }
 
 // The description of the last session made: the settings the core handed on.
-int64_t g_desc[11];
+int64_t g_desc[12];
 int g_session;
 
 int32_t probe(char* msg, size_t msg_size) {
@@ -44,10 +46,10 @@ int32_t probe(char* msg, size_t msg_size) {
 }
 int32_t session_create(const slstm_cuda_session_desc* d, void** out, char*, size_t) {
   if (kind() != "fits") return SLSTM_ERR_INTERNAL;
-  const int64_t got[11] = {d->chunk_steps, d->fused_mode, d->persistent, d->tune, d->generic,
+  const int64_t got[12] = {d->chunk_steps, d->fused_mode, d->persistent, d->tune, d->generic,
                            d->precision, d->allow_tf32, d->use_graphs,
                            d->persistent_timeout_us, d->host_staging_bytes,
-                           d->blas_workspace_bytes};
+                           d->blas_workspace_bytes, d->cluster};
   std::memcpy(g_desc, got, sizeof g_desc);
   *out = &g_session;
   return SLSTM_OK;
@@ -93,31 +95,41 @@ std::int32_t session_memory(void*, int64_t* device, int64_t* workspace, int64_t*
   return SLSTM_OK;
 }
 
+// Batch 1 on one cluster of 8 CTAs where the last session was made with cuda.cluster=on
+// (its persistent batch, session_layer_plan), else none.
+int32_t session_layer_cluster(void*, int32_t, uint32_t* batches, int32_t* ctas, char*, size_t) {
+  const bool on = g_desc[11] != 0;
+  *batches = on ? 1 : 0;
+  *ctas = on ? 8 : 0;
+  return SLSTM_OK;
+}
+
 slstm_cuda_module_table g_table;
 
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const slstm_cuda_module_table*
-slstm_cuda_module_v5(void) {
+slstm_cuda_module_v6(void) {
   const std::string k = kind();
   if (k == "null") return nullptr;
   g_table = slstm_cuda_module_table{
       sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
       &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
       &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan,
-      &session_graphs_failure, &session_memory};
+      &session_graphs_failure, &session_memory, &session_layer_cluster};
   if (k == "version") g_table.abi_version = SLSTM_CUDA_MODULE_ABI_VERSION - 1;
   if (k == "short") {
     g_table.struct_size = offsetof(slstm_cuda_module_table, session_graphs_failure);
   }
   if (k == "no-graphs") g_table.session_graphs_failure = nullptr;
   if (k == "no-memory") g_table.session_memory = nullptr;
+  if (k == "no-cluster") g_table.session_layer_cluster = nullptr;
   return &g_table;
 }
 
 // The last session's description: chunk_steps, fused_mode, persistent, tune, generic,
 // precision, allow_tf32, use_graphs, persistent_timeout_us, host_staging_bytes,
-// blas_workspace_bytes.
+// blas_workspace_bytes, cluster.
 extern "C" __attribute__((visibility("default"))) const int64_t* slstm_test_stub_module_desc(void) {
   return g_desc;
 }

@@ -49,9 +49,9 @@ std::uint64_t host_waits();
 // "cudaGraphLaunch" (the stream), "cudaGraphInstantiate" (the graph), "kernel launch" (any
 // fake kernel's), "sgemm", "gemmex fp16", "gemmex bf16" (cuBLAS: CUBLAS_STATUS_EXECUTION_
 // FAILED; C), "cudaMalloc", "cudaMallocHost" (cudaErrorMemoryAllocation), and
-// "lstm_persistent_kernel" (the fake persistent kernel's launch, refused). A fault in an
-// operation on a stream under capture also invalidates the capture, as on a GPU. One call
-// per injected fault.
+// "lstm_persistent_kernel", "lstm_cluster_kernel" (the fake persistent kernel's launch or
+// its cluster tier's, refused). A fault in an operation on a stream under capture also
+// invalidates the capture, as on a GPU. One call per injected fault.
 void inject_fault(const char* api, cudaError_t error, const void* match = nullptr);
 // The n-th of those calls from now on (n >= 1), whichever it is, fails with `error` (or the
 // call's own error, as above); nth_fault_api() names the call it failed ("" until then).

@@ -270,6 +270,33 @@ cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& ar
   });
 }
 
+cudaError_t launch_lstm_cluster(cudaStream_t stream, const ClusterArgs& args, int ctas,
+                                std::size_t smem) {
+  if (const cudaError_t e = cuda_fake::take_fault("lstm_cluster_kernel", nullptr);
+      e != cudaSuccess) {
+    return e;  // (a refused launch: cudaLaunchKernelExC's error)
+  }
+  const PersistentLayer& L = args.layer;
+  if (rec_bmax(args.batch) == 0 || L.wx != nullptr || L.hidden < 1 || args.units < 1 ||
+      ctas < 1 || ctas > kClusterMaxCtas ||
+      static_cast<std::int64_t>(ctas) * args.units < L.hidden || args.t0 < 0 ||
+      args.t1 <= args.t0 ||
+      smem < cluster_smem_bytes(args.batch, L.hidden, args.units)) {
+    return cudaErrorInvalidValue;
+  }
+  if (!cluster_launchable(args.batch, ctas, smem)) return cudaErrorNotSupported;
+  // The persistent kernel's steps (the same arithmetic); the last h where the fused step's
+  // parity leaves it, and in h_even too with finalize.
+  return launch(stream, "cluster", [a = args] {
+    const std::int64_t B = a.batch;
+    require_device(a.len, static_cast<std::size_t>(B) * sizeof(std::int32_t), "cluster len");
+    for (int t = a.t0; t < a.t1; ++t) persistent_step(a.layer, t, B, a.len);
+    if (a.finalize && ((a.t1 - 1) & 1) == 0) {
+      for (std::int64_t i = 0; i < B * a.layer.hidden; ++i) a.layer.h_even[i] = a.layer.h_odd[i];
+    }
+  });
+}
+
 cudaError_t launch_slot_copy(cudaStream_t stream, float* slots, float* packed,
                              const std::int64_t* ids, const std::int64_t* off, int pieces,
                              std::int64_t row_floats, int batch, bool to_packed) {

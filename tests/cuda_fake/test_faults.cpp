@@ -79,6 +79,37 @@ TEST_CASE("a persistent launch the device refuses runs the call again with the n
   }
 }
 
+// The cluster tier's launch refused (a cluster the device cannot place: another context
+// holds its SMs) is a refusal of the persistent kernel like any other: the call runs again
+// on the fused step with the same numbers, and the plan stops naming cluster batches.
+TEST_CASE("a cluster launch the device refuses runs the call again on the fused step with the "
+          "same numbers, and the plan stops naming cluster batches",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 815, 1.0f);
+  const Inputs in(m.get());
+  for (const char* config : {"cuda.persistent=layers;cuda.cluster=on",
+                             "cuda.persistent=layers;cuda.cluster=on;cuda.graphs=off"}) {
+    INFO("settings \"" << config << "\"");
+    t::Session clus = t::cuda_session(m.get(), kB, kT, config);
+    t::Session fused = t::cuda_session(m.get(), kB, kT, "cuda.fused=always");
+    REQUIRE((clus && fused));
+    for (const std::string& p : t::json_values(t::describe_json(clus.get()), "cluster_batches")) {
+      REQUIRE(p == "1-3");
+    }
+    cuda_fake::inject_fault("lstm_cluster_kernel", cudaErrorInvalidClusterSize);
+    const t::Run got = t::forward_ok(clus.get(), m.get(), in.call);
+    REQUIRE(cuda_fake::clear_faults() == 0);  // the launch was tried, and refused
+    const t::Run want = t::forward_ok(fused.get(), m.get(), in.call);
+    CHECK(t::count_poison(got.output) == 0);
+    CHECK(t::bitwise_equal(got.output, want.output));
+    CHECK(t::bitwise_equal(got.final_state, want.final_state));
+    for (const std::string& p : t::json_values(t::describe_json(clus.get()), "cluster_batches")) {
+      CHECK(p == "none");
+    }
+    CHECK_FALSE(persistent_on_every_layer(clus.get()));
+  }
+}
+
 namespace {
 
 // In a persistent session of `config`, the call whose `api` fails (pointer argument `match`)
@@ -106,6 +137,44 @@ t::Run check_own_failure(const slstm_model* m, const Inputs& in, const char* con
 }
 
 }  // namespace
+
+// cuda.cluster=on (session_layer_cluster, module ABI v6): the real module's entry answers
+// for every layer, consistently (no CTAs where no batch, at most 16), and none once the
+// persistent kernel was refused and turned off; the plan says nothing of it without the
+// setting.
+TEST_CASE("with cuda.cluster=on the plan reports each layer's cluster tier, and none once "
+          "the persistent kernel was refused",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {33, 20, 9}, 815, 1.0f);
+  const Inputs in(m.get());
+  for (const char* config : {"cuda.persistent=layers;cuda.cluster=on",
+                             "cuda.persistent=on;cuda.cluster=on;cuda.graphs=off"}) {
+    INFO("settings \"" << config << "\"");
+    t::Session s = t::cuda_session(m.get(), kB, kT, config);
+    REQUIRE(s);
+    REQUIRE(persistent_on_every_layer(s.get()));
+    std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    const std::vector<std::string> batches = t::json_values(plan, "cluster_batches");
+    const std::vector<std::string> ctas = t::json_values(plan, "cluster_ctas");
+    REQUIRE(batches.size() == 3);
+    REQUIRE(ctas.size() == 3);
+    for (std::size_t l = 0; l < 3; ++l) {
+      CHECK((batches[l] == "none") == (ctas[l] == "0"));
+      CHECK(std::stoi(ctas[l]) >= 0);
+      CHECK(std::stoi(ctas[l]) <= 16);
+    }
+    cuda_fake::inject_fault("lstm_persistent_kernel", cudaErrorCooperativeLaunchTooLarge);
+    (void)t::forward_ok(s.get(), m.get(), in.call);
+    if (cuda_fake::clear_faults() != 0) continue;  // (no persistent launch to refuse)
+    plan = t::describe_json(s.get());
+    for (const std::string& b : t::json_values(plan, "cluster_batches")) CHECK(b == "none");
+    for (const std::string& c : t::json_values(plan, "cluster_ctas")) CHECK(c == "0");
+  }
+  t::Session off = t::cuda_session(m.get(), kB, kT, "cuda.persistent=layers");
+  REQUIRE(off);
+  CHECK(t::json_values(t::describe_json(off.get()), "cluster_batches").empty());
+}
 
 TEST_CASE("a failed copy of the initial state is the call's error: named, nothing written, "
           "and the persistent kernel stays on",

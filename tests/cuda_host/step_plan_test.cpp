@@ -131,3 +131,80 @@ TEST_CASE("step plan: the persistent kernel's sizes", "[step-plan][persistent]")
   // B = 3 runs the 4-row kernel; 104 input columns join each row.
   CHECK(persistent_smem_bytes(3, 100, 104) == (32 * 204 + 4 * 204 + 128) * 4);
 }
+
+namespace {
+
+// One cluster launches where each CTA's shared memory is within the opt-in limit (227 KB)
+// and the cluster has at most max_ctas CTAs (16 on Hopper with the non-portable size, 8
+// portably).
+ClusterFits cluster_fits(int max_ctas) {
+  return [max_ctas](int, int ctas, std::size_t smem) {
+    return ctas <= max_ctas && smem <= 227 * 1024;
+  };
+}
+
+}  // namespace
+
+TEST_CASE("step plan: a cluster takes a CTA per 8 units up to its size, then shares the units "
+          "evenly, with no CTA left empty",
+          "[step-plan][cluster]") {
+  CHECK(cluster_shape(1, 16).ctas == 1);
+  CHECK(cluster_shape(1, 16).units == 1);
+  CHECK(cluster_shape(100, 16).ctas == 13);  // the seed's first layer: 13 CTAs of 8 units
+  CHECK(cluster_shape(100, 16).units == 8);
+  CHECK(cluster_shape(256, 16).ctas == 16);
+  CHECK(cluster_shape(256, 16).units == 16);
+  CHECK(cluster_shape(257, 16).units == 17);
+  CHECK(cluster_shape(130, 8).ctas == 8);
+  CHECK(cluster_shape(130, 8).units == 17);
+  CHECK(cluster_shape(0, 16).ctas == 0);
+  for (const int max_ctas : {16, 8, 3}) {
+    for (int h = 1; h <= 600; ++h) {
+      const ClusterShape s = cluster_shape(h, max_ctas);
+      INFO("H " << h << ", at most " << max_ctas << " CTAs: " << s.ctas << " x " << s.units);
+      REQUIRE(s.ctas >= 1);
+      REQUIRE(s.ctas <= max_ctas);
+      REQUIRE(s.ctas * s.units >= h);
+      REQUIRE((s.ctas - 1) * s.units < h);  // the last CTA has units
+      if (h <= 8 * max_ctas) REQUIRE(s.units <= 8);
+    }
+  }
+}
+
+TEST_CASE("step plan: a cluster CTA's shared memory is its units' W_h rows, h twice, their c and "
+          "the reduction",
+          "[step-plan][cluster]") {
+  // 16 units x 4 x 256 + 2 x 4 x 256 + 16 x 4 + 8 x 16 floats.
+  CHECK(cluster_smem_bytes(4, 256, 16) == 74496);
+  CHECK(cluster_smem_bytes(3, 256, 16) == 74496);  // batch 3 runs the 4-row kernel
+  CHECK(cluster_smem_bytes(1, 1, 1) == (4 + 2 + 1 + 32) * 4);
+}
+
+TEST_CASE("step plan: the cluster tier takes the persistent batches one cluster of 16 CTAs holds, "
+          "up to H = 464 at batch 4 in 227 KB",
+          "[step-plan][cluster]") {
+  const std::uint32_t b124 = bit(1) | bit(2) | bit(4);
+  const ClusterPlan at464 = plan_cluster(464, b124, cluster_fits(16));
+  CHECK(at464.batches == b124);  // not batch 3: not a persistent batch
+  CHECK(at464.shape.ctas == 16);
+  CHECK(at464.shape.units == 29);
+  CHECK(cluster_smem_bytes(4, 464, 29) <= 227 * 1024);
+  CHECK(cluster_smem_bytes(4, 465, 30) > 227 * 1024);
+  // H = 465 at batch 4 fits neither 16 CTAs nor 8; batch 1 still fits 16 (B = 1 up to 470).
+  CHECK(plan_cluster(465, bit(4), cluster_fits(16)).batches == 0);
+  CHECK(plan_cluster(465, bit(4), cluster_fits(16)).shape.ctas == 0);
+  CHECK(plan_cluster(470, bit(1), cluster_fits(16)).batches == bit(1));
+  CHECK(plan_cluster(480, bit(1), cluster_fits(16)).batches == 0);
+  CHECK(plan_cluster(256, 0, cluster_fits(16)).batches == 0);  // no persistent batch
+}
+
+TEST_CASE("step plan: where the device refuses 16 CTAs the cluster tier takes the portable 8",
+          "[step-plan][cluster]") {
+  const ClusterPlan p = plan_cluster(256, bit(1), cluster_fits(8));
+  CHECK(p.batches == bit(1));
+  CHECK(p.shape.ctas == 8);
+  CHECK(p.shape.units == 32);
+  const ClusterPlan none = plan_cluster(256, bit(1), [](int, int, std::size_t) { return false; });
+  CHECK(none.batches == 0);
+  CHECK(none.shape.ctas == 0);
+}

@@ -8,6 +8,7 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -246,6 +247,62 @@ TEST_CASE("the persistent kernel over one layer gives the fused step's bits in o
       }
     }
   }
+}
+
+TEST_CASE("the cluster tier over one layer gives the fused step's bits in one launch or in "
+          "chunks, with one or several units per warp") {
+  for (const int H : {3, 21, 130}) {
+    for (const int max_ctas : {kClusterMaxCtas, kClusterPortableCtas, 2}) {
+      for (const int B : {1, 3, 5}) {
+        const int T = 5;
+        const OneLayer one(H, B, T, static_cast<std::uint32_t>(11 * H + B + 100 * max_ctas),
+                           B != 3);
+        const LayerRun want = one.fused();
+        const ClusterShape shape = cluster_shape(H, max_ctas);
+        for (const int chunk : {T, 2}) {
+          CAPTURE(H, max_ctas, shape.ctas, shape.units, B, chunk);
+          LayerRun got = one.fresh();
+          ClusterArgs a;
+          a.layer = one.layer(got);
+          a.len = one.len.data();
+          a.batch = B;
+          a.units = shape.units;
+          for (int t0 = 0; t0 < T; t0 += chunk) {
+            a.t0 = t0;
+            a.t1 = t0 + chunk < T ? t0 + chunk : T;
+            a.finalize = a.t1 == T;
+            const cudaError_t e =
+                launch_lstm_cluster(nullptr, a, shape.ctas, cluster_smem_bytes(B, H, shape.units));
+            INFO(slstm_sim::last_error());
+            REQUIRE(e == cudaSuccess);
+          }
+          REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
+          REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
+          // finalize: the last h is in the state (h_even) whatever T's parity
+          REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("the cluster tier refuses a launch whose CTAs do not cover the layer or whose shared "
+          "memory is short") {
+  const OneLayer one(21, 2, 3, 5u, true);
+  LayerRun got = one.fresh();
+  ClusterArgs a;
+  a.layer = one.layer(got);
+  a.len = one.len.data();
+  a.batch = 2;
+  a.t1 = 3;
+  a.units = 2;  // 8 CTAs x 2 units < 21
+  CHECK(launch_lstm_cluster(nullptr, a, 8, cluster_smem_bytes(2, 21, 2)) == cudaErrorInvalidValue);
+  a.units = 3;
+  CHECK(launch_lstm_cluster(nullptr, a, 8, cluster_smem_bytes(2, 21, 3) - 4) ==
+        cudaErrorInvalidValue);
+  CHECK(launch_lstm_cluster(nullptr, a, kClusterMaxCtas + 1, cluster_smem_bytes(2, 21, 3)) ==
+        cudaErrorInvalidValue);
+  CHECK(std::all_of(got.y.begin(), got.y.end(), [](float v) { return std::isnan(v); }));
 }
 
 namespace {

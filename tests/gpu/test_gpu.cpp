@@ -1680,6 +1680,93 @@ TEST_CASE("cuda.persistent=layers plans no whole-stack launch", "[gpu][persisten
   CHECK(layer_param(on.get(), "persistent_stack_batches") != std::vector<std::string>(2, "none"));
 }
 
+// ---- The cluster tier (cuda.cluster=on): a layer's persistent steps on ONE thread-block
+// cluster, h through distributed shared memory, one cluster barrier per step.
+
+// Every layer runs its persistent batches on a cluster: cluster_batches is what the plan
+// says of each layer, and a cluster launch the device refused would have turned the
+// persistent kernel off (then every layer reports "none").
+void require_cluster_on(slstm_session* s) {
+  for (const std::string& p : layer_param(s, "cluster_batches")) {
+    INFO("cluster_batches: " << p);
+    REQUIRE(p != "none");
+  }
+  require_persistent_still_on(s);
+}
+
+TEST_CASE("the cluster tier gives the fused step's bits and the reference's numbers over odd "
+          "sizes, batches, lengths, both layouts and mixed stacks",
+          "[gpu][persistent][cluster]") {
+  // H up to 464 (16 CTAs of 29 units: 226 KB of shared memory each at batch 4), B 1..4, 10, 16.
+  const std::vector<Shape> shapes = {
+      {5, {1}, 1, 9},        {3, {3, 1}, 2, 31},  {16, {100}, 3, 40},
+      {31, {257, 3}, 4, 25}, {9, {464}, 4, 12},   {128, {100, 200, 300}, 10, 50},
+      {7, {130}, 16, 6},     {12, {256}, 1, 17},
+  };
+  std::uint64_t seed = 19700;
+  for (const Shape& sh : shapes) {
+    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
+    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
+    Session fused = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.fused=always");
+    Session clus =
+        gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=layers;cuda.cluster=on");
+    for (const slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      for (const bool lengths : {false, true}) {
+        const Inputs in = make_inputs(m.get(), sh.batch, sh.time, layout, lengths, lengths, ++seed);
+        INFO(describe(sh, layout, lengths, lengths));
+        const Result want = run_host(cpu.get(), m.get(), in);
+        const Result ref = run_host(fused.get(), m.get(), in);
+        const Result got = run_host(clus.get(), m.get(), in);
+        require_close(got, want, kTolFp32);
+        require_masked_zeros(in, got.output, t::output_size(m.get()));
+        check_same_bits(got, ref);
+      }
+    }
+    require_cluster_on(clus.get());
+  }
+}
+
+TEST_CASE("the cluster tier with device buffers on a caller stream, wavefront chunks, graphs "
+          "off and smaller batches than the session's keeps the host call's bits",
+          "[gpu][persistent][cluster]") {
+  Model m = t::random_model(11, {100, 257, 3}, 19801, 1.0f);
+  const CallerStream owned;
+  const Inputs in = make_inputs(m.get(), 3, 29, SLSTM_TIME_MAJOR, true, true, 19802);
+  Session fused = gpu_session_opts(m.get(), 4, 29, "cuda.fused=always");
+  const Result want = run_host(fused.get(), m.get(), in);
+  for (const char* chunk : {"1", "4", "29"}) {
+    for (const char* graphs : {"on", "off"}) {
+      const std::string opts = std::string("cuda.chunk=") + chunk + ";cuda.graphs=" + graphs +
+                               ";cuda.persistent=layers;cuda.cluster=on";
+      INFO(opts);
+      Session host = gpu_session_opts(m.get(), 4, 29, opts.c_str());
+      Session dev = gpu_session_opts(m.get(), 4, 29, opts.c_str(), owned.s);
+      check_same_bits(run_host(host.get(), m.get(), in), want);
+      check_same_bits(run_device(dev.get(), m.get(), in, owned.s), want);
+      require_cluster_on(host.get());
+      require_cluster_on(dev.get());
+    }
+  }
+}
+
+TEST_CASE("the cluster tier leaves the whole stack's batches to the whole-stack launch, and "
+          "has no timed wait for cuda.persistent_timeout_us=0 to fail",
+          "[gpu][persistent][cluster]") {
+  Model stack = t::random_model(6, {16, 12}, 19811, 1.0f);
+  Session on = gpu_session_opts(stack.get(), 2, 3, "cuda.persistent=on;cuda.cluster=on");
+  CHECK(layer_param(on.get(), "persistent_stack_batches") == std::vector<std::string>(2, "1-2"));
+  CHECK(layer_param(on.get(), "cluster_batches") == std::vector<std::string>(2, "none"));
+  Model one = t::random_model(9, {257}, 19812, 1.0f);
+  const Inputs in = make_inputs(one.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19813);
+  Session fused = gpu_session_opts(one.get(), 2, 12, "cuda.fused=always");
+  const char* no_wait = "cuda.persistent=on;cuda.cluster=on;cuda.persistent_timeout_us=0";
+  Session clus = gpu_session_opts(one.get(), 2, 12, no_wait);
+  CHECK(layer_param(clus.get(), "cluster_batches") == std::vector<std::string>{"1-2"});
+  CHECK(layer_param(clus.get(), "cluster_ctas") == std::vector<std::string>{"16"});
+  check_same_bits(run_host(clus.get(), one.get(), in), run_host(fused.get(), one.get(), in));
+  require_cluster_on(clus.get());
+}
+
 // A tuned path other than the persistent kernel takes the batch off the persistent plan: a
 // session that reads "cublas" from the tuning file does not run the persistent kernel there.
 TEST_CASE("a tuned cuBLAS path from the tuning file takes the batch off the persistent plan",

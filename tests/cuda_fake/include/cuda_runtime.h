@@ -34,6 +34,7 @@ enum cudaError_t {
   cudaErrorStreamCaptureUnmatched = 903,
   cudaErrorStreamCaptureUnjoined = 904,
   cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorInvalidClusterSize = 912,
   cudaErrorUnknown = 999
 };
 
