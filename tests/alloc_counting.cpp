@@ -591,10 +591,11 @@ TEST_CASE("successful CUDA forward and step calls allocate nothing after a shape
     std::_Exit(77);
   }
   // The default plan, and the persistent kernel (one launch per layer, the whole stack with
-  // graphs off: enqueued afresh every call) and the plan tuned on the device (the first call
-  // of a shape tunes; the later ones must not allocate).
+  // graphs off: enqueued afresh every call; its cluster tier) and the plan tuned on the
+  // device (the first call of a shape tunes; the later ones must not allocate).
   for (const char* config : {static_cast<const char*>(nullptr), "cuda.persistent=layers",
                              "cuda.persistent=on;cuda.graphs=off", "cuda.tune=on;cuda.persistent=on",
+                             "cuda.persistent=layers;cuda.cluster=on;cuda.graphs=off",
                              "cuda.generic=always"}) {
     for (const Shape& sh : kShapes) {
       check_forward_allocates_nothing(SLSTM_BACKEND_CUDA, sh, SLSTM_PRECISION_DEFAULT, config);
