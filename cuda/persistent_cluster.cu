@@ -144,20 +144,10 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_cluster_kernel(const Clus
 #endif
 }
 
-template <int BMAX>
-void* kernel_of() {
-  return reinterpret_cast<void*>(&lstm_cluster_kernel<BMAX>);
-}
-
 void* cluster_kernel(int bmax) {
-  switch (bmax) {
-    case 1: return kernel_of<1>();
-    case 2: return kernel_of<2>();
-    case 4: return kernel_of<4>();
-    case 8: return kernel_of<8>();
-    case 16: return kernel_of<16>();
-    default: return nullptr;
-  }
+  return step_math::kernel_for_bmax(bmax, [](auto b) {
+    return reinterpret_cast<void*>(&lstm_cluster_kernel<decltype(b)::value>);
+  });
 }
 
 #ifndef SLSTM_CUDA_SIM

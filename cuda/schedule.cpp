@@ -87,10 +87,12 @@ void Session::enqueue_chunk(std::size_t l, std::int64_t t0, std::int64_t t1, int
 }
 
 // The path of layer ld's steps for a batch: the persistent kernel where planned (and not
-// turned off), else the fused step where planned (persistent batches fall back to it, the
-// same bits), else cuBLAS + the step kernel.
+// turned off; on one cluster where that is planned too), else the fused step where planned
+// (persistent batches fall back to it, the same bits), else cuBLAS + the step kernel.
 StepPath Session::step_path(const LayerData& ld, int batch) const {
-  if (persistent_on() && ld.plan.persistent(batch)) return StepPath::kPersistent;
+  if (persistent_on() && ld.plan.persistent(batch)) {
+    return ld.plan.cluster(batch) ? StepPath::kCluster : StepPath::kPersistent;
+  }
   if (ld.plan.fused(batch) || ld.plan.persistent(batch)) return StepPath::kFused;
   return StepPath::kCublas;
 }
@@ -111,9 +113,10 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
   // cluster where planned, cuda.cluster=on), or one fused kernel per step, h alternating
   // between the state's h (even steps read it) and hbuf (odd steps read it); else a cuBLAS
   // GEMM + the step kernel.
-  const bool persistent = path == StepPath::kPersistent;
+  const bool cluster = path == StepPath::kCluster;
+  const bool persistent = persistent_path(path);
   const bool fused = path == StepPath::kFused;
-  if (persistent && ld.plan.cluster(batch)) {
+  if (cluster) {
     ClusterArgs a;
     a.layer = persistent_layer(l, batch, time, layout, false);
     a.len = d_len_.get();

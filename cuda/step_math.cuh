@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "gate_math.hpp"
 #include "launch.cuh"  // SLSTM_LAUNCH, SLSTM_DYNAMIC_SMEM
@@ -135,6 +136,20 @@ __device__ __forceinline__ void rec_park(const float* v, int lane, float* red) {
   if ((lane & plain_bits) == 0) {
 #pragma unroll
     for (int i = 0; i < (N >= 32 ? N / 32 : 1); ++i) red[offset + i] = v[i];
+  }
+}
+
+// The instantiation of a small-batch kernel for a batch capacity (rec_bmax: 1, 2, 4, 8 or
+// 16), as `of(std::integral_constant<int, BMAX>{})` gives it; null for any other capacity.
+template <typename Of>
+void* kernel_for_bmax(int bmax, Of of) {
+  switch (bmax) {
+    case 1: return of(std::integral_constant<int, 1>{});
+    case 2: return of(std::integral_constant<int, 2>{});
+    case 4: return of(std::integral_constant<int, 4>{});
+    case 8: return of(std::integral_constant<int, 8>{});
+    case 16: return of(std::integral_constant<int, 16>{});
+    default: return nullptr;
   }
 }
 

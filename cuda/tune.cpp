@@ -65,7 +65,10 @@ std::vector<StepPath> Session::candidates(const LayerData& ld, int batch) const 
   // (cuda.fused=never keeps the fused step out; its buffer may exist for the persistent
   // kernel's fallback.)
   if (fused_mode_ != 0 && ld.hbuf && rec_step_fits(batch, ld.hid)) c.push_back(StepPath::kFused);
-  if (persistent_on() && ld.plan.persistent(batch)) c.push_back(StepPath::kPersistent);
+  if (persistent_on() && ld.plan.persistent(batch)) {
+    c.push_back(StepPath::kPersistent);
+    if (ld.plan.cluster(batch)) c.push_back(StepPath::kCluster);  // (cuda.cluster=on)
+  }
   return c;
 }
 
@@ -73,7 +76,8 @@ void Session::apply_path(LayerData& ld, int batch, StepPath path) {
   const std::uint32_t bit = 1u << (batch - 1);
   ld.plan.fused_batches &= ~bit;
   if (path == StepPath::kFused) ld.plan.fused_batches |= bit;
-  if (path != StepPath::kPersistent) ld.plan.persistent_batches &= ~bit;
+  if (!persistent_path(path)) ld.plan.persistent_batches &= ~bit;
+  if (path != StepPath::kCluster) ld.plan.cluster_batches &= ~bit;
 }
 
 // Times layer l's steps [0, steps) on `path` (one warm-up run, then the best of kTuneRuns);
@@ -93,14 +97,14 @@ bool Session::time_path(std::size_t l, StepPath path, int batch, int steps, int 
       check(cudaEventElapsedTime(&t, ev_time0_.get(), ev_time1_.get()), "cudaEventElapsedTime");
       if (run > 0) best = std::min(best, t);
       // A kernel that gave up waits out its timeout in every run: one is enough to know.
-      if (path == StepPath::kPersistent && persistent_failed()) break;
+      if (persistent_path(path) && persistent_failed()) break;
     }
   } catch (const LaunchRefused&) {
-    if (path != StepPath::kPersistent) throw;
+    if (!persistent_path(path)) throw;
     turn_persistent_off();
     return false;
   }
-  if (path == StepPath::kPersistent && persistent_failed()) {
+  if (persistent_path(path) && persistent_failed()) {
     turn_persistent_off();
     return false;
   }
@@ -180,7 +184,7 @@ void Session::tune(int batch, int time, std::int32_t layout) {
     }
     // The built-in choice stays unless beaten by more than 2 % (or it could not run).
     if (built_in_ms <= best_ms * kKeepDefault) chosen = built_in;
-    if (chosen == StepPath::kPersistent && !persistent_on()) chosen = StepPath::kFused;
+    if (persistent_path(chosen) && !persistent_on()) chosen = StepPath::kFused;
     apply_path(ld, batch, chosen);
     // (Under cuda.fused=never the fused step was not a candidate: a choice made without it
     // stays in this session, not in the file other sessions read.)

@@ -38,17 +38,28 @@ bool parse_path(const std::string& s, StepPath* p) {
   if (s == "cublas") *p = StepPath::kCublas;
   else if (s == "fused") *p = StepPath::kFused;
   else if (s == "persistent") *p = StepPath::kPersistent;
+  else if (s == "cluster") *p = StepPath::kCluster;
   else return false;
   return true;
 }
 
-// A timed set as timed_paths_name writes it: two or three paths, in order, one of them `chosen`.
+// A timed set as timed_paths_name writes it: two or more paths, in order, one of them `chosen`.
 bool parse_timed(const std::string& s, StepPath chosen) {
-  for (const char* t : {"cublas+fused", "cublas+persistent", "fused+persistent",
-                        "cublas+fused+persistent"}) {
-    if (s == t) return s.find(step_path_name(chosen)) != std::string::npos;
+  int parts = 0, last = -1;
+  bool has_chosen = false;
+  for (std::size_t at = 0;;) {
+    const std::size_t plus = s.find('+', at);
+    StepPath p = StepPath::kCublas;
+    if (!parse_path(s.substr(at, plus == std::string::npos ? std::string::npos : plus - at), &p) ||
+        static_cast<int>(p) <= last) {
+      return false;
+    }
+    last = static_cast<int>(p);
+    has_chosen = has_chosen || p == chosen;
+    ++parts;
+    if (plus == std::string::npos) return parts >= 2 && has_chosen;
+    at = plus + 1;
   }
-  return false;
 }
 
 // Hidden sizes joined by ':', at least two, each a size.
@@ -210,6 +221,7 @@ const char* step_path_name(StepPath p) {
     case StepPath::kCublas: return "cublas";
     case StepPath::kFused: return "fused";
     case StepPath::kPersistent: return "persistent";
+    case StepPath::kCluster: return "cluster";
   }
   return "cublas";
 }

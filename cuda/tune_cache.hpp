@@ -37,18 +37,24 @@
 
 namespace slstm_cuda {
 
-enum class StepPath { kCublas, kFused, kPersistent };
+// kCluster (since 0.18): the persistent kernel's cluster tier (cuda.cluster=on).
+enum class StepPath { kCublas, kFused, kPersistent, kCluster };
+constexpr int kStepPaths = 4;
 
 const char* step_path_name(StepPath p);
+// The persistent kernel's paths: its grid tier and its cluster tier.
+inline bool persistent_path(StepPath p) {
+  return p == StepPath::kPersistent || p == StepPath::kCluster;
+}
 
 // The paths of `paths` (any order, repeats ignored) as a tuning entry names them: in the order
-// cublas, fused, persistent, joined by '+'.
+// cublas, fused, persistent, cluster, joined by '+'.
 template <typename Range>
 std::string timed_paths_name(const Range& paths) {
-  bool has[3] = {false, false, false};
+  bool has[kStepPaths] = {false, false, false, false};
   for (const StepPath p : paths) has[static_cast<int>(p)] = true;
   std::string out;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kStepPaths; ++i) {
     if (has[i]) out += (out.empty() ? "" : "+") + std::string(step_path_name(StepPath(i)));
   }
   return out;

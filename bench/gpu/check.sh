@@ -329,6 +329,9 @@ for scen in seed seed1 one h256 h1024; do
   # one hardware barrier per step instead of the grid's step flags (h1024: none, as planned).
   [ "$scen" = h1024 ] ||
     SLSTM_CUDA_PERSISTENT=layers bench "$scen-cluster" cuda device 50 $args --config cuda.cluster=on
+  # ... and tuned with it: the cluster tier timed beside the grid tier and the others.
+  [ "$scen" = h256 ] && SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_TUNE=1 \
+    bench "$scen-cluster-tuned" cuda device 50 $args --config cuda.cluster=on
   # The plan tuned on the device (cuda.tune=on, issue 19 item 3) with every path allowed:
   # never slower than the fastest of the rows above, by construction, if tuning works.
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args

@@ -508,3 +508,32 @@ TEST_CASE("tuning cache: load counts the file's lines that do not parse in skipp
   CHECK(c.size() == 1);
   CHECK(c.skipped() == 2);
 }
+
+TEST_CASE("tuning cache: the cluster tier is a path of its own, named last in a timed set",
+          "[tune]") {
+  using slstm_cuda::timed_paths_name;
+  CHECK(timed_paths_name({StepPath::kCluster, StepPath::kPersistent, StepPath::kCublas,
+                          StepPath::kFused}) == "cublas+fused+persistent+cluster");
+  const std::string h = std::string(TuneCache::kHeader) + "\n";
+  const std::string line = "dev\tfp32\t8\t16\t2\tcluster\tcublas+fused+persistent+cluster\n";
+  TuneCache c;
+  REQUIRE(c.parse(h + line +
+                  "dev\tfp32\t8\t16\t3\tcluster\tcublas+fused+persistent\n"      // not timed
+                  "dev\tfp32\t8\t16\t4\tfused\tcluster+persistent\n"             // order
+                  "dev\tfp32\t8\t16\t5\tpersistent\tpersistent+cluster\n"));     // good
+  CHECK(c.size() == 2);
+  CHECK(c.skipped() == 2);
+  TuneKey k;
+  k.device = "dev";
+  k.precision = "fp32";
+  k.input = 8;
+  k.hidden = 16;
+  k.batch = 2;
+  k.timed = "cublas+fused+persistent+cluster";
+  StepPath p = StepPath::kCublas;
+  REQUIRE(c.find(k, &p));
+  CHECK(p == StepPath::kCluster);
+  k.timed = "cublas+fused+persistent";  // a session without the cluster tier does not take it
+  CHECK_FALSE(c.find(k, &p));
+  CHECK(c.serialize().find(line) != std::string::npos);
+}

@@ -916,34 +916,40 @@ const std::vector<Shape>& persistent_shapes() {
 
 }  // namespace
 
-TEST_CASE("the persistent kernel layer by layer gives the fused step's bits and the "
-          "reference's numbers over odd sizes, batches, lengths, both layouts and mixed stacks",
-          "[gpu][persistent]") {
-  std::uint64_t seed = 19000;
-  for (const Shape& sh : persistent_shapes()) {
+// For each of `shapes`, both layouts, with and without lengths and initial states: a session
+// of `opts` gives the reference's numbers, zeros past each row's length and the fused step's
+// bits; `planned` holds of it before its calls (every layer planned as the case means) and
+// after them (none refused or given up).
+void check_fused_bits_over(const std::vector<Shape>& shapes, const char* opts,
+                           std::uint64_t seed, void (*planned)(slstm_session*)) {
+  for (const Shape& sh : shapes) {
     Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
     Session cpu = cpu_session(m.get(), sh.batch, sh.time);
     Session fused = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.fused=always");
-    Session pers = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=layers");
-    // Every layer of these shapes is planned on the persistent kernel for this batch.
-    for (const std::string& p : persistent_batches(pers.get())) {
-      INFO(describe(sh, SLSTM_BATCH_MAJOR, false, false) << ": persistent_batches " << p);
-      CHECK(p != "none");
-    }
+    Session s = gpu_session_opts(m.get(), sh.batch, sh.time, opts);
+    INFO(describe(sh, SLSTM_BATCH_MAJOR, false, false) << ", " << opts);
+    planned(s.get());
     for (const slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
       for (const bool lengths : {false, true}) {
         const Inputs in = make_inputs(m.get(), sh.batch, sh.time, layout, lengths, lengths, ++seed);
         INFO(describe(sh, layout, lengths, lengths));
         const Result want = run_host(cpu.get(), m.get(), in);
         const Result ref = run_host(fused.get(), m.get(), in);
-        const Result got = run_host(pers.get(), m.get(), in);
+        const Result got = run_host(s.get(), m.get(), in);
         require_close(got, want, kTolFp32);
         require_masked_zeros(in, got.output, t::output_size(m.get()));
         check_same_bits(got, ref);
       }
     }
-    require_persistent_still_on(pers.get());
+    planned(s.get());
   }
+}
+
+TEST_CASE("the persistent kernel layer by layer gives the fused step's bits and the "
+          "reference's numbers over odd sizes, batches, lengths, both layouts and mixed stacks",
+          "[gpu][persistent]") {
+  check_fused_bits_over(persistent_shapes(), "cuda.persistent=layers", 19000,
+                        require_persistent_still_on);
 }
 
 TEST_CASE("the persistent kernel: device buffers on a caller stream, smaller batches than the "
@@ -1172,6 +1178,32 @@ TEST_CASE("cuda.tune=on tunes each batch at its first call, keeps the reference'
   CHECK(layer_param(gpu.get(), "tuned_batches") == std::vector<std::string>(3, "1,3"));
 }
 
+namespace {
+
+// A tuning file's text with every layer's path (the sixth field; a seventh, since 0.12, names
+// the paths that were timed) set to `path`.
+std::string with_tuned_path(const std::string& text, const char* path) {
+  std::string edited;
+  std::size_t at = 0;
+  for (std::size_t end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
+    std::string line = text.substr(at, end - at);
+    std::size_t from = 0;
+    for (int field = 0; field < 5 && from != std::string::npos; ++field) {
+      from = line.find('\t', from);
+      if (from != std::string::npos) ++from;
+    }
+    if (line[0] != '#' && from != std::string::npos) {
+      const std::size_t to = line.find('\t', from);
+      line = line.substr(0, from) + path + (to == std::string::npos ? "" : line.substr(to));
+      CHECK(to != std::string::npos);  // the timed paths are there
+    }
+    edited += line + "\n";
+  }
+  return edited;
+}
+
+}  // namespace
+
 TEST_CASE("cuda.tune_file keeps the tuned paths, and a later session takes them from it",
           "[gpu][tune]") {
   Model m = t::random_model(10, {100, 257, 3}, 19701, 1.0f);
@@ -1186,23 +1218,7 @@ TEST_CASE("cuda.tune_file keeps the tuned paths, and a later session takes them 
   for (const char ch : text) lines += ch == '\n' ? 1 : 0;
   CHECK(lines == 4);
   // Every entry rewritten to cuBLAS: a new session must follow the file, not its own plan.
-  std::string edited;
-  std::size_t at = 0;
-  for (std::size_t end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
-    std::string line = text.substr(at, end - at);
-    // The path is the sixth field (a seventh, since 0.12, names the paths that were timed).
-    std::size_t from = 0;
-    for (int field = 0; field < 5 && from != std::string::npos; ++field) {
-      from = line.find('\t', from);
-      if (from != std::string::npos) ++from;
-    }
-    if (line[0] != '#' && from != std::string::npos) {
-      const std::size_t to = line.find('\t', from);
-      line = line.substr(0, from) + "cublas" + (to == std::string::npos ? "" : line.substr(to));
-      CHECK(to != std::string::npos);  // the timed paths are there
-    }
-    edited += line + "\n";
-  }
+  const std::string edited = with_tuned_path(text, "cublas");
   write_text(file.path, edited);
   Session second = gpu_session_opts(m.get(), 2, 12, config.c_str());
   Session cpu = cpu_session(m.get(), 2, 12);
@@ -1703,27 +1719,8 @@ TEST_CASE("the cluster tier gives the fused step's bits and the reference's numb
       {31, {257, 3}, 4, 25}, {9, {464}, 4, 12},   {128, {100, 200, 300}, 10, 50},
       {7, {130}, 16, 6},     {12, {256}, 1, 17},
   };
-  std::uint64_t seed = 19700;
-  for (const Shape& sh : shapes) {
-    Model m = t::random_model(sh.input, sh.hidden, ++seed, 1.0f);
-    Session cpu = cpu_session(m.get(), sh.batch, sh.time);
-    Session fused = gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.fused=always");
-    Session clus =
-        gpu_session_opts(m.get(), sh.batch, sh.time, "cuda.persistent=layers;cuda.cluster=on");
-    for (const slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
-      for (const bool lengths : {false, true}) {
-        const Inputs in = make_inputs(m.get(), sh.batch, sh.time, layout, lengths, lengths, ++seed);
-        INFO(describe(sh, layout, lengths, lengths));
-        const Result want = run_host(cpu.get(), m.get(), in);
-        const Result ref = run_host(fused.get(), m.get(), in);
-        const Result got = run_host(clus.get(), m.get(), in);
-        require_close(got, want, kTolFp32);
-        require_masked_zeros(in, got.output, t::output_size(m.get()));
-        check_same_bits(got, ref);
-      }
-    }
-    require_cluster_on(clus.get());
-  }
+  check_fused_bits_over(shapes, "cuda.persistent=layers;cuda.cluster=on", 19700,
+                        require_cluster_on);
 }
 
 TEST_CASE("the cluster tier with device buffers on a caller stream, wavefront chunks, graphs "
@@ -1765,6 +1762,33 @@ TEST_CASE("the cluster tier leaves the whole stack's batches to the whole-stack 
   CHECK(layer_param(clus.get(), "cluster_ctas") == std::vector<std::string>{"16"});
   check_same_bits(run_host(clus.get(), one.get(), in), run_host(fused.get(), one.get(), in));
   require_cluster_on(clus.get());
+}
+
+TEST_CASE("cuda.tune=on with cuda.cluster=on times the cluster tier beside the grid tier, and a "
+          "later session takes either from the tuning file with the fused step's bits",
+          "[gpu][tune][cluster]") {
+  Model m = t::random_model(10, {100}, 19821, 1.0f);
+  TempPath file;
+  const std::string config =
+      "cuda.tune=on;cuda.persistent=layers;cuda.cluster=on;cuda.tune_file=" + file.path;
+  const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19822);
+  run_once(m.get(), 2, 12, config, in);
+  const std::string text = read_text(file.path);
+  INFO(text);
+  CHECK(text.find("\tcublas+fused+persistent+cluster\n") != std::string::npos);
+  Session fused = gpu_session_opts(m.get(), 2, 12, "cuda.fused=always");
+  const Result want = run_host(fused.get(), m.get(), in);
+  for (const char* path : {"persistent", "cluster"}) {
+    INFO("the file says " << path);
+    write_text(file.path, with_tuned_path(text, path));
+    Session second = gpu_session_opts(m.get(), 2, 12, config.c_str());
+    CHECK(layer_param(second.get(), "cluster_batches") == std::vector<std::string>{"1-2"});
+    check_same_bits(run_host(second.get(), m.get(), in), want);
+    // Batch 2 on the grid tier takes it off the cluster plan; on the cluster tier it stays.
+    const std::string now = std::string(path) == "cluster" ? "1-2" : "1";
+    CHECK(layer_param(second.get(), "cluster_batches") == std::vector<std::string>{now});
+    CHECK(layer_param(second.get(), "persistent_batches") == std::vector<std::string>{"1-2"});
+  }
 }
 
 // A tuned path other than the persistent kernel takes the batch off the persistent plan: a
