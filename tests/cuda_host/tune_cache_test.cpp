@@ -515,21 +515,15 @@ TEST_CASE("tuning cache: the cluster tier is a path of its own, named last in a 
   CHECK(timed_paths_name({StepPath::kCluster, StepPath::kPersistent, StepPath::kCublas,
                           StepPath::kFused}) == "cublas+fused+persistent+cluster");
   const std::string h = std::string(TuneCache::kHeader) + "\n";
-  const std::string line = "dev\tfp32\t8\t16\t2\tcluster\tcublas+fused+persistent+cluster\n";
+  const std::string line = "dev\tfp32\t128\t16\t2\tcluster\tcublas+fused+persistent+cluster\n";
   TuneCache c;
   REQUIRE(c.parse(h + line +
-                  "dev\tfp32\t8\t16\t3\tcluster\tcublas+fused+persistent\n"      // not timed
-                  "dev\tfp32\t8\t16\t4\tfused\tcluster+persistent\n"             // order
-                  "dev\tfp32\t8\t16\t5\tpersistent\tpersistent+cluster\n"));     // good
+                  "dev\tfp32\t128\t16\t3\tcluster\tcublas+fused+persistent\n"   // not timed
+                  "dev\tfp32\t128\t16\t4\tfused\tcluster+persistent\n"          // order
+                  "dev\tfp32\t128\t16\t5\tpersistent\tpersistent+cluster\n"));  // good
   CHECK(c.size() == 2);
   CHECK(c.skipped() == 2);
-  TuneKey k;
-  k.device = "dev";
-  k.precision = "fp32";
-  k.input = 8;
-  k.hidden = 16;
-  k.batch = 2;
-  k.timed = "cublas+fused+persistent+cluster";
+  TuneKey k = key(16, 2, "fp32", "dev", "cublas+fused+persistent+cluster");
   StepPath p = StepPath::kCublas;
   REQUIRE(c.find(k, &p));
   CHECK(p == StepPath::kCluster);

@@ -194,7 +194,7 @@ bool make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
 
 constexpr std::size_t kStackBytes = 256 * 1024;
 constexpr int kWarp = 32;
-constexpr unsigned kMaxCluster = 16;  // sm_90's portable cluster size
+constexpr unsigned kMaxCluster = 16;  // sm_90: 8 portably, 16 with the non-portable opt-in
 
 // Fiber stacks, reused across launches (mapped once, never returned).
 class StackPool {

@@ -99,8 +99,9 @@ void set_clock_divisor(long long divisor);
 // Runs `block_body` (a kernel call) as `grid` blocks of `block` threads, `smem` bytes of
 // dynamic shared memory each, at most `resident` blocks at once (0: all: then blocks that
 // wait for one another make progress, as a cooperative launch guarantees on a device). With
-// `cluster` > 0: in clusters of `cluster` blocks (grid a multiple of it, at most 16, as sm_90
-// allows without opting in to more), every block resident at once whatever `resident` says.
+// `cluster` > 0: in clusters of `cluster` blocks (grid a multiple of it, at most 16: sm_90's
+// limit with the non-portable opt-in, 8 without), every block resident at once whatever
+// `resident` says.
 // Returns "" or what went wrong (barrier misuse, see above).
 std::string launch(unsigned grid, unsigned block, std::size_t smem,
                    const std::function<void()>& block_body, unsigned resident = 0,
