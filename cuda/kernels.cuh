@@ -79,6 +79,10 @@ struct PersistentLayer {
   std::int64_t y_stride = 0;
   int hidden = 0;
   int cta_begin = 0;             // first CTA of this layer in the launch
+  // The hybrid tier (cuda.hybrid=on; wx null only): the first `resident` columns of each of
+  // the CTA's W_h rows in shared memory, the rest read from wh every step (through the
+  // read-only cache, in the same order: the same bits). -1: all of them.
+  int resident = -1;
 };
 struct PersistentArgs {
   PersistentLayer layer[kMaxStackLayers];
@@ -102,8 +106,17 @@ int persistent_ctas_per_sm(int batch, std::size_t smem);
 // The launch: CTAs as the layers' cta_begin and hidden sizes say, `smem` bytes each (the
 // largest any of its layers needs); cooperative: all CTAs resident at once (needed whenever
 // a CTA waits: several steps, or several layers).
+// `window` (bytes 0: none): an L2 access policy window for the launch, its lines persisting
+// with probability hit_ratio (the hybrid tier's W_h; the device's persisting L2 set-aside is
+// the session's to size, cudaLimitPersistingL2CacheSize).
+struct L2Window {
+  const void* base = nullptr;
+  std::size_t bytes = 0;
+  float hit_ratio = 0.0f;
+};
 cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
-                                   std::size_t smem, bool cooperative);
+                                   std::size_t smem, bool cooperative,
+                                   const L2Window& window = L2Window{});
 
 // ---- The cluster tier (persistent_cluster.cu; keyed setting cuda.cluster=on): steps
 // [t0, t1) of ONE layer with precomputed pre-activations (layer.wx null; cta_begin unused) on

@@ -1,5 +1,5 @@
 // The module's side of src/backend_module_abi.h: the table of entry points and the one
-// exported function, slstm_cuda_module_v6. Every entry point runs inside firewall(), which
+// exported function, slstm_cuda_module_v7. Every entry point runs inside firewall(), which
 // turns an exception into (status, message); nothing is thrown across the table.
 #include <cuda_runtime.h>
 
@@ -151,6 +151,30 @@ std::int32_t session_layer_cluster(void* session, std::int32_t layer,
   });
 }
 
+std::int32_t session_layer_hybrid(void* session, std::int32_t layer,
+                                  std::uint32_t* hybrid_batches, std::int32_t* resident,
+                                  std::int64_t* l2_window_bytes, char* msg, std::size_t size) {
+  return module_firewall(msg, size, [&] {
+    if (session == nullptr || hybrid_batches == nullptr || resident == nullptr ||
+        l2_window_bytes == nullptr) {
+      fail(SLSTM_ERR_INTERNAL, "session_layer_hybrid: NULL");
+    }
+    const Handle& h = handle(session);
+    const std::size_t layers = h.generic ? h.generic->num_layers() : h.basic->num_layers();
+    if (layer < 0 || static_cast<std::size_t>(layer) >= layers) {
+      fail(SLSTM_ERR_INTERNAL, "session_layer_hybrid: no layer " + std::to_string(layer));
+    }
+    *hybrid_batches = 0;  // the generic path: no persistent kernel
+    *resident = 0;
+    *l2_window_bytes = 0;
+    if (h.generic) return;
+    const auto l = static_cast<std::size_t>(layer);
+    *hybrid_batches = h.basic->hybrid_batches(l);
+    *resident = h.basic->hybrid_resident(l);
+    *l2_window_bytes = static_cast<std::int64_t>(h.basic->l2_window_bytes(l));
+  });
+}
+
 std::int32_t session_slots_init(void* session, std::int64_t max_slots, char* msg,
                                 std::size_t size) {
   return module_firewall(msg, size, [&] {
@@ -242,11 +266,12 @@ const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
     &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan,
-    &session_graphs_failure, &session_memory, &session_layer_cluster};
+    &session_graphs_failure, &session_memory, &session_layer_cluster,
+    &session_layer_hybrid};
 
 }  // namespace
 }  // namespace slstm_cuda
 
-SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v6(void) {
+SLSTM_CUDA_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v7(void) {
   return &slstm_cuda::kTable;
 }

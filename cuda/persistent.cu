@@ -7,7 +7,9 @@
 // for its kRecWarps units, the four gate rows of W_h, or of [W_x | W_h] when the layer
 // computes its own input projection (ws[w][q][k], loaded once per launch: lane-strided reads
 // are conflict-free), the step's [input row | h_{t-1}] staged for every batch row, and the
-// parking area of the warp reduction. Lane b < batch of warp w keeps c of (b, u) in a
+// parking area of the warp reduction. In the hybrid tier (cuda.hybrid, a layer without its
+// own input projection) only the first L.resident columns of the W_h rows are there; each
+// step reads the rest from global memory, continuing each lane's sums in the same order. Lane b < batch of warp w keeps c of (b, u) in a
 // register for the whole launch.
 //
 // Per step t: wait (below), stage the rows (L2 loads: other CTAs wrote them, L1 is not
@@ -118,8 +120,10 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   const int H = L.hidden;
   const int KX = L.wx != nullptr ? L.ld_x : 0;  // input columns computed here
   const int K = KX + H;
-  const std::int64_t GK = static_cast<std::int64_t>(LstmCell::kGates) * K;
-  float* ws = smem;                                            // [kRecWarps][4][K]
+  // The hybrid tier: the first KR columns of the rows in shared memory, the rest from L.wh.
+  const int KR = KX == 0 && L.resident >= 0 && L.resident < H ? L.resident : K;
+  const std::int64_t GK = static_cast<std::int64_t>(LstmCell::kGates) * KR;
+  float* ws = smem;                                            // [kRecWarps][4][KR]
   float* xs = ws + static_cast<std::int64_t>(kRecWarps) * GK;  // [BMAX][K]: input row | h
   float* red = xs + static_cast<std::int64_t>(BMAX) * K;       // [kRecWarps][N]
   const int lane = static_cast<int>(threadIdx.x) & 31;
@@ -131,7 +135,7 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
   // This CTA's rows of [W_x | W_h], once (rows of units past H: zero, never used).
   const std::int64_t n_w = static_cast<std::int64_t>(kRecWarps) * GK;
   for (std::int64_t i = threadIdx.x; i < n_w; i += kRecThreads) {
-    const std::int64_t w = i / GK, r = i - w * GK, q = r / K, k = r - q * K;
+    const std::int64_t w = i / GK, r = i - w * GK, q = r / KR, k = r - q * KR;
     const std::int64_t uu = u0 + w, row = q * H + uu;
     float v = 0.0f;
     if (uu < H) v = k < KX ? L.wx[row * KX + k] : L.wh[row * H + (k - KX)];
@@ -174,7 +178,12 @@ __global__ void __launch_bounds__(kRecThreads, 1) lstm_persistent_kernel(const P
     if (live) {
       float v[N];
       step_math::rec_sums<BMAX>(step_math::LoadPlain{}, ws + static_cast<std::int64_t>(warp) * GK,
-                                K, xs, K, K, lane, v);
+                                KR, xs, K, KR, lane, v);
+      if (KR < K) {  // (KX = 0: column k of xs is h's)
+        step_math::rec_sums_from<BMAX>(step_math::LoadLdg{},
+                                       L.wh + static_cast<std::int64_t>(u) * H,
+                                       static_cast<std::int64_t>(H) * H, xs, K, KR, K, lane, v);
+      }
       RecReduce<N, 16>::run(v, lane);
       float* my_red = red + warp * N;
       rec_park<N>(v, lane, my_red);
@@ -266,7 +275,7 @@ int persistent_ctas_per_sm(int batch, std::size_t smem) {
 #endif
 
 cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
-                                   std::size_t smem, bool cooperative) {
+                                   std::size_t smem, bool cooperative, const L2Window& window) {
   void* kernel = persistent_kernel(rec_bmax(args.batch));
   if (kernel == nullptr || args.layers < 1 || args.layers > kMaxStackLayers || args.t0 < 0 ||
       args.t1 <= args.t0) {
@@ -275,7 +284,11 @@ cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& ar
   const PersistentLayer& last = args.layer[args.layers - 1];
   if (last.hidden < 1) return cudaErrorInvalidValue;
   const int ctas = last.cta_begin + persistent_ctas(last.hidden);
-#ifdef SLSTM_CUDA_SIM
+  if (window.bytes > 0 && (window.base == nullptr || !(window.hit_ratio > 0.0f) ||
+                           window.hit_ratio > 1.0f)) {
+    return cudaErrorInvalidValue;
+  }
+#ifdef SLSTM_CUDA_SIM  // (the simulator has no L2: the window changes no result)
   // Cooperative: every CTA resident at once; otherwise one at a time (the weakest guarantee
   // of a plain launch, under which a launch that waits must time out, not hang).
   ::slstm_sim::launch_kernel(stream, "lstm_persistent_kernel", static_cast<unsigned>(ctas),
@@ -288,11 +301,23 @@ cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& ar
   cfg.blockDim = dim3(kRecThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned n_attr = 0;
+  if (cooperative) {
+    attr[n_attr].id = cudaLaunchAttributeCooperative;
+    attr[n_attr++].val.cooperative = 1;
+  }
+  if (window.bytes > 0) {
+    attr[n_attr].id = cudaLaunchAttributeAccessPolicyWindow;
+    cudaAccessPolicyWindow& w = attr[n_attr++].val.accessPolicyWindow;
+    w.base_ptr = const_cast<void*>(window.base);
+    w.num_bytes = window.bytes;
+    w.hitRatio = window.hit_ratio;
+    w.hitProp = cudaAccessPropertyPersisting;
+    w.missProp = cudaAccessPropertyStreaming;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = cooperative ? 1 : 0;
+  cfg.numAttrs = n_attr;
   void* params[] = {const_cast<PersistentArgs*>(&args)};
   const cudaError_t e = cudaLaunchKernelExC(&cfg, kernel, params);
   if (e != cudaSuccess) return e;

@@ -139,9 +139,15 @@ void Session::enqueue_steps(std::size_t l, std::int64_t t0, std::int64_t t1, int
     a.finalize = t1 == T;
     a.layers = 1;
     a.layer[0] = persistent_layer(l, batch, time, layout, false);
-    check_launch(
-        launch_lstm_persistent(ld.rec.get(), a, persistent_smem_bytes(batch, ld.hid, 0), true),
-        "lstm_persistent_kernel");
+    // The hybrid tier (cuda.hybrid): part of W_h in shared memory, the rest through L2.
+    const bool hybrid = ld.plan.hybrid(batch);
+    const int resident = ld.plan.hybrid_resident;
+    if (hybrid) a.layer[0].resident = resident;
+    const std::size_t smem = hybrid ? persistent_resident_smem_bytes(batch, ld.hid, resident)
+                                    : persistent_smem_bytes(batch, ld.hid, 0);
+    check_launch(launch_lstm_persistent(ld.rec.get(), a, smem, true,
+                                        hybrid ? ld.l2_window : L2Window{}),
+                 "lstm_persistent_kernel");
   }
   for (std::int64_t t = persistent ? t1 : t0; t < t1; ++t) {
     float* z = ld.zx.get() + t * B * G;

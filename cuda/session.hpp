@@ -81,6 +81,7 @@ struct LayerData {
   DeviceBuffer<float> hseq;       // [T_max * B_max, ld_next] this layer's h per step (not last)
   DeviceBuffer<float> hbuf;       // [B_max, H] the fused step's second h buffer (small batch)
   DeviceBuffer<unsigned> sync;    // the persistent kernel's flags (persistent_sync_words)
+  L2Window l2_window;             // the hybrid tier's launches (base: wh, once uploaded)
   DeviceBuffer<unsigned char> rec_ws;   // cuBLAS workspaces, one per handle
   DeviceBuffer<unsigned char> proj_ws;
   Stream rec;                     // recurrent steps
@@ -131,6 +132,18 @@ class Session {
   int cluster_ctas(std::size_t l) const {
     return cluster_batches(l) != 0 ? layers_.at(l).plan.cluster_ctas : 0;
   }
+  // Layer l's hybrid tier while the persistent kernel is in use (0 once it failed), the
+  // columns of its W_h rows in shared memory and the bytes of its L2-persisting window.
+  std::uint32_t hybrid_batches(std::size_t l) const {
+    const StepPlan& p = layers_.at(l).plan;
+    return persistent_on() ? p.hybrid_batches & p.persistent_batches : 0;  // (after tuning too)
+  }
+  int hybrid_resident(std::size_t l) const {
+    return hybrid_batches(l) != 0 ? layers_.at(l).plan.hybrid_resident : 0;
+  }
+  std::size_t l2_window_bytes(std::size_t l) const {
+    return hybrid_batches(l) != 0 ? layers_.at(l).l2_window.bytes : 0;
+  }
   // The batches whose paths were tuned on the device (cuda.tune=on): bit b-1 for batch b.
   std::uint32_t tuned_batches() const { return tuned_batches_; }
   std::uint32_t stack_batches() const { return stack_.batches; }
@@ -148,6 +161,8 @@ class Session {
   std::int64_t check_sizes(const slstm_cuda_session_desc& d);
   void create_streams(void* caller_stream);
   void size_layers(const slstm_cuda_session_desc& d);
+  void plan_hybrid_tier(const std::vector<LayerShape>& shapes,
+                        const std::vector<std::uint32_t>& full, int sms);
   void allocate(std::int64_t rows);
   void upload_layer(const slstm_cuda_layer_desc& src, LayerData& ld);
   void allocate_layer(LayerData& ld, std::int64_t rows, bool last);
@@ -227,6 +242,7 @@ class Session {
   bool persistent_ = false;
   bool persistent_stack_ = false;  // cuda.persistent=on (not layers): whole-stack launches too
   bool cluster_ = false;  // cuda.cluster=on: layers that fit one cluster run the cluster kernel
+  bool hybrid_ = false;   // cuda.hybrid=on: layers too large for the grid tier run the hybrid one
   bool persistent_off_ = false;
   long long persistent_timeout_ns_ = 0;
   // The batches whose whole stack runs as one persistent launch (plan_stack; after a failure

@@ -2,6 +2,7 @@
 // knobs, the size checks (all before any big allocation), the streams, the shared buffers,
 // then per layer its weights, its activations and its streams, cuBLAS handles and events.
 // The setup work runs on the private stream capture_, synchronised once at the end.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -130,6 +131,8 @@ void Session::read_knobs(const slstm_cuda_session_desc& d) {
   persistent_stack_ = d.persistent == 1;
   if (d.cluster < 0 || d.cluster > 1) fail(SLSTM_ERR_INTERNAL, "cluster out of range");
   cluster_ = d.cluster != 0;
+  if (d.hybrid < 0 || d.hybrid > 1) fail(SLSTM_ERR_INTERNAL, "hybrid out of range");
+  hybrid_ = d.hybrid != 0;
   if (d.persistent_timeout_us < 0) fail(SLSTM_ERR_INTERNAL, "persistent_timeout_us < 0");
   if (d.host_staging_bytes < 0) fail(SLSTM_ERR_INTERNAL, "host_staging_bytes < 0");
   stage_floats_ = d.host_staging_bytes / static_cast<std::int64_t>(sizeof(float));
@@ -202,17 +205,73 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
           plan_persistent(shapes, max_batch_, sms, persistent_ctas_per_sm);
       for (std::size_t l = 0; l < L; ++l) layers_[l].plan.persistent_batches = masks[l];
       if (persistent_stack_) stack_ = plan_stack(shapes, max_batch_, sms, persistent_ctas_per_sm);
+      if (hybrid_) plan_hybrid_tier(shapes, masks, sms);
       // cuda.cluster=on: the persistent batches a layer runs on one cluster (never those of
-      // the whole-stack launch, which keeps its step flags).
+      // the whole-stack launch, which keeps its step flags, nor the hybrid tier's).
       for (std::size_t l = 0; cluster_ && l < L; ++l) {
         StepPlan& p = layers_[l].plan;
-        const ClusterPlan c = plan_cluster(layers_[l].hid, p.persistent_batches & ~stack_.batches,
-                                           cluster_launchable);
+        const ClusterPlan c =
+            plan_cluster(layers_[l].hid, p.persistent_batches & ~stack_.batches & ~p.hybrid_batches,
+                         cluster_launchable);
         p.cluster_batches = c.batches;
         p.cluster_ctas = c.shape.ctas;
         p.cluster_units = c.shape.units;
       }
     }
+  }
+}
+
+// cuda.hybrid=on: the layers plan_persistent left out (`full`: its masks) run the hybrid
+// tier for the batches plan_hybrid finds, their CTAs holding the first hybrid_resident
+// columns of each W_h row. Each such layer's launches carry an L2 access policy window over
+// its W_h (as much as the device's largest window covers), its lines persisting with the
+// probability that fits the device's persisting set-aside (hit_ratio = set-aside / window),
+// which the session raises to the largest window, up to the device's maximum, and never
+// lowers (cudaLimitPersistingL2CacheSize: the process's, on that device). Where the device
+// has no set-aside or refuses the queries, the tier runs without windows.
+void Session::plan_hybrid_tier(const std::vector<LayerShape>& shapes,
+                               const std::vector<std::uint32_t>& full, int sms) {
+  const std::vector<HybridPlan> hybrid =
+      plan_hybrid(shapes, full, max_batch_, sms, persistent_ctas_per_sm);
+  int max_window = 0, max_persisting = 0;
+  if (cudaDeviceGetAttribute(&max_window, cudaDevAttrMaxAccessPolicyWindowSize, device_) !=
+          cudaSuccess ||
+      cudaDeviceGetAttribute(&max_persisting, cudaDevAttrMaxPersistingL2CacheSize, device_) !=
+          cudaSuccess) {
+    (void)cudaGetLastError();
+    max_window = max_persisting = 0;
+  }
+  std::size_t widest = 0;
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    if (hybrid[l].batches == 0) continue;
+    LayerData& ld = layers_[l];
+    ld.plan.hybrid_batches = hybrid[l].batches;
+    ld.plan.hybrid_resident = hybrid[l].resident;
+    ld.plan.persistent_batches |= hybrid[l].batches;
+    const std::size_t wh_bytes = static_cast<std::size_t>(4) * static_cast<std::size_t>(ld.hid) *
+                                 static_cast<std::size_t>(ld.hid) * sizeof(float);
+    ld.l2_window.bytes = std::min(wh_bytes, static_cast<std::size_t>(std::max(max_window, 0)));
+    widest = std::max(widest, ld.l2_window.bytes);
+  }
+  std::size_t set_aside = 0;
+  if (widest > 0 && max_persisting > 0) {
+    const std::size_t want = std::min(widest, static_cast<std::size_t>(max_persisting));
+    if (cudaDeviceGetLimit(&set_aside, cudaLimitPersistingL2CacheSize) != cudaSuccess ||
+        (set_aside < want &&
+         cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, want) != cudaSuccess)) {
+      (void)cudaGetLastError();
+      set_aside = 0;
+    } else {
+      set_aside = std::max(set_aside, want);
+    }
+  }
+  for (LayerData& ld : layers_) {
+    if (set_aside == 0 || ld.l2_window.bytes == 0) {
+      ld.l2_window.bytes = 0;
+      continue;
+    }
+    ld.l2_window.hit_ratio = static_cast<float>(
+        std::min(1.0, static_cast<double>(set_aside) / static_cast<double>(ld.l2_window.bytes)));
   }
 }
 
@@ -275,6 +334,7 @@ void Session::upload_layer(const slstm_cuda_layer_desc& src, LayerData& ld) {
   check(cudaMemcpyAsync(ld.wh.get(), src.w_h, static_cast<std::size_t>(G * H) * sizeof(float),
                         cudaMemcpyHostToDevice, capture_.get()),
         "cudaMemcpyAsync (W_h)");
+  if (ld.l2_window.bytes > 0) ld.l2_window.base = ld.wh.get();
 }
 
 // The layer's pre-activations, h sequence (all but the last layer) and second h buffer.

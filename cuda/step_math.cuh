@@ -74,14 +74,17 @@ struct LoadLdg {
 struct LoadPlain {
   __device__ __forceinline__ float operator()(const float* p) const { return *p; }
 };
+// The sums over k in [k_begin, K) only, added to v: each lane's k keep their residue
+// (k = lane mod 32) and increasing order, so rec_sums over [0, R) then rec_sums_from over
+// [R, K) add exactly as rec_sums over [0, K) (the hybrid tier: w[q * gate_stride + k] for
+// k >= R from global memory).
 template <int BMAX, typename Load>
-__device__ __forceinline__ void rec_sums(Load load, const float* __restrict__ w,
-                                         std::int64_t gate_stride, const float* __restrict__ x,
-                                         int ldx, int K, int lane, float (&v)[4 * BMAX]) {
-#pragma unroll
-  for (int i = 0; i < 4 * BMAX; ++i) v[i] = 0.0f;
+__device__ __forceinline__ void rec_sums_from(Load load, const float* __restrict__ w,
+                                              std::int64_t gate_stride,
+                                              const float* __restrict__ x, int ldx, int k_begin,
+                                              int K, int lane, float (&v)[4 * BMAX]) {
 #pragma unroll 4
-  for (int k = lane; k < K; k += 32) {
+  for (int k = k_begin + ((lane - k_begin) & 31); k < K; k += 32) {
     const float w0 = load(w + k);
     const float w1 = load(w + gate_stride + k);
     const float w2 = load(w + 2 * gate_stride + k);
@@ -95,6 +98,16 @@ __device__ __forceinline__ void rec_sums(Load load, const float* __restrict__ w,
       v[4 * b + 3] = fmaf(w3, xv, v[4 * b + 3]);
     }
   }
+}
+
+// The recurrent sums (above) over [0, K).
+template <int BMAX, typename Load>
+__device__ __forceinline__ void rec_sums(Load load, const float* __restrict__ w,
+                                         std::int64_t gate_stride, const float* __restrict__ x,
+                                         int ldx, int K, int lane, float (&v)[4 * BMAX]) {
+#pragma unroll
+  for (int i = 0; i < 4 * BMAX; ++i) v[i] = 0.0f;
+  rec_sums_from<BMAX>(load, w, gate_stride, x, ldx, 0, K, lane, v);
 }
 
 // After RecReduce<N, 16>, lane L holds in v[0 .. max(N/32, 1)) the warp-wide sums of some of

@@ -54,6 +54,60 @@ std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols) {
          sizeof(float);
 }
 
+std::size_t persistent_resident_smem_bytes(int batch, int hidden, int resident) {
+  const auto bmax = static_cast<std::size_t>(rec_bmax(batch));
+  const auto warps = static_cast<std::size_t>(kRecWarps);
+  return (warps * 4 * static_cast<std::size_t>(resident) +
+          bmax * static_cast<std::size_t>(hidden) + warps * 4 * bmax) *
+         sizeof(float);
+}
+
+namespace {
+
+// The SMs a layer's persistent CTAs with all of W_h take for batch b (0: the device does not
+// hold one).
+int full_sms(int b, int hidden, const CtasPerSm& per_sm) {
+  const int fit = per_sm(b, persistent_smem_bytes(b, hidden, 0));
+  return fit < 1 ? 0 : (persistent_ctas(hidden) + fit - 1) / fit;
+}
+
+}  // namespace
+
+std::vector<HybridPlan> plan_hybrid(const std::vector<LayerShape>& layers,
+                                    const std::vector<std::uint32_t>& full,
+                                    std::int64_t max_batch, int sms, const CtasPerSm& per_sm) {
+  std::vector<HybridPlan> plans(layers.size());
+  std::vector<int> least(layers.size(), -1);
+  const int n = static_cast<int>(std::min<std::int64_t>(max_batch, kRecMaxBatch));
+  for (int b = 1; b <= n; ++b) {
+    int taken = 0;  // by the layers of `full`, as plan_persistent counted them
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      if (StepPlan::has(full[l], b)) taken += full_sms(b, layers[l].hidden, per_sm);
+    }
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const int hidden = layers[l].hidden;
+      if (StepPlan::has(full[l], b) || !rec_step_fits(b, hidden) || taken >= sms) continue;
+      const int ctas = persistent_ctas(hidden);
+      const int k = (ctas + (sms - taken) - 1) / (sms - taken);
+      const auto holds = [&](int resident) {
+        return per_sm(b, persistent_resident_smem_bytes(b, hidden, resident)) >= k;
+      };
+      if (!holds(0)) continue;
+      int lo = 0, hi = hidden;  // holds(lo); the largest resident that holds is in [lo, hi]
+      while (lo < hi) {
+        const int mid = hi - (hi - lo) / 2;
+        if (holds(mid)) lo = mid;
+        else hi = mid - 1;
+      }
+      taken += (ctas + k - 1) / k;
+      plans[l].batches |= 1u << (b - 1);
+      least[l] = least[l] < 0 ? lo : std::min(least[l], lo);
+    }
+  }
+  for (std::size_t l = 0; l < layers.size(); ++l) plans[l].resident = std::max(least[l], 0);
+  return plans;
+}
+
 std::vector<std::uint32_t> plan_persistent(const std::vector<LayerShape>& layers,
                                            std::int64_t max_batch, int sms,
                                            const CtasPerSm& per_sm) {
@@ -64,10 +118,8 @@ std::vector<std::uint32_t> plan_persistent(const std::vector<LayerShape>& layers
     for (std::size_t l = 0; l < layers.size(); ++l) {
       const int hidden = layers[l].hidden;
       if (!rec_step_fits(b, hidden)) continue;
-      const int fit = per_sm(b, persistent_smem_bytes(b, hidden, 0));
-      if (fit < 1) continue;
-      const int need = (persistent_ctas(hidden) + fit - 1) / fit;
-      if (sms_taken + need > sms) continue;
+      const int need = full_sms(b, hidden, per_sm);
+      if (need < 1 || sms_taken + need > sms) continue;
       sms_taken += need;
       masks[l] |= 1u << (b - 1);
     }

@@ -51,12 +51,17 @@ struct StepPlan {
   std::uint32_t cluster_batches = 0;
   int cluster_ctas = 0;
   int cluster_units = 0;
+  // cuda.hybrid=on: the persistent batches of the hybrid tier (plan_hybrid), whose CTAs hold
+  // the first hybrid_resident columns of their W_h rows in shared memory.
+  std::uint32_t hybrid_batches = 0;
+  int hybrid_resident = 0;
   static bool has(std::uint32_t mask, int batch) {
     return batch >= 1 && batch <= kPlannedBatches && ((mask >> (batch - 1)) & 1u) != 0;
   }
   bool fused(int batch) const { return has(fused_batches, batch); }
   bool persistent(int batch) const { return has(persistent_batches, batch); }
   bool cluster(int batch) const { return has(cluster_batches, batch); }
+  bool hybrid(int batch) const { return has(hybrid_batches, batch); }
 };
 
 // The fused-step plan of a layer of `hidden` units for batches up to max_batch: fused_mode
@@ -69,6 +74,9 @@ StepPlan plan_steps(int hidden, int fused_mode, bool tf32, std::int64_t max_batc
 int persistent_ctas(int hidden);
 std::size_t persistent_sync_words(int ctas);
 std::size_t persistent_smem_bytes(int batch, int hidden, int x_cols);
+// The same for a layer of the hybrid tier (x_cols 0): `resident` of the H columns of each of
+// its W_h rows in shared memory (the rest read from global memory every step).
+std::size_t persistent_resident_smem_bytes(int batch, int hidden, int resident);
 
 // What the persistent plans need of a layer, and of the device: how many CTAs of the batch's
 // kernel with `smem` bytes of shared memory each one SM holds at once (0: none).
@@ -85,6 +93,23 @@ using CtasPerSm = std::function<int(int batch, std::size_t smem)>;
 std::vector<std::uint32_t> plan_persistent(const std::vector<LayerShape>& layers,
                                            std::int64_t max_batch, int sms,
                                            const CtasPerSm& per_sm);
+
+// cuda.hybrid=on: the persistent kernel also for layers plan_persistent leaves out (`full`:
+// its masks) because their CTAs with all of W_h do not fit the device. Per batch b <=
+// min(max_batch, 16) where the fused step fits, after the layers of `full` have taken their
+// SMs, first layer to last: a layer's CTAs share the SMs left, k = ceil(CTAs / SMs left) to
+// an SM, each with the largest `resident` (columns of each W_h row in shared memory, 0..H)
+// for which the device holds k of them; the layer takes ceil(CTAs / k) SMs. A layer's
+// resident columns are the least over its batches (one shape per layer); none where even 0
+// does not fit. The rest of each row is read from global memory every step (through L2,
+// with an L2-persisting window where the device has one).
+struct HybridPlan {
+  std::uint32_t batches = 0;
+  int resident = 0;
+};
+std::vector<HybridPlan> plan_hybrid(const std::vector<LayerShape>& layers,
+                                    const std::vector<std::uint32_t>& full,
+                                    std::int64_t max_batch, int sms, const CtasPerSm& per_sm);
 
 // cuda.persistent=on, 2 to kMaxStackLayers layers: the batches b <= min(max_batch, 16) for
 // which the whole stack is ONE persistent launch (every layer's CTAs resident at once, each

@@ -4,7 +4,7 @@
  * slstm_internal_headers (src/cuda_module.cpp on the core's side, cuda/ on the module's).
  *
  * Plain C, no CUDA types: the core includes this header without any CUDA header.  The
- * module exports exactly one function, slstm_cuda_module_v6(), which returns a static
+ * module exports exactly one function, slstm_cuda_module_v7(), which returns a static
  * table of function pointers.  Every function reports failures as an slstm_status value
  * (an int32_t here) plus a NUL-terminated English message written into the caller's
  * buffer; no C++ exception crosses this boundary.
@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define SLSTM_CUDA_MODULE_ABI_VERSION 6u
-#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v6"
+#define SLSTM_CUDA_MODULE_ABI_VERSION 7u
+#define SLSTM_CUDA_MODULE_ENTRY "slstm_cuda_module_v7"
 #define SLSTM_CUDA_MODULE_FILE "libstacklstm_cuda.so"
 
 /* One direction's weights as the generic path's step reads them (v4; host memory, borrowed
@@ -109,6 +109,12 @@ typedef struct slstm_cuda_session_desc {
                             16 CTAs) runs it on the cluster kernel (W_h rows and h in
                             distributed shared memory, one cluster barrier per step); no
                             effect with persistent 0 or on the generic path */
+  int32_t hybrid;        /* (v7) cuda.hybrid: 1 on, 0 off.  On: a layer whose persistent CTAs
+                            with all of W_h do not fit the device (persistent 1 or 2) runs
+                            the hybrid tier where its CTAs fit with part of each W_h row in
+                            shared memory (the rest read every step through L2, with an
+                            L2-persisting window); no effect with persistent 0 or on the
+                            generic path */
 } slstm_cuda_session_desc;
 
 /* A validated forward call (see slstm::ForwardCall).  layout: slstm_layout; memory:
@@ -191,6 +197,14 @@ typedef struct slstm_cuda_module_table {
    * session turned it off). */
   int32_t (*session_layer_cluster)(void* session, int32_t layer, uint32_t* cluster_batches,
                                    int32_t* cluster_ctas, char* msg, size_t msg_size);
+  /* (v7) Layer `layer`'s hybrid tier (cuda.hybrid=on): bit b-1 of *hybrid_batches is set when
+   * a call of batch b runs the layer's persistent steps with the first *resident columns of
+   * each W_h row in shared memory, the rest read every step from global memory under an L2
+   * access policy window of *l2_window_bytes bytes (0: none); 0, 0 and 0 when none, or once
+   * the persistent kernel failed and the session turned it off. */
+  int32_t (*session_layer_hybrid)(void* session, int32_t layer, uint32_t* hybrid_batches,
+                                  int32_t* resident, int64_t* l2_window_bytes, char* msg,
+                                  size_t msg_size);
 } slstm_cuda_module_table;
 
 typedef const slstm_cuda_module_table* (*slstm_cuda_module_entry_fn)(void);

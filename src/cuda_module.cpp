@@ -94,7 +94,8 @@ const slstm_cuda_module_table* try_load(const std::string& path, std::string* wh
       table->session_slots_init == nullptr || table->session_slot_write == nullptr ||
       table->session_slot_read == nullptr || table->session_slot_forward == nullptr ||
       table->session_live_plan == nullptr || table->session_graphs_failure == nullptr ||
-      table->session_memory == nullptr || table->session_layer_cluster == nullptr) {
+      table->session_memory == nullptr || table->session_layer_cluster == nullptr ||
+      table->session_layer_hybrid == nullptr) {
     *why = path + ": module interface version mismatch (expected " +
            std::to_string(SLSTM_CUDA_MODULE_ABI_VERSION) + "; the module was built with another "
            "libstacklstm)";
@@ -290,6 +291,7 @@ class CudaBackend final : public Backend {
     desc.host_staging_bytes = staging_bytes_;
     desc.blas_workspace_bytes = s.cuda_blas_workspace_mib << 20;
     desc.cluster = s.cuda_cluster ? 1 : 0;
+    desc.hybrid = s.cuda_hybrid ? 1 : 0;
     settings_ = s;
     slots_enabled_ = s.cuda_slots;
     char msg[kMessageSize] = {0};
@@ -473,6 +475,7 @@ class CudaBackend final : public Backend {
         }
         layer.params.push_back({"persistent_stack_batches", sb.empty() ? "none" : sb});
         if (settings_.cuda_cluster) add_cluster_params(l, &layer);
+        if (settings_.cuda_hybrid) add_hybrid_params(l, &layer);
       }
       if (settings_.cuda_tune) {
         const std::string t = batch_ranges(tuned);
@@ -502,6 +505,29 @@ class CudaBackend final : public Backend {
     }
     layer->params.push_back({"cluster_batches", c.empty() ? "none" : c});
     layer->params.push_back({"cluster_ctas", std::to_string(ctas)});
+  }
+
+  // cuda.hybrid=on: the batches whose persistent steps of layer l keep only the first
+  // `resident` columns of each W_h row in shared memory, and the bytes of the L2 window over
+  // W_h their launches carry (the path stays "persistent|...": the hybrid is its tier).
+  void add_hybrid_params(std::int32_t l, LayerPlan* layer) const {
+    std::uint32_t batches = 0;
+    std::int32_t resident = 0;
+    std::int64_t window = 0;
+    char msg[kMessageSize] = {0};
+    const std::int32_t st =
+        table_.session_layer_hybrid(session_, l, &batches, &resident, &window, msg, sizeof(msg));
+    if (st != SLSTM_OK) fail_from_module(st, msg);
+    if (batches == 0) resident = 0, window = 0;
+    const std::string h = batch_ranges(batches);
+    if (batches != 0) {
+      layer->reason += "; the hybrid tier (cuda.hybrid=on) for its hybrid batches: " +
+                       std::to_string(resident) + " columns of each W_h row on chip, the rest " +
+                       "through L2" + (window > 0 ? " under an L2-persisting window" : "");
+    }
+    layer->params.push_back({"hybrid_batches", h.empty() ? "none" : h});
+    layer->params.push_back({"hybrid_resident", std::to_string(resident)});
+    layer->params.push_back({"l2_window_bytes", std::to_string(window)});
   }
 
   // The plan as it stands now (see layer_plans).  The module changes it during calls (tuning,

@@ -14,7 +14,7 @@ constexpr const char* kKnownKeys =
     "cpu.pool_join_us, cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
     "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging, cuda.blas_workspace_mib, "
-    "cuda.cluster";
+    "cuda.cluster, cuda.hybrid";
 constexpr std::size_t kMaxConfig = 4096;
 
 [[noreturn]] void bad(const std::string& what) {
@@ -155,6 +155,11 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else if (v == "off") s.cuda_cluster = false;
     else bad("cuda.cluster must be on or off, got \"" + v + "\"");
     s.cuda_cluster_from = from;
+  } else if (key == "cuda.hybrid") {
+    if (v == "on") s.cuda_hybrid = true;
+    else if (v == "off") s.cuda_hybrid = false;
+    else bad("cuda.hybrid must be on or off, got \"" + v + "\"");
+    s.cuda_hybrid_from = from;
   } else {
     bad("unknown key \"" + key.substr(0, 64) + "\" (known: " + kKnownKeys + ")");
   }
@@ -274,7 +279,8 @@ Params Settings::cuda_params() const {
            with_origin(cuda_blas_workspace_mib > 0 ? std::to_string(cuda_blas_workspace_mib)
                                                    : "auto",
                        cuda_blas_workspace_mib_from)},
-          {"cuda.cluster", with_origin(cuda_cluster ? "on" : "off", cuda_cluster_from)}};
+          {"cuda.cluster", with_origin(cuda_cluster ? "on" : "off", cuda_cluster_from)},
+          {"cuda.hybrid", with_origin(cuda_hybrid ? "on" : "off", cuda_hybrid_from)}};
 }
 
 Settings parse_settings(const char* config) {

@@ -69,6 +69,10 @@ struct Settings {
   // cuda.cluster: a layer whose persistent kernel (cuda.persistent=on|layers) fits one
   // thread-block cluster runs it on the cluster kernel (no effect without; untested on a GPU)
   bool cuda_cluster = false;
+  // cuda.hybrid: a layer too large for the persistent kernel's grid tier runs its hybrid tier
+  // (part of W_h in shared memory, the rest through L2; no effect without cuda.persistent;
+  // untested on a GPU)
+  bool cuda_hybrid = false;
   static constexpr std::int64_t kMaxBlasWorkspaceMib = 1024;
   static constexpr std::int64_t kMaxCudaStagingBytes = std::int64_t{1} << 20;
 
@@ -84,7 +88,7 @@ struct Settings {
               cuda_persistent_timeout_us_from = "default", cuda_tune_from = "default",
               cuda_tune_file_from = "default", cuda_generic_from = "default",
               cuda_staging_from = "default", cuda_blas_workspace_mib_from = "default",
-              cuda_cluster_from = "default";
+              cuda_cluster_from = "default", cuda_hybrid_from = "default";
 
   // The settings as the plan reports them (key, value) with their origin when not default.
   Params cpu_params() const;

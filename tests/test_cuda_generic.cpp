@@ -419,13 +419,14 @@ TEST_CASE("device-memory calls on the generic path read each call's own buffers,
   }
 }
 
-// cuda.cluster=on (module ABI v6, session_layer_cluster): the emulated module has no
-// persistent kernel, so every layer's cluster tier is none, and the numbers are those of a
-// session without the setting; the plan's cluster params only where the setting and the
-// persistent kernel are both on.
-TEST_CASE("cuda.cluster=on with the persistent kernel: the plan reports each layer's cluster "
-          "batches and CTAs (none on the emulated module), and nothing without it",
-          "[cuda-emu]") {
+namespace {
+
+// A tier of the persistent kernel behind `key`=on (its plan params `params`, the reason's
+// words `words`): the emulated module has no persistent kernel, so every layer reports none
+// (the first param "none", the others "0"), and the numbers are those of a session without
+// the setting; the params only where the setting and the persistent kernel are both on.
+void check_tier_none_on_emu(const std::string& key, const std::vector<std::string>& params,
+                            const char* words) {
   const std::int64_t B = 2, T = 3, D = 4;
   const t::Model m = t::random_model(D, {5, 6}, 12);
   const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 13);
@@ -433,29 +434,48 @@ TEST_CASE("cuda.cluster=on with the persistent kernel: the plan reports each lay
   if (!plain) return;
   const t::Run want = t::forward_ok(plain.get(), m.get(), t::call_of(B, T, x));
   {
-    t::Session s = t::cuda_session(m.get(), B, T, "cuda.cluster=on;cuda.persistent=layers");
-    const std::vector<std::string> none = {"none", "none"}, zero = {"0", "0"};
+    t::Session s = t::cuda_session(m.get(), B, T, (key + "=on;cuda.persistent=layers").c_str());
     for (int pass = 0; pass < 2; ++pass) {  // at creation, and read again after a call
       const std::string plan = t::describe_json(s.get());
       INFO(plan);
-      CHECK(t::json_value(plan, "cuda.cluster") == "on (config)");
-      CHECK(t::json_values(plan, "cluster_batches") == none);
-      CHECK(t::json_values(plan, "cluster_ctas") == zero);
-      CHECK_THAT(plan, !Contains("thread-block cluster"));
+      CHECK(t::json_value(plan, key) == "on (config)");
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        const std::string none = i == 0 ? "none" : "0";
+        CHECK(t::json_values(plan, params[i]) == std::vector<std::string>{none, none});
+      }
+      CHECK_THAT(plan, !Contains(words));
       const t::Run got = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
       CHECK(t::bitwise_equal(got.output, want.output));
       CHECK(t::bitwise_equal(got.final_state, want.final_state));
     }
   }
-  for (const char* config : {"cuda.persistent=layers", "cuda.cluster=on",
-                             "cuda.cluster=on;cuda.generic=always;cuda.persistent=on"}) {
+  for (const std::string& config : {std::string("cuda.persistent=layers"), key + "=on",
+                                    key + "=on;cuda.generic=always;cuda.persistent=on"}) {
     INFO(config);
-    t::Session s = t::cuda_session(m.get(), B, T, config);
+    t::Session s = t::cuda_session(m.get(), B, T, config.c_str());
     const std::string plan = t::describe_json(s.get());
     INFO(plan);
-    CHECK(t::json_values(plan, "cluster_batches").empty());
-    CHECK(t::json_values(plan, "cluster_ctas").empty());
+    for (const std::string& p : params) CHECK(t::json_values(plan, p).empty());
   }
+}
+
+}  // namespace
+
+// cuda.cluster=on (module ABI v6, session_layer_cluster).
+TEST_CASE("cuda.cluster=on with the persistent kernel: the plan reports each layer's cluster "
+          "batches and CTAs (none on the emulated module), and nothing without it",
+          "[cuda-emu]") {
+  check_tier_none_on_emu("cuda.cluster", {"cluster_batches", "cluster_ctas"},
+                         "thread-block cluster");
+}
+
+// cuda.hybrid=on (module ABI v7, session_layer_hybrid).
+TEST_CASE("cuda.hybrid=on with the persistent kernel: the plan reports each layer's hybrid "
+          "batches, resident columns and L2 window (none on the emulated module), and nothing "
+          "without it",
+          "[cuda-emu]") {
+  check_tier_none_on_emu("cuda.hybrid", {"hybrid_batches", "hybrid_resident", "l2_window_bytes"},
+                         "hybrid tier");
 }
 
 TEST_CASE("BF16 and FP16 on the generic path: within the written tolerance of FP32, and the "

@@ -63,7 +63,7 @@ void check_mismatch(const char* kind) {
   CHECK(query(stub_module().c_str(), kind, &why) == SLSTM_ERR_BACKEND_UNAVAILABLE);
   CHECK_THAT(why, Contains("the CUDA module named by SLSTM_CUDA_MODULE cannot be loaded") &&
                       Contains(stub_module()) &&
-                      Contains("module interface version mismatch (expected 6;"));
+                      Contains("module interface version mismatch (expected 7;"));
 }
 
 }  // namespace
@@ -96,6 +96,11 @@ TEST_CASE("a CUDA module without the memory entry (0.17) is refused", "[cuda-loa
 TEST_CASE("a CUDA module without the cluster entry (v6) is refused", "[cuda-loader]") {
   if (!loader_testable()) return;
   check_mismatch("no-cluster");
+}
+
+TEST_CASE("a CUDA module without the hybrid entry (v7) is refused", "[cuda-loader]") {
+  if (!loader_testable()) return;
+  check_mismatch("no-hybrid");
 }
 
 TEST_CASE("a module named by SLSTM_CUDA_MODULE that cannot be opened is refused, naming it and "
@@ -203,6 +208,7 @@ TEST_CASE("the CUDA backend hands the module the keyed settings as the session h
   CHECK(d[9] == 0);     // host_staging_bytes: cuda.staging=off
   CHECK(d[10] == 0);    // blas_workspace_bytes: auto
   CHECK(d[11] == 0);    // cluster: cuda.cluster=off
+  CHECK(d[12] == 0);    // hybrid: cuda.hybrid=off
   t::Session ws = stub_session(m.get(), "cuda.blas_workspace_mib=3");
   CHECK(desc()[10] == 3 << 20);
   dlclose(stub);
@@ -291,6 +297,55 @@ TEST_CASE("the CUDA backend hands the module cuda.cluster, and the plan reports 
     CHECK(t::json_values(plan, "cluster_batches").empty());
     CHECK(t::json_values(plan, "cluster_ctas").empty());
     CHECK_THAT(plan, !Contains("thread-block cluster"));
+  }
+  dlclose(stub);
+}
+
+// cuda.hybrid=on: handed to the module, and where the persistent kernel is on, each layer's
+// plan says which batches run the hybrid tier, how many columns of W_h stay on chip and the
+// L2 window's bytes (the stub: batch 1, 96 columns, 65536 bytes).
+TEST_CASE("the CUDA backend hands the module cuda.hybrid, and the plan reports each layer's "
+          "hybrid batches, resident columns and L2 window where the persistent kernel is on",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  t::Model m = t::random_model(3, {4, 5}, 57);
+  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
+  REQUIRE(stub != nullptr);
+  using DescFn = const std::int64_t* (*)();
+  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
+  REQUIRE(desc != nullptr);
+  for (const char* persistent : {"cuda.persistent=layers", "cuda.persistent=on"}) {
+    INFO(persistent);
+    t::Session s = stub_session(m.get(), (std::string("cuda.hybrid=on ") + persistent).c_str());
+    CHECK(desc()[12] == 1);
+    CHECK(desc()[11] == 0);
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK(t::json_value(plan, "cuda.hybrid") == "on (config)");
+    CHECK(t::json_values(plan, "hybrid_batches") == std::vector<std::string>{"1", "1"});
+    CHECK(t::json_values(plan, "hybrid_resident") == std::vector<std::string>{"96", "96"});
+    CHECK(t::json_values(plan, "l2_window_bytes") == std::vector<std::string>{"65536", "65536"});
+    CHECK(t::json_values(plan, "reason").size() == 2);
+    for (const std::string& reason : t::json_values(plan, "reason")) {
+      CHECK_THAT(reason, Contains("; the hybrid tier (cuda.hybrid=on) for its hybrid batches: 96 "
+                                  "columns of each W_h row on chip, the rest through L2 under an "
+                                  "L2-persisting window"));
+    }
+  }
+  // Without the persistent kernel the setting is handed on and has no effect: no hybrid
+  // params; nor on the generic path, nor without the setting.
+  for (const char* config : {"cuda.hybrid=on", "cuda.hybrid=on cuda.persistent=off",
+                             "cuda.hybrid=on cuda.persistent=layers cuda.generic=always",
+                             "cuda.persistent=layers", "cuda.hybrid=off cuda.persistent=on"}) {
+    INFO(config);
+    t::Session s = stub_session(m.get(), config);
+    CHECK(desc()[12] == (std::string(config).find("cuda.hybrid=on") != std::string::npos));
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK(t::json_values(plan, "hybrid_batches").empty());
+    CHECK(t::json_values(plan, "hybrid_resident").empty());
+    CHECK(t::json_values(plan, "l2_window_bytes").empty());
+    CHECK_THAT(plan, !Contains("hybrid tier"));
   }
   dlclose(stub);
 }

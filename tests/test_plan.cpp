@@ -130,6 +130,8 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
   expect_config_error("cuda.staging=1", "cuda.staging must be on or off");
   expect_config_error("cuda.cluster=1", "cuda.cluster must be on or off, got \"1\"");
   expect_config_error("cuda.cluster=auto", "cuda.cluster must be on or off");
+  expect_config_error("cuda.hybrid=1", "cuda.hybrid must be on or off, got \"1\"");
+  expect_config_error("cuda.hybrid=l2", "cuda.hybrid must be on or off");
   for (const char* v : {"0", "1025", "-1", "08", "32MiB", "x"}) {
     expect_config_error((std::string("cuda.blas_workspace_mib=") + v).c_str(),
                         "cuda.blas_workspace_mib must be auto or a whole number from 1 to 1024");
@@ -167,6 +169,9 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), "cuda.cluster=on", nullptr) == SLSTM_OK);  // (no effect alone)
   CHECK(create_with(m.get(), "cuda.cluster=on;cuda.persistent=layers", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.cluster=off", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.hybrid=on", nullptr) == SLSTM_OK);  // (no effect alone)
+  CHECK(create_with(m.get(), "cuda.hybrid=on;cuda.persistent=on", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cuda.hybrid=off", nullptr) == SLSTM_OK);
 }
 
 TEST_CASE("options from a caller built against 0.1 (no config field) get the default settings",
@@ -567,7 +572,7 @@ TEST_CASE("keyed settings: the unknown-key message lists every key there is",
         "cpu.spin_us", "cpu.pool_join_us", "cuda.graphs", "cuda.chunk", "cuda.fused",
         "cuda.slots", "cuda.persistent", "cuda.persistent_timeout_us", "cuda.tune",
         "cuda.tune_file", "cuda.generic", "cuda.staging", "cuda.blas_workspace_mib",
-        "cuda.cluster"}) {
+        "cuda.cluster", "cuda.hybrid"}) {
     INFO(key);
     expect_config_error("turbo=1", "(known: ");
     const std::string message = slstm_last_error(), listed = std::string(" ") + key;

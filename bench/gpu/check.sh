@@ -268,6 +268,14 @@ if [ -n "${SAN:-}" ]; then
     --memory device --config cuda.cluster=on
   run_san synccheck-cluster synccheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_GRAPHS=0 -- \
     --memory device --config cuda.cluster=on
+  # The hybrid tier (cuda.hybrid=on): H = 1100, 138 CTAs at two to an SM, each with part of
+  # its W_h rows in shared memory and the rest read through L2 under an L2 window.
+  hybrid_small="--input 7 --layers 1100 --batch 2 --time 4"
+  hybrid_config="cuda.hybrid=on;cuda.persistent_timeout_us=60000000"
+  run_san memcheck-hybrid memcheck SLSTM_CUDA_PERSISTENT=layers -- $hybrid_small --memory device \
+    --config "$hybrid_config"
+  run_san racecheck-hybrid racecheck SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_GRAPHS=0 -- \
+    $hybrid_small --memory device --config "$hybrid_config"
   run_san initcheck-generic initcheck -- $generic_small --memory host
   run_san memcheck-generic-bf16 memcheck -- $generic_small --precision bf16 --memory device
   run_san racecheck-generic racecheck SLSTM_CUDA_GRAPHS=0 -- $generic_small --memory device
@@ -335,6 +343,20 @@ for scen in seed seed1 one h256 h1024; do
   # The plan tuned on the device (cuda.tune=on, issue 19 item 3) with every path allowed:
   # never slower than the fastest of the rows above, by construction, if tuning works.
   SLSTM_CUDA_PERSISTENT=1 SLSTM_CUDA_TUNE=1 bench "$scen-tuned" cuda device 50 $args
+done
+# The hybrid tier (cuda.hybrid=on): H = 2048, whose W_h (67 MB) no grid of CTAs holds,
+# 256 CTAs at two to an SM with part of each row in shared memory, the rest read every step
+# through L2 under an L2-persisting window (the PLAN line: hybrid_resident, l2_window_bytes);
+# beside the default plan and the fused step, and tuned against them.
+h2048="--input 2048 --layers 2048 --batch 1 --time 25"
+h2048b4="--input 2048 --layers 2048 --batch 4 --time 25"
+for scen in h2048 h2048b4; do
+  args=${!scen}
+  bench "$scen-default" cuda device 50 $args
+  SLSTM_CUDA_FUSED=always bench "$scen-fused" cuda device 50 $args
+  SLSTM_CUDA_PERSISTENT=layers bench "$scen-hybrid" cuda device 50 $args --config cuda.hybrid=on
+  SLSTM_CUDA_PERSISTENT=layers SLSTM_CUDA_TUNE=1 \
+    bench "$scen-hybrid-tuned" cuda device 50 $args --config cuda.hybrid=on
 done
 # cuda.staging=on (issue 19 item 2: the single call with host buffers, through one pinned
 # buffer, one wait for the device per call) beside the same host-buffer calls without it:

@@ -272,8 +272,8 @@ int main(int argc, char** argv) {
 namespace {
 
 // After the timed calls, what ran: "PLAN <label> persistent_batches=<per layer> ..." from the
-// plan's JSON, for the keys the plan has (a CUDA session with cuda.persistent, cuda.cluster
-// or cuda.tune). A persistent kernel that failed turns itself off and the
+// plan's JSON, for the keys the plan has (a CUDA session with cuda.persistent, cuda.cluster,
+// cuda.hybrid or cuda.tune). A persistent kernel that failed turns itself off and the
 // calls fall back with the same numbers: this line says whether the rows timed it.
 void print_live_plan(const std::string& label, const slstm_session* session) {
   std::size_t n = 0;
@@ -285,6 +285,7 @@ void print_live_plan(const std::string& label, const slstm_session* session) {
   j.resize(n);
   std::string line;
   for (const char* key : {"persistent_batches", "persistent_stack_batches", "cluster_batches",
+                          "hybrid_batches", "hybrid_resident", "l2_window_bytes",
                           "tuned_batches"}) {
     const std::string k = std::string("\"") + key + "\": \"";
     std::string values;

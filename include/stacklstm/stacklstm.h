@@ -753,6 +753,17 @@ typedef struct slstm_session_options {
    *                  cluster_batches and cluster_ctas say which batches and how many CTAs.
    *                  No effect with cuda.persistent=off or on the generic path.  Not yet
    *                  run on a GPU, hence off
+   *    cuda.hybrid = off | on      (since 0.19; off) with cuda.persistent=layers|on, a layer
+   *                  whose persistent CTAs with all of W_h do not fit the device (FP32 H
+   *                  above about 1056 on 132 SMs, e.g. 2048) runs them where they fit with
+   *                  the first columns of each W_h row in shared memory and the rest read
+   *                  every step from global memory, under an L2 access policy window over
+   *                  W_h (the session raises the device's persisting L2 set-aside,
+   *                  cudaLimitPersistingL2CacheSize, to the window up to the device's
+   *                  maximum, and never lowers it); the fused step's numbers bit for bit.
+   *                  The plan's hybrid_batches, hybrid_resident (columns on chip) and
+   *                  l2_window_bytes per layer.  No effect with cuda.persistent=off or on
+   *                  the generic path.  Not yet run on a GPU, hence off
    *  The environment variables SLSTM_CPU_KERNEL, SLSTM_CUDA_GRAPHS, SLSTM_CUDA_CHUNK,
    *  SLSTM_CUDA_FUSED, SLSTM_CUDA_PERSISTENT, SLSTM_CUDA_TUNE and SLSTM_CUDA_GENERIC remain
    *  as overrides for experiments: when set, they win.  What the session ended up with:

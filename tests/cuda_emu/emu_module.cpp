@@ -1,5 +1,5 @@
 // An emulated CUDA module for the CPU suite: the table of src/backend_module_abi.h, exported
-// as slstm_cuda_module_v6 like the real libstacklstm_cuda.so, whose sessions run the generic
+// as slstm_cuda_module_v7 like the real libstacklstm_cuda.so, whose sessions run the generic
 // path's engine (cuda/generic_engine.cpp, the very code the real module runs) on a device
 // made of host memory and plain loops.  The pointwise operations call the same per-element
 // functions the CUDA kernels call (cuda/generic_cells.cuh); only the GEMM is a loop here
@@ -262,6 +262,15 @@ std::int32_t layer_cluster(void*, std::int32_t, std::uint32_t* batches, std::int
   return SLSTM_OK;
 }
 
+// Nor a hybrid tier (cuda.hybrid=on changes nothing).
+std::int32_t layer_hybrid(void*, std::int32_t, std::uint32_t* batches, std::int32_t* resident,
+                          std::int64_t* window, char*, std::size_t) {
+  *batches = 0;
+  *resident = 0;
+  *window = 0;
+  return SLSTM_OK;
+}
+
 std::int32_t no_slots(char* msg, std::size_t size) {
   write_message(msg, size, "the emulated CUDA module has no device slots");
   return SLSTM_ERR_INTERNAL;
@@ -306,8 +315,9 @@ std::int32_t memory(void* session, std::int64_t* device, std::int64_t* workspace
 const slstm_cuda_module_table kTable = {
     sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
     &session_forward, &session_destroy, &session_layer_plan, &slots_init, &slot_write,
-    &slot_read, &slot_forward, &live_plan, &graphs_failure, &memory, &layer_cluster};
+    &slot_read, &slot_forward, &live_plan, &graphs_failure, &memory, &layer_cluster,
+    &layer_hybrid};
 
 }  // namespace
 
-SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v6(void) { return &kTable; }
+SLSTM_EMU_EXPORT const slstm_cuda_module_table* slstm_cuda_module_v7(void) { return &kTable; }

@@ -7,6 +7,7 @@
 //   no-graphs     a table without session_graphs_failure (appended in 0.11)
 //   no-memory     a table without session_memory (v5, 0.17)
 //   no-cluster    a table without session_layer_cluster (v6)
+//   no-hybrid     a table without session_layer_hybrid (v7)
 //   anything else a table that fits, which the core keeps for the life of the process;
 // and what a table that fits does, by the same variable at each call:
 //   status:N      its probe fails with status N and a message
@@ -14,7 +15,9 @@
 //   fits          its probe succeeds; its sessions run nothing but record the description
 //                 they were made from (slstm_test_stub_module_desc), plan every layer's batch
 //                 1 on the fused step and the persistent kernel (with cuda.cluster=on, on
-//                 one cluster of 8 CTAs: session_layer_cluster), report a failed capture
+//                 one cluster of 8 CTAs: session_layer_cluster; with cuda.hybrid=on, on
+//                 the hybrid tier with 96 columns on chip and a window of 65536 bytes:
+//                 session_layer_hybrid), report a failed capture
 //                 and fixed memory sizes (session_memory).
 #include <cstddef>
 #include <cstdio>
@@ -33,7 +36,7 @@ std::string kind() {
 }
 
 // The description of the last session made: the settings the core handed on.
-int64_t g_desc[12];
+int64_t g_desc[13];
 int g_session;
 
 int32_t probe(char* msg, size_t msg_size) {
@@ -46,10 +49,10 @@ int32_t probe(char* msg, size_t msg_size) {
 }
 int32_t session_create(const slstm_cuda_session_desc* d, void** out, char*, size_t) {
   if (kind() != "fits") return SLSTM_ERR_INTERNAL;
-  const int64_t got[12] = {d->chunk_steps, d->fused_mode, d->persistent, d->tune, d->generic,
+  const int64_t got[13] = {d->chunk_steps, d->fused_mode, d->persistent, d->tune, d->generic,
                            d->precision, d->allow_tf32, d->use_graphs,
                            d->persistent_timeout_us, d->host_staging_bytes,
-                           d->blas_workspace_bytes, d->cluster};
+                           d->blas_workspace_bytes, d->cluster, d->hybrid};
   std::memcpy(g_desc, got, sizeof g_desc);
   *out = &g_session;
   return SLSTM_OK;
@@ -104,19 +107,31 @@ int32_t session_layer_cluster(void*, int32_t, uint32_t* batches, int32_t* ctas, 
   return SLSTM_OK;
 }
 
+// Batch 1 on the hybrid tier (96 columns on chip, a 64 KiB window) where the last session was
+// made with cuda.hybrid=on, else none.
+int32_t session_layer_hybrid(void*, int32_t, uint32_t* batches, int32_t* resident,
+                             int64_t* window, char*, size_t) {
+  const bool on = g_desc[12] != 0;
+  *batches = on ? 1 : 0;
+  *resident = on ? 96 : 0;
+  *window = on ? 65536 : 0;
+  return SLSTM_OK;
+}
+
 slstm_cuda_module_table g_table;
 
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const slstm_cuda_module_table*
-slstm_cuda_module_v6(void) {
+slstm_cuda_module_v7(void) {
   const std::string k = kind();
   if (k == "null") return nullptr;
   g_table = slstm_cuda_module_table{
       sizeof(slstm_cuda_module_table), SLSTM_CUDA_MODULE_ABI_VERSION, &probe, &session_create,
       &session_forward, &session_destroy, &session_layer_plan, &session_slots_init,
       &session_slot_write, &session_slot_read, &session_slot_forward, &session_live_plan,
-      &session_graphs_failure, &session_memory, &session_layer_cluster};
+      &session_graphs_failure, &session_memory, &session_layer_cluster,
+      &session_layer_hybrid};
   if (k == "version") g_table.abi_version = SLSTM_CUDA_MODULE_ABI_VERSION - 1;
   if (k == "short") {
     g_table.struct_size = offsetof(slstm_cuda_module_table, session_graphs_failure);
@@ -124,12 +139,13 @@ slstm_cuda_module_v6(void) {
   if (k == "no-graphs") g_table.session_graphs_failure = nullptr;
   if (k == "no-memory") g_table.session_memory = nullptr;
   if (k == "no-cluster") g_table.session_layer_cluster = nullptr;
+  if (k == "no-hybrid") g_table.session_layer_hybrid = nullptr;
   return &g_table;
 }
 
 // The last session's description: chunk_steps, fused_mode, persistent, tune, generic,
 // precision, allow_tf32, use_graphs, persistent_timeout_us, host_staging_bytes,
-// blas_workspace_bytes, cluster.
+// blas_workspace_bytes, cluster, hybrid.
 extern "C" __attribute__((visibility("default"))) const int64_t* slstm_test_stub_module_desc(void) {
   return g_desc;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -18,6 +19,10 @@ namespace cuda_fake {
 constexpr int kSmCount = 132;
 constexpr std::size_t kSmemPerSm = 228 * 1024;
 constexpr std::size_t kSmemPerCtaOptin = 227 * 1024;
+// Its L2's persisting set-aside at most (cudaDevAttrMaxPersistingL2CacheSize: assumed 3/4 of
+// a 50 MB L2, not an H100's reading) and the largest access policy window (assumed).
+constexpr std::size_t kMaxPersistingL2 = 37'500'000;
+constexpr std::size_t kMaxAccessPolicyWindow = 134'213'632;
 
 // Queues `work` on `stream` (or records it into the stream's capture); it runs at a later
 // sync point, in the order the stream, the events and the graphs allow. `name` shows in
@@ -77,6 +82,17 @@ struct Resources {
   std::string text() const;
 };
 Resources live_resources();
+// The L2 access policy windows the fake persistent kernel's launches carried (in order), and
+// the persisting set-aside (cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize); 0 at start).
+struct L2WindowSeen {
+  const void* base = nullptr;
+  std::size_t bytes = 0;
+  float hit_ratio = 0.0f;
+};
+void note_l2_window(const void* base, std::size_t bytes, float hit_ratio);
+std::vector<L2WindowSeen> l2_windows();
+void clear_l2_windows();
+
 // (For the runtime and the fake kernels: the error of a fault injected for this call of
 // `api` with pointer argument `ptr`, used up; cudaSuccess when there is none.)
 cudaError_t take_fault(const char* api, const void* ptr);

@@ -211,7 +211,7 @@ void persistent_step(const PersistentLayer& L, int t, std::int64_t B, const std:
 }  // namespace
 
 cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& args,
-                                   std::size_t smem, bool cooperative) {
+                                   std::size_t smem, bool cooperative, const L2Window& window) {
   if (const cudaError_t e = cuda_fake::take_fault("lstm_persistent_kernel", nullptr);
       e != cudaSuccess) {
     return e;  // (a refused launch: cudaLaunchKernelExC's error)
@@ -230,7 +230,21 @@ cudaError_t launch_lstm_persistent(cudaStream_t stream, const PersistentArgs& ar
                                        persistent_ctas(args.layer[l - 1].hidden);
     if (L.cta_begin != begin) return cudaErrorInvalidValue;
     const int x_cols = L.wx != nullptr ? L.ld_x : 0;
-    if (persistent_smem_bytes(args.batch, L.hidden, x_cols) > smem) return cudaErrorInvalidValue;
+    // The hybrid tier: resident columns of W_h only for a layer without its own projection.
+    if (L.resident < -1 || L.resident > L.hidden || (L.resident >= 0 && x_cols > 0)) {
+      return cudaErrorInvalidValue;
+    }
+    const std::size_t need = L.resident >= 0
+                                 ? persistent_resident_smem_bytes(args.batch, L.hidden, L.resident)
+                                 : persistent_smem_bytes(args.batch, L.hidden, x_cols);
+    if (need > smem) return cudaErrorInvalidValue;
+  }
+  if (window.bytes > 0) {
+    if (window.base == nullptr || !(window.hit_ratio > 0.0f) || window.hit_ratio > 1.0f) {
+      return cudaErrorInvalidValue;
+    }
+    require_device(window.base, window.bytes, "persistent L2 window");
+    cuda_fake::note_l2_window(window.base, window.bytes, window.hit_ratio);
   }
   if (cooperative && ctas > persistent_ctas_per_sm(args.batch, smem) * cuda_fake::kSmCount) {
     return cudaErrorNotSupported;  // (a cooperative launch too large to be resident)

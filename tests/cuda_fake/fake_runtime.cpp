@@ -538,6 +538,26 @@ std::uint64_t host_waits() {
 std::uint64_t seed() { return g_seed; }
 
 namespace {
+std::vector<L2WindowSeen> g_l2_windows;  // (under g_mu)
+std::size_t g_persisting_l2 = 0;         // cudaLimitPersistingL2CacheSize (under g_mu)
+}  // namespace
+
+void note_l2_window(const void* base, std::size_t bytes, float hit_ratio) {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_l2_windows.push_back({base, bytes, hit_ratio});
+}
+
+std::vector<L2WindowSeen> l2_windows() {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  return g_l2_windows;
+}
+
+void clear_l2_windows() {
+  const std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_l2_windows.clear();
+}
+
+namespace {
 struct Fault {
   std::string api;
   cudaError_t error;
@@ -660,8 +680,32 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
     case cudaDevAttrMaxSharedMemoryPerBlockOptin:
       *value = static_cast<int>(cuda_fake::kSmemPerCtaOptin);
       break;
+    case cudaDevAttrMaxPersistingL2CacheSize:
+      *value = static_cast<int>(cuda_fake::kMaxPersistingL2);
+      break;
+    case cudaDevAttrMaxAccessPolicyWindowSize:
+      *value = static_cast<int>(cuda_fake::kMaxAccessPolicyWindow);
+      break;
     default: return fail(cudaErrorInvalidValue);
   }
+  return cudaSuccess;
+}
+
+// The persisting L2 set-aside only, within the device's maximum (as CUDA: larger is refused).
+cudaError_t cudaDeviceGetLimit(size_t* value, cudaLimit limit) {
+  const Call call;
+  if (value == nullptr || limit != cudaLimitPersistingL2CacheSize) {
+    return fail(cudaErrorInvalidValue);
+  }
+  *value = cuda_fake::g_persisting_l2;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSetLimit(cudaLimit limit, size_t value) {
+  const Call call;
+  if (limit != cudaLimitPersistingL2CacheSize || value > cuda_fake::kMaxPersistingL2) {
+    return fail(cudaErrorInvalidValue);
+  }
+  cuda_fake::g_persisting_l2 = value;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {

@@ -132,6 +132,84 @@ TEST_CASE("step plan: the persistent kernel's sizes", "[step-plan][persistent]")
   CHECK(persistent_smem_bytes(3, 100, 104) == (32 * 204 + 4 * 204 + 128) * 4);
 }
 
+TEST_CASE("step plan: a hybrid-tier CTA's shared memory holds `resident` columns of its W_h "
+          "rows, the staged h and the reduction",
+          "[step-plan][persistent][hybrid]") {
+  // B = 4, H = 2048, 643 columns: (32 x 643 + 4 x 2048 + 32 x 4) floats.
+  CHECK(persistent_resident_smem_bytes(4, 2048, 643) == (32 * 643 + 4 * 2048 + 128) * 4);
+  CHECK(persistent_resident_smem_bytes(3, 100, 0) == (4 * 100 + 128) * 4);
+  // All the columns: the grid tier's size.
+  CHECK(persistent_resident_smem_bytes(2, 300, 300) == persistent_smem_bytes(2, 300, 0));
+}
+
+TEST_CASE("step plan: the hybrid tier runs H = 2048 at two CTAs per SM with as many columns of "
+          "W_h on chip as fit, on 132 SMs and on 114",
+          "[step-plan][persistent][hybrid]") {
+  const std::vector<LayerShape> one = {layer(64, 2048)};
+  const std::vector<std::uint32_t> full = plan_persistent(one, 16, 132, hopper_ctas_per_sm);
+  REQUIRE(full[0] == 0);
+  // 256 CTAs on 132 SMs: 2 to an SM, each within 228 KB / 2 - 1 KB - 16 bytes. At B = 4 (and
+  // 3) the staged h takes 4 x 2048 floats: 643 columns; B = 1: 838. B >= 5: the fused step
+  // (the fallback) does not fit. The layer keeps the least: 643.
+  const auto h132 = plan_hybrid(one, full, 16, 132, hopper_ctas_per_sm);
+  CHECK(h132[0].batches == 0xFu);
+  CHECK(h132[0].resident == 643);
+  CHECK(plan_hybrid(one, full, 1, 132, hopper_ctas_per_sm)[0].resident == 838);
+  CHECK(plan_hybrid(one, full, 2, 132, hopper_ctas_per_sm)[0].resident == 773);
+  // 114 SMs: 3 to an SM.
+  CHECK(plan_hybrid(one, full, 1, 114, hopper_ctas_per_sm)[0].resident == 534);
+  CHECK(plan_hybrid(one, full, 4, 114, hopper_ctas_per_sm)[0].resident == 339);
+  // Just past the grid tier: H = 1100, 138 CTAs.
+  const std::vector<LayerShape> h1100 = {layer(64, 1100)};
+  const auto f1100 = plan_persistent(h1100, 1, 132, hopper_ctas_per_sm);
+  REQUIRE(f1100[0] == 0);
+  const auto p1100 = plan_hybrid(h1100, f1100, 1, 132, hopper_ctas_per_sm);
+  CHECK(p1100[0].batches == bit(1));
+  CHECK(p1100[0].resident == 868);
+}
+
+TEST_CASE("step plan: the hybrid tier leaves the grid tier's layers alone and shares the SMs "
+          "they leave, first layer to last",
+          "[step-plan][persistent][hybrid]") {
+  // [1024, 2048]: the first layer on the grid tier (128 SMs); the second would need 64 CTAs
+  // to an SM on the 4 left: none.
+  const std::vector<LayerShape> mixed = {layer(64, 1024), layer(1024, 2048)};
+  const auto full = plan_persistent(mixed, 1, 132, hopper_ctas_per_sm);
+  REQUIRE(full[0] == bit(1));
+  const auto p = plan_hybrid(mixed, full, 1, 132, hopper_ctas_per_sm);
+  CHECK(p[0].batches == 0);
+  CHECK(p[1].batches == 0);
+  CHECK(p[1].resident == 0);
+  // [2048, 2048]: the first takes 128 SMs at two CTAs each, the second none.
+  const std::vector<LayerShape> two = {layer(64, 2048), layer(2048, 2048)};
+  const auto p2 = plan_hybrid(two, plan_persistent(two, 1, 132, hopper_ctas_per_sm), 1, 132,
+                              hopper_ctas_per_sm);
+  CHECK(p2[0].batches == bit(1));
+  CHECK(p2[0].resident == 838);
+  CHECK(p2[1].batches == 0);
+  // [1100, 1100] on 276 SMs: 138 SMs each, one CTA per SM: every column on chip.
+  const std::vector<LayerShape> pair = {layer(64, 1100), layer(1100, 1100)};
+  const auto p3 = plan_hybrid(pair, {0, 0}, 1, 276, hopper_ctas_per_sm);
+  CHECK(p3[0].batches == bit(1));
+  CHECK(p3[0].resident == 1100);
+  CHECK(p3[1].batches == bit(1));
+  CHECK(p3[1].resident == 1100);
+}
+
+TEST_CASE("step plan: the hybrid tier needs the fused step (its fallback) and a device that "
+          "holds its CTAs with no column on chip",
+          "[step-plan][persistent][hybrid]") {
+  const std::vector<LayerShape> huge = {layer(64, 12257)};  // the fused step: H <= 12256 at B = 1
+  CHECK(plan_hybrid(huge, {0}, 1, 132, hopper_ctas_per_sm)[0].batches == 0);
+  // 1532 CTAs on 132 SMs: 12 to an SM, more than the 8 of 256 threads an SM holds.
+  const std::vector<LayerShape> big = {layer(64, 12256)};
+  CHECK(plan_hybrid(big, {0}, 1, 132, hopper_ctas_per_sm)[0].batches == 0);
+  const auto nothing = [](int, std::size_t) { return 0; };
+  CHECK(plan_hybrid({layer(64, 2048)}, {0}, 4, 132, nothing)[0].batches == 0);
+  // No SM: none.
+  CHECK(plan_hybrid({layer(64, 2048)}, {0}, 4, 0, hopper_ctas_per_sm)[0].batches == 0);
+}
+
 namespace {
 
 // One cluster launches where each CTA's shared memory is within the opt-in limit (227 KB)

@@ -249,6 +249,36 @@ TEST_CASE("the persistent kernel over one layer gives the fused step's bits in o
   }
 }
 
+TEST_CASE("the hybrid tier's kernel gives the fused step's bits with any number of W_h's columns "
+          "in shared memory, the rest read every step from global memory") {
+  for (const int H : {8, 37, 70}) {
+    for (const int B : {1, 3, 5}) {
+      const int T = 5;
+      const OneLayer one(H, B, T, static_cast<std::uint32_t>(11 * H + B), B != 3);
+      const LayerRun want = one.fused();
+      for (const int resident : {0, 1, 31, 32, 33, H - 1, H}) {
+        if (resident < 0 || resident > H) continue;
+        CAPTURE(H, B, resident);
+        LayerRun got = one.fresh();
+        const int ctas = persistent_ctas(H);
+        Launch l(ctas, B, one.len.data());
+        l.args.layers = 1;
+        l.args.layer[0] = one.layer(got);
+        l.args.layer[0].resident = resident;
+        // Exactly the hybrid tier's shared memory (a vector of that size: ASan reports past it).
+        const std::size_t smem = persistent_resident_smem_bytes(B, H, resident);
+        const cudaError_t e = l.run(0, T, true, smem);
+        INFO(slstm_sim::last_error());
+        REQUIRE(e == cudaSuccess);
+        REQUIRE(l.status == 0);
+        REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
+        REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
+        REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+      }
+    }
+  }
+}
+
 TEST_CASE("the cluster tier over one layer gives the fused step's bits in one launch or in "
           "chunks, with one or several units per warp") {
   for (const int H : {3, 21, 130}) {

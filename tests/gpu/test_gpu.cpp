@@ -1764,6 +1764,52 @@ TEST_CASE("the cluster tier leaves the whole stack's batches to the whole-stack 
   require_cluster_on(clus.get());
 }
 
+// ---- The hybrid tier (cuda.hybrid=on): a layer too large for the grid tier keeps the first
+// hybrid_resident columns of its W_h rows in shared memory and reads the rest every step.
+
+// The last layer runs its persistent batches on the hybrid tier with part of W_h off chip
+// (hybrid_resident below its size is the layer's own business: the cases' sizes make it so),
+// and no launch was refused or gave up.
+void require_last_hybrid(slstm_session* s) {
+  const std::vector<std::string> batches = layer_param(s, "hybrid_batches");
+  REQUIRE(!batches.empty());
+  INFO("hybrid_batches: " << batches.back());
+  REQUIRE(batches.back() != "none");
+  require_persistent_still_on(s);
+}
+
+TEST_CASE("the hybrid tier gives the fused step's bits and the reference's numbers just past the "
+          "grid tier, alone and under a layer on the grid tier",
+          "[gpu][persistent][hybrid]") {
+  // H = 1100: 138 CTAs, two to an SM on 132 SMs, 868 (B = 1) or 762 (B = 4) of the 1100
+  // columns on chip; 114 SMs: three to an SM. [100, 1100]: the first layer on the grid tier.
+  const std::vector<Shape> shapes = {
+      {16, {1100}, 1, 6}, {7, {1100}, 3, 5}, {9, {100, 1100}, 2, 4},
+  };
+  check_fused_bits_over(shapes, "cuda.persistent=layers;cuda.hybrid=on", 19900,
+                        require_last_hybrid);
+}
+
+TEST_CASE("the hybrid tier at H = 2048, batches 1 to 4, gives the fused step's bits, and its "
+          "plan names the columns on chip and the L2 window",
+          "[gpu][hybrid]") {
+  const std::vector<Shape> shapes = {{32, {2048}, 1, 5}, {5, {2048}, 4, 3}};
+  check_fused_bits_over(shapes, "cuda.persistent=layers;cuda.hybrid=on", 19950,
+                        require_last_hybrid);
+  Model m = t::random_model(8, {2048}, 19960, 1.0f);
+  Session s = gpu_session_opts(m.get(), 4, 3, "cuda.persistent=layers;cuda.hybrid=on");
+  const std::string plan = t::describe_json(s.get());
+  INFO(plan);
+  CHECK(t::json_value(plan, "hybrid_batches") == "1-4");
+  const int resident = std::stoi(t::json_value(plan, "hybrid_resident"));
+  CHECK(resident > 0);
+  CHECK(resident < 2048);
+  // W_h's 67108864 bytes, or the device's largest window; 0 where it has no set-aside.
+  const long long window = std::stoll(t::json_value(plan, "l2_window_bytes"));
+  CHECK(window >= 0);
+  CHECK(window <= 67108864);
+}
+
 TEST_CASE("cuda.tune=on with cuda.cluster=on times the cluster tier beside the grid tier, and a "
           "later session takes either from the tuning file with the fused step's bits",
           "[gpu][tune][cluster]") {
