@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support.hpp"
@@ -166,6 +167,26 @@ TEST_CASE("a module's failure without a message is reported with a stock one", "
 
 namespace {
 
+// The stub's record of the last session's description (slstm_test_stub_module_desc): the
+// loaded stub, held open while the case runs.
+class StubDesc {
+ public:
+  StubDesc() : handle_(dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD)) {
+    REQUIRE(handle_ != nullptr);
+    fn_ = reinterpret_cast<Fn>(dlsym(handle_, "slstm_test_stub_module_desc"));
+    REQUIRE(fn_ != nullptr);
+  }
+  ~StubDesc() { dlclose(handle_); }
+  StubDesc(const StubDesc&) = delete;
+  StubDesc& operator=(const StubDesc&) = delete;
+  const std::int64_t* operator()() const { return fn_(); }
+
+ private:
+  using Fn = const std::int64_t* (*)();
+  void* handle_;
+  Fn fn_ = nullptr;
+};
+
 // A CUDA session of `m` on the stub (its probe and sessions succeed), or an empty one.
 t::Session stub_session(const slstm_model* m, const char* config) {
   slstm_session_options o;
@@ -192,11 +213,7 @@ TEST_CASE("the CUDA backend hands the module the keyed settings as the session h
   t::Session s = stub_session(m.get(),
                               "cuda.chunk=7 cuda.fused=never cuda.persistent=layers "
                               "cuda.persistent_timeout_us=1234 cuda.tune=on cuda.graphs=off");
-  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE(stub != nullptr);
-  using DescFn = const std::int64_t* (*)();
-  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
-  REQUIRE(desc != nullptr);
+  const StubDesc desc;
   const std::int64_t* d = desc();
   CHECK(d[0] == 7);     // chunk_steps
   CHECK(d[1] == 0);     // fused_mode: never
@@ -211,7 +228,6 @@ TEST_CASE("the CUDA backend hands the module the keyed settings as the session h
   CHECK(d[12] == 0);    // hybrid: cuda.hybrid=off
   t::Session ws = stub_session(m.get(), "cuda.blas_workspace_mib=3");
   CHECK(desc()[10] == 3 << 20);
-  dlclose(stub);
 }
 
 // cuda.staging=on: the buffer for a call of max_batch x max_time (input and output rows, two
@@ -221,11 +237,7 @@ TEST_CASE("the CUDA backend hands the module the staging buffer's size with cuda
           "[cuda-loader]") {
   if (!stub_fits()) return;
   t::Model m = t::random_model(3, {4}, 54);  // state: 2 x 4 floats per row
-  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE(stub != nullptr);
-  using DescFn = const std::int64_t* (*)();
-  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
-  REQUIRE(desc != nullptr);
+  const StubDesc desc;
   {
     t::Session s = stub_session(m.get(), "cuda.staging=on");  // max_batch 2, max_time 3
     CHECK(desc()[9] == 4 * (2 * 3 * (3 + 4) + 2 * 2 * 8));
@@ -237,7 +249,6 @@ TEST_CASE("the CUDA backend hands the module the staging buffer's size with cuda
     CHECK(desc()[9] == 0);
     CHECK(t::json_value(t::describe_json(s.get()), "host_staging").empty());
   }
-  dlclose(stub);
 }
 
 TEST_CASE("the plan reports the memory the module's session allocated", "[cuda-loader]") {
@@ -253,101 +264,74 @@ TEST_CASE("the plan reports the memory the module's session allocated", "[cuda-l
   }
 }
 
-// cuda.cluster=on: handed to the module, and where the persistent kernel is on, each layer's
-// plan says which batches run on one cluster and of how many CTAs (the stub: batch 1 on 8).
-TEST_CASE("the CUDA backend hands the module cuda.cluster, and the plan reports each layer's "
-          "cluster batches and CTAs where the persistent kernel is on",
-          "[cuda-loader]") {
-  if (!stub_fits()) return;
+namespace {
+
+// A tier of the persistent kernel behind `key`=on, field `field` of the stub's description:
+// handed to the module (and no other tier's field); where the persistent kernel is on, each
+// layer's plan has `params` (name, the stub's value) and a reason with `reason`; without the
+// persistent kernel, on the generic path or without the setting, none of the params and no
+// `words` anywhere in the plan.
+void check_tier_handed_on(const std::string& key, int field,
+                          const std::vector<std::pair<std::string, std::string>>& params,
+                          const char* reason, const char* words) {
   t::Model m = t::random_model(3, {4, 5}, 56);
-  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE(stub != nullptr);
-  using DescFn = const std::int64_t* (*)();
-  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
-  REQUIRE(desc != nullptr);
+  const StubDesc desc;
   for (const char* persistent : {"cuda.persistent=layers", "cuda.persistent=on"}) {
     INFO(persistent);
-    t::Session s = stub_session(m.get(), (std::string("cuda.cluster=on ") + persistent).c_str());
-    CHECK(desc()[11] == 1);
+    t::Session s = stub_session(m.get(), (key + "=on " + persistent).c_str());
+    CHECK(desc()[field] == 1);
+    CHECK(desc()[11] + desc()[12] == 1);  // (cluster, hybrid: this tier's only)
     const std::string plan = t::describe_json(s.get());
     INFO(plan);
-    CHECK(t::json_value(plan, "cuda.cluster") == "on (config)");
-    CHECK(t::json_values(plan, "cluster_batches") == std::vector<std::string>{"1", "1"});
-    CHECK(t::json_values(plan, "cluster_ctas") == std::vector<std::string>{"8", "8"});
+    CHECK(t::json_value(plan, key) == "on (config)");
+    for (const auto& [name, value] : params) {
+      CHECK(t::json_values(plan, name) == std::vector<std::string>{value, value});
+    }
     const std::vector<std::string> paths = t::json_values(plan, "path");  // the session's first
     REQUIRE(paths.size() == 3);
     CHECK(paths[1] == "persistent|fused-step|cublas+step");  // the same as without the setting
     CHECK(paths[2] == "persistent|fused-step|cublas+step");
     CHECK(t::json_values(plan, "reason").size() == 2);
-    for (const std::string& reason : t::json_values(plan, "reason")) {
-      CHECK_THAT(reason, Contains("; one thread-block cluster of 8 CTAs (cuda.cluster=on) for "
-                                  "its cluster batches"));
-    }
+    for (const std::string& r : t::json_values(plan, "reason")) CHECK_THAT(r, Contains(reason));
   }
-  // Without the persistent kernel the setting is handed on and has no effect: no cluster
-  // params; nor on the generic path, nor without the setting.
-  for (const char* config : {"cuda.cluster=on", "cuda.cluster=on cuda.persistent=off",
-                             "cuda.cluster=on cuda.persistent=layers cuda.generic=always",
-                             "cuda.persistent=layers", "cuda.cluster=off cuda.persistent=on"}) {
+  for (const std::string& config :
+       {key + "=on", key + "=on cuda.persistent=off",
+        key + "=on cuda.persistent=layers cuda.generic=always", std::string("cuda.persistent=layers"),
+        key + "=off cuda.persistent=on"}) {
     INFO(config);
-    t::Session s = stub_session(m.get(), config);
-    CHECK(desc()[11] == (std::string(config).find("cuda.cluster=on") != std::string::npos));
+    t::Session s = stub_session(m.get(), config.c_str());
+    CHECK(desc()[field] == (config.find(key + "=on") != std::string::npos));
     const std::string plan = t::describe_json(s.get());
     INFO(plan);
-    CHECK(t::json_values(plan, "cluster_batches").empty());
-    CHECK(t::json_values(plan, "cluster_ctas").empty());
-    CHECK_THAT(plan, !Contains("thread-block cluster"));
+    for (const auto& p : params) CHECK(t::json_values(plan, p.first).empty());
+    CHECK_THAT(plan, !Contains(words));
   }
-  dlclose(stub);
 }
 
-// cuda.hybrid=on: handed to the module, and where the persistent kernel is on, each layer's
-// plan says which batches run the hybrid tier, how many columns of W_h stay on chip and the
-// L2 window's bytes (the stub: batch 1, 96 columns, 65536 bytes).
+}  // namespace
+
+// cuda.cluster=on (the stub: batch 1 on one cluster of 8 CTAs).
+TEST_CASE("the CUDA backend hands the module cuda.cluster, and the plan reports each layer's "
+          "cluster batches and CTAs where the persistent kernel is on",
+          "[cuda-loader]") {
+  if (!stub_fits()) return;
+  check_tier_handed_on("cuda.cluster", 11, {{"cluster_batches", "1"}, {"cluster_ctas", "8"}},
+                       "; one thread-block cluster of 8 CTAs (cuda.cluster=on) for its cluster "
+                       "batches",
+                       "thread-block cluster");
+}
+
+// cuda.hybrid=on (the stub: batch 1, 96 columns of W_h on chip, a window of 65536 bytes).
 TEST_CASE("the CUDA backend hands the module cuda.hybrid, and the plan reports each layer's "
           "hybrid batches, resident columns and L2 window where the persistent kernel is on",
           "[cuda-loader]") {
   if (!stub_fits()) return;
-  t::Model m = t::random_model(3, {4, 5}, 57);
-  void* stub = dlopen(stub_module().c_str(), RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE(stub != nullptr);
-  using DescFn = const std::int64_t* (*)();
-  const auto desc = reinterpret_cast<DescFn>(dlsym(stub, "slstm_test_stub_module_desc"));
-  REQUIRE(desc != nullptr);
-  for (const char* persistent : {"cuda.persistent=layers", "cuda.persistent=on"}) {
-    INFO(persistent);
-    t::Session s = stub_session(m.get(), (std::string("cuda.hybrid=on ") + persistent).c_str());
-    CHECK(desc()[12] == 1);
-    CHECK(desc()[11] == 0);
-    const std::string plan = t::describe_json(s.get());
-    INFO(plan);
-    CHECK(t::json_value(plan, "cuda.hybrid") == "on (config)");
-    CHECK(t::json_values(plan, "hybrid_batches") == std::vector<std::string>{"1", "1"});
-    CHECK(t::json_values(plan, "hybrid_resident") == std::vector<std::string>{"96", "96"});
-    CHECK(t::json_values(plan, "l2_window_bytes") == std::vector<std::string>{"65536", "65536"});
-    CHECK(t::json_values(plan, "reason").size() == 2);
-    for (const std::string& reason : t::json_values(plan, "reason")) {
-      CHECK_THAT(reason, Contains("; the hybrid tier (cuda.hybrid=on) for its hybrid batches: 96 "
-                                  "columns of each W_h row on chip, the rest through L2 under an "
-                                  "L2-persisting window"));
-    }
-  }
-  // Without the persistent kernel the setting is handed on and has no effect: no hybrid
-  // params; nor on the generic path, nor without the setting.
-  for (const char* config : {"cuda.hybrid=on", "cuda.hybrid=on cuda.persistent=off",
-                             "cuda.hybrid=on cuda.persistent=layers cuda.generic=always",
-                             "cuda.persistent=layers", "cuda.hybrid=off cuda.persistent=on"}) {
-    INFO(config);
-    t::Session s = stub_session(m.get(), config);
-    CHECK(desc()[12] == (std::string(config).find("cuda.hybrid=on") != std::string::npos));
-    const std::string plan = t::describe_json(s.get());
-    INFO(plan);
-    CHECK(t::json_values(plan, "hybrid_batches").empty());
-    CHECK(t::json_values(plan, "hybrid_resident").empty());
-    CHECK(t::json_values(plan, "l2_window_bytes").empty());
-    CHECK_THAT(plan, !Contains("hybrid tier"));
-  }
-  dlclose(stub);
+  check_tier_handed_on("cuda.hybrid", 12,
+                       {{"hybrid_batches", "1"}, {"hybrid_resident", "96"},
+                        {"l2_window_bytes", "65536"}},
+                       "; the hybrid tier (cuda.hybrid=on) for its hybrid batches: 96 columns of "
+                       "each W_h row on chip, the rest through L2 under an L2-persisting window",
+                       "hybrid tier");
 }
 
 TEST_CASE("the plan's persistent kernel reason names the setting that asked for it",

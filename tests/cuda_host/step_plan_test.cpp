@@ -171,6 +171,11 @@ TEST_CASE("step plan: the hybrid tier runs H = 2048 at two CTAs per SM with as m
 TEST_CASE("step plan: the hybrid tier leaves the grid tier's layers alone and shares the SMs "
           "they leave, first layer to last",
           "[step-plan][persistent][hybrid]") {
+  // A layer the grid tier holds stays there, however many SMs it leaves free.
+  const std::vector<LayerShape> small = {layer(64, 100)};
+  const auto small_full = plan_persistent(small, 4, 132, hopper_ctas_per_sm);
+  REQUIRE(small_full[0] == 0xFu);
+  CHECK(plan_hybrid(small, small_full, 4, 132, hopper_ctas_per_sm)[0].batches == 0);
   // [1024, 2048]: the first layer on the grid tier (128 SMs); the second would need 64 CTAs
   // to an SM on the 4 left: none.
   const std::vector<LayerShape> mixed = {layer(64, 1024), layer(1024, 2048)};
