@@ -9,8 +9,8 @@
 // are conflict-free), the step's [input row | h_{t-1}] staged for every batch row, and the
 // parking area of the warp reduction. In the hybrid tier (cuda.hybrid, a layer without its
 // own input projection) only the first L.resident columns of the W_h rows are there; each
-// step reads the rest from global memory, continuing each lane's sums in the same order. Lane b < batch of warp w keeps c of (b, u) in a
-// register for the whole launch.
+// step reads the rest from global memory, continuing each lane's sums in the same order.
+// Lane b < batch of warp w keeps c of (b, u) in a register for the whole launch.
 //
 // Per step t: wait (below), stage the rows (L2 loads: other CTAs wrote them, L1 is not
 // coherent), every lane accumulates its k = lane, lane + 32, ... in the fused step's order,

@@ -210,9 +210,8 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
       // the whole-stack launch, which keeps its step flags, nor the hybrid tier's).
       for (std::size_t l = 0; cluster_ && l < L; ++l) {
         StepPlan& p = layers_[l].plan;
-        const ClusterPlan c =
-            plan_cluster(layers_[l].hid, p.persistent_batches & ~stack_.batches & ~p.hybrid_batches,
-                         cluster_launchable);
+        const std::uint32_t mine = p.persistent_batches & ~stack_.batches & ~p.hybrid_batches;
+        const ClusterPlan c = plan_cluster(layers_[l].hid, mine, cluster_launchable);
         p.cluster_batches = c.batches;
         p.cluster_ctas = c.shape.ctas;
         p.cluster_units = c.shape.units;

@@ -296,8 +296,8 @@ void check_tier_handed_on(const std::string& key, int field,
   }
   for (const std::string& config :
        {key + "=on", key + "=on cuda.persistent=off",
-        key + "=on cuda.persistent=layers cuda.generic=always", std::string("cuda.persistent=layers"),
-        key + "=off cuda.persistent=on"}) {
+        key + "=on cuda.persistent=layers cuda.generic=always",
+        std::string("cuda.persistent=layers"), key + "=off cuda.persistent=on"}) {
     INFO(config);
     t::Session s = stub_session(m.get(), config.c_str());
     CHECK(desc()[field] == (config.find(key + "=on") != std::string::npos));
