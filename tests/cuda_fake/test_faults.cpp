@@ -110,6 +110,41 @@ TEST_CASE("a cluster launch the device refuses runs the call again on the fused 
   }
 }
 
+// The hybrid tier's launch refused (say a device that does not take its L2 window in a
+// graph) is a refusal of the persistent kernel like any other: the call runs again on the
+// fused step with the same numbers, and the plan stops naming hybrid batches, columns and
+// windows (H = 1100: the layer's one launch is the hybrid tier's).
+TEST_CASE("a hybrid-tier launch the device refuses runs the call again on the fused step with "
+          "the same numbers, and the plan stops naming hybrid batches",
+          "[cuda-fake][faults]") {
+  const t::Model m = t::random_model(kD, {1100}, 816, 1.0f);
+  const Inputs in(m.get());
+  for (const char* config : {"cuda.persistent=layers;cuda.hybrid=on",
+                             "cuda.persistent=layers;cuda.hybrid=on;cuda.graphs=off"}) {
+    INFO("settings \"" << config << "\"");
+    t::Session hyb = t::cuda_session(m.get(), kB, kT, config);
+    t::Session fused = t::cuda_session(m.get(), kB, kT, "cuda.fused=always");
+    REQUIRE((hyb && fused));
+    std::string plan = t::describe_json(hyb.get());
+    REQUIRE(t::json_value(plan, "hybrid_batches") == "1-3");
+    REQUIRE(t::json_value(plan, "hybrid_resident") == "762");  // (batch 3: the 4-row kernel)
+    REQUIRE(t::json_value(plan, "l2_window_bytes") == "19360000");
+    cuda_fake::inject_fault("lstm_persistent_kernel", cudaErrorCooperativeLaunchTooLarge);
+    const t::Run got = t::forward_ok(hyb.get(), m.get(), in.call);
+    REQUIRE(cuda_fake::clear_faults() == 0);  // the launch was tried, and refused
+    const t::Run want = t::forward_ok(fused.get(), m.get(), in.call);
+    CHECK(t::count_poison(got.output) == 0);
+    CHECK(t::bitwise_equal(got.output, want.output));
+    CHECK(t::bitwise_equal(got.final_state, want.final_state));
+    plan = t::describe_json(hyb.get());
+    INFO(plan);
+    for (const std::string& p : t::json_values(plan, "hybrid_batches")) CHECK(p == "none");
+    for (const std::string& p : t::json_values(plan, "hybrid_resident")) CHECK(p == "0");
+    for (const std::string& p : t::json_values(plan, "l2_window_bytes")) CHECK(p == "0");
+    CHECK_FALSE(persistent_on_every_layer(hyb.get()));
+  }
+}
+
 namespace {
 
 // In a persistent session of `config`, the call whose `api` fails (pointer argument `match`)
