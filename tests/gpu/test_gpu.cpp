@@ -1810,6 +1810,33 @@ TEST_CASE("the hybrid tier at H = 2048, batches 1 to 4, gives the fused step's b
   CHECK(window <= 67108864);
 }
 
+TEST_CASE("cuda.tune=on with cuda.hybrid=on times the hybrid tier as the persistent path, and a "
+          "later session takes it or the fused step from the tuning file with the same bits",
+          "[gpu][tune][hybrid]") {
+  Model m = t::random_model(10, {1100}, 19971, 1.0f);
+  TempPath file;
+  const std::string config =
+      "cuda.tune=on;cuda.persistent=layers;cuda.hybrid=on;cuda.tune_file=" + file.path;
+  const Inputs in = make_inputs(m.get(), 2, 6, SLSTM_BATCH_MAJOR, true, true, 19972);
+  run_once(m.get(), 2, 6, config, in);
+  const std::string text = read_text(file.path);
+  INFO(text);
+  CHECK(text.find("\tcublas+fused+persistent\n") != std::string::npos);
+  Session fused = gpu_session_opts(m.get(), 2, 6, "cuda.fused=always");
+  const Result want = run_host(fused.get(), m.get(), in);
+  for (const std::string path : {"persistent", "fused"}) {
+    INFO("the file says " << path);
+    write_text(file.path, with_tuned_path(text, path.c_str()));
+    Session second = gpu_session_opts(m.get(), 2, 6, config.c_str());
+    CHECK(layer_param(second.get(), "hybrid_batches") == std::vector<std::string>{"1-2"});
+    check_same_bits(run_host(second.get(), m.get(), in), want);
+    // Batch 2 on the fused step takes it off the hybrid (and persistent) plan.
+    const std::string now = path == "persistent" ? "1-2" : "1";
+    CHECK(layer_param(second.get(), "hybrid_batches") == std::vector<std::string>{now});
+    CHECK(layer_param(second.get(), "persistent_batches") == std::vector<std::string>{now});
+  }
+}
+
 TEST_CASE("cuda.tune=on with cuda.cluster=on times the cluster tier beside the grid tier, and a "
           "later session takes either from the tuning file with the fused step's bits",
           "[gpu][tune][cluster]") {
