@@ -347,10 +347,12 @@ done
 # The hybrid tier (cuda.hybrid=on): H = 2048, whose W_h (67 MB) no grid of CTAs holds,
 # 256 CTAs at two to an SM with part of each row in shared memory, the rest read every step
 # through L2 under an L2-persisting window (the PLAN line: hybrid_resident, l2_window_bytes);
-# beside the default plan and the fused step, and tuned against them.
+# H = 1536 (192 CTAs, its 38 MB fit L2); beside the default plan and the fused step, and tuned
+# against them.
 h2048="--input 2048 --layers 2048 --batch 1 --time 25"
 h2048b4="--input 2048 --layers 2048 --batch 4 --time 25"
-for scen in h2048 h2048b4; do
+h1536="--input 1536 --layers 1536 --batch 1 --time 50"
+for scen in h2048 h2048b4 h1536; do
   args=${!scen}
   bench "$scen-default" cuda device 50 $args
   SLSTM_CUDA_FUSED=always bench "$scen-fused" cuda device 50 $args
