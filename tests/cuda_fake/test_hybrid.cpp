@@ -18,14 +18,9 @@
 namespace {
 
 t::Session hybrid_session(const slstm_model* m, std::int64_t batch, const char* config) {
-  slstm_session_options o = t::options(batch, 3);
-  o.backend = SLSTM_BACKEND_CUDA;
-  o.config = config;
-  slstm_session* raw = nullptr;
-  const slstm_status st = slstm_session_create(m, &o, &raw);
-  INFO(slstm_last_error());
-  REQUIRE(st == SLSTM_OK);
-  return t::Session(raw);
+  t::Session s = t::cuda_session(m, batch, 3, config);
+  REQUIRE(s);
+  return s;
 }
 
 std::size_t set_aside() {
