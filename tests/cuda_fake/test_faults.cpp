@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,51 @@ TEST_CASE("a persistent launch the device refuses runs the call again with the n
   }
 }
 
+namespace {
+
+// What the plan says of a tier for every layer: `key` reads `planned` before a refusal and
+// `refused` after it.
+struct TierKey {
+  const char* key;
+  const char* planned;
+  const char* refused;
+};
+
+// A session of `config` whose `kernel` launch the device refuses with `fault`: the call runs
+// again on the fused step with the same numbers, the plan stops naming the tier (`keys`), and
+// not every layer runs the persistent kernel any more.
+void check_refused_tier_falls_back(const slstm_model* m, const Inputs& in, const char* config,
+                                   const char* kernel, cudaError_t fault,
+                                   std::initializer_list<TierKey> keys) {
+  INFO("settings \"" << config << "\"");
+  t::Session tier = t::cuda_session(m, kB, kT, config);
+  t::Session fused = t::cuda_session(m, kB, kT, "cuda.fused=always");
+  REQUIRE((tier && fused));
+  std::string plan = t::describe_json(tier.get());
+  INFO("the plan before: " << plan);
+  for (const TierKey& k : keys) {
+    INFO(k.key);
+    const std::vector<std::string> values = t::json_values(plan, k.key);
+    REQUIRE_FALSE(values.empty());
+    for (const std::string& v : values) REQUIRE(v == k.planned);
+  }
+  cuda_fake::inject_fault(kernel, fault);
+  const t::Run got = t::forward_ok(tier.get(), m, in.call);
+  REQUIRE(cuda_fake::clear_faults() == 0);  // the launch was tried, and refused
+  const t::Run want = t::forward_ok(fused.get(), m, in.call);
+  CHECK(t::count_poison(got.output) == 0);
+  CHECK(t::bitwise_equal(got.output, want.output));
+  CHECK(t::bitwise_equal(got.final_state, want.final_state));
+  plan = t::describe_json(tier.get());
+  INFO("the plan after: " << plan);
+  for (const TierKey& k : keys) {
+    for (const std::string& v : t::json_values(plan, k.key)) CHECK(v == k.refused);
+  }
+  CHECK_FALSE(persistent_on_every_layer(tier.get()));
+}
+
+}  // namespace
+
 // The cluster tier's launch refused (a cluster the device cannot place: another context
 // holds its SMs) is a refusal of the persistent kernel like any other: the call runs again
 // on the fused step with the same numbers, and the plan stops naming cluster batches.
@@ -89,31 +135,17 @@ TEST_CASE("a cluster launch the device refuses runs the call again on the fused 
   const Inputs in(m.get());
   for (const char* config : {"cuda.persistent=layers;cuda.cluster=on",
                              "cuda.persistent=layers;cuda.cluster=on;cuda.graphs=off"}) {
-    INFO("settings \"" << config << "\"");
-    t::Session clus = t::cuda_session(m.get(), kB, kT, config);
-    t::Session fused = t::cuda_session(m.get(), kB, kT, "cuda.fused=always");
-    REQUIRE((clus && fused));
-    for (const std::string& p : t::json_values(t::describe_json(clus.get()), "cluster_batches")) {
-      REQUIRE(p == "1-3");
-    }
-    cuda_fake::inject_fault("lstm_cluster_kernel", cudaErrorInvalidClusterSize);
-    const t::Run got = t::forward_ok(clus.get(), m.get(), in.call);
-    REQUIRE(cuda_fake::clear_faults() == 0);  // the launch was tried, and refused
-    const t::Run want = t::forward_ok(fused.get(), m.get(), in.call);
-    CHECK(t::count_poison(got.output) == 0);
-    CHECK(t::bitwise_equal(got.output, want.output));
-    CHECK(t::bitwise_equal(got.final_state, want.final_state));
-    for (const std::string& p : t::json_values(t::describe_json(clus.get()), "cluster_batches")) {
-      CHECK(p == "none");
-    }
-    CHECK_FALSE(persistent_on_every_layer(clus.get()));
+    check_refused_tier_falls_back(m.get(), in, config, "lstm_cluster_kernel",
+                                  cudaErrorInvalidClusterSize,
+                                  {{"cluster_batches", "1-3", "none"}});
   }
 }
 
 // The hybrid tier's launch refused (say a device that does not take its L2 window in a
 // graph) is a refusal of the persistent kernel like any other: the call runs again on the
 // fused step with the same numbers, and the plan stops naming hybrid batches, columns and
-// windows (H = 1100: the layer's one launch is the hybrid tier's).
+// windows (H = 1100: the layer's one launch is the hybrid tier's; batch 3 runs the 4-row
+// kernel, whence 762 columns on chip).
 TEST_CASE("a hybrid-tier launch the device refuses runs the call again on the fused step with "
           "the same numbers, and the plan stops naming hybrid batches",
           "[cuda-fake][faults]") {
@@ -121,27 +153,11 @@ TEST_CASE("a hybrid-tier launch the device refuses runs the call again on the fu
   const Inputs in(m.get());
   for (const char* config : {"cuda.persistent=layers;cuda.hybrid=on",
                              "cuda.persistent=layers;cuda.hybrid=on;cuda.graphs=off"}) {
-    INFO("settings \"" << config << "\"");
-    t::Session hyb = t::cuda_session(m.get(), kB, kT, config);
-    t::Session fused = t::cuda_session(m.get(), kB, kT, "cuda.fused=always");
-    REQUIRE((hyb && fused));
-    std::string plan = t::describe_json(hyb.get());
-    REQUIRE(t::json_value(plan, "hybrid_batches") == "1-3");
-    REQUIRE(t::json_value(plan, "hybrid_resident") == "762");  // (batch 3: the 4-row kernel)
-    REQUIRE(t::json_value(plan, "l2_window_bytes") == "19360000");
-    cuda_fake::inject_fault("lstm_persistent_kernel", cudaErrorCooperativeLaunchTooLarge);
-    const t::Run got = t::forward_ok(hyb.get(), m.get(), in.call);
-    REQUIRE(cuda_fake::clear_faults() == 0);  // the launch was tried, and refused
-    const t::Run want = t::forward_ok(fused.get(), m.get(), in.call);
-    CHECK(t::count_poison(got.output) == 0);
-    CHECK(t::bitwise_equal(got.output, want.output));
-    CHECK(t::bitwise_equal(got.final_state, want.final_state));
-    plan = t::describe_json(hyb.get());
-    INFO(plan);
-    for (const std::string& p : t::json_values(plan, "hybrid_batches")) CHECK(p == "none");
-    for (const std::string& p : t::json_values(plan, "hybrid_resident")) CHECK(p == "0");
-    for (const std::string& p : t::json_values(plan, "l2_window_bytes")) CHECK(p == "0");
-    CHECK_FALSE(persistent_on_every_layer(hyb.get()));
+    check_refused_tier_falls_back(m.get(), in, config, "lstm_persistent_kernel",
+                                  cudaErrorCooperativeLaunchTooLarge,
+                                  {{"hybrid_batches", "1-3", "none"},
+                                   {"hybrid_resident", "762", "0"},
+                                   {"l2_window_bytes", "19360000", "0"}});
   }
 }
 
