@@ -1810,58 +1810,61 @@ TEST_CASE("the hybrid tier at H = 2048, batches 1 to 4, gives the fused step's b
   CHECK(window <= 67108864);
 }
 
-TEST_CASE("cuda.tune=on with cuda.hybrid=on times the hybrid tier as the persistent path, and a "
-          "later session takes it or the fused step from the tuning file with the same bits",
-          "[gpu][tune][hybrid]") {
-  Model m = t::random_model(10, {1100}, 19971, 1.0f);
+// A tier's tuning at batch 2: one layer of size `h`, T = `steps`, the tier's `setting` with
+// cuda.tune=on. The tuning file names `timed` as the path it took; a later session that reads
+// either of `paths` from the file gives the fused step's bits, and its plan's `key` (the
+// tier's batches) reads "1-2" before the call and `after[i]` after it, persistent_batches
+// `persistent_after[i]`.
+struct TunedTier {
+  std::int64_t h, steps;
+  unsigned seed;
+  const char* setting;
+  const char* timed;
+  const char* key;
+  const char* paths[2];
+  const char* after[2];
+  const char* persistent_after[2];
+};
+
+void check_tuned_tier(const TunedTier& c) {
+  Model m = t::random_model(10, {c.h}, c.seed, 1.0f);
   TempPath file;
-  const std::string config =
-      "cuda.tune=on;cuda.persistent=layers;cuda.hybrid=on;cuda.tune_file=" + file.path;
-  const Inputs in = make_inputs(m.get(), 2, 6, SLSTM_BATCH_MAJOR, true, true, 19972);
-  run_once(m.get(), 2, 6, config, in);
+  const std::string config = std::string("cuda.tune=on;cuda.persistent=layers;") + c.setting +
+                             ";cuda.tune_file=" + file.path;
+  const Inputs in = make_inputs(m.get(), 2, c.steps, SLSTM_BATCH_MAJOR, true, true, c.seed + 1);
+  run_once(m.get(), 2, c.steps, config, in);
   const std::string text = read_text(file.path);
   INFO(text);
-  CHECK(text.find("\tcublas+fused+persistent\n") != std::string::npos);
-  Session fused = gpu_session_opts(m.get(), 2, 6, "cuda.fused=always");
+  CHECK(text.find(std::string("\t") + c.timed + "\n") != std::string::npos);
+  Session fused = gpu_session_opts(m.get(), 2, c.steps, "cuda.fused=always");
   const Result want = run_host(fused.get(), m.get(), in);
-  for (const std::string path : {"persistent", "fused"}) {
-    INFO("the file says " << path);
-    write_text(file.path, with_tuned_path(text, path.c_str()));
-    Session second = gpu_session_opts(m.get(), 2, 6, config.c_str());
-    CHECK(layer_param(second.get(), "hybrid_batches") == std::vector<std::string>{"1-2"});
+  for (int i = 0; i < 2; ++i) {
+    INFO("the file says " << c.paths[i]);
+    write_text(file.path, with_tuned_path(text, c.paths[i]));
+    Session second = gpu_session_opts(m.get(), 2, c.steps, config.c_str());
+    CHECK(layer_param(second.get(), c.key) == std::vector<std::string>{"1-2"});
     check_same_bits(run_host(second.get(), m.get(), in), want);
-    // Batch 2 on the fused step takes it off the hybrid (and persistent) plan.
-    const std::string now = path == "persistent" ? "1-2" : "1";
-    CHECK(layer_param(second.get(), "hybrid_batches") == std::vector<std::string>{now});
-    CHECK(layer_param(second.get(), "persistent_batches") == std::vector<std::string>{now});
+    CHECK(layer_param(second.get(), c.key) == std::vector<std::string>{c.after[i]});
+    CHECK(layer_param(second.get(), "persistent_batches") ==
+          std::vector<std::string>{c.persistent_after[i]});
   }
 }
 
+// Batch 2 on the fused step takes it off the hybrid (and persistent) plan.
+TEST_CASE("cuda.tune=on with cuda.hybrid=on times the hybrid tier as the persistent path, and a "
+          "later session takes it or the fused step from the tuning file with the same bits",
+          "[gpu][tune][hybrid]") {
+  check_tuned_tier({1100, 6, 19971, "cuda.hybrid=on", "cublas+fused+persistent",
+                    "hybrid_batches", {"persistent", "fused"}, {"1-2", "1"}, {"1-2", "1"}});
+}
+
+// Batch 2 on the grid tier takes it off the cluster plan; on the cluster tier it stays; both
+// keep it persistent.
 TEST_CASE("cuda.tune=on with cuda.cluster=on times the cluster tier beside the grid tier, and a "
           "later session takes either from the tuning file with the fused step's bits",
           "[gpu][tune][cluster]") {
-  Model m = t::random_model(10, {100}, 19821, 1.0f);
-  TempPath file;
-  const std::string config =
-      "cuda.tune=on;cuda.persistent=layers;cuda.cluster=on;cuda.tune_file=" + file.path;
-  const Inputs in = make_inputs(m.get(), 2, 12, SLSTM_BATCH_MAJOR, true, true, 19822);
-  run_once(m.get(), 2, 12, config, in);
-  const std::string text = read_text(file.path);
-  INFO(text);
-  CHECK(text.find("\tcublas+fused+persistent+cluster\n") != std::string::npos);
-  Session fused = gpu_session_opts(m.get(), 2, 12, "cuda.fused=always");
-  const Result want = run_host(fused.get(), m.get(), in);
-  for (const char* path : {"persistent", "cluster"}) {
-    INFO("the file says " << path);
-    write_text(file.path, with_tuned_path(text, path));
-    Session second = gpu_session_opts(m.get(), 2, 12, config.c_str());
-    CHECK(layer_param(second.get(), "cluster_batches") == std::vector<std::string>{"1-2"});
-    check_same_bits(run_host(second.get(), m.get(), in), want);
-    // Batch 2 on the grid tier takes it off the cluster plan; on the cluster tier it stays.
-    const std::string now = std::string(path) == "cluster" ? "1-2" : "1";
-    CHECK(layer_param(second.get(), "cluster_batches") == std::vector<std::string>{now});
-    CHECK(layer_param(second.get(), "persistent_batches") == std::vector<std::string>{"1-2"});
-  }
+  check_tuned_tier({100, 12, 19821, "cuda.cluster=on", "cublas+fused+persistent+cluster",
+                    "cluster_batches", {"persistent", "cluster"}, {"1", "1-2"}, {"1-2", "1-2"}});
 }
 
 // A tuned path other than the persistent kernel takes the batch off the persistent plan: a
