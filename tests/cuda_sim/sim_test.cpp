@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <string>
@@ -249,71 +250,105 @@ TEST_CASE("the persistent kernel over one layer gives the fused step's bits in o
   }
 }
 
-TEST_CASE("the hybrid tier's kernel gives the fused step's bits with any number of W_h's columns "
-          "in shared memory, the rest read every step from global memory") {
-  for (const int H : {8, 37, 70}) {
+namespace {
+
+// The hybrid tier over one layer of size H: for each batch of `batches` and each count of
+// `residents` (those in 0..H), the first `resident` columns of W_h's rows in shared memory,
+// the rest read every step from global memory, the fused step's bits.
+void check_hybrid_layer(int H, std::initializer_list<int> batches,
+                        std::initializer_list<int> residents) {
+  for (const int B : batches) {
+    const int T = 5;
+    const OneLayer one(H, B, T, static_cast<std::uint32_t>(11 * H + B), B != 3);
+    const LayerRun want = one.fused();
+    for (const int resident : residents) {
+      if (resident < 0 || resident > H) continue;
+      CAPTURE(H, B, resident);
+      LayerRun got = one.fresh();
+      const int ctas = persistent_ctas(H);
+      Launch l(ctas, B, one.len.data());
+      l.args.layers = 1;
+      l.args.layer[0] = one.layer(got);
+      l.args.layer[0].resident = resident;
+      // Exactly the hybrid tier's shared memory (a vector of that size: ASan reports past it).
+      const std::size_t smem = persistent_resident_smem_bytes(B, H, resident);
+      const cudaError_t e = l.run(0, T, true, smem);
+      INFO(slstm_sim::last_error());
+      REQUIRE(e == cudaSuccess);
+      REQUIRE(l.status == 0);
+      REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
+      REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
+      REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+    }
+  }
+}
+
+// The cluster tier over one layer of size H split over at most each of `max_ctas` CTAs, batches
+// 1, 3 and 5, in one launch or in chunks of two steps: the fused step's bits.
+void check_cluster_layer(int H, std::initializer_list<int> max_ctas_list) {
+  for (const int max_ctas : max_ctas_list) {
     for (const int B : {1, 3, 5}) {
       const int T = 5;
-      const OneLayer one(H, B, T, static_cast<std::uint32_t>(11 * H + B), B != 3);
+      const OneLayer one(H, B, T, static_cast<std::uint32_t>(11 * H + B + 100 * max_ctas),
+                         B != 3);
       const LayerRun want = one.fused();
-      for (const int resident : {0, 1, 31, 32, 33, H - 1, H}) {
-        if (resident < 0 || resident > H) continue;
-        CAPTURE(H, B, resident);
+      const ClusterShape shape = cluster_shape(H, max_ctas);
+      for (const int chunk : {T, 2}) {
+        CAPTURE(H, max_ctas, shape.ctas, shape.units, B, chunk);
         LayerRun got = one.fresh();
-        const int ctas = persistent_ctas(H);
-        Launch l(ctas, B, one.len.data());
-        l.args.layers = 1;
-        l.args.layer[0] = one.layer(got);
-        l.args.layer[0].resident = resident;
-        // Exactly the hybrid tier's shared memory (a vector of that size: ASan reports past it).
-        const std::size_t smem = persistent_resident_smem_bytes(B, H, resident);
-        const cudaError_t e = l.run(0, T, true, smem);
-        INFO(slstm_sim::last_error());
-        REQUIRE(e == cudaSuccess);
-        REQUIRE(l.status == 0);
+        ClusterArgs a;
+        a.layer = one.layer(got);
+        a.len = one.len.data();
+        a.batch = B;
+        a.units = shape.units;
+        for (int t0 = 0; t0 < T; t0 += chunk) {
+          a.t0 = t0;
+          a.t1 = t0 + chunk < T ? t0 + chunk : T;
+          a.finalize = a.t1 == T;
+          const cudaError_t e =
+              launch_lstm_cluster(nullptr, a, shape.ctas, cluster_smem_bytes(B, H, shape.units));
+          INFO(slstm_sim::last_error());
+          REQUIRE(e == cudaSuccess);
+        }
         REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
         REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
+        // finalize: the last h is in the state (h_even) whatever T's parity
         REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
       }
     }
   }
 }
 
-TEST_CASE("the cluster tier over one layer gives the fused step's bits in one launch or in "
+}  // namespace
+
+// Tagged [sweep]: the cases that repeat a kernel over many shapes for its arithmetic. The
+// ThreadSanitizer run (.ci/reliability.sh), whose concern is the ordering that each kernel's
+// barriers and flags give, leaves them out (there they take minutes) and runs the untagged
+// cases, which reach every kernel and every batch width.
+
+// H = 37: five CTAs, W_h's rows cut before, at and past a warp's 32 columns.
+TEST_CASE("the hybrid tier's kernel gives the fused step's bits with part of W_h's columns in "
+          "shared memory, the rest read every step from global memory, at every batch width") {
+  check_hybrid_layer(37, {1, 3, 5}, {0, 33, 37});
+}
+
+TEST_CASE("the hybrid tier's kernel gives the fused step's bits with any number of W_h's columns "
+          "in shared memory, the rest read every step from global memory",
+          "[sweep]") {
+  for (const int H : {8, 37, 70}) check_hybrid_layer(H, {1, 3, 5}, {0, 1, 31, 32, 33, H - 1, H});
+}
+
+// H = 3: one CTA; H = 21: three CTAs of a unit per warp, or two of several.
+TEST_CASE("the cluster tier over one small layer gives the fused step's bits in one launch or in "
           "chunks, with one or several units per warp") {
-  for (const int H : {3, 21, 130}) {
-    for (const int max_ctas : {kClusterMaxCtas, kClusterPortableCtas, 2}) {
-      for (const int B : {1, 3, 5}) {
-        const int T = 5;
-        const OneLayer one(H, B, T, static_cast<std::uint32_t>(11 * H + B + 100 * max_ctas),
-                           B != 3);
-        const LayerRun want = one.fused();
-        const ClusterShape shape = cluster_shape(H, max_ctas);
-        for (const int chunk : {T, 2}) {
-          CAPTURE(H, max_ctas, shape.ctas, shape.units, B, chunk);
-          LayerRun got = one.fresh();
-          ClusterArgs a;
-          a.layer = one.layer(got);
-          a.len = one.len.data();
-          a.batch = B;
-          a.units = shape.units;
-          for (int t0 = 0; t0 < T; t0 += chunk) {
-            a.t0 = t0;
-            a.t1 = t0 + chunk < T ? t0 + chunk : T;
-            a.finalize = a.t1 == T;
-            const cudaError_t e =
-                launch_lstm_cluster(nullptr, a, shape.ctas, cluster_smem_bytes(B, H, shape.units));
-            INFO(slstm_sim::last_error());
-            REQUIRE(e == cudaSuccess);
-          }
-          REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
-          REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
-          // finalize: the last h is in the state (h_even) whatever T's parity
-          REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
-        }
-      }
-    }
-  }
+  for (const int H : {3, 21}) check_cluster_layer(H, {kClusterMaxCtas, kClusterPortableCtas, 2});
+}
+
+// H = 130: 16 CTAs (the largest cluster), 8 (the portable one) or 2, several units per warp.
+TEST_CASE("the cluster tier over a layer of 130 gives the fused step's bits over clusters of 16, "
+          "8 and 2 CTAs, in one launch or in chunks",
+          "[sweep]") {
+  check_cluster_layer(130, {kClusterMaxCtas, kClusterPortableCtas, 2});
 }
 
 TEST_CASE("the cluster tier refuses a launch whose CTAs do not cover the layer or whose shared "
