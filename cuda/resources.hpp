@@ -1,5 +1,6 @@
 // RAII owners of the CUDA module's resources: device and pinned host memory, streams, events,
-// cuBLAS handles, executable graphs, and the scopes that make a device current.
+// cuBLAS handles, executable graphs, the scopes that make a device current, and a lease on a
+// device's persisting L2 set-aside.
 //
 // An owner is move-only and releases what it holds when it goes (errors ignored: nothing
 // useful can be done about a failed release, and a destructor must not throw). Everything is
@@ -12,6 +13,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include "check.hpp"
@@ -210,6 +213,99 @@ class DeviceTeardown {
   int previous_ = -1;
   bool relaxed_ = false;
   cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;  // the thread's, to restore
+};
+
+// A lease on the current device's persisting L2 set-aside (cudaLimitPersistingL2CacheSize:
+// one per device, shared by the whole process). acquire() raises it to `want` where it is
+// less and never lowers it; while leases on the device live it stays at least what each
+// asked for. When the device's last lease ends, the set-aside goes back to what it was before
+// the library raised it, unless something else changed it since (then it is left as it is).
+// Released on the device that is current then: the owner's, under DeviceTeardown.
+class SetAsideLease {
+ public:
+  SetAsideLease() noexcept = default;
+  SetAsideLease(SetAsideLease&& other) noexcept
+      : device_(std::exchange(other.device_, -1)), bytes_(std::exchange(other.bytes_, 0)) {}
+  SetAsideLease& operator=(SetAsideLease&& other) noexcept {
+    if (this != &other) {
+      release();
+      device_ = std::exchange(other.device_, -1);
+      bytes_ = std::exchange(other.bytes_, 0);
+    }
+    return *this;
+  }
+  SetAsideLease(const SetAsideLease&) = delete;
+  SetAsideLease& operator=(const SetAsideLease&) = delete;
+  ~SetAsideLease() { release(); }
+
+  // `device` is the current device. No lease (bytes() 0) where the device refuses the query
+  // or the raise; the runtime's last error is cleared then.
+  static SetAsideLease acquire(int device, std::size_t want) noexcept {
+    Book& book = book_of_process();
+    const std::lock_guard<std::mutex> lock(book.mu);
+    std::size_t now = 0;
+    if (cudaDeviceGetLimit(&now, cudaLimitPersistingL2CacheSize) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return SetAsideLease();
+    }
+    Entry& e = book.devices[device];
+    if (now < want) {
+      if (cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, want) != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (e.leases == 0) book.devices.erase(device);
+        return SetAsideLease();
+      }
+      // What to give back: the value found, unless it is the one the library set last.
+      if (e.leases == 0 || now != e.ours) e.found = now;
+      e.ours = want;
+      now = want;
+    }
+    ++e.leases;
+    SetAsideLease lease;
+    lease.device_ = device;
+    lease.bytes_ = now;
+    return lease;
+  }
+
+  std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  struct Entry {
+    std::size_t found = 0;  // the set-aside before the library raised it
+    std::size_t ours = 0;   // what the library set it to last (0: it did not)
+    int leases = 0;
+  };
+  struct Book {
+    std::mutex mu;
+    std::map<int, Entry> devices;
+  };
+  // Never destroyed: a lease that ends during the process's exit still finds it.
+  static Book& book_of_process() {
+    static Book* book = new Book;
+    return *book;
+  }
+
+  void release() noexcept {
+    if (device_ < 0) return;
+    Book& book = book_of_process();
+    const std::lock_guard<std::mutex> lock(book.mu);
+    auto it = book.devices.find(device_);
+    if (it != book.devices.end() && --it->second.leases == 0) {
+      std::size_t now = 0;
+      if (it->second.ours != 0 &&
+          cudaDeviceGetLimit(&now, cudaLimitPersistingL2CacheSize) == cudaSuccess &&
+          now == it->second.ours) {
+        (void)cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, it->second.found);
+      }
+      (void)cudaGetLastError();
+      book.devices.erase(it);
+    }
+    device_ = -1;
+    bytes_ = 0;
+  }
+
+  int device_ = -1;
+  std::size_t bytes_ = 0;
 };
 
 }  // namespace slstm_cuda

@@ -243,6 +243,7 @@ class Session {
   bool persistent_stack_ = false;  // cuda.persistent=on (not layers): whole-stack launches too
   bool cluster_ = false;  // cuda.cluster=on: layers that fit one cluster run the cluster kernel
   bool hybrid_ = false;   // cuda.hybrid=on: layers too large for the grid tier run the hybrid one
+  SetAsideLease set_aside_;  // the hybrid tier's persisting L2 set-aside, while the session lives
   bool persistent_off_ = false;
   long long persistent_timeout_ns_ = 0;
   // The batches whose whole stack runs as one persistent launch (plan_stack; after a failure

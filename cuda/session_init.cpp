@@ -226,8 +226,9 @@ void Session::size_layers(const slstm_cuda_session_desc& d) {
 // its W_h (as much as the device's largest window covers), its lines persisting with the
 // probability that fits the device's persisting set-aside (hit_ratio = set-aside / window),
 // which the session raises to the largest window, up to the device's maximum, and never
-// lowers (cudaLimitPersistingL2CacheSize: the process's, on that device). Where the device
-// has no set-aside or refuses the queries, the tier runs without windows.
+// lowers (cudaLimitPersistingL2CacheSize: the process's, on that device); when the device's
+// last session that holds it ends, it goes back to what it was (SetAsideLease). Where the
+// device has no set-aside or refuses the queries, the tier runs without windows.
 void Session::plan_hybrid_tier(const std::vector<LayerShape>& shapes,
                                const std::vector<std::uint32_t>& full, int sms) {
   const std::vector<HybridPlan> hybrid =
@@ -252,18 +253,11 @@ void Session::plan_hybrid_tier(const std::vector<LayerShape>& shapes,
     ld.l2_window.bytes = std::min(wh_bytes, static_cast<std::size_t>(std::max(max_window, 0)));
     widest = std::max(widest, ld.l2_window.bytes);
   }
-  std::size_t set_aside = 0;
   if (widest > 0 && max_persisting > 0) {
-    const std::size_t want = std::min(widest, static_cast<std::size_t>(max_persisting));
-    if (cudaDeviceGetLimit(&set_aside, cudaLimitPersistingL2CacheSize) != cudaSuccess ||
-        (set_aside < want &&
-         cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, want) != cudaSuccess)) {
-      (void)cudaGetLastError();
-      set_aside = 0;
-    } else {
-      set_aside = std::max(set_aside, want);
-    }
+    set_aside_ = SetAsideLease::acquire(
+        device_, std::min(widest, static_cast<std::size_t>(max_persisting)));
   }
+  const std::size_t set_aside = set_aside_.bytes();
   for (LayerData& ld : layers_) {
     if (set_aside == 0 || ld.l2_window.bytes == 0) {
       ld.l2_window.bytes = 0;

@@ -760,7 +760,8 @@ typedef struct slstm_session_options {
    *                  every step from global memory, under an L2 access policy window over
    *                  W_h (the session raises the device's persisting L2 set-aside,
    *                  cudaLimitPersistingL2CacheSize, to the window up to the device's
-   *                  maximum, and never lowers it); the fused step's numbers bit for bit.
+   *                  maximum, never lowers it, and gives it back when the device's last
+   *                  such session ends); the fused step's numbers bit for bit.
    *                  The plan's hybrid_batches, hybrid_resident (columns on chip) and
    *                  l2_window_bytes per layer.  No effect with cuda.persistent=off or on
    *                  the generic path.  Not yet run on a GPU, hence off

@@ -1790,24 +1790,35 @@ TEST_CASE("the hybrid tier gives the fused step's bits and the reference's numbe
                         require_last_hybrid);
 }
 
-TEST_CASE("the hybrid tier at H = 2048, batches 1 to 4, gives the fused step's bits, and its "
-          "plan names the columns on chip and the L2 window",
+TEST_CASE("the hybrid tier at H = 2048, batches 1 to 4, gives the fused step's bits, its plan "
+          "names the columns on chip and the L2 window, and the set-aside is given back",
           "[gpu][hybrid]") {
   const std::vector<Shape> shapes = {{32, {2048}, 1, 5}, {5, {2048}, 4, 3}};
   check_fused_bits_over(shapes, "cuda.persistent=layers;cuda.hybrid=on", 19950,
                         require_last_hybrid);
   Model m = t::random_model(8, {2048}, 19960, 1.0f);
-  Session s = gpu_session_opts(m.get(), 4, 3, "cuda.persistent=layers;cuda.hybrid=on");
-  const std::string plan = t::describe_json(s.get());
-  INFO(plan);
-  CHECK(t::json_value(plan, "hybrid_batches") == "1-4");
-  const int resident = std::stoi(t::json_value(plan, "hybrid_resident"));
-  CHECK(resident > 0);
-  CHECK(resident < 2048);
-  // W_h's 67108864 bytes, or the device's largest window; 0 where it has no set-aside.
-  const long long window = std::stoll(t::json_value(plan, "l2_window_bytes"));
-  CHECK(window >= 0);
-  CHECK(window <= 67108864);
+  std::size_t before = 0, during = 0, after = 0;
+  CUDA_OK(cudaDeviceGetLimit(&before, cudaLimitPersistingL2CacheSize));
+  {
+    Session s = gpu_session_opts(m.get(), 4, 3, "cuda.persistent=layers;cuda.hybrid=on");
+    const std::string plan = t::describe_json(s.get());
+    INFO(plan);
+    CHECK(t::json_value(plan, "hybrid_batches") == "1-4");
+    const int resident = std::stoi(t::json_value(plan, "hybrid_resident"));
+    CHECK(resident > 0);
+    CHECK(resident < 2048);
+    // W_h's 67108864 bytes, or the device's largest window; 0 where it has no set-aside.
+    const long long window = std::stoll(t::json_value(plan, "l2_window_bytes"));
+    CHECK(window >= 0);
+    CHECK(window <= 67108864);
+    // The device's persisting set-aside, raised for the window while the session lives.
+    CUDA_OK(cudaDeviceGetLimit(&during, cudaLimitPersistingL2CacheSize));
+    CHECK(during >= before);
+    if (window > 0) CHECK(during > 0);
+  }
+  // ... and given back when it ends.
+  CUDA_OK(cudaDeviceGetLimit(&after, cudaLimitPersistingL2CacheSize));
+  CHECK(after == before);
 }
 
 // A tier's tuning at batch 2: one layer of size `h`, T = `steps`, the tier's `setting` with
