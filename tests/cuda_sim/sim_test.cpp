@@ -193,6 +193,14 @@ struct Launch {
   }
 };
 
+// A run over `one` gives `want`'s bits: its output, its c and its last h (a launch that
+// finalizes leaves the last h in h_even whatever T's parity).
+void require_same_run(const OneLayer& one, const LayerRun& got, const LayerRun& want) {
+  REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
+  REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
+  REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+}
+
 }  // namespace
 
 TEST_CASE("the fused step kernel's own source gives the float64 reference's numbers") {
@@ -235,10 +243,7 @@ TEST_CASE("the persistent kernel over one layer gives the fused step's bits in o
             REQUIRE(e == cudaSuccess);
           }
           REQUIRE(l.status == 0);
-          REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
-          REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
-          // finalize: the last h is in the state (h_even) whatever T's parity
-          REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+          require_same_run(one, got, want);
           // every CTA published every step
           for (int j = 0; j < ctas; ++j) {
             REQUIRE(l.sync[static_cast<std::size_t>(j) * kPersistFlagStride] ==
@@ -276,9 +281,7 @@ void check_hybrid_layer(int H, std::initializer_list<int> batches,
       INFO(slstm_sim::last_error());
       REQUIRE(e == cudaSuccess);
       REQUIRE(l.status == 0);
-      REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
-      REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
-      REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+      require_same_run(one, got, want);
     }
   }
 }
@@ -310,10 +313,7 @@ void check_cluster_layer(int H, std::initializer_list<int> max_ctas_list) {
           INFO(slstm_sim::last_error());
           REQUIRE(e == cudaSuccess);
         }
-        REQUIRE(same_bits(got.y.data(), want.y.data(), want.y.size()));
-        REQUIRE(same_bits(got.c.data(), want.c.data(), want.c.size()));
-        // finalize: the last h is in the state (h_even) whatever T's parity
-        REQUIRE(same_bits(got.h_even.data(), one.last_h(want).data(), one.state()));
+        require_same_run(one, got, want);
       }
     }
   }
