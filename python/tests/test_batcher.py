@@ -80,6 +80,22 @@ def spy(b):
     return b._streams
 
 
+def window_watch(b):
+    """An Event set when the batcher's worker begins waiting out a window (its Condition's
+    wait with a timeout; the idle wait has none): a test submits what must arrive during the
+    window only after that, instead of sleeping and hoping the worker got there."""
+    entered = threading.Event()
+    inner = b._cv.wait
+
+    def wait(timeout=None):
+        if timeout is not None:
+            entered.set()
+        return inner(timeout)
+
+    b._cv.wait = wait   # the worker looks the method up again at each wait
+    return entered
+
+
 def test_frames_from_concurrent_threads_equal_one_session_per_stream_bitwise(model):
     xs = frames_for(6, 10)
     with make(model, max_wait_us=50_000) as b:   # ends early once all six have a frame queued
@@ -384,9 +400,10 @@ def test_frames_of_one_stream_do_not_end_the_window_while_another_stream_has_non
     with make(model, max_batch=64, max_wait_us=20_000_000) as b:   # a 20 s window
         b.open_stream("a")
         b.open_stream("b")
+        in_window = window_watch(b)
         a1 = b.submit_frame("a", np.zeros(D, np.float32))
         a2 = b.submit_frame("a", np.ones(D, np.float32))
-        time.sleep(0.2)
+        assert in_window.wait(10)
         assert not a1.done()      # two frames queued, but "b" may still send one
         t0 = time.monotonic()
         b1 = b.submit_frame("b", np.ones(D, np.float32))
@@ -422,9 +439,11 @@ def test_an_awaiting_coroutine_gets_batcher_closed_error_when_the_batcher_closes
     for k in ("s", "t"):
         b.open_stream(k)
 
+    in_window = window_watch(b)
+
     async def main():
         task = asyncio.ensure_future(b.aframe("s", np.zeros(D, np.float32)))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(in_window.wait, 10)   # queued, the worker waiting
         threading.Thread(target=b.close).start()
         with pytest.raises(BatcherClosedError, match="frame of stream 's'"):
             await asyncio.wait_for(task, 10)
@@ -434,13 +453,14 @@ def test_an_awaiting_coroutine_gets_batcher_closed_error_when_the_batcher_closes
 
 def test_a_cancelled_await_does_not_apply_its_frame(model):
     xs = frames_for(1, 2, seed=14)[0]
-    with make(model, max_batch=64, max_wait_us=300_000) as b:
+    with make(model, max_batch=64, max_wait_us=1_000_000) as b:
         for k in ("s", "t"):
             b.open_stream(k)
+        in_window = window_watch(b)
 
         async def main():
             task = asyncio.ensure_future(b.aframe("s", xs[0]))
-            await asyncio.sleep(0.01)
+            assert await asyncio.to_thread(in_window.wait, 10)   # queued, not yet run
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -541,8 +561,9 @@ def test_a_submission_racing_close_is_refused_not_left_unresolved(model):
 
 def test_a_full_queue_of_sequences_runs_without_waiting_out_the_window(model):
     with make(model, max_batch=2, max_streams=0, max_wait_us=30_000_000) as b:
+        in_window = window_watch(b)
         first = b.submit_sequence(np.ones((2, D), np.float32))
-        time.sleep(0.2)   # the worker waits in the window
+        assert in_window.wait(10)   # the worker waits in the window
         second = b.submit_sequence(np.ones((2, D), np.float32))
         for f in (first, second):
             f.result(10)   # not after the 30 s window
@@ -550,8 +571,9 @@ def test_a_full_queue_of_sequences_runs_without_waiting_out_the_window(model):
 
 def test_a_stream_operation_ends_the_window_of_a_waiting_sequence(model):
     with make(model, max_batch=64, max_wait_us=30_000_000) as b:
+        in_window = window_watch(b)
         seq = b.submit_sequence(np.ones((2, D), np.float32))   # waits for others
-        time.sleep(0.2)
+        assert in_window.wait(10)
         b.open_stream("s", timeout=10)                         # callers wait on it: run now
         seq.result(10)
 
@@ -721,9 +743,10 @@ def test_reset_with_a_state_sets_that_state(model):
 def test_a_queued_sequence_keeps_the_window_open_though_every_stream_has_a_frame(model):
     with make(model, max_batch=64, max_wait_us=1_500_000) as b:
         b.open_stream("only")
+        in_window = window_watch(b)
         s1 = b.submit_sequence(np.ones((2, D), np.float32))
         f = b.submit_frame("only", np.ones(D, np.float32))   # a sequence may still come
-        time.sleep(0.1)
+        assert in_window.wait(10)
         s2 = b.submit_sequence(np.zeros((2, D), np.float32))
         for fut in (s1, f, s2):
             fut.result(10)
