@@ -169,3 +169,107 @@ TEST_CASE("products past float32's range: the reference path's float64 sums give
   CHECK(r.output == std::vector<float>{0.0f});
   CHECK(r.final_state == std::vector<float>{0.0f, 0.0f});
 }
+
+namespace {
+
+// Unit u's value of a sweep from 1e-6 to 1e-2 over H units, log-spaced, of alternating
+// sign, as a float32.
+float tiny_value(std::int64_t u, std::int64_t H) {
+  const double e = -6.0 + 4.0 * static_cast<double>(u) / static_cast<double>(H - 1);
+  return static_cast<float>((u % 2 ? -1.0 : 1.0) * std::pow(10.0, e));
+}
+
+}  // namespace
+
+// Where the cell state is tiny, c and h are tiny too, and float32 gives them to a few ulp of
+// their own size (TensorFlow's tanh does): the gate functions' error is relative there, not
+// the bound's 16 * 2^-24 in absolute terms.  Until 0.19.1 the AVX kernels' tanh was
+// 2 sigmoid(2x) - 1, ~6e-8 off in absolute terms: 10 % of h at |c| = 1e-6, 0.1 % at 1e-5.
+// Zero weights and biases that saturate i and o (sigma(20) is 1 in float32): c = tanh(b_g),
+// then sigma(forget_bias) c + tanh(b_g), with |b_g| from 1e-6 to 1e-2 across 37 units (the
+// vector kernels' tails too).
+TEST_CASE("a tiny cell state gives c and h to float32's relative accuracy on every CPU path",
+          "[accuracy]") {
+  constexpr std::int64_t H = 37, B = 3, T = 2;
+  std::vector<float> b(4 * H, 0.0f);
+  std::vector<double> bg(H);
+  for (std::int64_t u = 0; u < H; ++u) {
+    b[0 * H + u] = 20.0f;               // i
+    b[2 * H + u] = tiny_value(u, H);    // g
+    b[3 * H + u] = 20.0f;               // o
+    bg[u] = static_cast<double>(b[2 * H + u]);
+  }
+  t::Model m = t::canonical_model(1, H, std::vector<float>(4 * H, 0.0f),
+                                  std::vector<float>(4 * H * H, 0.0f), b);
+  t::Session s = t::session(m.get(), B, T);
+  const std::vector<float> x(B * T, 0.5f);
+  const t::Run r = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
+  slstm_model_config defaults;
+  slstm_model_config_init(&defaults);   // canonical_model's: forget_bias as initialised
+  const double forget_bias = defaults.forget_bias;
+  const auto sigmoid = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  double worst = 0.0;
+  for (std::int64_t row = 0; row < B; ++row) {
+    for (std::int64_t u = 0; u < H; ++u) {
+      double c = 0.0;
+      for (std::int64_t step = 0; step < T; ++step) {
+        c = sigmoid(forget_bias) * c + sigmoid(20.0) * std::tanh(bg[u]);
+        const double h = std::tanh(c) * sigmoid(20.0);
+        const float got = r.output[(row * T + step) * H + u];
+        worst = std::fmax(worst, std::fabs(got - h) / std::fabs(h));
+      }
+      const float got_c = r.final_state[row * H + u];   // the state: c block, then h block
+      worst = std::fmax(worst, std::fabs(got_c - c) / std::fabs(c));
+      CHECK(r.final_state[B * H + row * H + u] == r.output[(row * T + T - 1) * H + u]);
+    }
+  }
+  INFO("worst relative error " << worst);
+  CHECK(worst <= 16.0 / 16777216.0);
+}
+
+// The same for a GRU layer's candidate n = tanh(...), of either reset: zero weights, z
+// saturated shut (sigma(-20) ~ 2e-9), so h = (1 - z) n + z h_prev is tanh(b_n) to float32's
+// precision at both steps, |b_n| from 1e-6 to 1e-2.
+TEST_CASE("a tiny GRU candidate gives h to float32's relative accuracy on every CPU path",
+          "[accuracy]") {
+  constexpr std::int64_t H = 37, B = 3, T = 2;
+  for (bool reset_after : {false, true}) {
+    INFO("reset_after " << reset_after);
+    std::vector<float> bx(3 * H, 0.0f), bh(3 * H, 0.0f), wx(3 * H, 0.0f), wh(3 * H * H, 0.0f);
+    std::vector<double> bn(H);
+    for (std::int64_t u = 0; u < H; ++u) {
+      bx[1 * H + u] = -20.0f;   // z
+      bx[2 * H + u] = tiny_value(u, H);   // n
+      bn[u] = static_cast<double>(bx[2 * H + u]);
+    }
+    const slstm_layer_config layer = t::gru_layer(H, reset_after);
+    slstm_model_config cfg;
+    slstm_model_config_init(&cfg);
+    cfg.input_size = 1;
+    cfg.num_layers = 1;
+    cfg.layers = &layer;
+    const slstm_tensor ts[4] = {{wx.data(), 2, {3 * H, 1}}, {wh.data(), 2, {3 * H, H}},
+                                {bx.data(), 1, {3 * H}}, {bh.data(), 1, {3 * H}}};
+    slstm_model* raw = nullptr;
+    INFO(slstm_last_error());
+    REQUIRE(slstm_model_create(&cfg, SLSTM_FORMAT_CANONICAL, ts, 4, &raw) == SLSTM_OK);
+    const t::Model m(raw);
+    t::Session s = t::session(m.get(), B, T);
+    const std::vector<float> x(B * T, 0.5f);
+    const t::Run r = t::forward_ok(s.get(), m.get(), t::call_of(B, T, x));
+    const double z = 1.0 / (1.0 + std::exp(20.0));
+    double worst = 0.0;
+    for (std::int64_t row = 0; row < B; ++row) {
+      for (std::int64_t u = 0; u < H; ++u) {
+        double h = 0.0;
+        for (std::int64_t step = 0; step < T; ++step) {
+          h = (1.0 - z) * std::tanh(bn[u]) + z * h;
+          const float got = r.output[(row * T + step) * H + u];
+          worst = std::fmax(worst, std::fabs(got - h) / std::fabs(h));
+        }
+      }
+    }
+    INFO("worst relative error " << worst);
+    CHECK(worst <= 16.0 / 16777216.0);
+  }
+}

@@ -40,14 +40,17 @@
  *   z, a sum of n = I + H + 2 terms (bias and forget_bias included) whose magnitudes add up to
  *   S(z), is within n*2^-24/(1 - n*2^-24) * S(z) of the exact sum; the new c and h are within
  *   what that becomes through the gates (sigma' <= 1/4, tanh' <= 1) plus 16*2^-24 per gate
- *   function.  The error follows S(z), not |z|: pre-activations near 1000 that cancel cost
- *   ~1e-4 in any float32 LSTM.  Over a sequence, errors travel like perturbations of the
- *   state.  The bound assumes the sum stays within float32's range: where a product or a
- *   partial sum passes 3.4e38 the fast path's float32 sums overflow (to inf; NaN where two
- *   overflows of opposite sign meet), as any float32 engine's do; the reference's float64
- *   sums do not.  The fast path counts denormals (|v| < 1.2e-38) as zero, as TensorFlow's
- *   CPU kernels do (since 0.16.1; the calling thread's floating-point mode is restored after
- *   the call); the reference path keeps them.  Details: README "Accuracy".
+ *   function; sigma and tanh themselves are within a few ulp of their own value on every CPU
+ *   path (since 0.19.1: a tiny c gives c and h to float32's relative accuracy; before, the
+ *   AVX kernels' tanh was ~6e-8 off in absolute terms).  The error follows S(z), not |z|:
+ *   pre-activations near 1000 that cancel cost ~1e-4 in any float32 LSTM.  Over a sequence,
+ *   errors travel like perturbations of the state.  The bound assumes the sum stays within
+ *   float32's range: where a product or a partial sum passes 3.4e38 the fast path's float32
+ *   sums overflow (to inf; NaN where two overflows of opposite sign meet), as any float32
+ *   engine's do; the reference's float64 sums do not.  The fast path counts denormals
+ *   (|v| < 1.2e-38) as zero, as TensorFlow's CPU kernels do (since 0.16.1; the calling
+ *   thread's floating-point mode is restored after the call); the reference path keeps them.
+ *   Details: README "Accuracy".
  *
  * STATE PACKING ("packed state")
  *   All states cross the API as ONE float array holding, layer after layer,

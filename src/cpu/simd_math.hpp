@@ -1,6 +1,8 @@
 // The vectorised gate functions of the AVX-512 and AVX2 kernels: exp (Cephes-style, ~1 ulp),
-// sigmoid(x) = 1/(1+exp(-x)) and tanh(x) = 2*sigmoid(2x) - 1 (absolute error ~1e-7), the
-// same decomposition the portable kernel runs with libm (slstm::lstm_cell, gate_math.hpp).
+// sigmoid(x) = 1/(1+exp(-x)) and tanh(x) = expm1(2x) / (expm1(2x) + 2), each within a few
+// ulp of the exact value relative to it, tiny arguments included (the portable kernel runs
+// libm's expf and tanhf: slstm::lstm_cell, gate_math.hpp).  Before 0.19.1 tanh was
+// 2*sigmoid(2x) - 1, ~6e-8 off in absolute terms: for |x| = 1e-5 a relative error of 1e-3.
 // Each function carries the target attribute of its ISA, so that a translation unit compiled
 // for the baseline can include this header; only the kernels of that ISA call them.
 #pragma once
@@ -94,17 +96,39 @@ constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e
 
 // ---- AVX-512: 16 floats -------------------------------------------------------------------
 
-SLSTM_AVX512 inline __m512 exp512(__m512 x) {
+// exp's argument reduction: x clamped, n = round(x log2 e), returns r = x - n ln2.
+SLSTM_AVX512 inline __m512 exp_reduce512(__m512 x, __m512& n) {
   // (MAXPS/MINPS return their second operand when either is NaN: NaN stays NaN.)
   x = _mm512_min_ps(_mm512_set1_ps(kExpHi), _mm512_max_ps(_mm512_set1_ps(kExpLo), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  return _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+}
+
+// exp's polynomial less its 1 + r: (((((c0 r + c1) r + c2) r + c3) r + c4) r + c5).
+SLSTM_AVX512 inline __m512 exp_poly512(__m512 r) {
   __m512 p = _mm512_set1_ps(kExpPoly[0]);
   for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpPoly[i]));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return p;
+}
+
+SLSTM_AVX512 inline __m512 exp512(__m512 x) {
+  __m512 n;
+  const __m512 r = exp_reduce512(x, n);
+  const __m512 p = _mm512_fmadd_ps(exp_poly512(r), _mm512_mul_ps(r, r),
+                                   _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
+}
+
+// exp(x) - 1 = 2^n (q + 1) - 1 = 2^n q + (2^n - 1), q = r + r^2 P(r): no cancellation near
+// 0, where n = 0 and the result is q itself.
+SLSTM_AVX512 inline __m512 expm1_512(__m512 x) {
+  __m512 n;
+  const __m512 r = exp_reduce512(x, n);
+  const __m512 q = _mm512_fmadd_ps(exp_poly512(r), _mm512_mul_ps(r, r), r);
+  const __m512 t = _mm512_scalef_ps(_mm512_set1_ps(1.0f), n);
+  return _mm512_fmadd_ps(t, q, _mm512_sub_ps(t, _mm512_set1_ps(1.0f)));
 }
 
 // The bfloat16 codes of 16 floats rounded to nearest even: precision.hpp's round_bf16 and
@@ -128,28 +152,54 @@ SLSTM_AVX512 inline __m512 sigmoid512(__m512 x) {
   return _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
+// tanh(x) = (e^2x - 1) / (e^2x + 1) = e / (e + 2), e = expm1(2x): x itself to a few ulp near
+// 0; +-1 beyond |x| = 44 (e is 2^127-ish or -1 there: 2x is clamped), NaN stays NaN.
 SLSTM_AVX512 inline __m512 tanh512(__m512 x) {
   const __m512 two = _mm512_set1_ps(2.0f);
-  return _mm512_fmsub_ps(two, sigmoid512(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0f));
+  const __m512 e = expm1_512(_mm512_mul_ps(two, x));
+  return _mm512_div_ps(e, _mm512_add_ps(e, two));
 }
 
 // ---- AVX2: 8 floats -----------------------------------------------------------------------
 
 // exp(x), exp512's polynomial and constants; 2^n is built in the exponent field (n is in
 // [-126, 127] after the clamp, so it is always a normal float).
-SLSTM_AVX2 inline __m256 exp256(__m256 x) {
+SLSTM_AVX2 inline __m256 exp_reduce256(__m256 x, __m256& n) {
   // (MAXPS/MINPS return their second operand when either is NaN: NaN stays NaN.)
   x = _mm256_min_ps(_mm256_set1_ps(kExpHi), _mm256_max_ps(_mm256_set1_ps(kExpLo), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  return _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+}
+
+SLSTM_AVX2 inline __m256 exp_poly256(__m256 r) {
   __m256 p = _mm256_set1_ps(kExpPoly[0]);
   for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[i]));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return p;
+}
+
+// 2^n for n as a float: the exponent field.
+SLSTM_AVX2 inline __m256 pow2_256(__m256 n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+
+SLSTM_AVX2 inline __m256 exp256(__m256 x) {
+  __m256 n;
+  const __m256 r = exp_reduce256(x, n);
+  const __m256 p = _mm256_fmadd_ps(exp_poly256(r), _mm256_mul_ps(r, r),
+                                   _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  return _mm256_mul_ps(p, pow2_256(n));
+}
+
+// expm1_512's decomposition.
+SLSTM_AVX2 inline __m256 expm1_256(__m256 x) {
+  __m256 n;
+  const __m256 r = exp_reduce256(x, n);
+  const __m256 q = _mm256_fmadd_ps(exp_poly256(r), _mm256_mul_ps(r, r), r);
+  const __m256 t = pow2_256(n);
+  return _mm256_fmadd_ps(t, q, _mm256_sub_ps(t, _mm256_set1_ps(1.0f)));
 }
 
 SLSTM_AVX2 inline __m256 sigmoid256(__m256 x) {
@@ -159,7 +209,8 @@ SLSTM_AVX2 inline __m256 sigmoid256(__m256 x) {
 
 SLSTM_AVX2 inline __m256 tanh256(__m256 x) {
   const __m256 two = _mm256_set1_ps(2.0f);
-  return _mm256_fmsub_ps(two, sigmoid256(_mm256_mul_ps(two, x)), _mm256_set1_ps(1.0f));
+  const __m256 e = expm1_256(_mm256_mul_ps(two, x));
+  return _mm256_div_ps(e, _mm256_add_ps(e, two));
 }
 
 }  // namespace
