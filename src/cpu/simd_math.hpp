@@ -162,8 +162,7 @@ SLSTM_AVX512 inline __m512 tanh512(__m512 x) {
 
 // ---- AVX2: 8 floats -----------------------------------------------------------------------
 
-// exp(x), exp512's polynomial and constants; 2^n is built in the exponent field (n is in
-// [-126, 127] after the clamp, so it is always a normal float).
+// exp512's argument reduction, polynomial and constants, 8 floats at a time.
 SLSTM_AVX2 inline __m256 exp_reduce256(__m256 x, __m256& n) {
   // (MAXPS/MINPS return their second operand when either is NaN: NaN stays NaN.)
   x = _mm256_min_ps(_mm256_set1_ps(kExpHi), _mm256_max_ps(_mm256_set1_ps(kExpLo), x));
@@ -179,7 +178,8 @@ SLSTM_AVX2 inline __m256 exp_poly256(__m256 r) {
   return p;
 }
 
-// 2^n for n as a float: the exponent field.
+// 2^n for n as a float, built in the exponent field (n is in [-126, 127] after the clamp,
+// so it is always a normal float).
 SLSTM_AVX2 inline __m256 pow2_256(__m256 n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(
       _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
