@@ -21,17 +21,6 @@ const char* kernel_name(Kernel k) {
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
-bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma");
-}
-
-bool cpu_has_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 bool cpu_has_f16c() {
   // CPUID.1:ECX.F16C (clang's __builtin_cpu_supports does not know "f16c"), with the OS
   // saving the ymm registers (what "avx" checks).
@@ -102,8 +91,6 @@ void project_block(const float* w, const float* const* rows, std::int64_t K, flo
   project_block_portable(w, rows, K, out, nb);
 }
 #else
-bool cpu_has_avx512() { return false; }
-bool cpu_has_avx2() { return false; }
 bool cpu_has_f16c() { return false; }
 bool cpu_has_amx_bf16() { return false; }
 const char* amx_bf16_refusal() { return "AMX is only used on x86-64 GCC/Clang builds"; }

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "../layer_spec.hpp"
+#include "cpu_features.hpp"
 
 namespace slstm::cpu {
 
@@ -72,9 +73,8 @@ enum class Kernel {
 
 const char* kernel_name(Kernel k);
 
-// What this CPU runs (false off x86-64 GCC/Clang builds).
-bool cpu_has_avx512();
-bool cpu_has_avx2();
+// What this CPU runs (false off x86-64 GCC/Clang builds); cpu_has_avx512 and cpu_has_avx2
+// are in cpu_features.hpp.
 bool cpu_has_f16c();  // the binary16 conversions (every AVX2 CPU so far has them)
 // AMX with BF16 tiles that this process may use: the CPU has AMX-TILE and AMX-BF16 (and
 // AVX-512), the OS saves the tile state, and (Linux) granted this process its use, asked

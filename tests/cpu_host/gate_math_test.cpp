@@ -18,6 +18,7 @@
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+#include "cpu/cpu_features.hpp"
 #include "cpu/simd_math.hpp"
 
 namespace {
@@ -74,16 +75,6 @@ double ulps(float got, double exact) {
   return std::fabs(static_cast<double>(got) - exact) / std::ldexp(1.0, e - 23);
 }
 
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma");
-}
-bool has_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 using Kernel = void (*)(const float*, float*, std::size_t);
 
 // The worst error of `fn` over the sweep against `exact`, on the arguments `where` accepts.
@@ -138,23 +129,23 @@ void check_tanh(bool runs, Kernel tanh_fn, const char* isa) {
 
 TEST_CASE("the AVX-512 tanh is within 3 ulp of the exact value, tiny arguments included",
           "[gate-math]") {
-  check_tanh(has_avx512(), tanh_avx512, "AVX-512");
+  check_tanh(cpu_has_avx512(), tanh_avx512, "AVX-512");
 }
 
 TEST_CASE("the AVX2 tanh is within 3 ulp of the exact value, tiny arguments included",
           "[gate-math]") {
-  check_tanh(has_avx2(), tanh_avx2, "AVX2 and FMA");
+  check_tanh(cpu_has_avx2(), tanh_avx2, "AVX2 and FMA");
 }
 
 TEST_CASE("the AVX-512 and AVX2 sigmoid are within 4 ulp of the exact value down to 1e-35",
           "[gate-math]") {
-  if (has_avx512()) CHECK(worst_ulps(sigmoid_avx512, exact_sigmoid, sigmoid_range) <= 4.0);
-  if (has_avx2()) CHECK(worst_ulps(sigmoid_avx2, exact_sigmoid, sigmoid_range) <= 4.0);
-  if (!has_avx512() || !has_avx2()) WARN("skipped in part: this CPU lacks AVX-512 or AVX2");
+  if (cpu_has_avx512()) CHECK(worst_ulps(sigmoid_avx512, exact_sigmoid, sigmoid_range) <= 4.0);
+  if (cpu_has_avx2()) CHECK(worst_ulps(sigmoid_avx2, exact_sigmoid, sigmoid_range) <= 4.0);
+  if (!cpu_has_avx512() || !cpu_has_avx2()) WARN("skipped in part: this CPU lacks AVX-512 or AVX2");
 }
 
 TEST_CASE("the AVX-512 and AVX2 tanh and sigmoid give the same bits", "[gate-math]") {
-  if (!has_avx512() || !has_avx2()) {
+  if (!cpu_has_avx512() || !cpu_has_avx2()) {
     WARN("skipped: this CPU lacks AVX-512 or AVX2");
     return;
   }
