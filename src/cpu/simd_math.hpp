@@ -153,11 +153,15 @@ SLSTM_AVX512 inline __m512 sigmoid512(__m512 x) {
 }
 
 // tanh(x) = (e^2x - 1) / (e^2x + 1) = e / (e + 2), e = expm1(2x): x itself to a few ulp near
-// 0; +-1 beyond |x| = 44 (e is 2^127-ish or -1 there: 2x is clamped), NaN stays NaN.
+// 0; +-1 beyond |x| = 44 (e is 2^127-ish or -1 there: 2x is clamped), NaN stays NaN.  The
+// quotient of a negative x is <= 0 and keeps x's sign bit (or'ed in): the reduction makes
+// expm1(-0) +0 (n ln2 - n = +0 - 0), and so for a denormal x read as -0 (DAZ), where tanh
+// must be -0 as libm's and TensorFlow's are.
 SLSTM_AVX512 inline __m512 tanh512(__m512 x) {
   const __m512 two = _mm512_set1_ps(2.0f);
   const __m512 e = expm1_512(_mm512_mul_ps(two, x));
-  return _mm512_div_ps(e, _mm512_add_ps(e, two));
+  const __m512 sign = _mm512_and_ps(x, _mm512_set1_ps(-0.0f));
+  return _mm512_or_ps(_mm512_div_ps(e, _mm512_add_ps(e, two)), sign);
 }
 
 // ---- AVX2: 8 floats -----------------------------------------------------------------------
@@ -207,10 +211,12 @@ SLSTM_AVX2 inline __m256 sigmoid256(__m256 x) {
   return _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
+// tanh512's formula and sign.
 SLSTM_AVX2 inline __m256 tanh256(__m256 x) {
   const __m256 two = _mm256_set1_ps(2.0f);
   const __m256 e = expm1_256(_mm256_mul_ps(two, x));
-  return _mm256_div_ps(e, _mm256_add_ps(e, two));
+  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+  return _mm256_or_ps(_mm256_div_ps(e, _mm256_add_ps(e, two)), sign);
 }
 
 }  // namespace

@@ -101,18 +101,23 @@ bool sigmoid_range(float x) { return x > -80.0f; }
 void check_special_values(Kernel tanh_fn) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> x = {inf, -inf, std::nanf(""), 0.0f, -0.0f, 44.0f, 45.0f, 1e30f, -1e30f,
-                          9.0f, -9.0f, 20.0f, -20.0f, 1e-38f, 1e-45f, 0.5f};
+                          9.0f, -9.0f, 20.0f, -20.0f, 1e-38f, 1e-45f, -1e-38f, -1e-45f};
+  x.resize(32, 0.5f);  // whole vectors of either width
   std::vector<float> y(x.size());
   tanh_fn(x.data(), y.data(), x.size());
   CHECK(y[0] == 1.0f);
   CHECK(y[1] == -1.0f);
   CHECK(std::isnan(y[2]));
   CHECK(y[3] == 0.0f);
+  CHECK_FALSE(std::signbit(y[3]));
   CHECK(y[4] == 0.0f);
+  CHECK(std::signbit(y[4]));  // tanh(-0) = -0, as libm's and TensorFlow's
   for (std::size_t i = 5; i < 9; ++i) CHECK(std::fabs(y[i]) == 1.0f);
   for (std::size_t i = 9; i < 13; ++i) CHECK(std::fabs(y[i]) >= 0.99999994f);  // 1 or 1 - 2^-24
   CHECK(y[13] == 1e-38f);   // tanh(x) = x to float32 precision
   CHECK(y[14] == 1e-45f);   // (no flush to zero outside a library call)
+  CHECK(y[15] == -1e-38f);
+  CHECK(y[16] == -1e-45f);
 }
 
 // One width's tanh, where the CPU runs it: the sweep and the special values.
