@@ -280,6 +280,54 @@ TEST_CASE("a small batch (B <= 4, the GEMV path) matches the same rows of a larg
   }
 }
 
+TEST_CASE("a call from the zero state gives the bits of one from explicit zeros, first step "
+          "included, in every precision and block of rows",
+          "[cpu-fast]") {
+  // Without initial_state the first step's recurrent product is skipped (its sums would all be
+  // +0: StepArgs::h_zero); with explicit zeros it runs.  Blocks of 1..6 rows and more, a
+  // partial group (H = 37, 5), rows of length 0, T = 1 (the projection inside the step) and
+  // T > 1, one and two threads, FP32 and the 16-bit sessions (W_h in 16 bits).
+  if (!fast_path_run()) return;
+  constexpr std::int64_t D = 21;
+  t::Model m = t::random_model(D, {37, 16, 5}, 61);
+  for (const std::int32_t precision :
+       {SLSTM_PRECISION_DEFAULT, SLSTM_PRECISION_BF16, SLSTM_PRECISION_FP16}) {
+    for (const std::int32_t threads : {1, 2}) {
+      slstm_session_options o = t::options(13, 4);
+      o.cpu_path = SLSTM_CPU_PATH_FAST;
+      o.num_threads = threads;
+      o.precision = precision;
+      slstm_session* raw = nullptr;
+      const slstm_status st = slstm_session_create(m.get(), &o, &raw);
+      t::Session s(raw);
+      if (st == SLSTM_ERR_UNSUPPORTED && precision != SLSTM_PRECISION_DEFAULT) continue;
+      INFO(slstm_last_error());
+      REQUIRE(st == SLSTM_OK);
+      for (const std::int64_t B : {1, 2, 3, 4, 5, 6, 7, 13}) {
+        for (const std::int64_t T : {1, 4}) {
+          INFO("precision " << precision << ", " << threads << " threads, B = " << B
+                            << ", T = " << T);
+          const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 62);
+          std::vector<std::int32_t> len;
+          for (std::int64_t b = 0; b < B; ++b) {
+            len.push_back(static_cast<std::int32_t>(T - b % 2));
+          }
+          const std::vector<float> zeros(t::state_count(m.get(), B), 0.0f);
+          t::Call absent = t::call_of(B, T, x);
+          absent.lengths = &len;
+          t::Call given = absent;
+          given.initial_state = &zeros;
+          const t::Run a = t::forward_ok(s.get(), m.get(), absent);
+          const t::Run g = t::forward_ok(s.get(), m.get(), given);
+          CHECK(t::count_poison(a.output) == 0);
+          CHECK(t::bitwise_equal(a.output, g.output));
+          CHECK(t::bitwise_equal(a.final_state, g.final_state));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("a multi-threaded fast session is bitwise identical run to run", "[cpu-fast]") {
   if (!fast_path_run()) return;
   constexpr std::int64_t D = 32, B = 9, T = 12;

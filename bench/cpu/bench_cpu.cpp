@@ -75,6 +75,9 @@ struct Args {
   std::string precision;  // slstm_session_options.precision by name, "" for the default
   std::int64_t check_batch = 0, check_time = 0;
   bool fma = true;  // peak: also the register-only FMA rate (--fma 0: the SGEMM alone)
+  // lstm: each call starts from a state of kInitialState (as the anchors are given), or
+  // (--initial-state 0) from none, the zero state, whose first step has no recurrent product
+  bool initial_state = true;
 };
 
 Args parse(int argc, char** argv) {
@@ -102,6 +105,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--check-batch") a.check_batch = std::atoll(v.c_str());
     else if (k == "--check-time") a.check_time = std::atoll(v.c_str());
     else if (k == "--fma") a.fma = v != "0";
+    else if (k == "--initial-state") a.initial_state = v != "0";
     else if (k == "--hidden") {
       std::size_t p = 0;
       while (p < v.size()) {
@@ -338,8 +342,8 @@ int lstm(const Args& a) {
   fa.time = a.time;
   fa.input = x.data();
   fa.input_count = x.size();
-  fa.initial_state = s0.data();
-  fa.initial_state_count = s0.size();
+  fa.initial_state = a.initial_state ? s0.data() : nullptr;
+  fa.initial_state_count = a.initial_state ? s0.size() : 0;
   fa.output = y.data();
   fa.output_count = y.size();
   fa.final_state = s1.data();
@@ -358,9 +362,9 @@ int lstm(const Args& a) {
     in = h;
   }
   std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f ms_p10=%.4f ms_p90=%.4f "
-              "iters=%d rotate=%d gap_us=%g gflop=%.4f checksum=%.6g %s\n",
+              "iters=%d rotate=%d gap_us=%g initial_state=%d gflop=%.4f checksum=%.6g %s\n",
               a.path.c_str(), a.threads, tm.median * 1e3, tm.best * 1e3, tm.p10 * 1e3,
-              tm.p90 * 1e3, tm.iters, a.rotate, a.gap_us, flops * 1e-9,
+              tm.p90 * 1e3, tm.iters, a.rotate, a.gap_us, a.initial_state ? 1 : 0, flops * 1e-9,
               static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]),
               plan_words(session).c_str());
   slstm_session_destroy(session);

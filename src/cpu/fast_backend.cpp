@@ -34,7 +34,10 @@
 //      For B <= 4 the kernel runs as a blocked GEMV (one weight stream per step, every batch
 //      row served from it).  A call of one step (T = 1: slstm_session_step, a frame of a
 //      stream) in FP32 projects each group's input inside the step, by the worker that steps
-//      the group (fuse_projection): one barrier per layer instead of three.
+//      the group (fuse_projection): one barrier per layer instead of three.  A call without
+//      initial_state starts every layer from h = 0: its first step skips the recurrent
+//      product, whose sums would all be +0 (StepArgs::h_zero; the same bits, and a T = 1 call
+//      from the zero state, the seed's single call, in half the time).
 //   A group's packed weights serve all its blocks of rows from L2, in both GEMMs; while
 //   one group runs, its blocks fetch the next group's weights into L2 (when both fit in
 //   this core's L2), so no block waits on L3 for its weights (Prefetch in step_kernels.hpp).
@@ -528,6 +531,8 @@ class CpuFastBackend final : public HostBackend {
     a.h_gemm = rounding ? v.hq[t % 2] : a.h_prev;
     a.c = v.c;
     a.cell = p.cell;
+    // The call's first step from the zero state: no recurrent product (StepArgs::h_zero).
+    a.h_zero = t == 0 && call.initial_state == nullptr && !p.wamx_storage;
     const std::int64_t blocks = row_blocks(*v.sh);
     // Where block j starts: on AMX after j whole blocks (tiles of 16 rows are full but in
     // the last), else cut evenly (row_cut).

@@ -134,6 +134,12 @@ class PrefetchStream {
 // What a step kernel needs besides the weights.
 struct StepArgs {
   std::int64_t H = 0;          // hidden size (K of the recurrent GEMM, row stride of h and c)
+  // h_gemm is all zero: a call's first step from the zero state (no initial_state).  The
+  // kernels then skip the recurrent product (recurrent_k): every term 0 * w is a zero (the
+  // weights are finite: model.cpp refuses others, FP16 refuses what would round to inf) and
+  // each sum starts at +0, so it would end at +0 anyway: the same bits, without streaming W_h.
+  // (Not on AMX: step_block_amx reads hb.)
+  bool h_zero = false;
   std::int64_t units = 0;      // valid units in this group (1..16)
   std::int64_t unit0 = 0;      // first unit of the group
   const float* wh = nullptr;   // this group's packed Wh ([H][64]; AVX2: [4][H][16])
@@ -167,6 +173,9 @@ struct StepArgs {
   CellKind cell = CellKind::kLstm;  // the layer's cell: which epilogue the kernel applies
   Prefetch next;                    // this block's share of the next group's weights
 };
+
+// How many k the recurrent product of a step runs over: H, or none (StepArgs::h_zero).
+inline std::int64_t recurrent_k(const StepArgs& a) { return a.h_zero ? 0 : a.H; }
 
 #if defined(__GNUC__) && defined(__x86_64__)
 // The epilogue's inputs of row b of the block, written long ago (G by the projection, c one

@@ -368,7 +368,7 @@ __attribute__((target("avx2,fma,f16c"))) void step_rows_avx2(const StepArgs& a,
     prefetch_epilogue_inputs(a, b);
   }
   alignas(32) float z[NB][kRow];
-  gate_sums_avx2<NB, W>(wh, h, a.H, a.units, z, a.next);
+  gate_sums_avx2<NB, W>(wh, h, recurrent_k(a), a.units, z, a.next);
   const std::size_t bytes = static_cast<std::size_t>(a.units) * sizeof(float);
   cell_avx2<kCell, NB>(a, z, bytes);
 }

@@ -158,7 +158,7 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
     prefetch_epilogue_inputs(a, b);
   }
   __m512 acc[NB][4];
-  accumulate512<NB, W>(wh, h, a.H, acc, a.next);
+  accumulate512<NB, W>(wh, h, recurrent_k(a), acc, a.next);
   const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
   cell_avx512<kCell, NB>(a, acc, m);
 }

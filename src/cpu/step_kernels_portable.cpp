@@ -56,7 +56,7 @@ template <CellKind kCell>
 void step_rows_portable(const StepArgs& a, int nb) {
   float acc[kMaxNb][kRow];
   for (int b = 0; b < nb; ++b) std::fill_n(acc[b], kRow, 0.0f);
-  for (std::int64_t k = 0; k < a.H; ++k) {
+  for (std::int64_t k = 0; k < recurrent_k(a); ++k) {
     const float* w = a.wh + k * kRow;
     for (int b = 0; b < nb; ++b) {
       const float x = a.h_gemm[(a.b0 + b) * a.H + k];
