@@ -154,9 +154,9 @@ SLSTM_AVX512 inline __m512 sigmoid512(__m512 x) {
 
 // tanh(x) = (e^2x - 1) / (e^2x + 1) = e / (e + 2), e = expm1(2x): x itself to a few ulp near
 // 0; +-1 beyond |x| = 44 (e is 2^127-ish or -1 there: 2x is clamped), NaN stays NaN.  The
-// quotient of a negative x is <= 0 and keeps x's sign bit (or'ed in): the reduction makes
-// expm1(-0) +0 (n ln2 - n = +0 - 0), and so for a denormal x read as -0 (DAZ), where tanh
-// must be -0 as libm's and TensorFlow's are.
+// quotient of a negative x is <= 0 and keeps x's sign bit (or'ed in): the reduction's
+// r = x - n ln2 = -0 + 0 is +0, so expm1(-0) would be +0 (and for a denormal x read as -0
+// under DAZ), where tanh(-0) is -0, as libm's and TensorFlow's are.
 SLSTM_AVX512 inline __m512 tanh512(__m512 x) {
   const __m512 two = _mm512_set1_ps(2.0f);
   const __m512 e = expm1_512(_mm512_mul_ps(two, x));
