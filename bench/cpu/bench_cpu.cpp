@@ -5,6 +5,7 @@
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
 //                        [--config "key=value;..."] [--gap-us G] [--precision P]
+//                        [--initial-state 0] [--cell C] [--direction D]
 //   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
 //   slstm_bench_cpu dump --dir DIR --threads N --input D --hidden H1,H2,... --batch B --time T
 //                        [--check-batch B2] [--check-time T2] [--rotate R]
@@ -20,6 +21,10 @@
 // set that size moves when it stays in cache between calls), and read bandwidth for working
 // sets of 1/2 .. 256 MiB below M (read_curve=MiB:GB/s,...: each thread reading its slice, forward
 // and backward in turn, as a step's weight stream; the memory floor's ceiling).
+// --cell lstm (BasicLSTMCell, the default) | peephole (LSTMCell use_peepholes) | gru (TF1
+// GRUCell, reset before the product) | gru-after (cuDNN / PyTorch's GRU) and --direction
+// forward | reverse | bidirectional set every layer's (anything but forward BasicLSTMCell runs
+// the generic path; docs/cells.md); gflop counts each direction's G x H gate rows.
 // dump: what another engine needs to compute exactly what `lstm` times (bench/cpu/ort_anchor.py):
 // the same model's weights exported in the ONNX LSTM layout (onnx_W<l>.f32 [1, 4H, I],
 // onnx_R<l>.f32 [1, 4H, H], onnx_B<l>.f32 [1, 8H], forget_bias folded into Wb), the R inputs
@@ -78,6 +83,7 @@ struct Args {
   // lstm: each call starts from a state of kInitialState (as the anchors are given), or
   // (--initial-state 0) from none, the zero state, whose first step has no recurrent product
   bool initial_state = true;
+  std::string cell = "lstm", direction = "forward";  // lstm: every layer's (make_model)
 };
 
 Args parse(int argc, char** argv) {
@@ -106,6 +112,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--check-time") a.check_time = std::atoll(v.c_str());
     else if (k == "--fma") a.fma = v != "0";
     else if (k == "--initial-state") a.initial_state = v != "0";
+    else if (k == "--cell") a.cell = v;
+    else if (k == "--direction") a.direction = v;
     else if (k == "--hidden") {
       std::size_t p = 0;
       while (p < v.size()) {
@@ -288,7 +296,35 @@ slstm_model* make_model(const Args& a) {
   slstm_model_config_init(&mc);
   mc.input_size = a.input;
   mc.num_layers = static_cast<std::int32_t>(a.hidden.size());
-  mc.hidden_sizes = a.hidden.data();
+  std::vector<slstm_layer_config> layers;
+  if (a.cell == "lstm" && a.direction == "forward") {
+    mc.hidden_sizes = a.hidden.data();
+  } else {
+    if (a.mode == "dump") die("dump takes forward BasicLSTMCell stacks only");
+    for (std::int64_t h : a.hidden) {
+      slstm_layer_config l;
+      slstm_layer_config_init(&l);
+      l.hidden_size = h;
+      if (a.cell == "peephole") {
+        l.peepholes = 1;
+      } else if (a.cell == "gru" || a.cell == "gru-after") {
+        l.cell = SLSTM_CELL_GRU;
+        l.gru_reset_after = a.cell == "gru-after" ? 1 : 0;
+      } else if (a.cell != "lstm") {
+        die("--cell: unknown cell \"" + a.cell + "\" (lstm, peephole, gru, gru-after)");
+      }
+      if (a.direction == "reverse") {
+        l.direction = SLSTM_DIRECTION_REVERSE;
+      } else if (a.direction == "bidirectional") {
+        l.direction = SLSTM_DIRECTION_BIDIRECTIONAL;
+      } else if (a.direction != "forward") {
+        die("--direction: unknown direction \"" + a.direction +
+            "\" (forward, reverse, bidirectional)");
+      }
+      layers.push_back(l);
+    }
+    mc.layers = layers.data();
+  }
   slstm_model* model = nullptr;
   check(slstm_model_create_random(&mc, 42, 0.0f, &model), "model");
   return model;
@@ -331,7 +367,9 @@ int lstm(const Args& a) {
   std::size_t n_state = 0;
   check(slstm_model_state_count(model, a.batch, &n_state), "state count");
   const std::size_t n_in = static_cast<std::size_t>(a.batch * a.time * a.input);
-  const std::size_t n_out = static_cast<std::size_t>(a.batch * a.time * a.hidden.back());
+  std::int64_t width = 0;
+  check(slstm_model_output_size(model, &width), "output size");
+  const std::size_t n_out = static_cast<std::size_t>(a.batch * a.time * width);
   std::vector<std::vector<float>> xs = make_inputs(a, n_in);
   std::vector<float>& x = xs[0];
   std::vector<float> y(n_out), s0(n_state, kInitialState), s1(n_state);
@@ -356,15 +394,19 @@ int lstm(const Args& a) {
   }, a.seconds, a.min_iters, a.gap_us);
   double flops = 0;
   std::int64_t in = a.input;
+  const double gates = a.cell == "gru" || a.cell == "gru-after" ? 3.0 : 4.0;
+  const std::int64_t dirs = a.direction == "bidirectional" ? 2 : 1;
   for (std::int64_t h : a.hidden) {
-    flops += 2.0 * static_cast<double>(a.batch * a.time) * 4.0 * static_cast<double>(h) *
-             static_cast<double>(in + h);
-    in = h;
+    flops += 2.0 * static_cast<double>(a.batch * a.time * dirs) * gates *
+             static_cast<double>(h) * static_cast<double>(in + h);
+    in = h * dirs;
   }
   std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f ms_p10=%.4f ms_p90=%.4f "
-              "iters=%d rotate=%d gap_us=%g initial_state=%d gflop=%.4f checksum=%.6g %s\n",
+              "iters=%d rotate=%d gap_us=%g initial_state=%d cell=%s direction=%s gflop=%.4f "
+              "checksum=%.6g %s\n",
               a.path.c_str(), a.threads, tm.median * 1e3, tm.best * 1e3, tm.p10 * 1e3,
-              tm.p90 * 1e3, tm.iters, a.rotate, a.gap_us, a.initial_state ? 1 : 0, flops * 1e-9,
+              tm.p90 * 1e3, tm.iters, a.rotate, a.gap_us, a.initial_state ? 1 : 0,
+              a.cell.c_str(), a.direction.c_str(), flops * 1e-9,
               static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]),
               plan_words(session).c_str());
   slstm_session_destroy(session);
