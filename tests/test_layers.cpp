@@ -1358,3 +1358,109 @@ TEST_CASE("plain LSTM layers of 8 units and more in a stack beyond BasicLSTMCell
     fast_against_reference(m.get(), B, T, x, &len);
   }
 }
+
+TEST_CASE("a call from the zero state gives the bits of one from explicit zeros on the generic "
+          "fast path, for every kind of layer",
+          "[layers][cpu-fast]") {
+  // Without initial_state each direction's first step skips its recurrent products (h = 0);
+  // with explicit zeros they run.  Every stack of the zoo (a reverse layer's and the backward
+  // half's first step is each row's last), rows of length 0 and T - 1, T = 1 and 4, both
+  // layouts, one thread, rows split, directions split and teams, FP32 and BF16.
+  constexpr std::int64_t D = 6;
+  int stack = 0;
+  for (const auto& layers : zoo()) {
+    t::Model m = random_layers(D, layers, 90 + static_cast<std::uint64_t>(stack++));
+    for (const std::int32_t precision : {SLSTM_PRECISION_FP32, SLSTM_PRECISION_BF16}) {
+      for (const char* config : {"", "cpu.team=always"}) {
+        for (const int threads : {1, 2, 3}) {
+          t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO, 5, 4, threads, config,
+                                    precision);
+          for (const std::int64_t B : {1, 2, 5}) {
+            for (const std::int64_t T : {1, 4}) {
+              INFO("stack " << stack << ", precision " << precision << ", \"" << config
+                            << "\", " << threads << " threads, B = " << B << ", T = " << T);
+              const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 91);
+              const auto T32 = static_cast<std::int32_t>(T);
+              std::vector<std::int32_t> len = {T32, 0, T32 - 1, 1, T32};
+              len.resize(static_cast<std::size_t>(B));
+              const std::vector<float> zeros(t::state_count(m.get(), B), 0.0f);
+              for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+                t::Call absent = t::call_of(B, T, x, layout);
+                absent.lengths = &len;
+                t::Call given = absent;
+                given.initial_state = &zeros;
+                const t::Run a = t::forward_ok(s.get(), m.get(), absent);
+                const t::Run g = t::forward_ok(s.get(), m.get(), given);
+                CHECK(t::count_poison(a.output) == 0);
+                CHECK(t::bitwise_equal(a.output, g.output));
+                CHECK(t::bitwise_equal(a.final_state, g.final_state));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("a first step whose pre-activations flush to -0 gives the bits of one from explicit "
+          "zeros on the generic fast path",
+          "[layers][cpu-fast]") {
+  // Input 1 times W_x = -(2^-126 + 2^-129) from the bias 2^-126 leaves -2^-129, flushed to -0
+  // (the CPU paths flush denormals): from the zero state every pre-activation of a
+  // direction's first step stays -0, where adding the skipped product (h = 0 times W_h of
+  // both signs) would have made it +0.  The gates must not tell the two apart: sigmoid(-0) =
+  // sigmoid(+0), and tanh(-0) = -0 reaches c and the GRU's h only as a term added to +0.
+  constexpr std::int64_t D = 1, B = 3, T = 3;
+  const float bias = std::ldexp(1.0f, -126);
+  const float w_x = -(std::ldexp(1.0f, -126) + std::ldexp(1.0f, -129));
+  slstm_layer_config peep = lstm(5);
+  peep.peepholes = 1;
+  slstm_layer_config clipped = lstm(9);
+  clipped.cell_clip = 0.5f;
+  clipped.proj_size = 4;
+  const std::vector<slstm_layer_config> layers = {
+      peep, clipped, gru(6, true), gru(6, false), lstm(9)};  // lstm(9): bidirectional below
+  const std::vector<std::int32_t> len = {3, 1, 2};
+  const std::vector<float> x(static_cast<std::size_t>(B * T * D), 1.0f);
+  std::uint64_t seed = 95;
+  for (const slstm_layer_config& layer : layers) {
+    for (const slstm_direction dir : {SLSTM_DIRECTION_FORWARD, SLSTM_DIRECTION_BIDIRECTIONAL}) {
+      if (layer.peepholes == 0 && layer.cell_clip == 0.0f && layer.cell == SLSTM_CELL_LSTM &&
+          dir == SLSTM_DIRECTION_FORWARD) {
+        continue;  // (a forward BasicLSTMCell runs the fused path: test_cpu_fast.cpp)
+      }
+      const std::vector<slstm_layer_config> stack = {with_direction(layer, dir)};
+      const slstm_model_config c = config_of(D, stack, 0.0f);
+      const t::Model random = t::random_stack(D, stack, ++seed);
+      std::vector<std::vector<float>> data = canonical(random.get(), c);
+      std::vector<slstm_tensor_info> info(data.size());
+      for (auto& i : info) i.struct_size = sizeof i;
+      std::size_t n = 0;
+      REQUIRE(slstm_format_tensors(&c, SLSTM_FORMAT_CANONICAL, info.data(), info.size(), &n) ==
+              SLSTM_OK);
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::string name = info[k].name;  // (canonical: the same names per direction)
+        if (name == "W_x") std::fill(data[k].begin(), data[k].end(), w_x);
+        if (name == "b" || name == "b_x") std::fill(data[k].begin(), data[k].end(), bias);
+        if (name == "b_h") std::fill(data[k].begin(), data[k].end(), 0.0f);
+      }
+      const t::Model m = from_canonical(c, data);
+      for (const int threads : {1, 2}) {
+        INFO("layer cell " << layer.cell << " peepholes " << layer.peepholes << ", direction "
+                           << dir << ", " << threads << " threads");
+        t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, threads);
+        const std::vector<float> zeros(t::state_count(m.get(), B), 0.0f);
+        t::Call absent = t::call_of(B, T, x);
+        absent.lengths = &len;
+        t::Call given = absent;
+        given.initial_state = &zeros;
+        const t::Run a = t::forward_ok(s.get(), m.get(), absent);
+        const t::Run g = t::forward_ok(s.get(), m.get(), given);
+        CHECK(t::count_poison(a.output) == 0);
+        CHECK(t::bitwise_equal(a.output, g.output));
+        CHECK(t::bitwise_equal(a.final_state, g.final_state));
+      }
+    }
+  }
+}

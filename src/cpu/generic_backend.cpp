@@ -33,7 +33,9 @@
 // part, then recurrent part) started from the bias, computed with the same instructions
 // whichever rows share its step; the pointwise math is per element.  A step's result
 // therefore depends only on its input, the carried state and the weights: chunked calls and
-// slstm_session_step are bitwise equal to one call (tests/test_layers.cpp).
+// slstm_session_step are bitwise equal to one call (tests/test_layers.cpp).  A call without
+// initial_state skips each direction's first recurrent products (h = 0; step()'s h_zero),
+// with the bits of a call from explicit zeros.
 #include "generic_backend.hpp"
 
 #include <algorithm>
@@ -1222,7 +1224,13 @@ class CpuGenericBackend final : public HostBackend {
   // with the lead's Work `w`: the lead sets the step up, each GEMM is cut by gate rows and
   // the cell math by units (Team::part), the phases separated by the team's barrier; each
   // element gets the instructions it gets alone, so the bits do not depend on the team.
-  void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w,
+  // h_zero: every row's h is the zero state (the call's first step of this direction, no
+  // initial_state): the recurrent products are skipped.  Each would add a sum of zeros (the
+  // weights are finite) to a chain, which changes nothing but a -0 into +0, and no gate tells
+  // -0 from +0 there: sigmoid(-0) = sigmoid(+0); tanh(-0) = -0 meets c = f * 0 + i * tanh(g)
+  // (and the GRU's (1 - u) tanh(n) + u * 0) only as a term added to +0, which gives +0.
+  // The outputs and states are the bits of a call from explicit zeros (tests/test_layers.cpp).
+  void step(std::size_t l, int d, std::int64_t B, std::int64_t n, Work& w, bool h_zero,
             float* const* zx = nullptr, const Team& team = Team()) const {
     const Model& m = *model_;
     const LayerSpec& s = m.spec(l);
@@ -1247,7 +1255,7 @@ class CpuGenericBackend final : public HostBackend {
           if (zx == nullptr) {  // (else projected ahead, from rounded inputs)
             round_floats(precision_, w.x_ptr[i], xr, static_cast<std::size_t>(s.input_size));
           }
-          round_floats(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
+          if (!h_zero) round_floats(precision_, w.state_ptr[i], hr, static_cast<std::size_t>(R));
           w.xq_ptr[i] = xr;
           w.hq_ptr[i] = hr;
         }
@@ -1260,7 +1268,7 @@ class CpuGenericBackend final : public HostBackend {
       team_gemm(team, w, w.z_ptr.data(), x, p.wx, n, false, p.bias.data());
       if (p.wx.n != p.wh.n) team.sync();  // (GRU: W_x's 3H rows are cut elsewhere than W_h's 2H)
     }
-    team_gemm(team, w, w.z_ptr.data(), h, p.wh, n);
+    if (!h_zero) team_gemm(team, w, w.z_ptr.data(), h, p.wh, n);
     team.sync();
     const auto [u0, u1] = team.part(H, kUnitAlign);
     if (s.cell == CellKind::kLstm) {
@@ -1305,7 +1313,7 @@ class CpuGenericBackend final : public HostBackend {
         float* a = w.aux_ptr[i];
         if (s.reset_after) {
           std::copy(p.bh_n.data() + u0, p.bh_n.data() + u1, a + u0);  // b_h,n + W_h,n h ...
-        } else {
+        } else if (!h_zero) {
           const float* hs = w.state_ptr[i];  // r o h of the float32 state h (then rounded)
           for (std::int64_t u = u0; u < u1; ++u) a[u] = z[u] * hs[u];
           if (rounding) {
@@ -1314,7 +1322,9 @@ class CpuGenericBackend final : public HostBackend {
         }
       }
       team.sync();
-      if (s.reset_after) {
+      if (h_zero) {
+        // (W_h,n times h = 0, or times r o h = 0)
+      } else if (s.reset_after) {
         team_gemm(team, w, w.aux_ptr.data(), h, p.wh_n, n);  // ... then scaled by r
       } else {
         team_gemm(team, w, w.zn_ptr.data(), w.aux_cptr.data(), p.wh_n, n);
@@ -1455,7 +1465,8 @@ class CpuGenericBackend final : public HostBackend {
             }
           }
         }
-        step(l, 0, B, n, w, l == 0 && ahead ? w.zx_step.data() : nullptr, team);
+        step(l, 0, B, n, w, t == 0 && call.initial_state == nullptr,
+             l == 0 && ahead ? w.zx_step.data() : nullptr, team);
         if (team.lead()) {
           for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
         }
@@ -1603,7 +1614,7 @@ class CpuGenericBackend final : public HostBackend {
           ++n;
         }
         if (n == 0) return;
-        step(l, d, B, n, w, w.zx_step.data(), team);
+        step(l, d, B, n, w, k == 0 && call.initial_state == nullptr, w.zx_step.data(), team);
       }
     }
   }
