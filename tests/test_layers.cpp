@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1460,6 +1461,98 @@ TEST_CASE("a first step whose pre-activations flush to -0 gives the bits of one 
         CHECK(t::count_poison(a.output) == 0);
         CHECK(t::bitwise_equal(a.output, g.output));
         CHECK(t::bitwise_equal(a.final_state, g.final_state));
+      }
+    }
+  }
+}
+
+TEST_CASE("peepholes and a cell clip on whole vectors and a padded tail give the reference's "
+          "numbers on the generic fast path",
+          "[layers][lstm][cpu-fast]") {
+  // 13 and 21 units: one or two whole vectors of the AVX2 cell math (8) and a padded tail;
+  // peepholes alone, a clip alone (large weights: it binds), both with a projection; a
+  // forward stack (time-major) and a reverse one (layer-major); one thread and a team of 2
+  // (cpu.team=always: each worker its units of a row, cut at a multiple of 8).
+  const std::int64_t B = 3, T = 5, D = 4;
+  const std::vector<std::int32_t> len = {5, 0, 3};
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 33, -3.0f, 3.0f);
+  std::uint64_t seed = 34;
+  for (const std::int64_t H : {13, 21}) {
+    slstm_layer_config peep = lstm(H), clipped = lstm(H), both = lstm(H);
+    peep.peepholes = 1;
+    clipped.cell_clip = 0.3f;
+    both.peepholes = 1;
+    both.cell_clip = 0.3f;
+    both.proj_size = 6;
+    for (const slstm_layer_config& l : {peep, clipped, both}) {
+      for (const slstm_direction dir : {SLSTM_DIRECTION_FORWARD, SLSTM_DIRECTION_REVERSE}) {
+        const std::vector<slstm_layer_config> layers = {with_direction(l, dir)};
+        const slstm_model_config c = config_of(D, layers);
+        slstm_model* raw = nullptr;
+        REQUIRE(slstm_model_create_random(&c, ++seed, 2.0f, &raw) == SLSTM_OK);
+        t::Model m(raw);
+        const auto init = t::random_vector(t::state_count(m.get(), B), ++seed, -0.5f, 0.5f);
+        t::Call call = t::call_of(B, T, x);
+        call.lengths = &len;
+        call.initial_state = &init;
+        t::Session ref = session_on(m.get(), SLSTM_CPU_PATH_REFERENCE, B, T);
+        const t::Run want = t::forward_ok(ref.get(), m.get(), call);
+        float max_c = 0.0f;  // (the packed state: c [B, H] first; row 1 keeps its state)
+        for (const std::int64_t b : {0, 2}) {
+          for (std::int64_t u = 0; u < H; ++u) {
+            const float c_bu = want.final_state[static_cast<std::size_t>(b * H + u)];
+            max_c = std::max(max_c, std::fabs(c_bu));
+          }
+        }
+        if (l.cell_clip > 0.0f) CHECK(max_c == l.cell_clip);  // the clip binds
+        for (const int threads : {1, 2}) {
+          INFO("H = " << H << ", peepholes " << l.peepholes << ", cell_clip " << l.cell_clip
+                      << ", direction " << dir << ", " << threads << " threads");
+          t::Session fast =
+              session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, threads, "cpu.team=always");
+          const t::Run got = t::forward_ok(fast.get(), m.get(), call);
+          CHECK(t::count_poison(got.output) == 0);
+          CHECK(t::rel_err(got.output, want.output) < 2e-6);
+          CHECK(t::rel_err(got.final_state, want.final_state) < 2e-6);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("a NaN input keeps its row NaN through a cell clip on the generic fast path",
+          "[layers][lstm][nan][cpu-fast]") {
+  // The clip must not turn a NaN c into a bound: the row's outputs from the NaN's step on
+  // and its final c and h are NaN; the other rows are those of the clean input, bit for bit.
+  const std::int64_t B = 3, T = 4, D = 2, H = 11;  // (a whole vector and a tail)
+  slstm_layer_config l = lstm(H);
+  l.cell_clip = 0.5f;
+  for (const int peepholes : {0, 1}) {
+    l.peepholes = peepholes;
+    const t::Model m = random_layers(D, {l}, 36);
+    t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, 1);
+    const auto clean = t::random_vector(static_cast<std::size_t>(B * T * D), 37);
+    std::vector<float> dirty = clean;
+    constexpr std::int64_t nb = 1, nt = 1;
+    dirty[static_cast<std::size_t>((nb * T + nt) * D)] = std::numeric_limits<float>::quiet_NaN();
+    t::Call call = t::call_of(B, T, clean);
+    const t::Run a = t::forward_ok(s.get(), m.get(), call);
+    call.input = &dirty;
+    const t::Run b = t::forward_ok(s.get(), m.get(), call);
+    INFO("peepholes " << peepholes);
+    for (std::int64_t bb = 0; bb < B; ++bb) {
+      for (std::int64_t tt = 0; tt < T; ++tt) {
+        const std::size_t k = static_cast<std::size_t>((bb * T + tt) * H);
+        if (bb == nb && tt >= nt) {
+          for (std::int64_t u = 0; u < H; ++u) CHECK(std::isnan(b.output[k + u]));
+        } else {
+          CHECK(t::bitwise_equal(&a.output[k], &b.output[k], static_cast<std::size_t>(H)));
+        }
+      }
+    }
+    for (const std::int64_t part : {0, 1}) {  // c [B, H], then h [B, H]
+      for (std::int64_t u = 0; u < H; ++u) {
+        CHECK(std::isnan(b.final_state[static_cast<std::size_t>((part * B + nb) * H + u)]));
       }
     }
   }

@@ -11,9 +11,9 @@
 // AVX-512 CPUs one that serves 6 (the same FMAs, so the same bits), elsewhere a loop the
 // compiler vectorises (x86-64: SSE2, multiply then add; aarch64: NEON fused multiply-add,
 // step_kernels.hpp madd),
-// then the cell's pointwise math per row (on AVX2 the plain LSTM and the GRU 8 units at a
-// time with the fused kernels' vector sigmoid / tanh; scalar libm for peepholes /
-// cell_clip and on the portable kernels).  A stack
+// then the cell's pointwise math per row (on AVX2 8 units at a time with the fused kernels'
+// vector sigmoid / tanh, peepholes and cell_clip included; scalar libm on the portable
+// kernels).  A stack
 // whose layers all read forward runs time step by time step (MultiRNNCell's order, no
 // sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
@@ -595,36 +595,61 @@ void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
 #endif
 
 #if defined(__GNUC__) && defined(__x86_64__)
-// The plain LSTM cell (no peepholes, no cell clip) of one row on AVX2: 8 units at a time with
-// the fused kernels' vector sigmoid and tanh (simd_math.hpp), c updated in place, the
-// unprojected output into m.  The last H % 8 units go through one padded vector, so every
-// unit gets the same instructions wherever it sits (results do not depend on H's alignment,
-// the row, the split or the call).  Per element, as lstm_cell (forget_bias is in z already).
+// The LSTM cell of one row on AVX2: 8 units at a time with the fused kernels' vector sigmoid
+// and tanh (simd_math.hpp), c updated in place, the unprojected output into m; with
+// peepholes (`peep`: w_i, w_f, w_o [3H], or null) and / or a cell clip (`bound` > 0) in TF's
+// LSTMCell order (c clipped before w_o reads it), each peephole term one fused multiply-add,
+// the clip a max then a min that keep a NaN (as std::max / std::min with the value first).
+// The last H % 8 units go through one padded vector, so every unit gets the same
+// instructions wherever it sits (results do not depend on H's alignment, the row, the split
+// or the call).  Per element, as lstm_cell (forget_bias is in z already).
 SLSTM_AVX2_INLINE void lstm_cell8(const float* zi, const float* zf, const float* zg,
-                                  const float* zo, float* c, float* m) {
-  const __m256 c_new =
-      _mm256_fmadd_ps(_mm256_loadu_ps(c), sigmoid256(_mm256_loadu_ps(zf)),
-                      _mm256_mul_ps(sigmoid256(_mm256_loadu_ps(zi)), tanh256(_mm256_loadu_ps(zg))));
+                                  const float* zo, const float* wi, const float* wf,
+                                  const float* wo, float bound, float* c, float* m) {
+  const __m256 c_prev = _mm256_loadu_ps(c);
+  __m256 pi = _mm256_loadu_ps(zi), pf = _mm256_loadu_ps(zf), po = _mm256_loadu_ps(zo);
+  if (wi != nullptr) {
+    pi = _mm256_fmadd_ps(_mm256_loadu_ps(wi), c_prev, pi);
+    pf = _mm256_fmadd_ps(_mm256_loadu_ps(wf), c_prev, pf);
+  }
+  __m256 c_new = _mm256_fmadd_ps(c_prev, sigmoid256(pf),
+                                 _mm256_mul_ps(sigmoid256(pi), tanh256(_mm256_loadu_ps(zg))));
+  if (bound > 0.0f) {  // (max / min return their second operand when one is NaN)
+    c_new = _mm256_min_ps(_mm256_set1_ps(bound), _mm256_max_ps(_mm256_set1_ps(-bound), c_new));
+  }
+  if (wo != nullptr) po = _mm256_fmadd_ps(_mm256_loadu_ps(wo), c_new, po);
   _mm256_storeu_ps(c, c_new);
-  _mm256_storeu_ps(m, _mm256_mul_ps(tanh256(c_new), sigmoid256(_mm256_loadu_ps(zo))));
+  _mm256_storeu_ps(m, _mm256_mul_ps(tanh256(c_new), sigmoid256(po)));
 }
 
 // Units [u0, u1) (u0 a multiple of 8 or u1 == u0).
-SLSTM_AVX2 void lstm_plain_avx2(const float* z, std::int64_t H, std::int64_t u0,
-                                std::int64_t u1, float* c, float* m) {
+SLSTM_AVX2 void lstm_extras_avx2(const float* z, std::int64_t H, std::int64_t u0,
+                                 std::int64_t u1, float* c, float* m, const float* peep,
+                                 float bound) {
+  const auto at = [&](int row, std::int64_t u) {
+    return peep != nullptr ? peep + row * H + u : nullptr;
+  };
   std::int64_t u = u0;
   for (; u + 8 <= u1; u += 8) {
     lstm_cell8(z + kGateI * H + u, z + kGateF * H + u, z + kGateG * H + u, z + kGateO * H + u,
-               c + u, m + u);
+               at(0, u), at(1, u), at(2, u), bound, c + u, m + u);
   }
   if (u >= u1) return;
   const std::int64_t n = u1 - u;
-  alignas(32) float q[4][8] = {}, cc[8] = {}, mm[8];
+  alignas(32) float q[4][8] = {}, w[3][8] = {}, cc[8] = {}, mm[8];
   for (int g = 0; g < 4; ++g) std::copy_n(z + g * H + u, n, q[g]);
+  for (int r = 0; r < 3 && peep != nullptr; ++r) std::copy_n(peep + r * H + u, n, w[r]);
   std::copy_n(c + u, n, cc);
-  lstm_cell8(q[kGateI], q[kGateF], q[kGateG], q[kGateO], cc, mm);
+  const bool peeps = peep != nullptr;
+  lstm_cell8(q[kGateI], q[kGateF], q[kGateG], q[kGateO], peeps ? w[0] : nullptr,
+             peeps ? w[1] : nullptr, peeps ? w[2] : nullptr, bound, cc, mm);
   std::copy_n(cc, n, c + u);
   std::copy_n(mm, n, m + u);
+}
+
+SLSTM_AVX2 void lstm_plain_avx2(const float* z, std::int64_t H, std::int64_t u0,
+                                std::int64_t u1, float* c, float* m) {
+  lstm_extras_avx2(z, H, u0, u1, c, m, nullptr, 0.0f);
 }
 
 // The GRU's gates on one row: r and z in place (sigmoid of z[e0 .. e1), r and z being
@@ -694,6 +719,21 @@ void lstm_plain_portable(const float* z, std::int64_t H, std::int64_t u0, std::i
 
 float clip(float v, float bound) {
   return bound > 0.0f ? std::min(std::max(v, -bound), bound) : v;
+}
+
+// lstm_extras_avx2 in scalar C++ with libm (the portable kernels).
+void lstm_extras_portable(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,
+                          float* c, float* m, const float* peep, float bound) {
+  for (std::int64_t u = u0; u < u1; ++u) {
+    const float c_prev = c[u];
+    const float zi = z[kGateI * H + u] + (peep ? peep[u] * c_prev : 0.0f);
+    const float zf = z[kGateF * H + u] + (peep ? peep[H + u] * c_prev : 0.0f);
+    float cn = c_prev * sigmoidf(zf) + sigmoidf(zi) * tanhf(z[kGateG * H + u]);
+    cn = clip(cn, bound);
+    const float zo = z[kGateO * H + u] + (peep ? peep[2 * H + u] * cn : 0.0f);
+    c[u] = cn;
+    m[u] = tanhf(cn) * sigmoidf(zo);
+  }
 }
 
 // One direction's weights as the steps read them.
@@ -812,12 +852,14 @@ class CpuGenericBackend final : public HostBackend {
     const bool avx512 = kernel.kernel == Kernel::kAvx512;
     gemm_ = avx512 ? gemm_rows_avx512 : avx2 ? gemm_rows_avx2 : gemm_rows_portable;
     lstm_plain_ = avx2 ? lstm_plain_avx2 : lstm_plain_portable;
+    lstm_extras_ = avx2 ? lstm_extras_avx2 : lstm_extras_portable;
     gru_gates_ = avx2 ? gru_gates_avx2 : gru_gates_portable;
     gru_h_ = avx2 ? gru_h_avx2 : gru_h_portable;
 #else
     const bool avx2 = false, avx512 = false;
     gemm_ = gemm_rows_portable;
     lstm_plain_ = lstm_plain_portable;
+    lstm_extras_ = lstm_extras_portable;
     gru_gates_ = gru_gates_portable;
     gru_h_ = gru_h_portable;
 #endif
@@ -840,7 +882,7 @@ class CpuGenericBackend final : public HostBackend {
                              : kPortableFma ? "portable (compiler-vectorised, fused multiply-add)"
                                             : "portable (compiler-vectorised, multiply then add)"},
                     {"pointwise", avx2 ? "8 units at a time (AVX2 sigmoid/tanh, "
-                                         "simd_math.hpp), scalar for peepholes / cell_clip"
+                                         "simd_math.hpp)"
                                        : "scalar (libm expf/tanhf)"},
                     {"kernel_reason", kernel.why},
                     {"order", layer_major_ ? "layer-major (a layer reads backwards)"
@@ -1276,7 +1318,8 @@ class CpuGenericBackend final : public HostBackend {
         if (!s.peepholes && s.cell_clip == 0.0f) {
           lstm_plain_(w.z_ptr[i], H, u0, u1, w.c_ptr[i], w.aux_ptr[i]);
         } else {
-          lstm_pointwise(s, p, w.z_ptr[i], u0, u1, w.c_ptr[i], w.aux_ptr[i]);
+          lstm_extras_(w.z_ptr[i], H, u0, u1, w.c_ptr[i], w.aux_ptr[i],
+                       s.peepholes ? p.peep.data() : nullptr, s.cell_clip);
         }
         if (s.proj_size > 0 && rounding) {  // W_proj's operand m
           round_floats(precision_, w.aux_ptr[i] + u0, w.aux_ptr[i] + u0,
@@ -1387,24 +1430,6 @@ class CpuGenericBackend final : public HostBackend {
 #else
     (void)z, (void)x, (void)v, (void)nb, (void)init, (void)s;  // (never: amx_ needs x86-64)
 #endif
-  }
-
-  // The pointwise math of an LSTM with peepholes or a cell clip on one row (the plain cell:
-  // lstm_plain_): c updated in place, the unprojected output into m.
-  static void lstm_pointwise(const LayerSpec& s, const Packed& p, const float* z,
-                             std::int64_t u0, std::int64_t u1, float* c, float* m) {
-    const std::int64_t H = s.hidden_size;
-    const float* wi = s.peepholes ? p.peep.data() : nullptr;
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const float c_prev = c[u];
-      const float zi = z[kGateI * H + u] + (wi ? wi[u] * c_prev : 0.0f);
-      const float zf = z[kGateF * H + u] + (wi ? wi[H + u] * c_prev : 0.0f);
-      float cn = c_prev * sigmoidf(zf) + sigmoidf(zi) * tanhf(z[kGateG * H + u]);
-      cn = clip(cn, s.cell_clip);
-      const float zo = z[kGateO * H + u] + (wi ? wi[2 * H + u] * cn : 0.0f);
-      c[u] = cn;
-      m[u] = tanhf(cn) * sigmoidf(zo);
-    }
   }
 
   void add_residual(std::size_t l, const float* x, float* y) const {  // (per row)
@@ -1659,6 +1684,10 @@ class CpuGenericBackend final : public HostBackend {
   // (Units [u0, u1) of the row.)
   void (*lstm_plain_)(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,
                       float* c, float* m) = nullptr;
+  // ... with peepholes (peep [3H] or null) and / or a cell clip (bound > 0; lstm_extras_avx2
+  // or _portable).
+  void (*lstm_extras_)(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,
+                       float* c, float* m, const float* peep, float bound) = nullptr;
   // The GRU's gates (elements [e0, e1) of z) and new h (units [u0, u1)) of a row
   // (gru_gates_avx2 / gru_h_avx2 or the portable ones).
   void (*gru_gates_)(float* z, std::int64_t e0, std::int64_t e1) = nullptr;
