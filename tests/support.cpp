@@ -496,6 +496,18 @@ double accuracy_ratio(const std::vector<float>& got, const std::vector<double>& 
   return worst;
 }
 
+void check_zero_state_bits(slstm_session* session, const slstm_model* model, const Call& call) {
+  REQUIRE(call.initial_state == nullptr);
+  const std::vector<float> zeros(state_count(model, call.batch), 0.0f);
+  Call given = call;
+  given.initial_state = &zeros;
+  const Run absent = forward_ok(session, model, call);
+  const Run explicit_zeros = forward_ok(session, model, given);
+  CHECK(count_poison(absent.output) == 0);
+  CHECK(bitwise_equal(absent.output, explicit_zeros.output));
+  CHECK(bitwise_equal(absent.final_state, explicit_zeros.final_state));
+}
+
 Run check_within_accuracy(slstm_session* session, const slstm_model* model, const Call& call) {
   const Run whole = forward_ok(session, model, call);
   const std::int64_t B = call.batch, T = call.time, D = input_size(model);

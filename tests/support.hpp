@@ -155,6 +155,9 @@ double accuracy_ratio(const std::vector<float>& got, const std::vector<double>& 
 // state), and every step of every row and layer must obey the rule (CHECKed; the worst
 // ratio is printed).  Returns the whole call's result.
 Run check_within_accuracy(slstm_session* session, const slstm_model* model, const Call& call);
+// Runs `call` (its initial_state null) and the same call from explicit zeros: the first must
+// leave no poison and both give the same bits (outputs and final state; CHECKed).
+void check_zero_state_bits(slstm_session* session, const slstm_model* model, const Call& call);
 
 // Where the fixtures are: $SLSTM_FIXTURE_DIR when set (a test binary run away from its
 // source tree, as bench/gpu/check.sh does on a device), else the source tree's tests/fixtures.

@@ -1384,17 +1384,10 @@ TEST_CASE("a call from the zero state gives the bits of one from explicit zeros 
               const auto T32 = static_cast<std::int32_t>(T);
               std::vector<std::int32_t> len = {T32, 0, T32 - 1, 1, T32};
               len.resize(static_cast<std::size_t>(B));
-              const std::vector<float> zeros(t::state_count(m.get(), B), 0.0f);
               for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
                 t::Call absent = t::call_of(B, T, x, layout);
                 absent.lengths = &len;
-                t::Call given = absent;
-                given.initial_state = &zeros;
-                const t::Run a = t::forward_ok(s.get(), m.get(), absent);
-                const t::Run g = t::forward_ok(s.get(), m.get(), given);
-                CHECK(t::count_poison(a.output) == 0);
-                CHECK(t::bitwise_equal(a.output, g.output));
-                CHECK(t::bitwise_equal(a.final_state, g.final_state));
+                t::check_zero_state_bits(s.get(), m.get(), absent);
               }
             }
           }
@@ -1451,16 +1444,9 @@ TEST_CASE("a first step whose pre-activations flush to -0 gives the bits of one 
         INFO("layer cell " << layer.cell << " peepholes " << layer.peepholes << ", direction "
                            << dir << ", " << threads << " threads");
         t::Session s = session_on(m.get(), SLSTM_CPU_PATH_AUTO, B, T, threads);
-        const std::vector<float> zeros(t::state_count(m.get(), B), 0.0f);
         t::Call absent = t::call_of(B, T, x);
         absent.lengths = &len;
-        t::Call given = absent;
-        given.initial_state = &zeros;
-        const t::Run a = t::forward_ok(s.get(), m.get(), absent);
-        const t::Run g = t::forward_ok(s.get(), m.get(), given);
-        CHECK(t::count_poison(a.output) == 0);
-        CHECK(t::bitwise_equal(a.output, g.output));
-        CHECK(t::bitwise_equal(a.final_state, g.final_state));
+        t::check_zero_state_bits(s.get(), m.get(), absent);
       }
     }
   }
