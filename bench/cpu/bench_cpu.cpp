@@ -5,7 +5,7 @@
 //   slstm_bench_cpu lstm --path fast|reference --threads N --input D --hidden H1,H2,...
 //                        --batch B --time T [--seconds X] [--min-iters K] [--rotate R]
 //                        [--config "key=value;..."] [--gap-us G] [--precision P]
-//                        [--initial-state 0] [--cell C] [--direction D]
+//                        [--initial-state 0] [--cell C] [--direction D] [--proj P]
 //   slstm_bench_cpu machine --threads N [--mib M] [--seconds X]
 //   slstm_bench_cpu dump --dir DIR --threads N --input D --hidden H1,H2,... --batch B --time T
 //                        [--check-batch B2] [--check-time T2] [--rotate R]
@@ -23,8 +23,9 @@
 // and backward in turn, as a step's weight stream; the memory floor's ceiling).
 // --cell lstm (BasicLSTMCell, the default) | peephole (LSTMCell use_peepholes) | gru (TF1
 // GRUCell, reset before the product) | gru-after (cuDNN / PyTorch's GRU) and --direction
-// forward | reverse | bidirectional set every layer's (anything but forward BasicLSTMCell runs
-// the generic path; docs/cells.md); gflop counts each direction's G x H gate rows.
+// forward | reverse | bidirectional set every layer's, and --proj P gives every LSTM layer an
+// output projection to P units (LSTMP; anything but forward BasicLSTMCell runs the generic
+// path; docs/cells.md); gflop counts each direction's G x H gate rows and its projection.
 // dump: what another engine needs to compute exactly what `lstm` times (bench/cpu/ort_anchor.py):
 // the same model's weights exported in the ONNX LSTM layout (onnx_W<l>.f32 [1, 4H, I],
 // onnx_R<l>.f32 [1, 4H, H], onnx_B<l>.f32 [1, 8H], forget_bias folded into Wb), the R inputs
@@ -84,6 +85,7 @@ struct Args {
   // (--initial-state 0) from none, the zero state, whose first step has no recurrent product
   bool initial_state = true;
   std::string cell = "lstm", direction = "forward";  // lstm: every layer's (make_model)
+  std::int64_t proj = 0;                             // lstm: every LSTM layer's proj_size
 };
 
 Args parse(int argc, char** argv) {
@@ -114,6 +116,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--initial-state") a.initial_state = v != "0";
     else if (k == "--cell") a.cell = v;
     else if (k == "--direction") a.direction = v;
+    else if (k == "--proj") a.proj = std::atoll(v.c_str());
     else if (k == "--hidden") {
       std::size_t p = 0;
       while (p < v.size()) {
@@ -297,7 +300,9 @@ slstm_model* make_model(const Args& a) {
   mc.input_size = a.input;
   mc.num_layers = static_cast<std::int32_t>(a.hidden.size());
   std::vector<slstm_layer_config> layers;
-  if (a.cell == "lstm" && a.direction == "forward") {
+  const bool gru = a.cell == "gru" || a.cell == "gru-after";
+  if (a.proj > 0 && gru) die("--proj: a GRU layer has no projection");
+  if (a.cell == "lstm" && a.direction == "forward" && a.proj == 0) {
     mc.hidden_sizes = a.hidden.data();
   } else {
     if (a.mode == "dump") die("dump takes forward BasicLSTMCell stacks only");
@@ -307,7 +312,7 @@ slstm_model* make_model(const Args& a) {
       l.hidden_size = h;
       if (a.cell == "peephole") {
         l.peepholes = 1;
-      } else if (a.cell == "gru" || a.cell == "gru-after") {
+      } else if (gru) {
         l.cell = SLSTM_CELL_GRU;
         l.gru_reset_after = a.cell == "gru-after" ? 1 : 0;
       } else if (a.cell != "lstm") {
@@ -321,6 +326,7 @@ slstm_model* make_model(const Args& a) {
         die("--direction: unknown direction \"" + a.direction +
             "\" (forward, reverse, bidirectional)");
       }
+      l.proj_size = a.proj;
       layers.push_back(l);
     }
     mc.layers = layers.data();
@@ -397,16 +403,18 @@ int lstm(const Args& a) {
   const double gates = a.cell == "gru" || a.cell == "gru-after" ? 3.0 : 4.0;
   const std::int64_t dirs = a.direction == "bidirectional" ? 2 : 1;
   for (std::int64_t h : a.hidden) {
-    flops += 2.0 * static_cast<double>(a.batch * a.time * dirs) * gates *
-             static_cast<double>(h) * static_cast<double>(in + h);
-    in = h * dirs;
+    const std::int64_t r = a.proj > 0 ? a.proj : h;  // the recurrent width, the output's
+    const double rows = static_cast<double>(a.batch * a.time * dirs);
+    flops += 2.0 * rows * gates * static_cast<double>(h) * static_cast<double>(in + r);
+    if (a.proj > 0) flops += 2.0 * rows * static_cast<double>(r) * static_cast<double>(h);
+    in = r * dirs;
   }
   std::printf("mode=lstm path=%s threads=%d ms=%.4f ms_min=%.4f ms_p10=%.4f ms_p90=%.4f "
-              "iters=%d rotate=%d gap_us=%g initial_state=%d cell=%s direction=%s gflop=%.4f "
-              "checksum=%.6g %s\n",
+              "iters=%d rotate=%d gap_us=%g initial_state=%d cell=%s direction=%s proj=%lld "
+              "gflop=%.4f checksum=%.6g %s\n",
               a.path.c_str(), a.threads, tm.median * 1e3, tm.best * 1e3, tm.p10 * 1e3,
               tm.p90 * 1e3, tm.iters, a.rotate, a.gap_us, a.initial_state ? 1 : 0,
-              a.cell.c_str(), a.direction.c_str(), flops * 1e-9,
+              a.cell.c_str(), a.direction.c_str(), static_cast<long long>(a.proj), flops * 1e-9,
               static_cast<double>(y.empty() ? 0.0f : y[y.size() / 2]),
               plan_words(session).c_str());
   slstm_session_destroy(session);
