@@ -274,6 +274,35 @@ TEST_CASE("on AMX, whole calls, calls in chunks and single steps give the same b
   CHECK(t::bitwise_equal(state, whole.final_state));
 }
 
+TEST_CASE("on AMX, a call from the zero state gives the bits of one from explicit zeros",
+          "[precision][cpu-fast]") {
+  // Without initial_state the first step leaves the tiles alone (StepArgs::h_zero): its
+  // sums are +0, as the tiles' products of h = 0 would be.  One block of rows (B = 1, 5),
+  // two tiles of 16 (B = 17, 32), more blocks (B = 35), a partial group (H = 37, 5), rows
+  // of length 0, T = 1 and T > 1, one and two threads (the unit and the batch split).
+  if (!amx_here()) return;
+  const std::int64_t D = 11;
+  t::Model m = t::random_model(D, {37, 16, 5}, 71);
+  for (const std::int32_t threads : {1, 2}) {
+    for (const std::int64_t B : {1, 5, 17, 32, 35}) {
+      for (const std::int64_t T : {1, 9}) {
+        INFO(threads << " threads, B = " << B << ", T = " << T);
+        t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", B, T, threads);
+        const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 72);
+        const std::vector<std::int32_t> lengths = cycling_lengths(B, T);
+        t::Call absent = t::call_of(B, T, x);
+        absent.lengths = &lengths;
+        // First a call from a state, which leaves its sums in the workers' scratch.
+        const std::vector<float> s0 = t::random_vector(t::state_count(m.get(), B), 73);
+        t::Call from_state = absent;
+        from_state.initial_state = &s0;
+        t::forward_ok(s.get(), m.get(), from_state);
+        t::check_zero_state_bits(s.get(), m.get(), absent);
+      }
+    }
+  }
+}
+
 TEST_CASE("on AMX, a row of NaN inputs leaves the other rows' numbers as they are alone",
           "[precision][cpu-fast]") {
   if (!amx_here()) return;

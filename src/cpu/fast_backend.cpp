@@ -532,7 +532,7 @@ class CpuFastBackend final : public HostBackend {
     a.c = v.c;
     a.cell = p.cell;
     // The call's first step from the zero state: no recurrent product (StepArgs::h_zero).
-    a.h_zero = t == 0 && call.initial_state == nullptr && !p.wamx_storage;
+    a.h_zero = t == 0 && call.initial_state == nullptr;
     const std::int64_t blocks = row_blocks(*v.sh);
     // Where block j starts: on AMX after j whole blocks (tiles of 16 rows are full but in
     // the last), else cut evenly (row_cut).

@@ -138,7 +138,7 @@ struct StepArgs {
   // kernels then skip the recurrent product (recurrent_k): every term 0 * w is a zero (the
   // weights are finite: model.cpp refuses others, FP16 refuses what would round to inf) and
   // each sum starts at +0, so it would end at +0 anyway: the same bits, without streaming W_h.
-  // (Not on AMX: step_block_amx reads hb.)
+  // (On AMX too: the tiles start at +0 and add the products 0 * w, so their sums are +0.)
   bool h_zero = false;
   std::int64_t units = 0;      // valid units in this group (1..16)
   std::int64_t unit0 = 0;      // first unit of the group

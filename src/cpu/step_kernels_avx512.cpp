@@ -253,13 +253,16 @@ SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
   StepArgs g = a;
   for (int i0 = 0; i0 < groups; i0 += per) {
     const int n = std::min(per, groups - i0);
-    configure_tiles(n0, n1);
-    for (int i = 0; i < n; ++i) {
-      PrefetchStream ahead_of_next(i0 + i + 1 == groups ? a.next : Prefetch{}, 2 * a.k_tiles);
-      group_products(h, a.ldh, a.wamx + (i0 + i) * slab, a.k_tiles, n1 > 0,
-                     a.sums + i * group_ld, gate_ld, 16, ahead_of_next);
+    if (!a.h_zero) {  // (h = 0: every sum +0, the tiles untouched; StepArgs::h_zero)
+      configure_tiles(n0, n1);
+      for (int i = 0; i < n; ++i) {
+        PrefetchStream ahead_of_next(i0 + i + 1 == groups ? a.next : Prefetch{},
+                                     2 * a.k_tiles);
+        group_products(h, a.ldh, a.wamx + (i0 + i) * slab, a.k_tiles, n1 > 0,
+                       a.sums + i * group_ld, gate_ld, 16, ahead_of_next);
+      }
+      _tile_release();
     }
-    _tile_release();
     for (int i = 0; i < n; ++i) {
       if (i0 + i > 0) {
         g.unit0 += kGroup;
@@ -269,18 +272,23 @@ SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
       g.units = std::min(kGroup, g.H - g.unit0);
       const __mmask16 m = static_cast<__mmask16>((1u << g.units) - 1u);
       const float* sums = a.sums + i * group_ld;
+      const __m512 zero = _mm512_setzero_ps();
       // Rows two at a time: two independent chains of gate math for the scheduler.
       int b = 0;
       for (; b + 2 <= nb; b += 2) {
         __m512 acc[2][4];
         for (int r = 0; r < 2; ++r) {
-          for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_load_ps(sums + q * gate_ld + (b + r) * 16);
+          for (int q = 0; q < 4; ++q) {
+            acc[r][q] = a.h_zero ? zero : _mm512_load_ps(sums + q * gate_ld + (b + r) * 16);
+          }
         }
         cell_avx512<kCell, 2>(g, acc, m, b);
       }
       if (b < nb) {
         __m512 acc[1][4];
-        for (int q = 0; q < 4; ++q) acc[0][q] = _mm512_load_ps(sums + q * gate_ld + b * 16);
+        for (int q = 0; q < 4; ++q) {
+          acc[0][q] = a.h_zero ? zero : _mm512_load_ps(sums + q * gate_ld + b * 16);
+        }
         cell_avx512<kCell, 1>(g, acc, m, b);
       }
       // The new h (the row's old one past its length) as the next step's operand.
