@@ -247,8 +247,9 @@ int peak(const Args& a) {
   return 0;
 }
 
-// The session's plan in three words for the result line (slstm_session_describe, JSON): the
-// CPU kernel chosen (params.kernel), the threads it uses (params.threads) and each layer's
+// The session's plan in four words for the result line (slstm_session_describe, JSON): the
+// CPU kernel chosen (params.kernel), whether the recurrent products run on AMX tiles (the
+// first word of params.amx: on, off), the threads it uses (params.threads) and each layer's
 // path, comma-separated.  "?" where the plan does not say.
 std::string json_value(const std::string& json, const std::string& key, std::size_t* from) {
   const std::string pat = "\"" + key + "\": \"";
@@ -263,7 +264,7 @@ std::string json_value(const std::string& json, const std::string& key, std::siz
 std::string plan_words(const slstm_session* session) {
   std::size_t n = 0;
   if (slstm_session_describe(session, SLSTM_DESCRIBE_JSON, nullptr, 0, &n) != SLSTM_OK) {
-    return "kernel=? threads_used=? layer_paths=?";
+    return "kernel=? amx=? threads_used=? layer_paths=?";
   }
   std::string json(n + 1, '\0');
   check(slstm_session_describe(session, SLSTM_DESCRIBE_JSON, &json[0], json.size(), &n),
@@ -271,6 +272,9 @@ std::string plan_words(const slstm_session* session) {
   json.resize(n);
   std::size_t at = 0;
   std::string kernel = json_value(json, "kernel", &at);
+  at = 0;
+  std::string amx = json_value(json, "amx", &at);
+  amx = amx.substr(0, amx.find(' '));
   at = 0;
   std::string threads = json_value(json, "threads", &at);
   std::string paths;
@@ -287,7 +291,7 @@ std::string plan_words(const slstm_session* session) {
     }
     return w;
   };
-  return "kernel=" + word(kernel) + " threads_used=" + word(threads) + " layer_paths=" +
+  return "kernel=" + word(kernel) + " amx=" + word(amx) + " threads_used=" + word(threads) + " layer_paths=" +
          word(paths);
 }
 
