@@ -295,6 +295,9 @@ std::string plan_words(const slstm_session* session) {
          word(paths);
 }
 
+// Whether --cell names a GRU (either reset placement): three gates, no projection.
+bool is_gru(const Args& a) { return a.cell == "gru" || a.cell == "gru-after"; }
+
 // The model every mode times or dumps: seeded random weights (seed 42, PyTorch's default
 // scale), forget_bias as slstm_model_config_init sets it (1.0, TF's default).
 slstm_model* make_model(const Args& a) {
@@ -304,7 +307,7 @@ slstm_model* make_model(const Args& a) {
   mc.input_size = a.input;
   mc.num_layers = static_cast<std::int32_t>(a.hidden.size());
   std::vector<slstm_layer_config> layers;
-  const bool gru = a.cell == "gru" || a.cell == "gru-after";
+  const bool gru = is_gru(a);
   if (a.proj > 0 && gru) die("--proj: a GRU layer has no projection");
   if (a.cell == "lstm" && a.direction == "forward" && a.proj == 0) {
     mc.hidden_sizes = a.hidden.data();
@@ -404,7 +407,7 @@ int lstm(const Args& a) {
   }, a.seconds, a.min_iters, a.gap_us);
   double flops = 0;
   std::int64_t in = a.input;
-  const double gates = a.cell == "gru" || a.cell == "gru-after" ? 3.0 : 4.0;
+  const double gates = is_gru(a) ? 3.0 : 4.0;
   const std::int64_t dirs = a.direction == "bidirectional" ? 2 : 1;
   for (std::int64_t h : a.hidden) {
     const std::int64_t r = a.proj > 0 ? a.proj : h;  // the recurrent width, the output's
