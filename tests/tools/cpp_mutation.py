@@ -28,7 +28,8 @@ compile is reported NOT BUILT, never killed: such a mutant proves nothing (fix t
 Unmutated, every mutant's tests must pass first (else every mutant would count as killed).
 
 Files are changed in place and restored after each mutant (also on Ctrl-C or SIGTERM); the
-tool refuses to start while a file it would change has uncommitted changes. A write dates
+tool refuses to start while a file it would change has uncommitted changes, or while another
+run of it holds the checkout (a lock in the git folder). A write dates
 the file past the newest object in DIR where the clock went back since that was built, so
 no stale object stays in place. Exit status 1 when a mutant that is not marked equivalent
 survives, does not build, or no longer applies (its "old" text changed: update the list).
@@ -43,6 +44,7 @@ then got a test that kills it. Pass --timeout 120: a few mutants hang (a barrier
 forks not counted) and count as killed only when the timeout ends them.
 """
 import argparse
+import fcntl
 import json
 import os
 import signal
@@ -142,6 +144,15 @@ def main():
     if a.ids and len(mutants) != len(set(a.ids)):
         sys.exit("cpp_mutation: unknown id among %s" % " ".join(a.ids))
     files = sorted({m["file"] for m in mutants})
+    # One run per checkout: another's mutant, in a file this run does not change, would be
+    # compiled into this run's build too.  (A lock in the git folder, held until exit.)
+    git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    lock = open(os.path.join(git_dir, "cpp_mutation.lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit("cpp_mutation: another cpp_mutation run holds this checkout (%s)" % REPO)
     dirty = subprocess.run(["git", "status", "--porcelain", "--"] + files, cwd=REPO,
                            capture_output=True, text=True, check=True).stdout
     if dirty:
