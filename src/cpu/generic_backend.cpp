@@ -461,6 +461,8 @@ void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, st
 // accumulators, 6 broadcasts and one weight vector: 31 zmm, no spill; 1.11-1.20x on
 // GRU / LSTMP / bidirectional rows of 32-64 batch rows, level on the small ones).  The last
 // block may be partial: its z lanes load and store under a mask (its weights are zero).
+constexpr std::int64_t kPrefetchK = 8;  // k ahead gemm_pass_avx512 fetches its weights
+
 template <int NB>
 constexpr int blocks_per_pass512() {
   return NB == 1 ? 4 : 2;
@@ -474,7 +476,8 @@ inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes 
 template <int NB, int NBLK, typename W>
 SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
                                    const typename W::T* blk, std::int64_t K, std::int64_t i0,
-                                   std::int64_t n, Prefetch next, const float* init) {
+                                   std::int64_t n, Prefetch next, const float* init,
+                                   bool fetch) {
   PrefetchStream ahead(next, K);
   __mmask16 mask[NBLK][2];
   for (int j = 0; j < NBLK; ++j) {
@@ -494,6 +497,15 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
   std::int64_t k = 0;
   do {  // (a do-while, see gemm_block_loop_avx2)
     ahead.tick();
+    // `fetch`: each block's weight stream, kPrefetchK k ahead, into L1 (prefetches never
+    // fault: past the end they fetch nothing useful and nothing else).
+    for (int j = 0; fetch && j < NBLK; ++j) {
+      const char* wa =
+          reinterpret_cast<const char*>(blk + j * K * kBlock + (k + kPrefetchK) * kBlock);
+      for (int at = 0; at < static_cast<int>(kBlock * sizeof(typename W::T)); at += 64) {
+        _mm_prefetch(wa + at, _MM_HINT_T0);
+      }
+    }
     __m512 xb[NB];
     for (int b = 0; b < NB; ++b) xb[b] = _mm512_set1_ps(x[b][k]);
     for (int j = 0; j < NBLK; ++j) {
@@ -521,16 +533,23 @@ SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
                                       std::int64_t n, Prefetch next, const float* init) {
   constexpr int kPass = blocks_per_pass512<NB>();
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  // The passes fetch their weights ahead into L1 (the hardware's prefetch alone left 5-6
+  // rows over a W_h streaming from L3 at half the bandwidth of 1-4 rows: GRU H = 2048, B = 6
+  // 1.13-1.32x faster with it; bench/results/cpu-prefetch-nb.md), but for one row over
+  // weights that stay in L2, whose loop of 8 FMAs per 8 lines lost 4 % to the extra loads.
+  const bool fetch =
+      NB > 1 || 2 * K * blocks * kBlock * static_cast<std::int64_t>(sizeof(typename W::T)) >
+                    l2_cache_bytes();
   const auto passes = static_cast<int>(blocks / kPass + blocks % kPass);
   int pass = 0;
   std::int64_t j = 0;
   for (; j + kPass <= blocks; j += kPass, ++pass) {
     gemm_pass_avx512<NB, kPass, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
-                                   pass_share(next, pass, passes), init);
+                                   pass_share(next, pass, passes), init, fetch);
   }
   for (; j < blocks; ++j, ++pass) {
     gemm_pass_avx512<NB, 1, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
-                               pass_share(next, pass, passes), init);
+                               pass_share(next, pass, passes), init, fetch);
   }
 }
 

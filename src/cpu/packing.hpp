@@ -2,7 +2,7 @@
 //
 // A layer's hidden units are cut into groups of 16 (the last one zero-padded).  For group g
 // the recurrent weights are stored as [k][gate i,f,g,o][16 units], one contiguous 256-byte
-// row per k, so the micro-kernel streams them linearly (and, for B <= 4, prefetches them);
+// row per k, so the micro-kernel streams them linearly (and prefetches them);
 // the input weights likewise [group][I][64].  The AVX2 kernels work on 16 or 32 columns at a
 // time (their 16 registers do not hold a row block x 64 columns), so for them both are
 // [group][gate][K][16]: the columns of a pass lie contiguous, and a pass streams its weights

@@ -20,7 +20,7 @@
 namespace slstm::cpu {
 namespace {
 
-constexpr std::int64_t kPrefetchRows = 8;  // k rows ahead the GEMV path prefetches
+constexpr std::int64_t kPrefetchRows = 8;  // k rows ahead the kernels prefetch (accumulate512)
 
 // ---- cell epilogues -----------------------------------------------------------------------
 
@@ -113,8 +113,13 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
 #pragma GCC unroll 2
   for (std::int64_t k = 0; k < K; ++k, w += kRow) {
     ahead_of_next.tick();
-    if (NB <= 4) {
-      // Few FMAs per weight: the loop is bound by the weight stream, help the prefetcher.
+    {
+      // The weight stream ahead, into L1, for every block of rows.  (Once for NB <= 4 only,
+      // as the loop of few FMAs per weight is bound by that stream; but a single block of 5
+      // or 6 rows streaming W_h from L3 -- B = 5, 6 with H = 2048, whose lone block gets no
+      // share of the next group's lines either, prefetch_share -- ran 1.2-1.4x slower without
+      // it, measured on an AVX-512 Xeon (bench/results/cpu-prefetch-nb.md), while rows over
+      // weights in L2 lose nothing to the extra loads.)
       const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
       for (int at = 0; at < kRowBytes; at += kLineBytes) _mm_prefetch(ahead + at, _MM_HINT_T0);
     }
