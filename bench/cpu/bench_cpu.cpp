@@ -291,8 +291,8 @@ std::string plan_words(const slstm_session* session) {
     }
     return w;
   };
-  return "kernel=" + word(kernel) + " amx=" + word(amx) + " threads_used=" + word(threads) + " layer_paths=" +
-         word(paths);
+  return "kernel=" + word(kernel) + " amx=" + word(amx) + " threads_used=" + word(threads) +
+         " layer_paths=" + word(paths);
 }
 
 // Whether --cell names a GRU (either reset placement): three gates, no projection.

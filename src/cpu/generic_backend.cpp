@@ -533,10 +533,10 @@ SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
                                       std::int64_t n, Prefetch next, const float* init) {
   constexpr int kPass = blocks_per_pass512<NB>();
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  // The passes fetch their weights ahead into L1 (the hardware's prefetch alone left 5-6
-  // rows over a W_h streaming from L3 at half the bandwidth of 1-4 rows: GRU H = 2048, B = 6
-  // 1.13-1.32x faster with it; bench/results/cpu-prefetch-nb.md), but for one row over
-  // weights that stay in L2, whose loop of 8 FMAs per 8 lines lost 4 % to the extra loads.
+  // The passes fetch their weights ahead into L1 (with the hardware's prefetch alone, 5-6
+  // rows over a W_h streaming from L3 took ~1.8x the time of 4: GRU H = 2048, B = 6 1.10x
+  // faster with it, other rows 1.03-1.15x; bench/results/cpu-prefetch-nb.md), but for one
+  // row over weights that stay in L2, whose loop of 8 FMAs per 8 lines lost 4 % to them.
   const bool fetch =
       NB > 1 || 2 * K * blocks * kBlock * static_cast<std::int64_t>(sizeof(typename W::T)) >
                     l2_cache_bytes();
