@@ -97,8 +97,9 @@ struct Fp16 {
 };
 
 // acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64];
-// `next`'s lines are fetched into L2 along the way, a few per k.
-template <int NB, typename W = F32>
+// `next`'s lines are fetched into L2 along the way, a few per k; with kFetch, w's own stream
+// into L1 ahead of the loads.
+template <int NB, typename W = F32, bool kFetch = true>
 SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* const* rows,
                                        std::int64_t K, __m512 (&acc)[NB][4], Prefetch next) {
   constexpr int kLineBytes = 64;
@@ -113,13 +114,13 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
 #pragma GCC unroll 2
   for (std::int64_t k = 0; k < K; ++k, w += kRow) {
     ahead_of_next.tick();
-    {
-      // The weight stream ahead, into L1, for every block of rows.  (Once for NB <= 4 only,
-      // as the loop of few FMAs per weight is bound by that stream; but a single block of 5
-      // or 6 rows streaming W_h from L3 -- B = 5, 6 with H = 2048, whose lone block gets no
-      // share of the next group's lines either, prefetch_share -- ran 1.2-1.4x slower without
-      // it, measured on an AVX-512 Xeon (bench/results/cpu-prefetch-nb.md), while rows over
-      // weights in L2 lose nothing to the extra loads.)
+    if constexpr (kFetch) {
+      // The weight stream ahead, into L1.  The step's blocks of every size: a loop of few
+      // FMAs per weight (1-4 rows) is bound by that stream, and a lone block of 5 or 6 rows
+      // over a W_h streaming from L3 (B = 5, 6 with H = 2048; prefetch_share gives it no
+      // share of the next group's lines) ran 1.2-1.4x slower without it, measured on an
+      // AVX-512 Xeon (bench/results/cpu-prefetch-nb.md).  The projection's blocks of 1-4
+      // rows only: its 5-6-row blocks over W_x in L2 lost 5 % to the extra loads.
       const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
       for (int at = 0; at < kRowBytes; at += kLineBytes) _mm_prefetch(ahead + at, _MM_HINT_T0);
     }
@@ -148,7 +149,7 @@ template <int NB>
 SLSTM_AVX512 void project_rows_avx512(const float* w, const float* const* rows,
                                       std::int64_t K, float* const* out, Prefetch next) {
   __m512 acc[NB][4];
-  accumulate512<NB>(w, rows, K, acc, next);
+  accumulate512<NB, F32, (NB <= 4)>(w, rows, K, acc, next);
   for (int b = 0; b < NB; ++b) {
     for (int q = 0; q < 4; ++q) _mm512_store_ps(out[b] + 16 * q, acc[b][q]);
   }
