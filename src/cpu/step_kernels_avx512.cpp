@@ -118,7 +118,7 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
       // The weight stream ahead, into L1.  The step's blocks of every size: a loop of few
       // FMAs per weight (1-4 rows) is bound by that stream, and a lone block of 5 or 6 rows
       // over a W_h streaming from L3 (B = 5, 6 with H = 2048; prefetch_share gives it no
-      // share of the next group's lines) ran 1.2-1.4x slower without it, measured on an
+      // share of the next group's lines) ran 1.1-1.4x slower without it, measured on an
       // AVX-512 Xeon (bench/results/cpu-prefetch-nb.md).  The projection's blocks of 1-4
       // rows only: its 5-6-row blocks over W_x in L2 lost 5 % to the extra loads.
       const char* ahead = reinterpret_cast<const char*>(w + kPrefetchRows * kRow);
