@@ -90,6 +90,8 @@ namespace slstm::cpu {
 namespace {
 
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
+constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
+constexpr std::int64_t kL1CodeBytes = 32 * 1024;  // widen_wx: a group's codes that stay in L1
 
 class CpuFastBackend final : public HostBackend {
  public:
@@ -128,6 +130,12 @@ class CpuFastBackend final : public HostBackend {
         }
         xb_ = allocate(product({P, xb_per_worker_}, "workspace") / 2 + 1, false);
         amx_sums_ = allocate(product({P, kAmxSums}, "workspace"), false);
+      }
+      for (const PackedLayer& p : layers_) {
+        if (p.wx16_storage) wx_panel_per_worker_ = std::max(wx_panel_per_worker_, p.I * kRow);
+      }
+      if (wx_panel_per_worker_ > 0) {
+        wx_panel_ = allocate(product({P, wx_panel_per_worker_}, "workspace"), false);
       }
       next_group_ = std::make_unique<Counter64[]>(static_cast<std::size_t>(P));
       workers_ = P;
@@ -334,7 +342,7 @@ class CpuFastBackend final : public HostBackend {
         std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
     const std::int64_t slab = p.I * kRow;  // one group's packed Wx
-    // Wx as float32, or (a BF16 / FP16 session on the AVX2 kernels) as 16-bit codes.
+    // Wx as float32, or (a BF16 / FP16 session on the AVX2 / AVX-512 kernels) as 16-bit codes.
     const std::uint16_t* const codes = p.wx16();
     const auto* const base = codes != nullptr ? static_cast<const void*>(codes) : p.wx.get();
     const std::int64_t slab_bytes = slab * (codes != nullptr ? 2 : 4);
@@ -348,6 +356,24 @@ class CpuFastBackend final : public HostBackend {
                            : gi + 1 < g1 ? w + slab_bytes
                            : c1 < i1     ? static_cast<const char*>(base) + g0 * slab_bytes
                                          : nullptr;
+        // 16-bit W_x: the kernels read the codes (half the bytes to stream: a call of one
+        // step 1.5-2x faster at H = 1024-2048), except for a chunk of many blocks of rows
+        // whose codes do not stay in L1 (widen_wx): widened to float32 once, then read by
+        // every block from L2.
+        const bool widen = codes != nullptr && widen_wx(p, blocks);
+        const char* wk = w;
+        if constexpr (kHaveX86Kernels) {
+          if (widen) {
+            float* panel = wx_panel_.get() + worker * wx_panel_per_worker_;
+            const auto* w16 = reinterpret_cast<const std::uint16_t*>(w);
+            if (kernel_ == Kernel::kAvx512) {
+              widen_codes_avx512(w16, p.wh16_is_bf16, panel, slab);
+            } else {
+              widen_codes_avx2(w16, p.wh16_is_bf16, panel, slab);
+            }
+            wk = reinterpret_cast<const char*>(panel);
+          }
+        }
         for (std::int64_t j = 0; j < blocks; ++j) {
           const std::int64_t r0 = c0 + row_cut(c1 - c0, j, blocks);
           const int nb = static_cast<int>(c0 + row_cut(c1 - c0, j + 1, blocks) - r0);
@@ -361,18 +387,33 @@ class CpuFastBackend final : public HostBackend {
           }
           const Prefetch ahead = prefetch_share(next, slab_bytes, j, blocks);
           const std::int64_t units = std::min(kGroup, p.H - gi * kGroup);
-          if constexpr (kHaveX86Kernels) {  // (codes: packed for the AVX2 kernels only)
-            if (codes != nullptr) {
-              project_block16_avx2(reinterpret_cast<const std::uint16_t*>(w), p.wh16_is_bf16,
-                                   in, p.I, out, nb, ahead, units);
+          if constexpr (kHaveX86Kernels) {  // (codes: packed for the AVX kernels only)
+            if (codes != nullptr && !widen) {
+              const auto* w16 = reinterpret_cast<const std::uint16_t*>(w);
+              if (kernel_ == Kernel::kAvx512) {
+                project_block16_avx512(w16, p.wh16_is_bf16, in, p.I, out, nb, ahead);
+              } else {
+                project_block16_avx2(w16, p.wh16_is_bf16, in, p.I, out, nb, ahead, units);
+              }
               continue;
             }
           }
-          project_block(reinterpret_cast<const float*>(w), in, p.I, out, nb, kernel_, ahead,
+          project_block(reinterpret_cast<const float*>(wk), in, p.I, out, nb, kernel_, ahead,
                         units);
         }
       }
     }
+  }
+
+  // Whether the projection of a chunk of `blocks` blocks of rows over layer p's 16-bit W_x
+  // widens each group's codes to float32 first (project()): when the chunk is long enough
+  // for the widening (one pass over the group) to pay off against the conversions in every
+  // block, and the codes do not stay in L1, where the kernels would read them from.  Measured
+  // on an AVX-512 Xeon (2 threads, BF16, widened against the codes read by the kernels):
+  // chunks of 32 blocks at I = 1024 1.05x, 64 at I = 512 1.05x, 17 at I = 1024 0.96x, 100
+  // at I = 256 (32 KB of codes a group) 0.93x (bench/results/cpu-wx16.md).
+  static bool widen_wx(const PackedLayer& p, std::int64_t blocks) {
+    return blocks >= kWidenBlocks && p.I * kRow * 2 > kL1CodeBytes;
   }
 
   // Worker w's part (of P) of the projection of a share that P workers split.  Each element
@@ -818,6 +859,9 @@ class CpuFastBackend final : public HostBackend {
   bool amx_ = false;               // the recurrent products on AMX tiles (choose_amx)
   int block_rows_ = kMaxNb;        // batch rows per step kernel block (kMaxAmxRows on AMX)
   std::int64_t kp_max_ = 0;        // AMX: the widest layer's H rounded up to kAmxK
+  // 16-bit W_x: per worker, one group's weights widened to float32 (project()).
+  Buffer wx_panel_;
+  std::int64_t wx_panel_per_worker_ = 0;  // floats per worker in wx_panel_
   Buffer xb_;  // AMX: per worker, a projection chunk's input rows as bfloat16 codes
   std::int64_t xb_per_worker_ = 0;  // codes per worker in xb_
   Buffer amx_sums_;  // AMX: per worker, the gate sums of a step call (kAmxSums floats)

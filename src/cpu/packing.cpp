@@ -48,10 +48,10 @@ PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel, Precision p
   p.groups = (p.H + kGroup - 1) / kGroup;
   // Wx as [group][I][64] and Wh as [group][H][64]; on the AVX2 kernels [group][gate][K][16]
   // (see the header).
-  // BF16/FP16: Wh in 16 bits where the kernel reads them (the step streams it every step);
-  // on the AVX2 kernels Wx too (project_block16_avx2: a call of one step streams it whole).
+  // BF16/FP16: Wh in 16 bits where the kernel reads them (the step streams it every step),
+  // and Wx too (project_block16_avx2 / _avx512: a call of one step streams it whole).
   const bool wh16 = !amx && allow_wh16 && stores_wh16(kernel, precision);
-  const bool wx16 = wh16 && avx2;
+  const bool wx16 = wh16;
   std::uint16_t* xtiles = nullptr;
   if (amx) {
     p.kx_tiles = (p.I + kAmxK - 1) / kAmxK;

@@ -35,7 +35,7 @@ struct PackedLayer {
   const std::uint16_t* wh16() const {
     return reinterpret_cast<const std::uint16_t*>(wh16_storage.get());
   }
-  // ... and, on the AVX2 kernels, Wx likewise (wx is then empty; the same codes as wh16's).
+  // ... and Wx likewise (wx is then empty; the same codes as wh16's).
   Buffer wx16_storage;
   const std::uint16_t* wx16() const {
     return reinterpret_cast<const std::uint16_t*>(wx16_storage.get());
@@ -69,7 +69,7 @@ bool stores_wh16(Kernel kernel, Precision precision);
 
 // Layer l of m packed for `kernel`'s kernels, its weights rounded to `precision` (BF16,
 // FP16: the products' operands; precision.hpp), W_h in 16 bits where stores_wh16 and
-// allow_wh16 (cpu.wh16) say so (on the AVX2 kernels W_x too), or (`amx`, a BF16 session on
+// allow_wh16 (cpu.wh16) say so (W_x too), or (`amx`, a BF16 session on
 // the AVX-512 kernels) both as AMX tiles.  Throws std::bad_alloc / std::length_error.
 PackedLayer pack_layer(const Model& m, std::size_t l, Kernel kernel,
                        Precision precision = Precision::kFp32, bool allow_wh16 = true,

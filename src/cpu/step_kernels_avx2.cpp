@@ -522,6 +522,24 @@ void project_block16_avx2(const std::uint16_t* w, bool bf16, const float* const*
   }
 }
 
+namespace {
+
+template <typename W>
+__attribute__((target("avx2,fma,f16c"))) void widen_codes_avx2_t(const std::uint16_t* src,
+                                                                  float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 8) _mm256_store_ps(dst + i, W::load8(src + i));
+}
+
+}  // namespace
+
+void widen_codes_avx2(const std::uint16_t* src, bool bf16, float* dst, std::int64_t n) {
+  if (bf16) {
+    widen_codes_avx2_t<Bf16>(src, dst, n);
+  } else {
+    widen_codes_avx2_t<Fp16>(src, dst, n);
+  }
+}
+
 }  // namespace slstm::cpu
 
 #endif  // __GNUC__ && __x86_64__

@@ -144,12 +144,13 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
   }
 }
 
-// Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed [K][64]).
-template <int NB>
-SLSTM_AVX512 void project_rows_avx512(const float* w, const float* const* rows,
+// Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed [K][64],
+// float32 or 16-bit codes: W).
+template <int NB, typename W = F32>
+SLSTM_AVX512 void project_rows_avx512(const typename W::T* w, const float* const* rows,
                                       std::int64_t K, float* const* out, Prefetch next) {
   __m512 acc[NB][4];
-  accumulate512<NB, F32, (NB <= 4)>(w, rows, K, acc, next);
+  accumulate512<NB, W, (NB <= 4)>(w, rows, K, acc, next);
   for (int b = 0; b < NB; ++b) {
     for (int q = 0; q < 4; ++q) _mm512_store_ps(out[b] + 16 * q, acc[b][q]);
   }
@@ -405,15 +406,51 @@ SLSTM_AMX void gemm_rows_amx(float* const* z, const std::uint16_t* x, std::int64
   _tile_release();
 }
 
+namespace {
+
+template <typename W>
+void project_block_avx512_t(const typename W::T* w, const float* const* rows, std::int64_t K,
+                            float* const* out, int nb, Prefetch next) {
+  switch (nb) {
+    case 1: project_rows_avx512<1, W>(w, rows, K, out, next); return;
+    case 2: project_rows_avx512<2, W>(w, rows, K, out, next); return;
+    case 3: project_rows_avx512<3, W>(w, rows, K, out, next); return;
+    case 4: project_rows_avx512<4, W>(w, rows, K, out, next); return;
+    case 5: project_rows_avx512<5, W>(w, rows, K, out, next); return;
+    default: project_rows_avx512<6, W>(w, rows, K, out, next); return;
+  }
+}
+
+}  // namespace
+
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
                           float* const* out, int nb, Prefetch next) {
-  switch (nb) {
-    case 1: project_rows_avx512<1>(w, rows, K, out, next); return;
-    case 2: project_rows_avx512<2>(w, rows, K, out, next); return;
-    case 3: project_rows_avx512<3>(w, rows, K, out, next); return;
-    case 4: project_rows_avx512<4>(w, rows, K, out, next); return;
-    case 5: project_rows_avx512<5>(w, rows, K, out, next); return;
-    default: project_rows_avx512<6>(w, rows, K, out, next); return;
+  project_block_avx512_t<F32>(w, rows, K, out, nb, next);
+}
+
+namespace {
+
+template <typename W>
+SLSTM_AVX512 void widen_codes_avx512_t(const std::uint16_t* src, float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 16) _mm512_store_ps(dst + i, W::load16(src + i));
+}
+
+}  // namespace
+
+void widen_codes_avx512(const std::uint16_t* src, bool bf16, float* dst, std::int64_t n) {
+  if (bf16) {
+    widen_codes_avx512_t<Bf16>(src, dst, n);
+  } else {
+    widen_codes_avx512_t<Fp16>(src, dst, n);
+  }
+}
+
+void project_block16_avx512(const std::uint16_t* w, bool bf16, const float* const* rows,
+                            std::int64_t K, float* const* out, int nb, Prefetch next) {
+  if (bf16) {
+    project_block_avx512_t<Bf16>(w, rows, K, out, nb, next);
+  } else {
+    project_block_avx512_t<Fp16>(w, rows, K, out, nb, next);
   }
 }
 
