@@ -381,6 +381,43 @@ TEST_CASE("cpu.wh16 on the generic path: 16-bit weights give float32 storage's b
   }
 }
 
+TEST_CASE("cpu.wh16 on the generic path: GEMMs over many rows give float32 storage's bits",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  // 50 rows: a step's GEMMs over 25-50 rows (5-9 groups of up to 6) and input projections of
+  // more, where the AVX-512 kernels widen each panel of 16-bit weights to float32 once (the
+  // first group of rows storing what it reads, the others reading it); a GRU's W_x of 19
+  // blocks over I = 260 (more than one panel where L2 holds < 19 blocks of 260 x 32 floats,
+  // the last block partial), a bidirectional LSTMP above; alone, as a team, from a state,
+  // rows ending early.
+  slstm_layer_config lstmp = t::lstm_layer(48);
+  lstmp.proj_size = 24;
+  const std::int64_t D = 260, B = 50, T = 4;
+  t::Model m = t::random_stack(
+      D, {t::gru_layer(200, true), t::with_direction(lstmp, SLSTM_DIRECTION_BIDIRECTIONAL)}, 90);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 91);
+  const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 92, -0.5f, 0.5f);
+  std::vector<std::int32_t> lengths(static_cast<std::size_t>(B), static_cast<std::int32_t>(T));
+  lengths[0] = 0;
+  lengths[7] = 1;
+  lengths[20] = static_cast<std::int32_t>(T - 1);
+  t::Call c = t::call_of(B, T, x);
+  c.initial_state = &h0;
+  c.lengths = &lengths;
+  for (std::int32_t p : kHalf) {
+    for (const char* config : {";cpu.team=off", ";cpu.team=always"}) {
+      for (const int threads : {1, 2}) {
+        INFO("precision " << p << config << ", threads " << threads);
+        const std::string on_cfg = std::string("cpu.wh16=on;cpu.amx=off") + config;
+        const std::string off_cfg = std::string("cpu.wh16=off;cpu.amx=off") + config;
+        t::Session on = fast_session(m.get(), p, on_cfg.c_str(), B, T, threads);
+        t::Session off = fast_session(m.get(), p, off_cfg.c_str(), B, T, threads);
+        t::check_same_bits(on.get(), off.get(), m.get(), c);
+      }
+    }
+  }
+}
+
 TEST_CASE("a BF16 or FP16 session of the generic path gives the same bits whole, in chunks "
           "and one row at a time",
           "[precision][cpu-fast]") {

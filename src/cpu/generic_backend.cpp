@@ -181,11 +181,24 @@ inline void gemm_rows_body(float* const* z, const float* const* x, const MatView
   }
 }
 
+// gemm_rows_avx512's panels over many rows: blocks of W whose weights (block_bytes each) stay
+// in a quarter of this core's L2, at least one.
+inline std::int64_t panel_blocks(std::int64_t block_bytes) {
+  return std::max<std::int64_t>(1, l2_cache_bytes() / 4 / block_bytes);
+}
+// Room for such a panel widened to float32, for W of up to K columns: a quarter of L2, or
+// one block.
+inline std::int64_t wide_panel_floats(std::int64_t K) {
+  return std::max(l2_cache_bytes() / 4 / static_cast<std::int64_t>(sizeof(float)), K * kBlock);
+}
+
+// z, x, W, rows, init and `wide`: scratch for a panel of W widened to float32
+// (wide_panel_floats(W.K) floats; gemm_rows_avx512), or null.
 using GemmRows = void (*)(float* const*, const float* const*, const MatView&, std::int64_t,
-                          const float*);
+                          const float*, float*);
 
 void gemm_rows_portable(float* const* z, const float* const* x, const MatView& w,
-                        std::int64_t nb, const float* init) {
+                        std::int64_t nb, const float* init, float* /*wide*/) {
   gemm_rows_body(z, x, w, nb, init);
 }
 
@@ -443,7 +456,7 @@ void with_storage(const MatView& w, Run&& run) {
 }
 
 void gemm_rows_avx2(float* const* z, const float* const* x, const MatView& w, std::int64_t nb,
-                    const float* init) {
+                    const float* init, float* /*wide*/) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
   with_storage(w, [&](auto loader, const auto* base) {
     gemm_rows_avx2_t<decltype(loader)>(z, x, base, w.K, w.n, nb, init);
@@ -473,11 +486,13 @@ inline __mmask16 lanes(std::int64_t valid) {  // the first min(valid, 16) lanes 
                      : static_cast<__mmask16>((1u << static_cast<unsigned>(valid)) - 1u);
 }
 
-template <int NB, int NBLK, typename W>
+// `keep` (kKeep: 16-bit weights): each weight as read, widened, stored there in the same
+// layout (a panel the next groups of rows read as float32; gemm_rows_avx512_t).
+template <int NB, int NBLK, typename W, bool kKeep = false>
 SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
                                    const typename W::T* blk, std::int64_t K, std::int64_t i0,
                                    std::int64_t n, Prefetch next, const float* init,
-                                   bool fetch) {
+                                   bool fetch, float* keep = nullptr) {
   PrefetchStream ahead(next, K);
   __mmask16 mask[NBLK][2];
   for (int j = 0; j < NBLK; ++j) {
@@ -513,6 +528,7 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
       for (int v = 0; v < 2; ++v) {
         __m512 w = W::load16(wk + 16 * v);
         if constexpr (NB > 1 && W::kPlainLoad) in_register(w);
+        if constexpr (kKeep) _mm512_storeu_ps(keep + j * K * kBlock + k * kBlock + 16 * v, w);
         for (int b = 0; b < NB; ++b) acc[b][j][v] = _mm512_fmadd_ps(w, xb[b], acc[b][j][v]);
       }
     }
@@ -526,11 +542,13 @@ SLSTM_AVX512 void gemm_pass_avx512(float* const* z, const float* const* x,
   }
 }
 
-// `next`: lines to fetch into L2 meanwhile, spread over the passes.
-template <int NB, typename W>
+// `next`: lines to fetch into L2 meanwhile, spread over the passes.  `keep`: see
+// gemm_pass_avx512.
+template <int NB, typename W, bool kKeep = false>
 SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
                                       const typename W::T* base, std::int64_t K,
-                                      std::int64_t n, Prefetch next, const float* init) {
+                                      std::int64_t n, Prefetch next, const float* init,
+                                      float* keep = nullptr) {
   constexpr int kPass = blocks_per_pass512<NB>();
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   // The passes fetch their weights ahead into L1 (with the hardware's prefetch alone, 5-6
@@ -544,35 +562,44 @@ SLSTM_AVX512 void gemm_rows_nb_avx512(float* const* z, const float* const* x,
   int pass = 0;
   std::int64_t j = 0;
   for (; j + kPass <= blocks; j += kPass, ++pass) {
-    gemm_pass_avx512<NB, kPass, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
-                                   pass_share(next, pass, passes), init, fetch);
+    gemm_pass_avx512<NB, kPass, W, kKeep>(z, x, base + j * K * kBlock, K, j * kBlock, n,
+                                          pass_share(next, pass, passes), init, fetch,
+                                          kKeep ? keep + j * K * kBlock : nullptr);
   }
   for (; j < blocks; ++j, ++pass) {
-    gemm_pass_avx512<NB, 1, W>(z, x, base + j * K * kBlock, K, j * kBlock, n,
-                               pass_share(next, pass, passes), init, fetch);
+    gemm_pass_avx512<NB, 1, W, kKeep>(z, x, base + j * K * kBlock, K, j * kBlock, n,
+                                      pass_share(next, pass, passes), init, fetch,
+                                      kKeep ? keep + j * K * kBlock : nullptr);
   }
 }
 
 // Up to 6 rows (nb) over all n columns: NB rows share each pass over the blocks.
-template <typename W>
+template <typename W, bool kKeep = false>
 void gemm_few_rows_avx512(float* const* z, const float* const* x, const typename W::T* base,
                           std::int64_t K, std::int64_t n, std::int64_t nb, Prefetch next,
-                          const float* init) {
+                          const float* init, float* keep = nullptr) {
   switch (nb) {
-    case 6: gemm_rows_nb_avx512<6, W>(z, x, base, K, n, next, init); break;
-    case 5: gemm_rows_nb_avx512<5, W>(z, x, base, K, n, next, init); break;
-    case 4: gemm_rows_nb_avx512<4, W>(z, x, base, K, n, next, init); break;
-    case 3: gemm_rows_nb_avx512<3, W>(z, x, base, K, n, next, init); break;
-    case 2: gemm_rows_nb_avx512<2, W>(z, x, base, K, n, next, init); break;
-    case 1: gemm_rows_nb_avx512<1, W>(z, x, base, K, n, next, init); break;
+    case 6: gemm_rows_nb_avx512<6, W, kKeep>(z, x, base, K, n, next, init, keep); break;
+    case 5: gemm_rows_nb_avx512<5, W, kKeep>(z, x, base, K, n, next, init, keep); break;
+    case 4: gemm_rows_nb_avx512<4, W, kKeep>(z, x, base, K, n, next, init, keep); break;
+    case 3: gemm_rows_nb_avx512<3, W, kKeep>(z, x, base, K, n, next, init, keep); break;
+    case 2: gemm_rows_nb_avx512<2, W, kKeep>(z, x, base, K, n, next, init, keep); break;
+    case 1: gemm_rows_nb_avx512<1, W, kKeep>(z, x, base, K, n, next, init, keep); break;
     default: break;
   }
 }
 
+// Panels of 16-bit weights are widened to float32 (into `wide`, by the first group of rows as
+// it reads them) for this many groups of up to 6 rows or more, instead of every group
+// converting them.  The first group's stores cost it ~1.5x a float32 group's time, a group
+// that converts ~1.15x (perf, GRU H = 1024 B = 64 on a 2-vCPU AVX-512 Xeon): 4 groups break
+// even, 6 gain ~7 % (bench/results/cpu-wx16.md).
+constexpr std::int64_t kWidenGroups = 4;
+
 template <typename W>
 void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W::T* base,
                         std::int64_t K, std::int64_t n, std::int64_t nb,
-                        const float* init) {
+                        const float* init, float* wide) {
   if (nb <= 6) {
     gemm_few_rows_avx512<W>(z, x, base, K, n, nb, Prefetch{}, init);
     return;
@@ -581,11 +608,17 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
   // this core's L2 (a quarter of it) while every group of rows passes over them, instead of
   // all of W streaming past every 6 rows.  Each element is still one pass: the same chain.
   // The groups are evened out (row_cut).  While the rows pass over a panel they fetch the
-  // next one into L2 (Prefetch, step_kernels.hpp).
+  // next one into L2 (Prefetch, step_kernels.hpp).  With kWidenGroups groups or more, a
+  // panel of 16-bit weights (a BF16 / FP16 session) is widened into `wide` by the first group
+  // as it reads it, and the other groups read the float32 values (the same ones: the same
+  // bits); the panel is then a quarter of L2 in float32.
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  const auto block_bytes = static_cast<std::int64_t>(K * kBlock * sizeof(typename W::T));
-  const std::int64_t per = std::max<std::int64_t>(1, l2_cache_bytes() / 4 / block_bytes);
   const std::int64_t groups = (nb + 5) / 6;
+  constexpr bool codes = !std::is_same_v<W, F32>;
+  const bool widen = codes && wide != nullptr && groups >= kWidenGroups;
+  const auto block_bytes = static_cast<std::int64_t>(K * kBlock * sizeof(typename W::T));
+  const std::int64_t per =
+      panel_blocks(widen ? K * kBlock * static_cast<std::int64_t>(sizeof(float)) : block_bytes);
   for (std::int64_t j0 = 0; j0 < blocks; j0 += per) {
     const std::int64_t c0 = j0 * kBlock, cn = std::min(n, (j0 + per) * kBlock) - c0;
     const std::int64_t next_blocks = std::min(per, blocks - j0 - per);
@@ -597,18 +630,25 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
       const std::int64_t r0 = row_cut(nb, g, groups), r1 = row_cut(nb, g + 1, groups);
       float* zp[6];
       for (std::int64_t i = r0; i < r1; ++i) zp[i - r0] = z[i] + c0;
-      gemm_few_rows_avx512<W>(zp, x + r0, base + j0 * K * kBlock, K, cn, r1 - r0,
-                              prefetch_share(next, next_blocks * block_bytes, g, groups),
-                              init != nullptr ? init + c0 : nullptr);
+      const Prefetch ahead = prefetch_share(next, next_blocks * block_bytes, g, groups);
+      const float* from = init != nullptr ? init + c0 : nullptr;
+      const typename W::T* panel = base + j0 * K * kBlock;
+      if (!widen) {
+        gemm_few_rows_avx512<W>(zp, x + r0, panel, K, cn, r1 - r0, ahead, from);
+      } else if (g > 0) {
+        gemm_few_rows_avx512<F32>(zp, x + r0, wide, K, cn, r1 - r0, ahead, from);
+      } else if constexpr (codes) {
+        gemm_few_rows_avx512<W, true>(zp, x + r0, panel, K, cn, r1 - r0, ahead, from, wide);
+      }
     }
   }
 }
 
 void gemm_rows_avx512(float* const* z, const float* const* x, const MatView& w,
-                      std::int64_t nb, const float* init) {
+                      std::int64_t nb, const float* init, float* wide) {
   if (w.K < 1) return;  // (never: every layer has an input and a state)
   with_storage(w, [&](auto loader, const auto* base) {
-    gemm_rows_avx512_t<decltype(loader)>(z, x, base, w.K, w.n, nb, init);
+    gemm_rows_avx512_t<decltype(loader)>(z, x, base, w.K, w.n, nb, init, wide);
   });
 }
 #endif
@@ -831,13 +871,15 @@ constexpr double kTeamMinBytes = 768.0 * 1024.0;
 constexpr double kTeamBytesPerWorker = 384.0 * 1024.0;
 constexpr std::int64_t kUnitAlign = 8;  // units per part's step (the AVX2 cell math's width)
 
-// A worker's scratch for the GEMMs on AMX (gemm_amx): a chunk of up to `rows` rows of the
+// A worker's scratch for the GEMMs.  On AMX (gemm_amx): a chunk of up to `rows` rows of the
 // operand as bfloat16 codes (row stride kp, zero past K), and their sums of a 32-column
-// block.
-struct AmxScratch {
+// block.  With 16-bit weights on the AVX-512 kernels (wide_): a panel of W's blocks widened
+// to float32 (gemm_rows_avx512's `wide`).
+struct GemmScratch {
   Buffer codes;  // rows x kp codes (in floats' storage)
   Buffer sums;   // rows x 32 floats
   std::int64_t rows = 0, kp = 0;
+  Buffer wide;   // wide_panel_floats(K) floats, or none
   std::uint16_t* code_rows() const { return reinterpret_cast<std::uint16_t*>(codes.get()); }
 };
 
@@ -847,7 +889,7 @@ struct Team {
   int worker = 0, workers = 1;
   Barrier* barrier = nullptr;
   std::vector<float*>* z_offset = nullptr;  // this worker's row pointers for team_gemm
-  AmxScratch* amx = nullptr;                // ... and its AMX scratch (null: the Work's)
+  GemmScratch* scratch = nullptr;           // ... and its GEMM scratch (null: the Work's)
   bool lead() const { return worker == 0; }
   void sync() const {
     if (workers > 1) barrier->wait(workers);
@@ -1006,6 +1048,7 @@ class CpuGenericBackend final : public HostBackend {
     // BF16 on AMX's tiles (cpu.amx, as on the BasicLSTMCell path): every GEMM.
     const AmxChoice amx = choose_amx(config.settings, kernel.kernel, precision_);
     amx_ = amx.use;
+    wide_ = store16 && avx512 && !amx_;
     if (rounds_operands(precision_)) {
       plan_.params.push_back(
           {"operands", std::string("weights rounded to ") + precision_name(precision_) +
@@ -1049,7 +1092,7 @@ class CpuGenericBackend final : public HostBackend {
             i == 0 ||
             (direction_split_ && (i == 1 || i == static_cast<std::size_t>(team_workers_)));
         work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_),
-                          amx_);
+                          amx_, wide_);
       }
       if (team_workers_ >= 2) {
         for (Work& w : work_) w.z_offset.resize(work_[0].zx_ptr.size());
@@ -1164,11 +1207,12 @@ class CpuGenericBackend final : public HostBackend {
     std::vector<float*> zx_ptr, zx_step;
     std::vector<const float*> px_ptr;
     std::int64_t zx_steps = 0;
-    AmxScratch amx;  // on AMX (amx_): this worker's (gemm_amx)
+    GemmScratch scratch;  // this worker's (gemm_amx, the widened panels)
     // `rounding`: a BF16/FP16 session (the chunk's inputs are rounded into pxq first).
-    // `amx`: the GEMMs run on AMX tiles (the scratch of gemm_amx).
+    // `amx`: the GEMMs run on AMX tiles (the scratch of gemm_amx).  `wide`: the GEMMs may
+    // widen 16-bit weights (gemm_rows_avx512), a panel for any layer's K.
     void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding,
-                  bool on_amx) {
+                  bool on_amx, bool wide) {
       xq_width = std::max(m.max_width(), m.input_size());
       const std::int64_t per_row =
           std::max<std::int64_t>(4 * m.max_hidden(), rounding ? xq_width : 0);
@@ -1198,13 +1242,18 @@ class CpuGenericBackend final : public HostBackend {
         // rows, no more than a GEMM ever gets (a projection chunk's).  K: any layer's input,
         // output or hidden size, padded to whole tiles.
         const std::int64_t K = std::max({xq_width, m.max_hidden(), std::int64_t{1}});
-        amx.kp = (K + kAmxK - 1) / kAmxK * kAmxK;
-        amx.rows = std::min(
-            std::clamp<std::int64_t>(kAmxChunkBytes / (2 * amx.kp) / kMaxAmxRows, 1, 12) *
+        GemmScratch& s = scratch;
+        s.kp = (K + kAmxK - 1) / kAmxK * kAmxK;
+        s.rows = std::min(
+            std::clamp<std::int64_t>(kAmxChunkBytes / (2 * s.kp) / kMaxAmxRows, 1, 12) *
                 kMaxAmxRows,
             zx_steps * n);
-        amx.codes = cpu::allocate((product({amx.rows, amx.kp}, "workspace") + 1) / 2, false);
-        amx.sums = cpu::allocate(product({amx.rows, 32}, "workspace"), false);
+        s.codes = cpu::allocate((product({s.rows, s.kp}, "workspace") + 1) / 2, false);
+        s.sums = cpu::allocate(product({s.rows, 32}, "workspace"), false);
+      }
+      if (wide) {
+        const std::int64_t K = std::max({xq_width, m.max_hidden(), std::int64_t{1}});
+        scratch.wide = cpu::allocate(static_cast<std::size_t>(wide_panel_floats(K)), false);
       }
     }
   };
@@ -1251,7 +1300,7 @@ class CpuGenericBackend final : public HostBackend {
     if (job.by_direction) {
       forward_by_direction(*job.call, worker, job.workers, job.workers / 2);
     } else if (job.team) {
-      const Team team{worker, job.workers, &barrier_, &w.z_offset, &w.amx};
+      const Team team{worker, job.workers, &barrier_, &w.z_offset, &w.scratch};
       if (layer_major_) {
         forward_layer_major(*job.call, 0, B, work_[0], team);
       } else {
@@ -1407,7 +1456,7 @@ class CpuGenericBackend final : public HostBackend {
   // stays with one worker.
   // from_zero: z's rows of this worker set to 0 first.  init: every row's chains start from
   // init (W.n values, a bias) instead of from z.
-  // On AMX (amx_), the worker's scratch is team.amx, or w's alone.
+  // The worker's scratch is team.scratch, or w's alone.
   void team_gemm(const Team& team, Work& w, float* const* z, const float* const* x,
                  const PackedMatrix& W, std::int64_t n, bool from_zero = false,
                  const float* init = nullptr) const {
@@ -1424,17 +1473,18 @@ class CpuGenericBackend final : public HostBackend {
     }
     const MatView v = W.rows(r0, r1);
     const float* const init_r = init != nullptr ? init + r0 : nullptr;
+    GemmScratch& s = team.scratch != nullptr ? *team.scratch : w.scratch;
     if (W.amx) {
-      gemm_amx(zo, x, v, n, init_r, team.amx != nullptr ? *team.amx : w.amx);
+      gemm_amx(zo, x, v, n, init_r, s);
     } else {
-      gemm_(zo, x, v, n, init_r);
+      gemm_(zo, x, v, n, init_r, s.wide.get());
     }
   }
 
   // gemm_'s product on AMX tiles (a BF16 session, choose_amx): per chunk of up to s.rows
   // rows, their x as bfloat16 codes (exact: x is rounded already), then gemm_rows_amx.
   static void gemm_amx(float* const* z, const float* const* x, const MatView& v,
-                       std::int64_t nb, const float* init, AmxScratch& s) {
+                       std::int64_t nb, const float* init, GemmScratch& s) {
 #if defined(__GNUC__) && defined(__x86_64__)
     std::uint16_t* const codes = s.code_rows();
     for (std::int64_t c0 = 0; c0 < nb; c0 += s.rows) {
@@ -1569,7 +1619,7 @@ class CpuGenericBackend final : public HostBackend {
     const Team team{worker % per_direction, per_direction,
                     &direction_barrier_[static_cast<std::size_t>(mine)],
                     &work_[static_cast<std::size_t>(worker)].z_offset,
-                    &work_[static_cast<std::size_t>(worker)].amx};
+                    &work_[static_cast<std::size_t>(worker)].scratch};
     Work& w = work_[static_cast<std::size_t>(mine * per_direction)];
     const float* in = call.input;
     std::int64_t in_stride = m.input_size();
@@ -1699,6 +1749,7 @@ class CpuGenericBackend final : public HostBackend {
   Precision precision_ = Precision::kFp32;
   GemmRows gemm_ = nullptr;
   bool amx_ = false;  // every GEMM on AMX tiles (a BF16 session, choose_amx): gemm_amx
+  bool wide_ = false;  // 16-bit weights on the AVX-512 kernels: GemmScratch::wide per worker
   // The plain LSTM cell of a row (lstm_plain_avx2 or _portable, with the GEMM's kernel).
   // (Units [u0, u1) of the row.)
   void (*lstm_plain_)(const float* z, std::int64_t H, std::int64_t u0, std::int64_t u1,
