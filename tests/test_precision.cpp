@@ -332,6 +332,35 @@ TEST_CASE("cpu.wh16: a long input projection over 16-bit W_x gives float32 stora
   }
 }
 
+TEST_CASE("cpu.wh16: a step over many rows gives float32 storage's bits",
+          "[precision][cpu-fast]") {
+  t::use_cpu_kernel_under_test();
+  // H = 392 (its 16-unit groups' W_h codes 49 KB each, the last group half full) and 50 rows:
+  // 4-9 blocks of rows per worker, where the AVX-512 kernels widen each group's codes to
+  // float32 once in a step (the first block storing what it reads, the others reading it);
+  // on 1 and 2 workers, from the zero state and from a state, rows ending early.
+  const std::int64_t D = 7, B = 50, T = 3;
+  t::Model m = t::random_model(D, {392}, 36);
+  const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 14);
+  const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 15, -0.5f, 0.5f);
+  std::vector<std::int32_t> lengths(static_cast<std::size_t>(B), static_cast<std::int32_t>(T));
+  lengths[3] = 0;
+  lengths[30] = 2;
+  for (const bool from_state : {false, true}) {
+    t::Call c = t::call_of(B, T, x);
+    c.lengths = &lengths;
+    if (from_state) c.initial_state = &h0;
+    for (const int threads : {1, 2}) {
+      for (std::int32_t p : kHalf) {
+        INFO("precision " << p << ", threads " << threads << ", from a state " << from_state);
+        t::Session on = fast_session(m.get(), p, "cpu.wh16=on;cpu.amx=off", B, T, threads);
+        t::Session off = fast_session(m.get(), p, "cpu.wh16=off;cpu.amx=off", B, T, threads);
+        t::check_same_bits(on.get(), off.get(), m.get(), c);
+      }
+    }
+  }
+}
+
 TEST_CASE("cpu.wh16 on the generic path: 16-bit weights give float32 storage's bits",
           "[precision][cpu-fast]") {
   t::use_cpu_kernel_under_test();

@@ -92,6 +92,8 @@ namespace {
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kL1CodeBytes = 32 * 1024;  // widen_wx: a group's codes that stay in L1
+constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
+constexpr std::int64_t kL1KeepBytes = 48 * 1024;  // keeps_wh: a group's codes that stay in L1
 
 class CpuFastBackend final : public HostBackend {
  public:
@@ -133,6 +135,7 @@ class CpuFastBackend final : public HostBackend {
       }
       for (const PackedLayer& p : layers_) {
         if (p.wx16_storage) wx_panel_per_worker_ = std::max(wx_panel_per_worker_, p.I * kRow);
+        if (keeps_wh(p)) wx_panel_per_worker_ = std::max(wx_panel_per_worker_, p.H * kRow);
       }
       if (wx_panel_per_worker_ > 0) {
         wx_panel_ = allocate(product({P, wx_panel_per_worker_}, "workspace"), false);
@@ -545,6 +548,17 @@ class CpuFastBackend final : public HostBackend {
     return 2.0 * share > static_cast<double>(l2_bytes_);
   }
 
+  // Whether step() has the AVX-512 kernels widen W_h's codes a group at a time (wh_keep) for
+  // kKeepBlocks blocks of rows or more: 16-bit W_h whose group's codes do not stay in L1
+  // (where the next blocks would read them from; the float32 values would not).  Measured on
+  // an AVX-512 Xeon (2 threads, BF16, against the codes read by every block): H = 512
+  // B = 128 1.06x, H = 1024 B = 64 1.04x, 3 blocks at H = 512 0.97x, H = 256 and 300 (32
+  // and 38 KB of codes a group; L1D 48 KB) 0.96-0.97x (bench/results/cpu-wx16.md).
+  bool keeps_wh(const PackedLayer& p) const {
+    return kernel_ == Kernel::kAvx512 && p.wh16_storage && !p.wamx_storage &&
+           p.H * kRow * 2 > kL1KeepBytes;
+  }
+
   // Whether a kernel fetches the next group's weights (`group` bytes each) into L2 while it
   // works on the current group's (Prefetch): when the worker's groups (`share` bytes in all)
   // do not stay in its L2 from one pass to the next -- else the lines are there already and
@@ -597,6 +611,13 @@ class CpuFastBackend final : public HostBackend {
     }
     // Groups [gi, gi + n) at a time: one, or on AMX up to kAmxGroups (step_block_amx).
     const std::int64_t per = p.wamx_storage ? kAmxGroups : 1;
+    const std::int64_t j_end = j1 >= 0 ? std::min(j1, blocks) : blocks;
+    // 16-bit W_h on the AVX-512 kernels, kKeepBlocks blocks of rows or more: the first block
+    // stores the group's weights widened to float32 as it reads them (StepArgs::wh_keep), the
+    // others read those (the same values: the same bits) instead of converting them again.
+    float* const keep = keeps_wh(p) && j_end - j0 >= kKeepBlocks
+                            ? wx_panel_.get() + worker * wx_panel_per_worker_
+                            : nullptr;
     for (std::int64_t k = 0; k < g1 - g0; k += per) {
       const std::int64_t n = std::min(per, g1 - g0 - k);
       const std::int64_t gi = down ? g1 - k - n : g0 + k;
@@ -607,12 +628,19 @@ class CpuFastBackend final : public HostBackend {
       } else if (p.wh) {
         a.wh = p.wh.get() + gi * p.H * kRow;
       } else {
+        a.wh = nullptr;
         a.wh16 = p.wh16() + gi * p.H * kRow;
         a.wh16_is_bf16 = p.wh16_is_bf16;
+        a.wh_keep = keep;
       }
       a.bias = p.bias.get() + gi * kRow;
       const void* next = slab(k + n < g1 - g0 ? (down ? gi - 1 : gi + n) : g_after);
-      for (std::int64_t j = j0; j < (j1 >= 0 ? std::min(j1, blocks) : blocks); ++j) {
+      for (std::int64_t j = j0; j < j_end; ++j) {
+        if (keep != nullptr && j > j0) {  // (the first block stored the group's weights)
+          a.wh = keep;
+          a.wh16 = nullptr;
+          a.wh_keep = nullptr;
+        }
         const std::int64_t r0 = b0 + cut(j);
         const int nb = static_cast<int>(b0 + cut(j + 1) - r0);
         a.b0 = r0;

@@ -148,6 +148,10 @@ struct StepArgs {
   // rounded ones wh would hold, converted exactly on load.
   const std::uint16_t* wh16 = nullptr;
   bool wh16_is_bf16 = false;   // the codes of wh16: bfloat16 (true) or binary16
+  // With wh16, on the AVX-512 kernels: where to store the group's weights as they are read,
+  // widened to float32 in wh's layout ([H][64]), for the next blocks of rows to read as wh;
+  // or null.
+  float* wh_keep = nullptr;
   // BF16 sessions on AMX (cpu.amx): this group's W_h as tiles of bfloat16 pairs instead
   // ([gate pair][k_tiles][2 gates][16 pairs of k][16 units][2], pack_layer; wh and wh16 are
   // then null), and h as bfloat16 codes, row b at hb + b * ldh, zero from H to

@@ -98,10 +98,12 @@ struct Fp16 {
 
 // acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64];
 // `next`'s lines are fetched into L2 along the way, a few per k; with kFetch, w's own stream
-// into L1 ahead of the loads.
-template <int NB, typename W = F32, bool kFetch = true>
+// into L1 ahead of the loads.  kKeep (16-bit w): each k's weights, as loaded, stored to
+// `keep` as float32 ([K][64]).
+template <int NB, typename W = F32, bool kFetch = true, bool kKeep = false>
 SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* const* rows,
-                                       std::int64_t K, __m512 (&acc)[NB][4], Prefetch next) {
+                                       std::int64_t K, __m512 (&acc)[NB][4], Prefetch next,
+                                       float* keep = nullptr) {
   constexpr int kLineBytes = 64;
   constexpr int kRowBytes = static_cast<int>(kRow * sizeof(typename W::T));
   for (int b = 0; b < NB; ++b) {
@@ -134,6 +136,13 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
       in_register(w2);
       in_register(w3);
     }
+    if constexpr (kKeep) {
+      float* const kk = keep + k * kRow;
+      _mm512_store_ps(kk, w0);
+      _mm512_store_ps(kk + 16, w1);
+      _mm512_store_ps(kk + 32, w2);
+      _mm512_store_ps(kk + 48, w3);
+    }
     for (int b = 0; b < NB; ++b) {
       const __m512 x = _mm512_set1_ps(rows[b][k]);
       acc[b][0] = _mm512_fmadd_ps(w0, x, acc[b][0]);
@@ -157,7 +166,7 @@ SLSTM_AVX512 void project_rows_avx512(const typename W::T* w, const float* const
 }
 
 // One step of one group for NB rows: the recurrent sums, then the cell's epilogue.
-template <int NB, CellKind kCell, typename W>
+template <int NB, CellKind kCell, typename W, bool kKeep = false>
 SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
   const float* h[NB];
   for (int b = 0; b < NB; ++b) {
@@ -165,7 +174,7 @@ SLSTM_AVX512 void step_rows_avx512(const StepArgs& a, const typename W::T* wh) {
     prefetch_epilogue_inputs(a, b);
   }
   __m512 acc[NB][4];
-  accumulate512<NB, W>(wh, h, recurrent_k(a), acc, a.next);
+  accumulate512<NB, W, true, kKeep>(wh, h, recurrent_k(a), acc, a.next, a.wh_keep);
   const __mmask16 m = static_cast<__mmask16>((1u << a.units) - 1u);
   cell_avx512<kCell, NB>(a, acc, m);
 }
@@ -308,15 +317,24 @@ SLSTM_AMX void step_rows_amx(const StepArgs& a, int nb, int groups) {
   }
 }
 
-template <CellKind kCell, typename W>
+template <CellKind kCell, typename W, bool kKeep = false>
 void step_rows_any_avx512(const StepArgs& a, int nb, const typename W::T* wh) {
   switch (nb) {
-    case 1: step_rows_avx512<1, kCell, W>(a, wh); return;
-    case 2: step_rows_avx512<2, kCell, W>(a, wh); return;
-    case 3: step_rows_avx512<3, kCell, W>(a, wh); return;
-    case 4: step_rows_avx512<4, kCell, W>(a, wh); return;
-    case 5: step_rows_avx512<5, kCell, W>(a, wh); return;
-    default: step_rows_avx512<6, kCell, W>(a, wh); return;
+    case 1: step_rows_avx512<1, kCell, W, kKeep>(a, wh); return;
+    case 2: step_rows_avx512<2, kCell, W, kKeep>(a, wh); return;
+    case 3: step_rows_avx512<3, kCell, W, kKeep>(a, wh); return;
+    case 4: step_rows_avx512<4, kCell, W, kKeep>(a, wh); return;
+    case 5: step_rows_avx512<5, kCell, W, kKeep>(a, wh); return;
+    default: step_rows_avx512<6, kCell, W, kKeep>(a, wh); return;
+  }
+}
+
+template <CellKind kCell, typename W>
+void step_codes_avx512(const StepArgs& a, int nb) {
+  if (a.wh_keep != nullptr) {
+    step_rows_any_avx512<kCell, W, true>(a, nb, a.wh16);
+  } else {
+    step_rows_any_avx512<kCell, W>(a, nb, a.wh16);
   }
 }
 
@@ -325,9 +343,9 @@ void step_cell_avx512(const StepArgs& a, int nb) {
   if (a.wh16 == nullptr) {
     step_rows_any_avx512<kCell, F32>(a, nb, a.wh);
   } else if (a.wh16_is_bf16) {
-    step_rows_any_avx512<kCell, Bf16>(a, nb, a.wh16);
+    step_codes_avx512<kCell, Bf16>(a, nb);
   } else {
-    step_rows_any_avx512<kCell, Fp16>(a, nb, a.wh16);
+    step_codes_avx512<kCell, Fp16>(a, nb);
   }
 }
 
