@@ -312,10 +312,11 @@ TEST_CASE("cpu.wh16: W_h and W_x in 16 bits give the bits of float32 storage",
 TEST_CASE("cpu.wh16: a long input projection over 16-bit W_x gives float32 storage's bits",
           "[precision][cpu-fast]") {
   t::use_cpu_kernel_under_test();
-  // 300 rows (B = 50, T = 6) in one chunk of 50 blocks over layer 0's W_x of I = 260 (its
-  // codes 33 KB a group): the fast path widens each group's codes to float32 before the
-  // blocks (widen_wx), on 1 and 2 workers, from a state; layer 1 (I = 200) reads its codes.
-  const std::int64_t D = 260, B = 50, T = 6;
+  // 300 rows (B = 50, T = 6) in one chunk of 50 blocks over layer 0's W_x of I = 400 (its
+  // codes 50 KB a group): the fast path widens each group's codes to float32 once (AVX2:
+  // before the blocks, widen_wx; AVX-512: the first block storing what it reads, keeps_wx),
+  // on 1 and 2 workers, from a state; layer 1 (I = 200) reads its codes.
+  const std::int64_t D = 400, B = 50, T = 6;
   t::Model m = t::random_model(D, {200, 24}, 35);
   const std::vector<float> x = t::random_vector(static_cast<std::size_t>(B * T * D), 12);
   const std::vector<float> h0 = t::random_vector(t::state_count(m.get(), B), 13, -0.5f, 0.5f);

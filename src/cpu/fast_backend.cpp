@@ -360,23 +360,20 @@ class CpuFastBackend final : public HostBackend {
                            : c1 < i1     ? static_cast<const char*>(base) + g0 * slab_bytes
                                          : nullptr;
         // 16-bit W_x: the kernels read the codes (half the bytes to stream: a call of one
-        // step 1.5-2x faster at H = 1024-2048), except for a chunk of many blocks of rows
-        // whose codes do not stay in L1 (widen_wx): widened to float32 once, then read by
-        // every block from L2.
-        const bool widen = codes != nullptr && widen_wx(p, blocks);
-        const char* wk = w;
+        // step 1.5-2x faster at H = 1024-2048), except for a chunk of several blocks of rows
+        // whose codes do not stay in L1: on the AVX-512 kernels (keeps_wx) the first block
+        // stores the group's weights widened to float32 as it reads them, on AVX2 (widen_wx)
+        // they are widened first; the other blocks read the float32 values from L2.
+        const bool avx512 = kernel_ == Kernel::kAvx512;
+        const bool keep = codes != nullptr && avx512 && keeps_wx(p, blocks);
+        const bool widen = codes != nullptr && !avx512 && widen_wx(p, blocks);
+        float* const panel =
+            keep || widen ? wx_panel_.get() + worker * wx_panel_per_worker_ : nullptr;
+        const auto* const w16 = reinterpret_cast<const std::uint16_t*>(w);
         if constexpr (kHaveX86Kernels) {
-          if (widen) {
-            float* panel = wx_panel_.get() + worker * wx_panel_per_worker_;
-            const auto* w16 = reinterpret_cast<const std::uint16_t*>(w);
-            if (kernel_ == Kernel::kAvx512) {
-              widen_codes_avx512(w16, p.wh16_is_bf16, panel, slab);
-            } else {
-              widen_codes_avx2(w16, p.wh16_is_bf16, panel, slab);
-            }
-            wk = reinterpret_cast<const char*>(panel);
-          }
+          if (widen) widen_codes_avx2(w16, p.wh16_is_bf16, panel, slab);
         }
+        const char* const wk = panel != nullptr ? reinterpret_cast<const char*>(panel) : w;
         for (std::int64_t j = 0; j < blocks; ++j) {
           const std::int64_t r0 = c0 + row_cut(c1 - c0, j, blocks);
           const int nb = static_cast<int>(c0 + row_cut(c1 - c0, j + 1, blocks) - r0);
@@ -391,10 +388,9 @@ class CpuFastBackend final : public HostBackend {
           const Prefetch ahead = prefetch_share(next, slab_bytes, j, blocks);
           const std::int64_t units = std::min(kGroup, p.H - gi * kGroup);
           if constexpr (kHaveX86Kernels) {  // (codes: packed for the AVX kernels only)
-            if (codes != nullptr && !widen) {
-              const auto* w16 = reinterpret_cast<const std::uint16_t*>(w);
-              if (kernel_ == Kernel::kAvx512) {
-                project_block16_avx512(w16, p.wh16_is_bf16, in, p.I, out, nb, ahead);
+            if (codes != nullptr && !widen && !(keep && j > 0)) {
+              if (avx512) {
+                project_block16_avx512(w16, p.wh16_is_bf16, in, p.I, out, nb, ahead, panel);
               } else {
                 project_block16_avx2(w16, p.wh16_is_bf16, in, p.I, out, nb, ahead, units);
               }
@@ -417,6 +413,13 @@ class CpuFastBackend final : public HostBackend {
   // at I = 256 (32 KB of codes a group) 0.93x (bench/results/cpu-wx16.md).
   static bool widen_wx(const PackedLayer& p, std::int64_t blocks) {
     return blocks >= kWidenBlocks && p.I * kRow * 2 > kL1CodeBytes;
+  }
+
+  // The same on the AVX-512 kernels, where the first block of rows widens the codes as it
+  // reads them (project_block16_avx512's `keep`): from kKeepBlocks blocks of rows, as the
+  // step's W_h (keeps_wh).
+  static bool keeps_wx(const PackedLayer& p, std::int64_t blocks) {
+    return blocks >= kKeepBlocks && p.I * kRow * 2 > kL1KeepBytes;
   }
 
   // Worker w's part (of P) of the projection of a share that P workers split.  Each element

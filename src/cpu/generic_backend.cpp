@@ -181,6 +181,14 @@ inline void gemm_rows_body(float* const* z, const float* const* x, const MatView
   }
 }
 
+// Panels of 16-bit weights are widened to float32 (into `wide`, by the first group of rows as
+// it reads them) for this many groups of up to 6 rows or more, instead of every group
+// converting them.  The first group's stores cost it ~1.5x a float32 group's time, a group
+// that converts ~1.15x (perf, GRU H = 1024 B = 64 on a 2-vCPU AVX-512 Xeon): 4 groups break
+// even, 6 gain ~7 % (bench/results/cpu-wx16.md).
+constexpr std::int64_t kWidenGroups = 4;
+inline bool widens(std::int64_t rows) { return (rows + 5) / 6 >= kWidenGroups; }
+
 // gemm_rows_avx512's panels over many rows: blocks of W whose weights (block_bytes each) stay
 // in a quarter of this core's L2, at least one.
 inline std::int64_t panel_blocks(std::int64_t block_bytes) {
@@ -589,12 +597,6 @@ void gemm_few_rows_avx512(float* const* z, const float* const* x, const typename
   }
 }
 
-// Panels of 16-bit weights are widened to float32 (into `wide`, by the first group of rows as
-// it reads them) for this many groups of up to 6 rows or more, instead of every group
-// converting them.  The first group's stores cost it ~1.5x a float32 group's time, a group
-// that converts ~1.15x (perf, GRU H = 1024 B = 64 on a 2-vCPU AVX-512 Xeon): 4 groups break
-// even, 6 gain ~7 % (bench/results/cpu-wx16.md).
-constexpr std::int64_t kWidenGroups = 4;
 
 template <typename W>
 void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W::T* base,
@@ -615,7 +617,7 @@ void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   const std::int64_t groups = (nb + 5) / 6;
   constexpr bool codes = !std::is_same_v<W, F32>;
-  const bool widen = codes && wide != nullptr && groups >= kWidenGroups;
+  const bool widen = codes && wide != nullptr && widens(nb);
   const auto block_bytes = static_cast<std::int64_t>(K * kBlock * sizeof(typename W::T));
   const std::int64_t per =
       panel_blocks(widen ? K * kBlock * static_cast<std::int64_t>(sizeof(float)) : block_bytes);
@@ -1459,7 +1461,7 @@ class CpuGenericBackend final : public HostBackend {
   // The worker's scratch is team.scratch, or w's alone.
   void team_gemm(const Team& team, Work& w, float* const* z, const float* const* x,
                  const PackedMatrix& W, std::int64_t n, bool from_zero = false,
-                 const float* init = nullptr) const {
+                 const float* init = nullptr, bool widen = true) const {
     const auto [r0, r1] = team.part(W.n, kBlock);
     if (r0 >= r1) return;
     if (from_zero) {
@@ -1477,7 +1479,7 @@ class CpuGenericBackend final : public HostBackend {
     if (W.amx) {
       gemm_amx(zo, x, v, n, init_r, s);
     } else {
-      gemm_(zo, x, v, n, init_r, s.wide.get());
+      gemm_(zo, x, v, n, init_r, widen ? s.wide.get() : nullptr);
     }
   }
 
@@ -1534,7 +1536,7 @@ class CpuGenericBackend final : public HostBackend {
             ++nr;
           }
         }
-        if (nr > 0) project_chunk(0, 0, nr, w, team);
+        if (nr > 0) project_chunk(0, 0, nr, b1 - b0, w, team);
         next = 0;
       }
       std::int64_t n = 0;
@@ -1641,9 +1643,12 @@ class CpuGenericBackend final : public HostBackend {
 
   // The input part of the pre-activations of n rows (w.px_ptr: their inputs) of direction d
   // of layer l into w.zx_ptr: each chain started from the bias, k increasing, as step()
-  // computes it.
+  // computes it.  `step_rows`: the rows of each step.  The product widens 16-bit weights
+  // (gemm_rows_avx512) only where the steps have more than one group of 6 rows: else the
+  // widened panel pushes out of L2 the W_h that such steps, bound by its stream, read from
+  // there (measured 0.95-0.97x on GRU H = 512 B = 4 and a bidirectional H = 512 B = 4).
   // In a team, the lead sets the rows up and the product is cut by gate rows (team_gemm).
-  void project_chunk(std::size_t l, int d, std::int64_t n, Work& w,
+  void project_chunk(std::size_t l, int d, std::int64_t n, std::int64_t step_rows, Work& w,
                      const Team& team = Team()) const {
     const Packed& p = packed_[l][static_cast<std::size_t>(d)];
     const std::int64_t GH = model_->spec(l).gate_rows();
@@ -1662,7 +1667,8 @@ class CpuGenericBackend final : public HostBackend {
       }
     }
     team.sync();
-    team_gemm(team, w, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n, false, p.bias.data());
+    team_gemm(team, w, w.zx_ptr.data(), w.px_ptr.data(), p.wx, n, false, p.bias.data(),
+              step_rows > 6);
     team.sync();
   }
 
@@ -1692,7 +1698,7 @@ class CpuGenericBackend final : public HostBackend {
         }
       }
       if (nr == 0) return;  // rows' lengths only shrink the active set as k grows
-      project_chunk(l, d, nr, w, team);
+      project_chunk(l, d, nr, b1 - b0, w, team);
       std::int64_t next = 0;  // the chunk's next projected row
       for (std::int64_t k = k0; k < k1; ++k) {
         std::int64_t n = 0;

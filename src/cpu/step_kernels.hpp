@@ -250,8 +250,11 @@ void widen_codes_avx512(const std::uint16_t* src, bool bf16, float* dst, std::in
 void widen_codes_avx2(const std::uint16_t* src, bool bf16, float* dst, std::int64_t n);
 // project_block_avx512 over W_x's 16-bit codes in the same layout (bfloat16 when `bf16`, else
 // binary16; a BF16 / FP16 session, pack_layer): the same sums as over their float32 values.
+// `keep`: where to store the weights as they are read, widened to float32 ([K][64]), for the
+// next blocks of rows to read with project_block_avx512; or null.
 void project_block16_avx512(const std::uint16_t* w, bool bf16, const float* const* rows,
-                            std::int64_t K, float* const* out, int nb, Prefetch next);
+                            std::int64_t K, float* const* out, int nb, Prefetch next,
+                            float* keep = nullptr);
 // The generic path's GEMM (generic_backend.cpp) on AMX tiles, for `rows` rows: z[b][0..n)
 // = base + x[b] . W, base = init[0..n) (the same for every row) or, without init, z[b]'s
 // old values; x row b as bfloat16 codes at x + b * ldx (zero from K to k_tiles * 32), W's

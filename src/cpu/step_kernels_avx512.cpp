@@ -154,12 +154,13 @@ SLSTM_AVX512 inline void accumulate512(const typename W::T* w, const float* cons
 }
 
 // Input projection of NB rows for one group: out[b][0..63] = rows[b] . w (w packed [K][64],
-// float32 or 16-bit codes: W).
-template <int NB, typename W = F32>
+// float32 or 16-bit codes: W; kKeep: see accumulate512).
+template <int NB, typename W = F32, bool kKeep = false>
 SLSTM_AVX512 void project_rows_avx512(const typename W::T* w, const float* const* rows,
-                                      std::int64_t K, float* const* out, Prefetch next) {
+                                      std::int64_t K, float* const* out, Prefetch next,
+                                      float* keep = nullptr) {
   __m512 acc[NB][4];
-  accumulate512<NB, W, (NB <= 4)>(w, rows, K, acc, next);
+  accumulate512<NB, W, (NB <= 4), kKeep>(w, rows, K, acc, next, keep);
   for (int b = 0; b < NB; ++b) {
     for (int q = 0; q < 4; ++q) _mm512_store_ps(out[b] + 16 * q, acc[b][q]);
   }
@@ -426,16 +427,26 @@ SLSTM_AMX void gemm_rows_amx(float* const* z, const std::uint16_t* x, std::int64
 
 namespace {
 
-template <typename W>
+template <typename W, bool kKeep = false>
 void project_block_avx512_t(const typename W::T* w, const float* const* rows, std::int64_t K,
-                            float* const* out, int nb, Prefetch next) {
+                            float* const* out, int nb, Prefetch next, float* keep = nullptr) {
   switch (nb) {
-    case 1: project_rows_avx512<1, W>(w, rows, K, out, next); return;
-    case 2: project_rows_avx512<2, W>(w, rows, K, out, next); return;
-    case 3: project_rows_avx512<3, W>(w, rows, K, out, next); return;
-    case 4: project_rows_avx512<4, W>(w, rows, K, out, next); return;
-    case 5: project_rows_avx512<5, W>(w, rows, K, out, next); return;
-    default: project_rows_avx512<6, W>(w, rows, K, out, next); return;
+    case 1: project_rows_avx512<1, W, kKeep>(w, rows, K, out, next, keep); return;
+    case 2: project_rows_avx512<2, W, kKeep>(w, rows, K, out, next, keep); return;
+    case 3: project_rows_avx512<3, W, kKeep>(w, rows, K, out, next, keep); return;
+    case 4: project_rows_avx512<4, W, kKeep>(w, rows, K, out, next, keep); return;
+    case 5: project_rows_avx512<5, W, kKeep>(w, rows, K, out, next, keep); return;
+    default: project_rows_avx512<6, W, kKeep>(w, rows, K, out, next, keep); return;
+  }
+}
+
+template <typename W>
+void project_codes_avx512(const std::uint16_t* w, const float* const* rows, std::int64_t K,
+                          float* const* out, int nb, Prefetch next, float* keep) {
+  if (keep != nullptr) {
+    project_block_avx512_t<W, true>(w, rows, K, out, nb, next, keep);
+  } else {
+    project_block_avx512_t<W>(w, rows, K, out, nb, next);
   }
 }
 
@@ -464,11 +475,12 @@ void widen_codes_avx512(const std::uint16_t* src, bool bf16, float* dst, std::in
 }
 
 void project_block16_avx512(const std::uint16_t* w, bool bf16, const float* const* rows,
-                            std::int64_t K, float* const* out, int nb, Prefetch next) {
+                            std::int64_t K, float* const* out, int nb, Prefetch next,
+                            float* keep) {
   if (bf16) {
-    project_block_avx512_t<Bf16>(w, rows, K, out, nb, next);
+    project_codes_avx512<Bf16>(w, rows, K, out, nb, next, keep);
   } else {
-    project_block_avx512_t<Fp16>(w, rows, K, out, nb, next);
+    project_codes_avx512<Fp16>(w, rows, K, out, nb, next, keep);
   }
 }
 
