@@ -170,7 +170,12 @@ class CpuFastBackend final : public HostBackend {
           "operands", std::string("weights rounded to ") + precision_name(precision_) +
                           " once; x and h rounded where they enter a product; sums float32; " +
                           (amx_ ? "W_h stored in 16 bits as AMX tiles"
-                           : layers_[0].wx16_storage ? "W_h stored in 16 bits, W_x too"
+                           : layers_[0].wx16_storage
+                               ? std::string("W_h stored in 16 bits, W_x too") +
+                                     (kernel_ == Kernel::kAvx512
+                                          ? " (a group's codes over 48 KB converted once "
+                                            "where 4 or more blocks of rows read them)"
+                                          : "")
                            : layers_[0].wh16_storage ? "W_h stored in 16 bits"
                            : stores_wh16(kernel_, precision_)
                                ? "W_h stored as float32 (cpu.wh16=off)"

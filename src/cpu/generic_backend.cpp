@@ -1057,6 +1057,8 @@ class CpuGenericBackend final : public HostBackend {
                            " once; x, h, m and r o h rounded where they enter a product; sums "
                            "float32; " +
                            (amx_      ? "weights stored in 16 bits as AMX tiles"
+                            : wide_    ? "weights stored in 16 bits, converted once per "
+                                         "panel where 4 or more groups of 6 rows read it"
                             : store16 ? "weights stored in 16 bits"
                             : can16   ? "weights stored as float32 (cpu.wh16=off)"
                                       : "weights stored as float32 (what this kernel reads)")});
