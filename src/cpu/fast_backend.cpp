@@ -410,10 +410,11 @@ class CpuFastBackend final : public HostBackend {
   }
 
   // Whether the projection of a chunk of `blocks` blocks of rows over layer p's 16-bit W_x
-  // widens each group's codes to float32 first (project()): when the chunk is long enough
-  // for the widening (one pass over the group) to pay off against the conversions in every
-  // block, and the codes do not stay in L1, where the kernels would read them from.  Measured
-  // on an AVX-512 Xeon (2 threads, BF16, widened against the codes read by the kernels):
+  // widens each group's codes to float32 first (project(), the AVX2 kernels): when the chunk
+  // is long enough for the widening (one pass over the group) to pay off against the
+  // conversions in every block, and the codes do not stay in L1, where the kernels would read
+  // them from.  Measured with the AVX-512 kernels, which did the same until 0.19.9 (2
+  // threads, BF16, widened against the codes read by the kernels):
   // chunks of 32 blocks at I = 1024 1.05x, 64 at I = 512 1.05x, 17 at I = 1024 0.96x, 100
   // at I = 256 (32 KB of codes a group) 0.93x (bench/results/cpu-wx16.md).
   static bool widen_wx(const PackedLayer& p, std::int64_t blocks) {

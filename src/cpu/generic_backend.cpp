@@ -597,7 +597,6 @@ void gemm_few_rows_avx512(float* const* z, const float* const* x, const typename
   }
 }
 
-
 template <typename W>
 void gemm_rows_avx512_t(float* const* z, const float* const* x, const typename W::T* base,
                         std::int64_t K, std::int64_t n, std::int64_t nb,

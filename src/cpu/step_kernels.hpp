@@ -245,8 +245,8 @@ void project_rows_amx(const std::uint16_t* w, std::int64_t groups, const std::ui
 void project_block_avx512(const float* w, const float* const* rows, std::int64_t K,
                           float* const* out, int nb, Prefetch next);
 // dst[i] = the value of the 16-bit code src[i] (bfloat16 when `bf16`, else binary16), exact,
-// for i < n: n a multiple of 16 (AVX-512) or 8 (AVX2), src 32- and dst 64-byte aligned.
-void widen_codes_avx512(const std::uint16_t* src, bool bf16, float* dst, std::int64_t n);
+// for i < n: n a multiple of 8, src 32- and dst 64-byte aligned.  (The AVX-512 kernels widen
+// codes as they read them instead: project_block16_avx512's `keep`, StepArgs::wh_keep.)
 void widen_codes_avx2(const std::uint16_t* src, bool bf16, float* dst, std::int64_t n);
 // project_block_avx512 over W_x's 16-bit codes in the same layout (bfloat16 when `bf16`, else
 // binary16; a BF16 / FP16 session, pack_layer): the same sums as over their float32 values.

@@ -457,23 +457,6 @@ void project_block_avx512(const float* w, const float* const* rows, std::int64_t
   project_block_avx512_t<F32>(w, rows, K, out, nb, next);
 }
 
-namespace {
-
-template <typename W>
-SLSTM_AVX512 void widen_codes_avx512_t(const std::uint16_t* src, float* dst, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; i += 16) _mm512_store_ps(dst + i, W::load16(src + i));
-}
-
-}  // namespace
-
-void widen_codes_avx512(const std::uint16_t* src, bool bf16, float* dst, std::int64_t n) {
-  if (bf16) {
-    widen_codes_avx512_t<Bf16>(src, dst, n);
-  } else {
-    widen_codes_avx512_t<Fp16>(src, dst, n);
-  }
-}
-
 void project_block16_avx512(const std::uint16_t* w, bool bf16, const float* const* rows,
                             std::int64_t K, float* const* out, int nb, Prefetch next,
                             float* keep) {
