@@ -32,7 +32,9 @@ tool refuses to start while a file it would change has uncommitted changes, or w
 run of it holds the checkout (a lock in the git folder). A write dates
 the file past the newest object in DIR where the clock went back since that was built, so
 no stale object stays in place. Exit status 1 when a mutant that is not marked equivalent
-survives, does not build, or no longer applies (its "old" text changed: update the list).
+survives, does not build, or no longer applies (its "old" text changed: update the list;
+the test suite's mutation_lists_still_apply_to_the_sources, check_mutant_lists.py, catches
+that at once for every list here and py_mutation.py's).
 
 Lists kept here: cpp_mutants_generic.json (the CPU generic path: GRU, LSTM peepholes,
 clips and projection, residual, reverse and bidirectional layers, direction teams) and
