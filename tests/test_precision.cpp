@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -269,6 +271,33 @@ t::Session fast_session(const slstm_model* m, std::int32_t precision, const char
 }
 
 }  // namespace
+
+TEST_CASE("cpu.wh16: the AVX-512 plan converts codes once past this machine's L1D",
+          "[precision][cpu-fast]") {
+  // Where a group's 16-bit codes stay in L1, every block of rows reads them there; past the
+  // core's L1D (as the C library reports it) the first block widens them for the others.
+  t::use_cpu_kernel_under_test();
+  t::Model m = t::random_model(24, {40}, 5);
+  t::Session s = fast_session(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=off", 8, 3);
+  const std::string plan = t::describe_json(s.get());
+  INFO(plan);
+  const std::string operands = t::json_value(plan, "operands");
+  if (t::json_value(plan, "kernel") != "avx512") {
+    CHECK_THAT(operands, !Contains("L1D"));  // the AVX2 kernels widen whole chunks
+    return;
+  }
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+  const long l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#else
+  const long l1d = 0;
+#endif
+  if (l1d > 0) {
+    CHECK_THAT(operands, Contains("codes over the L1D's " + std::to_string(l1d / 1024) +
+                                  " KB converted once where 4 or more blocks of rows"));
+  } else {  // (the library then reads sysfs, else takes 32 KB)
+    CHECK_THAT(operands, Contains(" KB converted once where 4 or more blocks of rows"));
+  }
+}
 
 TEST_CASE("cpu.wh16: W_h and W_x in 16 bits give the bits of float32 storage",
           "[precision][cpu-fast]") {

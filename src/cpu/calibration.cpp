@@ -176,8 +176,21 @@ std::int64_t l2_cache_bytes() {
     n = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
     if (n > 0) return static_cast<std::int64_t>(n);
-    const std::int64_t sysfs = sysfs_l2_cache_bytes();
+    const std::int64_t sysfs = sysfs_cache_bytes(2);
     return sysfs > 0 ? sysfs : std::int64_t{512} << 10;
+  }();
+  return bytes;
+}
+
+std::int64_t l1d_cache_bytes() {
+  static const std::int64_t bytes = [] {
+    long n = -1;
+#if defined(__linux__) && defined(_SC_LEVEL1_DCACHE_SIZE)
+    n = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+    if (n > 0) return static_cast<std::int64_t>(n);
+    const std::int64_t sysfs = sysfs_cache_bytes(1);
+    return sysfs > 0 ? sysfs : std::int64_t{32} << 10;
   }();
   return bytes;
 }

@@ -26,11 +26,18 @@ namespace slstm::cpu {
 Machine measure_machine(Kernel kernel, int workers);
 
 // One core's L2 in bytes, as the C library reports it (sysconf), else as sysfs does
-// (sysfs_l2_cache_bytes: glibc on aarch64 reports 0), else 512 KiB (the smallest L2 of the
-// x86-64 server cores we tune for: Zen 2/3).  It decides one
-// thing: whether a kernel fetches the next weight group into L2 while it works on this one
-// (two groups must fit, see step_kernels.hpp Prefetch).
+// (sysfs_cache_bytes: glibc on aarch64 reports 0), else 512 KiB (the smallest L2 of the
+// x86-64 server cores we tune for: Zen 2/3).  It decides whether a kernel fetches the next
+// weight group into L2 while it works on this one (two groups must fit, see step_kernels.hpp
+// Prefetch), whether the fast path's steps run in snake order, and the generic path's
+// panel sizes.
 std::int64_t l2_cache_bytes();
+
+// One core's level-1 data cache in bytes, found the same way, else 32 KiB (the smallest L1D
+// of those cores).  It decides whether the AVX kernels convert a group of 16-bit weights to
+// float32 once for all blocks of rows (the fast path's keeps_wh / keeps_wx / widen_wx): only
+// where a group's codes do not stay in L1 from one block to the next.
+std::int64_t l1d_cache_bytes();
 
 // For the plan: "barrier 0.12 us (2 workers), kernel 85.1 GFLOP/s on cached weights,
 // 31.2 GB/s streamed (one core)".

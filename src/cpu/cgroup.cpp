@@ -160,14 +160,15 @@ double cgroup_cpu_limit(const std::string& root) {
   }
 }
 
-std::int64_t sysfs_l2_cache_bytes(const std::string& root) {
+std::int64_t sysfs_cache_bytes(int level_wanted, const std::string& root) {
+  const std::string wanted = std::to_string(level_wanted);
   const std::string base = root + "/sys/devices/system/cpu/cpu0/cache/index";
   for (int i = 0; i < 16; ++i) {
     const std::string dir = base + std::to_string(i) + "/";
     const std::string level = trim(read_file(dir + "level"));
     if (level.empty()) continue;  // (an index may be absent: keep looking)
     const std::string type = trim(read_file(dir + "type"));
-    if (level != "2" || (type != "Unified" && type != "Data")) continue;
+    if (level != wanted || (type != "Unified" && type != "Data")) continue;
     std::string size = trim(read_file(dir + "size"));
     long long scale = 1;
     if (!size.empty() && (size.back() == 'K' || size.back() == 'M')) {

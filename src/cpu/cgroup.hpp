@@ -27,10 +27,11 @@ double cgroup_cpu_limit(const std::string& root = "");
 // of one included), at least 1.
 int cpus_within_limit(int mask, double limit);
 
-// CPU 0's level-2 cache (its unified or data cache) in bytes, from
+// CPU 0's level-`level` data cache (a unified or data cache of that level; never an
+// instruction cache) in bytes, from
 // /sys/devices/system/cpu/cpu0/cache/index*/{level,type,size} ("1024K"; K, M or no suffix),
 // the path prefixed by `root` as above; 0 when there is none or it cannot be read or parsed.
 // Never throws.
-std::int64_t sysfs_l2_cache_bytes(const std::string& root = "");
+std::int64_t sysfs_cache_bytes(int level, const std::string& root = "");
 
 }  // namespace slstm::cpu

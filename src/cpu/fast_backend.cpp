@@ -91,9 +91,7 @@ namespace {
 
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
-constexpr std::int64_t kL1CodeBytes = 32 * 1024;  // widen_wx: a group's codes that stay in L1
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
-constexpr std::int64_t kL1KeepBytes = 48 * 1024;  // keeps_wh: a group's codes that stay in L1
 
 class CpuFastBackend final : public HostBackend {
  public:
@@ -173,9 +171,12 @@ class CpuFastBackend final : public HostBackend {
                            : layers_[0].wx16_storage
                                ? std::string("W_h stored in 16 bits, W_x too") +
                                      (kernel_ == Kernel::kAvx512
-                                          ? " (a group's codes over 48 KB converted once "
-                                            "where 4 or more blocks of rows read them)"
-                                          : "")
+                                          ? " (a group's codes over the L1D's " +
+                                                std::to_string(l1d_bytes_ / 1024) +
+                                                " KB converted once where " +
+                                                std::to_string(kKeepBlocks) +
+                                                " or more blocks of rows read them)"
+                                          : std::string())
                            : layers_[0].wh16_storage ? "W_h stored in 16 bits"
                            : stores_wh16(kernel_, precision_)
                                ? "W_h stored as float32 (cpu.wh16=off)"
@@ -412,20 +413,21 @@ class CpuFastBackend final : public HostBackend {
   // Whether the projection of a chunk of `blocks` blocks of rows over layer p's 16-bit W_x
   // widens each group's codes to float32 first (project(), the AVX2 kernels): when the chunk
   // is long enough for the widening (one pass over the group) to pay off against the
-  // conversions in every block, and the codes do not stay in L1, where the kernels would read
-  // them from.  Measured with the AVX-512 kernels, which did the same until 0.19.9 (2
-  // threads, BF16, widened against the codes read by the kernels):
-  // chunks of 32 blocks at I = 1024 1.05x, 64 at I = 512 1.05x, 17 at I = 1024 0.96x, 100
-  // at I = 256 (32 KB of codes a group) 0.93x (bench/results/cpu-wx16.md).
-  static bool widen_wx(const PackedLayer& p, std::int64_t blocks) {
-    return blocks >= kWidenBlocks && p.I * kRow * 2 > kL1CodeBytes;
+  // conversions in every block, and a group's codes do not stay in L1 (exceed the core's L1D,
+  // l1d_cache_bytes), where the kernels would read them from.  Measured with the AVX-512
+  // kernels, which did the same until 0.19.9 (2 threads, BF16, widened against the codes
+  // read by the kernels; L1D 48 KB): chunks of 32 blocks at I = 1024 1.05x, 64 at I = 512
+  // 1.05x, 17 at I = 1024 0.96x, 100 at I = 256 (32 KB of codes a group) 0.93x
+  // (bench/results/cpu-wx16.md).
+  bool widen_wx(const PackedLayer& p, std::int64_t blocks) const {
+    return blocks >= kWidenBlocks && p.I * kRow * 2 > l1d_bytes_;
   }
 
   // The same on the AVX-512 kernels, where the first block of rows widens the codes as it
   // reads them (project_block16_avx512's `keep`): from kKeepBlocks blocks of rows, as the
   // step's W_h (keeps_wh).
-  static bool keeps_wx(const PackedLayer& p, std::int64_t blocks) {
-    return blocks >= kKeepBlocks && p.I * kRow * 2 > kL1KeepBytes;
+  bool keeps_wx(const PackedLayer& p, std::int64_t blocks) const {
+    return blocks >= kKeepBlocks && p.I * kRow * 2 > l1d_bytes_;
   }
 
   // Worker w's part (of P) of the projection of a share that P workers split.  Each element
@@ -559,13 +561,14 @@ class CpuFastBackend final : public HostBackend {
 
   // Whether step() has the AVX-512 kernels widen W_h's codes a group at a time (wh_keep) for
   // kKeepBlocks blocks of rows or more: 16-bit W_h whose group's codes do not stay in L1
-  // (where the next blocks would read them from; the float32 values would not).  Measured on
+  // (exceed the core's L1D, l1d_cache_bytes: where the next blocks would read them from; the
+  // float32 values would not).  Measured on
   // an AVX-512 Xeon (2 threads, BF16, against the codes read by every block): H = 512
   // B = 128 1.06x, H = 1024 B = 64 1.04x, 3 blocks at H = 512 0.97x, H = 256 and 300 (32
   // and 38 KB of codes a group; L1D 48 KB) 0.96-0.97x (bench/results/cpu-wx16.md).
   bool keeps_wh(const PackedLayer& p) const {
     return kernel_ == Kernel::kAvx512 && p.wh16_storage && !p.wamx_storage &&
-           p.H * kRow * 2 > kL1KeepBytes;
+           p.H * kRow * 2 > l1d_bytes_;
   }
 
   // Whether a kernel fetches the next group's weights (`group` bytes each) into L2 while it
@@ -919,7 +922,8 @@ class CpuFastBackend final : public HostBackend {
   std::unique_ptr<Counter64[]> next_group_;
   std::uint64_t epoch_base_ = 0;
   Barrier layer_barrier_;  // among all split_.workers, around each layer's recurrence
-  std::int64_t l2_bytes_ = l2_cache_bytes();  // one core's L2 (fetch_ahead)
+  std::int64_t l2_bytes_ = l2_cache_bytes();    // one core's L2 (fetch_ahead, snake_order)
+  std::int64_t l1d_bytes_ = l1d_cache_bytes();  // its L1D (keeps_wh, keeps_wx, widen_wx)
   std::vector<char> step_ahead_;              // per layer, this call: plan_steps()
 };
 

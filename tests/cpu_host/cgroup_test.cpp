@@ -195,24 +195,34 @@ TEST_CASE("sysfs: the L2 size is CPU 0's level-2 unified or data cache, K and M 
   cache_index(r, 1, "1", "Instruction", "64K");
   cache_index(r, 2, "2", "Unified", "1024K");
   cache_index(r, 3, "3", "Unified", "32768K");
-  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 1024 * 1024);
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 1024 * 1024);
   cache_index(r, 2, "2", "Unified", "2M");
-  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 2 * 1024 * 1024);
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 2 * 1024 * 1024);
   cache_index(r, 2, "2", "Instruction", "512K");  // not a data cache: skipped
   cache_index(r, 4, "2", "Data", "1310720");      // no suffix: bytes
-  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 1310720);
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 1310720);
+}
+
+TEST_CASE("sysfs: the L1D size is CPU 0's level-1 data cache, never its instruction cache") {
+  FakeRoot r;
+  cache_index(r, 0, "1", "Instruction", "64K");  // listed first: skipped
+  cache_index(r, 1, "1", "Data", "48K");
+  cache_index(r, 2, "2", "Unified", "2048K");
+  CHECK(c::sysfs_cache_bytes(1, r.path()) == 48 * 1024);
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 2048 * 1024);
+  CHECK(c::sysfs_cache_bytes(3, r.path()) == 0);  // no level 3 listed
 }
 
 TEST_CASE("sysfs: no level-2 cache, or a size that is missing or garbage, is 0") {
   FakeRoot r;
-  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);  // no cache directory at all
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 0);  // no cache directory at all
   cache_index(r, 0, "1", "Data", "32K");
-  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);  // level 1 only
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 0);  // level 1 only
   for (const char* bad : {"", "K", "0K", "-1K", "12Q", "1.5M", "99999999999999999999K",
                           "2097152M"}) {
     cache_index(r, 1, "2", "Unified", bad);
     INFO("size: \"" << bad << "\"");
-    CHECK(c::sysfs_l2_cache_bytes(r.path()) == 0);
+    CHECK(c::sysfs_cache_bytes(2, r.path()) == 0);
   }
 }
 
@@ -278,5 +288,5 @@ TEST_CASE("sysfs: an absent cache index is skipped, not the end of the search") 
   FakeRoot r;
   cache_index(r, 0, "1", "Data", "48K");
   cache_index(r, 2, "2", "Unified", "2048K");  // no index1
-  CHECK(c::sysfs_l2_cache_bytes(r.path()) == 2048 * 1024);
+  CHECK(c::sysfs_cache_bytes(2, r.path()) == 2048 * 1024);
 }
