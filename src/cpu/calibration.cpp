@@ -166,32 +166,35 @@ double measure_barrier(int workers) {
   return std::clamp(best, 1e-8, 5e-5);
 }
 
+#if defined(__linux__) && defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+constexpr int kSysconfL1d = _SC_LEVEL1_DCACHE_SIZE;
+constexpr int kSysconfL2 = _SC_LEVEL2_CACHE_SIZE;
+#else
+constexpr int kSysconfL1d = -1;  // (no such names: sysfs, else the fallback)
+constexpr int kSysconfL2 = -1;
+#endif
+
+// CPU 0's level-`level` data cache in bytes: as the C library reports it (sysconf's `name`),
+// else as sysfs does, else `fallback`.
+std::int64_t cache_bytes(int name, int level, std::int64_t fallback) {
+  long n = -1;
+#if defined(__linux__)
+  if (name >= 0) n = sysconf(name);
+#endif
+  if (n > 0) return static_cast<std::int64_t>(n);
+  const std::int64_t sysfs = sysfs_cache_bytes(level);
+  return sysfs > 0 ? sysfs : fallback;
+}
 
 }  // namespace
 
 std::int64_t l2_cache_bytes() {
-  static const std::int64_t bytes = [] {
-    long n = -1;
-#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
-    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-    if (n > 0) return static_cast<std::int64_t>(n);
-    const std::int64_t sysfs = sysfs_cache_bytes(2);
-    return sysfs > 0 ? sysfs : std::int64_t{512} << 10;
-  }();
+  static const std::int64_t bytes = cache_bytes(kSysconfL2, 2, std::int64_t{512} << 10);
   return bytes;
 }
 
 std::int64_t l1d_cache_bytes() {
-  static const std::int64_t bytes = [] {
-    long n = -1;
-#if defined(__linux__) && defined(_SC_LEVEL1_DCACHE_SIZE)
-    n = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-#endif
-    if (n > 0) return static_cast<std::int64_t>(n);
-    const std::int64_t sysfs = sysfs_cache_bytes(1);
-    return sysfs > 0 ? sysfs : std::int64_t{32} << 10;
-  }();
+  static const std::int64_t bytes = cache_bytes(kSysconfL1d, 1, std::int64_t{32} << 10);
   return bytes;
 }
 
