@@ -13,7 +13,7 @@
 // step_kernels.hpp madd),
 // then the cell's pointwise math per row (on AVX2 8 units at a time with the fused kernels'
 // vector sigmoid / tanh, peepholes and cell_clip included; scalar libm on the portable
-// kernels).  A stack
+// kernels).  Those kernels live in generic_kernels.cpp; this file runs them.  A stack
 // whose layers all read forward runs time step by time step (MultiRNNCell's order, no
 // sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
