@@ -90,6 +90,7 @@ namespace slstm::cpu {
 namespace {
 
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
+                                                  // (at least; AMX: exactly)
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
 
@@ -336,7 +337,7 @@ class CpuFastBackend final : public HostBackend {
 
   // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
   // [g0, g1), by worker `worker` (its scratch, on AMX): chunks of rows whose inputs stay in
-  // L2 (kChunkBytes), the groups inside, blocks of kMaxNb rows innermost.  Each group's
+  // L2 (chunk_bytes_), the groups inside, blocks of kMaxNb rows innermost.  Each group's
   // weights come from L3 once per chunk and serve every block of it from L2: the longer the
   // chunk, the fewer trips (48 rows -> 384 rows measured +8% on one core with 4 MB of
   // weights).
@@ -348,7 +349,7 @@ class CpuFastBackend final : public HostBackend {
       return;
     }
     const std::int64_t kChunk =
-        std::clamp<std::int64_t>(kChunkBytes / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
+        std::clamp<std::int64_t>(chunk_bytes_ / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
     const std::int64_t slab = p.I * kRow;  // one group's packed Wx
     // Wx as float32, or (a BF16 / FP16 session on the AVX2 / AVX-512 kernels) as 16-bit codes.
@@ -924,6 +925,12 @@ class CpuFastBackend final : public HostBackend {
   Barrier layer_barrier_;  // among all split_.workers, around each layer's recurrence
   std::int64_t l2_bytes_ = l2_cache_bytes();    // one core's L2 (fetch_ahead, snake_order)
   std::int64_t l1d_bytes_ = l1d_cache_bytes();  // its L1D (keeps_wh, keeps_wx, widen_wx)
+  // The projection's inputs per chunk of rows (project()): kChunkBytes, or three quarters of
+  // a larger L2, where W_x's groups then stream from L3 half as often.  Measured on an
+  // AVX-512 Xeon with 2 MB of L2 (2 threads, H = I, against 768 KB): FP32 H = 1536-2048
+  // B = 4-64 1.02-1.09x, AVX2 kernels 1.03x; H <= 1024, the seed, BF16 level
+  // (bench/results/cpu-large-batch.md).
+  std::int64_t chunk_bytes_ = std::max(kChunkBytes, l2_bytes_ / 4 * 3);
   std::vector<char> step_ahead_;              // per layer, this call: plan_steps()
 };
 
