@@ -90,6 +90,7 @@ namespace slstm::cpu {
 namespace {
 
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
+constexpr std::int64_t kStreamChunkBytes = 16 << 20;  // ... streamed per group (chunk_rows)
                                                   // (at least; AMX: exactly)
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
@@ -335,12 +336,35 @@ class CpuFastBackend final : public HostBackend {
     return call_->layout == SLSTM_TIME_MAJOR ? t * call_->batch + b : b * call_->time + t;
   }
 
+  // Rows per chunk of project() over `rows` rows and `groups` groups of `slab_bytes` each.
+  // Where those groups stay in L2 from one chunk to the next (up to twice its size: the
+  // chunks then re-read them from L2 or just beyond), chunks whose inputs stay in L2
+  // beside them (chunk_bytes_).  Where they do not, each chunk streams them all from L3
+  // once, and it pays to have few chunks even when the inputs then stream from L3 per group
+  // instead (a block's 6 rows are 1/32 byte per FLOP, read in order): every row in one
+  // chunk up to kStreamChunkBytes of inputs, else the fewest chunks of at most that, of
+  // equal numbers of blocks.  Measured on an AMX Xeon VM (2 threads, FP32, I = H, T = 25,
+  // against the L2 chunks; bench/results/cpu-large-batch.md): H = 2048 B = 16 / 32 / 64 /
+  // 128 1.03-1.09x, H = 1536 B = 16 / 64 and H = 1024 B = 128 1.05x; H = 512 (2 MB a
+  // worker) 0.93x at B = 64 T = 100, hence the L2 rule there.
+  std::int64_t chunk_rows(const PackedLayer& p, std::int64_t rows, std::int64_t groups,
+                          std::int64_t slab_bytes) const {
+    const std::int64_t row_bytes = 4 * p.I;  // the inputs are float32 whatever W_x is
+    if (groups * slab_bytes <= 2 * l2_bytes_) {
+      return std::clamp<std::int64_t>(chunk_bytes_ / row_bytes / kMaxNb, 8, 64) * kMaxNb;
+    }
+    const std::int64_t most =
+        std::max<std::int64_t>(kStreamChunkBytes / row_bytes / kMaxNb, 1) * kMaxNb;
+    const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
+    const std::int64_t chunks = (rows + most - 1) / most;
+    return std::max<std::int64_t>((blocks + chunks - 1) / chunks, 1) * kMaxNb;
+  }
+
   // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
-  // [g0, g1), by worker `worker` (its scratch, on AMX): chunks of rows whose inputs stay in
-  // L2 (chunk_bytes_), the groups inside, blocks of kMaxNb rows innermost.  Each group's
-  // weights come from L3 once per chunk and serve every block of it from L2: the longer the
-  // chunk, the fewer trips (48 rows -> 384 rows measured +8% on one core with 4 MB of
-  // weights).
+  // [g0, g1), by worker `worker` (its scratch, on AMX): chunks of rows (chunk_rows), the
+  // groups inside, blocks of kMaxNb rows innermost.  Each group's weights come from L3 once
+  // per chunk and serve every block of it from L2: the longer the chunk, the fewer trips
+  // (48 rows -> 384 rows measured +8% on one core with 4 MB of weights).
   void project(const LayerView& v, std::int64_t i0, std::int64_t i1, std::int64_t g0,
                std::int64_t g1, int worker) const {
     const PackedLayer& p = *v.p;
@@ -348,14 +372,13 @@ class CpuFastBackend final : public HostBackend {
       project_amx(v, i0, i1, g0, g1, worker);
       return;
     }
-    const std::int64_t kChunk =
-        std::clamp<std::int64_t>(chunk_bytes_ / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
     const std::int64_t T = call_->time, ld_g = p.groups * kRow;
     const std::int64_t slab = p.I * kRow;  // one group's packed Wx
     // Wx as float32, or (a BF16 / FP16 session on the AVX2 / AVX-512 kernels) as 16-bit codes.
     const std::uint16_t* const codes = p.wx16();
     const auto* const base = codes != nullptr ? static_cast<const void*>(codes) : p.wx.get();
     const std::int64_t slab_bytes = slab * (codes != nullptr ? 2 : 4);
+    const std::int64_t kChunk = chunk_rows(p, i1 - i0, g1 - g0, slab_bytes);
     for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
       const std::int64_t c1 = std::min(i1, c0 + kChunk);
       const std::int64_t blocks = (c1 - c0 + kMaxNb - 1) / kMaxNb;
@@ -925,11 +948,10 @@ class CpuFastBackend final : public HostBackend {
   Barrier layer_barrier_;  // among all split_.workers, around each layer's recurrence
   std::int64_t l2_bytes_ = l2_cache_bytes();    // one core's L2 (fetch_ahead, snake_order)
   std::int64_t l1d_bytes_ = l1d_cache_bytes();  // its L1D (keeps_wh, keeps_wx, widen_wx)
-  // The projection's inputs per chunk of rows (project()): kChunkBytes, or three quarters of
-  // a larger L2, where W_x's groups then stream from L3 half as often.  Measured on an
-  // AVX-512 Xeon with 2 MB of L2 (2 threads, H = I, against 768 KB): FP32 H = 1536-2048
-  // B = 4-64 1.02-1.09x, AVX2 kernels 1.03x; H <= 1024, the seed, BF16 level
-  // (bench/results/cpu-large-batch.md).
+  // The projection's inputs per chunk of rows where its groups of W_x stay near L2
+  // (chunk_rows): kChunkBytes, or three quarters of a larger L2.  (Measured on an AVX-512
+  // Xeon with 2 MB of L2 while it served every W_x, 0.19.10: FP32 H = 1536-2048 B = 4-64
+  // 1.02-1.09x against 768 KB, H <= 1024 level; bench/results/cpu-large-batch.md.)
   std::int64_t chunk_bytes_ = std::max(kChunkBytes, l2_bytes_ / 4 * 3);
   std::vector<char> step_ahead_;              // per layer, this call: plan_steps()
 };
