@@ -698,6 +698,46 @@ TEST_CASE("the generic fast path's input projections in chunks of steps give the
   }
 }
 
+TEST_CASE("the generic fast path projects up to 16 MiB of steps at a time where a W_x "
+          "exceeds twice L2, within the accuracy rule",
+          "[layers][cpu-fast]") {
+  // A GRU over 2048 inputs with H = 768: W_x is 2304 x 2048 floats (18 MiB, over twice any
+  // core's L2 up to 9 MiB), so each pass of the projection streams it from L3 and the
+  // session takes 16 MiB of pre-activations a pass (24 steps of 2 rows: one pass, where
+  // 1 MiB would take 14 steps).  A small stack keeps 1 MiB.
+  t::use_cpu_kernel_under_test();
+  slstm_layer_config gru = t::lstm_layer(768);
+  gru.cell = SLSTM_CELL_GRU;
+  const std::int64_t B = 2, T = 24, D = 2048;
+  t::Model m = random_layers(D, {gru}, 81);
+  t::Session s = session_on(m.get(), SLSTM_CPU_PATH_FAST, B, T, 2);
+  const std::string plan = t::describe_json(s.get());
+  INFO(plan);
+  CHECK_THAT(t::json_value(plan, "projection"),
+             Contains("up to 16 MiB of pre-activations at a time (a layer's W_x over twice"));
+  const auto x = t::random_vector(static_cast<std::size_t>(B * T * D), 82);
+  const std::vector<std::int32_t> len = {24, 13};
+  t::Call c = t::call_of(B, T, x);
+  c.lengths = &len;
+  t::Session ref = session_on(m.get(), SLSTM_CPU_PATH_REFERENCE, B, T);
+  const t::Run want = t::forward_ok(ref.get(), m.get(), c);
+  const t::Run got = t::forward_ok(s.get(), m.get(), c);
+  CHECK(t::count_poison(got.output) == 0);
+  // float32 sums of 2816 terms against the reference's double ones, through 24 steps.
+  INFO("rel_err " << t::rel_err(got.output, want.output));
+  CHECK(t::rel_err(got.output, want.output) < 1e-5);
+  CHECK(t::rel_err(got.final_state, want.final_state) < 1e-5);
+
+  slstm_layer_config small = gru;
+  small.hidden_size = 64;
+  t::Model little = random_layers(32, {small, t::lstm_layer(16)}, 83);
+  t::Session ls = session_on(little.get(), SLSTM_CPU_PATH_FAST, B, T, 2);
+  const std::string little_plan = t::describe_json(ls.get());
+  INFO(little_plan);
+  CHECK_THAT(t::json_value(little_plan, "projection"),
+             Contains("up to 1 MiB of pre-activations at a time (every W_x within twice"));
+}
+
 TEST_CASE("the generic fast path's team (GEMMs cut by gate rows) gives one thread's bits",
           "[layers][cpu-fast]") {
   // Calls of fewer than 3 rows per thread as a team (every worker on every row; cpu.team=

@@ -115,6 +115,13 @@ constexpr std::int64_t kDirectionSplitRowsLargeWh = 64;
 // rows of up to this many bytes of pre-activations (each weight block then serves every row
 // of the chunk from cache, instead of being streamed again at every step).
 constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
+// The same where a layer's W_x (one direction, as stored) exceeds twice a core's L2: each
+// chunk then streams W_x from L3, and the fewer chunks the better (as the BasicLSTMCell
+// path's chunk_rows).  Measured on an AVX-512 Xeon (2 threads, FP32, against 1 MiB): GRU
+// H = I = 2048 B = 16 / 64 1.58x / 1.21x, peephole LSTM H = 2048 B = 16 1.65x, LSTMP
+// H = 2048 P = 512 B = 16 1.6x, bidirectional H = 1024 B = 16 1.07x, GRU H = 1024 B = 64
+// 0.99x (bench/results/cpu-large-batch.md).
+constexpr std::int64_t kStreamProjectionChunkBytes = 16 << 20;
 // On AMX, a GEMM converts its operand rows to bfloat16 codes in chunks of about this many
 // bytes (kept in L2 while every 32-column block of the weights passes over them).
 constexpr std::int64_t kAmxChunkBytes = 768 * 1024;
@@ -310,6 +317,26 @@ class CpuGenericBackend final : public HostBackend {
                                       : "weights stored as float32 (what this kernel reads)")});
     }
     plan_.params.emplace_back("amx", amx.why);
+    // The projections' chunks (Work::allocate): longer where a layer's W_x does not stay in L2.
+    std::int64_t largest_wx = 0;
+    for (std::size_t l = 0; l < m.layers().size(); ++l) {
+      const LayerSpec& s = m.spec(l);
+      largest_wx = std::max(largest_wx, s.gate_rows() * s.input_size * (store16 || amx_ ? 2 : 4));
+    }
+    const std::int64_t l2 = l2_cache_bytes();
+    const bool wx_streams = largest_wx > 2 * l2;
+    const std::int64_t projection_chunk_bytes =
+        wx_streams ? kStreamProjectionChunkBytes : kProjectionChunkBytes;
+    plan_.params.emplace_back(
+        "projection",
+        std::string(layer_major_ ? "every layer's input products" : "layer 0's input products") +
+            " ahead of its steps, up to " + std::to_string(projection_chunk_bytes >> 20) +
+            " MiB of pre-activations at a time (" +
+            (wx_streams ? "a layer's W_x over twice the core's L2 of " +
+                              std::to_string(l2 >> 10) + " KB: fewer passes over it"
+                        : "every W_x within twice the core's L2 of " + std::to_string(l2 >> 10) +
+                              " KB") +
+            ")" + (layer_major_ ? "" : "; the layers above, step by step"));
     for (auto& [key, value] : plan_.params) {
       if (key == "gemm" && amx_) {
         value = "AMX: 32 columns of W per pass (two 16-column tiles) over blocks of up to 32 "
@@ -342,7 +369,7 @@ class CpuGenericBackend final : public HostBackend {
             i == 0 ||
             (direction_split_ && (i == 1 || i == static_cast<std::size_t>(team_workers_)));
         work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_),
-                          amx_, wide_);
+                          amx_, wide_, projection_chunk_bytes);
       }
       if (team_workers_ >= 2) {
         for (Work& w : work_) w.z_offset.resize(work_[0].zx_ptr.size());
@@ -462,12 +489,12 @@ class CpuGenericBackend final : public HostBackend {
     // `amx`: the GEMMs run on AMX tiles (the scratch of gemm_amx).  `wide`: the GEMMs may
     // widen 16-bit weights (gemm_rows_avx512), a panel for any layer's K.
     void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding,
-                  bool on_amx, bool wide) {
+                  bool on_amx, bool wide, std::int64_t chunk_bytes) {
       xq_width = std::max(m.max_width(), m.input_size());
       const std::int64_t per_row =
           std::max<std::int64_t>(4 * m.max_hidden(), rounding ? xq_width : 0);
       const std::int64_t per_step = std::max<std::int64_t>(1, n * per_row * 4);
-      zx_steps = std::clamp<std::int64_t>(kProjectionChunkBytes / per_step, 1,
+      zx_steps = std::clamp<std::int64_t>(chunk_bytes / per_step, 1,
                                           std::max<std::int64_t>(max_time, 1));
       zx.resize(product({zx_steps, n, 4, m.max_hidden()}, "workspace"));
       if (rounding) pxq.resize(product({zx_steps, n, xq_width}, "workspace"));
