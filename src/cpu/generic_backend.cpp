@@ -14,8 +14,9 @@
 // then the cell's pointwise math per row (on AVX2 8 units at a time with the fused kernels'
 // vector sigmoid / tanh, peepholes and cell_clip included; scalar libm on the portable
 // kernels).  Those kernels live in generic_kernels.cpp; this file runs them.  A stack
-// whose layers all read forward runs time step by time step (MultiRNNCell's order, no
-// sequence-sized workspace); one with a reverse or bidirectional layer runs layer by layer
+// whose layers all read forward runs in windows of steps, each layer over a window before
+// the next (every step sees what MultiRNNCell's order gives it; the workspace holds one
+// window: forward_windows); one with a reverse or bidirectional layer runs layer by layer
 // over the whole sequence, each direction reading every row's valid part in its own order.
 // Threads: the workers (num_threads, at most one per batch row) split the batch rows, each
 // running its rows through every layer and step with its own workspace: rows never
@@ -127,7 +128,7 @@ constexpr std::int64_t kStreamProjectionChunkBytes = 16 << 20;
 constexpr std::int64_t kAmxChunkBytes = 768 * 1024;
 
 // A forward stack's calls of fewer than this many batch rows per thread may run as one team
-// (the GEMMs cut by gate rows, the cell math by units; forward_time_major): a call of fewer
+// (the GEMMs cut by gate rows, the cell math by units; forward_windows): a call of fewer
 // rows than threads when a step streams at least kTeamMinBytes of weights, one of 1 to 3
 // rows per thread from twice that (the rows split already keeps every worker busy there),
 // with one worker per kTeamBytesPerWorker.  Below, the 3-5 barriers of a step cost more than
@@ -202,7 +203,8 @@ class CpuGenericBackend final : public HostBackend {
                                        : "scalar (libm expf/tanhf)"},
                     {"kernel_reason", kernel.why},
                     {"order", layer_major_ ? "layer-major (a layer reads backwards)"
-                                           : "time-major (MultiRNNCell)"}};
+                                           : "windows of steps, each layer over a window "
+                                             "before the next (MultiRNNCell's results)"}};
     const std::int64_t B = config.max_batch;
     const bool caller = config.thread_pool.parallel_for != nullptr;
     const bool shared = !caller && config.settings.cpu_pool == Settings::CpuPool::kShared;
@@ -329,14 +331,14 @@ class CpuGenericBackend final : public HostBackend {
         wx_streams ? kStreamProjectionChunkBytes : kProjectionChunkBytes;
     plan_.params.emplace_back(
         "projection",
-        std::string(layer_major_ ? "every layer's input products" : "layer 0's input products") +
-            " ahead of its steps, up to " + std::to_string(projection_chunk_bytes >> 20) +
+        std::string("every layer's input products ahead of its steps, up to ") +
+            std::to_string(projection_chunk_bytes >> 20) +
             " MiB of pre-activations at a time (" +
             (wx_streams ? "a layer's W_x over twice the core's L2 of " +
                               std::to_string(l2 >> 10) + " KB: fewer passes over it"
                         : "every W_x within twice the core's L2 of " + std::to_string(l2 >> 10) +
                               " KB") +
-            ")" + (layer_major_ ? "" : "; the layers above, step by step"));
+            ")");
     for (auto& [key, value] : plan_.params) {
       if (key == "gemm" && amx_) {
         value = "AMX: 32 columns of W per pass (two 16-column tiles) over blocks of up to 32 "
@@ -470,7 +472,7 @@ class CpuGenericBackend final : public HostBackend {
   struct Work {
     std::vector<float> z;      // pre-activations of a step's rows [rows][G*H]
     std::vector<float> aux;    // per row [H]: m, r o h, or b_h,n + W_h,n h
-    std::vector<float> y[2];   // layer outputs of a step's rows (time-major)
+    std::vector<float> y[2];   // layer outputs of a window's rows (forward_windows)
     std::vector<float> xq, hq;  // BF16/FP16: a step's rows of x and h, rounded
     std::vector<float> pxq;     // BF16/FP16: a projection chunk's inputs, rounded
     std::int64_t xq_width = 0, hq_width = 0;  // their row strides
@@ -503,7 +505,7 @@ class CpuGenericBackend final : public HostBackend {
       zx_step.resize(static_cast<std::size_t>(n));
       z.resize(product({n, 4, m.max_hidden()}, "workspace"));
       aux.resize(product({n, m.max_hidden()}, "workspace"));
-      y[0].resize(product({n, m.max_width()}, "workspace"));
+      y[0].resize(product({zx_steps, n, m.max_width()}, "workspace"));
       y[1].resize(y[0].size());
       hq_width = m.max_hidden();
       xq.resize(product({n, xq_width}, "workspace"));
@@ -540,7 +542,7 @@ class CpuGenericBackend final : public HostBackend {
     const ForwardCall* call;
     int workers;
     bool by_direction;  // forward_by_direction, else the batch rows split ...
-    bool team;          // ... or every row by a team (forward_time_major)
+    bool team;          // ... or every row by a team (forward_windows)
     int members;        // threads running the shares: `workers`, or fewer in the rows split
   };
   static void run_share_entry(void* ctx, int worker) {
@@ -581,12 +583,12 @@ class CpuGenericBackend final : public HostBackend {
       if (layer_major_) {
         forward_layer_major(*job.call, 0, B, work_[0], team);
       } else {
-        forward_time_major(*job.call, 0, B, work_[0], team);
+        forward_windows(*job.call, 0, B, work_[0], team);
       }
     } else if (layer_major_) {
       forward_layer_major(*job.call, b0, b1, w);
     } else {
-      forward_time_major(*job.call, b0, b1, w);
+      forward_windows(*job.call, b0, b1, w);
     }
   }
 
@@ -607,7 +609,7 @@ class CpuGenericBackend final : public HostBackend {
   // With `zx` (project_chunk's rows for these n rows), the input part of the chains is
   // taken from there instead of computed here: the same chains, the same bits.  The step
   // then sums into those rows in place (each is read by this step only).
-  // With a team of several workers (forward_time_major's gate split), every worker calls it
+  // With a team of several workers (forward_windows's gate split), every worker calls it
   // with the lead's Work `w`: the lead sets the step up, each GEMM is cut by gate rows and
   // the cell math by units (Team::part), the phases separated by the team's barrier; each
   // element gets the instructions it gets alone, so the bits do not depend on the team.
@@ -784,73 +786,88 @@ class CpuGenericBackend final : public HostBackend {
     for (std::int64_t u = 0; u < s.output_size(); ++u) y[u] += x[u];
   }
 
-  // Rows [b0, b1) through every step and layer.  In a team (the gate split), every worker
-  // runs this for the same rows on the lead's Work `w`: the lead keeps the books (row lists,
-  // pointers, residuals, the caller's output), step() and project_chunk() share the work.
-  void forward_time_major(const ForwardCall& call, std::int64_t b0, std::int64_t b1, Work& w,
-                          const Team& team = Team()) const {
+  // Rows [b0, b1) through every step and layer of a stack whose layers all read forward,
+  // in windows of w.zx_steps steps: each layer runs the window's steps before the next layer
+  // starts them (its input products for the whole window first, as project_chunk), the
+  // window's outputs of one layer in w.y[l % 2] for the next.  Every step still reads what
+  // MultiRNNCell's order gives it (the layer below's output of the same step, its own state
+  // of the step before), and each pre-activation is the same chain whether projected ahead
+  // or in the step: the bits of one step at a time, with every layer's W_x read once per
+  // window instead of once per step.  In a team (the gate split), every worker runs this for
+  // the same rows on the lead's Work `w`: the lead keeps the books (row lists, pointers,
+  // residuals, the caller's output), step() and project_chunk() share the work.
+  void forward_windows(const ForwardCall& call, std::int64_t b0, std::int64_t b1, Work& w,
+                       const Team& team = Team()) const {
     const Model& m = *model_;
     const std::int64_t B = call.batch, T = call.time, D = m.input_size(), W = m.output_size();
+    const std::int64_t stride = m.max_width();  // of the rows in w.y
     const std::size_t L = m.layers().size();
     const auto valid = [&](std::int64_t b, std::int64_t k) {
       return call.lengths == nullptr || k < call.lengths[b];
     };
-    // Layer 0's input is the call's: its projections run ahead, w.zx_steps steps at a time
-    // (project_chunk); the layers above project per step (their input is the step below).
-    const bool ahead = true;
-    std::int64_t next = 0;  // the next projected row of layer 0
-    for (std::int64_t t = 0; t < T; ++t) {
-      if (ahead && t % w.zx_steps == 0) {
-        std::int64_t nr = 0;
-        for (std::int64_t k = t; k < std::min(T, t + w.zx_steps); ++k) {
+    for (std::int64_t k0 = 0; k0 < T; k0 += w.zx_steps) {
+      const std::int64_t k1 = std::min(T, k0 + w.zx_steps);
+      // The window's valid (step, row) pairs, step by step: row i of every layer's buffers.
+      std::int64_t nr = 0;
+      if (team.lead()) {
+        for (std::int64_t k = k0; k < k1; ++k) {
+          for (std::int64_t b = b0; b < b1; ++b) {
+            if (!valid(b, k)) continue;
+            w.px_ptr[static_cast<std::size_t>(nr++)] = call.input + row_of(call, k, b) * D;
+          }
+        }
+      } else {
+        for (std::int64_t k = k0; k < k1; ++k) {
+          for (std::int64_t b = b0; b < b1; ++b) nr += valid(b, k) ? 1 : 0;
+        }
+      }
+      const float* in = nullptr;  // the layer below's rows of the window (layer 0: the call's)
+      for (std::size_t l = 0; l < L && nr > 0; ++l) {
+        float* const y = w.y[l % 2].data();
+        // (A window of one step, as a frame's call: the layers above take their input
+        // products in the step, one GEMM either way, without project_chunk's barriers.)
+        const bool ahead = l == 0 || k1 - k0 > 1;
+        if (team.lead() && l > 0 && ahead) {
+          for (std::int64_t i = 0; i < nr; ++i) {
+            w.px_ptr[static_cast<std::size_t>(i)] = in + i * stride;
+          }
+        }
+        if (ahead) project_chunk(l, 0, nr, b1 - b0, w, team);
+        std::int64_t i0 = 0;  // the step's first row in the window
+        for (std::int64_t k = k0; k < k1; ++k) {
+          std::int64_t n = 0;
           for (std::int64_t b = b0; b < b1; ++b) {
             if (!valid(b, k)) continue;
             if (team.lead()) {
-              w.px_ptr[static_cast<std::size_t>(nr)] = call.input + row_of(call, k, b) * D;
+              const std::int64_t i = i0 + n;
+              w.rows[n] = b;
+              w.x_ptr[n] = l == 0 ? call.input + row_of(call, k, b) * D : in + i * stride;
+              w.out_ptr[n] = y + i * stride;
+              w.zx_step[static_cast<std::size_t>(n)] = w.zx_ptr[static_cast<std::size_t>(i)];
             }
-            ++nr;
+            ++n;
           }
-        }
-        if (nr > 0) project_chunk(0, 0, nr, b1 - b0, w, team);
-        next = 0;
-      }
-      std::int64_t n = 0;
-      for (std::int64_t b = b0; b < b1; ++b) {
-        if (!valid(b, t)) continue;
-        if (team.lead()) w.rows[n] = b;
-        ++n;
-      }
-      const float* in = nullptr;
-      std::int64_t in_width = D;
-      for (std::size_t l = 0; l < L; ++l) {
-        const std::int64_t width = m.spec(l).output_size();
-        float* y = w.y[l % 2].data();
-        if (team.lead()) {
-          for (std::int64_t i = 0; i < n; ++i) {
-            w.x_ptr[i] =
-                l == 0 ? call.input + row_of(call, t, w.rows[i]) * D : in + i * in_width;
-            w.out_ptr[i] = y + i * width;
-            if (l == 0 && ahead) {
-              w.zx_step[static_cast<std::size_t>(i)] =
-                  w.zx_ptr[static_cast<std::size_t>(next++)];
-            }
+          if (n == 0) break;
+          step(l, 0, B, n, w, k == 0 && call.initial_state == nullptr,
+               ahead ? w.zx_step.data() : nullptr, team);
+          if (team.lead()) {
+            for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
           }
-        }
-        step(l, 0, B, n, w, t == 0 && call.initial_state == nullptr,
-             l == 0 && ahead ? w.zx_step.data() : nullptr, team);
-        if (team.lead()) {
-          for (std::int64_t i = 0; i < n; ++i) add_residual(l, w.x_ptr[i], w.out_ptr[i]);
+          i0 += n;
         }
         in = y;
-        in_width = width;
       }
       if (call.output == nullptr || !team.lead()) continue;
-      for (std::int64_t b = b0; b < b1; ++b) {
-        std::fill_n(call.output + row_of(call, t, b) * W, W, 0.0f);
-      }
-      for (std::int64_t i = 0; i < n; ++i) {
-        std::memcpy(call.output + row_of(call, t, w.rows[i]) * W, in + i * W,
-                    static_cast<std::size_t>(W) * sizeof(float));
+      std::int64_t i = 0;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        for (std::int64_t b = b0; b < b1; ++b) {
+          float* const o = call.output + row_of(call, k, b) * W;
+          if (valid(b, k)) {
+            std::memcpy(o, in + i++ * stride, static_cast<std::size_t>(W) * sizeof(float));
+          } else {
+            std::fill_n(o, W, 0.0f);
+          }
+        }
       }
     }
   }
