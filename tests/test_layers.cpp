@@ -762,10 +762,9 @@ TEST_CASE("the generic fast path projects up to 16 MiB of steps at a time where 
   // session takes 16 MiB of pre-activations a pass (24 steps of 2 rows: one pass, where
   // 1 MiB would take 14 steps).  A small stack keeps 1 MiB.
   t::use_cpu_kernel_under_test();
-  slstm_layer_config gru = t::lstm_layer(768);
-  gru.cell = SLSTM_CELL_GRU;
+  const slstm_layer_config wide_gru = gru(768, false);
   const std::int64_t B = 2, T = 24, D = 2048;
-  t::Model m = random_layers(D, {gru}, 81);
+  t::Model m = random_layers(D, {wide_gru}, 81);
   t::Session s = session_on(m.get(), SLSTM_CPU_PATH_FAST, B, T, 2);
   const std::string plan = t::describe_json(s.get());
   INFO(plan);
@@ -784,8 +783,7 @@ TEST_CASE("the generic fast path projects up to 16 MiB of steps at a time where 
   CHECK(t::rel_err(got.output, want.output) < 1e-5);
   CHECK(t::rel_err(got.final_state, want.final_state) < 1e-5);
 
-  slstm_layer_config small = gru;
-  small.hidden_size = 64;
+  const slstm_layer_config small = gru(64, false);
   t::Model little = random_layers(32, {small, t::lstm_layer(16)}, 83);
   t::Session ls = session_on(little.get(), SLSTM_CPU_PATH_FAST, B, T, 2);
   const std::string little_plan = t::describe_json(ls.get());

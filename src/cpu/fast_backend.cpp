@@ -90,8 +90,8 @@ namespace slstm::cpu {
 namespace {
 
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
-constexpr std::int64_t kStreamChunkBytes = 16 << 20;  // ... streamed per group (chunk_rows)
                                                   // (at least; AMX: exactly)
+constexpr std::int64_t kStreamChunkBytes = 16 << 20;  // ... streamed per group (chunk_rows)
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
 

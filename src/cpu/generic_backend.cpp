@@ -371,7 +371,7 @@ class CpuGenericBackend final : public HostBackend {
             i == 0 ||
             (direction_split_ && (i == 1 || i == static_cast<std::size_t>(team_workers_)));
         work_[i].allocate(all_rows ? B : share, config.max_time, m, rounds_operands(precision_),
-                          amx_, wide_, projection_chunk_bytes);
+                          amx_, wide_, projection_chunk_bytes, !layer_major_);
       }
       if (team_workers_ >= 2) {
         for (Work& w : work_) w.z_offset.resize(work_[0].zx_ptr.size());
@@ -489,9 +489,11 @@ class CpuGenericBackend final : public HostBackend {
     GemmScratch scratch;  // this worker's (gemm_amx, the widened panels)
     // `rounding`: a BF16/FP16 session (the chunk's inputs are rounded into pxq first).
     // `amx`: the GEMMs run on AMX tiles (the scratch of gemm_amx).  `wide`: the GEMMs may
-    // widen 16-bit weights (gemm_rows_avx512), a panel for any layer's K.
+    // widen 16-bit weights (gemm_rows_avx512), a panel for any layer's K.  `chunk_bytes`:
+    // the projection chunk's pre-activations; `windows`: y holds a window's rows
+    // (forward_windows), else it is not used.
     void allocate(std::int64_t n, std::int64_t max_time, const Model& m, bool rounding,
-                  bool on_amx, bool wide, std::int64_t chunk_bytes) {
+                  bool on_amx, bool wide, std::int64_t chunk_bytes, bool windows) {
       xq_width = std::max(m.max_width(), m.input_size());
       const std::int64_t per_row =
           std::max<std::int64_t>(4 * m.max_hidden(), rounding ? xq_width : 0);
@@ -505,7 +507,7 @@ class CpuGenericBackend final : public HostBackend {
       zx_step.resize(static_cast<std::size_t>(n));
       z.resize(product({n, 4, m.max_hidden()}, "workspace"));
       aux.resize(product({n, m.max_hidden()}, "workspace"));
-      y[0].resize(product({zx_steps, n, m.max_width()}, "workspace"));
+      y[0].resize(product({windows ? zx_steps : 1, n, m.max_width()}, "workspace"));
       y[1].resize(y[0].size());
       hq_width = m.max_hidden();
       xq.resize(product({n, xq_width}, "workspace"));
