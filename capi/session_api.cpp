@@ -317,6 +317,8 @@ void create_slots(slstm_session& s, std::int64_t max_slots) {
                                       num(max_slots) + " stream slots");
   }
   s.slots.max_slots = max_slots;
+  s.backend->count_host_memory(slstm::held_bytes(s.slots.open) + slstm::held_bytes(s.slots.mark) +
+                               slstm::held_bytes(s.slots.mark_row));
 }
 
 slstm_session_options options_defaults() {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "model.hpp"
 #include "plan.hpp"
@@ -101,30 +102,49 @@ class Backend {
   // default), SLSTM_ERR_SIZE_OVERFLOW / SLSTM_ERR_OUT_OF_MEMORY.
   virtual std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
                                                        std::int64_t max_batch);
+  // `bytes` more of host memory the session holds for this backend (the C API's table of
+  // stream slots), for a backend whose plan counts them (host_memory_bytes); called at
+  // creation only.
+  virtual void count_host_memory(std::int64_t /*bytes*/) {}
 
  protected:
   Plan plan_;  // filled by each backend's constructor
 };
 
+// The bytes a vector holds (its capacity), for host_memory_bytes.
+template <typename T>
+std::int64_t held_bytes(const std::vector<T>& v) {
+  return static_cast<std::int64_t>(v.capacity() * sizeof(T));
+}
+
 // A backend that keeps its state in host memory (the CPU reference, fast and generic
-// paths): kind CPU, stream slots over make_host_slot_states, and the packed state a call
-// starts from.
+// paths): kind CPU, stream slots over make_host_slot_states, the packed state a call
+// starts from, and the plan's host_memory_bytes.
 class HostBackend : public Backend {
  public:
   explicit HostBackend(ModelPtr model) : model_(std::move(model)) {}
   slstm_backend kind() const override { return SLSTM_BACKEND_CPU; }
+  // (The slots' states count in host_memory_bytes.)
   std::unique_ptr<SlotStates> make_slot_states(std::int64_t max_slots,
-                                               std::int64_t max_batch) override {
-    return make_host_slot_states(*this, *model_, max_slots, max_batch);
-  }
+                                               std::int64_t max_batch) override;
+  void count_host_memory(std::int64_t bytes) override;
 
  protected:
+  // The plan's param host_memory_bytes := `bytes`: what the backend allocated for itself
+  // (packed weights, workspaces for max_batch x max_time, states), set by each backend's
+  // constructor once its buffers are allocated; the slots' states and table are added to it
+  // (count_host_memory).
+  void set_host_memory(std::int64_t bytes);
+
   // state[0 .. state_count(call.batch)) := the call's initial state, or zeros.
   void load_initial_state(const ForwardCall& call, float* state) const;
   // state_count(call.batch) floats of `state` into the call's final state, if it wants one.
   void store_final_state(const ForwardCall& call, const float* state) const;
 
   ModelPtr model_;
+
+ private:
+  std::int64_t host_memory_ = 0;  // the plan's host_memory_bytes
 };
 
 // Throws SLSTM_ERR_BACKEND_UNAVAILABLE (with the reason) unless `kind` can run here;

@@ -51,6 +51,9 @@ class HostSlotStates final : public SlotStates {
     std::memcpy(state, states_.data() + slot * row_, static_cast<std::size_t>(row_) * sizeof(float));
   }
 
+  // The host memory the states take (host_memory_bytes).
+  std::int64_t bytes() const { return held_bytes(states_) + held_bytes(scratch_); }
+
   void forward(const ForwardCall& call, const std::int64_t* slots) override {
     const std::int64_t B = call.batch;
     move_rows(B, slots, /*gather=*/true);
@@ -98,6 +101,26 @@ std::unique_ptr<SlotStates> make_host_slot_states(Backend& backend, const Model&
                                                   std::int64_t max_batch) {
   return std::make_unique<HostSlotStates>(backend, model, max_slots, max_batch);
 }
+
+std::unique_ptr<SlotStates> HostBackend::make_slot_states(std::int64_t max_slots,
+                                                          std::int64_t max_batch) {
+  auto slots = std::make_unique<HostSlotStates>(*this, *model_, max_slots, max_batch);
+  count_host_memory(slots->bytes());
+  return slots;
+}
+
+void HostBackend::set_host_memory(std::int64_t bytes) {
+  host_memory_ = bytes;
+  for (auto& [key, value] : plan_.params) {
+    if (key == "host_memory_bytes") {
+      value = std::to_string(bytes);
+      return;
+    }
+  }
+  plan_.params.emplace_back("host_memory_bytes", std::to_string(bytes));
+}
+
+void HostBackend::count_host_memory(std::int64_t bytes) { set_host_memory(host_memory_ + bytes); }
 
 void HostBackend::load_initial_state(const ForwardCall& call, float* state) const {
   const std::size_t n = model_->state_count(call.batch);

@@ -87,6 +87,7 @@ class CpuReferenceBackend final : public HostBackend {
     } catch (const std::length_error&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
     }
+    set_host_memory(held_bytes());
   }
 
   void forward(const ForwardCall& call) override {
@@ -299,6 +300,18 @@ class CpuReferenceBackend final : public HostBackend {
       const float z = z_[H + u];
       h[u] = (1.0f - z) * zh_[u] + z * h[u];
     }
+  }
+
+  // What the session holds beside the model (the weights' rounding, the workspaces).
+  std::int64_t held_bytes() const {
+    std::int64_t n = slstm::held_bytes(mats_) + slstm::held_bytes(rounded_);
+    for (const auto& v : mats_) n += slstm::held_bytes(v);
+    for (const auto& v : rounded_) n += slstm::held_bytes(v);
+    for (const auto* v : {&xq_, &hq_, &state_, &z_, &zh_, &m_, &y_[0], &y_[1], &seq_[0],
+                          &seq_[1]}) {
+      n += slstm::held_bytes(*v);
+    }
+    return n;
   }
 
   std::vector<float> rounded(const std::vector<float>& w) const {

@@ -37,6 +37,7 @@
 // ---- the counting allocator ----------------------------------------------------------------
 
 extern "C" {
+void __libc_free(void*);
 void* __libc_malloc(std::size_t);
 void* __libc_calloc(std::size_t, std::size_t);
 void* __libc_realloc(void*, std::size_t);
@@ -79,26 +80,97 @@ void print_first_allocation() {
 }
 }  // namespace
 
+// ---- the bytes a window leaves allocated ---------------------------------------------------
+//
+// While g_tracking, every allocation's address and size go into a table in static storage
+// (recording allocates nothing) and freeing one takes it out: what is left when the window
+// closes is what the window's allocations still hold (the plan's host_memory_bytes).
+namespace {
+constexpr std::size_t kTrackSlots = std::size_t{1} << 16;
+struct Tracked {
+  void* p;
+  std::size_t n;
+};
+Tracked g_tracked[kTrackSlots];
+std::atomic<bool> g_tracking{false};
+std::atomic<bool> g_track_full{false};  // more live allocations than slots: not measured
+std::atomic_flag g_track_lock = ATOMIC_FLAG_INIT;
+void* const kGone = reinterpret_cast<void*>(std::uintptr_t{1});  // a freed entry
+
+struct TrackLock {
+  TrackLock() {
+    while (g_track_lock.test_and_set(std::memory_order_acquire)) {
+    }
+  }
+  ~TrackLock() { g_track_lock.clear(std::memory_order_release); }
+};
+std::size_t first_slot(const void* p) {  // 16 bits of a multiplicative hash
+  return static_cast<std::size_t>(
+      ((reinterpret_cast<std::uintptr_t>(p) >> 4) * 0x9E3779B97F4A7C15ull) >> 48);
+}
+void track(void* p, std::size_t n) {
+  if (p == nullptr || !g_tracking.load(std::memory_order_relaxed)) return;
+  const TrackLock lock;
+  for (std::size_t k = 0, i = first_slot(p); k < kTrackSlots; ++k, i = (i + 1) % kTrackSlots) {
+    if (g_tracked[i].p == nullptr || g_tracked[i].p == kGone) {
+      g_tracked[i] = {p, n};
+      return;
+    }
+  }
+  g_track_full.store(true);
+}
+void untrack(void* p) {
+  if (p == nullptr || !g_tracking.load(std::memory_order_relaxed)) return;
+  const TrackLock lock;
+  for (std::size_t k = 0, i = first_slot(p); k < kTrackSlots; ++k, i = (i + 1) % kTrackSlots) {
+    if (g_tracked[i].p == nullptr) return;  // not the window's
+    if (g_tracked[i].p == p) {
+      g_tracked[i] = {kGone, 0};
+      return;
+    }
+  }
+}
+}  // namespace
+
 extern "C" {
 void* malloc(std::size_t n) {
-  return note() ? nullptr : __libc_malloc(n);
+  void* q = note() ? nullptr : __libc_malloc(n);
+  track(q, n);
+  return q;
 }
 void* calloc(std::size_t k, std::size_t n) {
-  return note() ? nullptr : __libc_calloc(k, n);
+  void* q = note() ? nullptr : __libc_calloc(k, n);
+  track(q, k * n);
+  return q;
 }
 void* realloc(void* p, std::size_t n) {
-  return note() ? nullptr : __libc_realloc(p, n);
+  if (note()) return nullptr;
+  void* q = __libc_realloc(p, n);
+  if (q != nullptr || n == 0) {
+    untrack(p);
+    track(q, n);
+  }
+  return q;
+}
+void free(void* p) {
+  untrack(p);
+  __libc_free(p);
 }
 void* memalign(std::size_t a, std::size_t n) {
-  return note() ? nullptr : __libc_memalign(a, n);
+  void* q = note() ? nullptr : __libc_memalign(a, n);
+  track(q, n);
+  return q;
 }
 void* aligned_alloc(std::size_t a, std::size_t n) {
-  return note() ? nullptr : __libc_memalign(a, n);
+  void* q = note() ? nullptr : __libc_memalign(a, n);
+  track(q, n);
+  return q;
 }
 int posix_memalign(void** p, std::size_t a, std::size_t n) {
   if (note()) return ENOMEM;
   void* q = __libc_memalign(a, n);
   if (q == nullptr) return ENOMEM;
+  track(q, n);
   *p = q;
   return 0;
 }
@@ -143,6 +215,23 @@ long allocations_during(Body&& body, bool expect_none = true, Threads threads = 
   if (g_other_threads.load() > 0) {
     std::printf("(%ld allocations by other threads of the process: not the library's)\n",
                 g_other_threads.load());
+  }
+  return n;
+}
+
+// The bytes that `body`'s allocations (by any thread) still hold when it returns; -1 when
+// they were too many to track.
+template <typename Body>
+std::int64_t bytes_left_by(Body&& body) {
+  std::fill(std::begin(g_tracked), std::end(g_tracked), Tracked{nullptr, 0});
+  g_track_full.store(false);
+  g_tracking.store(true);
+  body();
+  g_tracking.store(false);
+  if (g_track_full.load()) return -1;
+  std::int64_t n = 0;
+  for (const Tracked& e : g_tracked) {
+    if (e.p != nullptr && e.p != kGone) n += static_cast<std::int64_t>(e.n);
   }
   return n;
 }
@@ -552,6 +641,56 @@ TEST_CASE("a model save or load whose allocation fails, whichever, writes nothin
         slstm_model_destroy(out);
       });
   CHECK(loads > 0);
+}
+
+// A session's host_memory_bytes against what its creation left allocated: never more, and
+// short of it by no more than what the plan leaves out (its own text, the session's handle,
+// the pool's thread objects, the settings: a few KB each).
+void check_host_memory(const slstm_model* model, slstm_session_options o, const char* what) {
+  INFO(what);
+  slstm_session* raw = nullptr;
+  // (A first session outside the window: what a process measures once, e.g. cpu.calibration.)
+  REQUIRE(slstm_session_create(model, &o, &raw) == SLSTM_OK);
+  slstm_session_destroy(raw);
+  raw = nullptr;
+  slstm_status st = SLSTM_OK;
+  const std::int64_t held = bytes_left_by([&] { st = slstm_session_create(model, &o, &raw); });
+  REQUIRE(st == SLSTM_OK);
+  t::Session s(raw);
+  REQUIRE(held > 0);
+  const std::string plan = t::describe_json(s.get());
+  const std::string reported = t::json_value(plan, "host_memory_bytes");
+  REQUIRE_FALSE(reported.empty());
+  const std::int64_t n = std::stoll(reported);
+  INFO("path " << t::json_value(plan, "path") << ": reported " << n << " bytes, creation left "
+               << held);
+  CHECK(n <= held);
+  CHECK(held - n <= 64 * 1024);
+}
+
+TEST_CASE("a CPU session's plan says how much host memory it holds (host_memory_bytes)",
+          "[cpu]") {
+  // max_time x max_batch sizes most of a session's workspaces: long enough that a buffer the
+  // count forgot would be far beyond the few KB it may leave out.
+  t::Model seed = t::random_model(128, {100, 200, 300}, 3);
+  slstm_session_options o = t::options(10, 200);
+  check_host_memory(seed.get(), o, "the seed model, FP32");
+  o.precision = SLSTM_PRECISION_BF16;
+  check_host_memory(seed.get(), o, "the seed model, BF16");
+  o.precision = SLSTM_PRECISION_DEFAULT;
+  o.max_slots = 3000;
+  check_host_memory(seed.get(), o, "the seed model with 3000 stream slots");
+  o.max_slots = 0;
+  o.num_threads = 1;
+  check_host_memory(seed.get(), o, "the seed model, one thread");
+  t::Model mixed = t::random_stack(
+      24, {t::gru_layer(96, true), t::lstm_layer(64), t::gru_layer(40, false)}, 4);
+  check_host_memory(mixed.get(), t::options(8, 300), "a GRU / LSTM stack (the generic path)");
+  t::Model bidir = t::random_stack(
+      24,
+      {t::with_direction(t::lstm_layer(64), SLSTM_DIRECTION_BIDIRECTIONAL), t::gru_layer(48, true)},
+      5);
+  check_host_memory(bidir.get(), t::options(8, 300), "a bidirectional stack");
 }
 
 TEST_CASE("counting the calling thread only leaves other threads' allocations out", "[cpu]") {

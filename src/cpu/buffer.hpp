@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -16,6 +17,7 @@ namespace slstm::cpu {
 
 struct AlignedFree {
   std::size_t align = 64;
+  std::size_t bytes = 0;  // what was allocated (the plan's host_memory_bytes)
   void operator()(float* p) const { ::operator delete[](p, std::align_val_t(align)); }
 };
 using Buffer = std::unique_ptr<float[], AlignedFree>;
@@ -26,7 +28,7 @@ inline Buffer allocate(std::size_t n, bool zero = true) {
   const std::size_t bytes = mul_size(n, sizeof(float), "CPU fast-path workspace");
   auto* p = static_cast<float*>(::operator new[](bytes, std::align_val_t(64)));
   if (zero) std::memset(p, 0, bytes);
-  return Buffer(p);
+  return Buffer(p, AlignedFree{64, bytes});
 }
 
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
@@ -43,10 +45,19 @@ inline Buffer allocate_streamed(std::size_t n) {
     auto* p = static_cast<float*>(::operator new[](rounded, std::align_val_t(kHugePage)));
     (void)madvise(p, rounded, MADV_HUGEPAGE);
     std::memset(p, 0, rounded);
-    return Buffer(p, AlignedFree{kHugePage});
+    return Buffer(p, AlignedFree{kHugePage, rounded});
   }
 #endif
   return allocate(n);
 }
 
 }  // namespace slstm::cpu
+
+namespace slstm {
+
+// The bytes a buffer holds (0 for none), for host_memory_bytes (as backend.hpp's for vectors).
+inline std::int64_t held_bytes(const cpu::Buffer& b) {
+  return b ? static_cast<std::int64_t>(b.get_deleter().bytes) : 0;
+}
+
+}  // namespace slstm

@@ -189,12 +189,26 @@ class CpuFastBackend final : public HostBackend {
         "pool", caller   ? describe_caller_pool(config, P)
                 : shared ? describe_shared_pool(shared_->pool.size())
                          : describe_session_pool(P));
+    set_host_memory(held_bytes());
   }
 
   // The plan, with how many calls so far ran alone because their workers were asleep.
   Plan plan() const override {
     return caller_ ? with_short_team_count(plan_, short_team_)
                    : with_alone_count(plan_, alone_asleep_);
+  }
+
+  // What the session holds beside the model: packed weights, workspaces, state.
+  std::int64_t held_bytes() const {
+    std::int64_t n = slstm::held_bytes(layers_) + slstm::held_bytes(work_) +
+                     slstm::held_bytes(step_ahead_) +
+                     workers_ * static_cast<std::int64_t>(sizeof(Counter64));  // next_group_
+    for (const PackedLayer& p : layers_) n += p.bytes();
+    for (const Buffer* b : {&g_, &y_[0], &y_[1], &state_, &h_alt_[0], &h_alt_[1], &xq_, &hq_[0],
+                            &hq_[1], &hb_[0], &hb_[1], &wx_panel_, &xb_, &amx_sums_}) {
+      n += slstm::held_bytes(*b);
+    }
+    return n;
   }
 
   void forward(const ForwardCall& call) override {

@@ -66,6 +66,11 @@ struct Packed {
   std::vector<float> bias;  // [G*H]: where each chain starts (see pack())
   std::vector<float> bh_n;  // GRU reset_after: b_h of the n block [H]
   std::vector<float> peep;  // LSTM peepholes [3H]
+
+  std::int64_t bytes() const {  // (host_memory_bytes)
+    return held_bytes(wx.store) + held_bytes(wh.store) + held_bytes(wh_n.store) +
+           held_bytes(wproj.store) + held_bytes(bias) + held_bytes(bh_n) + held_bytes(peep);
+  }
 };
 
 // (BF16/FP16: the weights rounded to the precision, docs/precision.md.)
@@ -402,6 +407,14 @@ class CpuGenericBackend final : public HostBackend {
     } catch (const std::system_error&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot create the CPU worker threads");
     }
+    std::int64_t bytes = held_bytes(state_) + held_bytes(seq_[0]) + held_bytes(seq_[1]) +
+                         held_bytes(packed_) + held_bytes(work_);
+    for (const auto& layer : packed_) {
+      bytes += held_bytes(layer);
+      for (const Packed& p : layer) bytes += p.bytes();
+    }
+    for (const Work& w : work_) bytes += w.bytes();
+    set_host_memory(bytes);
   }
 
   // The plan, with how many calls so far ran alone because their workers were asleep.
@@ -536,6 +549,18 @@ class CpuGenericBackend final : public HostBackend {
         const std::int64_t K = std::max({xq_width, m.max_hidden(), std::int64_t{1}});
         scratch.wide = cpu::allocate(static_cast<std::size_t>(wide_panel_floats(K)), false);
       }
+    }
+    // What it holds (host_memory_bytes).
+    std::int64_t bytes() const {
+      std::int64_t n = held_bytes(scratch.codes) + held_bytes(scratch.sums) +
+                       held_bytes(scratch.wide) + held_bytes(rows);
+      for (const auto* v : {&z, &aux, &y[0], &y[1], &xq, &hq, &pxq, &zx}) n += held_bytes(*v);
+      for (const auto* v : {&z_ptr, &zn_ptr, &aux_ptr, &state_ptr, &c_ptr, &out_ptr, &z_offset,
+                            &zx_ptr, &zx_step}) {
+        n += held_bytes(*v);
+      }
+      for (const auto* v : {&x_ptr, &aux_cptr, &xq_ptr, &hq_ptr, &px_ptr}) n += held_bytes(*v);
+      return n;
     }
   };
 

@@ -57,6 +57,12 @@ struct PackedLayer {
     return reinterpret_cast<const std::uint16_t*>(wxamx_storage.get());
   }
 
+  // The host memory it holds (host_memory_bytes).
+  std::int64_t bytes() const {
+    return held_bytes(wx) + held_bytes(wh) + held_bytes(bias) + held_bytes(wh16_storage) +
+           held_bytes(wx16_storage) + held_bytes(wamx_storage) + held_bytes(wxamx_storage);
+  }
+
   // Bytes of the layer's W_h (what the batch split wants one core to keep cached).
   double wh_bytes() const {
     return (wh16_storage || wamx_storage ? 8.0 : 16.0) * static_cast<double>(H * H);
