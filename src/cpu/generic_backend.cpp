@@ -124,8 +124,8 @@ constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
 // The same where a layer's W_x (one direction, as stored) exceeds twice a core's L2: each
 // chunk then streams W_x from L3, and the fewer chunks the better (as the BasicLSTMCell
 // path's chunk_rows).  Measured on an AVX-512 Xeon (2 threads, FP32, against 1 MiB): GRU
-// H = I = 2048 B = 16 / 64 1.58x / 1.21x, peephole LSTM H = 2048 B = 16 1.65x, LSTMP
-// H = 2048 P = 512 B = 16 1.6x, bidirectional H = 1024 B = 16 1.07x, GRU H = 1024 B = 64
+// H = I = 2048 B = 16 / 64 1.59x / 1.18x, peephole LSTM H = 2048 B = 16 1.70x, LSTMP
+// H = 2048 P = 512 B = 16 1.66x, bidirectional H = 1024 B = 16 1.05x, GRU H = 1024 B = 64
 // 0.99x (bench/results/cpu-large-batch.md).
 constexpr std::int64_t kStreamProjectionChunkBytes = 16 << 20;
 // On AMX, a GEMM converts its operand rows to bfloat16 codes in chunks of about this many
