@@ -221,6 +221,39 @@ TEST_CASE("an input projection whose W_x does not stay in L2 streams many rows p
   CHECK(t::bitwise_equal(state, whole.final_state));
 }
 
+TEST_CASE("the plan gives each layer's projection passes: one pass where a worker's groups of "
+          "W_x exceed twice the L2, else chunks", "[cpu-fast][plan]") {
+  if (!fast_path_run()) return;
+  // Layer 0: I = 8192, 3 groups of 2 MiB each (8192 x 64 floats); layer 1: I = 40, 10 KB
+  // groups.  The number of groups within twice the L2 (the plan's L2, in KB) decides.
+  t::Model m = t::random_model(8192, {40, 40}, 99);
+  t::Session s = session_with(m.get(), 2, 3, SLSTM_CPU_PATH_FAST, 1);
+  const std::vector<std::string> rules = t::json_values(t::describe_json(s.get()), "projection");
+  REQUIRE(rules.size() == 2);
+  const std::string l2_at = "twice the core's L2 of ";
+  const std::size_t at = rules[0].find(l2_at);
+  REQUIRE(at != std::string::npos);
+  const std::int64_t l2_kb = std::stoll(rules[0].substr(at + l2_at.size()));
+  REQUIRE(l2_kb > 0);
+  const std::int64_t fit = 2 * l2_kb * 1024 / (std::int64_t{8192} * 64 * 4);
+  // 16 MiB of float32 rows of 8192, in whole blocks of 6 rows: 510 rows a pass.
+  const std::string pass = "one pass over up to 510 rows";
+  INFO(rules[0]);
+  if (fit >= 3) {
+    CHECK(rules[0].rfind("chunks of ", 0) == 0);
+  } else if (fit == 0) {
+    CHECK(rules[0].rfind(pass + " (one group of W_x exceeds", 0) == 0);
+  } else {
+    CHECK(rules[0].rfind(pass + " where a worker projects more than " + std::to_string(fit) +
+                             " of the 3 groups of W_x",
+                         0) == 0);
+  }
+  INFO(rules[1]);
+  CHECK(rules[1].rfind("chunks of ", 0) == 0);
+  CHECK(rules[1].find("all 3 groups of W_x within " + l2_at + std::to_string(l2_kb) + " KB") !=
+        std::string::npos);
+}
+
 TEST_CASE("frames that find the workers asleep or spinning give one thread's numbers",
           "[cpu-fast]") {
   if (!fast_path_run()) return;

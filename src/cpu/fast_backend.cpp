@@ -189,6 +189,9 @@ class CpuFastBackend final : public HostBackend {
         "pool", caller   ? describe_caller_pool(config, P)
                 : shared ? describe_shared_pool(shared_->pool.size())
                          : describe_session_pool(P));
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      plan_.layers[l].params.emplace_back("projection", projection_rule(layers_[l]));
+    }
     set_host_memory(held_bytes());
   }
 
@@ -350,7 +353,8 @@ class CpuFastBackend final : public HostBackend {
     return call_->layout == SLSTM_TIME_MAJOR ? t * call_->batch + b : b * call_->time + t;
   }
 
-  // Rows per chunk of project() over `rows` rows and `groups` groups of `slab_bytes` each.
+  // Rows per chunk of project() over `rows` rows and `groups` groups of p's W_x (the plan's
+  // per-layer "projection" says it: projection_rule).
   // Where those groups stay in L2 from one chunk to the next (up to twice its size: the
   // chunks then re-read them from L2 or just beyond), chunks whose inputs stay in L2
   // beside them (chunk_bytes_).  Where they do not, each chunk streams them all from L3
@@ -361,17 +365,46 @@ class CpuFastBackend final : public HostBackend {
   // against the L2 chunks; bench/results/cpu-large-batch.md): H = 2048 B = 16 / 32 / 64 /
   // 128 1.03-1.09x, H = 1536 B = 16 / 64 and H = 1024 B = 128 1.05x; H = 512 (2 MB a
   // worker) 0.93x at B = 64 T = 100, hence the L2 rule there.
-  std::int64_t chunk_rows(const PackedLayer& p, std::int64_t rows, std::int64_t groups,
-                          std::int64_t slab_bytes) const {
-    const std::int64_t row_bytes = 4 * p.I;  // the inputs are float32 whatever W_x is
-    if (groups * slab_bytes <= 2 * l2_bytes_) {
-      return std::clamp<std::int64_t>(chunk_bytes_ / row_bytes / kMaxNb, 8, 64) * kMaxNb;
-    }
-    const std::int64_t most =
-        std::max<std::int64_t>(kStreamChunkBytes / row_bytes / kMaxNb, 1) * kMaxNb;
+  std::int64_t chunk_rows(const PackedLayer& p, std::int64_t rows, std::int64_t groups) const {
+    if (groups <= l2_groups(p)) return l2_chunk_rows(p);
+    const std::int64_t most = stream_pass_rows(p);
     const std::int64_t blocks = (rows + kMaxNb - 1) / kMaxNb;
     const std::int64_t chunks = (rows + most - 1) / most;
     return std::max<std::int64_t>((blocks + chunks - 1) / chunks, 1) * kMaxNb;
+  }
+  // One group of p's W_x as stored (float32, or 16-bit codes).
+  static std::int64_t wx_group_bytes(const PackedLayer& p) {
+    return p.I * kRow * (p.wx16_storage ? 2 : 4);
+  }
+  // The most groups of p's W_x within twice a core's L2 (chunk_rows' first case).
+  std::int64_t l2_groups(const PackedLayer& p) const {
+    return 2 * l2_bytes_ / wx_group_bytes(p);
+  }
+  // Rows per chunk beside groups near L2 (chunk_bytes_ of float32 inputs), and the most rows
+  // per pass otherwise (kStreamChunkBytes of them); whole blocks of rows.
+  std::int64_t l2_chunk_rows(const PackedLayer& p) const {
+    return std::clamp<std::int64_t>(chunk_bytes_ / (4 * p.I) / kMaxNb, 8, 64) * kMaxNb;
+  }
+  static std::int64_t stream_pass_rows(const PackedLayer& p) {
+    return std::max<std::int64_t>(kStreamChunkBytes / (4 * p.I) / kMaxNb, 1) * kMaxNb;
+  }
+  // The plan's per-layer "projection": chunk_rows' rule with this layer's numbers.
+  std::string projection_rule(const PackedLayer& p) const {
+    if (p.wxamx_storage) {
+      return "AMX: chunks of " + std::to_string(amx_chunk_rows(p.kx_tiles * kAmxK)) +
+             " rows, their bfloat16 codes kept in L2";
+    }
+    const std::string l2 = "twice the core's L2 of " + std::to_string(l2_bytes_ >> 10) + " KB";
+    const std::string chunks = "chunks of " + std::to_string(l2_chunk_rows(p)) + " rows";
+    const std::string pass =
+        "one pass over up to " + std::to_string(stream_pass_rows(p)) + " rows";
+    const std::int64_t fit = l2_groups(p);
+    if (fit >= p.groups) {
+      return chunks + " (all " + std::to_string(p.groups) + " groups of W_x within " + l2 + ")";
+    }
+    if (fit == 0) return pass + " (one group of W_x exceeds " + l2 + ")";
+    return pass + " where a worker projects more than " + std::to_string(fit) + " of the " +
+           std::to_string(p.groups) + " groups of W_x (" + l2 + "), else " + chunks;
   }
 
   // G[i][g*64 ..] = x(i) . Wx_g for the share's local rows i in [i0, i1) and groups g in
@@ -391,8 +424,8 @@ class CpuFastBackend final : public HostBackend {
     // Wx as float32, or (a BF16 / FP16 session on the AVX2 / AVX-512 kernels) as 16-bit codes.
     const std::uint16_t* const codes = p.wx16();
     const auto* const base = codes != nullptr ? static_cast<const void*>(codes) : p.wx.get();
-    const std::int64_t slab_bytes = slab * (codes != nullptr ? 2 : 4);
-    const std::int64_t kChunk = chunk_rows(p, i1 - i0, g1 - g0, slab_bytes);
+    const std::int64_t slab_bytes = wx_group_bytes(p);
+    const std::int64_t kChunk = chunk_rows(p, i1 - i0, g1 - g0);
     for (std::int64_t c0 = i0; c0 < i1; c0 += kChunk) {
       const std::int64_t c1 = std::min(i1, c0 + kChunk);
       const std::int64_t blocks = (c1 - c0 + kMaxNb - 1) / kMaxNb;
