@@ -685,7 +685,13 @@ TEST_CASE("a CPU session's plan says how much host memory it holds (host_memory_
   check_host_memory(seed.get(), o, "the seed model, one thread");
   t::Model mixed = t::random_stack(
       24, {t::gru_layer(96, true), t::lstm_layer(64), t::gru_layer(40, false)}, 4);
-  check_host_memory(mixed.get(), t::options(8, 300), "a GRU / LSTM stack (the generic path)");
+  slstm_session_options g = t::options(8, 300);
+  check_host_memory(mixed.get(), g, "a GRU / LSTM stack (the generic path)");
+  g.precision = SLSTM_PRECISION_FP16;
+  check_host_memory(mixed.get(), g, "a GRU / LSTM stack, FP16");
+  g.precision = SLSTM_PRECISION_DEFAULT;
+  g.config = "cpu.pool=shared";  // (the process-wide workers are no session's)
+  check_host_memory(mixed.get(), g, "a GRU / LSTM stack on the process-wide pool");
   t::Model bidir = t::random_stack(
       24,
       {t::with_direction(t::lstm_layer(64), SLSTM_DIRECTION_BIDIRECTIONAL), t::gru_layer(48, true)},
