@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kKnownKeys =
     "cpu.kernel, cpu.pool, cpu.calibration, cpu.wh16, cpu.amx, cpu.team, cpu.spin_us, "
-    "cpu.pool_join_us, cuda.graphs, "
+    "cpu.pool_join_us, cpu.workspace_mib, cuda.graphs, "
     "cuda.chunk, cuda.fused, cuda.slots, cuda.persistent, cuda.persistent_timeout_us, "
     "cuda.tune, cuda.tune_file, cuda.generic, cuda.staging, cuda.blas_workspace_mib, "
     "cuda.cluster, cuda.hybrid";
@@ -88,6 +88,16 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
   } else if (key == "cpu.pool_join_us") {
     s.cpu_pool_join_us = parse_count(key, v, Settings::kMaxCpuPoolJoinUs);
     s.cpu_pool_join_us_from = from;
+  } else if (key == "cpu.workspace_mib") {
+    const bool digits = !v.empty() && v.size() <= 7 && v[0] != '0' &&
+                        v.find_first_not_of("0123456789") == std::string::npos;
+    const std::int64_t n = v == "auto" ? 0 : digits ? std::atoll(v.c_str()) : -1;
+    if (n < 0 || n > Settings::kMaxCpuWorkspaceMib) {
+      bad("cpu.workspace_mib must be auto or a whole number from 1 to " +
+          std::to_string(Settings::kMaxCpuWorkspaceMib) + ", got \"" + v.substr(0, 64) + "\"");
+    }
+    s.cpu_workspace_mib = n;
+    s.cpu_workspace_mib_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
     else if (v == "off") s.cuda_graphs = false;
@@ -250,7 +260,10 @@ Params Settings::cpu_params() const {
                                    cpu_team_from)},
           {"cpu.spin_us", with_origin(std::to_string(cpu_spin_us), cpu_spin_us_from)},
           {"cpu.pool_join_us",
-           with_origin(std::to_string(cpu_pool_join_us), cpu_pool_join_us_from)}};
+           with_origin(std::to_string(cpu_pool_join_us), cpu_pool_join_us_from)},
+          {"cpu.workspace_mib",
+           with_origin(cpu_workspace_mib > 0 ? std::to_string(cpu_workspace_mib) : "auto",
+                       cpu_workspace_mib_from)}};
 }
 
 Params Settings::cuda_params() const {

@@ -49,6 +49,13 @@ struct Settings {
   static constexpr std::int64_t kDefaultCpuPoolJoinUs = 50;
   static constexpr std::int64_t kMaxCpuPoolJoinUs = 1000000;
   std::int64_t cpu_pool_join_us = kDefaultCpuPoolJoinUs;
+  // cpu.workspace_mib: the most MiB the fast path's per-step workspaces (the input
+  // projections and the inner layers' outputs of a call's rows) take; a call longer than
+  // they hold at max_batch runs in windows of steps (1 to kMaxCpuWorkspaceMib; 0 = auto:
+  // kAutoCpuWorkspaceMib)
+  static constexpr std::int64_t kAutoCpuWorkspaceMib = 256;
+  static constexpr std::int64_t kMaxCpuWorkspaceMib = std::int64_t{1} << 20;
+  std::int64_t cpu_workspace_mib = 0;
   bool cuda_graphs = true;                  // cuda.graphs
   std::int64_t cuda_chunk = 0;              // cuda.chunk (steps per wavefront chunk; 0 = auto)
   Fused cuda_fused = Fused::kAuto;          // cuda.fused
@@ -81,7 +88,7 @@ struct Settings {
               cpu_calibration_from = "default", cpu_wh16_from = "default",
               cpu_amx_from = "default",
               cpu_team_from = "default", cpu_spin_us_from = "default",
-              cpu_pool_join_us_from = "default",
+              cpu_pool_join_us_from = "default", cpu_workspace_mib_from = "default",
               cuda_graphs_from = "default",
               cuda_chunk_from = "default", cuda_fused_from = "default",
               cuda_slots_from = "default", cuda_persistent_from = "default",

@@ -683,6 +683,11 @@ TEST_CASE("a CPU session's plan says how much host memory it holds (host_memory_
   o.max_slots = 0;
   o.num_threads = 1;
   check_host_memory(seed.get(), o, "the seed model, one thread");
+  o.num_threads = 0;
+  o.max_time = 1000;
+  o.config = "cpu.workspace_mib=4";  // (the fast path: windows of steps, staging buffers)
+  check_host_memory(seed.get(), o, "the seed model at max_time 1000 in 4 MiB of workspace");
+  o.config = nullptr;
   t::Model mixed = t::random_stack(
       24, {t::gru_layer(96, true), t::lstm_layer(64), t::gru_layer(40, false)}, 4);
   slstm_session_options g = t::options(8, 300);

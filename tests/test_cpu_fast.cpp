@@ -221,6 +221,45 @@ TEST_CASE("an input projection whose W_x does not stay in L2 streams many rows p
   CHECK(t::bitwise_equal(state, whole.final_state));
 }
 
+TEST_CASE("a call longer than cpu.workspace_mib holds runs in windows of steps with the bits "
+          "of one call", "[cpu-fast][plan]") {
+  if (!fast_path_run()) return;
+  // H = 128 (8 groups), max_batch 6: a step's rows take ~20 KB of workspace, so 1 MiB holds
+  // ~50 steps and a call of 150 runs as 3 windows of 50; lengths end before, at and after
+  // a window's edge.  Against a session whose workspace holds the whole call.
+  constexpr std::int64_t D = 16, B = 6, T = 150;
+  t::Model m = t::random_model(D, {128, 40}, 101);
+  const std::vector<float> x = t::random_vector(B * T * D, 102);
+  const std::vector<std::int32_t> lengths = {0, 1, 49, 50, 51, 150};
+  const std::vector<float> init = t::random_vector(t::state_count(m.get(), B), 103);
+  for (std::int32_t precision : {SLSTM_PRECISION_DEFAULT, SLSTM_PRECISION_BF16}) {
+    slstm_session_options o = t::options(B, T);
+    o.cpu_path = SLSTM_CPU_PATH_FAST;
+    o.precision = precision;
+    slstm_session* raw = nullptr;
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    t::Session whole(raw);
+    o.config = "cpu.workspace_mib=1";
+    REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+    t::Session windowed(raw);
+    const std::string plan = t::describe_json(windowed.get());
+    INFO(t::json_value(plan, "window"));
+    CHECK(t::json_value(plan, "window").rfind("calls of more than ", 0) == 0);
+    CHECK(t::json_value(t::describe_json(whole.get()), "window").rfind("every call's", 0) == 0);
+    for (slstm_layout layout : {SLSTM_BATCH_MAJOR, SLSTM_TIME_MAJOR}) {
+      for (int variant = 0; variant < 2; ++variant) {
+        INFO("precision " << precision << ", layout " << layout << ", variant " << variant);
+        t::Call call = t::call_of(B, T, x, layout);
+        if (variant == 1) {
+          call.lengths = &lengths;
+          call.initial_state = &init;
+        }
+        t::check_same_bits(windowed.get(), whole.get(), m.get(), call);
+      }
+    }
+  }
+}
+
 TEST_CASE("the plan gives each layer's projection passes: one pass where a worker's groups of "
           "W_x exceed twice the L2, else chunks", "[cpu-fast][plan]") {
   if (!fast_path_run()) return;

@@ -136,6 +136,10 @@ TEST_CASE("keyed settings: a bad value is refused naming the key and what it tak
     expect_config_error((std::string("cuda.blas_workspace_mib=") + v).c_str(),
                         "cuda.blas_workspace_mib must be auto or a whole number from 1 to 1024");
   }
+  for (const char* v : {"0", "1048577", "9999999", "-1", "08", "1GiB", "auto1"}) {
+    expect_config_error((std::string("cpu.workspace_mib=") + v).c_str(),
+                        "cpu.workspace_mib must be auto or a whole number from 1 to 1048576");
+  }
 }
 
 TEST_CASE("keyed settings: a malformed pair, a repeated key or an overlong text is refused",
@@ -569,7 +573,8 @@ TEST_CASE("keyed settings: the unknown-key message lists every key there is",
           "[plan][settings][errors]") {
   for (const char* key :
        {"cpu.kernel", "cpu.pool", "cpu.calibration", "cpu.wh16", "cpu.amx", "cpu.team",
-        "cpu.spin_us", "cpu.pool_join_us", "cuda.graphs", "cuda.chunk", "cuda.fused",
+        "cpu.spin_us", "cpu.pool_join_us", "cpu.workspace_mib", "cuda.graphs", "cuda.chunk",
+        "cuda.fused",
         "cuda.slots", "cuda.persistent", "cuda.persistent_timeout_us", "cuda.tune",
         "cuda.tune_file", "cuda.generic", "cuda.staging", "cuda.blas_workspace_mib",
         "cuda.cluster", "cuda.hybrid"}) {

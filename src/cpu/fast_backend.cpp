@@ -185,6 +185,18 @@ class CpuFastBackend final : public HostBackend {
                                : "W_h stored as float32 (what this kernel reads)"));
     }
     plan_.params.emplace_back("amx", amx.why);
+    const std::string budget =
+        "cpu.workspace_mib " + std::to_string(config.settings.cpu_workspace_mib > 0
+                                                  ? config.settings.cpu_workspace_mib
+                                                  : Settings::kAutoCpuWorkspaceMib);
+    plan_.params.emplace_back(
+        "window", window_ == config.max_time
+                      ? "every call's steps at once (max_batch x max_time rows within " +
+                            budget + ")"
+                      : "calls of more than " + std::to_string(window_) +
+                            " steps in windows of equal numbers of steps, each from the state "
+                            "the one before left (max_batch x max_time rows beyond " +
+                            budget + ")");
     plan_.params.emplace_back(
         "pool", caller   ? describe_caller_pool(config, P)
                 : shared ? describe_shared_pool(shared_->pool.size())
@@ -207,8 +219,10 @@ class CpuFastBackend final : public HostBackend {
                      slstm::held_bytes(step_ahead_) +
                      workers_ * static_cast<std::int64_t>(sizeof(Counter64));  // next_group_
     for (const PackedLayer& p : layers_) n += p.bytes();
+    n += slstm::held_bytes(window_lengths_);
     for (const Buffer* b : {&g_, &y_[0], &y_[1], &state_, &h_alt_[0], &h_alt_[1], &xq_, &hq_[0],
-                            &hq_[1], &hb_[0], &hb_[1], &wx_panel_, &xb_, &amx_sums_}) {
+                            &hq_[1], &hb_[0], &hb_[1], &wx_panel_, &xb_, &amx_sums_, &stage_in_,
+                            &stage_out_}) {
       n += slstm::held_bytes(*b);
     }
     return n;
@@ -216,43 +230,95 @@ class CpuFastBackend final : public HostBackend {
 
   void forward(const ForwardCall& call) override {
     const FlushDenormals flush;  // as TensorFlow's kernels (thread_pool.hpp)
-    const Model& m = *model_;
     load_initial_state(call, state_.get());
-    if (call.time > 0) {
-      call_ = &call;
-      x0_ = call.input;
-      if (rounds_operands(precision_) && !amx_) {  // (AMX: its projection rounds x itself)
-        round_floats(precision_, call.input, xq_.get(),
-                     static_cast<std::size_t>(call.batch * call.time * m.input_size()));
-        x0_ = xq_.get();
-      }
-      if (caller_) {
-        run_on_caller(call);
-      } else if (shared_) {
-        // The shared pool if it is free, else this thread alone (same numbers either way).
-        std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
-        if (taken.owns_lock()) {
-          run_on(shared_->pool, call);
-        } else {
-          split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
-          plan_steps();
-          job(this, 0);
-        }
-      } else {
-        run_on(*pool_, call);
-      }
-      epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
-      call_ = nullptr;
+    if (call.time > window_) {
+      run_windows(call);
+    } else if (call.time > 0) {
+      run(call);
     }
     store_final_state(call, state_.get());
   }
 
  private:
+  // Runs `call` (call.time <= window_) from the packed state in state_, leaving its final
+  // state there.
+  void run(const ForwardCall& call) {
+    call_ = &call;
+    x0_ = call.input;
+    if (rounds_operands(precision_) && !amx_) {  // (AMX: its projection rounds x itself)
+      round_floats(precision_, call.input, xq_.get(),
+                   static_cast<std::size_t>(call.batch * call.time * model_->input_size()));
+      x0_ = xq_.get();
+    }
+    if (caller_) {
+      run_on_caller(call);
+    } else if (shared_) {
+      // The shared pool if it is free, else this thread alone (same numbers either way).
+      std::unique_lock<std::mutex> taken(shared_->taken, std::try_to_lock);
+      if (taken.owns_lock()) {
+        run_on(shared_->pool, call);
+      } else {
+        split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+        plan_steps();
+        job(this, 0);
+      }
+    } else {
+      run_on(*pool_, call);
+    }
+    epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
+    call_ = nullptr;
+  }
+
+  // A call of more steps than the workspaces hold (window_, cpu.workspace_mib): windows of
+  // equal numbers of steps, each run as a call of its own from the state the one before
+  // left.  The same bits as one call: every step reads what MultiRNNCell's order gives it
+  // (a row's length cut to each window; only the first window starts from the zero state).
+  // A batch-major call's rows go through the staging buffers, a time-major one's windows
+  // are slices of its buffers.
+  void run_windows(const ForwardCall& call) {
+    const std::int64_t B = call.batch, T = call.time;
+    const std::int64_t I = model_->input_size(), W = model_->output_size();
+    const std::int64_t windows = (T + window_ - 1) / window_;
+    const bool staged = call.layout == SLSTM_BATCH_MAJOR;
+    const auto bytes = [](std::int64_t floats) {
+      return static_cast<std::size_t>(floats) * sizeof(float);
+    };
+    ForwardCall sub = call;
+    for (std::int64_t k = 0; k < windows; ++k) {
+      const std::int64_t t0 = T * k / windows, n = T * (k + 1) / windows - t0;
+      sub.time = n;
+      if (call.lengths != nullptr) {
+        for (std::int64_t b = 0; b < B; ++b) {
+          window_lengths_[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(
+              std::clamp<std::int64_t>(call.lengths[b] - t0, 0, n));
+        }
+        sub.lengths = window_lengths_.data();
+      }
+      if (staged) {
+        for (std::int64_t b = 0; b < B; ++b) {
+          std::memcpy(stage_in_.get() + b * n * I, call.input + (b * T + t0) * I, bytes(n * I));
+        }
+        sub.input = stage_in_.get();
+        sub.output = call.output != nullptr ? stage_out_.get() : nullptr;
+      } else {
+        sub.input = call.input + t0 * B * I;
+        sub.output = call.output != nullptr ? call.output + t0 * B * W : nullptr;
+      }
+      run(sub);
+      if (staged && call.output != nullptr) {
+        for (std::int64_t b = 0; b < B; ++b) {
+          std::memcpy(call.output + (b * T + t0) * W, stage_out_.get() + b * n * W,
+                      bytes(n * W));
+        }
+      }
+      sub.initial_state = state_.get();  // (not null: no later window starts from zeros)
+    }
+  }
+
   // G, the inner layers' outputs, the packed state and the other h buffer, for the
   // session's largest call.
   void allocate_workspace(const SessionConfig& config) {
     const Model& m = *model_;
-    const std::int64_t max_rows = config.max_batch * config.max_time;
     max_h_inner_ = 1;  // widest non-last layer (its outputs are a workspace)
     for (std::size_t l = 0; l + 1 < m.layers().size(); ++l) {
       max_h_inner_ = std::max(max_h_inner_, m.layer(l).hidden_size);
@@ -260,6 +326,29 @@ class CpuFastBackend final : public HostBackend {
     for (const Layer& layer : m.layers()) {
       max_groups_ = std::max(max_groups_, (layer.hidden_size + kGroup - 1) / kGroup);
     }
+    // Steps per window (run_windows): max_time where its rows' workspaces fit the budget
+    // (cpu.workspace_mib), else as many as fit beside the staging rows, at least one.
+    const bool rounding = rounds_operands(precision_) && !amx_;
+    const double row_floats = static_cast<double>(max_groups_ * kRow + 2 * max_h_inner_ +
+                                                  (rounding ? m.input_size() : 0));
+    const double staging_floats = static_cast<double>(m.input_size() + m.output_size());
+    const double budget = static_cast<double>(config.settings.cpu_workspace_mib > 0
+                                                  ? config.settings.cpu_workspace_mib
+                                                  : Settings::kAutoCpuWorkspaceMib) *
+                          (1 << 20) / sizeof(float);
+    const double batch = static_cast<double>(config.max_batch);
+    window_ = config.max_time;
+    if (batch * static_cast<double>(config.max_time) * row_floats > budget) {
+      window_ = std::clamp<std::int64_t>(
+          static_cast<std::int64_t>(budget / (batch * (row_floats + staging_floats))), 1,
+          config.max_time);
+      stage_in_ = allocate(product({config.max_batch, window_, m.input_size()}, "workspace"),
+                           false);
+      stage_out_ = allocate(product({config.max_batch, window_, m.output_size()}, "workspace"),
+                            false);
+      window_lengths_.resize(static_cast<std::size_t>(config.max_batch));
+    }
+    const std::int64_t max_rows = config.max_batch * window_;
     g_ = allocate(product({max_rows, max_groups_, kRow}, "workspace"), false);
     y_[0] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
     y_[1] = allocate(product({max_rows, max_h_inner_}, "workspace"), false);
@@ -976,6 +1065,11 @@ class CpuFastBackend final : public HostBackend {
   Buffer xb_;  // AMX: per worker, a projection chunk's input rows as bfloat16 codes
   std::int64_t xb_per_worker_ = 0;  // codes per worker in xb_
   Buffer amx_sums_;  // AMX: per worker, the gate sums of a step call (kAmxSums floats)
+  // Steps per window: a longer call runs in windows (run_windows), its batch-major rows
+  // through stage_in_ / stage_out_ and its lengths cut to the window in window_lengths_.
+  std::int64_t window_ = 1;
+  Buffer stage_in_, stage_out_;
+  std::vector<std::int32_t> window_lengths_;
   const float* x0_ = nullptr;  // layer 0's input rows: the call's, or xq_
   std::int64_t max_groups_ = 0, max_h_inner_ = 0;
   std::unique_ptr<Pool> pool_;          // the session's own workers (cpu.pool=session), or
