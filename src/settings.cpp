@@ -47,6 +47,19 @@ std::int64_t parse_count(const std::string& key, const std::string& v, std::int6
   return n;
 }
 
+// auto (0) or a whole number from 1 to `max` (at most 999999999: 9 decimal digits, no leading
+// zero); one message, with the key's real range, for anything else.
+std::int64_t parse_auto_count(const std::string& key, const std::string& v, std::int64_t max) {
+  const bool digits = !v.empty() && v.size() <= 9 && v[0] != '0' &&
+                      v.find_first_not_of("0123456789") == std::string::npos;
+  const std::int64_t n = v == "auto" ? 0 : digits ? std::atoll(v.c_str()) : -1;
+  if (n < 0 || n > max) {
+    bad(key + " must be auto or a whole number from 1 to " + std::to_string(max) + ", got \"" +
+        v.substr(0, 64) + "\"");
+  }
+  return n;
+}
+
 void set(Settings& s, const std::string& key, const std::string& v, const std::string& from) {
   if (key == "cpu.kernel") {
     if (v == "auto") s.cpu_kernel = Settings::CpuKernel::kAuto;
@@ -89,14 +102,7 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     s.cpu_pool_join_us = parse_count(key, v, Settings::kMaxCpuPoolJoinUs);
     s.cpu_pool_join_us_from = from;
   } else if (key == "cpu.workspace_mib") {
-    const bool digits = !v.empty() && v.size() <= 7 && v[0] != '0' &&
-                        v.find_first_not_of("0123456789") == std::string::npos;
-    const std::int64_t n = v == "auto" ? 0 : digits ? std::atoll(v.c_str()) : -1;
-    if (n < 0 || n > Settings::kMaxCpuWorkspaceMib) {
-      bad("cpu.workspace_mib must be auto or a whole number from 1 to " +
-          std::to_string(Settings::kMaxCpuWorkspaceMib) + ", got \"" + v.substr(0, 64) + "\"");
-    }
-    s.cpu_workspace_mib = n;
+    s.cpu_workspace_mib = parse_auto_count(key, v, Settings::kMaxCpuWorkspaceMib);
     s.cpu_workspace_mib_from = from;
   } else if (key == "cuda.graphs") {
     if (v == "on") s.cuda_graphs = true;
@@ -151,14 +157,7 @@ void set(Settings& s, const std::string& key, const std::string& v, const std::s
     else bad("cuda.staging must be on or off, got \"" + v + "\"");
     s.cuda_staging_from = from;
   } else if (key == "cuda.blas_workspace_mib") {
-    const bool digits = !v.empty() && v.size() <= 4 && v[0] != '0' &&
-                        v.find_first_not_of("0123456789") == std::string::npos;
-    const std::int64_t n = v == "auto" ? 0 : digits ? std::atoll(v.c_str()) : -1;
-    if (n < 0 || n > Settings::kMaxBlasWorkspaceMib) {
-      bad("cuda.blas_workspace_mib must be auto or a whole number from 1 to " +
-          std::to_string(Settings::kMaxBlasWorkspaceMib) + ", got \"" + v.substr(0, 64) + "\"");
-    }
-    s.cuda_blas_workspace_mib = n;
+    s.cuda_blas_workspace_mib = parse_auto_count(key, v, Settings::kMaxBlasWorkspaceMib);
     s.cuda_blas_workspace_mib_from = from;
   } else if (key == "cuda.cluster") {
     if (v == "on") s.cuda_cluster = true;

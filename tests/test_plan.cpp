@@ -170,6 +170,9 @@ TEST_CASE("keyed settings of every backend are accepted whichever backend runs",
   CHECK(create_with(m.get(), "cuda.blas_workspace_mib=1 ", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.blas_workspace_mib=auto", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.blas_workspace_mib=1024", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cpu.workspace_mib=1", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cpu.workspace_mib=auto", nullptr) == SLSTM_OK);
+  CHECK(create_with(m.get(), "cpu.workspace_mib=1048576", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.cluster=on", nullptr) == SLSTM_OK);  // (no effect alone)
   CHECK(create_with(m.get(), "cuda.cluster=on;cuda.persistent=layers", nullptr) == SLSTM_OK);
   CHECK(create_with(m.get(), "cuda.cluster=off", nullptr) == SLSTM_OK);
