@@ -260,6 +260,28 @@ TEST_CASE("a call longer than cpu.workspace_mib holds runs in windows of steps w
   }
 }
 
+TEST_CASE("cpu.workspace_mib auto keeps a window's workspaces within 16 MiB unless a W_x "
+          "streams, then within 256 MiB", "[cpu-fast][plan]") {
+  if (!fast_path_run()) return;
+  // max_batch 6 x max_time 5000 rows of H = 40 (3 groups): ~23 MB of workspaces.  With
+  // I = 16 they run in windows; with I = 32768 (8 MiB a group of W_x: 3 groups beyond twice
+  // any L2 under 12 MiB) the call stays whole, its one pass over W_x not cut.
+  for (std::int64_t D : {16, 32768}) {
+    INFO("input " << D);
+    t::Model m = t::random_model(D, {40}, 104);
+    t::Session s = session_with(m.get(), 6, 5000, SLSTM_CPU_PATH_FAST, 1);
+    const std::string window = t::json_value(t::describe_json(s.get()), "window");
+    INFO(window);
+    if (D == 16) {
+      CHECK(window.rfind("calls of more than ", 0) == 0);
+      CHECK(window.find("auto: 16 MiB") != std::string::npos);
+    } else {
+      CHECK(window.rfind("every call's steps at once", 0) == 0);
+      CHECK(window.find("auto: 256 MiB") != std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("the plan gives each layer's projection passes: one pass where a worker's groups of "
           "W_x exceed twice the L2, else chunks", "[cpu-fast][plan]") {
   if (!fast_path_run()) return;

@@ -682,15 +682,18 @@ typedef struct slstm_session_options {
    *                  caller's (options->thread_pool): how long, in microseconds, a call's
    *                  first task waits for the others to start; the call runs on those that
    *                  have started by then (its team).  Never changes a result
-   *    cpu.workspace_mib = auto | <1..1048576>   (since 0.20; auto = 256) the most MiB the
+   *    cpu.workspace_mib = auto | <1..1048576>   (since 0.20; auto) the most MiB the
    *                  fast path of BasicLSTMCell stacks takes for a call's per-step
    *                  workspaces (every row's input products, the inner layers' outputs),
-   *                  sized at creation for max_batch rows: a call of more steps than they
+   *                  sized at creation for max_batch rows: a call of more rows than they
    *                  hold runs in windows of equal numbers of steps, each from the state
    *                  the one before left (batch-major rows copied through staging buffers
-   *                  of the window's size).  At least one step's worth.  Never changes a
-   *                  result; the plan's "window" says how many steps, the plan's
-   *                  host_memory_bytes what the session holds
+   *                  of the window's size).  At least one step's worth.  auto: 16 MiB (a
+   *                  window's workspaces stay in cache: long calls of small layers run
+   *                  faster), or 256 MiB where a layer's W_x exceeds twice a core's L2
+   *                  (fewer passes over it).  Never changes a result; the plan's "window"
+   *                  says how many steps, the plan's host_memory_bytes what the session
+   *                  holds
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

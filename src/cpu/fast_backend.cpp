@@ -92,6 +92,13 @@ namespace {
 constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L2 per chunk
                                                   // (at least; AMX: exactly)
 constexpr std::int64_t kStreamChunkBytes = 16 << 20;  // ... streamed per group (chunk_rows)
+// Workspace bytes a window of steps of a long call keeps where no W_x streams
+// (allocate_workspace, cpu.workspace_mib auto).  Measured on an AVX-512 Xeon (2 threads,
+// FP32, against whole calls): the seed stack at B = 10 T = 400 / 1000 1.12x / 1.13-1.18x,
+// 4 x 512 B = 64 T = 100 1.03x, H = 512 B = 128 T = 25 level; where a W_x streams, windows
+// of this size cost 5-8 % (L2 x 1024 B = 64, H = 2048 B = 16: more passes over W_x), hence
+// kAutoCpuWorkspaceMib there (bench/results/cpu-workspace.md).
+constexpr std::int64_t kCacheWorkspaceBytes = std::int64_t{16} << 20;
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
 
@@ -111,11 +118,11 @@ class CpuFastBackend final : public HostBackend {
     block_rows_ = amx_ ? kMaxAmxRows : kMaxNb;
     std::string calibration;
     try {
-      allocate_workspace(config);
       for (std::size_t l = 0; l < m.layers().size(); ++l) {
         layers_.push_back(
             pack_layer(m, l, kernel_, precision_, config.settings.cpu_wh16, amx_));
       }
+      allocate_workspace(config);  // (after the packing: window_ asks the packed layers)
       if (caller) {
         caller_ = std::make_unique<CallerPool>(config.thread_pool,
                                                config.settings.cpu_pool_join_us * 1000);
@@ -185,18 +192,14 @@ class CpuFastBackend final : public HostBackend {
                                : "W_h stored as float32 (what this kernel reads)"));
     }
     plan_.params.emplace_back("amx", amx.why);
-    const std::string budget =
-        "cpu.workspace_mib " + std::to_string(config.settings.cpu_workspace_mib > 0
-                                                  ? config.settings.cpu_workspace_mib
-                                                  : Settings::kAutoCpuWorkspaceMib);
     plan_.params.emplace_back(
         "window", window_ == config.max_time
-                      ? "every call's steps at once (max_batch x max_time rows within " +
-                            budget + ")"
+                      ? "every call's steps at once (" + window_reason_ + ")"
                       : "calls of more than " + std::to_string(window_) +
-                            " steps in windows of equal numbers of steps, each from the state "
-                            "the one before left (max_batch x max_time rows beyond " +
-                            budget + ")");
+                            " steps at max_batch (at a smaller batch, of more than its share "
+                            "of " + std::to_string(max_rows_) + " rows) in windows of equal "
+                            "numbers of steps, each from the state the one before left (" +
+                            window_reason_ + ")");
     plan_.params.emplace_back(
         "pool", caller   ? describe_caller_pool(config, P)
                 : shared ? describe_shared_pool(shared_->pool.size())
@@ -231,7 +234,7 @@ class CpuFastBackend final : public HostBackend {
   void forward(const ForwardCall& call) override {
     const FlushDenormals flush;  // as TensorFlow's kernels (thread_pool.hpp)
     load_initial_state(call, state_.get());
-    if (call.time > window_) {
+    if (call.time * call.batch > max_rows_) {
       run_windows(call);
     } else if (call.time > 0) {
       run(call);
@@ -240,8 +243,8 @@ class CpuFastBackend final : public HostBackend {
   }
 
  private:
-  // Runs `call` (call.time <= window_) from the packed state in state_, leaving its final
-  // state there.
+  // Runs `call` (call.batch x call.time <= max_rows_) from the packed state in state_, leaving
+  // its final state there.
   void run(const ForwardCall& call) {
     call_ = &call;
     x0_ = call.input;
@@ -269,7 +272,7 @@ class CpuFastBackend final : public HostBackend {
     call_ = nullptr;
   }
 
-  // A call of more steps than the workspaces hold (window_, cpu.workspace_mib): windows of
+  // A call of more rows than the workspaces hold (max_rows_, cpu.workspace_mib): windows of
   // equal numbers of steps, each run as a call of its own from the state the one before
   // left.  The same bits as one call: every step reads what MultiRNNCell's order gives it
   // (a row's length cut to each window; only the first window starts from the zero state).
@@ -278,7 +281,8 @@ class CpuFastBackend final : public HostBackend {
   void run_windows(const ForwardCall& call) {
     const std::int64_t B = call.batch, T = call.time;
     const std::int64_t I = model_->input_size(), W = model_->output_size();
-    const std::int64_t windows = (T + window_ - 1) / window_;
+    const std::int64_t most = std::max<std::int64_t>(max_rows_ / B, 1);  // steps a window
+    const std::int64_t windows = (T + most - 1) / most;
     const bool staged = call.layout == SLSTM_BATCH_MAJOR;
     const auto bytes = [](std::int64_t floats) {
       return static_cast<std::size_t>(floats) * sizeof(float);
@@ -326,26 +330,41 @@ class CpuFastBackend final : public HostBackend {
     for (const Layer& layer : m.layers()) {
       max_groups_ = std::max(max_groups_, (layer.hidden_size + kGroup - 1) / kGroup);
     }
-    // Steps per window (run_windows): max_time where its rows' workspaces fit the budget
-    // (cpu.workspace_mib), else as many as fit beside the staging rows, at least one.
+    // Steps per window at max_batch rows (run_windows; a call of fewer rows takes as many
+    // more steps as the rows allow).  cpu.workspace_mib=N: as many as N MiB hold beside the
+    // staging rows (at least one).  auto: as many as kCacheWorkspaceBytes hold (the window's
+    // workspaces then stay in cache between its projection and its steps), except where a
+    // layer's W_x does not stay in L2: windows cut its passes over W_x (chunk_rows), so as
+    // many as kAutoCpuWorkspaceMib hold.  max_time where the whole call's workspaces fit.
     const bool rounding = rounds_operands(precision_) && !amx_;
     const double row_floats = static_cast<double>(max_groups_ * kRow + 2 * max_h_inner_ +
                                                   (rounding ? m.input_size() : 0));
     const double staging_floats = static_cast<double>(m.input_size() + m.output_size());
-    const double budget = static_cast<double>(config.settings.cpu_workspace_mib > 0
-                                                  ? config.settings.cpu_workspace_mib
-                                                  : Settings::kAutoCpuWorkspaceMib) *
-                          (1 << 20) / sizeof(float);
     const double batch = static_cast<double>(config.max_batch);
-    window_ = config.max_time;
-    if (batch * static_cast<double>(config.max_time) * row_floats > budget) {
-      window_ = std::clamp<std::int64_t>(
-          static_cast<std::int64_t>(budget / (batch * (row_floats + staging_floats))), 1,
-          config.max_time);
-      stage_in_ = allocate(product({config.max_batch, window_, m.input_size()}, "workspace"),
-                           false);
-      stage_out_ = allocate(product({config.max_batch, window_, m.output_size()}, "workspace"),
-                            false);
+    bool streams = false;  // some layer's W_x beyond twice the L2
+    for (const PackedLayer& p : layers_) streams = streams || l2_groups(p) < p.groups;
+    const std::int64_t auto_bytes =
+        streams ? Settings::kAutoCpuWorkspaceMib << 20 : kCacheWorkspaceBytes;
+    const double budget = config.settings.cpu_workspace_mib > 0
+                              ? static_cast<double>(config.settings.cpu_workspace_mib << 20)
+                              : static_cast<double>(auto_bytes);
+    window_reason_ = config.settings.cpu_workspace_mib > 0
+                         ? "cpu.workspace_mib " +
+                               std::to_string(config.settings.cpu_workspace_mib)
+                         : "cpu.workspace_mib auto: " + std::to_string(auto_bytes >> 20) +
+                               " MiB" +
+                               (streams ? " (a W_x beyond twice the L2: the fewest passes)"
+                                        : " (a window's workspaces kept in cache)");
+    std::int64_t steps = config.max_time;
+    if (batch * static_cast<double>(config.max_time) * row_floats * sizeof(float) > budget) {
+      steps = static_cast<std::int64_t>(budget / sizeof(float) /
+                                        (batch * (row_floats + staging_floats)));
+    }
+    window_ = std::clamp<std::int64_t>(steps, 1, config.max_time);
+    max_rows_ = config.max_batch * window_;
+    if (window_ < config.max_time) {
+      stage_in_ = allocate(product({max_rows_, m.input_size()}, "workspace"), false);
+      stage_out_ = allocate(product({max_rows_, m.output_size()}, "workspace"), false);
       window_lengths_.resize(static_cast<std::size_t>(config.max_batch));
     }
     const std::int64_t max_rows = config.max_batch * window_;
@@ -1068,6 +1087,8 @@ class CpuFastBackend final : public HostBackend {
   // Steps per window: a longer call runs in windows (run_windows), its batch-major rows
   // through stage_in_ / stage_out_ and its lengths cut to the window in window_lengths_.
   std::int64_t window_ = 1;
+  std::int64_t max_rows_ = 1;   // rows the workspaces hold: max_batch x window_
+  std::string window_reason_;   // (the plan's window)
   Buffer stage_in_, stage_out_;
   std::vector<std::int32_t> window_lengths_;
   const float* x0_ = nullptr;  // layer 0's input rows: the call's, or xq_
