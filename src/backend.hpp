@@ -131,7 +131,7 @@ class HostBackend : public Backend {
 
  protected:
   // The plan's param host_memory_bytes := `bytes`: what the backend allocated for itself
-  // (packed weights, workspaces for max_batch x max_time, states), set by each backend's
+  // (packed weights, workspaces for the session's maxima, states), set by each backend's
   // constructor once its buffers are allocated; the slots' states and table are added to it
   // (count_host_memory).
   void set_host_memory(std::int64_t bytes);

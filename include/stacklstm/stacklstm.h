@@ -854,9 +854,10 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  the rule that decides them (on CUDA, since 0.17, the params also say what the session
  *  allocated: "device_memory_bytes", of which "blas_workspace_bytes", and
  *  "pinned_memory_bytes"; on the CPU, since 0.20, "host_memory_bytes": the host memory the
- *  session allocated for itself — packed or rounded weights, workspaces for max_batch x
- *  max_time, states, stream slots — not the model it shares, nor its threads' stacks, nor the
- *  few KB of its own bookkeeping).  JSON keys: "backend", "path", "precision", "params" (object),
+ *  session allocated for itself — packed or rounded weights, workspaces for max_batch rows
+ *  of max_time steps or of a window of them (cpu.workspace_mib), states, stream slots — not
+ *  the model it shares, nor its threads' stacks, nor the few KB of its own bookkeeping).
+ *  JSON keys: "backend", "path", "precision", "params" (object),
  *  "settings" (object), "layers" (array of {"path", "reason", "params"}); all values are
  *  strings.  Copies the NUL-terminated text into buf[0..size) (truncated to fit) and stores
  *  its full length, excluding the NUL, in *out_length (may be NULL), snprintf-style; buf may
