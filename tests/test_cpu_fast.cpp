@@ -260,8 +260,42 @@ TEST_CASE("a call longer than cpu.workspace_mib holds runs in windows of steps w
   }
 }
 
-TEST_CASE("cpu.workspace_mib auto keeps a window's workspaces within 16 MiB unless a W_x "
-          "streams, then within 256 MiB", "[cpu-fast][plan]") {
+TEST_CASE("a call in windows shares its work among the workers as the whole call would (the "
+          "batch split from 8 steps on, however short its windows)", "[cpu-fast][plan]") {
+  if (!fast_path_run()) return;
+  // Two layers of 300 (W_h 1.44 MB: the batch split allowed), 16 rows for 2 workers.  With
+  // cpu.workspace_mib=1 a row of the window takes ~9 KB (19 groups of 64 gate sums, the inner
+  // layer's outputs, the staging rows): windows of fewer than 8 steps, each too short for
+  // the batch split were it a call of its own.  The counter counts calls, not windows.
+  constexpr std::int64_t D = 300, B = 16, T = 24;
+  t::Model m = t::random_model(D, {300, 300}, 105);
+  slstm_session_options o = t::options(B, T);
+  o.cpu_path = SLSTM_CPU_PATH_FAST;
+  o.num_threads = 2;
+  o.config = "cpu.workspace_mib=1";
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &o, &raw) == SLSTM_OK);
+  t::Session windowed(raw);
+  const std::string json = t::describe_json(windowed.get());
+  INFO(json);
+  const std::string window = t::json_value(json, "window");
+  REQUIRE(window.rfind("calls of more than ", 0) == 0);
+  REQUIRE(std::stoll(window.substr(std::string("calls of more than ").size())) < 8);
+  REQUIRE(t::json_value(json, "calls_batch_split") == "0");
+  t::Session whole = session_with(m.get(), B, T, SLSTM_CPU_PATH_FAST, 1);
+  for (std::int64_t steps : {std::int64_t{5}, T}) {
+    INFO("call of " << steps << " steps");
+    const std::vector<float> x = t::random_vector(B * steps * D, 106);
+    const t::Call call = t::call_of(B, steps, x);
+    t::check_same_bits(windowed.get(), whole.get(), m.get(), call);
+  }
+  // The 5-step call (one window, too short) shared its steps by units; the 24-step one, in
+  // windows, by batch rows, as a whole call of 24 steps.
+  CHECK(t::json_value(t::describe_json(windowed.get()), "calls_batch_split") == "1");
+}
+
+TEST_CASE("cpu.workspace_mib auto keeps a window's workspaces within twice a core's L2 for "
+          "each worker unless a W_x streams, then within 256 MiB", "[cpu-fast][plan]") {
   if (!fast_path_run()) return;
   // max_batch 6 x max_time 5000 rows of H = 40 (3 groups): ~23 MB of workspaces.  With
   // I = 16 they run in windows; with I = 32768 (8 MiB a group of W_x: 3 groups beyond twice
@@ -269,12 +303,27 @@ TEST_CASE("cpu.workspace_mib auto keeps a window's workspaces within 16 MiB unle
   for (std::int64_t D : {16, 32768}) {
     INFO("input " << D);
     t::Model m = t::random_model(D, {40}, 104);
-    t::Session s = session_with(m.get(), 6, 5000, SLSTM_CPU_PATH_FAST, 1);
+    t::Session s = session_with(m.get(), 6, 5000, SLSTM_CPU_PATH_FAST, 2);
     const std::string window = t::json_value(t::describe_json(s.get()), "window");
     INFO(window);
     if (D == 16) {
-      CHECK(window.rfind("calls of more than ", 0) == 0);
-      CHECK(window.find("auto: 16 MiB") != std::string::npos);
+      const std::string more = "calls of more than ", l2_at = "twice a core's L2 of ",
+                        workers_at = "for each of the session's ";
+      REQUIRE(window.rfind(more, 0) == 0);
+      const std::size_t at = window.find(l2_at), w_at = window.find(workers_at);
+      REQUIRE(at != std::string::npos);
+      REQUIRE(w_at != std::string::npos);
+      const std::int64_t l2 = std::stoll(window.substr(at + l2_at.size())) * 1024;
+      const std::int64_t workers = std::stoll(window.substr(w_at + workers_at.size()));
+      CHECK(workers == std::stoll(t::json_value(t::describe_json(s.get()), "threads")));
+      const std::int64_t budget =
+          std::max<std::int64_t>(2 * l2 * workers, std::int64_t{1} << 20);
+      // A row of the window: 3 groups of 64 gate sums, two floats of inner outputs (no
+      // inner layer: one each), the staging rows' 16 inputs and 40 outputs.
+      const std::int64_t row_bytes = (3 * 64 + 2 + 16 + 40) * 4;
+      const std::int64_t steps = std::stoll(window.substr(more.size()));
+      CHECK(steps * 6 * row_bytes <= budget);
+      CHECK((steps + 1) * 6 * row_bytes > budget);
     } else {
       CHECK(window.rfind("every call's steps at once", 0) == 0);
       CHECK(window.find("auto: 256 MiB") != std::string::npos);

@@ -688,12 +688,14 @@ typedef struct slstm_session_options {
    *                  sized at creation for max_batch rows: a call of more rows than they
    *                  hold runs in windows of equal numbers of steps, each from the state
    *                  the one before left (batch-major rows copied through staging buffers
-   *                  of the window's size).  At least one step's worth.  auto: 16 MiB (a
-   *                  window's workspaces stay in cache: long calls of small layers run
-   *                  faster), or 256 MiB where a layer's W_x exceeds twice a core's L2
-   *                  (fewer passes over it).  Never changes a result; the plan's "window"
-   *                  says how many steps, the plan's host_memory_bytes what the session
-   *                  holds
+   *                  of the window's size); every window shares its work among the
+   *                  workers as the whole call would.  At least one step's worth.  auto:
+   *                  twice a core's L2 for each of the session's workers, at least 1 MiB
+   *                  (since 0.21; 16 MiB in 0.20: a window's workspaces stay in cache,
+   *                  long calls of small layers run faster), or 256 MiB where a layer's
+   *                  W_x exceeds twice a core's L2 (fewer passes over it).  Never changes
+   *                  a result; the plan's "window" says how many steps, the plan's
+   *                  host_memory_bytes what the session holds
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured
@@ -862,7 +864,12 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  strings.  Copies the NUL-terminated text into buf[0..size) (truncated to fit) and stores
  *  its full length, excluding the NUL, in *out_length (may be NULL), snprintf-style; buf may
  *  be NULL when size is 0.  It may be called from any thread, also while another thread's
- *  call runs on the session.  The text of a CPU session does not change while it lives; a
+ *  call runs on the session.  The text of a CPU session does not change while it lives but
+ *  for its counts of calls: "calls_alone_asleep" (calls run on the calling thread alone
+ *  because the workers were asleep), or "calls_short_team" on the caller's pool, and on the
+ *  fast path "calls_batch_split" (calls whose batch rows the workers shared out, each
+ *  running its rows through every step, since 0.21; a call in windows of steps is split as
+ *  the whole call would be); a
  *  CUDA session's can with the keyed settings cuda.tune and cuda.persistent (paths tuned at a
  *  batch's first call, the persistent kernel turned off after a failure) and on the generic
  *  path (graphs turned off after a failed capture); there a describe waits for a call running

@@ -93,12 +93,17 @@ constexpr std::int64_t kChunkBytes = 768 * 1024;  // projection inputs kept in L
                                                   // (at least; AMX: exactly)
 constexpr std::int64_t kStreamChunkBytes = 16 << 20;  // ... streamed per group (chunk_rows)
 // Workspace bytes a window of steps of a long call keeps where no W_x streams
-// (allocate_workspace, cpu.workspace_mib auto).  Measured on an AVX-512 Xeon (2 threads,
-// FP32, against whole calls): the seed stack at B = 10 T = 400 / 1000 1.12x / 1.13-1.18x,
-// 4 x 512 B = 64 T = 100 1.03x, H = 512 B = 128 T = 25 level; where a W_x streams, windows
-// of this size cost 5-8 % (L2 x 1024 B = 64, H = 2048 B = 16: more passes over W_x), hence
-// kAutoCpuWorkspaceMib there (bench/results/cpu-workspace.md).
-constexpr std::int64_t kCacheWorkspaceBytes = std::int64_t{16} << 20;
+// (allocate_workspace, cpu.workspace_mib auto): twice a core's L2 for each worker (the
+// window's rows are spread over the workers' caches), at least 1 MiB.  Measured on an
+// AVX-512 Xeon (L2 2 MiB a core; FP32; windows of 2, 4, 8 and 16 MiB): at 1 thread 4 MiB the
+// fastest or level on every shape (16 MiB up to 1.10x slower on the seed stack's long
+// calls), at 2 threads 4 and 8 MiB level (16 MiB up to 1.05x slower, 2 MiB up to 1.04x at
+// B = 64-128).  Where a W_x streams, short windows cost 5-8 % (L2 x 1024 B = 64, H = 2048
+// B = 16: more passes over W_x), hence kAutoCpuWorkspaceMib there
+// (bench/results/cpu-workspace.md).
+std::int64_t cache_window_bytes(int workers) {
+  return std::max<std::int64_t>(2 * l2_cache_bytes() * workers, std::int64_t{1} << 20);
+}
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
 
@@ -122,7 +127,6 @@ class CpuFastBackend final : public HostBackend {
         layers_.push_back(
             pack_layer(m, l, kernel_, precision_, config.settings.cpu_wh16, amx_));
       }
-      allocate_workspace(config);  // (after the packing: window_ asks the packed layers)
       if (caller) {
         caller_ = std::make_unique<CallerPool>(config.thread_pool,
                                                config.settings.cpu_pool_join_us * 1000);
@@ -132,6 +136,7 @@ class CpuFastBackend final : public HostBackend {
       } else {
         pool_ = std::make_unique<Pool>(P);
       }
+      allocate_workspace(config, P);  // (after the packing: window_ asks the packed layers)
       if (amx_) {
         for (const PackedLayer& p : layers_) {
           const std::int64_t kp = p.kx_tiles * kAmxK;
@@ -210,10 +215,14 @@ class CpuFastBackend final : public HostBackend {
     set_host_memory(held_bytes());
   }
 
-  // The plan, with how many calls so far ran alone because their workers were asleep.
+  // The plan, with how many calls so far ran alone because their workers were asleep (or,
+  // on the caller's pool, with a smaller team than asked), and how many in the batch split.
   Plan plan() const override {
-    return caller_ ? with_short_team_count(plan_, short_team_)
-                   : with_alone_count(plan_, alone_asleep_);
+    Plan p = caller_ ? with_short_team_count(plan_, short_team_)
+                     : with_alone_count(plan_, alone_asleep_);
+    p.params.emplace_back("calls_batch_split",
+                          std::to_string(batch_split_.load(std::memory_order_relaxed)));
+    return p;
   }
 
   // What the session holds beside the model: packed weights, workspaces, state.
@@ -234,19 +243,23 @@ class CpuFastBackend final : public HostBackend {
   void forward(const ForwardCall& call) override {
     const FlushDenormals flush;  // as TensorFlow's kernels (thread_pool.hpp)
     load_initial_state(call, state_.get());
+    ran_batch_split_ = false;
     if (call.time * call.batch > max_rows_) {
       run_windows(call);
     } else if (call.time > 0) {
-      run(call);
+      run(call, call.time);
     }
+    if (ran_batch_split_) batch_split_.fetch_add(1, std::memory_order_relaxed);
     store_final_state(call, state_.get());
   }
 
  private:
   // Runs `call` (call.batch x call.time <= max_rows_) from the packed state in state_, leaving
-  // its final state there.
-  void run(const ForwardCall& call) {
+  // its final state there, its work shared as a call of `split_time` steps would share it
+  // (a window: as the whole call, whose steps the split's rules weigh).
+  void run(const ForwardCall& call, std::int64_t split_time) {
     call_ = &call;
+    split_time_ = split_time;
     x0_ = call.input;
     if (rounds_operands(precision_) && !amx_) {  // (AMX: its projection rounds x itself)
       round_floats(precision_, call.input, xq_.get(),
@@ -261,13 +274,14 @@ class CpuFastBackend final : public HostBackend {
       if (taken.owns_lock()) {
         run_on(shared_->pool, call);
       } else {
-        split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+        split_ = choose_split(call.batch, split_time_, work_, 1, thresholds_);
         plan_steps();
         job(this, 0);
       }
     } else {
       run_on(*pool_, call);
     }
+    ran_batch_split_ = ran_batch_split_ || split_.split_batch;
     epoch_base_ += layers_.size() * static_cast<std::uint64_t>(call.time);
     call_ = nullptr;
   }
@@ -308,7 +322,7 @@ class CpuFastBackend final : public HostBackend {
         sub.input = call.input + t0 * B * I;
         sub.output = call.output != nullptr ? call.output + t0 * B * W : nullptr;
       }
-      run(sub);
+      run(sub, T);
       if (staged && call.output != nullptr) {
         for (std::int64_t b = 0; b < B; ++b) {
           std::memcpy(call.output + (b * T + t0) * W, stage_out_.get() + b * n * W,
@@ -321,7 +335,7 @@ class CpuFastBackend final : public HostBackend {
 
   // G, the inner layers' outputs, the packed state and the other h buffer, for the
   // session's largest call.
-  void allocate_workspace(const SessionConfig& config) {
+  void allocate_workspace(const SessionConfig& config, int workers) {
     const Model& m = *model_;
     max_h_inner_ = 1;  // widest non-last layer (its outputs are a workspace)
     for (std::size_t l = 0; l + 1 < m.layers().size(); ++l) {
@@ -332,7 +346,7 @@ class CpuFastBackend final : public HostBackend {
     }
     // Steps per window at max_batch rows (run_windows; a call of fewer rows takes as many
     // more steps as the rows allow).  cpu.workspace_mib=N: as many as N MiB hold beside the
-    // staging rows (at least one).  auto: as many as kCacheWorkspaceBytes hold (the window's
+    // staging rows (at least one).  auto: as many as cache_window_bytes hold (the window's
     // workspaces then stay in cache between its projection and its steps), except where a
     // layer's W_x does not stay in L2: windows cut its passes over W_x (chunk_rows), so as
     // many as kAutoCpuWorkspaceMib hold.  max_time where the whole call's workspaces fit.
@@ -344,17 +358,24 @@ class CpuFastBackend final : public HostBackend {
     bool streams = false;  // some layer's W_x beyond twice the L2
     for (const PackedLayer& p : layers_) streams = streams || l2_groups(p) < p.groups;
     const std::int64_t auto_bytes =
-        streams ? Settings::kAutoCpuWorkspaceMib << 20 : kCacheWorkspaceBytes;
+        streams ? Settings::kAutoCpuWorkspaceMib << 20 : cache_window_bytes(workers);
     const double budget = config.settings.cpu_workspace_mib > 0
                               ? static_cast<double>(config.settings.cpu_workspace_mib << 20)
                               : static_cast<double>(auto_bytes);
     window_reason_ = config.settings.cpu_workspace_mib > 0
                          ? "cpu.workspace_mib " +
                                std::to_string(config.settings.cpu_workspace_mib)
-                         : "cpu.workspace_mib auto: " + std::to_string(auto_bytes >> 20) +
-                               " MiB" +
+                         : "cpu.workspace_mib auto: " +
+                               (auto_bytes % (1 << 20) == 0
+                                    ? std::to_string(auto_bytes >> 20) + " MiB"
+                                    : std::to_string(auto_bytes >> 10) + " KiB") +
                                (streams ? " (a W_x beyond twice the L2: the fewest passes)"
-                                        : " (a window's workspaces kept in cache)");
+                                        : " (twice a core's L2 of " +
+                                              std::to_string(l2_cache_bytes() >> 10) +
+                                              " KB for each of the session's " +
+                                              std::to_string(workers) +
+                                              " workers: a window's workspaces kept in "
+                                              "their caches)");
     std::int64_t steps = config.max_time;
     if (batch * static_cast<double>(config.max_time) * row_floats * sizeof(float) > budget) {
       steps = static_cast<std::int64_t>(budget / sizeof(float) /
@@ -666,15 +687,15 @@ class CpuFastBackend final : public HostBackend {
   // counts such calls (calls_alone_asleep).
   void run_on(Pool& pool, const ForwardCall& call) {
     if (pool.orphaned()) {  // in a child process, whose pool has no workers (thread_pool.hpp)
-      split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+      split_ = choose_split(call.batch, split_time_, work_, 1, thresholds_);
       plan_steps();
       job(this, 0);
       return;
     }
-    split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
+    split_ = choose_split(call.batch, split_time_, work_, workers_, thresholds_);
     if (split_.workers > 1 && pool.sleeping() == pool.size() - 1 &&
-        alone_when_asleep(call.batch, call.time, work_, split_.workers, thresholds_)) {
-      split_ = choose_split(call.batch, call.time, work_, 1, thresholds_);
+        alone_when_asleep(call.batch, split_time_, work_, split_.workers, thresholds_)) {
+      split_ = choose_split(call.batch, split_time_, work_, 1, thresholds_);
       if (spin_ns_ > 0) pool.nudge(spin_ns_);
       alone_asleep_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -686,7 +707,7 @@ class CpuFastBackend final : public HostBackend {
   // split chosen again for the team that formed (choose_team).  The plan counts calls whose
   // team came out smaller than asked (calls_short_team).
   void run_on_caller(const ForwardCall& call) {
-    split_ = choose_split(call.batch, call.time, work_, workers_, thresholds_);
+    split_ = choose_split(call.batch, split_time_, work_, workers_, thresholds_);
     if (split_.workers <= 1) {
       plan_steps();
       job(this, 0);
@@ -701,7 +722,7 @@ class CpuFastBackend final : public HostBackend {
   static int choose_team(void* self, int k) {
     CpuFastBackend& b = *static_cast<CpuFastBackend*>(self);
     if (k < b.split_.workers) {
-      b.split_ = choose_split(b.call_->batch, b.call_->time, b.work_, k, b.thresholds_);
+      b.split_ = choose_split(b.call_->batch, b.split_time_, b.work_, k, b.thresholds_);
     }
     b.plan_steps();
     return b.split_.workers;
@@ -1066,6 +1087,8 @@ class CpuFastBackend final : public HostBackend {
   std::int64_t spin_ns_ = 0;  // cpu.spin_us, in nanoseconds
   std::atomic<std::uint64_t> alone_asleep_{0};  // calls run alone, the workers asleep
   std::atomic<std::uint64_t> short_team_{0};    // caller's pool: calls of a smaller team
+  std::atomic<std::uint64_t> batch_split_{0};   // calls that ran the batch split
+  bool ran_batch_split_ = false;                // ... the current call (a window) did
 
   std::vector<PackedLayer> layers_;
   Buffer g_;       // input projections, [rows][groups*64] split in per-worker blocks
@@ -1098,6 +1121,7 @@ class CpuFastBackend final : public HostBackend {
   std::unique_ptr<CallerPool> caller_;  // the caller's (options->thread_pool)
   int workers_ = 1;                     // the most workers a call of this session uses
   const ForwardCall* call_ = nullptr;
+  std::int64_t split_time_ = 0;  // the steps choose_split weighs: call_'s, or its whole call's
   std::vector<LayerWork> work_;  // the layers as choose_split sees them
   Thresholds thresholds_;        // its thresholds (cpu.calibration)
   CallSplit split_;  // how the current call shares its work (choose_split)
