@@ -867,15 +867,16 @@ typedef SLSTM_ENUM(slstm_describe_format) {
  *  call runs on the session.  The text of a CPU session does not change while it lives but
  *  for its counts of calls: "calls_alone_asleep" (calls run on the calling thread alone
  *  because the workers were asleep), or "calls_short_team" on the caller's pool, and on the
- *  fast path "calls_batch_split" (calls whose batch rows the workers shared out, each
- *  running its rows through every step, since 0.21; a call in windows of steps is split as
- *  the whole call would be); a
- *  CUDA session's can with the keyed settings cuda.tune and cuda.persistent (paths tuned at a
- *  batch's first call, the persistent kernel turned off after a failure) and on the generic
- *  path (graphs turned off after a failed capture); there a describe waits for a call running
- *  on another thread, and the text may differ from one describe to the next: to get a whole
- *  one while calls run, pass a buffer and check *out_length < size (else call again with a
- *  larger one) rather than asking for the length first (since 0.11). */
+ *  fast path "calls_batch_split" (since 0.21: calls that ran the batch split, each worker
+ *  its share of the batch rows through every step without a barrier per step, rather than
+ *  a share of every step's units; a call in windows of steps is split as the whole call
+ *  would be); a CUDA session's can with the keyed settings cuda.tune and cuda.persistent
+ *  (paths tuned at a batch's first call, the persistent kernel turned off after a failure)
+ *  and on the generic path (graphs turned off after a failed capture); there a describe
+ *  waits for a call running on another thread.  The text may differ from one describe to
+ *  the next: to get a whole one while calls run, pass a buffer and check *out_length < size
+ *  (else call again with a larger one) rather than asking for the length first (since
+ *  0.11). */
 SLSTM_API slstm_status slstm_session_describe(const slstm_session* session,
                                               slstm_describe_format format, char* buf,
                                               size_t size, size_t* out_length);
