@@ -439,3 +439,23 @@ TEST_CASE("on AMX, a generic stack's rows do not depend on batch, team or call",
   }
   CHECK(t::bitwise_equal(state, a.final_state));
 }
+
+TEST_CASE("on AMX, cpu.workspace_mib auto keeps windows of at least 16 MiB",
+          "[precision][cpu-fast]") {
+  if (!amx_here()) return;
+  // max_batch 6 x max_time 5000 rows of H = 40, one worker: twice its L2 would cut the call
+  // into windows of a few MiB; on AMX the windows hold 16 MiB.  A row of the window: 3 groups
+  // of 64 gate sums, two floats of inner outputs (no inner layer: one each), the staging
+  // rows' 16 inputs and 40 outputs (AMX rounds no input rows of its own).
+  t::Model m = t::random_model(16, {40}, 104);
+  t::Session s = session_ok(m.get(), SLSTM_PRECISION_BF16, "cpu.amx=on", 6, 5000, 1);
+  const std::string window = t::json_value(t::describe_json(s.get()), "window");
+  INFO(window);
+  const std::string more = "calls of more than ";
+  REQUIRE(window.rfind(more, 0) == 0);
+  CHECK_THAT(window, Contains("auto: 16 MiB (AMX tiles"));
+  const std::int64_t row_bytes = (3 * 64 + 2 + 16 + 40) * 4, budget = std::int64_t{16} << 20;
+  const std::int64_t steps = std::stoll(window.substr(more.size()));
+  CHECK(steps * 6 * row_bytes <= budget);
+  CHECK((steps + 1) * 6 * row_bytes > budget);
+}

@@ -690,12 +690,13 @@ typedef struct slstm_session_options {
    *                  the one before left (batch-major rows copied through staging buffers
    *                  of the window's size); every window shares its work among the
    *                  workers as the whole call would.  At least one step's worth.  auto:
-   *                  twice a core's L2 for each of the session's workers, at least 1 MiB
-   *                  (since 0.21; 16 MiB in 0.20: a window's workspaces stay in cache,
-   *                  long calls of small layers run faster), or 256 MiB where a layer's
-   *                  W_x exceeds twice a core's L2 (fewer passes over it).  Never changes
-   *                  a result; the plan's "window" says how many steps, the plan's
-   *                  host_memory_bytes what the session holds
+   *                  twice a core's L2 for each of the session's workers, at least 1 MiB,
+   *                  and at least 16 MiB on AMX tiles (since 0.21; 16 MiB in 0.20: a
+   *                  window's workspaces stay in cache, long calls of small layers run
+   *                  faster), or 256 MiB where a layer's W_x exceeds twice a core's L2
+   *                  (fewer passes over it).  Never changes a result; the plan's
+   *                  "window" says how many steps, the plan's host_memory_bytes what the
+   *                  session holds
    *    cuda.graphs = on | off       capture each call shape into a CUDA graph (on)
    *    cuda.chunk  = auto | <steps> steps per wavefront chunk across layers (auto)
    *    cuda.fused  = auto | never | always   the fused recurrent step: where it was measured

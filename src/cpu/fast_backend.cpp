@@ -104,6 +104,12 @@ constexpr std::int64_t kStreamChunkBytes = 16 << 20;  // ... streamed per group 
 std::int64_t cache_window_bytes(int workers) {
   return std::max<std::int64_t>(2 * l2_cache_bytes() * workers, std::int64_t{1} << 20);
 }
+// ... at least this many on AMX tiles: there the steps are short and a window's fixed costs
+// (its projection converting rows to bfloat16 codes, tile loads) weigh more.  Measured on
+// the same Xeon (BF16, 4 / 8 / 16 / 32 MiB): the seed stack's long calls 1.04x (1 thread)
+// and 1.02x (2 threads) faster at 16 MiB than at twice the L2 per worker, 4 x 512 B = 64
+// 0.98x; 32 MiB no better at 1 thread (bench/results/cpu-workspace.md).
+constexpr std::int64_t kAmxWindowBytes = std::int64_t{16} << 20;
 constexpr std::int64_t kWidenBlocks = 32;         // widen_wx: blocks of rows in the chunk
 constexpr std::int64_t kKeepBlocks = 4;           // keeps_wh: blocks of rows in the step
 
@@ -357,25 +363,27 @@ class CpuFastBackend final : public HostBackend {
     const double batch = static_cast<double>(config.max_batch);
     bool streams = false;  // some layer's W_x beyond twice the L2
     for (const PackedLayer& p : layers_) streams = streams || l2_groups(p) < p.groups;
-    const std::int64_t auto_bytes =
-        streams ? Settings::kAutoCpuWorkspaceMib << 20 : cache_window_bytes(workers);
+    std::int64_t auto_bytes = cache_window_bytes(workers);
+    std::string why = "twice a core's L2 of " + std::to_string(l2_cache_bytes() >> 10) +
+                      " KB for each of the session's " + std::to_string(workers) +
+                      " workers: a window's workspaces kept in their caches";
+    if (streams) {
+      auto_bytes = Settings::kAutoCpuWorkspaceMib << 20;
+      why = "a W_x beyond twice the L2: the fewest passes";
+    } else if (amx_ && auto_bytes < kAmxWindowBytes) {
+      auto_bytes = kAmxWindowBytes;
+      why = "AMX tiles: windows of at least 16 MiB";
+    }
     const double budget = config.settings.cpu_workspace_mib > 0
                               ? static_cast<double>(config.settings.cpu_workspace_mib << 20)
                               : static_cast<double>(auto_bytes);
-    window_reason_ = config.settings.cpu_workspace_mib > 0
-                         ? "cpu.workspace_mib " +
-                               std::to_string(config.settings.cpu_workspace_mib)
-                         : "cpu.workspace_mib auto: " +
-                               (auto_bytes % (1 << 20) == 0
-                                    ? std::to_string(auto_bytes >> 20) + " MiB"
-                                    : std::to_string(auto_bytes >> 10) + " KiB") +
-                               (streams ? " (a W_x beyond twice the L2: the fewest passes)"
-                                        : " (twice a core's L2 of " +
-                                              std::to_string(l2_cache_bytes() >> 10) +
-                                              " KB for each of the session's " +
-                                              std::to_string(workers) +
-                                              " workers: a window's workspaces kept in "
-                                              "their caches)");
+    window_reason_ =
+        config.settings.cpu_workspace_mib > 0
+            ? "cpu.workspace_mib " + std::to_string(config.settings.cpu_workspace_mib)
+            : "cpu.workspace_mib auto: " +
+                  (auto_bytes % (1 << 20) == 0 ? std::to_string(auto_bytes >> 20) + " MiB"
+                                               : std::to_string(auto_bytes >> 10) + " KiB") +
+                  " (" + why + ")";
     std::int64_t steps = config.max_time;
     if (batch * static_cast<double>(config.max_time) * row_floats * sizeof(float) > budget) {
       steps = static_cast<std::int64_t>(budget / sizeof(float) /
