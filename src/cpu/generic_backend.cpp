@@ -119,7 +119,10 @@ constexpr std::int64_t kDirectionSplitRowsLargeWh = 64;
 
 // The input projections of a direction's steps run ahead of the steps, as one GEMM over the
 // rows of up to this many bytes of pre-activations (each weight block then serves every row
-// of the chunk from cache, instead of being streamed again at every step).
+// of the chunk from cache, instead of being streamed again at every step).  Measured on an
+// AVX-512 Xeon with 2 MiB of L2 a core (1 and 2 threads, GRU / LSTMP / peephole /
+// bidirectional, B = 10-64): 1 and 2 MiB level, 4 MiB 1-3 % slower, 8 MiB and 512 KiB up
+// to 7-8 % (bench/results/cpu-workspace.md, "The generic path's projection chunks").
 constexpr std::int64_t kProjectionChunkBytes = 1 << 20;
 // The same where a layer's W_x (one direction, as stored) exceeds twice a core's L2: each
 // chunk then streams W_x from L3, and the fewer chunks the better (as the BasicLSTMCell
