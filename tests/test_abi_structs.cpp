@@ -454,3 +454,181 @@ TEST_CASE("slstm_format_tensors refuses infos whose struct_size differ and write
   CHECK(n == 77);
   CHECK(std::memcmp(infos.data(), before.data(), infos.size() * sizeof(slstm_tensor_info)) == 0);
 }
+
+// Every versioned struct the library reads, through the function that reads it: a struct
+// from a newer header is taken while the bytes past this library's struct are zero and
+// refused (SLSTM_ERR_UNSUPPORTED) when one is set; a struct_size below the first published
+// size, or implausibly large, is SLSTM_ERR_INVALID_ARGUMENT; a refusal names the struct's
+// struct_size and writes nothing (`call` checks its own outputs).
+namespace {
+template <typename T, typename Init, typename Fill, typename Call>
+void check_versioned_reads(const std::string& name, std::size_t v1, Init init, Fill fill,
+                           Call call) {
+  const auto make = [&](Bytes& b, std::size_t size) {
+    init(b.as<T>(), size);
+    fill(*b.as<T>());
+    return b.as<T>();
+  };
+  INFO(name);
+  Bytes plain(sizeof(T));
+  REQUIRE(call(make(plain, sizeof(T)), true) == SLSTM_OK);
+
+  const std::size_t newer = sizeof(T) + 16;
+  Bytes zero(newer);
+  CHECK(call(make(zero, newer), true) == SLSTM_OK);
+
+  Bytes set(newer);
+  T* s = make(set, newer);
+  set.data()[sizeof(T) + 5] = 1;  // a field of a newer header, set
+  CHECK(call(s, false) == SLSTM_ERR_UNSUPPORTED);
+  CHECK(std::string(slstm_last_error()).find(name + "->struct_size") != std::string::npos);
+
+  for (const std::uint32_t size : {static_cast<std::uint32_t>(v1 - 1), 0xffffffffu}) {
+    Bytes bad(sizeof(T));
+    T* b = make(bad, sizeof(T));
+    b->struct_size = size;
+    CHECK(call(b, false) == SLSTM_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(slstm_last_error()).find(name + "->struct_size") != std::string::npos);
+  }
+}
+
+void serial_for(void*, slstm_pool_task task, void* arg, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) task(arg, i);
+}
+}  // namespace
+
+TEST_CASE("every versioned struct the library reads takes a newer header's zero tail and "
+          "refuses a set one or a size outside the published range, naming it",
+          "[api][abi]") {
+  const std::int64_t hidden = 3;
+  slstm_model* const sentinel = reinterpret_cast<slstm_model*>(0x1);
+  const auto create_model = [&](const slstm_model_config* c, bool ok) {
+    slstm_model* m = sentinel;
+    const slstm_status st = slstm_model_create_random(c, 7, 0.0f, &m);
+    if (st == SLSTM_OK) slstm_model_destroy(m);
+    CHECK((ok || m == sentinel));
+    return st;
+  };
+  check_versioned_reads<slstm_model_config>(
+      "config", Api<slstm_model_config>::v1, &slstm_model_config_init_sized,
+      [&](slstm_model_config& c) {
+        c.input_size = 2;
+        c.num_layers = 1;
+        c.hidden_sizes = &hidden;
+      },
+      create_model);
+  check_versioned_reads<slstm_layer_config>(
+      "config->layers[0]", SLSTM_V1_SIZE(slstm_layer_config, gru_reset_after),
+      &slstm_layer_config_init_sized, [&](slstm_layer_config& l) { l.hidden_size = hidden; },
+      [&](const slstm_layer_config* l, bool ok) {
+        slstm_model_config c;
+        slstm_model_config_init(&c);
+        c.input_size = 2;
+        c.num_layers = 1;
+        c.layers = l;
+        return create_model(&c, ok);
+      });
+
+  t::Model m = t::random_model(2, {hidden}, 7);
+  const auto create_session = [&](const slstm_session_options* o, bool ok) {
+    slstm_session* s = reinterpret_cast<slstm_session*>(0x1);
+    const slstm_status st = slstm_session_create(m.get(), o, &s);
+    if (st == SLSTM_OK) slstm_session_destroy(s);
+    CHECK((ok || s == reinterpret_cast<slstm_session*>(0x1)));
+    return st;
+  };
+  const auto small_session = [](slstm_session_options& o) {
+    o.max_batch = 1;
+    o.max_time = 1;
+    o.max_slots = 1;
+    o.cpu_path = t::cpu_path_under_test();
+  };
+  check_versioned_reads<slstm_session_options>(
+      "options", Api<slstm_session_options>::v1, &slstm_session_options_init_sized,
+      small_session, create_session);
+  check_versioned_reads<slstm_thread_pool>(
+      "options->thread_pool", sizeof(slstm_thread_pool),
+      [](slstm_thread_pool* p, std::size_t size) {
+        std::memset(p, 0, size);
+        p->struct_size = static_cast<std::uint32_t>(size);
+      },
+      [](slstm_thread_pool& p) {
+        p.num_threads = 1;
+        p.parallel_for = &serial_for;
+      },
+      [&](const slstm_thread_pool* p, bool ok) {
+        slstm_session_options o;
+        slstm_session_options_init(&o);
+        small_session(o);
+        o.thread_pool = p;
+        return create_session(&o, ok);
+      });
+
+  t::Session s = t::session(m.get(), 1, 1);
+  const std::vector<float> x = {0.5f, -0.25f};
+  std::vector<float> out;
+  check_versioned_reads<slstm_forward_args>(
+      "args", Api<slstm_forward_args>::v1, &slstm_forward_args_init_sized,
+      [&](slstm_forward_args& a) {
+        out = t::poisoned(3);
+        a.batch = 1;
+        a.time = 1;
+        a.input = x.data();
+        a.input_count = x.size();
+        a.output = out.data();
+        a.output_count = out.size();
+      },
+      [&](const slstm_forward_args* a, bool ok) {
+        const slstm_status st = slstm_session_forward(s.get(), a);
+        CHECK((ok || t::count_poison(out) == out.size()));
+        return st;
+      });
+
+  slstm_session_options so = t::options(1, 1);
+  so.max_slots = 1;
+  slstm_session* raw = nullptr;
+  REQUIRE(slstm_session_create(m.get(), &so, &raw) == SLSTM_OK);
+  const t::Session slots(raw);
+  std::int64_t slot = -1;
+  REQUIRE(slstm_session_slot_open(slots.get(), nullptr, 0, SLSTM_MEMORY_HOST, &slot) ==
+          SLSTM_OK);
+  check_versioned_reads<slstm_slot_forward_args>(
+      "args", Api<slstm_slot_forward_args>::v1, &slstm_slot_forward_args_init_sized,
+      [&](slstm_slot_forward_args& a) {
+        out = t::poisoned(3);
+        a.batch = 1;
+        a.slot_ids = &slot;
+        a.slot_ids_count = 1;
+        a.time = 1;
+        a.input = x.data();
+        a.input_count = x.size();
+        a.output = out.data();
+        a.output_count = out.size();
+      },
+      [&](const slstm_slot_forward_args* a, bool ok) {
+        const slstm_status st = slstm_session_slot_forward(slots.get(), a);
+        CHECK((ok || t::count_poison(out) == out.size()));
+        return st;
+      });
+
+  const auto layer_of = [](auto node_layer) {
+    return [node_layer](const auto* node, bool ok) {
+      slstm_layer_config l;
+      slstm_layer_config_init(&l);
+      l.hidden_size = 99;  // what a refusal leaves
+      const slstm_status st = node_layer(node, 4, &l);
+      CHECK(l.hidden_size == (ok ? 4 : 99));
+      return st;
+    };
+  };
+  const auto no_fill = [](auto&) {};
+  check_versioned_reads<slstm_onnx_lstm_node>(
+      "node", Api<slstm_onnx_lstm_node>::v1, &slstm_onnx_lstm_node_init_sized, no_fill,
+      [](const slstm_onnx_lstm_node* n, bool) { return slstm_onnx_check_node(n); });
+  check_versioned_reads<slstm_onnx_lstm_node>("node", Api<slstm_onnx_lstm_node>::v1,
+                                              &slstm_onnx_lstm_node_init_sized, no_fill,
+                                              layer_of(&slstm_onnx_lstm_node_layer));
+  check_versioned_reads<slstm_onnx_gru_node>("node", Api<slstm_onnx_gru_node>::v1,
+                                             &slstm_onnx_gru_node_init_sized, no_fill,
+                                             layer_of(&slstm_onnx_gru_node_layer));
+}

@@ -350,3 +350,13 @@ TEST_CASE("an ONNX node listing a bidirectional node's six activations is reject
   node.activations = acts;
   check_rejected(node, "6 entries");
 }
+
+TEST_CASE("an ONNX node whose activations are NULL or counted negative is invalid, naming them") {
+  slstm_onnx_lstm_node node;
+  slstm_onnx_lstm_node_init(&node);
+  SECTION("three activations, no list") { node.num_activations = 3; }
+  SECTION("a negative count") { node.num_activations = -1; }
+  CHECK(slstm_onnx_check_node(&node) == SLSTM_ERR_INVALID_ARGUMENT);
+  INFO(slstm_last_error());
+  CHECK(std::string(slstm_last_error()).find("node->activations") != std::string::npos);
+}
