@@ -1199,6 +1199,21 @@ TEST_CASE("header JSON may use any whitespace between tokens and escapes in stri
   slstm_model_destroy(out);
 }
 
+TEST_CASE("header strings read every JSON escape and \\u escapes of any UTF-8 length",
+          "[model-file][path-independent]") {
+  auto p = valid_parts();
+  std::string text = p.header.dump();
+  // A metadata key this library does not know is taken whatever its (valid) string holds.
+  const std::string meta = "\"__metadata__\":{";
+  text.insert(text.find(meta) + meta.size(), "\"x-notes\":\"\\b\\f\\n\\r\\t\\\"\\\\\\/\",");
+  expect_loads(join(text, p.data));
+  // \u escapes of one-, two-, three- and four-byte characters, read back in a name the error
+  // quotes: "__metadata__xA\u00e9\u20ac\U0001F600" is a tensor this library does not know.
+  text.insert(text.size() - 1, ",\"__metadata__x\\u0041\\u00e9\\u20ac\\ud83d\\ude00\":{}");
+  expect_rejected(join(text, p.data), SLSTM_ERR_INVALID_ARGUMENT,
+                  "unexpected tensor \"__metadata__xA\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+}
+
 TEST_CASE("header JSON syntax errors are rejected", "[model-file][path-independent]") {
   auto p = valid_parts();
   const std::string good = p.header.dump();
