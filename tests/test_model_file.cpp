@@ -1199,7 +1199,7 @@ TEST_CASE("header JSON may use any whitespace between tokens and escapes in stri
   slstm_model_destroy(out);
 }
 
-TEST_CASE("header strings read every JSON escape and \\u escapes of any UTF-8 length",
+TEST_CASE("header strings read every JSON escape, u-escapes of one- to four-byte characters too",
           "[model-file][path-independent]") {
   auto p = valid_parts();
   std::string text = p.header.dump();
