@@ -114,37 +114,6 @@ void gemm_rows_portable(float* const* z, const float* const* x, const MatView& w
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
-// How the AVX kernels read 8 (ymm) or 16 (zmm) weights: float32, or 16-bit codes converted
-// exactly (the values float32 storage would hold).
-#define SLSTM_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
-struct F32 {
-  using T = float;
-  static constexpr bool kPlainLoad = true;  // (in_register, simd_math.hpp)
-  SLSTM_AVX2_F16C_INLINE static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-  SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-};
-struct Bf16 {
-  using T = std::uint16_t;
-  static constexpr bool kPlainLoad = false;
-  SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  }
-};
-struct Fp16 {
-  using T = std::uint16_t;
-  static constexpr bool kPlainLoad = false;
-  SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  }
-  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  }
-};
 
 // Two or three rows of a block of bfloat16 weights (gemm_block_loop_avx2 below): each k's 32
 // codes widened by one operation per 8 (even columns shifted, odd ones masked: bf16_even,

@@ -219,6 +219,42 @@ SLSTM_AVX2 inline __m256 tanh256(__m256 x) {
   return _mm256_or_ps(_mm256_div_ps(e, _mm256_add_ps(e, two)), sign);
 }
 
+// ---- Packed weights: how the kernels read them -------------------------------------------
+
+// 8 (ymm, load8) or 16 (zmm, load16) packed weights: float32, or the 16-bit codes of a BF16 /
+// FP16 session converted exactly (the values float32 storage would hold).  The step kernels'
+// panels are aligned, the generic GEMM's blocks need not be: unaligned loads for both (on
+// aligned data the same speed; folded into the FMAs as memory operands alike).
+#define SLSTM_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+struct F32 {
+  using T = float;
+  static constexpr bool kPlainLoad = true;  // (in_register)
+  SLSTM_AVX2_F16C_INLINE static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+};
+struct Bf16 {
+  using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
+  SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+};
+struct Fp16 {
+  using T = std::uint16_t;
+  static constexpr bool kPlainLoad = false;
+  SLSTM_AVX2_F16C_INLINE static __m256 load8(const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+};
+
 }  // namespace
 }  // namespace slstm::cpu
 

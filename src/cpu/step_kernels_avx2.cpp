@@ -157,29 +157,6 @@ SLSTM_AVX2_INLINE void fetch_stream_ahead(const T* w, std::int64_t k) {
   _mm_prefetch(reinterpret_cast<const char*>(w + (k + kPrefetchL2) * kGroup), _MM_HINT_T1);
 }
 
-// How a kernel reads 8 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
-// (exact conversions: the values are those float32 storage would hold).
-struct F32 {
-  using T = float;
-  static constexpr bool kPlainLoad = true;  // (in_register, simd_math.hpp)
-  SLSTM_AVX2_INLINE static __m256 load8(const float* p) { return _mm256_load_ps(p); }
-};
-struct Bf16 {
-  using T = std::uint16_t;
-  static constexpr bool kPlainLoad = false;
-  SLSTM_AVX2_INLINE static __m256 load8(const std::uint16_t* p) {
-    const __m128i h = _mm_load_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-};
-struct Fp16 {
-  using T = std::uint16_t;
-  static constexpr bool kPlainLoad = false;
-  __attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 load8(
-      const std::uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
-  }
-};
 
 // z[b][col0 + kStep*v .. + 8) = sum_k rows[b][k] * w[.][k][.] for NB rows and v < NV, w
 // packed [gate][K][16]: with kStep 8 the NV column vectors of a pass lie in one or two gate

@@ -73,28 +73,6 @@ SLSTM_AVX512_INLINE void cell_avx512(const StepArgs& a, __m512 (&acc)[NB][4], __
 
 // ---- GEMM loops ---------------------------------------------------------------------------
 
-// How a kernel reads 16 packed weights: float32, or the 16-bit codes of a BF16/FP16 session
-// (exact conversions: the values are those float32 storage would hold).
-struct F32 {
-  using T = float;
-  static constexpr bool kPlainLoad = true;  // (in_register, simd_math.hpp)
-  SLSTM_AVX512_INLINE static __m512 load16(const float* p) { return _mm512_load_ps(p); }
-};
-struct Bf16 {
-  using T = std::uint16_t;
-  static constexpr bool kPlainLoad = false;
-  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
-    const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  }
-};
-struct Fp16 {
-  using T = std::uint16_t;
-  static constexpr bool kPlainLoad = false;
-  SLSTM_AVX512_INLINE static __m512 load16(const std::uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
-  }
-};
 
 // acc[b][q] = sum_k rows[b][k] * w[k][q*16 .. q*16+15] for NB rows, w packed [K][64];
 // `next`'s lines are fetched into L2 along the way, a few per k; with kFetch, w's own stream
