@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
-build=${1:-build-coverage}
+build=$(realpath -m "${1:-build-coverage}")
 
 source .ci/ensure-packages.sh
 ensure_packages cmake g++ make catch2 pkg-config binutils libopenblas-dev nlohmann-json3-dev \
@@ -36,7 +36,7 @@ echo "== ctest"
 ctest --test-dir "$build" --no-tests=error -j"$(nproc)" > "$build/coverage-ctest.log" || status=1
 tail -n 4 "$build/coverage-ctest.log"
 echo "== python package tests"
-SLSTM_LIBRARY="$PWD/$build/libstacklstm.so" SLSTM_CLI="$PWD/$build/cli/stacklstm" \
+SLSTM_LIBRARY="$build/libstacklstm.so" SLSTM_CLI="$build/cli/stacklstm" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests > "$build/coverage-pytest.log" \
   || status=1
 tail -n 1 "$build/coverage-pytest.log"
