@@ -567,17 +567,17 @@ TEST_CASE("every versioned struct the library reads takes a newer header's zero 
   t::Session s = t::session(m.get(), 1, 1);
   const std::vector<float> x = {0.5f, -0.25f};
   std::vector<float> out;
+  const auto one_row = [&](auto& a) {  // forward or slot args: one row, one step, poisoned out
+    out = t::poisoned(3);
+    a.batch = 1;
+    a.time = 1;
+    a.input = x.data();
+    a.input_count = x.size();
+    a.output = out.data();
+    a.output_count = out.size();
+  };
   check_versioned_reads<slstm_forward_args>(
-      "args", Api<slstm_forward_args>::v1, &slstm_forward_args_init_sized,
-      [&](slstm_forward_args& a) {
-        out = t::poisoned(3);
-        a.batch = 1;
-        a.time = 1;
-        a.input = x.data();
-        a.input_count = x.size();
-        a.output = out.data();
-        a.output_count = out.size();
-      },
+      "args", Api<slstm_forward_args>::v1, &slstm_forward_args_init_sized, one_row,
       [&](const slstm_forward_args* a, bool ok) {
         const slstm_status st = slstm_session_forward(s.get(), a);
         CHECK((ok || t::count_poison(out) == out.size()));
@@ -595,15 +595,9 @@ TEST_CASE("every versioned struct the library reads takes a newer header's zero 
   check_versioned_reads<slstm_slot_forward_args>(
       "args", Api<slstm_slot_forward_args>::v1, &slstm_slot_forward_args_init_sized,
       [&](slstm_slot_forward_args& a) {
-        out = t::poisoned(3);
-        a.batch = 1;
+        one_row(a);
         a.slot_ids = &slot;
         a.slot_ids_count = 1;
-        a.time = 1;
-        a.input = x.data();
-        a.input_count = x.size();
-        a.output = out.data();
-        a.output_count = out.size();
       },
       [&](const slstm_slot_forward_args* a, bool ok) {
         const slstm_status st = slstm_session_slot_forward(slots.get(), a);
