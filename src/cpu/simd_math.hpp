@@ -222,9 +222,10 @@ SLSTM_AVX2 inline __m256 tanh256(__m256 x) {
 // ---- Packed weights: how the kernels read them -------------------------------------------
 
 // 8 (ymm, load8) or 16 (zmm, load16) packed weights: float32, or the 16-bit codes of a BF16 /
-// FP16 session converted exactly (the values float32 storage would hold).  The step kernels'
-// panels are aligned, the generic GEMM's blocks need not be: unaligned loads for both (on
-// aligned data the same speed; folded into the FMAs as memory operands alike).
+// FP16 session converted exactly (the values float32 storage would hold).  Unaligned loads
+// for every kernel: on the step kernels' aligned panels they run as fast and fold into the
+// FMAs as memory operands alike (the AVX2 step kernels' code differs only in vmovups for
+// vmovaps).
 #define SLSTM_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 struct F32 {
   using T = float;
