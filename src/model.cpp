@@ -66,16 +66,63 @@ void check_layer_fields(const LayerSpec& s, const std::string& at) {
   }
 }
 
+// What every stack is checked for first: its input width, its number of layers, the forget
+// bias (the messages name the C API's config fields).
+void check_stack(std::int64_t input_size, std::size_t num_layers, float forget_bias) {
+  if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->input_size must be in [1, SLSTM_MAX_EXTENT = " +
+                                         std::to_string(SLSTM_MAX_EXTENT) + "], got " +
+                                         std::to_string(input_size));
+  }
+  if (num_layers == 0 || num_layers > SLSTM_MAX_LAYERS) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
+                                         std::to_string(SLSTM_MAX_LAYERS) + "], got " +
+                                         std::to_string(num_layers));
+  }
+  if (!std::isfinite(forget_bias)) {
+    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->forget_bias must be finite");
+  }
+}
+
 // Floats of one direction's weights, checked.
-std::size_t cell_floats(const LayerSpec& s) {
+std::size_t cell_floats(const LayerSpec& s, const char* what) {
   const std::int64_t gh = s.gates() * s.hidden_size;  // <= 4 * 2^40: no overflow
-  const char* what = "config (weights of a layer)";
   std::size_t n = add_size(product({gh, s.input_size}, what),
                            product({gh, s.cell_output_size()}, what), what);
   n = add_size(n, static_cast<std::size_t>(gh) * (s.cell == CellKind::kGru ? 2 : 1), what);
   if (s.peepholes) n = add_size(n, product({3, s.hidden_size}, what), what);
   if (s.proj_size > 0) n = add_size(n, product({s.proj_size, s.hidden_size}, what), what);
   return n;
+}
+
+// Model::check_layers; `sizes` names what the weight sizes come from in the messages about
+// their products ("config", or "config->hidden_sizes" for a stack given by its sizes).
+std::vector<LayerSpec> check_specs(std::int64_t input_size, std::vector<LayerSpec> specs,
+                                   float forget_bias, const std::string& sizes) {
+  check_stack(input_size, specs.size(), forget_bias);
+  const std::string layer_what = sizes + " (weights of a layer)";
+  const std::string total_what = sizes + " (weights)";
+  const std::string bytes_what = sizes + " (weight bytes)";
+  std::int64_t in = input_size;
+  std::size_t total = 0;
+  for (std::size_t l = 0; l < specs.size(); ++l) {
+    LayerSpec& s = specs[l];
+    const std::string at = "config->layers[" + std::to_string(l) + "]";
+    check_layer_fields(s, at);
+    s.input_size = in;
+    if (s.residual && s.output_size() != in) {
+      fail(SLSTM_ERR_INVALID_ARGUMENT,
+           at + ".residual: the residual connection adds the layer's input (width " + num(in) +
+               ") to its output (width " + num(s.output_size()) + "); they must be equal");
+    }
+    const std::size_t cell = cell_floats(s, layer_what.c_str());
+    total = add_size(total, mul_size(cell, static_cast<std::size_t>(s.directions()),
+                                     total_what.c_str()),
+                     total_what.c_str());
+    mul_size(total, sizeof(float), bytes_what.c_str());
+    in = s.output_size();
+  }
+  return specs;
 }
 
 void allocate(CellWeights& w, const LayerSpec& s) {
@@ -105,21 +152,7 @@ std::vector<LayerSpec> Model::basic_specs(std::int64_t input_size,
 
 void Model::check_architecture(std::int64_t input_size,
                                const std::vector<std::int64_t>& hidden_sizes, float forget_bias) {
-  if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->input_size must be in [1, SLSTM_MAX_EXTENT = " +
-                                         std::to_string(SLSTM_MAX_EXTENT) + "], got " +
-                                         std::to_string(input_size));
-  }
-  if (hidden_sizes.empty() || hidden_sizes.size() > SLSTM_MAX_LAYERS) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
-                                         std::to_string(SLSTM_MAX_LAYERS) + "], got " +
-                                         std::to_string(hidden_sizes.size()));
-  }
-  if (!std::isfinite(forget_bias)) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->forget_bias must be finite");
-  }
-  std::int64_t in = input_size;
-  std::size_t total = 0;
+  check_stack(input_size, hidden_sizes.size(), forget_bias);
   for (std::size_t l = 0; l < hidden_sizes.size(); ++l) {
     const std::int64_t h = hidden_sizes[l];
     if (h < 1 || h > SLSTM_MAX_EXTENT) {
@@ -127,50 +160,15 @@ void Model::check_architecture(std::int64_t input_size,
                                            "] must be in [1, SLSTM_MAX_EXTENT], got " +
                                            std::to_string(h));
     }
-    // 4H * (I + H) floats per layer, and the running total, must fit (and be allocatable).
-    const std::size_t wx = product({4, h, in}, "config->hidden_sizes (weights of a layer)");
-    const std::size_t wh = product({4, h, h}, "config->hidden_sizes (weights of a layer)");
-    total = add_size(total, add_size(wx, wh, "config (weights)"), "config (weights)");
-    mul_size(total, sizeof(float), "config (weight bytes)");
-    in = h;
   }
+  // The sizes' products and their total, as for layer specs, named for hidden_sizes.
+  check_specs(input_size, basic_specs(input_size, hidden_sizes), forget_bias,
+              "config->hidden_sizes");
 }
 
 std::vector<LayerSpec> Model::check_layers(std::int64_t input_size, std::vector<LayerSpec> specs,
                                            float forget_bias) {
-  if (input_size < 1 || input_size > SLSTM_MAX_EXTENT) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->input_size must be in [1, SLSTM_MAX_EXTENT = " +
-                                         std::to_string(SLSTM_MAX_EXTENT) + "], got " +
-                                         std::to_string(input_size));
-  }
-  if (specs.empty() || specs.size() > SLSTM_MAX_LAYERS) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->num_layers must be in [1, SLSTM_MAX_LAYERS = " +
-                                         std::to_string(SLSTM_MAX_LAYERS) + "], got " +
-                                         std::to_string(specs.size()));
-  }
-  if (!std::isfinite(forget_bias)) {
-    fail(SLSTM_ERR_INVALID_ARGUMENT, "config->forget_bias must be finite");
-  }
-  std::int64_t in = input_size;
-  std::size_t total = 0;
-  for (std::size_t l = 0; l < specs.size(); ++l) {
-    LayerSpec& s = specs[l];
-    const std::string at = "config->layers[" + std::to_string(l) + "]";
-    check_layer_fields(s, at);
-    s.input_size = in;
-    if (s.residual && s.output_size() != in) {
-      fail(SLSTM_ERR_INVALID_ARGUMENT,
-           at + ".residual: the residual connection adds the layer's input (width " + num(in) +
-               ") to its output (width " + num(s.output_size()) + "); they must be equal");
-    }
-    const std::size_t cell = cell_floats(s);
-    total = add_size(total, mul_size(cell, static_cast<std::size_t>(s.directions()),
-                                     "config (weights)"),
-                     "config (weights)");
-    mul_size(total, sizeof(float), "config (weight bytes)");
-    in = s.output_size();
-  }
-  return specs;
+  return check_specs(input_size, std::move(specs), forget_bias, "config");
 }
 
 Model::Model(std::int64_t input_size, const std::vector<std::int64_t>& hidden_sizes,
