@@ -441,11 +441,11 @@ void step_cell_avx2(const StepArgs& a, int nb) {
   }
 }
 
+// nb in [2, 6]: project_block_avx2 runs a single row by gate sums.
 template <bool kHalf>
 void project_block_avx2_t(const float* w, const float* const* rows, std::int64_t K,
                           float* const* out, int nb, Prefetch next) {
   switch (nb) {
-    case 1: project_rows_avx2<1, kHalf>(w, rows, K, out, next); return;
     case 2: project_rows_avx2<2, kHalf>(w, rows, K, out, next); return;
     case 3: project_rows_avx2<3, kHalf>(w, rows, K, out, next); return;
     case 4: project_rows_avx2<4, kHalf>(w, rows, K, out, next); return;
