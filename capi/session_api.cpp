@@ -309,12 +309,9 @@ void create_slots(slstm_session& s, std::int64_t max_slots) {
     s.slots.open.assign(n, 0);
     s.slots.mark.assign(n, 0);
     s.slots.mark_row.assign(n, 0);
-  } catch (const std::bad_alloc&) {
-    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the table of options->max_slots = " +
-                                      num(max_slots) + " stream slots");
-  } catch (const std::length_error&) {
-    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the table of options->max_slots = " +
-                                      num(max_slots) + " stream slots");
+  } catch (...) {
+    slstm::rethrow_as_out_of_memory("cannot allocate the table of options->max_slots = " +
+                                    num(max_slots) + " stream slots");
   }
   s.slots.max_slots = max_slots;
   s.backend->count_host_memory(slstm::held_bytes(s.slots.open) + slstm::held_bytes(s.slots.mark) +

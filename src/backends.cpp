@@ -29,12 +29,9 @@ class HostSlotStates final : public SlotStates {
     try {
       states_.assign(states, 0.0f);
       scratch_.assign(scratch, 0.0f);
-    } catch (const std::bad_alloc&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the states of options->max_slots = " +
-                                        std::to_string(max_slots) + " stream slots");
-    } catch (const std::length_error&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the states of options->max_slots = " +
-                                        std::to_string(max_slots) + " stream slots");
+    } catch (...) {
+      rethrow_as_out_of_memory("cannot allocate the states of options->max_slots = " +
+                               std::to_string(max_slots) + " stream slots");
     }
   }
 

@@ -1,10 +1,12 @@
 // Internal helpers shared by src/, capi/ and cuda/: the error type that carries a status and
-// a message to the C API's firewall, and overflow-checked size arithmetic.
+// a message to the C API's firewall, allocation failures as that error, and overflow-checked
+// size arithmetic.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -26,6 +28,19 @@ class Error : public std::runtime_error {
 
 [[noreturn]] inline void fail(slstm_status status, std::string message) {
   throw Error(status, std::move(message));
+}
+
+// For the `catch (...)` around a block that allocates: an allocation that failed
+// (std::bad_alloc, or the std::length_error of a container asked for more than it can hold)
+// becomes SLSTM_ERR_OUT_OF_MEMORY with `message`; anything else is rethrown as it was.
+[[noreturn]] inline void rethrow_as_out_of_memory(const std::string& message) {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    fail(SLSTM_ERR_OUT_OF_MEMORY, message);
+  } catch (const std::length_error&) {
+    fail(SLSTM_ERR_OUT_OF_MEMORY, message);
+  }
 }
 
 // a * b as size_t, or SLSTM_ERR_SIZE_OVERFLOW naming `what`. Both operands must be >= 0.

@@ -82,10 +82,8 @@ class CpuReferenceBackend final : public HostBackend {
         seq_[0].resize(n);
         seq_[1].resize(n);
       }
-    } catch (const std::bad_alloc&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
-    } catch (const std::length_error&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
+    } catch (...) {
+      rethrow_as_out_of_memory("cannot allocate the CPU workspace");
     }
     set_host_memory(held_bytes());
   }

@@ -193,10 +193,8 @@ Model::Model(std::int64_t input_size, std::vector<LayerSpec> specs, float forget
       allocate(layer, s);
       if (s.directions() == 2) allocate(layer.reverse, s);
     }
-  } catch (const std::bad_alloc&) {
-    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
-  } catch (const std::length_error&) {
-    fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the model's weights");
+  } catch (...) {
+    rethrow_as_out_of_memory("cannot allocate the model's weights");
   }
   state_layout_ = StateLayout(specs);
 }

@@ -446,10 +446,11 @@ namespace {
 // SLSTM_ERR_OUT_OF_MEMORY with a message and leave the caller's outputs as they were
 // (`untouched()`); a run may also absorb the failure and succeed (`succeeded()` then checks
 // what it gave). `reset()` runs before each attempt, outside the window. Returns the number
-// of allocation points tried.
+// of allocation points tried; `messages`, where given, gets the failed runs' messages.
 template <typename Reset, typename Call, typename Untouched, typename Succeeded>
 long check_every_allocation_failure(Reset&& reset, Call&& call, Untouched&& untouched,
-                                    Succeeded&& succeeded) {
+                                    Succeeded&& succeeded,
+                                    std::vector<std::string>* messages = nullptr) {
   for (long n = 1;; ++n) {
     reset();
     slstm_status st = SLSTM_ERR_INTERNAL;
@@ -464,8 +465,15 @@ long check_every_allocation_failure(Reset&& reset, Call&& call, Untouched&& unto
     }
     REQUIRE(st == SLSTM_ERR_OUT_OF_MEMORY);
     CHECK(std::string(slstm_last_error()).size() > 0);
+    if (messages != nullptr) messages->emplace_back(slstm_last_error());
     REQUIRE(untouched());
   }
+}
+
+// Whether one of `messages` contains `part`.
+bool any_names(const std::vector<std::string>& messages, const std::string& part) {
+  return std::any_of(messages.begin(), messages.end(),
+                     [&](const std::string& m) { return m.find(part) != std::string::npos; });
 }
 
 // Output tensors for `format` of the stack `layers` over `input` inputs, poisoned.
@@ -564,6 +572,7 @@ TEST_CASE("a model creation whose allocation fails, whichever, returns no model"
   c.layers = layers.data();
   slstm_model* const sentinel = reinterpret_cast<slstm_model*>(&c);
   slstm_model* out = sentinel;
+  std::vector<std::string> messages;
   const long points = check_every_allocation_failure(
       [&] { out = sentinel; },
       [&] { return slstm_model_create(&c, SLSTM_FORMAT_CANONICAL, in.data(), in.size(), &out); },
@@ -571,8 +580,11 @@ TEST_CASE("a model creation whose allocation fails, whichever, returns no model"
       [&] {
         REQUIRE(out != sentinel);
         slstm_model_destroy(out);
-      });
+      },
+      &messages);
   CHECK(points > 0);
+  // The weights' own allocations say what could not be allocated.
+  CHECK(any_names(messages, "cannot allocate the model's weights"));
 }
 
 TEST_CASE("a session creation whose allocation fails, whichever, returns no session",
@@ -598,14 +610,22 @@ TEST_CASE("a session creation whose allocation fails, whichever, returns no sess
     slstm_session* out = sentinel;
     REQUIRE(slstm_session_create(v.model, &o, &out) == SLSTM_OK);  // without a failure
     slstm_session_destroy(out);
+    std::vector<std::string> messages;
     const long points = check_every_allocation_failure(
         [&] { out = sentinel; }, [&] { return slstm_session_create(v.model, &o, &out); },
         [&] { return out == sentinel; },
         [&] {
           REQUIRE(out != sentinel);
           slstm_session_destroy(out);
-        });
+        },
+        &messages);
     CHECK(points > 0);
+    // A workspace's and the slots' own allocations say what could not be allocated.
+    CHECK(any_names(messages, "cannot allocate the CPU"));
+    if (v.slots > 0) {
+      CHECK(any_names(messages, "cannot allocate the states of options->max_slots = 3"));
+      CHECK(any_names(messages, "cannot allocate the table of options->max_slots = 3"));
+    }
   }
 }
 

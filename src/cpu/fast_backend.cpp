@@ -173,13 +173,11 @@ class CpuFastBackend final : public HostBackend {
         calibration = "fixed (cpu.calibration=fixed): the constants measured on a 2-vCPU "
                       "AVX-512 Xeon";
       }
-    } catch (const std::bad_alloc&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
-    } catch (const std::length_error&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU fast-path workspace");
     } catch (const std::system_error& e) {
       fail(SLSTM_ERR_OUT_OF_MEMORY,
            std::string("cannot create the CPU fast-path worker threads: ") + e.what());
+    } catch (...) {
+      rethrow_as_out_of_memory("cannot allocate the CPU fast-path workspace");
     }
     plan_ = describe_fast_plan(config, kernel, P, layers_, thresholds_, calibration);
     plan_.precision = precision_name(precision_);

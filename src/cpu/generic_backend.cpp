@@ -224,10 +224,10 @@ class CpuGenericBackend final : public HostBackend {
       // path; a session takes no more of them than the pool has.
       try {
         shared_ = acquire_shared_pool(usable_cpus());
-      } catch (const std::bad_alloc&) {
-        fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
       } catch (const std::system_error&) {
         fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot create the CPU worker threads");
+      } catch (...) {
+        rethrow_as_out_of_memory("cannot allocate the CPU workspace");
       }
       asked = std::min<std::int64_t>(asked, shared_->pool.size());
     }
@@ -403,12 +403,10 @@ class CpuGenericBackend final : public HostBackend {
         if (threads_ > 1) pool_ = std::make_unique<Pool>(threads_);
         plan_.params.emplace_back("pool", describe_session_pool(threads_));
       }
-    } catch (const std::bad_alloc&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
-    } catch (const std::length_error&) {
-      fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU workspace");
     } catch (const std::system_error&) {
       fail(SLSTM_ERR_OUT_OF_MEMORY, "cannot create the CPU worker threads");
+    } catch (...) {
+      rethrow_as_out_of_memory("cannot allocate the CPU workspace");
     }
     std::int64_t bytes = held_bytes(state_) + held_bytes(seq_[0]) + held_bytes(seq_[1]) +
                          held_bytes(packed_) + held_bytes(work_);
